@@ -1,0 +1,277 @@
+/*
+ * codec.c - parameters, status names, run-time path selection and the batch
+ * entry points of the codec.
+ *
+ * Design note: validation happens here, once per call, so the kernels of
+ * every instruction-set path can assume good parameters and a known dtype.
+ * Path selection asks the CPU on each call (__builtin_cpu_supports reads a
+ * value libgcc filled at start), which keeps the library free of mutable
+ * globals.
+ */
+#include "lkv_codec_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const status_names[] = {
+#define LKV_X_NAME(name, msg) "LKV_" #name,
+    LKV_STATUS_LIST(LKV_X_NAME)
+#undef LKV_X_NAME
+};
+
+static const char *const status_messages[] = {
+#define LKV_X_MSG(name, msg) msg,
+    LKV_STATUS_LIST(LKV_X_MSG)
+#undef LKV_X_MSG
+};
+
+const char *lkv_status_name(lkv_status s)
+{
+    return (unsigned)s < LKV_STATUS_COUNT ? status_names[s] : "LKV_UNKNOWN";
+}
+
+const char *lkv_status_message(lkv_status s)
+{
+    return (unsigned)s < LKV_STATUS_COUNT ? status_messages[s] : "unknown status";
+}
+
+lkv_status lkv_fail(lkv_diag *diag, lkv_status code, uint64_t index, const char *fmt, ...)
+{
+    if (diag) {
+        diag->code = code;
+        diag->index = index;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+const char *lkv_dtype_name(lkv_dtype dt)
+{
+    switch (dt) {
+    case LKV_DTYPE_BF16: return "bf16";
+    case LKV_DTYPE_FP16: return "fp16";
+    case LKV_DTYPE_FP32: return "fp32";
+    }
+    return "?";
+}
+
+size_t lkv_dtype_size(lkv_dtype dt)
+{
+    switch (dt) {
+    case LKV_DTYPE_BF16:
+    case LKV_DTYPE_FP16: return 2;
+    case LKV_DTYPE_FP32: return 4;
+    }
+    return 0;
+}
+
+const char *lkv_variant_name(lkv_variant v)
+{
+    return v == LKV_VARIANT_E8 ? "E8" : v == LKV_VARIANT_D4 ? "D4" : "?";
+}
+
+uint32_t lkv_block_size(lkv_variant v)
+{
+    return v == LKV_VARIANT_E8 ? 8u : v == LKV_VARIANT_D4 ? 4u : 0u;
+}
+
+lkv_status lkv_dtype_check(int dtype, lkv_diag *diag)
+{
+    if (dtype != LKV_DTYPE_BF16 && dtype != LKV_DTYPE_FP16 && dtype != LKV_DTYPE_FP32)
+        return lkv_fail(diag, LKV_ERR_DTYPE, UINT64_MAX,
+                        "dtype=%d is not one of bf16(1), fp16(2), fp32(3)", dtype);
+    return LKV_OK;
+}
+
+lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
+{
+    const uint32_t n = lkv_block_size(p->variant);
+    if (n == 0)
+        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
+                        "variant=%d is not one of E8(1), D4(2)", (int)p->variant);
+    if (p->q < LKV_Q_MIN || p->q > LKV_Q_MAX)
+        return lkv_fail(diag, LKV_ERR_Q_RANGE, UINT64_MAX, "q_range=%u is outside 1..1023",
+                        p->q);
+    if (p->dim < n || p->dim > LKV_DIM_MAX || (p->dim & (p->dim - 1)) != 0)
+        return lkv_fail(diag, LKV_ERR_HEAD_DIM, UINT64_MAX,
+                        "head_dim=%u is not a power of two in %u..%u for %s", p->dim, n,
+                        LKV_DIM_MAX, lkv_variant_name(p->variant));
+    return LKV_OK;
+}
+
+uint32_t lkv_bits_per_block(lkv_variant v, uint32_t q)
+{
+    const uint32_t n = lkv_block_size(v);
+    if (n == 0 || q < LKV_Q_MIN || q > LKV_Q_MAX)
+        return 0;
+    return lkv_math_block_bits(n, q);
+}
+
+uint32_t lkv_bits_per_vector(const lkv_params *p)
+{
+    if (lkv_params_check(p, NULL) != LKV_OK)
+        return 0;
+    return (p->dim / lkv_block_size(p->variant)) * lkv_bits_per_block(p->variant, p->q) + 32u;
+}
+
+size_t lkv_record_bytes(const lkv_params *p)
+{
+    return (lkv_bits_per_vector(p) + 7u) / 8u;
+}
+
+void lkv_derive(const lkv_params *p, lkv_derived *d)
+{
+    memset(d, 0, sizeof *d);
+    d->p = *p;
+    d->n = lkv_block_size(p->variant);
+    d->nblocks = p->dim / d->n;
+    d->k = lkv_math_block_bits(d->n, p->q);
+    d->log2d = 0;
+    while ((1u << d->log2d) < p->dim)
+        d->log2d++;
+    d->bits = d->nblocks * d->k + 32u;
+    d->rec_bytes = (d->bits + 7u) / 8u;
+    d->qf = (float)p->q;
+    d->inv_sqrt_d = lkv_inv_sqrt_dim(d->log2d);
+    d->e8_int_count = d->n == 8 ? lkv_math_e8_int_count(p->q) : 0;
+    d->codebook = lkv_math_codebook_size(d->n, p->q);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Instruction-set paths                                                     */
+
+const char *lkv_isa_name(lkv_isa isa)
+{
+    switch (isa) {
+    case LKV_ISA_AUTO: return "auto";
+    case LKV_ISA_SCALAR: return "scalar";
+    case LKV_ISA_AVX2: return "avx2";
+    case LKV_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+int lkv_isa_supported(lkv_isa isa)
+{
+    switch (isa) {
+    case LKV_ISA_AUTO:
+    case LKV_ISA_SCALAR: return 1;
+    case LKV_ISA_AVX2:
+#if defined(LKV_HAVE_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#else
+        return 0;
+#endif
+    case LKV_ISA_AVX512:
+#if defined(LKV_HAVE_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}
+
+lkv_isa lkv_isa_best(void)
+{
+    if (lkv_isa_supported(LKV_ISA_AVX512))
+        return LKV_ISA_AVX512;
+    if (lkv_isa_supported(LKV_ISA_AVX2))
+        return LKV_ISA_AVX2;
+    return LKV_ISA_SCALAR;
+}
+
+static lkv_status pick_isa(lkv_isa isa, lkv_isa *out, lkv_diag *diag)
+{
+    if (isa == LKV_ISA_AUTO)
+        isa = lkv_isa_best();
+    if (!lkv_isa_supported(isa))
+        return lkv_fail(diag, LKV_ERR_ISA, UINT64_MAX, "isa=%s is not supported here",
+                        lkv_isa_name(isa));
+    *out = isa;
+    return LKV_OK;
+}
+
+lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
+                      void *records, lkv_isa isa, lkv_diag *diag)
+{
+    lkv_status st = lkv_params_check(p, diag);
+    if (st == LKV_OK)
+        st = lkv_dtype_check((int)dt, diag);
+    if (st == LKV_OK)
+        st = pick_isa(isa, &isa, diag);
+    if (st != LKV_OK || n == 0)
+        return st;
+    lkv_derived d;
+    lkv_derive(p, &d);
+    switch (isa) {
+#if defined(LKV_HAVE_AVX512)
+    case LKV_ISA_AVX512: return lkv_encode_avx512(&d, dt, src, n, records, diag);
+#endif
+#if defined(LKV_HAVE_AVX2)
+    case LKV_ISA_AVX2: return lkv_encode_avx2(&d, dt, src, n, records, diag);
+#endif
+    default: return lkv_encode_scalar(&d, dt, src, n, records, diag);
+    }
+}
+
+lkv_status lkv_decode(const lkv_params *p, const void *records, size_t n, lkv_dtype dt, void *dst,
+                      lkv_isa isa, lkv_diag *diag)
+{
+    lkv_status st = lkv_params_check(p, diag);
+    if (st == LKV_OK)
+        st = lkv_dtype_check((int)dt, diag);
+    if (st == LKV_OK)
+        st = pick_isa(isa, &isa, diag);
+    if (st != LKV_OK || n == 0)
+        return st;
+    lkv_derived d;
+    lkv_derive(p, &d);
+    switch (isa) {
+#if defined(LKV_HAVE_AVX512)
+    case LKV_ISA_AVX512: return lkv_decode_avx512(&d, records, n, dt, dst, diag);
+#endif
+#if defined(LKV_HAVE_AVX2)
+    case LKV_ISA_AVX2: return lkv_decode_avx2(&d, records, n, dt, dst, diag);
+#endif
+    default: return lkv_decode_scalar(&d, records, n, dt, dst, diag);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scalar conversions                                                        */
+
+uint16_t lkv_f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return lkv_math_f32_to_f16(x);
+}
+
+float lkv_f16_to_f32(uint16_t h)
+{
+    const uint32_t x = lkv_math_f16_to_f32(h);
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+uint16_t lkv_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return lkv_math_f32_to_bf16(x);
+}
+
+float lkv_bf16_to_f32(uint16_t b)
+{
+    const uint32_t x = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}

@@ -1,0 +1,263 @@
+/*
+ * lkv_codec.h - the KakeyaLattice nested-lattice codec for KV-cache vectors.
+ *
+ * This is the one public header of latticekv's portable codec library. It is
+ * the daemon's CPU backend and the oracle the CUDA kernels are tested against.
+ * The algorithm is specified in shared/spec/CODEC.md; the coded container is
+ * specified byte for byte in codec/FORMAT.md.
+ *
+ * Library rules
+ *   - Pure: no I/O, no threads, no allocation, no mutable globals, no CUDA.
+ *     Every buffer is owned by the caller; the library never keeps a pointer
+ *     past the call that received it.
+ *   - Thread-safe: every function may be called concurrently from any number
+ *     of threads on disjoint output buffers.
+ *   - Deterministic: the same input produces the same bytes on every run, for
+ *     every batch size, every instruction-set path (scalar, AVX2, AVX-512) and
+ *     on the GPU (cuda/lkv_cuda.h).
+ *   - Every function that can fail returns an lkv_status. On failure it fills
+ *     the optional lkv_diag (pass NULL when you do not need the message) with
+ *     a one-line message that names the offending field and value.
+ *
+ * Units used below
+ *   vector  : one head_dim-long row of the KV tensor (the last dimension).
+ *   record  : the coded form of one vector: r16, m16 and D/n block indices,
+ *             exactly lkv_bits_per_vector() bits, padded to whole bytes.
+ *   container: a self-describing coded block: header + records (FORMAT.md).
+ */
+#ifndef LKV_CODEC_H
+#define LKV_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The one error list of latticekv, as an X-macro: X(NAME, default message).
+ * LKV_OK is zero; every other value is a failure. The server maps each code
+ * to a gRPC status in exactly one table (server/).
+ */
+#define LKV_STATUS_LIST(X)                                                       \
+    X(OK, "ok")                                                                  \
+    X(ERR_VARIANT, "unknown lattice variant")                                    \
+    X(ERR_Q_RANGE, "q_range outside 1..1023")                                    \
+    X(ERR_HEAD_DIM, "head_dim is not a power of two in block..1024")             \
+    X(ERR_DTYPE, "unknown dtype")                                                \
+    X(ERR_SHAPE, "tensor shape does not match head_dim or data length")          \
+    X(ERR_NONFINITE, "input holds NaN or Inf")                                   \
+    X(ERR_NORM_OVERFLOW, "vector norm is too large for the fp16 scale (>= 65520)") \
+    X(ERR_BUFFER_SMALL, "output buffer too small")                               \
+    X(ERR_TRUNCATED, "coded container is truncated")                             \
+    X(ERR_MAGIC, "not a latticekv container (bad magic)")                        \
+    X(ERR_VERSION, "unknown container format version")                           \
+    X(ERR_CHECKSUM, "container checksum mismatch")                               \
+    X(ERR_CORRUPT, "coded data is corrupt")                                      \
+    X(ERR_ISA, "instruction-set path not supported on this CPU")                 \
+    X(ERR_NOMEM, "out of memory")                                                \
+    X(ERR_NOT_FOUND, "not found")                                                \
+    X(ERR_LIMIT, "size or capacity limit exceeded")                              \
+    X(ERR_UNAVAILABLE, "unavailable")                                            \
+    X(ERR_AUTH, "unauthenticated")                                               \
+    X(ERR_PERMISSION, "permission denied")                                       \
+    X(ERR_INTERNAL, "internal error")
+
+typedef enum lkv_status {
+#define LKV_X_ENUM(name, msg) LKV_##name,
+    LKV_STATUS_LIST(LKV_X_ENUM)
+#undef LKV_X_ENUM
+        LKV_STATUS_COUNT
+} lkv_status;
+
+/* "LKV_ERR_Q_RANGE" for LKV_ERR_Q_RANGE; "LKV_UNKNOWN" outside the list. */
+const char *lkv_status_name(lkv_status s);
+/* The default one-line message of a code (never NULL). */
+const char *lkv_status_message(lkv_status s);
+
+/*
+ * Diagnostics of a failed call. code repeats the return value; index is the
+ * vector (or byte offset, for containers) the error refers to, or UINT64_MAX
+ * when it refers to no element; msg names the field and the offending value,
+ * e.g. "head_dim=96 is not a power of two".
+ */
+typedef struct lkv_diag {
+    lkv_status code;
+    uint64_t index;
+    char msg[192];
+} lkv_diag;
+
+/* ------------------------------------------------------------------------ */
+/* Parameters                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Numeric values equal the wire enums of proto/latticekv/v1 (Variant, DType). */
+typedef enum lkv_variant { LKV_VARIANT_E8 = 1, LKV_VARIANT_D4 = 2 } lkv_variant;
+typedef enum lkv_dtype { LKV_DTYPE_BF16 = 1, LKV_DTYPE_FP16 = 2, LKV_DTYPE_FP32 = 3 } lkv_dtype;
+
+#define LKV_Q_MIN 1u
+#define LKV_Q_MAX 1023u
+#define LKV_Q_DEFAULT 38u
+#define LKV_DIM_MAX 1024u
+
+typedef struct lkv_params {
+    lkv_variant variant; /* E8 (block n = 8) or D4 (block n = 4)            */
+    uint32_t q;          /* Q, half-width of the integer box, 1..1023        */
+    uint32_t dim;        /* head_dim D: a power of two, n <= D <= 1024       */
+} lkv_params;
+
+/* Checks variant, q and dim. LKV_OK or ERR_VARIANT / ERR_Q_RANGE / ERR_HEAD_DIM. */
+lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag);
+/* Checks a dtype value. LKV_OK or ERR_DTYPE. */
+lkv_status lkv_dtype_check(int dtype, lkv_diag *diag);
+
+/* Bytes per element of a dtype: 2, 2, 4; 0 for an unknown dtype. */
+size_t lkv_dtype_size(lkv_dtype dt);
+/* "bf16", "fp16", "fp32"; "?" for an unknown dtype. */
+const char *lkv_dtype_name(lkv_dtype dt);
+/* "E8", "D4"; "?" for an unknown variant. */
+const char *lkv_variant_name(lkv_variant v);
+
+/* Block size n: 8 for E8, 4 for D4, 0 for an unknown variant. */
+uint32_t lkv_block_size(lkv_variant v);
+/* Bits of one block index: k8 = bitlength(B^8), k4 = bitlength(B^4 - 1) - 1,
+ * B = 2Q + 1. 0 when variant or q is invalid. */
+uint32_t lkv_bits_per_block(lkv_variant v, uint32_t q);
+/* (D/n)*k + 32: the reference's bits_per_token_per_head. 0 when invalid. */
+uint32_t lkv_bits_per_vector(const lkv_params *p);
+/* ceil(bits_per_vector / 8): bytes one record occupies. 0 when invalid. */
+size_t lkv_record_bytes(const lkv_params *p);
+
+/* ------------------------------------------------------------------------ */
+/* Instruction-set paths                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* All paths produce identical bytes; AUTO picks the best the CPU supports. */
+typedef enum lkv_isa {
+    LKV_ISA_AUTO = 0,
+    LKV_ISA_SCALAR = 1,
+    LKV_ISA_AVX2 = 2,
+    LKV_ISA_AVX512 = 3
+} lkv_isa;
+
+/* 1 when this build and this CPU can run the path (AUTO and SCALAR: always). */
+int lkv_isa_supported(lkv_isa isa);
+/* The path AUTO resolves to on this CPU. */
+lkv_isa lkv_isa_best(void);
+/* "auto", "scalar", "avx2", "avx512". */
+const char *lkv_isa_name(lkv_isa isa);
+
+/* ------------------------------------------------------------------------ */
+/* Vector records                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Encodes n vectors of p->dim elements of dtype `dt` (little-endian, row-major)
+ * into n records of lkv_record_bytes(p) bytes each, written contiguously to
+ * `records`. src and records must not overlap. n = 0 is valid and writes
+ * nothing.
+ *
+ * Fails with ERR_NONFINITE when any element is NaN/Inf and ERR_NORM_OVERFLOW
+ * when a vector's norm rounds to +inf in fp16 (>= 65520); diag->index is then
+ * the vector's index. On failure the content of `records` is unspecified.
+ */
+lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
+                      void *records, lkv_isa isa, lkv_diag *diag);
+
+/*
+ * Decodes n records into n vectors of dtype `dt` (round to nearest even).
+ * Records are untrusted: an index outside the codebook, or a scale that is
+ * not finite and positive, fails with ERR_CORRUPT (diag->index = vector).
+ * Whatever the bytes, the call reads only n * lkv_record_bytes(p) bytes and
+ * writes only n * dim * lkv_dtype_size(dt) bytes.
+ */
+lkv_status lkv_decode(const lkv_params *p, const void *records, size_t n, lkv_dtype dt,
+                      void *dst, lkv_isa isa, lkv_diag *diag);
+
+/* ------------------------------------------------------------------------ */
+/* Coded-block container (codec/FORMAT.md)                                   */
+/* ------------------------------------------------------------------------ */
+
+#define LKV_MAX_NDIM 8u
+
+/* What a container header says, after validation. */
+typedef struct lkv_container_info {
+    lkv_params params;
+    lkv_dtype dtype;              /* dtype the tensor had when encoded        */
+    uint32_t ndim;                /* 1..LKV_MAX_NDIM                          */
+    uint64_t shape[LKV_MAX_NDIM]; /* shape[ndim-1] == params.dim              */
+    uint64_t n_vectors;           /* prod(shape) / dim                        */
+    size_t record_bytes;          /* lkv_record_bytes(&params)                */
+    size_t header_bytes;          /* offset of the first record               */
+    size_t total_bytes;           /* header_bytes + n_vectors * record_bytes  */
+    uint32_t payload_crc;         /* CRC32C of the records                    */
+} lkv_container_info;
+
+/*
+ * Validates a tensor description and computes its sizes: n_vectors and the
+ * exact container size. Fails with ERR_SHAPE when ndim is 0 or above 8, when
+ * the last dimension is not p->dim, or when the sizes overflow.
+ */
+lkv_status lkv_container_plan(const lkv_params *p, lkv_dtype dt, const uint64_t *shape,
+                              uint32_t ndim, lkv_container_info *info, lkv_diag *diag);
+
+/*
+ * Encodes a tensor into a container. src holds src_bytes bytes, which must
+ * equal prod(shape) * dtype size (else ERR_SHAPE). dst receives the container
+ * (ERR_BUFFER_SMALL when dst_cap is below its size); *dst_len its size. The
+ * output is a pure function of the input: no timestamps, no random ids.
+ */
+lkv_status lkv_compress(const lkv_params *p, lkv_dtype dt, const uint64_t *shape, uint32_t ndim,
+                        const void *src, size_t src_bytes, void *dst, size_t dst_cap,
+                        size_t *dst_len, lkv_isa isa, lkv_diag *diag);
+
+/*
+ * Writes the container header for `info` (as filled by lkv_container_plan,
+ * with payload_crc set) into dst (info->header_bytes bytes). For backends
+ * that produce the records elsewhere (the GPU) and assemble the container.
+ */
+lkv_status lkv_container_write_header(const lkv_container_info *info, void *dst, size_t dst_cap,
+                                      lkv_diag *diag);
+
+/*
+ * Parses and fully validates an untrusted container of len bytes: magic,
+ * version, header checksum, parameters, shape, exact length and the payload
+ * checksum. Errors: ERR_TRUNCATED, ERR_MAGIC, ERR_VERSION, ERR_CHECKSUM,
+ * ERR_CORRUPT (inconsistent header). Reads at most len bytes, whatever they are.
+ */
+lkv_status lkv_container_parse(const void *buf, size_t len, lkv_container_info *info,
+                               lkv_diag *diag);
+
+/*
+ * Parses `buf` (as lkv_container_parse) and decodes it into dst as dtype
+ * `out_dt`; pass 0 to get the dtype that was encoded. *dst_len receives the
+ * tensor's byte size; ERR_BUFFER_SMALL when dst_cap is below it. `info` may
+ * be NULL.
+ */
+lkv_status lkv_decompress(const void *buf, size_t len, int out_dt, void *dst, size_t dst_cap,
+                          size_t *dst_len, lkv_container_info *info, lkv_isa isa,
+                          lkv_diag *diag);
+
+/* ------------------------------------------------------------------------ */
+/* Helpers shared by the rest of latticekv                                   */
+/* ------------------------------------------------------------------------ */
+
+/* CRC32C (Castagnoli); start with crc = 0. Uses SSE4.2 when the CPU has it. */
+uint32_t lkv_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Scalar conversions with round-to-nearest-even, exactly as the codec uses. */
+uint16_t lkv_f32_to_f16(float f);
+float lkv_f16_to_f32(uint16_t h);
+uint16_t lkv_f32_to_bf16(float f);
+float lkv_bf16_to_f32(uint16_t b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LKV_CODEC_H */

@@ -1,0 +1,88 @@
+/*
+ * lkv_codec_internal.h - what the codec's instruction-set paths share.
+ *
+ * Design note: lkv_encode/lkv_decode validate their arguments once, derive
+ * the per-parameter constants (lkv_derived) once, and hand a batch of
+ * vectors to one path's kernel. A path (scalar, AVX2, AVX-512) only
+ * implements the two batch kernels below; the reference semantics are those
+ * of the scalar path in ref.c, which every other path must match byte for byte.
+ * Not installed; not part of the public API.
+ */
+#ifndef LKV_CODEC_INTERNAL_H
+#define LKV_CODEC_INTERNAL_H
+
+#include "lkv_codec.h"
+#include "lkv_codec_math.h"
+
+typedef struct lkv_derived {
+    lkv_params p;
+    uint32_t n;          /* block size, 4 or 8                         */
+    uint32_t nblocks;    /* dim / n                                    */
+    uint32_t k;          /* bits per block index                       */
+    uint32_t log2d;      /* log2(dim)                                  */
+    uint32_t bits;       /* bits per vector: nblocks * k + 32           */
+    uint32_t rec_bytes;  /* ceil(bits / 8)                             */
+    float qf;            /* (float)q                                   */
+    float inv_sqrt_d;    /* fp32(1/sqrt(dim))                          */
+    lkv_u128 e8_int_count; /* M_a (E8 only)                            */
+    lkv_u128 codebook;   /* number of valid indices                    */
+} lkv_derived;
+
+/* Fills d from a checked p. */
+void lkv_derive(const lkv_params *p, lkv_derived *d);
+
+/* Formats diag (when non-NULL) and returns code. */
+lkv_status lkv_fail(lkv_diag *diag, lkv_status code, uint64_t index, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/*
+ * Batch kernels of one path. Inputs have been validated for dtype and
+ * parameters; encode kernels still check each vector for NaN/Inf and norm
+ * overflow, decode kernels still check each record (both report the first
+ * failing vector through lkv_fail).
+ */
+typedef lkv_status (*lkv_encode_kernel)(const lkv_derived *d, lkv_dtype dt, const void *src,
+                                        size_t n, uint8_t *dst, lkv_diag *diag);
+typedef lkv_status (*lkv_decode_kernel)(const lkv_derived *d, const uint8_t *src, size_t n,
+                                        lkv_dtype dt, void *dst, lkv_diag *diag);
+
+lkv_status lkv_encode_scalar(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
+                             uint8_t *dst, lkv_diag *diag);
+lkv_status lkv_decode_scalar(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
+                             void *dst, lkv_diag *diag);
+
+#if defined(LKV_HAVE_AVX2)
+lkv_status lkv_encode_avx2(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
+                           uint8_t *dst, lkv_diag *diag);
+lkv_status lkv_decode_avx2(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
+                           void *dst, lkv_diag *diag);
+#endif
+#if defined(LKV_HAVE_AVX512)
+lkv_status lkv_encode_avx512(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
+                             uint8_t *dst, lkv_diag *diag);
+lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
+                             void *dst, lkv_diag *diag);
+#endif
+
+/*
+ * Scalar single-vector pieces, exported so that SIMD paths can hand a tail
+ * or an unusual vector to the reference and stay byte-identical.
+ *   lkv_ref_encode_vec: x holds dim finite fp32 values; writes one record
+ *     (rec_bytes bytes, fully overwritten). ERR_NORM_OVERFLOW when r16 = inf.
+ *   lkv_ref_decode_vec: reads one record; writes dim fp32 values.
+ *     ERR_CORRUPT for an invalid record.
+ */
+lkv_status lkv_ref_encode_vec(const lkv_derived *d, const float *x, uint8_t *rec);
+lkv_status lkv_ref_decode_vec(const lkv_derived *d, const uint8_t *rec, float *out);
+
+/* Loads vector i of a batch as fp32; returns 0 when an element is NaN/Inf
+ * (*bad_elem receives its index). */
+int lkv_load_vec(lkv_dtype dt, const void *src, size_t i, uint32_t dim, float *x,
+                 uint32_t *bad_elem);
+/* Stores dim fp32 values as vector i of a batch in dtype dt (RNE). */
+void lkv_store_vec(lkv_dtype dt, void *dst, size_t i, uint32_t dim, const float *x);
+
+#endif /* LKV_CODEC_INTERNAL_H */

@@ -1,0 +1,152 @@
+/*
+ * lkv_codec_math.h - constants and index arithmetic of the codec, written once
+ * for both the C compiler and nvcc.
+ *
+ * Design note: every piece of arithmetic whose result must agree bit for bit
+ * between the CPU paths and the CUDA kernels and that is not a plain fp32
+ * operation lives here as an inline function: the fp16 scale conversions, the
+ * 1/sqrt(D) constants, the bit budget and the codebook sizes. The CPU paths
+ * and the kernels include this file instead of restating the rules.
+ * Nothing here allocates or touches memory outside its arguments.
+ */
+#ifndef LKV_CODEC_MATH_H
+#define LKV_CODEC_MATH_H
+
+#include <stdint.h>
+
+#if defined(__CUDACC__)
+#define LKV_HD __host__ __device__ __forceinline__
+#else
+#define LKV_HD static inline
+#endif
+
+typedef unsigned __int128 lkv_u128;
+
+/* eps = 2^-23: the floor of both the norm r and the max-abs m. */
+#define LKV_EPS 1.1920928955078125e-07f
+/* The bits of fp16(eps) (a subnormal): every valid record has r16, m16 >= it. */
+#define LKV_F16_EPS_BITS 0x0002u
+#define LKV_F16_INF_BITS 0x7c00u
+
+/* fp32(1/sqrt(D)) correctly rounded, for D = 2^log2d, log2d = 0..10. */
+LKV_HD float lkv_inv_sqrt_dim(uint32_t log2d)
+{
+    switch (log2d) {
+    case 0: return 1.0f;
+    case 1: return 0.70710678118654752440f;
+    case 2: return 0.5f;
+    case 3: return 0.35355339059327376220f;
+    case 4: return 0.25f;
+    case 5: return 0.17677669529663688110f;
+    case 6: return 0.125f;
+    case 7: return 0.088388347648318440550f;
+    case 8: return 0.0625f;
+    case 9: return 0.044194173824159220275f;
+    default: return 0.03125f;
+    }
+}
+
+/* fp32 -> fp16 bits, round to nearest even, overflow to +-inf. */
+LKV_HD uint16_t lkv_math_f32_to_f16(uint32_t x)
+{
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or NaN (NaN keeps a quiet payload bit) */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
+    if (ax >= 0x477ff000u) /* >= 65520 rounds to inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (ax >= 0x38800000u) { /* normal fp16 */
+        uint32_t h = (ax >> 13) - (112u << 10);
+        const uint32_t rem = ax & 0x1fffu;
+        if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+            h++;
+        return (uint16_t)(sign | h);
+    }
+    if (ax <= 0x33000000u) /* <= 2^-25: rounds to zero (the tie goes to even 0) */
+        return (uint16_t)sign;
+    /* subnormal fp16: h = round(value / 2^-24) */
+    const uint32_t e = ax >> 23;
+    const uint32_t mant = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126u - e; /* 14..24 */
+    uint32_t h = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1u);
+    const uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (h & 1u)))
+        h++;
+    return (uint16_t)(sign | h);
+}
+
+/* fp16 bits -> fp32 bits (exact). */
+LKV_HD uint32_t lkv_math_f16_to_f32(uint16_t h)
+{
+    const uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    const uint32_t e = ((uint32_t)h >> 10) & 0x1fu;
+    uint32_t m = (uint32_t)h & 0x3ffu;
+    if (e == 0x1fu)
+        return sign | 0x7f800000u | (m << 13);
+    if (e != 0)
+        return sign | ((e + 112u) << 23) | (m << 13);
+    if (m == 0)
+        return sign;
+    /* subnormal: normalise */
+    uint32_t ee = 113u;
+    while (!(m & 0x400u)) {
+        m <<= 1;
+        ee--;
+    }
+    return sign | (ee << 23) | ((m & 0x3ffu) << 13);
+}
+
+/* fp32 -> bf16 bits, round to nearest even; NaN stays a quiet NaN. */
+LKV_HD uint16_t lkv_math_f32_to_bf16(uint32_t x)
+{
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+/* Bit length of a 128-bit value (0 for 0). */
+LKV_HD uint32_t lkv_bitlength128(lkv_u128 v)
+{
+    uint32_t n = 0;
+    while (v) {
+        v >>= 1;
+        n++;
+    }
+    return n;
+}
+
+/* B^e for B = 2Q + 1 (exact; B^8 < 2^88 for Q <= 1023). */
+LKV_HD lkv_u128 lkv_pow_u128(uint64_t b, uint32_t e)
+{
+    lkv_u128 r = 1;
+    for (uint32_t i = 0; i < e; i++)
+        r *= b;
+    return r;
+}
+
+/* Bits per block index: k8 = bitlength(B^8), k4 = bitlength(B^4 - 1) - 1. */
+LKV_HD uint32_t lkv_math_block_bits(uint32_t n, uint32_t q)
+{
+    const uint64_t b = 2u * (uint64_t)q + 1u;
+    return n == 8 ? lkv_bitlength128(lkv_pow_u128(b, 8))
+                  : lkv_bitlength128(lkv_pow_u128(b, 4) - 1u) - 1u;
+}
+
+/* Number of E8 codebook points whose index lies in the integer coset:
+ * M_a = (B^8 + 1) / 2. Half-integer indices start there. */
+LKV_HD lkv_u128 lkv_math_e8_int_count(uint32_t q)
+{
+    return (lkv_pow_u128(2u * (uint64_t)q + 1u, 8) + 1u) / 2u;
+}
+
+/* Total codebook size: D4 (B^4+1)/2; E8 M_a + (2Q)^8 / 2. */
+LKV_HD lkv_u128 lkv_math_codebook_size(uint32_t n, uint32_t q)
+{
+    const uint64_t b = 2u * (uint64_t)q + 1u;
+    if (n == 4)
+        return (lkv_pow_u128(b, 4) + 1u) / 2u;
+    return lkv_math_e8_int_count(q) + lkv_pow_u128(2u * (uint64_t)q, 8) / 2u;
+}
+
+#endif /* LKV_CODEC_MATH_H */

@@ -1,0 +1,39 @@
+/*
+ * lkv_format.h - byte layout of the coded-block container, defined once for
+ * the C codec, the CUDA backend and the server. The prose specification
+ * with the same offsets is codec/FORMAT.md.
+ *
+ * All multi-byte fields are little-endian. The header is 32 + 8*ndim bytes;
+ * the vector records follow it immediately, record i at
+ * header_bytes + i * record_bytes.
+ */
+#ifndef LKV_FORMAT_H
+#define LKV_FORMAT_H
+
+#define LKV_FMT_MAGIC "LKVB"
+#define LKV_FMT_VERSION 1u
+
+#define LKV_FMT_OFF_MAGIC 0        /* 4 bytes "LKVB"                        */
+#define LKV_FMT_OFF_VERSION 4      /* u16 format version (1)                */
+#define LKV_FMT_OFF_HEADER_BYTES 6 /* u16 header size = 32 + 8*ndim         */
+#define LKV_FMT_OFF_VARIANT 8      /* u8 1 = E8, 2 = D4                      */
+#define LKV_FMT_OFF_DTYPE 9        /* u8 source dtype 1 bf16, 2 fp16, 3 fp32 */
+#define LKV_FMT_OFF_NDIM 10        /* u8 1..8                                */
+#define LKV_FMT_OFF_RESERVED 11    /* u8 0                                   */
+#define LKV_FMT_OFF_Q 12           /* u16 Q                                  */
+#define LKV_FMT_OFF_DIM 14         /* u16 head_dim                           */
+#define LKV_FMT_OFF_NVEC 16        /* u64 vector count = prod(shape)/dim     */
+#define LKV_FMT_OFF_SHAPE 24       /* u64[ndim] tensor shape                 */
+/* then: u32 payload CRC32C, u32 header CRC32C of all bytes before it */
+
+#define LKV_FMT_HEADER_BYTES(ndim) (32u + 8u * (unsigned)(ndim))
+
+#if defined(__cplusplus)
+static_assert(LKV_FMT_HEADER_BYTES(1) == 40, "header of a 1-d tensor");
+static_assert(LKV_FMT_OFF_SHAPE % 8 == 0, "shape is 8-byte aligned");
+#else
+_Static_assert(LKV_FMT_HEADER_BYTES(1) == 40, "header of a 1-d tensor");
+_Static_assert(LKV_FMT_OFF_SHAPE % 8 == 0, "shape is 8-byte aligned");
+#endif
+
+#endif /* LKV_FORMAT_H */
