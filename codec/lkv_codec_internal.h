@@ -78,6 +78,17 @@ lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n,
 lkv_status lkv_ref_encode_vec(const lkv_derived *d, const float *x, uint8_t *rec);
 lkv_status lkv_ref_decode_vec(const lkv_derived *d, const uint8_t *rec, float *out);
 
+/*
+ * Block-level pieces of the reference, for tests and other paths. Lattice
+ * points are passed doubled (p2 = 2p) so both E8 cosets are integers.
+ *   lkv_ref_closest: closest codebook point of one block z (n floats).
+ *   lkv_ref_point_index: index of a codebook point (must be in the codebook).
+ *   lkv_ref_index_point: point of an index; 0 when idx is outside the codebook.
+ */
+void lkv_ref_closest(const lkv_derived *d, const float *z, int32_t *p2);
+lkv_u128 lkv_ref_point_index(const lkv_derived *d, const int32_t *p2);
+int lkv_ref_index_point(const lkv_derived *d, lkv_u128 idx, int32_t *p2);
+
 /* Loads vector i of a batch as fp32; returns 0 when an element is NaN/Inf
  * (*bad_elem receives its index). */
 int lkv_load_vec(lkv_dtype dt, const void *src, size_t i, uint32_t dim, float *x,

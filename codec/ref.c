@@ -235,31 +235,67 @@ static lkv_u128 get_bits(const uint8_t *rec, uint32_t pos, uint32_t k)
     return v;
 }
 
-static lkv_u128 block_index(const lkv_derived *d, const float *z)
+void lkv_ref_closest(const lkv_derived *d, const float *z, int32_t *p2)
 {
-    const uint64_t q = d->p.q;
-    const uint64_t bb = 2 * q + 1;
     int32_t pt[8];
     if (d->n == 4) {
         dn_box(z, 4, -d->qf, d->qf, pt);
-        uint64_t v = 0;
         for (int i = 0; i < 4; i++)
-            v = v * bb + (uint64_t)(pt[i] + (int32_t)q);
-        return v >> 1;
+            p2[i] = 2 * pt[i];
+        return;
     }
-    if (e8_box(z, d->qf, pt) == 0) {
+    const int half = e8_box(z, d->qf, pt);
+    for (int i = 0; i < 8; i++)
+        p2[i] = 2 * pt[i] + half;
+}
+
+lkv_u128 lkv_ref_point_index(const lkv_derived *d, const int32_t *p2)
+{
+    const int32_t q = (int32_t)d->p.q;
+    const uint64_t bb = 2 * (uint64_t)q + 1;
+    if (d->n == 4 || (p2[0] & 1) == 0) {
         lkv_u128 v = 0;
-        for (int i = 0; i < 8; i++)
-            v = v * bb + (uint64_t)(pt[i] + (int32_t)q);
+        for (uint32_t i = 0; i < d->n; i++)
+            v = v * bb + (uint64_t)(p2[i] / 2 + q);
         return v >> 1;
     }
-    /* half-integer coset: w_i = b_i - 1/2 + Q = pt_i + Q */
-    const uint64_t c = 2 * q;
+    /* half-integer coset: w_i = p_i - 1/2 + Q = (p2_i - 1) / 2 + Q */
+    const uint64_t c = 2 * (uint64_t)q;
     lkv_u128 r = 0;
     for (int i = 0; i < 7; i++)
-        r = r * c + (uint64_t)(pt[i] + (int32_t)q);
-    const uint64_t h = (uint64_t)(pt[7] + (int32_t)q) >> 1;
-    return d->e8_int_count + r * q + h;
+        r = r * c + (uint64_t)((p2[i] - 1) / 2 + q);
+    const uint64_t h = (uint64_t)((p2[7] - 1) / 2 + q) >> 1;
+    return d->e8_int_count + r * (uint64_t)q + h;
+}
+
+int lkv_ref_index_point(const lkv_derived *d, lkv_u128 idx, int32_t *p2)
+{
+    const uint64_t q = d->p.q;
+    const uint64_t bb = 2 * q + 1;
+    if (idx >= d->codebook)
+        return 0;
+    if (d->n == 4 || idx < d->e8_int_count) {
+        lkv_u128 v = idx << 1;
+        for (int i = (int)d->n - 1; i >= 0; i--) {
+            p2[i] = 2 * ((int32_t)(uint32_t)(v % bb) - (int32_t)q);
+            v /= bb;
+        }
+        return 1;
+    }
+    lkv_u128 rem = idx - d->e8_int_count;
+    const uint32_t h = (uint32_t)(rem % q);
+    lkv_u128 r = rem / q;
+    const uint64_t c = 2 * q;
+    uint32_t wsum = 0;
+    for (int i = 6; i >= 0; i--) {
+        const uint32_t w = (uint32_t)(r % c);
+        r /= c;
+        wsum += w;
+        p2[i] = 2 * ((int32_t)w - (int32_t)q) + 1;
+    }
+    const uint32_t w7 = 2u * h + (wsum & 1u);
+    p2[7] = 2 * ((int32_t)w7 - (int32_t)q) + 1;
+    return 1;
 }
 
 lkv_status lkv_ref_encode_vec(const lkv_derived *d, const float *x, uint8_t *rec)
@@ -294,41 +330,12 @@ lkv_status lkv_ref_encode_vec(const lkv_derived *d, const float *x, uint8_t *rec
     rec[2] = (uint8_t)m16;
     rec[3] = (uint8_t)(m16 >> 8);
     uint32_t pos = 32;
-    for (uint32_t b = 0; b < d->nblocks; b++, pos += d->k)
-        put_bits(rec, pos, block_index(d, y + b * d->n), d->k);
+    for (uint32_t b = 0; b < d->nblocks; b++, pos += d->k) {
+        int32_t p2[8];
+        lkv_ref_closest(d, y + b * d->n, p2);
+        put_bits(rec, pos, lkv_ref_point_index(d, p2), d->k);
+    }
     return LKV_OK;
-}
-
-/* Index -> lattice point (in units of 1/2 so both cosets are integers).
- * Returns 0 when the index is outside the codebook. */
-static int block_point(const lkv_derived *d, lkv_u128 idx, float *p)
-{
-    const uint64_t q = d->p.q;
-    const uint64_t bb = 2 * q + 1;
-    if (idx >= d->codebook)
-        return 0;
-    if (d->n == 4 || idx < d->e8_int_count) {
-        lkv_u128 v = idx << 1;
-        for (int i = (int)d->n - 1; i >= 0; i--) {
-            p[i] = (float)((int64_t)(uint64_t)(v % bb) - (int64_t)q);
-            v /= bb;
-        }
-        return 1;
-    }
-    lkv_u128 rem = idx - d->e8_int_count;
-    const uint64_t h = (uint64_t)(rem % q);
-    lkv_u128 r = rem / q;
-    const uint64_t c = 2 * q;
-    uint32_t wsum = 0;
-    for (int i = 6; i >= 0; i--) {
-        const uint32_t w = (uint32_t)(r % c);
-        r /= c;
-        wsum += w;
-        p[i] = (float)((int32_t)w - (int32_t)q) + 0.5f;
-    }
-    const uint32_t w7 = 2u * (uint32_t)h + (wsum & 1u);
-    p[7] = (float)((int32_t)w7 - (int32_t)q) + 0.5f;
-    return 1;
 }
 
 lkv_status lkv_ref_decode_vec(const lkv_derived *d, const uint8_t *rec, float *out)
@@ -347,11 +354,11 @@ lkv_status lkv_ref_decode_vec(const lkv_derived *d, const uint8_t *rec, float *o
     const float s = bits_f32(lkv_math_f16_to_f32(m16)) / d->qf;
     uint32_t pos = 32;
     for (uint32_t b = 0; b < d->nblocks; b++, pos += d->k) {
-        float *p = out + b * d->n;
-        if (!block_point(d, get_bits(rec, pos, d->k), p))
+        int32_t p2[8];
+        if (!lkv_ref_index_point(d, get_bits(rec, pos, d->k), p2))
             return LKV_ERR_CORRUPT;
         for (uint32_t i = 0; i < d->n; i++)
-            p[i] = p[i] * s;
+            out[b * d->n + i] = ((float)p2[i] * 0.5f) * s;
     }
     fwht(out, d->p.dim, d->inv_sqrt_d);
     const float r = bits_f32(lkv_math_f16_to_f32(r16));
