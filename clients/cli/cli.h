@@ -1,0 +1,50 @@
+/*
+ * cli.h - the commands of the `latticekv` command-line tool.
+ *
+ * Each command is a function taking the arguments after its own name and
+ * returning the process exit status: 0 on success, 1 when the work failed
+ * (bad data, daemon error), 2 on a usage error. Errors are printed as one
+ * line on stderr by lkv_cli_error.
+ */
+#ifndef LKV_CLI_H
+#define LKV_CLI_H
+
+#include <stddef.h>
+
+typedef struct lkv_cli_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage; /* one line, shown by `latticekv --help` */
+} lkv_cli_cmd;
+
+/* Prints "latticekv: error: <message>" on stderr; returns `code`. */
+int lkv_cli_error(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/*
+ * A minimal long-option scanner shared by all commands: accepts
+ * "--name value" and "--name=value". lkv_cli_opt returns the value of the
+ * last occurrence of --name (NULL when absent); lkv_cli_flag returns 1 when
+ * a valueless --name is present. lkv_cli_check rejects options not in the
+ * NULL-terminated `known` list (names without "--"); `flags` lists the ones
+ * that take no value.
+ */
+const char *lkv_cli_opt(int argc, char **argv, const char *name);
+int lkv_cli_flag(int argc, char **argv, const char *name);
+int lkv_cli_check(int argc, char **argv, const char *const *known, const char *const *flags);
+/* Parses an unsigned decimal option; returns 0 and prints an error when bad. */
+int lkv_cli_u64(const char *name, const char *s, unsigned long long lo, unsigned long long hi,
+                unsigned long long *out);
+
+/* Reads a whole file into a malloc'd buffer; NULL (and an error line) on failure. */
+void *lkv_cli_read_file(const char *path, size_t *len);
+/* Writes len bytes to path ("-" = stdout); 0 on success. */
+int lkv_cli_write_file(const char *path, const void *buf, size_t len);
+
+/* Offline codec commands: `latticekv codec info|encode|decode|roundtrip`. */
+int lkv_cli_codec(int argc, char **argv);
+
+#endif /* LKV_CLI_H */
