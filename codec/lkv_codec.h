@@ -66,7 +66,8 @@ extern "C" {
     X(ERR_UNAVAILABLE, "unavailable")                                            \
     X(ERR_AUTH, "unauthenticated")                                               \
     X(ERR_PERMISSION, "permission denied")                                       \
-    X(ERR_INTERNAL, "internal error")
+    X(ERR_INTERNAL, "internal error")                                            \
+    X(ERR_INVALID_ARGUMENT, "request field missing or invalid")
 
 typedef enum lkv_status {
 #define LKV_X_ENUM(name, msg) LKV_##name,
