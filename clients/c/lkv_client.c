@@ -1,0 +1,728 @@
+/*
+ * lkv_client.c - blocking unary calls to latticekvd over gRPC C core.
+ *
+ * Design note. Every public call is the same four steps: build a protobuf-c
+ * request on the stack, pack it into one gRPC slice, run one batch of six
+ * ops (send metadata, message and close; receive metadata, message and
+ * status) on a completion queue private to the call, and unpack the reply.
+ * A private pluck queue per call is what makes one lkv_client safe to share
+ * between threads without a lock: gRPC channels are thread-safe, queues
+ * only allow a handful of concurrent pluckers. Method paths are registered
+ * once per channel so calls skip the path lookup.
+ *
+ * Copies: the request is packed once (protobuf-c writes into the slice gRPC
+ * sends); the reply is read into one contiguous buffer and unpacked, and the
+ * unpacked tensor or container bytes are handed to the caller as is (the
+ * pointer is taken out of the protobuf-c message before it is freed), so a
+ * big Get costs one copy beyond the socket.
+ */
+#include "lkv_client.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "latticekv/v1/latticekv.pb-c.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_MAX_MESSAGE (64u << 20)
+
+/* The methods this client calls, X(enum suffix, path). */
+#define METHOD_LIST(X)                                                    \
+    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check")                       \
+    X(COMPRESS, "/latticekv.v1.Codec/Compress")                           \
+    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress")                       \
+    X(PUT, "/latticekv.v1.KVStore/Put")                                   \
+    X(GET, "/latticekv.v1.KVStore/Get")                                   \
+    X(LOOKUP, "/latticekv.v1.KVStore/Lookup")                             \
+    X(DELETE, "/latticekv.v1.KVStore/Delete")                             \
+    X(STATS, "/latticekv.v1.Admin/Stats")
+
+enum method {
+#define X_ENUM(name, path) M_##name,
+    METHOD_LIST(X_ENUM)
+#undef X_ENUM
+        M_COUNT
+};
+
+static const char *const method_path[M_COUNT] = {
+#define X_PATH(name, path) path,
+    METHOD_LIST(X_PATH)
+#undef X_PATH
+};
+
+struct lkv_client {
+    grpc_channel *channel;
+    void *method[M_COUNT]; /* registered-call handles */
+    uint32_t timeout_ms;
+    char *addr;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Errors and small helpers                                                  */
+/* ------------------------------------------------------------------------ */
+
+const char *lkv_rpc_code_name(int code)
+{
+    switch (code) {
+#define X_NAME(name, value)                                                                   \
+    case value:                                                                               \
+        return #name;
+        LKV_RPC_CODE_LIST(X_NAME)
+#undef X_NAME
+    }
+    return "UNKNOWN_CODE";
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int fail(lkv_client_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int ok(lkv_client_error *err)
+{
+    if (err) {
+        err->code = LKV_RPC_OK;
+        err->msg[0] = '\0';
+    }
+    return LKV_RPC_OK;
+}
+
+void lkv_tensor_clear(lkv_tensor *t)
+{
+    if (!t)
+        return;
+    free(t->data);
+    memset(t, 0, sizeof *t);
+}
+
+void lkv_buf_clear(lkv_buf *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}
+
+void lkv_client_stats_clear(lkv_client_stats *st)
+{
+    if (!st)
+        return;
+    free(st->tiers);
+    memset(st, 0, sizeof *st);
+}
+
+/* Copies a NUL-terminated string into a fixed field, truncating. */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Channel                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_client **out,
+                      lkv_client_error *err)
+{
+    if (!out)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: out is NULL");
+    *out = NULL;
+    if (!addr || !*addr)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT,
+                    "client: addr is empty (want host:port or unix:PATH)");
+    const lkv_client_options none = {0};
+    if (!opts)
+        opts = &none;
+    size_t max_msg = opts->max_message_bytes ? opts->max_message_bytes : DEFAULT_MAX_MESSAGE;
+    if (max_msg > (size_t)INT32_MAX)
+        max_msg = (size_t)INT32_MAX; /* gRPC takes an int */
+
+    lkv_client *c = calloc(1, sizeof *c);
+    if (c)
+        c->addr = strdup(addr);
+    if (!c || !c->addr) {
+        free(c);
+        return fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory");
+    }
+    c->timeout_ms = opts->timeout_ms;
+
+    grpc_init();
+    grpc_arg args[3];
+    int nargs = 0;
+    args[nargs].type = GRPC_ARG_INTEGER;
+    args[nargs].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[nargs++].value.integer = (int)max_msg;
+    args[nargs].type = GRPC_ARG_INTEGER;
+    args[nargs].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[nargs++].value.integer = (int)max_msg;
+    if (opts->own_connection) {
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+        args[nargs++].value.integer = 1;
+    }
+    const grpc_channel_args chargs = {.num_args = (size_t)nargs, .args = args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    c->channel = grpc_channel_create(addr, creds, &chargs);
+    grpc_channel_credentials_release(creds);
+    if (!c->channel) {
+        free(c->addr);
+        free(c);
+        grpc_shutdown();
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: cannot create a channel to %s",
+                    addr);
+    }
+    for (int m = 0; m < M_COUNT; m++)
+        c->method[m] = grpc_channel_register_call(c->channel, method_path[m], NULL, NULL);
+    *out = c;
+    return ok(err);
+}
+
+void lkv_client_free(lkv_client *c)
+{
+    if (!c)
+        return;
+    grpc_channel_destroy(c->channel);
+    free(c->addr);
+    free(c);
+    grpc_shutdown();
+}
+
+const char *lkv_client_addr(const lkv_client *c)
+{
+    return c ? c->addr : "";
+}
+
+/* ------------------------------------------------------------------------ */
+/* One unary call                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Sends `req` to method m and unpacks the reply as `desc` into *resp (free
+ * with protobuf_c_message_free_unpacked). Returns the call's status.
+ */
+static int unary(lkv_client *c, enum method m, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+                 lkv_client_error *err)
+{
+    *resp = NULL;
+    const size_t len = protobuf_c_message_get_packed_size(req);
+    grpc_slice out = grpc_slice_malloc(len);
+    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(out));
+    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&out, 1);
+    grpc_slice_unref(out);
+
+    const gpr_timespec deadline =
+        c->timeout_ms ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                     gpr_time_from_millis(c->timeout_ms, GPR_TIMESPAN))
+                      : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_call *call = grpc_channel_create_registered_call(
+        c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, c->method[m], deadline, NULL);
+
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_metadata_array_init(&initial_md);
+    grpc_metadata_array_init(&trailing_md);
+    grpc_byte_buffer *recv = NULL;
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    const char *error_string = NULL;
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    ops[5].data.recv_status_on_client.error_string = &error_string;
+
+    int rc;
+    void *const tag = &ops; /* any unique address of this call */
+    const grpc_call_error ce = grpc_call_start_batch(call, ops, 6, tag, NULL);
+    if (ce != GRPC_CALL_OK) {
+        rc = fail(err, LKV_RPC_INTERNAL, "client: grpc_call_start_batch failed (%d)", (int)ce);
+    } else {
+        const grpc_event ev =
+            grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE) {
+            rc = fail(err, LKV_RPC_INTERNAL, "client: completion queue returned event %d",
+                      (int)ev.type);
+        } else if (status != GRPC_STATUS_OK) {
+            const size_t n = GRPC_SLICE_LENGTH(details);
+            rc = fail(err, (int)status, "%.*s", (int)(n < 500 ? n : 500),
+                      (const char *)GRPC_SLICE_START_PTR(details));
+            if (err && n == 0)
+                snprintf(err->msg, sizeof err->msg, "%s from %s", lkv_rpc_code_name(status),
+                         c->addr);
+        } else if (!recv) {
+            rc = fail(err, LKV_RPC_INTERNAL, "client: the daemon sent OK without a reply");
+        } else {
+            grpc_byte_buffer_reader reader;
+            if (!grpc_byte_buffer_reader_init(&reader, recv)) {
+                rc = fail(err, LKV_RPC_INTERNAL, "client: cannot read the reply");
+            } else {
+                grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+                grpc_byte_buffer_reader_destroy(&reader);
+                *resp = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all),
+                                                  GRPC_SLICE_START_PTR(all));
+                grpc_slice_unref(all);
+                rc = *resp ? ok(err)
+                           : fail(err, LKV_RPC_INTERNAL, "client: reply of %s does not parse",
+                                  method_path[m]);
+            }
+        }
+    }
+
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_byte_buffer_destroy(send);
+    grpc_slice_unref(details);
+    gpr_free((void *)error_string);
+    grpc_metadata_array_destroy(&initial_md);
+    grpc_metadata_array_destroy(&trailing_md);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    grpc_completion_queue_destroy(cq);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Message helpers                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Fills a wire Tensor that borrows t's shape and data. */
+static int tensor_to_wire(const lkv_tensor *t, Latticekv__V1__Tensor *w, uint64_t *shape,
+                          lkv_client_error *err)
+{
+    if (!t)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: tensor is NULL");
+    if (t->ndim > LKV_CLIENT_MAX_NDIM)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: tensor.ndim=%u exceeds %u",
+                    t->ndim, LKV_CLIENT_MAX_NDIM);
+    if (t->data_bytes && !t->data)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: tensor.data is NULL with %zu bytes",
+                    t->data_bytes);
+    latticekv__v1__tensor__init(w);
+    w->dtype = (Latticekv__V1__DType)t->dtype;
+    memcpy(shape, t->shape, t->ndim * sizeof *shape);
+    w->n_shape = t->ndim;
+    w->shape = shape;
+    w->data.len = t->data_bytes;
+    w->data.data = t->data;
+    return LKV_RPC_OK;
+}
+
+/* Moves a wire Tensor into *out, taking its data buffer (protobuf-c's default
+ * allocator is malloc, so the buffer is the caller's to free()). */
+static int tensor_from_wire(Latticekv__V1__Tensor *w, lkv_tensor *out, lkv_client_error *err)
+{
+    if (!w)
+        return fail(err, LKV_RPC_INTERNAL, "client: the reply holds no tensor");
+    if (w->n_shape > LKV_CLIENT_MAX_NDIM)
+        return fail(err, LKV_RPC_INTERNAL, "client: the reply's tensor has %zu dims (max %u)",
+                    w->n_shape, LKV_CLIENT_MAX_NDIM);
+    out->dtype = (int)w->dtype;
+    out->ndim = (uint32_t)w->n_shape;
+    memcpy(out->shape, w->shape, w->n_shape * sizeof *w->shape);
+    out->data = w->data.data;
+    out->data_bytes = w->data.len;
+    w->data.data = NULL;
+    w->data.len = 0;
+    return LKV_RPC_OK;
+}
+
+static void bytes_from_wire(ProtobufCBinaryData *b, lkv_buf *out)
+{
+    out->data = b->data;
+    out->len = b->len;
+    b->data = NULL;
+    b->len = 0;
+}
+
+static void params_to_wire(const lkv_client_params *p, Latticekv__V1__CodecParams *w)
+{
+    latticekv__v1__codec_params__init(w);
+    if (p) {
+        w->variant = (Latticekv__V1__Variant)p->variant;
+        w->q_range = p->q;
+    }
+}
+
+static int key_to_wire(const char *ns, lkv_key key, Latticekv__V1__BlockKey *w,
+                       lkv_client_error *err)
+{
+    if (key.len && !key.data)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: key.data is NULL with %zu bytes",
+                    key.len);
+    latticekv__v1__block_key__init(w);
+    w->namespace_ = (char *)(ns ? ns : "");
+    w->key.data = (uint8_t *)key.data;
+    w->key.len = key.len;
+    return LKV_RPC_OK;
+}
+
+#define UNARY(c, m, req, desc, resp, err)                                                     \
+    unary((c), (m), (const ProtobufCMessage *)(req), (desc), (ProtobufCMessage **)(resp), (err))
+
+/* ------------------------------------------------------------------------ */
+/* Health                                                                    */
+/* ------------------------------------------------------------------------ */
+
+int lkv_client_health(lkv_client *c, const char *service, int *serving, lkv_client_error *err)
+{
+    if (!c)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)(service ? service : "");
+    Grpc__Health__V1__HealthCheckResponse *resp = NULL;
+    const int rc = UNARY(c, M_HEALTH_CHECK, &req, &grpc__health__v1__health_check_response__descriptor,
+                         &resp, err);
+    if (rc == LKV_RPC_OK) {
+        if (serving)
+            *serving = (int)resp->status;
+        grpc__health__v1__health_check_response__free_unpacked(resp, NULL);
+    }
+    return rc;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int lkv_client_wait_ready(lkv_client *c, uint32_t timeout_ms, lkv_client_error *err)
+{
+    if (!c)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
+    const uint64_t end = now_ms() + timeout_ms;
+    const uint32_t saved = c->timeout_ms;
+    int rc;
+    for (;;) {
+        /* Short per-try deadlines so that a daemon that accepts but hangs
+         * does not eat the whole budget in one try. */
+        c->timeout_ms = 500;
+        int serving = 0;
+        rc = lkv_client_health(c, NULL, &serving, err);
+        c->timeout_ms = saved;
+        if (rc == LKV_RPC_OK && serving == 1)
+            return rc;
+        if (rc == LKV_RPC_OK)
+            rc = fail(err, LKV_RPC_UNAVAILABLE, "client: %s reports health status %d", c->addr,
+                      serving);
+        if (now_ms() >= end)
+            return rc;
+        const struct timespec nap = {0, 20 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Codec                                                                     */
+/* ------------------------------------------------------------------------ */
+
+int lkv_client_compress(lkv_client *c, const lkv_tensor *t, const lkv_client_params *params,
+                        lkv_buf *coded, lkv_compress_info *info, lkv_client_error *err)
+{
+    if (!c || !coded)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client or coded is NULL");
+    memset(coded, 0, sizeof *coded);
+    Latticekv__V1__Tensor wt;
+    uint64_t shape[LKV_CLIENT_MAX_NDIM];
+    int rc = tensor_to_wire(t, &wt, shape, err);
+    if (rc)
+        return rc;
+    Latticekv__V1__CodecParams wp;
+    params_to_wire(params, &wp);
+    Latticekv__V1__CompressRequest req = LATTICEKV__V1__COMPRESS_REQUEST__INIT;
+    req.tensor = &wt;
+    req.params = &wp;
+    Latticekv__V1__CompressResponse *resp = NULL;
+    rc = UNARY(c, M_COMPRESS, &req, &latticekv__v1__compress_response__descriptor, &resp, err);
+    if (rc)
+        return rc;
+    if (info) {
+        info->raw_bytes = resp->raw_bytes;
+        info->coded_bytes = resp->coded_bytes;
+        info->bits_per_vector = resp->bits_per_vector;
+    }
+    bytes_from_wire(&resp->coded, coded);
+    latticekv__v1__compress_response__free_unpacked(resp, NULL);
+    return LKV_RPC_OK;
+}
+
+int lkv_client_decompress(lkv_client *c, const void *coded, size_t coded_len, int out_dtype,
+                          lkv_tensor *out, lkv_client_error *err)
+{
+    if (!c || !out)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client or out is NULL");
+    memset(out, 0, sizeof *out);
+    if (coded_len && !coded)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: coded is NULL with %zu bytes",
+                    coded_len);
+    Latticekv__V1__DecompressRequest req = LATTICEKV__V1__DECOMPRESS_REQUEST__INIT;
+    req.coded.data = (uint8_t *)coded;
+    req.coded.len = coded_len;
+    req.out_dtype = (Latticekv__V1__DType)out_dtype;
+    Latticekv__V1__DecompressResponse *resp = NULL;
+    int rc =
+        UNARY(c, M_DECOMPRESS, &req, &latticekv__v1__decompress_response__descriptor, &resp, err);
+    if (rc)
+        return rc;
+    rc = tensor_from_wire(resp->tensor, out, err);
+    latticekv__v1__decompress_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* KVStore                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int lkv_client_put(lkv_client *c, const char *ns, lkv_key key, const lkv_tensor *t,
+                   const lkv_client_params *params, uint64_t *coded_bytes,
+                   lkv_client_error *err)
+{
+    if (!c)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
+    Latticekv__V1__BlockKey wk;
+    Latticekv__V1__Tensor wt;
+    Latticekv__V1__CodecParams wp;
+    uint64_t shape[LKV_CLIENT_MAX_NDIM];
+    int rc = key_to_wire(ns, key, &wk, err);
+    if (!rc)
+        rc = tensor_to_wire(t, &wt, shape, err);
+    if (rc)
+        return rc;
+    params_to_wire(params, &wp);
+    Latticekv__V1__PutRequest req = LATTICEKV__V1__PUT_REQUEST__INIT;
+    req.key = &wk;
+    req.params = &wp;
+    req.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_TENSOR;
+    req.tensor = &wt;
+    Latticekv__V1__PutResponse *resp = NULL;
+    rc = UNARY(c, M_PUT, &req, &latticekv__v1__put_response__descriptor, &resp, err);
+    if (rc)
+        return rc;
+    if (coded_bytes)
+        *coded_bytes = resp->coded_bytes;
+    latticekv__v1__put_response__free_unpacked(resp, NULL);
+    return LKV_RPC_OK;
+}
+
+int lkv_client_put_coded(lkv_client *c, const char *ns, lkv_key key, const void *coded,
+                         size_t coded_len, uint64_t *coded_bytes, lkv_client_error *err)
+{
+    if (!c)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
+    if (coded_len && !coded)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: coded is NULL with %zu bytes",
+                    coded_len);
+    Latticekv__V1__BlockKey wk;
+    int rc = key_to_wire(ns, key, &wk, err);
+    if (rc)
+        return rc;
+    Latticekv__V1__PutRequest req = LATTICEKV__V1__PUT_REQUEST__INIT;
+    req.key = &wk;
+    req.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_CODED;
+    req.coded.data = (uint8_t *)coded;
+    req.coded.len = coded_len;
+    Latticekv__V1__PutResponse *resp = NULL;
+    rc = UNARY(c, M_PUT, &req, &latticekv__v1__put_response__descriptor, &resp, err);
+    if (rc)
+        return rc;
+    if (coded_bytes)
+        *coded_bytes = resp->coded_bytes;
+    latticekv__v1__put_response__free_unpacked(resp, NULL);
+    return LKV_RPC_OK;
+}
+
+/* One Get; the caller takes what it wants out of *resp. */
+static int get_call(lkv_client *c, const char *ns, lkv_key key, int want_coded, int out_dtype,
+                    Latticekv__V1__GetResponse **resp, lkv_client_error *err)
+{
+    if (!c)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
+    Latticekv__V1__BlockKey wk;
+    const int rc = key_to_wire(ns, key, &wk, err);
+    if (rc)
+        return rc;
+    Latticekv__V1__GetRequest req = LATTICEKV__V1__GET_REQUEST__INIT;
+    req.key = &wk;
+    req.want_coded = want_coded != 0;
+    req.out_dtype = (Latticekv__V1__DType)out_dtype;
+    return UNARY(c, M_GET, &req, &latticekv__v1__get_response__descriptor, resp, err);
+}
+
+int lkv_client_get(lkv_client *c, const char *ns, lkv_key key, int out_dtype, lkv_tensor *out,
+                   char *tier, lkv_client_error *err)
+{
+    if (!out)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: out is NULL");
+    memset(out, 0, sizeof *out);
+    Latticekv__V1__GetResponse *resp = NULL;
+    int rc = get_call(c, ns, key, 0, out_dtype, &resp, err);
+    if (rc)
+        return rc;
+    if (resp->payload_case != LATTICEKV__V1__GET_RESPONSE__PAYLOAD_TENSOR)
+        rc = fail(err, LKV_RPC_INTERNAL, "client: Get replied without a tensor (payload %d)",
+                  (int)resp->payload_case);
+    else
+        rc = tensor_from_wire(resp->tensor, out, err);
+    if (!rc && tier)
+        copy_str(tier, LKV_CLIENT_TIER_MAX, resp->tier);
+    latticekv__v1__get_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int lkv_client_get_coded(lkv_client *c, const char *ns, lkv_key key, lkv_buf *coded,
+                         lkv_client_error *err)
+{
+    if (!coded)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: coded is NULL");
+    memset(coded, 0, sizeof *coded);
+    Latticekv__V1__GetResponse *resp = NULL;
+    int rc = get_call(c, ns, key, 1, 0, &resp, err);
+    if (rc)
+        return rc;
+    if (resp->payload_case != LATTICEKV__V1__GET_RESPONSE__PAYLOAD_CODED)
+        rc = fail(err, LKV_RPC_INTERNAL, "client: Get(want_coded) replied without coded bytes");
+    else
+        bytes_from_wire(&resp->coded, coded);
+    latticekv__v1__get_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int lkv_client_lookup(lkv_client *c, const char *ns, const lkv_key *keys, size_t n,
+                      uint32_t *prefix_hits, uint8_t *present, lkv_client_error *err)
+{
+    if (!c || (n && !keys))
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client or keys is NULL");
+    ProtobufCBinaryData *wk = calloc(n ? n : 1, sizeof *wk);
+    if (!wk)
+        return fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory for %zu keys", n);
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].len && !keys[i].data) {
+            free(wk);
+            return fail(err, LKV_RPC_INVALID_ARGUMENT,
+                        "client: keys[%zu].data is NULL with %zu bytes", i, keys[i].len);
+        }
+        wk[i].data = (uint8_t *)keys[i].data;
+        wk[i].len = keys[i].len;
+    }
+    Latticekv__V1__LookupRequest req = LATTICEKV__V1__LOOKUP_REQUEST__INIT;
+    req.namespace_ = (char *)(ns ? ns : "");
+    req.n_keys = n;
+    req.keys = wk;
+    Latticekv__V1__LookupResponse *resp = NULL;
+    int rc = UNARY(c, M_LOOKUP, &req, &latticekv__v1__lookup_response__descriptor, &resp, err);
+    free(wk);
+    if (rc)
+        return rc;
+    if (present && resp->n_present != n) {
+        rc = fail(err, LKV_RPC_INTERNAL, "client: Lookup of %zu keys answered %zu present flags",
+                  n, resp->n_present);
+    } else {
+        if (prefix_hits)
+            *prefix_hits = resp->prefix_hits;
+        for (size_t i = 0; present && i < n; i++)
+            present[i] = resp->present[i] ? 1 : 0;
+    }
+    latticekv__v1__lookup_response__free_unpacked(resp, NULL);
+    return rc;
+}
+
+int lkv_client_delete(lkv_client *c, const char *ns, lkv_key key, int *deleted,
+                      lkv_client_error *err)
+{
+    if (!c)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
+    Latticekv__V1__BlockKey wk;
+    int rc = key_to_wire(ns, key, &wk, err);
+    if (rc)
+        return rc;
+    Latticekv__V1__DeleteRequest req = LATTICEKV__V1__DELETE_REQUEST__INIT;
+    req.key = &wk;
+    Latticekv__V1__DeleteResponse *resp = NULL;
+    rc = UNARY(c, M_DELETE, &req, &latticekv__v1__delete_response__descriptor, &resp, err);
+    if (rc)
+        return rc;
+    if (deleted)
+        *deleted = resp->deleted ? 1 : 0;
+    latticekv__v1__delete_response__free_unpacked(resp, NULL);
+    return LKV_RPC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Admin                                                                     */
+/* ------------------------------------------------------------------------ */
+
+int lkv_client_stats_get(lkv_client *c, lkv_client_stats *st, lkv_client_error *err)
+{
+    if (!c || !st)
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client or st is NULL");
+    memset(st, 0, sizeof *st);
+    Latticekv__V1__StatsRequest req = LATTICEKV__V1__STATS_REQUEST__INIT;
+    Latticekv__V1__StatsResponse *resp = NULL;
+    const int rc = UNARY(c, M_STATS, &req, &latticekv__v1__stats_response__descriptor, &resp, err);
+    if (rc)
+        return rc;
+    copy_str(st->version, sizeof st->version, resp->version);
+    copy_str(st->backend, sizeof st->backend, resp->backend);
+    st->uptime_ms = resp->uptime_ms;
+    st->requests = resp->requests;
+    st->errors = resp->errors;
+    st->raw_bytes_in = resp->raw_bytes_in;
+    st->coded_bytes_out = resp->coded_bytes_out;
+    st->batches = resp->batches;
+    st->batched_vectors = resp->batched_vectors;
+    if (resp->n_tiers) {
+        st->tiers = calloc(resp->n_tiers, sizeof *st->tiers);
+        if (!st->tiers) {
+            latticekv__v1__stats_response__free_unpacked(resp, NULL);
+            return fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory");
+        }
+        st->n_tiers = resp->n_tiers;
+        for (size_t i = 0; i < resp->n_tiers; i++) {
+            const Latticekv__V1__TierStats *t = resp->tiers[i];
+            lkv_client_tier *o = &st->tiers[i];
+            copy_str(o->name, sizeof o->name, t->name);
+            o->capacity_bytes = t->capacity_bytes;
+            o->used_bytes = t->used_bytes;
+            o->blocks = t->blocks;
+            o->hits = t->hits;
+            o->misses = t->misses;
+            o->evictions = t->evictions;
+        }
+    }
+    latticekv__v1__stats_response__free_unpacked(resp, NULL);
+    return LKV_RPC_OK;
+}

@@ -1,0 +1,293 @@
+/*
+ * lkv_client.h - the blocking C client of latticekvd.
+ *
+ * This is the one public header of the lkv_client library. It speaks the
+ * latticekv.v1 wire API (proto/latticekv/v1/latticekv.proto, SERVICE.md
+ * section 1) over gRPC and hides gRPC and protobuf-c completely: nothing in
+ * this header needs either of them, and a program that links lkv_client
+ * never includes a gRPC header.
+ *
+ * The model
+ *   - One lkv_client is one gRPC channel to one daemon address. Creating it
+ *     does not connect; the first call does (or lkv_client_wait_ready).
+ *   - Every call blocks until the daemon answers, the per-call deadline
+ *     (lkv_client_options.timeout_ms) passes or the connection fails.
+ *   - Thread-safety: an lkv_client may be used by any number of threads at
+ *     once; each call has its own completion queue. lkv_client_free must not
+ *     race with calls on the same client.
+ *   - The library checks only what it needs to build a request (pointers,
+ *     ndim). Everything else - head_dim, Q, dtype, shape against data length,
+ *     NaN/Inf - is the daemon's to judge, so a caller (or a test) can send any
+ *     tensor and get the daemon's verdict.
+ *
+ * Errors
+ *   Every call returns an lkv_rpc_code: LKV_RPC_OK (0) on success, else the
+ *   gRPC status code of the failure, numerically equal to grpc_status_code.
+ *   When `err` is not NULL it receives the code and a one-line message: the
+ *   daemon's status message (which names the field and value, e.g.
+ *   "tensor.shape[2]=96: head_dim is not a power of two"), or for failures
+ *   detected here a message starting with "client: ". Local failures use
+ *   LKV_RPC_INVALID_ARGUMENT (bad argument), LKV_RPC_RESOURCE_EXHAUSTED (out
+ *   of memory) and LKV_RPC_INTERNAL (a reply that does not parse).
+ *
+ * Memory
+ *   Inputs are borrowed for the duration of the call only. Outputs (tensor
+ *   data, coded bytes, stats tiers) are allocated with malloc by the library
+ *   and owned by the caller from then on: release them with free() or with
+ *   lkv_tensor_clear / lkv_buf_clear / lkv_client_stats_clear. On failure no
+ *   output is allocated (the output structs are zeroed).
+ *
+ * Numeric values
+ *   dtype: the wire DType - 1 bf16, 2 fp16, 3 fp32 (the same numbers as
+ *   lkv_dtype in lkv_codec.h); 0 means "unspecified" where a call allows it.
+ *   variant: the wire Variant - 1 E8, 2 D4 (as lkv_variant); 0 = daemon
+ *   default. Values outside these lists are sent unchanged, and the daemon
+ *   answers INVALID_ARGUMENT.
+ */
+#ifndef LKV_CLIENT_H
+#define LKV_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The gRPC status codes, X(NAME, value); values equal grpc_status_code. */
+#define LKV_RPC_CODE_LIST(X)                                                                  \
+    X(OK, 0)                                                                                  \
+    X(CANCELLED, 1)                                                                           \
+    X(UNKNOWN, 2)                                                                             \
+    X(INVALID_ARGUMENT, 3)                                                                    \
+    X(DEADLINE_EXCEEDED, 4)                                                                   \
+    X(NOT_FOUND, 5)                                                                           \
+    X(ALREADY_EXISTS, 6)                                                                      \
+    X(PERMISSION_DENIED, 7)                                                                   \
+    X(RESOURCE_EXHAUSTED, 8)                                                                  \
+    X(FAILED_PRECONDITION, 9)                                                                 \
+    X(ABORTED, 10)                                                                            \
+    X(OUT_OF_RANGE, 11)                                                                       \
+    X(UNIMPLEMENTED, 12)                                                                      \
+    X(INTERNAL, 13)                                                                           \
+    X(UNAVAILABLE, 14)                                                                        \
+    X(DATA_LOSS, 15)                                                                          \
+    X(UNAUTHENTICATED, 16)
+
+typedef enum lkv_rpc_code {
+#define LKV_X_RPC_ENUM(name, value) LKV_RPC_##name = value,
+    LKV_RPC_CODE_LIST(LKV_X_RPC_ENUM)
+#undef LKV_X_RPC_ENUM
+} lkv_rpc_code;
+
+/* "INVALID_ARGUMENT" for 3; "UNKNOWN_CODE" outside the list. Never NULL. */
+const char *lkv_rpc_code_name(int code);
+
+/* The outcome of a failed call: the code again and a one-line message. */
+typedef struct lkv_client_error {
+    int code;
+    char msg[512];
+} lkv_client_error;
+
+/* ------------------------------------------------------------------------ */
+/* Values exchanged with the daemon                                          */
+/* ------------------------------------------------------------------------ */
+
+/* The most dimensions a tensor may have here (the codec allows 8). */
+#define LKV_CLIENT_MAX_NDIM 16u
+
+/*
+ * A tensor on the wire: row-major, little-endian, last dimension = head_dim.
+ * As an input, data points to data_bytes bytes the library only reads; as
+ * an output, data is malloc'd by the library (NULL when data_bytes is 0).
+ */
+typedef struct lkv_tensor {
+    int dtype;
+    uint32_t ndim;
+    uint64_t shape[LKV_CLIENT_MAX_NDIM];
+    void *data;
+    size_t data_bytes;
+} lkv_tensor;
+
+/* Frees t->data and zeroes *t. NULL is allowed. */
+void lkv_tensor_clear(lkv_tensor *t);
+
+/* A byte string returned by the library (coded containers). */
+typedef struct lkv_buf {
+    void *data;
+    size_t len;
+} lkv_buf;
+
+/* Frees b->data and zeroes *b. NULL is allowed. */
+void lkv_buf_clear(lkv_buf *b);
+
+/* Codec parameters of a Compress or Put; pass NULL for the daemon default
+ * (E8, Q = 38). variant 0 / q 0 also select the default field by field. */
+typedef struct lkv_client_params {
+    int variant;
+    uint32_t q;
+} lkv_client_params;
+
+/* A block key: an opaque byte string (e.g. a chained token-prefix hash). */
+typedef struct lkv_key {
+    const void *data;
+    size_t len;
+} lkv_key;
+
+/* ------------------------------------------------------------------------ */
+/* Connecting                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lkv_client lkv_client;
+
+/* Zero-initialise and set what you need; NULL options = all defaults. */
+typedef struct lkv_client_options {
+    /* Largest message sent or received, in bytes; 0 = 64 MiB. It must be at
+     * least the daemon's --max-message-bytes for big blocks to pass. */
+    size_t max_message_bytes;
+    /* Deadline of each call in milliseconds; 0 = none. */
+    uint32_t timeout_ms;
+    /* Nonzero: this client gets its own connection. By default gRPC shares
+     * one connection between all channels of a process to the same address
+     * with the same options; benchmarks that model separate clients want
+     * separate connections. */
+    int own_connection;
+} lkv_client_options;
+
+/*
+ * Creates a client for `addr`: "host:port" (TCP, e.g. "127.0.0.1:7070") or
+ * "unix:PATH" (a unix socket). Does not connect. Returns LKV_RPC_OK and
+ * *out, or INVALID_ARGUMENT (empty address) / RESOURCE_EXHAUSTED with *out
+ * set to NULL. Initialises gRPC (reference-counted with lkv_client_free).
+ */
+int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_client **out,
+                      lkv_client_error *err);
+
+/* Closes the channel and frees the client. NULL is allowed. */
+void lkv_client_free(lkv_client *c);
+
+/* The address the client was created with (owned by the client). */
+const char *lkv_client_addr(const lkv_client *c);
+
+/*
+ * grpc.health.v1.Health/Check of `service` ("" or NULL = the whole daemon).
+ * On LKV_RPC_OK *serving is the reply's status: 1 SERVING, 2 NOT_SERVING,
+ * 0 UNKNOWN (the grpc.health.v1 enum).
+ */
+int lkv_client_health(lkv_client *c, const char *service, int *serving, lkv_client_error *err);
+
+/*
+ * Repeats the health check until the daemon says SERVING or `timeout_ms`
+ * passes. LKV_RPC_OK when serving; else the last failure (typically
+ * UNAVAILABLE: nothing listens at the address, or DEADLINE_EXCEEDED).
+ */
+int lkv_client_wait_ready(lkv_client *c, uint32_t timeout_ms, lkv_client_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Codec service: stateless                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* What the daemon reports about a compression. */
+typedef struct lkv_compress_info {
+    uint64_t raw_bytes;
+    uint64_t coded_bytes;
+    uint32_t bits_per_vector;
+} lkv_compress_info;
+
+/*
+ * Codec/Compress: encodes tensor `t` with `params` (NULL = default) and
+ * returns the coded container in *coded (free with lkv_buf_clear). `info`
+ * may be NULL.
+ */
+int lkv_client_compress(lkv_client *c, const lkv_tensor *t, const lkv_client_params *params,
+                        lkv_buf *coded, lkv_compress_info *info, lkv_client_error *err);
+
+/*
+ * Codec/Decompress: decodes a container into *out as `out_dtype` (0 = the
+ * dtype that was encoded). Free *out with lkv_tensor_clear.
+ */
+int lkv_client_decompress(lkv_client *c, const void *coded, size_t coded_len, int out_dtype,
+                          lkv_tensor *out, lkv_client_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* KVStore service                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Every KVStore call names a namespace (NULL = "") and a key. */
+
+/*
+ * KVStore/Put of a tensor the daemon encodes with `params` (NULL =
+ * default). On success *coded_bytes (may be NULL) is the stored size. A
+ * failed Put leaves the key's previous value in place (daemon contract).
+ */
+int lkv_client_put(lkv_client *c, const char *ns, lkv_key key, const lkv_tensor *t,
+                   const lkv_client_params *params, uint64_t *coded_bytes,
+                   lkv_client_error *err);
+
+/*
+ * KVStore/Put of a container made by this codec (lkv_compress, Compress or
+ * `latticekv codec encode`). The daemon verifies it: bad checksum, unknown
+ * version or truncation -> DATA_LOSS.
+ */
+int lkv_client_put_coded(lkv_client *c, const char *ns, lkv_key key, const void *coded,
+                         size_t coded_len, uint64_t *coded_bytes, lkv_client_error *err);
+
+/* Size of the buffer lkv_client_get may fill with the tier name. */
+#define LKV_CLIENT_TIER_MAX 32u
+
+/*
+ * KVStore/Get, decoded: *out receives the tensor as `out_dtype` (0 = the
+ * dtype it was stored from). `tier` (NULL, or LKV_CLIENT_TIER_MAX bytes)
+ * receives the tier that served it, e.g. "host". Missing key -> NOT_FOUND.
+ */
+int lkv_client_get(lkv_client *c, const char *ns, lkv_key key, int out_dtype, lkv_tensor *out,
+                   char *tier, lkv_client_error *err);
+
+/* KVStore/Get with want_coded: the stored container, as is. */
+int lkv_client_get_coded(lkv_client *c, const char *ns, lkv_key key, lkv_buf *coded,
+                         lkv_client_error *err);
+
+/*
+ * KVStore/Lookup of n keys. *prefix_hits (may be NULL) receives how many
+ * keys from the start are all present; present (NULL, or n bytes) receives
+ * 1/0 per key.
+ */
+int lkv_client_lookup(lkv_client *c, const char *ns, const lkv_key *keys, size_t n,
+                      uint32_t *prefix_hits, uint8_t *present, lkv_client_error *err);
+
+/* KVStore/Delete. *deleted (may be NULL) is 1 when the key existed. */
+int lkv_client_delete(lkv_client *c, const char *ns, lkv_key key, int *deleted,
+                      lkv_client_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Admin service                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lkv_client_tier {
+    char name[LKV_CLIENT_TIER_MAX];
+    uint64_t capacity_bytes, used_bytes, blocks, hits, misses, evictions;
+} lkv_client_tier;
+
+typedef struct lkv_client_stats {
+    char version[64];
+    char backend[16]; /* "cpu" or "cuda" */
+    uint64_t uptime_ms, requests, errors;
+    uint64_t raw_bytes_in, coded_bytes_out; /* tensor bytes in, container bytes out */
+    uint64_t batches, batched_vectors;
+    size_t n_tiers;
+    lkv_client_tier *tiers; /* n_tiers entries, malloc'd; lkv_client_stats_clear */
+} lkv_client_stats;
+
+/* Admin/Stats. Free with lkv_client_stats_clear. */
+int lkv_client_stats_get(lkv_client *c, lkv_client_stats *st, lkv_client_error *err);
+void lkv_client_stats_clear(lkv_client_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LKV_CLIENT_H */

@@ -1,0 +1,46 @@
+"""latticekv: Python client of latticekvd, the KakeyaLattice KV-cache daemon.
+
+    import numpy as np, latticekv
+    with latticekv.Client("127.0.0.1:7070") as kv:      # or "unix:/run/latticekv.sock"
+        kv.put(b"prefix-hash", np.random.randn(16, 8, 128).astype(np.float32), dtype="bf16")
+        x = kv.get(b"prefix-hash")                        # np.float32 (bf16 widened exactly)
+
+numpy arrays in and out; errors raise latticekv.Error carrying the gRPC status
+code and the daemon's message (which names the offending field and value).
+
+The gRPC stubs are generated at build time (CMake target lkv_python_stubs)
+into latticekv/_gen/, from proto/latticekv/v1/latticekv.proto.
+"""
+
+import importlib.util as _ilu
+import os as _os
+
+_GEN = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_gen")
+if not _os.path.isfile(_os.path.join(_GEN, "latticekv", "v1", "latticekv_pb2.py")):
+    raise ImportError(
+        "latticekv: generated stubs missing in %s; build the CMake target "
+        "lkv_python_stubs (cmake --build BUILD --target lkv_python_stubs)" % _GEN)
+
+# The generated latticekv_pb2_grpc imports `latticekv.v1.latticekv_pb2`; making
+# _gen/latticekv part of this package's path turns that into latticekv.v1 here.
+__path__.append(_os.path.join(_GEN, "latticekv"))  # noqa: F821 (package __path__)
+
+from .v1 import latticekv_pb2 as pb  # noqa: E402
+from .v1 import latticekv_pb2_grpc as pb_grpc  # noqa: E402
+
+
+def _load_health():
+    # grpc/health/v1/health_pb2.py would shadow the grpc package if put on
+    # sys.path; it imports nothing of ours, so load it by file under our name.
+    path = _os.path.join(_GEN, "grpc", "health", "v1", "health_pb2.py")
+    spec = _ilu.spec_from_file_location("latticekv._health_pb2", path)
+    mod = _ilu.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+health_pb = _load_health()
+
+from .client import Client, Error, to_bf16_bits, from_bf16_bits  # noqa: E402
+
+__all__ = ["Client", "Error", "pb", "pb_grpc", "health_pb", "to_bf16_bits", "from_bf16_bits"]

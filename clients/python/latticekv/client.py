@@ -1,0 +1,235 @@
+"""Client: the latticekv.v1 Codec, KVStore and Admin services with numpy arrays.
+
+Design note. The wire carries bf16, fp16 or fp32 tensors; numpy has no
+bfloat16, so bf16 travels as uint16 bit patterns: inputs are rounded to
+bf16 here (round to nearest even, as the codec does) when dtype="bf16" is
+asked for, and bf16 outputs come back widened to float32, which is exact.
+Pass raw=True to a decoding call to get the uint16 bits instead. Arrays keep
+their shape; the last dimension is head_dim.
+"""
+
+import grpc
+import numpy as np
+
+from . import health_pb, pb, pb_grpc
+
+DEFAULT_MAX_MESSAGE = 64 << 20
+
+_DTYPES = {"bf16": pb.DTYPE_BF16, "fp16": pb.DTYPE_FP16, "fp32": pb.DTYPE_FP32}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+_VARIANTS = {"e8": pb.VARIANT_E8, "d4": pb.VARIANT_D4}
+
+
+class Error(Exception):
+    """A failed call: .code is the grpc.StatusCode, .details the daemon's message."""
+
+    def __init__(self, code, details):
+        super().__init__("%s: %s" % (code.name if code is not None else "ERROR", details))
+        self.code = code
+        self.details = details
+
+
+def to_bf16_bits(x):
+    """float array -> uint16 bf16 bit patterns, round to nearest even."""
+    f = np.ascontiguousarray(x, dtype=np.float32)
+    bits = f.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    # NaN must stay NaN (the rounding carry could turn some into Inf).
+    return np.where(np.isnan(f), np.uint16(0x7FC0), rounded).astype(np.uint16)
+
+
+def from_bf16_bits(b):
+    """uint16 bf16 bit patterns -> float32, exactly."""
+    u = np.ascontiguousarray(b, dtype=np.uint16).astype(np.uint32) << 16
+    return u.view(np.float32)
+
+
+def _wire_dtype(dtype, arr):
+    if dtype is None:
+        if arr.dtype == np.float16:
+            return pb.DTYPE_FP16
+        if arr.dtype == np.float32:
+            return pb.DTYPE_FP32
+        raise ValueError("array dtype %s: pass dtype='bf16'|'fp16'|'fp32'" % arr.dtype)
+    if isinstance(dtype, int):
+        return dtype  # a raw wire value, sent as is
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError("dtype=%r: want 'bf16', 'fp16' or 'fp32'" % (dtype,)) from None
+
+
+def tensor_of(arr, dtype=None):
+    """numpy array -> wire Tensor. A uint16 array with dtype='bf16' is taken as bits."""
+    arr = np.asarray(arr)
+    wd = _wire_dtype(dtype, arr)
+    if wd == pb.DTYPE_BF16:
+        data = arr if arr.dtype == np.uint16 else to_bf16_bits(arr)
+    elif wd == pb.DTYPE_FP16:
+        data = arr.astype("<f2", copy=False)
+    elif wd == pb.DTYPE_FP32:
+        data = arr.astype("<f4", copy=False)
+    else:
+        data = arr
+    data = np.ascontiguousarray(data)
+    return pb.Tensor(dtype=wd, shape=list(arr.shape), data=data.tobytes())
+
+
+def array_of(t, raw=False):
+    """wire Tensor -> numpy array (bf16 widened to float32 unless raw)."""
+    shape = tuple(int(s) for s in t.shape)
+    if t.dtype == pb.DTYPE_BF16:
+        bits = np.frombuffer(t.data, dtype="<u2").reshape(shape)
+        return bits.copy() if raw else from_bf16_bits(bits)
+    if t.dtype == pb.DTYPE_FP16:
+        return np.frombuffer(t.data, dtype="<f2").reshape(shape).copy()
+    if t.dtype == pb.DTYPE_FP32:
+        return np.frombuffer(t.data, dtype="<f4").reshape(shape).copy()
+    raise Error(None, "reply holds a tensor of unknown dtype %d" % t.dtype)
+
+
+def _params(variant, q):
+    if variant is None:
+        v = pb.VARIANT_UNSPECIFIED
+    elif isinstance(variant, int):
+        v = variant
+    else:
+        try:
+            v = _VARIANTS[variant.lower()]
+        except KeyError:
+            raise ValueError("variant=%r: want 'e8' or 'd4'" % (variant,)) from None
+    return pb.CodecParams(variant=v, q_range=int(q or 0))
+
+
+def _key(namespace, key):
+    if isinstance(key, str):
+        key = key.encode()
+    return pb.BlockKey(namespace=namespace, key=bytes(key))
+
+
+def _out_dtype(out_dtype):
+    if out_dtype is None:
+        return pb.DTYPE_UNSPECIFIED
+    if isinstance(out_dtype, int):
+        return out_dtype
+    return _DTYPES[out_dtype]
+
+
+class Client:
+    """A channel to one latticekvd ("host:port" or "unix:PATH").
+
+    Thread-safe (grpcio channels are). timeout: seconds per call, None = none.
+    The raw stubs are there too: .codec, .kv, .admin (request messages in
+    latticekv.pb) for callers that want the wire API itself.
+    """
+
+    def __init__(self, addr, max_message_bytes=DEFAULT_MAX_MESSAGE, timeout=None):
+        self.addr = addr
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(addr, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
+        self.codec = pb_grpc.CodecStub(self.channel)
+        self.kv = pb_grpc.KVStoreStub(self.channel)
+        self.admin = pb_grpc.AdminStub(self.channel)
+        self._health = self.channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb.HealthCheckResponse.FromString)
+
+    def close(self):
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, fn, req, timeout=None):
+        try:
+            return fn(req, timeout=timeout if timeout is not None else self.timeout)
+        except grpc.RpcError as e:
+            raise Error(e.code(), e.details()) from None
+
+    # -- health ------------------------------------------------------------
+    def health(self, service="", timeout=None):
+        """'SERVING', 'NOT_SERVING', 'UNKNOWN' or 'SERVICE_UNKNOWN'."""
+        r = self._call(self._health, health_pb.HealthCheckRequest(service=service), timeout)
+        return health_pb.HealthCheckResponse.ServingStatus.Name(r.status)
+
+    def wait_ready(self, timeout=10.0):
+        """Blocks until the daemon reports SERVING; raises Error on timeout."""
+        import time
+        end = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                if self.health(timeout=0.5) == "SERVING":
+                    return
+            except Error as e:
+                last = e
+            if time.monotonic() >= end:
+                raise last or Error(grpc.StatusCode.UNAVAILABLE, "%s is not SERVING" % self.addr)
+            time.sleep(0.02)
+
+    # -- Codec -------------------------------------------------------------
+    def compress(self, arr, dtype=None, variant=None, q=None, info=False):
+        """Encodes arr; returns the container bytes (and the reply when info=True)."""
+        r = self._call(self.codec.Compress, pb.CompressRequest(
+            tensor=tensor_of(arr, dtype), params=_params(variant, q)))
+        return (r.coded, r) if info else r.coded
+
+    def decompress(self, coded, out_dtype=None, raw=False):
+        r = self._call(self.codec.Decompress, pb.DecompressRequest(
+            coded=bytes(coded), out_dtype=_out_dtype(out_dtype)))
+        return array_of(r.tensor, raw)
+
+    # -- KVStore -----------------------------------------------------------
+    def put(self, key, arr, dtype=None, variant=None, q=None, namespace=""):
+        """Stores arr under key (the daemon encodes it); returns the coded size."""
+        r = self._call(self.kv.Put, pb.PutRequest(
+            key=_key(namespace, key), tensor=tensor_of(arr, dtype), params=_params(variant, q)))
+        return r.coded_bytes
+
+    def put_coded(self, key, coded, namespace=""):
+        """Stores a container made by this codec as is (the daemon verifies it)."""
+        r = self._call(self.kv.Put, pb.PutRequest(key=_key(namespace, key), coded=bytes(coded)))
+        return r.coded_bytes
+
+    def get(self, key, out_dtype=None, namespace="", raw=False, want_coded=False, tier=False):
+        """The block under key: an array, or the container bytes with want_coded.
+        With tier=True returns (value, tier name)."""
+        r = self._call(self.kv.Get, pb.GetRequest(
+            key=_key(namespace, key), want_coded=want_coded, out_dtype=_out_dtype(out_dtype)))
+        which = r.WhichOneof("payload")
+        if which == "coded":
+            value = r.coded
+        elif which == "tensor":
+            value = array_of(r.tensor, raw)
+        else:
+            raise Error(None, "Get replied with no payload")
+        return (value, r.tier) if tier else value
+
+    def lookup(self, keys, namespace=""):
+        """(prefix_hits, [present per key])."""
+        ks = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+        r = self._call(self.kv.Lookup, pb.LookupRequest(namespace=namespace, keys=ks))
+        return r.prefix_hits, list(r.present)
+
+    def delete(self, key, namespace=""):
+        """True when the key existed."""
+        return self._call(self.kv.Delete, pb.DeleteRequest(key=_key(namespace, key))).deleted
+
+    # -- Admin -------------------------------------------------------------
+    def stats(self):
+        """The daemon's counters as a dict (tiers as a list of dicts)."""
+        from google.protobuf.json_format import MessageToDict
+        r = self._call(self.admin.Stats, pb.StatsRequest())
+        return MessageToDict(r, preserving_proto_field_name=True,
+                             including_default_value_fields=True)
+
+
+__all__ = ["Client", "Error", "tensor_of", "array_of", "to_bf16_bits", "from_bf16_bits",
+           "_DTYPE_NAMES"]
