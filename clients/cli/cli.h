@@ -47,4 +47,13 @@ int lkv_cli_write_file(const char *path, const void *buf, size_t len);
 /* Offline codec commands: `latticekv codec info|encode|decode|roundtrip`. */
 int lkv_cli_codec(int argc, char **argv);
 
+/* Daemon commands (cmd_daemon.c), all with --addr ADDR. */
+int lkv_cli_put(int argc, char **argv);
+int lkv_cli_get(int argc, char **argv);
+int lkv_cli_lookup(int argc, char **argv);
+int lkv_cli_delete(int argc, char **argv);
+int lkv_cli_stats(int argc, char **argv);
+int lkv_cli_bench(int argc, char **argv);
+int lkv_cli_demo(int argc, char **argv);
+
 #endif /* LKV_CLI_H */

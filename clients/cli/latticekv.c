@@ -13,6 +13,13 @@
 
 static const lkv_cli_cmd commands[] = {
     {"codec", lkv_cli_codec, "codec info|encode|decode|roundtrip ...   offline codec, no daemon"},
+    {"put", lkv_cli_put, "put --addr ADDR --key KEY --in FILE ...  store a block in latticekvd"},
+    {"get", lkv_cli_get, "get --addr ADDR --key KEY --out FILE ... read a block back"},
+    {"lookup", lkv_cli_lookup, "lookup --addr ADDR --keys K1,K2,...       prefix hits of keys"},
+    {"delete", lkv_cli_delete, "delete --addr ADDR --key KEY              drop a block"},
+    {"stats", lkv_cli_stats, "stats --addr ADDR [--json]                the daemon's counters"},
+    {"bench", lkv_cli_bench, "bench --addr ADDR [--clients N] ...       Put/Get throughput, latency"},
+    {"demo", lkv_cli_demo, "demo --addr ADDR                          ratio, error, throughput"},
 };
 
 int lkv_cli_error(int code, const char *fmt, ...)

@@ -1,0 +1,794 @@
+/*
+ * cmd_daemon.c - the `latticekv` commands that talk to a running latticekvd:
+ * put, get, lookup, delete, stats, bench and demo. All take --addr ADDR
+ * (host:port or unix:PATH) and go through the C client (lkv_client.h) only.
+ *
+ * Exit status follows cli.h: 0 done, 1 the daemon (or the data) said no,
+ * 2 usage. A daemon error is printed as one line, "CODE: message", where
+ * the message is the daemon's own (it names the field and the value).
+ * Validation of tensors is left to the daemon on purpose: the CLI sends
+ * what it is given, so what a user sees is the daemon's verdict.
+ */
+#include "cli.h"
+#include "lkv_client.h"
+#include "lkv_codec.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_ADDR "127.0.0.1:50051"
+
+/* ------------------------------------------------------------------------ */
+/* Shared pieces                                                             */
+/* ------------------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int rpc_error(const lkv_client_error *e)
+{
+    return lkv_cli_error(1, "%s: %s", lkv_rpc_code_name(e->code), e->msg);
+}
+
+/* Creates the client of --addr (default DEFAULT_ADDR) with --timeout-ms. */
+static lkv_client *connect_addr(int argc, char **argv, int own_connection)
+{
+    const char *addr = lkv_cli_opt(argc, argv, "addr");
+    const char *tmo = lkv_cli_opt(argc, argv, "timeout-ms");
+    unsigned long long t = 0;
+    if (tmo && !lkv_cli_u64("timeout-ms", tmo, 0, UINT32_MAX, &t))
+        return NULL;
+    lkv_client_options o = {.timeout_ms = (uint32_t)t, .own_connection = own_connection};
+    lkv_client *c = NULL;
+    lkv_client_error e;
+    if (lkv_client_create(addr ? addr : DEFAULT_ADDR, &o, &c, &e) != LKV_RPC_OK) {
+        rpc_error(&e);
+        return NULL;
+    }
+    return c;
+}
+
+static int parse_dtype(const char *name, const char *s, int *out)
+{
+    if (!strcmp(s, "f32") || !strcmp(s, "fp32") || !strcmp(s, "float32"))
+        *out = LKV_DTYPE_FP32;
+    else if (!strcmp(s, "f16") || !strcmp(s, "fp16") || !strcmp(s, "float16"))
+        *out = LKV_DTYPE_FP16;
+    else if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
+        *out = LKV_DTYPE_BF16;
+    else
+        return lkv_cli_error(2, "--%s=%s is not one of f32, f16, bf16", name, s) * 0;
+    return 1;
+}
+
+/* --variant and --q; absent ones stay 0 (the daemon's default). */
+static int parse_params(int argc, char **argv, lkv_client_params *p)
+{
+    const char *v = lkv_cli_opt(argc, argv, "variant");
+    const char *q = lkv_cli_opt(argc, argv, "q");
+    unsigned long long qv = 0;
+    p->variant = 0;
+    if (v) {
+        if (!strcmp(v, "e8") || !strcmp(v, "E8"))
+            p->variant = LKV_VARIANT_E8;
+        else if (!strcmp(v, "d4") || !strcmp(v, "D4"))
+            p->variant = LKV_VARIANT_D4;
+        else
+            return lkv_cli_error(2, "--variant=%s is not one of e8, d4", v) * 0;
+    }
+    /* Any Q is sent; the daemon names an out-of-range one. */
+    if (q && !lkv_cli_u64("q", q, 0, UINT32_MAX, &qv))
+        return 0;
+    p->q = (uint32_t)qv;
+    return 1;
+}
+
+static int parse_shape(const char *s, lkv_tensor *t)
+{
+    t->ndim = 0;
+    const char *p = s;
+    while (*p) {
+        if (t->ndim == LKV_CLIENT_MAX_NDIM)
+            return lkv_cli_error(2, "--shape=%s has more than %u dimensions", s,
+                                 LKV_CLIENT_MAX_NDIM) * 0;
+        char *end = NULL;
+        if (*p < '0' || *p > '9')
+            return lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s) * 0;
+        t->shape[t->ndim++] = strtoull(p, &end, 10);
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s) * 0;
+    }
+    if (!t->ndim)
+        return lkv_cli_error(2, "--shape is empty") * 0;
+    return 1;
+}
+
+static lkv_key key_of(const char *s)
+{
+    return (lkv_key){s, strlen(s)};
+}
+
+/* ------------------------------------------------------------------------ */
+/* put / get / lookup / delete / stats                                       */
+/* ------------------------------------------------------------------------ */
+
+static const char put_usage[] =
+    "usage: latticekv put --addr ADDR --key KEY [--ns NS] --in FILE\n"
+    "                     (--in-dtype f32|f16|bf16 (--dim D | --shape N,..,D) [--variant e8|d4] [--q Q]\n"
+    "                      | --coded)\n"
+    "Stores a raw little-endian array (the daemon encodes it) or, with --coded, a container\n"
+    "made by `latticekv codec encode`. Prints the stored size.\n";
+
+int lkv_cli_put(int argc, char **argv)
+{
+    static const char *const known[] = {"addr", "timeout-ms", "key", "ns", "in", "in-dtype",
+                                        "dim", "shape", "variant", "q", NULL};
+    static const char *const flags[] = {"coded", "help", NULL};
+    if (lkv_cli_flag(argc, argv, "help"))
+        return fputs(put_usage, stdout), 0;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    const char *key = lkv_cli_opt(argc, argv, "key");
+    const char *in = lkv_cli_opt(argc, argv, "in");
+    const int coded = lkv_cli_flag(argc, argv, "coded");
+    if (!key || !in)
+        return lkv_cli_error(2, "put needs --key and --in (see latticekv put --help)");
+
+    lkv_tensor t = {0};
+    lkv_client_params params = {0};
+    if (!coded) {
+        const char *dts = lkv_cli_opt(argc, argv, "in-dtype");
+        const char *shape = lkv_cli_opt(argc, argv, "shape");
+        const char *dim = lkv_cli_opt(argc, argv, "dim");
+        if (!dts)
+            return lkv_cli_error(2, "put needs --in-dtype (or --coded)");
+        if (!shape && !dim)
+            return lkv_cli_error(2, "put needs --dim D or --shape N,..,D (or --coded)");
+        if (!parse_dtype("in-dtype", dts, &t.dtype) || !parse_params(argc, argv, &params))
+            return 2;
+        if (shape && !parse_shape(shape, &t))
+            return 2;
+        if (!shape) {
+            unsigned long long d = 0;
+            if (!lkv_cli_u64("dim", dim, 1, 1u << 20, &d))
+                return 2;
+            t.ndim = 2;
+            t.shape[1] = d;
+        }
+    }
+    size_t len = 0;
+    void *buf = lkv_cli_read_file(in, &len);
+    if (!buf)
+        return 1;
+    if (!coded && t.ndim == 2 && !lkv_cli_opt(argc, argv, "shape")) {
+        const size_t row = (size_t)t.shape[1] * lkv_dtype_size((lkv_dtype)t.dtype);
+        if (len % row) {
+            free(buf);
+            return lkv_cli_error(1, "%s holds %zu bytes, not a whole number of %llu-element %s "
+                                    "vectors", in, len, (unsigned long long)t.shape[1],
+                                 lkv_dtype_name((lkv_dtype)t.dtype));
+        }
+        t.shape[0] = len / row;
+    }
+    t.data = buf;
+    t.data_bytes = len;
+
+    lkv_client *c = connect_addr(argc, argv, 0);
+    if (!c) {
+        free(buf);
+        return 1;
+    }
+    const char *ns = lkv_cli_opt(argc, argv, "ns");
+    uint64_t stored = 0;
+    lkv_client_error e;
+    const int rc = coded ? lkv_client_put_coded(c, ns, key_of(key), buf, len, &stored, &e)
+                         : lkv_client_put(c, ns, key_of(key), &t, &params, &stored, &e);
+    lkv_client_free(c);
+    free(buf);
+    if (rc)
+        return rpc_error(&e);
+    printf("put key=%s bytes_in=%zu coded_bytes=%llu\n", key, len, (unsigned long long)stored);
+    return 0;
+}
+
+static const char get_usage[] =
+    "usage: latticekv get --addr ADDR --key KEY [--ns NS] --out FILE [--out-dtype f32|f16|bf16]\n"
+    "                     [--coded]\n"
+    "Writes the block as a raw little-endian array (or, with --coded, the stored container)\n"
+    "and prints its dtype, shape and tier.\n";
+
+int lkv_cli_get(int argc, char **argv)
+{
+    static const char *const known[] = {"addr", "timeout-ms", "key", "ns", "out", "out-dtype",
+                                        NULL};
+    static const char *const flags[] = {"coded", "help", NULL};
+    if (lkv_cli_flag(argc, argv, "help"))
+        return fputs(get_usage, stdout), 0;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    const char *key = lkv_cli_opt(argc, argv, "key");
+    const char *out = lkv_cli_opt(argc, argv, "out");
+    const char *ods = lkv_cli_opt(argc, argv, "out-dtype");
+    const int coded = lkv_cli_flag(argc, argv, "coded");
+    int odt = 0;
+    if (!key || !out)
+        return lkv_cli_error(2, "get needs --key and --out (see latticekv get --help)");
+    if (ods && !parse_dtype("out-dtype", ods, &odt))
+        return 2;
+    if (ods && coded)
+        return lkv_cli_error(2, "--out-dtype and --coded exclude each other");
+    lkv_client *c = connect_addr(argc, argv, 0);
+    if (!c)
+        return 1;
+    const char *ns = lkv_cli_opt(argc, argv, "ns");
+    lkv_client_error e;
+    int rc;
+    /* The summary goes to stderr when the data itself goes to stdout. */
+    FILE *info = strcmp(out, "-") == 0 ? stderr : stdout;
+    if (coded) {
+        lkv_buf b = {0};
+        rc = lkv_client_get_coded(c, ns, key_of(key), &b, &e);
+        lkv_client_free(c);
+        if (rc)
+            return rpc_error(&e);
+        rc = lkv_cli_write_file(out, b.data, b.len);
+        if (!rc)
+            fprintf(info, "get key=%s coded_bytes=%zu\n", key, b.len);
+        lkv_buf_clear(&b);
+        return rc;
+    }
+    lkv_tensor t = {0};
+    char tier[LKV_CLIENT_TIER_MAX] = "";
+    rc = lkv_client_get(c, ns, key_of(key), odt, &t, tier, &e);
+    lkv_client_free(c);
+    if (rc)
+        return rpc_error(&e);
+    rc = lkv_cli_write_file(out, t.data, t.data_bytes);
+    if (!rc) {
+        fprintf(info, "get key=%s dtype=%s shape=", key, lkv_dtype_name((lkv_dtype)t.dtype));
+        for (uint32_t i = 0; i < t.ndim; i++)
+            fprintf(info, "%s%llu", i ? "," : "", (unsigned long long)t.shape[i]);
+        fprintf(info, " bytes=%zu tier=%s\n", t.data_bytes, tier[0] ? tier : "-");
+    }
+    lkv_tensor_clear(&t);
+    return rc;
+}
+
+static const char lookup_usage[] =
+    "usage: latticekv lookup --addr ADDR [--ns NS] --keys K1,K2,...\n"
+    "Prints how many keys from the start are all present (prefix_hits), then one line per key.\n";
+
+int lkv_cli_lookup(int argc, char **argv)
+{
+    static const char *const known[] = {"addr", "timeout-ms", "ns", "keys", NULL};
+    static const char *const flags[] = {"help", NULL};
+    if (lkv_cli_flag(argc, argv, "help"))
+        return fputs(lookup_usage, stdout), 0;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    const char *list = lkv_cli_opt(argc, argv, "keys");
+    if (!list || !*list)
+        return lkv_cli_error(2, "lookup needs --keys K1,K2,...");
+    char *copy = strdup(list);
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    lkv_key *keys = calloc(n, sizeof *keys);
+    uint8_t *present = calloc(n, 1);
+    if (!copy || !keys || !present) {
+        free(copy), free(keys), free(present);
+        return lkv_cli_error(1, "out of memory");
+    }
+    size_t i = 0;
+    for (char *tok = copy, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next)
+            *next++ = '\0';
+        keys[i++] = key_of(tok);
+    }
+    int rc = 1;
+    lkv_client *c = connect_addr(argc, argv, 0);
+    if (c) {
+        uint32_t hits = 0;
+        lkv_client_error e;
+        if (lkv_client_lookup(c, lkv_cli_opt(argc, argv, "ns"), keys, n, &hits, present, &e)) {
+            rpc_error(&e);
+        } else {
+            printf("prefix_hits=%u\n", hits);
+            for (i = 0; i < n; i++)
+                printf("%s %s\n", (const char *)keys[i].data, present[i] ? "present" : "absent");
+            rc = 0;
+        }
+        lkv_client_free(c);
+    }
+    free(copy), free(keys), free(present);
+    return rc;
+}
+
+static const char delete_usage[] =
+    "usage: latticekv delete --addr ADDR --key KEY [--ns NS]\n"
+    "Prints deleted=true when the key existed, deleted=false otherwise (both exit 0).\n";
+
+int lkv_cli_delete(int argc, char **argv)
+{
+    static const char *const known[] = {"addr", "timeout-ms", "key", "ns", NULL};
+    static const char *const flags[] = {"help", NULL};
+    if (lkv_cli_flag(argc, argv, "help"))
+        return fputs(delete_usage, stdout), 0;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    const char *key = lkv_cli_opt(argc, argv, "key");
+    if (!key)
+        return lkv_cli_error(2, "delete needs --key");
+    lkv_client *c = connect_addr(argc, argv, 0);
+    if (!c)
+        return 1;
+    int deleted = 0;
+    lkv_client_error e;
+    const int rc = lkv_client_delete(c, lkv_cli_opt(argc, argv, "ns"), key_of(key), &deleted, &e);
+    lkv_client_free(c);
+    if (rc)
+        return rpc_error(&e);
+    printf("deleted=%s\n", deleted ? "true" : "false");
+    return 0;
+}
+
+static const char stats_usage[] = "usage: latticekv stats --addr ADDR [--json]\n";
+
+int lkv_cli_stats(int argc, char **argv)
+{
+    static const char *const known[] = {"addr", "timeout-ms", NULL};
+    static const char *const flags[] = {"json", "help", NULL};
+    if (lkv_cli_flag(argc, argv, "help"))
+        return fputs(stats_usage, stdout), 0;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    lkv_client *c = connect_addr(argc, argv, 0);
+    if (!c)
+        return 1;
+    lkv_client_stats st;
+    lkv_client_error e;
+    const int rc = lkv_client_stats_get(c, &st, &e);
+    lkv_client_free(c);
+    if (rc)
+        return rpc_error(&e);
+    const uint64_t v[] = {st.uptime_ms, st.requests,        st.errors, st.raw_bytes_in,
+                          st.coded_bytes_out, st.batches, st.batched_vectors};
+    static const char *const names[] = {"uptime_ms",       "requests", "errors",
+                                        "raw_bytes_in",    "coded_bytes_out", "batches",
+                                        "batched_vectors"};
+    if (lkv_cli_flag(argc, argv, "json")) {
+        printf("{\"version\": \"%s\", \"backend\": \"%s\"", st.version, st.backend);
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+            printf(", \"%s\": %llu", names[i], (unsigned long long)v[i]);
+        printf(", \"tiers\": [");
+        for (size_t i = 0; i < st.n_tiers; i++) {
+            const lkv_client_tier *t = &st.tiers[i];
+            printf("%s{\"name\": \"%s\", \"capacity_bytes\": %llu, \"used_bytes\": %llu, "
+                   "\"blocks\": %llu, \"hits\": %llu, \"misses\": %llu, \"evictions\": %llu}",
+                   i ? ", " : "", t->name, (unsigned long long)t->capacity_bytes,
+                   (unsigned long long)t->used_bytes, (unsigned long long)t->blocks,
+                   (unsigned long long)t->hits, (unsigned long long)t->misses,
+                   (unsigned long long)t->evictions);
+        }
+        printf("]}\n");
+    } else {
+        printf("version %s\nbackend %s\n", st.version, st.backend);
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+            printf("%s %llu\n", names[i], (unsigned long long)v[i]);
+        for (size_t i = 0; i < st.n_tiers; i++) {
+            const lkv_client_tier *t = &st.tiers[i];
+            printf("tier %s capacity_bytes=%llu used_bytes=%llu blocks=%llu hits=%llu misses=%llu "
+                   "evictions=%llu\n",
+                   t->name, (unsigned long long)t->capacity_bytes,
+                   (unsigned long long)t->used_bytes, (unsigned long long)t->blocks,
+                   (unsigned long long)t->hits, (unsigned long long)t->misses,
+                   (unsigned long long)t->evictions);
+        }
+    }
+    lkv_client_stats_clear(&st);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* KV-like data for bench and demo                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r)
+{
+    /* splitmix64: tiny, good enough for synthetic data. */
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_normal(rng *r)
+{
+    const double u1 = ((double)(rng_next(r) >> 11) + 1.0) * 0x1p-53;
+    const double u2 = (double)(rng_next(r) >> 11) * 0x1p-53;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/*
+ * Fills [2 (K,V)][tokens][heads][dim] bf16 values shaped like a KV block:
+ * normal values times a per-channel log-normal scale; keys also get a few
+ * 20x outlier channels and an offset (the shapes bench/codec_quality uses).
+ */
+static void kv_fill_bf16(uint16_t *dst, size_t tokens, size_t heads, size_t dim, uint64_t seed)
+{
+    rng r = {seed};
+    const size_t ch = heads * dim;
+    double *scale = malloc(2 * ch * sizeof *scale);
+    if (!scale) {
+        memset(dst, 0, 2 * tokens * ch * sizeof *dst);
+        return;
+    }
+    for (size_t i = 0; i < 2 * ch; i++)
+        scale[i] = exp(0.5 * rng_normal(&r));
+    for (size_t i = 0; i < ch; i += 37)
+        scale[i] *= 20.0; /* key outlier channels */
+    for (size_t kv = 0; kv < 2; kv++)
+        for (size_t t = 0; t < tokens; t++)
+            for (size_t c = 0; c < ch; c++) {
+                const double offset = kv == 0 ? 0.5 : 0.0;
+                const double x = rng_normal(&r) * scale[kv * ch + c] + offset;
+                dst[(kv * tokens + t) * ch + c] = lkv_f32_to_bf16((float)x);
+            }
+    free(scale);
+}
+
+static void block_tensor(lkv_tensor *t, uint16_t *data, size_t tokens, size_t heads, size_t dim)
+{
+    memset(t, 0, sizeof *t);
+    t->dtype = LKV_DTYPE_BF16;
+    t->ndim = 4;
+    t->shape[0] = 2;
+    t->shape[1] = tokens;
+    t->shape[2] = heads;
+    t->shape[3] = dim;
+    t->data = data;
+    t->data_bytes = 2 * tokens * heads * dim * sizeof *data;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile (0..1) of n sorted values, nearest rank. */
+static double quantile(const double *sorted, size_t n, double q)
+{
+    if (!n)
+        return 0.0;
+    size_t i = (size_t)ceil(q * (double)n);
+    i = i ? i - 1 : 0;
+    return sorted[i < n ? i : n - 1];
+}
+
+/* ------------------------------------------------------------------------ */
+/* bench                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static const char bench_usage[] =
+    "usage: latticekv bench --addr ADDR [--clients N] [--requests N] [--tokens T] [--heads H]\n"
+    "                       [--dim D] [--op put|get|both] [--variant e8|d4] [--q Q] [--ns NS]\n"
+    "                       [--no-progress]\n"
+    "N clients (own connections) each run --requests Put and/or Get calls of one KV block\n"
+    "(K and V, T tokens x H heads x D, bf16). Prints bf16-equivalent GB/s and p50/p99 latency;\n"
+    "a progress bar goes to stderr. Defaults: 8 clients, 200 requests, 16 tokens, 8 heads, 128.\n";
+
+enum { OP_PUT = 1, OP_GET = 2 };
+
+typedef struct bench_worker {
+    pthread_t tid;
+    int id, ops;
+    const char *addr, *ns;
+    size_t tokens, heads, dim, requests;
+    const lkv_client_params *params;
+    double *lat_put, *lat_get; /* requests entries each */
+    size_t done;               /* read by the progress thread */
+    int rc;
+    lkv_client_error err;
+} bench_worker;
+
+static void *bench_run(void *arg)
+{
+    bench_worker *w = arg;
+    const size_t elems = 2 * w->tokens * w->heads * w->dim;
+    uint16_t *data = malloc(elems * sizeof *data);
+    lkv_client *c = NULL;
+    lkv_client_options o = {.own_connection = 1};
+    if (!data) {
+        w->rc = LKV_RPC_RESOURCE_EXHAUSTED;
+        snprintf(w->err.msg, sizeof w->err.msg, "out of memory");
+        return NULL;
+    }
+    kv_fill_bf16(data, w->tokens, w->heads, w->dim, 1000u + (uint64_t)w->id);
+    lkv_tensor t;
+    block_tensor(&t, data, w->tokens, w->heads, w->dim);
+    w->rc = lkv_client_create(w->addr, &o, &c, &w->err);
+    char key[64];
+    snprintf(key, sizeof key, "bench-%d", w->id);
+    if (!w->rc && !(w->ops & OP_PUT)) /* get-only: seed the key once */
+        w->rc = lkv_client_put(c, w->ns, key_of(key), &t, w->params, NULL, &w->err);
+    for (size_t i = 0; !w->rc && i < w->requests; i++) {
+        if (w->ops & OP_PUT) {
+            const double t0 = now_s();
+            w->rc = lkv_client_put(c, w->ns, key_of(key), &t, w->params, NULL, &w->err);
+            w->lat_put[i] = now_s() - t0;
+        }
+        if (!w->rc && (w->ops & OP_GET)) {
+            lkv_tensor out;
+            const double t0 = now_s();
+            w->rc = lkv_client_get(c, w->ns, key_of(key), LKV_DTYPE_BF16, &out, NULL, &w->err);
+            w->lat_get[i] = now_s() - t0;
+            lkv_tensor_clear(&out);
+        }
+        __atomic_store_n(&w->done, i + 1, __ATOMIC_RELAXED);
+    }
+    lkv_client_free(c);
+    free(data);
+    return NULL;
+}
+
+/* Draws "[#####.....]  42% 84/200 calls" on stderr, on one line. */
+static void progress_bar(size_t done, size_t total, double elapsed)
+{
+    const int width = 30;
+    const int fill = total ? (int)((double)width * (double)done / (double)total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] %3d%% %zu/%zu requests %.1fs", bar,
+            total ? (int)(100.0 * (double)done / (double)total) : 100, done, total, elapsed);
+    fflush(stderr);
+}
+
+static void print_lat(const char *op, double *lat, size_t n, double bytes, double wall)
+{
+    qsort(lat, n, sizeof *lat, cmp_double);
+    printf("%-4s %8zu calls %9.3f GB/s bf16  p50 %8.3f ms  p99 %8.3f ms\n", op, n,
+           bytes / wall / 1e9, quantile(lat, n, 0.50) * 1e3, quantile(lat, n, 0.99) * 1e3);
+}
+
+int lkv_cli_bench(int argc, char **argv)
+{
+    static const char *const known[] = {"addr", "timeout-ms", "clients", "requests", "tokens",
+                                        "heads", "dim", "op", "variant", "q", "ns", NULL};
+    static const char *const flags[] = {"no-progress", "help", NULL};
+    if (lkv_cli_flag(argc, argv, "help"))
+        return fputs(bench_usage, stdout), 0;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    unsigned long long clients = 8, requests = 200, tokens = 16, heads = 8, dim = 128;
+    const char *s;
+    if (((s = lkv_cli_opt(argc, argv, "clients")) && !lkv_cli_u64("clients", s, 1, 1024, &clients)) ||
+        ((s = lkv_cli_opt(argc, argv, "requests")) &&
+         !lkv_cli_u64("requests", s, 1, 100000000, &requests)) ||
+        ((s = lkv_cli_opt(argc, argv, "tokens")) && !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
+        ((s = lkv_cli_opt(argc, argv, "heads")) && !lkv_cli_u64("heads", s, 1, 1024, &heads)) ||
+        ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, 1u << 16, &dim)))
+        return 2;
+    int ops = OP_PUT | OP_GET;
+    if ((s = lkv_cli_opt(argc, argv, "op"))) {
+        if (!strcmp(s, "put"))
+            ops = OP_PUT;
+        else if (!strcmp(s, "get"))
+            ops = OP_GET;
+        else if (strcmp(s, "both"))
+            return lkv_cli_error(2, "--op=%s is not one of put, get, both", s);
+    }
+    lkv_client_params params;
+    if (!parse_params(argc, argv, &params))
+        return 2;
+    const char *addr = lkv_cli_opt(argc, argv, "addr");
+    const char *ns = lkv_cli_opt(argc, argv, "ns");
+    /* Fail fast, with one clear line, when nothing serves at the address. */
+    lkv_client *probe = connect_addr(argc, argv, 0);
+    if (!probe)
+        return 1;
+    lkv_client_error e;
+    if (lkv_client_wait_ready(probe, 2000, &e)) {
+        lkv_client_free(probe);
+        return rpc_error(&e);
+    }
+    lkv_client_free(probe);
+
+    const size_t n = (size_t)clients, per = (size_t)requests;
+    bench_worker *w = calloc(n, sizeof *w);
+    double *lat = calloc(2 * n * per, sizeof *lat);
+    if (!w || !lat) {
+        free(w), free(lat);
+        return lkv_cli_error(1, "out of memory for %zu x %zu latencies", n, per);
+    }
+    const int show = !lkv_cli_flag(argc, argv, "no-progress");
+    const double t0 = now_s();
+    size_t started = 0;
+    for (size_t i = 0; i < n; i++) {
+        w[i] = (bench_worker){.id = (int)i, .ops = ops, .addr = addr ? addr : DEFAULT_ADDR,
+                              .ns = ns, .tokens = tokens, .heads = heads, .dim = dim,
+                              .requests = per, .params = &params, .lat_put = lat + 2 * i * per,
+                              .lat_get = lat + (2 * i + 1) * per};
+        if (pthread_create(&w[i].tid, NULL, bench_run, &w[i]) != 0)
+            break;
+        started++;
+    }
+    /* The progress bar polls the workers' counters; it never blocks them. */
+    for (;;) {
+        size_t done = 0, finished = 0;
+        for (size_t i = 0; i < started; i++) {
+            const size_t d = __atomic_load_n(&w[i].done, __ATOMIC_RELAXED);
+            done += d;
+            finished += d == per || w[i].rc;
+        }
+        if (show)
+            progress_bar(done, n * per, now_s() - t0);
+        if (finished == started)
+            break;
+        const struct timespec nap = {0, 100 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(w[i].tid, NULL);
+    const double wall = now_s() - t0;
+    if (show)
+        fputc('\n', stderr);
+    int rc = started == n ? 0 : lkv_cli_error(1, "could only start %zu of %zu clients", started, n);
+    for (size_t i = 0; i < started && !rc; i++)
+        if (w[i].rc)
+            rc = lkv_cli_error(1, "client %zu: %s: %s", i, lkv_rpc_code_name(w[i].rc), w[i].err.msg);
+    if (!rc) {
+        const double block = 2.0 * (double)(tokens * heads * dim) * 2.0;
+        printf("bench addr=%s clients=%zu requests=%zu block=2x%llux%llux%llu bf16 (%.0f KiB) "
+               "wall=%.3fs\n",
+               addr ? addr : DEFAULT_ADDR, n, per, tokens, heads, dim, block / 1024.0, wall);
+        /* Gather each op's latencies contiguously for the percentiles. */
+        double *all = malloc(n * per * sizeof *all);
+        for (int op = OP_PUT; all && op <= OP_GET; op++) {
+            if (!(ops & op))
+                continue;
+            for (size_t i = 0; i < n; i++)
+                memcpy(all + i * per, op == OP_PUT ? w[i].lat_put : w[i].lat_get,
+                       per * sizeof *all);
+            print_lat(op == OP_PUT ? "put" : "get", all, n * per, block * (double)(n * per), wall);
+        }
+        free(all);
+    }
+    free(w), free(lat);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* demo                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static const char demo_usage[] =
+    "usage: latticekv demo --addr ADDR [--tokens T] [--heads H] [--dim D] [--rounds N]\n"
+    "                      [--variant e8|d4] [--q Q]\n"
+    "Generates a KV-like block (K and V, bf16), stores it in the daemon, reads it back and\n"
+    "prints the compression ratio vs bf16, the relative error and the Put/Get throughput.\n";
+
+int lkv_cli_demo(int argc, char **argv)
+{
+    static const char *const known[] = {"addr",   "timeout-ms", "tokens", "heads", "dim",
+                                        "rounds", "variant",    "q",      NULL};
+    static const char *const flags[] = {"help", NULL};
+    if (lkv_cli_flag(argc, argv, "help"))
+        return fputs(demo_usage, stdout), 0;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    unsigned long long tokens = 256, heads = 8, dim = 128, rounds = 20;
+    const char *s;
+    if (((s = lkv_cli_opt(argc, argv, "tokens")) && !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
+        ((s = lkv_cli_opt(argc, argv, "heads")) && !lkv_cli_u64("heads", s, 1, 1024, &heads)) ||
+        ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, 1u << 16, &dim)) ||
+        ((s = lkv_cli_opt(argc, argv, "rounds")) && !lkv_cli_u64("rounds", s, 1, 100000, &rounds)))
+        return 2;
+    lkv_client_params params;
+    if (!parse_params(argc, argv, &params))
+        return 2;
+    lkv_client *c = connect_addr(argc, argv, 0);
+    if (!c)
+        return 1;
+    lkv_client_error e;
+    int rc = lkv_client_wait_ready(c, 5000, &e);
+    const size_t elems = 2 * (size_t)(tokens * heads * dim);
+    uint16_t *data = malloc(elems * sizeof *data);
+    if (!rc && !data)
+        rc = lkv_cli_error(1, "out of memory for %zu elements", elems) * 0 + 1;
+    else if (rc)
+        rc = rpc_error(&e);
+    if (rc) {
+        lkv_client_free(c);
+        free(data);
+        return rc;
+    }
+    kv_fill_bf16(data, (size_t)tokens, (size_t)heads, (size_t)dim, 42);
+    lkv_tensor t;
+    block_tensor(&t, data, (size_t)tokens, (size_t)heads, (size_t)dim);
+    const lkv_key key = key_of("latticekv-demo");
+
+    uint64_t coded = 0;
+    lkv_tensor back = {0};
+    char tier[LKV_CLIENT_TIER_MAX] = "";
+    double put_s = 0, get_s = 0;
+    for (unsigned long long r = 0; r < rounds && !rc; r++) {
+        double t0 = now_s();
+        rc = lkv_client_put(c, "demo", key, &t, &params, &coded, &e);
+        put_s += now_s() - t0;
+        if (rc)
+            break;
+        lkv_tensor_clear(&back);
+        t0 = now_s();
+        rc = lkv_client_get(c, "demo", key, LKV_DTYPE_BF16, &back, tier, &e);
+        get_s += now_s() - t0;
+    }
+    /* The stored container says which parameters the daemon used. */
+    lkv_container_info info = {0};
+    if (!rc) {
+        lkv_buf cb = {0};
+        rc = lkv_client_get_coded(c, "demo", key, &cb, &e);
+        lkv_diag diag;
+        if (!rc && lkv_container_parse(cb.data, cb.len, &info, &diag) != LKV_OK)
+            rc = lkv_cli_error(1, "the stored container does not parse: %s", diag.msg) * 0 - 1;
+        lkv_buf_clear(&cb);
+    }
+    if (!rc) {
+        int deleted = 0;
+        rc = lkv_client_delete(c, "demo", key, &deleted, &e);
+    }
+    lkv_client_free(c);
+    if (rc) {
+        lkv_tensor_clear(&back);
+        free(data);
+        return rc < 0 ? 1 : rpc_error(&e);
+    }
+    if (back.data_bytes != t.data_bytes) {
+        lkv_tensor_clear(&back);
+        free(data);
+        return lkv_cli_error(1, "Get returned %zu bytes for a %zu-byte block", back.data_bytes,
+                             t.data_bytes);
+    }
+    double num = 0, den = 0;
+    const uint16_t *y = back.data;
+    for (size_t i = 0; i < elems; i++) {
+        const double a = lkv_bf16_to_f32(data[i]), d = a - lkv_bf16_to_f32(y[i]);
+        num += d * d;
+        den += a * a;
+    }
+    const double raw = (double)t.data_bytes;
+    printf("latticekv demo: block K,V x %llu tokens x %llu heads x %llu dims, bf16 = %.1f KiB\n",
+           tokens, heads, dim, raw / 1024.0);
+    printf("  stored        %llu bytes (%s, Q=%u, %u bits per vector)  ratio vs bf16 %.2fx"
+           "  tier %s\n",
+           (unsigned long long)coded, lkv_variant_name(info.params.variant), info.params.q,
+           lkv_bits_per_vector(&info.params), raw / (double)coded, tier[0] ? tier : "-");
+    printf("  rel. error    %.3e (sum |x - x'|^2 / sum |x|^2)\n", den > 0 ? num / den : 0.0);
+    printf("  put           %.3f GB/s bf16  (%.3f ms per block)\n",
+           raw * (double)rounds / put_s / 1e9, put_s / (double)rounds * 1e3);
+    printf("  get           %.3f GB/s bf16  (%.3f ms per block)\n",
+           raw * (double)rounds / get_s / 1e9, get_s / (double)rounds * 1e3);
+    lkv_tensor_clear(&back);
+    free(data);
+    return 0;
+}
