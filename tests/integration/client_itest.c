@@ -1,0 +1,290 @@
+/*
+ * client_itest.c - the C client (lkv_client.h) against a running latticekvd.
+ *
+ * Usage: lkv_client_itest --addr ADDR. The pytest suite starts the daemon
+ * and runs this program once per transport (TCP and unix socket). Expected
+ * values come from the codec library linked here: the daemon's containers
+ * and reconstructions must equal lkv_compress / lkv_decompress byte for
+ * byte. Prints one line per failed check and exits 1 if there was any.
+ */
+#include "lkv_client.h"
+#include "lkv_codec.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                      \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            failures++;                                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                   \
+            fprintf(stderr, __VA_ARGS__);                                                     \
+            fputc('\n', stderr);                                                              \
+        }                                                                                     \
+    } while (0)
+
+static const char *addr;
+
+static lkv_client *open_client(int own)
+{
+    lkv_client_options o = {.timeout_ms = 120000, .own_connection = own};
+    lkv_client *c = NULL;
+    lkv_client_error e;
+    const int rc = lkv_client_create(addr, &o, &c, &e);
+    CHECK(rc == LKV_RPC_OK, "create: %s", e.msg);
+    return c;
+}
+
+/* Deterministic pseudo-random values in [-4, 4) of dtype dt. */
+static void fill(void *dst, lkv_dtype dt, size_t n, uint32_t seed)
+{
+    uint32_t s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        const float f = ((float)(s >> 8) / 16777216.0f - 0.5f) * 8.0f;
+        if (dt == LKV_DTYPE_FP32)
+            ((float *)dst)[i] = f;
+        else if (dt == LKV_DTYPE_FP16)
+            ((uint16_t *)dst)[i] = lkv_f32_to_f16(f);
+        else
+            ((uint16_t *)dst)[i] = lkv_f32_to_bf16(f);
+    }
+}
+
+static lkv_key key_of(const char *s)
+{
+    return (lkv_key){s, strlen(s)};
+}
+
+/* Compress/Decompress/Put/Get of one tensor against the local codec. */
+static void roundtrip(lkv_client *c, lkv_dtype dt, lkv_variant v, uint32_t q, uint32_t dim)
+{
+    const uint64_t shape[3] = {2, 5, dim};
+    const size_t n = 10 * (size_t)dim, bytes = n * lkv_dtype_size(dt);
+    void *src = malloc(bytes);
+    fill(src, dt, n, q * 31 + dim + (uint32_t)dt);
+    const lkv_params p = {v, q, dim};
+
+    lkv_container_info info;
+    lkv_container_plan(&p, dt, shape, 3, &info, NULL);
+    void *local = malloc(info.total_bytes);
+    void *local_dec = malloc(bytes);
+    size_t local_len = 0, dec_len = 0;
+    CHECK(lkv_compress(&p, dt, shape, 3, src, bytes, local, info.total_bytes, &local_len,
+                       LKV_ISA_AUTO, NULL) == LKV_OK, "local compress");
+    CHECK(lkv_decompress(local, local_len, 0, local_dec, bytes, &dec_len, NULL, LKV_ISA_AUTO,
+                         NULL) == LKV_OK, "local decompress");
+
+    lkv_tensor t = {.dtype = (int)dt, .ndim = 3, .shape = {2, 5, dim}, .data = src,
+                    .data_bytes = bytes};
+    const lkv_client_params cp = {(int)v, q};
+    lkv_buf coded = {0};
+    lkv_compress_info ci = {0};
+    lkv_client_error e;
+    int rc = lkv_client_compress(c, &t, &cp, &coded, &ci, &e);
+    CHECK(rc == LKV_RPC_OK, "compress %s %s q=%u dim=%u: %s", lkv_dtype_name(dt),
+          lkv_variant_name(v), q, dim, e.msg);
+    CHECK(coded.len == local_len && memcmp(coded.data, local, local_len) == 0,
+          "daemon container differs from lkv_compress (%s %s q=%u dim=%u)", lkv_dtype_name(dt),
+          lkv_variant_name(v), q, dim);
+    CHECK(ci.coded_bytes == local_len && ci.raw_bytes == bytes &&
+              ci.bits_per_vector == lkv_bits_per_vector(&p),
+          "compress info %llu %llu %u", (unsigned long long)ci.coded_bytes,
+          (unsigned long long)ci.raw_bytes, ci.bits_per_vector);
+
+    lkv_tensor out = {0};
+    rc = lkv_client_decompress(c, local, local_len, 0, &out, &e);
+    CHECK(rc == LKV_RPC_OK, "decompress: %s", e.msg);
+    CHECK(out.dtype == (int)dt && out.ndim == 3 && out.shape[2] == dim &&
+              out.data_bytes == bytes && memcmp(out.data, local_dec, bytes) == 0,
+          "daemon reconstruction differs from lkv_decompress");
+    lkv_tensor_clear(&out);
+
+    char key[64];
+    snprintf(key, sizeof key, "c-%d-%d-%u-%u", (int)dt, (int)v, q, dim);
+    uint64_t stored = 0;
+    rc = lkv_client_put(c, "c-itest", key_of(key), &t, &cp, &stored, &e);
+    CHECK(rc == LKV_RPC_OK && stored == local_len, "put: %s (stored %llu)", e.msg,
+          (unsigned long long)stored);
+    char tier[LKV_CLIENT_TIER_MAX];
+    rc = lkv_client_get(c, "c-itest", key_of(key), 0, &out, tier, &e);
+    CHECK(rc == LKV_RPC_OK && out.data_bytes == bytes && memcmp(out.data, local_dec, bytes) == 0,
+          "get: %s", e.msg);
+    lkv_tensor_clear(&out);
+    lkv_buf back = {0};
+    rc = lkv_client_get_coded(c, "c-itest", key_of(key), &back, &e);
+    CHECK(rc == LKV_RPC_OK && back.len == local_len && memcmp(back.data, local, local_len) == 0,
+          "get_coded: %s", e.msg);
+    lkv_buf_clear(&back);
+    lkv_buf_clear(&coded);
+    free(src), free(local), free(local_dec);
+}
+
+static void semantics(lkv_client *c)
+{
+    lkv_client_error e;
+    float data[4 * 64];
+    fill(data, LKV_DTYPE_FP32, 4 * 64, 5);
+    lkv_tensor t = {.dtype = LKV_DTYPE_FP32, .ndim = 2, .shape = {4, 64}, .data = data,
+                    .data_bytes = sizeof data};
+    const lkv_key keys[4] = {key_of("s0"), key_of("s1"), key_of("s2"), key_of("s3")};
+    for (int i = 0; i < 4; i++) {
+        if (i == 2)
+            continue;
+        CHECK(lkv_client_put(c, "c-sem", keys[i], &t, NULL, NULL, &e) == 0, "put: %s", e.msg);
+    }
+    uint32_t hits = 99;
+    uint8_t present[4];
+    CHECK(lkv_client_lookup(c, "c-sem", keys, 4, &hits, present, &e) == 0, "lookup: %s", e.msg);
+    CHECK(hits == 2 && present[0] && present[1] && !present[2] && present[3],
+          "lookup: hits=%u present=%d%d%d%d", hits, present[0], present[1], present[2],
+          present[3]);
+    int deleted = -1;
+    CHECK(lkv_client_delete(c, "c-sem", keys[0], &deleted, &e) == 0 && deleted == 1, "delete");
+    CHECK(lkv_client_delete(c, "c-sem", keys[0], &deleted, &e) == 0 && deleted == 0,
+          "delete again");
+    lkv_tensor out;
+    int rc = lkv_client_get(c, "c-sem", keys[0], 0, &out, NULL, &e);
+    CHECK(rc == LKV_RPC_NOT_FOUND && e.code == rc && e.msg[0], "get deleted: %s %s",
+          lkv_rpc_code_name(rc), e.msg);
+    CHECK(out.data == NULL && out.data_bytes == 0, "no output on failure");
+
+    /* Bad input: the daemon's code and a message naming the value. */
+    float bad[2 * 96] = {0};
+    lkv_tensor tb = {.dtype = LKV_DTYPE_FP32, .ndim = 2, .shape = {2, 96}, .data = bad,
+                     .data_bytes = sizeof bad};
+    lkv_buf coded;
+    rc = lkv_client_compress(c, &tb, NULL, &coded, NULL, &e);
+    CHECK(rc == LKV_RPC_INVALID_ARGUMENT && strstr(e.msg, "96"), "head_dim 96: %s %s",
+          lkv_rpc_code_name(rc), e.msg);
+    data[7] = NAN;
+    rc = lkv_client_put(c, "c-sem", keys[1], &t, NULL, NULL, &e);
+    CHECK(rc == LKV_RPC_INVALID_ARGUMENT, "NaN: %s %s", lkv_rpc_code_name(rc), e.msg);
+    data[7] = 0.0f;
+    const lkv_client_params q0 = {LKV_VARIANT_E8, 1024};
+    rc = lkv_client_put(c, "c-sem", keys[1], &t, &q0, NULL, &e);
+    CHECK(rc == LKV_RPC_INVALID_ARGUMENT && strstr(e.msg, "1024"), "q 1024: %s %s",
+          lkv_rpc_code_name(rc), e.msg);
+
+    /* A corrupted container: DATA_LOSS, and the key keeps its value. */
+    lkv_buf good = {0};
+    CHECK(lkv_client_get_coded(c, "c-sem", keys[1], &good, &e) == 0, "get_coded: %s", e.msg);
+    if (good.len > 8) {
+        unsigned char *mangled = malloc(good.len);
+        memcpy(mangled, good.data, good.len);
+        mangled[good.len - 3] ^= 0x10;
+        rc = lkv_client_put_coded(c, "c-sem", keys[1], mangled, good.len, NULL, &e);
+        CHECK(rc == LKV_RPC_DATA_LOSS, "corrupt put: %s %s", lkv_rpc_code_name(rc), e.msg);
+        rc = lkv_client_decompress(c, mangled, good.len - 1, 0, &out, &e);
+        CHECK(rc == LKV_RPC_DATA_LOSS, "truncated decompress: %s %s", lkv_rpc_code_name(rc),
+              e.msg);
+        lkv_buf after = {0};
+        CHECK(lkv_client_get_coded(c, "c-sem", keys[1], &after, &e) == 0 &&
+                  after.len == good.len && memcmp(after.data, good.data, good.len) == 0,
+              "the failed Put changed the stored value");
+        lkv_buf_clear(&after);
+        free(mangled);
+    }
+    lkv_buf_clear(&good);
+
+    lkv_client_stats st;
+    CHECK(lkv_client_stats_get(c, &st, &e) == 0, "stats: %s", e.msg);
+    CHECK(strcmp(st.backend, "cpu") == 0 && st.requests > 0 && st.errors > 0,
+          "stats backend=%s requests=%llu errors=%llu", st.backend,
+          (unsigned long long)st.requests, (unsigned long long)st.errors);
+    lkv_client_stats_clear(&st);
+}
+
+/* Concurrency: threads with their own connection, and threads sharing one client. */
+typedef struct worker {
+    pthread_t tid;
+    int id;
+    lkv_client *shared;
+    int bad;
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    lkv_client *c = w->shared ? w->shared : open_client(1);
+    uint16_t data[2 * 16 * 8 * 128];
+    fill(data, LKV_DTYPE_BF16, sizeof data / 2, 100u + (uint32_t)w->id);
+    const lkv_params p = {LKV_VARIANT_E8, 38, 128};
+    const uint64_t shape[4] = {2, 16, 8, 128};
+    unsigned char local[64 * 1024];
+    size_t local_len = 0;
+    if (lkv_compress(&p, LKV_DTYPE_BF16, shape, 4, data, sizeof data, local, sizeof local,
+                     &local_len, LKV_ISA_AUTO, NULL) != LKV_OK)
+        w->bad++;
+    lkv_tensor t = {.dtype = LKV_DTYPE_BF16, .ndim = 4, .shape = {2, 16, 8, 128}, .data = data,
+                    .data_bytes = sizeof data};
+    char key[32];
+    snprintf(key, sizeof key, "w-%d", w->id);
+    lkv_client_error e;
+    for (int r = 0; c && r < 4; r++) {
+        lkv_buf b = {0};
+        if (lkv_client_put(c, "c-conc", key_of(key), &t, NULL, NULL, &e) ||
+            lkv_client_get_coded(c, "c-conc", key_of(key), &b, &e) || b.len != local_len ||
+            memcmp(b.data, local, local_len) != 0) {
+            fprintf(stderr, "worker %d round %d: %s\n", w->id, r, e.msg);
+            w->bad++;
+        }
+        lkv_buf_clear(&b);
+    }
+    if (!w->shared)
+        lkv_client_free(c);
+    return NULL;
+}
+
+static void concurrency(lkv_client *shared, int n)
+{
+    worker *w = calloc((size_t)n, sizeof *w);
+    for (int i = 0; i < n; i++) {
+        w[i].id = i + (shared ? 1000 : 0);
+        w[i].shared = shared;
+        pthread_create(&w[i].tid, NULL, work, &w[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(w[i].tid, NULL);
+        bad += w[i].bad;
+    }
+    CHECK(bad == 0, "%d failed rounds among %d %s clients", bad, n, shared ? "shared" : "own");
+    free(w);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 || strcmp(argv[1], "--addr") != 0) {
+        fprintf(stderr, "usage: lkv_client_itest --addr ADDR\n");
+        return 2;
+    }
+    addr = argv[2];
+    lkv_client *c = open_client(0);
+    if (!c)
+        return 1;
+    lkv_client_error e;
+    CHECK(lkv_client_wait_ready(c, 30000, &e) == LKV_RPC_OK, "not ready: %s", e.msg);
+    int serving = 0;
+    CHECK(lkv_client_health(c, "", &serving, &e) == 0 && serving == 1, "health %d", serving);
+
+    const lkv_dtype dts[] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
+    const lkv_variant vs[] = {LKV_VARIANT_E8, LKV_VARIANT_D4};
+    const uint32_t qd[][2] = {{1, 8}, {10, 64}, {38, 128}, {152, 256}, {1023, 512}};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 2; j++)
+            for (size_t k = 0; k < sizeof qd / sizeof qd[0]; k++)
+                roundtrip(c, dts[i], vs[j], qd[k][0], qd[k][1]);
+    semantics(c);
+    concurrency(NULL, 64);
+    concurrency(c, 32);
+
+    lkv_client_free(c);
+    printf("client_itest %s: %s (%d failures)\n", addr, failures ? "FAILED" : "ok", failures);
+    return failures ? 1 : 0;
+}
