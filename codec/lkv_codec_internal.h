@@ -53,6 +53,13 @@ lkv_status lkv_encode_scalar(const lkv_derived *d, lkv_dtype dt, const void *src
                              uint8_t *dst, lkv_diag *diag);
 lkv_status lkv_decode_scalar(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
                              void *dst, lkv_diag *diag);
+/* The scalar kernels on vectors first..end-1 of a batch (src and dst are the
+ * batch's bases; a failure reports the batch-wide vector index). SIMD paths
+ * hand a tail or a batch holding a bad vector to these. */
+lkv_status lkv_encode_scalar_range(const lkv_derived *d, lkv_dtype dt, const void *src,
+                                   size_t first, size_t end, uint8_t *dst, lkv_diag *diag);
+lkv_status lkv_decode_scalar_range(const lkv_derived *d, const uint8_t *src, size_t first,
+                                   size_t end, lkv_dtype dt, void *dst, lkv_diag *diag);
 
 #if defined(LKV_HAVE_AVX2)
 lkv_status lkv_encode_avx2(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,

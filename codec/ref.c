@@ -370,8 +370,14 @@ lkv_status lkv_ref_decode_vec(const lkv_derived *d, const uint8_t *rec, float *o
 lkv_status lkv_encode_scalar(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
                              uint8_t *dst, lkv_diag *diag)
 {
+    return lkv_encode_scalar_range(d, dt, src, 0, n, dst, diag);
+}
+
+lkv_status lkv_encode_scalar_range(const lkv_derived *d, lkv_dtype dt, const void *src,
+                                   size_t first, size_t end, uint8_t *dst, lkv_diag *diag)
+{
     float x[LKV_DIM_MAX];
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = first; i < end; i++) {
         uint32_t bad = 0;
         if (!lkv_load_vec(dt, src, i, d->p.dim, x, &bad))
             return lkv_fail(diag, LKV_ERR_NONFINITE, i,
@@ -386,8 +392,14 @@ lkv_status lkv_encode_scalar(const lkv_derived *d, lkv_dtype dt, const void *src
 lkv_status lkv_decode_scalar(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
                              void *dst, lkv_diag *diag)
 {
+    return lkv_decode_scalar_range(d, src, 0, n, dt, dst, diag);
+}
+
+lkv_status lkv_decode_scalar_range(const lkv_derived *d, const uint8_t *src, size_t first,
+                                   size_t end, lkv_dtype dt, void *dst, lkv_diag *diag)
+{
     float x[LKV_DIM_MAX];
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = first; i < end; i++) {
         if (lkv_ref_decode_vec(d, src + i * d->rec_bytes, x) != LKV_OK)
             return lkv_fail(diag, LKV_ERR_CORRUPT, i, "record %zu holds an invalid index or scale",
                             i);

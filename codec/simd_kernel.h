@@ -1,0 +1,605 @@
+/*
+ * simd_kernel.h - the encode and decode kernels of the SIMD paths, written
+ * once and compiled twice: by simd_avx2.c (8 lanes) and simd_avx512.c
+ * (16 lanes). Not a public header; include it only from those two files,
+ * after they have defined the primitives listed below.
+ *
+ * Design note: one vector per lane. A batch of LKV_L vectors is transposed
+ * into buf[j] = coordinate j of every vector, so each step of ref.c becomes
+ * the same fp32 operation applied lane-wise: the pairwise norm tree, the
+ * true divisions, the butterfly (stages h = 1, 2, ... in order, kept in
+ * registers up to SK_MAX_STAGES stages per pass), the box-constrained D_n
+ * search with its tie rules as masked selects, the E8 distances summed in
+ * index order. Nothing is reassociated and no FMA is ever formed (the build
+ * uses -ffp-contract=off, and no fma intrinsic appears), so each lane
+ * computes exactly the scalar path's values, and the bytes agree.
+ *
+ * Indices use 32-bit pieces, which is why the kernels require Q <= 127
+ * (SK_Q_MAX) and leave larger Q to the scalar path: with B = 2Q + 1 and
+ * C = 2Q, the integer-coset index is (X*B^4 + Y) / 2 and the half-integer
+ * index M_a + X*(C^3*Q) + Y, where X, Y, B^4 and C^3*Q all fit in 32 bits;
+ * the one 64-bit product per block is a widening 32x32 multiply. Decoding
+ * splits the index back into X and Y (per ISA) and then extracts digits
+ * with a multiply-high by floor(2^32/M) plus one correction step.
+ *
+ * Records are written and read by a bit accumulator that is the same for
+ * every lane (all lanes sit at the same bit position), so it runs on 64-bit
+ * vector lanes; only the final copy between the word scratch and the
+ * records is per lane. A batch with a failing lane (NaN/Inf, norm overflow,
+ * corrupt record) is handed to the scalar range kernel, which reports the
+ * same first index and message as the scalar path.
+ *
+ * Primitives the including file defines (all static inline):
+ *   LKV_L            lanes (8 or 16); SK_MAX_STAGES butterfly stages per pass
+ *   vf, vi, vm, vq   fp32 vector, int32 vector, lane mask, uint64 vector of
+ *                    LKV_L/2 lanes (vq "even" holds lanes 0,2,4..; "odd" 1,3..)
+ *   vf_set1 vf_add vf_sub vf_mul vf_div vf_sqrt vf_max vf_abs vf_rint(RNE)
+ *   vm_lt vm_le vm_gt vm_ge vm_eq (ordered fp compares) vm_and vm_or
+ *   vm_any vm_bits vm_nonfinite vf_blend(m, t, f) vi_blend(m, t, f)
+ *   vi_set1 vi_add vi_sub vi_mul(low 32) vi_and vi_srli1 vi_slli1
+ *   vi_from_f(exact ints) vf_from_i vm_ieq vm_uge(unsigned) vi_mulhi(u32)
+ *   vi_h_from_f(fp32 -> fp16 bits, RNE) vf_from_h(fp16 bits -> fp32)
+ *   vq_set1 vq_load vq_store vq_or vq_and vq_sll vq_srl(count >= 64 -> 0)
+ *   vq_even vq_odd vi_from_eo vq_uge_bits vq_nz_bits
+ *   sk_idx64(X, K, Y, half, ma, &e, &o)      (X*K+Y)>>1, or ma+X*K+Y if half
+ *   sk_split(c, e, o, &X, &Y, &half) -> bad lane bits (index >= codebook)
+ *   sk_load_chunk(dt, rows, off, out)  LKV_L elements of LKV_L rows, transposed
+ *   sk_store_chunk(dt, rows, cnt, off, in)
+ */
+#ifndef LKV_SIMD_KERNEL_H
+#define LKV_SIMD_KERNEL_H
+
+#include <string.h>
+
+#define SK_Q_MAX 127u
+/* Words of one record in the scratch, plus one zero word read past the end. */
+#define SK_MAX_WORDS ((LKV_DIM_MAX / 8u * 64u + 32u + 63u) / 64u + 2u)
+#define SK_INLINE static inline __attribute__((always_inline))
+
+typedef struct sk_consts {
+    uint32_t dim, n, nblocks, k, bits, rec_bytes, full_words, tail_bytes;
+    uint32_t q, b, c, b4, c3q, mag_b, mag_c, mag_q;
+    uint64_t ma, codebook, kmask;
+    float qf, inv_sqrt_d;
+} sk_consts;
+
+typedef struct sk_scratch {
+    vf buf[LKV_DIM_MAX];                  /* buf[j]: coordinate j of each lane */
+    uint64_t words[SK_MAX_WORDS][LKV_L];  /* [w][slot]: record word w of a lane */
+} sk_scratch;
+
+/* Per-ISA pieces, defined by the including file after this header. */
+static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o);
+static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm *half);
+static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint32_t off, vf *out);
+static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned cnt, uint32_t off,
+                                  const vf *in);
+
+/* Where a lane's 64-bit word lives in words[w]: even lanes first. */
+static inline unsigned sk_slot(unsigned lane)
+{
+    return (lane & 1u) * (LKV_L / 2u) + (lane >> 1);
+}
+
+/* floor(2^32 / m), capped so it fits 32 bits (m = 1); see sk_divmod. */
+static inline uint32_t sk_magic(uint32_t m)
+{
+    const uint64_t v = (1ull << 32) / m;
+    return v > 0xffffffffull ? 0xffffffffu : (uint32_t)v;
+}
+
+static void sk_setup(const lkv_derived *d, sk_consts *c)
+{
+    memset(c, 0, sizeof *c);
+    c->dim = d->p.dim;
+    c->n = d->n;
+    c->nblocks = d->nblocks;
+    c->k = d->k;
+    c->bits = d->bits;
+    c->rec_bytes = d->rec_bytes;
+    c->full_words = d->rec_bytes / 8u;
+    c->tail_bytes = d->rec_bytes % 8u;
+    c->q = d->p.q;
+    c->b = 2u * c->q + 1u;
+    c->c = 2u * c->q;
+    c->b4 = c->b * c->b * c->b * c->b;
+    c->c3q = c->c * c->c * c->c * c->q;
+    c->mag_b = sk_magic(c->b);
+    c->mag_c = sk_magic(c->c);
+    c->mag_q = sk_magic(c->q);
+    c->ma = (uint64_t)d->e8_int_count;
+    c->codebook = (uint64_t)d->codebook;
+    c->kmask = c->k >= 64u ? ~0ull : (1ull << c->k) - 1u;
+    c->qf = d->qf;
+    c->inv_sqrt_d = d->inv_sqrt_d;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Walsh-Hadamard butterfly on lanes                                         */
+
+enum { SK_FIRST = 1, SK_LAST = 2, SK_DEC = 4 };
+
+/*
+ * s consecutive stages h0, 2*h0, ... of the butterfly on the 2^s values
+ * v[k*h0] kept in registers. The first pass of an encode divides by r
+ * before stage 1 (u = x / r); the last pass multiplies by 1/sqrt(D) and
+ * then either tracks max |y| (encode) or multiplies by r (decode), exactly
+ * the order of ref.c.
+ */
+SK_INLINE void sk_group(vf *v, uint32_t h0, int s, int flags, vf pre, vf scale, vf post, vf *mx)
+{
+    vf x[1 << SK_MAX_STAGES];
+    const int nv = 1 << s;
+    for (int k = 0; k < nv; k++) {
+        x[k] = v[(uint32_t)k * h0];
+        if ((flags & SK_FIRST) && !(flags & SK_DEC))
+            x[k] = vf_div(x[k], pre);
+    }
+    for (int h = 1; h < nv; h <<= 1)
+        for (int i = 0; i < nv; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                const vf a = x[j], b = x[j + h];
+                x[j] = vf_add(a, b);
+                x[j + h] = vf_sub(a, b);
+            }
+    for (int k = 0; k < nv; k++) {
+        if (flags & SK_LAST) {
+            x[k] = vf_mul(x[k], scale);
+            if (flags & SK_DEC)
+                x[k] = vf_mul(x[k], post);
+            else
+                *mx = vf_max(*mx, vf_abs(x[k]));
+        }
+        v[(uint32_t)k * h0] = x[k];
+    }
+}
+
+SK_INLINE void sk_pass(vf *v, uint32_t dim, uint32_t h0, int s, int flags, vf pre, vf scale,
+                       vf post, vf *mx)
+{
+    const uint32_t span = h0 << s;
+    for (uint32_t base = 0; base < dim; base += span)
+        for (uint32_t j = 0; j < h0; j++)
+            sk_group(v + base + j, h0, s, flags, pre, scale, post, mx);
+}
+
+/* The whole butterfly: passes of at most SK_MAX_STAGES stages. */
+static void sk_fwht(vf *v, uint32_t dim, int dec, vf pre, vf scale, vf post, vf *mx)
+{
+    uint32_t h0 = 1;
+    int flags = SK_FIRST | (dec ? SK_DEC : 0);
+    while (h0 < dim) {
+        int s = 0;
+        while (s < SK_MAX_STAGES && (h0 << s) < dim)
+            s++;
+        if ((h0 << s) >= dim)
+            flags |= SK_LAST;
+        /* Constant stage counts so that sk_group unrolls into registers. */
+        switch (s) {
+        case 1: sk_pass(v, dim, h0, 1, flags, pre, scale, post, mx); break;
+        case 2: sk_pass(v, dim, h0, 2, flags, pre, scale, post, mx); break;
+        case 3: sk_pass(v, dim, h0, 3, flags, pre, scale, post, mx); break;
+        default: sk_pass(v, dim, h0, SK_MAX_STAGES, flags, pre, scale, post, mx); break;
+        }
+        h0 <<= s;
+        flags &= ~SK_FIRST;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Closest point (CODEC.md section 3), lane-wise                             */
+
+/*
+ * D_n in the box [lo, hi]^n; f receives integer-valued floats. Follows
+ * ref.c's dn_box step by step: the toward-move search keeps the first lane
+ * of the largest |d| (strict >), the away-move fallback the first of the
+ * smallest |d| (strict <); only lanes with an odd sum move.
+ */
+SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
+{
+    const vf zero = vf_set1(0.0f), one = vf_set1(1.0f), mone = vf_set1(-1.0f);
+    vf d[8], sum = zero;
+    for (int i = 0; i < n; i++) {
+        vf r = vf_rint(y[i]);
+        r = vf_blend(vm_lt(r, lo), lo, r);
+        r = vf_blend(vm_gt(r, hi), hi, r);
+        f[i] = r;
+        d[i] = vf_sub(y[i], r);
+        sum = vf_add(sum, r); /* small integers: exact in any order */
+    }
+    const vm odd = vm_ieq(vi_and(vi_from_f(sum), vi_set1(1)), vi_set1(1));
+    if (!vm_any(odd))
+        return;
+    vf best_abs = mone, best_i = mone, best_dir = zero;
+    for (int i = 0; i < n; i++) {
+        const vf dir = vf_blend(vm_ge(d[i], zero), one, mone);
+        const vf t = vf_add(f[i], dir);
+        const vf a = vf_abs(d[i]);
+        const vm take = vm_and(vm_and(vm_ge(t, lo), vm_le(t, hi)), vm_gt(a, best_abs));
+        best_abs = vf_blend(take, a, best_abs);
+        best_i = vf_blend(take, vf_set1((float)i), best_i);
+        best_dir = vf_blend(take, dir, best_dir);
+    }
+    const vm none = vm_and(odd, vm_lt(best_abs, zero));
+    if (vm_any(none)) {
+        vf small = vf_set1(INFINITY), fb_i = zero, fb_dir = zero;
+        for (int i = 0; i < n; i++) {
+            const vf a = vf_abs(d[i]);
+            const vm take = vm_lt(a, small);
+            small = vf_blend(take, a, small);
+            fb_i = vf_blend(take, vf_set1((float)i), fb_i);
+            fb_dir = vf_blend(take, vf_blend(vm_ge(d[i], zero), mone, one), fb_dir);
+        }
+        best_i = vf_blend(none, fb_i, best_i);
+        best_dir = vf_blend(none, fb_dir, best_dir);
+    }
+    for (int i = 0; i < n; i++) {
+        const vm hit = vm_and(odd, vm_eq(best_i, vf_set1((float)i)));
+        f[i] = vf_blend(hit, vf_add(f[i], best_dir), f[i]);
+    }
+}
+
+/* E8 in [-Q, Q]^8: g receives the chosen coset's integer part (a, or b
+ * with p = b + 1/2), half the lanes that chose the half-integer coset. */
+SK_INLINE void sk_e8(const vf *z, vf qf, vf *g, vm *half)
+{
+    const vf h = vf_set1(0.5f), lo = vf_sub(vf_set1(0.0f), qf);
+    vf a[8], b[8], ym[8];
+    sk_dnbox(z, 8, lo, qf, a);
+    for (int i = 0; i < 8; i++)
+        ym[i] = vf_sub(z[i], h);
+    sk_dnbox(ym, 8, lo, vf_sub(qf, vf_set1(1.0f)), b);
+    vf da = vf_set1(0.0f), db = da;
+    for (int i = 0; i < 8; i++) {
+        const vf ea = vf_sub(z[i], a[i]);
+        const vf eb = vf_sub(z[i], vf_add(b[i], h));
+        da = vf_add(da, vf_mul(ea, ea));
+        db = vf_add(db, vf_mul(eb, eb));
+    }
+    *half = vm_gt(da, db); /* ref.c: integer coset when da <= db; both finite */
+    for (int i = 0; i < 8; i++)
+        g[i] = vf_blend(*half, b[i], a[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Record words                                                              */
+
+typedef struct sk_writer {
+    vq acc_e, acc_o;
+    uint32_t nacc, w;
+} sk_writer;
+
+/* Appends k bits per lane, LSB first. */
+SK_INLINE void sk_put(sk_writer *wr, sk_scratch *sc, vq e, vq o, uint32_t k)
+{
+    wr->acc_e = vq_or(wr->acc_e, vq_sll(e, wr->nacc));
+    wr->acc_o = vq_or(wr->acc_o, vq_sll(o, wr->nacc));
+    wr->nacc += k;
+    if (wr->nacc >= 64u) {
+        vq_store(&sc->words[wr->w][0], wr->acc_e);
+        vq_store(&sc->words[wr->w][LKV_L / 2], wr->acc_o);
+        wr->w++;
+        wr->nacc -= 64u;
+        wr->acc_e = vq_srl(e, k - wr->nacc);
+        wr->acc_o = vq_srl(o, k - wr->nacc);
+    }
+}
+
+/* k bits at bit position pos of every lane's record. */
+SK_INLINE void sk_get(const sk_consts *c, const sk_scratch *sc, uint32_t pos, vq *e, vq *o)
+{
+    const uint32_t w = pos >> 6, off = pos & 63u;
+    const vq mask = vq_set1(c->kmask);
+    *e = vq_and(vq_or(vq_srl(vq_load(&sc->words[w][0]), off),
+                      vq_sll(vq_load(&sc->words[w + 1][0]), 64u - off)),
+                mask);
+    *o = vq_and(vq_or(vq_srl(vq_load(&sc->words[w][LKV_L / 2]), off),
+                      vq_sll(vq_load(&sc->words[w + 1][LKV_L / 2]), 64u - off)),
+                mask);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encode                                                                    */
+
+/* Loads a batch into sc->buf and returns its sums of squares (pairwise
+ * tree of ref.c); *bad receives the lanes holding NaN/Inf. */
+static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *rows,
+                       sk_scratch *sc, unsigned *bad)
+{
+    const uint32_t dim = c->dim;
+    vf *x = sc->buf;
+    if (dim >= LKV_L) {
+        vf part[LKV_DIM_MAX / LKV_L];
+        vm nf = vm_lt(vf_set1(1.0f), vf_set1(0.0f)); /* all false */
+        const uint32_t nch = dim / LKV_L;
+        for (uint32_t ch = 0; ch < nch; ch++) {
+            vf *xc = x + ch * LKV_L;
+            sk_load_chunk(dt, rows, ch * LKV_L, xc);
+            vf t[LKV_L / 2];
+            for (int i = 0; i < LKV_L / 2; i++) {
+                nf = vm_or(nf, vm_or(vm_nonfinite(xc[2 * i]), vm_nonfinite(xc[2 * i + 1])));
+                t[i] = vf_add(vf_mul(xc[2 * i], xc[2 * i]), vf_mul(xc[2 * i + 1], xc[2 * i + 1]));
+            }
+            for (int len = LKV_L / 2; len > 1; len /= 2)
+                for (int i = 0; i < len / 2; i++)
+                    t[i] = vf_add(t[2 * i], t[2 * i + 1]);
+            part[ch] = t[0];
+        }
+        for (uint32_t len = nch; len > 1; len /= 2)
+            for (uint32_t i = 0; i < len / 2; i++)
+                part[i] = vf_add(part[2 * i], part[2 * i + 1]);
+        *bad = vm_bits(nf);
+        return part[0];
+    }
+    /* Fewer coordinates than lanes (D = 4 or 8): transpose element-wise. */
+    float tmp[LKV_L];
+    *bad = 0;
+    for (unsigned l = 0; l < LKV_L; l++) {
+        uint32_t bad_elem = 0;
+        if (!lkv_load_vec(dt, rows[l], 0, dim, tmp, &bad_elem)) {
+            *bad |= 1u << l;
+            memset(tmp, 0, sizeof tmp);
+        }
+        for (uint32_t j = 0; j < dim; j++)
+            ((float *)&x[j])[l] = tmp[j];
+    }
+    vf t[LKV_L / 2];
+    uint32_t len = dim / 2;
+    for (uint32_t i = 0; i < len; i++)
+        t[i] = vf_add(vf_mul(x[2 * i], x[2 * i]), vf_mul(x[2 * i + 1], x[2 * i + 1]));
+    for (; len > 1; len /= 2)
+        for (uint32_t i = 0; i < len / 2; i++)
+            t[i] = vf_add(t[2 * i], t[2 * i + 1]);
+    return t[0];
+}
+
+/*
+ * Encodes cnt <= LKV_L vectors starting at src into records at dst.
+ * Returns the failing lanes (NaN/Inf or norm overflow) among the first cnt;
+ * then nothing useful has been written.
+ */
+static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *src, unsigned cnt,
+                             uint8_t *dst, sk_scratch *sc)
+{
+    const size_t vbytes = (size_t)c->dim * lkv_dtype_size(dt);
+    const unsigned live = cnt >= 32u ? ~0u : (1u << cnt) - 1u;
+    const uint8_t *rows[LKV_L];
+    for (unsigned l = 0; l < LKV_L; l++)
+        rows[l] = src + (l < cnt ? l : 0u) * vbytes; /* spare lanes repeat vector 0 */
+
+    unsigned bad = 0;
+    const vf ss = sk_load_norm(c, dt, rows, sc, &bad);
+    const vf eps = vf_set1(LKV_EPS);
+    vf r = vf_sqrt(ss);
+    r = vf_blend(vm_ge(r, eps), r, eps);
+    const vi r16 = vi_h_from_f(r);
+    bad |= vm_bits(vm_ieq(r16, vi_set1(LKV_F16_INF_BITS)));
+    if (bad & live)
+        return bad & live;
+
+    vf m = vf_set1(0.0f);
+    sk_fwht(sc->buf, c->dim, 0, r, vf_set1(c->inv_sqrt_d), r, &m);
+    m = vf_blend(vm_ge(m, eps), m, eps);
+    const vi m16 = vi_h_from_f(m);
+    const vf qf = vf_set1(c->qf);
+    const vf s = vf_div(vf_from_h(m16), qf);
+
+    sk_writer wr;
+    const vi hdr = vi_add(r16, vi_slli1(m16, 16));
+    wr.acc_e = vq_even(hdr);
+    wr.acc_o = vq_odd(hdr);
+    wr.nacc = 32;
+    wr.w = 0;
+    const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b);
+    for (uint32_t blk = 0; blk < c->nblocks; blk++) {
+        const vf *yb = sc->buf + blk * c->n;
+        vf z[8], g[8];
+        vi gi[8];
+        vq e, o;
+        if (c->n == 8) {
+            for (int i = 0; i < 8; i++)
+                z[i] = vf_div(yb[i], s);
+            vm half;
+            sk_e8(z, qf, g, &half);
+            for (int i = 0; i < 8; i++)
+                gi[i] = vi_add(vi_from_f(g[i]), qv);
+            const vi m1 = vi_blend(half, vi_set1((int32_t)c->c), bv);
+            const vi m2 = vi_blend(half, qv, bv);
+            const vi kk = vi_blend(half, vi_set1((int32_t)c->c3q), vi_set1((int32_t)c->b4));
+            vi x = vi_add(vi_mul(gi[0], m1), gi[1]);
+            x = vi_add(vi_mul(x, m1), gi[2]);
+            x = vi_add(vi_mul(x, m1), gi[3]);
+            vi y = vi_add(vi_mul(gi[4], m1), gi[5]);
+            y = vi_add(vi_mul(y, m1), gi[6]);
+            y = vi_add(vi_mul(y, m2), vi_blend(half, vi_srli1(gi[7], 1), gi[7]));
+            sk_idx64(x, kk, y, half, c->ma, &e, &o);
+        } else {
+            const vf lo = vf_sub(vf_set1(0.0f), qf);
+            for (int i = 0; i < 4; i++)
+                z[i] = vf_div(yb[i], s);
+            sk_dnbox(z, 4, lo, qf, g);
+            for (int i = 0; i < 4; i++)
+                gi[i] = vi_add(vi_from_f(g[i]), qv);
+            vi v = vi_add(vi_mul(gi[0], bv), gi[1]);
+            v = vi_add(vi_mul(v, bv), gi[2]);
+            v = vi_add(vi_mul(v, bv), gi[3]);
+            v = vi_srli1(v, 1);
+            e = vq_even(v);
+            o = vq_odd(v);
+        }
+        sk_put(&wr, sc, e, o, c->k);
+    }
+    if (wr.nacc) {
+        vq_store(&sc->words[wr.w][0], wr.acc_e);
+        vq_store(&sc->words[wr.w][LKV_L / 2], wr.acc_o);
+    }
+    for (unsigned l = 0; l < cnt; l++) {
+        uint8_t *rec = dst + (size_t)l * c->rec_bytes;
+        const unsigned slot = sk_slot(l);
+        for (uint32_t w = 0; w < c->full_words; w++)
+            memcpy(rec + 8u * w, &sc->words[w][slot], 8);
+        if (c->tail_bytes)
+            memcpy(rec + 8u * c->full_words, &sc->words[c->full_words][slot], c->tail_bytes);
+    }
+    return 0;
+}
+
+static lkv_status sk_encode(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
+                            uint8_t *dst, lkv_diag *diag)
+{
+    if (d->p.q > SK_Q_MAX)
+        return lkv_encode_scalar(d, dt, src, n, dst, diag);
+    sk_consts c;
+    sk_setup(d, &c);
+    sk_scratch sc;
+    const size_t vbytes = (size_t)c.dim * lkv_dtype_size(dt);
+    for (size_t i = 0; i < n; i += LKV_L) {
+        const unsigned cnt = n - i < LKV_L ? (unsigned)(n - i) : LKV_L;
+        if (sk_enc_batch(&c, dt, (const uint8_t *)src + i * vbytes, cnt, dst + i * c.rec_bytes,
+                         &sc)) {
+            const lkv_status st = lkv_encode_scalar_range(d, dt, src, i, i + cnt, dst, diag);
+            if (st != LKV_OK)
+                return st;
+        }
+    }
+    return LKV_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decode                                                                    */
+
+/* q, r = x / m, x % m per lane, for x < 2^32 and magic = sk_magic(m): the
+ * estimate is q or q - 1, and one step corrects it. */
+SK_INLINE vi sk_divmod(vi x, vi m, vi magic, vi *rem)
+{
+    vi q = vi_mulhi(x, magic);
+    vi r = vi_sub(x, vi_mul(q, m));
+    const vm over = vm_uge(r, m);
+    q = vi_blend(over, vi_add(q, vi_set1(1)), q);
+    *rem = vi_blend(over, vi_sub(r, m), r);
+    return q;
+}
+
+/* Decodes cnt <= LKV_L records at src into vectors at dst; returns the
+ * lanes (among the first cnt) whose record is corrupt. */
+static unsigned sk_dec_batch(const sk_consts *c, const uint8_t *src, unsigned cnt, lkv_dtype dt,
+                             uint8_t *dst, sk_scratch *sc)
+{
+    const unsigned live = cnt >= 32u ? ~0u : (1u << cnt) - 1u;
+    const uint32_t fw = c->full_words;
+    for (unsigned l = 0; l < LKV_L; l++) {
+        const uint8_t *rec = src + (size_t)(l < cnt ? l : 0u) * c->rec_bytes;
+        const unsigned slot = sk_slot(l);
+        for (uint32_t w = 0; w < fw; w++)
+            memcpy(&sc->words[w][slot], rec + 8u * w, 8);
+        sc->words[fw][slot] = 0;
+        sc->words[fw + 1][slot] = 0;
+        if (c->tail_bytes)
+            memcpy(&sc->words[fw][slot], rec + 8u * fw, c->tail_bytes);
+    }
+    const vi hdr = vi_from_eo(vq_load(&sc->words[0][0]), vq_load(&sc->words[0][LKV_L / 2]));
+    const vi r16 = vi_and(hdr, vi_set1(0xffff)), m16 = vi_srli1(hdr, 16);
+    const vi lo_ok = vi_set1(LKV_F16_EPS_BITS), hi_bad = vi_set1(LKV_F16_INF_BITS);
+    unsigned bad = vm_bits(vm_or(vm_or(vm_uge(r16, hi_bad), vm_uge(m16, hi_bad)),
+                                 vm_or(vm_uge(vi_sub(lo_ok, vi_set1(1)), r16),
+                                       vm_uge(vi_sub(lo_ok, vi_set1(1)), m16))));
+    if (c->bits & 63u) { /* padding bits after the last index must be zero */
+        const uint32_t w = (c->bits - 1u) >> 6;
+        bad |= vq_nz_bits(vq_srl(vq_load(&sc->words[w][0]), c->bits & 63u),
+                          vq_srl(vq_load(&sc->words[w][LKV_L / 2]), c->bits & 63u));
+    }
+    const vf qf = vf_set1(c->qf);
+    const vf s = vf_div(vf_from_h(m16), qf);
+    const vf half_f = vf_set1(0.5f);
+    const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b), one = vi_set1(1);
+    const vi mag_b = vi_set1((int32_t)c->mag_b);
+    uint32_t pos = 32;
+    for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
+        vq e, o;
+        sk_get(c, sc, pos, &e, &o);
+        vf *yb = sc->buf + blk * c->n;
+        vi g[8];
+        if (c->n == 8) {
+            vi x, y;
+            vm half;
+            bad |= sk_split(c, e, o, &x, &y, &half);
+            const vi m1 = vi_blend(half, vi_set1((int32_t)c->c), bv);
+            const vi g1 = vi_blend(half, vi_set1((int32_t)c->mag_c), mag_b);
+            const vi m2 = vi_blend(half, qv, bv);
+            const vi g2 = vi_blend(half, vi_set1((int32_t)c->mag_q), mag_b);
+            x = sk_divmod(x, m1, g1, &g[3]);
+            x = sk_divmod(x, m1, g1, &g[2]);
+            g[0] = sk_divmod(x, m1, g1, &g[1]);
+            y = sk_divmod(y, m2, g2, &g[7]);
+            y = sk_divmod(y, m1, g1, &g[6]);
+            g[4] = sk_divmod(y, m1, g1, &g[5]);
+            /* half-integer coset: w7 = 2h + parity of w0..w6 */
+            vi par = g[0];
+            for (int i = 1; i < 7; i++)
+                par = vi_add(par, g[i]);
+            g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
+            const vi hb = vi_blend(half, one, vi_set1(0));
+            for (int i = 0; i < 8; i++) {
+                const vi d = vi_sub(g[i], qv);
+                const vi p2 = vi_add(vi_add(d, d), hb);
+                yb[i] = vf_mul(vf_mul(vf_from_i(p2), half_f), s);
+            }
+        } else {
+            const vi idx = vi_from_eo(e, o);
+            bad |= vm_bits(vm_uge(idx, vi_set1((int32_t)c->codebook)));
+            vi v = vi_add(idx, idx);
+            v = sk_divmod(v, bv, mag_b, &g[3]);
+            v = sk_divmod(v, bv, mag_b, &g[2]);
+            g[0] = sk_divmod(v, bv, mag_b, &g[1]);
+            for (int i = 0; i < 4; i++) {
+                const vi d = vi_sub(g[i], qv);
+                yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(d, d)), half_f), s);
+            }
+        }
+    }
+    if (bad & live)
+        return bad & live;
+
+    const vf r = vf_from_h(r16);
+    vf unused = r;
+    sk_fwht(sc->buf, c->dim, 1, r, vf_set1(c->inv_sqrt_d), r, &unused);
+
+    const size_t vbytes = (size_t)c->dim * lkv_dtype_size(dt);
+    if (c->dim >= LKV_L) {
+        uint8_t *rows[LKV_L];
+        for (unsigned l = 0; l < LKV_L; l++)
+            rows[l] = dst + (l < cnt ? l : 0u) * vbytes;
+        for (uint32_t ch = 0; ch < c->dim / LKV_L; ch++)
+            sk_store_chunk(dt, rows, cnt, ch * LKV_L, sc->buf + ch * LKV_L);
+    } else {
+        float tmp[LKV_L];
+        for (unsigned l = 0; l < cnt; l++) {
+            for (uint32_t j = 0; j < c->dim; j++)
+                tmp[j] = ((const float *)&sc->buf[j])[l];
+            lkv_store_vec(dt, dst, l, c->dim, tmp);
+        }
+    }
+    return 0;
+}
+
+static lkv_status sk_decode(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
+                            void *dst, lkv_diag *diag)
+{
+    if (d->p.q > SK_Q_MAX)
+        return lkv_decode_scalar(d, src, n, dt, dst, diag);
+    sk_consts c;
+    sk_setup(d, &c);
+    sk_scratch sc;
+    const size_t vbytes = (size_t)c.dim * lkv_dtype_size(dt);
+    for (size_t i = 0; i < n; i += LKV_L) {
+        const unsigned cnt = n - i < LKV_L ? (unsigned)(n - i) : LKV_L;
+        if (sk_dec_batch(&c, src + i * c.rec_bytes, cnt, dt, (uint8_t *)dst + i * vbytes, &sc)) {
+            const lkv_status st = lkv_decode_scalar_range(d, src, i, i + cnt, dt, dst, diag);
+            if (st != LKV_OK)
+                return st;
+        }
+    }
+    return LKV_OK;
+}
+
+#endif /* LKV_SIMD_KERNEL_H */
