@@ -1,0 +1,915 @@
+/*
+ * service_bench.c - Put/Get throughput and latency of latticekvd, beside
+ * the same bytes through a plain gRPC echo and through Redis.
+ *
+ * Design note. One run measures, on the same machine and in the same
+ * minutes, four ways of moving KV blocks (K and V x T tokens x 8 heads x
+ * head_dim 128, bf16; T = 16, 64, 256) with 1, 8 and 64 concurrent clients:
+ *
+ *   latticekv      latticekvd with batching on (--batch-max-wait-us 200)
+ *   latticekv-nb   latticekvd with batching off (--batch-max-wait-us 0)
+ *   grpc-echo      a minimal gRPC C-core server inside this program that
+ *                  returns each raw bf16 message as is: the transport floor
+ *   redis          a local redis-server (no persistence), hiredis SET / GET
+ *
+ * The bench starts latticekvd (twice) and redis-server itself on free
+ * loopback ports and stops them at the end. Each client is a thread with
+ * its own connection. A cell runs a warm-up, then every client loops for a
+ * fixed time; throughput is bf16-equivalent bytes over the wall time of
+ * the window, latency percentiles are over every call of the window.
+ * "Put+Get" is the rate of moving each block in and out once: bytes in +
+ * bytes out over the time of a Put plus a Get (an echo call does both).
+ *
+ * Output: a table on stdout and JSON with the CPU model name, written to
+ * bench/results/service-<cpu-slug>.json unless --out says otherwise.
+ */
+#include "lkv_client.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <hiredis/hiredis.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HEADS 8
+#define DIM 128
+#define MAX_MSG (64 << 20)
+
+static const int token_list[] = {16, 64, 256};
+static const int client_list[] = {1, 8, 64};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *fmt, ...);
+
+/* ------------------------------------------------------------------------ */
+/* Child processes: latticekvd and redis-server                              */
+/* ------------------------------------------------------------------------ */
+
+static pid_t children[4];
+static int n_children;
+
+static void stop_children(void)
+{
+    for (int i = 0; i < n_children; i++) {
+        if (children[i] > 0) {
+            kill(children[i], SIGTERM);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    }
+}
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("service_bench: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    stop_children();
+    exit(1);
+}
+
+static int free_port(void)
+{
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        die("cannot find a free port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Starts argv[0] with its output appended to `log`; returns the pid. */
+static pid_t spawn(char *const argv[], const char *log)
+{
+    const pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        FILE *f = freopen(log, "a", stdout);
+        if (f)
+            dup2(fileno(stdout), 2);
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    children[n_children++] = pid;
+    return pid;
+}
+
+static void stop_child(pid_t pid, const char *what)
+{
+    for (int i = 0; i < n_children; i++)
+        if (children[i] == pid) {
+            int st = 0;
+            kill(pid, SIGTERM);
+            waitpid(pid, &st, 0);
+            children[i] = 0;
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                fprintf(stderr, "service_bench: warning: %s ended with status %d\n", what, st);
+        }
+}
+
+static pid_t start_daemon(const char *daemon, int port, int wait_us, const char *log)
+{
+    char listen[64], wait[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    snprintf(wait, sizeof wait, "%d", wait_us);
+    char *const argv[] = {(char *)daemon, "--listen", listen, "--backend", "cpu",
+                          "--batch-max-wait-us", wait, "--log-level", "warn", NULL};
+    const pid_t pid = spawn(argv, log);
+    lkv_client *c = NULL;
+    lkv_client_error e;
+    if (lkv_client_create(listen, NULL, &c, &e) || lkv_client_wait_ready(c, 30000, &e))
+        die("latticekvd on %s is not serving: %s (log: %s)", listen, e.msg, log);
+    lkv_client_free(c);
+    return pid;
+}
+
+static redisContext *redis_connect(int port)
+{
+    const struct timeval tv = {5, 0};
+    redisContext *r = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!r || r->err) {
+        if (r)
+            redisFree(r);
+        return NULL;
+    }
+    return r;
+}
+
+static pid_t start_redis(const char *redis, int port, const char *dir, const char *log)
+{
+    char p[16];
+    snprintf(p, sizeof p, "%d", port);
+    char *const argv[] = {(char *)redis, "--bind", "127.0.0.1", "--port", p, "--save", "",
+                          "--appendonly", "no", "--dir", (char *)dir, "--protected-mode", "no",
+                          NULL};
+    const pid_t pid = spawn(argv, log);
+    for (int i = 0; i < 500; i++) {
+        redisContext *r = redis_connect(port);
+        if (r) {
+            redisReply *rep = redisCommand(r, "PING");
+            const int ok = rep && rep->type == REDIS_REPLY_STATUS;
+            freeReplyObject(rep);
+            redisFree(r);
+            if (ok)
+                return pid;
+        }
+        const struct timespec nap = {0, 20 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    die("redis-server on port %d did not answer PING (log: %s)", port, log);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The gRPC echo server                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { ECHO_NEW, ECHO_READ, ECHO_DONE } echo_state;
+
+typedef struct echo_call {
+    echo_state state;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *msg;
+    int cancelled;
+} echo_call;
+
+typedef struct echo_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    pthread_t threads[2];
+    int port;
+    int shutdown_tag;
+} echo_server;
+
+static void echo_post(echo_server *s)
+{
+    echo_call *ec = calloc(1, sizeof *ec);
+    if (!ec)
+        die("out of memory");
+    grpc_call_details_init(&ec->details);
+    grpc_metadata_array_init(&ec->md);
+    if (grpc_server_request_call(s->server, &ec->call, &ec->details, &ec->md, s->cq, s->cq, ec) !=
+        GRPC_CALL_OK)
+        die("grpc_server_request_call failed");
+}
+
+static void echo_free(echo_call *ec)
+{
+    if (ec->msg)
+        grpc_byte_buffer_destroy(ec->msg);
+    if (ec->call)
+        grpc_call_unref(ec->call);
+    grpc_call_details_destroy(&ec->details);
+    grpc_metadata_array_destroy(&ec->md);
+    free(ec);
+}
+
+/* One step of a call's state machine: NEW -> READ -> DONE. */
+static void echo_step(echo_server *s, echo_call *ec, int success)
+{
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    switch (ec->state) {
+    case ECHO_NEW:
+        if (!success) { /* shutting down: the request was never matched */
+            echo_free(ec);
+            return;
+        }
+        echo_post(s);
+        ec->state = ECHO_READ;
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[1].op = GRPC_OP_RECV_MESSAGE;
+        ops[1].data.recv_message.recv_message = &ec->msg;
+        if (grpc_call_start_batch(ec->call, ops, 2, ec, NULL) != GRPC_CALL_OK)
+            echo_free(ec);
+        return;
+    case ECHO_READ: {
+        if (!success) {
+            echo_free(ec);
+            return;
+        }
+        ec->state = ECHO_DONE;
+        size_t n = 0;
+        if (ec->msg) {
+            ops[n].op = GRPC_OP_SEND_MESSAGE;
+            ops[n++].data.send_message.send_message = ec->msg;
+        }
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+        ops[n++].data.send_status_from_server.trailing_metadata_count = 0;
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n++].data.recv_close_on_server.cancelled = &ec->cancelled;
+        if (grpc_call_start_batch(ec->call, ops, n, ec, NULL) != GRPC_CALL_OK)
+            echo_free(ec);
+        return;
+    }
+    case ECHO_DONE:
+        echo_free(ec);
+        return;
+    }
+}
+
+static void *echo_loop(void *arg)
+{
+    echo_server *s = arg;
+    for (;;) {
+        const grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                                         NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return NULL;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        if (ev.tag == &s->shutdown_tag) {
+            grpc_completion_queue_shutdown(s->cq);
+            continue;
+        }
+        echo_step(s, ev.tag, ev.success);
+    }
+}
+
+static void echo_start(echo_server *s)
+{
+    grpc_arg args[2];
+    args[0].type = args[1].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[0].value.integer = args[1].value.integer = MAX_MSG;
+    const grpc_channel_args ca = {2, args};
+    s->server = grpc_server_create(&ca, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    s->port = grpc_server_add_http2_port(s->server, "127.0.0.1:0", creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0)
+        die("echo server: cannot bind 127.0.0.1:0");
+    grpc_server_start(s->server);
+    /* Enough pending accepts for 64 clients arriving at once. */
+    for (int i = 0; i < 96; i++)
+        echo_post(s);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&s->threads[i], NULL, echo_loop, s);
+}
+
+static void echo_stop(echo_server *s)
+{
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    grpc_server_cancel_all_calls(s->server);
+    for (int i = 0; i < 2; i++)
+        pthread_join(s->threads[i], NULL);
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+}
+
+/* A client's blocking echo call: sends `len` bytes, checks the echo. */
+typedef struct echo_client {
+    grpc_channel *ch;
+    void *method;
+} echo_client;
+
+static int echo_client_open(echo_client *ec, int port)
+{
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", port);
+    grpc_arg args[3];
+    args[0].type = args[1].type = args[2].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[2].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+    args[0].value.integer = args[1].value.integer = MAX_MSG;
+    args[2].value.integer = 1;
+    const grpc_channel_args ca = {3, args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    ec->ch = grpc_channel_create(target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    ec->method = grpc_channel_register_call(ec->ch, "/bench.Echo/Echo", NULL, NULL);
+    return ec->ch ? 0 : -1;
+}
+
+static int echo_client_call(echo_client *ec, const void *data, size_t len)
+{
+    grpc_slice out = grpc_slice_from_copied_buffer(data, len);
+    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&out, 1);
+    grpc_slice_unref(out);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_call *call = grpc_channel_create_registered_call(
+        ec->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, ec->method,
+        gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_metadata_array im, tm;
+    grpc_metadata_array_init(&im);
+    grpc_metadata_array_init(&tm);
+    grpc_byte_buffer *recv = NULL;
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &im;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &tm;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    int rc = -1;
+    if (grpc_call_start_batch(call, ops, 6, ops, NULL) == GRPC_CALL_OK) {
+        const grpc_event ev =
+            grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_OP_COMPLETE && status == GRPC_STATUS_OK && recv) {
+            /* Read the echo into one buffer, as a real consumer would. */
+            grpc_byte_buffer_reader rd;
+            if (grpc_byte_buffer_reader_init(&rd, recv)) {
+                grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+                rc = GRPC_SLICE_LENGTH(all) == len ? 0 : -1;
+                grpc_slice_unref(all);
+                grpc_byte_buffer_reader_destroy(&rd);
+            }
+        }
+    }
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_byte_buffer_destroy(send);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&im);
+    grpc_metadata_array_destroy(&tm);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    grpc_completion_queue_destroy(cq);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Data                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static uint16_t f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* A KV-like block: normal values with per-channel log-normal scales. */
+static void fill_block(uint16_t *dst, size_t n, uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    float scale[HEADS * DIM];
+    for (size_t c = 0; c < HEADS * DIM; c++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        scale[c] = expf(0.5f * ((float)(s >> 40) / 16777216.0f - 0.5f) * 3.4f);
+    }
+    for (size_t i = 0; i < n; i += 2) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        const double u1 = ((double)(s >> 11) + 1.0) * 0x1p-53;
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        const double u2 = (double)(s >> 11) * 0x1p-53;
+        const double r = sqrt(-2.0 * log(u1));
+        dst[i] = f32_to_bf16((float)(r * cos(6.283185307179586 * u2)) * scale[i % (HEADS * DIM)]);
+        if (i + 1 < n)
+            dst[i + 1] = f32_to_bf16((float)(r * sin(6.283185307179586 * u2)) *
+                                     scale[(i + 1) % (HEADS * DIM)]);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cells                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { SYS_LKV, SYS_LKV_NB, SYS_ECHO, SYS_REDIS, SYS_COUNT } sys_id;
+static const char *const sys_name[SYS_COUNT] = {"latticekv", "latticekv-nb", "grpc-echo", "redis"};
+typedef enum { OP_PUT, OP_GET, OP_ECHO } op_id;
+static const char *const op_name[] = {"put", "get", "echo"};
+
+typedef struct cell_cfg {
+    sys_id sys;
+    op_id op;
+    int tokens, clients;
+    double seconds;
+    const char *lkv_addr;
+    int port; /* echo or redis */
+} cell_cfg;
+
+typedef struct worker {
+    pthread_t tid;
+    const cell_cfg *cfg;
+    int id;
+    pthread_barrier_t *ready;
+    volatile int *stop;
+    double *lat;
+    size_t n, cap;
+    double t_end;
+    int failed;
+    char err[600];
+    /* connections, kept between the Put and the Get cell of a system */
+} worker;
+
+typedef struct conn {
+    lkv_client *lkv;
+    echo_client echo;
+    redisContext *redis;
+} conn;
+
+static conn conns[64];
+
+static void lat_push(worker *w, double v)
+{
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 1024;
+        double *nl = realloc(w->lat, w->cap * sizeof *nl);
+        if (!nl)
+            die("out of memory");
+        w->lat = nl;
+    }
+    w->lat[w->n++] = v;
+}
+
+/* One call of the cell's operation; 0 on success. */
+static int one_op(worker *w, const uint16_t *block, size_t bytes, const char *key)
+{
+    const cell_cfg *c = w->cfg;
+    conn *k = &conns[w->id];
+    lkv_client_error e;
+    switch (c->sys) {
+    case SYS_LKV:
+    case SYS_LKV_NB: {
+        if (c->op == OP_PUT) {
+            const lkv_tensor t = {.dtype = 1, .ndim = 4,
+                                  .shape = {2, (uint64_t)c->tokens, HEADS, DIM},
+                                  .data = (void *)block, .data_bytes = bytes};
+            if (lkv_client_put(k->lkv, "bench", (lkv_key){key, strlen(key)}, &t, NULL, NULL, &e))
+                return snprintf(w->err, sizeof w->err, "put: %s", e.msg), -1;
+            return 0;
+        }
+        lkv_tensor out;
+        if (lkv_client_get(k->lkv, "bench", (lkv_key){key, strlen(key)}, 1, &out, NULL, &e))
+            return snprintf(w->err, sizeof w->err, "get: %s", e.msg), -1;
+        const int bad = out.data_bytes != bytes;
+        lkv_tensor_clear(&out);
+        return bad ? (snprintf(w->err, sizeof w->err, "get: wrong size"), -1) : 0;
+    }
+    case SYS_ECHO:
+        return echo_client_call(&k->echo, block, bytes)
+                   ? (snprintf(w->err, sizeof w->err, "echo failed"), -1)
+                   : 0;
+    case SYS_REDIS: {
+        redisReply *r = c->op == OP_PUT ? redisCommand(k->redis, "SET %s %b", key, block, bytes)
+                                        : redisCommand(k->redis, "GET %s", key);
+        int bad = !r || (c->op == OP_PUT ? r->type != REDIS_REPLY_STATUS
+                                         : r->type != REDIS_REPLY_STRING || r->len != bytes);
+        if (bad)
+            snprintf(w->err, sizeof w->err, "redis %s: %s", op_name[c->op],
+                     r ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply") : k->redis->errstr);
+        freeReplyObject(r);
+        return bad ? -1 : 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+static void *worker_run(void *arg)
+{
+    worker *w = arg;
+    const cell_cfg *c = w->cfg;
+    const size_t elems = 2u * (size_t)c->tokens * HEADS * DIM, bytes = elems * 2;
+    uint16_t *block = malloc(bytes);
+    if (!block)
+        die("out of memory");
+    fill_block(block, elems, (uint64_t)(c->tokens * 1000 + w->id));
+    char key[64];
+    snprintf(key, sizeof key, "blk-%d-%d", c->tokens, w->id);
+    /* Warm-up: connect, and for Get make sure the key exists (a Put of the
+     * system's own kind). */
+    if (c->op == OP_GET) {
+        cell_cfg put = *c;
+        put.op = OP_PUT;
+        w->cfg = &put;
+        w->failed = one_op(w, block, bytes, key);
+        w->cfg = c;
+    }
+    if (!w->failed)
+        w->failed = one_op(w, block, bytes, key);
+    pthread_barrier_wait(w->ready);
+    while (!w->failed && !*w->stop) {
+        const double t0 = now_s();
+        w->failed = one_op(w, block, bytes, key);
+        const double t1 = now_s();
+        if (!w->failed)
+            lat_push(w, t1 - t0);
+    }
+    w->t_end = now_s();
+    free(block);
+    return NULL;
+}
+
+typedef struct result {
+    sys_id sys;
+    op_id op;
+    int tokens, clients;
+    size_t calls;
+    double seconds, gbps, p50_ms, p99_ms, calls_per_s;
+} result;
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double quantile(const double *v, size_t n, double q)
+{
+    if (!n)
+        return 0;
+    size_t i = (size_t)ceil(q * (double)n);
+    return v[(i ? i - 1 : 0) < n ? (i ? i - 1 : 0) : n - 1];
+}
+
+static result run_cell(const cell_cfg *c)
+{
+    worker w[64];
+    volatile int stop = 0;
+    pthread_barrier_t ready;
+    pthread_barrier_init(&ready, NULL, (unsigned)c->clients + 1);
+    for (int i = 0; i < c->clients; i++) {
+        w[i] = (worker){.cfg = c, .id = i, .ready = &ready, .stop = &stop};
+        if (pthread_create(&w[i].tid, NULL, worker_run, &w[i]) != 0)
+            die("pthread_create");
+    }
+    pthread_barrier_wait(&ready);
+    const double t0 = now_s();
+    const struct timespec nap = {(time_t)c->seconds,
+                                 (long)((c->seconds - floor(c->seconds)) * 1e9)};
+    nanosleep(&nap, NULL);
+    stop = 1;
+    double t_end = t0;
+    size_t n = 0;
+    for (int i = 0; i < c->clients; i++) {
+        pthread_join(w[i].tid, NULL);
+        if (w[i].failed)
+            die("%s %s tokens=%d client %d: %s", sys_name[c->sys], op_name[c->op], c->tokens, i,
+                w[i].err);
+        t_end = w[i].t_end > t_end ? w[i].t_end : t_end;
+        n += w[i].n;
+    }
+    pthread_barrier_destroy(&ready);
+    double *all = malloc((n ? n : 1) * sizeof *all);
+    size_t off = 0;
+    for (int i = 0; i < c->clients; i++) {
+        memcpy(all + off, w[i].lat, w[i].n * sizeof *all);
+        off += w[i].n;
+        free(w[i].lat);
+    }
+    qsort(all, n, sizeof *all, cmp_double);
+    const double bytes = 2.0 * c->tokens * HEADS * DIM * 2.0;
+    const double wall = t_end - t0;
+    /* An echo moves the block in and out: count both directions. */
+    const double per_call = c->op == OP_ECHO ? 2 * bytes : bytes;
+    result r = {.sys = c->sys, .op = c->op, .tokens = c->tokens, .clients = c->clients,
+                .calls = n, .seconds = wall, .gbps = per_call * (double)n / wall / 1e9,
+                .p50_ms = quantile(all, n, 0.5) * 1e3, .p99_ms = quantile(all, n, 0.99) * 1e3,
+                .calls_per_s = (double)n / wall};
+    free(all);
+    return r;
+}
+
+/* Opens (or closes, with open=0) the per-client connections of a system. */
+static void connections(sys_id sys, const char *lkv_addr, int port, int n, int open)
+{
+    for (int i = 0; i < n; i++) {
+        conn *k = &conns[i];
+        if (!open) {
+            lkv_client_free(k->lkv);
+            if (k->echo.ch)
+                grpc_channel_destroy(k->echo.ch);
+            if (k->redis)
+                redisFree(k->redis);
+            memset(k, 0, sizeof *k);
+            continue;
+        }
+        lkv_client_error e;
+        const lkv_client_options o = {.own_connection = 1};
+        if ((sys == SYS_LKV || sys == SYS_LKV_NB) && lkv_client_create(lkv_addr, &o, &k->lkv, &e))
+            die("client: %s", e.msg);
+        if (sys == SYS_ECHO && echo_client_open(&k->echo, port))
+            die("echo client");
+        if (sys == SYS_REDIS && !(k->redis = redis_connect(port)))
+            die("cannot connect to redis on port %d", port);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Main                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void cpu_model(char *out, size_t cap)
+{
+    snprintf(out, cap, "unknown-cpu");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            const char *v = strchr(line, ':');
+            if (v) {
+                v++;
+                while (*v == ' ' || *v == '\t')
+                    v++;
+                snprintf(out, cap, "%s", v);
+                out[strcspn(out, "\n")] = '\0';
+            }
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
+static void slug(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    int dash = 0;
+    for (; *s && n + 1 < cap; s++) {
+        if (isalnum((unsigned char)*s)) {
+            if (dash && n)
+                out[n++] = '-';
+            dash = 0;
+            if (n + 1 < cap)
+                out[n++] = (char)tolower((unsigned char)*s);
+        } else {
+            dash = 1;
+        }
+    }
+    out[n] = '\0';
+}
+
+static void usage(void)
+{
+    fputs("usage: service_bench [--daemon PATH] [--redis-server PATH] [--seconds S]\n"
+          "                     [--out FILE] [--quick] [--systems latticekv,latticekv-nb,grpc-echo,redis]\n"
+          "Starts latticekvd (batching on, then off), a gRPC echo server and redis-server on\n"
+          "free loopback ports and measures Put/Get of bf16 KV blocks (K,V x T tokens x 8 heads\n"
+          "x 128; T = 16, 64, 256) at 1, 8 and 64 clients. --quick: 16 tokens, 1 and 64 clients.\n"
+          "--systems: a subset of latticekv,latticekv-nb,grpc-echo,redis (default: all).\n",
+          stderr);
+}
+
+static const result *find(const result *rs, size_t n, sys_id s, op_id op, int t, int c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rs[i].sys == s && rs[i].op == op && rs[i].tokens == t && rs[i].clients == c)
+            return &rs[i];
+    return NULL;
+}
+
+/* Put+Get rate: both directions' bytes over the time of one Put plus one Get. */
+static double put_get(const result *rs, size_t n, sys_id s, int t, int c)
+{
+    if (s == SYS_ECHO) {
+        const result *e = find(rs, n, s, OP_ECHO, t, c);
+        return e ? e->gbps : 0;
+    }
+    const result *p = find(rs, n, s, OP_PUT, t, c), *g = find(rs, n, s, OP_GET, t, c);
+    return p && g && p->gbps > 0 && g->gbps > 0 ? 2.0 / (1.0 / p->gbps + 1.0 / g->gbps) : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *daemon = LKV_BENCH_DAEMON, *redis = "redis-server", *out = NULL;
+    double seconds = 1.5;
+    int quick = 0;
+    unsigned systems = (1u << SYS_COUNT) - 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--daemon") && i + 1 < argc)
+            daemon = argv[++i];
+        else if (!strcmp(argv[i], "--redis-server") && i + 1 < argc)
+            redis = argv[++i];
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--systems") && i + 1 < argc) {
+            systems = 0;
+            for (int k = 0; k < SYS_COUNT; k++) {
+                const char *hit = strstr(argv[i + 1], sys_name[k]);
+                /* "latticekv" is a prefix of "latticekv-nb": match whole items. */
+                while (hit && ((hit > argv[i + 1] && hit[-1] != ',') ||
+                               (hit[strlen(sys_name[k])] && hit[strlen(sys_name[k])] != ',')))
+                    hit = strstr(hit + 1, sys_name[k]);
+                if (hit)
+                    systems |= 1u << k;
+            }
+            i++;
+        }
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if ((!daemon[0] && (systems & 3u)) || seconds <= 0 || !systems) {
+        usage();
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    atexit(stop_children);
+    grpc_init();
+
+    char cpu[256], cslug[256], default_out[1024];
+    cpu_model(cpu, sizeof cpu);
+    slug(cpu, cslug, sizeof cslug);
+    snprintf(default_out, sizeof default_out, "%s/bench/results/service-%s.json", LKV_SOURCE_DIR,
+             cslug);
+    if (!out)
+        out = default_out;
+    char tmp[] = "/tmp/lkv-service-bench-XXXXXX";
+    if (!mkdtemp(tmp))
+        die("mkdtemp: %s", strerror(errno));
+    char log_lkv[1100], log_redis[1100];
+    snprintf(log_lkv, sizeof log_lkv, "%s/latticekvd.log", tmp);
+    snprintf(log_redis, sizeof log_redis, "%s/redis.log", tmp);
+
+    const int nt = quick ? 1 : 3;
+    static const int quick_clients[] = {1, 64};
+    const int *cl = quick ? quick_clients : client_list;
+    const int nc = quick ? 2 : 3;
+    result rs[256];
+    size_t nr = 0;
+
+    for (int s = 0; s < SYS_COUNT; s++) {
+        if (!(systems & (1u << s)))
+            continue;
+        pid_t pid = 0;
+        int port = 0;
+        char addr[64] = "";
+        echo_server es = {0};
+        if (s == SYS_LKV || s == SYS_LKV_NB) {
+            port = free_port();
+            snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+            pid = start_daemon(daemon, port, s == SYS_LKV ? 200 : 0, log_lkv);
+        } else if (s == SYS_ECHO) {
+            echo_start(&es);
+            port = es.port;
+        } else {
+            port = free_port();
+            pid = start_redis(redis, port, tmp, log_redis);
+        }
+        for (int ti = 0; ti < nt; ti++)
+            for (int ci = 0; ci < nc; ci++) {
+                const int tokens = token_list[ti], clients = cl[ci];
+                connections((sys_id)s, addr, port, clients, 1);
+                for (int op = OP_PUT; op <= OP_ECHO; op++) {
+                    if ((s == SYS_ECHO) != (op == OP_ECHO))
+                        continue;
+                    const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens, clients, seconds, addr,
+                                          port};
+                    fprintf(stderr, "\r%-13s %-4s tokens=%-3d clients=%-2d ...", sys_name[s],
+                            op_name[op], tokens, clients);
+                    rs[nr++] = run_cell(&cfg);
+                }
+                connections((sys_id)s, addr, port, clients, 0);
+            }
+        if (s == SYS_ECHO)
+            echo_stop(&es);
+        else
+            stop_child(pid, sys_name[s]);
+    }
+    fprintf(stderr, "\r%60s\r", "");
+
+    printf("service_bench on %s (%ld cores), %.1f s per cell; block = K,V x T x %d heads x %d, "
+           "bf16\n\n",
+           cpu, sysconf(_SC_NPROCESSORS_ONLN), seconds, HEADS, DIM);
+    printf("%-13s %-4s %6s %7s %9s %9s %9s %9s\n", "system", "op", "tokens", "clients", "GB/s",
+           "calls/s", "p50 ms", "p99 ms");
+    for (size_t i = 0; i < nr; i++)
+        printf("%-13s %-4s %6d %7d %9.3f %9.0f %9.3f %9.3f\n", sys_name[rs[i].sys],
+               op_name[rs[i].op], rs[i].tokens, rs[i].clients, rs[i].gbps, rs[i].calls_per_s,
+               rs[i].p50_ms, rs[i].p99_ms);
+    printf("\nPut+Get GB/s (bf16 in + out)\n%6s %7s %10s %12s %10s %8s %10s %10s\n", "tokens",
+           "clients", "latticekv", "latticekv-nb", "grpc-echo", "redis", "lkv/redis",
+           "batch gain");
+    for (int ti = 0; ti < nt; ti++)
+        for (int ci = 0; ci < nc; ci++) {
+            const int t = token_list[ti], c = cl[ci];
+            const double a = put_get(rs, nr, SYS_LKV, t, c), b = put_get(rs, nr, SYS_LKV_NB, t, c),
+                         e = put_get(rs, nr, SYS_ECHO, t, c), r = put_get(rs, nr, SYS_REDIS, t, c);
+            printf("%6d %7d %10.3f %12.3f %10.3f %8.3f %10.2f %10.2f\n", t, c, a, b, e, r,
+                   r > 0 ? a / r : 0, b > 0 ? a / b : 0);
+        }
+
+    FILE *f = fopen(out, "w");
+    if (!f)
+        die("cannot write %s: %s", out, strerror(errno));
+    time_t now = time(NULL);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(f, "{\n  \"bench\": \"service_bench\",\n  \"cpu\": \"%s\",\n  \"cores\": %ld,\n"
+               "  \"date\": \"%s\",\n  \"backend\": \"cpu\",\n  \"seconds_per_cell\": %.2f,\n"
+               "  \"block\": {\"kv\": 2, \"heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\"},\n"
+               "  \"batching\": {\"latticekv\": \"--batch-max-wait-us 200\", "
+               "\"latticekv-nb\": \"--batch-max-wait-us 0\"},\n  \"cells\": [\n",
+            cpu, sysconf(_SC_NPROCESSORS_ONLN), date, seconds, HEADS, DIM);
+    for (size_t i = 0; i < nr; i++)
+        fprintf(f,
+                "    {\"system\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"clients\": %d, "
+                "\"block_bytes\": %d, \"calls\": %zu, \"seconds\": %.4f, \"gbps_bf16\": %.4f, "
+                "\"calls_per_s\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f}%s\n",
+                sys_name[rs[i].sys], op_name[rs[i].op], rs[i].tokens, rs[i].clients,
+                2 * rs[i].tokens * HEADS * DIM * 2, rs[i].calls, rs[i].seconds, rs[i].gbps,
+                rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms, i + 1 < nr ? "," : "");
+    fprintf(f, "  ],\n  \"put_get_gbps\": [\n");
+    int first = 1;
+    for (int ti = 0; ti < nt; ti++)
+        for (int ci = 0; ci < nc; ci++) {
+            const int t = token_list[ti], c = cl[ci];
+            const double a = put_get(rs, nr, SYS_LKV, t, c), b = put_get(rs, nr, SYS_LKV_NB, t, c),
+                         e = put_get(rs, nr, SYS_ECHO, t, c), r = put_get(rs, nr, SYS_REDIS, t, c);
+            fprintf(f,
+                    "%s    {\"tokens\": %d, \"clients\": %d, \"latticekv\": %.4f, "
+                    "\"latticekv_nb\": %.4f, \"grpc_echo\": %.4f, \"redis\": %.4f, "
+                    "\"latticekv_over_redis\": %.3f, \"batching_gain\": %.3f}",
+                    first ? "" : ",\n", t, c, a, b, e, r, r > 0 ? a / r : 0, b > 0 ? a / b : 0);
+            first = 0;
+        }
+    fprintf(f, "\n  ]\n}\n");
+    fclose(f);
+    printf("\nwrote %s\n", out);
+    grpc_shutdown();
+    return 0;
+}
