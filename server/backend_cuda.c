@@ -1,0 +1,167 @@
+/*
+ * backend_cuda.c - the CUDA codec backend (cuda/lkv_cuda.h).
+ *
+ * Design note. Each worker thread owns one lkv_cuda_ctx (a device, a stream
+ * and growable staging buffers), because a context must not be shared by two
+ * threads; two workers keep copies and kernels overlapping. A batch is
+ * gathered into one contiguous host buffer and run as one kernel launch,
+ * which is the point of batching on a GPU, and the results are scattered
+ * back into each request's reply buffer. If the launch reports a failing
+ * vector, the segments are re-run one by one so that only the request that
+ * holds the bad vector fails (a rare path: NaN/Inf or norm overflow).
+ *
+ * Built with LKV_HAVE_CUDA_BACKEND when the lkv_cuda target exists; without
+ * it lkv_backend_cuda_create reports ERR_UNAVAILABLE.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_server.h"
+
+#ifdef LKV_HAVE_CUDA_BACKEND
+#include "lkv_cuda.h"
+
+typedef struct cuda_backend {
+    lkv_backend be;
+    unsigned n;
+    struct cuda_worker {
+        lkv_cuda_ctx *ctx;
+        uint8_t *in, *out; /* gather / scatter buffers */
+        size_t in_cap, out_cap;
+    } *w;
+} cuda_backend;
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return 0;
+    uint8_t *p = realloc(*buf, need);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+static lkv_status run_one(struct cuda_worker *w, lkv_op op, const lkv_params *p, lkv_dtype dt,
+                          const void *src, size_t n, void *dst, lkv_diag *diag)
+{
+    return op == LKV_OP_ENCODE ? lkv_cuda_ctx_encode(w->ctx, p, dt, src, n, dst, diag)
+                               : lkv_cuda_ctx_decode(w->ctx, p, src, n, dt, dst, diag);
+}
+
+static void cuda_run(lkv_backend *be, unsigned worker, lkv_batch *b)
+{
+    cuda_backend *cb = (cuda_backend *)be;
+    struct cuda_worker *w = &cb->w[worker % cb->n];
+    const size_t vec = (size_t)b->params.dim * lkv_dtype_size(b->dtype);
+    const size_t rec = lkv_record_bytes(&b->params);
+    const size_t in_stride = b->op == LKV_OP_ENCODE ? vec : rec;
+    const size_t out_stride = b->op == LKV_OP_ENCODE ? rec : vec;
+
+    if (b->nseg == 1) {
+        lkv_seg *s = &b->seg[0];
+        s->status = run_one(w, b->op, &b->params, b->dtype, s->src, s->n, s->dst, &s->diag);
+        return;
+    }
+    if (grow(&w->in, &w->in_cap, b->nvec * in_stride) != 0 ||
+        grow(&w->out, &w->out_cap, b->nvec * out_stride) != 0) {
+        lkv_backend_run_cpu(b); /* no room to gather: the CPU path needs none */
+        return;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < b->nseg; i++) {
+        memcpy(w->in + off * in_stride, b->seg[i].src, b->seg[i].n * in_stride);
+        off += b->seg[i].n;
+    }
+    lkv_diag d;
+    const lkv_status st = run_one(w, b->op, &b->params, b->dtype, w->in, b->nvec, w->out, &d);
+    if (st != LKV_OK) {
+        /* Find who failed: run each segment alone. */
+        for (size_t i = 0; i < b->nseg; i++) {
+            lkv_seg *s = &b->seg[i];
+            s->status = run_one(w, b->op, &b->params, b->dtype, s->src, s->n, s->dst, &s->diag);
+        }
+        return;
+    }
+    off = 0;
+    for (size_t i = 0; i < b->nseg; i++) {
+        memcpy(b->seg[i].dst, w->out + off * out_stride, b->seg[i].n * out_stride);
+        b->seg[i].status = LKV_OK;
+        off += b->seg[i].n;
+    }
+}
+
+static int cuda_supports(const lkv_backend *be, const lkv_params *p, lkv_dtype dt)
+{
+    (void)be;
+    return lkv_params_check(p, NULL) == LKV_OK && lkv_dtype_check((int)dt, NULL) == LKV_OK;
+}
+
+static void cuda_free(lkv_backend *be)
+{
+    cuda_backend *cb = (cuda_backend *)be;
+    for (unsigned i = 0; i < cb->n; i++) {
+        if (cb->w[i].ctx)
+            lkv_cuda_ctx_free(cb->w[i].ctx);
+        free(cb->w[i].in);
+        free(cb->w[i].out);
+    }
+    free(cb->w);
+    free(cb);
+}
+
+int lkv_backend_cuda_devices(void) { return lkv_cuda_device_count(); }
+
+lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag *diag)
+{
+    const int devs = lkv_cuda_device_count();
+    if (devs <= 0) {
+        if (diag) {
+            diag->code = LKV_ERR_UNAVAILABLE;
+            diag->index = UINT64_MAX;
+            snprintf(diag->msg, sizeof diag->msg, "backend=cuda: no CUDA device is present");
+        }
+        return LKV_ERR_UNAVAILABLE;
+    }
+    cuda_backend *cb = calloc(1, sizeof *cb);
+    if (!cb || !(cb->w = calloc(workers ? workers : 1, sizeof *cb->w))) {
+        free(cb);
+        return LKV_ERR_NOMEM;
+    }
+    cb->n = workers ? workers : 1;
+    for (unsigned i = 0; i < cb->n; i++) {
+        /* Spread the workers over the devices. */
+        lkv_status st = lkv_cuda_ctx_create((int)(i % (unsigned)devs), &cb->w[i].ctx, diag);
+        if (st != LKV_OK) {
+            cuda_free(&cb->be);
+            return st;
+        }
+    }
+    cb->be.name = "cuda";
+    cb->be.supports = cuda_supports;
+    cb->be.encode = cuda_run;
+    cb->be.decode = cuda_run;
+    cb->be.free = cuda_free;
+    *out = &cb->be;
+    return LKV_OK;
+}
+
+#else /* no CUDA in this build */
+
+int lkv_backend_cuda_devices(void) { return 0; }
+
+lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag *diag)
+{
+    (void)workers;
+    *out = NULL;
+    if (diag) {
+        diag->code = LKV_ERR_UNAVAILABLE;
+        diag->index = UINT64_MAX;
+        snprintf(diag->msg, sizeof diag->msg,
+                 "backend=cuda: this latticekvd was built without the CUDA backend");
+    }
+    return LKV_ERR_UNAVAILABLE;
+}
+
+#endif

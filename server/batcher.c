@@ -1,0 +1,235 @@
+/*
+ * batcher.c - dynamic batching of codec work.
+ *
+ * Design note. Requests that arrive close together are coalesced into one
+ * codec launch: one batch is a list of segments (contiguous runs of one
+ * request's vectors) that share op, parameters and dtype, so a backend can
+ * run them in one pass (the CPU walks the segments; the GPU gathers them into
+ * one kernel launch). The batcher is pure logic on the loop thread: no
+ * threads, no clock of its own (callers pass now_ns), which is what lets the
+ * unit tests drive it step by step.
+ *
+ * Policy. Pending works sit in one FIFO. A batch is formed for the group of
+ * the oldest pending work when that group has max_vectors pending, when the
+ * oldest work has waited max_wait_ns, or at once when batching is off
+ * (max_wait_ns = 0: every chunk then runs alone). At most max_inflight
+ * batches run at a time (one per worker), so while the workers are busy new
+ * work accumulates and the next batch is larger: under load batching happens
+ * without waiting at all.
+ *
+ * Splitting. A work larger than the room left in a batch contributes a chunk
+ * and goes to the back of the FIFO with the rest, so one huge request is
+ * served in max_vectors chunks interleaved with everyone else's work instead
+ * of holding every worker, and no launch is larger than max_vectors (which
+ * bounds device staging memory).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_server.h"
+
+struct lkv_batcher {
+    lkv_batcher_cfg cfg;
+    lkv_dispatch_fn dispatch;
+    void *ud;
+    lkv_work *head, *tail;
+    lkv_work *done_head; /* n == 0 works, completed at the next poll */
+    int flush;
+    lkv_batcher_stats st;
+};
+
+size_t lkv_work_src_stride(const lkv_work *w)
+{
+    return w->op == LKV_OP_ENCODE ? (size_t)w->params.dim * lkv_dtype_size(w->dtype)
+                                  : lkv_record_bytes(&w->params);
+}
+
+size_t lkv_work_dst_stride(const lkv_work *w)
+{
+    return w->op == LKV_OP_ENCODE ? lkv_record_bytes(&w->params)
+                                  : (size_t)w->params.dim * lkv_dtype_size(w->dtype);
+}
+
+lkv_batcher *lkv_batcher_create(const lkv_batcher_cfg *cfg, lkv_dispatch_fn dispatch, void *ud)
+{
+    lkv_batcher *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->cfg = *cfg;
+    if (b->cfg.max_vectors == 0)
+        b->cfg.max_vectors = 1;
+    if (b->cfg.max_inflight == 0)
+        b->cfg.max_inflight = 1;
+    if (b->cfg.max_segments == 0)
+        b->cfg.max_segments = 256;
+    b->dispatch = dispatch;
+    b->ud = ud;
+    return b;
+}
+
+void lkv_batcher_free(lkv_batcher *b) { free(b); }
+
+void lkv_batcher_flush_mode(lkv_batcher *b, int on) { b->flush = on; }
+
+static int same_group(const lkv_work *a, const lkv_work *b)
+{
+    return a->op == b->op && a->dtype == b->dtype && a->params.variant == b->params.variant &&
+           a->params.q == b->params.q && a->params.dim == b->params.dim;
+}
+
+static void fifo_push(lkv_batcher *b, lkv_work *w)
+{
+    w->q_next = NULL;
+    if (b->tail)
+        b->tail->q_next = w;
+    else
+        b->head = w;
+    b->tail = w;
+}
+
+void lkv_batcher_submit(lkv_batcher *b, lkv_work *w, uint64_t now_ns)
+{
+    w->status = LKV_OK;
+    w->diag.code = LKV_OK;
+    w->diag.index = UINT64_MAX;
+    w->diag.msg[0] = '\0';
+    w->next = 0;
+    w->outstanding = 0;
+    w->enq_ns = now_ns;
+    b->st.works++;
+    if (w->n == 0) {
+        w->q_next = b->done_head;
+        b->done_head = w;
+        return;
+    }
+    b->st.pending_vectors += w->n;
+    fifo_push(b, w);
+}
+
+/* Pending vectors of the head's group (stops counting at max_vectors). */
+static size_t group_pending(const lkv_batcher *b)
+{
+    size_t n = 0;
+    for (const lkv_work *w = b->head; w && n < b->cfg.max_vectors; w = w->q_next)
+        if (same_group(w, b->head))
+            n += w->n - w->next;
+    return n;
+}
+
+/* Takes up to `room` vectors of w into batch; returns how many. */
+static size_t take(lkv_batch *bt, lkv_work *w, size_t room)
+{
+    size_t n = w->n - w->next;
+    if (n > room)
+        n = room;
+    lkv_seg *s = &bt->seg[bt->nseg++];
+    s->work = w;
+    s->first = w->next;
+    s->n = n;
+    s->src = w->src + w->next * lkv_work_src_stride(w);
+    s->dst = w->dst + w->next * lkv_work_dst_stride(w);
+    s->status = LKV_OK;
+    s->diag.code = LKV_OK;
+    s->diag.index = UINT64_MAX;
+    s->diag.msg[0] = '\0';
+    w->next += n;
+    w->outstanding++;
+    bt->nvec += n;
+    return n;
+}
+
+static lkv_batch *form_batch(lkv_batcher *b)
+{
+    const int alone = b->cfg.max_wait_ns == 0 && !b->flush;
+    const size_t cap = alone ? 1 : b->cfg.max_segments;
+    lkv_batch *bt = malloc(sizeof *bt + cap * sizeof bt->seg[0]);
+    if (!bt)
+        return NULL;
+    memset(bt, 0, sizeof *bt);
+    lkv_work *first = b->head;
+    bt->ev.kind = LKV_EV_BATCH;
+    bt->op = first->op;
+    bt->params = first->params;
+    bt->dtype = first->dtype;
+    bt->cap = cap;
+
+    /* Walk the FIFO once; partially taken works move to the back. */
+    lkv_work *requeue = NULL, **rq_tail = &requeue;
+    lkv_work **pp = &b->head, *prev = NULL;
+    size_t room = b->cfg.max_vectors;
+    while (*pp && room > 0 && bt->nseg < cap) {
+        lkv_work *w = *pp;
+        if (!same_group(w, first)) {
+            prev = w;
+            pp = &w->q_next;
+            continue;
+        }
+        room -= take(bt, w, room);
+        *pp = w->q_next; /* unlink */
+        if (b->tail == w)
+            b->tail = prev;
+        if (w->next < w->n) {
+            w->q_next = NULL;
+            *rq_tail = w;
+            rq_tail = &w->q_next;
+        }
+    }
+    for (lkv_work *w = requeue; w;) {
+        lkv_work *next = w->q_next;
+        fifo_push(b, w);
+        w = next;
+    }
+    b->st.pending_vectors -= bt->nvec;
+    return bt;
+}
+
+static void finish_work(lkv_work *w) { w->done(w); }
+
+uint64_t lkv_batcher_poll(lkv_batcher *b, uint64_t now_ns)
+{
+    while (b->done_head) {
+        lkv_work *w = b->done_head;
+        b->done_head = w->q_next;
+        finish_work(w);
+    }
+    while (b->head && b->st.inflight < b->cfg.max_inflight) {
+        const uint64_t age = now_ns > b->head->enq_ns ? now_ns - b->head->enq_ns : 0;
+        const int ready = b->flush || b->cfg.max_wait_ns == 0 || age >= b->cfg.max_wait_ns ||
+                          group_pending(b) >= b->cfg.max_vectors;
+        if (!ready)
+            return b->cfg.max_wait_ns - age;
+        lkv_batch *bt = form_batch(b);
+        if (!bt)
+            return 1000000; /* out of memory: try again in a millisecond */
+        b->st.inflight++;
+        b->st.batches++;
+        b->st.batched_vectors += bt->nvec;
+        b->dispatch(bt, b->ud);
+    }
+    return UINT64_MAX;
+}
+
+void lkv_batcher_complete(lkv_batcher *b, lkv_batch *bt)
+{
+    b->st.inflight--;
+    for (size_t i = 0; i < bt->nseg; i++) {
+        lkv_seg *s = &bt->seg[i];
+        lkv_work *w = s->work;
+        if (s->status != LKV_OK) {
+            /* Keep the failure of the earliest vector, as a one-shot call would. */
+            const uint64_t at =
+                s->diag.index == UINT64_MAX ? s->first : s->first + s->diag.index;
+            if (w->status == LKV_OK || at < w->diag.index) {
+                w->status = s->status;
+                w->diag = s->diag;
+                w->diag.code = s->status;
+                w->diag.index = at;
+            }
+        }
+        if (--w->outstanding == 0 && w->next == w->n)
+            finish_work(w);
+    }
+    free(bt);
+}
+
+void lkv_batcher_get_stats(const lkv_batcher *b, lkv_batcher_stats *out) { *out = b->st; }

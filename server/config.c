@@ -1,0 +1,457 @@
+/*
+ * config.c - latticekvd's settings, declared once.
+ *
+ * Design note. Every setting is one row of `settings[]`: its name, type,
+ * bounds, default (as text, parsed by the same code as user input, so the
+ * default shown by --help is exactly what runs), the offset of its field in
+ * lkv_config, and a help line. From that one table come the command-line
+ * flags (--host-mem-bytes), the environment variables
+ * (LATTICEKV_HOST_MEM_BYTES), the config-file keys (host-mem-bytes = ...)
+ * and the --help text; adding a setting is adding a row.
+ *
+ * Layers apply lowest first: defaults, config file, environment, flags. A
+ * list setting (listen) given at a higher layer replaces the lower layer's
+ * list instead of appending to it, so `--listen X` means "only X". Errors
+ * name the setting as the user wrote it (flag, variable or file:line) and
+ * the offending value.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lkv_server.h"
+
+typedef enum cfg_type {
+    CFG_LIST,   /* repeatable address list */
+    CFG_PATH,   /* one string */
+    CFG_U64,    /* integer in [min, max] */
+    CFG_SIZE,   /* byte size with K/M/G/T suffixes, in [min, max] */
+    CFG_CHOICE, /* one of `choices`, stored as uint32 */
+} cfg_type;
+
+typedef struct cfg_choice {
+    const char *name;
+    uint32_t value;
+} cfg_choice;
+
+typedef struct cfg_setting {
+    const char *name; /* flag without "--"; file key */
+    cfg_type type;
+    uint64_t min, max;
+    const char *def;
+    size_t offset;
+    const char *arg; /* metavariable in --help */
+    const cfg_choice *choices;
+    const char *help;
+} cfg_setting;
+
+static const cfg_choice backend_choices[] = {
+    {"auto", LKV_BACKEND_AUTO}, {"cpu", LKV_BACKEND_CPU}, {"cuda", LKV_BACKEND_CUDA}, {NULL, 0}};
+static const cfg_choice variant_choices[] = {
+    {"e8", LKV_VARIANT_E8}, {"d4", LKV_VARIANT_D4}, {NULL, 0}};
+static const cfg_choice level_choices[] = {{"error", LKV_LOG_ERROR},
+                                           {"warn", LKV_LOG_WARN},
+                                           {"info", LKV_LOG_INFO},
+                                           {"debug", LKV_LOG_DEBUG},
+                                           {NULL, 0}};
+
+#define OFF(f) offsetof(lkv_config, f)
+
+static const cfg_setting settings[] = {
+    {"listen", CFG_LIST, 0, 0, "127.0.0.1:50051,unix:/tmp/latticekvd.sock", OFF(listen), "ADDR",
+     NULL, "address to serve on: host:port, [v6]:port or unix:PATH (repeatable)"},
+    {"config", CFG_PATH, 0, 0, "", OFF(config_file), "FILE", NULL,
+     "read 'key = value' settings from FILE (below environment and flags)"},
+    {"backend", CFG_CHOICE, 0, 0, "auto", OFF(backend), "auto|cpu|cuda", backend_choices,
+     "codec backend; auto = CUDA when a device is present, else the C codec"},
+    {"host-mem-bytes", CFG_SIZE, 4096, UINT64_C(1) << 44, "1GiB", OFF(host_mem_bytes), "N", NULL,
+     "capacity of the host-memory block store (LRU eviction)"},
+    {"max-message-bytes", CFG_SIZE, 1024, INT32_MAX, "64MiB", OFF(max_message_bytes), "N", NULL,
+     "largest gRPC message received or sent"},
+    {"batch-max-vectors", CFG_U64, 1, UINT64_C(1) << 24, "4096", OFF(batch_max_vectors), "N", NULL,
+     "most vectors in one codec launch; larger requests are split into chunks"},
+    {"batch-max-wait-us", CFG_U64, 0, 1000000, "200", OFF(batch_max_wait_us), "N", NULL,
+     "longest wait to coalesce work into a batch; 0 = batching off"},
+    {"threads", CFG_U64, 0, 256, "0", OFF(threads), "N", NULL,
+     "codec worker threads; 0 = number of CPU cores"},
+    {"default-variant", CFG_CHOICE, 0, 0, "e8", OFF(default_variant), "e8|d4", variant_choices,
+     "lattice variant used when a request leaves it unspecified"},
+    {"default-q", CFG_U64, LKV_Q_MIN, LKV_Q_MAX, "38", OFF(default_q), "N", NULL,
+     "Q used when a request sends q_range = 0"},
+    {"stream-window", CFG_U64, 1, 1024, "16", OFF(stream_window), "N", NULL,
+     "requests of one stream processed at once (replies stay in order)"},
+    {"shutdown-grace-ms", CFG_U64, 0, 3600000, "10000", OFF(shutdown_grace_ms), "N", NULL,
+     "after SIGTERM, how long in-flight calls may finish before they are cancelled"},
+    {"log-level", CFG_CHOICE, 0, 0, "info", OFF(log_level), "error|warn|info|debug", level_choices,
+     "least severe log lines written to stderr"},
+};
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+int lkv_parse_size(const char *s, uint64_t *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -1;
+    unsigned shift = 0;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': shift = 10; end++; break;
+    case 'M': shift = 20; end++; break;
+    case 'G': shift = 30; end++; break;
+    case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (shift && (end[0] == 'i' || end[0] == 'I') && (end[1] == 'B' || end[1] == 'b'))
+        end += 2;
+    else if (end[0] == 'B' || end[0] == 'b')
+        end++;
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end != '\0')
+        return -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    const unsigned long long v = strtoull(s, &end, 10);
+    while (isspace((unsigned char)*end))
+        end++;
+    if (errno == ERANGE || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static lkv_status fail(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static lkv_status fail(char *err, size_t cap, const char *fmt, ...)
+{
+    if (err && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, cap, fmt, ap);
+        va_end(ap);
+    }
+    return LKV_ERR_INVALID_ARGUMENT;
+}
+
+/* Accepts unix:PATH, unix-abstract:NAME, host:port and [v6]:port. */
+static int address_ok(const char *a)
+{
+    if (strncmp(a, "unix:", 5) == 0)
+        return a[5] != '\0' && strlen(a + 5) < 108;
+    if (strncmp(a, "unix-abstract:", 14) == 0)
+        return a[14] != '\0';
+    const char *colon = strrchr(a, ':');
+    if (!colon || colon == a)
+        return 0;
+    if (a[0] == '[' && colon[-1] != ']')
+        return 0;
+    uint64_t port;
+    return parse_u64(colon + 1, &port) == 0 && port <= 65535;
+}
+
+static const cfg_setting *find_setting(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *n = settings[i].name;
+        size_t j = 0;
+        /* '-' and '_' are the same in keys, so file keys may use either. */
+        for (; j < len && n[j]; j++) {
+            const char a = name[j] == '_' ? '-' : (char)tolower((unsigned char)name[j]);
+            if (a != n[j])
+                break;
+        }
+        if (j == len && n[j] == '\0')
+            return &settings[i];
+    }
+    return NULL;
+}
+
+/* Adds one list item (already trimmed). */
+static lkv_status list_add(lkv_config *cfg, const char *item, size_t len, const char *shown,
+                           char *err, size_t cap)
+{
+    char buf[LKV_ADDR_MAX];
+    if (len == 0)
+        return fail(err, cap, "%s: empty address", shown);
+    if (len >= sizeof buf)
+        return fail(err, cap, "%s=%.40s... is longer than %d bytes", shown, item, LKV_ADDR_MAX - 1);
+    memcpy(buf, item, len);
+    buf[len] = '\0';
+    if (!address_ok(buf))
+        return fail(err, cap, "%s=%s is not host:port, [v6]:port or unix:PATH", shown, buf);
+    if (cfg->n_listen >= LKV_LISTEN_MAX)
+        return fail(err, cap, "%s=%s: more than %d listen addresses", shown, buf, LKV_LISTEN_MAX);
+    memcpy(cfg->listen[cfg->n_listen++], buf, len + 1);
+    return LKV_OK;
+}
+
+static lkv_status apply(lkv_config *cfg, const cfg_setting *st, const char *value,
+                        const char *shown, char *err, size_t cap)
+{
+    char *field = (char *)cfg + st->offset;
+    uint64_t v;
+    switch (st->type) {
+    case CFG_LIST: {
+        /* Comma-separated items; the caller decides whether to clear first. */
+        const char *p = value;
+        for (;;) {
+            while (isspace((unsigned char)*p))
+                p++;
+            const char *e = strchr(p, ',');
+            size_t n = e ? (size_t)(e - p) : strlen(p);
+            while (n && isspace((unsigned char)p[n - 1]))
+                n--;
+            lkv_status s = list_add(cfg, p, n, shown, err, cap);
+            if (s != LKV_OK)
+                return s;
+            if (!e)
+                return LKV_OK;
+            p = e + 1;
+        }
+    }
+    case CFG_PATH:
+        if (strlen(value) >= LKV_ADDR_MAX)
+            return fail(err, cap, "%s is longer than %d bytes", shown, LKV_ADDR_MAX - 1);
+        strcpy(field, value);
+        return LKV_OK;
+    case CFG_U64:
+    case CFG_SIZE:
+        if ((st->type == CFG_SIZE ? lkv_parse_size(value, &v) : parse_u64(value, &v)) != 0)
+            return fail(err, cap, "%s=%s is not %s", shown, value,
+                        st->type == CFG_SIZE ? "a byte size (e.g. 512MiB)"
+                                             : "a non-negative integer");
+        if (v < st->min || v > st->max)
+            return fail(err, cap, "%s=%s is outside %" PRIu64 "..%" PRIu64, shown, value, st->min,
+                        st->max);
+        memcpy(field, &v, sizeof v);
+        return LKV_OK;
+    case CFG_CHOICE:
+        for (const cfg_choice *c = st->choices; c->name; c++)
+            if (strcasecmp(c->name, value) == 0) {
+                memcpy(field, &c->value, sizeof c->value);
+                return LKV_OK;
+            }
+        return fail(err, cap, "%s=%s is not one of %s", shown, value, st->arg);
+    }
+    return fail(err, cap, "%s: internal error (type)", shown);
+}
+
+/* Layer bookkeeping: a list set at a new layer drops the older layer's items. */
+typedef struct layers {
+    int list_layer[N_SETTINGS];
+} layers;
+
+static lkv_status set_at(lkv_config *cfg, layers *ly, int layer, const cfg_setting *st,
+                         const char *value, const char *shown, char *err, size_t cap)
+{
+    if (st->type == CFG_LIST) {
+        const size_t i = (size_t)(st - settings);
+        if (ly->list_layer[i] < layer) {
+            cfg->n_listen = 0;
+            ly->list_layer[i] = layer;
+        }
+    }
+    return apply(cfg, st, value, shown, err, cap);
+}
+
+lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, const char *origin,
+                          char *err, size_t err_cap)
+{
+    const cfg_setting *st = find_setting(name, strlen(name));
+    if (!st)
+        return fail(err, err_cap, "%s%sunknown setting \"%s\"", origin ? origin : "",
+                    origin ? ": " : "", name);
+    char shown[320];
+    snprintf(shown, sizeof shown, "%s%s%s", origin ? origin : "", origin ? ": " : "", st->name);
+    return apply(cfg, st, value, shown, err, err_cap);
+}
+
+void lkv_config_defaults(lkv_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        char err[256];
+        /* The defaults are ours; a failure here is a bug caught by the tests. */
+        (void)apply(cfg, &settings[i], settings[i].def, settings[i].name, err, sizeof err);
+    }
+}
+
+static void env_name(const cfg_setting *st, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "LATTICEKV_");
+    for (const char *p = st->name; *p && n + 1 < cap; p++)
+        buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    buf[n] = '\0';
+}
+
+static lkv_status load_file(lkv_config *cfg, layers *ly, const char *path, char *err, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail(err, cap, "config=%s cannot be opened: %s", path, strerror(errno));
+    char line[1024];
+    unsigned lineno = 0;
+    lkv_status s = LKV_OK;
+    while (s == LKV_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *p = line;
+        char *hash = strchr(p, '#');
+        if (hash)
+            *hash = '\0';
+        while (isspace((unsigned char)*p))
+            p++;
+        size_t n = strlen(p);
+        while (n && isspace((unsigned char)p[n - 1]))
+            p[--n] = '\0';
+        if (n == 0)
+            continue;
+        char *eq = strchr(p, '=');
+        if (!eq) {
+            s = fail(err, cap, "%s:%u: \"%s\" is not key = value", path, lineno, p);
+            break;
+        }
+        char *ke = eq;
+        while (ke > p && isspace((unsigned char)ke[-1]))
+            ke--;
+        char *v = eq + 1;
+        while (isspace((unsigned char)*v))
+            v++;
+        const cfg_setting *st = find_setting(p, (size_t)(ke - p));
+        if (!st) {
+            *ke = '\0';
+            s = fail(err, cap, "%s:%u: unknown setting \"%s\"", path, lineno, p);
+            break;
+        }
+        if (st->type == CFG_PATH && strcmp(st->name, "config") == 0) {
+            s = fail(err, cap, "%s:%u: config files cannot include others", path, lineno);
+            break;
+        }
+        char shown[LKV_ADDR_MAX + 64];
+        snprintf(shown, sizeof shown, "%s:%u: %s", path, lineno, st->name);
+        s = set_at(cfg, ly, 1, st, v, shown, err, cap);
+    }
+    fclose(f);
+    return s;
+}
+
+lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
+                           void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap)
+{
+    layers ly;
+    memset(&ly, 0, sizeof ly);
+    lkv_config_defaults(cfg);
+    *action = LKV_CONFIG_RUN;
+
+    /* The config file comes first, so find --config before anything else. */
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+    }
+    if (!file && getenv_fn)
+        file = getenv_fn("LATTICEKV_CONFIG", getenv_ud);
+    if (file && *file) {
+        lkv_status s = load_file(cfg, &ly, file, err, err_cap);
+        if (s != LKV_OK)
+            return s;
+        snprintf(cfg->config_file, sizeof cfg->config_file, "%s", file);
+    }
+
+    if (getenv_fn) {
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+            if (strcmp(settings[i].name, "config") == 0)
+                continue;
+            char name[96];
+            env_name(&settings[i], name, sizeof name);
+            const char *v = getenv_fn(name, getenv_ud);
+            if (!v)
+                continue;
+            lkv_status s = set_at(cfg, &ly, 2, &settings[i], v, name, err, err_cap);
+            if (s != LKV_OK)
+                return s;
+        }
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *action = LKV_CONFIG_HELP;
+            return LKV_OK;
+        }
+        if (strcmp(a, "--version") == 0) {
+            *action = LKV_CONFIG_VERSION;
+            return LKV_OK;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return fail(err, err_cap, "unexpected argument \"%s\" (see --help)", a);
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        const size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const cfg_setting *st = find_setting(name, nlen);
+        if (!st)
+            return fail(err, err_cap, "unknown flag --%.*s (see --help)", (int)nlen, name);
+        const char *value;
+        if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            return fail(err, err_cap, "--%s needs a value (%s)", st->name, st->arg);
+        }
+        char shown[96];
+        snprintf(shown, sizeof shown, "--%s", st->name);
+        lkv_status s = set_at(cfg, &ly, 3, st, value, shown, err, err_cap);
+        if (s != LKV_OK)
+            return s;
+    }
+    return LKV_OK;
+}
+
+void lkv_config_help(FILE *out)
+{
+    fprintf(out,
+            "usage: latticekvd [--flag VALUE | --flag=VALUE]...\n"
+            "\n"
+            "latticekvd serves latticekv.v1.Codec, latticekv.v1.KVStore, latticekv.v1.Admin and\n"
+            "grpc.health.v1.Health over gRPC. Every flag is also an environment variable\n"
+            "(LATTICEKV_<NAME>) and a config-file key (<name> = value). Precedence, lowest\n"
+            "first: default, config file, environment, flag. Byte sizes take K/M/G/T suffixes.\n"
+            "\n");
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const cfg_setting *st = &settings[i];
+        char env[96], head[128];
+        env_name(st, env, sizeof env);
+        snprintf(head, sizeof head, "--%s %s", st->name, st->arg);
+        fprintf(out, "  %-40s %s\n", head, st->help);
+        if (st->type == CFG_U64 || st->type == CFG_SIZE)
+            fprintf(out, "  %-40s env %s, default %s, range %" PRIu64 "..%" PRIu64 "\n", "", env,
+                    st->def, st->min, st->max);
+        else
+            fprintf(out, "  %-40s env %s, default %s\n", "", env, *st->def ? st->def : "(none)");
+    }
+    fprintf(out, "  %-40s %s\n  %-40s %s\n", "--help", "print this and exit", "--version",
+            "print the version and exit");
+}

@@ -1,0 +1,489 @@
+/*
+ * lkv_server.h - the internal modules of latticekvd and how they meet.
+ *
+ * latticekvd is split so that only one file (rpc.c) knows gRPC and every
+ * other module can be unit-tested without a network:
+ *
+ *   config.c   one declarative table -> flags, LATTICEKV_* env, config file, --help
+ *   log.c      structured key=value log lines on stderr
+ *   status.c   the one lkv_status -> gRPC status table
+ *   store.c    the host-memory block store: (namespace, key) -> blob, LRU, capacity
+ *   batcher.c  dynamic batching: coalesces and splits codec work (pure logic)
+ *   pool.c     codec worker threads; the loop's inbox (mutex + uv_async)
+ *   backend.c  the codec backend vtable and the CPU backend
+ *   backend_cuda.c  the CUDA backend (built when the lkv_cuda target exists)
+ *   wire.c     protobuf wire writing straight into reply buffers (no copy)
+ *   service.c  what each RPC does: validation, store, batcher; no gRPC types
+ *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
+ *   main.c     start-up, the libuv loop, signals, two-phase shutdown
+ *
+ * Threads: the libuv loop thread owns every call, the store, the batcher and
+ * the counters, so none of them needs a lock. The completion-queue thread and
+ * the codec workers never touch that state: they push events into the inbox,
+ * whose uv_async callback drains it on the loop thread.
+ */
+#ifndef LKV_SERVER_H
+#define LKV_SERVER_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lkv_codec.h"
+
+/* ------------------------------------------------------------------------ */
+/* Configuration (config.c)                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define LKV_LISTEN_MAX 16
+#define LKV_ADDR_MAX 256
+
+typedef enum lkv_backend_kind {
+    LKV_BACKEND_AUTO = 0,
+    LKV_BACKEND_CPU = 1,
+    LKV_BACKEND_CUDA = 2
+} lkv_backend_kind;
+
+typedef enum lkv_log_level {
+    LKV_LOG_ERROR = 0,
+    LKV_LOG_WARN = 1,
+    LKV_LOG_INFO = 2,
+    LKV_LOG_DEBUG = 3
+} lkv_log_level;
+
+typedef struct lkv_config {
+    char listen[LKV_LISTEN_MAX][LKV_ADDR_MAX];
+    uint32_t n_listen;
+    char config_file[LKV_ADDR_MAX];
+    uint32_t backend;          /* lkv_backend_kind */
+    uint64_t host_mem_bytes;
+    uint64_t max_message_bytes;
+    uint64_t batch_max_vectors;
+    uint64_t batch_max_wait_us;
+    uint64_t threads;          /* 0: number of cores */
+    uint32_t default_variant;  /* lkv_variant */
+    uint64_t default_q;
+    uint64_t stream_window;
+    uint64_t shutdown_grace_ms;
+    uint32_t log_level;        /* lkv_log_level */
+} lkv_config;
+
+/* What lkv_config_load asks the caller to do besides serving. */
+typedef enum lkv_config_action {
+    LKV_CONFIG_RUN = 0,
+    LKV_CONFIG_HELP = 1,
+    LKV_CONFIG_VERSION = 2
+} lkv_config_action;
+
+/* Looks an environment variable up; getenv in the daemon, a table in tests. */
+typedef const char *(*lkv_getenv_fn)(const char *name, void *ud);
+
+/* Fills cfg with the embedded defaults. */
+void lkv_config_defaults(lkv_config *cfg);
+
+/*
+ * Builds the configuration: defaults, then the config file (--config or
+ * LATTICEKV_CONFIG), then LATTICEKV_* variables, then argv[1..]. On an invalid
+ * setting returns ERR_INVALID_ARGUMENT and writes one line naming the
+ * setting, where it came from and the value into err. *action says whether
+ * --help or --version was asked for.
+ */
+lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
+                           void *getenv_ud, lkv_config_action *action, char *err,
+                           size_t err_cap);
+
+/* Applies one "name = value" setting (name as in the file: host-mem-bytes). */
+lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, const char *origin,
+                          char *err, size_t err_cap);
+
+/* Writes the --help text generated from the table. */
+void lkv_config_help(FILE *out);
+
+/* Parses "64MiB", "4k", "123" into bytes; 0 on success, -1 if malformed. */
+int lkv_parse_size(const char *s, uint64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Logging (log.c)                                                           */
+/* ------------------------------------------------------------------------ */
+
+void lkv_log_set_level(lkv_log_level level);
+int lkv_log_enabled(lkv_log_level level);
+/* One line: "ts=... level=info event=<event> <fields>\n"; fields is printf-style
+ * "key=value ..." text. Safe from any thread (one write per line). */
+void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------------ */
+/* Status mapping (status.c)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* gRPC status codes by their wire numbers (rpc.c checks these against grpc/status.h). */
+typedef enum lkv_grpc_code {
+    LKV_GRPC_OK = 0,
+    LKV_GRPC_CANCELLED = 1,
+    LKV_GRPC_UNKNOWN = 2,
+    LKV_GRPC_INVALID_ARGUMENT = 3,
+    LKV_GRPC_DEADLINE_EXCEEDED = 4,
+    LKV_GRPC_NOT_FOUND = 5,
+    LKV_GRPC_ALREADY_EXISTS = 6,
+    LKV_GRPC_PERMISSION_DENIED = 7,
+    LKV_GRPC_RESOURCE_EXHAUSTED = 8,
+    LKV_GRPC_FAILED_PRECONDITION = 9,
+    LKV_GRPC_ABORTED = 10,
+    LKV_GRPC_OUT_OF_RANGE = 11,
+    LKV_GRPC_UNIMPLEMENTED = 12,
+    LKV_GRPC_INTERNAL = 13,
+    LKV_GRPC_UNAVAILABLE = 14,
+    LKV_GRPC_DATA_LOSS = 15,
+    LKV_GRPC_UNAUTHENTICATED = 16
+} lkv_grpc_code;
+
+/* The one table: every lkv_status to the gRPC code a client sees. */
+lkv_grpc_code lkv_status_to_grpc(lkv_status s);
+/* "INVALID_ARGUMENT" etc. */
+const char *lkv_grpc_code_name(lkv_grpc_code c);
+
+/* ------------------------------------------------------------------------ */
+/* Blobs and the host-memory store (store.c)                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An immutable, reference-counted byte buffer holding one coded container.
+ * The store holds one reference; a Get in flight holds another, so eviction
+ * or replacement never frees bytes a worker is still decoding.
+ */
+typedef struct lkv_blob {
+    atomic_uint refs;
+    size_t len;
+    uint8_t *data;
+    int owns_separate; /* data was adopted (free separately) */
+} lkv_blob;
+
+/* A blob of len bytes (content uninitialised), refs = 1. NULL on OOM. */
+lkv_blob *lkv_blob_create(size_t len);
+/* Wraps malloc'd data (ownership moves to the blob), refs = 1. NULL on OOM. */
+lkv_blob *lkv_blob_adopt(uint8_t *data, size_t len);
+lkv_blob *lkv_blob_ref(lkv_blob *b);
+void lkv_blob_unref(lkv_blob *b);
+
+typedef struct lkv_store lkv_store;
+
+typedef struct lkv_store_stats {
+    uint64_t capacity_bytes;
+    uint64_t used_bytes;
+    uint64_t blocks;
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t evictions;
+} lkv_store_stats;
+
+/* Each entry is charged blob->len + namespace length + key length bytes. */
+lkv_store *lkv_store_create(uint64_t capacity_bytes);
+void lkv_store_free(lkv_store *s);
+/*
+ * Inserts or replaces (ns, key) -> blob, evicting least recently used entries
+ * as needed; the store takes its own reference. A block larger than the
+ * capacity fails with ERR_LIMIT and changes nothing (the old value stays).
+ */
+lkv_status lkv_store_put(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
+                         size_t key_len, lkv_blob *blob, lkv_diag *diag);
+/* A new reference to the block (the caller unrefs it), or NULL. Marks it most
+ * recently used and counts a hit or a miss. */
+lkv_blob *lkv_store_get(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
+                        size_t key_len);
+/* Whether the key is present; touches neither the LRU order nor the counters. */
+int lkv_store_contains(const lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
+                       size_t key_len);
+/* 1 when something was deleted. */
+int lkv_store_delete(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
+                     size_t key_len);
+void lkv_store_get_stats(const lkv_store *s, lkv_store_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Events into the loop (pool.c)                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum lkv_event_kind { LKV_EV_GRPC = 1, LKV_EV_BATCH = 2 } lkv_event_kind;
+
+/* Intrusive node; embedded in whatever is handed to the loop thread. */
+typedef struct lkv_event {
+    struct lkv_event *next;
+    lkv_event_kind kind;
+} lkv_event;
+
+typedef struct lkv_inbox lkv_inbox;
+typedef void (*lkv_inbox_fn)(lkv_event *ev, void *ud);
+/* Drains call handle(ev) for each event in push order, then idle(ud). */
+lkv_inbox *lkv_inbox_create(void *uv_loop, lkv_inbox_fn handle, void (*idle)(void *ud), void *ud);
+/* Any thread. Wakes the loop. */
+void lkv_inbox_push(lkv_inbox *in, lkv_event *ev);
+/* Loop thread: processes whatever is queued now (used during shutdown). */
+void lkv_inbox_drain(lkv_inbox *in);
+/* Loop thread: closes the uv handle; free happens in the close callback. */
+void lkv_inbox_close(lkv_inbox *in);
+
+/* ------------------------------------------------------------------------ */
+/* Dynamic batching (batcher.c)                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum lkv_op { LKV_OP_ENCODE = 0, LKV_OP_DECODE = 1 } lkv_op;
+
+/*
+ * The codec work of one request: n vectors from src to dst. Encode reads
+ * vectors (dim * dtype size bytes each) and writes records; decode the other
+ * way round. Owned by the caller until done() runs on the loop thread.
+ */
+typedef struct lkv_work {
+    lkv_op op;
+    lkv_params params;
+    lkv_dtype dtype;
+    const uint8_t *src;
+    uint8_t *dst;
+    size_t n;
+    void (*done)(struct lkv_work *w); /* loop thread, once every chunk is back */
+    void *ud;
+    /* Filled by the batcher. */
+    lkv_status status;   /* first failing chunk's status */
+    lkv_diag diag;       /* its message; index = vector within this work */
+    size_t next;         /* first vector not yet handed to a batch */
+    size_t outstanding;  /* chunks in flight */
+    uint64_t enq_ns;
+    struct lkv_work *q_next;
+} lkv_work;
+
+/* One contiguous run of a work's vectors inside a batch. */
+typedef struct lkv_seg {
+    lkv_work *work;
+    const uint8_t *src;
+    uint8_t *dst;
+    size_t first; /* index of the first vector within the work */
+    size_t n;
+    lkv_status status;
+    lkv_diag diag;
+} lkv_seg;
+
+/* One codec launch: segments that share op, params and dtype. */
+typedef struct lkv_batch {
+    lkv_event ev; /* first: handed to the pool, then back to the loop */
+    lkv_op op;
+    lkv_params params;
+    lkv_dtype dtype;
+    size_t nvec;
+    size_t nseg;
+    size_t cap;
+    lkv_seg seg[];
+} lkv_batch;
+
+typedef struct lkv_batcher_cfg {
+    size_t max_vectors;    /* vectors per batch (and chunk size); >= 1 */
+    uint64_t max_wait_ns;  /* 0: batching off, every chunk runs alone */
+    unsigned max_inflight; /* batches dispatched and not yet complete */
+    size_t max_segments;   /* segments per batch */
+} lkv_batcher_cfg;
+
+typedef struct lkv_batcher lkv_batcher;
+typedef void (*lkv_dispatch_fn)(lkv_batch *b, void *ud);
+
+lkv_batcher *lkv_batcher_create(const lkv_batcher_cfg *cfg, lkv_dispatch_fn dispatch, void *ud);
+void lkv_batcher_free(lkv_batcher *b);
+/* Queues a work (n may be 0: it completes at the next poll). */
+void lkv_batcher_submit(lkv_batcher *b, lkv_work *w, uint64_t now_ns);
+/*
+ * Dispatches every batch that is ready: its group has max_vectors pending,
+ * its oldest work has waited max_wait_ns, or batching is off; never more
+ * than max_inflight at once. Returns the ns until the next deadline
+ * (UINT64_MAX: nothing is waiting on time).
+ */
+uint64_t lkv_batcher_poll(lkv_batcher *b, uint64_t now_ns);
+/* A dispatched batch is back: records statuses, runs done() of works that
+ * are complete, frees the batch. */
+void lkv_batcher_complete(lkv_batcher *b, lkv_batch *batch);
+/* Sets "dispatch everything now, no waiting" (shutdown). */
+void lkv_batcher_flush_mode(lkv_batcher *b, int on);
+
+typedef struct lkv_batcher_stats {
+    uint64_t batches;
+    uint64_t batched_vectors;
+    uint64_t works;
+    uint64_t pending_vectors;
+    unsigned inflight;
+} lkv_batcher_stats;
+void lkv_batcher_get_stats(const lkv_batcher *b, lkv_batcher_stats *out);
+
+/* Bytes of one vector on the source / destination side of a work. */
+size_t lkv_work_src_stride(const lkv_work *w);
+size_t lkv_work_dst_stride(const lkv_work *w);
+
+/* ------------------------------------------------------------------------ */
+/* Codec backends (backend.c, backend_cuda.c)                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A codec backend runs batches on worker threads. `worker` is the calling
+ * worker's index (0..workers-1): a backend may keep per-worker state (a CUDA
+ * context and stream each) and needs no lock for it. run() sets each
+ * segment's status; a failing segment must not affect the others.
+ */
+typedef struct lkv_backend lkv_backend;
+struct lkv_backend {
+    const char *name;
+    int (*supports)(const lkv_backend *be, const lkv_params *p, lkv_dtype dt);
+    void (*encode)(lkv_backend *be, unsigned worker, lkv_batch *b);
+    void (*decode)(lkv_backend *be, unsigned worker, lkv_batch *b);
+    void (*free)(lkv_backend *be);
+};
+
+/* The C codec (LKV_ISA_AUTO). Never fails except on OOM. */
+lkv_status lkv_backend_cpu_create(unsigned workers, lkv_backend **out, lkv_diag *diag);
+/* CUDA devices usable by this build (0 when built without CUDA or no device). */
+int lkv_backend_cuda_devices(void);
+/* ERR_UNAVAILABLE when this build has no CUDA or there is no device. */
+lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag *diag);
+/* Runs b with be, or with the CPU codec when be does not support its params. */
+void lkv_backend_run(lkv_backend *be, unsigned worker, lkv_batch *b);
+/* The CPU path of one batch (used by backends as their fallback). */
+void lkv_backend_run_cpu(lkv_batch *b);
+
+/* ------------------------------------------------------------------------ */
+/* Worker pool (pool.c)                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lkv_pool lkv_pool;
+/* n threads, each calling run(ev, worker_index, ud) on the events pushed. */
+lkv_pool *lkv_pool_create(unsigned n, void (*run)(lkv_event *ev, unsigned worker, void *ud),
+                          void *ud);
+void lkv_pool_push(lkv_pool *p, lkv_event *ev);
+/* Runs what is queued, then joins the threads. */
+void lkv_pool_free(lkv_pool *p);
+
+/* ------------------------------------------------------------------------ */
+/* Protobuf wire writing (wire.c)                                            */
+/* ------------------------------------------------------------------------ */
+
+size_t lkv_wire_varint_size(uint64_t v);
+uint8_t *lkv_wire_put_varint(uint8_t *p, uint64_t v);
+/* Field key + length of a length-delimited field. */
+size_t lkv_wire_len_field_size(uint32_t field, size_t len);
+uint8_t *lkv_wire_put_len_field(uint8_t *p, uint32_t field, size_t len);
+
+/* Size of a Tensor message body with data_len data bytes. */
+size_t lkv_wire_tensor_size(lkv_dtype dt, const uint64_t *shape, uint32_t ndim, size_t data_len);
+/* Writes the Tensor body up to the data bytes; returns where data goes. */
+uint8_t *lkv_wire_put_tensor_head(uint8_t *p, lkv_dtype dt, const uint64_t *shape, uint32_t ndim,
+                                  size_t data_len);
+
+/*
+ * Reply layouts built around one large payload that a worker writes in
+ * place. plan() returns the total size and the payload's offset; finish()
+ * writes every byte except the payload. tier may be NULL.
+ */
+typedef struct lkv_wire_layout {
+    size_t total;
+    size_t payload_off;
+} lkv_wire_layout;
+
+/* CompressResponse { coded, raw_bytes, coded_bytes, bits_per_vector } */
+void lkv_wire_compress_plan(size_t coded_len, uint64_t raw, uint32_t bits, lkv_wire_layout *l);
+void lkv_wire_compress_finish(uint8_t *buf, size_t coded_len, uint64_t raw, uint32_t bits);
+/* DecompressResponse { tensor } or GetResponse { tensor, tier } */
+void lkv_wire_tensor_reply_plan(lkv_dtype dt, const uint64_t *shape, uint32_t ndim, size_t data_len,
+                                const char *tier, lkv_wire_layout *l);
+void lkv_wire_tensor_reply_finish(uint8_t *buf, lkv_dtype dt, const uint64_t *shape, uint32_t ndim,
+                                  size_t data_len, const char *tier);
+/* GetResponse { coded, tier } */
+void lkv_wire_coded_reply_plan(size_t coded_len, const char *tier, lkv_wire_layout *l);
+void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tier);
+
+/* ------------------------------------------------------------------------ */
+/* Service (service.c)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* The methods served; rpc.c maps paths to these. */
+#define LKV_METHOD_LIST(X)                                                                  \
+    X(COMPRESS, "/latticekv.v1.Codec/Compress", 0)                                          \
+    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress", 0)                                      \
+    X(COMPRESS_STREAM, "/latticekv.v1.Codec/CompressStream", 1)                             \
+    X(DECOMPRESS_STREAM, "/latticekv.v1.Codec/DecompressStream", 1)                         \
+    X(PUT, "/latticekv.v1.KVStore/Put", 0)                                                  \
+    X(GET, "/latticekv.v1.KVStore/Get", 0)                                                  \
+    X(PUT_STREAM, "/latticekv.v1.KVStore/PutStream", 1)                                     \
+    X(GET_STREAM, "/latticekv.v1.KVStore/GetStream", 1)                                     \
+    X(LOOKUP, "/latticekv.v1.KVStore/Lookup", 0)                                            \
+    X(DELETE, "/latticekv.v1.KVStore/Delete", 0)                                            \
+    X(STATS, "/latticekv.v1.Admin/Stats", 0)                                                \
+    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)
+
+typedef enum lkv_method {
+#define LKV_X_METHOD(name, path, streaming) LKV_METHOD_##name,
+    LKV_METHOD_LIST(LKV_X_METHOD)
+#undef LKV_X_METHOD
+        LKV_METHOD_COUNT
+} lkv_method;
+
+const char *lkv_method_path(lkv_method m);
+int lkv_method_streaming(lkv_method m);
+
+/* A finished reply: OK with a message (buf, len: malloc'd, ownership moves to
+ * the receiver) or an error code with a one-line message. */
+typedef struct lkv_reply {
+    lkv_grpc_code code;
+    uint8_t *buf;
+    size_t len;
+    char msg[256];
+} lkv_reply;
+
+/* Called on the loop thread when the reply to message `seq` of call `call` is ready. */
+typedef void (*lkv_reply_fn)(void *call, uint64_t seq, lkv_reply *reply);
+
+typedef struct lkv_service lkv_service;
+
+typedef struct lkv_service_counters {
+    uint64_t requests;
+    uint64_t errors;
+    uint64_t raw_bytes_in;
+    uint64_t coded_bytes_out;
+} lkv_service_counters;
+
+lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_batcher *batcher,
+                                const char *backend_name, lkv_reply_fn reply);
+void lkv_service_free(lkv_service *s);
+/* Loop thread: handles one request message (len bytes, borrowed for the call).
+ * The reply comes through reply_fn, possibly before this returns. */
+void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq,
+                        const uint8_t *msg, size_t len);
+void lkv_service_set_ready(lkv_service *s, int ready);
+void lkv_service_set_shutting_down(lkv_service *s);
+int lkv_service_shutting_down(const lkv_service *s);
+/* Counts a reply the rpc layer made itself (UNIMPLEMENTED, UNAVAILABLE). */
+void lkv_service_count(lkv_service *s, lkv_grpc_code code);
+void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out);
+
+/* ------------------------------------------------------------------------ */
+/* gRPC (rpc.c)                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lkv_rpc lkv_rpc;
+
+/* Creates the server, binds every cfg->listen address and starts it; on a
+ * bind failure returns ERR_UNAVAILABLE naming the address. */
+lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox,
+                          lkv_rpc **out, lkv_diag *diag);
+/* Loop thread: a completion came back from the completion-queue thread. */
+void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev);
+/* The reply function handed to the service. */
+void lkv_rpc_reply(void *call, uint64_t seq, lkv_reply *reply);
+/* Phase 1: stop accepting; in-flight calls go on. */
+void lkv_rpc_shutdown_begin(lkv_rpc *r);
+/* Cancels every call still running (the grace period is over). */
+void lkv_rpc_cancel_all(lkv_rpc *r);
+/* 1 once phase 1 is complete and no call is left. */
+int lkv_rpc_drained(const lkv_rpc *r);
+/* Phase 2: shuts the completion queue down, joins its thread, destroys. */
+void lkv_rpc_free(lkv_rpc *r);
+
+/* Monotonic nanoseconds. */
+uint64_t lkv_now_ns(void);
+
+#endif /* LKV_SERVER_H */

@@ -1,0 +1,641 @@
+/*
+ * rpc.c - latticekvd's gRPC layer: the only file that includes grpc/grpc.h.
+ *
+ * Design note. gRPC C core reports everything through one completion queue.
+ * A dedicated thread blocks in grpc_completion_queue_next and does nothing
+ * else: it stores `success` in the tag and pushes the tag, which is an
+ * lkv_event embedded in the call, into the loop's inbox. All call state is
+ * then handled on the libuv loop thread, so calls, the store and the
+ * batcher share no locks, and the completion-queue thread is never held up
+ * by codec work (that runs on the worker pool).
+ *
+ * Calls. Every known method is registered; unary methods with
+ * GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, so a unary call costs two
+ * completions: "new call with its request" and "reply, status and close
+ * sent" (one batch). A generic request_call catches every other method and
+ * answers UNIMPLEMENTED. Each call is a small state machine driven by which
+ * of its four tags completed:
+ *
+ *   TAG_NEW    matched a client call  -> unary: hand the request to the
+ *              service; stream: send initial metadata + first RECV_MESSAGE,
+ *              and RECV_CLOSE_ON_SERVER to learn about cancellation
+ *   TAG_RECV   a stream message (or the end of input) -> to the service;
+ *              the next read is posted while fewer than stream-window
+ *              requests of this stream are unanswered (flow control)
+ *   TAG_SEND   a reply went out -> send the next one in sequence order; when
+ *              input has ended and every reply is out, send the status
+ *   TAG_CLOSE  the call is over (cancelled says whether the client left)
+ *
+ * Stream replies can finish out of order (batches complete on different
+ * workers); they wait in a ring indexed by sequence number and leave in
+ * request order, one SEND_MESSAGE at a time as gRPC requires. The first
+ * error of a stream ends it with that status after the earlier replies.
+ * A call is freed only when no batch of it is pending and the service owes
+ * it no reply.
+ *
+ * Shutdown is two-phase. Phase 1 (lkv_rpc_shutdown_begin): the server stops
+ * accepting calls (grpc_server_shutdown_and_notify); calls in flight run to
+ * completion, and a stream that sends a new message gets UNAVAILABLE. Phase
+ * 2 (lkv_rpc_free) starts once the shutdown tag is back and no call is
+ * left: the completion queue is shut down, its thread joined and everything
+ * destroyed. lkv_rpc_cancel_all ends a phase 1 that takes too long.
+ */
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/status.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_server.h"
+
+/* lkv_grpc_code must equal grpc_status_code value for value. */
+_Static_assert(LKV_GRPC_INVALID_ARGUMENT == (int)GRPC_STATUS_INVALID_ARGUMENT, "grpc codes");
+_Static_assert(LKV_GRPC_RESOURCE_EXHAUSTED == (int)GRPC_STATUS_RESOURCE_EXHAUSTED, "grpc codes");
+_Static_assert(LKV_GRPC_UNIMPLEMENTED == (int)GRPC_STATUS_UNIMPLEMENTED, "grpc codes");
+_Static_assert(LKV_GRPC_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "grpc codes");
+_Static_assert(LKV_GRPC_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "grpc codes");
+
+enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
+
+typedef enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
+
+typedef struct call call;
+
+typedef struct tag {
+    lkv_event ev; /* first: the inbox hands back this pointer */
+    tag_kind kind;
+    int ok;
+    call *c;
+} tag;
+
+typedef enum call_state {
+    CALL_REQUESTED, /* waiting for a client call to match */
+    CALL_ACTIVE,    /* receiving and answering */
+    CALL_FINISHING, /* status sent or being sent; waiting for the last completions */
+} call_state;
+
+typedef struct slot {
+    int ready;
+    lkv_reply rep;
+} slot;
+
+struct call {
+    lkv_rpc *rpc;
+    int method; /* lkv_method, or GENERIC */
+    call_state state;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload; /* unary request, pre-read */
+    grpc_byte_buffer *recv_buf;
+    grpc_byte_buffer *send_buf;
+    grpc_slice status_msg;
+    int has_status_msg;
+    tag t_new, t_recv, t_send, t_close;
+    int cancelled;
+    unsigned pending_ops;
+    unsigned in_service;
+    uint64_t next_seq, next_send;
+    int input_done, recv_pending, send_pending, failed, in_dispatch;
+    lkv_grpc_code final_code;
+    char final_msg[256];
+    slot *ring; /* streams: stream-window slots */
+    call *live_next, *live_prev;
+};
+
+struct lkv_rpc {
+    const lkv_config *cfg;
+    lkv_service *svc;
+    lkv_inbox *inbox;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    pthread_t cq_thread;
+    int cq_thread_started;
+    void *reg[LKV_METHOD_COUNT];
+    tag t_shutdown;
+    int shutdown_started, shutdown_done;
+    unsigned live;
+    call *live_head;
+    uint64_t window;
+};
+
+static void call_maybe_free(call *c);
+static void stream_progress(call *c);
+
+static void *cq_main(void *arg)
+{
+    lkv_rpc *r = arg;
+    for (;;) {
+        const grpc_event ev =
+            grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        tag *t = ev.tag;
+        t->ok = ev.success;
+        lkv_inbox_push(r->inbox, &t->ev);
+    }
+    return NULL;
+}
+
+static void tag_init(tag *t, tag_kind kind, call *c)
+{
+    t->ev.kind = LKV_EV_GRPC;
+    t->kind = kind;
+    t->c = c;
+}
+
+/* Posts one request for a new call of `method`. */
+static void request_call(lkv_rpc *r, int method)
+{
+    call *c = calloc(1, sizeof *c);
+    if (!c) {
+        lkv_log(LKV_LOG_ERROR, "oom", "what=call");
+        return;
+    }
+    c->rpc = r;
+    c->method = method;
+    c->state = CALL_REQUESTED;
+    tag_init(&c->t_new, TAG_NEW, c);
+    tag_init(&c->t_recv, TAG_RECV, c);
+    tag_init(&c->t_send, TAG_SEND, c);
+    tag_init(&c->t_close, TAG_CLOSE, c);
+    grpc_metadata_array_init(&c->md);
+    grpc_call_error e;
+    if (method == GENERIC) {
+        grpc_call_details_init(&c->details);
+        e = grpc_server_request_call(r->server, &c->call, &c->details, &c->md, r->cq, r->cq,
+                                     &c->t_new);
+    } else {
+        e = grpc_server_request_registered_call(
+            r->server, r->reg[method], &c->call, &c->deadline, &c->md,
+            lkv_method_streaming((lkv_method)method) ? NULL : &c->payload, r->cq, r->cq,
+            &c->t_new);
+    }
+    if (e != GRPC_CALL_OK) {
+        lkv_log(LKV_LOG_ERROR, "request_call_failed", "method=%s error=%d",
+                method == GENERIC ? "*" : lkv_method_path((lkv_method)method), (int)e);
+        grpc_metadata_array_destroy(&c->md);
+        if (method == GENERIC)
+            grpc_call_details_destroy(&c->details);
+        free(c);
+        return;
+    }
+    c->live_next = r->live_head;
+    if (r->live_head)
+        r->live_head->live_prev = c;
+    r->live_head = c;
+    r->live++;
+}
+
+static void call_free(call *c)
+{
+    lkv_rpc *r = c->rpc;
+    if (c->call)
+        grpc_call_unref(c->call);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->method == GENERIC)
+        grpc_call_details_destroy(&c->details);
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->recv_buf)
+        grpc_byte_buffer_destroy(c->recv_buf);
+    if (c->has_status_msg)
+        grpc_slice_unref(c->status_msg);
+    if (c->ring) {
+        for (uint64_t i = 0; i < r->window; i++)
+            if (c->ring[i].ready)
+                free(c->ring[i].rep.buf);
+        free(c->ring);
+    }
+    if (c->live_prev)
+        c->live_prev->live_next = c->live_next;
+    else
+        r->live_head = c->live_next;
+    if (c->live_next)
+        c->live_next->live_prev = c->live_prev;
+    r->live--;
+    free(c);
+}
+
+/* 1 when the batch was started (its tag will come back), else 0. */
+static int start_batch(call *c, const grpc_op *ops, size_t n, tag *t)
+{
+    const grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
+    if (e != GRPC_CALL_OK) {
+        /* Only a bug in this file gets here; the call is abandoned safely. */
+        lkv_log(LKV_LOG_ERROR, "start_batch_failed", "error=%d tag=%d", (int)e, (int)t->kind);
+        c->failed = 1;
+        return 0;
+    }
+    c->pending_ops++;
+    return 1;
+}
+
+static void free_reply_buf(void *p, size_t len)
+{
+    (void)len;
+    free(p);
+}
+
+static grpc_byte_buffer *take_reply(lkv_reply *rep)
+{
+    /* The reply buffer becomes the slice: gRPC frees it when it is sent. */
+    grpc_slice s = rep->len ? grpc_slice_new_with_len(rep->buf, rep->len, free_reply_buf)
+                            : grpc_empty_slice();
+    if (!rep->len)
+        free(rep->buf);
+    rep->buf = NULL;
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/*
+ * The unary reply and every call's end: initial metadata (unless a stream
+ * already sent it), an optional message, the status and, for unary calls,
+ * RECV_CLOSE_ON_SERVER, all in one batch.
+ */
+static void send_final(call *c, lkv_grpc_code code, const char *msg, lkv_reply *rep)
+{
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    const int stream = c->method != GENERIC && lkv_method_streaming((lkv_method)c->method);
+    if (!stream) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = 0;
+        n++;
+    }
+    if (rep && rep->code == LKV_GRPC_OK) {
+        c->send_buf = take_reply(rep);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->send_buf;
+        n++;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+    if (msg && *msg) {
+        c->status_msg = grpc_slice_from_copied_string(msg);
+        c->has_status_msg = 1;
+        ops[n].data.send_status_from_server.status_details = &c->status_msg;
+    }
+    n++;
+    if (!stream) {
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+        n++;
+    }
+    c->state = CALL_FINISHING;
+    c->send_pending = start_batch(c, ops, n, &c->t_send);
+}
+
+static void recv_next(call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    c->recv_pending = start_batch(c, &op, 1, &c->t_recv);
+}
+
+/* Hands one received message to the service; it replies through lkv_rpc_reply. */
+static void serve_message(call *c, grpc_byte_buffer *bb, uint64_t seq)
+{
+    grpc_byte_buffer_reader rd;
+    if (!grpc_byte_buffer_reader_init(&rd, bb)) {
+        lkv_reply rep = {.code = LKV_GRPC_INTERNAL};
+        snprintf(rep.msg, sizeof rep.msg, "request message could not be read");
+        c->in_service++;
+        lkv_service_count(c->rpc->svc, rep.code);
+        c->in_dispatch = 1;
+        lkv_rpc_reply(c, seq, &rep);
+        c->in_dispatch = 0;
+        return;
+    }
+    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    c->in_service++;
+    /* A reply may come back before handle() returns; the caller moves the call on then. */
+    c->in_dispatch = 1;
+    lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, GRPC_SLICE_START_PTR(s),
+                       GRPC_SLICE_LENGTH(s));
+    c->in_dispatch = 0;
+    grpc_slice_unref(s);
+}
+
+static void stream_fail(call *c, lkv_grpc_code code, const char *msg)
+{
+    if (c->failed)
+        return;
+    c->failed = 1;
+    c->final_code = code;
+    snprintf(c->final_msg, sizeof c->final_msg, "%s", msg);
+}
+
+static void on_new(call *c, int ok)
+{
+    lkv_rpc *r = c->rpc;
+    if (!ok) {
+        /* The server is shutting down: this request will never match. */
+        call_free(c);
+        return;
+    }
+    if (!r->shutdown_started)
+        request_call(r, c->method);
+    c->state = CALL_ACTIVE;
+    if (c->method == GENERIC) {
+        char msg[300];
+        char *path = grpc_slice_to_c_string(c->details.method);
+        snprintf(msg, sizeof msg, "method %.200s is not implemented by latticekvd", path);
+        gpr_free(path);
+        lkv_service_count(r->svc, LKV_GRPC_UNIMPLEMENTED);
+        send_final(c, LKV_GRPC_UNIMPLEMENTED, msg, NULL);
+        call_maybe_free(c);
+        return;
+    }
+    if (!lkv_method_streaming((lkv_method)c->method)) {
+        if (!c->payload) {
+            lkv_service_count(r->svc, LKV_GRPC_INVALID_ARGUMENT);
+            send_final(c, LKV_GRPC_INVALID_ARGUMENT, "the request message is missing", NULL);
+            call_maybe_free(c);
+            return;
+        }
+        grpc_byte_buffer *bb = c->payload;
+        c->payload = NULL;
+        serve_message(c, bb, 0);
+        grpc_byte_buffer_destroy(bb);
+        call_maybe_free(c);
+        return;
+    }
+    c->ring = calloc(r->window, sizeof *c->ring);
+    if (!c->ring) {
+        send_final(c, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a stream", NULL);
+        call_maybe_free(c);
+        return;
+    }
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_MESSAGE;
+    ops[1].data.recv_message.recv_message = &c->recv_buf;
+    c->recv_pending = start_batch(c, ops, 2, &c->t_recv);
+    grpc_op close_op;
+    memset(&close_op, 0, sizeof close_op);
+    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+    start_batch(c, &close_op, 1, &c->t_close);
+    stream_progress(c);
+    call_maybe_free(c);
+}
+
+static void on_recv(call *c, int ok)
+{
+    c->pending_ops--;
+    c->recv_pending = 0;
+    grpc_byte_buffer *bb = c->recv_buf;
+    c->recv_buf = NULL;
+    if (!ok || !bb) {
+        c->input_done = 1;
+    } else if (c->failed || c->state != CALL_ACTIVE) {
+        /* Nothing more is answered on this stream. */
+    } else if (lkv_service_shutting_down(c->rpc->svc)) {
+        lkv_service_count(c->rpc->svc, LKV_GRPC_UNAVAILABLE);
+        stream_fail(c, LKV_GRPC_UNAVAILABLE, "latticekvd is shutting down");
+        c->input_done = 1;
+    } else {
+        serve_message(c, bb, c->next_seq++);
+    }
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    stream_progress(c);
+    call_maybe_free(c);
+}
+
+/* Streams: send the next reply in order, read on, or finish. */
+static void stream_progress(call *c)
+{
+    lkv_rpc *r = c->rpc;
+    if (c->state != CALL_ACTIVE)
+        return;
+    if (!c->send_pending && !c->failed) {
+        slot *s = &c->ring[c->next_send % r->window];
+        if (c->next_send < c->next_seq && s->ready) {
+            grpc_op op;
+            memset(&op, 0, sizeof op);
+            op.op = GRPC_OP_SEND_MESSAGE;
+            c->send_buf = take_reply(&s->rep);
+            op.data.send_message.send_message = c->send_buf;
+            s->ready = 0;
+            c->next_send++;
+            c->send_pending = start_batch(c, &op, 1, &c->t_send);
+        }
+    }
+    if (!c->input_done && !c->failed && !c->recv_pending &&
+        c->next_seq - c->next_send < r->window)
+        recv_next(c);
+    if (!c->send_pending &&
+        (c->failed || (c->input_done && c->in_service == 0 && c->next_send == c->next_seq)))
+        send_final(c, c->failed ? c->final_code : LKV_GRPC_OK, c->failed ? c->final_msg : NULL,
+                   NULL);
+}
+
+static void on_send(call *c, int ok)
+{
+    c->pending_ops--;
+    c->send_pending = 0;
+    if (c->send_buf) {
+        grpc_byte_buffer_destroy(c->send_buf);
+        c->send_buf = NULL;
+    }
+    if (!ok && c->state == CALL_ACTIVE)
+        stream_fail(c, LKV_GRPC_CANCELLED, "the client went away");
+    stream_progress(c);
+    call_maybe_free(c);
+}
+
+static void on_close(call *c, int ok)
+{
+    (void)ok;
+    c->pending_ops--;
+    c->input_done = 1;
+    if (c->cancelled)
+        stream_fail(c, LKV_GRPC_CANCELLED, "the call was cancelled");
+    stream_progress(c);
+    call_maybe_free(c);
+}
+
+static void call_maybe_free(call *c)
+{
+    if (c->state == CALL_FINISHING && c->pending_ops == 0 && c->in_service == 0)
+        call_free(c);
+}
+
+void lkv_rpc_reply(void *callp, uint64_t seq, lkv_reply *rep)
+{
+    call *c = callp;
+    c->in_service--;
+    if (!lkv_method_streaming((lkv_method)c->method)) {
+        if (c->state == CALL_ACTIVE)
+            send_final(c, rep->code, rep->code == LKV_GRPC_OK ? NULL : rep->msg, rep);
+        free(rep->buf);
+        rep->buf = NULL;
+        if (!c->in_dispatch)
+            call_maybe_free(c);
+        return;
+    }
+    if (c->state != CALL_ACTIVE || c->failed) {
+        free(rep->buf);
+    } else if (rep->code != LKV_GRPC_OK) {
+        free(rep->buf);
+        stream_fail(c, rep->code, rep->msg);
+    } else {
+        slot *s = &c->ring[seq % c->rpc->window];
+        s->rep = *rep;
+        s->ready = 1;
+    }
+    rep->buf = NULL;
+    /* Replies that come from a worker (not from inside on_recv) move the stream on here. */
+    if (!c->in_dispatch) {
+        stream_progress(c);
+        call_maybe_free(c);
+    }
+}
+
+void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev)
+{
+    tag *t = (tag *)ev;
+    if (t->kind == TAG_SHUTDOWN) {
+        r->shutdown_done = 1;
+        lkv_log(LKV_LOG_INFO, "grpc_shutdown_complete", "calls_left=%u", r->live);
+        return;
+    }
+    call *c = t->c;
+    switch (t->kind) {
+    case TAG_NEW: on_new(c, t->ok); break;
+    case TAG_RECV: on_recv(c, t->ok); break;
+    case TAG_SEND: on_send(c, t->ok); break;
+    case TAG_CLOSE: on_close(c, t->ok); break;
+    case TAG_SHUTDOWN: break;
+    }
+}
+
+lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox,
+                          lkv_rpc **out, lkv_diag *diag)
+{
+    lkv_rpc *r = calloc(1, sizeof *r);
+    if (!r)
+        return LKV_ERR_NOMEM;
+    r->cfg = cfg;
+    r->svc = svc;
+    r->inbox = inbox;
+    r->window = cfg->stream_window;
+    tag_init(&r->t_shutdown, TAG_SHUTDOWN, NULL);
+    grpc_init();
+
+    grpc_arg args[3];
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)cfg->max_message_bytes;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = (int)cfg->max_message_bytes;
+    /* Without this a second daemon could silently share our port. */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[2].value.integer = 0;
+    const grpc_channel_args chargs = {.num_args = 3, .args = args};
+
+    r->server = grpc_server_create(&chargs, NULL);
+    r->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(r->server, r->cq, NULL);
+    for (int m = 0; m < LKV_METHOD_COUNT; m++)
+        r->reg[m] = grpc_server_register_method(
+            r->server, lkv_method_path((lkv_method)m), NULL,
+            lkv_method_streaming((lkv_method)m) ? GRPC_SRM_PAYLOAD_NONE
+                                                : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
+
+    lkv_status st = LKV_OK;
+    for (uint32_t i = 0; i < cfg->n_listen && st == LKV_OK; i++) {
+        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        const int port = grpc_server_add_http2_port(r->server, cfg->listen[i], creds);
+        grpc_server_credentials_release(creds);
+        if (port == 0) {
+            st = LKV_ERR_UNAVAILABLE;
+            if (diag) {
+                diag->code = st;
+                diag->index = i;
+                snprintf(diag->msg, sizeof diag->msg, "listen=%s cannot be bound", cfg->listen[i]);
+            }
+        } else if (strncmp(cfg->listen[i], "unix", 4) == 0) {
+            lkv_log(LKV_LOG_INFO, "listening", "addr=%s", cfg->listen[i]);
+        } else {
+            lkv_log(LKV_LOG_INFO, "listening", "addr=%s port=%d", cfg->listen[i], port);
+        }
+    }
+    if (st != LKV_OK) {
+        /* Nothing has started: a plain destroy is allowed before grpc_server_start. */
+        grpc_server_destroy(r->server);
+        grpc_completion_queue_shutdown(r->cq);
+        while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_completion_queue_destroy(r->cq);
+        grpc_shutdown();
+        free(r);
+        return st;
+    }
+    grpc_server_start(r->server);
+    for (int m = 0; m < LKV_METHOD_COUNT; m++) {
+        const int n = lkv_method_streaming((lkv_method)m) ? STREAM_REQUESTS : UNARY_REQUESTS;
+        for (int i = 0; i < n; i++)
+            request_call(r, m);
+    }
+    for (int i = 0; i < GENERIC_REQUESTS; i++)
+        request_call(r, GENERIC);
+    if (pthread_create(&r->cq_thread, NULL, cq_main, r) == 0)
+        r->cq_thread_started = 1;
+    *out = r;
+    return LKV_OK;
+}
+
+void lkv_rpc_shutdown_begin(lkv_rpc *r)
+{
+    if (r->shutdown_started)
+        return;
+    r->shutdown_started = 1;
+    grpc_server_shutdown_and_notify(r->server, r->cq, &r->t_shutdown);
+}
+
+void lkv_rpc_cancel_all(lkv_rpc *r)
+{
+    if (r->shutdown_started)
+        grpc_server_cancel_all_calls(r->server);
+}
+
+int lkv_rpc_drained(const lkv_rpc *r) { return r->shutdown_done && r->live == 0; }
+
+void lkv_rpc_free(lkv_rpc *r)
+{
+    if (!r)
+        return;
+    lkv_rpc_shutdown_begin(r);
+    grpc_completion_queue_shutdown(r->cq);
+    if (r->cq_thread_started)
+        pthread_join(r->cq_thread, NULL);
+    grpc_server_destroy(r->server);
+    grpc_completion_queue_destroy(r->cq);
+    grpc_shutdown();
+    free(r);
+}

@@ -1,0 +1,654 @@
+/*
+ * service.c - what each latticekv RPC does, without any gRPC type.
+ *
+ * Design note. rpc.c hands every request message here as bytes, with an
+ * opaque call pointer and the message's sequence number in its stream; the
+ * answer goes back through the reply function, either at once (Lookup,
+ * Delete, Stats, Health, errors, Get of coded bytes) or when the request's
+ * codec work comes back from the batcher. Everything runs on the loop
+ * thread; only the codec work itself runs on the workers.
+ *
+ * Validation happens before any work is queued, so a bad request costs only
+ * itself, and every error names the field and the value. Replies with a big
+ * payload are laid out with wire.c and the codec writes into them in place:
+ * Compress and Get write one malloc'd buffer that becomes the gRPC slice
+ * without a copy. Put encodes into a fresh blob and swaps it into the store
+ * only after the encode succeeded, so a failed Put leaves the old value.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "latticekv/v1/latticekv.pb-c.h"
+#include "lkv_server.h"
+
+static const char *const method_paths[] = {
+#define LKV_X_PATH(name, path, streaming) path,
+    LKV_METHOD_LIST(LKV_X_PATH)
+#undef LKV_X_PATH
+};
+static const int method_streaming[] = {
+#define LKV_X_STREAMING(name, path, streaming) streaming,
+    LKV_METHOD_LIST(LKV_X_STREAMING)
+#undef LKV_X_STREAMING
+};
+
+const char *lkv_method_path(lkv_method m)
+{
+    return (unsigned)m < LKV_METHOD_COUNT ? method_paths[m] : "?";
+}
+
+int lkv_method_streaming(lkv_method m)
+{
+    return (unsigned)m < LKV_METHOD_COUNT ? method_streaming[m] : 0;
+}
+
+struct lkv_service {
+    const lkv_config *cfg;
+    lkv_store *store;
+    lkv_batcher *batcher;
+    const char *backend_name;
+    lkv_reply_fn reply;
+    int ready;
+    int shutting_down;
+    uint64_t start_ns;
+    lkv_service_counters c;
+};
+
+/* One request message in flight. */
+typedef struct req {
+    lkv_service *svc;
+    lkv_method m;
+    void *call;
+    uint64_t seq;
+    ProtobufCMessage *msg; /* the unpacked request; freed with the req */
+    lkv_work work;
+    lkv_wire_layout lay;
+    lkv_container_info info;
+    lkv_dtype out_dt;
+    uint64_t raw_bytes;
+    uint8_t *buf;    /* reply being built */
+    lkv_blob *blob;  /* Put: the new block; Get: the block being decoded */
+} req;
+
+static const char *const tier_host = "host";
+
+lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_batcher *batcher,
+                                const char *backend_name, lkv_reply_fn reply)
+{
+    lkv_service *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->cfg = cfg;
+    s->store = store;
+    s->batcher = batcher;
+    s->backend_name = backend_name;
+    s->reply = reply;
+    s->start_ns = lkv_now_ns();
+    return s;
+}
+
+void lkv_service_free(lkv_service *s) { free(s); }
+void lkv_service_set_ready(lkv_service *s, int ready) { s->ready = ready; }
+void lkv_service_set_shutting_down(lkv_service *s) { s->shutting_down = 1; }
+int lkv_service_shutting_down(const lkv_service *s) { return s->shutting_down; }
+
+void lkv_service_count(lkv_service *s, lkv_grpc_code code)
+{
+    s->c.requests++;
+    if (code != LKV_GRPC_OK)
+        s->c.errors++;
+}
+
+void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out) { *out = s->c; }
+
+static void req_free(req *r)
+{
+    if (r->msg)
+        protobuf_c_message_free_unpacked(r->msg, NULL);
+    lkv_blob_unref(r->blob);
+    free(r->buf);
+    free(r);
+}
+
+static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
+{
+    lkv_reply rep = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rep.msg, sizeof rep.msg, fmt, ap);
+    va_end(ap);
+    r->svc->c.errors++;
+    if (lkv_log_enabled(LKV_LOG_DEBUG))
+        lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=\"%s\"",
+                lkv_method_path(r->m), lkv_grpc_code_name(code), rep.msg);
+    r->svc->reply(r->call, r->seq, &rep);
+    req_free(r);
+}
+
+/* An lkv_status failure with the codec's (or our) message. */
+static void reply_status(req *r, lkv_status st, const lkv_diag *d)
+{
+    const char *msg = d && d->msg[0] ? d->msg : lkv_status_message(st);
+    reply_error(r, lkv_status_to_grpc(st), "%s", msg);
+}
+
+/* Sends r->buf (len bytes) as the OK reply and frees the request. */
+static void reply_ok(req *r, size_t len)
+{
+    lkv_reply rep = {.code = LKV_GRPC_OK, .buf = r->buf, .len = len};
+    r->buf = NULL;
+    r->svc->reply(r->call, r->seq, &rep);
+    req_free(r);
+}
+
+static void reply_packed(req *r, const ProtobufCMessage *msg)
+{
+    const size_t n = protobuf_c_message_get_packed_size(msg);
+    r->buf = malloc(n ? n : 1);
+    if (!r->buf) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply", n);
+        return;
+    }
+    protobuf_c_message_pack(msg, r->buf);
+    reply_ok(r, n);
+}
+
+/* Allocates the reply buffer of a planned layout; 0 or an error already sent. */
+static int alloc_reply(req *r)
+{
+    if (r->lay.total > r->svc->cfg->max_message_bytes) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                    "reply of %zu bytes exceeds max-message-bytes=%llu", r->lay.total,
+                    (unsigned long long)r->svc->cfg->max_message_bytes);
+        return -1;
+    }
+    r->buf = malloc(r->lay.total ? r->lay.total : 1);
+    if (!r->buf) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply",
+                    r->lay.total);
+        return -1;
+    }
+    return 0;
+}
+
+static void submit(req *r, lkv_op op, const lkv_params *p, lkv_dtype dt, const uint8_t *src,
+                   uint8_t *dst, size_t n, void (*done)(lkv_work *))
+{
+    r->work.op = op;
+    r->work.params = *p;
+    r->work.dtype = dt;
+    r->work.src = src;
+    r->work.dst = dst;
+    r->work.n = n;
+    r->work.done = done;
+    r->work.ud = r;
+    lkv_batcher_submit(r->svc->batcher, &r->work, lkv_now_ns());
+}
+
+/* ---- validation -------------------------------------------------------- */
+
+static const char *shape_text(const uint64_t *shape, size_t n, char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[o++] = '[';
+    for (size_t i = 0; i < n && o + 24 < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%llu", i ? "," : "",
+                              (unsigned long long)shape[i]);
+    snprintf(buf + o, cap - o, "]");
+    return buf;
+}
+
+static int dtype_ok(req *r, int dt, const char *field)
+{
+    if (dt == LKV_DTYPE_BF16 || dt == LKV_DTYPE_FP16 || dt == LKV_DTYPE_FP32)
+        return 1;
+    if (dt == 0)
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is DTYPE_UNSPECIFIED; use BF16, FP16 or FP32",
+                    field);
+    else
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                    "%s=%d is not a known dtype (1=BF16, 2=FP16, 3=FP32)", field, dt);
+    return 0;
+}
+
+/*
+ * Checks a tensor and the codec params for encoding it; fills r->info and
+ * the params. 0 when valid, else the error reply is already sent.
+ */
+static int check_tensor(req *r, const Latticekv__V1__Tensor *t,
+                        const Latticekv__V1__CodecParams *cp, lkv_params *p)
+{
+    if (!t) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor is missing");
+        return -1;
+    }
+    if (!dtype_ok(r, (int)t->dtype, "tensor.dtype"))
+        return -1;
+    if (t->n_shape == 0) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor.shape is empty; the last dim is head_dim");
+        return -1;
+    }
+    if (t->n_shape > LKV_MAX_NDIM) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor.shape has %zu dims; at most %u",
+                    t->n_shape, LKV_MAX_NDIM);
+        return -1;
+    }
+    const uint64_t head_dim = t->shape[t->n_shape - 1];
+    const uint32_t variant = cp && cp->variant ? (uint32_t)cp->variant
+                                               : r->svc->cfg->default_variant;
+    const uint32_t q = cp && cp->q_range ? cp->q_range : (uint32_t)r->svc->cfg->default_q;
+    p->variant = (lkv_variant)variant;
+    p->q = q;
+    p->dim = head_dim > UINT32_MAX ? UINT32_MAX : (uint32_t)head_dim;
+    lkv_diag d;
+    lkv_status st = lkv_params_check(p, &d);
+    if (st != LKV_OK) {
+        if (st == LKV_ERR_HEAD_DIM)
+            reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                        "tensor.shape[-1] (head_dim)=%llu is not supported: %s",
+                        (unsigned long long)head_dim, d.msg);
+        else
+            reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "params: %s", d.msg);
+        return -1;
+    }
+    st = lkv_container_plan(p, (lkv_dtype)t->dtype, t->shape, (uint32_t)t->n_shape, &r->info, &d);
+    if (st != LKV_OK) {
+        reply_status(r, st, &d);
+        return -1;
+    }
+    const size_t esz = lkv_dtype_size((lkv_dtype)t->dtype);
+    const uint64_t want = r->info.n_vectors * (uint64_t)p->dim * esz;
+    if (t->data.len != want) {
+        char sh[160];
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                    "tensor.data has %zu bytes, but shape %s of %s needs %llu", t->data.len,
+                    shape_text(t->shape, t->n_shape, sh, sizeof sh),
+                    lkv_dtype_name((lkv_dtype)t->dtype), (unsigned long long)want);
+        return -1;
+    }
+    r->raw_bytes = want;
+    return 0;
+}
+
+static int check_key(req *r, const Latticekv__V1__BlockKey *k)
+{
+    if (!k) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
+        return -1;
+    }
+    if (k->key.len == 0) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
+        return -1;
+    }
+    return 0;
+}
+
+/* Finishes an encoded container in place: payload checksum, then header. */
+static void seal_container(req *r, uint8_t *container)
+{
+    r->info.payload_crc = lkv_crc32c(0, container + r->info.header_bytes,
+                                     (size_t)r->info.n_vectors * r->info.record_bytes);
+    lkv_container_write_header(&r->info, container, r->info.header_bytes, NULL);
+    r->svc->c.raw_bytes_in += r->raw_bytes;
+    r->svc->c.coded_bytes_out += r->info.total_bytes;
+}
+
+/* ---- Codec ------------------------------------------------------------- */
+
+static void compress_done(lkv_work *w)
+{
+    req *r = w->ud;
+    if (w->status != LKV_OK) {
+        reply_status(r, w->status, &w->diag);
+        return;
+    }
+    seal_container(r, r->buf + r->lay.payload_off);
+    lkv_wire_compress_finish(r->buf, r->info.total_bytes, r->raw_bytes,
+                             lkv_bits_per_vector(&r->info.params));
+    reply_ok(r, r->lay.total);
+}
+
+static void handle_compress(req *r, const uint8_t *msg, size_t len)
+{
+    Latticekv__V1__CompressRequest *q = latticekv__v1__compress_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid CompressRequest");
+        return;
+    }
+    r->msg = &q->base;
+    lkv_params p;
+    if (check_tensor(r, q->tensor, q->params, &p) != 0)
+        return;
+    lkv_wire_compress_plan(r->info.total_bytes, r->raw_bytes, lkv_bits_per_vector(&p), &r->lay);
+    if (alloc_reply(r) != 0)
+        return;
+    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor->dtype, q->tensor->data.data,
+           r->buf + r->lay.payload_off + r->info.header_bytes, r->info.n_vectors, compress_done);
+}
+
+static void decode_done(lkv_work *w)
+{
+    req *r = w->ud;
+    if (w->status != LKV_OK) {
+        reply_status(r, w->status, &w->diag);
+        return;
+    }
+    const size_t data_len = (size_t)r->info.n_vectors * r->info.params.dim *
+                            lkv_dtype_size(r->out_dt);
+    lkv_wire_tensor_reply_finish(r->buf, r->out_dt, r->info.shape, r->info.ndim, data_len,
+                                 r->m == LKV_METHOD_DECOMPRESS ||
+                                         r->m == LKV_METHOD_DECOMPRESS_STREAM
+                                     ? NULL
+                                     : tier_host);
+    reply_ok(r, r->lay.total);
+}
+
+/* Plans and queues the decode of a parsed container at `container`. */
+static void start_decode(req *r, const uint8_t *container, int out_dtype, const char *tier)
+{
+    if (out_dtype != 0 && !dtype_ok(r, out_dtype, "out_dtype"))
+        return;
+    r->out_dt = out_dtype ? (lkv_dtype)out_dtype : r->info.dtype;
+    const size_t data_len = (size_t)r->info.n_vectors * r->info.params.dim *
+                            lkv_dtype_size(r->out_dt);
+    lkv_wire_tensor_reply_plan(r->out_dt, r->info.shape, r->info.ndim, data_len, tier, &r->lay);
+    if (alloc_reply(r) != 0)
+        return;
+    submit(r, LKV_OP_DECODE, &r->info.params, r->out_dt, container + r->info.header_bytes,
+           r->buf + r->lay.payload_off, r->info.n_vectors, decode_done);
+}
+
+static void handle_decompress(req *r, const uint8_t *msg, size_t len)
+{
+    Latticekv__V1__DecompressRequest *q =
+        latticekv__v1__decompress_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DecompressRequest");
+        return;
+    }
+    r->msg = &q->base;
+    lkv_diag d;
+    const lkv_status st = lkv_container_parse(q->coded.data, q->coded.len, &r->info, &d);
+    if (st != LKV_OK) {
+        reply_status(r, st, &d);
+        return;
+    }
+    start_decode(r, q->coded.data, (int)q->out_dtype, NULL);
+}
+
+/* ---- KVStore ----------------------------------------------------------- */
+
+static void put_store(req *r, const Latticekv__V1__BlockKey *k)
+{
+    lkv_diag d;
+    const lkv_status st = lkv_store_put(r->svc->store, k->namespace_, strlen(k->namespace_),
+                                        k->key.data, k->key.len, r->blob, &d);
+    if (st != LKV_OK) {
+        reply_status(r, st, &d);
+        return;
+    }
+    Latticekv__V1__PutResponse resp = LATTICEKV__V1__PUT_RESPONSE__INIT;
+    resp.coded_bytes = r->blob->len;
+    reply_packed(r, &resp.base);
+}
+
+static void put_encode_done(lkv_work *w)
+{
+    req *r = w->ud;
+    if (w->status != LKV_OK) {
+        reply_status(r, w->status, &w->diag);
+        return;
+    }
+    seal_container(r, r->blob->data);
+    put_store(r, ((Latticekv__V1__PutRequest *)r->msg)->key);
+}
+
+static void handle_put(req *r, const uint8_t *msg, size_t len)
+{
+    Latticekv__V1__PutRequest *q = latticekv__v1__put_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid PutRequest");
+        return;
+    }
+    r->msg = &q->base;
+    if (check_key(r, q->key) != 0)
+        return;
+    if (q->payload_case == LATTICEKV__V1__PUT_REQUEST__PAYLOAD_CODED) {
+        lkv_diag d;
+        const lkv_status st = lkv_container_parse(q->coded.data, q->coded.len, &r->info, &d);
+        if (st != LKV_OK) {
+            reply_status(r, st, &d);
+            return;
+        }
+        /* Take the bytes protobuf-c allocated instead of copying them. */
+        r->blob = lkv_blob_adopt(q->coded.data, q->coded.len);
+        if (!r->blob) {
+            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a block");
+            return;
+        }
+        q->coded.data = NULL;
+        q->coded.len = 0;
+        put_store(r, q->key);
+        return;
+    }
+    if (q->payload_case != LATTICEKV__V1__PUT_REQUEST__PAYLOAD_TENSOR) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "payload is missing: set tensor or coded");
+        return;
+    }
+    lkv_params p;
+    if (check_tensor(r, q->tensor, q->params, &p) != 0)
+        return;
+    if (r->info.total_bytes + strlen(q->key->namespace_) + q->key->key.len >
+        r->svc->cfg->host_mem_bytes) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                    "block of %zu coded bytes exceeds host-mem-bytes=%llu", r->info.total_bytes,
+                    (unsigned long long)r->svc->cfg->host_mem_bytes);
+        return;
+    }
+    r->blob = lkv_blob_create(r->info.total_bytes);
+    if (!r->blob) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
+                    r->info.total_bytes);
+        return;
+    }
+    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor->dtype, q->tensor->data.data,
+           r->blob->data + r->info.header_bytes, r->info.n_vectors, put_encode_done);
+}
+
+static void handle_get(req *r, const uint8_t *msg, size_t len)
+{
+    Latticekv__V1__GetRequest *q = latticekv__v1__get_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid GetRequest");
+        return;
+    }
+    r->msg = &q->base;
+    if (check_key(r, q->key) != 0)
+        return;
+    const char *ns = q->key->namespace_;
+    const size_t ns_len = strlen(ns);
+    r->blob = lkv_store_get(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
+    if (!r->blob) {
+        reply_error(r, LKV_GRPC_NOT_FOUND, "key not found: namespace=\"%.64s\" key of %zu bytes",
+                    ns, q->key->key.len);
+        return;
+    }
+    lkv_diag d;
+    const lkv_status st = lkv_container_parse(r->blob->data, r->blob->len, &r->info, &d);
+    if (st != LKV_OK) {
+        /* A stored block that no longer verifies is useless: drop it. */
+        lkv_store_delete(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
+        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=\"%.64s\" reason=\"%s\"", ns, d.msg);
+        reply_error(r, LKV_GRPC_DATA_LOSS, "stored block failed verification and was dropped: %s",
+                    d.msg);
+        return;
+    }
+    if (q->want_coded) {
+        lkv_wire_coded_reply_plan(r->blob->len, tier_host, &r->lay);
+        if (alloc_reply(r) != 0)
+            return;
+        memcpy(r->buf + r->lay.payload_off, r->blob->data, r->blob->len);
+        lkv_wire_coded_reply_finish(r->buf, r->blob->len, tier_host);
+        reply_ok(r, r->lay.total);
+        return;
+    }
+    start_decode(r, r->blob->data, (int)q->out_dtype, tier_host);
+}
+
+static void handle_lookup(req *r, const uint8_t *msg, size_t len)
+{
+    Latticekv__V1__LookupRequest *q = latticekv__v1__lookup_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid LookupRequest");
+        return;
+    }
+    r->msg = &q->base;
+    protobuf_c_boolean *present = calloc(q->n_keys ? q->n_keys : 1, sizeof *present);
+    if (!present) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q->n_keys);
+        return;
+    }
+    const size_t ns_len = strlen(q->namespace_);
+    uint32_t prefix = 0;
+    int in_prefix = 1;
+    for (size_t i = 0; i < q->n_keys; i++) {
+        present[i] = lkv_store_contains(r->svc->store, q->namespace_, ns_len, q->keys[i].data,
+                                        q->keys[i].len);
+        in_prefix = in_prefix && present[i];
+        prefix += (uint32_t)in_prefix;
+    }
+    Latticekv__V1__LookupResponse resp = LATTICEKV__V1__LOOKUP_RESPONSE__INIT;
+    resp.prefix_hits = prefix;
+    resp.n_present = q->n_keys;
+    resp.present = present;
+    reply_packed(r, &resp.base);
+    free(present);
+}
+
+static void handle_delete(req *r, const uint8_t *msg, size_t len)
+{
+    Latticekv__V1__DeleteRequest *q = latticekv__v1__delete_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DeleteRequest");
+        return;
+    }
+    r->msg = &q->base;
+    if (check_key(r, q->key) != 0)
+        return;
+    Latticekv__V1__DeleteResponse resp = LATTICEKV__V1__DELETE_RESPONSE__INIT;
+    resp.deleted = lkv_store_delete(r->svc->store, q->key->namespace_, strlen(q->key->namespace_),
+                                    q->key->key.data, q->key->key.len);
+    reply_packed(r, &resp.base);
+}
+
+/* ---- Admin and health -------------------------------------------------- */
+
+static void handle_stats(req *r, const uint8_t *msg, size_t len)
+{
+    Latticekv__V1__StatsRequest *q = latticekv__v1__stats_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid StatsRequest");
+        return;
+    }
+    r->msg = &q->base;
+    lkv_service *s = r->svc;
+    lkv_store_stats ss;
+    lkv_store_get_stats(s->store, &ss);
+    lkv_batcher_stats bs;
+    lkv_batcher_get_stats(s->batcher, &bs);
+
+    Latticekv__V1__TierStats host = LATTICEKV__V1__TIER_STATS__INIT;
+    host.name = (char *)tier_host;
+    host.capacity_bytes = ss.capacity_bytes;
+    host.used_bytes = ss.used_bytes;
+    host.blocks = ss.blocks;
+    host.hits = ss.hits;
+    host.misses = ss.misses;
+    host.evictions = ss.evictions;
+    Latticekv__V1__TierStats *tiers[1] = {&host};
+
+    Latticekv__V1__StatsResponse resp = LATTICEKV__V1__STATS_RESPONSE__INIT;
+    char version[32];
+    snprintf(version, sizeof version, "%s", LKV_VERSION);
+    resp.version = version;
+    resp.backend = (char *)s->backend_name;
+    resp.uptime_ms = (lkv_now_ns() - s->start_ns) / 1000000u;
+    /* This request counts itself, as it is being served. */
+    resp.requests = s->c.requests;
+    resp.errors = s->c.errors;
+    resp.raw_bytes_in = s->c.raw_bytes_in;
+    resp.coded_bytes_out = s->c.coded_bytes_out;
+    resp.batches = bs.batches;
+    resp.batched_vectors = bs.batched_vectors;
+    resp.n_tiers = 1;
+    resp.tiers = tiers;
+    reply_packed(r, &resp.base);
+}
+
+static int known_service(const char *name)
+{
+    static const char *const names[] = {"", "latticekv.v1.Codec", "latticekv.v1.KVStore",
+                                        "latticekv.v1.Admin", "grpc.health.v1.Health"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void handle_health(req *r, const uint8_t *msg, size_t len)
+{
+    Grpc__Health__V1__HealthCheckRequest *q =
+        grpc__health__v1__health_check_request__unpack(NULL, len, msg);
+    if (!q) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid HealthCheckRequest");
+        return;
+    }
+    r->msg = &q->base;
+    if (!known_service(q->service)) {
+        reply_error(r, LKV_GRPC_NOT_FOUND, "service=\"%.64s\" is not served here", q->service);
+        return;
+    }
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    resp.status = r->svc->ready && !r->svc->shutting_down
+                      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    reply_packed(r, &resp.base);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq,
+                        const uint8_t *msg, size_t len)
+{
+    req *r = calloc(1, sizeof *r);
+    s->c.requests++;
+    if (!r) {
+        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
+        snprintf(rep.msg, sizeof rep.msg, "out of memory for a request");
+        s->c.errors++;
+        s->reply(call, seq, &rep);
+        return;
+    }
+    r->svc = s;
+    r->m = m;
+    r->call = call;
+    r->seq = seq;
+    switch (m) {
+    case LKV_METHOD_COMPRESS:
+    case LKV_METHOD_COMPRESS_STREAM: handle_compress(r, msg, len); break;
+    case LKV_METHOD_DECOMPRESS:
+    case LKV_METHOD_DECOMPRESS_STREAM: handle_decompress(r, msg, len); break;
+    case LKV_METHOD_PUT:
+    case LKV_METHOD_PUT_STREAM: handle_put(r, msg, len); break;
+    case LKV_METHOD_GET:
+    case LKV_METHOD_GET_STREAM: handle_get(r, msg, len); break;
+    case LKV_METHOD_LOOKUP: handle_lookup(r, msg, len); break;
+    case LKV_METHOD_DELETE: handle_delete(r, msg, len); break;
+    case LKV_METHOD_STATS: handle_stats(r, msg, len); break;
+    case LKV_METHOD_HEALTH_CHECK: handle_health(r, msg, len); break;
+    default: reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m); break;
+    }
+}

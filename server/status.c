@@ -1,0 +1,59 @@
+/*
+ * status.c - the one table from latticekv status codes to gRPC status codes.
+ *
+ * Design note. SERVICE.md section 2 fixes what a client sees for each kind
+ * of failure; this file is the only place that decision is made. Bad input
+ * (parameters, shapes, NaN) is INVALID_ARGUMENT; damaged containers are
+ * DATA_LOSS whichever check caught them; capacity and size limits are
+ * RESOURCE_EXHAUSTED. Adding a code to LKV_STATUS_LIST without a row here
+ * fails the static assertion below, so no code can fall through to OK.
+ */
+#include "lkv_server.h"
+
+static const lkv_grpc_code status_table[LKV_STATUS_COUNT] = {
+    [LKV_OK] = LKV_GRPC_OK,
+    [LKV_ERR_VARIANT] = LKV_GRPC_INVALID_ARGUMENT,
+    [LKV_ERR_Q_RANGE] = LKV_GRPC_INVALID_ARGUMENT,
+    [LKV_ERR_HEAD_DIM] = LKV_GRPC_INVALID_ARGUMENT,
+    [LKV_ERR_DTYPE] = LKV_GRPC_INVALID_ARGUMENT,
+    [LKV_ERR_SHAPE] = LKV_GRPC_INVALID_ARGUMENT,
+    [LKV_ERR_NONFINITE] = LKV_GRPC_INVALID_ARGUMENT,
+    [LKV_ERR_NORM_OVERFLOW] = LKV_GRPC_INVALID_ARGUMENT,
+    [LKV_ERR_BUFFER_SMALL] = LKV_GRPC_INTERNAL,
+    [LKV_ERR_TRUNCATED] = LKV_GRPC_DATA_LOSS,
+    [LKV_ERR_MAGIC] = LKV_GRPC_DATA_LOSS,
+    [LKV_ERR_VERSION] = LKV_GRPC_DATA_LOSS,
+    [LKV_ERR_CHECKSUM] = LKV_GRPC_DATA_LOSS,
+    [LKV_ERR_CORRUPT] = LKV_GRPC_DATA_LOSS,
+    [LKV_ERR_ISA] = LKV_GRPC_INTERNAL,
+    [LKV_ERR_NOMEM] = LKV_GRPC_RESOURCE_EXHAUSTED,
+    [LKV_ERR_NOT_FOUND] = LKV_GRPC_NOT_FOUND,
+    [LKV_ERR_LIMIT] = LKV_GRPC_RESOURCE_EXHAUSTED,
+    [LKV_ERR_UNAVAILABLE] = LKV_GRPC_UNAVAILABLE,
+    [LKV_ERR_AUTH] = LKV_GRPC_UNAUTHENTICATED,
+    [LKV_ERR_PERMISSION] = LKV_GRPC_PERMISSION_DENIED,
+    [LKV_ERR_INTERNAL] = LKV_GRPC_INTERNAL,
+    [LKV_ERR_INVALID_ARGUMENT] = LKV_GRPC_INVALID_ARGUMENT,
+};
+
+_Static_assert(LKV_STATUS_COUNT == 23, "a status was added: give it a row in status_table");
+
+/* Every code after OK must have a non-OK row (a forgotten row would read 0 = OK). */
+lkv_grpc_code lkv_status_to_grpc(lkv_status s)
+{
+    if ((unsigned)s >= LKV_STATUS_COUNT)
+        return LKV_GRPC_INTERNAL;
+    const lkv_grpc_code c = status_table[s];
+    return (s != LKV_OK && c == LKV_GRPC_OK) ? LKV_GRPC_INTERNAL : c;
+}
+
+const char *lkv_grpc_code_name(lkv_grpc_code c)
+{
+    static const char *const names[] = {
+        "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    return (unsigned)c < sizeof names / sizeof names[0] ? names[c] : "UNKNOWN";
+}
