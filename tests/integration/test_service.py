@@ -256,7 +256,7 @@ def unknown_version(coded):
 BAD_CODED = [
     ("corrupt", corrupt, ("checksum", "crc")),
     ("version", unknown_version, ("version",)),
-    ("truncated", lambda c: c[:-7], ("truncat", "short")),
+    ("truncated", lambda c: c[:-7], ("truncat", "short", "promises")),
     ("header_only", lambda c: c[:20], ("truncat", "short")),
     ("empty", lambda c: b"", ("truncat", "short", "empty", "coded")),
     ("bad_magic", lambda c: b"XXXX" + c[4:], ("magic",)),
