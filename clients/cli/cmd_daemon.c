@@ -672,6 +672,9 @@ int lkv_cli_bench(int argc, char **argv)
                        per * sizeof *all);
             print_lat(op == OP_PUT ? "put" : "get", all, n * per, block * (double)(n * per), wall);
         }
+        if (ops == (OP_PUT | OP_GET))
+            printf("put+get %.3f GB/s bf16 (in + out over the wall time)\n",
+                   2.0 * block * (double)(n * per) / wall / 1e9);
         free(all);
     }
     free(w), free(lat);
