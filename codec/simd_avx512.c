@@ -215,7 +215,7 @@ static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint3
         break;
     case LKV_DTYPE_FP32:
         for (int l = 0; l < 16; l++)
-            out[l] = _mm512_loadu_ps(rows[l] + 4u * off);
+            out[l] = _mm512_loadu_ps((const float *)(rows[l] + 4u * off));
         break;
     }
     sk_transpose(out);
@@ -246,7 +246,7 @@ static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned c
         break;
     case LKV_DTYPE_FP32:
         for (unsigned l = 0; l < cnt; l++)
-            _mm512_storeu_ps(rows[l] + 4u * off, r[l]);
+            _mm512_storeu_ps((float *)(rows[l] + 4u * off), r[l]);
         break;
     }
 }

@@ -344,7 +344,8 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
             ((float *)&x[j])[l] = tmp[j];
     }
     vf t[LKV_L / 2];
-    uint32_t len = dim / 2;
+    uint32_t len = dim / 2; /* >= 2: dim is 4 or 8 here */
+    t[0] = vf_set1(0.0f);
     for (uint32_t i = 0; i < len; i++)
         t[i] = vf_add(vf_mul(x[2 * i], x[2 * i]), vf_mul(x[2 * i + 1], x[2 * i + 1]));
     for (; len > 1; len /= 2)

@@ -1,0 +1,260 @@
+/*
+ * simd_avx2.c - the AVX2 path: 8 vectors per batch, one per lane of a ymm
+ * register (AVX2 plus F16C for the fp16 scales).
+ *
+ * Design note: this file only supplies the vector primitives and the
+ * per-ISA pieces (8x8 transposes, the 64-bit index arithmetic) that the
+ * shared kernels in simd_kernel.h are written against. AVX2 has no mask
+ * registers, so a mask is a vector of all-ones/zero lanes and selects are
+ * blendv. It also lacks unsigned 32-bit compares (emulated with max) and
+ * conversions between uint64 and double, so the decoder splits each block
+ * index into its two 32-bit halves with a scalar multiply-high per lane.
+ * Compiled with -mavx2 -mf16c (codec/CMakeLists.txt); only called after
+ * lkv_isa_supported() says yes. FMA is never enabled here.
+ */
+#include "lkv_codec_internal.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define LKV_L 8
+#define SK_MAX_STAGES 3
+
+typedef __m256 vf;
+typedef __m256i vi;
+typedef __m256 vm;
+typedef __m256i vq;
+
+#define SK_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+static inline vf vf_set1(float a) { return _mm256_set1_ps(a); }
+static inline vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+static inline vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+static inline vf vf_div(vf a, vf b) { return _mm256_div_ps(a, b); }
+static inline vf vf_sqrt(vf a) { return _mm256_sqrt_ps(a); }
+static inline vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
+static inline vf vf_abs(vf a)
+{
+    return _mm256_castsi256_ps(
+        _mm256_and_si256(_mm256_castps_si256(a), _mm256_set1_epi32(0x7fffffff)));
+}
+static inline vf vf_rint(vf a) { return _mm256_round_ps(a, SK_RNE); }
+static inline vm vm_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+static inline vm vm_le(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+static inline vm vm_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+static inline vm vm_ge(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+static inline vm vm_eq(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+static inline vm vm_and(vm a, vm b) { return _mm256_and_ps(a, b); }
+static inline vm vm_or(vm a, vm b) { return _mm256_or_ps(a, b); }
+static inline int vm_any(vm a) { return _mm256_movemask_ps(a) != 0; }
+static inline unsigned vm_bits(vm a) { return (unsigned)_mm256_movemask_ps(a); }
+static inline vm vm_nonfinite(vf a)
+{
+    const vi e = _mm256_set1_epi32(0x7f800000);
+    return _mm256_castsi256_ps(
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(a), e), e));
+}
+static inline vf vf_blend(vm m, vf t, vf f) { return _mm256_blendv_ps(f, t, m); }
+static inline vi vi_blend(vm m, vi t, vi f)
+{
+    return _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(f), _mm256_castsi256_ps(t), m));
+}
+
+static inline vi vi_set1(int32_t a) { return _mm256_set1_epi32(a); }
+static inline vi vi_add(vi a, vi b) { return _mm256_add_epi32(a, b); }
+static inline vi vi_sub(vi a, vi b) { return _mm256_sub_epi32(a, b); }
+static inline vi vi_mul(vi a, vi b) { return _mm256_mullo_epi32(a, b); }
+static inline vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+#define vi_srli1(a, n) _mm256_srli_epi32((a), (n))
+#define vi_slli1(a, n) _mm256_slli_epi32((a), (n))
+static inline vi vi_from_f(vf a) { return _mm256_cvtps_epi32(a); }
+static inline vf vf_from_i(vi a) { return _mm256_cvtepi32_ps(a); }
+static inline vm vm_ieq(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+static inline vm vm_uge(vi a, vi b)
+{
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a));
+}
+static inline vi vi_mulhi(vi a, vi b)
+{
+    const vi ev = _mm256_srli_epi64(_mm256_mul_epu32(a, b), 32);
+    const vi od = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32));
+    return _mm256_blend_epi32(ev, od, 0xAA);
+}
+static inline vi vi_h_from_f(vf a) { return _mm256_cvtepu16_epi32(_mm256_cvtps_ph(a, SK_RNE)); }
+static inline vf vf_from_h(vi h)
+{
+    /* packus keeps 16-bit values in each 128-bit half; gather the halves. */
+    const vi p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
+}
+
+static inline vq vq_set1(uint64_t a) { return _mm256_set1_epi64x((long long)a); }
+static inline vq vq_load(const uint64_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline void vq_store(uint64_t *p, vq a) { _mm256_storeu_si256((__m256i *)p, a); }
+static inline vq vq_or(vq a, vq b) { return _mm256_or_si256(a, b); }
+static inline vq vq_and(vq a, vq b) { return _mm256_and_si256(a, b); }
+static inline vq vq_sll(vq a, uint32_t n) { return _mm256_sll_epi64(a, _mm_cvtsi32_si128((int)n)); }
+static inline vq vq_srl(vq a, uint32_t n) { return _mm256_srl_epi64(a, _mm_cvtsi32_si128((int)n)); }
+static inline vq vq_even(vi a) { return _mm256_and_si256(a, _mm256_set1_epi64x(0xffffffff)); }
+static inline vq vq_odd(vi a) { return _mm256_srli_epi64(a, 32); }
+static inline vi vi_from_eo(vq e, vq o)
+{
+    return _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
+}
+
+/* 4-bit masks of the even and odd lanes -> one 8-bit lane mask. */
+static inline unsigned sk_interleave(unsigned e, unsigned o)
+{
+    unsigned x = e & 0xfu, y = o & 0xfu;
+    x = (x | (x << 2)) & 0x33u;
+    x = (x | (x << 1)) & 0x55u;
+    y = (y | (y << 2)) & 0x33u;
+    y = (y | (y << 1)) & 0x55u;
+    return x | (y << 1);
+}
+static inline unsigned vq_nz_bits(vq e, vq o)
+{
+    const vq z = _mm256_setzero_si256();
+    const unsigned ze = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(e, z)));
+    const unsigned zo = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(o, z)));
+    return sk_interleave(~ze, ~zo);
+}
+
+#include "simd_kernel.h"
+
+static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o)
+{
+    const vq lo = _mm256_set1_epi64x(0xffffffff), mav = vq_set1(ma);
+    const vq pe = _mm256_add_epi64(_mm256_mul_epu32(x, k), _mm256_and_si256(y, lo));
+    const vq po = _mm256_add_epi64(
+        _mm256_mul_epu32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(k, 32)),
+        _mm256_srli_epi64(y, 32));
+    /* Widen the 32-bit lane mask to the even and odd 64-bit lanes. */
+    const vi h = _mm256_castps_si256(half);
+    const vi he = _mm256_shuffle_epi32(h, _MM_SHUFFLE(2, 2, 0, 0));
+    const vi ho = _mm256_shuffle_epi32(h, _MM_SHUFFLE(3, 3, 1, 1));
+    *e = _mm256_blendv_epi8(_mm256_srli_epi64(pe, 1), _mm256_add_epi64(pe, mav), he);
+    *o = _mm256_blendv_epi8(_mm256_srli_epi64(po, 1), _mm256_add_epi64(po, mav), ho);
+}
+
+/*
+ * Index -> (X, Y, coset) per lane, in scalar code: P = 2*idx (integer
+ * coset) or idx - M_a (half-integer coset), X = P / K, Y = P % K. The
+ * multiply-high by floor((2^64-1)/K) underestimates X by at most 2.
+ */
+static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm *half)
+{
+    uint64_t idx[8];
+    uint32_t xs[8], ys[8], hs[8];
+    unsigned bad = 0;
+    vq_store(idx, e);
+    vq_store(idx + 4, o);
+    const uint64_t mb = ~0ull / c->b4, mc = ~0ull / c->c3q;
+    for (unsigned s = 0; s < 8; s++) {
+        const unsigned lane = s < 4 ? 2u * s : 2u * (s - 4u) + 1u;
+        const uint64_t v = idx[s];
+        const int h = v >= c->ma;
+        bad |= (unsigned)(v >= c->codebook) << lane;
+        const uint64_t p = h ? v - c->ma : v + v;
+        const uint64_t k = h ? c->c3q : c->b4;
+        uint64_t q = (uint64_t)(((lkv_u128)p * (h ? mc : mb)) >> 64);
+        uint64_t r = p - q * k;
+        while (r >= k) {
+            q++;
+            r -= k;
+        }
+        xs[lane] = (uint32_t)q;
+        ys[lane] = (uint32_t)r;
+        hs[lane] = h ? 0xffffffffu : 0u;
+    }
+    *x = _mm256_loadu_si256((const __m256i *)xs);
+    *y = _mm256_loadu_si256((const __m256i *)ys);
+    *half = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)hs));
+    return bad;
+}
+
+/* In-place transpose of 8 rows of 8 floats. */
+static inline void sk_transpose(vf *r)
+{
+    vf t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint32_t off, vf *out)
+{
+    switch (dt) {
+    case LKV_DTYPE_BF16:
+        for (int l = 0; l < 8; l++) {
+            const __m128i h = _mm_loadu_si128((const __m128i *)(rows[l] + 2u * off));
+            out[l] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        }
+        break;
+    case LKV_DTYPE_FP16:
+        for (int l = 0; l < 8; l++)
+            out[l] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rows[l] + 2u * off)));
+        break;
+    case LKV_DTYPE_FP32:
+        for (int l = 0; l < 8; l++)
+            out[l] = _mm256_loadu_ps((const float *)(rows[l] + 4u * off));
+        break;
+    }
+    sk_transpose(out);
+}
+
+static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned cnt, uint32_t off,
+                                  const vf *in)
+{
+    vf r[8];
+    for (int l = 0; l < 8; l++)
+        r[l] = in[l];
+    sk_transpose(r);
+    switch (dt) {
+    case LKV_DTYPE_BF16: {
+        /* lkv_math_f32_to_bf16 on finite values: (x + 0x7fff + lsb) >> 16 */
+        const vi bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+        for (unsigned l = 0; l < cnt; l++) {
+            const vi x = _mm256_castps_si256(r[l]);
+            const vi lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), one);
+            const vi b = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, bias), lsb), 16);
+            const vi p = _mm256_permute4x64_epi64(_mm256_packus_epi32(b, b), 0x08);
+            _mm_storeu_si128((__m128i *)(rows[l] + 2u * off), _mm256_castsi256_si128(p));
+        }
+        break;
+    }
+    case LKV_DTYPE_FP16:
+        for (unsigned l = 0; l < cnt; l++)
+            _mm_storeu_si128((__m128i *)(rows[l] + 2u * off), _mm256_cvtps_ph(r[l], SK_RNE));
+        break;
+    case LKV_DTYPE_FP32:
+        for (unsigned l = 0; l < cnt; l++)
+            _mm256_storeu_ps((float *)(rows[l] + 4u * off), r[l]);
+        break;
+    }
+}
+
+lkv_status lkv_encode_avx2(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
+                           uint8_t *dst, lkv_diag *diag)
+{
+    return sk_encode(d, dt, src, n, dst, diag);
+}
+
+lkv_status lkv_decode_avx2(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
+                           void *dst, lkv_diag *diag)
+{
+    return sk_decode(d, src, n, dt, dst, diag);
+}
