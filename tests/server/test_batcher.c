@@ -1,0 +1,274 @@
+/*
+ * test_batcher.c - dynamic batching: coalescing, waiting, splitting,
+ * fairness, the in-flight limit, batching off, and error propagation.
+ * The batcher has no clock of its own, so the tests step time by hand.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "lkv_server.h"
+
+#define MAXB 64
+
+typedef struct sink {
+    lkv_batch *b[MAXB];
+    int n;
+} sink;
+
+static void collect(lkv_batch *b, void *ud)
+{
+    sink *s = ud;
+    cr_assert_lt(s->n, MAXB);
+    s->b[s->n++] = b;
+}
+
+static int done_count;
+static void on_done(lkv_work *w)
+{
+    (void)w;
+    done_count++;
+}
+
+/* Encode work of n bf16 vectors of dim 128 (256 bytes in, 106 bytes out at E8 Q=38). */
+static void make_work(lkv_work *w, size_t n, uint8_t *src, uint8_t *dst, uint32_t q)
+{
+    memset(w, 0, sizeof *w);
+    w->op = LKV_OP_ENCODE;
+    w->params = (lkv_params){LKV_VARIANT_E8, q, 128};
+    w->dtype = LKV_DTYPE_BF16;
+    w->src = src;
+    w->dst = dst;
+    w->n = n;
+    w->done = on_done;
+}
+
+static lkv_batcher *make(sink *s, size_t maxv, uint64_t wait, unsigned inflight)
+{
+    memset(s, 0, sizeof *s);
+    done_count = 0;
+    const lkv_batcher_cfg cfg = {maxv, wait, inflight, 64};
+    return lkv_batcher_create(&cfg, collect, s);
+}
+
+Test(batcher, coalesces_work_that_arrives_together_after_the_wait)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 100, 1000, 4);
+    static uint8_t src[3][10 * 256], dst[3][10 * 106];
+    lkv_work w[3];
+    for (int i = 0; i < 3; i++) {
+        make_work(&w[i], 10, src[i], dst[i], 38);
+        lkv_batcher_submit(b, &w[i], 0);
+    }
+    cr_assert_eq(lkv_batcher_poll(b, 0), 1000, "waits for more work");
+    cr_assert_eq(s.n, 0);
+    cr_assert_eq(lkv_batcher_poll(b, 400), 600);
+    cr_assert_eq(lkv_batcher_poll(b, 1000), UINT64_MAX);
+    cr_assert_eq(s.n, 1, "one launch for the three requests");
+    cr_assert_eq(s.b[0]->nseg, 3);
+    cr_assert_eq(s.b[0]->nvec, 30);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s.b[0]->seg[i].work, &w[i], "FIFO order");
+        cr_assert_eq(s.b[0]->seg[i].src, src[i]);
+    }
+    lkv_batcher_complete(b, s.b[0]);
+    cr_assert_eq(done_count, 3);
+    lkv_batcher_stats st;
+    lkv_batcher_get_stats(b, &st);
+    cr_assert_eq(st.batches, 1);
+    cr_assert_eq(st.batched_vectors, 30);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, a_full_batch_leaves_without_waiting)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 32, 1000000, 4);
+    static uint8_t src[64 * 256], dst[64 * 106];
+    lkv_work w[2];
+    make_work(&w[0], 16, src, dst, 38);
+    make_work(&w[1], 16, src + 16 * 256, dst + 16 * 106, 38);
+    lkv_batcher_submit(b, &w[0], 0);
+    lkv_batcher_submit(b, &w[1], 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 1);
+    cr_assert_eq(s.b[0]->nvec, 32);
+    lkv_batcher_complete(b, s.b[0]);
+    cr_assert_eq(done_count, 2);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, a_large_request_is_split_into_chunks_with_the_right_offsets)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 100, 0, 8);
+    static uint8_t src[250 * 256], dst[250 * 106];
+    lkv_work w;
+    make_work(&w, 250, src, dst, 38);
+    lkv_batcher_submit(b, &w, 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 3);
+    const size_t want_n[] = {100, 100, 50};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s.b[i]->nseg, 1);
+        cr_assert_eq(s.b[i]->seg[0].n, want_n[i]);
+        cr_assert_eq(s.b[i]->seg[0].first, (size_t)i * 100);
+        cr_assert_eq(s.b[i]->seg[0].src, src + i * 100 * 256);
+        cr_assert_eq(s.b[i]->seg[0].dst, dst + i * 100 * 106);
+    }
+    /* Completion in any order; done runs once, after the last chunk. */
+    lkv_batcher_complete(b, s.b[2]);
+    lkv_batcher_complete(b, s.b[0]);
+    cr_assert_eq(done_count, 0);
+    lkv_batcher_complete(b, s.b[1]);
+    cr_assert_eq(done_count, 1);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, a_huge_request_does_not_starve_a_small_one)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 100, 10, 1);
+    static uint8_t src[1000 * 256], dst[1000 * 106], s2[10 * 256], d2[10 * 106];
+    lkv_work big, small;
+    make_work(&big, 1000, src, dst, 38);
+    make_work(&small, 10, s2, d2, 38);
+    lkv_batcher_submit(b, &big, 0);
+    lkv_batcher_submit(b, &small, 1);
+    lkv_batcher_poll(b, 5);
+    cr_assert_eq(s.n, 1, "in-flight limit 1");
+    cr_assert_eq(s.b[0]->seg[0].work, &big);
+    cr_assert_eq(s.b[0]->nvec, 100);
+    lkv_batcher_complete(b, s.b[0]);
+    lkv_batcher_poll(b, 20);
+    cr_assert_eq(s.n, 2);
+    cr_assert_eq(s.b[1]->seg[0].work, &small, "the small request goes in the next launch");
+    cr_assert_eq(s.b[1]->nvec, 100, "topped up with the big one's next chunk");
+    lkv_batcher_complete(b, s.b[1]);
+    cr_assert_eq(done_count, 1);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, inflight_limit_holds_work_back)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 10, 0, 2);
+    static uint8_t src[50 * 256], dst[50 * 106];
+    lkv_work w;
+    make_work(&w, 50, src, dst, 38);
+    lkv_batcher_submit(b, &w, 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 2);
+    lkv_batcher_stats st;
+    lkv_batcher_get_stats(b, &st);
+    cr_assert_eq(st.inflight, 2);
+    cr_assert_eq(st.pending_vectors, 30);
+    lkv_batcher_complete(b, s.b[0]);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 3);
+    for (int i = 1; i < 3; i++)
+        lkv_batcher_complete(b, s.b[i]);
+    lkv_batcher_poll(b, 0);
+    lkv_batcher_complete(b, s.b[3]);
+    lkv_batcher_complete(b, s.b[4]);
+    cr_assert_eq(s.n, 5);
+    cr_assert_eq(done_count, 1);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, batching_off_runs_each_request_alone)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 100, 0, 8);
+    static uint8_t src[3][256], dst[3][106];
+    lkv_work w[3];
+    for (int i = 0; i < 3; i++) {
+        make_work(&w[i], 1, src[i], dst[i], 38);
+        lkv_batcher_submit(b, &w[i], 0);
+    }
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s.b[i]->nseg, 1);
+        lkv_batcher_complete(b, s.b[i]);
+    }
+    cr_assert_eq(done_count, 3);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, different_parameters_never_share_a_launch)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 100, 10, 8);
+    static uint8_t src[4][256], dst[4][200];
+    lkv_work w[4];
+    for (int i = 0; i < 4; i++) {
+        make_work(&w[i], 1, src[i], dst[i], i % 2 ? 38 : 76);
+        lkv_batcher_submit(b, &w[i], 0);
+    }
+    lkv_batcher_poll(b, 10);
+    cr_assert_eq(s.n, 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(s.b[i]->nseg, 2);
+        cr_assert_eq(s.b[i]->seg[0].work->params.q, s.b[i]->seg[1].work->params.q);
+        cr_assert_eq(s.b[i]->params.q, s.b[i]->seg[0].work->params.q);
+        lkv_batcher_complete(b, s.b[i]);
+    }
+    cr_assert_eq(done_count, 4);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, the_earliest_failing_vector_is_reported_with_its_offset)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 10, 0, 8);
+    static uint8_t src[30 * 256], dst[30 * 106];
+    lkv_work w;
+    make_work(&w, 30, src, dst, 38);
+    lkv_batcher_submit(b, &w, 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 3);
+    s.b[2]->seg[0].status = LKV_ERR_NONFINITE;
+    s.b[2]->seg[0].diag.index = 5;
+    s.b[1]->seg[0].status = LKV_ERR_NONFINITE;
+    s.b[1]->seg[0].diag.index = 3;
+    lkv_batcher_complete(b, s.b[2]);
+    lkv_batcher_complete(b, s.b[1]);
+    lkv_batcher_complete(b, s.b[0]);
+    cr_assert_eq(done_count, 1);
+    cr_assert_eq(w.status, LKV_ERR_NONFINITE);
+    cr_assert_eq(w.diag.index, 13, "vector 3 of the chunk starting at 10");
+    lkv_batcher_free(b);
+}
+
+Test(batcher, empty_work_completes_at_the_next_poll)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 10, 1000, 8);
+    lkv_work w;
+    make_work(&w, 0, NULL, NULL, 38);
+    lkv_batcher_submit(b, &w, 0);
+    cr_assert_eq(done_count, 0);
+    cr_assert_eq(lkv_batcher_poll(b, 0), UINT64_MAX);
+    cr_assert_eq(done_count, 1);
+    cr_assert_eq(s.n, 0);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, flush_mode_dispatches_without_waiting)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 100, 1000000, 8);
+    static uint8_t src[2][256], dst[2][106];
+    lkv_work w[2];
+    for (int i = 0; i < 2; i++) {
+        make_work(&w[i], 1, src[i], dst[i], 38);
+        lkv_batcher_submit(b, &w[i], 0);
+    }
+    lkv_batcher_flush_mode(b, 1);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 1);
+    cr_assert_eq(s.b[0]->nseg, 2);
+    lkv_batcher_complete(b, s.b[0]);
+    lkv_batcher_free(b);
+}

@@ -1,0 +1,137 @@
+/*
+ * test_wire_status.c - the one status table, and reply layouts written by
+ * wire.c checked against protobuf-c's own unpacker.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "latticekv/v1/latticekv.pb-c.h"
+#include "lkv_server.h"
+
+Test(status, every_code_maps_as_service_md_section_2_says)
+{
+    cr_assert_eq(lkv_status_to_grpc(LKV_OK), LKV_GRPC_OK);
+    const lkv_status invalid[] = {LKV_ERR_VARIANT, LKV_ERR_Q_RANGE, LKV_ERR_HEAD_DIM,
+                                  LKV_ERR_DTYPE, LKV_ERR_SHAPE, LKV_ERR_NONFINITE,
+                                  LKV_ERR_NORM_OVERFLOW, LKV_ERR_INVALID_ARGUMENT};
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
+        cr_assert_eq(lkv_status_to_grpc(invalid[i]), LKV_GRPC_INVALID_ARGUMENT, "%s",
+                     lkv_status_name(invalid[i]));
+    const lkv_status loss[] = {LKV_ERR_TRUNCATED, LKV_ERR_MAGIC, LKV_ERR_VERSION, LKV_ERR_CHECKSUM,
+                               LKV_ERR_CORRUPT};
+    for (size_t i = 0; i < sizeof loss / sizeof loss[0]; i++)
+        cr_assert_eq(lkv_status_to_grpc(loss[i]), LKV_GRPC_DATA_LOSS, "%s",
+                     lkv_status_name(loss[i]));
+    cr_assert_eq(lkv_status_to_grpc(LKV_ERR_NOT_FOUND), LKV_GRPC_NOT_FOUND);
+    cr_assert_eq(lkv_status_to_grpc(LKV_ERR_LIMIT), LKV_GRPC_RESOURCE_EXHAUSTED);
+    cr_assert_eq(lkv_status_to_grpc(LKV_ERR_NOMEM), LKV_GRPC_RESOURCE_EXHAUSTED);
+    cr_assert_eq(lkv_status_to_grpc(LKV_ERR_UNAVAILABLE), LKV_GRPC_UNAVAILABLE);
+    cr_assert_eq(lkv_status_to_grpc(LKV_ERR_AUTH), LKV_GRPC_UNAUTHENTICATED);
+    cr_assert_eq(lkv_status_to_grpc(LKV_ERR_PERMISSION), LKV_GRPC_PERMISSION_DENIED);
+    for (int s = 1; s < LKV_STATUS_COUNT; s++)
+        cr_assert_neq(lkv_status_to_grpc((lkv_status)s), LKV_GRPC_OK, "%s maps to OK",
+                      lkv_status_name((lkv_status)s));
+    cr_assert_eq(lkv_status_to_grpc((lkv_status)999), LKV_GRPC_INTERNAL);
+    cr_assert_str_eq(lkv_grpc_code_name(LKV_GRPC_DATA_LOSS), "DATA_LOSS");
+}
+
+Test(wire, varints_match_the_protobuf_encoding)
+{
+    uint8_t buf[16];
+    const uint64_t v[] = {0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX, UINT64_MAX};
+    const size_t n[] = {1, 1, 1, 2, 2, 2, 3, 5, 10};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        cr_assert_eq(lkv_wire_varint_size(v[i]), n[i]);
+        cr_assert_eq((size_t)(lkv_wire_put_varint(buf, v[i]) - buf), n[i]);
+    }
+    lkv_wire_put_varint(buf, 300);
+    cr_assert(buf[0] == 0xac && buf[1] == 0x02);
+}
+
+Test(wire, compress_reply_unpacks_with_protobuf_c)
+{
+    const size_t sizes[] = {0, 5, 127, 128, 40000};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        const size_t coded = sizes[k];
+        lkv_wire_layout l;
+        lkv_wire_compress_plan(coded, 123456, 848, &l);
+        uint8_t *buf = malloc(l.total + 1);
+        for (size_t i = 0; i < coded; i++)
+            buf[l.payload_off + i] = (uint8_t)(i * 7);
+        lkv_wire_compress_finish(buf, coded, 123456, 848);
+        Latticekv__V1__CompressResponse *r =
+            latticekv__v1__compress_response__unpack(NULL, l.total, buf);
+        cr_assert_not_null(r, "size %zu", coded);
+        cr_assert_eq(r->coded.len, coded);
+        for (size_t i = 0; i < coded; i++)
+            cr_assert_eq(r->coded.data[i], (uint8_t)(i * 7));
+        cr_assert_eq(r->raw_bytes, 123456);
+        cr_assert_eq(r->coded_bytes, coded);
+        cr_assert_eq(r->bits_per_vector, 848);
+        if (coded == 0)
+            goto next; /* we write an empty `coded` that proto3 would omit: still valid */
+        /* Same bytes as protobuf-c would write. */
+        const size_t n = latticekv__v1__compress_response__get_packed_size(r);
+        cr_assert_eq(n, l.total);
+        uint8_t *ref = malloc(n + 1);
+        latticekv__v1__compress_response__pack(r, ref);
+        cr_assert_eq(memcmp(ref, buf, n), 0);
+        free(ref);
+    next:
+        latticekv__v1__compress_response__free_unpacked(r, NULL);
+        free(buf);
+    }
+}
+
+Test(wire, tensor_replies_unpack_as_decompress_and_get_responses)
+{
+    const uint64_t shape[] = {3, 200, 128};
+    const size_t data_len = 3 * 200 * 128 * 2;
+    lkv_wire_layout l;
+    lkv_wire_tensor_reply_plan(LKV_DTYPE_FP16, shape, 3, data_len, NULL, &l);
+    uint8_t *buf = malloc(l.total);
+    memset(buf + l.payload_off, 0x5a, data_len);
+    lkv_wire_tensor_reply_finish(buf, LKV_DTYPE_FP16, shape, 3, data_len, NULL);
+    Latticekv__V1__DecompressResponse *d =
+        latticekv__v1__decompress_response__unpack(NULL, l.total, buf);
+    cr_assert_not_null(d);
+    cr_assert_eq(d->tensor->dtype, LATTICEKV__V1__DTYPE__DTYPE_FP16);
+    cr_assert_eq(d->tensor->n_shape, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(d->tensor->shape[i], shape[i]);
+    cr_assert_eq(d->tensor->data.len, data_len);
+    cr_assert_eq(d->tensor->data.data[data_len - 1], 0x5a);
+    latticekv__v1__decompress_response__free_unpacked(d, NULL);
+    free(buf);
+
+    lkv_wire_tensor_reply_plan(LKV_DTYPE_BF16, shape, 2, 200 * 3 * 2, "host", &l);
+    buf = malloc(l.total);
+    memset(buf + l.payload_off, 1, 200 * 3 * 2);
+    lkv_wire_tensor_reply_finish(buf, LKV_DTYPE_BF16, shape, 2, 200 * 3 * 2, "host");
+    Latticekv__V1__GetResponse *g = latticekv__v1__get_response__unpack(NULL, l.total, buf);
+    cr_assert_not_null(g);
+    cr_assert_eq(g->payload_case, LATTICEKV__V1__GET_RESPONSE__PAYLOAD_TENSOR);
+    cr_assert_str_eq(g->tier, "host");
+    cr_assert_eq(g->tensor->n_shape, 2);
+    cr_assert_eq(g->tensor->data.len, 1200);
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+    free(buf);
+}
+
+Test(wire, coded_get_reply_unpacks)
+{
+    lkv_wire_layout l;
+    lkv_wire_coded_reply_plan(300, "host", &l);
+    uint8_t *buf = malloc(l.total);
+    memset(buf + l.payload_off, 0xee, 300);
+    lkv_wire_coded_reply_finish(buf, 300, "host");
+    Latticekv__V1__GetResponse *g = latticekv__v1__get_response__unpack(NULL, l.total, buf);
+    cr_assert_not_null(g);
+    cr_assert_eq(g->payload_case, LATTICEKV__V1__GET_RESPONSE__PAYLOAD_CODED);
+    cr_assert_eq(g->coded.len, 300);
+    cr_assert_eq(g->coded.data[299], 0xee);
+    cr_assert_str_eq(g->tier, "host");
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+    free(buf);
+}
