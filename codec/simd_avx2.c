@@ -34,6 +34,7 @@ static inline vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 static inline vf vf_div(vf a, vf b) { return _mm256_div_ps(a, b); }
 static inline vf vf_sqrt(vf a) { return _mm256_sqrt_ps(a); }
 static inline vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
+static inline vf vf_min(vf a, vf b) { return _mm256_min_ps(a, b); }
 static inline vf vf_abs(vf a)
 {
     return _mm256_castsi256_ps(
@@ -152,6 +153,7 @@ static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm
     vq_store(idx, e);
     vq_store(idx + 4, o);
     const uint64_t mb = ~0ull / c->b4, mc = ~0ull / c->c3q;
+    #pragma GCC unroll 16
     for (unsigned s = 0; s < 8; s++) {
         const unsigned lane = s < 4 ? 2u * s : 2u * (s - 4u) + 1u;
         const uint64_t v = idx[s];
@@ -179,16 +181,19 @@ static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm
 static inline void sk_transpose(vf *r)
 {
     vf t[8], u[8];
+    #pragma GCC unroll 16
     for (int i = 0; i < 4; i++) {
         t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < 2; i++) {
         u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
         u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
         u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
         u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
     }
+    #pragma GCC unroll 16
     for (int c = 0; c < 4; c++) {
         r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
         r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
@@ -199,16 +204,19 @@ static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint3
 {
     switch (dt) {
     case LKV_DTYPE_BF16:
+        #pragma GCC unroll 16
         for (int l = 0; l < 8; l++) {
             const __m128i h = _mm_loadu_si128((const __m128i *)(rows[l] + 2u * off));
             out[l] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
         }
         break;
     case LKV_DTYPE_FP16:
+        #pragma GCC unroll 16
         for (int l = 0; l < 8; l++)
             out[l] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rows[l] + 2u * off)));
         break;
     case LKV_DTYPE_FP32:
+        #pragma GCC unroll 16
         for (int l = 0; l < 8; l++)
             out[l] = _mm256_loadu_ps((const float *)(rows[l] + 4u * off));
         break;
@@ -220,6 +228,7 @@ static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned c
                                   const vf *in)
 {
     vf r[8];
+    #pragma GCC unroll 16
     for (int l = 0; l < 8; l++)
         r[l] = in[l];
     sk_transpose(r);

@@ -35,6 +35,7 @@ static inline vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 static inline vf vf_div(vf a, vf b) { return _mm512_div_ps(a, b); }
 static inline vf vf_sqrt(vf a) { return _mm512_sqrt_ps(a); }
 static inline vf vf_max(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline vf vf_min(vf a, vf b) { return _mm512_min_ps(a, b); }
 static inline vf vf_abs(vf a)
 {
     return _mm512_castsi512_ps(
@@ -176,10 +177,12 @@ static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm
 static inline void sk_transpose(vf *r)
 {
     vf t[16], u[16];
+    #pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < 4; i++) {
         const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
         const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
@@ -188,6 +191,7 @@ static inline void sk_transpose(vf *r)
         u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
         u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
     }
+    #pragma GCC unroll 16
     for (int c = 0; c < 4; c++) {
         const vf v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
         const vf w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
@@ -204,16 +208,19 @@ static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint3
 {
     switch (dt) {
     case LKV_DTYPE_BF16:
+        #pragma GCC unroll 16
         for (int l = 0; l < 16; l++) {
             const __m256i h = _mm256_loadu_si256((const __m256i *)(rows[l] + 2u * off));
             out[l] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
         }
         break;
     case LKV_DTYPE_FP16:
+        #pragma GCC unroll 16
         for (int l = 0; l < 16; l++)
             out[l] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rows[l] + 2u * off)));
         break;
     case LKV_DTYPE_FP32:
+        #pragma GCC unroll 16
         for (int l = 0; l < 16; l++)
             out[l] = _mm512_loadu_ps((const float *)(rows[l] + 4u * off));
         break;
@@ -225,6 +232,7 @@ static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned c
                               const vf *in)
 {
     vf r[16];
+    #pragma GCC unroll 16
     for (int l = 0; l < 16; l++)
         r[l] = in[l];
     sk_transpose(r);

@@ -33,7 +33,7 @@
  *   LKV_L            lanes (8 or 16); SK_MAX_STAGES butterfly stages per pass
  *   vf, vi, vm, vq   fp32 vector, int32 vector, lane mask, uint64 vector of
  *                    LKV_L/2 lanes (vq "even" holds lanes 0,2,4..; "odd" 1,3..)
- *   vf_set1 vf_add vf_sub vf_mul vf_div vf_sqrt vf_max vf_abs vf_rint(RNE)
+ *   vf_set1 vf_add vf_sub vf_mul vf_div vf_sqrt vf_min vf_max vf_abs vf_rint
  *   vm_lt vm_le vm_gt vm_ge vm_eq (ordered fp compares) vm_and vm_or
  *   vm_any vm_bits vm_nonfinite vf_blend(m, t, f) vi_blend(m, t, f)
  *   vi_set1 vi_add vi_sub vi_mul(low 32) vi_and vi_srli1 vi_slli1
@@ -130,18 +130,26 @@ SK_INLINE void sk_group(vf *v, uint32_t h0, int s, int flags, vf pre, vf scale, 
 {
     vf x[1 << SK_MAX_STAGES];
     const int nv = 1 << s;
+    #pragma GCC unroll 16
     for (int k = 0; k < nv; k++) {
         x[k] = v[(uint32_t)k * h0];
         if ((flags & SK_FIRST) && !(flags & SK_DEC))
             x[k] = vf_div(x[k], pre);
     }
+    /* Pair p of stage h is (j, j + h) with j = (p / h) * 2h + p % h; the
+     * masks only keep the compiler's bounds analysis of the unrolled,
+     * not-yet-specialised loop quiet (they never change an index). */
+    #pragma GCC unroll 4
     for (int h = 1; h < nv; h <<= 1)
-        for (int i = 0; i < nv; i += 2 * h)
-            for (int j = i; j < i + h; j++) {
-                const vf a = x[j], b = x[j + h];
-                x[j] = vf_add(a, b);
-                x[j + h] = vf_sub(a, b);
-            }
+        #pragma GCC unroll 8
+        for (int p = 0; p < nv / 2; p++) {
+            const int j = ((p / h) * 2 * h + p % h) & ((1 << SK_MAX_STAGES) - 1);
+            const int jh = (j + h) & ((1 << SK_MAX_STAGES) - 1);
+            const vf a = x[j], b = x[jh];
+            x[j] = vf_add(a, b);
+            x[jh] = vf_sub(a, b);
+        }
+    #pragma GCC unroll 16
     for (int k = 0; k < nv; k++) {
         if (flags & SK_LAST) {
             x[k] = vf_mul(x[k], scale);
@@ -163,26 +171,35 @@ SK_INLINE void sk_pass(vf *v, uint32_t dim, uint32_t h0, int s, int flags, vf pr
             sk_group(v + base + j, h0, s, flags, pre, scale, post, mx);
 }
 
+/* One pass with compile-time stage count and flags, so that sk_group's
+ * values stay in registers. */
+#define SK_PASS_CASES(FL)                                                        \
+    switch (s) {                                                                 \
+    case 1: sk_pass(v, dim, h0, 1, (FL), pre, scale, post, mx); break;           \
+    case 2: sk_pass(v, dim, h0, 2, (FL), pre, scale, post, mx); break;           \
+    case 3: sk_pass(v, dim, h0, 3, (FL), pre, scale, post, mx); break;           \
+    default: sk_pass(v, dim, h0, SK_MAX_STAGES, (FL), pre, scale, post, mx); break; \
+    }
+
 /* The whole butterfly: passes of at most SK_MAX_STAGES stages. */
-static void sk_fwht(vf *v, uint32_t dim, int dec, vf pre, vf scale, vf post, vf *mx)
+SK_INLINE void sk_fwht(vf *v, uint32_t dim, const int dec, vf pre, vf scale, vf post, vf *mx)
 {
+    const int df = dec ? SK_DEC : 0;
     uint32_t h0 = 1;
-    int flags = SK_FIRST | (dec ? SK_DEC : 0);
     while (h0 < dim) {
         int s = 0;
         while (s < SK_MAX_STAGES && (h0 << s) < dim)
             s++;
-        if ((h0 << s) >= dim)
-            flags |= SK_LAST;
-        /* Constant stage counts so that sk_group unrolls into registers. */
-        switch (s) {
-        case 1: sk_pass(v, dim, h0, 1, flags, pre, scale, post, mx); break;
-        case 2: sk_pass(v, dim, h0, 2, flags, pre, scale, post, mx); break;
-        case 3: sk_pass(v, dim, h0, 3, flags, pre, scale, post, mx); break;
-        default: sk_pass(v, dim, h0, SK_MAX_STAGES, flags, pre, scale, post, mx); break;
-        }
+        const int first = h0 == 1, last = (h0 << s) >= dim;
+        if (first && last)
+            SK_PASS_CASES(SK_FIRST | SK_LAST | df)
+        else if (first)
+            SK_PASS_CASES(SK_FIRST | df)
+        else if (last)
+            SK_PASS_CASES(SK_LAST | df)
+        else
+            SK_PASS_CASES(df)
         h0 <<= s;
-        flags &= ~SK_FIRST;
     }
 }
 
@@ -199,10 +216,13 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
 {
     const vf zero = vf_set1(0.0f), one = vf_set1(1.0f), mone = vf_set1(-1.0f);
     vf d[8], sum = zero;
+    #pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
-        vf r = vf_rint(y[i]);
-        r = vf_blend(vm_lt(r, lo), lo, r);
-        r = vf_blend(vm_gt(r, hi), hi, r);
+        /* ref.c clamps with compares; min/max differ only in the sign of a
+         * zero (hi = 0 when Q = 1), which no later step can observe: d's
+         * sign test is d >= 0 and every other use is squared, added to a
+         * nonzero number or converted to an integer. */
+        const vf r = vf_min(vf_max(vf_rint(y[i]), lo), hi);
         f[i] = r;
         d[i] = vf_sub(y[i], r);
         sum = vf_add(sum, r); /* small integers: exact in any order */
@@ -211,6 +231,7 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
     if (!vm_any(odd))
         return;
     vf best_abs = mone, best_i = mone, best_dir = zero;
+    #pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
         const vf dir = vf_blend(vm_ge(d[i], zero), one, mone);
         const vf t = vf_add(f[i], dir);
@@ -223,6 +244,7 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
     const vm none = vm_and(odd, vm_lt(best_abs, zero));
     if (vm_any(none)) {
         vf small = vf_set1(INFINITY), fb_i = zero, fb_dir = zero;
+        #pragma GCC unroll 16
         for (int i = 0; i < n; i++) {
             const vf a = vf_abs(d[i]);
             const vm take = vm_lt(a, small);
@@ -233,6 +255,7 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
         best_i = vf_blend(none, fb_i, best_i);
         best_dir = vf_blend(none, fb_dir, best_dir);
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
         const vm hit = vm_and(odd, vm_eq(best_i, vf_set1((float)i)));
         f[i] = vf_blend(hit, vf_add(f[i], best_dir), f[i]);
@@ -246,10 +269,12 @@ SK_INLINE void sk_e8(const vf *z, vf qf, vf *g, vm *half)
     const vf h = vf_set1(0.5f), lo = vf_sub(vf_set1(0.0f), qf);
     vf a[8], b[8], ym[8];
     sk_dnbox(z, 8, lo, qf, a);
+    #pragma GCC unroll 16
     for (int i = 0; i < 8; i++)
         ym[i] = vf_sub(z[i], h);
     sk_dnbox(ym, 8, lo, vf_sub(qf, vf_set1(1.0f)), b);
     vf da = vf_set1(0.0f), db = da;
+    #pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         const vf ea = vf_sub(z[i], a[i]);
         const vf eb = vf_sub(z[i], vf_add(b[i], h));
@@ -257,6 +282,7 @@ SK_INLINE void sk_e8(const vf *z, vf qf, vf *g, vm *half)
         db = vf_add(db, vf_mul(eb, eb));
     }
     *half = vm_gt(da, db); /* ref.c: integer coset when da <= db; both finite */
+    #pragma GCC unroll 16
     for (int i = 0; i < 8; i++)
         g[i] = vf_blend(*half, b[i], a[i]);
 }
@@ -316,11 +342,14 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
             vf *xc = x + ch * LKV_L;
             sk_load_chunk(dt, rows, ch * LKV_L, xc);
             vf t[LKV_L / 2];
+            #pragma GCC unroll 16
             for (int i = 0; i < LKV_L / 2; i++) {
                 nf = vm_or(nf, vm_or(vm_nonfinite(xc[2 * i]), vm_nonfinite(xc[2 * i + 1])));
                 t[i] = vf_add(vf_mul(xc[2 * i], xc[2 * i]), vf_mul(xc[2 * i + 1], xc[2 * i + 1]));
             }
+            #pragma GCC unroll 16
             for (int len = LKV_L / 2; len > 1; len /= 2)
+                #pragma GCC unroll 16
                 for (int i = 0; i < len / 2; i++)
                     t[i] = vf_add(t[2 * i], t[2 * i + 1]);
             part[ch] = t[0];
@@ -398,10 +427,12 @@ static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *sr
         vi gi[8];
         vq e, o;
         if (c->n == 8) {
+            #pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 z[i] = vf_div(yb[i], s);
             vm half;
             sk_e8(z, qf, g, &half);
+            #pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
             const vi m1 = vi_blend(half, vi_set1((int32_t)c->c), bv);
@@ -416,9 +447,11 @@ static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *sr
             sk_idx64(x, kk, y, half, c->ma, &e, &o);
         } else {
             const vf lo = vf_sub(vf_set1(0.0f), qf);
+            #pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 z[i] = vf_div(yb[i], s);
             sk_dnbox(z, 4, lo, qf, g);
+            #pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
             vi v = vi_add(vi_mul(gi[0], bv), gi[1]);
@@ -456,6 +489,9 @@ static lkv_status sk_encode(const lkv_derived *d, lkv_dtype dt, const void *src,
     const size_t vbytes = (size_t)c.dim * lkv_dtype_size(dt);
     for (size_t i = 0; i < n; i += LKV_L) {
         const unsigned cnt = n - i < LKV_L ? (unsigned)(n - i) : LKV_L;
+        if (n - i > 2u * LKV_L) /* the next batch's rows, while this one computes */
+            for (size_t b = 0; b < LKV_L * vbytes; b += 64)
+                __builtin_prefetch((const uint8_t *)src + (i + LKV_L) * vbytes + b);
         if (sk_enc_batch(&c, dt, (const uint8_t *)src + i * vbytes, cnt, dst + i * c.rec_bytes,
                          &sc)) {
             const lkv_status st = lkv_encode_scalar_range(d, dt, src, i, i + cnt, dst, diag);
@@ -536,10 +572,12 @@ static unsigned sk_dec_batch(const sk_consts *c, const uint8_t *src, unsigned cn
             g[4] = sk_divmod(y, m1, g1, &g[5]);
             /* half-integer coset: w7 = 2h + parity of w0..w6 */
             vi par = g[0];
+            #pragma GCC unroll 16
             for (int i = 1; i < 7; i++)
                 par = vi_add(par, g[i]);
             g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
             const vi hb = vi_blend(half, one, vi_set1(0));
+            #pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
                 const vi d = vi_sub(g[i], qv);
                 const vi p2 = vi_add(vi_add(d, d), hb);
@@ -552,6 +590,7 @@ static unsigned sk_dec_batch(const sk_consts *c, const uint8_t *src, unsigned cn
             v = sk_divmod(v, bv, mag_b, &g[3]);
             v = sk_divmod(v, bv, mag_b, &g[2]);
             g[0] = sk_divmod(v, bv, mag_b, &g[1]);
+            #pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
                 const vi d = vi_sub(g[i], qv);
                 yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(d, d)), half_f), s);
@@ -594,6 +633,9 @@ static lkv_status sk_decode(const lkv_derived *d, const uint8_t *src, size_t n, 
     const size_t vbytes = (size_t)c.dim * lkv_dtype_size(dt);
     for (size_t i = 0; i < n; i += LKV_L) {
         const unsigned cnt = n - i < LKV_L ? (unsigned)(n - i) : LKV_L;
+        if (n - i > 2u * LKV_L)
+            for (size_t b = 0; b < LKV_L * c.rec_bytes; b += 64)
+                __builtin_prefetch(src + (i + LKV_L) * c.rec_bytes + b);
         if (sk_dec_batch(&c, src + i * c.rec_bytes, cnt, dt, (uint8_t *)dst + i * vbytes, &sc)) {
             const lkv_status st = lkv_decode_scalar_range(d, src, i, i + cnt, dt, dst, diag);
             if (st != LKV_OK)
