@@ -1,0 +1,15 @@
+#!/bin/sh
+# Installs everything latticekv needs to build, run and test on Debian 12,
+# from Debian's own packages. CUDA is optional and never installed here: the
+# CUDA backend is built when /usr/local/cuda/bin/nvcc (or nvcc on PATH) exists.
+set -eu
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+  build-essential cmake pkg-config openssl libssl-dev \
+  libgrpc-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev \
+  libprotobuf-c-dev protobuf-c-compiler libuv1-dev liburing-dev \
+  libcriterion-dev libhiredis-dev redis-server \
+  python3 python3-grpcio python3-protobuf python3-numpy python3-pytest \
+  yamllint clang clang-format libclang-rt-14-dev

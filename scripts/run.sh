@@ -1,0 +1,37 @@
+#!/bin/sh
+# The main job on embedded defaults: install, build, compress a synthetic KV
+# block offline with the CLI, then start latticekvd, run the demo client
+# against it and keep serving until Ctrl-C.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$(nproc)"
+
+work=$(mktemp -d)
+echo
+echo "== offline codec: a 1024-token x 8-head x 128-dim K and V block in bf16 =="
+for kind in k v; do
+  /usr/bin/python3 scripts/make_kv.py --kind $kind --out "$work/$kind.bf16"
+  build/clients/cli/latticekv codec encode --variant e8 --q 38 --dim 128 --shape 1024,8,128 \
+    --in "$work/$kind.bf16" --in-dtype bf16 --out "$work/$kind.lkv"
+  build/clients/cli/latticekv codec roundtrip --variant e8 --q 38 --dim 128 \
+    --in "$work/$kind.bf16" --in-dtype bf16 --out "$work/$kind.rt.bf16"
+done
+build/clients/cli/latticekv codec info --variant e8 --q 38 --dim 128
+
+echo
+echo "== latticekvd on embedded defaults (127.0.0.1:50051, unix:/tmp/latticekvd.sock) =="
+build/server/latticekvd &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid; rm -rf "$work"; exit 0' INT TERM
+tries=0
+until build/clients/cli/latticekv stats --addr 127.0.0.1:50051 >/dev/null 2>&1; do
+  tries=$((tries + 1))
+  [ $tries -lt 100 ] || { echo "latticekvd did not become ready" >&2; kill $pid; exit 1; }
+  sleep 0.1
+done
+build/clients/cli/latticekv demo --addr 127.0.0.1:50051
+echo
+echo "latticekvd is serving (pid $pid); press Ctrl-C to stop it."
+wait $pid

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Every test: install, build with warnings as errors, run the whole ctest
+# suite (codec, fuzz corpus, server, end-to-end against the real daemon, CLI;
+# GPU tests skip cleanly without a GPU), check formatting, then rebuild with
+# AddressSanitizer + UBSan and run the suite again.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/deps.sh
+jobs=$(nproc)
+
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLKV_WERROR=ON
+cmake --build build-test -j"$jobs"
+(cd build-test && ctest --output-on-failure -j"$jobs")
+
+sh scripts/format.sh --check
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLKV_WERROR=ON -DLKV_SANITIZE="address;undefined"
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ctest --output-on-failure -j"$jobs")
+echo "all tests passed"
