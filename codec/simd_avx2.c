@@ -178,7 +178,7 @@ static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm
 }
 
 /* In-place transpose of 8 rows of 8 floats. */
-static inline void sk_transpose(vf *r)
+static inline __attribute__((always_inline)) void sk_transpose(vf *r)
 {
     vf t[8], u[8];
     #pragma GCC unroll 16

@@ -174,7 +174,7 @@ static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm
 }
 
 /* In-place transpose of 16 rows of 16 floats. */
-static inline void sk_transpose(vf *r)
+static inline __attribute__((always_inline)) void sk_transpose(vf *r)
 {
     vf t[16], u[16];
     #pragma GCC unroll 16
