@@ -11,11 +11,13 @@
  *
  * Policy. Pending works sit in one FIFO. A batch is formed for the group of
  * the oldest pending work when that group has max_vectors pending, when the
- * oldest work has waited max_wait_ns, or at once when batching is off
+ * oldest work has waited max_wait_ns, when no batch is in flight (an idle
+ * codec gains nothing from waiting, and work that arrived together is
+ * already pending when the loop polls), or at once when batching is off
  * (max_wait_ns = 0: every chunk then runs alone). At most max_inflight
  * batches run at a time (one per worker), so while the workers are busy new
  * work accumulates and the next batch is larger: under load batching happens
- * without waiting at all.
+ * with little or no waiting, and a lone client pays no wait at all.
  *
  * Splitting. A work larger than the room left in a batch contributes a chunk
  * and goes to the back of the FIFO with the rest, so one huge request is
@@ -194,8 +196,10 @@ uint64_t lkv_batcher_poll(lkv_batcher *b, uint64_t now_ns)
     }
     while (b->head && b->st.inflight < b->cfg.max_inflight) {
         const uint64_t age = now_ns > b->head->enq_ns ? now_ns - b->head->enq_ns : 0;
-        const int ready = b->flush || b->cfg.max_wait_ns == 0 || age >= b->cfg.max_wait_ns ||
-                          group_pending(b) >= b->cfg.max_vectors;
+        /* With nothing in flight the codec is idle: waiting would only add
+         * latency, and whatever arrived together is already pending here. */
+        const int ready = b->flush || b->cfg.max_wait_ns == 0 || b->st.inflight == 0 ||
+                          age >= b->cfg.max_wait_ns || group_pending(b) >= b->cfg.max_vectors;
         if (!ready)
             return b->cfg.max_wait_ns - age;
         lkv_batch *bt = form_batch(b);

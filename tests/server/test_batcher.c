@@ -50,7 +50,42 @@ static lkv_batcher *make(sink *s, size_t maxv, uint64_t wait, unsigned inflight)
     return lkv_batcher_create(&cfg, collect, s);
 }
 
-Test(batcher, coalesces_work_that_arrives_together_after_the_wait)
+Test(batcher, while_the_codec_is_busy_work_waits_and_is_coalesced)
+{
+    sink s;
+    lkv_batcher *b = make(&s, 100, 1000, 4);
+    static uint8_t src[4][10 * 256], dst[4][10 * 106];
+    lkv_work w[4];
+    make_work(&w[3], 10, src[3], dst[3], 38);
+    lkv_batcher_submit(b, &w[3], 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 1, "an idle codec takes work at once");
+    for (int i = 0; i < 3; i++) {
+        make_work(&w[i], 10, src[i], dst[i], 38);
+        lkv_batcher_submit(b, &w[i], 100);
+    }
+    cr_assert_eq(lkv_batcher_poll(b, 100), 1000, "waits for more work");
+    cr_assert_eq(s.n, 1);
+    cr_assert_eq(lkv_batcher_poll(b, 500), 600);
+    cr_assert_eq(lkv_batcher_poll(b, 1100), UINT64_MAX);
+    cr_assert_eq(s.n, 2, "one launch for the three requests");
+    cr_assert_eq(s.b[1]->nseg, 3);
+    cr_assert_eq(s.b[1]->nvec, 30);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s.b[1]->seg[i].work, &w[i], "FIFO order");
+        cr_assert_eq(s.b[1]->seg[i].src, src[i]);
+    }
+    lkv_batcher_complete(b, s.b[0]);
+    lkv_batcher_complete(b, s.b[1]);
+    cr_assert_eq(done_count, 4);
+    lkv_batcher_stats st;
+    lkv_batcher_get_stats(b, &st);
+    cr_assert_eq(st.batches, 2);
+    cr_assert_eq(st.batched_vectors, 40);
+    lkv_batcher_free(b);
+}
+
+Test(batcher, work_that_arrives_together_at_an_idle_codec_is_one_launch)
 {
     sink s;
     lkv_batcher *b = make(&s, 100, 1000, 4);
@@ -60,23 +95,11 @@ Test(batcher, coalesces_work_that_arrives_together_after_the_wait)
         make_work(&w[i], 10, src[i], dst[i], 38);
         lkv_batcher_submit(b, &w[i], 0);
     }
-    cr_assert_eq(lkv_batcher_poll(b, 0), 1000, "waits for more work");
-    cr_assert_eq(s.n, 0);
-    cr_assert_eq(lkv_batcher_poll(b, 400), 600);
-    cr_assert_eq(lkv_batcher_poll(b, 1000), UINT64_MAX);
-    cr_assert_eq(s.n, 1, "one launch for the three requests");
+    cr_assert_eq(lkv_batcher_poll(b, 0), UINT64_MAX);
+    cr_assert_eq(s.n, 1);
     cr_assert_eq(s.b[0]->nseg, 3);
-    cr_assert_eq(s.b[0]->nvec, 30);
-    for (int i = 0; i < 3; i++) {
-        cr_assert_eq(s.b[0]->seg[i].work, &w[i], "FIFO order");
-        cr_assert_eq(s.b[0]->seg[i].src, src[i]);
-    }
     lkv_batcher_complete(b, s.b[0]);
     cr_assert_eq(done_count, 3);
-    lkv_batcher_stats st;
-    lkv_batcher_get_stats(b, &st);
-    cr_assert_eq(st.batches, 1);
-    cr_assert_eq(st.batched_vectors, 30);
     lkv_batcher_free(b);
 }
 
@@ -259,16 +282,23 @@ Test(batcher, flush_mode_dispatches_without_waiting)
 {
     sink s;
     lkv_batcher *b = make(&s, 100, 1000000, 8);
-    static uint8_t src[2][256], dst[2][106];
-    lkv_work w[2];
+    static uint8_t src[3][256], dst[3][106];
+    lkv_work w[3];
+    make_work(&w[2], 1, src[2], dst[2], 38);
+    lkv_batcher_submit(b, &w[2], 0);
+    lkv_batcher_poll(b, 0); /* keeps the codec busy */
     for (int i = 0; i < 2; i++) {
         make_work(&w[i], 1, src[i], dst[i], 38);
         lkv_batcher_submit(b, &w[i], 0);
     }
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 1, "waiting while busy");
     lkv_batcher_flush_mode(b, 1);
     lkv_batcher_poll(b, 0);
-    cr_assert_eq(s.n, 1);
-    cr_assert_eq(s.b[0]->nseg, 2);
+    cr_assert_eq(s.n, 2);
+    cr_assert_eq(s.b[1]->nseg, 2);
     lkv_batcher_complete(b, s.b[0]);
+    lkv_batcher_complete(b, s.b[1]);
+    cr_assert_eq(done_count, 3);
     lkv_batcher_free(b);
 }
