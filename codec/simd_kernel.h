@@ -14,13 +14,15 @@
  * uses -ffp-contract=off, and no fma intrinsic appears), so each lane
  * computes exactly the scalar path's values, and the bytes agree.
  *
- * Indices use 32-bit pieces, which is why the kernels require Q <= 127
- * (SK_Q_MAX) and leave larger Q to the scalar path: with B = 2Q + 1 and
+ * Indices use 32-bit pieces for Q <= 127 (SK_Q_MAX): with B = 2Q + 1 and
  * C = 2Q, the integer-coset index is (X*B^4 + Y) / 2 and the half-integer
  * index M_a + X*(C^3*Q) + Y, where X, Y, B^4 and C^3*Q all fit in 32 bits;
  * the one 64-bit product per block is a widening 32x32 multiply. Decoding
  * splits the index back into X and Y (per ISA) and then extracts digits
- * with a multiply-high by floor(2^32/M) plus one correction step.
+ * with a multiply-high by floor(2^32/M) plus one correction step. For
+ * larger Q (E8 indices pass 64 bits from Q = 128) the search, butterfly and
+ * scales stay vectorised and only the index arithmetic and bit packing run
+ * per lane, through ref.c's own 128-bit index functions (the "big" route).
  *
  * Records are written and read by a bit accumulator that is the same for
  * every lane (all lanes sit at the same bit position), so it runs on 64-bit
@@ -383,14 +385,80 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
     return t[0];
 }
 
+/* Big route: keeps the doubled lattice point p2 = 2p of n coordinates in
+ * the (already consumed) buf slots of the block, as int32 lanes. */
+SK_INLINE void sk_keep_p2(sk_scratch *sc, uint32_t base, const vf *g, int n, vi hb)
+{
+    for (int i = 0; i < n; i++) {
+        const vi gi = vi_from_f(g[i]);
+        const vi p2 = vi_add(vi_add(gi, gi), hb);
+        memcpy(&sc->buf[base + (uint32_t)i], &p2, sizeof p2);
+    }
+}
+
+static inline int32_t sk_lane_i32(const vf *v, unsigned lane)
+{
+    int32_t x;
+    memcpy(&x, (const char *)v + 4u * lane, 4);
+    return x;
+}
+
+/* Big route: LSB-first writer of up to 64 bits at a time into one record. */
+typedef struct sk_bigw {
+    uint8_t *rec;
+    lkv_u128 acc;
+    uint32_t nacc, byte;
+} sk_bigw;
+
+static inline void sk_bigw_put(sk_bigw *w, uint64_t v, uint32_t k)
+{
+    w->acc |= (lkv_u128)v << w->nacc;
+    w->nacc += k;
+    if (w->nacc >= 64u) {
+        const uint64_t lo = (uint64_t)w->acc;
+        memcpy(w->rec + w->byte, &lo, 8);
+        w->byte += 8u;
+        w->acc >>= 64;
+        w->nacc -= 64u;
+    }
+}
+
+/* Big route: indices and records of the first cnt lanes. */
+static void sk_write_big(const lkv_derived *d, const sk_consts *c, const sk_scratch *sc, vi r16,
+                         vi m16, unsigned cnt, uint8_t *dst)
+{
+    int32_t rr[LKV_L], mm[LKV_L];
+    memcpy(rr, &r16, sizeof rr);
+    memcpy(mm, &m16, sizeof mm);
+    for (unsigned l = 0; l < cnt; l++) {
+        sk_bigw w = {dst + (size_t)l * c->rec_bytes, 0, 0, 0};
+        sk_bigw_put(&w, (uint64_t)(uint32_t)rr[l] | ((uint64_t)(uint32_t)mm[l] << 16), 32);
+        for (uint32_t blk = 0; blk < c->nblocks; blk++) {
+            int32_t p2[8];
+            for (uint32_t i = 0; i < c->n; i++)
+                p2[i] = sk_lane_i32(&sc->buf[blk * c->n + i], l);
+            const lkv_u128 idx = lkv_ref_point_index(d, p2);
+            if (c->k > 64u) {
+                sk_bigw_put(&w, (uint64_t)idx, 64);
+                sk_bigw_put(&w, (uint64_t)(idx >> 64), c->k - 64u);
+            } else {
+                sk_bigw_put(&w, (uint64_t)idx, c->k);
+            }
+        }
+        for (uint32_t b = 0; w.byte < c->rec_bytes; b++, w.byte++)
+            w.rec[w.byte] = (uint8_t)(w.acc >> (8u * b));
+    }
+}
+
 /*
  * Encodes cnt <= LKV_L vectors starting at src into records at dst.
  * Returns the failing lanes (NaN/Inf or norm overflow) among the first cnt;
  * then nothing useful has been written.
  */
-static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *src, unsigned cnt,
-                             uint8_t *dst, sk_scratch *sc)
+static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype dt,
+                             const uint8_t *src, unsigned cnt, uint8_t *dst, sk_scratch *sc)
 {
+    const int big = c->q > SK_Q_MAX;
     const size_t vbytes = (size_t)c->dim * lkv_dtype_size(dt);
     const unsigned live = cnt >= 32u ? ~0u : (1u << cnt) - 1u;
     const uint8_t *rows[LKV_L];
@@ -432,6 +500,10 @@ static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *sr
                 z[i] = vf_div(yb[i], s);
             vm half;
             sk_e8(z, qf, g, &half);
+            if (big) {
+                sk_keep_p2(sc, blk * 8u, g, 8, vi_blend(half, vi_set1(1), vi_set1(0)));
+                continue;
+            }
             #pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
@@ -451,6 +523,10 @@ static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *sr
             for (int i = 0; i < 4; i++)
                 z[i] = vf_div(yb[i], s);
             sk_dnbox(z, 4, lo, qf, g);
+            if (big) {
+                sk_keep_p2(sc, blk * 4u, g, 4, vi_set1(0));
+                continue;
+            }
             #pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
@@ -462,6 +538,10 @@ static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *sr
             o = vq_odd(v);
         }
         sk_put(&wr, sc, e, o, c->k);
+    }
+    if (big) {
+        sk_write_big(d, c, sc, r16, m16, cnt, dst);
+        return 0;
     }
     if (wr.nacc) {
         vq_store(&sc->words[wr.w][0], wr.acc_e);
@@ -481,8 +561,6 @@ static unsigned sk_enc_batch(const sk_consts *c, lkv_dtype dt, const uint8_t *sr
 static lkv_status sk_encode(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
                             uint8_t *dst, lkv_diag *diag)
 {
-    if (d->p.q > SK_Q_MAX)
-        return lkv_encode_scalar(d, dt, src, n, dst, diag);
     sk_consts c;
     sk_setup(d, &c);
     sk_scratch sc;
@@ -492,7 +570,7 @@ static lkv_status sk_encode(const lkv_derived *d, lkv_dtype dt, const void *src,
         if (n - i > 2u * LKV_L) /* the next batch's rows, while this one computes */
             for (size_t b = 0; b < LKV_L * vbytes; b += 64)
                 __builtin_prefetch((const uint8_t *)src + (i + LKV_L) * vbytes + b);
-        if (sk_enc_batch(&c, dt, (const uint8_t *)src + i * vbytes, cnt, dst + i * c.rec_bytes,
+        if (sk_enc_batch(d, &c, dt, (const uint8_t *)src + i * vbytes, cnt, dst + i * c.rec_bytes,
                          &sc)) {
             const lkv_status st = lkv_encode_scalar_range(d, dt, src, i, i + cnt, dst, diag);
             if (st != LKV_OK)
@@ -517,14 +595,65 @@ SK_INLINE vi sk_divmod(vi x, vi m, vi magic, vi *rem)
     return q;
 }
 
+/* Big route: k bits at bit pos of a record copied into a zero-padded
+ * buffer (k <= 88, so two 64-bit windows and a byte cover it). */
+static inline lkv_u128 sk_big_get(const uint8_t *buf, uint32_t pos, uint32_t k)
+{
+    const uint32_t byte = pos >> 3, off = pos & 7u;
+    uint64_t w0, w1;
+    memcpy(&w0, buf + byte, 8);
+    memcpy(&w1, buf + byte + 8, 8);
+    const uint64_t b2 = buf[byte + 16];
+    const uint64_t lo = off ? (w0 >> off) | (w1 << (64u - off)) : w0;
+    const uint64_t hi = off ? (w1 >> off) | (b2 << (64u - off)) : w1;
+    const lkv_u128 v = (lkv_u128)lo | ((lkv_u128)hi << 64);
+    return k >= 128u ? v : v & ((((lkv_u128)1) << k) - 1u);
+}
+
+/* Big route: parses the records' indices (lanes past cnt repeat lane 0)
+ * into p2 lanes of buf and their first 32 bits into hdr; returns the lanes
+ * with an index outside the codebook or nonzero padding bits. */
+static unsigned sk_read_big(const lkv_derived *d, const sk_consts *c, const uint8_t *src,
+                            unsigned cnt, sk_scratch *sc, int32_t *hdr)
+{
+    unsigned bad = 0;
+    uint8_t buf[(LKV_DIM_MAX / 8u * 88u + 32u) / 8u + 32u];
+    for (unsigned l = 0; l < LKV_L; l++) {
+        const uint8_t *rec = src + (size_t)(l < cnt ? l : 0u) * c->rec_bytes;
+        memcpy(buf, rec, c->rec_bytes);
+        memset(buf + c->rec_bytes, 0, 24);
+        hdr[l] = (int32_t)((uint32_t)rec[0] | (uint32_t)rec[1] << 8 | (uint32_t)rec[2] << 16 |
+                           (uint32_t)rec[3] << 24);
+        if ((c->bits & 7u) && (rec[c->rec_bytes - 1u] >> (c->bits & 7u)))
+            bad |= 1u << l;
+        uint32_t pos = 32;
+        for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
+            int32_t p2[8] = {0};
+            if (!lkv_ref_index_point(d, sk_big_get(buf, pos, c->k), p2))
+                bad |= 1u << l;
+            for (uint32_t i = 0; i < c->n; i++)
+                memcpy((char *)&sc->buf[blk * c->n + i] + 4u * l, &p2[i], 4);
+        }
+    }
+    return bad;
+}
+
 /* Decodes cnt <= LKV_L records at src into vectors at dst; returns the
  * lanes (among the first cnt) whose record is corrupt. */
-static unsigned sk_dec_batch(const sk_consts *c, const uint8_t *src, unsigned cnt, lkv_dtype dt,
-                             uint8_t *dst, sk_scratch *sc)
+static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uint8_t *src,
+                             unsigned cnt, lkv_dtype dt, uint8_t *dst, sk_scratch *sc)
 {
     const unsigned live = cnt >= 32u ? ~0u : (1u << cnt) - 1u;
     const uint32_t fw = c->full_words;
-    for (unsigned l = 0; l < LKV_L; l++) {
+    const int big = c->q > SK_Q_MAX;
+    unsigned bad = 0;
+    vi hdr;
+    if (big) {
+        int32_t h[LKV_L];
+        bad = sk_read_big(d, c, src, cnt, sc, h);
+        memcpy(&hdr, h, sizeof hdr);
+    }
+    for (unsigned l = 0; l < LKV_L && !big; l++) {
         const uint8_t *rec = src + (size_t)(l < cnt ? l : 0u) * c->rec_bytes;
         const unsigned slot = sk_slot(l);
         for (uint32_t w = 0; w < fw; w++)
@@ -534,13 +663,14 @@ static unsigned sk_dec_batch(const sk_consts *c, const uint8_t *src, unsigned cn
         if (c->tail_bytes)
             memcpy(&sc->words[fw][slot], rec + 8u * fw, c->tail_bytes);
     }
-    const vi hdr = vi_from_eo(vq_load(&sc->words[0][0]), vq_load(&sc->words[0][LKV_L / 2]));
+    if (!big)
+        hdr = vi_from_eo(vq_load(&sc->words[0][0]), vq_load(&sc->words[0][LKV_L / 2]));
     const vi r16 = vi_and(hdr, vi_set1(0xffff)), m16 = vi_srli1(hdr, 16);
     const vi lo_ok = vi_set1(LKV_F16_EPS_BITS), hi_bad = vi_set1(LKV_F16_INF_BITS);
-    unsigned bad = vm_bits(vm_or(vm_or(vm_uge(r16, hi_bad), vm_uge(m16, hi_bad)),
+    bad |= vm_bits(vm_or(vm_or(vm_uge(r16, hi_bad), vm_uge(m16, hi_bad)),
                                  vm_or(vm_uge(vi_sub(lo_ok, vi_set1(1)), r16),
                                        vm_uge(vi_sub(lo_ok, vi_set1(1)), m16))));
-    if (c->bits & 63u) { /* padding bits after the last index must be zero */
+    if ((c->bits & 63u) && !big) { /* padding bits after the last index must be zero */
         const uint32_t w = (c->bits - 1u) >> 6;
         bad |= vq_nz_bits(vq_srl(vq_load(&sc->words[w][0]), c->bits & 63u),
                           vq_srl(vq_load(&sc->words[w][LKV_L / 2]), c->bits & 63u));
@@ -550,8 +680,13 @@ static unsigned sk_dec_batch(const sk_consts *c, const uint8_t *src, unsigned cn
     const vf half_f = vf_set1(0.5f);
     const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b), one = vi_set1(1);
     const vi mag_b = vi_set1((int32_t)c->mag_b);
+    for (uint32_t j = 0; j < c->dim && big; j++) {
+        vi p2;
+        memcpy(&p2, &sc->buf[j], sizeof p2);
+        sc->buf[j] = vf_mul(vf_mul(vf_from_i(p2), half_f), s);
+    }
     uint32_t pos = 32;
-    for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
+    for (uint32_t blk = 0; blk < c->nblocks && !big; blk++, pos += c->k) {
         vq e, o;
         sk_get(c, sc, pos, &e, &o);
         vf *yb = sc->buf + blk * c->n;
@@ -625,8 +760,6 @@ static unsigned sk_dec_batch(const sk_consts *c, const uint8_t *src, unsigned cn
 static lkv_status sk_decode(const lkv_derived *d, const uint8_t *src, size_t n, lkv_dtype dt,
                             void *dst, lkv_diag *diag)
 {
-    if (d->p.q > SK_Q_MAX)
-        return lkv_decode_scalar(d, src, n, dt, dst, diag);
     sk_consts c;
     sk_setup(d, &c);
     sk_scratch sc;
@@ -636,7 +769,8 @@ static lkv_status sk_decode(const lkv_derived *d, const uint8_t *src, size_t n, 
         if (n - i > 2u * LKV_L)
             for (size_t b = 0; b < LKV_L * c.rec_bytes; b += 64)
                 __builtin_prefetch(src + (i + LKV_L) * c.rec_bytes + b);
-        if (sk_dec_batch(&c, src + i * c.rec_bytes, cnt, dt, (uint8_t *)dst + i * vbytes, &sc)) {
+        if (sk_dec_batch(d, &c, src + i * c.rec_bytes, cnt, dt, (uint8_t *)dst + i * vbytes,
+                         &sc)) {
             const lkv_status st = lkv_decode_scalar_range(d, src, i, i + cnt, dt, dst, diag);
             if (st != LKV_OK)
                 return st;
