@@ -51,6 +51,7 @@
 #define HEADS 8
 #define DIM 128
 #define MAX_MSG (64 << 20)
+#define MAX_ROUNDS 9
 
 static const int token_list[] = {16, 64, 256};
 static const int client_list[] = {1, 8, 64};
@@ -585,6 +586,7 @@ typedef struct result {
     int tokens, clients;
     size_t calls;
     double seconds, gbps, p50_ms, p99_ms, calls_per_s;
+    double min_gbps, max_gbps; /* over the rounds */
 } result;
 
 static int cmp_double(const void *a, const void *b)
@@ -721,7 +723,8 @@ static void slug(const char *s, char *out, size_t cap)
 static void usage(void)
 {
     fputs("usage: service_bench [--daemon PATH] [--redis-server PATH] [--seconds S]\n"
-          "                     [--out FILE] [--quick] [--systems latticekv,latticekv-nb,grpc-echo,redis]\n"
+          "                     [--rounds N] [--out FILE] [--quick]\n"
+          "                     [--systems latticekv,latticekv-nb,grpc-echo,redis]\n"
           "Starts latticekvd (batching on, then off), a gRPC echo server and redis-server on\n"
           "free loopback ports and measures Put/Get of bf16 KV blocks (K,V x T tokens x 8 heads\n"
           "x 128; T = 16, 64, 256) at 1, 8 and 64 clients. --quick: 16 tokens, 1 and 64 clients.\n"
@@ -751,8 +754,8 @@ static double put_get(const result *rs, size_t n, sys_id s, int t, int c)
 int main(int argc, char **argv)
 {
     const char *daemon = LKV_BENCH_DAEMON, *redis = "redis-server", *out = NULL;
-    double seconds = 1.5;
-    int quick = 0;
+    double seconds = 1.0;
+    int quick = 0, rounds = 3;
     unsigned systems = (1u << SYS_COUNT) - 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--daemon") && i + 1 < argc)
@@ -761,6 +764,8 @@ int main(int argc, char **argv)
             redis = argv[++i];
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
         else if (!strcmp(argv[i], "--quick"))
@@ -783,7 +788,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if ((!daemon[0] && (systems & 3u)) || seconds <= 0 || !systems) {
+    if ((!daemon[0] && (systems & 3u)) || seconds <= 0 || !systems || rounds < 1 ||
+        rounds > MAX_ROUNDS) {
         usage();
         return 2;
     }
@@ -798,6 +804,13 @@ int main(int argc, char **argv)
              cslug);
     if (!out)
         out = default_out;
+    double load_start = 0;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf", &load_start) != 1)
+            load_start = 0;
+        fclose(la);
+    }
     char tmp[] = "/tmp/lkv-service-bench-XXXXXX";
     if (!mkdtemp(tmp))
         die("mkdtemp: %s", strerror(errno));
@@ -809,58 +822,86 @@ int main(int argc, char **argv)
     static const int quick_clients[] = {1, 64};
     const int *cl = quick ? quick_clients : client_list;
     const int nc = quick ? 2 : 3;
-    result rs[256];
-    size_t nr = 0;
-
+    /* All servers run for the whole bench, and every round visits every
+     * system for each block size and client count in turn, so that load
+     * from other processes on a shared machine hits all systems alike. The
+     * reported cell is the round with the median throughput. */
+    pid_t pid[SYS_COUNT] = {0};
+    int port[SYS_COUNT] = {0};
+    char addr[SYS_COUNT][64] = {{0}};
+    echo_server es = {0};
     for (int s = 0; s < SYS_COUNT; s++) {
         if (!(systems & (1u << s)))
             continue;
-        pid_t pid = 0;
-        int port = 0;
-        char addr[64] = "";
-        echo_server es = {0};
         if (s == SYS_LKV || s == SYS_LKV_NB) {
-            port = free_port();
-            snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-            pid = start_daemon(daemon, port, s == SYS_LKV ? 200 : 0, log_lkv);
+            port[s] = free_port();
+            snprintf(addr[s], sizeof addr[s], "127.0.0.1:%d", port[s]);
+            pid[s] = start_daemon(daemon, port[s], s == SYS_LKV ? 200 : 0, log_lkv);
         } else if (s == SYS_ECHO) {
             echo_start(&es);
-            port = es.port;
+            port[s] = es.port;
         } else {
-            port = free_port();
-            pid = start_redis(redis, port, tmp, log_redis);
+            port[s] = free_port();
+            pid[s] = start_redis(redis, port[s], tmp, log_redis);
         }
+    }
+    static result runs[MAX_ROUNDS * 64];
+    size_t nruns = 0;
+    for (int round = 0; round < rounds; round++)
         for (int ti = 0; ti < nt; ti++)
-            for (int ci = 0; ci < nc; ci++) {
-                const int tokens = token_list[ti], clients = cl[ci];
-                connections((sys_id)s, addr, port, clients, 1);
-                for (int op = OP_PUT; op <= OP_ECHO; op++) {
-                    if ((s == SYS_ECHO) != (op == OP_ECHO))
+            for (int ci = 0; ci < nc; ci++)
+                for (int s = 0; s < SYS_COUNT; s++) {
+                    if (!(systems & (1u << s)))
                         continue;
-                    const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens, clients, seconds, addr,
-                                          port};
-                    fprintf(stderr, "\r%-13s %-4s tokens=%-3d clients=%-2d ...", sys_name[s],
-                            op_name[op], tokens, clients);
-                    rs[nr++] = run_cell(&cfg);
+                    const int tokens = token_list[ti], clients = cl[ci];
+                    connections((sys_id)s, addr[s], port[s], clients, 1);
+                    for (int op = OP_PUT; op <= OP_ECHO; op++) {
+                        if ((s == SYS_ECHO) != (op == OP_ECHO))
+                            continue;
+                        const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens, clients, seconds,
+                                              addr[s], port[s]};
+                        fprintf(stderr, "\rround %d/%d %-13s %-4s tokens=%-3d clients=%-2d ...",
+                                round + 1, rounds, sys_name[s], op_name[op], tokens, clients);
+                        runs[nruns++] = run_cell(&cfg);
+                    }
+                    connections((sys_id)s, addr[s], port[s], clients, 0);
                 }
-                connections((sys_id)s, addr, port, clients, 0);
+    if (systems & (1u << SYS_ECHO))
+        echo_stop(&es);
+    for (int s = 0; s < SYS_COUNT; s++)
+        if (pid[s] > 0)
+            stop_child(pid[s], sys_name[s]);
+
+    /* The median round of each cell. */
+    result rs[64];
+    size_t nr = 0;
+    const size_t per_round = nruns / (size_t)rounds;
+    for (size_t i = 0; i < per_round; i++) {
+        result r[MAX_ROUNDS];
+        for (int k = 0; k < rounds; k++)
+            r[k] = runs[(size_t)k * per_round + i];
+        for (int a = 1; a < rounds; a++) /* insertion sort by throughput */
+            for (int b = a; b > 0 && r[b].gbps < r[b - 1].gbps; b--) {
+                const result t = r[b];
+                r[b] = r[b - 1];
+                r[b - 1] = t;
             }
-        if (s == SYS_ECHO)
-            echo_stop(&es);
-        else
-            stop_child(pid, sys_name[s]);
+        rs[nr] = r[rounds / 2];
+        rs[nr].min_gbps = r[0].gbps;
+        rs[nr].max_gbps = r[rounds - 1].gbps;
+        nr++;
     }
     fprintf(stderr, "\r%60s\r", "");
 
-    printf("service_bench on %s (%ld cores), %.1f s per cell; block = K,V x T x %d heads x %d, "
-           "bf16\n\n",
-           cpu, sysconf(_SC_NPROCESSORS_ONLN), seconds, HEADS, DIM);
-    printf("%-13s %-4s %6s %7s %9s %9s %9s %9s\n", "system", "op", "tokens", "clients", "GB/s",
-           "calls/s", "p50 ms", "p99 ms");
+    printf("service_bench on %s (%ld cores), median of %d rounds of %.1f s per cell;\n"
+           "block = K,V x T tokens x %d heads x %d, bf16\n\n",
+           cpu, sysconf(_SC_NPROCESSORS_ONLN), rounds, seconds, HEADS, DIM);
+    printf("%-13s %-4s %6s %7s %9s %15s %9s %9s %9s\n", "system", "op", "tokens", "clients",
+           "GB/s", "(min..max)", "calls/s", "p50 ms", "p99 ms");
     for (size_t i = 0; i < nr; i++)
-        printf("%-13s %-4s %6d %7d %9.3f %9.0f %9.3f %9.3f\n", sys_name[rs[i].sys],
-               op_name[rs[i].op], rs[i].tokens, rs[i].clients, rs[i].gbps, rs[i].calls_per_s,
-               rs[i].p50_ms, rs[i].p99_ms);
+        printf("%-13s %-4s %6d %7d %9.3f %7.3f..%-7.3f %9.0f %9.3f %9.3f\n", sys_name[rs[i].sys],
+               op_name[rs[i].op], rs[i].tokens, rs[i].clients, rs[i].gbps, rs[i].min_gbps,
+               rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms);
     printf("\nPut+Get GB/s (bf16 in + out)\n%6s %7s %10s %12s %10s %8s %10s %10s\n", "tokens",
            "clients", "latticekv", "latticekv-nb", "grpc-echo", "redis", "lkv/redis",
            "batch gain");
@@ -881,17 +922,20 @@ int main(int argc, char **argv)
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     fprintf(f, "{\n  \"bench\": \"service_bench\",\n  \"cpu\": \"%s\",\n  \"cores\": %ld,\n"
                "  \"date\": \"%s\",\n  \"backend\": \"cpu\",\n  \"seconds_per_cell\": %.2f,\n"
+               "  \"rounds\": %d,\n  \"load_average_at_start\": %.2f,\n"
                "  \"block\": {\"kv\": 2, \"heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\"},\n"
                "  \"batching\": {\"latticekv\": \"--batch-max-wait-us 200\", "
                "\"latticekv-nb\": \"--batch-max-wait-us 0\"},\n  \"cells\": [\n",
-            cpu, sysconf(_SC_NPROCESSORS_ONLN), date, seconds, HEADS, DIM);
+            cpu, sysconf(_SC_NPROCESSORS_ONLN), date, seconds, rounds, load_start, HEADS, DIM);
     for (size_t i = 0; i < nr; i++)
         fprintf(f,
                 "    {\"system\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"clients\": %d, "
                 "\"block_bytes\": %d, \"calls\": %zu, \"seconds\": %.4f, \"gbps_bf16\": %.4f, "
+                "\"gbps_min\": %.4f, \"gbps_max\": %.4f, "
                 "\"calls_per_s\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f}%s\n",
                 sys_name[rs[i].sys], op_name[rs[i].op], rs[i].tokens, rs[i].clients,
                 2 * rs[i].tokens * HEADS * DIM * 2, rs[i].calls, rs[i].seconds, rs[i].gbps,
+                rs[i].min_gbps, rs[i].max_gbps,
                 rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms, i + 1 < nr ? "," : "");
     fprintf(f, "  ],\n  \"put_get_gbps\": [\n");
     int first = 1;
