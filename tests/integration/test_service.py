@@ -353,3 +353,35 @@ def test_many_concurrent_clients(addr):
     with ThreadPoolExecutor(max_workers=n) as ex:
         results = list(ex.map(worker, range(n)))
     assert results == [1] * n
+
+
+# -- streams ---------------------------------------------------------------
+
+def test_streams_match_unary_calls(client):
+    arrays = [kv_like((2, 4, 8, 128), seed=300 + i) for i in range(20)]
+    coded = client.compress_many(arrays, dtype="bf16")
+    assert coded == [client.compress(a, dtype="bf16") for a in arrays]
+    keys = [b"st-%d" % i for i in range(20)]
+    sizes = client.put_many(zip(keys, arrays), dtype="bf16", namespace="stream")
+    assert sizes == [len(c) for c in coded]
+    assert client.get_many(keys, namespace="stream", want_coded=True) == coded
+    got = client.get_many(keys, namespace="stream", raw=True)
+    assert [raw_bytes(g) for g in got] == [raw_bytes(client.decompress(c, raw=True))
+                                           for c in coded]
+    assert client.lookup(keys, namespace="stream")[0] == 20
+
+
+def test_stream_stops_at_first_bad_request(client):
+    good = pb.Tensor(dtype=pb.DTYPE_FP32, shape=[2, 128], data=bytes(1024))
+    reqs = [pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"a"), tensor=good),
+            pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"b"), tensor=good),
+            pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"c"), tensor=nan_tensor(np.nan)),
+            pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"d"), tensor=good)]
+    replies = []
+    with pytest.raises(grpc.RpcError) as e:
+        for r in client.kv.PutStream(iter(reqs), timeout=60):
+            replies.append(r)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(replies) == 2
+    hits, present = client.lookup([b"a", b"b", b"c"], namespace="sbad")
+    assert hits == 2 and present == [True, True, False]

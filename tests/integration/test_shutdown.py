@@ -9,6 +9,7 @@ import tempfile
 import threading
 
 import grpc
+import pytest
 
 import latticekv
 from conftest import Daemon, kv_like
@@ -67,3 +68,26 @@ def test_sigint_idle_exits_zero():
     with tempfile.TemporaryDirectory(prefix="lkv-shutdown-") as tmp:
         d = Daemon(tmp)
         assert d.stop(signal.SIGINT) == 0, d.log_text()
+
+
+def test_small_store_evicts_and_refuses_oversized():
+    """--host-mem-bytes bounds the store: LRU eviction, and a block that can never
+    fit is RESOURCE_EXHAUSTED (SERVICE.md section 2) and stores nothing."""
+    with tempfile.TemporaryDirectory(prefix="lkv-store-") as tmp:
+        d = Daemon(tmp, extra=["--host-mem-bytes", str(64 << 10)])
+        try:
+            with latticekv.Client(d.tcp, timeout=60) as c:
+                x = kv_like((2, 16, 8, 128), seed=1)  # 256 vectors: ~27 KiB coded
+                size = c.put("b0", x, dtype="bf16")
+                assert 20000 < size < 32768
+                c.put("b1", x, dtype="bf16")
+                c.get("b0")  # b0 is now the most recent; b1 the least
+                c.put("b2", x, dtype="bf16")  # needs room: b1 goes
+                assert c.lookup(["b0", "b1", "b2"])[1] == [True, False, True]
+                big = kv_like((2, 64, 8, 128), seed=2)  # ~108 KiB coded > 64 KiB
+                with pytest.raises(latticekv.Error) as e:
+                    c.put("huge", big, dtype="bf16")
+                assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert c.lookup(["huge", "b0", "b2"])[1] == [False, True, True]
+        finally:
+            assert d.stop() == 0, d.log_text()

@@ -222,6 +222,36 @@ class Client:
         """True when the key existed."""
         return self._call(self.kv.Delete, pb.DeleteRequest(key=_key(namespace, key))).deleted
 
+    # -- Streams: many blocks over one call, replies in request order -------
+    def _stream(self, fn, reqs):
+        try:
+            return list(fn(iter(reqs), timeout=self.timeout))
+        except grpc.RpcError as e:
+            raise Error(e.code(), e.details()) from None
+
+    def compress_many(self, arrays, dtype=None, variant=None, q=None):
+        """Codec/CompressStream: a list of containers, one per array, in order."""
+        params = _params(variant, q)
+        reqs = [pb.CompressRequest(tensor=tensor_of(a, dtype), params=params) for a in arrays]
+        return [r.coded for r in self._stream(self.codec.CompressStream, reqs)]
+
+    def put_many(self, items, dtype=None, variant=None, q=None, namespace=""):
+        """KVStore/PutStream of (key, array) pairs; returns the coded sizes in order.
+        On a failure, blocks before the failing one are stored; Error is raised."""
+        params = _params(variant, q)
+        reqs = [pb.PutRequest(key=_key(namespace, k), tensor=tensor_of(a, dtype), params=params)
+                for k, a in items]
+        return [r.coded_bytes for r in self._stream(self.kv.PutStream, reqs)]
+
+    def get_many(self, keys, out_dtype=None, namespace="", raw=False, want_coded=False):
+        """KVStore/GetStream: arrays (or containers with want_coded) in key order."""
+        reqs = [pb.GetRequest(key=_key(namespace, k), want_coded=want_coded,
+                              out_dtype=_out_dtype(out_dtype)) for k in keys]
+        out = []
+        for r in self._stream(self.kv.GetStream, reqs):
+            out.append(r.coded if r.WhichOneof("payload") == "coded" else array_of(r.tensor, raw))
+        return out
+
     # -- Admin -------------------------------------------------------------
     def stats(self):
         """The daemon's counters as a dict (tiers as a list of dicts)."""
