@@ -35,6 +35,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -48,9 +49,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HEADS 8
-#define DIM 128
-#define MAX_MSG (64 << 20)
+#define HEADS      8
+#define DIM        128
+#define MAX_MSG    (64 << 20)
 #define MAX_ROUNDS 9
 
 static const int token_list[] = {16, 64, 256};
@@ -143,8 +144,8 @@ static pid_t start_daemon(const char *daemon, int port, int wait_us, const char 
     char listen[64], wait[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     snprintf(wait, sizeof wait, "%d", wait_us);
-    char *const argv[] = {(char *)daemon, "--listen", listen, "--backend", "cpu",
-                          "--batch-max-wait-us", wait, "--log-level", "warn", NULL};
+    char *const argv[] = {(char *)daemon,        "--listen", listen,        "--backend", "cpu",
+                          "--batch-max-wait-us", wait,       "--log-level", "warn",      NULL};
     const pid_t pid = spawn(argv, log);
     lkv_client *c = NULL;
     lkv_client_error e;
@@ -170,8 +171,19 @@ static pid_t start_redis(const char *redis, int port, const char *dir, const cha
 {
     char p[16];
     snprintf(p, sizeof p, "%d", port);
-    char *const argv[] = {(char *)redis, "--bind", "127.0.0.1", "--port", p, "--save", "",
-                          "--appendonly", "no", "--dir", (char *)dir, "--protected-mode", "no",
+    char *const argv[] = {(char *)redis,
+                          "--bind",
+                          "127.0.0.1",
+                          "--port",
+                          p,
+                          "--save",
+                          "",
+                          "--appendonly",
+                          "no",
+                          "--dir",
+                          (char *)dir,
+                          "--protected-mode",
+                          "no",
                           NULL};
     const pid_t pid = spawn(argv, log);
     for (int i = 0; i < 500; i++) {
@@ -276,9 +288,7 @@ static void echo_step(echo_server *s, echo_call *ec, int success)
             echo_free(ec);
         return;
     }
-    case ECHO_DONE:
-        echo_free(ec);
-        return;
+    case ECHO_DONE: echo_free(ec); return;
     }
 }
 
@@ -286,8 +296,8 @@ static void *echo_loop(void *arg)
 {
     echo_server *s = arg;
     for (;;) {
-        const grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                         NULL);
+        const grpc_event ev =
+            grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             return NULL;
         if (ev.type != GRPC_OP_COMPLETE)
@@ -365,9 +375,9 @@ static int echo_client_call(echo_client *ec, const void *data, size_t len)
     grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&out, 1);
     grpc_slice_unref(out);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call = grpc_channel_create_registered_call(
-        ec->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, ec->method,
-        gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_call *call =
+        grpc_channel_create_registered_call(ec->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, ec->method,
+                                            gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     grpc_metadata_array im, tm;
     grpc_metadata_array_init(&im);
     grpc_metadata_array_init(&tm);
@@ -511,9 +521,11 @@ static int one_op(worker *w, const uint16_t *block, size_t bytes, const char *ke
     case SYS_LKV:
     case SYS_LKV_NB: {
         if (c->op == OP_PUT) {
-            const lkv_tensor t = {.dtype = 1, .ndim = 4,
+            const lkv_tensor t = {.dtype = 1,
+                                  .ndim = 4,
                                   .shape = {2, (uint64_t)c->tokens, HEADS, DIM},
-                                  .data = (void *)block, .data_bytes = bytes};
+                                  .data = (void *)block,
+                                  .data_bytes = bytes};
             if (lkv_client_put(k->lkv, "bench", (lkv_key){key, strlen(key)}, &t, NULL, NULL, &e))
                 return snprintf(w->err, sizeof w->err, "put: %s", e.msg), -1;
             return 0;
@@ -540,8 +552,7 @@ static int one_op(worker *w, const uint16_t *block, size_t bytes, const char *ke
         freeReplyObject(r);
         return bad ? -1 : 0;
     }
-    default:
-        return -1;
+    default: return -1;
     }
 }
 
@@ -643,9 +654,15 @@ static result run_cell(const cell_cfg *c)
     const double wall = t_end - t0;
     /* An echo moves the block in and out: count both directions. */
     const double per_call = c->op == OP_ECHO ? 2 * bytes : bytes;
-    result r = {.sys = c->sys, .op = c->op, .tokens = c->tokens, .clients = c->clients,
-                .calls = n, .seconds = wall, .gbps = per_call * (double)n / wall / 1e9,
-                .p50_ms = quantile(all, n, 0.5) * 1e3, .p99_ms = quantile(all, n, 0.99) * 1e3,
+    result r = {.sys = c->sys,
+                .op = c->op,
+                .tokens = c->tokens,
+                .clients = c->clients,
+                .calls = n,
+                .seconds = wall,
+                .gbps = per_call * (double)n / wall / 1e9,
+                .p50_ms = quantile(all, n, 0.5) * 1e3,
+                .p99_ms = quantile(all, n, 0.99) * 1e3,
                 .calls_per_s = (double)n / wall};
     free(all);
     return r;
@@ -782,8 +799,7 @@ int main(int argc, char **argv)
                     systems |= 1u << k;
             }
             i++;
-        }
-        else {
+        } else {
             usage();
             return 2;
         }
@@ -794,6 +810,12 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Blocks of up to 1 MiB are allocated and freed on every call by every
+     * client library here (gRPC, lkv_client, hiredis); with glibc's default
+     * thresholds each would be a fresh mmap with page faults (toolchain.md,
+     * pitfall 4), which would measure the allocator, not the systems. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     atexit(stop_children);
     grpc_init();
 
@@ -858,8 +880,8 @@ int main(int argc, char **argv)
                     for (int op = OP_PUT; op <= OP_ECHO; op++) {
                         if ((s == SYS_ECHO) != (op == OP_ECHO))
                             continue;
-                        const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens, clients, seconds,
-                                              addr[s], port[s]};
+                        const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens, clients,
+                                              seconds,   addr[s],   port[s]};
                         fprintf(stderr, "\rround %d/%d %-13s %-4s tokens=%-3d clients=%-2d ...",
                                 round + 1, rounds, sys_name[s], op_name[op], tokens, clients);
                         runs[nruns++] = run_cell(&cfg);
@@ -896,15 +918,14 @@ int main(int argc, char **argv)
     printf("service_bench on %s (%ld cores), median of %d rounds of %.1f s per cell;\n"
            "block = K,V x T tokens x %d heads x %d, bf16\n\n",
            cpu, sysconf(_SC_NPROCESSORS_ONLN), rounds, seconds, HEADS, DIM);
-    printf("%-13s %-4s %6s %7s %9s %15s %9s %9s %9s\n", "system", "op", "tokens", "clients",
-           "GB/s", "(min..max)", "calls/s", "p50 ms", "p99 ms");
+    printf("%-13s %-4s %6s %7s %9s %15s %9s %9s %9s\n", "system", "op", "tokens", "clients", "GB/s",
+           "(min..max)", "calls/s", "p50 ms", "p99 ms");
     for (size_t i = 0; i < nr; i++)
         printf("%-13s %-4s %6d %7d %9.3f %7.3f..%-7.3f %9.0f %9.3f %9.3f\n", sys_name[rs[i].sys],
                op_name[rs[i].op], rs[i].tokens, rs[i].clients, rs[i].gbps, rs[i].min_gbps,
                rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms);
     printf("\nPut+Get GB/s (bf16 in + out)\n%6s %7s %10s %12s %10s %8s %10s %10s\n", "tokens",
-           "clients", "latticekv", "latticekv-nb", "grpc-echo", "redis", "lkv/redis",
-           "batch gain");
+           "clients", "latticekv", "latticekv-nb", "grpc-echo", "redis", "lkv/redis", "batch gain");
     for (int ti = 0; ti < nt; ti++)
         for (int ci = 0; ci < nc; ci++) {
             const int t = token_list[ti], c = cl[ci];
@@ -920,12 +941,13 @@ int main(int argc, char **argv)
     time_t now = time(NULL);
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    fprintf(f, "{\n  \"bench\": \"service_bench\",\n  \"cpu\": \"%s\",\n  \"cores\": %ld,\n"
-               "  \"date\": \"%s\",\n  \"backend\": \"cpu\",\n  \"seconds_per_cell\": %.2f,\n"
-               "  \"rounds\": %d,\n  \"load_average_at_start\": %.2f,\n"
-               "  \"block\": {\"kv\": 2, \"heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\"},\n"
-               "  \"batching\": {\"latticekv\": \"--batch-max-wait-us 200\", "
-               "\"latticekv-nb\": \"--batch-max-wait-us 0\"},\n  \"cells\": [\n",
+    fprintf(f,
+            "{\n  \"bench\": \"service_bench\",\n  \"cpu\": \"%s\",\n  \"cores\": %ld,\n"
+            "  \"date\": \"%s\",\n  \"backend\": \"cpu\",\n  \"seconds_per_cell\": %.2f,\n"
+            "  \"rounds\": %d,\n  \"load_average_at_start\": %.2f,\n"
+            "  \"block\": {\"kv\": 2, \"heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\"},\n"
+            "  \"batching\": {\"latticekv\": \"--batch-max-wait-us 200\", "
+            "\"latticekv-nb\": \"--batch-max-wait-us 0\"},\n  \"cells\": [\n",
             cpu, sysconf(_SC_NPROCESSORS_ONLN), date, seconds, rounds, load_start, HEADS, DIM);
     for (size_t i = 0; i < nr; i++)
         fprintf(f,
@@ -935,8 +957,8 @@ int main(int argc, char **argv)
                 "\"calls_per_s\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f}%s\n",
                 sys_name[rs[i].sys], op_name[rs[i].op], rs[i].tokens, rs[i].clients,
                 2 * rs[i].tokens * HEADS * DIM * 2, rs[i].calls, rs[i].seconds, rs[i].gbps,
-                rs[i].min_gbps, rs[i].max_gbps,
-                rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms, i + 1 < nr ? "," : "");
+                rs[i].min_gbps, rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms,
+                i + 1 < nr ? "," : "");
     fprintf(f, "  ],\n  \"put_get_gbps\": [\n");
     int first = 1;
     for (int ti = 0; ti < nt; ti++)

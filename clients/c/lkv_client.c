@@ -37,14 +37,14 @@
 #define DEFAULT_MAX_MESSAGE (64u << 20)
 
 /* The methods this client calls, X(enum suffix, path). */
-#define METHOD_LIST(X)                                                    \
-    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check")                       \
-    X(COMPRESS, "/latticekv.v1.Codec/Compress")                           \
-    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress")                       \
-    X(PUT, "/latticekv.v1.KVStore/Put")                                   \
-    X(GET, "/latticekv.v1.KVStore/Get")                                   \
-    X(LOOKUP, "/latticekv.v1.KVStore/Lookup")                             \
-    X(DELETE, "/latticekv.v1.KVStore/Delete")                             \
+#define METHOD_LIST(X)                              \
+    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check") \
+    X(COMPRESS, "/latticekv.v1.Codec/Compress")     \
+    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress") \
+    X(PUT, "/latticekv.v1.KVStore/Put")             \
+    X(GET, "/latticekv.v1.KVStore/Get")             \
+    X(LOOKUP, "/latticekv.v1.KVStore/Lookup")       \
+    X(DELETE, "/latticekv.v1.KVStore/Delete")       \
     X(STATS, "/latticekv.v1.Admin/Stats")
 
 enum method {
@@ -74,9 +74,8 @@ struct lkv_client {
 const char *lkv_rpc_code_name(int code)
 {
     switch (code) {
-#define X_NAME(name, value)                                                                   \
-    case value:                                                                               \
-        return #name;
+#define X_NAME(name, value) \
+    case value: return #name;
         LKV_RPC_CODE_LIST(X_NAME)
 #undef X_NAME
     }
@@ -86,7 +85,8 @@ const char *lkv_rpc_code_name(int code)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static int fail(lkv_client_error *err, int code, const char *fmt, ...)
+static int
+fail(lkv_client_error *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -189,8 +189,7 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
         free(c->addr);
         free(c);
         grpc_shutdown();
-        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: cannot create a channel to %s",
-                    addr);
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: cannot create a channel to %s", addr);
     }
     for (int m = 0; m < M_COUNT; m++)
         c->method[m] = grpc_channel_register_call(c->channel, method_path[m], NULL, NULL);
@@ -237,8 +236,8 @@ static int unary(lkv_client *c, enum method m, const ProtobufCMessage *req,
                                      gpr_time_from_millis(c->timeout_ms, GPR_TIMESPAN))
                       : gpr_inf_future(GPR_CLOCK_MONOTONIC);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call = grpc_channel_create_registered_call(
-        c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, c->method[m], deadline, NULL);
+    grpc_call *call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                          cq, c->method[m], deadline, NULL);
 
     grpc_metadata_array initial_md, trailing_md;
     grpc_metadata_array_init(&initial_md);
@@ -325,8 +324,8 @@ static int tensor_to_wire(const lkv_tensor *t, Latticekv__V1__Tensor *w, uint64_
     if (!t)
         return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: tensor is NULL");
     if (t->ndim > LKV_CLIENT_MAX_NDIM)
-        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: tensor.ndim=%u exceeds %u",
-                    t->ndim, LKV_CLIENT_MAX_NDIM);
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: tensor.ndim=%u exceeds %u", t->ndim,
+                    LKV_CLIENT_MAX_NDIM);
     if (t->data_bytes && !t->data)
         return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: tensor.data is NULL with %zu bytes",
                     t->data_bytes);
@@ -389,7 +388,7 @@ static int key_to_wire(const char *ns, lkv_key key, Latticekv__V1__BlockKey *w,
     return LKV_RPC_OK;
 }
 
-#define UNARY(c, m, req, desc, resp, err)                                                     \
+#define UNARY(c, m, req, desc, resp, err) \
     unary((c), (m), (const ProtobufCMessage *)(req), (desc), (ProtobufCMessage **)(resp), (err))
 
 /* ------------------------------------------------------------------------ */
@@ -403,8 +402,8 @@ int lkv_client_health(lkv_client *c, const char *service, int *serving, lkv_clie
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = (char *)(service ? service : "");
     Grpc__Health__V1__HealthCheckResponse *resp = NULL;
-    const int rc = UNARY(c, M_HEALTH_CHECK, &req, &grpc__health__v1__health_check_response__descriptor,
-                         &resp, err);
+    const int rc = UNARY(c, M_HEALTH_CHECK, &req,
+                         &grpc__health__v1__health_check_response__descriptor, &resp, err);
     if (rc == LKV_RPC_OK) {
         if (serving)
             *serving = (int)resp->status;
@@ -508,8 +507,7 @@ int lkv_client_decompress(lkv_client *c, const void *coded, size_t coded_len, in
 /* ------------------------------------------------------------------------ */
 
 int lkv_client_put(lkv_client *c, const char *ns, lkv_key key, const lkv_tensor *t,
-                   const lkv_client_params *params, uint64_t *coded_bytes,
-                   lkv_client_error *err)
+                   const lkv_client_params *params, uint64_t *coded_bytes, lkv_client_error *err)
 {
     if (!c)
         return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
@@ -648,8 +646,8 @@ int lkv_client_lookup(lkv_client *c, const char *ns, const lkv_key *keys, size_t
     if (rc)
         return rc;
     if (present && resp->n_present != n) {
-        rc = fail(err, LKV_RPC_INTERNAL, "client: Lookup of %zu keys answered %zu present flags",
-                  n, resp->n_present);
+        rc = fail(err, LKV_RPC_INTERNAL, "client: Lookup of %zu keys answered %zu present flags", n,
+                  resp->n_present);
     } else {
         if (prefix_hits)
             *prefix_hits = resp->prefix_hits;

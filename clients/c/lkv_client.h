@@ -59,23 +59,23 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /* The gRPC status codes, X(NAME, value); values equal grpc_status_code. */
-#define LKV_RPC_CODE_LIST(X)                                                                  \
-    X(OK, 0)                                                                                  \
-    X(CANCELLED, 1)                                                                           \
-    X(UNKNOWN, 2)                                                                             \
-    X(INVALID_ARGUMENT, 3)                                                                    \
-    X(DEADLINE_EXCEEDED, 4)                                                                   \
-    X(NOT_FOUND, 5)                                                                           \
-    X(ALREADY_EXISTS, 6)                                                                      \
-    X(PERMISSION_DENIED, 7)                                                                   \
-    X(RESOURCE_EXHAUSTED, 8)                                                                  \
-    X(FAILED_PRECONDITION, 9)                                                                 \
-    X(ABORTED, 10)                                                                            \
-    X(OUT_OF_RANGE, 11)                                                                       \
-    X(UNIMPLEMENTED, 12)                                                                      \
-    X(INTERNAL, 13)                                                                           \
-    X(UNAVAILABLE, 14)                                                                        \
-    X(DATA_LOSS, 15)                                                                          \
+#define LKV_RPC_CODE_LIST(X)  \
+    X(OK, 0)                  \
+    X(CANCELLED, 1)           \
+    X(UNKNOWN, 2)             \
+    X(INVALID_ARGUMENT, 3)    \
+    X(DEADLINE_EXCEEDED, 4)   \
+    X(NOT_FOUND, 5)           \
+    X(ALREADY_EXISTS, 6)      \
+    X(PERMISSION_DENIED, 7)   \
+    X(RESOURCE_EXHAUSTED, 8)  \
+    X(FAILED_PRECONDITION, 9) \
+    X(ABORTED, 10)            \
+    X(OUT_OF_RANGE, 11)       \
+    X(UNIMPLEMENTED, 12)      \
+    X(INTERNAL, 13)           \
+    X(UNAVAILABLE, 14)        \
+    X(DATA_LOSS, 15)          \
     X(UNAUTHENTICATED, 16)
 
 typedef enum lkv_rpc_code {
@@ -225,8 +225,7 @@ int lkv_client_decompress(lkv_client *c, const void *coded, size_t coded_len, in
  * failed Put leaves the key's previous value in place (daemon contract).
  */
 int lkv_client_put(lkv_client *c, const char *ns, lkv_key key, const lkv_tensor *t,
-                   const lkv_client_params *params, uint64_t *coded_bytes,
-                   lkv_client_error *err);
+                   const lkv_client_params *params, uint64_t *coded_bytes, lkv_client_error *err);
 
 /*
  * KVStore/Put of a container made by this codec (lkv_compress, Compress or

@@ -100,7 +100,8 @@ static int parse_shape(const char *s, lkv_tensor *t)
     while (*p) {
         if (t->ndim == LKV_CLIENT_MAX_NDIM)
             return lkv_cli_error(2, "--shape=%s has more than %u dimensions", s,
-                                 LKV_CLIENT_MAX_NDIM) * 0;
+                                 LKV_CLIENT_MAX_NDIM) *
+                   0;
         char *end = NULL;
         if (*p < '0' || *p > '9')
             return lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s) * 0;
@@ -127,15 +128,16 @@ static lkv_key key_of(const char *s)
 
 static const char put_usage[] =
     "usage: latticekv put --addr ADDR --key KEY [--ns NS] --in FILE\n"
-    "                     (--in-dtype f32|f16|bf16 (--dim D | --shape N,..,D) [--variant e8|d4] [--q Q]\n"
+    "                     (--in-dtype f32|f16|bf16 (--dim D | --shape N,..,D) [--variant e8|d4] "
+    "[--q Q]\n"
     "                      | --coded)\n"
     "Stores a raw little-endian array (the daemon encodes it) or, with --coded, a container\n"
     "made by `latticekv codec encode`. Prints the stored size.\n";
 
 int lkv_cli_put(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "key", "ns", "in", "in-dtype",
-                                        "dim", "shape", "variant", "q", NULL};
+    static const char *const known[] = {"addr", "timeout-ms", "key",     "ns", "in", "in-dtype",
+                                        "dim",  "shape",      "variant", "q",  NULL};
     static const char *const flags[] = {"coded", "help", NULL};
     if (lkv_cli_flag(argc, argv, "help"))
         return fputs(put_usage, stdout), 0;
@@ -177,8 +179,10 @@ int lkv_cli_put(int argc, char **argv)
         const size_t row = (size_t)t.shape[1] * lkv_dtype_size((lkv_dtype)t.dtype);
         if (len % row) {
             free(buf);
-            return lkv_cli_error(1, "%s holds %zu bytes, not a whole number of %llu-element %s "
-                                    "vectors", in, len, (unsigned long long)t.shape[1],
+            return lkv_cli_error(1,
+                                 "%s holds %zu bytes, not a whole number of %llu-element %s "
+                                 "vectors",
+                                 in, len, (unsigned long long)t.shape[1],
                                  lkv_dtype_name((lkv_dtype)t.dtype));
         }
         t.shape[0] = len / row;
@@ -212,8 +216,8 @@ static const char get_usage[] =
 
 int lkv_cli_get(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "key", "ns", "out", "out-dtype",
-                                        NULL};
+    static const char *const known[] = {"addr", "timeout-ms", "key", "ns",
+                                        "out",  "out-dtype",  NULL};
     static const char *const flags[] = {"coded", "help", NULL};
     if (lkv_cli_flag(argc, argv, "help"))
         return fputs(get_usage, stdout), 0;
@@ -365,10 +369,10 @@ int lkv_cli_stats(int argc, char **argv)
     lkv_client_free(c);
     if (rc)
         return rpc_error(&e);
-    const uint64_t v[] = {st.uptime_ms, st.requests,        st.errors, st.raw_bytes_in,
-                          st.coded_bytes_out, st.batches, st.batched_vectors};
-    static const char *const names[] = {"uptime_ms",       "requests", "errors",
-                                        "raw_bytes_in",    "coded_bytes_out", "batches",
+    const uint64_t v[] = {st.uptime_ms,       st.requests, st.errors,         st.raw_bytes_in,
+                          st.coded_bytes_out, st.batches,  st.batched_vectors};
+    static const char *const names[] = {"uptime_ms",      "requests",        "errors",
+                                        "raw_bytes_in",   "coded_bytes_out", "batches",
                                         "batched_vectors"};
     if (lkv_cli_flag(argc, argv, "json")) {
         printf("{\"version\": \"%s\", \"backend\": \"%s\"", st.version, st.backend);
@@ -573,8 +577,9 @@ static void print_lat(const char *op, double *lat, size_t n, double bytes, doubl
 
 int lkv_cli_bench(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "clients", "requests", "tokens",
-                                        "heads", "dim", "op", "variant", "q", "ns", NULL};
+    static const char *const known[] = {"addr",    "timeout-ms", "clients", "requests",
+                                        "tokens",  "heads",      "dim",     "op",
+                                        "variant", "q",          "ns",      NULL};
     static const char *const flags[] = {"no-progress", "help", NULL};
     if (lkv_cli_flag(argc, argv, "help"))
         return fputs(bench_usage, stdout), 0;
@@ -582,10 +587,12 @@ int lkv_cli_bench(int argc, char **argv)
         return 2;
     unsigned long long clients = 8, requests = 200, tokens = 16, heads = 8, dim = 128;
     const char *s;
-    if (((s = lkv_cli_opt(argc, argv, "clients")) && !lkv_cli_u64("clients", s, 1, 1024, &clients)) ||
+    if (((s = lkv_cli_opt(argc, argv, "clients")) &&
+         !lkv_cli_u64("clients", s, 1, 1024, &clients)) ||
         ((s = lkv_cli_opt(argc, argv, "requests")) &&
          !lkv_cli_u64("requests", s, 1, 100000000, &requests)) ||
-        ((s = lkv_cli_opt(argc, argv, "tokens")) && !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
+        ((s = lkv_cli_opt(argc, argv, "tokens")) &&
+         !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
         ((s = lkv_cli_opt(argc, argv, "heads")) && !lkv_cli_u64("heads", s, 1, 1024, &heads)) ||
         ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, 1u << 16, &dim)))
         return 2;
@@ -625,9 +632,16 @@ int lkv_cli_bench(int argc, char **argv)
     const double t0 = now_s();
     size_t started = 0;
     for (size_t i = 0; i < n; i++) {
-        w[i] = (bench_worker){.id = (int)i, .ops = ops, .addr = addr ? addr : DEFAULT_ADDR,
-                              .ns = ns, .tokens = tokens, .heads = heads, .dim = dim,
-                              .requests = per, .params = &params, .lat_put = lat + 2 * i * per,
+        w[i] = (bench_worker){.id = (int)i,
+                              .ops = ops,
+                              .addr = addr ? addr : DEFAULT_ADDR,
+                              .ns = ns,
+                              .tokens = tokens,
+                              .heads = heads,
+                              .dim = dim,
+                              .requests = per,
+                              .params = &params,
+                              .lat_put = lat + 2 * i * per,
                               .lat_get = lat + (2 * i + 1) * per};
         if (pthread_create(&w[i].tid, NULL, bench_run, &w[i]) != 0)
             break;
@@ -656,7 +670,8 @@ int lkv_cli_bench(int argc, char **argv)
     int rc = started == n ? 0 : lkv_cli_error(1, "could only start %zu of %zu clients", started, n);
     for (size_t i = 0; i < started && !rc; i++)
         if (w[i].rc)
-            rc = lkv_cli_error(1, "client %zu: %s: %s", i, lkv_rpc_code_name(w[i].rc), w[i].err.msg);
+            rc =
+                lkv_cli_error(1, "client %zu: %s: %s", i, lkv_rpc_code_name(w[i].rc), w[i].err.msg);
     if (!rc) {
         const double block = 2.0 * (double)(tokens * heads * dim) * 2.0;
         printf("bench addr=%s clients=%zu requests=%zu block=2x%llux%llux%llu bf16 (%.0f KiB) "
@@ -702,7 +717,8 @@ int lkv_cli_demo(int argc, char **argv)
         return 2;
     unsigned long long tokens = 256, heads = 8, dim = 128, rounds = 20;
     const char *s;
-    if (((s = lkv_cli_opt(argc, argv, "tokens")) && !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
+    if (((s = lkv_cli_opt(argc, argv, "tokens")) &&
+         !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
         ((s = lkv_cli_opt(argc, argv, "heads")) && !lkv_cli_u64("heads", s, 1, 1024, &heads)) ||
         ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, 1u << 16, &dim)) ||
         ((s = lkv_cli_opt(argc, argv, "rounds")) && !lkv_cli_u64("rounds", s, 1, 100000, &rounds)))

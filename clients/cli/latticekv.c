@@ -18,7 +18,7 @@ static const lkv_cli_cmd commands[] = {
     {"lookup", lkv_cli_lookup, "lookup --addr ADDR --keys K1,K2,...       prefix hits of keys"},
     {"delete", lkv_cli_delete, "delete --addr ADDR --key KEY              drop a block"},
     {"stats", lkv_cli_stats, "stats --addr ADDR [--json]                the daemon's counters"},
-    {"bench", lkv_cli_bench, "bench --addr ADDR [--clients N] ...       Put/Get throughput, latency"},
+    {"bench", lkv_cli_bench, "bench --addr ADDR [--clients N] ...       Put/Get speed, latency"},
     {"demo", lkv_cli_demo, "demo --addr ADDR                          ratio, error, throughput"},
 };
 

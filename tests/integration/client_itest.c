@@ -18,14 +18,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
+#define CHECK(cond, ...)                                                    \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            failures++;                                                     \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+        }                                                                   \
     } while (0)
 
 static const char *addr;
@@ -76,12 +76,14 @@ static void roundtrip(lkv_client *c, lkv_dtype dt, lkv_variant v, uint32_t q, ui
     void *local_dec = malloc(bytes);
     size_t local_len = 0, dec_len = 0;
     CHECK(lkv_compress(&p, dt, shape, 3, src, bytes, local, info.total_bytes, &local_len,
-                       LKV_ISA_AUTO, NULL) == LKV_OK, "local compress");
+                       LKV_ISA_AUTO, NULL) == LKV_OK,
+          "local compress");
     CHECK(lkv_decompress(local, local_len, 0, local_dec, bytes, &dec_len, NULL, LKV_ISA_AUTO,
-                         NULL) == LKV_OK, "local decompress");
+                         NULL) == LKV_OK,
+          "local decompress");
 
-    lkv_tensor t = {.dtype = (int)dt, .ndim = 3, .shape = {2, 5, dim}, .data = src,
-                    .data_bytes = bytes};
+    lkv_tensor t = {
+        .dtype = (int)dt, .ndim = 3, .shape = {2, 5, dim}, .data = src, .data_bytes = bytes};
     const lkv_client_params cp = {(int)v, q};
     lkv_buf coded = {0};
     lkv_compress_info ci = {0};
@@ -100,8 +102,8 @@ static void roundtrip(lkv_client *c, lkv_dtype dt, lkv_variant v, uint32_t q, ui
     lkv_tensor out = {0};
     rc = lkv_client_decompress(c, local, local_len, 0, &out, &e);
     CHECK(rc == LKV_RPC_OK, "decompress: %s", e.msg);
-    CHECK(out.dtype == (int)dt && out.ndim == 3 && out.shape[2] == dim &&
-              out.data_bytes == bytes && memcmp(out.data, local_dec, bytes) == 0,
+    CHECK(out.dtype == (int)dt && out.ndim == 3 && out.shape[2] == dim && out.data_bytes == bytes &&
+              memcmp(out.data, local_dec, bytes) == 0,
           "daemon reconstruction differs from lkv_decompress");
     lkv_tensor_clear(&out);
 
@@ -130,7 +132,10 @@ static void semantics(lkv_client *c)
     lkv_client_error e;
     float data[4 * 64];
     fill(data, LKV_DTYPE_FP32, 4 * 64, 5);
-    lkv_tensor t = {.dtype = LKV_DTYPE_FP32, .ndim = 2, .shape = {4, 64}, .data = data,
+    lkv_tensor t = {.dtype = LKV_DTYPE_FP32,
+                    .ndim = 2,
+                    .shape = {4, 64},
+                    .data = data,
                     .data_bytes = sizeof data};
     const lkv_key keys[4] = {key_of("s0"), key_of("s1"), key_of("s2"), key_of("s3")};
     for (int i = 0; i < 4; i++) {
@@ -142,8 +147,7 @@ static void semantics(lkv_client *c)
     uint8_t present[4];
     CHECK(lkv_client_lookup(c, "c-sem", keys, 4, &hits, present, &e) == 0, "lookup: %s", e.msg);
     CHECK(hits == 2 && present[0] && present[1] && !present[2] && present[3],
-          "lookup: hits=%u present=%d%d%d%d", hits, present[0], present[1], present[2],
-          present[3]);
+          "lookup: hits=%u present=%d%d%d%d", hits, present[0], present[1], present[2], present[3]);
     int deleted = -1;
     CHECK(lkv_client_delete(c, "c-sem", keys[0], &deleted, &e) == 0 && deleted == 1, "delete");
     CHECK(lkv_client_delete(c, "c-sem", keys[0], &deleted, &e) == 0 && deleted == 0,
@@ -156,7 +160,10 @@ static void semantics(lkv_client *c)
 
     /* Bad input: the daemon's code and a message naming the value. */
     float bad[2 * 96] = {0};
-    lkv_tensor tb = {.dtype = LKV_DTYPE_FP32, .ndim = 2, .shape = {2, 96}, .data = bad,
+    lkv_tensor tb = {.dtype = LKV_DTYPE_FP32,
+                     .ndim = 2,
+                     .shape = {2, 96},
+                     .data = bad,
                      .data_bytes = sizeof bad};
     lkv_buf coded;
     rc = lkv_client_compress(c, &tb, NULL, &coded, NULL, &e);
@@ -181,11 +188,10 @@ static void semantics(lkv_client *c)
         rc = lkv_client_put_coded(c, "c-sem", keys[1], mangled, good.len, NULL, &e);
         CHECK(rc == LKV_RPC_DATA_LOSS, "corrupt put: %s %s", lkv_rpc_code_name(rc), e.msg);
         rc = lkv_client_decompress(c, mangled, good.len - 1, 0, &out, &e);
-        CHECK(rc == LKV_RPC_DATA_LOSS, "truncated decompress: %s %s", lkv_rpc_code_name(rc),
-              e.msg);
+        CHECK(rc == LKV_RPC_DATA_LOSS, "truncated decompress: %s %s", lkv_rpc_code_name(rc), e.msg);
         lkv_buf after = {0};
-        CHECK(lkv_client_get_coded(c, "c-sem", keys[1], &after, &e) == 0 &&
-                  after.len == good.len && memcmp(after.data, good.data, good.len) == 0,
+        CHECK(lkv_client_get_coded(c, "c-sem", keys[1], &after, &e) == 0 && after.len == good.len &&
+                  memcmp(after.data, good.data, good.len) == 0,
               "the failed Put changed the stored value");
         lkv_buf_clear(&after);
         free(mangled);
@@ -195,8 +201,8 @@ static void semantics(lkv_client *c)
     lkv_client_stats st;
     CHECK(lkv_client_stats_get(c, &st, &e) == 0, "stats: %s", e.msg);
     CHECK(strcmp(st.backend, "cpu") == 0 && st.requests > 0 && st.errors > 0,
-          "stats backend=%s requests=%llu errors=%llu", st.backend,
-          (unsigned long long)st.requests, (unsigned long long)st.errors);
+          "stats backend=%s requests=%llu errors=%llu", st.backend, (unsigned long long)st.requests,
+          (unsigned long long)st.errors);
     lkv_client_stats_clear(&st);
 }
 
@@ -221,7 +227,10 @@ static void *work(void *arg)
     if (lkv_compress(&p, LKV_DTYPE_BF16, shape, 4, data, sizeof data, local, sizeof local,
                      &local_len, LKV_ISA_AUTO, NULL) != LKV_OK)
         w->bad++;
-    lkv_tensor t = {.dtype = LKV_DTYPE_BF16, .ndim = 4, .shape = {2, 16, 8, 128}, .data = data,
+    lkv_tensor t = {.dtype = LKV_DTYPE_BF16,
+                    .ndim = 4,
+                    .shape = {2, 16, 8, 128},
+                    .data = data,
                     .data_bytes = sizeof data};
     char key[32];
     snprintf(key, sizeof key, "w-%d", w->id);
