@@ -158,13 +158,14 @@ typedef struct lkv_blob {
     atomic_uint refs;
     size_t len;
     uint8_t *data;
-    int owns_separate; /* data was adopted (free separately) */
+    void *base; /* adopted allocation to free, or NULL when data is inline */
 } lkv_blob;
 
 /* A blob of len bytes (content uninitialised), refs = 1. NULL on OOM. */
 lkv_blob *lkv_blob_create(size_t len);
-/* Wraps malloc'd data (ownership moves to the blob), refs = 1. NULL on OOM. */
-lkv_blob *lkv_blob_adopt(uint8_t *data, size_t len);
+/* Wraps len bytes at data inside the malloc'd block base (ownership of base
+ * moves to the blob; it is freed with the blob), refs = 1. NULL on OOM. */
+lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len);
 lkv_blob *lkv_blob_ref(lkv_blob *b);
 void lkv_blob_unref(lkv_blob *b);
 
@@ -396,6 +397,51 @@ void lkv_wire_tensor_reply_finish(uint8_t *buf, lkv_dtype dt, const uint64_t *sh
 void lkv_wire_coded_reply_plan(size_t coded_len, const char *tier, lkv_wire_layout *l);
 void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tier);
 
+/*
+ * Zero-copy readers for the requests that carry a large payload (PutRequest,
+ * CompressRequest): every pointer refers into the message buffer, which must
+ * outlive the result. Proto3 rules: unknown fields are skipped, the last
+ * scalar wins, repeated occurrences of a sub-message merge, shape may be
+ * packed or not. They return 0, or -1 when the bytes are not a valid
+ * message of that type.
+ */
+typedef struct lkv_wire_tensor {
+    int present;
+    int64_t dtype;           /* raw enum value; may be unknown */
+    uint64_t shape[LKV_MAX_NDIM];
+    size_t n_shape;          /* may exceed LKV_MAX_NDIM: only the first ones are kept */
+    const uint8_t *data;
+    size_t data_len;
+} lkv_wire_tensor;
+
+typedef struct lkv_wire_params {
+    int64_t variant;
+    uint32_t q_range;
+} lkv_wire_params;
+
+typedef struct lkv_wire_key {
+    int present;
+    const char *ns; /* not NUL-terminated */
+    size_t ns_len;
+    const uint8_t *key;
+    size_t key_len;
+} lkv_wire_key;
+
+enum { LKV_WIRE_PAYLOAD_NONE = 0, LKV_WIRE_PAYLOAD_TENSOR = 2, LKV_WIRE_PAYLOAD_CODED = 3 };
+
+typedef struct lkv_wire_put {
+    lkv_wire_key key;
+    int payload; /* LKV_WIRE_PAYLOAD_* (the oneof's last field seen) */
+    lkv_wire_tensor tensor;
+    const uint8_t *coded;
+    size_t coded_len;
+    lkv_wire_params params;
+} lkv_wire_put;
+
+int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out);
+int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
+                            lkv_wire_params *params);
+
 /* ------------------------------------------------------------------------ */
 /* Service (service.c)                                                       */
 /* ------------------------------------------------------------------------ */
@@ -449,10 +495,11 @@ typedef struct lkv_service_counters {
 lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_batcher *batcher,
                                 const char *backend_name, lkv_reply_fn reply);
 void lkv_service_free(lkv_service *s);
-/* Loop thread: handles one request message (len bytes, borrowed for the call).
- * The reply comes through reply_fn, possibly before this returns. */
-void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq,
-                        const uint8_t *msg, size_t len);
+/* Loop thread: handles one request message of len bytes. msg was malloc'd
+ * and ownership moves to the service (payloads are used in place, never
+ * copied). The reply comes through reply_fn, possibly before this returns. */
+void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, uint8_t *msg,
+                        size_t len);
 void lkv_service_set_ready(lkv_service *s, int ready);
 void lkv_service_set_shutting_down(lkv_service *s);
 int lkv_service_shutting_down(const lkv_service *s);

@@ -14,7 +14,9 @@
  *          Each worker knows its index, so a backend can keep per-worker
  *          state (one CUDA context and stream each) without locks.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <uv.h>
@@ -120,6 +122,9 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     lkv_pool *p = w->pool;
+    char name[16];
+    snprintf(name, sizeof name, "lkv-worker-%u", w->index);
+    pthread_setname_np(pthread_self(), name);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stopping)

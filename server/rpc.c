@@ -40,6 +40,7 @@
  * left: the completion queue is shut down, its thread joined and everything
  * destroyed. lkv_rpc_cancel_all ends a phase 1 that takes too long.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -132,6 +133,7 @@ static void stream_progress(call *c);
 static void *cq_main(void *arg)
 {
     lkv_rpc *r = arg;
+    pthread_setname_np(pthread_self(), "lkv-grpc-cq");
     for (;;) {
         const grpc_event ev =
             grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -308,29 +310,45 @@ static void recv_next(call *c)
     c->recv_pending = start_batch(c, &op, 1, &c->t_recv);
 }
 
-/* Hands one received message to the service; it replies through lkv_rpc_reply. */
+/* Hands one received message to the service; it replies through lkv_rpc_reply.
+ * The message is gathered into one malloc'd buffer (its only copy) whose
+ * ownership goes to the service, which uses payloads in place. */
 static void serve_message(call *c, grpc_byte_buffer *bb, uint64_t seq)
 {
     grpc_byte_buffer_reader rd;
-    if (!grpc_byte_buffer_reader_init(&rd, bb)) {
-        lkv_reply rep = {.code = LKV_GRPC_INTERNAL};
-        snprintf(rep.msg, sizeof rep.msg, "request message could not be read");
-        c->in_service++;
-        lkv_service_count(c->rpc->svc, rep.code);
-        c->in_dispatch = 1;
-        lkv_rpc_reply(c, seq, &rep);
-        c->in_dispatch = 0;
-        return;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    const int readable = grpc_byte_buffer_reader_init(&rd, bb);
+    if (readable) {
+        len = grpc_byte_buffer_length(rd.buffer_out);
+        buf = malloc(len ? len : 1);
+        grpc_slice sl;
+        size_t off = 0;
+        while (grpc_byte_buffer_reader_next(&rd, &sl)) {
+            const size_t n = GRPC_SLICE_LENGTH(sl);
+            if (buf && off + n <= len)
+                memcpy(buf + off, GRPC_SLICE_START_PTR(sl), n);
+            off += n;
+            grpc_slice_unref(sl);
+        }
+        grpc_byte_buffer_reader_destroy(&rd);
+        if (off != len) {
+            free(buf);
+            buf = NULL;
+        }
     }
-    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
     c->in_service++;
     /* A reply may come back before handle() returns; the caller moves the call on then. */
     c->in_dispatch = 1;
-    lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, GRPC_SLICE_START_PTR(s),
-                       GRPC_SLICE_LENGTH(s));
+    if (!buf) {
+        lkv_reply rep = {.code = readable ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
+        snprintf(rep.msg, sizeof rep.msg, "request message of %zu bytes could not be read", len);
+        lkv_service_count(c->rpc->svc, rep.code);
+        lkv_rpc_reply(c, seq, &rep);
+    } else {
+        lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, buf, len);
+    }
     c->in_dispatch = 0;
-    grpc_slice_unref(s);
 }
 
 static void stream_fail(call *c, lkv_grpc_code code, const char *msg)

@@ -61,7 +61,9 @@ typedef struct req {
     lkv_method m;
     void *call;
     uint64_t seq;
-    ProtobufCMessage *msg; /* the unpacked request; freed with the req */
+    uint8_t *in;           /* the request bytes (owned); payloads point into them */
+    ProtobufCMessage *msg; /* the unpacked request, for small messages */
+    lkv_wire_put put;      /* Put: the parsed request */
     lkv_work work;
     lkv_wire_layout lay;
     lkv_container_info info;
@@ -106,6 +108,7 @@ static void req_free(req *r)
 {
     if (r->msg)
         protobuf_c_message_free_unpacked(r->msg, NULL);
+    free(r->in);
     lkv_blob_unref(r->blob);
     free(r->buf);
     free(r);
@@ -201,7 +204,7 @@ static const char *shape_text(const uint64_t *shape, size_t n, char *buf, size_t
     return buf;
 }
 
-static int dtype_ok(req *r, int dt, const char *field)
+static int dtype_ok(req *r, int64_t dt, const char *field)
 {
     if (dt == LKV_DTYPE_BF16 || dt == LKV_DTYPE_FP16 || dt == LKV_DTYPE_FP32)
         return 1;
@@ -210,7 +213,7 @@ static int dtype_ok(req *r, int dt, const char *field)
                     field);
     else
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
-                    "%s=%d is not a known dtype (1=BF16, 2=FP16, 3=FP32)", field, dt);
+                    "%s=%lld is not a known dtype (1=BF16, 2=FP16, 3=FP32)", field, (long long)dt);
     return 0;
 }
 
@@ -218,14 +221,14 @@ static int dtype_ok(req *r, int dt, const char *field)
  * Checks a tensor and the codec params for encoding it; fills r->info and
  * the params. 0 when valid, else the error reply is already sent.
  */
-static int check_tensor(req *r, const Latticekv__V1__Tensor *t,
-                        const Latticekv__V1__CodecParams *cp, lkv_params *p)
+static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params *cp,
+                        lkv_params *p)
 {
-    if (!t) {
+    if (!t->present) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor is missing");
         return -1;
     }
-    if (!dtype_ok(r, (int)t->dtype, "tensor.dtype"))
+    if (!dtype_ok(r, t->dtype, "tensor.dtype"))
         return -1;
     if (t->n_shape == 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor.shape is empty; the last dim is head_dim");
@@ -237,9 +240,11 @@ static int check_tensor(req *r, const Latticekv__V1__Tensor *t,
         return -1;
     }
     const uint64_t head_dim = t->shape[t->n_shape - 1];
-    const uint32_t variant = cp && cp->variant ? (uint32_t)cp->variant
-                                               : r->svc->cfg->default_variant;
-    const uint32_t q = cp && cp->q_range ? cp->q_range : (uint32_t)r->svc->cfg->default_q;
+    /* An out-of-range enum value stays out of range, so the check below names it. */
+    const int64_t v = cp->variant;
+    const int variant = v == 0 ? (int)r->svc->cfg->default_variant
+                               : (v < 0 || v > 1000 ? 1000 : (int)v);
+    const uint32_t q = cp->q_range ? cp->q_range : (uint32_t)r->svc->cfg->default_q;
     p->variant = (lkv_variant)variant;
     p->q = q;
     p->dim = head_dim > UINT32_MAX ? UINT32_MAX : (uint32_t)head_dim;
@@ -261,15 +266,28 @@ static int check_tensor(req *r, const Latticekv__V1__Tensor *t,
     }
     const size_t esz = lkv_dtype_size((lkv_dtype)t->dtype);
     const uint64_t want = r->info.n_vectors * (uint64_t)p->dim * esz;
-    if (t->data.len != want) {
+    if (t->data_len != want) {
         char sh[160];
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
-                    "tensor.data has %zu bytes, but shape %s of %s needs %llu", t->data.len,
+                    "tensor.data has %zu bytes, but shape %s of %s needs %llu", t->data_len,
                     shape_text(t->shape, t->n_shape, sh, sizeof sh),
                     lkv_dtype_name((lkv_dtype)t->dtype), (unsigned long long)want);
         return -1;
     }
     r->raw_bytes = want;
+    return 0;
+}
+
+static int check_wire_key(req *r, const lkv_wire_key *k)
+{
+    if (!k->present) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
+        return -1;
+    }
+    if (k->key_len == 0) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
+        return -1;
+    }
     return 0;
 }
 
@@ -313,19 +331,19 @@ static void compress_done(lkv_work *w)
 
 static void handle_compress(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__CompressRequest *q = latticekv__v1__compress_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_tensor t;
+    lkv_wire_params cp;
+    if (lkv_wire_parse_compress(msg, len, &t, &cp) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid CompressRequest");
         return;
     }
-    r->msg = &q->base;
     lkv_params p;
-    if (check_tensor(r, q->tensor, q->params, &p) != 0)
+    if (check_tensor(r, &t, &cp, &p) != 0)
         return;
     lkv_wire_compress_plan(r->info.total_bytes, r->raw_bytes, lkv_bits_per_vector(&p), &r->lay);
     if (alloc_reply(r) != 0)
         return;
-    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor->dtype, q->tensor->data.data,
+    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)t.dtype, t.data,
            r->buf + r->lay.payload_off + r->info.header_bytes, r->info.n_vectors, compress_done);
 }
 
@@ -349,7 +367,7 @@ static void decode_done(lkv_work *w)
 /* Plans and queues the decode of a parsed container at `container`. */
 static void start_decode(req *r, const uint8_t *container, int out_dtype, const char *tier)
 {
-    if (out_dtype != 0 && !dtype_ok(r, out_dtype, "out_dtype"))
+    if (out_dtype != 0 && !dtype_ok(r, (int64_t)out_dtype, "out_dtype"))
         return;
     r->out_dt = out_dtype ? (lkv_dtype)out_dtype : r->info.dtype;
     const size_t data_len = (size_t)r->info.n_vectors * r->info.params.dim *
@@ -381,11 +399,12 @@ static void handle_decompress(req *r, const uint8_t *msg, size_t len)
 
 /* ---- KVStore ----------------------------------------------------------- */
 
-static void put_store(req *r, const Latticekv__V1__BlockKey *k)
+static void put_store(req *r)
 {
+    const lkv_wire_key *k = &r->put.key;
     lkv_diag d;
-    const lkv_status st = lkv_store_put(r->svc->store, k->namespace_, strlen(k->namespace_),
-                                        k->key.data, k->key.len, r->blob, &d);
+    const lkv_status st =
+        lkv_store_put(r->svc->store, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
     if (st != LKV_OK) {
         reply_status(r, st, &d);
         return;
@@ -403,46 +422,43 @@ static void put_encode_done(lkv_work *w)
         return;
     }
     seal_container(r, r->blob->data);
-    put_store(r, ((Latticekv__V1__PutRequest *)r->msg)->key);
+    put_store(r);
 }
 
 static void handle_put(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__PutRequest *q = latticekv__v1__put_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_put *q = &r->put;
+    if (lkv_wire_parse_put(msg, len, q) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid PutRequest");
         return;
     }
-    r->msg = &q->base;
-    if (check_key(r, q->key) != 0)
+    if (check_wire_key(r, &q->key) != 0)
         return;
-    if (q->payload_case == LATTICEKV__V1__PUT_REQUEST__PAYLOAD_CODED) {
+    if (q->payload == LKV_WIRE_PAYLOAD_CODED) {
         lkv_diag d;
-        const lkv_status st = lkv_container_parse(q->coded.data, q->coded.len, &r->info, &d);
+        const lkv_status st = lkv_container_parse(q->coded, q->coded_len, &r->info, &d);
         if (st != LKV_OK) {
             reply_status(r, st, &d);
             return;
         }
-        /* Take the bytes protobuf-c allocated instead of copying them. */
-        r->blob = lkv_blob_adopt(q->coded.data, q->coded.len);
+        /* The block is stored where it arrived: the request buffer becomes the blob. */
+        r->blob = lkv_blob_adopt(r->in, (uint8_t *)q->coded, q->coded_len);
         if (!r->blob) {
             reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a block");
             return;
         }
-        q->coded.data = NULL;
-        q->coded.len = 0;
-        put_store(r, q->key);
+        r->in = NULL;
+        put_store(r);
         return;
     }
-    if (q->payload_case != LATTICEKV__V1__PUT_REQUEST__PAYLOAD_TENSOR) {
+    if (q->payload != LKV_WIRE_PAYLOAD_TENSOR) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "payload is missing: set tensor or coded");
         return;
     }
     lkv_params p;
-    if (check_tensor(r, q->tensor, q->params, &p) != 0)
+    if (check_tensor(r, &q->tensor, &q->params, &p) != 0)
         return;
-    if (r->info.total_bytes + strlen(q->key->namespace_) + q->key->key.len >
-        r->svc->cfg->host_mem_bytes) {
+    if (r->info.total_bytes + q->key.ns_len + q->key.key_len > r->svc->cfg->host_mem_bytes) {
         reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
                     "block of %zu coded bytes exceeds host-mem-bytes=%llu", r->info.total_bytes,
                     (unsigned long long)r->svc->cfg->host_mem_bytes);
@@ -454,7 +470,7 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
                     r->info.total_bytes);
         return;
     }
-    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor->dtype, q->tensor->data.data,
+    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor.dtype, q->tensor.data,
            r->blob->data + r->info.header_bytes, r->info.n_vectors, put_encode_done);
 }
 
@@ -620,12 +636,13 @@ static void handle_health(req *r, const uint8_t *msg, size_t len)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq,
-                        const uint8_t *msg, size_t len)
+void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, uint8_t *msg,
+                        size_t len)
 {
     req *r = calloc(1, sizeof *r);
     s->c.requests++;
     if (!r) {
+        free(msg);
         lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
         snprintf(rep.msg, sizeof rep.msg, "out of memory for a request");
         s->c.errors++;
@@ -636,6 +653,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq,
     r->m = m;
     r->call = call;
     r->seq = seq;
+    r->in = msg; /* freed with the request, or adopted by a stored block */
     switch (m) {
     case LKV_METHOD_COMPRESS:
     case LKV_METHOD_COMPRESS_STREAM: handle_compress(r, msg, len); break;

@@ -28,11 +28,11 @@ lkv_blob *lkv_blob_create(size_t len)
     atomic_init(&b->refs, 1);
     b->len = len;
     b->data = (uint8_t *)(b + 1);
-    b->owns_separate = 0;
+    b->base = NULL;
     return b;
 }
 
-lkv_blob *lkv_blob_adopt(uint8_t *data, size_t len)
+lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len)
 {
     lkv_blob *b = malloc(sizeof *b);
     if (!b)
@@ -40,7 +40,7 @@ lkv_blob *lkv_blob_adopt(uint8_t *data, size_t len)
     atomic_init(&b->refs, 1);
     b->len = len;
     b->data = data;
-    b->owns_separate = 1;
+    b->base = base;
     return b;
 }
 
@@ -55,8 +55,7 @@ void lkv_blob_unref(lkv_blob *b)
     if (!b)
         return;
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
-        if (b->owns_separate)
-            free(b->data);
+        free(b->base);
         free(b);
     }
 }

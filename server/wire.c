@@ -154,3 +154,238 @@ void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tie
         memcpy(p, tier, n);
     }
 }
+
+/* ---- zero-copy request readers ----------------------------------------- */
+
+typedef struct reader {
+    const uint8_t *p, *end;
+} reader;
+
+static int get_varint(reader *r, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end)
+            return -1;
+        const uint8_t b = *r->p++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1; /* more than 10 bytes */
+}
+
+/* Reads a field key; 1 when one was read, 0 at the end, -1 when malformed. */
+static int get_key(reader *r, uint32_t *field, unsigned *wt)
+{
+    if (r->p == r->end)
+        return 0;
+    uint64_t k;
+    if (get_varint(r, &k) != 0 || (k >> 3) == 0 || (k >> 3) > UINT32_MAX)
+        return -1;
+    *field = (uint32_t)(k >> 3);
+    *wt = (unsigned)(k & 7);
+    return 1;
+}
+
+static int get_len(reader *r, const uint8_t **data, size_t *len)
+{
+    uint64_t n;
+    if (get_varint(r, &n) != 0 || n > (uint64_t)(r->end - r->p))
+        return -1;
+    *data = r->p;
+    *len = (size_t)n;
+    r->p += n;
+    return 0;
+}
+
+/* Skips a field of an unknown number (proto3 keeps going). */
+static int skip(reader *r, unsigned wt)
+{
+    uint64_t v;
+    const uint8_t *d;
+    size_t n;
+    switch (wt) {
+    case 0: return get_varint(r, &v);
+    case 1:
+        if (r->end - r->p < 8)
+            return -1;
+        r->p += 8;
+        return 0;
+    case 2: return get_len(r, &d, &n);
+    case 5:
+        if (r->end - r->p < 4)
+            return -1;
+        r->p += 4;
+        return 0;
+    default: return -1; /* groups are not proto3 */
+    }
+}
+
+/* Reads a varint field of the given wire type, or fails. */
+static int get_scalar(reader *r, unsigned wt, uint64_t *v)
+{
+    return wt == 0 ? get_varint(r, v) : -1;
+}
+
+static void shape_push(lkv_wire_tensor *t, uint64_t v)
+{
+    if (t->n_shape < LKV_MAX_NDIM)
+        t->shape[t->n_shape] = v;
+    t->n_shape++;
+}
+
+static int parse_tensor(const uint8_t *p, size_t n, lkv_wire_tensor *t)
+{
+    reader r = {p, p + n};
+    uint32_t f;
+    unsigned wt;
+    int k;
+    t->present = 1;
+    while ((k = get_key(&r, &f, &wt)) == 1) {
+        uint64_t v;
+        const uint8_t *d;
+        size_t len;
+        if (f == 1) {
+            if (get_scalar(&r, wt, &v) != 0)
+                return -1;
+            t->dtype = (int64_t)(int32_t)(uint32_t)v;
+        } else if (f == 2 && wt == 0) {
+            if (get_varint(&r, &v) != 0)
+                return -1;
+            shape_push(t, v);
+        } else if (f == 2 && wt == 2) {
+            if (get_len(&r, &d, &len) != 0)
+                return -1;
+            reader pr = {d, d + len};
+            while (pr.p < pr.end) {
+                if (get_varint(&pr, &v) != 0)
+                    return -1;
+                shape_push(t, v);
+            }
+        } else if (f == 3) {
+            if (wt != 2 || get_len(&r, &t->data, &t->data_len) != 0)
+                return -1;
+        } else if (f <= 3) {
+            return -1; /* a known field with the wrong wire type */
+        } else if (skip(&r, wt) != 0) {
+            return -1;
+        }
+    }
+    return k;
+}
+
+static int parse_params(const uint8_t *p, size_t n, lkv_wire_params *pr)
+{
+    reader r = {p, p + n};
+    uint32_t f;
+    unsigned wt;
+    int k;
+    while ((k = get_key(&r, &f, &wt)) == 1) {
+        uint64_t v;
+        if (f == 1 || f == 2) {
+            if (get_scalar(&r, wt, &v) != 0)
+                return -1;
+            if (f == 1)
+                pr->variant = (int64_t)(int32_t)(uint32_t)v;
+            else
+                pr->q_range = (uint32_t)v;
+        } else if (skip(&r, wt) != 0) {
+            return -1;
+        }
+    }
+    return k;
+}
+
+static int parse_key(const uint8_t *p, size_t n, lkv_wire_key *key)
+{
+    reader r = {p, p + n};
+    uint32_t f;
+    unsigned wt;
+    int k;
+    key->present = 1;
+    while ((k = get_key(&r, &f, &wt)) == 1) {
+        if (f == 1 || f == 2) {
+            const uint8_t *d;
+            size_t len;
+            if (wt != 2 || get_len(&r, &d, &len) != 0)
+                return -1;
+            if (f == 1) {
+                key->ns = (const char *)d;
+                key->ns_len = len;
+            } else {
+                key->key = d;
+                key->key_len = len;
+            }
+        } else if (skip(&r, wt) != 0) {
+            return -1;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out)
+{
+    memset(out, 0, sizeof *out);
+    out->key.ns = "";
+    reader r = {p, p + n};
+    uint32_t f;
+    unsigned wt;
+    int k;
+    while ((k = get_key(&r, &f, &wt)) == 1) {
+        const uint8_t *d;
+        size_t len;
+        if (f >= 1 && f <= 4) {
+            if (wt != 2 || get_len(&r, &d, &len) != 0)
+                return -1;
+            int rc = 0;
+            switch (f) {
+            case 1: rc = parse_key(d, len, &out->key); break;
+            case 2:
+                /* Switching the oneof to tensor starts a fresh tensor. */
+                if (out->payload != LKV_WIRE_PAYLOAD_TENSOR)
+                    memset(&out->tensor, 0, sizeof out->tensor);
+                out->payload = LKV_WIRE_PAYLOAD_TENSOR;
+                rc = parse_tensor(d, len, &out->tensor);
+                break;
+            case 3:
+                out->payload = LKV_WIRE_PAYLOAD_CODED;
+                out->coded = d;
+                out->coded_len = len;
+                break;
+            default: rc = parse_params(d, len, &out->params); break;
+            }
+            if (rc < 0)
+                return -1;
+        } else if (skip(&r, wt) != 0) {
+            return -1;
+        }
+    }
+    return k < 0 ? -1 : 0;
+}
+
+int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
+                            lkv_wire_params *params)
+{
+    memset(tensor, 0, sizeof *tensor);
+    memset(params, 0, sizeof *params);
+    reader r = {p, p + n};
+    uint32_t f;
+    unsigned wt;
+    int k;
+    while ((k = get_key(&r, &f, &wt)) == 1) {
+        const uint8_t *d;
+        size_t len;
+        if (f == 1 || f == 2) {
+            if (wt != 2 || get_len(&r, &d, &len) != 0)
+                return -1;
+            if ((f == 1 ? parse_tensor(d, len, tensor) : parse_params(d, len, params)) < 0)
+                return -1;
+        } else if (skip(&r, wt) != 0) {
+            return -1;
+        }
+    }
+    return k < 0 ? -1 : 0;
+}

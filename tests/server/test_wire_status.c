@@ -135,3 +135,90 @@ Test(wire, coded_get_reply_unpacks)
     latticekv__v1__get_response__free_unpacked(g, NULL);
     free(buf);
 }
+
+/* Packs a PutRequest with protobuf-c; the zero-copy reader must agree. */
+Test(wire, put_reader_agrees_with_protobuf_c)
+{
+    uint64_t shape[] = {2, 4, 128};
+    uint8_t data[64];
+    for (int i = 0; i < 64; i++)
+        data[i] = (uint8_t)i;
+    Latticekv__V1__Tensor t = LATTICEKV__V1__TENSOR__INIT;
+    t.dtype = LATTICEKV__V1__DTYPE__DTYPE_FP16;
+    t.n_shape = 3;
+    t.shape = shape;
+    t.data.data = data;
+    t.data.len = sizeof data;
+    Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
+    k.namespace_ = "tenant-a";
+    k.key.data = (uint8_t *)"\x00\x01key";
+    k.key.len = 5;
+    Latticekv__V1__CodecParams p = LATTICEKV__V1__CODEC_PARAMS__INIT;
+    p.variant = LATTICEKV__V1__VARIANT__VARIANT_D4;
+    p.q_range = 152;
+    Latticekv__V1__PutRequest q = LATTICEKV__V1__PUT_REQUEST__INIT;
+    q.key = &k;
+    q.params = &p;
+    q.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_TENSOR;
+    q.tensor = &t;
+    uint8_t buf[512];
+    const size_t n = latticekv__v1__put_request__pack(&q, buf);
+    lkv_wire_put w;
+    cr_assert_eq(lkv_wire_parse_put(buf, n, &w), 0);
+    cr_assert(w.key.present);
+    cr_assert_eq(w.key.ns_len, 8);
+    cr_assert_eq(memcmp(w.key.ns, "tenant-a", 8), 0);
+    cr_assert_eq(w.key.key_len, 5);
+    cr_assert_eq(memcmp(w.key.key, "\x00\x01key", 5), 0);
+    cr_assert_eq(w.payload, LKV_WIRE_PAYLOAD_TENSOR);
+    cr_assert_eq(w.tensor.dtype, 2);
+    cr_assert_eq(w.tensor.n_shape, 3);
+    cr_assert_eq(w.tensor.shape[2], 128);
+    cr_assert_eq(w.tensor.data_len, 64);
+    cr_assert(w.tensor.data > buf && w.tensor.data < buf + n, "points into the message");
+    cr_assert_eq(memcmp(w.tensor.data, data, 64), 0);
+    cr_assert_eq(w.params.variant, 2);
+    cr_assert_eq(w.params.q_range, 152);
+
+    /* Coded payload, no params, plus an unknown field (99, varint) that must be skipped. */
+    q.params = NULL;
+    q.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_CODED;
+    q.coded.data = data;
+    q.coded.len = 10;
+    size_t m = latticekv__v1__put_request__pack(&q, buf);
+    buf[m++] = ((99 << 3) & 0x7f) | 0x80; /* key 99<<3|0 as a 2-byte varint */
+    buf[m++] = (99 << 3) >> 7;
+    buf[m++] = 0x05;
+    cr_assert_eq(lkv_wire_parse_put(buf, m, &w), 0);
+    cr_assert_eq(w.payload, LKV_WIRE_PAYLOAD_CODED);
+    cr_assert_eq(w.coded_len, 10);
+    cr_assert_eq(w.params.q_range, 0);
+    cr_assert_eq(w.params.variant, 0);
+}
+
+Test(wire, readers_accept_unpacked_shape_and_reject_malformed_bytes)
+{
+    /* CompressRequest { tensor { dtype 1, shape 3 (unpacked), shape 128 (unpacked), data "ab" } } */
+    const uint8_t msg[] = {0x0a, 0x0b, 0x08, 0x01, 0x10, 0x03, 0x10, 0x80, 0x01, 0x1a, 0x02, 'a', 'b'};
+    lkv_wire_tensor t;
+    lkv_wire_params p;
+    cr_assert_eq(lkv_wire_parse_compress(msg, sizeof msg, &t, &p), 0);
+    cr_assert(t.present);
+    cr_assert_eq(t.n_shape, 2);
+    cr_assert_eq(t.shape[0], 3);
+    cr_assert_eq(t.shape[1], 128);
+    cr_assert_eq(t.data_len, 2);
+    /* Every truncation of it is malformed, except the empty message. */
+    for (size_t n = 1; n < sizeof msg; n++)
+        cr_assert_eq(lkv_wire_parse_compress(msg, n, &t, &p), -1, "prefix of %zu bytes", n);
+    cr_assert_eq(lkv_wire_parse_compress(msg, 0, &t, &p), 0);
+    cr_assert(!t.present);
+    /* A known field with the wrong wire type; an 11-byte varint; a group. */
+    const uint8_t wt[] = {0x0d, 0, 0, 0, 0};
+    cr_assert_eq(lkv_wire_parse_compress(wt, sizeof wt, &t, &p), -1);
+    const uint8_t longv[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    lkv_wire_put w;
+    cr_assert_eq(lkv_wire_parse_put(longv, sizeof longv, &w), -1);
+    const uint8_t group[] = {0x2b};
+    cr_assert_eq(lkv_wire_parse_put(group, sizeof group, &w), -1);
+}
