@@ -36,7 +36,8 @@
  *   vf, vi, vm, vq   fp32 vector, int32 vector, lane mask, uint64 vector of
  *                    LKV_L/2 lanes (vq "even" holds lanes 0,2,4..; "odd" 1,3..)
  *   vf_set1 vf_add vf_sub vf_mul vf_div vf_sqrt vf_min vf_max vf_abs vf_rint
- *   vm_lt vm_le vm_gt vm_ge vm_eq (ordered fp compares) vm_and vm_or
+ *   vm_lt vm_le vm_gt vm_ge vm_eq vm_ne (ordered fp compares) vm_and vm_or
+ *   vm_gt_and(m, a, b) = m & (a > b), vm_eq_and(m, a, b) = m & (a == b)
  *   vm_any vm_bits vm_nonfinite vf_blend(m, t, f) vi_blend(m, t, f)
  *   vi_set1 vi_add vi_sub vi_mul(low 32) vi_and vi_srli1 vi_slli1
  *   vi_from_f(exact ints) vf_from_i vm_ieq vm_uge(unsigned) vi_mulhi(u32)
@@ -232,35 +233,39 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
     const vm odd = vm_ieq(vi_and(vi_from_f(sum), vi_set1(1)), vi_set1(1));
     if (!vm_any(odd))
         return;
-    vf best_abs = mone, best_i = mone, best_dir = zero;
+    /* Toward y means +1 when d >= 0 (also -0.0), else -1; since f is an
+     * integer already in [lo, hi], that move stays in the box exactly when
+     * f is not the bound it moves to: f != (d >= 0 ? hi : lo). */
+    vf best_abs = mone, best_i = mone, best_d = zero;
     #pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
-        const vf dir = vf_blend(vm_ge(d[i], zero), one, mone);
-        const vf t = vf_add(f[i], dir);
+        const vm ok = vm_ne(f[i], vf_blend(vm_ge(d[i], zero), hi, lo));
         const vf a = vf_abs(d[i]);
-        const vm take = vm_and(vm_and(vm_ge(t, lo), vm_le(t, hi)), vm_gt(a, best_abs));
+        const vm take = vm_gt_and(ok, a, best_abs);
         best_abs = vf_blend(take, a, best_abs);
         best_i = vf_blend(take, vf_set1((float)i), best_i);
-        best_dir = vf_blend(take, dir, best_dir);
+        best_d = vf_blend(take, d[i], best_d);
     }
+    vf dir = vf_blend(vm_ge(best_d, zero), one, mone);
     const vm none = vm_and(odd, vm_lt(best_abs, zero));
     if (vm_any(none)) {
-        vf small = vf_set1(INFINITY), fb_i = zero, fb_dir = zero;
+        /* No toward move fits: move away on the first smallest |d|. */
+        vf small = vf_set1(INFINITY), fb_i = zero, fb_d = zero;
         #pragma GCC unroll 16
         for (int i = 0; i < n; i++) {
             const vf a = vf_abs(d[i]);
             const vm take = vm_lt(a, small);
             small = vf_blend(take, a, small);
             fb_i = vf_blend(take, vf_set1((float)i), fb_i);
-            fb_dir = vf_blend(take, vf_blend(vm_ge(d[i], zero), mone, one), fb_dir);
+            fb_d = vf_blend(take, d[i], fb_d);
         }
         best_i = vf_blend(none, fb_i, best_i);
-        best_dir = vf_blend(none, fb_dir, best_dir);
+        dir = vf_blend(none, vf_blend(vm_ge(fb_d, zero), mone, one), dir);
     }
     #pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
-        const vm hit = vm_and(odd, vm_eq(best_i, vf_set1((float)i)));
-        f[i] = vf_blend(hit, vf_add(f[i], best_dir), f[i]);
+        const vm hit = vm_eq_and(odd, best_i, vf_set1((float)i));
+        f[i] = vf_blend(hit, vf_add(f[i], dir), f[i]);
     }
 }
 
