@@ -603,12 +603,13 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
         }
     }
     if (st != LKV_OK) {
-        /* Nothing has started: a plain destroy is allowed before grpc_server_start. */
-        grpc_server_destroy(r->server);
+        /* grpc_server_destroy needs a completed shutdown, even before start. */
+        grpc_server_shutdown_and_notify(r->server, r->cq, &r->t_shutdown);
         grpc_completion_queue_shutdown(r->cq);
         while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
                GRPC_QUEUE_SHUTDOWN) {
         }
+        grpc_server_destroy(r->server);
         grpc_completion_queue_destroy(r->cq);
         grpc_shutdown();
         free(r);
