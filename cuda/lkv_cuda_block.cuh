@@ -1,0 +1,449 @@
+/*
+ * lkv_cuda_block.cuh - the per-block pieces of the CUDA codec: closest point
+ * in the box (D4, E8), block index <-> point, bit-field I/O on 32-bit words.
+ *
+ * Design note: everything here is __host__ __device__ and works on one
+ * block of n = 4 or 8 coordinates held in registers (arrays indexed only by
+ * unrolled loop counters, so they never spill to local memory). Being host
+ * code as well lets tests/gpu/gpu_block_test run these exact functions on a
+ * machine without a GPU against codec/ref.c, the oracle; the warp-level
+ * kernels in lkv_cuda_kernels.cu only add loads, the norm, the butterfly and
+ * the stores around them.
+ *
+ * Exactness: the float operations mirror codec/ref.c one for one (same
+ * operands, same order, IEEE round-to-nearest, no contraction: device code
+ * uses the explicit __fadd_rn/__fmul_rn intrinsics, host code is compiled
+ * with -ffp-contract=off). Where a rewrite is used it is exact, and the
+ * comment next to it says why.
+ *
+ * Index arithmetic has two forms:
+ *   - narrow (Q <= 127): B^4 and (2Q)^4 fit 32 bits and B^8 fits 64, so the
+ *     mixed-radix digits use 32-bit multiplies and divisions by invariant
+ *     integers through precomputed reciprocals (one correction step);
+ *   - wide (Q >= 128, E8 indices up to 88 bits): 128-bit Horner on encode,
+ *     and long division over 32-bit limbs on decode.
+ */
+#ifndef LKV_CUDA_BLOCK_CUH
+#define LKV_CUDA_BLOCK_CUH
+
+#include <math.h>
+#include <stdint.h>
+
+#include "lkv_codec_math.h"
+
+#if defined(__CUDACC__)
+#define LKV_CD __host__ __device__ __forceinline__
+#else
+#define LKV_CD static inline
+#endif
+
+#if defined(__CUDA_ARCH__)
+#define LKV_FADD(a, b) __fadd_rn((a), (b))
+#define LKV_FSUB(a, b) __fsub_rn((a), (b))
+#define LKV_FMUL(a, b) __fmul_rn((a), (b))
+#define LKV_FDIV(a, b) __fdiv_rn((a), (b))
+#else
+#define LKV_FADD(a, b) ((a) + (b))
+#define LKV_FSUB(a, b) ((a) - (b))
+#define LKV_FMUL(a, b) ((a) * (b))
+#define LKV_FDIV(a, b) ((a) / (b))
+#endif
+
+/* Constants of one parameter set, computed once on the host
+ * (lkv_cuda_plan_init) and passed to the kernels by value. */
+typedef struct lkv_cuda_plan {
+    uint32_t n;         /* block size, 4 or 8                              */
+    uint32_t q;         /* Q                                               */
+    uint32_t dim;       /* D                                               */
+    uint32_t k;         /* bits per block index                            */
+    uint32_t bits;      /* bits per record (before byte padding)           */
+    uint32_t rec_bytes; /* bytes per record                                */
+    uint32_t wide;      /* 1 when Q >= 128 (128-bit index arithmetic)      */
+    float qf;           /* (float)Q                                        */
+    float inv_sqrt_d;   /* fp32(1/sqrt(D))                                 */
+    /* narrow index arithmetic (valid when !wide) */
+    uint32_t b;         /* B = 2Q + 1                                      */
+    uint32_t c;         /* C = 2Q (E8 half-integer coset)                  */
+    uint32_t b3, c3;    /* B^3, C^3                                        */
+    uint32_t minv_b32, minv_c32;          /* floor((2^32-1)/d)             */
+    uint64_t minv_b64, minv_c64, minv_q64; /* floor((2^64-1)/d), any Q     */
+    uint64_t minv_b3_64, minv_c3_64;
+    uint64_t ma64;      /* E8: first half-coset index M_a                  */
+    uint64_t cb64;      /* codebook size                                   */
+    /* wide index arithmetic: 128-bit values as two 64-bit halves */
+    uint64_t ma_lo, ma_hi, cb_lo, cb_hi;
+} lkv_cuda_plan;
+
+#if defined(__cplusplus)
+struct lkv_params;
+/* Fills P for a checked parameter set (host only; lkv_cuda_kernels.cu). */
+void lkv_cuda_plan_init(const struct lkv_params *p, lkv_cuda_plan *P);
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Integer helpers                                                           */
+
+LKV_CD uint64_t lkv_umulhi64(uint64_t a, uint64_t b)
+{
+#if defined(__CUDA_ARCH__)
+    return __umul64hi(a, b);
+#else
+    return (uint64_t)(((lkv_u128)a * b) >> 64);
+#endif
+}
+
+LKV_CD uint32_t lkv_umulhi32(uint32_t a, uint32_t b)
+{
+#if defined(__CUDA_ARCH__)
+    return __umulhi(a, b);
+#else
+    return (uint32_t)(((uint64_t)a * b) >> 32);
+#endif
+}
+
+/* n / d and n % d for an invariant d >= 1 with minv = floor((2^64-1)/d).
+ * q0 = floor(n * minv / 2^64) lies in {q - 1, q}: minv * d >= 2^64 - d
+ * gives n * minv / 2^64 > n / d - 1, and minv * d < 2^64 gives < n / d.
+ * One correction step makes it exact. */
+LKV_CD uint64_t lkv_udiv64(uint64_t n, uint64_t d, uint64_t minv, uint64_t *rem)
+{
+    uint64_t qt = lkv_umulhi64(n, minv);
+    uint64_t r = n - qt * d;
+    if (r >= d) {
+        qt++;
+        r -= d;
+    }
+    *rem = r;
+    return qt;
+}
+
+/* The same for 32-bit n and d, minv = floor((2^32-1)/d). */
+LKV_CD uint32_t lkv_udiv32(uint32_t n, uint32_t d, uint32_t minv, uint32_t *rem)
+{
+    uint32_t qt = lkv_umulhi32(n, minv);
+    uint32_t r = n - qt * d;
+    if (r >= d) {
+        qt++;
+        r -= d;
+    }
+    *rem = r;
+    return qt;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Closest point (CODEC.md section 3, codec/ref.c dn_box and e8_box)         */
+
+/*
+ * D_N in [lo, hi]^N. y finite; f receives the point's integer coordinates
+ * as floats. Mirrors ref.c dn_box with two exact rewrites:
+ *   - the parity is taken from the float sum of the coordinates (integers
+ *     of magnitude <= 8 * 1024, so every partial sum is exact);
+ *   - "the toward move f_i + dir stays in [lo, hi]" equals lo <= y_i < hi:
+ *     with d >= 0 the move is up and is blocked exactly when f_i = hi, i.e.
+ *     y_i >= hi; with d < 0 it is down and blocked exactly when f_i = lo,
+ *     i.e. y_i < lo (the boxes are at least one wide).
+ * The clamp is fminf(fmaxf(.)); it can differ from ref's ternary only in
+ * the sign of a zero, which changes neither d >= 0, |d|, the parity, the
+ * distances nor the integer value.
+ */
+template <int N>
+LKV_CD void lkv_dn_box(const float *y, float lo, float hi, float *f)
+{
+    float d[N];
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const float r = fminf(fmaxf(rintf(y[i]), lo), hi);
+        f[i] = r;
+        d[i] = LKV_FSUB(y[i], r);
+        sum = LKV_FADD(sum, r);
+    }
+    if ((((int)sum) & 1) == 0)
+        return;
+    float best = -1.0f, bd = 0.0f;
+    int bi = -1;
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const float key = (y[i] >= lo && y[i] < hi) ? fabsf(d[i]) : -1.0f;
+        if (key > best) {
+            best = key;
+            bi = i;
+            bd = d[i];
+        }
+    }
+    float dir;
+    if (bi >= 0) {
+        dir = bd >= 0.0f ? 1.0f : -1.0f;
+    } else {
+        /* No toward move stays in the box: move away on the smallest |d|. */
+        float small = INFINITY;
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            if (fabsf(d[i]) < small) {
+                small = fabsf(d[i]);
+                bi = i;
+                bd = d[i];
+            }
+        }
+        dir = bd >= 0.0f ? -1.0f : 1.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        f[i] = i == bi ? LKV_FADD(f[i], dir) : f[i];
+}
+
+/*
+ * E8 in [-Q, Q]^8 (ref.c e8_box). Returns 0 for the integer coset (p = a)
+ * or 1 for the half-integer one (p = b + 1/2). w receives the index digits:
+ * a_i + Q or b_i + Q, as integers.
+ */
+LKV_CD int lkv_e8_box(const float *y, float qf, uint32_t *w)
+{
+    float a[8], b[8], ym[8];
+    lkv_dn_box<8>(y, -qf, qf, a);
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        ym[i] = LKV_FSUB(y[i], 0.5f);
+    lkv_dn_box<8>(ym, -qf, LKV_FSUB(qf, 1.0f), b);
+    float da = 0.0f, db = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const float ea = LKV_FSUB(y[i], a[i]);
+        const float eb = LKV_FSUB(y[i], LKV_FADD(b[i], 0.5f));
+        da = LKV_FADD(da, LKV_FMUL(ea, ea));
+        db = LKV_FADD(db, LKV_FMUL(eb, eb));
+    }
+    const int half = !(da <= db);
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        w[i] = (uint32_t)(int32_t)(half ? b[i] : a[i]) + (uint32_t)(int32_t)qf;
+    return half;
+}
+
+/* D4 in [-Q, Q]^4; w receives p_i + Q. */
+LKV_CD void lkv_d4_box(const float *y, float qf, uint32_t *w)
+{
+    float a[4];
+    lkv_dn_box<4>(y, -qf, qf, a);
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        w[i] = (uint32_t)(int32_t)a[i] + (uint32_t)(int32_t)qf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Point -> index (CODEC.md section 4)                                       */
+
+/* Narrow E8 (Q <= 127). Digits of both cosets go through one Horner
+ * scheme: the first seven in base B (integer) or C (half), split into a
+ * 4-digit and a 3-digit part so that each fits 32 bits. */
+LKV_CD uint64_t lkv_e8_index_narrow(const lkv_cuda_plan *P, const uint32_t *w, int half)
+{
+    const uint32_t base = half ? P->c : P->b;
+    const uint32_t base3 = half ? P->c3 : P->b3;
+    const uint32_t hi4 = ((w[0] * base + w[1]) * base + w[2]) * base + w[3];
+    const uint32_t lo3 = (w[4] * base + w[5]) * base + w[6];
+    const uint64_t n7 = (uint64_t)hi4 * base3 + lo3;
+    if (!half)
+        return (n7 * P->b + w[7]) >> 1;
+    return P->ma64 + n7 * P->q + (w[7] >> 1);
+}
+
+/* Narrow D4: B^4 < 2^32. */
+LKV_CD uint64_t lkv_d4_index_narrow(const lkv_cuda_plan *P, const uint32_t *w)
+{
+    const uint32_t bb = P->b;
+    return (((w[0] * bb + w[1]) * bb + w[2]) * bb + w[3]) >> 1;
+}
+
+/* Wide: 128-bit Horner, as ref.c lkv_ref_point_index. */
+template <int NB>
+LKV_CD lkv_u128 lkv_index_wide(const lkv_cuda_plan *P, const uint32_t *w, int half)
+{
+    lkv_u128 v = 0;
+    if (!half) {
+#pragma unroll
+        for (int i = 0; i < NB; i++)
+            v = v * P->b + w[i];
+        return v >> 1;
+    }
+#pragma unroll
+    for (int i = 0; i < 7; i++)
+        v = v * P->c + w[i];
+    const lkv_u128 ma = ((lkv_u128)P->ma_hi << 64) | P->ma_lo;
+    return ma + v * P->q + (w[7] >> 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Index -> point                                                            */
+
+/*
+ * Narrow E8: idx -> the 8 coordinates of the point, exactly as floats
+ * (integers or half-integers). Returns 0 when idx is outside the codebook
+ * (the coordinates are then zero). Both cosets share the digit extraction:
+ * the last digit is peeled with the coset's divisor (B of v = 2 idx, or Q
+ * of idx - M_a), the remaining 7 digits are split by base^3 into a 4-digit
+ * and a 3-digit number of 32 bits each.
+ */
+LKV_CD int lkv_e8_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
+{
+    const int ok = idx < P->cb64;
+    const int half = idx >= P->ma64;
+    const uint64_t nn = ok ? (half ? idx - P->ma64 : idx << 1) : 0;
+    uint64_t last, r3;
+    const uint64_t n7 = half ? lkv_udiv64(nn, P->q, P->minv_q64, &last)
+                             : lkv_udiv64(nn, P->b, P->minv_b64, &last);
+    const uint32_t base = half ? P->c : P->b;
+    const uint32_t minv = half ? P->minv_c32 : P->minv_b32;
+    const uint64_t hi4 = half ? lkv_udiv64(n7, P->c3, P->minv_c3_64, &r3)
+                              : lkv_udiv64(n7, P->b3, P->minv_b3_64, &r3);
+    uint32_t w[8];
+    uint32_t hv = (uint32_t)hi4, lv = (uint32_t)r3, rem;
+#pragma unroll
+    for (int i = 3; i >= 0; i--) {
+        hv = lkv_udiv32(hv, base, minv, &rem);
+        w[i] = rem;
+    }
+#pragma unroll
+    for (int i = 6; i >= 4; i--) {
+        lv = lkv_udiv32(lv, base, minv, &rem);
+        w[i] = rem;
+    }
+    if (!half) {
+        w[7] = (uint32_t)last;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            pt[i] = ok ? (float)((int32_t)w[i] - (int32_t)P->q) : 0.0f;
+        return ok;
+    }
+    uint32_t wsum = 0;
+#pragma unroll
+    for (int i = 0; i < 7; i++)
+        wsum += w[i];
+    w[7] = 2u * (uint32_t)last + (wsum & 1u);
+    /* p = w - Q + 1/2: (2(w - Q) + 1) * 0.5 as in ref.c, exact. */
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        pt[i] = ok ? LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + 1), 0.5f) : 0.0f;
+    return ok;
+}
+
+/* Narrow D4: v = 2 idx < B^4 < 2^32. */
+LKV_CD int lkv_d4_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
+{
+    const int ok = idx < P->cb64;
+    uint32_t v = ok ? (uint32_t)idx << 1 : 0, rem;
+#pragma unroll
+    for (int i = 3; i >= 0; i--) {
+        v = lkv_udiv32(v, P->b, P->minv_b32, &rem);
+        pt[i] = ok ? (float)((int32_t)rem - (int32_t)P->q) : 0.0f;
+    }
+    return ok;
+}
+
+/* Divides a 96-bit number held as three 32-bit limbs (l[2] most significant)
+ * by d < 2^32 in place; returns the remainder. */
+LKV_CD uint32_t lkv_limbs_divmod(uint32_t *l, uint32_t d, uint64_t minv)
+{
+    uint64_t rem = 0;
+#pragma unroll
+    for (int i = 2; i >= 0; i--) {
+        const uint64_t cur = (rem << 32) | l[i];
+        uint64_t r;
+        l[i] = (uint32_t)lkv_udiv64(cur, d, minv, &r);
+        rem = r;
+    }
+    return (uint32_t)rem;
+}
+
+/* Wide (any Q, N = 4 or 8): long division over 32-bit limbs. */
+template <int NB>
+LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt)
+{
+    const lkv_u128 cb = ((lkv_u128)P->cb_hi << 64) | P->cb_lo;
+    const lkv_u128 ma = NB == 8 ? ((lkv_u128)P->ma_hi << 64) | P->ma_lo : cb;
+    const int ok = idx < cb;
+    const int half = ok && idx >= ma;
+    const lkv_u128 nn = ok ? (half ? idx - ma : idx << 1) : 0;
+    uint32_t l[3] = {(uint32_t)nn, (uint32_t)(nn >> 32), (uint32_t)(nn >> 64)};
+    uint32_t w[8];
+    if (!half) {
+#pragma unroll
+        for (int i = NB - 1; i >= 0; i--)
+            w[i] = lkv_limbs_divmod(l, P->b, P->minv_b64);
+#pragma unroll
+        for (int i = 0; i < NB; i++)
+            pt[i] = ok ? (float)((int32_t)w[i] - (int32_t)P->q) : 0.0f;
+        return ok;
+    }
+    const uint32_t h = lkv_limbs_divmod(l, P->q, P->minv_q64);
+    uint32_t wsum = 0;
+#pragma unroll
+    for (int i = 6; i >= 0; i--) {
+        w[i] = lkv_limbs_divmod(l, P->c, P->minv_c64);
+        wsum += w[i];
+    }
+    w[7] = 2u * h + (wsum & 1u);
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        pt[i] = LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + 1), 0.5f);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bit fields on little-endian 32-bit words, LSB first (CODEC.md section 4)  */
+
+/* ORs the low nbits of (hi:lo) into words at bit pos. Bits of the value
+ * above nbits must be zero. Device code uses shared-memory atomics because
+ * neighbouring blocks of a record share words. */
+LKV_CD void lkv_or_word(uint32_t *w, uint32_t v)
+{
+#if defined(__CUDA_ARCH__)
+    if (v)
+        atomicOr(w, v);
+#else
+    *w |= v;
+#endif
+}
+
+LKV_CD void lkv_put_bits(uint32_t *words, uint32_t pos, uint64_t lo, uint64_t hi, uint32_t nbits)
+{
+    const uint32_t i = pos >> 5, sh = pos & 31u;
+    const uint32_t end = sh + nbits; /* bits used from words[i] on */
+    /* the value shifted left by sh, as 4 words */
+    const uint64_t s0 = lo << sh;
+    const uint64_t s1 = sh ? (hi << sh) | (lo >> (64u - sh)) : hi;
+    lkv_or_word(words + i, (uint32_t)s0);
+    if (end > 32)
+        lkv_or_word(words + i + 1, (uint32_t)(s0 >> 32));
+    if (end > 64)
+        lkv_or_word(words + i + 2, (uint32_t)s1);
+    if (end > 96)
+        lkv_or_word(words + i + 3, (uint32_t)(s1 >> 32));
+}
+
+/* Reads nbits (<= 64) at bit pos. Reads only the words the field touches. */
+LKV_CD uint64_t lkv_get_bits64(const uint32_t *words, uint32_t pos, uint32_t nbits)
+{
+    const uint32_t i = pos >> 5, sh = pos & 31u;
+    const uint32_t end = sh + nbits;
+    uint64_t v = words[i] >> sh;
+    if (end > 32)
+        v |= (uint64_t)words[i + 1] << (32u - sh);
+    if (end > 64)
+        v |= (uint64_t)words[i + 2] << (64u - sh);
+    return nbits >= 64 ? v : v & ((1ull << nbits) - 1u);
+}
+
+/* Reads nbits (<= 96) at bit pos as a 128-bit value. */
+LKV_CD lkv_u128 lkv_get_bits128(const uint32_t *words, uint32_t pos, uint32_t nbits)
+{
+    const uint32_t i = pos >> 5, sh = pos & 31u;
+    const uint32_t nw = (sh + nbits + 31u) >> 5;
+    lkv_u128 v = 0;
+    for (uint32_t j = 0; j < nw; j++)
+        v |= (lkv_u128)words[i + j] << (32u * j);
+    v >>= sh;
+    return v & ((((lkv_u128)1) << nbits) - 1u);
+}
+
+#endif /* LKV_CUDA_BLOCK_CUH */

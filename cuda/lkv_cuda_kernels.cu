@@ -1,0 +1,698 @@
+/*
+ * lkv_cuda_kernels.cu - fused batched encode and decode kernels of the
+ * latticekv codec, and the launchers behind lkv_cuda_encode/_decode.
+ *
+ * Design note.
+ *   Work split: a vector of D elements is held by TPV = D / EPT threads of
+ *   one warp, each with EPT contiguous elements in registers (EPT = D up to
+ *   64, then 64), so a warp codes VPW = 32 / TPV vectors at once. Contiguous
+ *   chunks make every determinism rule of codec/ref.c cheap to honour:
+ *     - the pairwise sum-of-squares tree is an in-thread tree over the chunk
+ *       followed by xor shuffles across the TPV lanes (a + b == b + a
+ *       exactly, so both partners hold the same value);
+ *     - the butterfly stages h < EPT run in registers; stages h >= EPT
+ *       exchange with lane ^ (h / EPT), the lower lane computing a + b and
+ *       the upper one b' - a', written as fma(+-1, mine, partner), which is
+ *       exact because multiplying by +-1 is;
+ *     - the E8/D4 blocks of a chunk belong to one thread, so the box search
+ *       and the index are the per-block functions of lkv_cuda_block.cuh,
+ *       shared with the host-side test.
+ *   Memory: each warp copies its input span (VPW whole vectors, contiguous
+ *   in global memory) with 16-byte coalesced loads into shared memory laid
+ *   out one padded chunk per lane (no bank conflicts when a lane reads its
+ *   chunk back), and stages its records in shared memory, where the lanes
+ *   OR their bit fields in (neighbouring blocks share words), before one
+ *   coalesced copy out. Everything after the loads is warp-synchronous:
+ *   no __syncthreads, no atomics in global memory.
+ *   Errors: a vector with NaN/Inf, or whose norm overflows fp16, is coded as
+ *   zeros, its record is all zero bytes (which decoders reject) and its
+ *   status byte says why; a corrupt record decodes to zeros with
+ *   ERR_CORRUPT. The other vectors of the batch are unaffected.
+ */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lkv_cuda.h"
+#include "lkv_cuda_block.cuh"
+
+extern "C" {
+#include "lkv_codec_internal.h"
+}
+
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+constexpr int kWarpsPerBlock = 4;
+
+template <int D>
+struct Shape {
+    static constexpr int EPT = D <= 64 ? D : 64; /* elements per thread      */
+    static constexpr int TPV = D / EPT;          /* threads per vector       */
+    static constexpr int VPW = 32 / TPV;         /* vectors per warp         */
+};
+
+/* Lowest power of two (<= 16) dividing x. */
+__device__ __forceinline__ uint32_t gran_of(uintptr_t x)
+{
+    x |= 16u;
+    return (uint32_t)(x & (~x + 1u));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shared-memory staging                                                     */
+
+/*
+ * Copies `bytes` from global g into shared memory, lane-chunk by lane-chunk:
+ * byte o of the span goes to sb[(o / chunk) * stride + o % chunk]. chunk is
+ * a power of two; with gran 16, every lane keeps 8 loads in flight.
+ */
+__device__ __forceinline__ void copy_in(uint8_t *sb, const uint8_t *g, uint32_t bytes,
+                                        uint32_t chunk_log2, uint32_t stride, uint32_t lane)
+{
+    const uint32_t cmask = (1u << chunk_log2) - 1u;
+    const uint32_t gran = gran_of((uintptr_t)g | bytes | (1u << chunk_log2));
+    if (gran == 16) {
+        const uint32_t n16 = bytes >> 4;
+        const uint4 *g16 = reinterpret_cast<const uint4 *>(g);
+        for (uint32_t base = 0; base < n16; base += 32 * 8) {
+            uint4 t[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const uint32_t i = base + u * 32 + lane;
+                if (i < n16)
+                    t[u] = __ldcs(g16 + i);
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const uint32_t i = base + u * 32 + lane;
+                if (i < n16) {
+                    const uint32_t o = i << 4;
+                    *reinterpret_cast<uint4 *>(sb + (o >> chunk_log2) * stride + (o & cmask)) = t[u];
+                }
+            }
+        }
+        return;
+    }
+    /* Unaligned source: byte copy (correct for any address; not tuned). */
+    for (uint32_t o = lane; o < bytes; o += 32)
+        sb[(o >> chunk_log2) * stride + (o & cmask)] = g[o];
+}
+
+/* The inverse of copy_in: shared chunks to a contiguous global span. */
+__device__ __forceinline__ void copy_out(uint8_t *g, const uint8_t *sb, uint32_t bytes,
+                                         uint32_t chunk_log2, uint32_t stride, uint32_t lane)
+{
+    const uint32_t cmask = (1u << chunk_log2) - 1u;
+    const uint32_t gran = gran_of((uintptr_t)g | bytes | (1u << chunk_log2));
+    if (gran == 16) {
+        const uint32_t n16 = bytes >> 4;
+        uint4 *g16 = reinterpret_cast<uint4 *>(g);
+        for (uint32_t i = lane; i < n16; i += 32) {
+            const uint32_t o = i << 4;
+            __stcs(g16 + i,
+                   *reinterpret_cast<const uint4 *>(sb + (o >> chunk_log2) * stride + (o & cmask)));
+        }
+        return;
+    }
+    if (gran >= 4) {
+        const uint32_t n4 = bytes >> 2;
+        uint32_t *g4 = reinterpret_cast<uint32_t *>(g);
+        for (uint32_t i = lane; i < n4; i += 32) {
+            const uint32_t o = i << 2;
+            g4[i] = *reinterpret_cast<const uint32_t *>(sb + (o >> chunk_log2) * stride + (o & cmask));
+        }
+        return;
+    }
+    for (uint32_t o = lane; o < bytes; o += 32)
+        g[o] = sb[(o >> chunk_log2) * stride + (o & cmask)];
+}
+
+/* Records: a plain contiguous copy (chunk = whole span, no remapping). */
+__device__ __forceinline__ void records_in(uint8_t *sb, const uint8_t *g, uint32_t bytes,
+                                           uint32_t region, uint32_t lane)
+{
+    const uint32_t gran = gran_of((uintptr_t)g | bytes);
+    if (gran == 16) {
+        const uint4 *g16 = reinterpret_cast<const uint4 *>(g);
+        for (uint32_t i = lane; i < (bytes >> 4); i += 32)
+            reinterpret_cast<uint4 *>(sb)[i] = __ldcs(g16 + i);
+    } else if (gran >= 4) {
+        const uint32_t *g4 = reinterpret_cast<const uint32_t *>(g);
+        for (uint32_t i = lane; i < (bytes >> 2); i += 32)
+            reinterpret_cast<uint32_t *>(sb)[i] = g4[i];
+    } else {
+        for (uint32_t o = lane; o < bytes; o += 32)
+            sb[o] = g[o];
+    }
+    /* Zero the rest of the region: bit readers may touch the word after a
+     * record's last byte. */
+    for (uint32_t o = bytes + lane; o < region; o += 32)
+        sb[o] = 0;
+}
+
+__device__ __forceinline__ void records_out(uint8_t *g, const uint8_t *sb, uint32_t bytes,
+                                            uint32_t lane)
+{
+    const uint32_t gran = gran_of((uintptr_t)g | bytes);
+    if (gran == 16) {
+        uint4 *g16 = reinterpret_cast<uint4 *>(g);
+        for (uint32_t i = lane; i < (bytes >> 4); i += 32)
+            __stcs(g16 + i, reinterpret_cast<const uint4 *>(sb)[i]);
+    } else if (gran >= 4) {
+        uint32_t *g4 = reinterpret_cast<uint32_t *>(g);
+        for (uint32_t i = lane; i < (bytes >> 2); i += 32)
+            g4[i] = reinterpret_cast<const uint32_t *>(sb)[i];
+    } else {
+        for (uint32_t o = lane; o < bytes; o += 32)
+            g[o] = sb[o];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Element conversion                                                        */
+
+/* Reads a lane's chunk (EPT elements of dtype dt) from shared memory into
+ * fp32 registers; returns true when an element is NaN or Inf. The chunk is
+ * 16-byte aligned when it is 16 bytes or more, else 8-byte aligned. */
+template <int EPT>
+__device__ __forceinline__ bool load_chunk(const uint8_t *p, int dt, float *x)
+{
+    bool bad = false;
+    if (dt == LKV_DTYPE_FP32) {
+#pragma unroll
+        for (int j = 0; j < EPT / 4; j++) {
+            const uint4 v = reinterpret_cast<const uint4 *>(p)[j];
+            const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                bad |= (w[e] & 0x7f800000u) == 0x7f800000u;
+                x[4 * j + e] = __uint_as_float(w[e]);
+            }
+        }
+        return bad;
+    }
+    uint32_t w[EPT / 2];
+    if constexpr (EPT >= 8) {
+#pragma unroll
+        for (int j = 0; j < EPT / 8; j++) {
+            const uint4 v = reinterpret_cast<const uint4 *>(p)[j];
+            w[4 * j] = v.x;
+            w[4 * j + 1] = v.y;
+            w[4 * j + 2] = v.z;
+            w[4 * j + 3] = v.w;
+        }
+    } else {
+        const uint2 v = *reinterpret_cast<const uint2 *>(p);
+        w[0] = v.x;
+        w[1] = v.y;
+    }
+    if (dt == LKV_DTYPE_BF16) {
+#pragma unroll
+        for (int j = 0; j < EPT / 2; j++) {
+            bad |= (w[j] & 0x7f80u) == 0x7f80u || (w[j] & 0x7f800000u) == 0x7f800000u;
+            x[2 * j] = __uint_as_float(w[j] << 16);
+            x[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < EPT / 2; j++) {
+            bad |= (w[j] & 0x7c00u) == 0x7c00u || (w[j] & 0x7c000000u) == 0x7c000000u;
+            /* fp16 -> fp32 is exact; the hardware conversion equals
+             * lkv_math_f16_to_f32. */
+            x[2 * j] = __half2float(__ushort_as_half((unsigned short)(w[j] & 0xffffu)));
+            x[2 * j + 1] = __half2float(__ushort_as_half((unsigned short)(w[j] >> 16)));
+        }
+    }
+    return bad;
+}
+
+/* Writes a lane's chunk in dtype dt (round to nearest even) to shared memory. */
+template <int EPT>
+__device__ __forceinline__ void store_chunk(uint8_t *p, int dt, const float *x)
+{
+    if (dt == LKV_DTYPE_FP32) {
+#pragma unroll
+        for (int j = 0; j < EPT / 4; j++)
+            reinterpret_cast<uint4 *>(p)[j] =
+                make_uint4(__float_as_uint(x[4 * j]), __float_as_uint(x[4 * j + 1]),
+                           __float_as_uint(x[4 * j + 2]), __float_as_uint(x[4 * j + 3]));
+        return;
+    }
+    uint32_t w[EPT / 2];
+    if (dt == LKV_DTYPE_BF16) {
+#pragma unroll
+        for (int j = 0; j < EPT / 2; j++)
+            w[j] = (uint32_t)lkv_math_f32_to_bf16(__float_as_uint(x[2 * j])) |
+                   ((uint32_t)lkv_math_f32_to_bf16(__float_as_uint(x[2 * j + 1])) << 16);
+    } else {
+#pragma unroll
+        for (int j = 0; j < EPT / 2; j++)
+            /* __float2half_rn is IEEE round-to-nearest-even with overflow to
+             * inf, as lkv_math_f32_to_f16 (values here are never NaN). */
+            w[j] = (uint32_t)__half_as_ushort(__float2half_rn(x[2 * j])) |
+                   ((uint32_t)__half_as_ushort(__float2half_rn(x[2 * j + 1])) << 16);
+    }
+    if constexpr (EPT >= 8) {
+#pragma unroll
+        for (int j = 0; j < EPT / 8; j++)
+            reinterpret_cast<uint4 *>(p)[j] =
+                make_uint4(w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]);
+    } else {
+        *reinterpret_cast<uint2 *>(p) = make_uint2(w[0], w[1]);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-vector arithmetic                                                     */
+
+template <int V>
+__host__ __device__ constexpr int ilog2() { return V <= 1 ? 0 : 1 + ilog2<V / 2>(); }
+
+/* The pairwise tree of ref.c over LEN contiguous elements (LEN >= 2):
+ * level 0 adds x[2i]^2 + x[2i+1]^2, each next level adds neighbours; the
+ * recursion below builds exactly that balanced tree, in registers. */
+template <int LEN>
+__device__ __forceinline__ float sq_tree(const float *x)
+{
+    if constexpr (LEN == 2)
+        return __fadd_rn(__fmul_rn(x[0], x[0]), __fmul_rn(x[1], x[1]));
+    else
+        return __fadd_rn(sq_tree<LEN / 2>(x), sq_tree<LEN / 2>(x + LEN / 2));
+}
+
+/* Sum of squares of a vector: the in-thread tree over the chunk (an aligned
+ * subtree), then the upper levels across the vector's lanes. */
+template <int EPT, int TPV>
+__device__ __forceinline__ float sum_squares(const float *x)
+{
+    float s = sq_tree<EPT>(x);
+#pragma unroll
+    for (int hh = 1; hh < TPV; hh <<= 1)
+        s = __fadd_rn(s, __shfl_xor_sync(kFull, s, hh));
+    return s;
+}
+
+/* Walsh-Hadamard butterfly, stages h = 1 .. D/2 in order, then the scale. */
+template <int EPT, int TPV>
+__device__ __forceinline__ void fwht(float *x, uint32_t lv, float scale)
+{
+#pragma unroll
+    for (int st = 0; st < ilog2<EPT>(); st++) {
+        const int h = 1 << st;
+#pragma unroll
+        for (int p = 0; p < EPT / 2; p++) {
+            const int j = (p / h) * 2 * h + p % h;
+            const float a = x[j], b = x[j + h];
+            x[j] = __fadd_rn(a, b);
+            x[j + h] = __fsub_rn(a, b);
+        }
+    }
+#pragma unroll
+    for (int hh = 1; hh < TPV; hh <<= 1) {
+        /* lower lane: mine + partner; upper lane: partner - mine */
+        const float sg = (lv & (uint32_t)hh) ? -1.0f : 1.0f;
+#pragma unroll
+        for (int j = 0; j < EPT; j++) {
+            const float p = __shfl_xor_sync(kFull, x[j], hh);
+            x[j] = __fmaf_rn(sg, x[j], p);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < EPT; j++)
+        x[j] = __fmul_rn(x[j], scale);
+}
+
+template <int TPV>
+__device__ __forceinline__ float vec_max(float m)
+{
+#pragma unroll
+    for (int hh = 1; hh < TPV; hh <<= 1)
+        m = fmaxf(m, __shfl_xor_sync(kFull, m, hh));
+    return m;
+}
+
+template <int TPV>
+__device__ __forceinline__ bool vec_any(bool b, uint32_t vs)
+{
+    const uint32_t vmask = TPV == 32 ? kFull : ((1u << TPV) - 1u) << (vs * TPV);
+    return (__ballot_sync(kFull, b) & vmask) != 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kernels                                                                   */
+
+template <int NB, int D, bool WIDE>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    encode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
+                  uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
+                  uint32_t warp_smem, uint32_t esz_log2)
+{
+    constexpr int EPT = Shape<D>::EPT, TPV = Shape<D>::TPV, VPW = Shape<D>::VPW;
+    constexpr int BPT = EPT / NB;
+    extern __shared__ uint4 lkv_smem[];
+    const uint32_t lane = threadIdx.x & 31u;
+    uint8_t *sb = reinterpret_cast<uint8_t *>(lkv_smem) + (threadIdx.x >> 5) * warp_smem;
+    const size_t v0 = ((size_t)blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5)) * VPW;
+    if (v0 >= n)
+        return;
+    const uint32_t nvalid = (uint32_t)((n - v0) < (size_t)VPW ? (n - v0) : (size_t)VPW);
+    const uint32_t chunk_log2 = esz_log2 + (uint32_t)__ffs(EPT) - 1u;
+    const uint32_t chunk = 1u << chunk_log2;
+    const uint32_t stride = chunk >= 16 ? chunk + 16 : chunk;
+
+    copy_in(sb, src + v0 * D * ((size_t)1 << esz_log2), nvalid * (uint32_t)D << esz_log2,
+            chunk_log2, stride, lane);
+    __syncwarp();
+
+    const uint32_t vs = lane / TPV, lv = lane % TPV;
+    const bool live = vs < nvalid;
+    float x[EPT];
+    bool bad = false;
+    if (live)
+        bad = load_chunk<EPT>(sb + lane * stride, dt, x);
+    const bool vbad = vec_any<TPV>(bad, vs);
+    if (!live || vbad) {
+#pragma unroll
+        for (int j = 0; j < EPT; j++)
+            x[j] = 0.0f;
+    }
+
+    float r = __fsqrt_rn(sum_squares<EPT, TPV>(x));
+    if (!(r >= LKV_EPS))
+        r = LKV_EPS;
+    const uint16_t r16 = lkv_math_f32_to_f16(__float_as_uint(r));
+    const bool ovf = r16 == LKV_F16_INF_BITS;
+    if (ovf) { /* code the vector as zeros; its record is zeroed below */
+        r = 1.0f;
+#pragma unroll
+        for (int j = 0; j < EPT; j++)
+            x[j] = 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < EPT; j++)
+        x[j] = __fdiv_rn(x[j], r);
+    fwht<EPT, TPV>(x, lv, P.inv_sqrt_d);
+    float m = 0.0f;
+#pragma unroll
+    for (int j = 0; j < EPT; j++)
+        m = fmaxf(m, fabsf(x[j]));
+    m = vec_max<TPV>(m);
+    if (!(m >= LKV_EPS))
+        m = LKV_EPS;
+    const uint16_t m16 = lkv_math_f32_to_f16(__float_as_uint(m));
+    const float s = __fdiv_rn(__uint_as_float(lkv_math_f16_to_f32(m16)), P.qf);
+#pragma unroll
+    for (int j = 0; j < EPT; j++)
+        x[j] = __fdiv_rn(x[j], s);
+
+    /* Stage the records: zero, then OR the fields in. */
+    const uint32_t region = ((VPW * P.rec_bytes + 15u) & ~15u) + 16u;
+    uint32_t *words = reinterpret_cast<uint32_t *>(sb);
+    __syncwarp();
+    for (uint32_t i = lane; i < region / 4; i += 32)
+        words[i] = 0;
+    __syncwarp();
+    const uint8_t st = vbad ? (uint8_t)LKV_ERR_NONFINITE
+                            : ovf ? (uint8_t)LKV_ERR_NORM_OVERFLOW : (uint8_t)LKV_OK;
+    if (live && st == LKV_OK) {
+        const uint32_t rbase = vs * P.rec_bytes * 8u;
+        if (lv == 0)
+            lkv_put_bits(words, rbase, (uint64_t)r16 | ((uint64_t)m16 << 16), 0, 32);
+#pragma unroll
+        for (int b = 0; b < BPT; b++) {
+            const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
+            uint32_t w[NB];
+            if constexpr (NB == 8) {
+                const int half = lkv_e8_box(x + b * 8, P.qf, w);
+                if constexpr (WIDE) {
+                    const lkv_u128 idx = lkv_index_wide<8>(&P, w, half);
+                    lkv_put_bits(words, pos, (uint64_t)idx, (uint64_t)(idx >> 64), P.k);
+                } else {
+                    lkv_put_bits(words, pos, lkv_e8_index_narrow(&P, w, half), 0, P.k);
+                }
+            } else {
+                lkv_d4_box(x + b * 4, P.qf, w);
+                if constexpr (WIDE) {
+                    const lkv_u128 idx = lkv_index_wide<4>(&P, w, 0);
+                    lkv_put_bits(words, pos, (uint64_t)idx, (uint64_t)(idx >> 64), P.k);
+                } else {
+                    lkv_put_bits(words, pos, lkv_d4_index_narrow(&P, w), 0, P.k);
+                }
+            }
+        }
+    }
+    __syncwarp();
+    records_out(dst + v0 * P.rec_bytes, sb, nvalid * P.rec_bytes, lane);
+    if (status && live && lv == 0)
+        status[v0 + vs] = st;
+}
+
+template <int NB, int D, bool WIDE>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    decode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
+                  uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
+                  uint32_t warp_smem, uint32_t esz_log2)
+{
+    constexpr int EPT = Shape<D>::EPT, TPV = Shape<D>::TPV, VPW = Shape<D>::VPW;
+    constexpr int BPT = EPT / NB;
+    extern __shared__ uint4 lkv_smem[];
+    const uint32_t lane = threadIdx.x & 31u;
+    uint8_t *sb = reinterpret_cast<uint8_t *>(lkv_smem) + (threadIdx.x >> 5) * warp_smem;
+    const size_t v0 = ((size_t)blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5)) * VPW;
+    if (v0 >= n)
+        return;
+    const uint32_t nvalid = (uint32_t)((n - v0) < (size_t)VPW ? (n - v0) : (size_t)VPW);
+    const uint32_t region = ((VPW * P.rec_bytes + 15u) & ~15u) + 16u;
+    records_in(sb, src + v0 * P.rec_bytes, nvalid * P.rec_bytes, region, lane);
+    __syncwarp();
+
+    const uint32_t vs = lane / TPV, lv = lane % TPV;
+    const bool live = vs < nvalid;
+    const uint32_t *words = reinterpret_cast<const uint32_t *>(sb);
+    float x[EPT];
+    bool bad = false;
+    float r = 0.0f;
+    if (live) {
+        const uint32_t rbase = vs * P.rec_bytes * 8u;
+        const uint32_t hdr = (uint32_t)lkv_get_bits64(words, rbase, 32);
+        const uint32_t r16 = hdr & 0xffffu, m16 = hdr >> 16;
+        bad = r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS || m16 < LKV_F16_EPS_BITS ||
+              m16 >= LKV_F16_INF_BITS;
+        if ((P.bits & 7u) && lv == TPV - 1)
+            bad |= (sb[vs * P.rec_bytes + P.rec_bytes - 1] >> (P.bits & 7u)) != 0;
+        r = __uint_as_float(lkv_math_f16_to_f32((uint16_t)r16));
+        const float s = __fdiv_rn(__uint_as_float(lkv_math_f16_to_f32((uint16_t)m16)), P.qf);
+#pragma unroll
+        for (int b = 0; b < BPT; b++) {
+            const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
+            float pt[NB];
+            int ok;
+            if constexpr (WIDE) {
+                ok = lkv_point_wide<NB>(&P, lkv_get_bits128(words, pos, P.k), pt);
+            } else if constexpr (NB == 8) {
+                ok = lkv_e8_point_narrow(&P, lkv_get_bits64(words, pos, P.k), pt);
+            } else {
+                ok = lkv_d4_point_narrow(&P, lkv_get_bits64(words, pos, P.k), pt);
+            }
+            bad |= !ok;
+#pragma unroll
+            for (int i = 0; i < NB; i++)
+                x[b * NB + i] = __fmul_rn(pt[i], s);
+        }
+    }
+    const bool vbad = vec_any<TPV>(bad, vs);
+    if (!live || vbad) {
+#pragma unroll
+        for (int j = 0; j < EPT; j++)
+            x[j] = 0.0f;
+        r = 0.0f;
+    }
+    fwht<EPT, TPV>(x, lv, P.inv_sqrt_d);
+#pragma unroll
+    for (int j = 0; j < EPT; j++)
+        x[j] = __fmul_rn(x[j], r);
+
+    const uint32_t chunk_log2 = esz_log2 + (uint32_t)__ffs(EPT) - 1u;
+    const uint32_t chunk = 1u << chunk_log2;
+    const uint32_t stride = chunk >= 16 ? chunk + 16 : chunk;
+    __syncwarp();
+    store_chunk<EPT>(sb + lane * stride, dt, x);
+    __syncwarp();
+    copy_out(dst + v0 * D * ((size_t)1 << esz_log2), sb, nvalid * (uint32_t)D << esz_log2,
+             chunk_log2, stride, lane);
+    if (status && live && lv == 0)
+        status[v0 + vs] = vbad ? (uint8_t)LKV_ERR_CORRUPT : (uint8_t)LKV_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Launchers                                                                 */
+
+lkv_status cuda_fail(cudaError_t e, lkv_diag *diag, const char *what)
+{
+    const lkv_status code = e == cudaErrorMemoryAllocation ? LKV_ERR_NOMEM
+                            : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver)
+                                ? LKV_ERR_UNAVAILABLE
+                                : LKV_ERR_INTERNAL;
+    return lkv_fail(diag, code, UINT64_MAX, "%s: CUDA error %d (%s)", what, (int)e,
+                    cudaGetErrorString(e));
+}
+
+enum class Op { Encode, Decode };
+
+struct Launch {
+    lkv_cuda_plan plan;
+    const uint8_t *src;
+    uint8_t *dst;
+    uint8_t *status;
+    size_t n;
+    int dt;
+    uint32_t esz_log2;
+    cudaStream_t stream;
+};
+
+template <int NB, int D, bool WIDE>
+cudaError_t launch_one(Op op, const Launch &L)
+{
+    constexpr int EPT = Shape<D>::EPT, VPW = Shape<D>::VPW;
+    const uint32_t chunk = (uint32_t)EPT << L.esz_log2;
+    const uint32_t in_bytes = 32u * (chunk >= 16 ? chunk + 16 : chunk);
+    const uint32_t rec_region = ((VPW * L.plan.rec_bytes + 15u) & ~15u) + 16u;
+    const uint32_t warp_smem = in_bytes > rec_region ? in_bytes : rec_region;
+    const size_t warps = (L.n + VPW - 1) / VPW;
+    const size_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
+    if (blocks > 0x7fffffffu)
+        return cudaErrorInvalidConfiguration;
+    const size_t smem = (size_t)warp_smem * kWarpsPerBlock;
+    if (op == Op::Encode) {
+        auto k = encode_kernel<NB, D, WIDE>;
+        if (smem > 48 * 1024) {
+            const cudaError_t e =
+                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            if (e != cudaSuccess)
+                return e;
+        }
+        k<<<(unsigned)blocks, kWarpsPerBlock * 32, smem, L.stream>>>(
+            L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2);
+    } else {
+        auto k = decode_kernel<NB, D, WIDE>;
+        if (smem > 48 * 1024) {
+            const cudaError_t e =
+                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            if (e != cudaSuccess)
+                return e;
+        }
+        k<<<(unsigned)blocks, kWarpsPerBlock * 32, smem, L.stream>>>(
+            L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2);
+    }
+    return cudaGetLastError();
+}
+
+template <int NB, bool WIDE>
+cudaError_t launch_dim(Op op, const Launch &L)
+{
+    switch (L.plan.dim) {
+    case 4:
+        if constexpr (NB == 4)
+            return launch_one<NB, 4, WIDE>(op, L);
+        break;
+    case 8: return launch_one<NB, 8, WIDE>(op, L);
+    case 16: return launch_one<NB, 16, WIDE>(op, L);
+    case 32: return launch_one<NB, 32, WIDE>(op, L);
+    case 64: return launch_one<NB, 64, WIDE>(op, L);
+    case 128: return launch_one<NB, 128, WIDE>(op, L);
+    case 256: return launch_one<NB, 256, WIDE>(op, L);
+    case 512: return launch_one<NB, 512, WIDE>(op, L);
+    case 1024: return launch_one<NB, 1024, WIDE>(op, L);
+    default: break;
+    }
+    return cudaErrorInvalidValue;
+}
+
+lkv_status run(Op op, const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *dst,
+               uint8_t *status, void *stream, lkv_diag *diag)
+{
+    lkv_status st = lkv_params_check(p, diag);
+    if (st == LKV_OK)
+        st = lkv_dtype_check((int)dt, diag);
+    if (st != LKV_OK || n == 0)
+        return st;
+    if (!src || !dst)
+        return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX, "%s is NULL with n=%zu",
+                        !src ? (op == Op::Encode ? "d_src" : "d_records")
+                             : (op == Op::Encode ? "d_records" : "d_dst"),
+                        n);
+    Launch L;
+    lkv_cuda_plan_init(p, &L.plan);
+    L.src = static_cast<const uint8_t *>(src);
+    L.dst = static_cast<uint8_t *>(dst);
+    L.status = status;
+    L.n = n;
+    L.dt = (int)dt;
+    L.esz_log2 = dt == LKV_DTYPE_FP32 ? 2u : 1u;
+    L.stream = static_cast<cudaStream_t>(stream);
+    cudaError_t e;
+    if (L.plan.n == 8)
+        e = L.plan.wide ? launch_dim<8, true>(op, L) : launch_dim<8, false>(op, L);
+    else
+        e = L.plan.wide ? launch_dim<4, true>(op, L) : launch_dim<4, false>(op, L);
+    if (e == cudaErrorInvalidConfiguration)
+        return lkv_fail(diag, LKV_ERR_LIMIT, UINT64_MAX, "n=%zu vectors is too many for one launch",
+                        n);
+    if (e != cudaSuccess)
+        return cuda_fail(e, diag, op == Op::Encode ? "lkv_cuda_encode" : "lkv_cuda_decode");
+    return LKV_OK;
+}
+
+} // namespace
+
+/* Declared in lkv_cuda_block.cuh; p must have passed lkv_params_check. */
+void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
+{
+    lkv_derived d;
+    lkv_derive(p, &d);
+    *P = lkv_cuda_plan{};
+    P->n = d.n;
+    P->q = p->q;
+    P->dim = p->dim;
+    P->k = d.k;
+    P->bits = d.bits;
+    P->rec_bytes = d.rec_bytes;
+    P->wide = p->q >= 128;
+    P->qf = d.qf;
+    P->inv_sqrt_d = d.inv_sqrt_d;
+    P->b = 2 * p->q + 1;
+    P->c = 2 * p->q;
+    P->b3 = P->b * P->b * P->b; /* only used when narrow (< 2^24) */
+    P->c3 = P->c * P->c * P->c;
+    P->minv_b32 = 0xffffffffu / P->b;
+    P->minv_c32 = 0xffffffffu / P->c;
+    P->minv_b64 = UINT64_MAX / P->b;
+    P->minv_c64 = UINT64_MAX / P->c;
+    P->minv_q64 = UINT64_MAX / P->q;
+    P->minv_b3_64 = UINT64_MAX / P->b3;
+    P->minv_c3_64 = UINT64_MAX / P->c3;
+    P->ma64 = (uint64_t)d.e8_int_count;
+    P->cb64 = (uint64_t)d.codebook;
+    P->ma_lo = (uint64_t)d.e8_int_count;
+    P->ma_hi = (uint64_t)(d.e8_int_count >> 64);
+    P->cb_lo = (uint64_t)d.codebook;
+    P->cb_hi = (uint64_t)(d.codebook >> 64);
+}
+
+
+extern "C" lkv_status lkv_cuda_encode(const lkv_params *p, lkv_dtype dt, const void *d_src,
+                                      size_t n, void *d_records, uint8_t *d_status, void *stream,
+                                      lkv_diag *diag)
+{
+    return run(Op::Encode, p, dt, d_src, n, d_records, d_status, stream, diag);
+}
+
+extern "C" lkv_status lkv_cuda_decode(const lkv_params *p, const void *d_records, size_t n,
+                                      lkv_dtype dt, void *d_dst, uint8_t *d_status, void *stream,
+                                      lkv_diag *diag)
+{
+    return run(Op::Decode, p, dt, d_records, n, d_dst, d_status, stream, diag);
+}

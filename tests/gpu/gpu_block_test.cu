@@ -1,0 +1,206 @@
+/*
+ * gpu_block_test.cu - the CUDA codec's per-block functions (box search,
+ * point <-> index, bit fields), run on the host against codec/ref.c.
+ *
+ * lkv_cuda_block.cuh is __host__ __device__, so this program checks the
+ * very code the kernels inline, on any machine with nvcc and no GPU (CI).
+ * Inputs stress the tie and box-edge rules: exact halves, the box faces
+ * +-Q, +-(Q - 1/2), +-(Q + 1/2), signed zeros, far outside the box, and
+ * random reals; indices cover both E8 cosets, the codebook's last index
+ * and the first invalid ones. Prints "N passed, M failed"; exit 1 on failure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_cuda_block.cuh"
+
+extern "C" {
+#include "lkv_codec_internal.h"
+}
+
+static unsigned long long g_pass, g_fail;
+
+#define CHECK(cond, ...)                                                                     \
+    do {                                                                                     \
+        if (cond) {                                                                          \
+            g_pass++;                                                                        \
+        } else {                                                                             \
+            if (g_fail < 20) {                                                               \
+                printf("FAIL %s:%d: ", __FILE__, __LINE__);                                  \
+                printf(__VA_ARGS__);                                                         \
+                printf("\n");                                                                \
+            }                                                                                \
+            g_fail++;                                                                        \
+        }                                                                                    \
+    } while (0)
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+static float urand(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((rnd() >> 40) * (1.0 / 16777216.0));
+}
+
+/* A coordinate that exercises the rules around the box [-Q, Q]. */
+static float special_coord(uint32_t q)
+{
+    const float qf = (float)q;
+    switch (rnd() % 12) {
+    case 0: return (float)((int)(rnd() % (4 * q + 5)) - (int)(2 * q + 2)) * 0.5f; /* halves */
+    case 1: return (rnd() & 1) ? qf : -qf;
+    case 2: return (rnd() & 1) ? qf - 0.5f : -qf + 0.5f;
+    case 3: return (rnd() & 1) ? qf + 0.5f : -qf - 0.5f;
+    case 4: return (rnd() & 1) ? 0.0f : -0.0f;
+    case 5: return urand(-qf - 3.0f, qf + 3.0f) * 3.0f;
+    case 6: return (rnd() & 1) ? qf - 1.0f : -qf + 1.0f;
+    case 7: return urand(-1e-6f, 1e-6f);
+    default: return urand(-qf - 1.5f, qf + 1.5f);
+    }
+}
+
+static void test_closest_and_index(lkv_variant var, uint32_t q, int trials)
+{
+    const lkv_params p = {var, q, 64};
+    lkv_derived d;
+    lkv_derive(&p, &d);
+    lkv_cuda_plan P;
+    lkv_cuda_plan_init(&p, &P);
+    const uint32_t n = d.n;
+    for (int t = 0; t < trials; t++) {
+        float z[8];
+        const int mode = t % 3;
+        for (uint32_t i = 0; i < n; i++)
+            z[i] = mode == 0 ? special_coord(q) : mode == 1 ? urand(-(float)q, (float)q)
+                                                            : urand(-1.2f, 1.2f) * (float)q;
+        int32_t p2[8];
+        lkv_ref_closest(&d, z, p2);
+        const lkv_u128 ref_idx = lkv_ref_point_index(&d, p2);
+        uint32_t w[8];
+        lkv_u128 idx;
+        int half = 0;
+        if (n == 8) {
+            half = lkv_e8_box(z, P.qf, w);
+            idx = P.wide ? lkv_index_wide<8>(&P, w, half) : lkv_e8_index_narrow(&P, w, half);
+        } else {
+            lkv_d4_box(z, P.qf, w);
+            idx = P.wide ? lkv_index_wide<4>(&P, w, 0) : lkv_d4_index_narrow(&P, w);
+        }
+        /* the wide form must agree everywhere, the narrow one where used */
+        const lkv_u128 idx_w = n == 8 ? lkv_index_wide<8>(&P, w, half) : lkv_index_wide<4>(&P, w, 0);
+        int same_pt = 1;
+        for (uint32_t i = 0; i < n; i++) {
+            const int32_t mine = n == 8 ? 2 * ((int32_t)w[i] - (int32_t)q) + half
+                                        : 2 * ((int32_t)w[i] - (int32_t)q);
+            same_pt &= mine == p2[i];
+        }
+        CHECK(same_pt && idx == ref_idx && idx_w == ref_idx,
+              "%s Q=%u trial %d: point/index differ from ref (z0=%.9g z1=%.9g)",
+              lkv_variant_name(var), q, t, (double)z[0], (double)z[1]);
+    }
+}
+
+static void test_index_to_point(lkv_variant var, uint32_t q, int trials)
+{
+    const lkv_params p = {var, q, 64};
+    lkv_derived d;
+    lkv_derive(&p, &d);
+    lkv_cuda_plan P;
+    lkv_cuda_plan_init(&p, &P);
+    const uint32_t n = d.n;
+    for (int t = 0; t < trials; t++) {
+        lkv_u128 idx;
+        switch (t % 6) {
+        case 0: idx = d.codebook - 1 - (lkv_u128)(rnd() % 4); break;
+        case 1: idx = d.codebook + (lkv_u128)(rnd() % 4); break; /* invalid */
+        case 2: idx = n == 8 ? d.e8_int_count - 1 + (lkv_u128)(rnd() % 3) : (lkv_u128)(rnd() % 3); break;
+        case 3: idx = ((((lkv_u128)rnd() << 64) | rnd()) >> (128 - d.k)); break; /* any k-bit value */
+        default: idx = ((((lkv_u128)rnd() << 64) | rnd()) % d.codebook); break;
+        }
+        int32_t p2[8];
+        const int ref_ok = lkv_ref_index_point(&d, idx, p2);
+        float pt[8], ptw[8];
+        int ok;
+        if (P.wide)
+            ok = n == 8 ? lkv_point_wide<8>(&P, idx, pt) : lkv_point_wide<4>(&P, idx, pt);
+        else if (n == 8)
+            ok = lkv_e8_point_narrow(&P, (uint64_t)idx, pt);
+        else
+            ok = lkv_d4_point_narrow(&P, (uint64_t)idx, pt);
+        const int okw = n == 8 ? lkv_point_wide<8>(&P, idx, ptw) : lkv_point_wide<4>(&P, idx, ptw);
+        int same = ok == ref_ok && okw == ref_ok;
+        if (same && ref_ok)
+            for (uint32_t i = 0; i < n; i++)
+                same &= pt[i] == (float)p2[i] * 0.5f && ptw[i] == (float)p2[i] * 0.5f;
+        CHECK(same, "%s Q=%u idx=%llx:%llx: point differs from ref (ok %d/%d ref %d)",
+              lkv_variant_name(var), q, (unsigned long long)(uint64_t)(idx >> 64),
+              (unsigned long long)(uint64_t)idx, ok, okw, ref_ok);
+    }
+}
+
+/* Bit fields: random fields written with lkv_put_bits read back with the
+ * getters and against a bit-by-bit model. */
+static void test_bits(int trials)
+{
+    for (int t = 0; t < trials; t++) {
+        uint32_t words[16] = {0};
+        uint8_t model[64] = {0};
+        const uint32_t nbits = 1 + (uint32_t)(rnd() % 96);
+        const uint32_t pos = (uint32_t)(rnd() % (512 - 96 - 32));
+        lkv_u128 v = (((lkv_u128)rnd() << 64) | rnd());
+        v &= (((lkv_u128)1) << nbits) - 1u;
+        lkv_put_bits(words, pos, (uint64_t)v, (uint64_t)(v >> 64), nbits);
+        for (uint32_t b = 0; b < nbits; b++)
+            if ((v >> b) & 1u)
+                model[(pos + b) >> 3] |= (uint8_t)(1u << ((pos + b) & 7u));
+        int same = memcmp(words, model, sizeof model) == 0;
+        same &= lkv_get_bits128(words, pos, nbits) == v;
+        if (nbits <= 64)
+            same &= lkv_get_bits64(words, pos, nbits) == (uint64_t)v;
+        CHECK(same, "bits pos=%u nbits=%u", pos, nbits);
+    }
+}
+
+/* The invariant-divisor division against the hardware one. */
+static void test_udiv(int trials)
+{
+    const uint64_t ds[] = {1, 2, 3, 76, 77, 255, 2046, 2047, 456533, 3442951, 2047ull * 2047 * 2047};
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
+        const uint64_t dd = ds[i];
+        const uint64_t minv = UINT64_MAX / dd;
+        for (int t = 0; t < trials; t++) {
+            const uint64_t nn = t == 0 ? UINT64_MAX : t == 1 ? 0 : t == 2 ? dd * 5 - 1 : rnd() >> (rnd() % 64);
+            uint64_t r;
+            const uint64_t qq = lkv_udiv64(nn, dd, minv, &r);
+            CHECK(qq == nn / dd && r == nn % dd, "udiv64 %llu / %llu", (unsigned long long)nn,
+                  (unsigned long long)dd);
+            if (dd <= 0xffffffffu) {
+                const uint32_t n32 = (uint32_t)nn, d32 = (uint32_t)dd;
+                uint32_t r32;
+                const uint32_t q32 = lkv_udiv32(n32, d32, 0xffffffffu / d32, &r32);
+                CHECK(q32 == n32 / d32 && r32 == n32 % d32, "udiv32 %u / %u", n32, d32);
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    const uint32_t qs[] = {1, 2, 3, 10, 37, 38, 100, 127, 128, 152, 500, 1023};
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        test_closest_and_index(LKV_VARIANT_E8, qs[i], 30000);
+        test_closest_and_index(LKV_VARIANT_D4, qs[i], 30000);
+        test_index_to_point(LKV_VARIANT_E8, qs[i], 20000);
+        test_index_to_point(LKV_VARIANT_D4, qs[i], 20000);
+    }
+    test_bits(20000);
+    test_udiv(2000);
+    printf("gpu_block_test: %llu passed, %llu failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
