@@ -168,8 +168,16 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
     c->timeout_ms = opts->timeout_ms;
 
     grpc_init();
-    grpc_arg args[3];
+    grpc_arg args[5];
     int nargs = 0;
+    /* The daemon is normally on the same node: reconnect after a restart in
+     * 100 ms rather than gRPC's default 1 s, and never back off past 2 s. */
+    args[nargs].type = GRPC_ARG_INTEGER;
+    args[nargs].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[nargs++].value.integer = 100;
+    args[nargs].type = GRPC_ARG_INTEGER;
+    args[nargs].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[nargs++].value.integer = 2000;
     args[nargs].type = GRPC_ARG_INTEGER;
     args[nargs].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[nargs++].value.integer = (int)max_msg;
@@ -220,9 +228,9 @@ const char *lkv_client_addr(const lkv_client *c)
  * Sends `req` to method m and unpacks the reply as `desc` into *resp (free
  * with protobuf_c_message_free_unpacked). Returns the call's status.
  */
-static int unary(lkv_client *c, enum method m, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
-                 lkv_client_error *err)
+static int unary_timeout(lkv_client *c, enum method m, uint32_t timeout_ms,
+                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                         ProtobufCMessage **resp, lkv_client_error *err)
 {
     *resp = NULL;
     const size_t len = protobuf_c_message_get_packed_size(req);
@@ -231,10 +239,10 @@ static int unary(lkv_client *c, enum method m, const ProtobufCMessage *req,
     grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&out, 1);
     grpc_slice_unref(out);
 
-    const gpr_timespec deadline =
-        c->timeout_ms ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                     gpr_time_from_millis(c->timeout_ms, GPR_TIMESPAN))
-                      : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    const gpr_timespec deadline = timeout_ms
+                                      ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                     gpr_time_from_millis(timeout_ms, GPR_TIMESPAN))
+                                      : gpr_inf_future(GPR_CLOCK_MONOTONIC);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_call *call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
                                                           cq, c->method[m], deadline, NULL);
@@ -388,28 +396,37 @@ static int key_to_wire(const char *ns, lkv_key key, Latticekv__V1__BlockKey *w,
     return LKV_RPC_OK;
 }
 
-#define UNARY(c, m, req, desc, resp, err) \
-    unary((c), (m), (const ProtobufCMessage *)(req), (desc), (ProtobufCMessage **)(resp), (err))
+#define UNARY(c, m, req, desc, resp, err)                                             \
+    unary_timeout((c), (m), (c)->timeout_ms, (const ProtobufCMessage *)(req), (desc), \
+                  (ProtobufCMessage **)(resp), (err))
 
 /* ------------------------------------------------------------------------ */
 /* Health                                                                    */
 /* ------------------------------------------------------------------------ */
 
-int lkv_client_health(lkv_client *c, const char *service, int *serving, lkv_client_error *err)
+/* Health/Check with an explicit deadline (wait_ready uses short ones). */
+static int health_call(lkv_client *c, const char *service, uint32_t timeout_ms, int *serving,
+                       lkv_client_error *err)
 {
     if (!c)
         return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = (char *)(service ? service : "");
     Grpc__Health__V1__HealthCheckResponse *resp = NULL;
-    const int rc = UNARY(c, M_HEALTH_CHECK, &req,
-                         &grpc__health__v1__health_check_response__descriptor, &resp, err);
+    const int rc = unary_timeout(c, M_HEALTH_CHECK, timeout_ms, (const ProtobufCMessage *)&req,
+                                 &grpc__health__v1__health_check_response__descriptor,
+                                 (ProtobufCMessage **)&resp, err);
     if (rc == LKV_RPC_OK) {
         if (serving)
             *serving = (int)resp->status;
         grpc__health__v1__health_check_response__free_unpacked(resp, NULL);
     }
     return rc;
+}
+
+int lkv_client_health(lkv_client *c, const char *service, int *serving, lkv_client_error *err)
+{
+    return health_call(c, service, c ? c->timeout_ms : 0, serving, err);
 }
 
 static uint64_t now_ms(void)
@@ -424,15 +441,12 @@ int lkv_client_wait_ready(lkv_client *c, uint32_t timeout_ms, lkv_client_error *
     if (!c)
         return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client is NULL");
     const uint64_t end = now_ms() + timeout_ms;
-    const uint32_t saved = c->timeout_ms;
     int rc;
     for (;;) {
         /* Short per-try deadlines so that a daemon that accepts but hangs
          * does not eat the whole budget in one try. */
-        c->timeout_ms = 500;
         int serving = 0;
-        rc = lkv_client_health(c, NULL, &serving, err);
-        c->timeout_ms = saved;
+        rc = health_call(c, NULL, 500, &serving, err);
         if (rc == LKV_RPC_OK && serving == 1)
             return rc;
         if (rc == LKV_RPC_OK)

@@ -9,7 +9,10 @@
  *
  * The model
  *   - One lkv_client is one gRPC channel to one daemon address. Creating it
- *     does not connect; the first call does (or lkv_client_wait_ready).
+ *     does not connect; the first call does (or lkv_client_wait_ready). A
+ *     lost connection is retried in the background (first retry after
+ *     100 ms, backing off to 2 s); calls made while it is down fail at once
+ *     with UNAVAILABLE.
  *   - Every call blocks until the daemon answers, the per-call deadline
  *     (lkv_client_options.timeout_ms) passes or the connection fails.
  *   - Thread-safety: an lkv_client may be used by any number of threads at
