@@ -6,9 +6,9 @@
  * per-ISA pieces (8x8 transposes, the 64-bit index arithmetic) that the
  * shared kernels in simd_kernel.h are written against. AVX2 has no mask
  * registers, so a mask is a vector of all-ones/zero lanes and selects are
- * blendv. It also lacks unsigned 32-bit compares (emulated with max) and
- * conversions between uint64 and double, so the decoder splits each block
- * index into its two 32-bit halves with a scalar multiply-high per lane.
+ * blendv. It also lacks unsigned compares (emulated with max, or a sign
+ * flip for 64 bits) and conversions between uint64 and double, which the
+ * decoder's index split builds from the 2^52 bias trick.
  * Compiled with -mavx2 -mf16c (codec/CMakeLists.txt); only called after
  * lkv_isa_supported() says yes. FMA is never enabled here.
  */
@@ -143,41 +143,73 @@ static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o
     *o = _mm256_blendv_epi8(_mm256_srli_epi64(po, 1), _mm256_add_epi64(po, mav), ho);
 }
 
+/* Unsigned 64-bit a >= b, as all-ones lanes (AVX2 only compares signed). */
+static inline vq sk_uge64(vq a, vq b)
+{
+    const vq sign = vq_set1(0x8000000000000000ull);
+    return _mm256_xor_si256(
+        _mm256_cmpgt_epi64(_mm256_xor_si256(b, sign), _mm256_xor_si256(a, sign)),
+        vq_set1(~0ull));
+}
+
+/* uint64 -> double (one rounding): both 32-bit halves exactly through the
+ * 2^52 bias, then hi * 2^32 + lo. */
+static inline __m256d sk_u64_to_pd(vq v)
+{
+    const vq bias = vq_set1(0x4330000000000000ull); /* 2^52 */
+    const __m256d b = _mm256_castsi256_pd(bias);
+    const __m256d lo = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(v, vq_set1(0xffffffffu)), bias)), b);
+    const __m256d hi = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), bias)), b);
+    return _mm256_add_pd(_mm256_mul_pd(hi, _mm256_set1_pd(4294967296.0)), lo);
+}
+
 /*
- * Index -> (X, Y, coset) per lane, in scalar code: P = 2*idx (integer
- * coset) or idx - M_a (half-integer coset), X = P / K, Y = P % K. The
- * multiply-high by floor((2^64-1)/K) underestimates X by at most 2.
+ * One half (even or odd lanes) of sk_split: P / K with K < 2^32 and a
+ * quotient below 2^32. The double estimate P * (1/K), rounded to the
+ * nearest integer by the 2^52 bias, is within 1 of the quotient (relative
+ * error a few 2^-53 on a value below 2^32); the remainder's sign and size
+ * correct it.
  */
+static inline void sk_split4(const sk_consts *c, vq idx, vq *x, vq *y, vq *half, vq *bad)
+{
+    const vq one = vq_set1(1);
+    *bad = sk_uge64(idx, vq_set1(c->codebook));
+    *half = sk_uge64(idx, vq_set1(c->ma));
+    const vq p = _mm256_blendv_epi8(_mm256_add_epi64(idx, idx),
+                                    _mm256_sub_epi64(idx, vq_set1(c->ma)), *half);
+    const vq k = _mm256_blendv_epi8(vq_set1(c->b4), vq_set1(c->c3q), *half);
+    const __m256d inv = _mm256_blendv_pd(_mm256_set1_pd(1.0 / (double)c->b4),
+                                         _mm256_set1_pd(1.0 / (double)c->c3q),
+                                         _mm256_castsi256_pd(*half));
+    const __m256d bias = _mm256_set1_pd(4503599627370496.0); /* 2^52 */
+    const __m256d qd = _mm256_add_pd(_mm256_mul_pd(sk_u64_to_pd(p), inv), bias);
+    vq q = _mm256_and_si256(_mm256_castpd_si256(qd), vq_set1(0x000fffffffffffffull));
+    const vq lim = vq_set1(0xffffffffu); /* mul_epu32 needs q < 2^32 */
+    q = _mm256_blendv_epi8(q, lim, _mm256_cmpgt_epi64(q, lim));
+    vq r = _mm256_sub_epi64(p, _mm256_mul_epu32(q, k));
+    const vq neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), r);
+    q = _mm256_sub_epi64(q, _mm256_and_si256(neg, one));
+    r = _mm256_add_epi64(r, _mm256_and_si256(neg, k));
+    /* Rounding to nearest never lands below the quotient (the estimate is
+     * within 2^-19 of P/K), so this step is not expected to fire; it keeps
+     * the split independent of that argument. */
+    const vq big = _mm256_cmpgt_epi64(r, _mm256_sub_epi64(k, one)); /* 0 <= r < 2K here */
+    *x = _mm256_add_epi64(q, _mm256_and_si256(big, one));
+    *y = _mm256_sub_epi64(r, _mm256_and_si256(big, k));
+}
+
 static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm *half)
 {
-    uint64_t idx[8];
-    uint32_t xs[8], ys[8], hs[8];
-    unsigned bad = 0;
-    vq_store(idx, e);
-    vq_store(idx + 4, o);
-    const uint64_t mb = ~0ull / c->b4, mc = ~0ull / c->c3q;
-    #pragma GCC unroll 16
-    for (unsigned s = 0; s < 8; s++) {
-        const unsigned lane = s < 4 ? 2u * s : 2u * (s - 4u) + 1u;
-        const uint64_t v = idx[s];
-        const int h = v >= c->ma;
-        bad |= (unsigned)(v >= c->codebook) << lane;
-        const uint64_t p = h ? v - c->ma : v + v;
-        const uint64_t k = h ? c->c3q : c->b4;
-        uint64_t q = (uint64_t)(((lkv_u128)p * (h ? mc : mb)) >> 64);
-        uint64_t r = p - q * k;
-        while (r >= k) {
-            q++;
-            r -= k;
-        }
-        xs[lane] = (uint32_t)q;
-        ys[lane] = (uint32_t)r;
-        hs[lane] = h ? 0xffffffffu : 0u;
-    }
-    *x = _mm256_loadu_si256((const __m256i *)xs);
-    *y = _mm256_loadu_si256((const __m256i *)ys);
-    *half = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)hs));
-    return bad;
+    vq xe, ye, he, be, xo, yo, ho, bo;
+    sk_split4(c, e, &xe, &ye, &he, &be);
+    sk_split4(c, o, &xo, &yo, &ho, &bo);
+    *x = vi_from_eo(xe, xo);
+    *y = vi_from_eo(ye, yo);
+    *half = _mm256_castsi256_ps(vi_from_eo(he, ho));
+    return sk_interleave((unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(be)),
+                         (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(bo)));
 }
 
 /* In-place transpose of 8 rows of 8 floats. */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "lkv_codec.h"
+#include "lkv_codec_math.h"
 #include "testutil.h"
 
 #define GUARD 64u
@@ -454,6 +455,79 @@ static void decode_all_r16(lkv_isa isa)
 
 Test(isa, avx2_decode_all_r16) { need(LKV_ISA_AVX2); decode_all_r16(LKV_ISA_AVX2); }
 Test(isa, avx512_decode_all_r16) { need(LKV_ISA_AVX512); decode_all_r16(LKV_ISA_AVX512); }
+
+/* Writes the low k bits of v at bit pos, LSB first (record zeroed before). */
+static void put_index(uint8_t *rec, uint32_t pos, lkv_u128 v, uint32_t k)
+{
+    for (uint32_t b = 0; b < k; b++, pos++)
+        rec[pos >> 3] |= (uint8_t)((uint8_t)((v >> b) & 1u) << (pos & 7u));
+}
+
+/*
+ * SIMD decoders split an E8 index into X = P / K and Y = P % K (K = B^4 for
+ * the integer coset with P = 2*index, K = (2Q)^3 * Q for the half-integer
+ * coset with P = index - M_a) from a floating-point estimate plus one
+ * correction. Indices with Y = 0, 1, K-2, K-1 and X at both ends, the coset
+ * boundary M_a - 1 / M_a and the codebook's last index and first invalid
+ * one are where an off-by-one estimate would show.
+ */
+static void index_boundaries(lkv_isa isa)
+{
+    static const uint32_t qs[] = {1, 2, 3, 10, 38, 100, 126, 127, 128, 200};
+    for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++) {
+        const lkv_params p = {LKV_VARIANT_E8, qs[qi], 8};
+        const uint32_t k = lkv_bits_per_block(p.variant, p.q);
+        const size_t rb = lkv_record_bytes(&p);
+        const uint64_t q = p.q, b = 2 * q + 1, c = 2 * q;
+        const lkv_u128 b4 = (lkv_u128)(b * b) * (b * b), c3q = (lkv_u128)(c * c * c) * q;
+        const lkv_u128 ma = lkv_math_e8_int_count(p.q), cb = lkv_math_codebook_size(8, p.q);
+        const lkv_u128 xs_i[] = {0, 1, b4 / 2, b4 - 2, b4 - 1};
+        const lkv_u128 xs_h[] = {0, 1, (lkv_u128)c * c * c * c / 2, (lkv_u128)c * c * c * c - 1};
+        lkv_u128 idx[64];
+        size_t n = 0;
+        for (size_t xi = 0; xi < 5; xi++)
+            for (int yi = 0; yi < 4; yi++) { /* integer coset: P = X*B^4 + Y, even */
+                const lkv_u128 y = yi == 0 ? 0 : yi == 1 ? 1 : yi == 2 ? b4 - 2 : b4 - 1;
+                const lkv_u128 pp = xs_i[xi] * b4 + y;
+                if ((pp & 1u) == 0 && pp / 2 < ma)
+                    idx[n++] = pp / 2;
+            }
+        for (size_t xi = 0; xi < 4; xi++)
+            for (int yi = 0; yi < 4; yi++) { /* half-integer coset */
+                const lkv_u128 y = yi == 0 ? 0 : yi == 1 ? 1 : yi == 2 ? c3q - 2 : c3q - 1;
+                if (c3q >= 2 || yi < 2)
+                    idx[n++] = ma + xs_h[xi] * c3q + y;
+            }
+        idx[n++] = ma - 1;
+        idx[n++] = ma;
+        idx[n++] = cb - 1;
+        uint8_t *rec = calloc(n + 1, rb);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert(idx[i] < cb, "Q=%u: test index %zu is outside the codebook", p.q, i);
+            rec[i * rb + 0] = 0x00;
+            rec[i * rb + 1] = 0x3c; /* r16 = 1.0 */
+            rec[i * rb + 2] = (uint8_t)(0x00 + i);
+            rec[i * rb + 3] = 0x3c; /* m16 = 1.0 + i ulp */
+            put_index(rec + i * rb, 32, idx[i], k);
+        }
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "index boundaries Q=%u", p.q);
+        check_decode(isa, &p, rec, n, ctx);
+        /* and the first index past the codebook is corrupt, on every path */
+        memset(rec + n * rb, 0, rb);
+        memcpy(rec + n * rb, rec, 4);
+        put_index(rec + n * rb, 32, cb, k);
+        snprintf(ctx, sizeof ctx, "index past codebook Q=%u", p.q);
+        check_decode(isa, &p, rec, n + 1, ctx);
+        float out[8 * 64];
+        cr_assert_eq(lkv_decode(&p, rec, n + 1, LKV_DTYPE_FP32, out, isa, NULL), LKV_ERR_CORRUPT,
+                     "%s", ctx);
+        free(rec);
+    }
+}
+
+Test(isa, avx2_index_boundaries) { need(LKV_ISA_AVX2); index_boundaries(LKV_ISA_AVX2); }
+Test(isa, avx512_index_boundaries) { need(LKV_ISA_AVX512); index_boundaries(LKV_ISA_AVX512); }
 
 /* ------------------------------------------------------------------------ */
 /* Failures: same code, same first vector, same message                      */
