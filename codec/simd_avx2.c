@@ -126,23 +126,6 @@ static inline unsigned vq_nz_bits(vq e, vq o)
     return sk_interleave(~ze, ~zo);
 }
 
-#include "simd_kernel.h"
-
-static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o)
-{
-    const vq lo = _mm256_set1_epi64x(0xffffffff), mav = vq_set1(ma);
-    const vq pe = _mm256_add_epi64(_mm256_mul_epu32(x, k), _mm256_and_si256(y, lo));
-    const vq po = _mm256_add_epi64(
-        _mm256_mul_epu32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(k, 32)),
-        _mm256_srli_epi64(y, 32));
-    /* Widen the 32-bit lane mask to the even and odd 64-bit lanes. */
-    const vi h = _mm256_castps_si256(half);
-    const vi he = _mm256_shuffle_epi32(h, _MM_SHUFFLE(2, 2, 0, 0));
-    const vi ho = _mm256_shuffle_epi32(h, _MM_SHUFFLE(3, 3, 1, 1));
-    *e = _mm256_blendv_epi8(_mm256_srli_epi64(pe, 1), _mm256_add_epi64(pe, mav), he);
-    *o = _mm256_blendv_epi8(_mm256_srli_epi64(po, 1), _mm256_add_epi64(po, mav), ho);
-}
-
 /* Unsigned 64-bit a >= b, as all-ones lanes (AVX2 only compares signed). */
 static inline vq sk_uge64(vq a, vq b)
 {
@@ -163,6 +146,42 @@ static inline __m256d sk_u64_to_pd(vq v)
     const __m256d hi = _mm256_sub_pd(
         _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), bias)), b);
     return _mm256_add_pd(_mm256_mul_pd(hi, _mm256_set1_pd(4294967296.0)), lo);
+}
+
+static inline vq vq_add(vq a, vq b) { return _mm256_add_epi64(a, b); }
+static inline vq vq_mul_e(vi a, vi b) { return _mm256_mul_epu32(a, b); }
+static inline vq vq_mul_o(vi a, vi b)
+{
+    return _mm256_mul_epu32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32));
+}
+static inline unsigned vq_uge_bits(vq e, vq o, uint64_t lim)
+{
+    return sk_interleave(
+        (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(sk_uge64(e, vq_set1(lim)))),
+        (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(sk_uge64(o, vq_set1(lim)))));
+}
+static inline vm vm_from_bits(unsigned b)
+{
+    const vi bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_castsi256_ps(
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)b), bit), bit));
+}
+
+#include "simd_kernel.h"
+
+static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o)
+{
+    const vq lo = _mm256_set1_epi64x(0xffffffff), mav = vq_set1(ma);
+    const vq pe = _mm256_add_epi64(_mm256_mul_epu32(x, k), _mm256_and_si256(y, lo));
+    const vq po = _mm256_add_epi64(
+        _mm256_mul_epu32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(k, 32)),
+        _mm256_srli_epi64(y, 32));
+    /* Widen the 32-bit lane mask to the even and odd 64-bit lanes. */
+    const vi h = _mm256_castps_si256(half);
+    const vi he = _mm256_shuffle_epi32(h, _MM_SHUFFLE(2, 2, 0, 0));
+    const vi ho = _mm256_shuffle_epi32(h, _MM_SHUFFLE(3, 3, 1, 1));
+    *e = _mm256_blendv_epi8(_mm256_srli_epi64(pe, 1), _mm256_add_epi64(pe, mav), he);
+    *o = _mm256_blendv_epi8(_mm256_srli_epi64(po, 1), _mm256_add_epi64(po, mav), ho);
 }
 
 /*
@@ -210,6 +229,28 @@ static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm
     *half = _mm256_castsi256_ps(vi_from_eo(he, ho));
     return sk_interleave((unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(be)),
                          (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(bo)));
+}
+
+/* x / m and x % m for x < 2^44 and m < 2^22 (quotient < 2^22): the
+ * conversions are exact there and the correctly rounded double quotient
+ * lies within 2^-31 of x/m, so its floor is exact. */
+static inline void sk_split_by4(vq x, vq m, vq *q, vq *r)
+{
+    const __m256d qd = _mm256_round_pd(_mm256_div_pd(sk_u64_to_pd(x), sk_u64_to_pd(m)),
+                                       _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m256d bias = _mm256_set1_pd(4503599627370496.0); /* 2^52 */
+    *q = _mm256_and_si256(_mm256_castpd_si256(_mm256_add_pd(qd, bias)),
+                          vq_set1(0x000fffffffffffffull));
+    *r = _mm256_sub_epi64(x, _mm256_mul_epu32(*q, m));
+}
+
+static inline void sk_split_by(vq e, vq o, vi m, vi *q, vi *r)
+{
+    vq qe, re, qo, ro;
+    sk_split_by4(e, vq_even(m), &qe, &re);
+    sk_split_by4(o, vq_odd(m), &qo, &ro);
+    *q = vi_from_eo(qe, qo);
+    *r = vi_from_eo(re, ro);
 }
 
 /* In-place transpose of 8 rows of 8 floats. */

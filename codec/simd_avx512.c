@@ -123,6 +123,18 @@ static inline unsigned vq_nz_bits(vq e, vq o)
 {
     return sk_interleave(_mm512_test_epi64_mask(e, e), _mm512_test_epi64_mask(o, o));
 }
+static inline vq vq_add(vq a, vq b) { return _mm512_add_epi64(a, b); }
+static inline vq vq_mul_e(vi a, vi b) { return _mm512_mul_epu32(a, b); }
+static inline vq vq_mul_o(vi a, vi b)
+{
+    return _mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32));
+}
+static inline unsigned vq_uge_bits(vq e, vq o, uint64_t lim)
+{
+    return sk_interleave(_mm512_cmpge_epu64_mask(e, vq_set1(lim)),
+                         _mm512_cmpge_epu64_mask(o, vq_set1(lim)));
+}
+static inline vm vm_from_bits(unsigned b) { return (vm)b; }
 
 #include "simd_kernel.h"
 
@@ -174,6 +186,25 @@ static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm
     *y = vi_from_eo(ye, yo);
     *half = (vm)sk_interleave(he, ho);
     return sk_interleave(be, bo);
+}
+
+/* x / m and x % m for x < 2^44 and m < 2^22 (quotient < 2^22): the
+ * correctly rounded double quotient lies within 2^-31 of x/m, closer than
+ * any fraction r/m >= 2^-22 gets to the next integer, so its floor is exact. */
+static inline void sk_split_by8(vq x, vq m, vq *q, vq *r)
+{
+    const __m512d qd = _mm512_div_pd(_mm512_cvtepu64_pd(x), _mm512_cvtepu64_pd(m));
+    *q = _mm512_cvttpd_epu64(_mm512_roundscale_pd(qd, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    *r = _mm512_sub_epi64(x, _mm512_mul_epu32(*q, m));
+}
+
+static inline void sk_split_by(vq e, vq o, vi m, vi *q, vi *r)
+{
+    vq qe, re, qo, ro;
+    sk_split_by8(e, vq_even(m), &qe, &re);
+    sk_split_by8(o, vq_odd(m), &qo, &ro);
+    *q = vi_from_eo(qe, qo);
+    *r = vi_from_eo(re, ro);
 }
 
 /* In-place transpose of 16 rows of 16 floats. */

@@ -19,10 +19,14 @@
  * index M_a + X*(C^3*Q) + Y, where X, Y, B^4 and C^3*Q all fit in 32 bits;
  * the one 64-bit product per block is a widening 32x32 multiply. Decoding
  * splits the index back into X and Y (per ISA) and then extracts digits
- * with a multiply-high by floor(2^32/M) plus one correction step. For
- * larger Q (E8 indices pass 64 bits from Q = 128) the search, butterfly and
- * scales stay vectorised and only the index arithmetic and bit packing run
- * per lane, through ref.c's own 128-bit index functions (the "big" route).
+ * with a multiply-high by floor(2^32/M) plus one correction step.
+ * D4 indices stay below 2^44 for every Q (B^4 with B <= 2047), so D4 always
+ * works on 64-bit lanes: v = (u0*B + u1)*B^2 + (u2*B + u3), two 22-bit
+ * pieces and one widening multiply; decoding splits v by B^2 with an exact
+ * double division. E8 with Q >= 128 ("big" route) has indices up to 88
+ * bits: the same pieces give X, Y < 2^44 in 64-bit lanes, and only the
+ * final X*K + Y (a 44x44-bit product), the bit packing and, when decoding,
+ * one 128/64-bit division per block run per lane.
  *
  * Records are written and read by a bit accumulator that is the same for
  * every lane (all lanes sit at the same bit position), so it runs on 64-bit
@@ -42,8 +46,11 @@
  *   vi_set1 vi_add vi_sub vi_mul(low 32) vi_and vi_srli1 vi_slli1
  *   vi_from_f(exact ints) vf_from_i vm_ieq vm_uge(unsigned) vi_mulhi(u32)
  *   vi_h_from_f(fp32 -> fp16 bits, RNE) vf_from_h(fp16 bits -> fp32)
- *   vq_set1 vq_load vq_store vq_or vq_and vq_sll vq_srl(count >= 64 -> 0)
- *   vq_even vq_odd vi_from_eo vq_uge_bits vq_nz_bits
+ *   vq_set1 vq_load vq_store vq_or vq_and vq_add vq_sll vq_srl(count >= 64 -> 0)
+ *   vq_even vq_odd vi_from_eo vq_uge_bits vq_nz_bits vm_from_bits
+ *   vq_mul_e(a, b) vq_mul_o(a, b)  widening products of the even / odd lanes
+ *   sk_split_by(e, o, m, &q, &r)   64-bit lanes / 32-bit lane m, for values
+ *                                  below 2^44 and m, quotient below 2^22
  *   sk_idx64(X, K, Y, half, ma, &e, &o)      (X*K+Y)>>1, or ma+X*K+Y if half
  *   sk_split(c, e, o, &X, &Y, &half) -> bad lane bits (index >= codebook)
  *   sk_load_chunk(dt, rows, off, out)  LKV_L elements of LKV_L rows, transposed
@@ -55,13 +62,17 @@
 #include <string.h>
 
 #define SK_Q_MAX 127u
-/* Words of one record in the scratch, plus one zero word read past the end. */
-#define SK_MAX_WORDS ((LKV_DIM_MAX / 8u * 64u + 32u + 63u) / 64u + 2u)
+/* Words of the longest record the vector writer packs (D4 at D = 1024,
+ * Q = 1023: 256 indices of 43 bits; E8 records it packs have k <= 64), plus
+ * one zero word read past the end. */
+#define SK_MAX_WORDS ((LKV_DIM_MAX / 4u * 43u + 32u + 63u) / 64u + 2u)
 #define SK_INLINE static inline __attribute__((always_inline))
 
 typedef struct sk_consts {
     uint32_t dim, n, nblocks, k, bits, rec_bytes, full_words, tail_bytes;
     uint32_t q, b, c, b4, c3q, mag_b, mag_c, mag_q;
+    uint32_t b2, c2, cq;  /* B^2, C^2, C*Q: below 2^22 for every Q        */
+    uint64_t b4w, c3qw;   /* B^4, C^3*Q without truncation (below 2^44)  */
     uint64_t ma, codebook, kmask;
     float qf, inv_sqrt_d;
 } sk_consts;
@@ -74,6 +85,7 @@ typedef struct sk_scratch {
 /* Per-ISA pieces, defined by the including file after this header. */
 static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o);
 static inline unsigned sk_split(const sk_consts *c, vq e, vq o, vi *x, vi *y, vm *half);
+static inline void sk_split_by(vq e, vq o, vi m, vi *q, vi *r);
 static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint32_t off, vf *out);
 static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned cnt, uint32_t off,
                                   const vf *in);
@@ -110,6 +122,11 @@ static void sk_setup(const lkv_derived *d, sk_consts *c)
     c->mag_b = sk_magic(c->b);
     c->mag_c = sk_magic(c->c);
     c->mag_q = sk_magic(c->q);
+    c->b2 = c->b * c->b;
+    c->c2 = c->c * c->c;
+    c->cq = c->c * c->q;
+    c->b4w = (uint64_t)c->b2 * c->b2;
+    c->c3qw = (uint64_t)c->c2 * c->cq;
     c->ma = (uint64_t)d->e8_int_count;
     c->codebook = (uint64_t)d->codebook;
     c->kmask = c->k >= 64u ? ~0ull : (1ull << c->k) - 1u;
@@ -390,22 +407,21 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
     return t[0];
 }
 
-/* Big route: keeps the doubled lattice point p2 = 2p of n coordinates in
- * the (already consumed) buf slots of the block, as int32 lanes. */
-SK_INLINE void sk_keep_p2(sk_scratch *sc, uint32_t base, const vf *g, int n, vi hb)
+/*
+ * Big route (E8, Q >= 128): per block, X and Y (64-bit lanes) and the coset
+ * lanes are parked in the block's own buf slots, which the search has
+ * already consumed: u64 [0, L) = X (even lanes, then odd), [L, 2L) = Y,
+ * then a 32-bit lane mask of the half-integer coset.
+ */
+SK_INLINE void sk_park_xy(sk_scratch *sc, uint32_t blk, vq xe, vq xo, vq ye, vq yo,
+                          unsigned half)
 {
-    for (int i = 0; i < n; i++) {
-        const vi gi = vi_from_f(g[i]);
-        const vi p2 = vi_add(vi_add(gi, gi), hb);
-        memcpy(&sc->buf[base + (uint32_t)i], &p2, sizeof p2);
-    }
-}
-
-static inline int32_t sk_lane_i32(const vf *v, unsigned lane)
-{
-    int32_t x;
-    memcpy(&x, (const char *)v + 4u * lane, 4);
-    return x;
+    uint8_t *slot = (uint8_t *)&sc->buf[blk * 8u];
+    vq_store((uint64_t *)slot, xe);
+    vq_store((uint64_t *)(slot + 4u * LKV_L), xo);
+    vq_store((uint64_t *)(slot + 8u * LKV_L), ye);
+    vq_store((uint64_t *)(slot + 12u * LKV_L), yo);
+    memcpy(slot + 16u * LKV_L, &half, 4);
 }
 
 /* Big route: LSB-first writer of up to 64 bits at a time into one record. */
@@ -428,7 +444,7 @@ static inline void sk_bigw_put(sk_bigw *w, uint64_t v, uint32_t k)
     }
 }
 
-/* Big route: indices and records of the first cnt lanes. */
+/* Big route: indices (X*K + Y) and records of the first cnt lanes. */
 static void sk_write_big(const lkv_derived *d, const sk_consts *c, const sk_scratch *sc, vi r16,
                          vi m16, unsigned cnt, uint8_t *dst)
 {
@@ -438,17 +454,19 @@ static void sk_write_big(const lkv_derived *d, const sk_consts *c, const sk_scra
     for (unsigned l = 0; l < cnt; l++) {
         sk_bigw w = {dst + (size_t)l * c->rec_bytes, 0, 0, 0};
         sk_bigw_put(&w, (uint64_t)(uint32_t)rr[l] | ((uint64_t)(uint32_t)mm[l] << 16), 32);
+        const unsigned sl = sk_slot(l);
         for (uint32_t blk = 0; blk < c->nblocks; blk++) {
-            int32_t p2[8];
-            for (uint32_t i = 0; i < c->n; i++)
-                p2[i] = sk_lane_i32(&sc->buf[blk * c->n + i], l);
-            const lkv_u128 idx = lkv_ref_point_index(d, p2);
-            if (c->k > 64u) {
-                sk_bigw_put(&w, (uint64_t)idx, 64);
-                sk_bigw_put(&w, (uint64_t)(idx >> 64), c->k - 64u);
-            } else {
-                sk_bigw_put(&w, (uint64_t)idx, c->k);
-            }
+            const uint8_t *slot = (const uint8_t *)&sc->buf[blk * 8u];
+            uint64_t x, y;
+            unsigned half;
+            memcpy(&x, slot + 8u * sl, 8);
+            memcpy(&y, slot + 8u * (LKV_L + sl), 8);
+            memcpy(&half, slot + 16u * LKV_L, 4);
+            const lkv_u128 idx =
+                (half >> l) & 1u ? d->e8_int_count + ((lkv_u128)x * c->c3qw + y)
+                                 : ((lkv_u128)x * c->b4w + y) >> 1;
+            sk_bigw_put(&w, (uint64_t)idx, 64);
+            sk_bigw_put(&w, (uint64_t)(idx >> 64), c->k - 64u); /* k8 > 64 for Q >= 128 */
         }
         for (uint32_t b = 0; w.byte < c->rec_bytes; b++, w.byte++)
             w.rec[w.byte] = (uint8_t)(w.acc >> (8u * b));
@@ -463,7 +481,7 @@ static void sk_write_big(const lkv_derived *d, const sk_consts *c, const sk_scra
 static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype dt,
                              const uint8_t *src, unsigned cnt, uint8_t *dst, sk_scratch *sc)
 {
-    const int big = c->q > SK_Q_MAX;
+    const int big = c->n == 8 && c->q > SK_Q_MAX;
     const size_t vbytes = (size_t)c->dim * lkv_dtype_size(dt);
     const unsigned live = cnt >= 32u ? ~0u : (1u << cnt) - 1u;
     const uint8_t *rows[LKV_L];
@@ -505,13 +523,24 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
                 z[i] = vf_div(yb[i], s);
             vm half;
             sk_e8(z, qf, g, &half);
-            if (big) {
-                sk_keep_p2(sc, blk * 8u, g, 8, vi_blend(half, vi_set1(1), vi_set1(0)));
-                continue;
-            }
             #pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
+            if (big) { /* X = (g0*M + g1)*M^2 + (g2*M + g3), Y likewise */
+                const vi m1 = vi_blend(half, vi_set1((int32_t)c->c), bv);
+                const vi m2 = vi_blend(half, qv, bv);
+                const vi m1sq = vi_blend(half, vi_set1((int32_t)c->c2), vi_set1((int32_t)c->b2));
+                const vi m3 = vi_blend(half, vi_set1((int32_t)c->cq), vi_set1((int32_t)c->b2));
+                const vi a0 = vi_add(vi_mul(gi[0], m1), gi[1]);
+                const vi a1 = vi_add(vi_mul(gi[2], m1), gi[3]);
+                const vi a2 = vi_add(vi_mul(gi[4], m1), gi[5]);
+                const vi a3 = vi_add(vi_mul(gi[6], m2), vi_blend(half, vi_srli1(gi[7], 1), gi[7]));
+                sk_park_xy(sc, blk, vq_add(vq_mul_e(a0, m1sq), vq_even(a1)),
+                           vq_add(vq_mul_o(a0, m1sq), vq_odd(a1)),
+                           vq_add(vq_mul_e(a2, m3), vq_even(a3)),
+                           vq_add(vq_mul_o(a2, m3), vq_odd(a3)), vm_bits(half));
+                continue;
+            }
             const vi m1 = vi_blend(half, vi_set1((int32_t)c->c), bv);
             const vi m2 = vi_blend(half, qv, bv);
             const vi kk = vi_blend(half, vi_set1((int32_t)c->c3q), vi_set1((int32_t)c->b4));
@@ -528,19 +557,14 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
             for (int i = 0; i < 4; i++)
                 z[i] = vf_div(yb[i], s);
             sk_dnbox(z, 4, lo, qf, g);
-            if (big) {
-                sk_keep_p2(sc, blk * 4u, g, 4, vi_set1(0));
-                continue;
-            }
             #pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
-            vi v = vi_add(vi_mul(gi[0], bv), gi[1]);
-            v = vi_add(vi_mul(v, bv), gi[2]);
-            v = vi_add(vi_mul(v, bv), gi[3]);
-            v = vi_srli1(v, 1);
-            e = vq_even(v);
-            o = vq_odd(v);
+            const vi b2v = vi_set1((int32_t)c->b2);
+            const vi a0 = vi_add(vi_mul(gi[0], bv), gi[1]);
+            const vi a1 = vi_add(vi_mul(gi[2], bv), gi[3]);
+            e = vq_srl(vq_add(vq_mul_e(a0, b2v), vq_even(a1)), 1);
+            o = vq_srl(vq_add(vq_mul_o(a0, b2v), vq_odd(a1)), 1);
         }
         sk_put(&wr, sc, e, o, c->k);
     }
@@ -615,16 +639,21 @@ static inline lkv_u128 sk_big_get(const uint8_t *buf, uint32_t pos, uint32_t k)
     return k >= 128u ? v : v & ((((lkv_u128)1) << k) - 1u);
 }
 
-/* Big route: parses the records' indices (lanes past cnt repeat lane 0)
- * into p2 lanes of buf and their first 32 bits into hdr; returns the lanes
- * with an index outside the codebook or nonzero padding bits. */
+/* Big route: parses each record's indices (lanes past cnt repeat lane 0),
+ * splits P = 2*index (integer coset) or index - M_a into X = P / K and
+ * Y = P % K per lane and parks them like sk_park_xy; the records' first 32
+ * bits go to hdr. Returns the lanes with an index outside the codebook or
+ * nonzero padding bits. */
 static unsigned sk_read_big(const lkv_derived *d, const sk_consts *c, const uint8_t *src,
                             unsigned cnt, sk_scratch *sc, int32_t *hdr)
 {
     unsigned bad = 0;
     uint8_t buf[(LKV_DIM_MAX / 8u * 88u + 32u) / 8u + 32u];
+    for (uint32_t blk = 0; blk < c->nblocks; blk++)
+        memset((uint8_t *)&sc->buf[blk * 8u] + 16u * LKV_L, 0, 4);
     for (unsigned l = 0; l < LKV_L; l++) {
         const uint8_t *rec = src + (size_t)(l < cnt ? l : 0u) * c->rec_bytes;
+        const unsigned sl = sk_slot(l);
         memcpy(buf, rec, c->rec_bytes);
         memset(buf + c->rec_bytes, 0, 24);
         hdr[l] = (int32_t)((uint32_t)rec[0] | (uint32_t)rec[1] << 8 | (uint32_t)rec[2] << 16 |
@@ -633,11 +662,22 @@ static unsigned sk_read_big(const lkv_derived *d, const sk_consts *c, const uint
             bad |= 1u << l;
         uint32_t pos = 32;
         for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
-            int32_t p2[8] = {0};
-            if (!lkv_ref_index_point(d, sk_big_get(buf, pos, c->k), p2))
+            lkv_u128 idx = sk_big_get(buf, pos, c->k);
+            if (idx >= d->codebook) {
                 bad |= 1u << l;
-            for (uint32_t i = 0; i < c->n; i++)
-                memcpy((char *)&sc->buf[blk * c->n + i] + 4u * l, &p2[i], 4);
+                idx = 0;
+            }
+            const unsigned half = idx >= d->e8_int_count;
+            const lkv_u128 p = half ? idx - d->e8_int_count : idx << 1;
+            const uint64_t k = half ? c->c3qw : c->b4w;
+            const uint64_t x = (uint64_t)(p / k), y = (uint64_t)(p - (lkv_u128)x * k);
+            uint8_t *slot = (uint8_t *)&sc->buf[blk * 8u];
+            unsigned hb;
+            memcpy(slot + 8u * sl, &x, 8);
+            memcpy(slot + 8u * (LKV_L + sl), &y, 8);
+            memcpy(&hb, slot + 16u * LKV_L, 4);
+            hb |= half << l;
+            memcpy(slot + 16u * LKV_L, &hb, 4);
         }
     }
     return bad;
@@ -650,7 +690,7 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
 {
     const unsigned live = cnt >= 32u ? ~0u : (1u << cnt) - 1u;
     const uint32_t fw = c->full_words;
-    const int big = c->q > SK_Q_MAX;
+    const int big = c->n == 8 && c->q > SK_Q_MAX;
     unsigned bad = 0;
     vi hdr;
     if (big) {
@@ -685,17 +725,45 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
     const vf half_f = vf_set1(0.5f);
     const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b), one = vi_set1(1);
     const vi mag_b = vi_set1((int32_t)c->mag_b);
-    for (uint32_t j = 0; j < c->dim && big; j++) {
-        vi p2;
-        memcpy(&p2, &sc->buf[j], sizeof p2);
-        sc->buf[j] = vf_mul(vf_mul(vf_from_i(p2), half_f), s);
-    }
     uint32_t pos = 32;
-    for (uint32_t blk = 0; blk < c->nblocks && !big; blk++, pos += c->k) {
+    for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
         vq e, o;
-        sk_get(c, sc, pos, &e, &o);
         vf *yb = sc->buf + blk * c->n;
         vi g[8];
+        if (big) {
+            const uint8_t *slot = (const uint8_t *)yb;
+            unsigned hbits;
+            memcpy(&hbits, slot + 16u * LKV_L, 4);
+            const vm half = vm_from_bits(hbits);
+            const vi m1 = vi_blend(half, vi_set1((int32_t)c->c), bv);
+            const vi g1 = vi_blend(half, vi_set1((int32_t)c->mag_c), mag_b);
+            const vi m2 = vi_blend(half, qv, bv);
+            const vi g2 = vi_blend(half, vi_set1((int32_t)c->mag_q), mag_b);
+            const vi m1sq = vi_blend(half, vi_set1((int32_t)c->c2), vi_set1((int32_t)c->b2));
+            const vi m3 = vi_blend(half, vi_set1((int32_t)c->cq), vi_set1((int32_t)c->b2));
+            vi a0, a1, a2, a3;
+            sk_split_by(vq_load((const uint64_t *)slot), vq_load((const uint64_t *)(slot + 4u * LKV_L)),
+                        m1sq, &a0, &a1);
+            sk_split_by(vq_load((const uint64_t *)(slot + 8u * LKV_L)),
+                        vq_load((const uint64_t *)(slot + 12u * LKV_L)), m3, &a2, &a3);
+            g[0] = sk_divmod(a0, m1, g1, &g[1]);
+            g[2] = sk_divmod(a1, m1, g1, &g[3]);
+            g[4] = sk_divmod(a2, m1, g1, &g[5]);
+            g[6] = sk_divmod(a3, m2, g2, &g[7]);
+            vi par = g[0];
+            #pragma GCC unroll 16
+            for (int i = 1; i < 7; i++)
+                par = vi_add(par, g[i]);
+            g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
+            const vi hb = vi_blend(half, one, vi_set1(0));
+            #pragma GCC unroll 16
+            for (int i = 0; i < 8; i++) {
+                const vi dd = vi_sub(g[i], qv);
+                yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(vi_add(dd, dd), hb)), half_f), s);
+            }
+            continue;
+        }
+        sk_get(c, sc, pos, &e, &o);
         if (c->n == 8) {
             vi x, y;
             vm half;
@@ -724,12 +792,20 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
                 yb[i] = vf_mul(vf_mul(vf_from_i(p2), half_f), s);
             }
         } else {
-            const vi idx = vi_from_eo(e, o);
-            bad |= vm_bits(vm_uge(idx, vi_set1((int32_t)c->codebook)));
-            vi v = vi_add(idx, idx);
-            v = sk_divmod(v, bv, mag_b, &g[3]);
-            v = sk_divmod(v, bv, mag_b, &g[2]);
-            g[0] = sk_divmod(v, bv, mag_b, &g[1]);
+            if (c->q <= SK_Q_MAX) { /* 2 * index < B^4 < 2^32: digits straight away */
+                const vi idx = vi_from_eo(e, o);
+                bad |= vm_bits(vm_uge(idx, vi_set1((int32_t)c->codebook)));
+                vi v = vi_add(idx, idx);
+                v = sk_divmod(v, bv, mag_b, &g[3]);
+                v = sk_divmod(v, bv, mag_b, &g[2]);
+                g[0] = sk_divmod(v, bv, mag_b, &g[1]);
+            } else {
+                vi a0, a1;
+                bad |= vq_uge_bits(e, o, c->codebook);
+                sk_split_by(vq_add(e, e), vq_add(o, o), vi_set1((int32_t)c->b2), &a0, &a1);
+                g[0] = sk_divmod(a0, bv, mag_b, &g[1]);
+                g[2] = sk_divmod(a1, bv, mag_b, &g[3]);
+            }
             #pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
                 const vi d = vi_sub(g[i], qv);
