@@ -521,8 +521,12 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
 void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev);
 /* The reply function handed to the service. */
 void lkv_rpc_reply(void *call, uint64_t seq, lkv_reply *reply);
-/* Phase 1: stop accepting; in-flight calls go on. */
+/* Phase 1: new calls are answered UNAVAILABLE; in-flight calls go on. */
 void lkv_rpc_shutdown_begin(lkv_rpc *r);
+/* Loop thread, after events and on a timer during phase 1: once no call is
+ * active and none arrived for a quiet period, gRPC stops accepting
+ * (grpc_server_shutdown_and_notify). */
+void lkv_rpc_shutdown_progress(lkv_rpc *r, uint64_t now_ns);
 /* Cancels every call still running (the grace period is over). */
 void lkv_rpc_cancel_all(lkv_rpc *r);
 /* 1 once phase 1 is complete and no call is left. */

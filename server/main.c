@@ -15,9 +15,10 @@
  * so work that arrived together leaves together as one batch.
  *
  * Shutdown. The first SIGTERM/SIGINT starts phase 1: Health reports
- * NOT_SERVING, gRPC stops accepting calls, the batcher stops waiting, and
- * in-flight calls finish; --shutdown-grace-ms later anything still running
- * is cancelled (a second signal cancels at once). Phase 2 runs when no call
+ * NOT_SERVING, new calls are answered UNAVAILABLE, the batcher stops
+ * waiting, in-flight calls finish, and then gRPC stops accepting;
+ * --shutdown-grace-ms later anything still running is cancelled (a second
+ * signal cancels at once). Phase 2 runs when no call
  * is left: the gRPC thread and the workers are joined, handles are closed
  * and the process exits 0.
  */
@@ -45,6 +46,7 @@ typedef struct daemon_state {
     int timer_fd;
     uv_poll_t timer_poll;
     uv_timer_t grace;
+    uv_timer_t tick; /* phase 1: re-checks shutdown progress while nothing happens */
     uv_signal_t sigterm, sigint;
     int phase; /* 0 serving, 1 draining, 2 stopped */
     uint64_t stop_ns;
@@ -80,8 +82,11 @@ static void after_events(void *ud)
     if (d->phase == 2)
         return;
     poll_batcher(d);
-    if (d->phase == 1 && lkv_rpc_drained(d->rpc))
-        stop_now(d);
+    if (d->phase == 1) {
+        lkv_rpc_shutdown_progress(d->rpc, lkv_now_ns());
+        if (lkv_rpc_drained(d->rpc))
+            stop_now(d);
+    }
 }
 
 static void on_event(lkv_event *ev, void *ud)
@@ -125,6 +130,8 @@ static void on_grace(uv_timer_t *t)
     lkv_rpc_cancel_all(d->rpc);
 }
 
+static void on_tick(uv_timer_t *t) { after_events(t->data); }
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     daemon_state *d = h->data;
@@ -138,6 +145,7 @@ static void on_signal(uv_signal_t *h, int signum)
         lkv_batcher_flush_mode(d->batcher, 1);
         lkv_rpc_shutdown_begin(d->rpc);
         uv_timer_start(&d->grace, on_grace, d->cfg.shutdown_grace_ms, 0);
+        uv_timer_start(&d->tick, on_tick, 20, 20);
         after_events(d);
     } else if (d->phase == 1) {
         lkv_log(LKV_LOG_WARN, "shutdown_forced", "signal=%s action=cancel_calls",
@@ -155,6 +163,8 @@ static void stop_now(daemon_state *d)
     d->pool = NULL;
     uv_timer_stop(&d->grace);
     uv_close((uv_handle_t *)&d->grace, NULL);
+    uv_timer_stop(&d->tick);
+    uv_close((uv_handle_t *)&d->tick, NULL);
     uv_poll_stop(&d->timer_poll);
     uv_close((uv_handle_t *)&d->timer_poll, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
@@ -237,6 +247,8 @@ int main(int argc, char **argv)
     uv_poll_start(&d.timer_poll, UV_READABLE, on_timer);
     uv_timer_init(d.loop, &d.grace);
     d.grace.data = &d;
+    uv_timer_init(d.loop, &d.tick);
+    d.tick.data = &d;
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

@@ -33,11 +33,15 @@
  * A call is freed only when no batch of it is pending and the service owes
  * it no reply.
  *
- * Shutdown is two-phase. Phase 1 (lkv_rpc_shutdown_begin): the server stops
- * accepting calls (grpc_server_shutdown_and_notify); calls in flight run to
- * completion, and a stream that sends a new message gets UNAVAILABLE. Phase
- * 2 (lkv_rpc_free) starts once the shutdown tag is back and no call is
- * left: the completion queue is shut down, its thread joined and everything
+ * Shutdown is two-phase. Phase 1 (lkv_rpc_shutdown_begin) starts as a lame
+ * duck: new calls are still accepted but answered UNAVAILABLE at once, a
+ * stream that sends a new message gets UNAVAILABLE, and calls in flight run
+ * to completion. Once no call is active and none has arrived for 100 ms,
+ * gRPC is told to stop accepting
+ * (grpc_server_shutdown_and_notify); doing that earlier would make gRPC
+ * reset the calls that race it, which clients see as CANCELLED. Phase 2
+ * (lkv_rpc_free) starts once the shutdown tag is back and no call is left:
+ * the completion queue is shut down, its thread joined and everything
  * destroyed. lkv_rpc_cancel_all ends a phase 1 that takes too long.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
@@ -63,6 +67,7 @@ _Static_assert(LKV_GRPC_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "grpc codes");
 _Static_assert(LKV_GRPC_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "grpc codes");
 
 enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
+#define LKV_SHUTDOWN_QUIET_NS (100u * 1000u * 1000u)
 
 typedef enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
 
@@ -104,7 +109,7 @@ struct call {
     unsigned pending_ops;
     unsigned in_service;
     uint64_t next_seq, next_send;
-    int input_done, recv_pending, send_pending, failed, in_dispatch;
+    int input_done, recv_pending, send_pending, failed, in_dispatch, md_sent;
     lkv_grpc_code final_code;
     char final_msg[256];
     slot *ring; /* streams: stream-window slots */
@@ -121,7 +126,11 @@ struct lkv_rpc {
     int cq_thread_started;
     void *reg[LKV_METHOD_COUNT];
     tag t_shutdown;
-    int shutdown_started, shutdown_done;
+    int lame_duck;        /* phase 1a: answering new calls UNAVAILABLE */
+    int shutdown_started; /* phase 1b: grpc_server_shutdown_and_notify called */
+    int shutdown_done;
+    unsigned active;      /* calls in CALL_ACTIVE */
+    uint64_t last_call_ns; /* when the last call was matched */
     unsigned live;
     call *live_head;
     uint64_t window;
@@ -272,7 +281,8 @@ static void send_final(call *c, lkv_grpc_code code, const char *msg, lkv_reply *
     memset(ops, 0, sizeof ops);
     size_t n = 0;
     const int stream = c->method != GENERIC && lkv_method_streaming((lkv_method)c->method);
-    if (!stream) {
+    if (!c->md_sent) {
+        c->md_sent = 1;
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
         ops[n].data.send_initial_metadata.count = 0;
         n++;
@@ -297,6 +307,8 @@ static void send_final(call *c, lkv_grpc_code code, const char *msg, lkv_reply *
         ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
         n++;
     }
+    if (c->state == CALL_ACTIVE)
+        c->rpc->active--;
     c->state = CALL_FINISHING;
     c->send_pending = start_batch(c, ops, n, &c->t_send);
 }
@@ -371,6 +383,15 @@ static void on_new(call *c, int ok)
     if (!r->shutdown_started)
         request_call(r, c->method);
     c->state = CALL_ACTIVE;
+    r->active++;
+    r->last_call_ns = lkv_now_ns();
+    if (r->lame_duck && c->method != LKV_METHOD_HEALTH_CHECK) {
+        /* Still accepting, so late callers hear UNAVAILABLE rather than a reset. */
+        lkv_service_count(r->svc, LKV_GRPC_UNAVAILABLE);
+        send_final(c, LKV_GRPC_UNAVAILABLE, "latticekvd is shutting down", NULL);
+        call_maybe_free(c);
+        return;
+    }
     if (c->method == GENERIC) {
         char msg[300];
         char *path = grpc_slice_to_c_string(c->details.method);
@@ -404,6 +425,7 @@ static void on_new(call *c, int ok)
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->md_sent = 1;
     ops[1].op = GRPC_OP_RECV_MESSAGE;
     ops[1].data.recv_message.recv_message = &c->recv_buf;
     c->recv_pending = start_batch(c, ops, 2, &c->t_recv);
@@ -427,8 +449,13 @@ static void on_recv(call *c, int ok)
     } else if (c->failed || c->state != CALL_ACTIVE) {
         /* Nothing more is answered on this stream. */
     } else if (lkv_service_shutting_down(c->rpc->svc)) {
+        /* This message's answer is the stream's end, after the earlier replies. */
         lkv_service_count(c->rpc->svc, LKV_GRPC_UNAVAILABLE);
-        stream_fail(c, LKV_GRPC_UNAVAILABLE, "latticekvd is shutting down");
+        slot *s = &c->ring[c->next_seq++ % c->rpc->window];
+        memset(&s->rep, 0, sizeof s->rep);
+        s->rep.code = LKV_GRPC_UNAVAILABLE;
+        snprintf(s->rep.msg, sizeof s->rep.msg, "latticekvd is shutting down");
+        s->ready = 1;
         c->input_done = 1;
     } else {
         serve_message(c, bb, c->next_seq++);
@@ -447,7 +474,13 @@ static void stream_progress(call *c)
         return;
     if (!c->send_pending && !c->failed) {
         slot *s = &c->ring[c->next_send % r->window];
-        if (c->next_send < c->next_seq && s->ready) {
+        if (c->next_send < c->next_seq && s->ready && s->rep.code != LKV_GRPC_OK) {
+            /* Every reply before it has gone out: this error ends the stream. */
+            free(s->rep.buf);
+            s->ready = 0;
+            c->next_send++;
+            stream_fail(c, s->rep.code, s->rep.msg);
+        } else if (c->next_send < c->next_seq && s->ready) {
             grpc_op op;
             memset(&op, 0, sizeof op);
             op.op = GRPC_OP_SEND_MESSAGE;
@@ -513,10 +546,8 @@ void lkv_rpc_reply(void *callp, uint64_t seq, lkv_reply *rep)
     }
     if (c->state != CALL_ACTIVE || c->failed) {
         free(rep->buf);
-    } else if (rep->code != LKV_GRPC_OK) {
-        free(rep->buf);
-        stream_fail(c, rep->code, rep->msg);
     } else {
+        /* Errors wait their turn too: the replies before them go out first. */
         slot *s = &c->ring[seq % c->rpc->window];
         s->rep = *rep;
         s->ready = 1;
@@ -629,7 +660,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     return LKV_OK;
 }
 
-void lkv_rpc_shutdown_begin(lkv_rpc *r)
+static void stop_accepting(lkv_rpc *r)
 {
     if (r->shutdown_started)
         return;
@@ -637,10 +668,23 @@ void lkv_rpc_shutdown_begin(lkv_rpc *r)
     grpc_server_shutdown_and_notify(r->server, r->cq, &r->t_shutdown);
 }
 
+void lkv_rpc_shutdown_begin(lkv_rpc *r) { r->lame_duck = 1; }
+
+void lkv_rpc_shutdown_progress(lkv_rpc *r, uint64_t now_ns)
+{
+    /* gRPC resets calls that arrive after its shutdown (clients see
+     * CANCELLED), so it starts only once no call is active and none has
+     * arrived for a quiet period: a client whose call just succeeded is
+     * likely to send the next one right away, and that one should hear
+     * UNAVAILABLE. */
+    if (r->lame_duck && r->active == 0 && now_ns - r->last_call_ns >= LKV_SHUTDOWN_QUIET_NS)
+        stop_accepting(r);
+}
+
 void lkv_rpc_cancel_all(lkv_rpc *r)
 {
-    if (r->shutdown_started)
-        grpc_server_cancel_all_calls(r->server);
+    stop_accepting(r);
+    grpc_server_cancel_all_calls(r->server);
 }
 
 int lkv_rpc_drained(const lkv_rpc *r) { return r->shutdown_done && r->live == 0; }
@@ -649,7 +693,7 @@ void lkv_rpc_free(lkv_rpc *r)
 {
     if (!r)
         return;
-    lkv_rpc_shutdown_begin(r);
+    stop_accepting(r);
     grpc_completion_queue_shutdown(r->cq);
     if (r->cq_thread_started)
         pthread_join(r->cq_thread, NULL);
