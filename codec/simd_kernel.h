@@ -14,7 +14,7 @@
  * uses -ffp-contract=off, and no fma intrinsic appears), so each lane
  * computes exactly the scalar path's values, and the bytes agree.
  *
- * Indices use 32-bit pieces for Q <= 127 (SK_Q_MAX): with B = 2Q + 1 and
+ * E8 indices use 32-bit pieces for Q <= 127 (SK_Q_MAX): with B = 2Q + 1 and
  * C = 2Q, the integer-coset index is (X*B^4 + Y) / 2 and the half-integer
  * index M_a + X*(C^3*Q) + Y, where X, Y, B^4 and C^3*Q all fit in 32 bits;
  * the one 64-bit product per block is a widening 32x32 multiply. Decoding
@@ -34,6 +34,10 @@
  * records is per lane. A batch with a failing lane (NaN/Inf, norm overflow,
  * corrupt record) is handed to the scalar range kernel, which reports the
  * same first index and message as the scalar path.
+ *
+ * The kernels keep their scratch (sk_scratch: 64 KiB of coordinates plus
+ * 22 KiB of record words at 16 lanes) on the stack, since the library may
+ * not allocate; callers' threads need a stack of a few hundred KiB.
  *
  * Primitives the including file defines (all static inline):
  *   LKV_L            lanes (8 or 16); SK_MAX_STAGES butterfly stages per pass
@@ -70,10 +74,13 @@
 
 typedef struct sk_consts {
     uint32_t dim, n, nblocks, k, bits, rec_bytes, full_words, tail_bytes;
-    uint32_t q, b, c, b4, c3q, mag_b, mag_c, mag_q;
+    uint32_t q, b, c, mag_b, mag_c, mag_q;
+    uint32_t b4, c3q;     /* B^4, C^3*Q as 32 bits: the E8 Q <= 127 route  */
     uint32_t b2, c2, cq;  /* B^2, C^2, C*Q: below 2^22 for every Q        */
     uint64_t b4w, c3qw;   /* B^4, C^3*Q without truncation (below 2^44)  */
-    uint64_t ma, codebook, kmask;
+    uint64_t ma, codebook; /* M_a and the codebook size where they fit 64 bits
+                            * (not E8 Q >= 128, which uses lkv_derived's) */
+    uint64_t kmask;
     float qf, inv_sqrt_d;
 } sk_consts;
 
