@@ -36,8 +36,8 @@
  * Shutdown is two-phase. Phase 1 (lkv_rpc_shutdown_begin) starts as a lame
  * duck: new calls are still accepted but answered UNAVAILABLE at once, a
  * stream that sends a new message gets UNAVAILABLE, and calls in flight run
- * to completion. Once no call is active and none has arrived for 100 ms,
- * gRPC is told to stop accepting
+ * to completion. Once no call is active and none has arrived for 100 ms
+ * (or for at most a second of lame duck), gRPC is told to stop accepting
  * (grpc_server_shutdown_and_notify); doing that earlier would make gRPC
  * reset the calls that race it, which clients see as CANCELLED. Phase 2
  * (lkv_rpc_free) starts once the shutdown tag is back and no call is left:
@@ -68,6 +68,7 @@ _Static_assert(LKV_GRPC_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "gr
 
 enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
 #define LKV_SHUTDOWN_QUIET_NS (100u * 1000u * 1000u)
+#define LKV_LAME_DUCK_MAX_NS (1000u * 1000u * 1000u)
 
 typedef enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
 
@@ -127,6 +128,7 @@ struct lkv_rpc {
     void *reg[LKV_METHOD_COUNT];
     tag t_shutdown;
     int lame_duck;        /* phase 1a: answering new calls UNAVAILABLE */
+    uint64_t lame_duck_ns;
     int shutdown_started; /* phase 1b: grpc_server_shutdown_and_notify called */
     int shutdown_done;
     unsigned active;      /* calls in CALL_ACTIVE */
@@ -668,7 +670,11 @@ static void stop_accepting(lkv_rpc *r)
     grpc_server_shutdown_and_notify(r->server, r->cq, &r->t_shutdown);
 }
 
-void lkv_rpc_shutdown_begin(lkv_rpc *r) { r->lame_duck = 1; }
+void lkv_rpc_shutdown_begin(lkv_rpc *r)
+{
+    r->lame_duck = 1;
+    r->lame_duck_ns = lkv_now_ns();
+}
 
 void lkv_rpc_shutdown_progress(lkv_rpc *r, uint64_t now_ns)
 {
@@ -676,8 +682,11 @@ void lkv_rpc_shutdown_progress(lkv_rpc *r, uint64_t now_ns)
      * CANCELLED), so it starts only once no call is active and none has
      * arrived for a quiet period: a client whose call just succeeded is
      * likely to send the next one right away, and that one should hear
-     * UNAVAILABLE. */
-    if (r->lame_duck && r->active == 0 && now_ns - r->last_call_ns >= LKV_SHUTDOWN_QUIET_NS)
+     * UNAVAILABLE. Clients that keep retrying end the quiet wait after a
+     * second. */
+    if (r->lame_duck && r->active == 0 &&
+        (now_ns - r->last_call_ns >= LKV_SHUTDOWN_QUIET_NS ||
+         now_ns - r->lame_duck_ns >= LKV_LAME_DUCK_MAX_NS))
         stop_accepting(r);
 }
 
