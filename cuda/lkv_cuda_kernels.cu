@@ -47,11 +47,19 @@ namespace {
 constexpr unsigned kFull = 0xffffffffu;
 constexpr int kWarpsPerBlock = 4;
 
+/* Elements per thread: 64 for large batches (the per-vector work is
+ * shared by few lanes, so less of it is repeated), max(8, D/32) for small
+ * ones (more lanes per vector: shorter dependency chains, lower latency). */
 template <int D>
+constexpr int kEptLarge = D <= 64 ? D : 64;
+template <int D>
+constexpr int kEptSmall = D <= 8 ? D : (D / 32 > 8 ? D / 32 : 8);
+
+template <int D, int EPT_>
 struct Shape {
-    static constexpr int EPT = D <= 64 ? D : 64; /* elements per thread      */
-    static constexpr int TPV = D / EPT;          /* threads per vector       */
-    static constexpr int VPW = 32 / TPV;         /* vectors per warp         */
+    static constexpr int EPT = EPT_;     /* elements per thread            */
+    static constexpr int TPV = D / EPT;  /* threads per vector             */
+    static constexpr int VPW = 32 / TPV; /* vectors per warp               */
 };
 
 /* Lowest power of two (<= 16) dividing x. */
@@ -325,6 +333,27 @@ __device__ __forceinline__ void fwht(float *x, uint32_t lv, float scale)
         x[j] = __fmul_rn(x[j], scale);
 }
 
+/* x[j] / b for a chunk, correctly rounded: the invariant-divisor form,
+ * unless an element is tiny or zero (then the full-range division). */
+template <int EPT>
+__device__ __forceinline__ void div_chunk(float *x, float b)
+{
+    bool tiny = false;
+#pragma unroll
+    for (int j = 0; j < EPT; j++)
+        tiny |= !(fabsf(x[j]) >= LKV_DIV_MIN_A);
+    if (tiny) {
+#pragma unroll
+        for (int j = 0; j < EPT; j++)
+            x[j] = __fdiv_rn(x[j], b);
+        return;
+    }
+    const lkv_recip y = lkv_recip_of(b);
+#pragma unroll
+    for (int j = 0; j < EPT; j++)
+        x[j] = lkv_div_by(x[j], b, y);
+}
+
 template <int TPV>
 __device__ __forceinline__ float vec_max(float m)
 {
@@ -344,14 +373,14 @@ __device__ __forceinline__ bool vec_any(bool b, uint32_t vs)
 /* ------------------------------------------------------------------------ */
 /* Kernels                                                                   */
 
-template <int NB, int D, bool WIDE>
+template <int NB, int D, int EPT_, bool WIDE>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     encode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
                   uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
                   uint32_t warp_smem, uint32_t esz_log2)
 {
-    constexpr int EPT = Shape<D>::EPT, TPV = Shape<D>::TPV, VPW = Shape<D>::VPW;
-    constexpr int BPT = EPT / NB;
+    constexpr int EPT = Shape<D, EPT_>::EPT, TPV = Shape<D, EPT_>::TPV;
+    constexpr int VPW = Shape<D, EPT_>::VPW, BPT = EPT / NB;
     extern __shared__ uint4 lkv_smem[];
     const uint32_t lane = threadIdx.x & 31u;
     uint8_t *sb = reinterpret_cast<uint8_t *>(lkv_smem) + (threadIdx.x >> 5) * warp_smem;
@@ -391,9 +420,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         for (int j = 0; j < EPT; j++)
             x[j] = 0.0f;
     }
-#pragma unroll
-    for (int j = 0; j < EPT; j++)
-        x[j] = __fdiv_rn(x[j], r);
+    div_chunk<EPT>(x, r);
     fwht<EPT, TPV>(x, lv, P.inv_sqrt_d);
     float m = 0.0f;
 #pragma unroll
@@ -404,9 +431,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         m = LKV_EPS;
     const uint16_t m16 = lkv_math_f32_to_f16(__float_as_uint(m));
     const float s = __fdiv_rn(__uint_as_float(lkv_math_f16_to_f32(m16)), P.qf);
-#pragma unroll
-    for (int j = 0; j < EPT; j++)
-        x[j] = __fdiv_rn(x[j], s);
+    div_chunk<EPT>(x, s);
 
     /* Stage the records: zero, then OR the fields in. */
     const uint32_t region = ((VPW * P.rec_bytes + 15u) & ~15u) + 16u;
@@ -450,14 +475,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         status[v0 + vs] = st;
 }
 
-template <int NB, int D, bool WIDE>
+template <int NB, int D, int EPT_, bool WIDE>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     decode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
                   uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
                   uint32_t warp_smem, uint32_t esz_log2)
 {
-    constexpr int EPT = Shape<D>::EPT, TPV = Shape<D>::TPV, VPW = Shape<D>::VPW;
-    constexpr int BPT = EPT / NB;
+    constexpr int EPT = Shape<D, EPT_>::EPT, TPV = Shape<D, EPT_>::TPV;
+    constexpr int VPW = Shape<D, EPT_>::VPW, BPT = EPT / NB;
     extern __shared__ uint4 lkv_smem[];
     const uint32_t lane = threadIdx.x & 31u;
     uint8_t *sb = reinterpret_cast<uint8_t *>(lkv_smem) + (threadIdx.x >> 5) * warp_smem;
@@ -553,10 +578,10 @@ struct Launch {
     cudaStream_t stream;
 };
 
-template <int NB, int D, bool WIDE>
-cudaError_t launch_one(Op op, const Launch &L)
+template <int NB, int D, int EPT, bool WIDE>
+cudaError_t launch_shape(Op op, const Launch &L)
 {
-    constexpr int EPT = Shape<D>::EPT, VPW = Shape<D>::VPW;
+    constexpr int VPW = Shape<D, EPT>::VPW;
     const uint32_t chunk = (uint32_t)EPT << L.esz_log2;
     const uint32_t in_bytes = 32u * (chunk >= 16 ? chunk + 16 : chunk);
     const uint32_t rec_region = ((VPW * L.plan.rec_bytes + 15u) & ~15u) + 16u;
@@ -567,7 +592,7 @@ cudaError_t launch_one(Op op, const Launch &L)
         return cudaErrorInvalidConfiguration;
     const size_t smem = (size_t)warp_smem * kWarpsPerBlock;
     if (op == Op::Encode) {
-        auto k = encode_kernel<NB, D, WIDE>;
+        auto k = encode_kernel<NB, D, EPT, WIDE>;
         if (smem > 48 * 1024) {
             const cudaError_t e =
                 cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -577,7 +602,7 @@ cudaError_t launch_one(Op op, const Launch &L)
         k<<<(unsigned)blocks, kWarpsPerBlock * 32, smem, L.stream>>>(
             L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2);
     } else {
-        auto k = decode_kernel<NB, D, WIDE>;
+        auto k = decode_kernel<NB, D, EPT, WIDE>;
         if (smem > 48 * 1024) {
             const cudaError_t e =
                 cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -588,6 +613,19 @@ cudaError_t launch_one(Op op, const Launch &L)
             L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2);
     }
     return cudaGetLastError();
+}
+
+/* Small batches (fewer than ~64k lanes' worth of work with the large
+ * shape) take the small shape; both give the same bytes. */
+template <int NB, int D, bool WIDE>
+cudaError_t launch_one(Op op, const Launch &L)
+{
+    constexpr int big = kEptLarge<D>, small = kEptSmall<D>;
+    if constexpr (big != small) {
+        if (L.n * (size_t)(D / big) < 65536)
+            return launch_shape<NB, D, small, WIDE>(op, L);
+    }
+    return launch_shape<NB, D, big, WIDE>(op, L);
 }
 
 template <int NB, bool WIDE>
@@ -665,8 +703,9 @@ void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
     P->inv_sqrt_d = d.inv_sqrt_d;
     P->b = 2 * p->q + 1;
     P->c = 2 * p->q;
-    P->b3 = P->b * P->b * P->b; /* only used when narrow (< 2^24) */
-    P->c3 = P->c * P->c * P->c;
+    /* B^3 and C^3 serve the narrow form only (Q <= 127: below 2^24). */
+    P->b3 = P->wide ? 1u : P->b * P->b * P->b;
+    P->c3 = P->wide ? 1u : P->c * P->c * P->c;
     P->minv_b32 = 0xffffffffu / P->b;
     P->minv_c32 = 0xffffffffu / P->c;
     P->minv_b64 = UINT64_MAX / P->b;

@@ -190,6 +190,47 @@ static void test_udiv(int trials)
     }
 }
 
+/* The invariant-divisor division against IEEE division: every significand
+ * of a for hard divisors (significand 1, all ones, 1 + ulp), random a and b
+ * over the codec's ranges (2^-100 <= |a| < 2^17, 2^-34 <= b < 2^17). */
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float bitsf(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_div(long random_pairs)
+{
+    const uint32_t hard_b[] = {0x3f800000u, 0x3fffffffu, 0x3f800001u, 0x3fc00000u, 0x3faaaaabu};
+    const int a_exp[] = {-100, -3, 0, 16};
+    for (size_t i = 0; i < sizeof hard_b / sizeof hard_b[0]; i++) {
+        const float b = ldexpf(bitsf(hard_b[i]), (int)(i * 7 % 40) - 30);
+        const lkv_recip y = lkv_recip_of(b);
+        unsigned long bad = 0;
+        for (size_t e = 0; e < sizeof a_exp / sizeof a_exp[0]; e++)
+            for (uint32_t m = 0; m < 0x800000u; m += (e == 1 ? 1u : 7u)) {
+                const float a = ldexpf(bitsf(0x3f800000u | m), a_exp[e]) * ((m & 2) ? -1.0f : 1.0f);
+                bad += fbits(lkv_div_by(a, b, y)) != fbits(a / b);
+            }
+        CHECK(bad == 0, "div: b=%a: %lu quotients differ from IEEE division", (double)b, bad);
+    }
+    unsigned long bad = 0;
+    for (long t = 0; t < random_pairs; t++) {
+        const float b = ldexpf(bitsf(0x3f800000u | (uint32_t)(rnd() & 0x7fffff)), (int)(rnd() % 51) - 34);
+        const float a = ldexpf(bitsf(0x3f800000u | (uint32_t)(rnd() & 0x7fffff)), (int)(rnd() % 118) - 100) *
+                        ((rnd() & 1) ? -1.0f : 1.0f);
+        bad += fbits(lkv_div_by(a, b, lkv_recip_of(b))) != fbits(a / b);
+    }
+    CHECK(bad == 0, "div: %lu of %ld random quotients differ from IEEE division", bad, random_pairs);
+}
+
 int main(void)
 {
     const uint32_t qs[] = {1, 2, 3, 10, 37, 38, 100, 127, 128, 152, 500, 1023};
@@ -200,6 +241,7 @@ int main(void)
         test_index_to_point(LKV_VARIANT_D4, qs[i], 20000);
     }
     test_bits(20000);
+    test_div(20000000);
     test_udiv(2000);
     printf("gpu_block_test: %llu passed, %llu failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;

@@ -244,6 +244,35 @@ static void test_random_sweep(void)
     }
 }
 
+/* The kernels pick a layout by batch size (64 elements per lane for large
+ * batches, fewer for small ones, below 65536 lanes' worth); the sweep above
+ * is all small batches, so here each head_dim runs once just above the
+ * switch, with both variants and a narrow and a wide Q. */
+static void test_large_layout(void)
+{
+    const uint32_t qs[] = {38, 152};
+    for (int vi = 0; vi < 2; vi++) {
+        const lkv_variant var = vi == 0 ? LKV_VARIANT_E8 : LKV_VARIANT_D4;
+        for (uint32_t dim = 16; dim <= LKV_DIM_MAX; dim *= 2) {
+            if (g_quick && dim != 128 && dim != 1024)
+                continue;
+            for (int qi = 0; qi < 2; qi++) {
+                const lkv_params p = {var, qs[qi], dim};
+                const uint32_t big = dim <= 64 ? dim : 64;
+                const size_t n = 65536 / (dim / big) + 5;
+                const lkv_dtype dt = k_dtypes[(vi + qi + dim) % 3];
+                void *src = malloc(n * dim * 4);
+                fill_random(dt, src, n, dim, 0.5);
+                char what[96];
+                snprintf(what, sizeof what, "large-layout %s Q=%u D=%u %s n=%zu",
+                         lkv_variant_name(var), qs[qi], dim, lkv_dtype_name(dt), n);
+                identity_case(&p, dt, k_dtypes[(vi + dim) % 3], src, n, what);
+                free(src);
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* 2. Edge cases of CODEC.md section 5, per vector                           */
 
@@ -617,10 +646,18 @@ static void test_ctx(void)
 /* ------------------------------------------------------------------------ */
 /* 8. Reference oracle: 2048 x 128 fp32 inputs and the reference's output   */
 
+/* The data folder: $LKV_GPU_DATA_DIR (run.sh sets it, so prebuilt binaries
+ * find the repository's copy), else the source tree's tests/gpu/data. */
+static const char *data_dir(void)
+{
+    const char *d = getenv("LKV_GPU_DATA_DIR");
+    return d && *d ? d : LKV_GPU_DATA_DIR;
+}
+
 static float *read_f32(const char *name, size_t count)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", LKV_GPU_DATA_DIR, name);
+    snprintf(path, sizeof path, "%s/%s", data_dir(), name);
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
@@ -638,7 +675,7 @@ static void test_oracle(void)
 {
     const size_t rows = 2048, dim = 128, cnt = rows * dim;
     float *x = read_f32("input.f32", cnt);
-    check(x != NULL, "oracle: %s/input.f32 is readable", LKV_GPU_DATA_DIR);
+    check(x != NULL, "oracle: %s/input.f32 is readable", data_dir());
     if (!x)
         return;
     const struct {
@@ -710,6 +747,7 @@ int main(int argc, char **argv)
         void (*fn)(void);
     } tests[] = {{"api", test_api},
                  {"random_sweep", test_random_sweep},
+                 {"large_layout", test_large_layout},
                  {"edge_cases", test_edge_cases},
                  {"corrupt", test_corrupt},
                  {"alignment_stream", test_alignment_and_stream},
