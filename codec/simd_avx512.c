@@ -43,10 +43,8 @@ static inline vf vf_abs(vf a)
 }
 static inline vf vf_rint(vf a) { return _mm512_roundscale_ps(a, SK_RNE); }
 static inline vm vm_lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
-static inline vm vm_le(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
 static inline vm vm_gt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
 static inline vm vm_ge(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
-static inline vm vm_eq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 static inline vm vm_ne(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_OQ); }
 static inline vm vm_gt_and(vm m, vf a, vf b) { return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_GT_OQ); }
 static inline vm vm_eq_and(vm m, vf a, vf b) { return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_EQ_OQ); }

@@ -44,7 +44,7 @@
  *   vf, vi, vm, vq   fp32 vector, int32 vector, lane mask, uint64 vector of
  *                    LKV_L/2 lanes (vq "even" holds lanes 0,2,4..; "odd" 1,3..)
  *   vf_set1 vf_add vf_sub vf_mul vf_div vf_sqrt vf_min vf_max vf_abs vf_rint
- *   vm_lt vm_le vm_gt vm_ge vm_eq vm_ne (ordered fp compares) vm_and vm_or
+ *   vm_lt vm_gt vm_ge vm_ne (ordered fp compares) vm_and vm_or
  *   vm_gt_and(m, a, b) = m & (a > b), vm_eq_and(m, a, b) = m & (a == b)
  *   vm_any vm_bits vm_nonfinite vf_blend(m, t, f) vi_blend(m, t, f)
  *   vi_set1 vi_add vi_sub vi_mul(low 32) vi_and vi_srli1 vi_slli1
