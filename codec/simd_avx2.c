@@ -17,7 +17,7 @@
 #include <immintrin.h>
 #include <math.h>
 
-#define LKV_L 8
+#define LKV_L         8
 #define SK_MAX_STAGES 3
 
 typedef __m256 vf;
@@ -27,53 +27,135 @@ typedef __m256i vq;
 
 #define SK_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
-static inline vf vf_set1(float a) { return _mm256_set1_ps(a); }
-static inline vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
-static inline vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
-static inline vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
-static inline vf vf_div(vf a, vf b) { return _mm256_div_ps(a, b); }
-static inline vf vf_sqrt(vf a) { return _mm256_sqrt_ps(a); }
-static inline vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
-static inline vf vf_min(vf a, vf b) { return _mm256_min_ps(a, b); }
+static inline vf vf_set1(float a)
+{
+    return _mm256_set1_ps(a);
+}
+static inline vf vf_add(vf a, vf b)
+{
+    return _mm256_add_ps(a, b);
+}
+static inline vf vf_sub(vf a, vf b)
+{
+    return _mm256_sub_ps(a, b);
+}
+static inline vf vf_mul(vf a, vf b)
+{
+    return _mm256_mul_ps(a, b);
+}
+static inline vf vf_div(vf a, vf b)
+{
+    return _mm256_div_ps(a, b);
+}
+static inline vf vf_sqrt(vf a)
+{
+    return _mm256_sqrt_ps(a);
+}
+static inline vf vf_max(vf a, vf b)
+{
+    return _mm256_max_ps(a, b);
+}
+static inline vf vf_min(vf a, vf b)
+{
+    return _mm256_min_ps(a, b);
+}
 static inline vf vf_abs(vf a)
 {
     return _mm256_castsi256_ps(
         _mm256_and_si256(_mm256_castps_si256(a), _mm256_set1_epi32(0x7fffffff)));
 }
-static inline vf vf_rint(vf a) { return _mm256_round_ps(a, SK_RNE); }
-static inline vm vm_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-static inline vm vm_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
-static inline vm vm_ge(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
-static inline vm vm_ne(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_OQ); }
-static inline vm vm_gt_and(vm m, vf a, vf b) { return _mm256_and_ps(m, _mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
-static inline vm vm_eq_and(vm m, vf a, vf b) { return _mm256_and_ps(m, _mm256_cmp_ps(a, b, _CMP_EQ_OQ)); }
-static inline vm vm_and(vm a, vm b) { return _mm256_and_ps(a, b); }
-static inline vm vm_or(vm a, vm b) { return _mm256_or_ps(a, b); }
-static inline int vm_any(vm a) { return _mm256_movemask_ps(a) != 0; }
-static inline unsigned vm_bits(vm a) { return (unsigned)_mm256_movemask_ps(a); }
+static inline vf vf_rint(vf a)
+{
+    return _mm256_round_ps(a, SK_RNE);
+}
+static inline vm vm_lt(vf a, vf b)
+{
+    return _mm256_cmp_ps(a, b, _CMP_LT_OQ);
+}
+static inline vm vm_gt(vf a, vf b)
+{
+    return _mm256_cmp_ps(a, b, _CMP_GT_OQ);
+}
+static inline vm vm_ge(vf a, vf b)
+{
+    return _mm256_cmp_ps(a, b, _CMP_GE_OQ);
+}
+static inline vm vm_ne(vf a, vf b)
+{
+    return _mm256_cmp_ps(a, b, _CMP_NEQ_OQ);
+}
+static inline vm vm_gt_and(vm m, vf a, vf b)
+{
+    return _mm256_and_ps(m, _mm256_cmp_ps(a, b, _CMP_GT_OQ));
+}
+static inline vm vm_eq_and(vm m, vf a, vf b)
+{
+    return _mm256_and_ps(m, _mm256_cmp_ps(a, b, _CMP_EQ_OQ));
+}
+static inline vm vm_and(vm a, vm b)
+{
+    return _mm256_and_ps(a, b);
+}
+static inline vm vm_or(vm a, vm b)
+{
+    return _mm256_or_ps(a, b);
+}
+static inline int vm_any(vm a)
+{
+    return _mm256_movemask_ps(a) != 0;
+}
+static inline unsigned vm_bits(vm a)
+{
+    return (unsigned)_mm256_movemask_ps(a);
+}
 static inline vm vm_nonfinite(vf a)
 {
     const vi e = _mm256_set1_epi32(0x7f800000);
-    return _mm256_castsi256_ps(
-        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(a), e), e));
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(a), e), e));
 }
-static inline vf vf_blend(vm m, vf t, vf f) { return _mm256_blendv_ps(f, t, m); }
+static inline vf vf_blend(vm m, vf t, vf f)
+{
+    return _mm256_blendv_ps(f, t, m);
+}
 static inline vi vi_blend(vm m, vi t, vi f)
 {
-    return _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(f), _mm256_castsi256_ps(t), m));
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(f), _mm256_castsi256_ps(t), m));
 }
 
-static inline vi vi_set1(int32_t a) { return _mm256_set1_epi32(a); }
-static inline vi vi_add(vi a, vi b) { return _mm256_add_epi32(a, b); }
-static inline vi vi_sub(vi a, vi b) { return _mm256_sub_epi32(a, b); }
-static inline vi vi_mul(vi a, vi b) { return _mm256_mullo_epi32(a, b); }
-static inline vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+static inline vi vi_set1(int32_t a)
+{
+    return _mm256_set1_epi32(a);
+}
+static inline vi vi_add(vi a, vi b)
+{
+    return _mm256_add_epi32(a, b);
+}
+static inline vi vi_sub(vi a, vi b)
+{
+    return _mm256_sub_epi32(a, b);
+}
+static inline vi vi_mul(vi a, vi b)
+{
+    return _mm256_mullo_epi32(a, b);
+}
+static inline vi vi_and(vi a, vi b)
+{
+    return _mm256_and_si256(a, b);
+}
 #define vi_srli1(a, n) _mm256_srli_epi32((a), (n))
 #define vi_slli1(a, n) _mm256_slli_epi32((a), (n))
-static inline vi vi_from_f(vf a) { return _mm256_cvtps_epi32(a); }
-static inline vf vf_from_i(vi a) { return _mm256_cvtepi32_ps(a); }
-static inline vm vm_ieq(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+static inline vi vi_from_f(vf a)
+{
+    return _mm256_cvtps_epi32(a);
+}
+static inline vf vf_from_i(vi a)
+{
+    return _mm256_cvtepi32_ps(a);
+}
+static inline vm vm_ieq(vi a, vi b)
+{
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b));
+}
 static inline vm vm_uge(vi a, vi b)
 {
     return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a));
@@ -84,7 +166,10 @@ static inline vi vi_mulhi(vi a, vi b)
     const vi od = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32));
     return _mm256_blend_epi32(ev, od, 0xAA);
 }
-static inline vi vi_h_from_f(vf a) { return _mm256_cvtepu16_epi32(_mm256_cvtps_ph(a, SK_RNE)); }
+static inline vi vi_h_from_f(vf a)
+{
+    return _mm256_cvtepu16_epi32(_mm256_cvtps_ph(a, SK_RNE));
+}
 static inline vf vf_from_h(vi h)
 {
     /* packus keeps 16-bit values in each 128-bit half; gather the halves. */
@@ -92,15 +177,42 @@ static inline vf vf_from_h(vi h)
     return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
 }
 
-static inline vq vq_set1(uint64_t a) { return _mm256_set1_epi64x((long long)a); }
-static inline vq vq_load(const uint64_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
-static inline void vq_store(uint64_t *p, vq a) { _mm256_storeu_si256((__m256i *)p, a); }
-static inline vq vq_or(vq a, vq b) { return _mm256_or_si256(a, b); }
-static inline vq vq_and(vq a, vq b) { return _mm256_and_si256(a, b); }
-static inline vq vq_sll(vq a, uint32_t n) { return _mm256_sll_epi64(a, _mm_cvtsi32_si128((int)n)); }
-static inline vq vq_srl(vq a, uint32_t n) { return _mm256_srl_epi64(a, _mm_cvtsi32_si128((int)n)); }
-static inline vq vq_even(vi a) { return _mm256_and_si256(a, _mm256_set1_epi64x(0xffffffff)); }
-static inline vq vq_odd(vi a) { return _mm256_srli_epi64(a, 32); }
+static inline vq vq_set1(uint64_t a)
+{
+    return _mm256_set1_epi64x((long long)a);
+}
+static inline vq vq_load(const uint64_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+static inline void vq_store(uint64_t *p, vq a)
+{
+    _mm256_storeu_si256((__m256i *)p, a);
+}
+static inline vq vq_or(vq a, vq b)
+{
+    return _mm256_or_si256(a, b);
+}
+static inline vq vq_and(vq a, vq b)
+{
+    return _mm256_and_si256(a, b);
+}
+static inline vq vq_sll(vq a, uint32_t n)
+{
+    return _mm256_sll_epi64(a, _mm_cvtsi32_si128((int)n));
+}
+static inline vq vq_srl(vq a, uint32_t n)
+{
+    return _mm256_srl_epi64(a, _mm_cvtsi32_si128((int)n));
+}
+static inline vq vq_even(vi a)
+{
+    return _mm256_and_si256(a, _mm256_set1_epi64x(0xffffffff));
+}
+static inline vq vq_odd(vi a)
+{
+    return _mm256_srli_epi64(a, 32);
+}
 static inline vi vi_from_eo(vq e, vq o)
 {
     return _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
@@ -129,8 +241,7 @@ static inline vq sk_uge64(vq a, vq b)
 {
     const vq sign = vq_set1(0x8000000000000000ull);
     return _mm256_xor_si256(
-        _mm256_cmpgt_epi64(_mm256_xor_si256(b, sign), _mm256_xor_si256(a, sign)),
-        vq_set1(~0ull));
+        _mm256_cmpgt_epi64(_mm256_xor_si256(b, sign), _mm256_xor_si256(a, sign)), vq_set1(~0ull));
 }
 
 /* uint64 -> double (one rounding): both 32-bit halves exactly through the
@@ -141,13 +252,19 @@ static inline __m256d sk_u64_to_pd(vq v)
     const __m256d b = _mm256_castsi256_pd(bias);
     const __m256d lo = _mm256_sub_pd(
         _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(v, vq_set1(0xffffffffu)), bias)), b);
-    const __m256d hi = _mm256_sub_pd(
-        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), bias)), b);
+    const __m256d hi =
+        _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), bias)), b);
     return _mm256_add_pd(_mm256_mul_pd(hi, _mm256_set1_pd(4294967296.0)), lo);
 }
 
-static inline vq vq_add(vq a, vq b) { return _mm256_add_epi64(a, b); }
-static inline vq vq_mul_e(vi a, vi b) { return _mm256_mul_epu32(a, b); }
+static inline vq vq_add(vq a, vq b)
+{
+    return _mm256_add_epi64(a, b);
+}
+static inline vq vq_mul_e(vi a, vi b)
+{
+    return _mm256_mul_epu32(a, b);
+}
 static inline vq vq_mul_o(vi a, vi b)
 {
     return _mm256_mul_epu32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32));
@@ -171,9 +288,9 @@ static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o
 {
     const vq lo = _mm256_set1_epi64x(0xffffffff), mav = vq_set1(ma);
     const vq pe = _mm256_add_epi64(_mm256_mul_epu32(x, k), _mm256_and_si256(y, lo));
-    const vq po = _mm256_add_epi64(
-        _mm256_mul_epu32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(k, 32)),
-        _mm256_srli_epi64(y, 32));
+    const vq po =
+        _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(k, 32)),
+                         _mm256_srli_epi64(y, 32));
     /* Widen the 32-bit lane mask to the even and odd 64-bit lanes. */
     const vi h = _mm256_castps_si256(half);
     const vi he = _mm256_shuffle_epi32(h, _MM_SHUFFLE(2, 2, 0, 0));
@@ -197,9 +314,9 @@ static inline void sk_split4(const sk_consts *c, vq idx, vq *x, vq *y, vq *half,
     const vq p = _mm256_blendv_epi8(_mm256_add_epi64(idx, idx),
                                     _mm256_sub_epi64(idx, vq_set1(c->ma)), *half);
     const vq k = _mm256_blendv_epi8(vq_set1(c->b4), vq_set1(c->c3q), *half);
-    const __m256d inv = _mm256_blendv_pd(_mm256_set1_pd(1.0 / (double)c->b4),
-                                         _mm256_set1_pd(1.0 / (double)c->c3q),
-                                         _mm256_castsi256_pd(*half));
+    const __m256d inv =
+        _mm256_blendv_pd(_mm256_set1_pd(1.0 / (double)c->b4), _mm256_set1_pd(1.0 / (double)c->c3q),
+                         _mm256_castsi256_pd(*half));
     const __m256d bias = _mm256_set1_pd(4503599627370496.0); /* 2^52 */
     const __m256d qd = _mm256_add_pd(_mm256_mul_pd(sk_u64_to_pd(p), inv), bias);
     vq q = _mm256_and_si256(_mm256_castpd_si256(qd), vq_set1(0x000fffffffffffffull));
@@ -255,19 +372,19 @@ static inline void sk_split_by(vq e, vq o, vi m, vi *q, vi *r)
 static inline __attribute__((always_inline)) void sk_transpose(vf *r)
 {
     vf t[8], u[8];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; i++) {
         t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 2; i++) {
         u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
         u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
         u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
         u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < 4; c++) {
         r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
         r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
@@ -278,19 +395,19 @@ static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint3
 {
     switch (dt) {
     case LKV_DTYPE_BF16:
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int l = 0; l < 8; l++) {
             const __m128i h = _mm_loadu_si128((const __m128i *)(rows[l] + 2u * off));
             out[l] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
         }
         break;
     case LKV_DTYPE_FP16:
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int l = 0; l < 8; l++)
             out[l] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rows[l] + 2u * off)));
         break;
     case LKV_DTYPE_FP32:
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int l = 0; l < 8; l++)
             out[l] = _mm256_loadu_ps((const float *)(rows[l] + 4u * off));
         break;
@@ -302,7 +419,7 @@ static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned c
                                   const vf *in)
 {
     vf r[8];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int l = 0; l < 8; l++)
         r[l] = in[l];
     sk_transpose(r);

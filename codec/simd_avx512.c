@@ -17,7 +17,7 @@
 #include <immintrin.h>
 #include <math.h>
 
-#define LKV_L 16
+#define LKV_L         16
 #define SK_MAX_STAGES 4
 
 typedef __m512 vf;
@@ -28,49 +28,139 @@ typedef __m512i vq;
 /* RNE without raising exceptions; the same as rintf in the default mode. */
 #define SK_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
-static inline vf vf_set1(float a) { return _mm512_set1_ps(a); }
-static inline vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
-static inline vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
-static inline vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
-static inline vf vf_div(vf a, vf b) { return _mm512_div_ps(a, b); }
-static inline vf vf_sqrt(vf a) { return _mm512_sqrt_ps(a); }
-static inline vf vf_max(vf a, vf b) { return _mm512_max_ps(a, b); }
-static inline vf vf_min(vf a, vf b) { return _mm512_min_ps(a, b); }
+static inline vf vf_set1(float a)
+{
+    return _mm512_set1_ps(a);
+}
+static inline vf vf_add(vf a, vf b)
+{
+    return _mm512_add_ps(a, b);
+}
+static inline vf vf_sub(vf a, vf b)
+{
+    return _mm512_sub_ps(a, b);
+}
+static inline vf vf_mul(vf a, vf b)
+{
+    return _mm512_mul_ps(a, b);
+}
+static inline vf vf_div(vf a, vf b)
+{
+    return _mm512_div_ps(a, b);
+}
+static inline vf vf_sqrt(vf a)
+{
+    return _mm512_sqrt_ps(a);
+}
+static inline vf vf_max(vf a, vf b)
+{
+    return _mm512_max_ps(a, b);
+}
+static inline vf vf_min(vf a, vf b)
+{
+    return _mm512_min_ps(a, b);
+}
 static inline vf vf_abs(vf a)
 {
     return _mm512_castsi512_ps(
         _mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
 }
-static inline vf vf_rint(vf a) { return _mm512_roundscale_ps(a, SK_RNE); }
-static inline vm vm_lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
-static inline vm vm_gt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
-static inline vm vm_ge(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
-static inline vm vm_ne(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_OQ); }
-static inline vm vm_gt_and(vm m, vf a, vf b) { return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_GT_OQ); }
-static inline vm vm_eq_and(vm m, vf a, vf b) { return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_EQ_OQ); }
-static inline vm vm_and(vm a, vm b) { return (vm)(a & b); }
-static inline vm vm_or(vm a, vm b) { return (vm)(a | b); }
-static inline int vm_any(vm a) { return a != 0; }
-static inline unsigned vm_bits(vm a) { return a; }
+static inline vf vf_rint(vf a)
+{
+    return _mm512_roundscale_ps(a, SK_RNE);
+}
+static inline vm vm_lt(vf a, vf b)
+{
+    return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
+}
+static inline vm vm_gt(vf a, vf b)
+{
+    return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ);
+}
+static inline vm vm_ge(vf a, vf b)
+{
+    return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ);
+}
+static inline vm vm_ne(vf a, vf b)
+{
+    return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_OQ);
+}
+static inline vm vm_gt_and(vm m, vf a, vf b)
+{
+    return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_GT_OQ);
+}
+static inline vm vm_eq_and(vm m, vf a, vf b)
+{
+    return _mm512_mask_cmp_ps_mask(m, a, b, _CMP_EQ_OQ);
+}
+static inline vm vm_and(vm a, vm b)
+{
+    return (vm)(a & b);
+}
+static inline vm vm_or(vm a, vm b)
+{
+    return (vm)(a | b);
+}
+static inline int vm_any(vm a)
+{
+    return a != 0;
+}
+static inline unsigned vm_bits(vm a)
+{
+    return a;
+}
 static inline vm vm_nonfinite(vf a)
 {
     const vi e = _mm512_set1_epi32(0x7f800000);
     return _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(a), e), e);
 }
-static inline vf vf_blend(vm m, vf t, vf f) { return _mm512_mask_blend_ps(m, f, t); }
-static inline vi vi_blend(vm m, vi t, vi f) { return _mm512_mask_blend_epi32(m, f, t); }
+static inline vf vf_blend(vm m, vf t, vf f)
+{
+    return _mm512_mask_blend_ps(m, f, t);
+}
+static inline vi vi_blend(vm m, vi t, vi f)
+{
+    return _mm512_mask_blend_epi32(m, f, t);
+}
 
-static inline vi vi_set1(int32_t a) { return _mm512_set1_epi32(a); }
-static inline vi vi_add(vi a, vi b) { return _mm512_add_epi32(a, b); }
-static inline vi vi_sub(vi a, vi b) { return _mm512_sub_epi32(a, b); }
-static inline vi vi_mul(vi a, vi b) { return _mm512_mullo_epi32(a, b); }
-static inline vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+static inline vi vi_set1(int32_t a)
+{
+    return _mm512_set1_epi32(a);
+}
+static inline vi vi_add(vi a, vi b)
+{
+    return _mm512_add_epi32(a, b);
+}
+static inline vi vi_sub(vi a, vi b)
+{
+    return _mm512_sub_epi32(a, b);
+}
+static inline vi vi_mul(vi a, vi b)
+{
+    return _mm512_mullo_epi32(a, b);
+}
+static inline vi vi_and(vi a, vi b)
+{
+    return _mm512_and_si512(a, b);
+}
 #define vi_srli1(a, n) _mm512_srli_epi32((a), (n))
 #define vi_slli1(a, n) _mm512_slli_epi32((a), (n))
-static inline vi vi_from_f(vf a) { return _mm512_cvtps_epi32(a); }
-static inline vf vf_from_i(vi a) { return _mm512_cvtepi32_ps(a); }
-static inline vm vm_ieq(vi a, vi b) { return _mm512_cmpeq_epi32_mask(a, b); }
-static inline vm vm_uge(vi a, vi b) { return _mm512_cmpge_epu32_mask(a, b); }
+static inline vi vi_from_f(vf a)
+{
+    return _mm512_cvtps_epi32(a);
+}
+static inline vf vf_from_i(vi a)
+{
+    return _mm512_cvtepi32_ps(a);
+}
+static inline vm vm_ieq(vi a, vi b)
+{
+    return _mm512_cmpeq_epi32_mask(a, b);
+}
+static inline vm vm_uge(vi a, vi b)
+{
+    return _mm512_cmpge_epu32_mask(a, b);
+}
 /* High 32 bits of the unsigned 32x32 products, lane-wise. */
 static inline vi vi_mulhi(vi a, vi b)
 {
@@ -78,18 +168,51 @@ static inline vi vi_mulhi(vi a, vi b)
     const vi od = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32));
     return _mm512_mask_blend_epi32(0xAAAA, ev, od);
 }
-static inline vi vi_h_from_f(vf a) { return _mm512_cvtepu16_epi32(_mm512_cvtps_ph(a, SK_RNE)); }
-static inline vf vf_from_h(vi h) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)); }
+static inline vi vi_h_from_f(vf a)
+{
+    return _mm512_cvtepu16_epi32(_mm512_cvtps_ph(a, SK_RNE));
+}
+static inline vf vf_from_h(vi h)
+{
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+}
 
-static inline vq vq_set1(uint64_t a) { return _mm512_set1_epi64((long long)a); }
-static inline vq vq_load(const uint64_t *p) { return _mm512_loadu_si512(p); }
-static inline void vq_store(uint64_t *p, vq a) { _mm512_storeu_si512(p, a); }
-static inline vq vq_or(vq a, vq b) { return _mm512_or_si512(a, b); }
-static inline vq vq_and(vq a, vq b) { return _mm512_and_si512(a, b); }
-static inline vq vq_sll(vq a, uint32_t n) { return _mm512_sll_epi64(a, _mm_cvtsi32_si128((int)n)); }
-static inline vq vq_srl(vq a, uint32_t n) { return _mm512_srl_epi64(a, _mm_cvtsi32_si128((int)n)); }
-static inline vq vq_even(vi a) { return _mm512_and_si512(a, _mm512_set1_epi64(0xffffffff)); }
-static inline vq vq_odd(vi a) { return _mm512_srli_epi64(a, 32); }
+static inline vq vq_set1(uint64_t a)
+{
+    return _mm512_set1_epi64((long long)a);
+}
+static inline vq vq_load(const uint64_t *p)
+{
+    return _mm512_loadu_si512(p);
+}
+static inline void vq_store(uint64_t *p, vq a)
+{
+    _mm512_storeu_si512(p, a);
+}
+static inline vq vq_or(vq a, vq b)
+{
+    return _mm512_or_si512(a, b);
+}
+static inline vq vq_and(vq a, vq b)
+{
+    return _mm512_and_si512(a, b);
+}
+static inline vq vq_sll(vq a, uint32_t n)
+{
+    return _mm512_sll_epi64(a, _mm_cvtsi32_si128((int)n));
+}
+static inline vq vq_srl(vq a, uint32_t n)
+{
+    return _mm512_srl_epi64(a, _mm_cvtsi32_si128((int)n));
+}
+static inline vq vq_even(vi a)
+{
+    return _mm512_and_si512(a, _mm512_set1_epi64(0xffffffff));
+}
+static inline vq vq_odd(vi a)
+{
+    return _mm512_srli_epi64(a, 32);
+}
 /* The low 32 bits of each 64-bit lane, back in 32-bit lane order. */
 static inline vi vi_from_eo(vq e, vq o)
 {
@@ -121,8 +244,14 @@ static inline unsigned vq_nz_bits(vq e, vq o)
 {
     return sk_interleave(_mm512_test_epi64_mask(e, e), _mm512_test_epi64_mask(o, o));
 }
-static inline vq vq_add(vq a, vq b) { return _mm512_add_epi64(a, b); }
-static inline vq vq_mul_e(vi a, vi b) { return _mm512_mul_epu32(a, b); }
+static inline vq vq_add(vq a, vq b)
+{
+    return _mm512_add_epi64(a, b);
+}
+static inline vq vq_mul_e(vi a, vi b)
+{
+    return _mm512_mul_epu32(a, b);
+}
 static inline vq vq_mul_o(vi a, vi b)
 {
     return _mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32));
@@ -132,7 +261,10 @@ static inline unsigned vq_uge_bits(vq e, vq o, uint64_t lim)
     return sk_interleave(_mm512_cmpge_epu64_mask(e, vq_set1(lim)),
                          _mm512_cmpge_epu64_mask(o, vq_set1(lim)));
 }
-static inline vm vm_from_bits(unsigned b) { return (vm)b; }
+static inline vm vm_from_bits(unsigned b)
+{
+    return (vm)b;
+}
 
 #include "simd_kernel.h"
 
@@ -140,9 +272,9 @@ static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o
 {
     const vq lo = _mm512_set1_epi64(0xffffffff), mav = vq_set1(ma);
     const vq pe = _mm512_add_epi64(_mm512_mul_epu32(x, k), _mm512_and_si512(y, lo));
-    const vq po = _mm512_add_epi64(
-        _mm512_mul_epu32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(k, 32)),
-        _mm512_srli_epi64(y, 32));
+    const vq po =
+        _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(k, 32)),
+                         _mm512_srli_epi64(y, 32));
     *e = _mm512_mask_blend_epi64(sk_compress(half), _mm512_srli_epi64(pe, 1),
                                  _mm512_add_epi64(pe, mav));
     *o = _mm512_mask_blend_epi64(sk_compress(half >> 1), _mm512_srli_epi64(po, 1),
@@ -153,7 +285,8 @@ static inline void sk_idx64(vi x, vi k, vi y, vm half, uint64_t ma, vq *e, vq *o
  * quotient below 2^32. The double estimate is within 1 of the quotient
  * (relative error a few 2^-53 on a value below 2^32), and the remainder's
  * sign and size correct it. */
-static inline void sk_split8(const sk_consts *c, vq idx, vq *x, vq *y, __mmask8 *half, __mmask8 *bad)
+static inline void sk_split8(const sk_consts *c, vq idx, vq *x, vq *y, __mmask8 *half,
+                             __mmask8 *bad)
 {
     const vq one = vq_set1(1);
     *bad = _mm512_cmpge_epu64_mask(idx, vq_set1(c->codebook));
@@ -209,12 +342,12 @@ static inline void sk_split_by(vq e, vq o, vi m, vi *q, vi *r)
 static inline __attribute__((always_inline)) void sk_transpose(vf *r)
 {
     vf t[16], u[16];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; i++) {
         const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
         const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
@@ -223,7 +356,7 @@ static inline __attribute__((always_inline)) void sk_transpose(vf *r)
         u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
         u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < 4; c++) {
         const vf v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
         const vf w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
@@ -240,19 +373,19 @@ static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint3
 {
     switch (dt) {
     case LKV_DTYPE_BF16:
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int l = 0; l < 16; l++) {
             const __m256i h = _mm256_loadu_si256((const __m256i *)(rows[l] + 2u * off));
             out[l] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
         }
         break;
     case LKV_DTYPE_FP16:
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int l = 0; l < 16; l++)
             out[l] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rows[l] + 2u * off)));
         break;
     case LKV_DTYPE_FP32:
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int l = 0; l < 16; l++)
             out[l] = _mm512_loadu_ps((const float *)(rows[l] + 4u * off));
         break;
@@ -261,10 +394,10 @@ static inline void sk_load_chunk(lkv_dtype dt, const uint8_t *const *rows, uint3
 }
 
 static inline void sk_store_chunk(lkv_dtype dt, uint8_t *const *rows, unsigned cnt, uint32_t off,
-                              const vf *in)
+                                  const vf *in)
 {
     vf r[16];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int l = 0; l < 16; l++)
         r[l] = in[l];
     sk_transpose(r);

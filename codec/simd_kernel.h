@@ -70,14 +70,14 @@
  * Q = 1023: 256 indices of 43 bits; E8 records it packs have k <= 64), plus
  * one zero word read past the end. */
 #define SK_MAX_WORDS ((LKV_DIM_MAX / 4u * 43u + 32u + 63u) / 64u + 2u)
-#define SK_INLINE static inline __attribute__((always_inline))
+#define SK_INLINE    static inline __attribute__((always_inline))
 
 typedef struct sk_consts {
     uint32_t dim, n, nblocks, k, bits, rec_bytes, full_words, tail_bytes;
     uint32_t q, b, c, mag_b, mag_c, mag_q;
-    uint32_t b4, c3q;     /* B^4, C^3*Q as 32 bits: the E8 Q <= 127 route  */
-    uint32_t b2, c2, cq;  /* B^2, C^2, C*Q: below 2^22 for every Q        */
-    uint64_t b4w, c3qw;   /* B^4, C^3*Q without truncation (below 2^44)  */
+    uint32_t b4, c3q;      /* B^4, C^3*Q as 32 bits: the E8 Q <= 127 route  */
+    uint32_t b2, c2, cq;   /* B^2, C^2, C*Q: below 2^22 for every Q        */
+    uint64_t b4w, c3qw;    /* B^4, C^3*Q without truncation (below 2^44)  */
     uint64_t ma, codebook; /* M_a and the codebook size where they fit 64 bits
                             * (not E8 Q >= 128, which uses lkv_derived's) */
     uint64_t kmask;
@@ -85,8 +85,8 @@ typedef struct sk_consts {
 } sk_consts;
 
 typedef struct sk_scratch {
-    vf buf[LKV_DIM_MAX];                  /* buf[j]: coordinate j of each lane */
-    uint64_t words[SK_MAX_WORDS][LKV_L];  /* [w][slot]: record word w of a lane */
+    vf buf[LKV_DIM_MAX];                 /* buf[j]: coordinate j of each lane */
+    uint64_t words[SK_MAX_WORDS][LKV_L]; /* [w][slot]: record word w of a lane */
 } sk_scratch;
 
 /* Per-ISA pieces, defined by the including file after this header. */
@@ -157,18 +157,18 @@ SK_INLINE void sk_group(vf *v, uint32_t h0, int s, int flags, vf pre, vf scale, 
 {
     vf x[1 << SK_MAX_STAGES];
     const int nv = 1 << s;
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int k = 0; k < nv; k++) {
         x[k] = v[(uint32_t)k * h0];
         if ((flags & SK_FIRST) && !(flags & SK_DEC))
             x[k] = vf_div(x[k], pre);
     }
-    /* Pair p of stage h is (j, j + h) with j = (p / h) * 2h + p % h; the
-     * masks only keep the compiler's bounds analysis of the unrolled,
-     * not-yet-specialised loop quiet (they never change an index). */
-    #pragma GCC unroll 4
+/* Pair p of stage h is (j, j + h) with j = (p / h) * 2h + p % h; the
+ * masks only keep the compiler's bounds analysis of the unrolled,
+ * not-yet-specialised loop quiet (they never change an index). */
+#pragma GCC unroll 4
     for (int h = 1; h < nv; h <<= 1)
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int p = 0; p < nv / 2; p++) {
             const int j = ((p / h) * 2 * h + p % h) & ((1 << SK_MAX_STAGES) - 1);
             const int jh = (j + h) & ((1 << SK_MAX_STAGES) - 1);
@@ -176,7 +176,7 @@ SK_INLINE void sk_group(vf *v, uint32_t h0, int s, int flags, vf pre, vf scale, 
             x[j] = vf_add(a, b);
             x[jh] = vf_sub(a, b);
         }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int k = 0; k < nv; k++) {
         if (flags & SK_LAST) {
             x[k] = vf_mul(x[k], scale);
@@ -200,11 +200,11 @@ SK_INLINE void sk_pass(vf *v, uint32_t dim, uint32_t h0, int s, int flags, vf pr
 
 /* One pass with compile-time stage count and flags, so that sk_group's
  * values stay in registers. */
-#define SK_PASS_CASES(FL)                                                        \
-    switch (s) {                                                                 \
-    case 1: sk_pass(v, dim, h0, 1, (FL), pre, scale, post, mx); break;           \
-    case 2: sk_pass(v, dim, h0, 2, (FL), pre, scale, post, mx); break;           \
-    case 3: sk_pass(v, dim, h0, 3, (FL), pre, scale, post, mx); break;           \
+#define SK_PASS_CASES(FL)                                                           \
+    switch (s) {                                                                    \
+    case 1: sk_pass(v, dim, h0, 1, (FL), pre, scale, post, mx); break;              \
+    case 2: sk_pass(v, dim, h0, 2, (FL), pre, scale, post, mx); break;              \
+    case 3: sk_pass(v, dim, h0, 3, (FL), pre, scale, post, mx); break;              \
     default: sk_pass(v, dim, h0, SK_MAX_STAGES, (FL), pre, scale, post, mx); break; \
     }
 
@@ -243,7 +243,7 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
 {
     const vf zero = vf_set1(0.0f), one = vf_set1(1.0f), mone = vf_set1(-1.0f);
     vf d[8], sum = zero;
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
         /* ref.c clamps with compares; min/max differ only in the sign of a
          * zero (hi = 0 when Q = 1), which no later step can observe: d's
@@ -261,7 +261,7 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
      * integer already in [lo, hi], that move stays in the box exactly when
      * f is not the bound it moves to: f != (d >= 0 ? hi : lo). */
     vf best_abs = mone, best_i = mone, best_d = zero;
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
         const vm ok = vm_ne(f[i], vf_blend(vm_ge(d[i], zero), hi, lo));
         const vf a = vf_abs(d[i]);
@@ -275,7 +275,7 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
     if (vm_any(none)) {
         /* No toward move fits: move away on the first smallest |d|. */
         vf small = vf_set1(INFINITY), fb_i = zero, fb_d = zero;
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int i = 0; i < n; i++) {
             const vf a = vf_abs(d[i]);
             const vm take = vm_lt(a, small);
@@ -286,7 +286,7 @@ SK_INLINE void sk_dnbox(const vf *y, int n, vf lo, vf hi, vf *f)
         best_i = vf_blend(none, fb_i, best_i);
         dir = vf_blend(none, vf_blend(vm_ge(fb_d, zero), mone, one), dir);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < n; i++) {
         const vm hit = vm_eq_and(odd, best_i, vf_set1((float)i));
         f[i] = vf_blend(hit, vf_add(f[i], dir), f[i]);
@@ -300,12 +300,12 @@ SK_INLINE void sk_e8(const vf *z, vf qf, vf *g, vm *half)
     const vf h = vf_set1(0.5f), lo = vf_sub(vf_set1(0.0f), qf);
     vf a[8], b[8], ym[8];
     sk_dnbox(z, 8, lo, qf, a);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++)
         ym[i] = vf_sub(z[i], h);
     sk_dnbox(ym, 8, lo, vf_sub(qf, vf_set1(1.0f)), b);
     vf da = vf_set1(0.0f), db = da;
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         const vf ea = vf_sub(z[i], a[i]);
         const vf eb = vf_sub(z[i], vf_add(b[i], h));
@@ -313,7 +313,7 @@ SK_INLINE void sk_e8(const vf *z, vf qf, vf *g, vm *half)
         db = vf_add(db, vf_mul(eb, eb));
     }
     *half = vm_gt(da, db); /* ref.c: integer coset when da <= db; both finite */
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++)
         g[i] = vf_blend(*half, b[i], a[i]);
 }
@@ -360,8 +360,8 @@ SK_INLINE void sk_get(const sk_consts *c, const sk_scratch *sc, uint32_t pos, vq
 
 /* Loads a batch into sc->buf and returns its sums of squares (pairwise
  * tree of ref.c); *bad receives the lanes holding NaN/Inf. */
-static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *rows,
-                       sk_scratch *sc, unsigned *bad)
+static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *rows, sk_scratch *sc,
+                       unsigned *bad)
 {
     const uint32_t dim = c->dim;
     vf *x = sc->buf;
@@ -373,14 +373,14 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
             vf *xc = x + ch * LKV_L;
             sk_load_chunk(dt, rows, ch * LKV_L, xc);
             vf t[LKV_L / 2];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < LKV_L / 2; i++) {
                 nf = vm_or(nf, vm_or(vm_nonfinite(xc[2 * i]), vm_nonfinite(xc[2 * i + 1])));
                 t[i] = vf_add(vf_mul(xc[2 * i], xc[2 * i]), vf_mul(xc[2 * i + 1], xc[2 * i + 1]));
             }
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int len = LKV_L / 2; len > 1; len /= 2)
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int i = 0; i < len / 2; i++)
                     t[i] = vf_add(t[2 * i], t[2 * i + 1]);
             part[ch] = t[0];
@@ -420,8 +420,7 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
  * already consumed: u64 [0, L) = X (even lanes, then odd), [L, 2L) = Y,
  * then a 32-bit lane mask of the half-integer coset.
  */
-SK_INLINE void sk_park_xy(sk_scratch *sc, uint32_t blk, vq xe, vq xo, vq ye, vq yo,
-                          unsigned half)
+SK_INLINE void sk_park_xy(sk_scratch *sc, uint32_t blk, vq xe, vq xo, vq ye, vq yo, unsigned half)
 {
     uint8_t *slot = (uint8_t *)&sc->buf[blk * 8u];
     vq_store((uint64_t *)slot, xe);
@@ -469,9 +468,8 @@ static void sk_write_big(const lkv_derived *d, const sk_consts *c, const sk_scra
             memcpy(&x, slot + 8u * sl, 8);
             memcpy(&y, slot + 8u * (LKV_L + sl), 8);
             memcpy(&half, slot + 16u * LKV_L, 4);
-            const lkv_u128 idx =
-                (half >> l) & 1u ? d->e8_int_count + ((lkv_u128)x * c->c3qw + y)
-                                 : ((lkv_u128)x * c->b4w + y) >> 1;
+            const lkv_u128 idx = (half >> l) & 1u ? d->e8_int_count + ((lkv_u128)x * c->c3qw + y)
+                                                  : ((lkv_u128)x * c->b4w + y) >> 1;
             sk_bigw_put(&w, (uint64_t)idx, 64);
             sk_bigw_put(&w, (uint64_t)(idx >> 64), c->k - 64u); /* k8 > 64 for Q >= 128 */
         }
@@ -525,12 +523,12 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
         vi gi[8];
         vq e, o;
         if (c->n == 8) {
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 z[i] = vf_div(yb[i], s);
             vm half;
             sk_e8(z, qf, g, &half);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
             if (big) { /* X = (g0*M + g1)*M^2 + (g2*M + g3), Y likewise */
@@ -560,11 +558,11 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
             sk_idx64(x, kk, y, half, c->ma, &e, &o);
         } else {
             const vf lo = vf_sub(vf_set1(0.0f), qf);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 z[i] = vf_div(yb[i], s);
             sk_dnbox(z, 4, lo, qf, g);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
             const vi b2v = vi_set1((int32_t)c->b2);
@@ -719,9 +717,9 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
         hdr = vi_from_eo(vq_load(&sc->words[0][0]), vq_load(&sc->words[0][LKV_L / 2]));
     const vi r16 = vi_and(hdr, vi_set1(0xffff)), m16 = vi_srli1(hdr, 16);
     const vi lo_ok = vi_set1(LKV_F16_EPS_BITS), hi_bad = vi_set1(LKV_F16_INF_BITS);
-    bad |= vm_bits(vm_or(vm_or(vm_uge(r16, hi_bad), vm_uge(m16, hi_bad)),
-                                 vm_or(vm_uge(vi_sub(lo_ok, vi_set1(1)), r16),
-                                       vm_uge(vi_sub(lo_ok, vi_set1(1)), m16))));
+    bad |= vm_bits(vm_or(
+        vm_or(vm_uge(r16, hi_bad), vm_uge(m16, hi_bad)),
+        vm_or(vm_uge(vi_sub(lo_ok, vi_set1(1)), r16), vm_uge(vi_sub(lo_ok, vi_set1(1)), m16))));
     if ((c->bits & 63u) && !big) { /* padding bits after the last index must be zero */
         const uint32_t w = (c->bits - 1u) >> 6;
         bad |= vq_nz_bits(vq_srl(vq_load(&sc->words[w][0]), c->bits & 63u),
@@ -749,8 +747,8 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
             const vi m1sq = vi_blend(half, vi_set1((int32_t)c->c2), vi_set1((int32_t)c->b2));
             const vi m3 = vi_blend(half, vi_set1((int32_t)c->cq), vi_set1((int32_t)c->b2));
             vi a0, a1, a2, a3;
-            sk_split_by(vq_load((const uint64_t *)slot), vq_load((const uint64_t *)(slot + 4u * LKV_L)),
-                        m1sq, &a0, &a1);
+            sk_split_by(vq_load((const uint64_t *)slot),
+                        vq_load((const uint64_t *)(slot + 4u * LKV_L)), m1sq, &a0, &a1);
             sk_split_by(vq_load((const uint64_t *)(slot + 8u * LKV_L)),
                         vq_load((const uint64_t *)(slot + 12u * LKV_L)), m3, &a2, &a3);
             g[0] = sk_divmod(a0, m1, g1, &g[1]);
@@ -758,12 +756,12 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
             g[4] = sk_divmod(a2, m1, g1, &g[5]);
             g[6] = sk_divmod(a3, m2, g2, &g[7]);
             vi par = g[0];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 1; i < 7; i++)
                 par = vi_add(par, g[i]);
             g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
             const vi hb = vi_blend(half, one, vi_set1(0));
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
                 const vi dd = vi_sub(g[i], qv);
                 yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(vi_add(dd, dd), hb)), half_f), s);
@@ -787,12 +785,12 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
             g[4] = sk_divmod(y, m1, g1, &g[5]);
             /* half-integer coset: w7 = 2h + parity of w0..w6 */
             vi par = g[0];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 1; i < 7; i++)
                 par = vi_add(par, g[i]);
             g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
             const vi hb = vi_blend(half, one, vi_set1(0));
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 8; i++) {
                 const vi d = vi_sub(g[i], qv);
                 const vi p2 = vi_add(vi_add(d, d), hb);
@@ -813,7 +811,7 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
                 g[0] = sk_divmod(a0, bv, mag_b, &g[1]);
                 g[2] = sk_divmod(a1, bv, mag_b, &g[3]);
             }
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
                 const vi d = vi_sub(g[i], qv);
                 yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(d, d)), half_f), s);
@@ -857,8 +855,7 @@ static lkv_status sk_decode(const lkv_derived *d, const uint8_t *src, size_t n, 
         if (n - i > 2u * LKV_L)
             for (size_t b = 0; b < LKV_L * c.rec_bytes; b += 64)
                 __builtin_prefetch(src + (i + LKV_L) * c.rec_bytes + b);
-        if (sk_dec_batch(d, &c, src + i * c.rec_bytes, cnt, dt, (uint8_t *)dst + i * vbytes,
-                         &sc)) {
+        if (sk_dec_batch(d, &c, src + i * c.rec_bytes, cnt, dt, (uint8_t *)dst + i * vbytes, &sc)) {
             const lkv_status st = lkv_decode_scalar_range(d, src, i, i + cnt, dt, dst, diag);
             if (st != LKV_OK)
                 return st;

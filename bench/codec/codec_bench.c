@@ -32,12 +32,12 @@ typedef struct bench_case {
 
 /* The rows of issue 2: every variant and Q at D=128, plus D=64/256 for E8 Q=38. */
 static const bench_case cases[] = {
-    {LKV_VARIANT_E8, 10, 128},  {LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_E8, 152, 128},
-    {LKV_VARIANT_D4, 10, 128},  {LKV_VARIANT_D4, 38, 128}, {LKV_VARIANT_D4, 152, 128},
-    {LKV_VARIANT_E8, 38, 64},   {LKV_VARIANT_E8, 38, 256},
+    {LKV_VARIANT_E8, 10, 128}, {LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_E8, 152, 128},
+    {LKV_VARIANT_D4, 10, 128}, {LKV_VARIANT_D4, 38, 128}, {LKV_VARIANT_D4, 152, 128},
+    {LKV_VARIANT_E8, 38, 64},  {LKV_VARIANT_E8, 38, 256},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
-#define NISA 3
+#define NISA   3
 
 /* Best median over rounds, vectors/s; 0 = not run. "cpu" divides by the
  * thread's CPU time, "wall" by elapsed time. */
@@ -140,11 +140,10 @@ static void cpu_identity(char *model, size_t cap, int *family, int *modelnum)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: codec_bench [--json FILE] [--vectors N] [--reps R] [--rounds K]\n"
-            "                   [--isa scalar|avx2|avx512|all] [--note TEXT]\n"
-            "  Encode/decode throughput, bf16 in and out, one thread. Each row is the\n"
-            "  median of R repetitions over N vectors; with K rounds the best median.\n");
+    fprintf(stderr, "usage: codec_bench [--json FILE] [--vectors N] [--reps R] [--rounds K]\n"
+                    "                   [--isa scalar|avx2|avx512|all] [--note TEXT]\n"
+                    "  Encode/decode throughput, bf16 in and out, one thread. Each row is the\n"
+                    "  median of R repetitions over N vectors; with K rounds the best median.\n");
 }
 
 int main(int argc, char **argv)
@@ -270,8 +269,7 @@ int main(int argc, char **argv)
             printf("%-4s %4u %5u %-7s %6u %11.3f %9.3f %11.3f %9.3f %10.3f %10.3f\n",
                    lkv_variant_name(p.variant), p.q, p.dim, lkv_isa_name((lkv_isa)isa),
                    lkv_bits_per_vector(&p), row->enc_cpu / 1e6, row->enc_cpu * gb,
-                   row->dec_cpu / 1e6, row->dec_cpu * gb, row->enc_wall / 1e6,
-                   row->dec_wall / 1e6);
+                   row->dec_cpu / 1e6, row->dec_cpu * gb, row->enc_wall / 1e6, row->dec_wall / 1e6);
         }
     }
 
@@ -314,8 +312,8 @@ int main(int argc, char **argv)
                     "\"encode_vectors_per_s_wall\": %.0f, \"decode_vectors_per_s_wall\": %.0f}",
                     first ? "" : ",\n", lkv_variant_name(p.variant), p.q, p.dim,
                     lkv_isa_name((lkv_isa)isa), lkv_bits_per_vector(&p), lkv_record_bytes(&p),
-                    row->enc_cpu, row->enc_cpu * gb, row->dec_cpu, row->dec_cpu * gb,
-                    row->enc_wall, row->dec_wall);
+                    row->enc_cpu, row->enc_cpu * gb, row->dec_cpu, row->dec_cpu * gb, row->enc_wall,
+                    row->dec_wall);
             first = 0;
         }
     }

@@ -21,7 +21,7 @@
 #include "lkv_codec_math.h"
 #include "testutil.h"
 
-#define GUARD 64u
+#define GUARD  64u
 #define CANARY 0xA5u
 
 static const lkv_dtype all_dtypes[] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
@@ -35,8 +35,8 @@ static void need(lkv_isa isa)
 static void check_guard(const uint8_t *buf, size_t len, const char *what, const char *ctx)
 {
     for (size_t i = 0; i < GUARD; i++)
-        cr_assert_eq(buf[len + i], CANARY, "%s: %s wrote past its %zu-byte output (byte +%zu)",
-                     ctx, what, len, i);
+        cr_assert_eq(buf[len + i], CANARY, "%s: %s wrote past its %zu-byte output (byte +%zu)", ctx,
+                     what, len, i);
 }
 
 static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t len)
@@ -65,15 +65,15 @@ static void check_decode(lkv_isa isa, const lkv_params *p, const uint8_t *rec, s
         cr_assert_eq(sg, sr, "%s: decode to %s: %s gave %s, scalar %s", ctx, lkv_dtype_name(dt),
                      lkv_isa_name(isa), lkv_status_name(sg), lkv_status_name(sr));
         if (sr != LKV_OK) {
-            cr_assert_eq(dg.index, dr.index, "%s: decode: %s reports vector %llu, scalar %llu",
-                         ctx, lkv_isa_name(isa), (unsigned long long)dg.index,
+            cr_assert_eq(dg.index, dr.index, "%s: decode: %s reports vector %llu, scalar %llu", ctx,
+                         lkv_isa_name(isa), (unsigned long long)dg.index,
                          (unsigned long long)dr.index);
             cr_assert_str_eq(dg.msg, dr.msg, "%s: decode messages differ", ctx);
         } else {
             const size_t at = first_diff(ref, got, len);
-            cr_assert_eq(at, len, "%s: decode to %s: %s differs from scalar at byte %zu (vector %zu)",
-                         ctx, lkv_dtype_name(dt), lkv_isa_name(isa), at,
-                         at / (p->dim * lkv_dtype_size(dt)));
+            cr_assert_eq(
+                at, len, "%s: decode to %s: %s differs from scalar at byte %zu (vector %zu)", ctx,
+                lkv_dtype_name(dt), lkv_isa_name(isa), at, at / (p->dim * lkv_dtype_size(dt)));
         }
         check_guard(got, len, lkv_isa_name(isa), ctx);
         free(ref);
@@ -101,8 +101,7 @@ static lkv_status check_encode(lkv_isa isa, const lkv_params *p, lkv_dtype dt, c
                  lkv_status_name(sg), dg.msg, lkv_status_name(sr), dr.msg);
     if (sr != LKV_OK) {
         cr_assert_eq(dg.index, dr.index, "%s: encode: %s reports vector %llu, scalar %llu", ctx,
-                     lkv_isa_name(isa), (unsigned long long)dg.index,
-                     (unsigned long long)dr.index);
+                     lkv_isa_name(isa), (unsigned long long)dg.index, (unsigned long long)dr.index);
         cr_assert_str_eq(dg.msg, dr.msg, "%s: encode messages differ", ctx);
     } else {
         const size_t at = first_diff(ref, got, n * rb);
@@ -147,7 +146,11 @@ static void random_sweep(lkv_isa isa)
     }
 }
 
-Test(isa, avx2_random_sweep, .timeout = 300) { need(LKV_ISA_AVX2); random_sweep(LKV_ISA_AVX2); }
+Test(isa, avx2_random_sweep, .timeout = 300)
+{
+    need(LKV_ISA_AVX2);
+    random_sweep(LKV_ISA_AVX2);
+}
 Test(isa, avx512_random_sweep, .timeout = 300)
 {
     need(LKV_ISA_AVX512);
@@ -173,8 +176,16 @@ static void batch_sizes(lkv_isa isa)
         }
 }
 
-Test(isa, avx2_batch_sizes) { need(LKV_ISA_AVX2); batch_sizes(LKV_ISA_AVX2); }
-Test(isa, avx512_batch_sizes) { need(LKV_ISA_AVX512); batch_sizes(LKV_ISA_AVX512); }
+Test(isa, avx2_batch_sizes)
+{
+    need(LKV_ISA_AVX2);
+    batch_sizes(LKV_ISA_AVX2);
+}
+Test(isa, avx512_batch_sizes)
+{
+    need(LKV_ISA_AVX512);
+    batch_sizes(LKV_ISA_AVX512);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Rounding ties and box edges                                               */
@@ -213,7 +224,9 @@ static void ties_and_edges(lkv_isa isa)
         double *h = malloc(dim * sizeof(double));
         cr_assert(src && h);
         for (size_t i = 0; i < n; i++) {
-            const uint32_t nnz = dim >= 64 ? (i % 3 == 0 ? 4u : i % 3 == 1 ? 16u : 64u)
+            const uint32_t nnz = dim >= 64 ? (i % 3 == 0   ? 4u
+                                              : i % 3 == 1 ? 16u
+                                                           : 64u)
                                            : (i % 2 ? 4u : dim);
             float *x = src + i * dim;
             for (uint32_t k = 0; k < nnz && k < dim; k++) {
@@ -261,8 +274,16 @@ static void ties_and_edges(lkv_isa isa)
     cr_assert_gt(edges, 1000u, "the edge inputs produced only %zu coordinates on +-Q", edges);
 }
 
-Test(isa, avx2_ties_and_edges) { need(LKV_ISA_AVX2); ties_and_edges(LKV_ISA_AVX2); }
-Test(isa, avx512_ties_and_edges) { need(LKV_ISA_AVX512); ties_and_edges(LKV_ISA_AVX512); }
+Test(isa, avx2_ties_and_edges)
+{
+    need(LKV_ISA_AVX2);
+    ties_and_edges(LKV_ISA_AVX2);
+}
+Test(isa, avx512_ties_and_edges)
+{
+    need(LKV_ISA_AVX512);
+    ties_and_edges(LKV_ISA_AVX512);
+}
 
 /*
  * The away-move fallback of the D_n box rule runs only when no toward move
@@ -319,8 +340,16 @@ static void fallback_blocks(lkv_isa isa)
     }
 }
 
-Test(isa, avx2_fallback_blocks) { need(LKV_ISA_AVX2); fallback_blocks(LKV_ISA_AVX2); }
-Test(isa, avx512_fallback_blocks) { need(LKV_ISA_AVX512); fallback_blocks(LKV_ISA_AVX512); }
+Test(isa, avx2_fallback_blocks)
+{
+    need(LKV_ISA_AVX2);
+    fallback_blocks(LKV_ISA_AVX2);
+}
+Test(isa, avx512_fallback_blocks)
+{
+    need(LKV_ISA_AVX512);
+    fallback_blocks(LKV_ISA_AVX512);
+}
 
 /* Random vectors quantised to multiples of 1/2 and 1/4: frequent exact
  * ties in the norm's rounding and in the coordinates. */
@@ -344,8 +373,16 @@ static void coarse_values(lkv_isa isa)
         }
 }
 
-Test(isa, avx2_coarse_values) { need(LKV_ISA_AVX2); coarse_values(LKV_ISA_AVX2); }
-Test(isa, avx512_coarse_values) { need(LKV_ISA_AVX512); coarse_values(LKV_ISA_AVX512); }
+Test(isa, avx2_coarse_values)
+{
+    need(LKV_ISA_AVX2);
+    coarse_values(LKV_ISA_AVX2);
+}
+Test(isa, avx512_coarse_values)
+{
+    need(LKV_ISA_AVX512);
+    coarse_values(LKV_ISA_AVX512);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Zeros, tiny and huge norms, the fp16 scale conversions                    */
@@ -391,8 +428,16 @@ static void scales(lkv_isa isa)
     free(x);
 }
 
-Test(isa, avx2_scales) { need(LKV_ISA_AVX2); scales(LKV_ISA_AVX2); }
-Test(isa, avx512_scales) { need(LKV_ISA_AVX512); scales(LKV_ISA_AVX512); }
+Test(isa, avx2_scales)
+{
+    need(LKV_ISA_AVX2);
+    scales(LKV_ISA_AVX2);
+}
+Test(isa, avx512_scales)
+{
+    need(LKV_ISA_AVX512);
+    scales(LKV_ISA_AVX512);
+}
 
 /* All-zero vectors and fp16/bf16 subnormal inputs. */
 static void zeros_and_subnormals(lkv_isa isa)
@@ -453,8 +498,16 @@ static void decode_all_r16(lkv_isa isa)
     free(rec);
 }
 
-Test(isa, avx2_decode_all_r16) { need(LKV_ISA_AVX2); decode_all_r16(LKV_ISA_AVX2); }
-Test(isa, avx512_decode_all_r16) { need(LKV_ISA_AVX512); decode_all_r16(LKV_ISA_AVX512); }
+Test(isa, avx2_decode_all_r16)
+{
+    need(LKV_ISA_AVX2);
+    decode_all_r16(LKV_ISA_AVX2);
+}
+Test(isa, avx512_decode_all_r16)
+{
+    need(LKV_ISA_AVX512);
+    decode_all_r16(LKV_ISA_AVX512);
+}
 
 /* Writes the low k bits of v at bit pos, LSB first (record zeroed before). */
 static void put_index(uint8_t *rec, uint32_t pos, lkv_u128 v, uint32_t k)
@@ -526,8 +579,16 @@ static void index_boundaries(lkv_isa isa)
     }
 }
 
-Test(isa, avx2_index_boundaries) { need(LKV_ISA_AVX2); index_boundaries(LKV_ISA_AVX2); }
-Test(isa, avx512_index_boundaries) { need(LKV_ISA_AVX512); index_boundaries(LKV_ISA_AVX512); }
+Test(isa, avx2_index_boundaries)
+{
+    need(LKV_ISA_AVX2);
+    index_boundaries(LKV_ISA_AVX2);
+}
+Test(isa, avx512_index_boundaries)
+{
+    need(LKV_ISA_AVX512);
+    index_boundaries(LKV_ISA_AVX512);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Failures: same code, same first vector, same message                      */
@@ -535,8 +596,8 @@ Test(isa, avx512_index_boundaries) { need(LKV_ISA_AVX512); index_boundaries(LKV_
 static void bad_inputs(lkv_isa isa)
 {
     static const size_t ns[] = {1, 9, 17, 40};
-    const lkv_params ps[] = {{LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_D4, 10, 8},
-                             {LKV_VARIANT_E8, 200, 64}};
+    const lkv_params ps[] = {
+        {LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_D4, 10, 8}, {LKV_VARIANT_E8, 200, 64}};
     lkv_rng rng = {0xbad1u};
     for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++)
         for (size_t t = 0; t < 3; t++)
@@ -584,8 +645,16 @@ static void bad_inputs(lkv_isa isa)
                 }
 }
 
-Test(isa, avx2_bad_inputs) { need(LKV_ISA_AVX2); bad_inputs(LKV_ISA_AVX2); }
-Test(isa, avx512_bad_inputs) { need(LKV_ISA_AVX512); bad_inputs(LKV_ISA_AVX512); }
+Test(isa, avx2_bad_inputs)
+{
+    need(LKV_ISA_AVX2);
+    bad_inputs(LKV_ISA_AVX2);
+}
+Test(isa, avx512_bad_inputs)
+{
+    need(LKV_ISA_AVX512);
+    bad_inputs(LKV_ISA_AVX512);
+}
 
 /* Corrupt records: bad scales, indices past the codebook, padding bits,
  * random bytes; the first corrupt record is the one reported. */
@@ -609,12 +678,19 @@ static void corrupt_records(lkv_isa isa)
                 const size_t v = (size_t)(lkv_rng_next(&rng) % n);
                 uint8_t *r = rec + v * rb;
                 switch (kind) {
-                case 0: r[0] = r[1] = 0; break;                  /* r16 = 0 */
-                case 1: r[2] = 0x00; r[3] = 0x7c; break;          /* m16 = inf */
-                case 2: r[1] = 0xff; break;                       /* r16 NaN/negative */
-                case 3: r[2] = 1; r[3] = 0; break;                /* m16 below eps */
-                case 4: {                                         /* index all ones */
-                    const uint32_t b = (uint32_t)(lkv_rng_next(&rng) % (p->dim / lkv_block_size(p->variant)));
+                case 0: r[0] = r[1] = 0; break; /* r16 = 0 */
+                case 1:
+                    r[2] = 0x00;
+                    r[3] = 0x7c;
+                    break;                  /* m16 = inf */
+                case 2: r[1] = 0xff; break; /* r16 NaN/negative */
+                case 3:
+                    r[2] = 1;
+                    r[3] = 0;
+                    break; /* m16 below eps */
+                case 4: {  /* index all ones */
+                    const uint32_t b =
+                        (uint32_t)(lkv_rng_next(&rng) % (p->dim / lkv_block_size(p->variant)));
                     for (uint32_t j = 32 + b * k; j < 32 + (b + 1) * k; j++)
                         r[j >> 3] |= (uint8_t)(1u << (j & 7));
                     break;
@@ -640,8 +716,16 @@ static void corrupt_records(lkv_isa isa)
     }
 }
 
-Test(isa, avx2_corrupt_records) { need(LKV_ISA_AVX2); corrupt_records(LKV_ISA_AVX2); }
-Test(isa, avx512_corrupt_records) { need(LKV_ISA_AVX512); corrupt_records(LKV_ISA_AVX512); }
+Test(isa, avx2_corrupt_records)
+{
+    need(LKV_ISA_AVX2);
+    corrupt_records(LKV_ISA_AVX2);
+}
+Test(isa, avx512_corrupt_records)
+{
+    need(LKV_ISA_AVX512);
+    corrupt_records(LKV_ISA_AVX512);
+}
 
 /* AUTO resolves to the best supported path and N = 0 is valid everywhere. */
 Test(isa, auto_and_empty)
