@@ -37,14 +37,16 @@
 #define DEFAULT_MAX_MESSAGE (64u << 20)
 
 /* The methods this client calls, X(enum suffix, path). */
-#define METHOD_LIST(X)                              \
-    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check") \
-    X(COMPRESS, "/latticekv.v1.Codec/Compress")     \
-    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress") \
-    X(PUT, "/latticekv.v1.KVStore/Put")             \
-    X(GET, "/latticekv.v1.KVStore/Get")             \
-    X(LOOKUP, "/latticekv.v1.KVStore/Lookup")       \
-    X(DELETE, "/latticekv.v1.KVStore/Delete")       \
+#define METHOD_LIST(X)                               \
+    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check")  \
+    X(COMPRESS, "/latticekv.v1.Codec/Compress")      \
+    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress")  \
+    X(PUT, "/latticekv.v1.KVStore/Put")              \
+    X(GET, "/latticekv.v1.KVStore/Get")              \
+    X(PUT_STREAM, "/latticekv.v1.KVStore/PutStream") \
+    X(GET_STREAM, "/latticekv.v1.KVStore/GetStream") \
+    X(LOOKUP, "/latticekv.v1.KVStore/Lookup")        \
+    X(DELETE, "/latticekv.v1.KVStore/Delete")        \
     X(STATS, "/latticekv.v1.Admin/Stats")
 
 enum method {
@@ -575,6 +577,286 @@ int lkv_client_put_coded(lkv_client *c, const char *ns, lkv_key key, const void 
         *coded_bytes = resp->coded_bytes;
     latticekv__v1__put_response__free_unpacked(resp, NULL);
     return LKV_RPC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streams                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Packs request i of a stream (NULL when out of memory). */
+typedef grpc_byte_buffer *(*stream_build_fn)(size_t i, void *ctx);
+/* Takes reply i (owned by the callee); returns LKV_RPC_OK or a local error. */
+typedef int (*stream_reply_fn)(size_t i, ProtobufCMessage *reply, void *ctx, lkv_client_error *err);
+
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
+{
+    const size_t len = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(len);
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/*
+ * One bidirectional stream of n requests and (at most) n replies. A send and
+ * a receive are kept outstanding together on a private queue, so neither
+ * direction's flow control can stall the other whatever the message sizes.
+ * *n_done receives the number of replies taken; the daemon ends a stream at
+ * its first failing request, after the replies to the ones before it.
+ */
+static int stream_call(lkv_client *c, enum method m, size_t n, stream_build_fn build,
+                       const ProtobufCMessageDescriptor *desc, stream_reply_fn reply, void *ctx,
+                       size_t *n_done, lkv_client_error *err)
+{
+    enum { T_MD, T_SEND, T_CLOSE, T_RECV, T_STATUS, T_COUNT };
+    char tags[T_COUNT]; /* the address of tags[t] is tag t */
+    const gpr_timespec deadline =
+        c->timeout_ms ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                     gpr_time_from_millis(c->timeout_ms, GPR_TIMESPAN))
+                      : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_call *call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                          cq, c->method[m], deadline, NULL);
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_metadata_array_init(&initial_md);
+    grpc_metadata_array_init(&trailing_md);
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_byte_buffer *out = NULL, *in = NULL;
+    int outstanding[T_COUNT] = {0};
+    int local_rc = LKV_RPC_OK, closed = 0, send_failed = 0, recv_ended = 0;
+    size_t sent = 0, got = 0;
+
+    grpc_op op[2];
+    memset(op, 0, sizeof op);
+    op[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    op[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+    op[1].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
+    outstanding[T_MD] = grpc_call_start_batch(call, op, 2, &tags[T_MD], NULL) == GRPC_CALL_OK;
+    memset(op, 0, sizeof op);
+    op[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op[0].data.recv_status_on_client.trailing_metadata = &trailing_md;
+    op[0].data.recv_status_on_client.status = &status;
+    op[0].data.recv_status_on_client.status_details = &details;
+    outstanding[T_STATUS] =
+        grpc_call_start_batch(call, op, 1, &tags[T_STATUS], NULL) == GRPC_CALL_OK;
+    if (!outstanding[T_MD] || !outstanding[T_STATUS]) {
+        local_rc =
+            fail(err, LKV_RPC_INTERNAL, "client: cannot start the %s stream", method_path[m]);
+        grpc_call_cancel(call, NULL);
+    }
+
+    for (;;) {
+        memset(op, 0, sizeof op);
+        if (!outstanding[T_SEND] && !outstanding[T_CLOSE] && !local_rc && !send_failed &&
+            sent < n) {
+            out = build(sent, ctx);
+            if (!out) {
+                local_rc = fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory");
+                grpc_call_cancel(call, NULL);
+            } else {
+                op[0].op = GRPC_OP_SEND_MESSAGE;
+                op[0].data.send_message.send_message = out;
+                outstanding[T_SEND] =
+                    grpc_call_start_batch(call, op, 1, &tags[T_SEND], NULL) == GRPC_CALL_OK;
+                if (!outstanding[T_SEND]) {
+                    grpc_byte_buffer_destroy(out);
+                    send_failed = 1;
+                }
+            }
+        } else if (!outstanding[T_SEND] && !closed && (sent == n || send_failed || local_rc)) {
+            op[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+            closed = 1;
+            outstanding[T_CLOSE] =
+                grpc_call_start_batch(call, op, 1, &tags[T_CLOSE], NULL) == GRPC_CALL_OK;
+        }
+        if (!outstanding[T_RECV] && !recv_ended && got < n) {
+            memset(op, 0, sizeof op);
+            op[0].op = GRPC_OP_RECV_MESSAGE;
+            op[0].data.recv_message.recv_message = &in;
+            outstanding[T_RECV] =
+                grpc_call_start_batch(call, op, 1, &tags[T_RECV], NULL) == GRPC_CALL_OK;
+            if (!outstanding[T_RECV])
+                recv_ended = 1;
+        }
+        int busy = 0;
+        for (int t = 0; t < T_COUNT; t++)
+            busy |= outstanding[t];
+        if (!busy)
+            break;
+        const grpc_event ev =
+            grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        const int t = (int)((char *)ev.tag - tags);
+        outstanding[t] = 0;
+        if (t == T_SEND) {
+            grpc_byte_buffer_destroy(out);
+            out = NULL;
+            if (ev.success)
+                sent++;
+            else
+                send_failed = 1;
+        } else if (t == T_RECV) {
+            if (!ev.success || !in) {
+                recv_ended = 1;
+                continue;
+            }
+            grpc_byte_buffer_reader reader;
+            ProtobufCMessage *msg = NULL;
+            if (grpc_byte_buffer_reader_init(&reader, in)) {
+                grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+                grpc_byte_buffer_reader_destroy(&reader);
+                msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all),
+                                                GRPC_SLICE_START_PTR(all));
+                grpc_slice_unref(all);
+            }
+            grpc_byte_buffer_destroy(in);
+            in = NULL;
+            int rc = msg ? reply(got, msg, ctx, err)
+                         : fail(err, LKV_RPC_INTERNAL, "client: reply of %s does not parse",
+                                method_path[m]);
+            if (rc == LKV_RPC_OK) {
+                got++;
+            } else if (!local_rc) {
+                local_rc = rc;
+                recv_ended = 1;
+                grpc_call_cancel(call, NULL);
+            }
+        }
+    }
+
+    int rc;
+    if (local_rc) {
+        rc = local_rc;
+    } else if (status != GRPC_STATUS_OK) {
+        const size_t len = GRPC_SLICE_LENGTH(details);
+        rc = fail(err, (int)status, "%.*s", (int)(len < 500 ? len : 500),
+                  (const char *)GRPC_SLICE_START_PTR(details));
+    } else if (got != n) {
+        rc = fail(err, LKV_RPC_INTERNAL, "client: %s answered %zu of %zu requests", method_path[m],
+                  got, n);
+    } else {
+        rc = ok(err);
+    }
+    if (n_done)
+        *n_done = got;
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&initial_md);
+    grpc_metadata_array_destroy(&trailing_md);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+    return rc;
+}
+
+typedef struct put_many_ctx {
+    const char *ns;
+    const lkv_key *keys;
+    const lkv_tensor *tensors;
+    const lkv_client_params *params;
+    uint64_t *coded_bytes;
+} put_many_ctx;
+
+static grpc_byte_buffer *put_many_build(size_t i, void *ctx)
+{
+    const put_many_ctx *x = ctx;
+    Latticekv__V1__BlockKey wk;
+    Latticekv__V1__Tensor wt;
+    Latticekv__V1__CodecParams wp;
+    uint64_t shape[LKV_CLIENT_MAX_NDIM];
+    /* Arguments were checked before the stream started. */
+    key_to_wire(x->ns, x->keys[i], &wk, NULL);
+    tensor_to_wire(&x->tensors[i], &wt, shape, NULL);
+    params_to_wire(x->params, &wp);
+    Latticekv__V1__PutRequest req = LATTICEKV__V1__PUT_REQUEST__INIT;
+    req.key = &wk;
+    req.params = &wp;
+    req.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_TENSOR;
+    req.tensor = &wt;
+    return pack_message((const ProtobufCMessage *)&req);
+}
+
+static int put_many_reply(size_t i, ProtobufCMessage *msg, void *ctx, lkv_client_error *err)
+{
+    (void)err;
+    const put_many_ctx *x = ctx;
+    Latticekv__V1__PutResponse *r = (Latticekv__V1__PutResponse *)msg;
+    if (x->coded_bytes)
+        x->coded_bytes[i] = r->coded_bytes;
+    latticekv__v1__put_response__free_unpacked(r, NULL);
+    return LKV_RPC_OK;
+}
+
+int lkv_client_put_many(lkv_client *c, const char *ns, const lkv_key *keys,
+                        const lkv_tensor *tensors, size_t n, const lkv_client_params *params,
+                        uint64_t *coded_bytes, size_t *n_done, lkv_client_error *err)
+{
+    if (n_done)
+        *n_done = 0;
+    if (!c || (n && (!keys || !tensors)))
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client, keys or tensors is NULL");
+    for (size_t i = 0; i < n; i++) {
+        Latticekv__V1__BlockKey wk;
+        Latticekv__V1__Tensor wt;
+        uint64_t shape[LKV_CLIENT_MAX_NDIM];
+        const int rc = key_to_wire(ns, keys[i], &wk, err);
+        if (rc || tensor_to_wire(&tensors[i], &wt, shape, err))
+            return err ? err->code : LKV_RPC_INVALID_ARGUMENT;
+    }
+    put_many_ctx x = {ns, keys, tensors, params, coded_bytes};
+    return stream_call(c, M_PUT_STREAM, n, put_many_build, &latticekv__v1__put_response__descriptor,
+                       put_many_reply, &x, n_done, err);
+}
+
+typedef struct get_many_ctx {
+    const char *ns;
+    const lkv_key *keys;
+    int out_dtype;
+    lkv_tensor *out;
+} get_many_ctx;
+
+static grpc_byte_buffer *get_many_build(size_t i, void *ctx)
+{
+    const get_many_ctx *x = ctx;
+    Latticekv__V1__BlockKey wk;
+    key_to_wire(x->ns, x->keys[i], &wk, NULL);
+    Latticekv__V1__GetRequest req = LATTICEKV__V1__GET_REQUEST__INIT;
+    req.key = &wk;
+    req.out_dtype = (Latticekv__V1__DType)x->out_dtype;
+    return pack_message((const ProtobufCMessage *)&req);
+}
+
+static int get_many_reply(size_t i, ProtobufCMessage *msg, void *ctx, lkv_client_error *err)
+{
+    const get_many_ctx *x = ctx;
+    Latticekv__V1__GetResponse *r = (Latticekv__V1__GetResponse *)msg;
+    int rc = r->payload_case == LATTICEKV__V1__GET_RESPONSE__PAYLOAD_TENSOR
+                 ? tensor_from_wire(r->tensor, &x->out[i], err)
+                 : fail(err, LKV_RPC_INTERNAL, "client: GetStream reply %zu has no tensor", i);
+    latticekv__v1__get_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+int lkv_client_get_many(lkv_client *c, const char *ns, const lkv_key *keys, size_t n, int out_dtype,
+                        lkv_tensor *out, size_t *n_done, lkv_client_error *err)
+{
+    if (n_done)
+        *n_done = 0;
+    if (!c || (n && (!keys || !out)))
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client, keys or out is NULL");
+    memset(out, 0, n * sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        if (keys[i].len && !keys[i].data)
+            return fail(err, LKV_RPC_INVALID_ARGUMENT,
+                        "client: keys[%zu].data is NULL with %zu bytes", i, keys[i].len);
+    get_many_ctx x = {ns, keys, out_dtype, out};
+    return stream_call(c, M_GET_STREAM, n, get_many_build, &latticekv__v1__get_response__descriptor,
+                       get_many_reply, &x, n_done, err);
 }
 
 /* One Get; the caller takes what it wants out of *resp. */

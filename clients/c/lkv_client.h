@@ -265,6 +265,27 @@ int lkv_client_lookup(lkv_client *c, const char *ns, const lkv_key *keys, size_t
 int lkv_client_delete(lkv_client *c, const char *ns, lkv_key key, int *deleted,
                       lkv_client_error *err);
 
+/*
+ * KVStore/PutStream: n tensors under n keys in one call, encoded with
+ * `params` (NULL = default). Cheaper per block than n lkv_client_put calls
+ * (one call setup, requests pipelined). coded_bytes (NULL, or n entries)
+ * receives each stored size. The daemon stops at the first failing block:
+ * the call then returns that block's code, and *n_done (may be NULL) says
+ * how many blocks before it were stored.
+ */
+int lkv_client_put_many(lkv_client *c, const char *ns, const lkv_key *keys,
+                        const lkv_tensor *tensors, size_t n, const lkv_client_params *params,
+                        uint64_t *coded_bytes, size_t *n_done, lkv_client_error *err);
+
+/*
+ * KVStore/GetStream: the blocks of n keys, decoded as `out_dtype` (0 = as
+ * stored), into out[0..n-1] (zeroed first). On failure (e.g. NOT_FOUND for
+ * one key) out[0..*n_done-1] hold the blocks before it; free every entry
+ * with lkv_tensor_clear either way.
+ */
+int lkv_client_get_many(lkv_client *c, const char *ns, const lkv_key *keys, size_t n, int out_dtype,
+                        lkv_tensor *out, size_t *n_done, lkv_client_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Admin service                                                             */
 /* ------------------------------------------------------------------------ */
