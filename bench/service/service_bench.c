@@ -3,11 +3,13 @@
  * the same bytes through a plain gRPC echo and through Redis.
  *
  * Design note. One run measures, on the same machine and in the same
- * minutes, four ways of moving KV blocks (K and V x T tokens x 8 heads x
+ * minutes, five ways of moving KV blocks (K and V x T tokens x 8 heads x
  * head_dim 128, bf16; T = 16, 64, 256) with 1, 8 and 64 concurrent clients:
  *
  *   latticekv      latticekvd with batching on (--batch-max-wait-us 200)
  *   latticekv-nb   latticekvd with batching off (--batch-max-wait-us 0)
+ *   latticekv-stream  the first daemon through PutStream / GetStream, 8
+ *                  blocks per call (lkv_client_put_many / get_many)
  *   grpc-echo      a minimal gRPC C-core server inside this program that
  *                  returns each raw bf16 message as is: the transport floor
  *   redis          a local redis-server (no persistence), hiredis SET / GET
@@ -463,8 +465,11 @@ static void fill_block(uint16_t *dst, size_t n, uint64_t seed)
 /* Cells                                                                     */
 /* ------------------------------------------------------------------------ */
 
-typedef enum { SYS_LKV, SYS_LKV_NB, SYS_ECHO, SYS_REDIS, SYS_COUNT } sys_id;
-static const char *const sys_name[SYS_COUNT] = {"latticekv", "latticekv-nb", "grpc-echo", "redis"};
+typedef enum { SYS_LKV, SYS_LKV_NB, SYS_LKV_STREAM, SYS_ECHO, SYS_REDIS, SYS_COUNT } sys_id;
+static const char *const sys_name[SYS_COUNT] = {"latticekv", "latticekv-nb", "latticekv-stream",
+                                                "grpc-echo", "redis"};
+/* Blocks per PutStream / GetStream call in the latticekv-stream cells. */
+#define STREAM_BLOCKS 8
 typedef enum { OP_PUT, OP_GET, OP_ECHO } op_id;
 static const char *const op_name[] = {"put", "get", "echo"};
 
@@ -536,6 +541,34 @@ static int one_op(worker *w, const uint16_t *block, size_t bytes, const char *ke
         const int bad = out.data_bytes != bytes;
         lkv_tensor_clear(&out);
         return bad ? (snprintf(w->err, sizeof w->err, "get: wrong size"), -1) : 0;
+    }
+    case SYS_LKV_STREAM: {
+        char names[STREAM_BLOCKS][80];
+        lkv_key keys[STREAM_BLOCKS];
+        lkv_tensor t[STREAM_BLOCKS];
+        for (int j = 0; j < STREAM_BLOCKS; j++) {
+            snprintf(names[j], sizeof names[j], "%s-%d", key, j);
+            keys[j] = (lkv_key){names[j], strlen(names[j])};
+            t[j] = (lkv_tensor){.dtype = 1,
+                                .ndim = 4,
+                                .shape = {2, (uint64_t)c->tokens, HEADS, DIM},
+                                .data = (void *)block,
+                                .data_bytes = bytes};
+        }
+        if (c->op == OP_PUT) {
+            if (lkv_client_put_many(k->lkv, "bench", keys, t, STREAM_BLOCKS, NULL, NULL, NULL, &e))
+                return snprintf(w->err, sizeof w->err, "put_many: %s", e.msg), -1;
+            return 0;
+        }
+        const int rc = lkv_client_get_many(k->lkv, "bench", keys, STREAM_BLOCKS, 1, t, NULL, &e);
+        int bad = rc != 0;
+        for (int j = 0; j < STREAM_BLOCKS; j++) {
+            bad |= !rc && t[j].data_bytes != bytes;
+            lkv_tensor_clear(&t[j]);
+        }
+        return bad ? (snprintf(w->err, sizeof w->err, "get_many: %s", rc ? e.msg : "wrong size"),
+                      -1)
+                   : 0;
     }
     case SYS_ECHO:
         return echo_client_call(&k->echo, block, bytes)
@@ -652,8 +685,11 @@ static result run_cell(const cell_cfg *c)
     qsort(all, n, sizeof *all, cmp_double);
     const double bytes = 2.0 * c->tokens * HEADS * DIM * 2.0;
     const double wall = t_end - t0;
-    /* An echo moves the block in and out: count both directions. */
-    const double per_call = c->op == OP_ECHO ? 2 * bytes : bytes;
+    /* An echo moves the block in and out: count both directions; a stream
+     * call moves STREAM_BLOCKS blocks. */
+    const double per_call = c->op == OP_ECHO           ? 2 * bytes
+                            : c->sys == SYS_LKV_STREAM ? STREAM_BLOCKS * bytes
+                                                       : bytes;
     result r = {.sys = c->sys,
                 .op = c->op,
                 .tokens = c->tokens,
@@ -684,7 +720,8 @@ static void connections(sys_id sys, const char *lkv_addr, int port, int n, int o
         }
         lkv_client_error e;
         const lkv_client_options o = {.own_connection = 1};
-        if ((sys == SYS_LKV || sys == SYS_LKV_NB) && lkv_client_create(lkv_addr, &o, &k->lkv, &e))
+        if ((sys == SYS_LKV || sys == SYS_LKV_NB || sys == SYS_LKV_STREAM) &&
+            lkv_client_create(lkv_addr, &o, &k->lkv, &e))
             die("client: %s", e.msg);
         if (sys == SYS_ECHO && echo_client_open(&k->echo, port))
             die("echo client");
@@ -741,11 +778,12 @@ static void usage(void)
 {
     fputs("usage: service_bench [--daemon PATH] [--redis-server PATH] [--seconds S]\n"
           "                     [--rounds N] [--out FILE] [--quick]\n"
-          "                     [--systems latticekv,latticekv-nb,grpc-echo,redis]\n"
+          "                     [--systems NAME,...]\n"
           "Starts latticekvd (batching on, then off), a gRPC echo server and redis-server on\n"
           "free loopback ports and measures Put/Get of bf16 KV blocks (K,V x T tokens x 8 heads\n"
           "x 128; T = 16, 64, 256) at 1, 8 and 64 clients. --quick: 16 tokens, 1 and 64 clients.\n"
-          "--systems: a subset of latticekv,latticekv-nb,grpc-echo,redis (default: all).\n",
+          "--systems: a subset of latticekv,latticekv-nb,latticekv-stream,grpc-echo,redis\n"
+          "(default: all).\n",
           stderr);
 }
 
@@ -804,7 +842,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if ((!daemon[0] && (systems & 3u)) || seconds <= 0 || !systems || rounds < 1 ||
+    if ((!daemon[0] && (systems & 7u)) || seconds <= 0 || !systems || rounds < 1 ||
         rounds > MAX_ROUNDS) {
         usage();
         return 2;
@@ -855,10 +893,13 @@ int main(int argc, char **argv)
     for (int s = 0; s < SYS_COUNT; s++) {
         if (!(systems & (1u << s)))
             continue;
-        if (s == SYS_LKV || s == SYS_LKV_NB) {
+        if (s == SYS_LKV_STREAM && pid[SYS_LKV] > 0) { /* the batching daemon, shared */
+            port[s] = port[SYS_LKV];
+            snprintf(addr[s], sizeof addr[s], "%s", addr[SYS_LKV]);
+        } else if (s == SYS_LKV || s == SYS_LKV_NB || s == SYS_LKV_STREAM) {
             port[s] = free_port();
             snprintf(addr[s], sizeof addr[s], "127.0.0.1:%d", port[s]);
-            pid[s] = start_daemon(daemon, port[s], s == SYS_LKV ? 200 : 0, log_lkv);
+            pid[s] = start_daemon(daemon, port[s], s == SYS_LKV_NB ? 0 : 200, log_lkv);
         } else if (s == SYS_ECHO) {
             echo_start(&es);
             port[s] = es.port;
@@ -882,7 +923,7 @@ int main(int argc, char **argv)
                             continue;
                         const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens, clients,
                                               seconds,   addr[s],   port[s]};
-                        fprintf(stderr, "\rround %d/%d %-13s %-4s tokens=%-3d clients=%-2d ...",
+                        fprintf(stderr, "\rround %d/%d %-16s %-4s tokens=%-3d clients=%-2d ...",
                                 round + 1, rounds, sys_name[s], op_name[op], tokens, clients);
                         runs[nruns++] = run_cell(&cfg);
                     }
@@ -918,21 +959,24 @@ int main(int argc, char **argv)
     printf("service_bench on %s (%ld cores), median of %d rounds of %.1f s per cell;\n"
            "block = K,V x T tokens x %d heads x %d, bf16\n\n",
            cpu, sysconf(_SC_NPROCESSORS_ONLN), rounds, seconds, HEADS, DIM);
-    printf("%-13s %-4s %6s %7s %9s %15s %9s %9s %9s\n", "system", "op", "tokens", "clients", "GB/s",
+    printf("%-16s %-4s %6s %7s %9s %15s %9s %9s %9s\n", "system", "op", "tokens", "clients", "GB/s",
            "(min..max)", "calls/s", "p50 ms", "p99 ms");
     for (size_t i = 0; i < nr; i++)
-        printf("%-13s %-4s %6d %7d %9.3f %7.3f..%-7.3f %9.0f %9.3f %9.3f\n", sys_name[rs[i].sys],
+        printf("%-16s %-4s %6d %7d %9.3f %7.3f..%-7.3f %9.0f %9.3f %9.3f\n", sys_name[rs[i].sys],
                op_name[rs[i].op], rs[i].tokens, rs[i].clients, rs[i].gbps, rs[i].min_gbps,
                rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms);
-    printf("\nPut+Get GB/s (bf16 in + out)\n%6s %7s %10s %12s %10s %8s %10s %10s\n", "tokens",
-           "clients", "latticekv", "latticekv-nb", "grpc-echo", "redis", "lkv/redis", "batch gain");
+    printf("\nPut+Get GB/s (bf16 in + out); stream = %d blocks per PutStream/GetStream call\n"
+           "%6s %7s %10s %12s %8s %10s %8s %10s %10s %12s\n",
+           STREAM_BLOCKS, "tokens", "clients", "latticekv", "latticekv-nb", "stream", "grpc-echo",
+           "redis", "lkv/redis", "batch gain", "stream/redis");
     for (int ti = 0; ti < nt; ti++)
         for (int ci = 0; ci < nc; ci++) {
             const int t = token_list[ti], c = cl[ci];
             const double a = put_get(rs, nr, SYS_LKV, t, c), b = put_get(rs, nr, SYS_LKV_NB, t, c),
+                         st = put_get(rs, nr, SYS_LKV_STREAM, t, c),
                          e = put_get(rs, nr, SYS_ECHO, t, c), r = put_get(rs, nr, SYS_REDIS, t, c);
-            printf("%6d %7d %10.3f %12.3f %10.3f %8.3f %10.2f %10.2f\n", t, c, a, b, e, r,
-                   r > 0 ? a / r : 0, b > 0 ? a / b : 0);
+            printf("%6d %7d %10.3f %12.3f %8.3f %10.3f %8.3f %10.2f %10.2f %12.2f\n", t, c, a, b,
+                   st, e, r, r > 0 ? a / r : 0, b > 0 ? a / b : 0, r > 0 ? st / r : 0);
         }
 
     FILE *f = fopen(out, "w");
@@ -947,8 +991,11 @@ int main(int argc, char **argv)
             "  \"rounds\": %d,\n  \"load_average_at_start\": %.2f,\n"
             "  \"block\": {\"kv\": 2, \"heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\"},\n"
             "  \"batching\": {\"latticekv\": \"--batch-max-wait-us 200\", "
-            "\"latticekv-nb\": \"--batch-max-wait-us 0\"},\n  \"cells\": [\n",
-            cpu, sysconf(_SC_NPROCESSORS_ONLN), date, seconds, rounds, load_start, HEADS, DIM);
+            "\"latticekv-nb\": \"--batch-max-wait-us 0\", \"latticekv-stream\": "
+            "\"--batch-max-wait-us 200, %d blocks per PutStream/GetStream call\"},\n"
+            "  \"cells\": [\n",
+            cpu, sysconf(_SC_NPROCESSORS_ONLN), date, seconds, rounds, load_start, HEADS, DIM,
+            STREAM_BLOCKS);
     for (size_t i = 0; i < nr; i++)
         fprintf(f,
                 "    {\"system\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"clients\": %d, "
@@ -965,12 +1012,15 @@ int main(int argc, char **argv)
         for (int ci = 0; ci < nc; ci++) {
             const int t = token_list[ti], c = cl[ci];
             const double a = put_get(rs, nr, SYS_LKV, t, c), b = put_get(rs, nr, SYS_LKV_NB, t, c),
+                         st = put_get(rs, nr, SYS_LKV_STREAM, t, c),
                          e = put_get(rs, nr, SYS_ECHO, t, c), r = put_get(rs, nr, SYS_REDIS, t, c);
             fprintf(f,
                     "%s    {\"tokens\": %d, \"clients\": %d, \"latticekv\": %.4f, "
-                    "\"latticekv_nb\": %.4f, \"grpc_echo\": %.4f, \"redis\": %.4f, "
-                    "\"latticekv_over_redis\": %.3f, \"batching_gain\": %.3f}",
-                    first ? "" : ",\n", t, c, a, b, e, r, r > 0 ? a / r : 0, b > 0 ? a / b : 0);
+                    "\"latticekv_nb\": %.4f, \"latticekv_stream\": %.4f, \"grpc_echo\": %.4f, "
+                    "\"redis\": %.4f, \"latticekv_over_redis\": %.3f, \"batching_gain\": %.3f, "
+                    "\"stream_over_redis\": %.3f}",
+                    first ? "" : ",\n", t, c, a, b, st, e, r, r > 0 ? a / r : 0, b > 0 ? a / b : 0,
+                    r > 0 ? st / r : 0);
             first = 0;
         }
     fprintf(f, "\n  ]\n}\n");
