@@ -155,6 +155,16 @@ const char *lkv_isa_name(lkv_isa isa)
     return "?";
 }
 
+#if defined(LKV_HAVE_AVX2)
+#include <cpuid.h>
+/* F16C is CPUID.1:ECX bit 29 (clang 14's __builtin_cpu_supports lacks "f16c"). */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+#endif
+
 int lkv_isa_supported(lkv_isa isa)
 {
     switch (isa) {
@@ -162,7 +172,7 @@ int lkv_isa_supported(lkv_isa isa)
     case LKV_ISA_SCALAR: return 1;
     case LKV_ISA_AVX2:
 #if defined(LKV_HAVE_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && cpu_has_f16c();
 #else
         return 0;
 #endif
