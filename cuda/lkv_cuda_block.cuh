@@ -201,22 +201,23 @@ LKV_CD void lkv_dn_box(const float *y, float lo, float hi, float *f)
         d[i] = LKV_FSUB(y[i], r);
         sum = LKV_FADD(sum, r);
     }
-    if ((((int)sum) & 1) == 0)
-        return;
+    /* Branch-free in the common case: the lanes of a warp rarely agree on
+     * the parity, so the search runs anyway; an even sum moves nothing. */
+    const bool odd = (((int)sum) & 1) != 0;
     float best = -1.0f, bd = 0.0f;
     int bi = -1;
 #pragma unroll
     for (int i = 0; i < N; i++) {
-        const float key = (y[i] >= lo && y[i] < hi) ? fabsf(d[i]) : -1.0f;
-        if (key > best) {
-            best = key;
+        /* strict >: the lowest index wins ties */
+        if (y[i] >= lo && y[i] < hi && fabsf(d[i]) > best) {
+            best = fabsf(d[i]);
             bi = i;
             bd = d[i];
         }
     }
     float dir;
-    if (bi >= 0) {
-        dir = bd >= 0.0f ? 1.0f : -1.0f;
+    if (bi >= 0 || !odd) {
+        dir = !odd ? 0.0f : bd >= 0.0f ? 1.0f : -1.0f;
     } else {
         /* No toward move stays in the box: move away on the smallest |d|. */
         float small = INFINITY;

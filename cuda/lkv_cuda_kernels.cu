@@ -32,6 +32,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,11 +48,20 @@ namespace {
 constexpr unsigned kFull = 0xffffffffu;
 constexpr int kWarpsPerBlock = 4;
 
-/* Elements per thread: 64 for large batches (the per-vector work is
- * shared by few lanes, so less of it is repeated), max(8, D/32) for small
- * ones (more lanes per vector: shorter dependency chains, lower latency). */
+/* Elements per thread: LKV_CUDA_EPT_LARGE for large batches, max(8, D/32)
+ * for small ones (more lanes per vector: shorter dependency chains, lower
+ * latency). The kernels are latency-bound (ncu on an H200: ~40 % of issue
+ * slots busy at 16 warps per SM), so the large shape trades some repeated
+ * per-vector work (more lanes per vector) for fewer registers per thread and
+ * more resident warps: LKV_CUDA_MIN_BLOCKS blocks of 4 warps per SM. */
+#ifndef LKV_CUDA_EPT_LARGE
+#define LKV_CUDA_EPT_LARGE 32
+#endif
+#ifndef LKV_CUDA_MIN_BLOCKS
+#define LKV_CUDA_MIN_BLOCKS 6
+#endif
 template <int D>
-constexpr int kEptLarge = D <= 64 ? D : 64;
+constexpr int kEptLarge = D <= LKV_CUDA_EPT_LARGE ? D : LKV_CUDA_EPT_LARGE;
 template <int D>
 constexpr int kEptSmall = D <= 8 ? D : (D / 32 > 8 ? D / 32 : 8);
 
@@ -183,24 +193,23 @@ __device__ __forceinline__ void records_out(uint8_t *g, const uint8_t *sb, uint3
 /* Element conversion                                                        */
 
 /* Reads a lane's chunk (EPT elements of dtype dt) from shared memory into
- * fp32 registers; returns true when an element is NaN or Inf. The chunk is
- * 16-byte aligned when it is 16 bytes or more, else 8-byte aligned. */
+ * fp32 registers (exact conversions). NaN/Inf are not looked for here: they
+ * make the vector's sum of squares non-finite, and the kernel looks at the
+ * elements only then. The chunk is 16-byte aligned when it is 16 bytes or
+ * more, else 8-byte aligned. */
 template <int EPT>
-__device__ __forceinline__ bool load_chunk(const uint8_t *p, int dt, float *x)
+__device__ __forceinline__ void load_chunk(const uint8_t *p, int dt, float *x)
 {
-    bool bad = false;
     if (dt == LKV_DTYPE_FP32) {
 #pragma unroll
         for (int j = 0; j < EPT / 4; j++) {
             const uint4 v = reinterpret_cast<const uint4 *>(p)[j];
-            const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                bad |= (w[e] & 0x7f800000u) == 0x7f800000u;
-                x[4 * j + e] = __uint_as_float(w[e]);
-            }
+            x[4 * j] = __uint_as_float(v.x);
+            x[4 * j + 1] = __uint_as_float(v.y);
+            x[4 * j + 2] = __uint_as_float(v.z);
+            x[4 * j + 3] = __uint_as_float(v.w);
         }
-        return bad;
+        return;
     }
     uint32_t w[EPT / 2];
     if constexpr (EPT >= 8) {
@@ -220,21 +229,18 @@ __device__ __forceinline__ bool load_chunk(const uint8_t *p, int dt, float *x)
     if (dt == LKV_DTYPE_BF16) {
 #pragma unroll
         for (int j = 0; j < EPT / 2; j++) {
-            bad |= (w[j] & 0x7f80u) == 0x7f80u || (w[j] & 0x7f800000u) == 0x7f800000u;
             x[2 * j] = __uint_as_float(w[j] << 16);
             x[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
         }
     } else {
 #pragma unroll
         for (int j = 0; j < EPT / 2; j++) {
-            bad |= (w[j] & 0x7c00u) == 0x7c00u || (w[j] & 0x7c000000u) == 0x7c000000u;
-            /* fp16 -> fp32 is exact; the hardware conversion equals
-             * lkv_math_f16_to_f32. */
+            /* fp16 -> fp32 is exact: the hardware conversion equals
+             * lkv_math_f16_to_f32 (NaN/Inf stay NaN/Inf). */
             x[2 * j] = __half2float(__ushort_as_half((unsigned short)(w[j] & 0xffffu)));
             x[2 * j + 1] = __half2float(__ushort_as_half((unsigned short)(w[j] >> 16)));
         }
     }
-    return bad;
 }
 
 /* Writes a lane's chunk in dtype dt (round to nearest even) to shared memory. */
@@ -374,7 +380,7 @@ __device__ __forceinline__ bool vec_any(bool b, uint32_t vs)
 /* Kernels                                                                   */
 
 template <int NB, int D, int EPT_, bool WIDE>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_BLOCKS)
     encode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
                   uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
                   uint32_t warp_smem, uint32_t esz_log2)
@@ -399,20 +405,36 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     const uint32_t vs = lane / TPV, lv = lane % TPV;
     const bool live = vs < nvalid;
     float x[EPT];
-    bool bad = false;
-    if (live)
-        bad = load_chunk<EPT>(sb + lane * stride, dt, x);
-    const bool vbad = vec_any<TPV>(bad, vs);
-    if (!live || vbad) {
+    if (live) {
+        load_chunk<EPT>(sb + lane * stride, dt, x);
+    } else {
 #pragma unroll
         for (int j = 0; j < EPT; j++)
             x[j] = 0.0f;
     }
-
-    float r = __fsqrt_rn(sum_squares<EPT, TPV>(x));
+    const float ss = sum_squares<EPT, TPV>(x);
+    /* NaN or Inf anywhere make ss NaN or +inf (every term is >= 0, so no
+     * inf - inf); finite values can overflow it too, so only then are the
+     * elements examined. */
+    bool bad = false;
+    if (!(ss <= 3.40282347e38f)) {
+#pragma unroll
+        for (int j = 0; j < EPT; j++)
+            bad |= !(fabsf(x[j]) <= 3.40282347e38f);
+    }
+    const bool vbad = vec_any<TPV>(bad, vs);
+    float r = __fsqrt_rn(ss);
+    if (vbad) { /* code the vector as zeros; its record is zeroed below */
+        r = LKV_EPS;
+#pragma unroll
+        for (int j = 0; j < EPT; j++)
+            x[j] = 0.0f;
+    }
     if (!(r >= LKV_EPS))
         r = LKV_EPS;
-    const uint16_t r16 = lkv_math_f32_to_f16(__float_as_uint(r));
+    /* fp32 -> fp16 by the hardware: IEEE round-to-nearest-even with
+     * subnormals and overflow to inf, as lkv_math_f32_to_f16 (r > 0). */
+    const uint16_t r16 = __half_as_ushort(__float2half_rn(r));
     const bool ovf = r16 == LKV_F16_INF_BITS;
     if (ovf) { /* code the vector as zeros; its record is zeroed below */
         r = 1.0f;
@@ -429,8 +451,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     m = vec_max<TPV>(m);
     if (!(m >= LKV_EPS))
         m = LKV_EPS;
-    const uint16_t m16 = lkv_math_f32_to_f16(__float_as_uint(m));
-    const float s = __fdiv_rn(__uint_as_float(lkv_math_f16_to_f32(m16)), P.qf);
+    const __half m16h = __float2half_rn(m);
+    const uint16_t m16 = __half_as_ushort(m16h);
+    const float s = __fdiv_rn(__half2float(m16h), P.qf);
     div_chunk<EPT>(x, s);
 
     /* Stage the records: zero, then OR the fields in. */
@@ -476,7 +499,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 }
 
 template <int NB, int D, int EPT_, bool WIDE>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_BLOCKS)
     decode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
                   uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
                   uint32_t warp_smem, uint32_t esz_log2)
@@ -508,8 +531,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
               m16 >= LKV_F16_INF_BITS;
         if ((P.bits & 7u) && lv == TPV - 1)
             bad |= (sb[vs * P.rec_bytes + P.rec_bytes - 1] >> (P.bits & 7u)) != 0;
-        r = __uint_as_float(lkv_math_f16_to_f32((uint16_t)r16));
-        const float s = __fdiv_rn(__uint_as_float(lkv_math_f16_to_f32((uint16_t)m16)), P.qf);
+        r = __half2float(__ushort_as_half((unsigned short)r16));
+        const float s = __fdiv_rn(__half2float(__ushort_as_half((unsigned short)m16)), P.qf);
 #pragma unroll
         for (int b = 0; b < BPT; b++) {
             const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
@@ -578,6 +601,26 @@ struct Launch {
     cudaStream_t stream;
 };
 
+/* Asks for the largest shared-memory carveout once per kernel and device
+ * (done: one bit per device, owned by the kernel's launcher), so that shared
+ * memory never caps the resident blocks below what the registers allow. */
+void prefer_shared(const void *kernel, std::atomic<uint64_t> &done)
+{
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+        (void)cudaGetLastError();
+        return;
+    }
+    const uint64_t bit = 1ull << dev;
+    if (done.load(std::memory_order_relaxed) & bit)
+        return;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared) == cudaSuccess)
+        done.fetch_or(bit, std::memory_order_relaxed);
+    else
+        (void)cudaGetLastError();
+}
+
 template <int NB, int D, int EPT, bool WIDE>
 cudaError_t launch_shape(Op op, const Launch &L)
 {
@@ -593,6 +636,8 @@ cudaError_t launch_shape(Op op, const Launch &L)
     const size_t smem = (size_t)warp_smem * kWarpsPerBlock;
     if (op == Op::Encode) {
         auto k = encode_kernel<NB, D, EPT, WIDE>;
+        static std::atomic<uint64_t> done{0};
+        prefer_shared(reinterpret_cast<const void *>(k), done);
         if (smem > 48 * 1024) {
             const cudaError_t e =
                 cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -603,6 +648,8 @@ cudaError_t launch_shape(Op op, const Launch &L)
             L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2);
     } else {
         auto k = decode_kernel<NB, D, EPT, WIDE>;
+        static std::atomic<uint64_t> done{0};
+        prefer_shared(reinterpret_cast<const void *>(k), done);
         if (smem > 48 * 1024) {
             const cudaError_t e =
                 cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);

@@ -13,7 +13,8 @@
 # Environment: LKV_GPU_BUILD (build dir, default build-gpu), LKV_CUDA_ARCH
 # (default 90), LKV_GPU_BIN (a folder holding prebuilt gpu_block_test,
 # gpu_codec_test and gpu_codec_bench: skips step 1), LKV_GPU_SKIP_TORCH=1,
-# LKV_GPU_SASS=1 (dump the D=128 E8 kernels' SASS for instruction counts).
+# LKV_GPU_SASS=1 (dump the D=128 E8 kernels' SASS for instruction counts),
+# LKV_GPU_NCU=1 (profile the D=128 E8 encode and decode kernels with ncu).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -90,8 +91,17 @@ if [ "${LKV_GPU_SKIP_TORCH:-0}" != 1 ]; then
 fi
 if [ "${LKV_GPU_SASS:-0}" = 1 ] && command -v cuobjdump >/dev/null; then
     cuobjdump -sass "$BIN/gpu_codec_bench" | awk '
-        /Function :/ { keep = ($0 ~ /(en|de)code_kernelILi8ELi128ELb0/) }
+        /Function :/ { keep = ($0 ~ /(en|de)code_kernelILi8ELi128ELi64ELb0/) }
         keep' >"$OUT/sass.txt" 2>&1
+fi
+
+if [ "${LKV_GPU_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
+    note "ncu: the first encode and decode launches of gpu_codec_bench --quick"
+    timeout 300 ncu --clock-control none -k regex:'(en|de)code_kernel' --launch-count 2 \
+        --section SpeedOfLight --section SchedulerStats --section WarpStateStats \
+        --section Occupancy --section InstructionStats --section ComputeWorkloadAnalysis \
+        "$BIN/gpu_codec_bench" --quick >"$OUT/ncu.txt" 2>&1
+    grep -E "Duration|Executed Instructions |Issue Slots Busy|Achieved Occupancy|Registers Per|No Eligible|Stall|Warp Cycles Per Issued" "$OUT/ncu.txt" | head -30
 fi
 
 # 5. merged result + summary ------------------------------------------------------
