@@ -495,10 +495,11 @@ static double quantile(const double *sorted, size_t n, double q)
 static const char bench_usage[] =
     "usage: latticekv bench --addr ADDR [--clients N] [--requests N] [--tokens T] [--heads H]\n"
     "                       [--dim D] [--op put|get|both] [--variant e8|d4] [--q Q] [--ns NS]\n"
-    "                       [--no-progress]\n"
+    "                       [--stream N] [--no-progress]\n"
     "N clients (own connections) each run --requests Put and/or Get calls of one KV block\n"
     "(K and V, T tokens x H heads x D, bf16). Prints bf16-equivalent GB/s and p50/p99 latency;\n"
-    "a progress bar goes to stderr. Defaults: 8 clients, 200 requests, 16 tokens, 8 heads, 128.\n";
+    "a progress bar goes to stderr. Defaults: 8 clients, 200 requests, 16 tokens, 8 heads, 128.\n"
+    "--stream N: each request is one PutStream/GetStream call of N blocks (default: unary).\n";
 
 enum { OP_PUT = 1, OP_GET = 2 };
 
@@ -507,6 +508,7 @@ typedef struct bench_worker {
     int id, ops;
     const char *addr, *ns;
     size_t tokens, heads, dim, requests;
+    size_t stream; /* blocks per PutStream/GetStream call; 0 = unary calls */
     const lkv_client_params *params;
     double *lat_put, *lat_get; /* requests entries each */
     size_t done;               /* read by the progress thread */
@@ -530,26 +532,44 @@ static void *bench_run(void *arg)
     lkv_tensor t;
     block_tensor(&t, data, w->tokens, w->heads, w->dim);
     w->rc = lkv_client_create(w->addr, &o, &c, &w->err);
-    char key[64];
-    snprintf(key, sizeof key, "bench-%d", w->id);
-    if (!w->rc && !(w->ops & OP_PUT)) /* get-only: seed the key once */
-        w->rc = lkv_client_put(c, w->ns, key_of(key), &t, w->params, NULL, &w->err);
+    /* One key per block of a stream call (just one for unary calls). */
+    const size_t nb = w->stream ? w->stream : 1;
+    char(*names)[48] = calloc(nb, sizeof *names);
+    lkv_key *keys = calloc(nb, sizeof *keys);
+    lkv_tensor *ts = calloc(nb, sizeof *ts), *outs = calloc(nb, sizeof *outs);
+    if (!w->rc && (!names || !keys || !ts || !outs)) {
+        w->rc = LKV_RPC_RESOURCE_EXHAUSTED;
+        snprintf(w->err.msg, sizeof w->err.msg, "out of memory");
+    }
+    for (size_t j = 0; !w->rc && j < nb; j++) {
+        snprintf(names[j], sizeof names[j], "bench-%d-%zu", w->id, j);
+        keys[j] = key_of(names[j]);
+        ts[j] = t;
+    }
+    if (!w->rc && !(w->ops & OP_PUT)) /* get-only: seed the keys once */
+        w->rc = lkv_client_put_many(c, w->ns, keys, ts, nb, w->params, NULL, NULL, &w->err);
     for (size_t i = 0; !w->rc && i < w->requests; i++) {
         if (w->ops & OP_PUT) {
             const double t0 = now_s();
-            w->rc = lkv_client_put(c, w->ns, key_of(key), &t, w->params, NULL, &w->err);
+            w->rc = w->stream ? lkv_client_put_many(c, w->ns, keys, ts, nb, w->params, NULL, NULL,
+                                                    &w->err)
+                              : lkv_client_put(c, w->ns, keys[0], &t, w->params, NULL, &w->err);
             w->lat_put[i] = now_s() - t0;
         }
         if (!w->rc && (w->ops & OP_GET)) {
-            lkv_tensor out;
             const double t0 = now_s();
-            w->rc = lkv_client_get(c, w->ns, key_of(key), LKV_DTYPE_BF16, &out, NULL, &w->err);
+            w->rc =
+                w->stream
+                    ? lkv_client_get_many(c, w->ns, keys, nb, LKV_DTYPE_BF16, outs, NULL, &w->err)
+                    : lkv_client_get(c, w->ns, keys[0], LKV_DTYPE_BF16, outs, NULL, &w->err);
             w->lat_get[i] = now_s() - t0;
-            lkv_tensor_clear(&out);
+            for (size_t j = 0; j < nb; j++)
+                lkv_tensor_clear(&outs[j]);
         }
         __atomic_store_n(&w->done, i + 1, __ATOMIC_RELAXED);
     }
     lkv_client_free(c);
+    free(names), free(keys), free(ts), free(outs);
     free(data);
     return NULL;
 }
@@ -577,15 +597,15 @@ static void print_lat(const char *op, double *lat, size_t n, double bytes, doubl
 
 int lkv_cli_bench(int argc, char **argv)
 {
-    static const char *const known[] = {"addr",    "timeout-ms", "clients", "requests",
-                                        "tokens",  "heads",      "dim",     "op",
-                                        "variant", "q",          "ns",      NULL};
+    static const char *const known[] = {"addr",  "timeout-ms", "clients", "requests", "tokens",
+                                        "heads", "dim",        "op",      "variant",  "q",
+                                        "ns",    "stream",     NULL};
     static const char *const flags[] = {"no-progress", "help", NULL};
     if (lkv_cli_flag(argc, argv, "help"))
         return fputs(bench_usage, stdout), 0;
     if (lkv_cli_check(argc, argv, known, flags))
         return 2;
-    unsigned long long clients = 8, requests = 200, tokens = 16, heads = 8, dim = 128;
+    unsigned long long clients = 8, requests = 200, tokens = 16, heads = 8, dim = 128, stream = 0;
     const char *s;
     if (((s = lkv_cli_opt(argc, argv, "clients")) &&
          !lkv_cli_u64("clients", s, 1, 1024, &clients)) ||
@@ -594,7 +614,8 @@ int lkv_cli_bench(int argc, char **argv)
         ((s = lkv_cli_opt(argc, argv, "tokens")) &&
          !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
         ((s = lkv_cli_opt(argc, argv, "heads")) && !lkv_cli_u64("heads", s, 1, 1024, &heads)) ||
-        ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, 1u << 16, &dim)))
+        ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, 1u << 16, &dim)) ||
+        ((s = lkv_cli_opt(argc, argv, "stream")) && !lkv_cli_u64("stream", s, 0, 4096, &stream)))
         return 2;
     int ops = OP_PUT | OP_GET;
     if ((s = lkv_cli_opt(argc, argv, "op"))) {
@@ -640,6 +661,7 @@ int lkv_cli_bench(int argc, char **argv)
                               .heads = heads,
                               .dim = dim,
                               .requests = per,
+                              .stream = (size_t)stream,
                               .params = &params,
                               .lat_put = lat + 2 * i * per,
                               .lat_get = lat + (2 * i + 1) * per};
@@ -673,10 +695,14 @@ int lkv_cli_bench(int argc, char **argv)
             rc =
                 lkv_cli_error(1, "client %zu: %s: %s", i, lkv_rpc_code_name(w[i].rc), w[i].err.msg);
     if (!rc) {
-        const double block = 2.0 * (double)(tokens * heads * dim) * 2.0;
-        printf("bench addr=%s clients=%zu requests=%zu block=2x%llux%llux%llu bf16 (%.0f KiB) "
-               "wall=%.3fs\n",
-               addr ? addr : DEFAULT_ADDR, n, per, tokens, heads, dim, block / 1024.0, wall);
+        const double one = 2.0 * (double)(tokens * heads * dim) * 2.0;
+        const double block = one * (double)(stream ? stream : 1); /* bytes per call */
+        printf("bench addr=%s clients=%zu requests=%zu block=2x%llux%llux%llu bf16 (%.0f KiB)%s",
+               addr ? addr : DEFAULT_ADDR, n, per, tokens, heads, dim, one / 1024.0,
+               stream ? "" : "\n");
+        if (stream)
+            printf(" x %llu blocks per stream call\n", stream);
+        printf("wall=%.3fs; latencies are per call\n", wall);
         /* Gather each op's latencies contiguously for the percentiles. */
         double *all = malloc(n * per * sizeof *all);
         for (int op = OP_PUT; all && op <= OP_GET; op++) {

@@ -154,6 +154,10 @@ def test_bench_small(cli, addr):
             "--no-progress")
     assert r.returncode == 0, r.stderr
     assert r.stderr == b""
+    r = cli("bench", "--addr", addr, "--clients", "2", "--requests", "2", "--stream", "3",
+            "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert b"3 blocks per stream call" in r.stdout
 
 
 def test_demo(cli, addr):
