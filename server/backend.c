@@ -20,11 +20,11 @@ void lkv_backend_run_cpu(lkv_batch *b)
     for (size_t i = 0; i < b->nseg; i++) {
         lkv_seg *s = &b->seg[i];
         if (b->op == LKV_OP_ENCODE)
-            s->status = lkv_encode(&b->params, b->dtype, s->src, s->n, s->dst, LKV_ISA_AUTO,
-                                   &s->diag);
+            s->status =
+                lkv_encode(&b->params, b->dtype, s->src, s->n, s->dst, LKV_ISA_AUTO, &s->diag);
         else
-            s->status = lkv_decode(&b->params, s->src, s->n, b->dtype, s->dst, LKV_ISA_AUTO,
-                                   &s->diag);
+            s->status =
+                lkv_decode(&b->params, s->src, s->n, b->dtype, s->dst, LKV_ISA_AUTO, &s->diag);
     }
 }
 
@@ -53,7 +53,10 @@ static void cpu_run(lkv_backend *be, unsigned worker, lkv_batch *b)
     lkv_backend_run_cpu(b);
 }
 
-static void cpu_free(lkv_backend *be) { free(be); }
+static void cpu_free(lkv_backend *be)
+{
+    free(be);
+}
 
 lkv_status lkv_backend_cpu_create(unsigned workers, lkv_backend **out, lkv_diag *diag)
 {

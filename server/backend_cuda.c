@@ -28,7 +28,7 @@ typedef struct cuda_backend {
         lkv_cuda_ctx *ctx;
         uint8_t *in, *out; /* gather / scatter buffers */
         size_t in_cap, out_cap;
-    } *w;
+    } * w;
 } cuda_backend;
 
 static int grow(uint8_t **buf, size_t *cap, size_t need)
@@ -111,7 +111,10 @@ static void cuda_free(lkv_backend *be)
     free(cb);
 }
 
-int lkv_backend_cuda_devices(void) { return lkv_cuda_device_count(); }
+int lkv_backend_cuda_devices(void)
+{
+    return lkv_cuda_device_count();
+}
 
 lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag *diag)
 {
@@ -149,7 +152,10 @@ lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag
 
 #else /* no CUDA in this build */
 
-int lkv_backend_cuda_devices(void) { return 0; }
+int lkv_backend_cuda_devices(void)
+{
+    return 0;
+}
 
 lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag *diag)
 {

@@ -69,9 +69,15 @@ lkv_batcher *lkv_batcher_create(const lkv_batcher_cfg *cfg, lkv_dispatch_fn disp
     return b;
 }
 
-void lkv_batcher_free(lkv_batcher *b) { free(b); }
+void lkv_batcher_free(lkv_batcher *b)
+{
+    free(b);
+}
 
-void lkv_batcher_flush_mode(lkv_batcher *b, int on) { b->flush = on; }
+void lkv_batcher_flush_mode(lkv_batcher *b, int on)
+{
+    b->flush = on;
+}
 
 static int same_group(const lkv_work *a, const lkv_work *b)
 {
@@ -185,7 +191,10 @@ static lkv_batch *form_batch(lkv_batcher *b)
     return bt;
 }
 
-static void finish_work(lkv_work *w) { w->done(w); }
+static void finish_work(lkv_work *w)
+{
+    w->done(w);
+}
 
 uint64_t lkv_batcher_poll(lkv_batcher *b, uint64_t now_ns)
 {
@@ -221,8 +230,7 @@ void lkv_batcher_complete(lkv_batcher *b, lkv_batch *bt)
         lkv_work *w = s->work;
         if (s->status != LKV_OK) {
             /* Keep the failure of the earliest vector, as a one-shot call would. */
-            const uint64_t at =
-                s->diag.index == UINT64_MAX ? s->first : s->first + s->diag.index;
+            const uint64_t at = s->diag.index == UINT64_MAX ? s->first : s->first + s->diag.index;
             if (w->status == LKV_OK || at < w->diag.index) {
                 w->status = s->status;
                 w->diag = s->diag;
@@ -236,4 +244,7 @@ void lkv_batcher_complete(lkv_batcher *b, lkv_batch *bt)
     free(bt);
 }
 
-void lkv_batcher_get_stats(const lkv_batcher *b, lkv_batcher_stats *out) { *out = b->st; }
+void lkv_batcher_get_stats(const lkv_batcher *b, lkv_batcher_stats *out)
+{
+    *out = b->st;
+}

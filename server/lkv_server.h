@@ -38,7 +38,7 @@
 /* ------------------------------------------------------------------------ */
 
 #define LKV_LISTEN_MAX 16
-#define LKV_ADDR_MAX 256
+#define LKV_ADDR_MAX   256
 
 typedef enum lkv_backend_kind {
     LKV_BACKEND_AUTO = 0,
@@ -57,17 +57,17 @@ typedef struct lkv_config {
     char listen[LKV_LISTEN_MAX][LKV_ADDR_MAX];
     uint32_t n_listen;
     char config_file[LKV_ADDR_MAX];
-    uint32_t backend;          /* lkv_backend_kind */
+    uint32_t backend; /* lkv_backend_kind */
     uint64_t host_mem_bytes;
     uint64_t max_message_bytes;
     uint64_t batch_max_vectors;
     uint64_t batch_max_wait_us;
-    uint64_t threads;          /* 0: number of cores */
-    uint32_t default_variant;  /* lkv_variant */
+    uint64_t threads;         /* 0: number of cores */
+    uint32_t default_variant; /* lkv_variant */
     uint64_t default_q;
     uint64_t stream_window;
     uint64_t shutdown_grace_ms;
-    uint32_t log_level;        /* lkv_log_level */
+    uint32_t log_level; /* lkv_log_level */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */
@@ -91,8 +91,7 @@ void lkv_config_defaults(lkv_config *cfg);
  * --help or --version was asked for.
  */
 lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
-                           void *getenv_ud, lkv_config_action *action, char *err,
-                           size_t err_cap);
+                           void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap);
 
 /* Applies one "name = value" setting (name as in the file: host-mem-bytes). */
 lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, const char *origin,
@@ -246,10 +245,10 @@ typedef struct lkv_work {
     void (*done)(struct lkv_work *w); /* loop thread, once every chunk is back */
     void *ud;
     /* Filled by the batcher. */
-    lkv_status status;   /* first failing chunk's status */
-    lkv_diag diag;       /* its message; index = vector within this work */
-    size_t next;         /* first vector not yet handed to a batch */
-    size_t outstanding;  /* chunks in flight */
+    lkv_status status;  /* first failing chunk's status */
+    lkv_diag diag;      /* its message; index = vector within this work */
+    size_t next;        /* first vector not yet handed to a batch */
+    size_t outstanding; /* chunks in flight */
     uint64_t enq_ns;
     struct lkv_work *q_next;
 } lkv_work;
@@ -407,9 +406,9 @@ void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tie
  */
 typedef struct lkv_wire_tensor {
     int present;
-    int64_t dtype;           /* raw enum value; may be unknown */
+    int64_t dtype; /* raw enum value; may be unknown */
     uint64_t shape[LKV_MAX_NDIM];
-    size_t n_shape;          /* may exceed LKV_MAX_NDIM: only the first ones are kept */
+    size_t n_shape; /* may exceed LKV_MAX_NDIM: only the first ones are kept */
     const uint8_t *data;
     size_t data_len;
 } lkv_wire_tensor;
@@ -447,18 +446,18 @@ int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
 /* ------------------------------------------------------------------------ */
 
 /* The methods served; rpc.c maps paths to these. */
-#define LKV_METHOD_LIST(X)                                                                  \
-    X(COMPRESS, "/latticekv.v1.Codec/Compress", 0)                                          \
-    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress", 0)                                      \
-    X(COMPRESS_STREAM, "/latticekv.v1.Codec/CompressStream", 1)                             \
-    X(DECOMPRESS_STREAM, "/latticekv.v1.Codec/DecompressStream", 1)                         \
-    X(PUT, "/latticekv.v1.KVStore/Put", 0)                                                  \
-    X(GET, "/latticekv.v1.KVStore/Get", 0)                                                  \
-    X(PUT_STREAM, "/latticekv.v1.KVStore/PutStream", 1)                                     \
-    X(GET_STREAM, "/latticekv.v1.KVStore/GetStream", 1)                                     \
-    X(LOOKUP, "/latticekv.v1.KVStore/Lookup", 0)                                            \
-    X(DELETE, "/latticekv.v1.KVStore/Delete", 0)                                            \
-    X(STATS, "/latticekv.v1.Admin/Stats", 0)                                                \
+#define LKV_METHOD_LIST(X)                                          \
+    X(COMPRESS, "/latticekv.v1.Codec/Compress", 0)                  \
+    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress", 0)              \
+    X(COMPRESS_STREAM, "/latticekv.v1.Codec/CompressStream", 1)     \
+    X(DECOMPRESS_STREAM, "/latticekv.v1.Codec/DecompressStream", 1) \
+    X(PUT, "/latticekv.v1.KVStore/Put", 0)                          \
+    X(GET, "/latticekv.v1.KVStore/Get", 0)                          \
+    X(PUT_STREAM, "/latticekv.v1.KVStore/PutStream", 1)             \
+    X(GET_STREAM, "/latticekv.v1.KVStore/GetStream", 1)             \
+    X(LOOKUP, "/latticekv.v1.KVStore/Lookup", 0)                    \
+    X(DELETE, "/latticekv.v1.KVStore/Delete", 0)                    \
+    X(STATS, "/latticekv.v1.Admin/Stats", 0)                        \
     X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)
 
 typedef enum lkv_method {
@@ -515,8 +514,8 @@ typedef struct lkv_rpc lkv_rpc;
 
 /* Creates the server, binds every cfg->listen address and starts it; on a
  * bind failure returns ERR_UNAVAILABLE naming the address. */
-lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox,
-                          lkv_rpc **out, lkv_diag *diag);
+lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox, lkv_rpc **out,
+                          lkv_diag *diag);
 /* Loop thread: a completion came back from the completion-queue thread. */
 void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev);
 /* The reply function handed to the service. */

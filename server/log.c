@@ -18,9 +18,15 @@
 static lkv_log_level g_level = LKV_LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void lkv_log_set_level(lkv_log_level level) { g_level = level; }
+void lkv_log_set_level(lkv_log_level level)
+{
+    g_level = level;
+}
 
-int lkv_log_enabled(lkv_log_level level) { return level <= g_level; }
+int lkv_log_enabled(lkv_log_level level)
+{
+    return level <= g_level;
+}
 
 void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
 {
@@ -31,9 +37,8 @@ void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line,
-                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+    int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, level_names[level], event);
     if (fields && *fields && n > 0 && (size_t)n < sizeof line - 2) {
         line[n++] = ' ';

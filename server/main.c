@@ -72,7 +72,10 @@ static void arm_timer(daemon_state *d, uint64_t ns)
     timerfd_settime(d->timer_fd, 0, &its, NULL);
 }
 
-static void poll_batcher(daemon_state *d) { arm_timer(d, lkv_batcher_poll(d->batcher, lkv_now_ns())); }
+static void poll_batcher(daemon_state *d)
+{
+    arm_timer(d, lkv_batcher_poll(d->batcher, lkv_now_ns()));
+}
 
 static void stop_now(daemon_state *d);
 
@@ -130,7 +133,10 @@ static void on_grace(uv_timer_t *t)
     lkv_rpc_cancel_all(d->rpc);
 }
 
-static void on_tick(uv_timer_t *t) { after_events(t->data); }
+static void on_tick(uv_timer_t *t)
+{
+    after_events(t->data);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {

@@ -58,7 +58,10 @@ void lkv_inbox_drain(lkv_inbox *in)
         in->idle(in->ud);
 }
 
-static void on_async(uv_async_t *a) { lkv_inbox_drain((lkv_inbox *)a->data); }
+static void on_async(uv_async_t *a)
+{
+    lkv_inbox_drain((lkv_inbox *)a->data);
+}
 
 lkv_inbox *lkv_inbox_create(void *uv_loop, lkv_inbox_fn handle, void (*idle)(void *ud), void *ud)
 {
@@ -101,7 +104,10 @@ static void on_inbox_closed(uv_handle_t *h)
     free(in);
 }
 
-void lkv_inbox_close(lkv_inbox *in) { uv_close((uv_handle_t *)&in->async, on_inbox_closed); }
+void lkv_inbox_close(lkv_inbox *in)
+{
+    uv_close((uv_handle_t *)&in->async, on_inbox_closed);
+}
 
 struct lkv_pool {
     pthread_mutex_t mu;
@@ -115,7 +121,7 @@ struct lkv_pool {
         struct lkv_pool *pool;
         unsigned index;
         pthread_t thread;
-    } *workers;
+    } * workers;
 };
 
 static void *worker_main(void *arg)

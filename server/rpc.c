@@ -68,7 +68,7 @@ _Static_assert(LKV_GRPC_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "gr
 
 enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
 #define LKV_SHUTDOWN_QUIET_NS (100u * 1000u * 1000u)
-#define LKV_LAME_DUCK_MAX_NS (1000u * 1000u * 1000u)
+#define LKV_LAME_DUCK_MAX_NS  (1000u * 1000u * 1000u)
 
 typedef enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
 
@@ -127,11 +127,11 @@ struct lkv_rpc {
     int cq_thread_started;
     void *reg[LKV_METHOD_COUNT];
     tag t_shutdown;
-    int lame_duck;        /* phase 1a: answering new calls UNAVAILABLE */
+    int lame_duck; /* phase 1a: answering new calls UNAVAILABLE */
     uint64_t lame_duck_ns;
     int shutdown_started; /* phase 1b: grpc_server_shutdown_and_notify called */
     int shutdown_done;
-    unsigned active;      /* calls in CALL_ACTIVE */
+    unsigned active;       /* calls in CALL_ACTIVE */
     uint64_t last_call_ns; /* when the last call was matched */
     unsigned live;
     call *live_head;
@@ -190,8 +190,7 @@ static void request_call(lkv_rpc *r, int method)
     } else {
         e = grpc_server_request_registered_call(
             r->server, r->reg[method], &c->call, &c->deadline, &c->md,
-            lkv_method_streaming((lkv_method)method) ? NULL : &c->payload, r->cq, r->cq,
-            &c->t_new);
+            lkv_method_streaming((lkv_method)method) ? NULL : &c->payload, r->cq, r->cq, &c->t_new);
     }
     if (e != GRPC_CALL_OK) {
         lkv_log(LKV_LOG_ERROR, "request_call_failed", "method=%s error=%d",
@@ -262,8 +261,8 @@ static void free_reply_buf(void *p, size_t len)
 static grpc_byte_buffer *take_reply(lkv_reply *rep)
 {
     /* The reply buffer becomes the slice: gRPC frees it when it is sent. */
-    grpc_slice s = rep->len ? grpc_slice_new_with_len(rep->buf, rep->len, free_reply_buf)
-                            : grpc_empty_slice();
+    grpc_slice s =
+        rep->len ? grpc_slice_new_with_len(rep->buf, rep->len, free_reply_buf) : grpc_empty_slice();
     if (!rep->len)
         free(rep->buf);
     rep->buf = NULL;
@@ -493,8 +492,7 @@ static void stream_progress(call *c)
             c->send_pending = start_batch(c, &op, 1, &c->t_send);
         }
     }
-    if (!c->input_done && !c->failed && !c->recv_pending &&
-        c->next_seq - c->next_send < r->window)
+    if (!c->input_done && !c->failed && !c->recv_pending && c->next_seq - c->next_send < r->window)
         recv_next(c);
     if (!c->send_pending &&
         (c->failed || (c->input_done && c->in_service == 0 && c->next_send == c->next_seq)))
@@ -580,8 +578,8 @@ void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev)
     }
 }
 
-lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox,
-                          lkv_rpc **out, lkv_diag *diag)
+lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox, lkv_rpc **out,
+                          lkv_diag *diag)
 {
     lkv_rpc *r = calloc(1, sizeof *r);
     if (!r)
@@ -611,11 +609,11 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     r->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(r->server, r->cq, NULL);
     for (int m = 0; m < LKV_METHOD_COUNT; m++)
-        r->reg[m] = grpc_server_register_method(
-            r->server, lkv_method_path((lkv_method)m), NULL,
-            lkv_method_streaming((lkv_method)m) ? GRPC_SRM_PAYLOAD_NONE
-                                                : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
-            0);
+        r->reg[m] = grpc_server_register_method(r->server, lkv_method_path((lkv_method)m), NULL,
+                                                lkv_method_streaming((lkv_method)m)
+                                                    ? GRPC_SRM_PAYLOAD_NONE
+                                                    : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+                                                0);
 
     lkv_status st = LKV_OK;
     for (uint32_t i = 0; i < cfg->n_listen && st == LKV_OK; i++) {
@@ -696,7 +694,10 @@ void lkv_rpc_cancel_all(lkv_rpc *r)
     grpc_server_cancel_all_calls(r->server);
 }
 
-int lkv_rpc_drained(const lkv_rpc *r) { return r->shutdown_done && r->live == 0; }
+int lkv_rpc_drained(const lkv_rpc *r)
+{
+    return r->shutdown_done && r->live == 0;
+}
 
 void lkv_rpc_free(lkv_rpc *r)
 {

@@ -69,8 +69,8 @@ typedef struct req {
     lkv_container_info info;
     lkv_dtype out_dt;
     uint64_t raw_bytes;
-    uint8_t *buf;    /* reply being built */
-    lkv_blob *blob;  /* Put: the new block; Get: the block being decoded */
+    uint8_t *buf;   /* reply being built */
+    lkv_blob *blob; /* Put: the new block; Get: the block being decoded */
 } req;
 
 static const char *const tier_host = "host";
@@ -90,10 +90,22 @@ lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_bat
     return s;
 }
 
-void lkv_service_free(lkv_service *s) { free(s); }
-void lkv_service_set_ready(lkv_service *s, int ready) { s->ready = ready; }
-void lkv_service_set_shutting_down(lkv_service *s) { s->shutting_down = 1; }
-int lkv_service_shutting_down(const lkv_service *s) { return s->shutting_down; }
+void lkv_service_free(lkv_service *s)
+{
+    free(s);
+}
+void lkv_service_set_ready(lkv_service *s, int ready)
+{
+    s->ready = ready;
+}
+void lkv_service_set_shutting_down(lkv_service *s)
+{
+    s->shutting_down = 1;
+}
+int lkv_service_shutting_down(const lkv_service *s)
+{
+    return s->shutting_down;
+}
 
 void lkv_service_count(lkv_service *s, lkv_grpc_code code)
 {
@@ -102,7 +114,10 @@ void lkv_service_count(lkv_service *s, lkv_grpc_code code)
         s->c.errors++;
 }
 
-void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out) { *out = s->c; }
+void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out)
+{
+    *out = s->c;
+}
 
 static void req_free(req *r)
 {
@@ -221,8 +236,7 @@ static int dtype_ok(req *r, int64_t dt, const char *field)
  * Checks a tensor and the codec params for encoding it; fills r->info and
  * the params. 0 when valid, else the error reply is already sent.
  */
-static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params *cp,
-                        lkv_params *p)
+static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params *cp, lkv_params *p)
 {
     if (!t->present) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor is missing");
@@ -231,7 +245,8 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     if (!dtype_ok(r, t->dtype, "tensor.dtype"))
         return -1;
     if (t->n_shape == 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor.shape is empty; the last dim is head_dim");
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                    "tensor.shape is empty; the last dim is head_dim");
         return -1;
     }
     if (t->n_shape > LKV_MAX_NDIM) {
@@ -242,8 +257,8 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     const uint64_t head_dim = t->shape[t->n_shape - 1];
     /* An out-of-range enum value stays out of range, so the check below names it. */
     const int64_t v = cp->variant;
-    const int variant = v == 0 ? (int)r->svc->cfg->default_variant
-                               : (v < 0 || v > 1000 ? 1000 : (int)v);
+    const int variant =
+        v == 0 ? (int)r->svc->cfg->default_variant : (v < 0 || v > 1000 ? 1000 : (int)v);
     const uint32_t q = cp->q_range ? cp->q_range : (uint32_t)r->svc->cfg->default_q;
     p->variant = (lkv_variant)variant;
     p->q = q;
@@ -354,13 +369,11 @@ static void decode_done(lkv_work *w)
         reply_status(r, w->status, &w->diag);
         return;
     }
-    const size_t data_len = (size_t)r->info.n_vectors * r->info.params.dim *
-                            lkv_dtype_size(r->out_dt);
-    lkv_wire_tensor_reply_finish(r->buf, r->out_dt, r->info.shape, r->info.ndim, data_len,
-                                 r->m == LKV_METHOD_DECOMPRESS ||
-                                         r->m == LKV_METHOD_DECOMPRESS_STREAM
-                                     ? NULL
-                                     : tier_host);
+    const size_t data_len =
+        (size_t)r->info.n_vectors * r->info.params.dim * lkv_dtype_size(r->out_dt);
+    lkv_wire_tensor_reply_finish(
+        r->buf, r->out_dt, r->info.shape, r->info.ndim, data_len,
+        r->m == LKV_METHOD_DECOMPRESS || r->m == LKV_METHOD_DECOMPRESS_STREAM ? NULL : tier_host);
     reply_ok(r, r->lay.total);
 }
 
@@ -370,8 +383,8 @@ static void start_decode(req *r, const uint8_t *container, int out_dtype, const 
     if (out_dtype != 0 && !dtype_ok(r, (int64_t)out_dtype, "out_dtype"))
         return;
     r->out_dt = out_dtype ? (lkv_dtype)out_dtype : r->info.dtype;
-    const size_t data_len = (size_t)r->info.n_vectors * r->info.params.dim *
-                            lkv_dtype_size(r->out_dt);
+    const size_t data_len =
+        (size_t)r->info.n_vectors * r->info.params.dim * lkv_dtype_size(r->out_dt);
     lkv_wire_tensor_reply_plan(r->out_dt, r->info.shape, r->info.ndim, data_len, tier, &r->lay);
     if (alloc_reply(r) != 0)
         return;
@@ -381,8 +394,7 @@ static void start_decode(req *r, const uint8_t *container, int out_dtype, const 
 
 static void handle_decompress(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__DecompressRequest *q =
-        latticekv__v1__decompress_request__unpack(NULL, len, msg);
+    Latticekv__V1__DecompressRequest *q = latticekv__v1__decompress_request__unpack(NULL, len, msg);
     if (!q) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DecompressRequest");
         return;

@@ -61,8 +61,8 @@ void lkv_blob_unref(lkv_blob *b)
 }
 
 typedef struct entry {
-    struct entry *chain;          /* next in the bucket */
-    struct entry *newer, *older;  /* LRU list */
+    struct entry *chain;         /* next in the bucket */
+    struct entry *newer, *older; /* LRU list */
     uint64_t hash;
     lkv_blob *blob;
     uint64_t charge;
@@ -270,7 +270,10 @@ int lkv_store_delete(lkv_store *s, const char *ns, size_t ns_len, const uint8_t 
     return 1;
 }
 
-void lkv_store_get_stats(const lkv_store *s, lkv_store_stats *out) { *out = s->st; }
+void lkv_store_get_stats(const lkv_store *s, lkv_store_stats *out)
+{
+    *out = s->st;
+}
 
 void lkv_store_free(lkv_store *s)
 {

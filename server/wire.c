@@ -37,7 +37,10 @@ uint8_t *lkv_wire_put_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-static size_t key_size(uint32_t field) { return lkv_wire_varint_size((uint64_t)field << 3); }
+static size_t key_size(uint32_t field)
+{
+    return lkv_wire_varint_size((uint64_t)field << 3);
+}
 
 static uint8_t *put_key(uint8_t *p, uint32_t field, unsigned wt)
 {

@@ -114,8 +114,7 @@ static void run_case(lkv_backend *cpu, lkv_backend *gpu, const lkv_params *p, lk
                  lkv_status_name(bc->seg[i].status), lkv_status_name(bg->seg[i].status));
         check(bc->seg[i].status == bg->seg[i].status, m);
         const lkv_status want = with_nan && i == 1 ? LKV_ERR_NONFINITE : LKV_OK;
-        snprintf(m, sizeof m, "%s: encode segment %zu is %s", what, i,
-                 lkv_status_name(want));
+        snprintf(m, sizeof m, "%s: encode segment %zu is %s", what, i, lkv_status_name(want));
         check(bg->seg[i].status == want, m);
         if (bc->seg[i].status == LKV_OK && bg->seg[i].status == LKV_OK) {
             snprintf(m, sizeof m, "%s: encode segment %zu bytes", what, i);

@@ -65,8 +65,13 @@ Test(config, flags_both_forms_and_repeatable_listen_replaces_default)
 
 Test(config, environment_and_flag_precedence)
 {
-    const char *env[] = {"LATTICEKV_BATCH_MAX_VECTORS", "128", "LATTICEKV_BATCH_MAX_WAIT_US", "0",
-                         "LATTICEKV_LISTEN", "127.0.0.1:1, unix:/tmp/b.sock", NULL};
+    const char *env[] = {"LATTICEKV_BATCH_MAX_VECTORS",
+                         "128",
+                         "LATTICEKV_BATCH_MAX_WAIT_US",
+                         "0",
+                         "LATTICEKV_LISTEN",
+                         "127.0.0.1:1, unix:/tmp/b.sock",
+                         NULL};
     lkv_config c;
     char err[256] = "";
     cr_assert_eq(load(&c, env, err, 3, "--batch-max-vectors", "256"), LKV_OK, "%s", err);
@@ -169,10 +174,17 @@ Test(config, help_lists_every_flag_with_env_and_default)
     FILE *f = fmemopen(buf, sizeof buf, "w");
     lkv_config_help(f);
     fclose(f);
-    const char *flags[] = {"--listen ADDR", "--config FILE", "--backend auto|cpu|cuda",
-                           "--host-mem-bytes N", "--max-message-bytes N", "--batch-max-vectors N",
-                           "--batch-max-wait-us N", "--threads N", "--default-q N",
-                           "LATTICEKV_HOST_MEM_BYTES", "default 64MiB"};
+    const char *flags[] = {"--listen ADDR",
+                           "--config FILE",
+                           "--backend auto|cpu|cuda",
+                           "--host-mem-bytes N",
+                           "--max-message-bytes N",
+                           "--batch-max-vectors N",
+                           "--batch-max-wait-us N",
+                           "--threads N",
+                           "--default-q N",
+                           "LATTICEKV_HOST_MEM_BYTES",
+                           "default 64MiB"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         cr_assert(strstr(buf, flags[i]), "help lacks %s", flags[i]);
 }

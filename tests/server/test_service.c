@@ -112,8 +112,8 @@ static size_t reference_container(uint8_t *out, size_t cap)
 {
     const lkv_params p = {LKV_VARIANT_E8, 38, 128};
     size_t n = 0;
-    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, tensor_shape, 3, tensor_data,
-                              sizeof tensor_data, out, cap, &n, LKV_ISA_AUTO, NULL),
+    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, tensor_shape, 3, tensor_data, sizeof tensor_data,
+                              out, cap, &n, LKV_ISA_AUTO, NULL),
                  LKV_OK);
     return n;
 }
@@ -274,8 +274,8 @@ Test(service, lookup_counts_the_present_prefix)
     put_tensor("a", &t);
     put_tensor("b", &t);
     put_tensor("d", &t);
-    ProtobufCBinaryData keys[4] = {{1, (uint8_t *)"a"}, {1, (uint8_t *)"b"}, {1, (uint8_t *)"c"},
-                                   {1, (uint8_t *)"d"}};
+    ProtobufCBinaryData keys[4] = {
+        {1, (uint8_t *)"a"}, {1, (uint8_t *)"b"}, {1, (uint8_t *)"c"}, {1, (uint8_t *)"d"}};
     Latticekv__V1__LookupRequest q = LATTICEKV__V1__LOOKUP_REQUEST__INIT;
     q.namespace_ = "ns";
     q.n_keys = 4;

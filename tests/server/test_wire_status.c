@@ -12,8 +12,8 @@
 Test(status, every_code_maps_as_service_md_section_2_says)
 {
     cr_assert_eq(lkv_status_to_grpc(LKV_OK), LKV_GRPC_OK);
-    const lkv_status invalid[] = {LKV_ERR_VARIANT, LKV_ERR_Q_RANGE, LKV_ERR_HEAD_DIM,
-                                  LKV_ERR_DTYPE, LKV_ERR_SHAPE, LKV_ERR_NONFINITE,
+    const lkv_status invalid[] = {LKV_ERR_VARIANT,       LKV_ERR_Q_RANGE,         LKV_ERR_HEAD_DIM,
+                                  LKV_ERR_DTYPE,         LKV_ERR_SHAPE,           LKV_ERR_NONFINITE,
                                   LKV_ERR_NORM_OVERFLOW, LKV_ERR_INVALID_ARGUMENT};
     for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
         cr_assert_eq(lkv_status_to_grpc(invalid[i]), LKV_GRPC_INVALID_ARGUMENT, "%s",
@@ -198,8 +198,10 @@ Test(wire, put_reader_agrees_with_protobuf_c)
 
 Test(wire, readers_accept_unpacked_shape_and_reject_malformed_bytes)
 {
-    /* CompressRequest { tensor { dtype 1, shape 3 (unpacked), shape 128 (unpacked), data "ab" } } */
-    const uint8_t msg[] = {0x0a, 0x0b, 0x08, 0x01, 0x10, 0x03, 0x10, 0x80, 0x01, 0x1a, 0x02, 'a', 'b'};
+    /* CompressRequest { tensor { dtype 1, shape 3 (unpacked), shape 128 (unpacked), data "ab" } }
+     */
+    const uint8_t msg[] = {0x0a, 0x0b, 0x08, 0x01, 0x10, 0x03, 0x10,
+                           0x80, 0x01, 0x1a, 0x02, 'a',  'b'};
     lkv_wire_tensor t;
     lkv_wire_params p;
     cr_assert_eq(lkv_wire_parse_compress(msg, sizeof msg, &t, &p), 0);
@@ -216,7 +218,8 @@ Test(wire, readers_accept_unpacked_shape_and_reject_malformed_bytes)
     /* A known field with the wrong wire type; an 11-byte varint; a group. */
     const uint8_t wt[] = {0x0d, 0, 0, 0, 0};
     cr_assert_eq(lkv_wire_parse_compress(wt, sizeof wt, &t, &p), -1);
-    const uint8_t longv[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    const uint8_t longv[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff,
+                             0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     lkv_wire_put w;
     cr_assert_eq(lkv_wire_parse_put(longv, sizeof longv, &w), -1);
     const uint8_t group[] = {0x2b};
