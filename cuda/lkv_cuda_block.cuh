@@ -68,6 +68,8 @@ typedef struct lkv_cuda_plan {
     uint32_t minv_b32, minv_c32;          /* floor((2^32-1)/d)             */
     uint64_t minv_b64, minv_c64, minv_q64; /* floor((2^64-1)/d), any Q     */
     uint64_t minv_b3_64, minv_c3_64;
+    uint32_t b2, c2;    /* B^2, C^2 (wide decode)                          */
+    uint64_t minv_b2_64, minv_c2_64;
     uint64_t ma64;      /* E8: first half-coset index M_a                  */
     uint64_t cb64;      /* codebook size                                   */
     /* wide index arithmetic: 128-bit values as two 64-bit halves */
@@ -399,38 +401,66 @@ LKV_CD uint32_t lkv_limbs_divmod(uint32_t *l, uint32_t d, uint64_t minv)
     return (uint32_t)rem;
 }
 
-/* Wide (any Q, N = 4 or 8): long division over 32-bit limbs. */
+/*
+ * Wide (any Q; used from Q = 128). D4: v = 2 idx < B^4 < 2^45, 64-bit
+ * digits. E8: the number (v = 2 idx < B^8, or idx - M_a < (2Q)^8 / 2, up to
+ * 89 bits) is held in three 32-bit limbs; the coset's last divisor (B, or Q
+ * for h) and then base^2 are divided out by long division over the limbs,
+ * which leaves base^5 < 2^55, whose digits take plain 64-bit divisions.
+ */
 template <int NB>
 LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt)
 {
     const lkv_u128 cb = ((lkv_u128)P->cb_hi << 64) | P->cb_lo;
-    const lkv_u128 ma = NB == 8 ? ((lkv_u128)P->ma_hi << 64) | P->ma_lo : cb;
     const int ok = idx < cb;
-    const int half = ok && idx >= ma;
-    const lkv_u128 nn = ok ? (half ? idx - ma : idx << 1) : 0;
-    uint32_t l[3] = {(uint32_t)nn, (uint32_t)(nn >> 32), (uint32_t)(nn >> 64)};
     uint32_t w[8];
-    if (!half) {
+    if constexpr (NB == 4) {
+        uint64_t v = ok ? (uint64_t)idx << 1 : 0, rem;
 #pragma unroll
-        for (int i = NB - 1; i >= 0; i--)
-            w[i] = lkv_limbs_divmod(l, P->b, P->minv_b64);
+        for (int i = 3; i >= 0; i--) {
+            v = lkv_udiv64(v, P->b, P->minv_b64, &rem);
+            pt[i] = ok ? (float)((int32_t)rem - (int32_t)P->q) : 0.0f;
+        }
+        return ok;
+    } else {
+        const lkv_u128 ma = ((lkv_u128)P->ma_hi << 64) | P->ma_lo;
+        const int half = ok && idx >= ma;
+        const lkv_u128 nn = ok ? (half ? idx - ma : idx << 1) : 0;
+        uint32_t l[3] = {(uint32_t)nn, (uint32_t)(nn >> 32), (uint32_t)(nn >> 64)};
+        const uint32_t last = half ? lkv_limbs_divmod(l, P->q, P->minv_q64)
+                                   : lkv_limbs_divmod(l, P->b, P->minv_b64);
+        const uint32_t base = half ? P->c : P->b;
+        const uint32_t minv32 = half ? P->minv_c32 : P->minv_b32;
+        const uint64_t minv64 = half ? P->minv_c64 : P->minv_b64;
+        /* two digits at once: the remainder by base^2 */
+        const uint32_t r2 = half ? lkv_limbs_divmod(l, P->c2, P->minv_c2_64)
+                                 : lkv_limbs_divmod(l, P->b2, P->minv_b2_64);
+        uint32_t rem32;
+        w[5] = lkv_udiv32(r2, base, minv32, &rem32);
+        w[6] = rem32;
+        uint64_t v5 = ((uint64_t)l[1] << 32) | l[0], rem; /* < base^5 < 2^55 */
 #pragma unroll
-        for (int i = 0; i < NB; i++)
-            pt[i] = ok ? (float)((int32_t)w[i] - (int32_t)P->q) : 0.0f;
+        for (int i = 4; i >= 0; i--) {
+            v5 = lkv_udiv64(v5, base, minv64, &rem);
+            w[i] = (uint32_t)rem;
+        }
+        if (!half) {
+            w[7] = last;
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                pt[i] = ok ? (float)((int32_t)w[i] - (int32_t)P->q) : 0.0f;
+            return ok;
+        }
+        uint32_t wsum = 0;
+#pragma unroll
+        for (int i = 0; i < 7; i++)
+            wsum += w[i];
+        w[7] = 2u * last + (wsum & 1u);
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            pt[i] = LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + 1), 0.5f);
         return ok;
     }
-    const uint32_t h = lkv_limbs_divmod(l, P->q, P->minv_q64);
-    uint32_t wsum = 0;
-#pragma unroll
-    for (int i = 6; i >= 0; i--) {
-        w[i] = lkv_limbs_divmod(l, P->c, P->minv_c64);
-        wsum += w[i];
-    }
-    w[7] = 2u * h + (wsum & 1u);
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-        pt[i] = LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + 1), 0.5f);
-    return ok;
 }
 
 /* ------------------------------------------------------------------------ */

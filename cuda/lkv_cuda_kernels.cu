@@ -760,6 +760,10 @@ void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
     P->minv_q64 = UINT64_MAX / P->q;
     P->minv_b3_64 = UINT64_MAX / P->b3;
     P->minv_c3_64 = UINT64_MAX / P->c3;
+    P->b2 = P->b * P->b; /* < 2^22 */
+    P->c2 = P->c * P->c;
+    P->minv_b2_64 = UINT64_MAX / P->b2;
+    P->minv_c2_64 = UINT64_MAX / P->c2;
     P->ma64 = (uint64_t)d.e8_int_count;
     P->cb64 = (uint64_t)d.codebook;
     P->ma_lo = (uint64_t)d.e8_int_count;

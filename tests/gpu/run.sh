@@ -91,7 +91,7 @@ if [ "${LKV_GPU_SKIP_TORCH:-0}" != 1 ]; then
 fi
 if [ "${LKV_GPU_SASS:-0}" = 1 ] && command -v cuobjdump >/dev/null; then
     cuobjdump -sass "$BIN/gpu_codec_bench" | awk '
-        /Function :/ { keep = ($0 ~ /(en|de)code_kernelILi8ELi128ELi64ELb0/) }
+        /Function :/ { keep = ($0 ~ /(en|de)code_kernelILi8ELi128ELi[0-9]+ELb0/) }
         keep' >"$OUT/sass.txt" 2>&1
 fi
 
