@@ -91,11 +91,10 @@ lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
 {
     const uint32_t n = lkv_block_size(p->variant);
     if (n == 0)
-        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
-                        "variant=%d is not one of E8(1), D4(2)", (int)p->variant);
+        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "variant=%d is not one of E8(1), D4(2)",
+                        (int)p->variant);
     if (p->q < LKV_Q_MIN || p->q > LKV_Q_MAX)
-        return lkv_fail(diag, LKV_ERR_Q_RANGE, UINT64_MAX, "q_range=%u is outside 1..1023",
-                        p->q);
+        return lkv_fail(diag, LKV_ERR_Q_RANGE, UINT64_MAX, "q_range=%u is outside 1..1023", p->q);
     if (p->dim < n || p->dim > LKV_DIM_MAX || (p->dim & (p->dim - 1)) != 0)
         return lkv_fail(diag, LKV_ERR_HEAD_DIM, UINT64_MAX,
                         "head_dim=%u is not a power of two in %u..%u for %s", p->dim, n,
@@ -207,8 +206,8 @@ static lkv_status pick_isa(lkv_isa isa, lkv_isa *out, lkv_diag *diag)
     return LKV_OK;
 }
 
-lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
-                      void *records, lkv_isa isa, lkv_diag *diag)
+lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *records,
+                      lkv_isa isa, lkv_diag *diag)
 {
     lkv_status st = lkv_params_check(p, diag);
     if (st == LKV_OK)

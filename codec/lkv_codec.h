@@ -44,29 +44,29 @@ extern "C" {
  * LKV_OK is zero; every other value is a failure. The server maps each code
  * to a gRPC status in exactly one table (server/).
  */
-#define LKV_STATUS_LIST(X)                                                       \
-    X(OK, "ok")                                                                  \
-    X(ERR_VARIANT, "unknown lattice variant")                                    \
-    X(ERR_Q_RANGE, "q_range outside 1..1023")                                    \
-    X(ERR_HEAD_DIM, "head_dim is not a power of two in block..1024")             \
-    X(ERR_DTYPE, "unknown dtype")                                                \
-    X(ERR_SHAPE, "tensor shape does not match head_dim or data length")          \
-    X(ERR_NONFINITE, "input holds NaN or Inf")                                   \
+#define LKV_STATUS_LIST(X)                                                         \
+    X(OK, "ok")                                                                    \
+    X(ERR_VARIANT, "unknown lattice variant")                                      \
+    X(ERR_Q_RANGE, "q_range outside 1..1023")                                      \
+    X(ERR_HEAD_DIM, "head_dim is not a power of two in block..1024")               \
+    X(ERR_DTYPE, "unknown dtype")                                                  \
+    X(ERR_SHAPE, "tensor shape does not match head_dim or data length")            \
+    X(ERR_NONFINITE, "input holds NaN or Inf")                                     \
     X(ERR_NORM_OVERFLOW, "vector norm is too large for the fp16 scale (>= 65520)") \
-    X(ERR_BUFFER_SMALL, "output buffer too small")                               \
-    X(ERR_TRUNCATED, "coded container is truncated")                             \
-    X(ERR_MAGIC, "not a latticekv container (bad magic)")                        \
-    X(ERR_VERSION, "unknown container format version")                           \
-    X(ERR_CHECKSUM, "container checksum mismatch")                               \
-    X(ERR_CORRUPT, "coded data is corrupt")                                      \
-    X(ERR_ISA, "instruction-set path not supported on this CPU")                 \
-    X(ERR_NOMEM, "out of memory")                                                \
-    X(ERR_NOT_FOUND, "not found")                                                \
-    X(ERR_LIMIT, "size or capacity limit exceeded")                              \
-    X(ERR_UNAVAILABLE, "unavailable")                                            \
-    X(ERR_AUTH, "unauthenticated")                                               \
-    X(ERR_PERMISSION, "permission denied")                                       \
-    X(ERR_INTERNAL, "internal error")                                            \
+    X(ERR_BUFFER_SMALL, "output buffer too small")                                 \
+    X(ERR_TRUNCATED, "coded container is truncated")                               \
+    X(ERR_MAGIC, "not a latticekv container (bad magic)")                          \
+    X(ERR_VERSION, "unknown container format version")                             \
+    X(ERR_CHECKSUM, "container checksum mismatch")                                 \
+    X(ERR_CORRUPT, "coded data is corrupt")                                        \
+    X(ERR_ISA, "instruction-set path not supported on this CPU")                   \
+    X(ERR_NOMEM, "out of memory")                                                  \
+    X(ERR_NOT_FOUND, "not found")                                                  \
+    X(ERR_LIMIT, "size or capacity limit exceeded")                                \
+    X(ERR_UNAVAILABLE, "unavailable")                                              \
+    X(ERR_AUTH, "unauthenticated")                                                 \
+    X(ERR_PERMISSION, "permission denied")                                         \
+    X(ERR_INTERNAL, "internal error")                                              \
     X(ERR_INVALID_ARGUMENT, "request field missing or invalid")
 
 typedef enum lkv_status {
@@ -101,10 +101,10 @@ typedef struct lkv_diag {
 typedef enum lkv_variant { LKV_VARIANT_E8 = 1, LKV_VARIANT_D4 = 2 } lkv_variant;
 typedef enum lkv_dtype { LKV_DTYPE_BF16 = 1, LKV_DTYPE_FP16 = 2, LKV_DTYPE_FP32 = 3 } lkv_dtype;
 
-#define LKV_Q_MIN 1u
-#define LKV_Q_MAX 1023u
+#define LKV_Q_MIN     1u
+#define LKV_Q_MAX     1023u
 #define LKV_Q_DEFAULT 38u
-#define LKV_DIM_MAX 1024u
+#define LKV_DIM_MAX   1024u
 
 typedef struct lkv_params {
     lkv_variant variant; /* E8 (block n = 8) or D4 (block n = 4)            */
@@ -167,8 +167,8 @@ const char *lkv_isa_name(lkv_isa isa);
  * when a vector's norm rounds to +inf in fp16 (>= 65520); diag->index is then
  * the vector's index. On failure the content of `records` is unspecified.
  */
-lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
-                      void *records, lkv_isa isa, lkv_diag *diag);
+lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *records,
+                      lkv_isa isa, lkv_diag *diag);
 
 /*
  * Decodes n records into n vectors of dtype `dt` (round to nearest even).
@@ -177,8 +177,8 @@ lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t
  * Whatever the bytes, the call reads only n * lkv_record_bytes(p) bytes and
  * writes only n * dim * lkv_dtype_size(dt) bytes.
  */
-lkv_status lkv_decode(const lkv_params *p, const void *records, size_t n, lkv_dtype dt,
-                      void *dst, lkv_isa isa, lkv_diag *diag);
+lkv_status lkv_decode(const lkv_params *p, const void *records, size_t n, lkv_dtype dt, void *dst,
+                      lkv_isa isa, lkv_diag *diag);
 
 /* ------------------------------------------------------------------------ */
 /* Coded-block container (codec/FORMAT.md)                                   */
@@ -241,8 +241,7 @@ lkv_status lkv_container_parse(const void *buf, size_t len, lkv_container_info *
  * be NULL.
  */
 lkv_status lkv_decompress(const void *buf, size_t len, int out_dt, void *dst, size_t dst_cap,
-                          size_t *dst_len, lkv_container_info *info, lkv_isa isa,
-                          lkv_diag *diag);
+                          size_t *dst_len, lkv_container_info *info, lkv_isa isa, lkv_diag *diag);
 
 /* ------------------------------------------------------------------------ */
 /* Helpers shared by the rest of latticekv                                   */

@@ -16,16 +16,16 @@
 
 typedef struct lkv_derived {
     lkv_params p;
-    uint32_t n;          /* block size, 4 or 8                         */
-    uint32_t nblocks;    /* dim / n                                    */
-    uint32_t k;          /* bits per block index                       */
-    uint32_t log2d;      /* log2(dim)                                  */
-    uint32_t bits;       /* bits per vector: nblocks * k + 32           */
-    uint32_t rec_bytes;  /* ceil(bits / 8)                             */
-    float qf;            /* (float)q                                   */
-    float inv_sqrt_d;    /* fp32(1/sqrt(dim))                          */
+    uint32_t n;            /* block size, 4 or 8                         */
+    uint32_t nblocks;      /* dim / n                                    */
+    uint32_t k;            /* bits per block index                       */
+    uint32_t log2d;        /* log2(dim)                                  */
+    uint32_t bits;         /* bits per vector: nblocks * k + 32           */
+    uint32_t rec_bytes;    /* ceil(bits / 8)                             */
+    float qf;              /* (float)q                                   */
+    float inv_sqrt_d;      /* fp32(1/sqrt(dim))                          */
     lkv_u128 e8_int_count; /* M_a (E8 only)                            */
-    lkv_u128 codebook;   /* number of valid indices                    */
+    lkv_u128 codebook;     /* number of valid indices                    */
 } lkv_derived;
 
 /* Fills d from a checked p. */

@@ -10,20 +10,20 @@
 #ifndef LKV_FORMAT_H
 #define LKV_FORMAT_H
 
-#define LKV_FMT_MAGIC "LKVB"
+#define LKV_FMT_MAGIC   "LKVB"
 #define LKV_FMT_VERSION 1u
 
-#define LKV_FMT_OFF_MAGIC 0        /* 4 bytes "LKVB"                        */
-#define LKV_FMT_OFF_VERSION 4      /* u16 format version (1)                */
-#define LKV_FMT_OFF_HEADER_BYTES 6 /* u16 header size = 32 + 8*ndim         */
-#define LKV_FMT_OFF_VARIANT 8      /* u8 1 = E8, 2 = D4                      */
-#define LKV_FMT_OFF_DTYPE 9        /* u8 source dtype 1 bf16, 2 fp16, 3 fp32 */
-#define LKV_FMT_OFF_NDIM 10        /* u8 1..8                                */
-#define LKV_FMT_OFF_RESERVED 11    /* u8 0                                   */
-#define LKV_FMT_OFF_Q 12           /* u16 Q                                  */
-#define LKV_FMT_OFF_DIM 14         /* u16 head_dim                           */
-#define LKV_FMT_OFF_NVEC 16        /* u64 vector count = prod(shape)/dim     */
-#define LKV_FMT_OFF_SHAPE 24       /* u64[ndim] tensor shape                 */
+#define LKV_FMT_OFF_MAGIC        0  /* 4 bytes "LKVB"                        */
+#define LKV_FMT_OFF_VERSION      4  /* u16 format version (1)                */
+#define LKV_FMT_OFF_HEADER_BYTES 6  /* u16 header size = 32 + 8*ndim         */
+#define LKV_FMT_OFF_VARIANT      8  /* u8 1 = E8, 2 = D4                      */
+#define LKV_FMT_OFF_DTYPE        9  /* u8 source dtype 1 bf16, 2 fp16, 3 fp32 */
+#define LKV_FMT_OFF_NDIM         10 /* u8 1..8                                */
+#define LKV_FMT_OFF_RESERVED     11 /* u8 0                                   */
+#define LKV_FMT_OFF_Q            12 /* u16 Q                                  */
+#define LKV_FMT_OFF_DIM          14 /* u16 head_dim                           */
+#define LKV_FMT_OFF_NVEC         16 /* u64 vector count = prod(shape)/dim     */
+#define LKV_FMT_OFF_SHAPE        24 /* u64[ndim] tensor shape                 */
 /* then: u32 payload CRC32C, u32 header CRC32C of all bytes before it */
 
 #define LKV_FMT_HEADER_BYTES(ndim) (32u + 8u * (unsigned)(ndim))

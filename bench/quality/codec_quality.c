@@ -40,15 +40,15 @@
 #include <string.h>
 #include <time.h>
 
-#define DIM 128u
-#define BF16_BITS (DIM * 16u)
-#define SCALE_BITS 16u
+#define DIM             128u
+#define BF16_BITS       (DIM * 16u)
+#define SCALE_BITS      16u
 #define DEFAULT_VECTORS 65536u
-#define DEFAULT_SEED 0x6b616b6579614c31ull /* "kakeyaL1" */
-#define FP8_E4M3_MAX 448.0f
-#define MAX_RESULTS 48
-#define N_QS 7
-#define N_QS_2K 6
+#define DEFAULT_SEED    0x6b616b6579614c31ull /* "kakeyaL1" */
+#define FP8_E4M3_MAX    448.0f
+#define MAX_RESULTS     48
+#define N_QS            7
+#define N_QS_2K         6
 
 /* The Q values of the issue (and of the reference's own reports). */
 static const uint32_t k_qs[N_QS] = {2, 5, 10, 19, 38, 76, 152};
@@ -130,10 +130,10 @@ static double rng_normal(rng *r)
 /* The reference does not state its log-normal sigma; 1.5 reproduces its five
  * figures in CODEC.md section 8 to about 1 % (1.0 gives +15 %, 2.0 gives
  * -16 %), so this row of the reference check is a calibration, not a test. */
-#define LOGNORMAL_SIGMA 1.5
-#define KEY_OUTLIERS 4u
+#define LOGNORMAL_SIGMA   1.5
+#define KEY_OUTLIERS      4u
 #define KEY_OUTLIER_SCALE 20.0
-#define KEY_OFFSET_SIGMA 1.0
+#define KEY_OFFSET_SIGMA  1.0
 
 typedef void (*gen_fn)(rng *r, float *x, size_t n);
 
@@ -386,8 +386,8 @@ static void measure_dataset(report *rep, size_t ds, const float *x, size_t n, fl
     for (int vi = 0; vi < 2; vi++)
         for (int qi = 0; qi < N_QS; qi++) {
             const uint32_t bits = codec_roundtrip(vars[vi], k_qs[qi], x, n, xhat, rec);
-            add_result(rep, ds, lkv_variant_name(vars[vi]), k_qs[qi], bits,
-                       rel_mse(x, xhat, count), "%s Q=%u", lkv_variant_name(vars[vi]), k_qs[qi]);
+            add_result(rep, ds, lkv_variant_name(vars[vi]), k_qs[qi], bits, rel_mse(x, xhat, count),
+                       "%s Q=%u", lkv_variant_name(vars[vi]), k_qs[qi]);
         }
     for (int vi = 0; vi < 2; vi++)
         for (int qi = 0; qi < N_QS_2K; qi++) {
@@ -408,8 +408,7 @@ static void measure_dataset(report *rep, size_t ds, const float *x, size_t n, fl
     add_result(rep, ds, "bf16", 16, bits, rel_mse(x, xhat, count), "bf16");
 }
 
-static const result *find_result(const report *rep, size_t ds, const char *family,
-                                 uint32_t param)
+static const result *find_result(const report *rep, size_t ds, const char *family, uint32_t param)
 {
     for (int i = 0; i < rep->nres[ds]; i++)
         if (strcmp(rep->res[ds][i].family, family) == 0 && rep->res[ds][i].param == param)
@@ -591,8 +590,8 @@ static void print_checks(const report *rep, const oracle *o)
 {
     printf("\nCheck against CODEC.md section 8 (reference figures, other seed):\n");
     for (size_t k = 0; k < N_SPEC; k++) {
-        const result *r = find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family,
-                                      k_spec[k].param);
+        const result *r =
+            find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family, k_spec[k].param);
         if (r)
             printf("  %-20s %-14s ours %.3e  reference %.3e  %+6.2f %%\n", k_spec[k].dataset,
                    r->label, r->rel_mse, k_spec[k].ref, 100.0 * (r->rel_mse / k_spec[k].ref - 1.0));
@@ -656,15 +655,15 @@ static void write_json(const char *path, const report *rep, const oracle *o, con
             fprintf(f,
                     "        {\"method\": \"%s\", \"family\": \"%s\", \"param\": %u, "
                     "\"bits_per_vector\": %u, \"ratio_vs_bf16\": %.4f, \"rel_mse\": %.6e}%s\n",
-                    r->label, r->family, r->param, r->bits, (double)BF16_BITS / r->bits,
-                    r->rel_mse, i + 1 < rep->nres[ds] ? "," : "");
+                    r->label, r->family, r->param, r->bits, (double)BF16_BITS / r->bits, r->rel_mse,
+                    i + 1 < rep->nres[ds] ? "," : "");
         }
         fprintf(f, "      ]\n    }%s\n", ds + 1 < N_DATASETS ? "," : "");
     }
     fprintf(f, "  ],\n  \"reference_check\": [\n");
     for (size_t k = 0; k < N_SPEC; k++) {
-        const result *r = find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family,
-                                      k_spec[k].param);
+        const result *r =
+            find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family, k_spec[k].param);
         fprintf(f,
                 "    {\"dataset\": \"%s\", \"method\": \"%s\", \"rel_mse\": %.6e, "
                 "\"reference\": %.3e}%s\n",
@@ -679,8 +678,8 @@ static void write_json(const char *path, const report *rep, const oracle *o, con
             fprintf(f,
                     "    {\"variant\": \"%s\", \"q\": %u, \"vectors\": %zu, \"rel_mse\": %.6e, "
                     "\"reference_rel_mse\": %.6e, \"same_reconstruction\": %zu}%s\n",
-                    lkv_variant_name(row->variant), row->q, row->total, row->our_mse,
-                    row->ref_mse, row->same, k < 3 ? "," : "");
+                    lkv_variant_name(row->variant), row->q, row->total, row->our_mse, row->ref_mse,
+                    row->same, k < 3 ? "," : "");
         }
         fprintf(f, "  ]");
     }
@@ -698,8 +697,7 @@ static void md_results(FILE *f, const report *rep, size_t ds)
     for (int i = 0; i < m; i++) {
         const int lattice = strcmp(rs[i]->family, "E8") == 0 || strcmp(rs[i]->family, "D4") == 0;
         fprintf(f, "| %s%s%s | %u | %.2f | %.3e |\n", lattice ? "**" : "", rs[i]->label,
-                lattice ? "**" : "", rs[i]->bits, (double)BF16_BITS / rs[i]->bits,
-                rs[i]->rel_mse);
+                lattice ? "**" : "", rs[i]->bits, (double)BF16_BITS / rs[i]->bits, rs[i]->rel_mse);
     }
 }
 
@@ -716,7 +714,7 @@ static void md_equal_error(FILE *f, const report *rep, size_t ds)
     static const struct {
         const char *family;
         uint32_t param;
-    } base[] = {{"absmax", 4}, {"absmax", 6}, {"absmax", 8}, {"hadamard", 4},
+    } base[] = {{"absmax", 4},   {"absmax", 6},   {"absmax", 8}, {"hadamard", 4},
                 {"hadamard", 6}, {"hadamard", 8}, {"fp8", 8}};
     fprintf(f, "| baseline | its bits | its rel-MSE | E8 bits at that rel-MSE | D4 bits | "
                "E8 (Q=2^k-1) bits | D4 (Q=2^k-1) bits |\n|---|---:|---:|---:|---:|---:|---:|\n");
@@ -809,8 +807,7 @@ static void md_summary(FILE *f, const report *rep)
     }
 }
 
-static void write_markdown(const char *path, const report *rep, const oracle *o,
-                           const run_info *ri)
+static void write_markdown(const char *path, const report *rep, const oracle *o, const run_info *ri)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -885,10 +882,9 @@ static void write_markdown(const char *path, const report *rep, const oracle *o,
             "rotation, a few dominant channels spread evenly over all coordinates, so the "
             "largest rotated coordinate, which sets the step, is small relative to the norm.\n",
             e8_38->rel_mse, e8_38_keys->rel_mse);
-    fprintf(f,
-            "- **Caveats:** relative MSE of synthetic vectors, not attention-output error or "
-            "model quality; real KV tensors (post-RoPE keys, values of particular heads) "
-            "should be measured the same way before drawing product conclusions.\n\n");
+    fprintf(f, "- **Caveats:** relative MSE of synthetic vectors, not attention-output error or "
+               "model quality; real KV tensors (post-RoPE keys, values of particular heads) "
+               "should be measured the same way before drawing product conclusions.\n\n");
     fprintf(f, "## How it was generated\n\n");
     fprintf(f,
             "```\n%s\n```\n\n"
@@ -920,17 +916,17 @@ static void write_markdown(const char *path, const report *rep, const oracle *o,
     }
 
     fprintf(f, "## Check against the reference\n\n");
-    fprintf(f,
-            "CODEC.md section 8 lists the reference implementation's figures (65 536 vectors "
-            "measured on an H200, a different random draw). Our E8 is expected to be up to "
-            "about 1.4 %% worse because of the box rule (CODEC.md section 3); D4 should match. "
-            "The reference does not state its log-normal scale distribution; ours, "
-            "exp(1.5 N(0, 1)), was chosen because it reproduces the reference's row (sigma 1.0 gives about +15 %%, "
-            "2.0 about -16 %%), so that row is a calibration, not an independent check.\n\n"
-            "| dataset | method | ours | reference | difference |\n|---|---|---:|---:|---:|\n");
+    fprintf(f, "CODEC.md section 8 lists the reference implementation's figures (65 536 vectors "
+               "measured on an H200, a different random draw). Our E8 is expected to be up to "
+               "about 1.4 %% worse because of the box rule (CODEC.md section 3); D4 should match. "
+               "The reference does not state its log-normal scale distribution; ours, "
+               "exp(1.5 N(0, 1)), was chosen because it reproduces the reference's row (sigma 1.0 "
+               "gives about +15 %%, "
+               "2.0 about -16 %%), so that row is a calibration, not an independent check.\n\n"
+               "| dataset | method | ours | reference | difference |\n|---|---|---:|---:|---:|\n");
     for (size_t k = 0; k < N_SPEC; k++) {
-        const result *r = find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family,
-                                      k_spec[k].param);
+        const result *r =
+            find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family, k_spec[k].param);
         if (r)
             fprintf(f, "| %s | %s | %.3e | %.2e | %+.2f %% |\n", k_spec[k].dataset, r->label,
                     r->rel_mse, k_spec[k].ref, 100.0 * (r->rel_mse / k_spec[k].ref - 1.0));
@@ -984,15 +980,16 @@ static void cpu_name(char *buf, size_t cap)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: codec_quality [--vectors N] [--seed S] [--json FILE] [--markdown FILE]\n"
-               "                     [--oracle DIR]\n"
-               "  --vectors N     vectors per dataset (default %u)\n"
-               "  --seed S        PRNG seed (default %llu)\n"
-               "  --json FILE     write all results as JSON (for plot_rd.py)\n"
-               "  --markdown FILE write the report (docs/quality.md)\n"
-               "  --oracle DIR    also compare with the reference's reconstructions in DIR\n"
-               "                  (shared/data/reference-oracle)\n",
-               DEFAULT_VECTORS, (unsigned long long)DEFAULT_SEED);
+    fprintf(f,
+            "usage: codec_quality [--vectors N] [--seed S] [--json FILE] [--markdown FILE]\n"
+            "                     [--oracle DIR]\n"
+            "  --vectors N     vectors per dataset (default %u)\n"
+            "  --seed S        PRNG seed (default %llu)\n"
+            "  --json FILE     write all results as JSON (for plot_rd.py)\n"
+            "  --markdown FILE write the report (docs/quality.md)\n"
+            "  --oracle DIR    also compare with the reference's reconstructions in DIR\n"
+            "                  (shared/data/reference-oracle)\n",
+            DEFAULT_VECTORS, (unsigned long long)DEFAULT_SEED);
 }
 
 static unsigned long long parse_u64(const char *flag, const char *s, unsigned long long max)
@@ -1014,8 +1011,8 @@ int main(int argc, char **argv)
 
     size_t used = 0;
     for (int i = 0; i < argc && used + 1 < sizeof ri.command; i++)
-        used += (size_t)snprintf(ri.command + used, sizeof ri.command - used, "%s%s",
-                                 i ? " " : "", argv[i]);
+        used += (size_t)snprintf(ri.command + used, sizeof ri.command - used, "%s%s", i ? " " : "",
+                                 argv[i]);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {

@@ -90,8 +90,10 @@ static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt,
     const size_t row = (size_t)p->dim * lkv_dtype_size(dt);
     if (!s) {
         if (len % row)
-            return lkv_cli_error(1, "--in holds %zu bytes, not a whole number of %u-element %s rows",
-                                 len, p->dim, lkv_dtype_name(dt)) * 0;
+            return lkv_cli_error(1,
+                                 "--in holds %zu bytes, not a whole number of %u-element %s rows",
+                                 len, p->dim, lkv_dtype_name(dt)) *
+                   0;
         shape[0] = len / row;
         shape[1] = p->dim;
         *ndim = 2;
@@ -149,7 +151,8 @@ static int encode_input(int argc, char **argv, lkv_params *p, lkv_dtype *dt, voi
 {
     const char *in = lkv_cli_opt(argc, argv, "in");
     lkv_isa isa;
-    if (!parse_params(argc, argv, p) || !parse_dtype("in-dtype", lkv_cli_opt(argc, argv, "in-dtype"), dt) ||
+    if (!parse_params(argc, argv, p) ||
+        !parse_dtype("in-dtype", lkv_cli_opt(argc, argv, "in-dtype"), dt) ||
         !parse_isa(argc, argv, &isa))
         return 2;
     if (!in)
@@ -177,7 +180,8 @@ static int encode_input(int argc, char **argv, lkv_params *p, lkv_dtype *dt, voi
 
 static int codec_encode(int argc, char **argv)
 {
-    static const char *const known[] = {"variant", "q", "dim", "in", "in-dtype", "out", "shape", "isa", NULL};
+    static const char *const known[] = {"variant", "q",     "dim", "in", "in-dtype",
+                                        "out",     "shape", "isa", NULL};
     if (lkv_cli_check(argc, argv, known, NULL))
         return 2;
     const char *out = lkv_cli_opt(argc, argv, "out");
@@ -257,7 +261,8 @@ static double load_elem(lkv_dtype dt, const void *buf, size_t i)
 
 static int codec_roundtrip(int argc, char **argv)
 {
-    static const char *const known[] = {"variant", "q", "dim", "in", "in-dtype", "out", "out-dtype", "shape", "isa", NULL};
+    static const char *const known[] = {"variant", "q",         "dim",   "in",  "in-dtype",
+                                        "out",     "out-dtype", "shape", "isa", NULL};
     if (lkv_cli_check(argc, argv, known, NULL))
         return 2;
     const char *out = lkv_cli_opt(argc, argv, "out");

@@ -47,8 +47,8 @@ Test(closest, d4_round_half_to_even_and_parity_fix)
     cr_expect(p[0] == 0 && p[1] == 0, "lowest index on ties: (0,0) not (2,2)");
     /* d = -0.0 counts as d >= 0: toward move is +1 */
     closest(LKV_VARIANT_D4, 38, (float[]){-0.0f, 1.0f, 0.0f, 0.0f}, p);
-    cr_expect(p[0] == 2 && p[1] == 2 && p[2] == 0 && p[3] == 0, "got %d %d %d %d", p[0], p[1],
-              p[2], p[3]);
+    cr_expect(p[0] == 2 && p[1] == 2 && p[2] == 0 && p[3] == 0, "got %d %d %d %d", p[0], p[1], p[2],
+              p[3]);
 }
 
 Test(closest, d4_box_edges)

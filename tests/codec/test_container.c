@@ -18,8 +18,8 @@ static unsigned char *make(size_t *len)
     lkv_container_info info;
     cr_assert_eq(lkv_container_plan(&E8, LKV_DTYPE_BF16, shape, 3, &info, NULL), LKV_OK);
     unsigned char *buf = malloc(info.total_bytes);
-    cr_assert_eq(lkv_compress(&E8, LKV_DTYPE_BF16, shape, 3, x, 6 * 128 * 2, buf,
-                              info.total_bytes, len, LKV_ISA_AUTO, NULL),
+    cr_assert_eq(lkv_compress(&E8, LKV_DTYPE_BF16, shape, 3, x, 6 * 128 * 2, buf, info.total_bytes,
+                              len, LKV_ISA_AUTO, NULL),
                  LKV_OK);
     cr_assert_eq(*len, info.total_bytes);
     free(x);
@@ -137,8 +137,8 @@ Test(container, compress_checks_shape_dtype_and_buffer)
                               &out, LKV_ISA_AUTO, &diag),
                  LKV_ERR_SHAPE);
     cr_expect(strstr(diag.msg, "tensor.data") != NULL, "%s", diag.msg);
-    cr_expect_eq(lkv_compress(&E8, LKV_DTYPE_BF16, wrong_last, 2, src, sizeof src, dst,
-                              sizeof dst, &out, LKV_ISA_AUTO, &diag),
+    cr_expect_eq(lkv_compress(&E8, LKV_DTYPE_BF16, wrong_last, 2, src, sizeof src, dst, sizeof dst,
+                              &out, LKV_ISA_AUTO, &diag),
                  LKV_ERR_SHAPE);
     cr_expect(strstr(diag.msg, "tensor.shape[1]=64") != NULL, "%s", diag.msg);
     cr_expect_eq(lkv_compress(&E8, LKV_DTYPE_BF16, none, 0, src, 0, dst, sizeof dst, &out,
@@ -166,9 +166,9 @@ Test(container, decompress_roundtrip_and_out_dtype)
     uint16_t out16[6 * 128];
     size_t n;
     lkv_container_info info;
-    cr_assert_eq(lkv_decompress(c, len, LKV_DTYPE_FP32, out, sizeof out, &n, &info, LKV_ISA_AUTO,
-                                NULL),
-                 LKV_OK);
+    cr_assert_eq(
+        lkv_decompress(c, len, LKV_DTYPE_FP32, out, sizeof out, &n, &info, LKV_ISA_AUTO, NULL),
+        LKV_OK);
     cr_expect_eq(n, sizeof out);
     cr_assert_eq(lkv_decompress(c, len, 0, out16, sizeof out16, &n, NULL, LKV_ISA_AUTO, NULL),
                  LKV_OK);

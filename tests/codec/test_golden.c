@@ -45,8 +45,9 @@ static unsigned char *encode_case(const golden *g, size_t *len)
     lkv_container_info info;
     cr_assert_eq(lkv_container_plan(&g->p, g->dt, g->shape, g->ndim, &info, NULL), LKV_OK);
     unsigned char *buf = malloc(info.total_bytes);
-    cr_assert_eq(lkv_compress(&g->p, g->dt, g->shape, g->ndim, x, n * g->p.dim * lkv_dtype_size(g->dt),
-                              buf, info.total_bytes, len, LKV_ISA_AUTO, NULL),
+    cr_assert_eq(lkv_compress(&g->p, g->dt, g->shape, g->ndim, x,
+                              n * g->p.dim * lkv_dtype_size(g->dt), buf, info.total_bytes, len,
+                              LKV_ISA_AUTO, NULL),
                  LKV_OK);
     free(x);
     return buf;
@@ -65,7 +66,8 @@ static int pinned_sum(const char *name, char hex[65])
         char *nl = memchr(line, '\n', (size_t)(sums + len - line));
         if (!nl)
             break;
-        if ((size_t)(nl - line) == 64 + strlen(want) - 1 && !memcmp(line + 64, want, strlen(want))) {
+        if ((size_t)(nl - line) == 64 + strlen(want) - 1 &&
+            !memcmp(line + 64, want, strlen(want))) {
             memcpy(hex, line, 64);
             hex[64] = 0;
             found = 1;
@@ -113,9 +115,9 @@ Test(golden, containers_are_byte_stable)
             cr_assert_eq(lkv_decompress(gold, glen, LKV_DTYPE_FP32, a, raw, NULL, NULL,
                                         LKV_ISA_SCALAR, NULL),
                          LKV_OK);
-            cr_assert_eq(lkv_decompress(gold, glen, LKV_DTYPE_FP32, b, raw, NULL, NULL,
-                                        (lkv_isa)isa, NULL),
-                         LKV_OK);
+            cr_assert_eq(
+                lkv_decompress(gold, glen, LKV_DTYPE_FP32, b, raw, NULL, NULL, (lkv_isa)isa, NULL),
+                LKV_OK);
             cr_expect_eq(memcmp(a, b, raw), 0, "%s decodes the same on %s", g->name,
                          lkv_isa_name((lkv_isa)isa));
             free(a);

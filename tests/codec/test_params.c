@@ -120,7 +120,8 @@ Test(params, fp16_and_bf16_conversions_round_to_nearest_even)
     cr_expect_eq(lkv_f32_to_f16(65504.0f), 0x7bff);
     cr_expect_eq(lkv_f32_to_f16(65519.996f), 0x7bff);
     cr_expect_eq(lkv_f32_to_f16(65520.0f), 0x7c00, "65520 rounds to inf");
-    cr_expect_eq(lkv_f32_to_f16(ldexpf(1.0f, -25)), 0x0000, "half of the smallest subnormal ties to 0");
+    cr_expect_eq(lkv_f32_to_f16(ldexpf(1.0f, -25)), 0x0000,
+                 "half of the smallest subnormal ties to 0");
     cr_expect_eq(lkv_f32_to_f16(ldexpf(1.5f, -25)), 0x0001);
     cr_expect_eq(lkv_f32_to_f16(ldexpf(3.0f, -25)), 0x0002, "1.5 ulp ties to even 2");
     cr_expect_eq(lkv_f32_to_f16(1.0f + ldexpf(1.0f, -11)), 0x3c00, "tie to even (down)");

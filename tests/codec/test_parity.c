@@ -23,7 +23,7 @@
 #include "testutil.h"
 
 #define ROWS 2048
-#define DIM 128
+#define DIM  128
 
 static float *load(const char *name)
 {
@@ -143,8 +143,9 @@ static void parity(const char *file, lkv_variant v, uint32_t q, double tol)
     cr_log_info("%s: %d/%d vectors are lattice points in the reference; %d identical points; "
                 "%d flipped blocks of %d",
                 file, lattice_vectors, ROWS, same_vectors, flips, lattice_blocks);
-    fprintf(stderr, "parity %s: rel-MSE ours/ref %.4f; reference lattice vectors %d/%d; "
-                    "flipped blocks %d/%d\n",
+    fprintf(stderr,
+            "parity %s: rel-MSE ours/ref %.4f; reference lattice vectors %d/%d; "
+            "flipped blocks %d/%d\n",
             file, ratio, lattice_vectors, ROWS, flips, lattice_blocks);
     cr_expect_geq(lattice_vectors, n == 4 ? ROWS * 99 / 100 : ROWS * 3 / 4);
     cr_expect_leq(flips, lattice_blocks / 1000 + 2, "flips only at rare rounding boundaries");
@@ -154,7 +155,19 @@ static void parity(const char *file, lkv_variant v, uint32_t q, double tol)
     free(ours);
 }
 
-Test(parity, e8_q10) { parity("e8_q10.f32", LKV_VARIANT_E8, 10, 0.02); }
-Test(parity, e8_q152) { parity("e8_q152.f32", LKV_VARIANT_E8, 152, 0.02); }
-Test(parity, d4_q10) { parity("d4_q10.f32", LKV_VARIANT_D4, 10, 0.001); }
-Test(parity, d4_q152) { parity("d4_q152.f32", LKV_VARIANT_D4, 152, 0.001); }
+Test(parity, e8_q10)
+{
+    parity("e8_q10.f32", LKV_VARIANT_E8, 10, 0.02);
+}
+Test(parity, e8_q152)
+{
+    parity("e8_q152.f32", LKV_VARIANT_E8, 152, 0.02);
+}
+Test(parity, d4_q10)
+{
+    parity("d4_q10.f32", LKV_VARIANT_D4, 10, 0.001);
+}
+Test(parity, d4_q152)
+{
+    parity("d4_q152.f32", LKV_VARIANT_D4, 152, 0.001);
+}

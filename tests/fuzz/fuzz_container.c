@@ -41,7 +41,8 @@ static void fuzz_records(const uint8_t *data, size_t size)
 {
     if (size < 5)
         return;
-    const lkv_params p = {(lkv_variant)(1 + (data[1] & 1)), 1u + ((uint32_t)data[2] | (uint32_t)(data[3] & 3) << 8),
+    const lkv_params p = {(lkv_variant)(1 + (data[1] & 1)),
+                          1u + ((uint32_t)data[2] | (uint32_t)(data[3] & 3) << 8),
                           1u << (2 + data[4] % 9)};
     if (lkv_params_check(&p, NULL) != LKV_OK)
         return;
