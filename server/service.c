@@ -446,6 +446,9 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
     }
     if (check_wire_key(r, &q->key) != 0)
         return;
+    /* Get, Lookup and Delete see the namespace as a C string (protobuf-c):
+     * end it at the first NUL here too, so every RPC names the same block. */
+    q->key.ns_len = strnlen(q->key.ns, q->key.ns_len);
     if (q->payload == LKV_WIRE_PAYLOAD_CODED) {
         lkv_diag d;
         const lkv_status st = lkv_container_parse(q->coded, q->coded_len, &r->info, &d);
