@@ -62,16 +62,16 @@ typedef struct lkv_cuda_plan {
     float qf;           /* (float)Q                                        */
     float inv_sqrt_d;   /* fp32(1/sqrt(D))                                 */
     /* narrow index arithmetic (valid when !wide) */
-    uint32_t b;         /* B = 2Q + 1                                      */
-    uint32_t c;         /* C = 2Q (E8 half-integer coset)                  */
-    uint32_t b3, c3;    /* B^3, C^3                                        */
-    uint32_t minv_b32, minv_c32;          /* floor((2^32-1)/d)             */
+    uint32_t b;                            /* B = 2Q + 1                                      */
+    uint32_t c;                            /* C = 2Q (E8 half-integer coset)                  */
+    uint32_t b3, c3;                       /* B^3, C^3                                        */
+    uint32_t minv_b32, minv_c32;           /* floor((2^32-1)/d)             */
     uint64_t minv_b64, minv_c64, minv_q64; /* floor((2^64-1)/d), any Q     */
     uint64_t minv_b3_64, minv_c3_64;
-    uint32_t b2, c2;    /* B^2, C^2 (wide decode)                          */
+    uint32_t b2, c2; /* B^2, C^2 (wide decode)                          */
     uint64_t minv_b2_64, minv_c2_64;
-    uint64_t ma64;      /* E8: first half-coset index M_a                  */
-    uint64_t cb64;      /* codebook size                                   */
+    uint64_t ma64; /* E8: first half-coset index M_a                  */
+    uint64_t cb64; /* codebook size                                   */
     /* wide index arithmetic: 128-bit values as two 64-bit halves */
     uint64_t ma_lo, ma_hi, cb_lo, cb_hi;
 } lkv_cuda_plan;
@@ -191,8 +191,7 @@ LKV_CD float lkv_div_by(float a, float b, lkv_recip y)
  * the sign of a zero, which changes neither d >= 0, |d|, the parity, the
  * distances nor the integer value.
  */
-template <int N>
-LKV_CD void lkv_dn_box(const float *y, float lo, float hi, float *f)
+template <int N> LKV_CD void lkv_dn_box(const float *y, float lo, float hi, float *f)
 {
     float d[N];
     float sum = 0.0f;
@@ -336,8 +335,8 @@ LKV_CD int lkv_e8_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
     const int half = idx >= P->ma64;
     const uint64_t nn = ok ? (half ? idx - P->ma64 : idx << 1) : 0;
     uint64_t last, r3;
-    const uint64_t n7 = half ? lkv_udiv64(nn, P->q, P->minv_q64, &last)
-                             : lkv_udiv64(nn, P->b, P->minv_b64, &last);
+    const uint64_t n7 =
+        half ? lkv_udiv64(nn, P->q, P->minv_q64, &last) : lkv_udiv64(nn, P->b, P->minv_b64, &last);
     const uint32_t base = half ? P->c : P->b;
     const uint32_t minv = half ? P->minv_c32 : P->minv_b32;
     const uint64_t hi4 = half ? lkv_udiv64(n7, P->c3, P->minv_c3_64, &r3)
@@ -408,8 +407,7 @@ LKV_CD uint32_t lkv_limbs_divmod(uint32_t *l, uint32_t d, uint64_t minv)
  * for h) and then base^2 are divided out by long division over the limbs,
  * which leaves base^5 < 2^55, whose digits take plain 64-bit divisions.
  */
-template <int NB>
-LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt)
+template <int NB> LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt)
 {
     const lkv_u128 cb = ((lkv_u128)P->cb_hi << 64) | P->cb_lo;
     const int ok = idx < cb;
@@ -427,8 +425,8 @@ LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt)
         const int half = ok && idx >= ma;
         const lkv_u128 nn = ok ? (half ? idx - ma : idx << 1) : 0;
         uint32_t l[3] = {(uint32_t)nn, (uint32_t)(nn >> 32), (uint32_t)(nn >> 64)};
-        const uint32_t last = half ? lkv_limbs_divmod(l, P->q, P->minv_q64)
-                                   : lkv_limbs_divmod(l, P->b, P->minv_b64);
+        const uint32_t last =
+            half ? lkv_limbs_divmod(l, P->q, P->minv_q64) : lkv_limbs_divmod(l, P->b, P->minv_b64);
         const uint32_t base = half ? P->c : P->b;
         const uint32_t minv32 = half ? P->minv_c32 : P->minv_b32;
         const uint64_t minv64 = half ? P->minv_c64 : P->minv_b64;

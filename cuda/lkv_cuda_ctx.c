@@ -73,8 +73,8 @@ lkv_status lkv_cuda_ctx_create(int dev, lkv_cuda_ctx **out, lkv_diag *diag)
     if (n == 0)
         return lkv_fail(diag, LKV_ERR_UNAVAILABLE, UINT64_MAX, "no CUDA device");
     if (dev < 0 || dev >= n)
-        return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX,
-                        "device=%d is not in 0..%d", dev, n - 1);
+        return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX, "device=%d is not in 0..%d",
+                        dev, n - 1);
     lkv_cuda_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return lkv_fail(diag, LKV_ERR_NOMEM, UINT64_MAX, "lkv_cuda_ctx: out of host memory");

@@ -43,7 +43,8 @@ extern "C" {
 #include "lkv_codec_internal.h"
 }
 
-namespace {
+namespace
+{
 
 constexpr unsigned kFull = 0xffffffffu;
 constexpr int kWarpsPerBlock = 4;
@@ -60,13 +61,10 @@ constexpr int kWarpsPerBlock = 4;
 #ifndef LKV_CUDA_MIN_BLOCKS
 #define LKV_CUDA_MIN_BLOCKS 6
 #endif
-template <int D>
-constexpr int kEptLarge = D <= LKV_CUDA_EPT_LARGE ? D : LKV_CUDA_EPT_LARGE;
-template <int D>
-constexpr int kEptSmall = D <= 8 ? D : (D / 32 > 8 ? D / 32 : 8);
+template <int D> constexpr int kEptLarge = D <= LKV_CUDA_EPT_LARGE ? D : LKV_CUDA_EPT_LARGE;
+template <int D> constexpr int kEptSmall = D <= 8 ? D : (D / 32 > 8 ? D / 32 : 8);
 
-template <int D, int EPT_>
-struct Shape {
+template <int D, int EPT_> struct Shape {
     static constexpr int EPT = EPT_;     /* elements per thread            */
     static constexpr int TPV = D / EPT;  /* threads per vector             */
     static constexpr int VPW = 32 / TPV; /* vectors per warp               */
@@ -108,7 +106,8 @@ __device__ __forceinline__ void copy_in(uint8_t *sb, const uint8_t *g, uint32_t 
                 const uint32_t i = base + u * 32 + lane;
                 if (i < n16) {
                     const uint32_t o = i << 4;
-                    *reinterpret_cast<uint4 *>(sb + (o >> chunk_log2) * stride + (o & cmask)) = t[u];
+                    *reinterpret_cast<uint4 *>(sb + (o >> chunk_log2) * stride + (o & cmask)) =
+                        t[u];
                 }
             }
         }
@@ -140,7 +139,8 @@ __device__ __forceinline__ void copy_out(uint8_t *g, const uint8_t *sb, uint32_t
         uint32_t *g4 = reinterpret_cast<uint32_t *>(g);
         for (uint32_t i = lane; i < n4; i += 32) {
             const uint32_t o = i << 2;
-            g4[i] = *reinterpret_cast<const uint32_t *>(sb + (o >> chunk_log2) * stride + (o & cmask));
+            g4[i] =
+                *reinterpret_cast<const uint32_t *>(sb + (o >> chunk_log2) * stride + (o & cmask));
         }
         return;
     }
@@ -197,8 +197,7 @@ __device__ __forceinline__ void records_out(uint8_t *g, const uint8_t *sb, uint3
  * make the vector's sum of squares non-finite, and the kernel looks at the
  * elements only then. The chunk is 16-byte aligned when it is 16 bytes or
  * more, else 8-byte aligned. */
-template <int EPT>
-__device__ __forceinline__ void load_chunk(const uint8_t *p, int dt, float *x)
+template <int EPT> __device__ __forceinline__ void load_chunk(const uint8_t *p, int dt, float *x)
 {
     if (dt == LKV_DTYPE_FP32) {
 #pragma unroll
@@ -244,8 +243,7 @@ __device__ __forceinline__ void load_chunk(const uint8_t *p, int dt, float *x)
 }
 
 /* Writes a lane's chunk in dtype dt (round to nearest even) to shared memory. */
-template <int EPT>
-__device__ __forceinline__ void store_chunk(uint8_t *p, int dt, const float *x)
+template <int EPT> __device__ __forceinline__ void store_chunk(uint8_t *p, int dt, const float *x)
 {
     if (dt == LKV_DTYPE_FP32) {
 #pragma unroll
@@ -282,14 +280,15 @@ __device__ __forceinline__ void store_chunk(uint8_t *p, int dt, const float *x)
 /* ------------------------------------------------------------------------ */
 /* Per-vector arithmetic                                                     */
 
-template <int V>
-__host__ __device__ constexpr int ilog2() { return V <= 1 ? 0 : 1 + ilog2<V / 2>(); }
+template <int V> __host__ __device__ constexpr int ilog2()
+{
+    return V <= 1 ? 0 : 1 + ilog2<V / 2>();
+}
 
 /* The pairwise tree of ref.c over LEN contiguous elements (LEN >= 2):
  * level 0 adds x[2i]^2 + x[2i+1]^2, each next level adds neighbours; the
  * recursion below builds exactly that balanced tree, in registers. */
-template <int LEN>
-__device__ __forceinline__ float sq_tree(const float *x)
+template <int LEN> __device__ __forceinline__ float sq_tree(const float *x)
 {
     if constexpr (LEN == 2)
         return __fadd_rn(__fmul_rn(x[0], x[0]), __fmul_rn(x[1], x[1]));
@@ -299,8 +298,7 @@ __device__ __forceinline__ float sq_tree(const float *x)
 
 /* Sum of squares of a vector: the in-thread tree over the chunk (an aligned
  * subtree), then the upper levels across the vector's lanes. */
-template <int EPT, int TPV>
-__device__ __forceinline__ float sum_squares(const float *x)
+template <int EPT, int TPV> __device__ __forceinline__ float sum_squares(const float *x)
 {
     float s = sq_tree<EPT>(x);
 #pragma unroll
@@ -310,8 +308,7 @@ __device__ __forceinline__ float sum_squares(const float *x)
 }
 
 /* Walsh-Hadamard butterfly, stages h = 1 .. D/2 in order, then the scale. */
-template <int EPT, int TPV>
-__device__ __forceinline__ void fwht(float *x, uint32_t lv, float scale)
+template <int EPT, int TPV> __device__ __forceinline__ void fwht(float *x, uint32_t lv, float scale)
 {
 #pragma unroll
     for (int st = 0; st < ilog2<EPT>(); st++) {
@@ -341,8 +338,7 @@ __device__ __forceinline__ void fwht(float *x, uint32_t lv, float scale)
 
 /* x[j] / b for a chunk, correctly rounded: the invariant-divisor form,
  * unless an element is tiny or zero (then the full-range division). */
-template <int EPT>
-__device__ __forceinline__ void div_chunk(float *x, float b)
+template <int EPT> __device__ __forceinline__ void div_chunk(float *x, float b)
 {
     bool tiny = false;
 #pragma unroll
@@ -360,8 +356,7 @@ __device__ __forceinline__ void div_chunk(float *x, float b)
         x[j] = lkv_div_by(x[j], b, y);
 }
 
-template <int TPV>
-__device__ __forceinline__ float vec_max(float m)
+template <int TPV> __device__ __forceinline__ float vec_max(float m)
 {
 #pragma unroll
     for (int hh = 1; hh < TPV; hh <<= 1)
@@ -369,8 +364,7 @@ __device__ __forceinline__ float vec_max(float m)
     return m;
 }
 
-template <int TPV>
-__device__ __forceinline__ bool vec_any(bool b, uint32_t vs)
+template <int TPV> __device__ __forceinline__ bool vec_any(bool b, uint32_t vs)
 {
     const uint32_t vmask = TPV == 32 ? kFull : ((1u << TPV) - 1u) << (vs * TPV);
     return (__ballot_sync(kFull, b) & vmask) != 0;
@@ -463,8 +457,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
     for (uint32_t i = lane; i < region / 4; i += 32)
         words[i] = 0;
     __syncwarp();
-    const uint8_t st = vbad ? (uint8_t)LKV_ERR_NONFINITE
-                            : ovf ? (uint8_t)LKV_ERR_NORM_OVERFLOW : (uint8_t)LKV_OK;
+    const uint8_t st = vbad  ? (uint8_t)LKV_ERR_NONFINITE
+                       : ovf ? (uint8_t)LKV_ERR_NORM_OVERFLOW
+                             : (uint8_t)LKV_OK;
     if (live && st == LKV_OK) {
         const uint32_t rbase = vs * P.rec_bytes * 8u;
         if (lv == 0)
@@ -621,8 +616,7 @@ void prefer_shared(const void *kernel, std::atomic<uint64_t> &done)
         (void)cudaGetLastError();
 }
 
-template <int NB, int D, int EPT, bool WIDE>
-cudaError_t launch_shape(Op op, const Launch &L)
+template <int NB, int D, int EPT, bool WIDE> cudaError_t launch_shape(Op op, const Launch &L)
 {
     constexpr int VPW = Shape<D, EPT>::VPW;
     const uint32_t chunk = (uint32_t)EPT << L.esz_log2;
@@ -664,8 +658,7 @@ cudaError_t launch_shape(Op op, const Launch &L)
 
 /* Small batches (fewer than ~64k lanes' worth of work with the large
  * shape) take the small shape; both give the same bytes. */
-template <int NB, int D, bool WIDE>
-cudaError_t launch_one(Op op, const Launch &L)
+template <int NB, int D, bool WIDE> cudaError_t launch_one(Op op, const Launch &L)
 {
     constexpr int big = kEptLarge<D>, small = kEptSmall<D>;
     if constexpr (big != small) {
@@ -675,8 +668,7 @@ cudaError_t launch_one(Op op, const Launch &L)
     return launch_shape<NB, D, big, WIDE>(op, L);
 }
 
-template <int NB, bool WIDE>
-cudaError_t launch_dim(Op op, const Launch &L)
+template <int NB, bool WIDE> cudaError_t launch_dim(Op op, const Launch &L)
 {
     switch (L.plan.dim) {
     case 4:
@@ -771,7 +763,6 @@ void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
     P->cb_lo = (uint64_t)d.codebook;
     P->cb_hi = (uint64_t)(d.codebook >> 64);
 }
-
 
 extern "C" lkv_status lkv_cuda_encode(const lkv_params *p, lkv_dtype dt, const void *d_src,
                                       size_t n, void *d_records, uint8_t *d_status, void *stream,

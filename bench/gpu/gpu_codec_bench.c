@@ -28,26 +28,26 @@
 #include "lkv_codec.h"
 #include "lkv_cuda.h"
 
-#define CUDA_OK(call)                                                                        \
-    do {                                                                                     \
-        const cudaError_t e_ = (call);                                                       \
-        if (e_ != cudaSuccess) {                                                             \
-            fprintf(stderr, "FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #call,              \
-                    cudaGetErrorString(e_));                                                 \
-            exit(2);                                                                         \
-        }                                                                                    \
+#define CUDA_OK(call)                                                           \
+    do {                                                                        \
+        const cudaError_t e_ = (call);                                          \
+        if (e_ != cudaSuccess) {                                                \
+            fprintf(stderr, "FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
+                    cudaGetErrorString(e_));                                    \
+            exit(2);                                                            \
+        }                                                                       \
     } while (0)
 
-#define LKV_OK_OR_DIE(call)                                                                  \
-    do {                                                                                     \
-        lkv_diag d_;                                                                         \
-        memset(&d_, 0, sizeof d_);                                                           \
-        const lkv_status s_ = (call);                                                        \
-        if (s_ != LKV_OK) {                                                                  \
-            fprintf(stderr, "FATAL %s:%d: %s -> %s\n", __FILE__, __LINE__, #call,            \
-                    lkv_status_name(s_));                                                    \
-            exit(2);                                                                         \
-        }                                                                                    \
+#define LKV_OK_OR_DIE(call)                                                       \
+    do {                                                                          \
+        lkv_diag d_;                                                              \
+        memset(&d_, 0, sizeof d_);                                                \
+        const lkv_status s_ = (call);                                             \
+        if (s_ != LKV_OK) {                                                       \
+            fprintf(stderr, "FATAL %s:%d: %s -> %s\n", __FILE__, __LINE__, #call, \
+                    lkv_status_name(s_));                                         \
+            exit(2);                                                              \
+        }                                                                         \
     } while (0)
 
 static uint64_t g_rng = 0x853c49e6748fea9bull;
@@ -154,7 +154,8 @@ static void verify(const lkv_params *p, lkv_dtype dt, const void *h_src, const u
     for (size_t i = 0; i < n; i++)
         bad += st[i] != LKV_OK;
     if (memcmp(rc, rg, m * rb) || memcmp(oc, og, m * vb) || bad) {
-        fprintf(stderr, "FATAL: GPU output differs from the C codec (%s Q=%u D=%u %s), %zu bad statuses\n",
+        fprintf(stderr,
+                "FATAL: GPU output differs from the C codec (%s Q=%u D=%u %s), %zu bad statuses\n",
                 lkv_variant_name(p->variant), p->q, p->dim, lkv_dtype_name(dt), bad);
         exit(3);
     }
@@ -186,7 +187,8 @@ int main(int argc, char **argv)
     int clock_khz = 0, mem_khz = 0;
     cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0);
     cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, 0);
-    printf("device: %s, %d SMs, L2 %d MB\n", name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+    printf("device: %s, %d SMs, L2 %d MB\n", name, prop.multiProcessorCount,
+           prop.l2CacheSize >> 20);
 
     g_pool = malloc(sizeof(float) * POOL);
     for (size_t i = 0; i < POOL; i++)
@@ -227,7 +229,8 @@ int main(int argc, char **argv)
     const double copy_vec_ms = median(ct, reps);
     CUDA_OK(cudaFree(ca));
     CUDA_OK(cudaFree(cb));
-    printf("device-to-device copy: %.1f GB/s (read + write, 1 GiB); bf16 copy of 2^20 x 128: %.3f ms\n\n",
+    printf("device-to-device copy: %.1f GB/s (read + write, 1 GiB); bf16 copy of 2^20 x 128: %.3f "
+           "ms\n\n",
            copy_gbps, copy_vec_ms);
 
     /* 2. throughput table */
@@ -237,12 +240,12 @@ int main(int argc, char **argv)
         lkv_dtype dt;
     } cfg[] = {
         {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_BF16}, /* the target */
-        {LKV_VARIANT_D4, 38, 128, LKV_DTYPE_BF16},  {LKV_VARIANT_E8, 10, 128, LKV_DTYPE_BF16},
-        {LKV_VARIANT_E8, 152, 128, LKV_DTYPE_BF16}, {LKV_VARIANT_D4, 10, 128, LKV_DTYPE_BF16},
-        {LKV_VARIANT_D4, 152, 128, LKV_DTYPE_BF16}, {LKV_VARIANT_E8, 38, 64, LKV_DTYPE_BF16},
-        {LKV_VARIANT_E8, 38, 256, LKV_DTYPE_BF16},  {LKV_VARIANT_E8, 38, 512, LKV_DTYPE_BF16},
-        {LKV_VARIANT_D4, 38, 64, LKV_DTYPE_BF16},   {LKV_VARIANT_D4, 38, 256, LKV_DTYPE_BF16},
-        {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP16},  {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP32},
+        {LKV_VARIANT_D4, 38, 128, LKV_DTYPE_BF16},   {LKV_VARIANT_E8, 10, 128, LKV_DTYPE_BF16},
+        {LKV_VARIANT_E8, 152, 128, LKV_DTYPE_BF16},  {LKV_VARIANT_D4, 10, 128, LKV_DTYPE_BF16},
+        {LKV_VARIANT_D4, 152, 128, LKV_DTYPE_BF16},  {LKV_VARIANT_E8, 38, 64, LKV_DTYPE_BF16},
+        {LKV_VARIANT_E8, 38, 256, LKV_DTYPE_BF16},   {LKV_VARIANT_E8, 38, 512, LKV_DTYPE_BF16},
+        {LKV_VARIANT_D4, 38, 64, LKV_DTYPE_BF16},    {LKV_VARIANT_D4, 38, 256, LKV_DTYPE_BF16},
+        {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP16},   {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP32},
         {LKV_VARIANT_E8, 1023, 128, LKV_DTYPE_BF16},
     };
     const size_t ncfg = sizeof cfg / sizeof cfg[0];
@@ -286,7 +289,8 @@ int main(int argc, char **argv)
         const double enc = time_op(1, &p, dt, d_src, n, d_rec, d_st, reps, e0, e1);
         const double dec = time_op(0, &p, dt, d_rec, n, d_out, d_st, reps, e0, e1);
         const double bytes = (double)n * (double)(vb + rb);
-        res[c] = (result){p, dt, n, enc, dec, bytes / (enc * 1e-3) / 1e9, bytes / (dec * 1e-3) / 1e9, bytes};
+        res[c] = (result){
+            p, dt, n, enc, dec, bytes / (enc * 1e-3) / 1e9, bytes / (dec * 1e-3) / 1e9, bytes};
         printf("%-4s %5u %5u %5s %9zu | %9.4f %8.1f %5.1f%% | %9.4f %8.1f %5.1f%%\n",
                lkv_variant_name(p.variant), p.q, p.dim, lkv_dtype_name(dt), n, enc, res[c].enc_gbps,
                100.0 * res[c].enc_gbps / copy_gbps, dec, res[c].dec_gbps,
@@ -360,20 +364,25 @@ int main(int argc, char **argv)
         char date[32];
         const time_t tt = time(NULL);
         strftime(date, sizeof date, "%Y-%m-%d", gmtime(&tt));
-        fprintf(f, "{\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"sm_count\": %d,\n", name, date,
-                prop.multiProcessorCount);
-        fprintf(f, "  \"sm_clock_mhz\": %d,\n  \"mem_clock_mhz\": %d,\n", clock_khz / 1000, mem_khz / 1000);
-        fprintf(f, "  \"copy_d2d_GBps\": %.1f,\n  \"copy_bf16_2^20x128_ms\": %.4f,\n", copy_gbps, copy_vec_ms);
+        fprintf(f, "{\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"sm_count\": %d,\n", name,
+                date, prop.multiProcessorCount);
+        fprintf(f, "  \"sm_clock_mhz\": %d,\n  \"mem_clock_mhz\": %d,\n", clock_khz / 1000,
+                mem_khz / 1000);
+        fprintf(f, "  \"copy_d2d_GBps\": %.1f,\n  \"copy_bf16_2^20x128_ms\": %.4f,\n", copy_gbps,
+                copy_vec_ms);
         fprintf(f, "  \"relmse_e8_q38_d128_bf16\": %.5e,\n", relmse_main);
         fprintf(f, "  \"throughput\": [\n");
         for (size_t c = 0; c < ncfg; c++)
-            fprintf(f,
-                    "    {\"variant\": \"%s\", \"q\": %u, \"dim\": %u, \"dtype\": \"%s\", \"n\": %zu, "
-                    "\"bytes\": %.0f, \"encode_ms\": %.5f, \"decode_ms\": %.5f, \"encode_GBps\": %.1f, "
-                    "\"decode_GBps\": %.1f, \"encode_frac_copy\": %.3f, \"decode_frac_copy\": %.3f}%s\n",
-                    lkv_variant_name(res[c].p.variant), res[c].p.q, res[c].p.dim, lkv_dtype_name(res[c].dt),
-                    res[c].n, res[c].bytes, res[c].enc_ms, res[c].dec_ms, res[c].enc_gbps, res[c].dec_gbps,
-                    res[c].enc_gbps / copy_gbps, res[c].dec_gbps / copy_gbps, c + 1 < ncfg ? "," : "");
+            fprintf(
+                f,
+                "    {\"variant\": \"%s\", \"q\": %u, \"dim\": %u, \"dtype\": \"%s\", \"n\": %zu, "
+                "\"bytes\": %.0f, \"encode_ms\": %.5f, \"decode_ms\": %.5f, \"encode_GBps\": %.1f, "
+                "\"decode_GBps\": %.1f, \"encode_frac_copy\": %.3f, \"decode_frac_copy\": "
+                "%.3f}%s\n",
+                lkv_variant_name(res[c].p.variant), res[c].p.q, res[c].p.dim,
+                lkv_dtype_name(res[c].dt), res[c].n, res[c].bytes, res[c].enc_ms, res[c].dec_ms,
+                res[c].enc_gbps, res[c].dec_gbps, res[c].enc_gbps / copy_gbps,
+                res[c].dec_gbps / copy_gbps, c + 1 < ncfg ? "," : "");
         fprintf(f, "  ],\n  \"latency_e8_q38_d128_bf16\": [\n");
         for (int k = 0; k < 4; k++)
             fprintf(f,

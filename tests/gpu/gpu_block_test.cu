@@ -21,18 +21,18 @@ extern "C" {
 
 static unsigned long long g_pass, g_fail;
 
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (cond) {                                                                          \
-            g_pass++;                                                                        \
-        } else {                                                                             \
-            if (g_fail < 20) {                                                               \
-                printf("FAIL %s:%d: ", __FILE__, __LINE__);                                  \
-                printf(__VA_ARGS__);                                                         \
-                printf("\n");                                                                \
-            }                                                                                \
-            g_fail++;                                                                        \
-        }                                                                                    \
+#define CHECK(cond, ...)                                    \
+    do {                                                    \
+        if (cond) {                                         \
+            g_pass++;                                       \
+        } else {                                            \
+            if (g_fail < 20) {                              \
+                printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+                printf(__VA_ARGS__);                        \
+                printf("\n");                               \
+            }                                               \
+            g_fail++;                                       \
+        }                                                   \
     } while (0)
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -77,8 +77,9 @@ static void test_closest_and_index(lkv_variant var, uint32_t q, int trials)
         float z[8];
         const int mode = t % 3;
         for (uint32_t i = 0; i < n; i++)
-            z[i] = mode == 0 ? special_coord(q) : mode == 1 ? urand(-(float)q, (float)q)
-                                                            : urand(-1.2f, 1.2f) * (float)q;
+            z[i] = mode == 0   ? special_coord(q)
+                   : mode == 1 ? urand(-(float)q, (float)q)
+                               : urand(-1.2f, 1.2f) * (float)q;
         int32_t p2[8];
         lkv_ref_closest(&d, z, p2);
         const lkv_u128 ref_idx = lkv_ref_point_index(&d, p2);
@@ -93,11 +94,12 @@ static void test_closest_and_index(lkv_variant var, uint32_t q, int trials)
             idx = P.wide ? lkv_index_wide<4>(&P, w, 0) : lkv_d4_index_narrow(&P, w);
         }
         /* the wide form must agree everywhere, the narrow one where used */
-        const lkv_u128 idx_w = n == 8 ? lkv_index_wide<8>(&P, w, half) : lkv_index_wide<4>(&P, w, 0);
+        const lkv_u128 idx_w =
+            n == 8 ? lkv_index_wide<8>(&P, w, half) : lkv_index_wide<4>(&P, w, 0);
         int same_pt = 1;
         for (uint32_t i = 0; i < n; i++) {
-            const int32_t mine = n == 8 ? 2 * ((int32_t)w[i] - (int32_t)q) + half
-                                        : 2 * ((int32_t)w[i] - (int32_t)q);
+            const int32_t mine =
+                n == 8 ? 2 * ((int32_t)w[i] - (int32_t)q) + half : 2 * ((int32_t)w[i] - (int32_t)q);
             same_pt &= mine == p2[i];
         }
         CHECK(same_pt && idx == ref_idx && idx_w == ref_idx,
@@ -119,8 +121,12 @@ static void test_index_to_point(lkv_variant var, uint32_t q, int trials)
         switch (t % 6) {
         case 0: idx = d.codebook - 1 - (lkv_u128)(rnd() % 4); break;
         case 1: idx = d.codebook + (lkv_u128)(rnd() % 4); break; /* invalid */
-        case 2: idx = n == 8 ? d.e8_int_count - 1 + (lkv_u128)(rnd() % 3) : (lkv_u128)(rnd() % 3); break;
-        case 3: idx = ((((lkv_u128)rnd() << 64) | rnd()) >> (128 - d.k)); break; /* any k-bit value */
+        case 2:
+            idx = n == 8 ? d.e8_int_count - 1 + (lkv_u128)(rnd() % 3) : (lkv_u128)(rnd() % 3);
+            break;
+        case 3:
+            idx = ((((lkv_u128)rnd() << 64) | rnd()) >> (128 - d.k));
+            break; /* any k-bit value */
         default: idx = ((((lkv_u128)rnd() << 64) | rnd()) % d.codebook); break;
         }
         int32_t p2[8];
@@ -170,12 +176,16 @@ static void test_bits(int trials)
 /* The invariant-divisor division against the hardware one. */
 static void test_udiv(int trials)
 {
-    const uint64_t ds[] = {1, 2, 3, 76, 77, 255, 2046, 2047, 456533, 3442951, 2047ull * 2047 * 2047};
+    const uint64_t ds[] = {
+        1, 2, 3, 76, 77, 255, 2046, 2047, 456533, 3442951, 2047ull * 2047 * 2047};
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
         const uint64_t dd = ds[i];
         const uint64_t minv = UINT64_MAX / dd;
         for (int t = 0; t < trials; t++) {
-            const uint64_t nn = t == 0 ? UINT64_MAX : t == 1 ? 0 : t == 2 ? dd * 5 - 1 : rnd() >> (rnd() % 64);
+            const uint64_t nn = t == 0   ? UINT64_MAX
+                                : t == 1 ? 0
+                                : t == 2 ? dd * 5 - 1
+                                         : rnd() >> (rnd() % 64);
             uint64_t r;
             const uint64_t qq = lkv_udiv64(nn, dd, minv, &r);
             CHECK(qq == nn / dd && r == nn % dd, "udiv64 %llu / %llu", (unsigned long long)nn,
@@ -223,12 +233,15 @@ static void test_div(long random_pairs)
     }
     unsigned long bad = 0;
     for (long t = 0; t < random_pairs; t++) {
-        const float b = ldexpf(bitsf(0x3f800000u | (uint32_t)(rnd() & 0x7fffff)), (int)(rnd() % 51) - 34);
-        const float a = ldexpf(bitsf(0x3f800000u | (uint32_t)(rnd() & 0x7fffff)), (int)(rnd() % 118) - 100) *
-                        ((rnd() & 1) ? -1.0f : 1.0f);
+        const float b =
+            ldexpf(bitsf(0x3f800000u | (uint32_t)(rnd() & 0x7fffff)), (int)(rnd() % 51) - 34);
+        const float a =
+            ldexpf(bitsf(0x3f800000u | (uint32_t)(rnd() & 0x7fffff)), (int)(rnd() % 118) - 100) *
+            ((rnd() & 1) ? -1.0f : 1.0f);
         bad += fbits(lkv_div_by(a, b, lkv_recip_of(b))) != fbits(a / b);
     }
-    CHECK(bad == 0, "div: %lu of %ld random quotients differ from IEEE division", bad, random_pairs);
+    CHECK(bad == 0, "div: %lu of %ld random quotients differ from IEEE division", bad,
+          random_pairs);
 }
 
 int main(void)

@@ -42,14 +42,13 @@ static void check(int ok, const char *fmt, ...)
     }
 }
 
-#define CUDA_OK(call)                                                                        \
-    do {                                                                                     \
-        const cudaError_t e_ = (call);                                                       \
-        if (e_ != cudaSuccess) {                                                             \
-            printf("FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #call,                       \
-                   cudaGetErrorString(e_));                                                  \
-            exit(2);                                                                         \
-        }                                                                                    \
+#define CUDA_OK(call)                                                                           \
+    do {                                                                                        \
+        const cudaError_t e_ = (call);                                                          \
+        if (e_ != cudaSuccess) {                                                                \
+            printf("FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(2);                                                                            \
+        }                                                                                       \
     } while (0)
 
 /* ------------------------------------------------------------------------ */
@@ -63,7 +62,10 @@ static uint64_t rnd(void)
     g_rng ^= g_rng << 17;
     return g_rng;
 }
-static double urand(void) { return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0); }
+static double urand(void)
+{
+    return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0);
+}
 static double nrand(void)
 {
     const double u = urand() + 1e-300, v = urand();
@@ -127,7 +129,8 @@ static lkv_status gpu_encode(const lkv_params *p, lkv_dtype dt, const void *src,
     CUDA_OK(cudaMemset(d_rec, 0xa5, out + rec_off)); /* poison: every byte must be written */
     CUDA_OK(cudaMemset(d_st, 0xee, n ? n : 1));
     lkv_diag dg;
-    const lkv_status st = lkv_cuda_encode(p, dt, d_src + src_off, n, d_rec + rec_off, d_st, NULL, &dg);
+    const lkv_status st =
+        lkv_cuda_encode(p, dt, d_src + src_off, n, d_rec + rec_off, d_st, NULL, &dg);
     if (st == LKV_OK) {
         CUDA_OK(cudaDeviceSynchronize());
         CUDA_OK(cudaMemcpy(rec, d_rec + rec_off, out, cudaMemcpyDeviceToHost));
@@ -149,7 +152,8 @@ static lkv_status gpu_decode(const lkv_params *p, const void *rec, size_t n, lkv
     CUDA_OK(cudaMemset(d_dst, 0x5a, out + dst_off));
     CUDA_OK(cudaMemset(d_st, 0xee, n ? n : 1));
     lkv_diag dg;
-    const lkv_status st = lkv_cuda_decode(p, d_rec + rec_off, n, dt, d_dst + dst_off, d_st, NULL, &dg);
+    const lkv_status st =
+        lkv_cuda_decode(p, d_rec + rec_off, n, dt, d_dst + dst_off, d_st, NULL, &dg);
     if (st == LKV_OK) {
         CUDA_OK(cudaDeviceSynchronize());
         CUDA_OK(cudaMemcpy(dst, d_dst + dst_off, out, cudaMemcpyDeviceToHost));
@@ -234,8 +238,8 @@ static void test_random_sweep(void)
                     const double scale = pow(10.0, -2.0 + 3.0 * urand());
                     fill_random(dt, src, n, dim, scale);
                     char what[96];
-                    snprintf(what, sizeof what, "random %s Q=%u D=%u %s n=%zu", lkv_variant_name(var),
-                             qs[qi], dim, lkv_dtype_name(dt), n);
+                    snprintf(what, sizeof what, "random %s Q=%u D=%u %s n=%zu",
+                             lkv_variant_name(var), qs[qi], dim, lkv_dtype_name(dt), n);
                     identity_case(&p, dt, out_dt, src, n, what);
                     free(src);
                 }
@@ -303,8 +307,13 @@ static const char *edge_vector(lkv_dtype dt, void *buf, size_t i, uint32_t dim, 
         return "tiny";
     case 5: /* smallest subnormals of the dtype */
         for (uint32_t j = 0; j < dim; j++)
-            put_bits16(dt, buf, b + j, (uint16_t)((j % 3) == 0 ? 0x0001 : (j % 3) == 1 ? 0x8001 : 0),
-                       (j % 3) == 0 ? 0x00000001u : (j % 3) == 1 ? 0x80000001u : 0);
+            put_bits16(dt, buf, b + j,
+                       (uint16_t)((j % 3) == 0   ? 0x0001
+                                  : (j % 3) == 1 ? 0x8001
+                                                 : 0),
+                       (j % 3) == 0   ? 0x00000001u
+                       : (j % 3) == 1 ? 0x80000001u
+                                      : 0);
         return "subnormal";
     case 6: /* NaN in one element */
         for (uint32_t j = 0; j < dim; j++)
@@ -358,14 +367,15 @@ static void test_edge_cases(void)
             for (size_t i = 0; i < n; i++)
                 names[i] = edge_vector(dt, src, i, p->dim, (int)(i % N_EDGE));
             const lkv_status sg = gpu_encode(p, dt, src, n, rg, st, 0, 0);
-            check(sg == LKV_OK, "edge %s Q=%u D=%u %s: launch status %d", lkv_variant_name(p->variant),
-                  p->q, p->dim, lkv_dtype_name(dt), sg);
+            check(sg == LKV_OK, "edge %s Q=%u D=%u %s: launch status %d",
+                  lkv_variant_name(p->variant), p->q, p->dim, lkv_dtype_name(dt), sg);
             if (sg != LKV_OK)
                 goto next;
             for (size_t i = 0; i < n; i++) {
                 lkv_diag dg;
                 const lkv_status sc = lkv_encode(p, dt, src + i * vb, 1, rc, LKV_ISA_SCALAR, &dg);
-                check(st[i] == (uint8_t)sc, "edge %s Q=%u D=%u %s vector %zu (%s): status gpu=%d cpu=%d",
+                check(st[i] == (uint8_t)sc,
+                      "edge %s Q=%u D=%u %s vector %zu (%s): status gpu=%d cpu=%d",
                       lkv_variant_name(p->variant), p->q, p->dim, lkv_dtype_name(dt), i, names[i],
                       st[i], sc);
                 if (sc == LKV_OK)
@@ -387,9 +397,11 @@ static void test_edge_cases(void)
                 check(sd == LKV_OK, "edge decode launch %d", sd);
                 for (size_t i = 0; sd == LKV_OK && i < n; i++) {
                     lkv_diag dg;
-                    const lkv_status sc = lkv_decode(p, rg + i * rb, 1, od, oc, LKV_ISA_SCALAR, &dg);
-                    check(ost[i] == (uint8_t)sc, "edge decode vector %zu (%s): status gpu=%d cpu=%d", i,
-                          names[i], ost[i], sc);
+                    const lkv_status sc =
+                        lkv_decode(p, rg + i * rb, 1, od, oc, LKV_ISA_SCALAR, &dg);
+                    check(ost[i] == (uint8_t)sc,
+                          "edge decode vector %zu (%s): status gpu=%d cpu=%d", i, names[i], ost[i],
+                          sc);
                     if (sc == LKV_OK)
                         check(memcmp(oc, og + i * ob, ob) == 0,
                               "edge decode %s Q=%u D=%u vector %zu (%s): output differs",
@@ -414,7 +426,7 @@ static void test_edge_cases(void)
 
 static void test_corrupt(void)
 {
-    const lkv_params ps[] = {{LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_E8, 38, 8},
+    const lkv_params ps[] = {{LKV_VARIANT_E8, 38, 128},  {LKV_VARIANT_E8, 38, 8},
                              {LKV_VARIANT_E8, 1023, 64}, {LKV_VARIANT_D4, 10, 64},
                              {LKV_VARIANT_D4, 200, 4},   {LKV_VARIANT_E8, 2, 16}};
     for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
@@ -431,11 +443,17 @@ static void test_corrupt(void)
         for (size_t i = 0; i < n; i++) {
             uint8_t *r = rec + i * rb;
             switch (i % 10) {
-            case 0: r[0] = r[1] = 0; break;               /* r16 = 0 */
-            case 1: r[0] = 0x00; r[1] = 0x7c; break;      /* r16 = inf */
-            case 2: r[2] = 0x01; r[3] = 0x00; break;      /* m16 = 1 (< eps) */
-            case 3: r[3] = 0xfe; break;                   /* m16 negative */
-            case 4: memset(r + 4, 0xff, rb - 4); break;   /* indices all ones */
+            case 0: r[0] = r[1] = 0; break; /* r16 = 0 */
+            case 1:
+                r[0] = 0x00;
+                r[1] = 0x7c;
+                break; /* r16 = inf */
+            case 2:
+                r[2] = 0x01;
+                r[3] = 0x00;
+                break;                                      /* m16 = 1 (< eps) */
+            case 3: r[3] = 0xfe; break;                     /* m16 negative */
+            case 4: memset(r + 4, 0xff, rb - 4); break;     /* indices all ones */
             case 5: r[rb - 1] ^= (uint8_t)(1u << 7); break; /* top bit: padding or index */
             case 6:
                 for (size_t j = 0; j < rb; j++)
@@ -451,7 +469,8 @@ static void test_corrupt(void)
         for (size_t i = 0; sd == LKV_OK && i < n; i++) {
             const lkv_status sc = lkv_decode(p, rec + i * rb, 1, dt, oc, LKV_ISA_SCALAR, &dg);
             n_bad += sc != LKV_OK;
-            check(st[i] == (uint8_t)sc, "corrupt %s Q=%u D=%u (bits %u) record %zu: status gpu=%d cpu=%d",
+            check(st[i] == (uint8_t)sc,
+                  "corrupt %s Q=%u D=%u (bits %u) record %zu: status gpu=%d cpu=%d",
                   lkv_variant_name(p->variant), p->q, p->dim, bits, i, st[i], sc);
             if (sc == LKV_OK)
                 check(memcmp(oc, og + i * ob, ob) == 0, "corrupt: record %zu output differs", i);
@@ -484,21 +503,26 @@ static void test_api(void)
     check(lkv_cuda_decode(&ok, NULL, 0, LKV_DTYPE_BF16, NULL, NULL, NULL, &dg) == LKV_OK,
           "n=0 decode is valid with NULL buffers");
     const lkv_params bad_dim = {LKV_VARIANT_E8, 38, 96};
-    check(lkv_cuda_encode(&bad_dim, LKV_DTYPE_BF16, NULL, 4, NULL, NULL, NULL, &dg) == LKV_ERR_HEAD_DIM &&
+    check(lkv_cuda_encode(&bad_dim, LKV_DTYPE_BF16, NULL, 4, NULL, NULL, NULL, &dg) ==
+                  LKV_ERR_HEAD_DIM &&
               strstr(dg.msg, "head_dim=96") != NULL,
           "head_dim=96 -> ERR_HEAD_DIM naming the value (got '%s')", dg.msg);
     const lkv_params bad_d4 = {LKV_VARIANT_E8, 38, 4};
-    check(lkv_cuda_decode(&bad_d4, NULL, 4, LKV_DTYPE_BF16, NULL, NULL, NULL, &dg) == LKV_ERR_HEAD_DIM,
+    check(lkv_cuda_decode(&bad_d4, NULL, 4, LKV_DTYPE_BF16, NULL, NULL, NULL, &dg) ==
+              LKV_ERR_HEAD_DIM,
           "E8 with head_dim=4 -> ERR_HEAD_DIM");
     const lkv_params bad_q = {LKV_VARIANT_D4, 1024, 128};
-    check(lkv_cuda_encode(&bad_q, LKV_DTYPE_FP32, NULL, 4, NULL, NULL, NULL, &dg) == LKV_ERR_Q_RANGE &&
+    check(lkv_cuda_encode(&bad_q, LKV_DTYPE_FP32, NULL, 4, NULL, NULL, NULL, &dg) ==
+                  LKV_ERR_Q_RANGE &&
               strstr(dg.msg, "1024") != NULL,
           "q=1024 -> ERR_Q_RANGE (got '%s')", dg.msg);
     const lkv_params bad_q0 = {LKV_VARIANT_D4, 0, 128};
-    check(lkv_cuda_encode(&bad_q0, LKV_DTYPE_FP32, NULL, 4, NULL, NULL, NULL, &dg) == LKV_ERR_Q_RANGE,
+    check(lkv_cuda_encode(&bad_q0, LKV_DTYPE_FP32, NULL, 4, NULL, NULL, NULL, &dg) ==
+              LKV_ERR_Q_RANGE,
           "q=0 -> ERR_Q_RANGE");
     const lkv_params bad_v = {(lkv_variant)7, 38, 128};
-    check(lkv_cuda_encode(&bad_v, LKV_DTYPE_FP32, NULL, 4, NULL, NULL, NULL, &dg) == LKV_ERR_VARIANT,
+    check(lkv_cuda_encode(&bad_v, LKV_DTYPE_FP32, NULL, 4, NULL, NULL, NULL, &dg) ==
+              LKV_ERR_VARIANT,
           "variant=7 -> ERR_VARIANT");
     check(lkv_cuda_encode(&ok, (lkv_dtype)9, NULL, 4, NULL, NULL, NULL, &dg) == LKV_ERR_DTYPE &&
               strstr(dg.msg, "9") != NULL,
@@ -538,10 +562,12 @@ static void test_alignment_and_stream(void)
         for (size_t k = 0; k < 3; k++) {
             check(gpu_encode(&p, dt, src, n, rg, NULL, offs[k][0], offs[k][1]) == LKV_OK &&
                       memcmp(rc, rg, n * rb) == 0,
-                  "unaligned encode %s src+%zu rec+%zu", lkv_dtype_name(dt), offs[k][0], offs[k][1]);
+                  "unaligned encode %s src+%zu rec+%zu", lkv_dtype_name(dt), offs[k][0],
+                  offs[k][1]);
             check(gpu_decode(&p, rc, n, dt, og, NULL, offs[k][1], offs[k][0]) == LKV_OK &&
                       memcmp(oc, og, n * vb) == 0,
-                  "unaligned decode %s rec+%zu dst+%zu", lkv_dtype_name(dt), offs[k][1], offs[k][0]);
+                  "unaligned decode %s rec+%zu dst+%zu", lkv_dtype_name(dt), offs[k][1],
+                  offs[k][0]);
         }
         /* On a user stream, no status array, results ready after the stream. */
         cudaStream_t s;
@@ -572,7 +598,8 @@ static void test_large(void)
     const lkv_dtype dt = LKV_DTYPE_BF16;
     const size_t n = g_quick ? (1u << 14) : (1u << 20);
     const size_t rb = lkv_record_bytes(&p), vb = p.dim * 2;
-    uint8_t *src = malloc(n * vb), *rc = malloc(n * rb), *rg = malloc(n * rb), *rg2 = malloc(n * rb);
+    uint8_t *src = malloc(n * vb), *rc = malloc(n * rb), *rg = malloc(n * rb),
+            *rg2 = malloc(n * rb);
     uint8_t *oc = malloc(n * vb), *og = malloc(n * vb), *st = malloc(n);
     fill_random(dt, src, n, p.dim, 0.3);
     lkv_diag dg;
@@ -621,9 +648,11 @@ static void test_ctx(void)
     lkv_encode(&p, dt, src, n, rc, LKV_ISA_SCALAR, &dg);
     lkv_decode(&p, rc, n, dt, oc, LKV_ISA_SCALAR, &dg);
     for (int rep = 0; rep < 2; rep++) { /* second round reuses the grown buffers */
-        check(lkv_cuda_ctx_encode(ctx, &p, dt, src, n, rg, &dg) == LKV_OK && memcmp(rc, rg, n * rb) == 0,
+        check(lkv_cuda_ctx_encode(ctx, &p, dt, src, n, rg, &dg) == LKV_OK &&
+                  memcmp(rc, rg, n * rb) == 0,
               "ctx encode");
-        check(lkv_cuda_ctx_decode(ctx, &p, rc, n, dt, og, &dg) == LKV_OK && memcmp(oc, og, n * vb) == 0,
+        check(lkv_cuda_ctx_decode(ctx, &p, rc, n, dt, og, &dg) == LKV_OK &&
+                  memcmp(oc, og, n * vb) == 0,
               "ctx decode");
     }
     /* first failing vector is reported like the CPU codec does */
@@ -710,11 +739,12 @@ static void test_oracle(void)
                 sx += a * a;
             }
             const double ratio = e_ours / e_ref;
-            printf("  oracle %-12s rel-MSE ours %.4e reference %.4e (ratio %.4f), |ours-ref|^2/|x|^2 %.2e\n",
+            printf("  oracle %-12s rel-MSE ours %.4e reference %.4e (ratio %.4f), "
+                   "|ours-ref|^2/|x|^2 %.2e\n",
                    cases[c].file, e_ours / sx, e_ref / sx, ratio, e_diff / sx);
             /* E8's box rule costs +0.6..1.4 % (CODEC.md section 3); D4 matches. */
-            check(ratio > 0.99 && ratio < 1.03, "oracle %s: rel-MSE ratio %.4f outside [0.99, 1.03]",
-                  cases[c].file, ratio);
+            check(ratio > 0.99 && ratio < 1.03,
+                  "oracle %s: rel-MSE ratio %.4f outside [0.99, 1.03]", cases[c].file, ratio);
             check(e_diff < 0.25 * e_ref, "oracle %s: reconstruction far from the reference's",
                   cases[c].file);
             free(ref);
