@@ -16,6 +16,21 @@
  *     returns 0).
  * Compiled only when nvcc is found (LKV_HAVE_CUDA); this header is plain C.
  * Thread-safety: calls on different streams may run concurrently.
+ *
+ * Sizes: a batch of n vectors is n * lkv_record_bytes(p) bytes of records
+ * and n * p->dim * lkv_dtype_size(dt) bytes of vectors (lkv_codec.h).
+ * Alignment: any byte address works; 16-byte aligned buffers (cudaMalloc
+ * gives 256) take the fast, fully coalesced path, others a byte-wise one
+ * that produces the same bytes.
+ * Failed vectors (byte-identical behaviour is only defined for the others):
+ *   - encode: the record of a vector with ERR_NONFINITE or
+ *     ERR_NORM_OVERFLOW is all zero bytes (which every decoder rejects as
+ *     ERR_CORRUPT); the other records of the batch are unaffected;
+ *   - decode: a record with ERR_CORRUPT decodes to zeros.
+ * Every call checks p and dt first (ERR_VARIANT, ERR_Q_RANGE, ERR_HEAD_DIM,
+ * ERR_DTYPE with a message naming the field and value), returns LKV_OK for
+ * n = 0 without touching any pointer, and ERR_INVALID_ARGUMENT for a NULL
+ * buffer with n > 0.
  */
 #ifndef LKV_CUDA_H
 #define LKV_CUDA_H
