@@ -61,18 +61,17 @@ typedef struct lkv_cuda_plan {
     uint32_t wide;      /* 1 when Q >= 128 (128-bit index arithmetic)      */
     float qf;           /* (float)Q                                        */
     float inv_sqrt_d;   /* fp32(1/sqrt(D))                                 */
-    /* narrow index arithmetic (valid when !wide) */
-    uint32_t b;                            /* B = 2Q + 1                                      */
-    uint32_t c;                            /* C = 2Q (E8 half-integer coset)                  */
-    uint32_t b3, c3;                       /* B^3, C^3                                        */
-    uint32_t minv_b32, minv_c32;           /* floor((2^32-1)/d)             */
-    uint64_t minv_b64, minv_c64, minv_q64; /* floor((2^64-1)/d), any Q     */
-    uint64_t minv_b3_64, minv_c3_64;
-    uint32_t b2, c2; /* B^2, C^2 (wide decode)                          */
-    uint64_t minv_b2_64, minv_c2_64;
-    uint64_t ma64; /* E8: first half-coset index M_a                  */
-    uint64_t cb64; /* codebook size                                   */
-    /* wide index arithmetic: 128-bit values as two 64-bit halves */
+    /* Index arithmetic. B = 2Q + 1, C = 2Q (E8 half-integer coset). The
+     * powers below serve the narrow form only (Q <= 127), where B^4 and
+     * C^3 Q stay below 2^32; minv_* = floor((2^bits - 1) / d), the
+     * reciprocals of lkv_udiv32/lkv_udiv64. */
+    uint32_t b, c, b2, c2, b3, c3, b4, c3q;
+    uint32_t minv_b32, minv_c32, minv_q32;
+    uint64_t minv_b64, minv_c64, minv_q64;
+    uint64_t minv_b2_64, minv_c2_64, minv_b4_64, minv_c3q_64;
+    /* E8: first half-coset index M_a, and the codebook size (narrow) */
+    uint64_t ma64, cb64;
+    /* the same as 128-bit values in two 64-bit halves (wide) */
     uint64_t ma_lo, ma_hi, cb_lo, cb_hi;
 } lkv_cuda_plan;
 
@@ -205,13 +204,15 @@ template <int N> LKV_CD void lkv_dn_box(const float *y, float lo, float hi, floa
     /* Branch-free in the common case: the lanes of a warp rarely agree on
      * the parity, so the search runs anyway; an even sum moves nothing. */
     const bool odd = (((int)sum) & 1) != 0;
-    float best = -1.0f, bd = 0.0f;
+    /* bd: d of the best allowed move so far; NaN until there is one, so
+     * that !(|d| <= |bd|) accepts the first allowed coordinate whatever its
+     * |d| and afterwards means the strict |d| > |bd| (lowest index wins
+     * ties). One compare and two selects per coordinate. */
+    float bd = NAN;
     int bi = -1;
 #pragma unroll
     for (int i = 0; i < N; i++) {
-        /* strict >: the lowest index wins ties */
-        if (y[i] >= lo && y[i] < hi && fabsf(d[i]) > best) {
-            best = fabsf(d[i]);
+        if (y[i] >= lo && y[i] < hi && !(fabsf(d[i]) <= fabsf(bd))) {
             bi = i;
             bd = d[i];
         }
@@ -324,51 +325,53 @@ LKV_CD lkv_u128 lkv_index_wide(const lkv_cuda_plan *P, const uint32_t *w, int ha
 /*
  * Narrow E8: idx -> the 8 coordinates of the point, exactly as floats
  * (integers or half-integers). Returns 0 when idx is outside the codebook
- * (the coordinates are then zero). Both cosets share the digit extraction:
- * the last digit is peeled with the coset's divisor (B of v = 2 idx, or Q
- * of idx - M_a), the remaining 7 digits are split by base^3 into a 4-digit
- * and a 3-digit number of 32 bits each.
+ * (the coordinates are then zero). Both cosets take one 64-bit and six
+ * 32-bit divisions, with the divisors selected (no divergent branches):
+ *   integer: v = 2 idx < B^8; v = hi4 B^4 + low, hi4 = digits 0..3 and
+ *            low = digits 4..7, all base B;
+ *   half:    rem = idx - M_a = r Q + h with r = hi4 C^3 + lo3, so
+ *            rem = hi4 (C^3 Q) + (lo3 Q + h) and lo3 Q + h < C^3 Q;
+ * in both, low splits into (q1, last) by B or Q, and q1 holds 3 digits.
  */
 LKV_CD int lkv_e8_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
 {
     const int ok = idx < P->cb64;
     const int half = idx >= P->ma64;
     const uint64_t nn = ok ? (half ? idx - P->ma64 : idx << 1) : 0;
-    uint64_t last, r3;
-    const uint64_t n7 =
-        half ? lkv_udiv64(nn, P->q, P->minv_q64, &last) : lkv_udiv64(nn, P->b, P->minv_b64, &last);
+    const uint32_t d1 = half ? P->c3q : P->b4;
+    const uint64_t m1 = half ? P->minv_c3q_64 : P->minv_b4_64;
+    const uint32_t d2 = half ? P->q : P->b;
+    const uint32_t m2 = half ? P->minv_q32 : P->minv_b32;
     const uint32_t base = half ? P->c : P->b;
     const uint32_t minv = half ? P->minv_c32 : P->minv_b32;
-    const uint64_t hi4 = half ? lkv_udiv64(n7, P->c3, P->minv_c3_64, &r3)
-                              : lkv_udiv64(n7, P->b3, P->minv_b3_64, &r3);
+    uint64_t low64;
+    uint32_t hv = (uint32_t)lkv_udiv64(nn, d1, m1, &low64);
+    uint32_t last, rem;
+    uint32_t lv = lkv_udiv32((uint32_t)low64, d2, m2, &last);
     uint32_t w[8];
-    uint32_t hv = (uint32_t)hi4, lv = (uint32_t)r3, rem;
 #pragma unroll
-    for (int i = 3; i >= 0; i--) {
+    for (int i = 3; i >= 1; i--) {
         hv = lkv_udiv32(hv, base, minv, &rem);
         w[i] = rem;
     }
+    w[0] = hv;
 #pragma unroll
-    for (int i = 6; i >= 4; i--) {
+    for (int i = 6; i >= 5; i--) {
         lv = lkv_udiv32(lv, base, minv, &rem);
         w[i] = rem;
     }
-    if (!half) {
-        w[7] = (uint32_t)last;
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            pt[i] = ok ? (float)((int32_t)w[i] - (int32_t)P->q) : 0.0f;
-        return ok;
-    }
+    w[4] = lv;
+    /* integer: p = w - Q; half: p = w - Q + 1/2 = (2(w - Q) + 1) * 0.5,
+     * with w7 = 2h + the parity of the other digits (CODEC.md section 4) */
     uint32_t wsum = 0;
 #pragma unroll
     for (int i = 0; i < 7; i++)
         wsum += w[i];
-    w[7] = 2u * (uint32_t)last + (wsum & 1u);
-    /* p = w - Q + 1/2: (2(w - Q) + 1) * 0.5 as in ref.c, exact. */
+    w[7] = half ? 2u * last + (wsum & 1u) : last;
+    const int32_t odd = half ? 1 : 0;
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        pt[i] = ok ? LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + 1), 0.5f) : 0.0f;
+        pt[i] = ok ? LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + odd), 0.5f) : 0.0f;
     return ok;
 }
 

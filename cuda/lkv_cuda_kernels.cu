@@ -750,8 +750,11 @@ void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
     P->minv_b64 = UINT64_MAX / P->b;
     P->minv_c64 = UINT64_MAX / P->c;
     P->minv_q64 = UINT64_MAX / P->q;
-    P->minv_b3_64 = UINT64_MAX / P->b3;
-    P->minv_c3_64 = UINT64_MAX / P->c3;
+    P->b4 = P->wide ? 1u : P->b3 * P->b; /* < 2^32 when narrow */
+    P->c3q = P->wide ? 1u : P->c3 * P->q;
+    P->minv_q32 = 0xffffffffu / P->q;
+    P->minv_b4_64 = UINT64_MAX / P->b4;
+    P->minv_c3q_64 = UINT64_MAX / P->c3q;
     P->b2 = P->b * P->b; /* < 2^22 */
     P->c2 = P->c * P->c;
     P->minv_b2_64 = UINT64_MAX / P->b2;
