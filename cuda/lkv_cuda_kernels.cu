@@ -5,7 +5,8 @@
  * Design note.
  *   Work split: a vector of D elements is held by TPV = D / EPT threads of
  *   one warp, each with EPT contiguous elements in registers (EPT = D up to
- *   64, then 64), so a warp codes VPW = 32 / TPV vectors at once. Contiguous
+ *   32, then 32, for large batches; see kEptLarge/kEptSmall), so a warp
+ *   codes VPW = 32 / TPV vectors at once. Contiguous
  *   chunks make every determinism rule of codec/ref.c cheap to honour:
  *     - the pairwise sum-of-squares tree is an in-thread tree over the chunk
  *       followed by xor shuffles across the TPV lanes (a + b == b + a
@@ -48,6 +49,9 @@ namespace
 
 constexpr unsigned kFull = 0xffffffffu;
 constexpr int kWarpsPerBlock = 4;
+/* Measured on an H200 (docs/gpu.md): both kernels are instruction- and
+ * latency-bound, not memory-bound; the E8 box search is over half of the
+ * encode's instructions. */
 
 /* Elements per thread: LKV_CUDA_EPT_LARGE for large batches, max(8, D/32)
  * for small ones (more lanes per vector: shorter dependency chains, lower
