@@ -625,7 +625,8 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
             if (diag) {
                 diag->code = st;
                 diag->index = i;
-                snprintf(diag->msg, sizeof diag->msg, "listen=%s cannot be bound", cfg->listen[i]);
+                snprintf(diag->msg, sizeof diag->msg, "listen=%.160s cannot be bound",
+                         cfg->listen[i]);
             }
         } else if (strncmp(cfg->listen[i], "unix", 4) == 0) {
             lkv_log(LKV_LOG_INFO, "listening", "addr=%s", cfg->listen[i]);
