@@ -14,7 +14,7 @@ cmake --build build-test -j"$jobs"
 
 sh scripts/format.sh --check
 
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLKV_WERROR=ON -DLKV_SANITIZE="address;undefined"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLKV_WERROR=ON -DLKV_SANITIZE="address;undefined"
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ctest --output-on-failure -j"$jobs")
 echo "all tests passed"
