@@ -2,12 +2,13 @@
  * rpc.c - latticekvd's gRPC layer: the only file that includes grpc/grpc.h.
  *
  * Design note. gRPC C core reports everything through one completion queue.
- * A dedicated thread blocks in grpc_completion_queue_next and does nothing
- * else: it stores `success` in the tag and pushes the tag, which is an
- * lkv_event embedded in the call, into the loop's inbox. All call state is
- * then handled on the libuv loop thread, so calls, the store and the
- * batcher share no locks, and the completion-queue thread is never held up
- * by codec work (that runs on the worker pool).
+ * A dedicated thread blocks in grpc_completion_queue_next: it stores
+ * `success` in the tag, copies a received message out of its byte buffer
+ * (the one copy a request makes, kept off the loop thread), and pushes the
+ * tag, which is an lkv_event embedded in the call, into the loop's inbox.
+ * All call state is then handled on the libuv loop thread, so calls, the
+ * store and the batcher share no locks, and the completion-queue thread is
+ * never held up by codec work (that runs on the worker pool).
  *
  * Calls. Every known method is registered; unary methods with
  * GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, so a unary call costs two
@@ -67,6 +68,7 @@ _Static_assert(LKV_GRPC_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "grpc codes");
 _Static_assert(LKV_GRPC_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "grpc codes");
 
 enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
+enum { IN_NONE = 0, IN_OK, IN_UNREADABLE, IN_NOMEM };
 #define LKV_SHUTDOWN_QUIET_NS (100u * 1000u * 1000u)
 #define LKV_LAME_DUCK_MAX_NS  (1000u * 1000u * 1000u)
 
@@ -102,6 +104,10 @@ struct call {
     grpc_metadata_array md;
     grpc_byte_buffer *payload; /* unary request, pre-read */
     grpc_byte_buffer *recv_buf;
+    /* The received message, gathered by the completion-queue thread. */
+    uint8_t *in_buf;
+    size_t in_len;
+    int in_state; /* IN_* */
     grpc_byte_buffer *send_buf;
     grpc_slice status_msg;
     int has_status_msg;
@@ -141,6 +147,45 @@ struct lkv_rpc {
 static void call_maybe_free(call *c);
 static void stream_progress(call *c);
 
+/*
+ * Completion-queue thread: copies a received byte buffer into one malloc'd
+ * buffer (its only copy; the service then uses payloads in place) and
+ * destroys it, so big messages are not copied on the loop thread. The call's
+ * in_* fields are handed over with the event through the inbox's mutex.
+ */
+static void gather(call *c, grpc_byte_buffer **bbp)
+{
+    grpc_byte_buffer_reader rd;
+    c->in_buf = NULL;
+    c->in_len = 0;
+    c->in_state = IN_UNREADABLE;
+    if (grpc_byte_buffer_reader_init(&rd, *bbp)) {
+        const size_t len = grpc_byte_buffer_length(rd.buffer_out);
+        uint8_t *buf = malloc(len ? len : 1);
+        grpc_slice sl;
+        size_t off = 0;
+        while (grpc_byte_buffer_reader_next(&rd, &sl)) {
+            const size_t n = GRPC_SLICE_LENGTH(sl);
+            if (buf && off + n <= len)
+                memcpy(buf + off, GRPC_SLICE_START_PTR(sl), n);
+            off += n;
+            grpc_slice_unref(sl);
+        }
+        grpc_byte_buffer_reader_destroy(&rd);
+        c->in_len = len;
+        if (!buf) {
+            c->in_state = IN_NOMEM;
+        } else if (off != len) {
+            free(buf);
+        } else {
+            c->in_buf = buf;
+            c->in_state = IN_OK;
+        }
+    }
+    grpc_byte_buffer_destroy(*bbp);
+    *bbp = NULL;
+}
+
 static void *cq_main(void *arg)
 {
     lkv_rpc *r = arg;
@@ -154,6 +199,10 @@ static void *cq_main(void *arg)
             continue;
         tag *t = ev.tag;
         t->ok = ev.success;
+        if (t->ok && t->kind == TAG_RECV && t->c->recv_buf)
+            gather(t->c, &t->c->recv_buf);
+        else if (t->ok && t->kind == TAG_NEW && t->c->payload)
+            gather(t->c, &t->c->payload);
         lkv_inbox_push(r->inbox, &t->ev);
     }
     return NULL;
@@ -220,6 +269,7 @@ static void call_free(call *c)
         grpc_byte_buffer_destroy(c->payload);
     if (c->recv_buf)
         grpc_byte_buffer_destroy(c->recv_buf);
+    free(c->in_buf);
     if (c->has_status_msg)
         grpc_slice_unref(c->status_msg);
     if (c->ring) {
@@ -323,38 +373,21 @@ static void recv_next(call *c)
     c->recv_pending = start_batch(c, &op, 1, &c->t_recv);
 }
 
-/* Hands one received message to the service; it replies through lkv_rpc_reply.
- * The message is gathered into one malloc'd buffer (its only copy) whose
- * ownership goes to the service, which uses payloads in place. */
-static void serve_message(call *c, grpc_byte_buffer *bb, uint64_t seq)
+/* Hands the received message (gathered by the completion-queue thread) to
+ * the service, which takes the buffer; it replies through lkv_rpc_reply. */
+static void serve_message(call *c, uint64_t seq)
 {
-    grpc_byte_buffer_reader rd;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    const int readable = grpc_byte_buffer_reader_init(&rd, bb);
-    if (readable) {
-        len = grpc_byte_buffer_length(rd.buffer_out);
-        buf = malloc(len ? len : 1);
-        grpc_slice sl;
-        size_t off = 0;
-        while (grpc_byte_buffer_reader_next(&rd, &sl)) {
-            const size_t n = GRPC_SLICE_LENGTH(sl);
-            if (buf && off + n <= len)
-                memcpy(buf + off, GRPC_SLICE_START_PTR(sl), n);
-            off += n;
-            grpc_slice_unref(sl);
-        }
-        grpc_byte_buffer_reader_destroy(&rd);
-        if (off != len) {
-            free(buf);
-            buf = NULL;
-        }
-    }
+    uint8_t *buf = c->in_buf;
+    const size_t len = c->in_len;
+    const int state = c->in_state;
+    c->in_buf = NULL;
+    c->in_state = IN_NONE;
     c->in_service++;
     /* A reply may come back before handle() returns; the caller moves the call on then. */
     c->in_dispatch = 1;
-    if (!buf) {
-        lkv_reply rep = {.code = readable ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
+    if (state != IN_OK) {
+        lkv_reply rep = {.code =
+                             state == IN_NOMEM ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
         snprintf(rep.msg, sizeof rep.msg, "request message of %zu bytes could not be read", len);
         lkv_service_count(c->rpc->svc, rep.code);
         lkv_rpc_reply(c, seq, &rep);
@@ -404,16 +437,13 @@ static void on_new(call *c, int ok)
         return;
     }
     if (!lkv_method_streaming((lkv_method)c->method)) {
-        if (!c->payload) {
+        if (c->in_state == IN_NONE) {
             lkv_service_count(r->svc, LKV_GRPC_INVALID_ARGUMENT);
             send_final(c, LKV_GRPC_INVALID_ARGUMENT, "the request message is missing", NULL);
             call_maybe_free(c);
             return;
         }
-        grpc_byte_buffer *bb = c->payload;
-        c->payload = NULL;
-        serve_message(c, bb, 0);
-        grpc_byte_buffer_destroy(bb);
+        serve_message(c, 0);
         call_maybe_free(c);
         return;
     }
@@ -443,12 +473,13 @@ static void on_recv(call *c, int ok)
 {
     c->pending_ops--;
     c->recv_pending = 0;
-    grpc_byte_buffer *bb = c->recv_buf;
-    c->recv_buf = NULL;
-    if (!ok || !bb) {
+    if (!ok || c->in_state == IN_NONE) {
         c->input_done = 1;
     } else if (c->failed || c->state != CALL_ACTIVE) {
         /* Nothing more is answered on this stream. */
+        free(c->in_buf);
+        c->in_buf = NULL;
+        c->in_state = IN_NONE;
     } else if (lkv_service_shutting_down(c->rpc->svc)) {
         /* This message's answer is the stream's end, after the earlier replies. */
         lkv_service_count(c->rpc->svc, LKV_GRPC_UNAVAILABLE);
@@ -458,11 +489,12 @@ static void on_recv(call *c, int ok)
         snprintf(s->rep.msg, sizeof s->rep.msg, "latticekvd is shutting down");
         s->ready = 1;
         c->input_done = 1;
+        free(c->in_buf);
+        c->in_buf = NULL;
+        c->in_state = IN_NONE;
     } else {
-        serve_message(c, bb, c->next_seq++);
+        serve_message(c, c->next_seq++);
     }
-    if (bb)
-        grpc_byte_buffer_destroy(bb);
     stream_progress(c);
     call_maybe_free(c);
 }
