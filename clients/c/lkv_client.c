@@ -66,6 +66,7 @@ struct lkv_client {
     grpc_channel *channel;
     void *method[M_COUNT]; /* registered-call handles */
     uint32_t timeout_ms;
+    uint32_t md_flags; /* flags of SEND_INITIAL_METADATA (wait-for-ready) */
     char *addr;
 };
 
@@ -168,6 +169,7 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
         return fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory");
     }
     c->timeout_ms = opts->timeout_ms;
+    c->md_flags = opts->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
 
     grpc_init();
     grpc_arg args[5];
@@ -260,6 +262,7 @@ static int unary_timeout(lkv_client *c, enum method m, uint32_t timeout_ms,
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].flags = c->md_flags;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -631,6 +634,7 @@ static int stream_call(lkv_client *c, enum method m, size_t n, stream_build_fn b
     grpc_op op[2];
     memset(op, 0, sizeof op);
     op[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    op[0].flags = c->md_flags;
     op[1].op = GRPC_OP_RECV_INITIAL_METADATA;
     op[1].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
     outstanding[T_MD] = grpc_call_start_batch(call, op, 2, &tags[T_MD], NULL) == GRPC_CALL_OK;

@@ -159,6 +159,12 @@ typedef struct lkv_client_options {
      * with the same options; benchmarks that model separate clients want
      * separate connections. */
     int own_connection;
+    /* Nonzero: a call waits, up to its deadline, for the connection to be
+     * ready instead of failing at once with UNAVAILABLE while connecting
+     * fails (a daemon restarting, or a transient connect failure under a
+     * burst of new connections). Set timeout_ms too, or a call to an absent
+     * daemon waits forever. Zero (default): fail fast. */
+    int wait_for_ready;
 } lkv_client_options;
 
 /*

@@ -33,7 +33,7 @@ static const char *addr;
 
 static lkv_client *open_client(int own)
 {
-    lkv_client_options o = {.timeout_ms = 120000, .own_connection = own};
+    lkv_client_options o = {.timeout_ms = 120000, .own_connection = own, .wait_for_ready = 1};
     lkv_client *c = NULL;
     lkv_client_error e;
     const int rc = lkv_client_create(addr, &o, &c, &e);
