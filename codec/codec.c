@@ -206,50 +206,57 @@ static lkv_status pick_isa(lkv_isa isa, lkv_isa *out, lkv_diag *diag)
     return LKV_OK;
 }
 
-lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *records,
-                      lkv_isa isa, lkv_diag *diag)
+/* The kernels of one instruction-set path. */
+typedef struct lkv_path {
+    lkv_encode_kernel encode;
+    lkv_decode_kernel decode;
+} lkv_path;
+
+/* Validates the arguments shared by lkv_encode and lkv_decode, derives the
+ * per-parameter constants and picks the path's kernels. */
+static lkv_status prepare(const lkv_params *p, lkv_dtype dt, lkv_isa isa, lkv_derived *d,
+                          lkv_path *path, lkv_diag *diag)
 {
     lkv_status st = lkv_params_check(p, diag);
     if (st == LKV_OK)
         st = lkv_dtype_check((int)dt, diag);
     if (st == LKV_OK)
         st = pick_isa(isa, &isa, diag);
-    if (st != LKV_OK || n == 0)
+    if (st != LKV_OK)
         return st;
-    lkv_derived d;
-    lkv_derive(p, &d);
-    switch (isa) {
+    lkv_derive(p, d);
+    *path = (lkv_path){lkv_encode_scalar, lkv_decode_scalar};
 #if defined(LKV_HAVE_AVX512)
-    case LKV_ISA_AVX512: return lkv_encode_avx512(&d, dt, src, n, records, diag);
+    if (isa == LKV_ISA_AVX512)
+        *path = (lkv_path){lkv_encode_avx512, lkv_decode_avx512};
 #endif
 #if defined(LKV_HAVE_AVX2)
-    case LKV_ISA_AVX2: return lkv_encode_avx2(&d, dt, src, n, records, diag);
+    if (isa == LKV_ISA_AVX2)
+        *path = (lkv_path){lkv_encode_avx2, lkv_decode_avx2};
 #endif
-    default: return lkv_encode_scalar(&d, dt, src, n, records, diag);
-    }
+    return LKV_OK;
+}
+
+lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *records,
+                      lkv_isa isa, lkv_diag *diag)
+{
+    lkv_derived d;
+    lkv_path path;
+    const lkv_status st = prepare(p, dt, isa, &d, &path, diag);
+    if (st != LKV_OK || n == 0)
+        return st;
+    return path.encode(&d, dt, src, n, records, diag);
 }
 
 lkv_status lkv_decode(const lkv_params *p, const void *records, size_t n, lkv_dtype dt, void *dst,
                       lkv_isa isa, lkv_diag *diag)
 {
-    lkv_status st = lkv_params_check(p, diag);
-    if (st == LKV_OK)
-        st = lkv_dtype_check((int)dt, diag);
-    if (st == LKV_OK)
-        st = pick_isa(isa, &isa, diag);
+    lkv_derived d;
+    lkv_path path;
+    const lkv_status st = prepare(p, dt, isa, &d, &path, diag);
     if (st != LKV_OK || n == 0)
         return st;
-    lkv_derived d;
-    lkv_derive(p, &d);
-    switch (isa) {
-#if defined(LKV_HAVE_AVX512)
-    case LKV_ISA_AVX512: return lkv_decode_avx512(&d, records, n, dt, dst, diag);
-#endif
-#if defined(LKV_HAVE_AVX2)
-    case LKV_ISA_AVX2: return lkv_decode_avx2(&d, records, n, dt, dst, diag);
-#endif
-    default: return lkv_decode_scalar(&d, records, n, dt, dst, diag);
-    }
+    return path.decode(&d, records, n, dt, dst, diag);
 }
 
 /* ------------------------------------------------------------------------ */
