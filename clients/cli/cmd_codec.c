@@ -25,16 +25,20 @@ static const char codec_usage[] =
 
 static int parse_dtype(const char *name, const char *s, lkv_dtype *out)
 {
-    if (!s)
-        return lkv_cli_error(2, "--%s is required (f32, f16 or bf16)", name) * 0;
+    if (!s) {
+        lkv_cli_error(2, "--%s is required (f32, f16 or bf16)", name);
+        return 0;
+    }
     if (!strcmp(s, "f32") || !strcmp(s, "fp32") || !strcmp(s, "float32"))
         *out = LKV_DTYPE_FP32;
     else if (!strcmp(s, "f16") || !strcmp(s, "fp16") || !strcmp(s, "float16"))
         *out = LKV_DTYPE_FP16;
     else if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
         *out = LKV_DTYPE_BF16;
-    else
-        return lkv_cli_error(2, "--%s=%s is not one of f32, f16, bf16", name, s) * 0;
+    else {
+        lkv_cli_error(2, "--%s=%s is not one of f32, f16, bf16", name, s);
+        return 0;
+    }
     return 1;
 }
 
@@ -49,7 +53,10 @@ static int parse_isa(int argc, char **argv, lkv_isa *isa)
             *isa = (lkv_isa)i;
             return 1;
         }
-    return lkv_cli_error(2, "--isa=%s is not one of auto, scalar, avx2, avx512", s) * 0;
+    {
+        lkv_cli_error(2, "--isa=%s is not one of auto, scalar, avx2, avx512", s);
+        return 0;
+    }
 }
 
 /* --variant, --q, --dim into p, checked by the codec itself. */
@@ -65,20 +72,26 @@ static int parse_params(int argc, char **argv, lkv_params *p)
             p->variant = LKV_VARIANT_E8;
         else if (!strcmp(v, "d4") || !strcmp(v, "D4"))
             p->variant = LKV_VARIANT_D4;
-        else
-            return lkv_cli_error(2, "--variant=%s is not one of e8, d4", v) * 0;
+        else {
+            lkv_cli_error(2, "--variant=%s is not one of e8, d4", v);
+            return 0;
+        }
     }
     if (q && !lkv_cli_u64("q", q, 0, 1u << 30, &qv))
         return 0;
-    if (!d)
-        return lkv_cli_error(2, "--dim is required (head_dim, a power of two)") * 0;
+    if (!d) {
+        lkv_cli_error(2, "--dim is required (head_dim, a power of two)");
+        return 0;
+    }
     if (!lkv_cli_u64("dim", d, 0, 1u << 30, &dv))
         return 0;
     p->q = (uint32_t)qv;
     p->dim = (uint32_t)dv;
     lkv_diag diag;
-    if (lkv_params_check(p, &diag) != LKV_OK)
-        return lkv_cli_error(2, "%s: %s", lkv_status_name(diag.code), diag.msg) * 0;
+    if (lkv_params_check(p, &diag) != LKV_OK) {
+        lkv_cli_error(2, "%s: %s", lkv_status_name(diag.code), diag.msg);
+        return 0;
+    }
     return 1;
 }
 
@@ -102,16 +115,24 @@ static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt,
     *ndim = 0;
     const char *c = s;
     while (*c) {
-        if (*ndim == LKV_MAX_NDIM)
-            return lkv_cli_error(2, "--shape=%s has more than %u dimensions", s, LKV_MAX_NDIM) * 0;
+        if (*ndim == LKV_MAX_NDIM) {
+            lkv_cli_error(2, "--shape=%s has more than %u dimensions", s, LKV_MAX_NDIM);
+            return 0;
+        }
         char *end;
         shape[*ndim] = strtoull(c, &end, 10);
-        if (end == c || (*end && *end != ','))
-            return lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s) * 0;
+        if (end == c || (*end && *end != ',')) {
+            lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s);
+            return 0;
+        }
         (*ndim)++;
         c = *end ? end + 1 : end;
     }
-    return *ndim > 0 ? 1 : lkv_cli_error(2, "--shape is empty") * 0;
+    if (*ndim == 0) {
+        lkv_cli_error(2, "--shape is empty");
+        return 0;
+    }
+    return 1;
 }
 
 static int codec_info(int argc, char **argv)
