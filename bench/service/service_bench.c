@@ -3,7 +3,7 @@
  * the same bytes through a plain gRPC echo and through Redis.
  *
  * Design note. One run measures, on the same machine and in the same
- * minutes, five ways of moving KV blocks (K and V x T tokens x 8 heads x
+ * minutes, six ways of moving KV blocks (K and V x T tokens x 8 heads x
  * head_dim 128, bf16; T = 16, 64, 256) with 1, 8 and 64 concurrent clients:
  *
  *   latticekv      latticekvd with batching on (--batch-max-wait-us 200)
@@ -11,7 +11,12 @@
  *   latticekv-stream  the first daemon through PutStream / GetStream, 8
  *                  blocks per call (lkv_client_put_many / get_many)
  *   grpc-echo      a minimal gRPC C-core server inside this program that
- *                  returns each raw bf16 message as is: the transport floor
+ *                  returns each raw bf16 message as is
+ *   grpc-raw       the same server answering Put-shaped calls (the block in,
+ *                  an empty reply) and Get-shaped calls (4 bytes in, the block
+ *                  out from a static buffer): what gRPC alone costs for the
+ *                  calls latticekv serves, i.e. its ceiling with no codec,
+ *                  no store and no thread hand-offs
  *   redis          a local redis-server (no persistence), hiredis SET / GET
  *
  * The bench starts latticekvd (twice) and redis-server itself on free
@@ -21,6 +26,9 @@
  * the window, latency percentiles are over every call of the window.
  * "Put+Get" is the rate of moving each block in and out once: bytes in +
  * bytes out over the time of a Put plus a Get (an echo call does both).
+ * Each cell also records the CPU time per call of the server process and
+ * of this process (the clients), and the machine's idle share and the share
+ * other processes used meanwhile (a disturbance to discount).
  *
  * Output: a table on stdout and JSON with the CPU model name, written to
  * bench/results/service-<cpu-slug>.json unless --out says otherwise.
@@ -56,8 +64,13 @@
 #define MAX_MSG    (64 << 20)
 #define MAX_ROUNDS 9
 
-static const int token_list[] = {16, 64, 256};
-static const int client_list[] = {1, 8, 64};
+/* The cells' block sizes and client counts (--tokens, --clients, --quick). */
+#define MAX_LIST 8
+static int token_list[MAX_LIST] = {16, 64, 256};
+static int client_list[MAX_LIST] = {1, 8, 64};
+static int n_tokens = 3, n_clients = 3;
+/* Cells per round: 4 systems x Put, Get + the echo, per block size and client count. */
+#define MAX_CELLS (MAX_LIST * MAX_LIST * 9)
 
 static double now_s(void)
 {
@@ -220,6 +233,9 @@ typedef struct echo_call {
     int cancelled;
 } echo_call;
 
+/* What grpc-raw's Get-shaped calls send back. */
+static uint8_t raw_block[1 << 20];
+
 typedef struct echo_server {
     grpc_server *server;
     grpc_completion_queue *cq;
@@ -277,6 +293,26 @@ static void echo_step(echo_server *s, echo_call *ec, int success)
         }
         ec->state = ECHO_DONE;
         size_t n = 0;
+        if (ec->msg && grpc_slice_str_cmp(ec->details.method, "/bench.Echo/Echo") != 0) {
+            /* grpc-raw: a Put-shaped call gets an empty reply, a Get-shaped one
+             * the number of bytes its 4-byte request asks for (no copy). */
+            uint32_t want = 0;
+            if (grpc_slice_str_cmp(ec->details.method, "/bench.Raw/Get") == 0) {
+                grpc_byte_buffer_reader rd;
+                if (grpc_byte_buffer_reader_init(&rd, ec->msg)) {
+                    grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+                    if (GRPC_SLICE_LENGTH(all) == sizeof want)
+                        memcpy(&want, GRPC_SLICE_START_PTR(all), sizeof want);
+                    grpc_slice_unref(all);
+                    grpc_byte_buffer_reader_destroy(&rd);
+                }
+                if (want > sizeof raw_block)
+                    want = 0;
+            }
+            grpc_byte_buffer_destroy(ec->msg);
+            grpc_slice sl = grpc_slice_from_static_buffer(raw_block, want);
+            ec->msg = grpc_raw_byte_buffer_create(&sl, 1);
+        }
         if (ec->msg) {
             ops[n].op = GRPC_OP_SEND_MESSAGE;
             ops[n++].data.send_message.send_message = ec->msg;
@@ -349,8 +385,12 @@ static void echo_stop(echo_server *s)
 /* A client's blocking echo call: sends `len` bytes, checks the echo. */
 typedef struct echo_client {
     grpc_channel *ch;
-    void *method;
+    void *method[3]; /* echo_mode */
 } echo_client;
+
+/* Echo: the block there and back. Raw put: the block there, an empty reply.
+ * Raw get: 4 bytes there, the block back. */
+typedef enum { MODE_ECHO, MODE_RAW_PUT, MODE_RAW_GET } echo_mode;
 
 static int echo_client_open(echo_client *ec, int port)
 {
@@ -367,19 +407,26 @@ static int echo_client_open(echo_client *ec, int port)
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     ec->ch = grpc_channel_create(target, creds, &ca);
     grpc_channel_credentials_release(creds);
-    ec->method = grpc_channel_register_call(ec->ch, "/bench.Echo/Echo", NULL, NULL);
+    static const char *const paths[3] = {"/bench.Echo/Echo", "/bench.Raw/Put", "/bench.Raw/Get"};
+    for (int m = 0; m < 3; m++)
+        ec->method[m] = grpc_channel_register_call(ec->ch, paths[m], NULL, NULL);
     return ec->ch ? 0 : -1;
 }
 
-static int echo_client_call(echo_client *ec, const void *data, size_t len)
+/* 0 on success; else -1 with the reason in err. */
+static int echo_client_call(echo_client *ec, echo_mode mode, const void *data, size_t len,
+                            char *err, size_t cap)
 {
-    grpc_slice out = grpc_slice_from_copied_buffer(data, len);
+    const uint32_t want = (uint32_t)len;
+    grpc_slice out = mode == MODE_RAW_GET ? grpc_slice_from_copied_buffer((const char *)&want, 4)
+                                          : grpc_slice_from_copied_buffer(data, len);
+    const size_t expect = mode == MODE_RAW_PUT ? 0 : len;
     grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&out, 1);
     grpc_slice_unref(out);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call =
-        grpc_channel_create_registered_call(ec->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, ec->method,
-                                            gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_call *call = grpc_channel_create_registered_call(
+        ec->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, ec->method[mode],
+        gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     grpc_metadata_array im, tm;
     grpc_metadata_array_init(&im);
     grpc_metadata_array_init(&tm);
@@ -389,6 +436,9 @@ static int echo_client_call(echo_client *ec, const void *data, size_t len)
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    /* A connection attempt that fails while 64 clients connect at once is
+     * retried instead of failing the cell. */
+    ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -401,15 +451,24 @@ static int echo_client_call(echo_client *ec, const void *data, size_t len)
     ops[5].data.recv_status_on_client.status = &status;
     ops[5].data.recv_status_on_client.status_details = &details;
     int rc = -1;
+    snprintf(err, cap, "echo: grpc_call_start_batch failed");
     if (grpc_call_start_batch(call, ops, 6, ops, NULL) == GRPC_CALL_OK) {
         const grpc_event ev =
             grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_OP_COMPLETE && status == GRPC_STATUS_OK && recv) {
+        if (ev.type != GRPC_OP_COMPLETE || status != GRPC_STATUS_OK || !recv) {
+            char *d = grpc_slice_to_c_string(details);
+            snprintf(err, cap, "echo: event %d, status %d (%s)%s", (int)ev.type, (int)status, d,
+                     recv ? "" : ", no message");
+            gpr_free(d);
+        } else {
             /* Read the echo into one buffer, as a real consumer would. */
             grpc_byte_buffer_reader rd;
             if (grpc_byte_buffer_reader_init(&rd, recv)) {
                 grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-                rc = GRPC_SLICE_LENGTH(all) == len ? 0 : -1;
+                rc = GRPC_SLICE_LENGTH(all) == expect ? 0 : -1;
+                if (rc)
+                    snprintf(err, cap, "echo: %zu bytes back, want %zu", GRPC_SLICE_LENGTH(all),
+                             expect);
                 grpc_slice_unref(all);
                 grpc_byte_buffer_reader_destroy(&rd);
             }
@@ -465,9 +524,17 @@ static void fill_block(uint16_t *dst, size_t n, uint64_t seed)
 /* Cells                                                                     */
 /* ------------------------------------------------------------------------ */
 
-typedef enum { SYS_LKV, SYS_LKV_NB, SYS_LKV_STREAM, SYS_ECHO, SYS_REDIS, SYS_COUNT } sys_id;
+typedef enum {
+    SYS_LKV,
+    SYS_LKV_NB,
+    SYS_LKV_STREAM,
+    SYS_ECHO,
+    SYS_RAW,
+    SYS_REDIS,
+    SYS_COUNT
+} sys_id;
 static const char *const sys_name[SYS_COUNT] = {"latticekv", "latticekv-nb", "latticekv-stream",
-                                                "grpc-echo", "redis"};
+                                                "grpc-echo", "grpc-raw",     "redis"};
 /* Blocks per PutStream / GetStream call in the latticekv-stream cells. */
 #define STREAM_BLOCKS 8
 typedef enum { OP_PUT, OP_GET, OP_ECHO } op_id;
@@ -479,7 +546,8 @@ typedef struct cell_cfg {
     int tokens, clients;
     double seconds;
     const char *lkv_addr;
-    int port; /* echo or redis */
+    int port;         /* echo or redis */
+    pid_t server_pid; /* latticekvd or redis-server; 0 for the in-process echo */
 } cell_cfg;
 
 typedef struct worker {
@@ -571,9 +639,10 @@ static int one_op(worker *w, const uint16_t *block, size_t bytes, const char *ke
                    : 0;
     }
     case SYS_ECHO:
-        return echo_client_call(&k->echo, block, bytes)
-                   ? (snprintf(w->err, sizeof w->err, "echo failed"), -1)
-                   : 0;
+        return echo_client_call(&k->echo, MODE_ECHO, block, bytes, w->err, sizeof w->err);
+    case SYS_RAW:
+        return echo_client_call(&k->echo, c->op == OP_PUT ? MODE_RAW_PUT : MODE_RAW_GET, block,
+                                bytes, w->err, sizeof w->err);
     case SYS_REDIS: {
         redisReply *r = c->op == OP_PUT ? redisCommand(k->redis, "SET %s %b", key, block, bytes)
                                         : redisCommand(k->redis, "GET %s", key);
@@ -631,7 +700,39 @@ typedef struct result {
     size_t calls;
     double seconds, gbps, p50_ms, p99_ms, calls_per_s;
     double min_gbps, max_gbps; /* over the rounds */
+    /* CPU over the window: the server process and this process (the clients;
+     * for the echo also its server) in microseconds per call, and the
+     * machine's idle and other-process shares of all cores, in percent. */
+    double server_us, client_us, idle_pct, other_pct;
 } result;
+
+/* CPU seconds used so far by process pid (0: this process). */
+static double cpu_s(pid_t pid)
+{
+    clockid_t id = CLOCK_PROCESS_CPUTIME_ID;
+    struct timespec ts;
+    if ((pid && clock_getcpuclockid(pid, &id) != 0) || clock_gettime(id, &ts) != 0)
+        return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Busy and idle seconds of all cores so far (/proc/stat). */
+static void machine_s(double *busy, double *idle)
+{
+    unsigned long long v[10] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    *busy = *idle = 0;
+    if (!f)
+        return;
+    const int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                         &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+    fclose(f);
+    if (n < 8)
+        return;
+    const double hz = (double)sysconf(_SC_CLK_TCK);
+    *idle = (double)(v[3] + v[4]) / hz; /* idle + iowait */
+    *busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -660,6 +761,9 @@ static result run_cell(const cell_cfg *c)
     }
     pthread_barrier_wait(&ready);
     const double t0 = now_s();
+    double busy0, idle0;
+    machine_s(&busy0, &idle0);
+    const double srv0 = c->server_pid ? cpu_s(c->server_pid) : 0, self0 = cpu_s(0);
     const struct timespec nap = {(time_t)c->seconds,
                                  (long)((c->seconds - floor(c->seconds)) * 1e9)};
     nanosleep(&nap, NULL);
@@ -674,6 +778,9 @@ static result run_cell(const cell_cfg *c)
         t_end = w[i].t_end > t_end ? w[i].t_end : t_end;
         n += w[i].n;
     }
+    const double srv1 = c->server_pid ? cpu_s(c->server_pid) : 0, self1 = cpu_s(0);
+    double busy1, idle1;
+    machine_s(&busy1, &idle1);
     pthread_barrier_destroy(&ready);
     double *all = malloc((n ? n : 1) * sizeof *all);
     size_t off = 0;
@@ -700,6 +807,14 @@ static result run_cell(const cell_cfg *c)
                 .p50_ms = quantile(all, n, 0.5) * 1e3,
                 .p99_ms = quantile(all, n, 0.99) * 1e3,
                 .calls_per_s = (double)n / wall};
+    const double total = (busy1 - busy0) + (idle1 - idle0);
+    if (n && total > 0) {
+        r.server_us = (srv1 - srv0) / (double)n * 1e6;
+        r.client_us = (self1 - self0) / (double)n * 1e6;
+        r.idle_pct = 100.0 * (idle1 - idle0) / total;
+        const double other = (busy1 - busy0) - (srv1 - srv0) - (self1 - self0);
+        r.other_pct = other > 0 ? 100.0 * other / total : 0;
+    }
     free(all);
     return r;
 }
@@ -719,11 +834,11 @@ static void connections(sys_id sys, const char *lkv_addr, int port, int n, int o
             continue;
         }
         lkv_client_error e;
-        const lkv_client_options o = {.own_connection = 1};
+        const lkv_client_options o = {.own_connection = 1, .wait_for_ready = 1};
         if ((sys == SYS_LKV || sys == SYS_LKV_NB || sys == SYS_LKV_STREAM) &&
             lkv_client_create(lkv_addr, &o, &k->lkv, &e))
             die("client: %s", e.msg);
-        if (sys == SYS_ECHO && echo_client_open(&k->echo, port))
+        if ((sys == SYS_ECHO || sys == SYS_RAW) && echo_client_open(&k->echo, port))
             die("echo client");
         if (sys == SYS_REDIS && !(k->redis = redis_connect(port)))
             die("cannot connect to redis on port %d", port);
@@ -778,12 +893,14 @@ static void usage(void)
 {
     fputs("usage: service_bench [--daemon PATH] [--redis-server PATH] [--seconds S]\n"
           "                     [--rounds N] [--out FILE] [--quick]\n"
-          "                     [--systems NAME,...]\n"
+          "                     [--systems NAME,...] [--tokens T,...] [--clients C,...]\n"
           "Starts latticekvd (batching on, then off), a gRPC echo server and redis-server on\n"
           "free loopback ports and measures Put/Get of bf16 KV blocks (K,V x T tokens x 8 heads\n"
           "x 128; T = 16, 64, 256) at 1, 8 and 64 clients. --quick: 16 tokens, 1 and 64 clients.\n"
-          "--systems: a subset of latticekv,latticekv-nb,latticekv-stream,grpc-echo,redis\n"
-          "(default: all).\n",
+          "--systems: a subset of latticekv,latticekv-nb,latticekv-stream,grpc-echo,grpc-raw,\n"
+          "redis\n"
+          "(default: all). --tokens / --clients: other block sizes (tokens per block) and\n"
+          "client counts (1..64), comma-separated.\n",
           stderr);
 }
 
@@ -810,7 +927,7 @@ int main(int argc, char **argv)
 {
     const char *daemon = LKV_BENCH_DAEMON, *redis = "redis-server", *out = NULL;
     double seconds = 1.0;
-    int quick = 0, rounds = 3;
+    int quick = 0, rounds = 3, custom_tokens = 0, custom_clients = 0;
     unsigned systems = (1u << SYS_COUNT) - 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--daemon") && i + 1 < argc)
@@ -825,7 +942,23 @@ int main(int argc, char **argv)
             out = argv[++i];
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
-        else if (!strcmp(argv[i], "--systems") && i + 1 < argc) {
+        else if ((!strcmp(argv[i], "--tokens") || !strcmp(argv[i], "--clients")) && i + 1 < argc) {
+            const int is_tokens = argv[i][2] == 't';
+            int *list = is_tokens ? token_list : client_list, n = 0;
+            for (char *p = argv[++i], *end; *p && n < MAX_LIST; p = *end ? end + 1 : end) {
+                const long v = strtol(p, &end, 10);
+                if (end == p || (*end && *end != ',') || v < 1 || v > (is_tokens ? 4096 : 64)) {
+                    usage();
+                    return 2;
+                }
+                list[n++] = (int)v;
+            }
+            *(is_tokens ? &n_tokens : &n_clients) = n;
+            if (!is_tokens)
+                custom_clients = 1;
+            else
+                custom_tokens = 1;
+        } else if (!strcmp(argv[i], "--systems") && i + 1 < argc) {
             systems = 0;
             for (int k = 0; k < SYS_COUNT; k++) {
                 const char *hit = strstr(argv[i + 1], sys_name[k]);
@@ -878,10 +1011,15 @@ int main(int argc, char **argv)
     snprintf(log_lkv, sizeof log_lkv, "%s/latticekvd.log", tmp);
     snprintf(log_redis, sizeof log_redis, "%s/redis.log", tmp);
 
-    const int nt = quick ? 1 : 3;
-    static const int quick_clients[] = {1, 64};
-    const int *cl = quick ? quick_clients : client_list;
-    const int nc = quick ? 2 : 3;
+    if (quick && !custom_tokens)
+        n_tokens = 1; /* 16 */
+    if (quick && !custom_clients) {
+        client_list[0] = 1;
+        client_list[1] = 64;
+        n_clients = 2;
+    }
+    const int nt = n_tokens, nc = n_clients;
+    const int *cl = client_list;
     /* All servers run for the whole bench, and every round visits every
      * system for each block size and client count in turn, so that load
      * from other processes on a shared machine hits all systems alike. The
@@ -900,15 +1038,16 @@ int main(int argc, char **argv)
             port[s] = free_port();
             snprintf(addr[s], sizeof addr[s], "127.0.0.1:%d", port[s]);
             pid[s] = start_daemon(daemon, port[s], s == SYS_LKV_NB ? 0 : 200, log_lkv);
-        } else if (s == SYS_ECHO) {
-            echo_start(&es);
+        } else if (s == SYS_ECHO || s == SYS_RAW) { /* one in-process server for both */
+            if (!es.server)
+                echo_start(&es);
             port[s] = es.port;
         } else {
             port[s] = free_port();
             pid[s] = start_redis(redis, port[s], tmp, log_redis);
         }
     }
-    static result runs[MAX_ROUNDS * 64];
+    static result runs[MAX_ROUNDS * MAX_CELLS];
     size_t nruns = 0;
     for (int round = 0; round < rounds; round++)
         for (int ti = 0; ti < nt; ti++)
@@ -921,22 +1060,24 @@ int main(int argc, char **argv)
                     for (int op = OP_PUT; op <= OP_ECHO; op++) {
                         if ((s == SYS_ECHO) != (op == OP_ECHO))
                             continue;
-                        const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens, clients,
-                                              seconds,   addr[s],   port[s]};
+                        /* The stream cells share the batching daemon. */
+                        const pid_t sp = s == SYS_LKV_STREAM && !pid[s] ? pid[SYS_LKV] : pid[s];
+                        const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens,  clients,
+                                              seconds,   addr[s],   port[s], sp};
                         fprintf(stderr, "\rround %d/%d %-16s %-4s tokens=%-3d clients=%-2d ...",
                                 round + 1, rounds, sys_name[s], op_name[op], tokens, clients);
                         runs[nruns++] = run_cell(&cfg);
                     }
                     connections((sys_id)s, addr[s], port[s], clients, 0);
                 }
-    if (systems & (1u << SYS_ECHO))
+    if (es.server)
         echo_stop(&es);
     for (int s = 0; s < SYS_COUNT; s++)
         if (pid[s] > 0)
             stop_child(pid[s], sys_name[s]);
 
     /* The median round of each cell. */
-    result rs[64];
+    static result rs[MAX_CELLS];
     size_t nr = 0;
     const size_t per_round = nruns / (size_t)rounds;
     for (size_t i = 0; i < per_round; i++) {
@@ -959,24 +1100,31 @@ int main(int argc, char **argv)
     printf("service_bench on %s (%ld cores), median of %d rounds of %.1f s per cell;\n"
            "block = K,V x T tokens x %d heads x %d, bf16\n\n",
            cpu, sysconf(_SC_NPROCESSORS_ONLN), rounds, seconds, HEADS, DIM);
-    printf("%-16s %-4s %6s %7s %9s %15s %9s %9s %9s\n", "system", "op", "tokens", "clients", "GB/s",
-           "(min..max)", "calls/s", "p50 ms", "p99 ms");
+    printf("%-16s %-4s %6s %7s %9s %15s %9s %9s %9s %8s %8s %6s %6s\n", "system", "op", "tokens",
+           "clients", "GB/s", "(min..max)", "calls/s", "p50 ms", "p99 ms", "srv us", "cli us",
+           "idle%", "other%");
     for (size_t i = 0; i < nr; i++)
-        printf("%-16s %-4s %6d %7d %9.3f %7.3f..%-7.3f %9.0f %9.3f %9.3f\n", sys_name[rs[i].sys],
-               op_name[rs[i].op], rs[i].tokens, rs[i].clients, rs[i].gbps, rs[i].min_gbps,
-               rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms);
+        printf("%-16s %-4s %6d %7d %9.3f %7.3f..%-7.3f %9.0f %9.3f %9.3f %8.1f %8.1f %6.1f %6.1f\n",
+               sys_name[rs[i].sys], op_name[rs[i].op], rs[i].tokens, rs[i].clients, rs[i].gbps,
+               rs[i].min_gbps, rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms,
+               rs[i].server_us, rs[i].client_us, rs[i].idle_pct, rs[i].other_pct);
+    printf("\nsrv us / cli us: CPU microseconds per call of the server process / of this process\n"
+           "(the clients; for grpc-echo/raw also its in-process server); idle%% / other%%: the\n"
+           "machine's idle share and the share used by other processes during the cell.\n");
     printf("\nPut+Get GB/s (bf16 in + out); stream = %d blocks per PutStream/GetStream call\n"
-           "%6s %7s %10s %12s %8s %10s %8s %10s %10s %12s\n",
+           "%6s %7s %10s %12s %8s %10s %9s %8s %10s %10s %12s %9s\n",
            STREAM_BLOCKS, "tokens", "clients", "latticekv", "latticekv-nb", "stream", "grpc-echo",
-           "redis", "lkv/redis", "batch gain", "stream/redis");
+           "grpc-raw", "redis", "lkv/redis", "batch gain", "stream/redis", "raw/redis");
     for (int ti = 0; ti < nt; ti++)
         for (int ci = 0; ci < nc; ci++) {
             const int t = token_list[ti], c = cl[ci];
             const double a = put_get(rs, nr, SYS_LKV, t, c), b = put_get(rs, nr, SYS_LKV_NB, t, c),
                          st = put_get(rs, nr, SYS_LKV_STREAM, t, c),
-                         e = put_get(rs, nr, SYS_ECHO, t, c), r = put_get(rs, nr, SYS_REDIS, t, c);
-            printf("%6d %7d %10.3f %12.3f %8.3f %10.3f %8.3f %10.2f %10.2f %12.2f\n", t, c, a, b,
-                   st, e, r, r > 0 ? a / r : 0, b > 0 ? a / b : 0, r > 0 ? st / r : 0);
+                         e = put_get(rs, nr, SYS_ECHO, t, c), w = put_get(rs, nr, SYS_RAW, t, c),
+                         r = put_get(rs, nr, SYS_REDIS, t, c);
+            printf("%6d %7d %10.3f %12.3f %8.3f %10.3f %9.3f %8.3f %10.2f %10.2f %12.2f %9.2f\n", t,
+                   c, a, b, st, e, w, r, r > 0 ? a / r : 0, b > 0 ? a / b : 0, r > 0 ? st / r : 0,
+                   r > 0 ? w / r : 0);
         }
 
     FILE *f = fopen(out, "w");
@@ -1001,10 +1149,13 @@ int main(int argc, char **argv)
                 "    {\"system\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"clients\": %d, "
                 "\"block_bytes\": %d, \"calls\": %zu, \"seconds\": %.4f, \"gbps_bf16\": %.4f, "
                 "\"gbps_min\": %.4f, \"gbps_max\": %.4f, "
-                "\"calls_per_s\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f}%s\n",
+                "\"calls_per_s\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, "
+                "\"server_cpu_us_per_call\": %.1f, \"client_cpu_us_per_call\": %.1f, "
+                "\"idle_pct\": %.1f, \"other_pct\": %.1f}%s\n",
                 sys_name[rs[i].sys], op_name[rs[i].op], rs[i].tokens, rs[i].clients,
                 2 * rs[i].tokens * HEADS * DIM * 2, rs[i].calls, rs[i].seconds, rs[i].gbps,
                 rs[i].min_gbps, rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms,
+                rs[i].server_us, rs[i].client_us, rs[i].idle_pct, rs[i].other_pct,
                 i + 1 < nr ? "," : "");
     fprintf(f, "  ],\n  \"put_get_gbps\": [\n");
     int first = 1;
@@ -1013,14 +1164,16 @@ int main(int argc, char **argv)
             const int t = token_list[ti], c = cl[ci];
             const double a = put_get(rs, nr, SYS_LKV, t, c), b = put_get(rs, nr, SYS_LKV_NB, t, c),
                          st = put_get(rs, nr, SYS_LKV_STREAM, t, c),
-                         e = put_get(rs, nr, SYS_ECHO, t, c), r = put_get(rs, nr, SYS_REDIS, t, c);
+                         e = put_get(rs, nr, SYS_ECHO, t, c), w = put_get(rs, nr, SYS_RAW, t, c),
+                         r = put_get(rs, nr, SYS_REDIS, t, c);
             fprintf(f,
                     "%s    {\"tokens\": %d, \"clients\": %d, \"latticekv\": %.4f, "
                     "\"latticekv_nb\": %.4f, \"latticekv_stream\": %.4f, \"grpc_echo\": %.4f, "
-                    "\"redis\": %.4f, \"latticekv_over_redis\": %.3f, \"batching_gain\": %.3f, "
-                    "\"stream_over_redis\": %.3f}",
-                    first ? "" : ",\n", t, c, a, b, st, e, r, r > 0 ? a / r : 0, b > 0 ? a / b : 0,
-                    r > 0 ? st / r : 0);
+                    "\"grpc_raw\": %.4f, \"redis\": %.4f, \"latticekv_over_redis\": %.3f, "
+                    "\"batching_gain\": %.3f, \"stream_over_redis\": %.3f, "
+                    "\"grpc_raw_over_redis\": %.3f}",
+                    first ? "" : ",\n", t, c, a, b, st, e, w, r, r > 0 ? a / r : 0,
+                    b > 0 ? a / b : 0, r > 0 ? st / r : 0, r > 0 ? w / r : 0);
             first = 0;
         }
     fprintf(f, "\n  ]\n}\n");
