@@ -34,6 +34,7 @@
  * bench/results/service-<cpu-slug>.json unless --out says otherwise.
  */
 #include "lkv_client.h"
+#include "lkv_grpc_tune.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -87,6 +88,7 @@ static void die(const char *fmt, ...);
 
 static pid_t children[4];
 static int n_children;
+static int clients_poll_strategy; /* set GRPC_POLL_STRATEGY for this process only */
 
 static void stop_children(void)
 {
@@ -133,6 +135,8 @@ static pid_t spawn(char *const argv[], const char *log)
         FILE *f = freopen(log, "a", stdout);
         if (f)
             dup2(fileno(stdout), 2);
+        if (clients_poll_strategy)
+            unsetenv("GRPC_POLL_STRATEGY"); /* the daemon keeps gRPC's default */
         execvp(argv[0], argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -988,6 +992,19 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
     atexit(stop_children);
+    /* The clients' gRPC settings (the daemons started here make their own):
+     * gRPC's default epoll1 poller lets one thread at a time poll every
+     * connection of the process and hand completions to the others, which
+     * left a fifth of the two cores idle with 64 client threads; the "poll"
+     * engine lets each client thread poll its own call. And abseil's debug
+     * deadlock detector off (lkv_grpc_tune.h). Both apply to every gRPC
+     * system here (latticekv, echo, raw); GRPC_POLL_STRATEGY set by the
+     * caller wins. */
+    if (!getenv("GRPC_POLL_STRATEGY")) {
+        setenv("GRPC_POLL_STRATEGY", "poll", 1);
+        clients_poll_strategy = 1;
+    }
+    lkv_grpc_quiet_absl_deadlock_detection();
     grpc_init();
 
     char cpu[256], cslug[256], default_out[1024];

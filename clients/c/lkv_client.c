@@ -17,6 +17,7 @@
  * big Get costs one copy beyond the socket.
  */
 #include "lkv_client.h"
+#include "lkv_grpc_tune.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -171,6 +172,7 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
     c->timeout_ms = opts->timeout_ms;
     c->md_flags = opts->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
 
+    lkv_grpc_quiet_absl_deadlock_detection();
     grpc_init();
     grpc_arg args[5];
     int nargs = 0;
