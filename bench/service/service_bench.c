@@ -10,7 +10,8 @@
  *   latticekv-nb   latticekvd with batching off (--batch-max-wait-us 0)
  *   latticekv-stream  the first daemon through PutStream / GetStream, 8
  *                  blocks per call (lkv_client_put_many / get_many)
- *   grpc-echo      a minimal gRPC C-core server inside this program that
+ *   grpc-echo      a minimal gRPC C-core server (this program started as
+ *                  a separate process with --echo-server PORT) that
  *                  returns each raw bf16 message as is
  *   grpc-raw       the same server answering Put-shaped calls (the block in,
  *                  an empty reply) and Get-shaped calls (4 bytes in, the block
@@ -19,7 +20,7 @@
  *                  no store and no thread hand-offs
  *   redis          a local redis-server (no persistence), hiredis SET / GET
  *
- * The bench starts latticekvd (twice) and redis-server itself on free
+ * The bench starts latticekvd (twice), the echo server and redis-server itself on free
  * loopback ports and stops them at the end. Each client is a thread with
  * its own connection. A cell runs a warm-up, then every client loops for a
  * fixed time; throughput is bf16-equivalent bytes over the wall time of
@@ -156,6 +157,25 @@ static void stop_child(pid_t pid, const char *what)
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
                 fprintf(stderr, "service_bench: warning: %s ended with status %d\n", what, st);
         }
+}
+
+/* Waits until something accepts TCP connections on 127.0.0.1:port. */
+static void wait_port(int port, const char *what, const char *log)
+{
+    for (int i = 0; i < 500; i++) {
+        const int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        const int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return;
+        const struct timespec nap = {0, 20 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    die("%s on port %d does not accept connections (log: %s)", what, port, log);
 }
 
 static pid_t start_daemon(const char *daemon, int port, int wait_us, const char *log)
@@ -352,8 +372,10 @@ static void *echo_loop(void *arg)
     }
 }
 
-static void echo_start(echo_server *s)
+static void echo_start(echo_server *s, int port)
 {
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     grpc_arg args[2];
     args[0].type = args[1].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -364,10 +386,10 @@ static void echo_start(echo_server *s)
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    s->port = grpc_server_add_http2_port(s->server, "127.0.0.1:0", creds);
+    s->port = grpc_server_add_http2_port(s->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (s->port <= 0)
-        die("echo server: cannot bind 127.0.0.1:0");
+        die("echo server: cannot bind %s", addr);
     grpc_server_start(s->server);
     /* Enough pending accepts for 64 clients arriving at once. */
     for (int i = 0; i < 96; i++)
@@ -384,6 +406,29 @@ static void echo_stop(echo_server *s)
         pthread_join(s->threads[i], NULL);
     grpc_server_destroy(s->server);
     grpc_completion_queue_destroy(s->cq);
+}
+
+/* The echo / raw server as a process of its own (this program started with
+ * --echo-server PORT), so that its CPU is measured apart from the clients'
+ * and its gRPC runs with the same defaults as latticekvd's. */
+static int echo_server_main(int port)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread started later inherits it */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    lkv_grpc_quiet_absl_deadlock_detection();
+    grpc_init();
+    echo_server s = {0};
+    echo_start(&s, port);
+    int sig = 0;
+    sigwait(&set, &sig);
+    echo_stop(&s);
+    grpc_shutdown();
+    return 0;
 }
 
 /* A client's blocking echo call: sends `len` bytes, checks the echo. */
@@ -929,6 +974,8 @@ static double put_get(const result *rs, size_t n, sys_id s, int t, int c)
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--echo-server"))
+        return echo_server_main(atoi(argv[2]));
     const char *daemon = LKV_BENCH_DAEMON, *redis = "redis-server", *out = NULL;
     double seconds = 1.0;
     int quick = 0, rounds = 3, custom_tokens = 0, custom_clients = 0;
@@ -1024,9 +1071,10 @@ int main(int argc, char **argv)
     char tmp[] = "/tmp/lkv-service-bench-XXXXXX";
     if (!mkdtemp(tmp))
         die("mkdtemp: %s", strerror(errno));
-    char log_lkv[1100], log_redis[1100];
+    char log_lkv[1100], log_redis[1100], log_echo[1100];
     snprintf(log_lkv, sizeof log_lkv, "%s/latticekvd.log", tmp);
     snprintf(log_redis, sizeof log_redis, "%s/redis.log", tmp);
+    snprintf(log_echo, sizeof log_echo, "%s/echo.log", tmp);
 
     if (quick && !custom_tokens)
         n_tokens = 1; /* 16 */
@@ -1044,7 +1092,6 @@ int main(int argc, char **argv)
     pid_t pid[SYS_COUNT] = {0};
     int port[SYS_COUNT] = {0};
     char addr[SYS_COUNT][64] = {{0}};
-    echo_server es = {0};
     for (int s = 0; s < SYS_COUNT; s++) {
         if (!(systems & (1u << s)))
             continue;
@@ -1055,10 +1102,19 @@ int main(int argc, char **argv)
             port[s] = free_port();
             snprintf(addr[s], sizeof addr[s], "127.0.0.1:%d", port[s]);
             pid[s] = start_daemon(daemon, port[s], s == SYS_LKV_NB ? 0 : 200, log_lkv);
-        } else if (s == SYS_ECHO || s == SYS_RAW) { /* one in-process server for both */
-            if (!es.server)
-                echo_start(&es);
-            port[s] = es.port;
+        } else if (s == SYS_ECHO || s == SYS_RAW) { /* one server process for both */
+            const int other = s == SYS_ECHO ? SYS_RAW : SYS_ECHO;
+            if (pid[other] > 0) {
+                pid[s] = pid[other];
+                port[s] = port[other];
+            } else {
+                char p[16];
+                port[s] = free_port();
+                snprintf(p, sizeof p, "%d", port[s]);
+                char *const av[] = {"/proc/self/exe", "--echo-server", p, NULL};
+                pid[s] = spawn(av, log_echo);
+                wait_port(port[s], "echo server", log_echo);
+            }
         } else {
             port[s] = free_port();
             pid[s] = start_redis(redis, port[s], tmp, log_redis);
@@ -1087,8 +1143,6 @@ int main(int argc, char **argv)
                     }
                     connections((sys_id)s, addr[s], port[s], clients, 0);
                 }
-    if (es.server)
-        echo_stop(&es);
     for (int s = 0; s < SYS_COUNT; s++)
         if (pid[s] > 0)
             stop_child(pid[s], sys_name[s]);
@@ -1126,7 +1180,7 @@ int main(int argc, char **argv)
                rs[i].min_gbps, rs[i].max_gbps, rs[i].calls_per_s, rs[i].p50_ms, rs[i].p99_ms,
                rs[i].server_us, rs[i].client_us, rs[i].idle_pct, rs[i].other_pct);
     printf("\nsrv us / cli us: CPU microseconds per call of the server process / of this process\n"
-           "(the clients; for grpc-echo/raw also its in-process server); idle%% / other%%: the\n"
+           "(the clients); idle%% / other%%: the\n"
            "machine's idle share and the share used by other processes during the cell.\n");
     printf("\nPut+Get GB/s (bf16 in + out); stream = %d blocks per PutStream/GetStream call\n"
            "%6s %7s %10s %12s %8s %10s %9s %8s %10s %10s %12s %9s\n",
