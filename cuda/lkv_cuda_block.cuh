@@ -60,6 +60,7 @@ typedef struct lkv_cuda_plan {
     uint32_t rec_bytes; /* bytes per record                                */
     uint32_t wide;      /* 1 when Q >= 128 (128-bit index arithmetic)      */
     float qf;           /* (float)Q                                        */
+    float e8_margin;    /* lkv_e8_margin(qf)                               */
     float inv_sqrt_d;   /* fp32(1/sqrt(D))                                 */
     /* Index arithmetic. B = 2Q + 1, C = 2Q (E8 half-integer coset). The
      * powers below serve the narrow form only (Q <= 127), where B^4 and
@@ -144,8 +145,9 @@ LKV_CD uint32_t lkv_udiv32(uint32_t n, uint32_t d, uint32_t minv, uint32_t *rem)
  * an ulp of 1/b, q0 within one ulp of a/b). 4 instructions instead of the
  * ~10 of a full-range division.
  * Valid when a/b and the residual stay normal: |a| >= 2^-100 with
- * 2^-34 <= b < 2^17 (the codec's r and s); callers send smaller |a| (and
- * zeros, for the sign of -0/b) through LKV_FDIV. Checked exhaustively over
+ * 2^-34 <= b < 2^17 (the codec's r and s); the encode kernel sends a
+ * vector through LKV_FDIV instead when one of its elements is below 2^-50
+ * (encode_kernel says why that bound suffices). Checked exhaustively over
  * a's significand for many b on the host (tests/gpu/gpu_block_test).
  */
 typedef struct lkv_recip {
@@ -276,6 +278,148 @@ LKV_CD void lkv_d4_box(const float *y, float qf, uint32_t *w)
         w[i] = (uint32_t)(int32_t)a[i] + (uint32_t)(int32_t)qf;
 }
 
+/*
+ * The fast closest point: the same results as lkv_e8_box/lkv_d4_box (which
+ * stay the exact fallback and the host test's second opinion) in about half
+ * the instructions. Why it is exact:
+ *
+ * Keys. With yc = clamp(y, lo, hi) and f = rint(yc) (= clamp(rint(y)), the
+ * bounds being integers), k = yc - f is exact. A coordinate whose toward
+ * move is allowed (lo <= y < hi) is unclamped, so k = d = y - f there; a
+ * disallowed one sits on a bound after the clamp, so k = 0. Hence when
+ * m = max |k| > 0, the first i with |k_i| == m is the allowed coordinate of
+ * largest |d|, lowest index on ties -- dn_box's choice -- and its direction
+ * is the sign of k. When the parity is odd and m == 0 (every coordinate on
+ * an integer or on a bound: one-hot and lattice-point inputs), dn_box's
+ * other rules apply, and the fallback runs.
+ *
+ * E8 coset choice. With a the integer candidate before its parity fix and
+ * b the half-integer one, b_i - a_i = +-1/2 for every i (both are nearest
+ * points of their grids to the same y, clamped to boxes whose faces are
+ * 1/2 apart), so exactly (in the reals)
+ *   |y - a|^2 - |y - b|^2 = sum_i (sigma_i e_i - 1/4),  sigma_i = 2 (b_i - a_i),
+ * with e = y - a; sigma_i e_i = |k_i| for unclamped i and -|e_i| =
+ * -(|y_i| - |yc_i|) for clamped ones. Each parity fix adds 1 - 2 m to its
+ * candidate's distance. The estimate of da - db so formed differs from the
+ * exact difference by float rounding (~1e-5) and by the rounding of
+ * y - 1/2 (below 2^-13 for |y| < 1024), and the reference's own float sums
+ * da, db are within ~1e-5 of theirs. So when |estimate| exceeds the
+ * margin of lkv_e8_margin, twice those bounds and more, the sign of the
+ * estimate is the reference's choice; otherwise (a few blocks in 10^4)
+ * the fallback decides. Coordinates clamped by more than one unit in
+ * total (only when m16 is subnormal) also take the fallback, which keeps
+ * the magnitudes within those bounds. The host test compares this
+ * function with lkv_e8_box on millions of blocks, near-ties included.
+ */
+
+/* 2^-13 for the float rounding of both distances and of the estimate
+ * (~1e-5 together), plus twice the bound on the rounding of y - 1/2 for
+ * |y| <= Q + 2 (ulp/2 <= (Q + 2) 2^-23 per term, entering twice). */
+LKV_CD float lkv_e8_margin(float qf)
+{
+    return LKV_FADD(1.220703125e-4f, LKV_FMUL(LKV_FADD(qf, 2.0f), 4.76837158203125e-7f));
+}
+
+/* Keys of one D_n candidate: f (point before the parity fix), k (keys, see
+ * above); returns max |k|, stores the coordinates' sum in *sum and, with
+ * EST, the E8 estimate's sums: sum |k_i| in est[0] and the clamp excess
+ * sum (|y_i| - |yc_i|) in est[1]. */
+template <int N, bool EST>
+LKV_CD float lkv_dn_keys(const float *y, float lo, float hi, float *f, float *k, float *sum,
+                         float *est)
+{
+    /* the sums start from their first term (0 + x would only change the
+     * sign of a zero sum, which no result depends on) */
+    float m = 0.0f, s = 0.0f, sk = 0.0f, sx = 0.0f;
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const float yc = fminf(fmaxf(y[i], lo), hi);
+        f[i] = rintf(yc);
+        k[i] = LKV_FSUB(yc, f[i]);
+        m = i == 0 ? fabsf(k[i]) : fmaxf(m, fabsf(k[i]));
+        s = i == 0 ? f[i] : LKV_FADD(s, f[i]);
+        if (EST) {
+            const float x = LKV_FSUB(fabsf(y[i]), fabsf(yc));
+            sk = i == 0 ? fabsf(k[i]) : LKV_FADD(sk, fabsf(k[i]));
+            sx = i == 0 ? x : LKV_FADD(sx, x);
+        }
+    }
+    *sum = s;
+    if (EST) {
+        est[0] = sk;
+        est[1] = sx;
+    }
+    return m;
+}
+
+/* Applies the parity fix (when odd) at the first i with |k_i| == m > 0,
+ * toward y, and writes the digits w_i = f_i + Q. */
+template <int N>
+LKV_CD void lkv_dn_fix(float *f, const float *k, float m, bool odd, uint32_t qi, uint32_t *w)
+{
+    bool found = !odd;
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const bool hit = !found && fabsf(k[i]) == m;
+        found = found || hit;
+        /* +-1 with the sign of k (k != 0 here): toward y */
+        const float dir = copysignf(1.0f, k[i]);
+        const float g = LKV_FADD(f[i], hit ? dir : 0.0f);
+        w[i] = (uint32_t)(int32_t)g + qi;
+    }
+}
+
+LKV_CD bool lkv_odd(float sum)
+{
+    return (((int)sum) & 1) != 0;
+}
+
+/* E8 in [-Q, Q]^8: as lkv_e8_box (returns the coset, fills the digits);
+ * margin = lkv_e8_margin(qf). */
+LKV_CD int lkv_e8_closest(const float *y, float qf, float margin, uint32_t *w)
+{
+    float fa[8], ka[8], fb[8], kb[8], ym[8], est[2];
+    float sa, sb;
+    const float ma = lkv_dn_keys<8, true>(y, -qf, qf, fa, ka, &sa, est);
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        ym[i] = LKV_FSUB(y[i], 0.5f);
+    const float mb = lkv_dn_keys<8, false>(ym, -qf, LKV_FSUB(qf, 1.0f), fb, kb, &sb, est);
+    const bool oa = lkv_odd(sa), ob = lkv_odd(sb);
+    const float sk = est[0], sx = est[1];
+    float delta = LKV_FSUB(LKV_FSUB(sk, sx), 2.0f);
+    if (oa)
+        delta = LKV_FADD(delta, LKV_FSUB(1.0f, LKV_FMUL(2.0f, ma)));
+    if (ob)
+        delta = LKV_FSUB(delta, LKV_FSUB(1.0f, LKV_FMUL(2.0f, mb)));
+    const bool slow =
+        (oa && ma == 0.0f) || (ob && mb == 0.0f) || !(sx <= 1.0f) || !(fabsf(delta) > margin);
+    if (slow)
+        return lkv_e8_box(y, qf, w);
+    const int half = delta > 0.0f;
+    float f[8], k[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        f[i] = half ? fb[i] : fa[i];
+        k[i] = half ? kb[i] : ka[i];
+    }
+    lkv_dn_fix<8>(f, k, half ? mb : ma, half ? ob : oa, (uint32_t)(int32_t)qf, w);
+    return half;
+}
+
+/* D4 in [-Q, Q]^4: as lkv_d4_box. */
+LKV_CD void lkv_d4_closest(const float *y, float qf, uint32_t *w)
+{
+    float f[4], k[4], s;
+    const float m = lkv_dn_keys<4, false>(y, -qf, qf, f, k, &s, nullptr);
+    const bool odd = lkv_odd(s);
+    if (odd && m == 0.0f) {
+        lkv_d4_box(y, qf, w);
+        return;
+    }
+    lkv_dn_fix<4>(f, k, m, odd, (uint32_t)(int32_t)qf, w);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Point -> index (CODEC.md section 4)                                       */
 
@@ -333,7 +477,7 @@ LKV_CD lkv_u128 lkv_index_wide(const lkv_cuda_plan *P, const uint32_t *w, int ha
  *            rem = hi4 (C^3 Q) + (lo3 Q + h) and lo3 Q + h < C^3 Q;
  * in both, low splits into (q1, last) by B or Q, and q1 holds 3 digits.
  */
-LKV_CD int lkv_e8_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
+LKV_CD int lkv_e8_point2_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt2)
 {
     const int ok = idx < P->cb64;
     const int half = idx >= P->ma64;
@@ -371,19 +515,19 @@ LKV_CD int lkv_e8_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
     const int32_t odd = half ? 1 : 0;
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        pt[i] = ok ? LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + odd), 0.5f) : 0.0f;
+        pt2[i] = (float)(2 * ((int32_t)w[i] - (int32_t)P->q) + odd);
     return ok;
 }
 
 /* Narrow D4: v = 2 idx < B^4 < 2^32. */
-LKV_CD int lkv_d4_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
+LKV_CD int lkv_d4_point2_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt2)
 {
     const int ok = idx < P->cb64;
     uint32_t v = ok ? (uint32_t)idx << 1 : 0, rem;
 #pragma unroll
     for (int i = 3; i >= 0; i--) {
         v = lkv_udiv32(v, P->b, P->minv_b32, &rem);
-        pt[i] = ok ? (float)((int32_t)rem - (int32_t)P->q) : 0.0f;
+        pt2[i] = (float)(2 * ((int32_t)rem - (int32_t)P->q));
     }
     return ok;
 }
@@ -410,7 +554,7 @@ LKV_CD uint32_t lkv_limbs_divmod(uint32_t *l, uint32_t d, uint64_t minv)
  * for h) and then base^2 are divided out by long division over the limbs,
  * which leaves base^5 < 2^55, whose digits take plain 64-bit divisions.
  */
-template <int NB> LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt)
+template <int NB> LKV_CD int lkv_point2_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt2)
 {
     const lkv_u128 cb = ((lkv_u128)P->cb_hi << 64) | P->cb_lo;
     const int ok = idx < cb;
@@ -420,7 +564,7 @@ template <int NB> LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx
 #pragma unroll
         for (int i = 3; i >= 0; i--) {
             v = lkv_udiv64(v, P->b, P->minv_b64, &rem);
-            pt[i] = ok ? (float)((int32_t)rem - (int32_t)P->q) : 0.0f;
+            pt2[i] = (float)(2 * ((int32_t)rem - (int32_t)P->q));
         }
         return ok;
     } else {
@@ -445,23 +589,46 @@ template <int NB> LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx
             v5 = lkv_udiv64(v5, base, minv64, &rem);
             w[i] = (uint32_t)rem;
         }
-        if (!half) {
-            w[7] = last;
-#pragma unroll
-            for (int i = 0; i < 8; i++)
-                pt[i] = ok ? (float)((int32_t)w[i] - (int32_t)P->q) : 0.0f;
-            return ok;
-        }
         uint32_t wsum = 0;
 #pragma unroll
         for (int i = 0; i < 7; i++)
             wsum += w[i];
-        w[7] = 2u * last + (wsum & 1u);
+        w[7] = half ? 2u * last + (wsum & 1u) : last;
+        const int32_t odd = half ? 1 : 0;
 #pragma unroll
         for (int i = 0; i < 8; i++)
-            pt[i] = LKV_FMUL((float)(2 * ((int32_t)w[i] - (int32_t)P->q) + 1), 0.5f);
+            pt2[i] = (float)(2 * ((int32_t)w[i] - (int32_t)P->q) + odd);
         return ok;
     }
+}
+
+/*
+ * The decoders above give twice the point's coordinates (exact integers,
+ * whatever the record: corrupt ones are zeroed by the kernel, which sees
+ * the returned ok), so that the kernel's p * s is RN(2p * (s / 2)): the
+ * same real product, s / 2 being exact. The forms below give the point
+ * itself, zero when idx is invalid; the host test uses them.
+ */
+LKV_CD int lkv_halve_point(int ok, int n, float *pt)
+{
+    for (int i = 0; i < n; i++)
+        pt[i] = ok ? LKV_FMUL(pt[i], 0.5f) : 0.0f;
+    return ok;
+}
+
+LKV_CD int lkv_e8_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
+{
+    return lkv_halve_point(lkv_e8_point2_narrow(P, idx, pt), 8, pt);
+}
+
+LKV_CD int lkv_d4_point_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt)
+{
+    return lkv_halve_point(lkv_d4_point2_narrow(P, idx, pt), 4, pt);
+}
+
+template <int NB> LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx, float *pt)
+{
+    return lkv_halve_point(lkv_point2_wide<NB>(P, idx, pt), NB, pt);
 }
 
 /* ------------------------------------------------------------------------ */

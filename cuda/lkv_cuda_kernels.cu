@@ -30,6 +30,7 @@
  *   status byte says why; a corrupt record decodes to zeros with
  *   ERR_CORRUPT. The other vectors of the batch are unaffected.
  */
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -257,19 +258,23 @@ template <int EPT> __device__ __forceinline__ void store_chunk(uint8_t *p, int d
                            __float_as_uint(x[4 * j + 2]), __float_as_uint(x[4 * j + 3]));
         return;
     }
+    /* The paired hardware conversions (one instruction per two elements)
+     * are IEEE round-to-nearest-even with subnormals kept and overflow to
+     * inf, as lkv_math_f32_to_bf16/_f16 for the finite values seen here;
+     * the first element goes to the low half. */
     uint32_t w[EPT / 2];
     if (dt == LKV_DTYPE_BF16) {
 #pragma unroll
-        for (int j = 0; j < EPT / 2; j++)
-            w[j] = (uint32_t)lkv_math_f32_to_bf16(__float_as_uint(x[2 * j])) |
-                   ((uint32_t)lkv_math_f32_to_bf16(__float_as_uint(x[2 * j + 1])) << 16);
+        for (int j = 0; j < EPT / 2; j++) {
+            const __nv_bfloat162 h = __floats2bfloat162_rn(x[2 * j], x[2 * j + 1]);
+            w[j] = *reinterpret_cast<const uint32_t *>(&h);
+        }
     } else {
 #pragma unroll
-        for (int j = 0; j < EPT / 2; j++)
-            /* __float2half_rn is IEEE round-to-nearest-even with overflow to
-             * inf, as lkv_math_f32_to_f16 (values here are never NaN). */
-            w[j] = (uint32_t)__half_as_ushort(__float2half_rn(x[2 * j])) |
-                   ((uint32_t)__half_as_ushort(__float2half_rn(x[2 * j + 1])) << 16);
+        for (int j = 0; j < EPT / 2; j++) {
+            const __half2 h = __floats2half2_rn(x[2 * j], x[2 * j + 1]);
+            w[j] = *reinterpret_cast<const uint32_t *>(&h);
+        }
     }
     if constexpr (EPT >= 8) {
 #pragma unroll
@@ -340,15 +345,11 @@ template <int EPT, int TPV> __device__ __forceinline__ void fwht(float *x, uint3
         x[j] = __fmul_rn(x[j], scale);
 }
 
-/* x[j] / b for a chunk, correctly rounded: the invariant-divisor form,
- * unless an element is tiny or zero (then the full-range division). */
-template <int EPT> __device__ __forceinline__ void div_chunk(float *x, float b)
+/* x[j] / b for a chunk, correctly rounded: the invariant-divisor form when
+ * fast (see encode_kernel), else the full-range division. */
+template <int EPT> __device__ __forceinline__ void div_chunk(float *x, float b, bool fast)
 {
-    bool tiny = false;
-#pragma unroll
-    for (int j = 0; j < EPT; j++)
-        tiny |= !(fabsf(x[j]) >= LKV_DIV_MIN_A);
-    if (tiny) {
+    if (!fast) {
 #pragma unroll
         for (int j = 0; j < EPT; j++)
             x[j] = __fdiv_rn(x[j], b);
@@ -411,6 +412,20 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
             x[j] = 0.0f;
     }
     const float ss = sum_squares<EPT, TPV>(x);
+    /* Both divisions (x / r, then y / s) may take the invariant-divisor
+     * form when every element of the vector has |x| >= 2^-50: then |x| and,
+     * r being below 65520, every nonzero |u| = |x / r| are >= 2^-66, so the
+     * butterfly's nonzero sums are multiples of 2^-89 and every nonzero |y|
+     * is >= 2^-94, inside lkv_div_by's range (|a| >= 2^-100), as are r and
+     * s. Zeros also divide right there, but their sign may differ from
+     * IEEE's -0 / b, and that sign never reaches the record (rint, the
+     * box and the index treat -0 as 0); vectors with zeros still go the
+     * safe way, being rare. */
+    float amin = fabsf(x[0]);
+#pragma unroll
+    for (int j = 1; j < EPT; j++)
+        amin = fminf(amin, fabsf(x[j]));
+    const bool fast_div = !vec_any<TPV>(!(amin >= 8.8817841970012523e-16f), vs);
     /* NaN or Inf anywhere make ss NaN or +inf (every term is >= 0, so no
      * inf - inf); finite values can overflow it too, so only then are the
      * elements examined. */
@@ -421,26 +436,20 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
             bad |= !(fabsf(x[j]) <= 3.40282347e38f);
     }
     const bool vbad = vec_any<TPV>(bad, vs);
+    /* A rejected vector (vbad, or ovf below) is not written: its record
+     * stays zero and only its status says why, so the arithmetic may run
+     * on whatever it holds (NaN included: no conversion here is undefined
+     * on the GPU), with r kept finite and positive. */
     float r = __fsqrt_rn(ss);
-    if (vbad) { /* code the vector as zeros; its record is zeroed below */
-        r = LKV_EPS;
-#pragma unroll
-        for (int j = 0; j < EPT; j++)
-            x[j] = 0.0f;
-    }
-    if (!(r >= LKV_EPS))
+    if (!(r >= LKV_EPS) || vbad)
         r = LKV_EPS;
     /* fp32 -> fp16 by the hardware: IEEE round-to-nearest-even with
      * subnormals and overflow to inf, as lkv_math_f32_to_f16 (r > 0). */
     const uint16_t r16 = __half_as_ushort(__float2half_rn(r));
     const bool ovf = r16 == LKV_F16_INF_BITS;
-    if (ovf) { /* code the vector as zeros; its record is zeroed below */
+    if (ovf)
         r = 1.0f;
-#pragma unroll
-        for (int j = 0; j < EPT; j++)
-            x[j] = 0.0f;
-    }
-    div_chunk<EPT>(x, r);
+    div_chunk<EPT>(x, r, fast_div);
     fwht<EPT, TPV>(x, lv, P.inv_sqrt_d);
     float m = 0.0f;
 #pragma unroll
@@ -452,7 +461,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
     const __half m16h = __float2half_rn(m);
     const uint16_t m16 = __half_as_ushort(m16h);
     const float s = __fdiv_rn(__half2float(m16h), P.qf);
-    div_chunk<EPT>(x, s);
+    div_chunk<EPT>(x, s, fast_div);
 
     /* Stage the records: zero, then OR the fields in. */
     const uint32_t region = ((VPW * P.rec_bytes + 15u) & ~15u) + 16u;
@@ -473,7 +482,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
             const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
             uint32_t w[NB];
             if constexpr (NB == 8) {
-                const int half = lkv_e8_box(x + b * 8, P.qf, w);
+                const int half = lkv_e8_closest(x + b * 8, P.qf, P.e8_margin, w);
                 if constexpr (WIDE) {
                     const lkv_u128 idx = lkv_index_wide<8>(&P, w, half);
                     lkv_put_bits(words, pos, (uint64_t)idx, (uint64_t)(idx >> 64), P.k);
@@ -481,7 +490,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
                     lkv_put_bits(words, pos, lkv_e8_index_narrow(&P, w, half), 0, P.k);
                 }
             } else {
-                lkv_d4_box(x + b * 4, P.qf, w);
+                lkv_d4_closest(x + b * 4, P.qf, w);
                 if constexpr (WIDE) {
                     const lkv_u128 idx = lkv_index_wide<4>(&P, w, 0);
                     lkv_put_bits(words, pos, (uint64_t)idx, (uint64_t)(idx >> 64), P.k);
@@ -531,23 +540,25 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
         if ((P.bits & 7u) && lv == TPV - 1)
             bad |= (sb[vs * P.rec_bytes + P.rec_bytes - 1] >> (P.bits & 7u)) != 0;
         r = __half2float(__ushort_as_half((unsigned short)r16));
-        const float s = __fdiv_rn(__half2float(__ushort_as_half((unsigned short)m16)), P.qf);
+        /* the decoders give 2p; 2p * (s / 2) is p * s, s / 2 being exact */
+        const float s2 =
+            __fmul_rn(__fdiv_rn(__half2float(__ushort_as_half((unsigned short)m16)), P.qf), 0.5f);
 #pragma unroll
         for (int b = 0; b < BPT; b++) {
             const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
             float pt[NB];
             int ok;
             if constexpr (WIDE) {
-                ok = lkv_point_wide<NB>(&P, lkv_get_bits128(words, pos, P.k), pt);
+                ok = lkv_point2_wide<NB>(&P, lkv_get_bits128(words, pos, P.k), pt);
             } else if constexpr (NB == 8) {
-                ok = lkv_e8_point_narrow(&P, lkv_get_bits64(words, pos, P.k), pt);
+                ok = lkv_e8_point2_narrow(&P, lkv_get_bits64(words, pos, P.k), pt);
             } else {
-                ok = lkv_d4_point_narrow(&P, lkv_get_bits64(words, pos, P.k), pt);
+                ok = lkv_d4_point2_narrow(&P, lkv_get_bits64(words, pos, P.k), pt);
             }
             bad |= !ok;
 #pragma unroll
             for (int i = 0; i < NB; i++)
-                x[b * NB + i] = __fmul_rn(pt[i], s);
+                x[b * NB + i] = __fmul_rn(pt[i], s2);
         }
     }
     const bool vbad = vec_any<TPV>(bad, vs);
@@ -743,6 +754,7 @@ void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
     P->rec_bytes = d.rec_bytes;
     P->wide = p->q >= 128;
     P->qf = d.qf;
+    P->e8_margin = lkv_e8_margin(d.qf);
     P->inv_sqrt_d = d.inv_sqrt_d;
     P->b = 2 * p->q + 1;
     P->c = 2 * p->q;

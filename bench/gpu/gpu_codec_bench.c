@@ -16,7 +16,9 @@
  * Every launch's status is checked, and the first vectors are compared
  * with the C codec before anything is timed.
  *
- * Usage: gpu_codec_bench [--json FILE] [--quick]
+ * Usage: gpu_codec_bench [--json FILE] [--quick] [--main]
+ *   --main: only the target configuration (E8 Q=38 D=128 bf16) and no
+ *   latency table, for quick A/B runs of kernel variants.
  */
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -169,12 +171,14 @@ static void verify(const lkv_params *p, lkv_dtype dt, const void *h_src, const u
 int main(int argc, char **argv)
 {
     const char *json = NULL;
-    int quick = 0;
+    int quick = 0, main_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
             json = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
+        else if (strcmp(argv[i], "--main") == 0)
+            main_only = 1;
     }
     if (lkv_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n");
@@ -248,7 +252,7 @@ int main(int argc, char **argv)
         {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP16},   {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP32},
         {LKV_VARIANT_E8, 1023, 128, LKV_DTYPE_BF16},
     };
-    const size_t ncfg = sizeof cfg / sizeof cfg[0];
+    const size_t ncfg = main_only ? 1 : sizeof cfg / sizeof cfg[0];
     result res[sizeof cfg / sizeof cfg[0]];
     const size_t n = quick ? ((size_t)1 << 16) : ((size_t)1 << 20);
     double relmse_main = 0;
@@ -302,6 +306,10 @@ int main(int argc, char **argv)
         free(h_src);
     }
     printf("relative MSE, E8 Q=38 D=128 bf16 roundtrip of the table's data: %.4e\n\n", relmse_main);
+    if (main_only) {
+        free(g_pool);
+        return 0;
+    }
 
     /* 3. small-batch latency, E8 Q=38 D=128 bf16 */
     const size_t lat_n[] = {1, 16, 256, 4096};

@@ -75,24 +75,41 @@ static void test_closest_and_index(lkv_variant var, uint32_t q, int trials)
     const uint32_t n = d.n;
     for (int t = 0; t < trials; t++) {
         float z[8];
-        const int mode = t % 3;
-        for (uint32_t i = 0; i < n; i++)
-            z[i] = mode == 0   ? special_coord(q)
-                   : mode == 1 ? urand(-(float)q, (float)q)
-                               : urand(-1.2f, 1.2f) * (float)q;
+        const int mode = t % 5;
+        const float qf = (float)q;
+        for (uint32_t i = 0; i < n; i++) {
+            switch (mode) {
+            case 0: z[i] = special_coord(q); break;
+            case 1: z[i] = urand(-qf, qf); break;
+            case 2: z[i] = urand(-1.2f, 1.2f) * qf; break;
+            case 3: /* near-integers and near-halves: the estimate's margins */
+                z[i] = (float)((int)(rnd() % (2 * q + 1)) - (int)q) + 0.5f * (float)(rnd() & 1) +
+                       urand(-1e-3f, 1e-3f) * (float)(1 << (rnd() % 4));
+                break;
+            default: /* as the codec sees them: a few near the face, most small */
+                z[i] = urand(-1.0f, 1.0f) * urand(0.0f, 1.0f) * qf * (1.0f + 1.0f / 2048.0f);
+                break;
+            }
+        }
         int32_t p2[8];
         lkv_ref_closest(&d, z, p2);
         const lkv_u128 ref_idx = lkv_ref_point_index(&d, p2);
-        uint32_t w[8];
+        uint32_t w[8], wf[8];
         lkv_u128 idx;
-        int half = 0;
+        int half = 0, half_f = 0;
         if (n == 8) {
             half = lkv_e8_box(z, P.qf, w);
+            half_f = lkv_e8_closest(z, P.qf, P.e8_margin, wf);
             idx = P.wide ? lkv_index_wide<8>(&P, w, half) : lkv_e8_index_narrow(&P, w, half);
         } else {
             lkv_d4_box(z, P.qf, w);
+            lkv_d4_closest(z, P.qf, wf);
             idx = P.wide ? lkv_index_wide<4>(&P, w, 0) : lkv_d4_index_narrow(&P, w);
         }
+        /* the fast search the kernels use equals the exact one */
+        CHECK(half_f == half && memcmp(w, wf, n * sizeof w[0]) == 0,
+              "%s Q=%u trial %d: fast closest point differs (z0=%.9g z1=%.9g)",
+              lkv_variant_name(var), q, t, (double)z[0], (double)z[1]);
         /* the wide form must agree everywhere, the narrow one where used */
         const lkv_u128 idx_w =
             n == 8 ? lkv_index_wide<8>(&P, w, half) : lkv_index_wide<4>(&P, w, 0);
