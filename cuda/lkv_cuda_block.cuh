@@ -663,16 +663,15 @@ LKV_CD void lkv_put_bits(uint32_t *words, uint32_t pos, uint64_t lo, uint64_t hi
         lkv_or_word(words + i + 3, (uint32_t)(s1 >> 32));
 }
 
-/* Reads nbits (<= 64) at bit pos. Reads only the words the field touches. */
+/* Reads nbits (<= 64) at bit pos, branch-free: always reads the three
+ * words from pos's on, so the caller pads its buffer by two words (the
+ * decode kernel's record region has 16 spare bytes, zeroed). */
 LKV_CD uint64_t lkv_get_bits64(const uint32_t *words, uint32_t pos, uint32_t nbits)
 {
     const uint32_t i = pos >> 5, sh = pos & 31u;
-    const uint32_t end = sh + nbits;
-    uint64_t v = words[i] >> sh;
-    if (end > 32)
-        v |= (uint64_t)words[i + 1] << (32u - sh);
-    if (end > 64)
-        v |= (uint64_t)words[i + 2] << (64u - sh);
+    const uint64_t lo = ((uint64_t)words[i + 1] << 32) | words[i];
+    /* w2 lands at bit 64 - sh, written as two shifts so that none is 64 */
+    const uint64_t v = (lo >> sh) | ((((uint64_t)words[i + 2]) << 32) << (32u - sh));
     return nbits >= 64 ? v : v & ((1ull << nbits) - 1u);
 }
 
