@@ -96,6 +96,10 @@ static inline vm vm_and(vm a, vm b)
 {
     return _mm256_and_ps(a, b);
 }
+static inline vm vm_andn(vm a, vm b)
+{
+    return _mm256_andnot_ps(b, a);
+}
 static inline vm vm_or(vm a, vm b)
 {
     return _mm256_or_ps(a, b);

@@ -97,6 +97,10 @@ static inline vm vm_and(vm a, vm b)
 {
     return (vm)(a & b);
 }
+static inline vm vm_andn(vm a, vm b)
+{
+    return (vm)(a & ~b);
+}
 static inline vm vm_or(vm a, vm b)
 {
     return (vm)(a | b);

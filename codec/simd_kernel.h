@@ -44,7 +44,7 @@
  *   vf, vi, vm, vq   fp32 vector, int32 vector, lane mask, uint64 vector of
  *                    LKV_L/2 lanes (vq "even" holds lanes 0,2,4..; "odd" 1,3..)
  *   vf_set1 vf_add vf_sub vf_mul vf_div vf_sqrt vf_min vf_max vf_abs vf_rint
- *   vm_lt vm_gt vm_ge vm_ne (ordered fp compares) vm_and vm_or
+ *   vm_lt vm_gt vm_ge vm_ne (ordered fp compares) vm_and vm_or vm_andn(a & ~b)
  *   vm_gt_and(m, a, b) = m & (a > b), vm_eq_and(m, a, b) = m & (a == b)
  *   vm_any vm_bits vm_nonfinite vf_blend(m, t, f) vi_blend(m, t, f)
  *   vi_set1 vi_add vi_sub vi_mul(low 32) vi_and vi_srli1 vi_slli1
@@ -81,7 +81,7 @@ typedef struct sk_consts {
     uint64_t ma, codebook; /* M_a and the codebook size where they fit 64 bits
                             * (not E8 Q >= 128, which uses lkv_derived's) */
     uint64_t kmask;
-    float qf, inv_sqrt_d;
+    float qf, inv_sqrt_d, e8_margin;
 } sk_consts;
 
 typedef struct sk_scratch {
@@ -139,6 +139,8 @@ static void sk_setup(const lkv_derived *d, sk_consts *c)
     c->kmask = c->k >= 64u ? ~0ull : (1ull << c->k) - 1u;
     c->qf = d->qf;
     c->inv_sqrt_d = d->inv_sqrt_d;
+    /* lkv_e8_margin of cuda/lkv_cuda_block.cuh: 2^-13 + (Q + 2) 2^-21 */
+    c->e8_margin = 1.220703125e-4f + (d->qf + 2.0f) * 4.76837158203125e-7f;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -316,6 +318,116 @@ SK_INLINE void sk_e8(const vf *z, vf qf, vf *g, vm *half)
 #pragma GCC unroll 16
     for (int i = 0; i < 8; i++)
         g[i] = vf_blend(*half, b[i], a[i]);
+}
+
+/*
+ * The same points in fewer steps: the keyed search and the coset estimate
+ * of lkv_e8_closest in cuda/lkv_cuda_block.cuh, whose design note says why
+ * they are exact. Lanes outside their conditions (about 1 block in 1000)
+ * are redone by sk_dnbox/sk_e8 above, which mirror ref.c.
+ */
+
+/* Keys of one candidate: f = rint(clamp(y)), k = clamp(y) - f; returns
+ * max |k|, the sum of f in *sum and, with est, sum |k| and the clamp
+ * excess sum (|y| - |clamp(y)|) in est[0], est[1]. */
+SK_INLINE vf sk_keys(const vf *y, int n, vf lo, vf hi, vf *f, vf *k, vf *sum, vf *est)
+{
+    vf m = vf_set1(0.0f), s = m, sk = m, sx = m;
+#pragma GCC unroll 16
+    for (int i = 0; i < n; i++) {
+        const vf yc = vf_min(vf_max(y[i], lo), hi);
+        f[i] = vf_rint(yc);
+        k[i] = vf_sub(yc, f[i]);
+        const vf a = vf_abs(k[i]);
+        m = vf_max(m, a);
+        s = vf_add(s, f[i]);
+        if (est) {
+            sk = vf_add(sk, a);
+            sx = vf_add(sx, vf_sub(vf_abs(y[i]), vf_abs(yc)));
+        }
+    }
+    *sum = s;
+    if (est) {
+        est[0] = sk;
+        est[1] = sx;
+    }
+    return m;
+}
+
+/* The parity fix of the odd lanes at their first |k| == m, toward y. */
+SK_INLINE void sk_fix(vf *f, const vf *k, vf m, vm odd, int n)
+{
+    const vf zero = vf_set1(0.0f), one = vf_set1(1.0f), mone = vf_set1(-1.0f);
+    vm todo = odd;
+#pragma GCC unroll 16
+    for (int i = 0; i < n; i++) {
+        const vm hit = vm_eq_and(todo, vf_abs(k[i]), m);
+        todo = vm_andn(todo, hit);
+        f[i] = vf_blend(hit, vf_add(f[i], vf_blend(vm_ge(k[i], zero), one, mone)), f[i]);
+    }
+}
+
+SK_INLINE vm sk_odd(vf sum)
+{
+    return vm_ieq(vi_and(vi_from_f(sum), vi_set1(1)), vi_set1(1));
+}
+
+/* As sk_e8; margin as lkv_e8_margin. */
+SK_INLINE void sk_e8_fast(const vf *z, vf qf, vf margin, vf *g, vm *half)
+{
+    const vf zero = vf_set1(0.0f), one = vf_set1(1.0f), two = vf_set1(2.0f);
+    const vf lo = vf_sub(zero, qf);
+    vf fa[8], ka[8], fb[8], kb[8], ym[8], est[2], sa, sb;
+    const vf ma = sk_keys(z, 8, lo, qf, fa, ka, &sa, est);
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++)
+        ym[i] = vf_sub(z[i], vf_set1(0.5f));
+    const vf mb = sk_keys(ym, 8, lo, vf_sub(qf, one), fb, kb, &sb, NULL);
+    const vm oa = sk_odd(sa), ob = sk_odd(sb);
+    vf delta = vf_sub(vf_sub(est[0], est[1]), two);
+    delta = vf_blend(oa, vf_add(delta, vf_sub(one, vf_mul(two, ma))), delta);
+    delta = vf_blend(ob, vf_sub(delta, vf_sub(one, vf_mul(two, mb))), delta);
+    const unsigned slow = vm_bits(vm_eq_and(oa, ma, zero)) | vm_bits(vm_eq_and(ob, mb, zero)) |
+                          vm_bits(vm_gt(est[1], one)) |
+                          (vm_bits(vm_gt(vf_abs(delta), margin)) ^ ((1u << LKV_L) - 1u));
+    const vm h = vm_gt(delta, zero);
+    const vm odd = vm_or(vm_and(h, ob), vm_andn(oa, h));
+    vf k[8];
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {
+        g[i] = vf_blend(h, fb[i], fa[i]);
+        k[i] = vf_blend(h, kb[i], ka[i]);
+    }
+    sk_fix(g, k, vf_blend(h, mb, ma), odd, 8);
+    *half = h;
+    if (slow) {
+        vf g2[8];
+        vm h2;
+        sk_e8(z, qf, g2, &h2);
+        const vm sm = vm_from_bits(slow);
+#pragma GCC unroll 16
+        for (int i = 0; i < 8; i++)
+            g[i] = vf_blend(sm, g2[i], g[i]);
+        *half = vm_or(vm_andn(h, sm), vm_and(h2, sm));
+    }
+}
+
+/* As sk_dnbox(z, 4, -Q, Q, g). */
+SK_INLINE void sk_d4_fast(const vf *z, vf qf, vf *g)
+{
+    const vf lo = vf_sub(vf_set1(0.0f), qf);
+    vf k[4], s;
+    const vf m = sk_keys(z, 4, lo, qf, g, k, &s, NULL);
+    const vm odd = sk_odd(s);
+    sk_fix(g, k, m, odd, 4);
+    const vm slow = vm_eq_and(odd, m, vf_set1(0.0f));
+    if (vm_any(slow)) {
+        vf g2[4];
+        sk_dnbox(z, 4, lo, qf, g2);
+#pragma GCC unroll 16
+        for (int i = 0; i < 4; i++)
+            g[i] = vf_blend(slow, g2[i], g[i]);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -509,6 +621,7 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
     const vi m16 = vi_h_from_f(m);
     const vf qf = vf_set1(c->qf);
     const vf s = vf_div(vf_from_h(m16), qf);
+    const vf margin = vf_set1(c->e8_margin);
 
     sk_writer wr;
     const vi hdr = vi_add(r16, vi_slli1(m16, 16));
@@ -527,7 +640,7 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
             for (int i = 0; i < 8; i++)
                 z[i] = vf_div(yb[i], s);
             vm half;
-            sk_e8(z, qf, g, &half);
+            sk_e8_fast(z, qf, margin, g, &half);
 #pragma GCC unroll 16
             for (int i = 0; i < 8; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
@@ -557,11 +670,10 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
             y = vi_add(vi_mul(y, m2), vi_blend(half, vi_srli1(gi[7], 1), gi[7]));
             sk_idx64(x, kk, y, half, c->ma, &e, &o);
         } else {
-            const vf lo = vf_sub(vf_set1(0.0f), qf);
 #pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 z[i] = vf_div(yb[i], s);
-            sk_dnbox(z, 4, lo, qf, g);
+            sk_d4_fast(z, qf, g);
 #pragma GCC unroll 16
             for (int i = 0; i < 4; i++)
                 gi[i] = vi_add(vi_from_f(g[i]), qv);
