@@ -95,7 +95,9 @@ static int parse_params(int argc, char **argv, lkv_params *p)
     return 1;
 }
 
-/* --shape a,b,...,D or, by default, [len / (D * size), D]. */
+/* --shape a,b,...,D or, by default, [len / (D * size), D]. Returns 0, or
+ * the exit status after printing why: 2 for a malformed --shape, 1 when
+ * the input is not a whole number of rows. */
 static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt, size_t len,
                        uint64_t *shape, uint32_t *ndim)
 {
@@ -105,34 +107,27 @@ static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt,
         if (len % row)
             return lkv_cli_error(1,
                                  "--in holds %zu bytes, not a whole number of %u-element %s rows",
-                                 len, p->dim, lkv_dtype_name(dt)) *
-                   0;
+                                 len, p->dim, lkv_dtype_name(dt));
         shape[0] = len / row;
         shape[1] = p->dim;
         *ndim = 2;
-        return 1;
+        return 0;
     }
     *ndim = 0;
     const char *c = s;
     while (*c) {
-        if (*ndim == LKV_MAX_NDIM) {
-            lkv_cli_error(2, "--shape=%s has more than %u dimensions", s, LKV_MAX_NDIM);
-            return 0;
-        }
+        if (*ndim == LKV_MAX_NDIM)
+            return lkv_cli_error(2, "--shape=%s has more than %u dimensions", s, LKV_MAX_NDIM);
         char *end;
         shape[*ndim] = strtoull(c, &end, 10);
-        if (end == c || (*end && *end != ',')) {
-            lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s);
-            return 0;
-        }
+        if (end == c || (*end && *end != ','))
+            return lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s);
         (*ndim)++;
         c = *end ? end + 1 : end;
     }
-    if (*ndim == 0) {
-        lkv_cli_error(2, "--shape is empty");
-        return 0;
-    }
-    return 1;
+    if (*ndim == 0)
+        return lkv_cli_error(2, "--shape is empty");
+    return 0;
 }
 
 static int codec_info(int argc, char **argv)
@@ -182,9 +177,10 @@ static int encode_input(int argc, char **argv, lkv_params *p, lkv_dtype *dt, voi
     if (!*raw)
         return 1;
     uint64_t shape[LKV_MAX_NDIM];
-    uint32_t ndim;
-    if (!parse_shape(argc, argv, p, *dt, *raw_len, shape, &ndim))
-        return 1;
+    uint32_t ndim = 0;
+    const int bad_shape = parse_shape(argc, argv, p, *dt, *raw_len, shape, &ndim);
+    if (bad_shape)
+        return bad_shape;
     lkv_container_info info;
     lkv_diag diag;
     if (lkv_container_plan(p, *dt, shape, ndim, &info, &diag) != LKV_OK)

@@ -169,3 +169,21 @@ def test_demo(cli, addr):
     assert 2.0 < ratio < 3.5
     err = float(out.split("rel. error")[1].split()[0])
     assert 0 < err < 1e-2
+
+
+def test_offline_codec_usage_errors(cli, tmp_path):
+    src = write(tmp_path, "x", np.zeros(3 * 64, dtype="<f4").tobytes())
+    base = ("codec", "encode", "--dim", "64", "--in", src, "--in-dtype", "f32",
+            "--out", str(tmp_path / "o.lkv"))
+    r = cli(*base, "--shape", "3,x4")
+    assert r.returncode == 2
+    one_line_error(r, "--shape=3,x4")
+    r = cli(*base, "--shape", ",".join(["1"] * 9))
+    assert r.returncode == 2
+    one_line_error(r, "dimensions")
+    short = write(tmp_path, "short", np.zeros(3 * 64 - 1, dtype="<f4").tobytes())
+    r = cli("codec", "encode", "--dim", "64", "--in", short, "--in-dtype", "f32",
+            "--out", str(tmp_path / "o.lkv"))
+    assert r.returncode == 1
+    one_line_error(r, "whole number")
+    assert not os.path.exists(tmp_path / "o.lkv")
