@@ -18,6 +18,12 @@
  *   - Thread-safety: an lkv_client may be used by any number of threads at
  *     once; each call has its own completion queue. lkv_client_free must not
  *     race with calls on the same client.
+ *   - Performance: many threads each blocking in calls do better with gRPC's
+ *     "poll" engine than with its default (epoll1 lets one thread at a time
+ *     poll every connection): run such a program with
+ *     GRPC_POLL_STRATEGY=poll, as bench/service/service_bench does for its
+ *     clients. The library also turns off abseil's debug deadlock detector,
+ *     which Debian's abseil build leaves on (lkv_grpc_tune.h).
  *   - The library checks only what it needs to build a request (pointers,
  *     ndim). Everything else - head_dim, Q, dtype, shape against data length,
  *     NaN/Inf - is the daemon's to judge, so a caller (or a test) can send any
