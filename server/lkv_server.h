@@ -477,6 +477,14 @@ typedef struct lkv_reply {
     uint8_t *buf;
     size_t len;
     char msg[256];
+    /* Optional effect held back until the reply's turn (PutStream's store):
+     * rpc.c calls commit once every earlier reply of the stream has gone
+     * out and the stream has not failed (for a unary call, right away);
+     * commit may turn the reply into an error. A reply that is never sent
+     * gets drop instead. Either one frees effect. */
+    void (*commit)(void *effect, struct lkv_reply *rep);
+    void (*drop)(void *effect);
+    void *effect;
 } lkv_reply;
 
 /* Called on the loop thread when the reply to message `seq` of call `call` is ready. */

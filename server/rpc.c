@@ -147,6 +147,7 @@ struct lkv_rpc {
 
 static void call_maybe_free(call *c);
 static void stream_progress(call *c);
+static void reply_drop(lkv_reply *rep);
 
 /*
  * Debian's abseil is built without NDEBUG, so every absl::Mutex gRPC takes
@@ -302,7 +303,7 @@ static void call_free(call *c)
     if (c->ring) {
         for (uint64_t i = 0; i < r->window; i++)
             if (c->ring[i].ready)
-                free(c->ring[i].rep.buf);
+                reply_drop(&c->ring[i].rep);
         free(c->ring);
     }
     if (c->live_prev)
@@ -333,6 +334,28 @@ static void free_reply_buf(void *p, size_t len)
 {
     (void)len;
     free(p);
+}
+
+/* Runs a reply's held-back effect, if any: it is the reply's turn. */
+static void reply_commit(lkv_reply *rep)
+{
+    if (rep->commit)
+        rep->commit(rep->effect, rep);
+    rep->commit = NULL;
+    rep->drop = NULL;
+    rep->effect = NULL;
+}
+
+/* Frees a reply that will not be sent, and drops its effect. */
+static void reply_drop(lkv_reply *rep)
+{
+    free(rep->buf);
+    rep->buf = NULL;
+    if (rep->drop)
+        rep->drop(rep->effect);
+    rep->commit = NULL;
+    rep->drop = NULL;
+    rep->effect = NULL;
 }
 
 static grpc_byte_buffer *take_reply(lkv_reply *rep)
@@ -534,9 +557,16 @@ static void stream_progress(call *c)
         return;
     if (!c->send_pending && !c->failed) {
         slot *s = &c->ring[c->next_send % r->window];
+        /* Every reply before this one has gone out and the stream is good:
+         * its effect (a PutStream block's store) happens now, in order, and
+         * may still fail it. Later replies that are ready keep theirs until
+         * their own turn, so a failing request leaves the ones after it
+         * without effect. */
+        if (c->next_send < c->next_seq && s->ready)
+            reply_commit(&s->rep);
         if (c->next_send < c->next_seq && s->ready && s->rep.code != LKV_GRPC_OK) {
             /* Every reply before it has gone out: this error ends the stream. */
-            free(s->rep.buf);
+            reply_drop(&s->rep);
             s->ready = 0;
             c->next_send++;
             stream_fail(c, s->rep.code, s->rep.msg);
@@ -595,16 +625,17 @@ void lkv_rpc_reply(void *callp, uint64_t seq, lkv_reply *rep)
     call *c = callp;
     c->in_service--;
     if (!lkv_method_streaming((lkv_method)c->method)) {
-        if (c->state == CALL_ACTIVE)
+        if (c->state == CALL_ACTIVE) {
+            reply_commit(rep);
             send_final(c, rep->code, rep->code == LKV_GRPC_OK ? NULL : rep->msg, rep);
-        free(rep->buf);
-        rep->buf = NULL;
+        }
+        reply_drop(rep);
         if (!c->in_dispatch)
             call_maybe_free(c);
         return;
     }
     if (c->state != CALL_ACTIVE || c->failed) {
-        free(rep->buf);
+        reply_drop(rep);
     } else {
         /* Errors wait their turn too: the replies before them go out first. */
         slot *s = &c->ring[seq % c->rpc->window];

@@ -411,18 +411,88 @@ static void handle_decompress(req *r, const uint8_t *msg, size_t len)
 
 /* ---- KVStore ----------------------------------------------------------- */
 
+/*
+ * A PutStream block is stored when its reply's turn comes (rpc.c calls
+ * commit once every earlier reply of the stream is out and the stream has
+ * not failed), so a stream that fails at block k stores no block after k.
+ * The pending store owns a copy of the key and a reference to the block.
+ */
+typedef struct pending_put {
+    lkv_service *svc;
+    lkv_blob *blob;
+    size_t ns_len, key_len;
+    char name[]; /* ns, then key */
+} pending_put;
+
+static void pending_put_drop(void *effect)
+{
+    pending_put *pp = effect;
+    lkv_blob_unref(pp->blob);
+    free(pp);
+}
+
+static void pending_put_commit(void *effect, lkv_reply *rep)
+{
+    pending_put *pp = effect;
+    lkv_diag d;
+    memset(&d, 0, sizeof d);
+    const lkv_status st =
+        lkv_store_put(pp->svc->store, pp->name, pp->ns_len, (const uint8_t *)pp->name + pp->ns_len,
+                      pp->key_len, pp->blob, &d);
+    if (st != LKV_OK) {
+        free(rep->buf);
+        rep->buf = NULL;
+        rep->len = 0;
+        rep->code = lkv_status_to_grpc(st);
+        snprintf(rep->msg, sizeof rep->msg, "%s", d.msg[0] ? d.msg : lkv_status_message(st));
+        pp->svc->c.errors++;
+    }
+    pending_put_drop(pp);
+}
+
 static void put_store(req *r)
 {
     const lkv_wire_key *k = &r->put.key;
+    Latticekv__V1__PutResponse resp = LATTICEKV__V1__PUT_RESPONSE__INIT;
+    resp.coded_bytes = r->blob->len;
+    if (r->m == LKV_METHOD_PUT_STREAM) {
+        pending_put *pp = malloc(sizeof *pp + k->ns_len + k->key_len);
+        if (!pp) {
+            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a pending store");
+            return;
+        }
+        pp->svc = r->svc;
+        pp->blob = lkv_blob_ref(r->blob);
+        pp->ns_len = k->ns_len;
+        pp->key_len = k->key_len;
+        if (k->ns_len)
+            memcpy(pp->name, k->ns, k->ns_len);
+        if (k->key_len)
+            memcpy(pp->name + k->ns_len, k->key, k->key_len);
+        const size_t n = protobuf_c_message_get_packed_size(&resp.base);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (!buf) {
+            pending_put_drop(pp);
+            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply", n);
+            return;
+        }
+        protobuf_c_message_pack(&resp.base, buf);
+        lkv_reply rep = {.code = LKV_GRPC_OK, .buf = buf, .len = n};
+        rep.commit = pending_put_commit;
+        rep.drop = pending_put_drop;
+        rep.effect = pp;
+        r->svc->reply(r->call, r->seq, &rep);
+        req_free(r);
+        return;
+    }
     lkv_diag d;
+    memset(&d, 0, sizeof d);
     const lkv_status st =
         lkv_store_put(r->svc->store, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
     if (st != LKV_OK) {
         reply_status(r, st, &d);
         return;
     }
-    Latticekv__V1__PutResponse resp = LATTICEKV__V1__PUT_RESPONSE__INIT;
-    resp.coded_bytes = r->blob->len;
     reply_packed(r, &resp.base);
 }
 

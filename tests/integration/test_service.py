@@ -385,3 +385,26 @@ def test_stream_stops_at_first_bad_request(client):
     assert len(replies) == 2
     hits, present = client.lookup([b"a", b"b", b"c"], namespace="sbad")
     assert hits == 2 and present == [True, True, False]
+
+
+def test_failed_put_stream_stores_nothing_after_the_failing_block(client):
+    # The failing block is large (its encode runs on a worker and finishes
+    # last, where the Inf in its last row is found); the small blocks after
+    # it are inside the stream window and done before it. None of them may
+    # be stored.
+    good = pb.Tensor(dtype=pb.DTYPE_FP32, shape=[4, 128], data=bytes(2048))
+    big = np.full((16384, 128), 0.5, dtype=np.float32)
+    big[-1, 5] = np.inf
+    bad = pb.Tensor(dtype=pb.DTYPE_FP32, shape=[16384, 128], data=big.tobytes())
+    keys = [b"k%02d" % i for i in range(16)]
+    reqs = [pb.PutRequest(key=pb.BlockKey(namespace="safter", key=k),
+                          tensor=bad if i == 3 else good)
+            for i, k in enumerate(keys)]
+    replies = []
+    with pytest.raises(grpc.RpcError) as e:
+        for r in client.kv.PutStream(iter(reqs), timeout=60):
+            replies.append(r)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(replies) == 3
+    hits, present = client.lookup(keys, namespace="safter")
+    assert hits == 3 and present == [True] * 3 + [False] * 13

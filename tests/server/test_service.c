@@ -30,6 +30,8 @@ static void on_reply(void *call, uint64_t seq, lkv_reply *r)
 {
     (void)call;
     (void)seq;
+    if (r->commit) /* as rpc.c: the reply's turn is now */
+        r->commit(r->effect, r);
     free(last.buf);
     last = *r;
     r->buf = NULL;
