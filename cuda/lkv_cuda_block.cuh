@@ -160,8 +160,6 @@ typedef struct lkv_recip {
 #define LKV_FMA(a, b, c) fmaf((a), (b), (c))
 #endif
 
-#define LKV_DIV_MIN_A 7.88860905221011805e-31f /* 2^-100 */
-
 LKV_CD lkv_recip lkv_recip_of(float b)
 {
     lkv_recip y;

@@ -439,7 +439,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
 #pragma unroll
     for (int j = 1; j < EPT; j++)
         amin = fminf(amin, fabsf(x[j]));
-    const bool fast_div = !vec_any<TPV>(!(amin >= 8.8817841970012523e-16f), vs);
+    const bool fast_div = !vec_any<TPV>(!(amin >= 8.8817841970012523e-16f /* 2^-50 */), vs);
     /* NaN or Inf anywhere make ss NaN or +inf (every term is >= 0, so no
      * inf - inf); finite values can overflow it too, so only then are the
      * elements examined. */
