@@ -46,6 +46,7 @@
 #include <hiredis/hiredis.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
@@ -89,6 +90,7 @@ static void die(const char *fmt, ...);
 
 static pid_t children[4];
 static int n_children;
+static char g_logdir[64];         /* the servers' logs: kept when the bench fails */
 static int clients_poll_strategy; /* set GRPC_POLL_STRATEGY for this process only */
 
 static void stop_children(void)
@@ -111,7 +113,27 @@ static void die(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     stop_children();
+    if (g_logdir[0])
+        fprintf(stderr, "service_bench: the servers' logs are in %s\n", g_logdir);
     exit(1);
+}
+
+/* Removes the log folder (flat: the servers' logs, redis's files). */
+static void remove_logdir(void)
+{
+    DIR *d = opendir(g_logdir);
+    if (!d)
+        return;
+    const struct dirent *e;
+    char path[600];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", g_logdir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(g_logdir);
 }
 
 static int free_port(void)
@@ -1071,6 +1093,7 @@ int main(int argc, char **argv)
     char tmp[] = "/tmp/lkv-service-bench-XXXXXX";
     if (!mkdtemp(tmp))
         die("mkdtemp: %s", strerror(errno));
+    snprintf(g_logdir, sizeof g_logdir, "%s", tmp);
     char log_lkv[1100], log_redis[1100], log_echo[1100];
     snprintf(log_lkv, sizeof log_lkv, "%s/latticekvd.log", tmp);
     snprintf(log_redis, sizeof log_redis, "%s/redis.log", tmp);
@@ -1251,5 +1274,7 @@ int main(int argc, char **argv)
     fclose(f);
     printf("\nwrote %s\n", out);
     grpc_shutdown();
+    stop_children();
+    remove_logdir();
     return 0;
 }
