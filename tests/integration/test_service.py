@@ -371,18 +371,23 @@ def test_streams_match_unary_calls(client):
     assert client.lookup(keys, namespace="stream")[0] == 20
 
 
+def put_stream_until_invalid(client, reqs):
+    """Sends reqs on one PutStream that must end INVALID_ARGUMENT; returns the replies."""
+    replies = []
+    with pytest.raises(grpc.RpcError) as e:
+        for r in client.kv.PutStream(iter(reqs), timeout=60):
+            replies.append(r)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return replies
+
+
 def test_stream_stops_at_first_bad_request(client):
     good = pb.Tensor(dtype=pb.DTYPE_FP32, shape=[2, 128], data=bytes(1024))
     reqs = [pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"a"), tensor=good),
             pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"b"), tensor=good),
             pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"c"), tensor=nan_tensor(np.nan)),
             pb.PutRequest(key=pb.BlockKey(namespace="sbad", key=b"d"), tensor=good)]
-    replies = []
-    with pytest.raises(grpc.RpcError) as e:
-        for r in client.kv.PutStream(iter(reqs), timeout=60):
-            replies.append(r)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(replies) == 2
+    assert len(put_stream_until_invalid(client, reqs)) == 2
     hits, present = client.lookup([b"a", b"b", b"c"], namespace="sbad")
     assert hits == 2 and present == [True, True, False]
 
@@ -400,11 +405,6 @@ def test_failed_put_stream_stores_nothing_after_the_failing_block(client):
     reqs = [pb.PutRequest(key=pb.BlockKey(namespace="safter", key=k),
                           tensor=bad if i == 3 else good)
             for i, k in enumerate(keys)]
-    replies = []
-    with pytest.raises(grpc.RpcError) as e:
-        for r in client.kv.PutStream(iter(reqs), timeout=60):
-            replies.append(r)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(replies) == 3
+    assert len(put_stream_until_invalid(client, reqs)) == 3
     hits, present = client.lookup(keys, namespace="safter")
     assert hits == 3 and present == [True] * 3 + [False] * 13
