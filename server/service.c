@@ -71,6 +71,10 @@ typedef struct req {
     uint64_t raw_bytes;
     uint8_t *buf;   /* reply being built */
     lkv_blob *blob; /* Put: the new block; Get: the block being decoded */
+    /* the OK reply's held-back effect (lkv_reply.commit/drop/effect) */
+    void (*commit)(void *effect, lkv_reply *rep);
+    void (*drop)(void *effect);
+    void *effect;
 } req;
 
 static const char *const tier_host = "host";
@@ -126,6 +130,8 @@ static void req_free(req *r)
     free(r->in);
     lkv_blob_unref(r->blob);
     free(r->buf);
+    if (r->drop) /* an effect that no reply took */
+        r->drop(r->effect);
     free(r);
 }
 
@@ -156,8 +162,16 @@ static void reply_status(req *r, lkv_status st, const lkv_diag *d)
 /* Sends r->buf (len bytes) as the OK reply and frees the request. */
 static void reply_ok(req *r, size_t len)
 {
-    lkv_reply rep = {.code = LKV_GRPC_OK, .buf = r->buf, .len = len};
+    lkv_reply rep = {.code = LKV_GRPC_OK,
+                     .buf = r->buf,
+                     .len = len,
+                     .commit = r->commit,
+                     .drop = r->drop,
+                     .effect = r->effect};
     r->buf = NULL;
+    r->commit = NULL;
+    r->drop = NULL;
+    r->effect = NULL;
     r->svc->reply(r->call, r->seq, &rep);
     req_free(r);
 }
@@ -453,8 +467,6 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
 static void put_store(req *r)
 {
     const lkv_wire_key *k = &r->put.key;
-    Latticekv__V1__PutResponse resp = LATTICEKV__V1__PUT_RESPONSE__INIT;
-    resp.coded_bytes = r->blob->len;
     if (r->m == LKV_METHOD_PUT_STREAM) {
         pending_put *pp = malloc(sizeof *pp + k->ns_len + k->key_len);
         if (!pp) {
@@ -469,30 +481,21 @@ static void put_store(req *r)
             memcpy(pp->name, k->ns, k->ns_len);
         if (k->key_len)
             memcpy(pp->name + k->ns_len, k->key, k->key_len);
-        const size_t n = protobuf_c_message_get_packed_size(&resp.base);
-        uint8_t *buf = malloc(n ? n : 1);
-        if (!buf) {
-            pending_put_drop(pp);
-            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply", n);
+        r->commit = pending_put_commit;
+        r->drop = pending_put_drop;
+        r->effect = pp;
+    } else {
+        lkv_diag d;
+        memset(&d, 0, sizeof d);
+        const lkv_status st =
+            lkv_store_put(r->svc->store, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
+        if (st != LKV_OK) {
+            reply_status(r, st, &d);
             return;
         }
-        protobuf_c_message_pack(&resp.base, buf);
-        lkv_reply rep = {.code = LKV_GRPC_OK, .buf = buf, .len = n};
-        rep.commit = pending_put_commit;
-        rep.drop = pending_put_drop;
-        rep.effect = pp;
-        r->svc->reply(r->call, r->seq, &rep);
-        req_free(r);
-        return;
     }
-    lkv_diag d;
-    memset(&d, 0, sizeof d);
-    const lkv_status st =
-        lkv_store_put(r->svc->store, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
-    if (st != LKV_OK) {
-        reply_status(r, st, &d);
-        return;
-    }
+    Latticekv__V1__PutResponse resp = LATTICEKV__V1__PUT_RESPONSE__INIT;
+    resp.coded_bytes = r->blob->len;
     reply_packed(r, &resp.base);
 }
 
