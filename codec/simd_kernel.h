@@ -800,6 +800,27 @@ static unsigned sk_read_big(const lkv_derived *d, const sk_consts *c, const uint
     return bad;
 }
 
+/* E8 digits -> the block's coordinates times s, both routes: g[0..7] are
+ * the digits (g[7] = h for the half-integer coset, whose w7 = 2h + the
+ * parity of w0..w6), p = w - Q (+ 1/2), written 2p * 0.5 * s exactly as
+ * the scalar decoder rounds it. */
+SK_INLINE void sk_e8_scaled_point(vi *g, vm half, vi qv, vf s, vf *yb)
+{
+    const vi one = vi_set1(1);
+    vi par = g[0];
+#pragma GCC unroll 16
+    for (int i = 1; i < 7; i++)
+        par = vi_add(par, g[i]);
+    g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
+    const vi hb = vi_blend(half, one, vi_set1(0));
+    const vf half_f = vf_set1(0.5f);
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {
+        const vi d = vi_sub(g[i], qv);
+        yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(vi_add(d, d), hb)), half_f), s);
+    }
+}
+
 /* Decodes cnt <= LKV_L records at src into vectors at dst; returns the
  * lanes (among the first cnt) whose record is corrupt. */
 static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uint8_t *src,
@@ -840,7 +861,7 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
     const vf qf = vf_set1(c->qf);
     const vf s = vf_div(vf_from_h(m16), qf);
     const vf half_f = vf_set1(0.5f);
-    const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b), one = vi_set1(1);
+    const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b);
     const vi mag_b = vi_set1((int32_t)c->mag_b);
     uint32_t pos = 32;
     for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
@@ -867,17 +888,7 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
             g[2] = sk_divmod(a1, m1, g1, &g[3]);
             g[4] = sk_divmod(a2, m1, g1, &g[5]);
             g[6] = sk_divmod(a3, m2, g2, &g[7]);
-            vi par = g[0];
-#pragma GCC unroll 16
-            for (int i = 1; i < 7; i++)
-                par = vi_add(par, g[i]);
-            g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
-            const vi hb = vi_blend(half, one, vi_set1(0));
-#pragma GCC unroll 16
-            for (int i = 0; i < 8; i++) {
-                const vi dd = vi_sub(g[i], qv);
-                yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(vi_add(dd, dd), hb)), half_f), s);
-            }
+            sk_e8_scaled_point(g, half, qv, s, yb);
             continue;
         }
         sk_get(c, sc, pos, &e, &o);
@@ -895,19 +906,7 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
             y = sk_divmod(y, m2, g2, &g[7]);
             y = sk_divmod(y, m1, g1, &g[6]);
             g[4] = sk_divmod(y, m1, g1, &g[5]);
-            /* half-integer coset: w7 = 2h + parity of w0..w6 */
-            vi par = g[0];
-#pragma GCC unroll 16
-            for (int i = 1; i < 7; i++)
-                par = vi_add(par, g[i]);
-            g[7] = vi_blend(half, vi_add(vi_add(g[7], g[7]), vi_and(par, one)), g[7]);
-            const vi hb = vi_blend(half, one, vi_set1(0));
-#pragma GCC unroll 16
-            for (int i = 0; i < 8; i++) {
-                const vi d = vi_sub(g[i], qv);
-                const vi p2 = vi_add(vi_add(d, d), hb);
-                yb[i] = vf_mul(vf_mul(vf_from_i(p2), half_f), s);
-            }
+            sk_e8_scaled_point(g, half, qv, s, yb);
         } else {
             if (c->q <= SK_Q_MAX) { /* 2 * index < B^4 < 2^32: digits straight away */
                 const vi idx = vi_from_eo(e, o);
