@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "lkv_codec_internal.h"
+#include "lkv_cuda_internal.h"
 
 struct lkv_cuda_ctx {
     int dev;
@@ -27,7 +28,7 @@ struct lkv_cuda_ctx {
     size_t in_cap, out_cap, status_cap;
 };
 
-static lkv_status cuda_err(cudaError_t e, lkv_diag *diag, const char *what)
+lkv_status lkv_cuda_fail(cudaError_t e, lkv_diag *diag, const char *what)
 {
     const lkv_status code = e == cudaErrorMemoryAllocation ? LKV_ERR_NOMEM
                             : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver)
@@ -84,7 +85,7 @@ lkv_status lkv_cuda_ctx_create(int dev, lkv_cuda_ctx **out, lkv_diag *diag)
         e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         free(c);
-        return cuda_err(e, diag, "lkv_cuda_ctx_create");
+        return lkv_cuda_fail(e, diag, "lkv_cuda_ctx_create");
     }
     *out = c;
     return LKV_OK;
@@ -156,11 +157,11 @@ static lkv_status ctx_run(lkv_cuda_ctx *c, ctx_op op, const lkv_params *p, lkv_d
     if (e == cudaSuccess)
         e = grow((void **)&c->d_status, (void **)&c->h_status, &c->status_cap, n);
     if (e != cudaSuccess)
-        return cuda_err(e, diag, "lkv_cuda_ctx: buffers");
+        return lkv_cuda_fail(e, diag, "lkv_cuda_ctx: buffers");
     memcpy(c->h_in, src, in_bytes);
     e = cudaMemcpyAsync(c->d_in, c->h_in, in_bytes, cudaMemcpyHostToDevice, c->stream);
     if (e != cudaSuccess)
-        return cuda_err(e, diag, "lkv_cuda_ctx: copy in");
+        return lkv_cuda_fail(e, diag, "lkv_cuda_ctx: copy in");
     st = op == OP_ENCODE
              ? lkv_cuda_encode(p, dt, c->d_in, n, c->d_out, c->d_status, c->stream, diag)
              : lkv_cuda_decode(p, c->d_in, n, dt, c->d_out, c->d_status, c->stream, diag);
@@ -174,7 +175,7 @@ static lkv_status ctx_run(lkv_cuda_ctx *c, ctx_op op, const lkv_params *p, lkv_d
     if (e == cudaSuccess)
         e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess)
-        return cuda_err(e, diag, "lkv_cuda_ctx: run");
+        return lkv_cuda_fail(e, diag, "lkv_cuda_ctx: run");
     for (size_t i = 0; i < n; i++) {
         if (c->h_status[i] == LKV_OK)
             continue;

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "lkv_cuda.h"
+#include "lkv_cuda_internal.h"
 #include "lkv_cuda_block.cuh"
 
 extern "C" {
@@ -608,16 +609,6 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
 /* ------------------------------------------------------------------------ */
 /* Launchers                                                                 */
 
-lkv_status cuda_fail(cudaError_t e, lkv_diag *diag, const char *what)
-{
-    const lkv_status code = e == cudaErrorMemoryAllocation ? LKV_ERR_NOMEM
-                            : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver)
-                                ? LKV_ERR_UNAVAILABLE
-                                : LKV_ERR_INTERNAL;
-    return lkv_fail(diag, code, UINT64_MAX, "%s: CUDA error %d (%s)", what, (int)e,
-                    cudaGetErrorString(e));
-}
-
 enum class Op { Encode, Decode };
 
 struct Launch {
@@ -754,7 +745,7 @@ lkv_status run(Op op, const lkv_params *p, lkv_dtype dt, const void *src, size_t
         return lkv_fail(diag, LKV_ERR_LIMIT, UINT64_MAX, "n=%zu vectors is too many for one launch",
                         n);
     if (e != cudaSuccess)
-        return cuda_fail(e, diag, op == Op::Encode ? "lkv_cuda_encode" : "lkv_cuda_decode");
+        return lkv_cuda_fail(e, diag, op == Op::Encode ? "lkv_cuda_encode" : "lkv_cuda_decode");
     return LKV_OK;
 }
 
