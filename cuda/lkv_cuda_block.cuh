@@ -17,11 +17,12 @@
  * comment next to it says why.
  *
  * Index arithmetic has two forms:
- *   - narrow (Q <= 127): B^4 and (2Q)^4 fit 32 bits and B^8 fits 64, so the
+ *   - narrow (Q <= 112): B^4 and (2Q)^4 fit 32 bits and B^8 fits 64, so the
  *     mixed-radix digits use 32-bit multiplies and divisions by invariant
- *     integers through precomputed reciprocals (one correction step);
- *   - wide (Q >= 128, E8 indices up to 88 bits): 128-bit Horner on encode,
- *     and long division over 32-bit limbs on decode.
+ *     integers through exact multiplicative inverses (no correction step;
+ *     from Q = 113 on some of them are not exact);
+ *   - wide (Q >= 113, E8 indices up to 88 bits from Q = 128): 128-bit
+ *     Horner on encode, and long division over 32-bit limbs on decode.
  */
 #ifndef LKV_CUDA_BLOCK_CUH
 #define LKV_CUDA_BLOCK_CUH
@@ -49,6 +50,17 @@
 #define LKV_FDIV(a, b) ((a) / (b))
 #endif
 
+/* q = floor(n / d) = mulhi(n, m) >> s, exact for every n the decoder
+ * divides (lkv_cuda_plan_init checks (m d - 2^(w+s)) n_max < 2^(w+s), w
+ * the word size, which makes n m / 2^(w+s) fall short of the next integer). */
+typedef struct lkv_magic32 {
+    uint32_t m, s;
+} lkv_magic32;
+typedef struct lkv_magic64 {
+    uint64_t m;
+    uint32_t s;
+} lkv_magic64;
+
 /* Constants of one parameter set, computed once on the host
  * (lkv_cuda_plan_init) and passed to the kernels by value. */
 typedef struct lkv_cuda_plan {
@@ -58,18 +70,21 @@ typedef struct lkv_cuda_plan {
     uint32_t k;         /* bits per block index                            */
     uint32_t bits;      /* bits per record (before byte padding)           */
     uint32_t rec_bytes; /* bytes per record                                */
-    uint32_t wide;      /* 1 when Q >= 128 (128-bit index arithmetic)      */
+    uint32_t wide;      /* 1 when Q >= 113 (128-bit index arithmetic)      */
     float qf;           /* (float)Q                                        */
     float e8_margin;    /* lkv_e8_margin(qf)                               */
     float inv_sqrt_d;   /* fp32(1/sqrt(D))                                 */
-    /* Index arithmetic. B = 2Q + 1, C = 2Q (E8 half-integer coset). The
-     * powers below serve the narrow form only (Q <= 127), where B^4 and
-     * C^3 Q stay below 2^32; minv_* = floor((2^bits - 1) / d), the
-     * reciprocals of lkv_udiv32/lkv_udiv64. */
-    uint32_t b, c, b2, c2, b3, c3, b4, c3q;
-    uint32_t minv_b32, minv_c32, minv_q32;
-    uint64_t minv_b64, minv_c64, minv_q64;
-    uint64_t minv_b2_64, minv_c2_64, minv_b4_64, minv_c3q_64;
+    /* Index arithmetic. B = 2Q + 1, C = 2Q (E8 half-integer coset).
+     * Narrow form (wide == 0, Q <= 112: see lkv_cuda_plan_init): B^4 and
+     * C^4 fit 32 bits, and decode divides by B, C (n < base^4) and by
+     * B^4, C^4 (n < base^8) through exact multiplicative inverses mg_*.
+     * Wide form: minv_* = floor((2^bits - 1) / d), the reciprocals of
+     * lkv_udiv32/lkv_udiv64, and base^2 for the long division. */
+    uint32_t b, c, b3, c3, b4, c4, b2, c2;
+    lkv_magic32 mg_b, mg_c;
+    lkv_magic64 mg_b4, mg_c4;
+    uint32_t minv_b32, minv_c32;
+    uint64_t minv_b64, minv_c64, minv_q64, minv_b2_64, minv_c2_64;
     /* E8: first half-coset index M_a, and the codebook size (narrow) */
     uint64_t ma64, cb64;
     /* the same as 128-bit values in two 64-bit halves (wide) */
@@ -130,6 +145,15 @@ LKV_CD uint32_t lkv_udiv32(uint32_t n, uint32_t d, uint32_t minv, uint32_t *rem)
     }
     *rem = r;
     return qt;
+}
+
+/* n / d and n % d through an exact multiplicative inverse (lkv_magic32):
+ * three instructions, no correction step. */
+LKV_CD uint32_t lkv_mdiv32(uint32_t n, uint32_t d, lkv_magic32 g, uint32_t *rem)
+{
+    const uint32_t q = lkv_umulhi32(n, g.m) >> g.s;
+    *rem = n - q * d;
+    return q;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -421,19 +445,19 @@ LKV_CD void lkv_d4_closest(const float *y, float qf, uint32_t *w)
 /* ------------------------------------------------------------------------ */
 /* Point -> index (CODEC.md section 4)                                       */
 
-/* Narrow E8 (Q <= 127). Digits of both cosets go through one Horner
- * scheme: the first seven in base B (integer) or C (half), split into a
- * 4-digit and a 3-digit part so that each fits 32 bits. */
+/* Narrow E8. Both cosets read the 8 digits as one number v in base B
+ * (integer) or C (half): integer index = v / 2; half index = M_a + r Q + h
+ * with r = v div C and w_7 = 2 h + (its parity bit), which is M_a + v / 2
+ * as C = 2Q. The first seven digits are split into a 4-digit and a 3-digit
+ * part so that each fits 32 bits. */
 LKV_CD uint64_t lkv_e8_index_narrow(const lkv_cuda_plan *P, const uint32_t *w, int half)
 {
     const uint32_t base = half ? P->c : P->b;
     const uint32_t base3 = half ? P->c3 : P->b3;
     const uint32_t hi4 = ((w[0] * base + w[1]) * base + w[2]) * base + w[3];
     const uint32_t lo3 = (w[4] * base + w[5]) * base + w[6];
-    const uint64_t n7 = (uint64_t)hi4 * base3 + lo3;
-    if (!half)
-        return (n7 * P->b + w[7]) >> 1;
-    return P->ma64 + n7 * P->q + (w[7] >> 1);
+    const uint64_t v = ((uint64_t)hi4 * base3 + lo3) * base + w[7];
+    return (half ? P->ma64 : 0) + (v >> 1);
 }
 
 /* Narrow D4: B^4 < 2^32. */
@@ -465,68 +489,59 @@ LKV_CD lkv_u128 lkv_index_wide(const lkv_cuda_plan *P, const uint32_t *w, int ha
 /* Index -> point                                                            */
 
 /*
- * Narrow E8: idx -> the 8 coordinates of the point, exactly as floats
- * (integers or half-integers). Returns 0 when idx is outside the codebook
- * (the coordinates are then zero). Both cosets take one 64-bit and six
- * 32-bit divisions, with the divisors selected (no divergent branches):
- *   integer: v = 2 idx < B^8; v = hi4 B^4 + low, hi4 = digits 0..3 and
- *            low = digits 4..7, all base B;
- *   half:    rem = idx - M_a = r Q + h with r = hi4 C^3 + lo3, so
- *            rem = hi4 (C^3 Q) + (lo3 Q + h) and lo3 Q + h < C^3 Q;
- * in both, low splits into (q1, last) by B or Q, and q1 holds 3 digits.
+ * Narrow E8: idx -> twice the 8 coordinates of the point, exactly as floats
+ * (integers). Returns 0 when idx is outside the codebook (the coordinates
+ * are then those of v = 0). The inverse of lkv_e8_index_narrow: v = 2 idx
+ * (integer coset) or 2 (idx - M_a) (half, where its last digit is 2h), both
+ * below base^8; one 64-bit division by base^4 and six 32-bit ones by base
+ * give the digits, with the divisors selected (no divergent branches).
  */
 LKV_CD int lkv_e8_point2_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt2)
 {
     const int ok = idx < P->cb64;
     const int half = idx >= P->ma64;
-    const uint64_t nn = ok ? (half ? idx - P->ma64 : idx << 1) : 0;
-    const uint32_t d1 = half ? P->c3q : P->b4;
-    const uint64_t m1 = half ? P->minv_c3q_64 : P->minv_b4_64;
-    const uint32_t d2 = half ? P->q : P->b;
-    const uint32_t m2 = half ? P->minv_q32 : P->minv_b32;
+    const uint64_t v = ok ? (half ? idx - P->ma64 : idx) << 1 : 0;
     const uint32_t base = half ? P->c : P->b;
-    const uint32_t minv = half ? P->minv_c32 : P->minv_b32;
-    uint64_t low64;
-    uint32_t hv = (uint32_t)lkv_udiv64(nn, d1, m1, &low64);
-    uint32_t last, rem;
-    uint32_t lv = lkv_udiv32((uint32_t)low64, d2, m2, &last);
+    const uint32_t base4 = half ? P->c4 : P->b4;
+    const lkv_magic32 g = half ? P->mg_c : P->mg_b;
+    const lkv_magic64 g4 = half ? P->mg_c4 : P->mg_b4;
+    uint32_t hi = (uint32_t)(lkv_umulhi64(v, g4.m) >> g4.s);
+    uint32_t lo = (uint32_t)v - hi * base4;
     uint32_t w[8];
 #pragma unroll
-    for (int i = 3; i >= 1; i--) {
-        hv = lkv_udiv32(hv, base, minv, &rem);
-        w[i] = rem;
-    }
-    w[0] = hv;
+    for (int i = 3; i >= 1; i--)
+        hi = lkv_mdiv32(hi, base, g, &w[i]);
+    w[0] = hi;
 #pragma unroll
-    for (int i = 6; i >= 5; i--) {
-        lv = lkv_udiv32(lv, base, minv, &rem);
-        w[i] = rem;
-    }
-    w[4] = lv;
+    for (int i = 7; i >= 5; i--)
+        lo = lkv_mdiv32(lo, base, g, &w[i]);
+    w[4] = lo;
     /* integer: p = w - Q; half: p = w - Q + 1/2 = (2(w - Q) + 1) * 0.5,
      * with w7 = 2h + the parity of the other digits (CODEC.md section 4) */
     uint32_t wsum = 0;
 #pragma unroll
     for (int i = 0; i < 7; i++)
         wsum += w[i];
-    w[7] = half ? 2u * last + (wsum & 1u) : last;
-    const int32_t odd = half ? 1 : 0;
+    w[7] += half ? (wsum & 1u) : 0u;
+    const int32_t off = (half ? 1 : 0) - 2 * (int32_t)P->q;
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        pt2[i] = (float)(2 * ((int32_t)w[i] - (int32_t)P->q) + odd);
+        pt2[i] = (float)(2 * (int32_t)w[i] + off);
     return ok;
 }
 
-/* Narrow D4: v = 2 idx < B^4 < 2^32. */
+/* Narrow D4: v = 2 idx < B^4. */
 LKV_CD int lkv_d4_point2_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt2)
 {
     const int ok = idx < P->cb64;
     uint32_t v = ok ? (uint32_t)idx << 1 : 0, rem;
+    const int32_t off = -2 * (int32_t)P->q;
 #pragma unroll
-    for (int i = 3; i >= 0; i--) {
-        v = lkv_udiv32(v, P->b, P->minv_b32, &rem);
-        pt2[i] = (float)(2 * ((int32_t)rem - (int32_t)P->q));
+    for (int i = 3; i >= 1; i--) {
+        v = lkv_mdiv32(v, P->b, P->mg_b, &rem);
+        pt2[i] = (float)(2 * (int32_t)rem + off);
     }
+    pt2[0] = (float)(2 * (int32_t)v + off);
     return ok;
 }
 

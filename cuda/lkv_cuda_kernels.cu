@@ -67,6 +67,9 @@ constexpr int kWarpsPerBlock = 4;
 #ifndef LKV_CUDA_MIN_BLOCKS
 #define LKV_CUDA_MIN_BLOCKS 6
 #endif
+#ifndef LKV_CUDA_ROLL
+#define LKV_CUDA_ROLL 1
+#endif
 #ifndef LKV_CUDA_MIN_BLOCKS_DEC
 #define LKV_CUDA_MIN_BLOCKS_DEC 8 /* decode: fewer registers, more warps (H200: -2 %) */
 #endif
@@ -492,12 +495,37 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
         const uint32_t rbase = vs * P.rec_bytes * 8u;
         if (lv == 0)
             lkv_put_bits(words, rbase, (uint64_t)r16 | ((uint64_t)m16 << 16), 0, 32);
+#if LKV_CUDA_ROLL
+        /* The box search is most of the kernel's code: one rolled copy
+         * over the lane's blocks, read back from shared memory, keeps the
+         * kernel small enough for the instruction cache. */
+        float *zs = reinterpret_cast<float *>(sb + region + lane * (EPT * 4u + 16u));
 #pragma unroll
+        for (int j = 0; j < EPT / 4; j++)
+            reinterpret_cast<float4 *>(zs)[j] =
+                make_float4(x[4 * j], x[4 * j + 1], x[4 * j + 2], x[4 * j + 3]);
+#pragma unroll 1
+#else
+#pragma unroll
+#endif
         for (int b = 0; b < BPT; b++) {
             const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
             uint32_t w[NB];
+#if LKV_CUDA_ROLL
+            float zb[NB];
+#pragma unroll
+            for (int j = 0; j < NB / 4; j++) {
+                const float4 t = reinterpret_cast<const float4 *>(zs + b * NB)[j];
+                zb[4 * j] = t.x;
+                zb[4 * j + 1] = t.y;
+                zb[4 * j + 2] = t.z;
+                zb[4 * j + 3] = t.w;
+            }
+#else
+            const float *zb = x + b * NB;
+#endif
             if constexpr (NB == 8) {
-                const int half = lkv_e8_closest(x + b * 8, P.qf, P.e8_margin, w);
+                const int half = lkv_e8_closest(zb, P.qf, P.e8_margin, w);
                 if constexpr (WIDE) {
                     const lkv_u128 idx = lkv_index_wide<8>(&P, w, half);
                     lkv_put_bits(words, pos, (uint64_t)idx, (uint64_t)(idx >> 64), P.k);
@@ -505,7 +533,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
                     lkv_put_bits(words, pos, lkv_e8_index_narrow(&P, w, half), 0, P.k);
                 }
             } else {
-                lkv_d4_closest(x + b * 4, P.qf, w);
+                lkv_d4_closest(zb, P.qf, w);
                 if constexpr (WIDE) {
                     const lkv_u128 idx = lkv_index_wide<4>(&P, w, 0);
                     lkv_put_bits(words, pos, (uint64_t)idx, (uint64_t)(idx >> 64), P.k);
@@ -577,7 +605,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
         }
     }
     const bool vbad = vec_any<TPV>(bad, vs);
-    if (!live || vbad) {
+    /* a warp-uniform branch: the selects run only where they are needed */
+    if (__any_sync(kFull, !live || vbad) && (!live || vbad)) {
 #pragma unroll
         for (int j = 0; j < EPT; j++)
             x[j] = 0.0f;
@@ -648,7 +677,11 @@ template <int NB, int D, int EPT, bool WIDE> cudaError_t launch_shape(Op op, con
     const uint32_t chunk = (uint32_t)EPT << L.esz_log2;
     const uint32_t in_bytes = 32u * (chunk >= 16 ? chunk + 16 : chunk);
     const uint32_t rec_region = ((VPW * L.plan.rec_bytes + 15u) & ~15u) + 16u;
-    const uint32_t warp_smem = in_bytes > rec_region ? in_bytes : rec_region;
+    /* The encode's rolled block loop keeps y / s (one fp32 chunk per lane)
+     * after the records. */
+    const bool zarea = op == Op::Encode && LKV_CUDA_ROLL;
+    const uint32_t need = rec_region + (zarea ? 32u * ((uint32_t)EPT * 4u + 16u) : 0u);
+    const uint32_t warp_smem = in_bytes > need ? in_bytes : need;
     const size_t warps = (L.n + VPW - 1) / VPW;
     const size_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
     if (blocks > 0x7fffffffu)
@@ -749,6 +782,26 @@ lkv_status run(Op op, const lkv_params *p, lkv_dtype dt, const void *src, size_t
     return LKV_OK;
 }
 
+/* The exact inverse of d for n <= nmax in w-bit words (w = 32 or 64): the
+ * largest shift s with m = ceil(2^(w+s) / d) below 2^w and
+ * (m d - 2^(w+s)) nmax < 2^(w+s). Returns 0 when there is none. */
+int magic_for(uint64_t d, lkv_u128 nmax, unsigned w, uint64_t *m_out, uint32_t *s_out)
+{
+    int found = 0;
+    for (uint32_t s = 0; s < 32; s++) {
+        const lkv_u128 k2 = (lkv_u128)1 << (w + s);
+        const lkv_u128 m = (k2 + d - 1) / d;
+        if (m >> w)
+            break;
+        if ((m * d - k2) * nmax < k2) {
+            *m_out = (uint64_t)m;
+            *s_out = s;
+            found = 1;
+        }
+    }
+    return found;
+}
+
 } // namespace
 
 /* Declared in lkv_cuda_block.cuh; p must have passed lkv_params_check. */
@@ -763,27 +816,37 @@ void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
     P->k = d.k;
     P->bits = d.bits;
     P->rec_bytes = d.rec_bytes;
-    P->wide = p->q >= 128;
     P->qf = d.qf;
     P->e8_margin = lkv_e8_margin(d.qf);
     P->inv_sqrt_d = d.inv_sqrt_d;
     P->b = 2 * p->q + 1;
     P->c = 2 * p->q;
-    /* B^3 and C^3 serve the narrow form only (Q <= 127: below 2^24). */
-    P->b3 = P->wide ? 1u : P->b * P->b * P->b;
-    P->c3 = P->wide ? 1u : P->c * P->c * P->c;
+    P->b2 = P->b * P->b; /* < 2^22 */
+    P->c2 = P->c * P->c;
+    /* Narrow up to Q = 112, where base^4 fits 32 bits and every inverse of
+     * the narrow decode is exact (checked here, not assumed; from Q = 113
+     * on some are not). */
+    int narrow = p->q <= 112;
+    if (narrow) {
+        P->b3 = P->b2 * P->b;
+        P->c3 = P->c2 * P->c;
+        P->b4 = P->b3 * P->b;
+        P->c4 = P->c3 * P->c;
+        const lkv_u128 b4 = P->b4, c4 = P->c4;
+        uint64_t m = 0;
+        narrow &= magic_for(P->b, b4 - 1, 32, &m, &P->mg_b.s);
+        P->mg_b.m = (uint32_t)m;
+        narrow &= magic_for(P->c, c4 - 1, 32, &m, &P->mg_c.s);
+        P->mg_c.m = (uint32_t)m;
+        narrow &= magic_for(P->b4, b4 * b4 - 1, 64, &P->mg_b4.m, &P->mg_b4.s);
+        narrow &= magic_for(P->c4, c4 * c4 - 1, 64, &P->mg_c4.m, &P->mg_c4.s);
+    }
+    P->wide = !narrow;
     P->minv_b32 = 0xffffffffu / P->b;
     P->minv_c32 = 0xffffffffu / P->c;
     P->minv_b64 = UINT64_MAX / P->b;
     P->minv_c64 = UINT64_MAX / P->c;
     P->minv_q64 = UINT64_MAX / P->q;
-    P->b4 = P->wide ? 1u : P->b3 * P->b; /* < 2^32 when narrow */
-    P->c3q = P->wide ? 1u : P->c3 * P->q;
-    P->minv_q32 = 0xffffffffu / P->q;
-    P->minv_b4_64 = UINT64_MAX / P->b4;
-    P->minv_c3q_64 = UINT64_MAX / P->c3q;
-    P->b2 = P->b * P->b; /* < 2^22 */
-    P->c2 = P->c * P->c;
     P->minv_b2_64 = UINT64_MAX / P->b2;
     P->minv_c2_64 = UINT64_MAX / P->c2;
     P->ma64 = (uint64_t)d.e8_int_count;

@@ -217,6 +217,42 @@ static void test_udiv(int trials)
     }
 }
 
+/* The narrow decode's exact inverses, for every Q that plan_init makes
+ * narrow: n / base for n < base^4, v / base^4 for v < base^8, at random and
+ * at the multiples of the divisor, their neighbours and the largest n. */
+static void test_mdiv(int trials)
+{
+    unsigned narrow = 0;
+    for (uint32_t q = 1; q <= 127; q++) {
+        const lkv_params p = {LKV_VARIANT_E8, q, 64};
+        lkv_cuda_plan P;
+        lkv_cuda_plan_init(&p, &P);
+        if (P.wide)
+            continue;
+        narrow++;
+        for (int c = 0; c < 2; c++) {
+            const uint32_t d = c ? P.c : P.b, d4 = c ? P.c4 : P.b4;
+            const lkv_magic32 g = c ? P.mg_c : P.mg_b;
+            const lkv_magic64 g4 = c ? P.mg_c4 : P.mg_b4;
+            const uint64_t top = (uint64_t)d4 * d4 - 1; /* < 2^64 below Q = 128 */
+            for (int t = 0; t < trials; t++) {
+                const uint32_t k = (uint32_t)(rnd() % (d4 / d + 1));
+                const uint32_t n = t == 0 ? d4 - 1 : t % 3 == 0 ? (uint32_t)(rnd() % d4)
+                                                   : k * d - (uint32_t)(t % 3 == 1 && k);
+                uint32_t r;
+                const uint32_t qq = lkv_mdiv32(n, d, g, &r);
+                CHECK(qq == n / d && r == n % d, "mdiv32 Q=%u %u / %u", q, n, d);
+                const uint64_t k64 = rnd() % (top / d4 + 1);
+                const uint64_t v = t == 0 ? top : t % 3 == 0 ? rnd() % (top + 1)
+                                                 : k64 * d4 - (uint64_t)(t % 3 == 1 && k64);
+                CHECK((lkv_umulhi64(v, g4.m) >> g4.s) == v / d4, "mdiv64 Q=%u %llu / %u", q,
+                      (unsigned long long)v, d4);
+            }
+        }
+    }
+    CHECK(narrow == 112, "%u narrow Q values, expected 1..112", narrow);
+}
+
 /* The invariant-divisor division against IEEE division: every significand
  * of a for hard divisors (significand 1, all ones, 1 + ulp), random a and b
  * over the codec's ranges (2^-100 <= |a| < 2^17, 2^-34 <= b < 2^17). */
@@ -263,7 +299,7 @@ static void test_div(long random_pairs)
 
 int main(void)
 {
-    const uint32_t qs[] = {1, 2, 3, 10, 37, 38, 100, 127, 128, 152, 500, 1023};
+    const uint32_t qs[] = {1, 2, 3, 10, 37, 38, 100, 112, 113, 127, 128, 152, 500, 1023};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
         test_closest_and_index(LKV_VARIANT_E8, qs[i], 30000);
         test_closest_and_index(LKV_VARIANT_D4, qs[i], 30000);
@@ -273,6 +309,7 @@ int main(void)
     test_bits(20000);
     test_div(20000000);
     test_udiv(2000);
+    test_mdiv(3000);
     printf("gpu_block_test: %llu passed, %llu failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }
