@@ -237,14 +237,16 @@ static void test_mdiv(int trials)
             const uint64_t top = (uint64_t)d4 * d4 - 1; /* < 2^64 below Q = 128 */
             for (int t = 0; t < trials; t++) {
                 const uint32_t k = (uint32_t)(rnd() % (d4 / d + 1));
-                const uint32_t n = t == 0 ? d4 - 1 : t % 3 == 0 ? (uint32_t)(rnd() % d4)
-                                                   : k * d - (uint32_t)(t % 3 == 1 && k);
+                const uint32_t n = t == 0       ? d4 - 1
+                                   : t % 3 == 0 ? (uint32_t)(rnd() % d4)
+                                                : k * d - (uint32_t)(t % 3 == 1 && k);
                 uint32_t r;
                 const uint32_t qq = lkv_mdiv32(n, d, g, &r);
                 CHECK(qq == n / d && r == n % d, "mdiv32 Q=%u %u / %u", q, n, d);
                 const uint64_t k64 = rnd() % (top / d4 + 1);
-                const uint64_t v = t == 0 ? top : t % 3 == 0 ? rnd() % (top + 1)
-                                                 : k64 * d4 - (uint64_t)(t % 3 == 1 && k64);
+                const uint64_t v = t == 0       ? top
+                                   : t % 3 == 0 ? rnd() % (top + 1)
+                                                : k64 * d4 - (uint64_t)(t % 3 == 1 && k64);
                 CHECK((lkv_umulhi64(v, g4.m) >> g4.s) == v / d4, "mdiv64 Q=%u %llu / %u", q,
                       (unsigned long long)v, d4);
             }
