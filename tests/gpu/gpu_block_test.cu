@@ -232,8 +232,8 @@ static void test_mdiv(int trials)
         narrow++;
         for (int c = 0; c < 2; c++) {
             const uint32_t d = c ? P.c : P.b, d4 = c ? P.c4 : P.b4;
-            const lkv_magic32 g = c ? P.mg_c : P.mg_b;
-            const lkv_magic64 g4 = c ? P.mg_c4 : P.mg_b4;
+            const uint32_t m = c ? P.mg_c : P.mg_b;
+            const uint64_t m4 = c ? P.mg_c4 : P.mg_b4;
             const uint64_t top = (uint64_t)d4 * d4 - 1; /* < 2^64 below Q = 128 */
             for (int t = 0; t < trials; t++) {
                 const uint32_t k = (uint32_t)(rnd() % (d4 / d + 1));
@@ -241,13 +241,13 @@ static void test_mdiv(int trials)
                                    : t % 3 == 0 ? (uint32_t)(rnd() % d4)
                                                 : k * d - (uint32_t)(t % 3 == 1 && k);
                 uint32_t r;
-                const uint32_t qq = lkv_mdiv32(n, d, g, &r);
+                const uint32_t qq = lkv_mdiv32(n, d, m, P.mg_s, &r);
                 CHECK(qq == n / d && r == n % d, "mdiv32 Q=%u %u / %u", q, n, d);
                 const uint64_t k64 = rnd() % (top / d4 + 1);
                 const uint64_t v = t == 0       ? top
                                    : t % 3 == 0 ? rnd() % (top + 1)
                                                 : k64 * d4 - (uint64_t)(t % 3 == 1 && k64);
-                CHECK((lkv_umulhi64(v, g4.m) >> g4.s) == v / d4, "mdiv64 Q=%u %llu / %u", q,
+                CHECK((lkv_umulhi64(v, m4) >> P.mg_s4) == v / d4, "mdiv64 Q=%u %llu / %u", q,
                       (unsigned long long)v, d4);
             }
         }
