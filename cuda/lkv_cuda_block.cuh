@@ -63,6 +63,7 @@ typedef struct lkv_cuda_plan {
     uint32_t wide;      /* 1 when Q >= 113 (128-bit index arithmetic)      */
     float qf;           /* (float)Q                                        */
     float e8_margin;    /* lkv_e8_margin(qf)                               */
+    float rq_hi, rq_lo; /* lkv_recip_of(qf): s = m16 / Q by lkv_div_by     */
     float inv_sqrt_d;   /* fp32(1/sqrt(D))                                 */
     /* Index arithmetic. B = 2Q + 1, C = 2Q (E8 half-integer coset).
      * Narrow form (wide == 0, Q <= 112: see lkv_cuda_plan_init): B^4 and
@@ -77,6 +78,7 @@ typedef struct lkv_cuda_plan {
     uint32_t mg_b, mg_c, mg_s; /* n / B, n / C = mulhi(n, mg_*) >> mg_s    */
     uint64_t mg_b4, mg_c4;     /* v / B^4, v / C^4 = mulhi(v, .) >> mg_s4 */
     uint32_t mg_s4;
+    uint32_t nb, nc, nb4, nc4; /* 0 - B, 0 - C, 0 - B^4, 0 - C^4 (mod 2^32) */
     uint32_t minv_b32, minv_c32;
     uint64_t minv_b64, minv_c64, minv_q64, minv_b2_64, minv_c2_64;
     /* E8: first half-coset index M_a, and the codebook size (narrow) */
@@ -141,12 +143,13 @@ LKV_CD uint32_t lkv_udiv32(uint32_t n, uint32_t d, uint32_t minv, uint32_t *rem)
     return qt;
 }
 
-/* n / d and n % d through an exact multiplicative inverse (see the plan):
- * three instructions, no correction step. */
-LKV_CD uint32_t lkv_mdiv32(uint32_t n, uint32_t d, uint32_t m, uint32_t sh, uint32_t *rem)
+/* n / d and n % d through an exact multiplicative inverse (see the plan),
+ * given nd = 0 - d (mod 2^32), so that the remainder n + q nd is a single
+ * multiply-add: three instructions, no correction step. */
+LKV_CD uint32_t lkv_mdiv32(uint32_t n, uint32_t nd, uint32_t m, uint32_t sh, uint32_t *rem)
 {
     const uint32_t q = lkv_umulhi32(n, m) >> sh;
-    *rem = n - q * d;
+    *rem = n + q * nd;
     return q;
 }
 
@@ -536,19 +539,19 @@ LKV_CD int lkv_e8_point2_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt2
     const int ok = idx < P->cb64;
     const int half = idx >= P->ma64;
     const uint64_t v = ok ? (idx - lkv_sel64(half, P->ma64, 0)) << 1 : 0;
-    const uint32_t base = lkv_sel32(half, P->c, P->b);
-    const uint32_t base4 = lkv_sel32(half, P->c4, P->b4);
+    const uint32_t nbase = lkv_sel32(half, P->nc, P->nb);
+    const uint32_t nbase4 = lkv_sel32(half, P->nc4, P->nb4);
     const uint32_t m = lkv_sel32(half, P->mg_c, P->mg_b);
     uint32_t hi = (uint32_t)(lkv_umulhi64(v, lkv_sel64(half, P->mg_c4, P->mg_b4)) >> P->mg_s4);
-    uint32_t lo = (uint32_t)v - hi * base4;
+    uint32_t lo = (uint32_t)v + hi * nbase4;
     uint32_t w[8];
 #pragma unroll
     for (int i = 3; i >= 1; i--)
-        hi = lkv_mdiv32(hi, base, m, P->mg_s, &w[i]);
+        hi = lkv_mdiv32(hi, nbase, m, P->mg_s, &w[i]);
     w[0] = hi;
 #pragma unroll
     for (int i = 7; i >= 5; i--)
-        lo = lkv_mdiv32(lo, base, m, P->mg_s, &w[i]);
+        lo = lkv_mdiv32(lo, nbase, m, P->mg_s, &w[i]);
     w[4] = lo;
     /* integer: p = w - Q; half: p = w - Q + 1/2 = (2(w - Q) + 1) * 0.5,
      * with w7 = 2h + the parity of the other digits (CODEC.md section 4) */
@@ -572,7 +575,7 @@ LKV_CD int lkv_d4_point2_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt2
     const int32_t off = -2 * (int32_t)P->q;
 #pragma unroll
     for (int i = 3; i >= 1; i--) {
-        v = lkv_mdiv32(v, P->b, P->mg_b, P->mg_s, &rem);
+        v = lkv_mdiv32(v, P->nb, P->mg_b, P->mg_s, &rem);
         pt2[i] = (float)(2 * (int32_t)rem + off);
     }
     pt2[0] = (float)(2 * (int32_t)v + off);
@@ -710,16 +713,17 @@ LKV_CD void lkv_put_bits(uint32_t *words, uint32_t pos, uint64_t lo, uint64_t hi
         lkv_or_word(words + i + 3, (uint32_t)(s1 >> 32));
 }
 
-/* Reads nbits (<= 64) at bit pos, branch-free: always reads the three
- * words from pos's on, so the caller pads its buffer by two words (the
- * decode kernel's record region has 16 spare bytes, zeroed). */
+/* Reads nbits (<= 63: narrow indices have at most 63 bits) at bit pos,
+ * branch-free: always reads the three words from pos's on, so the caller
+ * pads its buffer by two words (the decode kernel's record region has 16
+ * spare bytes, zeroed). */
 LKV_CD uint64_t lkv_get_bits64(const uint32_t *words, uint32_t pos, uint32_t nbits)
 {
     const uint32_t i = pos >> 5, sh = pos & 31u;
     const uint64_t lo = ((uint64_t)words[i + 1] << 32) | words[i];
     /* w2 lands at bit 64 - sh, written as two shifts so that none is 64 */
     const uint64_t v = (lo >> sh) | ((((uint64_t)words[i + 2]) << 32) << (32u - sh));
-    return nbits >= 64 ? v : v & ((1ull << nbits) - 1u);
+    return v & ((1ull << nbits) - 1u);
 }
 
 /* Reads nbits (<= 96) at bit pos as a 128-bit value. */

@@ -184,7 +184,7 @@ static void test_bits(int trials)
                 model[(pos + b) >> 3] |= (uint8_t)(1u << ((pos + b) & 7u));
         int same = memcmp(words, model, sizeof model) == 0;
         same &= lkv_get_bits128(words, pos, nbits) == v;
-        if (nbits <= 64)
+        if (nbits <= 63)
             same &= lkv_get_bits64(words, pos, nbits) == (uint64_t)v;
         CHECK(same, "bits pos=%u nbits=%u", pos, nbits);
     }
@@ -241,7 +241,7 @@ static void test_mdiv(int trials)
                                    : t % 3 == 0 ? (uint32_t)(rnd() % d4)
                                                 : k * d - (uint32_t)(t % 3 == 1 && k);
                 uint32_t r;
-                const uint32_t qq = lkv_mdiv32(n, d, m, P.mg_s, &r);
+                const uint32_t qq = lkv_mdiv32(n, 0u - d, m, P.mg_s, &r);
                 CHECK(qq == n / d && r == n % d, "mdiv32 Q=%u %u / %u", q, n, d);
                 const uint64_t k64 = rnd() % (top / d4 + 1);
                 const uint64_t v = t == 0       ? top
@@ -269,6 +269,24 @@ static float bitsf(uint32_t u)
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* The kernels' s = m16 / Q by lkv_div_by with the plan's reciprocal,
+ * against IEEE division: every finite positive fp16 m16, every Q. */
+static void test_scale_div(void)
+{
+    unsigned long long bad = 0, n = 0;
+    for (uint32_t q = 1; q <= 1023; q++) {
+        const lkv_params p = {LKV_VARIANT_E8, q, 64};
+        lkv_cuda_plan P;
+        lkv_cuda_plan_init(&p, &P);
+        const lkv_recip y = {P.rq_hi, P.rq_lo};
+        for (uint32_t h = 1; h < 0x7c00u; h++, n++) {
+            const float m = bitsf(lkv_math_f16_to_f32((uint16_t)h));
+            bad += lkv_div_by(m, P.qf, y) != m / P.qf;
+        }
+    }
+    CHECK(bad == 0, "m16 / Q: %llu of %llu quotients differ from IEEE division", bad, n);
 }
 
 static void test_div(long random_pairs)
@@ -312,6 +330,7 @@ int main(void)
     test_div(20000000);
     test_udiv(2000);
     test_mdiv(3000);
+    test_scale_div();
     printf("gpu_block_test: %llu passed, %llu failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }
