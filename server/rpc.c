@@ -54,11 +54,11 @@
 #include <grpc/status.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lkv_grpc_tune.h"
 #include "lkv_server.h"
 
 /* lkv_grpc_code must equal grpc_status_code value for value. */
@@ -148,32 +148,6 @@ struct lkv_rpc {
 static void call_maybe_free(call *c);
 static void stream_progress(call *c);
 static void reply_drop(lkv_reply *rep);
-
-/*
- * Debian's abseil is built without NDEBUG, so every absl::Mutex gRPC takes
- * runs abseil's debug deadlock detector (a lock graph and a stack trace per
- * acquisition); upstream release builds leave it off. Turning it off measured
- * about 10% less CPU per call (bench/service, 16-token Put/Get, 64 clients).
- * The setter is C++: it is looked up by its mangled names (Debian's and
- * upstream's inline namespace); when none is found nothing changes.
- * clients/c/lkv_grpc_tune.h does the same for the client.
- */
-static void quiet_absl_deadlock_detection(void)
-{
-    static const char *const names[] = {
-        "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
-        "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
-        "_ZN4absl29SetMutexDeadlockDetectionModeENS_15OnDeadlockCycleE",
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        void *sym = dlsym(RTLD_DEFAULT, names[i]);
-        if (sym) {
-            void (*set_mode)(int) = (void (*)(int))(uintptr_t)sym;
-            set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
-            return;
-        }
-    }
-}
 
 /*
  * Completion-queue thread: copies a received byte buffer into one malloc'd
@@ -679,7 +653,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     r->inbox = inbox;
     r->window = cfg->stream_window;
     tag_init(&r->t_shutdown, TAG_SHUTDOWN, NULL);
-    quiet_absl_deadlock_detection();
+    lkv_grpc_quiet_absl_deadlock_detection(); /* lkv_grpc_tune.h */
     grpc_init();
 
     grpc_arg args[3];

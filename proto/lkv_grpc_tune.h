@@ -1,6 +1,7 @@
 /*
- * lkv_grpc_tune.h - process-wide gRPC settings of lkv_client and the
- * benchmark (internal; not part of the client's public API).
+ * lkv_grpc_tune.h - process-wide gRPC settings shared by latticekvd,
+ * lkv_client and the service benchmark (internal; not part of any public
+ * API).
  *
  * Debian's abseil is built without NDEBUG, so every absl::Mutex that gRPC C
  * core takes runs abseil's debug deadlock detector (a lock graph with a stack
