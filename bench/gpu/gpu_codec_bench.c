@@ -16,9 +16,10 @@
  * Every launch's status is checked, and the first vectors are compared
  * with the C codec before anything is timed.
  *
- * Usage: gpu_codec_bench [--json FILE] [--quick] [--main]
+ * Usage: gpu_codec_bench [--json FILE] [--quick] [--main | --first N]
  *   --main: only the target configuration (E8 Q=38 D=128 bf16) and no
- *   latency table, for quick A/B runs of kernel variants.
+ *   latency table, for quick A/B runs of kernel variants; --first N: the
+ *   first N configurations of the table (2: E8 and D4 at Q=38 D=128).
  */
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -179,6 +180,8 @@ int main(int argc, char **argv)
             quick = 1;
         else if (strcmp(argv[i], "--main") == 0)
             main_only = 1;
+        else if (strcmp(argv[i], "--first") == 0 && i + 1 < argc)
+            main_only = atoi(argv[++i]);
     }
     if (lkv_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n");
@@ -252,7 +255,9 @@ int main(int argc, char **argv)
         {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP16},   {LKV_VARIANT_E8, 38, 128, LKV_DTYPE_FP32},
         {LKV_VARIANT_E8, 1023, 128, LKV_DTYPE_BF16},
     };
-    const size_t ncfg = main_only ? 1 : sizeof cfg / sizeof cfg[0];
+    const size_t ncfg = main_only > 0 && (size_t)main_only < sizeof cfg / sizeof cfg[0]
+                            ? (size_t)main_only
+                            : sizeof cfg / sizeof cfg[0];
     result res[sizeof cfg / sizeof cfg[0]];
     const size_t n = quick ? ((size_t)1 << 16) : ((size_t)1 << 20);
     double relmse_main = 0;
