@@ -180,8 +180,15 @@ static lkv_status ctx_run(lkv_cuda_ctx *c, ctx_op op, const lkv_params *p, lkv_d
         if (c->h_status[i] == LKV_OK)
             continue;
         const lkv_status vs = (lkv_status)c->h_status[i];
-        if (vs == LKV_ERR_NONFINITE)
-            return lkv_fail(diag, vs, i, "tensor.data: vector %zu holds NaN or Inf", i);
+        if (vs == LKV_ERR_NONFINITE) {
+            /* the kernel reports the vector; the element is found here, on
+             * the error path only, so the message is the C codec's */
+            float x[LKV_DIM_MAX];
+            uint32_t bad = 0;
+            (void)lkv_load_vec(dt, src, i, p->dim, x, &bad);
+            return lkv_fail(diag, vs, i, "tensor.data: vector %zu element %u is NaN or Inf", i,
+                            bad);
+        }
         if (vs == LKV_ERR_NORM_OVERFLOW)
             return lkv_fail(diag, vs, i,
                             "tensor.data: vector %zu has norm >= 65520 (fp16 overflow)", i);

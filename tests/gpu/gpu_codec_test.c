@@ -655,11 +655,15 @@ static void test_ctx(void)
                   memcmp(oc, og, n * vb) == 0,
               "ctx decode");
     }
-    /* first failing vector is reported like the CPU codec does */
+    /* first failing vector is reported like the CPU codec does, with the
+     * same message (the element too) */
     put_bits16(dt, src, 517 * p.dim + 3, 0x7c00, 0);
+    lkv_diag cpu_dg;
+    (void)lkv_encode(&p, dt, src, n, og, LKV_ISA_SCALAR, &cpu_dg); /* og: scratch, big enough */
     const lkv_status s = lkv_cuda_ctx_encode(ctx, &p, dt, src, n, rg, &dg);
-    check(s == LKV_ERR_NONFINITE && dg.index == 517, "ctx: NaN in vector 517 -> %d index %llu", s,
-          (unsigned long long)dg.index);
+    check(s == LKV_ERR_NONFINITE && dg.index == 517 && strcmp(dg.msg, cpu_dg.msg) == 0,
+          "ctx: NaN in vector 517 -> %d index %llu '%s' (CPU: '%s')", s,
+          (unsigned long long)dg.index, dg.msg, cpu_dg.msg);
     rc[700 * rb + 1] = 0x7c; /* r16 = inf-ish: corrupt */
     const lkv_status s2 = lkv_cuda_ctx_decode(ctx, &p, rc, n, dt, og, &dg);
     check(s2 == LKV_ERR_CORRUPT && dg.index == 700, "ctx: corrupt record 700 -> %d index %llu", s2,
