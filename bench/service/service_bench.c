@@ -200,13 +200,15 @@ static void wait_port(int port, const char *what, const char *log)
     die("%s on port %d does not accept connections (log: %s)", what, port, log);
 }
 
-static pid_t start_daemon(const char *daemon, int port, int wait_us, const char *log)
+static pid_t start_daemon(const char *daemon, const char *backend, int port, int wait_us,
+                          const char *log)
 {
     char listen[64], wait[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     snprintf(wait, sizeof wait, "%d", wait_us);
-    char *const argv[] = {(char *)daemon,        "--listen", listen,        "--backend", "cpu",
-                          "--batch-max-wait-us", wait,       "--log-level", "warn",      NULL};
+    char *const argv[] = {
+        (char *)daemon,        "--listen", listen,        "--backend", (char *)backend,
+        "--batch-max-wait-us", wait,       "--log-level", "warn",      NULL};
     const pid_t pid = spawn(argv, log);
     lkv_client *c = NULL;
     lkv_client_error e;
@@ -963,7 +965,7 @@ static void slug(const char *s, char *out, size_t cap)
 static void usage(void)
 {
     fputs("usage: service_bench [--daemon PATH] [--redis-server PATH] [--seconds S]\n"
-          "                     [--rounds N] [--out FILE] [--quick]\n"
+          "                     [--rounds N] [--out FILE] [--quick] [--backend cpu|cuda]\n"
           "                     [--systems NAME,...] [--tokens T,...] [--clients C,...]\n"
           "Starts latticekvd (batching on, then off), a gRPC echo server and redis-server on\n"
           "free loopback ports and measures Put/Get of bf16 KV blocks (K,V x T tokens x 8 heads\n"
@@ -971,7 +973,8 @@ static void usage(void)
           "--systems: a subset of latticekv,latticekv-nb,latticekv-stream,grpc-echo,grpc-raw,\n"
           "redis\n"
           "(default: all). --tokens / --clients: other block sizes (tokens per block) and\n"
-          "client counts (1..64), comma-separated.\n",
+          "client counts (1..64), comma-separated. --backend: the daemons' codec backend\n"
+          "(default cpu).\n",
           stderr);
 }
 
@@ -998,7 +1001,7 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--echo-server"))
         return echo_server_main(atoi(argv[2]));
-    const char *daemon = LKV_BENCH_DAEMON, *redis = "redis-server", *out = NULL;
+    const char *daemon = LKV_BENCH_DAEMON, *redis = "redis-server", *out = NULL, *backend = "cpu";
     double seconds = 1.0;
     int quick = 0, rounds = 3, custom_tokens = 0, custom_clients = 0;
     unsigned systems = (1u << SYS_COUNT) - 1;
@@ -1007,6 +1010,8 @@ int main(int argc, char **argv)
             daemon = argv[++i];
         else if (!strcmp(argv[i], "--redis-server") && i + 1 < argc)
             redis = argv[++i];
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+            backend = argv[++i];
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
@@ -1124,7 +1129,7 @@ int main(int argc, char **argv)
         } else if (s == SYS_LKV || s == SYS_LKV_NB || s == SYS_LKV_STREAM) {
             port[s] = free_port();
             snprintf(addr[s], sizeof addr[s], "127.0.0.1:%d", port[s]);
-            pid[s] = start_daemon(daemon, port[s], s == SYS_LKV_NB ? 0 : 200, log_lkv);
+            pid[s] = start_daemon(daemon, backend, port[s], s == SYS_LKV_NB ? 0 : 200, log_lkv);
         } else if (s == SYS_ECHO || s == SYS_RAW) { /* one server process for both */
             const int other = s == SYS_ECHO ? SYS_RAW : SYS_ECHO;
             if (pid[other] > 0) {
@@ -1229,15 +1234,15 @@ int main(int argc, char **argv)
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     fprintf(f,
             "{\n  \"bench\": \"service_bench\",\n  \"cpu\": \"%s\",\n  \"cores\": %ld,\n"
-            "  \"date\": \"%s\",\n  \"backend\": \"cpu\",\n  \"seconds_per_cell\": %.2f,\n"
+            "  \"date\": \"%s\",\n  \"backend\": \"%s\",\n  \"seconds_per_cell\": %.2f,\n"
             "  \"rounds\": %d,\n  \"load_average_at_start\": %.2f,\n"
             "  \"block\": {\"kv\": 2, \"heads\": %d, \"head_dim\": %d, \"dtype\": \"bf16\"},\n"
             "  \"batching\": {\"latticekv\": \"--batch-max-wait-us 200\", "
             "\"latticekv-nb\": \"--batch-max-wait-us 0\", \"latticekv-stream\": "
             "\"--batch-max-wait-us 200, %d blocks per PutStream/GetStream call\"},\n"
             "  \"cells\": [\n",
-            cpu, sysconf(_SC_NPROCESSORS_ONLN), date, seconds, rounds, load_start, HEADS, DIM,
-            STREAM_BLOCKS);
+            cpu, sysconf(_SC_NPROCESSORS_ONLN), date, backend, seconds, rounds, load_start, HEADS,
+            DIM, STREAM_BLOCKS);
     for (size_t i = 0; i < nr; i++)
         fprintf(f,
                 "    {\"system\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"clients\": %d, "
