@@ -1,0 +1,63 @@
+#!/bin/bash
+# run.sh - latticekvd end to end on a GPU machine, from the bundle that
+# tests/gpu/daemon/bundle.sh made (this file is copied into it):
+#   1. cuda_backend_check: the daemon's CUDA backend against its CPU backend,
+#      byte for byte, on multi-segment batches;
+#   2. a --backend cuda daemon against a --backend cpu daemon over gRPC
+#      (daemon_e2e.py), then the CLI demo against the cuda daemon;
+#   3. service_bench with each backend (latticekv with and without batching;
+#      redis beside the cpu run), 16- and 256-token blocks, 1/8/64 clients.
+# Binaries run through the bundled loader, so the machine's own libc and
+# libraries do not matter; the GPU driver's libcuda is found on the usual
+# paths. daemon_e2e.py needs a Python with grpcio, protobuf and numpy
+# ($PYTHON, default python3). Logs and JSON go to $OUT (else <bundle>/out).
+# Exit 0 when 1 and 2 passed.
+set -u
+B=$(cd "$(dirname "$0")" && pwd)
+OUT=${OUT:-$B/out}
+mkdir -p "$OUT"
+LP="$B/lib:${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu"
+L="$B/lib/ld-linux-x86-64.so.2 --library-path $LP"
+W=$(mktemp -d)
+for p in latticekvd redis-server; do
+    printf '#!/bin/sh\nexec %s %s/bin/%s "$@"\n' "$L" "$B" "$p" >"$W/$p"
+    chmod +x "$W/$p"
+done
+status=0
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
+"$W/latticekvd" --version
+
+echo "== cuda_backend_check"
+timeout 300 $L "$B/bin/cuda_backend_check" >"$OUT/backend_check.txt" 2>&1 || status=1
+tail -1 "$OUT/backend_check.txt"
+
+echo "== latticekvd --backend cuda against --backend cpu"
+setsid "$W/latticekvd" --listen 127.0.0.1:50611 --backend cpu --log-level warn \
+    >"$OUT/daemon-cpu.log" 2>&1 &
+setsid "$W/latticekvd" --listen 127.0.0.1:50612 --backend cuda >"$OUT/daemon-cuda.log" 2>&1 &
+for port in 50611 50612; do
+    for _ in $(seq 1 100); do
+        timeout 5 $L "$B/bin/latticekv" stats --addr 127.0.0.1:$port >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+done
+timeout 300 "${PYTHON:-python3}" "$B/daemon_e2e.py" 127.0.0.1:50611 127.0.0.1:50612 "$B/py" \
+    >"$OUT/daemon_e2e.txt" 2>&1 || status=1
+tail -4 "$OUT/daemon_e2e.txt"
+timeout 60 $L "$B/bin/latticekv" demo --addr 127.0.0.1:50612 2>&1 | tail -4
+pkill -TERM -f "$B/bin/latticekvd"
+sleep 1
+
+echo "== service_bench, cpu and cuda backends"
+for be in cpu cuda; do
+    sys=latticekv,latticekv-nb
+    [ $be = cpu ] && sys=$sys,redis
+    timeout 400 $L "$B/bin/service_bench" --daemon "$W/latticekvd" --redis-server "$W/redis-server" \
+        --backend $be --systems $sys --tokens 16,256 --clients 1,8,64 --seconds 1 --rounds 1 \
+        --out "$OUT/service-$be.json" >"$OUT/service-$be.txt" 2>&1
+    echo "service_bench $be: rc=$?"
+    sed -n '/^tokens clients/,/^$/p' "$OUT/service-$be.txt"
+done
+rm -rf "$W"
+echo "== daemon tests: $([ $status = 0 ] && echo PASS || echo FAIL)"
+exit $status
