@@ -18,12 +18,14 @@ BUILD=$ROOT/build-gpu-daemon
 OUTDIR=${1:-$BUILD/bundle}
 case $OUTDIR in /*) ;; *) OUTDIR=$PWD/$OUTDIR ;; esac
 command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+mkdir -p "$BUILD"
+LOG=$BUILD/bundle-build.log
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWITH_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${LKV_CUDA_ARCH:-90}" >"$BUILD.log" 2>&1 ||
-    { tail -20 "$BUILD.log"; exit 1; }
+    -DCMAKE_CUDA_ARCHITECTURES="${LKV_CUDA_ARCH:-90}" >"$LOG" 2>&1 ||
+    { tail -20 "$LOG"; exit 1; }
 cmake --build "$BUILD" -j"$(nproc)" --target latticekvd latticekv cuda_backend_check \
-    service_bench >>"$BUILD.log" 2>&1 || { tail -30 "$BUILD.log"; exit 1; }
+    service_bench >>"$LOG" 2>&1 || { tail -30 "$LOG"; exit 1; }
 
 rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR/bin" "$OUTDIR/lib" "$OUTDIR/py"
