@@ -180,8 +180,22 @@ int main(int argc, char **argv)
             quick = 1;
         else if (strcmp(argv[i], "--main") == 0)
             main_only = 1;
-        else if (strcmp(argv[i], "--first") == 0 && i + 1 < argc)
-            main_only = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--first") == 0 && i + 1 < argc) {
+            char *end;
+            const long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || v < 1 || v > 1000) {
+                fprintf(stderr, "gpu_codec_bench: --first wants a count of 1 or more, got '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+            main_only = (int)v;
+        } else {
+            fprintf(stderr,
+                    "gpu_codec_bench: unknown argument '%s'\n"
+                    "usage: gpu_codec_bench [--json FILE] [--quick] [--main | --first N]\n",
+                    argv[i]);
+            return 2;
+        }
     }
     if (lkv_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n");

@@ -1010,9 +1010,14 @@ int main(int argc, char **argv)
             daemon = argv[++i];
         else if (!strcmp(argv[i], "--redis-server") && i + 1 < argc)
             redis = argv[++i];
-        else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             backend = argv[++i];
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            if (strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
+                fprintf(stderr, "service_bench: --backend must be cpu or cuda, got '%s'\n",
+                        backend);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
