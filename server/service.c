@@ -135,6 +135,24 @@ static void req_free(req *r)
     free(r);
 }
 
+/* Makes rep (its msg already written) an error reply with code: counts it
+ * and logs it. Every failed request goes through here. */
+static void error_reply(lkv_service *s, lkv_method m, lkv_reply *rep, lkv_grpc_code code)
+{
+    rep->code = code;
+    s->c.errors++;
+    if (lkv_log_enabled(LKV_LOG_DEBUG))
+        lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=\"%s\"", lkv_method_path(m),
+                lkv_grpc_code_name(code), rep->msg);
+}
+
+/* The message of an lkv_status failure: the codec's (or our) diag, else the
+ * status's own. */
+static const char *status_msg(lkv_status st, const lkv_diag *d)
+{
+    return d && d->msg[0] ? d->msg : lkv_status_message(st);
+}
+
 static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
@@ -144,19 +162,14 @@ static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(rep.msg, sizeof rep.msg, fmt, ap);
     va_end(ap);
-    r->svc->c.errors++;
-    if (lkv_log_enabled(LKV_LOG_DEBUG))
-        lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=\"%s\"",
-                lkv_method_path(r->m), lkv_grpc_code_name(code), rep.msg);
+    error_reply(r->svc, r->m, &rep, code);
     r->svc->reply(r->call, r->seq, &rep);
     req_free(r);
 }
 
-/* An lkv_status failure with the codec's (or our) message. */
 static void reply_status(req *r, lkv_status st, const lkv_diag *d)
 {
-    const char *msg = d && d->msg[0] ? d->msg : lkv_status_message(st);
-    reply_error(r, lkv_status_to_grpc(st), "%s", msg);
+    reply_error(r, lkv_status_to_grpc(st), "%s", status_msg(st, d));
 }
 
 /* Sends r->buf (len bytes) as the OK reply and frees the request. */
@@ -457,9 +470,8 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
         free(rep->buf);
         rep->buf = NULL;
         rep->len = 0;
-        rep->code = lkv_status_to_grpc(st);
-        snprintf(rep->msg, sizeof rep->msg, "%s", d.msg[0] ? d.msg : lkv_status_message(st));
-        pp->svc->c.errors++;
+        snprintf(rep->msg, sizeof rep->msg, "%s", status_msg(st, &d));
+        error_reply(pp->svc, LKV_METHOD_PUT_STREAM, rep, lkv_status_to_grpc(st));
     }
     pending_put_drop(pp);
 }
