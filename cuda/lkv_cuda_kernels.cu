@@ -384,7 +384,7 @@ template <int EPT> __device__ __forceinline__ void div_chunk(float *x, float b, 
             x[j] = __fdiv_rn(x[j], b);
         return;
     }
-    const lkv_recip y = lkv_recip_of(b);
+    const float y = lkv_recip_of(b);
 #pragma unroll
     for (int j = 0; j < EPT; j++)
         x[j] = lkv_div_by(x[j], b, y);
@@ -502,7 +502,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
     const uint16_t m16 = __half_as_ushort(m16h);
     /* m16 / Q by the invariant-divisor form (exact for every positive
      * fp16 m16 and Q <= 1023: gpu_block_test checks them all) */
-    const float s = lkv_div_by(__half2float(m16h), P.qf, lkv_recip{P.rq_hi, P.rq_lo});
+    const float s = lkv_div_by(__half2float(m16h), P.qf, P.rq);
     div_chunk<EPT>(x, s, fast_div);
 
     /* Stage the records: zero, then OR the fields in. */
@@ -603,9 +603,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : kDecBlocks<D>)
             bad |= (sb[vs * P.rec_bytes + P.rec_bytes - 1] >> (P.bits & 7u)) != 0;
         r = __half2float(__ushort_as_half((unsigned short)r16));
         /* the decoders give 2p; 2p * (s / 2) is p * s, s / 2 being exact */
-        const float s2 = __fmul_rn(lkv_div_by(__half2float(__ushort_as_half((unsigned short)m16)),
-                                              P.qf, lkv_recip{P.rq_hi, P.rq_lo}),
-                                   0.5f);
+        const float s2 = __fmul_rn(
+            lkv_div_by(__half2float(__ushort_as_half((unsigned short)m16)), P.qf, P.rq), 0.5f);
 #pragma unroll
         for (int b = 0; b < BPT; b++) {
             const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
@@ -835,9 +834,7 @@ void lkv_cuda_plan_init(const lkv_params *p, lkv_cuda_plan *P)
     P->rec_bytes = d.rec_bytes;
     P->qf = d.qf;
     P->e8_margin = lkv_e8_margin(d.qf);
-    const lkv_recip rq = lkv_recip_of(d.qf);
-    P->rq_hi = rq.hi;
-    P->rq_lo = rq.lo;
+    P->rq = lkv_recip_of(d.qf);
     P->inv_sqrt_d = d.inv_sqrt_d;
     P->b = 2 * p->q + 1;
     P->c = 2 * p->q;

@@ -3,7 +3,8 @@
 #   1. configure + build (Release): the top-level project when its
 #      dependencies are there, else tests/gpu/standalone (codec + cuda + GPU
 #      tests + GPU bench only);
-#   2. the GPU tests (host-side block test, then the device test);
+#   2. the GPU tests (host-side block test, the device test, and the
+#      exhaustive check of the kernels' division);
 #   3. the device test again under compute-sanitizer --tool memcheck;
 #   4. bench/gpu/gpu_codec_bench and the PyTorch baseline
 #      bench/gpu/torch_roundtrip.py, merged into gpu-<card>-<date>.json.
@@ -12,7 +13,7 @@
 #
 # Environment: LKV_GPU_BUILD (build dir, default build-gpu), LKV_CUDA_ARCH
 # (default 90), LKV_GPU_BIN (a folder holding prebuilt gpu_block_test,
-# gpu_codec_test and gpu_codec_bench: skips step 1), LKV_GPU_SKIP_TORCH=1,
+# gpu_codec_test, div_exhaustive and gpu_codec_bench: skips step 1), LKV_GPU_SKIP_TORCH=1,
 # LKV_GPU_SASS=1 (dump the D=128 E8 kernels' SASS for instruction counts),
 # LKV_GPU_NCU=1 (profile the D=128 E8 encode and decode kernels with ncu).
 set -uo pipefail
@@ -45,7 +46,7 @@ else
         SRC_BUILD=$BUILD/standalone
         TDIR=tests_gpu BDIR=bench_gpu
     fi
-    cmake --build "$SRC_BUILD" -j "$(nproc)" --target gpu_block_test gpu_codec_test gpu_codec_bench \
+    cmake --build "$SRC_BUILD" -j "$(nproc)" --target gpu_block_test gpu_codec_test div_exhaustive gpu_codec_bench \
         >>"$OUT/build.log" 2>&1 || {
         tail -30 "$OUT/build.log"
         exit 2
@@ -53,7 +54,7 @@ else
     BIN=$BUILD/bin
     mkdir -p "$BIN"
     cp "$SRC_BUILD/$TDIR/gpu_block_test" "$SRC_BUILD/$TDIR/gpu_codec_test" \
-        "$SRC_BUILD/$BDIR/gpu_codec_bench" "$BIN/"
+        "$SRC_BUILD/$TDIR/div_exhaustive" "$SRC_BUILD/$BDIR/gpu_codec_bench" "$BIN/"
 fi
 export LKV_GPU_DATA_DIR="$ROOT/tests/gpu/data"
 
@@ -63,6 +64,9 @@ note "gpu_block_test"
 tail -1 "$OUT/tests.log"
 note "gpu_codec_test"
 "$BIN/gpu_codec_test" 2>&1 | tee -a "$OUT/tests.log" | tail -12
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+note "div_exhaustive (every pair of significands, about a minute)"
+"$BIN/div_exhaustive" 2>&1 | tee -a "$OUT/tests.log" | tail -2
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 # 3. memcheck -------------------------------------------------------------------
