@@ -25,13 +25,13 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWITH_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${LKV_CUDA_ARCH:-90}" >"$LOG" 2>&1 ||
     { tail -20 "$LOG"; exit 1; }
 cmake --build "$BUILD" -j"$(nproc)" --target latticekvd latticekv cuda_backend_check \
-    service_bench >>"$LOG" 2>&1 || { tail -30 "$LOG"; exit 1; }
+    service_bench ctx_crossover >>"$LOG" 2>&1 || { tail -30 "$LOG"; exit 1; }
 
 rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR/bin" "$OUTDIR/lib" "$OUTDIR/py"
 cp "$BUILD/server/latticekvd" "$BUILD/clients/cli/latticekv" \
     "$BUILD/tests/server/cuda_backend_check" "$BUILD/bench/service/service_bench" \
-    "$(command -v redis-server)" "$OUTDIR/bin/"
+    "$BUILD/bench/gpu/ctx_crossover" "$(command -v redis-server)" "$OUTDIR/bin/"
 # every library the binaries load, and the loader (ldd names it without "=>")
 for f in "$OUTDIR"/bin/*; do
     ldd "$f" | awk '/=>/ { print $3 } /ld-linux/ && !/=>/ { print $1 }'
@@ -40,7 +40,7 @@ done | sort -u | while read -r lib; do
 done
 [ -f "$OUTDIR/lib/ld-linux-x86-64.so.2" ] || { echo "no loader found" >&2; exit 1; }
 strip "$OUTDIR"/bin/latticekvd "$OUTDIR"/bin/latticekv "$OUTDIR"/bin/cuda_backend_check \
-    "$OUTDIR"/bin/service_bench
+    "$OUTDIR"/bin/service_bench "$OUTDIR"/bin/ctx_crossover
 
 protoc -I"$ROOT/proto" --python_out="$OUTDIR/py" --grpc_python_out="$OUTDIR/py" \
     --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" \

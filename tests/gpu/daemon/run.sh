@@ -3,10 +3,14 @@
 # tests/gpu/daemon/bundle.sh made (this file is copied into it):
 #   1. cuda_backend_check: the daemon's CUDA backend against its CPU backend,
 #      byte for byte, on multi-segment batches;
-#   2. a --backend cuda daemon against a --backend cpu daemon over gRPC
-#      (daemon_e2e.py), then the CLI demo against the cuda daemon;
-#   3. service_bench with each backend (latticekv with and without batching;
-#      redis beside the cpu run), 16- and 256-token blocks, 1/8/64 clients.
+#   2. a --backend cuda daemon (every batch on the GPU: --cuda-inline-vectors 0)
+#      against a --backend cpu daemon over gRPC (daemon_e2e.py), then the
+#      CLI demo against the cuda daemon;
+#   3. ctx_crossover: the batch size from which a GPU call beats the C codec;
+#   4. service_bench with each backend (latticekv with and without batching;
+#      redis beside the cpu run), 16- and 256-token blocks, 1/8/64 clients;
+#      the cuda backend twice, with its default --cuda-inline-vectors and with
+#      every batch on the GPU (cuda-all).
 # Binaries run through the bundled loader, so the machine's own libc and
 # libraries do not matter; the GPU driver's libcuda is found on the usual
 # paths. daemon_e2e.py needs a Python with grpcio, protobuf and numpy
@@ -34,7 +38,8 @@ tail -1 "$OUT/backend_check.txt"
 echo "== latticekvd --backend cuda against --backend cpu"
 setsid "$W/latticekvd" --listen 127.0.0.1:50611 --backend cpu --log-level warn \
     >"$OUT/daemon-cpu.log" 2>&1 &
-setsid "$W/latticekvd" --listen 127.0.0.1:50612 --backend cuda >"$OUT/daemon-cuda.log" 2>&1 &
+setsid "$W/latticekvd" --listen 127.0.0.1:50612 --backend cuda --cuda-inline-vectors 0 \
+    >"$OUT/daemon-cuda.log" 2>&1 &
 for port in 50611 50612; do
     for _ in $(seq 1 100); do
         timeout 5 $L "$B/bin/latticekv" stats --addr 127.0.0.1:$port >/dev/null 2>&1 && break
@@ -48,15 +53,24 @@ timeout 60 $L "$B/bin/latticekv" demo --addr 127.0.0.1:50612 2>&1 | tail -4
 pkill -TERM -f "$B/bin/latticekvd"
 sleep 1
 
+echo "== ctx_crossover"
+timeout 120 $L "$B/bin/ctx_crossover" --json "$OUT/ctx-crossover.json" >"$OUT/ctx-crossover.txt" 2>&1
+echo "ctx_crossover: rc=$?"
+cat "$OUT/ctx-crossover.txt"
+
 echo "== service_bench, cpu and cuda backends"
-for be in cpu cuda; do
+for run in cpu cuda cuda-all; do
+    be=${run%-all}
     sys=latticekv,latticekv-nb
     [ $be = cpu ] && sys=$sys,redis
-    timeout 400 $L "$B/bin/service_bench" --daemon "$W/latticekvd" --redis-server "$W/redis-server" \
-        --backend $be --systems $sys --tokens 16,256 --clients 1,8,64 --seconds 1 --rounds 1 \
-        --out "$OUT/service-$be.json" >"$OUT/service-$be.txt" 2>&1
-    echo "service_bench $be: rc=$?"
-    sed -n '/^tokens clients/,/^$/p' "$OUT/service-$be.txt"
+    pre=()
+    [ $run = cuda-all ] && pre=(env LATTICEKV_CUDA_INLINE_VECTORS=0) # the daemon inherits it
+    "${pre[@]}" timeout 400 $L "$B/bin/service_bench" --daemon "$W/latticekvd" \
+        --redis-server "$W/redis-server" --backend $be --systems $sys --tokens 16,256 \
+        --clients 1,8,64 --seconds 1 --rounds 1 \
+        --out "$OUT/service-$run.json" >"$OUT/service-$run.txt" 2>&1
+    echo "service_bench $run: rc=$?"
+    sed -n '/^tokens clients/,/^$/p' "$OUT/service-$run.txt"
 done
 rm -rf "$W"
 echo "== daemon tests: $([ $status = 0 ] && echo PASS || echo FAIL)"
