@@ -78,6 +78,9 @@ static const cfg_setting settings[] = {
      "longest wait to coalesce work into a batch; 0 = batching off"},
     {"threads", CFG_U64, 0, 256, "0", OFF(threads), "N", NULL,
      "codec worker threads; 0 = number of CPU cores"},
+    {"cuda-inline-vectors", CFG_U64, 0, 4096, "256", OFF(cuda_inline_vectors), "N", NULL,
+     "cuda backend, no other batch in flight: batches of at most N vectors run on the C codec "
+     "on the loop thread; 0 = all on the GPU"},
     {"default-variant", CFG_CHOICE, 0, 0, "e8", OFF(default_variant), "e8|d4", variant_choices,
      "lattice variant used when a request leaves it unspecified"},
     {"default-q", CFG_U64, LKV_Q_MIN, LKV_Q_MAX, "38", OFF(default_q), "N", NULL,
@@ -466,4 +469,13 @@ void lkv_config_help(FILE *out)
     }
     fprintf(out, "  %-40s %s\n  %-40s %s\n", "--help", "print this and exit", "--version",
             "print the version and exit");
+}
+
+size_t lkv_inline_max_vectors(const lkv_config *cfg, const char *backend_name)
+{
+    if (strcmp(backend_name, "cpu") == 0)
+        return LKV_INLINE_MAX_VECTORS;
+    if (strcmp(backend_name, "cuda") == 0)
+        return (size_t)cfg->cuda_inline_vectors;
+    return 0;
 }

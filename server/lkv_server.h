@@ -62,8 +62,9 @@ typedef struct lkv_config {
     uint64_t max_message_bytes;
     uint64_t batch_max_vectors;
     uint64_t batch_max_wait_us;
-    uint64_t threads;         /* 0: number of cores */
-    uint32_t default_variant; /* lkv_variant */
+    uint64_t threads;             /* 0: number of cores */
+    uint64_t cuda_inline_vectors; /* see lkv_inline_max_vectors */
+    uint32_t default_variant;     /* lkv_variant */
     uint64_t default_q;
     uint64_t stream_window;
     uint64_t shutdown_grace_ms;
@@ -99,6 +100,17 @@ lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, 
 
 /* Writes the --help text generated from the table. */
 void lkv_config_help(FILE *out);
+
+/*
+ * The largest batch the daemon's loop thread codes itself, on the C codec,
+ * when no other batch is in flight (low load), instead of handing it to a
+ * worker: LKV_INLINE_MAX_VECTORS for the cpu backend (two thread hand-offs
+ * cost more than a small batch's codec work), cfg->cuda_inline_vectors for
+ * the cuda backend (a GPU call's copies, launch and synchronisation cost
+ * more than the C codec below ~256-512 vectors: bench/gpu/ctx_crossover).
+ */
+#define LKV_INLINE_MAX_VECTORS 512
+size_t lkv_inline_max_vectors(const lkv_config *cfg, const char *backend_name);
 
 /* Parses "64MiB", "4k", "123" into bytes; 0 on success, -1 if malformed. */
 int lkv_parse_size(const char *s, uint64_t *out);

@@ -46,6 +46,7 @@ Test(config, defaults_run_without_configuration)
     cr_assert_eq(c.default_q, 38);
     cr_assert_eq(c.default_variant, LKV_VARIANT_E8);
     cr_assert_eq(c.backend, LKV_BACKEND_AUTO);
+    cr_assert_eq(c.cuda_inline_vectors, 256);
 }
 
 Test(config, flags_both_forms_and_repeatable_listen_replaces_default)
@@ -74,7 +75,9 @@ Test(config, environment_and_flag_precedence)
                          NULL};
     lkv_config c;
     char err[256] = "";
-    cr_assert_eq(load(&c, env, err, 3, "--batch-max-vectors", "256"), LKV_OK, "%s", err);
+    cr_assert_eq(load(&c, env, err, 4, "--batch-max-vectors", "256", "--cuda-inline-vectors=0"),
+                 LKV_OK, "%s", err);
+    cr_assert_eq(c.cuda_inline_vectors, 0);
     cr_assert_eq(c.batch_max_vectors, 256, "the flag wins over the environment");
     cr_assert_eq(c.batch_max_wait_us, 0);
     cr_assert_eq(c.n_listen, 2);
@@ -135,6 +138,8 @@ Test(config, errors_name_setting_origin_and_value)
 
     cr_assert_eq(load(&c, NULL, err, 3, "--backend", "tpu"), LKV_ERR_INVALID_ARGUMENT);
     cr_assert(strstr(err, "--backend=tpu") && strstr(err, "auto|cpu|cuda"), "%s", err);
+    cr_assert_eq(load(&c, NULL, err, 3, "--cuda-inline-vectors", "5000"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "--cuda-inline-vectors=5000") && strstr(err, "0..4096"), "%s", err);
     cr_assert_eq(load(&c, NULL, err, 2, "--frobnicate"), LKV_ERR_INVALID_ARGUMENT);
     cr_assert(strstr(err, "--frobnicate"), "%s", err);
     cr_assert_eq(load(&c, NULL, err, 2, "--threads"), LKV_ERR_INVALID_ARGUMENT);
@@ -182,11 +187,27 @@ Test(config, help_lists_every_flag_with_env_and_default)
                            "--batch-max-vectors N",
                            "--batch-max-wait-us N",
                            "--threads N",
+                           "--cuda-inline-vectors N",
                            "--default-q N",
                            "LATTICEKV_HOST_MEM_BYTES",
                            "default 64MiB"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         cr_assert(strstr(buf, flags[i]), "help lacks %s", flags[i]);
+}
+
+Test(config, inline_batch_limit_per_backend)
+{
+    lkv_config c;
+    char err[256] = "";
+    cr_assert_eq(load(&c, NULL, err, 1), LKV_OK, "%s", err);
+    cr_assert_eq(lkv_inline_max_vectors(&c, "cpu"), LKV_INLINE_MAX_VECTORS);
+    cr_assert_eq(lkv_inline_max_vectors(&c, "cuda"), 256);
+    cr_assert_eq(load(&c, NULL, err, 3, "--cuda-inline-vectors", "1024"), LKV_OK, "%s", err);
+    cr_assert_eq(lkv_inline_max_vectors(&c, "cuda"), 1024);
+    cr_assert_eq(lkv_inline_max_vectors(&c, "cpu"), LKV_INLINE_MAX_VECTORS,
+                 "the setting is the cuda backend's only");
+    cr_assert_eq(load(&c, NULL, err, 3, "--cuda-inline-vectors", "0"), LKV_OK, "%s", err);
+    cr_assert_eq(lkv_inline_max_vectors(&c, "cuda"), 0, "0: every batch goes to the GPU");
 }
 
 Test(config, parse_size_suffixes)
