@@ -195,11 +195,15 @@ LKV_CD uint64_t lkv_sel64(bool c, uint64_t a, uint64_t b)
  * Markstein's theorem, so the claim rests on an exhaustive check instead:
  * tests/gpu/div_exhaustive compares q with IEEE division for every pair
  * of binary32 significands (a, b in [1, 2): 2^46 pairs) and found none
- * that differ (H200, 2026-11-28, 52 s). The sequence commutes with scaling
- * a and b by powers of two as long as y, q0 and q are normal and r is
- * exact: r is a multiple of ulp(q0) ulp(b), about 2^-47 |a|, which is on
- * the subnormal grid for |a| >= 2^-100. Hence valid for |a| >= 2^-100 with
- * 2^-34 <= b < 2^17 (the codec's r and s); the encode kernel sends a
+ * that differ (H200, 2026-11-28, 52 s; a second run agreed). The sequence
+ * commutes with scaling a and b by powers of two as long as y, q0 and q
+ * are normal and r is rounded the same way: a - b q0 is a multiple of
+ * ulp(q0) ulp(b), about 2^-47 |a|, which lies on the subnormal grid for
+ * |a| >= 2^-100, so r is exact whenever it is subnormal, and when it is
+ * inexact (possible for a < b, q0 being up to 1.5 ulp off) it is normal,
+ * where rounding commutes with scaling. Hence valid for |a| >= 2^-100 with
+ * 2^-34 <= b < 2^17 and |a / b| far below overflow (the codec's r and s,
+ * quotients of at most ~Q); the encode kernel sends a
  * vector through LKV_FDIV instead when one of its elements is below 2^-50
  * (encode_kernel says why that bound suffices). The host test also checks
  * every significand of a for hard divisors at several scales

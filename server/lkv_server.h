@@ -106,8 +106,11 @@ void lkv_config_help(FILE *out);
  * when no other batch is in flight (low load), instead of handing it to a
  * worker: LKV_INLINE_MAX_VECTORS for the cpu backend (two thread hand-offs
  * cost more than a small batch's codec work), cfg->cuda_inline_vectors for
- * the cuda backend (a GPU call's copies, launch and synchronisation cost
- * more than the C codec below ~256-512 vectors: bench/gpu/ctx_crossover).
+ * the cuda backend: one GPU call alone beats the C codec from ~256 vectors
+ * (bench/gpu/ctx_crossover), but from the loop thread it also costs two
+ * hand-offs to a worker, and 256-vector batches measured 1.6x faster inline
+ * at one client (docs/gpu.md). Larger settings hold the loop thread longer
+ * (~0.8 ms at 4096).
  */
 #define LKV_INLINE_MAX_VECTORS 512
 size_t lkv_inline_max_vectors(const lkv_config *cfg, const char *backend_name);

@@ -51,6 +51,10 @@ static double time_call(int op, lkv_cuda_ctx *ctx, const lkv_params *p, const vo
                         void *out, size_t n, int reps)
 {
     double *t = malloc(sizeof(double) * (size_t)reps);
+    if (!t) {
+        fprintf(stderr, "ctx_crossover: out of memory\n");
+        exit(1);
+    }
     for (int r = -5; r < reps; r++) {
         const double t0 = now_us();
         switch (op) {
@@ -74,6 +78,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             json = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0) {
+            fprintf(stderr, "ctx_crossover: --json needs a file name\n");
+            return 2;
         } else {
             fprintf(stderr,
                     "ctx_crossover: unknown argument '%s'\nusage: ctx_crossover [--json FILE]\n",
@@ -85,6 +92,11 @@ int main(int argc, char **argv)
         printf("SKIP: no CUDA device\n");
         return 0;
     }
+    FILE *f = json ? fopen(json, "w") : NULL;
+    if (json && !f) {
+        fprintf(stderr, "ctx_crossover: cannot write '%s'\n", json);
+        return 2;
+    }
     const lkv_params p = {LKV_VARIANT_E8, 38, 128};
     const size_t sizes[] = {16, 64, 128, 256, 512, 1024, 2048, 4096, 16384};
     const size_t nsz = sizeof sizes / sizeof sizes[0], nmax = sizes[nsz - 1];
@@ -92,6 +104,10 @@ int main(int argc, char **argv)
     uint16_t *vec = malloc(nmax * vb);
     uint8_t *rc = malloc(nmax * rb), *rg = malloc(nmax * rb);
     uint8_t *oc = malloc(nmax * vb), *og = malloc(nmax * vb);
+    if (!vec || !rc || !rg || !oc || !og) {
+        fprintf(stderr, "ctx_crossover: out of memory\n");
+        return 1;
+    }
     uint64_t s = 0x853c49e6748fea9bull;
     for (size_t i = 0; i < nmax * p.dim; i++) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
@@ -109,11 +125,6 @@ int main(int argc, char **argv)
         return 3;
     }
 
-    FILE *f = json ? fopen(json, "w") : NULL;
-    if (json && !f) {
-        fprintf(stderr, "ctx_crossover: cannot write '%s'\n", json);
-        return 2;
-    }
     if (f)
         fprintf(f, "{\n  \"bench\": \"ctx_crossover\",\n  \"config\": \"E8 Q=38 D=128 bf16\",\n"
                    "  \"rows\": [\n");

@@ -293,8 +293,13 @@ static void test_div(long random_pairs)
 {
     const uint32_t hard_b[] = {0x3f800000u, 0x3fffffffu, 0x3f800001u, 0x3fc00000u, 0x3faaaaabu};
     const int a_exp[] = {-100, -3, 0, 16};
-    for (size_t i = 0; i < sizeof hard_b / sizeof hard_b[0]; i++) {
-        const float b = ldexpf(bitsf(hard_b[i]), (int)(i * 7 % 40) - 30);
+    /* each hard divisor at one scale inside the range, and at both ends of
+     * it (b near 2^-34 and 2^16) */
+    const int n_hard = (int)(sizeof hard_b / sizeof hard_b[0]);
+    for (int t = 0; t < 3 * n_hard; t++) {
+        const size_t i = (size_t)(t % n_hard);
+        const int b_exp = t < n_hard ? (int)(i * 7 % 40) - 30 : t < 2 * n_hard ? -34 : 16;
+        const float b = ldexpf(bitsf(hard_b[i]), b_exp);
         const float y = lkv_recip_of(b);
         unsigned long bad = 0;
         for (size_t e = 0; e < sizeof a_exp / sizeof a_exp[0]; e++)

@@ -63,9 +63,9 @@ for run in cpu cuda cuda-all; do
     be=${run%-all}
     sys=latticekv,latticekv-nb
     [ $be = cpu ] && sys=$sys,redis
-    pre=()
-    [ $run = cuda-all ] && pre=(env LATTICEKV_CUDA_INLINE_VECTORS=0) # the daemon inherits it
-    "${pre[@]}" timeout 400 $L "$B/bin/service_bench" --daemon "$W/latticekvd" \
+    # the daemon inherits it
+    if [ $run = cuda-all ]; then export LATTICEKV_CUDA_INLINE_VECTORS=0; else unset LATTICEKV_CUDA_INLINE_VECTORS; fi
+    timeout 400 $L "$B/bin/service_bench" --daemon "$W/latticekvd" \
         --redis-server "$W/redis-server" --backend $be --systems $sys --tokens 16,256 \
         --clients 1,8,64 --seconds 1 --rounds 1 \
         --out "$OUT/service-$run.json" >"$OUT/service-$run.txt" 2>&1
