@@ -3,7 +3,7 @@
  *
  * This is the one public header of latticekv's portable codec library. It is
  * the daemon's CPU backend and the oracle the CUDA kernels are tested against.
- * The algorithm is specified in shared/spec/CODEC.md; the coded container is
+ * The algorithm is specified in docs/codec.md; the coded container is
  * specified byte for byte in codec/FORMAT.md.
  *
  * Library rules

@@ -1,6 +1,6 @@
 /*
  * ref.c - the scalar reference path: one vector at a time, written to read
- * like CODEC.md. Every other path (AVX2, AVX-512, CUDA) must produce the
+ * like docs/codec.md. Every other path (AVX2, AVX-512, CUDA) must produce the
  * same bytes as this file.
  *
  * Determinism rules that this file fixes for all paths:
@@ -134,7 +134,7 @@ static float norm_pairwise(const float *x, uint32_t dim)
 }
 
 /*
- * Closest point of D_n in the box [lo, hi]^n (CODEC.md section 3).
+ * Closest point of D_n in the box [lo, hi]^n (docs/codec.md section 3).
  * f receives integers (as int32). y must be finite.
  */
 static void dn_box(const float *y, uint32_t n, float lo, float hi, int32_t *f)

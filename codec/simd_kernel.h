@@ -233,7 +233,7 @@ SK_INLINE void sk_fwht(vf *v, uint32_t dim, const int dec, vf pre, vf scale, vf 
 }
 
 /* ------------------------------------------------------------------------ */
-/* Closest point (CODEC.md section 3), lane-wise                             */
+/* Closest point (docs/codec.md section 3), lane-wise                        */
 
 /*
  * D_n in the box [lo, hi]^n; f receives integer-valued floats. Follows

@@ -228,7 +228,7 @@ LKV_CD float lkv_div_by(float a, float b, float y)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Closest point (CODEC.md section 3, codec/ref.c dn_box and e8_box)         */
+/* Closest point (docs/codec.md section 3, codec/ref.c dn_box and e8_box)    */
 
 /*
  * D_N in [lo, hi]^N. y finite; f receives the point's integer coordinates
@@ -484,7 +484,7 @@ LKV_CD void lkv_d4_closest(const float *y, float qf, uint32_t *w)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Point -> index (CODEC.md section 4)                                       */
+/* Point -> index (docs/codec.md section 4)                                  */
 
 /* Narrow E8. Both cosets read the 8 digits as one number v in base B
  * (integer) or C (half): integer index = v / 2; half index = M_a + r Q + h
@@ -557,7 +557,7 @@ LKV_CD int lkv_e8_point2_narrow(const lkv_cuda_plan *P, uint64_t idx, float *pt2
         lo = lkv_mdiv32(lo, nbase, m, P->mg_s, &w[i]);
     w[4] = lo;
     /* integer: p = w - Q; half: p = w - Q + 1/2 = (2(w - Q) + 1) * 0.5,
-     * with w7 = 2h + the parity of the other digits (CODEC.md section 4) */
+     * with w7 = 2h + the parity of the other digits (docs/codec.md section 4) */
     uint32_t wsum = 0;
 #pragma unroll
     for (int i = 0; i < 7; i++)
@@ -685,7 +685,7 @@ template <int NB> LKV_CD int lkv_point_wide(const lkv_cuda_plan *P, lkv_u128 idx
 }
 
 /* ------------------------------------------------------------------------ */
-/* Bit fields on little-endian 32-bit words, LSB first (CODEC.md section 4)  */
+/* Bit fields on LE 32-bit words, LSB first (docs/codec.md section 4)       */
 
 /* ORs the low nbits of (hi:lo) into words at bit pos. Bits of the value
  * above nbits must be zero. Device code uses shared-memory atomics because

@@ -1,7 +1,7 @@
 /*
  * status.c - the one table from latticekv status codes to gRPC status codes.
  *
- * Design note. SERVICE.md section 2 fixes what a client sees for each kind
+ * Design note. docs/service.md section 2 fixes what a client sees for each kind
  * of failure; this file is the only place that decision is made. Bad input
  * (parameters, shapes, NaN) is INVALID_ARGUMENT; damaged containers are
  * DATA_LOSS whichever check caught them; capacity and size limits are

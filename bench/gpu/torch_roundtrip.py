@@ -2,7 +2,7 @@
 """Plain PyTorch implementation of the KakeyaLattice roundtrip, the baseline
 of the CUDA codec's speed target.
 
-Written from shared/spec/CODEC.md sections 2 and 3 with ordinary tensor ops:
+Written from docs/codec.md sections 2 and 3 with ordinary tensor ops:
 norm, divide, Walsh-Hadamard butterfly (stages h = 1 .. D/2, then the fp32
 1/sqrt(D) scale), max-abs with the fp16-rounded scale, the box-constrained
 D_n / E8 closest point with the reference's tie rules, then the decode half
@@ -38,7 +38,7 @@ def fwht(v):
 
 
 def dn_box(y, lo, hi):
-    """Closest point of D_n in [lo, hi]^n for rows of y (CODEC.md section 3)."""
+    """Closest point of D_n in [lo, hi]^n for rows of y (docs/codec.md section 3)."""
     f = torch.round(y).clamp(lo, hi)  # round half to even
     d = y - f
     odd = torch.remainder(f.sum(-1), 2.0) != 0

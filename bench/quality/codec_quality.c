@@ -128,7 +128,7 @@ static double rng_normal(rng *r)
 /* ------------------------------------------------------------------------ */
 
 /* The reference does not state its log-normal sigma; 1.5 reproduces its five
- * figures in CODEC.md section 8 to about 1 % (1.0 gives +15 %, 2.0 gives
+ * figures in docs/codec.md section 8 to about 1 % (1.0 gives +15 %, 2.0 gives
  * -16 %), so this row of the reference check is a calibration, not a test. */
 #define LOGNORMAL_SIGMA   1.5
 #define KEY_OUTLIERS      4u
@@ -442,7 +442,7 @@ static double bits_at_mse(const report *rep, size_t ds, const char *family, doub
 }
 
 /* ------------------------------------------------------------------------ */
-/* Checks against the reference (CODEC.md section 8 and the oracle files)    */
+/* Checks against the reference (docs/codec.md section 8, the oracle files)  */
 /* ------------------------------------------------------------------------ */
 
 typedef struct spec_fig {
@@ -451,7 +451,7 @@ typedef struct spec_fig {
     double ref;
 } spec_fig;
 
-/* The reference's figures, copied from shared/spec/CODEC.md section 8. */
+/* The reference's figures, copied from docs/codec.md section 8. */
 static const spec_fig k_spec[] = {
     {"normal", "D4", 10, 8.79e-3},
     {"normal", "E8", 10, 5.82e-3},
@@ -588,7 +588,7 @@ static void print_table(const report *rep, size_t n)
 
 static void print_checks(const report *rep, const oracle *o)
 {
-    printf("\nCheck against CODEC.md section 8 (reference figures, other seed):\n");
+    printf("\nCheck against docs/codec.md section 8 (reference figures, other seed):\n");
     for (size_t k = 0; k < N_SPEC; k++) {
         const result *r =
             find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family, k_spec[k].param);
@@ -916,9 +916,9 @@ static void write_markdown(const char *path, const report *rep, const oracle *o,
     }
 
     fprintf(f, "## Check against the reference\n\n");
-    fprintf(f, "CODEC.md section 8 lists the reference implementation's figures (65 536 vectors "
+    fprintf(f, "docs/codec.md section 8 lists the reference package's figures (65 536 vectors "
                "measured on an H200, a different random draw). Our E8 is expected to be up to "
-               "about 1.4 %% worse because of the box rule (CODEC.md section 3); D4 should match. "
+               "about 1.4 %% worse from the box rule (docs/codec.md section 3); D4 should match. "
                "The reference does not state its log-normal scale distribution; ours, "
                "exp(1.5 N(0, 1)), was chosen because it reproduces the reference's row (sigma 1.0 "
                "gives about +15 %%, "

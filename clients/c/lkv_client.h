@@ -2,7 +2,7 @@
  * lkv_client.h - the blocking C client of latticekvd.
  *
  * This is the one public header of the lkv_client library. It speaks the
- * latticekv.v1 wire API (proto/latticekv/v1/latticekv.proto, SERVICE.md
+ * latticekv.v1 wire API (proto/latticekv/v1/latticekv.proto, docs/service.md
  * section 1) over gRPC and hides gRPC and protobuf-c completely: nothing in
  * this header needs either of them, and a program that links lkv_client
  * never includes a gRPC header.

@@ -1,4 +1,4 @@
-/* Values that are not ordinary (CODEC.md section 5) and determinism across
+/* Values that are not ordinary (docs/codec.md section 5) and determinism across
  * batch sizes and dtypes. */
 #include <criterion/criterion.h>
 #include <math.h>

@@ -13,7 +13,7 @@ static uint32_t bits(lkv_variant v, uint32_t q, uint32_t d)
 
 Test(params, bit_budget_d128_matches_reference_table)
 {
-    /* CODEC.md section 4: the reference code's bits_per_token_per_head. */
+    /* docs/codec.md section 4: the reference code's bits_per_token_per_head. */
     cr_expect_eq(bits(LKV_VARIANT_E8, 10, 128), 608);
     cr_expect_eq(bits(LKV_VARIANT_E8, 37, 128), 832);
     cr_expect_eq(bits(LKV_VARIANT_E8, 38, 128), 848);

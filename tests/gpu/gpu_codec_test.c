@@ -3,7 +3,7 @@
  *
  * Every check compares bytes: GPU-encoded records with CPU-encoded ones,
  * and GPU decodes of records with CPU decodes of the same records, over
- * every dtype, head_dim and a spread of Q, the edge cases of CODEC.md
+ * every dtype, head_dim and a spread of Q, the edge cases of docs/codec.md
  * section 5, per-vector status, corrupt records, unaligned buffers, large
  * batches, the host-buffer context and the reference oracle's inputs.
  *
@@ -278,7 +278,7 @@ static void test_large_layout(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* 2. Edge cases of CODEC.md section 5, per vector                           */
+/* 2. Edge cases of docs/codec.md section 5, per vector                      */
 
 /* Fills vector i of a batch with edge-case pattern k; returns a name. */
 static const char *edge_vector(lkv_dtype dt, void *buf, size_t i, uint32_t dim, int k)
@@ -746,7 +746,7 @@ static void test_oracle(void)
             printf("  oracle %-12s rel-MSE ours %.4e reference %.4e (ratio %.4f), "
                    "|ours-ref|^2/|x|^2 %.2e\n",
                    cases[c].file, e_ours / sx, e_ref / sx, ratio, e_diff / sx);
-            /* E8's box rule costs +0.6..1.4 % (CODEC.md section 3); D4 matches. */
+            /* E8's box rule costs +0.6..1.4 % (docs/codec.md section 3); D4 matches. */
             check(ratio > 0.99 && ratio < 1.03,
                   "oracle %s: rel-MSE ratio %.4f outside [0.99, 1.03]", cases[c].file, ratio);
             check(e_diff < 0.25 * e_ref, "oracle %s: reconstruction far from the reference's",

@@ -171,7 +171,7 @@ def test_health_and_stats(client):
     assert int(st["raw_bytes_in"]) > 0 and int(st["coded_bytes_out"]) > 0
 
 
-# -- bad input (SERVICE.md section 2) --------------------------------------
+# -- bad input (docs/service.md section 2) ---------------------------------
 
 def rpc(stub_call, req):
     try:

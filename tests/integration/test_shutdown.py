@@ -72,7 +72,7 @@ def test_sigint_idle_exits_zero():
 
 def test_small_store_evicts_and_refuses_oversized():
     """--host-mem-bytes bounds the store: LRU eviction, and a block that can never
-    fit is RESOURCE_EXHAUSTED (SERVICE.md section 2) and stores nothing."""
+    fit is RESOURCE_EXHAUSTED (docs/service.md section 2) and stores nothing."""
     with tempfile.TemporaryDirectory(prefix="lkv-store-") as tmp:
         d = Daemon(tmp, extra=["--host-mem-bytes", str(64 << 10)])
         try:

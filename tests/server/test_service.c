@@ -2,7 +2,7 @@
  * test_service.c - the RPC handlers end to end without a network: requests
  * go in as protobuf bytes, codec work runs through the real batcher and the
  * CPU codec, replies come out as protobuf bytes. Checks byte identity with
- * the one-shot codec calls and the store semantics of SERVICE.md section 2.
+ * the one-shot codec calls and the store semantics of docs/service.md section 2.
  */
 #include <criterion/criterion.h>
 #include <math.h>
