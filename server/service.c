@@ -141,9 +141,11 @@ static void error_reply(lkv_service *s, lkv_method m, lkv_reply *rep, lkv_grpc_c
 {
     rep->code = code;
     s->c.errors++;
-    if (lkv_log_enabled(LKV_LOG_DEBUG))
-        lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=\"%s\"", lkv_method_path(m),
-                lkv_grpc_code_name(code), rep->msg);
+    if (lkv_log_enabled(LKV_LOG_DEBUG)) {
+        char q[LKV_LOG_QUOTE_MAX]; /* the message may carry client bytes */
+        lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=%s", lkv_method_path(m),
+                lkv_grpc_code_name(code), lkv_log_quote_str(q, sizeof q, rep->msg));
+    }
 }
 
 /* The message of an lkv_status failure: the codec's (or our) diag, else the
@@ -597,7 +599,10 @@ static void handle_get(req *r, const uint8_t *msg, size_t len)
     if (st != LKV_OK) {
         /* A stored block that no longer verifies is useless: drop it. */
         lkv_store_delete(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
-        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=\"%.64s\" reason=\"%s\"", ns, d.msg);
+        char qns[LKV_LOG_QUOTE_MAX], qr[LKV_LOG_QUOTE_MAX];
+        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=%s reason=%s",
+                lkv_log_quote(qns, sizeof qns, ns, ns_len),
+                lkv_log_quote_str(qr, sizeof qr, d.msg));
         reply_error(r, LKV_GRPC_DATA_LOSS, "stored block failed verification and was dropped: %s",
                     d.msg);
         return;
