@@ -59,6 +59,7 @@ static const cfg_choice level_choices[] = {{"error", LKV_LOG_ERROR},
                                            {"info", LKV_LOG_INFO},
                                            {"debug", LKV_LOG_DEBUG},
                                            {NULL, 0}};
+static const cfg_choice onoff_choices[] = {{"off", 0}, {"on", 1}, {NULL, 0}};
 static const cfg_choice format_choices[] = {
     {"kv", LKV_LOG_FORMAT_KV}, {"json", LKV_LOG_FORMAT_JSON}, {NULL, 0}};
 
@@ -98,6 +99,8 @@ static const cfg_setting settings[] = {
      "log lines as key=value text or as one JSON object each"},
     {"unix-socket-mode", CFG_MODE, 0, 0777, "0660", OFF(unix_socket_mode), "MODE", NULL,
      "permission bits (octal) of the unix:PATH sockets the daemon creates"},
+    {"reflection", CFG_CHOICE, 0, 0, "off", OFF(reflection), "off|on", onoff_choices,
+     "serve gRPC server reflection (grpc.reflection.v1alpha) for grpcurl-style tools"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 

@@ -14,6 +14,7 @@
  *   backend_cuda.c  the CUDA backend (built when the lkv_cuda target exists)
  *   wire.c     protobuf wire writing straight into reply buffers (no copy)
  *   service.c  what each RPC does: validation, store, batcher; no gRPC types
+ *   reflection.c  grpc.reflection.v1alpha answers from descriptors embedded at build time
  *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
  *   main.c     start-up, the libuv loop, signals, two-phase shutdown
  *
@@ -73,6 +74,7 @@ typedef struct lkv_config {
     uint32_t log_level;        /* lkv_log_level */
     uint32_t log_format;       /* lkv_log_format */
     uint64_t unix_socket_mode; /* permission bits of unix:PATH sockets */
+    uint32_t reflection;       /* 1: serve grpc.reflection.v1alpha */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */
@@ -505,7 +507,8 @@ int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
     X(LOOKUP, "/latticekv.v1.KVStore/Lookup", 0)                    \
     X(DELETE, "/latticekv.v1.KVStore/Delete", 0)                    \
     X(STATS, "/latticekv.v1.Admin/Stats", 0)                        \
-    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)
+    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)              \
+    X(REFLECTION, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 1)
 
 typedef enum lkv_method {
 #define LKV_X_METHOD(name, path, streaming) LKV_METHOD_##name,
@@ -560,6 +563,19 @@ int lkv_service_shutting_down(const lkv_service *s);
 /* Counts a reply the rpc layer made itself (UNIMPLEMENTED, UNAVAILABLE). */
 void lkv_service_count(lkv_service *s, lkv_grpc_code code);
 void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out);
+
+/* ------------------------------------------------------------------------ */
+/* Server reflection (reflection.c)                                          */
+/* ------------------------------------------------------------------------ */
+
+/* 1 when this build embeds the API's descriptors (protoc was found). */
+int lkv_reflection_available(void);
+/* Answers one grpc.reflection.v1alpha ServerReflectionRequest (msg, len)
+ * with a ServerReflectionResponse, malloc'd into *reply (the caller frees
+ * it). Questions it cannot answer get the response's error_response (e.g.
+ * NOT_FOUND for an unknown symbol), not a failure. Returns 0, -1 when msg
+ * is not a valid request, -2 when out of memory. */
+int lkv_reflection_answer(const uint8_t *msg, size_t len, uint8_t **reply, size_t *reply_len);
 
 /* ------------------------------------------------------------------------ */
 /* gRPC (rpc.c)                                                              */

@@ -286,6 +286,12 @@ int main(int argc, char **argv)
     lkv_log_set_level((lkv_log_level)d.cfg.log_level);
     lkv_log_set_format((lkv_log_format)d.cfg.log_format);
     lkv_config_check_env(environ, warn_env, NULL);
+    if (d.cfg.reflection && !lkv_reflection_available()) {
+        lkv_log(LKV_LOG_ERROR, "startup_failed",
+                "reason=\"--reflection on: this build has no server reflection (protoc was not "
+                "found when it was built)\"");
+        return 1;
+    }
 
     const unsigned threads = d.cfg.threads ? (unsigned)d.cfg.threads : cpu_count();
     lkv_diag diag = {.code = LKV_OK, .index = UINT64_MAX, .msg = ""};

@@ -739,6 +739,24 @@ static void handle_health(req *r, const uint8_t *msg, size_t len)
     reply_packed(r, &resp.base);
 }
 
+/* Server reflection (reflection.c), when --reflection on. */
+static void handle_reflection(req *r, const uint8_t *msg, size_t len)
+{
+    if (!r->svc->cfg->reflection) {
+        reply_error(r, LKV_GRPC_UNIMPLEMENTED,
+                    "server reflection is off (start latticekvd with --reflection on)");
+        return;
+    }
+    size_t n = 0;
+    const int rc = lkv_reflection_answer(msg, len, &r->buf, &n);
+    if (rc == -1)
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid ServerReflectionRequest");
+    else if (rc != 0)
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a reflection reply");
+    else
+        reply_ok(r, n);
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, uint8_t *msg,
@@ -772,6 +790,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     case LKV_METHOD_DELETE: handle_delete(r, msg, len); break;
     case LKV_METHOD_STATS: handle_stats(r, msg, len); break;
     case LKV_METHOD_HEALTH_CHECK: handle_health(r, msg, len); break;
+    case LKV_METHOD_REFLECTION: handle_reflection(r, msg, len); break;
     default: reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m); break;
     }
 }

@@ -211,3 +211,132 @@ def test_run_script_ctrl_c_drains():
     assert "event=shutdown_begin signal=SIGTERM" in text, text
     assert "event=stopped" in text, text
     assert "shutdown_forced" not in text, text
+
+
+# --- server reflection ------------------------------------------------------
+
+# The messages of grpc.reflection.v1alpha that the test exchanges, compiled by
+# protoc at test time (the daemon embeds no Python, the test needs a decoder).
+REFLECTION_PROTO = """
+syntax = "proto3";
+package grpc.reflection.v1alpha;
+message ServerReflectionRequest {
+  string host = 1;
+  oneof message_request {
+    string file_by_filename = 3;
+    string file_containing_symbol = 4;
+    ExtensionRequest file_containing_extension = 5;
+    string all_extension_numbers_of_type = 6;
+    string list_services = 7;
+  }
+}
+message ExtensionRequest { string containing_type = 1; int32 extension_number = 2; }
+message ServerReflectionResponse {
+  string valid_host = 1;
+  ServerReflectionRequest original_request = 2;
+  oneof message_response {
+    FileDescriptorResponse file_descriptor_response = 4;
+    ExtensionNumberResponse all_extension_numbers_response = 5;
+    ListServiceResponse list_services_response = 6;
+    ErrorResponse error_response = 7;
+  }
+}
+message FileDescriptorResponse { repeated bytes file_descriptor_proto = 1; }
+message ExtensionNumberResponse { string base_type_name = 1; repeated int32 extension_number = 2; }
+message ListServiceResponse { repeated ServiceResponse service = 1; }
+message ServiceResponse { string name = 1; }
+message ErrorResponse { int32 error_code = 1; string error_message = 2; }
+"""
+
+REFLECTION_METHOD = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+def reflection_module(tmp):
+    import importlib.util
+    import shutil
+    protoc = shutil.which("protoc")
+    if not protoc:
+        pytest.skip("protoc is needed to decode reflection replies")
+    with open(os.path.join(tmp, "lkv_reflection_test.proto"), "w") as f:
+        f.write(REFLECTION_PROTO)
+    subprocess.run([protoc, "-I" + tmp, "--python_out=" + tmp, "lkv_reflection_test.proto"],
+                   check=True, timeout=HANG_GUARD_S)
+    spec = importlib.util.spec_from_file_location(
+        "lkv_reflection_test_pb2", os.path.join(tmp, "lkv_reflection_test_pb2.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def ask(channel, pb, **question):
+    call = channel.stream_stream(REFLECTION_METHOD,
+                                 request_serializer=pb.ServerReflectionRequest.SerializeToString,
+                                 response_deserializer=pb.ServerReflectionResponse.FromString)
+    reqs = [pb.ServerReflectionRequest(host="h", **q) for q in question.values()]
+    return list(call(iter(reqs), timeout=HANG_GUARD_S))
+
+
+def test_server_reflection_lists_and_describes_the_api():
+    import grpc
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        pb = reflection_module(tmp)
+        d = Daemon(tmp, extra=("--reflection", "on"))
+        try:
+            with grpc.insecure_channel(d.tcp) as ch:
+                services, by_symbol, by_method, by_file, unknown = ask(
+                    ch, pb, a=dict(list_services=""),
+                    b=dict(file_containing_symbol="latticekv.v1.KVStore"),
+                    c=dict(file_containing_symbol="latticekv.v1.Admin.Stats"),
+                    d=dict(file_by_filename="grpc/health/v1/health.proto"),
+                    e=dict(file_containing_symbol="latticekv.v1.NoSuchThing"))
+                names = {s.name for s in services.list_services_response.service}
+                assert {"latticekv.v1.Codec", "latticekv.v1.KVStore", "latticekv.v1.Admin",
+                        "grpc.health.v1.Health"} <= names, names
+                assert services.valid_host == "h"
+                assert services.original_request.list_services == ""
+                assert unknown.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+                pool = descriptor_pool.DescriptorPool()
+                for resp in (by_symbol, by_method, by_file):
+                    for raw in resp.file_descriptor_response.file_descriptor_proto:
+                        fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+                        try:
+                            pool.Add(fd)
+                        except TypeError:  # already added from an earlier answer
+                            pass
+                kv = pool.FindServiceByName("latticekv.v1.KVStore")
+                assert {"Put", "Get", "Lookup", "Delete"} <= {m.name for m in kv.methods}
+                pool.FindServiceByName("grpc.health.v1.Health")
+
+                # What grpcurl does next: call a method knowing only the descriptors.
+                stats = pool.FindServiceByName("latticekv.v1.Admin").methods_by_name["Stats"]
+                if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.22
+                    req_cls = message_factory.GetMessageClass(stats.input_type)
+                    resp_cls = message_factory.GetMessageClass(stats.output_type)
+                else:
+                    f = message_factory.MessageFactory(pool)
+                    req_cls = f.GetPrototype(stats.input_type)
+                    resp_cls = f.GetPrototype(stats.output_type)
+                call = ch.unary_unary("/latticekv.v1.Admin/Stats",
+                                      request_serializer=req_cls.SerializeToString,
+                                      response_deserializer=resp_cls.FromString)
+                reply = call(req_cls(), timeout=HANG_GUARD_S)
+                assert reply.ByteSize() > 0
+        finally:
+            assert d.stop() == 0, d.log_text()
+
+
+def test_server_reflection_is_off_by_default():
+    import grpc
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        pb = reflection_module(tmp)
+        d = Daemon(tmp)
+        try:
+            with grpc.insecure_channel(d.tcp) as ch:
+                with pytest.raises(grpc.RpcError) as e:
+                    ask(ch, pb, a=dict(list_services=""))
+                assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+                assert "--reflection on" in e.value.details()
+        finally:
+            assert d.stop() == 0, d.log_text()
