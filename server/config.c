@@ -31,6 +31,7 @@ typedef enum cfg_type {
     CFG_U64,    /* integer in [min, max] */
     CFG_SIZE,   /* byte size with K/M/G/T suffixes, in [min, max] */
     CFG_CHOICE, /* one of `choices`, stored as uint32 */
+    CFG_MODE,   /* octal permission bits in [min, max], stored as uint64 */
 } cfg_type;
 
 typedef struct cfg_choice {
@@ -58,6 +59,9 @@ static const cfg_choice level_choices[] = {{"error", LKV_LOG_ERROR},
                                            {"info", LKV_LOG_INFO},
                                            {"debug", LKV_LOG_DEBUG},
                                            {NULL, 0}};
+static const cfg_choice onoff_choices[] = {{"off", 0}, {"on", 1}, {NULL, 0}};
+static const cfg_choice format_choices[] = {
+    {"kv", LKV_LOG_FORMAT_KV}, {"json", LKV_LOG_FORMAT_JSON}, {NULL, 0}};
 
 #define OFF(f) offsetof(lkv_config, f)
 
@@ -91,6 +95,12 @@ static const cfg_setting settings[] = {
      "after SIGTERM, how long in-flight calls may finish before they are cancelled"},
     {"log-level", CFG_CHOICE, 0, 0, "info", OFF(log_level), "error|warn|info|debug", level_choices,
      "least severe log lines written to stderr"},
+    {"log-format", CFG_CHOICE, 0, 0, "kv", OFF(log_format), "kv|json", format_choices,
+     "log lines as key=value text or as one JSON object each"},
+    {"unix-socket-mode", CFG_MODE, 0, 0777, "0660", OFF(unix_socket_mode), "MODE", NULL,
+     "permission bits (octal) of the unix:PATH sockets the daemon creates"},
+    {"reflection", CFG_CHOICE, 0, 0, "off", OFF(reflection), "off|on", onoff_choices,
+     "serve gRPC server reflection (grpc.reflection.v1alpha) for grpcurl-style tools"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -156,6 +166,27 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* Octal permission bits: "0660" or "660". */
+static int parse_mode(const char *s, uint64_t *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s < '0' || *s > '7')
+        return -1;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '7'; s++) {
+        v = v * 8 + (uint64_t)(*s - '0');
+        if (v > 07777)
+            return -1;
+    }
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static lkv_status fail(char *err, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static lkv_status fail(char *err, size_t cap, const char *fmt, ...)
@@ -185,14 +216,21 @@ static int address_ok(const char *a)
     return parse_u64(colon + 1, &port) == 0 && port <= 65535;
 }
 
+/*
+ * The one naming rule, for flags and config-file keys alike: a setting is
+ * named exactly as its flag without the leading "--" (batch-max-wait-us),
+ * and '_' may be written for '-' (batch_max_wait_us), as in the
+ * environment variables. Nothing else matches: no other case, no dropped
+ * separators. A name that matches nothing is reported with the nearest
+ * known one (nearest_setting).
+ */
 static const cfg_setting *find_setting(const char *name, size_t len)
 {
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const char *n = settings[i].name;
         size_t j = 0;
-        /* '-' and '_' are the same in keys, so file keys may use either. */
         for (; j < len && n[j]; j++) {
-            const char a = name[j] == '_' ? '-' : (char)tolower((unsigned char)name[j]);
+            const char a = name[j] == '_' ? '-' : name[j];
             if (a != n[j])
                 break;
         }
@@ -200,6 +238,59 @@ static const cfg_setting *find_setting(const char *name, size_t len)
             return &settings[i];
     }
     return NULL;
+}
+
+/* Edit distance between a (alen bytes, compared lower-cased with '_' as '-')
+ * and the setting name b. */
+static size_t name_distance(const char *a, size_t alen, const char *b)
+{
+    size_t row[128];
+    const size_t blen = strlen(b);
+    if (alen >= sizeof row / sizeof row[0])
+        alen = sizeof row / sizeof row[0] - 1;
+    for (size_t j = 0; j <= alen; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= blen; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= alen; j++) {
+            const char c = a[j - 1] == '_' ? '-' : (char)tolower((unsigned char)a[j - 1]);
+            const size_t sub = diag + (c != b[i - 1]);
+            const size_t del = row[j] + 1, ins = row[j - 1] + 1;
+            diag = row[j];
+            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    }
+    return row[alen];
+}
+
+/* Whether name (compared lower-cased, '_' as '-') begins setting name n. */
+static int find_prefix(const char *name, size_t len, const char *n)
+{
+    for (size_t j = 0; j < len; j++) {
+        const char c = name[j] == '_' ? '-' : (char)tolower((unsigned char)name[j]);
+        if (n[j] == '\0' || c != n[j])
+            return 0;
+    }
+    return 1;
+}
+
+/* The known setting whose name is nearest to name (never NULL). */
+static const cfg_setting *nearest_setting(const char *name, size_t len)
+{
+    const cfg_setting *best = &settings[0];
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        size_t d = name_distance(name, len, settings[i].name);
+        /* A cut-short name (host-mem for host-mem-bytes) is a strong hint. */
+        if (len >= 3 && len < strlen(settings[i].name) && find_prefix(name, len, settings[i].name))
+            d = 1;
+        if (d < best_d) {
+            best_d = d;
+            best = &settings[i];
+        }
+    }
+    return best;
 }
 
 /* Adds one list item (already trimmed). */
@@ -259,6 +350,12 @@ static lkv_status apply(lkv_config *cfg, const cfg_setting *st, const char *valu
         if (v < st->min || v > st->max)
             return fail(err, cap, "%s=%s is outside %" PRIu64 "..%" PRIu64, shown, value, st->min,
                         st->max);
+        memcpy(field, &v, sizeof v);
+        return LKV_OK;
+    case CFG_MODE:
+        if (parse_mode(value, &v) != 0 || v < st->min || v > st->max)
+            return fail(err, cap, "%s=%s is not octal permission bits in 0..0777 (e.g. 0660)",
+                        shown, value);
         memcpy(field, &v, sizeof v);
         return LKV_OK;
     case CFG_CHOICE:
@@ -355,7 +452,8 @@ static lkv_status load_file(lkv_config *cfg, layers *ly, const char *path, char 
         const cfg_setting *st = find_setting(p, (size_t)(ke - p));
         if (!st) {
             *ke = '\0';
-            s = fail(err, cap, "%s:%u: unknown setting \"%s\"", path, lineno, p);
+            s = fail(err, cap, "%s:%u: unknown setting \"%s\" (did you mean \"%s\"?)", path, lineno,
+                     p, nearest_setting(p, strlen(p))->name);
             break;
         }
         if (st->type == CFG_PATH && strcmp(st->name, "config") == 0) {
@@ -427,7 +525,8 @@ lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn
         const size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         const cfg_setting *st = find_setting(name, nlen);
         if (!st)
-            return fail(err, err_cap, "unknown flag --%.*s (see --help)", (int)nlen, name);
+            return fail(err, err_cap, "unknown flag --%.*s (did you mean --%s? see --help)",
+                        (int)nlen, name, nearest_setting(name, nlen)->name);
         const char *value;
         if (eq) {
             value = eq + 1;
@@ -445,6 +544,38 @@ lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn
     return LKV_OK;
 }
 
+size_t lkv_config_check_env(char *const *envp, void (*warn)(const char *msg, void *ud), void *ud)
+{
+    static const char prefix[] = "LATTICEKV_";
+    const size_t plen = sizeof prefix - 1;
+    size_t unknown = 0;
+    for (; envp && *envp; envp++) {
+        const char *e = *envp;
+        if (strncmp(e, prefix, plen) != 0)
+            continue;
+        const char *eq = strchr(e, '=');
+        const size_t nlen = eq ? (size_t)(eq - e) : strlen(e);
+        int known = nlen == plen + 6 && strncmp(e + plen, "CONFIG", 6) == 0;
+        for (size_t i = 0; i < N_SETTINGS && !known; i++) {
+            char name[96];
+            env_name(&settings[i], name, sizeof name);
+            known = strlen(name) == nlen && strncmp(name, e, nlen) == 0;
+        }
+        if (known)
+            continue;
+        unknown++;
+        if (warn) {
+            char near[96], msg[320];
+            env_name(nearest_setting(e + plen, nlen - plen), near, sizeof near);
+            snprintf(msg, sizeof msg,
+                     "%.*s is not a latticekvd setting and is ignored (did you mean %s?)",
+                     (int)(nlen > 160 ? 160 : nlen), e, near);
+            warn(msg, ud);
+        }
+    }
+    return unknown;
+}
+
 void lkv_config_help(FILE *out)
 {
     fprintf(out,
@@ -454,6 +585,10 @@ void lkv_config_help(FILE *out)
             "grpc.health.v1.Health over gRPC. Every flag is also an environment variable\n"
             "(LATTICEKV_<NAME>) and a config-file key (<name> = value). Precedence, lowest\n"
             "first: default, config file, environment, flag. Byte sizes take K/M/G/T suffixes.\n"
+            "Names: a config-file key is exactly the flag's name without \"--\"\n"
+            "(batch-max-wait-us), and '_' may be written for '-' (batch_max_wait_us); any other\n"
+            "spelling is an error naming the nearest setting. Unknown LATTICEKV_* variables\n"
+            "are warned about and ignored.\n"
             "\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const cfg_setting *st = &settings[i];

@@ -5,7 +5,7 @@
  * other module can be unit-tested without a network:
  *
  *   config.c   one declarative table -> flags, LATTICEKV_* env, config file, --help
- *   log.c      structured key=value log lines on stderr
+ *   log.c      structured key=value (or JSON) log lines on stderr, client bytes quoted
  *   status.c   the one lkv_status -> gRPC status table
  *   store.c    the host-memory block store: (namespace, key) -> blob, LRU, capacity
  *   batcher.c  dynamic batching: coalesces and splits codec work (pure logic)
@@ -14,6 +14,7 @@
  *   backend_cuda.c  the CUDA backend (built when the lkv_cuda target exists)
  *   wire.c     protobuf wire writing straight into reply buffers (no copy)
  *   service.c  what each RPC does: validation, store, batcher; no gRPC types
+ *   reflection.c  grpc.reflection.v1alpha answers from descriptors embedded at build time
  *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
  *   main.c     start-up, the libuv loop, signals, two-phase shutdown
  *
@@ -53,6 +54,8 @@ typedef enum lkv_log_level {
     LKV_LOG_DEBUG = 3
 } lkv_log_level;
 
+typedef enum lkv_log_format { LKV_LOG_FORMAT_KV = 0, LKV_LOG_FORMAT_JSON = 1 } lkv_log_format;
+
 typedef struct lkv_config {
     char listen[LKV_LISTEN_MAX][LKV_ADDR_MAX];
     uint32_t n_listen;
@@ -68,7 +71,10 @@ typedef struct lkv_config {
     uint64_t default_q;
     uint64_t stream_window;
     uint64_t shutdown_grace_ms;
-    uint32_t log_level; /* lkv_log_level */
+    uint32_t log_level;        /* lkv_log_level */
+    uint32_t log_format;       /* lkv_log_format */
+    uint64_t unix_socket_mode; /* permission bits of unix:PATH sockets */
+    uint32_t reflection;       /* 1: serve grpc.reflection.v1alpha */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */
@@ -98,6 +104,16 @@ lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn
 lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, const char *origin,
                           char *err, size_t err_cap);
 
+/*
+ * Checks the environment (envp: "NAME=value" strings, NULL-terminated) for
+ * LATTICEKV_* variables that name no setting (a misspelt
+ * LATTICEKV_HOST_MEM would otherwise be ignored without a word). For each
+ * one calls warn with a line naming it and the nearest known variable;
+ * returns how many there were. They are not errors: the environment is
+ * shared with other programs.
+ */
+size_t lkv_config_check_env(char *const *envp, void (*warn)(const char *msg, void *ud), void *ud);
+
 /* Writes the --help text generated from the table. */
 void lkv_config_help(FILE *out);
 
@@ -123,11 +139,29 @@ int lkv_parse_size(const char *s, uint64_t *out);
 /* ------------------------------------------------------------------------ */
 
 void lkv_log_set_level(lkv_log_level level);
+/* key=value lines (the default) or one JSON object per line. */
+void lkv_log_set_format(lkv_log_format format);
 int lkv_log_enabled(lkv_log_level level);
 /* One line: "ts=... level=info event=<event> <fields>\n"; fields is printf-style
- * "key=value ..." text. Safe from any thread (one write per line). */
+ * "key=value ..." text where a value is a bare word (numbers, names the daemon
+ * chose) or a string quoted by lkv_log_quote. Control bytes that reach the
+ * formatted fields anyway are escaped, so no value can start a new line.
+ * Safe from any thread (one write per line). */
 void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Every value a client chose (namespace, key, a message naming them) is
+ * logged through this: writes src (len bytes, any bytes) into dst as a
+ * double-quoted string, escaping '"', '\\', \n, \r, \t and every other byte
+ * outside printable ASCII as \xNN, and cutting it with "..." before the
+ * closing quote when it does not fit cap. Returns dst, for use as a %s
+ * argument: lkv_log(..., "namespace=%s", lkv_log_quote(q, sizeof q, ns, n)).
+ */
+#define LKV_LOG_QUOTE_MAX 320
+const char *lkv_log_quote(char *dst, size_t cap, const void *src, size_t len);
+/* The same for a NUL-terminated string (NULL logs as ""). */
+const char *lkv_log_quote_str(char *dst, size_t cap, const char *s);
 
 /* ------------------------------------------------------------------------ */
 /* Status mapping (status.c)                                                 */
@@ -473,7 +507,8 @@ int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
     X(LOOKUP, "/latticekv.v1.KVStore/Lookup", 0)                    \
     X(DELETE, "/latticekv.v1.KVStore/Delete", 0)                    \
     X(STATS, "/latticekv.v1.Admin/Stats", 0)                        \
-    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)
+    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)              \
+    X(REFLECTION, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 1)
 
 typedef enum lkv_method {
 #define LKV_X_METHOD(name, path, streaming) LKV_METHOD_##name,
@@ -530,13 +565,28 @@ void lkv_service_count(lkv_service *s, lkv_grpc_code code);
 void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out);
 
 /* ------------------------------------------------------------------------ */
+/* Server reflection (reflection.c)                                          */
+/* ------------------------------------------------------------------------ */
+
+/* 1 when this build embeds the API's descriptors (protoc was found). */
+int lkv_reflection_available(void);
+/* Answers one grpc.reflection.v1alpha ServerReflectionRequest (msg, len)
+ * with a ServerReflectionResponse, malloc'd into *reply (the caller frees
+ * it). Questions it cannot answer get the response's error_response (e.g.
+ * NOT_FOUND for an unknown symbol), not a failure. Returns 0, -1 when msg
+ * is not a valid request, -2 when out of memory. */
+int lkv_reflection_answer(const uint8_t *msg, size_t len, uint8_t **reply, size_t *reply_len);
+
+/* ------------------------------------------------------------------------ */
 /* gRPC (rpc.c)                                                              */
 /* ------------------------------------------------------------------------ */
 
 typedef struct lkv_rpc lkv_rpc;
 
 /* Creates the server, binds every cfg->listen address and starts it; on a
- * bind failure returns ERR_UNAVAILABLE naming the address. */
+ * bind failure returns ERR_UNAVAILABLE with one line naming the address and
+ * the reason. A unix:PATH that another process answers on is refused, a
+ * stale socket there is removed, and sockets get cfg->unix_socket_mode. */
 lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox, lkv_rpc **out,
                           lkv_diag *diag);
 /* Loop thread: a completion came back from the completion-queue thread. */

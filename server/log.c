@@ -1,11 +1,24 @@
 /*
- * log.c - structured log lines: one event per line, key=value pairs.
+ * log.c - structured log lines: one event per line, key=value pairs or JSON.
  *
  * Design note. Every line starts with "ts=<UTC ISO-8601 ms> level=<l>
  * event=<name>" so a log shipper can split it without a grammar. The line is
  * formatted into one buffer and written with one write(2), which keeps
  * lines from different threads (loop, completion queue, workers) whole
- * without a lock. Values that may hold spaces are quoted by the caller.
+ * without a lock.
+ *
+ * Client bytes never reach a line unescaped. A value that a client chose (a
+ * namespace, an error message naming one) goes through lkv_log_quote, which
+ * writes it as a double-quoted string with '"', '\\', control bytes and
+ * non-ASCII bytes escaped; so a namespace holding "\n... level=error" stays
+ * inside its quotes on its own line. As a second guard, lkv_log itself
+ * escapes any control byte left in the formatted fields, so even a call site
+ * that forgets to quote cannot start a new line.
+ *
+ * --log-format json writes the same event as one JSON object per line. The
+ * fields are still written by call sites as key=value text; because quoted
+ * values use only JSON-compatible escapes (plus \xNN, which becomes \u00NN),
+ * the text splits back into keys and values without ambiguity.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,11 +29,19 @@
 #include "lkv_server.h"
 
 static lkv_log_level g_level = LKV_LOG_INFO;
+static lkv_log_format g_format = LKV_LOG_FORMAT_KV;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+#define LINE_MAX_BYTES 2048
 
 void lkv_log_set_level(lkv_log_level level)
 {
     g_level = level;
+}
+
+void lkv_log_set_format(lkv_log_format format)
+{
+    g_format = format;
 }
 
 int lkv_log_enabled(lkv_log_level level)
@@ -28,32 +49,254 @@ int lkv_log_enabled(lkv_log_level level)
     return level <= g_level;
 }
 
+/* The escape of byte c inside a quoted value, written to e (at most 5 bytes
+ * with the NUL); 0 when c stands for itself. */
+static int escape_byte(unsigned char c, char e[5])
+{
+    switch (c) {
+    case '"': memcpy(e, "\\\"", 3); return 2;
+    case '\\': memcpy(e, "\\\\", 3); return 2;
+    case '\n': memcpy(e, "\\n", 3); return 2;
+    case '\r': memcpy(e, "\\r", 3); return 2;
+    case '\t': memcpy(e, "\\t", 3); return 2;
+    default: break;
+    }
+    if (c < 0x20 || c >= 0x7f) {
+        snprintf(e, 5, "\\x%02x", c);
+        return 4;
+    }
+    return 0;
+}
+
+const char *lkv_log_quote(char *dst, size_t cap, const void *src, size_t len)
+{
+    static const char ellipsis[] = "...";
+    if (cap < 8) { /* room for "" and a few bytes; callers use LKV_LOG_QUOTE_MAX */
+        if (cap)
+            dst[0] = '\0';
+        return dst;
+    }
+    const unsigned char *s = src;
+    size_t n = 0;
+    dst[n++] = '"';
+    /* Keep room for the ellipsis, the closing quote and the NUL. */
+    const size_t limit = cap - (sizeof ellipsis - 1) - 2;
+    size_t i = 0;
+    for (; i < len; i++) {
+        char e[5];
+        const int el = escape_byte(s[i], e);
+        const size_t need = el ? (size_t)el : 1;
+        if (n + need > limit)
+            break;
+        if (el)
+            memcpy(dst + n, e, (size_t)el);
+        else
+            dst[n] = (char)s[i];
+        n += need;
+    }
+    if (i < len) {
+        memcpy(dst + n, ellipsis, sizeof ellipsis - 1);
+        n += sizeof ellipsis - 1;
+    }
+    dst[n++] = '"';
+    dst[n] = '\0';
+    return dst;
+}
+
+const char *lkv_log_quote_str(char *dst, size_t cap, const char *s)
+{
+    return lkv_log_quote(dst, cap, s, s ? strlen(s) : 0);
+}
+
+/* Copies src (n bytes) to dst (cap bytes) escaping control bytes; returns
+ * the bytes written (no NUL). The second guard of the design note. */
+static size_t copy_no_controls(char *dst, size_t cap, const char *src, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char c = (unsigned char)src[i];
+        if (c < 0x20 || c == 0x7f) {
+            char e[5];
+            const int el = escape_byte(c, e);
+            if (o + (size_t)el > cap)
+                break;
+            memcpy(dst + o, e, (size_t)el);
+            o += (size_t)el;
+        } else {
+            if (o + 1 > cap)
+                break;
+            dst[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+/* JSON output, appended to out[*n..cap); silently truncates at cap. */
+typedef struct jbuf {
+    char *p;
+    size_t n, cap;
+} jbuf;
+
+static void jput(jbuf *j, const char *s, size_t len)
+{
+    if (j->n + len > j->cap)
+        len = j->cap - j->n;
+    memcpy(j->p + j->n, s, len);
+    j->n += len;
+}
+
+static void jputs(jbuf *j, const char *s)
+{
+    jput(j, s, strlen(s));
+}
+
+/* A JSON string of raw text: escapes what JSON requires. */
+static void jstring_raw(jbuf *j, const char *s, size_t len)
+{
+    jput(j, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\';
+            e[1] = (char)c;
+            jput(j, e, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            snprintf(e, sizeof e, "\\u%04x", c);
+            jput(j, e, 6);
+        } else {
+            jput(j, (const char *)&c, 1);
+        }
+    }
+    jput(j, "\"", 1);
+}
+
+/* The body of a value quoted by lkv_log_quote (between the quotes) as a JSON
+ * string: \xNN becomes \u00NN, the other escapes are JSON's already. */
+static void jstring_quoted(jbuf *j, const char *s, size_t len)
+{
+    jput(j, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\\' && i + 3 < len && s[i + 1] == 'x') {
+            jputs(j, "\\u00");
+            jput(j, s + i + 2, 2);
+            i += 3;
+        } else if (s[i] == '\\' && i + 1 < len) {
+            jput(j, s + i, 2);
+            i++;
+        } else {
+            jput(j, s + i, 1);
+        }
+    }
+    jput(j, "\"", 1);
+}
+
+static int is_number(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (i < len && s[i] == '-')
+        i++;
+    if (i >= len || s[i] < '0' || s[i] > '9' || (s[i] == '0' && i + 1 < len && s[i + 1] != '.'))
+        return 0;
+    int dot = 0;
+    for (; i < len; i++) {
+        if (s[i] == '.' && !dot && i + 1 < len)
+            dot = 1;
+        else if (s[i] < '0' || s[i] > '9')
+            return 0;
+    }
+    return 1;
+}
+
+/* Turns "k=v k2=\"q v\" ..." into ,"k":v,"k2":"q v" (numbers stay numbers). */
+static void fields_to_json(jbuf *j, const char *f, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && f[i] == ' ')
+            i++;
+        if (i >= len)
+            break;
+        const size_t k0 = i;
+        while (i < len && f[i] != '=' && f[i] != ' ')
+            i++;
+        const size_t klen = i - k0;
+        jput(j, ",", 1);
+        if (i >= len || f[i] != '=') { /* a bare word: keep it, under "_" */
+            jstring_raw(j, "_", 1);
+            jput(j, ":", 1);
+            jstring_raw(j, f + k0, klen);
+            continue;
+        }
+        jstring_raw(j, f + k0, klen);
+        jput(j, ":", 1);
+        i++; /* '=' */
+        if (i < len && f[i] == '"') {
+            const size_t v0 = ++i;
+            while (i < len && f[i] != '"')
+                i += (f[i] == '\\' && i + 1 < len) ? 2 : 1;
+            jstring_quoted(j, f + v0, (i < len ? i : len) - v0);
+            if (i < len)
+                i++; /* closing quote */
+        } else {
+            const size_t v0 = i;
+            while (i < len && f[i] != ' ')
+                i++;
+            if (is_number(f + v0, i - v0))
+                jput(j, f + v0, i - v0);
+            else
+                jstring_raw(j, f + v0, i - v0);
+        }
+    }
+}
+
 void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
 {
     if (level > g_level)
         return;
-    char line[1024];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level_names[level], event);
-    if (fields && *fields && n > 0 && (size_t)n < sizeof line - 2) {
-        line[n++] = ' ';
+    char raw[LINE_MAX_BYTES];
+    size_t rn = 0;
+    if (fields && *fields) {
         va_list ap;
         va_start(ap, fields);
-        const int m = vsnprintf(line + n, sizeof line - (size_t)n, fields, ap);
+        const int m = vsnprintf(raw, sizeof raw, fields, ap);
         va_end(ap);
         if (m > 0)
-            n += m;
+            rn = (size_t)m < sizeof raw ? (size_t)m : sizeof raw - 1;
     }
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+
+    char ts[96];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+
+    char line[2 * LINE_MAX_BYTES];
+    jbuf j = {.p = line, .n = 0, .cap = sizeof line - 2}; /* room for "}\n" */
+    if (g_format == LKV_LOG_FORMAT_JSON) {
+        jputs(&j, "{\"ts\":\"");
+        jputs(&j, ts);
+        jputs(&j, "\",\"level\":\"");
+        jputs(&j, level_names[level]);
+        jputs(&j, "\",\"event\":");
+        jstring_raw(&j, event, strlen(event));
+        fields_to_json(&j, raw, rn);
+        line[j.n++] = '}';
+    } else {
+        jputs(&j, "ts=");
+        jputs(&j, ts);
+        jputs(&j, " level=");
+        jputs(&j, level_names[level]);
+        jputs(&j, " event=");
+        jputs(&j, event);
+        if (rn) {
+            jput(&j, " ", 1);
+            j.n += copy_no_controls(line + j.n, j.cap - j.n, raw, rn);
+        }
+    }
+    line[j.n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, j.n);
     (void)w;
 }

@@ -47,6 +47,8 @@
 
 #include "lkv_server.h"
 
+extern char **environ; /* unistd.h declares it only under _GNU_SOURCE */
+
 typedef struct daemon_state {
     lkv_config cfg;
     uv_loop_t *loop;
@@ -73,6 +75,13 @@ static const char *getenv_real(const char *name, void *ud)
 {
     (void)ud;
     return getenv(name);
+}
+
+static void warn_env(const char *msg, void *ud)
+{
+    (void)ud;
+    char q[LKV_LOG_QUOTE_MAX];
+    lkv_log(LKV_LOG_WARN, "unknown_env", "msg=%s", lkv_log_quote_str(q, sizeof q, msg));
 }
 
 /* Arms the batch timer for `ns` from now (UINT64_MAX: disarm). */
@@ -238,7 +247,9 @@ static lkv_status make_backend(daemon_state *d, unsigned workers, lkv_diag *diag
             const lkv_status st = lkv_backend_cuda_create(workers, &d->backend, diag);
             if (st == LKV_OK)
                 return st;
-            lkv_log(LKV_LOG_WARN, "cuda_unusable", "reason=\"%s\" fallback=cpu", diag->msg);
+            char q[LKV_LOG_QUOTE_MAX];
+            lkv_log(LKV_LOG_WARN, "cuda_unusable", "reason=%s fallback=cpu",
+                    lkv_log_quote_str(q, sizeof q, diag->msg));
         }
         return lkv_backend_cpu_create(workers, &d->backend, diag);
     }
@@ -273,11 +284,21 @@ int main(int argc, char **argv)
         return 0;
     }
     lkv_log_set_level((lkv_log_level)d.cfg.log_level);
+    lkv_log_set_format((lkv_log_format)d.cfg.log_format);
+    lkv_config_check_env(environ, warn_env, NULL);
+    if (d.cfg.reflection && !lkv_reflection_available()) {
+        lkv_log(LKV_LOG_ERROR, "startup_failed",
+                "reason=\"--reflection on: this build has no server reflection (protoc was not "
+                "found when it was built)\"");
+        return 1;
+    }
 
     const unsigned threads = d.cfg.threads ? (unsigned)d.cfg.threads : cpu_count();
     lkv_diag diag = {.code = LKV_OK, .index = UINT64_MAX, .msg = ""};
     if (make_backend(&d, threads, &diag) != LKV_OK) {
-        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=\"%s\"", diag.msg);
+        char q[LKV_LOG_QUOTE_MAX];
+        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=%s",
+                lkv_log_quote_str(q, sizeof q, diag.msg));
         return 1;
     }
     d.store = lkv_store_create(d.cfg.host_mem_bytes);
@@ -311,7 +332,9 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigint, on_signal, SIGINT);
 
     if (lkv_rpc_create(&d.cfg, d.svc, d.inbox, &d.rpc, &diag) != LKV_OK) {
-        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=\"%s\"", diag.msg);
+        char q[LKV_LOG_QUOTE_MAX];
+        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=%s",
+                lkv_log_quote_str(q, sizeof q, diag.msg));
         return 1;
     }
     lkv_service_set_ready(d.svc, 1);

@@ -53,10 +53,18 @@
 #include <grpc/slice.h>
 #include <grpc/status.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
+#include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "lkv_grpc_tune.h"
 #include "lkv_server.h"
@@ -642,6 +650,187 @@ void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev)
     }
 }
 
+/*
+ * Listeners. gRPC core reports a port it cannot bind as a multi-line error
+ * tree on stderr and returns 0, and it unlinks any socket file at a unix:
+ * path before binding there, even one another daemon is serving. So the
+ * daemon checks a unix path itself first (in_use / stale / not a socket),
+ * keeps gRPC's own log quiet while it binds, and on a failure finds the
+ * reason by trying the same bind itself (bind_reason), which gives one
+ * line: the address and the system's reason.
+ */
+
+/* Set while grpc_server_add_http2_port runs: its failure is reported by us. */
+static atomic_int g_grpc_log_quiet;
+
+/* gRPC's own log lines go through lkv_log (one line each, quoted). */
+static void grpc_log_fn(gpr_log_func_args *a)
+{
+    if (atomic_load(&g_grpc_log_quiet))
+        return;
+    const lkv_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR  ? LKV_LOG_ERROR
+                                : a->severity == GPR_LOG_SEVERITY_INFO ? LKV_LOG_INFO
+                                                                       : LKV_LOG_DEBUG;
+    if (!lkv_log_enabled(level))
+        return;
+    char q[LKV_LOG_QUOTE_MAX * 2], fq[LKV_LOG_QUOTE_MAX];
+    const char *file = a->file ? strrchr(a->file, '/') : NULL;
+    lkv_log(level, "grpc", "msg=%s at=%s:%d", lkv_log_quote_str(q, sizeof q, a->message),
+            lkv_log_quote_str(fq, sizeof fq, file ? file + 1 : a->file), a->line);
+}
+
+static lkv_status listen_fail(lkv_diag *diag, uint32_t i, const char *addr, const char *why)
+{
+    if (diag) {
+        diag->code = LKV_ERR_UNAVAILABLE;
+        diag->index = i;
+        snprintf(diag->msg, sizeof diag->msg, "listen=%.96s: %.80s", addr, why);
+    }
+    return LKV_ERR_UNAVAILABLE;
+}
+
+/*
+ * Before binding unix:PATH: nothing there is fine; a socket that answers a
+ * connect() belongs to a running process and is refused; a socket nobody
+ * answers on is a stale leftover (a killed daemon) and is removed; anything
+ * that is not a socket is refused and left alone.
+ */
+static lkv_status unix_prepare(const char *addr, uint32_t i, lkv_diag *diag)
+{
+    const char *path = addr + 5;
+    struct stat stt;
+    if (lstat(path, &stt) != 0) {
+        if (errno == ENOENT)
+            return LKV_OK;
+        return listen_fail(diag, i, addr, strerror(errno));
+    }
+    if (!S_ISSOCK(stt.st_mode))
+        return listen_fail(diag, i, addr, "the path exists and is not a socket; not replacing it");
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return listen_fail(diag, i, addr, strerror(errno));
+    const int rc = connect(fd, (const struct sockaddr *)&sa, sizeof sa);
+    const int e = errno;
+    close(fd);
+    if (rc == 0)
+        return listen_fail(diag, i, addr,
+                           "another process is listening on this socket (is a latticekvd "
+                           "already running?)");
+    if (e != ECONNREFUSED)
+        return listen_fail(diag, i, addr, strerror(e));
+    if (unlink(path) != 0 && errno != ENOENT)
+        return listen_fail(diag, i, addr, strerror(errno));
+    lkv_log(LKV_LOG_INFO, "stale_socket_removed", "addr=%s", addr);
+    return LKV_OK;
+}
+
+/* Why gRPC could not bind addr: tries the bind itself. Writes a reason. */
+static void bind_reason(const char *addr, char *why, size_t cap)
+{
+    snprintf(why, cap, "cannot be bound");
+    if (strncmp(addr, "unix:", 5) == 0) {
+        struct sockaddr_un sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sun_family = AF_UNIX;
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 5);
+        const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return;
+        if (bind(fd, (const struct sockaddr *)&sa, sizeof sa) != 0)
+            snprintf(why, cap, "%s", strerror(errno));
+        else
+            unlink(sa.sun_path); /* our probe made it */
+        close(fd);
+        return;
+    }
+    if (strncmp(addr, "unix-abstract:", 14) == 0)
+        return;
+    /* host:port or [v6]:port (config.c checked the shape). */
+    char host[LKV_ADDR_MAX];
+    const char *colon = strrchr(addr, ':');
+    if (!colon)
+        return;
+    size_t hl = (size_t)(colon - addr);
+    const char *h = addr;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host)
+        return;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    const int g = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
+    if (g != 0) {
+        snprintf(why, cap, "cannot resolve the host: %s", gai_strerror(g));
+        return;
+    }
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            snprintf(why, cap, "%s", strerror(errno));
+            continue;
+        }
+        const int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as gRPC does */
+        const int rc = bind(fd, ai->ai_addr, ai->ai_addrlen);
+        const int e = errno;
+        close(fd);
+        if (rc != 0) {
+            snprintf(why, cap, "%s", strerror(e));
+            break;
+        }
+    }
+    freeaddrinfo(res);
+}
+
+/* Binds one listen address, unix paths with the configured mode. */
+static lkv_status add_listener(lkv_rpc *r, uint32_t i, lkv_diag *diag)
+{
+    const char *addr = r->cfg->listen[i];
+    const int is_unix = strncmp(addr, "unix:", 5) == 0;
+    if (is_unix) {
+        const lkv_status st = unix_prepare(addr, i, diag);
+        if (st != LKV_OK)
+            return st;
+    }
+    /* The socket file is created by bind() with 0777 & ~umask: narrow the
+     * umask around it so it never exists with wider bits, then chmod to
+     * the exact mode (umask can only take bits away). */
+    const mode_t mode = (mode_t)r->cfg->unix_socket_mode;
+    const mode_t old_mask = is_unix ? umask((mode_t)(~mode & 0777)) : 0;
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    atomic_store(&g_grpc_log_quiet, 1);
+    const int port = grpc_server_add_http2_port(r->server, addr, creds);
+    atomic_store(&g_grpc_log_quiet, 0);
+    grpc_server_credentials_release(creds);
+    if (is_unix)
+        umask(old_mask);
+    if (port == 0) {
+        char why[160];
+        bind_reason(addr, why, sizeof why);
+        return listen_fail(diag, i, addr, why);
+    }
+    if (is_unix) {
+        if (chmod(addr + 5, mode) != 0)
+            return listen_fail(diag, i, addr, strerror(errno));
+        lkv_log(LKV_LOG_INFO, "listening", "addr=%s mode=%04o", addr, (unsigned)mode);
+    } else if (strncmp(addr, "unix", 4) == 0) {
+        lkv_log(LKV_LOG_INFO, "listening", "addr=%s", addr);
+    } else {
+        lkv_log(LKV_LOG_INFO, "listening", "addr=%s port=%d", addr, port);
+    }
+    return LKV_OK;
+}
+
 lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox, lkv_rpc **out,
                           lkv_diag *diag)
 {
@@ -654,6 +843,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     r->window = cfg->stream_window;
     tag_init(&r->t_shutdown, TAG_SHUTDOWN, NULL);
     lkv_grpc_quiet_absl_deadlock_detection(); /* lkv_grpc_tune.h */
+    gpr_set_log_function(grpc_log_fn);
     grpc_init();
 
     grpc_arg args[3];
@@ -681,24 +871,8 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
                                                 0);
 
     lkv_status st = LKV_OK;
-    for (uint32_t i = 0; i < cfg->n_listen && st == LKV_OK; i++) {
-        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-        const int port = grpc_server_add_http2_port(r->server, cfg->listen[i], creds);
-        grpc_server_credentials_release(creds);
-        if (port == 0) {
-            st = LKV_ERR_UNAVAILABLE;
-            if (diag) {
-                diag->code = st;
-                diag->index = i;
-                snprintf(diag->msg, sizeof diag->msg, "listen=%.160s cannot be bound",
-                         cfg->listen[i]);
-            }
-        } else if (strncmp(cfg->listen[i], "unix", 4) == 0) {
-            lkv_log(LKV_LOG_INFO, "listening", "addr=%s", cfg->listen[i]);
-        } else {
-            lkv_log(LKV_LOG_INFO, "listening", "addr=%s port=%d", cfg->listen[i], port);
-        }
-    }
+    for (uint32_t i = 0; i < cfg->n_listen && st == LKV_OK; i++)
+        st = add_listener(r, i, diag);
     if (st != LKV_OK) {
         /* grpc_server_destroy needs a completed shutdown, even before start. */
         grpc_server_shutdown_and_notify(r->server, r->cq, &r->t_shutdown);

@@ -141,9 +141,11 @@ static void error_reply(lkv_service *s, lkv_method m, lkv_reply *rep, lkv_grpc_c
 {
     rep->code = code;
     s->c.errors++;
-    if (lkv_log_enabled(LKV_LOG_DEBUG))
-        lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=\"%s\"", lkv_method_path(m),
-                lkv_grpc_code_name(code), rep->msg);
+    if (lkv_log_enabled(LKV_LOG_DEBUG)) {
+        char q[LKV_LOG_QUOTE_MAX]; /* the message may carry client bytes */
+        lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=%s", lkv_method_path(m),
+                lkv_grpc_code_name(code), lkv_log_quote_str(q, sizeof q, rep->msg));
+    }
 }
 
 /* The message of an lkv_status failure: the codec's (or our) diag, else the
@@ -597,7 +599,10 @@ static void handle_get(req *r, const uint8_t *msg, size_t len)
     if (st != LKV_OK) {
         /* A stored block that no longer verifies is useless: drop it. */
         lkv_store_delete(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
-        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=\"%.64s\" reason=\"%s\"", ns, d.msg);
+        char qns[LKV_LOG_QUOTE_MAX], qr[LKV_LOG_QUOTE_MAX];
+        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=%s reason=%s",
+                lkv_log_quote(qns, sizeof qns, ns, ns_len),
+                lkv_log_quote_str(qr, sizeof qr, d.msg));
         reply_error(r, LKV_GRPC_DATA_LOSS, "stored block failed verification and was dropped: %s",
                     d.msg);
         return;
@@ -734,6 +739,24 @@ static void handle_health(req *r, const uint8_t *msg, size_t len)
     reply_packed(r, &resp.base);
 }
 
+/* Server reflection (reflection.c), when --reflection on. */
+static void handle_reflection(req *r, const uint8_t *msg, size_t len)
+{
+    if (!r->svc->cfg->reflection) {
+        reply_error(r, LKV_GRPC_UNIMPLEMENTED,
+                    "server reflection is off (start latticekvd with --reflection on)");
+        return;
+    }
+    size_t n = 0;
+    const int rc = lkv_reflection_answer(msg, len, &r->buf, &n);
+    if (rc == -1)
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid ServerReflectionRequest");
+    else if (rc != 0)
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a reflection reply");
+    else
+        reply_ok(r, n);
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, uint8_t *msg,
@@ -767,6 +790,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     case LKV_METHOD_DELETE: handle_delete(r, msg, len); break;
     case LKV_METHOD_STATS: handle_stats(r, msg, len); break;
     case LKV_METHOD_HEALTH_CHECK: handle_health(r, msg, len); break;
+    case LKV_METHOD_REFLECTION: handle_reflection(r, msg, len); break;
     default: reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m); break;
     }
 }

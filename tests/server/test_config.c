@@ -226,3 +226,79 @@ Test(config, parse_size_suffixes)
     cr_assert_eq(lkv_parse_size("", &v), -1);
     cr_assert_eq(lkv_parse_size("99999999999999999999T", &v), -1);
 }
+
+Test(config, one_naming_rule_for_keys_and_flags)
+{
+    /* A key is the flag's name; '_' may stand for '-'; nothing else. */
+    char *path = write_file("batch_max_wait_us = 7\nlog-level = debug\n");
+    lkv_config c;
+    char err[256] = "";
+    cr_assert_eq(load(&c, NULL, err, 3, "--config", path), LKV_OK, "%s", err);
+    cr_assert_eq(c.batch_max_wait_us, 7);
+    cr_assert_eq(c.log_level, LKV_LOG_DEBUG);
+    cr_assert_eq(load(&c, NULL, err, 3, "--batch_max_vectors", "9"), LKV_OK, "%s", err);
+    cr_assert_eq(c.batch_max_vectors, 9, "flags follow the same rule");
+
+    const char *bad[][2] = {{"batchmaxwaitus = 1\n", "\"batch-max-wait-us\""},
+                            {"Log-Level = warn\n", "\"log-level\""},
+                            {"host-mem = 1G\n", "\"host-mem-bytes\""},
+                            {"thraeds = 2\n", "\"threads\""}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        path = write_file(bad[i][0]);
+        cr_assert_eq(load(&c, NULL, err, 3, "--config", path), LKV_ERR_INVALID_ARGUMENT,
+                     "%s was accepted", bad[i][0]);
+        cr_assert(strstr(err, ":1: unknown setting") && strstr(err, bad[i][1]),
+                  "%s -> %s (wants the nearest %s)", bad[i][0], err, bad[i][1]);
+    }
+    unlink(path);
+    cr_assert_eq(load(&c, NULL, err, 3, "--host-mem", "1G"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "--host-mem-bytes"), "%s", err);
+}
+
+static void collect(const char *msg, void *ud)
+{
+    char *buf = ud;
+    strncat(buf, msg, 1023 - strlen(buf));
+    strncat(buf, "\n", 1023 - strlen(buf));
+}
+
+Test(config, unknown_environment_variables_are_named_with_the_nearest)
+{
+    char *envp[] = {"PATH=/bin",
+                    "LATTICEKV_HOST_MEM_BYTES=1G",
+                    "LATTICEKV_CONFIG=/etc/lkv.conf",
+                    "LATTICEKV_HOST_MEM=1G",
+                    "LATTICEKV_BATCH_MAX_WAIT=5",
+                    "LATTICEKV_LOGLEVEL=debug",
+                    NULL};
+    char buf[1024] = "";
+    cr_assert_eq(lkv_config_check_env(envp, collect, buf), 3, "%s", buf);
+    cr_assert(strstr(buf, "LATTICEKV_HOST_MEM is not") &&
+                  strstr(buf, "did you mean LATTICEKV_HOST_MEM_BYTES?"),
+              "%s", buf);
+    cr_assert(strstr(buf, "did you mean LATTICEKV_BATCH_MAX_WAIT_US?"), "%s", buf);
+    cr_assert(strstr(buf, "did you mean LATTICEKV_LOG_LEVEL?"), "%s", buf);
+    cr_assert_null(strstr(buf, "PATH"), "%s", buf);
+    cr_assert_null(strstr(buf, "LATTICEKV_CONFIG is"), "%s", buf);
+}
+
+Test(config, unix_socket_mode_and_log_format)
+{
+    lkv_config c;
+    char err[256] = "";
+    cr_assert_eq(load(&c, NULL, err, 1), LKV_OK, "%s", err);
+    cr_assert_eq(c.unix_socket_mode, 0660);
+    cr_assert_eq(c.log_format, LKV_LOG_FORMAT_KV);
+    const char *env[] = {"LATTICEKV_UNIX_SOCKET_MODE", "600", "LATTICEKV_LOG_FORMAT", "json", NULL};
+    cr_assert_eq(load(&c, env, err, 1), LKV_OK, "%s", err);
+    cr_assert_eq(c.unix_socket_mode, 0600);
+    cr_assert_eq(c.log_format, LKV_LOG_FORMAT_JSON);
+    const char *bad[] = {"0680", "1777", "rw", "-1", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(load(&c, NULL, err, 3, "--unix-socket-mode", bad[i]), LKV_ERR_INVALID_ARGUMENT,
+                     "%s accepted", bad[i]);
+        cr_assert(strstr(err, "--unix-socket-mode=") && strstr(err, "0..0777"), "%s", err);
+    }
+    cr_assert_eq(load(&c, NULL, err, 3, "--log-format", "xml"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "--log-format=xml") && strstr(err, "kv|json"), "%s", err);
+}
