@@ -420,7 +420,8 @@ static const char bench_usage[] =
     "N clients (own connections) each run --requests Put and/or Get calls of one KV block\n"
     "(K and V, T tokens x H heads x D, bf16). Prints bf16-equivalent GB/s and p50/p99 latency;\n"
     "a progress bar goes to stderr. Defaults: 8 clients, 200 requests, 16 tokens, 8 heads, 128.\n"
-    "--stream N: each request is one PutStream/GetStream call of N blocks (default: unary).\n";
+    "--stream N: each request is one PutStream/GetStream call of N blocks (default: unary).\n"
+    "The progress bar is drawn only when stderr is a terminal (never into a file or a pipe).\n";
 
 enum { OP_PUT = 1, OP_GET = 2 };
 
@@ -547,7 +548,9 @@ int lkv_cli_bench(int argc, char **argv)
         free(w), free(lat);
         return lkv_cli_error(1, "out of memory for %zu x %zu latencies", n, per);
     }
-    const int show = !lkv_cli_flag(argc, argv, "no-progress");
+    /* The bar redraws one line with \r: only a terminal shows that as a
+     * bar; a file or a pipe would collect every frame. */
+    const int show = !lkv_cli_flag(argc, argv, "no-progress") && isatty(STDERR_FILENO);
     const lkv_load_spec spec = {.ns = ns,
                                 .params = &params,
                                 .tokens = (size_t)tokens,
