@@ -67,8 +67,11 @@ void lkv_bench_slug(const char *in, char *out, size_t cap)
         const char c = *in;
         const int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
         if (alnum || (c >= 'A' && c <= 'Z')) {
-            if (dash && o && o + 2 < cap)
+            if (dash && o) {
+                if (o + 2 >= cap)
+                    break; /* no room for "-x": stop at the last whole word */
                 out[o++] = '-';
+            }
             dash = 0;
             out[o++] = alnum ? c : (char)(c - 'A' + 'a');
         } else {
