@@ -222,6 +222,7 @@ int main(int argc, char **argv)
             pid[s] = sb_redis_start(redis, port[s], tmp, log_redis);
         }
     }
+    const int tty = isatty(STDERR_FILENO);
     static result runs[MAX_ROUNDS * MAX_CELLS];
     size_t nruns = 0;
     for (int round = 0; round < rounds; round++)
@@ -239,8 +240,11 @@ int main(int argc, char **argv)
                         const pid_t sp = s == SYS_LKV_STREAM && !pid[s] ? pid[SYS_LKV] : pid[s];
                         const cell_cfg cfg = {(sys_id)s, (op_id)op, tokens,  clients,
                                               seconds,   addr[s],   port[s], sp};
-                        fprintf(stderr, "\rround %d/%d %-16s %-4s tokens=%-3d clients=%-2d ...",
-                                round + 1, rounds, sb_sys_name[s], sb_op_name[op], tokens, clients);
+                        /* One status line redrawn on a terminal; in a log
+                         * (tests/gpu/daemon/run.sh) one line per cell. */
+                        fprintf(stderr, "%sround %d/%d %-16s %-4s tokens=%-3d clients=%-2d ...%s",
+                                tty ? "\r" : "", round + 1, rounds, sb_sys_name[s], sb_op_name[op],
+                                tokens, clients, tty ? "" : "\n");
                         runs[nruns++] = sb_run_cell(&cfg);
                     }
                     sb_connections((sys_id)s, addr[s], port[s], clients, 0);
@@ -252,7 +256,8 @@ int main(int argc, char **argv)
     /* The median round of each cell. */
     static result rs[MAX_CELLS];
     const size_t nr = sb_median_rounds(runs, nruns, rounds, rs);
-    fprintf(stderr, "\r%60s\r", "");
+    if (tty)
+        fprintf(stderr, "\r%60s\r", "");
     const sb_run_info ri = {.cpu = cpu.model,
                             .backend = backend,
                             .cores = lkv_bench_cores(),
