@@ -16,6 +16,7 @@
  * table and to a JSON file (default bench/results/codec-<cpu-slug>.json).
  */
 #define _GNU_SOURCE
+#include "lkv_bench.h"
 #include "lkv_codec.h"
 
 #include <math.h>
@@ -52,90 +53,10 @@ static double clock_s(clockid_t id)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* xorshift64* + Box-Muller: reproducible standard-normal input. */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double rng_uniform(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 0x2545f4914f6cdd1dull) >> 11) * 0x1.0p-53;
-}
-static double rng_normal(void)
-{
-    const double u = rng_uniform() + 0x1.0p-60, v = rng_uniform();
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
 static void die(const char *what, lkv_status st, const lkv_diag *dg)
 {
     fprintf(stderr, "codec_bench: %s failed: %s: %s\n", what, lkv_status_name(st), dg->msg);
     exit(1);
-}
-
-/* "AMD EPYC 9654 96-Core Processor" -> "amd-epyc-9654-96-core-processor". */
-static void slugify(const char *in, char *out, size_t cap)
-{
-    size_t o = 0;
-    int dash = 0;
-    for (; *in && o + 1 < cap; in++) {
-        const char c = *in;
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
-            out[o++] = c;
-            dash = 0;
-        } else if (c >= 'A' && c <= 'Z') {
-            out[o++] = (char)(c - 'A' + 'a');
-            dash = 0;
-        } else if (!dash && o > 0) {
-            out[o++] = '-';
-            dash = 1;
-        }
-    }
-    while (o > 0 && out[o - 1] == '-')
-        o--;
-    out[o] = 0;
-}
-
-/* The "model name", "cpu family" and "model" lines of /proc/cpuinfo. */
-static void cpu_identity(char *model, size_t cap, int *family, int *modelnum)
-{
-    snprintf(model, cap, "unknown-cpu");
-    *family = *modelnum = -1;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    int got_name = 0;
-    while (fgets(line, sizeof line, f)) {
-        char *colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        char *val = colon + 1;
-        while (*val == ' ' || *val == '\t')
-            val++;
-        val[strcspn(val, "\n")] = 0;
-        if (!got_name && strncmp(line, "model name", 10) == 0) {
-            snprintf(model, cap, "%s", val);
-            got_name = 1;
-        } else if (*family < 0 && strncmp(line, "cpu family", 10) == 0) {
-            *family = atoi(val);
-        } else if (*modelnum < 0 && strncmp(line, "model\t", 6) == 0) {
-            *modelnum = atoi(val);
-        }
-    }
-    fclose(f);
 }
 
 static void usage(void)
@@ -176,10 +97,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    char model[256], slug[256], default_json[512];
-    int family, modelnum;
-    cpu_identity(model, sizeof model, &family, &modelnum);
-    slugify(model, slug, sizeof slug);
+    lkv_bench_cpu cpu;
+    char slug[256], default_json[512];
+    lkv_bench_cpu_probe(&cpu);
+    const char *model = cpu.model;
+    const int family = cpu.family, modelnum = cpu.model_number;
+    lkv_bench_slug(model, slug, sizeof slug);
     snprintf(default_json, sizeof default_json, "%s/codec-%s.json", LKV_BENCH_RESULTS_DIR, slug);
     if (!json_path)
         json_path = default_json;
@@ -199,8 +122,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "codec_bench: out of memory\n");
         return 1;
     }
+    /* Standard-normal input from the benchmarks' generator (bench/common). */
+    lkv_bench_rng rng;
+    lkv_bench_rng_seed(&rng, 0x9e3779b97f4a7c15ull);
     for (size_t i = 0; i < nvec * max_dim; i++)
-        src[i] = lkv_f32_to_bf16((float)rng_normal());
+        src[i] = lkv_f32_to_bf16((float)lkv_bench_rng_normal(&rng));
 
     static bench_row rows[NCASES][NISA + 1];
     double *tw = malloc((size_t)reps * sizeof *tw), *tc = malloc((size_t)reps * sizeof *tc);
@@ -242,8 +168,8 @@ int main(int argc, char **argv)
                         tc[r] = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
                         tw[r] = clock_s(CLOCK_MONOTONIC) - w0;
                     }
-                    const double vc = (double)nvec / median(tc, reps);
-                    const double vw = (double)nvec / median(tw, reps);
+                    const double vc = (double)nvec / lkv_bench_median(tc, (size_t)reps);
+                    const double vw = (double)nvec / lkv_bench_median(tw, (size_t)reps);
                     double *bc = dir == 0 ? &row->enc_cpu : &row->dec_cpu;
                     double *bw = dir == 0 ? &row->enc_wall : &row->dec_wall;
                     *bc = vc > *bc ? vc : *bc;
@@ -279,24 +205,30 @@ int main(int argc, char **argv)
         return 1;
     }
     char date[64];
-    const time_t now = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    fprintf(f, "{\n  \"benchmark\": \"codec_bench\",\n  \"cpu_model\": \"%s\",\n", model);
-    fprintf(f, "  \"cpu_family\": %d,\n  \"cpu_model_number\": %d,\n", family, modelnum);
-    fprintf(f, "  \"best_isa\": \"%s\",\n  \"date\": \"%s\",\n", lkv_isa_name(lkv_isa_best()),
-            date);
-    fprintf(f, "  \"compiler\": \"%s\",\n", __VERSION__);
-    fprintf(f, "  \"threads\": 1,\n  \"dtype_in\": \"bf16\",\n  \"dtype_out\": \"bf16\",\n");
-    fprintf(f, "  \"data\": \"standard normal, converted to bf16 (RNE)\",\n");
-    fprintf(f, "  \"vectors\": %zu,\n  \"repetitions\": %d,\n  \"rounds\": %d,\n", nvec, reps,
-            rounds);
-    fprintf(f, "  \"statistic\": \"best over rounds of the median over repetitions\",\n");
-    fprintf(f, "  \"clocks\": \"*_per_s: per second of the thread's CPU time (per core); "
-               "*_per_s_wall: per elapsed second\",\n");
-    fprintf(f, "  \"gb_per_s\": \"bf16 bytes of the uncompressed vectors (n*D*2) per second\",\n");
-    fprintf(f, "  \"notes\": \"%s\",\n", note ? note : "");
-    fprintf(f, "  \"rows\": [\n");
-    int first = 1;
+    lkv_bench_utc(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ");
+    lkv_json j;
+    lkv_json_start(&j, f);
+    lkv_json_str(&j, "benchmark", "codec_bench");
+    lkv_json_str(&j, "cpu_model", model);
+    lkv_json_int(&j, "cpu_family", family);
+    lkv_json_int(&j, "cpu_model_number", modelnum);
+    lkv_json_str(&j, "best_isa", lkv_isa_name(lkv_isa_best()));
+    lkv_json_str(&j, "date", date);
+    lkv_json_str(&j, "compiler", __VERSION__);
+    lkv_json_int(&j, "threads", 1);
+    lkv_json_str(&j, "dtype_in", "bf16");
+    lkv_json_str(&j, "dtype_out", "bf16");
+    lkv_json_str(&j, "data", "standard normal, converted to bf16 (RNE)");
+    lkv_json_uint(&j, "vectors", nvec);
+    lkv_json_int(&j, "repetitions", reps);
+    lkv_json_int(&j, "rounds", rounds);
+    lkv_json_str(&j, "statistic", "best over rounds of the median over repetitions");
+    lkv_json_str(&j, "clocks",
+                 "*_per_s: per second of the thread's CPU time (per core); "
+                 "*_per_s_wall: per elapsed second");
+    lkv_json_str(&j, "gb_per_s", "bf16 bytes of the uncompressed vectors (n*D*2) per second");
+    lkv_json_str(&j, "notes", note ? note : "");
+    lkv_json_array(&j, "rows", LKV_JSON_BLOCK);
     for (size_t c = 0; c < NCASES; c++) {
         const lkv_params p = {cases[c].variant, cases[c].q, cases[c].dim};
         for (int isa = LKV_ISA_SCALAR; isa <= LKV_ISA_AVX512; isa++) {
@@ -304,21 +236,27 @@ int main(int argc, char **argv)
                 continue;
             const bench_row *row = &rows[c][isa];
             const double gb = p.dim * 2.0 / 1e9;
-            fprintf(f,
-                    "%s    {\"variant\": \"%s\", \"q\": %u, \"dim\": %u, \"isa\": \"%s\", "
-                    "\"bits_per_vector\": %u, \"record_bytes\": %zu, "
-                    "\"encode_vectors_per_s\": %.0f, \"encode_gb_per_s\": %.4f, "
-                    "\"decode_vectors_per_s\": %.0f, \"decode_gb_per_s\": %.4f, "
-                    "\"encode_vectors_per_s_wall\": %.0f, \"decode_vectors_per_s_wall\": %.0f}",
-                    first ? "" : ",\n", lkv_variant_name(p.variant), p.q, p.dim,
-                    lkv_isa_name((lkv_isa)isa), lkv_bits_per_vector(&p), lkv_record_bytes(&p),
-                    row->enc_cpu, row->enc_cpu * gb, row->dec_cpu, row->dec_cpu * gb, row->enc_wall,
-                    row->dec_wall);
-            first = 0;
+            lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+            lkv_json_str(&j, "variant", lkv_variant_name(p.variant));
+            lkv_json_uint(&j, "q", p.q);
+            lkv_json_uint(&j, "dim", p.dim);
+            lkv_json_str(&j, "isa", lkv_isa_name((lkv_isa)isa));
+            lkv_json_uint(&j, "bits_per_vector", lkv_bits_per_vector(&p));
+            lkv_json_uint(&j, "record_bytes", lkv_record_bytes(&p));
+            lkv_json_num(&j, "encode_vectors_per_s", "%.0f", row->enc_cpu);
+            lkv_json_num(&j, "encode_gb_per_s", "%.4f", row->enc_cpu * gb);
+            lkv_json_num(&j, "decode_vectors_per_s", "%.0f", row->dec_cpu);
+            lkv_json_num(&j, "decode_gb_per_s", "%.4f", row->dec_cpu * gb);
+            lkv_json_num(&j, "encode_vectors_per_s_wall", "%.0f", row->enc_wall);
+            lkv_json_num(&j, "decode_vectors_per_s_wall", "%.0f", row->dec_wall);
+            lkv_json_end(&j);
         }
     }
-    fprintf(f, "\n  ]\n}\n");
-    fclose(f);
+    lkv_json_end(&j);
+    if (lkv_json_finish(&j) != 0 || fclose(f) != 0) {
+        fprintf(stderr, "codec_bench: error writing %s\n", json_path);
+        return 1;
+    }
     printf("wrote %s\n", json_path);
     free(tw);
     free(tc);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lkv_bench.h"
 #include "lkv_codec.h"
 #include "lkv_cuda.h"
 
@@ -38,12 +39,6 @@ static double now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* op: 0 CPU encode, 1 GPU encode, 2 CPU decode, 3 GPU decode; median µs */
@@ -66,8 +61,7 @@ static double time_call(int op, lkv_cuda_ctx *ctx, const lkv_params *p, const vo
         if (r >= 0)
             t[r] = now_us() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    const double m = t[reps / 2];
+    const double m = lkv_bench_median(t, (size_t)reps);
     free(t);
     return m;
 }
@@ -108,12 +102,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "ctx_crossover: out of memory\n");
         return 1;
     }
-    uint64_t s = 0x853c49e6748fea9bull;
-    for (size_t i = 0; i < nmax * p.dim; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        /* uniform in (-2, 2): every vector is an ordinary one */
-        vec[i] = lkv_f32_to_bf16((float)((double)(s >> 11) * (4.0 / 9007199254740992.0) - 2.0));
-    }
+    lkv_bench_rng rng;
+    lkv_bench_rng_seed(&rng, 0x853c49e6748fea9bull);
+    for (size_t i = 0; i < nmax * p.dim; i++) /* uniform in (-2, 2]: ordinary vectors */
+        vec[i] = lkv_f32_to_bf16((float)(4.0 * lkv_bench_rng_uniform(&rng) - 2.0));
     lkv_cuda_ctx *ctx;
     OK_OR_DIE(lkv_cuda_ctx_create(0, &ctx, &g_diag));
     OK_OR_DIE(lkv_encode(&p, LKV_DTYPE_BF16, vec, nmax, rc, LKV_ISA_AUTO, &g_diag));
@@ -125,9 +117,13 @@ int main(int argc, char **argv)
         return 3;
     }
 
-    if (f)
-        fprintf(f, "{\n  \"bench\": \"ctx_crossover\",\n  \"config\": \"E8 Q=38 D=128 bf16\",\n"
-                   "  \"rows\": [\n");
+    lkv_json j;
+    if (f) {
+        lkv_json_start(&j, f);
+        lkv_json_str(&j, "bench", "ctx_crossover");
+        lkv_json_str(&j, "config", "E8 Q=38 D=128 bf16");
+        lkv_json_array(&j, "rows", LKV_JSON_BLOCK);
+    }
     printf("host-buffer calls, E8 Q=38 D=128 bf16, median wall us per call\n");
     printf("%7s | %10s %10s | %10s %10s\n", "vectors", "enc C", "enc GPU", "dec C", "dec GPU");
     size_t cross_enc = 0, cross_dec = 0;
@@ -148,19 +144,26 @@ int main(int argc, char **argv)
         else if (!cross_dec)
             cross_dec = n;
         printf("%7zu | %10.1f %10.1f | %10.1f %10.1f\n", n, ec, eg, dc, dg);
-        if (f)
-            fprintf(f,
-                    "    {\"vectors\": %zu, \"encode_c_us\": %.2f, \"encode_gpu_us\": %.2f, "
-                    "\"decode_c_us\": %.2f, \"decode_gpu_us\": %.2f}%s\n",
-                    n, ec, eg, dc, dg, k + 1 < nsz ? "," : "");
+        if (f) {
+            lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+            lkv_json_uint(&j, "vectors", n);
+            lkv_json_num(&j, "encode_c_us", "%.2f", ec);
+            lkv_json_num(&j, "encode_gpu_us", "%.2f", eg);
+            lkv_json_num(&j, "decode_c_us", "%.2f", dc);
+            lkv_json_num(&j, "decode_gpu_us", "%.2f", dg);
+            lkv_json_end(&j);
+        }
     }
     printf("GPU faster from: encode %zu vectors, decode %zu vectors (0: not within the table)\n",
            cross_enc, cross_dec);
     if (f) {
-        fprintf(f,
-                "  ],\n  \"gpu_faster_from_encode\": %zu,\n  \"gpu_faster_from_decode\": %zu\n}\n",
-                cross_enc, cross_dec);
-        fclose(f);
+        lkv_json_end(&j);
+        lkv_json_uint(&j, "gpu_faster_from_encode", cross_enc);
+        lkv_json_uint(&j, "gpu_faster_from_decode", cross_dec);
+        if (lkv_json_finish(&j) != 0 || fclose(f) != 0) {
+            fprintf(stderr, "ctx_crossover: error writing '%s'\n", json);
+            return 1;
+        }
     }
     lkv_cuda_ctx_free(ctx);
     free(vec);

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lkv_bench.h"
 #include "lkv_codec.h"
 #include "lkv_cuda.h"
 
@@ -53,31 +54,15 @@
         }                                                                         \
     } while (0)
 
-static uint64_t g_rng = 0x853c49e6748fea9bull;
-static uint64_t rnd(void)
+/* Median of n float times (cudaEventElapsedTime's type) through bench/common;
+ * every caller here times at most 200 repetitions. */
+static float median(const float *v, int n)
 {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return g_rng;
-}
-static float nrand(void)
-{
-    const double u = ((double)(rnd() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-    const double v = (double)(rnd() >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-    const float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
-static float median(float *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_float);
-    return n % 2 ? v[n / 2] : 0.5f * (v[n / 2 - 1] + v[n / 2]);
+    double d[256];
+    const size_t m = n < 256 ? (size_t)n : 256;
+    for (size_t i = 0; i < m; i++)
+        d[i] = v[i];
+    return (float)lkv_bench_median(d, m);
 }
 
 static double now_us(void)
@@ -212,8 +197,10 @@ int main(int argc, char **argv)
            prop.l2CacheSize >> 20);
 
     g_pool = malloc(sizeof(float) * POOL);
+    lkv_bench_rng rng;
+    lkv_bench_rng_seed(&rng, 0x853c49e6748fea9bull);
     for (size_t i = 0; i < POOL; i++)
-        g_pool[i] = nrand();
+        g_pool[i] = (float)lkv_bench_rng_normal(&rng);
 
     cudaEvent_t e0, e1;
     CUDA_OK(cudaEventCreate(&e0));
@@ -389,36 +376,50 @@ int main(int argc, char **argv)
             return 1;
         }
         char date[32];
-        const time_t tt = time(NULL);
-        strftime(date, sizeof date, "%Y-%m-%d", gmtime(&tt));
-        fprintf(f, "{\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"sm_count\": %d,\n", name,
-                date, prop.multiProcessorCount);
-        fprintf(f, "  \"sm_clock_mhz\": %d,\n  \"mem_clock_mhz\": %d,\n", clock_khz / 1000,
-                mem_khz / 1000);
-        fprintf(f, "  \"copy_d2d_GBps\": %.1f,\n  \"copy_bf16_2^20x128_ms\": %.4f,\n", copy_gbps,
-                copy_vec_ms);
-        fprintf(f, "  \"relmse_e8_q38_d128_bf16\": %.5e,\n", relmse_main);
-        fprintf(f, "  \"throughput\": [\n");
-        for (size_t c = 0; c < ncfg; c++)
-            fprintf(
-                f,
-                "    {\"variant\": \"%s\", \"q\": %u, \"dim\": %u, \"dtype\": \"%s\", \"n\": %zu, "
-                "\"bytes\": %.0f, \"encode_ms\": %.5f, \"decode_ms\": %.5f, \"encode_GBps\": %.1f, "
-                "\"decode_GBps\": %.1f, \"encode_frac_copy\": %.3f, \"decode_frac_copy\": "
-                "%.3f}%s\n",
-                lkv_variant_name(res[c].p.variant), res[c].p.q, res[c].p.dim,
-                lkv_dtype_name(res[c].dt), res[c].n, res[c].bytes, res[c].enc_ms, res[c].dec_ms,
-                res[c].enc_gbps, res[c].dec_gbps, res[c].enc_gbps / copy_gbps,
-                res[c].dec_gbps / copy_gbps, c + 1 < ncfg ? "," : "");
-        fprintf(f, "  ],\n  \"latency_e8_q38_d128_bf16\": [\n");
-        for (int k = 0; k < 4; k++)
-            fprintf(f,
-                    "    {\"n\": %zu, \"encode_gpu_us\": %.2f, \"encode_wall_us\": %.2f, "
-                    "\"decode_gpu_us\": %.2f, \"decode_wall_us\": %.2f}%s\n",
-                    lat_n[k], lat_gpu_enc[k], lat_wall_enc[k], lat_gpu_dec[k], lat_wall_dec[k],
-                    k < 3 ? "," : "");
-        fprintf(f, "  ]\n}\n");
-        fclose(f);
+        lkv_bench_utc(date, sizeof date, "%Y-%m-%d");
+        lkv_json j;
+        lkv_json_start(&j, f);
+        lkv_json_str(&j, "device", name);
+        lkv_json_str(&j, "date", date);
+        lkv_json_int(&j, "sm_count", prop.multiProcessorCount);
+        lkv_json_int(&j, "sm_clock_mhz", clock_khz / 1000);
+        lkv_json_int(&j, "mem_clock_mhz", mem_khz / 1000);
+        lkv_json_num(&j, "copy_d2d_GBps", "%.1f", copy_gbps);
+        lkv_json_num(&j, "copy_bf16_2^20x128_ms", "%.4f", copy_vec_ms);
+        lkv_json_num(&j, "relmse_e8_q38_d128_bf16", "%.5e", relmse_main);
+        lkv_json_array(&j, "throughput", LKV_JSON_BLOCK);
+        for (size_t c = 0; c < ncfg; c++) {
+            lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+            lkv_json_str(&j, "variant", lkv_variant_name(res[c].p.variant));
+            lkv_json_uint(&j, "q", res[c].p.q);
+            lkv_json_uint(&j, "dim", res[c].p.dim);
+            lkv_json_str(&j, "dtype", lkv_dtype_name(res[c].dt));
+            lkv_json_uint(&j, "n", res[c].n);
+            lkv_json_num(&j, "bytes", "%.0f", res[c].bytes);
+            lkv_json_num(&j, "encode_ms", "%.5f", res[c].enc_ms);
+            lkv_json_num(&j, "decode_ms", "%.5f", res[c].dec_ms);
+            lkv_json_num(&j, "encode_GBps", "%.1f", res[c].enc_gbps);
+            lkv_json_num(&j, "decode_GBps", "%.1f", res[c].dec_gbps);
+            lkv_json_num(&j, "encode_frac_copy", "%.3f", res[c].enc_gbps / copy_gbps);
+            lkv_json_num(&j, "decode_frac_copy", "%.3f", res[c].dec_gbps / copy_gbps);
+            lkv_json_end(&j);
+        }
+        lkv_json_end(&j);
+        lkv_json_array(&j, "latency_e8_q38_d128_bf16", LKV_JSON_BLOCK);
+        for (int k = 0; k < 4; k++) {
+            lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+            lkv_json_uint(&j, "n", lat_n[k]);
+            lkv_json_num(&j, "encode_gpu_us", "%.2f", lat_gpu_enc[k]);
+            lkv_json_num(&j, "encode_wall_us", "%.2f", lat_wall_enc[k]);
+            lkv_json_num(&j, "decode_gpu_us", "%.2f", lat_gpu_dec[k]);
+            lkv_json_num(&j, "decode_wall_us", "%.2f", lat_wall_dec[k]);
+            lkv_json_end(&j);
+        }
+        lkv_json_end(&j);
+        if (lkv_json_finish(&j) != 0 || fclose(f) != 0) {
+            fprintf(stderr, "gpu_codec_bench: error writing %s\n", json);
+            return 1;
+        }
     }
     free(g_pool);
     return 0;

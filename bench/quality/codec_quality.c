@@ -7,7 +7,7 @@
  * (lkv_encode / lkv_decode, fp32 in and out, LKV_ISA_AUTO; the bit budget is
  * lkv_bits_per_vector), beside scalar quantisers a KV cache could use instead
  * at similar budgets. The data is synthetic and KV-like, D = 128, drawn from
- * a seeded xoshiro256** generator written here, so a run is reproducible
+ * the benchmarks' seeded xoshiro256** generator (bench/common), so a run is reproducible
  * bit for bit on any machine: the same command prints the same numbers.
  *
  * The baselines are written here, not taken from the codec, and all store
@@ -29,6 +29,7 @@
  * (shared/data/reference-oracle). Single-threaded on purpose: the report is
  * about quality, and the development machine is shared.
  */
+#include "lkv_bench.h"
 #include "lkv_codec.h"
 
 #include <errno.h>
@@ -59,71 +60,6 @@ static const uint32_t k_qs[N_QS] = {2, 5, 10, 19, 38, 76, 152};
 static const uint32_t k_qs_2k[N_QS_2K] = {3, 7, 15, 31, 63, 127};
 
 /* ------------------------------------------------------------------------ */
-/* Random numbers: splitmix64 seeds xoshiro256**; Box-Muller for normals.    */
-/* ------------------------------------------------------------------------ */
-
-typedef struct rng {
-    uint64_t s[4];
-    int has_spare;
-    double spare;
-} rng;
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(rng *r, uint64_t seed)
-{
-    uint64_t st = seed;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&st);
-    r->has_spare = 0;
-    r->spare = 0.0;
-}
-
-static uint64_t rotl64(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t *s = r->s;
-    const uint64_t out = rotl64(s[1] * 5u, 7) * 9u;
-    const uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
-    return out;
-}
-
-/* Uniform in (0, 1]: never 0, so log() below is always finite. */
-static double rng_uniform(rng *r)
-{
-    return (double)((rng_next(r) >> 11) + 1u) * 0x1.0p-53;
-}
-
-static double rng_normal(rng *r)
-{
-    if (r->has_spare) {
-        r->has_spare = 0;
-        return r->spare;
-    }
-    const double rad = sqrt(-2.0 * log(rng_uniform(r)));
-    const double ang = 6.283185307179586476925 * rng_uniform(r);
-    r->spare = rad * sin(ang);
-    r->has_spare = 1;
-    return rad * cos(ang);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Datasets                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -135,22 +71,22 @@ static double rng_normal(rng *r)
 #define KEY_OUTLIER_SCALE 20.0
 #define KEY_OFFSET_SIGMA  1.0
 
-typedef void (*gen_fn)(rng *r, float *x, size_t n);
+typedef void (*gen_fn)(lkv_bench_rng *r, float *x, size_t n);
 
-static void gen_normal(rng *r, float *x, size_t n)
+static void gen_normal(lkv_bench_rng *r, float *x, size_t n)
 {
     for (size_t i = 0; i < n * DIM; i++)
-        x[i] = (float)rng_normal(r);
+        x[i] = (float)lkv_bench_rng_normal(r);
 }
 
 /* t = z / sqrt(chi2_3 / 3), chi2_3 the sum of three squared normals. */
-static void gen_student_t3(rng *r, float *x, size_t n)
+static void gen_student_t3(lkv_bench_rng *r, float *x, size_t n)
 {
     for (size_t i = 0; i < n * DIM; i++) {
-        const double z = rng_normal(r);
+        const double z = lkv_bench_rng_normal(r);
         double chi2 = 0.0;
         for (int k = 0; k < 3; k++) {
-            const double g = rng_normal(r);
+            const double g = lkv_bench_rng_normal(r);
             chi2 += g * g;
         }
         x[i] = (float)(z / sqrt(chi2 / 3.0));
@@ -158,30 +94,30 @@ static void gen_student_t3(rng *r, float *x, size_t n)
 }
 
 /* One scale per channel, exp(sigma * N(0,1)), shared by all vectors. */
-static void gen_lognormal_channels(rng *r, float *x, size_t n)
+static void gen_lognormal_channels(lkv_bench_rng *r, float *x, size_t n)
 {
     double scale[DIM];
     for (uint32_t j = 0; j < DIM; j++)
-        scale[j] = exp(LOGNORMAL_SIGMA * rng_normal(r));
+        scale[j] = exp(LOGNORMAL_SIGMA * lkv_bench_rng_normal(r));
     for (size_t i = 0; i < n; i++)
         for (uint32_t j = 0; j < DIM; j++)
-            x[i * DIM + j] = (float)(scale[j] * rng_normal(r));
+            x[i * DIM + j] = (float)(scale[j] * lkv_bench_rng_normal(r));
 }
 
 /* Keys: N(0,1) per element, KEY_OUTLIERS channels (drawn once) scaled by
  * KEY_OUTLIER_SCALE, plus a per-channel offset N(0, KEY_OFFSET_SIGMA^2)
  * shared by all vectors - the pattern of pre-RoPE keys in many LLMs. */
-static void gen_keys(rng *r, float *x, size_t n)
+static void gen_keys(lkv_bench_rng *r, float *x, size_t n)
 {
     double scale[DIM], offset[DIM];
     uint32_t perm[DIM];
     for (uint32_t j = 0; j < DIM; j++) {
         scale[j] = 1.0;
-        offset[j] = KEY_OFFSET_SIGMA * rng_normal(r);
+        offset[j] = KEY_OFFSET_SIGMA * lkv_bench_rng_normal(r);
         perm[j] = j;
     }
     for (uint32_t j = 0; j < KEY_OUTLIERS; j++) { /* partial Fisher-Yates */
-        const uint32_t k = j + (uint32_t)(rng_next(r) % (DIM - j));
+        const uint32_t k = j + (uint32_t)(lkv_bench_rng_next(r) % (DIM - j));
         const uint32_t t = perm[j];
         perm[j] = perm[k];
         perm[k] = t;
@@ -189,7 +125,7 @@ static void gen_keys(rng *r, float *x, size_t n)
     }
     for (size_t i = 0; i < n; i++)
         for (uint32_t j = 0; j < DIM; j++)
-            x[i * DIM + j] = (float)(scale[j] * rng_normal(r) + offset[j]);
+            x[i * DIM + j] = (float)(scale[j] * lkv_bench_rng_normal(r) + offset[j]);
 }
 
 typedef struct dataset {
@@ -607,23 +543,8 @@ static void print_checks(const report *rep, const oracle *o)
     }
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        const unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 typedef struct run_info {
-    char cpu[128];
+    char cpu[256];
     char command[1024];
     uint64_t seed;
     size_t n;
@@ -636,55 +557,67 @@ static void write_json(const char *path, const report *rep, const oracle *o, con
     FILE *f = fopen(path, "w");
     if (!f)
         die("cannot write %s: %s", path, strerror(errno));
-    fprintf(f, "{\n  \"benchmark\": \"codec_quality\",\n  \"cpu\": ");
-    json_string(f, ri->cpu);
-    fprintf(f, ",\n  \"isa\": \"%s\",\n  \"command\": ", ri->isa);
-    json_string(f, ri->command);
-    fprintf(f,
-            ",\n  \"seed\": %llu,\n  \"vectors\": %zu,\n  \"dim\": %u,\n  \"bf16_bits\": %u,\n"
-            "  \"seconds\": %.2f,\n  \"datasets\": [\n",
-            (unsigned long long)ri->seed, ri->n, DIM, BF16_BITS, ri->seconds);
+    lkv_json j;
+    lkv_json_start(&j, f);
+    lkv_json_str(&j, "benchmark", "codec_quality");
+    lkv_json_str(&j, "cpu", ri->cpu);
+    lkv_json_str(&j, "isa", ri->isa);
+    lkv_json_str(&j, "command", ri->command);
+    lkv_json_uint(&j, "seed", ri->seed);
+    lkv_json_uint(&j, "vectors", ri->n);
+    lkv_json_uint(&j, "dim", DIM);
+    lkv_json_uint(&j, "bf16_bits", BF16_BITS);
+    lkv_json_num(&j, "seconds", "%.2f", ri->seconds);
+    lkv_json_array(&j, "datasets", LKV_JSON_BLOCK);
     for (size_t ds = 0; ds < N_DATASETS; ds++) {
-        fprintf(f, "    {\n      \"name\": \"%s\",\n      \"title\": ", k_datasets[ds].name);
-        json_string(f, k_datasets[ds].title);
-        fprintf(f, ",\n      \"generation\": ");
-        json_string(f, k_datasets[ds].how);
-        fprintf(f, ",\n      \"results\": [\n");
+        lkv_json_object(&j, NULL, LKV_JSON_BLOCK);
+        lkv_json_str(&j, "name", k_datasets[ds].name);
+        lkv_json_str(&j, "title", k_datasets[ds].title);
+        lkv_json_str(&j, "generation", k_datasets[ds].how);
+        lkv_json_array(&j, "results", LKV_JSON_BLOCK);
         for (int i = 0; i < rep->nres[ds]; i++) {
             const result *r = &rep->res[ds][i];
-            fprintf(f,
-                    "        {\"method\": \"%s\", \"family\": \"%s\", \"param\": %u, "
-                    "\"bits_per_vector\": %u, \"ratio_vs_bf16\": %.4f, \"rel_mse\": %.6e}%s\n",
-                    r->label, r->family, r->param, r->bits, (double)BF16_BITS / r->bits, r->rel_mse,
-                    i + 1 < rep->nres[ds] ? "," : "");
+            lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+            lkv_json_str(&j, "method", r->label);
+            lkv_json_str(&j, "family", r->family);
+            lkv_json_uint(&j, "param", r->param);
+            lkv_json_uint(&j, "bits_per_vector", r->bits);
+            lkv_json_num(&j, "ratio_vs_bf16", "%.4f", (double)BF16_BITS / r->bits);
+            lkv_json_num(&j, "rel_mse", "%.6e", r->rel_mse);
+            lkv_json_end(&j);
         }
-        fprintf(f, "      ]\n    }%s\n", ds + 1 < N_DATASETS ? "," : "");
+        lkv_json_end(&j);
+        lkv_json_end(&j);
     }
-    fprintf(f, "  ],\n  \"reference_check\": [\n");
+    lkv_json_end(&j);
+    lkv_json_array(&j, "reference_check", LKV_JSON_BLOCK);
     for (size_t k = 0; k < N_SPEC; k++) {
         const result *r =
             find_result(rep, dataset_index(k_spec[k].dataset), k_spec[k].family, k_spec[k].param);
-        fprintf(f,
-                "    {\"dataset\": \"%s\", \"method\": \"%s\", \"rel_mse\": %.6e, "
-                "\"reference\": %.3e}%s\n",
-                k_spec[k].dataset, r ? r->label : "?", r ? r->rel_mse : NAN, k_spec[k].ref,
-                k + 1 < N_SPEC ? "," : "");
+        lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+        lkv_json_str(&j, "dataset", k_spec[k].dataset);
+        lkv_json_str(&j, "method", r ? r->label : "?");
+        lkv_json_num(&j, "rel_mse", "%.6e", r ? r->rel_mse : NAN);
+        lkv_json_num(&j, "reference", "%.3e", k_spec[k].ref);
+        lkv_json_end(&j);
     }
-    fprintf(f, "  ]");
+    lkv_json_end(&j);
     if (o->have) {
-        fprintf(f, ",\n  \"oracle\": [\n");
+        lkv_json_array(&j, "oracle", LKV_JSON_BLOCK);
         for (int k = 0; k < 4; k++) {
             const oracle_row *row = &o->rows[k];
-            fprintf(f,
-                    "    {\"variant\": \"%s\", \"q\": %u, \"vectors\": %zu, \"rel_mse\": %.6e, "
-                    "\"reference_rel_mse\": %.6e, \"same_reconstruction\": %zu}%s\n",
-                    lkv_variant_name(row->variant), row->q, row->total, row->our_mse, row->ref_mse,
-                    row->same, k < 3 ? "," : "");
+            lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+            lkv_json_str(&j, "variant", lkv_variant_name(row->variant));
+            lkv_json_uint(&j, "q", row->q);
+            lkv_json_uint(&j, "vectors", row->total);
+            lkv_json_num(&j, "rel_mse", "%.6e", row->our_mse);
+            lkv_json_num(&j, "reference_rel_mse", "%.6e", row->ref_mse);
+            lkv_json_uint(&j, "same_reconstruction", row->same);
+            lkv_json_end(&j);
         }
-        fprintf(f, "  ]");
+        lkv_json_end(&j);
     }
-    fprintf(f, "\n}\n");
-    if (fclose(f) != 0)
+    if (lkv_json_finish(&j) != 0 || fclose(f) != 0)
         die("error writing %s", path);
 }
 
@@ -957,25 +890,9 @@ static void write_markdown(const char *path, const report *rep, const oracle *o,
 
 static void cpu_name(char *buf, size_t cap)
 {
-    snprintf(buf, cap, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            const char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (*c == ' ' || *c == '\t')
-                    c++;
-                snprintf(buf, cap, "%s", c);
-                buf[strcspn(buf, "\n")] = '\0';
-            }
-            break;
-        }
-    }
-    fclose(f);
+    lkv_bench_cpu cpu;
+    lkv_bench_cpu_probe(&cpu);
+    snprintf(buf, cap, "%s", cpu.model);
 }
 
 static void usage(FILE *f)
@@ -1063,9 +980,9 @@ int main(int argc, char **argv)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t ds = 0; ds < N_DATASETS; ds++) {
-        rng r;
+        lkv_bench_rng r;
         uint64_t st = ri.seed + ds;
-        rng_seed(&r, splitmix64(&st));
+        lkv_bench_rng_seed(&r, lkv_bench_splitmix64(&st));
         k_datasets[ds].gen(&r, x, ri.n);
         measure_dataset(&rep, ds, x, ri.n, xhat, rec);
         fprintf(stderr, "codec_quality: %s done\n", k_datasets[ds].name);

@@ -10,8 +10,10 @@
  * what it is given, so what a user sees is the daemon's verdict.
  */
 #include "cli.h"
+#include "lkv_bench.h"
 #include "lkv_client.h"
 #include "lkv_codec.h"
+#include "lkv_load.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -408,87 +410,6 @@ int lkv_cli_stats(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------------ */
-/* KV-like data for bench and demo                                           */
-/* ------------------------------------------------------------------------ */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    /* splitmix64: tiny, good enough for synthetic data. */
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_normal(rng *r)
-{
-    const double u1 = ((double)(rng_next(r) >> 11) + 1.0) * 0x1p-53;
-    const double u2 = (double)(rng_next(r) >> 11) * 0x1p-53;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
-/*
- * Fills [2 (K,V)][tokens][heads][dim] bf16 values shaped like a KV block:
- * normal values times a per-channel log-normal scale; keys also get a few
- * 20x outlier channels and an offset (the shapes bench/codec_quality uses).
- */
-static void kv_fill_bf16(uint16_t *dst, size_t tokens, size_t heads, size_t dim, uint64_t seed)
-{
-    rng r = {seed};
-    const size_t ch = heads * dim;
-    double *scale = malloc(2 * ch * sizeof *scale);
-    if (!scale) {
-        memset(dst, 0, 2 * tokens * ch * sizeof *dst);
-        return;
-    }
-    for (size_t i = 0; i < 2 * ch; i++)
-        scale[i] = exp(0.5 * rng_normal(&r));
-    for (size_t i = 0; i < ch; i += 37)
-        scale[i] *= 20.0; /* key outlier channels */
-    for (size_t kv = 0; kv < 2; kv++)
-        for (size_t t = 0; t < tokens; t++)
-            for (size_t c = 0; c < ch; c++) {
-                const double offset = kv == 0 ? 0.5 : 0.0;
-                const double x = rng_normal(&r) * scale[kv * ch + c] + offset;
-                dst[(kv * tokens + t) * ch + c] = lkv_f32_to_bf16((float)x);
-            }
-    free(scale);
-}
-
-static void block_tensor(lkv_tensor *t, uint16_t *data, size_t tokens, size_t heads, size_t dim)
-{
-    memset(t, 0, sizeof *t);
-    t->dtype = LKV_DTYPE_BF16;
-    t->ndim = 4;
-    t->shape[0] = 2;
-    t->shape[1] = tokens;
-    t->shape[2] = heads;
-    t->shape[3] = dim;
-    t->data = data;
-    t->data_bytes = 2 * tokens * heads * dim * sizeof *data;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The q-quantile (0..1) of n sorted values, nearest rank. */
-static double quantile(const double *sorted, size_t n, double q)
-{
-    if (!n)
-        return 0.0;
-    size_t i = (size_t)ceil(q * (double)n);
-    i = i ? i - 1 : 0;
-    return sorted[i < n ? i : n - 1];
-}
-
-/* ------------------------------------------------------------------------ */
 /* bench                                                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -499,78 +420,55 @@ static const char bench_usage[] =
     "N clients (own connections) each run --requests Put and/or Get calls of one KV block\n"
     "(K and V, T tokens x H heads x D, bf16). Prints bf16-equivalent GB/s and p50/p99 latency;\n"
     "a progress bar goes to stderr. Defaults: 8 clients, 200 requests, 16 tokens, 8 heads, 128.\n"
-    "--stream N: each request is one PutStream/GetStream call of N blocks (default: unary).\n";
+    "--stream N: each request is one PutStream/GetStream call of N blocks (default: unary).\n"
+    "The progress bar is drawn only when stderr is a terminal (never into a file or a pipe).\n";
 
 enum { OP_PUT = 1, OP_GET = 2 };
 
 typedef struct bench_worker {
     pthread_t tid;
     int id, ops;
-    const char *addr, *ns;
-    size_t tokens, heads, dim, requests;
-    size_t stream; /* blocks per PutStream/GetStream call; 0 = unary calls */
-    const lkv_client_params *params;
+    const char *addr;
+    const lkv_load_spec *spec;
+    size_t requests;
     double *lat_put, *lat_get; /* requests entries each */
     size_t done;               /* read by the progress thread */
     int rc;
     lkv_client_error err;
 } bench_worker;
 
+/* One client: its own connection, one block (lkv_load.h, the load
+ * service_bench runs), --requests Puts and/or Gets of it. */
 static void *bench_run(void *arg)
 {
     bench_worker *w = arg;
-    const size_t elems = 2 * w->tokens * w->heads * w->dim;
-    uint16_t *data = malloc(elems * sizeof *data);
     lkv_client *c = NULL;
-    lkv_client_options o = {.own_connection = 1};
-    if (!data) {
-        w->rc = LKV_RPC_RESOURCE_EXHAUSTED;
-        snprintf(w->err.msg, sizeof w->err.msg, "out of memory");
-        return NULL;
-    }
-    kv_fill_bf16(data, w->tokens, w->heads, w->dim, 1000u + (uint64_t)w->id);
-    lkv_tensor t;
-    block_tensor(&t, data, w->tokens, w->heads, w->dim);
+    const lkv_client_options o = {.own_connection = 1};
+    lkv_load l = {0};
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "bench-%d", w->id);
     w->rc = lkv_client_create(w->addr, &o, &c, &w->err);
-    /* One key per block of a stream call (just one for unary calls). */
-    const size_t nb = w->stream ? w->stream : 1;
-    char(*names)[48] = calloc(nb, sizeof *names);
-    lkv_key *keys = calloc(nb, sizeof *keys);
-    lkv_tensor *ts = calloc(nb, sizeof *ts), *outs = calloc(nb, sizeof *outs);
-    if (!w->rc && (!names || !keys || !ts || !outs)) {
-        w->rc = LKV_RPC_RESOURCE_EXHAUSTED;
-        snprintf(w->err.msg, sizeof w->err.msg, "out of memory");
-    }
-    for (size_t j = 0; !w->rc && j < nb; j++) {
-        snprintf(names[j], sizeof names[j], "bench-%d-%zu", w->id, j);
-        keys[j] = key_of(names[j]);
-        ts[j] = t;
-    }
-    if (!w->rc && !(w->ops & OP_PUT)) /* get-only: seed the keys once */
-        w->rc = lkv_client_put_many(c, w->ns, keys, ts, nb, w->params, NULL, NULL, &w->err);
+    if (!w->rc && (w->rc = lkv_load_init(&l, w->spec, c, prefix, 1000u + (uint64_t)w->id)))
+        w->err = l.err;
+    if (!w->rc && !(w->ops & OP_PUT) && (w->rc = lkv_load_put(&l))) /* get-only: seed the keys */
+        w->err = l.err;
     for (size_t i = 0; !w->rc && i < w->requests; i++) {
         if (w->ops & OP_PUT) {
             const double t0 = now_s();
-            w->rc = w->stream ? lkv_client_put_many(c, w->ns, keys, ts, nb, w->params, NULL, NULL,
-                                                    &w->err)
-                              : lkv_client_put(c, w->ns, keys[0], &t, w->params, NULL, &w->err);
+            w->rc = lkv_load_put(&l);
             w->lat_put[i] = now_s() - t0;
         }
         if (!w->rc && (w->ops & OP_GET)) {
             const double t0 = now_s();
-            w->rc =
-                w->stream
-                    ? lkv_client_get_many(c, w->ns, keys, nb, LKV_DTYPE_BF16, outs, NULL, &w->err)
-                    : lkv_client_get(c, w->ns, keys[0], LKV_DTYPE_BF16, outs, NULL, &w->err);
+            w->rc = lkv_load_get(&l);
             w->lat_get[i] = now_s() - t0;
-            for (size_t j = 0; j < nb; j++)
-                lkv_tensor_clear(&outs[j]);
         }
+        if (w->rc)
+            w->err = l.err;
         __atomic_store_n(&w->done, i + 1, __ATOMIC_RELAXED);
     }
+    lkv_load_free(&l);
     lkv_client_free(c);
-    free(names), free(keys), free(ts), free(outs);
-    free(data);
     return NULL;
 }
 
@@ -590,9 +488,10 @@ static void progress_bar(size_t done, size_t total, double elapsed)
 
 static void print_lat(const char *op, double *lat, size_t n, double bytes, double wall)
 {
-    qsort(lat, n, sizeof *lat, cmp_double);
+    lkv_bench_sort(lat, n);
     printf("%-4s %8zu calls %9.3f GB/s bf16  p50 %8.3f ms  p99 %8.3f ms\n", op, n,
-           bytes / wall / 1e9, quantile(lat, n, 0.50) * 1e3, quantile(lat, n, 0.99) * 1e3);
+           bytes / wall / 1e9, lkv_bench_quantile(lat, n, 0.50) * 1e3,
+           lkv_bench_quantile(lat, n, 0.99) * 1e3);
 }
 
 int lkv_cli_bench(int argc, char **argv)
@@ -649,20 +548,23 @@ int lkv_cli_bench(int argc, char **argv)
         free(w), free(lat);
         return lkv_cli_error(1, "out of memory for %zu x %zu latencies", n, per);
     }
-    const int show = !lkv_cli_flag(argc, argv, "no-progress");
+    /* The bar redraws one line with \r: only a terminal shows that as a
+     * bar; a file or a pipe would collect every frame. */
+    const int show = !lkv_cli_flag(argc, argv, "no-progress") && isatty(STDERR_FILENO);
+    const lkv_load_spec spec = {.ns = ns,
+                                .params = &params,
+                                .tokens = (size_t)tokens,
+                                .heads = (size_t)heads,
+                                .dim = (size_t)dim,
+                                .stream = (size_t)stream};
     const double t0 = now_s();
     size_t started = 0;
     for (size_t i = 0; i < n; i++) {
         w[i] = (bench_worker){.id = (int)i,
                               .ops = ops,
                               .addr = addr ? addr : DEFAULT_ADDR,
-                              .ns = ns,
-                              .tokens = tokens,
-                              .heads = heads,
-                              .dim = dim,
+                              .spec = &spec,
                               .requests = per,
-                              .stream = (size_t)stream,
-                              .params = &params,
                               .lat_put = lat + 2 * i * per,
                               .lat_get = lat + (2 * i + 1) * per};
         if (pthread_create(&w[i].tid, NULL, bench_run, &w[i]) != 0)
@@ -768,9 +670,14 @@ int lkv_cli_demo(int argc, char **argv)
         free(data);
         return rc;
     }
-    kv_fill_bf16(data, (size_t)tokens, (size_t)heads, (size_t)dim, 42);
+    if (lkv_load_fill_kv(data, (size_t)tokens, (size_t)heads, (size_t)dim, 42)) {
+        lkv_client_free(c);
+        free(data);
+        return lkv_cli_error(1, "out of memory for the channel scales of %llu x %llu channels",
+                             heads, dim);
+    }
     lkv_tensor t;
-    block_tensor(&t, data, (size_t)tokens, (size_t)heads, (size_t)dim);
+    lkv_load_block_tensor(&t, data, (size_t)tokens, (size_t)heads, (size_t)dim);
     const lkv_key key = key_of("latticekv-demo");
 
     uint64_t coded = 0;

@@ -2,12 +2,14 @@
 
 import json
 import os
+import pty
+import subprocess
 
 import numpy as np
 import pytest
 
 import latticekv
-from conftest import kv_like
+from conftest import CLI, HANG_GUARD_S, kv_like
 
 
 def one_line_error(r, *words):
@@ -149,7 +151,7 @@ def test_bench_small(cli, addr):
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "put" in out and "get" in out and "GB/s" in out and "p99" in out
-    assert "100%" in r.stderr.decode()  # the progress bar reached the end
+    assert r.stderr == b""  # stderr is a pipe here: no progress bar
     r = cli("bench", "--addr", addr, "--clients", "2", "--requests", "2", "--op", "get",
             "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -158,6 +160,43 @@ def test_bench_small(cli, addr):
             "--no-progress")
     assert r.returncode == 0, r.stderr
     assert b"3 blocks per stream call" in r.stdout
+
+
+def test_bench_progress_only_on_a_terminal(addr, tmp_path):
+    """The bar redraws itself with \\r: into a file it would leave every frame."""
+    if not CLI or not os.access(CLI, os.X_OK):
+        pytest.skip("LKV_CLI is not set to the latticekv binary")
+    args = [CLI, "bench", "--addr", addr, "--clients", "2", "--requests", "3"]
+    # stderr to a file: the report on stdout, nothing on stderr.
+    err_path = tmp_path / "bench.err"
+    with open(err_path, "wb") as err:
+        r = subprocess.run(args, stdout=subprocess.PIPE, stderr=err, timeout=HANG_GUARD_S)
+    assert r.returncode == 0, err_path.read_bytes()
+    assert b"GB/s" in r.stdout
+    assert b"\r" not in err_path.read_bytes() and err_path.read_bytes() == b""
+    # stderr on a terminal: the bar is drawn, and reaches the end.
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        slave = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's last writer has gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        out, _ = p.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0, seen
+    assert b"GB/s" in out
+    assert b"\r[" in seen and b"100%" in seen, seen
 
 
 def test_demo(cli, addr):
