@@ -412,12 +412,11 @@ void lkv_wire_coded_reply_plan(size_t coded_len, const char *tier, lkv_wire_layo
 void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tier);
 
 /*
- * Zero-copy readers for the requests that carry a large payload (PutRequest,
- * CompressRequest): every pointer refers into the message buffer, which must
- * outlive the result. Proto3 rules: unknown fields are skipped, the last
- * scalar wins, repeated occurrences of a sub-message merge, shape may be
- * packed or not. They return 0, or -1 when the bytes are not a valid
- * message of that type.
+ * Zero-copy readers of request messages, starting with those that carry a
+ * large payload (PutRequest, CompressRequest): every pointer refers into the message buffer, which
+ * must outlive the result. Proto3 rules: unknown fields are skipped, the last scalar wins, repeated
+ * occurrences of a sub-message merge, shape may be packed or not. They return 0, or -1 when the
+ * bytes are not a valid message of that type.
  */
 typedef struct lkv_wire_tensor {
     int present;
@@ -455,6 +454,42 @@ typedef struct lkv_wire_put {
 int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out);
 int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
                             lkv_wire_params *params);
+
+/* The other requests, read the same way (every request's bytes go through
+ * wire.c; protobuf-c only writes small replies). Absent fields read as
+ * zero / empty; ns is "" when the key has no namespace. */
+typedef struct lkv_wire_decompress {
+    const uint8_t *coded;
+    size_t coded_len;
+    int64_t out_dtype; /* raw enum value */
+} lkv_wire_decompress;
+
+typedef struct lkv_wire_get {
+    lkv_wire_key key;
+    int want_coded;
+    int64_t out_dtype;
+} lkv_wire_get;
+
+/* LookupRequest: the keys stay in the message; lkv_wire_lookup_next walks them. */
+typedef struct lkv_wire_lookup {
+    const char *ns;
+    size_t ns_len;
+    size_t n_keys;
+    const uint8_t *msg;
+    size_t msg_len;
+} lkv_wire_lookup;
+
+int lkv_wire_parse_decompress(const uint8_t *p, size_t n, lkv_wire_decompress *out);
+int lkv_wire_parse_get(const uint8_t *p, size_t n, lkv_wire_get *out);
+int lkv_wire_parse_delete(const uint8_t *p, size_t n, lkv_wire_key *key);
+int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out);
+/* The next key after byte *pos (start at 0) of a parsed LookupRequest: 1 and
+ * the key, or 0 after the last one. */
+int lkv_wire_lookup_next(const lkv_wire_lookup *l, size_t *pos, const uint8_t **key, size_t *len);
+/* HealthCheckRequest { string service = 1; }: service is not NUL-terminated. */
+int lkv_wire_parse_health(const uint8_t *p, size_t n, const char **service, size_t *len);
+/* A message with no fields of its own (StatsRequest): checks it is well formed. */
+int lkv_wire_parse_empty(const uint8_t *p, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Service (service.c)                                                       */
@@ -541,8 +576,13 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
                           lkv_diag *diag);
 /* Loop thread: a completion came back from the completion-queue thread. */
 void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev);
-/* The reply function handed to the service. */
+/* The reply function handed to the service: files the reply (takes its
+ * buffer and effect) and queues the call; nothing is sent until the flush. */
 void lkv_rpc_reply(void *call, uint64_t seq, lkv_reply *reply);
+/* Loop thread: sends the replies filed since the last flush and frees the
+ * calls that are finished. Runs after every gRPC event; the loop also runs
+ * it after the batcher completes work. */
+void lkv_rpc_flush(lkv_rpc *r);
 /* Phase 1: new calls are answered UNAVAILABLE; in-flight calls go on. */
 void lkv_rpc_shutdown_begin(lkv_rpc *r);
 /* Loop thread, after events and on a timer during phase 1: once no call is

@@ -61,9 +61,8 @@ typedef struct req {
     lkv_method m;
     void *call;
     uint64_t seq;
-    uint8_t *in;           /* the request bytes (owned); payloads point into them */
-    ProtobufCMessage *msg; /* the unpacked request, for small messages */
-    lkv_wire_put put;      /* Put: the parsed request */
+    uint8_t *in;      /* the request bytes (owned); payloads point into them */
+    lkv_wire_put put; /* Put: the parsed request */
     lkv_work work;
     lkv_wire_layout lay;
     lkv_container_info info;
@@ -125,8 +124,6 @@ void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out)
 
 static void req_free(req *r)
 {
-    if (r->msg)
-        protobuf_c_message_free_unpacked(r->msg, NULL);
     free(r->in);
     lkv_blob_unref(r->blob);
     free(r->buf);
@@ -320,7 +317,9 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     return 0;
 }
 
-static int check_wire_key(req *r, const lkv_wire_key *k)
+/* Every RPC names a block the same way; today a namespace ends at its
+ * first NUL (as protobuf-c's C strings did). */
+static int check_key(req *r, lkv_wire_key *k)
 {
     if (!k->present) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
@@ -330,19 +329,7 @@ static int check_wire_key(req *r, const lkv_wire_key *k)
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
         return -1;
     }
-    return 0;
-}
-
-static int check_key(req *r, const Latticekv__V1__BlockKey *k)
-{
-    if (!k) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
-        return -1;
-    }
-    if (k->key.len == 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
-        return -1;
-    }
+    k->ns_len = strnlen(k->ns, k->ns_len);
     return 0;
 }
 
@@ -405,9 +392,9 @@ static void decode_done(lkv_work *w)
 }
 
 /* Plans and queues the decode of a parsed container at `container`. */
-static void start_decode(req *r, const uint8_t *container, int out_dtype, const char *tier)
+static void start_decode(req *r, const uint8_t *container, int64_t out_dtype, const char *tier)
 {
-    if (out_dtype != 0 && !dtype_ok(r, (int64_t)out_dtype, "out_dtype"))
+    if (out_dtype != 0 && !dtype_ok(r, out_dtype, "out_dtype"))
         return;
     r->out_dt = out_dtype ? (lkv_dtype)out_dtype : r->info.dtype;
     const size_t data_len =
@@ -421,19 +408,18 @@ static void start_decode(req *r, const uint8_t *container, int out_dtype, const 
 
 static void handle_decompress(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__DecompressRequest *q = latticekv__v1__decompress_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_decompress q;
+    if (lkv_wire_parse_decompress(msg, len, &q) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DecompressRequest");
         return;
     }
-    r->msg = &q->base;
     lkv_diag d;
-    const lkv_status st = lkv_container_parse(q->coded.data, q->coded.len, &r->info, &d);
+    const lkv_status st = lkv_container_parse(q.coded, q.coded_len, &r->info, &d);
     if (st != LKV_OK) {
         reply_status(r, st, &d);
         return;
     }
-    start_decode(r, q->coded.data, (int)q->out_dtype, NULL);
+    start_decode(r, q.coded, q.out_dtype, NULL);
 }
 
 /* ---- KVStore ----------------------------------------------------------- */
@@ -529,11 +515,8 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid PutRequest");
         return;
     }
-    if (check_wire_key(r, &q->key) != 0)
+    if (check_key(r, &q->key) != 0)
         return;
-    /* Get, Lookup and Delete see the namespace as a C string (protobuf-c):
-     * end it at the first NUL here too, so every RPC names the same block. */
-    q->key.ns_len = strnlen(q->key.ns, q->key.ns_len);
     if (q->payload == LKV_WIRE_PAYLOAD_CODED) {
         lkv_diag d;
         const lkv_status st = lkv_container_parse(q->coded, q->coded_len, &r->info, &d);
@@ -576,33 +559,33 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
 
 static void handle_get(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__GetRequest *q = latticekv__v1__get_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_get q;
+    if (lkv_wire_parse_get(msg, len, &q) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid GetRequest");
         return;
     }
-    r->msg = &q->base;
-    if (check_key(r, q->key) != 0)
+    if (check_key(r, &q.key) != 0)
         return;
-    const char *ns = q->key->namespace_;
-    const size_t ns_len = strlen(ns);
-    r->blob = lkv_store_get(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
+    const lkv_wire_key *k = &q.key;
+    const int ns_shown = k->ns_len < 64 ? (int)k->ns_len : 64;
+    r->blob = lkv_store_get(r->svc->store, k->ns, k->ns_len, k->key, k->key_len);
     if (!r->blob) {
-        reply_error(r, LKV_GRPC_NOT_FOUND, "key not found: namespace=\"%.64s\" key of %zu bytes",
-                    ns, q->key->key.len);
+        reply_error(r, LKV_GRPC_NOT_FOUND, "key not found: namespace=\"%.*s\" key of %zu bytes",
+                    ns_shown, k->ns, k->key_len);
         return;
     }
     lkv_diag d;
     const lkv_status st = lkv_container_parse(r->blob->data, r->blob->len, &r->info, &d);
     if (st != LKV_OK) {
         /* A stored block that no longer verifies is useless: drop it. */
-        lkv_store_delete(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
-        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=\"%.64s\" reason=\"%s\"", ns, d.msg);
+        lkv_store_delete(r->svc->store, k->ns, k->ns_len, k->key, k->key_len);
+        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=\"%.*s\" reason=\"%s\"", ns_shown, k->ns,
+                d.msg);
         reply_error(r, LKV_GRPC_DATA_LOSS, "stored block failed verification and was dropped: %s",
                     d.msg);
         return;
     }
-    if (q->want_coded) {
+    if (q.want_coded) {
         lkv_wire_coded_reply_plan(r->blob->len, tier_host, &r->lay);
         if (alloc_reply(r) != 0)
             return;
@@ -611,34 +594,34 @@ static void handle_get(req *r, const uint8_t *msg, size_t len)
         reply_ok(r, r->lay.total);
         return;
     }
-    start_decode(r, r->blob->data, (int)q->out_dtype, tier_host);
+    start_decode(r, r->blob->data, q.out_dtype, tier_host);
 }
 
 static void handle_lookup(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__LookupRequest *q = latticekv__v1__lookup_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_lookup q;
+    if (lkv_wire_parse_lookup(msg, len, &q) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid LookupRequest");
         return;
     }
-    r->msg = &q->base;
-    protobuf_c_boolean *present = calloc(q->n_keys ? q->n_keys : 1, sizeof *present);
+    protobuf_c_boolean *present = calloc(q.n_keys ? q.n_keys : 1, sizeof *present);
     if (!present) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q->n_keys);
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q.n_keys);
         return;
     }
-    const size_t ns_len = strlen(q->namespace_);
+    q.ns_len = strnlen(q.ns, q.ns_len);
     uint32_t prefix = 0;
     int in_prefix = 1;
-    for (size_t i = 0; i < q->n_keys; i++) {
-        present[i] = lkv_store_contains(r->svc->store, q->namespace_, ns_len, q->keys[i].data,
-                                        q->keys[i].len);
+    size_t pos = 0, key_len;
+    const uint8_t *key;
+    for (size_t i = 0; i < q.n_keys && lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++) {
+        present[i] = lkv_store_contains(r->svc->store, q.ns, q.ns_len, key, key_len);
         in_prefix = in_prefix && present[i];
         prefix += (uint32_t)in_prefix;
     }
     Latticekv__V1__LookupResponse resp = LATTICEKV__V1__LOOKUP_RESPONSE__INIT;
     resp.prefix_hits = prefix;
-    resp.n_present = q->n_keys;
+    resp.n_present = q.n_keys;
     resp.present = present;
     reply_packed(r, &resp.base);
     free(present);
@@ -646,17 +629,15 @@ static void handle_lookup(req *r, const uint8_t *msg, size_t len)
 
 static void handle_delete(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__DeleteRequest *q = latticekv__v1__delete_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_key k;
+    if (lkv_wire_parse_delete(msg, len, &k) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DeleteRequest");
         return;
     }
-    r->msg = &q->base;
-    if (check_key(r, q->key) != 0)
+    if (check_key(r, &k) != 0)
         return;
     Latticekv__V1__DeleteResponse resp = LATTICEKV__V1__DELETE_RESPONSE__INIT;
-    resp.deleted = lkv_store_delete(r->svc->store, q->key->namespace_, strlen(q->key->namespace_),
-                                    q->key->key.data, q->key->key.len);
+    resp.deleted = lkv_store_delete(r->svc->store, k.ns, k.ns_len, k.key, k.key_len);
     reply_packed(r, &resp.base);
 }
 
@@ -664,12 +645,10 @@ static void handle_delete(req *r, const uint8_t *msg, size_t len)
 
 static void handle_stats(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__StatsRequest *q = latticekv__v1__stats_request__unpack(NULL, len, msg);
-    if (!q) {
+    if (lkv_wire_parse_empty(msg, len) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid StatsRequest");
         return;
     }
-    r->msg = &q->base;
     lkv_service *s = r->svc;
     lkv_store_stats ss;
     lkv_store_get_stats(s->store, &ss);
@@ -704,27 +683,29 @@ static void handle_stats(req *r, const uint8_t *msg, size_t len)
     reply_packed(r, &resp.base);
 }
 
-static int known_service(const char *name)
+static int known_service(const char *name, size_t len)
 {
     static const char *const names[] = {"", "latticekv.v1.Codec", "latticekv.v1.KVStore",
                                         "latticekv.v1.Admin", "grpc.health.v1.Health"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0)
+        if (strlen(names[i]) == len && memcmp(name, names[i], len) == 0)
             return 1;
     return 0;
 }
 
 static void handle_health(req *r, const uint8_t *msg, size_t len)
 {
-    Grpc__Health__V1__HealthCheckRequest *q =
-        grpc__health__v1__health_check_request__unpack(NULL, len, msg);
-    if (!q) {
+    const char *service;
+    size_t service_len;
+    if (lkv_wire_parse_health(msg, len, &service, &service_len) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid HealthCheckRequest");
         return;
     }
-    r->msg = &q->base;
-    if (!known_service(q->service)) {
-        reply_error(r, LKV_GRPC_NOT_FOUND, "service=\"%.64s\" is not served here", q->service);
+    /* A service name is text: it ends at a NUL, as protobuf-c's C strings did. */
+    service_len = strnlen(service, service_len);
+    if (!known_service(service, service_len)) {
+        reply_error(r, LKV_GRPC_NOT_FOUND, "service=\"%.*s\" is not served here",
+                    service_len < 64 ? (int)service_len : 64, service);
         return;
     }
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;

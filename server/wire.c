@@ -392,3 +392,157 @@ int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
     }
     return k < 0 ? -1 : 0;
 }
+
+/*
+ * The small requests. One field at a time: next_field() reads a varint or a
+ * length-delimited value and skips the fixed-width types, so each reader is a
+ * switch over field numbers. A known field with the wrong wire type makes
+ * the message invalid, as in the readers above.
+ */
+typedef struct field {
+    uint32_t num;
+    unsigned wt;
+    uint64_t v;       /* wire type 0 */
+    const uint8_t *d; /* wire type 2 */
+    size_t len;
+} field;
+
+/* 1 when a field was read, 0 at the end, -1 when malformed. */
+static int next_field(reader *r, field *f)
+{
+    const int k = get_key(r, &f->num, &f->wt);
+    if (k != 1)
+        return k;
+    if (f->wt == WT_VARINT)
+        return get_varint(r, &f->v) == 0 ? 1 : -1;
+    if (f->wt == WT_LEN)
+        return get_len(r, &f->d, &f->len) == 0 ? 1 : -1;
+    return skip(r, f->wt) == 0 ? 1 : -1;
+}
+
+static int64_t enum_value(uint64_t v)
+{
+    return (int64_t)(int32_t)(uint32_t)v; /* proto3 enums are int32 */
+}
+
+int lkv_wire_parse_decompress(const uint8_t *p, size_t n, lkv_wire_decompress *out)
+{
+    memset(out, 0, sizeof *out);
+    out->coded = p; /* an absent coded field is empty, not NULL */
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt == WT_LEN) {
+            out->coded = f.d;
+            out->coded_len = f.len;
+        } else if (f.num == 2 && f.wt == WT_VARINT) {
+            out->out_dtype = enum_value(f.v);
+        } else if (f.num <= 2) {
+            return -1;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_parse_get(const uint8_t *p, size_t n, lkv_wire_get *out)
+{
+    memset(out, 0, sizeof *out);
+    out->key.ns = "";
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt == WT_LEN) {
+            if (parse_key(f.d, f.len, &out->key) < 0)
+                return -1;
+        } else if (f.num == 2 && f.wt == WT_VARINT) {
+            out->want_coded = f.v != 0;
+        } else if (f.num == 3 && f.wt == WT_VARINT) {
+            out->out_dtype = enum_value(f.v);
+        } else if (f.num <= 3) {
+            return -1;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_parse_delete(const uint8_t *p, size_t n, lkv_wire_key *key)
+{
+    memset(key, 0, sizeof *key);
+    key->ns = "";
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && (f.wt != WT_LEN || parse_key(f.d, f.len, key) < 0))
+            return -1;
+    }
+    return k;
+}
+
+int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ns = "";
+    out->msg = p;
+    out->msg_len = n;
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_LEN)
+            return -1;
+        if (f.num == 1) {
+            out->ns = (const char *)f.d;
+            out->ns_len = f.len;
+        } else if (f.num == 2) {
+            out->n_keys++;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_lookup_next(const lkv_wire_lookup *l, size_t *pos, const uint8_t **key, size_t *len)
+{
+    reader r = {l->msg + *pos, l->msg + l->msg_len};
+    field f;
+    while (next_field(&r, &f) == 1) {
+        if (f.num == 2) {
+            *key = f.d;
+            *len = f.len;
+            *pos = (size_t)(r.p - l->msg);
+            return 1;
+        }
+    }
+    *pos = l->msg_len;
+    return 0;
+}
+
+int lkv_wire_parse_health(const uint8_t *p, size_t n, const char **service, size_t *len)
+{
+    *service = "";
+    *len = 0;
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt != WT_LEN)
+            return -1;
+        if (f.num == 1) {
+            *service = (const char *)f.d;
+            *len = f.len;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_parse_empty(const uint8_t *p, size_t n)
+{
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+    }
+    return k;
+}
