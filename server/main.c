@@ -118,6 +118,8 @@ static void after_events(void *ud)
     if (d->phase == 2)
         return;
     poll_batcher(d);
+    if (d->rpc)
+        lkv_rpc_flush(d->rpc); /* the replies of the work that just completed */
     if (d->phase == 1) {
         lkv_rpc_shutdown_progress(d->rpc, lkv_now_ns());
         if (lkv_rpc_drained(d->rpc))
