@@ -67,6 +67,8 @@ typedef struct lkv_config {
     uint32_t default_variant;     /* lkv_variant */
     uint64_t default_q;
     uint64_t stream_window;
+    uint64_t max_key_bytes;       /* longest BlockKey.key / LookupRequest.keys[i] */
+    uint64_t max_namespace_bytes; /* longest namespace */
     uint64_t shutdown_grace_ms;
     uint32_t log_level; /* lkv_log_level */
 } lkv_config;

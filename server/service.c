@@ -317,9 +317,46 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     return 0;
 }
 
-/* Every RPC names a block the same way; today a namespace ends at its
- * first NUL (as protobuf-c's C strings did). */
-static int check_key(req *r, lkv_wire_key *k)
+/*
+ * Namespaces are text: every byte but NUL, compared exactly (a NUL would
+ * let "a\0b" and "a" alias wherever a namespace is a C string). Keys are
+ * exact bytes, NULs included. Both have a length cap. 0 when valid, else
+ * the error reply is already sent.
+ */
+static int check_namespace(req *r, const char *ns, size_t len, const char *field)
+{
+    const char *nul = memchr(ns, 0, len);
+    if (nul) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                    "%s has a NUL byte at offset %zu; a namespace is text without NUL bytes", field,
+                    (size_t)(nul - ns));
+        return -1;
+    }
+    if (len > r->svc->cfg->max_namespace_bytes) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-namespace-bytes=%llu",
+                    field, len, (unsigned long long)r->svc->cfg->max_namespace_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+/* index < 0: field is one key, else the index-th of a list. */
+static int check_key_len(req *r, size_t len, const char *field, long index)
+{
+    if (len <= r->svc->cfg->max_key_bytes)
+        return 0;
+    char name[48];
+    if (index < 0)
+        snprintf(name, sizeof name, "%s", field);
+    else
+        snprintf(name, sizeof name, "%s[%ld]", field, index);
+    reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-key-bytes=%llu", name, len,
+                (unsigned long long)r->svc->cfg->max_key_bytes);
+    return -1;
+}
+
+/* Every RPC names a block the same way. */
+static int check_key(req *r, const lkv_wire_key *k)
 {
     if (!k->present) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
@@ -329,8 +366,9 @@ static int check_key(req *r, lkv_wire_key *k)
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
         return -1;
     }
-    k->ns_len = strnlen(k->ns, k->ns_len);
-    return 0;
+    if (check_key_len(r, k->key_len, "key.key", -1) != 0)
+        return -1;
+    return check_namespace(r, k->ns, k->ns_len, "key.namespace");
 }
 
 /* Finishes an encoded container in place: payload checksum, then header. */
@@ -604,16 +642,21 @@ static void handle_lookup(req *r, const uint8_t *msg, size_t len)
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid LookupRequest");
         return;
     }
+    if (check_namespace(r, q.ns, q.ns_len, "namespace") != 0)
+        return;
+    size_t pos = 0, key_len;
+    const uint8_t *key;
+    for (size_t i = 0; lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++)
+        if (check_key_len(r, key_len, "keys", (long)i) != 0)
+            return;
     protobuf_c_boolean *present = calloc(q.n_keys ? q.n_keys : 1, sizeof *present);
     if (!present) {
         reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q.n_keys);
         return;
     }
-    q.ns_len = strnlen(q.ns, q.ns_len);
     uint32_t prefix = 0;
     int in_prefix = 1;
-    size_t pos = 0, key_len;
-    const uint8_t *key;
+    pos = 0;
     for (size_t i = 0; i < q.n_keys && lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++) {
         present[i] = lkv_store_contains(r->svc->store, q.ns, q.ns_len, key, key_len);
         in_prefix = in_prefix && present[i];
