@@ -32,6 +32,7 @@
 #include <stdio.h>
 
 #include "lkv_codec.h"
+#include "lkv_rpc_table.h"
 
 /* ------------------------------------------------------------------------ */
 /* Configuration (config.c)                                                  */
@@ -135,25 +136,12 @@ void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
 /* Status mapping (status.c)                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* gRPC status codes by their wire numbers (rpc.c checks these against grpc/status.h). */
+/* gRPC status codes by their wire numbers, from the shared list in
+ * lkv_rpc_table.h (rpc.c checks every one against grpc/status.h). */
 typedef enum lkv_grpc_code {
-    LKV_GRPC_OK = 0,
-    LKV_GRPC_CANCELLED = 1,
-    LKV_GRPC_UNKNOWN = 2,
-    LKV_GRPC_INVALID_ARGUMENT = 3,
-    LKV_GRPC_DEADLINE_EXCEEDED = 4,
-    LKV_GRPC_NOT_FOUND = 5,
-    LKV_GRPC_ALREADY_EXISTS = 6,
-    LKV_GRPC_PERMISSION_DENIED = 7,
-    LKV_GRPC_RESOURCE_EXHAUSTED = 8,
-    LKV_GRPC_FAILED_PRECONDITION = 9,
-    LKV_GRPC_ABORTED = 10,
-    LKV_GRPC_OUT_OF_RANGE = 11,
-    LKV_GRPC_UNIMPLEMENTED = 12,
-    LKV_GRPC_INTERNAL = 13,
-    LKV_GRPC_UNAVAILABLE = 14,
-    LKV_GRPC_DATA_LOSS = 15,
-    LKV_GRPC_UNAUTHENTICATED = 16
+#define LKV_X_GRPC_ENUM(name, value) LKV_GRPC_##name = value,
+    LKV_GRPC_CODE_LIST(LKV_X_GRPC_ENUM)
+#undef LKV_X_GRPC_ENUM
 } lkv_grpc_code;
 
 /* The one table: every lkv_status to the gRPC code a client sees. */
@@ -415,10 +403,11 @@ void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tie
 
 /*
  * Zero-copy readers of request messages, starting with those that carry a
- * large payload (PutRequest, CompressRequest): every pointer refers into the message buffer, which
- * must outlive the result. Proto3 rules: unknown fields are skipped, the last scalar wins, repeated
- * occurrences of a sub-message merge, shape may be packed or not. They return 0, or -1 when the
- * bytes are not a valid message of that type.
+ * large payload (PutRequest, CompressRequest): every pointer refers into
+ * the message buffer, which must outlive the result. Proto3 rules: unknown
+ * fields are skipped, the last scalar wins, repeated occurrences of a
+ * sub-message merge, shape may be packed or not. They return 0, or -1 when
+ * the bytes are not a valid message of that type.
  */
 typedef struct lkv_wire_tensor {
     int present;
@@ -497,24 +486,11 @@ int lkv_wire_parse_empty(const uint8_t *p, size_t n);
 /* Service (service.c)                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* The methods served; rpc.c maps paths to these. */
-#define LKV_METHOD_LIST(X)                                          \
-    X(COMPRESS, "/latticekv.v1.Codec/Compress", 0)                  \
-    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress", 0)              \
-    X(COMPRESS_STREAM, "/latticekv.v1.Codec/CompressStream", 1)     \
-    X(DECOMPRESS_STREAM, "/latticekv.v1.Codec/DecompressStream", 1) \
-    X(PUT, "/latticekv.v1.KVStore/Put", 0)                          \
-    X(GET, "/latticekv.v1.KVStore/Get", 0)                          \
-    X(PUT_STREAM, "/latticekv.v1.KVStore/PutStream", 1)             \
-    X(GET_STREAM, "/latticekv.v1.KVStore/GetStream", 1)             \
-    X(LOOKUP, "/latticekv.v1.KVStore/Lookup", 0)                    \
-    X(DELETE, "/latticekv.v1.KVStore/Delete", 0)                    \
-    X(STATS, "/latticekv.v1.Admin/Stats", 0)                        \
-    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)
-
+/* The methods served, one per row of LKV_RPC_LIST (lkv_rpc_table.h); rpc.c
+ * registers their paths, service.c dispatches to their handlers. */
 typedef enum lkv_method {
-#define LKV_X_METHOD(name, path, streaming) LKV_METHOD_##name,
-    LKV_METHOD_LIST(LKV_X_METHOD)
+#define LKV_X_METHOD(name, service, method, streaming, handler) LKV_METHOD_##name,
+    LKV_RPC_LIST(LKV_X_METHOD)
 #undef LKV_X_METHOD
         LKV_METHOD_COUNT
 } lkv_method;
@@ -565,6 +541,47 @@ int lkv_service_shutting_down(const lkv_service *s);
 /* Counts a reply the rpc layer made itself (UNIMPLEMENTED, UNAVAILABLE). */
 void lkv_service_count(lkv_service *s, lkv_grpc_code code);
 void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out);
+
+/*
+ * The daemon's statistics, listed once: every rendering (the Stats reply,
+ * the "stopped" log line, a metrics endpoint) is generated from these rows.
+ * X(name, kind, help): name is the StatsResponse / TierStats field; kind is
+ * counter (only grows) or gauge. The tier rows are lkv_store_stats' fields.
+ */
+#define LKV_STATS_LIST(X)                                        \
+    X(uptime_ms, gauge, "milliseconds since latticekvd started") \
+    X(requests, counter, "requests answered, errors included")   \
+    X(errors, counter, "requests answered with an error")        \
+    X(raw_bytes_in, counter, "bytes of tensors encoded")         \
+    X(coded_bytes_out, counter, "bytes of containers produced")  \
+    X(batches, counter, "codec launches")                        \
+    X(batched_vectors, counter, "vectors coded in those launches")
+#define LKV_TIER_STATS_LIST(X)                                          \
+    X(capacity_bytes, gauge, "bytes the tier may hold")                 \
+    X(used_bytes, gauge, "bytes held: containers, namespaces and keys") \
+    X(blocks, gauge, "blocks held")                                     \
+    X(hits, counter, "Gets that found their block")                     \
+    X(misses, counter, "Gets that did not")                             \
+    X(evictions, counter, "blocks evicted to make room")
+
+typedef struct lkv_stats {
+#define LKV_X_STATS_FIELD(name, kind, help) uint64_t name;
+    LKV_STATS_LIST(LKV_X_STATS_FIELD)
+#undef LKV_X_STATS_FIELD
+    lkv_store_stats host; /* the host tier, LKV_TIER_STATS_LIST */
+} lkv_stats;
+
+/* Loop thread: a snapshot of every statistic. */
+void lkv_service_get_stats(const lkv_service *s, lkv_stats *out);
+
+typedef enum lkv_stats_format {
+    LKV_STATS_LOG = 0,       /* "requests=1 errors=0 ... host_hits=3 ..." (log fields) */
+    LKV_STATS_PROMETHEUS = 1 /* text exposition format, latticekv_* metrics */
+} lkv_stats_format;
+
+/* Renders st into buf (always NUL-terminated when cap > 0); returns the
+ * length the whole text needs, like snprintf. */
+size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* gRPC (rpc.c)                                                              */

@@ -327,16 +327,12 @@ int main(int argc, char **argv)
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
-    lkv_service_counters c;
-    lkv_service_get_counters(d.svc, &c);
-    lkv_batcher_stats bs;
-    lkv_batcher_get_stats(d.batcher, &bs);
-    lkv_log(LKV_LOG_INFO, "stopped",
-            "drain_ms=%llu requests=%llu errors=%llu batches=%llu batched_vectors=%llu "
-            "inline_batches=%llu",
-            (unsigned long long)((lkv_now_ns() - d.stop_ns) / 1000000u),
-            (unsigned long long)c.requests, (unsigned long long)c.errors,
-            (unsigned long long)bs.batches, (unsigned long long)bs.batched_vectors,
+    lkv_stats st;
+    lkv_service_get_stats(d.svc, &st);
+    char stats[1024];
+    lkv_stats_render(&st, LKV_STATS_LOG, stats, sizeof stats);
+    lkv_log(LKV_LOG_INFO, "stopped", "drain_ms=%llu %s inline_batches=%llu",
+            (unsigned long long)((lkv_now_ns() - d.stop_ns) / 1000000u), stats,
             (unsigned long long)d.inline_batches);
     uv_loop_close(d.loop);
     close(d.timer_fd);

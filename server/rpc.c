@@ -71,11 +71,10 @@
 #include "lkv_server.h"
 
 /* lkv_grpc_code must equal grpc_status_code value for value. */
-_Static_assert(LKV_GRPC_INVALID_ARGUMENT == (int)GRPC_STATUS_INVALID_ARGUMENT, "grpc codes");
-_Static_assert(LKV_GRPC_RESOURCE_EXHAUSTED == (int)GRPC_STATUS_RESOURCE_EXHAUSTED, "grpc codes");
-_Static_assert(LKV_GRPC_UNIMPLEMENTED == (int)GRPC_STATUS_UNIMPLEMENTED, "grpc codes");
-_Static_assert(LKV_GRPC_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "grpc codes");
-_Static_assert(LKV_GRPC_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "grpc codes");
+#define LKV_X_SAME(name, value) \
+    _Static_assert(LKV_GRPC_##name == (int)GRPC_STATUS_##name, "gRPC code " #name);
+LKV_GRPC_CODE_LIST(LKV_X_SAME)
+#undef LKV_X_SAME
 
 enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
 enum { IN_NONE = 0, IN_OK, IN_UNREADABLE, IN_NOMEM };

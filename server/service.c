@@ -23,13 +23,13 @@
 #include "lkv_server.h"
 
 static const char *const method_paths[] = {
-#define LKV_X_PATH(name, path, streaming) path,
-    LKV_METHOD_LIST(LKV_X_PATH)
+#define LKV_X_PATH(name, service, method, streaming, handler) LKV_RPC_PATH(service, method),
+    LKV_RPC_LIST(LKV_X_PATH)
 #undef LKV_X_PATH
 };
 static const int method_streaming[] = {
-#define LKV_X_STREAMING(name, path, streaming) streaming,
-    LKV_METHOD_LIST(LKV_X_STREAMING)
+#define LKV_X_STREAMING(name, service, method, streaming, handler) streaming,
+    LKV_RPC_LIST(LKV_X_STREAMING)
 #undef LKV_X_STREAMING
 };
 
@@ -686,6 +686,72 @@ static void handle_delete(req *r, const uint8_t *msg, size_t len)
 
 /* ---- Admin and health -------------------------------------------------- */
 
+void lkv_service_get_stats(const lkv_service *s, lkv_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    lkv_batcher_stats bs;
+    lkv_batcher_get_stats(s->batcher, &bs);
+    out->uptime_ms = (lkv_now_ns() - s->start_ns) / 1000000u;
+    out->requests = s->c.requests;
+    out->errors = s->c.errors;
+    out->raw_bytes_in = s->c.raw_bytes_in;
+    out->coded_bytes_out = s->c.coded_bytes_out;
+    out->batches = bs.batches;
+    out->batched_vectors = bs.batched_vectors;
+    lkv_store_get_stats(s->store, &out->host);
+}
+
+/* Appends to buf like snprintf, tracking the length the whole text needs. */
+static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(buf + (*len < cap ? *len : cap), *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len += (size_t)n;
+}
+
+/* One metric in the Prometheus text format: counters end in _total. */
+static void render_metric(char *buf, size_t cap, size_t *len, const char *name, const char *kind,
+                          const char *help, const char *labels, unsigned long long v)
+{
+    const char *suffix = strcmp(kind, "counter") == 0 ? "_total" : "";
+    render(buf, cap, len, "# HELP latticekv_%s%s %s\n# TYPE latticekv_%s%s %s\n", name, suffix,
+           help, name, suffix, kind);
+    render(buf, cap, len, "latticekv_%s%s%s %llu\n", name, suffix, labels, v);
+}
+
+size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+    if (fmt == LKV_STATS_LOG) {
+#define LKV_X_LOG(name, kind, help) \
+    render(buf, cap, &len, "%s" #name "=%llu", len ? " " : "", (unsigned long long)st->name);
+        LKV_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+#define LKV_X_LOG(name, kind, help) \
+    render(buf, cap, &len, " host_" #name "=%llu", (unsigned long long)st->host.name);
+        LKV_TIER_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+        return len;
+    }
+#define LKV_X_PROM(name, kind, help) \
+    render_metric(buf, cap, &len, #name, #kind, help, "", (unsigned long long)st->name);
+    LKV_STATS_LIST(LKV_X_PROM)
+#undef LKV_X_PROM
+#define LKV_X_PROM(name, kind, help)                                             \
+    render_metric(buf, cap, &len, "tier_" #name, #kind, help, "{tier=\"host\"}", \
+                  (unsigned long long)st->host.name);
+    LKV_TIER_STATS_LIST(LKV_X_PROM)
+#undef LKV_X_PROM
+    return len;
+}
+
 static void handle_stats(req *r, const uint8_t *msg, size_t len)
 {
     if (lkv_wire_parse_empty(msg, len) != 0) {
@@ -693,19 +759,15 @@ static void handle_stats(req *r, const uint8_t *msg, size_t len)
         return;
     }
     lkv_service *s = r->svc;
-    lkv_store_stats ss;
-    lkv_store_get_stats(s->store, &ss);
-    lkv_batcher_stats bs;
-    lkv_batcher_get_stats(s->batcher, &bs);
+    /* This request counts itself, as it is being served. */
+    lkv_stats st;
+    lkv_service_get_stats(s, &st);
 
     Latticekv__V1__TierStats host = LATTICEKV__V1__TIER_STATS__INIT;
     host.name = (char *)tier_host;
-    host.capacity_bytes = ss.capacity_bytes;
-    host.used_bytes = ss.used_bytes;
-    host.blocks = ss.blocks;
-    host.hits = ss.hits;
-    host.misses = ss.misses;
-    host.evictions = ss.evictions;
+#define LKV_X_COPY(name, kind, help) host.name = st.host.name;
+    LKV_TIER_STATS_LIST(LKV_X_COPY)
+#undef LKV_X_COPY
     Latticekv__V1__TierStats *tiers[1] = {&host};
 
     Latticekv__V1__StatsResponse resp = LATTICEKV__V1__STATS_RESPONSE__INIT;
@@ -713,26 +775,24 @@ static void handle_stats(req *r, const uint8_t *msg, size_t len)
     snprintf(version, sizeof version, "%s", LKV_VERSION);
     resp.version = version;
     resp.backend = (char *)s->backend_name;
-    resp.uptime_ms = (lkv_now_ns() - s->start_ns) / 1000000u;
-    /* This request counts itself, as it is being served. */
-    resp.requests = s->c.requests;
-    resp.errors = s->c.errors;
-    resp.raw_bytes_in = s->c.raw_bytes_in;
-    resp.coded_bytes_out = s->c.coded_bytes_out;
-    resp.batches = bs.batches;
-    resp.batched_vectors = bs.batched_vectors;
+#define LKV_X_COPY(name, kind, help) resp.name = st.name;
+    LKV_STATS_LIST(LKV_X_COPY)
+#undef LKV_X_COPY
     resp.n_tiers = 1;
     resp.tiers = tiers;
     reply_packed(r, &resp.base);
 }
 
+/* "" (the whole server) and every service of the method table. */
 static int known_service(const char *name, size_t len)
 {
-    static const char *const names[] = {"", "latticekv.v1.Codec", "latticekv.v1.KVStore",
-                                        "latticekv.v1.Admin", "grpc.health.v1.Health"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i]) == len && memcmp(name, names[i], len) == 0)
+    if (len == 0)
+        return 1;
+    for (int m = 0; m < LKV_METHOD_COUNT; m++) {
+        const char *path = method_paths[m]; /* "/service/method" */
+        if (len < strlen(path + 1) && memcmp(path + 1, name, len) == 0 && path[1 + len] == '/')
             return 1;
+    }
     return 0;
 }
 
@@ -778,19 +838,13 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     r->call = call;
     r->seq = seq;
     r->in = msg; /* freed with the request, or adopted by a stored block */
-    switch (m) {
-    case LKV_METHOD_COMPRESS:
-    case LKV_METHOD_COMPRESS_STREAM: handle_compress(r, msg, len); break;
-    case LKV_METHOD_DECOMPRESS:
-    case LKV_METHOD_DECOMPRESS_STREAM: handle_decompress(r, msg, len); break;
-    case LKV_METHOD_PUT:
-    case LKV_METHOD_PUT_STREAM: handle_put(r, msg, len); break;
-    case LKV_METHOD_GET:
-    case LKV_METHOD_GET_STREAM: handle_get(r, msg, len); break;
-    case LKV_METHOD_LOOKUP: handle_lookup(r, msg, len); break;
-    case LKV_METHOD_DELETE: handle_delete(r, msg, len); break;
-    case LKV_METHOD_STATS: handle_stats(r, msg, len); break;
-    case LKV_METHOD_HEALTH_CHECK: handle_health(r, msg, len); break;
-    default: reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m); break;
-    }
+    static void (*const handlers[])(req *, const uint8_t *, size_t) = {
+#define LKV_X_HANDLER(name, service, method, streaming, handler) handle_##handler,
+        LKV_RPC_LIST(LKV_X_HANDLER)
+#undef LKV_X_HANDLER
+    };
+    if ((unsigned)m < LKV_METHOD_COUNT)
+        handlers[m](r, msg, len);
+    else
+        reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m);
 }

@@ -49,22 +49,11 @@ lkv_grpc_code lkv_status_to_grpc(lkv_status s)
 
 const char *lkv_grpc_code_name(lkv_grpc_code c)
 {
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    return (unsigned)c < sizeof names / sizeof names[0] ? names[c] : "UNKNOWN";
+    switch (c) {
+#define LKV_X_NAME(name, value) \
+    case LKV_GRPC_##name: return #name;
+        LKV_GRPC_CODE_LIST(LKV_X_NAME)
+#undef LKV_X_NAME
+    }
+    return "UNKNOWN";
 }

@@ -3,16 +3,16 @@
  * latticekvd: wire.c's request readers and the service's handling of what
  * they return.
  *
- * Input layout: byte 0 selects the method (modulo the method table); the
- * rest is that method's request message. Each input is first read by the
- * method's wire.c reader, whose results must point inside the message
- * (Lookup's key walk must find exactly n_keys keys), and then handled by a
- * fresh service with a small store and the real batcher, its codec work run
- * on the CPU codec, exactly as the daemon's loop would. Any input must
- * produce exactly one reply, without a crash, a leak or an out-of-bounds
- * access (run under ASan/UBSan); a malformed message must be
- * INVALID_ARGUMENT. A Put is followed by a Get of the same key, so stored
- * blocks are read back.
+ * Input layout: byte 0 selects the method (its row of LKV_RPC_LIST, modulo
+ * the number of rows); the rest is that method's request message. Each
+ * input is first read by the method's wire.c reader, whose results must
+ * point inside the message (Lookup's key walk must find exactly n_keys
+ * keys), and then handled by a fresh service with a small store and the
+ * real batcher, its codec work run on the CPU codec, exactly as the
+ * daemon's loop would. Any input must produce exactly one reply, without a
+ * crash, a leak or an out-of-bounds access (run under ASan/UBSan); a
+ * malformed message must be INVALID_ARGUMENT. A Put is followed by a Get
+ * of the same key, so stored blocks are read back.
  */
 #include <stdint.h>
 #include <stdlib.h>

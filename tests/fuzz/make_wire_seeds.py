@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Writes the seed corpus of fuzz_wire (tests/fuzz/corpus_wire).
 
-Each seed is one byte selecting the method (its index in LKV_METHOD_LIST,
-server/lkv_server.h) followed by a request message: for every request type
+Each seed is one byte selecting the method (its row in LKV_RPC_LIST,
+proto/lkv_rpc_table.h) followed by a request message: for every request type
 valid messages built with the Python stubs, then malformed variants of each
 (truncated, a wrong wire type, a length past the end, a group, an 11-byte
 varint). Usage: make_wire_seeds.py OUT_DIR (needs clients/python's _gen
@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from latticekv import health_pb, pb  # noqa: E402
 
-METHODS_H = os.path.join(ROOT, "server", "lkv_server.h")
+METHODS_H = os.path.join(ROOT, "proto", "lkv_rpc_table.h")
 
 
 def method_indices():
@@ -30,7 +30,7 @@ def method_indices():
     names = []
     with open(METHODS_H) as f:
         text = f.read()
-    body = text[text.index("#define LKV_METHOD_LIST(X)"):]
+    body = text[text.index("#define LKV_RPC_LIST(X)"):]
     for line in body.splitlines()[1:]:
         line = line.strip()
         if not line.startswith("X("):
