@@ -23,18 +23,18 @@
  * reply per request, in order), 0 for a unary call; the streams share the
  * handler of their unary twin.
  */
-#define LKV_RPC_LIST(X)                                                          \
-    X(COMPRESS, LKV_RPC_SERVICE_CODEC, "Compress", 0, compress)                  \
-    X(DECOMPRESS, LKV_RPC_SERVICE_CODEC, "Decompress", 0, decompress)            \
-    X(COMPRESS_STREAM, LKV_RPC_SERVICE_CODEC, "CompressStream", 1, compress)     \
+#define LKV_RPC_LIST(X)                                                            \
+    X(COMPRESS, LKV_RPC_SERVICE_CODEC, "Compress", 0, compress)                    \
+    X(DECOMPRESS, LKV_RPC_SERVICE_CODEC, "Decompress", 0, decompress)              \
+    X(COMPRESS_STREAM, LKV_RPC_SERVICE_CODEC, "CompressStream", 1, compress)       \
     X(DECOMPRESS_STREAM, LKV_RPC_SERVICE_CODEC, "DecompressStream", 1, decompress) \
-    X(PUT, LKV_RPC_SERVICE_KVSTORE, "Put", 0, put)                               \
-    X(GET, LKV_RPC_SERVICE_KVSTORE, "Get", 0, get)                               \
-    X(PUT_STREAM, LKV_RPC_SERVICE_KVSTORE, "PutStream", 1, put)                  \
-    X(GET_STREAM, LKV_RPC_SERVICE_KVSTORE, "GetStream", 1, get)                  \
-    X(LOOKUP, LKV_RPC_SERVICE_KVSTORE, "Lookup", 0, lookup)                      \
-    X(DELETE, LKV_RPC_SERVICE_KVSTORE, "Delete", 0, delete)                      \
-    X(STATS, LKV_RPC_SERVICE_ADMIN, "Stats", 0, stats)                           \
+    X(PUT, LKV_RPC_SERVICE_KVSTORE, "Put", 0, put)                                 \
+    X(GET, LKV_RPC_SERVICE_KVSTORE, "Get", 0, get)                                 \
+    X(PUT_STREAM, LKV_RPC_SERVICE_KVSTORE, "PutStream", 1, put)                    \
+    X(GET_STREAM, LKV_RPC_SERVICE_KVSTORE, "GetStream", 1, get)                    \
+    X(LOOKUP, LKV_RPC_SERVICE_KVSTORE, "Lookup", 0, lookup)                        \
+    X(DELETE, LKV_RPC_SERVICE_KVSTORE, "Delete", 0, delete)                        \
+    X(STATS, LKV_RPC_SERVICE_ADMIN, "Stats", 0, stats)                             \
     X(HEALTH_CHECK, LKV_RPC_SERVICE_HEALTH, "Check", 0, health)
 
 /* The path of a row, as a string literal. */

@@ -144,8 +144,28 @@ typedef enum lkv_grpc_code {
 #undef LKV_X_GRPC_ENUM
 } lkv_grpc_code;
 
-/* The one table: every lkv_status to the gRPC code a client sees. */
-lkv_grpc_code lkv_status_to_grpc(lkv_status s);
+/*
+ * Statuses only the daemon returns (the codec never does), numbered after
+ * the codec's LKV_STATUS_LIST: X(NAME, default message), LKV_NAME.
+ */
+#define LKV_SERVER_STATUS_LIST(X)  \
+    X(ERR_NOT_FOUND, "not found")  \
+    X(ERR_AUTH, "unauthenticated") \
+    X(ERR_PERMISSION, "permission denied")
+
+enum {
+    LKV_SERVER_STATUS_BEFORE = LKV_STATUS_COUNT - 1,
+#define LKV_X_SERVER_ENUM(name, msg) LKV_##name,
+    LKV_SERVER_STATUS_LIST(LKV_X_SERVER_ENUM)
+#undef LKV_X_SERVER_ENUM
+        LKV_SERVER_STATUS_END /* one past the last status, codec's or daemon's */
+};
+
+/* The one table: every status, the codec's and the daemon's, to the gRPC
+ * code a client sees. */
+lkv_grpc_code lkv_status_to_grpc(int s);
+/* The default message of any status ("unknown status" outside both lists). */
+const char *lkv_server_status_message(int s);
 /* "INVALID_ARGUMENT" etc. */
 const char *lkv_grpc_code_name(lkv_grpc_code c);
 

@@ -147,7 +147,7 @@ static void error_reply(lkv_service *s, lkv_method m, lkv_reply *rep, lkv_grpc_c
  * status's own. */
 static const char *status_msg(lkv_status st, const lkv_diag *d)
 {
-    return d && d->msg[0] ? d->msg : lkv_status_message(st);
+    return d && d->msg[0] ? d->msg : lkv_server_status_message(st);
 }
 
 static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)

@@ -309,3 +309,16 @@ Test(wire, small_request_readers_agree_with_protobuf_c)
     const uint8_t zero_field[] = {0x00, 0x01};
     cr_assert_eq(lkv_wire_parse_empty(zero_field, sizeof zero_field), -1);
 }
+
+Test(status, the_daemons_own_statuses_follow_the_codecs)
+{
+    /* The codec never returns them, so they are the daemon's, numbered after its list. */
+    cr_assert_eq(LKV_ERR_NOT_FOUND, LKV_STATUS_COUNT);
+    cr_assert_eq(LKV_SERVER_STATUS_END, LKV_STATUS_COUNT + 3);
+    for (int s = LKV_STATUS_COUNT; s < LKV_SERVER_STATUS_END; s++)
+        cr_assert_neq(lkv_status_to_grpc(s), LKV_GRPC_OK, "daemon status %d maps to OK", s);
+    cr_assert_str_eq(lkv_server_status_message(LKV_ERR_PERMISSION), "permission denied");
+    cr_assert_str_eq(lkv_server_status_message(LKV_ERR_LIMIT), lkv_status_message(LKV_ERR_LIMIT));
+    cr_assert_str_eq(lkv_server_status_message(LKV_SERVER_STATUS_END), "unknown status");
+    cr_assert_eq(lkv_status_to_grpc(LKV_SERVER_STATUS_END), LKV_GRPC_INTERNAL);
+}
