@@ -12,7 +12,7 @@
  *   pool.c     codec worker threads; the loop's inbox (mutex + uv_async)
  *   backend.c  the codec backend vtable and the CPU backend
  *   backend_cuda.c  the CUDA backend (built when the lkv_cuda target exists)
- *   wire.c     protobuf wire writing straight into reply buffers (no copy)
+ *   wire.c     protobuf wire: zero-copy request readers, replies written in place
  *   service.c  what each RPC does: validation, store, batcher; no gRPC types
  *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
  *   main.c     start-up, the libuv loop, signals, two-phase shutdown
@@ -384,7 +384,7 @@ void lkv_pool_push(lkv_pool *p, lkv_event *ev);
 void lkv_pool_free(lkv_pool *p);
 
 /* ------------------------------------------------------------------------ */
-/* Protobuf wire writing (wire.c)                                            */
+/* Protobuf wire reading and writing (wire.c)                                */
 /* ------------------------------------------------------------------------ */
 
 size_t lkv_wire_varint_size(uint64_t v);

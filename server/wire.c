@@ -10,6 +10,11 @@
  * the fields of latticekv.proto that these replies use are written, in
  * field-number order; zero scalars are omitted as proto3 does. The unit
  * tests check every layout against protobuf-c's own unpacker.
+ *
+ * Every request is read here too, in place: the readers below return
+ * pointers into the received buffer, so no request field is copied, and
+ * they are the only code that reads network bytes (fuzzed by
+ * tests/fuzz/fuzz_wire.c).
  */
 #include <string.h>
 
