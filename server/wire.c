@@ -232,177 +232,11 @@ static int skip(reader *r, unsigned wt)
     }
 }
 
-/* Reads a varint field of the given wire type, or fails. */
-static int get_scalar(reader *r, unsigned wt, uint64_t *v)
-{
-    return wt == 0 ? get_varint(r, v) : -1;
-}
-
-static void shape_push(lkv_wire_tensor *t, uint64_t v)
-{
-    if (t->n_shape < LKV_MAX_NDIM)
-        t->shape[t->n_shape] = v;
-    t->n_shape++;
-}
-
-static int parse_tensor(const uint8_t *p, size_t n, lkv_wire_tensor *t)
-{
-    reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
-    int k;
-    t->present = 1;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        uint64_t v;
-        const uint8_t *d;
-        size_t len;
-        if (f == 1) {
-            if (get_scalar(&r, wt, &v) != 0)
-                return -1;
-            t->dtype = (int64_t)(int32_t)(uint32_t)v;
-        } else if (f == 2 && wt == 0) {
-            if (get_varint(&r, &v) != 0)
-                return -1;
-            shape_push(t, v);
-        } else if (f == 2 && wt == 2) {
-            if (get_len(&r, &d, &len) != 0)
-                return -1;
-            reader pr = {d, d + len};
-            while (pr.p < pr.end) {
-                if (get_varint(&pr, &v) != 0)
-                    return -1;
-                shape_push(t, v);
-            }
-        } else if (f == 3) {
-            if (wt != 2 || get_len(&r, &t->data, &t->data_len) != 0)
-                return -1;
-        } else if (f <= 3) {
-            return -1; /* a known field with the wrong wire type */
-        } else if (skip(&r, wt) != 0) {
-            return -1;
-        }
-    }
-    return k;
-}
-
-static int parse_params(const uint8_t *p, size_t n, lkv_wire_params *pr)
-{
-    reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
-    int k;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        uint64_t v;
-        if (f == 1 || f == 2) {
-            if (get_scalar(&r, wt, &v) != 0)
-                return -1;
-            if (f == 1)
-                pr->variant = (int64_t)(int32_t)(uint32_t)v;
-            else
-                pr->q_range = (uint32_t)v;
-        } else if (skip(&r, wt) != 0) {
-            return -1;
-        }
-    }
-    return k;
-}
-
-static int parse_key(const uint8_t *p, size_t n, lkv_wire_key *key)
-{
-    reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
-    int k;
-    key->present = 1;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        if (f == 1 || f == 2) {
-            const uint8_t *d;
-            size_t len;
-            if (wt != 2 || get_len(&r, &d, &len) != 0)
-                return -1;
-            if (f == 1) {
-                key->ns = (const char *)d;
-                key->ns_len = len;
-            } else {
-                key->key = d;
-                key->key_len = len;
-            }
-        } else if (skip(&r, wt) != 0) {
-            return -1;
-        }
-    }
-    return k;
-}
-
-int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out)
-{
-    memset(out, 0, sizeof *out);
-    out->key.ns = "";
-    reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
-    int k;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        const uint8_t *d;
-        size_t len;
-        if (f >= 1 && f <= 4) {
-            if (wt != 2 || get_len(&r, &d, &len) != 0)
-                return -1;
-            int rc = 0;
-            switch (f) {
-            case 1: rc = parse_key(d, len, &out->key); break;
-            case 2:
-                /* Switching the oneof to tensor starts a fresh tensor. */
-                if (out->payload != LKV_WIRE_PAYLOAD_TENSOR)
-                    memset(&out->tensor, 0, sizeof out->tensor);
-                out->payload = LKV_WIRE_PAYLOAD_TENSOR;
-                rc = parse_tensor(d, len, &out->tensor);
-                break;
-            case 3:
-                out->payload = LKV_WIRE_PAYLOAD_CODED;
-                out->coded = d;
-                out->coded_len = len;
-                break;
-            default: rc = parse_params(d, len, &out->params); break;
-            }
-            if (rc < 0)
-                return -1;
-        } else if (skip(&r, wt) != 0) {
-            return -1;
-        }
-    }
-    return k < 0 ? -1 : 0;
-}
-
-int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
-                            lkv_wire_params *params)
-{
-    memset(tensor, 0, sizeof *tensor);
-    memset(params, 0, sizeof *params);
-    reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
-    int k;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        const uint8_t *d;
-        size_t len;
-        if (f == 1 || f == 2) {
-            if (wt != 2 || get_len(&r, &d, &len) != 0)
-                return -1;
-            if ((f == 1 ? parse_tensor(d, len, tensor) : parse_params(d, len, params)) < 0)
-                return -1;
-        } else if (skip(&r, wt) != 0) {
-            return -1;
-        }
-    }
-    return k < 0 ? -1 : 0;
-}
-
 /*
- * The small requests. One field at a time: next_field() reads a varint or a
- * length-delimited value and skips the fixed-width types, so each reader is a
- * switch over field numbers. A known field with the wrong wire type makes
- * the message invalid, as in the readers above.
+ * One field at a time: next_field() reads a varint or a length-delimited
+ * value and skips the fixed-width types, so each reader is a switch over
+ * field numbers. A known field with the wrong wire type makes the message
+ * invalid.
  */
 typedef struct field {
     uint32_t num;
@@ -429,6 +263,136 @@ static int64_t enum_value(uint64_t v)
 {
     return (int64_t)(int32_t)(uint32_t)v; /* proto3 enums are int32 */
 }
+
+static void shape_push(lkv_wire_tensor *t, uint64_t v)
+{
+    if (t->n_shape < LKV_MAX_NDIM)
+        t->shape[t->n_shape] = v;
+    t->n_shape++;
+}
+
+/* Tensor { dtype = 1; repeated shape = 2 (packed or not); data = 3 } */
+static int parse_tensor(const uint8_t *p, size_t n, lkv_wire_tensor *t)
+{
+    reader r = {p, p + n};
+    field f;
+    int k;
+    t->present = 1;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt == WT_VARINT) {
+            t->dtype = enum_value(f.v);
+        } else if (f.num == 2 && f.wt == WT_VARINT) {
+            shape_push(t, f.v);
+        } else if (f.num == 2 && f.wt == WT_LEN) {
+            reader pr = {f.d, f.d + f.len};
+            uint64_t v;
+            while (pr.p < pr.end) {
+                if (get_varint(&pr, &v) != 0)
+                    return -1;
+                shape_push(t, v);
+            }
+        } else if (f.num == 3 && f.wt == WT_LEN) {
+            t->data = f.d;
+            t->data_len = f.len;
+        } else if (f.num <= 3) {
+            return -1;
+        }
+    }
+    return k;
+}
+
+/* CodecParams { variant = 1; q_range = 2 } */
+static int parse_params(const uint8_t *p, size_t n, lkv_wire_params *pr)
+{
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_VARINT)
+            return -1;
+        if (f.num == 1)
+            pr->variant = enum_value(f.v);
+        else if (f.num == 2)
+            pr->q_range = (uint32_t)f.v;
+    }
+    return k;
+}
+
+/* BlockKey { namespace = 1; key = 2 } */
+static int parse_key(const uint8_t *p, size_t n, lkv_wire_key *key)
+{
+    reader r = {p, p + n};
+    field f;
+    int k;
+    key->present = 1;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_LEN)
+            return -1;
+        if (f.num == 1) {
+            key->ns = (const char *)f.d;
+            key->ns_len = f.len;
+        } else if (f.num == 2) {
+            key->key = f.d;
+            key->key_len = f.len;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out)
+{
+    memset(out, 0, sizeof *out);
+    out->key.ns = "";
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 4 && f.wt != WT_LEN)
+            return -1;
+        int rc = 0;
+        switch (f.num) {
+        case 1: rc = parse_key(f.d, f.len, &out->key); break;
+        case 2:
+            /* Switching the oneof to tensor starts a fresh tensor. */
+            if (out->payload != LKV_WIRE_PAYLOAD_TENSOR)
+                memset(&out->tensor, 0, sizeof out->tensor);
+            out->payload = LKV_WIRE_PAYLOAD_TENSOR;
+            rc = parse_tensor(f.d, f.len, &out->tensor);
+            break;
+        case 3:
+            out->payload = LKV_WIRE_PAYLOAD_CODED;
+            out->coded = f.d;
+            out->coded_len = f.len;
+            break;
+        case 4: rc = parse_params(f.d, f.len, &out->params); break;
+        default: break; /* unknown fields are skipped */
+        }
+        if (rc < 0)
+            return -1;
+    }
+    return k;
+}
+
+int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
+                            lkv_wire_params *params)
+{
+    memset(tensor, 0, sizeof *tensor);
+    memset(params, 0, sizeof *params);
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_LEN)
+            return -1;
+        if (f.num == 1 && parse_tensor(f.d, f.len, tensor) < 0)
+            return -1;
+        if (f.num == 2 && parse_params(f.d, f.len, params) < 0)
+            return -1;
+    }
+    return k;
+}
+
+/* ---- the other requests ------------------------------------------------ */
 
 int lkv_wire_parse_decompress(const uint8_t *p, size_t n, lkv_wire_decompress *out)
 {
