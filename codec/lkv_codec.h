@@ -40,9 +40,10 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /*
- * The one error list of latticekv, as an X-macro: X(NAME, default message).
- * LKV_OK is zero; every other value is a failure. The server maps each code
- * to a gRPC status in exactly one table (server/).
+ * The codec's error list, as an X-macro: X(NAME, default message). LKV_OK
+ * is zero; every other value is a failure. The daemon numbers its own
+ * statuses (not found, auth, permission) after these and maps every code
+ * to a gRPC status in exactly one table (server/status.c).
  */
 #define LKV_STATUS_LIST(X)                                                         \
     X(OK, "ok")                                                                    \
@@ -61,11 +62,8 @@ extern "C" {
     X(ERR_CORRUPT, "coded data is corrupt")                                        \
     X(ERR_ISA, "instruction-set path not supported on this CPU")                   \
     X(ERR_NOMEM, "out of memory")                                                  \
-    X(ERR_NOT_FOUND, "not found")                                                  \
     X(ERR_LIMIT, "size or capacity limit exceeded")                                \
     X(ERR_UNAVAILABLE, "unavailable")                                              \
-    X(ERR_AUTH, "unauthenticated")                                                 \
-    X(ERR_PERMISSION, "permission denied")                                         \
     X(ERR_INTERNAL, "internal error")                                              \
     X(ERR_INVALID_ARGUMENT, "request field missing or invalid")
 

@@ -12,7 +12,7 @@
  *   pool.c     codec worker threads; the loop's inbox (mutex + uv_async)
  *   backend.c  the codec backend vtable and the CPU backend
  *   backend_cuda.c  the CUDA backend (built when the lkv_cuda target exists)
- *   wire.c     protobuf wire writing straight into reply buffers (no copy)
+ *   wire.c     protobuf wire: zero-copy request readers, replies written in place
  *   service.c  what each RPC does: validation, store, batcher; no gRPC types
  *   reflection.c  grpc.reflection.v1alpha answers from descriptors embedded at build time
  *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
@@ -33,6 +33,7 @@
 #include <stdio.h>
 
 #include "lkv_codec.h"
+#include "lkv_rpc_table.h"
 
 /* ------------------------------------------------------------------------ */
 /* Configuration (config.c)                                                  */
@@ -70,6 +71,8 @@ typedef struct lkv_config {
     uint32_t default_variant;     /* lkv_variant */
     uint64_t default_q;
     uint64_t stream_window;
+    uint64_t max_key_bytes;       /* longest BlockKey.key / LookupRequest.keys[i] */
+    uint64_t max_namespace_bytes; /* longest namespace */
     uint64_t shutdown_grace_ms;
     uint32_t log_level;        /* lkv_log_level */
     uint32_t log_format;       /* lkv_log_format */
@@ -167,29 +170,36 @@ const char *lkv_log_quote_str(char *dst, size_t cap, const char *s);
 /* Status mapping (status.c)                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* gRPC status codes by their wire numbers (rpc.c checks these against grpc/status.h). */
+/* gRPC status codes by their wire numbers, from the shared list in
+ * lkv_rpc_table.h (rpc.c checks every one against grpc/status.h). */
 typedef enum lkv_grpc_code {
-    LKV_GRPC_OK = 0,
-    LKV_GRPC_CANCELLED = 1,
-    LKV_GRPC_UNKNOWN = 2,
-    LKV_GRPC_INVALID_ARGUMENT = 3,
-    LKV_GRPC_DEADLINE_EXCEEDED = 4,
-    LKV_GRPC_NOT_FOUND = 5,
-    LKV_GRPC_ALREADY_EXISTS = 6,
-    LKV_GRPC_PERMISSION_DENIED = 7,
-    LKV_GRPC_RESOURCE_EXHAUSTED = 8,
-    LKV_GRPC_FAILED_PRECONDITION = 9,
-    LKV_GRPC_ABORTED = 10,
-    LKV_GRPC_OUT_OF_RANGE = 11,
-    LKV_GRPC_UNIMPLEMENTED = 12,
-    LKV_GRPC_INTERNAL = 13,
-    LKV_GRPC_UNAVAILABLE = 14,
-    LKV_GRPC_DATA_LOSS = 15,
-    LKV_GRPC_UNAUTHENTICATED = 16
+#define LKV_X_GRPC_ENUM(name, value) LKV_GRPC_##name = value,
+    LKV_GRPC_CODE_LIST(LKV_X_GRPC_ENUM)
+#undef LKV_X_GRPC_ENUM
 } lkv_grpc_code;
 
-/* The one table: every lkv_status to the gRPC code a client sees. */
-lkv_grpc_code lkv_status_to_grpc(lkv_status s);
+/*
+ * Statuses only the daemon returns (the codec never does), numbered after
+ * the codec's LKV_STATUS_LIST: X(NAME, default message), LKV_NAME.
+ */
+#define LKV_SERVER_STATUS_LIST(X)  \
+    X(ERR_NOT_FOUND, "not found")  \
+    X(ERR_AUTH, "unauthenticated") \
+    X(ERR_PERMISSION, "permission denied")
+
+enum {
+    LKV_SERVER_STATUS_BEFORE = LKV_STATUS_COUNT - 1,
+#define LKV_X_SERVER_ENUM(name, msg) LKV_##name,
+    LKV_SERVER_STATUS_LIST(LKV_X_SERVER_ENUM)
+#undef LKV_X_SERVER_ENUM
+        LKV_SERVER_STATUS_END /* one past the last status, codec's or daemon's */
+};
+
+/* The one table: every status, the codec's and the daemon's, to the gRPC
+ * code a client sees. */
+lkv_grpc_code lkv_status_to_grpc(int s);
+/* The default message of any status ("unknown status" outside both lists). */
+const char *lkv_server_status_message(int s);
 /* "INVALID_ARGUMENT" etc. */
 const char *lkv_grpc_code_name(lkv_grpc_code c);
 
@@ -408,7 +418,7 @@ void lkv_pool_push(lkv_pool *p, lkv_event *ev);
 void lkv_pool_free(lkv_pool *p);
 
 /* ------------------------------------------------------------------------ */
-/* Protobuf wire writing (wire.c)                                            */
+/* Protobuf wire reading and writing (wire.c)                                */
 /* ------------------------------------------------------------------------ */
 
 size_t lkv_wire_varint_size(uint64_t v);
@@ -446,12 +456,12 @@ void lkv_wire_coded_reply_plan(size_t coded_len, const char *tier, lkv_wire_layo
 void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tier);
 
 /*
- * Zero-copy readers for the requests that carry a large payload (PutRequest,
- * CompressRequest): every pointer refers into the message buffer, which must
- * outlive the result. Proto3 rules: unknown fields are skipped, the last
- * scalar wins, repeated occurrences of a sub-message merge, shape may be
- * packed or not. They return 0, or -1 when the bytes are not a valid
- * message of that type.
+ * Zero-copy readers of request messages, starting with those that carry a
+ * large payload (PutRequest, CompressRequest): every pointer refers into
+ * the message buffer, which must outlive the result. Proto3 rules: unknown
+ * fields are skipped, the last scalar wins, repeated occurrences of a
+ * sub-message merge, shape may be packed or not. They return 0, or -1 when
+ * the bytes are not a valid message of that type.
  */
 typedef struct lkv_wire_tensor {
     int present;
@@ -490,29 +500,51 @@ int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out);
 int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
                             lkv_wire_params *params);
 
+/* The other requests, read the same way (every request's bytes go through
+ * wire.c; protobuf-c only writes small replies). Absent fields read as
+ * zero / empty; ns is "" when the key has no namespace. */
+typedef struct lkv_wire_decompress {
+    const uint8_t *coded;
+    size_t coded_len;
+    int64_t out_dtype; /* raw enum value */
+} lkv_wire_decompress;
+
+typedef struct lkv_wire_get {
+    lkv_wire_key key;
+    int want_coded;
+    int64_t out_dtype;
+} lkv_wire_get;
+
+/* LookupRequest: the keys stay in the message; lkv_wire_lookup_next walks them. */
+typedef struct lkv_wire_lookup {
+    const char *ns;
+    size_t ns_len;
+    size_t n_keys;
+    const uint8_t *msg;
+    size_t msg_len;
+} lkv_wire_lookup;
+
+int lkv_wire_parse_decompress(const uint8_t *p, size_t n, lkv_wire_decompress *out);
+int lkv_wire_parse_get(const uint8_t *p, size_t n, lkv_wire_get *out);
+int lkv_wire_parse_delete(const uint8_t *p, size_t n, lkv_wire_key *key);
+int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out);
+/* The next key after byte *pos (start at 0) of a parsed LookupRequest: 1 and
+ * the key, or 0 after the last one. */
+int lkv_wire_lookup_next(const lkv_wire_lookup *l, size_t *pos, const uint8_t **key, size_t *len);
+/* HealthCheckRequest { string service = 1; }: service is not NUL-terminated. */
+int lkv_wire_parse_health(const uint8_t *p, size_t n, const char **service, size_t *len);
+/* A message with no fields of its own (StatsRequest): checks it is well formed. */
+int lkv_wire_parse_empty(const uint8_t *p, size_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Service (service.c)                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* The methods served; rpc.c maps paths to these. */
-#define LKV_METHOD_LIST(X)                                          \
-    X(COMPRESS, "/latticekv.v1.Codec/Compress", 0)                  \
-    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress", 0)              \
-    X(COMPRESS_STREAM, "/latticekv.v1.Codec/CompressStream", 1)     \
-    X(DECOMPRESS_STREAM, "/latticekv.v1.Codec/DecompressStream", 1) \
-    X(PUT, "/latticekv.v1.KVStore/Put", 0)                          \
-    X(GET, "/latticekv.v1.KVStore/Get", 0)                          \
-    X(PUT_STREAM, "/latticekv.v1.KVStore/PutStream", 1)             \
-    X(GET_STREAM, "/latticekv.v1.KVStore/GetStream", 1)             \
-    X(LOOKUP, "/latticekv.v1.KVStore/Lookup", 0)                    \
-    X(DELETE, "/latticekv.v1.KVStore/Delete", 0)                    \
-    X(STATS, "/latticekv.v1.Admin/Stats", 0)                        \
-    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0)              \
-    X(REFLECTION, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 1)
-
+/* The methods served, one per row of LKV_RPC_SERVED_LIST (lkv_rpc_table.h); rpc.c
+ * registers their paths, service.c dispatches to their handlers. */
 typedef enum lkv_method {
-#define LKV_X_METHOD(name, path, streaming) LKV_METHOD_##name,
-    LKV_METHOD_LIST(LKV_X_METHOD)
+#define LKV_X_METHOD(name, service, method, streaming, handler) LKV_METHOD_##name,
+    LKV_RPC_SERVED_LIST(LKV_X_METHOD)
 #undef LKV_X_METHOD
         LKV_METHOD_COUNT
 } lkv_method;
@@ -564,6 +596,47 @@ int lkv_service_shutting_down(const lkv_service *s);
 void lkv_service_count(lkv_service *s, lkv_grpc_code code);
 void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out);
 
+/*
+ * The daemon's statistics, listed once: every rendering (the Stats reply,
+ * the "stopped" log line, a metrics endpoint) is generated from these rows.
+ * X(name, kind, help): name is the StatsResponse / TierStats field; kind is
+ * counter (only grows) or gauge. The tier rows are lkv_store_stats' fields.
+ */
+#define LKV_STATS_LIST(X)                                        \
+    X(uptime_ms, gauge, "milliseconds since latticekvd started") \
+    X(requests, counter, "requests answered, errors included")   \
+    X(errors, counter, "requests answered with an error")        \
+    X(raw_bytes_in, counter, "bytes of tensors encoded")         \
+    X(coded_bytes_out, counter, "bytes of containers produced")  \
+    X(batches, counter, "codec launches")                        \
+    X(batched_vectors, counter, "vectors coded in those launches")
+#define LKV_TIER_STATS_LIST(X)                                          \
+    X(capacity_bytes, gauge, "bytes the tier may hold")                 \
+    X(used_bytes, gauge, "bytes held: containers, namespaces and keys") \
+    X(blocks, gauge, "blocks held")                                     \
+    X(hits, counter, "Gets that found their block")                     \
+    X(misses, counter, "Gets that did not")                             \
+    X(evictions, counter, "blocks evicted to make room")
+
+typedef struct lkv_stats {
+#define LKV_X_STATS_FIELD(name, kind, help) uint64_t name;
+    LKV_STATS_LIST(LKV_X_STATS_FIELD)
+#undef LKV_X_STATS_FIELD
+    lkv_store_stats host; /* the host tier, LKV_TIER_STATS_LIST */
+} lkv_stats;
+
+/* Loop thread: a snapshot of every statistic. */
+void lkv_service_get_stats(const lkv_service *s, lkv_stats *out);
+
+typedef enum lkv_stats_format {
+    LKV_STATS_LOG = 0,       /* "requests=1 errors=0 ... host_hits=3 ..." (log fields) */
+    LKV_STATS_PROMETHEUS = 1 /* text exposition format, latticekv_* metrics */
+} lkv_stats_format;
+
+/* Renders st into buf (always NUL-terminated when cap > 0); returns the
+ * length the whole text needs, like snprintf. */
+size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap);
+
 /* ------------------------------------------------------------------------ */
 /* Server reflection (reflection.c)                                          */
 /* ------------------------------------------------------------------------ */
@@ -591,8 +664,13 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
                           lkv_diag *diag);
 /* Loop thread: a completion came back from the completion-queue thread. */
 void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev);
-/* The reply function handed to the service. */
+/* The reply function handed to the service: files the reply (takes its
+ * buffer and effect) and queues the call; nothing is sent until the flush. */
 void lkv_rpc_reply(void *call, uint64_t seq, lkv_reply *reply);
+/* Loop thread: sends the replies filed since the last flush and frees the
+ * calls that are finished. Runs after every gRPC event; the loop also runs
+ * it after the batcher completes work. */
+void lkv_rpc_flush(lkv_rpc *r);
 /* Phase 1: new calls are answered UNAVAILABLE; in-flight calls go on. */
 void lkv_rpc_shutdown_begin(lkv_rpc *r);
 /* Loop thread, after events and on a timer during phase 1: once no call is

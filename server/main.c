@@ -127,6 +127,8 @@ static void after_events(void *ud)
     if (d->phase == 2)
         return;
     poll_batcher(d);
+    if (d->rpc)
+        lkv_rpc_flush(d->rpc); /* the replies of the work that just completed */
     if (d->phase == 1) {
         lkv_rpc_shutdown_progress(d->rpc, lkv_now_ns());
         if (lkv_rpc_drained(d->rpc))
@@ -348,16 +350,12 @@ int main(int argc, char **argv)
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
-    lkv_service_counters c;
-    lkv_service_get_counters(d.svc, &c);
-    lkv_batcher_stats bs;
-    lkv_batcher_get_stats(d.batcher, &bs);
-    lkv_log(LKV_LOG_INFO, "stopped",
-            "drain_ms=%llu requests=%llu errors=%llu batches=%llu batched_vectors=%llu "
-            "inline_batches=%llu",
-            (unsigned long long)((lkv_now_ns() - d.stop_ns) / 1000000u),
-            (unsigned long long)c.requests, (unsigned long long)c.errors,
-            (unsigned long long)bs.batches, (unsigned long long)bs.batched_vectors,
+    lkv_stats st;
+    lkv_service_get_stats(d.svc, &st);
+    char stats[1024];
+    lkv_stats_render(&st, LKV_STATS_LOG, stats, sizeof stats);
+    lkv_log(LKV_LOG_INFO, "stopped", "drain_ms=%llu %s inline_batches=%llu",
+            (unsigned long long)((lkv_now_ns() - d.stop_ns) / 1000000u), stats,
             (unsigned long long)d.inline_batches);
     uv_loop_close(d.loop);
     close(d.timer_fd);

@@ -34,6 +34,15 @@
  * A call is freed only when no batch of it is pending and the service owes
  * it no reply.
  *
+ * Replies never act inside the service. lkv_rpc_reply only files a reply
+ * (in the unary slot or the stream's ring) and puts the call on the ready
+ * list; lkv_rpc_flush, run by the loop after every event and after the
+ * batcher's completions, sends what is due and frees what is finished. So a
+ * reply that comes back while lkv_service_handle is still running (an error,
+ * Lookup, Stats) cannot free or advance the call under its caller's feet,
+ * and no call path re-enters this file. A call on the ready list is not
+ * freed until the flush has seen it.
+ *
  * Shutdown is two-phase. Phase 1 (lkv_rpc_shutdown_begin) starts as a lame
  * duck: new calls are still accepted but answered UNAVAILABLE at once, a
  * stream that sends a new message gets UNAVAILABLE, and calls in flight run
@@ -70,11 +79,10 @@
 #include "lkv_server.h"
 
 /* lkv_grpc_code must equal grpc_status_code value for value. */
-_Static_assert(LKV_GRPC_INVALID_ARGUMENT == (int)GRPC_STATUS_INVALID_ARGUMENT, "grpc codes");
-_Static_assert(LKV_GRPC_RESOURCE_EXHAUSTED == (int)GRPC_STATUS_RESOURCE_EXHAUSTED, "grpc codes");
-_Static_assert(LKV_GRPC_UNIMPLEMENTED == (int)GRPC_STATUS_UNIMPLEMENTED, "grpc codes");
-_Static_assert(LKV_GRPC_DATA_LOSS == (int)GRPC_STATUS_DATA_LOSS, "grpc codes");
-_Static_assert(LKV_GRPC_UNAUTHENTICATED == (int)GRPC_STATUS_UNAUTHENTICATED, "grpc codes");
+#define LKV_X_SAME(name, value) \
+    _Static_assert(LKV_GRPC_##name == (int)GRPC_STATUS_##name, "gRPC code " #name);
+LKV_GRPC_CODE_LIST(LKV_X_SAME)
+#undef LKV_X_SAME
 
 enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
 enum { IN_NONE = 0, IN_OK, IN_UNREADABLE, IN_NOMEM };
@@ -125,7 +133,11 @@ struct call {
     unsigned pending_ops;
     unsigned in_service;
     uint64_t next_seq, next_send;
-    int input_done, recv_pending, send_pending, failed, in_dispatch, md_sent;
+    int input_done, recv_pending, send_pending, failed, md_sent;
+    int unary_ready; /* unary: unary_rep waits for the flush */
+    lkv_reply unary_rep;
+    int queued; /* on the rpc's ready list */
+    call *ready_next;
     lkv_grpc_code final_code;
     char final_msg[256];
     slot *ring; /* streams: stream-window slots */
@@ -150,6 +162,7 @@ struct lkv_rpc {
     uint64_t last_call_ns; /* when the last call was matched */
     unsigned live;
     call *live_head;
+    call *ready_head, **ready_tail; /* calls with a reply filed since the last flush */
     uint64_t window;
 };
 
@@ -288,6 +301,8 @@ static void call_free(call *c)
                 reply_drop(&c->ring[i].rep);
         free(c->ring);
     }
+    if (c->unary_ready)
+        reply_drop(&c->unary_rep);
     if (c->live_prev)
         c->live_prev->live_next = c->live_next;
     else
@@ -406,7 +421,8 @@ static void recv_next(call *c)
 }
 
 /* Hands the received message (gathered by the completion-queue thread) to
- * the service, which takes the buffer; it replies through lkv_rpc_reply. */
+ * the service, which takes the buffer; it replies through lkv_rpc_reply,
+ * which only files the reply (see the design note). */
 static void serve_message(call *c, uint64_t seq)
 {
     uint8_t *buf = c->in_buf;
@@ -415,8 +431,6 @@ static void serve_message(call *c, uint64_t seq)
     c->in_buf = NULL;
     c->in_state = IN_NONE;
     c->in_service++;
-    /* A reply may come back before handle() returns; the caller moves the call on then. */
-    c->in_dispatch = 1;
     if (state != IN_OK) {
         lkv_reply rep = {.code =
                              state == IN_NOMEM ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
@@ -426,7 +440,6 @@ static void serve_message(call *c, uint64_t seq)
     } else {
         lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, buf, len);
     }
-    c->in_dispatch = 0;
 }
 
 static void stream_fail(call *c, lkv_grpc_code code, const char *msg)
@@ -598,36 +611,57 @@ static void on_close(call *c, int ok)
 
 static void call_maybe_free(call *c)
 {
-    if (c->state == CALL_FINISHING && c->pending_ops == 0 && c->in_service == 0)
+    if (c->state == CALL_FINISHING && c->pending_ops == 0 && c->in_service == 0 && !c->queued)
         call_free(c);
 }
 
 void lkv_rpc_reply(void *callp, uint64_t seq, lkv_reply *rep)
 {
     call *c = callp;
+    lkv_rpc *r = c->rpc;
     c->in_service--;
-    if (!lkv_method_streaming((lkv_method)c->method)) {
-        if (c->state == CALL_ACTIVE) {
-            reply_commit(rep);
-            send_final(c, rep->code, rep->code == LKV_GRPC_OK ? NULL : rep->msg, rep);
-        }
-        reply_drop(rep);
-        if (!c->in_dispatch)
-            call_maybe_free(c);
-        return;
-    }
     if (c->state != CALL_ACTIVE || c->failed) {
         reply_drop(rep);
+    } else if (!lkv_method_streaming((lkv_method)c->method)) {
+        c->unary_rep = *rep;
+        c->unary_ready = 1;
     } else {
         /* Errors wait their turn too: the replies before them go out first. */
-        slot *s = &c->ring[seq % c->rpc->window];
+        slot *s = &c->ring[seq % r->window];
         s->rep = *rep;
         s->ready = 1;
     }
     rep->buf = NULL;
-    /* Replies that come from a worker (not from inside on_recv) move the stream on here. */
-    if (!c->in_dispatch) {
-        stream_progress(c);
+    rep->drop = NULL;
+    rep->commit = NULL;
+    rep->effect = NULL;
+    if (!c->queued) {
+        c->queued = 1;
+        c->ready_next = NULL;
+        *r->ready_tail = c;
+        r->ready_tail = &c->ready_next;
+    }
+}
+
+void lkv_rpc_flush(lkv_rpc *r)
+{
+    while (r->ready_head) {
+        call *c = r->ready_head;
+        r->ready_head = c->ready_next;
+        if (!r->ready_head)
+            r->ready_tail = &r->ready_head;
+        c->queued = 0;
+        if (c->unary_ready) {
+            lkv_reply *rep = &c->unary_rep;
+            c->unary_ready = 0;
+            if (c->state == CALL_ACTIVE) {
+                reply_commit(rep);
+                send_final(c, rep->code, rep->code == LKV_GRPC_OK ? NULL : rep->msg, rep);
+            }
+            reply_drop(rep);
+        } else if (lkv_method_streaming((lkv_method)c->method)) {
+            stream_progress(c);
+        }
         call_maybe_free(c);
     }
 }
@@ -648,6 +682,7 @@ void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev)
     case TAG_CLOSE: on_close(c, t->ok); break;
     case TAG_SHUTDOWN: break;
     }
+    lkv_rpc_flush(r);
 }
 
 /*
@@ -841,6 +876,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     r->svc = svc;
     r->inbox = inbox;
     r->window = cfg->stream_window;
+    r->ready_tail = &r->ready_head;
     tag_init(&r->t_shutdown, TAG_SHUTDOWN, NULL);
     lkv_grpc_quiet_absl_deadlock_detection(); /* lkv_grpc_tune.h */
     gpr_set_log_function(grpc_log_fn);

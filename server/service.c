@@ -23,13 +23,13 @@
 #include "lkv_server.h"
 
 static const char *const method_paths[] = {
-#define LKV_X_PATH(name, path, streaming) path,
-    LKV_METHOD_LIST(LKV_X_PATH)
+#define LKV_X_PATH(name, service, method, streaming, handler) LKV_RPC_PATH(service, method),
+    LKV_RPC_SERVED_LIST(LKV_X_PATH)
 #undef LKV_X_PATH
 };
 static const int method_streaming[] = {
-#define LKV_X_STREAMING(name, path, streaming) streaming,
-    LKV_METHOD_LIST(LKV_X_STREAMING)
+#define LKV_X_STREAMING(name, service, method, streaming, handler) streaming,
+    LKV_RPC_SERVED_LIST(LKV_X_STREAMING)
 #undef LKV_X_STREAMING
 };
 
@@ -61,9 +61,8 @@ typedef struct req {
     lkv_method m;
     void *call;
     uint64_t seq;
-    uint8_t *in;           /* the request bytes (owned); payloads point into them */
-    ProtobufCMessage *msg; /* the unpacked request, for small messages */
-    lkv_wire_put put;      /* Put: the parsed request */
+    uint8_t *in;      /* the request bytes (owned); payloads point into them */
+    lkv_wire_put put; /* Put: the parsed request */
     lkv_work work;
     lkv_wire_layout lay;
     lkv_container_info info;
@@ -125,8 +124,6 @@ void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out)
 
 static void req_free(req *r)
 {
-    if (r->msg)
-        protobuf_c_message_free_unpacked(r->msg, NULL);
     free(r->in);
     lkv_blob_unref(r->blob);
     free(r->buf);
@@ -152,7 +149,7 @@ static void error_reply(lkv_service *s, lkv_method m, lkv_reply *rep, lkv_grpc_c
  * status's own. */
 static const char *status_msg(lkv_status st, const lkv_diag *d)
 {
-    return d && d->msg[0] ? d->msg : lkv_status_message(st);
+    return d && d->msg[0] ? d->msg : lkv_server_status_message(st);
 }
 
 static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
@@ -322,7 +319,46 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     return 0;
 }
 
-static int check_wire_key(req *r, const lkv_wire_key *k)
+/*
+ * Namespaces are text: every byte but NUL, compared exactly (a NUL would
+ * let "a\0b" and "a" alias wherever a namespace is a C string). Keys are
+ * exact bytes, NULs included. Both have a length cap. 0 when valid, else
+ * the error reply is already sent.
+ */
+static int check_namespace(req *r, const char *ns, size_t len, const char *field)
+{
+    const char *nul = memchr(ns, 0, len);
+    if (nul) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                    "%s has a NUL byte at offset %zu; a namespace is text without NUL bytes", field,
+                    (size_t)(nul - ns));
+        return -1;
+    }
+    if (len > r->svc->cfg->max_namespace_bytes) {
+        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-namespace-bytes=%llu",
+                    field, len, (unsigned long long)r->svc->cfg->max_namespace_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+/* index < 0: field is one key, else the index-th of a list. */
+static int check_key_len(req *r, size_t len, const char *field, long index)
+{
+    if (len <= r->svc->cfg->max_key_bytes)
+        return 0;
+    char name[48];
+    if (index < 0)
+        snprintf(name, sizeof name, "%s", field);
+    else
+        snprintf(name, sizeof name, "%s[%ld]", field, index);
+    reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-key-bytes=%llu", name, len,
+                (unsigned long long)r->svc->cfg->max_key_bytes);
+    return -1;
+}
+
+/* Every RPC names a block the same way. */
+static int check_key(req *r, const lkv_wire_key *k)
 {
     if (!k->present) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
@@ -332,20 +368,9 @@ static int check_wire_key(req *r, const lkv_wire_key *k)
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
         return -1;
     }
-    return 0;
-}
-
-static int check_key(req *r, const Latticekv__V1__BlockKey *k)
-{
-    if (!k) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
+    if (check_key_len(r, k->key_len, "key.key", -1) != 0)
         return -1;
-    }
-    if (k->key.len == 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
-        return -1;
-    }
-    return 0;
+    return check_namespace(r, k->ns, k->ns_len, "key.namespace");
 }
 
 /* Finishes an encoded container in place: payload checksum, then header. */
@@ -407,9 +432,9 @@ static void decode_done(lkv_work *w)
 }
 
 /* Plans and queues the decode of a parsed container at `container`. */
-static void start_decode(req *r, const uint8_t *container, int out_dtype, const char *tier)
+static void start_decode(req *r, const uint8_t *container, int64_t out_dtype, const char *tier)
 {
-    if (out_dtype != 0 && !dtype_ok(r, (int64_t)out_dtype, "out_dtype"))
+    if (out_dtype != 0 && !dtype_ok(r, out_dtype, "out_dtype"))
         return;
     r->out_dt = out_dtype ? (lkv_dtype)out_dtype : r->info.dtype;
     const size_t data_len =
@@ -423,19 +448,18 @@ static void start_decode(req *r, const uint8_t *container, int out_dtype, const 
 
 static void handle_decompress(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__DecompressRequest *q = latticekv__v1__decompress_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_decompress q;
+    if (lkv_wire_parse_decompress(msg, len, &q) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DecompressRequest");
         return;
     }
-    r->msg = &q->base;
     lkv_diag d;
-    const lkv_status st = lkv_container_parse(q->coded.data, q->coded.len, &r->info, &d);
+    const lkv_status st = lkv_container_parse(q.coded, q.coded_len, &r->info, &d);
     if (st != LKV_OK) {
         reply_status(r, st, &d);
         return;
     }
-    start_decode(r, q->coded.data, (int)q->out_dtype, NULL);
+    start_decode(r, q.coded, q.out_dtype, NULL);
 }
 
 /* ---- KVStore ----------------------------------------------------------- */
@@ -531,11 +555,8 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid PutRequest");
         return;
     }
-    if (check_wire_key(r, &q->key) != 0)
+    if (check_key(r, &q->key) != 0)
         return;
-    /* Get, Lookup and Delete see the namespace as a C string (protobuf-c):
-     * end it at the first NUL here too, so every RPC names the same block. */
-    q->key.ns_len = strnlen(q->key.ns, q->key.ns_len);
     if (q->payload == LKV_WIRE_PAYLOAD_CODED) {
         lkv_diag d;
         const lkv_status st = lkv_container_parse(q->coded, q->coded_len, &r->info, &d);
@@ -578,36 +599,35 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
 
 static void handle_get(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__GetRequest *q = latticekv__v1__get_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_get q;
+    if (lkv_wire_parse_get(msg, len, &q) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid GetRequest");
         return;
     }
-    r->msg = &q->base;
-    if (check_key(r, q->key) != 0)
+    if (check_key(r, &q.key) != 0)
         return;
-    const char *ns = q->key->namespace_;
-    const size_t ns_len = strlen(ns);
-    r->blob = lkv_store_get(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
+    const lkv_wire_key *k = &q.key;
+    const int ns_shown = k->ns_len < 64 ? (int)k->ns_len : 64;
+    r->blob = lkv_store_get(r->svc->store, k->ns, k->ns_len, k->key, k->key_len);
     if (!r->blob) {
-        reply_error(r, LKV_GRPC_NOT_FOUND, "key not found: namespace=\"%.64s\" key of %zu bytes",
-                    ns, q->key->key.len);
+        reply_error(r, LKV_GRPC_NOT_FOUND, "key not found: namespace=\"%.*s\" key of %zu bytes",
+                    ns_shown, k->ns, k->key_len);
         return;
     }
     lkv_diag d;
     const lkv_status st = lkv_container_parse(r->blob->data, r->blob->len, &r->info, &d);
     if (st != LKV_OK) {
         /* A stored block that no longer verifies is useless: drop it. */
-        lkv_store_delete(r->svc->store, ns, ns_len, q->key->key.data, q->key->key.len);
+        lkv_store_delete(r->svc->store, k->ns, k->ns_len, k->key, k->key_len);
         char qns[LKV_LOG_QUOTE_MAX], qr[LKV_LOG_QUOTE_MAX];
         lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=%s reason=%s",
-                lkv_log_quote(qns, sizeof qns, ns, ns_len),
+                lkv_log_quote(qns, sizeof qns, k->ns, k->ns_len),
                 lkv_log_quote_str(qr, sizeof qr, d.msg));
         reply_error(r, LKV_GRPC_DATA_LOSS, "stored block failed verification and was dropped: %s",
                     d.msg);
         return;
     }
-    if (q->want_coded) {
+    if (q.want_coded) {
         lkv_wire_coded_reply_plan(r->blob->len, tier_host, &r->lay);
         if (alloc_reply(r) != 0)
             return;
@@ -616,34 +636,39 @@ static void handle_get(req *r, const uint8_t *msg, size_t len)
         reply_ok(r, r->lay.total);
         return;
     }
-    start_decode(r, r->blob->data, (int)q->out_dtype, tier_host);
+    start_decode(r, r->blob->data, q.out_dtype, tier_host);
 }
 
 static void handle_lookup(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__LookupRequest *q = latticekv__v1__lookup_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_lookup q;
+    if (lkv_wire_parse_lookup(msg, len, &q) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid LookupRequest");
         return;
     }
-    r->msg = &q->base;
-    protobuf_c_boolean *present = calloc(q->n_keys ? q->n_keys : 1, sizeof *present);
+    if (check_namespace(r, q.ns, q.ns_len, "namespace") != 0)
+        return;
+    size_t pos = 0, key_len;
+    const uint8_t *key;
+    for (size_t i = 0; lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++)
+        if (check_key_len(r, key_len, "keys", (long)i) != 0)
+            return;
+    protobuf_c_boolean *present = calloc(q.n_keys ? q.n_keys : 1, sizeof *present);
     if (!present) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q->n_keys);
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q.n_keys);
         return;
     }
-    const size_t ns_len = strlen(q->namespace_);
     uint32_t prefix = 0;
     int in_prefix = 1;
-    for (size_t i = 0; i < q->n_keys; i++) {
-        present[i] = lkv_store_contains(r->svc->store, q->namespace_, ns_len, q->keys[i].data,
-                                        q->keys[i].len);
+    pos = 0;
+    for (size_t i = 0; i < q.n_keys && lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++) {
+        present[i] = lkv_store_contains(r->svc->store, q.ns, q.ns_len, key, key_len);
         in_prefix = in_prefix && present[i];
         prefix += (uint32_t)in_prefix;
     }
     Latticekv__V1__LookupResponse resp = LATTICEKV__V1__LOOKUP_RESPONSE__INIT;
     resp.prefix_hits = prefix;
-    resp.n_present = q->n_keys;
+    resp.n_present = q.n_keys;
     resp.present = present;
     reply_packed(r, &resp.base);
     free(present);
@@ -651,44 +676,102 @@ static void handle_lookup(req *r, const uint8_t *msg, size_t len)
 
 static void handle_delete(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__DeleteRequest *q = latticekv__v1__delete_request__unpack(NULL, len, msg);
-    if (!q) {
+    lkv_wire_key k;
+    if (lkv_wire_parse_delete(msg, len, &k) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DeleteRequest");
         return;
     }
-    r->msg = &q->base;
-    if (check_key(r, q->key) != 0)
+    if (check_key(r, &k) != 0)
         return;
     Latticekv__V1__DeleteResponse resp = LATTICEKV__V1__DELETE_RESPONSE__INIT;
-    resp.deleted = lkv_store_delete(r->svc->store, q->key->namespace_, strlen(q->key->namespace_),
-                                    q->key->key.data, q->key->key.len);
+    resp.deleted = lkv_store_delete(r->svc->store, k.ns, k.ns_len, k.key, k.key_len);
     reply_packed(r, &resp.base);
 }
 
 /* ---- Admin and health -------------------------------------------------- */
 
+void lkv_service_get_stats(const lkv_service *s, lkv_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    lkv_batcher_stats bs;
+    lkv_batcher_get_stats(s->batcher, &bs);
+    out->uptime_ms = (lkv_now_ns() - s->start_ns) / 1000000u;
+    out->requests = s->c.requests;
+    out->errors = s->c.errors;
+    out->raw_bytes_in = s->c.raw_bytes_in;
+    out->coded_bytes_out = s->c.coded_bytes_out;
+    out->batches = bs.batches;
+    out->batched_vectors = bs.batched_vectors;
+    lkv_store_get_stats(s->store, &out->host);
+}
+
+/* Appends to buf like snprintf, tracking the length the whole text needs. */
+static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(buf + (*len < cap ? *len : cap), *len < cap ? cap - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len += (size_t)n;
+}
+
+/* One metric in the Prometheus text format: counters end in _total. */
+static void render_metric(char *buf, size_t cap, size_t *len, const char *name, const char *kind,
+                          const char *help, const char *labels, unsigned long long v)
+{
+    const char *suffix = strcmp(kind, "counter") == 0 ? "_total" : "";
+    render(buf, cap, len, "# HELP latticekv_%s%s %s\n# TYPE latticekv_%s%s %s\n", name, suffix,
+           help, name, suffix, kind);
+    render(buf, cap, len, "latticekv_%s%s%s %llu\n", name, suffix, labels, v);
+}
+
+size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+    if (fmt == LKV_STATS_LOG) {
+#define LKV_X_LOG(name, kind, help) \
+    render(buf, cap, &len, "%s" #name "=%llu", len ? " " : "", (unsigned long long)st->name);
+        LKV_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+#define LKV_X_LOG(name, kind, help) \
+    render(buf, cap, &len, " host_" #name "=%llu", (unsigned long long)st->host.name);
+        LKV_TIER_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+        return len;
+    }
+#define LKV_X_PROM(name, kind, help) \
+    render_metric(buf, cap, &len, #name, #kind, help, "", (unsigned long long)st->name);
+    LKV_STATS_LIST(LKV_X_PROM)
+#undef LKV_X_PROM
+#define LKV_X_PROM(name, kind, help)                                             \
+    render_metric(buf, cap, &len, "tier_" #name, #kind, help, "{tier=\"host\"}", \
+                  (unsigned long long)st->host.name);
+    LKV_TIER_STATS_LIST(LKV_X_PROM)
+#undef LKV_X_PROM
+    return len;
+}
+
 static void handle_stats(req *r, const uint8_t *msg, size_t len)
 {
-    Latticekv__V1__StatsRequest *q = latticekv__v1__stats_request__unpack(NULL, len, msg);
-    if (!q) {
+    if (lkv_wire_parse_empty(msg, len) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid StatsRequest");
         return;
     }
-    r->msg = &q->base;
     lkv_service *s = r->svc;
-    lkv_store_stats ss;
-    lkv_store_get_stats(s->store, &ss);
-    lkv_batcher_stats bs;
-    lkv_batcher_get_stats(s->batcher, &bs);
+    /* This request counts itself, as it is being served. */
+    lkv_stats st;
+    lkv_service_get_stats(s, &st);
 
     Latticekv__V1__TierStats host = LATTICEKV__V1__TIER_STATS__INIT;
     host.name = (char *)tier_host;
-    host.capacity_bytes = ss.capacity_bytes;
-    host.used_bytes = ss.used_bytes;
-    host.blocks = ss.blocks;
-    host.hits = ss.hits;
-    host.misses = ss.misses;
-    host.evictions = ss.evictions;
+#define LKV_X_COPY(name, kind, help) host.name = st.host.name;
+    LKV_TIER_STATS_LIST(LKV_X_COPY)
+#undef LKV_X_COPY
     Latticekv__V1__TierStats *tiers[1] = {&host};
 
     Latticekv__V1__StatsResponse resp = LATTICEKV__V1__STATS_RESPONSE__INIT;
@@ -696,40 +779,40 @@ static void handle_stats(req *r, const uint8_t *msg, size_t len)
     snprintf(version, sizeof version, "%s", LKV_VERSION);
     resp.version = version;
     resp.backend = (char *)s->backend_name;
-    resp.uptime_ms = (lkv_now_ns() - s->start_ns) / 1000000u;
-    /* This request counts itself, as it is being served. */
-    resp.requests = s->c.requests;
-    resp.errors = s->c.errors;
-    resp.raw_bytes_in = s->c.raw_bytes_in;
-    resp.coded_bytes_out = s->c.coded_bytes_out;
-    resp.batches = bs.batches;
-    resp.batched_vectors = bs.batched_vectors;
+#define LKV_X_COPY(name, kind, help) resp.name = st.name;
+    LKV_STATS_LIST(LKV_X_COPY)
+#undef LKV_X_COPY
     resp.n_tiers = 1;
     resp.tiers = tiers;
     reply_packed(r, &resp.base);
 }
 
-static int known_service(const char *name)
+/* "" (the whole server) and every service of the method table. */
+static int known_service(const char *name, size_t len)
 {
-    static const char *const names[] = {"", "latticekv.v1.Codec", "latticekv.v1.KVStore",
-                                        "latticekv.v1.Admin", "grpc.health.v1.Health"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0)
+    if (len == 0)
+        return 1;
+    for (int m = 0; m < LKV_METHOD_COUNT; m++) {
+        const char *path = method_paths[m]; /* "/service/method" */
+        if (len < strlen(path + 1) && memcmp(path + 1, name, len) == 0 && path[1 + len] == '/')
             return 1;
+    }
     return 0;
 }
 
 static void handle_health(req *r, const uint8_t *msg, size_t len)
 {
-    Grpc__Health__V1__HealthCheckRequest *q =
-        grpc__health__v1__health_check_request__unpack(NULL, len, msg);
-    if (!q) {
+    const char *service;
+    size_t service_len;
+    if (lkv_wire_parse_health(msg, len, &service, &service_len) != 0) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid HealthCheckRequest");
         return;
     }
-    r->msg = &q->base;
-    if (!known_service(q->service)) {
-        reply_error(r, LKV_GRPC_NOT_FOUND, "service=\"%.64s\" is not served here", q->service);
+    /* A service name is text: it ends at a NUL, as protobuf-c's C strings did. */
+    service_len = strnlen(service, service_len);
+    if (!known_service(service, service_len)) {
+        reply_error(r, LKV_GRPC_NOT_FOUND, "service=\"%.*s\" is not served here",
+                    service_len < 64 ? (int)service_len : 64, service);
         return;
     }
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
@@ -777,20 +860,13 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     r->call = call;
     r->seq = seq;
     r->in = msg; /* freed with the request, or adopted by a stored block */
-    switch (m) {
-    case LKV_METHOD_COMPRESS:
-    case LKV_METHOD_COMPRESS_STREAM: handle_compress(r, msg, len); break;
-    case LKV_METHOD_DECOMPRESS:
-    case LKV_METHOD_DECOMPRESS_STREAM: handle_decompress(r, msg, len); break;
-    case LKV_METHOD_PUT:
-    case LKV_METHOD_PUT_STREAM: handle_put(r, msg, len); break;
-    case LKV_METHOD_GET:
-    case LKV_METHOD_GET_STREAM: handle_get(r, msg, len); break;
-    case LKV_METHOD_LOOKUP: handle_lookup(r, msg, len); break;
-    case LKV_METHOD_DELETE: handle_delete(r, msg, len); break;
-    case LKV_METHOD_STATS: handle_stats(r, msg, len); break;
-    case LKV_METHOD_HEALTH_CHECK: handle_health(r, msg, len); break;
-    case LKV_METHOD_REFLECTION: handle_reflection(r, msg, len); break;
-    default: reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m); break;
-    }
+    static void (*const handlers[])(req *, const uint8_t *, size_t) = {
+#define LKV_X_HANDLER(name, service, method, streaming, handler) handle_##handler,
+        LKV_RPC_SERVED_LIST(LKV_X_HANDLER)
+#undef LKV_X_HANDLER
+    };
+    if ((unsigned)m < LKV_METHOD_COUNT)
+        handlers[m](r, msg, len);
+    else
+        reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m);
 }

@@ -10,6 +10,11 @@
  * the fields of latticekv.proto that these replies use are written, in
  * field-number order; zero scalars are omitted as proto3 does. The unit
  * tests check every layout against protobuf-c's own unpacker.
+ *
+ * Every request is read here too, in place: the readers below return
+ * pointers into the received buffer, so no request field is copied, and
+ * they are the only code that reads network bytes (fuzzed by
+ * tests/fuzz/fuzz_wire.c).
  */
 #include <string.h>
 
@@ -227,10 +232,36 @@ static int skip(reader *r, unsigned wt)
     }
 }
 
-/* Reads a varint field of the given wire type, or fails. */
-static int get_scalar(reader *r, unsigned wt, uint64_t *v)
+/*
+ * One field at a time: next_field() reads a varint or a length-delimited
+ * value and skips the fixed-width types, so each reader is a switch over
+ * field numbers. A known field with the wrong wire type makes the message
+ * invalid.
+ */
+typedef struct field {
+    uint32_t num;
+    unsigned wt;
+    uint64_t v;       /* wire type 0 */
+    const uint8_t *d; /* wire type 2 */
+    size_t len;
+} field;
+
+/* 1 when a field was read, 0 at the end, -1 when malformed. */
+static int next_field(reader *r, field *f)
 {
-    return wt == 0 ? get_varint(r, v) : -1;
+    const int k = get_key(r, &f->num, &f->wt);
+    if (k != 1)
+        return k;
+    if (f->wt == WT_VARINT)
+        return get_varint(r, &f->v) == 0 ? 1 : -1;
+    if (f->wt == WT_LEN)
+        return get_len(r, &f->d, &f->len) == 0 ? 1 : -1;
+    return skip(r, f->wt) == 0 ? 1 : -1;
+}
+
+static int64_t enum_value(uint64_t v)
+{
+    return (int64_t)(int32_t)(uint32_t)v; /* proto3 enums are int32 */
 }
 
 static void shape_push(lkv_wire_tensor *t, uint64_t v)
@@ -240,90 +271,69 @@ static void shape_push(lkv_wire_tensor *t, uint64_t v)
     t->n_shape++;
 }
 
+/* Tensor { dtype = 1; repeated shape = 2 (packed or not); data = 3 } */
 static int parse_tensor(const uint8_t *p, size_t n, lkv_wire_tensor *t)
 {
     reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
+    field f;
     int k;
     t->present = 1;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        uint64_t v;
-        const uint8_t *d;
-        size_t len;
-        if (f == 1) {
-            if (get_scalar(&r, wt, &v) != 0)
-                return -1;
-            t->dtype = (int64_t)(int32_t)(uint32_t)v;
-        } else if (f == 2 && wt == 0) {
-            if (get_varint(&r, &v) != 0)
-                return -1;
-            shape_push(t, v);
-        } else if (f == 2 && wt == 2) {
-            if (get_len(&r, &d, &len) != 0)
-                return -1;
-            reader pr = {d, d + len};
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt == WT_VARINT) {
+            t->dtype = enum_value(f.v);
+        } else if (f.num == 2 && f.wt == WT_VARINT) {
+            shape_push(t, f.v);
+        } else if (f.num == 2 && f.wt == WT_LEN) {
+            reader pr = {f.d, f.d + f.len};
+            uint64_t v;
             while (pr.p < pr.end) {
                 if (get_varint(&pr, &v) != 0)
                     return -1;
                 shape_push(t, v);
             }
-        } else if (f == 3) {
-            if (wt != 2 || get_len(&r, &t->data, &t->data_len) != 0)
-                return -1;
-        } else if (f <= 3) {
-            return -1; /* a known field with the wrong wire type */
-        } else if (skip(&r, wt) != 0) {
+        } else if (f.num == 3 && f.wt == WT_LEN) {
+            t->data = f.d;
+            t->data_len = f.len;
+        } else if (f.num <= 3) {
             return -1;
         }
     }
     return k;
 }
 
+/* CodecParams { variant = 1; q_range = 2 } */
 static int parse_params(const uint8_t *p, size_t n, lkv_wire_params *pr)
 {
     reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
+    field f;
     int k;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        uint64_t v;
-        if (f == 1 || f == 2) {
-            if (get_scalar(&r, wt, &v) != 0)
-                return -1;
-            if (f == 1)
-                pr->variant = (int64_t)(int32_t)(uint32_t)v;
-            else
-                pr->q_range = (uint32_t)v;
-        } else if (skip(&r, wt) != 0) {
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_VARINT)
             return -1;
-        }
+        if (f.num == 1)
+            pr->variant = enum_value(f.v);
+        else if (f.num == 2)
+            pr->q_range = (uint32_t)f.v;
     }
     return k;
 }
 
+/* BlockKey { namespace = 1; key = 2 } */
 static int parse_key(const uint8_t *p, size_t n, lkv_wire_key *key)
 {
     reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
+    field f;
     int k;
     key->present = 1;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        if (f == 1 || f == 2) {
-            const uint8_t *d;
-            size_t len;
-            if (wt != 2 || get_len(&r, &d, &len) != 0)
-                return -1;
-            if (f == 1) {
-                key->ns = (const char *)d;
-                key->ns_len = len;
-            } else {
-                key->key = d;
-                key->key_len = len;
-            }
-        } else if (skip(&r, wt) != 0) {
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_LEN)
             return -1;
+        if (f.num == 1) {
+            key->ns = (const char *)f.d;
+            key->ns_len = f.len;
+        } else if (f.num == 2) {
+            key->key = f.d;
+            key->key_len = f.len;
         }
     }
     return k;
@@ -334,39 +344,33 @@ int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out)
     memset(out, 0, sizeof *out);
     out->key.ns = "";
     reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
+    field f;
     int k;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        const uint8_t *d;
-        size_t len;
-        if (f >= 1 && f <= 4) {
-            if (wt != 2 || get_len(&r, &d, &len) != 0)
-                return -1;
-            int rc = 0;
-            switch (f) {
-            case 1: rc = parse_key(d, len, &out->key); break;
-            case 2:
-                /* Switching the oneof to tensor starts a fresh tensor. */
-                if (out->payload != LKV_WIRE_PAYLOAD_TENSOR)
-                    memset(&out->tensor, 0, sizeof out->tensor);
-                out->payload = LKV_WIRE_PAYLOAD_TENSOR;
-                rc = parse_tensor(d, len, &out->tensor);
-                break;
-            case 3:
-                out->payload = LKV_WIRE_PAYLOAD_CODED;
-                out->coded = d;
-                out->coded_len = len;
-                break;
-            default: rc = parse_params(d, len, &out->params); break;
-            }
-            if (rc < 0)
-                return -1;
-        } else if (skip(&r, wt) != 0) {
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 4 && f.wt != WT_LEN)
             return -1;
+        int rc = 0;
+        switch (f.num) {
+        case 1: rc = parse_key(f.d, f.len, &out->key); break;
+        case 2:
+            /* Switching the oneof to tensor starts a fresh tensor. */
+            if (out->payload != LKV_WIRE_PAYLOAD_TENSOR)
+                memset(&out->tensor, 0, sizeof out->tensor);
+            out->payload = LKV_WIRE_PAYLOAD_TENSOR;
+            rc = parse_tensor(f.d, f.len, &out->tensor);
+            break;
+        case 3:
+            out->payload = LKV_WIRE_PAYLOAD_CODED;
+            out->coded = f.d;
+            out->coded_len = f.len;
+            break;
+        case 4: rc = parse_params(f.d, f.len, &out->params); break;
+        default: break; /* unknown fields are skipped */
         }
+        if (rc < 0)
+            return -1;
     }
-    return k < 0 ? -1 : 0;
+    return k;
 }
 
 int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
@@ -375,20 +379,139 @@ int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
     memset(tensor, 0, sizeof *tensor);
     memset(params, 0, sizeof *params);
     reader r = {p, p + n};
-    uint32_t f;
-    unsigned wt;
+    field f;
     int k;
-    while ((k = get_key(&r, &f, &wt)) == 1) {
-        const uint8_t *d;
-        size_t len;
-        if (f == 1 || f == 2) {
-            if (wt != 2 || get_len(&r, &d, &len) != 0)
-                return -1;
-            if ((f == 1 ? parse_tensor(d, len, tensor) : parse_params(d, len, params)) < 0)
-                return -1;
-        } else if (skip(&r, wt) != 0) {
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_LEN)
+            return -1;
+        if (f.num == 1 && parse_tensor(f.d, f.len, tensor) < 0)
+            return -1;
+        if (f.num == 2 && parse_params(f.d, f.len, params) < 0)
+            return -1;
+    }
+    return k;
+}
+
+/* ---- the other requests ------------------------------------------------ */
+
+int lkv_wire_parse_decompress(const uint8_t *p, size_t n, lkv_wire_decompress *out)
+{
+    memset(out, 0, sizeof *out);
+    out->coded = p; /* an absent coded field is empty, not NULL */
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt == WT_LEN) {
+            out->coded = f.d;
+            out->coded_len = f.len;
+        } else if (f.num == 2 && f.wt == WT_VARINT) {
+            out->out_dtype = enum_value(f.v);
+        } else if (f.num <= 2) {
             return -1;
         }
     }
-    return k < 0 ? -1 : 0;
+    return k;
+}
+
+int lkv_wire_parse_get(const uint8_t *p, size_t n, lkv_wire_get *out)
+{
+    memset(out, 0, sizeof *out);
+    out->key.ns = "";
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt == WT_LEN) {
+            if (parse_key(f.d, f.len, &out->key) < 0)
+                return -1;
+        } else if (f.num == 2 && f.wt == WT_VARINT) {
+            out->want_coded = f.v != 0;
+        } else if (f.num == 3 && f.wt == WT_VARINT) {
+            out->out_dtype = enum_value(f.v);
+        } else if (f.num <= 3) {
+            return -1;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_parse_delete(const uint8_t *p, size_t n, lkv_wire_key *key)
+{
+    memset(key, 0, sizeof *key);
+    key->ns = "";
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && (f.wt != WT_LEN || parse_key(f.d, f.len, key) < 0))
+            return -1;
+    }
+    return k;
+}
+
+int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ns = "";
+    out->msg = p;
+    out->msg_len = n;
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num <= 2 && f.wt != WT_LEN)
+            return -1;
+        if (f.num == 1) {
+            out->ns = (const char *)f.d;
+            out->ns_len = f.len;
+        } else if (f.num == 2) {
+            out->n_keys++;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_lookup_next(const lkv_wire_lookup *l, size_t *pos, const uint8_t **key, size_t *len)
+{
+    reader r = {l->msg + *pos, l->msg + l->msg_len};
+    field f;
+    while (next_field(&r, &f) == 1) {
+        if (f.num == 2) {
+            *key = f.d;
+            *len = f.len;
+            *pos = (size_t)(r.p - l->msg);
+            return 1;
+        }
+    }
+    *pos = l->msg_len;
+    return 0;
+}
+
+int lkv_wire_parse_health(const uint8_t *p, size_t n, const char **service, size_t *len)
+{
+    *service = "";
+    *len = 0;
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+        if (f.num == 1 && f.wt != WT_LEN)
+            return -1;
+        if (f.num == 1) {
+            *service = (const char *)f.d;
+            *len = f.len;
+        }
+    }
+    return k;
+}
+
+int lkv_wire_parse_empty(const uint8_t *p, size_t n)
+{
+    reader r = {p, p + n};
+    field f;
+    int k;
+    while ((k = next_field(&r, &f)) == 1) {
+    }
+    return k;
 }

@@ -28,6 +28,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "latticekv/v1/latticekv.pb-c.h"
+#include "lkv_rpc_table.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,31 +38,24 @@
 
 #define DEFAULT_MAX_MESSAGE (64u << 20)
 
-/* The methods this client calls, X(enum suffix, path). */
-#define METHOD_LIST(X)                               \
-    X(HEALTH_CHECK, "/grpc.health.v1.Health/Check")  \
-    X(COMPRESS, "/latticekv.v1.Codec/Compress")      \
-    X(DECOMPRESS, "/latticekv.v1.Codec/Decompress")  \
-    X(PUT, "/latticekv.v1.KVStore/Put")              \
-    X(GET, "/latticekv.v1.KVStore/Get")              \
-    X(PUT_STREAM, "/latticekv.v1.KVStore/PutStream") \
-    X(GET_STREAM, "/latticekv.v1.KVStore/GetStream") \
-    X(LOOKUP, "/latticekv.v1.KVStore/Lookup")        \
-    X(DELETE, "/latticekv.v1.KVStore/Delete")        \
-    X(STATS, "/latticekv.v1.Admin/Stats")
-
+/* The methods, one per row of the daemon's table (lkv_rpc_table.h). */
 enum method {
-#define X_ENUM(name, path) M_##name,
-    METHOD_LIST(X_ENUM)
+#define X_ENUM(name, service, method, streaming, handler) M_##name,
+    LKV_RPC_LIST(X_ENUM)
 #undef X_ENUM
         M_COUNT
 };
 
 static const char *const method_path[M_COUNT] = {
-#define X_PATH(name, path) path,
-    METHOD_LIST(X_PATH)
+#define X_PATH(name, service, method, streaming, handler) LKV_RPC_PATH(service, method),
+    LKV_RPC_LIST(X_PATH)
 #undef X_PATH
 };
+
+/* The public code list must be the wire's, value for value. */
+#define X_SAME(name, value) _Static_assert(LKV_RPC_##name == value, "gRPC code " #name);
+LKV_GRPC_CODE_LIST(X_SAME)
+#undef X_SAME
 
 struct lkv_client {
     grpc_channel *channel;

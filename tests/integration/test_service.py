@@ -408,3 +408,79 @@ def test_failed_put_stream_stores_nothing_after_the_failing_block(client):
     assert len(put_stream_until_invalid(client, reqs)) == 3
     hits, present = client.lookup(keys, namespace="safter")
     assert hits == 3 and present == [True] * 3 + [False] * 13
+
+
+# -- names are exact (issue 17.4) ------------------------------------------
+
+NUL_NS = "a\x00b"
+
+
+def test_a_namespace_with_a_nul_is_invalid_argument_in_every_rpc(client):
+    x = kv_like((2, 64), 5)
+    coded = client.compress(x, dtype="fp32")
+    key = pb.BlockKey(namespace=NUL_NS, key=b"nul-ns")
+    calls = [(client.kv.Put, pb.PutRequest(key=key, coded=coded)),
+             (client.kv.Get, pb.GetRequest(key=key)),
+             (client.kv.Delete, pb.DeleteRequest(key=key)),
+             (client.kv.Lookup, pb.LookupRequest(namespace=NUL_NS, keys=[b"nul-ns"]))]
+    for call, req in calls:
+        code, details = rpc(call, req)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (call, details)
+        assert "namespace" in details and "NUL" in details and "offset 1" in details, details
+    # Nothing was stored under the namespace "a\0b" would have been cut to.
+    assert client.lookup([b"nul-ns"], namespace="a") == (0, [False])
+
+
+def test_keys_are_exact_bytes(client):
+    a, b = kv_like((2, 64), 6), kv_like((2, 64), 7)
+    client.put(b"k\x00a", a, dtype="fp32", namespace="exact")
+    client.put(b"k\x00b", b, dtype="fp32", namespace="exact")
+    assert client.get(b"k\x00a", want_coded=True, namespace="exact") == client.compress(
+        a, dtype="fp32")
+    assert client.get(b"k\x00b", want_coded=True, namespace="exact") == client.compress(
+        b, dtype="fp32")
+    assert client.lookup([b"k", b"k\x00a"], namespace="exact") == (0, [False, True])
+
+
+def test_key_and_namespace_lengths_are_capped(client):
+    coded = client.compress(kv_like((2, 64), 8), dtype="fp32")
+    # The defaults: --max-key-bytes 1KiB, --max-namespace-bytes 256.
+    ok = pb.PutRequest(key=pb.BlockKey(namespace="n" * 256, key=b"k" * 1024), coded=coded)
+    assert rpc(client.kv.Put, ok) == (grpc.StatusCode.OK, "")
+    long_key = pb.BlockKey(namespace="caps", key=b"k" * 1025)
+    long_ns = pb.BlockKey(namespace="n" * 257, key=b"k")
+    for call, req, words in [
+            (client.kv.Put, pb.PutRequest(key=long_key, coded=coded),
+             ["key.key", "1025 bytes", "max-key-bytes=1024"]),
+            (client.kv.Get, pb.GetRequest(key=long_key), ["key.key", "1025 bytes"]),
+            (client.kv.Delete, pb.DeleteRequest(key=long_key), ["key.key", "1025 bytes"]),
+            (client.kv.Put, pb.PutRequest(key=long_ns, coded=coded),
+             ["key.namespace", "257 bytes", "max-namespace-bytes=256"]),
+            (client.kv.Get, pb.GetRequest(key=long_ns), ["key.namespace", "257 bytes"]),
+            (client.kv.Lookup, pb.LookupRequest(namespace="n" * 257, keys=[b"k"]),
+             ["namespace", "257 bytes"]),
+            (client.kv.Lookup, pb.LookupRequest(namespace="caps", keys=[b"k", b"k" * 1025]),
+             ["keys[1]", "1025 bytes", "max-key-bytes=1024"])]:
+        code, details = rpc(call, req)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (req, details)
+        for w in words:
+            assert w in details, (w, details)
+    assert client.lookup([b"k" * 1024], namespace="n" * 256) == (1, [True])
+
+
+def test_max_key_bytes_is_a_setting(tmp_path):
+    from conftest import Daemon
+    d = Daemon(str(tmp_path), extra=["--max-key-bytes", "8", "--max-namespace-bytes", "3"])
+    try:
+        with latticekv.Client(d.tcp) as c:
+            x = kv_like((2, 64), 3)
+            c.put(b"12345678", x, dtype="fp32", namespace="abc")
+            with pytest.raises(latticekv.Error) as e:
+                c.put(b"123456789", x, dtype="fp32", namespace="abc")
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "key.key is 9 bytes; max-key-bytes=8" in e.value.details
+            with pytest.raises(latticekv.Error) as e:
+                c.put(b"k", x, dtype="fp32", namespace="abcd")
+            assert "key.namespace is 4 bytes; max-namespace-bytes=3" in e.value.details
+    finally:
+        assert d.stop() == 0, d.log_text()

@@ -357,3 +357,51 @@ Test(service, stats_count_requests_and_errors)
     cr_assert_eq(r->batched_vectors, 8);
     latticekv__v1__stats_response__free_unpacked(r, NULL);
 }
+
+Test(service, stats_render_every_row_from_one_snapshot)
+{
+    Latticekv__V1__Tensor t = make_tensor();
+    put_tensor("a", &t);
+    get_key("a", 1);
+    get_key("zz", 0);
+    lkv_stats st;
+    lkv_service_get_stats(fx.svc, &st);
+    cr_assert_eq(st.requests, 3);
+    cr_assert_eq(st.errors, 1);
+    cr_assert_eq(st.raw_bytes_in, sizeof tensor_data);
+    cr_assert_eq(st.host.blocks, 1);
+    cr_assert_eq(st.host.hits, 1);
+    cr_assert_eq(st.host.misses, 1);
+
+    char text[2048];
+    const size_t n = lkv_stats_render(&st, LKV_STATS_LOG, text, sizeof text);
+    cr_assert_eq(n, strlen(text));
+    cr_assert(strstr(text, "requests=3 errors=1 raw_bytes_in=4096 "), "%s", text);
+    cr_assert(strstr(text, " host_blocks=1 host_hits=1 host_misses=1 "), "%s", text);
+    /* A short buffer is cut, terminated, and the full length still reported. */
+    char small[16];
+    cr_assert_eq(lkv_stats_render(&st, LKV_STATS_LOG, small, sizeof small), n);
+    cr_assert_eq(strlen(small), sizeof small - 1);
+
+    char prom[8192];
+    lkv_stats_render(&st, LKV_STATS_PROMETHEUS, prom, sizeof prom);
+    cr_assert(strstr(prom, "# TYPE latticekv_requests_total counter\nlatticekv_requests_total 3\n"),
+              "%s", prom);
+    cr_assert(strstr(prom, "# TYPE latticekv_uptime_ms gauge\n"), "%s", prom);
+    cr_assert(strstr(prom, "latticekv_tier_hits_total{tier=\"host\"} 1\n"), "%s", prom);
+    cr_assert(strstr(prom, "latticekv_tier_capacity_bytes{tier=\"host\"} 1048576\n"), "%s", prom);
+
+    /* The Stats reply carries the same rows. */
+    Latticekv__V1__StatsRequest sq = LATTICEKV__V1__STATS_REQUEST__INIT;
+    call(LKV_METHOD_STATS, &sq.base);
+    Latticekv__V1__StatsResponse *r =
+        latticekv__v1__stats_response__unpack(NULL, last.len, last.buf);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->requests, st.requests + 1, "Stats counts itself");
+    cr_assert_eq(r->errors, st.errors);
+    cr_assert_eq(r->coded_bytes_out, st.coded_bytes_out);
+    cr_assert_eq(r->batched_vectors, st.batched_vectors);
+    cr_assert_eq(r->tiers[0]->used_bytes, st.host.used_bytes);
+    cr_assert_eq(r->tiers[0]->hits, st.host.hits);
+    latticekv__v1__stats_response__free_unpacked(r, NULL);
+}

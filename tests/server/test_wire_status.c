@@ -225,3 +225,100 @@ Test(wire, readers_accept_unpacked_shape_and_reject_malformed_bytes)
     const uint8_t group[] = {0x2b};
     cr_assert_eq(lkv_wire_parse_put(group, sizeof group, &w), -1);
 }
+
+Test(wire, small_request_readers_agree_with_protobuf_c)
+{
+    uint8_t buf[256];
+    Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
+    k.namespace_ = "tenant-b";
+    k.key.data = (uint8_t *)"\x00k\xff";
+    k.key.len = 3;
+
+    Latticekv__V1__GetRequest g = LATTICEKV__V1__GET_REQUEST__INIT;
+    g.key = &k;
+    g.want_coded = 1;
+    g.out_dtype = LATTICEKV__V1__DTYPE__DTYPE_BF16;
+    size_t n = latticekv__v1__get_request__pack(&g, buf);
+    lkv_wire_get wg;
+    cr_assert_eq(lkv_wire_parse_get(buf, n, &wg), 0);
+    cr_assert(wg.key.present && wg.want_coded);
+    cr_assert_eq(wg.out_dtype, 1);
+    cr_assert_eq(wg.key.ns_len, 8);
+    cr_assert_eq(memcmp(wg.key.ns, "tenant-b", 8), 0);
+    cr_assert_eq(wg.key.key_len, 3);
+    cr_assert_eq(memcmp(wg.key.key, "\x00k\xff", 3), 0);
+    /* Cut inside the key (a length past the end) or after a field's tag. */
+    cr_assert_eq(lkv_wire_parse_get(buf, 1, &wg), -1);
+    cr_assert_eq(lkv_wire_parse_get(buf, 5, &wg), -1);
+    cr_assert_eq(lkv_wire_parse_get(buf, n - 1, &wg), -1);
+
+    Latticekv__V1__DeleteRequest del = LATTICEKV__V1__DELETE_REQUEST__INIT;
+    del.key = &k;
+    n = latticekv__v1__delete_request__pack(&del, buf);
+    lkv_wire_key wk;
+    cr_assert_eq(lkv_wire_parse_delete(buf, n, &wk), 0);
+    cr_assert(wk.present);
+    cr_assert_eq(wk.key_len, 3);
+    cr_assert_eq(lkv_wire_parse_delete(buf, 0, &wk), 0);
+    cr_assert(!wk.present, "an empty DeleteRequest has no key");
+
+    ProtobufCBinaryData keys[3] = {{1, (uint8_t *)"a"}, {0, NULL}, {2, (uint8_t *)"bc"}};
+    Latticekv__V1__LookupRequest lq = LATTICEKV__V1__LOOKUP_REQUEST__INIT;
+    lq.namespace_ = "n";
+    lq.n_keys = 3;
+    lq.keys = keys;
+    n = latticekv__v1__lookup_request__pack(&lq, buf);
+    lkv_wire_lookup wl;
+    cr_assert_eq(lkv_wire_parse_lookup(buf, n, &wl), 0);
+    cr_assert_eq(wl.n_keys, 3);
+    cr_assert_eq(wl.ns_len, 1);
+    size_t pos = 0, len;
+    const uint8_t *key;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(lkv_wire_lookup_next(&wl, &pos, &key, &len), 1);
+        cr_assert_eq(len, keys[i].len, "key %d", i);
+        cr_assert(len == 0 || memcmp(key, keys[i].data, len) == 0, "key %d", i);
+    }
+    cr_assert_eq(lkv_wire_lookup_next(&wl, &pos, &key, &len), 0);
+
+    uint8_t coded[5] = {1, 2, 3, 4, 5};
+    Latticekv__V1__DecompressRequest dq = LATTICEKV__V1__DECOMPRESS_REQUEST__INIT;
+    dq.coded.data = coded;
+    dq.coded.len = sizeof coded;
+    dq.out_dtype = LATTICEKV__V1__DTYPE__DTYPE_FP32;
+    n = latticekv__v1__decompress_request__pack(&dq, buf);
+    lkv_wire_decompress wd;
+    cr_assert_eq(lkv_wire_parse_decompress(buf, n, &wd), 0);
+    cr_assert_eq(wd.coded_len, 5);
+    cr_assert(wd.coded > buf && wd.coded < buf + n, "points into the message");
+    cr_assert_eq(wd.out_dtype, 3);
+
+    /* HealthCheckRequest { service = "latticekv.v1.Admin" }, then a StatsRequest
+     * with an unknown field that must be skipped, then malformed ones. */
+    const uint8_t hq[] = {0x0a, 18,  'l', 'a', 't', 't', 'i', 'c', 'e', 'k',
+                          'v',  '.', 'v', '1', '.', 'A', 'd', 'm', 'i', 'n'};
+    const char *svc;
+    cr_assert_eq(lkv_wire_parse_health(hq, sizeof hq, &svc, &len), 0);
+    cr_assert_eq(len, 18);
+    cr_assert_eq(memcmp(svc, "latticekv.v1.Admin", 18), 0);
+    const uint8_t hq_bad[] = {0x08, 0x01}; /* service as a varint */
+    cr_assert_eq(lkv_wire_parse_health(hq_bad, sizeof hq_bad, &svc, &len), -1);
+    const uint8_t stats[] = {0x08, 0x96, 0x01};
+    cr_assert_eq(lkv_wire_parse_empty(stats, sizeof stats), 0);
+    cr_assert_eq(lkv_wire_parse_empty(stats, 2), -1);
+    const uint8_t zero_field[] = {0x00, 0x01};
+    cr_assert_eq(lkv_wire_parse_empty(zero_field, sizeof zero_field), -1);
+}
+
+Test(status, the_daemons_own_statuses_follow_the_codecs)
+{
+    /* The codec never returns them, so they are the daemon's, numbered after its list. */
+    cr_assert_eq(LKV_ERR_NOT_FOUND, LKV_STATUS_COUNT);
+    cr_assert_eq(LKV_SERVER_STATUS_END, LKV_STATUS_COUNT + 3);
+    for (int s = LKV_STATUS_COUNT; s < LKV_SERVER_STATUS_END; s++)
+        cr_assert_neq(lkv_status_to_grpc(s), LKV_GRPC_OK, "daemon status %d maps to OK", s);
+    cr_assert_str_eq(lkv_server_status_message(LKV_ERR_PERMISSION), "permission denied");
+    cr_assert_str_eq(lkv_server_status_message(LKV_ERR_LIMIT), lkv_status_message(LKV_ERR_LIMIT));
+    cr_assert_str_eq(lkv_server_status_message(LKV_SERVER_STATUS_END), "unknown status");
+    cr_assert_eq(lkv_status_to_grpc(LKV_SERVER_STATUS_END), LKV_GRPC_INTERNAL);
+}
