@@ -94,10 +94,6 @@ void lkv_config_defaults(lkv_config *cfg);
 lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
                            void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap);
 
-/* Applies one "name = value" setting (name as in the file: host-mem-bytes). */
-lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, const char *origin,
-                          char *err, size_t err_cap);
-
 /* Writes the --help text generated from the table. */
 void lkv_config_help(FILE *out);
 
