@@ -14,7 +14,7 @@
  *     of threads on disjoint output buffers.
  *   - Deterministic: the same input produces the same bytes on every run, for
  *     every batch size, every instruction-set path (scalar, AVX2, AVX-512) and
- *     on the GPU (cuda/lkv_cuda.h).
+ *     on the GPU (cuda/include/lkv_cuda.h).
  *   - Every function that can fail returns an lkv_status. On failure it fills
  *     the optional lkv_diag (pass NULL when you do not need the message) with
  *     a one-line message that names the offending field and value.
