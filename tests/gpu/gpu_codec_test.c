@@ -9,7 +9,8 @@
  *
  * A plain program (no Criterion: CUDA must not be initialised in a process
  * that forks test workers). Without a CUDA device it prints
- * "SKIP: no CUDA device" and "0 passed, 0 failed" and exits 0.
+ * "SKIP: no CUDA device" and "0 passed, 0 failed" and exits with
+ * LKV_TEST_SKIP_CODE (ctest reports it skipped).
  * --quick shrinks the batches (for compute-sanitizer runs).
  */
 #include <cuda_runtime_api.h>
@@ -771,7 +772,7 @@ int main(int argc, char **argv)
     if (lkv_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device (the CUDA codec compiled; GPU tests need a GPU)\n");
         printf("0 passed, 0 failed\n");
-        return 0;
+        return LKV_TEST_SKIP_CODE;
     }
     char name[256] = "?";
     lkv_cuda_device_name(0, name, sizeof name);
