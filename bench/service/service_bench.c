@@ -739,7 +739,7 @@ static void *worker_run(void *arg)
     uint16_t *block = malloc(bytes);
     if (!block)
         die("out of memory");
-    fill_block(block, elems, (uint64_t)(c->tokens * 1000 + w->id));
+    fill_block(block, elems, (uint64_t)c->tokens * 1000u + (uint64_t)w->id);
     char key[64];
     snprintf(key, sizeof key, "blk-%d-%d", c->tokens, w->id);
     /* Warm-up: connect, and for Get make sure the key exists (a Put of the
