@@ -114,7 +114,8 @@ uint32_t lkv_bits_per_vector(const lkv_params *p)
 {
     if (lkv_params_check(p, NULL) != LKV_OK)
         return 0;
-    return (p->dim / lkv_block_size(p->variant)) * lkv_bits_per_block(p->variant, p->q) + 32u;
+    return (p->dim / lkv_block_size(p->variant)) * lkv_bits_per_block(p->variant, p->q) +
+           LKV_FMT_REC_HEAD_BITS;
 }
 
 size_t lkv_record_bytes(const lkv_params *p)
@@ -132,7 +133,7 @@ void lkv_derive(const lkv_params *p, lkv_derived *d)
     d->log2d = 0;
     while ((1u << d->log2d) < p->dim)
         d->log2d++;
-    d->bits = d->nblocks * d->k + 32u;
+    d->bits = d->nblocks * d->k + LKV_FMT_REC_HEAD_BITS;
     d->rec_bytes = (d->bits + 7u) / 8u;
     d->qf = (float)p->q;
     d->inv_sqrt_d = lkv_inv_sqrt_dim(d->log2d);

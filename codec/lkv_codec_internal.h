@@ -6,37 +6,16 @@
  * vectors to one path's kernel. A path (scalar, AVX2, AVX-512) only
  * implements the two batch kernels below; the reference semantics are those
  * of the scalar path in ref.c, which every other path must match byte for byte.
- * Not installed; not part of the public API.
+ * Not installed; not part of the public API. What the CUDA backend shares
+ * with these paths is codec/backend/lkv_codec_backend.h.
  */
 #ifndef LKV_CODEC_INTERNAL_H
 #define LKV_CODEC_INTERNAL_H
 
 #include "lkv_codec.h"
+#include "lkv_codec_backend.h"
 #include "lkv_codec_math.h"
-
-typedef struct lkv_derived {
-    lkv_params p;
-    uint32_t n;            /* block size, 4 or 8                         */
-    uint32_t nblocks;      /* dim / n                                    */
-    uint32_t k;            /* bits per block index                       */
-    uint32_t log2d;        /* log2(dim)                                  */
-    uint32_t bits;         /* bits per vector: nblocks * k + 32           */
-    uint32_t rec_bytes;    /* ceil(bits / 8)                             */
-    float qf;              /* (float)q                                   */
-    float inv_sqrt_d;      /* fp32(1/sqrt(dim))                          */
-    lkv_u128 e8_int_count; /* M_a (E8 only)                            */
-    lkv_u128 codebook;     /* number of valid indices                    */
-} lkv_derived;
-
-/* Fills d from a checked p. */
-void lkv_derive(const lkv_params *p, lkv_derived *d);
-
-/* Formats diag (when non-NULL) and returns code. */
-lkv_status lkv_fail(lkv_diag *diag, lkv_status code, uint64_t index, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+#include "lkv_format.h"
 
 /*
  * Batch kernels of one path. Inputs have been validated for dtype and
@@ -96,10 +75,6 @@ void lkv_ref_closest(const lkv_derived *d, const float *z, int32_t *p2);
 lkv_u128 lkv_ref_point_index(const lkv_derived *d, const int32_t *p2);
 int lkv_ref_index_point(const lkv_derived *d, lkv_u128 idx, int32_t *p2);
 
-/* Loads vector i of a batch as fp32; returns 0 when an element is NaN/Inf
- * (*bad_elem receives its index). */
-int lkv_load_vec(lkv_dtype dt, const void *src, size_t i, uint32_t dim, float *x,
-                 uint32_t *bad_elem);
 /* Stores dim fp32 values as vector i of a batch in dtype dt (RNE). */
 void lkv_store_vec(lkv_dtype dt, void *dst, size_t i, uint32_t dim, const float *x);
 

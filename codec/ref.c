@@ -329,7 +329,7 @@ lkv_status lkv_ref_encode_vec(const lkv_derived *d, const float *x, uint8_t *rec
     rec[1] = (uint8_t)(r16 >> 8);
     rec[2] = (uint8_t)m16;
     rec[3] = (uint8_t)(m16 >> 8);
-    uint32_t pos = 32;
+    uint32_t pos = LKV_FMT_REC_HEAD_BITS;
     for (uint32_t b = 0; b < d->nblocks; b++, pos += d->k) {
         int32_t p2[8];
         lkv_ref_closest(d, y + b * d->n, p2);
@@ -352,7 +352,7 @@ lkv_status lkv_ref_decode_vec(const lkv_derived *d, const uint8_t *rec, float *o
             return LKV_ERR_CORRUPT;
     }
     const float s = bits_f32(lkv_math_f16_to_f32(m16)) / d->qf;
-    uint32_t pos = 32;
+    uint32_t pos = LKV_FMT_REC_HEAD_BITS;
     for (uint32_t b = 0; b < d->nblocks; b++, pos += d->k) {
         int32_t p2[8];
         if (!lkv_ref_index_point(d, get_bits(rec, pos, d->k), p2))

@@ -69,7 +69,7 @@
 /* Words of the longest record the vector writer packs (D4 at D = 1024,
  * Q = 1023: 256 indices of 43 bits; E8 records it packs have k <= 64), plus
  * one zero word read past the end. */
-#define SK_MAX_WORDS ((LKV_DIM_MAX / 4u * 43u + 32u + 63u) / 64u + 2u)
+#define SK_MAX_WORDS ((LKV_DIM_MAX / 4u * 43u + LKV_FMT_REC_HEAD_BITS + 63u) / 64u + 2u)
 #define SK_INLINE    static inline __attribute__((always_inline))
 
 typedef struct sk_consts {
@@ -571,7 +571,8 @@ static void sk_write_big(const lkv_derived *d, const sk_consts *c, const sk_scra
     memcpy(mm, &m16, sizeof mm);
     for (unsigned l = 0; l < cnt; l++) {
         sk_bigw w = {dst + (size_t)l * c->rec_bytes, 0, 0, 0};
-        sk_bigw_put(&w, (uint64_t)(uint32_t)rr[l] | ((uint64_t)(uint32_t)mm[l] << 16), 32);
+        sk_bigw_put(&w, (uint64_t)(uint32_t)rr[l] | ((uint64_t)(uint32_t)mm[l] << 16),
+                    LKV_FMT_REC_HEAD_BITS);
         const unsigned sl = sk_slot(l);
         for (uint32_t blk = 0; blk < c->nblocks; blk++) {
             const uint8_t *slot = (const uint8_t *)&sc->buf[blk * 8u];
@@ -627,7 +628,7 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
     const vi hdr = vi_add(r16, vi_slli1(m16, 16));
     wr.acc_e = vq_even(hdr);
     wr.acc_o = vq_odd(hdr);
-    wr.nacc = 32;
+    wr.nacc = LKV_FMT_REC_HEAD_BITS;
     wr.w = 0;
     const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b);
     for (uint32_t blk = 0; blk < c->nblocks; blk++) {
@@ -765,7 +766,7 @@ static unsigned sk_read_big(const lkv_derived *d, const sk_consts *c, const uint
                             unsigned cnt, sk_scratch *sc, int32_t *hdr)
 {
     unsigned bad = 0;
-    uint8_t buf[(LKV_DIM_MAX / 8u * 88u + 32u) / 8u + 32u];
+    uint8_t buf[(LKV_DIM_MAX / 8u * 88u + LKV_FMT_REC_HEAD_BITS) / 8u + 32u];
     for (uint32_t blk = 0; blk < c->nblocks; blk++)
         memset((uint8_t *)&sc->buf[blk * 8u] + 16u * LKV_L, 0, 4);
     for (unsigned l = 0; l < LKV_L; l++) {
@@ -777,7 +778,7 @@ static unsigned sk_read_big(const lkv_derived *d, const sk_consts *c, const uint
                            (uint32_t)rec[3] << 24);
         if ((c->bits & 7u) && (rec[c->rec_bytes - 1u] >> (c->bits & 7u)))
             bad |= 1u << l;
-        uint32_t pos = 32;
+        uint32_t pos = LKV_FMT_REC_HEAD_BITS;
         for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
             lkv_u128 idx = sk_big_get(buf, pos, c->k);
             if (idx >= d->codebook) {
@@ -863,7 +864,7 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
     const vf half_f = vf_set1(0.5f);
     const vi qv = vi_set1((int32_t)c->q), bv = vi_set1((int32_t)c->b);
     const vi mag_b = vi_set1((int32_t)c->mag_b);
-    uint32_t pos = 32;
+    uint32_t pos = LKV_FMT_REC_HEAD_BITS;
     for (uint32_t blk = 0; blk < c->nblocks; blk++, pos += c->k) {
         vq e, o;
         vf *yb = sc->buf + blk * c->n;
@@ -924,8 +925,8 @@ static unsigned sk_dec_batch(const lkv_derived *d, const sk_consts *c, const uin
             }
 #pragma GCC unroll 16
             for (int i = 0; i < 4; i++) {
-                const vi d = vi_sub(g[i], qv);
-                yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(d, d)), half_f), s);
+                const vi pt = vi_sub(g[i], qv);
+                yb[i] = vf_mul(vf_mul(vf_from_i(vi_add(pt, pt)), half_f), s);
             }
         }
     }

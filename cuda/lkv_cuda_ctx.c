@@ -1,6 +1,6 @@
 /*
  * lkv_cuda_ctx.c - device discovery and the host-buffer context of the CUDA
- * backend (cuda/lkv_cuda.h).
+ * backend (cuda/include/lkv_cuda.h).
  *
  * Design note: the daemon hands the backend host buffers; a context turns
  * one such call into pinned staging -> device -> kernel -> device -> pinned
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lkv_codec_internal.h"
+#include "lkv_codec_backend.h"
 #include "lkv_cuda_internal.h"
 
 struct lkv_cuda_ctx {

@@ -39,13 +39,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lkv_codec_backend.h"
 #include "lkv_cuda.h"
-#include "lkv_cuda_internal.h"
 #include "lkv_cuda_block.cuh"
-
-extern "C" {
-#include "lkv_codec_internal.h"
-}
+#include "lkv_cuda_internal.h"
 
 namespace
 {
@@ -518,7 +515,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
     if (live && st == LKV_OK) {
         const uint32_t rbase = vs * P.rec_bytes * 8u;
         if (lv == 0)
-            lkv_put_bits(words, rbase, (uint64_t)r16 | ((uint64_t)m16 << 16), 0, 32);
+            lkv_put_bits(words, rbase, (uint64_t)r16 | ((uint64_t)m16 << 16), 0,
+                         LKV_FMT_REC_HEAD_BITS);
         /* The box search is most of the kernel's code: one rolled copy
          * over the lane's blocks, read back from shared memory, keeps the
          * kernel small enough for the instruction cache (H200: fetch
@@ -530,7 +528,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
                 make_float4(x[4 * j], x[4 * j + 1], x[4 * j + 2], x[4 * j + 3]);
 #pragma unroll 1
         for (int b = 0; b < BPT; b++) {
-            const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
+            const uint32_t pos = rbase + LKV_FMT_REC_HEAD_BITS + (lv * BPT + (uint32_t)b) * P.k;
             uint32_t w[NB];
             float zb[NB];
 #pragma unroll
@@ -595,7 +593,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : kDecBlocks<D>)
     float r = 0.0f;
     if (live) {
         const uint32_t rbase = vs * P.rec_bytes * 8u;
-        const uint32_t hdr = (uint32_t)lkv_get_bits64(words, rbase, 32);
+        const uint32_t hdr = (uint32_t)lkv_get_bits64(words, rbase, LKV_FMT_REC_HEAD_BITS);
         const uint32_t r16 = hdr & 0xffffu, m16 = hdr >> 16;
         bad = r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS || m16 < LKV_F16_EPS_BITS ||
               m16 >= LKV_F16_INF_BITS;
@@ -607,7 +605,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : kDecBlocks<D>)
             lkv_div_by(__half2float(__ushort_as_half((unsigned short)m16)), P.qf, P.rq), 0.5f);
 #pragma unroll
         for (int b = 0; b < BPT; b++) {
-            const uint32_t pos = rbase + 32u + (lv * BPT + (uint32_t)b) * P.k;
+            const uint32_t pos = rbase + LKV_FMT_REC_HEAD_BITS + (lv * BPT + (uint32_t)b) * P.k;
             float pt[NB];
             int ok;
             if constexpr (WIDE) {

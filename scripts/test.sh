@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 jobs=$(nproc)
 
+python3 scripts/check_layers.py # no room includes a higher one (also a ctest)
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLKV_WERROR=ON
 cmake --build build-test -j"$jobs"
 (cd build-test && ctest --output-on-failure -j"$jobs")

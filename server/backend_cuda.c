@@ -1,5 +1,5 @@
 /*
- * backend_cuda.c - the CUDA codec backend (cuda/lkv_cuda.h).
+ * backend_cuda.c - the CUDA codec backend (cuda/include/lkv_cuda.h).
  *
  * Design note. Each worker thread owns one lkv_cuda_ctx (a device, a stream
  * and growable staging buffers), because a context must not be shared by two

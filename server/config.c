@@ -391,18 +391,6 @@ static lkv_status set_at(lkv_config *cfg, layers *ly, int layer, const cfg_setti
     return apply(cfg, st, value, shown, err, cap);
 }
 
-lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, const char *origin,
-                          char *err, size_t err_cap)
-{
-    const cfg_setting *st = find_setting(name, strlen(name));
-    if (!st)
-        return fail(err, err_cap, "%s%sunknown setting \"%s\"", origin ? origin : "",
-                    origin ? ": " : "", name);
-    char shown[320];
-    snprintf(shown, sizeof shown, "%s%s%s", origin ? origin : "", origin ? ": " : "", st->name);
-    return apply(cfg, st, value, shown, err, err_cap);
-}
-
 void lkv_config_defaults(lkv_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);

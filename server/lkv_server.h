@@ -103,10 +103,6 @@ void lkv_config_defaults(lkv_config *cfg);
 lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
                            void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap);
 
-/* Applies one "name = value" setting (name as in the file: host-mem-bytes). */
-lkv_status lkv_config_set(lkv_config *cfg, const char *name, const char *value, const char *origin,
-                          char *err, size_t err_cap);
-
 /*
  * Checks the environment (envp: "NAME=value" strings, NULL-terminated) for
  * LATTICEKV_* variables that name no setting (a misspelt
@@ -173,7 +169,7 @@ const char *lkv_log_quote_str(char *dst, size_t cap, const char *s);
 /* gRPC status codes by their wire numbers, from the shared list in
  * lkv_rpc_table.h (rpc.c checks every one against grpc/status.h). */
 typedef enum lkv_grpc_code {
-#define LKV_X_GRPC_ENUM(name, value) LKV_GRPC_##name = value,
+#define LKV_X_GRPC_ENUM(name, value) LKV_GRPC_##name = (value),
     LKV_GRPC_CODE_LIST(LKV_X_GRPC_ENUM)
 #undef LKV_X_GRPC_ENUM
 } lkv_grpc_code;

@@ -96,7 +96,7 @@ static void *worker_run(void *arg)
     char prefix[64];
     snprintf(prefix, sizeof prefix, "blk-%d-%d", c->tokens, w->id);
     if (lkv_load_init(&w->load, &w->spec, conns[w->id].lkv, prefix,
-                      (uint64_t)(c->tokens * 1000 + w->id)) != LKV_RPC_OK)
+                      (uint64_t)c->tokens * 1000u + (uint64_t)w->id) != LKV_RPC_OK)
         sb_die("%s", w->load.err.msg);
     /* Warm-up: connect, and for Get make sure the keys exist (a Put of the
      * system's own kind). */

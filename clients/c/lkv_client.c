@@ -53,7 +53,7 @@ static const char *const method_path[M_COUNT] = {
 };
 
 /* The public code list must be the wire's, value for value. */
-#define X_SAME(name, value) _Static_assert(LKV_RPC_##name == value, "gRPC code " #name);
+#define X_SAME(name, value) _Static_assert(LKV_RPC_##name == (value), "gRPC code " #name);
 LKV_GRPC_CODE_LIST(X_SAME)
 #undef X_SAME
 

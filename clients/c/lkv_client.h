@@ -88,7 +88,7 @@ extern "C" {
     X(UNAUTHENTICATED, 16)
 
 typedef enum lkv_rpc_code {
-#define LKV_X_RPC_ENUM(name, value) LKV_RPC_##name = value,
+#define LKV_X_RPC_ENUM(name, value) LKV_RPC_##name = (value),
     LKV_RPC_CODE_LIST(LKV_X_RPC_ENUM)
 #undef LKV_X_RPC_ENUM
 } lkv_rpc_code;

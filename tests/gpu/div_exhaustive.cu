@@ -8,7 +8,8 @@
  * One thread per divisor walks all 2^23 dividends; the reference is the
  * device's correctly rounded __fdiv_rn. About a minute on an H200; run by
  * tests/gpu/run.sh. Prints "N passed, M failed" (one check per divisor),
- * or "SKIP: no CUDA device" and exits 0 where there is no GPU.
+ * or "SKIP: no CUDA device" and exits with LKV_TEST_SKIP_CODE (ctest:
+ * skipped) where there is no GPU.
  * Options: --bits K checks only the divisors whose significand is a
  * multiple of 2^(23-K) (a quick sample; K = 23 is the full run).
  */
@@ -68,7 +69,7 @@ int main(int argc, char **argv)
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("SKIP: no CUDA device\n");
-        return 0;
+        return LKV_TEST_SKIP_CODE;
     }
     unsigned long long *bad;
     uint32_t *first;

@@ -4,7 +4,8 @@ Paths come from the environment (ctest sets them; see CMakeLists.txt):
   LKV_DAEMON        the latticekvd binary
   LKV_CLI           the latticekv CLI
   LKV_CLIENT_ITEST  the C client test program
-and PYTHONPATH must reach clients/python (package latticekv, stubs generated).
+and PYTHONPATH must reach clients/python and BUILD/clients/python (package
+latticekv and its generated stubs).
 
 Readiness is a health check answering SERVING, never a sleep: nothing here
 decides pass or fail from timing. Timeouts only stop a hung test.

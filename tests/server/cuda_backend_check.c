@@ -9,7 +9,8 @@
  * Q and head_dim, encode and decode, and a batch where one segment holds a
  * NaN (only that segment may fail). It is a plain program, not a Criterion
  * test, because CUDA must not be initialised in Criterion's parent process;
- * without a device it prints that it skipped and exits 0.
+ * without a device it prints that it skipped and exits with
+ * LKV_TEST_SKIP_CODE (ctest reports it skipped).
  */
 #include <math.h>
 #include <stdio.h>
@@ -147,7 +148,7 @@ int main(void)
 {
     if (lkv_backend_cuda_devices() <= 0) {
         printf("cuda_backend_check: skipped (no CUDA device or a build without CUDA)\n");
-        return 0;
+        return LKV_TEST_SKIP_CODE;
     }
     lkv_backend *cpu, *gpu;
     lkv_diag d = {0};

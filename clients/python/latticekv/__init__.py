@@ -9,17 +9,33 @@ numpy arrays in and out; errors raise latticekv.Error carrying the gRPC status
 code and the daemon's message (which names the offending field and value).
 
 The gRPC stubs are generated at build time (CMake target lkv_python_stubs)
-into latticekv/_gen/, from proto/latticekv/v1/latticekv.proto.
+from proto/latticekv/v1/latticekv.proto into the build tree, BUILD/clients/
+python/latticekv/_gen/; `cmake --install` puts them beside this file. The
+package takes the copy beside it when there is one, else the first
+latticekv/_gen/ under a sys.path entry, so a checkout runs with
+PYTHONPATH=clients/python:BUILD/clients/python.
 """
 
 import importlib.util as _ilu
 import os as _os
+import sys as _sys
 
-_GEN = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_gen")
-if not _os.path.isfile(_os.path.join(_GEN, "latticekv", "v1", "latticekv_pb2.py")):
+
+def _find_gen():
+    stub = _os.path.join("latticekv", "v1", "latticekv_pb2.py")
+    here = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_gen")
+    tried = [here] + [_os.path.join(_os.path.abspath(e or "."), "latticekv", "_gen")
+                      for e in _sys.path]
+    for d in tried:
+        if _os.path.isfile(_os.path.join(d, stub)):
+            return d
     raise ImportError(
-        "latticekv: generated stubs missing in %s; build the CMake target "
-        "lkv_python_stubs (cmake --build BUILD --target lkv_python_stubs)" % _GEN)
+        "latticekv: generated stubs missing (looked in %s); build the CMake target "
+        "lkv_python_stubs (cmake --build BUILD --target lkv_python_stubs) and put "
+        "BUILD/clients/python on PYTHONPATH" % ", ".join(tried))
+
+
+_GEN = _find_gen()
 
 # The generated latticekv_pb2_grpc imports `latticekv.v1.latticekv_pb2`; making
 # _gen/latticekv part of this package's path turns that into latticekv.v1 here.

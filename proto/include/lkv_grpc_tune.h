@@ -32,6 +32,9 @@ static inline void lkv_grpc_quiet_absl_deadlock_detection(void)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         void *sym = dlsym(self, names[i]);
         if (sym) {
+            /* ISO C has no cast from an object pointer to a function
+             * pointer; the detour through uintptr_t is the portable one. */
+            // NOLINTNEXTLINE(performance-no-int-to-ptr)
             void (*set_mode)(int) = (void (*)(int))(uintptr_t)sym;
             set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
             break;

@@ -1,7 +1,8 @@
 /*
- * lkv_format.h - byte layout of the coded-block container, defined once for
- * the C codec, the CUDA backend and the server. The prose specification
- * with the same offsets is codec/FORMAT.md.
+ * lkv_format.h - byte layout of the coded-block container and of one vector
+ * record, defined once for the C codec (container.c, the record coders) and
+ * the CUDA kernels, and compiled by both the C compiler and nvcc. The prose
+ * specification with the same offsets is codec/FORMAT.md.
  *
  * All multi-byte fields are little-endian. The header is 32 + 8*ndim bytes;
  * the vector records follow it immediately, record i at
@@ -28,12 +29,20 @@
 
 #define LKV_FMT_HEADER_BYTES(ndim) (32u + 8u * (unsigned)(ndim))
 
+/* A vector record is a little-endian bit string that opens with a 32-bit
+ * head, r16 (fp16 bits of the norm) in bits 0..15 and m16 (fp16 bits of the
+ * max-abs scale) in bits 16..31; the block indices follow from bit
+ * LKV_FMT_REC_HEAD_BITS on, k bits each. */
+#define LKV_FMT_REC_HEAD_BITS 32u
+
 #if defined(__cplusplus)
 static_assert(LKV_FMT_HEADER_BYTES(1) == 40, "header of a 1-d tensor");
 static_assert(LKV_FMT_OFF_SHAPE % 8 == 0, "shape is 8-byte aligned");
+static_assert(LKV_FMT_REC_HEAD_BITS == 2 * 16, "head: r16 then m16");
 #else
 _Static_assert(LKV_FMT_HEADER_BYTES(1) == 40, "header of a 1-d tensor");
 _Static_assert(LKV_FMT_OFF_SHAPE % 8 == 0, "shape is 8-byte aligned");
+_Static_assert(LKV_FMT_REC_HEAD_BITS == 2 * 16, "head: r16 then m16");
 #endif
 
 #endif /* LKV_FORMAT_H */

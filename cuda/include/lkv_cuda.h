@@ -1,7 +1,7 @@
 /*
  * lkv_cuda.h - the CUDA backend of the latticekv codec: fused, batched
  * encode and decode kernels that are byte-identical to the C codec
- * (codec/lkv_codec.h is the oracle).
+ * (codec/include/lkv_codec.h is the oracle).
  *
  * API shape (as nvcomp's low-level C API):
  *   - batch-first: one call encodes or decodes n vectors of one lkv_params;

@@ -14,7 +14,7 @@
  *     of threads on disjoint output buffers.
  *   - Deterministic: the same input produces the same bytes on every run, for
  *     every batch size, every instruction-set path (scalar, AVX2, AVX-512) and
- *     on the GPU (cuda/lkv_cuda.h).
+ *     on the GPU (cuda/include/lkv_cuda.h).
  *   - Every function that can fail returns an lkv_status. On failure it fills
  *     the optional lkv_diag (pass NULL when you do not need the message) with
  *     a one-line message that names the offending field and value.
@@ -127,7 +127,8 @@ uint32_t lkv_block_size(lkv_variant v);
 /* Bits of one block index: k8 = bitlength(B^8), k4 = bitlength(B^4 - 1) - 1,
  * B = 2Q + 1. 0 when variant or q is invalid. */
 uint32_t lkv_bits_per_block(lkv_variant v, uint32_t q);
-/* (D/n)*k + 32: the reference's bits_per_token_per_head. 0 when invalid. */
+/* (D/n)*k + 32 (the record head, LKV_FMT_REC_HEAD_BITS): the reference's
+ * bits_per_token_per_head. 0 when invalid. */
 uint32_t lkv_bits_per_vector(const lkv_params *p);
 /* ceil(bits_per_vector / 8): bytes one record occupies. 0 when invalid. */
 size_t lkv_record_bytes(const lkv_params *p);
