@@ -139,7 +139,7 @@ def test_set_deadline_c_client(frozen, transport):
 def test_set_deadline_cli(frozen, transport):
     addr = frozen.tcp if transport == "tcp" else frozen.unix
     frozen.freeze()
-    for cmd in (("stats",), ("lookup", "--keys", "a,b"), ("delete", "--key", "a")):
+    for cmd in (("stats",), ("health",), ("lookup", "--keys", "a,b"), ("delete", "--key", "a")):
         r, took = cli_call(*cmd, "--addr", addr, "--timeout-ms", "1500")
         assert r.returncode == 1, (cmd, r)
         lines = r.stderr.decode().splitlines()
