@@ -297,6 +297,8 @@ def test_failed_allocation_says_why(cli, tmp_path):
     r = subprocess.run([CLI, "codec", "encode", "--dim", "64", "--in", str(big),
                         "--in-dtype", "f32", "--out", str(tmp_path / "o.lkv")],
                        capture_output=True, timeout=60, preexec_fn=cap)
+    if b"ReserveShadowMemoryRange" in r.stderr:
+        pytest.skip("a sanitizer build cannot run under an address-space limit")
     assert r.returncode == 1, r
     one_line_error(r, str(big), "out of memory", str((1 << 30) + 1))
     assert not os.path.exists(tmp_path / "o.lkv")
