@@ -882,7 +882,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     gpr_set_log_function(grpc_log_fn);
     grpc_init();
 
-    grpc_arg args[3];
+    grpc_arg args[5];
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -894,7 +894,14 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
     args[2].value.integer = 0;
-    const grpc_channel_args chargs = {.num_args = 3, .args = args};
+    /* Clients' keepalive pings must not count as abuse (lkv_grpc_tune.h). */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+    args[3].value.integer = LKV_GRPC_MIN_PING_INTERVAL_MS;
+    args[4].type = GRPC_ARG_INTEGER;
+    args[4].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+    args[4].value.integer = 1;
+    const grpc_channel_args chargs = {.num_args = 5, .args = args};
 
     r->server = grpc_server_create(&chargs, NULL);
     r->cq = grpc_completion_queue_create_for_next(NULL);

@@ -38,6 +38,11 @@
 
 #define DEFAULT_MAX_MESSAGE (64u << 20)
 
+/* The daemon closes a connection that pings more often than it allows
+ * (lkv_grpc_tune.h); the shortest client interval keeps a 2x margin. */
+_Static_assert(LKV_CLIENT_KEEPALIVE_MIN_MS >= 2u * LKV_GRPC_MIN_PING_INTERVAL_MS,
+               "client keepalive floor below the daemon's ping allowance");
+
 /* The methods, one per row of the daemon's table (lkv_rpc_table.h). */
 enum method {
 #define X_ENUM(name, service, method, streaming, handler) M_##name,
@@ -163,12 +168,15 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
         free(c);
         return fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory");
     }
-    c->timeout_ms = opts->timeout_ms;
+    /* Internally 0 means "no deadline". */
+    c->timeout_ms = opts->timeout_ms == 0                       ? LKV_CLIENT_DEFAULT_TIMEOUT_MS
+                    : opts->timeout_ms == LKV_CLIENT_NO_TIMEOUT ? 0
+                                                                : opts->timeout_ms;
     c->md_flags = opts->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
 
     lkv_grpc_quiet_absl_deadlock_detection();
     grpc_init();
-    grpc_arg args[5];
+    grpc_arg args[9];
     int nargs = 0;
     /* The daemon is normally on the same node: reconnect after a restart in
      * 100 ms rather than gRPC's default 1 s, and never back off past 2 s. */
@@ -184,6 +192,29 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
     args[nargs].type = GRPC_ARG_INTEGER;
     args[nargs].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[nargs++].value.integer = (int)max_msg;
+    if (opts->keepalive_time_ms != LKV_CLIENT_NO_KEEPALIVE) {
+        uint32_t every =
+            opts->keepalive_time_ms ? opts->keepalive_time_ms : LKV_CLIENT_KEEPALIVE_TIME_MS;
+        if (every < LKV_CLIENT_KEEPALIVE_MIN_MS)
+            every = LKV_CLIENT_KEEPALIVE_MIN_MS;
+        const uint32_t wait = opts->keepalive_timeout_ms ? opts->keepalive_timeout_ms
+                                                         : LKV_CLIENT_KEEPALIVE_TIMEOUT_MS;
+        /* Pings only while calls are in flight (an idle connection costs the
+         * daemon nothing), and with no cap on pings between data frames, so
+         * a call that waits long for its reply keeps being probed. */
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS;
+        args[nargs++].value.integer = every > INT32_MAX ? INT32_MAX : (int)every;
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+        args[nargs++].value.integer = wait > INT32_MAX ? INT32_MAX : (int)wait;
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+        args[nargs++].value.integer = 0;
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
+        args[nargs++].value.integer = 0;
+    }
     if (opts->own_connection) {
         args[nargs].type = GRPC_ARG_INTEGER;
         args[nargs].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;

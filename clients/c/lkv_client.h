@@ -14,7 +14,13 @@
  *     100 ms, backing off to 2 s); calls made while it is down fail at once
  *     with UNAVAILABLE.
  *   - Every call blocks until the daemon answers, the per-call deadline
- *     (lkv_client_options.timeout_ms) passes or the connection fails.
+ *     (lkv_client_options.timeout_ms, 10 s unless set) passes or the
+ *     connection fails. No call waits forever by default: a daemon that
+ *     stops answering (frozen, wedged, its host gone) ends each call with
+ *     DEADLINE_EXCEEDED at its deadline, and keepalive pings (sent while
+ *     calls are in flight, every 30 s unless set) close a connection whose
+ *     daemon does not answer a ping within 10 s, failing its calls with
+ *     UNAVAILABLE even when they have no deadline.
  *   - Thread-safety: an lkv_client may be used by any number of threads at
  *     once; each call has its own completion queue. lkv_client_free must not
  *     race with calls on the same client.
@@ -153,12 +159,35 @@ typedef struct lkv_key {
 
 typedef struct lkv_client lkv_client;
 
+/* The deadline of a call when lkv_client_options.timeout_ms is 0. A stream
+ * call (put_many, get_many) has one deadline for the whole stream. It is
+ * below gRPC's 20 s connect timeout, so a call to a daemon that accepts
+ * connections but never answers (stopped, wedged) ends with
+ * DEADLINE_EXCEEDED whether or not its connection was already up. */
+#define LKV_CLIENT_DEFAULT_TIMEOUT_MS 10000u
+/* timeout_ms value for calls without a deadline (keepalive still ends a call
+ * whose connection dies). */
+#define LKV_CLIENT_NO_TIMEOUT UINT32_MAX
+
+/* Keepalive defaults: a ping after this long without an answer while a call
+ * is in flight, and the connection closed when the ping is not answered
+ * within the timeout. */
+#define LKV_CLIENT_KEEPALIVE_TIME_MS    30000u
+#define LKV_CLIENT_KEEPALIVE_TIMEOUT_MS 10000u
+/* The shortest keepalive_time_ms honoured; shorter values are raised to it.
+ * latticekvd accepts a ping every second and closes a connection that pings
+ * faster ("too_many_pings"); twice that leaves room for jitter. */
+#define LKV_CLIENT_KEEPALIVE_MIN_MS 2000u
+/* keepalive_time_ms value that turns keepalive pings off. */
+#define LKV_CLIENT_NO_KEEPALIVE UINT32_MAX
+
 /* Zero-initialise and set what you need; NULL options = all defaults. */
 typedef struct lkv_client_options {
     /* Largest message sent or received, in bytes; 0 = 64 MiB. It must be at
      * least the daemon's --max-message-bytes for big blocks to pass. */
     size_t max_message_bytes;
-    /* Deadline of each call in milliseconds; 0 = none. */
+    /* Deadline of each call in milliseconds; 0 = LKV_CLIENT_DEFAULT_TIMEOUT_MS
+     * (10 s), LKV_CLIENT_NO_TIMEOUT = none. */
     uint32_t timeout_ms;
     /* Nonzero: this client gets its own connection. By default gRPC shares
      * one connection between all channels of a process to the same address
@@ -168,9 +197,18 @@ typedef struct lkv_client_options {
     /* Nonzero: a call waits, up to its deadline, for the connection to be
      * ready instead of failing at once with UNAVAILABLE while connecting
      * fails (a daemon restarting, or a transient connect failure under a
-     * burst of new connections). Set timeout_ms too, or a call to an absent
-     * daemon waits forever. Zero (default): fail fast. */
+     * burst of new connections). With LKV_CLIENT_NO_TIMEOUT a call to an
+     * absent daemon waits forever. Zero (default): fail fast. */
     int wait_for_ready;
+    /* Keepalive ping interval while calls are in flight, in milliseconds;
+     * 0 = LKV_CLIENT_KEEPALIVE_TIME_MS (30 s), values below
+     * LKV_CLIENT_KEEPALIVE_MIN_MS are raised to it, LKV_CLIENT_NO_KEEPALIVE
+     * = no pings. */
+    uint32_t keepalive_time_ms;
+    /* How long an unanswered ping may take before the connection is closed
+     * (its calls fail with UNAVAILABLE); 0 = LKV_CLIENT_KEEPALIVE_TIMEOUT_MS
+     * (10 s). */
+    uint32_t keepalive_timeout_ms;
 } lkv_client_options;
 
 /*

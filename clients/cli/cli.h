@@ -30,19 +30,29 @@ int lkv_cli_error(int code, const char *fmt, ...)
  * last occurrence of --name (NULL when absent); lkv_cli_flag returns 1 when
  * a valueless --name is present. lkv_cli_check rejects options not in the
  * NULL-terminated `known` list (names without "--"); `flags` lists the ones
- * that take no value.
+ * that take no value. "-f" and "-h" spell the flags --force and --help.
  */
 const char *lkv_cli_opt(int argc, char **argv, const char *name);
 int lkv_cli_flag(int argc, char **argv, const char *name);
 int lkv_cli_check(int argc, char **argv, const char *const *known, const char *const *flags);
-/* Parses an unsigned decimal option; returns 0 and prints an error when bad. */
+/* 1 when --help (or -h) is among the arguments: every command checks this
+ * first and prints its usage on stdout, exit 0. */
+int lkv_cli_wants_help(int argc, char **argv);
+/* Parses an unsigned decimal option that must lie in lo..hi, the flag's
+ * real range (the error names it); returns 0 and prints an error when bad. */
 int lkv_cli_u64(const char *name, const char *s, unsigned long long lo, unsigned long long hi,
                 unsigned long long *out);
 
-/* Reads a whole file into a malloc'd buffer; NULL (and an error line) on failure. */
+/* Reads a whole file into a malloc'd buffer; NULL on failure, after an
+ * error line naming the file and the reason (errno text, out of memory). */
 void *lkv_cli_read_file(const char *path, size_t *len);
-/* Writes len bytes to path ("-" = stdout); 0 on success. */
-int lkv_cli_write_file(const char *path, const void *buf, size_t len);
+/* 0 when `path` may be written: "-", absent, not a regular file, or force;
+ * else prints "PATH already exists; not overwritten" and returns 1. Commands
+ * call it before doing work, so a refusal costs nothing. */
+int lkv_cli_check_out(const char *path, int force);
+/* Writes len bytes to path ("-" = stdout); 0 on success. An existing regular
+ * file is replaced only with force (checked atomically at open). */
+int lkv_cli_write_file(const char *path, const void *buf, size_t len, int force);
 
 /* Offline codec commands: `latticekv codec info|encode|decode|roundtrip`. */
 int lkv_cli_codec(int argc, char **argv);
@@ -55,5 +65,6 @@ int lkv_cli_delete(int argc, char **argv);
 int lkv_cli_stats(int argc, char **argv);
 int lkv_cli_bench(int argc, char **argv);
 int lkv_cli_demo(int argc, char **argv);
+int lkv_cli_health(int argc, char **argv);
 
 #endif /* LKV_CLI_H */

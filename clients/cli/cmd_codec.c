@@ -14,14 +14,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char codec_usage[] =
-    "usage: latticekv codec info      --variant e8|d4 --q Q --dim D [--json]\n"
-    "       latticekv codec encode    --variant V --q Q --dim D --in FILE --in-dtype f32|f16|bf16\n"
-    "                                 --out FILE [--shape N,..,D] [--isa auto|scalar|avx2|avx512]\n"
-    "       latticekv codec decode    --in FILE --out FILE [--out-dtype f32|f16|bf16]\n"
-    "       latticekv codec roundtrip --variant V --q Q --dim D --in FILE --in-dtype T --out FILE\n"
-    "                                 [--out-dtype T] [--shape N,..,D]\n"
-    "Arrays are raw little-endian, row-major; the last dimension is head_dim.\n";
+static const char info_usage[] =
+    "usage: latticekv codec info --variant e8|d4 --q Q --dim D [--json]\n"
+    "Prints the bit budget of one vector and the compression ratios.\n";
+static const char encode_usage[] =
+    "usage: latticekv codec encode --variant e8|d4 --q Q --dim D --in FILE --in-dtype "
+    "f32|f16|bf16\n"
+    "                              --out FILE [--shape N,..,D] [--isa auto|scalar|avx2|avx512]\n"
+    "                              [-f|--force]\n"
+    "Writes a coded container (codec/FORMAT.md).\n";
+static const char decode_usage[] =
+    "usage: latticekv codec decode --in FILE --out FILE [--out-dtype f32|f16|bf16]\n"
+    "                              [--isa auto|scalar|avx2|avx512] [-f|--force]\n"
+    "Writes the reconstruction; every parameter comes from the container.\n";
+static const char roundtrip_usage[] =
+    "usage: latticekv codec roundtrip --variant e8|d4 --q Q --dim D --in FILE --in-dtype T\n"
+    "                                 --out FILE [--out-dtype T] [--shape N,..,D]\n"
+    "                                 [--isa auto|scalar|avx2|avx512] [-f|--force]\n"
+    "Encodes and decodes, writes the reconstruction and prints the relative error.\n";
+static const char common_usage[] =
+    "Arrays are raw little-endian, row-major; the last dimension is head_dim.\n"
+    "--variant defaults to e8, --q (1..1023) to 38; --dim is a power of two, block..1024.\n"
+    "An existing --out file is not overwritten without -f/--force (\"-\" is stdout).\n";
+
+/* Prints a subcommand's usage (and the notes they share) on stdout; 0. */
+static int help(const char *usage)
+{
+    fputs(usage, stdout);
+    fputs(common_usage, stdout);
+    return 0;
+}
 
 static int parse_dtype(const char *name, const char *s, lkv_dtype *out)
 {
@@ -77,13 +99,13 @@ static int parse_params(int argc, char **argv, lkv_params *p)
             return 0;
         }
     }
-    if (q && !lkv_cli_u64("q", q, 0, 1u << 30, &qv))
+    if (q && !lkv_cli_u64("q", q, LKV_Q_MIN, LKV_Q_MAX, &qv))
         return 0;
     if (!d) {
         lkv_cli_error(2, "--dim is required (head_dim, a power of two)");
         return 0;
     }
-    if (!lkv_cli_u64("dim", d, 0, 1u << 30, &dv))
+    if (!lkv_cli_u64("dim", d, 1, LKV_DIM_MAX, &dv))
         return 0;
     p->q = (uint32_t)qv;
     p->dim = (uint32_t)dv;
@@ -133,8 +155,10 @@ static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt,
 static int codec_info(int argc, char **argv)
 {
     static const char *const known[] = {"variant", "q", "dim", NULL};
-    static const char *const flags[] = {"json", NULL};
+    static const char *const flags[] = {"json", "help", NULL};
     lkv_params p;
+    if (lkv_cli_wants_help(argc, argv))
+        return help(info_usage);
     if (lkv_cli_check(argc, argv, known, flags) || !parse_params(argc, argv, &p))
         return 2;
     const uint32_t bits = lkv_bits_per_vector(&p);
@@ -199,11 +223,17 @@ static int codec_encode(int argc, char **argv)
 {
     static const char *const known[] = {"variant", "q",     "dim", "in", "in-dtype",
                                         "out",     "shape", "isa", NULL};
-    if (lkv_cli_check(argc, argv, known, NULL))
+    static const char *const flags[] = {"force", "help", NULL};
+    if (lkv_cli_wants_help(argc, argv))
+        return help(encode_usage);
+    if (lkv_cli_check(argc, argv, known, flags))
         return 2;
     const char *out = lkv_cli_opt(argc, argv, "out");
+    const int force = lkv_cli_flag(argc, argv, "force");
     if (!out)
         return lkv_cli_error(2, "--out FILE is required");
+    if (lkv_cli_check_out(out, force))
+        return 1;
     lkv_params p;
     lkv_dtype dt;
     void *raw = NULL, *coded = NULL;
@@ -211,7 +241,7 @@ static int codec_encode(int argc, char **argv)
     uint64_t nvec = 0;
     int rc = encode_input(argc, argv, &p, &dt, &raw, &raw_len, &coded, &coded_len, &nvec);
     if (rc == 0)
-        rc = lkv_cli_write_file(out, coded, coded_len);
+        rc = lkv_cli_write_file(out, coded, coded_len, force);
     if (rc == 0 && strcmp(out, "-") != 0)
         fprintf(stderr, "encoded %llu vectors: %zu -> %zu bytes (%.3fx smaller than %s)\n",
                 (unsigned long long)nvec, raw_len, coded_len,
@@ -240,16 +270,22 @@ static int decode_to(const void *coded, size_t len, int out_dt, lkv_isa isa, voi
 static int codec_decode(int argc, char **argv)
 {
     static const char *const known[] = {"in", "out", "out-dtype", "isa", NULL};
-    if (lkv_cli_check(argc, argv, known, NULL))
+    static const char *const flags[] = {"force", "help", NULL};
+    if (lkv_cli_wants_help(argc, argv))
+        return help(decode_usage);
+    if (lkv_cli_check(argc, argv, known, flags))
         return 2;
     const char *in = lkv_cli_opt(argc, argv, "in"), *out = lkv_cli_opt(argc, argv, "out");
     const char *ods = lkv_cli_opt(argc, argv, "out-dtype");
+    const int force = lkv_cli_flag(argc, argv, "force");
     lkv_dtype odt = 0;
     lkv_isa isa;
     if (!in || !out)
         return lkv_cli_error(2, "--in FILE and --out FILE are required");
     if ((ods && !parse_dtype("out-dtype", ods, &odt)) || !parse_isa(argc, argv, &isa))
         return 2;
+    if (lkv_cli_check_out(out, force))
+        return 1;
     size_t len = 0, dst_len = 0;
     void *coded = lkv_cli_read_file(in, &len), *dst = NULL;
     if (!coded)
@@ -257,7 +293,7 @@ static int codec_decode(int argc, char **argv)
     lkv_container_info info;
     int rc = decode_to(coded, len, (int)odt, isa, &dst, &dst_len, &info);
     if (rc == 0)
-        rc = lkv_cli_write_file(out, dst, dst_len);
+        rc = lkv_cli_write_file(out, dst, dst_len, force);
     free(coded);
     free(dst);
     return rc;
@@ -280,16 +316,22 @@ static int codec_roundtrip(int argc, char **argv)
 {
     static const char *const known[] = {"variant", "q",         "dim",   "in",  "in-dtype",
                                         "out",     "out-dtype", "shape", "isa", NULL};
-    if (lkv_cli_check(argc, argv, known, NULL))
+    static const char *const flags[] = {"force", "help", NULL};
+    if (lkv_cli_wants_help(argc, argv))
+        return help(roundtrip_usage);
+    if (lkv_cli_check(argc, argv, known, flags))
         return 2;
     const char *out = lkv_cli_opt(argc, argv, "out");
     const char *ods = lkv_cli_opt(argc, argv, "out-dtype");
+    const int force = lkv_cli_flag(argc, argv, "force");
     lkv_dtype odt = 0;
     lkv_isa isa;
     if (!out)
         return lkv_cli_error(2, "--out FILE is required");
     if ((ods && !parse_dtype("out-dtype", ods, &odt)) || !parse_isa(argc, argv, &isa))
         return 2;
+    if (lkv_cli_check_out(out, force))
+        return 1;
     lkv_params p;
     lkv_dtype dt;
     void *raw = NULL, *coded = NULL, *dst = NULL;
@@ -300,7 +342,7 @@ static int codec_roundtrip(int argc, char **argv)
     if (rc == 0)
         rc = decode_to(coded, coded_len, odt ? (int)odt : (int)dt, isa, &dst, &dst_len, &info);
     if (rc == 0)
-        rc = lkv_cli_write_file(out, dst, dst_len);
+        rc = lkv_cli_write_file(out, dst, dst_len, force);
     if (rc == 0) {
         const lkv_dtype o = odt ? odt : dt;
         double num = 0, den = 0;
@@ -325,9 +367,14 @@ static int codec_roundtrip(int argc, char **argv)
 
 int lkv_cli_codec(int argc, char **argv)
 {
-    if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
-        fputs(codec_usage, argc < 1 ? stderr : stdout);
-        return argc < 1 ? 2 : 0;
+    static const char *const all[] = {info_usage, encode_usage, decode_usage, roundtrip_usage};
+    const int asked = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"));
+    if (argc < 1 || asked) {
+        FILE *out = asked ? stdout : stderr;
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            fputs(all[i], out);
+        fputs(common_usage, out);
+        return asked ? 0 : 2;
     }
     if (!strcmp(argv[0], "info"))
         return codec_info(argc - 1, argv + 1);
@@ -337,6 +384,6 @@ int lkv_cli_codec(int argc, char **argv)
         return codec_decode(argc - 1, argv + 1);
     if (!strcmp(argv[0], "roundtrip"))
         return codec_roundtrip(argc - 1, argv + 1);
-    fputs(codec_usage, stderr);
-    return lkv_cli_error(2, "unknown codec command '%s'", argv[0]);
+    return lkv_cli_error(2, "unknown codec command '%s' (info, encode, decode, roundtrip)",
+                         argv[0]);
 }

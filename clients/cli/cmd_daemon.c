@@ -42,15 +42,54 @@ static int rpc_error(const lkv_client_error *e)
     return lkv_cli_error(1, "%s: %s", lkv_rpc_code_name(e->code), e->msg);
 }
 
-/* Creates the client of --addr (default DEFAULT_ADDR) with --timeout-ms. */
+/* The options every daemon command takes, appended to its usage. */
+static const char connect_usage[] =
+    "  --addr ADDR        host:port or unix:PATH (default " DEFAULT_ADDR ")\n"
+    "  --timeout-ms MS    deadline of each call (default 10000; 0 = none): a daemon that\n"
+    "                     stops answering fails the command with DEADLINE_EXCEEDED\n"
+    "  --keepalive-ms MS  ping interval while a call waits (default 30000, at least 2000;\n"
+    "                     0 = no pings); an unanswered ping fails the call with UNAVAILABLE\n";
+
+/* Prints a daemon command's usage and the connection options; exit 0. */
+static int daemon_help(const char *usage)
+{
+    fputs(usage, stdout);
+    fputs(connect_usage, stdout);
+    return 0;
+}
+
+/* lkv_cli_check, then the connection options' values: a bad one is a usage
+ * error (exit 2) found before any work. */
+static int daemon_check(int argc, char **argv, const char *const *known, const char *const *flags)
+{
+    unsigned long long v;
+    const char *s;
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    if (((s = lkv_cli_opt(argc, argv, "timeout-ms")) &&
+         !lkv_cli_u64("timeout-ms", s, 0, UINT32_MAX - 1, &v)) ||
+        ((s = lkv_cli_opt(argc, argv, "keepalive-ms")) &&
+         !lkv_cli_u64("keepalive-ms", s, 0, UINT32_MAX - 1, &v)))
+        return 2;
+    return 0;
+}
+
+/* Creates the client of --addr (default DEFAULT_ADDR) with --timeout-ms and
+ * --keepalive-ms; 0 turns either off, absent keeps the library's default. */
 static lkv_client *connect_addr(int argc, char **argv, int own_connection)
 {
     const char *addr = lkv_cli_opt(argc, argv, "addr");
     const char *tmo = lkv_cli_opt(argc, argv, "timeout-ms");
-    unsigned long long t = 0;
-    if (tmo && !lkv_cli_u64("timeout-ms", tmo, 0, UINT32_MAX, &t))
+    const char *ka = lkv_cli_opt(argc, argv, "keepalive-ms");
+    unsigned long long t = 0, k = 0;
+    if ((tmo && !lkv_cli_u64("timeout-ms", tmo, 0, UINT32_MAX - 1, &t)) ||
+        (ka && !lkv_cli_u64("keepalive-ms", ka, 0, UINT32_MAX - 1, &k)))
         return NULL;
-    lkv_client_options o = {.timeout_ms = (uint32_t)t, .own_connection = own_connection};
+    lkv_client_options o = {.own_connection = own_connection};
+    if (tmo)
+        o.timeout_ms = t ? (uint32_t)t : LKV_CLIENT_NO_TIMEOUT;
+    if (ka)
+        o.keepalive_time_ms = k ? (uint32_t)k : LKV_CLIENT_NO_KEEPALIVE;
     lkv_client *c = NULL;
     lkv_client_error e;
     if (lkv_client_create(addr ? addr : DEFAULT_ADDR, &o, &c, &e) != LKV_RPC_OK) {
@@ -88,8 +127,7 @@ static int parse_params(int argc, char **argv, lkv_client_params *p)
         else
             return lkv_cli_error(2, "--variant=%s is not one of e8, d4", v) * 0;
     }
-    /* Any Q is sent; the daemon names an out-of-range one. */
-    if (q && !lkv_cli_u64("q", q, 0, UINT32_MAX, &qv))
+    if (q && !lkv_cli_u64("q", q, LKV_Q_MIN, LKV_Q_MAX, &qv))
         return 0;
     p->q = (uint32_t)qv;
     return 1;
@@ -132,18 +170,20 @@ static const char put_usage[] =
     "usage: latticekv put --addr ADDR --key KEY [--ns NS] --in FILE\n"
     "                     (--in-dtype f32|f16|bf16 (--dim D | --shape N,..,D) [--variant e8|d4] "
     "[--q Q]\n"
-    "                      | --coded)\n"
+    "                      | --coded) [--timeout-ms MS] [--keepalive-ms MS]\n"
     "Stores a raw little-endian array (the daemon encodes it) or, with --coded, a container\n"
-    "made by `latticekv codec encode`. Prints the stored size.\n";
+    "made by `latticekv codec encode`. Prints the stored size. --q is 1..1023 (default: the\n"
+    "daemon's), --dim 1..1024.\n";
 
 int lkv_cli_put(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "key",     "ns", "in", "in-dtype",
-                                        "dim",  "shape",      "variant", "q",  NULL};
+    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", "key",   "ns",
+                                        "in",   "in-dtype",   "dim",          "shape", "variant",
+                                        "q",    NULL};
     static const char *const flags[] = {"coded", "help", NULL};
-    if (lkv_cli_flag(argc, argv, "help"))
-        return fputs(put_usage, stdout), 0;
-    if (lkv_cli_check(argc, argv, known, flags))
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(put_usage);
+    if (daemon_check(argc, argv, known, flags))
         return 2;
     const char *key = lkv_cli_opt(argc, argv, "key");
     const char *in = lkv_cli_opt(argc, argv, "in");
@@ -167,7 +207,7 @@ int lkv_cli_put(int argc, char **argv)
             return 2;
         if (!shape) {
             unsigned long long d = 0;
-            if (!lkv_cli_u64("dim", dim, 1, 1u << 20, &d))
+            if (!lkv_cli_u64("dim", dim, 1, LKV_DIM_MAX, &d))
                 return 2;
             t.ndim = 2;
             t.shape[1] = d;
@@ -212,23 +252,25 @@ int lkv_cli_put(int argc, char **argv)
 
 static const char get_usage[] =
     "usage: latticekv get --addr ADDR --key KEY [--ns NS] --out FILE [--out-dtype f32|f16|bf16]\n"
-    "                     [--coded]\n"
+    "                     [--coded] [-f|--force] [--timeout-ms MS] [--keepalive-ms MS]\n"
     "Writes the block as a raw little-endian array (or, with --coded, the stored container)\n"
-    "and prints its dtype, shape and tier.\n";
+    "and prints its dtype, shape and tier. An existing --out file is not overwritten without\n"
+    "-f/--force (\"-\" is stdout).\n";
 
 int lkv_cli_get(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "key", "ns",
-                                        "out",  "out-dtype",  NULL};
-    static const char *const flags[] = {"coded", "help", NULL};
-    if (lkv_cli_flag(argc, argv, "help"))
-        return fputs(get_usage, stdout), 0;
-    if (lkv_cli_check(argc, argv, known, flags))
+    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", "key",
+                                        "ns",   "out",        "out-dtype",    NULL};
+    static const char *const flags[] = {"coded", "force", "help", NULL};
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(get_usage);
+    if (daemon_check(argc, argv, known, flags))
         return 2;
     const char *key = lkv_cli_opt(argc, argv, "key");
     const char *out = lkv_cli_opt(argc, argv, "out");
     const char *ods = lkv_cli_opt(argc, argv, "out-dtype");
     const int coded = lkv_cli_flag(argc, argv, "coded");
+    const int force = lkv_cli_flag(argc, argv, "force");
     int odt = 0;
     if (!key || !out)
         return lkv_cli_error(2, "get needs --key and --out (see latticekv get --help)");
@@ -236,6 +278,8 @@ int lkv_cli_get(int argc, char **argv)
         return 2;
     if (ods && coded)
         return lkv_cli_error(2, "--out-dtype and --coded exclude each other");
+    if (lkv_cli_check_out(out, force))
+        return 1;
     lkv_client *c = connect_addr(argc, argv, 0);
     if (!c)
         return 1;
@@ -250,7 +294,7 @@ int lkv_cli_get(int argc, char **argv)
         lkv_client_free(c);
         if (rc)
             return rpc_error(&e);
-        rc = lkv_cli_write_file(out, b.data, b.len);
+        rc = lkv_cli_write_file(out, b.data, b.len, force);
         if (!rc)
             fprintf(info, "get key=%s coded_bytes=%zu\n", key, b.len);
         lkv_buf_clear(&b);
@@ -262,7 +306,7 @@ int lkv_cli_get(int argc, char **argv)
     lkv_client_free(c);
     if (rc)
         return rpc_error(&e);
-    rc = lkv_cli_write_file(out, t.data, t.data_bytes);
+    rc = lkv_cli_write_file(out, t.data, t.data_bytes, force);
     if (!rc) {
         fprintf(info, "get key=%s dtype=%s shape=", key, lkv_dtype_name((lkv_dtype)t.dtype));
         for (uint32_t i = 0; i < t.ndim; i++)
@@ -274,16 +318,16 @@ int lkv_cli_get(int argc, char **argv)
 }
 
 static const char lookup_usage[] =
-    "usage: latticekv lookup --addr ADDR [--ns NS] --keys K1,K2,...\n"
+    "usage: latticekv lookup --addr ADDR [--ns NS] --keys K1,K2,... [--timeout-ms MS]\n"
     "Prints how many keys from the start are all present (prefix_hits), then one line per key.\n";
 
 int lkv_cli_lookup(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "ns", "keys", NULL};
+    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", "ns", "keys", NULL};
     static const char *const flags[] = {"help", NULL};
-    if (lkv_cli_flag(argc, argv, "help"))
-        return fputs(lookup_usage, stdout), 0;
-    if (lkv_cli_check(argc, argv, known, flags))
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(lookup_usage);
+    if (daemon_check(argc, argv, known, flags))
         return 2;
     const char *list = lkv_cli_opt(argc, argv, "keys");
     if (!list || !*list)
@@ -325,16 +369,16 @@ int lkv_cli_lookup(int argc, char **argv)
 }
 
 static const char delete_usage[] =
-    "usage: latticekv delete --addr ADDR --key KEY [--ns NS]\n"
+    "usage: latticekv delete --addr ADDR --key KEY [--ns NS] [--timeout-ms MS]\n"
     "Prints deleted=true when the key existed, deleted=false otherwise (both exit 0).\n";
 
 int lkv_cli_delete(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "key", "ns", NULL};
+    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", "key", "ns", NULL};
     static const char *const flags[] = {"help", NULL};
-    if (lkv_cli_flag(argc, argv, "help"))
-        return fputs(delete_usage, stdout), 0;
-    if (lkv_cli_check(argc, argv, known, flags))
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(delete_usage);
+    if (daemon_check(argc, argv, known, flags))
         return 2;
     const char *key = lkv_cli_opt(argc, argv, "key");
     if (!key)
@@ -352,15 +396,17 @@ int lkv_cli_delete(int argc, char **argv)
     return 0;
 }
 
-static const char stats_usage[] = "usage: latticekv stats --addr ADDR [--json]\n";
+static const char stats_usage[] =
+    "usage: latticekv stats --addr ADDR [--json] [--timeout-ms MS]\n"
+    "Prints the daemon's counters (one per line, or one JSON object).\n";
 
 int lkv_cli_stats(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", NULL};
+    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", NULL};
     static const char *const flags[] = {"json", "help", NULL};
-    if (lkv_cli_flag(argc, argv, "help"))
-        return fputs(stats_usage, stdout), 0;
-    if (lkv_cli_check(argc, argv, known, flags))
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(stats_usage);
+    if (daemon_check(argc, argv, known, flags))
         return 2;
     lkv_client *c = connect_addr(argc, argv, 0);
     if (!c)
@@ -496,13 +542,13 @@ static void print_lat(const char *op, double *lat, size_t n, double bytes, doubl
 
 int lkv_cli_bench(int argc, char **argv)
 {
-    static const char *const known[] = {"addr",  "timeout-ms", "clients", "requests", "tokens",
-                                        "heads", "dim",        "op",      "variant",  "q",
-                                        "ns",    "stream",     NULL};
+    static const char *const known[] = {
+        "addr", "timeout-ms", "keepalive-ms", "clients", "requests", "tokens", "heads",
+        "dim",  "op",         "variant",      "q",       "ns",       "stream", NULL};
     static const char *const flags[] = {"no-progress", "help", NULL};
-    if (lkv_cli_flag(argc, argv, "help"))
-        return fputs(bench_usage, stdout), 0;
-    if (lkv_cli_check(argc, argv, known, flags))
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(bench_usage);
+    if (daemon_check(argc, argv, known, flags))
         return 2;
     unsigned long long clients = 8, requests = 200, tokens = 16, heads = 8, dim = 128, stream = 0;
     const char *s;
@@ -630,25 +676,25 @@ int lkv_cli_bench(int argc, char **argv)
 
 static const char demo_usage[] =
     "usage: latticekv demo --addr ADDR [--tokens T] [--heads H] [--dim D] [--rounds N]\n"
-    "                      [--variant e8|d4] [--q Q]\n"
+    "                      [--variant e8|d4] [--q Q] [--timeout-ms MS]\n"
     "Generates a KV-like block (K and V, bf16), stores it in the daemon, reads it back and\n"
     "prints the compression ratio vs bf16, the relative error and the Put/Get throughput.\n";
 
 int lkv_cli_demo(int argc, char **argv)
 {
-    static const char *const known[] = {"addr",   "timeout-ms", "tokens", "heads", "dim",
-                                        "rounds", "variant",    "q",      NULL};
+    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", "tokens", "heads",
+                                        "dim",  "rounds",     "variant",      "q",      NULL};
     static const char *const flags[] = {"help", NULL};
-    if (lkv_cli_flag(argc, argv, "help"))
-        return fputs(demo_usage, stdout), 0;
-    if (lkv_cli_check(argc, argv, known, flags))
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(demo_usage);
+    if (daemon_check(argc, argv, known, flags))
         return 2;
     unsigned long long tokens = 256, heads = 8, dim = 128, rounds = 20;
     const char *s;
     if (((s = lkv_cli_opt(argc, argv, "tokens")) &&
          !lkv_cli_u64("tokens", s, 1, 1u << 20, &tokens)) ||
         ((s = lkv_cli_opt(argc, argv, "heads")) && !lkv_cli_u64("heads", s, 1, 1024, &heads)) ||
-        ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, 1u << 16, &dim)) ||
+        ((s = lkv_cli_opt(argc, argv, "dim")) && !lkv_cli_u64("dim", s, 1, LKV_DIM_MAX, &dim)) ||
         ((s = lkv_cli_opt(argc, argv, "rounds")) && !lkv_cli_u64("rounds", s, 1, 100000, &rounds)))
         return 2;
     lkv_client_params params;
@@ -743,4 +789,38 @@ int lkv_cli_demo(int argc, char **argv)
     lkv_tensor_clear(&back);
     free(data);
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* health                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static const char health_usage[] =
+    "usage: latticekv health --addr ADDR [--service NAME] [--timeout-ms MS]\n"
+    "Asks grpc.health.v1.Health/Check and prints one line: SERVING, NOT_SERVING (the daemon\n"
+    "is starting or draining) or UNKNOWN. Exit status 0 only when SERVING; 1 otherwise,\n"
+    "including a daemon that cannot be reached (then an error line on stderr instead).\n"
+    "--service names one service (latticekv.v1.KVStore, ...); default: the whole daemon.\n";
+
+int lkv_cli_health(int argc, char **argv)
+{
+    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", "service", NULL};
+    static const char *const flags[] = {"help", NULL};
+    if (lkv_cli_wants_help(argc, argv))
+        return daemon_help(health_usage);
+    if (daemon_check(argc, argv, known, flags))
+        return 2;
+    lkv_client *c = connect_addr(argc, argv, 0);
+    if (!c)
+        return 1;
+    int serving = 0;
+    lkv_client_error e;
+    const int rc = lkv_client_health(c, lkv_cli_opt(argc, argv, "service"), &serving, &e);
+    lkv_client_free(c);
+    if (rc)
+        return rpc_error(&e);
+    /* The grpc.health.v1 ServingStatus values. */
+    static const char *const names[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
+    printf("%s\n", serving >= 0 && serving <= 3 ? names[serving] : "UNKNOWN");
+    return serving == 1 ? 0 : 1;
 }

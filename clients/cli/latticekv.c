@@ -6,10 +6,14 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const lkv_cli_cmd commands[] = {
     {"codec", lkv_cli_codec, "codec info|encode|decode|roundtrip ...   offline codec, no daemon"},
@@ -20,6 +24,7 @@ static const lkv_cli_cmd commands[] = {
     {"stats", lkv_cli_stats, "stats --addr ADDR [--json]                the daemon's counters"},
     {"bench", lkv_cli_bench, "bench --addr ADDR [--clients N] ...       Put/Get speed, latency"},
     {"demo", lkv_cli_demo, "demo --addr ADDR                          ratio, error, throughput"},
+    {"health", lkv_cli_health, "health --addr ADDR                        SERVING or NOT_SERVING"},
 };
 
 int lkv_cli_error(int code, const char *fmt, ...)
@@ -33,8 +38,14 @@ int lkv_cli_error(int code, const char *fmt, ...)
     return code;
 }
 
+/* One-letter spellings of valueless long options: "-f" is --force. */
+static const char *const short_alias[][2] = {{"-f", "force"}, {"-h", "help"}};
+
 static const char *match(const char *arg, const char *name)
 {
+    for (size_t i = 0; i < sizeof short_alias / sizeof short_alias[0]; i++)
+        if (strcmp(arg, short_alias[i][0]) == 0 && strcmp(name, short_alias[i][1]) == 0)
+            return arg + 2; /* "", as for "--name" */
     if (strncmp(arg, "--", 2) != 0)
         return NULL;
     const size_t n = strlen(name);
@@ -84,6 +95,11 @@ static int in_list(const char *arg, const char *const *list, int *takes_value)
     return 0;
 }
 
+int lkv_cli_wants_help(int argc, char **argv)
+{
+    return lkv_cli_flag(argc, argv, "help");
+}
+
 int lkv_cli_check(int argc, char **argv, const char *const *known, const char *const *flags)
 {
     for (int i = 0; i < argc; i++) {
@@ -108,13 +124,15 @@ int lkv_cli_u64(const char *name, const char *s, unsigned long long lo, unsigned
 {
     char *end = NULL;
     errno = 0;
-    if (!s || !*s || *s == '-') {
-        lkv_cli_error(2, "--%s needs a number, got '%s'", name, s ? s : "");
+    /* strtoull would take " 7", "+7" and "-7" (as a huge value); only plain
+     * digits are numbers here. The message names the flag's real range. */
+    const unsigned long long v = s && *s >= '0' && *s <= '9' ? strtoull(s, &end, 10) : 0;
+    if (!end || *end) {
+        lkv_cli_error(2, "--%s=%s is not a number (want %llu..%llu)", name, s ? s : "", lo, hi);
         return 0;
     }
-    const unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) {
-        lkv_cli_error(2, "--%s=%s is not a number in %llu..%llu", name, s, lo, hi);
+    if (errno || v < lo || v > hi) {
+        lkv_cli_error(2, "--%s=%s is outside %llu..%llu", name, s, lo, hi);
         return 0;
     }
     *out = v;
@@ -123,45 +141,89 @@ int lkv_cli_u64(const char *name, const char *s, unsigned long long lo, unsigned
 
 void *lkv_cli_read_file(const char *path, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    const int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) {
         lkv_cli_error(1, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
+    /* A regular file is read into a buffer of its size (plus one byte to see
+     * the end); pipes grow the buffer by doubling. */
     size_t cap = 1 << 16, n = 0;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        if ((unsigned long long)st.st_size >= (unsigned long long)SIZE_MAX) {
+            lkv_cli_error(1, "cannot read %s: %lld bytes do not fit in memory", path,
+                          (long long)st.st_size);
+            if (!is_stdin)
+                fclose(f);
+            return NULL;
+        }
+        cap = (size_t)st.st_size + 1;
+    }
     unsigned char *buf = malloc(cap);
+    const char *why = NULL; /* the reason of a failure */
+    size_t want = cap;      /* the size of the allocation that failed */
     while (buf) {
         const size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
         if (n < cap) {
             if (ferror(f)) {
-                lkv_cli_error(1, "cannot read %s: %s", path, strerror(errno));
+                why = strerror(errno);
                 free(buf);
                 buf = NULL;
             }
             break;
         }
-        unsigned char *nb = realloc(buf, cap * 2);
+        want = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+        unsigned char *nb = want > cap ? realloc(buf, want) : NULL;
         if (!nb)
             free(buf);
         buf = nb;
-        cap *= 2;
+        cap = want;
     }
-    if (f != stdin)
+    if (!is_stdin)
         fclose(f);
     if (!buf) {
-        lkv_cli_error(1, "cannot read %s", path);
+        if (why)
+            lkv_cli_error(1, "cannot read %s: %s", path, why);
+        else
+            lkv_cli_error(1, "cannot read %s: out of memory (allocating %zu bytes)", path, want);
         return NULL;
     }
     *len = n;
     return buf;
 }
 
-int lkv_cli_write_file(const char *path, const void *buf, size_t len)
+int lkv_cli_check_out(const char *path, int force)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
-    if (!f)
-        return lkv_cli_error(1, "cannot create %s: %s", path, strerror(errno));
+    struct stat st;
+    if (force || strcmp(path, "-") == 0 || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return lkv_cli_error(1, "%s already exists; not overwritten (use -f/--force)", path);
+}
+
+int lkv_cli_write_file(const char *path, const void *buf, size_t len, int force)
+{
+    FILE *f = stdout;
+    if (strcmp(path, "-") != 0) {
+        /* Without --force a regular file is created only if none is there
+         * (O_EXCL: no window between the check and the open); devices and
+         * pipes (/dev/null, a FIFO) are written as they are. */
+        struct stat st;
+        int flags = O_WRONLY | O_CREAT | O_TRUNC;
+        if (!force && (stat(path, &st) != 0 || S_ISREG(st.st_mode)))
+            flags = O_WRONLY | O_CREAT | O_EXCL;
+        const int fd = open(path, flags, 0666);
+        if (fd < 0 && errno == EEXIST)
+            return lkv_cli_check_out(path, 0) ? 1 : lkv_cli_error(1, "cannot create %s", path);
+        if (fd < 0 || !(f = fdopen(fd, "wb"))) {
+            const int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return lkv_cli_error(1, "cannot create %s: %s", path, strerror(e));
+        }
+    }
     const int bad = fwrite(buf, 1, len, f) != len;
     const int close_bad = f != stdout ? fclose(f) != 0 : fflush(f) != 0;
     if (bad || close_bad)
@@ -174,7 +236,13 @@ static void usage(FILE *out)
     fputs("usage: latticekv COMMAND [ARGS]\n\ncommands:\n", out);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %s\n", commands[i].usage);
-    fputs("\n`latticekv COMMAND --help` describes one command.\n", out);
+    fputs("\nThe daemon commands take --addr ADDR (host:port or unix:PATH; default "
+          "127.0.0.1:50051),\n"
+          "--timeout-ms MS (each call's deadline; default 10000, 0 = none) and --keepalive-ms MS\n"
+          "(ping interval while a call waits; default 30000, 0 = no pings).\n"
+          "Outputs that exist are not overwritten without -f/--force.\n"
+          "`latticekv COMMAND --help` describes one command.\n",
+          out);
 }
 
 int main(int argc, char **argv)

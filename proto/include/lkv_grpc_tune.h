@@ -19,6 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Keepalive pings. Clients (lkv_client, the CLI, the Python package) ping
+ * while calls are in flight so that a daemon which stops answering is
+ * noticed; gRPC servers by default treat more than one ping per 5 minutes
+ * without data as abuse and close the connection ("too_many_pings"), which
+ * would turn that probe into failed calls. latticekvd accepts one ping per
+ * this many milliseconds, with or without calls in flight; clients never
+ * ping more often than twice this.
+ */
+#define LKV_GRPC_MIN_PING_INTERVAL_MS 1000
+
 static inline void lkv_grpc_quiet_absl_deadlock_detection(void)
 {
     static const char *const names[] = {

@@ -6,6 +6,14 @@
  * values come from the codec library linked here: the daemon's containers
  * and reconstructions must equal lkv_compress / lkv_decompress byte for
  * byte. Prints one line per failed check and exits 1 if there was any.
+ *
+ * Hang check: lkv_client_itest --addr ADDR --hang-check TIMEOUT KEEPALIVE
+ * EXPECT WITHIN_MS [CALLS] connects (TIMEOUT: ms, 0 = the library default,
+ * "none" = no deadline; KEEPALIVE: ms, 0 = default; keepalive pings time out
+ * after 1 s when KEEPALIVE is set), prints "ready", waits for a line on stdin
+ * (the test stops the daemon with SIGSTOP meanwhile) and then makes CALLS
+ * calls (default: all five kinds below) that must each end with the code
+ * EXPECT (e.g. DEADLINE_EXCEEDED) within WITHIN_MS.
  */
 #include "lkv_client.h"
 #include "lkv_codec.h"
@@ -15,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -344,13 +353,93 @@ static void concurrency(lkv_client *shared, int n)
     free(w);
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* The --hang-check mode (see the top of the file). */
+static int hang_check(int argc, char **argv)
+{
+    if (argc < 7 || argc > 8) {
+        fprintf(stderr, "usage: lkv_client_itest --addr ADDR --hang-check TIMEOUT KEEPALIVE "
+                        "EXPECT WITHIN_MS [CALLS]\n");
+        return 2;
+    }
+    lkv_client_options o = {0};
+    o.timeout_ms =
+        strcmp(argv[3], "none") == 0 ? LKV_CLIENT_NO_TIMEOUT : (uint32_t)strtoul(argv[3], NULL, 10);
+    o.keepalive_time_ms = (uint32_t)strtoul(argv[4], NULL, 10);
+    o.keepalive_timeout_ms = o.keepalive_time_ms ? 1000 : 0;
+    const char *expect = argv[5];
+    const double within = strtod(argv[6], NULL);
+    const int calls = argc == 8 ? (int)strtol(argv[7], NULL, 10) : 5;
+    lkv_client *c = NULL;
+    lkv_client_error e;
+    CHECK(lkv_client_create(addr, &o, &c, &e) == LKV_RPC_OK, "create: %s", e.msg);
+    if (!c)
+        return 1;
+    /* The connection is up before the daemon stops. */
+    CHECK(lkv_client_wait_ready(c, 30000, &e) == LKV_RPC_OK, "not ready: %s", e.msg);
+    printf("ready\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin)) {
+        lkv_client_free(c);
+        return 2;
+    }
+
+    float data[2 * 64] = {0};
+    lkv_tensor t = {.dtype = LKV_DTYPE_FP32,
+                    .ndim = 2,
+                    .shape = {2, 64},
+                    .data = data,
+                    .data_bytes = sizeof data};
+    const lkv_key key = key_of("hang");
+    for (int i = 0; i < calls; i++) {
+        const double t0 = now_ms();
+        const char *what = "";
+        int rc = LKV_RPC_OK, serving = 0;
+        lkv_client_stats st = {0};
+        lkv_tensor out = {0};
+        size_t done = 0;
+        switch (i % 5) {
+        case 0: what = "stats", rc = lkv_client_stats_get(c, &st, &e); break;
+        case 1: what = "put", rc = lkv_client_put(c, "hang", key, &t, NULL, NULL, &e); break;
+        case 2: what = "health", rc = lkv_client_health(c, NULL, &serving, &e); break;
+        case 3:
+            what = "get_many", rc = lkv_client_get_many(c, "hang", &key, 1, 0, &out, &done, &e);
+            break;
+        default:
+            what = "put_many",
+            rc = lkv_client_put_many(c, "hang", &key, &t, 1, NULL, NULL, &done, &e);
+        }
+        const double took = now_ms() - t0;
+        lkv_client_stats_clear(&st);
+        lkv_tensor_clear(&out);
+        printf("%s: %s after %.0f ms: %s\n", what, lkv_rpc_code_name(rc), took, rc ? e.msg : "");
+        CHECK(strcmp(lkv_rpc_code_name(rc), expect) == 0, "%s returned %s, want %s", what,
+              lkv_rpc_code_name(rc), expect);
+        CHECK(took <= within, "%s took %.0f ms, more than %.0f", what, took, within);
+    }
+    lkv_client_free(c);
+    printf("client_itest hang check %s: %s (%d failures)\n", addr, failures ? "FAILED" : "ok",
+           failures);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || strcmp(argv[1], "--addr") != 0) {
-        fprintf(stderr, "usage: lkv_client_itest --addr ADDR\n");
+    if (argc < 3 || strcmp(argv[1], "--addr") != 0 ||
+        (argc > 3 && strcmp(argv[3], "--hang-check") != 0)) {
+        fprintf(stderr, "usage: lkv_client_itest --addr ADDR [--hang-check ...]\n");
         return 2;
     }
     addr = argv[2];
+    if (argc > 3)
+        return hang_check(argc - 1, argv + 1);
     lkv_client *c = open_client(0);
     if (!c)
         return 1;

@@ -119,10 +119,11 @@ def test_errors_exit_codes(cli, addr, tmp_path):
     assert r.returncode == 1
     one_line_error(r, "INVALID_ARGUMENT", "96")
 
+    # Q outside the codec's range is a usage error, named with the range.
     r = cli("put", "--addr", addr, "--key", "bad", "--in", src, "--in-dtype", "f32",
             "--dim", "64", "--q", "2000")
-    assert r.returncode == 1
-    one_line_error(r, "INVALID_ARGUMENT", "2000")
+    assert r.returncode == 2
+    one_line_error(r, "--q=2000", "1..1023")
 
     junk = write(tmp_path, "junk.lkv", b"LKVB" + bytes(60))
     r = cli("put", "--addr", addr, "--key", "bad", "--in", junk, "--coded")
@@ -226,3 +227,166 @@ def test_offline_codec_usage_errors(cli, tmp_path):
     assert r.returncode == 1
     one_line_error(r, "whole number")
     assert not os.path.exists(tmp_path / "o.lkv")
+
+
+# -- papercuts: help, overwrite, ranges, allocation, health -----------------
+
+DAEMON_COMMANDS = ("put", "get", "lookup", "delete", "stats", "bench", "demo", "health")
+CODEC_COMMANDS = ("info", "encode", "decode", "roundtrip")
+
+
+@pytest.mark.parametrize("args", [(c,) for c in DAEMON_COMMANDS] +
+                         [("codec", c) for c in CODEC_COMMANDS] + [("codec",), ()])
+@pytest.mark.parametrize("spelling", ["--help", "-h"])
+def test_every_command_answers_help(cli, args, spelling):
+    r = cli(*args, spelling)
+    assert r.returncode == 0, r
+    assert r.stderr == b"", r.stderr
+    out = r.stdout.decode()
+    assert out.startswith("usage: latticekv"), out
+    if args and args[0] in DAEMON_COMMANDS:
+        assert "--timeout-ms" in out and "--keepalive-ms" in out and "--addr" in out, out
+    if args in (("get",), ("codec", "encode"), ("codec", "decode"), ("codec", "roundtrip")):
+        assert "--force" in out, out
+
+
+def test_outputs_are_not_overwritten(cli, addr, tmp_path):
+    src = write(tmp_path, "x.f32", kv_like((4, 64), 2).astype("<f4").tobytes())
+    out = write(tmp_path, "out.lkv", b"precious")
+    enc = ("codec", "encode", "--dim", "64", "--in", src, "--in-dtype", "f32", "--out", out)
+    r = cli(*enc)
+    assert r.returncode == 1
+    one_line_error(r, out, "already exists", "--force")
+    assert open(out, "rb").read() == b"precious"
+    for force in ("-f", "--force"):
+        r = cli(*enc, force)
+        assert r.returncode == 0, r.stderr
+        assert open(out, "rb").read()[:4] == b"LKVB"
+    coded = open(out, "rb").read()
+
+    dec = write(tmp_path, "dec.f32", b"precious")
+    r = cli("codec", "decode", "--in", out, "--out", dec)
+    assert r.returncode == 1
+    one_line_error(r, dec, "already exists")
+    assert open(dec, "rb").read() == b"precious"
+    r = cli("codec", "decode", "--in", out, "--out", dec, "-f")
+    assert r.returncode == 0 and os.path.getsize(dec) == 4 * 64 * 4
+
+    rt = write(tmp_path, "rt.f32", b"precious")
+    r = cli("codec", "roundtrip", "--dim", "64", "--in", src, "--in-dtype", "f32", "--out", rt)
+    assert r.returncode == 1
+    one_line_error(r, rt, "already exists")
+    assert open(rt, "rb").read() == b"precious"
+
+    # get refuses before it asks the daemon (the key does not even exist).
+    got = write(tmp_path, "got", b"precious")
+    r = cli("get", "--addr", addr, "--key", "no-such-key", "--out", got)
+    assert r.returncode == 1
+    one_line_error(r, got, "already exists")
+    assert open(got, "rb").read() == b"precious"
+    r = cli("put", "--addr", addr, "--key", "ow", "--in", out, "--coded")
+    assert r.returncode == 0, r.stderr
+    r = cli("get", "--addr", addr, "--key", "ow", "--out", got, "--coded", "--force")
+    assert r.returncode == 0, r.stderr
+    assert open(got, "rb").read() == coded
+
+    # Devices are no files to protect; a new file needs no --force.
+    r = cli("codec", "encode", "--dim", "64", "--in", src, "--in-dtype", "f32",
+            "--out", "/dev/null")
+    assert r.returncode == 0, r.stderr
+    r = cli("codec", "encode", "--dim", "64", "--in", src, "--in-dtype", "f32",
+            "--out", str(tmp_path / "new.lkv"))
+    assert r.returncode == 0 and open(tmp_path / "new.lkv", "rb").read() == coded
+
+
+@pytest.mark.parametrize("args,words", [
+    (("codec", "info", "--dim", "64", "--q", "abc"), ("--q=abc", "not a number", "1..1023")),
+    (("codec", "info", "--dim", "64", "--q", "0"), ("--q=0", "1..1023")),
+    (("codec", "info", "--dim", "64", "--q", "-5"), ("--q=-5", "1..1023")),
+    (("codec", "info", "--dim", "64", "--q", "99999999999999999999999"), ("1..1023",)),
+    (("codec", "info", "--dim", "4096"), ("--dim=4096", "1..1024")),
+    (("put", "--key", "k", "--in", "/dev/null", "--in-dtype", "f32", "--dim", "64",
+      "--q", "abc"), ("--q=abc", "1..1023")),
+    (("put", "--key", "k", "--in", "/dev/null", "--in-dtype", "f32", "--dim", "x"),
+     ("--dim=x", "1..1024")),
+    (("demo", "--dim", "2048"), ("--dim=2048", "1..1024")),
+    (("stats", "--timeout-ms", "soon"), ("--timeout-ms=soon", "not a number")),
+    (("stats", "--keepalive-ms", "-1"), ("--keepalive-ms=-1",)),
+])
+def test_number_flags_name_their_range(cli, args, words):
+    r = cli(*args)
+    assert r.returncode == 2, r
+    one_line_error(r, *words)
+
+
+def test_failed_allocation_says_why(cli, tmp_path):
+    """A file too big for the memory allowed: the error says out of memory (and
+    how much), not a bare "cannot read"."""
+    import resource
+    big = tmp_path / "big.f32"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # sparse: no disk used
+    limit = 256 << 20
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    import subprocess
+    from conftest import CLI
+    r = subprocess.run([CLI, "codec", "encode", "--dim", "64", "--in", str(big),
+                        "--in-dtype", "f32", "--out", str(tmp_path / "o.lkv")],
+                       capture_output=True, timeout=60, preexec_fn=cap)
+    if b"ReserveShadowMemoryRange" in r.stderr:
+        pytest.skip("a sanitizer build cannot run under an address-space limit")
+    assert r.returncode == 1, r
+    one_line_error(r, str(big), "out of memory", str((1 << 30) + 1))
+    assert not os.path.exists(tmp_path / "o.lkv")
+
+
+def test_health(cli, addr, tmp_path):
+    r = cli("health", "--addr", addr)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"SERVING\n" and r.stderr == b""
+    r = cli("health", "--addr", addr, "--service", "latticekv.v1.KVStore")
+    assert r.returncode == 0 and r.stdout == b"SERVING\n"
+    r = cli("health", "--addr", addr, "--service", "no.such.Service")
+    assert r.returncode == 1 and r.stdout == b""
+    one_line_error(r, "NOT_FOUND", "no.such.Service")
+    r = cli("health", "--addr", "unix:" + str(tmp_path / "nothing.sock"))
+    assert r.returncode == 1 and r.stdout == b""
+    one_line_error(r, "UNAVAILABLE")
+
+
+def test_health_not_serving_while_draining(cli):
+    """SIGTERM with a call in flight: the daemon drains and says NOT_SERVING."""
+    import signal
+    import tempfile
+    import threading
+    from conftest import Daemon
+    with tempfile.TemporaryDirectory(prefix="lkv-health-") as tmp:
+        d = Daemon(tmp, extra=["--shutdown-grace-ms", "60000"])
+        gate = threading.Event()
+        try:
+            c = latticekv.Client(d.tcp, timeout=60)
+            x = kv_like((2, 64), 1)
+
+            def requests():
+                yield latticekv.pb.PutRequest(key=latticekv.pb.BlockKey(key=b"drain"),
+                                              tensor=latticekv.client.tensor_of(x))
+                gate.wait(60)  # holds the call open through the drain
+
+            replies = c.kv.PutStream(requests(), timeout=60)
+            assert next(replies).coded_bytes > 0
+            r = cli("health", "--addr", d.unix)
+            assert (r.returncode, r.stdout) == (0, b"SERVING\n"), r
+            d.proc.send_signal(signal.SIGTERM)
+            for _ in range(200):  # the signal is handled asynchronously
+                r = cli("health", "--addr", d.unix)
+                if r.stdout != b"SERVING\n":
+                    break
+            assert r.stdout == b"NOT_SERVING\n", r
+            assert r.returncode == 1 and r.stderr == b""
+        finally:
+            gate.set()
+            rc = d.stop()
+        assert rc == 0, d.log_text()

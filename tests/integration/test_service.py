@@ -171,6 +171,47 @@ def test_health_and_stats(client):
     assert int(st["raw_bytes_in"]) > 0 and int(st["coded_bytes_out"]) > 0
 
 
+def test_stats_numbers_are_ints(client):
+    """Every uint64 counter is a Python int (protobuf's JSON mapping would make
+    them strings), tiers included, and the strings stay strings."""
+    client.put("stats-int", kv_like((2, 128), 1), dtype="bf16")
+    st = client.stats()
+    fields = latticekv.pb.StatsResponse.DESCRIPTOR.fields_by_name
+    for name, f in fields.items():
+        assert name in st, name
+        if f.type == f.TYPE_UINT64:
+            assert type(st[name]) is int, (name, st[name])
+    assert isinstance(st["version"], str) and st["version"]
+    assert st["requests"] > 0 and st["uptime_ms"] >= 0
+    assert st["tiers"], st
+    for t in st["tiers"]:
+        assert isinstance(t["name"], str)
+        for k in ("capacity_bytes", "used_bytes", "blocks", "hits", "misses", "evictions"):
+            assert type(t[k]) is int, (k, t[k])
+        assert t["used_bytes"] > 0 and t["blocks"] > 0
+
+
+def test_readme_python_example(daemon):
+    """The README's Python example runs as written and its comments are what
+    the calls return (lookup gives (1, [True, False]))."""
+    import ast
+    import re
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    text = open(readme).read()
+    m = re.search(r"```python\n(import numpy as np, latticekv.*?)```", text, re.S)
+    assert m, "no Python example in README.md"
+    code = m.group(1).replace("127.0.0.1:50051", daemon.tcp)
+    env = {}
+    exec(compile(code, "README.md", "exec"), env)  # noqa: S102 - our own README
+    assert env["x"].shape == (16, 8, 128) and env["x"].dtype == np.float32
+    assert (env["hits"], env["present"]) == (1, [True, False])
+    # The comment beside lookup states the value it returns.
+    comment = re.search(r"kv\.lookup\(.*#\s*(.*)", code).group(1)
+    assert ast.literal_eval(comment.strip()) == (env["hits"], env["present"]), comment
+
+
+# -- bad input (SERVICE.md section 2) --------------------------------------
+
 # -- bad input (docs/service.md section 2) ---------------------------------
 
 def rpc(stub_call, req):

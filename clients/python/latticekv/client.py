@@ -14,6 +14,16 @@ import numpy as np
 from . import health_pb, pb, pb_grpc
 
 DEFAULT_MAX_MESSAGE = 64 << 20
+# Seconds. The same defaults as the C client (lkv_client.h): every call has a
+# deadline below gRPC's 20 s connect timeout, so a daemon that stops answering
+# ends a call with DEADLINE_EXCEEDED; while calls are in flight a ping goes
+# out every KEEPALIVE_TIME and an unanswered one closes the connection
+# (UNAVAILABLE) after KEEPALIVE_TIMEOUT. latticekvd accepts a ping per second;
+# intervals below KEEPALIVE_MIN are raised to it.
+DEFAULT_TIMEOUT = 10.0
+KEEPALIVE_TIME = 30.0
+KEEPALIVE_TIMEOUT = 10.0
+KEEPALIVE_MIN = 2.0
 
 _DTYPES = {"bf16": pb.DTYPE_BF16, "fp16": pb.DTYPE_FP16, "fp32": pb.DTYPE_FP32}
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
@@ -118,18 +128,36 @@ def _out_dtype(out_dtype):
 class Client:
     """A channel to one latticekvd ("host:port" or "unix:PATH").
 
-    Thread-safe (grpcio channels are). timeout: seconds per call, None = none.
+    Thread-safe (grpcio channels are).
+    timeout: the deadline of each call in seconds (default 10; a stream call
+      has one deadline for the whole stream); None = no deadline. A call's own
+      timeout= argument, where it has one, overrides it.
+    keepalive: seconds between keepalive pings while calls are in flight
+      (default 30, at least 2); None or 0 = no pings. keepalive_timeout: seconds an
+      unanswered ping may take before the connection is closed and its calls
+      fail with UNAVAILABLE (default 10).
     The raw stubs are there too: .codec, .kv, .admin (request messages in
     latticekv.pb) for callers that want the wire API itself.
     """
 
-    def __init__(self, addr, max_message_bytes=DEFAULT_MAX_MESSAGE, timeout=None):
+    def __init__(self, addr, max_message_bytes=DEFAULT_MAX_MESSAGE, timeout=DEFAULT_TIMEOUT,
+                 keepalive=KEEPALIVE_TIME, keepalive_timeout=KEEPALIVE_TIMEOUT):
         self.addr = addr
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(addr, options=[
+        options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-        ])
+        ]
+        if keepalive:
+            # Pings only while calls are in flight, with no cap on pings
+            # between data frames, so a call that waits long keeps probing.
+            options += [
+                ("grpc.keepalive_time_ms", int(max(keepalive, KEEPALIVE_MIN) * 1000)),
+                ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
+                ("grpc.keepalive_permit_without_calls", 0),
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
+        self.channel = grpc.insecure_channel(addr, options=options)
         self.codec = pb_grpc.CodecStub(self.channel)
         self.kv = pb_grpc.KVStoreStub(self.channel)
         self.admin = pb_grpc.AdminStub(self.channel)
@@ -213,7 +241,9 @@ class Client:
         return (value, r.tier) if tier else value
 
     def lookup(self, keys, namespace=""):
-        """(prefix_hits, [present per key])."""
+        """(prefix_hits, [True/False per key]): e.g. (1, [True, False]) when only the
+        first of two keys is stored. prefix_hits counts the keys from the start
+        that are all present."""
         ks = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
         r = self._call(self.kv.Lookup, pb.LookupRequest(namespace=namespace, keys=ks))
         return r.prefix_hits, list(r.present)
@@ -254,12 +284,24 @@ class Client:
 
     # -- Admin -------------------------------------------------------------
     def stats(self):
-        """The daemon's counters as a dict (tiers as a list of dicts)."""
-        from google.protobuf.json_format import MessageToDict
-        r = self._call(self.admin.Stats, pb.StatsRequest())
-        return MessageToDict(r, preserving_proto_field_name=True,
-                             including_default_value_fields=True)
+        """The daemon's counters as a dict: numbers as int, tiers as a list of dicts."""
+        return _as_dict(self._call(self.admin.Stats, pb.StatsRequest()))
+
+
+def _as_dict(msg):
+    """A message as a dict of its fields (absent ones at their defaults),
+    keeping integers as int: protobuf's MessageToDict turns 64-bit integers
+    into strings, as JSON requires, which a Python caller should not see."""
+    out = {}
+    for f in msg.DESCRIPTOR.fields:
+        v = getattr(msg, f.name)
+        is_msg = f.type == f.TYPE_MESSAGE
+        if f.label == f.LABEL_REPEATED:
+            out[f.name] = [_as_dict(x) if is_msg else x for x in v]
+        else:
+            out[f.name] = _as_dict(v) if is_msg else v
+    return out
 
 
 __all__ = ["Client", "Error", "tensor_of", "array_of", "to_bf16_bits", "from_bf16_bits",
-           "_DTYPE_NAMES"]
+           "_DTYPE_NAMES", "DEFAULT_TIMEOUT", "KEEPALIVE_TIME", "KEEPALIVE_TIMEOUT"]
