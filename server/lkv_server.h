@@ -180,6 +180,11 @@ lkv_blob *lkv_blob_create(size_t len);
 /* Wraps len bytes at data inside the malloc'd block base (ownership of base
  * moves to the blob; it is freed with the blob), refs = 1. NULL on OOM. */
 lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len);
+/* A coded Put stores its request buffer as the block only when the buffer
+ * holds at most this many bytes beyond the container, namespace and key (the
+ * protobuf framing of a plain PutRequest is under 40); otherwise the
+ * container is copied out and the request freed (service.c). */
+#define LKV_PUT_ADOPT_SLACK 64
 lkv_blob *lkv_blob_ref(lkv_blob *b);
 void lkv_blob_unref(lkv_blob *b);
 

@@ -522,6 +522,38 @@ static void put_encode_done(lkv_work *w)
     put_store(r);
 }
 
+/*
+ * The block of a coded Put. A plain PutRequest is the key, the container and
+ * a few bytes of protobuf framing, so the request buffer itself becomes the
+ * blob (no copy). A request that carries more than that (unknown fields, a
+ * tensor before the coded member of the oneof, oversized params) would keep
+ * bytes alive that the store never charges for: then only the container is
+ * copied into a blob of its own and the request buffer is freed with the
+ * request. Either way a stored block keeps at most its charge (container +
+ * namespace + key) plus LKV_PUT_ADOPT_SLACK bytes of the request. 0, or the
+ * error reply is already sent.
+ */
+static int put_keep_container(req *r, size_t len)
+{
+    const lkv_wire_put *q = &r->put;
+    const size_t charged = q->coded_len + q->key.ns_len + q->key.key_len;
+    if (len <= charged + LKV_PUT_ADOPT_SLACK) {
+        r->blob = lkv_blob_adopt(r->in, (uint8_t *)q->coded, q->coded_len);
+        if (r->blob)
+            r->in = NULL;
+    } else {
+        r->blob = lkv_blob_create(q->coded_len);
+        if (r->blob)
+            memcpy(r->blob->data, q->coded, q->coded_len);
+    }
+    if (!r->blob) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
+                    q->coded_len);
+        return -1;
+    }
+    return 0;
+}
+
 static void handle_put(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_put *q = &r->put;
@@ -541,13 +573,8 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
             reply_status(r, st, &d);
             return;
         }
-        /* The block is stored where it arrived: the request buffer becomes the blob. */
-        r->blob = lkv_blob_adopt(r->in, (uint8_t *)q->coded, q->coded_len);
-        if (!r->blob) {
-            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a block");
+        if (put_keep_container(r, len) != 0)
             return;
-        }
-        r->in = NULL;
         put_store(r);
         return;
     }
