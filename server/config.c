@@ -91,6 +91,9 @@ static const cfg_setting settings[] = {
      "after SIGTERM, how long in-flight calls may finish before they are cancelled"},
     {"log-level", CFG_CHOICE, 0, 0, "info", OFF(log_level), "error|warn|info|debug", level_choices,
      "least severe log lines written to stderr"},
+    {"max-inflight-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(max_inflight_bytes), "N", NULL,
+     "bytes of requests and replies in flight; beyond it requests get RESOURCE_EXHAUSTED; "
+     "0 = host-mem-bytes/4, at least 2 x max-message-bytes"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 

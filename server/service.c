@@ -53,6 +53,7 @@ struct lkv_service {
     int shutting_down;
     uint64_t start_ns;
     lkv_service_counters c;
+    lkv_budget *budget; /* bytes in flight; NULL: not counted */
 };
 
 /* One request message in flight. */
@@ -62,6 +63,7 @@ typedef struct req {
     void *call;
     uint64_t seq;
     uint8_t *in;           /* the request bytes (owned); payloads point into them */
+    size_t in_len;         /* their length, charged to the in-flight budget */
     ProtobufCMessage *msg; /* the unpacked request, for small messages */
     lkv_wire_put put;      /* Put: the parsed request */
     lkv_work work;
@@ -70,6 +72,7 @@ typedef struct req {
     lkv_dtype out_dt;
     uint64_t raw_bytes;
     uint8_t *buf;   /* reply being built */
+    size_t buf_len; /* its length, charged to the in-flight budget */
     lkv_blob *blob; /* Put: the new block; Get: the block being decoded */
     /* the OK reply's held-back effect (lkv_reply.commit/drop/effect) */
     void (*commit)(void *effect, lkv_reply *rep);
@@ -92,6 +95,11 @@ lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_bat
     s->reply = reply;
     s->start_ns = lkv_now_ns();
     return s;
+}
+
+void lkv_service_set_budget(lkv_service *s, lkv_budget *b)
+{
+    s->budget = b;
 }
 
 void lkv_service_free(lkv_service *s)
@@ -127,8 +135,12 @@ static void req_free(req *r)
 {
     if (r->msg)
         protobuf_c_message_free_unpacked(r->msg, NULL);
+    if (r->in)
+        lkv_budget_give(r->svc->budget, r->in_len);
     free(r->in);
     lkv_blob_unref(r->blob);
+    if (r->buf)
+        lkv_budget_give(r->svc->budget, r->buf_len);
     free(r->buf);
     if (r->drop) /* an effect that no reply took */
         r->drop(r->effect);
@@ -182,6 +194,7 @@ static void reply_ok(req *r, size_t len)
                      .drop = r->drop,
                      .effect = r->effect};
     r->buf = NULL;
+    r->buf_len = 0;
     r->commit = NULL;
     r->drop = NULL;
     r->effect = NULL;
@@ -189,14 +202,22 @@ static void reply_ok(req *r, size_t len)
     req_free(r);
 }
 
+static void charge_reply(req *r, size_t n)
+{
+    lkv_budget_take(r->svc->budget, n);
+    r->buf_len = n;
+}
+
 static void reply_packed(req *r, const ProtobufCMessage *msg)
 {
     const size_t n = protobuf_c_message_get_packed_size(msg);
+    /* Small replies (Stats, Lookup, Put's) are charged but never refused. */
     r->buf = malloc(n ? n : 1);
     if (!r->buf) {
         reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply", n);
         return;
     }
+    charge_reply(r, n);
     protobuf_c_message_pack(msg, r->buf);
     reply_ok(r, n);
 }
@@ -210,12 +231,22 @@ static int alloc_reply(req *r)
                     (unsigned long long)r->svc->cfg->max_message_bytes);
         return -1;
     }
+    if (!lkv_budget_try_take(r->svc->budget, r->lay.total)) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                    "reply of %zu bytes refused: %llu bytes already in flight, "
+                    "max-inflight-bytes=%llu",
+                    r->lay.total, (unsigned long long)atomic_load(&r->svc->budget->used),
+                    (unsigned long long)r->svc->budget->limit);
+        return -1;
+    }
     r->buf = malloc(r->lay.total ? r->lay.total : 1);
     if (!r->buf) {
+        lkv_budget_give(r->svc->budget, r->lay.total);
         reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply",
                     r->lay.total);
         return -1;
     }
+    r->buf_len = r->lay.total;
     return 0;
 }
 
@@ -467,6 +498,8 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
         lkv_store_put(pp->svc->store, pp->name, pp->ns_len, (const uint8_t *)pp->name + pp->ns_len,
                       pp->key_len, pp->blob, &d);
     if (st != LKV_OK) {
+        if (rep->buf)
+            lkv_budget_give(pp->svc->budget, rep->len);
         free(rep->buf);
         rep->buf = NULL;
         rep->len = 0;
@@ -539,8 +572,11 @@ static int put_keep_container(req *r, size_t len)
     const size_t charged = q->coded_len + q->key.ns_len + q->key.key_len;
     if (len <= charged + LKV_PUT_ADOPT_SLACK) {
         r->blob = lkv_blob_adopt(r->in, (uint8_t *)q->coded, q->coded_len);
-        if (r->blob)
+        if (r->blob) {
+            /* Its bytes are the store's now, charged there. */
+            lkv_budget_give(r->svc->budget, r->in_len);
             r->in = NULL;
+        }
     } else {
         r->blob = lkv_blob_create(q->coded_len);
         if (r->blob)
@@ -769,6 +805,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     req *r = calloc(1, sizeof *r);
     s->c.requests++;
     if (!r) {
+        lkv_budget_give(s->budget, len);
         free(msg);
         lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
         snprintf(rep.msg, sizeof rep.msg, "out of memory for a request");
@@ -781,6 +818,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     r->call = call;
     r->seq = seq;
     r->in = msg; /* freed with the request, or adopted by a stored block */
+    r->in_len = len;
     switch (m) {
     case LKV_METHOD_COMPRESS:
     case LKV_METHOD_COMPRESS_STREAM: handle_compress(r, msg, len); break;

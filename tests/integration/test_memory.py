@@ -7,6 +7,9 @@ RSS assertions are skipped there (the behaviour checks still run).
 
 import os
 import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -119,3 +122,87 @@ def test_plain_coded_put_is_stored(small_daemon):
         assert c.put_coded(b"plain", coded, namespace="ns") == len(coded)
         assert c.get(b"plain", namespace="ns", want_coded=True) == coded
         np.testing.assert_array_equal(c.get(b"plain", namespace="ns"), c.decompress(coded))
+
+
+# -- item 2: a byte budget for requests in flight ----------------------------
+
+def budget_daemon(tmp, *extra):
+    return Daemon(tmp, extra=["--host-mem-bytes", "8MiB", "--max-message-bytes", "48MiB"]
+                  + list(extra))
+
+
+def test_replies_over_the_inflight_budget_are_refused_naming_it():
+    """A GetStream of 2 MiB replies that its client does not read yet: the
+    replies in the stream's window pass --max-inflight-bytes 8MiB, so the
+    stream ends with RESOURCE_EXHAUSTED naming the budget after the replies
+    that fitted; once they are gone the daemon serves the same Get again."""
+    with tempfile.TemporaryDirectory(prefix="lkv-mem-") as tmp:
+        d = budget_daemon(tmp, "--max-inflight-bytes", "8MiB")
+        try:
+            with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+                c.put(b"big", kv_like((4096, 128), seed=5), dtype="fp32")  # 2 MiB as fp32
+                expect = c.get(b"big", out_dtype="fp32", raw=True)
+                reqs = [pb.GetRequest(key=pb.BlockKey(key=b"big"), out_dtype=pb.DTYPE_FP32)
+                        for _ in range(32)]
+                replies = []
+                with pytest.raises(grpc.RpcError) as e:
+                    for r in c.kv.GetStream(iter(reqs), timeout=HANG_GUARD_S):
+                        if not replies:
+                            time.sleep(0.5)  # let the window fill (timing decides nothing)
+                        replies.append(r)
+                assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+                assert "max-inflight-bytes=8388608" in e.value.details()
+                assert 1 <= len(replies) < 32
+                for r in replies:
+                    assert len(r.tensor.data) == 4096 * 128 * 4
+                np.testing.assert_array_equal(c.get(b"big", out_dtype="fp32", raw=True), expect)
+        finally:
+            assert d.stop() == 0, d.log_text()
+
+
+def test_memory_returns_to_the_system_after_a_burst():
+    """A burst of concurrent 24 MiB Puts (below the 32 MiB mmap threshold,
+    so on the heap), each client on its own connection, leaves RSS near
+    where it started once nothing is in flight. Before: glibc kept up to
+    256 MiB of freed heap for good."""
+    n, rows = 8, (24 << 20) // 512
+    with tempfile.TemporaryDirectory(prefix="lkv-mem-") as tmp:
+        d = budget_daemon(tmp)
+        try:
+            pid = d.proc.pid
+            data = np.tile(np.linspace(-1, 1, 128, dtype=np.float32), rows).tobytes()
+            tensor = pb.Tensor(dtype=pb.DTYPE_FP32, shape=[rows, 128], data=data)
+            reqs = [pb.PutRequest(key=pb.BlockKey(key=b"b%d" % i), tensor=tensor)
+                    .SerializeToString() for i in range(n + 1)]
+            opts = [("grpc.max_send_message_length", 64 * MIB),
+                    ("grpc.use_local_subchannel_pool", 1)]
+            channels = [grpc.insecure_channel(d.tcp, options=opts) for _ in range(n)]
+            try:
+                puts = [raw_put(ch) for ch in channels]
+                puts[0](reqs[n], timeout=HANG_GUARD_S)
+                idle = rss_mib(pid)
+                barrier = threading.Barrier(n)
+
+                def put(i):
+                    barrier.wait()
+                    try:
+                        puts[i](reqs[i], timeout=HANG_GUARD_S)
+                        return "OK"
+                    except grpc.RpcError as e:
+                        return e.code().name
+
+                with ThreadPoolExecutor(n) as ex:
+                    codes = list(ex.map(put, range(n)))
+            finally:
+                for ch in channels:
+                    ch.close()
+            assert "OK" in codes, codes
+            time.sleep(0.5)
+            after = rss_mib(pid)
+            peak = proc_status_kib(pid, "VmHWM") / 1024.0
+            if under_asan(pid):
+                pytest.skip("RSS is not meaningful under AddressSanitizer")
+            print("idle %.0f peak %.0f after %.0f MiB, %s" % (idle, peak, after, codes))
+            assert after - idle < 48, "RSS %.0f MiB after the burst, %.0f before" % (after, idle)
+        finally:
+            assert d.stop() == 0, d.log_text()
