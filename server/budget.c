@@ -40,9 +40,8 @@ static void budget_note_peak(lkv_budget *b, uint64_t used, uint64_t n)
 {
     atomic_fetch_add_explicit(&b->since_trim, n, memory_order_relaxed);
     uint64_t p = atomic_load_explicit(&b->peak, memory_order_relaxed);
-    while (used > p &&
-           !atomic_compare_exchange_weak_explicit(&b->peak, &p, used, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+    while (used > p && !atomic_compare_exchange_weak_explicit(
+                           &b->peak, &p, used, memory_order_relaxed, memory_order_relaxed)) {
     }
 }
 
