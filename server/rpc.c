@@ -143,13 +143,15 @@ struct lkv_rpc {
     unsigned live;
     call *live_head;
     uint64_t window;
-    lkv_budget budget; /* bytes in flight (--max-inflight-bytes) */
+    lkv_budget *budget; /* bytes in flight (--max-inflight-bytes) */
 };
 
-/* The budget that reply slices give their bytes back to when gRPC frees
- * them (a slice's destroy function has no user pointer); one daemon, one
- * server. */
-static lkv_budget *slice_budget;
+/* The daemon's in-flight budget. Static, not in lkv_rpc: reply slices give
+ * their bytes back to it when gRPC frees them (a slice's destroy function
+ * has no user pointer), which can happen on gRPC's threads until
+ * grpc_shutdown() is done, after lkv_rpc is gone. One daemon, one server. */
+static lkv_budget daemon_budget;
+static lkv_budget *slice_budget = &daemon_budget;
 
 static void call_maybe_free(call *c);
 static void stream_progress(call *c);
@@ -170,7 +172,7 @@ static void gather(call *c, grpc_byte_buffer **bbp)
     if (grpc_byte_buffer_reader_init(&rd, *bbp)) {
         const size_t len = grpc_byte_buffer_length(rd.buffer_out);
         c->in_len = len;
-        if (!lkv_budget_try_take(&c->rpc->budget, len)) {
+        if (!lkv_budget_try_take(c->rpc->budget, len)) {
             /* Over the budget: gRPC's copy is freed now and the request refused. */
             c->in_state = IN_OVER_BUDGET;
             grpc_byte_buffer_reader_destroy(&rd);
@@ -199,7 +201,7 @@ static void gather(call *c, grpc_byte_buffer **bbp)
         }
         /* Only a buffer handed on keeps its bytes charged. */
         if (c->in_state != IN_OK)
-            lkv_budget_give(&c->rpc->budget, len);
+            lkv_budget_give(c->rpc->budget, len);
     }
     grpc_byte_buffer_destroy(*bbp);
     *bbp = NULL;
@@ -280,7 +282,7 @@ static void request_call(lkv_rpc *r, int method)
 static void drop_in(call *c)
 {
     if (c->in_buf)
-        lkv_budget_give(&c->rpc->budget, c->in_len);
+        lkv_budget_give(c->rpc->budget, c->in_len);
     free(c->in_buf);
     c->in_buf = NULL;
     c->in_state = IN_NONE;
@@ -440,7 +442,7 @@ static void serve_message(call *c, uint64_t seq)
     c->in_dispatch = 1;
     if (state == IN_OVER_BUDGET) {
         lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
-        lkv_budget *b = &c->rpc->budget;
+        lkv_budget *b = c->rpc->budget;
         snprintf(rep.msg, sizeof rep.msg,
                  "request of %zu bytes refused: %llu bytes already in flight, "
                  "max-inflight-bytes=%llu",
@@ -594,7 +596,7 @@ static void stream_progress(call *c)
      * the stream on again); one with none reads, and the message is admitted
      * or refused against the budget when it arrives. */
     const int budget_room =
-        atomic_load_explicit(&r->budget.used, memory_order_relaxed) < r->budget.limit;
+        atomic_load_explicit(&r->budget->used, memory_order_relaxed) < r->budget->limit;
     if (!c->input_done && !c->failed && !c->recv_pending &&
         c->next_seq - c->next_send < r->window &&
         (budget_room || (c->next_seq == c->next_send && c->in_service == 0)))
@@ -694,9 +696,9 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     r->svc = svc;
     r->inbox = inbox;
     r->window = cfg->stream_window;
-    lkv_budget_init(&r->budget, lkv_inflight_budget(cfg));
-    slice_budget = &r->budget;
-    lkv_service_set_budget(svc, &r->budget);
+    r->budget = &daemon_budget;
+    lkv_budget_init(r->budget, lkv_inflight_budget(cfg));
+    lkv_service_set_budget(svc, r->budget);
     tag_init(&r->t_shutdown, TAG_SHUTDOWN, NULL);
     lkv_grpc_quiet_absl_deadlock_detection(); /* lkv_grpc_tune.h */
     grpc_init();
@@ -721,7 +723,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
      * (GOAWAY). Without it 64 clients sending 60 MiB each made gRPC hold
      * gigabytes of partial messages (bench/service/burst_rss.py). */
     grpc_resource_quota *quota = grpc_resource_quota_create("latticekvd");
-    grpc_resource_quota_resize(quota, (size_t)r->budget.limit);
+    grpc_resource_quota_resize(quota, (size_t)r->budget->limit);
     args[3].type = GRPC_ARG_POINTER;
     args[3].key = GRPC_ARG_RESOURCE_QUOTA;
     args[3].value.pointer.p = quota;
@@ -773,7 +775,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     }
     grpc_server_start(r->server);
     lkv_log(LKV_LOG_INFO, "inflight_budget", "max_inflight_bytes=%llu",
-            (unsigned long long)r->budget.limit);
+            (unsigned long long)r->budget->limit);
     for (int m = 0; m < LKV_METHOD_COUNT; m++) {
         const int n = lkv_method_streaming((lkv_method)m) ? STREAM_REQUESTS : UNARY_REQUESTS;
         for (int i = 0; i < n; i++)
@@ -832,8 +834,8 @@ void lkv_rpc_free(lkv_rpc *r)
         return;
     stop_accepting(r);
     lkv_log(LKV_LOG_INFO, "inflight_budget_stats", "refused=%llu trims=%llu",
-            (unsigned long long)atomic_load(&r->budget.refused),
-            (unsigned long long)atomic_load(&r->budget.trims));
+            (unsigned long long)atomic_load(&r->budget->refused),
+            (unsigned long long)atomic_load(&r->budget->trims));
     grpc_completion_queue_shutdown(r->cq);
     if (r->cq_thread_started)
         pthread_join(r->cq_thread, NULL);
