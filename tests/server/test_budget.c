@@ -165,8 +165,8 @@ static size_t container(uint8_t *out, size_t cap)
 }
 
 /* A coded PutRequest for key, plus `pad` bytes of unknown field 1000. */
-static size_t put_request(uint8_t *out, size_t cap, const char *key, const uint8_t *coded,
-                          size_t n, size_t pad)
+static size_t put_request(uint8_t *out, size_t cap, const char *key, const uint8_t *coded, size_t n,
+                          size_t pad)
 {
     Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
     k.namespace_ = "ns";
