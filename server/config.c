@@ -105,6 +105,9 @@ static const cfg_setting settings[] = {
      "permission bits (octal) of the unix:PATH sockets the daemon creates"},
     {"reflection", CFG_CHOICE, 0, 0, "off", OFF(reflection), "off|on", onoff_choices,
      "serve gRPC server reflection (grpc.reflection.v1alpha) for grpcurl-style tools"},
+    {"max-inflight-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(max_inflight_bytes), "N", NULL,
+     "bytes of requests and replies in flight; beyond it requests get RESOURCE_EXHAUSTED; "
+     "0 = host-mem-bytes/4, at least 2 x max-message-bytes"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 

@@ -74,10 +74,11 @@ typedef struct lkv_config {
     uint64_t max_key_bytes;       /* longest BlockKey.key / LookupRequest.keys[i] */
     uint64_t max_namespace_bytes; /* longest namespace */
     uint64_t shutdown_grace_ms;
-    uint32_t log_level;        /* lkv_log_level */
-    uint32_t log_format;       /* lkv_log_format */
-    uint64_t unix_socket_mode; /* permission bits of unix:PATH sockets */
-    uint32_t reflection;       /* 1: serve grpc.reflection.v1alpha */
+    uint32_t log_level;          /* lkv_log_level */
+    uint32_t log_format;         /* lkv_log_format */
+    uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
+    uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
+    uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */
@@ -220,6 +221,11 @@ lkv_blob *lkv_blob_create(size_t len);
 /* Wraps len bytes at data inside the malloc'd block base (ownership of base
  * moves to the blob; it is freed with the blob), refs = 1. NULL on OOM. */
 lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len);
+/* A coded Put stores its request buffer as the block only when the buffer
+ * holds at most this many bytes beyond the container, namespace and key (the
+ * protobuf framing of a plain PutRequest is under 40); otherwise the
+ * container is copied out and the request freed (service.c). */
+#define LKV_PUT_ADOPT_SLACK 64
 lkv_blob *lkv_blob_ref(lkv_blob *b);
 void lkv_blob_unref(lkv_blob *b);
 
@@ -645,6 +651,43 @@ int lkv_reflection_available(void);
  * NOT_FOUND for an unknown symbol), not a failure. Returns 0, -1 when msg
  * is not a valid request, -2 when out of memory. */
 int lkv_reflection_answer(const uint8_t *msg, size_t len, uint8_t **reply, size_t *reply_len);
+
+/* ------------------------------------------------------------------------ */
+/* In-flight byte budget (rpc.c)                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Bytes of requests in flight: received messages from the moment they are
+ * copied out of gRPC until their request is done, and reply buffers from
+ * their allocation until gRPC has sent them. Any thread may give bytes back.
+ * A take fails when it would pass the limit while anything else is in
+ * flight (a lone request is always admitted, so a budget smaller than one
+ * message refuses nothing on an idle daemon).
+ */
+typedef struct lkv_budget {
+    _Atomic uint64_t used;
+    uint64_t limit;
+    _Atomic uint64_t peak;       /* most used since the last trim */
+    _Atomic uint64_t refused;    /* takes that failed */
+    _Atomic uint64_t trims;      /* malloc_trim calls made (see budget.c) */
+    _Atomic uint64_t since_trim; /* bytes taken since the last trim */
+} lkv_budget;
+
+/* The budget in effect: cfg->max_inflight_bytes, or when that is 0,
+ * host-mem-bytes / 4 but at least 2 * max-message-bytes. */
+uint64_t lkv_inflight_budget(const lkv_config *cfg);
+void lkv_budget_init(lkv_budget *b, uint64_t limit);
+/* 1 when n bytes were taken, 0 when they would pass the limit. b may be NULL. */
+int lkv_budget_try_take(lkv_budget *b, uint64_t n);
+/* Takes n bytes whatever the limit (small replies). b may be NULL. */
+void lkv_budget_take(lkv_budget *b, uint64_t n);
+/* Gives n bytes back. When nothing is left in flight and at least
+ * LKV_TRIM_AFTER_BYTES were taken since the last trim, returns the freed
+ * heap to the system (malloc_trim). b may be NULL. */
+void lkv_budget_give(lkv_budget *b, uint64_t n);
+#define LKV_TRIM_AFTER_BYTES (UINT64_C(64) << 20)
+/* Loop thread: the service charges request and reply bytes to b. */
+void lkv_service_set_budget(lkv_service *s, lkv_budget *b);
 
 /* ------------------------------------------------------------------------ */
 /* gRPC (rpc.c)                                                              */

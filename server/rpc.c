@@ -85,7 +85,7 @@ LKV_GRPC_CODE_LIST(LKV_X_SAME)
 #undef LKV_X_SAME
 
 enum { GENERIC = -1, UNARY_REQUESTS = 16, STREAM_REQUESTS = 4, GENERIC_REQUESTS = 4 };
-enum { IN_NONE = 0, IN_OK, IN_UNREADABLE, IN_NOMEM };
+enum { IN_NONE = 0, IN_OK, IN_UNREADABLE, IN_NOMEM, IN_OVER_BUDGET };
 #define LKV_SHUTDOWN_QUIET_NS (100u * 1000u * 1000u)
 #define LKV_LAME_DUCK_MAX_NS  (1000u * 1000u * 1000u)
 
@@ -164,7 +164,15 @@ struct lkv_rpc {
     call *live_head;
     call *ready_head, **ready_tail; /* calls with a reply filed since the last flush */
     uint64_t window;
+    lkv_budget *budget; /* bytes in flight (--max-inflight-bytes) */
 };
+
+/* The daemon's in-flight budget. Static, not in lkv_rpc: reply slices give
+ * their bytes back to it when gRPC frees them (a slice's destroy function
+ * has no user pointer), which can happen on gRPC's threads until
+ * grpc_shutdown() is done, after lkv_rpc is gone. One daemon, one server. */
+static lkv_budget daemon_budget;
+static lkv_budget *slice_budget = &daemon_budget;
 
 static void call_maybe_free(call *c);
 static void stream_progress(call *c);
@@ -184,6 +192,15 @@ static void gather(call *c, grpc_byte_buffer **bbp)
     c->in_state = IN_UNREADABLE;
     if (grpc_byte_buffer_reader_init(&rd, *bbp)) {
         const size_t len = grpc_byte_buffer_length(rd.buffer_out);
+        c->in_len = len;
+        if (!lkv_budget_try_take(c->rpc->budget, len)) {
+            /* Over the budget: gRPC's copy is freed now and the request refused. */
+            c->in_state = IN_OVER_BUDGET;
+            grpc_byte_buffer_reader_destroy(&rd);
+            grpc_byte_buffer_destroy(*bbp);
+            *bbp = NULL;
+            return;
+        }
         uint8_t *buf = malloc(len ? len : 1);
         grpc_slice sl;
         size_t off = 0;
@@ -195,7 +212,6 @@ static void gather(call *c, grpc_byte_buffer **bbp)
             grpc_slice_unref(sl);
         }
         grpc_byte_buffer_reader_destroy(&rd);
-        c->in_len = len;
         if (!buf) {
             c->in_state = IN_NOMEM;
         } else if (off != len) {
@@ -204,6 +220,9 @@ static void gather(call *c, grpc_byte_buffer **bbp)
             c->in_buf = buf;
             c->in_state = IN_OK;
         }
+        /* Only a buffer handed on keeps its bytes charged. */
+        if (c->in_state != IN_OK)
+            lkv_budget_give(c->rpc->budget, len);
     }
     grpc_byte_buffer_destroy(*bbp);
     *bbp = NULL;
@@ -280,6 +299,16 @@ static void request_call(lkv_rpc *r, int method)
     r->live++;
 }
 
+/* Frees a received message that no request took, and its budget. */
+static void drop_in(call *c)
+{
+    if (c->in_buf)
+        lkv_budget_give(c->rpc->budget, c->in_len);
+    free(c->in_buf);
+    c->in_buf = NULL;
+    c->in_state = IN_NONE;
+}
+
 static void call_free(call *c)
 {
     lkv_rpc *r = c->rpc;
@@ -292,7 +321,7 @@ static void call_free(call *c)
         grpc_byte_buffer_destroy(c->payload);
     if (c->recv_buf)
         grpc_byte_buffer_destroy(c->recv_buf);
-    free(c->in_buf);
+    drop_in(c);
     if (c->has_status_msg)
         grpc_slice_unref(c->status_msg);
     if (c->ring) {
@@ -329,8 +358,8 @@ static int start_batch(call *c, const grpc_op *ops, size_t n, tag *t)
 
 static void free_reply_buf(void *p, size_t len)
 {
-    (void)len;
     free(p);
+    lkv_budget_give(slice_budget, len);
 }
 
 /* Runs a reply's held-back effect, if any: it is the reply's turn. */
@@ -346,6 +375,8 @@ static void reply_commit(lkv_reply *rep)
 /* Frees a reply that will not be sent, and drops its effect. */
 static void reply_drop(lkv_reply *rep)
 {
+    if (rep->buf)
+        lkv_budget_give(slice_budget, rep->len);
     free(rep->buf);
     rep->buf = NULL;
     if (rep->drop)
@@ -431,7 +462,16 @@ static void serve_message(call *c, uint64_t seq)
     c->in_buf = NULL;
     c->in_state = IN_NONE;
     c->in_service++;
-    if (state != IN_OK) {
+    if (state == IN_OVER_BUDGET) {
+        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
+        lkv_budget *b = c->rpc->budget;
+        snprintf(rep.msg, sizeof rep.msg,
+                 "request of %zu bytes refused: %llu bytes already in flight, "
+                 "max-inflight-bytes=%llu",
+                 len, (unsigned long long)atomic_load(&b->used), (unsigned long long)b->limit);
+        lkv_service_count(c->rpc->svc, rep.code);
+        lkv_rpc_reply(c, seq, &rep);
+    } else if (state != IN_OK) {
         lkv_reply rep = {.code =
                              state == IN_NOMEM ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
         snprintf(rep.msg, sizeof rep.msg, "request message of %zu bytes could not be read", len);
@@ -522,9 +562,7 @@ static void on_recv(call *c, int ok)
         c->input_done = 1;
     } else if (c->failed || c->state != CALL_ACTIVE) {
         /* Nothing more is answered on this stream. */
-        free(c->in_buf);
-        c->in_buf = NULL;
-        c->in_state = IN_NONE;
+        drop_in(c);
     } else if (lkv_service_shutting_down(c->rpc->svc)) {
         /* This message's answer is the stream's end, after the earlier replies. */
         lkv_service_count(c->rpc->svc, LKV_GRPC_UNAVAILABLE);
@@ -534,9 +572,7 @@ static void on_recv(call *c, int ok)
         snprintf(s->rep.msg, sizeof s->rep.msg, "latticekvd is shutting down");
         s->ready = 1;
         c->input_done = 1;
-        free(c->in_buf);
-        c->in_buf = NULL;
-        c->in_state = IN_NONE;
+        drop_in(c);
     } else {
         serve_message(c, c->next_seq++);
     }
@@ -576,7 +612,15 @@ static void stream_progress(call *c)
             c->send_pending = start_batch(c, &op, 1, &c->t_send);
         }
     }
-    if (!c->input_done && !c->failed && !c->recv_pending && c->next_seq - c->next_send < r->window)
+    /* While the in-flight budget is spent, a stream that has requests of its
+     * own in flight reads on only when one of them is done (its reply moves
+     * the stream on again); one with none reads, and the message is admitted
+     * or refused against the budget when it arrives. */
+    const int budget_room =
+        atomic_load_explicit(&r->budget->used, memory_order_relaxed) < r->budget->limit;
+    if (!c->input_done && !c->failed && !c->recv_pending &&
+        c->next_seq - c->next_send < r->window &&
+        (budget_room || (c->next_seq == c->next_send && c->in_service == 0)))
         recv_next(c);
     if (!c->send_pending &&
         (c->failed || (c->input_done && c->in_service == 0 && c->next_send == c->next_seq)))
@@ -877,12 +921,15 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     r->inbox = inbox;
     r->window = cfg->stream_window;
     r->ready_tail = &r->ready_head;
+    r->budget = &daemon_budget;
+    lkv_budget_init(r->budget, lkv_inflight_budget(cfg));
+    lkv_service_set_budget(svc, r->budget);
     tag_init(&r->t_shutdown, TAG_SHUTDOWN, NULL);
     lkv_grpc_quiet_absl_deadlock_detection(); /* lkv_grpc_tune.h */
     gpr_set_log_function(grpc_log_fn);
     grpc_init();
 
-    grpc_arg args[5];
+    grpc_arg args[6];
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -901,9 +948,23 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     args[4].type = GRPC_ARG_INTEGER;
     args[4].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
     args[4].value.integer = 1;
-    const grpc_channel_args chargs = {.num_args = 5, .args = args};
+    /* Messages gRPC is still receiving (before gather() copies them out and
+     * the budget sees them) get a gRPC memory quota of the same size: under
+     * its pressure the transport shrinks its flow-control windows, and when
+     * it is spent gRPC resets streams (RST_STREAM ENHANCE_YOUR_CALM, which
+     * clients see as RESOURCE_EXHAUSTED) or closes idle connections
+     * (GOAWAY). Without it 64 clients sending 60 MiB each made gRPC hold
+     * gigabytes of partial messages (bench/service/burst_rss.py). */
+    grpc_resource_quota *quota = grpc_resource_quota_create("latticekvd");
+    grpc_resource_quota_resize(quota, (size_t)r->budget->limit);
+    args[5].type = GRPC_ARG_POINTER;
+    args[5].key = GRPC_ARG_RESOURCE_QUOTA;
+    args[5].value.pointer.p = quota;
+    args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+    const grpc_channel_args chargs = {.num_args = 6, .args = args};
 
     r->server = grpc_server_create(&chargs, NULL);
+    grpc_resource_quota_unref(quota);
     r->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(r->server, r->cq, NULL);
     for (int m = 0; m < LKV_METHOD_COUNT; m++)
@@ -930,6 +991,8 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
         return st;
     }
     grpc_server_start(r->server);
+    lkv_log(LKV_LOG_INFO, "inflight_budget", "max_inflight_bytes=%llu",
+            (unsigned long long)r->budget->limit);
     for (int m = 0; m < LKV_METHOD_COUNT; m++) {
         const int n = lkv_method_streaming((lkv_method)m) ? STREAM_REQUESTS : UNARY_REQUESTS;
         for (int i = 0; i < n; i++)
@@ -987,6 +1050,9 @@ void lkv_rpc_free(lkv_rpc *r)
     if (!r)
         return;
     stop_accepting(r);
+    lkv_log(LKV_LOG_INFO, "inflight_budget_stats", "refused=%llu trims=%llu",
+            (unsigned long long)atomic_load(&r->budget->refused),
+            (unsigned long long)atomic_load(&r->budget->trims));
     grpc_completion_queue_shutdown(r->cq);
     if (r->cq_thread_started)
         pthread_join(r->cq_thread, NULL);

@@ -53,6 +53,7 @@ struct lkv_service {
     int shutting_down;
     uint64_t start_ns;
     lkv_service_counters c;
+    lkv_budget *budget; /* bytes in flight; NULL: not counted */
 };
 
 /* One request message in flight. */
@@ -62,6 +63,7 @@ typedef struct req {
     void *call;
     uint64_t seq;
     uint8_t *in;      /* the request bytes (owned); payloads point into them */
+    size_t in_len;    /* their length, charged to the in-flight budget */
     lkv_wire_put put; /* Put: the parsed request */
     lkv_work work;
     lkv_wire_layout lay;
@@ -69,6 +71,7 @@ typedef struct req {
     lkv_dtype out_dt;
     uint64_t raw_bytes;
     uint8_t *buf;   /* reply being built */
+    size_t buf_len; /* its length, charged to the in-flight budget */
     lkv_blob *blob; /* Put: the new block; Get: the block being decoded */
     /* the OK reply's held-back effect (lkv_reply.commit/drop/effect) */
     void (*commit)(void *effect, lkv_reply *rep);
@@ -91,6 +94,11 @@ lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_bat
     s->reply = reply;
     s->start_ns = lkv_now_ns();
     return s;
+}
+
+void lkv_service_set_budget(lkv_service *s, lkv_budget *b)
+{
+    s->budget = b;
 }
 
 void lkv_service_free(lkv_service *s)
@@ -124,8 +132,12 @@ void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out)
 
 static void req_free(req *r)
 {
+    if (r->in)
+        lkv_budget_give(r->svc->budget, r->in_len);
     free(r->in);
     lkv_blob_unref(r->blob);
+    if (r->buf)
+        lkv_budget_give(r->svc->budget, r->buf_len);
     free(r->buf);
     if (r->drop) /* an effect that no reply took */
         r->drop(r->effect);
@@ -181,6 +193,7 @@ static void reply_ok(req *r, size_t len)
                      .drop = r->drop,
                      .effect = r->effect};
     r->buf = NULL;
+    r->buf_len = 0;
     r->commit = NULL;
     r->drop = NULL;
     r->effect = NULL;
@@ -188,14 +201,22 @@ static void reply_ok(req *r, size_t len)
     req_free(r);
 }
 
+static void charge_reply(req *r, size_t n)
+{
+    lkv_budget_take(r->svc->budget, n);
+    r->buf_len = n;
+}
+
 static void reply_packed(req *r, const ProtobufCMessage *msg)
 {
     const size_t n = protobuf_c_message_get_packed_size(msg);
+    /* Small replies (Stats, Lookup, Put's) are charged but never refused. */
     r->buf = malloc(n ? n : 1);
     if (!r->buf) {
         reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply", n);
         return;
     }
+    charge_reply(r, n);
     protobuf_c_message_pack(msg, r->buf);
     reply_ok(r, n);
 }
@@ -209,12 +230,22 @@ static int alloc_reply(req *r)
                     (unsigned long long)r->svc->cfg->max_message_bytes);
         return -1;
     }
+    if (!lkv_budget_try_take(r->svc->budget, r->lay.total)) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                    "reply of %zu bytes refused: %llu bytes already in flight, "
+                    "max-inflight-bytes=%llu",
+                    r->lay.total, (unsigned long long)atomic_load(&r->svc->budget->used),
+                    (unsigned long long)r->svc->budget->limit);
+        return -1;
+    }
     r->buf = malloc(r->lay.total ? r->lay.total : 1);
     if (!r->buf) {
+        lkv_budget_give(r->svc->budget, r->lay.total);
         reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply",
                     r->lay.total);
         return -1;
     }
+    r->buf_len = r->lay.total;
     return 0;
 }
 
@@ -493,6 +524,8 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
         lkv_store_put(pp->svc->store, pp->name, pp->ns_len, (const uint8_t *)pp->name + pp->ns_len,
                       pp->key_len, pp->blob, &d);
     if (st != LKV_OK) {
+        if (rep->buf)
+            lkv_budget_give(pp->svc->budget, rep->len);
         free(rep->buf);
         rep->buf = NULL;
         rep->len = 0;
@@ -548,6 +581,41 @@ static void put_encode_done(lkv_work *w)
     put_store(r);
 }
 
+/*
+ * The block of a coded Put. A plain PutRequest is the key, the container and
+ * a few bytes of protobuf framing, so the request buffer itself becomes the
+ * blob (no copy). A request that carries more than that (unknown fields, a
+ * tensor before the coded member of the oneof, oversized params) would keep
+ * bytes alive that the store never charges for: then only the container is
+ * copied into a blob of its own and the request buffer is freed with the
+ * request. Either way a stored block keeps at most its charge (container +
+ * namespace + key) plus LKV_PUT_ADOPT_SLACK bytes of the request. 0, or the
+ * error reply is already sent.
+ */
+static int put_keep_container(req *r, size_t len)
+{
+    const lkv_wire_put *q = &r->put;
+    const size_t charged = q->coded_len + q->key.ns_len + q->key.key_len;
+    if (len <= charged + LKV_PUT_ADOPT_SLACK) {
+        r->blob = lkv_blob_adopt(r->in, (uint8_t *)q->coded, q->coded_len);
+        if (r->blob) {
+            /* Its bytes are the store's now, charged there. */
+            lkv_budget_give(r->svc->budget, r->in_len);
+            r->in = NULL;
+        }
+    } else {
+        r->blob = lkv_blob_create(q->coded_len);
+        if (r->blob)
+            memcpy(r->blob->data, q->coded, q->coded_len);
+    }
+    if (!r->blob) {
+        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
+                    q->coded_len);
+        return -1;
+    }
+    return 0;
+}
+
 static void handle_put(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_put *q = &r->put;
@@ -564,13 +632,8 @@ static void handle_put(req *r, const uint8_t *msg, size_t len)
             reply_status(r, st, &d);
             return;
         }
-        /* The block is stored where it arrived: the request buffer becomes the blob. */
-        r->blob = lkv_blob_adopt(r->in, (uint8_t *)q->coded, q->coded_len);
-        if (!r->blob) {
-            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a block");
+        if (put_keep_container(r, len) != 0)
             return;
-        }
-        r->in = NULL;
         put_store(r);
         return;
     }
@@ -836,8 +899,10 @@ static void handle_reflection(req *r, const uint8_t *msg, size_t len)
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid ServerReflectionRequest");
     else if (rc != 0)
         reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a reflection reply");
-    else
+    else {
+        charge_reply(r, n); /* rpc.c gives every sent reply's bytes back */
         reply_ok(r, n);
+    }
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -848,6 +913,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     req *r = calloc(1, sizeof *r);
     s->c.requests++;
     if (!r) {
+        lkv_budget_give(s->budget, len);
         free(msg);
         lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
         snprintf(rep.msg, sizeof rep.msg, "out of memory for a request");
@@ -860,6 +926,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     r->call = call;
     r->seq = seq;
     r->in = msg; /* freed with the request, or adopted by a stored block */
+    r->in_len = len;
     static void (*const handlers[])(req *, const uint8_t *, size_t) = {
 #define LKV_X_HANDLER(name, service, method, streaming, handler) handle_##handler,
         LKV_RPC_SERVED_LIST(LKV_X_HANDLER)

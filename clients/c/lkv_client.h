@@ -321,7 +321,11 @@ int lkv_client_delete(lkv_client *c, const char *ns, lkv_key key, int *deleted,
  * (one call setup, requests pipelined). coded_bytes (NULL, or n entries)
  * receives each stored size. The daemon stops at the first failing block:
  * the call then returns that block's code, and *n_done (may be NULL) says
- * how many blocks before it were stored.
+ * how many blocks before it were stored. When the call ends on the
+ * client's side instead (deadline, lost connection), the daemon may have
+ * stored more than *n_done blocks, but always a prefix of keys: call
+ * lkv_client_lookup(keys) afterwards; prefix_hits is how many were stored
+ * (for keys that were absent before).
  */
 int lkv_client_put_many(lkv_client *c, const char *ns, const lkv_key *keys,
                         const lkv_tensor *tensors, size_t n, const lkv_client_params *params,

@@ -267,7 +267,11 @@ class Client:
 
     def put_many(self, items, dtype=None, variant=None, q=None, namespace=""):
         """KVStore/PutStream of (key, array) pairs; returns the coded sizes in order.
-        On a failure, blocks before the failing one are stored; Error is raised."""
+        On a failure, blocks before the failing one are stored; Error is raised.
+        If the call is cut off on this side (timeout, cancel, lost connection) the
+        daemon may have stored more blocks than replies arrived, but always a prefix
+        of items: lookup([k for k, _ in items]) afterwards; its prefix_hits is how
+        many were stored (for keys absent before)."""
         params = _params(variant, q)
         reqs = [pb.PutRequest(key=_key(namespace, k), tensor=tensor_of(a, dtype), params=params)
                 for k, a in items]
