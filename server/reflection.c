@@ -348,7 +348,8 @@ int lkv_reflection_answer(const uint8_t *msg, size_t len, uint8_t **reply, size_
             put_files(&o, fs, nf, mark);
         else
             put_error(&o, LKV_GRPC_NOT_FOUND,
-                      req.num == 3 ? "no such file is served here" : "no such symbol is served here");
+                      req.num == 3 ? "no such file is served here"
+                                   : "no such symbol is served here");
         break;
     }
     case 5:

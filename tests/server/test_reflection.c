@@ -37,7 +37,8 @@ Test(reflection, answers_list_services_and_symbols)
     uint8_t q[128], *out = NULL;
     size_t n;
     cr_assert_eq(lkv_reflection_answer(q, request(q, 7, ""), &out, &n), 0);
-    cr_assert(contains(out, n, "latticekv.v1.KVStore") && contains(out, n, "grpc.health.v1.Health"));
+    cr_assert(contains(out, n, "latticekv.v1.KVStore") &&
+              contains(out, n, "grpc.health.v1.Health"));
     cr_assert_eq(out[0], 0x0a, "valid_host comes first");
     free(out);
 
