@@ -213,6 +213,44 @@ def test_run_script_ctrl_c_drains():
     assert "shutdown_forced" not in text, text
 
 
+def test_run_script_that_fails_stops_its_daemon():
+    need_daemon()
+    if not CLI or not os.access(CLI, os.X_OK):
+        pytest.skip("LKV_CLI is not set to the latticekv binary")
+    build = os.path.dirname(os.path.dirname(DAEMON))
+    if os.path.realpath(os.path.join(build, "clients", "cli", "latticekv")) != \
+            os.path.realpath(CLI):
+        pytest.skip("the CLI is not in the daemon's build tree")
+    port = free_port()
+    addr = "127.0.0.1:%d" % port
+    # The daemon serves (stats answers) but its store cannot hold the demo's
+    # block, so the demo fails and set -e ends the script there.
+    env = dict(os.environ, LKV_RUN_SKIP_BUILD="1", LKV_RUN_BUILD_DIR=build, LKV_RUN_ADDR=addr,
+               LATTICEKV_HOST_MEM_BYTES="4096")
+    # Output to a file, not a pipe: a daemon left behind would hold a pipe open.
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.run(["sh", os.path.join(ROOT, "scripts", "run.sh")], env=env,
+                           stdout=out, stderr=subprocess.STDOUT, timeout=HANG_GUARD_S,
+                           start_new_session=True)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"latticekvd") and addr.encode() in argv:
+            left.append(int(pid))
+    for pid in left:  # never leave one behind, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert p.returncode != 0, text
+    assert "latticekvd is serving" not in text, text
+    assert not left, "the script exited and left latticekvd %s serving %s\n%s" % (left, addr, text)
+    assert "event=stopped" in text, text
+
+
 # --- server reflection ------------------------------------------------------
 
 # The messages of grpc.reflection.v1alpha that the test exchanges, compiled by
