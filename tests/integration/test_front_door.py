@@ -47,12 +47,25 @@ def test_second_daemon_refuses_a_unix_socket_in_use():
             r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen", first.unix)
             err = r.stderr.decode()
             assert r.returncode == 1, err
-            assert first.sock in err and "another process is listening" in err, err
+            assert first.sock in err and "another latticekvd is starting or serving" in err, err
             # The first daemon keeps its socket and its clients.
             assert stat.S_ISSOCK(os.lstat(first.sock).st_mode)
             assert serving(first.unix)
         finally:
             assert first.stop() == 0, first.log_text()
+
+
+def test_a_unix_socket_another_program_listens_on_is_refused():
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        path = os.path.join(tmp, "lkv.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(path)
+            other.listen()
+            r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen", "unix:" + path)
+            err = r.stderr.decode()
+            assert r.returncode == 1, err
+            assert path in err and "another process is listening" in err, err
+            assert stat.S_ISSOCK(os.lstat(path).st_mode)
 
 
 def test_stale_socket_file_is_replaced():
@@ -67,6 +80,36 @@ def test_stale_socket_file_is_replaced():
         try:
             assert serving(d.unix)
             assert "stale_socket_removed" in d.log_text()
+        finally:
+            assert d.stop() == 0, d.log_text()
+
+
+def path_lock_name(path):
+    """The abstract socket a daemon holds while it binds and serves path (rpc.c)."""
+    d, base = os.path.split(path)
+    full = os.path.join(os.path.realpath(d or "."), base)
+    h = 0xcbf29ce484222325
+    for b in full.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "\0latticekvd-sock-%016x" % h
+
+
+def test_a_daemon_between_its_check_and_its_bind_keeps_the_path():
+    # Two daemons started at once on one path both find nothing there; the
+    # path lock makes the second give up instead of unlinking the first's
+    # socket. The test holds the lock as the first daemon would.
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        path = os.path.join(tmp, "lkv.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lock:
+            lock.bind(path_lock_name(path))
+            r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen", "unix:" + path)
+            err = r.stderr.decode()
+            assert r.returncode == 1, err
+            assert path in err and "another latticekvd is starting or serving" in err, err
+            assert not os.path.exists(path), "it went on to bind"
+        d = Daemon(tmp)  # the lock released: the path is free again
+        try:
+            assert serving(d.unix)
         finally:
             assert d.stop() == 0, d.log_text()
 
