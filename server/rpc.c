@@ -714,13 +714,16 @@ static lkv_status unix_prepare(const char *addr, uint32_t i, lkv_diag *diag)
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: a listener whose backlog is full makes a blocking
+     * connect() wait for it to accept, which a busy or stuck one may never
+     * do; here that is EAGAIN, and it too means someone is listening. */
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return listen_fail(diag, i, addr, strerror(errno));
     const int rc = connect(fd, (const struct sockaddr *)&sa, sizeof sa);
     const int e = errno;
     close(fd);
-    if (rc == 0)
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
         return listen_fail(diag, i, addr,
                            "another process is listening on this socket (is a latticekvd "
                            "already running?)");

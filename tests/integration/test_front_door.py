@@ -68,6 +68,36 @@ def test_a_unix_socket_another_program_listens_on_is_refused():
             assert stat.S_ISSOCK(os.lstat(path).st_mode)
 
 
+def test_a_unix_socket_whose_listener_does_not_accept_is_refused_at_once():
+    # A listener that is busy or stuck: its backlog is full. Checking it
+    # must not wait for it to accept.
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        path = os.path.join(tmp, "lkv.sock")
+        waiting = []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(path)
+            other.listen(0)
+            try:
+                for _ in range(64):
+                    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    c.setblocking(False)
+                    waiting.append(c)
+                    try:
+                        c.connect(path)
+                    except BlockingIOError:
+                        break  # the backlog is full now
+                else:
+                    pytest.skip("could not fill the listener's backlog")
+                r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen",
+                               "unix:" + path)
+            finally:
+                for c in waiting:
+                    c.close()
+            err = r.stderr.decode()
+            assert r.returncode == 1, err
+            assert path in err and "another process is listening" in err, err
+
+
 def test_stale_socket_file_is_replaced():
     with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
         path = os.path.join(tmp, "lkv.sock")
