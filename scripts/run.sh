@@ -42,11 +42,24 @@ else
   setsid "$build"/server/latticekvd &
 fi
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid; rm -rf "$work"; exit 0' INT TERM
+# However the script ends - Ctrl-C, a failed step under set -e, the daemon
+# exiting - the daemon is stopped (SIGTERM, it drains) and waited for, and
+# the work directory removed: in its own session the daemon would otherwise
+# outlive the script unseen, holding the port. Ctrl-C is a normal end (0).
+stop() {
+  rc=$?
+  trap - EXIT INT TERM
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$work"
+  exit "$rc"
+}
+trap stop EXIT
+trap 'exit 0' INT TERM
 tries=0
 until "$build"/clients/cli/latticekv stats --addr "$addr" >/dev/null 2>&1; do
   tries=$((tries + 1))
-  [ $tries -lt 100 ] || { echo "latticekvd did not become ready" >&2; kill $pid; exit 1; }
+  [ $tries -lt 100 ] || { echo "latticekvd did not become ready" >&2; exit 1; }
   sleep 0.1
 done
 "$build"/clients/cli/latticekv demo --addr "$addr"

@@ -313,6 +313,11 @@ static lkv_status list_add(lkv_config *cfg, const char *item, size_t len, const 
     buf[len] = '\0';
     if (!address_ok(buf))
         return fail(err, cap, "%s=%s is not host:port, [v6]:port or unix:PATH", shown, buf);
+    /* Twice the same address would fail at bind with a misleading reason
+     * (the address "in use", by this very daemon). */
+    for (uint32_t k = 0; k < cfg->n_listen; k++)
+        if (strcmp(cfg->listen[k], buf) == 0)
+            return fail(err, cap, "%s=%s is listed twice", shown, buf);
     if (cfg->n_listen >= LKV_LISTEN_MAX)
         return fail(err, cap, "%s=%s: more than %d listen addresses", shown, buf, LKV_LISTEN_MAX);
     memcpy(cfg->listen[cfg->n_listen++], buf, len + 1);

@@ -18,7 +18,10 @@
  * --log-format json writes the same event as one JSON object per line. The
  * fields are still written by call sites as key=value text; because quoted
  * values use only JSON-compatible escapes (plus \xNN, which becomes \u00NN),
- * the text splits back into keys and values without ambiguity.
+ * the text splits back into keys and values without ambiguity. The second
+ * guard holds there too: bytes inside quotes that lkv_log_quote did not
+ * write are escaped again, and a line longer than the buffer is cut between
+ * two fields and marked "truncated":true, so every line parses as JSON.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -131,16 +134,21 @@ static size_t copy_no_controls(char *dst, size_t cap, const char *src, size_t n)
     return o;
 }
 
-/* JSON output, appended to out[*n..cap); silently truncates at cap. */
+/* JSON output, appended to p[n..cap). What does not fit is dropped and
+ * `full` set; fields_to_json then takes back the field that did not fit,
+ * so a long line is cut between fields and stays one valid object. */
 typedef struct jbuf {
     char *p;
     size_t n, cap;
+    int full;
 } jbuf;
 
 static void jput(jbuf *j, const char *s, size_t len)
 {
-    if (j->n + len > j->cap)
+    if (j->n + len > j->cap) {
         len = j->cap - j->n;
+        j->full = 1;
+    }
     memcpy(j->p + j->n, s, len);
     j->n += len;
 }
@@ -150,42 +158,56 @@ static void jputs(jbuf *j, const char *s)
     jput(j, s, strlen(s));
 }
 
+/* One byte of a JSON string: '"' and '\\' escaped, control bytes and
+ * bytes outside ASCII as \u00NN (so a line is always printable ASCII). */
+static void jchar(jbuf *j, unsigned char c)
+{
+    char e[8];
+    if (c == '"' || c == '\\') {
+        e[0] = '\\';
+        e[1] = (char)c;
+        jput(j, e, 2);
+    } else if (c < 0x20 || c >= 0x7f) {
+        snprintf(e, sizeof e, "\\u%04x", c);
+        jput(j, e, 6);
+    } else {
+        jput(j, (const char *)&c, 1);
+    }
+}
+
 /* A JSON string of raw text: escapes what JSON requires. */
 static void jstring_raw(jbuf *j, const char *s, size_t len)
 {
     jput(j, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        const unsigned char c = (unsigned char)s[i];
-        char e[8];
-        if (c == '"' || c == '\\') {
-            e[0] = '\\';
-            e[1] = (char)c;
-            jput(j, e, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            snprintf(e, sizeof e, "\\u%04x", c);
-            jput(j, e, 6);
-        } else {
-            jput(j, (const char *)&c, 1);
-        }
-    }
+    for (size_t i = 0; i < len; i++)
+        jchar(j, (unsigned char)s[i]);
     jput(j, "\"", 1);
 }
 
-/* The body of a value quoted by lkv_log_quote (between the quotes) as a JSON
- * string: \xNN becomes \u00NN, the other escapes are JSON's already. */
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The body of a quoted value (between the quotes) as a JSON string. The
+ * escapes lkv_log_quote writes are JSON's already, except \xNN, which
+ * becomes \u00NN. Anything else - a call site that put its own quotes
+ * around raw bytes - is escaped byte by byte like raw text, so no control
+ * byte, stray backslash or non-ASCII byte reaches the JSON line as is. */
 static void jstring_quoted(jbuf *j, const char *s, size_t len)
 {
     jput(j, "\"", 1);
     for (size_t i = 0; i < len; i++) {
-        if (s[i] == '\\' && i + 3 < len && s[i + 1] == 'x') {
+        if (s[i] == '\\' && i + 3 < len && s[i + 1] == 'x' && is_hex(s[i + 2]) &&
+            is_hex(s[i + 3])) {
             jputs(j, "\\u00");
             jput(j, s + i + 2, 2);
             i += 3;
-        } else if (s[i] == '\\' && i + 1 < len) {
+        } else if (s[i] == '\\' && i + 1 < len && memchr("\"\\nrt", s[i + 1], 5)) {
             jput(j, s + i, 2);
             i++;
         } else {
-            jput(j, s + i, 1);
+            jchar(j, (unsigned char)s[i]);
         }
     }
     jput(j, "\"", 1);
@@ -221,11 +243,16 @@ static void fields_to_json(jbuf *j, const char *f, size_t len)
         while (i < len && f[i] != '=' && f[i] != ' ')
             i++;
         const size_t klen = i - k0;
+        const size_t mark = j->n; /* taken back if the field does not fit */
         jput(j, ",", 1);
         if (i >= len || f[i] != '=') { /* a bare word: keep it, under "_" */
             jstring_raw(j, "_", 1);
             jput(j, ":", 1);
             jstring_raw(j, f + k0, klen);
+            if (j->full) {
+                j->n = mark;
+                return;
+            }
             continue;
         }
         jstring_raw(j, f + k0, klen);
@@ -246,6 +273,10 @@ static void fields_to_json(jbuf *j, const char *f, size_t len)
                 jput(j, f + v0, i - v0);
             else
                 jstring_raw(j, f + v0, i - v0);
+        }
+        if (j->full) {
+            j->n = mark;
+            return;
         }
     }
 }
@@ -273,8 +304,10 @@ void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
 
+    static const char cut[] = ",\"truncated\":true";
     char line[2 * LINE_MAX_BYTES];
-    jbuf j = {.p = line, .n = 0, .cap = sizeof line - 2}; /* room for "}\n" */
+    /* Room is kept for the JSON cut mark and "}\n". */
+    jbuf j = {.p = line, .n = 0, .cap = sizeof line - 2 - (sizeof cut - 1)};
     if (g_format == LKV_LOG_FORMAT_JSON) {
         jputs(&j, "{\"ts\":\"");
         jputs(&j, ts);
@@ -283,6 +316,10 @@ void lkv_log(lkv_log_level level, const char *event, const char *fields, ...)
         jputs(&j, "\",\"event\":");
         jstring_raw(&j, event, strlen(event));
         fields_to_json(&j, raw, rn);
+        if (j.full) {
+            memcpy(line + j.n, cut, sizeof cut - 1);
+            j.n += sizeof cut - 1;
+        }
         line[j.n++] = '}';
     } else {
         jputs(&j, "ts=");

@@ -17,8 +17,8 @@
  *
  * Files are returned with the files they import. Only the descriptor bytes
  * are walked (names are read straight out of them); nothing is allocated
- * except the reply. The service runs it on the loop thread; it holds no
- * state.
+ * but the reply (and, for list_services, the list before it is copied in).
+ * The service runs it on the loop thread; it holds no state.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -65,9 +65,11 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -165,6 +167,8 @@ struct lkv_rpc {
     call *ready_head, **ready_tail; /* calls with a reply filed since the last flush */
     uint64_t window;
     lkv_budget *budget; /* bytes in flight (--max-inflight-bytes) */
+    int path_lock[LKV_LISTEN_MAX]; /* unix_lock fds, held until lkv_rpc_free */
+    unsigned n_path_locks;
 };
 
 /* The daemon's in-flight budget. Static, not in lkv_rpc: reply slices give
@@ -789,13 +793,16 @@ static lkv_status unix_prepare(const char *addr, uint32_t i, lkv_diag *diag)
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: a listener whose backlog is full makes a blocking
+     * connect() wait for it to accept, which a busy or stuck one may never
+     * do; here that is EAGAIN, and it too means someone is listening. */
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return listen_fail(diag, i, addr, strerror(errno));
     const int rc = connect(fd, (const struct sockaddr *)&sa, sizeof sa);
     const int e = errno;
     close(fd);
-    if (rc == 0)
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
         return listen_fail(diag, i, addr,
                            "another process is listening on this socket (is a latticekvd "
                            "already running?)");
@@ -804,6 +811,57 @@ static lkv_status unix_prepare(const char *addr, uint32_t i, lkv_diag *diag)
     if (unlink(path) != 0 && errno != ENOENT)
         return listen_fail(diag, i, addr, strerror(errno));
     lkv_log(LKV_LOG_INFO, "stale_socket_removed", "addr=%s", addr);
+    return LKV_OK;
+}
+
+/*
+ * The check above and gRPC's bind are two steps: two daemons started at
+ * once on one path could both find nothing there, and the second bind
+ * (gRPC unlinks the path first) would take the socket from the first. So
+ * each daemon first takes a lock named after the path, held until
+ * lkv_rpc_free: an abstract unix socket "@latticekvd-sock-<16 hex>", the
+ * FNV-1a 64 hash of the path made absolute (realpath of its directory).
+ * The kernel releases it when the process dies however it dies, and it
+ * leaves no file behind. It is per network namespace: daemons in
+ * different namespaces sharing a directory are still told apart by the
+ * connect() check, only not when they start in the same instant.
+ */
+static int unix_lock(const char *addr, uint32_t i, lkv_diag *diag, int *fd_out)
+{
+    const char *path = addr + 5;
+    char abs[PATH_MAX + 1];
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    const size_t dl = slash ? (size_t)(slash - path) : 0;
+    if (dl >= sizeof dir)
+        return listen_fail(diag, i, addr, "the directory name is too long");
+    memcpy(dir, path, dl);
+    dir[dl] = '\0';
+    char real[PATH_MAX];
+    if (!realpath(slash ? (dl ? dir : "/") : ".", real))
+        return listen_fail(diag, i, addr, strerror(errno));
+    snprintf(abs, sizeof abs, "%s/%s", strcmp(real, "/") ? real : "", slash ? slash + 1 : path);
+    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a 64 */
+    for (const unsigned char *p = (const unsigned char *)abs; *p; p++)
+        h = (h ^ *p) * 0x100000001b3u;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    const int nl = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "latticekvd-sock-%016llx",
+                            (unsigned long long)h);
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return listen_fail(diag, i, addr, strerror(errno));
+    if (bind(fd, (const struct sockaddr *)&sa,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)nl)) != 0) {
+        const int e = errno;
+        close(fd);
+        return listen_fail(diag, i, addr,
+                           e == EADDRINUSE ? "another latticekvd is starting or serving on this "
+                                             "socket"
+                                           : strerror(e));
+    }
+    *fd_out = fd;
     return LKV_OK;
 }
 
@@ -877,7 +935,12 @@ static lkv_status add_listener(lkv_rpc *r, uint32_t i, lkv_diag *diag)
     const char *addr = r->cfg->listen[i];
     const int is_unix = strncmp(addr, "unix:", 5) == 0;
     if (is_unix) {
-        const lkv_status st = unix_prepare(addr, i, diag);
+        int lock = -1;
+        lkv_status st = unix_lock(addr, i, diag, &lock);
+        if (st != LKV_OK)
+            return st;
+        r->path_lock[r->n_path_locks++] = lock;
+        st = unix_prepare(addr, i, diag);
         if (st != LKV_OK)
             return st;
     }
@@ -908,6 +971,14 @@ static lkv_status add_listener(lkv_rpc *r, uint32_t i, lkv_diag *diag)
         lkv_log(LKV_LOG_INFO, "listening", "addr=%s port=%d", addr, port);
     }
     return LKV_OK;
+}
+
+/* Releases the unix path locks (after the server, and so its sockets, is gone). */
+static void unix_unlock_all(lkv_rpc *r)
+{
+    for (unsigned k = 0; k < r->n_path_locks; k++)
+        close(r->path_lock[k]);
+    r->n_path_locks = 0;
 }
 
 lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox, lkv_rpc **out,
@@ -987,6 +1058,7 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
         grpc_server_destroy(r->server);
         grpc_completion_queue_destroy(r->cq);
         grpc_shutdown();
+        unix_unlock_all(r);
         free(r);
         return st;
     }
@@ -1059,5 +1131,6 @@ void lkv_rpc_free(lkv_rpc *r)
     grpc_server_destroy(r->server);
     grpc_completion_queue_destroy(r->cq);
     grpc_shutdown();
+    unix_unlock_all(r);
     free(r);
 }

@@ -47,12 +47,55 @@ def test_second_daemon_refuses_a_unix_socket_in_use():
             r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen", first.unix)
             err = r.stderr.decode()
             assert r.returncode == 1, err
-            assert first.sock in err and "another process is listening" in err, err
+            assert first.sock in err and "another latticekvd is starting or serving" in err, err
             # The first daemon keeps its socket and its clients.
             assert stat.S_ISSOCK(os.lstat(first.sock).st_mode)
             assert serving(first.unix)
         finally:
             assert first.stop() == 0, first.log_text()
+
+
+def test_a_unix_socket_another_program_listens_on_is_refused():
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        path = os.path.join(tmp, "lkv.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(path)
+            other.listen()
+            r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen", "unix:" + path)
+            err = r.stderr.decode()
+            assert r.returncode == 1, err
+            assert path in err and "another process is listening" in err, err
+            assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def test_a_unix_socket_whose_listener_does_not_accept_is_refused_at_once():
+    # A listener that is busy or stuck: its backlog is full. Checking it
+    # must not wait for it to accept.
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        path = os.path.join(tmp, "lkv.sock")
+        waiting = []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(path)
+            other.listen(0)
+            try:
+                for _ in range(64):
+                    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    c.setblocking(False)
+                    waiting.append(c)
+                    try:
+                        c.connect(path)
+                    except BlockingIOError:
+                        break  # the backlog is full now
+                else:
+                    pytest.skip("could not fill the listener's backlog")
+                r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen",
+                               "unix:" + path)
+            finally:
+                for c in waiting:
+                    c.close()
+            err = r.stderr.decode()
+            assert r.returncode == 1, err
+            assert path in err and "another process is listening" in err, err
 
 
 def test_stale_socket_file_is_replaced():
@@ -67,6 +110,36 @@ def test_stale_socket_file_is_replaced():
         try:
             assert serving(d.unix)
             assert "stale_socket_removed" in d.log_text()
+        finally:
+            assert d.stop() == 0, d.log_text()
+
+
+def path_lock_name(path):
+    """The abstract socket a daemon holds while it binds and serves path (rpc.c)."""
+    d, base = os.path.split(path)
+    full = os.path.join(os.path.realpath(d or "."), base)
+    h = 0xcbf29ce484222325
+    for b in full.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "\0latticekvd-sock-%016x" % h
+
+
+def test_a_daemon_between_its_check_and_its_bind_keeps_the_path():
+    # Two daemons started at once on one path both find nothing there; the
+    # path lock makes the second give up instead of unlinking the first's
+    # socket. The test holds the lock as the first daemon would.
+    with tempfile.TemporaryDirectory(prefix="lkv-door-") as tmp:
+        path = os.path.join(tmp, "lkv.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lock:
+            lock.bind(path_lock_name(path))
+            r = run_daemon("--listen", "127.0.0.1:%d" % free_port(), "--listen", "unix:" + path)
+            err = r.stderr.decode()
+            assert r.returncode == 1, err
+            assert path in err and "another latticekvd is starting or serving" in err, err
+            assert not os.path.exists(path), "it went on to bind"
+        d = Daemon(tmp)  # the lock released: the path is free again
+        try:
+            assert serving(d.unix)
         finally:
             assert d.stop() == 0, d.log_text()
 
@@ -211,6 +284,44 @@ def test_run_script_ctrl_c_drains():
     assert "event=shutdown_begin signal=SIGTERM" in text, text
     assert "event=stopped" in text, text
     assert "shutdown_forced" not in text, text
+
+
+def test_run_script_that_fails_stops_its_daemon():
+    need_daemon()
+    if not CLI or not os.access(CLI, os.X_OK):
+        pytest.skip("LKV_CLI is not set to the latticekv binary")
+    build = os.path.dirname(os.path.dirname(DAEMON))
+    if os.path.realpath(os.path.join(build, "clients", "cli", "latticekv")) != \
+            os.path.realpath(CLI):
+        pytest.skip("the CLI is not in the daemon's build tree")
+    port = free_port()
+    addr = "127.0.0.1:%d" % port
+    # The daemon serves (stats answers) but its store cannot hold the demo's
+    # block, so the demo fails and set -e ends the script there.
+    env = dict(os.environ, LKV_RUN_SKIP_BUILD="1", LKV_RUN_BUILD_DIR=build, LKV_RUN_ADDR=addr,
+               LATTICEKV_HOST_MEM_BYTES="4096")
+    # Output to a file, not a pipe: a daemon left behind would hold a pipe open.
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.run(["sh", os.path.join(ROOT, "scripts", "run.sh")], env=env,
+                           stdout=out, stderr=subprocess.STDOUT, timeout=HANG_GUARD_S,
+                           start_new_session=True)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"latticekvd") and addr.encode() in argv:
+            left.append(int(pid))
+    for pid in left:  # never leave one behind, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert p.returncode != 0, text
+    assert "latticekvd is serving" not in text, text
+    assert not left, "the script exited and left latticekvd %s serving %s\n%s" % (left, addr, text)
+    assert "event=stopped" in text, text
 
 
 # --- server reflection ------------------------------------------------------

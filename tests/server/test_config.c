@@ -302,3 +302,19 @@ Test(config, unix_socket_mode_and_log_format)
     cr_assert_eq(load(&c, NULL, err, 3, "--log-format", "xml"), LKV_ERR_INVALID_ARGUMENT);
     cr_assert(strstr(err, "--log-format=xml") && strstr(err, "kv|json"), "%s", err);
 }
+
+Test(config, an_address_listed_twice_is_named)
+{
+    lkv_config c;
+    char err[256] = "";
+    cr_assert_eq(
+        load(&c, NULL, err, 5, "--listen", "unix:/tmp/a.sock", "--listen", "unix:/tmp/a.sock"),
+        LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "--listen=unix:/tmp/a.sock is listed twice"), "%s", err);
+    cr_assert_eq(load(&c, NULL, err, 3, "--listen", "127.0.0.1:7001,127.0.0.1:7001"),
+                 LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "127.0.0.1:7001 is listed twice"), "%s", err);
+    /* A later layer replaces the list: the default is not a duplicate of a flag. */
+    cr_assert_eq(load(&c, NULL, err, 3, "--listen", "127.0.0.1:50051"), LKV_OK, "%s", err);
+    cr_assert_eq(c.n_listen, 1);
+}

@@ -103,3 +103,49 @@ Test(log, json_format_is_one_object_per_line)
               "%s", out);
     cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "one line: %s", out);
 }
+
+/* A call site that wraps client bytes in its own quotes instead of
+ * lkv_log_quote: in JSON the value must still be one escaped string. */
+static void log_json_careless(void)
+{
+    lkv_log(LKV_LOG_WARN, "careless", "a=\"%s\" c=\"\\q\\x4\" b=%s", "x\ny\x01\xff", "\"z\n");
+}
+
+Test(log, json_escapes_what_a_careless_call_site_quoted_itself)
+{
+    lkv_log_set_format(LKV_LOG_FORMAT_JSON);
+    char out[4096];
+    capture(log_json_careless, out, sizeof out);
+    lkv_log_set_format(LKV_LOG_FORMAT_KV);
+    cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "one line: %s", out);
+    for (const char *p = out; *p != '\n'; p++)
+        cr_assert((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f,
+                  "raw byte 0x%02x in a JSON line: %s", (unsigned char)*p, out);
+    cr_assert(strstr(out, "\"a\":\"x\\u000ay\\u0001\\u00ff\""), "%s", out);
+    /* Escapes JSON does not have are kept as text, not passed through. */
+    cr_assert(strstr(out, "\"c\":\"\\\\q\\\\x4\","), "%s", out);
+    /* A quote the value opened and never closed ends with the line. */
+    cr_assert(strstr(out, "\"b\":\"z\\u000a\"}\n"), "%s", out);
+}
+
+static void log_json_long(void)
+{
+    char v[1200];
+    memset(v, 0x01, sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    /* Unquoted control bytes grow six-fold in JSON: more than a line holds. */
+    lkv_log(LKV_LOG_INFO, "long", "n=1 a=%s b=%s", v, v);
+}
+
+Test(log, json_line_cut_at_its_limit_is_still_one_valid_object)
+{
+    lkv_log_set_format(LKV_LOG_FORMAT_JSON);
+    char out[16384];
+    capture(log_json_long, out, sizeof out);
+    lkv_log_set_format(LKV_LOG_FORMAT_KV);
+    const size_t n = strlen(out);
+    cr_assert_eq(strchr(out, '\n'), out + n - 1, "one line: %.200s", out);
+    cr_assert(strstr(out, "\"n\":1,"), "the fields before the cut stay: %.200s", out);
+    /* Cut at a field boundary, said so, and closed. */
+    cr_assert(n > 20 && strcmp(out + n - 19, ",\"truncated\":true}\n") == 0, "%s", out + n - 40);
+}
