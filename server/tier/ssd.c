@@ -1026,6 +1026,11 @@ static int check_req(ssd *s, lkv_tier_req *req)
         finish_now(req, LKV_ERR_UNAVAILABLE);
         return -1;
     }
+    if (req->op == LKV_TIER_OP_PUT && !req->blob) {
+        fail(&req->diag, LKV_ERR_INVALID_ARGUMENT, "ssd tier: put without a block");
+        finish_now(req, LKV_ERR_INVALID_ARGUMENT);
+        return -1;
+    }
     if (req->ns_len > LKV_SSD_MAX_NS_LEN || req->key_len == 0 ||
         req->key_len > LKV_SSD_MAX_KEY_LEN) {
         fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
@@ -1044,6 +1049,8 @@ static void del_in(ssd *s, lkv_tier_req *req);
 static void ssd_put(lkv_tier *t, lkv_tier_req *req)
 {
     ssd *s = (ssd *)t;
+    req->op = LKV_TIER_OP_PUT; /* also when called without the lkv_tier_* helper */
+    req->tier = t;
     enter(s);
     put_in(s, req);
     leave(s);
@@ -1052,6 +1059,8 @@ static void ssd_put(lkv_tier *t, lkv_tier_req *req)
 static void ssd_get(lkv_tier *t, lkv_tier_req *req)
 {
     ssd *s = (ssd *)t;
+    req->op = LKV_TIER_OP_GET; /* also when called without the lkv_tier_* helper */
+    req->tier = t;
     enter(s);
     get_in(s, req);
     leave(s);
@@ -1060,6 +1069,8 @@ static void ssd_get(lkv_tier *t, lkv_tier_req *req)
 static void ssd_del(lkv_tier *t, lkv_tier_req *req)
 {
     ssd *s = (ssd *)t;
+    req->op = LKV_TIER_OP_DELETE; /* also when called without the lkv_tier_* helper */
+    req->tier = t;
     enter(s);
     del_in(s, req);
     leave(s);
@@ -1341,10 +1352,16 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
         const lkv_status ls = load_block(s, nm, h, &fb[n], &why);
         if (ls == LKV_OK) {
             n++;
-        } else if (ls == LKV_ERR_INTERNAL || ls == LKV_ERR_NOMEM) {
+        } else if (ls == LKV_ERR_NOMEM) {
             st = ls;
             *d = why;
             break;
+        } else if (ls == LKV_ERR_INTERNAL) {
+            /* Unreadable (EIO, EACCES): not served, but not proof of damage
+             * either, so the file stays for the next start or an operator. */
+            s->st.errors++;
+            lkv_log(LKV_LOG_WARN, "ssd_skip", "dir=\"%s\" file=%s reason=\"%s\"", s->dir, nm,
+                    why.msg);
         } else {
             if (ls == LKV_ERR_TRUNCATED)
                 s->st.dropped_truncated++;
@@ -1358,7 +1375,8 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
     closedir(dir);
     if (st == LKV_OK) {
         /* Oldest write first, so the LRU list ends with the newest. */
-        qsort(fb, n, sizeof *fb, by_seq);
+        if (n)
+            qsort(fb, n, sizeof *fb, by_seq);
         for (size_t i = 0; i < n && st == LKV_OK; i++) {
             slot *e = get_or_add_slot(s, fb[i].h);
             if (!e) {

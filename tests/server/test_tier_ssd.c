@@ -985,3 +985,52 @@ Test(tier_ssd, close_from_inside_done)
         uv_run(&g_loop, UV_RUN_ONCE);
     cr_assert_eq(o.done, 2, "done() once, then closed() once");
 }
+
+Test(tier_ssd, full_of_blocks_in_flight_is_resource_exhausted)
+{
+    const uint64_t file = 40 + 1 + 2 + 1000;
+    lkv_ssd_config c = cfg_for(g_dir, 3 * file);
+    c.low_pct = 100;
+    lkv_tier *t = open_tier(&c);
+    /* Five puts submitted at once: three reserve the whole capacity, and
+     * nothing can be evicted while they are in flight. */
+    op ops[5];
+    char keys[5][8];
+    for (int i = 0; i < 5; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        lkv_blob *b = make_blob(1000, (uint32_t)i);
+        submit_put(t, &ops[i], "n", keys[i], 2, b);
+        lkv_blob_unref(b);
+    }
+    for (int i = 3; i < 5; i++) {
+        cr_assert_eq(ops[i].done, 1, "refused at once");
+        cr_assert_eq(ops[i].req.status, LKV_ERR_LIMIT);
+        cr_assert(strstr(ops[i].req.diag.msg, "ssd tier full"), "%s", ops[i].req.diag.msg);
+    }
+    for (int i = 0; i < 3; i++) {
+        wait_op(&ops[i]);
+        cr_assert_eq(ops[i].req.status, LKV_OK);
+    }
+    /* Once they are stored they can be evicted again. */
+    cr_assert_eq(put_sync(t, "n", "k3", 1000, 3, NULL), LKV_OK);
+    expect_miss(t, "n", "k0");
+    expect_block(t, "n", "k3", 1000, 3);
+    const lkv_tier_stats s = stats_of(t);
+    cr_assert_eq(s.blocks, 3);
+    cr_assert_eq(s.used_bytes, 3 * file);
+    cr_assert_eq(s.puts, 4);
+    close_sync(t);
+}
+
+Test(tier_ssd, put_without_block_is_refused)
+{
+    lkv_ssd_config c = cfg_for(g_dir, 1 << 20);
+    lkv_tier *t = open_tier(&c);
+    op o;
+    init_op(&o, "n", "k", 1);
+    t->put(t, &o.req); /* straight through the vtable */
+    cr_assert_eq(o.done, 1);
+    cr_assert_eq(o.req.status, LKV_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(o.req.tier, t);
+    close_sync(t);
+}
