@@ -73,7 +73,9 @@
  *   two watermarks: when a put would take the charged bytes above the high
  *   watermark, the tier evicts least recently used blocks until the bytes,
  *   the new block included, are at or below the low watermark
- *   (lkv_tier_watermarks). Get refreshes a block's recency; contains does not.
+ *   (lkv_tier_watermarks). A put makes its block the most recent when it
+ *   completes (so puts in flight together rank in completion order); get
+ *   refreshes a block's recency; contains does not.
  *   Each eviction calls the evict hook, if one is set, on the loop thread,
  *   so the stack can demote the block to the next tier down (write-back) or
  *   count the loss. The hook receives the block's bytes when the tier holds
