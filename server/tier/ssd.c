@@ -1105,8 +1105,14 @@ static void put_in(ssd *s, lkv_tier_req *req)
         finish_now(req, LKV_ERR_NOMEM);
         return;
     }
-    make_room(s, charge, e);
-    if (s->st.used_bytes + charge > s->high) {
+    /* Replacing a block frees its old charge when the put completes, so
+     * admission counts only the growth (else a full tier could never
+     * rewrite a key). */
+    const uint64_t need = e->present && e->charge < charge ? charge - e->charge
+                          : e->present                     ? 0
+                                                           : charge;
+    make_room(s, need, e);
+    if (s->st.used_bytes + need > s->high) {
         s->st.inflight--;
         free(name);
         io_free(o);

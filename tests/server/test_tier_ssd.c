@@ -488,6 +488,11 @@ Test(tier_ssd, capacity_evicts_least_recently_used)
     uv_run(&g_loop, UV_RUN_DEFAULT); /* the evicted files' unlinks */
     cr_assert_eq(count_files(g_dir, "", ".lkv"), 3);
 
+    /* A full tier can still rewrite a key: the old file's bytes come back. */
+    cr_assert_eq(put_sync(t, "n", "e", 1000, 55, NULL), LKV_OK);
+    cr_assert_eq(stats_of(t).evictions, 2, "rewriting e evicted nothing");
+    expect_block(t, "n", "e", 1000, 55);
+
     /* A block bigger than the tier is refused before any I/O. */
     char msg[192];
     cr_assert_eq(put_sync(t, "n", "big", 3 * file, 6, msg), LKV_ERR_LIMIT);
