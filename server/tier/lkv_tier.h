@@ -147,9 +147,11 @@ typedef struct lkv_tier_stats {
     uint64_t loaded_blocks;     /* blocks taken into the index */
 } lkv_tier_stats;
 
-/* Called on the loop thread for each block the tier evicts. ns/key are valid
- * during the call only; blob is borrowed (ref it to keep it) and NULL when
- * the tier does not hold the bytes in memory. */
+/* Called on the loop thread for each block the tier evicts, from inside the
+ * put that needed the room. ns/key are valid during the call only; blob is
+ * borrowed (ref it to keep it) and NULL when the tier does not hold the bytes
+ * in memory. The hook may submit requests to other tiers (demotion), never
+ * to the tier that is calling it. */
 typedef void (*lkv_tier_evict_fn)(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
                                   size_t key_len, lkv_blob *blob, void *ud);
 

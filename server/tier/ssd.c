@@ -597,7 +597,7 @@ static void read_block(io *o)
     ssd *s = o->s;
     const lkv_tier_req *r = o->req;
     o->st = LKV_OK;
-    int fd = openat(s->dirfd, o->final, O_RDONLY | O_CLOEXEC);
+    int fd = openat(s->dirfd, o->final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         o->err = errno; /* ENOENT: raced with a delete, a miss */
         return;
@@ -1256,7 +1256,7 @@ typedef struct found_block {
  */
 static lkv_status load_block(ssd *s, const char *file, name_hash h, found_block *fb, lkv_diag *d)
 {
-    const int fd = openat(s->dirfd, file, O_RDONLY | O_CLOEXEC);
+    const int fd = openat(s->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return fail(d, LKV_ERR_INTERNAL, "ssd tier: open %s/%s: %s", s->dir, file, strerror(errno));
     struct stat sb;
@@ -1266,6 +1266,10 @@ static lkv_status load_block(ssd *s, const char *file, name_hash h, found_block 
     uint8_t *buf = NULL;
     if (fstat(fd, &sb) != 0) {
         st = fail(d, LKV_ERR_INTERNAL, "ssd tier: stat %s/%s: %s", s->dir, file, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = fail(d, LKV_ERR_INTERNAL, "ssd tier: %s/%s is not a regular file", s->dir, file);
         goto out;
     }
     if ((uint64_t)sb.st_size >= HDR_BYTES && read_at(fd, hdr, HDR_BYTES, 0) != 0) {

@@ -646,6 +646,13 @@ Test(tier_ssd, damaged_files_at_open_are_dropped_and_counted)
     cr_assert_not_null(f);
     fputs("LKVS half a write", f);
     fclose(f);
+    /* A symlink and a directory with block-file names: not followed, not
+     * loaded, not removed. */
+    char link[512], subdir[512];
+    snprintf(link, sizeof link, "%s/%032d.lkv", g_dir, 1);
+    cr_assert_eq(symlink(p_flip, link), 0);
+    snprintf(subdir, sizeof subdir, "%s/%032d.lkv", g_dir, 2);
+    cr_assert_eq(mkdir(subdir, 0755), 0);
     char foreign[512];
     snprintf(foreign, sizeof foreign, "%s/notes.txt", g_dir);
     f = fopen(foreign, "wb");
@@ -658,6 +665,7 @@ Test(tier_ssd, damaged_files_at_open_are_dropped_and_counted)
     cr_assert_eq(s.dropped_corrupt, 2);
     cr_assert_eq(s.removed_temporary, 1);
     cr_assert_eq(s.loaded_blocks, 1);
+    cr_assert_eq(s.errors, 2, "the symlink and the directory are counted as unreadable");
     cr_assert_eq(s.used_bytes, 40 + 1 + 4 + 5000);
     expect_miss(t, "n", "trunc");
     expect_miss(t, "n", "flip");
@@ -667,6 +675,9 @@ Test(tier_ssd, damaged_files_at_open_are_dropped_and_counted)
     cr_assert_eq(access(p_flip, F_OK), -1);
     cr_assert_eq(access(tmp, F_OK), -1, "the temporary is removed");
     cr_assert_eq(access(foreign, F_OK), 0, "files that are not ours are left alone");
+    cr_assert_eq(access(subdir, F_OK), 0);
+    cr_assert_eq(unlink(link), 0, "the symlink itself is left");
+    cr_assert_eq(rmdir(subdir), 0);
     cr_assert_eq(count_files(g_dir, "", ".lkv"), 1);
     close_sync(t);
 }
@@ -1010,6 +1021,8 @@ Test(tier_ssd, full_of_blocks_in_flight_is_resource_exhausted)
         submit_put(t, &ops[i], "n", keys[i], 2, b);
         lkv_blob_unref(b);
     }
+    cr_assert_eq(t->contains(t, "n", 1, (const uint8_t *)"k0", 2), LKV_TIER_ABSENT,
+                 "a put in flight is not there yet");
     for (int i = 3; i < 5; i++) {
         cr_assert_eq(ops[i].done, 1, "refused at once");
         cr_assert_eq(ops[i].req.status, LKV_ERR_LIMIT);
