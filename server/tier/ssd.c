@@ -909,8 +909,7 @@ static void after_read(ssd *s, io *o)
         if (o->st != LKV_OK) {
             r->status = o->st;
             r->diag = o->diag;
-            if (e && e->present && !e->running && !e->q_head &&
-                same_key(e, r->ns, r->ns_len, r->key, r->key_len)) {
+            if (e && e->present && e->seq == o->seq && !e->running && !e->q_head) {
                 make_absent(s, e);
                 io *u = io_new(s, IO_UNLINK, NULL, e->h);
                 if (u)
@@ -922,10 +921,10 @@ static void after_read(ssd *s, io *o)
         }
     } else if (o->err == ENOENT) {
         s->st.misses++;
-        /* The index said present and nothing was changing the file: it was
-         * removed behind the daemon's back. */
-        if (e && e->present && !e->running && !e->q_head &&
-            same_key(e, r->ns, r->ns_len, r->key, r->key_len)) {
+        /* The index still holds the version this read was sent for, and
+         * nothing is changing the file: it was removed behind the daemon's
+         * back. (A version written since is left alone.) */
+        if (e && e->present && e->seq == o->seq && !e->running && !e->q_head) {
             s->st.errors++;
             make_absent(s, e);
             maybe_free_slot(s, e);
@@ -1154,6 +1153,7 @@ static void get_in(ssd *s, lkv_tier_req *req)
         finish_now(req, LKV_ERR_NOMEM);
         return;
     }
+    o->seq = e->seq; /* the version this read is for (see after_read) */
     lru_unlink(s, e);
     lru_push_front(s, e);
     submit_io(s, o);

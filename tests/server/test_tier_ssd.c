@@ -1163,3 +1163,24 @@ Test(tier_ssd, acknowledged_puts_survive_kill_9)
     cr_assert_eq(count_files(g_dir, ".tmp-", ""), 0);
     close_sync(t);
 }
+
+Test(tier_ssd, file_removed_behind_its_back_is_a_counted_miss)
+{
+    lkv_ssd_config c = cfg_for(g_dir, 1 << 20);
+    lkv_tier *t = open_tier(&c);
+    cr_assert_eq(put_sync(t, "n", "gone", 3000, 1, NULL), LKV_OK);
+    cr_assert_eq(put_sync(t, "n", "kept", 3000, 2, NULL), LKV_OK);
+    char p[512];
+    cr_assert(file_of(g_dir, "n", "gone", p, sizeof p));
+    cr_assert_eq(unlink(p), 0);
+    expect_miss(t, "n", "gone");
+    lkv_tier_stats s = stats_of(t);
+    cr_assert_eq(s.errors, 1);
+    cr_assert_eq(s.blocks, 1);
+    cr_assert_eq(s.used_bytes, 40 + 1 + 4 + 3000, "its bytes are no longer charged");
+    /* The key can be written again. */
+    cr_assert_eq(put_sync(t, "n", "gone", 100, 3, NULL), LKV_OK);
+    expect_block(t, "n", "gone", 100, 3);
+    expect_block(t, "n", "kept", 3000, 2);
+    close_sync(t);
+}
