@@ -52,14 +52,16 @@
  *     ERR_LIMIT             the block can never fit (larger than the tier),
  *                           the tier is full of blocks that cannot be evicted
  *                           yet, or the device is full (ENOSPC): RESOURCE_EXHAUSTED
- *     ERR_CHECKSUM/CORRUPT/TRUNCATED  get found the stored copy damaged; the
+ *     ERR_CHECKSUM/CORRUPT/TRUNCATED/MAGIC/VERSION  get found the stored copy damaged; the
  *                           tier has already dropped it (it will miss from now
  *                           on): DATA_LOSS, never the damaged bytes
  *     ERR_UNAVAILABLE       the tier is closing, or a remote tier is unreachable
  *     ERR_INTERNAL          an I/O error (EIO, ...): the message has errno's text
  *     ERR_INVALID_ARGUMENT  a namespace or key the tier cannot hold (too long)
  *   A failed put changes nothing the tier serves: the previous value of the
- *   key (if any) is still served.
+ *   key (if any) is still served. (Blocks evicted to make room for it stay
+ *   evicted; the SSD tier's one exception, a failed directory fsync after
+ *   the rename, is described in server/tier/README.md.)
  *
  * Ordering
  *   Requests on one key take effect in submission order: a get submitted
