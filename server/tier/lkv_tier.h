@@ -142,6 +142,7 @@ typedef struct lkv_tier_stats {
     uint64_t errors;   /* failed I/O and damaged blocks found by get */
     uint64_t puts;     /* acknowledged puts (status OK) */
     uint64_t inflight; /* requests submitted and not yet done */
+    uint64_t syncs;    /* SSD: fdatasync + fsync calls (batch groups them) */
     /* Found when the tier opened its medium (SSD: rebuilding the index): */
     uint64_t dropped_truncated; /* files shorter than their header says */
     uint64_t dropped_corrupt;   /* bad magic/version/size/checksum/name */

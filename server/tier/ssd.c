@@ -329,6 +329,7 @@ typedef struct io {
     int dropped_old;  /* write: failed after the rename, so the old block is gone too */
     int noop;         /* delete: the key is not there; nothing to unlink */
     int err;          /* errno of the failed step (0: none) */
+    unsigned syncs;   /* fdatasync/fsync calls made by this job */
     const char *step; /* which step failed */
     lkv_status st;    /* read: outcome */
     lkv_diag diag;
@@ -560,8 +561,11 @@ static void sync_and_rename(io *o, int do_sync)
     int err = 0;
     if (do_sync) {
         err = fault(s, LKV_SSD_FAULT_SYNC);
-        if (!err && fdatasync(o->fd) != 0)
-            err = errno;
+        if (!err) {
+            o->syncs++;
+            if (fdatasync(o->fd) != 0)
+                err = errno;
+        }
         if (err)
             io_fail(o, err, "fdatasync");
     }
@@ -653,17 +657,22 @@ static void work_cb(uv_work_t *w)
         write_tmp(o);
         if (!o->err && s->cfg.fsync != LKV_SSD_FSYNC_BATCH) {
             sync_and_rename(o, s->cfg.fsync == LKV_SSD_FSYNC_ALWAYS);
-            if (!o->err && s->cfg.fsync == LKV_SSD_FSYNC_ALWAYS && fsync(s->dirfd) != 0)
-                dir_sync_failed(o, errno);
+            if (!o->err && s->cfg.fsync == LKV_SSD_FSYNC_ALWAYS) {
+                o->syncs++;
+                if (fsync(s->dirfd) != 0)
+                    dir_sync_failed(o, errno);
+            }
         }
         break;
     case IO_FLUSH: {
         int any = 0;
         for (io *b = o->batch; b; b = b->fnext) {
             sync_and_rename(b, 1);
+            o->syncs += b->syncs;
+            b->syncs = 0;
             any |= b->renamed;
         }
-        if (any && fsync(s->dirfd) != 0) {
+        if (any && (o->syncs++, fsync(s->dirfd) != 0)) {
             const int e = errno;
             for (io *b = o->batch; b; b = b->fnext)
                 dir_sync_failed(b, e);
@@ -678,7 +687,7 @@ static void work_cb(uv_work_t *w)
         if (unlinkat(s->dirfd, o->final, 0) != 0 && errno != ENOENT)
             io_fail(o, errno, "unlink");
         else if (o->kind == IO_DELETE && s->cfg.fsync != LKV_SSD_FSYNC_NEVER &&
-                 fsync(s->dirfd) != 0)
+                 (o->syncs++, fsync(s->dirfd) != 0))
             io_fail(o, errno, "fsync of the directory");
         break;
     }
@@ -965,6 +974,8 @@ static void after_cb(uv_work_t *w, int status)
     io *o = w->data;
     ssd *s = o->s;
     enter(s);
+    s->st.syncs += o->syncs;
+    o->syncs = 0;
     switch (o->kind) {
     case IO_WRITE:
         if (!o->err && s->cfg.fsync == LKV_SSD_FSYNC_BATCH) {

@@ -293,6 +293,10 @@ static void round_trip(lkv_ssd_fsync policy)
     cr_assert_eq(s.errors, 0);
     cr_assert_eq(s.inflight, 0);
     cr_assert_eq(s.capacity_bytes, 64 << 20);
+    /* One put at a time: always and batch both sync the file and the
+     * directory once per put (a batch of one); never does not sync. */
+    cr_assert_eq(s.syncs, policy == LKV_SSD_FSYNC_NEVER ? 0 : 2 * s.puts, "%llu syncs",
+                 (unsigned long long)s.syncs);
     /* Charged per file: 40-byte header + namespace + key + block. */
     cr_assert_eq(s.used_bytes, (40 + 2 + 16 + 1) + (40 + 2 + 7 + 300000) + (40 + 5 + 7 + 4096) +
                                    (40 + 0 + 12 + 10) + (40 + 2 + 6 + 777));
@@ -365,6 +369,15 @@ static void overwrites_in_flight(lkv_ssd_fsync policy)
     cr_assert_eq(s.used_bytes, (40 + 1 + 1 + 1000 + (N - 1) * 10) + N * (40 + 1 + 2 + 3000) +
                                    10 /* keys o10..o19 are one byte longer */);
     cr_assert_eq(count_files(g_dir, "", ".lkv"), 1 + N);
+    /* Batch: one fdatasync per put plus one directory fsync per group. */
+    const uint64_t syncs = s.syncs;
+    if (policy == LKV_SSD_FSYNC_BATCH)
+        cr_assert(syncs > s.puts && syncs <= 2 * s.puts, "%llu syncs for %llu puts",
+                  (unsigned long long)syncs, (unsigned long long)s.puts);
+    else if (policy == LKV_SSD_FSYNC_ALWAYS)
+        cr_assert_eq(syncs, 2 * s.puts);
+    else
+        cr_assert_eq(syncs, 0);
     close_sync(t);
     t = open_tier(&c);
     expect_block(t, "n", "k", 1000 + (N - 1) * 10, 200 + N - 1);
