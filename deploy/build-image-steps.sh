@@ -5,8 +5,8 @@
 #
 #   deploy/build-image-steps.sh VARIANT SRC BUILD STAGING [CONFIG]
 #
-#   VARIANT  cpu | cuda (cuda needs nvcc; CMAKE_CUDA_ARCHITECTURES from the
-#            environment, default the project's 80;90)
+#   VARIANT  cpu | cuda (cuda needs nvcc; the environment's LKV_CUDA_ARCHS,
+#            e.g. "90", picks the GPU architectures, default the project's 80;90)
 #   SRC      the source tree;  BUILD  a build directory for this variant
 #   STAGING  the prefix the runtime image copies to / (emptied first)
 #   CONFIG   a latticekvd config file to start the staged daemon with
@@ -34,7 +34,8 @@ esac
 jobs=${LKV_IMAGE_JOBS:-$(nproc)}
 
 echo "== configure ($variant) =="
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLKV_WERROR=ON -DWITH_CUDA=$cuda
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLKV_WERROR=ON -DWITH_CUDA=$cuda \
+  ${LKV_CUDA_ARCHS:+"-DCMAKE_CUDA_ARCHITECTURES=$LKV_CUDA_ARCHS"}
 echo "== build =="
 cmake --build "$build" -j"$jobs" --target latticekvd latticekv
 
