@@ -5,6 +5,9 @@
     structure.py dashboard FILE.json    the Grafana dashboard
     structure.py dockerfile FILE        the Dockerfile's build contract
     structure.py self-test RENDERED.yaml  each check fails on a broken copy
+    structure.py base KUSTOMIZATION_DIR   without kubectl: the base's resources
+                                          assembled here (namespace, generated
+                                          ConfigMap, images), then checked
 
 Kubernetes: required fields, names, label selectors that select the pod
 template, probe and Service ports that are container ports, mounts with
@@ -248,6 +251,38 @@ def load(paths):
     return objs
 
 
+def assemble(root):
+    """The parts of `kubectl kustomize` a plain base uses, for machines
+    without kubectl: resources, namespace, configMapGenerator (no hash suffix)
+    and images. Patches and overlays are not applied."""
+    import os
+    with open(os.path.join(root, "kustomization.yaml"), encoding="utf-8") as f:
+        k = yaml.safe_load(f)
+    objs = []
+    for r in k.get("resources", []):
+        path = os.path.join(root, r)
+        if os.path.isdir(path):
+            objs.extend(assemble(path))
+        else:
+            objs.extend(load([path]))
+    for g in k.get("configMapGenerator", []):
+        data = {}
+        for fname in g.get("files", []):
+            with open(os.path.join(root, fname), encoding="utf-8") as f:
+                data[os.path.basename(fname)] = f.read()
+        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["name"]},
+                     "data": data})
+    for o in objs:
+        if k.get("namespace") and o["kind"] != "Namespace":
+            o["metadata"]["namespace"] = k["namespace"]
+        spec = o.get("spec", {}).get("template", {}).get("spec", {})
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            for im in k.get("images", []):
+                if c.get("image") == im["name"]:
+                    c["image"] = "%s:%s" % (im.get("newName", im["name"]), im.get("newTag", "latest"))
+    return objs
+
+
 def self_test(objs):
     """Every mutation must be caught; returns the mutations that were not."""
     def ds(o):
@@ -384,6 +419,14 @@ def main(argv):
             print("FAIL: %s" % e)
         print("%d objects from %s: %s" % (len(objs), " ".join(files),
                                           "%d problems" % len(errs) if errs else "ok"))
+        return 1 if errs else 0
+    if what == "base":
+        objs = assemble(files[0])
+        errs = check_k8s(objs)
+        for e in errs:
+            print("FAIL: %s" % e)
+        print("%d objects assembled from %s without kubectl: %s" %
+              (len(objs), files[0], "%d problems" % len(errs) if errs else "ok"))
         return 1 if errs else 0
     if what == "self-test":
         missed = self_test(load(files))
