@@ -23,7 +23,7 @@
 # uid 65532, the image's user, when run as root), reports ready and exits 0
 # on SIGTERM.
 set -eu
-[ $# -ge 4 ] || { sed -n '2,25p' "$0" >&2; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,/^set -eu/p' "$0" | grep '^#' >&2; exit 2; }
 variant=$1 src=$(cd "$2" && pwd) build=$3 staging=$4
 config=${5:-$src/deploy/k8s/overlays/cpu/latticekvd.conf}
 case $variant in
