@@ -166,7 +166,7 @@ struct lkv_rpc {
     call *live_head;
     call *ready_head, **ready_tail; /* calls with a reply filed since the last flush */
     uint64_t window;
-    lkv_budget *budget; /* bytes in flight (--max-inflight-bytes) */
+    lkv_budget *budget;            /* bytes in flight (--max-inflight-bytes) */
     int path_lock[LKV_LISTEN_MAX]; /* unix_lock fds, held until lkv_rpc_free */
     unsigned n_path_locks;
 };

@@ -43,6 +43,10 @@
 
 #include "lkv_tier.h"
 
+/* The daemon's "permission denied" (lkv_server.h lists the statuses the
+ * codec never returns), typed as the lkv_status this tier's calls return. */
+#define SSD_ERR_PERMISSION ((lkv_status)LKV_ERR_PERMISSION)
+
 /* ------------------------------------------------------------------------ */
 /* On-disk format (README.md)                                                */
 /* ------------------------------------------------------------------------ */
@@ -744,7 +748,7 @@ static lkv_status errno_status(int err)
     case ENOMEM: return LKV_ERR_NOMEM;
     case EACCES:
     case EPERM:
-    case EROFS: return LKV_ERR_PERMISSION;
+    case EROFS: return SSD_ERR_PERMISSION;
     default: return LKV_ERR_INTERNAL;
     }
 }
@@ -1467,12 +1471,12 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
         return st;
     struct stat sb;
     if (stat(cfg->dir, &sb) != 0)
-        return fail(diag, errno == EACCES ? LKV_ERR_PERMISSION : LKV_ERR_INVALID_ARGUMENT,
+        return fail(diag, errno == EACCES ? SSD_ERR_PERMISSION : LKV_ERR_INVALID_ARGUMENT,
                     "ssd-dir=\"%s\": %s", cfg->dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode))
         return fail(diag, LKV_ERR_INVALID_ARGUMENT, "ssd-dir=\"%s\": not a directory", cfg->dir);
     if (access(cfg->dir, R_OK | W_OK | X_OK) != 0)
-        return fail(diag, LKV_ERR_PERMISSION, "ssd-dir=\"%s\" is not writable: %s", cfg->dir,
+        return fail(diag, SSD_ERR_PERMISSION, "ssd-dir=\"%s\" is not writable: %s", cfg->dir,
                     strerror(errno));
 
     ssd *s = calloc(1, sizeof *s);
@@ -1503,7 +1507,7 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
     s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0) {
         st = fail(diag,
-                  errno_status(errno) == LKV_ERR_PERMISSION ? LKV_ERR_PERMISSION
+                  errno_status(errno) == SSD_ERR_PERMISSION ? SSD_ERR_PERMISSION
                                                             : LKV_ERR_INVALID_ARGUMENT,
                   "ssd-dir=\"%s\": %s", s->dir, strerror(errno));
         goto fail_out;
@@ -1512,7 +1516,7 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
     if (s->lockfd < 0) {
         const int e = errno;
         st = fail(diag,
-                  errno_status(e) == LKV_ERR_PERMISSION ? LKV_ERR_PERMISSION : LKV_ERR_INTERNAL,
+                  errno_status(e) == SSD_ERR_PERMISSION ? SSD_ERR_PERMISSION : LKV_ERR_INTERNAL,
                   "ssd-dir=\"%s\" is not writable: %s", s->dir, strerror(e));
         goto fail_out;
     }
