@@ -20,8 +20,8 @@
  *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
  *   main.c     start-up, the libuv loop, signals, two-phase shutdown
  *
- * Threads: the libuv loop thread owns every call, the store, the batcher and
- * the counters, so none of them needs a lock. The completion-queue thread and
+ * Threads: the libuv loop thread owns every call, the store, the batcher, the
+ * scheduler and the counters, so none of them needs a lock. The completion-queue thread and
  * the codec workers never touch that state: they push events into the inbox,
  * whose uv_async callback drains it on the loop thread.
  *
