@@ -13,7 +13,7 @@
  */
 #include <stdlib.h>
 
-#include "lkv_server.h"
+#include "lkv_backend.h"
 
 void lkv_backend_run_cpu(lkv_batch *b)
 {
@@ -71,6 +71,7 @@ lkv_status lkv_backend_cpu_create(unsigned workers, lkv_backend **out, lkv_diag 
         return LKV_ERR_NOMEM;
     }
     be->name = "cpu";
+    be->kind = LKV_BACKEND_CPU;
     be->supports = cpu_supports;
     be->encode = cpu_run;
     be->decode = cpu_run;

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lkv_server.h"
+#include "lkv_backend.h"
 
 #ifdef LKV_HAVE_CUDA_BACKEND
 #include "lkv_cuda.h"
@@ -142,6 +142,7 @@ lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag
         }
     }
     cb->be.name = "cuda";
+    cb->be.kind = LKV_BACKEND_CUDA;
     cb->be.supports = cuda_supports;
     cb->be.encode = cuda_run;
     cb->be.decode = cuda_run;

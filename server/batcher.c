@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lkv_server.h"
+#include "lkv_batcher.h"
 
 struct lkv_batcher {
     lkv_batcher_cfg cfg;

@@ -14,8 +14,9 @@
  * daemon.
  */
 #include <malloc.h>
+#include <stdatomic.h>
 
-#include "lkv_server.h"
+#include "lkv_budget.h"
 
 uint64_t lkv_inflight_budget(const lkv_config *cfg)
 {

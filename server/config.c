@@ -18,12 +18,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "lkv_server.h"
+#include "lkv_config.h"
+#include "lkv_log.h"
 
 typedef enum cfg_type {
     CFG_LIST,   /* repeatable address list */
@@ -604,13 +606,4 @@ void lkv_config_help(FILE *out)
     }
     fprintf(out, "  %-40s %s\n  %-40s %s\n", "--help", "print this and exit", "--version",
             "print the version and exit");
-}
-
-size_t lkv_inline_max_vectors(const lkv_config *cfg, const char *backend_name)
-{
-    if (strcmp(backend_name, "cpu") == 0)
-        return LKV_INLINE_MAX_VECTORS;
-    if (strcmp(backend_name, "cuda") == 0)
-        return (size_t)cfg->cuda_inline_vectors;
-    return 0;
 }

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lkv_server.h"
+#include "lkv_log.h"
 
 static lkv_log_level g_level = LKV_LOG_INFO;
 static lkv_log_format g_format = LKV_LOG_FORMAT_KV;

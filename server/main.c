@@ -2,7 +2,7 @@
  * main.c - latticekvd: start-up, the libuv loop, signals and shutdown.
  *
  * Design note. Start-up builds the modules in dependency order (config,
- * backend, store, batcher, worker pool, service, gRPC) and fails before
+ * backend, store, scheduler with its batcher and workers, service, gRPC) and fails before
  * serving if any of them cannot start: a bad setting exits 2, a listener
  * that cannot be bound or a CUDA backend without a device exits 1. Health
  * turns SERVING only after all of that.
@@ -14,19 +14,7 @@
  * microseconds) and signals. After every inbox drain the batcher is polled,
  * so work that arrived together leaves together as one batch.
  *
- * Small batches on an idle CPU codec run inline. When the batcher launches a
- * batch of at most LKV_INLINE_MAX_VECTORS vectors and no other batch is in
- * flight (low load: one or a few clients), the CPU backend runs it right here
- * on the loop thread instead of waking a worker and being woken back: the
- * two hand-offs cost more than a 16-token block's codec work (measured 10-20%
- * more Put/Get throughput and ~40 us less daemon CPU per call at 1 client).
- * Under load batches are in flight and go to the workers as before, so the
- * loop is never held for more than one small batch (~90 us at 512 vectors).
- * The cuda backend does the same for batches of at most
- * --cuda-inline-vectors (default 256): at low load a GPU call's copies,
- * launch, synchronisation and hand-offs cost more than the C codec there,
- * while under load those batches still go to the GPU (H200 node: 16-token
- * blocks at 1 client 1.6x faster; see docs/gpu.md).
+ * Where each batch runs, on this thread or a worker, is sched.c's to say.
  *
  * Shutdown. The first SIGTERM/SIGINT starts phase 1: Health reports
  * NOT_SERVING, new calls are answered UNAVAILABLE, the batcher stops
@@ -45,7 +33,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "lkv_server.h"
+#include "lkv_log.h"
+#include "lkv_reflection.h"
+#include "lkv_rpc.h"
+#include "lkv_sched.h"
 
 extern char **environ; /* unistd.h declares it only under _GNU_SOURCE */
 
@@ -54,8 +45,7 @@ typedef struct daemon_state {
     uv_loop_t *loop;
     lkv_backend *backend;
     lkv_store *store;
-    lkv_batcher *batcher;
-    lkv_pool *pool;
+    lkv_sched *sched;
     lkv_inbox *inbox;
     lkv_service *svc;
     lkv_rpc *rpc;
@@ -64,10 +54,7 @@ typedef struct daemon_state {
     uv_timer_t grace;
     uv_timer_t tick; /* phase 1: re-checks shutdown progress while nothing happens */
     uv_signal_t sigterm, sigint;
-    int phase;                             /* 0 serving, 1 draining, 2 stopped */
-    size_t inline_max;                     /* see the design note; 0 = never */
-    uint64_t inline_batches;               /* batches run inline so far */
-    lkv_event *inline_done, **inline_tail; /* batches run inline, to complete */
+    int phase; /* 0 serving, 1 draining, 2 stopped */
     uint64_t stop_ns;
 } daemon_state;
 
@@ -98,27 +85,6 @@ static void arm_timer(daemon_state *d, uint64_t ns)
     timerfd_settime(d->timer_fd, 0, &its, NULL);
 }
 
-static void poll_batcher(daemon_state *d)
-{
-    for (;;) {
-        const uint64_t next = lkv_batcher_poll(d->batcher, lkv_now_ns());
-        if (!d->inline_done) {
-            arm_timer(d, next);
-            return;
-        }
-        /* Batches that ran inline complete now (outside the batcher's poll);
-         * that frees their slots, so poll again. */
-        lkv_event *ev = d->inline_done;
-        d->inline_done = NULL;
-        d->inline_tail = &d->inline_done;
-        while (ev) {
-            lkv_event *next_ev = ev->next;
-            lkv_batcher_complete(d->batcher, (lkv_batch *)ev);
-            ev = next_ev;
-        }
-    }
-}
-
 static void stop_now(daemon_state *d);
 
 static void after_events(void *ud)
@@ -126,7 +92,7 @@ static void after_events(void *ud)
     daemon_state *d = ud;
     if (d->phase == 2)
         return;
-    poll_batcher(d);
+    arm_timer(d, lkv_sched_poll(d->sched, lkv_now_ns()));
     if (d->rpc)
         lkv_rpc_flush(d->rpc); /* the replies of the work that just completed */
     if (d->phase == 1) {
@@ -140,7 +106,7 @@ static void on_event(lkv_event *ev, void *ud)
 {
     daemon_state *d = ud;
     if (ev->kind == LKV_EV_BATCH)
-        lkv_batcher_complete(d->batcher, (lkv_batch *)ev);
+        lkv_sched_on_batch_done(d->sched, (lkv_batch *)ev);
     else if (d->rpc)
         lkv_rpc_on_event(d->rpc, ev);
 }
@@ -154,30 +120,6 @@ static void on_timer(uv_poll_t *h, int status, int events)
     ssize_t n = read(d->timer_fd, &expirations, sizeof expirations);
     (void)n;
     after_events(d);
-}
-
-static void dispatch_batch(lkv_batch *b, void *ud)
-{
-    daemon_state *d = ud;
-    lkv_batcher_stats bs;
-    lkv_batcher_get_stats(d->batcher, &bs);
-    if (b->nvec <= d->inline_max && bs.inflight == 1) { /* this batch is the only one */
-        d->inline_batches++;
-        lkv_backend_run_cpu(b);
-        b->ev.next = NULL;
-        *d->inline_tail = &b->ev;
-        d->inline_tail = &b->ev.next;
-        return;
-    }
-    lkv_pool_push(d->pool, &b->ev);
-}
-
-static void worker_run(lkv_event *ev, unsigned worker, void *ud)
-{
-    daemon_state *d = ud;
-    lkv_batch *b = (lkv_batch *)ev;
-    lkv_backend_run(d->backend, worker, b);
-    lkv_inbox_push(d->inbox, &b->ev);
 }
 
 static void on_grace(uv_timer_t *t)
@@ -202,7 +144,7 @@ static void on_signal(uv_signal_t *h, int signum)
                 signum == SIGTERM ? "SIGTERM" : "SIGINT",
                 (unsigned long long)d->cfg.shutdown_grace_ms);
         lkv_service_set_shutting_down(d->svc);
-        lkv_batcher_flush_mode(d->batcher, 1);
+        lkv_batcher_flush_mode(lkv_sched_batcher(d->sched), 1);
         lkv_rpc_shutdown_begin(d->rpc);
         uv_timer_start(&d->grace, on_grace, d->cfg.shutdown_grace_ms, 0);
         uv_timer_start(&d->tick, on_tick, 20, 20);
@@ -219,8 +161,7 @@ static void stop_now(daemon_state *d)
     d->phase = 2;
     lkv_rpc_free(d->rpc);
     d->rpc = NULL;
-    lkv_pool_free(d->pool);
-    d->pool = NULL;
+    lkv_sched_stop_workers(d->sched);
     uv_timer_stop(&d->grace);
     uv_close((uv_handle_t *)&d->grace, NULL);
     uv_timer_stop(&d->tick);
@@ -304,19 +245,14 @@ int main(int argc, char **argv)
         return 1;
     }
     d.store = lkv_store_create(d.cfg.host_mem_bytes);
-    const lkv_batcher_cfg bcfg = {.max_vectors = (size_t)d.cfg.batch_max_vectors,
-                                  .max_wait_ns = d.cfg.batch_max_wait_us * 1000u,
-                                  .max_inflight = threads,
-                                  .max_segments = 256};
-    d.batcher = lkv_batcher_create(&bcfg, dispatch_batch, &d);
-    d.inline_tail = &d.inline_done;
-    d.inline_max = lkv_inline_max_vectors(&d.cfg, d.backend->name);
     d.loop = uv_default_loop();
     d.inbox = lkv_inbox_create(d.loop, on_event, after_events, &d);
-    d.pool = lkv_pool_create(threads, worker_run, &d);
-    d.svc = lkv_service_create(&d.cfg, d.store, d.batcher, d.backend->name, lkv_rpc_reply);
+    d.sched = d.inbox ? lkv_sched_create(&d.cfg, d.backend, threads, d.inbox) : NULL;
+    d.svc = d.sched ? lkv_service_create(&d.cfg, d.store, lkv_sched_batcher(d.sched),
+                                         d.backend->name, lkv_rpc_reply)
+                    : NULL;
     d.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!d.store || !d.batcher || !d.inbox || !d.pool || !d.svc || d.timer_fd < 0) {
+    if (!d.store || !d.svc || d.timer_fd < 0) {
         lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=\"out of memory or threads\"");
         return 1;
     }
@@ -340,27 +276,30 @@ int main(int argc, char **argv)
         return 1;
     }
     lkv_service_set_ready(d.svc, 1);
+    lkv_sched_stats ss;
+    lkv_sched_get_stats(d.sched, &ss);
     lkv_log(LKV_LOG_INFO, "ready",
             "version=%s backend=%s threads=%u isa=%s host_mem_bytes=%llu max_message_bytes=%llu "
             "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu",
             LKV_VERSION, d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
             (unsigned long long)d.cfg.host_mem_bytes, (unsigned long long)d.cfg.max_message_bytes,
             (unsigned long long)d.cfg.batch_max_vectors,
-            (unsigned long long)d.cfg.batch_max_wait_us, d.inline_max);
+            (unsigned long long)d.cfg.batch_max_wait_us, ss.inline_max);
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
     lkv_stats st;
     lkv_service_get_stats(d.svc, &st);
+    lkv_sched_get_stats(d.sched, &ss);
     char stats[1024];
     lkv_stats_render(&st, LKV_STATS_LOG, stats, sizeof stats);
     lkv_log(LKV_LOG_INFO, "stopped", "drain_ms=%llu %s inline_batches=%llu",
             (unsigned long long)((lkv_now_ns() - d.stop_ns) / 1000000u), stats,
-            (unsigned long long)d.inline_batches);
+            (unsigned long long)ss.inline_batches);
     uv_loop_close(d.loop);
     close(d.timer_fd);
     lkv_service_free(d.svc);
-    lkv_batcher_free(d.batcher);
+    lkv_sched_free(d.sched);
     lkv_store_free(d.store);
     d.backend->free(d.backend);
     return 0;

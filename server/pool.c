@@ -21,7 +21,7 @@
 #include <time.h>
 #include <uv.h>
 
-#include "lkv_server.h"
+#include "lkv_pool.h"
 
 uint64_t lkv_now_ns(void)
 {
@@ -39,8 +39,10 @@ struct lkv_inbox {
     void *ud;
 };
 
-void lkv_inbox_drain(lkv_inbox *in)
+/* Loop thread: handles what is queued, again until nothing is, then idle(). */
+static void on_async(uv_async_t *a)
 {
+    lkv_inbox *in = a->data;
     for (;;) {
         pthread_mutex_lock(&in->mu);
         lkv_event *ev = in->head;
@@ -56,11 +58,6 @@ void lkv_inbox_drain(lkv_inbox *in)
     }
     if (in->idle)
         in->idle(in->ud);
-}
-
-static void on_async(uv_async_t *a)
-{
-    lkv_inbox_drain((lkv_inbox *)a->data);
 }
 
 lkv_inbox *lkv_inbox_create(void *uv_loop, lkv_inbox_fn handle, void (*idle)(void *ud), void *ud)

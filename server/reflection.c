@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lkv_server.h"
+#include "lkv_reflection.h"
+#include "lkv_status.h"
+#include "lkv_wire.h"
 
 #ifdef LKV_HAVE_DESCRIPTORS
 extern const unsigned char lkv_descriptor_set[];

@@ -78,7 +78,8 @@
 #include <unistd.h>
 
 #include "lkv_grpc_tune.h"
-#include "lkv_server.h"
+#include "lkv_log.h"
+#include "lkv_rpc.h"
 
 /* lkv_grpc_code must equal grpc_status_code value for value. */
 #define LKV_X_SAME(name, value) \

@@ -15,12 +15,17 @@
  * without a copy. Put encodes into a fresh blob and swaps it into the store
  * only after the encode succeeded, so a failed Put leaves the old value.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "latticekv/v1/latticekv.pb-c.h"
-#include "lkv_server.h"
+#include "lkv_log.h"
+#include "lkv_reflection.h"
+#include "lkv_service.h"
+#include "lkv_wire.h"
 
 static const char *const method_paths[] = {
 #define LKV_X_PATH(name, service, method, streaming, handler) LKV_RPC_PATH(service, method),
@@ -52,7 +57,9 @@ struct lkv_service {
     int ready;
     int shutting_down;
     uint64_t start_ns;
-    lkv_service_counters c;
+    struct {
+        uint64_t requests, errors, raw_bytes_in, coded_bytes_out;
+    } c;                /* LKV_STATS_LIST's counters */
     lkv_budget *budget; /* bytes in flight; NULL: not counted */
 };
 
@@ -123,11 +130,6 @@ void lkv_service_count(lkv_service *s, lkv_grpc_code code)
     s->c.requests++;
     if (code != LKV_GRPC_OK)
         s->c.errors++;
-}
-
-void lkv_service_get_counters(const lkv_service *s, lkv_service_counters *out)
-{
-    *out = s->c;
 }
 
 static void req_free(req *r)

@@ -10,7 +10,7 @@
  * without a row here fails a static assertion below, so no code can fall
  * through to OK.
  */
-#include "lkv_server.h"
+#include "lkv_status.h"
 
 static const lkv_grpc_code status_table[LKV_SERVER_STATUS_END] = {
     [LKV_OK] = LKV_GRPC_OK,

@@ -15,10 +15,11 @@
  * before changing anything: if the block cannot fit even in an empty tier it
  * fails with ERR_LIMIT and the previous value of the key stays in place.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lkv_server.h"
+#include "lkv_store.h"
 
 lkv_blob *lkv_blob_create(size_t len)
 {

@@ -18,7 +18,7 @@
  */
 #include <string.h>
 
-#include "lkv_server.h"
+#include "lkv_wire.h"
 
 enum { WT_VARINT = 0, WT_LEN = 2 };
 
@@ -85,7 +85,7 @@ static size_t shape_body(const uint64_t *shape, uint32_t ndim)
 }
 
 /* Tensor { DType dtype = 1; repeated uint64 shape = 2 (packed); bytes data = 3; } */
-size_t lkv_wire_tensor_size(lkv_dtype dt, const uint64_t *shape, uint32_t ndim, size_t data_len)
+static size_t tensor_size(lkv_dtype dt, const uint64_t *shape, uint32_t ndim, size_t data_len)
 {
     size_t n = varint_field_size(1, (uint64_t)dt);
     if (ndim)
@@ -93,8 +93,8 @@ size_t lkv_wire_tensor_size(lkv_dtype dt, const uint64_t *shape, uint32_t ndim, 
     return n + lkv_wire_len_field_size(3, data_len);
 }
 
-uint8_t *lkv_wire_put_tensor_head(uint8_t *p, lkv_dtype dt, const uint64_t *shape, uint32_t ndim,
-                                  size_t data_len)
+static uint8_t *put_tensor_head(uint8_t *p, lkv_dtype dt, const uint64_t *shape, uint32_t ndim,
+                                size_t data_len)
 {
     p = put_varint_field(p, 1, (uint64_t)dt);
     if (ndim) {
@@ -127,7 +127,7 @@ void lkv_wire_compress_finish(uint8_t *buf, size_t coded_len, uint64_t raw, uint
 void lkv_wire_tensor_reply_plan(lkv_dtype dt, const uint64_t *shape, uint32_t ndim, size_t data_len,
                                 const char *tier, lkv_wire_layout *l)
 {
-    const size_t t = lkv_wire_tensor_size(dt, shape, ndim, data_len);
+    const size_t t = tensor_size(dt, shape, ndim, data_len);
     l->payload_off = key_size(1) + lkv_wire_varint_size(t) + (t - data_len);
     l->total = key_size(1) + lkv_wire_varint_size(t) + t +
                (tier ? lkv_wire_len_field_size(3, strlen(tier)) : 0);
@@ -136,9 +136,9 @@ void lkv_wire_tensor_reply_plan(lkv_dtype dt, const uint64_t *shape, uint32_t nd
 void lkv_wire_tensor_reply_finish(uint8_t *buf, lkv_dtype dt, const uint64_t *shape, uint32_t ndim,
                                   size_t data_len, const char *tier)
 {
-    const size_t t = lkv_wire_tensor_size(dt, shape, ndim, data_len);
+    const size_t t = tensor_size(dt, shape, ndim, data_len);
     uint8_t *p = lkv_wire_put_len_field(buf, 1, t);
-    p = lkv_wire_put_tensor_head(p, dt, shape, ndim, data_len) + data_len;
+    p = put_tensor_head(p, dt, shape, ndim, data_len) + data_len;
     if (tier) {
         const size_t n = strlen(tier);
         p = lkv_wire_put_len_field(p, 3, n);

@@ -195,21 +195,6 @@ Test(config, help_lists_every_flag_with_env_and_default)
         cr_assert(strstr(buf, flags[i]), "help lacks %s", flags[i]);
 }
 
-Test(config, inline_batch_limit_per_backend)
-{
-    lkv_config c;
-    char err[256] = "";
-    cr_assert_eq(load(&c, NULL, err, 1), LKV_OK, "%s", err);
-    cr_assert_eq(lkv_inline_max_vectors(&c, "cpu"), LKV_INLINE_MAX_VECTORS);
-    cr_assert_eq(lkv_inline_max_vectors(&c, "cuda"), 256);
-    cr_assert_eq(load(&c, NULL, err, 3, "--cuda-inline-vectors", "1024"), LKV_OK, "%s", err);
-    cr_assert_eq(lkv_inline_max_vectors(&c, "cuda"), 1024);
-    cr_assert_eq(lkv_inline_max_vectors(&c, "cpu"), LKV_INLINE_MAX_VECTORS,
-                 "the setting is the cuda backend's only");
-    cr_assert_eq(load(&c, NULL, err, 3, "--cuda-inline-vectors", "0"), LKV_OK, "%s", err);
-    cr_assert_eq(lkv_inline_max_vectors(&c, "cuda"), 0, "0: every batch goes to the GPU");
-}
-
 Test(config, parse_size_suffixes)
 {
     uint64_t v;

@@ -339,8 +339,8 @@ Test(service, stats_count_requests_and_errors)
     Latticekv__V1__Tensor t = make_tensor();
     put_tensor("a", &t);
     get_key("zz", 0);
-    lkv_service_counters c;
-    lkv_service_get_counters(fx.svc, &c);
+    lkv_stats c;
+    lkv_service_get_stats(fx.svc, &c);
     cr_assert_eq(c.requests, 2);
     cr_assert_eq(c.errors, 1);
     cr_assert_eq(c.raw_bytes_in, sizeof tensor_data);

@@ -1,0 +1,82 @@
+/* lkv_config.h - the settings of latticekvd and their one table (config.c). */
+#ifndef LKV_CONFIG_H
+#define LKV_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lkv_codec.h"
+
+#define LKV_LISTEN_MAX 16
+#define LKV_ADDR_MAX   256
+
+typedef enum lkv_backend_kind {
+    LKV_BACKEND_AUTO = 0,
+    LKV_BACKEND_CPU = 1,
+    LKV_BACKEND_CUDA = 2
+} lkv_backend_kind;
+
+typedef struct lkv_config {
+    char listen[LKV_LISTEN_MAX][LKV_ADDR_MAX];
+    uint32_t n_listen;
+    char config_file[LKV_ADDR_MAX];
+    uint32_t backend; /* lkv_backend_kind */
+    uint64_t host_mem_bytes;
+    uint64_t max_message_bytes;
+    uint64_t batch_max_vectors;
+    uint64_t batch_max_wait_us;
+    uint64_t threads;             /* 0: number of cores */
+    uint64_t cuda_inline_vectors; /* see lkv_sched_inline_max */
+    uint32_t default_variant;     /* lkv_variant */
+    uint64_t default_q;
+    uint64_t stream_window;
+    uint64_t max_key_bytes;       /* longest BlockKey.key / LookupRequest.keys[i] */
+    uint64_t max_namespace_bytes; /* longest namespace */
+    uint64_t shutdown_grace_ms;
+    uint32_t log_level;          /* lkv_log_level */
+    uint32_t log_format;         /* lkv_log_format */
+    uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
+    uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
+    uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
+} lkv_config;
+
+/* What lkv_config_load asks the caller to do besides serving. */
+typedef enum lkv_config_action {
+    LKV_CONFIG_RUN = 0,
+    LKV_CONFIG_HELP = 1,
+    LKV_CONFIG_VERSION = 2
+} lkv_config_action;
+
+/* Looks an environment variable up; getenv in the daemon, a table in tests. */
+typedef const char *(*lkv_getenv_fn)(const char *name, void *ud);
+
+/* Fills cfg with the embedded defaults. */
+void lkv_config_defaults(lkv_config *cfg);
+
+/*
+ * Builds the configuration: defaults, then the config file (--config or
+ * LATTICEKV_CONFIG), then LATTICEKV_* variables, then argv[1..]. On an invalid
+ * setting returns ERR_INVALID_ARGUMENT and writes one line naming the
+ * setting, where it came from and the value into err. *action says whether
+ * --help or --version was asked for.
+ */
+lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
+                           void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap);
+
+/*
+ * Checks the environment (envp: "NAME=value" strings, NULL-terminated) for
+ * LATTICEKV_* variables that name no setting (a misspelt
+ * LATTICEKV_HOST_MEM would otherwise be ignored without a word). For each
+ * one calls warn with a line naming it and the nearest known variable;
+ * returns how many there were. They are not errors: the environment is
+ * shared with other programs.
+ */
+size_t lkv_config_check_env(char *const *envp, void (*warn)(const char *msg, void *ud), void *ud);
+
+/* Writes the --help text generated from the table. */
+void lkv_config_help(FILE *out);
+
+/* Parses "64MiB", "4k", "123" into bytes; 0 on success, -1 if malformed. */
+int lkv_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,107 @@
+/* lkv_service.h - what each RPC does, counters and statistics (service.c). */
+#ifndef LKV_SERVICE_H
+#define LKV_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lkv_batcher.h"
+#include "lkv_budget.h"
+#include "lkv_config.h"
+#include "lkv_rpc_table.h"
+#include "lkv_status.h"
+#include "lkv_store.h"
+
+/* The methods served, one per row of LKV_RPC_SERVED_LIST (lkv_rpc_table.h); rpc.c
+ * registers their paths, service.c dispatches to their handlers. */
+typedef enum lkv_method {
+#define LKV_X_METHOD(name, service, method, streaming, handler) LKV_METHOD_##name,
+    LKV_RPC_SERVED_LIST(LKV_X_METHOD)
+#undef LKV_X_METHOD
+        LKV_METHOD_COUNT
+} lkv_method;
+
+const char *lkv_method_path(lkv_method m);
+int lkv_method_streaming(lkv_method m);
+
+/* A finished reply: OK with a message (buf, len: malloc'd, ownership moves to
+ * the receiver) or an error code with a one-line message. */
+typedef struct lkv_reply {
+    lkv_grpc_code code;
+    uint8_t *buf;
+    size_t len;
+    char msg[256];
+    /* Optional effect held back until the reply's turn (PutStream's store):
+     * rpc.c calls commit once every earlier reply of the stream has gone
+     * out and the stream has not failed (for a unary call, right away);
+     * commit may turn the reply into an error. A reply that is never sent
+     * gets drop instead. Either one frees effect. */
+    void (*commit)(void *effect, struct lkv_reply *rep);
+    void (*drop)(void *effect);
+    void *effect;
+} lkv_reply;
+
+/* Called on the loop thread when the reply to message `seq` of call `call` is ready. */
+typedef void (*lkv_reply_fn)(void *call, uint64_t seq, lkv_reply *reply);
+
+typedef struct lkv_service lkv_service;
+
+lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_batcher *batcher,
+                                const char *backend_name, lkv_reply_fn reply);
+void lkv_service_free(lkv_service *s);
+/* Loop thread: handles one request message of len bytes. msg was malloc'd
+ * and ownership moves to the service (payloads are used in place, never
+ * copied). The reply comes through reply_fn, possibly before this returns. */
+void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, uint8_t *msg,
+                        size_t len);
+void lkv_service_set_ready(lkv_service *s, int ready);
+void lkv_service_set_shutting_down(lkv_service *s);
+int lkv_service_shutting_down(const lkv_service *s);
+/* Counts a reply the rpc layer made itself (UNIMPLEMENTED, UNAVAILABLE). */
+void lkv_service_count(lkv_service *s, lkv_grpc_code code);
+
+/*
+ * The daemon's statistics, listed once: every rendering (the Stats reply,
+ * the "stopped" log line, a metrics endpoint) is generated from these rows.
+ * X(name, kind, help): name is the StatsResponse / TierStats field; kind is
+ * counter (only grows) or gauge. The tier rows are lkv_store_stats' fields.
+ */
+#define LKV_STATS_LIST(X)                                        \
+    X(uptime_ms, gauge, "milliseconds since latticekvd started") \
+    X(requests, counter, "requests answered, errors included")   \
+    X(errors, counter, "requests answered with an error")        \
+    X(raw_bytes_in, counter, "bytes of tensors encoded")         \
+    X(coded_bytes_out, counter, "bytes of containers produced")  \
+    X(batches, counter, "codec launches")                        \
+    X(batched_vectors, counter, "vectors coded in those launches")
+#define LKV_TIER_STATS_LIST(X)                                          \
+    X(capacity_bytes, gauge, "bytes the tier may hold")                 \
+    X(used_bytes, gauge, "bytes held: containers, namespaces and keys") \
+    X(blocks, gauge, "blocks held")                                     \
+    X(hits, counter, "Gets that found their block")                     \
+    X(misses, counter, "Gets that did not")                             \
+    X(evictions, counter, "blocks evicted to make room")
+
+typedef struct lkv_stats {
+#define LKV_X_STATS_FIELD(name, kind, help) uint64_t name;
+    LKV_STATS_LIST(LKV_X_STATS_FIELD)
+#undef LKV_X_STATS_FIELD
+    lkv_store_stats host; /* the host tier, LKV_TIER_STATS_LIST */
+} lkv_stats;
+
+/* Loop thread: a snapshot of every statistic. */
+void lkv_service_get_stats(const lkv_service *s, lkv_stats *out);
+
+typedef enum lkv_stats_format {
+    LKV_STATS_LOG = 0,       /* "requests=1 errors=0 ... host_hits=3 ..." (log fields) */
+    LKV_STATS_PROMETHEUS = 1 /* text exposition format, latticekv_* metrics */
+} lkv_stats_format;
+
+/* Renders st into buf (always NUL-terminated when cap > 0); returns the
+ * length the whole text needs, like snprintf. */
+size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap);
+
+/* Loop thread: the service charges request and reply bytes to b. */
+void lkv_service_set_budget(lkv_service *s, lkv_budget *b);
+
+#endif
