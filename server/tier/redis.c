@@ -32,7 +32,7 @@
 
 #include "lkv_tier.h"
 
-#define NSLOTS 16384u
+#define NSLOTS            16384u
 #define RD_ERR_PERMISSION ((lkv_status)LKV_ERR_PERMISSION)
 
 /* ------------------------------------------------------------------------ */
@@ -89,8 +89,8 @@ size_t lkv_redis_key(const char *ns, size_t ns_len, const uint8_t *key, size_t k
                      uint8_t *out, size_t cap)
 {
     char head[64];
-    const int n = snprintf(head, sizeof head, "lkv:{%016" PRIx64 "}:%zu:",
-                           key_hash(ns, ns_len, key, key_len), ns_len);
+    const int n = snprintf(head, sizeof head,
+                           "lkv:{%016" PRIx64 "}:%zu:", key_hash(ns, ns_len, key, key_len), ns_len);
     const size_t total = (size_t)n + ns_len + 1 + key_len;
     if (out && cap >= total) {
         memcpy(out, head, (size_t)n);
@@ -119,10 +119,10 @@ typedef struct rq {
     unsigned slot;
     unsigned redirects;
     int asking;
-    lkv_blob *blob;  /* put: the tier's reference, kept for redirects */
-    node *n;         /* the node it was last sent to */
+    lkv_blob *blob;   /* put: the tier's reference, kept for redirects */
+    node *n;          /* the node it was last sent to */
     uint64_t sent_at; /* loop time (ms) */
-    struct rq *next; /* the node's in-flight FIFO, or the tier's waiting list */
+    struct rq *next;  /* the node's in-flight FIFO, or the tier's waiting list */
 } rq;
 
 struct node {
@@ -532,8 +532,7 @@ static void on_auth(redisAsyncContext *ac, void *r, void *priv)
     const redisReply *rep = r;
     node *n = ac->data;
     if (rep && rep->type == REDIS_REPLY_ERROR) {
-        last_error(n->t, "%s:%d: AUTH failed: %s",
-                 n->host, n->port, rep->str);
+        last_error(n->t, "%s:%d: AUTH failed: %s", n->host, n->port, rep->str);
         lkv_log(LKV_LOG_WARN, "redis_auth", "node=%s:%d reason=\"AUTH failed\"", n->host, n->port);
     }
 }
@@ -747,7 +746,8 @@ static void refresh_next(rtier *t)
     t->refreshing = 0;
     if (t->mode < 0) {
         char why[512];
-        size_t off = (size_t)snprintf(why, sizeof why, "redis tier unavailable: no seed answered (");
+        size_t off =
+            (size_t)snprintf(why, sizeof why, "redis tier unavailable: no seed answered (");
         for (size_t i = 0; i < t->nnodes && off < sizeof why; i++)
             off += (size_t)snprintf(why + off, sizeof why - off, "%sredis://%s:%d: %s",
                                     i ? "; " : "", t->nodes[i]->host, t->nodes[i]->port,
@@ -878,15 +878,14 @@ static void on_error_reply(rtier *t, rq *q, node *n, const char *msg)
         }
         if (q->redirects++ >= t->cfg.max_redirects) {
             fail(&q->req->diag, LKV_ERR_UNAVAILABLE,
-                 "redis tier: more than %u redirects for slot %u (last: %s)",
-                 t->cfg.max_redirects, q->slot, msg);
+                 "redis tier: more than %u redirects for slot %u (last: %s)", t->cfg.max_redirects,
+                 q->slot, msg);
             finish(t, q, LKV_ERR_UNAVAILABLE);
             return;
         }
         node *to = add_node(t, host, port);
         if (!to) {
-            fail(&q->req->diag, LKV_ERR_NOMEM, "redis tier: no memory for node %s:%d", host,
-                 port);
+            fail(&q->req->diag, LKV_ERR_NOMEM, "redis tier: no memory for node %s:%d", host, port);
             finish(t, q, LKV_ERR_NOMEM);
             return;
         }
@@ -998,8 +997,8 @@ static void submit(lkv_tier *base, lkv_tier_req *req)
     if (req->key_len == 0 || req->key_len > LKV_REDIS_MAX_KEY_LEN ||
         req->ns_len > LKV_REDIS_MAX_NS_LEN) {
         fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
-             "redis tier: key of %zu bytes (1..%u) or namespace of %zu bytes (0..%u)",
-             req->key_len, LKV_REDIS_MAX_KEY_LEN, req->ns_len, LKV_REDIS_MAX_NS_LEN);
+             "redis tier: key of %zu bytes (1..%u) or namespace of %zu bytes (0..%u)", req->key_len,
+             LKV_REDIS_MAX_KEY_LEN, req->ns_len, LKV_REDIS_MAX_NS_LEN);
         finish_early(t, req, LKV_ERR_INVALID_ARGUMENT);
         return;
     }
@@ -1210,9 +1209,8 @@ static lkv_status check_config(const lkv_redis_config *c, lkv_diag *d)
                     "redis connect timeout=%u ms, op timeout=%u ms: both must be >= 1",
                     c->connect_timeout_ms, c->op_timeout_ms);
     if (c->backoff_min_ms == 0 || c->backoff_max_ms < c->backoff_min_ms)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT,
-                    "redis backoff=%u..%u ms: need 1 <= min <= max", c->backoff_min_ms,
-                    c->backoff_max_ms);
+        return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis backoff=%u..%u ms: need 1 <= min <= max",
+                    c->backoff_min_ms, c->backoff_max_ms);
     return LKV_OK;
 }
 
@@ -1267,8 +1265,8 @@ lkv_status lkv_tier_redis_create(void *uv_loop, const lkv_redis_config *cfg, lkv
     }
     /* Timeouts are checked a few times per timeout; the tick does not keep
      * the loop alive by itself. */
-    unsigned period = cfg->connect_timeout_ms < cfg->op_timeout_ms ? cfg->connect_timeout_ms
-                                                                  : cfg->op_timeout_ms;
+    unsigned period =
+        cfg->connect_timeout_ms < cfg->op_timeout_ms ? cfg->connect_timeout_ms : cfg->op_timeout_ms;
     period = period / 4 ? period / 4 : 1;
     uv_timer_start(&t->tick, on_tick, period, period);
     uv_unref((uv_handle_t *)&t->tick);

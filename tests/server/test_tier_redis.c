@@ -343,8 +343,8 @@ static lkv_status put_s(lkv_tier *t, const char *ns, const char *key, size_t len
 }
 
 /* Gets and compares with make_blob(len, seed); returns the status, *found. */
-static lkv_status get_check(lkv_tier *t, const char *ns, const void *key, size_t klen,
-                            size_t len, uint32_t seed, int *found, lkv_diag *diag)
+static lkv_status get_check(lkv_tier *t, const char *ns, const void *key, size_t klen, size_t len,
+                            uint32_t seed, int *found, lkv_diag *diag)
 {
     op o;
     init_op(&o, ns, key, klen);
@@ -597,9 +597,9 @@ Test(tier_redis, pipelined_requests_keep_their_order)
     }
     for (int i = 0; i < N; i++) {
         int found;
-        cr_assert_eq(get_check(t, "ns", keys[i], strlen(keys[i]), 500, (uint32_t)i + 1000,
-                               &found, NULL),
-                     LKV_OK);
+        cr_assert_eq(
+            get_check(t, "ns", keys[i], strlen(keys[i]), 500, (uint32_t)i + 1000, &found, NULL),
+            LKV_OK);
         cr_assert_eq(found, 1);
     }
     close_tier(t);
@@ -677,8 +677,8 @@ Test(tier_redis, bad_seeds_are_named)
         cfg.nseeds = 2;
         lkv_tier *t = (lkv_tier *)1;
         lkv_diag d = {0};
-        cr_assert_eq(lkv_tier_redis_create(&g_loop, &cfg, &t, &d), LKV_ERR_INVALID_ARGUMENT,
-                     "%s", bad[i]);
+        cr_assert_eq(lkv_tier_redis_create(&g_loop, &cfg, &t, &d), LKV_ERR_INVALID_ARGUMENT, "%s",
+                     bad[i]);
         cr_assert_null(t);
         cr_assert(strstr(d.msg, bad[i]), "message names the seed %s: %s", bad[i], d.msg);
     }
@@ -819,22 +819,21 @@ Test(tier_redis, cluster_spreads_keys_and_follows_moved_and_ask)
     for (int i = 0; i < 3; i++) {
         redisReply *r = cmd(n[i], "DBSIZE");
         cr_assert(r && r->type == REDIS_REPLY_INTEGER);
-        cr_assert_gt(r->integer, N / 10, "master %d holds only %lld of %d keys", i, r->integer,
-                     N);
+        cr_assert_gt(r->integer, N / 10, "master %d holds only %lld of %d keys", i, r->integer, N);
         total += r->integer;
         freeReplyObject(r);
     }
     cr_assert_eq(total, N);
     for (int i = 0; i < N; i++) {
         snprintf(key, sizeof key, "blk-%d", i);
-        cr_assert_eq(get_check(t, "model-a", key, strlen(key), 2000 + (size_t)i, (uint32_t)i,
-                               &found, NULL),
-                     LKV_OK);
+        cr_assert_eq(
+            get_check(t, "model-a", key, strlen(key), 2000 + (size_t)i, (uint32_t)i, &found, NULL),
+            LKV_OK);
         cr_assert_eq(found, 1);
         /* Our slot is the server's slot. */
         uint8_t rk[128];
-        const size_t rl = lkv_redis_key("model-a", 7, (const uint8_t *)key, strlen(key), rk,
-                                        sizeof rk);
+        const size_t rl =
+            lkv_redis_key("model-a", 7, (const uint8_t *)key, strlen(key), rk, sizeof rk);
         if (i % 30 == 0) {
             redisReply *r = cmd(n[0], "CLUSTER KEYSLOT %b", rk, rl);
             cr_assert(r && r->type == REDIS_REPLY_INTEGER);
@@ -847,8 +846,7 @@ Test(tier_redis, cluster_spreads_keys_and_follows_moved_and_ask)
 
     /* Migrate the slot of blk-0 from its owner A to B. */
     uint8_t rk[128];
-    const size_t rl =
-        lkv_redis_key("model-a", 7, (const uint8_t *)"blk-0", 5, rk, sizeof rk);
+    const size_t rl = lkv_redis_key("model-a", 7, (const uint8_t *)"blk-0", 5, rk, sizeof rk);
     const unsigned slot = lkv_redis_key_slot(rk, rl);
     const int a = owner_of(n, rk, rl);
     cr_assert_geq(a, 0);
@@ -865,8 +863,8 @@ Test(tier_redis, cluster_spreads_keys_and_follows_moved_and_ask)
     for (int i = 0; i < 2000000 && k2 < 0; i++) {
         snprintf(key2, sizeof key2, "ask-%d", i);
         uint8_t r2[128];
-        const size_t l2 = lkv_redis_key("model-a", 7, (const uint8_t *)key2, strlen(key2), r2,
-                                        sizeof r2);
+        const size_t l2 =
+            lkv_redis_key("model-a", 7, (const uint8_t *)key2, strlen(key2), r2, sizeof r2);
         if (lkv_redis_key_slot(r2, l2) == slot)
             k2 = i;
     }
@@ -876,7 +874,8 @@ Test(tier_redis, cluster_spreads_keys_and_follows_moved_and_ask)
     cr_assert_geq(rs.ask, 1, "the put of a key absent on the migrating node needs ASK");
     cr_assert_eq(rs.moved, 0);
     /* Move blk-0 itself, then hand the slot to B everywhere. */
-    redisReply *m = cmd(n[a], "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS %b", n[b]->port, "", (size_t)0, rk, rl);
+    redisReply *m =
+        cmd(n[a], "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS %b", n[b]->port, "", (size_t)0, rk, rl);
     expect_ok(m, "MIGRATE");
     for (int i = 0; i < 3; i++)
         expect_ok(cmd(n[i], "CLUSTER SETSLOT %u NODE %s", slot, idb), "SETSLOT NODE");
