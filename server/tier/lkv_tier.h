@@ -329,9 +329,14 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
  * that holds every key. Key layout, redirects, timeouts and what happens
  * while a node is unreachable: server/tier/README.md.
  *
- * The tier is write-through: a put is acknowledged when Redis acknowledged
- * the SET. A request whose node is unreachable fails at once with
- * ERR_UNAVAILABLE (counted in errors); nothing is queued for later.
+ * Write-through (queue_bytes = 0, the default): a put is acknowledged when
+ * Redis acknowledged the SET. Write-back (queue_bytes > 0): a put is
+ * acknowledged once queued; the queue drains to Redis while the key's node
+ * is connected, gets are answered from it first, and when it would exceed
+ * queue_bytes its oldest entries are dropped and counted as lost remote
+ * copies (lost_blocks/lost_bytes), never silently. Either way a request
+ * that needs an unreachable node fails at once with ERR_UNAVAILABLE
+ * (counted in errors).
  * capacity_bytes, used_bytes and blocks are 0: Redis' own maxmemory governs
  * the remote copy and the tier never evicts (the evict hook is never called).
  */
@@ -355,6 +360,8 @@ typedef struct lkv_redis_config {
     unsigned backoff_min_ms;     /* reconnect delay after a failure, doubled per failure; 100 */
     unsigned backoff_max_ms;     /* ... up to this; default 5000 */
     unsigned max_redirects;      /* MOVED/ASK followed per request; default 5 */
+    uint64_t queue_bytes;        /* 0: write-through (default); else the write-back bound,
+                                    charged per block as container + namespace + key */
 } lkv_redis_config;
 
 typedef struct lkv_redis_stats {
@@ -370,6 +377,14 @@ typedef struct lkv_redis_stats {
     uint64_t timeouts;      /* connections dropped for a late connect or reply */
     uint64_t unavailable;   /* requests failed with ERR_UNAVAILABLE */
     char last_error[256];   /* the last connection-level error, "" if none */
+    /* Write-back (all 0 in write-through): */
+    uint64_t queue_limit;   /* queue_bytes */
+    uint64_t queued_blocks; /* waiting for (or being written to) Redis now */
+    uint64_t queued_bytes;
+    uint64_t written_back; /* queued blocks Redis acknowledged */
+    uint64_t lost_blocks;  /* remote copies dropped: queue overflow, a write Redis
+                              refused, or still queued at close */
+    uint64_t lost_bytes;
 } lkv_redis_stats;
 
 /* Fills the defaults above (seeds NULL: must be set). */

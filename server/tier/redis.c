@@ -120,6 +120,7 @@ typedef struct rq {
     unsigned redirects;
     int asking;
     lkv_blob *blob;   /* put: the tier's reference, kept for redirects */
+    int internal;     /* a write-back drain write, not a caller's request */
     node *n;          /* the node it was last sent to */
     uint64_t sent_at; /* loop time (ms) */
     struct rq *next;  /* the node's in-flight FIFO, or the tier's waiting list */
@@ -165,6 +166,12 @@ struct rtier {
     void *closed_ud;
     lkv_tier_stats st;
     lkv_redis_stats rs;
+    /* write-back queue (cfg.queue_bytes > 0) */
+    struct wb **wb_buckets;
+    size_t wb_nbuckets;
+    struct wb *wb_head, *wb_tail; /* oldest first */
+    unsigned wb_sending;
+    int wb_draining, wb_redo;
 };
 
 static const char *k_link_names[] = {"connecting", "up", "degraded", "down"};
@@ -218,6 +225,7 @@ static uint64_t now_ms(const rtier *t)
 
 static void route(rtier *t, rq *q);
 static void refresh(rtier *t);
+static void wb_drain(rtier *t);
 static void node_connect(node *n);
 
 /* ------------------------------------------------------------------------ */
@@ -231,6 +239,7 @@ static void free_tier(rtier *t)
     for (size_t i = 0; i < t->nnodes; i++)
         free(t->nodes[i]);
     free(t->nodes);
+    free(t->wb_buckets);
     if (t->password) {
         memset(t->password, 0, t->password_len);
         free(t->password);
@@ -518,6 +527,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
     lkv_log(LKV_LOG_INFO, "redis_up", "node=%s:%d", n->host, n->port);
     if (t->mode < 0 && !t->refreshing)
         refresh(t);
+    else
+        wb_drain(t);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -713,6 +724,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv)
         t->rs.cluster = t->mode;
         t->depth++;
         dispatch_waiting(t, LKV_OK, NULL);
+        wb_drain(t);
         t->depth--;
         maybe_free(t);
         return;
@@ -939,7 +951,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         on_error_reply(t, q, n, rep->str);
     } else if (req->op == LKV_TIER_OP_PUT) {
         if (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) {
-            t->st.puts++;
+            if (!q->internal)
+                t->st.puts++;
             finish(t, q, LKV_OK);
         } else {
             fail(&req->diag, LKV_ERR_INTERNAL, "redis tier: node %s:%d: SET answered type %d",
@@ -972,7 +985,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         }
     } else {
         if (rep->type == REDIS_REPLY_INTEGER) {
-            req->found = rep->integer > 0;
+            req->found |= rep->integer > 0; /* or it was in the write-back queue */
             finish(t, q, LKV_OK);
         } else {
             fail(&req->diag, LKV_ERR_INTERNAL, "redis tier: node %s:%d: DEL answered type %d",
@@ -983,6 +996,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     t->depth--;
     maybe_free(t);
 }
+
+static void start_rq(rtier *t, lkv_tier_req *req, int internal);
+static int wb_intercept(rtier *t, lkv_tier_req *req);
 
 static void submit(lkv_tier *base, lkv_tier_req *req)
 {
@@ -1007,6 +1023,15 @@ static void submit(lkv_tier *base, lkv_tier_req *req)
         finish_early(t, req, LKV_ERR_INVALID_ARGUMENT);
         return;
     }
+    if (t->cfg.queue_bytes && wb_intercept(t, req))
+        return;
+    start_rq(t, req, 0);
+}
+
+/* Builds the request's Redis key and sends it (or parks it until the first
+ * map). */
+static void start_rq(rtier *t, lkv_tier_req *req, int internal)
+{
     rq *q = calloc(1, sizeof *q);
     const size_t klen = lkv_redis_key(req->ns, req->ns_len, req->key, req->key_len, NULL, 0);
     uint8_t *k = q ? malloc(klen) : NULL;
@@ -1018,6 +1043,7 @@ static void submit(lkv_tier *base, lkv_tier_req *req)
     }
     lkv_redis_key(req->ns, req->ns_len, req->key, req->key_len, k, klen);
     q->req = req;
+    q->internal = internal;
     if (req->op == LKV_TIER_OP_PUT)
         q->blob = lkv_blob_ref(req->blob);
     q->rkey = k;
@@ -1042,14 +1068,261 @@ static void submit(lkv_tier *base, lkv_tier_req *req)
     maybe_free(t);
 }
 
-static int rd_contains(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
+/* ------------------------------------------------------------------------ */
+/* The write-back queue                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* One block waiting for Redis. Queued entries are in the hash and the FIFO;
+ * an entry replaced, deleted or dropped while its write is in flight leaves
+ * both and is freed when that write completes. */
+typedef struct wb {
+    lkv_tier_req req; /* the drain write */
+    struct wb *hnext;
+    struct wb *prev, *next;
+    uint8_t *name; /* ns + key */
+    size_t ns_len, key_len;
+    uint64_t hash;
+    lkv_blob *blob;
+    uint64_t bytes;
+    int queued;
+    int sending;
+} wb;
+
+static wb **wb_slot(rtier *t, uint64_t h, const char *ns, size_t ns_len, const uint8_t *key,
+                    size_t key_len)
+{
+    wb **pp = &t->wb_buckets[h & (t->wb_nbuckets - 1)];
+    while (*pp && !((*pp)->hash == h && (*pp)->ns_len == ns_len && (*pp)->key_len == key_len &&
+                    (ns_len == 0 || memcmp((*pp)->name, ns, ns_len) == 0) &&
+                    memcmp((*pp)->name + ns_len, key, key_len) == 0))
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void wb_free(wb *e)
+{
+    lkv_blob_unref(e->blob);
+    free(e->name);
+    free(e);
+}
+
+/* Takes e out of the queue (freeing it unless its write is in flight). */
+static void wb_unqueue(rtier *t, wb *e)
+{
+    if (!e->queued)
+        return;
+    wb **pp =
+        wb_slot(t, e->hash, (const char *)e->name, e->ns_len, e->name + e->ns_len, e->key_len);
+    if (*pp == e)
+        *pp = e->hnext;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        t->wb_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        t->wb_tail = e->prev;
+    e->queued = 0;
+    t->rs.queued_blocks--;
+    t->rs.queued_bytes -= e->bytes;
+    if (!e->sending)
+        wb_free(e);
+}
+
+static void wb_lose(rtier *t, wb *e, const char *why)
+{
+    t->rs.lost_blocks++;
+    t->rs.lost_bytes += e->bytes;
+    lkv_log(LKV_LOG_WARN, "redis_writeback_lost", "bytes=%" PRIu64 " reason=\"%s\"", e->bytes, why);
+    wb_unqueue(t, e);
+}
+
+static void wb_grow(rtier *t)
+{
+    const size_t n = t->wb_nbuckets ? t->wb_nbuckets * 2 : 256;
+    wb **nb = calloc(n, sizeof *nb);
+    if (!nb)
+        return;
+    for (size_t i = 0; i < t->wb_nbuckets; i++) {
+        wb *e = t->wb_buckets[i];
+        while (e) {
+            wb *next = e->hnext;
+            e->hnext = nb[e->hash & (n - 1)];
+            nb[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(t->wb_buckets);
+    t->wb_buckets = nb;
+    t->wb_nbuckets = n;
+}
+
+static void wb_done(lkv_tier_req *req)
+{
+    wb *e = req->ud;
+    rtier *t = (rtier *)req->tier;
+    const lkv_status st = req->status; /* req lives inside e, which may be freed below */
+    e->sending = 0;
+    t->wb_sending--;
+    if (!e->queued) {
+        wb_free(e); /* replaced, deleted or dropped meanwhile */
+    } else if (st == LKV_OK) {
+        t->rs.written_back++;
+        wb_unqueue(t, e);
+    } else if (st != LKV_ERR_UNAVAILABLE) {
+        wb_lose(t, e, req->diag.msg); /* Redis refused it: retrying will not help */
+    }
+    /* UNAVAILABLE: stays queued, and the node's reconnect drains it again
+     * (draining now would only find the node down, or loop on it). */
+    if (st != LKV_ERR_UNAVAILABLE)
+        wb_drain(t);
+}
+
+/* Sends queued blocks whose node is connected, oldest first, up to 64 at once. */
+static void wb_drain(rtier *t)
+{
+    if (!t->cfg.queue_bytes || t->mode < 0)
+        return;
+    if (t->wb_draining) {
+        t->wb_redo = 1;
+        return;
+    }
+    t->wb_draining = 1;
+    t->depth++;
+    do {
+        t->wb_redo = 0;
+        wb *e = t->wb_head;
+        while (e && t->wb_sending < 64 && !t->closing) {
+            wb *next = e->next;
+            if (!e->sending) {
+                uint8_t head[64];
+                const size_t kl = lkv_redis_key((const char *)e->name, e->ns_len,
+                                                e->name + e->ns_len, e->key_len, NULL, 0);
+                uint8_t *k = kl <= sizeof head ? head : malloc(kl);
+                unsigned slot = 0;
+                if (k) {
+                    lkv_redis_key((const char *)e->name, e->ns_len, e->name + e->ns_len, e->key_len,
+                                  k, kl);
+                    slot = lkv_redis_key_slot(k, kl);
+                    if (k != head)
+                        free(k);
+                }
+                const node *n = k ? t->map[slot] : NULL;
+                if (n && n->state == N_UP) {
+                    memset(&e->req, 0, sizeof e->req);
+                    e->req.ns = (const char *)e->name;
+                    e->req.ns_len = e->ns_len;
+                    e->req.key = e->name + e->ns_len;
+                    e->req.key_len = e->key_len;
+                    e->req.blob = e->blob;
+                    e->req.done = wb_done;
+                    e->req.ud = e;
+                    e->req.op = LKV_TIER_OP_PUT;
+                    e->req.tier = &t->base;
+                    e->sending = 1;
+                    t->wb_sending++;
+                    start_rq(t, &e->req, 1);
+                }
+            }
+            /* next may have been freed by a synchronous completion that
+             * unqueued it; restart from the head then. */
+            if (t->wb_redo)
+                break;
+            e = next;
+        }
+    } while (t->wb_redo && !t->closing);
+    t->wb_draining = 0;
+    t->depth--;
+}
+
+/* Write-back handling of a caller's request; 1 when it was answered here. */
+static int wb_intercept(rtier *t, lkv_tier_req *req)
+{
+    const uint64_t h = key_hash(req->ns, req->ns_len, req->key, req->key_len);
+    if (!t->wb_buckets)
+        wb_grow(t);
+    if (!t->wb_buckets)
+        return 0; /* no memory: write-through */
+    wb **pp = wb_slot(t, h, req->ns, req->ns_len, req->key, req->key_len);
+    wb *e = *pp;
+    if (req->op == LKV_TIER_OP_GET) {
+        if (!e)
+            return 0;
+        req->blob = lkv_blob_ref(e->blob);
+        req->found = 1;
+        t->st.hits++;
+        finish_early(t, req, LKV_OK);
+        return 1;
+    }
+    if (req->op == LKV_TIER_OP_DELETE) {
+        if (e) {
+            wb_unqueue(t, e);
+            req->found = 1;
+        }
+        return 0; /* the DEL goes to Redis too (an older copy may be there) */
+    }
+    const uint64_t bytes = req->blob->len + req->ns_len + req->key_len;
+    if (e)
+        wb_unqueue(t, e);
+    t->st.puts++;
+    if (bytes > t->cfg.queue_bytes) {
+        t->rs.lost_blocks++;
+        t->rs.lost_bytes += bytes;
+        lkv_log(LKV_LOG_WARN, "redis_writeback_lost",
+                "bytes=%" PRIu64 " reason=\"larger than the queue (%" PRIu64 " bytes)\"", bytes,
+                t->cfg.queue_bytes);
+        finish_early(t, req, LKV_OK);
+        return 1;
+    }
+    while (t->wb_head && t->rs.queued_bytes + bytes > t->cfg.queue_bytes) {
+        if (t->wb_head->sending)
+            wb_unqueue(t, t->wb_head); /* its write may still land: not counted */
+        else
+            wb_lose(t, t->wb_head, "write-back queue full");
+    }
+    e = calloc(1, sizeof *e);
+    uint8_t *name = e ? malloc(req->ns_len + req->key_len) : NULL;
+    if (!name) {
+        free(e);
+        t->st.puts--;
+        return 0; /* no memory: write-through */
+    }
+    if (req->ns_len)
+        memcpy(name, req->ns, req->ns_len);
+    memcpy(name + req->ns_len, req->key, req->key_len);
+    e->name = name;
+    e->ns_len = req->ns_len;
+    e->key_len = req->key_len;
+    e->hash = h;
+    e->blob = lkv_blob_ref(req->blob);
+    e->bytes = bytes;
+    e->queued = 1;
+    pp = wb_slot(t, h, req->ns, req->ns_len, req->key, req->key_len);
+    e->hnext = *pp;
+    *pp = e;
+    e->prev = t->wb_tail;
+    if (t->wb_tail)
+        t->wb_tail->next = e;
+    else
+        t->wb_head = e;
+    t->wb_tail = e;
+    t->rs.queued_blocks++;
+    t->rs.queued_bytes += bytes;
+    if (t->rs.queued_blocks > t->wb_nbuckets)
+        wb_grow(t);
+    finish_early(t, req, LKV_OK);
+    wb_drain(t);
+    return 1;
+}
+
+static int rd_contains(const lkv_tier *base, const char *ns, size_t ns_len, const uint8_t *key,
                        size_t key_len)
 {
-    (void)t;
-    (void)ns;
-    (void)ns_len;
-    (void)key;
-    (void)key_len;
+    rtier *t = (rtier *)base;
+    if (t->wb_buckets && key_len &&
+        *wb_slot(t, key_hash(ns, ns_len, key, key_len), ns, ns_len, key, key_len))
+        return LKV_TIER_PRESENT; /* queued for Redis */
     return LKV_TIER_UNKNOWN;
 }
 
@@ -1062,6 +1335,7 @@ void lkv_tier_redis_stats(const lkv_tier *base, lkv_redis_stats *out)
 {
     const rtier *t = (const rtier *)base;
     *out = t->rs;
+    out->queue_limit = t->cfg.queue_bytes;
     out->nodes = (unsigned)t->nnodes;
     out->cluster = t->mode;
     unsigned owners = 0, owners_up = 0, seeds_failed = 0, seeds = 0;
@@ -1102,6 +1376,14 @@ static void rd_close(lkv_tier *base, lkv_tier_closed_fn closed, void *ud)
     t->closed_ud = ud;
     t->depth++;
     dispatch_waiting(t, LKV_ERR_UNAVAILABLE, "redis tier is closing");
+    /* What is still queued never reaches Redis: counted as lost. Writes in
+     * flight complete (and are freed by wb_done). */
+    while (t->wb_head) {
+        if (t->wb_head->sending)
+            wb_unqueue(t, t->wb_head);
+        else
+            wb_lose(t, t->wb_head, "tier closed");
+    }
     for (size_t i = 0; i < t->nnodes; i++) {
         node *n = t->nodes[i];
         uv_timer_stop(&n->retry);

@@ -961,3 +961,139 @@ Test(tier_redis, cluster_node_killed_and_restarted)
     cr_assert_eq(rs.link, LKV_REDIS_LINK_UP, "link %s", lkv_redis_link_name(rs.link));
     close_tier(t);
 }
+
+/* ---- write-back --------------------------------------------------------- */
+
+static uint64_t drain_wait(lkv_tier *t, int max_ms)
+{
+    lkv_redis_stats rs;
+    for (int waited = 0; waited < max_ms; waited += 20) {
+        lkv_tier_redis_stats(t, &rs);
+        if (rs.queued_blocks == 0)
+            return 0;
+        run_for(20);
+    }
+    lkv_tier_redis_stats(t, &rs);
+    return rs.queued_blocks;
+}
+
+/* The bytes Redis holds under (ns, key) match make_blob(len, seed); 0 when absent. */
+static int redis_has(const srv *s, const char *ns, const char *key, size_t len, uint32_t seed)
+{
+    uint8_t rk[128];
+    const size_t rl =
+        lkv_redis_key(ns, strlen(ns), (const uint8_t *)key, strlen(key), rk, sizeof rk);
+    redisReply *r = cmd(s, "GET %b", rk, rl);
+    cr_assert_not_null(r);
+    int has = 0;
+    if (r->type == REDIS_REPLY_STRING) {
+        lkv_blob *want = make_blob(len, seed);
+        cr_assert_eq((size_t)r->len, len);
+        cr_assert(memcmp(r->str, want->data, len) == 0, "Redis holds other bytes for %s", key);
+        lkv_blob_unref(want);
+        has = 1;
+    }
+    freeReplyObject(r);
+    return has;
+}
+
+Test(tier_redis, write_back_queue_rides_out_an_outage_and_counts_its_losses)
+{
+    need_redis();
+    srv *s = start_srv(0, NULL);
+    char seed[64];
+    seed_of(seed, sizeof seed, s);
+    const char *seeds[] = {seed};
+    lkv_redis_config cfg;
+    lkv_redis_config_defaults(&cfg);
+    cfg.seeds = seeds;
+    cfg.nseeds = 1;
+    cfg.backoff_min_ms = 20;
+    cfg.backoff_max_ms = 200;
+    const size_t blk = 50000, charge = blk + 2 + 2; /* container + "ns" + "wN" */
+    cfg.queue_bytes = 5 * charge + 100;             /* room for 5 blocks */
+    lkv_tier *t = NULL;
+    lkv_diag d = {0};
+    cr_assert_eq(lkv_tier_redis_create(&g_loop, &cfg, &t, &d), LKV_OK, "%s", d.msg);
+    char key[16];
+    int found;
+    /* Link up: acknowledged when queued, written back soon after. */
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "u%d", i);
+        cr_assert_eq(put_s(t, "ns", key, blk, (uint32_t)i + 100), LKV_OK);
+    }
+    cr_assert_eq(drain_wait(t, 10000), 0, "the queue did not drain");
+    lkv_redis_stats rs;
+    lkv_tier_redis_stats(t, &rs);
+    cr_assert_eq(rs.written_back, 5);
+    cr_assert_eq(rs.queue_limit, cfg.queue_bytes);
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "u%d", i);
+        cr_assert(redis_has(s, "ns", key, blk, (uint32_t)i + 100));
+    }
+
+    /* Outage: the tier learns of it from a failed get... */
+    stop_srv(s);
+    cr_assert_eq(get_check(t, "ns", "u0", 2, blk, 100, &found, &d), LKV_ERR_UNAVAILABLE);
+    /* ...and still acknowledges puts, at once; the queue keeps the newest
+     * 5 and counts the 5 it had to drop. */
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "w%d", i);
+        lkv_blob *b = make_blob(blk, (uint32_t)i);
+        op o;
+        init_op(&o, "ns", key, strlen(key));
+        o.req.blob = b;
+        lkv_tier_put(t, &o.req);
+        lkv_blob_unref(b);
+        cr_assert_eq(o.done, 1, "a write-back put is acknowledged when queued");
+        cr_assert_eq(o.req.status, LKV_OK, "%s", o.req.diag.msg);
+    }
+    lkv_tier_redis_stats(t, &rs);
+    cr_assert_eq(rs.queued_blocks, 5);
+    cr_assert_eq(rs.queued_bytes, 5 * charge);
+    cr_assert_eq(rs.lost_blocks, 5);
+    cr_assert_eq(rs.lost_bytes, 5 * charge);
+    /* Gets of queued blocks are answered from the queue, byte-identical. */
+    op g;
+    init_op(&g, "ns", "w7", 2);
+    lkv_tier_get(t, &g.req);
+    cr_assert_eq(g.done, 1);
+    cr_assert_eq(g.req.status, LKV_OK);
+    cr_assert_eq(g.req.found, 1);
+    lkv_blob *want = make_blob(blk, 7);
+    cr_assert(memcmp(g.req.blob->data, want->data, blk) == 0);
+    lkv_blob_unref(want);
+    lkv_blob_unref(g.req.blob);
+    cr_assert_eq(t->contains(t, "ns", 2, (const uint8_t *)"w7", 2), LKV_TIER_PRESENT);
+    cr_assert_eq(t->contains(t, "ns", 2, (const uint8_t *)"w0", 2), LKV_TIER_UNKNOWN);
+    /* A dropped one is not served from anywhere: the remote copy is lost. */
+    cr_assert_eq(get_check(t, "ns", "w0", 2, blk, 0, &found, NULL), LKV_ERR_UNAVAILABLE);
+
+    /* Back up: the queue drains by itself. */
+    launch(s);
+    cr_assert_eq(drain_wait(t, 15000), 0, "the queue did not drain after the restart");
+    lkv_tier_redis_stats(t, &rs);
+    cr_assert_eq(rs.written_back, 10);
+    cr_assert_eq(rs.lost_blocks, 5);
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "w%d", i);
+        cr_assert_eq(redis_has(s, "ns", key, blk, (uint32_t)i), i >= 5, "%s", key);
+    }
+    /* A delete takes a queued block out and deletes it in Redis too. */
+    cr_assert_eq(put_s(t, "ns", "w1", blk, 1), LKV_OK);
+    cr_assert_eq(del_k(t, "ns", "w1", 2, &found), LKV_OK);
+    cr_assert_eq(found, 1);
+    cr_assert_eq(del_k(t, "ns", "w9", 2, &found), LKV_OK);
+    cr_assert_eq(found, 1);
+    cr_assert_eq(drain_wait(t, 5000), 0);
+    cr_assert_eq(get_check(t, "ns", "w1", 2, blk, 1, &found, NULL), LKV_OK);
+    cr_assert_eq(found, 0);
+    cr_assert_eq(get_check(t, "ns", "w9", 2, blk, 9, &found, NULL), LKV_OK);
+    cr_assert_eq(found, 0);
+    cr_assert(!redis_has(s, "ns", "w1", blk, 1));
+    /* A block larger than the whole queue is counted lost at once. */
+    cr_assert_eq(put_s(t, "ns", "huge", cfg.queue_bytes, 3), LKV_OK);
+    lkv_tier_redis_stats(t, &rs);
+    cr_assert_eq(rs.lost_blocks, 6);
+    close_tier(t);
+}
