@@ -1097,3 +1097,44 @@ Test(tier_redis, write_back_queue_rides_out_an_outage_and_counts_its_losses)
     cr_assert_eq(rs.lost_blocks, 6);
     close_tier(t);
 }
+
+Test(tier_redis, hung_server_times_out_and_recovers)
+{
+    need_redis();
+    srv *s = start_srv(0, NULL);
+    char seed[64];
+    seed_of(seed, sizeof seed, s);
+    const char *seeds[] = {seed};
+    lkv_redis_config cfg;
+    lkv_redis_config_defaults(&cfg);
+    cfg.seeds = seeds;
+    cfg.nseeds = 1;
+    cfg.op_timeout_ms = 300;
+    cfg.connect_timeout_ms = 300;
+    cfg.backoff_min_ms = 20;
+    cfg.backoff_max_ms = 100;
+    lkv_tier *t = NULL;
+    lkv_diag d = {0};
+    cr_assert_eq(lkv_tier_redis_create(&g_loop, &cfg, &t, &d), LKV_OK, "%s", d.msg);
+    int found;
+    cr_assert_eq(put_s(t, "ns", "k", 4000, 1), LKV_OK);
+    /* Stopped, not dead: the socket stays open and nothing answers. */
+    cr_assert_eq(kill(s->pid, SIGSTOP), 0);
+    const lkv_status st = get_check(t, "ns", "k", 1, 4000, 1, &found, &d);
+    cr_assert_eq(st, LKV_ERR_UNAVAILABLE, "status %d: %s", st, d.msg);
+    cr_assert(strstr(d.msg, "no reply within 300 ms"), "%s", d.msg);
+    lkv_redis_stats rs;
+    lkv_tier_redis_stats(t, &rs);
+    cr_assert_geq(rs.timeouts, 1);
+    cr_assert_neq(rs.link, LKV_REDIS_LINK_UP);
+    cr_assert_eq(kill(s->pid, SIGCONT), 0);
+    lkv_status gst = LKV_ERR_UNAVAILABLE;
+    for (int i = 0; i < 200 && gst != LKV_OK; i++) {
+        gst = get_check(t, "ns", "k", 1, 4000, 1, &found, NULL);
+        if (gst != LKV_OK)
+            run_for(50);
+    }
+    cr_assert_eq(gst, LKV_OK, "no recovery within 10 s of SIGCONT");
+    cr_assert_eq(found, 1);
+    close_tier(t);
+}
