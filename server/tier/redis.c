@@ -701,6 +701,10 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv)
     node *from = ac->data;
     const redisReply *rep = r;
     int ok = 0;
+    if (t->closing) {
+        t->refreshing = 0;
+        return;
+    }
     if (rep && rep->type == REDIS_REPLY_ARRAY) {
         ok = take_slots(t, from, rep) == 0;
         if (ok)
@@ -878,6 +882,12 @@ static int parse_redirect(const char *s, unsigned *slot, char *host, size_t host
 static void on_error_reply(rtier *t, rq *q, node *n, const char *msg)
 {
     const int moved = strncmp(msg, "MOVED ", 6) == 0, ask = strncmp(msg, "ASK ", 4) == 0;
+    if ((moved || ask) && t->closing) {
+        /* No new nodes (and timers) once closing. */
+        fail(&q->req->diag, LKV_ERR_UNAVAILABLE, "redis tier is closing (redirected: %s)", msg);
+        finish(t, q, LKV_ERR_UNAVAILABLE);
+        return;
+    }
     if (moved || ask) {
         unsigned slot;
         char host[256];
