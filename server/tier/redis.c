@@ -84,6 +84,14 @@ static uint64_t key_hash(const char *ns, size_t ns_len, const uint8_t *key, size
     return h;
 }
 
+/* The slot of a key whose hash tag is the 16 hex digits of h. */
+static unsigned tag_slot(uint64_t h)
+{
+    char tag[17];
+    snprintf(tag, sizeof tag, "%016" PRIx64, h);
+    return crc16((const uint8_t *)tag, 16) & (NSLOTS - 1);
+}
+
 /* lkv:{<16 hex of the hash>}:<ns_len>:<ns>:<key> (README.md). */
 size_t lkv_redis_key(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len,
                      uint8_t *out, size_t cap)
@@ -1092,6 +1100,7 @@ typedef struct wb {
     uint8_t *name; /* ns + key */
     size_t ns_len, key_len;
     uint64_t hash;
+    unsigned slot; /* of its Redis key */
     lkv_blob *blob;
     uint64_t bytes;
     int queued;
@@ -1192,7 +1201,7 @@ static void wb_done(lkv_tier_req *req)
 /* Sends queued blocks whose node is connected, oldest first, up to 64 at once. */
 static void wb_drain(rtier *t)
 {
-    if (!t->cfg.queue_bytes || t->mode < 0)
+    if (!t->cfg.queue_bytes || t->mode < 0 || !t->wb_head || t->rs.nodes_up == 0)
         return;
     if (t->wb_draining) {
         t->wb_redo = 1;
@@ -1205,20 +1214,8 @@ static void wb_drain(rtier *t)
         wb *e = t->wb_head;
         while (e && t->wb_sending < 64 && !t->closing) {
             wb *next = e->next;
+            const node *n = t->map[e->slot];
             if (!e->sending) {
-                uint8_t head[64];
-                const size_t kl = lkv_redis_key((const char *)e->name, e->ns_len,
-                                                e->name + e->ns_len, e->key_len, NULL, 0);
-                uint8_t *k = kl <= sizeof head ? head : malloc(kl);
-                unsigned slot = 0;
-                if (k) {
-                    lkv_redis_key((const char *)e->name, e->ns_len, e->name + e->ns_len, e->key_len,
-                                  k, kl);
-                    slot = lkv_redis_key_slot(k, kl);
-                    if (k != head)
-                        free(k);
-                }
-                const node *n = k ? t->map[slot] : NULL;
                 if (n && n->state == N_UP) {
                     memset(&e->req, 0, sizeof e->req);
                     e->req.ns = (const char *)e->name;
@@ -1305,6 +1302,7 @@ static int wb_intercept(rtier *t, lkv_tier_req *req)
     e->ns_len = req->ns_len;
     e->key_len = req->key_len;
     e->hash = h;
+    e->slot = tag_slot(h);
     e->blob = lkv_blob_ref(req->blob);
     e->bytes = bytes;
     e->queued = 1;
