@@ -333,8 +333,9 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
  * Redis acknowledged the SET. Write-back (queue_bytes > 0): a put is
  * acknowledged once queued; the queue drains to Redis while the key's node
  * is connected, gets are answered from it first, and when it would exceed
- * queue_bytes its oldest entries are dropped and counted as lost remote
- * copies (lost_blocks/lost_bytes), never silently. Either way a request
+ * queue_bytes its oldest blocks are dropped and counted as lost remote
+ * copies (lost_blocks/lost_bytes), never silently; each leaves a tombstone
+ * so that an older copy still in Redis is deleted, not served. Either way a request
  * that needs an unreachable node fails at once with ERR_UNAVAILABLE
  * (counted in errors).
  * capacity_bytes, used_bytes and blocks are 0: Redis' own maxmemory governs
@@ -385,6 +386,10 @@ typedef struct lkv_redis_stats {
     uint64_t lost_blocks;  /* remote copies dropped: queue overflow, a write Redis
                               refused, or still queued at close */
     uint64_t lost_bytes;
+    uint64_t tombstones;         /* queued DELs for keys whose newer value was lost, so
+                                    Redis' older copy is never served */
+    uint64_t tombstones_dropped; /* tombstones the queue had no room for (an older
+                                    copy in Redis may then be served again) */
 } lkv_redis_stats;
 
 /* Fills the defaults above (seeds NULL: must be set). */

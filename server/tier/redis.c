@@ -1105,6 +1105,7 @@ typedef struct wb {
     uint64_t bytes;
     int queued;
     int sending;
+    int tomb; /* a tombstone: the key's newer value was dropped (see wb_to_tomb) */
 } wb;
 
 static wb **wb_slot(rtier *t, uint64_t h, const char *ns, size_t ns_len, const uint8_t *key,
@@ -1120,7 +1121,8 @@ static wb **wb_slot(rtier *t, uint64_t h, const char *ns, size_t ns_len, const u
 
 static void wb_free(wb *e)
 {
-    lkv_blob_unref(e->blob);
+    if (e->blob)
+        lkv_blob_unref(e->blob);
     free(e->name);
     free(e);
 }
@@ -1143,14 +1145,58 @@ static void wb_unqueue(rtier *t, wb *e)
     else
         t->wb_tail = e->prev;
     e->queued = 0;
-    t->rs.queued_blocks--;
+    if (e->tomb)
+        t->rs.tombstones--;
+    else
+        t->rs.queued_blocks--;
     t->rs.queued_bytes -= e->bytes;
     if (!e->sending)
         wb_free(e);
 }
 
+/* Appends a queued entry to the FIFO. */
+static void wb_push_tail(rtier *t, wb *e)
+{
+    e->next = NULL;
+    e->prev = t->wb_tail;
+    if (t->wb_tail)
+        t->wb_tail->next = e;
+    else
+        t->wb_head = e;
+    t->wb_tail = e;
+}
+
+/*
+ * The queue is full: e's block is dropped (a lost remote copy, counted), but
+ * Redis may still hold an older value of the key, which a later get would
+ * serve. So e stays, in place, as a tombstone charged its name only: gets
+ * of the key miss, and the drain sends DEL for it.
+ */
+static void wb_to_tomb(rtier *t, wb *e)
+{
+    t->rs.lost_blocks++;
+    t->rs.lost_bytes += e->bytes;
+    lkv_log(LKV_LOG_WARN, "redis_writeback_lost",
+            "bytes=%" PRIu64 " reason=\"write-back queue full\"", e->bytes);
+    lkv_blob_unref(e->blob);
+    e->blob = NULL;
+    e->tomb = 1;
+    t->rs.queued_blocks--;
+    t->rs.tombstones++;
+    t->rs.queued_bytes -= e->bytes;
+    e->bytes = e->ns_len + e->key_len;
+    t->rs.queued_bytes += e->bytes;
+}
+
 static void wb_lose(rtier *t, wb *e, const char *why)
 {
+    if (e->tomb) {
+        /* Not a block: a DEL that could not be sent. */
+        t->rs.tombstones_dropped++;
+        lkv_log(LKV_LOG_WARN, "redis_tombstone_dropped", "reason=\"%s\"", why);
+        wb_unqueue(t, e);
+        return;
+    }
     t->rs.lost_blocks++;
     t->rs.lost_bytes += e->bytes;
     lkv_log(LKV_LOG_WARN, "redis_writeback_lost", "bytes=%" PRIu64 " reason=\"%s\"", e->bytes, why);
@@ -1187,7 +1233,8 @@ static void wb_done(lkv_tier_req *req)
     if (!e->queued) {
         wb_free(e); /* replaced, deleted or dropped meanwhile */
     } else if (st == LKV_OK) {
-        t->rs.written_back++;
+        if (!e->tomb)
+            t->rs.written_back++;
         wb_unqueue(t, e);
     } else if (st != LKV_ERR_UNAVAILABLE) {
         wb_lose(t, e, req->diag.msg); /* Redis refused it: retrying will not help */
@@ -1225,7 +1272,7 @@ static void wb_drain(rtier *t)
                     e->req.blob = e->blob;
                     e->req.done = wb_done;
                     e->req.ud = e;
-                    e->req.op = LKV_TIER_OP_PUT;
+                    e->req.op = e->tomb ? LKV_TIER_OP_DELETE : LKV_TIER_OP_PUT;
                     e->req.tier = &t->base;
                     e->sending = 1;
                     t->wb_sending++;
@@ -1256,20 +1303,25 @@ static int wb_intercept(rtier *t, lkv_tier_req *req)
     if (req->op == LKV_TIER_OP_GET) {
         if (!e)
             return 0;
-        req->blob = lkv_blob_ref(e->blob);
-        req->found = 1;
-        t->st.hits++;
+        if (e->tomb) {
+            t->st.misses++; /* whatever Redis holds for it is stale */
+        } else {
+            req->blob = lkv_blob_ref(e->blob);
+            req->found = 1;
+            t->st.hits++;
+        }
         finish_early(t, req, LKV_OK);
         return 1;
     }
     if (req->op == LKV_TIER_OP_DELETE) {
         if (e) {
+            req->found = !e->tomb;
             wb_unqueue(t, e);
-            req->found = 1;
         }
         return 0; /* the DEL goes to Redis too (an older copy may be there) */
     }
-    const uint64_t bytes = req->blob->len + req->ns_len + req->key_len;
+    uint64_t bytes = req->blob->len + req->ns_len + req->key_len;
+    int tomb = 0;
     if (e)
         wb_unqueue(t, e);
     t->st.puts++;
@@ -1279,14 +1331,28 @@ static int wb_intercept(rtier *t, lkv_tier_req *req)
         lkv_log(LKV_LOG_WARN, "redis_writeback_lost",
                 "bytes=%" PRIu64 " reason=\"larger than the queue (%" PRIu64 " bytes)\"", bytes,
                 t->cfg.queue_bytes);
-        finish_early(t, req, LKV_OK);
-        return 1;
+        /* Queued as a tombstone (older values in Redis are stale now). */
+        tomb = 1;
+        bytes = req->ns_len + req->key_len;
+        if (bytes > t->cfg.queue_bytes) {
+            t->rs.tombstones_dropped++;
+            finish_early(t, req, LKV_OK);
+            return 1;
+        }
     }
+    /* Make room: the oldest blocks become tombstones; only when no block is
+     * left does the oldest tombstone go. Each step removes a block or an
+     * entry, so this ends. */
     while (t->wb_head && t->rs.queued_bytes + bytes > t->cfg.queue_bytes) {
-        if (t->wb_head->sending)
-            wb_unqueue(t, t->wb_head); /* its write may still land: not counted */
+        wb *old = t->wb_head;
+        while (old && old->tomb)
+            old = old->next;
+        if (!old)
+            wb_lose(t, t->wb_head, "write-back queue full of tombstones");
+        else if (old->sending)
+            wb_unqueue(t, old); /* its write may still land: not counted */
         else
-            wb_lose(t, t->wb_head, "write-back queue full");
+            wb_to_tomb(t, old);
     }
     e = calloc(1, sizeof *e);
     uint8_t *name = e ? malloc(req->ns_len + req->key_len) : NULL;
@@ -1303,21 +1369,20 @@ static int wb_intercept(rtier *t, lkv_tier_req *req)
     e->key_len = req->key_len;
     e->hash = h;
     e->slot = tag_slot(h);
-    e->blob = lkv_blob_ref(req->blob);
+    e->blob = tomb ? NULL : lkv_blob_ref(req->blob);
+    e->tomb = tomb;
     e->bytes = bytes;
     e->queued = 1;
     pp = wb_slot(t, h, req->ns, req->ns_len, req->key, req->key_len);
     e->hnext = *pp;
     *pp = e;
-    e->prev = t->wb_tail;
-    if (t->wb_tail)
-        t->wb_tail->next = e;
+    wb_push_tail(t, e);
+    if (tomb)
+        t->rs.tombstones++;
     else
-        t->wb_head = e;
-    t->wb_tail = e;
-    t->rs.queued_blocks++;
+        t->rs.queued_blocks++;
     t->rs.queued_bytes += bytes;
-    if (t->rs.queued_blocks > t->wb_nbuckets)
+    if (t->rs.queued_blocks + t->rs.tombstones > t->wb_nbuckets)
         wb_grow(t);
     finish_early(t, req, LKV_OK);
     wb_drain(t);
@@ -1328,9 +1393,11 @@ static int rd_contains(const lkv_tier *base, const char *ns, size_t ns_len, cons
                        size_t key_len)
 {
     rtier *t = (rtier *)base;
-    if (t->wb_buckets && key_len &&
-        *wb_slot(t, key_hash(ns, ns_len, key, key_len), ns, ns_len, key, key_len))
-        return LKV_TIER_PRESENT; /* queued for Redis */
+    const struct wb *e = t->wb_buckets && key_len ? *wb_slot(t, key_hash(ns, ns_len, key, key_len),
+                                                             ns, ns_len, key, key_len)
+                                                  : NULL;
+    if (e)
+        return e->tomb ? LKV_TIER_ABSENT : LKV_TIER_PRESENT; /* queued for Redis */
     return LKV_TIER_UNKNOWN;
 }
 

@@ -974,12 +974,12 @@ static uint64_t drain_wait(lkv_tier *t, int max_ms)
     lkv_redis_stats rs;
     for (int waited = 0; waited < max_ms; waited += 20) {
         lkv_tier_redis_stats(t, &rs);
-        if (rs.queued_blocks == 0)
+        if (rs.queued_blocks + rs.tombstones == 0)
             return 0;
         run_for(20);
     }
     lkv_tier_redis_stats(t, &rs);
-    return rs.queued_blocks;
+    return rs.queued_blocks + rs.tombstones;
 }
 
 /* The bytes Redis holds under (ns, key) match make_blob(len, seed); 0 when absent. */
@@ -1037,14 +1037,21 @@ Test(tier_redis, write_back_queue_rides_out_an_outage_and_counts_its_losses)
         cr_assert(redis_has(s, "ns", key, blk, (uint32_t)i + 100));
     }
 
-    /* Outage: the tier learns of it from a failed get... */
+    /* Outage. SAVE first, so the restarted server has u0..u4 again: the
+     * older copies a dropped newer value must never bring back. */
+    expect_ok(cmd(s, "SAVE"), "SAVE");
     stop_srv(s);
+    /* The tier learns of the outage from a failed get... */
     cr_assert_eq(get_check(t, "ns", "u0", 2, blk, 100, &found, &d), LKV_ERR_UNAVAILABLE);
-    /* ...and still acknowledges puts, at once; the queue keeps the newest
-     * 5 and counts the 5 it had to drop. */
-    for (int i = 0; i < 10; i++) {
-        snprintf(key, sizeof key, "w%d", i);
-        lkv_blob *b = make_blob(blk, (uint32_t)i);
+    /* ...and still acknowledges puts, at once. u0's new value, then w0..w9:
+     * the queue keeps the newest 5 blocks; the 6 it drops (u0, w0..w4) are
+     * counted and stay as tombstones (4 bytes each: "ns" + the key). */
+    for (int i = -1; i < 10; i++) {
+        if (i < 0)
+            snprintf(key, sizeof key, "u0");
+        else
+            snprintf(key, sizeof key, "w%d", i);
+        lkv_blob *b = make_blob(blk, i < 0 ? 200 : (uint32_t)i);
         op o;
         init_op(&o, "ns", key, strlen(key));
         o.req.blob = b;
@@ -1055,9 +1062,10 @@ Test(tier_redis, write_back_queue_rides_out_an_outage_and_counts_its_losses)
     }
     lkv_tier_redis_stats(t, &rs);
     cr_assert_eq(rs.queued_blocks, 5);
-    cr_assert_eq(rs.queued_bytes, 5 * charge);
-    cr_assert_eq(rs.lost_blocks, 5);
-    cr_assert_eq(rs.lost_bytes, 5 * charge);
+    cr_assert_eq(rs.tombstones, 6);
+    cr_assert_eq(rs.queued_bytes, 5 * charge + 6 * 4);
+    cr_assert_eq(rs.lost_blocks, 6);
+    cr_assert_eq(rs.lost_bytes, 6 * charge);
     /* Gets of queued blocks are answered from the queue, byte-identical. */
     op g;
     init_op(&g, "ns", "w7", 2);
@@ -1070,20 +1078,30 @@ Test(tier_redis, write_back_queue_rides_out_an_outage_and_counts_its_losses)
     lkv_blob_unref(want);
     lkv_blob_unref(g.req.blob);
     cr_assert_eq(t->contains(t, "ns", 2, (const uint8_t *)"w7", 2), LKV_TIER_PRESENT);
-    cr_assert_eq(t->contains(t, "ns", 2, (const uint8_t *)"w0", 2), LKV_TIER_UNKNOWN);
-    /* A dropped one is not served from anywhere: the remote copy is lost. */
-    cr_assert_eq(get_check(t, "ns", "w0", 2, blk, 0, &found, NULL), LKV_ERR_UNAVAILABLE);
+    cr_assert_eq(t->contains(t, "ns", 2, (const uint8_t *)"w0", 2), LKV_TIER_ABSENT);
+    cr_assert_eq(t->contains(t, "ns", 2, (const uint8_t *)"u1", 2), LKV_TIER_UNKNOWN);
+    /* A dropped key misses (its tombstone answers), even while Redis is down. */
+    cr_assert_eq(get_check(t, "ns", "w0", 2, blk, 0, &found, NULL), LKV_OK);
+    cr_assert_eq(found, 0);
+    cr_assert_eq(get_check(t, "ns", "u0", 2, blk, 200, &found, NULL), LKV_OK);
+    cr_assert_eq(found, 0);
 
-    /* Back up: the queue drains by itself. */
+    /* Back up (with u0..u4 from the SAVE): the queue drains by itself, and
+     * the tombstones delete the stale copies. */
     launch(s);
     cr_assert_eq(drain_wait(t, 15000), 0, "the queue did not drain after the restart");
     lkv_tier_redis_stats(t, &rs);
     cr_assert_eq(rs.written_back, 10);
-    cr_assert_eq(rs.lost_blocks, 5);
+    cr_assert_eq(rs.lost_blocks, 6);
+    cr_assert_eq(rs.tombstones_dropped, 0);
     for (int i = 0; i < 10; i++) {
         snprintf(key, sizeof key, "w%d", i);
         cr_assert_eq(redis_has(s, "ns", key, blk, (uint32_t)i), i >= 5, "%s", key);
     }
+    cr_assert(!redis_has(s, "ns", "u0", blk, 100), "the stale u0 must be gone");
+    cr_assert(redis_has(s, "ns", "u1", blk, 101));
+    cr_assert_eq(get_check(t, "ns", "u0", 2, blk, 100, &found, NULL), LKV_OK);
+    cr_assert_eq(found, 0, "a stale remote copy was served");
     /* A delete takes a queued block out and deletes it in Redis too. */
     cr_assert_eq(put_s(t, "ns", "w1", blk, 1), LKV_OK);
     cr_assert_eq(del_k(t, "ns", "w1", 2, &found), LKV_OK);
@@ -1099,7 +1117,9 @@ Test(tier_redis, write_back_queue_rides_out_an_outage_and_counts_its_losses)
     /* A block larger than the whole queue is counted lost at once. */
     cr_assert_eq(put_s(t, "ns", "huge", cfg.queue_bytes, 3), LKV_OK);
     lkv_tier_redis_stats(t, &rs);
-    cr_assert_eq(rs.lost_blocks, 6);
+    cr_assert_eq(rs.lost_blocks, 7);
+    cr_assert_eq(rs.tombstones, 1, "the block larger than the queue leaves a tombstone");
+    cr_assert_eq(drain_wait(t, 5000), 0);
     close_tier(t);
 }
 
