@@ -1463,8 +1463,10 @@ static void rd_close(lkv_tier *base, lkv_tier_closed_fn closed, void *ud)
         node *n = t->nodes[i];
         uv_timer_stop(&n->retry);
         uv_close((uv_handle_t *)&n->retry, on_handle_closed);
-        if (n->ac)
+        if (n->ac && n->state == N_UP)
             redisAsyncDisconnect(n->ac); /* answers in flight still arrive */
+        else if (n->ac)
+            node_drop(n, "tier closed while connecting"); /* never wait on a connect */
     }
     t->depth--;
     maybe_free(t);

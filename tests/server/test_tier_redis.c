@@ -1163,3 +1163,33 @@ Test(tier_redis, hung_server_times_out_and_recovers)
     cr_assert_eq(found, 1);
     close_tier(t);
 }
+
+Test(tier_redis, close_while_connecting_completes_everything)
+{
+    need_redis();
+    srv *s = start_srv(0, NULL);
+    char seed[64];
+    seed_of(seed, sizeof seed, s);
+    const char *seeds[] = {seed};
+    lkv_tier *t = make_tier(seeds, 1, NULL);
+    /* Before the loop ran: the seed is still connecting and the get waits
+     * for the first map. */
+    op o;
+    init_op(&o, "ns", "k", 1);
+    lkv_tier_get(t, &o.req);
+    cr_assert_eq(o.done, 0);
+    int closed = 0;
+    t->close(t, on_closed, &closed);
+    cr_assert_eq(o.done, 1, "close completes waiting requests");
+    cr_assert_eq(o.req.status, LKV_ERR_UNAVAILABLE);
+    cr_assert(strstr(o.req.diag.msg, "closing"), "%s", o.req.diag.msg);
+    /* New requests are refused at once. */
+    op n2;
+    init_op(&n2, "ns", "k", 1);
+    lkv_tier_get(t, &n2.req);
+    cr_assert_eq(n2.done, 1);
+    cr_assert_eq(n2.req.status, LKV_ERR_UNAVAILABLE);
+    while (!closed)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    cr_assert_eq(closed, 1);
+}
