@@ -318,4 +318,108 @@ void lkv_ssd_config_defaults(lkv_ssd_config *cfg);
 lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tier **out,
                                lkv_diag *diag);
 
+/* ------------------------------------------------------------------------ */
+/* The Redis / Redis Cluster tier (redis.c)                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * hiredis (async) on the loop, one connection per node. The seeds decide the
+ * mode: the first seed that answers CLUSTER SLOTS gives the slot map (Redis
+ * Cluster); one that answers "cluster support disabled" is a single server
+ * that holds every key. Key layout, redirects, timeouts and what happens
+ * while a node is unreachable: server/tier/README.md.
+ *
+ * Write-through (queue_bytes = 0, the default): a put is acknowledged when
+ * Redis acknowledged the SET. Write-back (queue_bytes > 0): a put is
+ * acknowledged once queued; the queue drains to Redis while the key's node
+ * is connected, gets are answered from it first, and when it would exceed
+ * queue_bytes its oldest blocks are dropped and counted as lost remote
+ * copies (lost_blocks/lost_bytes), never silently; each leaves a tombstone
+ * so that an older copy still in Redis is deleted, not served. Either way a request
+ * that needs an unreachable node fails at once with ERR_UNAVAILABLE
+ * (counted in errors).
+ * capacity_bytes, used_bytes and blocks are 0: Redis' own maxmemory governs
+ * the remote copy and the tier never evicts (the evict hook is never called).
+ */
+
+typedef enum lkv_redis_link {
+    LKV_REDIS_LINK_CONNECTING = 0, /* no seed has answered yet and none has failed */
+    LKV_REDIS_LINK_UP = 1,         /* every node that owns slots is connected */
+    LKV_REDIS_LINK_DEGRADED = 2,   /* some of them are not */
+    LKV_REDIS_LINK_DOWN = 3        /* none is (or no seed answered) */
+} lkv_redis_link;
+
+/* "connecting", "up", "degraded", "down"; NULL outside the enum. */
+const char *lkv_redis_link_name(lkv_redis_link l);
+
+typedef struct lkv_redis_config {
+    const char *const *seeds; /* "redis://HOST:PORT" (HOST may be [IPv6]); >= 1 */
+    size_t nseeds;
+    const char *password_file;   /* NULL: no AUTH; else AUTH with its first line */
+    unsigned connect_timeout_ms; /* default 1000 */
+    unsigned op_timeout_ms;      /* a reply later than this drops the connection; default 2000 */
+    unsigned backoff_min_ms;     /* reconnect delay after a failure, doubled per failure; 100 */
+    unsigned backoff_max_ms;     /* ... up to this; default 5000 */
+    unsigned max_redirects;      /* MOVED/ASK followed per request; default 5 */
+    uint64_t queue_bytes;        /* 0: write-through (default); else the write-back bound,
+                                    charged per block as container + namespace + key */
+} lkv_redis_config;
+
+typedef struct lkv_redis_stats {
+    lkv_redis_link link;
+    int cluster;            /* 1: Redis Cluster, 0: a single server, -1: not known yet */
+    unsigned nodes;         /* nodes known (seeds and slot owners) */
+    unsigned nodes_up;      /* connected now */
+    uint64_t moved;         /* MOVED replies followed */
+    uint64_t ask;           /* ASK replies followed */
+    uint64_t map_refreshes; /* slot maps (or the single-server answer) taken */
+    uint64_t connects;      /* connections established */
+    uint64_t disconnects;   /* connections lost or refused */
+    uint64_t timeouts;      /* connections dropped for a late connect or reply */
+    uint64_t unavailable;   /* requests failed with ERR_UNAVAILABLE */
+    char last_error[256];   /* the last connection-level error, "" if none */
+    /* Write-back (all 0 in write-through): */
+    uint64_t queue_limit;   /* queue_bytes */
+    uint64_t queued_blocks; /* waiting for (or being written to) Redis now */
+    uint64_t queued_bytes;
+    uint64_t written_back; /* queued blocks Redis acknowledged */
+    uint64_t lost_blocks;  /* remote copies dropped: queue overflow, a write Redis
+                              refused, or still queued at close */
+    uint64_t lost_bytes;
+    uint64_t tombstones;         /* queued DELs for keys whose newer value was lost, so
+                                    Redis' older copy is never served */
+    uint64_t tombstones_dropped; /* tombstones the queue had no room for (an older
+                                    copy in Redis may then be served again) */
+} lkv_redis_stats;
+
+/* Fills the defaults above (seeds NULL: must be set). */
+void lkv_redis_config_defaults(lkv_redis_config *cfg);
+
+/* Longest namespace and key the Redis tier stores (ERR_INVALID_ARGUMENT above). */
+#define LKV_REDIS_MAX_NS_LEN  4096u
+#define LKV_REDIS_MAX_KEY_LEN 65536u
+
+/*
+ * Checks the configuration and starts connecting to the first seed; returns
+ * at once (requests submitted before the first answer wait for it).
+ * ERR_INVALID_ARGUMENT names the bad seed, timeout or password file;
+ * ERR_PERMISSION: the password file cannot be read. An unreachable seed is
+ * not an error here: requests then fail with ERR_UNAVAILABLE naming it, and
+ * the tier keeps reconnecting with backoff.
+ */
+lkv_status lkv_tier_redis_create(void *uv_loop, const lkv_redis_config *cfg, lkv_tier **out,
+                                 lkv_diag *diag);
+
+/* The Redis-specific counters (t must come from lkv_tier_redis_create). */
+void lkv_tier_redis_stats(const lkv_tier *t, lkv_redis_stats *out);
+
+/* The Redis key of (ns, key): see README.md. Writes up to cap bytes to out
+ * (out may be NULL when cap is 0) and returns the full length. */
+size_t lkv_redis_key(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len,
+                     uint8_t *out, size_t cap);
+
+/* The cluster slot (0..16383) of a Redis key: CRC16 (XMODEM) of its hash
+ * tag when it has a non-empty {...}, else of the whole key, mod 16384. */
+unsigned lkv_redis_key_slot(const uint8_t *key, size_t len);
+
 #endif /* LKV_TIER_H */
