@@ -1145,15 +1145,22 @@ void lkv_rpc_free(lkv_rpc *r)
     if (!r)
         return;
     stop_accepting(r);
-    lkv_log(LKV_LOG_INFO, "inflight_budget_stats", "refused=%llu trims=%llu",
-            (unsigned long long)atomic_load(&r->budget->refused),
-            (unsigned long long)atomic_load(&r->budget->trims));
     grpc_completion_queue_shutdown(r->cq);
     if (r->cq_thread_started)
         pthread_join(r->cq_thread, NULL);
     grpc_server_destroy(r->server);
     grpc_completion_queue_destroy(r->cq);
     grpc_shutdown();
+    /* Every call is gone and gRPC has freed the reply slices, so every
+     * charge has been given back: bytes left or an underflow are a charge
+     * and a give that did not pair. */
+    const uint64_t left = atomic_load(&r->budget->used);
+    const uint64_t under = atomic_load(&r->budget->underflows);
+    lkv_log(left || under ? LKV_LOG_ERROR : LKV_LOG_INFO, "inflight_budget_stats",
+            "refused=%llu trims=%llu left=%llu underflows=%llu",
+            (unsigned long long)atomic_load(&r->budget->refused),
+            (unsigned long long)atomic_load(&r->budget->trims), (unsigned long long)left,
+            (unsigned long long)under);
     unix_unlock_all(r);
     free(r);
 }

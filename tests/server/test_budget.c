@@ -264,3 +264,20 @@ Test(budget, a_reply_over_the_budget_is_refused_naming_it, .init = setup, .fini 
     release();
     cr_assert_eq(atomic_load(&budget.used), 0);
 }
+
+Test(budget, a_give_that_does_not_pair_stops_at_zero_and_is_counted)
+{
+    lkv_budget b;
+    lkv_budget_init(&b, 100);
+    lkv_budget_take(&b, 30);
+    lkv_budget_give(&b, 50); /* 20 more than was taken: a bug somewhere */
+    cr_assert_eq(atomic_load(&b.used), 0, "used must not wrap below zero");
+    cr_assert_eq(atomic_load(&b.underflows), 1);
+    /* The budget still works: a wrapped counter would refuse everything. */
+    cr_assert(lkv_budget_try_take(&b, 60));
+    cr_assert(lkv_budget_try_take(&b, 40));
+    cr_assert(!lkv_budget_try_take(&b, 1));
+    lkv_budget_give(&b, 100);
+    cr_assert_eq(atomic_load(&b.used), 0);
+    cr_assert_eq(atomic_load(&b.underflows), 1, "paired gives are not counted");
+}
