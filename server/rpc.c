@@ -331,6 +331,8 @@ static void call_free(call *c)
         grpc_byte_buffer_destroy(c->payload);
     if (c->recv_buf)
         grpc_byte_buffer_destroy(c->recv_buf);
+    if (c->send_buf) /* a send whose batch could not start (start_batch) */
+        grpc_byte_buffer_destroy(c->send_buf);
     drop_in(c);
     if (c->has_status_msg)
         grpc_slice_unref(c->status_msg);
