@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "lkv_budget.h"
+#include "lkv_log.h"
 
 uint64_t lkv_inflight_budget(const lkv_config *cfg)
 {
@@ -35,6 +36,7 @@ void lkv_budget_init(lkv_budget *b, uint64_t limit)
     atomic_init(&b->refused, 0);
     atomic_init(&b->trims, 0);
     atomic_init(&b->since_trim, 0);
+    atomic_init(&b->underflows, 0);
 }
 
 static void budget_note_peak(lkv_budget *b, uint64_t used, uint64_t n)
@@ -85,8 +87,21 @@ void lkv_budget_give(lkv_budget *b, uint64_t n)
 {
     if (!b || n == 0)
         return;
-    const uint64_t before = atomic_fetch_sub_explicit(&b->used, n, memory_order_acq_rel);
-    if (before != n)
+    /* A give larger than what is in flight would wrap used to ~2^64 and
+     * refuse every request from then on: used stops at 0 instead, and the
+     * mismatch is counted and logged. */
+    uint64_t before = atomic_load_explicit(&b->used, memory_order_relaxed);
+    uint64_t after;
+    do {
+        after = before >= n ? before - n : 0;
+    } while (!atomic_compare_exchange_weak_explicit(&b->used, &before, after, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if (before < n) {
+        atomic_fetch_add_explicit(&b->underflows, 1, memory_order_relaxed);
+        lkv_log(LKV_LOG_ERROR, "budget_underflow", "give=%llu in_flight=%llu",
+                (unsigned long long)n, (unsigned long long)before);
+    }
+    if (after != 0)
         return;
     if (atomic_load_explicit(&b->since_trim, memory_order_relaxed) < LKV_TRIM_AFTER_BYTES)
         return;

@@ -21,6 +21,7 @@ typedef struct lkv_budget {
     _Atomic uint64_t refused;    /* takes that failed */
     _Atomic uint64_t trims;      /* malloc_trim calls made (see budget.c) */
     _Atomic uint64_t since_trim; /* bytes taken since the last trim */
+    _Atomic uint64_t underflows; /* gives of more than was in flight (a bug) */
 } lkv_budget;
 
 /* The budget in effect: cfg->max_inflight_bytes, or when that is 0,
@@ -31,7 +32,10 @@ void lkv_budget_init(lkv_budget *b, uint64_t limit);
 int lkv_budget_try_take(lkv_budget *b, uint64_t n);
 /* Takes n bytes whatever the limit (small replies). b may be NULL. */
 void lkv_budget_take(lkv_budget *b, uint64_t n);
-/* Gives n bytes back. When nothing is left in flight and at least
+/* Gives n bytes back; giving more than is in flight is a charge and give
+ * that do not pair (a bug): used stops at 0, the give is counted in
+ * underflows and logged as budget_underflow. When nothing is left in
+ * flight and at least
  * LKV_TRIM_AFTER_BYTES were taken since the last trim, returns the freed
  * heap to the system (malloc_trim). b may be NULL. */
 void lkv_budget_give(lkv_budget *b, uint64_t n);

@@ -51,7 +51,10 @@
  * (grpc_server_shutdown_and_notify); doing that earlier would make gRPC
  * reset the calls that race it, which clients see as CANCELLED. Phase 2
  * (lkv_rpc_free) starts once the shutdown tag is back and no call is left:
- * the completion queue is shut down, its thread joined and everything
+ * gRPC sends that tag only when every connection is closed, so connections
+ * that stay open and idle are closed from this side a quiet period after
+ * it stopped accepting, once no call is left (lkv_rpc_shutdown_progress);
+ * then the completion queue is shut down, its thread joined and everything
  * destroyed. lkv_rpc_cancel_all ends a phase 1 that takes too long.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
@@ -161,7 +164,10 @@ struct lkv_rpc {
     uint64_t lame_duck_ns;
     int shutdown_started; /* phase 1b: grpc_server_shutdown_and_notify called */
     int shutdown_done;
+    uint64_t stop_ns;      /* when stop_accepting ran */
+    int idle_closed;       /* idle connections were closed (see shutdown_progress) */
     unsigned active;       /* calls in CALL_ACTIVE */
+    unsigned matched;      /* calls matched to a client call and not yet freed */
     uint64_t last_call_ns; /* when the last call was matched */
     unsigned live;
     call *live_head;
@@ -326,6 +332,8 @@ static void call_free(call *c)
         grpc_byte_buffer_destroy(c->payload);
     if (c->recv_buf)
         grpc_byte_buffer_destroy(c->recv_buf);
+    if (c->send_buf) /* a send whose batch could not start (start_batch) */
+        grpc_byte_buffer_destroy(c->send_buf);
     drop_in(c);
     if (c->has_status_msg)
         grpc_slice_unref(c->status_msg);
@@ -337,6 +345,8 @@ static void call_free(call *c)
     }
     if (c->unary_ready)
         reply_drop(&c->unary_rep);
+    if (c->state != CALL_REQUESTED)
+        r->matched--;
     if (c->live_prev)
         c->live_prev->live_next = c->live_next;
     else
@@ -508,6 +518,7 @@ static void on_new(call *c, int ok)
         request_call(r, c->method);
     c->state = CALL_ACTIVE;
     r->active++;
+    r->matched++;
     r->last_call_ns = lkv_now_ns();
     if (r->lame_duck && c->method != LKV_METHOD_HEALTH_CHECK) {
         /* Still accepting, so late callers hear UNAVAILABLE rather than a reset. */
@@ -1084,6 +1095,7 @@ static void stop_accepting(lkv_rpc *r)
     if (r->shutdown_started)
         return;
     r->shutdown_started = 1;
+    r->stop_ns = lkv_now_ns();
     grpc_server_shutdown_and_notify(r->server, r->cq, &r->t_shutdown);
 }
 
@@ -1105,6 +1117,19 @@ void lkv_rpc_shutdown_progress(lkv_rpc *r, uint64_t now_ns)
         (now_ns - r->last_call_ns >= LKV_SHUTDOWN_QUIET_NS ||
          now_ns - r->lame_duck_ns >= LKV_LAME_DUCK_MAX_NS))
         stop_accepting(r);
+    /* gRPC's shutdown completes only when every connection is closed, and
+     * after its GOAWAY it waits for the clients to close theirs: a client
+     * that keeps an idle connection open (or is itself stopped and cannot)
+     * would hold the daemon until --shutdown-grace-ms although no call is
+     * left. So once no matched call remains a quiet period after gRPC
+     * stopped accepting, the idle connections are closed from this side
+     * (cancelling all calls cancels none here; it disconnects them). */
+    if (r->shutdown_started && !r->shutdown_done && !r->idle_closed && r->matched == 0 &&
+        now_ns >= r->stop_ns + LKV_SHUTDOWN_QUIET_NS) {
+        r->idle_closed = 1;
+        lkv_log(LKV_LOG_INFO, "idle_connections_closed", "calls_left=0");
+        grpc_server_cancel_all_calls(r->server);
+    }
 }
 
 void lkv_rpc_cancel_all(lkv_rpc *r)
@@ -1123,15 +1148,22 @@ void lkv_rpc_free(lkv_rpc *r)
     if (!r)
         return;
     stop_accepting(r);
-    lkv_log(LKV_LOG_INFO, "inflight_budget_stats", "refused=%llu trims=%llu",
-            (unsigned long long)atomic_load(&r->budget->refused),
-            (unsigned long long)atomic_load(&r->budget->trims));
     grpc_completion_queue_shutdown(r->cq);
     if (r->cq_thread_started)
         pthread_join(r->cq_thread, NULL);
     grpc_server_destroy(r->server);
     grpc_completion_queue_destroy(r->cq);
     grpc_shutdown();
+    /* Every call is gone and gRPC has freed the reply slices, so every
+     * charge has been given back: bytes left or an underflow are a charge
+     * and a give that did not pair. */
+    const uint64_t left = atomic_load(&r->budget->used);
+    const uint64_t under = atomic_load(&r->budget->underflows);
+    lkv_log(left || under ? LKV_LOG_ERROR : LKV_LOG_INFO, "inflight_budget_stats",
+            "refused=%llu trims=%llu left=%llu underflows=%llu",
+            (unsigned long long)atomic_load(&r->budget->refused),
+            (unsigned long long)atomic_load(&r->budget->trims), (unsigned long long)left,
+            (unsigned long long)under);
     unix_unlock_all(r);
     free(r);
 }

@@ -501,11 +501,15 @@ static void handle_decompress(req *r, const uint8_t *msg, size_t len)
  * A PutStream block is stored when its reply's turn comes (rpc.c calls
  * commit once every earlier reply of the stream is out and the stream has
  * not failed), so a stream that fails at block k stores no block after k.
- * The pending store owns a copy of the key and a reference to the block.
+ * The pending store owns a copy of the key and a reference to the block,
+ * whose bytes stay charged to the in-flight budget until the store takes
+ * them or the block is dropped: a stream can hold stream-window blocks
+ * behind one slow request, and they are in no store yet.
  */
 typedef struct pending_put {
     lkv_service *svc;
     lkv_blob *blob;
+    uint64_t charged; /* the block's bytes, charged to the in-flight budget */
     size_t ns_len, key_len;
     char name[]; /* ns, then key */
 } pending_put;
@@ -513,6 +517,7 @@ typedef struct pending_put {
 static void pending_put_drop(void *effect)
 {
     pending_put *pp = effect;
+    lkv_budget_give(pp->svc->budget, pp->charged);
     lkv_blob_unref(pp->blob);
     free(pp);
 }
@@ -548,6 +553,8 @@ static void put_store(req *r)
         }
         pp->svc = r->svc;
         pp->blob = lkv_blob_ref(r->blob);
+        pp->charged = r->blob->len;
+        lkv_budget_take(r->svc->budget, pp->charged);
         pp->ns_len = k->ns_len;
         pp->key_len = k->key_len;
         if (k->ns_len)

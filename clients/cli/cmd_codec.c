@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "lkv_codec.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,9 +141,14 @@ static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt,
     while (*c) {
         if (*ndim == LKV_MAX_NDIM)
             return lkv_cli_error(2, "--shape=%s has more than %u dimensions", s, LKV_MAX_NDIM);
-        char *end;
-        shape[*ndim] = strtoull(c, &end, 10);
-        if (end == c || (*end && *end != ','))
+        /* Plain digits only: strtoull would take " 3" and "-1" (as 2^64 - 1)
+         * and saturate on overflow, which the codec then reports without
+         * naming --shape. */
+        char *end = (char *)c;
+        errno = 0;
+        if (*c >= '0' && *c <= '9')
+            shape[*ndim] = strtoull(c, &end, 10);
+        if (end == c || errno || (*end && *end != ','))
             return lkv_cli_error(2, "--shape=%s is not a comma-separated list of sizes", s);
         (*ndim)++;
         c = *end ? end + 1 : end;

@@ -12,7 +12,10 @@
  * daemon's loop would. Any input must produce exactly one reply, without a
  * crash, a leak or an out-of-bounds access (run under ASan/UBSan); a
  * malformed message must be INVALID_ARGUMENT. A Put is followed by a Get
- * of the same key, so stored blocks are read back.
+ * of the same key, so stored blocks are read back. The in-flight budget is
+ * charged and given back as rpc.c does (the request on receipt, a reply
+ * when it is sent): after every request it must hold nothing and never
+ * have underflowed, so every path pairs its charges and gives.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +31,7 @@ static lkv_batch *queued[MAXQ];
 static int nqueued;
 static int replies;
 static lkv_grpc_code last_code;
+static lkv_budget budget;
 
 static void enqueue(lkv_batch *b, void *ud)
 {
@@ -43,6 +47,8 @@ static void on_reply(void *call, uint64_t seq, lkv_reply *r)
     (void)seq;
     if (r->commit)
         r->commit(r->effect, r);
+    if (r->buf) /* sent: rpc.c gives a reply's bytes back when gRPC frees it */
+        lkv_budget_give(&budget, r->len);
     free(r->buf);
     r->buf = NULL;
     last_code = r->code;
@@ -186,10 +192,13 @@ static lkv_grpc_code serve(lkv_service *svc, lkv_batcher *b, lkv_method m, const
     if (n)
         memcpy(copy, msg, n);
     const int before = replies;
+    lkv_budget_take(&budget, n); /* as rpc.c's gather() does */
     lkv_service_handle(svc, m, NULL, 0, copy, n);
     pump(b);
     if (replies != before + 1)
         abort();
+    if (atomic_load(&budget.used) != 0 || atomic_load(&budget.underflows) != 0)
+        abort(); /* a charge and a give that do not pair */
     return last_code;
 }
 
@@ -212,6 +221,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lkv_batcher *b = lkv_batcher_create(&bc, enqueue, NULL);
     lkv_service *svc = lkv_service_create(&cfg, store, b, "cpu", on_reply);
     lkv_service_set_ready(svc, 1);
+    lkv_budget_init(&budget, UINT64_C(1) << 40);
+    lkv_service_set_budget(svc, &budget);
     nqueued = 0;
 
     const lkv_grpc_code code = serve(svc, b, m, msg, n);

@@ -12,6 +12,7 @@ decides pass or fail from timing. Timeouts only stop a hung test.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -92,7 +93,23 @@ class Daemon:
                 raise RuntimeError("latticekvd did not exit after %s:\n%s"
                                    % (sig, self.log_text()))
         self.log.close()
+        if self.proc.returncode == 0:
+            self.check_budget_paired()
         return self.proc.returncode
+
+    def check_budget_paired(self):
+        """A clean exit logs what the in-flight budget holds once every call
+        and reply is gone: anything but 0 left and no underflow means a charge
+        and a give that did not pair somewhere in the request path."""
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        assert "budget_underflow" not in log, log[-4000:]
+        for line in log.splitlines():
+            if "inflight_budget_stats" in line:
+                left = re.search(r'left"?[=:]"?(\d+)', line)
+                under = re.search(r'underflows"?[=:]"?(\d+)', line)
+                assert left and under, line
+                assert (left.group(1), under.group(1)) == ("0", "0"), line
 
 
 @pytest.fixture(scope="session")

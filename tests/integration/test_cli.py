@@ -221,6 +221,12 @@ def test_offline_codec_usage_errors(cli, tmp_path):
     r = cli(*base, "--shape", ",".join(["1"] * 9))
     assert r.returncode == 2
     one_line_error(r, "dimensions")
+    # Signs, spaces and sizes past 2^64 are not sizes (strtoull took "-1" as
+    # 2^64 - 1, and the codec's error did not name --shape).
+    for bad in ("-1,64", " 3,64", "+3,64", "99999999999999999999999,64"):
+        r = cli(*base, "--shape", bad)
+        assert r.returncode == 2, (bad, r)
+        one_line_error(r, "--shape=" + bad)
     short = write(tmp_path, "short", np.zeros(3 * 64 - 1, dtype="<f4").tobytes())
     r = cli("codec", "encode", "--dim", "64", "--in", short, "--in-dtype", "f32",
             "--out", str(tmp_path / "o.lkv"))

@@ -31,10 +31,9 @@ DEFAULT_S = latticekv.client.DEFAULT_TIMEOUT
 def frozen():
     """A daemon of its own; the test freezes it with .freeze()."""
     with tempfile.TemporaryDirectory(prefix="lkv-frozen-") as tmp:
-        # A call whose client gave up while the daemon was stopped holds the
-        # daemon's drain until the grace period ends (a daemon matter, not a
-        # client one); a short grace keeps the test quick.
-        d = Daemon(tmp, extra=["--shutdown-grace-ms", "2000"])
+        # The default grace (10 s): calls the clients gave up on while the
+        # daemon was stopped do not hold its shutdown (test_shutdown.py).
+        d = Daemon(tmp)
 
         def freeze():
             d.proc.send_signal(signal.SIGSTOP)

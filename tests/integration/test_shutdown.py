@@ -5,8 +5,11 @@ event, not a sleep), so calls are certainly in flight or queued around it.
 """
 
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 
 import grpc
 import pytest
@@ -91,3 +94,51 @@ def test_small_store_evicts_and_refuses_oversized():
                 assert c.lookup(["huge", "b0", "b2"])[1] == [False, True, True]
         finally:
             assert d.stop() == 0, d.log_text()
+
+
+# Holds a connection to the daemon open and idle: one call, then "ready" and
+# a wait on stdin (the test stops this process with SIGSTOP, so it cannot
+# answer the daemon's GOAWAY or close the connection either).
+IDLE_CLIENT = """
+import sys
+import latticekv
+c = latticekv.Client(sys.argv[1])
+c.stats()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("frozen_daemon", [False, True])
+def test_idle_connections_do_not_hold_the_shutdown(frozen_daemon):
+    """No call left, only idle connections (one of them from a stopped
+    client): SIGTERM ends the daemon promptly, not after --shutdown-grace-ms
+    (30 s here). With frozen_daemon, a client also gave up on a call while
+    the daemon was stopped (SIGSTOP) before the SIGTERM."""
+    with tempfile.TemporaryDirectory(prefix="lkv-idle-") as tmp:
+        d = Daemon(tmp, extra=["--shutdown-grace-ms", "30000"])
+        idle = subprocess.Popen([sys.executable, "-c", IDLE_CLIENT, d.tcp],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            assert idle.stdout.readline() == b"ready\n"
+            idle.send_signal(signal.SIGSTOP)
+            with latticekv.Client(d.unix, timeout=1.0) as c:
+                c.stats()
+                if frozen_daemon:
+                    d.proc.send_signal(signal.SIGSTOP)
+                    with pytest.raises(latticekv.Error) as e:
+                        c.stats()
+                    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+                    d.proc.send_signal(signal.SIGCONT)
+                t0 = time.monotonic()
+                rc = d.stop()
+                took = time.monotonic() - t0
+        finally:
+            idle.send_signal(signal.SIGCONT)
+            idle.kill()
+            idle.wait()
+        with open(d.log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        assert rc == 0, log
+        assert "shutdown_grace_over" not in log, log
+        assert took < 10.0, "stopping took %.1f s:\n%s" % (took, log)

@@ -77,6 +77,7 @@ Test(budget, memory_is_trimmed_once_a_big_burst_has_drained)
 
 static lkv_reply last;
 static int replies;
+static int hold_effect; /* keep a reply's effect uncommitted in last */
 static lkv_batch *queued[64];
 static int nqueued;
 
@@ -91,10 +92,13 @@ static void on_reply(void *call, uint64_t seq, lkv_reply *r)
 {
     (void)call;
     (void)seq;
-    if (r->commit)
+    if (r->commit && !hold_effect)
         r->commit(r->effect, r);
     last = *r; /* the buffer (and its charge) is ours until release() */
     r->buf = NULL;
+    r->commit = NULL;
+    r->drop = NULL;
+    r->effect = NULL;
     replies++;
 }
 
@@ -116,6 +120,7 @@ static void setup(void)
     lkv_service_set_budget(svc, &budget);
     memset(&last, 0, sizeof last);
     replies = 0;
+    hold_effect = 0;
     nqueued = 0;
 }
 
@@ -263,4 +268,50 @@ Test(budget, a_reply_over_the_budget_is_refused_naming_it, .init = setup, .fini 
     last = held;
     release();
     cr_assert_eq(atomic_load(&budget.used), 0);
+}
+
+Test(budget, a_give_that_does_not_pair_stops_at_zero_and_is_counted)
+{
+    lkv_budget b;
+    lkv_budget_init(&b, 100);
+    lkv_budget_take(&b, 30);
+    lkv_budget_give(&b, 50); /* 20 more than was taken: a bug somewhere */
+    cr_assert_eq(atomic_load(&b.used), 0, "used must not wrap below zero");
+    cr_assert_eq(atomic_load(&b.underflows), 1);
+    /* The budget still works: a wrapped counter would refuse everything. */
+    cr_assert(lkv_budget_try_take(&b, 60));
+    cr_assert(lkv_budget_try_take(&b, 40));
+    cr_assert(!lkv_budget_try_take(&b, 1));
+    lkv_budget_give(&b, 100);
+    cr_assert_eq(atomic_load(&b.used), 0);
+    cr_assert_eq(atomic_load(&b.underflows), 1, "paired gives are not counted");
+}
+
+/* A PutStream block waits for its reply's turn (rpc.c commits it after the
+ * stream's earlier replies): meanwhile it is in no store, so its bytes stay
+ * charged to the budget, until the store takes them or it is dropped. */
+Test(budget, a_pending_put_stream_block_stays_charged_until_commit_or_drop, .init = setup,
+     .fini = teardown)
+{
+    static uint8_t coded[16384], req[1 << 17];
+    const size_t n = container(coded, sizeof coded);
+    const size_t len = put_request(req, sizeof req, "s", coded, n, 0);
+    hold_effect = 1;
+    for (int commit = 1; commit >= 0; commit--) {
+        handle(LKV_METHOD_PUT_STREAM, req, len);
+        cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
+        cr_assert_not_null(last.effect);
+        cr_assert_eq(atomic_load(&budget.used), last.len + n,
+                     "the reply and the pending block are charged");
+        if (commit)
+            last.commit(last.effect, &last);
+        else
+            last.drop(last.effect);
+        cr_assert_eq(atomic_load(&budget.used), last.len, "only the reply is left in flight");
+        release();
+        cr_assert_eq(atomic_load(&budget.used), 0);
+        cr_assert_eq(lkv_store_contains(store, "ns", 2, (const uint8_t *)"s", 1), 1,
+                     "stored by the commit (still there after the drop of the second)");
+    }
+    cr_assert_eq(atomic_load(&budget.underflows), 0);
 }
