@@ -258,12 +258,28 @@ static void start_cluster(srv *n[3])
 {
     for (int i = 0; i < 3; i++)
         n[i] = start_srv(1, NULL);
-    char line[512];
-    snprintf(line, sizeof line,
-             "%s --cluster create 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d --cluster-replicas 0 "
-             "--cluster-yes >%s/create.log 2>&1",
-             cli_bin(), n[0]->port, n[1]->port, n[2]->port, g_tmp);
-    cr_assert_eq(system(line), 0, "redis-cli --cluster create failed (%s/create.log)", g_tmp);
+    char addr[3][32], log[256];
+    for (int i = 0; i < 3; i++)
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", n[i]->port);
+    snprintf(log, sizeof log, "%s/create.log", g_tmp);
+    const char *argv[] = {cli_bin(), "--cluster",          "create", addr[0],         addr[1],
+                          addr[2],   "--cluster-replicas", "0",      "--cluster-yes", NULL};
+    /* redis-cli run directly (no shell), its output kept in create.log */
+    const pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        const int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        close(fd);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "redis-cli --cluster create failed (status %d, %s)", status, log);
     for (int tries = 0; tries < 400; tries++) {
         int ok = 0;
         for (int i = 0; i < 3; i++) {
