@@ -166,6 +166,7 @@ struct rtier {
     size_t refresh_tries;
     rq *wait_head, *wait_tail; /* submitted before the first map */
     uv_timer_t tick;
+    uv_timer_t soon;  /* a map refresh asked for from inside node_connect */
     unsigned handles; /* uv handles not yet closed */
     int depth;
     int closing;
@@ -488,15 +489,13 @@ static void on_retry(uv_timer_t *h)
 }
 
 /*
- * The connection ac of n is gone (refused, reset, timed out, or freed by
- * us). Marks n down and schedules the retry. Safe to call more than once
- * per connection: only the first call for the current connection counts.
+ * Marks n down after its connection failed or went away, and schedules the
+ * retry. 1 when the slot map should be refreshed (a cluster slot owner went
+ * down); the caller decides when.
  */
-static void node_lost(node *n, const redisAsyncContext *ac, const char *why)
+static int node_down(node *n, const char *why)
 {
     rtier *t = n->t;
-    if (n->ac != ac || n->state == N_DOWN)
-        return;
     const int was_up = n->state == N_UP;
     n->ac = NULL;
     n->state = N_DOWN;
@@ -507,15 +506,41 @@ static void node_lost(node *n, const redisAsyncContext *ac, const char *why)
     if (was_up)
         t->rs.nodes_up--;
     if (t->closing)
-        return;
+        return 0;
     lkv_log(LKV_LOG_WARN, "redis_down", "node=%s:%d reason=\"%s\" retry_ms=%u", n->host, n->port,
             n->err, n->backoff);
     n->retry_at = now_ms(t) + n->backoff;
     uv_timer_start(&n->retry, on_retry, n->backoff, 0);
     n->backoff = n->backoff >= t->cfg.backoff_max_ms / 2 ? t->cfg.backoff_max_ms : n->backoff * 2;
     /* A slot owner gone: ask the others whether the cluster moved its slots. */
-    if (t->mode == 1 && n->owned)
-        refresh(t);
+    return t->mode == 1 && n->owned;
+}
+
+/*
+ * The connection ac of n is gone (refused, reset, timed out, or freed by
+ * us). Marks n down and schedules the retry. Safe to call more than once
+ * per connection: only the first call for the current connection counts.
+ * Never called from node_connect (see there), so the map refresh it starts
+ * cannot lead back here.
+ */
+static void node_lost(node *n, const redisAsyncContext *ac, const char *why)
+{
+    if (n->ac != ac || n->state == N_DOWN)
+        return;
+    if (node_down(n, why))
+        refresh(n->t);
+}
+
+/* The refresh a connect that failed at once asked for, run from the loop. */
+static void on_soon(uv_timer_t *h)
+{
+    rtier *t = h->data;
+    if (t->closing)
+        return;
+    t->depth++;
+    refresh(t);
+    t->depth--;
+    maybe_free(t);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -556,6 +581,17 @@ static void on_auth(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
+/* A connect that failed before it started: n stays DOWN with a retry
+ * scheduled. The map refresh this may call for is left to the next loop
+ * turn: node_connect runs inside refresh_next and send_to, and starting a
+ * refresh here would re-enter them. */
+static void connect_failed(node *n, const char *why)
+{
+    rtier *t = n->t;
+    if (node_down(n, why))
+        uv_timer_start(&t->soon, on_soon, 0, 0);
+}
+
 /* Starts a connection to a DOWN node (a failure leaves it DOWN with a retry
  * scheduled). */
 static void node_connect(node *n)
@@ -568,18 +604,13 @@ static void node_connect(node *n)
         snprintf(why, sizeof why, "%s", ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        /* node_lost wants a current connection: fake one state step. */
-        n->state = N_CONNECTING;
-        n->ac = NULL;
-        node_lost(n, NULL, why);
+        connect_failed(n, why);
         return;
     }
     ac->data = n;
     if (ev_attach(t, ac) != 0) {
         redisAsyncFree(ac);
-        n->state = N_CONNECTING;
-        n->ac = NULL;
-        node_lost(n, NULL, "cannot watch the socket");
+        connect_failed(n, "cannot watch the socket");
         return;
     }
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -1459,6 +1490,7 @@ static void rd_close(lkv_tier *base, lkv_tier_closed_fn closed, void *ud)
         else
             wb_lose(t, t->wb_head, "tier closed");
     }
+    uv_close((uv_handle_t *)&t->soon, on_handle_closed);
     for (size_t i = 0; i < t->nnodes; i++) {
         node *n = t->nodes[i];
         uv_timer_stop(&n->retry);
@@ -1611,6 +1643,9 @@ lkv_status lkv_tier_redis_create(void *uv_loop, const lkv_redis_config *cfg, lkv
         return fail(diag, LKV_ERR_INTERNAL, "redis tier: cannot create a timer");
     }
     t->tick.data = t;
+    t->handles++;
+    uv_timer_init(t->loop, &t->soon); /* cannot fail once the tick could be made */
+    t->soon.data = t;
     t->handles++;
     for (size_t i = 0; i < cfg->nseeds; i++) {
         parse_seed(cfg->seeds[i], host, sizeof host, &port, NULL);

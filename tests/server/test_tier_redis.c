@@ -258,12 +258,28 @@ static void start_cluster(srv *n[3])
 {
     for (int i = 0; i < 3; i++)
         n[i] = start_srv(1, NULL);
-    char line[512];
-    snprintf(line, sizeof line,
-             "%s --cluster create 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d --cluster-replicas 0 "
-             "--cluster-yes >%s/create.log 2>&1",
-             cli_bin(), n[0]->port, n[1]->port, n[2]->port, g_tmp);
-    cr_assert_eq(system(line), 0, "redis-cli --cluster create failed (%s/create.log)", g_tmp);
+    char addr[3][32], log[256];
+    for (int i = 0; i < 3; i++)
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", n[i]->port);
+    snprintf(log, sizeof log, "%s/create.log", g_tmp);
+    const char *argv[] = {cli_bin(), "--cluster",          "create", addr[0],         addr[1],
+                          addr[2],   "--cluster-replicas", "0",      "--cluster-yes", NULL};
+    /* redis-cli run directly (no shell), its output kept in create.log */
+    const pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        const int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        close(fd);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "redis-cli --cluster create failed (status %d, %s)", status, log);
     for (int tries = 0; tries < 400; tries++) {
         int ok = 0;
         for (int i = 0; i < 3; i++) {
@@ -732,6 +748,66 @@ Test(tier_redis, unreachable_seeds_fail_requests_not_the_tier)
     lkv_tier_stats st;
     t->stats(t, &st);
     cr_assert_eq(st.errors, 1);
+    close_tier(t);
+}
+
+/* Completions of many requests queued to seeds that fail: where on the
+ * stack each done() ran. A chain that recursed per queued request (fail
+ * one, re-route the next from inside it) would spread these over hundreds
+ * of kilobytes. */
+static uintptr_t g_sp_lo = UINTPTR_MAX, g_sp_hi;
+static void on_done_sp(lkv_tier_req *r)
+{
+    volatile char here = 0;
+    const uintptr_t sp = (uintptr_t)&here;
+    g_sp_lo = sp < g_sp_lo ? sp : g_sp_lo;
+    g_sp_hi = sp > g_sp_hi ? sp : g_sp_hi;
+    on_done(r);
+}
+
+Test(tier_redis, queued_requests_fail_without_deepening_the_stack)
+{
+    /* The first seed accepts the connection (the kernel does) but never
+     * answers CLUSTER SLOTS, so requests queue for the first map; closing
+     * it resets the connection, and the second seed refuses at once. */
+    const int p1 = free_port(), p2 = free_port();
+    const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p1)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0, "bind: %s", strerror(errno));
+    cr_assert_eq(listen(lfd, 8), 0);
+    char s1[64], s2[64];
+    snprintf(s1, sizeof s1, "redis://127.0.0.1:%d", p1);
+    snprintf(s2, sizeof s2, "redis://127.0.0.1:%d", p2);
+    const char *seeds[] = {s1, s2};
+    lkv_tier *t = make_tier(seeds, 2, NULL);
+    enum { N = 5000 };
+    op *ops = calloc(N, sizeof *ops);
+    char(*keys)[16] = calloc(N, sizeof *keys);
+    cr_assert(ops && keys);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        init_op(&ops[i], "ns", keys[i], strlen(keys[i]));
+        ops[i].req.done = on_done_sp;
+        lkv_tier_get(t, &ops[i].req);
+    }
+    run_for(100);
+    int early = 0;
+    for (int i = 0; i < N; i++)
+        early += ops[i].done;
+    cr_assert_eq(early, 0, "%d requests finished before the first seed went away", early);
+    close(lfd);
+    for (int i = 0; i < N; i++) {
+        wait_op(&ops[i]);
+        cr_assert_eq(ops[i].req.status, LKV_ERR_UNAVAILABLE, "request %d: %d (%s)", i,
+                     ops[i].req.status, ops[i].req.diag.msg);
+    }
+    cr_assert_lt(g_sp_hi - g_sp_lo, (uintptr_t)64 * 1024,
+                 "done() ran %zu bytes of stack apart over %d requests",
+                 (size_t)(g_sp_hi - g_sp_lo), N);
+    free(keys);
+    free(ops);
     close_tier(t);
 }
 
