@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * codec.c - parameters, status names, run-time path selection and the batch
  * entry points of the codec.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * container.c - the coded-block container (codec/FORMAT.md) and CRC32C.
  *

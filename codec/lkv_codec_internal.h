@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_codec_internal.h - what the codec's instruction-set paths share.
  *

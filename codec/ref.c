@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ref.c - the scalar reference path: one vector at a time, written to read
  * like docs/codec.md. Every other path (AVX2, AVX-512, CUDA) must produce the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * simd_avx2.c - the AVX2 path: 8 vectors per batch, one per lane of a ymm
  * register (AVX2 plus F16C for the fp16 scales).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * simd_avx512.c - the AVX-512 path: 16 vectors per batch, one per lane of a
  * zmm register (AVX512F/BW/DQ/VL plus F16C for the fp16 scales).

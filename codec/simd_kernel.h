@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * simd_kernel.h - the encode and decode kernels of the SIMD paths, written
  * once and compiled twice: by simd_avx2.c (8 lanes) and simd_avx512.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_cuda_block.cuh - the per-block pieces of the CUDA codec: closest point
  * in the box (D4, E8), block index <-> point, bit-field I/O on 32-bit words.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_cuda_ctx.c - device discovery and the host-buffer context of the CUDA
  * backend (cuda/include/lkv_cuda.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_cuda_internal.h - what the CUDA library's own files share (not
  * installed; the public API is lkv_cuda.h).

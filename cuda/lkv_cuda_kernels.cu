@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_cuda_kernels.cu - fused batched encode and decode kernels of the
  * latticekv codec, and the launchers behind lkv_cuda_encode/_decode.

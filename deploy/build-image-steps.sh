@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The image's build steps, shared by deploy/Dockerfile (builder stage) and CI
 # on the bare machine (ctest deploy_image_steps), so what CI checks is what
 # the image holds:

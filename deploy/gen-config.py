@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Render the latticekvd config files of deploy/k8s from `latticekvd --help`.
 
 The daemon's settings are one table (server/config.c) and `latticekvd --help`

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Layer check: no room of the tree includes a header of a room above it.
 
 The rooms, lowest first (STYLE.md "Shape"):

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs everything latticekv needs to build, run and test on Debian 12,
 # from Debian's own packages. CUDA is optional and never installed here: the
 # CUDA backend is built when /usr/local/cuda/bin/nvcc (or nvcc on PATH) exists.

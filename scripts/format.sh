@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # clang-format over the project's C sources: --check fails on any difference
 # (CI), no argument rewrites the files in place.
 set -eu

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes a synthetic KV-cache block as raw little-endian bf16 for the demo.
 
 Shape [tokens, kv_heads, head_dim]. Keys have a few outlier channels (20x)

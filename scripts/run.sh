@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The main job on embedded defaults: install, build, compress a synthetic KV
 # block offline with the CLI, then start latticekvd, run the demo client
 # against it and keep serving until Ctrl-C.

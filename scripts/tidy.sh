@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # clang-tidy (checks in .clang-tidy) over every C source a configured build
 # compiles, through its compile_commands.json. CUDA sources and the generated
 # protobuf-c code are left out; so are the layer probes (tests/layers), which

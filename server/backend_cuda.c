@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * backend_cuda.c - the CUDA codec backend (cuda/include/lkv_cuda.h).
  *

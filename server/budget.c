@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * budget.c - the in-flight byte budget (--max-inflight-bytes).
  *

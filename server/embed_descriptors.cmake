@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes the bytes of IN (a FileDescriptorSet made by protoc) into OUT as the
 # C array lkv_descriptor_set, for server reflection (reflection.c).
 # Usage: cmake -DIN=file.pb -DOUT=file.c -P embed_descriptors.cmake

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_backend.h - the codec backend vtable and its backends (backend.c, backend_cuda.c). */
 #ifndef LKV_BACKEND_H
 #define LKV_BACKEND_H

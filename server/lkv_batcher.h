@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_batcher.h - dynamic batching of codec work, pure logic (batcher.c). */
 #ifndef LKV_BATCHER_H
 #define LKV_BATCHER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_budget.h - the in-flight byte budget (budget.c). */
 #ifndef LKV_BUDGET_H
 #define LKV_BUDGET_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_config.h - the settings of latticekvd and their one table (config.c). */
 #ifndef LKV_CONFIG_H
 #define LKV_CONFIG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_log.h - structured log lines on stderr (log.c). */
 #ifndef LKV_LOG_H
 #define LKV_LOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_pool.h - events into the loop, the loop's inbox and clock, codec workers (pool.c). */
 #ifndef LKV_POOL_H
 #define LKV_POOL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_reflection.h - grpc.reflection.v1alpha answers (reflection.c). */
 #ifndef LKV_REFLECTION_H
 #define LKV_REFLECTION_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_rpc.h - gRPC C core: listeners, calls, two-phase shutdown (rpc.c). */
 #ifndef LKV_RPC_H
 #define LKV_RPC_H

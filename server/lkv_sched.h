@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_sched.h - where each codec batch runs: inline or on a worker (sched.c). */
 #ifndef LKV_SCHED_H
 #define LKV_SCHED_H

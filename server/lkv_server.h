@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_server.h - the internal modules of latticekvd and how they meet.
  *

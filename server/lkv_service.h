@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_service.h - what each RPC does, counters and statistics (service.c). */
 #ifndef LKV_SERVICE_H
 #define LKV_SERVICE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_status.h - every status to its gRPC code (status.c). */
 #ifndef LKV_STATUS_H
 #define LKV_STATUS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_store.h - blobs and the host-memory block store (store.c). */
 #ifndef LKV_STORE_H
 #define LKV_STORE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lkv_wire.h - protobuf wire: zero-copy request readers, replies in place (wire.c). */
 #ifndef LKV_WIRE_H
 #define LKV_WIRE_H

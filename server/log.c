@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * log.c - structured log lines: one event per line, key=value pairs or JSON.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * main.c - latticekvd: start-up, the libuv loop, signals and shutdown.
  *

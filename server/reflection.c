@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * reflection.c - gRPC server reflection (grpc.reflection.v1alpha), so that
  * grpcurl-style tools can list and call the API without .proto files.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rpc.c - latticekvd's gRPC layer: the only file that includes grpc/grpc.h.
  *

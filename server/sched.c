@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sched.c - where each codec batch runs: on the loop thread or a worker.
  *

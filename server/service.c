@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * service.c - what each latticekv RPC does, without any gRPC type.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * status.c - the one table from latticekv status codes to gRPC status codes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * store.c - the host-memory tier: (namespace, key) -> coded container, LRU.
  *

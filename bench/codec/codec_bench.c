@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * codec_bench.c - single-core encode/decode throughput of the codec, per
  * lattice variant, Q, head_dim and instruction-set path.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench_json.c - the results files' JSON writer (layout in lkv_bench.h).
  * It keeps one flag per open container (block or inline, array or object)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench_probe.c - what the results files record about the machine: the
  * CPU's name (which also names the default results file, through the slug),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench_rng.c - the benchmarks' one PRNG: xoshiro256** seeded through
  * splitmix64, Box-Muller normals. Written from the published algorithms;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench_stats.c - sorting, nearest-rank quantiles and medians, and the
  * growable sample list the load threads record latencies into.

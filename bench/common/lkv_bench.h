@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_bench.h - the parts the benchmarks share (library lkv_bench_common).
  *

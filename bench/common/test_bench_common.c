@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench/common: the PRNG's published values, quantiles, the slug and the
  * JSON writer's exact layout (the results files depend on all four). */
 #include <criterion/criterion.h>

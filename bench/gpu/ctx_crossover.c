@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ctx_crossover.c - where the GPU starts to pay for latticekvd's cuda
  * backend.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpu_codec_bench.c - throughput and latency of the CUDA codec.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Plain PyTorch implementation of the KakeyaLattice roundtrip, the baseline
 of the CUDA codec's speed target.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * codec_quality.c - rate-distortion report of the KakeyaLattice codec.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """plot_rd.py - rate-distortion figure of the codec quality report.
 
 Reads the JSON that `codec_quality --json FILE` writes and draws one panel per

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """burst_rss.py - latticekvd's resident memory during and after a burst of big Puts.
 
 Design note. Issue 17 item 2: 64 clients that each send one 60 MiB Put at

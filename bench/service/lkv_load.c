@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_load.c - one client's Put/Get load against latticekvd (lkv_load.h).
  * service_bench's latticekv cells and `latticekv bench` both go through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sb_cells.c - one cell of service_bench: a system, an operation, a block
  * size and a client count. Each client is a thread with its own connection

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sb_echo.c - the gRPC yardsticks of service_bench: a minimal gRPC C-core
  * server (this program started as a separate process with --echo-server

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sb_redis.c - the Redis system of service_bench: a local redis-server
  * without persistence, driven through hiredis SET / GET of the same bf16

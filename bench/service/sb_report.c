@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sb_report.c - what service_bench reports: for each cell the round with
  * the median throughput (all servers run for the whole bench and every

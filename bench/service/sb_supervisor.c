@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sb_supervisor.c - service_bench's child processes: latticekvd (twice),
  * the echo server and redis-server run on free loopback ports for the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * service_bench.c - Put/Get throughput and latency of latticekvd, beside
  * the same bytes through a plain gRPC echo and through Redis.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * service_bench.h - the rooms of service_bench and what they share.
  *

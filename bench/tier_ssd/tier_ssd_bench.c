@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tier_ssd_bench.c - put and get throughput of the SSD tier (server/tier)
  * under each fsync policy, for the coded sizes of a 16-token and a 256-token

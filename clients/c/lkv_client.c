@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_client.c - blocking unary calls to latticekvd over gRPC C core.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_client.h - the blocking C client of latticekvd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * cmd_codec.c - `latticekv codec info|encode|decode|roundtrip`: the codec
  * offline, on raw little-endian row-major arrays, with no daemon.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * cmd_daemon.c - the `latticekv` commands that talk to a running latticekvd:
  * put, get, lookup, delete, stats, bench and demo. All take --addr ADDR

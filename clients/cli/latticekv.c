@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * latticekv.c - entry point of the `latticekv` tool: a table of commands,
  * each implemented in its own file (cmd_codec.c for the offline codec, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_codec_backend.h - what a second implementation of the codec (the CUDA
  * backend, cuda/) takes from the C codec, and nothing else.

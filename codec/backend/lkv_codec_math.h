@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_codec_math.h - constants and index arithmetic of the codec, written once
  * for both the C compiler and nvcc.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_codec.h - the KakeyaLattice nested-lattice codec for KV-cache vectors.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_format.h - byte layout of the coded-block container and of one vector
  * record, defined once for the C codec (container.c, the record coders) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_cuda.h - the CUDA backend of the latticekv codec: fused, batched
  * encode and decode kernels that are byte-identical to the C codec

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_grpc_tune.h - process-wide gRPC settings shared by latticekvd,
  * lkv_client and the service benchmark (internal; not part of any public

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_rpc_table.h - the RPCs latticekvd serves and the gRPC status codes,
  * each listed once, for every end of the wire.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_tier.h - the storage tiers of latticekvd behind one interface.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * redis.c - the Redis / Redis Cluster tier: hiredis async on the libuv loop.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ssd.c - the SSD directory tier: one checksummed file per block.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Closest point in the box: tie rules, box edges, and optimality against
  * brute force over the whole codebook for small Q. */
 #include <criterion/criterion.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The coded-block container: layout, validation of untrusted bytes. */
 #include <criterion/criterion.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Values that are not ordinary (docs/codec.md section 5) and determinism across
  * batch sizes and dtypes. */
 #include <criterion/criterion.h>

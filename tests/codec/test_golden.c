@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Golden coded blocks: containers committed in tests/golden/ with their
  * SHA-256 pinned in tests/golden/SHA256SUMS. Re-encoding the same inputs must

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Index maps: point <-> index is a bijection onto [0, codebook size). */
 #include <criterion/criterion.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_isa.c - every SIMD path (AVX2, AVX-512) against the scalar reference.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Parameters, bit budget and error reporting of the codec. */
 #include <criterion/criterion.h>
 #include <math.h>

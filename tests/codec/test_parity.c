@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Parity with the reference implementation (kakeyalattice 1.5.0), using the
  * inputs and reconstructions in shared/data/reference-oracle/.

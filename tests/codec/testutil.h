@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * testutil.h - helpers shared by the codec tests: a seeded PRNG (so every
  * test input is reproducible), synthetic KV-like data and SHA-256.

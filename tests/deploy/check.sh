@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Offline checks of deploy/ (ctest deploy_*; each part is its own test):
 #
 #   check.sh PART SRC [BUILD]

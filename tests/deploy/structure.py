@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Structural checks of deploy/ that no schema catches.
 
     structure.py k8s RENDERED.yaml...   objects as `kubectl kustomize` renders them

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_container.c - libFuzzer target for the decoders of untrusted bytes:
  * the container parser + decompressor, and the raw record decoder.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_wire.c - libFuzzer target for every reader of network bytes in
  * latticekvd: wire.c's request readers and the service's handling of what

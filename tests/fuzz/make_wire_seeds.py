@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the seed corpus of fuzz_wire (tests/fuzz/corpus_wire).
 
 Each seed is one byte selecting the method (its row in LKV_RPC_LIST,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * replay.c - runs the fuzz target over every file of a corpus directory, so
  * the corpus is a regression test in plain ctest (no libFuzzer needed).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * div_exhaustive.cu - lkv_div_by (the kernels' three-instruction division by
  * an invariant) against IEEE division for every pair of binary32

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpu_block_test.cu - the CUDA codec's per-block functions (box search,
  * point <-> index, bit fields), run on the host against codec/ref.c.

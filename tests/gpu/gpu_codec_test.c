@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpu_codec_test.c - the CUDA codec against the C codec (the oracle).
  *

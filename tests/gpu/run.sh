@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/gpu/run.sh - everything the CUDA codec needs checked on a GPU machine:
 #   1. configure + build (Release): the top-level project when its
 #      dependencies are there, else tests/gpu/standalone (codec + cuda + GPU

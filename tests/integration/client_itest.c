@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * client_itest.c - the C client (lkv_client.h) against a running latticekvd.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures of the end-to-end suite: the real latticekvd on loopback TCP and a unix socket.
 
 Paths come from the environment (ctest sets them; see CMakeLists.txt):

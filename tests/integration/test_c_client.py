@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Runs the C client test program (client_itest.c) against the daemon, per transport."""
 
 import os

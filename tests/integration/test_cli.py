@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The `latticekv` CLI's daemon commands: outputs, exit codes, one-line errors."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The daemon's front door: listeners, start-up errors, logs and the run script.
 
 Each test starts its own daemon(s) (conftest.Daemon) in a private temporary

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Clients never hang: a daemon frozen with SIGSTOP ends every call at its deadline.
 
 Each test stops its own latticekvd with SIGSTOP (the sockets stay open, the

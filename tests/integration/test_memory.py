@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end: what a client can make latticekvd hold (issue 17, items 1 and 2).
 
 Memory is read from /proc/PID/status of the real daemon. Under

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end: what a cancelled PutStream stores, and zero-size tensors
 (issue 17, items 7 and 8)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The method table (proto/include/lkv_rpc_table.h) against the Python client and the .proto files.
 
 The daemon and the C client take their RPCs and status codes from the

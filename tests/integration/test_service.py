@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end: the Python client against the real latticekvd (TCP and unix socket).
 
 Every expected value is computed independently: coded bytes and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SIGTERM while clients are busy: the daemon exits 0, every call ends OK or UNAVAILABLE.
 
 The signal is sent once every client has completed at least one call (an

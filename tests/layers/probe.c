@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * probe.c - one #include, compiled against one library's usage
  * requirements by the layer tests (tests/layers/CMakeLists.txt): a header

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * cuda_backend_check.c - the daemon's CUDA backend against its CPU backend.
  *

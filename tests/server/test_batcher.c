@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_batcher.c - dynamic batching: coalescing, waiting, splitting,
  * fairness, the in-flight limit, batching off, and error propagation.

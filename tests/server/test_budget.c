@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_budget.c - the in-flight byte budget (budget.c) and what the service
  * charges to it, and which coded Puts keep their request buffer as the block

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_config.c - the declarative settings table: defaults, flags, the
  * environment, the config file, precedence and bound errors.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_log.c - log lines: client bytes are quoted and escaped, no value can
  * start a new line, and the JSON format is one object per line.

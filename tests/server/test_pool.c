@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_pool.c - the thread hand-offs: the worker pool runs every pushed job
  * exactly once (also those still queued at free), and the loop's inbox

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_reflection.c - server reflection answers without a network: the
  * questions grpcurl asks, unknown names, and malformed requests.

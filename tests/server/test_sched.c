@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_sched.c - where batches run: the inline rule per backend kind, and a
  * small batch on an idle daemon coded on the loop thread while a large one

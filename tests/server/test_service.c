@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_service.c - the RPC handlers end to end without a network: requests
  * go in as protobuf bytes, codec work runs through the real batcher and the

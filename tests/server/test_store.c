@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_store.c - the host-memory store: LRU order, capacity, replacement,
  * failed puts, namespaces and blob lifetimes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_tier_redis.c - the Redis tier against real redis-server processes
  * that each test starts on free loopback ports (in temporary directories)

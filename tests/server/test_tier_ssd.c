@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_tier_ssd.c - the SSD directory tier on real files: round trips,
  * overwrite and delete ordering, LRU eviction, the index rebuilt at open,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_wire_status.c - the one status table, and reply layouts written by
  * wire.c checked against protobuf-c's own unpacker.

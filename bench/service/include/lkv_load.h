@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_load.h - one client's share of a latticekvd load (library
  * lkv_bench_load), shared by service_bench and `latticekv bench`.

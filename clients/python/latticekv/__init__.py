@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """latticekv: Python client of latticekvd, the KakeyaLattice KV-cache daemon.
 
     import numpy as np, latticekv

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Client: the latticekv.v1 Codec, KVStore and Admin services with numpy arrays.
 
 Design note. The wire carries bf16, fp16 or fp32 tensors; numpy has no

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # tests/gpu/daemon/bundle.sh - builds latticekvd with the CUDA backend here
 # (the Debian 12 set-up of the README, plus nvcc) and packs it to run on a
 # GPU machine that has none of its libraries: the binaries, every shared

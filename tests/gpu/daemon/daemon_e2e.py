@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """daemon_e2e.py - latticekvd on the CUDA backend against latticekvd on the
 CPU backend, over gRPC, byte for byte.
 

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # run.sh - latticekvd end to end on a GPU machine, from the bundle that
 # tests/gpu/daemon/bundle.sh made (this file is copied into it):
 #   1. cuda_backend_check: the daemon's CUDA backend against its CPU backend,
