@@ -99,7 +99,7 @@ static int pb_next(pb *c, pb_field *f)
 static int pb_find(const uint8_t *p, size_t n, uint32_t num, const uint8_t **out, size_t *out_len)
 {
     pb c = {p, p + n};
-    pb_field f;
+    pb_field f = {0};
     int r;
     while ((r = pb_next(&c, &f)) == 1)
         if (f.num == num && f.wt == WT_LEN) {
@@ -128,7 +128,7 @@ static size_t files(file *out)
 {
 #ifdef LKV_HAVE_DESCRIPTORS
     pb c = {lkv_descriptor_set, lkv_descriptor_set + lkv_descriptor_set_len};
-    pb_field f;
+    pb_field f = {0};
     size_t k = 0;
     while (k < MAX_FILES && pb_next(&c, &f) == 1)
         if (f.num == 1 && f.wt == WT_LEN) /* FileDescriptorSet.file */
@@ -192,7 +192,7 @@ static void mark_with_deps( // NOLINT(misc-no-recursion)
         return;
     mark[i] = 1;
     pb c = {fs[i].p, fs[i].p + fs[i].n};
-    pb_field f;
+    pb_field f = {0};
     while (pb_next(&c, &f) == 1)
         if (f.num == 3 && f.wt == WT_LEN)
             for (size_t j = 0; j < nf; j++)
