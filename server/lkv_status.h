@@ -39,4 +39,10 @@ const char *lkv_server_status_message(int s);
 /* "INVALID_ARGUMENT" etc. */
 const char *lkv_grpc_code_name(lkv_grpc_code c);
 
+/* Fills d (when not NULL) with st, no vector index and the printf-style
+ * message, and returns st: the one way server modules report a failure
+ * through an lkv_diag. */
+lkv_status lkv_diag_fail(lkv_diag *d, lkv_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -11,6 +11,10 @@
  * without a row here fails a static assertion below, so no code can fall
  * through to OK.
  */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
 #include "lkv_status.h"
 
 static const lkv_grpc_code status_table[LKV_SERVER_STATUS_END] = {
@@ -74,4 +78,17 @@ const char *lkv_grpc_code_name(lkv_grpc_code c)
 #undef LKV_X_NAME
     }
     return "UNKNOWN";
+}
+
+lkv_status lkv_diag_fail(lkv_diag *d, lkv_status st, const char *fmt, ...)
+{
+    if (d) {
+        va_list ap;
+        va_start(ap, fmt);
+        d->code = st;
+        d->index = UINT64_MAX;
+        vsnprintf(d->msg, sizeof d->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
 }

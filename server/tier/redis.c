@@ -201,21 +201,6 @@ void lkv_redis_config_defaults(lkv_redis_config *cfg)
     cfg->max_redirects = 5;
 }
 
-static lkv_status fail(lkv_diag *d, lkv_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static lkv_status fail(lkv_diag *d, lkv_status st, const char *fmt, ...)
-{
-    if (d) {
-        va_list ap;
-        va_start(ap, fmt);
-        d->code = st;
-        d->index = UINT64_MAX;
-        vsnprintf(d->msg, sizeof d->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 static void last_error(rtier *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void last_error(rtier *t, const char *fmt, ...)
 {
@@ -678,7 +663,7 @@ static void dispatch_waiting(rtier *t, lkv_status st, const char *why)
         if (st == LKV_OK) {
             route(t, q);
         } else {
-            fail(&q->req->diag, st, "%s", why);
+            lkv_diag_fail(&q->req->diag, st, "%s", why);
             finish(t, q, st);
         }
         q = next;
@@ -832,8 +817,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 
 static void unavailable(rtier *t, rq *q, const node *n)
 {
-    fail(&q->req->diag, LKV_ERR_UNAVAILABLE, "redis tier: node %s:%d is unreachable: %s", n->host,
-         n->port, n->err[0] ? n->err : "not connected");
+    lkv_diag_fail(&q->req->diag, LKV_ERR_UNAVAILABLE, "redis tier: node %s:%d is unreachable: %s",
+                  n->host, n->port, n->err[0] ? n->err : "not connected");
     finish(t, q, LKV_ERR_UNAVAILABLE);
 }
 
@@ -882,8 +867,8 @@ static void route(rtier *t, rq *q)
 {
     node *n = t->map[q->slot];
     if (!n) {
-        fail(&q->req->diag, LKV_ERR_UNAVAILABLE,
-             "redis tier: slot %u has no owner in the cluster's slot map", q->slot);
+        lkv_diag_fail(&q->req->diag, LKV_ERR_UNAVAILABLE,
+                      "redis tier: slot %u has no owner in the cluster's slot map", q->slot);
         finish(t, q, LKV_ERR_UNAVAILABLE);
         return;
     }
@@ -924,7 +909,8 @@ static void on_error_reply(rtier *t, rq *q, node *n, const char *msg)
     const int moved = strncmp(msg, "MOVED ", 6) == 0, ask = strncmp(msg, "ASK ", 4) == 0;
     if ((moved || ask) && t->closing) {
         /* No new nodes (and timers) once closing. */
-        fail(&q->req->diag, LKV_ERR_UNAVAILABLE, "redis tier is closing (redirected: %s)", msg);
+        lkv_diag_fail(&q->req->diag, LKV_ERR_UNAVAILABLE, "redis tier is closing (redirected: %s)",
+                      msg);
         finish(t, q, LKV_ERR_UNAVAILABLE);
         return;
     }
@@ -933,21 +919,22 @@ static void on_error_reply(rtier *t, rq *q, node *n, const char *msg)
         char host[256];
         int port;
         if (parse_redirect(msg, &slot, host, sizeof host, &port) != 0) {
-            fail(&q->req->diag, LKV_ERR_INTERNAL, "redis tier: node %s:%d: bad redirect \"%s\"",
-                 n->host, n->port, msg);
+            lkv_diag_fail(&q->req->diag, LKV_ERR_INTERNAL,
+                          "redis tier: node %s:%d: bad redirect \"%s\"", n->host, n->port, msg);
             finish(t, q, LKV_ERR_INTERNAL);
             return;
         }
         if (q->redirects++ >= t->cfg.max_redirects) {
-            fail(&q->req->diag, LKV_ERR_UNAVAILABLE,
-                 "redis tier: more than %u redirects for slot %u (last: %s)", t->cfg.max_redirects,
-                 q->slot, msg);
+            lkv_diag_fail(&q->req->diag, LKV_ERR_UNAVAILABLE,
+                          "redis tier: more than %u redirects for slot %u (last: %s)",
+                          t->cfg.max_redirects, q->slot, msg);
             finish(t, q, LKV_ERR_UNAVAILABLE);
             return;
         }
         node *to = add_node(t, host, port);
         if (!to) {
-            fail(&q->req->diag, LKV_ERR_NOMEM, "redis tier: no memory for node %s:%d", host, port);
+            lkv_diag_fail(&q->req->diag, LKV_ERR_NOMEM, "redis tier: no memory for node %s:%d",
+                          host, port);
             finish(t, q, LKV_ERR_NOMEM);
             return;
         }
@@ -977,7 +964,7 @@ static void on_error_reply(rtier *t, rq *q, node *n, const char *msg)
         st = RD_ERR_PERMISSION;
     else if (!strncmp(msg, "OOM", 3))
         st = LKV_ERR_LIMIT;
-    fail(&q->req->diag, st, "redis tier: node %s:%d: %s", n->host, n->port, msg);
+    lkv_diag_fail(&q->req->diag, st, "redis tier: node %s:%d: %s", n->host, n->port, msg);
     finish(t, q, st);
 }
 
@@ -993,9 +980,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!rep) {
         /* The connection went away with this request unanswered. */
         node_lost(n, ac, ac->errstr);
-        fail(&req->diag, LKV_ERR_UNAVAILABLE,
-             "redis tier: node %s:%d: connection lost before the reply (%s)", n->host, n->port,
-             n->err[0] ? n->err : "closed");
+        lkv_diag_fail(&req->diag, LKV_ERR_UNAVAILABLE,
+                      "redis tier: node %s:%d: connection lost before the reply (%s)", n->host,
+                      n->port, n->err[0] ? n->err : "closed");
         finish(t, q, LKV_ERR_UNAVAILABLE);
     } else if (rep->type == REDIS_REPLY_ERROR) {
         on_error_reply(t, q, n, rep->str);
@@ -1005,8 +992,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
                 t->st.puts++;
             finish(t, q, LKV_OK);
         } else {
-            fail(&req->diag, LKV_ERR_INTERNAL, "redis tier: node %s:%d: SET answered type %d",
-                 n->host, n->port, rep->type);
+            lkv_diag_fail(&req->diag, LKV_ERR_INTERNAL,
+                          "redis tier: node %s:%d: SET answered type %d", n->host, n->port,
+                          rep->type);
             finish(t, q, LKV_ERR_INTERNAL);
         }
     } else if (req->op == LKV_TIER_OP_GET) {
@@ -1017,8 +1005,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         } else if (rep->type == REDIS_REPLY_STRING) {
             lkv_blob *b = lkv_blob_create((size_t)rep->len);
             if (!b) {
-                fail(&req->diag, LKV_ERR_NOMEM, "redis tier: no memory for %zu bytes",
-                     (size_t)rep->len);
+                lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "redis tier: no memory for %zu bytes",
+                              (size_t)rep->len);
                 finish(t, q, LKV_ERR_NOMEM);
             } else {
                 if (rep->len)
@@ -1029,8 +1017,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
                 finish(t, q, LKV_OK);
             }
         } else {
-            fail(&req->diag, LKV_ERR_INTERNAL, "redis tier: node %s:%d: GET answered type %d",
-                 n->host, n->port, rep->type);
+            lkv_diag_fail(&req->diag, LKV_ERR_INTERNAL,
+                          "redis tier: node %s:%d: GET answered type %d", n->host, n->port,
+                          rep->type);
             finish(t, q, LKV_ERR_INTERNAL);
         }
     } else {
@@ -1038,8 +1027,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
             req->found |= rep->integer > 0; /* or it was in the write-back queue */
             finish(t, q, LKV_OK);
         } else {
-            fail(&req->diag, LKV_ERR_INTERNAL, "redis tier: node %s:%d: DEL answered type %d",
-                 n->host, n->port, rep->type);
+            lkv_diag_fail(&req->diag, LKV_ERR_INTERNAL,
+                          "redis tier: node %s:%d: DEL answered type %d", n->host, n->port,
+                          rep->type);
             finish(t, q, LKV_ERR_INTERNAL);
         }
     }
@@ -1056,20 +1046,20 @@ static void submit(lkv_tier *base, lkv_tier_req *req)
     req->found = 0;
     req->t_priv = NULL;
     if (t->closing) {
-        fail(&req->diag, LKV_ERR_UNAVAILABLE, "redis tier is closing");
+        lkv_diag_fail(&req->diag, LKV_ERR_UNAVAILABLE, "redis tier is closing");
         finish_early(t, req, LKV_ERR_UNAVAILABLE);
         return;
     }
     if (req->key_len == 0 || req->key_len > LKV_REDIS_MAX_KEY_LEN ||
         req->ns_len > LKV_REDIS_MAX_NS_LEN) {
-        fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
-             "redis tier: key of %zu bytes (1..%u) or namespace of %zu bytes (0..%u)", req->key_len,
-             LKV_REDIS_MAX_KEY_LEN, req->ns_len, LKV_REDIS_MAX_NS_LEN);
+        lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
+                      "redis tier: key of %zu bytes (1..%u) or namespace of %zu bytes (0..%u)",
+                      req->key_len, LKV_REDIS_MAX_KEY_LEN, req->ns_len, LKV_REDIS_MAX_NS_LEN);
         finish_early(t, req, LKV_ERR_INVALID_ARGUMENT);
         return;
     }
     if (req->op == LKV_TIER_OP_PUT && !req->blob) {
-        fail(&req->diag, LKV_ERR_INVALID_ARGUMENT, "redis tier: put without a blob");
+        lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT, "redis tier: put without a blob");
         finish_early(t, req, LKV_ERR_INVALID_ARGUMENT);
         return;
     }
@@ -1087,7 +1077,7 @@ static void start_rq(rtier *t, lkv_tier_req *req, int internal)
     uint8_t *k = q ? malloc(klen) : NULL;
     if (!k) {
         free(q);
-        fail(&req->diag, LKV_ERR_NOMEM, "redis tier: out of memory for a request");
+        lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "redis tier: out of memory for a request");
         finish_early(t, req, LKV_ERR_NOMEM);
         return;
     }
@@ -1514,37 +1504,39 @@ static lkv_status parse_seed(const char *s, char *host, size_t cap, int *port, l
 {
     static const char scheme[] = "redis://";
     if (!s || strncmp(s, scheme, sizeof scheme - 1) != 0)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT,
-                    "redis=\"%s\": not redis://HOST:PORT (the scheme must be redis://)",
-                    s ? s : "(null)");
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "redis=\"%s\": not redis://HOST:PORT (the scheme must be redis://)",
+                             s ? s : "(null)");
     const char *h = s + sizeof scheme - 1, *colon;
     size_t hlen;
     if (strchr(h, '@') || strchr(h, '/'))
-        return fail(d, LKV_ERR_INVALID_ARGUMENT,
-                    "redis=\"%s\": only HOST:PORT may follow redis:// (no user, password or "
-                    "path; use the password file)",
-                    s);
+        return lkv_diag_fail(
+            d, LKV_ERR_INVALID_ARGUMENT,
+            "redis=\"%s\": only HOST:PORT may follow redis:// (no user, password or "
+            "path; use the password file)",
+            s);
     if (h[0] == '[') {
         const char *rb = strchr(h, ']');
         if (!rb || rb[1] != ':')
-            return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis=\"%s\": bad [IPv6]:PORT", s);
+            return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT, "redis=\"%s\": bad [IPv6]:PORT", s);
         hlen = (size_t)(rb - h - 1);
         h++;
         colon = rb + 1;
     } else {
         colon = strrchr(h, ':');
         if (!colon)
-            return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis=\"%s\": no :PORT", s);
+            return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT, "redis=\"%s\": no :PORT", s);
         hlen = (size_t)(colon - h);
     }
     if (hlen == 0 || hlen >= cap)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis=\"%s\": host is empty or too long", s);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT, "redis=\"%s\": host is empty or too long",
+                             s);
     char *end;
     errno = 0;
     const long p = strtol(colon + 1, &end, 10);
     if (end == colon + 1 || *end || errno || p < 1 || p > 65535)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis=\"%s\": port \"%s\" is not 1..65535", s,
-                    colon + 1);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "redis=\"%s\": port \"%s\" is not 1..65535", s, colon + 1);
     memcpy(host, h, hlen);
     host[hlen] = 0;
     *port = (int)p;
@@ -1555,8 +1547,8 @@ static lkv_status read_password(rtier *t, const char *file, lkv_diag *d)
 {
     const int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail(d, errno == EACCES ? RD_ERR_PERMISSION : LKV_ERR_INVALID_ARGUMENT,
-                    "redis-password-file=\"%s\": %s", file, strerror(errno));
+        return lkv_diag_fail(d, errno == EACCES ? RD_ERR_PERMISSION : LKV_ERR_INVALID_ARGUMENT,
+                             "redis-password-file=\"%s\": %s", file, strerror(errno));
     char buf[1025];
     size_t n = 0;
     for (;;) {
@@ -1573,18 +1565,18 @@ static lkv_status read_password(rtier *t, const char *file, lkv_diag *d)
     buf[n] = 0;
     const char *nl = memchr(buf, '\n', n);
     if (!nl && n == sizeof buf - 1)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT,
-                    "redis-password-file=\"%s\": the first line is longer than %zu bytes", file,
-                    sizeof buf - 2);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "redis-password-file=\"%s\": the first line is longer than %zu bytes",
+                             file, sizeof buf - 2);
     size_t len = nl ? (size_t)(nl - buf) : n;
     if (len && buf[len - 1] == '\r')
         len--;
     if (len == 0)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis-password-file=\"%s\": empty first line",
-                    file);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "redis-password-file=\"%s\": empty first line", file);
     t->password = malloc(len + 1);
     if (!t->password)
-        return fail(d, LKV_ERR_NOMEM, "redis tier: out of memory");
+        return lkv_diag_fail(d, LKV_ERR_NOMEM, "redis tier: out of memory");
     memcpy(t->password, buf, len);
     t->password[len] = 0;
     t->password_len = len;
@@ -1595,14 +1587,16 @@ static lkv_status read_password(rtier *t, const char *file, lkv_diag *d)
 static lkv_status check_config(const lkv_redis_config *c, lkv_diag *d)
 {
     if (!c->seeds || c->nseeds == 0)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis: no seed given (redis://HOST:PORT)");
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "redis: no seed given (redis://HOST:PORT)");
     if (c->connect_timeout_ms == 0 || c->op_timeout_ms == 0)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT,
-                    "redis connect timeout=%u ms, op timeout=%u ms: both must be >= 1",
-                    c->connect_timeout_ms, c->op_timeout_ms);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "redis connect timeout=%u ms, op timeout=%u ms: both must be >= 1",
+                             c->connect_timeout_ms, c->op_timeout_ms);
     if (c->backoff_min_ms == 0 || c->backoff_max_ms < c->backoff_min_ms)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "redis backoff=%u..%u ms: need 1 <= min <= max",
-                    c->backoff_min_ms, c->backoff_max_ms);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "redis backoff=%u..%u ms: need 1 <= min <= max", c->backoff_min_ms,
+                             c->backoff_max_ms);
     return LKV_OK;
 }
 
@@ -1620,7 +1614,7 @@ lkv_status lkv_tier_redis_create(void *uv_loop, const lkv_redis_config *cfg, lkv
             return st;
     rtier *t = calloc(1, sizeof *t);
     if (!t)
-        return fail(diag, LKV_ERR_NOMEM, "redis tier: out of memory");
+        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "redis tier: out of memory");
     t->loop = uv_loop;
     t->cfg = *cfg;
     t->cfg.seeds = NULL; /* not kept: the nodes hold the parsed addresses */
@@ -1641,7 +1635,7 @@ lkv_status lkv_tier_redis_create(void *uv_loop, const lkv_redis_config *cfg, lkv
     if (uv_timer_init(t->loop, &t->tick) != 0) {
         free(t->password);
         free(t);
-        return fail(diag, LKV_ERR_INTERNAL, "redis tier: cannot create a timer");
+        return lkv_diag_fail(diag, LKV_ERR_INTERNAL, "redis tier: cannot create a timer");
     }
     t->tick.data = t;
     t->handles++;
@@ -1654,7 +1648,7 @@ lkv_status lkv_tier_redis_create(void *uv_loop, const lkv_redis_config *cfg, lkv
         if (!n) {
             t->closing = 1;
             rd_close(&t->base, NULL, NULL);
-            return fail(diag, LKV_ERR_NOMEM, "redis tier: out of memory");
+            return lkv_diag_fail(diag, LKV_ERR_NOMEM, "redis tier: out of memory");
         }
         n->seed = 1;
     }

@@ -193,21 +193,6 @@ typedef struct hdr_info {
     uint32_t crc;
 } hdr_info;
 
-static lkv_status fail(lkv_diag *d, lkv_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static lkv_status fail(lkv_diag *d, lkv_status st, const char *fmt, ...)
-{
-    if (d) {
-        va_list ap;
-        va_start(ap, fmt);
-        d->code = st;
-        d->index = UINT64_MAX;
-        vsnprintf(d->msg, sizeof d->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 /*
  * Checks a header against the file's size: ERR_TRUNCATED when the file is
  * shorter than the header says (a torn write), ERR_MAGIC / ERR_VERSION /
@@ -217,13 +202,15 @@ static lkv_status parse_header(const uint8_t *p, uint64_t size, const char *file
                                lkv_diag *d)
 {
     if (size < HDR_BYTES)
-        return fail(d, LKV_ERR_TRUNCATED, "ssd tier: file %s: %" PRIu64 " bytes, header needs %u",
-                    file, size, HDR_BYTES);
+        return lkv_diag_fail(d, LKV_ERR_TRUNCATED,
+                             "ssd tier: file %s: %" PRIu64 " bytes, header needs %u", file, size,
+                             HDR_BYTES);
     if (memcmp(p, k_magic, 4) != 0)
-        return fail(d, LKV_ERR_MAGIC, "ssd tier: file %s: bad magic", file);
+        return lkv_diag_fail(d, LKV_ERR_MAGIC, "ssd tier: file %s: bad magic", file);
     if (get_le16(p + 4) != FMT_VERSION || get_le16(p + 6) != HDR_BYTES)
-        return fail(d, LKV_ERR_VERSION, "ssd tier: file %s: version %u header %u, expected %u %u",
-                    file, get_le16(p + 4), get_le16(p + 6), FMT_VERSION, HDR_BYTES);
+        return lkv_diag_fail(d, LKV_ERR_VERSION,
+                             "ssd tier: file %s: version %u header %u, expected %u %u", file,
+                             get_le16(p + 4), get_le16(p + 6), FMT_VERSION, HDR_BYTES);
     h->ns_len = get_le32(p + 8);
     h->key_len = get_le32(p + 12);
     h->data_len = get_le64(p + 16);
@@ -231,18 +218,19 @@ static lkv_status parse_header(const uint8_t *p, uint64_t size, const char *file
     h->crc = get_le32(p + HDR_CRC_OFF);
     if (h->ns_len > LKV_SSD_MAX_NS_LEN || h->key_len > LKV_SSD_MAX_KEY_LEN || h->key_len == 0 ||
         h->data_len > (UINT64_MAX >> 2))
-        return fail(d, LKV_ERR_CORRUPT,
-                    "ssd tier: file %s: ns_len=%u key_len=%u data_len=%" PRIu64 " out of range",
-                    file, h->ns_len, h->key_len, h->data_len);
+        return lkv_diag_fail(d, LKV_ERR_CORRUPT,
+                             "ssd tier: file %s: ns_len=%u key_len=%u data_len=%" PRIu64
+                             " out of range",
+                             file, h->ns_len, h->key_len, h->data_len);
     h->file_len = HDR_BYTES + (uint64_t)h->ns_len + h->key_len + h->data_len;
     if (size < h->file_len)
-        return fail(d, LKV_ERR_TRUNCATED,
-                    "ssd tier: file %s: %" PRIu64 " bytes, header says %" PRIu64, file, size,
-                    h->file_len);
+        return lkv_diag_fail(d, LKV_ERR_TRUNCATED,
+                             "ssd tier: file %s: %" PRIu64 " bytes, header says %" PRIu64, file,
+                             size, h->file_len);
     if (size > h->file_len)
-        return fail(d, LKV_ERR_CORRUPT,
-                    "ssd tier: file %s: %" PRIu64 " bytes, header says %" PRIu64, file, size,
-                    h->file_len);
+        return lkv_diag_fail(d, LKV_ERR_CORRUPT,
+                             "ssd tier: file %s: %" PRIu64 " bytes, header says %" PRIu64, file,
+                             size, h->file_len);
     return LKV_OK;
 }
 
@@ -252,8 +240,8 @@ static lkv_status check_crc(const uint8_t *buf, const hdr_info *h, const char *f
     uint32_t crc = lkv_crc32c(0, buf, HDR_CRC_OFF);
     crc = lkv_crc32c(crc, buf + HDR_BYTES, h->file_len - HDR_BYTES);
     if (crc != h->crc)
-        return fail(d, LKV_ERR_CHECKSUM, "ssd tier: file %s: checksum %08x, computed %08x", file,
-                    h->crc, crc);
+        return lkv_diag_fail(d, LKV_ERR_CHECKSUM, "ssd tier: file %s: checksum %08x, computed %08x",
+                             file, h->crc, crc);
     return LKV_OK;
 }
 
@@ -630,13 +618,14 @@ static void read_block(io *o)
     if (o->st == LKV_OK) {
         o->buf = malloc(o->hi.file_len);
         if (!o->buf) {
-            o->st = fail(&o->diag, LKV_ERR_NOMEM, "ssd tier: no memory for %" PRIu64 " bytes",
-                         o->hi.file_len);
+            o->st = lkv_diag_fail(&o->diag, LKV_ERR_NOMEM,
+                                  "ssd tier: no memory for %" PRIu64 " bytes", o->hi.file_len);
         } else {
             const int rr = read_at(fd, o->buf, o->hi.file_len, 0);
             if (rr < 0)
-                o->st = fail(&o->diag, LKV_ERR_TRUNCATED,
-                             "ssd tier: file %s: shorter than %" PRIu64, o->final, o->hi.file_len);
+                o->st = lkv_diag_fail(&o->diag, LKV_ERR_TRUNCATED,
+                                      "ssd tier: file %s: shorter than %" PRIu64, o->final,
+                                      o->hi.file_len);
             else if (rr > 0)
                 io_fail(o, rr, "read");
             else
@@ -873,8 +862,9 @@ static void end_write(ssd *s, io *o)
         s->st.errors++;
         if (o->dropped_old)
             make_absent(s, o->sl);
-        r->status = fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
-                         o->step, s->dir, o->renamed ? o->final : o->tmp, strerror(o->err));
+        r->status =
+            lkv_diag_fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
+                          o->step, s->dir, o->renamed ? o->final : o->tmp, strerror(o->err));
     } else {
         after_write_ok(s, o);
     }
@@ -930,8 +920,9 @@ static void after_read(ssd *s, io *o)
                     slot_enqueue(s, e, u);
             }
         } else {
-            r->status = fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
-                             o->step, s->dir, o->final, strerror(o->err));
+            r->status =
+                lkv_diag_fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
+                              o->step, s->dir, o->final, strerror(o->err));
         }
     } else if (o->err == ENOENT) {
         s->st.misses++;
@@ -947,7 +938,7 @@ static void after_read(ssd *s, io *o)
         const size_t off = HDR_BYTES + o->hi.ns_len + o->hi.key_len;
         lkv_blob *b = lkv_blob_adopt(o->buf, o->buf + off, o->hi.data_len);
         if (!b) {
-            r->status = fail(&r->diag, LKV_ERR_NOMEM, "ssd tier: no memory for a blob");
+            r->status = lkv_diag_fail(&r->diag, LKV_ERR_NOMEM, "ssd tier: no memory for a blob");
         } else {
             o->buf = NULL;
             r->blob = b;
@@ -1012,8 +1003,9 @@ static void after_cb(uv_work_t *w, int status)
         lkv_tier_req *r = o->req;
         if (o->err) {
             s->st.errors++;
-            r->status = fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
-                             o->step, s->dir, o->final, strerror(o->err));
+            r->status =
+                lkv_diag_fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
+                              o->step, s->dir, o->final, strerror(o->err));
         } else {
             r->status = LKV_OK;
         }
@@ -1037,20 +1029,20 @@ static void after_cb(uv_work_t *w, int status)
 static int check_req(ssd *s, lkv_tier_req *req)
 {
     if (s->closing) {
-        fail(&req->diag, LKV_ERR_UNAVAILABLE, "ssd tier: closing");
+        lkv_diag_fail(&req->diag, LKV_ERR_UNAVAILABLE, "ssd tier: closing");
         finish_now(req, LKV_ERR_UNAVAILABLE);
         return -1;
     }
     if (req->op == LKV_TIER_OP_PUT && !req->blob) {
-        fail(&req->diag, LKV_ERR_INVALID_ARGUMENT, "ssd tier: put without a block");
+        lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT, "ssd tier: put without a block");
         finish_now(req, LKV_ERR_INVALID_ARGUMENT);
         return -1;
     }
     if (req->ns_len > LKV_SSD_MAX_NS_LEN || req->key_len == 0 ||
         req->key_len > LKV_SSD_MAX_KEY_LEN) {
-        fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
-             "ssd tier: namespace of %zu bytes (max %u), key of %zu bytes (1..%u)", req->ns_len,
-             LKV_SSD_MAX_NS_LEN, req->key_len, LKV_SSD_MAX_KEY_LEN);
+        lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
+                      "ssd tier: namespace of %zu bytes (max %u), key of %zu bytes (1..%u)",
+                      req->ns_len, LKV_SSD_MAX_NS_LEN, req->key_len, LKV_SSD_MAX_KEY_LEN);
         finish_now(req, LKV_ERR_INVALID_ARGUMENT);
         return -1;
     }
@@ -1098,10 +1090,11 @@ static void put_in(ssd *s, lkv_tier_req *req)
         return;
     const uint64_t charge = HDR_BYTES + (uint64_t)req->ns_len + req->key_len + req->blob->len;
     if (charge > s->high) {
-        fail(&req->diag, LKV_ERR_LIMIT,
-             "ssd tier: block file of %" PRIu64 " bytes exceeds the ssd tier capacity of %" PRIu64
-             " bytes (high watermark %" PRIu64 ")",
-             charge, s->st.capacity_bytes, s->high);
+        lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
+                      "ssd tier: block file of %" PRIu64
+                      " bytes exceeds the ssd tier capacity of %" PRIu64
+                      " bytes (high watermark %" PRIu64 ")",
+                      charge, s->st.capacity_bytes, s->high);
         finish_now(req, LKV_ERR_LIMIT);
         return;
     }
@@ -1116,7 +1109,7 @@ static void put_in(ssd *s, lkv_tier_req *req)
         }
         if (e)
             maybe_free_slot(s, e);
-        fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a put");
+        lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a put");
         finish_now(req, LKV_ERR_NOMEM);
         return;
     }
@@ -1132,10 +1125,11 @@ static void put_in(ssd *s, lkv_tier_req *req)
         free(name);
         io_free(o);
         maybe_free_slot(s, e);
-        fail(&req->diag, LKV_ERR_LIMIT,
-             "ssd tier full: %" PRIu64 " of %" PRIu64 " bytes held by blocks being written or "
-             "deleted, none evictable for a block file of %" PRIu64 " bytes",
-             s->st.used_bytes, s->high, charge);
+        lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
+                      "ssd tier full: %" PRIu64 " of %" PRIu64
+                      " bytes held by blocks being written or "
+                      "deleted, none evictable for a block file of %" PRIu64 " bytes",
+                      s->st.used_bytes, s->high, charge);
         finish_now(req, LKV_ERR_LIMIT);
         return;
     }
@@ -1165,7 +1159,7 @@ static void get_in(ssd *s, lkv_tier_req *req)
     }
     io *o = io_new(s, IO_READ, req, h);
     if (!o) {
-        fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a get");
+        lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a get");
         finish_now(req, LKV_ERR_NOMEM);
         return;
     }
@@ -1188,7 +1182,7 @@ static void del_in(ssd *s, lkv_tier_req *req)
     }
     io *o = io_new(s, IO_DELETE, req, h);
     if (!o) {
-        fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a delete");
+        lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a delete");
         finish_now(req, LKV_ERR_NOMEM);
         return;
     }
@@ -1274,22 +1268,25 @@ static lkv_status load_block(ssd *s, const char *file, name_hash h, found_block 
 {
     const int fd = openat(s->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
-        return fail(d, LKV_ERR_INTERNAL, "ssd tier: open %s/%s: %s", s->dir, file, strerror(errno));
+        return lkv_diag_fail(d, LKV_ERR_INTERNAL, "ssd tier: open %s/%s: %s", s->dir, file,
+                             strerror(errno));
     struct stat sb;
     uint8_t hdr[HDR_BYTES] = {0};
     hdr_info hi;
     lkv_status st = LKV_OK;
     uint8_t *buf = NULL;
     if (fstat(fd, &sb) != 0) {
-        st = fail(d, LKV_ERR_INTERNAL, "ssd tier: stat %s/%s: %s", s->dir, file, strerror(errno));
+        st = lkv_diag_fail(d, LKV_ERR_INTERNAL, "ssd tier: stat %s/%s: %s", s->dir, file,
+                           strerror(errno));
         goto out;
     }
     if (!S_ISREG(sb.st_mode)) {
-        st = fail(d, LKV_ERR_INTERNAL, "ssd tier: %s/%s is not a regular file", s->dir, file);
+        st = lkv_diag_fail(d, LKV_ERR_INTERNAL, "ssd tier: %s/%s is not a regular file", s->dir,
+                           file);
         goto out;
     }
     if ((uint64_t)sb.st_size >= HDR_BYTES && read_at(fd, hdr, HDR_BYTES, 0) != 0) {
-        st = fail(d, LKV_ERR_INTERNAL, "ssd tier: read %s/%s failed", s->dir, file);
+        st = lkv_diag_fail(d, LKV_ERR_INTERNAL, "ssd tier: read %s/%s failed", s->dir, file);
         goto out;
     }
     st = parse_header(hdr, (uint64_t)sb.st_size, file, &hi, d);
@@ -1300,11 +1297,11 @@ static lkv_status load_block(ssd *s, const char *file, name_hash h, found_block 
         s->cfg.verify_at_start ? hi.file_len : HDR_BYTES + (uint64_t)hi.ns_len + hi.key_len;
     buf = malloc(want);
     if (!buf) {
-        st = fail(d, LKV_ERR_NOMEM, "ssd tier: no memory to check %s", file);
+        st = lkv_diag_fail(d, LKV_ERR_NOMEM, "ssd tier: no memory to check %s", file);
         goto out;
     }
     if (read_at(fd, buf, want, 0) != 0) {
-        st = fail(d, LKV_ERR_TRUNCATED, "ssd tier: file %s: short read", file);
+        st = lkv_diag_fail(d, LKV_ERR_TRUNCATED, "ssd tier: file %s: short read", file);
         goto out;
     }
     if (s->cfg.verify_at_start) {
@@ -1315,7 +1312,8 @@ static lkv_status load_block(ssd *s, const char *file, name_hash h, found_block 
     const name_hash want_h = hash_name((const char *)buf + HDR_BYTES, hi.ns_len,
                                        buf + HDR_BYTES + hi.ns_len, hi.key_len);
     if (want_h.a != h.a || want_h.b != h.b) {
-        st = fail(d, LKV_ERR_CORRUPT, "ssd tier: file %s: name does not match its key", file);
+        st = lkv_diag_fail(d, LKV_ERR_CORRUPT, "ssd tier: file %s: name does not match its key",
+                           file);
         goto out;
     }
     fb->h = h;
@@ -1325,7 +1323,7 @@ static lkv_status load_block(ssd *s, const char *file, name_hash h, found_block 
     fb->key_len = hi.key_len;
     fb->name = malloc(hi.ns_len + hi.key_len + 1u);
     if (!fb->name) {
-        st = fail(d, LKV_ERR_NOMEM, "ssd tier: no memory for the index");
+        st = lkv_diag_fail(d, LKV_ERR_NOMEM, "ssd tier: no memory for the index");
         goto out;
     }
     memcpy(fb->name, buf + HDR_BYTES, hi.ns_len + hi.key_len);
@@ -1348,8 +1346,8 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
     if (!dir) {
         if (fd >= 0)
             close(fd);
-        return fail(d, LKV_ERR_INTERNAL, "ssd-dir=\"%s\": cannot list: %s", s->dir,
-                    strerror(errno));
+        return lkv_diag_fail(d, LKV_ERR_INTERNAL, "ssd-dir=\"%s\": cannot list: %s", s->dir,
+                             strerror(errno));
     }
     found_block *fb = NULL;
     size_t n = 0, cap = 0;
@@ -1369,7 +1367,7 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
             cap = cap ? cap * 2 : 256;
             found_block *nb = realloc(fb, cap * sizeof *fb);
             if (!nb) {
-                st = fail(d, LKV_ERR_NOMEM, "ssd tier: no memory for the index");
+                st = lkv_diag_fail(d, LKV_ERR_NOMEM, "ssd tier: no memory for the index");
                 break;
             }
             fb = nb;
@@ -1406,7 +1404,7 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
         for (size_t i = 0; i < n && st == LKV_OK; i++) {
             slot *e = get_or_add_slot(s, fb[i].h);
             if (!e) {
-                st = fail(d, LKV_ERR_NOMEM, "ssd tier: no memory for the index");
+                st = lkv_diag_fail(d, LKV_ERR_NOMEM, "ssd tier: no memory for the index");
                 break;
             }
             e->name = fb[i].name;
@@ -1445,21 +1443,23 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
 static lkv_status check_config(const lkv_ssd_config *c, lkv_diag *d)
 {
     if (!c->dir || !c->dir[0])
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "ssd-dir is empty");
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT, "ssd-dir is empty");
     if (strlen(c->dir) > 4000)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "ssd-dir is %zu bytes long", strlen(c->dir));
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT, "ssd-dir is %zu bytes long",
+                             strlen(c->dir));
     if (c->capacity_bytes == 0)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "ssd-bytes=0: the ssd tier needs a capacity");
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "ssd-bytes=0: the ssd tier needs a capacity");
     if (c->high_pct < 1 || c->high_pct > 100)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "ssd high watermark=%u%% is outside 1..100",
-                    c->high_pct);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "ssd high watermark=%u%% is outside 1..100", c->high_pct);
     if (c->low_pct < 1 || c->low_pct > c->high_pct)
-        return fail(d, LKV_ERR_INVALID_ARGUMENT,
-                    "ssd low watermark=%u%% is outside 1..%u (the high watermark)", c->low_pct,
-                    c->high_pct);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "ssd low watermark=%u%% is outside 1..%u (the high watermark)",
+                             c->low_pct, c->high_pct);
     if (!lkv_ssd_fsync_name(c->fsync))
-        return fail(d, LKV_ERR_INVALID_ARGUMENT, "ssd-fsync=%d is not never, batch or always",
-                    (int)c->fsync);
+        return lkv_diag_fail(d, LKV_ERR_INVALID_ARGUMENT,
+                             "ssd-fsync=%d is not never, batch or always", (int)c->fsync);
     return LKV_OK;
 }
 
@@ -1472,17 +1472,18 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
         return st;
     struct stat sb;
     if (stat(cfg->dir, &sb) != 0)
-        return fail(diag, errno == EACCES ? SSD_ERR_PERMISSION : LKV_ERR_INVALID_ARGUMENT,
-                    "ssd-dir=\"%s\": %s", cfg->dir, strerror(errno));
+        return lkv_diag_fail(diag, errno == EACCES ? SSD_ERR_PERMISSION : LKV_ERR_INVALID_ARGUMENT,
+                             "ssd-dir=\"%s\": %s", cfg->dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode))
-        return fail(diag, LKV_ERR_INVALID_ARGUMENT, "ssd-dir=\"%s\": not a directory", cfg->dir);
+        return lkv_diag_fail(diag, LKV_ERR_INVALID_ARGUMENT, "ssd-dir=\"%s\": not a directory",
+                             cfg->dir);
     if (access(cfg->dir, R_OK | W_OK | X_OK) != 0)
-        return fail(diag, SSD_ERR_PERMISSION, "ssd-dir=\"%s\" is not writable: %s", cfg->dir,
-                    strerror(errno));
+        return lkv_diag_fail(diag, SSD_ERR_PERMISSION, "ssd-dir=\"%s\" is not writable: %s",
+                             cfg->dir, strerror(errno));
 
     ssd *s = calloc(1, sizeof *s);
     if (!s)
-        return fail(diag, LKV_ERR_NOMEM, "ssd tier: out of memory");
+        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "ssd tier: out of memory");
     s->dirfd = s->lockfd = -1;
     s->loop = uv_loop;
     s->cfg = *cfg;
@@ -1502,28 +1503,29 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
                          .set_evict_hook = ssd_set_evict_hook,
                          .close = ssd_close};
     if (!s->dir || !s->buckets) {
-        st = fail(diag, LKV_ERR_NOMEM, "ssd tier: out of memory");
+        st = lkv_diag_fail(diag, LKV_ERR_NOMEM, "ssd tier: out of memory");
         goto fail_out;
     }
     s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0) {
-        st = fail(diag,
-                  errno_status(errno) == SSD_ERR_PERMISSION ? SSD_ERR_PERMISSION
-                                                            : LKV_ERR_INVALID_ARGUMENT,
-                  "ssd-dir=\"%s\": %s", s->dir, strerror(errno));
+        st = lkv_diag_fail(diag,
+                           errno_status(errno) == SSD_ERR_PERMISSION ? SSD_ERR_PERMISSION
+                                                                     : LKV_ERR_INVALID_ARGUMENT,
+                           "ssd-dir=\"%s\": %s", s->dir, strerror(errno));
         goto fail_out;
     }
     s->lockfd = openat(s->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (s->lockfd < 0) {
         const int e = errno;
-        st = fail(diag,
-                  errno_status(e) == SSD_ERR_PERMISSION ? SSD_ERR_PERMISSION : LKV_ERR_INTERNAL,
-                  "ssd-dir=\"%s\" is not writable: %s", s->dir, strerror(e));
+        st = lkv_diag_fail(
+            diag, errno_status(e) == SSD_ERR_PERMISSION ? SSD_ERR_PERMISSION : LKV_ERR_INTERNAL,
+            "ssd-dir=\"%s\" is not writable: %s", s->dir, strerror(e));
         goto fail_out;
     }
     if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
-        st = fail(diag, LKV_ERR_UNAVAILABLE, "ssd-dir=\"%s\" is in use by another process (%s)",
-                  s->dir, strerror(errno));
+        st = lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE,
+                           "ssd-dir=\"%s\" is in use by another process (%s)", s->dir,
+                           strerror(errno));
         goto fail_out;
     }
     st = rebuild(s, diag);
