@@ -181,15 +181,12 @@ static void put_len(out *o, uint32_t field, const void *data, size_t len)
 static void put_error(out *o, lkv_grpc_code code, const char *msg)
 {
     uint8_t body[256];
-    out b = {.p = body, .n = 0, .cap = sizeof body, .ok = 1};
+    const size_t mlen = strlen(msg) < 200 ? strlen(msg) : 200;
     uint8_t *p = lkv_wire_put_varint(body, 1u << 3 | LKV_WIRE_VARINT);
     p = lkv_wire_put_varint(p, (uint64_t)code);
-    b.n = (size_t)(p - body);
-    const size_t mlen = strlen(msg) < 200 ? strlen(msg) : 200;
-    p = lkv_wire_put_len_field(body + b.n, 2, mlen);
+    p = lkv_wire_put_len_field(p, 2, mlen);
     memcpy(p, msg, mlen);
-    b.n = (size_t)(p + mlen - body);
-    put_len(o, 7, body, b.n);
+    put_len(o, 7, body, (size_t)(p + mlen - body));
 }
 
 /* FileDescriptorResponse (field 4) holding the marked files. */
@@ -227,20 +224,16 @@ static void put_services(out *o, const file *fs, size_t nf)
             size_t nlen;
             if (f.num != 6 || f.wt != LKV_WIRE_LEN || !pb_find(f.data, f.len, 1, &name, &nlen))
                 continue;
-            char full[256];
-            if (plen + 1 + nlen >= sizeof full)
+            if (plen + 1 + nlen >= 256)
                 continue;
-            size_t k = 0;
-            if (plen) {
-                memcpy(full, pkg, plen);
-                full[plen] = '.';
-                k = plen + 1;
-            }
-            memcpy(full + k, name, nlen);
-            k += nlen;
             uint8_t sr[300]; /* ServiceResponse { name } */
+            const size_t k = plen ? plen + 1 + nlen : nlen;
             uint8_t *q = lkv_wire_put_len_field(sr, 1, k);
-            memcpy(q, full, k);
+            if (plen) {
+                memcpy(q, pkg, plen);
+                q[plen] = '.';
+            }
+            memcpy(q + k - nlen, name, nlen);
             put_len(&l, 1, sr, (size_t)(q + k - sr));
         }
     }
