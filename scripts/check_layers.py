@@ -14,7 +14,7 @@ The rooms, lowest first (STYLE.md "Shape"):
 Every quoted #include of every C, CUDA and header file under the rooms is
 resolved to the file it names (the including file's folder first, then the
 project's include folders) and classified as a room and a part: "public"
-(codec/include, cuda/include, proto/include, the generated proto headers,
+(codec/include, cuda/include, proto/include, proto/table, the generated proto headers,
 clients/c/lkv_client.h), "backend" (codec/backend, for cuda only) or
 "private". A file may include any part of its own room and the parts of
 lower rooms that the table below allows; a public header may include only
@@ -45,6 +45,7 @@ INCLUDE_DIRS = (
     "cuda/include",
     "cuda",
     "proto/include",
+    "proto/table",
     "server",
     "clients/c",
     "clients/cli",
@@ -77,7 +78,7 @@ def part_of(rel):
     """public, backend or private: how far a header is visible."""
     if rel in GENERATED.values():
         return "public"
-    if rel.startswith(("codec/include/", "cuda/include/", "proto/include/")):
+    if rel.startswith(("codec/include/", "cuda/include/", "proto/include/", "proto/table/")):
         return "public"
     if rel.startswith("codec/backend/"):
         return "backend"

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "lkv_backend.h"
+#include "lkv_status.h"
 
 void lkv_backend_run_cpu(lkv_batch *b)
 {
@@ -64,12 +65,7 @@ lkv_status lkv_backend_cpu_create(unsigned workers, lkv_backend **out, lkv_diag 
     (void)workers;
     lkv_backend *be = calloc(1, sizeof *be);
     if (!be) {
-        if (diag) {
-            diag->code = LKV_ERR_NOMEM;
-            diag->index = UINT64_MAX;
-            snprintf(diag->msg, sizeof diag->msg, "out of memory for the CPU backend");
-        }
-        return LKV_ERR_NOMEM;
+        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "out of memory for the CPU backend");
     }
     be->name = "cpu";
     be->kind = LKV_BACKEND_CPU;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "lkv_backend.h"
+#include "lkv_status.h"
 
 #ifdef LKV_HAVE_CUDA_BACKEND
 #include "lkv_cuda.h"
@@ -121,12 +122,7 @@ lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag
 {
     const int devs = lkv_cuda_device_count();
     if (devs <= 0) {
-        if (diag) {
-            diag->code = LKV_ERR_UNAVAILABLE;
-            diag->index = UINT64_MAX;
-            snprintf(diag->msg, sizeof diag->msg, "backend=cuda: no CUDA device is present");
-        }
-        return LKV_ERR_UNAVAILABLE;
+        return lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE, "backend=cuda: no CUDA device is present");
     }
     cuda_backend *cb = calloc(1, sizeof *cb);
     if (!cb || !(cb->w = calloc(workers ? workers : 1, sizeof *cb->w))) {
@@ -163,13 +159,8 @@ lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag
 {
     (void)workers;
     *out = NULL;
-    if (diag) {
-        diag->code = LKV_ERR_UNAVAILABLE;
-        diag->index = UINT64_MAX;
-        snprintf(diag->msg, sizeof diag->msg,
-                 "backend=cuda: this latticekvd was built without the CUDA backend");
-    }
-    return LKV_ERR_UNAVAILABLE;
+    return lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE,
+                         "backend=cuda: this latticekvd was built without the CUDA backend");
 }
 
 #endif

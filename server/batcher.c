@@ -99,9 +99,7 @@ static void fifo_push(lkv_batcher *b, lkv_work *w)
 void lkv_batcher_submit(lkv_batcher *b, lkv_work *w, uint64_t now_ns)
 {
     w->status = LKV_OK;
-    w->diag.code = LKV_OK;
-    w->diag.index = UINT64_MAX;
-    w->diag.msg[0] = '\0';
+    w->diag = (lkv_diag){.code = LKV_OK, .index = UINT64_MAX};
     w->next = 0;
     w->outstanding = 0;
     w->enq_ns = now_ns;
@@ -138,9 +136,7 @@ static size_t take(lkv_batch *bt, lkv_work *w, size_t room)
     s->src = w->src + w->next * lkv_work_src_stride(w);
     s->dst = w->dst + w->next * lkv_work_dst_stride(w);
     s->status = LKV_OK;
-    s->diag.code = LKV_OK;
-    s->diag.index = UINT64_MAX;
-    s->diag.msg[0] = '\0';
+    s->diag = (lkv_diag){.code = LKV_OK, .index = UINT64_MAX};
     w->next += n;
     w->outstanding++;
     bt->nvec += n;
@@ -192,17 +188,12 @@ static lkv_batch *form_batch(lkv_batcher *b)
     return bt;
 }
 
-static void finish_work(lkv_work *w)
-{
-    w->done(w);
-}
-
 uint64_t lkv_batcher_poll(lkv_batcher *b, uint64_t now_ns)
 {
     while (b->done_head) {
         lkv_work *w = b->done_head;
         b->done_head = w->q_next;
-        finish_work(w);
+        w->done(w);
     }
     while (b->head && b->st.inflight < b->cfg.max_inflight) {
         const uint64_t age = now_ns > b->head->enq_ns ? now_ns - b->head->enq_ns : 0;
@@ -240,7 +231,7 @@ void lkv_batcher_complete(lkv_batcher *b, lkv_batch *bt)
             }
         }
         if (--w->outstanding == 0 && w->next == w->n)
-            finish_work(w);
+            w->done(w);
     }
     free(bt);
 }

@@ -114,73 +114,56 @@ static const cfg_setting settings[] = {
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
-int lkv_parse_size(const char *s, uint64_t *out)
+static const char *skip_space(const char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
+    return s;
+}
+
+/* A decimal integer after optional blanks; *end is where its digits stop. */
+static int parse_digits(const char *s, uint64_t *v, const char **end)
+{
+    s = skip_space(s);
     if (!isdigit((unsigned char)*s))
         return -1;
     errno = 0;
-    char *end;
-    const unsigned long long v = strtoull(s, &end, 10);
-    if (errno == ERANGE)
+    char *e;
+    *v = strtoull(s, &e, 10);
+    *end = e;
+    return errno == ERANGE ? -1 : 0;
+}
+
+int lkv_parse_size(const char *s, uint64_t *out)
+{
+    static const char units[] = "KMGT"; /* powers of 1024 */
+    uint64_t v;
+    const char *end;
+    if (parse_digits(s, &v, &end) != 0)
         return -1;
-    unsigned shift = 0;
-    switch (toupper((unsigned char)*end)) {
-    case 'K':
-        shift = 10;
-        end++;
-        break;
-    case 'M':
-        shift = 20;
-        end++;
-        break;
-    case 'G':
-        shift = 30;
-        end++;
-        break;
-    case 'T':
-        shift = 40;
-        end++;
-        break;
-    default: break;
-    }
+    const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    const unsigned shift = u ? 10u * (unsigned)(u - units + 1) : 0;
+    end += u != NULL;
     if (shift && (end[0] == 'i' || end[0] == 'I') && (end[1] == 'B' || end[1] == 'b'))
         end += 2;
     else if (end[0] == 'B' || end[0] == 'b')
         end++;
-    while (isspace((unsigned char)*end))
-        end++;
-    if (*end != '\0')
+    if (*skip_space(end) != '\0' || (shift && v > (UINT64_MAX >> shift)))
         return -1;
-    if (shift && v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
+    *out = v << shift;
     return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
 {
-    while (isspace((unsigned char)*s))
-        s++;
-    if (!isdigit((unsigned char)*s))
-        return -1;
-    errno = 0;
-    char *end;
-    const unsigned long long v = strtoull(s, &end, 10);
-    while (isspace((unsigned char)*end))
-        end++;
-    if (errno == ERANGE || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
+    const char *end;
+    return parse_digits(s, out, &end) == 0 && *skip_space(end) == '\0' ? 0 : -1;
 }
 
 /* Octal permission bits: "0660" or "660". */
 static int parse_mode(const char *s, uint64_t *out)
 {
-    while (isspace((unsigned char)*s))
-        s++;
+    s = skip_space(s);
     if (*s < '0' || *s > '7')
         return -1;
     uint64_t v = 0;
@@ -189,9 +172,7 @@ static int parse_mode(const char *s, uint64_t *out)
         if (v > 07777)
             return -1;
     }
-    while (isspace((unsigned char)*s))
-        s++;
-    if (*s != '\0')
+    if (*skip_space(s) != '\0')
         return -1;
     *out = v;
     return 0;
@@ -337,8 +318,7 @@ static lkv_status apply(lkv_config *cfg, const cfg_setting *st, const char *valu
         /* Comma-separated items; the caller decides whether to clear first. */
         const char *p = value;
         for (;;) {
-            while (isspace((unsigned char)*p))
-                p++;
+            p = skip_space(p);
             const char *e = strchr(p, ',');
             size_t n = e ? (size_t)(e - p) : strlen(p);
             while (n && isspace((unsigned char)p[n - 1]))
@@ -449,9 +429,7 @@ static lkv_status load_file(lkv_config *cfg, layers *ly, const char *path, char 
         char *ke = eq;
         while (ke > p && isspace((unsigned char)ke[-1]))
             ke--;
-        char *v = eq + 1;
-        while (isspace((unsigned char)*v))
-            v++;
+        const char *v = skip_space(eq + 1);
         const cfg_setting *st = find_setting(p, (size_t)(ke - p));
         if (!st) {
             *ke = '\0';

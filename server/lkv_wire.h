@@ -37,6 +37,29 @@ void lkv_wire_coded_reply_plan(size_t coded_len, const char *tier, lkv_wire_layo
 void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tier);
 
 /*
+ * A cursor over protobuf bytes and the field it read last: the request
+ * readers below and reflection.c walk messages with it. lkv_wire_next()
+ * returns 1 and the field (a varint's value, or a length-delimited field's
+ * bytes, which point into the message; fixed-width fields are skipped), 0
+ * at the end, or -1 when the bytes are malformed.
+ */
+enum { LKV_WIRE_VARINT = 0, LKV_WIRE_LEN = 2 };
+
+typedef struct lkv_wire_reader {
+    const uint8_t *p, *end;
+} lkv_wire_reader;
+
+typedef struct lkv_wire_field {
+    uint32_t num;
+    unsigned wt;
+    uint64_t v;          /* LKV_WIRE_VARINT */
+    const uint8_t *data; /* LKV_WIRE_LEN */
+    size_t len;
+} lkv_wire_field;
+
+int lkv_wire_next(lkv_wire_reader *r, lkv_wire_field *f);
+
+/*
  * Zero-copy readers of request messages, starting with those that carry a
  * large payload (PutRequest, CompressRequest): every pointer refers into
  * the message buffer, which must outlive the result. Proto3 rules: unknown

@@ -33,76 +33,14 @@ extern const unsigned char lkv_descriptor_set[];
 extern const size_t lkv_descriptor_set_len;
 #endif
 
-enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
-
-/* A cursor over protobuf bytes. */
-typedef struct pb {
-    const uint8_t *p, *end;
-} pb;
-
-typedef struct pb_field {
-    uint32_t num;
-    unsigned wt;
-    uint64_t v;          /* WT_VARINT */
-    const uint8_t *data; /* WT_LEN */
-    size_t len;
-} pb_field;
-
-static int pb_varint(pb *c, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned s = 0; s < 64 && c->p < c->end; s += 7) {
-        const uint8_t b = *c->p++;
-        x |= (uint64_t)(b & 0x7f) << s;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* The next field: 1, 0 at the end, -1 on malformed bytes. */
-static int pb_next(pb *c, pb_field *f)
-{
-    if (c->p >= c->end)
-        return 0;
-    uint64_t key;
-    if (pb_varint(c, &key) != 0 || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
-        return -1;
-    f->num = (uint32_t)(key >> 3);
-    f->wt = (unsigned)(key & 7);
-    switch (f->wt) {
-    case WT_VARINT: return pb_varint(c, &f->v) == 0 ? 1 : -1;
-    case WT_I64:
-    case WT_I32: {
-        const size_t n = f->wt == WT_I64 ? 8 : 4;
-        if ((size_t)(c->end - c->p) < n)
-            return -1;
-        c->p += n;
-        return 1;
-    }
-    case WT_LEN: {
-        uint64_t n;
-        if (pb_varint(c, &n) != 0 || n > (uint64_t)(c->end - c->p))
-            return -1;
-        f->data = c->p;
-        f->len = (size_t)n;
-        c->p += n;
-        return 1;
-    }
-    default: return -1;
-    }
-}
-
 /* The first length-delimited field num of a message (its name, mostly). */
 static int pb_find(const uint8_t *p, size_t n, uint32_t num, const uint8_t **out, size_t *out_len)
 {
-    pb c = {p, p + n};
-    pb_field f = {0};
+    lkv_wire_reader c = {p, p + n};
+    lkv_wire_field f = {0};
     int r;
-    while ((r = pb_next(&c, &f)) == 1)
-        if (f.num == num && f.wt == WT_LEN) {
+    while ((r = lkv_wire_next(&c, &f)) == 1)
+        if (f.num == num && f.wt == LKV_WIRE_LEN) {
             *out = f.data;
             *out_len = f.len;
             return 1;
@@ -127,11 +65,11 @@ typedef struct file {
 static size_t files(file *out)
 {
 #ifdef LKV_HAVE_DESCRIPTORS
-    pb c = {lkv_descriptor_set, lkv_descriptor_set + lkv_descriptor_set_len};
-    pb_field f = {0};
+    lkv_wire_reader c = {lkv_descriptor_set, lkv_descriptor_set + lkv_descriptor_set_len};
+    lkv_wire_field f = {0};
     size_t k = 0;
-    while (k < MAX_FILES && pb_next(&c, &f) == 1)
-        if (f.num == 1 && f.wt == WT_LEN) /* FileDescriptorSet.file */
+    while (k < MAX_FILES && lkv_wire_next(&c, &f) == 1)
+        if (f.num == 1 && f.wt == LKV_WIRE_LEN) /* FileDescriptorSet.file */
             out[k++] = (file){f.data, f.len};
     return k;
 #else
@@ -161,10 +99,10 @@ static int file_has_symbol(const file *f, const char *sym, size_t slen)
     }
     const char *dot = memchr(sym, '.', slen);
     const size_t head = dot ? (size_t)(dot - sym) : slen;
-    pb c = {f->p, f->p + f->n};
-    pb_field fl;
-    while (pb_next(&c, &fl) == 1) {
-        if (fl.wt != WT_LEN || (fl.num != 4 && fl.num != 5 && fl.num != 6))
+    lkv_wire_reader c = {f->p, f->p + f->n};
+    lkv_wire_field fl;
+    while (lkv_wire_next(&c, &fl) == 1) {
+        if (fl.wt != LKV_WIRE_LEN || (fl.num != 4 && fl.num != 5 && fl.num != 6))
             continue;
         const uint8_t *name;
         size_t nlen;
@@ -191,10 +129,10 @@ static void mark_with_deps( // NOLINT(misc-no-recursion)
     if (mark[i])
         return;
     mark[i] = 1;
-    pb c = {fs[i].p, fs[i].p + fs[i].n};
-    pb_field f = {0};
-    while (pb_next(&c, &f) == 1)
-        if (f.num == 3 && f.wt == WT_LEN)
+    lkv_wire_reader c = {fs[i].p, fs[i].p + fs[i].n};
+    lkv_wire_field f = {0};
+    while (lkv_wire_next(&c, &f) == 1)
+        if (f.num == 3 && f.wt == LKV_WIRE_LEN)
             for (size_t j = 0; j < nf; j++)
                 if (file_named(&fs[j], f.data, f.len))
                     mark_with_deps(fs, nf, j, mark);
@@ -243,15 +181,12 @@ static void put_len(out *o, uint32_t field, const void *data, size_t len)
 static void put_error(out *o, lkv_grpc_code code, const char *msg)
 {
     uint8_t body[256];
-    out b = {.p = body, .n = 0, .cap = sizeof body, .ok = 1};
-    uint8_t *p = lkv_wire_put_varint(body, 1u << 3 | WT_VARINT);
-    p = lkv_wire_put_varint(p, (uint64_t)code);
-    b.n = (size_t)(p - body);
     const size_t mlen = strlen(msg) < 200 ? strlen(msg) : 200;
-    p = lkv_wire_put_len_field(body + b.n, 2, mlen);
+    uint8_t *p = lkv_wire_put_varint(body, 1u << 3 | LKV_WIRE_VARINT);
+    p = lkv_wire_put_varint(p, (uint64_t)code);
+    p = lkv_wire_put_len_field(p, 2, mlen);
     memcpy(p, msg, mlen);
-    b.n = (size_t)(p + mlen - body);
-    put_len(o, 7, body, b.n);
+    put_len(o, 7, body, (size_t)(p + mlen - body));
 }
 
 /* FileDescriptorResponse (field 4) holding the marked files. */
@@ -282,27 +217,23 @@ static void put_services(out *o, const file *fs, size_t nf)
         const uint8_t *pkg = (const uint8_t *)"";
         size_t plen = 0;
         pb_find(fs[i].p, fs[i].n, 2, &pkg, &plen);
-        pb c = {fs[i].p, fs[i].p + fs[i].n};
-        pb_field f;
-        while (pb_next(&c, &f) == 1) {
+        lkv_wire_reader c = {fs[i].p, fs[i].p + fs[i].n};
+        lkv_wire_field f;
+        while (lkv_wire_next(&c, &f) == 1) {
             const uint8_t *name;
             size_t nlen;
-            if (f.num != 6 || f.wt != WT_LEN || !pb_find(f.data, f.len, 1, &name, &nlen))
+            if (f.num != 6 || f.wt != LKV_WIRE_LEN || !pb_find(f.data, f.len, 1, &name, &nlen))
                 continue;
-            char full[256];
-            if (plen + 1 + nlen >= sizeof full)
+            if (plen + 1 + nlen >= 256)
                 continue;
-            size_t k = 0;
-            if (plen) {
-                memcpy(full, pkg, plen);
-                full[plen] = '.';
-                k = plen + 1;
-            }
-            memcpy(full + k, name, nlen);
-            k += nlen;
             uint8_t sr[300]; /* ServiceResponse { name } */
+            const size_t k = plen ? plen + 1 + nlen : nlen;
             uint8_t *q = lkv_wire_put_len_field(sr, 1, k);
-            memcpy(q, full, k);
+            if (plen) {
+                memcpy(q, pkg, plen);
+                q[plen] = '.';
+            }
+            memcpy(q + k - nlen, name, nlen);
             put_len(&l, 1, sr, (size_t)(q + k - sr));
         }
     }
@@ -315,17 +246,17 @@ static void put_services(out *o, const file *fs, size_t nf)
 int lkv_reflection_answer(const uint8_t *msg, size_t len, uint8_t **reply, size_t *reply_len)
 {
     /* ServerReflectionRequest: host = 1, then the oneof 3..7 (last wins). */
-    pb c = {msg, msg + len};
-    pb_field f, req = {0};
+    lkv_wire_reader c = {msg, msg + len};
+    lkv_wire_field f, req = {0};
     const uint8_t *host = NULL;
     size_t host_len = 0;
     int r;
-    while ((r = pb_next(&c, &f)) == 1) {
-        if (f.num == 1 && f.wt == WT_LEN) {
+    while ((r = lkv_wire_next(&c, &f)) == 1) {
+        if (f.num == 1 && f.wt == LKV_WIRE_LEN) {
             host = f.data;
             host_len = f.len;
         } else if (f.num >= 3 && f.num <= 7) {
-            if (f.wt != WT_LEN)
+            if (f.wt != LKV_WIRE_LEN)
                 return -1;
             req = f;
         }

@@ -1013,25 +1013,6 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     gpr_set_log_function(grpc_log_fn);
     grpc_init();
 
-    grpc_arg args[6];
-    memset(args, 0, sizeof args);
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)cfg->max_message_bytes;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = (int)cfg->max_message_bytes;
-    /* Without this a second daemon could silently share our port. */
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
-    args[2].value.integer = 0;
-    /* Clients' keepalive pings must not count as abuse (lkv_grpc_tune.h). */
-    args[3].type = GRPC_ARG_INTEGER;
-    args[3].key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
-    args[3].value.integer = LKV_GRPC_MIN_PING_INTERVAL_MS;
-    args[4].type = GRPC_ARG_INTEGER;
-    args[4].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
-    args[4].value.integer = 1;
     /* Messages gRPC is still receiving (before gather() copies them out and
      * the budget sees them) get a gRPC memory quota of the same size: under
      * its pressure the transport shrinks its flow-control windows, and when
@@ -1041,11 +1022,20 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
      * gigabytes of partial messages (bench/service/burst_rss.py). */
     grpc_resource_quota *quota = grpc_resource_quota_create("latticekvd");
     grpc_resource_quota_resize(quota, (size_t)r->budget->limit);
-    args[5].type = GRPC_ARG_POINTER;
-    args[5].key = GRPC_ARG_RESOURCE_QUOTA;
-    args[5].value.pointer.p = quota;
-    args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
-    const grpc_channel_args chargs = {.num_args = 6, .args = args};
+    grpc_arg args[] = {
+        lkv_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)cfg->max_message_bytes),
+        lkv_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)cfg->max_message_bytes),
+        /* Without this a second daemon could silently share our port. */
+        lkv_grpc_int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
+        /* Clients' keepalive pings must not count as abuse (lkv_grpc_tune.h). */
+        lkv_grpc_int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                         LKV_GRPC_MIN_PING_INTERVAL_MS),
+        lkv_grpc_int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1),
+        {.type = GRPC_ARG_POINTER,
+         .key = GRPC_ARG_RESOURCE_QUOTA,
+         .value.pointer = {quota, grpc_resource_quota_arg_vtable()}},
+    };
+    const grpc_channel_args chargs = {.num_args = sizeof args / sizeof args[0], .args = args};
 
     r->server = grpc_server_create(&chargs, NULL);
     grpc_resource_quota_unref(quota);

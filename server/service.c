@@ -167,9 +167,11 @@ static const char *status_msg(lkv_status st, const lkv_diag *d)
     return d && d->msg[0] ? d->msg : lkv_server_status_message(st);
 }
 
-static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
+/* Sends an error reply and frees the request; returns -1, so that every
+ * step of a handler can end with `return reply_error(...)`. */
+static int reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
+static int reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
 {
     lkv_reply rep = {.code = code};
     va_list ap;
@@ -179,15 +181,16 @@ static void reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
     error_reply(r->svc, r->m, &rep, code);
     r->svc->reply(r->call, r->seq, &rep);
     req_free(r);
+    return -1;
 }
 
-static void reply_status(req *r, lkv_status st, const lkv_diag *d)
+static int reply_status(req *r, lkv_status st, const lkv_diag *d)
 {
-    reply_error(r, lkv_status_to_grpc(st), "%s", status_msg(st, d));
+    return reply_error(r, lkv_status_to_grpc(st), "%s", status_msg(st, d));
 }
 
 /* Sends r->buf (len bytes) as the OK reply and frees the request. */
-static void reply_ok(req *r, size_t len)
+static int reply_ok(req *r, size_t len)
 {
     lkv_reply rep = {.code = LKV_GRPC_OK,
                      .buf = r->buf,
@@ -202,6 +205,7 @@ static void reply_ok(req *r, size_t len)
     r->effect = NULL;
     r->svc->reply(r->call, r->seq, &rep);
     req_free(r);
+    return 0;
 }
 
 static void charge_reply(req *r, size_t n)
@@ -210,50 +214,44 @@ static void charge_reply(req *r, size_t n)
     r->buf_len = n;
 }
 
-static void reply_packed(req *r, const ProtobufCMessage *msg)
+static int reply_packed(req *r, const ProtobufCMessage *msg)
 {
     const size_t n = protobuf_c_message_get_packed_size(msg);
     /* Small replies (Stats, Lookup, Put's) are charged but never refused. */
     r->buf = malloc(n ? n : 1);
-    if (!r->buf) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply", n);
-        return;
-    }
+    if (!r->buf)
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply", n);
     charge_reply(r, n);
     protobuf_c_message_pack(msg, r->buf);
-    reply_ok(r, n);
+    return reply_ok(r, n);
 }
 
 /* Allocates the reply buffer of a planned layout; 0 or an error already sent. */
 static int alloc_reply(req *r)
 {
-    if (r->lay.total > r->svc->cfg->max_message_bytes) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
-                    "reply of %zu bytes exceeds max-message-bytes=%llu", r->lay.total,
-                    (unsigned long long)r->svc->cfg->max_message_bytes);
-        return -1;
-    }
-    if (!lkv_budget_try_take(r->svc->budget, r->lay.total)) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
-                    "reply of %zu bytes refused: %llu bytes already in flight, "
-                    "max-inflight-bytes=%llu",
-                    r->lay.total, (unsigned long long)atomic_load(&r->svc->budget->used),
-                    (unsigned long long)r->svc->budget->limit);
-        return -1;
-    }
+    if (r->lay.total > r->svc->cfg->max_message_bytes)
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                           "reply of %zu bytes exceeds max-message-bytes=%llu", r->lay.total,
+                           (unsigned long long)r->svc->cfg->max_message_bytes);
+    if (!lkv_budget_try_take(r->svc->budget, r->lay.total))
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                           "reply of %zu bytes refused: %llu bytes already in flight, "
+                           "max-inflight-bytes=%llu",
+                           r->lay.total, (unsigned long long)atomic_load(&r->svc->budget->used),
+                           (unsigned long long)r->svc->budget->limit);
     r->buf = malloc(r->lay.total ? r->lay.total : 1);
     if (!r->buf) {
         lkv_budget_give(r->svc->budget, r->lay.total);
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply",
-                    r->lay.total);
-        return -1;
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte reply",
+                           r->lay.total);
     }
     r->buf_len = r->lay.total;
     return 0;
 }
 
-static void submit(req *r, lkv_op op, const lkv_params *p, lkv_dtype dt, const uint8_t *src,
-                   uint8_t *dst, size_t n, void (*done)(lkv_work *))
+/* Queues r's codec work; its done function replies. Returns 0. */
+static int submit(req *r, lkv_op op, const lkv_params *p, lkv_dtype dt, const uint8_t *src,
+                  uint8_t *dst, size_t n, void (*done)(lkv_work *))
 {
     r->work.op = op;
     r->work.params = *p;
@@ -264,6 +262,7 @@ static void submit(req *r, lkv_op op, const lkv_params *p, lkv_dtype dt, const u
     r->work.done = done;
     r->work.ud = r;
     lkv_batcher_submit(r->svc->batcher, &r->work, lkv_now_ns());
+    return 0;
 }
 
 /* ---- validation -------------------------------------------------------- */
@@ -298,22 +297,16 @@ static int dtype_ok(req *r, int64_t dt, const char *field)
  */
 static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params *cp, lkv_params *p)
 {
-    if (!t->present) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor is missing");
-        return -1;
-    }
+    if (!t->present)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor is missing");
     if (!dtype_ok(r, t->dtype, "tensor.dtype"))
         return -1;
-    if (t->n_shape == 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
-                    "tensor.shape is empty; the last dim is head_dim");
-        return -1;
-    }
-    if (t->n_shape > LKV_MAX_NDIM) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor.shape has %zu dims; at most %u",
-                    t->n_shape, LKV_MAX_NDIM);
-        return -1;
-    }
+    if (t->n_shape == 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "tensor.shape is empty; the last dim is head_dim");
+    if (t->n_shape > LKV_MAX_NDIM)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "tensor.shape has %zu dims; at most %u",
+                           t->n_shape, LKV_MAX_NDIM);
     const uint64_t head_dim = t->shape[t->n_shape - 1];
     /* An out-of-range enum value stays out of range, so the check below names it. */
     const int64_t v = cp->variant;
@@ -325,29 +318,23 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     p->dim = head_dim > UINT32_MAX ? UINT32_MAX : (uint32_t)head_dim;
     lkv_diag d;
     lkv_status st = lkv_params_check(p, &d);
-    if (st != LKV_OK) {
-        if (st == LKV_ERR_HEAD_DIM)
-            reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
-                        "tensor.shape[-1] (head_dim)=%llu is not supported: %s",
-                        (unsigned long long)head_dim, d.msg);
-        else
-            reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "params: %s", d.msg);
-        return -1;
-    }
+    if (st == LKV_ERR_HEAD_DIM)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "tensor.shape[-1] (head_dim)=%llu is not supported: %s",
+                           (unsigned long long)head_dim, d.msg);
+    if (st != LKV_OK)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "params: %s", d.msg);
     st = lkv_container_plan(p, (lkv_dtype)t->dtype, t->shape, (uint32_t)t->n_shape, &r->info, &d);
-    if (st != LKV_OK) {
-        reply_status(r, st, &d);
-        return -1;
-    }
+    if (st != LKV_OK)
+        return reply_status(r, st, &d);
     const size_t esz = lkv_dtype_size((lkv_dtype)t->dtype);
     const uint64_t want = r->info.n_vectors * (uint64_t)p->dim * esz;
     if (t->data_len != want) {
         char sh[160];
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
-                    "tensor.data has %zu bytes, but shape %s of %s needs %llu", t->data_len,
-                    shape_text(t->shape, t->n_shape, sh, sizeof sh),
-                    lkv_dtype_name((lkv_dtype)t->dtype), (unsigned long long)want);
-        return -1;
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "tensor.data has %zu bytes, but shape %s of %s needs %llu", t->data_len,
+                           shape_text(t->shape, t->n_shape, sh, sizeof sh),
+                           lkv_dtype_name((lkv_dtype)t->dtype), (unsigned long long)want);
     }
     r->raw_bytes = want;
     return 0;
@@ -362,17 +349,14 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
 static int check_namespace(req *r, const char *ns, size_t len, const char *field)
 {
     const char *nul = memchr(ns, 0, len);
-    if (nul) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
-                    "%s has a NUL byte at offset %zu; a namespace is text without NUL bytes", field,
-                    (size_t)(nul - ns));
-        return -1;
-    }
-    if (len > r->svc->cfg->max_namespace_bytes) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-namespace-bytes=%llu",
-                    field, len, (unsigned long long)r->svc->cfg->max_namespace_bytes);
-        return -1;
-    }
+    if (nul)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "%s has a NUL byte at offset %zu; a namespace is text without NUL bytes",
+                           field, (size_t)(nul - ns));
+    if (len > r->svc->cfg->max_namespace_bytes)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "%s is %zu bytes; max-namespace-bytes=%llu", field, len,
+                           (unsigned long long)r->svc->cfg->max_namespace_bytes);
     return 0;
 }
 
@@ -386,22 +370,17 @@ static int check_key_len(req *r, size_t len, const char *field, long index)
         snprintf(name, sizeof name, "%s", field);
     else
         snprintf(name, sizeof name, "%s[%ld]", field, index);
-    reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-key-bytes=%llu", name, len,
-                (unsigned long long)r->svc->cfg->max_key_bytes);
-    return -1;
+    return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-key-bytes=%llu", name,
+                       len, (unsigned long long)r->svc->cfg->max_key_bytes);
 }
 
 /* Every RPC names a block the same way. */
 static int check_key(req *r, const lkv_wire_key *k)
 {
-    if (!k->present) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
-        return -1;
-    }
-    if (k->key_len == 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
-        return -1;
-    }
+    if (!k->present)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key is missing");
+    if (k->key_len == 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "key.key is empty");
     if (check_key_len(r, k->key_len, "key.key", -1) != 0)
         return -1;
     return check_namespace(r, k->ns, k->ns_len, "key.namespace");
@@ -432,22 +411,21 @@ static void compress_done(lkv_work *w)
     reply_ok(r, r->lay.total);
 }
 
-static void handle_compress(req *r, const uint8_t *msg, size_t len)
+static int handle_compress(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_tensor t;
     lkv_wire_params cp;
-    if (lkv_wire_parse_compress(msg, len, &t, &cp) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid CompressRequest");
-        return;
-    }
+    if (lkv_wire_parse_compress(msg, len, &t, &cp) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid CompressRequest");
     lkv_params p;
     if (check_tensor(r, &t, &cp, &p) != 0)
-        return;
+        return -1;
     lkv_wire_compress_plan(r->info.total_bytes, r->raw_bytes, lkv_bits_per_vector(&p), &r->lay);
     if (alloc_reply(r) != 0)
-        return;
-    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)t.dtype, t.data,
-           r->buf + r->lay.payload_off + r->info.header_bytes, r->info.n_vectors, compress_done);
+        return -1;
+    return submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)t.dtype, t.data,
+                  r->buf + r->lay.payload_off + r->info.header_bytes, r->info.n_vectors,
+                  compress_done);
 }
 
 static void decode_done(lkv_work *w)
@@ -466,34 +444,31 @@ static void decode_done(lkv_work *w)
 }
 
 /* Plans and queues the decode of a parsed container at `container`. */
-static void start_decode(req *r, const uint8_t *container, int64_t out_dtype, const char *tier)
+static int start_decode(req *r, const uint8_t *container, int64_t out_dtype, const char *tier)
 {
     if (out_dtype != 0 && !dtype_ok(r, out_dtype, "out_dtype"))
-        return;
+        return -1;
     r->out_dt = out_dtype ? (lkv_dtype)out_dtype : r->info.dtype;
     const size_t data_len =
         (size_t)r->info.n_vectors * r->info.params.dim * lkv_dtype_size(r->out_dt);
     lkv_wire_tensor_reply_plan(r->out_dt, r->info.shape, r->info.ndim, data_len, tier, &r->lay);
     if (alloc_reply(r) != 0)
-        return;
-    submit(r, LKV_OP_DECODE, &r->info.params, r->out_dt, container + r->info.header_bytes,
-           r->buf + r->lay.payload_off, r->info.n_vectors, decode_done);
+        return -1;
+    return submit(r, LKV_OP_DECODE, &r->info.params, r->out_dt, container + r->info.header_bytes,
+                  r->buf + r->lay.payload_off, r->info.n_vectors, decode_done);
 }
 
-static void handle_decompress(req *r, const uint8_t *msg, size_t len)
+static int handle_decompress(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_decompress q;
-    if (lkv_wire_parse_decompress(msg, len, &q) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DecompressRequest");
-        return;
-    }
+    if (lkv_wire_parse_decompress(msg, len, &q) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "request is not a valid DecompressRequest");
     lkv_diag d;
     const lkv_status st = lkv_container_parse(q.coded, q.coded_len, &r->info, &d);
-    if (st != LKV_OK) {
-        reply_status(r, st, &d);
-        return;
-    }
-    start_decode(r, q.coded, q.out_dtype, NULL);
+    if (st != LKV_OK)
+        return reply_status(r, st, &d);
+    return start_decode(r, q.coded, q.out_dtype, NULL);
 }
 
 /* ---- KVStore ----------------------------------------------------------- */
@@ -543,15 +518,13 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
     pending_put_drop(pp);
 }
 
-static void put_store(req *r)
+static int put_store(req *r)
 {
     const lkv_wire_key *k = &r->put.key;
     if (r->m == LKV_METHOD_PUT_STREAM) {
         pending_put *pp = malloc(sizeof *pp + k->ns_len + k->key_len);
-        if (!pp) {
-            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a pending store");
-            return;
-        }
+        if (!pp)
+            return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a pending store");
         pp->svc = r->svc;
         pp->blob = lkv_blob_ref(r->blob);
         pp->charged = r->blob->len;
@@ -570,14 +543,12 @@ static void put_store(req *r)
         memset(&d, 0, sizeof d);
         const lkv_status st =
             lkv_store_put(r->svc->store, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
-        if (st != LKV_OK) {
-            reply_status(r, st, &d);
-            return;
-        }
+        if (st != LKV_OK)
+            return reply_status(r, st, &d);
     }
     Latticekv__V1__PutResponse resp = LATTICEKV__V1__PUT_RESPONSE__INIT;
     resp.coded_bytes = r->blob->len;
-    reply_packed(r, &resp.base);
+    return reply_packed(r, &resp.base);
 }
 
 static void put_encode_done(lkv_work *w)
@@ -618,75 +589,59 @@ static int put_keep_container(req *r, size_t len)
         if (r->blob)
             memcpy(r->blob->data, q->coded, q->coded_len);
     }
-    if (!r->blob) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
-                    q->coded_len);
-        return -1;
-    }
+    if (!r->blob)
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
+                           q->coded_len);
     return 0;
 }
 
-static void handle_put(req *r, const uint8_t *msg, size_t len)
+static int handle_put(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_put *q = &r->put;
-    if (lkv_wire_parse_put(msg, len, q) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid PutRequest");
-        return;
-    }
+    if (lkv_wire_parse_put(msg, len, q) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid PutRequest");
     if (check_key(r, &q->key) != 0)
-        return;
+        return -1;
     if (q->payload == LKV_WIRE_PAYLOAD_CODED) {
         lkv_diag d;
         const lkv_status st = lkv_container_parse(q->coded, q->coded_len, &r->info, &d);
-        if (st != LKV_OK) {
-            reply_status(r, st, &d);
-            return;
-        }
+        if (st != LKV_OK)
+            return reply_status(r, st, &d);
         if (put_keep_container(r, len) != 0)
-            return;
-        put_store(r);
-        return;
+            return -1;
+        return put_store(r);
     }
-    if (q->payload != LKV_WIRE_PAYLOAD_TENSOR) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "payload is missing: set tensor or coded");
-        return;
-    }
+    if (q->payload != LKV_WIRE_PAYLOAD_TENSOR)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "payload is missing: set tensor or coded");
     lkv_params p;
     if (check_tensor(r, &q->tensor, &q->params, &p) != 0)
-        return;
-    if (r->info.total_bytes + q->key.ns_len + q->key.key_len > r->svc->cfg->host_mem_bytes) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
-                    "block of %zu coded bytes exceeds host-mem-bytes=%llu", r->info.total_bytes,
-                    (unsigned long long)r->svc->cfg->host_mem_bytes);
-        return;
-    }
+        return -1;
+    if (r->info.total_bytes + q->key.ns_len + q->key.key_len > r->svc->cfg->host_mem_bytes)
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                           "block of %zu coded bytes exceeds host-mem-bytes=%llu",
+                           r->info.total_bytes, (unsigned long long)r->svc->cfg->host_mem_bytes);
     r->blob = lkv_blob_create(r->info.total_bytes);
-    if (!r->blob) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
-                    r->info.total_bytes);
-        return;
-    }
-    submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor.dtype, q->tensor.data,
-           r->blob->data + r->info.header_bytes, r->info.n_vectors, put_encode_done);
+    if (!r->blob)
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
+                           r->info.total_bytes);
+    return submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor.dtype, q->tensor.data,
+                  r->blob->data + r->info.header_bytes, r->info.n_vectors, put_encode_done);
 }
 
-static void handle_get(req *r, const uint8_t *msg, size_t len)
+static int handle_get(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_get q;
-    if (lkv_wire_parse_get(msg, len, &q) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid GetRequest");
-        return;
-    }
+    if (lkv_wire_parse_get(msg, len, &q) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid GetRequest");
     if (check_key(r, &q.key) != 0)
-        return;
+        return -1;
     const lkv_wire_key *k = &q.key;
     const int ns_shown = k->ns_len < 64 ? (int)k->ns_len : 64;
     r->blob = lkv_store_get(r->svc->store, k->ns, k->ns_len, k->key, k->key_len);
-    if (!r->blob) {
-        reply_error(r, LKV_GRPC_NOT_FOUND, "key not found: namespace=\"%.*s\" key of %zu bytes",
-                    ns_shown, k->ns, k->key_len);
-        return;
-    }
+    if (!r->blob)
+        return reply_error(r, LKV_GRPC_NOT_FOUND,
+                           "key not found: namespace=\"%.*s\" key of %zu bytes", ns_shown, k->ns,
+                           k->key_len);
     lkv_diag d;
     const lkv_status st = lkv_container_parse(r->blob->data, r->blob->len, &r->info, &d);
     if (st != LKV_OK) {
@@ -696,41 +651,35 @@ static void handle_get(req *r, const uint8_t *msg, size_t len)
         lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=%s reason=%s",
                 lkv_log_quote(qns, sizeof qns, k->ns, k->ns_len),
                 lkv_log_quote_str(qr, sizeof qr, d.msg));
-        reply_error(r, LKV_GRPC_DATA_LOSS, "stored block failed verification and was dropped: %s",
-                    d.msg);
-        return;
+        return reply_error(r, LKV_GRPC_DATA_LOSS,
+                           "stored block failed verification and was dropped: %s", d.msg);
     }
     if (q.want_coded) {
         lkv_wire_coded_reply_plan(r->blob->len, tier_host, &r->lay);
         if (alloc_reply(r) != 0)
-            return;
+            return -1;
         memcpy(r->buf + r->lay.payload_off, r->blob->data, r->blob->len);
         lkv_wire_coded_reply_finish(r->buf, r->blob->len, tier_host);
-        reply_ok(r, r->lay.total);
-        return;
+        return reply_ok(r, r->lay.total);
     }
-    start_decode(r, r->blob->data, q.out_dtype, tier_host);
+    return start_decode(r, r->blob->data, q.out_dtype, tier_host);
 }
 
-static void handle_lookup(req *r, const uint8_t *msg, size_t len)
+static int handle_lookup(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_lookup q;
-    if (lkv_wire_parse_lookup(msg, len, &q) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid LookupRequest");
-        return;
-    }
+    if (lkv_wire_parse_lookup(msg, len, &q) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid LookupRequest");
     if (check_namespace(r, q.ns, q.ns_len, "namespace") != 0)
-        return;
+        return -1;
     size_t pos = 0, key_len;
     const uint8_t *key;
     for (size_t i = 0; lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++)
         if (check_key_len(r, key_len, "keys", (long)i) != 0)
-            return;
+            return -1;
     protobuf_c_boolean *present = calloc(q.n_keys ? q.n_keys : 1, sizeof *present);
-    if (!present) {
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q.n_keys);
-        return;
-    }
+    if (!present)
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", q.n_keys);
     uint32_t prefix = 0;
     int in_prefix = 1;
     pos = 0;
@@ -743,22 +692,21 @@ static void handle_lookup(req *r, const uint8_t *msg, size_t len)
     resp.prefix_hits = prefix;
     resp.n_present = q.n_keys;
     resp.present = present;
-    reply_packed(r, &resp.base);
+    const int rc = reply_packed(r, &resp.base);
     free(present);
+    return rc;
 }
 
-static void handle_delete(req *r, const uint8_t *msg, size_t len)
+static int handle_delete(req *r, const uint8_t *msg, size_t len)
 {
     lkv_wire_key k;
-    if (lkv_wire_parse_delete(msg, len, &k) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DeleteRequest");
-        return;
-    }
+    if (lkv_wire_parse_delete(msg, len, &k) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DeleteRequest");
     if (check_key(r, &k) != 0)
-        return;
+        return -1;
     Latticekv__V1__DeleteResponse resp = LATTICEKV__V1__DELETE_RESPONSE__INIT;
     resp.deleted = lkv_store_delete(r->svc->store, k.ns, k.ns_len, k.key, k.key_len);
-    reply_packed(r, &resp.base);
+    return reply_packed(r, &resp.base);
 }
 
 /* ---- Admin and health -------------------------------------------------- */
@@ -829,12 +777,10 @@ size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, si
     return len;
 }
 
-static void handle_stats(req *r, const uint8_t *msg, size_t len)
+static int handle_stats(req *r, const uint8_t *msg, size_t len)
 {
-    if (lkv_wire_parse_empty(msg, len) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid StatsRequest");
-        return;
-    }
+    if (lkv_wire_parse_empty(msg, len) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid StatsRequest");
     lkv_service *s = r->svc;
     /* This request counts itself, as it is being served. */
     lkv_stats st;
@@ -857,7 +803,7 @@ static void handle_stats(req *r, const uint8_t *msg, size_t len)
 #undef LKV_X_COPY
     resp.n_tiers = 1;
     resp.tiers = tiers;
-    reply_packed(r, &resp.base);
+    return reply_packed(r, &resp.base);
 }
 
 /* "" (the whole server) and every service of the method table. */
@@ -873,46 +819,40 @@ static int known_service(const char *name, size_t len)
     return 0;
 }
 
-static void handle_health(req *r, const uint8_t *msg, size_t len)
+static int handle_health(req *r, const uint8_t *msg, size_t len)
 {
     const char *service;
     size_t service_len;
-    if (lkv_wire_parse_health(msg, len, &service, &service_len) != 0) {
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid HealthCheckRequest");
-        return;
-    }
+    if (lkv_wire_parse_health(msg, len, &service, &service_len) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "request is not a valid HealthCheckRequest");
     /* A service name is text: it ends at a NUL, as protobuf-c's C strings did. */
     service_len = strnlen(service, service_len);
-    if (!known_service(service, service_len)) {
-        reply_error(r, LKV_GRPC_NOT_FOUND, "service=\"%.*s\" is not served here",
-                    service_len < 64 ? (int)service_len : 64, service);
-        return;
-    }
+    if (!known_service(service, service_len))
+        return reply_error(r, LKV_GRPC_NOT_FOUND, "service=\"%.*s\" is not served here",
+                           service_len < 64 ? (int)service_len : 64, service);
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     resp.status = r->svc->ready && !r->svc->shutting_down
                       ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                       : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    reply_packed(r, &resp.base);
+    return reply_packed(r, &resp.base);
 }
 
 /* Server reflection (reflection.c), when --reflection on. */
-static void handle_reflection(req *r, const uint8_t *msg, size_t len)
+static int handle_reflection(req *r, const uint8_t *msg, size_t len)
 {
-    if (!r->svc->cfg->reflection) {
-        reply_error(r, LKV_GRPC_UNIMPLEMENTED,
-                    "server reflection is off (start latticekvd with --reflection on)");
-        return;
-    }
+    if (!r->svc->cfg->reflection)
+        return reply_error(r, LKV_GRPC_UNIMPLEMENTED,
+                           "server reflection is off (start latticekvd with --reflection on)");
     size_t n = 0;
     const int rc = lkv_reflection_answer(msg, len, &r->buf, &n);
     if (rc == -1)
-        reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid ServerReflectionRequest");
-    else if (rc != 0)
-        reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a reflection reply");
-    else {
-        charge_reply(r, n); /* rpc.c gives every sent reply's bytes back */
-        reply_ok(r, n);
-    }
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "request is not a valid ServerReflectionRequest");
+    if (rc != 0)
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a reflection reply");
+    charge_reply(r, n); /* rpc.c gives every sent reply's bytes back */
+    return reply_ok(r, n);
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -937,7 +877,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     r->seq = seq;
     r->in = msg; /* freed with the request, or adopted by a stored block */
     r->in_len = len;
-    static void (*const handlers[])(req *, const uint8_t *, size_t) = {
+    static int (*const handlers[])(req *, const uint8_t *, size_t) = {
 #define LKV_X_HANDLER(name, service, method, streaming, handler) handle_##handler,
         LKV_RPC_SERVED_LIST(LKV_X_HANDLER)
 #undef LKV_X_HANDLER

@@ -16,11 +16,11 @@
  * before changing anything: if the block cannot fit even in an empty tier it
  * fails with ERR_LIMIT and the previous value of the key stays in place.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lkv_store.h"
+#include "lkv_status.h"
 
 lkv_blob *lkv_blob_create(size_t len)
 {
@@ -194,25 +194,15 @@ lkv_status lkv_store_put(lkv_store *s, const char *ns, size_t ns_len, const uint
 {
     const uint64_t charge = (uint64_t)blob->len + ns_len + key_len;
     if (charge > s->st.capacity_bytes) {
-        if (diag) {
-            diag->code = LKV_ERR_LIMIT;
-            diag->index = UINT64_MAX;
-            snprintf(diag->msg, sizeof diag->msg,
-                     "block of %llu bytes exceeds the host tier capacity of %llu bytes",
-                     (unsigned long long)charge, (unsigned long long)s->st.capacity_bytes);
-        }
-        return LKV_ERR_LIMIT;
+        return lkv_diag_fail(diag, LKV_ERR_LIMIT,
+                             "block of %llu bytes exceeds the host tier capacity of %llu bytes",
+                             (unsigned long long)charge, (unsigned long long)s->st.capacity_bytes);
     }
     if (ns_len > UINT32_MAX || key_len > UINT32_MAX)
         return LKV_ERR_LIMIT;
     entry *e = malloc(sizeof *e + ns_len + key_len);
     if (!e) {
-        if (diag) {
-            diag->code = LKV_ERR_NOMEM;
-            diag->index = UINT64_MAX;
-            snprintf(diag->msg, sizeof diag->msg, "out of memory for a store entry");
-        }
-        return LKV_ERR_NOMEM;
+        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "out of memory for a store entry");
     }
     const uint64_t h = hash_key(ns, ns_len, key, key_len);
     /* Nothing can fail from here on, so replacing the old value is safe. */

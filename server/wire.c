@@ -17,11 +17,10 @@
  * they are the only code that reads network bytes (fuzzed by
  * tests/fuzz/fuzz_wire.c).
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "lkv_wire.h"
-
-enum { WT_VARINT = 0, WT_LEN = 2 };
 
 size_t lkv_wire_varint_size(uint64_t v)
 {
@@ -60,7 +59,7 @@ size_t lkv_wire_len_field_size(uint32_t field, size_t len)
 
 uint8_t *lkv_wire_put_len_field(uint8_t *p, uint32_t field, size_t len)
 {
-    p = put_key(p, field, WT_LEN);
+    p = put_key(p, field, LKV_WIRE_LEN);
     return lkv_wire_put_varint(p, len);
 }
 
@@ -73,7 +72,7 @@ static uint8_t *put_varint_field(uint8_t *p, uint32_t field, uint64_t v)
 {
     if (!v)
         return p;
-    p = put_key(p, field, WT_VARINT);
+    p = put_key(p, field, LKV_WIRE_VARINT);
     return lkv_wire_put_varint(p, v);
 }
 
@@ -166,11 +165,7 @@ void lkv_wire_coded_reply_finish(uint8_t *buf, size_t coded_len, const char *tie
 
 /* ---- zero-copy request readers ----------------------------------------- */
 
-typedef struct reader {
-    const uint8_t *p, *end;
-} reader;
-
-static int get_varint(reader *r, uint64_t *v)
+static int get_varint(lkv_wire_reader *r, uint64_t *v)
 {
     uint64_t x = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -186,84 +181,74 @@ static int get_varint(reader *r, uint64_t *v)
     return -1; /* more than 10 bytes */
 }
 
-/* Reads a field key; 1 when one was read, 0 at the end, -1 when malformed. */
-static int get_key(reader *r, uint32_t *field, unsigned *wt)
+int lkv_wire_next(lkv_wire_reader *r, lkv_wire_field *f)
 {
     if (r->p == r->end)
         return 0;
-    uint64_t k;
+    uint64_t k, n;
     if (get_varint(r, &k) != 0 || (k >> 3) == 0 || (k >> 3) > UINT32_MAX)
         return -1;
-    *field = (uint32_t)(k >> 3);
-    *wt = (unsigned)(k & 7);
+    f->num = (uint32_t)(k >> 3);
+    f->wt = (unsigned)(k & 7);
+    switch (f->wt) {
+    case LKV_WIRE_VARINT: return get_varint(r, &f->v) == 0 ? 1 : -1;
+    case LKV_WIRE_LEN:
+        if (get_varint(r, &n) != 0 || n > (uint64_t)(r->end - r->p))
+            return -1;
+        f->data = r->p;
+        f->len = (size_t)n;
+        r->p += n;
+        return 1;
+    case 1: /* fixed64 and fixed32 are skipped: no request has one */
+    case 5: n = f->wt == 1 ? 8 : 4; break;
+    default: return -1; /* groups are not proto3 */
+    }
+    if ((size_t)(r->end - r->p) < n)
+        return -1;
+    r->p += n;
     return 1;
 }
 
-static int get_len(reader *r, const uint8_t **data, size_t *len)
-{
-    uint64_t n;
-    if (get_varint(r, &n) != 0 || n > (uint64_t)(r->end - r->p))
-        return -1;
-    *data = r->p;
-    *len = (size_t)n;
-    r->p += n;
-    return 0;
-}
-
-/* Skips a field of an unknown number (proto3 keeps going). */
-static int skip(reader *r, unsigned wt)
-{
-    uint64_t v;
-    const uint8_t *d;
-    size_t n;
-    switch (wt) {
-    case 0: return get_varint(r, &v);
-    case 1:
-        if (r->end - r->p < 8)
-            return -1;
-        r->p += 8;
-        return 0;
-    case 2: return get_len(r, &d, &n);
-    case 5:
-        if (r->end - r->p < 4)
-            return -1;
-        r->p += 4;
-        return 0;
-    default: return -1; /* groups are not proto3 */
-    }
-}
-
 /*
- * One field at a time: next_field() reads a varint or a length-delimited
- * value and skips the fixed-width types, so each reader is a switch over
- * field numbers. A known field with the wrong wire type makes the message
- * invalid.
+ * Each request message is a table of its known fields: number, kind and
+ * where its value goes in the reader's output struct. One walk (read_msg)
+ * applies the proto3 rules to every message: unknown fields are skipped, a
+ * known field with the wrong wire type makes the message invalid, the last
+ * scalar wins, repeated sub-messages merge, and a field of a oneof that
+ * switches the oneof starts its sub-message afresh.
  */
-typedef struct field {
+enum {
+    K_ENUM,  /* int64_t: proto3 enums are int32 on the wire */
+    K_U32,   /* uint32_t */
+    K_BOOL,  /* int */
+    K_BYTES, /* pointer into the message, and its length at len_off */
+    K_COUNT, /* size_t: how many times the field occurs */
+    K_MSG,   /* a sub-message read by its own table */
+    K_SHAPE, /* Tensor.shape: repeated uint64, packed or not */
+};
+
+typedef struct msg_spec msg_spec;
+
+typedef struct field_spec {
     uint32_t num;
-    unsigned wt;
-    uint64_t v;       /* wire type 0 */
-    const uint8_t *d; /* wire type 2 */
-    size_t len;
-} field;
+    int kind;
+    size_t off;          /* the member its value goes to */
+    size_t len_off;      /* K_BYTES: the member its length goes to */
+    const msg_spec *sub; /* K_MSG */
+    int oneof;           /* the oneof case this field selects, or 0 */
+} field_spec;
 
-/* 1 when a field was read, 0 at the end, -1 when malformed. */
-static int next_field(reader *r, field *f)
-{
-    const int k = get_key(r, &f->num, &f->wt);
-    if (k != 1)
-        return k;
-    if (f->wt == WT_VARINT)
-        return get_varint(r, &f->v) == 0 ? 1 : -1;
-    if (f->wt == WT_LEN)
-        return get_len(r, &f->d, &f->len) == 0 ? 1 : -1;
-    return skip(r, f->wt) == 0 ? 1 : -1;
-}
+struct msg_spec {
+    const field_spec *fields;
+    size_t n_fields;
+    size_t size;
+    int present_off; /* an int set to 1 when the message is read, or -1 */
+    int oneof_off;   /* the int holding the oneof's case, or -1 */
+};
 
-static int64_t enum_value(uint64_t v)
-{
-    return (int64_t)(int32_t)(uint32_t)v; /* proto3 enums are int32 */
-}
+#define N_FIELDS(a) (sizeof(a) / sizeof(a)[0])
+
+static int read_msg(const uint8_t *p, size_t n, const msg_spec *m, void *out);
 
 static void shape_push(lkv_wire_tensor *t, uint64_t v)
 {
@@ -272,184 +257,188 @@ static void shape_push(lkv_wire_tensor *t, uint64_t v)
     t->n_shape++;
 }
 
-/* Tensor { dtype = 1; repeated shape = 2 (packed or not); data = 3 } */
-static int parse_tensor(const uint8_t *p, size_t n, lkv_wire_tensor *t)
+static int read_shape(const lkv_wire_field *f, lkv_wire_tensor *t)
 {
-    reader r = {p, p + n};
-    field f;
-    int k;
-    t->present = 1;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num == 1 && f.wt == WT_VARINT) {
-            t->dtype = enum_value(f.v);
-        } else if (f.num == 2 && f.wt == WT_VARINT) {
-            shape_push(t, f.v);
-        } else if (f.num == 2 && f.wt == WT_LEN) {
-            reader pr = {f.d, f.d + f.len};
-            uint64_t v;
-            while (pr.p < pr.end) {
-                if (get_varint(&pr, &v) != 0)
-                    return -1;
-                shape_push(t, v);
-            }
-        } else if (f.num == 3 && f.wt == WT_LEN) {
-            t->data = f.d;
-            t->data_len = f.len;
-        } else if (f.num <= 3) {
-            return -1;
-        }
+    if (f->wt == LKV_WIRE_VARINT) {
+        shape_push(t, f->v);
+        return 0;
     }
+    lkv_wire_reader r = {f->data, f->data + f->len};
+    uint64_t v;
+    while (r.p < r.end) {
+        if (get_varint(&r, &v) != 0)
+            return -1;
+        shape_push(t, v);
+    }
+    return 0;
+}
+
+static int read_field(const field_spec *s, const lkv_wire_field *f, uint8_t *base, int oneof_off)
+{
+    uint8_t *at = base + s->off;
+    if (s->kind == K_SHAPE)
+        return f->wt == LKV_WIRE_VARINT || f->wt == LKV_WIRE_LEN
+                   ? read_shape(f, (lkv_wire_tensor *)base)
+                   : -1;
+    if (f->wt != (s->kind <= K_BOOL ? LKV_WIRE_VARINT : LKV_WIRE_LEN))
+        return -1;
+    if (s->oneof) {
+        int *which = (int *)(base + oneof_off);
+        if (s->kind == K_MSG && *which != s->oneof)
+            memset(at, 0, s->sub->size);
+        *which = s->oneof;
+    }
+    switch (s->kind) {
+    case K_ENUM: *(int64_t *)at = (int64_t)(int32_t)(uint32_t)f->v; return 0;
+    case K_U32: *(uint32_t *)at = (uint32_t)f->v; return 0;
+    case K_BOOL: *(int *)at = f->v != 0; return 0;
+    case K_BYTES:
+        /* The member is a const char * or a const uint8_t *: same representation. */
+        memcpy(at, &f->data, sizeof f->data);
+        *(size_t *)(base + s->len_off) = f->len;
+        return 0;
+    case K_COUNT: (*(size_t *)at)++; return 0;
+    default: return read_msg(f->data, f->len, s->sub, at);
+    }
+}
+
+/* 0, or -1 when the bytes are not a valid message of m's type. */
+static int read_msg(const uint8_t *p, size_t n, const msg_spec *m, void *out)
+{
+    lkv_wire_reader r = {p, p + n};
+    lkv_wire_field f;
+    int k;
+    if (m->present_off >= 0)
+        *(int *)((uint8_t *)out + m->present_off) = 1;
+    while ((k = lkv_wire_next(&r, &f)) == 1)
+        for (size_t i = 0; i < m->n_fields; i++)
+            if (m->fields[i].num == f.num) {
+                if (read_field(&m->fields[i], &f, out, m->oneof_off) < 0)
+                    return -1;
+                break;
+            }
     return k;
 }
+
+/* Tensor { dtype = 1; repeated shape = 2; data = 3 } */
+static const field_spec tensor_fields[] = {
+    {1, K_ENUM, offsetof(lkv_wire_tensor, dtype), 0, NULL, 0},
+    {2, K_SHAPE, offsetof(lkv_wire_tensor, shape), 0, NULL, 0},
+    {3, K_BYTES, offsetof(lkv_wire_tensor, data), offsetof(lkv_wire_tensor, data_len), NULL, 0},
+};
+static const msg_spec tensor_msg = {tensor_fields, N_FIELDS(tensor_fields), sizeof(lkv_wire_tensor),
+                                    offsetof(lkv_wire_tensor, present), -1};
 
 /* CodecParams { variant = 1; q_range = 2 } */
-static int parse_params(const uint8_t *p, size_t n, lkv_wire_params *pr)
-{
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num <= 2 && f.wt != WT_VARINT)
-            return -1;
-        if (f.num == 1)
-            pr->variant = enum_value(f.v);
-        else if (f.num == 2)
-            pr->q_range = (uint32_t)f.v;
-    }
-    return k;
-}
+static const field_spec params_fields[] = {
+    {1, K_ENUM, offsetof(lkv_wire_params, variant), 0, NULL, 0},
+    {2, K_U32, offsetof(lkv_wire_params, q_range), 0, NULL, 0},
+};
+static const msg_spec params_msg = {params_fields, N_FIELDS(params_fields), sizeof(lkv_wire_params),
+                                    -1, -1};
 
 /* BlockKey { namespace = 1; key = 2 } */
-static int parse_key(const uint8_t *p, size_t n, lkv_wire_key *key)
-{
-    reader r = {p, p + n};
-    field f;
-    int k;
-    key->present = 1;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num <= 2 && f.wt != WT_LEN)
-            return -1;
-        if (f.num == 1) {
-            key->ns = (const char *)f.d;
-            key->ns_len = f.len;
-        } else if (f.num == 2) {
-            key->key = f.d;
-            key->key_len = f.len;
-        }
-    }
-    return k;
-}
+static const field_spec key_fields[] = {
+    {1, K_BYTES, offsetof(lkv_wire_key, ns), offsetof(lkv_wire_key, ns_len), NULL, 0},
+    {2, K_BYTES, offsetof(lkv_wire_key, key), offsetof(lkv_wire_key, key_len), NULL, 0},
+};
+static const msg_spec key_msg = {key_fields, N_FIELDS(key_fields), sizeof(lkv_wire_key),
+                                 offsetof(lkv_wire_key, present), -1};
+
+/* PutRequest { key = 1; oneof payload { tensor = 2; coded = 3; } params = 4 } */
+static const field_spec put_fields[] = {
+    {1, K_MSG, offsetof(lkv_wire_put, key), 0, &key_msg, 0},
+    {2, K_MSG, offsetof(lkv_wire_put, tensor), 0, &tensor_msg, LKV_WIRE_PAYLOAD_TENSOR},
+    {3, K_BYTES, offsetof(lkv_wire_put, coded), offsetof(lkv_wire_put, coded_len), NULL,
+     LKV_WIRE_PAYLOAD_CODED},
+    {4, K_MSG, offsetof(lkv_wire_put, params), 0, &params_msg, 0},
+};
+static const msg_spec put_msg = {put_fields, N_FIELDS(put_fields), sizeof(lkv_wire_put), -1,
+                                 offsetof(lkv_wire_put, payload)};
 
 int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out)
 {
     memset(out, 0, sizeof *out);
     out->key.ns = "";
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num <= 4 && f.wt != WT_LEN)
-            return -1;
-        int rc = 0;
-        switch (f.num) {
-        case 1: rc = parse_key(f.d, f.len, &out->key); break;
-        case 2:
-            /* Switching the oneof to tensor starts a fresh tensor. */
-            if (out->payload != LKV_WIRE_PAYLOAD_TENSOR)
-                memset(&out->tensor, 0, sizeof out->tensor);
-            out->payload = LKV_WIRE_PAYLOAD_TENSOR;
-            rc = parse_tensor(f.d, f.len, &out->tensor);
-            break;
-        case 3:
-            out->payload = LKV_WIRE_PAYLOAD_CODED;
-            out->coded = f.d;
-            out->coded_len = f.len;
-            break;
-        case 4: rc = parse_params(f.d, f.len, &out->params); break;
-        default: break; /* unknown fields are skipped */
-        }
-        if (rc < 0)
-            return -1;
-    }
-    return k;
+    return read_msg(p, n, &put_msg, out);
 }
+
+/* CompressRequest { tensor = 1; params = 2 } */
+typedef struct compress_req {
+    lkv_wire_tensor tensor;
+    lkv_wire_params params;
+} compress_req;
+static const field_spec compress_fields[] = {
+    {1, K_MSG, offsetof(compress_req, tensor), 0, &tensor_msg, 0},
+    {2, K_MSG, offsetof(compress_req, params), 0, &params_msg, 0},
+};
+static const msg_spec compress_msg = {compress_fields, N_FIELDS(compress_fields),
+                                      sizeof(compress_req), -1, -1};
 
 int lkv_wire_parse_compress(const uint8_t *p, size_t n, lkv_wire_tensor *tensor,
                             lkv_wire_params *params)
 {
-    memset(tensor, 0, sizeof *tensor);
-    memset(params, 0, sizeof *params);
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num <= 2 && f.wt != WT_LEN)
-            return -1;
-        if (f.num == 1 && parse_tensor(f.d, f.len, tensor) < 0)
-            return -1;
-        if (f.num == 2 && parse_params(f.d, f.len, params) < 0)
-            return -1;
-    }
-    return k;
+    compress_req c = {0};
+    const int rc = read_msg(p, n, &compress_msg, &c);
+    *tensor = c.tensor;
+    *params = c.params;
+    return rc;
 }
 
-/* ---- the other requests ------------------------------------------------ */
+/* DecompressRequest { coded = 1; out_dtype = 2 } */
+static const field_spec decompress_fields[] = {
+    {1, K_BYTES, offsetof(lkv_wire_decompress, coded), offsetof(lkv_wire_decompress, coded_len),
+     NULL, 0},
+    {2, K_ENUM, offsetof(lkv_wire_decompress, out_dtype), 0, NULL, 0},
+};
+static const msg_spec decompress_msg = {decompress_fields, N_FIELDS(decompress_fields),
+                                        sizeof(lkv_wire_decompress), -1, -1};
 
 int lkv_wire_parse_decompress(const uint8_t *p, size_t n, lkv_wire_decompress *out)
 {
     memset(out, 0, sizeof *out);
     out->coded = p; /* an absent coded field is empty, not NULL */
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num == 1 && f.wt == WT_LEN) {
-            out->coded = f.d;
-            out->coded_len = f.len;
-        } else if (f.num == 2 && f.wt == WT_VARINT) {
-            out->out_dtype = enum_value(f.v);
-        } else if (f.num <= 2) {
-            return -1;
-        }
-    }
-    return k;
+    return read_msg(p, n, &decompress_msg, out);
 }
+
+/* GetRequest { key = 1; want_coded = 2; out_dtype = 3 } */
+static const field_spec get_fields[] = {
+    {1, K_MSG, offsetof(lkv_wire_get, key), 0, &key_msg, 0},
+    {2, K_BOOL, offsetof(lkv_wire_get, want_coded), 0, NULL, 0},
+    {3, K_ENUM, offsetof(lkv_wire_get, out_dtype), 0, NULL, 0},
+};
+static const msg_spec get_msg = {get_fields, N_FIELDS(get_fields), sizeof(lkv_wire_get), -1, -1};
 
 int lkv_wire_parse_get(const uint8_t *p, size_t n, lkv_wire_get *out)
 {
     memset(out, 0, sizeof *out);
     out->key.ns = "";
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num == 1 && f.wt == WT_LEN) {
-            if (parse_key(f.d, f.len, &out->key) < 0)
-                return -1;
-        } else if (f.num == 2 && f.wt == WT_VARINT) {
-            out->want_coded = f.v != 0;
-        } else if (f.num == 3 && f.wt == WT_VARINT) {
-            out->out_dtype = enum_value(f.v);
-        } else if (f.num <= 3) {
-            return -1;
-        }
-    }
-    return k;
+    return read_msg(p, n, &get_msg, out);
 }
+
+/* DeleteRequest { key = 1 } */
+typedef struct delete_req {
+    lkv_wire_key key;
+} delete_req;
+static const field_spec delete_fields[] = {{1, K_MSG, offsetof(delete_req, key), 0, &key_msg, 0}};
+static const msg_spec delete_msg = {delete_fields, N_FIELDS(delete_fields), sizeof(delete_req), -1,
+                                    -1};
 
 int lkv_wire_parse_delete(const uint8_t *p, size_t n, lkv_wire_key *key)
 {
-    memset(key, 0, sizeof *key);
-    key->ns = "";
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num == 1 && (f.wt != WT_LEN || parse_key(f.d, f.len, key) < 0))
-            return -1;
-    }
-    return k;
+    delete_req d = {.key = {.ns = ""}};
+    const int rc = read_msg(p, n, &delete_msg, &d);
+    *key = d.key;
+    return rc;
 }
+
+/* LookupRequest { namespace = 1; repeated keys = 2 } */
+static const field_spec lookup_fields[] = {
+    {1, K_BYTES, offsetof(lkv_wire_lookup, ns), offsetof(lkv_wire_lookup, ns_len), NULL, 0},
+    {2, K_COUNT, offsetof(lkv_wire_lookup, n_keys), 0, NULL, 0},
+};
+static const msg_spec lookup_msg = {lookup_fields, N_FIELDS(lookup_fields), sizeof(lkv_wire_lookup),
+                                    -1, -1};
 
 int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out)
 {
@@ -457,29 +446,16 @@ int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out)
     out->ns = "";
     out->msg = p;
     out->msg_len = n;
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num <= 2 && f.wt != WT_LEN)
-            return -1;
-        if (f.num == 1) {
-            out->ns = (const char *)f.d;
-            out->ns_len = f.len;
-        } else if (f.num == 2) {
-            out->n_keys++;
-        }
-    }
-    return k;
+    return read_msg(p, n, &lookup_msg, out);
 }
 
 int lkv_wire_lookup_next(const lkv_wire_lookup *l, size_t *pos, const uint8_t **key, size_t *len)
 {
-    reader r = {l->msg + *pos, l->msg + l->msg_len};
-    field f;
-    while (next_field(&r, &f) == 1) {
+    lkv_wire_reader r = {l->msg + *pos, l->msg + l->msg_len};
+    lkv_wire_field f;
+    while (lkv_wire_next(&r, &f) == 1) {
         if (f.num == 2) {
-            *key = f.d;
+            *key = f.data;
             *len = f.len;
             *pos = (size_t)(r.p - l->msg);
             return 1;
@@ -489,30 +465,27 @@ int lkv_wire_lookup_next(const lkv_wire_lookup *l, size_t *pos, const uint8_t **
     return 0;
 }
 
+/* HealthCheckRequest { service = 1 } */
+typedef struct health_req {
+    const char *service;
+    size_t len;
+} health_req;
+static const field_spec health_fields[] = {
+    {1, K_BYTES, offsetof(health_req, service), offsetof(health_req, len), NULL, 0}};
+static const msg_spec health_msg = {health_fields, N_FIELDS(health_fields), sizeof(health_req), -1,
+                                    -1};
+
 int lkv_wire_parse_health(const uint8_t *p, size_t n, const char **service, size_t *len)
 {
-    *service = "";
-    *len = 0;
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-        if (f.num == 1 && f.wt != WT_LEN)
-            return -1;
-        if (f.num == 1) {
-            *service = (const char *)f.d;
-            *len = f.len;
-        }
-    }
-    return k;
+    health_req h = {"", 0};
+    const int rc = read_msg(p, n, &health_msg, &h);
+    *service = h.service;
+    *len = h.len;
+    return rc;
 }
 
 int lkv_wire_parse_empty(const uint8_t *p, size_t n)
 {
-    reader r = {p, p + n};
-    field f;
-    int k;
-    while ((k = next_field(&r, &f)) == 1) {
-    }
-    return k;
+    static const msg_spec empty = {NULL, 0, 0, -1, -1};
+    return read_msg(p, n, &empty, NULL);
 }

@@ -58,11 +58,6 @@ static const char *const method_path[M_COUNT] = {
 #undef X_PATH
 };
 
-/* The public code list must be the wire's, value for value. */
-#define X_SAME(name, value) _Static_assert(LKV_RPC_##name == (value), "gRPC code " #name);
-LKV_GRPC_CODE_LIST(X_SAME)
-#undef X_SAME
-
 struct lkv_client {
     grpc_channel *channel;
     void *method[M_COUNT]; /* registered-call handles */
@@ -80,7 +75,7 @@ const char *lkv_rpc_code_name(int code)
     switch (code) {
 #define X_NAME(name, value) \
     case value: return #name;
-        LKV_RPC_CODE_LIST(X_NAME)
+        LKV_GRPC_CODE_LIST(X_NAME)
 #undef X_NAME
     }
     return "UNKNOWN_CODE";
@@ -181,18 +176,10 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
     int nargs = 0;
     /* The daemon is normally on the same node: reconnect after a restart in
      * 100 ms rather than gRPC's default 1 s, and never back off past 2 s. */
-    args[nargs].type = GRPC_ARG_INTEGER;
-    args[nargs].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-    args[nargs++].value.integer = 100;
-    args[nargs].type = GRPC_ARG_INTEGER;
-    args[nargs].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-    args[nargs++].value.integer = 2000;
-    args[nargs].type = GRPC_ARG_INTEGER;
-    args[nargs].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[nargs++].value.integer = (int)max_msg;
-    args[nargs].type = GRPC_ARG_INTEGER;
-    args[nargs].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[nargs++].value.integer = (int)max_msg;
+    args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max_msg);
+    args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max_msg);
     if (opts->keepalive_time_ms != LKV_CLIENT_NO_KEEPALIVE) {
         uint32_t every =
             opts->keepalive_time_ms ? opts->keepalive_time_ms : LKV_CLIENT_KEEPALIVE_TIME_MS;
@@ -203,23 +190,15 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
         /* Pings only while calls are in flight (an idle connection costs the
          * daemon nothing), and with no cap on pings between data frames, so
          * a call that waits long for its reply keeps being probed. */
-        args[nargs].type = GRPC_ARG_INTEGER;
-        args[nargs].key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS;
-        args[nargs++].value.integer = every > INT32_MAX ? INT32_MAX : (int)every;
-        args[nargs].type = GRPC_ARG_INTEGER;
-        args[nargs].key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
-        args[nargs++].value.integer = wait > INT32_MAX ? INT32_MAX : (int)wait;
-        args[nargs].type = GRPC_ARG_INTEGER;
-        args[nargs].key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
-        args[nargs++].value.integer = 0;
-        args[nargs].type = GRPC_ARG_INTEGER;
-        args[nargs].key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
-        args[nargs++].value.integer = 0;
+        args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIME_MS,
+                                         every > INT32_MAX ? INT32_MAX : (int)every);
+        args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                                         wait > INT32_MAX ? INT32_MAX : (int)wait);
+        args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+        args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     }
     if (opts->own_connection) {
-        args[nargs].type = GRPC_ARG_INTEGER;
-        args[nargs].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
-        args[nargs++].value.integer = 1;
+        args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     }
     const grpc_channel_args chargs = {.num_args = (size_t)nargs, .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();

@@ -66,6 +66,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lkv_rpc_table.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -74,29 +76,11 @@ extern "C" {
 /* Status codes                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* The gRPC status codes, X(NAME, value); values equal grpc_status_code. */
-#define LKV_RPC_CODE_LIST(X)  \
-    X(OK, 0)                  \
-    X(CANCELLED, 1)           \
-    X(UNKNOWN, 2)             \
-    X(INVALID_ARGUMENT, 3)    \
-    X(DEADLINE_EXCEEDED, 4)   \
-    X(NOT_FOUND, 5)           \
-    X(ALREADY_EXISTS, 6)      \
-    X(PERMISSION_DENIED, 7)   \
-    X(RESOURCE_EXHAUSTED, 8)  \
-    X(FAILED_PRECONDITION, 9) \
-    X(ABORTED, 10)            \
-    X(OUT_OF_RANGE, 11)       \
-    X(UNIMPLEMENTED, 12)      \
-    X(INTERNAL, 13)           \
-    X(UNAVAILABLE, 14)        \
-    X(DATA_LOSS, 15)          \
-    X(UNAUTHENTICATED, 16)
-
+/* LKV_RPC_<NAME> for each row of LKV_GRPC_CODE_LIST (lkv_rpc_table.h, shared with
+ * the daemon): values equal grpc_status_code. */
 typedef enum lkv_rpc_code {
 #define LKV_X_RPC_ENUM(name, value) LKV_RPC_##name = (value),
-    LKV_RPC_CODE_LIST(LKV_X_RPC_ENUM)
+    LKV_GRPC_CODE_LIST(LKV_X_RPC_ENUM)
 #undef LKV_X_RPC_ENUM
 } lkv_rpc_code;
 

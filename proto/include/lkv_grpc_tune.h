@@ -17,6 +17,7 @@
 #define LKV_GRPC_TUNE_H
 
 #include <dlfcn.h>
+#include <grpc/grpc.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,14 @@
  * ping more often than twice this.
  */
 #define LKV_GRPC_MIN_PING_INTERVAL_MS 1000
+
+/* One integer channel argument, for the grpc_arg arrays each end builds. */
+static inline grpc_arg lkv_grpc_int_arg(const char *key, int value)
+{
+    grpc_arg a = {.type = GRPC_ARG_INTEGER, .key = (char *)key};
+    a.value.integer = value;
+    return a;
+}
 
 static inline void lkv_grpc_quiet_absl_deadlock_detection(void)
 {

@@ -3,7 +3,7 @@
 """Writes the seed corpus of fuzz_wire (tests/fuzz/corpus_wire).
 
 Each seed is one byte selecting the method (its row in LKV_RPC_LIST,
-proto/include/lkv_rpc_table.h) followed by a request message: for every request type
+proto/table/lkv_rpc_table.h) followed by a request message: for every request type
 valid messages built with the Python stubs, then malformed variants of each
 (truncated, a wrong wire type, a length past the end, a group, an 11-byte
 varint). Usage: make_wire_seeds.py OUT_DIR (needs clients/python's _gen
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from latticekv import health_pb, pb  # noqa: E402
 
-METHODS_H = os.path.join(ROOT, "proto", "include", "lkv_rpc_table.h")
+METHODS_H = os.path.join(ROOT, "proto", "table", "lkv_rpc_table.h")
 
 
 def method_indices():

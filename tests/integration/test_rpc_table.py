@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The method table (proto/include/lkv_rpc_table.h) against the Python client and the .proto files.
+"""The method table (proto/table/lkv_rpc_table.h) against the Python client and the .proto files.
 
 The daemon and the C client take their RPCs and status codes from the
 X-macro lists in that header; the Python client takes its stubs from the
@@ -18,7 +18,7 @@ import latticekv
 from latticekv import health_pb, pb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TABLE_H = os.path.join(ROOT, "proto", "include", "lkv_rpc_table.h")
+TABLE_H = os.path.join(ROOT, "proto", "table", "lkv_rpc_table.h")
 
 
 def _macro_rows(text, name):
