@@ -175,6 +175,14 @@ static void stop_now(daemon_state *d)
     d->inbox = NULL;
 }
 
+/* Logs why the daemon cannot start; returns its exit status. */
+static int startup_failed(const char *reason)
+{
+    char q[LKV_LOG_QUOTE_MAX];
+    lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=%s", lkv_log_quote_str(q, sizeof q, reason));
+    return 1;
+}
+
 static unsigned cpu_count(void)
 {
     const long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -230,21 +238,14 @@ int main(int argc, char **argv)
     lkv_log_set_level((lkv_log_level)d.cfg.log_level);
     lkv_log_set_format((lkv_log_format)d.cfg.log_format);
     lkv_config_check_env(environ, warn_env, NULL);
-    if (d.cfg.reflection && !lkv_reflection_available()) {
-        lkv_log(LKV_LOG_ERROR, "startup_failed",
-                "reason=\"--reflection on: this build has no server reflection (protoc was not "
-                "found when it was built)\"");
-        return 1;
-    }
+    if (d.cfg.reflection && !lkv_reflection_available())
+        return startup_failed("--reflection on: this build has no server reflection (protoc was "
+                              "not found when it was built)");
 
     const unsigned threads = d.cfg.threads ? (unsigned)d.cfg.threads : cpu_count();
     lkv_diag diag = {.code = LKV_OK, .index = UINT64_MAX, .msg = ""};
-    if (make_backend(&d, threads, &diag) != LKV_OK) {
-        char q[LKV_LOG_QUOTE_MAX];
-        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=%s",
-                lkv_log_quote_str(q, sizeof q, diag.msg));
-        return 1;
-    }
+    if (make_backend(&d, threads, &diag) != LKV_OK)
+        return startup_failed(diag.msg);
     d.store = lkv_store_create(d.cfg.host_mem_bytes);
     d.loop = uv_default_loop();
     d.inbox = lkv_inbox_create(d.loop, on_event, after_events, &d);
@@ -253,10 +254,8 @@ int main(int argc, char **argv)
                                          d.backend->name, lkv_rpc_reply)
                     : NULL;
     d.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!d.store || !d.svc || d.timer_fd < 0) {
-        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=\"out of memory or threads\"");
-        return 1;
-    }
+    if (!d.store || !d.svc || d.timer_fd < 0)
+        return startup_failed("out of memory or threads");
     uv_poll_init(d.loop, &d.timer_poll, d.timer_fd);
     d.timer_poll.data = &d;
     uv_poll_start(&d.timer_poll, UV_READABLE, on_timer);
@@ -270,12 +269,8 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
 
-    if (lkv_rpc_create(&d.cfg, d.svc, d.inbox, &d.rpc, &diag) != LKV_OK) {
-        char q[LKV_LOG_QUOTE_MAX];
-        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=%s",
-                lkv_log_quote_str(q, sizeof q, diag.msg));
-        return 1;
-    }
+    if (lkv_rpc_create(&d.cfg, d.svc, d.inbox, &d.rpc, &diag) != LKV_OK)
+        return startup_failed(diag.msg);
     lkv_service_set_ready(d.svc, 1);
     lkv_sched_stats ss;
     lkv_sched_get_stats(d.sched, &ss);

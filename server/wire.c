@@ -273,7 +273,11 @@ static int read_shape(const lkv_wire_field *f, lkv_wire_tensor *t)
     return 0;
 }
 
-static int read_field(const field_spec *s, const lkv_wire_field *f, uint8_t *base, int oneof_off)
+/* read_field and read_msg recurse once per sub-message table (K_MSG), and no
+ * table nests itself: the depth is fixed by the message tables below (a
+ * request and its sub-messages), never by the request bytes. */
+static int read_field( // NOLINT(misc-no-recursion)
+    const field_spec *s, const lkv_wire_field *f, uint8_t *base, int oneof_off)
 {
     uint8_t *at = base + s->off;
     if (s->kind == K_SHAPE)
@@ -303,7 +307,8 @@ static int read_field(const field_spec *s, const lkv_wire_field *f, uint8_t *bas
 }
 
 /* 0, or -1 when the bytes are not a valid message of m's type. */
-static int read_msg(const uint8_t *p, size_t n, const msg_spec *m, void *out)
+static int read_msg( // NOLINT(misc-no-recursion)
+    const uint8_t *p, size_t n, const msg_spec *m, void *out)
 {
     lkv_wire_reader r = {p, p + n};
     lkv_wire_field f;
