@@ -239,15 +239,20 @@ def port_free(port):
 
 
 class Redis:
-    def __init__(self, tmp, port):
+    def __init__(self, tmp, port, cluster=False):
         self.dir, self.port = tmp, port
         self.proc = None
+        # A cluster node is never failed over while it is down (long node
+        # timeout), and the others keep serving their slots.
+        self.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                      "--cluster-node-timeout", "60000", "--cluster-require-full-coverage",
+                      "no"] if cluster else []
         self.start()
 
     def start(self):
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+             "--appendonly", "no", "--dir", self.dir] + self.extra,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + HANG_GUARD_S
         while self.cli("PING") != "PONG":
@@ -347,4 +352,54 @@ def test_write_back_keeps_accepting_puts_while_redis_is_down_and_drains_after(tm
         while redis.cli("DBSIZE") != str(kept):
             assert time.monotonic() < deadline, redis.cli("DBSIZE")
             time.sleep(0.05)
+    stop_ok(d)
+
+
+@pytest.fixture
+def cluster(tmp):
+    if not (os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_CLI, os.X_OK)):
+        pytest.skip("redis-server / redis-cli not installed")
+    ports = [p for p in range(21400, 21500) if port_free(p) and port_free(p + 10000)][:3]
+    nodes = []
+    try:
+        for p in ports:
+            d = os.path.join(tmp, "node%d" % p)
+            os.mkdir(d)
+            nodes.append(Redis(d, p, cluster=True))
+        subprocess.run([REDIS_CLI, "--cluster", "create"] + ["127.0.0.1:%d" % p for p in ports]
+                       + ["--cluster-replicas", "0", "--cluster-yes"], check=True,
+                       capture_output=True, timeout=HANG_GUARD_S)
+        deadline = time.monotonic() + HANG_GUARD_S
+        while not all("cluster_state:ok" in n.cli("CLUSTER", "INFO") for n in nodes):
+            assert time.monotonic() < deadline, "no cluster_state:ok"
+            time.sleep(0.1)
+        yield nodes
+    finally:
+        for n in nodes:
+            n.kill()
+
+
+def test_redis_cluster_spreads_blocks_and_degrades_to_local_tiers_when_a_master_dies(tmp, cluster):
+    seeds = []
+    for n in cluster:
+        seeds += ["--redis", "redis://127.0.0.1:%d" % n.port]
+    d = Daemon(tmp, seeds)
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        coded = blocks(c, 1, 41)[0]
+        keys = ["c%02d" % i for i in range(24)]
+        for key in keys:
+            c.put_coded(key, coded, namespace="cl")
+        wait_link(c, "up")
+        sizes = [int(n.cli("DBSIZE")) for n in cluster]
+        assert sum(sizes) == len(keys) and all(sizes), sizes  # every master holds some
+        cluster[1].kill()
+        wait_link(c, "degraded")
+        for key in keys:  # every block is still in host memory
+            assert c.get(key, namespace="cl", want_coded=True, tier=True) == (coded, "host")
+        for i in range(24):  # Puts are accepted; the dead node's share is counted
+            c.put_coded("late%d" % i, coded, namespace="cl")
+        assert tier_row(c, "redis")["errors"] >= 1
+        cluster[1].start()  # back from its nodes.conf: the daemon reconnects
+        wait_link(c, "up")
+        c.put_coded("after", coded, namespace="cl")
     stop_ok(d)
