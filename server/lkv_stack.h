@@ -13,7 +13,7 @@
 #ifndef LKV_STACK_H
 #define LKV_STACK_H
 
-#include "lkv_tier.h"
+#include "tier/lkv_tier.h"
 
 typedef enum lkv_tier_policy {
     LKV_TIER_WRITE_THROUGH = 0, /* Put acknowledged once every tier below host has it */

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "lkv_lru.h"
-#include "lkv_tier.h"
+#include "tier/lkv_tier.h"
 
 lkv_blob *lkv_blob_create(size_t len)
 {

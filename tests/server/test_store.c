@@ -163,3 +163,56 @@ Test(store, many_keys_survive_table_growth)
     cr_assert_eq(st.blocks, 5000);
     s->close(s, NULL, NULL);
 }
+
+static int evicted;
+static char evicted_key[16];
+
+static void on_evict(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key, size_t key_len,
+                     lkv_blob *blob, void *ud)
+{
+    (void)t;
+    (void)ud;
+    cr_assert_eq(ns_len, 1);
+    cr_assert_eq(ns[0], 'n');
+    cr_assert_not_null(blob, "the host tier hands the evicted bytes down");
+    evicted++;
+    snprintf(evicted_key, sizeof evicted_key, "%.*s", (int)key_len, (const char *)key);
+}
+
+Test(store, evictions_call_the_hook_oldest_first_with_the_bytes)
+{
+    lkv_tier *s = host_tier(300);
+    s->set_evict_hook(s, on_evict, NULL);
+    evicted = 0;
+    cr_assert_eq(put(s, "a", 98, 1), LKV_OK);
+    cr_assert_eq(put(s, "b", 98, 2), LKV_OK);
+    cr_assert_eq(put(s, "c", 98, 3), LKV_OK);
+    cr_assert_eq(first_byte(s, "a"), 1); /* a is now the most recent */
+    cr_assert_eq(put(s, "d", 98, 4), LKV_OK);
+    cr_assert_eq(evicted, 1);
+    cr_assert_str_eq(evicted_key, "b");
+    s->close(s, NULL, NULL);
+}
+
+Test(store, a_namespace_quota_refuses_before_changing_anything)
+{
+    const lkv_host_quota q[] = {{"n", 1, 250}};
+    const lkv_host_config hc = {
+        .capacity_bytes = 1 << 20, .high_pct = 100, .low_pct = 100, .quotas = q, .nquotas = 1};
+    lkv_tier *s = NULL;
+    lkv_diag d;
+    cr_assert_eq(lkv_tier_host_create(&hc, &s, &d), LKV_OK);
+    cr_assert_eq(put(s, "a", 98, 1), LKV_OK); /* 100 bytes charged */
+    cr_assert_eq(put(s, "b", 98, 2), LKV_OK); /* 200 */
+    lkv_blob *b = blob_of(98, 3);
+    cr_assert_eq(host_put(s, "n", 1, (const uint8_t *)"c", 1, b, &d), LKV_ERR_LIMIT);
+    cr_assert(strstr(d.msg, "namespace \"n\"") && strstr(d.msg, "quota of 250 bytes"), "%s", d.msg);
+    cr_assert_eq(put(s, "a", 148, 4), LKV_OK, "a replacement is charged its difference");
+    cr_assert_eq(first_byte(s, "a"), 4);
+    cr_assert_eq(host_put(s, "other", 5, (const uint8_t *)"c", 1, b, &d), LKV_OK,
+                 "other namespaces are not bounded");
+    cr_assert_eq(host_del(s, "n", 1, (const uint8_t *)"b", 1), 1);
+    cr_assert_eq(host_put(s, "n", 1, (const uint8_t *)"c", 1, b, &d), LKV_OK, "deletes free quota");
+    lkv_blob_unref(b);
+    s->close(s, NULL, NULL);
+}
