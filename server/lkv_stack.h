@@ -46,6 +46,9 @@ void lkv_stack_del(lkv_stack *s, lkv_tier_req *req);
 /* Present in a local tier (host or SSD); Redis is not asked. */
 int lkv_stack_contains(const lkv_stack *s, const char *ns, size_t ns_len, const uint8_t *key,
                        size_t key_len);
+/* Whether nothing waits to be written back: the Redis write-back queue is
+ * empty, or no Redis node is reachable to take it (shutdown waits for this). */
+int lkv_stack_flushed(const lkv_stack *s);
 /* The tiers top down (up to 3); returns how many. */
 size_t lkv_stack_tiers(const lkv_stack *s, const lkv_tier *out[3]);
 /* The Redis link state ("up", "down", ...), or "" for a tier that has none. */

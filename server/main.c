@@ -101,7 +101,10 @@ static void after_events(void *ud)
         lkv_rpc_flush(d->rpc); /* the replies of the work that just completed */
     if (d->phase == 1) {
         lkv_rpc_shutdown_progress(d->rpc, lkv_now_ns());
-        if (lkv_rpc_drained(d->rpc))
+        /* Then the Redis write-back queue, while Redis takes it, within the grace. */
+        const int grace_over =
+            lkv_now_ns() - d->stop_ns > d->cfg.shutdown_grace_ms * UINT64_C(1000000);
+        if (lkv_rpc_drained(d->rpc) && (lkv_stack_flushed(d->stack) || grace_over))
             stop_now(d);
     }
 }

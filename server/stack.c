@@ -283,6 +283,15 @@ int lkv_stack_contains(const lkv_stack *s, const char *ns, size_t ns_len, const 
     return 0;
 }
 
+int lkv_stack_flushed(const lkv_stack *s)
+{
+    if (!s->redis)
+        return 1;
+    lkv_redis_stats rs;
+    lkv_tier_redis_stats(s->redis, &rs);
+    return rs.queued_blocks == 0 || rs.nodes_up == 0;
+}
+
 size_t lkv_stack_tiers(const lkv_stack *s, const lkv_tier *out[3])
 {
     for (size_t i = 0; i < s->n; i++)
