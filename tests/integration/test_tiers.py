@@ -246,7 +246,7 @@ class Redis:
         # timeout), and the others keep serving their slots.
         self.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                       "--cluster-node-timeout", "60000", "--cluster-require-full-coverage",
-                      "no"] if cluster else []
+                      "no", "--cluster-port", str(port + 500)] if cluster else []
         self.start()
 
     def start(self):
@@ -258,6 +258,8 @@ class Redis:
         while self.cli("PING") != "PONG":
             assert self.proc.poll() is None and time.monotonic() < deadline, "redis did not start"
             time.sleep(0.02)
+        # The server answering is ours, not another process's on the same port.
+        assert "process_id:%d" % self.proc.pid in self.cli("INFO", "server"), self.port
 
     def cli(self, *args):
         p = subprocess.run([REDIS_CLI, "-p", str(self.port)] + list(args), capture_output=True,
@@ -274,7 +276,8 @@ class Redis:
 def redis(tmp):
     if not (os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_CLI, os.X_OK)):
         pytest.skip("redis-server / redis-cli not installed")
-    port = next(p for p in range(21300, 21400) if port_free(p))
+    start = 21300 + os.getpid() % 50  # spread concurrent runs over the range
+    port = next(p for p in range(start, 21400) if port_free(p))
     rdir = os.path.join(tmp, "redis")
     os.mkdir(rdir)
     r = Redis(rdir, port)
@@ -359,7 +362,9 @@ def test_write_back_keeps_accepting_puts_while_redis_is_down_and_drains_after(tm
 def cluster(tmp):
     if not (os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_CLI, os.X_OK)):
         pytest.skip("redis-server / redis-cli not installed")
-    ports = [p for p in range(21400, 21500) if port_free(p) and port_free(p + 10000)][:3]
+    start = 21400 + os.getpid() % 50
+    # Bus ports (cluster-port) 500 above: everything in 21400-21999.
+    ports = [p for p in range(start, 21500) if port_free(p) and port_free(p + 500)][:3]
     nodes = []
     try:
         for p in ports:
