@@ -19,10 +19,31 @@ import grpc
 import pytest
 
 import latticekv
-from conftest import DAEMON, HANG_GUARD_S, Daemon, kv_like
+import conftest
+from conftest import DAEMON, HANG_GUARD_S, kv_like
 
 REDIS_SERVER = os.environ.get("LKV_REDIS_SERVER", "/usr/bin/redis-server")
 REDIS_CLI = os.environ.get("LKV_REDIS_CLI", "/usr/bin/redis-cli")
+
+
+STARTED = []
+
+
+def Daemon(tmpdir, extra=()):  # noqa: N802 - conftest's Daemon, remembered for cleanup
+    d = conftest.Daemon(tmpdir, extra)
+    STARTED.append(d)
+    return d
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left():
+    """A failed assertion leaves no latticekvd running behind it."""
+    yield
+    while STARTED:
+        d = STARTED.pop()
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
 
 
 @pytest.fixture
@@ -94,8 +115,13 @@ def test_truncated_and_bit_flipped_files_are_dropped_and_never_served(tmp):
         for i, b in enumerate(coded):
             c.put_coded("k%d" % i, b)
     stop_ok(d)
-    files = sorted(glob.glob(os.path.join(ssd, "*.lkv")), key=os.path.getmtime)
-    assert len(files) == 3
+    def key_of(path):  # server/tier/README.md: ns_len @8, key_len @12, names from 40
+        with open(path, "rb") as f:
+            head = f.read(40 + 64)
+        ns_len, key_len = (int.from_bytes(head[o:o + 4], "little") for o in (8, 12))
+        return head[40 + ns_len:40 + ns_len + key_len]
+    files = sorted(glob.glob(os.path.join(ssd, "*.lkv")), key=key_of)
+    assert [key_of(f) for f in files] == [b"k0", b"k1", b"k2"]
     with open(files[0], "r+b") as f:  # k0: cut short
         f.truncate(os.path.getsize(files[0]) - 100)
     with open(files[1], "r+b") as f:  # k1: one bit of the data flipped
