@@ -29,7 +29,7 @@
 #include "lkv_log.h"
 
 typedef enum cfg_type {
-    CFG_LIST,   /* repeatable address list */
+    CFG_LIST,   /* repeatable list: char[LKV_LISTEN_MAX][LKV_ADDR_MAX] + uint32 count */
     CFG_PATH,   /* one string */
     CFG_U64,    /* integer in [min, max] */
     CFG_SIZE,   /* byte size with K/M/G/T suffixes, in [min, max] */
@@ -67,6 +67,12 @@ static const cfg_choice format_choices[] = {
     {"kv", LKV_LOG_FORMAT_KV}, {"json", LKV_LOG_FORMAT_JSON}, {NULL, 0}};
 
 #define OFF(f) offsetof(lkv_config, f)
+
+static const char *listen_check(const char *item);
+static const char *redis_check(const char *item);
+static const char *quota_check(const char *item);
+static const cfg_choice fsync_choices[] = {{"never", 0}, {"batch", 1}, {"always", 2}, {NULL, 0}};
+static const cfg_choice policy_choices[] = {{"write-through", 0}, {"write-back", 1}, {NULL, 0}};
 
 static const cfg_setting settings[] = {
     {"listen", CFG_LIST, 0, 0, "127.0.0.1:50051,unix:/tmp/latticekvd.sock", OFF(listen), "ADDR",
@@ -111,6 +117,30 @@ static const cfg_setting settings[] = {
     {"max-inflight-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(max_inflight_bytes), "N", NULL,
      "bytes of requests and replies in flight; beyond it requests get RESOURCE_EXHAUSTED; "
      "0 = host-mem-bytes/4, at least 2 x max-message-bytes"},
+    /* The storage tiers below host memory (server/stack.c, docs/service.md). */
+    {"ssd-dir", CFG_PATH, 0, 0, "", OFF(ssd_dir), "DIR", NULL,
+     "SSD tier: an existing directory for one file per block; empty = no SSD tier"},
+    {"ssd-bytes", CFG_SIZE, 0, UINT64_C(1) << 50, "0", OFF(ssd_bytes), "N", NULL,
+     "SSD tier capacity in file bytes (LRU eviction from 100% down to 90%); required with "
+     "--ssd-dir"},
+    {"ssd-fsync", CFG_CHOICE, 0, 0, "never", OFF(ssd_fsync), "never|batch|always", fsync_choices,
+     "SSD tier: never = write + rename before the reply (survives kill -9); batch = group "
+     "fdatasync; always = fdatasync per block (both also survive power loss)"},
+    {"redis", CFG_LIST, 0, 0, "", OFF(redis), "redis://HOST:PORT", NULL,
+     "Redis tier: a server, or Redis Cluster seeds (repeatable); empty = no Redis tier"},
+    {"redis-password-file", CFG_PATH, 0, 0, "", OFF(redis_password_file), "FILE", NULL,
+     "Redis tier: AUTH with the first line of FILE"},
+    {"redis-queue-bytes", CFG_SIZE, 1, UINT64_C(1) << 44, "256MiB", OFF(redis_queue_bytes), "N",
+     NULL,
+     "Redis tier, write-back: bytes queued for Redis; beyond it the oldest remote copies are "
+     "dropped and counted"},
+    {"tier-policy", CFG_CHOICE, 0, 0, "write-through", OFF(tier_policy), "write-through|write-back",
+     policy_choices,
+     "write-through: a Put is acknowledged once the SSD tier (and Redis) have it; write-back: "
+     "once host memory has it (SSD fed by evictions, Redis by a bounded queue)"},
+    {"namespace-quota", CFG_LIST, 0, 0, "", OFF(namespace_quota), "NS=BYTES", NULL,
+     "bytes a namespace may hold in host memory; beyond it Put is RESOURCE_EXHAUSTED "
+     "(repeatable)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -284,27 +314,82 @@ static const cfg_setting *nearest_setting(const char *name, size_t len)
     return best;
 }
 
+static const char *listen_check(const char *item)
+{
+    return address_ok(item) ? NULL : "host:port, [v6]:port or unix:PATH";
+}
+
+static const char *redis_check(const char *item)
+{
+    const char *want = "redis://HOST:PORT (an IP address, [v6] in brackets; port 1..65535)";
+    if (strncmp(item, "redis://", 8) != 0 || strchr(item + 8, '/') || strchr(item + 8, '@'))
+        return want;
+    const char *colon = strrchr(item + 8, ':');
+    uint64_t port;
+    if (!colon || colon == item + 8 || parse_u64(colon + 1, &port) != 0 || port == 0 ||
+        port > 65535)
+        return want;
+    return NULL;
+}
+
+static const char *quota_check(const char *item)
+{
+    const char *want = "NS=BYTES (a namespace, then a byte size of at least 1, e.g. llama=4GiB)";
+    const char *eq = strrchr(item, '=');
+    uint64_t v;
+    if (!eq || lkv_parse_size(eq + 1, &v) != 0 || v == 0)
+        return want;
+    return NULL;
+}
+
+/* Each CFG_LIST setting: its items, their count, and their check (NULL:
+ * the item is fine, else what it should look like). */
+typedef struct cfg_list {
+    size_t offset, count_offset;
+    const char *(*check)(const char *item);
+} cfg_list;
+
+static const cfg_list lists[] = {{OFF(listen), OFF(n_listen), listen_check},
+                                 {OFF(redis), OFF(n_redis), redis_check},
+                                 {OFF(namespace_quota), OFF(n_namespace_quota), quota_check}};
+
+static uint32_t *list_count(lkv_config *cfg, const cfg_setting *st, const cfg_list **out)
+{
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
+        if (lists[i].offset == st->offset) {
+            *out = &lists[i];
+            return (uint32_t *)((char *)cfg + lists[i].count_offset);
+        }
+    return NULL; /* a CFG_LIST row without a lists[] entry: caught by the tests */
+}
+
 /* Adds one list item (already trimmed). */
-static lkv_status list_add(lkv_config *cfg, const char *item, size_t len, const char *shown,
-                           char *err, size_t cap)
+static lkv_status list_add(lkv_config *cfg, const cfg_setting *st, const char *item, size_t len,
+                           const char *shown, char *err, size_t cap)
 {
     char buf[LKV_ADDR_MAX];
+    char(*items)[LKV_ADDR_MAX] = (char(*)[LKV_ADDR_MAX])((char *)cfg + st->offset);
+    const cfg_list *li = NULL;
+    uint32_t *n = list_count(cfg, st, &li);
+    if (!n)
+        return fail(err, cap, "%s: internal error (list)", shown);
     if (len == 0)
-        return fail(err, cap, "%s: empty address", shown);
+        return fail(err, cap, "%s: empty item", shown);
     if (len >= sizeof buf)
         return fail(err, cap, "%s=%.40s... is longer than %d bytes", shown, item, LKV_ADDR_MAX - 1);
     memcpy(buf, item, len);
     buf[len] = '\0';
-    if (!address_ok(buf))
-        return fail(err, cap, "%s=%s is not host:port, [v6]:port or unix:PATH", shown, buf);
+    const char *want = li->check(buf);
+    if (want)
+        return fail(err, cap, "%s=%s is not %s", shown, buf, want);
     /* Twice the same address would fail at bind with a misleading reason
      * (the address "in use", by this very daemon). */
-    for (uint32_t k = 0; k < cfg->n_listen; k++)
-        if (strcmp(cfg->listen[k], buf) == 0)
+    for (uint32_t k = 0; k < *n; k++)
+        if (strcmp(items[k], buf) == 0)
             return fail(err, cap, "%s=%s is listed twice", shown, buf);
-    if (cfg->n_listen >= LKV_LISTEN_MAX)
-        return fail(err, cap, "%s=%s: more than %d listen addresses", shown, buf, LKV_LISTEN_MAX);
-    memcpy(cfg->listen[cfg->n_listen++], buf, len + 1);
+    if (*n >= LKV_LISTEN_MAX)
+        return fail(err, cap, "%s=%s: more than %d items", shown, buf, LKV_LISTEN_MAX);
+    memcpy(items[(*n)++], buf, len + 1);
     return LKV_OK;
 }
 
@@ -317,13 +402,15 @@ static lkv_status apply(lkv_config *cfg, const cfg_setting *st, const char *valu
     case CFG_LIST: {
         /* Comma-separated items; the caller decides whether to clear first. */
         const char *p = value;
+        if (*p == '\0')
+            return LKV_OK; /* an empty default */
         for (;;) {
             p = skip_space(p);
             const char *e = strchr(p, ',');
             size_t n = e ? (size_t)(e - p) : strlen(p);
             while (n && isspace((unsigned char)p[n - 1]))
                 n--;
-            lkv_status s = list_add(cfg, p, n, shown, err, cap);
+            lkv_status s = list_add(cfg, st, p, n, shown, err, cap);
             if (s != LKV_OK)
                 return s;
             if (!e)
@@ -375,7 +462,10 @@ static lkv_status set_at(lkv_config *cfg, layers *ly, int layer, const cfg_setti
     if (st->type == CFG_LIST) {
         const size_t i = (size_t)(st - settings);
         if (ly->list_layer[i] < layer) {
-            cfg->n_listen = 0;
+            const cfg_list *li;
+            uint32_t *n = list_count(cfg, st, &li);
+            if (n)
+                *n = 0;
             ly->list_layer[i] = layer;
         }
     }
@@ -522,6 +612,12 @@ lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn
         if (s != LKV_OK)
             return s;
     }
+    if (cfg->ssd_dir[0] && cfg->ssd_bytes == 0)
+        return fail(err, err_cap, "--ssd-dir=%s needs --ssd-bytes (the SSD tier's capacity)",
+                    cfg->ssd_dir);
+    if (!cfg->ssd_dir[0] && cfg->ssd_bytes)
+        return fail(err, err_cap, "--ssd-bytes=%llu without --ssd-dir: no SSD tier to size",
+                    (unsigned long long)cfg->ssd_bytes);
     return LKV_OK;
 }
 

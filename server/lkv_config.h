@@ -39,6 +39,17 @@ typedef struct lkv_config {
     uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
     uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
     uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
+    /* The tiers below host memory (server/stack.c) */
+    char ssd_dir[LKV_ADDR_MAX]; /* "": no SSD tier */
+    uint64_t ssd_bytes;
+    uint32_t ssd_fsync;                       /* lkv_ssd_fsync */
+    char redis[LKV_LISTEN_MAX][LKV_ADDR_MAX]; /* seeds; none: no Redis tier */
+    uint32_t n_redis;
+    char redis_password_file[LKV_ADDR_MAX];
+    uint64_t redis_queue_bytes;
+    uint32_t tier_policy;                               /* lkv_tier_policy */
+    char namespace_quota[LKV_LISTEN_MAX][LKV_ADDR_MAX]; /* "NS=BYTES" */
+    uint32_t n_namespace_quota;
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */

@@ -8,7 +8,10 @@
  *   config.c   one declarative table -> flags, LATTICEKV_* env, config file, --help
  *   log.c      structured key=value (or JSON) log lines on stderr, client bytes quoted
  *   status.c   the one lkv_status -> gRPC status table
- *   store.c    the host-memory block store: (namespace, key) -> blob, LRU, capacity
+ *   store.c    blobs and the host-memory tier: (namespace, key) -> blob, LRU, quotas
+ *   lru.c      the hash table + recency list the host and SSD tiers share
+ *   stack.c    the tiers stacked: host -> ssd -> redis, write-through or write-back
+ *   tier/      the tier interface, the SSD directory and Redis tiers
  *   batcher.c  dynamic batching: coalesces and splits codec work (pure logic)
  *   pool.c     codec worker threads; the loop's inbox (mutex + uv_async) and clock
  *   backend.c  the codec backend vtable and the CPU backend

@@ -13,6 +13,8 @@
 #include "lkv_status.h"
 #include "lkv_store.h"
 
+typedef struct lkv_stack lkv_stack; /* lkv_stack.h */
+
 /* The methods served, one per row of LKV_RPC_SERVED_LIST (lkv_rpc_table.h); rpc.c
  * registers their paths, service.c dispatches to their handlers. */
 typedef enum lkv_method {
@@ -47,7 +49,7 @@ typedef void (*lkv_reply_fn)(void *call, uint64_t seq, lkv_reply *reply);
 
 typedef struct lkv_service lkv_service;
 
-lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_batcher *batcher,
+lkv_service *lkv_service_create(const lkv_config *cfg, lkv_stack *stack, lkv_batcher *batcher,
                                 const char *backend_name, lkv_reply_fn reply);
 void lkv_service_free(lkv_service *s);
 /* Loop thread: handles one request message of len bytes. msg was malloc'd
@@ -65,7 +67,8 @@ void lkv_service_count(lkv_service *s, lkv_grpc_code code);
  * The daemon's statistics, listed once: every rendering (the Stats reply,
  * the "stopped" log line, a metrics endpoint) is generated from these rows.
  * X(name, kind, help): name is the StatsResponse / TierStats field; kind is
- * counter (only grows) or gauge. The tier rows are lkv_store_stats' fields.
+ * counter (only grows) or gauge. The tier rows are one per tier of the stack
+ * (host, then ssd and redis when configured).
  */
 #define LKV_STATS_LIST(X)                                        \
     X(uptime_ms, gauge, "milliseconds since latticekvd started") \
@@ -75,19 +78,33 @@ void lkv_service_count(lkv_service *s, lkv_grpc_code code);
     X(coded_bytes_out, counter, "bytes of containers produced")  \
     X(batches, counter, "codec launches")                        \
     X(batched_vectors, counter, "vectors coded in those launches")
-#define LKV_TIER_STATS_LIST(X)                                          \
-    X(capacity_bytes, gauge, "bytes the tier may hold")                 \
-    X(used_bytes, gauge, "bytes held: containers, namespaces and keys") \
-    X(blocks, gauge, "blocks held")                                     \
-    X(hits, counter, "Gets that found their block")                     \
-    X(misses, counter, "Gets that did not")                             \
-    X(evictions, counter, "blocks evicted to make room")
+#define LKV_TIER_STATS_LIST(X)                                                     \
+    X(capacity_bytes, gauge, "bytes the tier may hold")                            \
+    X(used_bytes, gauge, "bytes held: containers, namespaces and keys")            \
+    X(blocks, gauge, "blocks held")                                                \
+    X(hits, counter, "Gets that found their block")                                \
+    X(misses, counter, "Gets that did not")                                        \
+    X(evictions, counter, "blocks evicted to make room")                           \
+    X(errors, counter, "failed tier operations and damaged blocks found")          \
+    X(dropped_blocks, counter, "damaged block files dropped when the tier opened") \
+    X(lost_blocks, counter, "remote copies lost: write-back queue overflow or refusal")
+
+#define LKV_TIERS_MAX 3
+
+typedef struct lkv_tier_row {
+    const char *name; /* "host", "ssd", "redis" */
+    const char *link; /* Redis: "connecting", "up", "degraded", "down"; else "" */
+#define LKV_X_STATS_FIELD(name, kind, help) uint64_t name;
+    LKV_TIER_STATS_LIST(LKV_X_STATS_FIELD)
+#undef LKV_X_STATS_FIELD
+} lkv_tier_row;
 
 typedef struct lkv_stats {
 #define LKV_X_STATS_FIELD(name, kind, help) uint64_t name;
     LKV_STATS_LIST(LKV_X_STATS_FIELD)
 #undef LKV_X_STATS_FIELD
-    lkv_store_stats host; /* the host tier, LKV_TIER_STATS_LIST */
+    lkv_tier_row tier[LKV_TIERS_MAX]; /* top down; tier[0] is host */
+    size_t n_tiers;
 } lkv_stats;
 
 /* Loop thread: a snapshot of every statistic. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* lkv_store.h - blobs and the host-memory block store (store.c). */
+/* lkv_store.h - blobs: the coded containers the tiers hold (store.c). */
 #ifndef LKV_STORE_H
 #define LKV_STORE_H
 
@@ -11,8 +11,8 @@
 
 /*
  * An immutable, reference-counted byte buffer holding one coded container.
- * The store holds one reference; a Get in flight holds another, so eviction
- * or replacement never frees bytes a worker is still decoding.
+ * Each tier holding it has one reference; a Get in flight holds another, so
+ * eviction or replacement never frees bytes a worker is still decoding.
  */
 typedef struct lkv_blob {
     atomic_uint refs;
@@ -33,38 +33,5 @@ lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len);
 #define LKV_PUT_ADOPT_SLACK 64
 lkv_blob *lkv_blob_ref(lkv_blob *b);
 void lkv_blob_unref(lkv_blob *b);
-
-typedef struct lkv_store lkv_store;
-
-typedef struct lkv_store_stats {
-    uint64_t capacity_bytes;
-    uint64_t used_bytes;
-    uint64_t blocks;
-    uint64_t hits;
-    uint64_t misses;
-    uint64_t evictions;
-} lkv_store_stats;
-
-/* Each entry is charged blob->len + namespace length + key length bytes. */
-lkv_store *lkv_store_create(uint64_t capacity_bytes);
-void lkv_store_free(lkv_store *s);
-/*
- * Inserts or replaces (ns, key) -> blob, evicting least recently used entries
- * as needed; the store takes its own reference. A block larger than the
- * capacity fails with ERR_LIMIT and changes nothing (the old value stays).
- */
-lkv_status lkv_store_put(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                         size_t key_len, lkv_blob *blob, lkv_diag *diag);
-/* A new reference to the block (the caller unrefs it), or NULL. Marks it most
- * recently used and counts a hit or a miss. */
-lkv_blob *lkv_store_get(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                        size_t key_len);
-/* Whether the key is present; touches neither the LRU order nor the counters. */
-int lkv_store_contains(const lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                       size_t key_len);
-/* 1 when something was deleted. */
-int lkv_store_delete(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                     size_t key_len);
-void lkv_store_get_stats(const lkv_store *s, lkv_store_stats *out);
 
 #endif

@@ -38,6 +38,7 @@
 #include "lkv_reflection.h"
 #include "lkv_rpc.h"
 #include "lkv_sched.h"
+#include "lkv_stack.h"
 
 extern char **environ; /* unistd.h declares it only under _GNU_SOURCE */
 
@@ -45,7 +46,7 @@ typedef struct daemon_state {
     lkv_config cfg;
     uv_loop_t *loop;
     lkv_backend *backend;
-    lkv_store *store;
+    lkv_stack *stack;
     lkv_sched *sched;
     lkv_inbox *inbox;
     lkv_service *svc;
@@ -53,9 +54,11 @@ typedef struct daemon_state {
     int timer_fd;
     uv_poll_t timer_poll;
     uv_timer_t grace;
-    uv_timer_t tick; /* phase 1: re-checks shutdown progress while nothing happens */
+    uv_timer_t tick;  /* phase 1: re-checks shutdown progress while nothing happens */
+    uv_check_t tiers; /* after each loop turn: replies that tier I/O completed */
     uv_signal_t sigterm, sigint;
-    int phase; /* 0 serving, 1 draining, 2 stopped */
+    int phase;       /* 0 serving, 1 draining, 2 stopped */
+    lkv_stats final; /* taken as it stops */
     uint64_t stop_ns;
 } daemon_state;
 
@@ -98,7 +101,10 @@ static void after_events(void *ud)
         lkv_rpc_flush(d->rpc); /* the replies of the work that just completed */
     if (d->phase == 1) {
         lkv_rpc_shutdown_progress(d->rpc, lkv_now_ns());
-        if (lkv_rpc_drained(d->rpc))
+        /* Then the Redis write-back queue, while Redis takes it, within the grace. */
+        const int grace_over =
+            lkv_now_ns() - d->stop_ns > d->cfg.shutdown_grace_ms * UINT64_C(1000000);
+        if (lkv_rpc_drained(d->rpc) && (lkv_stack_flushed(d->stack) || grace_over))
             stop_now(d);
     }
 }
@@ -133,6 +139,11 @@ static void on_grace(uv_timer_t *t)
 static void on_tick(uv_timer_t *t)
 {
     after_events(t->data);
+}
+
+static void on_tiers(uv_check_t *h)
+{
+    after_events(h->data);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -171,8 +182,13 @@ static void stop_now(daemon_state *d)
     uv_close((uv_handle_t *)&d->timer_poll, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_check_stop(&d->tiers);
+    uv_close((uv_handle_t *)&d->tiers, NULL);
     lkv_inbox_close(d->inbox);
     d->inbox = NULL;
+    lkv_service_get_stats(d->svc, &d->final); /* while the tiers are still there */
+    lkv_stack_close(d->stack, NULL, NULL);    /* the loop runs until every tier closed */
+    d->stack = NULL;
 }
 
 /* Logs why the daemon cannot start; returns its exit status. */
@@ -206,6 +222,71 @@ static lkv_status make_backend(daemon_state *d, unsigned workers, lkv_diag *diag
         return lkv_backend_cpu_create(workers, &d->backend, diag);
     }
     return LKV_ERR_INTERNAL;
+}
+
+/*
+ * The tier stack of the configuration: host memory, then the SSD directory
+ * and Redis when configured. A setting the tiers refuse (a missing
+ * directory, a locked one, a bad password file) is reported like a bad flag.
+ */
+static int make_stack(daemon_state *d, char *err, size_t cap)
+{
+    lkv_host_quota quotas[LKV_LISTEN_MAX];
+    for (uint32_t i = 0; i < d->cfg.n_namespace_quota; i++) {
+        const char *q = d->cfg.namespace_quota[i], *eq = strrchr(q, '=');
+        quotas[i] = (lkv_host_quota){q, (size_t)(eq - q), 0};
+        lkv_parse_size(eq + 1, &quotas[i].bytes); /* checked by config.c */
+        for (uint32_t k = 0; k < i; k++)
+            if (quotas[k].ns_len == quotas[i].ns_len &&
+                memcmp(quotas[k].ns, q, quotas[i].ns_len) == 0) {
+                snprintf(err, cap, "--namespace-quota=%s: namespace \"%.*s\" has a quota already",
+                         q, (int)quotas[i].ns_len, q);
+                return 2;
+            }
+    }
+    const lkv_host_config hc = {.capacity_bytes = d->cfg.host_mem_bytes,
+                                .high_pct = 100,
+                                .low_pct = 100,
+                                .quotas = quotas,
+                                .nquotas = d->cfg.n_namespace_quota};
+    lkv_tier *host = NULL, *ssd = NULL, *redis = NULL;
+    lkv_diag diag = {.code = LKV_OK, .index = UINT64_MAX, .msg = ""};
+    if (lkv_tier_host_create(&hc, &host, &diag) != LKV_OK) {
+        snprintf(err, cap, "%s", diag.msg);
+        return 1;
+    }
+    if (d->cfg.ssd_dir[0]) {
+        lkv_ssd_config sc;
+        lkv_ssd_config_defaults(&sc);
+        sc.dir = d->cfg.ssd_dir;
+        sc.capacity_bytes = d->cfg.ssd_bytes;
+        sc.fsync = (lkv_ssd_fsync)d->cfg.ssd_fsync;
+        if (lkv_tier_ssd_create(d->loop, &sc, &ssd, &diag) != LKV_OK) {
+            snprintf(err, cap, "--ssd-dir=%s: %s", d->cfg.ssd_dir, diag.msg);
+            return 2;
+        }
+    }
+    if (d->cfg.n_redis) {
+        const char *seeds[LKV_LISTEN_MAX];
+        for (uint32_t i = 0; i < d->cfg.n_redis; i++)
+            seeds[i] = d->cfg.redis[i];
+        lkv_redis_config rc;
+        lkv_redis_config_defaults(&rc);
+        rc.seeds = seeds;
+        rc.nseeds = d->cfg.n_redis;
+        rc.password_file = d->cfg.redis_password_file[0] ? d->cfg.redis_password_file : NULL;
+        rc.queue_bytes = d->cfg.tier_policy == LKV_TIER_WRITE_BACK ? d->cfg.redis_queue_bytes : 0;
+        if (lkv_tier_redis_create(d->loop, &rc, &redis, &diag) != LKV_OK) {
+            snprintf(err, cap, "--redis: %s", diag.msg);
+            return 2;
+        }
+    }
+    d->stack = lkv_stack_create(host, ssd, redis, (lkv_tier_policy)d->cfg.tier_policy);
+    if (!d->stack) {
+        snprintf(err, cap, "out of memory for the tier stack");
+        return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -246,15 +327,20 @@ int main(int argc, char **argv)
     lkv_diag diag = {.code = LKV_OK, .index = UINT64_MAX, .msg = ""};
     if (make_backend(&d, threads, &diag) != LKV_OK)
         return startup_failed(diag.msg);
-    d.store = lkv_store_create(d.cfg.host_mem_bytes);
     d.loop = uv_default_loop();
+    const int stack_rc = make_stack(&d, err, sizeof err);
+    if (stack_rc != 0) {
+        fprintf(stderr, "latticekvd: %s\n", err);
+        startup_failed(err);
+        return stack_rc;
+    }
     d.inbox = lkv_inbox_create(d.loop, on_event, after_events, &d);
     d.sched = d.inbox ? lkv_sched_create(&d.cfg, d.backend, threads, d.inbox) : NULL;
-    d.svc = d.sched ? lkv_service_create(&d.cfg, d.store, lkv_sched_batcher(d.sched),
+    d.svc = d.sched ? lkv_service_create(&d.cfg, d.stack, lkv_sched_batcher(d.sched),
                                          d.backend->name, lkv_rpc_reply)
                     : NULL;
     d.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!d.store || !d.svc || d.timer_fd < 0)
+    if (!d.svc || d.timer_fd < 0)
         return startup_failed("out of memory or threads");
     uv_poll_init(d.loop, &d.timer_poll, d.timer_fd);
     d.timer_poll.data = &d;
@@ -263,6 +349,9 @@ int main(int argc, char **argv)
     d.grace.data = &d;
     uv_timer_init(d.loop, &d.tick);
     d.tick.data = &d;
+    uv_check_init(d.loop, &d.tiers);
+    d.tiers.data = &d;
+    uv_check_start(&d.tiers, on_tiers);
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;
@@ -284,11 +373,9 @@ int main(int argc, char **argv)
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
-    lkv_stats st;
-    lkv_service_get_stats(d.svc, &st);
     lkv_sched_get_stats(d.sched, &ss);
-    char stats[1024];
-    lkv_stats_render(&st, LKV_STATS_LOG, stats, sizeof stats);
+    char stats[2048];
+    lkv_stats_render(&d.final, LKV_STATS_LOG, stats, sizeof stats);
     lkv_log(LKV_LOG_INFO, "stopped", "drain_ms=%llu %s inline_batches=%llu",
             (unsigned long long)((lkv_now_ns() - d.stop_ns) / 1000000u), stats,
             (unsigned long long)ss.inline_batches);
@@ -296,7 +383,6 @@ int main(int argc, char **argv)
     close(d.timer_fd);
     lkv_service_free(d.svc);
     lkv_sched_free(d.sched);
-    lkv_store_free(d.store);
     d.backend->free(d.backend);
     return 0;
 }

@@ -25,6 +25,7 @@
 #include "latticekv/v1/latticekv.pb-c.h"
 #include "lkv_log.h"
 #include "lkv_reflection.h"
+#include "lkv_stack.h"
 #include "lkv_service.h"
 #include "lkv_wire.h"
 
@@ -51,7 +52,7 @@ int lkv_method_streaming(lkv_method m)
 
 struct lkv_service {
     const lkv_config *cfg;
-    lkv_store *store;
+    lkv_stack *stack;
     lkv_batcher *batcher;
     const char *backend_name;
     lkv_reply_fn reply;
@@ -70,9 +71,11 @@ typedef struct req {
     lkv_method m;
     void *call;
     uint64_t seq;
-    uint8_t *in;      /* the request bytes (owned); payloads point into them */
-    size_t in_len;    /* their length, charged to the in-flight budget */
-    lkv_wire_put put; /* Put: the parsed request */
+    uint8_t *in;       /* the request bytes (owned); payloads point into them */
+    size_t in_len;     /* their length, charged to the in-flight budget */
+    lkv_wire_put put;  /* Put: the parsed request; Delete: its key */
+    lkv_wire_get get;  /* Get: the parsed request */
+    lkv_tier_req treq; /* Put, Get, Delete: the tier stack's request */
     lkv_work work;
     lkv_wire_layout lay;
     lkv_container_info info;
@@ -87,16 +90,14 @@ typedef struct req {
     void *effect;
 } req;
 
-static const char *const tier_host = "host";
-
-lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_batcher *batcher,
+lkv_service *lkv_service_create(const lkv_config *cfg, lkv_stack *stack, lkv_batcher *batcher,
                                 const char *backend_name, lkv_reply_fn reply)
 {
     lkv_service *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->cfg = cfg;
-    s->store = store;
+    s->stack = stack;
     s->batcher = batcher;
     s->backend_name = backend_name;
     s->reply = reply;
@@ -439,7 +440,8 @@ static void decode_done(lkv_work *w)
         (size_t)r->info.n_vectors * r->info.params.dim * lkv_dtype_size(r->out_dt);
     lkv_wire_tensor_reply_finish(
         r->buf, r->out_dt, r->info.shape, r->info.ndim, data_len,
-        r->m == LKV_METHOD_DECOMPRESS || r->m == LKV_METHOD_DECOMPRESS_STREAM ? NULL : tier_host);
+        r->m == LKV_METHOD_DECOMPRESS || r->m == LKV_METHOD_DECOMPRESS_STREAM ? NULL
+                                                                              : r->treq.tier->name);
     reply_ok(r, r->lay.total);
 }
 
@@ -504,8 +506,8 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
     lkv_diag d;
     memset(&d, 0, sizeof d);
     const lkv_status st =
-        lkv_store_put(pp->svc->store, pp->name, pp->ns_len, (const uint8_t *)pp->name + pp->ns_len,
-                      pp->key_len, pp->blob, &d);
+        lkv_stack_put_host(pp->svc->stack, pp->name, pp->ns_len,
+                           (const uint8_t *)pp->name + pp->ns_len, pp->key_len, pp->blob, &d);
     if (st != LKV_OK) {
         if (rep->buf)
             lkv_budget_give(pp->svc->budget, rep->len);
@@ -518,13 +520,23 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
     pending_put_drop(pp);
 }
 
-static int put_store(req *r)
+/* The tiers below host have the block (or refused it): a unary Put now
+ * stores it in host memory and replies; a PutStream block waits for its
+ * reply's turn (pending_put_commit). */
+static void put_below_done(lkv_tier_req *tr)
 {
+    req *r = tr->ud;
+    if (tr->status != LKV_OK) {
+        reply_status(r, tr->status, &tr->diag);
+        return;
+    }
     const lkv_wire_key *k = &r->put.key;
     if (r->m == LKV_METHOD_PUT_STREAM) {
         pending_put *pp = malloc(sizeof *pp + k->ns_len + k->key_len);
-        if (!pp)
-            return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a pending store");
+        if (!pp) {
+            reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a pending store");
+            return;
+        }
         pp->svc = r->svc;
         pp->blob = lkv_blob_ref(r->blob);
         pp->charged = r->blob->len;
@@ -542,13 +554,30 @@ static int put_store(req *r)
         lkv_diag d;
         memset(&d, 0, sizeof d);
         const lkv_status st =
-            lkv_store_put(r->svc->store, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
-        if (st != LKV_OK)
-            return reply_status(r, st, &d);
+            lkv_stack_put_host(r->svc->stack, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
+        if (st != LKV_OK) {
+            reply_status(r, st, &d);
+            return;
+        }
     }
     Latticekv__V1__PutResponse resp = LATTICEKV__V1__PUT_RESPONSE__INIT;
     resp.coded_bytes = r->blob->len;
-    return reply_packed(r, &resp.base);
+    reply_packed(r, &resp.base);
+}
+
+/* 0: the stack completes the request (put_below_done replies). */
+static int put_store(req *r)
+{
+    const lkv_wire_key *k = &r->put.key;
+    r->treq = (lkv_tier_req){.ns = k->ns,
+                             .ns_len = k->ns_len,
+                             .key = k->key,
+                             .key_len = k->key_len,
+                             .blob = r->blob,
+                             .done = put_below_done,
+                             .ud = r};
+    lkv_stack_put_below(r->svc->stack, &r->treq);
+    return 0;
 }
 
 static void put_encode_done(lkv_work *w)
@@ -628,41 +657,87 @@ static int handle_put(req *r, const uint8_t *msg, size_t len)
                   r->blob->data + r->info.header_bytes, r->info.n_vectors, put_encode_done);
 }
 
-static int handle_get(req *r, const uint8_t *msg, size_t len)
+/* A block that no longer verifies is useless: every tier drops it. */
+typedef struct drop_req {
+    lkv_tier_req treq;
+    char name[]; /* ns, then key */
+} drop_req;
+
+static void drop_done(lkv_tier_req *tr)
 {
-    lkv_wire_get q;
-    if (lkv_wire_parse_get(msg, len, &q) != 0)
-        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid GetRequest");
-    if (check_key(r, &q.key) != 0)
-        return -1;
-    const lkv_wire_key *k = &q.key;
-    const int ns_shown = k->ns_len < 64 ? (int)k->ns_len : 64;
-    r->blob = lkv_store_get(r->svc->store, k->ns, k->ns_len, k->key, k->key_len);
-    if (!r->blob)
-        return reply_error(r, LKV_GRPC_NOT_FOUND,
-                           "key not found: namespace=\"%.*s\" key of %zu bytes", ns_shown, k->ns,
-                           k->key_len);
+    free(tr->ud);
+}
+
+static void drop_block(lkv_service *s, const lkv_wire_key *k)
+{
+    drop_req *d = malloc(sizeof *d + k->ns_len + k->key_len);
+    if (!d)
+        return; /* it fails verification again on the next Get */
+    memcpy(d->name, k->ns, k->ns_len);
+    memcpy(d->name + k->ns_len, k->key, k->key_len);
+    d->treq = (lkv_tier_req){.ns = d->name,
+                             .ns_len = k->ns_len,
+                             .key = (const uint8_t *)d->name + k->ns_len,
+                             .key_len = k->key_len,
+                             .done = drop_done,
+                             .ud = d};
+    lkv_stack_del(s->stack, &d->treq);
+}
+
+static void get_done(lkv_tier_req *tr)
+{
+    req *r = tr->ud;
+    const lkv_wire_key *k = &r->get.key;
+    if (tr->status != LKV_OK) {
+        reply_status(r, tr->status, &tr->diag);
+        return;
+    }
+    if (!tr->found) {
+        reply_error(r, LKV_GRPC_NOT_FOUND, "key not found: namespace=\"%.*s\" key of %zu bytes",
+                    k->ns_len < 64 ? (int)k->ns_len : 64, k->ns, k->key_len);
+        return;
+    }
+    r->blob = tr->blob;
+    const char *tier = tr->tier->name;
     lkv_diag d;
     const lkv_status st = lkv_container_parse(r->blob->data, r->blob->len, &r->info, &d);
     if (st != LKV_OK) {
-        /* A stored block that no longer verifies is useless: drop it. */
-        lkv_store_delete(r->svc->store, k->ns, k->ns_len, k->key, k->key_len);
+        drop_block(r->svc, k);
         char qns[LKV_LOG_QUOTE_MAX], qr[LKV_LOG_QUOTE_MAX];
-        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=%s reason=%s",
-                lkv_log_quote(qns, sizeof qns, k->ns, k->ns_len),
+        lkv_log(LKV_LOG_WARN, "block_dropped", "namespace=%s tier=%s reason=%s",
+                lkv_log_quote(qns, sizeof qns, k->ns, k->ns_len), tier,
                 lkv_log_quote_str(qr, sizeof qr, d.msg));
-        return reply_error(r, LKV_GRPC_DATA_LOSS,
-                           "stored block failed verification and was dropped: %s", d.msg);
+        reply_error(r, LKV_GRPC_DATA_LOSS, "stored block failed verification and was dropped: %s",
+                    d.msg);
+        return;
     }
-    if (q.want_coded) {
-        lkv_wire_coded_reply_plan(r->blob->len, tier_host, &r->lay);
+    if (r->get.want_coded) {
+        lkv_wire_coded_reply_plan(r->blob->len, tier, &r->lay);
         if (alloc_reply(r) != 0)
-            return -1;
+            return;
         memcpy(r->buf + r->lay.payload_off, r->blob->data, r->blob->len);
-        lkv_wire_coded_reply_finish(r->buf, r->blob->len, tier_host);
-        return reply_ok(r, r->lay.total);
+        lkv_wire_coded_reply_finish(r->buf, r->blob->len, tier);
+        reply_ok(r, r->lay.total);
+        return;
     }
-    return start_decode(r, r->blob->data, q.out_dtype, tier_host);
+    start_decode(r, r->blob->data, r->get.out_dtype, tier);
+}
+
+static int handle_get(req *r, const uint8_t *msg, size_t len)
+{
+    if (lkv_wire_parse_get(msg, len, &r->get) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid GetRequest");
+    const lkv_wire_key *k = &r->get.key;
+    if (check_key(r, k) != 0)
+        return -1;
+    r->treq = (lkv_tier_req){.ns = k->ns,
+                             .ns_len = k->ns_len,
+                             .key = k->key,
+                             .key_len = k->key_len,
+                             .done = get_done,
+                             .ud = r};
+    lkv_stack_get(r->svc->stack, &r->treq);
+    return 0;
 }
 
 static int handle_lookup(req *r, const uint8_t *msg, size_t len)
@@ -684,7 +759,7 @@ static int handle_lookup(req *r, const uint8_t *msg, size_t len)
     int in_prefix = 1;
     pos = 0;
     for (size_t i = 0; i < q.n_keys && lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++) {
-        present[i] = lkv_store_contains(r->svc->store, q.ns, q.ns_len, key, key_len);
+        present[i] = lkv_stack_contains(r->svc->stack, q.ns, q.ns_len, key, key_len);
         in_prefix = in_prefix && present[i];
         prefix += (uint32_t)in_prefix;
     }
@@ -697,16 +772,33 @@ static int handle_lookup(req *r, const uint8_t *msg, size_t len)
     return rc;
 }
 
+static void delete_done(lkv_tier_req *tr)
+{
+    req *r = tr->ud;
+    if (tr->status != LKV_OK) {
+        reply_status(r, tr->status, &tr->diag);
+        return;
+    }
+    Latticekv__V1__DeleteResponse resp = LATTICEKV__V1__DELETE_RESPONSE__INIT;
+    resp.deleted = tr->found;
+    reply_packed(r, &resp.base);
+}
+
 static int handle_delete(req *r, const uint8_t *msg, size_t len)
 {
-    lkv_wire_key k;
-    if (lkv_wire_parse_delete(msg, len, &k) != 0)
+    lkv_wire_key *k = &r->put.key;
+    if (lkv_wire_parse_delete(msg, len, k) != 0)
         return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DeleteRequest");
-    if (check_key(r, &k) != 0)
+    if (check_key(r, k) != 0)
         return -1;
-    Latticekv__V1__DeleteResponse resp = LATTICEKV__V1__DELETE_RESPONSE__INIT;
-    resp.deleted = lkv_store_delete(r->svc->store, k.ns, k.ns_len, k.key, k.key_len);
-    return reply_packed(r, &resp.base);
+    r->treq = (lkv_tier_req){.ns = k->ns,
+                             .ns_len = k->ns_len,
+                             .key = k->key,
+                             .key_len = k->key_len,
+                             .done = delete_done,
+                             .ud = r};
+    lkv_stack_del(r->svc->stack, &r->treq);
+    return 0;
 }
 
 /* ---- Admin and health -------------------------------------------------- */
@@ -723,7 +815,28 @@ void lkv_service_get_stats(const lkv_service *s, lkv_stats *out)
     out->coded_bytes_out = s->c.coded_bytes_out;
     out->batches = bs.batches;
     out->batched_vectors = bs.batched_vectors;
-    lkv_store_get_stats(s->store, &out->host);
+    const lkv_tier *tiers[LKV_TIERS_MAX];
+    out->n_tiers = lkv_stack_tiers(s->stack, tiers);
+    for (size_t i = 0; i < out->n_tiers; i++) {
+        lkv_tier_stats ts;
+        tiers[i]->stats(tiers[i], &ts);
+        lkv_tier_row *row = &out->tier[i];
+        row->name = tiers[i]->name;
+        row->link = lkv_stack_link(s->stack, tiers[i]);
+        row->capacity_bytes = ts.capacity_bytes;
+        row->used_bytes = ts.used_bytes;
+        row->blocks = ts.blocks;
+        row->hits = ts.hits;
+        row->misses = ts.misses;
+        row->evictions = ts.evictions;
+        row->errors = ts.errors;
+        row->dropped_blocks = ts.dropped_truncated + ts.dropped_corrupt;
+        if (row->link[0]) {
+            lkv_redis_stats rs;
+            lkv_tier_redis_stats(tiers[i], &rs);
+            row->lost_blocks = rs.lost_blocks;
+        }
+    }
 }
 
 /* Appends to buf like snprintf, tracking the length the whole text needs. */
@@ -759,21 +872,31 @@ size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, si
     render(buf, cap, &len, "%s" #name "=%llu", len ? " " : "", (unsigned long long)st->name);
         LKV_STATS_LIST(LKV_X_LOG)
 #undef LKV_X_LOG
+        for (size_t i = 0; i < st->n_tiers; i++) {
+            const lkv_tier_row *t = &st->tier[i];
+            const char *tn = t->name;
 #define LKV_X_LOG(name, kind, help) \
-    render(buf, cap, &len, " host_" #name "=%llu", (unsigned long long)st->host.name);
-        LKV_TIER_STATS_LIST(LKV_X_LOG)
+    render(buf, cap, &len, " %s_" #name "=%llu", tn, (unsigned long long)t->name);
+            LKV_TIER_STATS_LIST(LKV_X_LOG)
 #undef LKV_X_LOG
+            if (t->link[0])
+                render(buf, cap, &len, " %s_link=%s", tn, t->link);
+        }
         return len;
     }
 #define LKV_X_PROM(name, kind, help) \
     render_metric(buf, cap, &len, #name, #kind, help, "", (unsigned long long)st->name);
     LKV_STATS_LIST(LKV_X_PROM)
 #undef LKV_X_PROM
-#define LKV_X_PROM(name, kind, help)                                             \
-    render_metric(buf, cap, &len, "tier_" #name, #kind, help, "{tier=\"host\"}", \
-                  (unsigned long long)st->host.name);
-    LKV_TIER_STATS_LIST(LKV_X_PROM)
+    for (size_t i = 0; i < st->n_tiers; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "{tier=\"%s\"}", st->tier[i].name);
+#define LKV_X_PROM(name, kind, help)                                  \
+    render_metric(buf, cap, &len, "tier_" #name, #kind, help, labels, \
+                  (unsigned long long)st->tier[i].name);
+        LKV_TIER_STATS_LIST(LKV_X_PROM)
 #undef LKV_X_PROM
+    }
     return len;
 }
 
@@ -786,12 +909,16 @@ static int handle_stats(req *r, const uint8_t *msg, size_t len)
     lkv_stats st;
     lkv_service_get_stats(s, &st);
 
-    Latticekv__V1__TierStats host = LATTICEKV__V1__TIER_STATS__INIT;
-    host.name = (char *)tier_host;
-#define LKV_X_COPY(name, kind, help) host.name = st.host.name;
-    LKV_TIER_STATS_LIST(LKV_X_COPY)
+    Latticekv__V1__TierStats rows[LKV_TIERS_MAX], *tiers[LKV_TIERS_MAX];
+    for (size_t i = 0; i < st.n_tiers; i++) {
+        Latticekv__V1__TierStats *t = tiers[i] = &rows[i];
+        latticekv__v1__tier_stats__init(t);
+        t->name = (char *)st.tier[i].name;
+        t->link = (char *)st.tier[i].link;
+#define LKV_X_COPY(name, kind, help) t->name = st.tier[i].name;
+        LKV_TIER_STATS_LIST(LKV_X_COPY)
 #undef LKV_X_COPY
-    Latticekv__V1__TierStats *tiers[1] = {&host};
+    }
 
     Latticekv__V1__StatsResponse resp = LATTICEKV__V1__STATS_RESPONSE__INIT;
     char version[32];
@@ -801,7 +928,7 @@ static int handle_stats(req *r, const uint8_t *msg, size_t len)
 #define LKV_X_COPY(name, kind, help) resp.name = st.name;
     LKV_STATS_LIST(LKV_X_COPY)
 #undef LKV_X_COPY
-    resp.n_tiers = 1;
+    resp.n_tiers = st.n_tiers;
     resp.tiers = tiers;
     return reply_packed(r, &resp.base);
 }

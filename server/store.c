@@ -1,26 +1,27 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * store.c - the host-memory tier: (namespace, key) -> coded container, LRU.
+ * store.c - blobs, and the host-memory tier ("host" behind lkv_tier.h):
+ * (namespace, key) -> coded container, LRU.
  *
- * Design note. A chained hash table finds entries; an intrusive doubly
- * linked list orders them from most to least recently used (Get moves an
- * entry to the front, eviction takes from the back). Values are
- * reference-counted blobs: the store owns one reference, and a Get in flight
- * holds another while a worker decodes, so replacing or evicting a key never
- * frees bytes still being read. The store is used from the loop thread only
- * and takes no lock; blob reference counts are atomic because workers drop
- * theirs.
+ * Design note. The index is lkv_lru (a hash table and a recency list, shared
+ * with the SSD tier). Values are reference-counted blobs: the tier owns one
+ * reference, and a Get in flight holds another while a worker decodes, so
+ * replacing or evicting a key never frees bytes still being read. The tier
+ * is synchronous: every request completes before the submitting call
+ * returns. Loop thread only, no lock; blob reference counts are atomic
+ * because workers drop theirs.
  *
  * Accounting: an entry costs its container bytes plus the namespace and key
- * bytes, which is what a client can reason about. A put plans its evictions
- * before changing anything: if the block cannot fit even in an empty tier it
- * fails with ERR_LIMIT and the previous value of the key stays in place.
+ * bytes, which is what a client can reason about. A put checks before it
+ * changes anything (lkv_tier_host_admit): a block that cannot fit even in an
+ * empty tier, or that would take its namespace over its quota, fails with
+ * ERR_LIMIT and the previous value of the key stays in place.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "lkv_store.h"
-#include "lkv_status.h"
+#include "lkv_lru.h"
+#include "tier/lkv_tier.h"
 
 lkv_blob *lkv_blob_create(size_t len)
 {
@@ -63,216 +64,247 @@ void lkv_blob_unref(lkv_blob *b)
 }
 
 typedef struct entry {
-    struct entry *chain;         /* next in the bucket */
-    struct entry *newer, *older; /* LRU list */
-    uint64_t hash;
+    lkv_lru_node node; /* first */
     lkv_blob *blob;
     uint64_t charge;
+    int quota; /* index into host.quota, or -1 */
     uint32_t ns_len;
     uint32_t key_len;
     uint8_t name[]; /* namespace bytes, then key bytes */
 } entry;
 
-struct lkv_store {
-    entry **buckets;
-    size_t nbuckets; /* power of two */
-    entry *newest, *oldest;
-    lkv_store_stats st;
-};
+typedef struct host {
+    lkv_tier base;
+    lkv_lru ix;
+    uint64_t high, low;
+    lkv_host_quota *quota; /* copies of the configured quotas */
+    uint64_t *quota_used;
+    size_t nquota;
+    lkv_tier_evict_fn evict_fn;
+    void *evict_ud;
+    lkv_tier_stats st;
+} host;
 
-/* FNV-1a over the namespace, a separator and the key; then a final mix so
- * the low bits used for the bucket depend on every input byte. */
-static uint64_t hash_key(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len)
+typedef struct name_ref {
+    const char *ns;
+    size_t ns_len;
+    const uint8_t *key;
+    size_t key_len;
+} name_ref;
+
+static int same_name(const lkv_lru_node *n, const void *ctx)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < ns_len; i++)
-        h = (h ^ (uint8_t)ns[i]) * 0x100000001b3ull;
-    h = (h ^ 0xffu) * 0x100000001b3ull;
-    for (size_t i = 0; i < key_len; i++)
-        h = (h ^ key[i]) * 0x100000001b3ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
+    const entry *e = (const entry *)n;
+    const name_ref *r = ctx;
+    return e->ns_len == r->ns_len && e->key_len == r->key_len &&
+           memcmp(e->name, r->ns, r->ns_len) == 0 &&
+           memcmp(e->name + r->ns_len, r->key, r->key_len) == 0;
 }
 
-lkv_store *lkv_store_create(uint64_t capacity_bytes)
+static entry *find(const host *h, const char *ns, size_t ns_len, const uint8_t *key, size_t key_len)
 {
-    lkv_store *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->nbuckets = 1024;
-    s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
-    if (!s->buckets) {
-        free(s);
-        return NULL;
-    }
-    s->st.capacity_bytes = capacity_bytes;
-    return s;
+    const name_ref r = {ns, ns_len, key, key_len};
+    return (entry *)*lkv_lru_find(&h->ix, lkv_lru_hash(ns, ns_len, key, key_len), same_name, &r);
 }
 
-static void lru_unlink(lkv_store *s, entry *e)
+static int quota_of(const host *h, const char *ns, size_t ns_len)
 {
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        s->newest = e->older;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        s->oldest = e->newer;
-    e->newer = e->older = NULL;
+    for (size_t i = 0; i < h->nquota; i++)
+        if (h->quota[i].ns_len == ns_len && memcmp(h->quota[i].ns, ns, ns_len) == 0)
+            return (int)i;
+    return -1;
 }
 
-static void lru_push_front(lkv_store *s, entry *e)
+static void drop(host *h, entry *e)
 {
-    e->newer = NULL;
-    e->older = s->newest;
-    if (s->newest)
-        s->newest->newer = e;
-    s->newest = e;
-    if (!s->oldest)
-        s->oldest = e;
-}
-
-static entry **find_slot(const lkv_store *s, uint64_t h, const char *ns, size_t ns_len,
-                         const uint8_t *key, size_t key_len)
-{
-    entry **pp = &s->buckets[h & (s->nbuckets - 1)];
-    for (; *pp; pp = &(*pp)->chain) {
-        const entry *e = *pp;
-        if (e->hash == h && e->ns_len == ns_len && e->key_len == key_len &&
-            memcmp(e->name, ns, ns_len) == 0 && memcmp(e->name + ns_len, key, key_len) == 0)
-            return pp;
-    }
-    return pp;
-}
-
-/* Unlinks *pp from its bucket and the LRU list and frees it. */
-static void remove_at(lkv_store *s, entry **pp)
-{
-    entry *e = *pp;
-    *pp = e->chain;
-    lru_unlink(s, e);
-    s->st.used_bytes -= e->charge;
-    s->st.blocks--;
+    lkv_lru_remove(&h->ix, &e->node);
+    h->st.used_bytes -= e->charge;
+    h->st.blocks--;
+    if (e->quota >= 0)
+        h->quota_used[e->quota] -= e->charge;
     lkv_blob_unref(e->blob);
     free(e);
 }
 
-static void remove_entry(lkv_store *s, entry *e)
+static void evict(host *h, entry *e)
 {
-    entry **pp = &s->buckets[e->hash & (s->nbuckets - 1)];
-    while (*pp != e)
-        pp = &(*pp)->chain;
-    remove_at(s, pp);
+    h->st.evictions++;
+    lkv_lru_unlist(&h->ix, &e->node); /* the hook sees it gone */
+    if (h->evict_fn)
+        h->evict_fn(&h->base, (const char *)e->name, e->ns_len, e->name + e->ns_len, e->key_len,
+                    e->blob, h->evict_ud);
+    drop(h, e);
 }
 
-static void grow(lkv_store *s)
+lkv_status lkv_tier_host_admit(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
+                               size_t key_len, uint64_t blob_len, lkv_diag *diag)
 {
-    const size_t n = s->nbuckets * 2;
-    entry **nb = calloc(n, sizeof *nb);
-    if (!nb)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        entry *e = s->buckets[i];
-        while (e) {
-            entry *next = e->chain;
-            entry **slot = &nb[e->hash & (n - 1)];
-            e->chain = *slot;
-            *slot = e;
-            e = next;
-        }
-    }
-    free(s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
-}
-
-lkv_status lkv_store_put(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                         size_t key_len, lkv_blob *blob, lkv_diag *diag)
-{
-    const uint64_t charge = (uint64_t)blob->len + ns_len + key_len;
-    if (charge > s->st.capacity_bytes) {
+    const host *h = (const host *)t;
+    const uint64_t charge = blob_len + ns_len + key_len;
+    if (charge > h->high)
         return lkv_diag_fail(diag, LKV_ERR_LIMIT,
                              "block of %llu bytes exceeds the host tier capacity of %llu bytes",
-                             (unsigned long long)charge, (unsigned long long)s->st.capacity_bytes);
-    }
+                             (unsigned long long)charge, (unsigned long long)h->high);
     if (ns_len > UINT32_MAX || key_len > UINT32_MAX)
-        return LKV_ERR_LIMIT;
-    entry *e = malloc(sizeof *e + ns_len + key_len);
-    if (!e) {
-        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "out of memory for a store entry");
-    }
-    const uint64_t h = hash_key(ns, ns_len, key, key_len);
-    /* Nothing can fail from here on, so replacing the old value is safe. */
-    entry **old = find_slot(s, h, ns, ns_len, key, key_len);
-    if (*old)
-        remove_at(s, old);
-    while (s->st.used_bytes + charge > s->st.capacity_bytes && s->oldest) {
-        remove_entry(s, s->oldest);
-        s->st.evictions++;
-    }
-    e->hash = h;
-    e->blob = lkv_blob_ref(blob);
-    e->charge = charge;
-    e->ns_len = (uint32_t)ns_len;
-    e->key_len = (uint32_t)key_len;
-    memcpy(e->name, ns, ns_len);
-    memcpy(e->name + ns_len, key, key_len);
-    entry **slot = &s->buckets[h & (s->nbuckets - 1)];
-    e->chain = *slot;
-    *slot = e;
-    lru_push_front(s, e);
-    s->st.used_bytes += charge;
-    s->st.blocks++;
-    if (s->st.blocks > s->nbuckets)
-        grow(s);
+        return lkv_diag_fail(diag, LKV_ERR_INVALID_ARGUMENT, "host tier: key too long");
+    const int q = quota_of(h, ns, ns_len);
+    if (q < 0)
+        return LKV_OK;
+    const entry *old = find(h, ns, ns_len, key, key_len);
+    const uint64_t after = h->quota_used[q] - (old ? old->charge : 0) + charge;
+    if (after > h->quota[q].bytes)
+        return lkv_diag_fail(diag, LKV_ERR_LIMIT,
+                             "namespace \"%.*s\" would hold %llu bytes, over its quota of %llu "
+                             "bytes (namespace-quota)",
+                             ns_len < 64 ? (int)ns_len : 64, ns, (unsigned long long)after,
+                             (unsigned long long)h->quota[q].bytes);
     return LKV_OK;
 }
 
-lkv_blob *lkv_store_get(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                        size_t key_len)
+static void done(lkv_tier_req *req, lkv_status st)
 {
-    entry **pp = find_slot(s, hash_key(ns, ns_len, key, key_len), ns, ns_len, key, key_len);
-    if (!*pp) {
-        s->st.misses++;
-        return NULL;
-    }
-    entry *e = *pp;
-    s->st.hits++;
-    lru_unlink(s, e);
-    lru_push_front(s, e);
-    return lkv_blob_ref(e->blob);
+    req->status = st;
+    req->done(req);
 }
 
-int lkv_store_contains(const lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                       size_t key_len)
+static void host_put(lkv_tier *t, lkv_tier_req *req)
 {
-    return *find_slot(s, hash_key(ns, ns_len, key, key_len), ns, ns_len, key, key_len) != NULL;
-}
-
-int lkv_store_delete(lkv_store *s, const char *ns, size_t ns_len, const uint8_t *key,
-                     size_t key_len)
-{
-    entry **pp = find_slot(s, hash_key(ns, ns_len, key, key_len), ns, ns_len, key, key_len);
-    if (!*pp)
-        return 0;
-    remove_at(s, pp);
-    return 1;
-}
-
-void lkv_store_get_stats(const lkv_store *s, lkv_store_stats *out)
-{
-    *out = s->st;
-}
-
-void lkv_store_free(lkv_store *s)
-{
-    if (!s)
+    host *h = (host *)t;
+    memset(&req->diag, 0, sizeof req->diag);
+    lkv_status st = lkv_tier_host_admit(t, req->ns, req->ns_len, req->key, req->key_len,
+                                        req->blob->len, &req->diag);
+    entry *e = st == LKV_OK ? malloc(sizeof *e + req->ns_len + req->key_len) : NULL;
+    if (st == LKV_OK && !e)
+        st = lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "out of memory for a host tier entry");
+    if (st != LKV_OK) {
+        done(req, st);
         return;
-    while (s->oldest)
-        remove_entry(s, s->oldest);
-    free(s->buckets);
-    free(s);
+    }
+    /* Nothing can fail from here on, so replacing the old value is safe. */
+    entry *old = find(h, req->ns, req->ns_len, req->key, req->key_len);
+    if (old)
+        drop(h, old);
+    e->charge = (uint64_t)req->blob->len + req->ns_len + req->key_len;
+    if (h->st.used_bytes + e->charge > h->high)
+        while (h->ix.oldest && h->st.used_bytes + e->charge > h->low)
+            evict(h, (entry *)h->ix.oldest);
+    e->node.hash = lkv_lru_hash(req->ns, req->ns_len, req->key, req->key_len);
+    e->blob = lkv_blob_ref(req->blob);
+    e->quota = quota_of(h, req->ns, req->ns_len);
+    e->ns_len = (uint32_t)req->ns_len;
+    e->key_len = (uint32_t)req->key_len;
+    memcpy(e->name, req->ns, req->ns_len);
+    memcpy(e->name + req->ns_len, req->key, req->key_len);
+    lkv_lru_insert(&h->ix, &e->node);
+    lkv_lru_touch(&h->ix, &e->node);
+    h->st.used_bytes += e->charge;
+    h->st.blocks++;
+    h->st.puts++;
+    if (e->quota >= 0)
+        h->quota_used[e->quota] += e->charge;
+    done(req, LKV_OK);
+}
+
+static void host_get(lkv_tier *t, lkv_tier_req *req)
+{
+    host *h = (host *)t;
+    entry *e = find(h, req->ns, req->ns_len, req->key, req->key_len);
+    req->found = e != NULL;
+    if (e) {
+        h->st.hits++;
+        lkv_lru_touch(&h->ix, &e->node);
+        req->blob = lkv_blob_ref(e->blob);
+    } else {
+        h->st.misses++;
+    }
+    done(req, LKV_OK);
+}
+
+static void host_del(lkv_tier *t, lkv_tier_req *req)
+{
+    host *h = (host *)t;
+    entry *e = find(h, req->ns, req->ns_len, req->key, req->key_len);
+    req->found = e != NULL;
+    if (e)
+        drop(h, e);
+    done(req, LKV_OK);
+}
+
+static int host_contains(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
+                         size_t key_len)
+{
+    return find((const host *)t, ns, ns_len, key, key_len) ? LKV_TIER_PRESENT : LKV_TIER_ABSENT;
+}
+
+static void host_stats(const lkv_tier *t, lkv_tier_stats *out)
+{
+    *out = ((const host *)t)->st;
+}
+
+static void host_set_evict_hook(lkv_tier *t, lkv_tier_evict_fn fn, void *ud)
+{
+    host *h = (host *)t;
+    h->evict_fn = fn;
+    h->evict_ud = ud;
+}
+
+static void host_free(host *h)
+{
+    while (h->ix.oldest)
+        drop(h, (entry *)h->ix.oldest);
+    lkv_lru_fini(&h->ix);
+    for (size_t i = 0; i < h->nquota; i++)
+        free((char *)h->quota[i].ns);
+    free(h->quota);
+    free(h->quota_used);
+    free(h);
+}
+
+static void host_close(lkv_tier *t, lkv_tier_closed_fn closed, void *ud)
+{
+    host_free((host *)t);
+    if (closed)
+        closed(ud);
+}
+
+lkv_status lkv_tier_host_create(const lkv_host_config *cfg, lkv_tier **out, lkv_diag *diag)
+{
+    *out = NULL;
+    if (cfg->capacity_bytes == 0 || cfg->low_pct < 1 || cfg->low_pct > cfg->high_pct ||
+        cfg->high_pct > 100)
+        return lkv_diag_fail(diag, LKV_ERR_INVALID_ARGUMENT,
+                             "host tier: capacity %llu bytes, watermarks %u/%u%%",
+                             (unsigned long long)cfg->capacity_bytes, cfg->high_pct, cfg->low_pct);
+    host *h = calloc(1, sizeof *h);
+    if (!h)
+        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "host tier: out of memory");
+    const int ix_failed = lkv_lru_init(&h->ix);
+    h->quota = calloc(cfg->nquotas + 1, sizeof *h->quota);
+    h->quota_used = calloc(cfg->nquotas + 1, sizeof *h->quota_used);
+    if (ix_failed || !h->quota || !h->quota_used) {
+        host_free(h);
+        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "host tier: out of memory");
+    }
+    for (; h->nquota < cfg->nquotas; h->nquota++) {
+        const lkv_host_quota *q = &cfg->quotas[h->nquota];
+        char *ns = malloc(q->ns_len + 1);
+        if (!ns) {
+            host_free(h);
+            return lkv_diag_fail(diag, LKV_ERR_NOMEM, "host tier: out of memory");
+        }
+        memcpy(ns, q->ns, q->ns_len);
+        h->quota[h->nquota] = (lkv_host_quota){ns, q->ns_len, q->bytes};
+    }
+    h->st.capacity_bytes = cfg->capacity_bytes;
+    lkv_tier_watermarks(cfg->capacity_bytes, cfg->high_pct, cfg->low_pct, &h->high, &h->low);
+    h->base = (lkv_tier){.name = "host",
+                         .put = host_put,
+                         .get = host_get,
+                         .del = host_del,
+                         .contains = host_contains,
+                         .stats = host_stats,
+                         .set_evict_hook = host_set_evict_hook,
+                         .close = host_close};
+    *out = &h->base;
+    return LKV_OK;
 }

@@ -1026,6 +1026,10 @@ int lkv_client_stats_get(lkv_client *c, lkv_client_stats *st, lkv_client_error *
             o->hits = t->hits;
             o->misses = t->misses;
             o->evictions = t->evictions;
+            o->errors = t->errors;
+            o->dropped_blocks = t->dropped_blocks;
+            o->lost_blocks = t->lost_blocks;
+            copy_str(o->link, sizeof o->link, t->link);
         }
     }
     latticekv__v1__stats_response__free_unpacked(resp, NULL);

@@ -332,6 +332,10 @@ int lkv_client_get_many(lkv_client *c, const char *ns, const lkv_key *keys, size
 typedef struct lkv_client_tier {
     char name[LKV_CLIENT_TIER_MAX];
     uint64_t capacity_bytes, used_bytes, blocks, hits, misses, evictions;
+    uint64_t errors;         /* failed tier operations and damaged blocks found */
+    uint64_t dropped_blocks; /* ssd: damaged files dropped at start */
+    uint64_t lost_blocks;    /* redis: remote copies lost (write-back overflow) */
+    char link[16];           /* redis: "connecting", "up", "degraded", "down"; else "" */
 } lkv_client_tier;
 
 typedef struct lkv_client_stats {

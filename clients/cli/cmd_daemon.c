@@ -431,25 +431,32 @@ int lkv_cli_stats(int argc, char **argv)
         for (size_t i = 0; i < st.n_tiers; i++) {
             const lkv_client_tier *t = &st.tiers[i];
             printf("%s{\"name\": \"%s\", \"capacity_bytes\": %llu, \"used_bytes\": %llu, "
-                   "\"blocks\": %llu, \"hits\": %llu, \"misses\": %llu, \"evictions\": %llu}",
+                   "\"blocks\": %llu, \"hits\": %llu, \"misses\": %llu, \"evictions\": %llu, "
+                   "\"errors\": %llu, \"dropped_blocks\": %llu, \"lost_blocks\": %llu, "
+                   "\"link\": \"%s\"}",
                    i ? ", " : "", t->name, (unsigned long long)t->capacity_bytes,
                    (unsigned long long)t->used_bytes, (unsigned long long)t->blocks,
                    (unsigned long long)t->hits, (unsigned long long)t->misses,
-                   (unsigned long long)t->evictions);
+                   (unsigned long long)t->evictions, (unsigned long long)t->errors,
+                   (unsigned long long)t->dropped_blocks, (unsigned long long)t->lost_blocks,
+                   t->link);
         }
         printf("]}\n");
     } else {
         printf("version %s\nbackend %s\n", st.version, st.backend);
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
             printf("%s %llu\n", names[i], (unsigned long long)v[i]);
+        /* One row per tier, top down. */
+        printf("\n%-6s %14s %14s %9s %9s %9s %9s %7s %7s %7s %s\n", "tier", "capacity", "used",
+               "blocks", "hits", "misses", "evicted", "errors", "dropped", "lost", "link");
         for (size_t i = 0; i < st.n_tiers; i++) {
             const lkv_client_tier *t = &st.tiers[i];
-            printf("tier %s capacity_bytes=%llu used_bytes=%llu blocks=%llu hits=%llu misses=%llu "
-                   "evictions=%llu\n",
-                   t->name, (unsigned long long)t->capacity_bytes,
-                   (unsigned long long)t->used_bytes, (unsigned long long)t->blocks,
-                   (unsigned long long)t->hits, (unsigned long long)t->misses,
-                   (unsigned long long)t->evictions);
+            printf("%-6s %14llu %14llu %9llu %9llu %9llu %9llu %7llu %7llu %7llu %s\n", t->name,
+                   (unsigned long long)t->capacity_bytes, (unsigned long long)t->used_bytes,
+                   (unsigned long long)t->blocks, (unsigned long long)t->hits,
+                   (unsigned long long)t->misses, (unsigned long long)t->evictions,
+                   (unsigned long long)t->errors, (unsigned long long)t->dropped_blocks,
+                   (unsigned long long)t->lost_blocks, t->link[0] ? t->link : "-");
         }
     }
     lkv_client_stats_clear(&st);

@@ -234,6 +234,34 @@ static inline void lkv_tier_watermarks(uint64_t capacity, unsigned high_pct, uns
 }
 
 /* ------------------------------------------------------------------------ */
+/* The host-memory tier (server/store.c)                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A namespace's byte quota in the host tier. */
+typedef struct lkv_host_quota {
+    const char *ns;
+    size_t ns_len;
+    uint64_t bytes;
+} lkv_host_quota;
+
+typedef struct lkv_host_config {
+    uint64_t capacity_bytes; /* >= 1; charged per block: container + namespace + key */
+    unsigned high_pct, low_pct;
+    const lkv_host_quota *quotas; /* copied; a namespace not listed has no quota */
+    size_t nquotas;
+} lkv_host_config;
+
+/* The synchronous tier: every request completes before its call returns,
+ * and the evict hook receives the evicted block's bytes. */
+lkv_status lkv_tier_host_create(const lkv_host_config *cfg, lkv_tier **out, lkv_diag *diag);
+
+/* What a put of blob_len bytes under (ns, key) would be refused for, without
+ * changing anything: ERR_LIMIT when the block exceeds the tier or would take
+ * its namespace over its quota (the message names both). */
+lkv_status lkv_tier_host_admit(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
+                               size_t key_len, uint64_t blob_len, lkv_diag *diag);
+
+/* ------------------------------------------------------------------------ */
 /* The SSD directory tier (ssd.c)                                            */
 /* ------------------------------------------------------------------------ */
 

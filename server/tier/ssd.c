@@ -42,6 +42,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "lkv_lru.h"
 #include "lkv_tier.h"
 
 /* The daemon's "permission denied" (lkv_server.h lists the statuses the
@@ -334,8 +335,7 @@ typedef struct io {
 } io;
 
 struct slot {
-    slot *chain;
-    slot *newer, *older; /* LRU, only while present */
+    lkv_lru_node node; /* first: hash h.a; listed (LRU) only while present */
     name_hash h;
     int present;
     int running; /* q_head is in the threadpool */
@@ -354,11 +354,8 @@ struct ssd {
     int dirfd;
     int lockfd;
     uint64_t high, low;
-    slot **buckets;
-    size_t nbuckets;
-    size_t nslots;
+    lkv_lru ix;
     int depth; /* > 0 while a tier function or callback is on the stack */
-    slot *newest, *oldest;
     uint64_t next_seq;
     uint64_t ios;                /* io structs alive (close waits for 0) */
     io *flush_head, *flush_tail; /* written, waiting for a flush */
@@ -407,71 +404,28 @@ static int fault(const ssd *s, lkv_ssd_fault_point p)
 /* Index                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static slot **find_slot(ssd *s, name_hash h)
+static int same_hash(const lkv_lru_node *n, const void *ctx)
 {
-    slot **pp = &s->buckets[h.a & (s->nbuckets - 1)];
-    while (*pp && ((*pp)->h.a != h.a || (*pp)->h.b != h.b))
-        pp = &(*pp)->chain;
-    return pp;
+    return ((const slot *)n)->h.b == ((const name_hash *)ctx)->b;
 }
 
-static void grow(ssd *s)
+static slot *find_slot(const ssd *s, name_hash h)
 {
-    const size_t n = s->nbuckets * 2;
-    slot **nb = calloc(n, sizeof *nb);
-    if (!nb)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        slot *e = s->buckets[i];
-        while (e) {
-            slot *next = e->chain;
-            e->chain = nb[e->h.a & (n - 1)];
-            nb[e->h.a & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
+    return (slot *)*lkv_lru_find(&s->ix, h.a, same_hash, &h);
 }
 
 static slot *get_or_add_slot(ssd *s, name_hash h)
 {
-    slot **pp = find_slot(s, h);
-    if (*pp)
-        return *pp;
-    slot *e = calloc(1, sizeof *e);
+    slot *e = find_slot(s, h);
+    if (e)
+        return e;
+    e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->h = h;
-    *pp = e;
-    if (++s->nslots > s->nbuckets)
-        grow(s);
+    e->node.hash = h.a;
+    lkv_lru_insert(&s->ix, &e->node);
     return e;
-}
-
-static void lru_unlink(ssd *s, slot *e)
-{
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        s->newest = e->older;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        s->oldest = e->newer;
-    e->newer = e->older = NULL;
-}
-
-static void lru_push_front(ssd *s, slot *e)
-{
-    e->newer = NULL;
-    e->older = s->newest;
-    if (s->newest)
-        s->newest->newer = e;
-    s->newest = e;
-    if (!s->oldest)
-        s->oldest = e;
 }
 
 /* Takes the block out of the index (its file is the caller's business). */
@@ -479,7 +433,7 @@ static void make_absent(ssd *s, slot *e)
 {
     if (!e->present)
         return;
-    lru_unlink(s, e);
+    lkv_lru_unlist(&s->ix, &e->node);
     e->present = 0;
     s->st.used_bytes -= e->charge;
     s->st.blocks--;
@@ -490,11 +444,9 @@ static void maybe_free_slot(ssd *s, slot *e)
 {
     if (e->present || e->running || e->q_head)
         return;
-    slot **pp = find_slot(s, e->h);
-    *pp = e->chain;
+    lkv_lru_remove(&s->ix, &e->node);
     free(e->name);
     free(e);
-    s->nslots--;
 }
 
 static int same_key(const slot *e, const char *ns, size_t ns_len, const uint8_t *key,
@@ -814,9 +766,9 @@ static void make_room(ssd *s, uint64_t need, const slot *keep)
 {
     if (s->st.used_bytes + need <= s->high)
         return;
-    slot *e = s->oldest;
+    slot *e = (slot *)s->ix.oldest;
     while (e && s->st.used_bytes + need > s->low) {
-        slot *next = e->newer;
+        slot *next = (slot *)e->node.newer;
         if (e != keep && !e->running && !e->q_head)
             evict(s, e);
         e = next;
@@ -846,7 +798,7 @@ static void after_write_ok(ssd *s, io *o)
     e->charge = o->charge;
     e->seq = o->seq;
     e->present = 1;
-    lru_push_front(s, e);
+    lkv_lru_touch(&s->ix, &e->node);
     s->st.used_bytes += e->charge;
     s->st.blocks++;
     s->st.puts++;
@@ -903,8 +855,7 @@ static void start_flush(ssd *s)
 static void after_read(ssd *s, io *o)
 {
     lkv_tier_req *r = o->req;
-    slot **pp = find_slot(s, o->h);
-    slot *e = *pp;
+    slot *e = find_slot(s, o->h);
     r->status = LKV_OK;
     r->found = 0;
     if (o->st != LKV_OK || (o->err && o->err != ENOENT)) {
@@ -1151,7 +1102,7 @@ static void get_in(ssd *s, lkv_tier_req *req)
     if (check_req(s, req))
         return;
     const name_hash h = hash_name(req->ns, req->ns_len, req->key, req->key_len);
-    slot *e = *find_slot(s, h);
+    slot *e = find_slot(s, h);
     if (!e || !e->present || !same_key(e, req->ns, req->ns_len, req->key, req->key_len)) {
         s->st.misses++;
         finish_now(req, LKV_OK);
@@ -1164,8 +1115,7 @@ static void get_in(ssd *s, lkv_tier_req *req)
         return;
     }
     o->seq = e->seq; /* the version this read is for (see after_read) */
-    lru_unlink(s, e);
-    lru_push_front(s, e);
+    lkv_lru_touch(&s->ix, &e->node);
     submit_io(s, o);
 }
 
@@ -1175,7 +1125,7 @@ static void del_in(ssd *s, lkv_tier_req *req)
     if (check_req(s, req))
         return;
     const name_hash h = hash_name(req->ns, req->ns_len, req->key, req->key_len);
-    slot *e = *find_slot(s, h);
+    slot *e = find_slot(s, h);
     if (!e) {
         finish_now(req, LKV_OK);
         return;
@@ -1192,10 +1142,10 @@ static void del_in(ssd *s, lkv_tier_req *req)
 static int ssd_contains(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
                         size_t key_len)
 {
-    ssd *s = (ssd *)t;
+    const ssd *s = (const ssd *)t;
     if (key_len == 0 || ns_len > LKV_SSD_MAX_NS_LEN || key_len > LKV_SSD_MAX_KEY_LEN)
         return LKV_TIER_ABSENT;
-    const slot *e = *find_slot(s, hash_name(ns, ns_len, key, key_len));
+    const slot *e = find_slot(s, hash_name(ns, ns_len, key, key_len));
     return e && e->present && same_key(e, ns, ns_len, key, key_len) ? LKV_TIER_PRESENT
                                                                     : LKV_TIER_ABSENT;
 }
@@ -1216,17 +1166,15 @@ static void free_ssd(ssd *s)
 {
     lkv_tier_closed_fn cb = s->closed;
     void *ud = s->closed_ud;
-    if (s->buckets) {
-        for (size_t i = 0; i < s->nbuckets; i++) {
-            slot *e = s->buckets[i];
-            while (e) {
-                slot *next = e->chain;
-                free(e->name);
+    if (s->ix.buckets) {
+        for (size_t i = 0; i < s->ix.nbuckets; i++) {
+            for (lkv_lru_node *e = s->ix.buckets[i], *next; e; e = next) {
+                next = e->chain;
+                free(((slot *)e)->name);
                 free(e);
-                e = next;
             }
         }
-        free(s->buckets);
+        lkv_lru_fini(&s->ix);
     }
     if (s->dirfd >= 0)
         close(s->dirfd);
@@ -1414,7 +1362,7 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
             e->charge = fb[i].charge;
             e->seq = fb[i].seq;
             e->present = 1;
-            lru_push_front(s, e);
+            lkv_lru_touch(&s->ix, &e->node);
             s->st.used_bytes += e->charge;
             s->st.blocks++;
             s->st.loaded_blocks++;
@@ -1423,8 +1371,8 @@ static lkv_status rebuild(ssd *s, lkv_diag *d)
         }
         /* More than fits (the capacity was lowered): drop the oldest now. */
         if (s->st.used_bytes > s->high) {
-            while (s->oldest && s->st.used_bytes > s->low) {
-                slot *e = s->oldest;
+            while (s->ix.oldest && s->st.used_bytes > s->low) {
+                slot *e = (slot *)s->ix.oldest;
                 char file[NAME_LEN + 1];
                 format_name(file, e->h);
                 unlinkat(s->dirfd, file, 0);
@@ -1489,8 +1437,7 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
     s->cfg = *cfg;
     s->dir = strdup(cfg->dir);
     s->cfg.dir = s->dir;
-    s->nbuckets = 1024;
-    s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
+    const int ix_failed = lkv_lru_init(&s->ix);
     s->next_seq = 1;
     s->st.capacity_bytes = cfg->capacity_bytes;
     lkv_tier_watermarks(cfg->capacity_bytes, cfg->high_pct, cfg->low_pct, &s->high, &s->low);
@@ -1502,7 +1449,7 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
                          .stats = ssd_stats,
                          .set_evict_hook = ssd_set_evict_hook,
                          .close = ssd_close};
-    if (!s->dir || !s->buckets) {
+    if (!s->dir || ix_failed) {
         st = lkv_diag_fail(diag, LKV_ERR_NOMEM, "ssd tier: out of memory");
         goto fail_out;
     }

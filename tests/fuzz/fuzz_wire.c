@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "lkv_server.h"
+#include "lkv_stack.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -217,10 +218,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.host_mem_bytes = 1u << 20;
     cfg.max_message_bytes = 4u << 20;
     cfg.reflection = 1;
-    lkv_store *store = lkv_store_create(cfg.host_mem_bytes);
+    const lkv_host_config hc = {
+        .capacity_bytes = cfg.host_mem_bytes, .high_pct = 100, .low_pct = 100};
+    lkv_tier *host = NULL;
+    lkv_diag d;
+    if (lkv_tier_host_create(&hc, &host, &d) != LKV_OK)
+        abort();
+    lkv_stack *stack = lkv_stack_create(host, NULL, NULL, LKV_TIER_WRITE_THROUGH);
     const lkv_batcher_cfg bc = {64, 0, 4, 64};
     lkv_batcher *b = lkv_batcher_create(&bc, enqueue, NULL);
-    lkv_service *svc = lkv_service_create(&cfg, store, b, "cpu", on_reply);
+    lkv_service *svc = lkv_service_create(&cfg, stack, b, "cpu", on_reply);
     lkv_service_set_ready(svc, 1);
     lkv_budget_init(&budget, UINT64_C(1) << 40);
     lkv_service_set_budget(svc, &budget);
@@ -250,6 +257,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     lkv_service_free(svc);
     lkv_batcher_free(b);
-    lkv_store_free(store);
+    lkv_stack_close(stack, NULL, NULL); /* the host tier closes at once */
     return 0;
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "latticekv/v1/latticekv.pb-c.h"
-#include "lkv_server.h"
+#include "host_tier.h"
 
 static const char *no_env(const char *name, void *ud)
 {
@@ -104,7 +104,8 @@ static void on_reply(void *call, uint64_t seq, lkv_reply *r)
 }
 
 static lkv_config cfg;
-static lkv_store *store;
+static lkv_tier *store; /* the stack's host tier */
+static lkv_stack *stack;
 static lkv_batcher *batcher;
 static lkv_service *svc;
 static lkv_budget budget;
@@ -113,10 +114,11 @@ static void setup(void)
 {
     lkv_config_defaults(&cfg);
     cfg.host_mem_bytes = 1 << 20;
-    store = lkv_store_create(cfg.host_mem_bytes);
+    store = host_tier(cfg.host_mem_bytes);
     const lkv_batcher_cfg bc = {64, 0, 4, 64};
     batcher = lkv_batcher_create(&bc, enqueue, NULL);
-    svc = lkv_service_create(&cfg, store, batcher, "cpu", on_reply);
+    stack = lkv_stack_create(store, NULL, NULL, LKV_TIER_WRITE_THROUGH);
+    svc = lkv_service_create(&cfg, stack, batcher, "cpu", on_reply);
     lkv_budget_init(&budget, 1 << 20);
     lkv_service_set_budget(svc, &budget);
     memset(&last, 0, sizeof last);
@@ -139,7 +141,7 @@ static void teardown(void)
     release();
     lkv_service_free(svc);
     lkv_batcher_free(batcher);
-    lkv_store_free(store);
+    lkv_stack_close(stack, NULL, NULL); /* the host tier closes at once */
 }
 
 static void pump(void)
@@ -207,7 +209,7 @@ static size_t put_request(uint8_t *out, size_t cap, const char *key, const uint8
 
 static lkv_blob *stored(const char *key)
 {
-    lkv_blob *b = lkv_store_get(store, "ns", 2, (const uint8_t *)key, strlen(key));
+    lkv_blob *b = host_get(store, "ns", 2, (const uint8_t *)key, strlen(key));
     cr_assert_not_null(b);
     return b;
 }
@@ -311,7 +313,7 @@ Test(budget, a_pending_put_stream_block_stays_charged_until_commit_or_drop, .ini
         cr_assert_eq(atomic_load(&budget.used), last.len, "only the reply is left in flight");
         release();
         cr_assert_eq(atomic_load(&budget.used), 0);
-        cr_assert_eq(lkv_store_contains(store, "ns", 2, (const uint8_t *)"s", 1), 1,
+        cr_assert_eq(host_has(store, "ns", 2, (const uint8_t *)"s", 1), 1,
                      "stored by the commit (still there after the drop of the second)");
     }
     cr_assert_eq(atomic_load(&budget.underflows), 0);

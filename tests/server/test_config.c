@@ -304,3 +304,58 @@ Test(config, an_address_listed_twice_is_named)
     cr_assert_eq(load(&c, NULL, err, 3, "--listen", "127.0.0.1:50051"), LKV_OK, "%s", err);
     cr_assert_eq(c.n_listen, 1);
 }
+
+Test(config, tier_flags_parse_and_default)
+{
+    lkv_config c;
+    char err[256] = "";
+    cr_assert_eq(load(&c, NULL, err, 1), LKV_OK, "%s", err);
+    cr_assert_str_eq(c.ssd_dir, "");
+    cr_assert_eq(c.ssd_fsync, 0, "never: write + rename reach the kernel before the reply");
+    cr_assert_eq(c.n_redis, 0);
+    cr_assert_eq(c.tier_policy, 0, "write-through");
+    cr_assert_eq(c.n_namespace_quota, 0);
+    cr_assert_eq(load(&c, NULL, err, 15, "--ssd-dir", "/tmp", "--ssd-bytes", "1GiB", "--ssd-fsync",
+                      "batch", "--redis", "redis://127.0.0.1:6379", "--redis=redis://[::1]:7000",
+                      "--tier-policy", "write-back", "--namespace-quota", "a=1MiB",
+                      "--namespace-quota=b=2"),
+                 LKV_OK, "%s", err);
+    cr_assert_str_eq(c.ssd_dir, "/tmp");
+    cr_assert_eq(c.ssd_bytes, 1ull << 30);
+    cr_assert_eq(c.ssd_fsync, 1);
+    cr_assert_eq(c.n_redis, 2);
+    cr_assert_str_eq(c.redis[1], "redis://[::1]:7000");
+    cr_assert_eq(c.tier_policy, 1);
+    cr_assert_eq(c.n_namespace_quota, 2);
+    cr_assert_str_eq(c.namespace_quota[0], "a=1MiB");
+}
+
+Test(config, tier_flags_bad_values_are_named)
+{
+    lkv_config c;
+    char err[256] = "";
+    static const struct {
+        const char *flag, *value, *named;
+    } bad[] = {
+        {"--ssd-fsync", "sometimes", "never|batch|always"},
+        {"--ssd-bytes", "lots", "--ssd-bytes=lots"},
+        {"--redis", "http://127.0.0.1:1", "redis://HOST:PORT"},
+        {"--redis", "redis://127.0.0.1", "redis://HOST:PORT"},
+        {"--redis", "redis://u:p@127.0.0.1:1", "redis://HOST:PORT"},
+        {"--redis", "redis://127.0.0.1:0", "redis://HOST:PORT"},
+        {"--tier-policy", "write-around", "write-through|write-back"},
+        {"--namespace-quota", "llama", "NS=BYTES"},
+        {"--namespace-quota", "llama=0", "NS=BYTES"},
+        {"--namespace-quota", "llama=big", "NS=BYTES"},
+        {"--redis-queue-bytes", "0", "--redis-queue-bytes=0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(load(&c, NULL, err, 3, bad[i].flag, bad[i].value), LKV_ERR_INVALID_ARGUMENT,
+                     "%s %s", bad[i].flag, bad[i].value);
+        cr_assert(strstr(err, bad[i].named) && strstr(err, bad[i].value), "%s", err);
+    }
+    cr_assert_eq(load(&c, NULL, err, 3, "--ssd-dir", "/tmp"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "--ssd-dir=/tmp needs --ssd-bytes"), "%s", err);
+    cr_assert_eq(load(&c, NULL, err, 3, "--ssd-bytes", "1MiB"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "without --ssd-dir"), "%s", err);
+}

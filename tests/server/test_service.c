@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "latticekv/v1/latticekv.pb-c.h"
-#include "lkv_server.h"
+#include "host_tier.h"
 
 #define MAXQ 256
 
@@ -41,7 +41,8 @@ static void on_reply(void *call, uint64_t seq, lkv_reply *r)
 
 typedef struct fixture {
     lkv_config cfg;
-    lkv_store *store;
+    lkv_tier *store; /* the stack's host tier */
+    lkv_stack *stack;
     lkv_batcher *batcher;
     lkv_service *svc;
 } fixture;
@@ -52,10 +53,11 @@ static void setup(void)
 {
     lkv_config_defaults(&fx.cfg);
     fx.cfg.host_mem_bytes = 1 << 20;
-    fx.store = lkv_store_create(fx.cfg.host_mem_bytes);
+    fx.store = host_tier(fx.cfg.host_mem_bytes);
     const lkv_batcher_cfg bc = {64, 0, 4, 64};
     fx.batcher = lkv_batcher_create(&bc, enqueue, NULL);
-    fx.svc = lkv_service_create(&fx.cfg, fx.store, fx.batcher, "cpu", on_reply);
+    fx.stack = lkv_stack_create(fx.store, NULL, NULL, LKV_TIER_WRITE_THROUGH);
+    fx.svc = lkv_service_create(&fx.cfg, fx.stack, fx.batcher, "cpu", on_reply);
     memset(&last, 0, sizeof last);
     replies = 0;
     nqueued = 0;
@@ -67,7 +69,7 @@ static void teardown(void)
     last.buf = NULL;
     lkv_service_free(fx.svc);
     lkv_batcher_free(fx.batcher);
-    lkv_store_free(fx.store);
+    lkv_stack_close(fx.stack, NULL, NULL); /* the host tier closes at once */
 }
 
 /* Runs the batcher until every queued launch has run on the CPU codec. */
@@ -220,12 +222,12 @@ Test(service, a_corrupted_stored_block_is_data_loss_and_dropped)
 {
     Latticekv__V1__Tensor t = make_tensor();
     put_tensor("k", &t);
-    lkv_blob *b = lkv_store_get(fx.store, "ns", 2, (const uint8_t *)"k", 1);
+    lkv_blob *b = host_get(fx.store, "ns", 2, (const uint8_t *)"k", 1);
     b->data[b->len - 1] ^= 0x10; /* flip a bit in the last record */
     lkv_blob_unref(b);
     get_key("k", 0);
     cr_assert_eq(last.code, LKV_GRPC_DATA_LOSS, "%s", last.msg);
-    cr_assert(!lkv_store_contains(fx.store, "ns", 2, (const uint8_t *)"k", 1), "dropped");
+    cr_assert(!host_has(fx.store, "ns", 2, (const uint8_t *)"k", 1), "dropped");
     get_key("k", 0);
     cr_assert_eq(last.code, LKV_GRPC_NOT_FOUND);
 }
@@ -246,7 +248,7 @@ Test(service, put_of_damaged_coded_bytes_is_data_loss_and_stores_nothing)
     q.coded.len = n;
     call(LKV_METHOD_PUT, &q.base);
     cr_assert_eq(last.code, LKV_GRPC_DATA_LOSS, "%s", last.msg);
-    cr_assert(!lkv_store_contains(fx.store, "ns", 2, (const uint8_t *)"c", 1));
+    cr_assert(!host_has(fx.store, "ns", 2, (const uint8_t *)"c", 1));
     q.coded.len = 20;
     call(LKV_METHOD_PUT, &q.base);
     cr_assert_eq(last.code, LKV_GRPC_DATA_LOSS, "%s", last.msg);
@@ -255,10 +257,11 @@ Test(service, put_of_damaged_coded_bytes_is_data_loss_and_stores_nothing)
 Test(service, a_block_larger_than_the_tier_is_resource_exhausted)
 {
     fx.cfg.host_mem_bytes = 4096;
-    lkv_store_free(fx.store);
-    fx.store = lkv_store_create(4096);
+    lkv_stack_close(fx.stack, NULL, NULL); /* the host tier closes at once */
+    fx.store = host_tier(4096);
     lkv_service_free(fx.svc);
-    fx.svc = lkv_service_create(&fx.cfg, fx.store, fx.batcher, "cpu", on_reply);
+    fx.stack = lkv_stack_create(fx.store, NULL, NULL, LKV_TIER_WRITE_THROUGH);
+    fx.svc = lkv_service_create(&fx.cfg, fx.stack, fx.batcher, "cpu", on_reply);
     static float big[64 * 128];
     static uint64_t shape[] = {64, 128};
     Latticekv__V1__Tensor t = LATTICEKV__V1__TENSOR__INIT;
@@ -370,9 +373,9 @@ Test(service, stats_render_every_row_from_one_snapshot)
     cr_assert_eq(st.requests, 3);
     cr_assert_eq(st.errors, 1);
     cr_assert_eq(st.raw_bytes_in, sizeof tensor_data);
-    cr_assert_eq(st.host.blocks, 1);
-    cr_assert_eq(st.host.hits, 1);
-    cr_assert_eq(st.host.misses, 1);
+    cr_assert_eq(st.tier[0].blocks, 1);
+    cr_assert_eq(st.tier[0].hits, 1);
+    cr_assert_eq(st.tier[0].misses, 1);
 
     char text[2048];
     const size_t n = lkv_stats_render(&st, LKV_STATS_LOG, text, sizeof text);
@@ -402,7 +405,7 @@ Test(service, stats_render_every_row_from_one_snapshot)
     cr_assert_eq(r->errors, st.errors);
     cr_assert_eq(r->coded_bytes_out, st.coded_bytes_out);
     cr_assert_eq(r->batched_vectors, st.batched_vectors);
-    cr_assert_eq(r->tiers[0]->used_bytes, st.host.used_bytes);
-    cr_assert_eq(r->tiers[0]->hits, st.host.hits);
+    cr_assert_eq(r->tiers[0]->used_bytes, st.tier[0].used_bytes);
+    cr_assert_eq(r->tiers[0]->hits, st.tier[0].hits);
     latticekv__v1__stats_response__free_unpacked(r, NULL);
 }

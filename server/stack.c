@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * stack.c - the tiers of latticekvd stacked (lkv_stack.h).
+ *
+ * Design note. Every operation that touches more than the host tier is one
+ * `op` that owns an inner lkv_tier_req per lower tier and finishes the
+ * caller's request when the last of them is done. The host tier completes
+ * synchronously, so the only asynchronous parts are SSD I/O and Redis
+ * round trips. Write-back feeds the SSD tier from the host tier's evict hook
+ * (the hook gets the block's bytes); a Put first drops an older SSD copy of
+ * the key, so a failed demotion can never resurrect stale bytes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_stack.h"
+
+struct lkv_stack {
+    lkv_tier *tier[3]; /* host, then the optional ones, top down */
+    size_t n;
+    lkv_tier *ssd, *redis;
+    lkv_tier_policy policy;
+    unsigned closing; /* tiers still closing */
+    void (*closed)(void *ud);
+    void *closed_ud;
+};
+
+/* One stack operation; sub[i] goes to tier[i] (put/del) or is reused (get). */
+typedef struct op {
+    lkv_stack *s;
+    lkv_tier_req *req; /* the caller's; NULL for a demotion */
+    lkv_tier_req sub[3];
+    unsigned pending;
+    size_t next;      /* get: the next tier to ask */
+    lkv_tier_req err; /* get: the first damaged-copy failure */
+    uint8_t *name;    /* demotion: its own copy of ns + key */
+} op;
+
+static op *op_new(lkv_stack *s, lkv_tier_req *req)
+{
+    op *o = calloc(1, sizeof *o);
+    if (o) {
+        o->s = s;
+        o->req = req;
+    }
+    return o;
+}
+
+static void fail_now(lkv_tier_req *req, lkv_status st, const char *what)
+{
+    lkv_diag_fail(&req->diag, st, "tier stack: out of memory for a %s", what);
+    req->status = st;
+    req->done(req);
+}
+
+static void sub_init(op *o, lkv_tier_req *sub, const lkv_tier_req *like,
+                     void (*done)(lkv_tier_req *))
+{
+    memset(sub, 0, sizeof *sub);
+    sub->ns = like->ns;
+    sub->ns_len = like->ns_len;
+    sub->key = like->key;
+    sub->key_len = like->key_len;
+    sub->blob = like->blob;
+    sub->done = done;
+    sub->ud = o;
+}
+
+/* ---- put ---------------------------------------------------------------- */
+
+static void put_sub_done(lkv_tier_req *sub)
+{
+    op *o = sub->ud;
+    lkv_tier_req *req = o->req;
+    /* The SSD's failure fails the put; Redis' is counted in its own tier. */
+    if (sub->status != LKV_OK && sub->tier == o->s->ssd && req->status == LKV_OK) {
+        req->status = sub->status;
+        req->diag = sub->diag;
+    }
+    if (--o->pending)
+        return;
+    free(o);
+    req->done(req);
+}
+
+static void ignore_done(lkv_tier_req *sub)
+{
+    free(sub->ud);
+}
+
+void lkv_stack_put_below(lkv_stack *s, lkv_tier_req *req)
+{
+    memset(&req->diag, 0, sizeof req->diag);
+    req->status = lkv_tier_host_admit(s->tier[0], req->ns, req->ns_len, req->key, req->key_len,
+                                      req->blob->len, &req->diag);
+    if (req->status != LKV_OK || s->n == 1) {
+        req->done(req);
+        return;
+    }
+    op *o = op_new(s, req);
+    if (!o) {
+        fail_now(req, LKV_ERR_NOMEM, "put");
+        return;
+    }
+    lkv_tier *to[2];
+    unsigned n = 0;
+    if (s->ssd && s->policy == LKV_TIER_WRITE_THROUGH)
+        to[n++] = s->ssd;
+    if (s->redis)
+        to[n++] = s->redis;
+    if (s->ssd && s->policy == LKV_TIER_WRITE_BACK &&
+        s->ssd->contains(s->ssd, req->ns, req->ns_len, req->key, req->key_len) ==
+            LKV_TIER_PRESENT) {
+        /* The host tier will hold the newer value; its demotion replaces
+         * this copy, and if that fails the old one must not come back. */
+        op *d = op_new(s, NULL);
+        if (d) {
+            sub_init(d, &d->sub[0], req, ignore_done);
+            lkv_tier_del(s->ssd, &d->sub[0]);
+        }
+    }
+    if (n == 0) {
+        free(o);
+        req->done(req);
+        return;
+    }
+    o->pending = n + 1; /* + 1 until every sub is submitted */
+    for (unsigned i = 0; i < n; i++) {
+        sub_init(o, &o->sub[i], req, put_sub_done);
+        lkv_tier_put(to[i], &o->sub[i]);
+    }
+    lkv_tier_req last = {.ud = o, .status = LKV_OK};
+    put_sub_done(&last);
+}
+
+lkv_status lkv_stack_put_host(lkv_stack *s, const char *ns, size_t ns_len, const uint8_t *key,
+                              size_t key_len, lkv_blob *blob, lkv_diag *diag)
+{
+    lkv_tier_req r = {.ns = ns, .ns_len = ns_len, .key = key, .key_len = key_len, .blob = blob};
+    r.done = ignore_done; /* synchronous: nothing to free (ud is NULL) */
+    lkv_tier_put(s->tier[0], &r);
+    if (diag)
+        *diag = r.diag;
+    return r.status;
+}
+
+static void demote_done(lkv_tier_req *sub)
+{
+    op *o = sub->ud;
+    free(o->name);
+    free(o);
+}
+
+/* Write-back: a block the host tier evicts goes down to the SSD tier (its
+ * failures are counted there). */
+static void demote(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key, size_t key_len,
+                   lkv_blob *blob, void *ud)
+{
+    (void)t;
+    lkv_stack *s = ud;
+    op *o = op_new(s, NULL);
+    uint8_t *name = o ? malloc(ns_len + key_len + 1) : NULL;
+    if (!name) {
+        free(o); /* lost from the daemon, like any eviction without a tier below */
+        return;
+    }
+    memcpy(name, ns, ns_len);
+    memcpy(name + ns_len, key, key_len);
+    o->name = name;
+    const lkv_tier_req like = {.ns = (const char *)name,
+                               .ns_len = ns_len,
+                               .key = name + ns_len,
+                               .key_len = key_len,
+                               .blob = blob};
+    sub_init(o, &o->sub[0], &like, demote_done);
+    lkv_tier_put(s->ssd, &o->sub[0]);
+}
+
+/* ---- get ---------------------------------------------------------------- */
+
+static int damaged(lkv_status st)
+{
+    return st == LKV_ERR_CHECKSUM || st == LKV_ERR_CORRUPT || st == LKV_ERR_TRUNCATED ||
+           st == LKV_ERR_MAGIC || st == LKV_ERR_VERSION;
+}
+
+static void get_next(op *o);
+
+static void get_sub_done(lkv_tier_req *sub)
+{
+    op *o = sub->ud;
+    lkv_tier_req *req = o->req;
+    if (sub->status == LKV_OK && sub->found) {
+        /* Promotion: the same blob goes into the host tier (a refusal, e.g.
+         * the namespace's quota, only means it stays below). */
+        if (sub->tier != o->s->tier[0])
+            lkv_stack_put_host(o->s, req->ns, req->ns_len, req->key, req->key_len, sub->blob, NULL);
+        req->status = LKV_OK;
+        req->found = 1;
+        req->blob = sub->blob;
+        req->tier = sub->tier;
+        free(o);
+        req->done(req);
+        return;
+    }
+    if (damaged(sub->status) && o->err.status == LKV_OK)
+        o->err = *sub;
+    get_next(o);
+}
+
+static void get_next(op *o)
+{
+    lkv_tier_req *req = o->req;
+    if (o->next == o->s->n) {
+        req->status = o->err.status;
+        req->diag = o->err.diag;
+        req->found = 0;
+        req->tier = o->err.status == LKV_OK ? NULL : o->err.tier;
+        free(o);
+        req->done(req);
+        return;
+    }
+    lkv_tier *t = o->s->tier[o->next++];
+    sub_init(o, &o->sub[0], req, get_sub_done);
+    lkv_tier_get(t, &o->sub[0]);
+}
+
+void lkv_stack_get(lkv_stack *s, lkv_tier_req *req)
+{
+    op *o = op_new(s, req);
+    if (!o) {
+        fail_now(req, LKV_ERR_NOMEM, "get");
+        return;
+    }
+    req->blob = NULL;
+    get_next(o);
+}
+
+/* ---- delete ------------------------------------------------------------- */
+
+static void del_sub_done(lkv_tier_req *sub)
+{
+    op *o = sub->ud;
+    lkv_tier_req *req = o->req;
+    if (sub->status == LKV_OK)
+        req->found |= sub->found;
+    else if (req->status == LKV_OK) {
+        req->status = sub->status;
+        req->diag = sub->diag;
+    }
+    if (--o->pending)
+        return;
+    free(o);
+    req->done(req);
+}
+
+void lkv_stack_del(lkv_stack *s, lkv_tier_req *req)
+{
+    op *o = op_new(s, req);
+    if (!o) {
+        fail_now(req, LKV_ERR_NOMEM, "delete");
+        return;
+    }
+    req->status = LKV_OK;
+    req->found = 0;
+    memset(&req->diag, 0, sizeof req->diag);
+    o->pending = (unsigned)s->n + 1; /* + 1 until every sub is submitted */
+    for (size_t i = 0; i < s->n; i++) {
+        sub_init(o, &o->sub[i], req, del_sub_done);
+        lkv_tier_del(s->tier[i], &o->sub[i]);
+    }
+    lkv_tier_req last = {.ud = o, .status = LKV_OK};
+    del_sub_done(&last);
+}
+
+int lkv_stack_contains(const lkv_stack *s, const char *ns, size_t ns_len, const uint8_t *key,
+                       size_t key_len)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->tier[i] != s->redis &&
+            s->tier[i]->contains(s->tier[i], ns, ns_len, key, key_len) == LKV_TIER_PRESENT)
+            return 1;
+    return 0;
+}
+
+int lkv_stack_flushed(const lkv_stack *s)
+{
+    if (!s->redis)
+        return 1;
+    lkv_redis_stats rs;
+    lkv_tier_redis_stats(s->redis, &rs);
+    return rs.queued_blocks == 0 || rs.nodes_up == 0;
+}
+
+size_t lkv_stack_tiers(const lkv_stack *s, const lkv_tier *out[3])
+{
+    for (size_t i = 0; i < s->n; i++)
+        out[i] = s->tier[i];
+    return s->n;
+}
+
+const char *lkv_stack_link(const lkv_stack *s, const lkv_tier *t)
+{
+    if (!t || t != s->redis)
+        return "";
+    lkv_redis_stats rs;
+    lkv_tier_redis_stats(t, &rs);
+    return lkv_redis_link_name(rs.link);
+}
+
+/* ---- life --------------------------------------------------------------- */
+
+lkv_stack *lkv_stack_create(lkv_tier *host, lkv_tier *ssd, lkv_tier *redis, lkv_tier_policy policy)
+{
+    lkv_stack *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->tier[s->n++] = host;
+    if (ssd)
+        s->tier[s->n++] = ssd;
+    if (redis)
+        s->tier[s->n++] = redis;
+    s->ssd = ssd;
+    s->redis = redis;
+    s->policy = policy;
+    if (ssd && policy == LKV_TIER_WRITE_BACK)
+        host->set_evict_hook(host, demote, s);
+    return s;
+}
+
+static void tier_closed(void *ud)
+{
+    lkv_stack *s = ud;
+    if (--s->closing)
+        return;
+    void (*closed)(void *) = s->closed;
+    void *cud = s->closed_ud;
+    free(s);
+    if (closed)
+        closed(cud);
+}
+
+void lkv_stack_close(lkv_stack *s, void (*closed)(void *ud), void *ud)
+{
+    s->closed = closed;
+    s->closed_ud = ud;
+    s->closing = (unsigned)s->n + 1;
+    s->tier[0]->set_evict_hook(s->tier[0], NULL, NULL);
+    for (size_t i = 0; i < s->n; i++)
+        s->tier[i]->close(s->tier[i], tier_closed, s);
+    tier_closed(s);
+}
