@@ -39,6 +39,13 @@ typedef struct lkv_config {
     uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
     uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
     uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
+    /* Transport security and tokens (tls.c, auth.c; docs/service.md). */
+    char tls_cert[LKV_ADDR_MAX];      /* PEM chain; "" = TCP listeners in plaintext */
+    char tls_key[LKV_ADDR_MAX];       /* its private key */
+    char tls_client_ca[LKV_ADDR_MAX]; /* "" = no client certificates asked for */
+    uint32_t insecure_listen;         /* 1: plaintext TCP on non-loopback addresses allowed */
+    char auth_tokens[LKV_ADDR_MAX];   /* token file; "" = no token checks */
+    uint32_t auth_unix;               /* 1: unix-socket calls need tokens too */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */

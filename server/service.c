@@ -62,6 +62,7 @@ struct lkv_service {
         uint64_t requests, errors, raw_bytes_in, coded_bytes_out;
     } c;                /* LKV_STATS_LIST's counters */
     lkv_budget *budget; /* bytes in flight; NULL: not counted */
+    lkv_authz_fn authz; /* namespace grants of the call's token; NULL: all */
 };
 
 /* One request message in flight. */
@@ -107,6 +108,11 @@ lkv_service *lkv_service_create(const lkv_config *cfg, lkv_store *store, lkv_bat
 void lkv_service_set_budget(lkv_service *s, lkv_budget *b)
 {
     s->budget = b;
+}
+
+void lkv_service_set_authz(lkv_service *s, lkv_authz_fn allowed)
+{
+    s->authz = allowed;
 }
 
 void lkv_service_free(lkv_service *s)
@@ -371,6 +377,12 @@ static int check_namespace(req *r, const char *ns, size_t len, const char *field
     if (len > r->svc->cfg->max_namespace_bytes) {
         reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; max-namespace-bytes=%llu",
                     field, len, (unsigned long long)r->svc->cfg->max_namespace_bytes);
+        return -1;
+    }
+    if (r->call && r->svc->authz && !r->svc->authz(r->call, ns, len)) {
+        reply_error(r, LKV_GRPC_PERMISSION_DENIED,
+                    "%s=\"%.*s\" is not a namespace this bearer token may use", field,
+                    len < 64 ? (int)len : 64, ns);
         return -1;
     }
     return 0;
