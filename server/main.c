@@ -21,7 +21,8 @@
  * NOT_SERVING, new calls are answered UNAVAILABLE, the batcher stops
  * waiting, in-flight calls finish, and then gRPC stops accepting;
  * --shutdown-grace-ms later anything still running is cancelled (a second
- * signal cancels at once). Phase 2 runs when no call
+ * signal cancels at once). SIGHUP re-reads the TLS files and the token
+ * file (a bad file keeps what is in use). Phase 2 runs when no call
  * is left: the gRPC thread and the workers are joined, handles are closed
  * and the process exits 0.
  */
