@@ -291,8 +291,11 @@ const lkv_auth_principal *lkv_auth_find(const lkv_auth_table *t, const uint8_t *
         /* Lengths differ -> nonzero; then every presented byte is compared
          * (the stored token indexed modulo its length, so always in bounds). */
         size_t diff = p->token_len ^ len;
-        for (size_t i = 0; i < len; i++)
-            diff |= (size_t)(token[i] ^ p->token[i % p->token_len]);
+        size_t j = 0; /* i modulo the stored length, without a division */
+        for (size_t i = 0; i < len; i++) {
+            diff |= (size_t)(token[i] ^ p->token[j]);
+            j = j + 1 == p->token_len ? 0 : j + 1; /* depends on lengths only */
+        }
         /* nz is 1 when diff != 0; mask is all ones when the token matched,
          * else 0; neither is a branch. */
         const size_t nz = (diff | ((size_t)0 - diff)) >> (sizeof(size_t) * 8 - 1);

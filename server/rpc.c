@@ -556,10 +556,13 @@ static int admit(call *c)
             who = lkv_auth_find(t, tok, len);
         break;
     }
+    /* The codes come from the one status table (status.c). */
+    const lkv_grpc_code unauth = lkv_status_to_grpc(LKV_ERR_AUTH);
+    const lkv_grpc_code denied = lkv_status_to_grpc(LKV_ERR_PERMISSION);
     if (!who) {
         lkv_auth_count_unauthenticated();
-        lkv_service_count(r->svc, LKV_GRPC_UNAUTHENTICATED);
-        send_final(c, LKV_GRPC_UNAUTHENTICATED,
+        lkv_service_count(r->svc, unauth);
+        send_final(c, unauth,
                    seen ? "the bearer token is not known to latticekvd (authorization metadata)"
                         : "a bearer token is needed: send metadata \"authorization: Bearer "
                           "TOKEN\"",
@@ -568,8 +571,8 @@ static int admit(call *c)
     }
     if (c->method == LKV_METHOD_STATS && !lkv_auth_all(who)) {
         lkv_auth_count_permission();
-        lkv_service_count(r->svc, LKV_GRPC_PERMISSION_DENIED);
-        send_final(c, LKV_GRPC_PERMISSION_DENIED,
+        lkv_service_count(r->svc, denied);
+        send_final(c, denied,
                    "Admin/Stats needs a token granted \"*\" (this one has a namespace list)", NULL);
         return 0;
     }

@@ -380,7 +380,7 @@ static int check_namespace(req *r, const char *ns, size_t len, const char *field
         return -1;
     }
     if (r->call && r->svc->authz && !r->svc->authz(r->call, ns, len)) {
-        reply_error(r, LKV_GRPC_PERMISSION_DENIED,
+        reply_error(r, lkv_status_to_grpc(LKV_ERR_PERMISSION),
                     "%s=\"%.*s\" is not a namespace this bearer token may use", field,
                     len < 64 ? (int)len : 64, ns);
         return -1;
