@@ -51,8 +51,8 @@ int main(int argc, char **argv)
     double res[NSIZES][3];
     lkv_bench_rng rng;
     lkv_bench_rng_seed(&rng, 13);
-    printf("%8s %12s %12s %12s   (ns per lookup, token of %d bytes)\n", "tokens", "first",
-           "last", "miss", TOKEN_LEN);
+    printf("%8s %12s %12s %12s   (ns per lookup, token of %d bytes)\n", "tokens", "first", "last",
+           "miss", TOKEN_LEN);
     for (size_t s = 0; s < NSIZES; s++) {
         const size_t n = sizes[s];
         const size_t line = TOKEN_LEN + 8;
