@@ -60,7 +60,14 @@ class Daemon:
                 "--max-message-bytes", str(DAEMON_MAX_MESSAGE)] + list(extra)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.client_kwargs = {self.tcp: tcp_client or {}, self.unix: unix_client or {}}
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            # A daemon that never got ready is no test's to stop: leave none behind.
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            raise
 
     def wait_ready(self):
         deadline = time.monotonic() + HANG_GUARD_S
