@@ -16,6 +16,7 @@
  * name the setting as the user wrote it (flag, variable or file:line) and
  * the offending value.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -141,6 +142,20 @@ static const cfg_setting settings[] = {
     {"namespace-quota", CFG_LIST, 0, 0, "", OFF(namespace_quota), "NS=BYTES", NULL,
      "bytes a namespace may hold in host memory; beyond it Put is RESOURCE_EXHAUSTED "
      "(repeatable)"},
+    /* Transport security and tokens: one group (tls.c, auth.c). */
+    {"tls-cert", CFG_PATH, 0, 0, "", OFF(tls_cert), "FILE", NULL,
+     "PEM certificate chain served on TCP listeners (TLS); re-read on SIGHUP"},
+    {"tls-key", CFG_PATH, 0, 0, "", OFF(tls_key), "FILE", NULL,
+     "PEM private key of --tls-cert; re-read on SIGHUP"},
+    {"tls-client-ca", CFG_PATH, 0, 0, "", OFF(tls_client_ca), "FILE", NULL,
+     "PEM CA certificates: TCP clients must present a certificate they sign (mutual TLS)"},
+    {"insecure-listen", CFG_CHOICE, 0, 0, "off", OFF(insecure_listen), "off|on", onoff_choices,
+     "allow plaintext TCP listeners on non-loopback addresses (without --tls-cert)"},
+    {"auth-tokens", CFG_PATH, 0, 0, "", OFF(auth_tokens), "FILE", NULL,
+     "bearer tokens, lines 'TOKEN NS[,NS...]' ('*' = all, Admin/Stats); re-read on SIGHUP; "
+     "none = no token checks"},
+    {"auth-unix", CFG_CHOICE, 0, 0, "on", OFF(auth_unix), "off|on", onoff_choices,
+     "with --auth-tokens: off = calls over unix sockets are trusted without a token"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -539,6 +554,56 @@ static lkv_status load_file(lkv_config *cfg, layers *ly, const char *path, char 
     return s;
 }
 
+/* 1 when a TCP listen address can only be reached from this host:
+ * 127.0.0.0/8, ::1 or "localhost". An empty host binds every interface. */
+static int loopback_only(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    char host[LKV_ADDR_MAX];
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    const char *h = addr;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return memcmp(&a6, &in6addr_loopback, sizeof a6) == 0;
+    return 0;
+}
+
+/* The settings that only make sense together (the security group). */
+static lkv_status check_security(const lkv_config *cfg, char *err, size_t cap)
+{
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0])
+        return fail(err, cap, "%s is set without %s: TLS needs both",
+                    cfg->tls_cert[0] ? "tls-cert" : "tls-key",
+                    cfg->tls_cert[0] ? "tls-key" : "tls-cert");
+    if (cfg->tls_client_ca[0] && !cfg->tls_cert[0])
+        return fail(err, cap, "tls-client-ca=%s needs tls-cert and tls-key (mutual TLS is TLS)",
+                    cfg->tls_client_ca);
+    if (cfg->tls_cert[0] || cfg->insecure_listen)
+        return LKV_OK;
+    for (uint32_t i = 0; i < cfg->n_listen; i++) {
+        const char *a = cfg->listen[i];
+        if (strncmp(a, "unix:", 5) == 0 || strncmp(a, "unix-abstract:", 14) == 0)
+            continue;
+        if (!loopback_only(a))
+            return fail(err, cap,
+                        "listen=%s is not a loopback address and would serve without TLS: set "
+                        "tls-cert and tls-key, or insecure-listen=on to serve it in plaintext",
+                        a);
+    }
+    return LKV_OK;
+}
+
 lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
                            void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap)
 {
@@ -618,7 +683,7 @@ lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn
     if (!cfg->ssd_dir[0] && cfg->ssd_bytes)
         return fail(err, err_cap, "--ssd-bytes=%llu without --ssd-dir: no SSD tier to size",
                     (unsigned long long)cfg->ssd_bytes);
-    return LKV_OK;
+    return check_security(cfg, err, err_cap);
 }
 
 size_t lkv_config_check_env(char *const *envp, void (*warn)(const char *msg, void *ud), void *ud)

@@ -50,6 +50,13 @@ typedef struct lkv_config {
     uint32_t tier_policy;                               /* lkv_tier_policy */
     char namespace_quota[LKV_LISTEN_MAX][LKV_ADDR_MAX]; /* "NS=BYTES" */
     uint32_t n_namespace_quota;
+    /* Transport security and tokens (tls.c, auth.c; docs/service.md). */
+    char tls_cert[LKV_ADDR_MAX];      /* PEM chain; "" = TCP listeners in plaintext */
+    char tls_key[LKV_ADDR_MAX];       /* its private key */
+    char tls_client_ca[LKV_ADDR_MAX]; /* "" = no client certificates asked for */
+    uint32_t insecure_listen;         /* 1: plaintext TCP on non-loopback addresses allowed */
+    char auth_tokens[LKV_ADDR_MAX];   /* token file; "" = no token checks */
+    uint32_t auth_unix;               /* 1: unix-socket calls need tokens too */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */

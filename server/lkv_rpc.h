@@ -5,18 +5,32 @@
 
 #include <stdint.h>
 
+#include "lkv_auth.h"
 #include "lkv_config.h"
 #include "lkv_pool.h"
 #include "lkv_service.h"
+#include "lkv_tls.h"
 
 typedef struct lkv_rpc lkv_rpc;
+
+/* Who may call (docs/service.md, "TLS and tokens"). */
+typedef struct lkv_rpc_security {
+    lkv_tls *tls;           /* NULL: TCP listeners in plaintext; else TLS (mTLS with a client CA) */
+    lkv_auth_table *tokens; /* NULL: no token checks; rpc takes its own reference */
+    int auth_unix;          /* 0: calls over unix sockets need no token */
+} lkv_rpc_security;
 
 /* Creates the server, binds every cfg->listen address and starts it; on a
  * bind failure returns ERR_UNAVAILABLE with one line naming the address and
  * the reason. A unix:PATH that another process answers on is refused, a
- * stale socket there is removed, and sockets get cfg->unix_socket_mode. */
-lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox, lkv_rpc **out,
-                          lkv_diag *diag);
+ * stale socket there is removed, and sockets get cfg->unix_socket_mode.
+ * TCP listeners serve TLS when sec->tls is set (sec may be NULL: none);
+ * sec->tls must outlive the rpc. */
+lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox,
+                          const lkv_rpc_security *sec, lkv_rpc **out, lkv_diag *diag);
+/* Loop thread: new calls are checked against t (a SIGHUP reload); calls
+ * already admitted keep the table they were admitted with. */
+void lkv_rpc_set_tokens(lkv_rpc *r, lkv_auth_table *t);
 /* Loop thread: a completion came back from the completion-queue thread. */
 void lkv_rpc_on_event(lkv_rpc *r, lkv_event *ev);
 /* The reply function handed to the service: files the reply (takes its

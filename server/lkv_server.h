@@ -21,6 +21,8 @@
  *   budget.c   the in-flight byte budget (bytes of requests and replies)
  *   service.c  what each RPC does: validation, store, batcher; no gRPC types
  *   reflection.c  grpc.reflection.v1alpha answers from descriptors embedded at build time
+ *   auth.c     bearer tokens -> namespaces: the token file, constant-time lookup
+ *   tls.c      certificate, key and client CA checked with OpenSSL; SIGHUP reload
  *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
  *   main.c     start-up, the libuv loop, signals, two-phase shutdown
  *

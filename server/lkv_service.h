@@ -119,6 +119,12 @@ typedef enum lkv_stats_format {
  * length the whole text needs, like snprintf. */
 size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap);
 
+/* Loop thread: every namespace a request names is passed to allowed(call,
+ * ns, len) after it is checked as valid; 0 answers PERMISSION_DENIED naming
+ * the namespace. Unset (or a NULL call): every namespace is allowed. */
+typedef int (*lkv_authz_fn)(void *call, const char *ns, size_t len);
+void lkv_service_set_authz(lkv_service *s, lkv_authz_fn allowed);
+
 /* Loop thread: the service charges request and reply bytes to b. */
 void lkv_service_set_budget(lkv_service *s, lkv_budget *b);
 

@@ -21,7 +21,8 @@
  * NOT_SERVING, new calls are answered UNAVAILABLE, the batcher stops
  * waiting, in-flight calls finish, and then gRPC stops accepting;
  * --shutdown-grace-ms later anything still running is cancelled (a second
- * signal cancels at once). Phase 2 runs when no call
+ * signal cancels at once). SIGHUP re-reads the TLS files and the token
+ * file (a bad file keeps what is in use). Phase 2 runs when no call
  * is left: the gRPC thread and the workers are joined, handles are closed
  * and the process exits 0.
  */
@@ -56,9 +57,11 @@ typedef struct daemon_state {
     uv_timer_t grace;
     uv_timer_t tick;  /* phase 1: re-checks shutdown progress while nothing happens */
     uv_check_t tiers; /* after each loop turn: replies that tier I/O completed */
-    uv_signal_t sigterm, sigint;
-    int phase;       /* 0 serving, 1 draining, 2 stopped */
-    lkv_stats final; /* taken as it stops */
+    uv_signal_t sigterm, sigint, sighup;
+    lkv_tls *tls;           /* --tls-cert: TCP listeners serve TLS */
+    lkv_auth_table *tokens; /* --auth-tokens: the table loaded last */
+    int phase;              /* 0 serving, 1 draining, 2 stopped */
+    lkv_stats final;        /* taken as it stops */
     uint64_t stop_ns;
 } daemon_state;
 
@@ -168,6 +171,38 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
+/* SIGHUP: re-read the certificate, key, client CA and token file. A file
+ * that does not pass keeps what is in use; either way one log line says so
+ * (never with a token in it). */
+static void on_reload(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    daemon_state *d = h->data;
+    char q[LKV_LOG_QUOTE_MAX];
+    lkv_diag diag = {.code = LKV_OK, .index = UINT64_MAX, .msg = ""};
+    if (d->tls) {
+        if (lkv_tls_reload(d->tls, &diag) == LKV_OK)
+            lkv_log(LKV_LOG_INFO, "tls_reloaded", "not_after=%lld",
+                    (long long)lkv_tls_not_after(d->tls));
+        else
+            lkv_log(LKV_LOG_ERROR, "tls_reload_failed", "action=kept_previous reason=%s",
+                    lkv_log_quote_str(q, sizeof q, diag.msg));
+    }
+    if (d->cfg.auth_tokens[0]) {
+        lkv_auth_table *t = NULL;
+        if (lkv_auth_load(d->cfg.auth_tokens, &t, &diag) == LKV_OK) {
+            if (d->rpc)
+                lkv_rpc_set_tokens(d->rpc, t);
+            lkv_auth_table_unref(d->tokens);
+            d->tokens = t;
+            lkv_log(LKV_LOG_INFO, "auth_tokens_reloaded", "tokens=%zu", lkv_auth_table_size(t));
+        } else {
+            lkv_log(LKV_LOG_ERROR, "auth_tokens_reload_failed", "action=kept_previous reason=%s",
+                    lkv_log_quote_str(q, sizeof q, diag.msg));
+        }
+    }
+}
+
 static void stop_now(daemon_state *d)
 {
     d->phase = 2;
@@ -184,6 +219,7 @@ static void stop_now(daemon_state *d)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_check_stop(&d->tiers);
     uv_close((uv_handle_t *)&d->tiers, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
     lkv_inbox_close(d->inbox);
     d->inbox = NULL;
     lkv_service_get_stats(d->svc, &d->final); /* while the tiers are still there */
@@ -325,6 +361,13 @@ int main(int argc, char **argv)
 
     const unsigned threads = d.cfg.threads ? (unsigned)d.cfg.threads : cpu_count();
     lkv_diag diag = {.code = LKV_OK, .index = UINT64_MAX, .msg = ""};
+    /* Certificate and token files are settings: a bad one exits 2. */
+    if ((d.cfg.tls_cert[0] && lkv_tls_create(d.cfg.tls_cert, d.cfg.tls_key, d.cfg.tls_client_ca,
+                                             &d.tls, &diag) != LKV_OK) ||
+        (d.cfg.auth_tokens[0] && lkv_auth_load(d.cfg.auth_tokens, &d.tokens, &diag) != LKV_OK)) {
+        fprintf(stderr, "latticekvd: %s\n", diag.msg);
+        return 2;
+    }
     if (make_backend(&d, threads, &diag) != LKV_OK)
         return startup_failed(diag.msg);
     d.loop = uv_default_loop();
@@ -357,19 +400,29 @@ int main(int argc, char **argv)
     d.sigterm.data = d.sigint.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_init(d.loop, &d.sighup);
+    d.sighup.data = &d;
+    uv_signal_start(&d.sighup, on_reload, SIGHUP);
 
-    if (lkv_rpc_create(&d.cfg, d.svc, d.inbox, &d.rpc, &diag) != LKV_OK)
+    const lkv_rpc_security sec = {
+        .tls = d.tls, .tokens = d.tokens, .auth_unix = (int)d.cfg.auth_unix};
+    if (lkv_rpc_create(&d.cfg, d.svc, d.inbox, &sec, &d.rpc, &diag) != LKV_OK)
         return startup_failed(diag.msg);
     lkv_service_set_ready(d.svc, 1);
     lkv_sched_stats ss;
     lkv_sched_get_stats(d.sched, &ss);
     lkv_log(LKV_LOG_INFO, "ready",
             "version=%s backend=%s threads=%u isa=%s host_mem_bytes=%llu max_message_bytes=%llu "
-            "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu",
+            "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu tls=%s "
+            "auth_tokens=%zu auth_unix=%s",
             LKV_VERSION, d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
             (unsigned long long)d.cfg.host_mem_bytes, (unsigned long long)d.cfg.max_message_bytes,
             (unsigned long long)d.cfg.batch_max_vectors,
-            (unsigned long long)d.cfg.batch_max_wait_us, ss.inline_max);
+            (unsigned long long)d.cfg.batch_max_wait_us, ss.inline_max,
+            !d.tls                  ? "off"
+            : lkv_tls_mutual(d.tls) ? "mutual"
+                                    : "on",
+            lkv_auth_table_size(d.tokens), d.cfg.auth_unix ? "on" : "off");
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
@@ -384,5 +437,7 @@ int main(int argc, char **argv)
     lkv_service_free(d.svc);
     lkv_sched_free(d.sched);
     d.backend->free(d.backend);
+    lkv_auth_table_unref(d.tokens);
+    lkv_tls_free(d.tls);
     return 0;
 }

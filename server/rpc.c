@@ -149,7 +149,18 @@ struct call {
     char final_msg[256];
     slot *ring; /* streams: stream-window slots */
     call *live_next, *live_prev;
+    /* Admitted with a token: the table it was found in (a reference) and
+     * its principal; both NULL when no token is needed. */
+    lkv_auth_table *auth;
+    const lkv_auth_principal *who;
 };
+
+/* One TCP listener's TLS: what its certificate fetcher last handed gRPC. */
+typedef struct tls_listener {
+    lkv_tls *tls;
+    uint64_t seen;
+    char addr[LKV_ADDR_MAX];
+} tls_listener;
 
 struct lkv_rpc {
     const lkv_config *cfg;
@@ -177,6 +188,9 @@ struct lkv_rpc {
     lkv_budget *budget;            /* bytes in flight (--max-inflight-bytes) */
     int path_lock[LKV_LISTEN_MAX]; /* unix_lock fds, held until lkv_rpc_free */
     unsigned n_path_locks;
+    lkv_rpc_security sec;                /* sec.tokens: the current table (a reference) */
+    tls_listener *tls_l[LKV_LISTEN_MAX]; /* freed after grpc_shutdown */
+    unsigned n_tls_l;
 };
 
 /* The daemon's in-flight budget. Static, not in lkv_rpc: reply slices give
@@ -346,6 +360,7 @@ static void call_free(call *c)
     }
     if (c->unary_ready)
         reply_drop(&c->unary_rep);
+    lkv_auth_table_unref(c->auth);
     if (c->state != CALL_REQUESTED)
         r->matched--;
     if (c->live_prev)
@@ -507,6 +522,84 @@ static void stream_fail(call *c, lkv_grpc_code code, const char *msg)
     snprintf(c->final_msg, sizeof c->final_msg, "%s", msg);
 }
 
+/*
+ * Tokens. With a token table every call but Health (probes must reach it)
+ * carries "authorization: Bearer TOKEN"; calls over a unix socket are
+ * trusted without one when --auth-unix off. A missing or unknown token is
+ * UNAUTHENTICATED, Admin/Stats without "*" PERMISSION_DENIED; namespaces are
+ * checked per request message by the service (ns_allowed). Answers name no
+ * token. 1 when admitted, else the call is answered.
+ */
+static int admit(call *c)
+{
+    lkv_rpc *r = c->rpc;
+    lkv_auth_table *t = r->sec.tokens;
+    if (!t || c->method == LKV_METHOD_HEALTH_CHECK)
+        return 1;
+    if (!r->sec.auth_unix) {
+        char *peer = grpc_call_get_peer(c->call);
+        const int is_unix = peer && strncmp(peer, "unix", 4) == 0;
+        gpr_free(peer);
+        if (is_unix)
+            return 1;
+    }
+    const lkv_auth_principal *who = NULL;
+    int seen = 0;
+    for (size_t i = 0; i < c->md.count; i++) {
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") != 0)
+            continue;
+        const grpc_slice v = c->md.metadata[i].value;
+        const uint8_t *tok;
+        size_t len;
+        seen = 1;
+        if (lkv_auth_bearer(GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v), &tok, &len) == 0)
+            who = lkv_auth_find(t, tok, len);
+        break;
+    }
+    /* The codes come from the one status table (status.c). */
+    const lkv_grpc_code unauth = lkv_status_to_grpc(LKV_ERR_AUTH);
+    const lkv_grpc_code denied = lkv_status_to_grpc(LKV_ERR_PERMISSION);
+    if (!who) {
+        lkv_auth_count_unauthenticated();
+        lkv_service_count(r->svc, unauth);
+        send_final(c, unauth,
+                   seen ? "the bearer token is not known to latticekvd (authorization metadata)"
+                        : "a bearer token is needed: send metadata \"authorization: Bearer "
+                          "TOKEN\"",
+                   NULL);
+        return 0;
+    }
+    if (c->method == LKV_METHOD_STATS && !lkv_auth_all(who)) {
+        lkv_auth_count_permission();
+        lkv_service_count(r->svc, denied);
+        send_final(c, denied,
+                   "Admin/Stats needs a token granted \"*\" (this one has a namespace list)", NULL);
+        return 0;
+    }
+    lkv_auth_table_ref(t);
+    c->auth = t;
+    c->who = who;
+    return 1;
+}
+
+/* The service's namespace check (lkv_service_set_authz): calls admitted
+ * without a token (no table, trusted unix socket) may use any namespace. */
+static int ns_allowed(void *callp, const char *ns, size_t len)
+{
+    const call *c = callp;
+    if (!c->auth || lkv_auth_allows(c->who, ns, len))
+        return 1;
+    lkv_auth_count_permission();
+    return 0;
+}
+
+void lkv_rpc_set_tokens(lkv_rpc *r, lkv_auth_table *t)
+{
+    lkv_auth_table_ref(t);
+    lkv_auth_table_unref(r->sec.tokens);
+    r->sec.tokens = t;
+}
+
 static void on_new(call *c, int ok)
 {
     lkv_rpc *r = c->rpc;
@@ -525,6 +618,10 @@ static void on_new(call *c, int ok)
         /* Still accepting, so late callers hear UNAVAILABLE rather than a reset. */
         lkv_service_count(r->svc, LKV_GRPC_UNAVAILABLE);
         send_final(c, LKV_GRPC_UNAVAILABLE, "latticekvd is shutting down", NULL);
+        call_maybe_free(c);
+        return;
+    }
+    if (c->method != GENERIC && !admit(c)) {
         call_maybe_free(c);
         return;
     }
@@ -942,6 +1039,60 @@ static void bind_reason(const char *addr, char *why, size_t cap)
     freeaddrinfo(res);
 }
 
+/*
+ * TLS. Each TCP listener gets SSL server credentials with a certificate
+ * fetcher: gRPC calls it before every handshake, on its own threads, and it
+ * answers "unchanged" until a SIGHUP reload (lkv_tls_reload) made new
+ * material, which it then hands over once. So new connections see the new
+ * certificate and the connections already up keep theirs.
+ */
+static void make_cert_config(void *ud, const char *cert, const char *key, const char *ca)
+{
+    grpc_ssl_server_certificate_config **out = ud;
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+    /* gRPC asserts root certificates even when it asks clients for none;
+     * without a client CA they are never used, so the chain stands in. */
+    *out = grpc_ssl_server_certificate_config_create(ca ? ca : cert, &pair, 1); /* copies */
+}
+
+static grpc_ssl_certificate_config_reload_status
+fetch_cert(void *ud, grpc_ssl_server_certificate_config **cfg)
+{
+    tls_listener *l = ud;
+    grpc_ssl_server_certificate_config *fresh = NULL;
+    if (!lkv_tls_if_newer(l->tls, &l->seen, make_cert_config, &fresh))
+        return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+    if (!fresh)
+        return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+    *cfg = fresh;
+    lkv_log(LKV_LOG_INFO, "tls_certificate_in_use", "addr=%s generation=%llu", l->addr,
+            (unsigned long long)l->seen);
+    return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+static grpc_server_credentials *tls_credentials(lkv_rpc *r, const char *addr)
+{
+    tls_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->tls = r->sec.tls;
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    r->tls_l[r->n_tls_l++] = l;
+    grpc_ssl_server_credentials_options *o =
+        grpc_ssl_server_credentials_create_options_using_config_fetcher(
+            lkv_tls_mutual(r->sec.tls) ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            fetch_cert, l);
+    return o ? grpc_ssl_server_credentials_create_with_options(o) : NULL; /* takes o */
+}
+
+static void tls_listeners_free(lkv_rpc *r)
+{
+    for (unsigned k = 0; k < r->n_tls_l; k++)
+        free(r->tls_l[k]);
+    r->n_tls_l = 0;
+}
+
 /* Binds one listen address, unix paths with the configured mode. */
 static lkv_status add_listener(lkv_rpc *r, uint32_t i, lkv_diag *diag)
 {
@@ -962,7 +1113,11 @@ static lkv_status add_listener(lkv_rpc *r, uint32_t i, lkv_diag *diag)
      * the exact mode (umask can only take bits away). */
     const mode_t mode = (mode_t)r->cfg->unix_socket_mode;
     const mode_t old_mask = is_unix ? umask((mode_t)(~mode & 0777)) : 0;
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    const int tcp = strncmp(addr, "unix", 4) != 0;
+    grpc_server_credentials *creds =
+        tcp && r->sec.tls ? tls_credentials(r, addr) : grpc_insecure_server_credentials_create();
+    if (!creds)
+        return listen_fail(diag, i, addr, "out of memory for its TLS state");
     atomic_store(&g_grpc_log_quiet, 1);
     const int port = grpc_server_add_http2_port(r->server, addr, creds);
     atomic_store(&g_grpc_log_quiet, 0);
@@ -981,7 +1136,10 @@ static lkv_status add_listener(lkv_rpc *r, uint32_t i, lkv_diag *diag)
     } else if (strncmp(addr, "unix", 4) == 0) {
         lkv_log(LKV_LOG_INFO, "listening", "addr=%s", addr);
     } else {
-        lkv_log(LKV_LOG_INFO, "listening", "addr=%s port=%d", addr, port);
+        lkv_log(LKV_LOG_INFO, "listening", "addr=%s port=%d tls=%s", addr, port,
+                !r->sec.tls                  ? "off"
+                : lkv_tls_mutual(r->sec.tls) ? "mutual"
+                                             : "on");
     }
     return LKV_OK;
 }
@@ -994,8 +1152,8 @@ static void unix_unlock_all(lkv_rpc *r)
     r->n_path_locks = 0;
 }
 
-lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox, lkv_rpc **out,
-                          lkv_diag *diag)
+lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *inbox,
+                          const lkv_rpc_security *sec, lkv_rpc **out, lkv_diag *diag)
 {
     lkv_rpc *r = calloc(1, sizeof *r);
     if (!r)
@@ -1006,6 +1164,10 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     r->window = cfg->stream_window;
     r->ready_tail = &r->ready_head;
     r->budget = &daemon_budget;
+    if (sec)
+        r->sec = *sec;
+    lkv_auth_table_ref(r->sec.tokens);
+    lkv_service_set_authz(svc, ns_allowed);
     lkv_budget_init(r->budget, lkv_inflight_budget(cfg));
     lkv_service_set_budget(svc, r->budget);
     tag_init(&r->t_shutdown, TAG_SHUTDOWN, NULL);
@@ -1062,6 +1224,8 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
         grpc_completion_queue_destroy(r->cq);
         grpc_shutdown();
         unix_unlock_all(r);
+        tls_listeners_free(r);
+        lkv_auth_table_unref(r->sec.tokens);
         free(r);
         return st;
     }
@@ -1156,5 +1320,7 @@ void lkv_rpc_free(lkv_rpc *r)
             (unsigned long long)atomic_load(&r->budget->trims), (unsigned long long)left,
             (unsigned long long)under);
     unix_unlock_all(r);
+    tls_listeners_free(r);
+    lkv_auth_table_unref(r->sec.tokens);
     free(r);
 }

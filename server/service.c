@@ -63,6 +63,7 @@ struct lkv_service {
         uint64_t requests, errors, raw_bytes_in, coded_bytes_out;
     } c;                /* LKV_STATS_LIST's counters */
     lkv_budget *budget; /* bytes in flight; NULL: not counted */
+    lkv_authz_fn authz; /* namespace grants of the call's token; NULL: all */
 };
 
 /* One request message in flight. */
@@ -108,6 +109,11 @@ lkv_service *lkv_service_create(const lkv_config *cfg, lkv_stack *stack, lkv_bat
 void lkv_service_set_budget(lkv_service *s, lkv_budget *b)
 {
     s->budget = b;
+}
+
+void lkv_service_set_authz(lkv_service *s, lkv_authz_fn allowed)
+{
+    s->authz = allowed;
 }
 
 void lkv_service_free(lkv_service *s)
@@ -358,6 +364,10 @@ static int check_namespace(req *r, const char *ns, size_t len, const char *field
         return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
                            "%s is %zu bytes; max-namespace-bytes=%llu", field, len,
                            (unsigned long long)r->svc->cfg->max_namespace_bytes);
+    if (r->call && r->svc->authz && !r->svc->authz(r->call, ns, len))
+        return reply_error(r, lkv_status_to_grpc(LKV_ERR_PERMISSION),
+                           "%s=\"%.*s\" is not a namespace this bearer token may use", field,
+                           len < 64 ? (int)len : 64, ns);
     return 0;
 }
 

@@ -31,6 +31,7 @@
 #include "latticekv/v1/latticekv.pb-c.h"
 #include "lkv_rpc_table.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,12 @@ struct lkv_client {
     uint32_t timeout_ms;
     uint32_t md_flags; /* flags of SEND_INITIAL_METADATA (wait-for-ready) */
     char *addr;
+    grpc_metadata auth_md; /* "authorization: Bearer TOKEN" */
+    size_t n_md;           /* 1 with a token, else 0 */
 };
+
+/* Reads a PEM file whole (NUL-terminated) or fails naming it. */
+static char *read_pem(const char *what, const char *path, lkv_client_error *err, int *rc);
 
 /* ------------------------------------------------------------------------ */
 /* Errors and small helpers                                                  */
@@ -170,9 +176,34 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
                                                                 : opts->timeout_ms;
     c->md_flags = opts->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
 
+    if (!opts->tls_ca_file && (opts->tls_cert_file || opts->tls_key_file)) {
+        free(c->addr);
+        free(c);
+        return fail(err, LKV_RPC_INVALID_ARGUMENT,
+                    "client: tls_cert_file and tls_key_file need tls_ca_file (mutual TLS is TLS)");
+    }
+    if (!opts->tls_cert_file != !opts->tls_key_file) {
+        free(c->addr);
+        free(c);
+        return fail(err, LKV_RPC_INVALID_ARGUMENT,
+                    "client: tls_cert_file and tls_key_file go together");
+    }
+    if (opts->token) {
+        size_t tl = strlen(opts->token);
+        int bad = tl == 0;
+        for (size_t i = 0; i < tl; i++)
+            bad |= (unsigned char)opts->token[i] <= 0x20 || (unsigned char)opts->token[i] >= 0x7f;
+        if (bad) {
+            free(c->addr);
+            free(c);
+            return fail(err, LKV_RPC_INVALID_ARGUMENT,
+                        "client: token is empty or has a byte outside printable ASCII");
+        }
+    }
+
     lkv_grpc_quiet_absl_deadlock_detection();
     grpc_init();
-    grpc_arg args[9];
+    grpc_arg args[10];
     int nargs = 0;
     /* The daemon is normally on the same node: reconnect after a restart in
      * 100 ms rather than gRPC's default 1 s, and never back off past 2 s. */
@@ -200,10 +231,51 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
     if (opts->own_connection) {
         args[nargs++] = lkv_grpc_int_arg(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     }
+    if (opts->tls_server_name) {
+        args[nargs].type = GRPC_ARG_STRING;
+        args[nargs].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[nargs++].value.string = (char *)opts->tls_server_name;
+    }
     const grpc_channel_args chargs = {.num_args = (size_t)nargs, .args = args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    c->channel = grpc_channel_create(addr, creds, &chargs);
-    grpc_channel_credentials_release(creds);
+    grpc_channel_credentials *creds = NULL;
+    if (opts->tls_ca_file) {
+        int rc = LKV_RPC_OK;
+        char *ca = read_pem("tls_ca_file", opts->tls_ca_file, err, &rc);
+        char *crt = ca && opts->tls_cert_file
+                        ? read_pem("tls_cert_file", opts->tls_cert_file, err, &rc)
+                        : NULL;
+        char *key = crt ? read_pem("tls_key_file", opts->tls_key_file, err, &rc) : NULL;
+        if (rc == LKV_RPC_OK) {
+            grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = crt};
+            creds = grpc_ssl_credentials_create(ca, crt ? &pair : NULL, NULL, NULL);
+        }
+        free(ca);
+        free(crt);
+        if (key) {
+            memset(key, 0, strlen(key));
+            free(key);
+        }
+        if (rc != LKV_RPC_OK) {
+            free(c->addr);
+            free(c);
+            grpc_shutdown();
+            return rc;
+        }
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
+    c->channel = creds ? grpc_channel_create(addr, creds, &chargs) : NULL;
+    if (creds)
+        grpc_channel_credentials_release(creds);
+    if (c->channel && opts->token) {
+        const size_t tl = strlen(opts->token);
+        grpc_slice v = grpc_slice_malloc(7 + tl);
+        memcpy(GRPC_SLICE_START_PTR(v), "Bearer ", 7);
+        memcpy(GRPC_SLICE_START_PTR(v) + 7, opts->token, tl);
+        c->auth_md.key = grpc_slice_from_static_string("authorization");
+        c->auth_md.value = v;
+        c->n_md = 1;
+    }
     if (!c->channel) {
         free(c->addr);
         free(c);
@@ -216,10 +288,33 @@ int lkv_client_create(const char *addr, const lkv_client_options *opts, lkv_clie
     return ok(err);
 }
 
+static char *read_pem(const char *what, const char *path, lkv_client_error *err, int *rc)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0;
+    if (f) {
+        buf = malloc((1u << 20) + 1);
+        len = buf ? fread(buf, 1, 1u << 20, f) : 0;
+        fclose(f);
+    }
+    if (!buf || len == 0) {
+        const char *why = !f ? strerror(errno) : !buf ? "out of memory" : "empty or unreadable";
+        *rc = fail(err, !f || buf ? LKV_RPC_INVALID_ARGUMENT : LKV_RPC_RESOURCE_EXHAUSTED,
+                   "client: %s=%s: %s", what, path, why);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
 void lkv_client_free(lkv_client *c)
 {
     if (!c)
         return;
+    if (c->n_md)
+        grpc_slice_unref(c->auth_md.value);
     grpc_channel_destroy(c->channel);
     free(c->addr);
     free(c);
@@ -270,6 +365,8 @@ static int unary_timeout(lkv_client *c, enum method m, uint32_t timeout_ms,
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].flags = c->md_flags;
+    ops[0].data.send_initial_metadata.count = c->n_md;
+    ops[0].data.send_initial_metadata.metadata = c->n_md ? &c->auth_md : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -642,6 +739,8 @@ static int stream_call(lkv_client *c, enum method m, size_t n, stream_build_fn b
     memset(op, 0, sizeof op);
     op[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     op[0].flags = c->md_flags;
+    op[0].data.send_initial_metadata.count = c->n_md;
+    op[0].data.send_initial_metadata.metadata = c->n_md ? &c->auth_md : NULL;
     op[1].op = GRPC_OP_RECV_INITIAL_METADATA;
     op[1].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
     outstanding[T_MD] = grpc_call_start_batch(call, op, 2, &tags[T_MD], NULL) == GRPC_CALL_OK;

@@ -194,6 +194,26 @@ typedef struct lkv_client_options {
      * (its calls fail with UNAVAILABLE); 0 = LKV_CLIENT_KEEPALIVE_TIMEOUT_MS
      * (10 s). */
     uint32_t keepalive_timeout_ms;
+    /* TLS, for TCP addresses of a daemon started with --tls-cert. tls_ca_file:
+     * PEM CA certificates that sign the daemon's certificate; set, the
+     * channel is TLS (NULL: plaintext). tls_cert_file and tls_key_file: this
+     * client's PEM certificate and key, for a daemon with --tls-client-ca
+     * (mutual TLS; both or neither, and only with tls_ca_file). The files are
+     * read by lkv_client_create; a missing or empty one is INVALID_ARGUMENT
+     * naming it. A daemon whose certificate does not verify (wrong CA,
+     * expired, another name) fails calls with UNAVAILABLE. */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* The name checked against the daemon's certificate instead of the
+     * address's host (e.g. "localhost" when dialling 127.0.0.1 and the
+     * certificate names only localhost). NULL: the address's host. */
+    const char *tls_server_name;
+    /* A bearer token sent with every call as "authorization: Bearer TOKEN"
+     * (the daemon's --auth-tokens); copied, never printed in errors. NULL:
+     * none. A daemon that wants one answers UNAUTHENTICATED without it and
+     * PERMISSION_DENIED for a namespace it does not grant. */
+    const char *token;
 } lkv_client_options;
 
 /*

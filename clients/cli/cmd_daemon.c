@@ -16,6 +16,7 @@
 #include "lkv_codec.h"
 #include "lkv_load.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -49,7 +50,58 @@ static const char connect_usage[] =
     "  --timeout-ms MS    deadline of each call (default 10000; 0 = none): a daemon that\n"
     "                     stops answering fails the command with DEADLINE_EXCEEDED\n"
     "  --keepalive-ms MS  ping interval while a call waits (default 30000, at least 2000;\n"
-    "                     0 = no pings); an unanswered ping fails the call with UNAVAILABLE\n";
+    "                     0 = no pings); an unanswered ping fails the call with UNAVAILABLE\n"
+    "  --tls-ca FILE      PEM CA of the daemon's certificate: connect with TLS\n"
+    "  --tls-cert FILE    this client's PEM certificate (mutual TLS; with --tls-key)\n"
+    "  --tls-key FILE     its PEM private key\n"
+    "  --tls-server-name NAME  name to verify in the daemon's certificate (default: the host)\n"
+    "  --token-file FILE  bearer token (first line of FILE); else $LATTICEKV_TOKEN if set.\n"
+    "                     The token is sent as \"authorization: Bearer ...\", never printed\n";
+
+/* The connection options every daemon command accepts besides its own. */
+static const char *const security_opts[] = {"tls-ca",          "tls-cert",   "tls-key",
+                                            "tls-server-name", "token-file", NULL};
+
+/* TLS and token settings of this run (daemon_check fills them); every
+ * client the command makes starts from these. */
+static lkv_client_options g_conn;
+static char g_token[1024];
+
+/* The token: first line of --token-file, else $LATTICEKV_TOKEN. 0 when
+ * fine (or none), else the error is printed (naming the file, never the
+ * token) and the exit status returned. */
+static int load_token(int argc, char **argv)
+{
+    const char *file = lkv_cli_opt(argc, argv, "token-file");
+    const char *env = getenv("LATTICEKV_TOKEN");
+    g_token[0] = '\0';
+    if (file) {
+        FILE *f = fopen(file, "r");
+        if (!f)
+            return lkv_cli_error(2, "--token-file=%s: %s", file, strerror(errno));
+        const int got = fgets(g_token, sizeof g_token, f) != NULL;
+        fclose(f);
+        if (!got)
+            return lkv_cli_error(2, "--token-file=%s is empty", file);
+    } else if (env) {
+        snprintf(g_token, sizeof g_token, "%s", env);
+    } else {
+        return 0;
+    }
+    size_t n = strlen(g_token);
+    while (n && (g_token[n - 1] == '\n' || g_token[n - 1] == '\r' || g_token[n - 1] == ' '))
+        g_token[--n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)g_token[i] <= 0x20 || (unsigned char)g_token[i] >= 0x7f) {
+            n = 0;
+            break;
+        }
+    if (n == 0)
+        return lkv_cli_error(2, "%s: the token is empty or has spaces or non-ASCII bytes",
+                             file ? "--token-file" : "LATTICEKV_TOKEN");
+    g_conn.token = g_token;
+    return 0;
+}
 
 /* Prints a daemon command's usage and the connection options; exit 0. */
 static int daemon_help(const char *usage)
@@ -65,7 +117,25 @@ static int daemon_check(int argc, char **argv, const char *const *known, const c
 {
     unsigned long long v;
     const char *s;
-    if (lkv_cli_check(argc, argv, known, flags))
+    const char *all[64];
+    size_t n = 0;
+    for (; known[n] && n < 48; n++)
+        all[n] = known[n];
+    for (size_t k = 0; security_opts[k]; k++)
+        all[n++] = security_opts[k];
+    all[n] = NULL;
+    if (lkv_cli_check(argc, argv, all, flags))
+        return 2;
+    memset(&g_conn, 0, sizeof g_conn);
+    g_conn.tls_ca_file = lkv_cli_opt(argc, argv, "tls-ca");
+    g_conn.tls_cert_file = lkv_cli_opt(argc, argv, "tls-cert");
+    g_conn.tls_key_file = lkv_cli_opt(argc, argv, "tls-key");
+    g_conn.tls_server_name = lkv_cli_opt(argc, argv, "tls-server-name");
+    if (!g_conn.tls_cert_file != !g_conn.tls_key_file)
+        return lkv_cli_error(2, "--tls-cert and --tls-key go together");
+    if (g_conn.tls_cert_file && !g_conn.tls_ca_file)
+        return lkv_cli_error(2, "--tls-cert needs --tls-ca (mutual TLS is TLS)");
+    if (load_token(argc, argv))
         return 2;
     if (((s = lkv_cli_opt(argc, argv, "timeout-ms")) &&
          !lkv_cli_u64("timeout-ms", s, 0, UINT32_MAX - 1, &v)) ||
@@ -86,7 +156,8 @@ static lkv_client *connect_addr(int argc, char **argv, int own_connection)
     if ((tmo && !lkv_cli_u64("timeout-ms", tmo, 0, UINT32_MAX - 1, &t)) ||
         (ka && !lkv_cli_u64("keepalive-ms", ka, 0, UINT32_MAX - 1, &k)))
         return NULL;
-    lkv_client_options o = {.own_connection = own_connection};
+    lkv_client_options o = g_conn;
+    o.own_connection = own_connection;
     if (tmo)
         o.timeout_ms = t ? (uint32_t)t : LKV_CLIENT_NO_TIMEOUT;
     if (ka)
@@ -497,7 +568,8 @@ static void *bench_run(void *arg)
 {
     bench_worker *w = arg;
     lkv_client *c = NULL;
-    const lkv_client_options o = {.own_connection = 1};
+    lkv_client_options o = g_conn;
+    o.own_connection = 1;
     lkv_load l = {0};
     char prefix[32];
     snprintf(prefix, sizeof prefix, "bench-%d", w->id);

@@ -240,7 +240,9 @@ static void usage(FILE *out)
     fputs("\nThe daemon commands take --addr ADDR (host:port or unix:PATH; default "
           "127.0.0.1:50051),\n"
           "--timeout-ms MS (each call's deadline; default 10000, 0 = none) and --keepalive-ms MS\n"
-          "(ping interval while a call waits; default 30000, 0 = no pings).\n"
+          "(ping interval while a call waits; default 30000, 0 = no pings), and for a daemon\n"
+          "with TLS or tokens --tls-ca FILE, --tls-cert FILE, --tls-key FILE and --token-file\n"
+          "FILE (or $LATTICEKV_TOKEN).\n"
           "Outputs that exist are not overwritten without -f/--force.\n"
           "`latticekv COMMAND --help` describes one command.\n",
           out);

@@ -15,6 +15,15 @@
  * (the test stops the daemon with SIGSTOP meanwhile) and then makes CALLS
  * calls (default: all five kinds below) that must each end with the code
  * EXPECT (e.g. DEADLINE_EXCEEDED) within WITHIN_MS.
+ *
+ * TLS and tokens: every client this program makes uses the environment's
+ * LKV_ITEST_TLS_CA, LKV_ITEST_TLS_CERT, LKV_ITEST_TLS_KEY and
+ * LKV_ITEST_TOKEN when set (lkv_client_options). Auth check:
+ * lkv_client_itest --addr ADDR --auth-check NS EXPECT STATS_EXPECT makes a
+ * Put, Get, Lookup and Delete in namespace NS that must each end with code
+ * EXPECT (OK, UNAUTHENTICATED, PERMISSION_DENIED, ...; a PERMISSION_DENIED
+ * message must name NS), an Admin/Stats that must end with STATS_EXPECT,
+ * and a health check that must succeed whatever the token.
  */
 #include "lkv_client.h"
 #include "lkv_codec.h"
@@ -41,9 +50,19 @@ static int failures;
 
 static const char *addr;
 
+/* The environment's TLS files and token (see the top of the file). */
+static void security_options(lkv_client_options *o)
+{
+    o->tls_ca_file = getenv("LKV_ITEST_TLS_CA");
+    o->tls_cert_file = getenv("LKV_ITEST_TLS_CERT");
+    o->tls_key_file = getenv("LKV_ITEST_TLS_KEY");
+    o->token = getenv("LKV_ITEST_TOKEN");
+}
+
 static lkv_client *open_client(int own)
 {
     lkv_client_options o = {.timeout_ms = 120000, .own_connection = own, .wait_for_ready = 1};
+    security_options(&o);
     lkv_client *c = NULL;
     lkv_client_error e;
     const int rc = lkv_client_create(addr, &o, &c, &e);
@@ -431,14 +450,77 @@ static int hang_check(int argc, char **argv)
     return failures ? 1 : 0;
 }
 
+/* One call's outcome against the expected code name. */
+static void expect_code(const char *what, int rc, const lkv_client_error *e, const char *want,
+                        const char *ns)
+{
+    CHECK(strcmp(lkv_rpc_code_name(rc), want) == 0, "%s: %s (%s), want %s", what,
+          lkv_rpc_code_name(rc), rc ? e->msg : "", want);
+    if (rc == LKV_RPC_PERMISSION_DENIED && ns)
+        CHECK(strstr(e->msg, ns) != NULL, "%s: the message does not name namespace %s: %s", what,
+              ns, e->msg);
+}
+
+static int auth_check(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: lkv_client_itest --addr ADDR --auth-check NS EXPECT "
+                        "STATS_EXPECT\n");
+        return 2;
+    }
+    const char *ns = argv[2], *want = argv[3], *want_stats = argv[4];
+    /* Fail fast: a refused handshake is one of the outcomes checked. */
+    lkv_client_options o = {.timeout_ms = 20000, .own_connection = 1};
+    security_options(&o);
+    lkv_client *c = NULL;
+    lkv_client_error e;
+    if (lkv_client_create(addr, &o, &c, &e) != LKV_RPC_OK) {
+        fprintf(stderr, "create: %s\n", e.msg);
+        return 1;
+    }
+    int serving = 0;
+    const int hrc = lkv_client_health(c, "", &serving, &e);
+    if (strcmp(want, "UNAVAILABLE") == 0)
+        expect_code("health", hrc, &e, want, NULL); /* the handshake itself is refused */
+    else
+        CHECK(hrc == 0 && serving == 1, "health: %s", e.msg);
+    float data[4 * 64];
+    fill(data, LKV_DTYPE_FP32, 4 * 64, 7);
+    lkv_tensor t = {.dtype = LKV_DTYPE_FP32,
+                    .ndim = 2,
+                    .shape = {4, 64},
+                    .data = data,
+                    .data_bytes = sizeof data};
+    const lkv_key k = key_of("auth-block");
+    expect_code("put", lkv_client_put(c, ns, k, &t, NULL, NULL, &e), &e, want, ns);
+    lkv_tensor out = {0};
+    expect_code("get", lkv_client_get(c, ns, k, LKV_DTYPE_FP32, &out, NULL, &e), &e, want, ns);
+    lkv_tensor_clear(&out);
+    uint32_t hits = 0;
+    uint8_t present = 0;
+    expect_code("lookup", lkv_client_lookup(c, ns, &k, 1, &hits, &present, &e), &e, want, ns);
+    expect_code("delete", lkv_client_delete(c, ns, k, NULL, &e), &e, want, ns);
+    lkv_client_stats st = {0};
+    expect_code("stats", lkv_client_stats_get(c, &st, &e), &e, want_stats, NULL);
+    lkv_client_stats_clear(&st);
+    lkv_client_free(c);
+    printf("client_itest auth check %s ns=%s: %s (%d failures)\n", addr, ns,
+           failures ? "FAILED" : "ok", failures);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3 || strcmp(argv[1], "--addr") != 0 ||
-        (argc > 3 && strcmp(argv[3], "--hang-check") != 0)) {
-        fprintf(stderr, "usage: lkv_client_itest --addr ADDR [--hang-check ...]\n");
+        (argc > 3 && strcmp(argv[3], "--hang-check") != 0 &&
+         strcmp(argv[3], "--auth-check") != 0)) {
+        fprintf(stderr,
+                "usage: lkv_client_itest --addr ADDR [--hang-check ... | --auth-check ...]\n");
         return 2;
     }
     addr = argv[2];
+    if (argc > 3 && strcmp(argv[3], "--auth-check") == 0)
+        return auth_check(argc - 2, argv + 2);
     if (argc > 3)
         return hang_check(argc - 1, argv + 1);
     lkv_client *c = open_client(0);

@@ -44,7 +44,9 @@ def free_port():
 class Daemon:
     """One latticekvd process listening on a TCP port and a unix socket."""
 
-    def __init__(self, tmpdir, extra=()):
+    def __init__(self, tmpdir, extra=(), tcp_client=None, unix_client=None):
+        """extra: more flags. tcp_client, unix_client: keyword arguments of
+        the latticekv.Client that checks readiness on each (TLS files)."""
         if not DAEMON or not os.access(DAEMON, os.X_OK):
             pytest.skip("LKV_DAEMON is not set to the latticekvd binary")
         self.port = free_port()
@@ -57,12 +59,20 @@ class Daemon:
                 "--host-mem-bytes", str(512 << 20),
                 "--max-message-bytes", str(DAEMON_MAX_MESSAGE)] + list(extra)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_ready()
+        self.client_kwargs = {self.tcp: tcp_client or {}, self.unix: unix_client or {}}
+        try:
+            self.wait_ready()
+        except BaseException:
+            # A daemon that never got ready is no test's to stop: leave none behind.
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            raise
 
     def wait_ready(self):
         deadline = time.monotonic() + HANG_GUARD_S
         for addr in (self.tcp, self.unix):
-            with latticekv.Client(addr) as c:
+            with latticekv.Client(addr, **self.client_kwargs[addr]) as c:
                 while True:
                     if self.proc.poll() is not None:
                         raise RuntimeError("latticekvd exited with %d before serving:\n%s"

@@ -359,3 +359,47 @@ Test(config, tier_flags_bad_values_are_named)
     cr_assert_eq(load(&c, NULL, err, 3, "--ssd-bytes", "1MiB"), LKV_ERR_INVALID_ARGUMENT);
     cr_assert(strstr(err, "without --ssd-dir"), "%s", err);
 }
+
+Test(config, plaintext_tcp_off_loopback_needs_insecure_listen)
+{
+    lkv_config c;
+    char err[256];
+    static const char *const local[] = {"127.0.0.1:1", "127.9.9.9:1",      "[::1]:1",
+                                        "localhost:1", "unix:/tmp/x.sock", "unix-abstract:x"};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        cr_assert_eq(load(&c, NULL, err, 3, "--listen", local[i]), LKV_OK, "%s: %s", local[i], err);
+    static const char *const open_addrs[] = {"0.0.0.0:50051", "[::]:1", "10.0.0.1:1",
+                                             "example.com:1", "[::ffff:10.0.0.1]:1"};
+    for (size_t i = 0; i < sizeof open_addrs / sizeof open_addrs[0]; i++) {
+        cr_assert_eq(load(&c, NULL, err, 3, "--listen", open_addrs[i]), LKV_ERR_INVALID_ARGUMENT,
+                     "%s", open_addrs[i]);
+        cr_assert(strstr(err, open_addrs[i]) && strstr(err, "insecure-listen=on") &&
+                      strstr(err, "tls-cert"),
+                  "%s", err);
+        cr_assert_eq(load(&c, NULL, err, 5, "--listen", open_addrs[i], "--insecure-listen", "on"),
+                     LKV_OK, "%s", err);
+        cr_assert_eq(c.insecure_listen, 1);
+        cr_assert_eq(load(&c, NULL, err, 7, "--listen", open_addrs[i], "--tls-cert", "a.crt",
+                          "--tls-key", "a.key"),
+                     LKV_OK, "%s", err);
+    }
+}
+
+Test(config, tls_settings_go_together)
+{
+    lkv_config c;
+    char err[256];
+    cr_assert_eq(load(&c, NULL, err, 3, "--tls-cert", "a.crt"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "tls-cert is set without tls-key"), "%s", err);
+    cr_assert_eq(load(&c, NULL, err, 3, "--tls-key", "a.key"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "tls-key is set without tls-cert"), "%s", err);
+    cr_assert_eq(load(&c, NULL, err, 3, "--tls-client-ca", "ca.crt"), LKV_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "tls-client-ca=ca.crt needs tls-cert"), "%s", err);
+    const char *env[] = {"LATTICEKV_AUTH_TOKENS", "/etc/t", "LATTICEKV_AUTH_UNIX", "off", NULL};
+    cr_assert_eq(load(&c, env, err, 1), LKV_OK, "%s", err);
+    cr_assert_str_eq(c.auth_tokens, "/etc/t");
+    cr_assert_eq(c.auth_unix, 0);
+    cr_assert_eq(load(&c, NULL, err, 1), LKV_OK, "%s", err);
+    cr_assert_eq(c.auth_unix, 1, "tokens apply to unix sockets unless turned off");
+    cr_assert_str_eq(c.auth_tokens, "");
+}

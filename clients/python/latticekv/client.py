@@ -126,6 +126,49 @@ def _out_dtype(out_dtype):
     return _DTYPES[out_dtype]
 
 
+def _pem(x):
+    """PEM bytes from bytes, or from a file path (str or os.PathLike)."""
+    if x is None or isinstance(x, bytes):
+        return x
+    with open(x, "rb") as f:
+        return f.read()
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+              grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds "authorization: Bearer TOKEN" to every call of a channel."""
+
+    def __init__(self, token):
+        self._md = ("authorization", "Bearer " + token)
+
+    def __repr__(self):
+        return "_Bearer(<token hidden>)"
+
+    def _details(self, d):
+        md = list(d.metadata or []) + [self._md]
+        return d._replace(metadata=md) if hasattr(d, "_replace") else _CallDetails(d, md)
+
+    def intercept_unary_unary(self, cont, d, req):
+        return cont(self._details(d), req)
+
+    def intercept_unary_stream(self, cont, d, req):
+        return cont(self._details(d), req)
+
+    def intercept_stream_unary(self, cont, d, reqs):
+        return cont(self._details(d), reqs)
+
+    def intercept_stream_stream(self, cont, d, reqs):
+        return cont(self._details(d), reqs)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method, self.timeout, self.credentials = d.method, d.timeout, d.credentials
+        self.wait_for_ready = getattr(d, "wait_for_ready", None)
+        self.compression = getattr(d, "compression", None)
+        self.metadata = metadata
+
+
 class Client:
     """A channel to one latticekvd ("host:port" or "unix:PATH").
 
@@ -137,14 +180,28 @@ class Client:
       (default 30, at least 2); None or 0 = no pings. keepalive_timeout: seconds an
       unanswered ping may take before the connection is closed and its calls
       fail with UNAVAILABLE (default 10).
+    tls_ca: PEM CA certificates (bytes or a file path) that sign the daemon's
+      certificate: the channel is TLS (a TCP address only). tls_cert, tls_key:
+      this client's certificate and key for mutual TLS (both or neither).
+      tls_server_name: the name checked against the daemon's certificate when
+      it differs from the address's host.
+    token: a bearer token sent as "authorization: Bearer TOKEN" with every
+      call (the daemon's --auth-tokens); it is never shown in repr or errors.
     The raw stubs are there too: .codec, .kv, .admin (request messages in
     latticekv.pb) for callers that want the wire API itself.
     """
 
     def __init__(self, addr, max_message_bytes=DEFAULT_MAX_MESSAGE, timeout=DEFAULT_TIMEOUT,
-                 keepalive=KEEPALIVE_TIME, keepalive_timeout=KEEPALIVE_TIMEOUT):
+                 keepalive=KEEPALIVE_TIME, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                 tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, token=None):
         self.addr = addr
         self.timeout = timeout
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (mutual TLS needs both)")
+        if tls_cert is not None and tls_ca is None:
+            raise ValueError("tls_cert needs tls_ca (mutual TLS is TLS)")
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise ValueError("token must be non-empty and without whitespace")
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -158,7 +215,18 @@ class Client:
                 ("grpc.keepalive_permit_without_calls", 0),
                 ("grpc.http2.max_pings_without_data", 0),
             ]
-        self.channel = grpc.insecure_channel(addr, options=options)
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if tls_ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=_pem(tls_ca),
+                                                 private_key=_pem(tls_key),
+                                                 certificate_chain=_pem(tls_cert))
+            self._raw_channel = grpc.secure_channel(addr, creds, options=options)
+        else:
+            self._raw_channel = grpc.insecure_channel(addr, options=options)
+        self.channel = self._raw_channel
+        if token is not None:
+            self.channel = grpc.intercept_channel(self._raw_channel, _Bearer(token))
         self.codec = pb_grpc.CodecStub(self.channel)
         self.kv = pb_grpc.KVStoreStub(self.channel)
         self.admin = pb_grpc.AdminStub(self.channel)
@@ -168,7 +236,7 @@ class Client:
             response_deserializer=health_pb.HealthCheckResponse.FromString)
 
     def close(self):
-        self.channel.close()
+        self._raw_channel.close()
 
     def __enter__(self):
         return self
