@@ -34,11 +34,12 @@ typedef struct lkv_config {
     uint64_t max_key_bytes;       /* longest BlockKey.key / LookupRequest.keys[i] */
     uint64_t max_namespace_bytes; /* longest namespace */
     uint64_t shutdown_grace_ms;
-    uint32_t log_level;          /* lkv_log_level */
-    uint32_t log_format;         /* lkv_log_format */
-    uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
-    uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
-    uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
+    uint32_t log_level;                /* lkv_log_level */
+    uint32_t log_format;               /* lkv_log_format */
+    uint64_t unix_socket_mode;         /* permission bits of unix:PATH sockets */
+    uint32_t reflection;               /* 1: serve grpc.reflection.v1alpha */
+    uint64_t max_inflight_bytes;       /* 0: lkv_inflight_budget's default */
+    char metrics_listen[LKV_ADDR_MAX]; /* host:port of GET /metrics; "": off */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */

@@ -17,6 +17,7 @@
  *   wire.c     protobuf wire: zero-copy request readers, replies written in place
  *   budget.c   the in-flight byte budget (bytes of requests and replies)
  *   service.c  what each RPC does: validation, store, batcher; no gRPC types
+ *   metrics.c  the Prometheus text of every module's counters; GET /metrics on the loop
  *   reflection.c  grpc.reflection.v1alpha answers from descriptors embedded at build time
  *   rpc.c      gRPC C core: listeners, completion queue thread, call state machines
  *   main.c     start-up, the libuv loop, signals, two-phase shutdown
@@ -39,6 +40,7 @@
 #include "lkv_budget.h"
 #include "lkv_config.h"
 #include "lkv_log.h"
+#include "lkv_metrics.h"
 #include "lkv_pool.h"
 #include "lkv_reflection.h"
 #include "lkv_rpc.h"

@@ -27,6 +27,7 @@
  */
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include <uv.h>
 
 #include "lkv_log.h"
+#include "lkv_metrics.h"
 #include "lkv_reflection.h"
 #include "lkv_rpc.h"
 #include "lkv_sched.h"
@@ -50,6 +52,7 @@ typedef struct daemon_state {
     lkv_inbox *inbox;
     lkv_service *svc;
     lkv_rpc *rpc;
+    lkv_metrics_http *metrics; /* --metrics-listen; NULL: off */
     int timer_fd;
     uv_poll_t timer_poll;
     uv_timer_t grace;
@@ -160,6 +163,10 @@ static void on_signal(uv_signal_t *h, int signum)
 static void stop_now(daemon_state *d)
 {
     d->phase = 2;
+    /* Before rpc: its last line checks that the budget holds nothing, and
+     * the metrics answers still being written are charged to it. */
+    lkv_metrics_http_close(d->metrics);
+    d->metrics = NULL;
     lkv_rpc_free(d->rpc);
     d->rpc = NULL;
     lkv_sched_stop_workers(d->sched);
@@ -173,6 +180,43 @@ static void stop_now(daemon_state *d)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     lkv_inbox_close(d->inbox);
     d->inbox = NULL;
+}
+
+/* The metrics snapshot: every module's counters, read on the loop thread. */
+static void collect_metrics(lkv_metrics_snapshot *m, void *ud)
+{
+    const daemon_state *d = ud;
+    lkv_service_get_stats(d->svc, &m->stats);
+    m->version = LKV_VERSION;
+    m->backend = d->backend->name;
+    m->replies = lkv_service_replies(d->svc);
+    lkv_batcher *b = lkv_sched_batcher(d->sched);
+    lkv_batcher_stats bs;
+    lkv_batcher_get_stats(b, &bs);
+    m->batch_vectors = lkv_batcher_batch_vectors(b);
+    m->codec_seconds = lkv_batcher_codec_seconds(b);
+    m->queue_depth = bs.pending_vectors;
+    m->batches_inflight = bs.inflight;
+    m->inflight_calls = lkv_rpc_calls(d->rpc);
+    const lkv_budget *budget = lkv_service_budget(d->svc);
+    if (budget) {
+        m->inflight_bytes = atomic_load(&budget->used);
+        m->inflight_bytes_limit = budget->limit;
+    }
+    /* Auth failures: every call answered UNAUTHENTICATED or
+     * PERMISSION_DENIED, whichever module refused it. HOOK(security): a
+     * token module that refuses calls without answering them through the
+     * service adds its own counts here. */
+    for (unsigned r = 0; r <= LKV_METHOD_COUNT; r++) {
+        m->auth_failures[LKV_AUTH_FAILURE_UNAUTHENTICATED] +=
+            m->replies->n[r][LKV_GRPC_UNAUTHENTICATED];
+        m->auth_failures[LKV_AUTH_FAILURE_PERMISSION_DENIED] +=
+            m->replies->n[r][LKV_GRPC_PERMISSION_DENIED];
+    }
+    /* The tiers, one entry each. HOOK(tiers): each tier behind lkv_tier.h
+     * adds {t->name, its lkv_tier_stats' LKV_TIER_STATS_LIST fields}. */
+    m->tiers[m->n_tiers].name = "host";
+    m->tiers[m->n_tiers++].st = m->stats.host;
 }
 
 static unsigned cpu_count(void)
@@ -276,16 +320,26 @@ int main(int argc, char **argv)
                 lkv_log_quote_str(q, sizeof q, diag.msg));
         return 1;
     }
+    if (d.cfg.metrics_listen[0] &&
+        lkv_metrics_http_start(d.loop, d.cfg.metrics_listen, collect_metrics, &d,
+                               lkv_service_budget(d.svc), &d.metrics, &diag) != LKV_OK) {
+        char q[LKV_LOG_QUOTE_MAX];
+        lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=%s",
+                lkv_log_quote_str(q, sizeof q, diag.msg));
+        return 1;
+    }
     lkv_service_set_ready(d.svc, 1);
     lkv_sched_stats ss;
     lkv_sched_get_stats(d.sched, &ss);
     lkv_log(LKV_LOG_INFO, "ready",
             "version=%s backend=%s threads=%u isa=%s host_mem_bytes=%llu max_message_bytes=%llu "
-            "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu",
+            "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu "
+            "metrics_listen=%s",
             LKV_VERSION, d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
             (unsigned long long)d.cfg.host_mem_bytes, (unsigned long long)d.cfg.max_message_bytes,
             (unsigned long long)d.cfg.batch_max_vectors,
-            (unsigned long long)d.cfg.batch_max_wait_us, ss.inline_max);
+            (unsigned long long)d.cfg.batch_max_wait_us, ss.inline_max,
+            d.cfg.metrics_listen[0] ? d.cfg.metrics_listen : "off");
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 

@@ -485,13 +485,13 @@ static void serve_message(call *c, uint64_t seq)
                  "request of %zu bytes refused: %llu bytes already in flight, "
                  "max-inflight-bytes=%llu",
                  len, (unsigned long long)atomic_load(&b->used), (unsigned long long)b->limit);
-        lkv_service_count(c->rpc->svc, rep.code);
+        lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
         lkv_rpc_reply(c, seq, &rep);
     } else if (state != IN_OK) {
         lkv_reply rep = {.code =
                              state == IN_NOMEM ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
         snprintf(rep.msg, sizeof rep.msg, "request message of %zu bytes could not be read", len);
-        lkv_service_count(c->rpc->svc, rep.code);
+        lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
         lkv_rpc_reply(c, seq, &rep);
     } else {
         lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, buf, len);
@@ -523,7 +523,7 @@ static void on_new(call *c, int ok)
     r->last_call_ns = lkv_now_ns();
     if (r->lame_duck && c->method != LKV_METHOD_HEALTH_CHECK) {
         /* Still accepting, so late callers hear UNAVAILABLE rather than a reset. */
-        lkv_service_count(r->svc, LKV_GRPC_UNAVAILABLE);
+        lkv_service_count_method(r->svc, (lkv_method)c->method, LKV_GRPC_UNAVAILABLE);
         send_final(c, LKV_GRPC_UNAVAILABLE, "latticekvd is shutting down", NULL);
         call_maybe_free(c);
         return;
@@ -540,7 +540,7 @@ static void on_new(call *c, int ok)
     }
     if (!lkv_method_streaming((lkv_method)c->method)) {
         if (c->in_state == IN_NONE) {
-            lkv_service_count(r->svc, LKV_GRPC_INVALID_ARGUMENT);
+            lkv_service_count_method(r->svc, (lkv_method)c->method, LKV_GRPC_INVALID_ARGUMENT);
             send_final(c, LKV_GRPC_INVALID_ARGUMENT, "the request message is missing", NULL);
             call_maybe_free(c);
             return;
@@ -582,7 +582,7 @@ static void on_recv(call *c, int ok)
         drop_in(c);
     } else if (lkv_service_shutting_down(c->rpc->svc)) {
         /* This message's answer is the stream's end, after the earlier replies. */
-        lkv_service_count(c->rpc->svc, LKV_GRPC_UNAVAILABLE);
+        lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, LKV_GRPC_UNAVAILABLE);
         slot *s = &c->ring[c->next_seq++ % c->rpc->window];
         memset(&s->rep, 0, sizeof s->rep);
         s->rep.code = LKV_GRPC_UNAVAILABLE;
@@ -1137,6 +1137,11 @@ void lkv_rpc_cancel_all(lkv_rpc *r)
 {
     stop_accepting(r);
     grpc_server_cancel_all_calls(r->server);
+}
+
+unsigned lkv_rpc_calls(const lkv_rpc *r)
+{
+    return r ? r->active : 0;
 }
 
 int lkv_rpc_drained(const lkv_rpc *r)
