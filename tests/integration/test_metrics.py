@@ -400,3 +400,13 @@ def test_metrics_port_in_use():
                            capture_output=True, timeout=HANG_GUARD_S)
     assert r.returncode == 1
     assert "metrics-listen=%s: Address already in use" % addr in r.stderr.decode()
+
+
+def test_operations_doc_lists_every_metric(mdaemon):
+    """docs/operations.md's metrics table names every family served."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "operations.md")
+    with open(path, encoding="utf-8") as f:
+        doc = f.read()
+    _, types = scrape(mdaemon.metrics_port)
+    missing = sorted(f for f in types if "`%s`" % f not in doc)
+    assert not missing, "docs/operations.md does not list: %s" % missing
