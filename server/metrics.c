@@ -323,6 +323,7 @@ struct lkv_metrics_http {
     lkv_budget *budget;
     unsigned conns;
     int closing;
+    int server_open;   /* 0 once the listening handle's close callback ran */
     struct conn *head; /* open connections */
     uint64_t scrapes, refused;
 };
@@ -342,6 +343,14 @@ typedef struct conn {
     int handles_open;
 } conn;
 
+/* The listener is freed by whichever close callback comes last: libuv runs
+ * close callbacks in no promised order. */
+static void http_maybe_free(lkv_metrics_http *h)
+{
+    if (h->closing && !h->server_open && h->conns == 0)
+        free(h);
+}
+
 static void conn_free_cb(uv_handle_t *hd)
 {
     conn *c = hd->data;
@@ -351,6 +360,7 @@ static void conn_free_cb(uv_handle_t *hd)
     free(c->reply);
     free(c);
     h->conns--;
+    http_maybe_free(h);
 }
 
 static void conn_close(conn *c)
@@ -581,6 +591,7 @@ lkv_status lkv_metrics_http_start(void *uv_loop, const char *addr, lkv_metrics_c
     h->budget = budget;
     uv_tcp_init(h->loop, &h->server);
     h->server.data = h;
+    h->server_open = 1;
     int rc = uv_tcp_open(&h->server, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&h->server, 64, on_connection);
@@ -595,7 +606,9 @@ lkv_status lkv_metrics_http_start(void *uv_loop, const char *addr, lkv_metrics_c
 
 static void server_closed(uv_handle_t *hd)
 {
-    free(hd->data);
+    lkv_metrics_http *h = hd->data;
+    h->server_open = 0;
+    http_maybe_free(h);
 }
 
 void lkv_metrics_http_close(lkv_metrics_http *h)

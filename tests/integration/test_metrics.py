@@ -410,3 +410,24 @@ def test_operations_doc_lists_every_metric(mdaemon):
     _, types = scrape(mdaemon.metrics_port)
     missing = sorted(f for f in types if "`%s`" % f not in doc)
     assert not missing, "docs/operations.md does not list: %s" % missing
+
+
+def test_shutdown_closes_open_metrics_connections():
+    """Connections still open (idle, half a request, an answer unread) do not
+    hold the shutdown, and their answers' budget charges are given back."""
+    with tempfile.TemporaryDirectory(prefix="lkv-metrics-") as tmp:
+        port = free_port()
+        d = Daemon(tmp, extra=["--metrics-listen", "127.0.0.1:%d" % port])
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            socks[1].sendall(b"GET /metrics HTTP/1.1\r\n")
+            # An answer the client never reads: the daemon has written it (or
+            # holds it while the socket buffer is full) when SIGTERM comes.
+            socks[2].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            socks[2].sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+            scrape(port)  # the loop has taken every request above by now
+            rc = d.stop()  # also checks the budget paired (left=0)
+            assert rc == 0, d.log_text()
+        finally:
+            for s in socks:
+                s.close()
