@@ -17,6 +17,11 @@ commented-out line holding its embedded default, each with its help text.
 --check renders to memory and fails (exit 1, with a diff) when a committed
 file differs: a setting was added, renamed or re-documented in the daemon and
 the ConfigMap was not regenerated. tests/deploy runs it.
+
+With --latticekv CLI it also renders the generated sections of
+docs/operations.md (between "BEGIN generated" and "END generated" markers):
+the config reference, from the same --help text, and the capacity-planning
+table, from `latticekv codec info --json` (the codec's own bits per vector).
 """
 import argparse
 import difflib
@@ -188,9 +193,103 @@ def render(settings, layers, purpose, sources):
     return "\n".join(out) + "\n"
 
 
+DOCS = "../docs/operations.md"
+
+# Common models' KV geometry: (name, layers, KV heads, head_dim), from their
+# published configs (num_hidden_layers, num_key_value_heads, head_dim).
+MODELS = [
+    ("Llama-3.1-8B", 32, 8, 128),
+    ("Llama-3.1-70B", 80, 8, 128),
+    ("Mistral-7B", 32, 8, 128),
+    ("Qwen2.5-7B", 28, 4, 128),
+]
+CODECS = [("e8", 10), ("e8", 38), ("e8", 152), ("d4", 10), ("d4", 38)]
+
+
+def render_config_reference(settings):
+    out = ["| flag | environment | default | range / values | meaning |",
+           "|---|---|---|---|---|"]
+    for s in settings:
+        if s.name in ("help", "version"):
+            continue
+        arg = " " + s.arg if s.arg else ""
+        if s.range:
+            rng = "%d..%d" % s.range
+        elif s.choices:
+            rng = ", ".join("`%s`" % c for c in s.choices)
+        else:
+            rng = ""
+        out.append("| `--%s%s` | `%s` | %s | %s | %s |" % (
+            s.name, arg.replace("|", "\\|"), s.env,
+            "`%s`" % s.default if s.default != "(none)" else "none", rng,
+            s.help.replace("|", "\\|")))
+    return "\n".join(out) + "\n"
+
+
+def codec_info(cli, variant, q, dim):
+    import json
+    r = subprocess.run([cli, "codec", "info", "--variant", variant, "--q", str(q), "--dim",
+                        str(dim), "--json"], check=True, capture_output=True, text=True)
+    return json.loads(r.stdout)
+
+
+def render_capacity(cli):
+    out = ["Coded bytes of one token's KV cache (K and V, every layer), and tokens per GiB",
+           "of tier capacity, for each variant and Q; bf16 for comparison. Computed by",
+           "`deploy/gen-config.py` from `latticekv codec info --json` (bytes per vector",
+           "of head_dim 128) x layers x KV heads x 2. A stored block adds a container",
+           "header (24 + 8 x dims + 8 bytes, e.g. 56 for a 3-dim tensor) and its",
+           "namespace and key; with 16-token blocks of one layer's K or V that is under",
+           "1% and is left out here.", ""]
+    head = "| model (layers x KV heads x head_dim) | bf16 |"
+    rule = "|---|---:|"
+    for v, q in CODECS:
+        head += " %s Q=%d |" % (v.upper(), q)
+        rule += "---:|"
+    out += [head, rule]
+    infos = {}
+    for name, layers, heads, dim in MODELS:
+        row = "| %s (%d x %d x %d) | %s |" % (name, layers, heads, dim,
+                                              fmt_bytes(layers * heads * 2 * dim * 2))
+        for v, q in CODECS:
+            info = infos.setdefault((v, q, dim), codec_info(cli, v, q, dim))
+            row += " %s |" % fmt_bytes(layers * heads * 2 * info["bytes_per_vector"])
+        out.append(row)
+    out += ["", "Tokens per GiB of tier capacity:", "", head, rule]
+    for name, layers, heads, dim in MODELS:
+        row = "| %s | %s |" % (name, fmt_count((1 << 30) // (layers * heads * 2 * dim * 2)))
+        for v, q in CODECS:
+            per = layers * heads * 2 * infos[(v, q, dim)]["bytes_per_vector"]
+            row += " %s |" % fmt_count((1 << 30) // per)
+        out.append(row)
+    ratio = ["", "Bytes per vector of head_dim 128 (ratio vs bf16):"]
+    ratio.append(", ".join("%s Q=%d: %d B (%.3fx)" % (v.upper(), q, infos[(v, q, 128)]["bytes_per_vector"],
+                                                     infos[(v, q, 128)]["ratio_vs_bf16"])
+                           for v, q in CODECS) + ".")
+    return "\n".join(out + ratio) + "\n"
+
+
+def fmt_bytes(n):
+    return "%.1f KiB" % (n / 1024.0)
+
+
+def fmt_count(n):
+    return "{:,}".format(n)
+
+
+def splice(text, section, body):
+    begin = "<!-- BEGIN generated: %s (deploy/gen-config.py --write) -->\n" % section
+    end = "<!-- END generated: %s -->" % section
+    i, j = text.find(begin), text.find(end)
+    if i < 0 or j < i:
+        raise SystemExit("gen-config: %s has no %r ... %r markers" % (DOCS, begin.strip(), end))
+    return text[:i + len(begin)] + body + text[j:]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latticekvd", required=True, help="the daemon binary whose --help is read")
+    ap.add_argument("--latticekv", help="the CLI: also render docs/operations.md's generated parts")
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="write the rendered files")
     mode.add_argument("--check", action="store_true", help="fail if a committed file differs")
@@ -200,9 +299,17 @@ def main():
                                text=True).stdout
     settings = parse_help(help_text)
     stale = []
+    renders = []
     for layers, target, purpose in TARGETS:
-        text = render(settings, [os.path.join(HERE, p) for p in layers], purpose,
-                      ["deploy/" + p for p in layers])
+        renders.append((target, render(settings, [os.path.join(HERE, p) for p in layers], purpose,
+                                       ["deploy/" + p for p in layers])))
+    if a.latticekv:
+        with open(os.path.join(HERE, DOCS), encoding="utf-8") as f:
+            doc = f.read()
+        doc = splice(doc, "config reference", render_config_reference(settings))
+        doc = splice(doc, "capacity", render_capacity(a.latticekv))
+        renders.append((DOCS, doc))
+    for target, text in renders:
         path = os.path.join(HERE, target)
         if a.print:
             sys.stdout.write("==> deploy/%s <==\n%s" % (target, text))
@@ -223,12 +330,13 @@ def main():
                     "deploy/%s (committed)" % target, "deploy/%s (from --help)" % target))
     if stale:
         print("\nFAIL: %s no longer match(es) the daemon's settings; run\n"
-              "  deploy/gen-config.py --latticekvd %s --write\nand commit the result." %
-              (", ".join("deploy/" + t for t in stale), a.latticekvd))
+              "  deploy/gen-config.py --latticekvd %s%s --write\nand commit the result." %
+              (", ".join("deploy/" + t for t in stale), a.latticekvd,
+               " --latticekv " + a.latticekv if a.latticekv else ""))
         return 1
     if a.check:
-        print("ok: %d config files match latticekvd --help (%d settings)" %
-              (len(TARGETS), len(settings)))
+        print("ok: %d files match latticekvd --help (%d settings)" %
+              (len(renders), len(settings)))
     return 0
 
 

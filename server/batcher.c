@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "lkv_batcher.h"
+#include "lkv_metrics.h"
 
 struct lkv_batcher {
     lkv_batcher_cfg cfg;
@@ -39,6 +40,7 @@ struct lkv_batcher {
     lkv_work *done_head; /* n == 0 works, completed at the next poll */
     int flush;
     lkv_batcher_stats st;
+    lkv_histogram batch_vectors, codec_seconds; /* of completed batches */
 };
 
 size_t lkv_work_src_stride(const lkv_work *w)
@@ -67,6 +69,8 @@ lkv_batcher *lkv_batcher_create(const lkv_batcher_cfg *cfg, lkv_dispatch_fn disp
         b->cfg.max_segments = 256;
     b->dispatch = dispatch;
     b->ud = ud;
+    lkv_histogram_init(&b->batch_vectors, lkv_batch_vectors_bounds, lkv_batch_vectors_n_bounds);
+    lkv_histogram_init(&b->codec_seconds, lkv_codec_seconds_bounds, lkv_codec_seconds_n_bounds);
     return b;
 }
 
@@ -217,6 +221,8 @@ uint64_t lkv_batcher_poll(lkv_batcher *b, uint64_t now_ns)
 void lkv_batcher_complete(lkv_batcher *b, lkv_batch *bt)
 {
     b->st.inflight--;
+    lkv_histogram_observe(&b->batch_vectors, (double)bt->nvec);
+    lkv_histogram_observe(&b->codec_seconds, (double)bt->run_ns * 1e-9);
     for (size_t i = 0; i < bt->nseg; i++) {
         lkv_seg *s = &bt->seg[i];
         lkv_work *w = s->work;
@@ -239,4 +245,14 @@ void lkv_batcher_complete(lkv_batcher *b, lkv_batch *bt)
 void lkv_batcher_get_stats(const lkv_batcher *b, lkv_batcher_stats *out)
 {
     *out = b->st;
+}
+
+const lkv_histogram *lkv_batcher_batch_vectors(const lkv_batcher *b)
+{
+    return &b->batch_vectors;
+}
+
+const lkv_histogram *lkv_batcher_codec_seconds(const lkv_batcher *b)
+{
+    return &b->codec_seconds;
 }

@@ -36,6 +36,7 @@ typedef enum cfg_type {
     CFG_SIZE,   /* byte size with K/M/G/T suffixes, in [min, max] */
     CFG_CHOICE, /* one of `choices`, stored as uint32 */
     CFG_MODE,   /* octal permission bits in [min, max], stored as uint64 */
+    CFG_TCP,    /* one host:port or [v6]:port, or empty (off); a string */
 } cfg_type;
 
 typedef struct cfg_choice {
@@ -156,6 +157,9 @@ static const cfg_setting settings[] = {
      "none = no token checks"},
     {"auth-unix", CFG_CHOICE, 0, 0, "on", OFF(auth_unix), "off|on", onoff_choices,
      "with --auth-tokens: off = calls over unix sockets are trusted without a token"},
+    /* Metrics (issue 13 item 3). */
+    {"metrics-listen", CFG_TCP, 0, 0, "", OFF(metrics_listen), "ADDR", NULL,
+     "serve Prometheus metrics at http://ADDR/metrics (host:port or [v6]:port); empty = off"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -433,6 +437,10 @@ static lkv_status apply(lkv_config *cfg, const cfg_setting *st, const char *valu
             p = e + 1;
         }
     }
+    case CFG_TCP:
+        if (*value && (strncmp(value, "unix", 4) == 0 || !address_ok(value)))
+            return fail(err, cap, "%s=%s is not host:port or [v6]:port", shown, value);
+        __attribute__((fallthrough)); /* stored as a string */
     case CFG_PATH:
         if (strlen(value) >= LKV_ADDR_MAX)
             return fail(err, cap, "%s is longer than %d bytes", shown, LKV_ADDR_MAX - 1);

@@ -52,6 +52,7 @@ typedef struct lkv_batch {
     lkv_params params;
     lkv_dtype dtype;
     size_t nvec;
+    uint64_t run_ns; /* set by whoever runs it: time in the codec (metrics) */
     size_t nseg;
     size_t cap;
     lkv_seg seg[];
@@ -92,6 +93,11 @@ typedef struct lkv_batcher_stats {
     unsigned inflight;
 } lkv_batcher_stats;
 void lkv_batcher_get_stats(const lkv_batcher *b, lkv_batcher_stats *out);
+/* Histograms (lkv_metrics.h) of completed batches: vectors per batch and
+ * seconds in the codec (lkv_batch.run_ns). Valid while b lives. */
+struct lkv_histogram;
+const struct lkv_histogram *lkv_batcher_batch_vectors(const lkv_batcher *b);
+const struct lkv_histogram *lkv_batcher_codec_seconds(const lkv_batcher *b);
 
 /* Bytes of one vector on the source / destination side of a work. */
 size_t lkv_work_src_stride(const lkv_work *w);

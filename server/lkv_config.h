@@ -51,12 +51,13 @@ typedef struct lkv_config {
     char namespace_quota[LKV_LISTEN_MAX][LKV_ADDR_MAX]; /* "NS=BYTES" */
     uint32_t n_namespace_quota;
     /* Transport security and tokens (tls.c, auth.c; docs/service.md). */
-    char tls_cert[LKV_ADDR_MAX];      /* PEM chain; "" = TCP listeners in plaintext */
-    char tls_key[LKV_ADDR_MAX];       /* its private key */
-    char tls_client_ca[LKV_ADDR_MAX]; /* "" = no client certificates asked for */
-    uint32_t insecure_listen;         /* 1: plaintext TCP on non-loopback addresses allowed */
-    char auth_tokens[LKV_ADDR_MAX];   /* token file; "" = no token checks */
-    uint32_t auth_unix;               /* 1: unix-socket calls need tokens too */
+    char tls_cert[LKV_ADDR_MAX];       /* PEM chain; "" = TCP listeners in plaintext */
+    char tls_key[LKV_ADDR_MAX];        /* its private key */
+    char tls_client_ca[LKV_ADDR_MAX];  /* "" = no client certificates asked for */
+    uint32_t insecure_listen;          /* 1: plaintext TCP on non-loopback addresses allowed */
+    char auth_tokens[LKV_ADDR_MAX];    /* token file; "" = no token checks */
+    uint32_t auth_unix;                /* 1: unix-socket calls need tokens too */
+    char metrics_listen[LKV_ADDR_MAX]; /* host:port of GET /metrics; "": off */
 } lkv_config;
 
 /* What lkv_config_load asks the caller to do besides serving. */

@@ -48,6 +48,8 @@ void lkv_rpc_shutdown_begin(lkv_rpc *r);
 void lkv_rpc_shutdown_progress(lkv_rpc *r, uint64_t now_ns);
 /* Cancels every call still running (the grace period is over). */
 void lkv_rpc_cancel_all(lkv_rpc *r);
+/* Calls matched and not yet finished (the inflight_calls metric). */
+unsigned lkv_rpc_calls(const lkv_rpc *r);
 /* 1 once phase 1 is complete and no call is left. */
 int lkv_rpc_drained(const lkv_rpc *r);
 /* Phase 2: shuts the completion queue down, joins its thread, destroys. */

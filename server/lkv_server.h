@@ -20,6 +20,7 @@
  *   wire.c     protobuf wire: zero-copy request readers, replies written in place
  *   budget.c   the in-flight byte budget (bytes of requests and replies)
  *   service.c  what each RPC does: validation, store, batcher; no gRPC types
+ *   metrics.c  the Prometheus text of every module's counters; GET /metrics on the loop
  *   reflection.c  grpc.reflection.v1alpha answers from descriptors embedded at build time
  *   auth.c     bearer tokens -> namespaces: the token file, constant-time lookup
  *   tls.c      certificate, key and client CA checked with OpenSSL; SIGHUP reload
@@ -44,6 +45,7 @@
 #include "lkv_budget.h"
 #include "lkv_config.h"
 #include "lkv_log.h"
+#include "lkv_metrics.h"
 #include "lkv_pool.h"
 #include "lkv_reflection.h"
 #include "lkv_rpc.h"

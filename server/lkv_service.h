@@ -60,8 +60,21 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
 void lkv_service_set_ready(lkv_service *s, int ready);
 void lkv_service_set_shutting_down(lkv_service *s);
 int lkv_service_shutting_down(const lkv_service *s);
-/* Counts a reply the rpc layer made itself (UNIMPLEMENTED, UNAVAILABLE). */
+/* Counts a reply the rpc layer made itself (UNIMPLEMENTED, UNAVAILABLE),
+ * under the method it was made for (LKV_METHOD_COUNT: none or unknown);
+ * lkv_service_count counts it under no method. */
 void lkv_service_count(lkv_service *s, lkv_grpc_code code);
+void lkv_service_count_method(lkv_service *s, lkv_method m, lkv_grpc_code code);
+
+/* Replies answered, by method (row LKV_METHOD_COUNT: a call to no served
+ * method) and gRPC code: the requests_total{method,code} metric. A
+ * PutStream block is counted when its reply's turn comes (commit); one
+ * whose stream ended before that is never answered and not counted. */
+#define LKV_GRPC_CODE_COUNT 17
+typedef struct lkv_reply_counts {
+    uint64_t n[LKV_METHOD_COUNT + 1][LKV_GRPC_CODE_COUNT];
+} lkv_reply_counts;
+const lkv_reply_counts *lkv_service_replies(const lkv_service *s);
 
 /*
  * The daemon's statistics, listed once: every rendering (the Stats reply,
@@ -111,12 +124,12 @@ typedef struct lkv_stats {
 void lkv_service_get_stats(const lkv_service *s, lkv_stats *out);
 
 typedef enum lkv_stats_format {
-    LKV_STATS_LOG = 0,       /* "requests=1 errors=0 ... host_hits=3 ..." (log fields) */
-    LKV_STATS_PROMETHEUS = 1 /* text exposition format, latticekv_* metrics */
+    LKV_STATS_LOG = 0 /* "requests=1 errors=0 ... host_hits=3 ..." (log fields) */
 } lkv_stats_format;
 
 /* Renders st into buf (always NUL-terminated when cap > 0); returns the
- * length the whole text needs, like snprintf. */
+ * length the whole text needs, like snprintf. The Prometheus text of the
+ * same rows is lkv_metrics_render's (metrics.c). */
 size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap);
 
 /* Loop thread: every namespace a request names is passed to allowed(call,
@@ -127,5 +140,6 @@ void lkv_service_set_authz(lkv_service *s, lkv_authz_fn allowed);
 
 /* Loop thread: the service charges request and reply bytes to b. */
 void lkv_service_set_budget(lkv_service *s, lkv_budget *b);
+lkv_budget *lkv_service_budget(const lkv_service *s);
 
 #endif

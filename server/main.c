@@ -28,6 +28,7 @@
  */
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #include <uv.h>
 
 #include "lkv_log.h"
+#include "lkv_metrics.h"
 #include "lkv_reflection.h"
 #include "lkv_rpc.h"
 #include "lkv_sched.h"
@@ -52,6 +54,7 @@ typedef struct daemon_state {
     lkv_inbox *inbox;
     lkv_service *svc;
     lkv_rpc *rpc;
+    lkv_metrics_http *metrics; /* --metrics-listen; NULL: off */
     int timer_fd;
     uv_poll_t timer_poll;
     uv_timer_t grace;
@@ -206,6 +209,10 @@ static void on_reload(uv_signal_t *h, int signum)
 static void stop_now(daemon_state *d)
 {
     d->phase = 2;
+    /* Before rpc: its last line checks that the budget holds nothing, and
+     * the metrics answers still being written are charged to it. */
+    lkv_metrics_http_close(d->metrics);
+    d->metrics = NULL;
     lkv_rpc_free(d->rpc);
     d->rpc = NULL;
     lkv_sched_stop_workers(d->sched);
@@ -233,6 +240,39 @@ static int startup_failed(const char *reason)
     char q[LKV_LOG_QUOTE_MAX];
     lkv_log(LKV_LOG_ERROR, "startup_failed", "reason=%s", lkv_log_quote_str(q, sizeof q, reason));
     return 1;
+}
+
+/* The metrics snapshot: every module's counters, read on the loop thread. */
+static void collect_metrics(lkv_metrics_snapshot *m, void *ud)
+{
+    const daemon_state *d = ud;
+    lkv_service_get_stats(d->svc, &m->stats);
+    m->version = LKV_VERSION;
+    m->backend = d->backend->name;
+    m->replies = lkv_service_replies(d->svc);
+    lkv_batcher *b = lkv_sched_batcher(d->sched);
+    lkv_batcher_stats bs;
+    lkv_batcher_get_stats(b, &bs);
+    m->batch_vectors = lkv_batcher_batch_vectors(b);
+    m->codec_seconds = lkv_batcher_codec_seconds(b);
+    m->queue_depth = bs.pending_vectors;
+    m->batches_inflight = bs.inflight;
+    m->inflight_calls = lkv_rpc_calls(d->rpc);
+    const lkv_budget *budget = lkv_service_budget(d->svc);
+    if (budget) {
+        m->inflight_bytes = atomic_load(&budget->used);
+        m->inflight_bytes_limit = budget->limit;
+    }
+    /* Auth failures, counted by the token module (auth.c) where it refuses. */
+    lkv_auth_failures af;
+    lkv_auth_get_failures(&af);
+    m->auth_failures[LKV_AUTH_FAILURE_UNAUTHENTICATED] = af.unauthenticated;
+    m->auth_failures[LKV_AUTH_FAILURE_PERMISSION_DENIED] = af.permission;
+    /* The tiers of the stack, top down (host, then ssd and redis). */
+    for (size_t i = 0; i < m->stats.n_tiers && m->n_tiers < LKV_METRICS_TIERS_MAX; i++) {
+        m->tiers[m->n_tiers].name = m->stats.tier[i].name;
+        m->tiers[m->n_tiers++].st = m->stats.tier[i];
+    }
 }
 
 static unsigned cpu_count(void)
@@ -408,13 +448,17 @@ int main(int argc, char **argv)
         .tls = d.tls, .tokens = d.tokens, .auth_unix = (int)d.cfg.auth_unix};
     if (lkv_rpc_create(&d.cfg, d.svc, d.inbox, &sec, &d.rpc, &diag) != LKV_OK)
         return startup_failed(diag.msg);
+    if (d.cfg.metrics_listen[0] &&
+        lkv_metrics_http_start(d.loop, d.cfg.metrics_listen, collect_metrics, &d,
+                               lkv_service_budget(d.svc), &d.metrics, &diag) != LKV_OK)
+        return startup_failed(diag.msg);
     lkv_service_set_ready(d.svc, 1);
     lkv_sched_stats ss;
     lkv_sched_get_stats(d.sched, &ss);
     lkv_log(LKV_LOG_INFO, "ready",
             "version=%s backend=%s threads=%u isa=%s host_mem_bytes=%llu max_message_bytes=%llu "
             "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu tls=%s "
-            "auth_tokens=%zu auth_unix=%s",
+            "auth_tokens=%zu auth_unix=%s metrics_listen=%s",
             LKV_VERSION, d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
             (unsigned long long)d.cfg.host_mem_bytes, (unsigned long long)d.cfg.max_message_bytes,
             (unsigned long long)d.cfg.batch_max_vectors,
@@ -422,7 +466,8 @@ int main(int argc, char **argv)
             !d.tls                  ? "off"
             : lkv_tls_mutual(d.tls) ? "mutual"
                                     : "on",
-            lkv_auth_table_size(d.tokens), d.cfg.auth_unix ? "on" : "off");
+            lkv_auth_table_size(d.tokens), d.cfg.auth_unix ? "on" : "off",
+            d.cfg.metrics_listen[0] ? d.cfg.metrics_listen : "off");
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 

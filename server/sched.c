@@ -54,7 +54,9 @@ static void dispatch_batch(lkv_batch *b, void *ud)
     lkv_batcher_get_stats(s->batcher, &bs);
     if (b->nvec <= s->inline_max && bs.inflight == 1) { /* this batch is the only one */
         s->inline_batches++;
+        const uint64_t t0 = lkv_now_ns();
         lkv_backend_run_cpu(b);
+        b->run_ns = lkv_now_ns() - t0;
         b->ev.next = NULL;
         *s->inline_tail = &b->ev;
         s->inline_tail = &b->ev.next;
@@ -67,7 +69,9 @@ static void worker_run(lkv_event *ev, unsigned worker, void *ud)
 {
     lkv_sched *s = ud;
     lkv_batch *b = (lkv_batch *)ev;
+    const uint64_t t0 = lkv_now_ns();
     lkv_backend_run(s->backend, worker, b);
+    b->run_ns = lkv_now_ns() - t0;
     lkv_inbox_push(s->inbox, &b->ev);
 }
 

@@ -61,9 +61,10 @@ struct lkv_service {
     uint64_t start_ns;
     struct {
         uint64_t requests, errors, raw_bytes_in, coded_bytes_out;
-    } c;                /* LKV_STATS_LIST's counters */
-    lkv_budget *budget; /* bytes in flight; NULL: not counted */
-    lkv_authz_fn authz; /* namespace grants of the call's token; NULL: all */
+    } c;                      /* LKV_STATS_LIST's counters */
+    lkv_reply_counts replies; /* by method and code */
+    lkv_budget *budget;       /* bytes in flight; NULL: not counted */
+    lkv_authz_fn authz;       /* namespace grants of the call's token; NULL: all */
 };
 
 /* One request message in flight. */
@@ -116,6 +117,11 @@ void lkv_service_set_authz(lkv_service *s, lkv_authz_fn allowed)
     s->authz = allowed;
 }
 
+lkv_budget *lkv_service_budget(const lkv_service *s)
+{
+    return s->budget;
+}
+
 void lkv_service_free(lkv_service *s)
 {
     free(s);
@@ -133,11 +139,29 @@ int lkv_service_shutting_down(const lkv_service *s)
     return s->shutting_down;
 }
 
-void lkv_service_count(lkv_service *s, lkv_grpc_code code)
+static void count_reply(lkv_service *s, lkv_method m, lkv_grpc_code code)
+{
+    const unsigned row = (unsigned)m < LKV_METHOD_COUNT ? (unsigned)m : LKV_METHOD_COUNT;
+    const unsigned col = (unsigned)code < LKV_GRPC_CODE_COUNT ? (unsigned)code : LKV_GRPC_UNKNOWN;
+    s->replies.n[row][col]++;
+}
+
+void lkv_service_count_method(lkv_service *s, lkv_method m, lkv_grpc_code code)
 {
     s->c.requests++;
     if (code != LKV_GRPC_OK)
         s->c.errors++;
+    count_reply(s, m, code);
+}
+
+void lkv_service_count(lkv_service *s, lkv_grpc_code code)
+{
+    lkv_service_count_method(s, LKV_METHOD_COUNT, code);
+}
+
+const lkv_reply_counts *lkv_service_replies(const lkv_service *s)
+{
+    return &s->replies;
 }
 
 static void req_free(req *r)
@@ -160,6 +184,7 @@ static void error_reply(lkv_service *s, lkv_method m, lkv_reply *rep, lkv_grpc_c
 {
     rep->code = code;
     s->c.errors++;
+    count_reply(s, m, code);
     if (lkv_log_enabled(LKV_LOG_DEBUG)) {
         char q[LKV_LOG_QUOTE_MAX]; /* the message may carry client bytes */
         lkv_log(LKV_LOG_DEBUG, "request_failed", "method=%s code=%s msg=%s", lkv_method_path(m),
@@ -199,6 +224,8 @@ static int reply_status(req *r, lkv_status st, const lkv_diag *d)
 /* Sends r->buf (len bytes) as the OK reply and frees the request. */
 static int reply_ok(req *r, size_t len)
 {
+    if (!r->commit) /* else counted when committed */
+        count_reply(r->svc, r->m, LKV_GRPC_OK);
     lkv_reply rep = {.code = LKV_GRPC_OK,
                      .buf = r->buf,
                      .len = len,
@@ -526,6 +553,8 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
         rep->len = 0;
         snprintf(rep->msg, sizeof rep->msg, "%s", status_msg(st, &d));
         error_reply(pp->svc, LKV_METHOD_PUT_STREAM, rep, lkv_status_to_grpc(st));
+    } else {
+        count_reply(pp->svc, LKV_METHOD_PUT_STREAM, LKV_GRPC_OK);
     }
     pending_put_drop(pp);
 }
@@ -862,16 +891,6 @@ static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
         *len += (size_t)n;
 }
 
-/* One metric in the Prometheus text format: counters end in _total. */
-static void render_metric(char *buf, size_t cap, size_t *len, const char *name, const char *kind,
-                          const char *help, const char *labels, unsigned long long v)
-{
-    const char *suffix = strcmp(kind, "counter") == 0 ? "_total" : "";
-    render(buf, cap, len, "# HELP latticekv_%s%s %s\n# TYPE latticekv_%s%s %s\n", name, suffix,
-           help, name, suffix, kind);
-    render(buf, cap, len, "latticekv_%s%s%s %llu\n", name, suffix, labels, v);
-}
-
 size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -892,20 +911,6 @@ size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, si
             if (t->link[0])
                 render(buf, cap, &len, " %s_link=%s", tn, t->link);
         }
-        return len;
-    }
-#define LKV_X_PROM(name, kind, help) \
-    render_metric(buf, cap, &len, #name, #kind, help, "", (unsigned long long)st->name);
-    LKV_STATS_LIST(LKV_X_PROM)
-#undef LKV_X_PROM
-    for (size_t i = 0; i < st->n_tiers; i++) {
-        char labels[48];
-        snprintf(labels, sizeof labels, "{tier=\"%s\"}", st->tier[i].name);
-#define LKV_X_PROM(name, kind, help)                                  \
-    render_metric(buf, cap, &len, "tier_" #name, #kind, help, labels, \
-                  (unsigned long long)st->tier[i].name);
-        LKV_TIER_STATS_LIST(LKV_X_PROM)
-#undef LKV_X_PROM
     }
     return len;
 }
@@ -1005,6 +1010,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
         lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
         snprintf(rep.msg, sizeof rep.msg, "out of memory for a request");
         s->c.errors++;
+        count_reply(s, m, rep.code);
         s->reply(call, seq, &rep);
         return;
     }

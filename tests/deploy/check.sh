@@ -89,7 +89,11 @@ structure)
   ;;
 config)
   [ -x "$build/server/latticekvd" ] || { echo "FAIL: $build/server/latticekvd not built"; exit 1; }
-  $py "$src/deploy/gen-config.py" --latticekvd "$build/server/latticekvd" --check
+  # The ConfigMap files and docs/operations.md's generated sections (config
+  # reference, capacity tables from the CLI's codec info).
+  [ -x "$build/clients/cli/latticekv" ] || { echo "FAIL: $build/clients/cli/latticekv not built"; exit 1; }
+  $py "$src/deploy/gen-config.py" --latticekvd "$build/server/latticekvd" \
+    --latticekv "$build/clients/cli/latticekv" --check
   ;;
 image)
   LKV_IMAGE_JOBS=${LKV_IMAGE_JOBS:-2} sh "$src/deploy/build-image-steps.sh" cpu "$src" \

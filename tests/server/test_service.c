@@ -387,11 +387,25 @@ Test(service, stats_render_every_row_from_one_snapshot)
     cr_assert_eq(lkv_stats_render(&st, LKV_STATS_LOG, small, sizeof small), n);
     cr_assert_eq(strlen(small), sizeof small - 1);
 
-    char prom[8192];
-    lkv_stats_render(&st, LKV_STATS_PROMETHEUS, prom, sizeof prom);
-    cr_assert(strstr(prom, "# TYPE latticekv_requests_total counter\nlatticekv_requests_total 3\n"),
+    /* The Prometheus text is generated from the same rows (metrics.c). */
+    lkv_metrics_snapshot m;
+    memset(&m, 0, sizeof m);
+    m.stats = st;
+    m.replies = lkv_service_replies(fx.svc);
+    m.tiers[0].name = "host";
+    m.tiers[0].st = st.tier[0];
+    m.n_tiers = 1;
+    char prom[16384];
+    cr_assert_lt(lkv_metrics_render(&m, prom, sizeof prom), sizeof prom);
+    cr_assert(strstr(prom,
+                     "# TYPE latticekv_requests_total counter\n"
+                     "latticekv_requests_total{method=\"latticekv.v1.KVStore/Put\",code=\"OK\"} 1\n"
+                     "latticekv_requests_total{method=\"latticekv.v1.KVStore/Get\",code=\"OK\"} 1\n"
+                     "latticekv_requests_total{method=\"latticekv.v1.KVStore/Get\","
+                     "code=\"NOT_FOUND\"} 1\n"),
               "%s", prom);
-    cr_assert(strstr(prom, "# TYPE latticekv_uptime_ms gauge\n"), "%s", prom);
+    cr_assert(strstr(prom, "# TYPE latticekv_uptime_seconds gauge\n"), "%s", prom);
+    cr_assert(strstr(prom, "latticekv_raw_bytes_total 4096\n"), "%s", prom);
     cr_assert(strstr(prom, "latticekv_tier_hits_total{tier=\"host\"} 1\n"), "%s", prom);
     cr_assert(strstr(prom, "latticekv_tier_capacity_bytes{tier=\"host\"} 1048576\n"), "%s", prom);
 
