@@ -148,8 +148,8 @@ static void check_paths(lkv_isa isa, const lkv_params *p, lkv_dtype dt, const vo
     lkv_diag da = {0}, dg = {0};
     const lkv_status sa = lkv_encode(p, dt, src, n, ra, LKV_ISA_SCALAR, &da);
     const lkv_status sg = lkv_encode(p, dt, src, n, rg, isa, &dg);
-    cr_assert_eq(sg, sa, "%s: encode %s %s, scalar %s", ctx, lkv_isa_name(isa),
-                 lkv_status_name(sg), lkv_status_name(sa));
+    cr_assert_eq(sg, sa, "%s: encode %s %s, scalar %s", ctx, lkv_isa_name(isa), lkv_status_name(sg),
+                 lkv_status_name(sa));
     if (sa != LKV_OK) {
         cr_assert_eq(dg.index, da.index, "%s", ctx);
         cr_assert_str_eq(dg.msg, da.msg, "%s", ctx);
