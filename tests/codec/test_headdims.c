@@ -294,3 +294,56 @@ Test(headdims, round_trip_error_is_small)
         free(y);
     }
 }
+
+/* Random bytes and bit flips in split records: every path returns OK or
+ * ERR_CORRUPT, the same one, for the same vector, never writing past dst. */
+Test(headdims, damaged_records_fail_alike_on_every_path)
+{
+    static const lkv_params ps[] = {{LKV_VARIANT_E8, 38, 96},
+                                    {LKV_VARIANT_E8, 1023, 576},
+                                    {LKV_VARIANT_D4, 3, 44},
+                                    {LKV_VARIANT_E8, 127, 120}};
+    lkv_rng rng = {0xf1f1u};
+    for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
+        const lkv_params *p = &ps[pi];
+        const size_t n = 24, rb = lkv_record_bytes(p), ob = n * p->dim * 4;
+        void *x = lkv_test_make(&rng, LKV_DTYPE_FP32, n, p->dim, 1.0);
+        uint8_t *rec = malloc(n * rb);
+        cr_assert_eq(lkv_encode(p, LKV_DTYPE_FP32, x, n, rec, LKV_ISA_SCALAR, NULL), LKV_OK);
+        float *a = malloc(ob + 64), *b = malloc(ob + 64);
+        for (int round = 0; round < 200; round++) {
+            uint8_t *bad = malloc(n * rb);
+            memcpy(bad, rec, n * rb);
+            const int flips = 1 + (int)(lkv_rng_next(&rng) % 3);
+            for (int f = 0; f < flips; f++) {
+                const size_t at = lkv_rng_next(&rng) % (n * rb);
+                if (round % 2)
+                    bad[at] ^= (uint8_t)(1u << (lkv_rng_next(&rng) % 8));
+                else
+                    bad[at] = (uint8_t)lkv_rng_next(&rng);
+            }
+            lkv_diag da = {0};
+            const lkv_status sa = lkv_decode(p, bad, n, LKV_DTYPE_FP32, a, LKV_ISA_SCALAR, &da);
+            cr_assert(sa == LKV_OK || sa == LKV_ERR_CORRUPT, "%s", lkv_status_name(sa));
+            for (size_t ii = 0; ii < 2; ii++) {
+                if (!lkv_isa_supported(simd[ii]))
+                    continue;
+                memset(b, 0xA5, ob + 64);
+                lkv_diag dg = {0};
+                const lkv_status sg = lkv_decode(p, bad, n, LKV_DTYPE_FP32, b, simd[ii], &dg);
+                cr_assert_eq(sg, sa, "D=%u round %d: %s", p->dim, round, lkv_isa_name(simd[ii]));
+                if (sa != LKV_OK)
+                    cr_assert_eq(dg.index, da.index);
+                else
+                    cr_assert_eq(memcmp(a, b, ob), 0, "D=%u round %d", p->dim, round);
+                for (size_t g = 0; g < 64; g++)
+                    cr_assert_eq(((uint8_t *)b)[ob + g], 0xA5, "wrote past dst");
+            }
+            free(bad);
+        }
+        free(x);
+        free(rec);
+        free(a);
+        free(b);
+    }
+}
