@@ -91,8 +91,8 @@ static void tables(text *t)
         const unsigned long long vecs = (unsigned long long)m->layers * m->kv_heads * m->per_layer;
         const unsigned long long raw = vecs * m->head_dim * 2, coded = vecs * lkv_record_bytes(&p);
         put(t, "| %s | %u × %u × %u%s | %llu | %llu | %llu | %llu | %.2f× |\n", m->name, m->layers,
-            m->kv_heads, m->head_dim, m->per_layer == 2 ? " (K and V)" : " (one latent)", vecs,
-            raw, coded, coded * 8, (double)raw / (double)coded);
+            m->kv_heads, m->head_dim, m->per_layer == 2 ? " (K and V)" : " (one latent)", vecs, raw,
+            coded, coded * 8, (double)raw / (double)coded);
     }
 }
 
