@@ -96,9 +96,9 @@ lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
                         (int)p->variant);
     if (p->q < LKV_Q_MIN || p->q > LKV_Q_MAX)
         return lkv_fail(diag, LKV_ERR_Q_RANGE, UINT64_MAX, "q_range=%u is outside 1..1023", p->q);
-    if (p->dim < n || p->dim > LKV_DIM_MAX || (p->dim & (p->dim - 1)) != 0)
+    if (p->dim < n || p->dim > LKV_DIM_MAX || p->dim % n != 0)
         return lkv_fail(diag, LKV_ERR_HEAD_DIM, UINT64_MAX,
-                        "head_dim=%u is not a power of two in %u..%u for %s", p->dim, n,
+                        "head_dim=%u is not a multiple of %u in %u..%u for %s", p->dim, n, n,
                         LKV_DIM_MAX, lkv_variant_name(p->variant));
     return LKV_OK;
 }
@@ -115,13 +115,18 @@ uint32_t lkv_bits_per_vector(const lkv_params *p)
 {
     if (lkv_params_check(p, NULL) != LKV_OK)
         return 0;
-    return (p->dim / lkv_block_size(p->variant)) * lkv_bits_per_block(p->variant, p->q) +
-           LKV_FMT_REC_HEAD_BITS;
+    lkv_split s;
+    lkv_split_init(p, &s);
+    return s.bits;
 }
 
 size_t lkv_record_bytes(const lkv_params *p)
 {
-    return (lkv_bits_per_vector(p) + 7u) / 8u;
+    if (lkv_params_check(p, NULL) != LKV_OK)
+        return 0;
+    lkv_split s;
+    lkv_split_init(p, &s);
+    return s.rec_bytes;
 }
 
 void lkv_derive(const lkv_params *p, lkv_derived *d)
@@ -140,6 +145,22 @@ void lkv_derive(const lkv_params *p, lkv_derived *d)
     d->inv_sqrt_d = lkv_inv_sqrt_dim(d->log2d);
     d->e8_int_count = d->n == 8 ? lkv_math_e8_int_count(p->q) : 0;
     d->codebook = lkv_math_codebook_size(d->n, p->q);
+}
+
+void lkv_split_init(const lkv_params *p, lkv_split *s)
+{
+    memset(s, 0, sizeof *s);
+    s->dim = p->dim;
+    s->count = lkv_piece_count(p->dim);
+    for (uint32_t j = 0; j < s->count; j++) {
+        lkv_params pp = *p;
+        pp.dim = lkv_piece_dim(p->dim, j);
+        lkv_derive(&pp, &s->d[j]);
+        s->off[j] = lkv_piece_offset(p->dim, j);
+        s->rec_off[j] = s->rec_bytes;
+        s->rec_bytes += s->d[j].rec_bytes;
+        s->bits += s->d[j].bits;
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -215,8 +236,8 @@ typedef struct lkv_path {
 } lkv_path;
 
 /* Validates the arguments shared by lkv_encode and lkv_decode, derives the
- * per-parameter constants and picks the path's kernels. */
-static lkv_status prepare(const lkv_params *p, lkv_dtype dt, lkv_isa isa, lkv_derived *d,
+ * per-parameter constants of each piece and picks the path's kernels. */
+static lkv_status prepare(const lkv_params *p, lkv_dtype dt, lkv_isa isa, lkv_split *s,
                           lkv_path *path, lkv_diag *diag)
 {
     lkv_status st = lkv_params_check(p, diag);
@@ -226,7 +247,7 @@ static lkv_status prepare(const lkv_params *p, lkv_dtype dt, lkv_isa isa, lkv_de
         st = pick_isa(isa, &isa, diag);
     if (st != LKV_OK)
         return st;
-    lkv_derive(p, d);
+    lkv_split_init(p, s);
     *path = (lkv_path){lkv_encode_scalar, lkv_decode_scalar};
 #if defined(LKV_HAVE_AVX512)
     if (isa == LKV_ISA_AVX512)
@@ -239,26 +260,105 @@ static lkv_status prepare(const lkv_params *p, lkv_dtype dt, lkv_isa isa, lkv_de
     return LKV_OK;
 }
 
+/*
+ * A head_dim of several pieces on a SIMD path: rounds of SPLIT_ROUND
+ * vectors, each piece gathered into a contiguous batch, coded by the path's
+ * power-of-two kernel and scattered into its place in the records. A round
+ * in which a kernel fails is redone whole by the scalar split kernel, which
+ * reports the first failing vector and element of the whole vectors, as the
+ * scalar path does. The scalar path needs no gathering.
+ */
+#define SPLIT_ROUND 16u
+/* Bytes of the longest piece record: 512 elements, E8 at Q = 1023 (88-bit
+ * indices); a split head_dim is below 1024, so no piece is longer. */
+#define PIECE_REC_MAX ((LKV_DIM_MAX / 2u / 8u * 88u + LKV_FMT_REC_HEAD_BITS) / 8u)
+
+static lkv_status encode_split(const lkv_split *s, const lkv_path *path, lkv_dtype dt,
+                               const uint8_t *src, size_t n, uint8_t *dst, lkv_diag *diag)
+{
+    if (path->encode == lkv_encode_scalar)
+        return lkv_encode_split_range(s, dt, src, 0, n, dst, diag);
+    const size_t esz = lkv_dtype_size(dt), vbytes = (size_t)s->dim * esz;
+    uint8_t in[SPLIT_ROUND * LKV_DIM_MAX / 2u * 4u];
+    uint8_t rec[SPLIT_ROUND * PIECE_REC_MAX];
+    for (size_t i = 0; i < n; i += SPLIT_ROUND) {
+        const size_t cnt = n - i < SPLIT_ROUND ? n - i : SPLIT_ROUND;
+        uint32_t j = 0;
+        for (; j < s->count; j++) {
+            const lkv_derived *d = &s->d[j];
+            const size_t pbytes = (size_t)d->p.dim * esz;
+            for (size_t v = 0; v < cnt; v++)
+                memcpy(in + v * pbytes, src + (i + v) * vbytes + s->off[j] * esz, pbytes);
+            if (path->encode(d, dt, in, cnt, rec, NULL) != LKV_OK)
+                break;
+            for (size_t v = 0; v < cnt; v++)
+                memcpy(dst + (i + v) * s->rec_bytes + s->rec_off[j], rec + v * d->rec_bytes,
+                       d->rec_bytes);
+        }
+        if (j < s->count) {
+            const lkv_status st = lkv_encode_split_range(s, dt, src, i, i + cnt, dst, diag);
+            if (st != LKV_OK)
+                return st;
+        }
+    }
+    return LKV_OK;
+}
+
+static lkv_status decode_split(const lkv_split *s, const lkv_path *path, const uint8_t *src,
+                               size_t n, lkv_dtype dt, uint8_t *dst, lkv_diag *diag)
+{
+    if (path->decode == lkv_decode_scalar)
+        return lkv_decode_split_range(s, src, 0, n, dt, dst, diag);
+    const size_t esz = lkv_dtype_size(dt), vbytes = (size_t)s->dim * esz;
+    uint8_t rec[SPLIT_ROUND * PIECE_REC_MAX];
+    uint8_t out[SPLIT_ROUND * LKV_DIM_MAX / 2u * 4u];
+    for (size_t i = 0; i < n; i += SPLIT_ROUND) {
+        const size_t cnt = n - i < SPLIT_ROUND ? n - i : SPLIT_ROUND;
+        uint32_t j = 0;
+        for (; j < s->count; j++) {
+            const lkv_derived *d = &s->d[j];
+            const size_t pbytes = (size_t)d->p.dim * esz;
+            for (size_t v = 0; v < cnt; v++)
+                memcpy(rec + v * d->rec_bytes, src + (i + v) * s->rec_bytes + s->rec_off[j],
+                       d->rec_bytes);
+            if (path->decode(d, rec, cnt, dt, out, NULL) != LKV_OK)
+                break;
+            for (size_t v = 0; v < cnt; v++)
+                memcpy(dst + (i + v) * vbytes + s->off[j] * esz, out + v * pbytes, pbytes);
+        }
+        if (j < s->count) {
+            const lkv_status st = lkv_decode_split_range(s, src, i, i + cnt, dt, dst, diag);
+            if (st != LKV_OK)
+                return st;
+        }
+    }
+    return LKV_OK;
+}
+
 lkv_status lkv_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *records,
                       lkv_isa isa, lkv_diag *diag)
 {
-    lkv_derived d;
+    lkv_split s;
     lkv_path path;
-    const lkv_status st = prepare(p, dt, isa, &d, &path, diag);
+    const lkv_status st = prepare(p, dt, isa, &s, &path, diag);
     if (st != LKV_OK || n == 0)
         return st;
-    return path.encode(&d, dt, src, n, records, diag);
+    if (s.count == 1)
+        return path.encode(&s.d[0], dt, src, n, records, diag);
+    return encode_split(&s, &path, dt, src, n, records, diag);
 }
 
 lkv_status lkv_decode(const lkv_params *p, const void *records, size_t n, lkv_dtype dt, void *dst,
                       lkv_isa isa, lkv_diag *diag)
 {
-    lkv_derived d;
+    lkv_split s;
     lkv_path path;
-    const lkv_status st = prepare(p, dt, isa, &d, &path, diag);
+    const lkv_status st = prepare(p, dt, isa, &s, &path, diag);
     if (st != LKV_OK || n == 0)
         return st;
-    return path.decode(&d, records, n, dt, dst, diag);
+    if (s.count == 1)
+        return path.decode(&s.d[0], records, n, dt, dst, diag);
+    return decode_split(&s, &path, records, n, dt, dst, diag);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -41,6 +41,15 @@ lkv_status lkv_encode_scalar_range(const lkv_derived *d, lkv_dtype dt, const voi
 lkv_status lkv_decode_scalar_range(const lkv_derived *d, const uint8_t *src, size_t first,
                                    size_t end, lkv_dtype dt, void *dst, lkv_diag *diag);
 
+/* The scalar kernels of a head_dim of several pieces (ref.c), on vectors
+ * first..end-1: each whole vector is loaded (a NaN/Inf reports its element
+ * in the whole vector) and each piece coded by lkv_ref_encode_vec /
+ * lkv_ref_decode_vec into its place in the record. */
+lkv_status lkv_encode_split_range(const lkv_split *s, lkv_dtype dt, const void *src, size_t first,
+                                  size_t end, uint8_t *dst, lkv_diag *diag);
+lkv_status lkv_decode_split_range(const lkv_split *s, const uint8_t *src, size_t first, size_t end,
+                                  lkv_dtype dt, void *dst, lkv_diag *diag);
+
 #if defined(LKV_HAVE_AVX2)
 lkv_status lkv_encode_avx2(const lkv_derived *d, lkv_dtype dt, const void *src, size_t n,
                            uint8_t *dst, lkv_diag *diag);

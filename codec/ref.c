@@ -408,3 +408,36 @@ lkv_status lkv_decode_scalar_range(const lkv_derived *d, const uint8_t *src, siz
     }
     return LKV_OK;
 }
+
+lkv_status lkv_encode_split_range(const lkv_split *s, lkv_dtype dt, const void *src, size_t first,
+                                  size_t end, uint8_t *dst, lkv_diag *diag)
+{
+    float x[LKV_DIM_MAX];
+    for (size_t i = first; i < end; i++) {
+        uint32_t bad = 0;
+        if (!lkv_load_vec(dt, src, i, s->dim, x, &bad))
+            return lkv_fail(diag, LKV_ERR_NONFINITE, i,
+                            "tensor.data: vector %zu element %u is NaN or Inf", i, bad);
+        for (uint32_t j = 0; j < s->count; j++)
+            if (lkv_ref_encode_vec(&s->d[j], x + s->off[j],
+                                   dst + i * s->rec_bytes + s->rec_off[j]) != LKV_OK)
+                return lkv_fail(diag, LKV_ERR_NORM_OVERFLOW, i,
+                                "tensor.data: vector %zu has norm >= 65520 (fp16 overflow)", i);
+    }
+    return LKV_OK;
+}
+
+lkv_status lkv_decode_split_range(const lkv_split *s, const uint8_t *src, size_t first, size_t end,
+                                  lkv_dtype dt, void *dst, lkv_diag *diag)
+{
+    float x[LKV_DIM_MAX];
+    for (size_t i = first; i < end; i++) {
+        for (uint32_t j = 0; j < s->count; j++)
+            if (lkv_ref_decode_vec(&s->d[j], src + i * s->rec_bytes + s->rec_off[j],
+                                   x + s->off[j]) != LKV_OK)
+                return lkv_fail(diag, LKV_ERR_CORRUPT, i,
+                                "record %zu holds an invalid index or scale", i);
+        lkv_store_vec(dt, dst, i, s->dim, x);
+    }
+    return LKV_OK;
+}

@@ -403,13 +403,63 @@ template <int TPV> __device__ __forceinline__ bool vec_any(bool b, uint32_t vs)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Pieces of a head_dim that is not a power of two                           */
+
+/*
+ * A head_dim that is not a power of two is coded piece by piece
+ * (codec/FORMAT.md): one launch per piece, whose vectors are every
+ * vstride-th span of D elements (D = the piece) and whose records are every
+ * rstride-th span of P.rec_bytes bytes. For a power of two, vstride and
+ * rstride are the natural sizes and the spans are contiguous. The first
+ * piece writes every status; a later one (merge) only worsens it, with
+ * ERR_NONFINITE ahead of ERR_NORM_OVERFLOW as the C codec checks them.
+ */
+struct Piece {
+    uint32_t vstride; /* bytes from one whole vector to the next            */
+    uint32_t rstride; /* bytes from one whole record to the next            */
+    uint32_t merge;   /* 0 for the first piece                              */
+};
+
+__device__ __forceinline__ void status_out(uint8_t *status, size_t v, uint8_t st, uint32_t merge)
+{
+    if (!merge)
+        status[v] = st;
+    else if (st != LKV_OK && (st == LKV_ERR_NONFINITE || status[v] == LKV_OK))
+        status[v] = st;
+}
+
+/* Records of a strided span: nv records of `bytes` each, every `rstride`
+ * bytes of g, packed contiguously into sb (and the region zeroed past them,
+ * as records_in does). */
+__device__ __forceinline__ void records_in_strided(uint8_t *sb, const uint8_t *g, uint32_t nv,
+                                                   uint32_t bytes, uint32_t rstride,
+                                                   uint32_t region, uint32_t lane)
+{
+    const uint32_t total = nv * bytes;
+    if (gran_of((uintptr_t)g | bytes | rstride) >= 4) {
+        const uint32_t w = bytes >> 2;
+        for (uint32_t i = lane; i < total >> 2; i += 32)
+            reinterpret_cast<uint32_t *>(sb)[i] =
+                *reinterpret_cast<const uint32_t *>(g + (size_t)(i / w) * rstride + ((i % w) << 2));
+    } else {
+        for (uint32_t o = lane; o < total; o += 32)
+            sb[o] = g[(size_t)(o / bytes) * rstride + o % bytes];
+    }
+    const uint32_t b16 = (total + 15u) & ~15u;
+    for (uint32_t o = total + lane; o < b16; o += 32)
+        sb[o] = 0;
+    for (uint32_t o = b16 + 16u * lane; o < region; o += 512u)
+        *reinterpret_cast<uint4 *>(sb + o) = make_uint4(0, 0, 0, 0);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Kernels                                                                   */
 
 template <int NB, int D, int EPT_, bool WIDE>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_BLOCKS)
     encode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
                   uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
-                  uint32_t warp_smem, uint32_t esz_log2)
+                  uint32_t warp_smem, uint32_t esz_log2, const Piece pc)
 {
     constexpr int EPT = Shape<D, EPT_>::EPT, TPV = Shape<D, EPT_>::TPV;
     constexpr int VPW = Shape<D, EPT_>::VPW, BPT = EPT / NB;
@@ -430,10 +480,17 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
      * used are served by L1 to the next). Other spans, fp32's 128-byte
      * chunks among them (measured slower direct), are staged through
      * shared memory first. */
-    const uint8_t *gsrc = src + v0 * D * ((size_t)1 << esz_log2);
-    const bool direct = chunk >= 8 && chunk <= 64 && ((uintptr_t)gsrc & 15u) == 0;
-    if (!direct) {
-        copy_in(sb, gsrc, nvalid * (uint32_t)D << esz_log2, chunk_log2, stride, lane);
+    const uint32_t vbytes = (uint32_t)D << esz_log2;
+    const bool whole = pc.vstride == vbytes; /* contiguous span of whole vectors */
+    const uint8_t *gsrc = src + v0 * pc.vstride;
+    const bool direct = whole && chunk >= 8 && chunk <= 64 && ((uintptr_t)gsrc & 15u) == 0;
+    if (!whole) {
+        for (uint32_t v = 0; v < nvalid; v++)
+            copy_in(sb + v * TPV * stride, gsrc + (size_t)v * pc.vstride, vbytes, chunk_log2,
+                    stride, lane);
+        __syncwarp();
+    } else if (!direct) {
+        copy_in(sb, gsrc, nvalid * vbytes, chunk_log2, stride, lane);
         __syncwarp();
     }
 
@@ -560,16 +617,20 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : LKV_CUDA_MIN_B
         }
     }
     __syncwarp();
-    records_out(dst + v0 * P.rec_bytes, sb, nvalid * P.rec_bytes, lane);
+    if (pc.rstride == P.rec_bytes)
+        records_out(dst + v0 * P.rec_bytes, sb, nvalid * P.rec_bytes, lane);
+    else
+        for (uint32_t v = 0; v < nvalid; v++)
+            records_out(dst + (v0 + v) * pc.rstride, sb + v * P.rec_bytes, P.rec_bytes, lane);
     if (status && live && lv == 0)
-        status[v0 + vs] = st;
+        status_out(status, v0 + vs, st, pc.merge);
 }
 
 template <int NB, int D, int EPT_, bool WIDE>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : kDecBlocks<D>)
     decode_kernel(const lkv_cuda_plan P, const uint8_t *__restrict__ src, size_t n,
                   uint8_t *__restrict__ dst, uint8_t *__restrict__ status, int dt,
-                  uint32_t warp_smem, uint32_t esz_log2)
+                  uint32_t warp_smem, uint32_t esz_log2, const Piece pc)
 {
     constexpr int EPT = Shape<D, EPT_>::EPT, TPV = Shape<D, EPT_>::TPV;
     constexpr int VPW = Shape<D, EPT_>::VPW, BPT = EPT / NB;
@@ -581,9 +642,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : kDecBlocks<D>)
         return;
     const uint32_t nvalid = (uint32_t)((n - v0) < (size_t)VPW ? (n - v0) : (size_t)VPW);
     const uint32_t region = ((VPW * P.rec_bytes + 15u) & ~15u) + 16u;
-    prefetch_l2(src + v0 * P.rec_bytes + kDecPrefetch, nvalid * P.rec_bytes, src + n * P.rec_bytes,
-                lane);
-    records_in(sb, src + v0 * P.rec_bytes, nvalid * P.rec_bytes, region, lane);
+    if (pc.rstride == P.rec_bytes) {
+        prefetch_l2(src + v0 * P.rec_bytes + kDecPrefetch, nvalid * P.rec_bytes,
+                    src + n * P.rec_bytes, lane);
+        records_in(sb, src + v0 * P.rec_bytes, nvalid * P.rec_bytes, region, lane);
+    } else {
+        records_in_strided(sb, src + v0 * pc.rstride, nvalid, P.rec_bytes, pc.rstride, region,
+                           lane);
+    }
     __syncwarp();
 
     const uint32_t vs = lane / TPV, lv = lane % TPV;
@@ -639,18 +705,24 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, WIDE ? 4 : kDecBlocks<D>)
     const uint32_t chunk = 1u << chunk_log2;
     const uint32_t stride = chunk >= 16 ? chunk + 16 : chunk;
     /* as the encode's load: aligned spans are written from registers */
-    uint8_t *gdst = dst + v0 * D * ((size_t)1 << esz_log2);
-    if (chunk >= 8 && chunk <= 64 && ((uintptr_t)gdst & 15u) == 0) {
+    const uint32_t vbytes = (uint32_t)D << esz_log2;
+    uint8_t *gdst = dst + v0 * pc.vstride;
+    if (pc.vstride == vbytes && chunk >= 8 && chunk <= 64 && ((uintptr_t)gdst & 15u) == 0) {
         if (live)
             store_chunk<EPT>(gdst + lane * chunk, dt, x);
     } else {
         __syncwarp();
         store_chunk<EPT>(sb + lane * stride, dt, x);
         __syncwarp();
-        copy_out(gdst, sb, nvalid * (uint32_t)D << esz_log2, chunk_log2, stride, lane);
+        if (pc.vstride == vbytes)
+            copy_out(gdst, sb, nvalid * vbytes, chunk_log2, stride, lane);
+        else
+            for (uint32_t v = 0; v < nvalid; v++)
+                copy_out(gdst + (size_t)v * pc.vstride, sb + v * TPV * stride, vbytes, chunk_log2,
+                         stride, lane);
     }
     if (status && live && lv == 0)
-        status[v0 + vs] = vbad ? (uint8_t)LKV_ERR_CORRUPT : (uint8_t)LKV_OK;
+        status_out(status, v0 + vs, vbad ? (uint8_t)LKV_ERR_CORRUPT : (uint8_t)LKV_OK, pc.merge);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -666,6 +738,7 @@ struct Launch {
     size_t n;
     int dt;
     uint32_t esz_log2;
+    Piece piece;
     cudaStream_t stream;
 };
 
@@ -715,7 +788,7 @@ template <int NB, int D, int EPT, bool WIDE> cudaError_t launch_shape(Op op, con
                 return e;
         }
         k<<<(unsigned)blocks, kWarpsPerBlock * 32, smem, L.stream>>>(
-            L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2);
+            L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2, L.piece);
     } else {
         auto k = decode_kernel<NB, D, EPT, WIDE>;
         static std::atomic<uint64_t> done{0};
@@ -727,7 +800,7 @@ template <int NB, int D, int EPT, bool WIDE> cudaError_t launch_shape(Op op, con
                 return e;
         }
         k<<<(unsigned)blocks, kWarpsPerBlock * 32, smem, L.stream>>>(
-            L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2);
+            L.plan, L.src, L.n, L.dst, L.status, L.dt, warp_smem, L.esz_log2, L.piece);
     }
     return cudaGetLastError();
 }
@@ -777,20 +850,32 @@ lkv_status run(Op op, const lkv_params *p, lkv_dtype dt, const void *src, size_t
                         !src ? (op == Op::Encode ? "d_src" : "d_records")
                              : (op == Op::Encode ? "d_records" : "d_dst"),
                         n);
+    lkv_split sp;
+    lkv_split_init(p, &sp);
     Launch L;
-    lkv_cuda_plan_init(p, &L.plan);
-    L.src = static_cast<const uint8_t *>(src);
-    L.dst = static_cast<uint8_t *>(dst);
     L.status = status;
     L.n = n;
     L.dt = (int)dt;
     L.esz_log2 = dt == LKV_DTYPE_FP32 ? 2u : 1u;
     L.stream = static_cast<cudaStream_t>(stream);
-    cudaError_t e;
-    if (L.plan.n == 8)
-        e = L.plan.wide ? launch_dim<8, true>(op, L) : launch_dim<8, false>(op, L);
-    else
-        e = L.plan.wide ? launch_dim<4, true>(op, L) : launch_dim<4, false>(op, L);
+    L.piece.vstride = sp.dim << L.esz_log2;
+    L.piece.rstride = sp.rec_bytes;
+    cudaError_t e = cudaSuccess;
+    /* one launch per piece, in order on the stream (the status merge of a
+     * later piece reads what the earlier one wrote) */
+    for (uint32_t j = 0; j < sp.count && e == cudaSuccess; j++) {
+        lkv_params pp = *p;
+        pp.dim = sp.d[j].p.dim;
+        lkv_cuda_plan_init(&pp, &L.plan);
+        const size_t voff = (size_t)sp.off[j] << L.esz_log2, roff = sp.rec_off[j];
+        L.src = static_cast<const uint8_t *>(src) + (op == Op::Encode ? voff : roff);
+        L.dst = static_cast<uint8_t *>(dst) + (op == Op::Encode ? roff : voff);
+        L.piece.merge = j > 0;
+        if (L.plan.n == 8)
+            e = L.plan.wide ? launch_dim<8, true>(op, L) : launch_dim<8, false>(op, L);
+        else
+            e = L.plan.wide ? launch_dim<4, true>(op, L) : launch_dim<4, false>(op, L);
+    }
     if (e == cudaErrorInvalidConfiguration)
         return lkv_fail(diag, LKV_ERR_LIMIT, UINT64_MAX, "n=%zu vectors is too many for one launch",
                         n);

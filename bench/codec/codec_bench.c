@@ -32,11 +32,13 @@ typedef struct bench_case {
     uint32_t dim;
 } bench_case;
 
-/* The rows of issue 2: every variant and Q at D=128, plus D=64/256 for E8 Q=38. */
+/* The rows of issue 2: every variant and Q at D=128, plus D=64/256 for E8 Q=38;
+ * then head dims that are not a power of two (issue 15: Phi-3's 96, MLA's 576). */
 static const bench_case cases[] = {
     {LKV_VARIANT_E8, 10, 128}, {LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_E8, 152, 128},
     {LKV_VARIANT_D4, 10, 128}, {LKV_VARIANT_D4, 38, 128}, {LKV_VARIANT_D4, 152, 128},
-    {LKV_VARIANT_E8, 38, 64},  {LKV_VARIANT_E8, 38, 256},
+    {LKV_VARIANT_E8, 38, 64},  {LKV_VARIANT_E8, 38, 256}, {LKV_VARIANT_E8, 38, 96},
+    {LKV_VARIANT_D4, 38, 96},  {LKV_VARIANT_E8, 38, 576},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 #define NISA   3
@@ -113,12 +115,18 @@ int main(int argc, char **argv)
         run_isa[isa] = lkv_isa_supported((lkv_isa)isa) &&
                        (!strcmp(isa_sel, "all") || !strcmp(isa_sel, lkv_isa_name((lkv_isa)isa)));
 
-    const uint32_t max_dim = 256;
+    uint32_t max_dim = 0;
+    size_t max_rec = 0;
+    for (size_t c = 0; c < NCASES; c++) {
+        const lkv_params p = {cases[c].variant, cases[c].q, cases[c].dim};
+        max_dim = cases[c].dim > max_dim ? cases[c].dim : max_dim;
+        max_rec = lkv_record_bytes(&p) > max_rec ? lkv_record_bytes(&p) : max_rec;
+    }
     uint16_t *src = malloc(nvec * max_dim * 2);
     uint16_t *out = malloc(nvec * max_dim * 2);
     uint16_t *out_ref = malloc(nvec * max_dim * 2);
-    uint8_t *rec = malloc(nvec * 256);
-    uint8_t *rec_ref = malloc(nvec * 256);
+    uint8_t *rec = malloc(nvec * max_rec);
+    uint8_t *rec_ref = malloc(nvec * max_rec);
     if (!src || !out || !out_ref || !rec || !rec_ref) {
         fprintf(stderr, "codec_bench: out of memory\n");
         return 1;

@@ -108,25 +108,30 @@ static void gen_lognormal_channels(lkv_bench_rng *r, float *x, size_t n)
 /* Keys: N(0,1) per element, KEY_OUTLIERS channels (drawn once) scaled by
  * KEY_OUTLIER_SCALE, plus a per-channel offset N(0, KEY_OFFSET_SIGMA^2)
  * shared by all vectors - the pattern of pre-RoPE keys in many LLMs. */
-static void gen_keys(lkv_bench_rng *r, float *x, size_t n)
+static void gen_keys_dim(lkv_bench_rng *r, float *x, size_t n, uint32_t dim)
 {
-    double scale[DIM], offset[DIM];
-    uint32_t perm[DIM];
-    for (uint32_t j = 0; j < DIM; j++) {
+    double scale[LKV_DIM_MAX], offset[LKV_DIM_MAX];
+    uint32_t perm[LKV_DIM_MAX];
+    for (uint32_t j = 0; j < dim; j++) {
         scale[j] = 1.0;
         offset[j] = KEY_OFFSET_SIGMA * lkv_bench_rng_normal(r);
         perm[j] = j;
     }
     for (uint32_t j = 0; j < KEY_OUTLIERS; j++) { /* partial Fisher-Yates */
-        const uint32_t k = j + (uint32_t)(lkv_bench_rng_next(r) % (DIM - j));
+        const uint32_t k = j + (uint32_t)(lkv_bench_rng_next(r) % (dim - j));
         const uint32_t t = perm[j];
         perm[j] = perm[k];
         perm[k] = t;
         scale[perm[j]] = KEY_OUTLIER_SCALE;
     }
     for (size_t i = 0; i < n; i++)
-        for (uint32_t j = 0; j < DIM; j++)
-            x[i * DIM + j] = (float)(scale[j] * lkv_bench_rng_normal(r) + offset[j]);
+        for (uint32_t j = 0; j < dim; j++)
+            x[i * dim + j] = (float)(scale[j] * lkv_bench_rng_normal(r) + offset[j]);
+}
+
+static void gen_keys(lkv_bench_rng *r, float *x, size_t n)
+{
+    gen_keys_dim(r, x, n, DIM);
 }
 
 typedef struct dataset {
@@ -489,6 +494,79 @@ static void run_oracle(oracle *o, const char *dir)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Head dims other than 128 (codec/FORMAT.md: pieces)                        */
+/* ------------------------------------------------------------------------ */
+
+/* The head dims of issue 15 (powers of two among them, for comparison), E8
+ * and D4 at three Q, on N(0, 1) data and on the keys data generated at each
+ * head_dim; HD_VECTORS vectors per head_dim and dataset. */
+#define N_HD       9
+#define N_HD_QS    3
+#define HD_VECTORS 16384u
+static const uint32_t k_hd_dims[N_HD] = {64, 80, 96, 112, 128, 160, 192, 256, 576};
+static const uint32_t k_hd_qs[N_HD_QS] = {10, 38, 152};
+
+typedef struct hd_row {
+    uint32_t dim, q, bits;
+    lkv_variant v;
+    size_t rec_bytes;
+    double mse_normal, mse_keys;
+} hd_row;
+
+typedef struct hd_report {
+    hd_row rows[N_HD * 2 * N_HD_QS];
+    int n;
+    size_t vectors;
+} hd_report;
+
+static double hd_roundtrip(const lkv_params *p, const float *x, size_t n, float *xhat, uint8_t *rec)
+{
+    lkv_diag diag;
+    if (lkv_encode(p, LKV_DTYPE_FP32, x, n, rec, LKV_ISA_AUTO, &diag) != LKV_OK ||
+        lkv_decode(p, rec, n, LKV_DTYPE_FP32, xhat, LKV_ISA_AUTO, &diag) != LKV_OK)
+        die("%s Q=%u D=%u: %s", lkv_variant_name(p->variant), p->q, p->dim, diag.msg);
+    return rel_mse(x, xhat, n * p->dim);
+}
+
+static void measure_head_dims(hd_report *h, uint64_t seed)
+{
+    const size_t n = HD_VECTORS;
+    float *xn = malloc(n * LKV_DIM_MAX * sizeof *xn), *xk = malloc(n * LKV_DIM_MAX * sizeof *xk);
+    float *xhat = malloc(n * LKV_DIM_MAX * sizeof *xhat);
+    const lkv_params widest = {LKV_VARIANT_E8, 152, LKV_DIM_MAX};
+    uint8_t *rec = malloc(n * lkv_record_bytes(&widest));
+    if (!xn || !xk || !xhat || !rec)
+        die("out of memory for the head-dim table");
+    h->n = 0;
+    h->vectors = n;
+    for (int di = 0; di < N_HD; di++) {
+        const uint32_t dim = k_hd_dims[di];
+        lkv_bench_rng r;
+        uint64_t st = seed + 100u + dim;
+        lkv_bench_rng_seed(&r, lkv_bench_splitmix64(&st));
+        for (size_t i = 0; i < n * dim; i++)
+            xn[i] = (float)lkv_bench_rng_normal(&r);
+        gen_keys_dim(&r, xk, n, dim);
+        for (int vi = 0; vi < 2; vi++)
+            for (int qi = 0; qi < N_HD_QS; qi++) {
+                const lkv_params p = {vi ? LKV_VARIANT_D4 : LKV_VARIANT_E8, k_hd_qs[qi], dim};
+                hd_row *row = &h->rows[h->n++];
+                row->dim = dim;
+                row->q = p.q;
+                row->v = p.variant;
+                row->bits = lkv_bits_per_vector(&p);
+                row->rec_bytes = lkv_record_bytes(&p);
+                row->mse_normal = hd_roundtrip(&p, xn, n, xhat, rec);
+                row->mse_keys = hd_roundtrip(&p, xk, n, xhat, rec);
+            }
+    }
+    free(xn);
+    free(xk);
+    free(xhat);
+    free(rec);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Output                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -553,7 +631,8 @@ typedef struct run_info {
     double seconds;
 } run_info;
 
-static void write_json(const char *path, const report *rep, const oracle *o, const run_info *ri)
+static void write_json(const char *path, const report *rep, const oracle *o, const run_info *ri,
+                       const hd_report *hd)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -618,8 +697,42 @@ static void write_json(const char *path, const report *rep, const oracle *o, con
         }
         lkv_json_end(&j);
     }
+    lkv_json_array(&j, "head_dims", LKV_JSON_BLOCK);
+    for (int k = 0; k < hd->n; k++) {
+        const hd_row *row = &hd->rows[k];
+        lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+        lkv_json_uint(&j, "dim", row->dim);
+        lkv_json_str(&j, "variant", lkv_variant_name(row->v));
+        lkv_json_uint(&j, "q", row->q);
+        lkv_json_uint(&j, "vectors", hd->vectors);
+        lkv_json_uint(&j, "bits_per_vector", row->bits);
+        lkv_json_uint(&j, "record_bytes", row->rec_bytes);
+        lkv_json_num(&j, "rel_mse_normal", "%.6e", row->mse_normal);
+        lkv_json_num(&j, "rel_mse_keys", "%.6e", row->mse_keys);
+        lkv_json_end(&j);
+    }
+    lkv_json_end(&j);
     if (lkv_json_finish(&j) != 0 || fclose(f) != 0)
         die("error writing %s", path);
+}
+
+/* The head-dim table (markdown rows, also printed on stdout). */
+static void md_head_dims(FILE *f, const hd_report *hd)
+{
+    fprintf(f, "| head_dim | pieces | method | bytes/vector | bits/coordinate | rel-MSE N(0,1) | "
+               "rel-MSE keys |\n|---:|---|---|---:|---:|---:|---:|\n");
+    for (int k = 0; k < hd->n; k++) {
+        const hd_row *row = &hd->rows[k];
+        char pc[64];
+        size_t at = 0;
+        pc[0] = 0;
+        for (uint32_t bit = LKV_DIM_MAX; bit; bit >>= 1)
+            if (row->dim & bit)
+                at += (size_t)snprintf(pc + at, sizeof pc - at, "%s%u", at ? " + " : "", bit);
+        fprintf(f, "| %u | %s | %s Q=%u | %zu | %.2f | %.3e | %.3e |\n", row->dim, pc,
+                lkv_variant_name(row->v), row->q, row->rec_bytes,
+                8.0 * (double)row->rec_bytes / row->dim, row->mse_normal, row->mse_keys);
+    }
 }
 
 /* "1.23e-4" in markdown as 1.23e-4 (plain, greppable, sorts the eye). */
@@ -741,7 +854,8 @@ static void md_summary(FILE *f, const report *rep)
     }
 }
 
-static void write_markdown(const char *path, const report *rep, const oracle *o, const run_info *ri)
+static void write_markdown(const char *path, const report *rep, const oracle *o, const run_info *ri,
+                           const hd_report *hd)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -881,6 +995,19 @@ static void write_markdown(const char *path, const report *rep, const oracle *o,
                     100.0 * (row->our_mse / row->ref_mse - 1.0), row->same, row->total);
         }
     }
+    fprintf(f,
+            "\n## Head dims that are not a power of two\n\n"
+            "A head_dim that is not a power of two is coded as its binary expansion, each piece "
+            "rotated, scaled and coded on its own ([codec/FORMAT.md](../codec/FORMAT.md"
+            "#head-dims-that-are-not-a-power-of-two)); the powers of two are listed beside them. "
+            "%zu vectors per head_dim: N(0, 1) elements, and the keys data above generated at "
+            "that head_dim (dataset seed: splitmix64(seed + 100 + head_dim)). Bytes per vector "
+            "include each piece's 32-bit header and byte padding. The relative error grows slowly "
+            "with the size of a rotated vector (its scale follows the largest rotated "
+            "coordinate, which grows with D), so a split head_dim's error lies between those of "
+            "its pieces' sizes; the price of a split is its extra header bits.\n\n",
+            hd->vectors);
+    md_head_dims(f, hd);
     if (fclose(f) != 0)
         die("error writing %s", path);
 }
@@ -990,6 +1117,9 @@ int main(int argc, char **argv)
     }
     if (oracle_dir)
         run_oracle(&orc, oracle_dir);
+    static hd_report hd;
+    measure_head_dims(&hd, ri.seed);
+    fprintf(stderr, "codec_quality: head dims done\n");
     clock_gettime(CLOCK_MONOTONIC, &t1);
     ri.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
 
@@ -997,11 +1127,13 @@ int main(int argc, char **argv)
            (unsigned long long)ri.seed, ri.isa, ri.cpu);
     print_table(&rep, ri.n);
     print_checks(&rep, &orc);
+    printf("\nhead dims (%zu vectors each):\n", hd.vectors);
+    md_head_dims(stdout, &hd);
     printf("\n%.1f s\n", ri.seconds);
     if (json_path)
-        write_json(json_path, &rep, &orc, &ri);
+        write_json(json_path, &rep, &orc, &ri, &hd);
     if (md_path)
-        write_markdown(md_path, &rep, &orc, &ri);
+        write_markdown(md_path, &rep, &orc, &ri, &hd);
     free(x);
     free(xhat);
     free(rec);

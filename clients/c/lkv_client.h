@@ -41,7 +41,7 @@
  *   gRPC status code of the failure, numerically equal to grpc_status_code.
  *   When `err` is not NULL it receives the code and a one-line message: the
  *   daemon's status message (which names the field and value, e.g.
- *   "tensor.shape[2]=96: head_dim is not a power of two"), or for failures
+ *   "tensor.shape[2]=90: head_dim is not a multiple of 8"), or for failures
  *   detected here a message starting with "client: ". Local failures use
  *   LKV_RPC_INVALID_ARGUMENT (bad argument), LKV_RPC_RESOURCE_EXHAUSTED (out
  *   of memory) and LKV_RPC_INTERNAL (a reply that does not parse).

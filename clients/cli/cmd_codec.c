@@ -36,7 +36,8 @@ static const char roundtrip_usage[] =
     "Encodes and decodes, writes the reconstruction and prints the relative error.\n";
 static const char common_usage[] =
     "Arrays are raw little-endian, row-major; the last dimension is head_dim.\n"
-    "--variant defaults to e8, --q (1..1023) to 38; --dim is a power of two, block..1024.\n"
+    "--variant defaults to e8, --q (1..1023) to 38; --dim is a multiple of the block (8 or 4), "
+    "block..1024.\n"
     "An existing --out file is not overwritten without -f/--force (\"-\" is stdout).\n";
 
 /* Prints a subcommand's usage (and the notes they share) on stdout; 0. */
@@ -104,7 +105,7 @@ static int parse_params(int argc, char **argv, lkv_params *p)
     if (q && !lkv_cli_u64("q", q, LKV_Q_MIN, LKV_Q_MAX, &qv))
         return 0;
     if (!d) {
-        lkv_cli_error(2, "--dim is required (head_dim, a power of two)");
+        lkv_cli_error(2, "--dim is required (head_dim, a multiple of the block size)");
         return 0;
     }
     if (!lkv_cli_u64("dim", d, 1, LKV_DIM_MAX, &dv))

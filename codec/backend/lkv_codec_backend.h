@@ -41,8 +41,25 @@ typedef struct lkv_derived {
     lkv_u128 codebook;     /* number of valid indices                    */
 } lkv_derived;
 
-/* Fills d from a p that passed lkv_params_check. */
+/* Fills d from a p that passed lkv_params_check and whose dim is a power
+ * of two (one piece). */
 void lkv_derive(const lkv_params *p, lkv_derived *d);
+
+/* A head_dim cut into its power-of-two pieces (codec/FORMAT.md): piece j
+ * holds elements [off[j], off[j] + d[j].p.dim) of a vector and bytes
+ * [rec_off[j], rec_off[j] + d[j].rec_bytes) of its record. */
+typedef struct lkv_split {
+    uint32_t dim;       /* the whole head_dim                               */
+    uint32_t count;     /* pieces, 1 for a power of two                     */
+    uint32_t bits;      /* the record's bits, padding of pieces excluded    */
+    uint32_t rec_bytes; /* the record's bytes: the pieces' sum              */
+    uint32_t off[LKV_PIECES_MAX];
+    uint32_t rec_off[LKV_PIECES_MAX];
+    lkv_derived d[LKV_PIECES_MAX];
+} lkv_split;
+
+/* Fills s from a p that passed lkv_params_check. */
+void lkv_split_init(const lkv_params *p, lkv_split *s);
 
 /* Formats diag (when non-NULL) as the C codec does and returns code. */
 lkv_status lkv_fail(lkv_diag *diag, lkv_status code, uint64_t index, const char *fmt, ...)

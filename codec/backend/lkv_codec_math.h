@@ -150,4 +150,35 @@ LKV_HD lkv_u128 lkv_math_codebook_size(uint32_t n, uint32_t q)
     return lkv_math_e8_int_count(q) + lkv_pow_u128(2u * (uint64_t)q, 8) / 2u;
 }
 
+/*
+ * Pieces of a head_dim (codec/FORMAT.md, "Head dims that are not a power of
+ * two"): D is cut into its binary expansion, largest piece first, and each
+ * piece is coded as a vector of its own. A power of two is one piece.
+ *   lkv_piece_count: the number of pieces (set bits of D);
+ *   lkv_piece_dim: the length of piece j (the j-th highest set bit);
+ *   lkv_piece_offset: its first element (the sum of the larger pieces).
+ */
+#define LKV_PIECES_MAX 10u
+
+LKV_HD uint32_t lkv_piece_count(uint32_t dim)
+{
+    uint32_t c = 0;
+    for (; dim; dim &= dim - 1u)
+        c++;
+    return c;
+}
+
+LKV_HD uint32_t lkv_piece_dim(uint32_t dim, uint32_t j)
+{
+    for (uint32_t bit = 1u << 31; bit; bit >>= 1)
+        if ((dim & bit) && j-- == 0)
+            return bit;
+    return 0;
+}
+
+LKV_HD uint32_t lkv_piece_offset(uint32_t dim, uint32_t j)
+{
+    return dim & ~(2u * lkv_piece_dim(dim, j) - 1u);
+}
+
 #endif /* LKV_CODEC_MATH_H */

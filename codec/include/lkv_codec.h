@@ -50,7 +50,7 @@ extern "C" {
     X(OK, "ok")                                                                    \
     X(ERR_VARIANT, "unknown lattice variant")                                      \
     X(ERR_Q_RANGE, "q_range outside 1..1023")                                      \
-    X(ERR_HEAD_DIM, "head_dim is not a power of two in block..1024")               \
+    X(ERR_HEAD_DIM, "head_dim is not a multiple of the block size in block..1024") \
     X(ERR_DTYPE, "unknown dtype")                                                  \
     X(ERR_SHAPE, "tensor shape does not match head_dim or data length")            \
     X(ERR_NONFINITE, "input holds NaN or Inf")                                     \
@@ -84,7 +84,7 @@ const char *lkv_status_message(lkv_status s);
  * Diagnostics of a failed call. code repeats the return value; index is the
  * vector (or byte offset, for containers) the error refers to, or UINT64_MAX
  * when it refers to no element; msg names the field and the offending value,
- * e.g. "head_dim=96 is not a power of two".
+ * e.g. "head_dim=100 is not a multiple of 8 in 8..1024 for E8".
  */
 typedef struct lkv_diag {
     lkv_status code;
@@ -108,7 +108,7 @@ typedef enum lkv_dtype { LKV_DTYPE_BF16 = 1, LKV_DTYPE_FP16 = 2, LKV_DTYPE_FP32 
 typedef struct lkv_params {
     lkv_variant variant; /* E8 (block n = 8) or D4 (block n = 4)            */
     uint32_t q;          /* Q, half-width of the integer box, 1..1023        */
-    uint32_t dim;        /* head_dim D: a power of two, n <= D <= 1024       */
+    uint32_t dim;        /* head_dim D: a multiple of n, n <= D <= 1024      */
 } lkv_params;
 
 /* Checks variant, q and dim. LKV_OK or ERR_VARIANT / ERR_Q_RANGE / ERR_HEAD_DIM. */
@@ -129,9 +129,11 @@ uint32_t lkv_block_size(lkv_variant v);
  * B = 2Q + 1. 0 when variant or q is invalid. */
 uint32_t lkv_bits_per_block(lkv_variant v, uint32_t q);
 /* (D/n)*k + 32 (the record head, LKV_FMT_REC_HEAD_BITS): the reference's
- * bits_per_token_per_head. 0 when invalid. */
+ * bits_per_token_per_head. A D that is not a power of two is the sum over
+ * its pieces (codec/FORMAT.md). 0 when invalid. */
 uint32_t lkv_bits_per_vector(const lkv_params *p);
-/* ceil(bits_per_vector / 8): bytes one record occupies. 0 when invalid. */
+/* ceil(bits_per_vector / 8): bytes one record occupies (for a D that is not
+ * a power of two, the sum of its pieces' records). 0 when invalid. */
 size_t lkv_record_bytes(const lkv_params *p);
 
 /* ------------------------------------------------------------------------ */

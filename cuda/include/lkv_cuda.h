@@ -28,6 +28,10 @@
  *     ERR_NORM_OVERFLOW is all zero bytes (which every decoder rejects as
  *     ERR_CORRUPT); the other records of the batch are unaffected;
  *   - decode: a record with ERR_CORRUPT decodes to zeros.
+ * A head_dim that is not a power of two is coded piece by piece
+ * (codec/FORMAT.md), one launch per piece on the same stream; of a failed
+ * vector only the failing pieces' records are zero (still rejected by every
+ * decoder), and only the corrupt pieces of a corrupt record decode to zeros.
  * Every call checks p and dt first (ERR_VARIANT, ERR_Q_RANGE, ERR_HEAD_DIM,
  * ERR_DTYPE with a message naming the field and value), returns LKV_OK for
  * n = 0 without touching any pointer, and ERR_INVALID_ARGUMENT for a NULL

@@ -31,6 +31,13 @@ static const golden cases[] = {
     {"d4_q10_d64_fp32", {LKV_VARIANT_D4, 10, 64}, LKV_DTYPE_FP32, {16, 64}, 2, 1.0},
     {"d4_q38_d8_fp32", {LKV_VARIANT_D4, 38, 8}, LKV_DTYPE_FP32, {32, 8}, 2, 1.0},
     {"e8_q38_d8_bf16", {LKV_VARIANT_E8, 38, 8}, LKV_DTYPE_BF16, {32, 8}, 2, 1.0},
+    /* head dims that are not a power of two: the pieces' records side by side */
+    {"e8_q38_d96_bf16", {LKV_VARIANT_E8, 38, 96}, LKV_DTYPE_BF16, {2, 8, 96}, 3, 1.0},
+    {"e8_q38_d576_bf16", {LKV_VARIANT_E8, 38, 576}, LKV_DTYPE_BF16, {16, 576}, 2, 1.0},
+    {"e8_q152_d80_fp16", {LKV_VARIANT_E8, 152, 80}, LKV_DTYPE_FP16, {16, 80}, 2, 3.0},
+    {"e8_q1023_d192_fp32", {LKV_VARIANT_E8, 1023, 192}, LKV_DTYPE_FP32, {8, 192}, 2, 0.1},
+    {"d4_q10_d112_fp32", {LKV_VARIANT_D4, 10, 112}, LKV_DTYPE_FP32, {16, 112}, 2, 1.0},
+    {"d4_q38_d12_bf16", {LKV_VARIANT_D4, 38, 12}, LKV_DTYPE_BF16, {32, 12}, 2, 1.0},
 };
 
 /* Inputs: an Irwin-Hall sum of 12 uniforms, centred (mean 0, variance 1),

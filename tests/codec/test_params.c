@@ -79,7 +79,9 @@ static void expect_param_error(lkv_variant v, uint32_t q, uint32_t d, lkv_status
 
 Test(params, invalid_parameters_have_named_errors)
 {
-    expect_param_error(LKV_VARIANT_E8, 38, 96, LKV_ERR_HEAD_DIM, "head_dim=96");
+    expect_param_error(LKV_VARIANT_E8, 38, 100, LKV_ERR_HEAD_DIM, "head_dim=100");
+    expect_param_error(LKV_VARIANT_D4, 38, 90, LKV_ERR_HEAD_DIM, "head_dim=90");
+    expect_param_error(LKV_VARIANT_E8, 38, 1032, LKV_ERR_HEAD_DIM, "head_dim=1032");
     expect_param_error(LKV_VARIANT_E8, 38, 0, LKV_ERR_HEAD_DIM, "head_dim=0");
     expect_param_error(LKV_VARIANT_E8, 38, 4, LKV_ERR_HEAD_DIM, "head_dim=4");
     expect_param_error(LKV_VARIANT_D4, 38, 2048, LKV_ERR_HEAD_DIM, "head_dim=2048");

@@ -7,7 +7,8 @@
  * decompressed to the dtype chosen by bits 2..3 of byte 0; with bit 1 set
  * the harness first rewrites both checksums, so the fuzzer can reach the
  * field validation behind them. Odd: bytes 1..4 choose
- * variant, Q and dim, the rest are records decoded as such. Any input must
+ * variant, Q and dim (a power of two, or with bit 1 of byte 1 any multiple
+ * of 4), the rest are records decoded as such. Any input must
  * return without a crash, a leak or an out-of-bounds access (run under
  * ASan/UBSan); a container that parses must also decode or report
  * ERR_CORRUPT, never anything else.
@@ -42,9 +43,12 @@ static void fuzz_records(const uint8_t *data, size_t size)
 {
     if (size < 5)
         return;
+    /* bit 1 of byte 1: any multiple of 4 up to 2048 (most not powers of
+     * two, some invalid), else a power of two */
+    const uint32_t any_dim = 4u * (1u + ((uint32_t)data[4] | (uint32_t)(data[3] >> 2 & 1) << 8));
     const lkv_params p = {(lkv_variant)(1 + (data[1] & 1)),
                           1u + ((uint32_t)data[2] | (uint32_t)(data[3] & 3) << 8),
-                          1u << (2 + data[4] % 9)};
+                          (data[1] & 2) ? any_dim : 1u << (2 + data[4] % 9)};
     if (lkv_params_check(&p, NULL) != LKV_OK)
         return;
     const size_t rb = lkv_record_bytes(&p);

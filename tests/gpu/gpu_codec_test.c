@@ -250,6 +250,43 @@ static void test_random_sweep(void)
     }
 }
 
+/* Head dims that are not a power of two (one launch per piece, strided
+ * loads and stores): every variant, a spread of Q and dtypes, small and
+ * large batches (both layouts of each piece). */
+static void test_split_dims(void)
+{
+    const uint32_t dims[] = {12, 24, 40, 80, 96, 112, 160, 192, 200, 576, 1016, 1020};
+    const uint32_t qs[] = {2, 38, 127, 152, 1023};
+    int t = 0;
+    for (int vi = 0; vi < 2; vi++) {
+        const lkv_variant var = vi == 0 ? LKV_VARIANT_E8 : LKV_VARIANT_D4;
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            const uint32_t dim = dims[di];
+            if (dim % lkv_block_size(var))
+                continue;
+            for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++, t++) {
+                if (g_quick && qi != 1)
+                    continue;
+                const lkv_params p = {var, qs[qi], dim};
+                const lkv_dtype dt = k_dtypes[t % 3], out_dt = k_dtypes[(t + 1) % 3];
+                const int large = t % 2 == 0 && !g_quick;
+                const size_t n = (large     ? 65536 * 64
+                                  : g_quick ? 2048
+                                            : 65536) /
+                                     dim +
+                                 7 + (size_t)(rnd() % 5);
+                void *src = malloc(n * dim * 4);
+                fill_random(dt, src, n, dim, pow(10.0, -2.0 + 3.0 * urand()));
+                char what[96];
+                snprintf(what, sizeof what, "split %s Q=%u D=%u %s n=%zu", lkv_variant_name(var),
+                         qs[qi], dim, lkv_dtype_name(dt), n);
+                identity_case(&p, dt, out_dt, src, n, what);
+                free(src);
+            }
+        }
+    }
+}
+
 /* The kernels pick a layout by batch size (64 elements per lane for large
  * batches, fewer for small ones, below 65536 lanes' worth); the sweep above
  * is all small batches, so here each head_dim runs once just above the
@@ -354,9 +391,10 @@ static const char *edge_vector(lkv_dtype dt, void *buf, size_t i, uint32_t dim, 
 
 static void test_edge_cases(void)
 {
-    const lkv_params ps[] = {{LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_E8, 152, 64},
-                             {LKV_VARIANT_D4, 10, 64},  {LKV_VARIANT_D4, 1023, 256},
-                             {LKV_VARIANT_E8, 1, 8},    {LKV_VARIANT_D4, 2, 4}};
+    const lkv_params ps[] = {
+        {LKV_VARIANT_E8, 38, 128},   {LKV_VARIANT_E8, 152, 64},  {LKV_VARIANT_D4, 10, 64},
+        {LKV_VARIANT_D4, 1023, 256}, {LKV_VARIANT_E8, 1, 8},     {LKV_VARIANT_D4, 2, 4},
+        {LKV_VARIANT_E8, 38, 96},    {LKV_VARIANT_E8, 152, 576}, {LKV_VARIANT_D4, 10, 12}};
     for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
         const lkv_params *p = &ps[pi];
         for (int di = 0; di < 3; di++) {
@@ -364,7 +402,7 @@ static void test_edge_cases(void)
             const size_t n = 3 * N_EDGE + 1, rb = lkv_record_bytes(p);
             const size_t eb = lkv_dtype_size(dt), vb = p->dim * eb;
             uint8_t *src = malloc(n * vb), *rg = malloc(n * rb), *st = malloc(n);
-            uint8_t *rc = malloc(rb), *zero = calloc(1, rb);
+            uint8_t *rc = malloc(rb), *zero = calloc(1, rb), *oc_scratch = malloc(p->dim * 4);
             const char *names[3 * N_EDGE + 1];
             for (size_t i = 0; i < n; i++)
                 names[i] = edge_vector(dt, src, i, p->dim, (int)(i % N_EDGE));
@@ -385,10 +423,15 @@ static void test_edge_cases(void)
                           "edge %s Q=%u D=%u %s vector %zu (%s): record differs at byte %zu",
                           lkv_variant_name(p->variant), p->q, p->dim, lkv_dtype_name(dt), i,
                           names[i], first_diff(rc, rg + i * rb, rb));
-                else
+                else if ((p->dim & (p->dim - 1)) == 0)
                     check(memcmp(zero, rg + i * rb, rb) == 0,
                           "edge %s vector %zu (%s): failed vector's record is not all zero",
                           lkv_variant_name(p->variant), i, names[i]);
+                else /* a failed piece is all zero: the record is invalid */
+                    check(lkv_decode(p, rg + i * rb, 1, dt, oc_scratch, LKV_ISA_SCALAR, &dg) ==
+                              LKV_ERR_CORRUPT,
+                          "edge %s D=%u vector %zu (%s): failed vector's record decodes",
+                          lkv_variant_name(p->variant), p->dim, i, names[i]);
             }
             /* Decode what encoded: a zero record of a failed vector is corrupt. */
             {
@@ -419,6 +462,7 @@ static void test_edge_cases(void)
             free(st);
             free(rc);
             free(zero);
+            free(oc_scratch);
         }
     }
 }
@@ -428,9 +472,10 @@ static void test_edge_cases(void)
 
 static void test_corrupt(void)
 {
-    const lkv_params ps[] = {{LKV_VARIANT_E8, 38, 128},  {LKV_VARIANT_E8, 38, 8},
-                             {LKV_VARIANT_E8, 1023, 64}, {LKV_VARIANT_D4, 10, 64},
-                             {LKV_VARIANT_D4, 200, 4},   {LKV_VARIANT_E8, 2, 16}};
+    const lkv_params ps[] = {
+        {LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_E8, 38, 8},     {LKV_VARIANT_E8, 1023, 64},
+        {LKV_VARIANT_D4, 10, 64},  {LKV_VARIANT_D4, 200, 4},    {LKV_VARIANT_E8, 2, 16},
+        {LKV_VARIANT_E8, 38, 96},  {LKV_VARIANT_E8, 1023, 576}, {LKV_VARIANT_D4, 10, 12}};
     for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++) {
         const lkv_params *p = &ps[pi];
         const size_t n = 300, rb = lkv_record_bytes(p);
@@ -476,7 +521,7 @@ static void test_corrupt(void)
                   lkv_variant_name(p->variant), p->q, p->dim, bits, i, st[i], sc);
             if (sc == LKV_OK)
                 check(memcmp(oc, og + i * ob, ob) == 0, "corrupt: record %zu output differs", i);
-            else {
+            else if ((p->dim & (p->dim - 1)) == 0) { /* split dims: the bad piece only */
                 int zero = 1;
                 for (size_t j = 0; j < ob; j++)
                     zero &= og[i * ob + j] == 0;
@@ -504,11 +549,11 @@ static void test_api(void)
           "n=0 encode is valid with NULL buffers");
     check(lkv_cuda_decode(&ok, NULL, 0, LKV_DTYPE_BF16, NULL, NULL, NULL, &dg) == LKV_OK,
           "n=0 decode is valid with NULL buffers");
-    const lkv_params bad_dim = {LKV_VARIANT_E8, 38, 96};
+    const lkv_params bad_dim = {LKV_VARIANT_E8, 38, 100};
     check(lkv_cuda_encode(&bad_dim, LKV_DTYPE_BF16, NULL, 4, NULL, NULL, NULL, &dg) ==
                   LKV_ERR_HEAD_DIM &&
-              strstr(dg.msg, "head_dim=96") != NULL,
-          "head_dim=96 -> ERR_HEAD_DIM naming the value (got '%s')", dg.msg);
+              strstr(dg.msg, "head_dim=100") != NULL,
+          "head_dim=100 -> ERR_HEAD_DIM naming the value (got '%s')", dg.msg);
     const lkv_params bad_d4 = {LKV_VARIANT_E8, 38, 4};
     check(lkv_cuda_decode(&bad_d4, NULL, 4, LKV_DTYPE_BF16, NULL, NULL, NULL, &dg) ==
               LKV_ERR_HEAD_DIM,
@@ -786,6 +831,7 @@ int main(int argc, char **argv)
     } tests[] = {{"api", test_api},
                  {"random_sweep", test_random_sweep},
                  {"large_layout", test_large_layout},
+                 {"split_dims", test_split_dims},
                  {"edge_cases", test_edge_cases},
                  {"corrupt", test_corrupt},
                  {"alignment_stream", test_alignment_and_stream},

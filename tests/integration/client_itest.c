@@ -189,15 +189,15 @@ static void semantics(lkv_client *c)
     CHECK(out.data == NULL && out.data_bytes == 0, "no output on failure");
 
     /* Bad input: the daemon's code and a message naming the value. */
-    float bad[2 * 96] = {0};
+    float bad[2 * 90] = {0};
     lkv_tensor tb = {.dtype = LKV_DTYPE_FP32,
                      .ndim = 2,
-                     .shape = {2, 96},
+                     .shape = {2, 90},
                      .data = bad,
                      .data_bytes = sizeof bad};
     lkv_buf coded;
     rc = lkv_client_compress(c, &tb, NULL, &coded, NULL, &e);
-    CHECK(rc == LKV_RPC_INVALID_ARGUMENT && strstr(e.msg, "96"), "head_dim 96: %s %s",
+    CHECK(rc == LKV_RPC_INVALID_ARGUMENT && strstr(e.msg, "90"), "head_dim 90: %s %s",
           lkv_rpc_code_name(rc), e.msg);
     data[7] = NAN;
     rc = lkv_client_put(c, "c-sem", keys[1], &t, NULL, NULL, &e);

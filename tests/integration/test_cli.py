@@ -115,10 +115,10 @@ def test_errors_exit_codes(cli, addr, tmp_path):
     one_line_error(r, "NOT_FOUND")
     assert not os.path.exists(tmp_path / "o")
 
-    src = write(tmp_path, "x", np.zeros(2 * 96, dtype="<f4").tobytes())
-    r = cli("put", "--addr", addr, "--key", "bad", "--in", src, "--in-dtype", "f32", "--dim", "96")
+    src = write(tmp_path, "x", np.zeros(2 * 90, dtype="<f4").tobytes())
+    r = cli("put", "--addr", addr, "--key", "bad", "--in", src, "--in-dtype", "f32", "--dim", "90")
     assert r.returncode == 1
-    one_line_error(r, "INVALID_ARGUMENT", "96")
+    one_line_error(r, "INVALID_ARGUMENT", "90")
 
     # Q outside the codec's range is a usage error, named with the range.
     r = cli("put", "--addr", addr, "--key", "bad", "--in", src, "--in-dtype", "f32",
