@@ -33,6 +33,7 @@
 
 typedef struct run_stat {
     double wall_s;
+    double cpu_s; /* user + system, all threads */
     long maxrss_kb;
     int rc;
 } run_stat;
@@ -40,7 +41,7 @@ typedef struct run_stat {
 /* Runs argv with stdout/stderr to /dev/null; wall time and peak RSS. */
 static run_stat run(char *const *argv)
 {
-    run_stat r = {0, 0, -1};
+    run_stat r = {0, 0, 0, -1};
     const double t0 = lkv_bench_now_s();
     const pid_t pid = fork();
     if (pid < 0)
@@ -60,6 +61,8 @@ static run_stat run(char *const *argv)
         return r;
     r.wall_s = lkv_bench_now_s() - t0;
     r.maxrss_kb = ru.ru_maxrss;
+    r.cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+              (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
     r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
     return r;
 }
@@ -126,7 +129,7 @@ static int same_file(const char *a, const char *b)
 
 typedef struct row {
     const char *cli, *op;
-    double wall[16];
+    double wall[16], cpu[16];
     long rss_kb;
     double load[16];
     int n;
@@ -207,6 +210,7 @@ int main(int argc, char **argv)
                 const run_stat st = run(op ? dec : enc);
                 if (st.rc != 0)
                     die("%s failed", clis[c]);
+                rw->cpu[rw->n] = st.cpu_s;
                 rw->wall[rw->n++] = st.wall_s;
                 if (st.maxrss_kb > rw->rss_kb)
                     rw->rss_kb = st.maxrss_kb;
@@ -219,15 +223,20 @@ int main(int argc, char **argv)
     }
     const double load_end = lkv_bench_loadavg();
 
-    printf("%-7s %-7s %10s %14s %10s  (median of %u; %llu vectors D=%u bf16, E8 Q=38)\n", "cli",
-           "op", "wall s", "vectors/s", "peak RSS", reps, (unsigned long long)n, dim);
-    double med[4];
+    printf("%-7s %-7s %9s %12s %9s %14s %10s  (median of %u; %llu vectors D=%u bf16, E8 "
+           "Q=38)\n",
+           "cli", "op", "wall s", "vectors/s", "cpu s", "vectors/cpu-s", "peak RSS", reps,
+           (unsigned long long)n, dim);
+    double med[4], med_cpu[4];
     for (int i = 0; i < ncli * 2; i++) {
         double w[16];
         memcpy(w, rows[i].wall, sizeof w);
         med[i] = lkv_bench_median(w, (size_t)rows[i].n);
-        printf("%-7s %-7s %10.3f %14.0f %8.1f MiB\n", rows[i].cli, rows[i].op, med[i],
-               (double)n / med[i], (double)rows[i].rss_kb / 1024.0);
+        memcpy(w, rows[i].cpu, sizeof w);
+        med_cpu[i] = lkv_bench_median(w, (size_t)rows[i].n);
+        printf("%-7s %-7s %9.3f %12.0f %9.3f %14.0f %6.1f MiB\n", rows[i].cli, rows[i].op, med[i],
+               (double)n / med[i], med_cpu[i], (double)n / med_cpu[i],
+               (double)rows[i].rss_kb / 1024.0);
     }
 
     /* The bounded-memory claim on a big input: the CLI under test only. */
@@ -284,7 +293,9 @@ int main(int argc, char **argv)
     lkv_json_num(&j, "load_average_at_end", "%.2f", load_end);
     lkv_json_str(&j, "units",
                  "vectors_per_s = vectors / median wall seconds of the whole process (start, "
-                 "read, code, write, exit); peak_rss_mib = the process's ru_maxrss");
+                 "read, code, write, exit); cpu_s = its user + system seconds, all threads "
+                 "(vectors_per_cpu_s does not depend on how busy the machine was); "
+                 "peak_rss_mib = the process's ru_maxrss");
     lkv_json_array(&j, "results", LKV_JSON_BLOCK);
     for (int i = 0; i < ncli * 2; i++) {
         lkv_json_object(&j, NULL, LKV_JSON_INLINE);
@@ -292,10 +303,16 @@ int main(int argc, char **argv)
         lkv_json_str(&j, "op", rows[i].op);
         lkv_json_num(&j, "median_wall_s", "%.4f", med[i]);
         lkv_json_num(&j, "vectors_per_s", "%.0f", (double)n / med[i]);
+        lkv_json_num(&j, "median_cpu_s", "%.4f", med_cpu[i]);
+        lkv_json_num(&j, "vectors_per_cpu_s", "%.0f", (double)n / med_cpu[i]);
         lkv_json_num(&j, "peak_rss_mib", "%.1f", (double)rows[i].rss_kb / 1024.0);
         lkv_json_array(&j, "wall_s", LKV_JSON_INLINE);
         for (int k = 0; k < rows[i].n; k++)
             lkv_json_num(&j, NULL, "%.4f", rows[i].wall[k]);
+        lkv_json_end(&j);
+        lkv_json_array(&j, "cpu_s", LKV_JSON_INLINE);
+        for (int k = 0; k < rows[i].n; k++)
+            lkv_json_num(&j, NULL, "%.4f", rows[i].cpu[k]);
         lkv_json_end(&j);
         lkv_json_array(&j, "load_average", LKV_JSON_INLINE);
         for (int k = 0; k < rows[i].n; k++)
@@ -313,6 +330,7 @@ int main(int argc, char **argv)
             lkv_json_uint(&j, "input_gib", big_gib);
             lkv_json_uint(&j, "vectors", (unsigned long long)big_n);
             lkv_json_num(&j, "wall_s", "%.3f", big[i].wall_s);
+            lkv_json_num(&j, "cpu_s", "%.3f", big[i].cpu_s);
             lkv_json_num(&j, "vectors_per_s", "%.0f", (double)big_n / big[i].wall_s);
             lkv_json_num(&j, "peak_rss_mib", "%.1f", (double)big[i].maxrss_kb / 1024.0);
             lkv_json_end(&j);
