@@ -211,8 +211,8 @@ lkv_status lkv_compress(const lkv_params *p, lkv_dtype dt, const uint64_t *shape
     return st;
 }
 
-lkv_status lkv_container_parse(const void *buf, size_t len, lkv_container_info *info,
-                               lkv_diag *diag)
+lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container_info *info,
+                                      lkv_diag *diag)
 {
     const uint8_t *h = (const uint8_t *)buf;
     if (len < LKV_FMT_OFF_VERSION + 2)
@@ -257,16 +257,26 @@ lkv_status lkv_container_parse(const void *buf, size_t len, lkv_container_info *
         return lkv_fail(diag, LKV_ERR_CORRUPT, LKV_FMT_OFF_NVEC,
                         "coded: vector count %llu does not match the shape",
                         (unsigned long long)ld64(h + LKV_FMT_OFF_NVEC));
+    info->payload_crc = ld32(h + crc_off);
+    return LKV_OK;
+}
+
+lkv_status lkv_container_parse(const void *buf, size_t len, lkv_container_info *info,
+                               lkv_diag *diag)
+{
+    const lkv_status st = lkv_container_parse_header(buf, len, info, diag);
+    if (st != LKV_OK)
+        return st;
     if (len < info->total_bytes)
         return lkv_fail(diag, LKV_ERR_TRUNCATED, len, "coded: %zu bytes, the header promises %zu",
                         len, info->total_bytes);
     if (len > info->total_bytes)
         return lkv_fail(diag, LKV_ERR_CORRUPT, info->total_bytes,
                         "coded: %zu trailing bytes after the last record", len - info->total_bytes);
-    info->payload_crc = ld32(h + crc_off);
-    const uint32_t pcrc = lkv_crc32c(0, h + hbytes, info->total_bytes - hbytes);
+    const size_t hbytes = info->header_bytes;
+    const uint32_t pcrc = lkv_crc32c(0, (const uint8_t *)buf + hbytes, info->total_bytes - hbytes);
     if (pcrc != info->payload_crc)
-        return lkv_fail(diag, LKV_ERR_CHECKSUM, crc_off,
+        return lkv_fail(diag, LKV_ERR_CHECKSUM, hbytes - 8,
                         "coded: payload checksum %08x, computed %08x", info->payload_crc, pcrc);
     return LKV_OK;
 }

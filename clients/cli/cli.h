@@ -10,7 +10,11 @@
 #ifndef LKV_CLI_H
 #define LKV_CLI_H
 
+#include "lkv_codec.h"
+
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 typedef struct lkv_cli_cmd {
     const char *name;
@@ -55,7 +59,66 @@ int lkv_cli_check_out(const char *path, int force);
  * file is replaced only with force (checked atomically at open). */
 int lkv_cli_write_file(const char *path, const void *buf, size_t len, int force);
 
-/* Offline codec commands: `latticekv codec info|encode|decode|roundtrip`. */
+/*
+ * The streaming engine of `codec encode|decode|roundtrip` (stream.c): reads
+ * `in`, writes `out` ("-" = stdin/stdout) chunk by chunk on `threads`
+ * threads (0 = one per core), with buffers bounded whatever the input size.
+ * The output bytes are those of the one-shot lkv_compress/lkv_decompress.
+ * Prints its own error line; returns the exit status (0, 1).
+ */
+typedef enum lkv_stream_mode {
+    LKV_STREAM_ENCODE = 0,
+    LKV_STREAM_DECODE = 1,
+    LKV_STREAM_ROUNDTRIP = 2
+} lkv_stream_mode;
+
+typedef struct lkv_stream_job {
+    lkv_stream_mode mode;
+    const char *in, *out;
+    int force;
+    unsigned threads;
+    lkv_isa isa;
+    int progress;          /* redraw a progress line on stderr (a terminal) */
+    size_t chunk_vectors;  /* 0 = sized from the memory budget */
+    lkv_params params;     /* encode, roundtrip */
+    lkv_dtype in_dtype;    /* encode, roundtrip */
+    const uint64_t *shape; /* encode, roundtrip: NULL = [n, dim] */
+    uint32_t ndim;
+    int out_dtype; /* decode, roundtrip: 0 = the source's */
+} lkv_stream_job;
+
+typedef struct lkv_stream_result {
+    uint64_t n_vectors;
+    uint64_t in_bytes, out_bytes; /* vector bytes read and written (no header) */
+    size_t coded_bytes;           /* the container's size */
+    double sq_err, sq_ref;        /* roundtrip: sum (x - x')^2 and sum x^2 */
+    unsigned threads;             /* worker threads used */
+    lkv_container_info info;
+} lkv_stream_result;
+
+int lkv_cli_stream(const lkv_stream_job *job, lkv_stream_result *res);
+/* CPUs this process may run on (its affinity mask). */
+unsigned lkv_cli_cores(void);
+
+/* `codec inspect`: the header of a container file (or "-") and what its
+ * records hash to. Returns 1 (after an error line) when the file cannot be
+ * read, else 0 with header_status saying whether the header holds; when it
+ * does, payload_crc is the CRC32C of the first total_bytes - header_bytes
+ * record bytes and file_bytes the whole length, for the caller to judge. */
+typedef struct lkv_inspect_result {
+    lkv_status header_status;
+    lkv_diag diag; /* why the header does not hold */
+    lkv_container_info info;
+    uint64_t file_bytes;
+    uint32_t payload_crc;
+} lkv_inspect_result;
+
+int lkv_cli_inspect(const char *path, lkv_inspect_result *r);
+
+/* Writes s as a JSON string literal (quotes, escapes). */
+void lkv_cli_json_string(FILE *f, const char *s);
+
+/* Offline codec commands: `latticekv codec info|encode|decode|roundtrip|inspect`. */
 int lkv_cli_codec(int argc, char **argv);
 
 /* Daemon commands (cmd_daemon.c), all with --addr ADDR. */

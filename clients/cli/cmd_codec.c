@@ -1,20 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * cmd_codec.c - `latticekv codec info|encode|decode|roundtrip`: the codec
- * offline, on raw little-endian row-major arrays, with no daemon.
+ * cmd_codec.c - `latticekv codec info|encode|decode|roundtrip|inspect`: the
+ * codec offline, on raw little-endian row-major arrays, with no daemon.
  *
  * encode writes a coded container (codec/FORMAT.md); decode reads one and
  * takes every parameter from it; roundtrip writes the reconstruction and
- * prints the error. Invalid input exits non-zero with one line on stderr.
+ * prints the error; inspect checks a container. The three that code data
+ * parse their flags here and run the streaming engine (stream.c). Invalid
+ * input exits non-zero with one line on stderr.
  */
 #include "cli.h"
 #include "lkv_codec.h"
+#include "lkv_format.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char info_usage[] =
     "usage: latticekv codec info --variant e8|d4 --q Q --dim D [--json]\n"
@@ -22,23 +26,32 @@ static const char info_usage[] =
 static const char encode_usage[] =
     "usage: latticekv codec encode --variant e8|d4 --q Q --dim D --in FILE --in-dtype "
     "f32|f16|bf16\n"
-    "                              --out FILE [--shape N,..,D] [--isa auto|scalar|avx2|avx512]\n"
-    "                              [-f|--force]\n"
+    "                              --out FILE [--shape N,..,D] [-T N] [--isa auto|scalar|avx2|"
+    "avx512]\n"
+    "                              [--no-progress] [-f|--force]\n"
     "Writes a coded container (codec/FORMAT.md).\n";
 static const char decode_usage[] =
-    "usage: latticekv codec decode --in FILE --out FILE [--out-dtype f32|f16|bf16]\n"
-    "                              [--isa auto|scalar|avx2|avx512] [-f|--force]\n"
+    "usage: latticekv codec decode --in FILE --out FILE [--out-dtype f32|f16|bf16] [-T N]\n"
+    "                              [--isa auto|scalar|avx2|avx512] [--no-progress] [-f|--force]\n"
     "Writes the reconstruction; every parameter comes from the container.\n";
 static const char roundtrip_usage[] =
     "usage: latticekv codec roundtrip --variant e8|d4 --q Q --dim D --in FILE --in-dtype T\n"
-    "                                 --out FILE [--out-dtype T] [--shape N,..,D]\n"
-    "                                 [--isa auto|scalar|avx2|avx512] [-f|--force]\n"
+    "                                 --out FILE [--out-dtype T] [--shape N,..,D] [-T N]\n"
+    "                                 [--isa auto|scalar|avx2|avx512] [--no-progress] "
+    "[-f|--force]\n"
     "Encodes and decodes, writes the reconstruction and prints the relative error.\n";
+static const char inspect_usage[] =
+    "usage: latticekv codec inspect FILE [--json]\n"
+    "Prints a container's header, shape and parameters and whether its length and both\n"
+    "checksums hold (exit 0 when they all do, 1 otherwise).\n";
 static const char common_usage[] =
     "Arrays are raw little-endian, row-major; the last dimension is head_dim.\n"
     "--variant defaults to e8, --q (1..1023) to 38; --dim is a multiple of the block (8 or 4), "
     "block..1024.\n"
-    "An existing --out file is not overwritten without -f/--force (\"-\" is stdout).\n";
+    "FILE \"-\" is stdin or stdout. Work streams in chunks, in bounded memory (under 64 MiB)\n"
+    "whatever the size, on -T N threads (--threads N; default and -T0: every core).\n"
+    "A progress line goes to stderr when it is a terminal (never into a file or a pipe).\n"
+    "An existing --out file is not overwritten without -f/--force.\n";
 
 /* Prints a subcommand's usage (and the notes they share) on stdout; 0. */
 static int help(const char *usage)
@@ -120,25 +133,14 @@ static int parse_params(int argc, char **argv, lkv_params *p)
     return 1;
 }
 
-/* --shape a,b,...,D or, by default, [len / (D * size), D]. Returns 0, or
- * the exit status after printing why: 2 for a malformed --shape, 1 when
- * the input is not a whole number of rows. */
-static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt, size_t len,
-                       uint64_t *shape, uint32_t *ndim)
+/* An explicit --shape a,b,...,D into shape (left alone when absent: the
+ * tensor is then [n, D]). Returns 0, or 2 after saying why. */
+static int parse_shape(int argc, char **argv, uint64_t *shape, uint32_t *ndim)
 {
     const char *s = lkv_cli_opt(argc, argv, "shape");
-    const size_t row = (size_t)p->dim * lkv_dtype_size(dt);
-    if (!s) {
-        if (len % row)
-            return lkv_cli_error(1,
-                                 "--in holds %zu bytes, not a whole number of %u-element %s rows",
-                                 len, p->dim, lkv_dtype_name(dt));
-        shape[0] = len / row;
-        shape[1] = p->dim;
-        *ndim = 2;
-        return 0;
-    }
     *ndim = 0;
+    if (!s)
+        return 0;
     const char *c = s;
     while (*c) {
         if (*ndim == LKV_MAX_NDIM)
@@ -158,6 +160,24 @@ static int parse_shape(int argc, char **argv, const lkv_params *p, lkv_dtype dt,
     if (*ndim == 0)
         return lkv_cli_error(2, "--shape is empty");
     return 0;
+}
+
+/* What encode, decode and roundtrip share: -T, --isa, the progress line. */
+static int parse_stream(int argc, char **argv, lkv_stream_job *j)
+{
+    const char *t = lkv_cli_opt(argc, argv, "threads");
+    unsigned long long threads = 0;
+    if (t && !lkv_cli_u64("threads", t, 0, 1024, &threads))
+        return 0;
+    j->threads = (unsigned)threads;
+    j->force = lkv_cli_flag(argc, argv, "force");
+    j->progress = !lkv_cli_flag(argc, argv, "no-progress") && isatty(STDERR_FILENO);
+    const char *chunk = getenv("LATTICEKV_CHUNK_VECTORS"); /* tests: many small chunks */
+    unsigned long long cv = 0;
+    if (chunk && *chunk && !lkv_cli_u64("LATTICEKV_CHUNK_VECTORS", chunk, 1, 1u << 24, &cv))
+        return 0;
+    j->chunk_vectors = (size_t)cv;
+    return parse_isa(argc, argv, &j->isa);
 }
 
 static int codec_info(int argc, char **argv)
@@ -193,189 +213,200 @@ static int codec_info(int argc, char **argv)
     return 0;
 }
 
-/* Encodes --in into a malloc'd container. */
-static int encode_input(int argc, char **argv, lkv_params *p, lkv_dtype *dt, void **raw,
-                        size_t *raw_len, void **coded, size_t *coded_len, uint64_t *nvec)
-{
-    const char *in = lkv_cli_opt(argc, argv, "in");
-    lkv_isa isa;
-    if (!parse_params(argc, argv, p) ||
-        !parse_dtype("in-dtype", lkv_cli_opt(argc, argv, "in-dtype"), dt) ||
-        !parse_isa(argc, argv, &isa))
-        return 2;
-    if (!in)
-        return lkv_cli_error(2, "--in FILE is required");
-    *raw = lkv_cli_read_file(in, raw_len);
-    if (!*raw)
-        return 1;
-    uint64_t shape[LKV_MAX_NDIM];
-    uint32_t ndim = 0;
-    const int bad_shape = parse_shape(argc, argv, p, *dt, *raw_len, shape, &ndim);
-    if (bad_shape)
-        return bad_shape;
-    lkv_container_info info;
-    lkv_diag diag;
-    if (lkv_container_plan(p, *dt, shape, ndim, &info, &diag) != LKV_OK)
-        return lkv_cli_error(1, "%s: %s", lkv_status_name(diag.code), diag.msg);
-    *coded = malloc(info.total_bytes ? info.total_bytes : 1);
-    if (!*coded)
-        return lkv_cli_error(1, "out of memory for %zu bytes", info.total_bytes);
-    if (lkv_compress(p, *dt, shape, ndim, *raw, *raw_len, *coded, info.total_bytes, coded_len, isa,
-                     &diag) != LKV_OK)
-        return lkv_cli_error(1, "%s: %s", lkv_status_name(diag.code), diag.msg);
-    *nvec = info.n_vectors;
-    return 0;
-}
-
 static int codec_encode(int argc, char **argv)
 {
-    static const char *const known[] = {"variant", "q",     "dim", "in", "in-dtype",
-                                        "out",     "shape", "isa", NULL};
-    static const char *const flags[] = {"force", "help", NULL};
+    static const char *const known[] = {"variant", "q",     "dim", "in",      "in-dtype",
+                                        "out",     "shape", "isa", "threads", NULL};
+    static const char *const flags[] = {"force", "no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return help(encode_usage);
     if (lkv_cli_check(argc, argv, known, flags))
         return 2;
-    const char *out = lkv_cli_opt(argc, argv, "out");
-    const int force = lkv_cli_flag(argc, argv, "force");
-    if (!out)
+    lkv_stream_job j = {.mode = LKV_STREAM_ENCODE};
+    uint64_t shape[LKV_MAX_NDIM];
+    j.in = lkv_cli_opt(argc, argv, "in");
+    j.out = lkv_cli_opt(argc, argv, "out");
+    if (!j.out)
         return lkv_cli_error(2, "--out FILE is required");
-    if (lkv_cli_check_out(out, force))
+    if (!parse_params(argc, argv, &j.params) ||
+        !parse_dtype("in-dtype", lkv_cli_opt(argc, argv, "in-dtype"), &j.in_dtype) ||
+        !parse_stream(argc, argv, &j))
+        return 2;
+    if (!j.in)
+        return lkv_cli_error(2, "--in FILE is required");
+    if (parse_shape(argc, argv, shape, &j.ndim))
+        return 2;
+    j.shape = j.ndim ? shape : NULL;
+    if (lkv_cli_check_out(j.out, j.force))
         return 1;
-    lkv_params p;
-    lkv_dtype dt;
-    void *raw = NULL, *coded = NULL;
-    size_t raw_len = 0, coded_len = 0;
-    uint64_t nvec = 0;
-    int rc = encode_input(argc, argv, &p, &dt, &raw, &raw_len, &coded, &coded_len, &nvec);
-    if (rc == 0)
-        rc = lkv_cli_write_file(out, coded, coded_len, force);
-    if (rc == 0 && strcmp(out, "-") != 0)
-        fprintf(stderr, "encoded %llu vectors: %zu -> %zu bytes (%.3fx smaller than %s)\n",
-                (unsigned long long)nvec, raw_len, coded_len,
-                coded_len ? (double)raw_len / (double)coded_len : 0.0, lkv_dtype_name(dt));
-    free(raw);
-    free(coded);
+    lkv_stream_result r;
+    const int rc = lkv_cli_stream(&j, &r);
+    if (rc == 0 && strcmp(j.out, "-") != 0)
+        fprintf(stderr, "encoded %llu vectors: %llu -> %zu bytes (%.3fx smaller than %s)\n",
+                (unsigned long long)r.n_vectors, (unsigned long long)r.in_bytes, r.coded_bytes,
+                r.coded_bytes ? (double)r.in_bytes / (double)r.coded_bytes : 0.0,
+                lkv_dtype_name(j.in_dtype));
     return rc;
-}
-
-static int decode_to(const void *coded, size_t len, int out_dt, lkv_isa isa, void **dst,
-                     size_t *dst_len, lkv_container_info *info)
-{
-    lkv_diag diag;
-    if (lkv_container_parse(coded, len, info, &diag) != LKV_OK)
-        return lkv_cli_error(1, "%s: %s", lkv_status_name(diag.code), diag.msg);
-    const lkv_dtype dt = out_dt ? (lkv_dtype)out_dt : info->dtype;
-    const size_t need = (size_t)info->n_vectors * info->params.dim * lkv_dtype_size(dt);
-    *dst = malloc(need ? need : 1);
-    if (!*dst)
-        return lkv_cli_error(1, "out of memory for %zu bytes", need);
-    if (lkv_decompress(coded, len, (int)dt, *dst, need, dst_len, NULL, isa, &diag) != LKV_OK)
-        return lkv_cli_error(1, "%s: %s", lkv_status_name(diag.code), diag.msg);
-    return 0;
 }
 
 static int codec_decode(int argc, char **argv)
 {
-    static const char *const known[] = {"in", "out", "out-dtype", "isa", NULL};
-    static const char *const flags[] = {"force", "help", NULL};
+    static const char *const known[] = {"in", "out", "out-dtype", "isa", "threads", NULL};
+    static const char *const flags[] = {"force", "no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return help(decode_usage);
     if (lkv_cli_check(argc, argv, known, flags))
         return 2;
-    const char *in = lkv_cli_opt(argc, argv, "in"), *out = lkv_cli_opt(argc, argv, "out");
+    lkv_stream_job j = {.mode = LKV_STREAM_DECODE};
     const char *ods = lkv_cli_opt(argc, argv, "out-dtype");
-    const int force = lkv_cli_flag(argc, argv, "force");
     lkv_dtype odt = 0;
-    lkv_isa isa;
-    if (!in || !out)
+    j.in = lkv_cli_opt(argc, argv, "in");
+    j.out = lkv_cli_opt(argc, argv, "out");
+    if (!j.in || !j.out)
         return lkv_cli_error(2, "--in FILE and --out FILE are required");
-    if ((ods && !parse_dtype("out-dtype", ods, &odt)) || !parse_isa(argc, argv, &isa))
+    if ((ods && !parse_dtype("out-dtype", ods, &odt)) || !parse_stream(argc, argv, &j))
         return 2;
-    if (lkv_cli_check_out(out, force))
+    j.out_dtype = (int)odt;
+    if (lkv_cli_check_out(j.out, j.force))
         return 1;
-    size_t len = 0, dst_len = 0;
-    void *coded = lkv_cli_read_file(in, &len), *dst = NULL;
-    if (!coded)
-        return 1;
-    lkv_container_info info;
-    int rc = decode_to(coded, len, (int)odt, isa, &dst, &dst_len, &info);
-    if (rc == 0)
-        rc = lkv_cli_write_file(out, dst, dst_len, force);
-    free(coded);
-    free(dst);
-    return rc;
-}
-
-static double load_elem(lkv_dtype dt, const void *buf, size_t i)
-{
-    const unsigned char *p = buf;
-    if (dt == LKV_DTYPE_FP32) {
-        float f;
-        memcpy(&f, p + 4 * i, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, p + 2 * i, 2);
-    return dt == LKV_DTYPE_FP16 ? lkv_f16_to_f32(h) : lkv_bf16_to_f32(h);
+    lkv_stream_result r;
+    return lkv_cli_stream(&j, &r);
 }
 
 static int codec_roundtrip(int argc, char **argv)
 {
-    static const char *const known[] = {"variant", "q",         "dim",   "in",  "in-dtype",
-                                        "out",     "out-dtype", "shape", "isa", NULL};
-    static const char *const flags[] = {"force", "help", NULL};
+    static const char *const known[] = {"variant",   "q",     "dim", "in",      "in-dtype", "out",
+                                        "out-dtype", "shape", "isa", "threads", NULL};
+    static const char *const flags[] = {"force", "no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return help(roundtrip_usage);
     if (lkv_cli_check(argc, argv, known, flags))
         return 2;
-    const char *out = lkv_cli_opt(argc, argv, "out");
+    lkv_stream_job j = {.mode = LKV_STREAM_ROUNDTRIP};
+    uint64_t shape[LKV_MAX_NDIM];
     const char *ods = lkv_cli_opt(argc, argv, "out-dtype");
-    const int force = lkv_cli_flag(argc, argv, "force");
     lkv_dtype odt = 0;
-    lkv_isa isa;
-    if (!out)
+    j.in = lkv_cli_opt(argc, argv, "in");
+    j.out = lkv_cli_opt(argc, argv, "out");
+    if (!j.out)
         return lkv_cli_error(2, "--out FILE is required");
-    if ((ods && !parse_dtype("out-dtype", ods, &odt)) || !parse_isa(argc, argv, &isa))
+    if ((ods && !parse_dtype("out-dtype", ods, &odt)) || !parse_params(argc, argv, &j.params) ||
+        !parse_dtype("in-dtype", lkv_cli_opt(argc, argv, "in-dtype"), &j.in_dtype) ||
+        !parse_stream(argc, argv, &j))
         return 2;
-    if (lkv_cli_check_out(out, force))
+    if (!j.in)
+        return lkv_cli_error(2, "--in FILE is required");
+    if (parse_shape(argc, argv, shape, &j.ndim))
+        return 2;
+    j.shape = j.ndim ? shape : NULL;
+    j.out_dtype = (int)odt;
+    if (lkv_cli_check_out(j.out, j.force))
         return 1;
-    lkv_params p;
-    lkv_dtype dt;
-    void *raw = NULL, *coded = NULL, *dst = NULL;
-    size_t raw_len = 0, coded_len = 0, dst_len = 0;
-    uint64_t nvec = 0;
-    lkv_container_info info;
-    int rc = encode_input(argc, argv, &p, &dt, &raw, &raw_len, &coded, &coded_len, &nvec);
+    lkv_stream_result r;
+    const int rc = lkv_cli_stream(&j, &r);
     if (rc == 0)
-        rc = decode_to(coded, coded_len, odt ? (int)odt : (int)dt, isa, &dst, &dst_len, &info);
-    if (rc == 0)
-        rc = lkv_cli_write_file(out, dst, dst_len, force);
-    if (rc == 0) {
-        const lkv_dtype o = odt ? odt : dt;
-        double num = 0, den = 0;
-        const size_t elems = (size_t)nvec * p.dim;
-        for (size_t i = 0; i < elems; i++) {
-            const double a = load_elem(dt, raw, i), b = load_elem(o, dst, i);
-            num += (a - b) * (a - b);
-            den += a * a;
-        }
         fprintf(stderr,
-                "roundtrip %s Q=%u D=%u: %llu vectors, %u bits/vector, %zu -> %zu bytes "
+                "roundtrip %s Q=%u D=%u: %llu vectors, %u bits/vector, %llu -> %zu bytes "
                 "(%.3fx), rel_mse=%.4e\n",
-                lkv_variant_name(p.variant), p.q, p.dim, (unsigned long long)nvec,
-                lkv_bits_per_vector(&p), raw_len, coded_len,
-                coded_len ? (double)raw_len / (double)coded_len : 0.0, den > 0 ? num / den : 0.0);
-    }
-    free(raw);
-    free(coded);
-    free(dst);
+                lkv_variant_name(j.params.variant), j.params.q, j.params.dim,
+                (unsigned long long)r.n_vectors, lkv_bits_per_vector(&j.params),
+                (unsigned long long)r.in_bytes, r.coded_bytes,
+                r.coded_bytes ? (double)r.in_bytes / (double)r.coded_bytes : 0.0,
+                r.sq_ref > 0 ? r.sq_err / r.sq_ref : 0.0);
     return rc;
+}
+
+static int codec_inspect(int argc, char **argv)
+{
+    static const char *const known[] = {"in", NULL};
+    static const char *const flags[] = {"json", "help", NULL};
+    if (lkv_cli_wants_help(argc, argv))
+        return help(inspect_usage);
+    const char *path = NULL;
+    if (argc >= 1 && (argv[0][0] != '-' || strcmp(argv[0], "-") == 0)) {
+        path = argv[0];
+        argc--;
+        argv++;
+    }
+    if (lkv_cli_check(argc, argv, known, flags))
+        return 2;
+    if (!path)
+        path = lkv_cli_opt(argc, argv, "in");
+    if (!path)
+        return lkv_cli_error(2, "inspect needs a FILE (\"-\" is stdin)");
+    const int json = lkv_cli_flag(argc, argv, "json");
+    lkv_inspect_result r;
+    if (lkv_cli_inspect(path, &r))
+        return 1;
+    if (r.header_status != LKV_OK) {
+        if (json) {
+            printf("{\"file\":");
+            lkv_cli_json_string(stdout, path);
+            printf(",\"header_ok\":false,\"error\":\"%s\",\"message\":",
+                   lkv_status_name(r.header_status));
+            lkv_cli_json_string(stdout, r.diag.msg);
+            printf("}\n");
+        }
+        return lkv_cli_error(1, "%s: %s: %s", path, lkv_status_name(r.header_status), r.diag.msg);
+    }
+    const lkv_container_info *in = &r.info;
+    const int len_ok = r.file_bytes == in->total_bytes;
+    const int crc_ok = len_ok && r.payload_crc == in->payload_crc;
+    const double raw = (double)in->n_vectors * in->params.dim * (double)lkv_dtype_size(in->dtype);
+    if (json) {
+        printf("{\"file\":");
+        lkv_cli_json_string(stdout, path);
+        printf(",\"version\":%u,\"header_bytes\":%zu,\"variant\":\"%s\",\"q\":%u,\"dim\":%u,"
+               "\"dtype\":\"%s\",\"shape\":[",
+               LKV_FMT_VERSION, in->header_bytes, lkv_variant_name(in->params.variant),
+               in->params.q, in->params.dim, lkv_dtype_name(in->dtype));
+        for (uint32_t i = 0; i < in->ndim; i++)
+            printf("%s%llu", i ? "," : "", (unsigned long long)in->shape[i]);
+        printf("],\"n_vectors\":%llu,\"bits_per_vector\":%u,\"record_bytes\":%zu,"
+               "\"total_bytes\":%zu,\"file_bytes\":%llu,\"header_ok\":true,\"length_ok\":%s,"
+               "\"payload_crc\":\"%08x\",\"payload_crc_computed\":\"%08x\",\"payload_ok\":%s}\n",
+               (unsigned long long)in->n_vectors, lkv_bits_per_vector(&in->params),
+               in->record_bytes, in->total_bytes, (unsigned long long)r.file_bytes,
+               len_ok ? "true" : "false", in->payload_crc, r.payload_crc,
+               crc_ok ? "true" : "false");
+    } else {
+        printf("file             %s\n", path);
+        printf("format           LKVB version %u, header %zu bytes\n", LKV_FMT_VERSION,
+               in->header_bytes);
+        printf("variant          %s (block of %u)\n", lkv_variant_name(in->params.variant),
+               lkv_block_size(in->params.variant));
+        printf("q_range          %u\n", in->params.q);
+        printf("head_dim         %u\n", in->params.dim);
+        printf("source dtype     %s\n", lkv_dtype_name(in->dtype));
+        printf("shape            [");
+        for (uint32_t i = 0; i < in->ndim; i++)
+            printf("%s%llu", i ? ", " : "", (unsigned long long)in->shape[i]);
+        printf("]\n");
+        printf("vectors          %llu\n", (unsigned long long)in->n_vectors);
+        printf("bits per vector  %u (%zu bytes a record)\n", lkv_bits_per_vector(&in->params),
+               in->record_bytes);
+        printf("container bytes  %zu (%.3fx smaller than %s)\n", in->total_bytes,
+               in->total_bytes ? raw / (double)in->total_bytes : 0.0, lkv_dtype_name(in->dtype));
+        printf("header checksum  ok\n");
+        if (len_ok)
+            printf("length           ok\n");
+        else
+            printf("length           BAD: %llu bytes, the header promises %zu (%s)\n",
+                   (unsigned long long)r.file_bytes, in->total_bytes,
+                   r.file_bytes < in->total_bytes ? "truncated" : "trailing bytes");
+        if (crc_ok)
+            printf("payload checksum ok (%08x)\n", in->payload_crc);
+        else
+            printf("payload checksum BAD: stored %08x, computed %08x\n", in->payload_crc,
+                   r.payload_crc);
+    }
+    return len_ok && crc_ok ? 0 : 1;
 }
 
 int lkv_cli_codec(int argc, char **argv)
 {
-    static const char *const all[] = {info_usage, encode_usage, decode_usage, roundtrip_usage};
+    static const char *const all[] = {info_usage, encode_usage, decode_usage, roundtrip_usage,
+                                      inspect_usage};
     const int asked = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"));
     if (argc < 1 || asked) {
         FILE *out = asked ? stdout : stderr;
@@ -392,6 +423,8 @@ int lkv_cli_codec(int argc, char **argv)
         return codec_decode(argc - 1, argv + 1);
     if (!strcmp(argv[0], "roundtrip"))
         return codec_roundtrip(argc - 1, argv + 1);
-    return lkv_cli_error(2, "unknown codec command '%s' (info, encode, decode, roundtrip)",
+    if (!strcmp(argv[0], "inspect"))
+        return codec_inspect(argc - 1, argv + 1);
+    return lkv_cli_error(2, "unknown codec command '%s' (info, encode, decode, roundtrip, inspect)",
                          argv[0]);
 }

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 static const lkv_cli_cmd commands[] = {
-    {"codec", lkv_cli_codec, "codec info|encode|decode|roundtrip ...   offline codec, no daemon"},
+    {"codec", lkv_cli_codec, "codec info|encode|decode|inspect ...     offline codec, no daemon"},
     {"put", lkv_cli_put, "put --addr ADDR --key KEY --in FILE ...  store a block in latticekvd"},
     {"get", lkv_cli_get, "get --addr ADDR --key KEY --out FILE ... read a block back"},
     {"lookup", lkv_cli_lookup, "lookup --addr ADDR --keys K1,K2,...       prefix hits of keys"},
@@ -41,12 +41,19 @@ int lkv_cli_error(int code, const char *fmt, ...)
 
 /* One-letter spellings of valueless long options: "-f" is --force. */
 static const char *const short_alias[][2] = {{"-f", "force"}, {"-h", "help"}};
+/* One-letter spellings of options with a value, zstd's way: "-T4" and
+ * "-T 4" are --threads 4. */
+static const char *const short_value_alias[][2] = {{"-T", "threads"}};
 
 static const char *match(const char *arg, const char *name)
 {
     for (size_t i = 0; i < sizeof short_alias / sizeof short_alias[0]; i++)
         if (strcmp(arg, short_alias[i][0]) == 0 && strcmp(name, short_alias[i][1]) == 0)
             return arg + 2; /* "", as for "--name" */
+    for (size_t i = 0; i < sizeof short_value_alias / sizeof short_value_alias[0]; i++)
+        if (strncmp(arg, short_value_alias[i][0], 2) == 0 &&
+            strcmp(name, short_value_alias[i][1]) == 0)
+            return arg + 2; /* "" (the value follows) or the value */
     if (strncmp(arg, "--", 2) != 0)
         return NULL;
     const size_t n = strlen(name);
@@ -230,6 +237,20 @@ int lkv_cli_write_file(const char *path, const void *buf, size_t len, int force)
     if (bad || close_bad)
         return lkv_cli_error(1, "cannot write %s: %s", path, strerror(errno));
     return 0;
+}
+
+void lkv_cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fprintf(f, "\\%c", *c);
+        else if (*c < 0x20)
+            fprintf(f, "\\u%04x", *c);
+        else
+            fputc(*c, f);
+    }
+    fputc('"', f);
 }
 
 static void usage(FILE *out)

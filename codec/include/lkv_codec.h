@@ -237,6 +237,18 @@ lkv_status lkv_container_parse(const void *buf, size_t len, lkv_container_info *
                                lkv_diag *diag);
 
 /*
+ * The header alone, for readers that stream the records (the CLI): buf holds
+ * at least the header's len bytes (LKV_FMT_HEADER_BYTES(ndim), at most
+ * LKV_FMT_HEADER_BYTES(LKV_MAX_NDIM); the u16 at LKV_FMT_OFF_HEADER_BYTES
+ * says how many). Runs every check of lkv_container_parse up to the vector
+ * count, fills info (payload_crc is the stored one) and does not look at the
+ * records: the caller checks that exactly info->total_bytes - header_bytes
+ * record bytes follow and that their CRC32C equals payload_crc.
+ */
+lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container_info *info,
+                                      lkv_diag *diag);
+
+/*
  * Parses `buf` (as lkv_container_parse) and decodes it into dst as dtype
  * `out_dt`; pass 0 to get the dtype that was encoded. *dst_len receives the
  * tensor's byte size; ERR_BUFFER_SMALL when dst_cap is below it. `info` may

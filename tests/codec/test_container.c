@@ -183,3 +183,27 @@ Test(container, decompress_roundtrip_and_out_dtype)
                  LKV_ERR_BUFFER_SMALL);
     free(c);
 }
+
+/* The header alone (a streaming reader's first step) says what the whole
+ * container says, never looks past the header, and fails as parse does on a
+ * damaged or short header. */
+Test(container, header_alone_parses_like_the_whole)
+{
+    size_t len;
+    unsigned char *c = make(&len);
+    lkv_container_info whole, head;
+    cr_assert_eq(lkv_container_parse(c, len, &whole, NULL), LKV_OK);
+    cr_assert_eq(lkv_container_parse_header(c, 56, &head, NULL), LKV_OK);
+    cr_expect_eq(memcmp(&whole, &head, sizeof whole), 0);
+    /* A damaged record is the payload checksum's business, not the header's. */
+    c[len - 1] ^= 1;
+    cr_expect_eq(lkv_container_parse_header(c, len, &head, NULL), LKV_OK);
+    cr_expect_eq(lkv_container_parse(c, len, &head, NULL), LKV_ERR_CHECKSUM);
+    c[len - 1] ^= 1;
+    lkv_diag d;
+    for (size_t n = 0; n < 56; n++)
+        cr_expect_eq(lkv_container_parse_header(c, n, &head, &d), LKV_ERR_TRUNCATED, "n=%zu", n);
+    c[14] ^= 1; /* head_dim */
+    cr_expect_eq(lkv_container_parse_header(c, 56, &head, &d), LKV_ERR_CHECKSUM);
+    free(c);
+}
