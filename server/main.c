@@ -224,7 +224,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (action == LKV_CONFIG_VERSION) {
-        printf("latticekvd %s\n", LKV_VERSION);
+        printf("latticekvd %s\n", lkv_version_string());
         return 0;
     }
     lkv_log_set_level((lkv_log_level)d.cfg.log_level);
@@ -282,7 +282,7 @@ int main(int argc, char **argv)
     lkv_log(LKV_LOG_INFO, "ready",
             "version=%s backend=%s threads=%u isa=%s host_mem_bytes=%llu max_message_bytes=%llu "
             "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu",
-            LKV_VERSION, d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
+            lkv_version_string(), d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
             (unsigned long long)d.cfg.host_mem_bytes, (unsigned long long)d.cfg.max_message_bytes,
             (unsigned long long)d.cfg.batch_max_vectors,
             (unsigned long long)d.cfg.batch_max_wait_us, ss.inline_max);
