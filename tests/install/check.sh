@@ -92,6 +92,11 @@ prefix)
   fi
   grep -qx "ExecStart=$p/sbin/latticekvd" "$p/lib/systemd/system/latticekvd.service" ||
     die "latticekvd.service does not start $p/sbin/latticekvd"
+  if command -v systemd-analyze >/dev/null; then
+    # verify also opens Documentation=man:latticekvd(8): the installed page.
+    MANPATH=$p/share/man systemd-analyze verify "$p/lib/systemd/system/latticekvd.service" ||
+      die "systemd-analyze verify rejects latticekvd.service"
+  fi
   echo "ok: man pages, systemd unit"
 
   pkgconfig_consumer "$libdir/pkgconfig" "$libdir" "$tmp/consumer_pc"
@@ -137,6 +142,7 @@ deb)
   grep -Eq '^ Depends:.*libc6' "$tmp/liblatticekv0.info" || die "liblatticekv0 does not depend on libc6"
   grep -Eq '^ Depends:.*libuv1' "$tmp/latticekvd.info" || die "latticekvd does not depend on libuv1"
   grep -Eq '^ Depends:.*libprotobuf-c1' "$tmp/latticekvd.info" || die "latticekvd does not depend on libprotobuf-c1"
+  grep -Eq ' shlibs *$' "$tmp/liblatticekv0.info" || die "liblatticekv0 has no shlibs file"
   grep -Eq "^ Depends:.*liblatticekv0 \(= $version\)" "$tmp/liblatticekv-dev.info" || die "liblatticekv-dev does not depend on liblatticekv0 (= $version)"
   for f in ./usr/lib/liblatticekv.so.0 ./usr/lib/liblatticekv-client.so.0; do
     grep -q " $f" "$tmp/liblatticekv0.files" || die "liblatticekv0 lacks $f"

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 import latticekv
-from latticekv import pb
 from conftest import DAEMON, kv_like
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
