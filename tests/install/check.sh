@@ -112,6 +112,14 @@ prefix)
     die "consumer_shared does not load the installed liblatticekv.so.0"
   echo "ok: consumers through pkg-config and find_package"
   check_versions "$tmp/consumer_pc" "$p/bin/latticekv" "$p/sbin/latticekvd"
+  # The Python package that `cmake --install` puts beside them, stubs included.
+  if [ -d "$p/lib/python3/dist-packages/latticekv" ]; then
+    pyv=$(cd "$tmp" && PYTHONPATH=$p/lib/python3/dist-packages /usr/bin/python3 -c \
+      'import latticekv; assert latticekv._GEN.startswith(latticekv.__path__[0]); print(latticekv.__version__)') ||
+      die "the installed Python package does not import"
+    [ "$pyv" = "$want" ] || die "the Python package says $pyv, the library $want"
+    echo "ok: the installed Python package ($pyv)"
+  fi
 
   # The installed daemon and client library, end to end.
   sock=$tmp/d.sock

@@ -42,11 +42,11 @@ int main(int argc, char **argv)
     const uint64_t shape[2] = {ROWS, DIM};
     size_t coded_len = 0, back_len = 0;
     lkv_diag d;
-    if (lkv_compress(&p, LKV_DTYPE_FP32, shape, 2, src, sizeof src, coded, sizeof coded,
-                     &coded_len, LKV_ISA_AUTO, &d) != LKV_OK)
+    if (lkv_compress(&p, LKV_DTYPE_FP32, shape, 2, src, sizeof src, coded, sizeof coded, &coded_len,
+                     LKV_ISA_AUTO, &d) != LKV_OK)
         return fail("lkv_compress", d.msg);
-    if (lkv_decompress(coded, coded_len, 0, back, sizeof back, &back_len, NULL, LKV_ISA_AUTO,
-                       &d) != LKV_OK)
+    if (lkv_decompress(coded, coded_len, 0, back, sizeof back, &back_len, NULL, LKV_ISA_AUTO, &d) !=
+        LKV_OK)
         return fail("lkv_decompress", d.msg);
     double err = 0, ref = 0;
     for (size_t i = 0; i < ROWS * DIM; i++) {
