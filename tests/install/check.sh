@@ -30,7 +30,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 die() { echo "install check ($mode): $*" >&2; exit 1; }
 
-# consumer PKGCONFIG_DIR LIBDIR OUT: consumer.c through pkg-config, with an
+# pkgconfig_consumer PKGCONFIG_DIR LIBDIR OUT: consumer.c through pkg-config, with an
 # rpath to LIBDIR (the test does not touch the loader's search path).
 pkgconfig_consumer() {
   flags=$(PKG_CONFIG_PATH=$1 PKG_CONFIG_LIBDIR=$1 pkg-config --cflags --libs latticekv latticekv-client) ||
@@ -40,7 +40,8 @@ pkgconfig_consumer() {
     $flags -lm -Wl,-rpath,"$2" || die "consumer through pkg-config does not build ($flags)"
 }
 
-# version_of PROGRAM -> the version the consumer prints (lkv_version_string)
+# check_versions CONSUMER CLI DAEMON: both --version outputs name the version
+# the consumer prints (lkv_version_string); leaves it in $want.
 check_versions() {
   want=$("$1" | sed -n 's/^version //p')
   [ -n "$want" ] || die "$1 printed no version"
@@ -143,7 +144,6 @@ deb)
     dpkg-deb -I "$deb" >"$tmp/$pkg.info"
     dpkg-deb -c "$deb" >"$tmp/$pkg.files"
     grep -q "^ Package: $pkg\$" "$tmp/$pkg.info" || die "$deb: Package is not $pkg"
-    eval "deb_$(echo $pkg | tr -c 'a-z0-9\n' _)=\$deb"
   done
   # Dependencies are Debian 12 package names, found by dpkg-shlibdeps.
   grep -Eq '^ Depends:.*libgrpc29' "$tmp/liblatticekv0.info" || die "liblatticekv0 does not depend on libgrpc29: $(grep Depends "$tmp/liblatticekv0.info")"
