@@ -726,20 +726,20 @@ size_t lkv_config_check_env(char *const *envp, void (*warn)(const char *msg, voi
     return unknown;
 }
 
+/* What --help and the man page say before the list of settings. */
+static const char config_intro[] =
+    "latticekvd serves latticekv.v1.Codec, latticekv.v1.KVStore, latticekv.v1.Admin and\n"
+    "grpc.health.v1.Health over gRPC. Every flag is also an environment variable\n"
+    "(LATTICEKV_<NAME>) and a config-file key (<name> = value). Precedence, lowest\n"
+    "first: default, config file, environment, flag. Byte sizes take K/M/G/T suffixes.\n"
+    "Names: a config-file key is exactly the flag's name without \"--\"\n"
+    "(batch-max-wait-us), and '_' may be written for '-' (batch_max_wait_us); any other\n"
+    "spelling is an error naming the nearest setting. Unknown LATTICEKV_* variables\n"
+    "are warned about and ignored.\n";
+
 void lkv_config_help(FILE *out)
 {
-    fprintf(out,
-            "usage: latticekvd [--flag VALUE | --flag=VALUE]...\n"
-            "\n"
-            "latticekvd serves latticekv.v1.Codec, latticekv.v1.KVStore, latticekv.v1.Admin and\n"
-            "grpc.health.v1.Health over gRPC. Every flag is also an environment variable\n"
-            "(LATTICEKV_<NAME>) and a config-file key (<name> = value). Precedence, lowest\n"
-            "first: default, config file, environment, flag. Byte sizes take K/M/G/T suffixes.\n"
-            "Names: a config-file key is exactly the flag's name without \"--\"\n"
-            "(batch-max-wait-us), and '_' may be written for '-' (batch_max_wait_us); any other\n"
-            "spelling is an error naming the nearest setting. Unknown LATTICEKV_* variables\n"
-            "are warned about and ignored.\n"
-            "\n");
+    fprintf(out, "usage: latticekvd [--flag VALUE | --flag=VALUE]...\n\n%s\n", config_intro);
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const cfg_setting *st = &settings[i];
         char env[96], head[128];
@@ -754,4 +754,65 @@ void lkv_config_help(FILE *out)
     }
     fprintf(out, "  %-40s %s\n  %-40s %s\n", "--help", "print this and exit", "--version",
             "print the version and exit");
+}
+
+/* Writes s as troff text: backslashes and hyphens escaped (so flags copy and
+ * paste as typed), and a line that would start with a control character
+ * guarded by \&. */
+static void man_text(FILE *out, const char *s)
+{
+    int at_line_start = 1;
+    for (; *s; s++) {
+        if (at_line_start && (*s == '.' || *s == '\''))
+            fputs("\\&", out);
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out);
+        else
+            fputc(*s, out);
+        at_line_start = *s == '\n';
+    }
+}
+
+void lkv_config_man(FILE *out, const char *version)
+{
+    fprintf(out, ".TH LATTICEKVD 8 \"\" \"latticekv %s\" \"latticekv\"\n", version);
+    fputs(".SH NAME\nlatticekvd \\- the latticekv KV\\-cache compression daemon\n"
+          ".SH SYNOPSIS\n.B latticekvd\n[\\fB\\-\\-\\fR\\fIflag\\fR \\fIVALUE\\fR | "
+          "\\fB\\-\\-\\fR\\fIflag\\fR=\\fIVALUE\\fR]...\n.SH DESCRIPTION\n",
+          out);
+    man_text(out, config_intro);
+    fputs(".SH OPTIONS\n", out);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const cfg_setting *st = &settings[i];
+        char env[96];
+        env_name(st, env, sizeof env);
+        fputs(".TP\n\\fB", out);
+        man_text(out, "--");
+        man_text(out, st->name);
+        fputs("\\fR \\fI", out);
+        man_text(out, st->arg);
+        fputs("\\fR\n", out);
+        man_text(out, st->help);
+        fputs(".\n.br\nEnvironment ", out);
+        man_text(out, env);
+        fputs("; default ", out);
+        man_text(out, *st->def ? st->def : "(none)");
+        if (st->type == CFG_U64 || st->type == CFG_SIZE)
+            fprintf(out, "; range %" PRIu64 "..%" PRIu64, st->min, st->max);
+        fputs(".\n", out);
+    }
+    fputs(".TP\n\\fB\\-\\-help\\fR\nprint the options and exit.\n"
+          ".TP\n\\fB\\-\\-version\\fR\nprint the version and exit.\n"
+          ".SH ENVIRONMENT\n.TP\n.B LATTICEKV_CONFIG\n"
+          "the config file, when \\fB\\-\\-config\\fR is not given.\n"
+          ".TP\n.B LATTICEKV_\\fINAME\\fR\n"
+          "each option above, named as listed under it.\n"
+          ".SH SIGNALS\nSIGTERM and SIGINT stop the daemon: it stops accepting calls and lets "
+          "the calls in flight finish for up to \\fB\\-\\-shutdown\\-grace\\-ms\\fR.\n"
+          ".SH EXIT STATUS\n0 after a clean shutdown, 1 when the daemon could not start, "
+          "2 for a bad option, variable or config-file line.\n"
+          ".SH SEE ALSO\n.BR latticekv (1)\n",
+          out);
 }

@@ -95,6 +95,9 @@ size_t lkv_config_check_env(char *const *envp, void (*warn)(const char *msg, voi
 
 /* Writes the --help text generated from the table. */
 void lkv_config_help(FILE *out);
+/* Writes latticekvd(8), the man page, in troff from the same table and text
+ * (built by server/gen_man.c at build time). */
+void lkv_config_man(FILE *out, const char *version);
 
 /* Parses "64MiB", "4k", "123" into bytes; 0 on success, -1 if malformed. */
 int lkv_parse_size(const char *s, uint64_t *out);

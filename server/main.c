@@ -247,7 +247,7 @@ static void collect_metrics(lkv_metrics_snapshot *m, void *ud)
 {
     const daemon_state *d = ud;
     lkv_service_get_stats(d->svc, &m->stats);
-    m->version = LKV_VERSION;
+    m->version = lkv_version_string();
     m->backend = d->backend->name;
     m->replies = lkv_service_replies(d->svc);
     lkv_batcher *b = lkv_sched_batcher(d->sched);
@@ -389,7 +389,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (action == LKV_CONFIG_VERSION) {
-        printf("latticekvd %s\n", LKV_VERSION);
+        printf("latticekvd %s\n", lkv_version_string());
         return 0;
     }
     lkv_log_set_level((lkv_log_level)d.cfg.log_level);
@@ -459,7 +459,7 @@ int main(int argc, char **argv)
             "version=%s backend=%s threads=%u isa=%s host_mem_bytes=%llu max_message_bytes=%llu "
             "batch_max_vectors=%llu batch_max_wait_us=%llu inline_max_vectors=%zu tls=%s "
             "auth_tokens=%zu auth_unix=%s metrics_listen=%s",
-            LKV_VERSION, d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
+            lkv_version_string(), d.backend->name, threads, lkv_isa_name(lkv_isa_best()),
             (unsigned long long)d.cfg.host_mem_bytes, (unsigned long long)d.cfg.max_message_bytes,
             (unsigned long long)d.cfg.batch_max_vectors,
             (unsigned long long)d.cfg.batch_max_wait_us, ss.inline_max,

@@ -936,9 +936,7 @@ static int handle_stats(req *r, const uint8_t *msg, size_t len)
     }
 
     Latticekv__V1__StatsResponse resp = LATTICEKV__V1__STATS_RESPONSE__INIT;
-    char version[32];
-    snprintf(version, sizeof version, "%s", LKV_VERSION);
-    resp.version = version;
+    resp.version = (char *)lkv_version_string();
     resp.backend = (char *)s->backend_name;
 #define LKV_X_COPY(name, kind, help) resp.name = st.name;
     LKV_STATS_LIST(LKV_X_COPY)

@@ -5,6 +5,7 @@
  * daemon commands beside it), plus the small helpers they share.
  */
 #include "cli.h"
+#include "lkv_codec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -265,7 +266,8 @@ static void usage(FILE *out)
           "with TLS or tokens --tls-ca FILE, --tls-cert FILE, --tls-key FILE and --token-file\n"
           "FILE (or $LATTICEKV_TOKEN).\n"
           "Outputs that exist are not overwritten without -f/--force.\n"
-          "`latticekv COMMAND --help` describes one command.\n",
+          "`latticekv COMMAND --help` describes one command; `latticekv --version` prints the\n"
+          "version of the tool and of its codec library.\n",
           out);
 }
 
@@ -278,6 +280,10 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("latticekv %s\n", lkv_version_string());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

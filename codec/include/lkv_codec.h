@@ -36,6 +36,21 @@
 extern "C" {
 #endif
 
+/*
+ * The shared library (liblatticekv.so) is built with hidden visibility and
+ * exports exactly what this header declares, plus nothing outside lkv_*
+ * (codec/liblatticekv.map). The pragma marks these declarations as the
+ * library's interface; a consumer built with -fvisibility=hidden still
+ * imports them.
+ */
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* The library's version, "MAJOR.MINOR.PATCH" (the project version that built
+ * it). `latticekv --version` and `latticekvd --version` print the same. */
+const char *lkv_version_string(void);
+
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                              */
 /* ------------------------------------------------------------------------ */
@@ -269,6 +284,10 @@ uint16_t lkv_f32_to_f16(float f);
 float lkv_f16_to_f32(uint16_t h);
 uint16_t lkv_f32_to_bf16(float f);
 float lkv_bf16_to_f32(uint16_t b);
+
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

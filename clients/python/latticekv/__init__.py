@@ -6,8 +6,13 @@
         kv.put(b"prefix-hash", np.random.randn(16, 8, 128).astype(np.float32), dtype="bf16")
         x = kv.get(b"prefix-hash")                        # np.float32 (bf16 widened exactly)
 
-numpy arrays in and out; errors raise latticekv.Error carrying the gRPC status
-code and the daemon's message (which names the offending field and value).
+numpy arrays in and out (torch tensors too, when torch is installed);
+errors raise latticekv.Error carrying the gRPC status code and the daemon's
+message (which names the offending field and value). latticekv.AsyncClient
+offers the same calls as coroutines on grpc.aio.
+
+Installed with pip (`python3 -m pip install ./clients/python`) the package
+carries its stubs in latticekv/_gen/.
 
 The gRPC stubs are generated at build time (CMake target lkv_python_stubs)
 from proto/latticekv/v1/latticekv.proto into the build tree, BUILD/clients/
@@ -58,6 +63,9 @@ def _load_health():
 
 health_pb = _load_health()
 
+from ._version import __version__  # noqa: E402
 from .client import Client, Error, to_bf16_bits, from_bf16_bits  # noqa: E402
+from .aio import AsyncClient  # noqa: E402
 
-__all__ = ["Client", "Error", "pb", "pb_grpc", "health_pb", "to_bf16_bits", "from_bf16_bits"]
+__all__ = ["Client", "AsyncClient", "Error", "pb", "pb_grpc", "health_pb", "to_bf16_bits",
+           "from_bf16_bits", "__version__"]

@@ -7,6 +7,14 @@ bf16 here (round to nearest even, as the codec does) when dtype="bf16" is
 asked for, and bf16 outputs come back widened to float32, which is exact.
 Pass raw=True to a decoding call to get the uint16 bits instead. Arrays keep
 their shape; the last dimension is head_dim.
+
+torch tensors go in wherever an array does (torch is never imported unless
+one is passed or asked for): a CPU tensor becomes a numpy view of the same
+memory (zero-copy; a GPU tensor is copied to the host first), and a bfloat16
+tensor travels as its bit patterns, as bf16, without rounding. Any other
+object that speaks DLPack (__dlpack__) is taken through numpy.from_dlpack.
+Decoding calls return torch tensors with as_torch=True: bf16 comes back as
+torch.bfloat16, and the tensor shares memory with the decoded array.
 """
 
 import grpc
@@ -70,9 +78,37 @@ def _wire_dtype(dtype, arr):
         raise ValueError("dtype=%r: want 'bf16', 'fp16' or 'fp32'" % (dtype,)) from None
 
 
+def _is_bf16(dtype):
+    return dtype in ("bf16", pb.DTYPE_BF16)
+
+
+def as_numpy(x, dtype=None):
+    """(array, dtype) for an input: numpy as is, torch and DLPack objects as a
+    numpy view of their memory where they are on the CPU. A bfloat16 torch
+    tensor becomes its uint16 bit patterns with dtype 'bf16' (kept exactly)."""
+    if isinstance(x, np.ndarray):
+        return x, dtype
+    if type(x).__module__.split(".")[0] == "torch":
+        import torch
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        if t.dtype == torch.bfloat16:
+            bits = t.view(torch.int16).numpy().view(np.uint16)
+            if dtype is None or _is_bf16(dtype):
+                return bits, "bf16"
+            return from_bf16_bits(bits), dtype
+        return t.numpy(), dtype
+    if hasattr(x, "__dlpack__"):
+        return np.from_dlpack(x), dtype
+    return np.asarray(x), dtype
+
+
 def tensor_of(arr, dtype=None):
-    """numpy array -> wire Tensor. A uint16 array with dtype='bf16' is taken as bits."""
-    arr = np.asarray(arr)
+    """array (numpy, torch, DLPack) -> wire Tensor. A uint16 array with
+    dtype='bf16' is taken as bits."""
+    arr, dtype = as_numpy(arr, dtype)
     wd = _wire_dtype(dtype, arr)
     if wd == pb.DTYPE_BF16:
         data = arr if arr.dtype == np.uint16 else to_bf16_bits(arr)
@@ -86,9 +122,16 @@ def tensor_of(arr, dtype=None):
     return pb.Tensor(dtype=wd, shape=list(arr.shape), data=data.tobytes())
 
 
-def array_of(t, raw=False):
-    """wire Tensor -> numpy array (bf16 widened to float32 unless raw)."""
+def array_of(t, raw=False, as_torch=False):
+    """wire Tensor -> numpy array (bf16 widened to float32 unless raw), or with
+    as_torch a torch tensor (bf16 as torch.bfloat16) sharing its memory."""
     shape = tuple(int(s) for s in t.shape)
+    if as_torch:
+        import torch
+        if t.dtype == pb.DTYPE_BF16:
+            bits = np.frombuffer(t.data, dtype="<i2").reshape(shape).copy()
+            return torch.from_numpy(bits).view(torch.bfloat16)
+        return torch.from_numpy(array_of(t))
     if t.dtype == pb.DTYPE_BF16:
         bits = np.frombuffer(t.data, dtype="<u2").reshape(shape)
         return bits.copy() if raw else from_bf16_bits(bits)
@@ -169,6 +212,25 @@ class _CallDetails(grpc.ClientCallDetails):
         self.metadata = metadata
 
 
+def channel_options(max_message_bytes=DEFAULT_MAX_MESSAGE, keepalive=KEEPALIVE_TIME,
+                    keepalive_timeout=KEEPALIVE_TIMEOUT):
+    """The gRPC channel options of Client and AsyncClient."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if keepalive:
+        # Pings only while calls are in flight, with no cap on pings
+        # between data frames, so a call that waits long keeps probing.
+        options += [
+            ("grpc.keepalive_time_ms", int(max(keepalive, KEEPALIVE_MIN) * 1000)),
+            ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
+            ("grpc.keepalive_permit_without_calls", 0),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+    return options
+
+
 class Client:
     """A channel to one latticekvd ("host:port" or "unix:PATH").
 
@@ -202,19 +264,7 @@ class Client:
             raise ValueError("tls_cert needs tls_ca (mutual TLS is TLS)")
         if token is not None and (not token or any(c.isspace() for c in token)):
             raise ValueError("token must be non-empty and without whitespace")
-        options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ]
-        if keepalive:
-            # Pings only while calls are in flight, with no cap on pings
-            # between data frames, so a call that waits long keeps probing.
-            options += [
-                ("grpc.keepalive_time_ms", int(max(keepalive, KEEPALIVE_MIN) * 1000)),
-                ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
-                ("grpc.keepalive_permit_without_calls", 0),
-                ("grpc.http2.max_pings_without_data", 0),
-            ]
+        options = channel_options(max_message_bytes, keepalive, keepalive_timeout)
         if tls_server_name:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
         if tls_ca is not None:
@@ -278,10 +328,10 @@ class Client:
             tensor=tensor_of(arr, dtype), params=_params(variant, q)))
         return (r.coded, r) if info else r.coded
 
-    def decompress(self, coded, out_dtype=None, raw=False):
+    def decompress(self, coded, out_dtype=None, raw=False, as_torch=False):
         r = self._call(self.codec.Decompress, pb.DecompressRequest(
             coded=bytes(coded), out_dtype=_out_dtype(out_dtype)))
-        return array_of(r.tensor, raw)
+        return array_of(r.tensor, raw, as_torch)
 
     # -- KVStore -----------------------------------------------------------
     def put(self, key, arr, dtype=None, variant=None, q=None, namespace=""):
@@ -295,7 +345,8 @@ class Client:
         r = self._call(self.kv.Put, pb.PutRequest(key=_key(namespace, key), coded=bytes(coded)))
         return r.coded_bytes
 
-    def get(self, key, out_dtype=None, namespace="", raw=False, want_coded=False, tier=False):
+    def get(self, key, out_dtype=None, namespace="", raw=False, want_coded=False, tier=False,
+            as_torch=False):
         """The block under key: an array, or the container bytes with want_coded.
         With tier=True returns (value, tier name)."""
         r = self._call(self.kv.Get, pb.GetRequest(
@@ -304,7 +355,7 @@ class Client:
         if which == "coded":
             value = r.coded
         elif which == "tensor":
-            value = array_of(r.tensor, raw)
+            value = array_of(r.tensor, raw, as_torch)
         else:
             raise Error(None, "Get replied with no payload")
         return (value, r.tier) if tier else value
@@ -346,13 +397,15 @@ class Client:
                 for k, a in items]
         return [r.coded_bytes for r in self._stream(self.kv.PutStream, reqs)]
 
-    def get_many(self, keys, out_dtype=None, namespace="", raw=False, want_coded=False):
+    def get_many(self, keys, out_dtype=None, namespace="", raw=False, want_coded=False,
+                 as_torch=False):
         """KVStore/GetStream: arrays (or containers with want_coded) in key order."""
         reqs = [pb.GetRequest(key=_key(namespace, k), want_coded=want_coded,
                               out_dtype=_out_dtype(out_dtype)) for k in keys]
         out = []
         for r in self._stream(self.kv.GetStream, reqs):
-            out.append(r.coded if r.WhichOneof("payload") == "coded" else array_of(r.tensor, raw))
+            out.append(r.coded if r.WhichOneof("payload") == "coded"
+                       else array_of(r.tensor, raw, as_torch))
         return out
 
     # -- Admin -------------------------------------------------------------
@@ -376,5 +429,6 @@ def _as_dict(msg):
     return out
 
 
-__all__ = ["Client", "Error", "tensor_of", "array_of", "to_bf16_bits", "from_bf16_bits",
+__all__ = ["Client", "Error", "tensor_of", "array_of", "as_numpy", "channel_options",
+           "to_bf16_bits", "from_bf16_bits",
            "_DTYPE_NAMES", "DEFAULT_TIMEOUT", "KEEPALIVE_TIME", "KEEPALIVE_TIMEOUT"]

@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+# cmake -DCLI=path/to/latticekv -DVERSION=x.y.z -DOUT=latticekv.1 -P gen-man.cmake
+#
+# Writes latticekv(1) from the tool's own --help texts: the command table of
+# `latticekv --help` (latticekv.c), then each `latticekv COMMAND --help` (the
+# commands' flag lists). The man page therefore says what --help says.
+function(lkv_run out)
+  execute_process(COMMAND ${CLI} ${ARGN} OUTPUT_VARIABLE text RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "latticekv ${ARGN}: exit ${rc}")
+  endif()
+  set(${out} "${text}" PARENT_SCOPE)
+endfunction()
+
+# troff: escape backslashes and hyphens; guard lines that start with . or '.
+function(lkv_troff out text)
+  string(REPLACE "\\" "\\e" text "${text}")
+  string(REPLACE "-" "\\-" text "${text}")
+  string(REGEX REPLACE "(^|\n)([.'])" "\\1\\\\&\\2" text "${text}")
+  set(${out} "${text}" PARENT_SCOPE)
+endfunction()
+
+lkv_run(top --help)
+string(REPLACE ";" "\\;" top "${top}")
+string(REPLACE "\n" ";" lines "${top}")
+set(in_commands OFF)
+set(commands)
+set(epilogue)
+foreach(line IN LISTS lines)
+  if(line STREQUAL "commands:")
+    set(in_commands ON)
+  elseif(in_commands AND line MATCHES "^  ([a-z]+) .*[^ ]  +([^ ].*)$")
+    # "  NAME SYNOPSIS   SUMMARY": the summary follows a run of spaces.
+    set(c ${CMAKE_MATCH_1})
+    list(APPEND commands ${c})
+    lkv_troff(s "${CMAKE_MATCH_2}")
+    set(summary_${c} " \\(em ${s}")
+  elseif(in_commands AND line MATCHES "^  ([a-z]+) ")
+    list(APPEND commands ${CMAKE_MATCH_1}) # no room for a summary in the table
+  elseif(in_commands AND line STREQUAL "")
+    if(commands)
+      set(in_commands OFF)
+      set(epilogue_on ON)
+    endif()
+  elseif(epilogue_on)
+    string(APPEND epilogue "${line}\n")
+  endif()
+endforeach()
+if(NOT commands)
+  message(FATAL_ERROR "no commands found in `latticekv --help`")
+endif()
+
+set(man ".TH LATTICEKV 1 \"\" \"latticekv ${VERSION}\" \"latticekv\"\n")
+string(APPEND man ".SH NAME\nlatticekv \\- the latticekv KV\\-cache codec and daemon client\n")
+string(APPEND man ".SH SYNOPSIS\n.B latticekv\n\\fICOMMAND\\fR [\\fIARGS\\fR]\n.br\n")
+string(APPEND man ".B latticekv\n\\fICOMMAND\\fR \\fB\\-\\-help\\fR\n.br\n")
+string(APPEND man ".B latticekv\n\\fB\\-\\-version\\fR\n")
+lkv_troff(e "${epilogue}")
+string(APPEND man ".SH DESCRIPTION\n${e}")
+string(APPEND man ".SH COMMANDS\n")
+foreach(c IN LISTS commands)
+  lkv_run(help ${c} --help)
+  lkv_troff(h "${help}")
+  string(APPEND man ".SS \\fB${c}\\fR${summary_${c}}\n.nf\n${h}.fi\n")
+endforeach()
+string(APPEND man ".SH EXIT STATUS\n0 on success, 1 when the work failed (bad data, a daemon error), ")
+string(APPEND man "2 for a usage error.\n.SH SEE ALSO\n.BR latticekvd (8)\n")
+file(WRITE ${OUT} "${man}")
