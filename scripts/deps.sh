@@ -13,4 +13,4 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
   libprotobuf-c-dev protobuf-c-compiler libuv1-dev liburing-dev \
   libcriterion-dev libhiredis-dev redis-server \
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest \
-  yamllint python3-yaml clang clang-format libclang-rt-14-dev
+  yamllint python3-yaml clang clang-format libclang-rt-14-dev iproute2
