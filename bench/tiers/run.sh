@@ -26,8 +26,9 @@
 #   LKVB_MIB [256] bf16 MiB per network cell, LKVB_SSD_MIB [128] per SSD cell,
 #   LKVB_MAX_S [20] longest Put phase of a cell, LKVB_FSYNC [never batch always],
 #   LKVB_PORT [22100] (uses PORT+1, PORT+2), LKVB_DIR [/var/tmp] where the
-#   SSD directory is made, LKVB_HOST_MEM [4096] the daemon's --host-mem-bytes
-#   (tiny, so Gets are served by the tier under test, not host memory),
+#   SSD directory is made, LKVB_HOST_MEM [1MiB] the daemon's --host-mem-bytes
+#   (room for one 256-token block: the host tier refuses a block larger than
+#   itself; small, so Gets are served by the tier under test, not host memory),
 #   LKVB_REDIS_FLAGS [--redis redis://SUBNET.2:PORT+1 --tier-policy write-through],
 #   LKVB_SSD_FLAGS [--ssd-dir DIR --ssd-bytes 16GiB --ssd-fsync POLICY],
 #   OUT, LKVB_PREFIX, LKVB_SUBNET (tiers_net.sh).
@@ -50,7 +51,7 @@ SSD_MIB=${LKVB_SSD_MIB:-128}
 MAX_S=${LKVB_MAX_S:-20}
 FSYNCS=${LKVB_FSYNC:-never batch always}
 PORT=${LKVB_PORT:-22100}
-HOST_MEM=${LKVB_HOST_MEM:-4096}
+HOST_MEM=${LKVB_HOST_MEM:-1MiB}
 OUT=${OUT:-$ROOT/bench/results/tiers-dev-vm-2core.json}
 REDIS_PORT=$((PORT + 1))
 TCP_PORT=$((PORT + 2))
@@ -165,6 +166,9 @@ until in_cli redis-cli -h "$NET.2" -p "$REDIS_PORT" ping 2>/dev/null | grep -q P
 done
 
 CELL="--tokens $TOKENS --clients $CLIENTS --max-seconds $MAX_S"
+# Network cells overwrite keys an untimed pass wrote (--warm): a cache in
+# steady state, and Redis' page faults on fresh memory out of the figure.
+NETCELL="$CELL --warm"
 
 # --- the link: raw Redis against latticekvd's Redis tier, per rate ---------
 REDIS_FLAGS=${LKVB_REDIS_FLAGS:---redis redis://$REDIS_ADDR --tier-policy write-through}
@@ -179,13 +183,13 @@ for rate in $RATES; do
     --tag "link=$rate" --json "$PART"
   np
   # shellcheck disable=SC2086
-  in_cli "$BENCH" --system redis-raw --redis "$REDIS_ADDR" $CELL --mib "$MIB" \
+  in_cli "$BENCH" --system redis-raw --redis "$REDIS_ADDR" $NETCELL --mib "$MIB" \
     --tag "link=$rate" --json "$PART"
   if [ -n "$DAEMON" ]; then
     np
     # shellcheck disable=SC2086
     in_cli "$BENCH" --system lkv --label lkv-redis --lkv "$LKV_ADDR" --redis "$REDIS_ADDR" \
-      $CELL --mib "$MIB" --tag "link=$rate" --json "$PART"
+      $NETCELL --mib "$MIB" --tag "link=$rate" --json "$PART"
   fi
 done
 stop_daemon redis

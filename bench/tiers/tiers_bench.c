@@ -9,7 +9,7 @@
  * holds is measured and the keys are removed. The systems:
  *
  *   redis-raw  hiredis SET / GET of the raw bf16 bytes, pipelined (a window
- *              of 2 MiB per client, 2..16 commands)
+ *              of 2 MiB per client, 32 MiB in all at most; 1..16 commands)
  *   files-raw  one file per block in DIR, written as the SSD tier writes
  *              (temporary, rename; --fsync never|batch|always as
  *              server/tier/ssd.c: batch is a group commit of every write
@@ -23,6 +23,7 @@
  * (1e9 B = 1 GB), Put and Get phases timed separately; put+get is both
  * volumes over both times. With --cold, every file in --dir is synced and
  * dropped from the page cache between the phases, so Gets read the device.
+ * With --warm, an untimed Put pass comes first and the timed one overwrites.
  *
  * The shaped link and the processes around it are set up by run.sh.
  */
@@ -88,6 +89,7 @@ typedef struct opts {
     unsigned mib;
     double max_seconds;
     int cold;
+    int warm;
     const char *json;
     const char *tags[MAX_TAGS];
     int ntags;
@@ -160,15 +162,15 @@ typedef struct tier_count {
 
 typedef struct worker {
     int id, tokens, clients; /* clients: of the cell (keys name it) */
-    size_t nblocks;    /* to put */
-    size_t put, got;   /* done */
-    uint16_t *block;   /* [2][tokens][HEADS][DIM] bf16 */
-    size_t bytes;      /* of the block */
-    unsigned depth;    /* redis-raw pipeline */
-    redisContext *rc;  /* redis-raw */
-    lkv_client *lc;    /* lkv */
-    uint64_t coded;    /* lkv: container bytes of the puts */
-    double rel_mse;    /* lkv: of the first get */
+    size_t nblocks;          /* to put */
+    size_t put, got;         /* done */
+    uint16_t *block;         /* [2][tokens][HEADS][DIM] bf16 */
+    size_t bytes;            /* of the block */
+    unsigned depth;          /* redis-raw pipeline */
+    redisContext *rc;        /* redis-raw */
+    lkv_client *lc;          /* lkv */
+    uint64_t coded;          /* lkv: container bytes of the puts */
+    double rel_mse;          /* lkv: of the first get */
     tier_count tiers[MAX_TIERNAME];
     double deadline;
     char err[512];
@@ -406,8 +408,11 @@ static void lkv_phase(worker *w, phase ph)
             rc = lkv_client_delete(w->lc, NS, key, NULL, &e);
         }
         if (rc)
-            fail(w, "%s %s: %s: %s", ph == PH_PUT ? "put" : ph == PH_GET ? "get" : "delete", name,
-                 lkv_rpc_code_name(rc), e.msg);
+            fail(w, "%s %s: %s: %s",
+                 ph == PH_PUT   ? "put"
+                 : ph == PH_GET ? "get"
+                                : "delete",
+                 name, lkv_rpc_code_name(rc), e.msg);
     }
 }
 
@@ -420,12 +425,8 @@ static void *run_job(void *arg)
         if (jb->ph != PH_DEL)
             redis_phase(jb->w, jb->ph);
         break;
-    case SYS_FILES_RAW:
-        files_phase(jb->w, jb->ph);
-        break;
-    case SYS_LKV:
-        lkv_phase(jb->w, jb->ph);
-        break;
+    case SYS_FILES_RAW: files_phase(jb->w, jb->ph); break;
+    case SYS_LKV: lkv_phase(jb->w, jb->ph); break;
     }
     return NULL;
 }
@@ -483,6 +484,39 @@ static long long redis_info_num(redisContext *c, const char *section, const char
     if (v < 0)
         tb_die("redis INFO %s has no %s", section, field);
     return v;
+}
+
+/* MEMORY USAGE of every key, summed: what Redis holds for the blocks (key,
+ * value and their allocations), without the clients' buffers that
+ * used_memory also counts. Bounded: at most 1e6 keys. */
+static long long redis_keys_bytes(redisContext *c, long long *keys)
+{
+    long long sum = 0, n = 0;
+    char cursor[32] = "0";
+    for (int round = 0; round < 100000 && n < 1000000; round++) {
+        redisReply *r = redisCommand(c, "SCAN %s COUNT 1000", cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            tb_die("redis SCAN: %s", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        const redisReply *ks = r->element[1];
+        for (size_t i = 0; i < ks->elements; i++)
+            redisAppendCommand(c, "MEMORY USAGE %b SAMPLES 0", ks->element[i]->str,
+                               (size_t)ks->element[i]->len);
+        for (size_t i = 0; i < ks->elements; i++) {
+            redisReply *u = NULL;
+            if (redisGetReply(c, (void **)&u) != REDIS_OK || !u || u->type != REDIS_REPLY_INTEGER)
+                tb_die("redis MEMORY USAGE: %s",
+                       u && u->type == REDIS_REPLY_ERROR ? u->str : c->errstr);
+            sum += u->integer;
+            n++;
+            freeReplyObject(u);
+        }
+        freeReplyObject(r);
+        if (!strcmp(cursor, "0"))
+            break;
+    }
+    *keys = n;
+    return sum;
 }
 
 static void redis_flush(redisContext *c)
@@ -558,10 +592,13 @@ static void run_cell(lkv_json *j, int tokens, int clients)
         w->clients = clients;
         w->nblocks = per;
         w->bytes = bytes;
-        unsigned d = (unsigned)((2u << 20) / bytes);
-        w->depth = d < 2 ? 2 : d > 16 ? 16 : d;
+        /* A window of 2 MiB per client, 32 MiB in all at most. */
+        const size_t window = clients > 16 ? (32u << 20) / (size_t)clients : 2u << 20;
+        const size_t d = window / bytes;
+        w->depth = d < 1 ? 1 : d > 16 ? 16 : (unsigned)d;
         w->block = malloc(bytes);
-        if (!w->block || lkv_load_fill_kv(w->block, (size_t)tokens, HEADS, DIM, 1000u + (unsigned)i))
+        if (!w->block ||
+            lkv_load_fill_kv(w->block, (size_t)tokens, HEADS, DIM, 1000u + (unsigned)i))
             tb_die("out of memory");
         if (g_o.sys == SYS_REDIS_RAW) {
             w->rc = redis_open();
@@ -574,6 +611,18 @@ static void run_cell(lkv_json *j, int tokens, int clients)
             if (lkv_client_create(g_o.lkv, &co, &w->lc, &e) ||
                 lkv_client_wait_ready(w->lc, 10000, &e))
                 tb_die("latticekvd at %s: %s", g_o.lkv, e.msg);
+        }
+    }
+    if (g_o.warm) {
+        /* An untimed pass over the same keys: the timed Puts then overwrite,
+         * as in a cache that is already full, instead of growing the
+         * server's memory (fresh pages cost Redis several times the copy
+         * on this VM). */
+        run_phase(ws, clients, PH_PUT);
+        for (int i = 0; i < clients; i++) {
+            ws[i].nblocks = ws[i].put;
+            ws[i].put = 0;
+            ws[i].coded = 0;
         }
     }
     g_syncs = 0;
@@ -607,13 +656,8 @@ static void run_cell(lkv_json *j, int tokens, int clients)
             }
     }
     long long mem1 = admin ? redis_info_num(admin, "memory", "used_memory") : 0;
-    long long dbsize = -1;
-    if (admin) {
-        redisReply *r = redisCommand(admin, "DBSIZE");
-        if (r && r->type == REDIS_REPLY_INTEGER)
-            dbsize = r->integer;
-        freeReplyObject(r);
-    }
+    long long nkeys = 0;
+    const long long kbytes = admin ? redis_keys_bytes(admin, &nkeys) : 0;
     lkv_client_stats st = {0};
     int have_stats = 0;
     if (g_o.sys == SYS_LKV) {
@@ -623,8 +667,8 @@ static void run_cell(lkv_json *j, int tokens, int clients)
     const double bf16 = (double)put * (double)bytes;
     const double gput = bf16 / t_put / 1e9, gget = bf16 / t_get / 1e9;
     const double gboth = 2 * bf16 / (t_put + t_get) / 1e9;
-    /* The medium's bytes: Redis' used_memory growth, or the files' sizes. */
-    const double held = admin ? (double)(mem1 - mem0) : g_o.dir ? (double)fbytes : 0;
+    /* The medium's bytes: Redis' MEMORY USAGE of the keys, or the files' sizes. */
+    const double held = admin ? (double)kbytes : g_o.dir ? (double)fbytes : 0;
 
     lkv_json_object(j, NULL, LKV_JSON_INLINE);
     lkv_json_str(j, "system", g_o.label);
@@ -636,6 +680,7 @@ static void run_cell(lkv_json *j, int tokens, int clients)
     lkv_json_int(j, "clients", clients);
     if (g_o.sys == SYS_REDIS_RAW)
         lkv_json_uint(j, "pipeline", ws[0].depth);
+    lkv_json_str(j, "puts", g_o.warm ? "overwrite (after an untimed pass)" : "new keys");
     lkv_json_uint(j, "blocks", put);
     lkv_json_uint(j, "blocks_planned", per * (size_t)clients);
     lkv_json_uint(j, "gets_ok", got);
@@ -655,7 +700,7 @@ static void run_cell(lkv_json *j, int tokens, int clients)
     }
     if (admin) {
         lkv_json_int(j, "redis_used_memory_delta", mem1 - mem0);
-        lkv_json_int(j, "redis_keys", dbsize);
+        lkv_json_int(j, "redis_keys", nkeys);
     }
     if (g_o.dir) {
         lkv_json_uint(j, "dir_files", files);
@@ -747,7 +792,7 @@ static void usage(void)
             "  tiers_bench --system redis-raw|files-raw|lkv [--label NAME] [--redis IP:PORT]\n"
             "              [--dir DIR] [--fsync never|batch|always] [--lkv unix:PATH]\n"
             "              [--tokens 16,256] [--clients 8,64] [--mib N] [--max-seconds S]\n"
-            "              [--cold] [--json FILE] [--tag K=V]...\n");
+            "              [--cold] [--warm] [--json FILE] [--tag K=V]...\n");
     exit(2);
 }
 
@@ -769,8 +814,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--cold")) {
-            g_o.cold = 1;
+        if (!strcmp(a, "--cold") || !strcmp(a, "--warm")) {
+            *(a[2] == 'c' ? &g_o.cold : &g_o.warm) = 1;
             continue;
         }
         if (!v)
@@ -850,8 +895,8 @@ int main(int argc, char **argv)
     if (tcp_test) {
         double up, down;
         tb_tcp_test(tcp_test, (unsigned)streams, seconds, &up, &down);
-        printf("tcp %s: up %.3f Gbit/s, down %.3f Gbit/s (%d streams, %.1f s each)\n", tcp_test,
-               up, down, streams, seconds);
+        printf("tcp %s: up %.3f Gbit/s, down %.3f Gbit/s (%d streams, %.1f s each)\n", tcp_test, up,
+               down, streams, seconds);
         {
             lkv_json_object(&j, NULL, LKV_JSON_INLINE);
             lkv_json_str(&j, "system", "tcp");
