@@ -15,12 +15,24 @@ beyond which the daemon on this machine cannot fill the link any more.
 """
 import argparse
 import json
+import os
 import platform
 import sys
 
 TARGET_LINK = 2.0  # x raw over the 1 Gbit/s link
 TARGET_SSD = 1.5  # x raw files, fsync batch
 TARGET_HELD = 2.3  # bf16 bytes per tier byte
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def key(r):
@@ -40,7 +52,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--load-start", type=float)
     ap.add_argument("--load-end", type=float)
-    for k in ("rates", "tokens", "clients", "mib", "ssd-mib", "host-mem", "redis-flags", "ssd-flags"):
+    for k in ("rates", "tokens", "clients", "mib", "ssd-mib", "host-mem", "redis-flags", "ssd-flags",
+              "daemon", "commit"):
         ap.add_argument("--" + k, default="")
     ap.add_argument("parts", nargs="+")
     a = ap.parse_args()
@@ -50,10 +63,12 @@ def main():
         with open(p) as f:
             rows.extend(json.load(f)["rows"])
 
+    skipped = [r for r in rows if "skipped" in r]
+    rows = [r for r in rows if "skipped" not in r]
     tcp = {r["link"]: r for r in rows if r["system"] == "tcp"}
     by = {}
     for r in rows:
-        if "skipped" in r or r["system"] == "tcp":
+        if r["system"] == "tcp":
             continue
         group = r.get("link") or r.get("fsync") or ""
         by[(r["system"], group) + key(r)] = r
@@ -90,6 +105,22 @@ def main():
     # The link rate the codec's best put+get fills with coded bytes.
     keeps_up_gbit = best / coded_ratio * 8 if best and coded_ratio else None
 
+    # Per link rate: the best cell of each side, and where latticekvd stops
+    # being ahead of raw bytes (the codec, not the link, is then the limit).
+    per_rate = []
+    for rate in a.rates.split():
+        raw = [r["putget_gbps"] for r in rows if r["system"] == "redis-raw" and r.get("link") == rate]
+        lkv = [r["putget_gbps"] for r in rows if r["system"] == "lkv-redis" and r.get("link") == rate]
+        cmp_rate = [c["speedup_putget"] for c in comparisons
+                    if c["tier"] == "redis" and c["link"] == rate and c["speedup_putget"]]
+        per_rate.append({"link": rate, "tcp_gbit": tcp.get(rate, {}).get("up_gbit"),
+                         "raw_best_putget_gbps": max(raw, default=None),
+                         "lkv_best_putget_gbps": max(lkv, default=None),
+                         "speedup_min": min(cmp_rate, default=None),
+                         "speedup_max": max(cmp_rate, default=None)})
+    crossover = next((p["link"] for p in per_rate
+                      if p["speedup_max"] is not None and p["speedup_max"] < 1.0), None)
+
     def target(name, value, goal):
         return {"what": name, "goal": goal, "measured": value,
                 "met": None if value is None else value >= goal}
@@ -100,11 +131,13 @@ def main():
         target("bf16 bytes held per tier byte (worst lkv row)", min(held) if held else None,
                TARGET_HELD),
     ]
-    skipped = [r for r in rows if "skipped" in r]
     out = {
         "benchmark": "bench/tiers (run.sh, tiers_bench)",
         "machine": "dev-vm-2core",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "commit": a.commit,
         "load_average": {"start": a.load_start, "end": a.load_end},
         "link": {
             "shaping": "two network namespaces joined by a veth pair; tc tbf on both ends at the "
@@ -120,14 +153,16 @@ def main():
                   "block": "[2][tokens][8 heads][128] bf16; KV-like data (normal x per-channel "
                            "log-normal scales, key outlier channels)",
                   "codec": "E8 Q=38 (latticekvd Put encodes, Get decodes to bf16)"},
-        "daemon": {"host_mem_bytes": a.host_mem, "redis_flags": a.redis_flags,
+        "daemon": {"binary": a.daemon, "host_mem_bytes": a.host_mem, "redis_flags": a.redis_flags,
                    "ssd_flags": a.ssd_flags},
         "units": "GB/s = 1e9 bytes of bf16 blocks per wall second; put+get = 2 x volume / "
                  "(put time + get time); tier bytes = Redis used_memory growth or the files' "
                  "sizes",
         "targets": targets,
         "codec_ceiling": {"lkv_host_best_putget_gbps": best,
-                          "link_gbit_it_fills_with_coded_bytes": keeps_up_gbit},
+                          "link_gbit_it_fills_with_coded_bytes": keeps_up_gbit,
+                          "first_rate_where_raw_beats_every_lkv_cell": crossover},
+        "per_link_rate": per_rate,
         "comparisons": comparisons,
         "skipped": skipped,
         "rows": rows,
@@ -148,6 +183,13 @@ def main():
         "{} {:.3f}/{:.3f}".format(k, v["up_gbit"], v["down_gbit"]) for k, v in tcp.items()))
     print("codec ceiling (lkv-host best put+get): {} GB/s bf16 = {} Gbit/s of coded bytes".format(
         fmt(best), fmt(keeps_up_gbit, ".2f")))
+    for p in per_rate:
+        print("link {}: tcp {} Gbit/s, best put+get raw {} / latticekvd {} GB/s, x raw {}..{}".format(
+            p["link"], fmt(p["tcp_gbit"]), fmt(p["raw_best_putget_gbps"]),
+            fmt(p["lkv_best_putget_gbps"]), fmt(p["speedup_min"], ".2f"),
+            fmt(p["speedup_max"], ".2f")))
+    print("first link rate where raw Redis beats every latticekvd cell: {}".format(
+        crossover or "none measured"))
     for t in targets:
         print("target {}: {} (goal >= {}) {}".format(
             t["what"], fmt(t["measured"], ".2f"), t["goal"],

@@ -145,9 +145,27 @@ np() { # PART = the next part file; parts are merged in order
   n=$((n + 1))
   PART=$T/part-$(printf %03d $n).json
 }
-skipped() { # a row saying why a system did not run
+skipped() { # SYSTEM TAGS REASON: a row saying why a system did not run
   np
   printf '{"rows": [{"system": "%s", %s"skipped": "%s"}]}\n' "$1" "$2" "$3" >"$PART"
+}
+FAILED=0
+# cell SYSTEM TAGS COMMAND...: one tiers_bench call into the next part. A
+# failure becomes a skipped row with its error, and the sweep goes on.
+cell() {
+  what=$1
+  tagjson=$2
+  shift 2
+  np
+  if "$@" --json "$PART" 2>"$T/cell.err"; then
+    cat "$T/cell.err" >&2
+    return 0
+  fi
+  cat "$T/cell.err" >&2
+  reason=$(tail -n 1 "$T/cell.err" | tr -d '"\\')
+  printf '{"rows": [{"system": "%s", %s"skipped": "failed: %s"}]}\n' "$what" "$tagjson" \
+    "$reason" >"$PART"
+  FAILED=$((FAILED + 1))
 }
 
 echo "run.sh: $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -178,47 +196,43 @@ if ! start_daemon redis $REDIS_FLAGS; then
 fi
 for rate in $RATES; do
   $NETSH shape "$rate"
-  np
-  in_cli "$BENCH" --tcp-test "$NET.2:$TCP_PORT" --seconds 3 --streams 4 \
-    --tag "link=$rate" --json "$PART"
-  np
+  tag="\"link\": \"$rate\", "
+  cell tcp "$tag" in_cli "$BENCH" --tcp-test "$NET.2:$TCP_PORT" --seconds 3 --streams 4 \
+    --tag "link=$rate"
   # shellcheck disable=SC2086
-  in_cli "$BENCH" --system redis-raw --redis "$REDIS_ADDR" $NETCELL --mib "$MIB" \
-    --tag "link=$rate" --json "$PART"
+  cell redis-raw "$tag" in_cli "$BENCH" --system redis-raw --redis "$REDIS_ADDR" $NETCELL \
+    --mib "$MIB" --tag "link=$rate"
   if [ -n "$DAEMON" ]; then
-    np
     # shellcheck disable=SC2086
-    in_cli "$BENCH" --system lkv --label lkv-redis --lkv "$LKV_ADDR" --redis "$REDIS_ADDR" \
-      $NETCELL --mib "$MIB" --tag "link=$rate" --json "$PART"
+    cell lkv-redis "$tag" in_cli "$BENCH" --system lkv --label lkv-redis --lkv "$LKV_ADDR" \
+      --redis "$REDIS_ADDR" $NETCELL --mib "$MIB" --tag "link=$rate"
   fi
 done
 stop_daemon redis
 
 # --- the codec's ceiling: no tier, no link ----------------------------------
 start_daemon host --host-mem-bytes 4GiB || die "latticekvd did not start"
-np
 # shellcheck disable=SC2086
-in_cli "$BENCH" --system lkv --label lkv-host --lkv "$LKV_ADDR" $CELL --mib "$MIB" \
-  --json "$PART"
+cell lkv-host '' in_cli "$BENCH" --system lkv --label lkv-host --lkv "$LKV_ADDR" $CELL \
+  --mib "$MIB"
 stop_daemon host
 
 # --- the SSD directory: raw files against the SSD tier, per fsync policy -----
 mkdir "$T/ssd"
 for pol in $FSYNCS; do
-  np
+  tag="\"fsync\": \"$pol\", "
   # shellcheck disable=SC2086
-  "$BENCH" --system files-raw --dir "$T/ssd" --fsync "$pol" $CELL --mib "$SSD_MIB" --cold \
-    --tag "fsync=$pol" --json "$PART"
+  cell files-raw "$tag" "$BENCH" --system files-raw --dir "$T/ssd" --fsync "$pol" $CELL \
+    --mib "$SSD_MIB" --cold --tag "fsync=$pol"
   SSD_FLAGS=${LKVB_SSD_FLAGS:---ssd-dir $T/ssd --ssd-bytes 16GiB --ssd-fsync $pol}
   # shellcheck disable=SC2086
   if start_daemon "ssd-$pol" $SSD_FLAGS; then
-    np
     # shellcheck disable=SC2086
-    in_cli "$BENCH" --system lkv --label lkv-ssd --lkv "$LKV_ADDR" --dir "$T/ssd" $CELL \
-      --mib "$SSD_MIB" --cold --tag "fsync=$pol" --json "$PART"
+    cell lkv-ssd "$tag" in_cli "$BENCH" --system lkv --label lkv-ssd --lkv "$LKV_ADDR" \
+      --dir "$T/ssd" $CELL --mib "$SSD_MIB" --cold --tag "fsync=$pol"
     stop_daemon "ssd-$pol"
   else
-    skipped lkv-ssd "\"fsync\": \"$pol\", " "latticekvd would not start with: $SSD_FLAGS"
+    skipped lkv-ssd "$tag" "latticekvd would not start with: $SSD_FLAGS"
   fi
 done
 
@@ -226,6 +240,9 @@ LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
 /usr/bin/python3 "$HERE/report.py" --out "$OUT" --load-start "$LOAD_START" --load-end "$LOAD_END" \
   --rates "$RATES" --tokens "$TOKENS" --clients "$CLIENTS" --mib "$MIB" --ssd-mib "$SSD_MIB" \
   --host-mem "$HOST_MEM" --redis-flags "$REDIS_FLAGS" \
+  --daemon "$LKVD ($("$LKVD" --version 2>&1 | head -n 1))" \
+  --commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   --ssd-flags "${LKVB_SSD_FLAGS:---ssd-dir DIR --ssd-bytes 16GiB --ssd-fsync POLICY}" \
   "$T"/part-*.json
 echo "run.sh: done; results in $OUT"
+[ "$FAILED" -eq 0 ] || die "$FAILED cell(s) failed; their rows say why"
