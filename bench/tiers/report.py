@@ -74,7 +74,13 @@ def main():
         by[(r["system"], group) + key(r)] = r
 
     comparisons = []
-    for (sysname, group, tok, cl), r in sorted(by.items(), key=lambda kv: str(kv[0])):
+    order = a.rates.split() + ["never", "batch", "always"]
+
+    def cell_order(kv):
+        sysname, group, tok, cl = kv[0]
+        return (sysname, order.index(group) if group in order else 99, tok or 0, cl or 0)
+
+    for (sysname, group, tok, cl), r in sorted(by.items(), key=cell_order):
         base = {"lkv-redis": "redis-raw", "lkv-ssd": "files-raw"}.get(sysname)
         if not base or (base, group, tok, cl) not in by:
             continue

@@ -23,7 +23,7 @@
 #
 # Environment (defaults in brackets):
 #   LKVB_RATES [1gbit 2.5gbit 10gbit]  LKVB_TOKENS [16,256]  LKVB_CLIENTS [8,64]
-#   LKVB_MIB [256] bf16 MiB per network cell, LKVB_SSD_MIB [128] per SSD cell,
+#   LKVB_MIB [192] bf16 MiB per network cell, LKVB_SSD_MIB [96] per SSD cell,
 #   LKVB_MAX_S [20] longest Put phase of a cell, LKVB_FSYNC [never batch always],
 #   LKVB_PORT [22100] (uses PORT+1, PORT+2), LKVB_DIR [/var/tmp] where the
 #   SSD directory is made, LKVB_HOST_MEM [1MiB] the daemon's --host-mem-bytes
@@ -46,8 +46,8 @@ NET=${LKVB_SUBNET:-10.213.0}
 RATES=${LKVB_RATES:-1gbit 2.5gbit 10gbit}
 TOKENS=${LKVB_TOKENS:-16,256}
 CLIENTS=${LKVB_CLIENTS:-8,64}
-MIB=${LKVB_MIB:-256}
-SSD_MIB=${LKVB_SSD_MIB:-128}
+MIB=${LKVB_MIB:-192}
+SSD_MIB=${LKVB_SSD_MIB:-96}
 MAX_S=${LKVB_MAX_S:-20}
 FSYNCS=${LKVB_FSYNC:-never batch always}
 PORT=${LKVB_PORT:-22100}
