@@ -18,4 +18,4 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommen
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest \
   python3-pip python3-setuptools python3-wheel python3-venv dpkg-dev \
   yamllint python3-yaml clang clang-format libclang-rt-14-dev \
-  prometheus
+  prometheus iproute2
