@@ -305,6 +305,19 @@ static lkv_status make_backend(daemon_state *d, unsigned workers, lkv_diag *diag
  * and Redis when configured. A setting the tiers refuse (a missing
  * directory, a locked one, a bad password file) is reported like a bad flag.
  */
+/* Closes the tiers made before one was refused, and lets them finish. */
+static int drop_tiers(uv_loop_t *loop, lkv_tier *host, lkv_tier *ssd, lkv_tier *redis, int rc)
+{
+    if (redis)
+        redis->close(redis, NULL, NULL);
+    if (ssd)
+        ssd->close(ssd, NULL, NULL);
+    if (host)
+        host->close(host, NULL, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return rc;
+}
+
 static int make_stack(daemon_state *d, char *err, size_t cap)
 {
     lkv_host_quota quotas[LKV_LISTEN_MAX];
@@ -339,7 +352,7 @@ static int make_stack(daemon_state *d, char *err, size_t cap)
         sc.fsync = (lkv_ssd_fsync)d->cfg.ssd_fsync;
         if (lkv_tier_ssd_create(d->loop, &sc, &ssd, &diag) != LKV_OK) {
             snprintf(err, cap, "--ssd-dir=%s: %s", d->cfg.ssd_dir, diag.msg);
-            return 2;
+            return drop_tiers(d->loop, host, NULL, NULL, 2);
         }
     }
     if (d->cfg.n_redis) {
@@ -354,13 +367,13 @@ static int make_stack(daemon_state *d, char *err, size_t cap)
         rc.queue_bytes = d->cfg.tier_policy == LKV_TIER_WRITE_BACK ? d->cfg.redis_queue_bytes : 0;
         if (lkv_tier_redis_create(d->loop, &rc, &redis, &diag) != LKV_OK) {
             snprintf(err, cap, "--redis: %s", diag.msg);
-            return 2;
+            return drop_tiers(d->loop, host, ssd, NULL, 2);
         }
     }
     d->stack = lkv_stack_create(host, ssd, redis, (lkv_tier_policy)d->cfg.tier_policy);
     if (!d->stack) {
         snprintf(err, cap, "out of memory for the tier stack");
-        return 1;
+        return drop_tiers(d->loop, host, ssd, redis, 1);
     }
     return 0;
 }
@@ -415,6 +428,10 @@ int main(int argc, char **argv)
     if (stack_rc != 0) {
         fprintf(stderr, "latticekvd: %s\n", err);
         startup_failed(err);
+        uv_loop_close(d.loop);
+        d.backend->free(d.backend);
+        lkv_auth_table_unref(d.tokens);
+        lkv_tls_free(d.tls);
         return stack_rc;
     }
     d.inbox = lkv_inbox_create(d.loop, on_event, after_events, &d);

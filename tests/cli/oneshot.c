@@ -82,32 +82,41 @@ int main(int argc, char **argv)
         unsigned char *src = slurp(argv[6], &len);
         const uint64_t shape[2] = {len / (p.dim * lkv_dtype_size(dt)), p.dim};
         lkv_container_info info;
-        if (!src || lkv_container_plan(&p, dt, shape, 2, &info, &d) != LKV_OK)
-            return 1;
-        unsigned char *dst = malloc(info.total_bytes);
-        if (!dst || lkv_compress(&p, dt, shape, 2, src, len, dst, info.total_bytes, &out_len,
-                                 LKV_ISA_AUTO, &d) != LKV_OK) {
-            fprintf(stderr, "oneshot: %s\n", d.msg);
+        if (!src || lkv_container_plan(&p, dt, shape, 2, &info, &d) != LKV_OK) {
+            free(src);
             return 1;
         }
-        return spill(argv[7], dst, out_len);
+        unsigned char *dst = malloc(info.total_bytes);
+        int rc = !dst || lkv_compress(&p, dt, shape, 2, src, len, dst, info.total_bytes, &out_len,
+                                      LKV_ISA_AUTO, &d) != LKV_OK;
+        if (rc)
+            fprintf(stderr, "oneshot: %s\n", dst ? d.msg : "out of memory");
+        else
+            rc = spill(argv[7], dst, out_len);
+        free(dst);
+        free(src);
+        return rc;
     }
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "decode") == 0) {
         unsigned char *src = slurp(argv[2], &len);
         lkv_container_info info;
         if (!src || lkv_container_parse(src, len, &info, &d) != LKV_OK) {
             fprintf(stderr, "oneshot: %s\n", src ? d.msg : "cannot read");
+            free(src);
             return 1;
         }
         const int dt = argc == 5 ? num(argv[4]) : (int)info.dtype;
         const size_t cap = (size_t)info.n_vectors * info.params.dim * lkv_dtype_size(dt) + 1;
         unsigned char *dst = malloc(cap);
-        if (!dst ||
-            lkv_decompress(src, len, dt, dst, cap, &out_len, NULL, LKV_ISA_AUTO, &d) != LKV_OK) {
-            fprintf(stderr, "oneshot: %s\n", d.msg);
-            return 1;
-        }
-        return spill(argv[3], dst, out_len);
+        int rc = !dst ||
+                 lkv_decompress(src, len, dt, dst, cap, &out_len, NULL, LKV_ISA_AUTO, &d) != LKV_OK;
+        if (rc)
+            fprintf(stderr, "oneshot: %s\n", dst ? d.msg : "out of memory");
+        else
+            rc = spill(argv[3], dst, out_len);
+        free(dst);
+        free(src);
+        return rc;
     }
     fputs("usage: lkv_oneshot encode VARIANT Q DIM DTYPE IN OUT | decode IN OUT [DTYPE]\n", stderr);
     return 2;
