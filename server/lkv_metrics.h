@@ -130,7 +130,5 @@ lkv_status lkv_metrics_http_start(void *uv_loop, const char *addr, lkv_metrics_c
 /* Closes the listener and every connection (their charges are given back
  * at once); the memory goes in close callbacks, so the loop must run on. */
 void lkv_metrics_http_close(lkv_metrics_http *h);
-/* Scrapes answered (200) and requests refused (any other answer). */
-void lkv_metrics_http_counts(const lkv_metrics_http *h, uint64_t *scrapes, uint64_t *refused);
 
 #endif /* LKV_METRICS_H */

@@ -325,7 +325,6 @@ struct lkv_metrics_http {
     int closing;
     int server_open;   /* 0 once the listening handle's close callback ran */
     struct conn *head; /* open connections */
-    uint64_t scrapes, refused;
 };
 
 typedef struct conn {
@@ -460,10 +459,6 @@ static void answer(conn *c, int code)
     free(body);
     c->reply_len = (size_t)hl + body_len;
     lkv_budget_take(h->budget, c->reply_len);
-    if (code == 200)
-        h->scrapes++;
-    else
-        h->refused++;
     uv_buf_t b = uv_buf_init(c->reply, (unsigned)c->reply_len);
     c->wr.data = c;
     if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
@@ -515,8 +510,6 @@ static void on_connection(uv_stream_t *server, int status)
     h->head = c;
     c->pprev = &h->head;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || h->conns > LKV_HTTP_MAX_CONNECTIONS) {
-        if (h->conns > LKV_HTTP_MAX_CONNECTIONS)
-            h->refused++;
         conn_close(c);
         return;
     }
@@ -619,10 +612,4 @@ void lkv_metrics_http_close(lkv_metrics_http *h)
     while (h->head)
         conn_close(h->head);
     uv_close((uv_handle_t *)&h->server, server_closed);
-}
-
-void lkv_metrics_http_counts(const lkv_metrics_http *h, uint64_t *scrapes, uint64_t *refused)
-{
-    *scrapes = h ? h->scrapes : 0;
-    *refused = h ? h->refused : 0;
 }

@@ -124,7 +124,6 @@ typedef struct lkv_tier_req {
     int found;      /* get: 1 on a hit; delete: 1 when the key was there */
     lkv_tier *tier; /* the tier that completed it (its name goes in Get's `tier` field) */
     /* the tier's, between submission and done() */
-    struct lkv_tier_req *t_next;
     void *t_priv;
 } lkv_tier_req;
 

@@ -1000,40 +1000,6 @@ static int check_req(ssd *s, lkv_tier_req *req)
     return 0;
 }
 
-static void put_in(ssd *s, lkv_tier_req *req);
-static void get_in(ssd *s, lkv_tier_req *req);
-static void del_in(ssd *s, lkv_tier_req *req);
-
-static void ssd_put(lkv_tier *t, lkv_tier_req *req)
-{
-    ssd *s = (ssd *)t;
-    req->op = LKV_TIER_OP_PUT; /* also when called without the lkv_tier_* helper */
-    req->tier = t;
-    enter(s);
-    put_in(s, req);
-    leave(s);
-}
-
-static void ssd_get(lkv_tier *t, lkv_tier_req *req)
-{
-    ssd *s = (ssd *)t;
-    req->op = LKV_TIER_OP_GET; /* also when called without the lkv_tier_* helper */
-    req->tier = t;
-    enter(s);
-    get_in(s, req);
-    leave(s);
-}
-
-static void ssd_del(lkv_tier *t, lkv_tier_req *req)
-{
-    ssd *s = (ssd *)t;
-    req->op = LKV_TIER_OP_DELETE; /* also when called without the lkv_tier_* helper */
-    req->tier = t;
-    enter(s);
-    del_in(s, req);
-    leave(s);
-}
-
 static void put_in(ssd *s, lkv_tier_req *req)
 {
     req->found = 0;
@@ -1137,6 +1103,21 @@ static void del_in(ssd *s, lkv_tier_req *req)
         return;
     }
     slot_enqueue(s, e, o);
+}
+
+/* One entry for put, get and delete: lkv_tier_put/get/del set req->op. */
+static void ssd_submit(lkv_tier *t, lkv_tier_req *req)
+{
+    ssd *s = (ssd *)t;
+    req->tier = t;
+    enter(s);
+    if (req->op == LKV_TIER_OP_PUT)
+        put_in(s, req);
+    else if (req->op == LKV_TIER_OP_GET)
+        get_in(s, req);
+    else
+        del_in(s, req);
+    leave(s);
 }
 
 static int ssd_contains(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
@@ -1442,9 +1423,9 @@ lkv_status lkv_tier_ssd_create(void *uv_loop, const lkv_ssd_config *cfg, lkv_tie
     s->st.capacity_bytes = cfg->capacity_bytes;
     lkv_tier_watermarks(cfg->capacity_bytes, cfg->high_pct, cfg->low_pct, &s->high, &s->low);
     s->base = (lkv_tier){.name = "ssd",
-                         .put = ssd_put,
-                         .get = ssd_get,
-                         .del = ssd_del,
+                         .put = ssd_submit,
+                         .get = ssd_submit,
+                         .del = ssd_submit,
                          .contains = ssd_contains,
                          .stats = ssd_stats,
                          .set_evict_hook = ssd_set_evict_hook,
