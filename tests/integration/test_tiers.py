@@ -355,6 +355,38 @@ def test_redis_tier_serves_after_restart_and_local_tiers_outlive_a_dead_node(tmp
     stop_ok(d)
 
 
+def test_a_redis_hit_is_promoted_into_the_ssd_tier_too(tmp, redis):
+    seed = "redis://127.0.0.1:%d" % redis.port
+    ssd = os.path.join(tmp, "ssd")
+    os.mkdir(ssd)
+    run = [os.path.join(tmp, "d%d" % i) for i in range(3)]
+    for r in run:
+        os.mkdir(r)
+    d = Daemon(run[0], ["--redis", seed])  # no SSD tier: the blocks are only in Redis
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        coded = blocks(c, 3, 51)
+        for i, b in enumerate(coded):
+            c.put_coded("p%d" % i, b, namespace="m")
+        wait_link(c, "up")
+    stop_ok(d)
+    assert not glob.glob(os.path.join(ssd, "*.lkv"))
+    d = ssd_daemon(run[1], ssd, "--redis", seed)
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        for i in range(2):  # p2 is never asked for: it must not reach the SSD tier
+            assert c.get("p%d" % i, namespace="m", want_coded=True, tier=True) == (coded[i],
+                                                                                   "redis")
+    stop_ok(d)  # the promotions' SSD writes are done before the tier closes
+    redis.kill()  # only the SSD tier can answer now
+    d = ssd_daemon(run[2], ssd)
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        for i in range(2):
+            assert c.get("p%d" % i, namespace="m", want_coded=True, tier=True) == (coded[i], "ssd")
+        with pytest.raises(latticekv.Error) as e:
+            c.get("p2", namespace="m", want_coded=True)
+        assert e.value.code == grpc.StatusCode.NOT_FOUND
+    stop_ok(d)
+
+
 def test_write_back_keeps_accepting_puts_while_redis_is_down_and_drains_after(tmp, redis):
     d = Daemon(tmp, ["--redis", "redis://127.0.0.1:%d" % redis.port, "--tier-policy",
                      "write-back", "--redis-queue-bytes", "12KiB"])
