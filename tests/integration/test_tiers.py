@@ -207,6 +207,31 @@ def test_write_back_demotes_in_lru_order_and_promotes_on_hit(tmp):
     stop_ok(d)
 
 
+def test_host_watermarks_evict_from_high_down_to_low(tmp):
+    cap = 16 << 10
+    d = Daemon(tmp, ["--host-mem-bytes", str(cap), "--host-high-watermark", "80",
+                     "--host-low-watermark", "40"])
+    high, low = cap * 80 // 100, cap * 40 // 100
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        coded = blocks(c, 1, 61, tokens=16)[0]  # ~1.7 KiB: several fit under each mark
+        evicting_puts = 0
+        for i in range(24):
+            before = tier_row(c, "host")
+            c.put_coded("h%02d" % i, coded)
+            row = tier_row(c, "host")
+            assert row["used_bytes"] <= high, row
+            if row["evictions"] > before["evictions"]:
+                evicting_puts += 1
+                # Down to the low mark, new block included: more than one
+                # block went, not one per Put.
+                assert row["used_bytes"] <= low, row
+                assert row["evictions"] - before["evictions"] >= 2, (before, row)
+            else:
+                assert row["blocks"] == before["blocks"] + 1, (before, row)
+        assert evicting_puts >= 2
+    stop_ok(d)
+
+
 def test_namespace_quota_is_resource_exhausted_naming_namespace_and_quota(tmp):
     d = Daemon(tmp, ["--namespace-quota", "small=8KiB"])
     with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
@@ -242,6 +267,11 @@ def test_namespace_quota_is_resource_exhausted_naming_namespace_and_quota(tmp):
     (["--redis-queue-bytes", "none"], "--redis-queue-bytes=none"),
     (["--tier-policy", "write-sometimes"], "--tier-policy=write-sometimes"),
     (["--namespace-quota", "ns"], "--namespace-quota=ns"),
+    (["--host-high-watermark", "101"], "--host-high-watermark=101"),
+    (["--host-low-watermark", "0"], "--host-low-watermark=0"),
+    (["--host-high-watermark", "50", "--host-low-watermark", "60"], "--host-low-watermark=60"),
+    (["--ssd-high-watermark", "half"], "--ssd-high-watermark=half"),
+    (["--ssd-high-watermark", "70"], "--ssd-low-watermark=90"),
     (["--namespace-quota", "ns=1", "--namespace-quota", "ns=2"], '"ns"'),
 ])
 def test_bad_tier_flags_exit_2_naming_the_value(args, named):
