@@ -85,6 +85,11 @@ static const cfg_setting settings[] = {
      "codec backend; auto = CUDA when a device is present, else the C codec"},
     {"host-mem-bytes", CFG_SIZE, 4096, UINT64_C(1) << 44, "1GiB", OFF(host_mem_bytes), "N", NULL,
      "capacity of the host-memory block store (LRU eviction)"},
+    {"host-high-watermark", CFG_U64, 1, 100, "100", OFF(host_high_pct), "PCT", NULL,
+     "host memory: a Put that would fill more than PCT% of host-mem-bytes evicts (LRU)"},
+    {"host-low-watermark", CFG_U64, 1, 100, "100", OFF(host_low_pct), "PCT", NULL,
+     "host memory: eviction goes down to PCT% of host-mem-bytes (at most the high "
+     "watermark); 100/100 = evict only what each Put needs"},
     {"max-message-bytes", CFG_SIZE, 1024, INT32_MAX, "64MiB", OFF(max_message_bytes), "N", NULL,
      "largest gRPC message received or sent"},
     {"batch-max-vectors", CFG_U64, 1, UINT64_C(1) << 24, "4096", OFF(batch_max_vectors), "N", NULL,
@@ -123,8 +128,12 @@ static const cfg_setting settings[] = {
     {"ssd-dir", CFG_PATH, 0, 0, "", OFF(ssd_dir), "DIR", NULL,
      "SSD tier: an existing directory for one file per block; empty = no SSD tier"},
     {"ssd-bytes", CFG_SIZE, 0, UINT64_C(1) << 50, "0", OFF(ssd_bytes), "N", NULL,
-     "SSD tier capacity in file bytes (LRU eviction from 100% down to 90%); required with "
-     "--ssd-dir"},
+     "SSD tier capacity in file bytes (LRU eviction between the ssd watermarks); required "
+     "with --ssd-dir"},
+    {"ssd-high-watermark", CFG_U64, 1, 100, "100", OFF(ssd_high_pct), "PCT", NULL,
+     "SSD tier: a write that would fill more than PCT% of ssd-bytes evicts (LRU)"},
+    {"ssd-low-watermark", CFG_U64, 1, 100, "90", OFF(ssd_low_pct), "PCT", NULL,
+     "SSD tier: eviction goes down to PCT% of ssd-bytes (at most the high watermark)"},
     {"ssd-fsync", CFG_CHOICE, 0, 0, "never", OFF(ssd_fsync), "never|batch|always", fsync_choices,
      "SSD tier: never = write + rename before the reply (survives kill -9); batch = group "
      "fdatasync; always = fdatasync per block (both also survive power loss)"},
@@ -688,6 +697,16 @@ lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn
     if (cfg->ssd_dir[0] && cfg->ssd_bytes == 0)
         return fail(err, err_cap, "--ssd-dir=%s needs --ssd-bytes (the SSD tier's capacity)",
                     cfg->ssd_dir);
+    if (cfg->host_low_pct > cfg->host_high_pct)
+        return fail(err, err_cap,
+                    "--host-low-watermark=%llu is above --host-high-watermark=%llu: the host "
+                    "tier evicts from the high one down to the low one",
+                    (unsigned long long)cfg->host_low_pct, (unsigned long long)cfg->host_high_pct);
+    if (cfg->ssd_low_pct > cfg->ssd_high_pct)
+        return fail(err, err_cap,
+                    "--ssd-low-watermark=%llu is above --ssd-high-watermark=%llu: the SSD tier "
+                    "evicts from the high one down to the low one",
+                    (unsigned long long)cfg->ssd_low_pct, (unsigned long long)cfg->ssd_high_pct);
     if (!cfg->ssd_dir[0] && cfg->ssd_bytes)
         return fail(err, err_cap, "--ssd-bytes=%llu without --ssd-dir: no SSD tier to size",
                     (unsigned long long)cfg->ssd_bytes);

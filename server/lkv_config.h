@@ -23,6 +23,7 @@ typedef struct lkv_config {
     char config_file[LKV_ADDR_MAX];
     uint32_t backend; /* lkv_backend_kind */
     uint64_t host_mem_bytes;
+    uint64_t host_high_pct, host_low_pct; /* host tier watermarks, % of host_mem_bytes */
     uint64_t max_message_bytes;
     uint64_t batch_max_vectors;
     uint64_t batch_max_wait_us;
@@ -42,6 +43,7 @@ typedef struct lkv_config {
     /* The tiers below host memory (server/stack.c) */
     char ssd_dir[LKV_ADDR_MAX]; /* "": no SSD tier */
     uint64_t ssd_bytes;
+    uint64_t ssd_high_pct, ssd_low_pct;       /* SSD tier watermarks, % of ssd_bytes */
     uint32_t ssd_fsync;                       /* lkv_ssd_fsync */
     char redis[LKV_LISTEN_MAX][LKV_ADDR_MAX]; /* seeds; none: no Redis tier */
     uint32_t n_redis;

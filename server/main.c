@@ -334,8 +334,8 @@ static int make_stack(daemon_state *d, char *err, size_t cap)
             }
     }
     const lkv_host_config hc = {.capacity_bytes = d->cfg.host_mem_bytes,
-                                .high_pct = 100,
-                                .low_pct = 100,
+                                .high_pct = (unsigned)d->cfg.host_high_pct,
+                                .low_pct = (unsigned)d->cfg.host_low_pct,
                                 .quotas = quotas,
                                 .nquotas = d->cfg.n_namespace_quota};
     lkv_tier *host = NULL, *ssd = NULL, *redis = NULL;
@@ -350,6 +350,8 @@ static int make_stack(daemon_state *d, char *err, size_t cap)
         sc.dir = d->cfg.ssd_dir;
         sc.capacity_bytes = d->cfg.ssd_bytes;
         sc.fsync = (lkv_ssd_fsync)d->cfg.ssd_fsync;
+        sc.high_pct = (unsigned)d->cfg.ssd_high_pct;
+        sc.low_pct = (unsigned)d->cfg.ssd_low_pct;
         if (lkv_tier_ssd_create(d->loop, &sc, &ssd, &diag) != LKV_OK) {
             snprintf(err, cap, "--ssd-dir=%s: %s", d->cfg.ssd_dir, diag.msg);
             return drop_tiers(d->loop, host, NULL, NULL, 2);

@@ -559,6 +559,18 @@ static void pending_put_commit(void *effect, lkv_reply *rep)
     pending_put_drop(pp);
 }
 
+/* Aims r's tier request at key k; the stack calls done with it. */
+static lkv_tier_req *tier_req_of(req *r, const lkv_wire_key *k, void (*done)(lkv_tier_req *))
+{
+    r->treq = (lkv_tier_req){.ns = k->ns,
+                             .ns_len = k->ns_len,
+                             .key = k->key,
+                             .key_len = k->key_len,
+                             .done = done,
+                             .ud = r};
+    return &r->treq;
+}
+
 /* The tiers below host have the block (or refused it): a unary Put now
  * stores it in host memory and replies; a PutStream block waits for its
  * reply's turn (pending_put_commit). */
@@ -607,15 +619,9 @@ static void put_below_done(lkv_tier_req *tr)
 /* 0: the stack completes the request (put_below_done replies). */
 static int put_store(req *r)
 {
-    const lkv_wire_key *k = &r->put.key;
-    r->treq = (lkv_tier_req){.ns = k->ns,
-                             .ns_len = k->ns_len,
-                             .key = k->key,
-                             .key_len = k->key_len,
-                             .blob = r->blob,
-                             .done = put_below_done,
-                             .ud = r};
-    lkv_stack_put_below(r->svc->stack, &r->treq);
+    lkv_tier_req *tr = tier_req_of(r, &r->put.key, put_below_done);
+    tr->blob = r->blob;
+    lkv_stack_put_below(r->svc->stack, tr);
     return 0;
 }
 
@@ -769,13 +775,7 @@ static int handle_get(req *r, const uint8_t *msg, size_t len)
     const lkv_wire_key *k = &r->get.key;
     if (check_key(r, k) != 0)
         return -1;
-    r->treq = (lkv_tier_req){.ns = k->ns,
-                             .ns_len = k->ns_len,
-                             .key = k->key,
-                             .key_len = k->key_len,
-                             .done = get_done,
-                             .ud = r};
-    lkv_stack_get(r->svc->stack, &r->treq);
+    lkv_stack_get(r->svc->stack, tier_req_of(r, k, get_done));
     return 0;
 }
 
@@ -830,13 +830,7 @@ static int handle_delete(req *r, const uint8_t *msg, size_t len)
         return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid DeleteRequest");
     if (check_key(r, k) != 0)
         return -1;
-    r->treq = (lkv_tier_req){.ns = k->ns,
-                             .ns_len = k->ns_len,
-                             .key = k->key,
-                             .key_len = k->key_len,
-                             .done = delete_done,
-                             .ud = r};
-    lkv_stack_del(r->svc->stack, &r->treq);
+    lkv_stack_del(r->svc->stack, tier_req_of(r, k, delete_done));
     return 0;
 }
 

@@ -20,6 +20,7 @@ struct lkv_stack {
     size_t n;
     lkv_tier *ssd, *redis;
     lkv_tier_policy policy;
+    uint64_t writes;  /* Puts and Deletes sent below host so far */
     unsigned closing; /* tiers still closing */
     void (*closed)(void *ud);
     void *closed_ud;
@@ -34,6 +35,7 @@ typedef struct op {
     size_t next;      /* get: the next tier to ask */
     lkv_tier_req err; /* get: the first damaged-copy failure */
     uint8_t *name;    /* demotion: its own copy of ns + key */
+    uint64_t writes;  /* get: the stack's writes when it started */
 } op;
 
 static op *op_new(lkv_stack *s, lkv_tier_req *req)
@@ -102,6 +104,7 @@ void lkv_stack_put_below(lkv_stack *s, lkv_tier_req *req)
         fail_now(req, LKV_ERR_NOMEM, "put");
         return;
     }
+    s->writes++;
     lkv_tier *to[2];
     unsigned n = 0;
     if (s->ssd && s->policy == LKV_TIER_WRITE_THROUGH)
@@ -151,17 +154,15 @@ static void demote_done(lkv_tier_req *sub)
     free(o);
 }
 
-/* Write-back: a block the host tier evicts goes down to the SSD tier (its
- * failures are counted there). */
-static void demote(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key, size_t key_len,
-                   lkv_blob *blob, void *ud)
+/* A copy of the block into the SSD tier that nobody waits for (its
+ * failures are counted there); the op holds its own ns + key. */
+static void ssd_copy(lkv_stack *s, const char *ns, size_t ns_len, const uint8_t *key,
+                     size_t key_len, lkv_blob *blob)
 {
-    (void)t;
-    lkv_stack *s = ud;
     op *o = op_new(s, NULL);
     uint8_t *name = o ? malloc(ns_len + key_len + 1) : NULL;
     if (!name) {
-        free(o); /* lost from the daemon, like any eviction without a tier below */
+        free(o); /* lost from the daemon, like an eviction without a tier below */
         return;
     }
     memcpy(name, ns, ns_len);
@@ -174,6 +175,14 @@ static void demote(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *ke
                                .blob = blob};
     sub_init(o, &o->sub[0], &like, demote_done);
     lkv_tier_put(s->ssd, &o->sub[0]);
+}
+
+/* Write-back: a block the host tier evicts goes down to the SSD tier. */
+static void demote(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key, size_t key_len,
+                   lkv_blob *blob, void *ud)
+{
+    (void)t;
+    ssd_copy(ud, ns, ns_len, key, key_len, blob);
 }
 
 /* ---- get ---------------------------------------------------------------- */
@@ -195,6 +204,18 @@ static void get_sub_done(lkv_tier_req *sub)
          * the namespace's quota, only means it stays below). */
         if (sub->tier != o->s->tier[0])
             lkv_stack_put_host(o->s, req->ns, req->ns_len, req->key, req->key_len, sub->blob, NULL);
+        /*
+         * A Redis hit goes into the SSD tier too (write-through; under
+         * write-back the host tier's demotion takes it there), so a restart
+         * or a host eviction does not cross the network for it again. Not
+         * when a Put or Delete went below host since this Get started: the
+         * SSD tier runs a key's writes in the order they are sent, so this
+         * copy, sent last, would put back bytes older than that write's.
+         * Any key's write counts: cheap, and only costs a promotion.
+         */
+        if (sub->tier == o->s->redis && o->s->ssd && o->s->policy == LKV_TIER_WRITE_THROUGH &&
+            o->s->writes == o->writes)
+            ssd_copy(o->s, req->ns, req->ns_len, req->key, req->key_len, sub->blob);
         req->status = LKV_OK;
         req->found = 1;
         req->blob = sub->blob;
@@ -233,6 +254,7 @@ void lkv_stack_get(lkv_stack *s, lkv_tier_req *req)
         return;
     }
     req->blob = NULL;
+    o->writes = s->writes;
     get_next(o);
 }
 
@@ -264,6 +286,7 @@ void lkv_stack_del(lkv_stack *s, lkv_tier_req *req)
     req->status = LKV_OK;
     req->found = 0;
     memset(&req->diag, 0, sizeof req->diag);
+    s->writes++;
     o->pending = (unsigned)s->n + 1; /* + 1 until every sub is submitted */
     for (size_t i = 0; i < s->n; i++) {
         sub_init(o, &o->sub[i], req, del_sub_done);

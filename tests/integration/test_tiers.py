@@ -207,6 +207,31 @@ def test_write_back_demotes_in_lru_order_and_promotes_on_hit(tmp):
     stop_ok(d)
 
 
+def test_host_watermarks_evict_from_high_down_to_low(tmp):
+    cap = 16 << 10
+    d = Daemon(tmp, ["--host-mem-bytes", str(cap), "--host-high-watermark", "80",
+                     "--host-low-watermark", "40"])
+    high, low = cap * 80 // 100, cap * 40 // 100
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        coded = blocks(c, 1, 61, tokens=16)[0]  # ~1.7 KiB: several fit under each mark
+        evicting_puts = 0
+        for i in range(24):
+            before = tier_row(c, "host")
+            c.put_coded("h%02d" % i, coded)
+            row = tier_row(c, "host")
+            assert row["used_bytes"] <= high, row
+            if row["evictions"] > before["evictions"]:
+                evicting_puts += 1
+                # Down to the low mark, new block included: more than one
+                # block went, not one per Put.
+                assert row["used_bytes"] <= low, row
+                assert row["evictions"] - before["evictions"] >= 2, (before, row)
+            else:
+                assert row["blocks"] == before["blocks"] + 1, (before, row)
+        assert evicting_puts >= 2
+    stop_ok(d)
+
+
 def test_namespace_quota_is_resource_exhausted_naming_namespace_and_quota(tmp):
     d = Daemon(tmp, ["--namespace-quota", "small=8KiB"])
     with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
@@ -242,6 +267,11 @@ def test_namespace_quota_is_resource_exhausted_naming_namespace_and_quota(tmp):
     (["--redis-queue-bytes", "none"], "--redis-queue-bytes=none"),
     (["--tier-policy", "write-sometimes"], "--tier-policy=write-sometimes"),
     (["--namespace-quota", "ns"], "--namespace-quota=ns"),
+    (["--host-high-watermark", "101"], "--host-high-watermark=101"),
+    (["--host-low-watermark", "0"], "--host-low-watermark=0"),
+    (["--host-high-watermark", "50", "--host-low-watermark", "60"], "--host-low-watermark=60"),
+    (["--ssd-high-watermark", "half"], "--ssd-high-watermark=half"),
+    (["--ssd-high-watermark", "70"], "--ssd-low-watermark=90"),
     (["--namespace-quota", "ns=1", "--namespace-quota", "ns=2"], '"ns"'),
 ])
 def test_bad_tier_flags_exit_2_naming_the_value(args, named):
@@ -352,6 +382,38 @@ def test_redis_tier_serves_after_restart_and_local_tiers_outlive_a_dead_node(tmp
         wait_link(c, "up")
         c.put_coded("after", coded[2], namespace="m")
         assert redis.cli("DBSIZE") == "1"
+    stop_ok(d)
+
+
+def test_a_redis_hit_is_promoted_into_the_ssd_tier_too(tmp, redis):
+    seed = "redis://127.0.0.1:%d" % redis.port
+    ssd = os.path.join(tmp, "ssd")
+    os.mkdir(ssd)
+    run = [os.path.join(tmp, "d%d" % i) for i in range(3)]
+    for r in run:
+        os.mkdir(r)
+    d = Daemon(run[0], ["--redis", seed])  # no SSD tier: the blocks are only in Redis
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        coded = blocks(c, 3, 51)
+        for i, b in enumerate(coded):
+            c.put_coded("p%d" % i, b, namespace="m")
+        wait_link(c, "up")
+    stop_ok(d)
+    assert not glob.glob(os.path.join(ssd, "*.lkv"))
+    d = ssd_daemon(run[1], ssd, "--redis", seed)
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        for i in range(2):  # p2 is never asked for: it must not reach the SSD tier
+            assert c.get("p%d" % i, namespace="m", want_coded=True, tier=True) == (coded[i],
+                                                                                   "redis")
+    stop_ok(d)  # the promotions' SSD writes are done before the tier closes
+    redis.kill()  # only the SSD tier can answer now
+    d = ssd_daemon(run[2], ssd)
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        for i in range(2):
+            assert c.get("p%d" % i, namespace="m", want_coded=True, tier=True) == (coded[i], "ssd")
+        with pytest.raises(latticekv.Error) as e:
+            c.get("p2", namespace="m", want_coded=True)
+        assert e.value.code == grpc.StatusCode.NOT_FOUND
     stop_ok(d)
 
 
