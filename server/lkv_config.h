@@ -39,7 +39,8 @@ typedef struct lkv_config {
     uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
     uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
     uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
-    /* The tiers below host memory (server/stack.c) */
+    /* The tiers (server/stack.c) */
+    uint64_t gpu_mem_bytes;     /* 0: no GPU tier; > 0 needs the cuda backend */
     char ssd_dir[LKV_ADDR_MAX]; /* "": no SSD tier */
     uint64_t ssd_bytes;
     uint32_t ssd_fsync;                       /* lkv_ssd_fsync */
