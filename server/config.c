@@ -124,7 +124,10 @@ static const cfg_setting settings[] = {
     {"max-inflight-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(max_inflight_bytes), "N", NULL,
      "bytes of requests and replies in flight; beyond it requests get RESOURCE_EXHAUSTED; "
      "0 = host-mem-bytes/4, at least 2 x max-message-bytes"},
-    /* The storage tiers below host memory (server/stack.c, docs/service.md). */
+    /* The storage tiers (server/stack.c, docs/service.md). */
+    {"gpu-mem-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(gpu_mem_bytes), "N", NULL,
+     "GPU tier capacity in device memory, in front of host memory; needs the cuda backend; "
+     "0 = no GPU tier"},
     {"ssd-dir", CFG_PATH, 0, 0, "", OFF(ssd_dir), "DIR", NULL,
      "SSD tier: an existing directory for one file per block; empty = no SSD tier"},
     {"ssd-bytes", CFG_SIZE, 0, UINT64_C(1) << 50, "0", OFF(ssd_bytes), "N", NULL,

@@ -40,7 +40,8 @@ typedef struct lkv_config {
     uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
     uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
     uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
-    /* The tiers below host memory (server/stack.c) */
+    /* The tiers (server/stack.c) */
+    uint64_t gpu_mem_bytes;     /* 0: no GPU tier; > 0 needs the cuda backend */
     char ssd_dir[LKV_ADDR_MAX]; /* "": no SSD tier */
     uint64_t ssd_bytes;
     uint64_t ssd_high_pct, ssd_low_pct;       /* SSD tier watermarks, % of ssd_bytes */

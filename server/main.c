@@ -301,6 +301,30 @@ static lkv_status make_backend(daemon_state *d, unsigned workers, lkv_diag *diag
 }
 
 /*
+ * --gpu-mem-bytes > 0 asks for coded blocks in device memory, which only the
+ * cuda backend can decode in place; with the C codec it is a setting that
+ * cannot be honoured, so it is refused like a bad flag (exit 2) rather than
+ * silently ignored. The GPU tier itself (issue 12) is not in this build yet,
+ * so a cuda daemon refuses it the same way instead of pretending to have one.
+ */
+static int gpu_tier_refused(const daemon_state *d, char *err, size_t cap)
+{
+    if (d->cfg.gpu_mem_bytes == 0)
+        return 0;
+    if (d->backend->kind != LKV_BACKEND_CUDA)
+        snprintf(err, cap,
+                 "--gpu-mem-bytes=%llu needs the cuda backend; this daemon runs backend=%s "
+                 "(use --gpu-mem-bytes 0 for no GPU tier)",
+                 (unsigned long long)d->cfg.gpu_mem_bytes, d->backend->name);
+    else
+        snprintf(err, cap,
+                 "--gpu-mem-bytes=%llu: this latticekvd has no GPU tier yet (issue 12); use "
+                 "--gpu-mem-bytes 0",
+                 (unsigned long long)d->cfg.gpu_mem_bytes);
+    return 1;
+}
+
+/*
  * The tier stack of the configuration: host memory, then the SSD directory
  * and Redis when configured. A setting the tiers refuse (a missing
  * directory, a locked one, a bad password file) is reported like a bad flag.
@@ -425,6 +449,13 @@ int main(int argc, char **argv)
     }
     if (make_backend(&d, threads, &diag) != LKV_OK)
         return startup_failed(diag.msg);
+    if (gpu_tier_refused(&d, err, sizeof err)) {
+        fprintf(stderr, "latticekvd: %s\n", err);
+        d.backend->free(d.backend);
+        lkv_auth_table_unref(d.tokens);
+        lkv_tls_free(d.tls);
+        return 2;
+    }
     d.loop = uv_default_loop();
     const int stack_rc = make_stack(&d, err, sizeof err);
     if (stack_rc != 0) {
