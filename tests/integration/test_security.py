@@ -2,12 +2,13 @@
 """TLS, mutual TLS and bearer tokens (issue 13 items 1-2) against real daemons.
 
 Certificates come from openssl in a temporary folder (certs.py). Every
-client is exercised: the Python client, the CLI and the C client
+client is exercised: the Python clients (blocking and asyncio), the CLI and the C client
 (lkv_client_itest --auth-check, and its full suite over TLS with a token).
 Readiness is a health check; the only waits on the clock are for a
 certificate to expire, which is the thing under test.
 """
 
+import asyncio
 import datetime
 import os
 import shutil
@@ -489,3 +490,103 @@ def test_tls_and_tokens_together(certs, tmp):
             assert c.stats()["errors"] >= 1
     finally:
         stop_ok(d)
+
+
+# --- the asyncio client: mutual TLS and tokens together --------------------------
+
+def test_async_client_speaks_mutual_tls_with_tokens(certs, tmp):
+    tokens = write(os.path.join(tmp, "tokens"), TOKENS)
+    d = start(tmp, ["--tls-cert", certs.server, "--tls-key", certs.server_key,
+                    "--tls-client-ca", certs.ca, "--auth-tokens", tokens],
+              tcp_client={"tls_ca": certs.ca, "tls_cert": certs.client,
+                          "tls_key": certs.client_key})
+    tls = {"tls_ca": certs.ca, "tls_cert": certs.client, "tls_key": certs.client_key}
+    arrays = [kv_like((2, 8, 64), seed=20 + i) for i in range(3)]
+    keys = [b"aio-tls-%d" % i for i in range(3)]
+
+    async def code_of_async(coro):
+        try:
+            await coro
+        except latticekv.Error as e:
+            return e.code.name, e.details
+        return "OK", ""
+
+    async def run():
+        out = {}
+        async with latticekv.AsyncClient(d.tcp, token=TEAM_A, **tls) as a:
+            await a.wait_ready()
+            # Unary and stream calls both carry the token over mutual TLS.
+            out["sizes"] = await a.put_many(zip(keys, arrays), namespace="alpha")
+            out["got"] = await a.get_many(keys, namespace="alpha")
+            out["one"] = await a.get(keys[0], namespace="alpha")
+            out["lookup"] = await a.lookup(keys, namespace="alpha")
+            out["gamma"] = await code_of_async(a.put(b"k", arrays[0], namespace="gamma"))
+            out["gamma_stream"] = await code_of_async(
+                a.get_many(keys, namespace="gamma"))
+            out["stats"] = await code_of_async(a.stats())
+        # CA bytes in place of a path work as for Client.
+        with open(certs.ca, "rb") as f:
+            ca_pem = f.read()
+        async with latticekv.AsyncClient(d.tcp, token=ADMIN, tls_ca=ca_pem,
+                                         tls_cert=certs.client, tls_key=certs.client_key) as adm:
+            out["admin_stats"] = await adm.stats()
+            out["admin_get"] = await adm.get(keys[1], namespace="alpha")
+        async with latticekv.AsyncClient(d.tcp, **tls) as anon:
+            out["anon_health"] = await anon.health()
+            out["anon_put"] = await code_of_async(anon.put(b"k", arrays[0], namespace="alpha"))
+        async with latticekv.AsyncClient(d.tcp, token="not-a-token", **tls) as bad:
+            out["bad_token"] = await code_of_async(bad.lookup(keys, namespace="alpha"))
+        # No client certificate, and plaintext, cannot connect to the TLS port.
+        async with latticekv.AsyncClient(d.tcp, tls_ca=certs.ca, token=TEAM_A) as nocert:
+            out["nocert"] = await code_of_async(nocert.health(timeout=5))
+        async with latticekv.AsyncClient(d.tcp, token=TEAM_A) as plain:
+            out["plain"] = await code_of_async(plain.health(timeout=5))
+        # The unix socket stays plaintext; the token still decides.
+        async with latticekv.AsyncClient(d.unix, token=TEAM_B) as b:
+            out["unix_b"] = await code_of_async(b.get(keys[0], namespace="alpha"))
+        return out
+
+    try:
+        out = asyncio.run(run())
+        assert len(out["sizes"]) == 3 and all(s > 0 for s in out["sizes"])
+        for x, y in zip(arrays, out["got"]):
+            assert y.shape == x.shape and np.abs(y - x).max() < 0.2
+        assert np.array_equal(out["one"], out["got"][0])
+        assert out["lookup"] == (3, [True, True, True])
+        for k in ("gamma", "gamma_stream"):
+            code, msg = out[k]
+            assert code == "PERMISSION_DENIED" and '"gamma"' in msg, (k, msg)
+        assert out["stats"][0] == "PERMISSION_DENIED", out["stats"]
+        assert out["admin_stats"]["requests"] > 0
+        assert np.array_equal(out["admin_get"], out["got"][1])
+        assert out["anon_health"] == "SERVING", "Health stays open for probes"
+        code, msg = out["anon_put"]
+        assert code == "UNAUTHENTICATED" and "Bearer" in msg, msg
+        code, msg = out["bad_token"]
+        assert code == "UNAUTHENTICATED" and "not-a-token" not in msg, msg
+        assert out["nocert"][0] == "UNAVAILABLE", out["nocert"]
+        assert out["plain"][0] == "UNAVAILABLE", out["plain"]
+        assert out["unix_b"][0] == "PERMISSION_DENIED", out["unix_b"]
+    finally:
+        stop_ok(d)
+    log = read_log(d)
+    for t in (ADMIN, TEAM_A, TEAM_B, "not-a-token"):
+        assert t not in log, "a token reached the log"
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"tls_cert": "c.pem"}, "tls_cert and tls_key"),
+    ({"tls_cert": "c.pem", "tls_key": "k.pem"}, "tls_cert needs tls_ca"),
+    ({"token": ""}, "token"),
+    ({"token": "two words"}, "token"),
+])
+def test_both_clients_refuse_the_same_bad_connection_arguments(kwargs, field):
+    async def make():
+        latticekv.AsyncClient("127.0.0.1:1", **kwargs)
+
+    with pytest.raises(ValueError, match=field) as sync_err:
+        latticekv.Client("127.0.0.1:1", **kwargs)
+    with pytest.raises(ValueError, match=field) as async_err:
+        asyncio.run(make())
+    assert str(sync_err.value) == str(async_err.value)
+    assert "two words" not in str(async_err.value)

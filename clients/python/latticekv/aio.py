@@ -14,6 +14,12 @@ read by the same helpers, so only the calling differs. A stream call
 (put_many, get_many, compress_many) sends its requests from an iterator while
 the replies are read, all on one call with one deadline. An AsyncClient
 belongs to the event loop it was created on; create it inside a coroutine.
+
+TLS and the bearer token are checked and built by client.ChannelConfig, as
+for Client. The token travels as call metadata that _call and _stream add to
+every call (every RPC goes through them), rather than through a grpc.aio
+interceptor: one place, and the same header the blocking Client's
+interceptor sends.
 """
 
 import grpc
@@ -21,22 +27,29 @@ from grpc import aio
 
 from . import health_pb, pb, pb_grpc
 from .client import (DEFAULT_MAX_MESSAGE, DEFAULT_TIMEOUT, KEEPALIVE_TIME, KEEPALIVE_TIMEOUT,
-                     Error, _as_dict, _key, _out_dtype, _params, array_of, channel_options,
+                     ChannelConfig, Error, _as_dict, _key, _out_dtype, _params, array_of,
                      tensor_of)
 
 
 class AsyncClient:
     """A grpc.aio channel to one latticekvd ("host:port" or "unix:PATH").
 
-    The constructor's arguments mean what they mean for Client.
+    The constructor's arguments mean what they mean for Client, TLS (tls_ca,
+    tls_cert, tls_key, tls_server_name) and the bearer token included.
     """
 
     def __init__(self, addr, max_message_bytes=DEFAULT_MAX_MESSAGE, timeout=DEFAULT_TIMEOUT,
-                 keepalive=KEEPALIVE_TIME, keepalive_timeout=KEEPALIVE_TIMEOUT):
+                 keepalive=KEEPALIVE_TIME, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                 tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, token=None):
         self.addr = addr
         self.timeout = timeout
-        options = channel_options(max_message_bytes, keepalive, keepalive_timeout)
-        self.channel = aio.insecure_channel(addr, options=options)
+        cfg = ChannelConfig(max_message_bytes, keepalive, keepalive_timeout, tls_ca, tls_cert,
+                            tls_key, tls_server_name, token)
+        self._metadata = cfg.metadata
+        if cfg.creds is not None:
+            self.channel = aio.secure_channel(addr, cfg.creds, options=cfg.options)
+        else:
+            self.channel = aio.insecure_channel(addr, options=cfg.options)
         self.codec = pb_grpc.CodecStub(self.channel)
         self.kv = pb_grpc.KVStoreStub(self.channel)
         self.admin = pb_grpc.AdminStub(self.channel)
@@ -56,13 +69,15 @@ class AsyncClient:
 
     async def _call(self, fn, req, timeout=None):
         try:
-            return await fn(req, timeout=timeout if timeout is not None else self.timeout)
+            return await fn(req, timeout=timeout if timeout is not None else self.timeout,
+                            metadata=self._metadata)
         except grpc.RpcError as e:
             raise Error(e.code(), e.details()) from None
 
     async def _stream(self, fn, reqs):
         try:
-            return [r async for r in fn(iter(reqs), timeout=self.timeout)]
+            return [r async for r in fn(iter(reqs), timeout=self.timeout,
+                                        metadata=self._metadata)]
         except grpc.RpcError as e:
             raise Error(e.code(), e.details()) from None
 

@@ -231,6 +231,36 @@ def channel_options(max_message_bytes=DEFAULT_MAX_MESSAGE, keepalive=KEEPALIVE_T
     return options
 
 
+class ChannelConfig:
+    """The connection arguments of Client and AsyncClient, checked once:
+    .options (gRPC channel options), .creds (TLS channel credentials, or None
+    for plaintext) and .metadata (the bearer token's call metadata, or None).
+    A ValueError names the argument that is wrong; the token is never shown."""
+
+    def __init__(self, max_message_bytes=DEFAULT_MAX_MESSAGE, keepalive=KEEPALIVE_TIME,
+                 keepalive_timeout=KEEPALIVE_TIMEOUT, tls_ca=None, tls_cert=None, tls_key=None,
+                 tls_server_name=None, token=None):
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (mutual TLS needs both)")
+        if tls_cert is not None and tls_ca is None:
+            raise ValueError("tls_cert needs tls_ca (mutual TLS is TLS)")
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise ValueError("token must be non-empty and without whitespace")
+        self.options = channel_options(max_message_bytes, keepalive, keepalive_timeout)
+        if tls_server_name:
+            self.options.append(("grpc.ssl_target_name_override", tls_server_name))
+        self.creds = None
+        if tls_ca is not None:
+            self.creds = grpc.ssl_channel_credentials(root_certificates=_pem(tls_ca),
+                                                      private_key=_pem(tls_key),
+                                                      certificate_chain=_pem(tls_cert))
+        self.metadata = None if token is None else (("authorization", "Bearer " + token),)
+
+    def __repr__(self):
+        return "ChannelConfig(tls=%s, token=%s)" % (self.creds is not None,
+                                                    "<hidden>" if self.metadata else None)
+
+
 class Client:
     """A channel to one latticekvd ("host:port" or "unix:PATH").
 
@@ -258,22 +288,12 @@ class Client:
                  tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, token=None):
         self.addr = addr
         self.timeout = timeout
-        if (tls_cert is None) != (tls_key is None):
-            raise ValueError("tls_cert and tls_key go together (mutual TLS needs both)")
-        if tls_cert is not None and tls_ca is None:
-            raise ValueError("tls_cert needs tls_ca (mutual TLS is TLS)")
-        if token is not None and (not token or any(c.isspace() for c in token)):
-            raise ValueError("token must be non-empty and without whitespace")
-        options = channel_options(max_message_bytes, keepalive, keepalive_timeout)
-        if tls_server_name:
-            options.append(("grpc.ssl_target_name_override", tls_server_name))
-        if tls_ca is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=_pem(tls_ca),
-                                                 private_key=_pem(tls_key),
-                                                 certificate_chain=_pem(tls_cert))
-            self._raw_channel = grpc.secure_channel(addr, creds, options=options)
+        cfg = ChannelConfig(max_message_bytes, keepalive, keepalive_timeout, tls_ca, tls_cert,
+                            tls_key, tls_server_name, token)
+        if cfg.creds is not None:
+            self._raw_channel = grpc.secure_channel(addr, cfg.creds, options=cfg.options)
         else:
-            self._raw_channel = grpc.insecure_channel(addr, options=options)
+            self._raw_channel = grpc.insecure_channel(addr, options=cfg.options)
         self.channel = self._raw_channel
         if token is not None:
             self.channel = grpc.intercept_channel(self._raw_channel, _Bearer(token))
@@ -429,6 +449,6 @@ def _as_dict(msg):
     return out
 
 
-__all__ = ["Client", "Error", "tensor_of", "array_of", "as_numpy", "channel_options",
+__all__ = ["Client", "ChannelConfig", "Error", "tensor_of", "array_of", "as_numpy", "channel_options",
            "to_bf16_bits", "from_bf16_bits",
            "_DTYPE_NAMES", "DEFAULT_TIMEOUT", "KEEPALIVE_TIME", "KEEPALIVE_TIMEOUT"]
