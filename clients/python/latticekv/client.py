@@ -408,6 +408,39 @@ class Client:
                        else array_of(r.tensor, raw, as_torch))
         return out
 
+    # -- Copy between daemons (client relay) ----------------------------------
+    def copy_to(self, dest, keys, namespace="", progress=None):
+        """Copies the coded blocks of keys from this daemon to dest (a Client of
+        another daemon): each block is read as its container (Get want_coded)
+        and stored on dest as is (Put coded), so only coded bytes travel and
+        dest verifies every container (checksums) without re-encoding; a
+        damaged one is DATA_LOSS there and nothing is stored for it.
+
+        This is a relay through the caller, one block in flight at a time, not
+        the daemon-to-daemon Push of issue 12 (not built yet).
+
+        Returns one (key, code, details, coded_bytes) per key, in order: code
+        is grpc.StatusCode.OK when the key arrived, else the code of the side
+        that refused it (NOT_FOUND on this daemon, RESOURCE_EXHAUSTED naming
+        the namespace on dest, ...). A key is stored on dest only when its code
+        is OK. Raises Error for bad input (no keys). progress(done, total, bytes),
+        if given, is called after each key."""
+        ks = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+        if not ks:
+            raise Error(grpc.StatusCode.INVALID_ARGUMENT, "copy_to: keys is empty")
+        out, moved = [], 0
+        for i, k in enumerate(ks):
+            try:
+                coded = self.get(k, namespace=namespace, want_coded=True)
+                n = dest.put_coded(k, coded, namespace=namespace)
+                out.append((k, grpc.StatusCode.OK, "", n))
+                moved += n
+            except Error as e:
+                out.append((k, e.code, e.details, 0))
+            if progress is not None:
+                progress(i + 1, len(ks), moved)
+        return out
+
     # -- Admin -------------------------------------------------------------
     def stats(self):
         """The daemon's counters as a dict: numbers as int, tiers as a list of dicts."""
