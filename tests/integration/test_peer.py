@@ -97,10 +97,18 @@ class FlipOneBit:
         self.dest, self.key = dest, key.encode()
 
     def put_coded(self, key, coded, namespace=""):
-        if key == self.key:
-            coded = bytearray(coded)
-            coded[len(coded) - 10] ^= 0x10
-        return self.dest.put_coded(key, bytes(coded), namespace=namespace)
+        return self.dest.put_coded(key, self.flip(key, coded), namespace=namespace)
+
+    def put_coded_many(self, items, namespace=""):
+        items = [(k, self.flip(k, c)) for k, c in items]
+        return self.dest.put_coded_many(items, namespace=namespace)
+
+    def flip(self, key, coded):
+        if key != self.key:
+            return coded
+        coded = bytearray(coded)
+        coded[len(coded) - 10] ^= 0x10
+        return bytes(coded)
 
 
 def test_block_corrupted_in_flight_is_data_loss_and_not_stored(tmp):
@@ -144,18 +152,19 @@ def test_receiver_killed_mid_copy_keeps_exactly_the_acked_keys(tmp):
             latticekv.Client(b.tcp, timeout=5) as cb:
         put_blocks(ca, 6, 41)
 
-        def kill_after_three(done, total, n):
-            if done == 3:
+        def kill_after_four(done, total, n):
+            if done == 4:
                 b.proc.kill()
                 b.proc.wait()
 
-        res = ca.copy_to(cb, keys, progress=kill_after_three)
-    assert codes(res)[:3] == [OK] * 3
+        # Batches of two: the kill falls between the second and third stream.
+        res = ca.copy_to(cb, keys, progress=kill_after_four, batch=2)
+    assert codes(res)[:4] == [OK] * 4
     assert all(c in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-               for c in codes(res)[3:]), res
+               for c in codes(res)[4:]), res
     again = Daemon(os.path.join(tmp, "b2"), flags)
     with latticekv.Client(again.tcp, timeout=HANG_GUARD_S) as cb:
-        assert cb.lookup(keys) == (3, [True] * 3 + [False] * 3)
+        assert cb.lookup(keys) == (4, [True] * 4 + [False] * 2)
     assert a.stop() == 0 and again.stop() == 0
 
 
@@ -172,7 +181,7 @@ def test_sender_killed_mid_copy_leaves_no_partial_block(tmp):
                 a.proc.kill()
                 a.proc.wait()
 
-        res = ca.copy_to(cb, keys, progress=kill_after_two)
+        res = ca.copy_to(cb, keys, progress=kill_after_two, batch=2)
         assert codes(res)[:2] == [OK] * 2
         assert all(c in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
                    for c in codes(res)[2:]), res
