@@ -3,15 +3,17 @@
 """peer_bench.py - moving KV blocks from a prefill daemon to a decode daemon
 over the shaped link of tiers_net.sh (issue 12, item 4, network part).
 
-Two latticekvd processes: A in PREFIX-cli (10.214.0.1), B in PREFIX-srv
-(10.214.0.2), joined by the veth pair shaped with tbf at each rate. The
+Two latticekvd processes: A on the loopback of lkvbpeer-cli, B in
+lkvbpeer-srv (10.214.0.2), joined by the veth pair shaped with tbf at each rate. The
 driver runs in A's namespace, so only what goes to B crosses the link:
-  coded  latticekv.Client.copy_to: each block read from A as its container
-         (loopback) and Put coded to B, which verifies it and stores it as is;
-  raw    the same blocks' bf16 bytes Put to B as tensors (B encodes them):
-         the raw bytes cross the link once, over the same gRPC stack.
-Both send one block per call, in the same order; rounds alternate coded and
-raw (A/B interleaved) and the median is reported. Needs root (namespaces).
+  coded  latticekv.Client.copy_to: blocks read from A as containers, 16 a call
+         (loopback), PutStream coded to B, which verifies and stores them as is;
+  wire   the same containers, read from A beforehand, PutStream'd to B 16 a call:
+         the link and the receiver alone, as a daemon-side push would load them;
+  raw    the same blocks' bf16 bytes Put to B as tensors (B encodes them),
+         16 per PutStream: the raw bytes cross the link once, over the same gRPC stack.
+Rounds rotate the order of the three (interleaved); medians are reported.
+Needs root (namespaces). The machine is shared: the load average is recorded.
 
 usage: peer_bench.py DAEMON OUT.json [--rates 1gbit,2500mbit,10gbit] [--rounds 3]
 Environment: PYTHONPATH reaching clients/python and BUILD/clients/python.
@@ -56,10 +58,12 @@ def driver(out, rates, rounds):
     b.wait_ready()
     coded_bytes = sum(a.put(k, x, dtype="bf16") for k, x in zip(keys, blocks))
     raw_bytes = sum(x.nbytes for x in blocks)
-    res = {"rate": os.environ["PEER_RATE"], "coded_s": [], "raw_s": []}
+    held = a.get_many(keys, want_coded=True)
+    res = {"rate": os.environ["PEER_RATE"], "coded_s": [], "raw_s": [], "wire_s": []}
+    orders = (("coded", "raw", "wire"), ("raw", "wire", "coded"), ("wire", "coded", "raw"))
     for r in range(rounds):
-        for mode in (("coded", "raw") if r % 2 == 0 else ("raw", "coded")):
-            ns = "" if mode == "coded" else "raw"  # copy_to stores under A's namespace
+        for mode in orders[r % 3]:
+            ns = "" if mode == "coded" else mode  # copy_to stores under A's namespace
             for k in keys:
                 b.delete(k, namespace=ns)
             t0 = time.perf_counter()
@@ -68,9 +72,13 @@ def driver(out, rates, rounds):
                 bad = [g for g in got if g[1].name != "OK"]
                 if bad:
                     raise SystemExit("coded copy failed: %r" % (bad[0],))
+            elif mode == "wire":
+                for i in range(0, BLOCKS, 16):
+                    b.put_coded_many(list(zip(keys[i:i + 16], held[i:i + 16])), namespace=ns)
             else:
-                for k, x in zip(keys, blocks):
-                    b.put(k, x, dtype="bf16", namespace=ns)
+                for i in range(0, BLOCKS, 16):
+                    b.put_many(list(zip(keys[i:i + 16], blocks[i:i + 16])), dtype="bf16",
+                               namespace=ns)
             res[mode + "_s"].append(time.perf_counter() - t0)
     res["raw_bytes"], res["coded_bytes"] = raw_bytes, coded_bytes
     with open(out, "w") as f:
@@ -112,10 +120,13 @@ def main():
             r["raw_median_s"] = statistics.median(r["raw_s"])
             r["coded_raw_gbit_s"] = r["raw_bytes"] * 8 / r["coded_median_s"] / 1e9
             r["raw_gbit_s"] = r["raw_bytes"] * 8 / r["raw_median_s"] / 1e9
+            r["wire_median_s"] = statistics.median(r["wire_s"])
             r["speedup"] = r["raw_median_s"] / r["coded_median_s"]
+            r["wire_speedup"] = r["raw_median_s"] / r["wire_median_s"]
             results.append(r)
-            print("%-9s coded %.3f s  raw %.3f s  speedup %.2fx  (ratio %.2fx)" % (
-                rate, r["coded_median_s"], r["raw_median_s"], r["speedup"],
+            print("%-9s coded %.3f s  wire %.3f s  raw %.3f s  speedup %.2fx / %.2fx  (ratio %.2fx)"
+                  % (rate, r["coded_median_s"], r["wire_median_s"], r["raw_median_s"],
+                     r["speedup"], r["wire_speedup"],
                 r["raw_bytes"] / r["coded_bytes"]), flush=True)
     finally:
         for p in procs:
@@ -128,8 +139,11 @@ def main():
         "loadavg": os.getloadavg(), "kernel": platform.release(),
         "block_shape_bf16": list(SHAPE), "blocks": BLOCKS,
         "coded_path": "Client.copy_to relay in A's namespace: Get want_coded (loopback) + "
-                      "Put coded to B over the link; one block per call",
-        "raw_path": "Put of the bf16 tensor to B over the link (B encodes); one block per call",
+                      "Put coded to B over the link; 16 blocks per GetStream and per PutStream",
+        "wire_path": "the same containers, already read from A, PutStream'd to B 16 per call: "
+                     "what a daemon-side push would send (its read from its own memory is free)",
+        "raw_path": "PutStream of the bf16 tensors to B over the link (B encodes); "
+                    "16 blocks per call",
         "rounds_interleaved": o.rounds, "results": results,
     }
     with open(o.out, "w") as f:
