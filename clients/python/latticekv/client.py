@@ -417,6 +417,13 @@ class Client:
                 for k, a in items]
         return [r.coded_bytes for r in self._stream(self.kv.PutStream, reqs)]
 
+    def put_coded_many(self, items, namespace=""):
+        """KVStore/PutStream of (key, container) pairs, each stored as is (the
+        daemon verifies it); returns the coded sizes in order. On a failure the
+        blocks before the failing one are stored and Error is raised."""
+        reqs = [pb.PutRequest(key=_key(namespace, k), coded=bytes(c)) for k, c in items]
+        return [r.coded_bytes for r in self._stream(self.kv.PutStream, reqs)]
+
     def get_many(self, keys, out_dtype=None, namespace="", raw=False, want_coded=False,
                  as_torch=False):
         """KVStore/GetStream: arrays (or containers with want_coded) in key order."""
@@ -426,6 +433,70 @@ class Client:
         for r in self._stream(self.kv.GetStream, reqs):
             out.append(r.coded if r.WhichOneof("payload") == "coded"
                        else array_of(r.tensor, raw, as_torch))
+        return out
+
+    # -- Copy between daemons (client relay) ----------------------------------
+    def copy_to(self, dest, keys, namespace="", progress=None, batch=16):
+        """Copies the coded blocks of keys from this daemon to dest (a Client of
+        another daemon): each block is read as its container (Get want_coded)
+        and stored on dest as is (Put coded), so only coded bytes travel and
+        dest verifies every container (checksums) without re-encoding; a
+        damaged one is DATA_LOSS there and nothing is stored for it.
+
+        This is a relay through the caller, a batch in flight at a time, not
+        the daemon-to-daemon Push of issue 12 (not built yet).
+
+        Returns one (key, code, details, coded_bytes) per key, in order: code
+        is grpc.StatusCode.OK when the key arrived, else the code of the side
+        that refused it (NOT_FOUND on this daemon, RESOURCE_EXHAUSTED naming
+        the namespace on dest, ...). A key is stored on dest only when its code
+        is OK. Raises Error for bad input (no keys). progress(done, total, bytes),
+        if given, is called after each key. Blocks are read batch at a time
+        and written batch at a time (one PutStream), so at most batch containers
+        are held here. dest needs put_coded and put_coded_many."""
+        ks = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+        if not ks:
+            raise Error(grpc.StatusCode.INVALID_ARGUMENT, "copy_to: keys is empty")
+        if batch < 1:
+            raise Error(grpc.StatusCode.INVALID_ARGUMENT, "copy_to: batch=%r is not >= 1" % batch)
+        out, moved = [], 0
+        for start in range(0, len(ks), batch):
+            part = ks[start:start + batch]
+            # One GetStream per batch saves a round trip per block; a batch
+            # with a key that fails is read again key by key, so each key
+            # gets its own result.
+            try:
+                got = self.get_many(part, namespace=namespace, want_coded=True)
+            except Error:
+                got = [None] * len(part)
+            if None not in got:
+                # The fast path: the batch in one PutStream. It stores a prefix
+                # of the batch even when it fails; the batch is then sent
+                # again key by key (a Put of the same bytes replaces them), so
+                # each key gets its own result.
+                try:
+                    sizes = dest.put_coded_many(list(zip(part, got)), namespace=namespace)
+                except Error:
+                    sizes = None
+                if sizes is not None:
+                    for j, k in enumerate(part):
+                        out.append((k, grpc.StatusCode.OK, "", sizes[j]))
+                        moved += sizes[j]
+                        if progress is not None:
+                            progress(start + j + 1, len(ks), moved)
+                    continue
+            for j, k in enumerate(part):
+                try:
+                    coded = got[j]
+                    if coded is None:
+                        coded = self.get(k, namespace=namespace, want_coded=True)
+                    n = dest.put_coded(k, coded, namespace=namespace)
+                    out.append((k, grpc.StatusCode.OK, "", n))
+                    moved += n
+                except Error as e:
+                    out.append((k, e.code, e.details, 0))
+                if progress is not None:
+                    progress(start + j + 1, len(ks), moved)
         return out
 
     # -- Admin -------------------------------------------------------------
