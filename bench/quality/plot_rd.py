@@ -66,6 +66,7 @@ def ratio_axis(ax, bf16_bits):
         return bf16_bits / np.maximum(b, 1e-9)
 
     top = ax.secondary_xaxis("top", functions=(fwd, fwd))
+    top.set_xticks([12, 8, 6, 5, 4, 3, 2.5, 2])
     top.set_xlabel("compression ratio vs bf16", fontsize=8)
     top.tick_params(labelsize=7)
 
