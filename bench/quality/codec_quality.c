@@ -706,7 +706,7 @@ static const uint32_t k_int_bits[] = {4, 5, 6, 7, 8};
 static const uint32_t k_tq_bits[] = {1, 2, 3, 4, 5, 6, 7, 8};
 static const uint32_t k_eight[] = {8};
 static const uint32_t k_sixteen[] = {16};
-#define ROWS(a) a, (int)(sizeof a / sizeof a[0])
+#define ROWS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
 
 /* The order is the order of the JSON results and of equal-bit ties. */
 static const codec k_codecs[] = {
