@@ -2010,6 +2010,68 @@ static void cpu_name(char *buf, size_t cap)
 }
 
 /*
+ * The pieces around the solver: the TurboQuant-style roundtrip on Gaussian
+ * data must give the error the levels predict (rotation, norm and level
+ * search are right); RoPE keeps norms and is the identity at position 0; the
+ * attention check gives exactly 0 with the original K and V. Needs the tq
+ * tables (self_test builds them first). Returns the number of failures.
+ */
+static int self_test_data(void)
+{
+    const size_t n = 16384;
+    float *x = malloc(n * DIM * sizeof *x), *y = malloc(n * DIM * sizeof *y);
+    if (!x || !y)
+        die("out of memory for the self-test");
+    lkv_bench_rng r;
+    uint64_t st = DEFAULT_SEED;
+    lkv_bench_rng_seed(&r, lkv_bench_splitmix64(&st));
+    gen_normal(&r, x, n);
+    int bad = 0;
+    for (uint32_t b = 1; b <= TQ_MAX_BITS; b++) {
+        (void)tq_roundtrip(x, n, y, b);
+        const double m = rel_mse(x, y, n * DIM), dev = m / g_tq[b].mse - 1.0;
+        const int ok = fabs(dev) < 0.02;
+        printf("TurboQuant-style %u-bit on %zu N(0, 1) vectors: rel-MSE %.4e, %+.2f %% from the "
+               "prediction: %s\n",
+               b, n, m, 100.0 * dev, ok ? "ok" : "FAIL");
+        bad += !ok;
+    }
+    double worst = 0.0, moved0 = 0.0;
+    for (size_t i = 0; i < 64; i++) {
+        float v[DIM];
+        memcpy(v, x + i * DIM, sizeof v);
+        rope(v, 0);
+        for (uint32_t j = 0; j < DIM; j++)
+            moved0 = fmax(moved0, fabs((double)v[j] - x[i * DIM + j]));
+        rope(v, 1000 + 37 * i);
+        double a2 = 0.0, b2 = 0.0;
+        for (uint32_t j = 0; j < DIM; j++) {
+            a2 += (double)x[i * DIM + j] * x[i * DIM + j];
+            b2 += (double)v[j] * v[j];
+        }
+        worst = fmax(worst, fabs(sqrt(b2 / a2) - 1.0));
+    }
+    const int rope_ok = moved0 == 0.0 && worst < 1e-6;
+    printf("RoPE: position 0 moves %.1e, norms kept to %.1e: %s\n", moved0, worst,
+           rope_ok ? "ok" : "FAIL");
+    bad += !rope_ok;
+    gen_rope_keys(&r, x, n);
+    gen_head_values(&r, y, n);
+    static att_check a;
+    att_init(&a, DEFAULT_SEED, x, y, n);
+    double mean, max;
+    att_measure(&a, x, y, &mean, &max);
+    const int att_ok = a.nq == RL_HEADS * ATT_QUERIES && mean == 0.0 && max == 0.0;
+    printf("attention check with the original K and V: %zu queries, error %.1e: %s\n", a.nq, max,
+           att_ok ? "ok" : "FAIL");
+    bad += !att_ok;
+    free(a.w);
+    free(x);
+    free(y);
+    return bad;
+}
+
+/*
  * The Lloyd-Max solver against what is known in closed form or published:
  * the optimum quantisers of N(0, 1) (Max, 1960: MSE 0.3634, 0.1175,
  * 0.03454, 0.009497 at 1..4 bits), the 1-bit level of the sphere density
@@ -2060,6 +2122,7 @@ static int self_test(void)
     printf("sphere 8-bit against Panter-Dite %.6e: %+.2f %%: %s\n", pd,
            100.0 * (g_tq[8].mse / pd - 1.0), ok ? "ok" : "FAIL");
     bad += !ok;
+    bad += self_test_data();
     return bad ? 1 : 0;
 }
 
