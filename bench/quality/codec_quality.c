@@ -1800,7 +1800,8 @@ static void write_markdown(const char *path, const report *rep, const oracle *o,
     } else {
         fprintf(f, "- **Profile 2 is not in this build**: `codec_quality` was compiled without "
                    "`LKV_HAVE_PROFILE2` (the codec does not have the profile yet). Its row, its "
-                   "columns above and its curve in the plot appear when it is defined.\n");
+                   "columns above and its curve in the plot appear when it is defined "
+                   "(`bench/quality/CMakeLists.txt` has the line to enable).\n");
     }
     fputc('\n', f);
 
@@ -1818,7 +1819,9 @@ static void write_markdown(const char *path, const report *rep, const oracle *o,
             "gives its mean and maximum over the queries, and the mean again with the decoded "
             "K and the original V. The output averages many value vectors, so ||o|| is much "
             "smaller than a value's norm, and this error is several times the square root of "
-            "the rel-MSE.\n\n",
+            "the rel-MSE. The values here have zero mean, the hardest case for this ratio: "
+            "values that share a mean direction per head give a larger ||o|| for the same "
+            "error, so real caches should show smaller figures.\n\n",
             RL_HEADS, (att->n + RL_HEADS - 1) / RL_HEADS, att->nq, ATT_QUERIES, ATT_LOGIT_STD);
     md_attention(f, rep);
     fputc('\n', f);
