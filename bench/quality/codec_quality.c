@@ -1653,7 +1653,8 @@ static void md_attention(FILE *f, const report *rep)
     qsort(rs, (size_t)rep->natt, sizeof *rs, cmp_att);
     fprintf(f,
             "| method | bits per key | bits per value | bits/coordinate | K rel-MSE | V rel-MSE | "
-            "attention error, mean | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+            "attention error, mean | max | mean, decoded K alone |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < rep->natt; i++) {
         const att_result *r = rs[i];
         const result *k = find_result(rep, DS_RL_KEYS, r->family, r->param);
