@@ -3,15 +3,19 @@
 """plot_rd.py - rate-distortion figure of the codec quality report.
 
 Reads the JSON that `codec_quality --json FILE` writes and draws one panel per
-dataset: relative MSE (log scale) against bits per vector, the E8 and D4
-curves over Q, and the scalar baselines (absmax int-N, Hadamard int-N, fp8
-e4m3) as markers. The top axis gives the compression ratio against bf16.
+dataset: relative MSE (log scale) against bits per vector, the profile 1 E8
+and D4 curves over Q, codec profile 2 when the run has it, the TurboQuant-style
+baseline, the scalar baselines (absmax int-N, Hadamard int-N, fp8 e4m3) as
+markers, and the Shannon bound 2^(-2 bits / D) as a black line. The top axis
+gives the compression ratio against bf16.
 
-On that scale the good methods lie on top of each other, so a last row
-re-draws the standard-normal and keys data with the 6.02 dB per bit per
-coordinate slope taken out: 10 log10(rel-MSE * 4^(bits / D)). Every method
-that gains 1 bit per coordinate per 4x less error is flat there, and the
-vertical gaps are what each method pays, in dB, at equal bits.
+On that scale the good methods lie on top of each other, so further panels
+re-draw the standard-normal, keys and real-like keys data with the 6.02 dB per
+bit per coordinate slope taken out: 10 log10(rel-MSE * 4^(bits / D)). The
+Shannon bound is the 0 dB line there, every method that gains 1 bit per
+coordinate per 4x less error is flat, and the vertical gaps are what each
+method pays, in dB, at equal bits. The last panel is the attention check:
+the mean relative error of softmax(q K^T / sqrt(D)) V with decoded K and V.
 
 usage: /usr/bin/python3 bench/quality/plot_rd.py [JSON] [PNG]
 defaults: the only bench/results/quality-*.json, docs/rd.png
@@ -38,7 +42,12 @@ STYLES = {
     "hadamard": dict(label="Hadamard int-N (N = 4 ... 8)", color="tab:green", marker="^",
                      ls="none", ms=8, mfc="none", mew=1.6),
     "fp8": dict(label="fp8 e4m3 + fp16 scale", color="tab:red", marker="*", ls="none", ms=13),
+    "turboquant": dict(label="TurboQuant-style (Lloyd-Max, b = 1 ... 8)", color="tab:purple",
+                       marker="D", ls="-.", lw=1.4, ms=6),
+    "P2": dict(label="profile 2 (entropy-coded E8)", color="tab:red", marker="o", ls="-", lw=2.2,
+               ms=4),
 }
+BOUND = dict(label="Shannon bound 2^(-2R)", color="black", ls="-", lw=1.2)
 
 
 def load(path):
@@ -57,11 +66,12 @@ def ratio_axis(ax, bf16_bits):
         return bf16_bits / np.maximum(b, 1e-9)
 
     top = ax.secondary_xaxis("top", functions=(fwd, fwd))
+    top.set_xticks([12, 8, 6, 5, 4, 3, 2.5, 2])
     top.set_xlabel("compression ratio vs bf16", fontsize=8)
     top.tick_params(labelsize=7)
 
 
-def draw_panel(ax, ds, bf16_bits):
+def draw_panel(ax, ds, dim, bf16_bits):
     res = ds["results"]
     for family, style in STYLES.items():
         pts = series(res, family)
@@ -76,6 +86,10 @@ def draw_panel(ax, ds, bf16_bits):
             for bits, mse, n, _ in pts:
                 ax.annotate(f"int{n}", (bits, mse), textcoords="offset points", xytext=(6, 2),
                             fontsize=7, color=style["color"])
+    lo, hi = ax.get_xlim()
+    xs = np.linspace(max(lo, 1.0), hi, 200)
+    ax.plot(xs, 2.0 ** (-2.0 * xs / dim), **BOUND)
+    ax.set_xlim(lo, hi)
     ax.set_yscale("log")
     ax.set_title(ds["title"], fontsize=10)
     ax.set_xlabel("bits per vector (D = 128)")
@@ -96,8 +110,10 @@ def draw_excess(ax, ds, dim, bf16_bits):
         pts = [p for p in series(ds["results"], family) if p[0] < bf16_bits]
         curves[family] = [(bits, 10 * math.log10(mse * 4 ** (bits / dim)))
                           for bits, mse, _, _ in pts]
-    near = [y for fam in ("E8", "D4", "E8_q2k", "D4_q2k", "hadamard") for _, y in curves[fam]]
-    ylo, yhi = min(near) - 0.5, max(near) + 1.0
+    near = [y for fam in ("E8", "D4", "E8_q2k", "D4_q2k", "hadamard", "turboquant", "P2")
+            for _, y in curves[fam]]
+    ylo, yhi = min(near + [0.0]) - 0.5, max(near) + 1.0
+    ax.axhline(0.0, **BOUND)
     stacked = {}  # bits -> labels already placed there, to stack them
     for family, style in STYLES.items():
         pts = curves[family]
@@ -120,6 +136,28 @@ def draw_excess(ax, ds, dim, bf16_bits):
     ratio_axis(ax, bf16_bits)
 
 
+def draw_attention(ax, att, bf16_bits):
+    """Mean attention-output error against bits per key, one series per family."""
+    res = att["results"]
+    for family, style in STYLES.items():
+        pts = sorted((r["bits_per_key"], r["mean_rel_error"]) for r in res
+                     if r["family"] == family)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], **style)
+    floor = [r["mean_rel_error"] for r in res if r["family"] == "bf16"]
+    if floor:
+        ax.axhline(floor[0], color="0.5", ls=":", lw=1.0)
+        ax.annotate("bf16", (ax.get_xlim()[0], floor[0]), textcoords="offset points",
+                    xytext=(4, 3), fontsize=7, color="0.4")
+    ax.set_yscale("log")
+    ax.set_title(f"attention check: {att['queries']} queries, {att['heads']} heads x "
+                 f"{att['tokens_per_head']} tokens (real-like K, V)", fontsize=10)
+    ax.set_xlabel("bits per vector (D = 128), K and V alike")
+    ax.set_ylabel("mean ||o^ - o|| / ||o||")
+    ax.grid(True, which="major", alpha=0.4)
+    ratio_axis(ax, bf16_bits)
+
+
 def main(argv):
     if len(argv) > 1:
         src = argv[1]
@@ -131,25 +169,29 @@ def main(argv):
     dst = argv[2] if len(argv) > 2 else "docs/rd.png"
     data = load(src)
     dss = data["datasets"]
-    excess = [ds for ds in dss if ds["name"] in ("normal", "keys")]
+    excess = [ds for ds in dss if ds["name"] in ("normal", "keys", "rope_keys")]
+    att = data.get("attention")
     cols = 2
     rows = (len(dss) + cols - 1) // cols
-    extra = (len(excess) + cols - 1) // cols
+    tail = len(excess) + (1 if att else 0)
+    extra = (tail + cols - 1) // cols
     fig, axes = plt.subplots(rows + extra, cols, figsize=(12, 5.0 * (rows + extra)),
                              squeeze=False)
     for ax, ds in zip(axes.flat, dss):
-        draw_panel(ax, ds, data["bf16_bits"])
+        draw_panel(ax, ds, data["dim"], data["bf16_bits"])
     for ax, ds in zip(list(axes.flat)[rows * cols:], excess):
         draw_excess(ax, ds, data["dim"], data["bf16_bits"])
+    if att:
+        draw_attention(list(axes.flat)[rows * cols + len(excess)], att, data["bf16_bits"])
     for i, ax in enumerate(axes.flat):
-        if (i < rows * cols and i >= len(dss)) or i >= rows * cols + len(excess):
+        if (i < rows * cols and i >= len(dss)) or i >= rows * cols + tail:
             ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=9, frameon=False)
     fig.suptitle(f"latticekv codec: rate versus distortion, {data['vectors']} vectors per "
                  f"dataset, D = {data['dim']} (bench/quality/codec_quality, seed "
                  f"{data['seed']})", fontsize=11)
-    fig.tight_layout(rect=(0, 0.045, 1, 0.98))
+    fig.tight_layout(rect=(0, 0.03, 1, 0.985))
     fig.savefig(dst, dpi=110)
     print(f"plot_rd.py: wrote {dst} from {src}")
 
