@@ -155,7 +155,8 @@ lkv_status lkv_container_plan(const lkv_params *p, lkv_dtype dt, const uint64_t 
         info->header_bytes = LKV_FMT_HEADER_BYTES_P2(ndim);
         /* Variable-size chunks: plan for the worst case. */
         const size_t bound = lkv_p2_payload_bound(p, info->n_vectors);
-        if (bound == 0 || bound > SIZE_MAX - info->header_bytes || elems > SIZE_MAX / 4)
+        if ((bound == 0 && info->n_vectors != 0) || bound > SIZE_MAX - info->header_bytes ||
+            elems > SIZE_MAX / 4)
             return lkv_fail(diag, LKV_ERR_SHAPE, UINT64_MAX, "tensor of %llu vectors is too large",
                             (unsigned long long)info->n_vectors);
         info->total_bytes = info->header_bytes + bound;

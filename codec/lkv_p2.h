@@ -15,13 +15,13 @@
 #include "lkv_codec_internal.h"
 
 /* rANS: 32-bit state in [2^16, 2^32), 16-bit words, 15-bit probabilities. */
-#define LKV_P2_PROB_BITS  15u
-#define LKV_P2_PROB_ONE   (1u << LKV_P2_PROB_BITS)
-#define LKV_P2_RANS_LOW   (1u << 16)
-#define LKV_P2_LANES      32u
-#define LKV_P2_NBINS_MAX  512u /* bins of one table; more points share bins */
-#define LKV_P2_LUT_SHIFT  6u   /* decode lookup: one entry per 64 slots     */
-#define LKV_P2_LUT_SIZE   (LKV_P2_PROB_ONE >> LKV_P2_LUT_SHIFT)
+#define LKV_P2_PROB_BITS 15u
+#define LKV_P2_PROB_ONE  (1u << LKV_P2_PROB_BITS)
+#define LKV_P2_RANS_LOW  (1u << 16)
+#define LKV_P2_LANES     32u
+#define LKV_P2_NBINS_MAX 512u /* bins of one table; more points share bins */
+#define LKV_P2_LUT_SHIFT 6u   /* decode lookup: one entry per 64 slots     */
+#define LKV_P2_LUT_SIZE  (LKV_P2_PROB_ONE >> LKV_P2_LUT_SHIFT)
 
 /*
  * One table: the points p2 = m*j + r (p2 = twice the lattice coordinate),
