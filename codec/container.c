@@ -344,11 +344,18 @@ lkv_status lkv_decompress(const void *buf, size_t len, int out_dt, void *dst, si
     if (dst_cap < want)
         return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
                         "decoded tensor needs %zu bytes, buffer has %zu", want, dst_cap);
-    if (lkv_profile_of(&info.params) == LKV_PROFILE_2)
+    if (lkv_profile_of(&info.params) == LKV_PROFILE_2) {
         st = lkv_p2_decode(&info.params, (const uint8_t *)buf + info.header_bytes,
                            info.total_bytes - info.header_bytes, (size_t)info.n_vectors,
                            (lkv_dtype)out_dt, dst, diag);
-    else
+        /* The container's length is right (it parsed): a chunk that runs
+         * past the payload is corrupt, not a short read. */
+        if (st == LKV_ERR_TRUNCATED) {
+            if (diag)
+                diag->code = LKV_ERR_CORRUPT;
+            st = LKV_ERR_CORRUPT;
+        }
+    } else
         st = lkv_decode(&info.params, (const uint8_t *)buf + info.header_bytes,
                         (size_t)info.n_vectors, (lkv_dtype)out_dt, dst, isa, diag);
     if (st != LKV_OK)

@@ -136,8 +136,8 @@ Test(p2, error_matches_the_numpy_model)
         const lkv_params p = p2(model[i].q, 128);
         double bits;
         const double e = roundtrip_err(&p, x, n, &bits);
-        cr_expect(fabs(e / model[i].mse - 1.0) < 0.04, "Q=%u: rel-MSE %.4g, model %.4g",
-                  model[i].q, e, model[i].mse);
+        cr_expect(fabs(e / model[i].mse - 1.0) < 0.04, "Q=%u: rel-MSE %.4g, model %.4g", model[i].q,
+                  e, model[i].mse);
         /* The model counts ideal code lengths plus 8.3 bits of overhead; the
          * coder adds the chunk states and length and the tables' rounding. */
         cr_expect(fabs(bits - model[i].bits) < 0.02 * model[i].bits,
@@ -243,8 +243,7 @@ Test(p2, every_head_dim_and_dtype)
             den += a * a;
         }
         /* 1.147/Q^2 = 3.9e-4 plus the output rounding of bf16 (~1e-5). */
-        cr_expect_lt(num / den, 6e-4, "dim=%u %s: rel-MSE %.3g", d, lkv_dtype_name(dt),
-                     num / den);
+        cr_expect_lt(num / den, 6e-4, "dim=%u %s: rel-MSE %.3g", d, lkv_dtype_name(dt), num / den);
         free(c.buf), free(x), free(y);
     }
 }
@@ -309,8 +308,7 @@ Test(p2, bad_params_are_refused_by_name)
     size_t len;
     cr_expect_eq(lkv_p2_encode(&p0, LKV_DTYPE_FP32, x, 1, out, sizeof out, &len, &d),
                  LKV_ERR_VARIANT);
-    cr_expect_eq(lkv_p2_encode(&p, (lkv_dtype)7, x, 1, out, sizeof out, &len, &d),
-                 LKV_ERR_DTYPE);
+    cr_expect_eq(lkv_p2_encode(&p, (lkv_dtype)7, x, 1, out, sizeof out, &len, &d), LKV_ERR_DTYPE);
 }
 
 Test(p2, bad_input_names_the_first_bad_vector)
@@ -383,8 +381,7 @@ Test(p2, corrupt_payloads_fail_cleanly)
     unsigned char *longer = malloc(c.len + 2);
     memcpy(longer, c.buf, c.len);
     longer[c.len] = longer[c.len + 1] = 0;
-    cr_expect_eq(lkv_p2_decode(&p, longer, c.len + 2, n, LKV_DTYPE_FP32, y, NULL),
-                 LKV_ERR_CORRUPT);
+    cr_expect_eq(lkv_p2_decode(&p, longer, c.len + 2, n, LKV_DTYPE_FP32, y, NULL), LKV_ERR_CORRUPT);
     free(longer), free(c.buf), free(x), free(y);
 }
 
@@ -415,8 +412,8 @@ Test(p2, containers_roundtrip_and_reject_corruption)
     cr_assert_eq(lkv_profile_of(&info.params), LKV_PROFILE_2);
     uint16_t *y = malloc(n * 128 * 2);
     size_t ylen;
-    cr_assert_eq(lkv_decompress(buf, len, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, &d),
-                 LKV_OK, "%s", d.msg);
+    cr_assert_eq(lkv_decompress(buf, len, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, &d), LKV_OK,
+                 "%s", d.msg);
     cr_assert_eq(ylen, n * 128 * 2);
     /* Same result as the payload call. */
     uint16_t *y2 = malloc(n * 128 * 2);
