@@ -32,6 +32,8 @@ typedef struct lkv_p2_table {
     int32_t jlo;
     uint32_t n, b, nbins;
     uint32_t cum[LKV_P2_NBINS_MAX + 1]; /* cum[h] = start of bin h; cum[nbins] = ONE */
+    uint32_t rcp[LKV_P2_NBINS_MAX];     /* floor((2^32 - 1) / freq): the encoder's
+                                           division as a multiply and a fix-up  */
     uint16_t lut[LKV_P2_LUT_SIZE];      /* bin holding slot i << LUT_SHIFT        */
 } lkv_p2_table;
 
@@ -40,12 +42,20 @@ typedef struct lkv_p2_table {
  * codes coordinate 7, whose parity the first seven fix. */
 typedef struct lkv_p2_model {
     uint32_t q, dim, log2d, nblocks;
-    uint32_t box;      /* L: integer coordinates in [-L, L], half ones in [-L+1/2, L-1/2] */
-    uint32_t coset_f1; /* frequency of the half-integer coset                         */
+    uint32_t box;          /* L: integer coordinates in [-L, L], half ones in [-L+1/2, L-1/2] */
+    uint32_t coset_f1;     /* frequency of the half-integer coset                         */
+    uint32_t coset_rcp[2]; /* floor((2^32 - 1) / freq) of the two coset symbols       */
     uint32_t sym_block, sym_vec; /* rANS symbols per block and per vector             */
     float qf, box_f, out_scale;  /* fp32 Q, L, 4/D                                     */
     lkv_p2_table t[2][3];
 } lkv_p2_model;
+
+/* floor((2^32 - 1) / f), f >= 1: with it x / f = floor(x * rcp / 2^32)
+ * plus at most two corrections, exactly, for every 32-bit x. */
+static inline uint32_t lkv_p2_rcp(uint32_t f)
+{
+    return 0xffffffffu / f;
+}
 
 /* Builds the model of (q, dim), dim a power of two in 8..1024, q in 1..1023.
  * Returns 0 only if a table would exceed LKV_P2_NBINS_MAX (never, for valid

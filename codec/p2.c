@@ -141,7 +141,7 @@ static void reconstruct(const lkv_p2_model *m, const int16_t *k, const uint8_t *
 /* Symbols                                                                   */
 
 typedef struct p2_sym {
-    uint32_t start, freq;
+    uint32_t start, freq, rcp;
 } p2_sym;
 
 /* Appends the symbols of offset u in table t: its bin, then b raw bits. */
@@ -150,11 +150,13 @@ static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
     const uint32_t hi = u >> t->b;
     s->start = t->cum[hi];
     s->freq = t->cum[hi + 1] - t->cum[hi];
+    s->rcp = t->rcp[hi];
     s++;
     if (t->b) {
         const uint32_t f = LKV_P2_PROB_ONE >> t->b;
         s->start = (u & ((1u << t->b) - 1u)) * f;
         s->freq = f;
+        s->rcp = lkv_p2_rcp(f);
         s++;
     }
     return s;
@@ -168,6 +170,7 @@ static int block_syms(const lkv_p2_model *m, const int16_t *k, uint32_t c, p2_sy
     const uint32_t f1 = m->coset_f1;
     s->start = c ? LKV_P2_PROB_ONE - f1 : 0u;
     s->freq = c ? f1 : LKV_P2_PROB_ONE - f1;
+    s->rcp = m->coset_rcp[c];
     s++;
     uint32_t par = 0;
     for (int i = 0; i < 7; i++) {
@@ -278,7 +281,14 @@ static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, siz
         st16(base + *wp, v & 0xffffu);
         v >>= 16;
     }
-    *x = ((v / s.freq) << LKV_P2_PROB_BITS) + (v % s.freq) + s.start;
+    /* v / freq without a divide: the estimate is at most 2 below. */
+    uint32_t q = (uint32_t)(((uint64_t)v * s.rcp) >> 32);
+    uint32_t r = v - q * s.freq;
+    while (r >= s.freq) {
+        q++;
+        r -= s.freq;
+    }
+    *x = (q << LKV_P2_PROB_BITS) + r + s.start;
     return 1;
 }
 

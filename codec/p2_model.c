@@ -124,6 +124,8 @@ static int build_table(lkv_p2_table *t, uint32_t q, int32_t m, int32_t r, int32_
         w[h] = (double)(u1 - u0 + 1) * lkv_p2_exp_neg((pd * pd) / two_q2);
     }
     normalise(w, t->nbins, t->cum);
+    for (uint32_t h = 0; h < t->nbins; h++)
+        t->rcp[h] = lkv_p2_rcp(t->cum[h + 1] - t->cum[h]);
     uint32_t s = 0;
     for (uint32_t i = 0; i < LKV_P2_LUT_SIZE; i++) {
         const uint32_t slot = i << LKV_P2_LUT_SHIFT;
@@ -197,6 +199,8 @@ int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m)
     uint32_t b6, b7;
     model_shape(q, dim, &m->box, &b6, &b7);
     m->coset_f1 = coset_freq(q, m->box);
+    m->coset_rcp[0] = lkv_p2_rcp(LKV_P2_PROB_ONE - m->coset_f1);
+    m->coset_rcp[1] = lkv_p2_rcp(m->coset_f1);
     m->qf = (float)q;
     m->box_f = (float)m->box;
     m->out_scale = 4.0f / (float)dim; /* a power of two: exact */

@@ -82,7 +82,8 @@ static int pinned_sum(const char *name, char hex[65])
         char *nl = memchr(line, '\n', (size_t)(sums + len - line));
         if (!nl)
             break;
-        if ((size_t)(nl - line) == 64 + strlen(want) - 1 && !memcmp(line + 64, want, strlen(want))) {
+        if ((size_t)(nl - line) == 64 + strlen(want) - 1 &&
+            !memcmp(line + 64, want, strlen(want))) {
             memcpy(hex, line, 64);
             hex[64] = 0;
             found = 1;
