@@ -444,13 +444,16 @@ static inline uint32_t rans_raw(uint32_t b, uint32_t *x)
     return slot >> sh;
 }
 
-static inline int refill(uint32_t *x, p2_reader *rd)
+/* Refills x from the word stream at *pos (body[0..len)); 0 when the chunk
+ * ends first. Callers keep pos in a local: through a pointer it would be
+ * reloaded after every byte load, which may alias anything. */
+static inline int refill(uint32_t *x, const uint8_t *body, size_t len, size_t *pos)
 {
     if (*x < LKV_P2_RANS_LOW) {
-        if (rd->len - rd->pos < 2)
+        if (len - *pos < 2)
             return 0;
-        *x = (*x << 16) | ld16(rd->body + rd->pos);
-        rd->pos += 2;
+        *x = (*x << 16) | ld16(body + *pos);
+        *pos += 2;
     }
     return 1;
 }
@@ -459,19 +462,27 @@ static inline int refill(uint32_t *x, p2_reader *rd)
 static int decode_coord(const lkv_p2_model *m, size_t nk, const uint8_t *cs, const uint8_t *tab,
                         uint32_t *state, p2_reader *rd, uint32_t *u)
 {
+    const uint8_t *const body = rd->body;
+    const size_t len = rd->len;
+    size_t pos = rd->pos;
     for (size_t l = 0; l < nk; l++) {
         const lkv_p2_table *t = &m->t[cs[l]][tab[l]];
-        u[l] = rans_bin(t, &state[l]) << t->b;
-        if (!refill(&state[l], rd))
+        uint32_t x = state[l];
+        u[l] = rans_bin(t, &x) << t->b;
+        if (!refill(&x, body, len, &pos))
             return 0;
+        state[l] = x;
     }
     const uint32_t b = m->t[0][tab[0]].b;
     if (b)
         for (size_t l = 0; l < nk; l++) {
-            u[l] |= rans_raw(b, &state[l]);
-            if (!refill(&state[l], rd))
+            uint32_t x = state[l];
+            u[l] |= rans_raw(b, &x);
+            if (!refill(&x, body, len, &pos))
                 return 0;
+            state[l] = x;
         }
+    rd->pos = pos;
     for (size_t l = 0; l < nk; l++)
         if (u[l] >= m->t[cs[l]][tab[l]].n)
             return 0;
@@ -531,7 +542,7 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
                     cs[l] = slot >= f0;
                     state[l] = cs[l] ? f1 * (state[l] >> LKV_P2_PROB_BITS) + slot - f0
                                      : f0 * (state[l] >> LKV_P2_PROB_BITS) + slot;
-                    if (!refill(&state[l], &rd))
+                    if (!refill(&state[l], rd.body, rd.len, &rd.pos))
                         goto truncated;
                     cc[l][b] = cs[l];
                     tab[l] = 0;
