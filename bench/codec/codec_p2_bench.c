@@ -112,9 +112,11 @@ int main(int argc, char **argv)
     }
     const uint32_t dim = 128;
     row rows[] = {
-        {.name = "p1_e8_q38_best", .p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_1},
+        {.name = "p1_e8_q38_best",
+         .p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_1},
          .isa = LKV_ISA_AUTO},
-        {.name = "p1_e8_q38_scalar", .p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_1},
+        {.name = "p1_e8_q38_scalar",
+         .p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_1},
          .isa = LKV_ISA_SCALAR},
         {.name = "p2_q54", .p = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2}, .isa = LKV_ISA_SCALAR},
     };
@@ -193,10 +195,9 @@ int main(int argc, char **argv)
                 "\"encode_vps_cpu\": %.0f, \"decode_vps_cpu\": %.0f, "
                 "\"encode_vps_wall\": %.0f, \"decode_vps_wall\": %.0f}%s\n",
                 r->name, lkv_profile_of(&r->p), r->p.q,
-                lkv_isa_name(r->isa == LKV_ISA_AUTO ? lkv_isa_best() : r->isa), r->bits,
-                r->rel_mse, median(r->enc_cpu, rounds), median(r->dec_cpu, rounds),
-                median(r->enc_wall, rounds), median(r->dec_wall, rounds),
-                i + 1 < nrows ? "," : "");
+                lkv_isa_name(r->isa == LKV_ISA_AUTO ? lkv_isa_best() : r->isa), r->bits, r->rel_mse,
+                median(r->enc_cpu, rounds), median(r->dec_cpu, rounds), median(r->enc_wall, rounds),
+                median(r->dec_wall, rounds), i + 1 < nrows ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     fclose(f);
