@@ -167,7 +167,7 @@ static int encode_p2(const lkv_stream_job *j, lkv_stream_result *res, p2_io *io)
                                "whole vectors of %zu bytes)",
                                io->in_path, lkv_status_name(LKV_ERR_SHAPE),
                                (unsigned long long)((size_t)got % vbytes),
-                               (unsigned long long)(n + (size_t)got / vbytes), vbytes);
+                               (unsigned long long)n + (size_t)got / vbytes, vbytes);
             goto done;
         }
         const size_t cnt = (size_t)got / vbytes;
@@ -230,10 +230,10 @@ static int encode_p2(const lkv_stream_job *j, lkv_stream_result *res, p2_io *io)
         goto done;
     }
     if (info.n_vectors != n) {
-        rc = lkv_cli_error(1, "%s: tensor.data has %llu bytes, shape and dtype %s need %llu",
-                           lkv_status_name(LKV_ERR_SHAPE), (unsigned long long)(n * vbytes),
-                           lkv_dtype_name(j->in_dtype),
-                           (unsigned long long)(info.n_vectors * vbytes));
+        rc =
+            lkv_cli_error(1, "%s: tensor.data has %llu bytes, shape and dtype %s need %llu",
+                          lkv_status_name(LKV_ERR_SHAPE), (unsigned long long)n * vbytes,
+                          lkv_dtype_name(j->in_dtype), (unsigned long long)info.n_vectors * vbytes);
         goto done;
     }
     info.payload_crc = crc;
@@ -307,7 +307,7 @@ static int decode_p2(const lkv_stream_job *j, lkv_stream_result *res, p2_io *io,
                                    "%s: %s: coded: the input ends at byte %llu, the header "
                                    "promises %zu",
                                    io->in_path, lkv_status_name(LKV_ERR_TRUNCATED),
-                                   (unsigned long long)(info.header_bytes + payload + len),
+                                   (unsigned long long)info.header_bytes + payload + len,
                                    info.total_bytes);
                 goto done;
             }
@@ -322,7 +322,7 @@ static int decode_p2(const lkv_stream_job *j, lkv_stream_result *res, p2_io *io,
             if (st != LKV_OK) {
                 rc = lkv_cli_error(1, "%s: %s: coded: chunk at byte %llu: length %zu is corrupt",
                                    io->in_path, lkv_status_name(LKV_ERR_CORRUPT),
-                                   (unsigned long long)(info.header_bytes + payload + len), body);
+                                   (unsigned long long)info.header_bytes + payload + len, body);
                 goto done;
             }
             if (read_upto(io->in_fd, coded + len + 4, body) != (ssize_t)body) {
@@ -330,7 +330,7 @@ static int decode_p2(const lkv_stream_job *j, lkv_stream_result *res, p2_io *io,
                                    "%s: %s: coded: the input ends inside the chunk at byte "
                                    "%llu",
                                    io->in_path, lkv_status_name(LKV_ERR_TRUNCATED),
-                                   (unsigned long long)(info.header_bytes + payload + len));
+                                   (unsigned long long)info.header_bytes + payload + len);
                 goto done;
             }
             len += 4 + body;
