@@ -18,7 +18,8 @@
  * reading, so the next piece follows without a length field.
  *
  * Memory: no allocation. The largest frame holds one slot's points
- * (32 x 1024 int16) and one model (about 19 KiB): below 100 KiB of stack.
+ * (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about 120 KiB of
+ * stack in all, as profile 1's SIMD kernels need (simd_kernel.h).
  */
 #include "lkv_p2.h"
 
