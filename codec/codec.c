@@ -88,8 +88,17 @@ lkv_status lkv_dtype_check(int dtype, lkv_diag *diag)
     return LKV_OK;
 }
 
+uint32_t lkv_profile_of(const lkv_params *p)
+{
+    return p->profile == 0 ? LKV_PROFILE_1 : p->profile;
+}
+
 lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
 {
+    const uint32_t prof = lkv_profile_of(p);
+    if (prof != LKV_PROFILE_1 && prof != LKV_PROFILE_2)
+        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "profile=%u is not one of 1, 2",
+                        p->profile);
     const uint32_t n = lkv_block_size(p->variant);
     if (n == 0)
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "variant=%d is not one of E8(1), D4(2)",
@@ -100,6 +109,10 @@ lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
         return lkv_fail(diag, LKV_ERR_HEAD_DIM, UINT64_MAX,
                         "head_dim=%u is not a multiple of %u in %u..%u for %s", p->dim, n, n,
                         LKV_DIM_MAX, lkv_variant_name(p->variant));
+    if (prof == LKV_PROFILE_2 && p->variant != LKV_VARIANT_E8)
+        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
+                        "variant=%s is not supported by profile=2 (E8 only)",
+                        lkv_variant_name(p->variant));
     return LKV_OK;
 }
 
@@ -113,7 +126,7 @@ uint32_t lkv_bits_per_block(lkv_variant v, uint32_t q)
 
 uint32_t lkv_bits_per_vector(const lkv_params *p)
 {
-    if (lkv_params_check(p, NULL) != LKV_OK)
+    if (lkv_params_check(p, NULL) != LKV_OK || lkv_profile_of(p) != LKV_PROFILE_1)
         return 0;
     lkv_split s;
     lkv_split_init(p, &s);
@@ -122,7 +135,7 @@ uint32_t lkv_bits_per_vector(const lkv_params *p)
 
 size_t lkv_record_bytes(const lkv_params *p)
 {
-    if (lkv_params_check(p, NULL) != LKV_OK)
+    if (lkv_params_check(p, NULL) != LKV_OK || lkv_profile_of(p) != LKV_PROFILE_1)
         return 0;
     lkv_split s;
     lkv_split_init(p, &s);
@@ -241,6 +254,11 @@ static lkv_status prepare(const lkv_params *p, lkv_dtype dt, lkv_isa isa, lkv_sp
                           lkv_path *path, lkv_diag *diag)
 {
     lkv_status st = lkv_params_check(p, diag);
+    if (st == LKV_OK && lkv_profile_of(p) != LKV_PROFILE_1)
+        st = lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
+                      "profile=%u has variable-size records: use lkv_p2_encode/lkv_p2_decode or "
+                      "lkv_compress/lkv_decompress",
+                      p->profile);
     if (st == LKV_OK)
         st = lkv_dtype_check((int)dt, diag);
     if (st == LKV_OK)

@@ -151,6 +151,17 @@ lkv_status lkv_container_plan(const lkv_params *p, lkv_dtype dt, const uint64_t 
     info->n_vectors = elems / p->dim;
     info->record_bytes = lkv_record_bytes(p);
     info->header_bytes = LKV_FMT_HEADER_BYTES(ndim);
+    if (lkv_profile_of(p) == LKV_PROFILE_2) {
+        info->header_bytes = LKV_FMT_HEADER_BYTES_P2(ndim);
+        /* Variable-size chunks: plan for the worst case. */
+        const size_t bound = lkv_p2_payload_bound(p, info->n_vectors);
+        if ((bound == 0 && info->n_vectors != 0) || bound > SIZE_MAX - info->header_bytes ||
+            elems > SIZE_MAX / 4)
+            return lkv_fail(diag, LKV_ERR_SHAPE, UINT64_MAX, "tensor of %llu vectors is too large",
+                            (unsigned long long)info->n_vectors);
+        info->total_bytes = info->header_bytes + bound;
+        return LKV_OK;
+    }
     if (info->n_vectors > (SIZE_MAX - info->header_bytes) / info->record_bytes ||
         elems > SIZE_MAX / 4)
         return lkv_fail(diag, LKV_ERR_SHAPE, UINT64_MAX, "tensor of %llu vectors is too large",
@@ -166,19 +177,22 @@ lkv_status lkv_container_write_header(const lkv_container_info *info, void *dst,
         return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
                         "header needs %zu bytes, buffer has %zu", info->header_bytes, dst_cap);
     uint8_t *h = (uint8_t *)dst;
+    const int p2 = lkv_profile_of(&info->params) == LKV_PROFILE_2;
     memcpy(h + LKV_FMT_OFF_MAGIC, LKV_FMT_MAGIC, 4);
-    st16(h + LKV_FMT_OFF_VERSION, LKV_FMT_VERSION);
+    st16(h + LKV_FMT_OFF_VERSION, p2 ? LKV_FMT_VERSION_P2 : LKV_FMT_VERSION);
     st16(h + LKV_FMT_OFF_HEADER_BYTES, (uint16_t)info->header_bytes);
     h[LKV_FMT_OFF_VARIANT] = (uint8_t)info->params.variant;
     h[LKV_FMT_OFF_DTYPE] = (uint8_t)info->dtype;
     h[LKV_FMT_OFF_NDIM] = (uint8_t)info->ndim;
-    h[LKV_FMT_OFF_RESERVED] = 0;
+    h[LKV_FMT_OFF_RESERVED] = p2 ? (uint8_t)LKV_PROFILE_2 : 0;
     st16(h + LKV_FMT_OFF_Q, (uint16_t)info->params.q);
     st16(h + LKV_FMT_OFF_DIM, (uint16_t)info->params.dim);
     st64(h + LKV_FMT_OFF_NVEC, info->n_vectors);
     for (uint32_t i = 0; i < info->ndim; i++)
         st64(h + LKV_FMT_OFF_SHAPE + 8 * i, info->shape[i]);
-    const size_t crc_off = LKV_FMT_OFF_SHAPE + 8 * (size_t)info->ndim;
+    const size_t crc_off = info->header_bytes - 8;
+    if (p2)
+        st64(h + crc_off - 8, info->total_bytes - info->header_bytes);
     st32(h + crc_off, info->payload_crc);
     st32(h + crc_off + 4, lkv_crc32c(0, h, crc_off + 4));
     return LKV_OK;
@@ -197,13 +211,28 @@ lkv_status lkv_compress(const lkv_params *p, lkv_dtype dt, const uint64_t *shape
         return lkv_fail(diag, LKV_ERR_SHAPE, UINT64_MAX,
                         "tensor.data has %zu bytes, shape and dtype %s need %zu", src_bytes,
                         lkv_dtype_name(dt), want);
-    if (dst_cap < info.total_bytes)
-        return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
-                        "container needs %zu bytes, buffer has %zu", info.total_bytes, dst_cap);
     uint8_t *payload = (uint8_t *)dst + info.header_bytes;
-    st = lkv_encode(p, dt, src, (size_t)info.n_vectors, payload, isa, diag);
-    if (st != LKV_OK)
-        return st;
+    if (lkv_profile_of(p) == LKV_PROFILE_2) {
+        /* Variable size: the buffer need only hold what the data takes. */
+        if (dst_cap < info.header_bytes)
+            return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
+                            "container needs at least %zu bytes, buffer has %zu", info.header_bytes,
+                            dst_cap);
+        size_t plen = 0;
+        st = lkv_p2_encode(p, dt, src, (size_t)info.n_vectors, payload, dst_cap - info.header_bytes,
+                           &plen, diag);
+        if (st != LKV_OK)
+            return st;
+        info.total_bytes = info.header_bytes + plen;
+        (void)isa; /* profile 2 has one path */
+    } else {
+        if (dst_cap < info.total_bytes)
+            return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
+                            "container needs %zu bytes, buffer has %zu", info.total_bytes, dst_cap);
+        st = lkv_encode(p, dt, src, (size_t)info.n_vectors, payload, isa, diag);
+        if (st != LKV_OK)
+            return st;
+    }
     info.payload_crc = lkv_crc32c(0, payload, info.total_bytes - info.header_bytes);
     st = lkv_container_write_header(&info, dst, dst_cap, diag);
     if (st == LKV_OK && dst_len)
@@ -222,30 +251,36 @@ lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container
         return lkv_fail(diag, LKV_ERR_MAGIC, 0, "coded: magic %02x%02x%02x%02x is not \"LKVB\"",
                         h[0], h[1], h[2], h[3]);
     const uint16_t version = ld16(h + LKV_FMT_OFF_VERSION);
-    if (version != LKV_FMT_VERSION)
+    if (version != LKV_FMT_VERSION && version != LKV_FMT_VERSION_P2)
         return lkv_fail(diag, LKV_ERR_VERSION, LKV_FMT_OFF_VERSION,
-                        "coded: format version %u is unknown (this build reads %u)", version,
-                        LKV_FMT_VERSION);
+                        "coded: format version %u is unknown (this build reads %u and %u)", version,
+                        LKV_FMT_VERSION, LKV_FMT_VERSION_P2);
+    const int p2 = version == LKV_FMT_VERSION_P2;
     if (len < LKV_FMT_HEADER_BYTES(1))
         return lkv_fail(diag, LKV_ERR_TRUNCATED, len, "coded: %zu bytes is shorter than a header",
                         len);
     const uint32_t ndim = h[LKV_FMT_OFF_NDIM];
     const size_t hbytes = ld16(h + LKV_FMT_OFF_HEADER_BYTES);
-    if (ndim == 0 || ndim > LKV_MAX_NDIM || hbytes != LKV_FMT_HEADER_BYTES(ndim))
+    if (ndim == 0 || ndim > LKV_MAX_NDIM ||
+        hbytes != (p2 ? LKV_FMT_HEADER_BYTES_P2(ndim) : LKV_FMT_HEADER_BYTES(ndim)))
         return lkv_fail(diag, LKV_ERR_CORRUPT, LKV_FMT_OFF_NDIM,
                         "coded: ndim=%u with header_bytes=%zu is inconsistent", ndim, hbytes);
     if (len < hbytes)
         return lkv_fail(diag, LKV_ERR_TRUNCATED, len,
                         "coded: %zu bytes is shorter than its %zu-byte header", len, hbytes);
-    const size_t crc_off = LKV_FMT_OFF_SHAPE + 8 * (size_t)ndim;
+    const size_t crc_off = hbytes - 8;
     const uint32_t hcrc = ld32(h + crc_off + 4);
     const uint32_t hcrc_calc = lkv_crc32c(0, h, crc_off + 4);
     if (hcrc != hcrc_calc)
         return lkv_fail(diag, LKV_ERR_CHECKSUM, crc_off + 4,
                         "coded: header checksum %08x, computed %08x", hcrc, hcrc_calc);
 
+    if (p2 && h[LKV_FMT_OFF_PROFILE] != LKV_PROFILE_2)
+        return lkv_fail(diag, LKV_ERR_CORRUPT, LKV_FMT_OFF_PROFILE,
+                        "coded: version 2 container names profile=%u (want 2)",
+                        h[LKV_FMT_OFF_PROFILE]);
     lkv_params p = {(lkv_variant)h[LKV_FMT_OFF_VARIANT], ld16(h + LKV_FMT_OFF_Q),
-                    ld16(h + LKV_FMT_OFF_DIM)};
+                    ld16(h + LKV_FMT_OFF_DIM), p2 ? LKV_PROFILE_2 : LKV_PROFILE_1};
     uint64_t shape[LKV_MAX_NDIM];
     for (uint32_t i = 0; i < ndim; i++)
         shape[i] = ld64(h + LKV_FMT_OFF_SHAPE + 8 * i);
@@ -257,6 +292,16 @@ lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container
         return lkv_fail(diag, LKV_ERR_CORRUPT, LKV_FMT_OFF_NVEC,
                         "coded: vector count %llu does not match the shape",
                         (unsigned long long)ld64(h + LKV_FMT_OFF_NVEC));
+    if (p2) {
+        /* The plan holds the worst case; the header says what was written. */
+        const uint64_t pbytes = ld64(h + crc_off - 8);
+        if (pbytes > info->total_bytes - info->header_bytes)
+            return lkv_fail(diag, LKV_ERR_CORRUPT, crc_off - 8,
+                            "coded: payload of %llu bytes exceeds the bound %zu of %llu vectors",
+                            (unsigned long long)pbytes, info->total_bytes - info->header_bytes,
+                            (unsigned long long)info->n_vectors);
+        info->total_bytes = info->header_bytes + (size_t)pbytes;
+    }
     info->payload_crc = ld32(h + crc_off);
     return LKV_OK;
 }
@@ -299,8 +344,20 @@ lkv_status lkv_decompress(const void *buf, size_t len, int out_dt, void *dst, si
     if (dst_cap < want)
         return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
                         "decoded tensor needs %zu bytes, buffer has %zu", want, dst_cap);
-    st = lkv_decode(&info.params, (const uint8_t *)buf + info.header_bytes, (size_t)info.n_vectors,
-                    (lkv_dtype)out_dt, dst, isa, diag);
+    if (lkv_profile_of(&info.params) == LKV_PROFILE_2) {
+        st = lkv_p2_decode(&info.params, (const uint8_t *)buf + info.header_bytes,
+                           info.total_bytes - info.header_bytes, (size_t)info.n_vectors,
+                           (lkv_dtype)out_dt, dst, diag);
+        /* The container's length is right (it parsed): a chunk that runs
+         * past the payload is corrupt, not a short read. */
+        if (st == LKV_ERR_TRUNCATED) {
+            if (diag)
+                diag->code = LKV_ERR_CORRUPT;
+            st = LKV_ERR_CORRUPT;
+        }
+    } else
+        st = lkv_decode(&info.params, (const uint8_t *)buf + info.header_bytes,
+                        (size_t)info.n_vectors, (lkv_dtype)out_dt, dst, isa, diag);
     if (st != LKV_OK)
         return st;
     if (dst_len)

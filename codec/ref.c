@@ -204,6 +204,13 @@ static int e8_box(const float *y, float q, int32_t *pt)
     return 1;
 }
 
+/* Profile 2 (p2.c) finds its points with the same rule (lkv_p2.h). */
+int lkv_ref_e8_box(const float *y, float q, int32_t *pt);
+int lkv_ref_e8_box(const float *y, float q, int32_t *pt)
+{
+    return e8_box(y, q, pt);
+}
+
 /* Writes the low k bits of v at bit position pos, LSB first (rec zeroed). */
 static void put_bits(uint8_t *rec, uint32_t pos, lkv_u128 v, uint32_t k)
 {

@@ -97,6 +97,11 @@ typedef struct lkv_stream_result {
 } lkv_stream_result;
 
 int lkv_cli_stream(const lkv_stream_job *job, lkv_stream_result *res);
+/* The same for codec profile 2 (stream_p2.c), sequential on one thread:
+ * lkv_cli_stream hands it the open input (positioned after the header, for
+ * decode, with the parsed header in info; NULL otherwise). */
+int lkv_cli_stream_p2(const lkv_stream_job *job, lkv_stream_result *res, int in_fd,
+                      const lkv_container_info *info);
 /* CPUs this process may run on (its affinity mask). */
 unsigned lkv_cli_cores(void);
 

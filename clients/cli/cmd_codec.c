@@ -21,11 +21,12 @@
 #include <unistd.h>
 
 static const char info_usage[] =
-    "usage: latticekv codec info --variant e8|d4 --q Q --dim D [--json]\n"
-    "Prints the bit budget of one vector and the compression ratios.\n";
+    "usage: latticekv codec info [--profile 1|2] --variant e8|d4 --q Q --dim D [--json]\n"
+    "Prints the bit budget of one vector and the compression ratios; for profile 2\n"
+    "(variable size) the mean over a reference Gaussian set and the worst case.\n";
 static const char encode_usage[] =
-    "usage: latticekv codec encode --variant e8|d4 --q Q --dim D --in FILE --in-dtype "
-    "f32|f16|bf16\n"
+    "usage: latticekv codec encode [--profile 1|2] --variant e8|d4 --q Q --dim D --in FILE "
+    "--in-dtype f32|f16|bf16\n"
     "                              --out FILE [--shape N,..,D] [-T N] [--isa auto|scalar|avx2|"
     "avx512]\n"
     "                              [--no-progress] [-f|--force]\n"
@@ -35,7 +36,8 @@ static const char decode_usage[] =
     "                              [--isa auto|scalar|avx2|avx512] [--no-progress] [-f|--force]\n"
     "Writes the reconstruction; every parameter comes from the container.\n";
 static const char roundtrip_usage[] =
-    "usage: latticekv codec roundtrip --variant e8|d4 --q Q --dim D --in FILE --in-dtype T\n"
+    "usage: latticekv codec roundtrip [--profile 1|2] --variant e8|d4 --q Q --dim D --in FILE "
+    "--in-dtype T\n"
     "                                 --out FILE [--out-dtype T] [--shape N,..,D] [-T N]\n"
     "                                 [--isa auto|scalar|avx2|avx512] [--no-progress] "
     "[-f|--force]\n"
@@ -48,6 +50,9 @@ static const char common_usage[] =
     "Arrays are raw little-endian, row-major; the last dimension is head_dim.\n"
     "--variant defaults to e8, --q (1..1023) to 38; --dim is a multiple of the block (8 or 4), "
     "block..1024.\n"
+    "--profile 1 (default) is the reference codec (fixed-size records, container version 1);\n"
+    "--profile 2 entropy-codes E8 points (E8 only, variable size, container version 2, one\n"
+    "thread); a larger --q gives a finer step and more bits in both profiles.\n"
     "FILE \"-\" is stdin or stdout. Work streams in chunks, in bounded memory (under 64 MiB)\n"
     "whatever the size, on -T N threads (--threads N; default and -T0: every core).\n"
     "A progress line goes to stderr when it is a terminal (never into a file or a pipe).\n"
@@ -97,9 +102,14 @@ static int parse_isa(int argc, char **argv, lkv_isa *isa)
     }
 }
 
-/* --variant, --q, --dim into p, checked by the codec itself. */
+/* --profile, --variant, --q, --dim into p, checked by the codec itself. */
 static int parse_params(int argc, char **argv, lkv_params *p)
 {
+    const char *pr = lkv_cli_opt(argc, argv, "profile");
+    unsigned long long prof = LKV_PROFILE_1;
+    if (pr && !lkv_cli_u64("profile", pr, 1, 2, &prof))
+        return 0;
+    p->profile = (uint32_t)prof;
     const char *v = lkv_cli_opt(argc, argv, "variant");
     const char *q = lkv_cli_opt(argc, argv, "q");
     const char *d = lkv_cli_opt(argc, argv, "dim");
@@ -180,15 +190,72 @@ static int parse_stream(int argc, char **argv, lkv_stream_job *j)
     return parse_isa(argc, argv, &j->isa);
 }
 
+/* Profile 2's bits per vector: the mean over a reference set (4096
+ * standard-normal vectors from a fixed generator: sums of 12 uniforms of a
+ * 64-bit LCG, no libm) and the worst case (a full chunk at its bound). */
+static int p2_info(const lkv_params *p, int json)
+{
+    const size_t n = 4096;
+    float *x = malloc(n * p->dim * sizeof *x);
+    const size_t cap = lkv_p2_payload_bound(p, n);
+    unsigned char *buf = malloc(cap);
+    if (!x || !buf) {
+        free(x);
+        free(buf);
+        return lkv_cli_error(1, "out of memory");
+    }
+    uint64_t st = 0x6c6b7632u;
+    for (size_t i = 0; i < n * p->dim; i++) {
+        double s = 0.0;
+        for (int k = 0; k < 12; k++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            s += (double)(st >> 11) / 9007199254740992.0;
+        }
+        x[i] = (float)(s - 6.0);
+    }
+    size_t len = 0;
+    lkv_diag d;
+    const lkv_status rc = lkv_p2_encode(p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d);
+    free(x);
+    free(buf);
+    if (rc != LKV_OK)
+        return lkv_cli_error(1, "%s: %s", lkv_status_name(rc), d.msg);
+    const double mean = 8.0 * (double)len / (double)n;
+    const double worst =
+        8.0 * (double)lkv_p2_payload_bound(p, LKV_P2_CHUNK_VECTORS) / LKV_P2_CHUNK_VECTORS;
+    const double raw = (double)p->dim * 16.0;
+    if (json) {
+        printf("{\"profile\":2,\"variant\":\"%s\",\"q\":%u,\"dim\":%u,"
+               "\"bits_per_vector_mean\":%.2f,\"bits_per_vector_worst\":%.2f,"
+               "\"reference_vectors\":%zu,\"ratio_vs_bf16\":%.4f,\"ratio_vs_fp16\":%.4f,"
+               "\"ratio_vs_fp32\":%.4f}\n",
+               lkv_variant_name(p->variant), p->q, p->dim, mean, worst, n, raw / mean, raw / mean,
+               2 * raw / mean);
+        return 0;
+    }
+    printf("profile          2 (entropy-coded, variable size)\n");
+    printf("variant          %s (block of %u)\n", lkv_variant_name(p->variant),
+           lkv_block_size(p->variant));
+    printf("q                %u\n", p->q);
+    printf("head_dim         %u\n", p->dim);
+    printf("bits per vector  %.1f mean over %zu reference Gaussian vectors\n", mean, n);
+    printf("                 %.1f worst case (chunk bound)\n", worst);
+    printf("ratio vs bf16    %.3fx\nratio vs fp16    %.3fx\nratio vs fp32    %.3fx\n", raw / mean,
+           raw / mean, 2 * raw / mean);
+    return 0;
+}
+
 static int codec_info(int argc, char **argv)
 {
-    static const char *const known[] = {"variant", "q", "dim", NULL};
+    static const char *const known[] = {"profile", "variant", "q", "dim", NULL};
     static const char *const flags[] = {"json", "help", NULL};
     lkv_params p;
     if (lkv_cli_wants_help(argc, argv))
         return help(info_usage);
     if (lkv_cli_check(argc, argv, known, flags) || !parse_params(argc, argv, &p))
         return 2;
+    if (lkv_profile_of(&p) == LKV_PROFILE_2)
+        return p2_info(&p, lkv_cli_flag(argc, argv, "json"));
     const uint32_t bits = lkv_bits_per_vector(&p);
     const size_t bytes = lkv_record_bytes(&p);
     const double raw = (double)p.dim * 16.0;
@@ -215,8 +282,8 @@ static int codec_info(int argc, char **argv)
 
 static int codec_encode(int argc, char **argv)
 {
-    static const char *const known[] = {"variant", "q",     "dim", "in",      "in-dtype",
-                                        "out",     "shape", "isa", "threads", NULL};
+    static const char *const known[] = {"profile", "variant", "q",   "dim",     "in", "in-dtype",
+                                        "out",     "shape",   "isa", "threads", NULL};
     static const char *const flags[] = {"force", "no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return help(encode_usage);
@@ -275,8 +342,9 @@ static int codec_decode(int argc, char **argv)
 
 static int codec_roundtrip(int argc, char **argv)
 {
-    static const char *const known[] = {"variant",   "q",     "dim", "in",      "in-dtype", "out",
-                                        "out-dtype", "shape", "isa", "threads", NULL};
+    static const char *const known[] = {"profile", "variant",  "q",       "dim",
+                                        "in",      "in-dtype", "out",     "out-dtype",
+                                        "shape",   "isa",      "threads", NULL};
     static const char *const flags[] = {"force", "no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return help(roundtrip_usage);
@@ -304,14 +372,18 @@ static int codec_roundtrip(int argc, char **argv)
         return 1;
     lkv_stream_result r;
     const int rc = lkv_cli_stream(&j, &r);
+    const int p2 = lkv_profile_of(&j.params) == LKV_PROFILE_2;
+    const double bits = p2 ? (r.n_vectors ? 8.0 * (double)(r.coded_bytes - r.info.header_bytes) /
+                                                (double)r.n_vectors
+                                          : 0.0)
+                           : (double)lkv_bits_per_vector(&j.params);
     if (rc == 0)
         fprintf(stderr,
-                "roundtrip %s Q=%u D=%u: %llu vectors, %u bits/vector, %llu -> %zu bytes "
-                "(%.3fx), rel_mse=%.4e\n",
-                lkv_variant_name(j.params.variant), j.params.q, j.params.dim,
-                (unsigned long long)r.n_vectors, lkv_bits_per_vector(&j.params),
-                (unsigned long long)r.in_bytes, r.coded_bytes,
-                r.coded_bytes ? (double)r.in_bytes / (double)r.coded_bytes : 0.0,
+                "roundtrip profile %u %s Q=%u D=%u: %llu vectors, %.1f bits/vector, %llu -> %zu "
+                "bytes (%.3fx), rel_mse=%.4e\n",
+                lkv_profile_of(&j.params), lkv_variant_name(j.params.variant), j.params.q,
+                j.params.dim, (unsigned long long)r.n_vectors, bits, (unsigned long long)r.in_bytes,
+                r.coded_bytes, r.coded_bytes ? (double)r.in_bytes / (double)r.coded_bytes : 0.0,
                 r.sq_ref > 0 ? r.sq_err / r.sq_ref : 0.0);
     return rc;
 }
@@ -353,26 +425,34 @@ static int codec_inspect(int argc, char **argv)
     const int len_ok = r.file_bytes == in->total_bytes;
     const int crc_ok = len_ok && r.payload_crc == in->payload_crc;
     const double raw = (double)in->n_vectors * in->params.dim * (double)lkv_dtype_size(in->dtype);
+    const unsigned profile = lkv_profile_of(&in->params);
+    const unsigned version = profile == LKV_PROFILE_2 ? LKV_FMT_VERSION_P2 : LKV_FMT_VERSION;
+    /* Profile 2: the mean over this container's vectors (chunk overheads in). */
+    const double bpv = profile == LKV_PROFILE_2
+                           ? (in->n_vectors ? 8.0 * (double)(in->total_bytes - in->header_bytes) /
+                                                  (double)in->n_vectors
+                                            : 0.0)
+                           : (double)lkv_bits_per_vector(&in->params);
     if (json) {
         printf("{\"file\":");
         lkv_cli_json_string(stdout, path);
-        printf(",\"version\":%u,\"header_bytes\":%zu,\"variant\":\"%s\",\"q\":%u,\"dim\":%u,"
-               "\"dtype\":\"%s\",\"shape\":[",
-               LKV_FMT_VERSION, in->header_bytes, lkv_variant_name(in->params.variant),
+        printf(",\"version\":%u,\"profile\":%u,\"header_bytes\":%zu,\"variant\":\"%s\","
+               "\"q\":%u,\"dim\":%u,\"dtype\":\"%s\",\"shape\":[",
+               version, profile, in->header_bytes, lkv_variant_name(in->params.variant),
                in->params.q, in->params.dim, lkv_dtype_name(in->dtype));
         for (uint32_t i = 0; i < in->ndim; i++)
             printf("%s%llu", i ? "," : "", (unsigned long long)in->shape[i]);
-        printf("],\"n_vectors\":%llu,\"bits_per_vector\":%u,\"record_bytes\":%zu,"
+        printf("],\"n_vectors\":%llu,\"bits_per_vector\":%.2f,\"record_bytes\":%zu,"
                "\"total_bytes\":%zu,\"file_bytes\":%llu,\"header_ok\":true,\"length_ok\":%s,"
                "\"payload_crc\":\"%08x\",\"payload_crc_computed\":\"%08x\",\"payload_ok\":%s}\n",
-               (unsigned long long)in->n_vectors, lkv_bits_per_vector(&in->params),
-               in->record_bytes, in->total_bytes, (unsigned long long)r.file_bytes,
-               len_ok ? "true" : "false", in->payload_crc, r.payload_crc,
-               crc_ok ? "true" : "false");
+               (unsigned long long)in->n_vectors, bpv, in->record_bytes, in->total_bytes,
+               (unsigned long long)r.file_bytes, len_ok ? "true" : "false", in->payload_crc,
+               r.payload_crc, crc_ok ? "true" : "false");
     } else {
         printf("file             %s\n", path);
-        printf("format           LKVB version %u, header %zu bytes\n", LKV_FMT_VERSION,
-               in->header_bytes);
+        printf("format           LKVB version %u, header %zu bytes\n", version, in->header_bytes);
+        printf("profile          %u%s\n", profile,
+               profile == LKV_PROFILE_2 ? " (entropy-coded chunks)" : " (reference codec)");
         printf("variant          %s (block of %u)\n", lkv_variant_name(in->params.variant),
                lkv_block_size(in->params.variant));
         printf("q_range          %u\n", in->params.q);
@@ -383,8 +463,12 @@ static int codec_inspect(int argc, char **argv)
             printf("%s%llu", i ? ", " : "", (unsigned long long)in->shape[i]);
         printf("]\n");
         printf("vectors          %llu\n", (unsigned long long)in->n_vectors);
-        printf("bits per vector  %u (%zu bytes a record)\n", lkv_bits_per_vector(&in->params),
-               in->record_bytes);
+        if (profile == LKV_PROFILE_2)
+            printf("bits per vector  %.1f (mean over its vectors, chunks of %u)\n", bpv,
+                   LKV_P2_CHUNK_VECTORS);
+        else
+            printf("bits per vector  %u (%zu bytes a record)\n", lkv_bits_per_vector(&in->params),
+                   in->record_bytes);
         printf("container bytes  %zu (%.3fx smaller than %s)\n", in->total_bytes,
                in->total_bytes ? raw / (double)in->total_bytes : 0.0, lkv_dtype_name(in->dtype));
         printf("header checksum  ok\n");

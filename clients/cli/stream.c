@@ -734,8 +734,26 @@ int lkv_cli_stream(const lkv_stream_job *j, lkv_stream_result *res)
     lkv_container_info info;
     memset(&info, 0, sizeof info);
     int rc = open_in(&s.in, j->in);
+    /* Profile 2 (container version 2) has chunks of variable size: its own
+     * sequential engine (stream_p2.c) takes over the open input. */
+    int p2 = !rc && j->mode != LKV_STREAM_DECODE && lkv_profile_of(&j->params) == LKV_PROFILE_2;
     if (!rc && j->mode == LKV_STREAM_DECODE) {
         rc = read_header(&s, &info);
+        p2 = !rc && lkv_profile_of(&info.params) == LKV_PROFILE_2;
+        if (p2 && s.in.seekable &&
+            lseek(s.in.fd, (off_t)(s.in.base + info.header_bytes), SEEK_SET) < 0)
+            rc = lkv_cli_error(1, "cannot read %s: %s", s.in.path, strerror(errno));
+    }
+    if (p2) {
+        if (!rc)
+            rc = lkv_cli_stream_p2(j, res, s.in.fd, j->mode == LKV_STREAM_DECODE ? &info : NULL);
+        close_fd(&s.in, 0);
+        pthread_cond_destroy(&s.cv);
+        pthread_mutex_destroy(&s.mu);
+        pthread_mutex_destroy(&s.in_mu);
+        return rc;
+    }
+    if (!rc && j->mode == LKV_STREAM_DECODE) {
         s.params = info.params;
         s.in_dt = info.dtype;
         s.out_dt = j->out_dtype ? (lkv_dtype)j->out_dtype : info.dtype;

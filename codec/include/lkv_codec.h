@@ -120,13 +120,29 @@ typedef enum lkv_dtype { LKV_DTYPE_BF16 = 1, LKV_DTYPE_FP16 = 2, LKV_DTYPE_FP32 
 #define LKV_Q_DEFAULT 38u
 #define LKV_DIM_MAX   1024u
 
+/* Codec profiles (codec/FORMAT.md). Profile 1 is the reference-exact
+ * KakeyaLattice codec: fixed-size records, container version 1. Profile 2
+ * (docs/codec-v2.md) keeps one fp16 norm per vector and entropy-codes the E8
+ * point with static per-Q models: variable-size chunks, container version 2.
+ * A profile of 0 means profile 1, so positional initialisers that predate
+ * the field ({variant, q, dim}) keep today's codec. */
+#define LKV_PROFILE_1 1u
+#define LKV_PROFILE_2 2u
+
 typedef struct lkv_params {
     lkv_variant variant; /* E8 (block n = 8) or D4 (block n = 4)            */
-    uint32_t q;          /* Q, half-width of the integer box, 1..1023        */
+    uint32_t q;          /* Q, 1..1023: profile 1's box half-width; profile
+                            2's step (a larger Q: finer, more bits)          */
     uint32_t dim;        /* head_dim D: a multiple of n, n <= D <= 1024      */
+    uint32_t profile;    /* 0 or 1: profile 1; 2: profile 2 (E8 only)        */
 } lkv_params;
 
-/* Checks variant, q and dim. LKV_OK or ERR_VARIANT / ERR_Q_RANGE / ERR_HEAD_DIM. */
+/* The profile p selects: 1 for 0 or 1, else p->profile as given. */
+uint32_t lkv_profile_of(const lkv_params *p);
+
+/* Checks profile, variant, q and dim. LKV_OK or ERR_VARIANT (also for an
+ * unknown profile, "profile=N", and for profile 2 with D4, which profile 2
+ * refuses) / ERR_Q_RANGE / ERR_HEAD_DIM. */
 lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag);
 /* Checks a dtype value. LKV_OK or ERR_DTYPE. */
 lkv_status lkv_dtype_check(int dtype, lkv_diag *diag);
@@ -210,9 +226,11 @@ typedef struct lkv_container_info {
     uint32_t ndim;                /* 1..LKV_MAX_NDIM                          */
     uint64_t shape[LKV_MAX_NDIM]; /* shape[ndim-1] == params.dim              */
     uint64_t n_vectors;           /* prod(shape) / dim                        */
-    size_t record_bytes;          /* lkv_record_bytes(&params)                */
-    size_t header_bytes;          /* offset of the first record               */
-    size_t total_bytes;           /* header_bytes + n_vectors * record_bytes  */
+    size_t record_bytes;          /* lkv_record_bytes(&params); 0: profile 2  */
+    size_t header_bytes;          /* offset of the first record (or chunk)    */
+    size_t total_bytes;           /* header_bytes + n_vectors * record_bytes,
+                                     profile 2: header_bytes + payload bytes;
+                                     lkv_container_plan: profile 2's bound    */
     uint32_t payload_crc;         /* CRC32C of the records                    */
 } lkv_container_info;
 
@@ -271,6 +289,57 @@ lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container
  */
 lkv_status lkv_decompress(const void *buf, size_t len, int out_dt, void *dst, size_t dst_cap,
                           size_t *dst_len, lkv_container_info *info, lkv_isa isa, lkv_diag *diag);
+
+/* ------------------------------------------------------------------------ */
+/* Profile 2: variable-size records in chunks (docs/codec-v2.md)             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Profile 2 codes vectors in chunks of up to LKV_P2_CHUNK_VECTORS; a chunk is
+ * a u32 length then that many bytes (codec/FORMAT.md, version 2), and its
+ * size depends on the data. lkv_encode/lkv_decode and lkv_record_bytes are
+ * fixed-size-record calls: they refuse profile 2 (ERR_VARIANT) and return 0.
+ * lkv_compress/lkv_decompress/lkv_container_* take both profiles.
+ */
+#define LKV_P2_CHUNK_VECTORS 128u
+
+/* Worst-case bytes of the profile 2 payload of n vectors (every chunk at its
+ * bound); 0 when p is invalid, not profile 2, or the size overflows. */
+size_t lkv_p2_payload_bound(const lkv_params *p, uint64_t n);
+
+/* Worst-case container size of a tensor, for either profile (profile 1: the
+ * exact size). 0 when the parameters or the shape are invalid. */
+size_t lkv_compress_bound(const lkv_params *p, const uint64_t *shape, uint32_t ndim);
+
+/*
+ * Encodes n vectors (any n, 0 included) into a profile 2 payload: ceil(n /
+ * LKV_P2_CHUNK_VECTORS) chunks, chunk c holding vectors 128c .. 128c + 127.
+ * *dst_len receives the payload's size; ERR_BUFFER_SMALL when dst_cap is
+ * below it (lkv_p2_payload_bound(p, n) always suffices). Errors as
+ * lkv_encode. The bytes of a chunk depend only on its own vectors, so a
+ * caller may encode a tensor in pieces of any multiple of 128 vectors and
+ * concatenate the payloads.
+ */
+lkv_status lkv_p2_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *dst,
+                         size_t dst_cap, size_t *dst_len, lkv_diag *diag);
+
+/*
+ * Decodes a profile 2 payload of exactly n vectors from src_len bytes.
+ * Untrusted input: a chunk length past the end, a symbol stream that does
+ * not end exactly at its chunk's end, a final rANS state that is not the
+ * initial one, a bad scale or trailing bytes give ERR_CORRUPT (or
+ * ERR_TRUNCATED when the bytes end early); diag->index is the byte offset.
+ * Reads only src_len bytes; writes only n * dim * lkv_dtype_size(dt) bytes.
+ */
+lkv_status lkv_p2_decode(const lkv_params *p, const void *src, size_t src_len, size_t n,
+                         lkv_dtype dt, void *dst, lkv_diag *diag);
+
+/* Bytes of the first chunk of a profile 2 payload of src_len bytes (its u32
+ * length prefix included), for streaming readers: ERR_TRUNCATED when the
+ * prefix or the chunk is not complete, ERR_CORRUPT when the length exceeds
+ * the bound of a chunk of n_in_chunk vectors. */
+lkv_status lkv_p2_chunk_size(const lkv_params *p, const void *src, size_t src_len,
+                             size_t n_in_chunk, size_t *chunk_bytes, lkv_diag *diag);
 
 /* ------------------------------------------------------------------------ */
 /* Helpers shared by the rest of latticekv                                   */

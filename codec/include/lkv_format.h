@@ -12,8 +12,9 @@
 #ifndef LKV_FORMAT_H
 #define LKV_FORMAT_H
 
-#define LKV_FMT_MAGIC   "LKVB"
-#define LKV_FMT_VERSION 1u
+#define LKV_FMT_MAGIC      "LKVB"
+#define LKV_FMT_VERSION    1u /* profile 1: fixed-size records            */
+#define LKV_FMT_VERSION_P2 2u /* profile 2: chunks of variable size    */
 
 #define LKV_FMT_OFF_MAGIC        0  /* 4 bytes "LKVB"                        */
 #define LKV_FMT_OFF_VERSION      4  /* u16 format version (1)                */
@@ -21,14 +22,17 @@
 #define LKV_FMT_OFF_VARIANT      8  /* u8 1 = E8, 2 = D4                      */
 #define LKV_FMT_OFF_DTYPE        9  /* u8 source dtype 1 bf16, 2 fp16, 3 fp32 */
 #define LKV_FMT_OFF_NDIM         10 /* u8 1..8                                */
-#define LKV_FMT_OFF_RESERVED     11 /* u8 0                                   */
+#define LKV_FMT_OFF_RESERVED     11 /* u8 0 (version 1); the profile, 2 (version 2) */
+#define LKV_FMT_OFF_PROFILE      11
 #define LKV_FMT_OFF_Q            12 /* u16 Q                                  */
 #define LKV_FMT_OFF_DIM          14 /* u16 head_dim                           */
 #define LKV_FMT_OFF_NVEC         16 /* u64 vector count = prod(shape)/dim     */
 #define LKV_FMT_OFF_SHAPE        24 /* u64[ndim] tensor shape                 */
-/* then: u32 payload CRC32C, u32 header CRC32C of all bytes before it */
+/* then (version 2 only): u64 payload bytes;
+ * then: u32 payload CRC32C, u32 header CRC32C of all bytes before it */
 
-#define LKV_FMT_HEADER_BYTES(ndim) (32u + 8u * (unsigned)(ndim))
+#define LKV_FMT_HEADER_BYTES(ndim)    (32u + 8u * (unsigned)(ndim))
+#define LKV_FMT_HEADER_BYTES_P2(ndim) (40u + 8u * (unsigned)(ndim))
 
 /* A vector record is a little-endian bit string that opens with a 32-bit
  * head, r16 (fp16 bits of the norm) in bits 0..15 and m16 (fp16 bits of the

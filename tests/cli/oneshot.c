@@ -75,9 +75,10 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "maxrss") == 0)
         return maxrss(argv + 2);
     size_t len = 0, out_len = 0;
-    if (argc == 8 && strcmp(argv[1], "encode") == 0) {
+    if ((argc == 8 || argc == 9) && strcmp(argv[1], "encode") == 0) {
+        /* an optional last argument: the codec profile (default 1) */
         const lkv_params p = {(lkv_variant)num(argv[2]), (uint32_t)num(argv[3]),
-                              (uint32_t)num(argv[4])};
+                              (uint32_t)num(argv[4]), argc == 9 ? (uint32_t)num(argv[8]) : 0u};
         const lkv_dtype dt = (lkv_dtype)num(argv[5]);
         unsigned char *src = slurp(argv[6], &len);
         const uint64_t shape[2] = {len / (p.dim * lkv_dtype_size(dt)), p.dim};
@@ -118,6 +119,8 @@ int main(int argc, char **argv)
         free(src);
         return rc;
     }
-    fputs("usage: lkv_oneshot encode VARIANT Q DIM DTYPE IN OUT | decode IN OUT [DTYPE]\n", stderr);
+    fputs(
+        "usage: lkv_oneshot encode VARIANT Q DIM DTYPE IN OUT [PROFILE] | decode IN OUT [DTYPE]\n",
+        stderr);
     return 2;
 }

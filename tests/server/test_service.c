@@ -254,6 +254,36 @@ Test(service, put_of_damaged_coded_bytes_is_data_loss_and_stores_nothing)
     cr_assert_eq(last.code, LKV_GRPC_DATA_LOSS, "%s", last.msg);
 }
 
+Test(service, profile2_containers_are_refused_until_the_service_takes_them)
+{
+    /* The codec parses format version 2, but the daemon codes fixed-size
+     * records only: Put and Decompress refuse it by name, store nothing. */
+    const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2};
+    static uint8_t c2[65536];
+    size_t n = 0;
+    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, tensor_shape, 3, tensor_data, sizeof tensor_data,
+                              c2, sizeof c2, &n, LKV_ISA_AUTO, NULL),
+                 LKV_OK);
+    Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
+    k.namespace_ = "ns";
+    k.key.data = (uint8_t *)"p2";
+    k.key.len = 2;
+    Latticekv__V1__PutRequest q = LATTICEKV__V1__PUT_REQUEST__INIT;
+    q.key = &k;
+    q.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_CODED;
+    q.coded.data = c2;
+    q.coded.len = n;
+    call(LKV_METHOD_PUT, &q.base);
+    cr_assert_eq(last.code, LKV_GRPC_UNIMPLEMENTED, "%s", last.msg);
+    cr_assert(strstr(last.msg, "profile=2") != NULL, "%s", last.msg);
+    cr_assert(!host_has(fx.store, "ns", 2, (const uint8_t *)"p2", 2));
+    Latticekv__V1__DecompressRequest dq = LATTICEKV__V1__DECOMPRESS_REQUEST__INIT;
+    dq.coded.data = c2;
+    dq.coded.len = n;
+    call(LKV_METHOD_DECOMPRESS, &dq.base);
+    cr_assert_eq(last.code, LKV_GRPC_UNIMPLEMENTED, "%s", last.msg);
+}
+
 Test(service, a_block_larger_than_the_tier_is_resource_exhausted)
 {
     fx.cfg.host_mem_bytes = 4096;

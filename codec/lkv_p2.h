@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lkv_p2.h - codec profile 2 internals (docs/codec-v2.md, codec/FORMAT.md
+ * version 2): the static per-(Q, D) entropy models and the rANS constants.
+ *
+ * Design note: a model is a pure function of Q and the piece's D, built by
+ * integer arithmetic and a fixed sequence of IEEE fp64 operations (our own
+ * exp, no libm), so every build on every machine gets the same integers. It
+ * is rebuilt on each call (tens of microseconds) because the library keeps
+ * no globals and allocates nothing. Not installed.
+ */
+#ifndef LKV_P2_H
+#define LKV_P2_H
+
+#include "lkv_codec_internal.h"
+
+/* rANS: 32-bit state in [2^16, 2^32), 16-bit words, 15-bit probabilities. */
+#define LKV_P2_PROB_BITS 15u
+#define LKV_P2_PROB_ONE  (1u << LKV_P2_PROB_BITS)
+#define LKV_P2_RANS_LOW  (1u << 16)
+#define LKV_P2_LANES     32u
+#define LKV_P2_NBINS_MAX 512u /* bins of one table; more points share bins */
+#define LKV_P2_LUT_SHIFT 6u   /* decode lookup: one entry per 64 slots     */
+#define LKV_P2_LUT_SIZE  (LKV_P2_PROB_ONE >> LKV_P2_LUT_SHIFT)
+
+/*
+ * One table: the points p2 = m*j + r (p2 = twice the lattice coordinate),
+ * j = jlo .. jlo + n - 1. A point's offset u = j - jlo is coded as its bin
+ * u >> b from the table, then b raw bits u & (2^b - 1) (uniform symbol).
+ */
+typedef struct lkv_p2_table {
+    int32_t jlo;
+    uint32_t n, b, nbins;
+    uint32_t cum[LKV_P2_NBINS_MAX + 1]; /* cum[h] = start of bin h; cum[nbins] = ONE */
+    uint32_t rcp[LKV_P2_NBINS_MAX];     /* floor((2^32 - 1) / freq): the encoder's
+                                           division as a multiply and a fix-up  */
+    uint16_t lut[LKV_P2_LUT_SIZE];      /* bin holding slot i << LUT_SHIFT        */
+} lkv_p2_table;
+
+/* The model of one piece (a power-of-two D). Table [c][0] codes coordinates
+ * 0..6 of a block of coset c (0 integer, 1 half-integer); [c][1 + parity]
+ * codes coordinate 7, whose parity the first seven fix. */
+typedef struct lkv_p2_model {
+    uint32_t q, dim, log2d, nblocks;
+    uint32_t box;          /* L: integer coordinates in [-L, L], half ones in [-L+1/2, L-1/2] */
+    uint32_t coset_f1;     /* frequency of the half-integer coset                         */
+    uint32_t coset_rcp[2]; /* floor((2^32 - 1) / freq) of the two coset symbols       */
+    uint32_t sym_block, sym_vec; /* rANS symbols per block and per vector             */
+    float qf, box_f, out_scale;  /* fp32 Q, L, 4/D                                     */
+    lkv_p2_table t[2][3];
+} lkv_p2_model;
+
+/* floor((2^32 - 1) / f), f >= 1: with it x / f = floor(x * rcp / 2^32)
+ * plus at most two corrections, exactly, for every 32-bit x. */
+static inline uint32_t lkv_p2_rcp(uint32_t f)
+{
+    return 0xffffffffu / f;
+}
+
+/* Builds the model of (q, dim), dim a power of two in 8..1024, q in 1..1023.
+ * Returns 0 only if a table would exceed LKV_P2_NBINS_MAX (never, for valid
+ * parameters; a test walks all of them). */
+int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m);
+
+/* rANS symbols per vector of a piece (the model's sym_vec), without
+ * building the model: for buffer bounds. */
+uint32_t lkv_p2_syms_per_vec(uint32_t q, uint32_t dim);
+
+/* exp(-e) for e >= 0 in fixed-order fp64 (0 beyond e = 60); for tests. */
+double lkv_p2_exp_neg(double e);
+
+/* E8 closest point in the box: profile 1's rule (ref.c), exported so that
+ * profile 2 uses the same one. Returns 1 for the half-integer coset. */
+int lkv_ref_e8_box(const float *y, float q, int32_t *pt);
+
+#endif /* LKV_P2_H */

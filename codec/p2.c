@@ -1,0 +1,655 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * p2.c - codec profile 2 (docs/codec-v2.md): one fp16 norm per vector, a
+ * Q-scaled Walsh-Hadamard rotation, profile 1's closest E8 point, and
+ * interleaved rANS with the static models of p2_model.c.
+ *
+ * Layout of a chunk of cnt <= 128 vectors (codec/FORMAT.md, version 2):
+ *   u32 body length, then the body:
+ *   r16[cnt][pieces]               the fp16 norms, vector-major
+ *   per piece: u32 state[nl]       nl = min(cnt, 32) lanes' initial states
+ *              u16 words[]         read forward by the decoder
+ * Lane l codes vectors l, l + 32, l + 64, l + 96. The decoder steps through
+ * the symbols of a slot (32 vectors) together: for each symbol position,
+ * lanes 0..nl-1 in turn decode one symbol and refill from the shared word
+ * stream. The encoder runs the exact reverse (last slot, last symbol, last
+ * lane first) and writes the words backwards from the end of its buffer,
+ * then moves them into place. A piece's stream ends where its decoder stops
+ * reading, so the next piece follows without a length field.
+ *
+ * Memory: no allocation. The largest frame holds one slot's points
+ * (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about 120 KiB of
+ * stack in all, as profile 1's SIMD kernels need (simd_kernel.h).
+ */
+#include "lkv_p2.h"
+
+#include <math.h>
+#include <string.h>
+
+static inline float bits_f32(uint32_t x)
+{
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+static inline uint32_t f32_bits(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return x;
+}
+
+static uint16_t ld16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static uint32_t ld32(const uint8_t *p)
+{
+    return (uint32_t)ld16(p) | ((uint32_t)ld16(p + 2) << 16);
+}
+static void st16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static void st32(uint8_t *p, uint32_t v)
+{
+    st16(p, v & 0xffffu);
+    st16(p + 2, v >> 16);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-vector arithmetic                                                     */
+
+/* Profile 1's norm order (ref.c): a pairwise tree over index order. */
+static float norm_pairwise(const float *x, uint32_t dim)
+{
+    float t[LKV_DIM_MAX / 2];
+    uint32_t len = dim / 2;
+    for (uint32_t i = 0; i < len; i++)
+        t[i] = x[2 * i] * x[2 * i] + x[2 * i + 1] * x[2 * i + 1];
+    while (len > 1) {
+        len /= 2;
+        for (uint32_t i = 0; i < len; i++)
+            t[i] = t[2 * i] + t[2 * i + 1];
+    }
+    return sqrtf(t[0]);
+}
+
+/* Profile 1's butterfly (stages h = 1, 2, ..., dim/2) without its scale. */
+static void butterfly(float *v, uint32_t dim)
+{
+    for (uint32_t h = 1; h < dim; h <<= 1)
+        for (uint32_t i = 0; i < dim; i += 2 * h)
+            for (uint32_t j = i; j < i + h; j++) {
+                const float a = v[j], b = v[j + h];
+                v[j] = a + b;
+                v[j + h] = a - b;
+            }
+}
+
+/* The norm of a piece as stored: fp16(max(|x|, 2^-23)); inf bits when it
+ * overflows. */
+static uint16_t piece_r16(const float *x, uint32_t dim, float *r_out)
+{
+    float r = norm_pairwise(x, dim);
+    if (!(r >= LKV_EPS))
+        r = LKV_EPS;
+    *r_out = r;
+    return lkv_math_f32_to_f16(f32_bits(r));
+}
+
+/* One piece of one vector to its point: k (the coset-relative integer
+ * coordinates, p = k + c/2) and the coset c of each block. 0 on overflow. */
+static int quantise(const lkv_p2_model *m, const float *x, uint16_t *r16, int16_t *k, uint8_t *cos)
+{
+    float r;
+    *r16 = piece_r16(x, m->dim, &r);
+    if (*r16 == LKV_F16_INF_BITS)
+        return 0;
+    float y[LKV_DIM_MAX];
+    for (uint32_t j = 0; j < m->dim; j++)
+        y[j] = x[j] / r;
+    butterfly(y, m->dim);
+    for (uint32_t j = 0; j < m->dim; j++)
+        y[j] = (y[j] * m->qf) * 0.25f;
+    for (uint32_t b = 0; b < m->nblocks; b++) {
+        int32_t pt[8];
+        cos[b] = (uint8_t)lkv_ref_e8_box(y + 8 * b, m->box_f, pt);
+        for (int i = 0; i < 8; i++)
+            k[8 * b + i] = (int16_t)pt[i];
+    }
+    return 1;
+}
+
+/* The decoder's arithmetic: t = p / Q, the butterfly, times 4/D, times r. */
+static void reconstruct(const lkv_p2_model *m, const int16_t *k, const uint8_t *cos, uint16_t r16,
+                        float *out)
+{
+    for (uint32_t b = 0; b < m->nblocks; b++)
+        for (uint32_t i = 0; i < 8; i++) {
+            const int32_t p2 = 2 * (int32_t)k[8 * b + i] + cos[b];
+            out[8 * b + i] = ((float)p2 * 0.5f) / m->qf;
+        }
+    butterfly(out, m->dim);
+    const float r = bits_f32(lkv_math_f16_to_f32(r16));
+    for (uint32_t j = 0; j < m->dim; j++)
+        out[j] = (out[j] * m->out_scale) * r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Symbols                                                                   */
+
+typedef struct p2_sym {
+    uint32_t start, freq, rcp;
+} p2_sym;
+
+/* Appends the symbols of offset u in table t: its bin, then b raw bits. */
+static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
+{
+    const uint32_t hi = u >> t->b;
+    s->start = t->cum[hi];
+    s->freq = t->cum[hi + 1] - t->cum[hi];
+    s->rcp = t->rcp[hi];
+    s++;
+    if (t->b) {
+        const uint32_t f = LKV_P2_PROB_ONE >> t->b;
+        s->start = (u & ((1u << t->b) - 1u)) * f;
+        s->freq = f;
+        s->rcp = lkv_p2_rcp(f);
+        s++;
+    }
+    return s;
+}
+
+/* The m->sym_block symbols of one block, in decoding order: the coset,
+ * coordinates 0..6 from table [c][0], coordinate 7 from [c][1 + parity].
+ * 0 when a coordinate lies outside its table (never, for encoder points). */
+static int block_syms(const lkv_p2_model *m, const int16_t *k, uint32_t c, p2_sym *s)
+{
+    const uint32_t f1 = m->coset_f1;
+    s->start = c ? LKV_P2_PROB_ONE - f1 : 0u;
+    s->freq = c ? f1 : LKV_P2_PROB_ONE - f1;
+    s->rcp = m->coset_rcp[c];
+    s++;
+    uint32_t par = 0;
+    for (int i = 0; i < 7; i++) {
+        const lkv_p2_table *t = &m->t[c][0];
+        const uint32_t u = (uint32_t)((int32_t)k[i] - t->jlo);
+        if (u >= t->n)
+            return 0;
+        par ^= (uint32_t)k[i] & 1u;
+        s = table_syms(t, u, s);
+    }
+    const lkv_p2_table *t = &m->t[c][1 + par];
+    if ((((uint32_t)k[7] ^ par) & 1u) != 0)
+        return 0;
+    const uint32_t u = (uint32_t)((((int32_t)k[7] - (int32_t)par) >> 1) - t->jlo);
+    if (u >= t->n)
+        return 0;
+    table_syms(t, u, s);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chunk bounds                                                              */
+
+/* A piece's slice of the parameters. */
+typedef struct p2_layout {
+    lkv_split split;              /* pieces (dims and offsets)          */
+    uint32_t sym[LKV_PIECES_MAX]; /* rANS symbols per vector of each piece */
+} p2_layout;
+
+static void layout_init(const lkv_params *p, p2_layout *lo)
+{
+    lkv_params p1 = *p;
+    p1.profile = LKV_PROFILE_1; /* lkv_split_init only cuts the dim */
+    lkv_split_init(&p1, &lo->split);
+    for (uint32_t j = 0; j < lo->split.count; j++)
+        lo->sym[j] = lkv_p2_syms_per_vec(p->q, lo->split.d[j].p.dim);
+}
+
+/* Worst-case body bytes of a chunk of cnt vectors: every symbol refills at
+ * most one 16-bit word. */
+static uint64_t body_bound(const p2_layout *lo, uint64_t cnt)
+{
+    const uint64_t nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
+    uint64_t b = 2 * cnt * lo->split.count;
+    for (uint32_t j = 0; j < lo->split.count; j++)
+        b += 4 * nl + 2 * cnt * lo->sym[j];
+    return b;
+}
+
+size_t lkv_p2_payload_bound(const lkv_params *p, uint64_t n)
+{
+    if (lkv_params_check(p, NULL) != LKV_OK || lkv_profile_of(p) != LKV_PROFILE_2)
+        return 0;
+    p2_layout lo;
+    layout_init(p, &lo);
+    const uint64_t full = n / LKV_P2_CHUNK_VECTORS, rest = n % LKV_P2_CHUNK_VECTORS;
+    const uint64_t per_full = 4 + body_bound(&lo, LKV_P2_CHUNK_VECTORS);
+    if (full > (UINT64_MAX / 2) / per_full)
+        return 0;
+    uint64_t total = full * per_full + (rest ? 4 + body_bound(&lo, rest) : 0);
+    if (n == 0)
+        total = 0;
+    if (total > (uint64_t)SIZE_MAX / 2)
+        return 0;
+    return (size_t)total;
+}
+
+size_t lkv_compress_bound(const lkv_params *p, const uint64_t *shape, uint32_t ndim)
+{
+    lkv_container_info info;
+    if (lkv_container_plan(p, LKV_DTYPE_FP32, shape, ndim, &info, NULL) != LKV_OK)
+        return 0;
+    return info.total_bytes;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoder                                                                   */
+
+/* The model of piece j, rebuilt only when the piece changes. */
+typedef struct p2_models {
+    const p2_layout *lo;
+    uint32_t q;
+    int built; /* piece index + 1 of m, 0 when none */
+    lkv_p2_model m;
+} p2_models;
+
+static const lkv_p2_model *model_of(p2_models *ms, uint32_t j)
+{
+    if (ms->built != (int)j + 1) {
+        if (!lkv_p2_model_build(ms->q, ms->lo->split.d[j].p.dim, &ms->m))
+            return NULL;
+        ms->built = (int)j + 1;
+    }
+    return &ms->m;
+}
+
+/* Why a chunk failed; the caller reports the first failing vector. */
+enum { ENC_OK, ENC_BAD_VECTOR, ENC_FULL, ENC_INTERNAL };
+
+/* rANS encode of one symbol with its refill: at most one word out. */
+static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, size_t limit)
+{
+    uint32_t v = *x;
+    if ((uint64_t)v >= ((uint64_t)s.freq << 17)) {
+        if (*wp < limit + 2)
+            return 0;
+        *wp -= 2;
+        st16(base + *wp, v & 0xffffu);
+        v >>= 16;
+    }
+    /* v / freq without a divide: the estimate is at most 2 below. */
+    uint32_t q = (uint32_t)(((uint64_t)v * s.rcp) >> 32);
+    uint32_t r = v - q * s.freq;
+    while (r >= s.freq) {
+        q++;
+        r -= s.freq;
+    }
+    *x = (q << LKV_P2_PROB_BITS) + r + s.start;
+    return 1;
+}
+
+/* Encodes vectors first .. first+cnt-1 of src as one chunk at dst[0..cap). */
+static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t first, size_t cnt,
+                        uint8_t *dst, size_t cap, size_t *len)
+{
+    const lkv_split *sp = &ms->lo->split;
+    const uint32_t np = sp->count, dim = sp->dim;
+    const size_t esz = lkv_dtype_size(dt);
+    const size_t nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
+    const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES;
+    size_t pos = 4 + 2 * cnt * np;
+    if (cap < pos)
+        return ENC_FULL;
+    int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
+    uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
+    float x[LKV_DIM_MAX];
+    p2_sym syms[LKV_P2_LANES][1 + 2 * 8];
+    for (uint32_t j = 0; j < np; j++) {
+        const lkv_p2_model *m = model_of(ms, j);
+        if (!m)
+            return ENC_INTERNAL;
+        const uint32_t pd = m->dim, off = sp->off[j], sb_n = m->sym_block;
+        uint32_t state[LKV_P2_LANES];
+        for (size_t l = 0; l < nl; l++)
+            state[l] = LKV_P2_RANS_LOW;
+        const size_t limit = pos + 4 * nl;
+        size_t wp = cap;
+        if (cap < limit)
+            return ENC_FULL;
+        for (size_t k = nslots; k-- > 0;) {
+            const size_t nk =
+                cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
+            for (size_t l = 0; l < nk; l++) {
+                const size_t v = k * LKV_P2_LANES + l;
+                const uint8_t *row = src + ((first + v) * dim + off) * esz;
+                uint32_t bad = 0;
+                uint16_t r16;
+                if (!lkv_load_vec(dt, row, 0, pd, x, &bad) || !quantise(m, x, &r16, kk[l], cc[l]))
+                    return ENC_BAD_VECTOR;
+                st16(dst + 4 + 2 * (v * np + j), r16);
+            }
+            for (uint32_t b = m->nblocks; b-- > 0;) {
+                for (size_t l = 0; l < nk; l++)
+                    if (!block_syms(m, kk[l] + 8 * b, cc[l][b], syms[l]))
+                        return ENC_INTERNAL;
+                for (uint32_t s = sb_n; s-- > 0;)
+                    for (size_t l = nk; l-- > 0;)
+                        if (!rans_put(&state[l], syms[l][s], dst, &wp, limit))
+                            return ENC_FULL;
+            }
+        }
+        for (size_t l = 0; l < nl; l++)
+            st32(dst + pos + 4 * l, state[l]);
+        const size_t wlen = cap - wp;
+        memmove(dst + limit, dst + wp, wlen);
+        pos = limit + wlen;
+    }
+    st32(dst, (uint32_t)(pos - 4));
+    *len = pos;
+    return ENC_OK;
+}
+
+/* The first vector of first..end-1 that cannot be coded, in order, as
+ * profile 1 reports it. */
+static lkv_status first_bad(const p2_layout *lo, lkv_dtype dt, const void *src, size_t first,
+                            size_t end, lkv_diag *diag)
+{
+    float x[LKV_DIM_MAX];
+    for (size_t i = first; i < end; i++) {
+        uint32_t bad = 0;
+        if (!lkv_load_vec(dt, src, i, lo->split.dim, x, &bad))
+            return lkv_fail(diag, LKV_ERR_NONFINITE, i,
+                            "tensor.data: vector %zu element %u is NaN or Inf", i, bad);
+        for (uint32_t j = 0; j < lo->split.count; j++) {
+            float r;
+            if (piece_r16(x + lo->split.off[j], lo->split.d[j].p.dim, &r) == LKV_F16_INF_BITS)
+                return lkv_fail(diag, LKV_ERR_NORM_OVERFLOW, i,
+                                "tensor.data: vector %zu has norm >= 65520 (fp16 overflow)", i);
+        }
+    }
+    return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX, "profile=2: a vector failed to code");
+}
+
+static lkv_status p2_check(const lkv_params *p, lkv_dtype dt, lkv_diag *diag)
+{
+    lkv_status st = lkv_params_check(p, diag);
+    if (st == LKV_OK && lkv_profile_of(p) != LKV_PROFILE_2)
+        st = lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
+                      "profile=%u given to a profile 2 call (want profile=2)", p->profile);
+    if (st == LKV_OK)
+        st = lkv_dtype_check((int)dt, diag);
+    return st;
+}
+
+lkv_status lkv_p2_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *dst,
+                         size_t dst_cap, size_t *dst_len, lkv_diag *diag)
+{
+    lkv_status st = p2_check(p, dt, diag);
+    if (st != LKV_OK)
+        return st;
+    p2_layout lo;
+    layout_init(p, &lo);
+    p2_models ms = {&lo, p->q, 0, {0}};
+    uint8_t *out = (uint8_t *)dst;
+    size_t pos = 0;
+    for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
+        const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
+        size_t len = 0;
+        const int r =
+            encode_chunk(&ms, dt, (const uint8_t *)src, first, cnt, out + pos, dst_cap - pos, &len);
+        if (r == ENC_BAD_VECTOR)
+            return first_bad(&lo, dt, src, first, first + cnt, diag);
+        if (r == ENC_FULL)
+            return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, first,
+                            "profile=2 payload does not fit %zu bytes (chunk of vector %zu)",
+                            dst_cap, first);
+        if (r != ENC_OK)
+            return lkv_fail(diag, LKV_ERR_INTERNAL, first, "profile=2: q=%u dim=%u has no model",
+                            p->q, p->dim);
+        pos += len;
+    }
+    if (dst_len)
+        *dst_len = pos;
+    return LKV_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder                                                                   */
+
+typedef struct p2_reader {
+    const uint8_t *body;
+    size_t pos, len;
+} p2_reader;
+
+/* Decodes one symbol of table t; the slot's bin, before the refill. */
+static inline uint32_t rans_bin(const lkv_p2_table *t, uint32_t *x)
+{
+    const uint32_t slot = *x & (LKV_P2_PROB_ONE - 1u);
+    uint32_t s = t->lut[slot >> LKV_P2_LUT_SHIFT];
+    while (t->cum[s + 1] <= slot)
+        s++;
+    *x = (t->cum[s + 1] - t->cum[s]) * (*x >> LKV_P2_PROB_BITS) + slot - t->cum[s];
+    return s;
+}
+
+static inline uint32_t rans_raw(uint32_t b, uint32_t *x)
+{
+    const uint32_t slot = *x & (LKV_P2_PROB_ONE - 1u);
+    const uint32_t sh = LKV_P2_PROB_BITS - b;
+    *x = ((*x >> LKV_P2_PROB_BITS) << sh) + (slot & ((1u << sh) - 1u));
+    return slot >> sh;
+}
+
+/* Refills x from the word stream at *pos (body[0..len)); 0 when the chunk
+ * ends first. Callers keep pos in a local: through a pointer it would be
+ * reloaded after every byte load, which may alias anything. */
+static inline int refill(uint32_t *x, const uint8_t *body, size_t len, size_t *pos)
+{
+    if (*x < LKV_P2_RANS_LOW) {
+        if (len - *pos < 2)
+            return 0;
+        *x = (*x << 16) | ld16(body + *pos);
+        *pos += 2;
+    }
+    return 1;
+}
+
+/* One coordinate of every lane: bin then raw bits, lane by lane. */
+static int decode_coord(const lkv_p2_model *m, size_t nk, const uint8_t *cs, const uint8_t *tab,
+                        uint32_t *state, p2_reader *rd, uint32_t *u)
+{
+    const uint8_t *const body = rd->body;
+    const size_t len = rd->len;
+    size_t pos = rd->pos;
+    for (size_t l = 0; l < nk; l++) {
+        const lkv_p2_table *t = &m->t[cs[l]][tab[l]];
+        uint32_t x = state[l];
+        u[l] = rans_bin(t, &x) << t->b;
+        if (!refill(&x, body, len, &pos))
+            return 0;
+        state[l] = x;
+    }
+    const uint32_t b = m->t[0][tab[0]].b;
+    if (b)
+        for (size_t l = 0; l < nk; l++) {
+            uint32_t x = state[l];
+            u[l] |= rans_raw(b, &x);
+            if (!refill(&x, body, len, &pos))
+                return 0;
+            state[l] = x;
+        }
+    rd->pos = pos;
+    for (size_t l = 0; l < nk; l++)
+        if (u[l] >= m->t[cs[l]][tab[l]].n)
+            return 0;
+    return 1;
+}
+
+/* Decodes one chunk's body (len bytes) into vectors first .. first+cnt-1. */
+static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, size_t cnt,
+                               lkv_dtype dt, uint8_t *dst, size_t first, size_t at, lkv_diag *diag)
+{
+    const lkv_split *sp = &ms->lo->split;
+    const uint32_t np = sp->count, dim = sp->dim;
+    const size_t esz = lkv_dtype_size(dt);
+    const size_t nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
+    const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES;
+    p2_reader rd = {body, 2 * cnt * np, len};
+    if (rd.pos > len)
+        return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                        "coded: chunk at byte %zu: %zu bytes hold no "
+                        "%zu norms",
+                        at, len, cnt * np);
+    for (size_t i = 0; i < cnt * np; i++) {
+        const uint16_t r16 = ld16(body + 2 * i);
+        if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
+            return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                            "coded: chunk at byte %zu: norm %zu is 0x%04x (not finite, positive)",
+                            at, i, r16);
+    }
+    int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
+    uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
+    float out[LKV_DIM_MAX];
+    for (uint32_t j = 0; j < np; j++) {
+        const lkv_p2_model *m = model_of(ms, j);
+        if (!m)
+            return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX, "profile=2: no model");
+        uint32_t state[LKV_P2_LANES];
+        if (len - rd.pos < 4 * nl)
+            return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                            "coded: chunk at byte %zu ends inside the states of piece %u", at, j);
+        for (size_t l = 0; l < nl; l++) {
+            state[l] = ld32(body + rd.pos + 4 * l);
+            if (state[l] < LKV_P2_RANS_LOW)
+                return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                                "coded: chunk at byte %zu: lane %zu state 0x%08x is below 2^16", at,
+                                l, state[l]);
+        }
+        rd.pos += 4 * nl;
+        for (size_t k = 0; k < nslots; k++) {
+            const size_t nk =
+                cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
+            for (uint32_t b = 0; b < m->nblocks; b++) {
+                uint8_t cs[LKV_P2_LANES], tab[LKV_P2_LANES], par[LKV_P2_LANES];
+                uint32_t u[LKV_P2_LANES];
+                for (size_t l = 0; l < nk; l++) {
+                    const uint32_t slot = state[l] & (LKV_P2_PROB_ONE - 1u);
+                    const uint32_t f1 = m->coset_f1, f0 = LKV_P2_PROB_ONE - f1;
+                    cs[l] = slot >= f0;
+                    state[l] = cs[l] ? f1 * (state[l] >> LKV_P2_PROB_BITS) + slot - f0
+                                     : f0 * (state[l] >> LKV_P2_PROB_BITS) + slot;
+                    if (!refill(&state[l], rd.body, rd.len, &rd.pos))
+                        goto truncated;
+                    cc[l][b] = cs[l];
+                    tab[l] = 0;
+                    par[l] = 0;
+                }
+                for (int i = 0; i < 7; i++) {
+                    if (!decode_coord(m, nk, cs, tab, state, &rd, u))
+                        goto corrupt;
+                    for (size_t l = 0; l < nk; l++) {
+                        const int32_t kv = m->t[cs[l]][0].jlo + (int32_t)u[l];
+                        kk[l][8 * b + (uint32_t)i] = (int16_t)kv;
+                        par[l] ^= (uint8_t)((uint32_t)kv & 1u);
+                    }
+                }
+                for (size_t l = 0; l < nk; l++)
+                    tab[l] = (uint8_t)(1 + par[l]);
+                if (!decode_coord(m, nk, cs, tab, state, &rd, u))
+                    goto corrupt;
+                for (size_t l = 0; l < nk; l++) {
+                    const int32_t jv = m->t[cs[l]][tab[l]].jlo + (int32_t)u[l];
+                    kk[l][8 * b + 7] = (int16_t)(2 * jv + par[l]);
+                }
+            }
+            for (size_t l = 0; l < nk; l++) {
+                const size_t v = k * LKV_P2_LANES + l;
+                reconstruct(m, kk[l], cc[l], ld16(body + 2 * (v * np + j)), out);
+                lkv_store_vec(dt, dst + ((first + v) * dim + sp->off[j]) * esz, 0, m->dim, out);
+            }
+        }
+        for (size_t l = 0; l < nl; l++)
+            if (state[l] != LKV_P2_RANS_LOW)
+                return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                                "coded: chunk at byte %zu: lane %zu of piece %u ends in state "
+                                "0x%08x, not 0x%08x",
+                                at, l, j, state[l], LKV_P2_RANS_LOW);
+    }
+    if (rd.pos != len)
+        return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                        "coded: chunk at byte %zu: %zu bytes follow its last symbol", at,
+                        len - rd.pos);
+    return LKV_OK;
+truncated:
+corrupt:
+    return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                    "coded: chunk at byte %zu: the symbol stream is corrupt (ends early or "
+                    "leaves the box)",
+                    at);
+}
+
+static lkv_status chunk_size(const p2_layout *lo, const uint8_t *src, size_t avail, size_t cnt,
+                             size_t at, size_t *bytes, lkv_diag *diag)
+{
+    if (avail < 4)
+        return lkv_fail(diag, LKV_ERR_TRUNCATED, at,
+                        "coded: chunk at byte %zu: %zu bytes hold no length", at, avail);
+    const uint32_t body = ld32(src);
+    const uint64_t bound = body_bound(lo, cnt);
+    if (body > bound)
+        return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                        "coded: chunk at byte %zu: length %u exceeds the bound %llu of %zu vectors",
+                        at, body, (unsigned long long)bound, cnt);
+    if (avail - 4 < body)
+        return lkv_fail(diag, LKV_ERR_TRUNCATED, at,
+                        "coded: chunk at byte %zu: length %u, %zu bytes left", at, body, avail - 4);
+    *bytes = 4 + (size_t)body;
+    return LKV_OK;
+}
+
+lkv_status lkv_p2_chunk_size(const lkv_params *p, const void *src, size_t src_len,
+                             size_t n_in_chunk, size_t *chunk_bytes, lkv_diag *diag)
+{
+    lkv_status st = p2_check(p, LKV_DTYPE_FP32, diag);
+    if (st != LKV_OK)
+        return st;
+    if (n_in_chunk == 0 || n_in_chunk > LKV_P2_CHUNK_VECTORS)
+        return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX,
+                        "n_in_chunk=%zu is outside 1..%u", n_in_chunk, LKV_P2_CHUNK_VECTORS);
+    p2_layout lo;
+    layout_init(p, &lo);
+    return chunk_size(&lo, (const uint8_t *)src, src_len, n_in_chunk, 0, chunk_bytes, diag);
+}
+
+lkv_status lkv_p2_decode(const lkv_params *p, const void *src, size_t src_len, size_t n,
+                         lkv_dtype dt, void *dst, lkv_diag *diag)
+{
+    lkv_status st = p2_check(p, dt, diag);
+    if (st != LKV_OK)
+        return st;
+    p2_layout lo;
+    layout_init(p, &lo);
+    p2_models ms = {&lo, p->q, 0, {0}};
+    const uint8_t *in = (const uint8_t *)src;
+    size_t pos = 0;
+    for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
+        const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
+        size_t bytes = 0;
+        st = chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, diag);
+        if (st == LKV_OK)
+            st = decode_chunk(&ms, in + pos + 4, bytes - 4, cnt, dt, (uint8_t *)dst, first, pos,
+                              diag);
+        if (st != LKV_OK)
+            return st;
+        pos += bytes;
+    }
+    if (pos != src_len)
+        return lkv_fail(diag, LKV_ERR_CORRUPT, pos,
+                        "coded: %zu trailing bytes after the last chunk", src_len - pos);
+    return LKV_OK;
+}

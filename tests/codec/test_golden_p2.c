@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Golden profile 2 containers (format version 2): committed in
+ * tests/golden/p2/ with their SHA-256 pinned in tests/golden/p2/SHA256SUMS.
+ * Re-encoding the same inputs must give the same bytes on every machine and
+ * every future version of the codec; a change here is a format change (the
+ * CUDA kernels are held to these bytes too). The cases cover two chunks, a
+ * partial chunk, pieces (D = 96), the small-Q coset model and Q = 1023.
+ * LKV_UPDATE_GOLDEN=1 rewrites the files (then update SHA256SUMS on purpose).
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_codec.h"
+#include "testutil.h"
+
+#define GOLDEN_P2_DIR LKV_GOLDEN_DIR "/p2"
+
+typedef struct golden {
+    const char *name;
+    uint32_t q, dim;
+    lkv_dtype dt;
+    uint64_t shape[3];
+    uint32_t ndim;
+    double scale;
+} golden;
+
+static const golden cases[] = {
+    {"p2_q54_d128_bf16", 54, 128, LKV_DTYPE_BF16, {2, 80, 128}, 3, 1.0},
+    {"p2_q8_d96_fp16", 8, 96, LKV_DTYPE_FP16, {40, 96}, 2, 3.0},
+    {"p2_q1023_d64_fp32", 1023, 64, LKV_DTYPE_FP32, {8, 64}, 2, 0.1},
+    {"p2_q3_d8_bf16", 3, 8, LKV_DTYPE_BF16, {33, 8}, 2, 1.0},
+};
+
+/* Irwin-Hall inputs (additions only: no libm decides the pinned bytes). */
+static void *golden_input(lkv_rng *r, lkv_dtype dt, size_t n, uint32_t dim, double scale)
+{
+    void *buf = malloc(n * dim * lkv_dtype_size(dt) + 1);
+    for (size_t i = 0; i < n * dim; i++) {
+        double s = 0.0;
+        for (int k = 0; k < 12; k++)
+            s += lkv_rng_uniform(r);
+        lkv_test_set(dt, buf, i, scale * (s - 6.0));
+    }
+    return buf;
+}
+
+static unsigned char *encode_case(const golden *g, size_t *len, void **input, size_t *n_out)
+{
+    lkv_rng r = {0};
+    for (const char *c = g->name; *c; c++)
+        r.s = r.s * 131 + (unsigned char)*c;
+    size_t n = 1;
+    for (uint32_t i = 0; i < g->ndim; i++)
+        n *= g->shape[i];
+    n /= g->dim;
+    void *x = golden_input(&r, g->dt, n, g->dim, g->scale);
+    const lkv_params p = {LKV_VARIANT_E8, g->q, g->dim, LKV_PROFILE_2};
+    const size_t cap = lkv_compress_bound(&p, g->shape, g->ndim);
+    unsigned char *buf = malloc(cap);
+    lkv_diag d;
+    cr_assert_eq(lkv_compress(&p, g->dt, g->shape, g->ndim, x, n * g->dim * lkv_dtype_size(g->dt),
+                              buf, cap, len, LKV_ISA_AUTO, &d),
+                 LKV_OK, "%s: %s", g->name, d.msg);
+    *input = x;
+    *n_out = n;
+    return buf;
+}
+
+static int pinned_sum(const char *name, char hex[65])
+{
+    size_t len;
+    char *sums = lkv_test_read(GOLDEN_P2_DIR "/SHA256SUMS", &len);
+    if (!sums)
+        return 0;
+    char want[128];
+    snprintf(want, sizeof want, "  %s.lkv\n", name);
+    int found = 0;
+    for (char *line = sums; line < sums + len;) {
+        char *nl = memchr(line, '\n', (size_t)(sums + len - line));
+        if (!nl)
+            break;
+        if ((size_t)(nl - line) == 64 + strlen(want) - 1 &&
+            !memcmp(line + 64, want, strlen(want))) {
+            memcpy(hex, line, 64);
+            hex[64] = 0;
+            found = 1;
+        }
+        line = nl + 1;
+    }
+    free(sums);
+    return found;
+}
+
+Test(golden_p2, containers_are_byte_stable)
+{
+    const int update = getenv("LKV_UPDATE_GOLDEN") != NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const golden *g = &cases[i];
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.lkv", GOLDEN_P2_DIR, g->name);
+        size_t len, n;
+        void *x;
+        unsigned char *now = encode_case(g, &len, &x, &n);
+        if (update) {
+            FILE *f = fopen(path, "wb");
+            cr_assert(f && fwrite(now, 1, len, f) == len);
+            fclose(f);
+            free(now);
+            free(x);
+            continue;
+        }
+        size_t glen;
+        unsigned char *gold = lkv_test_read(path, &glen);
+        cr_assert(gold, "missing golden file %s", path);
+        char hex[65], pinned[65];
+        lkv_test_sha256(gold, glen, hex);
+        cr_assert(pinned_sum(g->name, pinned), "%s has no line in SHA256SUMS", g->name);
+        cr_expect_str_eq(hex, pinned, "%s: file differs from its pinned SHA-256", g->name);
+        cr_expect_eq(glen, len, "%s: size", g->name);
+        cr_expect(glen == len && memcmp(gold, now, len) == 0, "%s: re-encoding changed the bytes",
+                  g->name);
+        /* The pinned file decodes close to its input (the error of Q). */
+        lkv_container_info info;
+        cr_assert_eq(lkv_container_parse(gold, glen, &info, NULL), LKV_OK);
+        cr_expect_eq(lkv_profile_of(&info.params), LKV_PROFILE_2);
+        float *y = malloc(n * g->dim * 4);
+        cr_assert_eq(lkv_decompress(gold, glen, LKV_DTYPE_FP32, y, n * g->dim * 4, NULL, NULL,
+                                    LKV_ISA_AUTO, NULL),
+                     LKV_OK);
+        double num = 0.0, den = 0.0;
+        for (size_t k = 0; k < n * g->dim; k++) {
+            const double a = lkv_test_get(g->dt, x, k), e = a - y[k];
+            num += e * e;
+            den += a * a;
+        }
+        const double lattice = 1.147 / ((double)g->q * g->q);
+        cr_expect_lt(num / den, 2.0 * lattice + 1e-4, "%s: rel-MSE %.3g", g->name, num / den);
+        free(y);
+        free(now);
+        free(gold);
+        free(x);
+    }
+}
