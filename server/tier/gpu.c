@@ -493,13 +493,12 @@ void lkv_tier_gpu_decode(lkv_tier *t, lkv_gpu_decode_req *r)
     r->info = b->info;
     const size_t need = (size_t)b->info.n_vectors * b->info.params.dim * lkv_dtype_size(r->dtype);
     decode_job *j = NULL;
-    if (lkv_dtype_check((int)r->dtype, &r->diag) != LKV_OK)
-        r->status = r->diag.code;
-    else if (r->dst_cap < need)
+    r->status = lkv_dtype_check((int)r->dtype, &r->diag);
+    if (r->status == LKV_OK && r->dst_cap < need)
         r->status = lkv_diag_fail(&r->diag, LKV_ERR_BUFFER_SMALL,
                                   "gpu tier: decode buffer of %zu bytes, tensor needs %zu",
                                   r->dst_cap, need);
-    else if (!(j = calloc(1, sizeof *j)))
+    else if (r->status == LKV_OK && !(j = calloc(1, sizeof *j)))
         r->status = lkv_diag_fail(&r->diag, LKV_ERR_NOMEM, "gpu tier: out of memory for a decode");
     if (r->status != LKV_OK) {
         r->done(r);
