@@ -159,13 +159,12 @@ lkv_status lkv_stack_put_host(lkv_stack *s, const char *ns, size_t ns_len, const
             return LKV_OK;
         }
         /* Refused by the GPU tier (too large, no room, a device error):
-         * host memory holds it instead. */
-        r = (lkv_tier_req){.ns = ns,
-                           .ns_len = ns_len,
-                           .key = key,
-                           .key_len = key_len,
-                           .blob = blob,
-                           .done = ignore_done};
+         * host memory holds it instead, and an older GPU copy of the key
+         * must go, or Gets would keep finding it first. */
+        r = (lkv_tier_req){
+            .ns = ns, .ns_len = ns_len, .key = key, .key_len = key_len, .done = ignore_done};
+        lkv_tier_del(s->gpu, &r);
+        r.blob = blob;
     }
     lkv_tier_put(s->host, &r);
     if (diag)

@@ -210,10 +210,11 @@ static blk *find(const gpu *g, const char *ns, size_t ns_len, const uint8_t *key
     return (blk *)*lkv_lru_find(&g->ix, lkv_lru_hash(ns, ns_len, key, key_len), same_name, &r);
 }
 
+/* At least one unit, so a block of no vectors still owns a range. */
 static uint64_t charge_of(uint64_t record_bytes)
 {
-    const uint64_t c = record_bytes + LKV_GPU_ALIGN - 1;
-    return c - c % LKV_GPU_ALIGN;
+    const uint64_t c = (record_bytes + LKV_GPU_ALIGN - 1) / LKV_GPU_ALIGN * LKV_GPU_ALIGN;
+    return c ? c : LKV_GPU_ALIGN;
 }
 
 static void *dev_at(const gpu *g, uint64_t off)

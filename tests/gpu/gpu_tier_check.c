@@ -73,8 +73,13 @@ static void req_done(lkv_tier_req *r)
 static lkv_tier_req treq(const char *key, lkv_blob *b, int *ran)
 {
     *ran = 0;
-    return (lkv_tier_req){.ns = "t", .ns_len = 1, .key = (const uint8_t *)key,
-                          .key_len = strlen(key), .blob = b, .done = req_done, .ud = ran};
+    return (lkv_tier_req){.ns = "t",
+                          .ns_len = 1,
+                          .key = (const uint8_t *)key,
+                          .key_len = strlen(key),
+                          .blob = b,
+                          .done = req_done,
+                          .ud = ran};
 }
 
 typedef struct dec {
@@ -90,9 +95,15 @@ static void dec_done(lkv_gpu_decode_req *r)
 static void dec_start(lkv_tier *t, dec *d, const char *key, lkv_dtype dt, uint8_t *dst, size_t cap)
 {
     memset(d, 0, sizeof *d);
-    d->r = (lkv_gpu_decode_req){.ns = "t", .ns_len = 1, .key = (const uint8_t *)key,
-                                .key_len = strlen(key), .dtype = dt, .dst = dst, .dst_cap = cap,
-                                .done = dec_done, .ud = d};
+    d->r = (lkv_gpu_decode_req){.ns = "t",
+                                .ns_len = 1,
+                                .key = (const uint8_t *)key,
+                                .key_len = strlen(key),
+                                .dtype = dt,
+                                .dst = dst,
+                                .dst_cap = cap,
+                                .done = dec_done,
+                                .ud = d};
     lkv_tier_gpu_decode(t, &d->r);
 }
 
@@ -144,8 +155,11 @@ static void codec_cases(void)
     const struct {
         lkv_variant v;
         uint32_t q, dim;
-    } cases[] = {{LKV_VARIANT_E8, 38, 128}, {LKV_VARIANT_E8, 10, 128}, {LKV_VARIANT_E8, 152, 64},
-                 {LKV_VARIANT_D4, 38, 128}, {LKV_VARIANT_E8, 38, 96}};
+    } cases[] = {{LKV_VARIANT_E8, 38, 128},
+                 {LKV_VARIANT_E8, 10, 128},
+                 {LKV_VARIANT_E8, 152, 64},
+                 {LKV_VARIANT_D4, 38, 128},
+                 {LKV_VARIANT_E8, 38, 96}};
     const lkv_dtype dts[] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const lkv_params p = {cases[c].v, cases[c].q, cases[c].dim};
@@ -251,8 +265,8 @@ static void stack_case(void)
     uint8_t *from_host = malloc(n), *from_gpu = malloc(n), *cpu = malloc(n);
     lkv_cuda_ctx *ctx = NULL;
     check(lkv_cuda_ctx_create(0, &ctx, &d) == LKV_OK, "cuda ctx");
-    check(lkv_cuda_ctx_decode(ctx, &info.params, r.blob->data + info.header_bytes,
-                              info.n_vectors, LKV_DTYPE_BF16, from_host, &d) == LKV_OK,
+    check(lkv_cuda_ctx_decode(ctx, &info.params, r.blob->data + info.header_bytes, info.n_vectors,
+                              LKV_DTYPE_BF16, from_host, &d) == LKV_OK,
           "host tier copy decodes on the cuda backend");
     lkv_blob_unref(r.blob);
     r = treq("0", NULL, &ran);

@@ -537,6 +537,21 @@ Test(tier_gpu, stack_demotes_to_host_and_promotes_back)
     lkv_blob *big = block(64, 40);
     cr_assert_eq(lkv_stack_put_host(s, "m", 1, (const uint8_t *)"big", 3, big, NULL), LKV_OK);
     cr_assert(has(host, "big") && !has(gpu, "big"));
+    /* ... also as the new value of a key the GPU tier holds: the old GPU
+     * copy goes, so a Get cannot find it first. */
+    cr_assert(has(gpu, "a"));
+    cr_assert_eq(lkv_stack_put_host(s, "m", 1, (const uint8_t *)"a", 1, big, NULL), LKV_OK);
+    cr_assert(!has(gpu, "a") && has(host, "a"), "the refused new value lives in host alone");
+    ran = 0;
+    r = (lkv_tier_req){.ns = "m",
+                       .ns_len = 1,
+                       .key = (const uint8_t *)"a",
+                       .key_len = 1,
+                       .done = done_flag,
+                       .ud = &ran};
+    lkv_stack_get(s, &r);
+    cr_assert(ran && r.found && same(r.blob, big), "Get sees the new value, not the stale one");
+    lkv_blob_unref(r.blob);
     lkv_blob_unref(big);
     for (int i = 0; i < 3; i++)
         lkv_blob_unref(b[i]);
