@@ -244,9 +244,11 @@ lkv_status lkv_cuda_ctx_decode_device(lkv_cuda_ctx *c, const lkv_params *p, cons
                         "lkv_cuda_ctx_decode_device: NULL buffer with n=%zu", n);
     const size_t vec = (size_t)p->dim * lkv_dtype_size(dt);
     const size_t rec = lkv_record_bytes(p);
-    size_t per = LKV_CUDA_DEVICE_CHUNK / vec;
+    /* A multiple of 16 vectors, so every chunk's records start 16-byte
+     * aligned when the first does (the kernels' coalesced path). */
+    size_t per = LKV_CUDA_DEVICE_CHUNK / vec / 16 * 16;
     if (per == 0)
-        per = 1;
+        per = 16;
     if (per > n)
         per = n;
     cudaError_t e = cudaSetDevice(c->dev);
