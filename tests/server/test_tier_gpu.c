@@ -3,16 +3,19 @@
  * test_tier_gpu.c - the GPU tier's logic without a GPU: the arena
  * allocator, the index, LRU between watermarks, eviction into host and
  * promotion back through the stack, fragmentation, decodes that outlive
- * their block, close. The "device" is host memory behind lkv_gpu_dev_ops
+ * their block, close, and a Get through the service (tier "gpu", the
+ * device's decode, no coded byte copied out). The "device" is host memory behind lkv_gpu_dev_ops
  * (the real operations are in server/backend_cuda.c and are checked on a
  * GPU by tests/gpu/gpu_tier_check.c); it counts its copies so the tests can
  * assert that a decode never copies coded bytes to the host.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "latticekv/v1/latticekv.pb-c.h"
 #include "lkv_server.h"
 #include "lkv_stack.h"
 #include "lkv_tier_gpu.h"
@@ -559,4 +562,223 @@ Test(tier_gpu, stack_demotes_to_host_and_promotes_back)
     lkv_stack_close(s, on_closed, NULL);
     uv_run(&g_loop, UV_RUN_DEFAULT);
     cr_assert_eq(closed_calls, 1);
+}
+
+/* ---- through the service: a Get of a resident block ----------------------- */
+
+static struct {
+    lkv_config cfg;
+    lkv_tier *host, *gpu;
+    lkv_stack *stack;
+    lkv_batcher *batcher;
+    lkv_service *svc;
+    lkv_batch *queued[64];
+    int nqueued;
+    lkv_reply last;
+    int replies;
+} sv;
+
+static void sv_enqueue(lkv_batch *b, void *ud)
+{
+    (void)ud;
+    cr_assert_lt(sv.nqueued, 64);
+    sv.queued[sv.nqueued++] = b;
+}
+
+static void sv_reply(void *call, uint64_t seq, lkv_reply *r)
+{
+    (void)call;
+    (void)seq;
+    if (r->commit)
+        r->commit(r->effect, r);
+    free(sv.last.buf);
+    sv.last = *r;
+    r->buf = NULL;
+    sv.replies++;
+}
+
+static void sv_setup(void)
+{
+    setup();
+    memset(&sv, 0, sizeof sv);
+    lkv_config_defaults(&sv.cfg);
+    const lkv_host_config hc = {.capacity_bytes = 1 << 20, .high_pct = 100, .low_pct = 100};
+    cr_assert_eq(lkv_tier_host_create(&hc, &sv.host, NULL), LKV_OK);
+    /* Room for three of the test's containers (8 vectors, 848 bytes each). */
+    sv.gpu = gpu_tier(3 * 1024, 100, 100);
+    sv.stack = lkv_stack_create(sv.host, NULL, NULL, LKV_TIER_WRITE_THROUGH);
+    lkv_stack_set_gpu(sv.stack, sv.gpu);
+    const lkv_batcher_cfg bc = {64, 0, 4, 64};
+    sv.batcher = lkv_batcher_create(&bc, sv_enqueue, NULL);
+    sv.svc = lkv_service_create(&sv.cfg, sv.stack, sv.batcher, "cuda", sv_reply);
+}
+
+static void sv_teardown(void)
+{
+    free(sv.last.buf);
+    lkv_service_free(sv.svc);
+    lkv_batcher_free(sv.batcher);
+    lkv_stack_close(sv.stack, NULL, NULL);
+    teardown();
+}
+
+/* One request; codec batches run on the C codec, GPU-tier decodes on the
+ * loop's threadpool; returns when its one reply is in. */
+static void sv_call(lkv_method m, const ProtobufCMessage *msg)
+{
+    const size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n + 1);
+    protobuf_c_message_pack(msg, buf);
+    const int before = sv.replies;
+    lkv_service_handle(sv.svc, m, NULL, 0, buf, n);
+    for (int spins = 0; sv.replies == before && spins < 1000; spins++) {
+        lkv_batcher_poll(sv.batcher, lkv_now_ns());
+        while (sv.nqueued) {
+            lkv_batch *b = sv.queued[--sv.nqueued];
+            lkv_backend_run_cpu(b);
+            lkv_batcher_complete(sv.batcher, b);
+        }
+        uv_run(&g_loop, UV_RUN_NOWAIT);
+    }
+    cr_assert_eq(sv.replies, before + 1, "exactly one reply");
+}
+
+static float sv_data[2 * 4 * 128];
+static uint64_t sv_shape[] = {2, 4, 128};
+
+static void sv_put(const char *key, float scale)
+{
+    for (size_t i = 0; i < sizeof sv_data / sizeof sv_data[0]; i++)
+        sv_data[i] = sinf((float)i * 0.37f) * scale;
+    Latticekv__V1__Tensor t = LATTICEKV__V1__TENSOR__INIT;
+    t.dtype = LATTICEKV__V1__DTYPE__DTYPE_FP32;
+    t.n_shape = 3;
+    t.shape = sv_shape;
+    t.data.data = (uint8_t *)sv_data;
+    t.data.len = sizeof sv_data;
+    Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
+    k.namespace_ = "ns";
+    k.key.data = (uint8_t *)key;
+    k.key.len = strlen(key);
+    Latticekv__V1__PutRequest q = LATTICEKV__V1__PUT_REQUEST__INIT;
+    q.key = &k;
+    q.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_TENSOR;
+    q.tensor = &t;
+    sv_call(LKV_METHOD_PUT, &q.base);
+    cr_assert_eq(sv.last.code, LKV_GRPC_OK, "%s", sv.last.msg);
+}
+
+/* The container and the decoded bytes the C codec gives for scale. */
+static size_t sv_reference(float scale, int out_dt, uint8_t *coded, size_t cap, uint8_t *want,
+                           size_t dcap)
+{
+    for (size_t i = 0; i < sizeof sv_data / sizeof sv_data[0]; i++)
+        sv_data[i] = sinf((float)i * 0.37f) * scale;
+    const lkv_params p = {LKV_VARIANT_E8, 38, 128};
+    size_t n = 0, dn = 0;
+    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, sv_shape, 3, sv_data, sizeof sv_data, coded, cap,
+                              &n, LKV_ISA_AUTO, NULL),
+                 LKV_OK);
+    cr_assert_eq(lkv_decompress(coded, n, out_dt, want, dcap, &dn, NULL, LKV_ISA_AUTO, NULL),
+                 LKV_OK);
+    return n;
+}
+
+static Latticekv__V1__GetResponse *sv_get(const char *key, int want_coded, int out_dt)
+{
+    Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
+    k.namespace_ = "ns";
+    k.key.data = (uint8_t *)key;
+    k.key.len = strlen(key);
+    Latticekv__V1__GetRequest q = LATTICEKV__V1__GET_REQUEST__INIT;
+    q.key = &k;
+    q.want_coded = want_coded;
+    q.out_dtype = out_dt;
+    sv_call(LKV_METHOD_GET, &q.base);
+    cr_assert_eq(sv.last.code, LKV_GRPC_OK, "%s", sv.last.msg);
+    Latticekv__V1__GetResponse *g =
+        latticekv__v1__get_response__unpack(NULL, sv.last.len, sv.last.buf);
+    cr_assert_not_null(g);
+    return g;
+}
+
+TestSuite(service_gpu, .init = sv_setup, .fini = sv_teardown);
+
+Test(service_gpu, get_decodes_on_the_device_and_says_gpu)
+{
+    sv_put("k", 3.0f);
+    cr_assert(has(sv.gpu, "k") == 0, "has() looks in namespace m");
+    cr_assert_eq(sv.gpu->contains(sv.gpu, "ns", 2, (const uint8_t *)"k", 1), LKV_TIER_PRESENT);
+    cr_assert_eq(sv.host->contains(sv.host, "ns", 2, (const uint8_t *)"k", 1), LKV_TIER_ABSENT);
+    static uint8_t coded[8192], dec32[4096], dec16[2048];
+    const size_t n = sv_reference(3.0f, 0, coded, sizeof coded, dec32, sizeof dec32);
+    sv_reference(3.0f, LKV_DTYPE_BF16, coded, sizeof coded, dec16, sizeof dec16);
+
+    const unsigned to_host = g_dev.to_host, decodes = g_dev.decodes;
+    Latticekv__V1__GetResponse *g = sv_get("k", 0, 0);
+    cr_assert_str_eq(g->tier, "gpu");
+    cr_assert_eq(g->payload_case, LATTICEKV__V1__GET_RESPONSE__PAYLOAD_TENSOR);
+    cr_assert_eq(g->tensor->n_shape, 3);
+    cr_assert_eq(g->tensor->dtype, LATTICEKV__V1__DTYPE__DTYPE_FP32);
+    cr_assert_eq(g->tensor->data.len, sizeof dec32);
+    cr_assert_eq(memcmp(g->tensor->data.data, dec32, sizeof dec32), 0);
+    cr_assert_eq(g_dev.decodes, decodes + 1, "decoded by the device's decode");
+    cr_assert_eq(g_dev.to_host, to_host, "no coded byte came to the host");
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+
+    g = sv_get("k", 0, LATTICEKV__V1__DTYPE__DTYPE_BF16);
+    cr_assert_str_eq(g->tier, "gpu");
+    cr_assert_eq(g->tensor->data.len, sizeof dec16);
+    cr_assert_eq(memcmp(g->tensor->data.data, dec16, sizeof dec16), 0);
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+
+    g = sv_get("k", 1, 0);
+    cr_assert_str_eq(g->tier, "gpu");
+    cr_assert_eq(g->payload_case, LATTICEKV__V1__GET_RESPONSE__PAYLOAD_CODED);
+    cr_assert_eq(g->coded.len, n);
+    cr_assert_eq(memcmp(g->coded.data, coded, n), 0, "coded Get copies the container out");
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+
+    Latticekv__V1__StatsRequest sq = LATTICEKV__V1__STATS_REQUEST__INIT;
+    sv_call(LKV_METHOD_STATS, &sq.base);
+    Latticekv__V1__StatsResponse *st =
+        latticekv__v1__stats_response__unpack(NULL, sv.last.len, sv.last.buf);
+    cr_assert_not_null(st);
+    cr_assert_eq(st->n_tiers, 2);
+    cr_assert_str_eq(st->tiers[0]->name, "gpu");
+    cr_assert_str_eq(st->tiers[1]->name, "host");
+    cr_assert_eq(st->tiers[0]->blocks, 1);
+    latticekv__v1__stats_response__free_unpacked(st, NULL);
+}
+
+Test(service_gpu, evicted_to_host_then_promoted_back)
+{
+    sv_put("a", 1.0f);
+    sv_put("b", 2.0f);
+    sv_put("c", 3.0f);
+    sv_put("d", 4.0f); /* room for three: a goes down into host */
+    cr_assert_eq(sv.host->contains(sv.host, "ns", 2, (const uint8_t *)"a", 1), LKV_TIER_PRESENT);
+    static uint8_t coded[8192], want[4096];
+    const size_t n = sv_reference(1.0f, 0, coded, sizeof coded, want, sizeof want);
+    Latticekv__V1__GetResponse *g = sv_get("a", 0, 0);
+    cr_assert_str_eq(g->tier, "host");
+    cr_assert_eq(memcmp(g->tensor->data.data, want, sizeof want), 0);
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+    g = sv_get("a", 0, 0);
+    cr_assert_str_eq(g->tier, "gpu", "promoted by the host hit");
+    cr_assert_eq(memcmp(g->tensor->data.data, want, sizeof want), 0);
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+    g = sv_get("a", 1, 0);
+    cr_assert_eq(g->coded.len, n);
+    cr_assert_eq(memcmp(g->coded.data, coded, n), 0, "GPU -> host -> GPU kept every byte");
+    latticekv__v1__get_response__free_unpacked(g, NULL);
+    /* Delete reaches the GPU tier. */
+    Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
+    k.namespace_ = "ns";
+    k.key.data = (uint8_t *)"a";
+    k.key.len = 1;
+    Latticekv__V1__DeleteRequest dq = LATTICEKV__V1__DELETE_REQUEST__INIT;
+    dq.key = &k;
+    sv_call(LKV_METHOD_DELETE, &dq.base);
+    cr_assert_eq(sv.gpu->contains(sv.gpu, "ns", 2, (const uint8_t *)"a", 1), LKV_TIER_ABSENT);
 }
