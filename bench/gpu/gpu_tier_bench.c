@@ -39,8 +39,8 @@
 #include "tier/lkv_tier_gpu.h"
 
 #define LAYERS 32
-#define HEADS 8
-#define DIM 128
+#define HEADS  8
+#define DIM    128
 
 static uv_loop_t loop;
 
@@ -72,8 +72,8 @@ static void cuda_ok(cudaError_t e, const char *what)
 }
 
 enum { M_GPU, M_GPU_PAR, M_HOST, M_D2H, M_D2H2D, M_D2H2D_PIN, M_COUNT };
-static const char *const mname[M_COUNT] = {"gpu_tier_ms",  "gpu_tier_par_ms",  "host_tier_ms",
-                                           "raw_d2h_ms",   "raw_d2h2d_ms",     "raw_d2h2d_pinned_ms"};
+static const char *const mname[M_COUNT] = {"gpu_tier_ms", "gpu_tier_par_ms", "host_tier_ms",
+                                           "raw_d2h_ms",  "raw_d2h2d_ms",    "raw_d2h2d_pinned_ms"};
 
 typedef struct result {
     unsigned tokens;
@@ -118,8 +118,8 @@ static result run(unsigned tokens, unsigned reps)
         die("decode", d.msg);
 
     /* The GPU tier, sized for the context, holding all 32 layers. */
-    const uint64_t charge = (len - info.header_bytes + LKV_GPU_ALIGN - 1) / LKV_GPU_ALIGN *
-                            LKV_GPU_ALIGN;
+    const uint64_t charge =
+        (len - info.header_bytes + LKV_GPU_ALIGN - 1) / LKV_GPU_ALIGN * LKV_GPU_ALIGN;
     lkv_gpu_config gc = {.capacity_bytes = LAYERS * charge, .high_pct = 100, .low_pct = 100};
     lkv_tier *gpu = NULL;
     if (lkv_backend_cuda_gpu_ops(&gc.ops, &d) != LKV_OK ||
@@ -129,8 +129,13 @@ static result run(unsigned tokens, unsigned reps)
     for (unsigned l = 0; l < LAYERS; l++) {
         key_of(keys[l], l);
         int ran = 0;
-        lkv_tier_req r = {.ns = "ctx", .ns_len = 3, .key = (const uint8_t *)keys[l],
-                          .key_len = strlen(keys[l]), .blob = blob, .done = req_done, .ud = &ran};
+        lkv_tier_req r = {.ns = "ctx",
+                          .ns_len = 3,
+                          .key = (const uint8_t *)keys[l],
+                          .key_len = strlen(keys[l]),
+                          .blob = blob,
+                          .done = req_done,
+                          .ud = &ran};
         lkv_tier_put(gpu, &r);
         if (r.status != LKV_OK)
             die("gpu tier put", r.diag.msg);
@@ -158,9 +163,14 @@ static result run(unsigned tokens, unsigned reps)
     for (unsigned rep = 0; rep <= reps; rep++) { /* round 0 warms up */
         double t0 = lkv_bench_now_s();
         for (unsigned l = 0; l < LAYERS; l++) {
-            dq[l] = (dec){.r = {.ns = "ctx", .ns_len = 3, .key = (const uint8_t *)keys[l],
-                                .key_len = strlen(keys[l]), .dtype = LKV_DTYPE_BF16,
-                                .dst = h + l * raw, .dst_cap = raw, .done = dec_done}};
+            dq[l] = (dec){.r = {.ns = "ctx",
+                                .ns_len = 3,
+                                .key = (const uint8_t *)keys[l],
+                                .key_len = strlen(keys[l]),
+                                .dtype = LKV_DTYPE_BF16,
+                                .dst = h + l * raw,
+                                .dst_cap = raw,
+                                .done = dec_done}};
             dq[l].r.ud = &dq[l];
             lkv_tier_gpu_decode(gpu, &dq[l].r);
             uv_run(&loop, UV_RUN_DEFAULT);
@@ -169,8 +179,8 @@ static result run(unsigned tokens, unsigned reps)
         }
         t[M_GPU][rep] = lkv_bench_now_s() - t0;
         if (rep == 0)
-            res.identical &= memcmp(h, want, raw) == 0 && memcmp(h + (LAYERS - 1) * raw, want,
-                                                                 raw) == 0;
+            res.identical &=
+                memcmp(h, want, raw) == 0 && memcmp(h + (LAYERS - 1) * raw, want, raw) == 0;
 
         t0 = lkv_bench_now_s();
         for (unsigned l = 0; l < LAYERS; l++) {
@@ -187,8 +197,8 @@ static result run(unsigned tokens, unsigned reps)
 
         t0 = lkv_bench_now_s();
         for (unsigned l = 0; l < LAYERS; l++)
-            if (lkv_cuda_ctx_decode(ctx, &p, blob->data + info.header_bytes, nvec,
-                                    LKV_DTYPE_BF16, h + l * raw, &d) != LKV_OK)
+            if (lkv_cuda_ctx_decode(ctx, &p, blob->data + info.header_bytes, nvec, LKV_DTYPE_BF16,
+                                    h + l * raw, &d) != LKV_OK)
                 die("host tier decode", d.msg);
         t[M_HOST][rep] = lkv_bench_now_s() - t0;
         if (rep == 0)
