@@ -27,6 +27,7 @@ struct lkv_cuda_ctx {
     void *h_in, *h_out;
     uint8_t *h_status;
     size_t in_cap, out_cap, status_cap;
+    cudaEvent_t ev[2]; /* lkv_cuda_ctx_decode_device: one per half of the buffers */
 };
 
 lkv_status lkv_cuda_fail(cudaError_t e, lkv_diag *diag, const char *what)
@@ -105,6 +106,9 @@ void lkv_cuda_ctx_free(lkv_cuda_ctx *c)
     cudaFreeHost(c->h_in);
     cudaFreeHost(c->h_out);
     cudaFreeHost(c->h_status);
+    for (int i = 0; i < 2; i++)
+        if (c->ev[i])
+            cudaEventDestroy(c->ev[i]);
     if (c->stream)
         cudaStreamDestroy(c->stream);
     free(c);
@@ -209,4 +213,134 @@ lkv_status lkv_cuda_ctx_decode(lkv_cuda_ctx *ctx, const lkv_params *p, const voi
                                size_t n, lkv_dtype dt, void *dst, lkv_diag *diag)
 {
     return ctx_run(ctx, OP_DECODE, p, dt, records, n, dst, diag);
+}
+
+/* ---- device-resident records (the daemon's GPU tier) --------------------- */
+
+/* Output bytes per chunk of lkv_cuda_ctx_decode_device: big enough that a
+ * launch and a copy cost little against the work, small enough that the
+ * staging stays a few tens of MiB whatever the block's size. */
+#define LKV_CUDA_DEVICE_CHUNK (16u << 20)
+
+static lkv_status chunk_status(const uint8_t *h_status, size_t first, size_t cnt, lkv_diag *diag)
+{
+    for (size_t i = 0; i < cnt; i++)
+        if (h_status[i] != LKV_OK)
+            return lkv_fail(diag, (lkv_status)h_status[i], first + i,
+                            "record %zu holds an invalid index or scale", first + i);
+    return LKV_OK;
+}
+
+lkv_status lkv_cuda_ctx_decode_device(lkv_cuda_ctx *c, const lkv_params *p, const void *d_records,
+                                      size_t n, lkv_dtype dt, void *dst, lkv_diag *diag)
+{
+    lkv_status st = lkv_params_check(p, diag);
+    if (st == LKV_OK)
+        st = lkv_dtype_check((int)dt, diag);
+    if (st != LKV_OK || n == 0)
+        return st;
+    if (!d_records || !dst)
+        return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX,
+                        "lkv_cuda_ctx_decode_device: NULL buffer with n=%zu", n);
+    const size_t vec = (size_t)p->dim * lkv_dtype_size(dt);
+    const size_t rec = lkv_record_bytes(p);
+    /* A multiple of 16 vectors, so every chunk's records start 16-byte
+     * aligned when the first does (the kernels' coalesced path). */
+    size_t per = LKV_CUDA_DEVICE_CHUNK / vec / 16 * 16;
+    if (per == 0)
+        per = 16;
+    if (per > n)
+        per = n;
+    cudaError_t e = cudaSetDevice(c->dev);
+    if (e == cudaSuccess)
+        e = grow(&c->d_out, &c->h_out, &c->out_cap, 2 * per * vec);
+    if (e == cudaSuccess)
+        e = grow((void **)&c->d_status, (void **)&c->h_status, &c->status_cap, 2 * per);
+    for (int i = 0; i < 2 && e == cudaSuccess; i++)
+        if (!c->ev[i])
+            e = cudaEventCreateWithFlags(&c->ev[i], cudaEventDisableTiming);
+    if (e != cudaSuccess)
+        return lkv_cuda_fail(e, diag, "lkv_cuda_ctx_decode_device: buffers");
+    /* Chunk k decodes into half k % 2 and copies to the pinned half; while
+     * the device works on chunk k, the host moves chunk k - 1 into dst. */
+    const size_t chunks = (n + per - 1) / per;
+    lkv_status first_bad = LKV_OK;
+    lkv_diag bad_diag;
+    for (size_t k = 0; k <= chunks; k++) {
+        if (k < chunks) {
+            const size_t h = k % 2, first = k * per, cnt = n - first < per ? n - first : per;
+            uint8_t *d_out = (uint8_t *)c->d_out + h * per * vec;
+            st = lkv_cuda_decode(p, (const uint8_t *)d_records + first * rec, cnt, dt, d_out,
+                                 c->d_status + h * per, c->stream, diag);
+            if (st != LKV_OK) {
+                (void)cudaStreamSynchronize(c->stream);
+                return st;
+            }
+            e = cudaMemcpyAsync((uint8_t *)c->h_out + h * per * vec, d_out, cnt * vec,
+                                cudaMemcpyDeviceToHost, c->stream);
+            if (e == cudaSuccess)
+                e = cudaMemcpyAsync(c->h_status + h * per, c->d_status + h * per, cnt,
+                                    cudaMemcpyDeviceToHost, c->stream);
+            if (e == cudaSuccess)
+                e = cudaEventRecord(c->ev[h], c->stream);
+            if (e != cudaSuccess) {
+                (void)cudaStreamSynchronize(c->stream);
+                return lkv_cuda_fail(e, diag, "lkv_cuda_ctx_decode_device: enqueue");
+            }
+        }
+        if (k == 0)
+            continue;
+        const size_t j = k - 1, h = j % 2, first = j * per, cnt = n - first < per ? n - first : per;
+        e = cudaEventSynchronize(c->ev[h]);
+        if (e != cudaSuccess) {
+            (void)cudaStreamSynchronize(c->stream);
+            return lkv_cuda_fail(e, diag, "lkv_cuda_ctx_decode_device: run");
+        }
+        if (first_bad == LKV_OK)
+            first_bad = chunk_status(c->h_status + h * per, first, cnt, &bad_diag);
+        memcpy((uint8_t *)dst + first * vec, (uint8_t *)c->h_out + h * per * vec, cnt * vec);
+    }
+    if (first_bad != LKV_OK && diag)
+        *diag = bad_diag;
+    return first_bad;
+}
+
+lkv_status lkv_cuda_arena_alloc(int dev, size_t bytes, void **d_base, lkv_diag *diag)
+{
+    *d_base = NULL;
+    cudaError_t e = cudaSetDevice(dev);
+    if (e == cudaSuccess)
+        e = cudaMalloc(d_base, bytes);
+    if (e != cudaSuccess) {
+        *d_base = NULL;
+        (void)cudaGetLastError();
+        size_t free_b = 0, total = 0;
+        (void)cudaMemGetInfo(&free_b, &total);
+        return lkv_fail(diag, e == cudaErrorMemoryAllocation ? LKV_ERR_NOMEM : LKV_ERR_INTERNAL,
+                        UINT64_MAX,
+                        "gpu-mem-bytes=%zu: cudaMalloc on device %d failed: %s (%zu of %zu bytes "
+                        "free)",
+                        bytes, dev, cudaGetErrorString(e), free_b, total);
+    }
+    return LKV_OK;
+}
+
+void lkv_cuda_arena_free(int dev, void *d_base)
+{
+    if (!d_base)
+        return;
+    (void)cudaSetDevice(dev);
+    cudaFree(d_base);
+}
+
+lkv_status lkv_cuda_copy(int dev, void *dst, const void *src, size_t n, int to_device,
+                         lkv_diag *diag)
+{
+    cudaError_t e = cudaSetDevice(dev);
+    if (e == cudaSuccess)
+        e = cudaMemcpy(dst, src, n, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess)
+        return lkv_cuda_fail(e, diag,
+                             to_device ? "gpu tier: copy to device" : "gpu tier: copy to host");
+    return LKV_OK;
 }

@@ -19,8 +19,11 @@
 
 #include "lkv_backend.h"
 #include "lkv_status.h"
+#include "tier/lkv_tier_gpu.h"
 
 #ifdef LKV_HAVE_CUDA_BACKEND
+#include <pthread.h>
+
 #include "lkv_cuda.h"
 
 typedef struct cuda_backend {
@@ -148,7 +151,113 @@ lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag
     return LKV_OK;
 }
 
+/*
+ * The GPU tier's device (lkv_tier_gpu.h). Its decodes run on libuv's
+ * threadpool, not on the backend's workers, so they keep contexts of their
+ * own: a free list under a mutex, grown on demand (one per decode running at
+ * once, UV_THREADPOOL_SIZE at most) and kept for reuse, since creating a
+ * context (a stream, staging buffers) costs far more than a decode of a
+ * small block. The arena lives on device 0, where the contexts are made.
+ */
+#define GPU_TIER_DEV 0
+
+typedef struct gpu_dev {
+    pthread_mutex_t mu;
+    struct ctx_node {
+        struct ctx_node *next;
+        lkv_cuda_ctx *ctx;
+    } * idle;
+} gpu_dev;
+
+static lkv_status gd_arena_alloc(void *ctx, uint64_t bytes, void **dev_base, lkv_diag *diag)
+{
+    (void)ctx;
+    if (bytes > SIZE_MAX)
+        return lkv_diag_fail(diag, LKV_ERR_LIMIT, "gpu-mem-bytes=%llu exceeds size_t",
+                             (unsigned long long)bytes);
+    return lkv_cuda_arena_alloc(GPU_TIER_DEV, (size_t)bytes, dev_base, diag);
+}
+
+/* The tier's last call: the contexts go with the arena. */
+static void gd_arena_free(void *ctx, void *dev_base)
+{
+    gpu_dev *g = ctx;
+    lkv_cuda_arena_free(GPU_TIER_DEV, dev_base);
+    while (g->idle) {
+        struct ctx_node *n = g->idle;
+        g->idle = n->next;
+        lkv_cuda_ctx_free(n->ctx);
+        free(n);
+    }
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+static lkv_status gd_to_device(void *ctx, void *dev_dst, const void *src, size_t n, lkv_diag *diag)
+{
+    (void)ctx;
+    return lkv_cuda_copy(GPU_TIER_DEV, dev_dst, src, n, 1, diag);
+}
+
+static lkv_status gd_to_host(void *ctx, void *dst, const void *dev_src, size_t n, lkv_diag *diag)
+{
+    (void)ctx;
+    return lkv_cuda_copy(GPU_TIER_DEV, dst, dev_src, n, 0, diag);
+}
+
+static lkv_status gd_decode(void *ctx, const lkv_params *p, const void *dev_records, size_t n,
+                            lkv_dtype dt, void *dst, lkv_diag *diag)
+{
+    gpu_dev *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    struct ctx_node *node = g->idle;
+    if (node)
+        g->idle = node->next;
+    pthread_mutex_unlock(&g->mu);
+    if (!node) {
+        node = calloc(1, sizeof *node);
+        if (!node)
+            return lkv_diag_fail(diag, LKV_ERR_NOMEM, "gpu tier: out of memory for a context");
+        const lkv_status st = lkv_cuda_ctx_create(GPU_TIER_DEV, &node->ctx, diag);
+        if (st != LKV_OK) {
+            free(node);
+            return st;
+        }
+    }
+    const lkv_status st = lkv_cuda_ctx_decode_device(node->ctx, p, dev_records, n, dt, dst, diag);
+    pthread_mutex_lock(&g->mu);
+    node->next = g->idle;
+    g->idle = node;
+    pthread_mutex_unlock(&g->mu);
+    return st;
+}
+
+lkv_status lkv_backend_cuda_gpu_ops(lkv_gpu_dev_ops *ops, lkv_diag *diag)
+{
+    if (lkv_cuda_device_count() <= 0)
+        return lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE, "gpu tier: no CUDA device is present");
+    gpu_dev *g = calloc(1, sizeof *g);
+    if (!g || pthread_mutex_init(&g->mu, NULL) != 0) {
+        free(g);
+        return lkv_diag_fail(diag, LKV_ERR_NOMEM, "gpu tier: out of memory");
+    }
+    *ops = (lkv_gpu_dev_ops){.arena_alloc = gd_arena_alloc,
+                             .arena_free = gd_arena_free,
+                             .to_device = gd_to_device,
+                             .to_host = gd_to_host,
+                             .decode = gd_decode,
+                             .ctx = g};
+    return LKV_OK;
+}
+
 #else /* no CUDA in this build */
+
+lkv_status lkv_backend_cuda_gpu_ops(lkv_gpu_dev_ops *ops, lkv_diag *diag)
+{
+    memset(ops, 0, sizeof *ops);
+    return lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE,
+                         "gpu tier: this latticekvd was built without the CUDA backend");
+}
 
 int lkv_backend_cuda_devices(void)
 {

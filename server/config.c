@@ -128,6 +128,10 @@ static const cfg_setting settings[] = {
     {"gpu-mem-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(gpu_mem_bytes), "N", NULL,
      "GPU tier capacity in device memory, in front of host memory; needs the cuda backend; "
      "0 = no GPU tier"},
+    {"gpu-high-watermark", CFG_U64, 1, 100, "100", OFF(gpu_high_pct), "PCT", NULL,
+     "GPU tier: a Put that would fill more than PCT% of gpu-mem-bytes evicts (LRU) into host"},
+    {"gpu-low-watermark", CFG_U64, 1, 100, "90", OFF(gpu_low_pct), "PCT", NULL,
+     "GPU tier: eviction goes down to PCT% of gpu-mem-bytes (at most the high watermark)"},
     {"ssd-dir", CFG_PATH, 0, 0, "", OFF(ssd_dir), "DIR", NULL,
      "SSD tier: an existing directory for one file per block; empty = no SSD tier"},
     {"ssd-bytes", CFG_SIZE, 0, UINT64_C(1) << 50, "0", OFF(ssd_bytes), "N", NULL,
@@ -705,6 +709,11 @@ lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn
                     "--host-low-watermark=%llu is above --host-high-watermark=%llu: the host "
                     "tier evicts from the high one down to the low one",
                     (unsigned long long)cfg->host_low_pct, (unsigned long long)cfg->host_high_pct);
+    if (cfg->gpu_low_pct > cfg->gpu_high_pct)
+        return fail(err, err_cap,
+                    "--gpu-low-watermark=%llu is above --gpu-high-watermark=%llu: the GPU tier "
+                    "evicts from the high one down to the low one",
+                    (unsigned long long)cfg->gpu_low_pct, (unsigned long long)cfg->gpu_high_pct);
     if (cfg->ssd_low_pct > cfg->ssd_high_pct)
         return fail(err, err_cap,
                     "--ssd-low-watermark=%llu is above --ssd-high-watermark=%llu: the SSD tier "

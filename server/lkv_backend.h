@@ -29,6 +29,11 @@ lkv_status lkv_backend_cpu_create(unsigned workers, lkv_backend **out, lkv_diag 
 int lkv_backend_cuda_devices(void);
 /* ERR_UNAVAILABLE when this build has no CUDA or there is no device. */
 lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag *diag);
+/* The device operations of the GPU tier (server/tier/lkv_tier_gpu.h) on
+ * device 0; ERR_UNAVAILABLE without CUDA or a device. The tier's arena_free
+ * call frees what this allocated. */
+struct lkv_gpu_dev_ops;
+lkv_status lkv_backend_cuda_gpu_ops(struct lkv_gpu_dev_ops *ops, lkv_diag *diag);
 /* Runs b with be, or with the CPU codec when be does not support its params. */
 void lkv_backend_run(lkv_backend *be, unsigned worker, lkv_batch *b);
 /* The CPU path of one batch (used by backends as their fallback). */

@@ -41,8 +41,9 @@ typedef struct lkv_config {
     uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
     uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
     /* The tiers (server/stack.c) */
-    uint64_t gpu_mem_bytes;     /* 0: no GPU tier; > 0 needs the cuda backend */
-    char ssd_dir[LKV_ADDR_MAX]; /* "": no SSD tier */
+    uint64_t gpu_mem_bytes;             /* 0: no GPU tier; > 0 needs the cuda backend */
+    uint64_t gpu_high_pct, gpu_low_pct; /* GPU tier watermarks, % of gpu_mem_bytes */
+    char ssd_dir[LKV_ADDR_MAX];         /* "": no SSD tier */
     uint64_t ssd_bytes;
     uint64_t ssd_high_pct, ssd_low_pct;       /* SSD tier watermarks, % of ssd_bytes */
     uint32_t ssd_fsync;                       /* lkv_ssd_fsync */

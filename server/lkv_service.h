@@ -102,7 +102,7 @@ const lkv_reply_counts *lkv_service_replies(const lkv_service *s);
     X(dropped_blocks, counter, "damaged block files dropped when the tier opened") \
     X(lost_blocks, counter, "remote copies lost: write-back queue overflow or refusal")
 
-#define LKV_TIERS_MAX 3
+#define LKV_TIERS_MAX 4 /* LKV_STACK_TIERS_MAX: gpu, host, ssd, redis */
 
 typedef struct lkv_tier_row {
     const char *name; /* "host", "ssd", "redis" */
@@ -116,7 +116,7 @@ typedef struct lkv_stats {
 #define LKV_X_STATS_FIELD(name, kind, help) uint64_t name;
     LKV_STATS_LIST(LKV_X_STATS_FIELD)
 #undef LKV_X_STATS_FIELD
-    lkv_tier_row tier[LKV_TIERS_MAX]; /* top down; tier[0] is host */
+    lkv_tier_row tier[LKV_TIERS_MAX]; /* top down: gpu (if any), host, ... */
     size_t n_tiers;
 } lkv_stats;
 

@@ -42,6 +42,7 @@
 #include "lkv_rpc.h"
 #include "lkv_sched.h"
 #include "lkv_stack.h"
+#include "tier/lkv_tier_gpu.h"
 
 extern char **environ; /* unistd.h declares it only under _GNU_SOURCE */
 
@@ -304,23 +305,16 @@ static lkv_status make_backend(daemon_state *d, unsigned workers, lkv_diag *diag
  * --gpu-mem-bytes > 0 asks for coded blocks in device memory, which only the
  * cuda backend can decode in place; with the C codec it is a setting that
  * cannot be honoured, so it is refused like a bad flag (exit 2) rather than
- * silently ignored. The GPU tier itself (issue 12) is not in this build yet,
- * so a cuda daemon refuses it the same way instead of pretending to have one.
+ * silently ignored.
  */
 static int gpu_tier_refused(const daemon_state *d, char *err, size_t cap)
 {
-    if (d->cfg.gpu_mem_bytes == 0)
+    if (d->cfg.gpu_mem_bytes == 0 || d->backend->kind == LKV_BACKEND_CUDA)
         return 0;
-    if (d->backend->kind != LKV_BACKEND_CUDA)
-        snprintf(err, cap,
-                 "--gpu-mem-bytes=%llu needs the cuda backend; this daemon runs backend=%s "
-                 "(use --gpu-mem-bytes 0 for no GPU tier)",
-                 (unsigned long long)d->cfg.gpu_mem_bytes, d->backend->name);
-    else
-        snprintf(err, cap,
-                 "--gpu-mem-bytes=%llu: this latticekvd has no GPU tier yet (issue 12); use "
-                 "--gpu-mem-bytes 0",
-                 (unsigned long long)d->cfg.gpu_mem_bytes);
+    snprintf(err, cap,
+             "--gpu-mem-bytes=%llu needs the cuda backend; this daemon runs backend=%s "
+             "(use --gpu-mem-bytes 0 for no GPU tier)",
+             (unsigned long long)d->cfg.gpu_mem_bytes, d->backend->name);
     return 1;
 }
 
@@ -396,11 +390,29 @@ static int make_stack(daemon_state *d, char *err, size_t cap)
             return drop_tiers(d->loop, host, ssd, NULL, 2);
         }
     }
+    lkv_tier *gpu = NULL;
+    if (d->cfg.gpu_mem_bytes) {
+        lkv_gpu_config gc = {.capacity_bytes = d->cfg.gpu_mem_bytes,
+                             .high_pct = (unsigned)d->cfg.gpu_high_pct,
+                             .low_pct = (unsigned)d->cfg.gpu_low_pct};
+        if (lkv_backend_cuda_gpu_ops(&gc.ops, &diag) != LKV_OK ||
+            lkv_tier_gpu_create(d->loop, &gc, &gpu, &diag) != LKV_OK) {
+            if (gc.ops.arena_free) /* the ops' state; no arena was made */
+                gc.ops.arena_free(gc.ops.ctx, NULL);
+            snprintf(err, cap, "--gpu-mem-bytes=%llu: %s", (unsigned long long)d->cfg.gpu_mem_bytes,
+                     diag.msg);
+            return drop_tiers(d->loop, host, ssd, redis, 2);
+        }
+    }
     d->stack = lkv_stack_create(host, ssd, redis, (lkv_tier_policy)d->cfg.tier_policy);
     if (!d->stack) {
+        if (gpu)
+            gpu->close(gpu, NULL, NULL);
         snprintf(err, cap, "out of memory for the tier stack");
         return drop_tiers(d->loop, host, ssd, redis, 1);
     }
+    if (gpu)
+        lkv_stack_set_gpu(d->stack, gpu);
     return 0;
 }
 

@@ -27,6 +27,7 @@
 #include "lkv_reflection.h"
 #include "lkv_stack.h"
 #include "lkv_service.h"
+#include "tier/lkv_tier_gpu.h"
 #include "lkv_wire.h"
 
 static const char *const method_paths[] = {
@@ -73,11 +74,12 @@ typedef struct req {
     lkv_method m;
     void *call;
     uint64_t seq;
-    uint8_t *in;       /* the request bytes (owned); payloads point into them */
-    size_t in_len;     /* their length, charged to the in-flight budget */
-    lkv_wire_put put;  /* Put: the parsed request; Delete: its key */
-    lkv_wire_get get;  /* Get: the parsed request */
-    lkv_tier_req treq; /* Put, Get, Delete: the tier stack's request */
+    uint8_t *in;             /* the request bytes (owned); payloads point into them */
+    size_t in_len;           /* their length, charged to the in-flight budget */
+    lkv_wire_put put;        /* Put: the parsed request; Delete: its key */
+    lkv_wire_get get;        /* Get: the parsed request */
+    lkv_tier_req treq;       /* Put, Get, Delete: the tier stack's request */
+    lkv_gpu_decode_req gdec; /* Get served by the GPU tier */
     lkv_work work;
     lkv_wire_layout lay;
     lkv_container_info info;
@@ -787,6 +789,47 @@ static void get_done(lkv_tier_req *tr)
     start_decode(r, r->blob->data, r->get.out_dtype, tier);
 }
 
+/* A block resident in the GPU tier decodes there, from its device bytes,
+ * into the reply buffer; the coded bytes never come to the host. */
+static void gpu_decode_done(lkv_gpu_decode_req *g)
+{
+    req *r = g->ud;
+    if (g->status != LKV_OK) {
+        reply_status(r, g->status, &g->diag);
+        return;
+    }
+    if (!g->found) { /* cannot happen: looked up in the same loop turn */
+        reply_error(r, LKV_GRPC_INTERNAL, "block left the gpu tier before its decode");
+        return;
+    }
+    lkv_wire_tensor_reply_finish(r->buf, r->out_dt, r->info.shape, r->info.ndim, g->dst_cap, "gpu");
+    reply_ok(r, r->lay.total);
+}
+
+static int get_from_gpu(req *r, lkv_tier *gpu)
+{
+    const lkv_wire_key *k = &r->get.key;
+    if (r->get.out_dtype != 0 && !dtype_ok(r, r->get.out_dtype, "out_dtype"))
+        return -1;
+    r->out_dt = r->get.out_dtype ? (lkv_dtype)r->get.out_dtype : r->info.dtype;
+    const size_t data_len =
+        (size_t)r->info.n_vectors * r->info.params.dim * lkv_dtype_size(r->out_dt);
+    lkv_wire_tensor_reply_plan(r->out_dt, r->info.shape, r->info.ndim, data_len, "gpu", &r->lay);
+    if (alloc_reply(r) != 0)
+        return -1;
+    r->gdec = (lkv_gpu_decode_req){.ns = k->ns,
+                                   .ns_len = k->ns_len,
+                                   .key = k->key,
+                                   .key_len = k->key_len,
+                                   .dtype = r->out_dt,
+                                   .dst = r->buf + r->lay.payload_off,
+                                   .dst_cap = data_len,
+                                   .done = gpu_decode_done,
+                                   .ud = r};
+    lkv_tier_gpu_decode(gpu, &r->gdec);
+    return 0;
+}
+
 static int handle_get(req *r, const uint8_t *msg, size_t len)
 {
     if (lkv_wire_parse_get(msg, len, &r->get) != 0)
@@ -794,6 +837,10 @@ static int handle_get(req *r, const uint8_t *msg, size_t len)
     const lkv_wire_key *k = &r->get.key;
     if (check_key(r, k) != 0)
         return -1;
+    lkv_tier *gpu = lkv_stack_gpu(r->svc->stack);
+    if (gpu && !r->get.want_coded &&
+        lkv_tier_gpu_info(gpu, k->ns, k->ns_len, k->key, k->key_len, &r->info))
+        return get_from_gpu(r, gpu);
     lkv_stack_get(r->svc->stack, tier_req_of(r, k, get_done));
     return 0;
 }

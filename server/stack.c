@@ -9,6 +9,14 @@
  * round trips. Write-back feeds the SSD tier from the host tier's evict hook
  * (the hook gets the block's bytes); a Put first drops an older SSD copy of
  * the key, so a failed demotion can never resurrect stale bytes.
+ *
+ * The GPU tier (lkv_stack_set_gpu), when there is one, sits above host and
+ * is exclusive with it: a block is resident in one of the two. Puts and
+ * promotions go to the GPU tier and drop the host copy; the GPU tier's
+ * evictions go down into host (which may cascade into the SSD tier under
+ * write-back); a block the GPU tier refuses (larger than it, no room) goes
+ * to host as before. Exclusive, because a device copy and a host copy of
+ * the same bytes would charge both memories for one block.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +24,9 @@
 #include "lkv_stack.h"
 
 struct lkv_stack {
-    lkv_tier *tier[3]; /* host, then the optional ones, top down */
+    lkv_tier *tier[LKV_STACK_TIERS_MAX]; /* gpu?, host, then the optional ones, top down */
     size_t n;
-    lkv_tier *ssd, *redis;
+    lkv_tier *gpu, *host, *ssd, *redis;
     lkv_tier_policy policy;
     uint64_t writes;  /* Puts and Deletes sent below host so far */
     unsigned closing; /* tiers still closing */
@@ -93,7 +101,7 @@ static void ignore_done(lkv_tier_req *sub)
 void lkv_stack_put_below(lkv_stack *s, lkv_tier_req *req)
 {
     memset(&req->diag, 0, sizeof req->diag);
-    req->status = lkv_tier_host_admit(s->tier[0], req->ns, req->ns_len, req->key, req->key_len,
+    req->status = lkv_tier_host_admit(s->host, req->ns, req->ns_len, req->key, req->key_len,
                                       req->blob->len, &req->diag);
     if (req->status != LKV_OK || s->n == 1) {
         req->done(req);
@@ -141,7 +149,24 @@ lkv_status lkv_stack_put_host(lkv_stack *s, const char *ns, size_t ns_len, const
 {
     lkv_tier_req r = {.ns = ns, .ns_len = ns_len, .key = key, .key_len = key_len, .blob = blob};
     r.done = ignore_done; /* synchronous: nothing to free (ud is NULL) */
-    lkv_tier_put(s->tier[0], &r);
+    if (s->gpu) {
+        lkv_tier_put(s->gpu, &r);
+        if (r.status == LKV_OK) {
+            lkv_tier_req d = r;
+            lkv_tier_del(s->host, &d); /* exclusive: the host copy is now stale or a twin */
+            if (diag)
+                *diag = r.diag;
+            return LKV_OK;
+        }
+        /* Refused by the GPU tier (too large, no room, a device error):
+         * host memory holds it instead, and an older GPU copy of the key
+         * must go, or Gets would keep finding it first. */
+        r = (lkv_tier_req){
+            .ns = ns, .ns_len = ns_len, .key = key, .key_len = key_len, .done = ignore_done};
+        lkv_tier_del(s->gpu, &r);
+        r.blob = blob;
+    }
+    lkv_tier_put(s->host, &r);
     if (diag)
         *diag = r.diag;
     return r.status;
@@ -177,6 +202,20 @@ static void ssd_copy(lkv_stack *s, const char *ns, size_t ns_len, const uint8_t 
     lkv_tier_put(s->ssd, &o->sub[0]);
 }
 
+/* A block the GPU tier evicts goes down into host memory (blob is NULL
+ * when its copy to the host failed: it is lost, and counted there). */
+static void gpu_demote(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
+                       size_t key_len, lkv_blob *blob, void *ud)
+{
+    (void)t;
+    lkv_stack *s = ud;
+    if (!blob)
+        return;
+    lkv_tier_req r = {.ns = ns, .ns_len = ns_len, .key = key, .key_len = key_len, .blob = blob};
+    r.done = ignore_done;
+    lkv_tier_put(s->host, &r);
+}
+
 /* Write-back: a block the host tier evicts goes down to the SSD tier. */
 static void demote(lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key, size_t key_len,
                    lkv_blob *blob, void *ud)
@@ -200,8 +239,8 @@ static void get_sub_done(lkv_tier_req *sub)
     op *o = sub->ud;
     lkv_tier_req *req = o->req;
     if (sub->status == LKV_OK && sub->found) {
-        /* Promotion: the same blob goes into the host tier (a refusal, e.g.
-         * the namespace's quota, only means it stays below). */
+        /* Promotion: the same blob goes into the top tier, GPU or host (a
+         * refusal, e.g. the namespace's quota, only means it stays below). */
         if (sub->tier != o->s->tier[0])
             lkv_stack_put_host(o->s, req->ns, req->ns_len, req->key, req->key_len, sub->blob, NULL);
         /*
@@ -315,7 +354,7 @@ int lkv_stack_flushed(const lkv_stack *s)
     return rs.queued_blocks == 0 || rs.nodes_up == 0;
 }
 
-size_t lkv_stack_tiers(const lkv_stack *s, const lkv_tier *out[3])
+size_t lkv_stack_tiers(const lkv_stack *s, const lkv_tier *out[LKV_STACK_TIERS_MAX])
 {
     for (size_t i = 0; i < s->n; i++)
         out[i] = s->tier[i];
@@ -339,6 +378,7 @@ lkv_stack *lkv_stack_create(lkv_tier *host, lkv_tier *ssd, lkv_tier *redis, lkv_
     if (!s)
         return NULL;
     s->tier[s->n++] = host;
+    s->host = host;
     if (ssd)
         s->tier[s->n++] = ssd;
     if (redis)
@@ -368,8 +408,24 @@ void lkv_stack_close(lkv_stack *s, void (*closed)(void *ud), void *ud)
     s->closed = closed;
     s->closed_ud = ud;
     s->closing = (unsigned)s->n + 1;
-    s->tier[0]->set_evict_hook(s->tier[0], NULL, NULL);
+    s->host->set_evict_hook(s->host, NULL, NULL);
+    if (s->gpu)
+        s->gpu->set_evict_hook(s->gpu, NULL, NULL);
     for (size_t i = 0; i < s->n; i++)
         s->tier[i]->close(s->tier[i], tier_closed, s);
     tier_closed(s);
+}
+
+void lkv_stack_set_gpu(lkv_stack *s, lkv_tier *gpu)
+{
+    memmove(&s->tier[1], &s->tier[0], s->n * sizeof s->tier[0]);
+    s->tier[0] = gpu;
+    s->n++;
+    s->gpu = gpu;
+    gpu->set_evict_hook(gpu, gpu_demote, s);
+}
+
+lkv_tier *lkv_stack_gpu(const lkv_stack *s)
+{
+    return s->gpu;
 }

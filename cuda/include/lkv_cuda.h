@@ -84,6 +84,26 @@ lkv_status lkv_cuda_ctx_encode(lkv_cuda_ctx *ctx, const lkv_params *p, lkv_dtype
 lkv_status lkv_cuda_ctx_decode(lkv_cuda_ctx *ctx, const lkv_params *p, const void *records,
                                size_t n, lkv_dtype dt, void *dst, lkv_diag *diag);
 
+/*
+ * Device-resident records (the daemon's GPU tier, server/tier/gpu.c):
+ * decodes n records already in device memory (d_records, on the context's
+ * device) into the host buffer dst, in chunks of 16 MiB of output so the
+ * staging stays bounded and the host copy of one chunk overlaps the device
+ * work of the next. The records never leave the device. Returns the first
+ * failing vector's status (ERR_CORRUPT, diag->index = vector); dst is then
+ * fully written, with zeros for the failing vectors.
+ */
+lkv_status lkv_cuda_ctx_decode_device(lkv_cuda_ctx *ctx, const lkv_params *p, const void *d_records,
+                                      size_t n, lkv_dtype dt, void *dst, lkv_diag *diag);
+
+/* One cudaMalloc of bytes on device dev (ERR_NOMEM naming the size and the
+ * device's free memory); freed by lkv_cuda_arena_free. */
+lkv_status lkv_cuda_arena_alloc(int dev, size_t bytes, void **d_base, lkv_diag *diag);
+void lkv_cuda_arena_free(int dev, void *d_base);
+/* Synchronous copy of n bytes between host and device memory of device dev. */
+lkv_status lkv_cuda_copy(int dev, void *dst, const void *src, size_t n, int to_device,
+                         lkv_diag *diag);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""--gpu-mem-bytes on a daemon without the GPU tier (issue 12): a capacity
+"""--gpu-mem-bytes on a daemon without a GPU (issue 12): a capacity
 that cannot be honoured is a start-up error naming the flag (exit 2), and 0,
 the default, changes nothing.
 
@@ -57,3 +57,12 @@ def test_zero_is_the_default_and_serves(tmp_path):
             assert names[0] == "host" and "gpu" not in names, names
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+def test_gpu_watermarks_out_of_order_exit_2():
+    if not DAEMON:
+        pytest.skip("LKV_DAEMON is not set")
+    p = start(["--gpu-high-watermark", "80", "--gpu-low-watermark", "90"])
+    assert p.returncode == 2, p
+    err = p.stderr.decode()
+    assert "--gpu-low-watermark=90 is above --gpu-high-watermark=80" in err, err

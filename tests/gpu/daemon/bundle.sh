@@ -26,13 +26,15 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWITH_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${LKV_CUDA_ARCH:-90}" >"$LOG" 2>&1 ||
     { tail -20 "$LOG"; exit 1; }
 cmake --build "$BUILD" -j"$(nproc)" --target latticekvd latticekv cuda_backend_check \
-    service_bench ctx_crossover >>"$LOG" 2>&1 || { tail -30 "$LOG"; exit 1; }
+    service_bench ctx_crossover gpu_tier_check gpu_tier_bench >>"$LOG" 2>&1 ||
+    { tail -30 "$LOG"; exit 1; }
 
 rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR/bin" "$OUTDIR/lib" "$OUTDIR/py"
 cp "$BUILD/server/latticekvd" "$BUILD/clients/cli/latticekv" \
     "$BUILD/tests/server/cuda_backend_check" "$BUILD/bench/service/service_bench" \
-    "$BUILD/bench/gpu/ctx_crossover" "$(command -v redis-server)" "$OUTDIR/bin/"
+    "$BUILD/bench/gpu/ctx_crossover" "$BUILD/tests/gpu/gpu_tier_check" \
+    "$BUILD/bench/gpu/gpu_tier_bench" "$(command -v redis-server)" "$OUTDIR/bin/"
 # every library the binaries load, and the loader (ldd names it without "=>")
 for f in "$OUTDIR"/bin/*; do
     ldd "$f" | awk '/=>/ { print $3 } /ld-linux/ && !/=>/ { print $1 }'
@@ -41,7 +43,8 @@ done | sort -u | while read -r lib; do
 done
 [ -f "$OUTDIR/lib/ld-linux-x86-64.so.2" ] || { echo "no loader found" >&2; exit 1; }
 strip "$OUTDIR"/bin/latticekvd "$OUTDIR"/bin/latticekv "$OUTDIR"/bin/cuda_backend_check \
-    "$OUTDIR"/bin/service_bench "$OUTDIR"/bin/ctx_crossover
+    "$OUTDIR"/bin/service_bench "$OUTDIR"/bin/ctx_crossover "$OUTDIR"/bin/gpu_tier_check \
+    "$OUTDIR"/bin/gpu_tier_bench
 
 protoc -I"$ROOT/proto" --python_out="$OUTDIR/py" --grpc_python_out="$OUTDIR/py" \
     --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" \
@@ -49,5 +52,5 @@ protoc -I"$ROOT/proto" --python_out="$OUTDIR/py" --grpc_python_out="$OUTDIR/py" 
 protoc -I"$ROOT/proto/grpc/health/v1" --python_out="$OUTDIR/py" --grpc_python_out="$OUTDIR/py" \
     --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" \
     "$ROOT/proto/grpc/health/v1/health.proto"
-cp "$HERE/daemon_e2e.py" "$HERE/run.sh" "$OUTDIR/"
+cp "$HERE/daemon_e2e.py" "$HERE/gpu_tier_e2e.py" "$HERE/run.sh" "$OUTDIR/"
 echo "bundle: $OUTDIR ($(du -sh "$OUTDIR" | cut -f1))"
