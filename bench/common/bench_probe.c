@@ -2,10 +2,12 @@
 /*
  * bench_probe.c - what the results files record about the machine: the
  * CPU's name (which also names the default results file, through the slug),
- * the core count, the load average at the start, the date.
+ * the core count, the load average at the start, the date; and the one
+ * set-up every client process of a benchmark shares (lkv_bench_tune_clients).
  */
 #include "lkv_bench.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -95,4 +97,14 @@ double lkv_bench_now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int lkv_bench_tune_clients(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    if (getenv("GRPC_POLL_STRATEGY"))
+        return 0;
+    setenv("GRPC_POLL_STRATEGY", "poll", 1);
+    return 1;
 }

@@ -96,6 +96,19 @@ void lkv_bench_utc(char *out, size_t cap, const char *fmt);
 /* Monotonic seconds. */
 double lkv_bench_now_s(void);
 
+/*
+ * Sets up a process that runs many client threads moving blocks of up to a
+ * few MiB, the same way in every benchmark, so a figure measures the systems
+ * and not the client's allocator or poller: glibc's mmap threshold to 64 MiB
+ * and trim threshold to 256 MiB (with the defaults every block above 128 KiB
+ * is a fresh mmap, page-faulted on first touch and unmapped when freed: on
+ * this VM that halved Get throughput through the C client), and gRPC's
+ * "poll" engine unless GRPC_POLL_STRATEGY is set (the default epoll1 lets one
+ * thread poll for all of them). Call it first in main, before any gRPC call.
+ * Returns 1 when it chose the poll engine, 0 when the caller's setting stood.
+ */
+int lkv_bench_tune_clients(void);
+
 /* ------------------------------------------------------------------------ */
 /* JSON                                                                      */
 /* ------------------------------------------------------------------------ */

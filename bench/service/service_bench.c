@@ -44,7 +44,6 @@
 #include <grpc/grpc.h>
 
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,24 +139,13 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     /* Blocks of up to 1 MiB are allocated and freed on every call by every
-     * client library here (gRPC, lkv_client, hiredis); with glibc's default
-     * thresholds each would be a fresh mmap with page faults (toolchain.md,
-     * pitfall 4), which would measure the allocator, not the systems. */
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+     * client library here (gRPC, lkv_client, hiredis), and 64 client threads
+     * poll their calls: the allocator and poller settings every benchmark's
+     * clients share (lkv_bench.h), applied to every system alike; a
+     * GRPC_POLL_STRATEGY set by the caller wins. And abseil's debug deadlock
+     * detector off (lkv_grpc_tune.h). */
+    sb_clients_poll_strategy = lkv_bench_tune_clients();
     atexit(sb_stop_children);
-    /* The clients' gRPC settings (the daemons started here make their own):
-     * gRPC's default epoll1 poller lets one thread at a time poll every
-     * connection of the process and hand completions to the others, which
-     * left a fifth of the two cores idle with 64 client threads; the "poll"
-     * engine lets each client thread poll its own call. And abseil's debug
-     * deadlock detector off (lkv_grpc_tune.h). Both apply to every gRPC
-     * system here (latticekv, echo, raw); GRPC_POLL_STRATEGY set by the
-     * caller wins. */
-    if (!getenv("GRPC_POLL_STRATEGY")) {
-        setenv("GRPC_POLL_STRATEGY", "poll", 1);
-        sb_clients_poll_strategy = 1;
-    }
     lkv_grpc_quiet_absl_deadlock_detection();
     grpc_init();
 

@@ -29,8 +29,15 @@
  *     "poll" engine than with its default (epoll1 lets one thread at a time
  *     poll every connection): run such a program with
  *     GRPC_POLL_STRATEGY=poll, as bench/service/service_bench does for its
- *     clients. The library also turns off abseil's debug deadlock detector,
- *     which Debian's abseil build leaves on (lkv_grpc_tune.h).
+ *     clients. A program that moves blocks above 128 KiB should also raise
+ *     glibc's mmap threshold (mallopt(M_MMAP_THRESHOLD, 64 << 20) and
+ *     M_TRIM_THRESHOLD, or MALLOC_MMAP_THRESHOLD_ in the environment), as
+ *     latticekvd does: otherwise every received block is a fresh mmap,
+ *     faulted in page by page and unmapped when freed; on the 2-core dev VM
+ *     that halved the Get throughput of 1 MiB blocks (bench/tiers). Both are
+ *     process-wide settings, so the library leaves them to the program. The
+ *     library also turns off abseil's debug deadlock detector, which
+ *     Debian's abseil build leaves on (lkv_grpc_tune.h).
  *   - The library checks only what it needs to build a request (pointers,
  *     ndim). Everything else - head_dim, Q, dtype, shape against data length,
  *     NaN/Inf - is the daemon's to judge, so a caller (or a test) can send any
