@@ -325,6 +325,13 @@ Test(service, malformed_bytes_and_missing_fields_are_invalid_argument)
     call(LKV_METHOD_COMPRESS, &q.base);
     cr_assert_eq(last.code, LKV_GRPC_INVALID_ARGUMENT);
     cr_assert(strstr(last.msg, "q_range=1024"), "%s", last.msg);
+
+    p.q_range = 0;
+    p.profile = 9;
+    t = make_tensor();
+    call(LKV_METHOD_COMPRESS, &q.base);
+    cr_assert_eq(last.code, LKV_GRPC_INVALID_ARGUMENT);
+    cr_assert(strstr(last.msg, "profile=9"), "%s", last.msg);
 }
 
 Test(service, a_reply_over_the_message_limit_is_resource_exhausted)
