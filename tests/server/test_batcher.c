@@ -322,7 +322,8 @@ Test(batcher, profile_2_work_runs_whole_in_a_batch_of_its_own)
     lkv_batcher *b = make(&s, 100, 0, 8);
     lkv_batcher_flush_mode(b, 1); /* take everything pending at once */
     enum { N = 250, D = 128 };
-    static float x[N * D], y[N * D], want_y[N * D];
+    static float x[N * D];
+    static uint8_t y[N * D * 4], want_y[N * D * 4]; /* decoded fp32, compared as bytes */
     static uint8_t p2[N * D * 4], want[N * D * 4], p1src[10 * 256], p1dst[10 * 106];
     fill_f32(x, N * D, 7);
     const lkv_params p = {LKV_VARIANT_E8, 38, D, LKV_PROFILE_2};
@@ -371,7 +372,7 @@ Test(batcher, profile_2_work_runs_whole_in_a_batch_of_its_own)
     dec.dtype = LKV_DTYPE_FP32;
     dec.src = p2;
     dec.src_len = enc.dst_len;
-    dec.dst = (uint8_t *)y;
+    dec.dst = y;
     dec.n = N;
     dec.done = on_done;
     lkv_batcher_submit(b, &dec, 0);
