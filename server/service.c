@@ -260,13 +260,23 @@ static int reply_packed(req *r, const ProtobufCMessage *msg)
     return reply_ok(r, n);
 }
 
-/* Allocates the reply buffer of a planned layout; 0 or an error already sent. */
-static int alloc_reply(req *r)
+/* 0 when a reply of r->lay.total bytes may be sent, else the error is sent. */
+static int reply_fits(req *r)
 {
     if (r->lay.total > r->svc->cfg->max_message_bytes)
         return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
                            "reply of %zu bytes exceeds max-message-bytes=%llu", r->lay.total,
                            (unsigned long long)r->svc->cfg->max_message_bytes);
+    return 0;
+}
+
+/* Allocates the reply buffer of a planned layout; 0 or an error already sent.
+ * check_limit 0: the layout is a worst case, and the caller checks the
+ * message limit once the reply's real size is known. */
+static int alloc_reply_as(req *r, int check_limit)
+{
+    if (check_limit && reply_fits(r) != 0)
+        return -1;
     if (!lkv_budget_try_take(r->svc->budget, r->lay.total))
         return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
                            "reply of %zu bytes refused: %llu bytes already in flight, "
@@ -281,6 +291,11 @@ static int alloc_reply(req *r)
     }
     r->buf_len = r->lay.total;
     return 0;
+}
+
+static int alloc_reply(req *r)
+{
+    return alloc_reply_as(r, 1);
 }
 
 /* Queues r's codec work; its done function replies. Returns 0. */
@@ -483,8 +498,11 @@ static void compress_done(lkv_work *w)
         return;
     }
     seal_container(r, r->buf + r->lay.payload_off);
-    if (is_p2(&r->info.params))
+    if (is_p2(&r->info.params)) {
         compress_relayout(r);
+        if (reply_fits(r) != 0)
+            return;
+    }
     lkv_wire_compress_finish(r->buf, r->info.total_bytes, r->raw_bytes, reply_bits(r));
     reply_ok(r, r->lay.total);
 }
@@ -502,7 +520,9 @@ static int handle_compress(req *r, const uint8_t *msg, size_t len)
      * bits_per_vector is at most 8 * record bound, which fits 5 varint bytes). */
     lkv_wire_compress_plan(r->info.total_bytes, r->raw_bytes,
                            is_p2(&p) ? UINT32_MAX : lkv_bits_per_vector(&p), &r->lay);
-    if (alloc_reply(r) != 0)
+    /* Profile 2's worst case may exceed the message limit where the
+     * container does not: compress_done checks the real reply. */
+    if (alloc_reply_as(r, !is_p2(&p)) != 0)
         return -1;
     r->work.dst_cap = r->info.total_bytes - r->info.header_bytes;
     return submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)t.dtype, t.data,

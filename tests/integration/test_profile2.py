@@ -327,6 +327,26 @@ def test_quota_and_host_memory_count_the_actual_container(tmp, cli):
     stop_ok(d)
 
 
+def test_compress_limit_is_checked_against_the_actual_reply(tmp, cli):
+    # bf16 input is 256 bytes a vector and profile 2's worst case more: a
+    # request under the message limit whose worst-case reply is over it. The
+    # reply that goes out is the actual container, well under the limit.
+    n = 2000
+    limit = 256 * n + 40000
+    info = cli("codec", "info", "--profile", "2", "--q", "38", "--dim", DIM, "--json")
+    worst_bits = float(info.stdout.decode().split('"bits_per_vector_worst":')[1].split(",")[0])
+    assert n * worst_bits / 8 > limit
+    d = start_daemon(tmp, ["--max-message-bytes", str(limit)])
+    x = kv_like((n, DIM), 21)
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        coded = c.compress(x, dtype="bf16", profile=2)
+        assert version_of(coded) == 2 and len(coded) < limit // 2
+        assert c.compress_many([x, x[:5]], dtype="bf16", profile=2)[0] == coded
+        assert c.put("lim", x, dtype="bf16", profile=2) == len(coded)
+        assert c.get("lim", want_coded=True) == coded
+    stop_ok(d)
+
+
 # ---- SSD tier --------------------------------------------------------------------
 
 def test_ssd_restart_rebuilds_the_index_and_serves_profile_2_byte_identical(tmp, cli):
