@@ -548,7 +548,7 @@ int lkv_cli_stats(int argc, char **argv)
 static const char bench_usage[] =
     "usage: latticekv bench --addr ADDR [--clients N] [--requests N] [--tokens T] [--heads H]\n"
     "                       [--dim D] [--op put|get|both] [--variant e8|d4] [--q Q] [--ns NS]\n"
-    "                       [--stream N] [--no-progress]\n"
+    "                       [--profile 1|2] [--stream N] [--no-progress]\n"
     "N clients (own connections) each run --requests Put and/or Get calls of one KV block\n"
     "(K and V, T tokens x H heads x D, bf16). Prints bf16-equivalent GB/s and p50/p99 latency;\n"
     "a progress bar goes to stderr. Defaults: 8 clients, 200 requests, 16 tokens, 8 heads, 128.\n"
@@ -630,8 +630,9 @@ static void print_lat(const char *op, double *lat, size_t n, double bytes, doubl
 int lkv_cli_bench(int argc, char **argv)
 {
     static const char *const known[] = {
-        "addr", "timeout-ms", "keepalive-ms", "clients", "requests", "tokens", "heads",
-        "dim",  "op",         "variant",      "q",       "ns",       "stream", NULL};
+        "addr",   "timeout-ms", "keepalive-ms", "clients", "requests",
+        "tokens", "heads",      "dim",          "op",      "variant",
+        "q",      "ns",         "stream",       "profile", NULL};
     static const char *const flags[] = {"no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return daemon_help(bench_usage);
