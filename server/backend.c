@@ -17,11 +17,24 @@
 #include "lkv_backend.h"
 #include "lkv_status.h"
 
+/* Profile 2's variable-size payloads: one segment, the whole work. */
+static void run_p2(lkv_batch *b, lkv_seg *s)
+{
+    if (b->op == LKV_OP_ENCODE)
+        s->status = lkv_p2_encode(&b->params, b->dtype, s->src, s->n, s->dst, s->dst_cap,
+                                  &s->dst_len, &s->diag);
+    else
+        s->status = lkv_p2_decode(&b->params, s->src, s->src_len, s->n, b->dtype, s->dst, &s->diag);
+}
+
 void lkv_backend_run_cpu(lkv_batch *b)
 {
+    const int p2 = lkv_profile_of(&b->params) == LKV_PROFILE_2;
     for (size_t i = 0; i < b->nseg; i++) {
         lkv_seg *s = &b->seg[i];
-        if (b->op == LKV_OP_ENCODE)
+        if (p2)
+            run_p2(b, s);
+        else if (b->op == LKV_OP_ENCODE)
             s->status =
                 lkv_encode(&b->params, b->dtype, s->src, s->n, s->dst, LKV_ISA_AUTO, &s->diag);
         else
@@ -32,7 +45,8 @@ void lkv_backend_run_cpu(lkv_batch *b)
 
 void lkv_backend_run(lkv_backend *be, unsigned worker, lkv_batch *b)
 {
-    if (!be->supports(be, &b->params, b->dtype)) {
+    /* Profile 2 has only the C codec; no other backend is asked. */
+    if (lkv_profile_of(&b->params) == LKV_PROFILE_2 || !be->supports(be, &b->params, b->dtype)) {
         lkv_backend_run_cpu(b);
         return;
     }

@@ -84,10 +84,16 @@ void lkv_batcher_flush_mode(lkv_batcher *b, int on)
     b->flush = on;
 }
 
+static int is_p2(const lkv_work *w)
+{
+    return lkv_profile_of(&w->params) == LKV_PROFILE_2;
+}
+
 static int same_group(const lkv_work *a, const lkv_work *b)
 {
     return a->op == b->op && a->dtype == b->dtype && a->params.variant == b->params.variant &&
-           a->params.q == b->params.q && a->params.dim == b->params.dim;
+           a->params.q == b->params.q && a->params.dim == b->params.dim &&
+           lkv_profile_of(&a->params) == lkv_profile_of(&b->params);
 }
 
 static void fifo_push(lkv_batcher *b, lkv_work *w)
@@ -103,6 +109,7 @@ static void fifo_push(lkv_batcher *b, lkv_work *w)
 void lkv_batcher_submit(lkv_batcher *b, lkv_work *w, uint64_t now_ns)
 {
     w->status = LKV_OK;
+    w->dst_len = 0;
     w->diag = (lkv_diag){.code = LKV_OK, .index = UINT64_MAX};
     w->next = 0;
     w->outstanding = 0;
@@ -127,11 +134,12 @@ static size_t group_pending(const lkv_batcher *b)
     return n;
 }
 
-/* Takes up to `room` vectors of w into batch; returns how many. */
+/* Takes up to `room` vectors of w into batch; returns how many. A profile
+ * 2 work goes whole: its chunks have no fixed size to cut at. */
 static size_t take(lkv_batch *bt, lkv_work *w, size_t room)
 {
     size_t n = w->n - w->next;
-    if (n > room)
+    if (n > room && !is_p2(w))
         n = room;
     lkv_seg *s = &bt->seg[bt->nseg++];
     s->work = w;
@@ -139,6 +147,9 @@ static size_t take(lkv_batch *bt, lkv_work *w, size_t room)
     s->n = n;
     s->src = w->src + w->next * lkv_work_src_stride(w);
     s->dst = w->dst + w->next * lkv_work_dst_stride(w);
+    s->src_len = w->src_len;
+    s->dst_cap = w->dst_cap;
+    s->dst_len = 0;
     s->status = LKV_OK;
     s->diag = (lkv_diag){.code = LKV_OK, .index = UINT64_MAX};
     w->next += n;
@@ -173,8 +184,9 @@ static lkv_batch *form_batch(lkv_batcher *b)
             pp = &w->q_next;
             continue;
         }
-        room -= take(bt, w, room);
-        *pp = w->q_next; /* unlink */
+        const size_t took = take(bt, w, room);
+        room = is_p2(w) ? 0 : room - took; /* profile 2: one work per batch */
+        *pp = w->q_next;                   /* unlink */
         if (b->tail == w)
             b->tail = prev;
         if (w->next < w->n) {
@@ -236,6 +248,7 @@ void lkv_batcher_complete(lkv_batcher *b, lkv_batch *bt)
                 w->diag.index = at;
             }
         }
+        w->dst_len += s->dst_len;
         if (--w->outstanding == 0 && w->next == w->n)
             w->done(w);
     }

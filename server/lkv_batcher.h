@@ -15,6 +15,11 @@ typedef enum lkv_op { LKV_OP_ENCODE = 0, LKV_OP_DECODE = 1 } lkv_op;
  * The codec work of one request: n vectors from src to dst. Encode reads
  * vectors (dim * dtype size bytes each) and writes records; decode the other
  * way round. Owned by the caller until done() runs on the loop thread.
+ *
+ * Profile 2 (params.profile == 2) has no fixed record size: its encode
+ * writes a payload of at most dst_cap bytes (the size lands in dst_len),
+ * its decode reads src_len payload bytes. Such a work is never split and
+ * never shares a batch: it runs as one segment on the CPU codec.
  */
 typedef struct lkv_work {
     lkv_op op;
@@ -23,6 +28,9 @@ typedef struct lkv_work {
     const uint8_t *src;
     uint8_t *dst;
     size_t n;
+    size_t src_len; /* profile 2 decode: payload bytes at src */
+    size_t dst_cap; /* profile 2 encode: room at dst */
+    size_t dst_len; /* profile 2 encode: payload bytes written (set before done) */
     void (*done)(struct lkv_work *w); /* loop thread, once every chunk is back */
     void *ud;
     /* Filled by the batcher. */
@@ -41,6 +49,7 @@ typedef struct lkv_seg {
     uint8_t *dst;
     size_t first; /* index of the first vector within the work */
     size_t n;
+    size_t src_len, dst_cap, dst_len; /* profile 2: as in lkv_work */
     lkv_status status;
     lkv_diag diag;
 } lkv_seg;
@@ -99,7 +108,8 @@ struct lkv_histogram;
 const struct lkv_histogram *lkv_batcher_batch_vectors(const lkv_batcher *b);
 const struct lkv_histogram *lkv_batcher_codec_seconds(const lkv_batcher *b);
 
-/* Bytes of one vector on the source / destination side of a work. */
+/* Bytes of one vector on the source / destination side of a work (0 for
+ * profile 2's side that has no fixed size). */
 size_t lkv_work_src_stride(const lkv_work *w);
 size_t lkv_work_dst_stride(const lkv_work *w);
 

@@ -31,6 +31,10 @@ lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len);
  * protobuf framing of a plain PutRequest is under 40); otherwise the
  * container is copied out and the request freed (service.c). */
 #define LKV_PUT_ADOPT_SLACK 64
+/* Cuts an unshared blob of lkv_blob_create to its first len bytes (profile
+ * 2 encodes into a worst-case blob, then keeps the bytes it wrote) and
+ * returns it; the blob may move. len <= b->len. */
+lkv_blob *lkv_blob_shrink(lkv_blob *b, size_t len);
 lkv_blob *lkv_blob_ref(lkv_blob *b);
 void lkv_blob_unref(lkv_blob *b);
 

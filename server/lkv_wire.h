@@ -79,6 +79,7 @@ typedef struct lkv_wire_tensor {
 typedef struct lkv_wire_params {
     int64_t variant;
     uint32_t q_range;
+    uint32_t profile; /* 0 or 1: profile 1; 2: profile 2; else refused by the codec's check */
 } lkv_wire_params;
 
 typedef struct lkv_wire_key {

@@ -262,13 +262,23 @@ static int reply_packed(req *r, const ProtobufCMessage *msg)
     return reply_ok(r, n);
 }
 
-/* Allocates the reply buffer of a planned layout; 0 or an error already sent. */
-static int alloc_reply(req *r)
+/* 0 when a reply of r->lay.total bytes may be sent, else the error is sent. */
+static int reply_fits(req *r)
 {
     if (r->lay.total > r->svc->cfg->max_message_bytes)
         return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
                            "reply of %zu bytes exceeds max-message-bytes=%llu", r->lay.total,
                            (unsigned long long)r->svc->cfg->max_message_bytes);
+    return 0;
+}
+
+/* Allocates the reply buffer of a planned layout; 0 or an error already sent.
+ * check_limit 0: the layout is a worst case, and the caller checks the
+ * message limit once the reply's real size is known. */
+static int alloc_reply_as(req *r, int check_limit)
+{
+    if (check_limit && reply_fits(r) != 0)
+        return -1;
     if (!lkv_budget_try_take(r->svc->budget, r->lay.total))
         return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
                            "reply of %zu bytes refused: %llu bytes already in flight, "
@@ -283,6 +293,11 @@ static int alloc_reply(req *r)
     }
     r->buf_len = r->lay.total;
     return 0;
+}
+
+static int alloc_reply(req *r)
+{
+    return alloc_reply_as(r, 1);
 }
 
 /* Queues r's codec work; its done function replies. Returns 0. */
@@ -352,6 +367,7 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     p->variant = (lkv_variant)variant;
     p->q = q;
     p->dim = head_dim > UINT32_MAX ? UINT32_MAX : (uint32_t)head_dim;
+    p->profile = cp->profile; /* 0 or 1: profile 1; the check below refuses unknown ones */
     lkv_diag d;
     lkv_status st = lkv_params_check(p, &d);
     if (st == LKV_ERR_HEAD_DIM)
@@ -426,17 +442,55 @@ static int check_key(req *r, const lkv_wire_key *k)
     return check_namespace(r, k->ns, k->ns_len, "key.namespace");
 }
 
-/* Finishes an encoded container in place: payload checksum, then header. */
+static int is_p2(const lkv_params *p)
+{
+    return lkv_profile_of(p) == LKV_PROFILE_2;
+}
+
+/* Finishes an encoded container in place: payload checksum, then header.
+ * Profile 2's container is as long as the payload the codec wrote (the
+ * plan's total_bytes was its worst case); from here on r->info.total_bytes
+ * is the actual size, which is what every reply, charge and stat uses. */
 static void seal_container(req *r, uint8_t *container)
 {
-    r->info.payload_crc = lkv_crc32c(0, container + r->info.header_bytes,
-                                     (size_t)r->info.n_vectors * r->info.record_bytes);
+    const size_t payload =
+        is_p2(&r->info.params) ? r->work.dst_len : (size_t)r->info.n_vectors * r->info.record_bytes;
+    r->info.total_bytes = r->info.header_bytes + payload;
+    r->info.payload_crc = lkv_crc32c(0, container + r->info.header_bytes, payload);
     lkv_container_write_header(&r->info, container, r->info.header_bytes, NULL);
     r->svc->c.raw_bytes_in += r->raw_bytes;
     r->svc->c.coded_bytes_out += r->info.total_bytes;
 }
 
 /* ---- Codec ------------------------------------------------------------- */
+
+/* CompressResponse.bits_per_vector: profile 1's exact record bits; profile
+ * 2's mean over this tensor, payload bits per vector rounded up (0 when
+ * there are no vectors). */
+static uint32_t reply_bits(const req *r)
+{
+    if (!is_p2(&r->info.params))
+        return lkv_bits_per_vector(&r->info.params);
+    const uint64_t n = r->info.n_vectors;
+    const uint64_t bits = 8u * (uint64_t)(r->info.total_bytes - r->info.header_bytes);
+    return n ? (uint32_t)((bits + n - 1) / n) : 0;
+}
+
+/* Profile 2: the reply was laid out for the worst case. Lays it out again
+ * for the container's actual size, moves the container to its new offset
+ * and gives the bytes no longer needed back to the in-flight budget. */
+static void compress_relayout(req *r)
+{
+    uint8_t *old = r->buf + r->lay.payload_off;
+    const size_t old_total = r->lay.total;
+    lkv_wire_compress_plan(r->info.total_bytes, r->raw_bytes, reply_bits(r), &r->lay);
+    memmove(r->buf + r->lay.payload_off, old, r->info.total_bytes);
+    uint8_t *nb = realloc(r->buf, r->lay.total ? r->lay.total : 1);
+    if (nb)
+        r->buf = nb;
+    lkv_budget_give(r->svc->budget, old_total - r->lay.total);
+    r->buf_len = r->lay.total;
+}
 
 static void compress_done(lkv_work *w)
 {
@@ -446,8 +500,12 @@ static void compress_done(lkv_work *w)
         return;
     }
     seal_container(r, r->buf + r->lay.payload_off);
-    lkv_wire_compress_finish(r->buf, r->info.total_bytes, r->raw_bytes,
-                             lkv_bits_per_vector(&r->info.params));
+    if (is_p2(&r->info.params)) {
+        compress_relayout(r);
+        if (reply_fits(r) != 0)
+            return;
+    }
+    lkv_wire_compress_finish(r->buf, r->info.total_bytes, r->raw_bytes, reply_bits(r));
     reply_ok(r, r->lay.total);
 }
 
@@ -460,9 +518,15 @@ static int handle_compress(req *r, const uint8_t *msg, size_t len)
     lkv_params p;
     if (check_tensor(r, &t, &cp, &p) != 0)
         return -1;
-    lkv_wire_compress_plan(r->info.total_bytes, r->raw_bytes, lkv_bits_per_vector(&p), &r->lay);
-    if (alloc_reply(r) != 0)
+    /* Profile 2: the worst case (total_bytes is its bound until sealed, and
+     * bits_per_vector is at most 8 * record bound, which fits 5 varint bytes). */
+    lkv_wire_compress_plan(r->info.total_bytes, r->raw_bytes,
+                           is_p2(&p) ? UINT32_MAX : lkv_bits_per_vector(&p), &r->lay);
+    /* Profile 2's worst case may exceed the message limit where the
+     * container does not: compress_done checks the real reply. */
+    if (alloc_reply_as(r, !is_p2(&p)) != 0)
         return -1;
+    r->work.dst_cap = r->info.total_bytes - r->info.header_bytes;
     return submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)t.dtype, t.data,
                   r->buf + r->lay.payload_off + r->info.header_bytes, r->info.n_vectors,
                   compress_done);
@@ -485,21 +549,6 @@ static void decode_done(lkv_work *w)
 }
 
 /* Plans and queues the decode of a parsed container at `container`. */
-/* The codec library parses profile 2 containers (format version 2), but the
- * daemon's batcher and backends code fixed-size records only: refuse them
- * by name until the service takes profile 2 (issue 14 item 5). Replies and
- * returns -1 for one, else returns 0. */
-static int not_profile1(req *r)
-{
-    if (lkv_profile_of(&r->info.params) == LKV_PROFILE_1)
-        return 0;
-    reply_error(r, LKV_GRPC_UNIMPLEMENTED,
-                "coded: container of profile=%u (format version 2) is not served by this daemon "
-                "yet",
-                lkv_profile_of(&r->info.params));
-    return -1;
-}
-
 static int start_decode(req *r, const uint8_t *container, int64_t out_dtype, const char *tier)
 {
     if (out_dtype != 0 && !dtype_ok(r, out_dtype, "out_dtype"))
@@ -510,6 +559,7 @@ static int start_decode(req *r, const uint8_t *container, int64_t out_dtype, con
     lkv_wire_tensor_reply_plan(r->out_dt, r->info.shape, r->info.ndim, data_len, tier, &r->lay);
     if (alloc_reply(r) != 0)
         return -1;
+    r->work.src_len = r->info.total_bytes - r->info.header_bytes; /* profile 2 reads it */
     return submit(r, LKV_OP_DECODE, &r->info.params, r->out_dt, container + r->info.header_bytes,
                   r->buf + r->lay.payload_off, r->info.n_vectors, decode_done);
 }
@@ -524,8 +574,6 @@ static int handle_decompress(req *r, const uint8_t *msg, size_t len)
     const lkv_status st = lkv_container_parse(q.coded, q.coded_len, &r->info, &d);
     if (st != LKV_OK)
         return reply_status(r, st, &d);
-    if (not_profile1(r))
-        return -1;
     return start_decode(r, q.coded, q.out_dtype, NULL);
 }
 
@@ -635,6 +683,19 @@ static void put_below_done(lkv_tier_req *tr)
     reply_packed(r, &resp.base);
 }
 
+/* 1 when a block of `coded` bytes under r's key could never fit host memory
+ * (the error reply is then sent), else 0. */
+static int host_mem_refused(req *r, size_t coded)
+{
+    const lkv_wire_key *k = &r->put.key;
+    if (coded + k->ns_len + k->key_len <= r->svc->cfg->host_mem_bytes)
+        return 0;
+    reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
+                "block of %zu coded bytes exceeds host-mem-bytes=%llu", coded,
+                (unsigned long long)r->svc->cfg->host_mem_bytes);
+    return 1;
+}
+
 /* 0: the stack completes the request (put_below_done replies). */
 static int put_store(req *r)
 {
@@ -652,6 +713,12 @@ static void put_encode_done(lkv_work *w)
         return;
     }
     seal_container(r, r->blob->data);
+    if (is_p2(&r->info.params)) {
+        /* The block keeps (and is charged) only the bytes it has. */
+        r->blob = lkv_blob_shrink(r->blob, r->info.total_bytes);
+        if (host_mem_refused(r, r->info.total_bytes))
+            return;
+    }
     put_store(r);
 }
 
@@ -700,8 +767,6 @@ static int handle_put(req *r, const uint8_t *msg, size_t len)
         const lkv_status st = lkv_container_parse(q->coded, q->coded_len, &r->info, &d);
         if (st != LKV_OK)
             return reply_status(r, st, &d);
-        if (not_profile1(r))
-            return -1;
         if (put_keep_container(r, len) != 0)
             return -1;
         return put_store(r);
@@ -711,14 +776,14 @@ static int handle_put(req *r, const uint8_t *msg, size_t len)
     lkv_params p;
     if (check_tensor(r, &q->tensor, &q->params, &p) != 0)
         return -1;
-    if (r->info.total_bytes + q->key.ns_len + q->key.key_len > r->svc->cfg->host_mem_bytes)
-        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED,
-                           "block of %zu coded bytes exceeds host-mem-bytes=%llu",
-                           r->info.total_bytes, (unsigned long long)r->svc->cfg->host_mem_bytes);
+    /* Profile 2's size is known only after encoding (put_encode_done). */
+    if (!is_p2(&p) && host_mem_refused(r, r->info.total_bytes))
+        return -1;
     r->blob = lkv_blob_create(r->info.total_bytes);
     if (!r->blob)
         return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte block",
                            r->info.total_bytes);
+    r->work.dst_cap = r->info.total_bytes - r->info.header_bytes;
     return submit(r, LKV_OP_ENCODE, &p, (lkv_dtype)q->tensor.dtype, q->tensor.data,
                   r->blob->data + r->info.header_bytes, r->info.n_vectors, put_encode_done);
 }

@@ -35,6 +35,16 @@ lkv_blob *lkv_blob_create(size_t len)
     return b;
 }
 
+lkv_blob *lkv_blob_shrink(lkv_blob *b, size_t len)
+{
+    lkv_blob *n = realloc(b, sizeof *b + (len ? len : 1));
+    if (!n) /* a smaller block that cannot move stays where it is */
+        n = b;
+    n->len = len;
+    n->data = (uint8_t *)(n + 1);
+    return n;
+}
+
 lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len)
 {
     lkv_blob *b = malloc(sizeof *b);

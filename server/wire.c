@@ -334,10 +334,11 @@ static const field_spec tensor_fields[] = {
 static const msg_spec tensor_msg = {tensor_fields, N_FIELDS(tensor_fields), sizeof(lkv_wire_tensor),
                                     offsetof(lkv_wire_tensor, present), -1};
 
-/* CodecParams { variant = 1; q_range = 2 } */
+/* CodecParams { variant = 1; q_range = 2; profile = 3 } */
 static const field_spec params_fields[] = {
     {1, K_ENUM, offsetof(lkv_wire_params, variant), 0, NULL, 0},
     {2, K_U32, offsetof(lkv_wire_params, q_range), 0, NULL, 0},
+    {3, K_U32, offsetof(lkv_wire_params, profile), 0, NULL, 0},
 };
 static const msg_spec params_msg = {params_fields, N_FIELDS(params_fields), sizeof(lkv_wire_params),
                                     -1, -1};

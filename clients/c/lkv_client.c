@@ -489,6 +489,7 @@ static void params_to_wire(const lkv_client_params *p, Latticekv__V1__CodecParam
     if (p) {
         w->variant = (Latticekv__V1__Variant)p->variant;
         w->q_range = p->q;
+        w->profile = p->profile;
     }
 }
 

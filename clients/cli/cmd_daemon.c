@@ -184,13 +184,19 @@ static int parse_dtype(const char *name, const char *s, int *out)
     return 1;
 }
 
-/* --variant and --q; absent ones stay 0 (the daemon's default). */
+/* --variant, --q and --profile; absent ones stay 0 (the daemon's default;
+ * profile 0 is profile 1). Only commands that list "profile" as known
+ * accept --profile. */
 static int parse_params(int argc, char **argv, lkv_client_params *p)
 {
     const char *v = lkv_cli_opt(argc, argv, "variant");
     const char *q = lkv_cli_opt(argc, argv, "q");
-    unsigned long long qv = 0;
+    const char *pr = lkv_cli_opt(argc, argv, "profile");
+    unsigned long long qv = 0, prof = 0;
     p->variant = 0;
+    if (pr && !lkv_cli_u64("profile", pr, 1, 2, &prof))
+        return 0;
+    p->profile = (uint32_t)prof;
     if (v) {
         if (!strcmp(v, "e8") || !strcmp(v, "E8"))
             p->variant = LKV_VARIANT_E8;
@@ -242,16 +248,17 @@ static const char put_usage[] =
     "usage: latticekv put --addr ADDR --key KEY [--ns NS] --in FILE\n"
     "                     (--in-dtype f32|f16|bf16 (--dim D | --shape N,..,D) [--variant e8|d4] "
     "[--q Q]\n"
-    "                      | --coded) [--timeout-ms MS] [--keepalive-ms MS]\n"
+    "                      [--profile 1|2] | --coded) [--timeout-ms MS] [--keepalive-ms MS]\n"
     "Stores a raw little-endian array (the daemon encodes it) or, with --coded, a container\n"
-    "made by `latticekv codec encode`. Prints the stored size. --q is 1..1023 (default: the\n"
-    "daemon's), --dim 1..1024.\n";
+    "made by `latticekv codec encode` (either profile; the container names it). Prints the\n"
+    "stored size. --q is 1..1023 (default: the daemon's), --dim 1..1024, --profile 1\n"
+    "(default: fixed-size records) or 2 (E8 only, entropy-coded, variable size).\n";
 
 int lkv_cli_put(int argc, char **argv)
 {
-    static const char *const known[] = {"addr", "timeout-ms", "keepalive-ms", "key",   "ns",
-                                        "in",   "in-dtype",   "dim",          "shape", "variant",
-                                        "q",    NULL};
+    static const char *const known[] = {
+        "addr", "timeout-ms", "keepalive-ms", "key", "ns",      "in", "in-dtype",
+        "dim",  "shape",      "variant",      "q",   "profile", NULL};
     static const char *const flags[] = {"coded", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return daemon_help(put_usage);
@@ -541,7 +548,7 @@ int lkv_cli_stats(int argc, char **argv)
 static const char bench_usage[] =
     "usage: latticekv bench --addr ADDR [--clients N] [--requests N] [--tokens T] [--heads H]\n"
     "                       [--dim D] [--op put|get|both] [--variant e8|d4] [--q Q] [--ns NS]\n"
-    "                       [--stream N] [--no-progress]\n"
+    "                       [--profile 1|2] [--stream N] [--no-progress]\n"
     "N clients (own connections) each run --requests Put and/or Get calls of one KV block\n"
     "(K and V, T tokens x H heads x D, bf16). Prints bf16-equivalent GB/s and p50/p99 latency;\n"
     "a progress bar goes to stderr. Defaults: 8 clients, 200 requests, 16 tokens, 8 heads, 128.\n"
@@ -623,8 +630,9 @@ static void print_lat(const char *op, double *lat, size_t n, double bytes, doubl
 int lkv_cli_bench(int argc, char **argv)
 {
     static const char *const known[] = {
-        "addr", "timeout-ms", "keepalive-ms", "clients", "requests", "tokens", "heads",
-        "dim",  "op",         "variant",      "q",       "ns",       "stream", NULL};
+        "addr",   "timeout-ms", "keepalive-ms", "clients", "requests",
+        "tokens", "heads",      "dim",          "op",      "variant",
+        "q",      "ns",         "stream",       "profile", NULL};
     static const char *const flags[] = {"no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return daemon_help(bench_usage);

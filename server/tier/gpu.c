@@ -315,6 +315,13 @@ static void gpu_put(lkv_tier *t, lkv_tier_req *req)
     }
     lkv_container_info info;
     lkv_status st = lkv_container_parse(req->blob->data, req->blob->len, &info, &req->diag);
+    /* The device decodes profile 1 records only: a profile 2 block is
+     * refused here and so stays in host memory (the stack's rule for any
+     * block this tier refuses), where the C codec serves it. */
+    if (st == LKV_OK && lkv_profile_of(&info.params) != LKV_PROFILE_1)
+        st = lkv_diag_fail(&req->diag, LKV_ERR_VARIANT,
+                           "gpu tier: profile=%u blocks stay in host memory (no GPU decoder)",
+                           lkv_profile_of(&info.params));
     if (st == LKV_OK)
         st = lkv_tier_gpu_admit(t, info.total_bytes - info.header_bytes, &req->diag);
     if (st == LKV_OK && (req->ns_len > UINT32_MAX || req->key_len > UINT32_MAX))

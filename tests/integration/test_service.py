@@ -293,7 +293,8 @@ def corrupt(coded):
 
 def unknown_version(coded):
     b = bytearray(coded)
-    struct.pack_into("<H", b, 4, 2)  # codec/FORMAT.md: u16 version at offset 4
+    # codec/FORMAT.md: u16 version at offset 4; 1 and 2 (profile 2) are known
+    struct.pack_into("<H", b, 4, 3)
     return bytes(b)
 
 

@@ -303,3 +303,93 @@ Test(batcher, flush_mode_dispatches_without_waiting)
     cr_assert_eq(done_count, 3);
     lkv_batcher_free(b);
 }
+
+/* Deterministic fp32 vectors in [-1, 1) (a 32-bit LCG). */
+static void fill_f32(float *x, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)(seed >> 8) / (float)(1u << 23) - 1.0f;
+    }
+}
+
+Test(batcher, profile_2_work_runs_whole_in_a_batch_of_its_own)
+{
+    /* Profile 2 chunks have no fixed size, so a work larger than
+     * max_vectors is not split, and it never shares a batch with profile 1
+     * work of the same variant, Q and dim. */
+    sink s;
+    lkv_batcher *b = make(&s, 100, 0, 8);
+    lkv_batcher_flush_mode(b, 1); /* take everything pending at once */
+    enum { N = 250, D = 128 };
+    static float x[N * D];
+    static uint8_t y[N * D * 4], want_y[N * D * 4]; /* decoded fp32, compared as bytes */
+    static uint8_t p2[N * D * 4], want[N * D * 4], p1src[10 * 256], p1dst[10 * 106];
+    fill_f32(x, N * D, 7);
+    const lkv_params p = {LKV_VARIANT_E8, 38, D, LKV_PROFILE_2};
+    const size_t bound = lkv_p2_payload_bound(&p, N);
+    cr_assert(bound > 0 && bound <= sizeof p2);
+    size_t want_len = 0;
+    cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, N, want, sizeof want, &want_len, NULL),
+                 LKV_OK);
+
+    lkv_work p1, enc, empty;
+    make_work(&p1, 10, p1src, p1dst, 38);
+    memset(&enc, 0, sizeof enc);
+    enc.op = LKV_OP_ENCODE;
+    enc.params = p;
+    enc.dtype = LKV_DTYPE_FP32;
+    enc.src = (const uint8_t *)x;
+    enc.dst = p2;
+    enc.dst_cap = bound;
+    enc.n = N;
+    enc.done = on_done;
+    empty = enc;
+    empty.n = 0;
+    lkv_batcher_submit(b, &enc, 0);
+    lkv_batcher_submit(b, &p1, 0);
+    lkv_batcher_submit(b, &empty, 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(done_count, 1, "an empty work completes at once");
+    cr_assert_eq(empty.dst_len, 0);
+    cr_assert_eq(s.n, 2, "the profile 2 work and the profile 1 work: two launches");
+    cr_assert_eq(s.b[0]->nseg, 1);
+    cr_assert_eq(s.b[0]->seg[0].n, N, "not split at max_vectors");
+    cr_assert_eq(s.b[1]->seg[0].work, &p1);
+    lkv_backend_run_cpu(s.b[0]);
+    lkv_batcher_complete(b, s.b[0]);
+    cr_assert_eq(done_count, 2);
+    cr_assert_eq(enc.status, LKV_OK);
+    cr_assert_eq(enc.dst_len, want_len, "the payload's size comes back with the work");
+    cr_assert_eq(memcmp(p2, want, want_len), 0, "byte-identical to lkv_p2_encode");
+    lkv_batcher_complete(b, s.b[1]);
+
+    /* And back: the decode reads exactly src_len payload bytes. */
+    lkv_work dec;
+    memset(&dec, 0, sizeof dec);
+    dec.op = LKV_OP_DECODE;
+    dec.params = p;
+    dec.dtype = LKV_DTYPE_FP32;
+    dec.src = p2;
+    dec.src_len = enc.dst_len;
+    dec.dst = y;
+    dec.n = N;
+    dec.done = on_done;
+    lkv_batcher_submit(b, &dec, 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 3);
+    lkv_backend_run_cpu(s.b[2]);
+    lkv_batcher_complete(b, s.b[2]);
+    cr_assert_eq(dec.status, LKV_OK);
+    cr_assert_eq(lkv_p2_decode(&p, want, want_len, N, LKV_DTYPE_FP32, want_y, NULL), LKV_OK);
+    cr_assert_eq(memcmp(y, want_y, sizeof y), 0);
+
+    /* A payload cut short fails the work with the codec's status. */
+    dec.src_len = enc.dst_len - 1;
+    lkv_batcher_submit(b, &dec, 0);
+    lkv_batcher_poll(b, 0);
+    lkv_backend_run_cpu(s.b[3]);
+    lkv_batcher_complete(b, s.b[3]);
+    cr_assert_neq(dec.status, LKV_OK);
+    lkv_batcher_free(b);
+}

@@ -254,10 +254,10 @@ Test(service, put_of_damaged_coded_bytes_is_data_loss_and_stores_nothing)
     cr_assert_eq(last.code, LKV_GRPC_DATA_LOSS, "%s", last.msg);
 }
 
-Test(service, profile2_containers_are_refused_until_the_service_takes_them)
+Test(service, a_coded_profile2_put_is_stored_as_is)
 {
-    /* The codec parses format version 2, but the daemon codes fixed-size
-     * records only: Put and Decompress refuse it by name, store nothing. */
+    /* A format version 2 container is verified and kept byte for byte,
+     * at its real (variable) length. */
     const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2};
     static uint8_t c2[65536];
     size_t n = 0;
@@ -274,14 +274,8 @@ Test(service, profile2_containers_are_refused_until_the_service_takes_them)
     q.coded.data = c2;
     q.coded.len = n;
     call(LKV_METHOD_PUT, &q.base);
-    cr_assert_eq(last.code, LKV_GRPC_UNIMPLEMENTED, "%s", last.msg);
-    cr_assert(strstr(last.msg, "profile=2") != NULL, "%s", last.msg);
-    cr_assert(!host_has(fx.store, "ns", 2, (const uint8_t *)"p2", 2));
-    Latticekv__V1__DecompressRequest dq = LATTICEKV__V1__DECOMPRESS_REQUEST__INIT;
-    dq.coded.data = c2;
-    dq.coded.len = n;
-    call(LKV_METHOD_DECOMPRESS, &dq.base);
-    cr_assert_eq(last.code, LKV_GRPC_UNIMPLEMENTED, "%s", last.msg);
+    cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
+    cr_assert(host_has(fx.store, "ns", 2, (const uint8_t *)"p2", 2));
 }
 
 Test(service, a_block_larger_than_the_tier_is_resource_exhausted)
@@ -355,6 +349,13 @@ Test(service, malformed_bytes_and_missing_fields_are_invalid_argument)
     call(LKV_METHOD_COMPRESS, &q.base);
     cr_assert_eq(last.code, LKV_GRPC_INVALID_ARGUMENT);
     cr_assert(strstr(last.msg, "q_range=1024"), "%s", last.msg);
+
+    p.q_range = 0;
+    p.profile = 9;
+    t = make_tensor();
+    call(LKV_METHOD_COMPRESS, &q.base);
+    cr_assert_eq(last.code, LKV_GRPC_INVALID_ARGUMENT);
+    cr_assert(strstr(last.msg, "profile=9"), "%s", last.msg);
 }
 
 Test(service, a_reply_over_the_message_limit_is_resource_exhausted)

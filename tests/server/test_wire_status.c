@@ -157,6 +157,7 @@ Test(wire, put_reader_agrees_with_protobuf_c)
     Latticekv__V1__CodecParams p = LATTICEKV__V1__CODEC_PARAMS__INIT;
     p.variant = LATTICEKV__V1__VARIANT__VARIANT_D4;
     p.q_range = 152;
+    p.profile = 2;
     Latticekv__V1__PutRequest q = LATTICEKV__V1__PUT_REQUEST__INIT;
     q.key = &k;
     q.params = &p;
@@ -180,6 +181,7 @@ Test(wire, put_reader_agrees_with_protobuf_c)
     cr_assert_eq(memcmp(w.tensor.data, data, 64), 0);
     cr_assert_eq(w.params.variant, 2);
     cr_assert_eq(w.params.q_range, 152);
+    cr_assert_eq(w.params.profile, 2);
 
     /* Coded payload, no params, plus an unknown field (99, varint) that must be skipped. */
     q.params = NULL;
@@ -195,6 +197,7 @@ Test(wire, put_reader_agrees_with_protobuf_c)
     cr_assert_eq(w.coded_len, 10);
     cr_assert_eq(w.params.q_range, 0);
     cr_assert_eq(w.params.variant, 0);
+    cr_assert_eq(w.params.profile, 0);
 }
 
 Test(wire, readers_accept_unpacked_shape_and_reject_malformed_bytes)

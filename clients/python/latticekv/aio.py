@@ -104,9 +104,9 @@ class AsyncClient:
             await asyncio.sleep(0.02)
 
     # -- Codec -------------------------------------------------------------
-    async def compress(self, arr, dtype=None, variant=None, q=None, info=False):
+    async def compress(self, arr, dtype=None, variant=None, q=None, info=False, profile=None):
         r = await self._call(self.codec.Compress, pb.CompressRequest(
-            tensor=tensor_of(arr, dtype), params=_params(variant, q)))
+            tensor=tensor_of(arr, dtype), params=_params(variant, q, profile)))
         return (r.coded, r) if info else r.coded
 
     async def decompress(self, coded, out_dtype=None, raw=False, as_torch=False):
@@ -114,15 +114,16 @@ class AsyncClient:
             coded=bytes(coded), out_dtype=_out_dtype(out_dtype)))
         return array_of(r.tensor, raw, as_torch)
 
-    async def compress_many(self, arrays, dtype=None, variant=None, q=None):
-        params = _params(variant, q)
+    async def compress_many(self, arrays, dtype=None, variant=None, q=None, profile=None):
+        params = _params(variant, q, profile)
         reqs = [pb.CompressRequest(tensor=tensor_of(a, dtype), params=params) for a in arrays]
         return [r.coded for r in await self._stream(self.codec.CompressStream, reqs)]
 
     # -- KVStore -----------------------------------------------------------
-    async def put(self, key, arr, dtype=None, variant=None, q=None, namespace=""):
+    async def put(self, key, arr, dtype=None, variant=None, q=None, namespace="", profile=None):
         r = await self._call(self.kv.Put, pb.PutRequest(
-            key=_key(namespace, key), tensor=tensor_of(arr, dtype), params=_params(variant, q)))
+            key=_key(namespace, key), tensor=tensor_of(arr, dtype),
+            params=_params(variant, q, profile)))
         return r.coded_bytes
 
     async def put_coded(self, key, coded, namespace=""):
@@ -152,9 +153,10 @@ class AsyncClient:
         r = await self._call(self.kv.Delete, pb.DeleteRequest(key=_key(namespace, key)))
         return r.deleted
 
-    async def put_many(self, items, dtype=None, variant=None, q=None, namespace=""):
+    async def put_many(self, items, dtype=None, variant=None, q=None, namespace="",
+                       profile=None):
         """KVStore/PutStream; the same contract as Client.put_many."""
-        params = _params(variant, q)
+        params = _params(variant, q, profile)
         reqs = [pb.PutRequest(key=_key(namespace, k), tensor=tensor_of(a, dtype), params=params)
                 for k, a in items]
         return [r.coded_bytes for r in await self._stream(self.kv.PutStream, reqs)]

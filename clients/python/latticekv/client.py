@@ -142,7 +142,16 @@ def array_of(t, raw=False, as_torch=False):
     raise Error(None, "reply holds a tensor of unknown dtype %d" % t.dtype)
 
 
-def _params(variant, q):
+def _params(variant, q, profile=None):
+    """CodecParams. profile: None or 0 = profile 1 (fixed-size records), 1, or
+    2 (E8 only, entropy-coded, variable size); other integers are sent as they
+    are and the daemon answers INVALID_ARGUMENT naming profile=N."""
+    if profile is None:
+        prof = 0
+    elif isinstance(profile, int) and not isinstance(profile, bool):
+        prof = profile
+    else:
+        raise ValueError("profile=%r: want 1 or 2" % (profile,))
     if variant is None:
         v = pb.VARIANT_UNSPECIFIED
     elif isinstance(variant, int):
@@ -152,7 +161,7 @@ def _params(variant, q):
             v = _VARIANTS[variant.lower()]
         except KeyError:
             raise ValueError("variant=%r: want 'e8' or 'd4'" % (variant,)) from None
-    return pb.CodecParams(variant=v, q_range=int(q or 0))
+    return pb.CodecParams(variant=v, q_range=int(q or 0), profile=prof)
 
 
 def _key(namespace, key):
@@ -342,10 +351,10 @@ class Client:
             time.sleep(0.02)
 
     # -- Codec -------------------------------------------------------------
-    def compress(self, arr, dtype=None, variant=None, q=None, info=False):
+    def compress(self, arr, dtype=None, variant=None, q=None, info=False, profile=None):
         """Encodes arr; returns the container bytes (and the reply when info=True)."""
         r = self._call(self.codec.Compress, pb.CompressRequest(
-            tensor=tensor_of(arr, dtype), params=_params(variant, q)))
+            tensor=tensor_of(arr, dtype), params=_params(variant, q, profile)))
         return (r.coded, r) if info else r.coded
 
     def decompress(self, coded, out_dtype=None, raw=False, as_torch=False):
@@ -354,10 +363,13 @@ class Client:
         return array_of(r.tensor, raw, as_torch)
 
     # -- KVStore -----------------------------------------------------------
-    def put(self, key, arr, dtype=None, variant=None, q=None, namespace=""):
-        """Stores arr under key (the daemon encodes it); returns the coded size."""
+    def put(self, key, arr, dtype=None, variant=None, q=None, namespace="", profile=None):
+        """Stores arr under key (the daemon encodes it); returns the coded size.
+        profile=2 selects codec profile 2 (E8 only, variable size); Get decodes
+        either profile, as the stored container names it."""
         r = self._call(self.kv.Put, pb.PutRequest(
-            key=_key(namespace, key), tensor=tensor_of(arr, dtype), params=_params(variant, q)))
+            key=_key(namespace, key), tensor=tensor_of(arr, dtype),
+            params=_params(variant, q, profile)))
         return r.coded_bytes
 
     def put_coded(self, key, coded, namespace=""):
@@ -399,20 +411,20 @@ class Client:
         except grpc.RpcError as e:
             raise Error(e.code(), e.details()) from None
 
-    def compress_many(self, arrays, dtype=None, variant=None, q=None):
+    def compress_many(self, arrays, dtype=None, variant=None, q=None, profile=None):
         """Codec/CompressStream: a list of containers, one per array, in order."""
-        params = _params(variant, q)
+        params = _params(variant, q, profile)
         reqs = [pb.CompressRequest(tensor=tensor_of(a, dtype), params=params) for a in arrays]
         return [r.coded for r in self._stream(self.codec.CompressStream, reqs)]
 
-    def put_many(self, items, dtype=None, variant=None, q=None, namespace=""):
+    def put_many(self, items, dtype=None, variant=None, q=None, namespace="", profile=None):
         """KVStore/PutStream of (key, array) pairs; returns the coded sizes in order.
         On a failure, blocks before the failing one are stored; Error is raised.
         If the call is cut off on this side (timeout, cancel, lost connection) the
         daemon may have stored more blocks than replies arrived, but always a prefix
         of items: lookup([k for k, _ in items]) afterwards; its prefix_hits is how
         many were stored (for keys absent before)."""
-        params = _params(variant, q)
+        params = _params(variant, q, profile)
         reqs = [pb.PutRequest(key=_key(namespace, k), tensor=tensor_of(a, dtype), params=params)
                 for k, a in items]
         return [r.coded_bytes for r in self._stream(self.kv.PutStream, reqs)]
