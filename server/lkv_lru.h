@@ -5,7 +5,8 @@
  *
  * A tier embeds lkv_lru_node first in its own entry and compares keys
  * itself (the eq callback of lkv_lru_find), so the host tier (namespace and
- * key bytes) and the SSD tier (a 128-bit file name hash) share one table.
+ * key bytes), the SSD tier (a 128-bit file name hash) and the Redis tier's
+ * write-back queue (its list is the queue, oldest first) share one table.
  * A node can be in the table without being on the list (the SSD tier keeps
  * a slot for a key whose write is in flight). Loop thread only; no lock.
  */
