@@ -46,8 +46,11 @@ void lkv_lru_touch(lkv_lru *t, lkv_lru_node *n);
 /* Takes n off the list (nothing if it is not on it). */
 void lkv_lru_unlist(lkv_lru *t, lkv_lru_node *n);
 
-/* FNV-1a over the namespace, a separator and the key, then a final mix so
- * the low bits used for the bucket depend on every input byte. */
+/* FNV-1a over the namespace length (4 bytes, little-endian), the namespace
+ * and the key, then a full-avalanche mix (splitmix64's), so the low bits
+ * used for the bucket depend on every input byte. It names blocks outside
+ * the daemon too (the SSD tier's file names, the Redis keys' hash tags):
+ * changing it orphans what those tiers hold. */
 uint64_t lkv_lru_hash(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len);
 
 #endif

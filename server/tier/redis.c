@@ -68,24 +68,6 @@ unsigned lkv_redis_key_slot(const uint8_t *key, size_t len)
     return crc16(key, len) & (NSLOTS - 1);
 }
 
-/* 64-bit FNV-1a of (ns_len, ns, key) with a final avalanche mix. */
-static uint64_t key_hash(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int i = 0; i < 4; i++)
-        h = (h ^ (uint8_t)(ns_len >> (8 * i))) * 0x100000001b3ull;
-    for (size_t i = 0; i < ns_len; i++)
-        h = (h ^ (uint8_t)ns[i]) * 0x100000001b3ull;
-    for (size_t i = 0; i < key_len; i++)
-        h = (h ^ key[i]) * 0x100000001b3ull;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
-}
-
 /* The slot of a key whose hash tag is the 16 hex digits of h. */
 static unsigned tag_slot(uint64_t h)
 {
@@ -99,8 +81,9 @@ size_t lkv_redis_key(const char *ns, size_t ns_len, const uint8_t *key, size_t k
                      uint8_t *out, size_t cap)
 {
     char head[64];
-    const int n = snprintf(head, sizeof head,
-                           "lkv:{%016" PRIx64 "}:%zu:", key_hash(ns, ns_len, key, key_len), ns_len);
+    const int n =
+        snprintf(head, sizeof head,
+                 "lkv:{%016" PRIx64 "}:%zu:", lkv_lru_hash(ns, ns_len, key, key_len), ns_len);
     const size_t total = (size_t)n + ns_len + 1 + key_len;
     if (out && cap >= total) {
         memcpy(out, head, (size_t)n);
@@ -834,11 +817,8 @@ static void send_to(rtier *t, rq *q, node *n)
                            put ? (const char *)q->blob->data : NULL};
     const size_t len[3] = {3, q->rkey_len, put ? q->blob->len : 0};
     const int argc = put ? 3 : 2;
-    if (q->asking && redisAsyncCommand(n->ac, NULL, NULL, "ASKING") != REDIS_OK) {
-        unavailable(t, q, n);
-        return;
-    }
-    if (redisAsyncCommandArgv(n->ac, on_reply, q, argc, argv, len) != REDIS_OK) {
+    if ((q->asking && redisAsyncCommand(n->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
+        redisAsyncCommandArgv(n->ac, on_reply, q, argc, argv, len) != REDIS_OK) {
         unavailable(t, q, n);
         return;
     }
@@ -1083,7 +1063,7 @@ static void start_rq(rtier *t, lkv_tier_req *req, int internal)
  * list); an entry replaced, deleted or dropped while its write is in flight
  * leaves it and is freed when that write completes. */
 typedef struct wb {
-    lkv_lru_node node; /* first; hash: key_hash of its name */
+    lkv_lru_node node; /* first; hash: lkv_lru_hash of its name (its Redis key's tag) */
     lkv_tier_req req;  /* the drain write */
     uint8_t *name;     /* ns + key */
     size_t ns_len, key_len;
@@ -1111,7 +1091,7 @@ static int wb_same(const lkv_lru_node *n, const void *ctx)
            memcmp(e->name + k->ns_len, k->key, k->key_len) == 0;
 }
 
-/* The queued entry of (ns, key), whose key_hash is h, or NULL. */
+/* The queued entry of (ns, key), whose lkv_lru_hash is h, or NULL. */
 static wb *wb_find(const rtier *t, uint64_t h, const char *ns, size_t ns_len, const uint8_t *key,
                    size_t key_len)
 {
@@ -1250,7 +1230,7 @@ static void wb_drain(rtier *t)
 /* Write-back handling of a caller's request; 1 when it was answered here. */
 static int wb_intercept(rtier *t, lkv_tier_req *req)
 {
-    const uint64_t h = key_hash(req->ns, req->ns_len, req->key, req->key_len);
+    const uint64_t h = lkv_lru_hash(req->ns, req->ns_len, req->key, req->key_len);
     if (!t->wb.buckets && lkv_lru_init(&t->wb) != 0)
         return 0; /* no memory: write-through */
     wb *e = wb_find(t, h, req->ns, req->ns_len, req->key, req->key_len);
@@ -1344,7 +1324,7 @@ static int rd_contains(const lkv_tier *base, const char *ns, size_t ns_len, cons
 {
     rtier *t = (rtier *)base;
     const wb *e = t->wb.buckets && key_len
-                      ? wb_find(t, key_hash(ns, ns_len, key, key_len), ns, ns_len, key, key_len)
+                      ? wb_find(t, lkv_lru_hash(ns, ns_len, key, key_len), ns, ns_len, key, key_len)
                       : NULL;
     if (e)
         return e->tomb ? LKV_TIER_ABSENT : LKV_TIER_PRESENT; /* queued for Redis */

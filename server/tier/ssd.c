@@ -78,9 +78,9 @@ static uint64_t get_le(const uint8_t *p, int n)
     return v;
 }
 
-/* Two independent 64-bit hashes of (ns_len, ns, key): FNV-1a and a
- * multiply-xorshift, each finished by a full-avalanche mix. The namespace
- * length goes in first so ("ab","c") and ("a","bc") differ. */
+/* Two independent 64-bit hashes of (ns_len, ns, key): a is lkv_lru_hash
+ * (FNV-1a), b a multiply-xorshift, each finished by a full-avalanche mix.
+ * The namespace length goes in first so ("ab","c") and ("a","bc") differ. */
 typedef struct name_hash {
     uint64_t a, b;
 } name_hash;
@@ -95,24 +95,22 @@ static uint64_t mix64(uint64_t x)
     return x;
 }
 
-static void hash_feed(name_hash *h, const uint8_t *p, size_t n)
+static void hash_feed(uint64_t *b, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        h->a = (h->a ^ p[i]) * 0x100000001b3ull;
-        h->b = (h->b + p[i] + 1) * 0x9e3779b97f4a7c15ull;
-        h->b ^= h->b >> 29;
+        *b = (*b + p[i] + 1) * 0x9e3779b97f4a7c15ull;
+        *b ^= *b >> 29;
     }
 }
 
 static name_hash hash_name(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len)
 {
-    name_hash h = {0xcbf29ce484222325ull, 0x6a09e667f3bcc909ull};
+    name_hash h = {lkv_lru_hash(ns, ns_len, key, key_len), 0x6a09e667f3bcc909ull};
     uint8_t len[4];
     put_le(len, (uint32_t)ns_len, 4);
-    hash_feed(&h, len, 4);
-    hash_feed(&h, (const uint8_t *)ns, ns_len);
-    hash_feed(&h, key, key_len);
-    h.a = mix64(h.a);
+    hash_feed(&h.b, len, 4);
+    hash_feed(&h.b, (const uint8_t *)ns, ns_len);
+    hash_feed(&h.b, key, key_len);
     h.b = mix64(h.b ^ key_len);
     return h;
 }
