@@ -161,12 +161,6 @@ lkv_status lkv_tier_host_admit(const lkv_tier *t, const char *ns, size_t ns_len,
     return LKV_OK;
 }
 
-static void done(lkv_tier_req *req, lkv_status st)
-{
-    req->status = st;
-    req->done(req);
-}
-
 static void host_put(lkv_tier *t, lkv_tier_req *req)
 {
     host *h = (host *)t;
@@ -177,7 +171,7 @@ static void host_put(lkv_tier *t, lkv_tier_req *req)
     if (st == LKV_OK && !e)
         st = lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "out of memory for a host tier entry");
     if (st != LKV_OK) {
-        done(req, st);
+        lkv_tier_done(req, st);
         return;
     }
     /* Nothing can fail from here on, so replacing the old value is safe. */
@@ -202,7 +196,7 @@ static void host_put(lkv_tier *t, lkv_tier_req *req)
     h->st.puts++;
     if (e->quota >= 0)
         h->quota_used[e->quota] += e->charge;
-    done(req, LKV_OK);
+    lkv_tier_done(req, LKV_OK);
 }
 
 static void host_get(lkv_tier *t, lkv_tier_req *req)
@@ -217,7 +211,7 @@ static void host_get(lkv_tier *t, lkv_tier_req *req)
     } else {
         h->st.misses++;
     }
-    done(req, LKV_OK);
+    lkv_tier_done(req, LKV_OK);
 }
 
 static void host_del(lkv_tier *t, lkv_tier_req *req)
@@ -227,7 +221,7 @@ static void host_del(lkv_tier *t, lkv_tier_req *req)
     req->found = e != NULL;
     if (e)
         drop(h, e);
-    done(req, LKV_OK);
+    lkv_tier_done(req, LKV_OK);
 }
 
 static int host_contains(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,

@@ -618,16 +618,15 @@ static void on_tick(uv_timer_t *h)
     char why[96];
     for (size_t i = 0; i < t->nnodes; i++) {
         node *n = t->nodes[i];
-        if (n->state == N_CONNECTING && now - n->since > t->cfg.connect_timeout_ms) {
-            t->rs.timeouts++;
+        if (n->state == N_CONNECTING && now - n->since > t->cfg.connect_timeout_ms)
             snprintf(why, sizeof why, "connect timed out after %u ms", t->cfg.connect_timeout_ms);
-            node_drop(n, why);
-        } else if (n->state == N_UP && n->fifo_head &&
-                   now - n->fifo_head->sent_at > t->cfg.op_timeout_ms) {
-            t->rs.timeouts++;
+        else if (n->state == N_UP && n->fifo_head &&
+                 now - n->fifo_head->sent_at > t->cfg.op_timeout_ms)
             snprintf(why, sizeof why, "no reply within %u ms", t->cfg.op_timeout_ms);
-            node_drop(n, why);
-        }
+        else
+            continue;
+        t->rs.timeouts++;
+        node_drop(n, why);
     }
 }
 
@@ -727,20 +726,17 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv)
         if (auth_refused(rep->str))
             t->refresh_denied = 1;
     }
+    t->depth++;
     if (ok) {
         t->refreshing = 0;
         t->rs.map_refreshes++;
         set_owned(t);
         t->rs.cluster = t->mode;
-        t->depth++;
         dispatch_waiting(t, LKV_OK, NULL);
         wb_drain(t);
-        t->depth--;
-        maybe_free(t);
-        return;
+    } else {
+        refresh_next(t);
     }
-    t->depth++;
-    refresh_next(t);
     t->depth--;
     maybe_free(t);
 }

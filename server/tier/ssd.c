@@ -650,13 +650,6 @@ static void io_free(io *o)
     s->ios--;
 }
 
-/* Completes a request now (the inline path of the completion rule). */
-static void finish_now(lkv_tier_req *req, lkv_status st)
-{
-    req->status = st;
-    req->done(req);
-}
-
 static lkv_status errno_status(int err)
 {
     switch (err) {
@@ -935,13 +928,12 @@ static void after_cb(uv_work_t *w, int status)
         r->done(r);
         break;
     }
-    case IO_UNLINK: {
+    case IO_UNLINK:
         if (o->err)
             s->st.errors++;
         slot_done(s, o->sl);
         io_free(o);
         break;
-    }
     }
     leave(s);
 }
@@ -964,11 +956,11 @@ static void put_in(ssd *s, lkv_tier_req *req, name_hash h)
 {
     const uint64_t charge = HDR_BYTES + (uint64_t)req->ns_len + req->key_len + req->blob->len;
     if (charge > s->high) {
-        finish_now(req, lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
-                                      "ssd tier: block file of %" PRIu64
-                                      " bytes exceeds the ssd tier capacity of %" PRIu64
-                                      " bytes (high watermark %" PRIu64 ")",
-                                      charge, s->st.capacity_bytes, s->high));
+        lkv_tier_done(req, lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
+                                         "ssd tier: block file of %" PRIu64
+                                         " bytes exceeds the ssd tier capacity of %" PRIu64
+                                         " bytes (high watermark %" PRIu64 ")",
+                                         charge, s->st.capacity_bytes, s->high));
         return;
     }
     slot *e = get_or_add_slot(s, h);
@@ -981,8 +973,8 @@ static void put_in(ssd *s, lkv_tier_req *req, name_hash h)
         }
         if (e)
             maybe_free_slot(s, e);
-        finish_now(req,
-                   lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a put"));
+        lkv_tier_done(
+            req, lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a put"));
         return;
     }
     /* Replacing a block frees its old charge when the put completes, so
@@ -997,12 +989,12 @@ static void put_in(ssd *s, lkv_tier_req *req, name_hash h)
         free(name);
         io_free(o);
         maybe_free_slot(s, e);
-        finish_now(req,
-                   lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
-                                 "ssd tier full: %" PRIu64 " of %" PRIu64
-                                 " bytes held by blocks being written or "
-                                 "deleted, none evictable for a block file of %" PRIu64 " bytes",
-                                 s->st.used_bytes, s->high, charge));
+        lkv_tier_done(req,
+                      lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
+                                    "ssd tier full: %" PRIu64 " of %" PRIu64
+                                    " bytes held by blocks being written or "
+                                    "deleted, none evictable for a block file of %" PRIu64 " bytes",
+                                    s->st.used_bytes, s->high, charge));
         return;
     }
     if (req->ns_len)
@@ -1022,13 +1014,13 @@ static void get_in(ssd *s, lkv_tier_req *req, name_hash h)
     slot *e = find_slot(s, h);
     if (!e || !e->present || !same_key(e, req->ns, req->ns_len, req->key, req->key_len)) {
         s->st.misses++;
-        finish_now(req, LKV_OK);
+        lkv_tier_done(req, LKV_OK);
         return;
     }
     io *o = io_new(s, IO_READ, req, h);
     if (!o) {
-        finish_now(req,
-                   lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a get"));
+        lkv_tier_done(
+            req, lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a get"));
         return;
     }
     o->seq = e->seq; /* the version this read is for (see after_read) */
@@ -1040,12 +1032,12 @@ static void del_in(ssd *s, lkv_tier_req *req, name_hash h)
 {
     slot *e = find_slot(s, h);
     if (!e) {
-        finish_now(req, LKV_OK);
+        lkv_tier_done(req, LKV_OK);
         return;
     }
     io *o = io_new(s, IO_DELETE, req, h);
     if (!o) {
-        finish_now(
+        lkv_tier_done(
             req, lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a delete"));
         return;
     }
@@ -1062,7 +1054,7 @@ static void ssd_submit(lkv_tier *t, lkv_tier_req *req)
     const lkv_status st = check_req(s, req);
     const name_hash h = hash_name(req->ns, req->ns_len, req->key, req->key_len);
     if (st != LKV_OK)
-        finish_now(req, st);
+        lkv_tier_done(req, st);
     else if (req->op == LKV_TIER_OP_PUT)
         put_in(s, req, h);
     else if (req->op == LKV_TIER_OP_GET)
