@@ -246,20 +246,12 @@ static void fields_to_json(jbuf *j, const char *f, size_t len)
         const size_t klen = i - k0;
         const size_t mark = j->n; /* taken back if the field does not fit */
         jput(j, ",", 1);
-        if (i >= len || f[i] != '=') { /* a bare word: keep it, under "_" */
-            jstring_raw(j, "_", 1);
-            jput(j, ":", 1);
-            jstring_raw(j, f + k0, klen);
-            if (j->full) {
-                j->n = mark;
-                return;
-            }
-            continue;
-        }
-        jstring_raw(j, f + k0, klen);
+        const int bare = i >= len || f[i] != '='; /* a bare word: kept under "_" */
+        jstring_raw(j, bare ? "_" : f + k0, bare ? 1 : klen);
         jput(j, ":", 1);
-        i++; /* '=' */
-        if (i < len && f[i] == '"') {
+        if (bare) {
+            jstring_raw(j, f + k0, klen);
+        } else if (++i < len && f[i] == '"') { /* past the '=' */
             const size_t v0 = ++i;
             while (i < len && f[i] != '"')
                 i += (f[i] == '\\' && i + 1 < len) ? 2 : 1;

@@ -516,24 +516,22 @@ static void serve_message(call *c, uint64_t seq)
     c->in_buf = NULL;
     c->in_state = IN_NONE;
     c->in_service++;
-    if (state == IN_OVER_BUDGET) {
-        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
-        lkv_budget *b = c->rpc->budget;
+    if (state == IN_OK) {
+        lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, buf, len);
+        return;
+    }
+    const lkv_budget *b = c->rpc->budget;
+    const int exhausted = state == IN_NOMEM || state == IN_OVER_BUDGET;
+    lkv_reply rep = {.code = exhausted ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
+    if (state == IN_OVER_BUDGET)
         snprintf(rep.msg, sizeof rep.msg,
                  "request of %zu bytes refused: %llu bytes already in flight, "
                  "max-inflight-bytes=%llu",
                  len, (unsigned long long)atomic_load(&b->used), (unsigned long long)b->limit);
-        lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
-        lkv_rpc_reply(c, seq, &rep);
-    } else if (state != IN_OK) {
-        lkv_reply rep = {.code =
-                             state == IN_NOMEM ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
+    else
         snprintf(rep.msg, sizeof rep.msg, "request message of %zu bytes could not be read", len);
-        lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
-        lkv_rpc_reply(c, seq, &rep);
-    } else {
-        lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, buf, len);
-    }
+    lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
+    lkv_rpc_reply(c, seq, &rep);
 }
 
 static void stream_fail(call *c, lkv_grpc_code code, const char *msg)

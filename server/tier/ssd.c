@@ -639,9 +639,12 @@ static io *io_new(ssd *s, io_kind kind, lkv_tier_req *req, name_hash h)
     return o;
 }
 
+/* Frees o; a request's io stops counting as in flight (io_new). */
 static void io_free(io *o)
 {
     ssd *s = o->s;
+    if (o->req)
+        s->st.inflight--;
     if (o->blob)
         lkv_blob_unref(o->blob);
     free(o->name);
@@ -783,7 +786,6 @@ static void end_write(ssd *s, io *o)
         after_write_ok(s, o);
     }
     slot_done(s, o->sl);
-    s->st.inflight--;
     io_free(o);
     r->done(r);
 }
@@ -859,7 +861,6 @@ static void after_read(ssd *s, io *o)
             s->st.hits++;
         }
     }
-    s->st.inflight--;
     io_free(o);
     r->done(r);
 }
@@ -922,7 +923,6 @@ static void after_cb(uv_work_t *w, int status)
         } else {
             r->status = LKV_OK;
         }
-        s->st.inflight--;
         slot_done(s, o->sl);
         io_free(o);
         r->done(r);
@@ -967,10 +967,8 @@ static void put_in(ssd *s, lkv_tier_req *req, name_hash h)
     io *o = e ? io_new(s, IO_WRITE, req, h) : NULL;
     uint8_t *name = o ? malloc(req->ns_len + req->key_len) : NULL;
     if (!name) {
-        if (o) {
-            s->st.inflight--;
+        if (o)
             io_free(o);
-        }
         if (e)
             maybe_free_slot(s, e);
         lkv_tier_done(
@@ -985,7 +983,6 @@ static void put_in(ssd *s, lkv_tier_req *req, name_hash h)
                                                            : charge;
     make_room(s, need, e);
     if (s->st.used_bytes + need > s->high) {
-        s->st.inflight--;
         free(name);
         io_free(o);
         maybe_free_slot(s, e);
