@@ -128,8 +128,8 @@ typedef enum lkv_stats_format {
 } lkv_stats_format;
 
 /* Renders st into buf (always NUL-terminated when cap > 0); returns the
- * length the whole text needs, like snprintf. The Prometheus text of the
- * same rows is lkv_metrics_render's (metrics.c). */
+ * length the whole text needs, like snprintf. metrics.c, next to the
+ * Prometheus text of the same rows (lkv_metrics_render). */
 size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap);
 
 /* Loop thread: every namespace a request names is passed to allowed(call,

@@ -8,9 +8,10 @@
  * "stopped" log line use the same rows) and LKV_TIER_STATS_LIST for every
  * tier of the snapshot, plus the families that only a scrape needs (replies
  * by method and code, histograms, gauges of what is in flight, info
- * metrics). A new stats row appears in all three renderings without a
- * change here; `exposition[]` only renames the rows whose field name does
- * not make a good Prometheus name.
+ * metrics). The "stopped" log line's text is rendered here too
+ * (lkv_stats_render). A new stats row appears in all three renderings
+ * without a change here; `exposition[]` only renames the rows whose field
+ * name does not make a good Prometheus name.
  *
  * The listener is a deliberately small HTTP/1.1 responder on the libuv
  * loop: it reads one request head (at most LKV_HTTP_HEAD_MAX bytes), answers
@@ -162,6 +163,29 @@ static void gauge(text *o, const char *name, const char *help, uint64_t v)
 {
     family(o, name, "gauge", help);
     put(o, "latticekv_%s %llu\n", name, (unsigned long long)v);
+}
+
+size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap)
+{
+    text o = {buf, buf ? cap : 0, 0};
+    if (o.cap)
+        buf[0] = '\0';
+    if (fmt == LKV_STATS_LOG) {
+#define LKV_X_LOG(name, kind, help) \
+    put(&o, "%s" #name "=%llu", o.len ? " " : "", (unsigned long long)st->name);
+        LKV_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+        for (size_t i = 0; i < st->n_tiers; i++) {
+            const lkv_tier_row *t = &st->tier[i];
+            const char *tn = t->name;
+#define LKV_X_LOG(name, kind, help) put(&o, " %s_" #name "=%llu", tn, (unsigned long long)t->name);
+            LKV_TIER_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+            if (t->link[0])
+                put(&o, " %s_link=%s", tn, t->link);
+        }
+    }
+    return o.len;
 }
 
 static const char *const auth_labels[] = {

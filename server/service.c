@@ -872,43 +872,6 @@ void lkv_service_get_stats(const lkv_service *s, lkv_stats *out)
     }
 }
 
-/* Appends to buf like snprintf, tracking the length the whole text needs. */
-static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(buf + (*len < cap ? *len : cap), *len < cap ? cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *len += (size_t)n;
-}
-
-size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap)
-{
-    size_t len = 0;
-    if (cap)
-        buf[0] = '\0';
-    if (fmt == LKV_STATS_LOG) {
-#define LKV_X_LOG(name, kind, help) \
-    render(buf, cap, &len, "%s" #name "=%llu", len ? " " : "", (unsigned long long)st->name);
-        LKV_STATS_LIST(LKV_X_LOG)
-#undef LKV_X_LOG
-        for (size_t i = 0; i < st->n_tiers; i++) {
-            const lkv_tier_row *t = &st->tier[i];
-            const char *tn = t->name;
-#define LKV_X_LOG(name, kind, help) \
-    render(buf, cap, &len, " %s_" #name "=%llu", tn, (unsigned long long)t->name);
-            LKV_TIER_STATS_LIST(LKV_X_LOG)
-#undef LKV_X_LOG
-            if (t->link[0])
-                render(buf, cap, &len, " %s_link=%s", tn, t->link);
-        }
-    }
-    return len;
-}
-
 static int handle_stats(req *r, const uint8_t *msg, size_t len)
 {
     if (lkv_wire_parse_empty(msg, len) != 0)
