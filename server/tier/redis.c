@@ -1061,14 +1061,14 @@ static void start_rq(rtier *t, lkv_tier_req *req, int internal)
 typedef struct wb {
     lkv_lru_node node; /* first; hash: lkv_lru_hash of its name (its Redis key's tag) */
     lkv_tier_req req;  /* the drain write */
-    uint8_t *name;     /* ns + key */
     size_t ns_len, key_len;
     unsigned slot; /* of its Redis key */
     lkv_blob *blob;
     uint64_t bytes;
     int queued;
     int sending;
-    int tomb; /* a tombstone: the key's newer value was dropped (see wb_to_tomb) */
+    int tomb;       /* a tombstone: the key's newer value was dropped (see wb_to_tomb) */
+    uint8_t name[]; /* ns + key */
 } wb;
 
 typedef struct wb_key {
@@ -1099,7 +1099,6 @@ static void wb_free(wb *e)
 {
     if (e->blob)
         lkv_blob_unref(e->blob);
-    free(e->name);
     free(e);
 }
 
@@ -1284,17 +1283,14 @@ static int wb_intercept(rtier *t, lkv_tier_req *req)
         else
             wb_to_tomb(t, old);
     }
-    e = calloc(1, sizeof *e);
-    uint8_t *name = e ? malloc(req->ns_len + req->key_len) : NULL;
-    if (!name) {
-        free(e);
+    e = calloc(1, sizeof *e + req->ns_len + req->key_len);
+    if (!e) {
         t->st.puts--;
         return 0; /* no memory: write-through */
     }
     if (req->ns_len)
-        memcpy(name, req->ns, req->ns_len);
-    memcpy(name + req->ns_len, req->key, req->key_len);
-    e->name = name;
+        memcpy(e->name, req->ns, req->ns_len);
+    memcpy(e->name + req->ns_len, req->key, req->key_len);
     e->ns_len = req->ns_len;
     e->key_len = req->key_len;
     e->node.hash = h;
