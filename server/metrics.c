@@ -448,8 +448,7 @@ static void answer(conn *c, int code)
     char *body = NULL;
     size_t body_len = 0;
     if (code == 200) {
-        lkv_metrics_snapshot snap;
-        memset(&snap, 0, sizeof snap);
+        lkv_metrics_snapshot snap = {0};
         h->collect(&snap, h->ud);
         body_len = lkv_metrics_render(&snap, NULL, 0);
         body = malloc(body_len + 1);
@@ -558,11 +557,9 @@ static int resolve(const char *addr, struct sockaddr_storage *ss, char *why, siz
     }
     memcpy(host, hs, hl);
     host[hl] = '\0';
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
+    const struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
     const int rc = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
     if (rc != 0 || !res) {
         snprintf(why, why_cap, "%s", gai_strerror(rc));

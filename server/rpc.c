@@ -498,10 +498,7 @@ static void send_final(call *c, lkv_grpc_code code, const char *msg, lkv_reply *
 
 static void recv_next(call *c)
 {
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->recv_buf;
+    const grpc_op op = {.op = GRPC_OP_RECV_MESSAGE, .data.recv_message.recv_message = &c->recv_buf};
     c->recv_pending = start_batch(c, &op, 1, &c->t_recv);
 }
 
@@ -673,17 +670,13 @@ static void on_new(call *c, int ok)
         call_maybe_free(c);
         return;
     }
-    grpc_op ops[2];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    const grpc_op ops[2] = {
+        {.op = GRPC_OP_SEND_INITIAL_METADATA},
+        {.op = GRPC_OP_RECV_MESSAGE, .data.recv_message.recv_message = &c->recv_buf}};
     c->md_sent = 1;
-    ops[1].op = GRPC_OP_RECV_MESSAGE;
-    ops[1].data.recv_message.recv_message = &c->recv_buf;
     c->recv_pending = start_batch(c, ops, 2, &c->t_recv);
-    grpc_op close_op;
-    memset(&close_op, 0, sizeof close_op);
-    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+    const grpc_op close_op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER,
+                              .data.recv_close_on_server.cancelled = &c->cancelled};
     start_batch(c, &close_op, 1, &c->t_close);
     stream_progress(c);
     call_maybe_free(c);
@@ -737,11 +730,9 @@ static void stream_progress(call *c)
             c->next_send++;
             stream_fail(c, s->rep.code, s->rep.msg);
         } else if (c->next_send < c->next_seq && s->ready) {
-            grpc_op op;
-            memset(&op, 0, sizeof op);
-            op.op = GRPC_OP_SEND_MESSAGE;
             c->send_buf = take_reply(&s->rep);
-            op.data.send_message.send_message = c->send_buf;
+            const grpc_op op = {.op = GRPC_OP_SEND_MESSAGE,
+                                .data.send_message.send_message = c->send_buf};
             s->ready = 0;
             c->next_send++;
             c->send_pending = start_batch(c, &op, 1, &c->t_send);
@@ -920,9 +911,7 @@ static lkv_status unix_prepare(const char *addr, uint32_t i, lkv_diag *diag)
     }
     if (!S_ISSOCK(stt.st_mode))
         return listen_fail(diag, i, addr, "the path exists and is not a socket; not replacing it");
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     /* Non-blocking: a listener whose backlog is full makes a blocking
      * connect() wait for it to accept, which a busy or stuck one may never
@@ -975,9 +964,7 @@ static int unix_lock(const char *addr, uint32_t i, lkv_diag *diag, int *fd_out)
     uint64_t h = 0xcbf29ce484222325u; /* FNV-1a 64 */
     for (const unsigned char *p = (const unsigned char *)abs; *p; p++)
         h = (h ^ *p) * 0x100000001b3u;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     const int nl = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "latticekvd-sock-%016llx",
                             (unsigned long long)h);
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1001,9 +988,7 @@ static void bind_reason(const char *addr, char *why, size_t cap)
 {
     snprintf(why, cap, "cannot be bound");
     if (strncmp(addr, "unix:", 5) == 0) {
-        struct sockaddr_un sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sun_family = AF_UNIX;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 5);
         const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -1032,10 +1017,8 @@ static void bind_reason(const char *addr, char *why, size_t cap)
         return;
     memcpy(host, h, hl);
     host[hl] = '\0';
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
+    const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
     const int g = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
     if (g != 0) {
         snprintf(why, cap, "cannot resolve the host: %s", gai_strerror(g));

@@ -1452,15 +1452,13 @@ static lkv_status read_password(rtier *t, const char *file, lkv_diag *d)
                              "redis-password-file=\"%s\": %s", file, strerror(errno));
     char buf[1025];
     size_t n = 0;
-    for (;;) {
+    while (n < sizeof buf - 1) {
         const ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
         n += (size_t)r;
-        if (n == sizeof buf - 1)
-            break;
     }
     close(fd);
     buf[n] = 0;
