@@ -461,35 +461,28 @@ static grpc_byte_buffer *take_reply(lkv_reply *rep)
 static void send_final(call *c, lkv_grpc_code code, const char *msg, lkv_reply *rep)
 {
     grpc_op ops[4];
-    memset(ops, 0, sizeof ops);
     size_t n = 0;
     const int stream = c->method != GENERIC && lkv_method_streaming((lkv_method)c->method);
     if (!c->md_sent) {
         c->md_sent = 1;
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n].data.send_initial_metadata.count = 0;
-        n++;
+        ops[n++] = (grpc_op){.op = GRPC_OP_SEND_INITIAL_METADATA};
     }
     if (rep && rep->code == LKV_GRPC_OK) {
         c->send_buf = take_reply(rep);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n].data.send_message.send_message = c->send_buf;
-        n++;
+        ops[n++] =
+            (grpc_op){.op = GRPC_OP_SEND_MESSAGE, .data.send_message.send_message = c->send_buf};
     }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.trailing_metadata_count = 0;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
     if (msg && *msg) {
         c->status_msg = grpc_slice_from_copied_string(msg);
         c->has_status_msg = 1;
-        ops[n].data.send_status_from_server.status_details = &c->status_msg;
     }
-    n++;
-    if (!stream) {
-        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
-        n++;
-    }
+    ops[n++] = (grpc_op){.op = GRPC_OP_SEND_STATUS_FROM_SERVER,
+                         .data.send_status_from_server.status = (grpc_status_code)code,
+                         .data.send_status_from_server.status_details =
+                             msg && *msg ? &c->status_msg : NULL};
+    if (!stream)
+        ops[n++] = (grpc_op){.op = GRPC_OP_RECV_CLOSE_ON_SERVER,
+                             .data.recv_close_on_server.cancelled = &c->cancelled};
     if (c->state == CALL_ACTIVE)
         c->rpc->active--;
     c->state = CALL_FINISHING;

@@ -1194,22 +1194,19 @@ static void wb_drain(rtier *t)
         while (e && t->wb_sending < 64 && !t->closing) {
             wb *next = (wb *)e->node.newer;
             const node *n = t->map[e->slot];
-            if (!e->sending) {
-                if (n && n->state == N_UP) {
-                    memset(&e->req, 0, sizeof e->req);
-                    e->req.ns = (const char *)e->name;
-                    e->req.ns_len = e->ns_len;
-                    e->req.key = e->name + e->ns_len;
-                    e->req.key_len = e->key_len;
-                    e->req.blob = e->blob;
-                    e->req.done = wb_done;
-                    e->req.ud = e;
-                    e->req.op = e->tomb ? LKV_TIER_OP_DELETE : LKV_TIER_OP_PUT;
-                    e->req.tier = &t->base;
-                    e->sending = 1;
-                    t->wb_sending++;
-                    start_rq(t, &e->req, 1);
-                }
+            if (!e->sending && n && n->state == N_UP) {
+                e->req = (lkv_tier_req){.ns = (const char *)e->name,
+                                        .ns_len = e->ns_len,
+                                        .key = e->name + e->ns_len,
+                                        .key_len = e->key_len,
+                                        .blob = e->blob,
+                                        .done = wb_done,
+                                        .ud = e,
+                                        .op = e->tomb ? LKV_TIER_OP_DELETE : LKV_TIER_OP_PUT,
+                                        .tier = &t->base};
+                e->sending = 1;
+                t->wb_sending++;
+                start_rq(t, &e->req, 1);
             }
             /* next may have been freed by a synchronous completion that
              * unqueued it; restart from the head then. */
