@@ -39,15 +39,6 @@
 
 /* ---- histograms -------------------------------------------------------- */
 
-const double lkv_batch_vectors_bounds[] = {1,    4,     16,    64,     256,    1024,
-                                           4096, 16384, 65536, 262144, 1048576};
-const size_t lkv_batch_vectors_n_bounds =
-    sizeof lkv_batch_vectors_bounds / sizeof lkv_batch_vectors_bounds[0];
-const double lkv_codec_seconds_bounds[] = {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3,
-                                           1e-2, 3e-2, 0.1,  0.3,  1,    3};
-const size_t lkv_codec_seconds_n_bounds =
-    sizeof lkv_codec_seconds_bounds / sizeof lkv_codec_seconds_bounds[0];
-
 void lkv_histogram_init(lkv_histogram *h, const double *bounds, size_t n_bounds)
 {
     memset(h, 0, sizeof *h);

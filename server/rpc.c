@@ -688,9 +688,7 @@ static void on_recv(call *c, int ok)
         /* This message's answer is the stream's end, after the earlier replies. */
         lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, LKV_GRPC_UNAVAILABLE);
         slot *s = &c->ring[c->next_seq++ % c->rpc->window];
-        memset(&s->rep, 0, sizeof s->rep);
-        s->rep.code = LKV_GRPC_UNAVAILABLE;
-        snprintf(s->rep.msg, sizeof s->rep.msg, "latticekvd is shutting down");
+        s->rep = (lkv_reply){.code = LKV_GRPC_UNAVAILABLE, .msg = "latticekvd is shutting down"};
         s->ready = 1;
         c->input_done = 1;
         drop_in(c);
