@@ -379,19 +379,13 @@ static int ev_attach(rtier *t, redisAsyncContext *ac)
 /* Nodes                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static node *find_node(rtier *t, const char *host, int port)
+/* The node host:port, added (with its retry timer) when it is new. */
+static node *add_node(rtier *t, const char *host, int port)
 {
     for (size_t i = 0; i < t->nnodes; i++)
         if (t->nodes[i]->port == port && strcmp(t->nodes[i]->host, host) == 0)
             return t->nodes[i];
-    return NULL;
-}
-
-static node *add_node(rtier *t, const char *host, int port)
-{
-    node *n = find_node(t, host, port);
-    if (n)
-        return n;
+    node *n = NULL;
     if (strlen(host) >= sizeof n->host)
         return NULL;
     if (t->nnodes == t->cap_nodes) {
