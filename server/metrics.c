@@ -449,11 +449,8 @@ static void answer(conn *c, int code)
             code = 500;
     }
     static const char refusal[] = "only GET /metrics is served here\n";
-    if (code != 200) {
-        free(body);
-        body = NULL;
+    if (code != 200) /* body is NULL: not asked for, or no memory for it */
         body_len = sizeof refusal - 1;
-    }
     char head[256];
     const int hl = snprintf(head, sizeof head,
                             "HTTP/1.1 %d %s\r\n"

@@ -123,22 +123,14 @@ static void format_name(char *out, name_hash h)
 /* Parses "<32 lowercase hex>.lkv"; 0 on success. */
 static int parse_name(const char *s, name_hash *h)
 {
-    if (strlen(s) != NAME_LEN || strcmp(s + NAME_HEX, ".lkv") != 0)
+    if (strlen(s) != NAME_LEN || strcmp(s + NAME_HEX, ".lkv") != 0 ||
+        strspn(s, "0123456789abcdef") != NAME_HEX)
         return -1;
-    uint64_t v[2] = {0, 0};
-    for (unsigned i = 0; i < NAME_HEX; i++) {
-        const char c = s[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else
-            return -1;
-        v[i / 16] = (v[i / 16] << 4) | d;
-    }
-    h->a = v[0];
-    h->b = v[1];
+    char half[17] = {0}; /* 16 hex digits: no sign, no "0x", no blanks */
+    memcpy(half, s, 16);
+    h->a = strtoull(half, NULL, 16);
+    memcpy(half, s + 16, 16);
+    h->b = strtoull(half, NULL, 16);
     return 0;
 }
 
