@@ -532,23 +532,15 @@ static void on_connection(uv_stream_t *server, int status)
 static int resolve(const char *addr, struct sockaddr_storage *ss, char *why, size_t why_cap)
 {
     char host[LKV_ADDR_MAX];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr || strlen(addr) >= sizeof host) {
+    const char *port = lkv_addr_host(addr, host, sizeof host);
+    if (!port || port == addr + 1 || strlen(addr) >= sizeof host) {
         snprintf(why, why_cap, "not host:port");
         return -1;
     }
-    size_t hl = (size_t)(colon - addr);
-    const char *hs = addr;
-    if (addr[0] == '[' && colon[-1] == ']') {
-        hs++;
-        hl -= 2;
-    }
-    memcpy(host, hs, hl);
-    host[hl] = '\0';
     const struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
-    const int rc = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
+    const int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (rc != 0 || !res) {
         snprintf(why, why_cap, "%s", gai_strerror(rc));
         return -1;

@@ -995,22 +995,12 @@ static void bind_reason(const char *addr, char *why, size_t cap)
         return;
     /* host:port or [v6]:port (config.c checked the shape). */
     char host[LKV_ADDR_MAX];
-    const char *colon = strrchr(addr, ':');
-    if (!colon)
+    const char *port = lkv_addr_host(addr, host, sizeof host);
+    if (!port)
         return;
-    size_t hl = (size_t)(colon - addr);
-    const char *h = addr;
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl >= sizeof host)
-        return;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
     const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
-    const int g = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
+    const int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (g != 0) {
         snprintf(why, cap, "cannot resolve the host: %s", gai_strerror(g));
         return;

@@ -278,8 +278,7 @@ static void finish(rtier *t, rq *q, lkv_status st)
         lkv_blob_unref(req->blob);
         req->blob = NULL;
     }
-    if (q->blob)
-        lkv_blob_unref(q->blob);
+    lkv_blob_unref(q->blob);
     free(q->rkey);
     free(q);
     req->t_priv = NULL;
@@ -1091,8 +1090,7 @@ static wb *wb_find(const rtier *t, uint64_t h, const char *ns, size_t ns_len, co
 
 static void wb_free(wb *e)
 {
-    if (e->blob)
-        lkv_blob_unref(e->blob);
+    lkv_blob_unref(e->blob);
     free(e);
 }
 

@@ -637,8 +637,7 @@ static void io_free(io *o)
     ssd *s = o->s;
     if (o->req)
         s->st.inflight--;
-    if (o->blob)
-        lkv_blob_unref(o->blob);
+    lkv_blob_unref(o->blob);
     free(o->name);
     free(o->buf);
     free(o);
