@@ -641,7 +641,7 @@ static void on_new(call *c, int ok)
         char *path = grpc_slice_to_c_string(c->details.method);
         snprintf(msg, sizeof msg, "method %.200s is not implemented by latticekvd", path);
         gpr_free(path);
-        lkv_service_count(r->svc, LKV_GRPC_UNIMPLEMENTED);
+        lkv_service_count_method(r->svc, LKV_METHOD_COUNT, LKV_GRPC_UNIMPLEMENTED);
         send_final(c, LKV_GRPC_UNIMPLEMENTED, msg, NULL);
         call_maybe_free(c);
         return;

@@ -154,11 +154,6 @@ void lkv_service_count_method(lkv_service *s, lkv_method m, lkv_grpc_code code)
     count_reply(s, m, code);
 }
 
-void lkv_service_count(lkv_service *s, lkv_grpc_code code)
-{
-    lkv_service_count_method(s, LKV_METHOD_COUNT, code);
-}
-
 const lkv_reply_counts *lkv_service_replies(const lkv_service *s)
 {
     return &s->replies;
