@@ -87,15 +87,12 @@ const char *lkv_log_quote(char *dst, size_t cap, const void *src, size_t len)
     const size_t limit = cap - (sizeof ellipsis - 1) - 2;
     size_t i = 0;
     for (; i < len; i++) {
-        char e[5];
+        char e[5] = {(char)s[i]}; /* the byte itself unless it has an escape */
         const int el = escape_byte(s[i], e);
         const size_t need = el ? (size_t)el : 1;
         if (n + need > limit)
             break;
-        if (el)
-            memcpy(dst + n, e, (size_t)el);
-        else
-            dst[n] = (char)s[i];
+        memcpy(dst + n, e, need);
         n += need;
     }
     if (i < len) {
@@ -119,18 +116,12 @@ static size_t copy_no_controls(char *dst, size_t cap, const char *src, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         const unsigned char c = (unsigned char)src[i];
-        if (c < 0x20 || c == 0x7f) {
-            char e[5];
-            const int el = escape_byte(c, e);
-            if (o + (size_t)el > cap)
-                break;
-            memcpy(dst + o, e, (size_t)el);
-            o += (size_t)el;
-        } else {
-            if (o + 1 > cap)
-                break;
-            dst[o++] = (char)c;
-        }
+        char e[5] = {(char)c}; /* the byte itself unless it is a control byte */
+        const size_t el = c < 0x20 || c == 0x7f ? (size_t)escape_byte(c, e) : 1;
+        if (o + el > cap)
+            break;
+        memcpy(dst + o, e, el);
+        o += el;
     }
     return o;
 }

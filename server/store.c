@@ -23,28 +23,25 @@
 #include "lkv_lru.h"
 #include "tier/lkv_tier.h"
 
-lkv_blob *lkv_blob_create(size_t len)
+static lkv_blob *blob_init(lkv_blob *b, void *base, uint8_t *data, size_t len)
 {
-    lkv_blob *b = malloc(sizeof *b + (len ? len : 1));
-    if (!b)
-        return NULL;
-    atomic_init(&b->refs, 1);
-    b->len = len;
-    b->data = (uint8_t *)(b + 1);
-    b->base = NULL;
-    return b;
-}
-
-lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len)
-{
-    lkv_blob *b = malloc(sizeof *b);
-    if (!b)
-        return NULL;
     atomic_init(&b->refs, 1);
     b->len = len;
     b->data = data;
     b->base = base;
     return b;
+}
+
+lkv_blob *lkv_blob_create(size_t len)
+{
+    lkv_blob *b = malloc(sizeof *b + (len ? len : 1));
+    return b ? blob_init(b, NULL, (uint8_t *)(b + 1), len) : NULL;
+}
+
+lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len)
+{
+    lkv_blob *b = malloc(sizeof *b);
+    return b ? blob_init(b, base, data, len) : NULL;
 }
 
 lkv_blob *lkv_blob_ref(lkv_blob *b)
