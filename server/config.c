@@ -635,8 +635,7 @@ static lkv_status check_security(const lkv_config *cfg, char *err, size_t cap)
 lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
                            void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap)
 {
-    layers ly;
-    memset(&ly, 0, sizeof ly);
+    layers ly = {0};
     lkv_config_defaults(cfg);
     *action = LKV_CONFIG_RUN;
 

@@ -535,8 +535,7 @@ static void pending_put_drop(void *effect)
 static void pending_put_commit(void *effect, lkv_reply *rep)
 {
     pending_put *pp = effect;
-    lkv_diag d;
-    memset(&d, 0, sizeof d);
+    lkv_diag d = {0};
     const lkv_status st =
         lkv_stack_put_host(pp->svc->stack, pp->name, pp->ns_len,
                            (const uint8_t *)pp->name + pp->ns_len, pp->key_len, pp->blob, &d);
@@ -597,8 +596,7 @@ static void put_below_done(lkv_tier_req *tr)
         r->drop = pending_put_drop;
         r->effect = pp;
     } else {
-        lkv_diag d;
-        memset(&d, 0, sizeof d);
+        lkv_diag d = {0};
         const lkv_status st =
             lkv_stack_put_host(r->svc->stack, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
         if (st != LKV_OK) {
@@ -957,8 +955,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     if (!r) {
         lkv_budget_give(s->budget, len);
         free(msg);
-        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
-        snprintf(rep.msg, sizeof rep.msg, "out of memory for a request");
+        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED, .msg = "out of memory for a request"};
         s->c.errors++;
         count_reply(s, m, rep.code);
         s->reply(call, seq, &rep);
