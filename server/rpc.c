@@ -792,10 +792,7 @@ void lkv_rpc_reply(void *callp, uint64_t seq, lkv_reply *rep)
         s->rep = *rep;
         s->ready = 1;
     }
-    rep->buf = NULL;
-    rep->drop = NULL;
-    rep->commit = NULL;
-    rep->effect = NULL;
+    *rep = (lkv_reply){0}; /* its buffer and effect are the call's now */
     if (!c->queued) {
         c->queued = 1;
         c->ready_next = NULL;

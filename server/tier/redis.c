@@ -183,12 +183,11 @@ const char *lkv_redis_link_name(lkv_redis_link l)
 
 void lkv_redis_config_defaults(lkv_redis_config *cfg)
 {
-    memset(cfg, 0, sizeof *cfg);
-    cfg->connect_timeout_ms = 1000;
-    cfg->op_timeout_ms = 2000;
-    cfg->backoff_min_ms = 100;
-    cfg->backoff_max_ms = 5000;
-    cfg->max_redirects = 5;
+    *cfg = (lkv_redis_config){.connect_timeout_ms = 1000,
+                              .op_timeout_ms = 2000,
+                              .backoff_min_ms = 100,
+                              .backoff_max_ms = 5000,
+                              .max_redirects = 5};
 }
 
 static void last_error(rtier *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

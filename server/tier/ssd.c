@@ -354,11 +354,8 @@ int lkv_ssd_fsync_parse(const char *s, lkv_ssd_fsync *out)
 
 void lkv_ssd_config_defaults(lkv_ssd_config *cfg)
 {
-    memset(cfg, 0, sizeof *cfg);
-    cfg->high_pct = 100;
-    cfg->low_pct = 90;
-    cfg->fsync = LKV_SSD_FSYNC_NEVER;
-    cfg->verify_at_start = 1;
+    *cfg = (lkv_ssd_config){
+        .high_pct = 100, .low_pct = 90, .fsync = LKV_SSD_FSYNC_NEVER, .verify_at_start = 1};
 }
 
 static int fault(const ssd *s, lkv_ssd_fault_point p)
