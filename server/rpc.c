@@ -309,9 +309,7 @@ static void request_call(lkv_rpc *r, int method)
         lkv_log(LKV_LOG_ERROR, "oom", "what=call");
         return;
     }
-    c->rpc = r;
-    c->method = method;
-    c->state = CALL_REQUESTED;
+    *c = (call){.rpc = r, .method = method, .state = CALL_REQUESTED};
     tag_init(&c->t_new, TAG_NEW, c);
     tag_init(&c->t_recv, TAG_RECV, c);
     tag_init(&c->t_send, TAG_SEND, c);

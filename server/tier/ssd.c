@@ -614,12 +614,7 @@ static io *io_new(ssd *s, io_kind kind, lkv_tier_req *req, name_hash h)
     io *o = calloc(1, sizeof *o);
     if (!o)
         return NULL;
-    o->s = s;
-    o->kind = kind;
-    o->req = req;
-    o->h = h;
-    o->fd = -1;
-    o->work.data = o;
+    *o = (io){.s = s, .kind = kind, .req = req, .h = h, .fd = -1, .work.data = o};
     format_name(o->final, h);
     s->ios++;
     if (req)
