@@ -6,10 +6,7 @@
 
 int lkv_lru_init(lkv_lru *t)
 {
-    t->nbuckets = 1024;
-    t->count = 0;
-    t->newest = t->oldest = NULL;
-    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
+    *t = (lkv_lru){.nbuckets = 1024, .buckets = calloc(1024, sizeof *t->buckets)};
     return t->buckets ? 0 : -1;
 }
 

@@ -579,13 +579,10 @@ lkv_status lkv_metrics_http_start(void *uv_loop, const char *addr, lkv_metrics_c
         close(fd);
         return lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE, "metrics-listen=%s: out of memory", addr);
     }
-    h->loop = uv_loop;
-    h->collect = collect;
-    h->ud = ud;
-    h->budget = budget;
+    *h = (lkv_metrics_http){
+        .loop = uv_loop, .collect = collect, .ud = ud, .budget = budget, .server_open = 1};
     uv_tcp_init(h->loop, &h->server);
     h->server.data = h;
-    h->server_open = 1;
     int rc = uv_tcp_open(&h->server, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&h->server, 64, on_connection);
