@@ -1326,14 +1326,10 @@ void lkv_tier_redis_stats(const lkv_tier *base, lkv_redis_stats *out)
     unsigned owners = 0, owners_up = 0, seeds_failed = 0, seeds = 0;
     for (size_t i = 0; i < t->nnodes; i++) {
         const node *n = t->nodes[i];
-        if (n->owned) {
-            owners++;
-            owners_up += n->state == N_UP;
-        }
-        if (n->seed) {
-            seeds++;
-            seeds_failed += n->ever_failed && n->state != N_UP;
-        }
+        owners += n->owned != 0;
+        owners_up += n->owned && n->state == N_UP;
+        seeds += n->seed != 0;
+        seeds_failed += n->seed && n->ever_failed && n->state != N_UP;
     }
     if (t->mode < 0)
         out->link = seeds_failed == seeds ? LKV_REDIS_LINK_DOWN : LKV_REDIS_LINK_CONNECTING;
