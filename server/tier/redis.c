@@ -411,14 +411,15 @@ static node *add_node(rtier *t, const char *host, int port)
     return n;
 }
 
-static void fifo_push(node *n, rq *q)
+/* Appends q to a list of requests (a node's FIFO, or the tier's waiting list). */
+static void rq_append(rq **head, rq **tail, rq *q)
 {
     q->next = NULL;
-    if (n->fifo_tail)
-        n->fifo_tail->next = q;
+    if (*tail)
+        (*tail)->next = q;
     else
-        n->fifo_head = q;
-    n->fifo_tail = q;
+        *head = q;
+    *tail = q;
 }
 
 static void fifo_remove(node *n, rq *q)
@@ -812,7 +813,7 @@ static void send_to(rtier *t, rq *q, node *n)
     }
     q->n = n;
     q->sent_at = now_ms(t);
-    fifo_push(n, q);
+    rq_append(&n->fifo_head, &n->fifo_tail, q);
 }
 
 static void route(rtier *t, rq *q)
@@ -1030,12 +1031,7 @@ static void start_rq(rtier *t, lkv_tier_req *req, int internal)
     if (t->mode >= 0) {
         route(t, q);
     } else {
-        q->next = NULL;
-        if (t->wait_tail)
-            t->wait_tail->next = q;
-        else
-            t->wait_head = q;
-        t->wait_tail = q;
+        rq_append(&t->wait_head, &t->wait_tail, q);
         if (!t->refreshing)
             refresh(t);
     }
