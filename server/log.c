@@ -155,16 +155,12 @@ static void jputs(jbuf *j, const char *s)
 static void jchar(jbuf *j, unsigned char c)
 {
     char e[8];
-    if (c == '"' || c == '\\') {
-        e[0] = '\\';
-        e[1] = (char)c;
-        jput(j, e, 2);
-    } else if (c < 0x20 || c >= 0x7f) {
-        snprintf(e, sizeof e, "\\u%04x", c);
-        jput(j, e, 6);
-    } else {
+    if (c < 0x20 || c >= 0x7f)
+        jput(j, e, (size_t)snprintf(e, sizeof e, "\\u%04x", c));
+    else if (c == '"' || c == '\\')
+        jput(j, (const char[]){'\\', (char)c}, 2);
+    else
         jput(j, (const char *)&c, 1);
-    }
 }
 
 /* A JSON string of raw text: escapes what JSON requires. */

@@ -634,12 +634,10 @@ static void dispatch_waiting(rtier *t, lkv_status st, const char *why)
     while (q) {
         rq *next = q->next;
         q->next = NULL;
-        if (st == LKV_OK) {
+        if (st == LKV_OK)
             route(t, q);
-        } else {
-            lkv_diag_fail(&q->req->diag, st, "%s", why);
-            finish(t, q, st);
-        }
+        else
+            finish(t, q, lkv_diag_fail(&q->req->diag, st, "%s", why));
         q = next;
     }
 }
