@@ -897,13 +897,12 @@ static void after_cb(uv_work_t *w, int status)
     case IO_READ: after_read(s, o); break;
     case IO_DELETE: {
         lkv_tier_req *r = o->req;
+        r->status = LKV_OK;
         if (o->err) {
             s->st.errors++;
             r->status =
                 lkv_diag_fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
                               o->step, s->dir, o->final, strerror(o->err));
-        } else {
-            r->status = LKV_OK;
         }
         slot_done(s, o->sl);
         io_free(o);
