@@ -209,8 +209,7 @@ lkv_status lkv_auth_parse(const char *text, size_t len, const char *name, lkv_au
             cap = ncap;
         }
         lkv_auth_principal *pr = &t->p[t->n++];
-        memset(pr, 0, sizeof *pr);
-        pr->line = lineno;
+        *pr = (lkv_auth_principal){.line = lineno};
         pr->token = malloc(tok_len);
         int rc = pr->token ? 0 : -2;
         if (pr->token) {

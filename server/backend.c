@@ -78,9 +78,8 @@ lkv_status lkv_backend_cpu_create(unsigned workers, lkv_backend **out, lkv_diag 
 {
     (void)workers;
     lkv_backend *be = calloc(1, sizeof *be);
-    if (!be) {
+    if (!be)
         return lkv_diag_fail(diag, LKV_ERR_NOMEM, "out of memory for the CPU backend");
-    }
     be->name = "cpu";
     be->kind = LKV_BACKEND_CPU;
     be->supports = cpu_supports;

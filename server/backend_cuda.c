@@ -124,9 +124,8 @@ int lkv_backend_cuda_devices(void)
 lkv_status lkv_backend_cuda_create(unsigned workers, lkv_backend **out, lkv_diag *diag)
 {
     const int devs = lkv_cuda_device_count();
-    if (devs <= 0) {
+    if (devs <= 0)
         return lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE, "backend=cuda: no CUDA device is present");
-    }
     cuda_backend *cb = calloc(1, sizeof *cb);
     if (!cb || !(cb->w = calloc(workers ? workers : 1, sizeof *cb->w))) {
         free(cb);

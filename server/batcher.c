@@ -32,6 +32,13 @@
 #include "lkv_batcher.h"
 #include "lkv_metrics.h"
 
+/* The buckets of the two histograms: vectors per launch, seconds per launch. */
+static const double batch_vectors_bounds[] = {1,    4,     16,    64,     256,    1024,
+                                              4096, 16384, 65536, 262144, 1048576};
+static const double codec_seconds_bounds[] = {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3,
+                                              1e-2, 3e-2, 0.1,  0.3,  1,    3};
+#define N_BOUNDS(a) (sizeof(a) / sizeof(a)[0])
+
 struct lkv_batcher {
     lkv_batcher_cfg cfg;
     lkv_dispatch_fn dispatch;
@@ -69,8 +76,8 @@ lkv_batcher *lkv_batcher_create(const lkv_batcher_cfg *cfg, lkv_dispatch_fn disp
         b->cfg.max_segments = 256;
     b->dispatch = dispatch;
     b->ud = ud;
-    lkv_histogram_init(&b->batch_vectors, lkv_batch_vectors_bounds, lkv_batch_vectors_n_bounds);
-    lkv_histogram_init(&b->codec_seconds, lkv_codec_seconds_bounds, lkv_codec_seconds_n_bounds);
+    lkv_histogram_init(&b->batch_vectors, batch_vectors_bounds, N_BOUNDS(batch_vectors_bounds));
+    lkv_histogram_init(&b->codec_seconds, codec_seconds_bounds, N_BOUNDS(codec_seconds_bounds));
     return b;
 }
 

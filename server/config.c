@@ -578,20 +578,28 @@ static lkv_status load_file(lkv_config *cfg, layers *ly, const char *path, char 
     return s;
 }
 
+const char *lkv_addr_host(const char *addr, char *host, size_t cap)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    if (!colon || hl >= cap)
+        return NULL;
+    if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+        addr++;
+        hl -= 2;
+    }
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    return colon + 1;
+}
+
 /* 1 when a TCP listen address can only be reached from this host:
  * 127.0.0.0/8, ::1 or "localhost". An empty host binds every interface. */
 static int loopback_only(const char *addr)
 {
-    const char *colon = strrchr(addr, ':');
     char host[LKV_ADDR_MAX];
-    size_t hl = colon ? (size_t)(colon - addr) : 0;
-    const char *h = addr;
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
+    if (!lkv_addr_host(addr, host, sizeof host))
+        return 0;
     if (strcasecmp(host, "localhost") == 0)
         return 1;
     struct in_addr a4;
@@ -631,8 +639,7 @@ static lkv_status check_security(const lkv_config *cfg, char *err, size_t cap)
 lkv_status lkv_config_load(lkv_config *cfg, int argc, char **argv, lkv_getenv_fn getenv_fn,
                            void *getenv_ud, lkv_config_action *action, char *err, size_t err_cap)
 {
-    layers ly;
-    memset(&ly, 0, sizeof ly);
+    layers ly = {0};
     lkv_config_defaults(cfg);
     *action = LKV_CONFIG_RUN;
 

@@ -103,6 +103,10 @@ void lkv_config_help(FILE *out);
  * (built by server/gen_man.c at build time). */
 void lkv_config_man(FILE *out, const char *version);
 
+/* The host of "host:port" or "[v6]:port" (brackets dropped) into host, cap
+ * bytes; returns the port text, or NULL without a ':' or when it does not fit. */
+const char *lkv_addr_host(const char *addr, char *host, size_t cap);
+
 /* Parses "64MiB", "4k", "123" into bytes; 0 on success, -1 if malformed. */
 int lkv_parse_size(const char *s, uint64_t *out);
 

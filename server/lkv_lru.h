@@ -5,7 +5,8 @@
  *
  * A tier embeds lkv_lru_node first in its own entry and compares keys
  * itself (the eq callback of lkv_lru_find), so the host tier (namespace and
- * key bytes) and the SSD tier (a 128-bit file name hash) share one table.
+ * key bytes), the SSD tier (a 128-bit file name hash) and the Redis tier's
+ * write-back queue (its list is the queue, oldest first) share one table.
  * A node can be in the table without being on the list (the SSD tier keeps
  * a slot for a key whose write is in flight). Loop thread only; no lock.
  */
@@ -45,8 +46,11 @@ void lkv_lru_touch(lkv_lru *t, lkv_lru_node *n);
 /* Takes n off the list (nothing if it is not on it). */
 void lkv_lru_unlist(lkv_lru *t, lkv_lru_node *n);
 
-/* FNV-1a over the namespace, a separator and the key, then a final mix so
- * the low bits used for the bucket depend on every input byte. */
+/* FNV-1a over the namespace length (4 bytes, little-endian), the namespace
+ * and the key, then a full-avalanche mix (splitmix64's), so the low bits
+ * used for the bucket depend on every input byte. It names blocks outside
+ * the daemon too (the SSD tier's file names, the Redis keys' hash tags):
+ * changing it orphans what those tiers hold. */
 uint64_t lkv_lru_hash(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len);
 
 #endif

@@ -38,12 +38,6 @@ typedef struct lkv_histogram {
 void lkv_histogram_init(lkv_histogram *h, const double *bounds, size_t n_bounds);
 void lkv_histogram_observe(lkv_histogram *h, double v);
 
-/* The bounds of the daemon's two histograms. */
-extern const double lkv_batch_vectors_bounds[];
-extern const size_t lkv_batch_vectors_n_bounds;
-extern const double lkv_codec_seconds_bounds[];
-extern const size_t lkv_codec_seconds_n_bounds;
-
 /* ---- the snapshot ------------------------------------------------------ */
 
 /* One storage tier's rows (LKV_TIER_STATS_LIST). Tiers behind lkv_tier.h

@@ -61,9 +61,7 @@ void lkv_service_set_ready(lkv_service *s, int ready);
 void lkv_service_set_shutting_down(lkv_service *s);
 int lkv_service_shutting_down(const lkv_service *s);
 /* Counts a reply the rpc layer made itself (UNIMPLEMENTED, UNAVAILABLE),
- * under the method it was made for (LKV_METHOD_COUNT: none or unknown);
- * lkv_service_count counts it under no method. */
-void lkv_service_count(lkv_service *s, lkv_grpc_code code);
+ * under the method it was made for (LKV_METHOD_COUNT: none or unknown). */
 void lkv_service_count_method(lkv_service *s, lkv_method m, lkv_grpc_code code);
 
 /* Replies answered, by method (row LKV_METHOD_COUNT: a call to no served
@@ -128,8 +126,8 @@ typedef enum lkv_stats_format {
 } lkv_stats_format;
 
 /* Renders st into buf (always NUL-terminated when cap > 0); returns the
- * length the whole text needs, like snprintf. The Prometheus text of the
- * same rows is lkv_metrics_render's (metrics.c). */
+ * length the whole text needs, like snprintf. metrics.c, next to the
+ * Prometheus text of the same rows (lkv_metrics_render). */
 size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap);
 
 /* Loop thread: every namespace a request names is passed to allowed(call,

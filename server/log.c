@@ -87,15 +87,12 @@ const char *lkv_log_quote(char *dst, size_t cap, const void *src, size_t len)
     const size_t limit = cap - (sizeof ellipsis - 1) - 2;
     size_t i = 0;
     for (; i < len; i++) {
-        char e[5];
+        char e[5] = {(char)s[i]}; /* the byte itself unless it has an escape */
         const int el = escape_byte(s[i], e);
         const size_t need = el ? (size_t)el : 1;
         if (n + need > limit)
             break;
-        if (el)
-            memcpy(dst + n, e, (size_t)el);
-        else
-            dst[n] = (char)s[i];
+        memcpy(dst + n, e, need);
         n += need;
     }
     if (i < len) {
@@ -119,18 +116,12 @@ static size_t copy_no_controls(char *dst, size_t cap, const char *src, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         const unsigned char c = (unsigned char)src[i];
-        if (c < 0x20 || c == 0x7f) {
-            char e[5];
-            const int el = escape_byte(c, e);
-            if (o + (size_t)el > cap)
-                break;
-            memcpy(dst + o, e, (size_t)el);
-            o += (size_t)el;
-        } else {
-            if (o + 1 > cap)
-                break;
-            dst[o++] = (char)c;
-        }
+        char e[5] = {(char)c}; /* the byte itself unless it is a control byte */
+        const size_t el = c < 0x20 || c == 0x7f ? (size_t)escape_byte(c, e) : 1;
+        if (o + el > cap)
+            break;
+        memcpy(dst + o, e, el);
+        o += el;
     }
     return o;
 }
@@ -164,16 +155,12 @@ static void jputs(jbuf *j, const char *s)
 static void jchar(jbuf *j, unsigned char c)
 {
     char e[8];
-    if (c == '"' || c == '\\') {
-        e[0] = '\\';
-        e[1] = (char)c;
-        jput(j, e, 2);
-    } else if (c < 0x20 || c >= 0x7f) {
-        snprintf(e, sizeof e, "\\u%04x", c);
-        jput(j, e, 6);
-    } else {
+    if (c < 0x20 || c >= 0x7f)
+        jput(j, e, (size_t)snprintf(e, sizeof e, "\\u%04x", c));
+    else if (c == '"' || c == '\\')
+        jput(j, (const char[]){'\\', (char)c}, 2);
+    else
         jput(j, (const char *)&c, 1);
-    }
 }
 
 /* A JSON string of raw text: escapes what JSON requires. */
@@ -246,20 +233,12 @@ static void fields_to_json(jbuf *j, const char *f, size_t len)
         const size_t klen = i - k0;
         const size_t mark = j->n; /* taken back if the field does not fit */
         jput(j, ",", 1);
-        if (i >= len || f[i] != '=') { /* a bare word: keep it, under "_" */
-            jstring_raw(j, "_", 1);
-            jput(j, ":", 1);
-            jstring_raw(j, f + k0, klen);
-            if (j->full) {
-                j->n = mark;
-                return;
-            }
-            continue;
-        }
-        jstring_raw(j, f + k0, klen);
+        const int bare = i >= len || f[i] != '='; /* a bare word: kept under "_" */
+        jstring_raw(j, bare ? "_" : f + k0, bare ? 1 : klen);
         jput(j, ":", 1);
-        i++; /* '=' */
-        if (i < len && f[i] == '"') {
+        if (bare) {
+            jstring_raw(j, f + k0, klen);
+        } else if (++i < len && f[i] == '"') { /* past the '=' */
             const size_t v0 = ++i;
             while (i < len && f[i] != '"')
                 i += (f[i] == '\\' && i + 1 < len) ? 2 : 1;

@@ -6,10 +6,7 @@
 
 int lkv_lru_init(lkv_lru *t)
 {
-    t->nbuckets = 1024;
-    t->count = 0;
-    t->newest = t->oldest = NULL;
-    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
+    *t = (lkv_lru){.nbuckets = 1024, .buckets = calloc(1024, sizeof *t->buckets)};
     return t->buckets ? 0 : -1;
 }
 
@@ -95,13 +92,16 @@ void lkv_lru_touch(lkv_lru *t, lkv_lru_node *n)
 uint64_t lkv_lru_hash(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len)
 {
     uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < 4; i++)
+        h = (h ^ (uint8_t)(ns_len >> (8 * i))) * 0x100000001b3ull;
     for (size_t i = 0; i < ns_len; i++)
         h = (h ^ (uint8_t)ns[i]) * 0x100000001b3ull;
-    h = (h ^ 0xffu) * 0x100000001b3ull;
     for (size_t i = 0; i < key_len; i++)
         h = (h ^ key[i]) * 0x100000001b3ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
     return h;
 }

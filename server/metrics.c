@@ -8,9 +8,10 @@
  * "stopped" log line use the same rows) and LKV_TIER_STATS_LIST for every
  * tier of the snapshot, plus the families that only a scrape needs (replies
  * by method and code, histograms, gauges of what is in flight, info
- * metrics). A new stats row appears in all three renderings without a
- * change here; `exposition[]` only renames the rows whose field name does
- * not make a good Prometheus name.
+ * metrics). The "stopped" log line's text is rendered here too
+ * (lkv_stats_render). A new stats row appears in all three renderings
+ * without a change here; `exposition[]` only renames the rows whose field
+ * name does not make a good Prometheus name.
  *
  * The listener is a deliberately small HTTP/1.1 responder on the libuv
  * loop: it reads one request head (at most LKV_HTTP_HEAD_MAX bytes), answers
@@ -37,15 +38,6 @@
 #include "lkv_status.h"
 
 /* ---- histograms -------------------------------------------------------- */
-
-const double lkv_batch_vectors_bounds[] = {1,    4,     16,    64,     256,    1024,
-                                           4096, 16384, 65536, 262144, 1048576};
-const size_t lkv_batch_vectors_n_bounds =
-    sizeof lkv_batch_vectors_bounds / sizeof lkv_batch_vectors_bounds[0];
-const double lkv_codec_seconds_bounds[] = {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3,
-                                           1e-2, 3e-2, 0.1,  0.3,  1,    3};
-const size_t lkv_codec_seconds_n_bounds =
-    sizeof lkv_codec_seconds_bounds / sizeof lkv_codec_seconds_bounds[0];
 
 void lkv_histogram_init(lkv_histogram *h, const double *bounds, size_t n_bounds)
 {
@@ -162,6 +154,29 @@ static void gauge(text *o, const char *name, const char *help, uint64_t v)
 {
     family(o, name, "gauge", help);
     put(o, "latticekv_%s %llu\n", name, (unsigned long long)v);
+}
+
+size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap)
+{
+    text o = {buf, buf ? cap : 0, 0};
+    if (o.cap)
+        buf[0] = '\0';
+    if (fmt == LKV_STATS_LOG) {
+#define LKV_X_LOG(name, kind, help) \
+    put(&o, "%s" #name "=%llu", o.len ? " " : "", (unsigned long long)st->name);
+        LKV_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+        for (size_t i = 0; i < st->n_tiers; i++) {
+            const lkv_tier_row *t = &st->tier[i];
+            const char *tn = t->name;
+#define LKV_X_LOG(name, kind, help) put(&o, " %s_" #name "=%llu", tn, (unsigned long long)t->name);
+            LKV_TIER_STATS_LIST(LKV_X_LOG)
+#undef LKV_X_LOG
+            if (t->link[0])
+                put(&o, " %s_link=%s", tn, t->link);
+        }
+    }
+    return o.len;
 }
 
 static const char *const auth_labels[] = {
@@ -424,8 +439,7 @@ static void answer(conn *c, int code)
     char *body = NULL;
     size_t body_len = 0;
     if (code == 200) {
-        lkv_metrics_snapshot snap;
-        memset(&snap, 0, sizeof snap);
+        lkv_metrics_snapshot snap = {0};
         h->collect(&snap, h->ud);
         body_len = lkv_metrics_render(&snap, NULL, 0);
         body = malloc(body_len + 1);
@@ -435,11 +449,8 @@ static void answer(conn *c, int code)
             code = 500;
     }
     static const char refusal[] = "only GET /metrics is served here\n";
-    if (code != 200) {
-        free(body);
-        body = NULL;
+    if (code != 200) /* body is NULL: not asked for, or no memory for it */
         body_len = sizeof refusal - 1;
-    }
     char head[256];
     const int hl = snprintf(head, sizeof head,
                             "HTTP/1.1 %d %s\r\n"
@@ -521,25 +532,15 @@ static void on_connection(uv_stream_t *server, int status)
 static int resolve(const char *addr, struct sockaddr_storage *ss, char *why, size_t why_cap)
 {
     char host[LKV_ADDR_MAX];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr || strlen(addr) >= sizeof host) {
+    const char *port = lkv_addr_host(addr, host, sizeof host);
+    if (!port || port == addr + 1 || strlen(addr) >= sizeof host) {
         snprintf(why, why_cap, "not host:port");
         return -1;
     }
-    size_t hl = (size_t)(colon - addr);
-    const char *hs = addr;
-    if (addr[0] == '[' && colon[-1] == ']') {
-        hs++;
-        hl -= 2;
-    }
-    memcpy(host, hs, hl);
-    host[hl] = '\0';
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    const int rc = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
+    const struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    const int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (rc != 0 || !res) {
         snprintf(why, why_cap, "%s", gai_strerror(rc));
         return -1;
@@ -578,13 +579,10 @@ lkv_status lkv_metrics_http_start(void *uv_loop, const char *addr, lkv_metrics_c
         close(fd);
         return lkv_diag_fail(diag, LKV_ERR_UNAVAILABLE, "metrics-listen=%s: out of memory", addr);
     }
-    h->loop = uv_loop;
-    h->collect = collect;
-    h->ud = ud;
-    h->budget = budget;
+    *h = (lkv_metrics_http){
+        .loop = uv_loop, .collect = collect, .ud = ud, .budget = budget, .server_open = 1};
     uv_tcp_init(h->loop, &h->server);
     h->server.data = h;
-    h->server_open = 1;
     int rc = uv_tcp_open(&h->server, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&h->server, 64, on_connection);

@@ -66,10 +66,8 @@ lkv_inbox *lkv_inbox_create(void *uv_loop, lkv_inbox_fn handle, void (*idle)(voi
     lkv_inbox *in = calloc(1, sizeof *in);
     if (!in)
         return NULL;
+    *in = (lkv_inbox){.handle = handle, .idle = idle, .ud = ud};
     pthread_mutex_init(&in->mu, NULL);
-    in->handle = handle;
-    in->idle = idle;
-    in->ud = ud;
     if (uv_async_init((uv_loop_t *)uv_loop, &in->async, on_async) != 0) {
         pthread_mutex_destroy(&in->mu);
         free(in);

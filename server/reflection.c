@@ -48,11 +48,6 @@ static int pb_find(const uint8_t *p, size_t n, uint32_t num, const uint8_t **out
     return 0;
 }
 
-static int bytes_eq(const uint8_t *a, size_t an, const char *b, size_t bn)
-{
-    return an == bn && memcmp(a, b, an) == 0;
-}
-
 /* ---- the embedded files ---------------------------------------------- */
 
 #define MAX_FILES 16
@@ -106,7 +101,8 @@ static int file_has_symbol(const file *f, const char *sym, size_t slen)
             continue;
         const uint8_t *name;
         size_t nlen;
-        if (pb_find(fl.data, fl.len, 1, &name, &nlen) && bytes_eq(name, nlen, sym, head))
+        if (pb_find(fl.data, fl.len, 1, &name, &nlen) && nlen == head &&
+            memcmp(name, sym, head) == 0)
             return 1;
     }
     return 0;

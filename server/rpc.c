@@ -309,9 +309,7 @@ static void request_call(lkv_rpc *r, int method)
         lkv_log(LKV_LOG_ERROR, "oom", "what=call");
         return;
     }
-    c->rpc = r;
-    c->method = method;
-    c->state = CALL_REQUESTED;
+    *c = (call){.rpc = r, .method = method, .state = CALL_REQUESTED};
     tag_init(&c->t_new, TAG_NEW, c);
     tag_init(&c->t_recv, TAG_RECV, c);
     tag_init(&c->t_send, TAG_SEND, c);
@@ -461,35 +459,28 @@ static grpc_byte_buffer *take_reply(lkv_reply *rep)
 static void send_final(call *c, lkv_grpc_code code, const char *msg, lkv_reply *rep)
 {
     grpc_op ops[4];
-    memset(ops, 0, sizeof ops);
     size_t n = 0;
     const int stream = c->method != GENERIC && lkv_method_streaming((lkv_method)c->method);
     if (!c->md_sent) {
         c->md_sent = 1;
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n].data.send_initial_metadata.count = 0;
-        n++;
+        ops[n++] = (grpc_op){.op = GRPC_OP_SEND_INITIAL_METADATA};
     }
     if (rep && rep->code == LKV_GRPC_OK) {
         c->send_buf = take_reply(rep);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n].data.send_message.send_message = c->send_buf;
-        n++;
+        ops[n++] =
+            (grpc_op){.op = GRPC_OP_SEND_MESSAGE, .data.send_message.send_message = c->send_buf};
     }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.trailing_metadata_count = 0;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
     if (msg && *msg) {
         c->status_msg = grpc_slice_from_copied_string(msg);
         c->has_status_msg = 1;
-        ops[n].data.send_status_from_server.status_details = &c->status_msg;
     }
-    n++;
-    if (!stream) {
-        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
-        n++;
-    }
+    ops[n++] = (grpc_op){.op = GRPC_OP_SEND_STATUS_FROM_SERVER,
+                         .data.send_status_from_server.status = (grpc_status_code)code,
+                         .data.send_status_from_server.status_details =
+                             msg && *msg ? &c->status_msg : NULL};
+    if (!stream)
+        ops[n++] = (grpc_op){.op = GRPC_OP_RECV_CLOSE_ON_SERVER,
+                             .data.recv_close_on_server.cancelled = &c->cancelled};
     if (c->state == CALL_ACTIVE)
         c->rpc->active--;
     c->state = CALL_FINISHING;
@@ -498,10 +489,7 @@ static void send_final(call *c, lkv_grpc_code code, const char *msg, lkv_reply *
 
 static void recv_next(call *c)
 {
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->recv_buf;
+    const grpc_op op = {.op = GRPC_OP_RECV_MESSAGE, .data.recv_message.recv_message = &c->recv_buf};
     c->recv_pending = start_batch(c, &op, 1, &c->t_recv);
 }
 
@@ -516,24 +504,22 @@ static void serve_message(call *c, uint64_t seq)
     c->in_buf = NULL;
     c->in_state = IN_NONE;
     c->in_service++;
-    if (state == IN_OVER_BUDGET) {
-        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
-        lkv_budget *b = c->rpc->budget;
+    if (state == IN_OK) {
+        lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, buf, len);
+        return;
+    }
+    const lkv_budget *b = c->rpc->budget;
+    const int exhausted = state == IN_NOMEM || state == IN_OVER_BUDGET;
+    lkv_reply rep = {.code = exhausted ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
+    if (state == IN_OVER_BUDGET)
         snprintf(rep.msg, sizeof rep.msg,
                  "request of %zu bytes refused: %llu bytes already in flight, "
                  "max-inflight-bytes=%llu",
                  len, (unsigned long long)atomic_load(&b->used), (unsigned long long)b->limit);
-        lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
-        lkv_rpc_reply(c, seq, &rep);
-    } else if (state != IN_OK) {
-        lkv_reply rep = {.code =
-                             state == IN_NOMEM ? LKV_GRPC_RESOURCE_EXHAUSTED : LKV_GRPC_INTERNAL};
+    else
         snprintf(rep.msg, sizeof rep.msg, "request message of %zu bytes could not be read", len);
-        lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
-        lkv_rpc_reply(c, seq, &rep);
-    } else {
-        lkv_service_handle(c->rpc->svc, (lkv_method)c->method, c, seq, buf, len);
-    }
+    lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, rep.code);
+    lkv_rpc_reply(c, seq, &rep);
 }
 
 static void stream_fail(call *c, lkv_grpc_code code, const char *msg)
@@ -653,7 +639,7 @@ static void on_new(call *c, int ok)
         char *path = grpc_slice_to_c_string(c->details.method);
         snprintf(msg, sizeof msg, "method %.200s is not implemented by latticekvd", path);
         gpr_free(path);
-        lkv_service_count(r->svc, LKV_GRPC_UNIMPLEMENTED);
+        lkv_service_count_method(r->svc, LKV_METHOD_COUNT, LKV_GRPC_UNIMPLEMENTED);
         send_final(c, LKV_GRPC_UNIMPLEMENTED, msg, NULL);
         call_maybe_free(c);
         return;
@@ -675,17 +661,13 @@ static void on_new(call *c, int ok)
         call_maybe_free(c);
         return;
     }
-    grpc_op ops[2];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    const grpc_op ops[2] = {
+        {.op = GRPC_OP_SEND_INITIAL_METADATA},
+        {.op = GRPC_OP_RECV_MESSAGE, .data.recv_message.recv_message = &c->recv_buf}};
     c->md_sent = 1;
-    ops[1].op = GRPC_OP_RECV_MESSAGE;
-    ops[1].data.recv_message.recv_message = &c->recv_buf;
     c->recv_pending = start_batch(c, ops, 2, &c->t_recv);
-    grpc_op close_op;
-    memset(&close_op, 0, sizeof close_op);
-    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+    const grpc_op close_op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER,
+                              .data.recv_close_on_server.cancelled = &c->cancelled};
     start_batch(c, &close_op, 1, &c->t_close);
     stream_progress(c);
     call_maybe_free(c);
@@ -704,9 +686,7 @@ static void on_recv(call *c, int ok)
         /* This message's answer is the stream's end, after the earlier replies. */
         lkv_service_count_method(c->rpc->svc, (lkv_method)c->method, LKV_GRPC_UNAVAILABLE);
         slot *s = &c->ring[c->next_seq++ % c->rpc->window];
-        memset(&s->rep, 0, sizeof s->rep);
-        s->rep.code = LKV_GRPC_UNAVAILABLE;
-        snprintf(s->rep.msg, sizeof s->rep.msg, "latticekvd is shutting down");
+        s->rep = (lkv_reply){.code = LKV_GRPC_UNAVAILABLE, .msg = "latticekvd is shutting down"};
         s->ready = 1;
         c->input_done = 1;
         drop_in(c);
@@ -739,11 +719,9 @@ static void stream_progress(call *c)
             c->next_send++;
             stream_fail(c, s->rep.code, s->rep.msg);
         } else if (c->next_send < c->next_seq && s->ready) {
-            grpc_op op;
-            memset(&op, 0, sizeof op);
-            op.op = GRPC_OP_SEND_MESSAGE;
             c->send_buf = take_reply(&s->rep);
-            op.data.send_message.send_message = c->send_buf;
+            const grpc_op op = {.op = GRPC_OP_SEND_MESSAGE,
+                                .data.send_message.send_message = c->send_buf};
             s->ready = 0;
             c->next_send++;
             c->send_pending = start_batch(c, &op, 1, &c->t_send);
@@ -812,10 +790,7 @@ void lkv_rpc_reply(void *callp, uint64_t seq, lkv_reply *rep)
         s->rep = *rep;
         s->ready = 1;
     }
-    rep->buf = NULL;
-    rep->drop = NULL;
-    rep->commit = NULL;
-    rep->effect = NULL;
+    *rep = (lkv_reply){0}; /* its buffer and effect are the call's now */
     if (!c->queued) {
         c->queued = 1;
         c->ready_next = NULL;
@@ -922,9 +897,7 @@ static lkv_status unix_prepare(const char *addr, uint32_t i, lkv_diag *diag)
     }
     if (!S_ISSOCK(stt.st_mode))
         return listen_fail(diag, i, addr, "the path exists and is not a socket; not replacing it");
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     /* Non-blocking: a listener whose backlog is full makes a blocking
      * connect() wait for it to accept, which a busy or stuck one may never
@@ -977,9 +950,7 @@ static int unix_lock(const char *addr, uint32_t i, lkv_diag *diag, int *fd_out)
     uint64_t h = 0xcbf29ce484222325u; /* FNV-1a 64 */
     for (const unsigned char *p = (const unsigned char *)abs; *p; p++)
         h = (h ^ *p) * 0x100000001b3u;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     const int nl = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "latticekvd-sock-%016llx",
                             (unsigned long long)h);
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1003,9 +974,7 @@ static void bind_reason(const char *addr, char *why, size_t cap)
 {
     snprintf(why, cap, "cannot be bound");
     if (strncmp(addr, "unix:", 5) == 0) {
-        struct sockaddr_un sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sun_family = AF_UNIX;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 5);
         const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -1021,24 +990,12 @@ static void bind_reason(const char *addr, char *why, size_t cap)
         return;
     /* host:port or [v6]:port (config.c checked the shape). */
     char host[LKV_ADDR_MAX];
-    const char *colon = strrchr(addr, ':');
-    if (!colon)
+    const char *port = lkv_addr_host(addr, host, sizeof host);
+    if (!port)
         return;
-    size_t hl = (size_t)(colon - addr);
-    const char *h = addr;
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl >= sizeof host)
-        return;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    const int g = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &res);
+    const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    const int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (g != 0) {
         snprintf(why, cap, "cannot resolve the host: %s", gai_strerror(g));
         return;

@@ -156,11 +156,6 @@ void lkv_service_count_method(lkv_service *s, lkv_method m, lkv_grpc_code code)
     count_reply(s, m, code);
 }
 
-void lkv_service_count(lkv_service *s, lkv_grpc_code code)
-{
-    lkv_service_count_method(s, LKV_METHOD_COUNT, code);
-}
-
 const lkv_reply_counts *lkv_service_replies(const lkv_service *s)
 {
     return &s->replies;
@@ -607,8 +602,7 @@ static void pending_put_drop(void *effect)
 static void pending_put_commit(void *effect, lkv_reply *rep)
 {
     pending_put *pp = effect;
-    lkv_diag d;
-    memset(&d, 0, sizeof d);
+    lkv_diag d = {0};
     const lkv_status st =
         lkv_stack_put_host(pp->svc->stack, pp->name, pp->ns_len,
                            (const uint8_t *)pp->name + pp->ns_len, pp->key_len, pp->blob, &d);
@@ -669,8 +663,7 @@ static void put_below_done(lkv_tier_req *tr)
         r->drop = pending_put_drop;
         r->effect = pp;
     } else {
-        lkv_diag d;
-        memset(&d, 0, sizeof d);
+        lkv_diag d = {0};
         const lkv_status st =
             lkv_stack_put_host(r->svc->stack, k->ns, k->ns_len, k->key, k->key_len, r->blob, &d);
         if (st != LKV_OK) {
@@ -1003,43 +996,6 @@ void lkv_service_get_stats(const lkv_service *s, lkv_stats *out)
     }
 }
 
-/* Appends to buf like snprintf, tracking the length the whole text needs. */
-static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void render(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(buf + (*len < cap ? *len : cap), *len < cap ? cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *len += (size_t)n;
-}
-
-size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, size_t cap)
-{
-    size_t len = 0;
-    if (cap)
-        buf[0] = '\0';
-    if (fmt == LKV_STATS_LOG) {
-#define LKV_X_LOG(name, kind, help) \
-    render(buf, cap, &len, "%s" #name "=%llu", len ? " " : "", (unsigned long long)st->name);
-        LKV_STATS_LIST(LKV_X_LOG)
-#undef LKV_X_LOG
-        for (size_t i = 0; i < st->n_tiers; i++) {
-            const lkv_tier_row *t = &st->tier[i];
-            const char *tn = t->name;
-#define LKV_X_LOG(name, kind, help) \
-    render(buf, cap, &len, " %s_" #name "=%llu", tn, (unsigned long long)t->name);
-            LKV_TIER_STATS_LIST(LKV_X_LOG)
-#undef LKV_X_LOG
-            if (t->link[0])
-                render(buf, cap, &len, " %s_link=%s", tn, t->link);
-        }
-    }
-    return len;
-}
-
 static int handle_stats(req *r, const uint8_t *msg, size_t len)
 {
     if (lkv_wire_parse_empty(msg, len) != 0)
@@ -1130,8 +1086,7 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
     if (!r) {
         lkv_budget_give(s->budget, len);
         free(msg);
-        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
-        snprintf(rep.msg, sizeof rep.msg, "out of memory for a request");
+        lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED, .msg = "out of memory for a request"};
         s->c.errors++;
         count_reply(s, m, rep.code);
         s->reply(call, seq, &rep);

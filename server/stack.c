@@ -58,9 +58,7 @@ static op *op_new(lkv_stack *s, lkv_tier_req *req)
 
 static void fail_now(lkv_tier_req *req, lkv_status st, const char *what)
 {
-    lkv_diag_fail(&req->diag, st, "tier stack: out of memory for a %s", what);
-    req->status = st;
-    req->done(req);
+    lkv_tier_done(req, lkv_diag_fail(&req->diag, st, "tier stack: out of memory for a %s", what));
 }
 
 static void sub_init(op *o, lkv_tier_req *sub, const lkv_tier_req *like,

@@ -23,16 +23,19 @@
 #include "lkv_lru.h"
 #include "tier/lkv_tier.h"
 
+static lkv_blob *blob_init(lkv_blob *b, void *base, uint8_t *data, size_t len)
+{
+    atomic_init(&b->refs, 1);
+    b->len = len;
+    b->data = data;
+    b->base = base;
+    return b;
+}
+
 lkv_blob *lkv_blob_create(size_t len)
 {
     lkv_blob *b = malloc(sizeof *b + (len ? len : 1));
-    if (!b)
-        return NULL;
-    atomic_init(&b->refs, 1);
-    b->len = len;
-    b->data = (uint8_t *)(b + 1);
-    b->base = NULL;
-    return b;
+    return b ? blob_init(b, NULL, (uint8_t *)(b + 1), len) : NULL;
 }
 
 lkv_blob *lkv_blob_shrink(lkv_blob *b, size_t len)
@@ -48,13 +51,7 @@ lkv_blob *lkv_blob_shrink(lkv_blob *b, size_t len)
 lkv_blob *lkv_blob_adopt(void *base, uint8_t *data, size_t len)
 {
     lkv_blob *b = malloc(sizeof *b);
-    if (!b)
-        return NULL;
-    atomic_init(&b->refs, 1);
-    b->len = len;
-    b->data = data;
-    b->base = base;
-    return b;
+    return b ? blob_init(b, base, data, len) : NULL;
 }
 
 lkv_blob *lkv_blob_ref(lkv_blob *b)
@@ -171,12 +168,6 @@ lkv_status lkv_tier_host_admit(const lkv_tier *t, const char *ns, size_t ns_len,
     return LKV_OK;
 }
 
-static void done(lkv_tier_req *req, lkv_status st)
-{
-    req->status = st;
-    req->done(req);
-}
-
 static void host_put(lkv_tier *t, lkv_tier_req *req)
 {
     host *h = (host *)t;
@@ -187,7 +178,7 @@ static void host_put(lkv_tier *t, lkv_tier_req *req)
     if (st == LKV_OK && !e)
         st = lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "out of memory for a host tier entry");
     if (st != LKV_OK) {
-        done(req, st);
+        lkv_tier_done(req, st);
         return;
     }
     /* Nothing can fail from here on, so replacing the old value is safe. */
@@ -212,7 +203,7 @@ static void host_put(lkv_tier *t, lkv_tier_req *req)
     h->st.puts++;
     if (e->quota >= 0)
         h->quota_used[e->quota] += e->charge;
-    done(req, LKV_OK);
+    lkv_tier_done(req, LKV_OK);
 }
 
 static void host_get(lkv_tier *t, lkv_tier_req *req)
@@ -227,7 +218,7 @@ static void host_get(lkv_tier *t, lkv_tier_req *req)
     } else {
         h->st.misses++;
     }
-    done(req, LKV_OK);
+    lkv_tier_done(req, LKV_OK);
 }
 
 static void host_del(lkv_tier *t, lkv_tier_req *req)
@@ -237,7 +228,7 @@ static void host_del(lkv_tier *t, lkv_tier_req *req)
     req->found = e != NULL;
     if (e)
         drop(h, e);
-    done(req, LKV_OK);
+    lkv_tier_done(req, LKV_OK);
 }
 
 static int host_contains(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,

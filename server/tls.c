@@ -123,8 +123,7 @@ static X509 *parse_certs(const char *pem, int *count)
 
 static int64_t asn1_epoch(const ASN1_TIME *t)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
+    struct tm tm = {0};
     if (!ASN1_TIME_to_tm(t, &tm))
         return 0;
     return (int64_t)timegm(&tm);

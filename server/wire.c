@@ -364,8 +364,7 @@ static const msg_spec put_msg = {put_fields, N_FIELDS(put_fields), sizeof(lkv_wi
 
 int lkv_wire_parse_put(const uint8_t *p, size_t n, lkv_wire_put *out)
 {
-    memset(out, 0, sizeof *out);
-    out->key.ns = "";
+    *out = (lkv_wire_put){.key.ns = ""};
     return read_msg(p, n, &put_msg, out);
 }
 
@@ -402,8 +401,7 @@ static const msg_spec decompress_msg = {decompress_fields, N_FIELDS(decompress_f
 
 int lkv_wire_parse_decompress(const uint8_t *p, size_t n, lkv_wire_decompress *out)
 {
-    memset(out, 0, sizeof *out);
-    out->coded = p; /* an absent coded field is empty, not NULL */
+    *out = (lkv_wire_decompress){.coded = p}; /* an absent coded field is empty, not NULL */
     return read_msg(p, n, &decompress_msg, out);
 }
 
@@ -417,8 +415,7 @@ static const msg_spec get_msg = {get_fields, N_FIELDS(get_fields), sizeof(lkv_wi
 
 int lkv_wire_parse_get(const uint8_t *p, size_t n, lkv_wire_get *out)
 {
-    memset(out, 0, sizeof *out);
-    out->key.ns = "";
+    *out = (lkv_wire_get){.key.ns = ""};
     return read_msg(p, n, &get_msg, out);
 }
 
@@ -448,10 +445,7 @@ static const msg_spec lookup_msg = {lookup_fields, N_FIELDS(lookup_fields), size
 
 int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out)
 {
-    memset(out, 0, sizeof *out);
-    out->ns = "";
-    out->msg = p;
-    out->msg_len = n;
+    *out = (lkv_wire_lookup){.ns = "", .msg = p, .msg_len = n};
     return read_msg(p, n, &lookup_msg, out);
 }
 

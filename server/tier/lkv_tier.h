@@ -217,6 +217,13 @@ static inline void lkv_tier_del(lkv_tier *t, lkv_tier_req *req)
     t->del(t, req);
 }
 
+/* For tiers: completes req with st (its diag already written when st fails). */
+static inline void lkv_tier_done(lkv_tier_req *req, lkv_status st)
+{
+    req->status = st;
+    req->done(req);
+}
+
 /*
  * The watermarks of a tier in bytes: high = capacity * high_pct / 100, low =
  * capacity * low_pct / 100. Percentages must satisfy 1 <= low_pct <=

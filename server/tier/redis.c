@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "lkv_lru.h"
 #include "lkv_tier.h"
 
 #define NSLOTS            16384u
@@ -67,24 +68,6 @@ unsigned lkv_redis_key_slot(const uint8_t *key, size_t len)
     return crc16(key, len) & (NSLOTS - 1);
 }
 
-/* 64-bit FNV-1a of (ns_len, ns, key) with a final avalanche mix. */
-static uint64_t key_hash(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int i = 0; i < 4; i++)
-        h = (h ^ (uint8_t)(ns_len >> (8 * i))) * 0x100000001b3ull;
-    for (size_t i = 0; i < ns_len; i++)
-        h = (h ^ (uint8_t)ns[i]) * 0x100000001b3ull;
-    for (size_t i = 0; i < key_len; i++)
-        h = (h ^ key[i]) * 0x100000001b3ull;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
-}
-
 /* The slot of a key whose hash tag is the 16 hex digits of h. */
 static unsigned tag_slot(uint64_t h)
 {
@@ -98,8 +81,9 @@ size_t lkv_redis_key(const char *ns, size_t ns_len, const uint8_t *key, size_t k
                      uint8_t *out, size_t cap)
 {
     char head[64];
-    const int n = snprintf(head, sizeof head,
-                           "lkv:{%016" PRIx64 "}:%zu:", key_hash(ns, ns_len, key, key_len), ns_len);
+    const int n =
+        snprintf(head, sizeof head,
+                 "lkv:{%016" PRIx64 "}:%zu:", lkv_lru_hash(ns, ns_len, key, key_len), ns_len);
     const size_t total = (size_t)n + ns_len + 1 + key_len;
     if (out && cap >= total) {
         memcpy(out, head, (size_t)n);
@@ -176,13 +160,19 @@ struct rtier {
     void *closed_ud;
     lkv_tier_stats st;
     lkv_redis_stats rs;
-    /* write-back queue (cfg.queue_bytes > 0) */
-    struct wb **wb_buckets;
-    size_t wb_nbuckets;
-    struct wb *wb_head, *wb_tail; /* oldest first */
+    /* write-back queue (cfg.queue_bytes > 0): its recency list is the
+     * queue's order, oldest (the next to drain) first */
+    lkv_lru wb;
     unsigned wb_sending;
     int wb_draining, wb_redo;
 };
+
+/* The replies of a server that wants (another) password. */
+static int auth_refused(const char *msg)
+{
+    return !strncmp(msg, "NOAUTH", 6) || !strncmp(msg, "WRONGPASS", 9) ||
+           !strncmp(msg, "NOPERM", 6);
+}
 
 static const char *k_link_names[] = {"connecting", "up", "degraded", "down"};
 
@@ -193,12 +183,11 @@ const char *lkv_redis_link_name(lkv_redis_link l)
 
 void lkv_redis_config_defaults(lkv_redis_config *cfg)
 {
-    memset(cfg, 0, sizeof *cfg);
-    cfg->connect_timeout_ms = 1000;
-    cfg->op_timeout_ms = 2000;
-    cfg->backoff_min_ms = 100;
-    cfg->backoff_max_ms = 5000;
-    cfg->max_redirects = 5;
+    *cfg = (lkv_redis_config){.connect_timeout_ms = 1000,
+                              .op_timeout_ms = 2000,
+                              .backoff_min_ms = 100,
+                              .backoff_max_ms = 5000,
+                              .max_redirects = 5};
 }
 
 static void last_error(rtier *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -234,7 +223,7 @@ static void free_tier(rtier *t)
     for (size_t i = 0; i < t->nnodes; i++)
         free(t->nodes[i]);
     free(t->nodes);
-    free(t->wb_buckets);
+    lkv_lru_fini(&t->wb);
     if (t->password) {
         memset(t->password, 0, t->password_len);
         free(t->password);
@@ -265,33 +254,8 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_free(t);
 }
 
-/* Completes a request; st != OK with q->req->diag already written. */
-static void finish(rtier *t, rq *q, lkv_status st)
-{
-    lkv_tier_req *req = q->req;
-    req->status = st;
-    if (st != LKV_OK) {
-        t->st.errors++;
-        if (st == LKV_ERR_UNAVAILABLE)
-            t->rs.unavailable++;
-        if (req->blob && req->op == LKV_TIER_OP_GET) {
-            lkv_blob_unref(req->blob);
-            req->blob = NULL;
-        }
-    }
-    if (q->blob)
-        lkv_blob_unref(q->blob);
-    free(q->rkey);
-    free(q);
-    req->t_priv = NULL;
-    t->st.inflight--;
-    t->depth++;
-    req->done(req);
-    t->depth--;
-    maybe_free(t);
-}
-
-/* Completes a request that never got an rq (refused at submission). */
+/* Completes a request that never got an rq (refused at submission, or
+ * answered from the write-back queue); st != OK with req->diag written. */
 static void finish_early(rtier *t, lkv_tier_req *req, lkv_status st)
 {
     req->status = st;
@@ -303,6 +267,22 @@ static void finish_early(rtier *t, lkv_tier_req *req, lkv_status st)
     req->done(req);
     t->depth--;
     maybe_free(t);
+}
+
+/* Completes a request in flight; st != OK with q->req->diag written. */
+static void finish(rtier *t, rq *q, lkv_status st)
+{
+    lkv_tier_req *req = q->req;
+    if (st != LKV_OK && req->blob && req->op == LKV_TIER_OP_GET) {
+        lkv_blob_unref(req->blob);
+        req->blob = NULL;
+    }
+    lkv_blob_unref(q->blob);
+    free(q->rkey);
+    free(q);
+    req->t_priv = NULL;
+    t->st.inflight--;
+    finish_early(t, req, st);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -397,19 +377,13 @@ static int ev_attach(rtier *t, redisAsyncContext *ac)
 /* Nodes                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static node *find_node(rtier *t, const char *host, int port)
+/* The node host:port, added (with its retry timer) when it is new. */
+static node *add_node(rtier *t, const char *host, int port)
 {
     for (size_t i = 0; i < t->nnodes; i++)
         if (t->nodes[i]->port == port && strcmp(t->nodes[i]->host, host) == 0)
             return t->nodes[i];
-    return NULL;
-}
-
-static node *add_node(rtier *t, const char *host, int port)
-{
-    node *n = find_node(t, host, port);
-    if (n)
-        return n;
+    node *n = NULL;
     if (strlen(host) >= sizeof n->host)
         return NULL;
     if (t->nnodes == t->cap_nodes) {
@@ -437,14 +411,15 @@ static node *add_node(rtier *t, const char *host, int port)
     return n;
 }
 
-static void fifo_push(node *n, rq *q)
+/* Appends q to a list of requests (a node's FIFO, or the tier's waiting list). */
+static void rq_append(rq **head, rq **tail, rq *q)
 {
     q->next = NULL;
-    if (n->fifo_tail)
-        n->fifo_tail->next = q;
+    if (*tail)
+        (*tail)->next = q;
     else
-        n->fifo_head = q;
-    n->fifo_tail = q;
+        *head = q;
+    *tail = q;
 }
 
 static void fifo_remove(node *n, rq *q)
@@ -636,16 +611,15 @@ static void on_tick(uv_timer_t *h)
     char why[96];
     for (size_t i = 0; i < t->nnodes; i++) {
         node *n = t->nodes[i];
-        if (n->state == N_CONNECTING && now - n->since > t->cfg.connect_timeout_ms) {
-            t->rs.timeouts++;
+        if (n->state == N_CONNECTING && now - n->since > t->cfg.connect_timeout_ms)
             snprintf(why, sizeof why, "connect timed out after %u ms", t->cfg.connect_timeout_ms);
-            node_drop(n, why);
-        } else if (n->state == N_UP && n->fifo_head &&
-                   now - n->fifo_head->sent_at > t->cfg.op_timeout_ms) {
-            t->rs.timeouts++;
+        else if (n->state == N_UP && n->fifo_head &&
+                 now - n->fifo_head->sent_at > t->cfg.op_timeout_ms)
             snprintf(why, sizeof why, "no reply within %u ms", t->cfg.op_timeout_ms);
-            node_drop(n, why);
-        }
+        else
+            continue;
+        t->rs.timeouts++;
+        node_drop(n, why);
     }
 }
 
@@ -660,12 +634,10 @@ static void dispatch_waiting(rtier *t, lkv_status st, const char *why)
     while (q) {
         rq *next = q->next;
         q->next = NULL;
-        if (st == LKV_OK) {
+        if (st == LKV_OK)
             route(t, q);
-        } else {
-            lkv_diag_fail(&q->req->diag, st, "%s", why);
-            finish(t, q, st);
-        }
+        else
+            finish(t, q, lkv_diag_fail(&q->req->diag, st, "%s", why));
         q = next;
     }
 }
@@ -742,24 +714,20 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv)
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {
         last_error(t, "%s:%d: CLUSTER SLOTS: %s", from->host, from->port, rep->str);
         snprintf(from->err, sizeof from->err, "%s", rep->str);
-        if (!strncmp(rep->str, "NOAUTH", 6) || !strncmp(rep->str, "WRONGPASS", 9) ||
-            !strncmp(rep->str, "NOPERM", 6))
+        if (auth_refused(rep->str))
             t->refresh_denied = 1;
     }
+    t->depth++;
     if (ok) {
         t->refreshing = 0;
         t->rs.map_refreshes++;
         set_owned(t);
         t->rs.cluster = t->mode;
-        t->depth++;
         dispatch_waiting(t, LKV_OK, NULL);
         wb_drain(t);
-        t->depth--;
-        maybe_free(t);
-        return;
+    } else {
+        refresh_next(t);
     }
-    t->depth++;
-    refresh_next(t);
     t->depth--;
     maybe_free(t);
 }
@@ -815,6 +783,9 @@ static void refresh(rtier *t)
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 
+/* The Redis command of each lkv_tier_op. */
+static const char *const k_verbs[] = {"SET", "GET", "DEL"};
+
 static void unavailable(rtier *t, rq *q, const node *n)
 {
     lkv_diag_fail(&q->req->diag, LKV_ERR_UNAVAILABLE, "redis tier: node %s:%d is unreachable: %s",
@@ -828,39 +799,19 @@ static void send_to(rtier *t, rq *q, node *n)
         unavailable(t, q, n);
         return;
     }
-    const char *argv[3];
-    size_t len[3];
-    int argc = 2;
-    argv[1] = (const char *)q->rkey;
-    len[1] = q->rkey_len;
-    switch (q->req->op) {
-    case LKV_TIER_OP_PUT:
-        argv[0] = "SET";
-        len[0] = 3;
-        argv[2] = (const char *)q->blob->data;
-        len[2] = q->blob->len;
-        argc = 3;
-        break;
-    case LKV_TIER_OP_GET:
-        argv[0] = "GET";
-        len[0] = 3;
-        break;
-    default:
-        argv[0] = "DEL";
-        len[0] = 3;
-        break;
-    }
-    if (q->asking && redisAsyncCommand(n->ac, NULL, NULL, "ASKING") != REDIS_OK) {
-        unavailable(t, q, n);
-        return;
-    }
-    if (redisAsyncCommandArgv(n->ac, on_reply, q, argc, argv, len) != REDIS_OK) {
+    const int put = q->req->op == LKV_TIER_OP_PUT;
+    const char *argv[3] = {k_verbs[q->req->op], (const char *)q->rkey,
+                           put ? (const char *)q->blob->data : NULL};
+    const size_t len[3] = {3, q->rkey_len, put ? q->blob->len : 0};
+    const int argc = put ? 3 : 2;
+    if ((q->asking && redisAsyncCommand(n->ac, NULL, NULL, "ASKING") != REDIS_OK) ||
+        redisAsyncCommandArgv(n->ac, on_reply, q, argc, argv, len) != REDIS_OK) {
         unavailable(t, q, n);
         return;
     }
     q->n = n;
     q->sent_at = now_ms(t);
-    fifo_push(n, q);
+    rq_append(&n->fifo_head, &n->fifo_tail, q);
 }
 
 static void route(rtier *t, rq *q)
@@ -959,8 +910,7 @@ static void on_error_reply(rtier *t, rq *q, node *n, const char *msg)
     if (!strncmp(msg, "TRYAGAIN", 8) || !strncmp(msg, "CLUSTERDOWN", 11) ||
         !strncmp(msg, "LOADING", 7) || !strncmp(msg, "MASTERDOWN", 10))
         st = LKV_ERR_UNAVAILABLE;
-    else if (!strncmp(msg, "NOAUTH", 6) || !strncmp(msg, "WRONGPASS", 9) ||
-             !strncmp(msg, "NOPERM", 6))
+    else if (auth_refused(msg))
         st = RD_ERR_PERMISSION;
     else if (!strncmp(msg, "OOM", 3))
         st = LKV_ERR_LIMIT;
@@ -986,52 +936,36 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         finish(t, q, LKV_ERR_UNAVAILABLE);
     } else if (rep->type == REDIS_REPLY_ERROR) {
         on_error_reply(t, q, n, rep->str);
-    } else if (req->op == LKV_TIER_OP_PUT) {
-        if (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "OK") == 0) {
-            if (!q->internal)
-                t->st.puts++;
-            finish(t, q, LKV_OK);
+    } else if (req->op == LKV_TIER_OP_PUT && rep->type == REDIS_REPLY_STATUS &&
+               strcmp(rep->str, "OK") == 0) {
+        if (!q->internal)
+            t->st.puts++;
+        finish(t, q, LKV_OK);
+    } else if (req->op == LKV_TIER_OP_GET && rep->type == REDIS_REPLY_NIL) {
+        t->st.misses++;
+        req->found = 0;
+        finish(t, q, LKV_OK);
+    } else if (req->op == LKV_TIER_OP_GET && rep->type == REDIS_REPLY_STRING) {
+        lkv_blob *b = lkv_blob_create((size_t)rep->len);
+        if (!b) {
+            lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "redis tier: no memory for %zu bytes",
+                          (size_t)rep->len);
+            finish(t, q, LKV_ERR_NOMEM);
         } else {
-            lkv_diag_fail(&req->diag, LKV_ERR_INTERNAL,
-                          "redis tier: node %s:%d: SET answered type %d", n->host, n->port,
-                          rep->type);
-            finish(t, q, LKV_ERR_INTERNAL);
-        }
-    } else if (req->op == LKV_TIER_OP_GET) {
-        if (rep->type == REDIS_REPLY_NIL) {
-            t->st.misses++;
-            req->found = 0;
+            if (rep->len)
+                memcpy(b->data, rep->str, (size_t)rep->len);
+            req->blob = b;
+            req->found = 1;
+            t->st.hits++;
             finish(t, q, LKV_OK);
-        } else if (rep->type == REDIS_REPLY_STRING) {
-            lkv_blob *b = lkv_blob_create((size_t)rep->len);
-            if (!b) {
-                lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "redis tier: no memory for %zu bytes",
-                              (size_t)rep->len);
-                finish(t, q, LKV_ERR_NOMEM);
-            } else {
-                if (rep->len)
-                    memcpy(b->data, rep->str, (size_t)rep->len);
-                req->blob = b;
-                req->found = 1;
-                t->st.hits++;
-                finish(t, q, LKV_OK);
-            }
-        } else {
-            lkv_diag_fail(&req->diag, LKV_ERR_INTERNAL,
-                          "redis tier: node %s:%d: GET answered type %d", n->host, n->port,
-                          rep->type);
-            finish(t, q, LKV_ERR_INTERNAL);
         }
+    } else if (req->op == LKV_TIER_OP_DELETE && rep->type == REDIS_REPLY_INTEGER) {
+        req->found |= rep->integer > 0; /* or it was in the write-back queue */
+        finish(t, q, LKV_OK);
     } else {
-        if (rep->type == REDIS_REPLY_INTEGER) {
-            req->found |= rep->integer > 0; /* or it was in the write-back queue */
-            finish(t, q, LKV_OK);
-        } else {
-            lkv_diag_fail(&req->diag, LKV_ERR_INTERNAL,
-                          "redis tier: node %s:%d: DEL answered type %d", n->host, n->port,
-                          rep->type);
-            finish(t, q, LKV_ERR_INTERNAL);
-        }
+        lkv_diag_fail(&req->diag, LKV_ERR_INTERNAL, "redis tier: node %s:%d: %s answered type %d",
+                      n->host, n->port, k_verbs[req->op], rep->type);
+        finish(t, q, LKV_ERR_INTERNAL);
     }
     t->depth--;
     maybe_free(t);
@@ -1095,12 +1029,7 @@ static void start_rq(rtier *t, lkv_tier_req *req, int internal)
     if (t->mode >= 0) {
         route(t, q);
     } else {
-        q->next = NULL;
-        if (t->wait_tail)
-            t->wait_tail->next = q;
-        else
-            t->wait_head = q;
-        t->wait_tail = q;
+        rq_append(&t->wait_head, &t->wait_tail, q);
         if (!t->refreshing)
             refresh(t);
     }
@@ -1112,40 +1041,49 @@ static void start_rq(rtier *t, lkv_tier_req *req, int internal)
 /* The write-back queue                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* One block waiting for Redis. Queued entries are in the hash and the FIFO;
- * an entry replaced, deleted or dropped while its write is in flight leaves
- * both and is freed when that write completes. */
+/* One block waiting for Redis. Queued entries are in t->wb (table and
+ * list); an entry replaced, deleted or dropped while its write is in flight
+ * leaves it and is freed when that write completes. */
 typedef struct wb {
-    lkv_tier_req req; /* the drain write */
-    struct wb *hnext;
-    struct wb *prev, *next;
-    uint8_t *name; /* ns + key */
+    lkv_lru_node node; /* first; hash: lkv_lru_hash of its name (its Redis key's tag) */
+    lkv_tier_req req;  /* the drain write */
     size_t ns_len, key_len;
-    uint64_t hash;
     unsigned slot; /* of its Redis key */
     lkv_blob *blob;
     uint64_t bytes;
     int queued;
     int sending;
-    int tomb; /* a tombstone: the key's newer value was dropped (see wb_to_tomb) */
+    int tomb;       /* a tombstone: the key's newer value was dropped (see wb_to_tomb) */
+    uint8_t name[]; /* ns + key */
 } wb;
 
-static wb **wb_slot(rtier *t, uint64_t h, const char *ns, size_t ns_len, const uint8_t *key,
-                    size_t key_len)
+typedef struct wb_key {
+    const char *ns;
+    size_t ns_len;
+    const uint8_t *key;
+    size_t key_len;
+} wb_key;
+
+static int wb_same(const lkv_lru_node *n, const void *ctx)
 {
-    wb **pp = &t->wb_buckets[h & (t->wb_nbuckets - 1)];
-    while (*pp && !((*pp)->hash == h && (*pp)->ns_len == ns_len && (*pp)->key_len == key_len &&
-                    (ns_len == 0 || memcmp((*pp)->name, ns, ns_len) == 0) &&
-                    memcmp((*pp)->name + ns_len, key, key_len) == 0))
-        pp = &(*pp)->hnext;
-    return pp;
+    const wb *e = (const wb *)n;
+    const wb_key *k = ctx;
+    return e->ns_len == k->ns_len && e->key_len == k->key_len &&
+           (k->ns_len == 0 || memcmp(e->name, k->ns, k->ns_len) == 0) &&
+           memcmp(e->name + k->ns_len, k->key, k->key_len) == 0;
+}
+
+/* The queued entry of (ns, key), whose lkv_lru_hash is h, or NULL. */
+static wb *wb_find(const rtier *t, uint64_t h, const char *ns, size_t ns_len, const uint8_t *key,
+                   size_t key_len)
+{
+    const wb_key k = {ns, ns_len, key, key_len};
+    return (wb *)*lkv_lru_find(&t->wb, h, wb_same, &k);
 }
 
 static void wb_free(wb *e)
 {
-    if (e->blob)
-        lkv_blob_unref(e->blob);
-    free(e->name);
+    lkv_blob_unref(e->blob);
     free(e);
 }
 
@@ -1154,18 +1092,7 @@ static void wb_unqueue(rtier *t, wb *e)
 {
     if (!e->queued)
         return;
-    wb **pp =
-        wb_slot(t, e->hash, (const char *)e->name, e->ns_len, e->name + e->ns_len, e->key_len);
-    if (*pp == e)
-        *pp = e->hnext;
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        t->wb_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        t->wb_tail = e->prev;
+    lkv_lru_remove(&t->wb, &e->node);
     e->queued = 0;
     if (e->tomb)
         t->rs.tombstones--;
@@ -1174,18 +1101,6 @@ static void wb_unqueue(rtier *t, wb *e)
     t->rs.queued_bytes -= e->bytes;
     if (!e->sending)
         wb_free(e);
-}
-
-/* Appends a queued entry to the FIFO. */
-static void wb_push_tail(rtier *t, wb *e)
-{
-    e->next = NULL;
-    e->prev = t->wb_tail;
-    if (t->wb_tail)
-        t->wb_tail->next = e;
-    else
-        t->wb_head = e;
-    t->wb_tail = e;
 }
 
 /*
@@ -1225,26 +1140,6 @@ static void wb_lose(rtier *t, wb *e, const char *why)
     wb_unqueue(t, e);
 }
 
-static void wb_grow(rtier *t)
-{
-    const size_t n = t->wb_nbuckets ? t->wb_nbuckets * 2 : 256;
-    wb **nb = calloc(n, sizeof *nb);
-    if (!nb)
-        return;
-    for (size_t i = 0; i < t->wb_nbuckets; i++) {
-        wb *e = t->wb_buckets[i];
-        while (e) {
-            wb *next = e->hnext;
-            e->hnext = nb[e->hash & (n - 1)];
-            nb[e->hash & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(t->wb_buckets);
-    t->wb_buckets = nb;
-    t->wb_nbuckets = n;
-}
-
 static void wb_done(lkv_tier_req *req)
 {
     wb *e = req->ud;
@@ -1270,7 +1165,7 @@ static void wb_done(lkv_tier_req *req)
 /* Sends queued blocks whose node is connected, oldest first, up to 64 at once. */
 static void wb_drain(rtier *t)
 {
-    if (!t->cfg.queue_bytes || t->mode < 0 || !t->wb_head || t->rs.nodes_up == 0)
+    if (!t->cfg.queue_bytes || t->mode < 0 || !t->wb.oldest || t->rs.nodes_up == 0)
         return;
     if (t->wb_draining) {
         t->wb_redo = 1;
@@ -1280,26 +1175,23 @@ static void wb_drain(rtier *t)
     t->depth++;
     do {
         t->wb_redo = 0;
-        wb *e = t->wb_head;
+        wb *e = (wb *)t->wb.oldest;
         while (e && t->wb_sending < 64 && !t->closing) {
-            wb *next = e->next;
+            wb *next = (wb *)e->node.newer;
             const node *n = t->map[e->slot];
-            if (!e->sending) {
-                if (n && n->state == N_UP) {
-                    memset(&e->req, 0, sizeof e->req);
-                    e->req.ns = (const char *)e->name;
-                    e->req.ns_len = e->ns_len;
-                    e->req.key = e->name + e->ns_len;
-                    e->req.key_len = e->key_len;
-                    e->req.blob = e->blob;
-                    e->req.done = wb_done;
-                    e->req.ud = e;
-                    e->req.op = e->tomb ? LKV_TIER_OP_DELETE : LKV_TIER_OP_PUT;
-                    e->req.tier = &t->base;
-                    e->sending = 1;
-                    t->wb_sending++;
-                    start_rq(t, &e->req, 1);
-                }
+            if (!e->sending && n && n->state == N_UP) {
+                e->req = (lkv_tier_req){.ns = (const char *)e->name,
+                                        .ns_len = e->ns_len,
+                                        .key = e->name + e->ns_len,
+                                        .key_len = e->key_len,
+                                        .blob = e->blob,
+                                        .done = wb_done,
+                                        .ud = e,
+                                        .op = e->tomb ? LKV_TIER_OP_DELETE : LKV_TIER_OP_PUT,
+                                        .tier = &t->base};
+                e->sending = 1;
+                t->wb_sending++;
+                start_rq(t, &e->req, 1);
             }
             /* next may have been freed by a synchronous completion that
              * unqueued it; restart from the head then. */
@@ -1315,13 +1207,10 @@ static void wb_drain(rtier *t)
 /* Write-back handling of a caller's request; 1 when it was answered here. */
 static int wb_intercept(rtier *t, lkv_tier_req *req)
 {
-    const uint64_t h = key_hash(req->ns, req->ns_len, req->key, req->key_len);
-    if (!t->wb_buckets)
-        wb_grow(t);
-    if (!t->wb_buckets)
+    const uint64_t h = lkv_lru_hash(req->ns, req->ns_len, req->key, req->key_len);
+    if (!t->wb.buckets && lkv_lru_init(&t->wb) != 0)
         return 0; /* no memory: write-through */
-    wb **pp = wb_slot(t, h, req->ns, req->ns_len, req->key, req->key_len);
-    wb *e = *pp;
+    wb *e = wb_find(t, h, req->ns, req->ns_len, req->key, req->key_len);
     if (req->op == LKV_TIER_OP_GET) {
         if (!e)
             return 0;
@@ -1365,47 +1254,40 @@ static int wb_intercept(rtier *t, lkv_tier_req *req)
     /* Make room: the oldest blocks become tombstones; only when no block is
      * left does the oldest tombstone go. Each step removes a block or an
      * entry, so this ends. */
-    while (t->wb_head && t->rs.queued_bytes + bytes > t->cfg.queue_bytes) {
-        wb *old = t->wb_head;
+    while (t->wb.oldest && t->rs.queued_bytes + bytes > t->cfg.queue_bytes) {
+        wb *old = (wb *)t->wb.oldest;
         while (old && old->tomb)
-            old = old->next;
+            old = (wb *)old->node.newer;
         if (!old)
-            wb_lose(t, t->wb_head, "write-back queue full of tombstones");
+            wb_lose(t, (wb *)t->wb.oldest, "write-back queue full of tombstones");
         else if (old->sending)
             wb_unqueue(t, old); /* its write may still land: not counted */
         else
             wb_to_tomb(t, old);
     }
-    e = calloc(1, sizeof *e);
-    uint8_t *name = e ? malloc(req->ns_len + req->key_len) : NULL;
-    if (!name) {
-        free(e);
+    e = calloc(1, sizeof *e + req->ns_len + req->key_len);
+    if (!e) {
         t->st.puts--;
         return 0; /* no memory: write-through */
     }
     if (req->ns_len)
-        memcpy(name, req->ns, req->ns_len);
-    memcpy(name + req->ns_len, req->key, req->key_len);
-    e->name = name;
+        memcpy(e->name, req->ns, req->ns_len);
+    memcpy(e->name + req->ns_len, req->key, req->key_len);
     e->ns_len = req->ns_len;
     e->key_len = req->key_len;
-    e->hash = h;
+    e->node.hash = h;
     e->slot = tag_slot(h);
     e->blob = tomb ? NULL : lkv_blob_ref(req->blob);
     e->tomb = tomb;
     e->bytes = bytes;
     e->queued = 1;
-    pp = wb_slot(t, h, req->ns, req->ns_len, req->key, req->key_len);
-    e->hnext = *pp;
-    *pp = e;
-    wb_push_tail(t, e);
+    lkv_lru_insert(&t->wb, &e->node);
+    lkv_lru_touch(&t->wb, &e->node); /* the newest: the end of the queue */
     if (tomb)
         t->rs.tombstones++;
     else
         t->rs.queued_blocks++;
     t->rs.queued_bytes += bytes;
-    if (t->rs.queued_blocks + t->rs.tombstones > t->wb_nbuckets)
-        wb_grow(t);
     finish_early(t, req, LKV_OK);
     wb_drain(t);
     return 1;
@@ -1415,9 +1297,9 @@ static int rd_contains(const lkv_tier *base, const char *ns, size_t ns_len, cons
                        size_t key_len)
 {
     rtier *t = (rtier *)base;
-    const struct wb *e = t->wb_buckets && key_len ? *wb_slot(t, key_hash(ns, ns_len, key, key_len),
-                                                             ns, ns_len, key, key_len)
-                                                  : NULL;
+    const wb *e = t->wb.buckets && key_len
+                      ? wb_find(t, lkv_lru_hash(ns, ns_len, key, key_len), ns, ns_len, key, key_len)
+                      : NULL;
     if (e)
         return e->tomb ? LKV_TIER_ABSENT : LKV_TIER_PRESENT; /* queued for Redis */
     return LKV_TIER_UNKNOWN;
@@ -1438,14 +1320,10 @@ void lkv_tier_redis_stats(const lkv_tier *base, lkv_redis_stats *out)
     unsigned owners = 0, owners_up = 0, seeds_failed = 0, seeds = 0;
     for (size_t i = 0; i < t->nnodes; i++) {
         const node *n = t->nodes[i];
-        if (n->owned) {
-            owners++;
-            owners_up += n->state == N_UP;
-        }
-        if (n->seed) {
-            seeds++;
-            seeds_failed += n->ever_failed && n->state != N_UP;
-        }
+        owners += n->owned != 0;
+        owners_up += n->owned && n->state == N_UP;
+        seeds += n->seed != 0;
+        seeds_failed += n->seed && n->ever_failed && n->state != N_UP;
     }
     if (t->mode < 0)
         out->link = seeds_failed == seeds ? LKV_REDIS_LINK_DOWN : LKV_REDIS_LINK_CONNECTING;
@@ -1475,11 +1353,12 @@ static void rd_close(lkv_tier *base, lkv_tier_closed_fn closed, void *ud)
     dispatch_waiting(t, LKV_ERR_UNAVAILABLE, "redis tier is closing");
     /* What is still queued never reaches Redis: counted as lost. Writes in
      * flight complete (and are freed by wb_done). */
-    while (t->wb_head) {
-        if (t->wb_head->sending)
-            wb_unqueue(t, t->wb_head);
+    while (t->wb.oldest) {
+        wb *e = (wb *)t->wb.oldest;
+        if (e->sending)
+            wb_unqueue(t, e);
         else
-            wb_lose(t, t->wb_head, "tier closed");
+            wb_lose(t, e, "tier closed");
     }
     uv_close((uv_handle_t *)&t->soon, on_handle_closed);
     for (size_t i = 0; i < t->nnodes; i++) {
@@ -1551,15 +1430,13 @@ static lkv_status read_password(rtier *t, const char *file, lkv_diag *d)
                              "redis-password-file=\"%s\": %s", file, strerror(errno));
     char buf[1025];
     size_t n = 0;
-    for (;;) {
+    while (n < sizeof buf - 1) {
         const ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
         n += (size_t)r;
-        if (n == sizeof buf - 1)
-            break;
     }
     close(fd);
     buf[n] = 0;

@@ -32,7 +32,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,48 +62,24 @@ static const uint8_t k_magic[4] = {'L', 'K', 'V', 'S'};
 #define TMP_PREFIX ".tmp-"
 #define LOCK_NAME  ".lock"
 
-static void put_le16(uint8_t *p, uint16_t v)
+/* The header's integers are little-endian, n (2, 4 or 8) bytes each. */
+static void put_le(uint8_t *p, uint64_t v, int n)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < n; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
+static uint64_t get_le(const uint8_t *p, int n)
 {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
+    for (int i = n - 1; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
 }
 
-/* Two independent 64-bit hashes of (ns_len, ns, key): FNV-1a and a
- * multiply-xorshift, each finished by a full-avalanche mix. The namespace
- * length goes in first so ("ab","c") and ("a","bc") differ. */
+/* Two independent 64-bit hashes of (ns_len, ns, key): a is lkv_lru_hash
+ * (FNV-1a), b a multiply-xorshift, each finished by a full-avalanche mix.
+ * The namespace length goes in first so ("ab","c") and ("a","bc") differ. */
 typedef struct name_hash {
     uint64_t a, b;
 } name_hash;
@@ -119,24 +94,22 @@ static uint64_t mix64(uint64_t x)
     return x;
 }
 
-static void hash_feed(name_hash *h, const uint8_t *p, size_t n)
+static void hash_feed(uint64_t *b, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        h->a = (h->a ^ p[i]) * 0x100000001b3ull;
-        h->b = (h->b + p[i] + 1) * 0x9e3779b97f4a7c15ull;
-        h->b ^= h->b >> 29;
+        *b = (*b + p[i] + 1) * 0x9e3779b97f4a7c15ull;
+        *b ^= *b >> 29;
     }
 }
 
 static name_hash hash_name(const char *ns, size_t ns_len, const uint8_t *key, size_t key_len)
 {
-    name_hash h = {0xcbf29ce484222325ull, 0x6a09e667f3bcc909ull};
+    name_hash h = {lkv_lru_hash(ns, ns_len, key, key_len), 0x6a09e667f3bcc909ull};
     uint8_t len[4];
-    put_le32(len, (uint32_t)ns_len);
-    hash_feed(&h, len, 4);
-    hash_feed(&h, (const uint8_t *)ns, ns_len);
-    hash_feed(&h, key, key_len);
-    h.a = mix64(h.a);
+    put_le(len, (uint32_t)ns_len, 4);
+    hash_feed(&h.b, len, 4);
+    hash_feed(&h.b, (const uint8_t *)ns, ns_len);
+    hash_feed(&h.b, key, key_len);
     h.b = mix64(h.b ^ key_len);
     return h;
 }
@@ -149,22 +122,14 @@ static void format_name(char *out, name_hash h)
 /* Parses "<32 lowercase hex>.lkv"; 0 on success. */
 static int parse_name(const char *s, name_hash *h)
 {
-    if (strlen(s) != NAME_LEN || strcmp(s + NAME_HEX, ".lkv") != 0)
+    if (strlen(s) != NAME_LEN || strcmp(s + NAME_HEX, ".lkv") != 0 ||
+        strspn(s, "0123456789abcdef") != NAME_HEX)
         return -1;
-    uint64_t v[2] = {0, 0};
-    for (unsigned i = 0; i < NAME_HEX; i++) {
-        const char c = s[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else
-            return -1;
-        v[i / 16] = (v[i / 16] << 4) | d;
-    }
-    h->a = v[0];
-    h->b = v[1];
+    char half[17] = {0}; /* 16 hex digits: no sign, no "0x", no blanks */
+    memcpy(half, s, 16);
+    h->a = strtoull(half, NULL, 16);
+    memcpy(half, s + 16, 16);
+    h->b = strtoull(half, NULL, 16);
     return 0;
 }
 
@@ -173,18 +138,18 @@ static void build_header(uint8_t *hdr, uint32_t ns_len, uint32_t key_len, uint64
                          uint64_t seq, const char *ns, const uint8_t *key, const uint8_t *data)
 {
     memcpy(hdr, k_magic, 4);
-    put_le16(hdr + 4, FMT_VERSION);
-    put_le16(hdr + 6, HDR_BYTES);
-    put_le32(hdr + 8, ns_len);
-    put_le32(hdr + 12, key_len);
-    put_le64(hdr + 16, data_len);
-    put_le64(hdr + 24, seq);
-    put_le32(hdr + 32, 0);
+    put_le(hdr + 4, FMT_VERSION, 2);
+    put_le(hdr + 6, HDR_BYTES, 2);
+    put_le(hdr + 8, ns_len, 4);
+    put_le(hdr + 12, key_len, 4);
+    put_le(hdr + 16, data_len, 8);
+    put_le(hdr + 24, seq, 8);
+    put_le(hdr + 32, 0, 4);
     uint32_t crc = lkv_crc32c(0, hdr, HDR_CRC_OFF);
     crc = lkv_crc32c(crc, ns, ns_len);
     crc = lkv_crc32c(crc, key, key_len);
     crc = lkv_crc32c(crc, data, data_len);
-    put_le32(hdr + HDR_CRC_OFF, crc);
+    put_le(hdr + HDR_CRC_OFF, crc, 4);
 }
 
 /* A parsed header. */
@@ -208,15 +173,16 @@ static lkv_status parse_header(const uint8_t *p, uint64_t size, const char *file
                              HDR_BYTES);
     if (memcmp(p, k_magic, 4) != 0)
         return lkv_diag_fail(d, LKV_ERR_MAGIC, "ssd tier: file %s: bad magic", file);
-    if (get_le16(p + 4) != FMT_VERSION || get_le16(p + 6) != HDR_BYTES)
+    const unsigned version = (unsigned)get_le(p + 4, 2), hdr_bytes = (unsigned)get_le(p + 6, 2);
+    if (version != FMT_VERSION || hdr_bytes != HDR_BYTES)
         return lkv_diag_fail(d, LKV_ERR_VERSION,
                              "ssd tier: file %s: version %u header %u, expected %u %u", file,
-                             get_le16(p + 4), get_le16(p + 6), FMT_VERSION, HDR_BYTES);
-    h->ns_len = get_le32(p + 8);
-    h->key_len = get_le32(p + 12);
-    h->data_len = get_le64(p + 16);
-    h->seq = get_le64(p + 24);
-    h->crc = get_le32(p + HDR_CRC_OFF);
+                             version, hdr_bytes, FMT_VERSION, HDR_BYTES);
+    h->ns_len = (uint32_t)get_le(p + 8, 4);
+    h->key_len = (uint32_t)get_le(p + 12, 4);
+    h->data_len = get_le(p + 16, 8);
+    h->seq = get_le(p + 24, 8);
+    h->crc = (uint32_t)get_le(p + HDR_CRC_OFF, 4);
     if (h->ns_len > LKV_SSD_MAX_NS_LEN || h->key_len > LKV_SSD_MAX_KEY_LEN || h->key_len == 0 ||
         h->data_len > (UINT64_MAX >> 2))
         return lkv_diag_fail(d, LKV_ERR_CORRUPT,
@@ -388,11 +354,8 @@ int lkv_ssd_fsync_parse(const char *s, lkv_ssd_fsync *out)
 
 void lkv_ssd_config_defaults(lkv_ssd_config *cfg)
 {
-    memset(cfg, 0, sizeof *cfg);
-    cfg->high_pct = 100;
-    cfg->low_pct = 90;
-    cfg->fsync = LKV_SSD_FSYNC_NEVER;
-    cfg->verify_at_start = 1;
+    *cfg = (lkv_ssd_config){
+        .high_pct = 100, .low_pct = 90, .fsync = LKV_SSD_FSYNC_NEVER, .verify_at_start = 1};
 }
 
 static int fault(const ssd *s, lkv_ssd_fault_point p)
@@ -651,12 +614,7 @@ static io *io_new(ssd *s, io_kind kind, lkv_tier_req *req, name_hash h)
     io *o = calloc(1, sizeof *o);
     if (!o)
         return NULL;
-    o->s = s;
-    o->kind = kind;
-    o->req = req;
-    o->h = h;
-    o->fd = -1;
-    o->work.data = o;
+    *o = (io){.s = s, .kind = kind, .req = req, .h = h, .fd = -1, .work.data = o};
     format_name(o->final, h);
     s->ios++;
     if (req)
@@ -664,22 +622,17 @@ static io *io_new(ssd *s, io_kind kind, lkv_tier_req *req, name_hash h)
     return o;
 }
 
+/* Frees o; a request's io stops counting as in flight (io_new). */
 static void io_free(io *o)
 {
     ssd *s = o->s;
-    if (o->blob)
-        lkv_blob_unref(o->blob);
+    if (o->req)
+        s->st.inflight--;
+    lkv_blob_unref(o->blob);
     free(o->name);
     free(o->buf);
     free(o);
     s->ios--;
-}
-
-/* Completes a request now (the inline path of the completion rule). */
-static void finish_now(lkv_tier_req *req, lkv_status st)
-{
-    req->status = st;
-    req->done(req);
 }
 
 static lkv_status errno_status(int err)
@@ -693,12 +646,6 @@ static lkv_status errno_status(int err)
     case EROFS: return SSD_ERR_PERMISSION;
     default: return LKV_ERR_INTERNAL;
     }
-}
-
-static void submit_io(ssd *s, io *o)
-{
-    uv_queue_work(s->loop, &o->work, work_cb, after_cb);
-    (void)s;
 }
 
 /* Starts the slot's next mutating operation if none is running. */
@@ -717,7 +664,7 @@ static void slot_kick(ssd *s, slot *e)
         else
             o->noop = 1; /* absent, or the name holds a colliding key's block */
     }
-    submit_io(s, o);
+    uv_queue_work(s->loop, &o->work, work_cb, after_cb);
 }
 
 static void slot_enqueue(ssd *s, slot *e, io *o)
@@ -821,7 +768,6 @@ static void end_write(ssd *s, io *o)
         after_write_ok(s, o);
     }
     slot_done(s, o->sl);
-    s->st.inflight--;
     io_free(o);
     r->done(r);
 }
@@ -849,7 +795,7 @@ static void start_flush(ssd *s)
     f->batch = s->flush_head;
     s->flush_head = s->flush_tail = NULL;
     s->flushing = 1;
-    submit_io(s, f);
+    uv_queue_work(s->loop, &f->work, work_cb, after_cb);
 }
 
 static void after_read(ssd *s, io *o)
@@ -897,7 +843,6 @@ static void after_read(ssd *s, io *o)
             s->st.hits++;
         }
     }
-    s->st.inflight--;
     io_free(o);
     r->done(r);
 }
@@ -952,82 +897,63 @@ static void after_cb(uv_work_t *w, int status)
     case IO_READ: after_read(s, o); break;
     case IO_DELETE: {
         lkv_tier_req *r = o->req;
+        r->status = LKV_OK;
         if (o->err) {
             s->st.errors++;
             r->status =
                 lkv_diag_fail(&r->diag, errno_status(o->err), "ssd tier: %s of %s/%s failed: %s",
                               o->step, s->dir, o->final, strerror(o->err));
-        } else {
-            r->status = LKV_OK;
         }
-        s->st.inflight--;
         slot_done(s, o->sl);
         io_free(o);
         r->done(r);
         break;
     }
-    case IO_UNLINK: {
+    case IO_UNLINK:
         if (o->err)
             s->st.errors++;
         slot_done(s, o->sl);
         io_free(o);
         break;
     }
-    }
     leave(s);
 }
 
-static int check_req(ssd *s, lkv_tier_req *req)
+/* LKV_OK, or why the tier refuses req (req->diag written). */
+static lkv_status check_req(const ssd *s, lkv_tier_req *req)
 {
-    if (s->closing) {
-        lkv_diag_fail(&req->diag, LKV_ERR_UNAVAILABLE, "ssd tier: closing");
-        finish_now(req, LKV_ERR_UNAVAILABLE);
-        return -1;
-    }
-    if (req->op == LKV_TIER_OP_PUT && !req->blob) {
-        lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT, "ssd tier: put without a block");
-        finish_now(req, LKV_ERR_INVALID_ARGUMENT);
-        return -1;
-    }
-    if (req->ns_len > LKV_SSD_MAX_NS_LEN || req->key_len == 0 ||
-        req->key_len > LKV_SSD_MAX_KEY_LEN) {
-        lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
-                      "ssd tier: namespace of %zu bytes (max %u), key of %zu bytes (1..%u)",
-                      req->ns_len, LKV_SSD_MAX_NS_LEN, req->key_len, LKV_SSD_MAX_KEY_LEN);
-        finish_now(req, LKV_ERR_INVALID_ARGUMENT);
-        return -1;
-    }
-    return 0;
+    if (s->closing)
+        return lkv_diag_fail(&req->diag, LKV_ERR_UNAVAILABLE, "ssd tier: closing");
+    if (req->op == LKV_TIER_OP_PUT && !req->blob)
+        return lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT, "ssd tier: put without a block");
+    if (req->ns_len > LKV_SSD_MAX_NS_LEN || req->key_len == 0 || req->key_len > LKV_SSD_MAX_KEY_LEN)
+        return lkv_diag_fail(&req->diag, LKV_ERR_INVALID_ARGUMENT,
+                             "ssd tier: namespace of %zu bytes (max %u), key of %zu bytes (1..%u)",
+                             req->ns_len, LKV_SSD_MAX_NS_LEN, req->key_len, LKV_SSD_MAX_KEY_LEN);
+    return LKV_OK;
 }
 
-static void put_in(ssd *s, lkv_tier_req *req)
+static void put_in(ssd *s, lkv_tier_req *req, name_hash h)
 {
-    req->found = 0;
-    if (check_req(s, req))
-        return;
     const uint64_t charge = HDR_BYTES + (uint64_t)req->ns_len + req->key_len + req->blob->len;
     if (charge > s->high) {
-        lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
-                      "ssd tier: block file of %" PRIu64
-                      " bytes exceeds the ssd tier capacity of %" PRIu64
-                      " bytes (high watermark %" PRIu64 ")",
-                      charge, s->st.capacity_bytes, s->high);
-        finish_now(req, LKV_ERR_LIMIT);
+        lkv_tier_done(req, lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
+                                         "ssd tier: block file of %" PRIu64
+                                         " bytes exceeds the ssd tier capacity of %" PRIu64
+                                         " bytes (high watermark %" PRIu64 ")",
+                                         charge, s->st.capacity_bytes, s->high));
         return;
     }
-    const name_hash h = hash_name(req->ns, req->ns_len, req->key, req->key_len);
     slot *e = get_or_add_slot(s, h);
     io *o = e ? io_new(s, IO_WRITE, req, h) : NULL;
     uint8_t *name = o ? malloc(req->ns_len + req->key_len) : NULL;
     if (!name) {
-        if (o) {
-            s->st.inflight--;
+        if (o)
             io_free(o);
-        }
         if (e)
             maybe_free_slot(s, e);
-        lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a put");
-        finish_now(req, LKV_ERR_NOMEM);
+        lkv_tier_done(
+            req, lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a put"));
         return;
     }
     /* Replacing a block frees its old charge when the put completes, so
@@ -1038,16 +964,15 @@ static void put_in(ssd *s, lkv_tier_req *req)
                                                            : charge;
     make_room(s, need, e);
     if (s->st.used_bytes + need > s->high) {
-        s->st.inflight--;
         free(name);
         io_free(o);
         maybe_free_slot(s, e);
-        lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
-                      "ssd tier full: %" PRIu64 " of %" PRIu64
-                      " bytes held by blocks being written or "
-                      "deleted, none evictable for a block file of %" PRIu64 " bytes",
-                      s->st.used_bytes, s->high, charge);
-        finish_now(req, LKV_ERR_LIMIT);
+        lkv_tier_done(req,
+                      lkv_diag_fail(&req->diag, LKV_ERR_LIMIT,
+                                    "ssd tier full: %" PRIu64 " of %" PRIu64
+                                    " bytes held by blocks being written or "
+                                    "deleted, none evictable for a block file of %" PRIu64 " bytes",
+                                    s->st.used_bytes, s->high, charge));
         return;
     }
     if (req->ns_len)
@@ -1062,44 +987,36 @@ static void put_in(ssd *s, lkv_tier_req *req)
     slot_enqueue(s, e, o);
 }
 
-static void get_in(ssd *s, lkv_tier_req *req)
+static void get_in(ssd *s, lkv_tier_req *req, name_hash h)
 {
-    req->found = 0;
-    if (check_req(s, req))
-        return;
-    const name_hash h = hash_name(req->ns, req->ns_len, req->key, req->key_len);
     slot *e = find_slot(s, h);
     if (!e || !e->present || !same_key(e, req->ns, req->ns_len, req->key, req->key_len)) {
         s->st.misses++;
-        finish_now(req, LKV_OK);
+        lkv_tier_done(req, LKV_OK);
         return;
     }
     io *o = io_new(s, IO_READ, req, h);
     if (!o) {
-        lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a get");
-        finish_now(req, LKV_ERR_NOMEM);
+        lkv_tier_done(
+            req, lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a get"));
         return;
     }
     o->seq = e->seq; /* the version this read is for (see after_read) */
     lkv_lru_touch(&s->ix, &e->node);
-    submit_io(s, o);
+    uv_queue_work(s->loop, &o->work, work_cb, after_cb);
 }
 
-static void del_in(ssd *s, lkv_tier_req *req)
+static void del_in(ssd *s, lkv_tier_req *req, name_hash h)
 {
-    req->found = 0;
-    if (check_req(s, req))
-        return;
-    const name_hash h = hash_name(req->ns, req->ns_len, req->key, req->key_len);
     slot *e = find_slot(s, h);
     if (!e) {
-        finish_now(req, LKV_OK);
+        lkv_tier_done(req, LKV_OK);
         return;
     }
     io *o = io_new(s, IO_DELETE, req, h);
     if (!o) {
-        lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a delete");
-        finish_now(req, LKV_ERR_NOMEM);
+        lkv_tier_done(
+            req, lkv_diag_fail(&req->diag, LKV_ERR_NOMEM, "ssd tier: out of memory for a delete"));
         return;
     }
     slot_enqueue(s, e, o);
@@ -1110,13 +1027,18 @@ static void ssd_submit(lkv_tier *t, lkv_tier_req *req)
 {
     ssd *s = (ssd *)t;
     req->tier = t;
+    req->found = 0;
     enter(s);
-    if (req->op == LKV_TIER_OP_PUT)
-        put_in(s, req);
+    const lkv_status st = check_req(s, req);
+    const name_hash h = hash_name(req->ns, req->ns_len, req->key, req->key_len);
+    if (st != LKV_OK)
+        lkv_tier_done(req, st);
+    else if (req->op == LKV_TIER_OP_PUT)
+        put_in(s, req, h);
     else if (req->op == LKV_TIER_OP_GET)
-        get_in(s, req);
+        get_in(s, req, h);
     else
-        del_in(s, req);
+        del_in(s, req, h);
     leave(s);
 }
 
