@@ -499,10 +499,50 @@ class Client:
                     progress(start + j + 1, len(ks), moved)
         return out
 
+    # -- Daemon to daemon (Push, Pull) -------------------------------------
+    def push(self, to, keys=None, namespace="", prefix=None, timeout=None):
+        """Asks this daemon to send the coded blocks of keys (or, with prefix
+        given and no keys, every block of namespace in its host memory whose
+        key starts with prefix; b"" = all) to the daemon at address `to`
+        (host:port or unix:PATH, plaintext). Only containers cross; the
+        receiver verifies and stores each one without re-encoding.
+
+        Returns one (key, code, details, coded_bytes) per key, as copy_to:
+        code is grpc.StatusCode.OK when the key is stored on `to`, else why
+        not (NOT_FOUND here, DATA_LOSS for a damaged block, RESOURCE_EXHAUSTED
+        for the receiver's quota, UNAVAILABLE when the link failed). Raises
+        Error for a request the daemon refuses as a whole (bad address,
+        namespace or keys)."""
+        req = pb.PushRequest(namespace=namespace, to=to)
+        if keys is not None:
+            req.keys.extend(k.encode() if isinstance(k, str) else bytes(k) for k in keys)
+        if prefix is not None:
+            req.by_prefix = True
+            req.key_prefix = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
+        return _transfer_results(self._call(self.kv.Push, req, timeout))
+
+    def pull(self, from_addr, keys, namespace="", timeout=None):
+        """Asks this daemon to fetch the coded blocks of keys from the daemon
+        at from_addr and store them (verified, not re-encoded). Results as
+        push."""
+        req = pb.PullRequest(namespace=namespace, keys=[
+            k.encode() if isinstance(k, str) else bytes(k) for k in keys])
+        setattr(req, "from", from_addr)  # `from` is a Python keyword
+        return _transfer_results(self._call(self.kv.Pull, req, timeout))
+
     # -- Admin -------------------------------------------------------------
     def stats(self):
         """The daemon's counters as a dict: numbers as int, tiers as a list of dicts."""
         return _as_dict(self._call(self.admin.Stats, pb.StatsRequest()))
+
+
+def _transfer_results(r):
+    """A PushResponse or PullResponse as (key, code, details, coded_bytes) tuples."""
+    return [(x.key, _CODE_BY_VALUE.get(x.code, grpc.StatusCode.UNKNOWN), x.message, x.coded_bytes)
+            for x in r.results]
+
+
+_CODE_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def _as_dict(msg):
