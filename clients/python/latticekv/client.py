@@ -443,8 +443,8 @@ class Client:
         dest verifies every container (checksums) without re-encoding; a
         damaged one is DATA_LOSS there and nothing is stored for it.
 
-        This is a relay through the caller, a batch in flight at a time, not
-        the daemon-to-daemon Push of issue 12 (not built yet).
+        This is a relay through the caller, a batch in flight at a time; push
+        and pull below make the daemons move the blocks between themselves.
 
         Returns one (key, code, details, coded_bytes) per key, in order: code
         is grpc.StatusCode.OK when the key arrived, else the code of the side
