@@ -194,12 +194,11 @@ static uint8_t *pack_request(const item *it, const uint8_t *coded, size_t coded_
 static void remote_start(item *it, const char *method, uint8_t *buf, size_t len)
 {
     job *j = it->j;
-    const gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                     gpr_time_from_seconds(PEER_CALL_TIMEOUT_S, GPR_TIMESPAN));
-    it->call = grpc_channel_create_call(j->ch, NULL, GRPC_PROPAGATE_DEFAULTS, j->p->cq,
-                                        grpc_slice_from_static_string(method), NULL, deadline,
-                                        NULL);
+    const gpr_timespec deadline = gpr_time_add(
+        gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(PEER_CALL_TIMEOUT_S, GPR_TIMESPAN));
+    it->call =
+        grpc_channel_create_call(j->ch, NULL, GRPC_PROPAGATE_DEFAULTS, j->p->cq,
+                                 grpc_slice_from_static_string(method), NULL, deadline, NULL);
     if (!it->call) {
         free(buf);
         item_finish(it, LKV_GRPC_INTERNAL, 0, "%s: could not create a call to %s", method,
@@ -561,8 +560,7 @@ static void peer_start(void *peer, const lkv_peer_spec *spec, void *call, uint64
         }
         free(j);
         lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED};
-        snprintf(rep.msg, sizeof rep.msg, "out of memory for a transfer of %zu keys",
-                 spec->n_keys);
+        snprintf(rep.msg, sizeof rep.msg, "out of memory for a transfer of %zu keys", spec->n_keys);
         lkv_service_finish(p->svc, m, call, seq, &rep);
         return;
     }
@@ -594,9 +592,8 @@ static void peer_start(void *peer, const lkv_peer_spec *spec, void *call, uint64
     p->jobs = j;
     p->n_jobs++;
     if (j->n) {
-        const int max_msg = p->cfg->max_message_bytes > INT32_MAX
-                                ? INT32_MAX
-                                : (int)p->cfg->max_message_bytes;
+        const int max_msg =
+            p->cfg->max_message_bytes > INT32_MAX ? INT32_MAX : (int)p->cfg->max_message_bytes;
         grpc_arg args[] = {lkv_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max_msg),
                            lkv_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max_msg)};
         const grpc_channel_args ca = {sizeof args / sizeof args[0], args};

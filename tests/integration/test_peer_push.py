@@ -310,3 +310,31 @@ def test_bad_input_is_named(tmp):
         # Nothing was stored anywhere by the refused requests.
         assert ca.stats()["tiers"][0]["blocks"] == 2
     assert a.stop() == 0
+
+
+def test_cli_push_and_pull(tmp, cli):
+    a = Daemon(os.path.join(tmp, "a"))
+    b = Daemon(os.path.join(tmp, "b"))
+    with latticekv.Client(a.tcp, timeout=HANG_GUARD_S) as ca, \
+            latticekv.Client(b.tcp, timeout=HANG_GUARD_S) as cb:
+        coded = put_blocks(ca, 3, 91, namespace="c")
+        r = cli("push", "--addr", a.tcp, "--to", b.unix, "--ns", "c", "--batch", "2",
+                "k0", "k1", "nope")
+        out = r.stdout.decode()
+        assert r.returncode == 3, (r.returncode, out, r.stderr)
+        assert "k0 stored %d" % len(coded[0]) in out and "k1 stored" in out
+        assert "nope NOT_FOUND" in out and "stored=2/3" in out
+        # Not a terminal: no progress line on stderr.
+        assert r.stderr == b""
+        r = cli("pull", "--addr", b.tcp, "--from", a.tcp, "--ns=c", "k2")
+        assert r.returncode == 0 and b"stored=1/1" in r.stdout, r
+        assert [cb.get("k%d" % i, namespace="c", want_coded=True) for i in range(3)] == coded
+        r = cli("push", "--addr", a.tcp, "--to", b.tcp, "--ns", "c", "--prefix", "k")
+        assert r.returncode == 0 and b"stored=3/3" in r.stdout, r
+        for args, text in [(("push", "--addr", a.tcp, "k0"), b"needs --to"),
+                           (("pull", "--addr", a.tcp, "--from", b.tcp), b"at least one KEY"),
+                           (("push", "--addr", a.tcp, "--to", b.tcp, "--prefix", "k", "k0"),
+                            b"not both")]:
+            r = cli(*args)
+            assert r.returncode == 2 and text in r.stderr, r
+    assert a.stop() == 0 and b.stop() == 0
