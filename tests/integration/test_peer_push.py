@@ -11,6 +11,7 @@ the test fails; a clean stop checks that the in-flight budget is empty.
 
 import os
 import random
+import signal
 import socket
 import tempfile
 import threading
@@ -338,3 +339,41 @@ def test_cli_push_and_pull(tmp, cli):
             r = cli(*args)
             assert r.returncode == 2 and text in r.stderr, r
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_sigterm_during_a_push_to_a_stuck_receiver_exits_clean(tmp):
+    """The grace period's end cancels the outbound calls: the transfer answers,
+    the daemon exits 0 and its in-flight budget is empty (Daemon.stop checks)."""
+    a = Daemon(os.path.join(tmp, "a"), ["--shutdown-grace-ms", "1000"])
+    b = Daemon(os.path.join(tmp, "b"))
+    keys = ["k%d" % i for i in range(4)]
+    with latticekv.Client(a.tcp, timeout=HANG_GUARD_S) as ca:
+        put_blocks(ca, 4, 97)
+        os.kill(b.proc.pid, signal.SIGSTOP)
+        try:
+            got = {}
+
+            def push():
+                try:
+                    got["res"] = ca.push(b.tcp, keys)
+                except latticekv.Error as e:
+                    got["err"] = e
+            t = threading.Thread(target=push)
+            t.start()
+            time.sleep(0.5)  # the Push is in flight (its calls wait on b)
+            t0 = time.monotonic()
+            assert a.stop() == 0, a.log_text()
+            assert time.monotonic() - t0 < 10
+            t.join(HANG_GUARD_S)
+            assert not t.is_alive()
+            # The daemon waited for the transfer, then cancelled it at the grace's end.
+            with open(a.log_path, errors="replace") as f:
+                assert "shutdown_grace_over" in f.read()
+            # The caller's call was cancelled with the others (or answered first).
+            if "res" in got:
+                assert all(c in LINK_DOWN for c in codes(got["res"])), got
+            else:
+                assert got["err"].code in LINK_DOWN, got
+        finally:
+            os.kill(b.proc.pid, signal.SIGCONT)
+    assert b.stop() == 0
