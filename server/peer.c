@@ -62,6 +62,11 @@
 
 typedef struct job job;
 
+/* The two kinds of event this file's inbox carries (its own meaning of
+ * lkv_event.kind): a remote call completed, or a transfer has room to go on. */
+#define EV_REMOTE LKV_EV_GRPC
+#define EV_KICK   LKV_EV_BATCH
+
 typedef enum item_state { ITEM_WAITING = 0, ITEM_ACTIVE, ITEM_DONE } item_state;
 
 /* One key of a transfer. */
@@ -86,6 +91,8 @@ typedef struct item {
 } item;
 
 struct job {
+    lkv_event kick; /* first: "start more keys" comes back through the inbox */
+    int kick_queued;
     lkv_peer *p;
     int pull;
     void *call; /* the Push or Pull call to answer */
@@ -138,9 +145,9 @@ static void *cq_main(void *arg)
     return NULL;
 }
 
-static void pump(job *j);
-
-/* The key is over: its result is set, its bytes leave the flight. */
+/* The key is over: its result is set, its bytes leave the flight. The next
+ * keys start from the inbox (or from the pump already running), never from
+ * inside the completion that finished this one, so no call chain loops. */
 static void item_finish(item *it, uint32_t code, uint64_t bytes, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void item_finish(item *it, uint32_t code, uint64_t bytes, const char *fmt, ...)
@@ -158,7 +165,10 @@ static void item_finish(item *it, uint32_t code, uint64_t bytes, const char *fmt
     it->state = ITEM_DONE;
     j->active--;
     j->finished++;
-    pump(j);
+    if (!j->pumping && !j->kick_queued) {
+        j->kick_queued = 1;
+        lkv_inbox_push(j->p->inbox, &j->kick);
+    }
 }
 
 /* Packs a BlockKey-bearing request for key it: Get (want_coded) or Put
@@ -491,12 +501,9 @@ static void job_reply(job *j)
 }
 
 /* Starts keys while the flight has room; answers once every key is done.
- * A key can finish inside its own start (a local miss): the nested call
- * returns at once and this loop goes on. */
+ * A key can finish inside its own start (a local miss): this loop sees it. */
 static void pump(job *j)
 {
-    if (j->pumping)
-        return;
     j->pumping = 1;
     const uint64_t limit = j->p->cfg->peer_inflight_bytes;
     while (j->next < j->n) {
@@ -527,6 +534,12 @@ static void pump(job *j)
 static void on_event(lkv_event *ev, void *ud)
 {
     (void)ud;
+    if (ev->kind == EV_KICK) {
+        job *j = (job *)ev;
+        j->kick_queued = 0;
+        pump(j);
+        return;
+    }
     item *it = (item *)ev;
     if (it->j->pull)
         pull_fetched(it);
@@ -564,6 +577,7 @@ static void peer_start(void *peer, const lkv_peer_spec *spec, void *call, uint64
         lkv_service_finish(p->svc, m, call, seq, &rep);
         return;
     }
+    j->kick.kind = EV_KICK;
     j->p = p;
     j->pull = spec->pull;
     j->call = call;
@@ -579,7 +593,7 @@ static void peer_start(void *peer, const lkv_peer_spec *spec, void *call, uint64
     for (size_t i = 0; i < spec->n_keys; i++) {
         item *it = &j->items[i];
         it->j = j;
-        it->ev.kind = LKV_EV_GRPC;
+        it->ev.kind = EV_REMOTE;
         if (spec->key_lens[i])
             memcpy(j->keybuf + off, spec->keys[i], spec->key_lens[i]);
         it->key = j->keybuf + off;
