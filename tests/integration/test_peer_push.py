@@ -377,3 +377,26 @@ def test_sigterm_during_a_push_to_a_stuck_receiver_exits_clean(tmp):
         finally:
             os.kill(b.proc.pid, signal.SIGCONT)
     assert b.stop() == 0
+
+
+def test_tokens_guard_the_namespace_and_peer_links_carry_none(tmp):
+    tokens = os.path.join(tmp, "tokens")
+    with open(tokens, "w") as f:
+        f.write("tok-m m\ntok-all *\n")
+    a = Daemon(os.path.join(tmp, "a"), ["--auth-tokens", tokens])
+    b = Daemon(os.path.join(tmp, "b"), ["--auth-tokens", tokens, "--auth-unix", "off"])
+    with latticekv.Client(a.tcp, timeout=HANG_GUARD_S, token="tok-m") as ca, \
+            latticekv.Client(b.unix, timeout=HANG_GUARD_S) as cb:
+        coded = put_blocks(ca, 2, 101, namespace="m")
+        # The caller's token must allow the namespace it asks to move.
+        with pytest.raises(latticekv.Error) as e:
+            ca.push(b.unix, ["k0"], namespace="other")
+        assert e.value.code == grpc.StatusCode.PERMISSION_DENIED, e.value
+        # Peer links send no token: b's TCP listener refuses each key ...
+        res = ca.push(b.tcp, ["k0", "k1"], namespace="m")
+        assert codes(res) == [grpc.StatusCode.UNAUTHENTICATED] * 2, res
+        # ... and its unix socket, trusted with --auth-unix off, takes them.
+        res = ca.push(b.unix, ["k0", "k1"], namespace="m")
+        assert codes(res) == [OK, OK], res
+        assert [cb.get(k, namespace="m", want_coded=True) for k in ("k0", "k1")] == coded
+    assert a.stop() == 0 and b.stop() == 0
