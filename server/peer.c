@@ -204,6 +204,11 @@ static uint8_t *pack_request(const item *it, const uint8_t *coded, size_t coded_
 static void remote_start(item *it, const char *method, uint8_t *buf, size_t len)
 {
     job *j = it->j;
+    if (j->p->cancelled) { /* its local step ended after lkv_peer_cancel_all */
+        free(buf);
+        item_finish(it, LKV_GRPC_CANCELLED, 0, "not sent: the daemon is shutting down");
+        return;
+    }
     const gpr_timespec deadline = gpr_time_add(
         gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(PEER_CALL_TIMEOUT_S, GPR_TIMESPAN));
     it->call =
