@@ -400,3 +400,24 @@ def test_tokens_guard_the_namespace_and_peer_links_carry_none(tmp):
         assert codes(res) == [OK, OK], res
         assert [cb.get(k, namespace="m", want_coded=True) for k in ("k0", "k1")] == coded
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_async_client_push_and_pull(tmp):
+    import asyncio
+    from latticekv.aio import AsyncClient
+    a = Daemon(os.path.join(tmp, "a"))
+    b = Daemon(os.path.join(tmp, "b"))
+    with latticekv.Client(a.tcp, timeout=HANG_GUARD_S) as ca:
+        coded = put_blocks(ca, 2, 111)
+
+    async def run():
+        async with AsyncClient(a.tcp, timeout=HANG_GUARD_S) as aa, \
+                AsyncClient(b.tcp, timeout=HANG_GUARD_S) as ab:
+            pushed = await aa.push(b.tcp, ["k0", "nope"])
+            pulled = await ab.pull(a.tcp, ["k1"])
+            got = [await ab.get(k, want_coded=True) for k in ("k0", "k1")]
+            return pushed, pulled, got
+    pushed, pulled, got = asyncio.run(run())
+    assert codes(pushed) == [OK, grpc.StatusCode.NOT_FOUND] and codes(pulled) == [OK]
+    assert got == coded
+    assert a.stop() == 0 and b.stop() == 0

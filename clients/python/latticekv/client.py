@@ -513,27 +513,40 @@ class Client:
         for the receiver's quota, UNAVAILABLE when the link failed). Raises
         Error for a request the daemon refuses as a whole (bad address,
         namespace or keys)."""
-        req = pb.PushRequest(namespace=namespace, to=to)
-        if keys is not None:
-            req.keys.extend(k.encode() if isinstance(k, str) else bytes(k) for k in keys)
-        if prefix is not None:
-            req.by_prefix = True
-            req.key_prefix = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
-        return _transfer_results(self._call(self.kv.Push, req, timeout))
+        return _transfer_results(self._call(self.kv.Push, _push_request(to, keys, namespace, prefix),
+                                            timeout))
 
     def pull(self, from_addr, keys, namespace="", timeout=None):
         """Asks this daemon to fetch the coded blocks of keys from the daemon
         at from_addr and store them (verified, not re-encoded). Results as
         push."""
-        req = pb.PullRequest(namespace=namespace, keys=[
-            k.encode() if isinstance(k, str) else bytes(k) for k in keys])
-        setattr(req, "from", from_addr)  # `from` is a Python keyword
-        return _transfer_results(self._call(self.kv.Pull, req, timeout))
+        return _transfer_results(self._call(self.kv.Pull, _pull_request(from_addr, keys, namespace),
+                                            timeout))
 
     # -- Admin -------------------------------------------------------------
     def stats(self):
         """The daemon's counters as a dict: numbers as int, tiers as a list of dicts."""
         return _as_dict(self._call(self.admin.Stats, pb.StatsRequest()))
+
+
+def _bytes_of(k):
+    return k.encode() if isinstance(k, str) else bytes(k)
+
+
+def _push_request(to, keys, namespace, prefix):
+    req = pb.PushRequest(namespace=namespace, to=to)
+    if keys is not None:
+        req.keys.extend(_bytes_of(k) for k in keys)
+    if prefix is not None:
+        req.by_prefix = True
+        req.key_prefix = _bytes_of(prefix)
+    return req
+
+
+def _pull_request(from_addr, keys, namespace):
+    req = pb.PullRequest(namespace=namespace, keys=[_bytes_of(k) for k in keys])
+    setattr(req, "from", from_addr)  # `from` is a Python keyword
+    return req
 
 
 def _transfer_results(r):
