@@ -124,6 +124,11 @@ static const cfg_setting settings[] = {
     {"max-inflight-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(max_inflight_bytes), "N", NULL,
      "bytes of requests and replies in flight; beyond it requests get RESOURCE_EXHAUSTED; "
      "0 = host-mem-bytes/4, at least 2 x max-message-bytes"},
+    /* Peer links, Push and Pull (server/peer.c). */
+    {"peer-inflight-bytes", CFG_SIZE, 1, UINT64_C(1) << 40, "64MiB", OFF(peer_inflight_bytes), "N",
+     NULL,
+     "Push/Pull: bytes of coded blocks one transfer has read and not yet seen stored "
+     "(at most one block more)"},
     /* The storage tiers (server/stack.c, docs/service.md). */
     {"gpu-mem-bytes", CFG_SIZE, 0, UINT64_C(1) << 44, "0", OFF(gpu_mem_bytes), "N", NULL,
      "GPU tier capacity in device memory, in front of host memory; needs the cuda backend; "

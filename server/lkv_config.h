@@ -35,11 +35,12 @@ typedef struct lkv_config {
     uint64_t max_key_bytes;       /* longest BlockKey.key / LookupRequest.keys[i] */
     uint64_t max_namespace_bytes; /* longest namespace */
     uint64_t shutdown_grace_ms;
-    uint32_t log_level;          /* lkv_log_level */
-    uint32_t log_format;         /* lkv_log_format */
-    uint64_t unix_socket_mode;   /* permission bits of unix:PATH sockets */
-    uint32_t reflection;         /* 1: serve grpc.reflection.v1alpha */
-    uint64_t max_inflight_bytes; /* 0: lkv_inflight_budget's default */
+    uint32_t log_level;           /* lkv_log_level */
+    uint32_t log_format;          /* lkv_log_format */
+    uint64_t unix_socket_mode;    /* permission bits of unix:PATH sockets */
+    uint32_t reflection;          /* 1: serve grpc.reflection.v1alpha */
+    uint64_t max_inflight_bytes;  /* 0: lkv_inflight_budget's default */
+    uint64_t peer_inflight_bytes; /* Push/Pull: coded bytes in flight per transfer */
     /* The tiers (server/stack.c) */
     uint64_t gpu_mem_bytes;             /* 0: no GPU tier; > 0 needs the cuda backend */
     uint64_t gpu_high_pct, gpu_low_pct; /* GPU tier watermarks, % of gpu_mem_bytes */

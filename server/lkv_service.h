@@ -136,6 +136,35 @@ size_t lkv_stats_render(const lkv_stats *st, lkv_stats_format fmt, char *buf, si
 typedef int (*lkv_authz_fn)(void *call, const char *ns, size_t len);
 void lkv_service_set_authz(lkv_service *s, lkv_authz_fn allowed);
 
+/*
+ * Push and Pull (server/peer.c, which owns the outbound gRPC calls). The
+ * service checks the request and hands the transfer over: spec's pointers
+ * are valid during start only (the peer copies what it keeps), and the
+ * peer answers the call later through lkv_service_finish. Without a peer
+ * set, Push and Pull answer UNIMPLEMENTED.
+ */
+typedef struct lkv_peer_spec {
+    int pull;           /* 0: Push (send to target), 1: Pull (fetch from target) */
+    const char *target; /* the other daemon's address, NUL-terminated */
+    const char *ns;
+    size_t ns_len;
+    size_t n_keys;
+    const uint8_t *const *keys;
+    const size_t *key_lens;
+} lkv_peer_spec;
+typedef void (*lkv_peer_start_fn)(void *peer, const lkv_peer_spec *spec, void *call, uint64_t seq);
+void lkv_service_set_peer(lkv_service *s, lkv_peer_start_fn start, void *peer);
+/* Loop thread: the reply to a call handed to the peer (rep->buf, if any, is
+ * charged to the budget and taken); counted under method m. */
+void lkv_service_finish(lkv_service *s, lkv_method m, void *call, uint64_t seq, lkv_reply *rep);
+/* Loop thread: a request the daemon makes of itself (a transfer's Get or
+ * Put): as lkv_service_handle, but msg is charged to the budget by the
+ * caller, no bearer token is checked, and the reply goes to reply(ctx, seq,
+ * rep), which then owns rep->buf (charged to the budget: give it back when
+ * freeing). */
+void lkv_service_handle_local(lkv_service *s, lkv_method m, lkv_reply_fn reply, void *ctx,
+                              uint64_t seq, uint8_t *msg, size_t len);
+
 /* Loop thread: the service charges request and reply bytes to b. */
 void lkv_service_set_budget(lkv_service *s, lkv_budget *b);
 lkv_budget *lkv_service_budget(const lkv_service *s);

@@ -38,6 +38,7 @@
 
 #include "lkv_log.h"
 #include "lkv_metrics.h"
+#include "lkv_peer.h"
 #include "lkv_reflection.h"
 #include "lkv_rpc.h"
 #include "lkv_sched.h"
@@ -55,6 +56,7 @@ typedef struct daemon_state {
     lkv_inbox *inbox;
     lkv_service *svc;
     lkv_rpc *rpc;
+    lkv_peer *peer;            /* Push and Pull's outbound calls */
     lkv_metrics_http *metrics; /* --metrics-listen; NULL: off */
     int timer_fd;
     uv_poll_t timer_poll;
@@ -141,6 +143,7 @@ static void on_grace(uv_timer_t *t)
     daemon_state *d = t->data;
     lkv_log(LKV_LOG_WARN, "shutdown_grace_over", "action=cancel_calls");
     lkv_rpc_cancel_all(d->rpc);
+    lkv_peer_cancel_all(d->peer);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -214,6 +217,8 @@ static void stop_now(daemon_state *d)
      * the metrics answers still being written are charged to it. */
     lkv_metrics_http_close(d->metrics);
     d->metrics = NULL;
+    lkv_peer_free(d->peer); /* no transfer is left: each holds its call open */
+    d->peer = NULL;
     lkv_rpc_free(d->rpc);
     d->rpc = NULL;
     lkv_sched_stop_workers(d->sched);
@@ -485,7 +490,8 @@ int main(int argc, char **argv)
                                          d.backend->name, lkv_rpc_reply)
                     : NULL;
     d.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!d.svc || d.timer_fd < 0)
+    d.peer = d.svc ? lkv_peer_create(d.loop, &d.cfg, d.svc) : NULL;
+    if (!d.svc || !d.peer || d.timer_fd < 0)
         return startup_failed("out of memory or threads");
     uv_poll_init(d.loop, &d.timer_poll, d.timer_fd);
     d.timer_poll.data = &d;

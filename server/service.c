@@ -62,10 +62,12 @@ struct lkv_service {
     uint64_t start_ns;
     struct {
         uint64_t requests, errors, raw_bytes_in, coded_bytes_out;
-    } c;                      /* LKV_STATS_LIST's counters */
-    lkv_reply_counts replies; /* by method and code */
-    lkv_budget *budget;       /* bytes in flight; NULL: not counted */
-    lkv_authz_fn authz;       /* namespace grants of the call's token; NULL: all */
+    } c;                          /* LKV_STATS_LIST's counters */
+    lkv_reply_counts replies;     /* by method and code */
+    lkv_budget *budget;           /* bytes in flight; NULL: not counted */
+    lkv_authz_fn authz;           /* namespace grants of the call's token; NULL: all */
+    lkv_peer_start_fn peer_start; /* Push and Pull; NULL: UNIMPLEMENTED */
+    void *peer;
 };
 
 /* One request message in flight. */
@@ -74,6 +76,8 @@ typedef struct req {
     lkv_method m;
     void *call;
     uint64_t seq;
+    lkv_reply_fn reply_to;   /* the service's reply function, or a local caller's */
+    int local;               /* lkv_service_handle_local: no bearer token to check */
     uint8_t *in;             /* the request bytes (owned); payloads point into them */
     size_t in_len;           /* their length, charged to the in-flight budget */
     lkv_wire_put put;        /* Put: the parsed request; Delete: its key */
@@ -208,7 +212,7 @@ static int reply_error(req *r, lkv_grpc_code code, const char *fmt, ...)
     vsnprintf(rep.msg, sizeof rep.msg, fmt, ap);
     va_end(ap);
     error_reply(r->svc, r->m, &rep, code);
-    r->svc->reply(r->call, r->seq, &rep);
+    r->reply_to(r->call, r->seq, &rep);
     req_free(r);
     return -1;
 }
@@ -234,7 +238,7 @@ static int reply_ok(req *r, size_t len)
     r->commit = NULL;
     r->drop = NULL;
     r->effect = NULL;
-    r->svc->reply(r->call, r->seq, &rep);
+    r->reply_to(r->call, r->seq, &rep);
     req_free(r);
     return 0;
 }
@@ -404,7 +408,7 @@ static int check_namespace(req *r, const char *ns, size_t len, const char *field
         return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
                            "%s is %zu bytes; max-namespace-bytes=%llu", field, len,
                            (unsigned long long)r->svc->cfg->max_namespace_bytes);
-    if (r->call && r->svc->authz && !r->svc->authz(r->call, ns, len))
+    if (r->call && !r->local && r->svc->authz && !r->svc->authz(r->call, ns, len))
         return reply_error(r, lkv_status_to_grpc(LKV_ERR_PERMISSION),
                            "%s=\"%.*s\" is not a namespace this bearer token may use", field,
                            len < 64 ? (int)len : 64, ns);
@@ -958,6 +962,177 @@ static int handle_delete(req *r, const uint8_t *msg, size_t len)
     return 0;
 }
 
+/* ---- Push and Pull: checked here, carried out by server/peer.c ---------- */
+
+void lkv_service_set_peer(lkv_service *s, lkv_peer_start_fn start, void *peer)
+{
+    s->peer_start = start;
+    s->peer = peer;
+}
+
+void lkv_service_finish(lkv_service *s, lkv_method m, void *call, uint64_t seq, lkv_reply *rep)
+{
+    if (rep->code != LKV_GRPC_OK)
+        error_reply(s, m, rep, rep->code);
+    else
+        count_reply(s, m, LKV_GRPC_OK);
+    s->reply(call, seq, rep);
+}
+
+/* The keys a by_prefix Push collects from the host tier. */
+typedef struct key_list {
+    const uint8_t **keys;
+    size_t *lens;
+    size_t n, cap;
+    int oom;
+} key_list;
+
+static int key_list_add(const uint8_t *key, size_t key_len, void *ud)
+{
+    key_list *l = ud;
+    if (l->n == l->cap) {
+        const size_t cap = l->cap ? l->cap * 2 : 64;
+        const uint8_t **k = realloc(l->keys, cap * sizeof *k);
+        if (k)
+            l->keys = k;
+        size_t *n = k ? realloc(l->lens, cap * sizeof *n) : NULL;
+        if (n)
+            l->lens = n;
+        if (!k || !n) {
+            l->oom = 1;
+            return 1;
+        }
+        l->cap = cap;
+    }
+    l->keys[l->n] = key;
+    l->lens[l->n++] = key_len;
+    return 0;
+}
+
+/* The target of a transfer: an address gRPC can dial in plaintext. */
+static int check_peer_target(req *r, const lkv_wire_field *f, const char *field, char *out)
+{
+    if (!f || f->len == 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "%s is empty: name the other daemon (host:port, [v6]:port or unix:PATH)",
+                           field);
+    if (f->len >= LKV_ADDR_MAX)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s is %zu bytes; at most %d", field,
+                           f->len, LKV_ADDR_MAX - 1);
+    if (memchr(f->data, 0, f->len))
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "%s has a NUL byte", field);
+    memcpy(out, f->data, f->len);
+    out[f->len] = 0;
+    /* Peer links dial in plaintext this round; a TLS address is refused by
+     * name rather than dialled without TLS. */
+    static const char *const tls_schemes[] = {"https://", "grpcs://", "tls://", "ssl://"};
+    for (size_t i = 0; i < sizeof tls_schemes / sizeof tls_schemes[0]; i++)
+        if (strncmp(out, tls_schemes[i], strlen(tls_schemes[i])) == 0)
+            return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                               "%s=\"%s\": peer links are plaintext only (TLS peer addresses are "
+                               "not supported yet); give host:port or unix:PATH",
+                               field, out);
+    return 0;
+}
+
+/* PushRequest and PullRequest share LookupRequest's first two fields
+ * (namespace, keys), read by its reader; 3 is the address, 4 and 5 Push's
+ * by_prefix and key_prefix. */
+static int handle_transfer(req *r, const uint8_t *msg, size_t len, int pull)
+{
+    const char *what = pull ? "PullRequest" : "PushRequest";
+    const char *field = pull ? "from" : "to";
+    if (!r->svc->peer_start)
+        return reply_error(r, LKV_GRPC_UNIMPLEMENTED, "%s: peer links are not available here",
+                           what);
+    lkv_wire_lookup q;
+    if (lkv_wire_parse_lookup(msg, len, &q) != 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid %s", what);
+    lkv_wire_field target = {0}, prefix = {0}, f;
+    int have_target = 0, by_prefix = 0;
+    lkv_wire_reader rd = {msg, msg + len};
+    while (lkv_wire_next(&rd, &f) == 1) {
+        if (f.num == 3 && f.wt == LKV_WIRE_LEN) {
+            target = f;
+            have_target = 1;
+        } else if (!pull && f.num == 4 && f.wt == LKV_WIRE_VARINT) {
+            by_prefix = f.v != 0;
+        } else if (!pull && f.num == 5 && f.wt == LKV_WIRE_LEN) {
+            prefix = f;
+        }
+    }
+    char addr[LKV_ADDR_MAX];
+    if (check_peer_target(r, have_target ? &target : NULL, field, addr) != 0)
+        return -1;
+    if (check_namespace(r, q.ns, q.ns_len, "namespace") != 0)
+        return -1;
+    if (by_prefix && q.n_keys)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT,
+                           "by_prefix is set and %zu keys are named: give one or the other",
+                           q.n_keys);
+    if (!by_prefix && q.n_keys == 0)
+        return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "keys is empty: name at least one key%s",
+                           pull ? "" : " or set by_prefix");
+    if (prefix.len && check_key_len(r, prefix.len, "key_prefix", -1) != 0)
+        return -1;
+    key_list l = {0};
+    if (by_prefix) {
+        /* Host memory and, when there is one, the GPU tier above it (the
+         * two hold disjoint sets of blocks). */
+        const lkv_tier *tiers[LKV_STACK_TIERS_MAX];
+        (void)lkv_stack_tiers(r->svc->stack, tiers); /* top down: gpu?, host, ... */
+        const int has_gpu = lkv_tier_is_gpu(tiers[0]);
+        if (has_gpu)
+            lkv_tier_gpu_each(tiers[0], q.ns, q.ns_len, prefix.data, prefix.len, key_list_add, &l);
+        lkv_tier_host_each(tiers[has_gpu], q.ns, q.ns_len, prefix.data, prefix.len, key_list_add,
+                           &l);
+    } else {
+        size_t pos = 0, key_len;
+        const uint8_t *key;
+        for (size_t i = 0; lkv_wire_lookup_next(&q, &pos, &key, &key_len); i++) {
+            if (key_len == 0) {
+                free(l.keys);
+                free(l.lens);
+                return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "keys[%zu] is empty", i);
+            }
+            if (check_key_len(r, key_len, "keys", (long)i) != 0) {
+                free(l.keys);
+                free(l.lens);
+                return -1;
+            }
+            key_list_add(key, key_len, &l);
+        }
+    }
+    if (l.oom) {
+        free(l.keys);
+        free(l.lens);
+        return reply_error(r, LKV_GRPC_RESOURCE_EXHAUSTED, "out of memory for %zu keys", l.n);
+    }
+    const lkv_peer_spec spec = {.pull = pull,
+                                .target = addr,
+                                .ns = q.ns,
+                                .ns_len = q.ns_len,
+                                .n_keys = l.n,
+                                .keys = l.keys,
+                                .key_lens = l.lens};
+    r->svc->peer_start(r->svc->peer, &spec, r->call, r->seq);
+    free(l.keys);
+    free(l.lens);
+    /* The peer answers the call; the request itself is done. */
+    req_free(r);
+    return 0;
+}
+
+static int handle_push(req *r, const uint8_t *msg, size_t len)
+{
+    return handle_transfer(r, msg, len, 0);
+}
+
+static int handle_pull(req *r, const uint8_t *msg, size_t len)
+{
+    return handle_transfer(r, msg, len, 1);
+}
+
 /* ---- Admin and health -------------------------------------------------- */
 
 void lkv_service_get_stats(const lkv_service *s, lkv_stats *out)
@@ -1078,8 +1253,8 @@ static int handle_reflection(req *r, const uint8_t *msg, size_t len)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, uint8_t *msg,
-                        size_t len)
+static void dispatch(lkv_service *s, lkv_method m, lkv_reply_fn reply, int local, void *call,
+                     uint64_t seq, uint8_t *msg, size_t len)
 {
     req *r = calloc(1, sizeof *r);
     s->c.requests++;
@@ -1089,12 +1264,14 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
         lkv_reply rep = {.code = LKV_GRPC_RESOURCE_EXHAUSTED, .msg = "out of memory for a request"};
         s->c.errors++;
         count_reply(s, m, rep.code);
-        s->reply(call, seq, &rep);
+        reply(call, seq, &rep);
         return;
     }
     r->svc = s;
     r->m = m;
     r->call = call;
+    r->reply_to = reply;
+    r->local = local;
     r->seq = seq;
     r->in = msg; /* freed with the request, or adopted by a stored block */
     r->in_len = len;
@@ -1107,4 +1284,16 @@ void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, 
         handlers[m](r, msg, len);
     else
         reply_error(r, LKV_GRPC_UNIMPLEMENTED, "method %d is not implemented", (int)m);
+}
+
+void lkv_service_handle(lkv_service *s, lkv_method m, void *call, uint64_t seq, uint8_t *msg,
+                        size_t len)
+{
+    dispatch(s, m, s->reply, 0, call, seq, msg, len);
+}
+
+void lkv_service_handle_local(lkv_service *s, lkv_method m, lkv_reply_fn reply, void *ctx,
+                              uint64_t seq, uint8_t *msg, size_t len)
+{
+    dispatch(s, m, reply, 1, ctx, seq, msg, len);
 }

@@ -309,3 +309,20 @@ lkv_status lkv_tier_host_create(const lkv_host_config *cfg, lkv_tier **out, lkv_
     *out = &h->base;
     return LKV_OK;
 }
+
+void lkv_tier_host_each(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *prefix,
+                        size_t plen, int (*fn)(const uint8_t *key, size_t key_len, void *ud),
+                        void *ud)
+{
+    const host *h = (const host *)t;
+    /* The recency list holds every block of the host tier. */
+    for (const lkv_lru_node *n = h->ix.oldest; n; n = n->newer) {
+        const entry *e = (const entry *)n;
+        /* (memcmp with a NULL pointer is undefined even for 0 bytes) */
+        if (e->ns_len != ns_len || (ns_len && memcmp(e->name, ns, ns_len) != 0) ||
+            e->key_len < plen || (plen && memcmp(e->name + ns_len, prefix, plen) != 0))
+            continue;
+        if (fn(e->name + ns_len, e->key_len, ud))
+            return;
+    }
+}

@@ -22,9 +22,9 @@ set -eu
 P=${LKVB_PREFIX:-lkvb}
 NET=${LKVB_SUBNET:-10.213.0}
 case "$P" in
-lkvb*) ;;
+lkvb* | lkvpush*) ;;
 *)
-  echo "tiers_net.sh: LKVB_PREFIX=$P must start with lkvb" >&2
+  echo "tiers_net.sh: LKVB_PREFIX=$P must start with lkvb (or lkvpush: peer_bench.py)" >&2
   exit 2
   ;;
 esac

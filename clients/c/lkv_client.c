@@ -1065,6 +1065,113 @@ int lkv_client_lookup(lkv_client *c, const char *ns, const lkv_key *keys, size_t
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Push and Pull                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* The keys as wire bytes in *out (malloc'd), or the error. */
+static int keys_to_wire(const lkv_key *keys, size_t n, ProtobufCBinaryData **out,
+                        lkv_client_error *err)
+{
+    ProtobufCBinaryData *wk = calloc(n ? n : 1, sizeof *wk);
+    if (!wk)
+        return fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory for %zu keys", n);
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].len && !keys[i].data) {
+            free(wk);
+            return fail(err, LKV_RPC_INVALID_ARGUMENT,
+                        "client: keys[%zu].data is NULL with %zu bytes", i, keys[i].len);
+        }
+        wk[i].data = (uint8_t *)keys[i].data;
+        wk[i].len = keys[i].len;
+    }
+    *out = wk;
+    return 0;
+}
+
+/* PushResponse and PullResponse have the same fields. */
+static int transfer_out(Latticekv__V1__PushResponse *resp, lkv_transfer *out, lkv_client_error *err)
+{
+    out->results = calloc(resp->n_results ? resp->n_results : 1, sizeof *out->results);
+    if (!out->results) {
+        latticekv__v1__push_response__free_unpacked(resp, NULL);
+        return fail(err, LKV_RPC_RESOURCE_EXHAUSTED, "client: out of memory for %zu results",
+                    resp->n_results);
+    }
+    out->n = resp->n_results;
+    for (size_t i = 0; i < out->n; i++) {
+        const Latticekv__V1__PeerKeyResult *r = resp->results[i];
+        out->results[i] = (lkv_transfer_result){.key = {r->key.data, r->key.len},
+                                                .code = (lkv_rpc_code)r->code,
+                                                .message = r->message ? r->message : "",
+                                                .coded_bytes = r->coded_bytes};
+    }
+    out->stored = resp->stored;
+    out->coded_bytes = resp->coded_bytes;
+    out->reply_ = resp;
+    return 0;
+}
+
+int lkv_client_push(lkv_client *c, const char *to, const char *ns, const lkv_key *keys, size_t n,
+                    const lkv_key *prefix, lkv_transfer *out, lkv_client_error *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!c || !out || (n && !keys))
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client, keys or out is NULL");
+    ProtobufCBinaryData *wk = NULL;
+    const int krc = keys_to_wire(keys, n, &wk, err);
+    if (krc)
+        return krc;
+    Latticekv__V1__PushRequest req = LATTICEKV__V1__PUSH_REQUEST__INIT;
+    req.namespace_ = (char *)(ns ? ns : "");
+    req.to = (char *)(to ? to : "");
+    req.n_keys = n;
+    req.keys = wk;
+    if (prefix) {
+        req.by_prefix = 1;
+        req.key_prefix.data = (uint8_t *)prefix->data;
+        req.key_prefix.len = prefix->len;
+    }
+    Latticekv__V1__PushResponse *resp = NULL;
+    const int rc = UNARY(c, M_PUSH, &req, &latticekv__v1__push_response__descriptor, &resp, err);
+    free(wk);
+    return rc ? rc : transfer_out(resp, out, err);
+}
+
+int lkv_client_pull(lkv_client *c, const char *from, const char *ns, const lkv_key *keys, size_t n,
+                    lkv_transfer *out, lkv_client_error *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!c || !out || (n && !keys))
+        return fail(err, LKV_RPC_INVALID_ARGUMENT, "client: client, keys or out is NULL");
+    ProtobufCBinaryData *wk = NULL;
+    const int krc = keys_to_wire(keys, n, &wk, err);
+    if (krc)
+        return krc;
+    Latticekv__V1__PullRequest req = LATTICEKV__V1__PULL_REQUEST__INIT;
+    req.namespace_ = (char *)(ns ? ns : "");
+    req.from = (char *)(from ? from : "");
+    req.n_keys = n;
+    req.keys = wk;
+    /* The reply is a PullResponse, field for field a PushResponse. */
+    Latticekv__V1__PushResponse *resp = NULL;
+    const int rc = UNARY(c, M_PULL, &req, &latticekv__v1__push_response__descriptor, &resp, err);
+    free(wk);
+    return rc ? rc : transfer_out(resp, out, err);
+}
+
+void lkv_transfer_clear(lkv_transfer *t)
+{
+    if (!t)
+        return;
+    free(t->results);
+    if (t->reply_)
+        latticekv__v1__push_response__free_unpacked(t->reply_, NULL);
+    memset(t, 0, sizeof *t);
+}
+
 int lkv_client_delete(lkv_client *c, const char *ns, lkv_key key, int *deleted,
                       lkv_client_error *err)
 {

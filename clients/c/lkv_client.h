@@ -358,6 +358,47 @@ int lkv_client_get_many(lkv_client *c, const char *ns, const lkv_key *keys, size
                         lkv_tensor *out, size_t *n_done, lkv_client_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Daemon to daemon: Push and Pull                                           */
+/* ------------------------------------------------------------------------ */
+
+/* One key's result of a transfer: code LKV_RPC_OK when the block is stored
+ * on the receiving daemon, else why not (NOT_FOUND on the sender, DATA_LOSS
+ * for a damaged container, RESOURCE_EXHAUSTED for the receiver's quota,
+ * UNAVAILABLE when the link failed); message names the side and the cause. */
+typedef struct lkv_transfer_result {
+    lkv_key key; /* points into the lkv_transfer */
+    lkv_rpc_code code;
+    const char *message; /* "" when stored */
+    uint64_t coded_bytes;
+} lkv_transfer_result;
+
+typedef struct lkv_transfer {
+    size_t n;
+    lkv_transfer_result *results; /* n entries, in request order (prefix: the sender's) */
+    uint32_t stored;
+    uint64_t coded_bytes;
+    void *reply_; /* the decoded reply the results point into */
+} lkv_transfer;
+
+/*
+ * KVStore/Push: the daemon `c` talks to sends the coded blocks of keys[0..n-1]
+ * of namespace ns to the daemon at `to` (host:port or unix:PATH, plaintext).
+ * With prefix non-NULL (and n = 0) it sends every block of ns it holds in
+ * host memory whose key starts with *prefix (length 0: all). Only containers
+ * cross; the receiver verifies each and stores it without re-encoding. The
+ * call fails as a whole only for a bad request (INVALID_ARGUMENT naming the
+ * field) or a lost link to `c`; per-key failures are in out->results. Free
+ * with lkv_transfer_clear.
+ */
+int lkv_client_push(lkv_client *c, const char *to, const char *ns, const lkv_key *keys, size_t n,
+                    const lkv_key *prefix, lkv_transfer *out, lkv_client_error *err);
+/* KVStore/Pull: the daemon `c` talks to fetches keys from the daemon at
+ * `from` and stores them (verified, not re-encoded). As lkv_client_push. */
+int lkv_client_pull(lkv_client *c, const char *from, const char *ns, const lkv_key *keys, size_t n,
+                    lkv_transfer *out, lkv_client_error *err);
+void lkv_transfer_clear(lkv_transfer *t);
+
+/* ------------------------------------------------------------------------ */
 /* Admin service                                                             */
 /* ------------------------------------------------------------------------ */
 

@@ -130,6 +130,8 @@ int lkv_cli_codec(int argc, char **argv);
 int lkv_cli_put(int argc, char **argv);
 int lkv_cli_get(int argc, char **argv);
 int lkv_cli_lookup(int argc, char **argv);
+int lkv_cli_push(int argc, char **argv);
+int lkv_cli_pull(int argc, char **argv);
 int lkv_cli_delete(int argc, char **argv);
 int lkv_cli_stats(int argc, char **argv);
 int lkv_cli_bench(int argc, char **argv);

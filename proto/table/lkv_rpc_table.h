@@ -36,6 +36,8 @@
     X(GET_STREAM, LKV_RPC_SERVICE_KVSTORE, "GetStream", 1, get)                    \
     X(LOOKUP, LKV_RPC_SERVICE_KVSTORE, "Lookup", 0, lookup)                        \
     X(DELETE, LKV_RPC_SERVICE_KVSTORE, "Delete", 0, delete)                        \
+    X(PUSH, LKV_RPC_SERVICE_KVSTORE, "Push", 0, push)                              \
+    X(PULL, LKV_RPC_SERVICE_KVSTORE, "Pull", 0, pull)                              \
     X(STATS, LKV_RPC_SERVICE_ADMIN, "Stats", 0, stats)                             \
     X(HEALTH_CHECK, LKV_RPC_SERVICE_HEALTH, "Check", 0, health)
 

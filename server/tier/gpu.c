@@ -188,6 +188,21 @@ int lkv_tier_is_gpu(const lkv_tier *t)
     return t && t->name == gpu_name;
 }
 
+void lkv_tier_gpu_each(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *prefix,
+                       size_t plen, int (*fn)(const uint8_t *key, size_t key_len, void *ud),
+                       void *ud)
+{
+    const gpu *g = (const gpu *)t;
+    for (const lkv_lru_node *n = g->ix.oldest; n; n = n->newer) {
+        const blk *b = (const blk *)n;
+        if (b->ns_len != ns_len || (ns_len && memcmp(b->name, ns, ns_len) != 0) ||
+            b->key_len < plen || (plen && memcmp(b->name + ns_len, prefix, plen) != 0))
+            continue;
+        if (fn(b->name + ns_len, b->key_len, ud))
+            return;
+    }
+}
+
 typedef struct name_ref {
     const char *ns;
     size_t ns_len;

@@ -267,6 +267,14 @@ lkv_status lkv_tier_host_create(const lkv_host_config *cfg, lkv_tier **out, lkv_
 lkv_status lkv_tier_host_admit(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *key,
                                size_t key_len, uint64_t blob_len, lkv_diag *diag);
 
+/* Calls fn(key, key_len, ud) for every block of namespace ns held in the
+ * host tier whose key starts with prefix (plen 0: every key), oldest first;
+ * stops early when fn returns nonzero. Touches neither recency nor counters
+ * (Push by_prefix, server/peer.c). */
+void lkv_tier_host_each(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *prefix,
+                        size_t plen, int (*fn)(const uint8_t *key, size_t key_len, void *ud),
+                        void *ud);
+
 /* ------------------------------------------------------------------------ */
 /* The SSD directory tier (ssd.c)                                            */
 /* ------------------------------------------------------------------------ */

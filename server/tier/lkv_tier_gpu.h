@@ -53,6 +53,13 @@ lkv_status lkv_tier_gpu_create(void *uv_loop, const lkv_gpu_config *cfg, lkv_tie
 /* Whether t is a GPU tier (the stack and the service branch on it). */
 int lkv_tier_is_gpu(const lkv_tier *t);
 
+/* lkv_tier_host_each for the GPU tier: the blocks of namespace ns held in
+ * device memory whose key starts with prefix, oldest first (Push by_prefix;
+ * the two tiers are exclusive, so together they list each block once). */
+void lkv_tier_gpu_each(const lkv_tier *t, const char *ns, size_t ns_len, const uint8_t *prefix,
+                       size_t plen, int (*fn)(const uint8_t *key, size_t key_len, void *ud),
+                       void *ud);
+
 /* What the tier would refuse a put of blob_len bytes for, without changing
  * anything: ERR_LIMIT when its records can never fit the arena. */
 lkv_status lkv_tier_gpu_admit(const lkv_tier *t, uint64_t blob_len, lkv_diag *diag);

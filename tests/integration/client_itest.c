@@ -320,6 +320,45 @@ typedef struct worker {
     int bad;
 } worker;
 
+/* Push and Pull with this daemon as both ends (its own address): the C
+ * client's forms, results per key and named bad input. Plaintext only:
+ * skipped when the run talks TLS or sends a token. */
+static void transfers(lkv_client *c)
+{
+    if (getenv("LKV_ITEST_TLS_CA") || getenv("LKV_ITEST_TOKEN"))
+        return;
+    lkv_client_error e;
+    lkv_transfer t;
+    /* semantics() left s1 and s3 in c-sem (s0 deleted, s2 never stored). */
+    const lkv_key keys[3] = {key_of("s1"), key_of("nope"), key_of("s3")};
+    int rc = lkv_client_push(c, addr, "c-sem", keys, 3, NULL, &t, &e);
+    CHECK(rc == 0, "push: %s", e.msg);
+    if (rc == 0) {
+        CHECK(t.n == 3 && t.stored == 2, "push: n=%zu stored=%u", t.n, t.stored);
+        CHECK(t.n == 3 && t.results[0].code == LKV_RPC_OK && t.results[0].coded_bytes > 0 &&
+                  t.results[1].code == LKV_RPC_NOT_FOUND && t.results[1].message[0] &&
+                  t.results[2].code == LKV_RPC_OK,
+              "push results");
+        CHECK(t.n == 3 && t.results[1].key.len == 4 && !memcmp(t.results[1].key.data, "nope", 4),
+              "push result key");
+        CHECK(t.coded_bytes == t.results[0].coded_bytes + t.results[2].coded_bytes,
+              "push coded_bytes");
+    }
+    lkv_transfer_clear(&t);
+    const lkv_key prefix = key_of("s");
+    rc = lkv_client_push(c, addr, "c-sem", NULL, 0, &prefix, &t, &e);
+    CHECK(rc == 0 && t.n == 2 && t.stored == 2, "push prefix: rc=%d n=%zu %s", rc, t.n, e.msg);
+    lkv_transfer_clear(&t);
+    rc = lkv_client_pull(c, addr, "c-sem", keys + 2, 1, &t, &e);
+    CHECK(rc == 0 && t.n == 1 && t.stored == 1, "pull: rc=%d %s", rc, e.msg);
+    lkv_transfer_clear(&t);
+    rc = lkv_client_push(c, "", "c-sem", keys, 1, NULL, &t, &e);
+    CHECK(rc == LKV_RPC_INVALID_ARGUMENT && strstr(e.msg, "to is empty"), "push to \"\": %s",
+          e.msg);
+    CHECK(t.n == 0 && t.results == NULL, "no results on failure");
+    lkv_transfer_clear(&t);
+}
+
 static void *work(void *arg)
 {
     worker *w = arg;
@@ -539,6 +578,7 @@ int main(int argc, char **argv)
             for (size_t k = 0; k < sizeof qd / sizeof qd[0]; k++)
                 roundtrip(c, dts[i], vs[j], qd[k][0], qd[k][1]);
     semantics(c);
+    transfers(c);
     streams(c);
     concurrency(NULL, 64);
     concurrency(c, 32);

@@ -2,7 +2,7 @@
 """Copying coded blocks from one latticekvd to another (issue 12), two real
 daemons on loopback. What is tested here is the client relay
 latticekv.Client.copy_to (Get want_coded on the sender, Put coded on the
-receiver); the daemon-to-daemon Push/Pull RPCs are not built yet.
+receiver); the daemon-to-daemon Push/Pull RPCs are test_peer_push.py's.
 
 Every daemon is started by the test in its own directory and killed at the
 end even when the test fails.

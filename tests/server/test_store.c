@@ -216,3 +216,49 @@ Test(store, a_namespace_quota_refuses_before_changing_anything)
     lkv_blob_unref(b);
     s->close(s, NULL, NULL);
 }
+
+/* lkv_tier_host_each (Push by_prefix): the keys of one namespace that start
+ * with a prefix, oldest first, without touching recency. */
+typedef struct seen_keys {
+    char keys[8][8];
+    int n, stop_after;
+} seen_keys;
+
+static int note_key(const uint8_t *key, size_t key_len, void *ud)
+{
+    seen_keys *s = ud;
+    cr_assert_lt(s->n, 8);
+    cr_assert_lt(key_len, 8);
+    memcpy(s->keys[s->n], key, key_len);
+    s->keys[s->n][key_len] = 0;
+    s->n++;
+    return s->n == s->stop_after;
+}
+
+Test(store, each_lists_a_namespace_prefix_oldest_first_and_can_stop)
+{
+    lkv_tier *s = host_tier(1 << 20);
+    cr_assert_eq(put(s, "r1/a", 10, 1), LKV_OK);
+    cr_assert_eq(put(s, "r2/a", 10, 2), LKV_OK);
+    cr_assert_eq(put(s, "r1/b", 10, 3), LKV_OK);
+    lkv_blob *b = blob_of(10, 4);
+    cr_assert_eq(host_put(s, "m", 1, (const uint8_t *)"r1/c", 4, b, NULL), LKV_OK);
+    lkv_blob_unref(b);
+    seen_keys k = {.stop_after = 0};
+    lkv_tier_host_each(s, "n", 1, (const uint8_t *)"r1/", 3, note_key, &k);
+    cr_assert_eq(k.n, 2);
+    cr_assert_str_eq(k.keys[0], "r1/a");
+    cr_assert_str_eq(k.keys[1], "r1/b");
+    /* An empty prefix is the whole namespace; fn's nonzero return stops. */
+    seen_keys all = {.stop_after = 0};
+    lkv_tier_host_each(s, "n", 1, NULL, 0, note_key, &all);
+    cr_assert_eq(all.n, 3);
+    seen_keys one = {.stop_after = 1};
+    lkv_tier_host_each(s, "n", 1, NULL, 0, note_key, &one);
+    cr_assert_eq(one.n, 1);
+    /* Listing is not a Get: no hit was counted. */
+    lkv_tier_stats st;
+    s->stats(s, &st);
+    cr_assert_eq(st.hits, 0);
+    s->close(s, NULL, NULL);
+}

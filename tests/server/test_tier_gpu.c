@@ -295,6 +295,34 @@ Test(tier_gpu, profile2_blocks_are_refused_and_stay_above_it)
     t->close(t, NULL, NULL);
 }
 
+static int count_key(const uint8_t *key, size_t key_len, void *ud)
+{
+    (void)key;
+    (void)key_len;
+    ++*(int *)ud;
+    return 0;
+}
+
+Test(tier_gpu, each_lists_a_namespace_prefix)
+{
+    lkv_tier *t = gpu_tier(1 << 20, 100, 100);
+    lkv_blob *b = block(16, 3);
+    cr_assert_eq(put(t, "a1", b), LKV_OK);
+    cr_assert_eq(put(t, "a2", b), LKV_OK);
+    cr_assert_eq(put(t, "b1", b), LKV_OK);
+    int n = 0;
+    lkv_tier_gpu_each(t, "m", 1, (const uint8_t *)"a", 1, count_key, &n);
+    cr_assert_eq(n, 2, "two keys start with a");
+    n = 0;
+    lkv_tier_gpu_each(t, "m", 1, NULL, 0, count_key, &n);
+    cr_assert_eq(n, 3);
+    n = 0;
+    lkv_tier_gpu_each(t, "other", 5, NULL, 0, count_key, &n);
+    cr_assert_eq(n, 0, "another namespace holds nothing");
+    lkv_blob_unref(b);
+    t->close(t, NULL, NULL);
+}
+
 Test(tier_gpu, too_large_is_limit)
 {
     lkv_blob *b = block(64, 3);

@@ -27,8 +27,8 @@ from grpc import aio
 
 from . import health_pb, pb, pb_grpc
 from .client import (DEFAULT_MAX_MESSAGE, DEFAULT_TIMEOUT, KEEPALIVE_TIME, KEEPALIVE_TIMEOUT,
-                     ChannelConfig, Error, _as_dict, _key, _out_dtype, _params, array_of,
-                     tensor_of)
+                     ChannelConfig, Error, _as_dict, _key, _out_dtype, _params, _pull_request,
+                     _push_request, _transfer_results, array_of, tensor_of)
 
 
 class AsyncClient:
@@ -170,6 +170,16 @@ class AsyncClient:
                 for r in await self._stream(self.kv.GetStream, reqs)]
 
     # -- Admin -------------------------------------------------------------
+    async def push(self, to, keys=None, namespace="", prefix=None, timeout=None):
+        """As Client.push: this daemon sends the blocks to the daemon at `to`."""
+        return _transfer_results(await self._call(
+            self.kv.Push, _push_request(to, keys, namespace, prefix), timeout))
+
+    async def pull(self, from_addr, keys, namespace="", timeout=None):
+        """As Client.pull: this daemon fetches the blocks from from_addr."""
+        return _transfer_results(await self._call(
+            self.kv.Pull, _pull_request(from_addr, keys, namespace), timeout))
+
     async def stats(self):
         return _as_dict(await self._call(self.admin.Stats, pb.StatsRequest()))
 

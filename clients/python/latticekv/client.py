@@ -455,8 +455,8 @@ class Client:
         dest verifies every container (checksums) without re-encoding; a
         damaged one is DATA_LOSS there and nothing is stored for it.
 
-        This is a relay through the caller, a batch in flight at a time, not
-        the daemon-to-daemon Push of issue 12 (not built yet).
+        This is a relay through the caller, a batch in flight at a time; push
+        and pull below make the daemons move the blocks between themselves.
 
         Returns one (key, code, details, coded_bytes) per key, in order: code
         is grpc.StatusCode.OK when the key arrived, else the code of the side
@@ -511,10 +511,63 @@ class Client:
                     progress(start + j + 1, len(ks), moved)
         return out
 
+    # -- Daemon to daemon (Push, Pull) -------------------------------------
+    def push(self, to, keys=None, namespace="", prefix=None, timeout=None):
+        """Asks this daemon to send the coded blocks of keys (or, with prefix
+        given and no keys, every block of namespace in its host memory whose
+        key starts with prefix; b"" = all) to the daemon at address `to`
+        (host:port or unix:PATH, plaintext). Only containers cross; the
+        receiver verifies and stores each one without re-encoding.
+
+        Returns one (key, code, details, coded_bytes) per key, as copy_to:
+        code is grpc.StatusCode.OK when the key is stored on `to`, else why
+        not (NOT_FOUND here, DATA_LOSS for a damaged block, RESOURCE_EXHAUSTED
+        for the receiver's quota, UNAVAILABLE when the link failed). Raises
+        Error for a request the daemon refuses as a whole (bad address,
+        namespace or keys)."""
+        return _transfer_results(self._call(self.kv.Push, _push_request(to, keys, namespace, prefix),
+                                            timeout))
+
+    def pull(self, from_addr, keys, namespace="", timeout=None):
+        """Asks this daemon to fetch the coded blocks of keys from the daemon
+        at from_addr and store them (verified, not re-encoded). Results as
+        push."""
+        return _transfer_results(self._call(self.kv.Pull, _pull_request(from_addr, keys, namespace),
+                                            timeout))
+
     # -- Admin -------------------------------------------------------------
     def stats(self):
         """The daemon's counters as a dict: numbers as int, tiers as a list of dicts."""
         return _as_dict(self._call(self.admin.Stats, pb.StatsRequest()))
+
+
+def _bytes_of(k):
+    return k.encode() if isinstance(k, str) else bytes(k)
+
+
+def _push_request(to, keys, namespace, prefix):
+    req = pb.PushRequest(namespace=namespace, to=to)
+    if keys is not None:
+        req.keys.extend(_bytes_of(k) for k in keys)
+    if prefix is not None:
+        req.by_prefix = True
+        req.key_prefix = _bytes_of(prefix)
+    return req
+
+
+def _pull_request(from_addr, keys, namespace):
+    req = pb.PullRequest(namespace=namespace, keys=[_bytes_of(k) for k in keys])
+    setattr(req, "from", from_addr)  # `from` is a Python keyword
+    return req
+
+
+def _transfer_results(r):
+    """A PushResponse or PullResponse as (key, code, details, coded_bytes) tuples."""
+    return [(x.key, _CODE_BY_VALUE.get(x.code, grpc.StatusCode.UNKNOWN), x.message, x.coded_bytes)
+            for x in r.results]
+
+
+_CODE_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def _as_dict(msg):
