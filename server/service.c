@@ -1042,12 +1042,14 @@ static int handle_transfer(req *r, const uint8_t *msg, size_t len, int pull)
 {
     const char *what = pull ? "PullRequest" : "PushRequest";
     const char *field = pull ? "from" : "to";
-    if (!r->svc->peer_start)
-        return reply_error(r, LKV_GRPC_UNIMPLEMENTED, "%s: peer links are not available here",
-                           what);
+    /* Bytes that do not parse are INVALID_ARGUMENT whatever else is true
+     * (the wire fuzzer checks that of every method). */
     lkv_wire_lookup q;
     if (lkv_wire_parse_lookup(msg, len, &q) != 0)
         return reply_error(r, LKV_GRPC_INVALID_ARGUMENT, "request is not a valid %s", what);
+    if (!r->svc->peer_start)
+        return reply_error(r, LKV_GRPC_UNIMPLEMENTED, "%s: peer links are not available here",
+                           what);
     lkv_wire_field target = {0}, prefix = {0}, f;
     int have_target = 0, by_prefix = 0;
     lkv_wire_reader rd = {msg, msg + len};

@@ -114,7 +114,10 @@ static int read_wire(lkv_method m, const uint8_t *msg, size_t n)
             inside(k.key, k.key_len, msg, n);
         return rc;
     }
-    case LKV_METHOD_LOOKUP: {
+    case LKV_METHOD_LOOKUP:
+    case LKV_METHOD_PUSH: /* a Lookup's namespace and keys, plus fields the */
+    case LKV_METHOD_PULL: /* service reads with lkv_wire_next (target, prefix) */
+    {
         lkv_wire_lookup q;
         const int rc = lkv_wire_parse_lookup(msg, n, &q);
         if (rc == 0) {
