@@ -240,6 +240,15 @@ template <int E> __device__ __forceinline__ void butterfly(float *x, int e, int 
     }
 }
 
+/* a / b correctly rounded, y = lkv_recip_of(b): lkv_div_by (three
+ * instructions, exact for |a| >= 2^-100 and the b of the codec: see
+ * lkv_cuda_block.cuh and tests/gpu/div_exhaustive); IEEE division below
+ * that and for zeros (lkv_div_by would give +0 for -0). */
+__device__ __forceinline__ float div_exact(float a, float b, float y)
+{
+    return fabsf(a) >= 7.88860905221011805411728565283e-31f ? lkv_div_by(a, b, y) : __fdiv_rn(a, b);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Shared memory                                                             */
 
@@ -379,10 +388,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                     const bool ok = allfin && r16 != LKV_F16_INF_BITS;
                     if (!ok)
                         r = 1.0f;
+                    const float ry = lkv_recip_of(r);
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         if (i < e)
-                            xv[i] = ok ? __fdiv_rn(xv[i], r) : 0.0f;
+                            xv[i] = ok ? div_exact(xv[i], r, ry) : 0.0f;
                     butterfly<E>(xv, e, lpv, (int)li);
 #pragma unroll
                     for (int i = 0; i < E; i++)
@@ -593,6 +603,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
         uint32_t pos = 2 * cnt * P.np; /* bytes into the body */
         if (!bad && pos > blen)
             bad = true;
+        /* The refills read the body in order, one dependent load per
+         * symbol step: bring the whole chunk into L2 now, so that the
+         * steps that leave L1 wait for L2, not for memory. */
+        if (!bad)
+            for (uint32_t i = lane * 128u; i < blen; i += kLanes * 128u)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(body + i));
         if (!bad)
             for (uint32_t i = lane; i < cnt * P.np; i += kLanes) {
                 const uint16_t r16 = b16[i];
@@ -606,6 +622,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
             const int e = (int)pc.e, lpv = (int)pc.lpv;
             const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
             const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+            const float qy = lkv_recip_of(m->qf);
             if (blen - pos < 4 * nl) {
                 bad = true;
                 break;
@@ -672,7 +689,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                             }
 #pragma unroll
                         for (int i = 0; i < E; i++)
-                            xv[i] = __fdiv_rn(__fmul_rn(xv[i], 0.5f), m->qf);
+                            xv[i] = div_exact(__fmul_rn(xv[i], 0.5f), m->qf, qy);
                     }
                     butterfly<E>(xv, e, lpv, (int)li);
                     if (valid) {
