@@ -297,7 +297,7 @@ __device__ __forceinline__ void put_sym(uint32_t &x, bool act, uint32_t start, u
         x >>= 16;
     }
     wp -= (uint32_t)__popc(bal);
-    if (act) {
+    if (act && freq) { /* freq >= 1 for every point of a table */
         uint32_t q = __umulhi(x, rcp);
         uint32_t r = x - q * freq;
         while (r >= freq) {

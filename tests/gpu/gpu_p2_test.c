@@ -140,6 +140,31 @@ static void dev_free(dev *d)
     memset(d, 0, sizeof *d);
 }
 
+/* With LKV_P2_DUMP=DIR, the first failing case leaves its CPU and GPU bytes
+ * there for offline comparison. */
+static int g_dumped;
+
+static void dump(const char *name, const char *what, const void *p, size_t len)
+{
+    const char *dir = getenv("LKV_P2_DUMP");
+    if (!dir || g_dumped)
+        return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, what);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return;
+    if (len)
+        fwrite(p, 1, len, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/case.txt", dir);
+    f = fopen(path, "a");
+    if (f) {
+        fprintf(f, "%s: %s %zu bytes\n", name, what, len);
+        fclose(f);
+    }
+}
+
 static size_t count_not(const uint8_t *st, size_t n, uint8_t want)
 {
     size_t c = 0;
@@ -209,6 +234,13 @@ static void one_case(int ds, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, u
         while (at < glen && at < clen && gpu[at] == cpu[at])
             at++;
         EXPECT(glen == clen && at == clen, "%s: payloads differ from byte %zu", name, at);
+        if (!(glen == clen && at == clen) && n <= 1000) {
+            dump(name, "enc_cpu.bin", cpu, clen);
+            dump(name, "enc_gpu.bin", gpu, glen);
+            dump(name, "offs_gpu.bin", offs_g, (nc + 1) * 8);
+            dump(name, "src.bin", src, n * dim * esz);
+            g_dumped = 1;
+        }
     }
 
     /* decode of the CPU payload with the host-built index */
@@ -229,6 +261,13 @@ static void one_case(int ds, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, u
             first_bad = i;
     EXPECT(bad == 0, "%s: %zu decoded bytes differ, first at element %zu", name, bad,
            first_bad / esz);
+    if (bad && n <= 1000) {
+        dump(name, "dec_cpu.bin", out_c, n * dim * esz);
+        dump(name, "dec_gpu.bin", out_g, n * dim * esz);
+        dump(name, "dec_status.bin", st, n);
+        dump(name, "enc_cpu2.bin", cpu, clen);
+        g_dumped = 1;
+    }
     dev_free(&d);
     lkv_cuda_p2_model_free(m);
 out:
@@ -377,11 +416,23 @@ static void status_decode(int flip_word)
 int main(int argc, char **argv)
 {
     const int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    const int tiny = argc > 1 && strcmp(argv[1], "--tiny") == 0;
     if (lkv_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n0 passed, 0 failed\n");
         return LKV_TEST_SKIP_CODE;
     }
     static const lkv_dtype dts[3] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
+    if (tiny) { /* for compute-sanitizer: every kernel shape once, few vectors */
+        one_case(DS_KEYS, 54, 128, LKV_DTYPE_BF16, 300, 11);
+        one_case(DS_NORMAL, 38, 8, LKV_DTYPE_FP32, 70, 12);
+        one_case(DS_T3, 54, 576, LKV_DTYPE_FP16, 129, 13);
+        one_case(DS_LOGNORMAL, 200, 1024, LKV_DTYPE_BF16, 40, 14);
+        status_encode();
+        status_decode(0);
+        status_decode(1);
+        printf("%d passed, %d failed\n", g_pass, g_fail);
+        return g_fail ? 1 : 0;
+    }
     static const uint32_t qs[] = {1, 5, 38, 54, 200, 1023};
     uint64_t seed = 1;
     /* every dataset at D = 128, bf16, each Q; partial last chunk */
