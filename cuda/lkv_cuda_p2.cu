@@ -29,11 +29,13 @@
  * order, and a cross-lane pair adds the same two values in either lane
  * (IEEE addition commutes). Everything after the closest point is integer.
  */
+#if !defined(LKV_P2_EMU) /* tests/gpu/p2_emu.cpp runs the kernels on the host */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cub/device/device_scan.cuh>
+#endif
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +43,14 @@
 #include "lkv_codec_backend.h"
 #include "lkv_codec_p2.h"
 #include "lkv_cuda_block.cuh"
+#if !defined(LKV_P2_EMU)
 #include "lkv_cuda_internal.h"
+#endif
 #include "lkv_cuda_p2.h"
+
+#if !defined(LKV_P2_EMU)
+#define LKV_P2_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
+#endif
 
 namespace
 {
@@ -68,16 +76,24 @@ struct Plan {
 
 __device__ __forceinline__ uint32_t lanemask_lt()
 {
+#if defined(LKV_P2_EMU)
+    return emu_lanemask_lt();
+#else
     uint32_t m;
     asm("mov.u32 %0, %%lanemask_lt;" : "=r"(m));
     return m;
+#endif
 }
 
 __device__ __forceinline__ uint32_t lanemask_gt()
 {
+#if defined(LKV_P2_EMU)
+    return emu_lanemask_gt();
+#else
     uint32_t m;
     asm("mov.u32 %0, %%lanemask_gt;" : "=r"(m));
     return m;
+#endif
 }
 
 /* Little-endian u32 at a 2-byte aligned address. */
@@ -326,7 +342,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     p2_encode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *src, uint8_t *scratch,
                      uint64_t *sizes, uint8_t *status)
 {
-    extern __shared__ __align__(16) uint8_t smem[];
+    LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage_models(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     uint8_t *ws = smem + models_smem(P) + warp * warp_smem(P);
@@ -577,7 +593,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     p2_decode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *payload, uint64_t len,
                      const uint64_t *offs, uint8_t *dst, uint8_t *status)
 {
-    extern __shared__ __align__(16) uint8_t smem[];
+    LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage_models(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     uint8_t *ws = smem + models_smem(P) + warp * warp_smem(P);
@@ -608,7 +624,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
          * steps that leave L1 wait for L2, not for memory. */
         if (!bad)
             for (uint32_t i = lane * 128u; i < blen; i += kLanes * 128u)
+#if !defined(LKV_P2_EMU)
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(body + i));
+#else
+                (void)i;
+#endif
         if (!bad)
             for (uint32_t i = lane; i < cnt * P.np; i += kLanes) {
                 const uint16_t r16 = b16[i];
@@ -740,6 +760,43 @@ struct lkv_cuda_p2_model {
     lkv_p2_model *d_models;
 };
 
+static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool aligned, Plan *P)
+{
+    memset(P, 0, sizeof *P);
+    P->np = m->np;
+    P->dim = m->dim;
+    P->esz = (uint32_t)lkv_dtype_size(dt);
+    P->dt = (uint32_t)dt;
+    P->dmax = m->dmax;
+    P->kstride = m->dmax + 8; /* rows 16 bytes apart mod 128: no bank conflicts */
+    P->cstride = m->dmax / 8 + 1;
+    P->n = n;
+    P->nchunks = lkv_cuda_p2_chunks(n);
+    P->cap = m->cap;
+    bool fast = aligned && (m->dim * P->esz) % 16 == 0;
+    for (uint32_t j = 0; j < m->np; j++) {
+        Piece &pc = P->pc[j];
+        pc.dim = m->pdim[j];
+        pc.off = m->off[j];
+        pc.sym = m->sym[j];
+        pc.e = pc.dim < m->e ? pc.dim : m->e;
+        pc.lpv = pc.dim / pc.e;
+        while ((1u << pc.log2d) < pc.dim)
+            pc.log2d++;
+        if ((pc.off * P->esz) % 16 != 0)
+            fast = false;
+    }
+    P->fast = fast;
+    P->smem_models = m->np <= kSmemModels;
+    const size_t per = warp_smem(*P), base = models_smem(*P);
+    size_t w = (kSmemBudget - base) / per;
+    if (w > kMaxWarps)
+        w = kMaxWarps;
+    if (w < 1)
+        w = 1;
+    P->warps = (uint32_t)w;
+}
+
 static lkv_status p2_params(const lkv_params *p, lkv_diag *diag)
 {
     lkv_status st = lkv_params_check(p, diag);
@@ -753,6 +810,8 @@ extern "C" size_t lkv_cuda_p2_chunks(size_t n)
 {
     return (n + kChunk - 1) / kChunk;
 }
+
+#if !defined(LKV_P2_EMU) /* what follows talks to the CUDA runtime */
 
 extern "C" lkv_status lkv_cuda_p2_model_create(const lkv_params *p, int dev,
                                                lkv_cuda_p2_model **out, lkv_diag *diag)
@@ -818,43 +877,6 @@ extern "C" void lkv_cuda_p2_model_free(lkv_cuda_p2_model *m)
         return;
     cudaFree(m->d_models);
     free(m);
-}
-
-static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool aligned, Plan *P)
-{
-    memset(P, 0, sizeof *P);
-    P->np = m->np;
-    P->dim = m->dim;
-    P->esz = (uint32_t)lkv_dtype_size(dt);
-    P->dt = (uint32_t)dt;
-    P->dmax = m->dmax;
-    P->kstride = m->dmax + 8; /* rows 16 bytes apart mod 128: no bank conflicts */
-    P->cstride = m->dmax / 8 + 1;
-    P->n = n;
-    P->nchunks = lkv_cuda_p2_chunks(n);
-    P->cap = m->cap;
-    bool fast = aligned && (m->dim * P->esz) % 16 == 0;
-    for (uint32_t j = 0; j < m->np; j++) {
-        Piece &pc = P->pc[j];
-        pc.dim = m->pdim[j];
-        pc.off = m->off[j];
-        pc.sym = m->sym[j];
-        pc.e = pc.dim < m->e ? pc.dim : m->e;
-        pc.lpv = pc.dim / pc.e;
-        while ((1u << pc.log2d) < pc.dim)
-            pc.log2d++;
-        if ((pc.off * P->esz) % 16 != 0)
-            fast = false;
-    }
-    P->fast = fast;
-    P->smem_models = m->np <= kSmemModels;
-    const size_t per = warp_smem(*P), base = models_smem(*P);
-    size_t w = (kSmemBudget - base) / per;
-    if (w > kMaxWarps)
-        w = kMaxWarps;
-    if (w < 1)
-        w = 1;
-    P->warps = (uint32_t)w;
 }
 
 template <int E> static const void *enc_kernel()
@@ -1026,6 +1048,8 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
         return lkv_cuda_fail(ce, diag, "profile=2 decode launch");
     return LKV_OK;
 }
+
+#endif /* !LKV_P2_EMU */
 
 extern "C" lkv_status lkv_cuda_p2_index(const lkv_params *p, const void *payload, size_t len,
                                         size_t n, uint64_t *offs, lkv_diag *diag)
