@@ -215,7 +215,10 @@ static double normal()
     return sqrt(-2.0 * log(nx())) * cos(6.283185307179586 * nx());
 }
 
-static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale)
+/* poison: 0 = a clean case; 1 = a NaN in vector 5 and an overflowing vector
+ * 200 (encode statuses), and chunk 1's first norm zeroed (decode: that
+ * chunk CORRUPT and zero, the others as the C coder's). */
+static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale, int poison = 0)
 {
     const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2};
     const size_t esz = lkv_dtype_size(dt), nc = (n + 127) / 128;
@@ -232,11 +235,24 @@ static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale)
             memcpy(&src[2 * i], &h, 2);
         }
     }
+    if (poison) {
+        for (uint32_t j = 0; j < dim; j++) {
+            const float big = 30000.0f;
+            memcpy(&src[(200 * dim + j) * 4], &big, 4);
+        }
+    }
+    std::vector<uint8_t> clean = src;
+    if (poison) {
+        const float nan = NAN;
+        memcpy(&src[(5 * dim + 17) * 4], &nan, 4);
+        memcpy(&clean[(200 * dim) * 4], &clean[(199 * dim) * 4],
+               dim * 4); /* CPU side: no overflow */
+    }
     const size_t bound = lkv_p2_payload_bound(&p, n);
     std::vector<uint8_t> cpu(bound), ref(n * dim * esz), out(n * dim * esz, 0x55);
     size_t clen = 0;
     lkv_diag dg;
-    EXPECT(lkv_p2_encode(&p, dt, src.data(), n, cpu.data(), bound, &clen, &dg) == LKV_OK,
+    EXPECT(lkv_p2_encode(&p, dt, clean.data(), n, cpu.data(), bound, &clen, &dg) == LKV_OK,
            "cpu enc %s", dg.msg);
     EXPECT(lkv_p2_decode(&p, cpu.data(), clen, n, dt, ref.data(), &dg) == LKV_OK, "cpu dec %s",
            dg.msg);
@@ -287,6 +303,36 @@ static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale)
     for (size_t c = 0; c < nc; c++)
         offs[c + 1] = offs[c] + sizes[c];
     launch(64, 0, [&] { p2_compact_kernel(scratch.data(), m.cap, offs.data(), nc, gpu.data()); });
+    if (poison) {
+        EXPECT(st[5] == LKV_ERR_NONFINITE && st[200] == LKV_ERR_NORM_OVERFLOW, "%s: statuses %d %d",
+               name, st[5], st[200]);
+        size_t nok = 0;
+        for (size_t i = 0; i < n; i++)
+            nok += st[i] != LKV_OK && i != 5 && i != 200;
+        EXPECT(nok == 0, "%s: %zu other statuses not OK", name, nok);
+        /* decode: chunk 1's first norm zeroed */
+        std::vector<uint64_t> ho(nc + 1);
+        lkv_cuda_p2_index(&p, cpu.data(), clen, n, ho.data(), &dg);
+        cpu[ho[1] + 4] = cpu[ho[1] + 5] = 0;
+        plan_init(&m, dt, n, true, &P);
+        launch(P.warps * 32, smem, [&] {
+            p2_decode_kernel<8>(P, models.data(), cpu.data(), clen, ho.data(), out.data(),
+                                st.data());
+        });
+        size_t bad = 0, nz = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += st[i] != ((i >= 128 && i < 256) ? LKV_ERR_CORRUPT : LKV_OK);
+        for (size_t i = 0; i < out.size(); i++) {
+            const size_t v = i / (dim * esz);
+            if (v >= 128 && v < 256)
+                nz += out[i] != 0;
+            else
+                nz += out[i] != ref[i];
+        }
+        EXPECT(bad == 0 && nz == 0, "%s: corrupt chunk: %zu statuses, %zu bytes wrong", name, bad,
+               nz);
+        return;
+    }
     size_t at = 0;
     while (at < clen && gpu[at] == cpu[at])
         at++;
@@ -332,6 +378,7 @@ int main()
     one(54, 576, LKV_DTYPE_BF16, 130, 1.0);
     one(200, 1024, LKV_DTYPE_FP32, 33, 1.0);
     one(1023, 128, LKV_DTYPE_BF16, 40, 1.0);
+    one(54, 128, LKV_DTYPE_FP32, 300, 1.0, 1);
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }
