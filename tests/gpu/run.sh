@@ -4,8 +4,8 @@
 #   1. configure + build (Release): the top-level project when its
 #      dependencies are there, else tests/gpu/standalone (codec + cuda + GPU
 #      tests + GPU bench only);
-#   2. the GPU tests (host-side block test, the device test, and the
-#      exhaustive check of the kernels' division);
+#   2. the GPU tests (host-side block test, the device test, profile 2's
+#      device test, and the exhaustive check of the kernels' division);
 #   3. the device test again under compute-sanitizer --tool memcheck;
 #   4. bench/gpu/gpu_codec_bench and the PyTorch baseline
 #      bench/gpu/torch_roundtrip.py, merged into gpu-<card>-<date>.json.
@@ -49,7 +49,7 @@ else
         SRC_BUILD=$BUILD/standalone
         TDIR=tests_gpu BDIR=bench_gpu
     fi
-    cmake --build "$SRC_BUILD" -j "$(nproc)" --target gpu_block_test gpu_codec_test div_exhaustive gpu_codec_bench \
+    cmake --build "$SRC_BUILD" -j "$(nproc)" --target gpu_block_test gpu_codec_test div_exhaustive gpu_codec_bench gpu_p2_test gpu_p2_bench \
         >>"$OUT/build.log" 2>&1 || {
         tail -30 "$OUT/build.log"
         exit 2
@@ -57,7 +57,8 @@ else
     BIN=$BUILD/bin
     mkdir -p "$BIN"
     cp "$SRC_BUILD/$TDIR/gpu_block_test" "$SRC_BUILD/$TDIR/gpu_codec_test" \
-        "$SRC_BUILD/$TDIR/div_exhaustive" "$SRC_BUILD/$BDIR/gpu_codec_bench" "$BIN/"
+        "$SRC_BUILD/$TDIR/div_exhaustive" "$SRC_BUILD/$BDIR/gpu_codec_bench" \
+        "$SRC_BUILD/$TDIR/gpu_p2_test" "$SRC_BUILD/$BDIR/gpu_p2_bench" "$BIN/"
 fi
 export LKV_GPU_DATA_DIR="$ROOT/tests/gpu/data"
 
@@ -68,6 +69,11 @@ tail -1 "$OUT/tests.log"
 note "gpu_codec_test"
 "$BIN/gpu_codec_test" 2>&1 | tee -a "$OUT/tests.log" | tail -12
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+if [ -x "$BIN/gpu_p2_test" ]; then
+    note "gpu_p2_test (codec profile 2)"
+    "$BIN/gpu_p2_test" 2>&1 | tee -a "$OUT/tests.log" | grep -E "FAIL|passed" | tail -12
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
 if [ "${LKV_GPU_SKIP_DIV:-0}" != 1 ]; then
     note "div_exhaustive (every pair of significands, about a minute)"
     "$BIN/div_exhaustive" 2>&1 | tee -a "$OUT/tests.log" | tail -2
@@ -83,6 +89,14 @@ if [ -x "$SAN" ]; then
     san_rc=$?
     tail -4 "$OUT/memcheck.log"
     [ $san_rc -eq 0 ] || { status=1; note "memcheck exit status $san_rc"; }
+    if [ -x "$BIN/gpu_p2_test" ]; then
+        note "gpu_p2_test --tiny under compute-sanitizer --tool memcheck"
+        timeout 300 "$SAN" --tool memcheck --error-exitcode 9 --print-limit 20 \
+            "$BIN/gpu_p2_test" --tiny >"$OUT/memcheck-p2.log" 2>&1
+        p2_rc=$?
+        tail -3 "$OUT/memcheck-p2.log"
+        [ $p2_rc -eq 0 ] || { status=1; note "profile 2 memcheck exit status $p2_rc"; }
+    fi
 else
     note "compute-sanitizer not found: memcheck skipped"
     san_rc=skipped
@@ -92,6 +106,11 @@ fi
 note "gpu_codec_bench"
 "$BIN/gpu_codec_bench" --json "$OUT/gpu-bench.json" 2>&1 | tee "$OUT/bench.log" | tail -32
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+if [ -x "$BIN/gpu_p2_bench" ]; then
+    note "gpu_p2_bench (profile 2 Q=54 beside profile 1 E8 Q=38, 2^20 x 128 bf16)"
+    "$BIN/gpu_p2_bench" --json "$OUT/gpu-p2.json" 2>&1 | tee -a "$OUT/bench.log" | tail -8
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
 if [ "${LKV_GPU_SKIP_TORCH:-0}" != 1 ]; then
     note "PyTorch baseline"
     PY=$(command -v python3)

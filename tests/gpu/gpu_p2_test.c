@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gpu_p2_test - codec profile 2 on the GPU against the C coder (the oracle):
+ *   - encode: the GPU payload equals lkv_p2_encode's, byte for byte, and its
+ *     chunk offsets equal those lkv_cuda_p2_index reads from the CPU payload;
+ *   - decode: the GPU decode of the CPU payload equals lkv_p2_decode's
+ *     output bit for bit;
+ * on the four quality datasets (normal, Student-t 3, per-channel log-normal
+ * scales, outlier keys), several Q, D = 8, 64, 128, 576 (two pieces), bf16 /
+ * fp16 / fp32, full and partial chunks; then per-vector status: NaN and
+ * norm overflow on encode, a bad norm and a flipped word on decode (the GPU
+ * verdict per chunk equals the C coder's on that chunk alone).
+ * Prints "N passed, M failed"; without a GPU "SKIP: no CUDA device" and exits
+ * with LKV_TEST_SKIP_CODE. --quick runs a smaller matrix.
+ */
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_codec.h"
+#include "lkv_codec_math.h"
+#include "lkv_cuda.h"
+#include "lkv_cuda_p2.h"
+
+#ifndef LKV_TEST_SKIP_CODE
+#define LKV_TEST_SKIP_CODE 77
+#endif
+
+static int g_pass, g_fail;
+
+#define EXPECT(cond, ...)                               \
+    do {                                                \
+        if (cond) {                                     \
+            g_pass++;                                   \
+        } else {                                        \
+            g_fail++;                                   \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                        \
+            printf("\n");                               \
+        }                                               \
+    } while (0)
+
+static void die_cuda(cudaError_t e, const char *what)
+{
+    if (e != cudaSuccess) {
+        printf("FATAL %s: CUDA error %d (%s)\n", what, (int)e, cudaGetErrorString(e));
+        exit(1);
+    }
+}
+
+/* splitmix64 and Box-Muller: reproducible data without libc's rand. */
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double rng_normal(rng *r)
+{
+    const double u1 = ((double)(rng_next(r) >> 11) + 0.5) / 9007199254740992.0;
+    const double u2 = (double)(rng_next(r) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+enum { DS_NORMAL, DS_T3, DS_LOGNORMAL, DS_KEYS, DS_COUNT };
+static const char *const k_ds_name[DS_COUNT] = {"normal", "student_t3", "lognormal_channels",
+                                                "keys"};
+
+/* The four datasets of bench/quality/codec_quality (same recipes, own
+ * generator). */
+static void gen(int ds, rng *r, float *x, size_t n, uint32_t dim)
+{
+    double scale[LKV_DIM_MAX], offset[LKV_DIM_MAX];
+    for (uint32_t j = 0; j < dim; j++) {
+        scale[j] = ds == DS_LOGNORMAL ? exp(1.5 * rng_normal(r)) : 1.0;
+        offset[j] = ds == DS_KEYS ? rng_normal(r) : 0.0;
+    }
+    if (ds == DS_KEYS)
+        for (int o = 0; o < 4; o++)
+            scale[rng_next(r) % dim] = 20.0;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < dim; j++) {
+            double v = rng_normal(r);
+            if (ds == DS_T3) {
+                double chi = 0.0;
+                for (int k = 0; k < 3; k++) {
+                    const double g = rng_normal(r);
+                    chi += g * g;
+                }
+                v = v / sqrt(chi / 3.0);
+            }
+            x[i * dim + j] = (float)(scale[j] * v + offset[j]);
+        }
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* x as dtype dt (round to nearest even). */
+static void to_dtype(const float *x, size_t count, lkv_dtype dt, uint8_t *out)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (dt == LKV_DTYPE_FP32) {
+            memcpy(out + 4 * i, &x[i], 4);
+        } else {
+            const uint16_t h = dt == LKV_DTYPE_BF16 ? lkv_math_f32_to_bf16(f32_bits(x[i]))
+                                                    : lkv_math_f32_to_f16(f32_bits(x[i]));
+            memcpy(out + 2 * i, &h, 2);
+        }
+    }
+}
+
+/* Device buffers of one case. */
+typedef struct dev {
+    void *src, *pay, *work, *dst;
+    uint64_t *offs;
+    uint8_t *st;
+} dev;
+
+static void dev_free(dev *d)
+{
+    cudaFree(d->src);
+    cudaFree(d->pay);
+    cudaFree(d->work);
+    cudaFree(d->dst);
+    cudaFree(d->offs);
+    cudaFree(d->st);
+    memset(d, 0, sizeof *d);
+}
+
+/* With LKV_P2_DUMP=DIR, the first failing case leaves its CPU and GPU bytes
+ * there for offline comparison. */
+static int g_dumped;
+
+static void dump(const char *name, const char *what, const void *p, size_t len)
+{
+    const char *dir = getenv("LKV_P2_DUMP");
+    if (!dir || g_dumped)
+        return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, what);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return;
+    if (len)
+        fwrite(p, 1, len, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/case.txt", dir);
+    f = fopen(path, "a");
+    if (f) {
+        fprintf(f, "%s: %s %zu bytes\n", name, what, len);
+        fclose(f);
+    }
+}
+
+static size_t count_not(const uint8_t *st, size_t n, uint8_t want)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += st[i] != want;
+    return c;
+}
+
+/* One case: GPU encode == CPU encode, GPU decode == CPU decode. */
+static void one_case(int ds, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, uint64_t seed)
+{
+    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2};
+    const size_t esz = lkv_dtype_size(dt), nc = lkv_cuda_p2_chunks(n);
+    char name[128];
+    snprintf(name, sizeof name, "%s q=%u dim=%u %s n=%zu", k_ds_name[ds], q, dim,
+             lkv_dtype_name(dt), n);
+    rng r = {seed};
+    float *x = malloc(n * dim * sizeof *x);
+    uint8_t *src = malloc(n * dim * esz);
+    const size_t bound = lkv_p2_payload_bound(&p, n);
+    uint8_t *cpu = malloc(bound), *gpu = malloc(bound);
+    uint8_t *out_c = malloc(n * dim * esz), *out_g = malloc(n * dim * esz);
+    uint64_t *offs_h = malloc((nc + 1) * 8), *offs_g = malloc((nc + 1) * 8);
+    uint8_t *st = malloc(n);
+    gen(ds, &r, x, n, dim);
+    to_dtype(x, n * dim, dt, src);
+    lkv_diag dg;
+    size_t clen = 0;
+    lkv_status s = lkv_p2_encode(&p, dt, src, n, cpu, bound, &clen, &dg);
+    EXPECT(s == LKV_OK, "%s: CPU encode %d %s", name, (int)s, dg.msg);
+    s = lkv_p2_decode(&p, cpu, clen, n, dt, out_c, &dg);
+    EXPECT(s == LKV_OK, "%s: CPU decode %d %s", name, (int)s, dg.msg);
+    s = lkv_cuda_p2_index(&p, cpu, clen, n, offs_h, &dg);
+    EXPECT(s == LKV_OK, "%s: index %d %s", name, (int)s, dg.msg);
+
+    lkv_cuda_p2_model *m = NULL;
+    s = lkv_cuda_p2_model_create(&p, 0, &m, &dg);
+    EXPECT(s == LKV_OK, "%s: model %d %s", name, (int)s, dg.msg);
+    if (s != LKV_OK)
+        goto out;
+    dev d = {0};
+    const size_t wb = lkv_cuda_p2_encode_workspace(m, n);
+    die_cuda(cudaMalloc(&d.src, n * dim * esz), "malloc src");
+    die_cuda(cudaMalloc(&d.pay, bound), "malloc payload");
+    die_cuda(cudaMalloc(&d.work, wb), "malloc work");
+    die_cuda(cudaMalloc(&d.dst, n * dim * esz), "malloc dst");
+    die_cuda(cudaMalloc((void **)&d.offs, (nc + 1) * 8), "malloc offs");
+    die_cuda(cudaMalloc((void **)&d.st, n), "malloc status");
+    die_cuda(cudaMemcpy(d.src, src, n * dim * esz, cudaMemcpyHostToDevice), "copy src");
+    die_cuda(cudaMemset(d.pay, 0xa5, bound), "poison payload");
+    die_cuda(cudaMemset(d.st, 0xee, n), "poison status");
+
+    /* encode */
+    s = lkv_cuda_p2_encode(m, dt, d.src, n, d.pay, bound, d.offs, d.work, wb, d.st, NULL, &dg);
+    EXPECT(s == LKV_OK, "%s: GPU encode %d %s", name, (int)s, dg.msg);
+    die_cuda(cudaDeviceSynchronize(), "encode");
+    die_cuda(cudaMemcpy(offs_g, d.offs, (nc + 1) * 8, cudaMemcpyDeviceToHost), "offs back");
+    die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "status back");
+    const size_t glen = (size_t)offs_g[nc];
+    EXPECT(glen == clen, "%s: GPU payload %zu bytes, CPU %zu", name, glen, clen);
+    EXPECT(memcmp(offs_g, offs_h, (nc + 1) * 8) == 0, "%s: chunk offsets differ", name);
+    EXPECT(count_not(st, n, LKV_OK) == 0, "%s: %zu encode statuses not OK", name,
+           count_not(st, n, LKV_OK));
+    if (glen <= bound) {
+        die_cuda(cudaMemcpy(gpu, d.pay, glen, cudaMemcpyDeviceToHost), "payload back");
+        size_t at = 0;
+        while (at < glen && at < clen && gpu[at] == cpu[at])
+            at++;
+        EXPECT(glen == clen && at == clen, "%s: payloads differ from byte %zu", name, at);
+        if (!(glen == clen && at == clen) && n <= 1000) {
+            dump(name, "enc_cpu.bin", cpu, clen);
+            dump(name, "enc_gpu.bin", gpu, glen);
+            dump(name, "offs_gpu.bin", offs_g, (nc + 1) * 8);
+            dump(name, "src.bin", src, n * dim * esz);
+            g_dumped = 1;
+        }
+    }
+
+    /* decode of the CPU payload with the host-built index */
+    die_cuda(cudaMemcpy(d.pay, cpu, clen, cudaMemcpyHostToDevice), "cpu payload in");
+    die_cuda(cudaMemcpy(d.offs, offs_h, (nc + 1) * 8, cudaMemcpyHostToDevice), "offs in");
+    die_cuda(cudaMemset(d.dst, 0x7f, n * dim * esz), "poison dst");
+    die_cuda(cudaMemset(d.st, 0xee, n), "poison status");
+    s = lkv_cuda_p2_decode(m, d.pay, clen, d.offs, n, dt, d.dst, d.st, NULL, &dg);
+    EXPECT(s == LKV_OK, "%s: GPU decode %d %s", name, (int)s, dg.msg);
+    die_cuda(cudaDeviceSynchronize(), "decode");
+    die_cuda(cudaMemcpy(out_g, d.dst, n * dim * esz, cudaMemcpyDeviceToHost), "dst back");
+    die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "status back");
+    EXPECT(count_not(st, n, LKV_OK) == 0, "%s: %zu decode statuses not OK", name,
+           count_not(st, n, LKV_OK));
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < n * dim * esz; i++)
+        if (out_g[i] != out_c[i] && bad++ == 0)
+            first_bad = i;
+    EXPECT(bad == 0, "%s: %zu decoded bytes differ, first at element %zu", name, bad,
+           first_bad / esz);
+    if (bad && n <= 1000) {
+        dump(name, "dec_cpu.bin", out_c, n * dim * esz);
+        dump(name, "dec_gpu.bin", out_g, n * dim * esz);
+        dump(name, "dec_status.bin", st, n);
+        dump(name, "enc_cpu2.bin", cpu, clen);
+        g_dumped = 1;
+    }
+    dev_free(&d);
+    lkv_cuda_p2_model_free(m);
+out:
+    free(x);
+    free(src);
+    free(cpu);
+    free(gpu);
+    free(out_c);
+    free(out_g);
+    free(offs_h);
+    free(offs_g);
+    free(st);
+}
+
+/* Encode: a NaN and an overflowing vector are marked; the rest stay OK. */
+static void status_encode(void)
+{
+    const uint32_t dim = 128;
+    const size_t n = 300;
+    const lkv_params p = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2};
+    rng r = {99};
+    float *x = malloc(n * dim * sizeof *x);
+    gen(DS_NORMAL, &r, x, n, dim);
+    x[5 * dim + 17] = NAN;
+    for (uint32_t j = 0; j < dim; j++)
+        x[200 * dim + j] = 30000.0f;
+    uint8_t *src = malloc(n * dim * 4), st[300];
+    to_dtype(x, n * dim, LKV_DTYPE_FP32, src);
+    lkv_cuda_p2_model *m = NULL;
+    lkv_diag dg;
+    lkv_status s = lkv_cuda_p2_model_create(&p, 0, &m, &dg);
+    EXPECT(s == LKV_OK, "status_encode: model %s", dg.msg);
+    dev d = {0};
+    const size_t bound = lkv_p2_payload_bound(&p, n), wb = lkv_cuda_p2_encode_workspace(m, n);
+    die_cuda(cudaMalloc(&d.src, n * dim * 4), "malloc");
+    die_cuda(cudaMalloc(&d.pay, bound), "malloc");
+    die_cuda(cudaMalloc(&d.work, wb), "malloc");
+    die_cuda(cudaMalloc((void **)&d.offs, (lkv_cuda_p2_chunks(n) + 1) * 8), "malloc");
+    die_cuda(cudaMalloc((void **)&d.st, n), "malloc");
+    die_cuda(cudaMemcpy(d.src, src, n * dim * 4, cudaMemcpyHostToDevice), "copy");
+    s = lkv_cuda_p2_encode(m, LKV_DTYPE_FP32, d.src, n, d.pay, bound, d.offs, d.work, wb, d.st,
+                           NULL, &dg);
+    EXPECT(s == LKV_OK, "status_encode: encode %s", dg.msg);
+    die_cuda(cudaDeviceSynchronize(), "encode");
+    die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "status back");
+    EXPECT(st[5] == LKV_ERR_NONFINITE, "status_encode: NaN vector has status %d", st[5]);
+    EXPECT(st[200] == LKV_ERR_NORM_OVERFLOW, "status_encode: overflow vector has status %d",
+           st[200]);
+    st[5] = st[200] = LKV_OK;
+    EXPECT(count_not(st, n, LKV_OK) == 0, "status_encode: other vectors not OK");
+    /* small buffers are refused with a named error */
+    s = lkv_cuda_p2_encode(m, LKV_DTYPE_FP32, d.src, n, d.pay, bound - 1, d.offs, d.work, wb, d.st,
+                           NULL, &dg);
+    EXPECT(s == LKV_ERR_BUFFER_SMALL && strstr(dg.msg, "cap="), "status_encode: small cap: %d %s",
+           (int)s, dg.msg);
+    s = lkv_cuda_p2_encode(m, LKV_DTYPE_FP32, d.src, n, d.pay, bound, d.offs, d.work, wb - 1, d.st,
+                           NULL, &dg);
+    EXPECT(s == LKV_ERR_BUFFER_SMALL && strstr(dg.msg, "work_bytes="),
+           "status_encode: small workspace: %d %s", (int)s, dg.msg);
+    const lkv_params p1 = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_1};
+    lkv_cuda_p2_model *m1 = NULL;
+    s = lkv_cuda_p2_model_create(&p1, 0, &m1, &dg);
+    EXPECT(s == LKV_ERR_VARIANT && m1 == NULL && strstr(dg.msg, "profile=1"),
+           "status_encode: profile 1 model: %d %s", (int)s, dg.msg);
+    dev_free(&d);
+    lkv_cuda_p2_model_free(m);
+    free(x);
+    free(src);
+}
+
+/* Decode: a chunk with a zero norm or a flipped word gets the C coder's
+ * verdict on that chunk alone; the other chunks decode as before. */
+static void status_decode(int flip_word)
+{
+    const uint32_t dim = 64;
+    const size_t n = 3 * 128;
+    const lkv_params p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_2};
+    rng r = {7 + (uint64_t)flip_word};
+    float *x = malloc(n * dim * sizeof *x);
+    gen(DS_NORMAL, &r, x, n, dim);
+    uint8_t *src = malloc(n * dim * 2);
+    to_dtype(x, n * dim, LKV_DTYPE_BF16, src);
+    const size_t bound = lkv_p2_payload_bound(&p, n);
+    uint8_t *pay = malloc(bound), *ref = malloc(n * dim * 2), *out = malloc(n * dim * 2), st[384];
+    uint64_t offs[4];
+    size_t len = 0;
+    lkv_diag dg;
+    lkv_p2_encode(&p, LKV_DTYPE_BF16, src, n, pay, bound, &len, &dg);
+    lkv_p2_decode(&p, pay, len, n, LKV_DTYPE_BF16, ref, &dg);
+    lkv_cuda_p2_index(&p, pay, len, n, offs, &dg);
+    /* corrupt chunk 1: its first norm, or a word in the middle of its stream */
+    const size_t at = flip_word ? (size_t)(offs[1] + offs[2]) / 2 & ~(size_t)1 : offs[1] + 4;
+    if (flip_word)
+        pay[at] ^= 0x5a;
+    else
+        pay[at] = pay[at + 1] = 0;
+    const lkv_status cpu_chunk =
+        lkv_p2_decode(&p, pay + offs[1], offs[2] - offs[1], 128, LKV_DTYPE_BF16, out, &dg);
+    lkv_cuda_p2_model *m = NULL;
+    lkv_cuda_p2_model_create(&p, 0, &m, &dg);
+    dev d = {0};
+    die_cuda(cudaMalloc(&d.pay, len), "malloc");
+    die_cuda(cudaMalloc(&d.dst, n * dim * 2), "malloc");
+    die_cuda(cudaMalloc((void **)&d.offs, sizeof offs), "malloc");
+    die_cuda(cudaMalloc((void **)&d.st, n), "malloc");
+    die_cuda(cudaMemcpy(d.pay, pay, len, cudaMemcpyHostToDevice), "copy");
+    die_cuda(cudaMemcpy(d.offs, offs, sizeof offs, cudaMemcpyHostToDevice), "copy");
+    lkv_status s =
+        lkv_cuda_p2_decode(m, d.pay, len, d.offs, n, LKV_DTYPE_BF16, d.dst, d.st, NULL, &dg);
+    EXPECT(s == LKV_OK, "status_decode: launch %s", dg.msg);
+    die_cuda(cudaDeviceSynchronize(), "decode");
+    die_cuda(cudaMemcpy(out, d.dst, n * dim * 2, cudaMemcpyDeviceToHost), "back");
+    die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "back");
+    const uint8_t want = cpu_chunk == LKV_OK ? LKV_OK : LKV_ERR_CORRUPT;
+    EXPECT(!flip_word ? cpu_chunk == LKV_ERR_CORRUPT : 1,
+           "status_decode: CPU accepted a zero norm");
+    EXPECT(count_not(st + 128, 128, want) == 0, "status_decode(%d): chunk 1 status %d, CPU %d",
+           flip_word, st[128], (int)cpu_chunk);
+    EXPECT(count_not(st, 128, LKV_OK) == 0 && count_not(st + 256, 128, LKV_OK) == 0,
+           "status_decode(%d): clean chunks not OK", flip_word);
+    EXPECT(memcmp(out, ref, 128 * dim * 2) == 0 &&
+               memcmp(out + 256 * dim * 2, ref + 256 * dim * 2, 128 * dim * 2) == 0,
+           "status_decode(%d): clean chunks decode differently", flip_word);
+    if (want != LKV_OK) {
+        size_t nz = 0;
+        for (size_t i = 128 * dim * 2; i < 256 * dim * 2; i++)
+            nz += out[i] != 0;
+        EXPECT(nz == 0, "status_decode(%d): corrupt chunk not zeroed (%zu bytes)", flip_word, nz);
+    }
+    /* a wrong final offset (trailing bytes) fails the last chunk */
+    const uint64_t lie = len + 2;
+    die_cuda(cudaMemcpy(d.offs + 3, &lie, 8, cudaMemcpyHostToDevice), "copy");
+    lkv_cuda_p2_decode(m, d.pay, len, d.offs, n, LKV_DTYPE_BF16, d.dst, d.st, NULL, &dg);
+    die_cuda(cudaDeviceSynchronize(), "decode");
+    die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "back");
+    EXPECT(st[300] == LKV_ERR_CORRUPT, "status_decode: offset past the payload accepted");
+    dev_free(&d);
+    lkv_cuda_p2_model_free(m);
+    free(x);
+    free(src);
+    free(pay);
+    free(ref);
+    free(out);
+}
+
+int main(int argc, char **argv)
+{
+    const int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    const int tiny = argc > 1 && strcmp(argv[1], "--tiny") == 0;
+    if (lkv_cuda_device_count() == 0) {
+        printf("SKIP: no CUDA device\n0 passed, 0 failed\n");
+        return LKV_TEST_SKIP_CODE;
+    }
+    static const lkv_dtype dts[3] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
+    if (tiny) { /* for compute-sanitizer: every kernel shape once, few vectors */
+        one_case(DS_KEYS, 54, 128, LKV_DTYPE_BF16, 300, 11);
+        one_case(DS_NORMAL, 38, 8, LKV_DTYPE_FP32, 70, 12);
+        one_case(DS_T3, 54, 576, LKV_DTYPE_FP16, 129, 13);
+        one_case(DS_LOGNORMAL, 200, 1024, LKV_DTYPE_BF16, 40, 14);
+        status_encode();
+        status_decode(0);
+        status_decode(1);
+        printf("%d passed, %d failed\n", g_pass, g_fail);
+        return g_fail ? 1 : 0;
+    }
+    static const uint32_t qs[] = {1, 5, 38, 54, 200, 1023};
+    uint64_t seed = 1;
+    /* every dataset at D = 128, bf16, each Q; partial last chunk */
+    for (int ds = 0; ds < DS_COUNT; ds++)
+        for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++)
+            one_case(ds, qs[qi], 128, LKV_DTYPE_BF16, quick ? 1000 : 5000, seed++);
+    /* dims and dtypes */
+    static const uint32_t dims[] = {8, 64, 128, 576, 1024};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int t = 0; t < 3; t++)
+            for (int ds = 0; ds < DS_COUNT; ds += quick ? 3 : 1)
+                one_case(ds, dims[di] == 576 ? 54 : 38, dims[di], dts[t], 333, seed++);
+    /* tiny and exact-chunk batches */
+    one_case(DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 1, seed++);
+    one_case(DS_KEYS, 54, 128, LKV_DTYPE_BF16, 31, seed++);
+    one_case(DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 33, seed++);
+    one_case(DS_T3, 54, 128, LKV_DTYPE_FP16, 256, seed++);
+    one_case(DS_NORMAL, 54, 96, LKV_DTYPE_BF16, 200, seed++);
+    if (!quick)
+        one_case(DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 1u << 17, seed++);
+    status_encode();
+    status_decode(0);
+    status_decode(1);
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
