@@ -73,4 +73,14 @@ double lkv_p2_exp_neg(double e);
  * profile 2 uses the same one. Returns 1 for the half-integer coset. */
 int lkv_ref_e8_box(const float *y, float q, int32_t *pt);
 
+#if defined(LKV_HAVE_AVX512)
+/* Decodes one full slot (LKV_P2_LANES vectors) of a piece at body[*pos..len)
+ * with the lanes' states, writes the vectors to rows[l] (the piece's first
+ * element in vector l's row) and advances *pos and the states as the scalar
+ * decoder does. 0 when the stream is corrupt (the scalar decoder fails in
+ * the same slot). r16: the lanes' norms, already checked. */
+int lkv_p2_slot_avx512(const lkv_p2_model *m, const uint8_t *body, size_t len, size_t *pos,
+                       uint32_t *state, const uint16_t *r16, uint8_t *const *rows, lkv_dtype dt);
+#endif
+
 #endif /* LKV_P2_H */

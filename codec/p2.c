@@ -492,7 +492,8 @@ static int decode_coord(const lkv_p2_model *m, size_t nk, const uint8_t *cs, con
 
 /* Decodes one chunk's body (len bytes) into vectors first .. first+cnt-1. */
 static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, size_t cnt,
-                               lkv_dtype dt, uint8_t *dst, size_t first, size_t at, lkv_diag *diag)
+                               lkv_dtype dt, uint8_t *dst, size_t first, size_t at, lkv_isa isa,
+                               lkv_diag *diag)
 {
     const lkv_split *sp = &ms->lo->split;
     const uint32_t np = sp->count, dim = sp->dim;
@@ -534,6 +535,25 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
         for (size_t k = 0; k < nslots; k++) {
             const size_t nk =
                 cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
+#if defined(LKV_HAVE_AVX512)
+            /* A full slot on the AVX-512 path: it fails exactly where the
+             * scalar steps below would, and the message names only the
+             * chunk, so the error is the scalar one. */
+            if (isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES) {
+                uint16_t r16[LKV_P2_LANES];
+                uint8_t *rows[LKV_P2_LANES];
+                for (size_t l = 0; l < nk; l++) {
+                    const size_t v = k * LKV_P2_LANES + l;
+                    r16[l] = ld16(body + 2 * (v * np + j));
+                    rows[l] = dst + ((first + v) * dim + sp->off[j]) * esz;
+                }
+                if (!lkv_p2_slot_avx512(m, body, len, &rd.pos, state, r16, rows, dt))
+                    goto corrupt;
+                continue;
+            }
+#else
+            (void)isa;
+#endif
             for (uint32_t b = 0; b < m->nblocks; b++) {
                 uint8_t cs[LKV_P2_LANES], tab[LKV_P2_LANES], par[LKV_P2_LANES];
                 uint32_t u[LKV_P2_LANES];
@@ -626,10 +646,31 @@ lkv_status lkv_p2_chunk_size(const lkv_params *p, const void *src, size_t src_le
     return chunk_size(&lo, (const uint8_t *)src, src_len, n_in_chunk, 0, chunk_bytes, diag);
 }
 
+/* The path a call runs: isa, or the best this CPU has for AUTO. Profile 2
+ * has scalar and AVX-512 kernels; AVX2 runs the scalar ones. */
+static lkv_status p2_isa(lkv_isa isa, lkv_isa *out, lkv_diag *diag)
+{
+    if (isa == LKV_ISA_AUTO)
+        isa = lkv_isa_best();
+    if (!lkv_isa_supported(isa))
+        return lkv_fail(diag, LKV_ERR_ISA, UINT64_MAX, "isa=%s is not supported here",
+                        lkv_isa_name(isa));
+    *out = isa;
+    return LKV_OK;
+}
+
 lkv_status lkv_p2_decode(const lkv_params *p, const void *src, size_t src_len, size_t n,
                          lkv_dtype dt, void *dst, lkv_diag *diag)
 {
+    return lkv_p2_decode_isa(p, src, src_len, n, dt, dst, LKV_ISA_AUTO, diag);
+}
+
+lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_len, size_t n,
+                             lkv_dtype dt, void *dst, lkv_isa isa, lkv_diag *diag)
+{
     lkv_status st = p2_check(p, dt, diag);
+    if (st == LKV_OK)
+        st = p2_isa(isa, &isa, diag);
     if (st != LKV_OK)
         return st;
     p2_layout lo;
@@ -643,7 +684,7 @@ lkv_status lkv_p2_decode(const lkv_params *p, const void *src, size_t src_len, s
         st = chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, diag);
         if (st == LKV_OK)
             st = decode_chunk(&ms, in + pos + 4, bytes - 4, cnt, dt, (uint8_t *)dst, first, pos,
-                              diag);
+                              isa, diag);
         if (st != LKV_OK)
             return st;
         pos += bytes;

@@ -14,6 +14,7 @@
  * (codec/CMakeLists.txt); only called after lkv_isa_supported() says yes.
  */
 #include "lkv_codec_internal.h"
+#include "lkv_p2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -439,4 +440,12 @@ lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n,
                              void *dst, lkv_diag *diag)
 {
     return sk_decode(d, src, n, dt, dst, diag);
+}
+
+#include "p2_avx512.h"
+
+int lkv_p2_slot_avx512(const lkv_p2_model *m, const uint8_t *body, size_t len, size_t *pos,
+                       uint32_t *state, const uint16_t *r16, uint8_t *const *rows, lkv_dtype dt)
+{
+    return p2v_slot(m, body, len, pos, state, r16, rows, dt);
 }

@@ -70,7 +70,7 @@ static void decode_row(row *r, const unsigned char *coded, size_t n, uint16_t *y
     lkv_diag d;
     lkv_status st;
     if (is_p2(r))
-        st = lkv_p2_decode(&r->p, coded, r->coded_len, n, LKV_DTYPE_BF16, y, &d);
+        st = lkv_p2_decode_isa(&r->p, coded, r->coded_len, n, LKV_DTYPE_BF16, y, r->isa, &d);
     else
         st = lkv_decode(&r->p, coded, n, LKV_DTYPE_BF16, y, r->isa, &d);
     if (st != LKV_OK)
@@ -118,7 +118,10 @@ int main(int argc, char **argv)
         {.name = "p1_e8_q38_scalar",
          .p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_1},
          .isa = LKV_ISA_SCALAR},
-        {.name = "p2_q54", .p = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2}, .isa = LKV_ISA_SCALAR},
+        {.name = "p2_q54_best", .p = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2}, .isa = LKV_ISA_AUTO},
+        {.name = "p2_q54_scalar",
+         .p = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2},
+         .isa = LKV_ISA_SCALAR},
     };
     const int nrows = (int)(sizeof rows / sizeof rows[0]);
 

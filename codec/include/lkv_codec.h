@@ -334,6 +334,13 @@ lkv_status lkv_p2_encode(const lkv_params *p, lkv_dtype dt, const void *src, siz
 lkv_status lkv_p2_decode(const lkv_params *p, const void *src, size_t src_len, size_t n,
                          lkv_dtype dt, void *dst, lkv_diag *diag);
 
+/* lkv_p2_decode on a chosen instruction-set path (LKV_ISA_AUTO: the best
+ * this CPU has, which is what lkv_p2_decode runs). Every path decodes the
+ * same bytes and reports the same errors; ERR_ISA when the CPU lacks isa.
+ * lkv_decompress passes its isa here. */
+lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_len, size_t n,
+                             lkv_dtype dt, void *dst, lkv_isa isa, lkv_diag *diag);
+
 /* Bytes of the first chunk of a profile 2 payload of src_len bytes (its u32
  * length prefix included), for streaming readers: ERR_TRUNCATED when the
  * prefix or the chunk is not complete, ERR_CORRUPT when the length exceeds

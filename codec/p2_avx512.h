@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * p2_avx512.h - profile 2's decoder for one full slot (32 vectors) on the
+ * AVX-512 path. Included only by simd_avx512.c, after its primitives and
+ * simd_kernel.h, whose butterfly (sk_fwht) and transposing store
+ * (sk_store_chunk) it reuses.
+ *
+ * Design note: the 32 rANS lanes of a slot are two zmm registers of 16
+ * lanes, lanes 0..15 and 16..31, and every symbol position is decoded in
+ * all of them at once. What makes the bytes and the stream position the
+ * scalar decoder's (p2.c decode_chunk):
+ *   - lanes never depend on each other except through the shared word
+ *     stream, and the scalar decoder refills lane after lane in lane order.
+ *     Lanes that need a word form a mask; the k-th of them, in lane order,
+ *     takes the k-th word from the current position (a masked load of
+ *     popcount words, then an expand to the lanes of the mask). Register 0
+ *     refills before register 1, so lane order holds across the two.
+ *   - the slot -> bin lookup is the scalar one done with gathers: the
+ *     table's lut entry, then the same linear walk up cum[] for the lanes
+ *     still below their bin, then cum[s] for the frequency.
+ *   - the raw-bit count of a coordinate is lane 0's table's, as in the
+ *     scalar decoder; every table of a kind has the same count anyway.
+ * Any failure (a refill past the end, a point outside its table) returns 0
+ * and the caller decodes the chunk again with the scalar decoder, which
+ * reports the error and its message; the SIMD path reports none itself.
+ *
+ * The float part is profile 1's decode arithmetic on lanes: p = (2k + c)/2
+ * divided by Q, the butterfly in stage order, times 4/D, times r; the same
+ * fp32 operations in the same order as p2.c reconstruct, one vector per lane.
+ *
+ * Stack: the slot's points as int16 [dim][32] (64 KiB at D = 1024) and the
+ * float scratch vf[dim] (64 KiB), so about 130 KiB with the model.
+ */
+#ifndef LKV_P2_AVX512_H
+#define LKV_P2_AVX512_H
+
+#include <stddef.h>
+
+#define P2V_REGS (LKV_P2_LANES / 16u)
+
+/* The per-table fields the lanes need, indexed by the table number
+ * c * 3 + tab (0..5), as 16-entry permute tables. */
+typedef struct p2v_tabs {
+    vi jlo, n, b, base; /* base: byte offset of the table inside m->t */
+} p2v_tabs;
+
+static inline vi p2v_gather(const uint8_t *base, vi off)
+{
+    return _mm512_i32gather_epi32(off, (const void *)base, 1);
+}
+
+/* Refills the lanes of x below 2^16 from the word stream, in lane order.
+ * 0 when the stream ends first. */
+static inline int p2v_refill(vi *x, const uint8_t *body, size_t len, size_t *pos)
+{
+    const __mmask16 need = _mm512_cmplt_epu32_mask(*x, _mm512_set1_epi32((int)LKV_P2_RANS_LOW));
+    if (!need)
+        return 1;
+    const unsigned cnt = (unsigned)__builtin_popcount(need);
+    if (len - *pos < 2u * cnt)
+        return 0;
+    const __m256i w = _mm256_maskz_loadu_epi16((__mmask16)((1u << cnt) - 1u), body + *pos);
+    const vi wv = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(w));
+    *x = _mm512_mask_or_epi32(*x, need, _mm512_slli_epi32(*x, 16), wv);
+    *pos += 2u * cnt;
+    return 1;
+}
+
+/* The coset symbol of every lane of x: returns the coset mask. */
+static inline __mmask16 p2v_coset(vi *x, uint32_t f1)
+{
+    const uint32_t f0 = LKV_P2_PROB_ONE - f1;
+    const vi slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)(LKV_P2_PROB_ONE - 1u)));
+    const vi hi = _mm512_srli_epi32(*x, (int)LKV_P2_PROB_BITS);
+    const __mmask16 c = _mm512_cmpge_epu32_mask(slot, _mm512_set1_epi32((int)f0));
+    const vi f = _mm512_mask_blend_epi32(c, _mm512_set1_epi32((int)f0), _mm512_set1_epi32((int)f1));
+    const vi sub = _mm512_maskz_mov_epi32(c, _mm512_set1_epi32((int)f0));
+    *x = _mm512_add_epi32(_mm512_mullo_epi32(f, hi), _mm512_sub_epi32(slot, sub));
+    return c;
+}
+
+/* The bin symbol of every lane of x from table ti (0..5) of each lane;
+ * returns the bin. */
+static inline vi p2v_bin(const lkv_p2_model *m, const p2v_tabs *tb, vi ti, vi *x)
+{
+    const uint8_t *base = (const uint8_t *)m->t;
+    const vi slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)(LKV_P2_PROB_ONE - 1u)));
+    const vi tbase = _mm512_permutexvar_epi32(ti, tb->base);
+    /* lut entry: the aligned 32-bit word holding it, then its half. */
+    const vi loff = _mm512_add_epi32(
+        _mm512_add_epi32(tbase, _mm512_set1_epi32((int)offsetof(lkv_p2_table, lut))),
+        _mm512_slli_epi32(_mm512_srli_epi32(slot, (int)LKV_P2_LUT_SHIFT), 1));
+    const vi lw = p2v_gather(base, _mm512_andnot_si512(_mm512_set1_epi32(3), loff));
+    const vi lsh = _mm512_slli_epi32(_mm512_and_si512(loff, _mm512_set1_epi32(2)), 3);
+    vi s = _mm512_and_si512(_mm512_srlv_epi32(lw, lsh), _mm512_set1_epi32(0xffff));
+    const vi cbase = _mm512_add_epi32(tbase, _mm512_set1_epi32((int)offsetof(lkv_p2_table, cum)));
+    vi coff = _mm512_add_epi32(cbase, _mm512_slli_epi32(s, 2));
+    vi c1 = p2v_gather(base, _mm512_add_epi32(coff, _mm512_set1_epi32(4)));
+    __mmask16 up = _mm512_cmple_epu32_mask(c1, slot);
+    while (up) {
+        s = _mm512_mask_add_epi32(s, up, s, _mm512_set1_epi32(1));
+        coff = _mm512_mask_add_epi32(coff, up, coff, _mm512_set1_epi32(4));
+        c1 = _mm512_mask_i32gather_epi32(c1, up, _mm512_add_epi32(coff, _mm512_set1_epi32(4)),
+                                         (const void *)base, 1);
+        up = _mm512_mask_cmple_epu32_mask(up, c1, slot);
+    }
+    const vi c0 = p2v_gather(base, coff);
+    const vi hi = _mm512_srli_epi32(*x, (int)LKV_P2_PROB_BITS);
+    *x = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(c1, c0), hi),
+                          _mm512_sub_epi32(slot, c0));
+    return s;
+}
+
+/* b raw bits of every lane of x, b in 1..12. */
+static inline vi p2v_raw(uint32_t b, vi *x)
+{
+    const uint32_t sh = LKV_P2_PROB_BITS - b;
+    const vi slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)(LKV_P2_PROB_ONE - 1u)));
+    const vi hi = _mm512_srli_epi32(*x, (int)LKV_P2_PROB_BITS);
+    *x = _mm512_add_epi32(_mm512_sll_epi32(hi, _mm_cvtsi32_si128((int)sh)),
+                          _mm512_and_si512(slot, _mm512_set1_epi32((int)((1u << sh) - 1u))));
+    return _mm512_srl_epi32(slot, _mm_cvtsi32_si128((int)sh));
+}
+
+/* One coordinate of all 32 lanes: bins (with refills), then raw bits (with
+ * refills), then the range check. u receives the offsets in the tables. */
+static inline int p2v_coord(const lkv_p2_model *m, const p2v_tabs *tb, const vi *ti, uint32_t rawb,
+                            vi *x, const uint8_t *body, size_t len, size_t *pos, vi *u)
+{
+    for (unsigned g = 0; g < P2V_REGS; g++) {
+        const vi s = p2v_bin(m, tb, ti[g], &x[g]);
+        u[g] = _mm512_sllv_epi32(s, _mm512_permutexvar_epi32(ti[g], tb->b));
+        if (!p2v_refill(&x[g], body, len, pos))
+            return 0;
+    }
+    if (rawb)
+        for (unsigned g = 0; g < P2V_REGS; g++) {
+            u[g] = _mm512_or_si512(u[g], p2v_raw(rawb, &x[g]));
+            if (!p2v_refill(&x[g], body, len, pos))
+                return 0;
+        }
+    for (unsigned g = 0; g < P2V_REGS; g++)
+        if (_mm512_cmpge_epu32_mask(u[g], _mm512_permutexvar_epi32(ti[g], tb->n)))
+            return 0;
+    return 1;
+}
+
+static void p2v_tabs_init(const lkv_p2_model *m, p2v_tabs *tb)
+{
+    int32_t jlo[16] = {0}, n[16] = {0}, b[16] = {0}, base[16] = {0};
+    for (unsigned c = 0; c < 2; c++)
+        for (unsigned t = 0; t < 3; t++) {
+            const lkv_p2_table *p = &m->t[c][t];
+            jlo[c * 3 + t] = p->jlo;
+            n[c * 3 + t] = (int32_t)p->n;
+            b[c * 3 + t] = (int32_t)p->b;
+            base[c * 3 + t] = (int32_t)((const uint8_t *)p - (const uint8_t *)m->t);
+        }
+    tb->jlo = _mm512_loadu_si512(jlo);
+    tb->n = _mm512_loadu_si512(n);
+    tb->b = _mm512_loadu_si512(b);
+    tb->base = _mm512_loadu_si512(base);
+}
+
+/* Decodes one full slot (32 vectors) of a piece; see p2.c. 1 on success. */
+static int p2v_slot(const lkv_p2_model *m, const uint8_t *body, size_t len, size_t *pos_io,
+                    uint32_t *state, const uint16_t *r16, uint8_t *const *rows, lkv_dtype dt)
+{
+    p2v_tabs tb;
+    p2v_tabs_init(m, &tb);
+    int16_t kt[LKV_DIM_MAX][LKV_P2_LANES]; /* kt[j][l]: 2k + c of lane l, coordinate j */
+    size_t pos = *pos_io;
+    vi x[P2V_REGS];
+    for (unsigned g = 0; g < P2V_REGS; g++)
+        x[g] = _mm512_loadu_si512(state + 16u * g);
+    const vi one = _mm512_set1_epi32(1), three = _mm512_set1_epi32(3);
+    const uint32_t raw6 = m->t[0][0].b;
+    for (uint32_t blk = 0; blk < m->nblocks; blk++) {
+        vi ti[P2V_REGS], cs[P2V_REGS], par[P2V_REGS], u[P2V_REGS];
+        for (unsigned g = 0; g < P2V_REGS; g++) {
+            const __mmask16 c = p2v_coset(&x[g], m->coset_f1);
+            if (!p2v_refill(&x[g], body, len, &pos))
+                return 0;
+            cs[g] = _mm512_maskz_mov_epi32(c, one);
+            ti[g] = _mm512_maskz_mov_epi32(c, three);
+            par[g] = _mm512_setzero_si512();
+        }
+        for (uint32_t i = 0; i < 7; i++) {
+            if (!p2v_coord(m, &tb, ti, raw6, x, body, len, &pos, u))
+                return 0;
+            for (unsigned g = 0; g < P2V_REGS; g++) {
+                const vi kv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
+                par[g] = _mm512_xor_si512(par[g], _mm512_and_si512(kv, one));
+                const vi p2 = _mm512_add_epi32(_mm512_add_epi32(kv, kv), cs[g]);
+                _mm256_storeu_si256((__m256i *)&kt[8 * blk + i][16u * g],
+                                    _mm512_cvtepi32_epi16(p2));
+            }
+        }
+        for (unsigned g = 0; g < P2V_REGS; g++)
+            ti[g] = _mm512_add_epi32(ti[g], _mm512_add_epi32(par[g], one));
+        const uint32_t raw7 = m->t[0][1 + (uint32_t)_mm_cvtsi128_si32(
+                                              _mm512_castsi512_si128(par[0]))]
+                                  .b;
+        if (!p2v_coord(m, &tb, ti, raw7, x, body, len, &pos, u))
+            return 0;
+        for (unsigned g = 0; g < P2V_REGS; g++) {
+            const vi jv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
+            const vi k7 = _mm512_add_epi32(_mm512_slli_epi32(jv, 1), par[g]);
+            const vi p2 = _mm512_add_epi32(_mm512_add_epi32(k7, k7), cs[g]);
+            _mm256_storeu_si256((__m256i *)&kt[8 * blk + 7][16u * g], _mm512_cvtepi32_epi16(p2));
+        }
+    }
+    for (unsigned g = 0; g < P2V_REGS; g++)
+        _mm512_storeu_si512(state + 16u * g, x[g]);
+    *pos_io = pos;
+
+    /* The float part, 16 vectors at a time. */
+    vf buf[LKV_DIM_MAX];
+    const vf half = vf_set1(0.5f), qf = vf_set1(m->qf);
+    for (unsigned g = 0; g < P2V_REGS; g++) {
+        for (uint32_t j = 0; j < m->dim; j++) {
+            const vi p2 = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)&kt[j][16u * g]));
+            buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
+        }
+        const vf r = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r16 + 16u * g)));
+        vf unused = r;
+        sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
+        uint8_t *const *gr = rows + 16u * g;
+        if (m->dim >= 16) {
+            for (uint32_t ch = 0; ch < m->dim / 16u; ch++)
+                sk_store_chunk(dt, gr, 16, ch * 16u, buf + ch * 16u);
+        } else {
+            float tmp[16];
+            for (unsigned l = 0; l < 16; l++) {
+                for (uint32_t j = 0; j < m->dim; j++)
+                    tmp[j] = ((const float *)&buf[j])[l];
+                lkv_store_vec(dt, gr[l], 0, m->dim, tmp);
+            }
+        }
+    }
+    return 1;
+}
+
+#endif /* LKV_P2_AVX512_H */
