@@ -73,14 +73,32 @@ double lkv_p2_exp_neg(double e);
  * profile 2 uses the same one. Returns 1 for the half-integer coset. */
 int lkv_ref_e8_box(const float *y, float q, int32_t *pt);
 
+/*
+ * The decode tables of the SIMD paths, derived from a model: for table
+ * ti = c * 3 + tab, lx[ti][i] = s | cum[s + 1] << 16 with s = lut[i], and
+ * cc[ti][s] = cum[s] | cum[s + 1] << 16 (cum[s] < 2^15 <= cum[s + 1] fits).
+ * One 32-bit gather then gives what the scalar lookup reads from two or
+ * three places. About 24 KiB.
+ */
+typedef struct lkv_p2_vtab {
+    uint32_t lx[6][LKV_P2_LUT_SIZE];
+    uint32_t cc[6][LKV_P2_NBINS_MAX];
+} lkv_p2_vtab;
+
+/* The SIMD lookups index a table as ti * 512 + i with one shift. */
+_Static_assert(LKV_P2_LUT_SIZE == 512 && LKV_P2_NBINS_MAX == 512, "vtab rows of 512");
+
+void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
+
 #if defined(LKV_HAVE_AVX512)
 /* Decodes one full slot (LKV_P2_LANES vectors) of a piece at body[*pos..len)
  * with the lanes' states, writes the vectors to rows[l] (the piece's first
  * element in vector l's row) and advances *pos and the states as the scalar
  * decoder does. 0 when the stream is corrupt (the scalar decoder fails in
  * the same slot). r16: the lanes' norms, already checked. */
-int lkv_p2_slot_avx512(const lkv_p2_model *m, const uint8_t *body, size_t len, size_t *pos,
-                       uint32_t *state, const uint16_t *r16, uint8_t *const *rows, lkv_dtype dt);
+int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body,
+                       size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
+                       uint8_t *const *rows, lkv_dtype dt);
 #endif
 
 #endif /* LKV_P2_H */

@@ -256,7 +256,19 @@ typedef struct p2_models {
     uint32_t q;
     int built; /* piece index + 1 of m, 0 when none */
     lkv_p2_model m;
+    int vt_built; /* piece index + 1 of vt (SIMD decode only), 0 when none */
+    lkv_p2_vtab vt;
 } p2_models;
+
+/* The SIMD decode tables of piece j's model, which must be current. */
+static const lkv_p2_vtab *vtab_of(p2_models *ms, uint32_t j)
+{
+    if (ms->vt_built != (int)j + 1) {
+        lkv_p2_vtab_build(&ms->m, &ms->vt);
+        ms->vt_built = (int)j + 1;
+    }
+    return &ms->vt;
+}
 
 static const lkv_p2_model *model_of(p2_models *ms, uint32_t j)
 {
@@ -394,7 +406,7 @@ lkv_status lkv_p2_encode(const lkv_params *p, lkv_dtype dt, const void *src, siz
         return st;
     p2_layout lo;
     layout_init(p, &lo);
-    p2_models ms = {&lo, p->q, 0, {0}};
+    p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
     uint8_t *out = (uint8_t *)dst;
     size_t pos = 0;
     for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
@@ -547,7 +559,8 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
                     r16[l] = ld16(body + 2 * (v * np + j));
                     rows[l] = dst + ((first + v) * dim + sp->off[j]) * esz;
                 }
-                if (!lkv_p2_slot_avx512(m, body, len, &rd.pos, state, r16, rows, dt))
+                if (!lkv_p2_slot_avx512(m, vtab_of(ms, j), body, len, &rd.pos, state, r16, rows,
+                                        dt))
                     goto corrupt;
                 continue;
             }
@@ -675,7 +688,7 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
         return st;
     p2_layout lo;
     layout_init(p, &lo);
-    p2_models ms = {&lo, p->q, 0, {0}};
+    p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
     const uint8_t *in = (const uint8_t *)src;
     size_t pos = 0;
     for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {

@@ -41,13 +41,8 @@
 /* The per-table fields the lanes need, indexed by the table number
  * c * 3 + tab (0..5), as 16-entry permute tables. */
 typedef struct p2v_tabs {
-    vi jlo, n, b, base; /* base: byte offset of the table inside m->t */
+    vi jlo, n, b;
 } p2v_tabs;
-
-static inline vi p2v_gather(const uint8_t *base, vi off)
-{
-    return _mm512_i32gather_epi32(off, (const void *)base, 1);
-}
 
 /* Refills the lanes of x below 2^16 from the word stream, in lane order.
  * 0 when the stream ends first. */
@@ -80,31 +75,28 @@ static inline __mmask16 p2v_coset(vi *x, uint32_t f1)
 }
 
 /* The bin symbol of every lane of x from table ti (0..5) of each lane;
- * returns the bin. */
-static inline vi p2v_bin(const lkv_p2_model *m, const p2v_tabs *tb, vi ti, vi *x)
+ * returns the bin. The lut entry gives a bin and its end; one step up when
+ * the slot is past that end (a lut window holds one bin boundary at most
+ * for all but the rarest bins), then the bin's start and end together; the
+ * loop walks further only for windows with several boundaries. */
+SK_INLINE vi p2v_bin(const lkv_p2_vtab *vt, vi ti, vi *x)
 {
-    const uint8_t *base = (const uint8_t *)m->t;
     const vi slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)(LKV_P2_PROB_ONE - 1u)));
-    const vi tbase = _mm512_permutexvar_epi32(ti, tb->base);
-    /* lut entry: the aligned 32-bit word holding it, then its half. */
-    const vi loff = _mm512_add_epi32(
-        _mm512_add_epi32(tbase, _mm512_set1_epi32((int)offsetof(lkv_p2_table, lut))),
-        _mm512_slli_epi32(_mm512_srli_epi32(slot, (int)LKV_P2_LUT_SHIFT), 1));
-    const vi lw = p2v_gather(base, _mm512_andnot_si512(_mm512_set1_epi32(3), loff));
-    const vi lsh = _mm512_slli_epi32(_mm512_and_si512(loff, _mm512_set1_epi32(2)), 3);
-    vi s = _mm512_and_si512(_mm512_srlv_epi32(lw, lsh), _mm512_set1_epi32(0xffff));
-    const vi cbase = _mm512_add_epi32(tbase, _mm512_set1_epi32((int)offsetof(lkv_p2_table, cum)));
-    vi coff = _mm512_add_epi32(cbase, _mm512_slli_epi32(s, 2));
-    vi c1 = p2v_gather(base, _mm512_add_epi32(coff, _mm512_set1_epi32(4)));
-    __mmask16 up = _mm512_cmple_epu32_mask(c1, slot);
+    const vi tb = _mm512_slli_epi32(ti, 9); /* 512 entries per table */
+    const vi lx = _mm512_i32gather_epi32(
+        _mm512_add_epi32(tb, _mm512_srli_epi32(slot, (int)LKV_P2_LUT_SHIFT)), vt->lx, 4);
+    vi s = _mm512_and_si512(lx, _mm512_set1_epi32(0xffff));
+    const __mmask16 step = _mm512_cmple_epu32_mask(_mm512_srli_epi32(lx, 16), slot);
+    s = _mm512_mask_add_epi32(s, step, s, _mm512_set1_epi32(1));
+    vi cc = _mm512_i32gather_epi32(_mm512_add_epi32(tb, s), vt->cc, 4);
+    __mmask16 up = _mm512_cmple_epu32_mask(_mm512_srli_epi32(cc, 16), slot);
     while (up) {
         s = _mm512_mask_add_epi32(s, up, s, _mm512_set1_epi32(1));
-        coff = _mm512_mask_add_epi32(coff, up, coff, _mm512_set1_epi32(4));
-        c1 = _mm512_mask_i32gather_epi32(c1, up, _mm512_add_epi32(coff, _mm512_set1_epi32(4)),
-                                         (const void *)base, 1);
-        up = _mm512_mask_cmple_epu32_mask(up, c1, slot);
+        cc = _mm512_mask_i32gather_epi32(cc, up, _mm512_add_epi32(tb, s), vt->cc, 4);
+        up = _mm512_mask_cmple_epu32_mask(up, _mm512_srli_epi32(cc, 16), slot);
     }
-    const vi c0 = p2v_gather(base, coff);
+    const vi c0 = _mm512_and_si512(cc, _mm512_set1_epi32(0xffff));
+    const vi c1 = _mm512_srli_epi32(cc, 16);
     const vi hi = _mm512_srli_epi32(*x, (int)LKV_P2_PROB_BITS);
     *x = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(c1, c0), hi),
                           _mm512_sub_epi32(slot, c0));
@@ -124,11 +116,11 @@ static inline vi p2v_raw(uint32_t b, vi *x)
 
 /* One coordinate of all 32 lanes: bins (with refills), then raw bits (with
  * refills), then the range check. u receives the offsets in the tables. */
-static inline int p2v_coord(const lkv_p2_model *m, const p2v_tabs *tb, const vi *ti, uint32_t rawb,
-                            vi *x, const uint8_t *body, size_t len, size_t *pos, vi *u)
+SK_INLINE int p2v_coord(const lkv_p2_vtab *vt, const p2v_tabs *tb, const vi *ti, uint32_t rawb,
+                        vi *x, const uint8_t *body, size_t len, size_t *pos, vi *u)
 {
     for (unsigned g = 0; g < P2V_REGS; g++) {
-        const vi s = p2v_bin(m, tb, ti[g], &x[g]);
+        const vi s = p2v_bin(vt, ti[g], &x[g]);
         u[g] = _mm512_sllv_epi32(s, _mm512_permutexvar_epi32(ti[g], tb->b));
         if (!p2v_refill(&x[g], body, len, pos))
             return 0;
@@ -147,24 +139,23 @@ static inline int p2v_coord(const lkv_p2_model *m, const p2v_tabs *tb, const vi 
 
 static void p2v_tabs_init(const lkv_p2_model *m, p2v_tabs *tb)
 {
-    int32_t jlo[16] = {0}, n[16] = {0}, b[16] = {0}, base[16] = {0};
+    int32_t jlo[16] = {0}, n[16] = {0}, b[16] = {0};
     for (unsigned c = 0; c < 2; c++)
         for (unsigned t = 0; t < 3; t++) {
             const lkv_p2_table *p = &m->t[c][t];
             jlo[c * 3 + t] = p->jlo;
             n[c * 3 + t] = (int32_t)p->n;
             b[c * 3 + t] = (int32_t)p->b;
-            base[c * 3 + t] = (int32_t)((const uint8_t *)p - (const uint8_t *)m->t);
         }
     tb->jlo = _mm512_loadu_si512(jlo);
     tb->n = _mm512_loadu_si512(n);
     tb->b = _mm512_loadu_si512(b);
-    tb->base = _mm512_loadu_si512(base);
 }
 
 /* Decodes one full slot (32 vectors) of a piece; see p2.c. 1 on success. */
-static int p2v_slot(const lkv_p2_model *m, const uint8_t *body, size_t len, size_t *pos_io,
-                    uint32_t *state, const uint16_t *r16, uint8_t *const *rows, lkv_dtype dt)
+static int p2v_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
+                    size_t *pos_io, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
+                    lkv_dtype dt)
 {
     p2v_tabs tb;
     p2v_tabs_init(m, &tb);
@@ -186,7 +177,7 @@ static int p2v_slot(const lkv_p2_model *m, const uint8_t *body, size_t len, size
             par[g] = _mm512_setzero_si512();
         }
         for (uint32_t i = 0; i < 7; i++) {
-            if (!p2v_coord(m, &tb, ti, raw6, x, body, len, &pos, u))
+            if (!p2v_coord(vt, &tb, ti, raw6, x, body, len, &pos, u))
                 return 0;
             for (unsigned g = 0; g < P2V_REGS; g++) {
                 const vi kv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
@@ -198,10 +189,9 @@ static int p2v_slot(const lkv_p2_model *m, const uint8_t *body, size_t len, size
         }
         for (unsigned g = 0; g < P2V_REGS; g++)
             ti[g] = _mm512_add_epi32(ti[g], _mm512_add_epi32(par[g], one));
-        const uint32_t raw7 = m->t[0][1 + (uint32_t)_mm_cvtsi128_si32(
-                                              _mm512_castsi512_si128(par[0]))]
-                                  .b;
-        if (!p2v_coord(m, &tb, ti, raw7, x, body, len, &pos, u))
+        const uint32_t raw7 =
+            m->t[0][1 + (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(par[0]))].b;
+        if (!p2v_coord(vt, &tb, ti, raw7, x, body, len, &pos, u))
             return 0;
         for (unsigned g = 0; g < P2V_REGS; g++) {
             const vi jv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
@@ -219,7 +209,8 @@ static int p2v_slot(const lkv_p2_model *m, const uint8_t *body, size_t len, size
     const vf half = vf_set1(0.5f), qf = vf_set1(m->qf);
     for (unsigned g = 0; g < P2V_REGS; g++) {
         for (uint32_t j = 0; j < m->dim; j++) {
-            const vi p2 = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)&kt[j][16u * g]));
+            const vi p2 =
+                _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)&kt[j][16u * g]));
             buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
         }
         const vf r = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r16 + 16u * g)));

@@ -216,3 +216,17 @@ int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m)
     m->sym_vec = m->nblocks * m->sym_block;
     return 1;
 }
+
+void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt)
+{
+    memset(vt, 0, sizeof *vt);
+    for (uint32_t c = 0; c < 2; c++)
+        for (uint32_t k = 0; k < 3; k++) {
+            const lkv_p2_table *t = &m->t[c][k];
+            const uint32_t ti = c * 3 + k;
+            for (uint32_t s = 0; s < t->nbins; s++)
+                vt->cc[ti][s] = t->cum[s] | t->cum[s + 1] << 16;
+            for (uint32_t i = 0; i < LKV_P2_LUT_SIZE; i++)
+                vt->lx[ti][i] = t->lut[i] | t->cum[t->lut[i] + 1u] << 16;
+        }
+}

@@ -444,8 +444,9 @@ lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n,
 
 #include "p2_avx512.h"
 
-int lkv_p2_slot_avx512(const lkv_p2_model *m, const uint8_t *body, size_t len, size_t *pos,
-                       uint32_t *state, const uint16_t *r16, uint8_t *const *rows, lkv_dtype dt)
+int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body,
+                       size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
+                       uint8_t *const *rows, lkv_dtype dt)
 {
-    return p2v_slot(m, body, len, pos, state, r16, rows, dt);
+    return p2v_slot(m, vt, body, len, pos, state, r16, rows, dt);
 }
