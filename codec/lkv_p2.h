@@ -75,13 +75,16 @@ int lkv_ref_e8_box(const float *y, float q, int32_t *pt);
 
 /*
  * The decode tables of the SIMD paths, derived from a model: for table
- * ti = c * 3 + tab, lx[ti][i] = s | cum[s + 1] << 16 with s = lut[i], and
- * cc[ti][s] = cum[s] | cum[s + 1] << 16 (cum[s] < 2^15 <= cum[s + 1] fits).
- * One 32-bit gather then gives what the scalar lookup reads from two or
- * three places. About 24 KiB.
+ * ti = c * 3 + tab and s = lut[i],
+ *   lx[ti][i] = s | cum[s] << 16 | cum[s + 1] << 32 | cum[s + 2] << 48
+ * (cum[s + 2] as 0xffff past the last bin), and
+ *   cc[ti][s] = cum[s] | cum[s + 1] << 16.
+ * cum[s] < 2^15 for a bin s and cum[s + 1] <= 2^15, so every field fits 16
+ * bits. One lookup then gives what the scalar walk reads from up to four
+ * places. About 36 KiB.
  */
 typedef struct lkv_p2_vtab {
-    uint32_t lx[6][LKV_P2_LUT_SIZE];
+    uint64_t lx[6][LKV_P2_LUT_SIZE];
     uint32_t cc[6][LKV_P2_NBINS_MAX];
 } lkv_p2_vtab;
 

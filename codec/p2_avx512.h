@@ -75,30 +75,42 @@ static inline __mmask16 p2v_coset(vi *x, uint32_t f1)
 }
 
 /* The bin symbol of every lane of x from table ti (0..5) of each lane;
- * returns the bin. The lut entry gives a bin and its end; one step up when
- * the slot is past that end (a lut window holds one bin boundary at most
- * for all but the rarest bins), then the bin's start and end together; the
- * loop walks further only for windows with several boundaries. */
+ * returns the bin. One 64-bit lookup per lane (two gathers of 8) gives the
+ * lut's bin, its start and end and the next bin's end: a lut window holds
+ * at most one bin boundary except in the rarest bins, so one step up covers
+ * nearly every lane, and the loop over cc walks the rest. */
 SK_INLINE vi p2v_bin(const lkv_p2_vtab *vt, vi ti, vi *x)
 {
     const vi slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)(LKV_P2_PROB_ONE - 1u)));
     const vi tb = _mm512_slli_epi32(ti, 9); /* 512 entries per table */
-    const vi lx = _mm512_i32gather_epi32(
-        _mm512_add_epi32(tb, _mm512_srli_epi32(slot, (int)LKV_P2_LUT_SHIFT)), vt->lx, 4);
-    vi s = _mm512_and_si512(lx, _mm512_set1_epi32(0xffff));
-    const __mmask16 step = _mm512_cmple_epu32_mask(_mm512_srli_epi32(lx, 16), slot);
+    const vi li = _mm512_add_epi32(tb, _mm512_srli_epi32(slot, (int)LKV_P2_LUT_SHIFT));
+    const vi ga = _mm512_i32gather_epi64(_mm512_castsi512_si256(li), vt->lx, 8);
+    const vi gb = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(li, 1), vt->lx, 8);
+    const vi even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const vi lo = _mm512_permutex2var_epi32(ga, even, gb); /* s | c0 << 16  */
+    const vi hi = _mm512_permutex2var_epi32(ga, _mm512_add_epi32(even, _mm512_set1_epi32(1)),
+                                            gb); /* c1 | c2 << 16 */
+    const vi mask16 = _mm512_set1_epi32(0xffff);
+    vi s = _mm512_and_si512(lo, mask16);
+    vi c0 = _mm512_srli_epi32(lo, 16);
+    vi c1 = _mm512_and_si512(hi, mask16);
+    const __mmask16 step = _mm512_cmple_epu32_mask(c1, slot);
     s = _mm512_mask_add_epi32(s, step, s, _mm512_set1_epi32(1));
-    vi cc = _mm512_i32gather_epi32(_mm512_add_epi32(tb, s), vt->cc, 4);
-    __mmask16 up = _mm512_cmple_epu32_mask(_mm512_srli_epi32(cc, 16), slot);
-    while (up) {
-        s = _mm512_mask_add_epi32(s, up, s, _mm512_set1_epi32(1));
-        cc = _mm512_mask_i32gather_epi32(cc, up, _mm512_add_epi32(tb, s), vt->cc, 4);
-        up = _mm512_mask_cmple_epu32_mask(up, _mm512_srli_epi32(cc, 16), slot);
+    c0 = _mm512_mask_mov_epi32(c0, step, c1);
+    c1 = _mm512_mask_mov_epi32(c1, step, _mm512_srli_epi32(hi, 16));
+    __mmask16 up = _mm512_cmple_epu32_mask(c1, slot);
+    if (up) {
+        vi cc = _mm512_or_si512(c0, _mm512_slli_epi32(c1, 16));
+        do {
+            s = _mm512_mask_add_epi32(s, up, s, _mm512_set1_epi32(1));
+            cc = _mm512_mask_i32gather_epi32(cc, up, _mm512_add_epi32(tb, s), vt->cc, 4);
+            up = _mm512_mask_cmple_epu32_mask(up, _mm512_srli_epi32(cc, 16), slot);
+        } while (up);
+        c0 = _mm512_and_si512(cc, mask16);
+        c1 = _mm512_srli_epi32(cc, 16);
     }
-    const vi c0 = _mm512_and_si512(cc, _mm512_set1_epi32(0xffff));
-    const vi c1 = _mm512_srli_epi32(cc, 16);
-    const vi hi = _mm512_srli_epi32(*x, (int)LKV_P2_PROB_BITS);
-    *x = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(c1, c0), hi),
+    const vi xh = _mm512_srli_epi32(*x, (int)LKV_P2_PROB_BITS);
+    *x = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(c1, c0), xh),
                           _mm512_sub_epi32(slot, c0));
     return s;
 }

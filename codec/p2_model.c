@@ -226,7 +226,11 @@ void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt)
             const uint32_t ti = c * 3 + k;
             for (uint32_t s = 0; s < t->nbins; s++)
                 vt->cc[ti][s] = t->cum[s] | t->cum[s + 1] << 16;
-            for (uint32_t i = 0; i < LKV_P2_LUT_SIZE; i++)
-                vt->lx[ti][i] = t->lut[i] | t->cum[t->lut[i] + 1u] << 16;
+            for (uint32_t i = 0; i < LKV_P2_LUT_SIZE; i++) {
+                const uint32_t h = t->lut[i];
+                const uint64_t c2 = h + 1u < t->nbins ? t->cum[h + 2u] : 0xffffu;
+                vt->lx[ti][i] =
+                    h | (uint64_t)t->cum[h] << 16 | (uint64_t)t->cum[h + 1u] << 32 | c2 << 48;
+            }
         }
 }
