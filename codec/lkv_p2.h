@@ -102,6 +102,25 @@ void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
 int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body,
                        size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
                        uint8_t *const *rows, lkv_dtype dt);
+
+/* One chunk's side of lkv_p2_slot2_avx512: as lkv_p2_slot_avx512's
+ * arguments. */
+typedef struct lkv_p2_slot_io {
+    const uint8_t *body;
+    size_t len, pos;
+    uint32_t *state;
+    const uint16_t *r16;
+    uint8_t *const *rows;
+} lkv_p2_slot_io;
+
+/* Pieces up to this D may be decoded two chunks at a time. */
+#define LKV_P2_PAIR_DIM_MAX 256u
+
+/* lkv_p2_slot_avx512 for the same slot of the same piece of two chunks at
+ * once (their streams are independent). 0 when either is corrupt: the
+ * caller then decodes the two chunks one after the other for the error. */
+int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io,
+                        lkv_dtype dt);
 #endif
 
 #endif /* LKV_P2_H */

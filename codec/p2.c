@@ -626,6 +626,83 @@ corrupt:
                     at);
 }
 
+#if defined(LKV_HAVE_AVX512)
+/*
+ * Two full chunks decoded side by side on the AVX-512 path: their streams
+ * are independent, so each slot runs both (lkv_p2_slot2_avx512). Every check
+ * of decode_chunk is made, but without a message: 0 when either chunk fails
+ * one, and the caller decodes the two one after the other, which reports the
+ * first error exactly as the scalar path does. body[c] and len[c]: chunk c's
+ * body (after its length word).
+ */
+static int decode_pair(p2_models *ms, const uint8_t *const *body, const size_t *len, lkv_dtype dt,
+                       uint8_t *dst, size_t first)
+{
+    const lkv_split *sp = &ms->lo->split;
+    const uint32_t np = sp->count, dim = sp->dim;
+    const size_t esz = lkv_dtype_size(dt), cnt = LKV_P2_CHUNK_VECTORS;
+    size_t pos[2];
+    for (int c = 0; c < 2; c++) {
+        pos[c] = 2 * cnt * np;
+        if (pos[c] > len[c])
+            return 0;
+        for (size_t i = 0; i < cnt * np; i++) {
+            const uint16_t r16 = ld16(body[c] + 2 * i);
+            if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
+                return 0;
+        }
+    }
+    for (uint32_t j = 0; j < np; j++) {
+        const lkv_p2_model *m = model_of(ms, j);
+        if (!m)
+            return 0;
+        const lkv_p2_vtab *vt = vtab_of(ms, j);
+        uint32_t state[2][LKV_P2_LANES];
+        for (int c = 0; c < 2; c++) {
+            if (len[c] - pos[c] < 4 * LKV_P2_LANES)
+                return 0;
+            for (size_t l = 0; l < LKV_P2_LANES; l++) {
+                state[c][l] = ld32(body[c] + pos[c] + 4 * l);
+                if (state[c][l] < LKV_P2_RANS_LOW)
+                    return 0;
+            }
+            pos[c] += 4 * LKV_P2_LANES;
+        }
+        for (size_t k = 0; k < cnt / LKV_P2_LANES; k++) {
+            uint16_t r16[2][LKV_P2_LANES];
+            uint8_t *rows[2][LKV_P2_LANES];
+            lkv_p2_slot_io io[2];
+            for (size_t c = 0; c < 2; c++) {
+                for (size_t l = 0; l < LKV_P2_LANES; l++) {
+                    const size_t v = k * LKV_P2_LANES + l;
+                    r16[c][l] = ld16(body[c] + 2 * (v * np + j));
+                    rows[c][l] = dst + ((first + c * cnt + v) * dim + sp->off[j]) * esz;
+                }
+                io[c] = (lkv_p2_slot_io){body[c], len[c], pos[c], state[c], r16[c], rows[c]};
+            }
+            if (!lkv_p2_slot2_avx512(m, vt, io, dt))
+                return 0;
+            pos[0] = io[0].pos;
+            pos[1] = io[1].pos;
+        }
+        for (int c = 0; c < 2; c++)
+            for (size_t l = 0; l < LKV_P2_LANES; l++)
+                if (state[c][l] != LKV_P2_RANS_LOW)
+                    return 0;
+    }
+    return pos[0] == len[0] && pos[1] == len[1];
+}
+
+/* Whether every piece is small enough for decode_pair's stack. */
+static int pair_fits(const p2_layout *lo)
+{
+    for (uint32_t j = 0; j < lo->split.count; j++)
+        if (lo->split.d[j].p.dim > LKV_P2_PAIR_DIM_MAX)
+            return 0;
+    return 1;
+}
+#endif
+
 static lkv_status chunk_size(const p2_layout *lo, const uint8_t *src, size_t avail, size_t cnt,
                              size_t at, size_t *bytes, lkv_diag *diag)
 {
@@ -691,9 +768,28 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
     p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
     const uint8_t *in = (const uint8_t *)src;
     size_t pos = 0;
+#if defined(LKV_HAVE_AVX512)
+    const int pair = isa == LKV_ISA_AVX512 && pair_fits(&lo);
+#endif
     for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
         const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
         size_t bytes = 0;
+#if defined(LKV_HAVE_AVX512)
+        if (pair && n - first >= 2 * LKV_P2_CHUNK_VECTORS) {
+            size_t b1 = 0;
+            if (chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, NULL) == LKV_OK &&
+                chunk_size(&lo, in + pos + bytes, src_len - pos - bytes, cnt, pos + bytes, &b1,
+                           NULL) == LKV_OK) {
+                const uint8_t *const body[2] = {in + pos + 4, in + pos + bytes + 4};
+                const size_t blen[2] = {bytes - 4, b1 - 4};
+                if (decode_pair(&ms, body, blen, dt, (uint8_t *)dst, first)) {
+                    pos += bytes + b1;
+                    first += LKV_P2_CHUNK_VECTORS;
+                    continue;
+                }
+            }
+        }
+#endif
         st = chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, diag);
         if (st == LKV_OK)
             st = decode_chunk(&ms, in + pos + 4, bytes - 4, cnt, dt, (uint8_t *)dst, first, pos,

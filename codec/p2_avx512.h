@@ -28,8 +28,14 @@
  * divided by Q, the butterfly in stage order, times 4/D, times r; the same
  * fp32 operations in the same order as p2.c reconstruct, one vector per lane.
  *
- * Stack: the slot's points as int16 [dim][32] (64 KiB at D = 1024) and the
- * float scratch vf[dim] (64 KiB), so about 130 KiB with the model.
+ * Two chunks can be decoded side by side (lkv_p2_slot2_avx512, pieces of
+ * D <= LKV_P2_PAIR_DIM_MAX): each stream is one long dependency chain
+ * (gather, multiply, refill, next symbol), and two of them keep the core
+ * busy where one leaves it waiting.
+ *
+ * Stack: the slot's points as int16 [dim][32] (64 KiB at D = 1024; the pair
+ * path only runs for D <= 256: 32 KiB) and the float scratch vf[dim]
+ * (64 KiB).
  */
 #ifndef LKV_P2_AVX512_H
 #define LKV_P2_AVX512_H
@@ -126,24 +132,41 @@ static inline vi p2v_raw(uint32_t b, vi *x)
     return _mm512_srl_epi32(slot, _mm_cvtsi32_si128((int)sh));
 }
 
-/* One coordinate of all 32 lanes: bins (with refills), then raw bits (with
- * refills), then the range check. u receives the offsets in the tables. */
-SK_INLINE int p2v_coord(const lkv_p2_vtab *vt, const p2v_tabs *tb, const vi *ti, uint32_t rawb,
-                        vi *x, const uint8_t *body, size_t len, size_t *pos, vi *u)
+/* One stream's slot: its word stream, lane states, norms and rows. */
+typedef struct p2v_stream {
+    const uint8_t *body;
+    size_t len, pos;
+    uint32_t *state;
+    const uint16_t *r16;
+    uint8_t *const *rows;
+} p2v_stream;
+
+/* Register g of ns streams belongs to stream g / P2V_REGS. */
+#define P2V_MAXR (2u * P2V_REGS)
+
+/* One coordinate of all lanes of every stream: bins (with refills), then
+ * raw bits (with refills), then the range check. u receives the offsets. */
+SK_INLINE int p2v_coord(const lkv_p2_vtab *vt, const p2v_tabs *tb, const vi *ti,
+                        const uint32_t *rawb, vi *x, p2v_stream *st, unsigned nr, vi *u)
 {
-    for (unsigned g = 0; g < P2V_REGS; g++) {
-        const vi s = p2v_bin(vt, ti[g], &x[g]);
-        u[g] = _mm512_sllv_epi32(s, _mm512_permutexvar_epi32(ti[g], tb->b));
-        if (!p2v_refill(&x[g], body, len, pos))
+    vi s[P2V_MAXR];
+    for (unsigned g = 0; g < nr; g++)
+        s[g] = p2v_bin(vt, ti[g], &x[g]);
+    for (unsigned g = 0; g < nr; g++) {
+        p2v_stream *t = &st[g / P2V_REGS];
+        u[g] = _mm512_sllv_epi32(s[g], _mm512_permutexvar_epi32(ti[g], tb->b));
+        if (!p2v_refill(&x[g], t->body, t->len, &t->pos))
             return 0;
     }
-    if (rawb)
-        for (unsigned g = 0; g < P2V_REGS; g++) {
-            u[g] = _mm512_or_si512(u[g], p2v_raw(rawb, &x[g]));
-            if (!p2v_refill(&x[g], body, len, pos))
-                return 0;
-        }
-    for (unsigned g = 0; g < P2V_REGS; g++)
+    for (unsigned g = 0; g < nr; g++)
+        if (rawb[g / P2V_REGS])
+            u[g] = _mm512_or_si512(u[g], p2v_raw(rawb[g / P2V_REGS], &x[g]));
+    for (unsigned g = 0; g < nr; g++) {
+        p2v_stream *t = &st[g / P2V_REGS];
+        if (rawb[g / P2V_REGS] && !p2v_refill(&x[g], t->body, t->len, &t->pos))
+            return 0;
+    }
+    for (unsigned g = 0; g < nr; g++)
         if (_mm512_cmpge_epu32_mask(u[g], _mm512_permutexvar_epi32(ti[g], tb->n)))
             return 0;
     return 1;
@@ -164,71 +187,80 @@ static void p2v_tabs_init(const lkv_p2_model *m, p2v_tabs *tb)
     tb->b = _mm512_loadu_si512(b);
 }
 
-/* Decodes one full slot (32 vectors) of a piece; see p2.c. 1 on success. */
-static int p2v_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
-                    size_t *pos_io, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
-                    lkv_dtype dt)
+/* Decodes one full slot (32 vectors) of a piece in each of ns streams
+ * (independent chunks: their dependency chains overlap); see p2.c. kt
+ * holds the points, [dim][ns * 32]. 1 on success. */
+SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream *st,
+                        const unsigned ns, int16_t *kt, lkv_dtype dt)
 {
+    const unsigned nr = ns * P2V_REGS, kw = ns * LKV_P2_LANES;
     p2v_tabs tb;
     p2v_tabs_init(m, &tb);
-    int16_t kt[LKV_DIM_MAX][LKV_P2_LANES]; /* kt[j][l]: 2k + c of lane l, coordinate j */
-    size_t pos = *pos_io;
-    vi x[P2V_REGS];
-    for (unsigned g = 0; g < P2V_REGS; g++)
-        x[g] = _mm512_loadu_si512(state + 16u * g);
+    vi x[P2V_MAXR];
+    for (unsigned g = 0; g < nr; g++)
+        x[g] = _mm512_loadu_si512(st[g / P2V_REGS].state + 16u * (g % P2V_REGS));
     const vi one = _mm512_set1_epi32(1), three = _mm512_set1_epi32(3);
-    const uint32_t raw6 = m->t[0][0].b;
+    const uint32_t raw6[2] = {m->t[0][0].b, m->t[0][0].b};
     for (uint32_t blk = 0; blk < m->nblocks; blk++) {
-        vi ti[P2V_REGS], cs[P2V_REGS], par[P2V_REGS], u[P2V_REGS];
-        for (unsigned g = 0; g < P2V_REGS; g++) {
-            const __mmask16 c = p2v_coset(&x[g], m->coset_f1);
-            if (!p2v_refill(&x[g], body, len, &pos))
+        vi ti[P2V_MAXR], cs[P2V_MAXR], par[P2V_MAXR], u[P2V_MAXR];
+        __mmask16 c[P2V_MAXR];
+        for (unsigned g = 0; g < nr; g++)
+            c[g] = p2v_coset(&x[g], m->coset_f1);
+        for (unsigned g = 0; g < nr; g++) {
+            p2v_stream *t = &st[g / P2V_REGS];
+            if (!p2v_refill(&x[g], t->body, t->len, &t->pos))
                 return 0;
-            cs[g] = _mm512_maskz_mov_epi32(c, one);
-            ti[g] = _mm512_maskz_mov_epi32(c, three);
+            cs[g] = _mm512_maskz_mov_epi32(c[g], one);
+            ti[g] = _mm512_maskz_mov_epi32(c[g], three);
             par[g] = _mm512_setzero_si512();
         }
         for (uint32_t i = 0; i < 7; i++) {
-            if (!p2v_coord(vt, &tb, ti, raw6, x, body, len, &pos, u))
+            if (!p2v_coord(vt, &tb, ti, raw6, x, st, nr, u))
                 return 0;
-            for (unsigned g = 0; g < P2V_REGS; g++) {
+            for (unsigned g = 0; g < nr; g++) {
                 const vi kv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
                 par[g] = _mm512_xor_si512(par[g], _mm512_and_si512(kv, one));
                 const vi p2 = _mm512_add_epi32(_mm512_add_epi32(kv, kv), cs[g]);
-                _mm256_storeu_si256((__m256i *)&kt[8 * blk + i][16u * g],
+                _mm256_storeu_si256((__m256i *)&kt[(8 * blk + i) * kw + 16u * g],
                                     _mm512_cvtepi32_epi16(p2));
             }
         }
-        for (unsigned g = 0; g < P2V_REGS; g++)
+        uint32_t raw7[2] = {0, 0};
+        for (unsigned g = 0; g < nr; g++) {
             ti[g] = _mm512_add_epi32(ti[g], _mm512_add_epi32(par[g], one));
-        const uint32_t raw7 =
-            m->t[0][1 + (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(par[0]))].b;
-        if (!p2v_coord(vt, &tb, ti, raw7, x, body, len, &pos, u))
+            /* lane 0 of each stream picks the raw-bit count, as in p2.c */
+            if (g % P2V_REGS == 0)
+                raw7[g / P2V_REGS] =
+                    m->t[0][1 + (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(par[g]))].b;
+        }
+        if (!p2v_coord(vt, &tb, ti, raw7, x, st, nr, u))
             return 0;
-        for (unsigned g = 0; g < P2V_REGS; g++) {
+        for (unsigned g = 0; g < nr; g++) {
             const vi jv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
             const vi k7 = _mm512_add_epi32(_mm512_slli_epi32(jv, 1), par[g]);
             const vi p2 = _mm512_add_epi32(_mm512_add_epi32(k7, k7), cs[g]);
-            _mm256_storeu_si256((__m256i *)&kt[8 * blk + 7][16u * g], _mm512_cvtepi32_epi16(p2));
+            _mm256_storeu_si256((__m256i *)&kt[(8 * blk + 7) * kw + 16u * g],
+                                _mm512_cvtepi32_epi16(p2));
         }
     }
-    for (unsigned g = 0; g < P2V_REGS; g++)
-        _mm512_storeu_si512(state + 16u * g, x[g]);
-    *pos_io = pos;
+    for (unsigned g = 0; g < nr; g++)
+        _mm512_storeu_si512(st[g / P2V_REGS].state + 16u * (g % P2V_REGS), x[g]);
 
     /* The float part, 16 vectors at a time. */
     vf buf[LKV_DIM_MAX];
     const vf half = vf_set1(0.5f), qf = vf_set1(m->qf);
-    for (unsigned g = 0; g < P2V_REGS; g++) {
+    for (unsigned g = 0; g < nr; g++) {
+        const p2v_stream *t = &st[g / P2V_REGS];
+        const unsigned gl = 16u * (g % P2V_REGS);
         for (uint32_t j = 0; j < m->dim; j++) {
             const vi p2 =
-                _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)&kt[j][16u * g]));
+                _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)&kt[j * kw + 16u * g]));
             buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
         }
-        const vf r = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r16 + 16u * g)));
+        const vf r = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(t->r16 + gl)));
         vf unused = r;
         sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
-        uint8_t *const *gr = rows + 16u * g;
+        uint8_t *const *gr = t->rows + gl;
         if (m->dim >= 16) {
             for (uint32_t ch = 0; ch < m->dim / 16u; ch++)
                 sk_store_chunk(dt, gr, 16, ch * 16u, buf + ch * 16u);

@@ -448,5 +448,24 @@ int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8
                        size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
                        uint8_t *const *rows, lkv_dtype dt)
 {
-    return p2v_slot(m, vt, body, len, pos, state, r16, rows, dt);
+    int16_t kt[LKV_DIM_MAX * LKV_P2_LANES];
+    p2v_stream st = {body, len, *pos, state, r16, rows};
+    const int ok = p2v_slots(m, vt, &st, 1, kt, dt);
+    *pos = st.pos;
+    return ok;
+}
+
+int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io,
+                        lkv_dtype dt)
+{
+    if (m->dim > LKV_P2_PAIR_DIM_MAX)
+        return 0;
+    int16_t kt[LKV_P2_PAIR_DIM_MAX * 2 * LKV_P2_LANES];
+    p2v_stream st[2];
+    for (int i = 0; i < 2; i++)
+        st[i] = (p2v_stream){io[i].body, io[i].len, io[i].pos, io[i].state, io[i].r16, io[i].rows};
+    const int ok = p2v_slots(m, vt, st, 2, kt, dt);
+    io[0].pos = st[0].pos;
+    io[1].pos = st[1].pos;
+    return ok;
 }
