@@ -220,12 +220,11 @@ lkv_status lkv_compress(const lkv_params *p, lkv_dtype dt, const uint64_t *shape
                             "container needs at least %zu bytes, buffer has %zu", info.header_bytes,
                             dst_cap);
         size_t plen = 0;
-        st = lkv_p2_encode(p, dt, src, (size_t)info.n_vectors, payload, dst_cap - info.header_bytes,
-                           &plen, diag);
+        st = lkv_p2_encode_isa(p, dt, src, (size_t)info.n_vectors, payload,
+                               dst_cap - info.header_bytes, &plen, isa, diag);
         if (st != LKV_OK)
             return st;
         info.total_bytes = info.header_bytes + plen;
-        (void)isa; /* profile 2 has one path */
     } else {
         if (dst_cap < info.total_bytes)
             return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,

@@ -103,6 +103,14 @@ int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8
                        size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
                        uint8_t *const *rows, lkv_dtype dt);
 
+/* The encoder's front end (p2.c quantise) for cnt <= 16 vectors of one
+ * piece at rows[0..16) (rows past cnt repeat row 0): lane l's norm bits,
+ * points and cosets to r16[l], k[l], c[l]. Returns the lanes that cannot be
+ * coded (nonfinite element, norm overflow), 0 when all can. */
+unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
+                                unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
+                                uint8_t (*c)[LKV_DIM_MAX / 8]);
+
 /* One chunk's side of lkv_p2_slot2_avx512: as lkv_p2_slot_avx512's
  * arguments. */
 typedef struct lkv_p2_slot_io {

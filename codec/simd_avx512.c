@@ -469,3 +469,11 @@ int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slo
     io[1].pos = st[1].pos;
     return ok;
 }
+
+unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
+                                unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
+                                uint8_t (*c)[LKV_DIM_MAX / 8])
+{
+    sk_scratch sc;
+    return p2v_quantise(m, dt, rows, cnt, r16, k, c, &sc);
+}

@@ -89,6 +89,53 @@ static coded encode(const lkv_params *p, const float *x, size_t n)
     return c;
 }
 
+/* Encodes src (n vectors of dtype dt) with the scalar path and with isa and
+ * requires the same status, diagnostics and payload bytes. Returns the
+ * scalar payload (buf NULL on failure). */
+static coded encode_both(lkv_isa isa, const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
+                         const char *ctx)
+{
+    const size_t cap = lkv_p2_payload_bound(p, n);
+    coded r = {malloc(cap + GUARD), 0}, g = {malloc(cap + GUARD), 0};
+    cr_assert(r.buf && g.buf);
+    memset(g.buf, CANARY, cap + GUARD);
+    lkv_diag dr = {0}, dg = {0};
+    const lkv_status sr = lkv_p2_encode_isa(p, dt, src, n, r.buf, cap, &r.len, LKV_ISA_SCALAR, &dr);
+    const lkv_status sg = lkv_p2_encode_isa(p, dt, src, n, g.buf, cap, &g.len, isa, &dg);
+    cr_assert_eq(sg, sr, "%s: encode from %s: %s gave %s, scalar %s (%s)", ctx, lkv_dtype_name(dt),
+                 lkv_isa_name(isa), lkv_status_name(sg), lkv_status_name(sr), dr.msg);
+    if (sr != LKV_OK) {
+        cr_assert_eq(dg.index, dr.index, "%s: encode: %s reports %llu, scalar %llu", ctx,
+                     lkv_isa_name(isa), (unsigned long long)dg.index, (unsigned long long)dr.index);
+        cr_assert_str_eq(dg.msg, dr.msg, "%s: encode messages differ", ctx);
+        free(r.buf);
+        r.buf = NULL;
+    } else {
+        cr_assert_eq(g.len, r.len, "%s: encode from %s: %s wrote %zu bytes, scalar %zu", ctx,
+                     lkv_dtype_name(dt), lkv_isa_name(isa), g.len, r.len);
+        size_t at = 0;
+        while (at < r.len && r.buf[at] == g.buf[at])
+            at++;
+        cr_assert_eq(at, r.len, "%s: encode from %s: %s differs from scalar at byte %zu", ctx,
+                     lkv_dtype_name(dt), lkv_isa_name(isa), at);
+        for (size_t i = 0; i < GUARD; i++)
+            cr_assert_eq(g.buf[cap + i], CANARY, "%s: %s wrote past its buffer", ctx,
+                         lkv_isa_name(isa));
+    }
+    free(g.buf);
+    return r;
+}
+
+/* x (n fp32 vectors) in dtype dt, for encoding. */
+static void *as_dtype(const float *x, size_t count, lkv_dtype dt)
+{
+    uint8_t *b = malloc(count * lkv_dtype_size(dt));
+    cr_assert(b);
+    for (size_t i = 0; i < count; i++)
+        lkv_test_set(dt, b, i, x[i]);
+    return b;
+}
+
 /* Decodes src with the scalar path and with isa into every dtype and
  * requires the same status, diagnostics and bytes. Returns the status. */
 static lkv_status check_decode(lkv_isa isa, const lkv_params *p, const uint8_t *src, size_t len,
@@ -142,9 +189,16 @@ static void datasets(lkv_isa isa)
             const size_t n = 300; /* two full chunks, one of 44: a partial slot */
             const lkv_params p = p2(qs[qi], 128);
             float *x = make_dataset(ds, n, p.dim, 0x5eed0000u + (uint64_t)ds * 97u + qi);
-            coded c = encode(&p, x, n);
             char ctx[96];
             snprintf(ctx, sizeof ctx, "%s q=%u", ds_name[ds], p.q);
+            for (size_t t = 0; t < 2; t++) {
+                void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
+                coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
+                cr_assert(e.buf, "%s", ctx);
+                free(e.buf);
+                free(xt);
+            }
+            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
             cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
             free(c.buf);
             free(x);
@@ -171,9 +225,9 @@ static void all_dims(lkv_isa isa)
             const size_t n = dim <= 256 ? 300 : 70; /* pairs of chunks up to D = 256 */
             const lkv_params p = p2(qs[qi], dim);
             float *x = make_dataset((int)(dim / 8 % DS_COUNT), n, dim, dim * 31u + qi);
-            coded c = encode(&p, x, n);
             char ctx[64];
             snprintf(ctx, sizeof ctx, "dim=%u q=%u", dim, p.q);
+            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
             cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
             free(c.buf);
             free(x);
@@ -198,9 +252,9 @@ static void counts(lkv_isa isa)
     const lkv_params p = p2(54, 64);
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
         float *x = make_dataset(DS_T3, ns[i], p.dim, 77 + i);
-        coded c = encode(&p, x, ns[i]);
         char ctx[32];
         snprintf(ctx, sizeof ctx, "n=%zu", ns[i]);
+        coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, ns[i], ctx);
         cr_assert_eq(check_decode(isa, &p, c.buf, c.len, ns[i], ctx), LKV_OK, "%s", ctx);
         free(c.buf);
         free(x);
@@ -266,6 +320,43 @@ Test(p2_isa, avx2_corrupt, .timeout = 300)
 Test(p2_isa, avx512_corrupt, .timeout = 300)
 {
     corrupt(LKV_ISA_AVX512);
+}
+
+/* Inputs that cannot be coded (NaN, Inf, a norm past fp16) at several
+ * places of a multi-chunk tensor: the same status, vector and message. */
+static void bad_inputs(lkv_isa isa)
+{
+    need(isa);
+    static const uint32_t dims[] = {8, 64, 128, 136, 1024};
+    static const size_t at[] = {0, 15, 16, 31, 33, 130, 199};
+    const float vals[] = {NAN, INFINITY, -INFINITY, 70000.0f};
+    for (size_t di = 0; di < 5; di++)
+        for (size_t ai = 0; ai < 7; ai++)
+            for (size_t vi = 0; vi < 4; vi++) {
+                const lkv_params p = p2(54, dims[di]);
+                const size_t n = 200;
+                float *x = make_dataset(DS_NORMAL, n, p.dim, 3 + di);
+                x[at[ai] * p.dim + (at[ai] * 7) % p.dim] = vals[vi];
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "dim=%u vector %zu value %g", p.dim, at[ai],
+                         (double)vals[vi]);
+                for (size_t t = 0; t < 3; t++) {
+                    void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
+                    coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
+                    cr_assert_null(e.buf, "%s: encoded", ctx);
+                    free(xt);
+                }
+                free(x);
+            }
+}
+
+Test(p2_isa, avx2_bad_inputs, .timeout = 300)
+{
+    bad_inputs(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_bad_inputs, .timeout = 300)
+{
+    bad_inputs(LKV_ISA_AVX512);
 }
 
 /* The container path passes its isa through; an unsupported one is refused
