@@ -111,6 +111,14 @@ unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8
                                 unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
                                 uint8_t (*c)[LKV_DIM_MAX / 8]);
 
+/* The rANS encode of one block of a full slot: symbols nsym-1 .. 0, lanes
+ * 31 .. 0 within each, as the scalar encoder; syms[(s * 32 + l) * 3 + f]
+ * is field f (start, freq, rcp) of lane l's symbol s. Words go below *wp,
+ * not below limit; 0 when they would (the scalar encoder is full there
+ * too). */
+int lkv_p2_put_avx512(uint32_t *state, const uint32_t *syms, uint32_t nsym, uint8_t *base,
+                      size_t *wp, size_t limit);
+
 /* One chunk's side of lkv_p2_slot2_avx512: as lkv_p2_slot_avx512's
  * arguments. */
 typedef struct lkv_p2_slot_io {

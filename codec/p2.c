@@ -145,6 +145,11 @@ typedef struct p2_sym {
     uint32_t start, freq, rcp;
 } p2_sym;
 
+/* A block's symbols are kept symbol-major, syms[symbol][lane]: the
+ * AVX-512 encoder loads the 16 lanes of one symbol from consecutive
+ * structs. SYM_STEP is the stride between one lane's symbols. */
+#define SYM_STEP LKV_P2_LANES
+
 /* Appends the symbols of offset u in table t: its bin, then b raw bits. */
 static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
 {
@@ -152,13 +157,13 @@ static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
     s->start = t->cum[hi];
     s->freq = t->cum[hi + 1] - t->cum[hi];
     s->rcp = t->rcp[hi];
-    s++;
+    s += SYM_STEP;
     if (t->b) {
         const uint32_t f = LKV_P2_PROB_ONE >> t->b;
         s->start = (u & ((1u << t->b) - 1u)) * f;
         s->freq = f;
         s->rcp = lkv_p2_rcp(f);
-        s++;
+        s += SYM_STEP;
     }
     return s;
 }
@@ -172,7 +177,7 @@ static int block_syms(const lkv_p2_model *m, const int16_t *k, uint32_t c, p2_sy
     s->start = c ? LKV_P2_PROB_ONE - f1 : 0u;
     s->freq = c ? f1 : LKV_P2_PROB_ONE - f1;
     s->rcp = m->coset_rcp[c];
-    s++;
+    s += SYM_STEP;
     uint32_t par = 0;
     for (int i = 0; i < 7; i++) {
         const lkv_p2_table *t = &m->t[c][0];
@@ -320,7 +325,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
     int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
     float x[LKV_DIM_MAX];
-    p2_sym syms[LKV_P2_LANES][1 + 2 * 8];
+    p2_sym syms[1 + 2 * 8][LKV_P2_LANES];
     for (uint32_t j = 0; j < np; j++) {
         const lkv_p2_model *m = model_of(ms, j);
         if (!m)
@@ -366,11 +371,20 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                 }
             for (uint32_t b = m->nblocks; b-- > 0;) {
                 for (size_t l = 0; l < nk; l++)
-                    if (!block_syms(m, kk[l] + 8 * b, cc[l][b], syms[l]))
+                    if (!block_syms(m, kk[l] + 8 * b, cc[l][b], &syms[0][l]))
                         return ENC_INTERNAL;
+#if defined(LKV_HAVE_AVX512)
+                /* A full slot on the AVX-512 path: the same words, written
+                 * in the same places; full exactly when the scalar is. */
+                if (isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES) {
+                    if (!lkv_p2_put_avx512(state, &syms[0][0].start, sb_n, dst, &wp, limit))
+                        return ENC_FULL;
+                    continue;
+                }
+#endif
                 for (uint32_t s = sb_n; s-- > 0;)
                     for (size_t l = nk; l-- > 0;)
-                        if (!rans_put(&state[l], syms[l][s], dst, &wp, limit))
+                        if (!rans_put(&state[l], syms[s][l], dst, &wp, limit))
                             return ENC_FULL;
             }
         }

@@ -329,4 +329,67 @@ static unsigned p2v_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t 
     return 0;
 }
 
+/* Field f of 16 consecutive (start, freq, rcp) triples held in a, b, c
+ * (48 dwords): elements 3k + f, k = 0..15, by two two-source permutes. */
+SK_INLINE vi p2v_field(vi a, vi b, vi c, int f)
+{
+    int32_t i1[16], i2[16];
+    for (int k = 0; k < 16; k++) {
+        const int i = 3 * k + f;
+        i1[k] = i < 32 ? i : 0;
+        i2[k] = i < 32 ? k : 16 + (i - 32);
+    }
+    const vi t = _mm512_permutex2var_epi32(a, _mm512_loadu_si512(i1), b);
+    return _mm512_permutex2var_epi32(t, _mm512_loadu_si512(i2), c);
+}
+
+/* rANS encode of one symbol in the 16 lanes of x, lanes in descending
+ * order: the lanes that shed a word write it below *wp, the highest lane
+ * first, so in memory they lie in lane order (a compress). */
+SK_INLINE int p2v_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *wp, size_t limit)
+{
+    const __mmask16 emit = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(*x, 17), freq);
+    if (emit) {
+        const unsigned cnt = (unsigned)__builtin_popcount(emit);
+        if (*wp < limit + 2u * cnt)
+            return 0;
+        *wp -= 2u * cnt;
+        const vi w =
+            _mm512_maskz_compress_epi32(emit, _mm512_and_si512(*x, _mm512_set1_epi32(0xffff)));
+        _mm256_mask_storeu_epi16(base + *wp, (__mmask16)((1u << cnt) - 1u),
+                                 _mm512_cvtepi32_epi16(w));
+        *x = _mm512_mask_srli_epi32(*x, emit, *x, 16);
+    }
+    /* x / freq: the multiply-high estimate is at most 2 below. */
+    vi q = vi_mulhi(*x, rcp);
+    vi r = _mm512_sub_epi32(*x, _mm512_mullo_epi32(q, freq));
+    for (int k = 0; k < 2; k++) {
+        const __mmask16 m = _mm512_cmpge_epu32_mask(r, freq);
+        q = _mm512_mask_add_epi32(q, m, q, _mm512_set1_epi32(1));
+        r = _mm512_mask_sub_epi32(r, m, r, freq);
+    }
+    *x = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, (int)LKV_P2_PROB_BITS), r), start);
+    return 1;
+}
+
+static int p2v_put_block(uint32_t *state, const uint32_t *syms, uint32_t nsym, uint8_t *base,
+                         size_t *wp, size_t limit)
+{
+    vi x[P2V_REGS];
+    for (unsigned g = 0; g < P2V_REGS; g++)
+        x[g] = _mm512_loadu_si512(state + 16u * g);
+    int ok = 1;
+    for (uint32_t s = nsym; ok && s-- > 0;)
+        for (unsigned g = P2V_REGS; ok && g-- > 0;) {
+            const uint32_t *p = syms + ((size_t)s * LKV_P2_LANES + 16u * g) * 3u;
+            const vi a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 16),
+                     c = _mm512_loadu_si512(p + 32);
+            ok = p2v_put(&x[g], p2v_field(a, b, c, 0), p2v_field(a, b, c, 1), p2v_field(a, b, c, 2),
+                         base, wp, limit);
+        }
+    for (unsigned g = 0; g < P2V_REGS; g++)
+        _mm512_storeu_si512(state + 16u * g, x[g]);
+    return ok;
+}
+
 #endif /* LKV_P2_AVX512_H */

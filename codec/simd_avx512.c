@@ -477,3 +477,9 @@ unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8
     sk_scratch sc;
     return p2v_quantise(m, dt, rows, cnt, r16, k, c, &sc);
 }
+
+int lkv_p2_put_avx512(uint32_t *state, const uint32_t *syms, uint32_t nsym, uint8_t *base,
+                      size_t *wp, size_t limit)
+{
+    return p2v_put_block(state, syms, nsym, base, wp, limit);
+}
