@@ -109,15 +109,16 @@ int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8
  * coded (nonfinite element, norm overflow), 0 when all can. */
 unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
                                 unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                                uint8_t (*c)[LKV_DIM_MAX / 8]);
+                                uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct);
 
-/* The rANS encode of one block of a full slot: symbols nsym-1 .. 0, lanes
- * 31 .. 0 within each, as the scalar encoder; syms[(s * 32 + l) * 3 + f]
- * is field f (start, freq, rcp) of lane l's symbol s. Words go below *wp,
- * not below limit; 0 when they would (the scalar encoder is full there
- * too). */
-int lkv_p2_put_avx512(uint32_t *state, const uint32_t *syms, uint32_t nsym, uint8_t *base,
-                      size_t *wp, size_t limit);
+/* With kt non-NULL, lkv_p2_quantise_avx512 writes the points symbol-major
+ * instead (kt[j * 32 + l], ct[block * 32 + l], lanes l < 16 from the given
+ * pointers) for this: one block of a full slot through the encoder's rANS
+ * (symbols and puts). 0 on success, 1 for a point outside its table, 2
+ * when the words would go below limit. */
+int lkv_p2_encode_block_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
+                               const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                               size_t limit);
 
 /* One chunk's side of lkv_p2_slot2_avx512: as lkv_p2_slot_avx512's
  * arguments. */

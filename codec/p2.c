@@ -145,9 +145,9 @@ typedef struct p2_sym {
     uint32_t start, freq, rcp;
 } p2_sym;
 
-/* A block's symbols are kept symbol-major, syms[symbol][lane]: the
- * AVX-512 encoder loads the 16 lanes of one symbol from consecutive
- * structs. SYM_STEP is the stride between one lane's symbols. */
+/* A block's symbols are kept symbol-major, syms[symbol][lane], so that one
+ * symbol of all lanes is contiguous. SYM_STEP: the stride between one
+ * lane's symbols. */
 #define SYM_STEP LKV_P2_LANES
 
 /* Appends the symbols of offset u in table t: its bin, then b raw bits. */
@@ -326,6 +326,10 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
     float x[LKV_DIM_MAX];
     p2_sym syms[1 + 2 * 8][LKV_P2_LANES];
+#if defined(LKV_HAVE_AVX512)
+    int16_t kt[LKV_DIM_MAX * LKV_P2_LANES]; /* a full slot's points, symbol-major */
+    uint8_t ct[LKV_DIM_MAX / 8 * LKV_P2_LANES];
+#endif
     for (uint32_t j = 0; j < np; j++) {
         const lkv_p2_model *m = model_of(ms, j);
         if (!m)
@@ -342,7 +346,9 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             const size_t nk =
                 cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
 #if defined(LKV_HAVE_AVX512)
-            /* 16 vectors at a time on the AVX-512 path; the same points. */
+            /* 16 vectors at a time on the AVX-512 path; the same points,
+             * symbol-major for a full slot, whose rANS is vectorised too. */
+            const int full = isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES;
             if (isa == LKV_ISA_AVX512) {
                 for (size_t l0 = 0; l0 < nk; l0 += 16) {
                     const unsigned gc = nk - l0 < 16 ? (unsigned)(nk - l0) : 16u;
@@ -352,7 +358,9 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                         rows[l] =
                             src +
                             ((first + k * LKV_P2_LANES + l0 + (l < gc ? l : 0)) * dim + off) * esz;
-                    if (lkv_p2_quantise_avx512(m, dt, rows, gc, r16, kk + l0, cc + l0))
+                    if (lkv_p2_quantise_avx512(m, dt, rows, gc, r16, full ? NULL : kk + l0,
+                                               full ? NULL : cc + l0, full ? kt + l0 : NULL,
+                                               full ? ct + l0 : NULL))
                         return ENC_BAD_VECTOR;
                     for (unsigned l = 0; l < gc; l++)
                         st16(dst + 4 + 2 * ((k * LKV_P2_LANES + l0 + l) * np + j), r16[l]);
@@ -369,19 +377,25 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                         return ENC_BAD_VECTOR;
                     st16(dst + 4 + 2 * (v * np + j), r16);
                 }
+#if defined(LKV_HAVE_AVX512)
+            /* A full slot on the AVX-512 path: the same symbols and words,
+             * written in the same places; full exactly when the scalar is. */
+            if (full) {
+                const lkv_p2_vtab *vt = vtab_of(ms, j);
+                for (uint32_t b = m->nblocks; b-- > 0;) {
+                    const int r =
+                        lkv_p2_encode_block_avx512(m, vt, kt + 8 * b * LKV_P2_LANES,
+                                                   ct + b * LKV_P2_LANES, state, dst, &wp, limit);
+                    if (r)
+                        return r == 1 ? ENC_INTERNAL : ENC_FULL;
+                }
+                continue;
+            }
+#endif
             for (uint32_t b = m->nblocks; b-- > 0;) {
                 for (size_t l = 0; l < nk; l++)
                     if (!block_syms(m, kk[l] + 8 * b, cc[l][b], &syms[0][l]))
                         return ENC_INTERNAL;
-#if defined(LKV_HAVE_AVX512)
-                /* A full slot on the AVX-512 path: the same words, written
-                 * in the same places; full exactly when the scalar is. */
-                if (isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES) {
-                    if (!lkv_p2_put_avx512(state, &syms[0][0].start, sb_n, dst, &wp, limit))
-                        return ENC_FULL;
-                    continue;
-                }
-#endif
                 for (uint32_t s = sb_n; s-- > 0;)
                     for (size_t l = nk; l-- > 0;)
                         if (!rans_put(&state[l], syms[s][l], dst, &wp, limit))

@@ -288,7 +288,8 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
  */
 static unsigned p2v_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
                              unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                             uint8_t (*c)[LKV_DIM_MAX / 8], sk_scratch *sc)
+                             uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct,
+                             sk_scratch *sc)
 {
     const unsigned live = cnt >= 16u ? 0xffffu : (1u << cnt) - 1u;
     sk_consts kc;
@@ -316,6 +317,14 @@ static unsigned p2v_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t 
         for (int i = 0; i < 8; i++)
             z[i] = vf_mul(sc->buf[8 * blk + (uint32_t)i], quarter);
         sk_e8(z, box, g, &half);
+        if (kt) { /* symbol-major: kt[j * 32 + l], ct[blk * 32 + l] */
+            for (int i = 0; i < 8; i++)
+                _mm256_storeu_si256((__m256i *)(kt + (8 * blk + (uint32_t)i) * LKV_P2_LANES),
+                                    _mm512_cvtepi32_epi16(vi_from_f(g[i])));
+            _mm_storeu_si128((__m128i *)(ct + blk * LKV_P2_LANES),
+                             _mm512_cvtepi32_epi8(_mm512_maskz_mov_epi32(half, vi_set1(1))));
+            continue;
+        }
         int16_t t[8][16];
         for (int i = 0; i < 8; i++)
             _mm256_storeu_si256((__m256i *)t[i], _mm512_cvtepi32_epi16(vi_from_f(g[i])));
@@ -327,20 +336,6 @@ static unsigned p2v_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t 
         }
     }
     return 0;
-}
-
-/* Field f of 16 consecutive (start, freq, rcp) triples held in a, b, c
- * (48 dwords): elements 3k + f, k = 0..15, by two two-source permutes. */
-SK_INLINE vi p2v_field(vi a, vi b, vi c, int f)
-{
-    int32_t i1[16], i2[16];
-    for (int k = 0; k < 16; k++) {
-        const int i = 3 * k + f;
-        i1[k] = i < 32 ? i : 0;
-        i2[k] = i < 32 ? k : 16 + (i - 32);
-    }
-    const vi t = _mm512_permutex2var_epi32(a, _mm512_loadu_si512(i1), b);
-    return _mm512_permutex2var_epi32(t, _mm512_loadu_si512(i2), c);
 }
 
 /* rANS encode of one symbol in the 16 lanes of x, lanes in descending
@@ -372,24 +367,96 @@ SK_INLINE int p2v_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *w
     return 1;
 }
 
-static int p2v_put_block(uint32_t *state, const uint32_t *syms, uint32_t nsym, uint8_t *base,
-                         size_t *wp, size_t limit)
+/* The symbols of one table coordinate in 16 lanes: u (already checked
+ * against the table's n) to its bin symbol and, with rawb bits, its raw
+ * symbol; *ns advances by the symbols written. */
+SK_INLINE void p2v_coord_syms(const lkv_p2_model *m, const lkv_p2_vtab *vt, vi ti, vi rcpbase, vi b,
+                              uint32_t rawb, vi u, vi (*sy)[3], unsigned *ns)
 {
+    const vi hi = _mm512_srlv_epi32(u, b);
+    const vi cc = _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_slli_epi32(ti, 9), hi), vt->cc, 4);
+    const vi c0 = _mm512_and_si512(cc, _mm512_set1_epi32(0xffff));
+    sy[*ns][0] = c0;
+    sy[*ns][1] = _mm512_sub_epi32(_mm512_srli_epi32(cc, 16), c0);
+    sy[*ns][2] = _mm512_i32gather_epi32(_mm512_add_epi32(rcpbase, hi), (const void *)m->t, 4);
+    (*ns)++;
+    if (rawb) {
+        const uint32_t f = LKV_P2_PROB_ONE >> rawb;
+        sy[*ns][0] = _mm512_mullo_epi32(_mm512_and_si512(u, vi_set1((int32_t)((1u << rawb) - 1u))),
+                                        vi_set1((int32_t)f));
+        sy[*ns][1] = vi_set1((int32_t)f);
+        sy[*ns][2] = vi_set1((int32_t)lkv_p2_rcp(f));
+        (*ns)++;
+    }
+}
+
+/*
+ * One block of a full slot through rANS, from its symbol-major points
+ * (kt[i * 32 + l], i = 0..7, ct[l]): p2.c block_syms lane-wise, then the
+ * puts in reverse. 0 on success, 1 for a point outside its table (never for
+ * encoder points), 2 when the words would go below limit.
+ */
+static int p2v_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
+                            const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                            size_t limit)
+{
+    p2v_tabs tb;
+    p2v_tabs_init(m, &tb);
+    int32_t rb[16] = {0};
+    for (unsigned c = 0; c < 2; c++)
+        for (unsigned t = 0; t < 3; t++)
+            rb[c * 3 + t] =
+                (int32_t)(((const uint8_t *)m->t[c][t].rcp - (const uint8_t *)m->t) / 4);
+    const vi rbase = _mm512_loadu_si512(rb), one = vi_set1(1);
+    const uint32_t f1 = m->coset_f1, b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+    vi sy[P2V_REGS][1 + 2 * 8][3];
+    unsigned ns = 0;
+    for (unsigned g = 0; g < P2V_REGS; g++) {
+        const vi cv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ct + 16u * g)));
+        const __mmask16 half = _mm512_test_epi32_mask(cv, cv);
+        ns = 0;
+        sy[g][0][0] = _mm512_maskz_mov_epi32(half, vi_set1((int32_t)(LKV_P2_PROB_ONE - f1)));
+        sy[g][0][1] = _mm512_mask_blend_epi32(half, vi_set1((int32_t)(LKV_P2_PROB_ONE - f1)),
+                                              vi_set1((int32_t)f1));
+        sy[g][0][2] = _mm512_mask_blend_epi32(half, vi_set1((int32_t)m->coset_rcp[0]),
+                                              vi_set1((int32_t)m->coset_rcp[1]));
+        ns = 1;
+        vi ti = _mm512_maskz_mov_epi32(half, vi_set1(3)), par = _mm512_setzero_si512();
+        const vi jlo0 = _mm512_permutexvar_epi32(ti, tb.jlo),
+                 n0 = _mm512_permutexvar_epi32(ti, tb.n);
+        const vi bb0 = _mm512_permutexvar_epi32(ti, tb.b),
+                 rb0 = _mm512_permutexvar_epi32(ti, rbase);
+        for (uint32_t i = 0; i < 7; i++) {
+            const vi k = _mm512_cvtepi16_epi32(
+                _mm256_loadu_si256((const __m256i *)(kt + i * LKV_P2_LANES + 16u * g)));
+            const vi u = _mm512_sub_epi32(k, jlo0);
+            if (_mm512_cmpge_epu32_mask(u, n0))
+                return 1;
+            par = _mm512_xor_si512(par, _mm512_and_si512(k, one));
+            p2v_coord_syms(m, vt, ti, rb0, bb0, b6, u, sy[g], &ns);
+        }
+        const vi k7 = _mm512_cvtepi16_epi32(
+            _mm256_loadu_si256((const __m256i *)(kt + 7 * LKV_P2_LANES + 16u * g)));
+        if (_mm512_test_epi32_mask(_mm512_xor_si512(k7, par), one))
+            return 1;
+        ti = _mm512_add_epi32(ti, _mm512_add_epi32(par, one));
+        const vi u = _mm512_sub_epi32(_mm512_srai_epi32(_mm512_sub_epi32(k7, par), 1),
+                                      _mm512_permutexvar_epi32(ti, tb.jlo));
+        if (_mm512_cmpge_epu32_mask(u, _mm512_permutexvar_epi32(ti, tb.n)))
+            return 1;
+        p2v_coord_syms(m, vt, ti, _mm512_permutexvar_epi32(ti, rbase),
+                       _mm512_permutexvar_epi32(ti, tb.b), b7, u, sy[g], &ns);
+    }
     vi x[P2V_REGS];
     for (unsigned g = 0; g < P2V_REGS; g++)
         x[g] = _mm512_loadu_si512(state + 16u * g);
     int ok = 1;
-    for (uint32_t s = nsym; ok && s-- > 0;)
-        for (unsigned g = P2V_REGS; ok && g-- > 0;) {
-            const uint32_t *p = syms + ((size_t)s * LKV_P2_LANES + 16u * g) * 3u;
-            const vi a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 16),
-                     c = _mm512_loadu_si512(p + 32);
-            ok = p2v_put(&x[g], p2v_field(a, b, c, 0), p2v_field(a, b, c, 1), p2v_field(a, b, c, 2),
-                         base, wp, limit);
-        }
+    for (unsigned s = ns; ok && s-- > 0;)
+        for (unsigned g = P2V_REGS; ok && g-- > 0;)
+            ok = p2v_put(&x[g], sy[g][s][0], sy[g][s][1], sy[g][s][2], base, wp, limit);
     for (unsigned g = 0; g < P2V_REGS; g++)
         _mm512_storeu_si512(state + 16u * g, x[g]);
-    return ok;
+    return ok ? 0 : 2;
 }
 
 #endif /* LKV_P2_AVX512_H */

@@ -472,14 +472,15 @@ int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slo
 
 unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
                                 unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                                uint8_t (*c)[LKV_DIM_MAX / 8])
+                                uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
 {
     sk_scratch sc;
-    return p2v_quantise(m, dt, rows, cnt, r16, k, c, &sc);
+    return p2v_quantise(m, dt, rows, cnt, r16, k, c, kt, ct, &sc);
 }
 
-int lkv_p2_put_avx512(uint32_t *state, const uint32_t *syms, uint32_t nsym, uint8_t *base,
-                      size_t *wp, size_t limit)
+int lkv_p2_encode_block_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
+                               const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                               size_t limit)
 {
-    return p2v_put_block(state, syms, nsym, base, wp, limit);
+    return p2v_encode_block(m, vt, kt, ct, state, base, wp, limit);
 }
