@@ -205,11 +205,11 @@ static void datasets(lkv_isa isa)
         }
 }
 
-Test(p2_isa, avx2_datasets, .timeout = 300)
+Test(p2_isa, avx2_datasets)
 {
     datasets(LKV_ISA_AVX2);
 }
-Test(p2_isa, avx512_datasets, .timeout = 300)
+Test(p2_isa, avx512_datasets)
 {
     datasets(LKV_ISA_AVX512);
 }
@@ -234,11 +234,11 @@ static void all_dims(lkv_isa isa)
         }
 }
 
-Test(p2_isa, avx2_all_dims, .timeout = 600)
+Test(p2_isa, avx2_all_dims)
 {
     all_dims(LKV_ISA_AVX2);
 }
-Test(p2_isa, avx512_all_dims, .timeout = 600)
+Test(p2_isa, avx512_all_dims)
 {
     all_dims(LKV_ISA_AVX512);
 }
@@ -313,11 +313,11 @@ static void corrupt(lkv_isa isa)
     cr_assert_gt(failed, 300, "only %d of 600 corruptions were detected", failed);
 }
 
-Test(p2_isa, avx2_corrupt, .timeout = 300)
+Test(p2_isa, avx2_corrupt)
 {
     corrupt(LKV_ISA_AVX2);
 }
-Test(p2_isa, avx512_corrupt, .timeout = 300)
+Test(p2_isa, avx512_corrupt)
 {
     corrupt(LKV_ISA_AVX512);
 }
@@ -350,11 +350,11 @@ static void bad_inputs(lkv_isa isa)
             }
 }
 
-Test(p2_isa, avx2_bad_inputs, .timeout = 300)
+Test(p2_isa, avx2_bad_inputs)
 {
     bad_inputs(LKV_ISA_AVX2);
 }
-Test(p2_isa, avx512_bad_inputs, .timeout = 300)
+Test(p2_isa, avx512_bad_inputs)
 {
     bad_inputs(LKV_ISA_AVX512);
 }
