@@ -17,9 +17,16 @@
  * then moves them into place. A piece's stream ends where its decoder stops
  * reading, so the next piece follows without a length field.
  *
- * Memory: no allocation. The largest frame holds one slot's points
- * (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about 120 KiB of
- * stack in all, as profile 1's SIMD kernels need (simd_kernel.h).
+ * Memory: no allocation. The scalar path's largest frame holds one slot's
+ * points (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about
+ * 120 KiB of stack in all. The AVX-512 path (p2_avx512.h) adds the packed
+ * decode tables (36 KiB), the slot's points symbol-major (64 KiB) and
+ * profile 1's lane scratch: up to about 300 KiB (docs/codec-v2.md).
+ *
+ * Instruction sets: lkv_p2_encode_isa / lkv_p2_decode_isa run full slots
+ * (32 vectors) on the AVX-512 kernels of p2_avx512.h and everything else
+ * (partial slots, AVX2, scalar) on the code here; the bytes and the errors
+ * are the same on every path (tests/codec/test_p2_isa.c).
  */
 #include "lkv_p2.h"
 
