@@ -359,6 +359,46 @@ Test(p2_isa, avx512_bad_inputs)
     bad_inputs(LKV_ISA_AVX512);
 }
 
+/* A buffer too small for the payload: the same error at every size, from
+ * none to one byte short (full slots shed their words in another order of
+ * operations, so the check must still fire exactly where the scalar's does). */
+static void small_buffers(lkv_isa isa)
+{
+    need(isa);
+    const lkv_params p = p2(54, 128);
+    const size_t n = 300;
+    float *x = make_dataset(DS_NORMAL, n, p.dim, 21);
+    coded c = encode(&p, x, n);
+    uint8_t *r = malloc(c.len), *g = malloc(c.len);
+    cr_assert(r && g);
+    for (size_t cap = 0; cap < c.len; cap += cap < 64 ? 1 : 97) {
+        lkv_diag dr = {0}, dg = {0};
+        size_t lr = 0, lg = 0;
+        const lkv_status sr =
+            lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, r, cap, &lr, LKV_ISA_SCALAR, &dr);
+        const lkv_status sg = lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, g, cap, &lg, isa, &dg);
+        cr_assert_eq(sr, LKV_ERR_BUFFER_SMALL, "cap %zu of %zu: scalar %s", cap, c.len,
+                     lkv_status_name(sr));
+        cr_assert_eq(sg, sr, "cap %zu: %s gave %s", cap, lkv_isa_name(isa), lkv_status_name(sg));
+        cr_assert_eq(dg.index, dr.index, "cap %zu: index %llu, scalar %llu", cap,
+                     (unsigned long long)dg.index, (unsigned long long)dr.index);
+        cr_assert_str_eq(dg.msg, dr.msg, "cap %zu", cap);
+    }
+    free(r);
+    free(g);
+    free(c.buf);
+    free(x);
+}
+
+Test(p2_isa, avx2_small_buffers)
+{
+    small_buffers(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_small_buffers)
+{
+    small_buffers(LKV_ISA_AVX512);
+}
+
 /* The container path passes its isa through; an unsupported one is refused
  * by name, and AUTO decodes the same bytes as scalar. */
 Test(p2_isa, container_isa_and_auto)
