@@ -10,6 +10,7 @@
  */
 #include "lkv_codec_internal.h"
 #include "lkv_format.h"
+#include "lkv_p2.h"
 
 #include <string.h>
 
@@ -219,12 +220,11 @@ lkv_status lkv_compress(const lkv_params *p, lkv_dtype dt, const uint64_t *shape
                             "container needs at least %zu bytes, buffer has %zu", info.header_bytes,
                             dst_cap);
         size_t plen = 0;
-        st = lkv_p2_encode(p, dt, src, (size_t)info.n_vectors, payload, dst_cap - info.header_bytes,
-                           &plen, diag);
+        st = lkv_p2_encode_isa(p, dt, src, (size_t)info.n_vectors, payload,
+                               dst_cap - info.header_bytes, &plen, isa, diag);
         if (st != LKV_OK)
             return st;
         info.total_bytes = info.header_bytes + plen;
-        (void)isa; /* profile 2 has one path */
     } else {
         if (dst_cap < info.total_bytes)
             return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
@@ -345,9 +345,9 @@ lkv_status lkv_decompress(const void *buf, size_t len, int out_dt, void *dst, si
         return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, UINT64_MAX,
                         "decoded tensor needs %zu bytes, buffer has %zu", want, dst_cap);
     if (lkv_profile_of(&info.params) == LKV_PROFILE_2) {
-        st = lkv_p2_decode(&info.params, (const uint8_t *)buf + info.header_bytes,
-                           info.total_bytes - info.header_bytes, (size_t)info.n_vectors,
-                           (lkv_dtype)out_dt, dst, diag);
+        st = lkv_p2_decode_isa(&info.params, (const uint8_t *)buf + info.header_bytes,
+                               info.total_bytes - info.header_bytes, (size_t)info.n_vectors,
+                               (lkv_dtype)out_dt, dst, isa, diag);
         /* The container's length is right (it parsed): a chunk that runs
          * past the payload is corrupt, not a short read. */
         if (st == LKV_ERR_TRUNCATED) {

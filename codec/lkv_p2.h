@@ -73,4 +73,71 @@ double lkv_p2_exp_neg(double e);
  * profile 2 uses the same one. Returns 1 for the half-integer coset. */
 int lkv_ref_e8_box(const float *y, float q, int32_t *pt);
 
+/*
+ * The decode tables of the SIMD paths, derived from a model: for table
+ * ti = c * 3 + tab and s = lut[i],
+ *   lx[ti][i] = s | cum[s] << 16 | cum[s + 1] << 32 | cum[s + 2] << 48
+ * (cum[s + 2] as 0xffff past the last bin), and
+ *   cc[ti][s] = cum[s] | cum[s + 1] << 16.
+ * cum[s] < 2^15 for a bin s and cum[s + 1] <= 2^15, so every field fits 16
+ * bits. One lookup then gives what the scalar walk reads from up to four
+ * places. About 36 KiB.
+ */
+typedef struct lkv_p2_vtab {
+    uint64_t lx[6][LKV_P2_LUT_SIZE];
+    uint32_t cc[6][LKV_P2_NBINS_MAX];
+} lkv_p2_vtab;
+
+/* The SIMD lookups index a table as ti * 512 + i with one shift. */
+_Static_assert(LKV_P2_LUT_SIZE == 512 && LKV_P2_NBINS_MAX == 512, "vtab rows of 512");
+
+void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
+
+#if defined(LKV_HAVE_AVX512)
+/* Decodes one full slot (LKV_P2_LANES vectors) of a piece at body[*pos..len)
+ * with the lanes' states, writes the vectors to rows[l] (the piece's first
+ * element in vector l's row) and advances *pos and the states as the scalar
+ * decoder does. 0 when the stream is corrupt (the scalar decoder fails in
+ * the same slot). r16: the lanes' norms, already checked. */
+int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body,
+                       size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
+                       uint8_t *const *rows, lkv_dtype dt);
+
+/* The encoder's front end (p2.c quantise) for cnt <= 16 vectors of one
+ * piece at rows[0..16) (rows past cnt repeat row 0): lane l's norm bits,
+ * points and cosets to r16[l], k[l], c[l]. Returns the lanes that cannot be
+ * coded (nonfinite element, norm overflow), 0 when all can. */
+unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
+                                unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
+                                uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct);
+
+/* With kt non-NULL, lkv_p2_quantise_avx512 writes the points symbol-major
+ * instead (kt[j * 32 + l], ct[block * 32 + l], lanes l < 16 from the given
+ * pointers) for this: one block of a full slot through the encoder's rANS
+ * (symbols and puts). 0 on success, 1 for a point outside its table, 2
+ * when the words would go below limit. */
+int lkv_p2_encode_block_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
+                               const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                               size_t limit);
+
+/* One chunk's side of lkv_p2_slot2_avx512: as lkv_p2_slot_avx512's
+ * arguments. */
+typedef struct lkv_p2_slot_io {
+    const uint8_t *body;
+    size_t len, pos;
+    uint32_t *state;
+    const uint16_t *r16;
+    uint8_t *const *rows;
+} lkv_p2_slot_io;
+
+/* Pieces up to this D may be decoded two chunks at a time. */
+#define LKV_P2_PAIR_DIM_MAX 256u
+
+/* lkv_p2_slot_avx512 for the same slot of the same piece of two chunks at
+ * once (their streams are independent). 0 when either is corrupt: the
+ * caller then decodes the two chunks one after the other for the error. */
+int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io,
+                        lkv_dtype dt);
+#endif
+
 #endif /* LKV_P2_H */

@@ -17,9 +17,16 @@
  * then moves them into place. A piece's stream ends where its decoder stops
  * reading, so the next piece follows without a length field.
  *
- * Memory: no allocation. The largest frame holds one slot's points
- * (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about 120 KiB of
- * stack in all, as profile 1's SIMD kernels need (simd_kernel.h).
+ * Memory: no allocation. The scalar path's largest frame holds one slot's
+ * points (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about
+ * 120 KiB of stack in all. The AVX-512 path (p2_avx512.h) adds the packed
+ * decode tables (36 KiB), the slot's points symbol-major (64 KiB) and
+ * profile 1's lane scratch: up to about 300 KiB (docs/codec-v2.md).
+ *
+ * Instruction sets: lkv_p2_encode_isa / lkv_p2_decode_isa run full slots
+ * (32 vectors) on the AVX-512 kernels of p2_avx512.h and everything else
+ * (partial slots, AVX2, scalar) on the code here; the bytes and the errors
+ * are the same on every path (tests/codec/test_p2_isa.c).
  */
 #include "lkv_p2.h"
 
@@ -145,6 +152,11 @@ typedef struct p2_sym {
     uint32_t start, freq, rcp;
 } p2_sym;
 
+/* A block's symbols are kept symbol-major, syms[symbol][lane], so that one
+ * symbol of all lanes is contiguous. SYM_STEP: the stride between one
+ * lane's symbols. */
+#define SYM_STEP LKV_P2_LANES
+
 /* Appends the symbols of offset u in table t: its bin, then b raw bits. */
 static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
 {
@@ -152,13 +164,13 @@ static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
     s->start = t->cum[hi];
     s->freq = t->cum[hi + 1] - t->cum[hi];
     s->rcp = t->rcp[hi];
-    s++;
+    s += SYM_STEP;
     if (t->b) {
         const uint32_t f = LKV_P2_PROB_ONE >> t->b;
         s->start = (u & ((1u << t->b) - 1u)) * f;
         s->freq = f;
         s->rcp = lkv_p2_rcp(f);
-        s++;
+        s += SYM_STEP;
     }
     return s;
 }
@@ -172,7 +184,7 @@ static int block_syms(const lkv_p2_model *m, const int16_t *k, uint32_t c, p2_sy
     s->start = c ? LKV_P2_PROB_ONE - f1 : 0u;
     s->freq = c ? f1 : LKV_P2_PROB_ONE - f1;
     s->rcp = m->coset_rcp[c];
-    s++;
+    s += SYM_STEP;
     uint32_t par = 0;
     for (int i = 0; i < 7; i++) {
         const lkv_p2_table *t = &m->t[c][0];
@@ -256,7 +268,19 @@ typedef struct p2_models {
     uint32_t q;
     int built; /* piece index + 1 of m, 0 when none */
     lkv_p2_model m;
+    int vt_built; /* piece index + 1 of vt (SIMD decode only), 0 when none */
+    lkv_p2_vtab vt;
 } p2_models;
+
+/* The SIMD decode tables of piece j's model, which must be current. */
+static const lkv_p2_vtab *vtab_of(p2_models *ms, uint32_t j)
+{
+    if (ms->vt_built != (int)j + 1) {
+        lkv_p2_vtab_build(&ms->m, &ms->vt);
+        ms->vt_built = (int)j + 1;
+    }
+    return &ms->vt;
+}
 
 static const lkv_p2_model *model_of(p2_models *ms, uint32_t j)
 {
@@ -295,7 +319,7 @@ static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, siz
 
 /* Encodes vectors first .. first+cnt-1 of src as one chunk at dst[0..cap). */
 static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t first, size_t cnt,
-                        uint8_t *dst, size_t cap, size_t *len)
+                        uint8_t *dst, size_t cap, size_t *len, lkv_isa isa)
 {
     const lkv_split *sp = &ms->lo->split;
     const uint32_t np = sp->count, dim = sp->dim;
@@ -308,7 +332,11 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
     int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
     float x[LKV_DIM_MAX];
-    p2_sym syms[LKV_P2_LANES][1 + 2 * 8];
+    p2_sym syms[1 + 2 * 8][LKV_P2_LANES];
+#if defined(LKV_HAVE_AVX512)
+    int16_t kt[LKV_DIM_MAX * LKV_P2_LANES]; /* a full slot's points, symbol-major */
+    uint8_t ct[LKV_DIM_MAX / 8 * LKV_P2_LANES];
+#endif
     for (uint32_t j = 0; j < np; j++) {
         const lkv_p2_model *m = model_of(ms, j);
         if (!m)
@@ -324,22 +352,60 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
         for (size_t k = nslots; k-- > 0;) {
             const size_t nk =
                 cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
-            for (size_t l = 0; l < nk; l++) {
-                const size_t v = k * LKV_P2_LANES + l;
-                const uint8_t *row = src + ((first + v) * dim + off) * esz;
-                uint32_t bad = 0;
-                uint16_t r16;
-                if (!lkv_load_vec(dt, row, 0, pd, x, &bad) || !quantise(m, x, &r16, kk[l], cc[l]))
-                    return ENC_BAD_VECTOR;
-                st16(dst + 4 + 2 * (v * np + j), r16);
+#if defined(LKV_HAVE_AVX512)
+            /* 16 vectors at a time on the AVX-512 path; the same points,
+             * symbol-major for a full slot, whose rANS is vectorised too. */
+            const int full = isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES;
+            if (isa == LKV_ISA_AVX512) {
+                for (size_t l0 = 0; l0 < nk; l0 += 16) {
+                    const unsigned gc = nk - l0 < 16 ? (unsigned)(nk - l0) : 16u;
+                    const uint8_t *rows[16];
+                    uint16_t r16[16];
+                    for (unsigned l = 0; l < 16; l++)
+                        rows[l] =
+                            src +
+                            ((first + k * LKV_P2_LANES + l0 + (l < gc ? l : 0)) * dim + off) * esz;
+                    if (lkv_p2_quantise_avx512(m, dt, rows, gc, r16, full ? NULL : kk + l0,
+                                               full ? NULL : cc + l0, full ? kt + l0 : NULL,
+                                               full ? ct + l0 : NULL))
+                        return ENC_BAD_VECTOR;
+                    for (unsigned l = 0; l < gc; l++)
+                        st16(dst + 4 + 2 * ((k * LKV_P2_LANES + l0 + l) * np + j), r16[l]);
+                }
+            } else
+#endif
+                for (size_t l = 0; l < nk; l++) {
+                    const size_t v = k * LKV_P2_LANES + l;
+                    const uint8_t *row = src + ((first + v) * dim + off) * esz;
+                    uint32_t bad = 0;
+                    uint16_t r16;
+                    if (!lkv_load_vec(dt, row, 0, pd, x, &bad) ||
+                        !quantise(m, x, &r16, kk[l], cc[l]))
+                        return ENC_BAD_VECTOR;
+                    st16(dst + 4 + 2 * (v * np + j), r16);
+                }
+#if defined(LKV_HAVE_AVX512)
+            /* A full slot on the AVX-512 path: the same symbols and words,
+             * written in the same places; full exactly when the scalar is. */
+            if (full) {
+                const lkv_p2_vtab *vt = vtab_of(ms, j);
+                for (uint32_t b = m->nblocks; b-- > 0;) {
+                    const int r =
+                        lkv_p2_encode_block_avx512(m, vt, kt + 8 * b * LKV_P2_LANES,
+                                                   ct + b * LKV_P2_LANES, state, dst, &wp, limit);
+                    if (r)
+                        return r == 1 ? ENC_INTERNAL : ENC_FULL;
+                }
+                continue;
             }
+#endif
             for (uint32_t b = m->nblocks; b-- > 0;) {
                 for (size_t l = 0; l < nk; l++)
-                    if (!block_syms(m, kk[l] + 8 * b, cc[l][b], syms[l]))
+                    if (!block_syms(m, kk[l] + 8 * b, cc[l][b], &syms[0][l]))
                         return ENC_INTERNAL;
                 for (uint32_t s = sb_n; s-- > 0;)
                     for (size_t l = nk; l-- > 0;)
-                        if (!rans_put(&state[l], syms[l][s], dst, &wp, limit))
+                        if (!rans_put(&state[l], syms[s][l], dst, &wp, limit))
                             return ENC_FULL;
             }
         }
@@ -386,22 +452,44 @@ static lkv_status p2_check(const lkv_params *p, lkv_dtype dt, lkv_diag *diag)
     return st;
 }
 
+/* The path a call runs: isa, or the best this CPU has for AUTO. Profile 2
+ * has scalar and AVX-512 kernels; AVX2 runs the scalar ones. */
+static lkv_status p2_isa(lkv_isa isa, lkv_isa *out, lkv_diag *diag)
+{
+    if (isa == LKV_ISA_AUTO)
+        isa = lkv_isa_best();
+    if (!lkv_isa_supported(isa))
+        return lkv_fail(diag, LKV_ERR_ISA, UINT64_MAX, "isa=%s is not supported here",
+                        lkv_isa_name(isa));
+    *out = isa;
+    return LKV_OK;
+}
+
 lkv_status lkv_p2_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *dst,
                          size_t dst_cap, size_t *dst_len, lkv_diag *diag)
 {
+    return lkv_p2_encode_isa(p, dt, src, n, dst, dst_cap, dst_len, LKV_ISA_AUTO, diag);
+}
+
+lkv_status lkv_p2_encode_isa(const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
+                             void *dst, size_t dst_cap, size_t *dst_len, lkv_isa isa,
+                             lkv_diag *diag)
+{
     lkv_status st = p2_check(p, dt, diag);
+    if (st == LKV_OK)
+        st = p2_isa(isa, &isa, diag);
     if (st != LKV_OK)
         return st;
     p2_layout lo;
     layout_init(p, &lo);
-    p2_models ms = {&lo, p->q, 0, {0}};
+    p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
     uint8_t *out = (uint8_t *)dst;
     size_t pos = 0;
     for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
         const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
         size_t len = 0;
-        const int r =
-            encode_chunk(&ms, dt, (const uint8_t *)src, first, cnt, out + pos, dst_cap - pos, &len);
+        const int r = encode_chunk(&ms, dt, (const uint8_t *)src, first, cnt, out + pos,
+                                   dst_cap - pos, &len, isa);
         if (r == ENC_BAD_VECTOR)
             return first_bad(&lo, dt, src, first, first + cnt, diag);
         if (r == ENC_FULL)
@@ -492,7 +580,8 @@ static int decode_coord(const lkv_p2_model *m, size_t nk, const uint8_t *cs, con
 
 /* Decodes one chunk's body (len bytes) into vectors first .. first+cnt-1. */
 static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, size_t cnt,
-                               lkv_dtype dt, uint8_t *dst, size_t first, size_t at, lkv_diag *diag)
+                               lkv_dtype dt, uint8_t *dst, size_t first, size_t at, lkv_isa isa,
+                               lkv_diag *diag)
 {
     const lkv_split *sp = &ms->lo->split;
     const uint32_t np = sp->count, dim = sp->dim;
@@ -534,6 +623,26 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
         for (size_t k = 0; k < nslots; k++) {
             const size_t nk =
                 cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
+#if defined(LKV_HAVE_AVX512)
+            /* A full slot on the AVX-512 path: it fails exactly where the
+             * scalar steps below would, and the message names only the
+             * chunk, so the error is the scalar one. */
+            if (isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES) {
+                uint16_t r16[LKV_P2_LANES];
+                uint8_t *rows[LKV_P2_LANES];
+                for (size_t l = 0; l < nk; l++) {
+                    const size_t v = k * LKV_P2_LANES + l;
+                    r16[l] = ld16(body + 2 * (v * np + j));
+                    rows[l] = dst + ((first + v) * dim + sp->off[j]) * esz;
+                }
+                if (!lkv_p2_slot_avx512(m, vtab_of(ms, j), body, len, &rd.pos, state, r16, rows,
+                                        dt))
+                    goto corrupt;
+                continue;
+            }
+#else
+            (void)isa;
+#endif
             for (uint32_t b = 0; b < m->nblocks; b++) {
                 uint8_t cs[LKV_P2_LANES], tab[LKV_P2_LANES], par[LKV_P2_LANES];
                 uint32_t u[LKV_P2_LANES];
@@ -593,6 +702,83 @@ corrupt:
                     at);
 }
 
+#if defined(LKV_HAVE_AVX512)
+/*
+ * Two full chunks decoded side by side on the AVX-512 path: their streams
+ * are independent, so each slot runs both (lkv_p2_slot2_avx512). Every check
+ * of decode_chunk is made, but without a message: 0 when either chunk fails
+ * one, and the caller decodes the two one after the other, which reports the
+ * first error exactly as the scalar path does. body[c] and len[c]: chunk c's
+ * body (after its length word).
+ */
+static int decode_pair(p2_models *ms, const uint8_t *const *body, const size_t *len, lkv_dtype dt,
+                       uint8_t *dst, size_t first)
+{
+    const lkv_split *sp = &ms->lo->split;
+    const uint32_t np = sp->count, dim = sp->dim;
+    const size_t esz = lkv_dtype_size(dt), cnt = LKV_P2_CHUNK_VECTORS;
+    size_t pos[2];
+    for (int c = 0; c < 2; c++) {
+        pos[c] = 2 * cnt * np;
+        if (pos[c] > len[c])
+            return 0;
+        for (size_t i = 0; i < cnt * np; i++) {
+            const uint16_t r16 = ld16(body[c] + 2 * i);
+            if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
+                return 0;
+        }
+    }
+    for (uint32_t j = 0; j < np; j++) {
+        const lkv_p2_model *m = model_of(ms, j);
+        if (!m)
+            return 0;
+        const lkv_p2_vtab *vt = vtab_of(ms, j);
+        uint32_t state[2][LKV_P2_LANES];
+        for (int c = 0; c < 2; c++) {
+            if (len[c] - pos[c] < 4 * LKV_P2_LANES)
+                return 0;
+            for (size_t l = 0; l < LKV_P2_LANES; l++) {
+                state[c][l] = ld32(body[c] + pos[c] + 4 * l);
+                if (state[c][l] < LKV_P2_RANS_LOW)
+                    return 0;
+            }
+            pos[c] += 4 * LKV_P2_LANES;
+        }
+        for (size_t k = 0; k < cnt / LKV_P2_LANES; k++) {
+            uint16_t r16[2][LKV_P2_LANES];
+            uint8_t *rows[2][LKV_P2_LANES];
+            lkv_p2_slot_io io[2];
+            for (size_t c = 0; c < 2; c++) {
+                for (size_t l = 0; l < LKV_P2_LANES; l++) {
+                    const size_t v = k * LKV_P2_LANES + l;
+                    r16[c][l] = ld16(body[c] + 2 * (v * np + j));
+                    rows[c][l] = dst + ((first + c * cnt + v) * dim + sp->off[j]) * esz;
+                }
+                io[c] = (lkv_p2_slot_io){body[c], len[c], pos[c], state[c], r16[c], rows[c]};
+            }
+            if (!lkv_p2_slot2_avx512(m, vt, io, dt))
+                return 0;
+            pos[0] = io[0].pos;
+            pos[1] = io[1].pos;
+        }
+        for (int c = 0; c < 2; c++)
+            for (size_t l = 0; l < LKV_P2_LANES; l++)
+                if (state[c][l] != LKV_P2_RANS_LOW)
+                    return 0;
+    }
+    return pos[0] == len[0] && pos[1] == len[1];
+}
+
+/* Whether every piece is small enough for decode_pair's stack. */
+static int pair_fits(const p2_layout *lo)
+{
+    for (uint32_t j = 0; j < lo->split.count; j++)
+        if (lo->split.d[j].p.dim > LKV_P2_PAIR_DIM_MAX)
+            return 0;
+    return 1;
+}
+#endif
+
 static lkv_status chunk_size(const p2_layout *lo, const uint8_t *src, size_t avail, size_t cnt,
                              size_t at, size_t *bytes, lkv_diag *diag)
 {
@@ -629,21 +815,48 @@ lkv_status lkv_p2_chunk_size(const lkv_params *p, const void *src, size_t src_le
 lkv_status lkv_p2_decode(const lkv_params *p, const void *src, size_t src_len, size_t n,
                          lkv_dtype dt, void *dst, lkv_diag *diag)
 {
+    return lkv_p2_decode_isa(p, src, src_len, n, dt, dst, LKV_ISA_AUTO, diag);
+}
+
+lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_len, size_t n,
+                             lkv_dtype dt, void *dst, lkv_isa isa, lkv_diag *diag)
+{
     lkv_status st = p2_check(p, dt, diag);
+    if (st == LKV_OK)
+        st = p2_isa(isa, &isa, diag);
     if (st != LKV_OK)
         return st;
     p2_layout lo;
     layout_init(p, &lo);
-    p2_models ms = {&lo, p->q, 0, {0}};
+    p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
     const uint8_t *in = (const uint8_t *)src;
     size_t pos = 0;
+#if defined(LKV_HAVE_AVX512)
+    const int pair = isa == LKV_ISA_AVX512 && pair_fits(&lo);
+#endif
     for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
         const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
         size_t bytes = 0;
+#if defined(LKV_HAVE_AVX512)
+        if (pair && n - first >= 2 * LKV_P2_CHUNK_VECTORS) {
+            size_t b1 = 0;
+            if (chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, NULL) == LKV_OK &&
+                chunk_size(&lo, in + pos + bytes, src_len - pos - bytes, cnt, pos + bytes, &b1,
+                           NULL) == LKV_OK) {
+                const uint8_t *const body[2] = {in + pos + 4, in + pos + bytes + 4};
+                const size_t blen[2] = {bytes - 4, b1 - 4};
+                if (decode_pair(&ms, body, blen, dt, (uint8_t *)dst, first)) {
+                    pos += bytes + b1;
+                    first += LKV_P2_CHUNK_VECTORS;
+                    continue;
+                }
+            }
+        }
+#endif
         st = chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, diag);
         if (st == LKV_OK)
             st = decode_chunk(&ms, in + pos + 4, bytes - 4, cnt, dt, (uint8_t *)dst, first, pos,
-                              diag);
+                              isa, diag);
         if (st != LKV_OK)
             return st;
         pos += bytes;

@@ -216,3 +216,21 @@ int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m)
     m->sym_vec = m->nblocks * m->sym_block;
     return 1;
 }
+
+void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt)
+{
+    memset(vt, 0, sizeof *vt);
+    for (uint32_t c = 0; c < 2; c++)
+        for (uint32_t k = 0; k < 3; k++) {
+            const lkv_p2_table *t = &m->t[c][k];
+            const uint32_t ti = c * 3 + k;
+            for (uint32_t s = 0; s < t->nbins; s++)
+                vt->cc[ti][s] = t->cum[s] | t->cum[s + 1] << 16;
+            for (uint32_t i = 0; i < LKV_P2_LUT_SIZE; i++) {
+                const uint32_t h = t->lut[i];
+                const uint64_t c2 = h + 1u < t->nbins ? t->cum[h + 2u] : 0xffffu;
+                vt->lx[ti][i] =
+                    h | (uint64_t)t->cum[h] << 16 | (uint64_t)t->cum[h + 1u] << 32 | c2 << 48;
+            }
+        }
+}

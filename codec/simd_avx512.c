@@ -14,6 +14,7 @@
  * (codec/CMakeLists.txt); only called after lkv_isa_supported() says yes.
  */
 #include "lkv_codec_internal.h"
+#include "lkv_p2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -439,4 +440,47 @@ lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n,
                              void *dst, lkv_diag *diag)
 {
     return sk_decode(d, src, n, dt, dst, diag);
+}
+
+#include "p2_avx512.h"
+
+int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body,
+                       size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
+                       uint8_t *const *rows, lkv_dtype dt)
+{
+    int16_t kt[LKV_DIM_MAX * LKV_P2_LANES];
+    p2v_stream st = {body, len, *pos, state, r16, rows};
+    const int ok = p2v_slots(m, vt, &st, 1, kt, dt);
+    *pos = st.pos;
+    return ok;
+}
+
+int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io,
+                        lkv_dtype dt)
+{
+    if (m->dim > LKV_P2_PAIR_DIM_MAX)
+        return 0;
+    int16_t kt[LKV_P2_PAIR_DIM_MAX * 2 * LKV_P2_LANES];
+    p2v_stream st[2];
+    for (int i = 0; i < 2; i++)
+        st[i] = (p2v_stream){io[i].body, io[i].len, io[i].pos, io[i].state, io[i].r16, io[i].rows};
+    const int ok = p2v_slots(m, vt, st, 2, kt, dt);
+    io[0].pos = st[0].pos;
+    io[1].pos = st[1].pos;
+    return ok;
+}
+
+unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
+                                unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
+                                uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
+{
+    sk_scratch sc;
+    return p2v_quantise(m, dt, rows, cnt, r16, k, c, kt, ct, &sc);
+}
+
+int lkv_p2_encode_block_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
+                               const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                               size_t limit)
+{
+    return p2v_encode_block(m, vt, kt, ct, state, base, wp, limit);
 }

@@ -323,6 +323,14 @@ size_t lkv_compress_bound(const lkv_params *p, const uint64_t *shape, uint32_t n
 lkv_status lkv_p2_encode(const lkv_params *p, lkv_dtype dt, const void *src, size_t n, void *dst,
                          size_t dst_cap, size_t *dst_len, lkv_diag *diag);
 
+/* lkv_p2_encode on a chosen instruction-set path (LKV_ISA_AUTO: the best
+ * this CPU has, which is what lkv_p2_encode runs). Every path writes the
+ * same bytes and reports the same errors; ERR_ISA when the CPU lacks isa.
+ * lkv_compress passes its isa here. */
+lkv_status lkv_p2_encode_isa(const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
+                             void *dst, size_t dst_cap, size_t *dst_len, lkv_isa isa,
+                             lkv_diag *diag);
+
 /*
  * Decodes a profile 2 payload of exactly n vectors from src_len bytes.
  * Untrusted input: a chunk length past the end, a symbol stream that does
@@ -333,6 +341,13 @@ lkv_status lkv_p2_encode(const lkv_params *p, lkv_dtype dt, const void *src, siz
  */
 lkv_status lkv_p2_decode(const lkv_params *p, const void *src, size_t src_len, size_t n,
                          lkv_dtype dt, void *dst, lkv_diag *diag);
+
+/* lkv_p2_decode on a chosen instruction-set path (LKV_ISA_AUTO: the best
+ * this CPU has, which is what lkv_p2_decode runs). Every path decodes the
+ * same bytes and reports the same errors; ERR_ISA when the CPU lacks isa.
+ * lkv_decompress passes its isa here. */
+lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_len, size_t n,
+                             lkv_dtype dt, void *dst, lkv_isa isa, lkv_diag *diag);
 
 /* Bytes of the first chunk of a profile 2 payload of src_len bytes (its u32
  * length prefix included), for streaming readers: ERR_TRUNCATED when the

@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * test_p2_isa.c - profile 2's SIMD decode paths against the scalar decoder.
+ *
+ * The scalar decoder (p2.c) defines the bytes. Every test codes the same
+ * input once, decodes it with LKV_ISA_SCALAR and with a SIMD path into each
+ * output dtype, and requires the same status, diagnostics (code, index,
+ * message) and, on success, output bytes, with nothing written past the
+ * output. Inputs:
+ * the four datasets of test_p2.c at several Q, every head_dim 8..1024 that
+ * is a multiple of 8 (split ones included), vector counts that leave partial
+ * chunks and partial 32-vector slots, and corrupted or truncated payloads.
+ * A path the CPU lacks is skipped, not passed.
+ */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkv_codec.h"
+#include "lkv_p2.h"
+#include "testutil.h"
+
+#define GUARD  64u
+#define CANARY 0xA5u
+
+static const lkv_dtype all_dtypes[] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
+
+static void need(lkv_isa isa)
+{
+    if (!lkv_isa_supported(isa))
+        cr_skip_test("this CPU (or build) has no %s path", lkv_isa_name(isa));
+}
+
+static lkv_params p2(uint32_t q, uint32_t dim)
+{
+    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2};
+    return p;
+}
+
+/* test_p2.c's four datasets (normal, Student t3, lognormal channels, keys). */
+enum { DS_NORMAL, DS_T3, DS_LOGNORMAL, DS_KEYS, DS_COUNT };
+static const char *const ds_name[] = {"normal", "student_t3", "lognormal_channels", "keys"};
+
+static float *make_dataset(int ds, size_t n, uint32_t dim, uint64_t seed)
+{
+    lkv_rng r = {seed};
+    float *x = malloc(n * dim * sizeof *x);
+    cr_assert(x);
+    double scale[LKV_DIM_MAX], offset[LKV_DIM_MAX];
+    for (uint32_t j = 0; j < dim; j++) {
+        scale[j] = ds == DS_LOGNORMAL ? exp(1.5 * lkv_rng_normal(&r))
+                   : ds == DS_KEYS    ? (j % 32 == 5 ? 20.0 : 1.0)
+                                      : 1.0;
+        offset[j] = ds == DS_KEYS ? 0.5 * lkv_rng_normal(&r) : 0.0;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < dim; j++) {
+            double v = lkv_rng_normal(&r);
+            if (ds == DS_T3) {
+                double c = 0.0;
+                for (int k = 0; k < 3; k++) {
+                    const double g = lkv_rng_normal(&r);
+                    c += g * g;
+                }
+                v = v / sqrt(c / 3.0);
+            }
+            x[i * dim + j] = (float)(scale[j] * v + offset[j]);
+        }
+    return x;
+}
+
+typedef struct coded {
+    uint8_t *buf;
+    size_t len;
+} coded;
+
+static coded encode(const lkv_params *p, const float *x, size_t n)
+{
+    coded c = {0};
+    const size_t cap = lkv_p2_payload_bound(p, n);
+    c.buf = malloc(cap ? cap : 1);
+    cr_assert(c.buf);
+    lkv_diag d;
+    const lkv_status st = lkv_p2_encode(p, LKV_DTYPE_FP32, x, n, c.buf, cap, &c.len, &d);
+    cr_assert_eq(st, LKV_OK, "q=%u dim=%u n=%zu: %s", p->q, p->dim, n, d.msg);
+    return c;
+}
+
+/* Encodes src (n vectors of dtype dt) with the scalar path and with isa and
+ * requires the same status, diagnostics and payload bytes. Returns the
+ * scalar payload (buf NULL on failure). */
+static coded encode_both(lkv_isa isa, const lkv_params *p, lkv_dtype dt, const void *src, size_t n,
+                         const char *ctx)
+{
+    const size_t cap = lkv_p2_payload_bound(p, n);
+    coded r = {malloc(cap + GUARD), 0}, g = {malloc(cap + GUARD), 0};
+    cr_assert(r.buf && g.buf);
+    memset(g.buf, CANARY, cap + GUARD);
+    lkv_diag dr = {0}, dg = {0};
+    const lkv_status sr = lkv_p2_encode_isa(p, dt, src, n, r.buf, cap, &r.len, LKV_ISA_SCALAR, &dr);
+    const lkv_status sg = lkv_p2_encode_isa(p, dt, src, n, g.buf, cap, &g.len, isa, &dg);
+    cr_assert_eq(sg, sr, "%s: encode from %s: %s gave %s, scalar %s (%s)", ctx, lkv_dtype_name(dt),
+                 lkv_isa_name(isa), lkv_status_name(sg), lkv_status_name(sr), dr.msg);
+    if (sr != LKV_OK) {
+        cr_assert_eq(dg.index, dr.index, "%s: encode: %s reports %llu, scalar %llu", ctx,
+                     lkv_isa_name(isa), (unsigned long long)dg.index, (unsigned long long)dr.index);
+        cr_assert_str_eq(dg.msg, dr.msg, "%s: encode messages differ", ctx);
+        free(r.buf);
+        r.buf = NULL;
+    } else {
+        cr_assert_eq(g.len, r.len, "%s: encode from %s: %s wrote %zu bytes, scalar %zu", ctx,
+                     lkv_dtype_name(dt), lkv_isa_name(isa), g.len, r.len);
+        size_t at = 0;
+        while (at < r.len && r.buf[at] == g.buf[at])
+            at++;
+        cr_assert_eq(at, r.len, "%s: encode from %s: %s differs from scalar at byte %zu", ctx,
+                     lkv_dtype_name(dt), lkv_isa_name(isa), at);
+        for (size_t i = 0; i < GUARD; i++)
+            cr_assert_eq(g.buf[cap + i], CANARY, "%s: %s wrote past its buffer", ctx,
+                         lkv_isa_name(isa));
+    }
+    free(g.buf);
+    return r;
+}
+
+/* x (n fp32 vectors) in dtype dt, for encoding. */
+static void *as_dtype(const float *x, size_t count, lkv_dtype dt)
+{
+    uint8_t *b = malloc(count * lkv_dtype_size(dt));
+    cr_assert(b);
+    for (size_t i = 0; i < count; i++)
+        lkv_test_set(dt, b, i, x[i]);
+    return b;
+}
+
+/* Decodes src with the scalar path and with isa into every dtype and
+ * requires the same status, diagnostics and bytes. Returns the status. */
+static lkv_status check_decode(lkv_isa isa, const lkv_params *p, const uint8_t *src, size_t len,
+                               size_t n, const char *ctx)
+{
+    lkv_status sr = LKV_OK;
+    for (size_t t = 0; t < 3; t++) {
+        const lkv_dtype dt = all_dtypes[t];
+        const size_t out = n * p->dim * lkv_dtype_size(dt);
+        uint8_t *ref = malloc(out + GUARD), *got = malloc(out + GUARD);
+        cr_assert(ref && got);
+        memset(ref, CANARY, out + GUARD);
+        memset(got, CANARY, out + GUARD);
+        lkv_diag dr = {0}, dg = {0};
+        sr = lkv_p2_decode_isa(p, src, len, n, dt, ref, LKV_ISA_SCALAR, &dr);
+        const lkv_status sg = lkv_p2_decode_isa(p, src, len, n, dt, got, isa, &dg);
+        cr_assert_eq(sg, sr, "%s: decode to %s: %s gave %s, scalar %s (%s)", ctx,
+                     lkv_dtype_name(dt), lkv_isa_name(isa), lkv_status_name(sg),
+                     lkv_status_name(sr), dr.msg);
+        if (sr != LKV_OK) {
+            cr_assert_eq(dg.index, dr.index, "%s: %s reports byte %llu, scalar %llu", ctx,
+                         lkv_isa_name(isa), (unsigned long long)dg.index,
+                         (unsigned long long)dr.index);
+            cr_assert_str_eq(dg.msg, dr.msg, "%s: messages differ", ctx);
+        }
+        /* On failure the output is unspecified (the AVX-512 path decodes two
+         * chunks side by side and may have written the later one). */
+        size_t at = 0;
+        while (sr == LKV_OK && at < out && ref[at] == got[at])
+            at++;
+        if (sr != LKV_OK)
+            at = out;
+        cr_assert_eq(at, out, "%s: decode to %s: %s differs from scalar at byte %zu (vector %zu)",
+                     ctx, lkv_dtype_name(dt), lkv_isa_name(isa), at,
+                     at / (p->dim * lkv_dtype_size(dt)));
+        for (size_t i = 0; i < GUARD; i++)
+            cr_assert_eq(got[out + i], CANARY, "%s: %s wrote past its output", ctx,
+                         lkv_isa_name(isa));
+        free(ref);
+        free(got);
+    }
+    return sr;
+}
+
+static void datasets(lkv_isa isa)
+{
+    need(isa);
+    static const uint32_t qs[] = {1, 3, 5, 8, 17, 38, 54, 127, 300, 1023};
+    for (int ds = 0; ds < DS_COUNT; ds++)
+        for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++) {
+            const size_t n = 300; /* two full chunks, one of 44: a partial slot */
+            const lkv_params p = p2(qs[qi], 128);
+            float *x = make_dataset(ds, n, p.dim, 0x5eed0000u + (uint64_t)ds * 97u + qi);
+            char ctx[96];
+            snprintf(ctx, sizeof ctx, "%s q=%u", ds_name[ds], p.q);
+            for (size_t t = 0; t < 2; t++) {
+                void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
+                coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
+                cr_assert(e.buf, "%s", ctx);
+                free(e.buf);
+                free(xt);
+            }
+            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
+            cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
+            free(c.buf);
+            free(x);
+        }
+}
+
+Test(p2_isa, avx2_datasets)
+{
+    datasets(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_datasets)
+{
+    datasets(LKV_ISA_AVX512);
+}
+
+/* Every head_dim 8..1024 in steps of 8 (powers of two and split ones), at
+ * two Q, with a count that leaves a partial chunk with a partial slot. */
+static void all_dims(lkv_isa isa)
+{
+    need(isa);
+    static const uint32_t qs[] = {6, 54};
+    for (uint32_t dim = 8; dim <= LKV_DIM_MAX; dim += 8)
+        for (size_t qi = 0; qi < 2; qi++) {
+            const size_t n = dim <= 256 ? 300 : 70; /* pairs of chunks up to D = 256 */
+            const lkv_params p = p2(qs[qi], dim);
+            float *x = make_dataset((int)(dim / 8 % DS_COUNT), n, dim, dim * 31u + qi);
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "dim=%u q=%u", dim, p.q);
+            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
+            cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
+            free(c.buf);
+            free(x);
+        }
+}
+
+Test(p2_isa, avx2_all_dims)
+{
+    all_dims(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_all_dims)
+{
+    all_dims(LKV_ISA_AVX512);
+}
+
+/* Vector counts around the slot (32) and chunk (128) sizes. */
+static void counts(lkv_isa isa)
+{
+    need(isa);
+    static const size_t ns[] = {1,  2,   31,  32,  33,  63,  64,  65,
+                                96, 127, 128, 129, 160, 255, 256, 257};
+    const lkv_params p = p2(54, 64);
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        float *x = make_dataset(DS_T3, ns[i], p.dim, 77 + i);
+        char ctx[32];
+        snprintf(ctx, sizeof ctx, "n=%zu", ns[i]);
+        coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, ns[i], ctx);
+        cr_assert_eq(check_decode(isa, &p, c.buf, c.len, ns[i], ctx), LKV_OK, "%s", ctx);
+        free(c.buf);
+        free(x);
+    }
+}
+
+Test(p2_isa, avx2_counts)
+{
+    counts(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_counts)
+{
+    counts(LKV_ISA_AVX512);
+}
+
+/* Corrupt payloads: flipped bytes anywhere (lengths, norms, states, words),
+ * and every truncation of a short payload. Same error, same bytes written. */
+static void corrupt(lkv_isa isa)
+{
+    need(isa);
+    lkv_rng r = {0xc0ffee};
+    static const uint32_t qs[] = {4, 54, 700};
+    int failed = 0;
+    for (size_t qi = 0; qi < 3; qi++) {
+        const lkv_params p = p2(qs[qi], 128);
+        const size_t n = 300; /* a pair of full chunks and a partial one */
+        float *x = make_dataset(DS_NORMAL, n, p.dim, 9 + qi);
+        coded c = encode(&p, x, n);
+        uint8_t *t = malloc(c.len);
+        cr_assert(t);
+        for (int k = 0; k < 200; k++) {
+            memcpy(t, c.buf, c.len);
+            const int flips = 1 + (int)(lkv_rng_next(&r) % 3);
+            for (int f = 0; f < flips; f++)
+                t[lkv_rng_next(&r) % c.len] ^= (uint8_t)(1u << (lkv_rng_next(&r) % 8));
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "q=%u flip round %d", p.q, k);
+            failed += check_decode(isa, &p, t, c.len, n, ctx) != LKV_OK;
+        }
+        /* Cuts in the last chunk and in the second chunk of the pair. */
+        for (size_t cut = c.len > 400 ? c.len - 400 : 0; cut < c.len; cut += 7) {
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "q=%u cut at %zu", p.q, cut);
+            cr_assert_neq(check_decode(isa, &p, c.buf, cut, n, ctx), LKV_OK, "%s", ctx);
+        }
+        for (size_t cut = c.len / 2; cut < c.len / 2 + 300; cut += 11) {
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "q=%u cut at %zu", p.q, cut);
+            cr_assert_neq(check_decode(isa, &p, c.buf, cut, n, ctx), LKV_OK, "%s", ctx);
+        }
+        free(t);
+        free(c.buf);
+        free(x);
+    }
+    /* The flips must mostly hit the symbol streams and be caught there. */
+    cr_assert_gt(failed, 300, "only %d of 600 corruptions were detected", failed);
+}
+
+Test(p2_isa, avx2_corrupt)
+{
+    corrupt(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_corrupt)
+{
+    corrupt(LKV_ISA_AVX512);
+}
+
+/* Inputs that cannot be coded (NaN, Inf, a norm past fp16) at several
+ * places of a multi-chunk tensor: the same status, vector and message. */
+static void bad_inputs(lkv_isa isa)
+{
+    need(isa);
+    static const uint32_t dims[] = {8, 64, 128, 136, 1024};
+    static const size_t at[] = {0, 15, 16, 31, 33, 130, 199};
+    const float vals[] = {NAN, INFINITY, -INFINITY, 70000.0f};
+    for (size_t di = 0; di < 5; di++)
+        for (size_t ai = 0; ai < 7; ai++)
+            for (size_t vi = 0; vi < 4; vi++) {
+                const lkv_params p = p2(54, dims[di]);
+                const size_t n = 200;
+                float *x = make_dataset(DS_NORMAL, n, p.dim, 3 + di);
+                x[at[ai] * p.dim + (at[ai] * 7) % p.dim] = vals[vi];
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "dim=%u vector %zu value %g", p.dim, at[ai],
+                         (double)vals[vi]);
+                for (size_t t = 0; t < 3; t++) {
+                    void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
+                    coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
+                    cr_assert_null(e.buf, "%s: encoded", ctx);
+                    free(xt);
+                }
+                free(x);
+            }
+}
+
+Test(p2_isa, avx2_bad_inputs)
+{
+    bad_inputs(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_bad_inputs)
+{
+    bad_inputs(LKV_ISA_AVX512);
+}
+
+/* A buffer too small for the payload: the same error at every size, from
+ * none to one byte short (full slots shed their words in another order of
+ * operations, so the check must still fire exactly where the scalar's does). */
+static void small_buffers(lkv_isa isa)
+{
+    need(isa);
+    const lkv_params p = p2(54, 128);
+    const size_t n = 300;
+    float *x = make_dataset(DS_NORMAL, n, p.dim, 21);
+    coded c = encode(&p, x, n);
+    uint8_t *r = malloc(c.len), *g = malloc(c.len);
+    cr_assert(r && g);
+    for (size_t cap = 0; cap < c.len; cap += cap < 64 ? 1 : 97) {
+        lkv_diag dr = {0}, dg = {0};
+        size_t lr = 0, lg = 0;
+        const lkv_status sr =
+            lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, r, cap, &lr, LKV_ISA_SCALAR, &dr);
+        const lkv_status sg = lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, g, cap, &lg, isa, &dg);
+        cr_assert_eq(sr, LKV_ERR_BUFFER_SMALL, "cap %zu of %zu: scalar %s", cap, c.len,
+                     lkv_status_name(sr));
+        cr_assert_eq(sg, sr, "cap %zu: %s gave %s", cap, lkv_isa_name(isa), lkv_status_name(sg));
+        cr_assert_eq(dg.index, dr.index, "cap %zu: index %llu, scalar %llu", cap,
+                     (unsigned long long)dg.index, (unsigned long long)dr.index);
+        cr_assert_str_eq(dg.msg, dr.msg, "cap %zu", cap);
+    }
+    free(r);
+    free(g);
+    free(c.buf);
+    free(x);
+}
+
+Test(p2_isa, avx2_small_buffers)
+{
+    small_buffers(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_small_buffers)
+{
+    small_buffers(LKV_ISA_AVX512);
+}
+
+/* The container path passes its isa through; an unsupported one is refused
+ * by name, and AUTO decodes the same bytes as scalar. */
+Test(p2_isa, container_isa_and_auto)
+{
+    const lkv_params p = p2(54, 128);
+    const size_t n = 200;
+    float *x = make_dataset(DS_KEYS, n, p.dim, 5);
+    coded c = encode(&p, x, n);
+    float *a = malloc(n * p.dim * 4), *b = malloc(n * p.dim * 4);
+    cr_assert(a && b);
+    lkv_diag d;
+    cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, a, LKV_ISA_SCALAR, &d),
+                 LKV_OK, "%s", d.msg);
+    cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, &d), LKV_OK, "%s", d.msg);
+    cr_assert_eq(memcmp(a, b, n * p.dim * 4), 0, "AUTO (%s) differs from scalar",
+                 lkv_isa_name(lkv_isa_best()));
+    for (int i = LKV_ISA_SCALAR; i <= LKV_ISA_AVX512; i++)
+        if (!lkv_isa_supported((lkv_isa)i)) {
+            cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, (lkv_isa)i, &d),
+                         LKV_ERR_ISA);
+            cr_assert(strstr(d.msg, lkv_isa_name((lkv_isa)i)), "%s", d.msg);
+        }
+    cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, (lkv_isa)9, &d),
+                 LKV_ERR_ISA);
+    free(a);
+    free(b);
+    free(c.buf);
+    free(x);
+}
