@@ -11,7 +11,10 @@ out_dtype fp32) equal the cpu daemon's roundtrip; its coded bytes equal the
 cpu daemon's Compress; filling the tier evicts the oldest blocks into host
 (tier "host", same bytes); a Get promotes such a block back (tier "gpu",
 same decoded and coded bytes: GPU -> host -> GPU kept every byte); a block
-larger than the tier lives in host; Delete removes a gpu-resident block.
+that went GPU -> host -> peer -> GPU (evicted into host, pushed to the cpu
+daemon with KVStore/Push, deleted here, pulled back with KVStore/Pull into
+the gpu tier) keeps every byte; a block larger than the tier lives in host;
+Delete removes a gpu-resident block.
 Prints "gpu tier e2e: N passed, M failed"; exit 1 on any failure.
 """
 import sys
@@ -111,6 +114,23 @@ check(r.tier == "gpu", "a host hit is promoted back to the gpu tier (got %r)" % 
 check(r.tensor.data == blocks[b"k1"][2], "promoted block decodes to the cpu roundtrip")
 r = get(b"k1", want_coded=True)
 check(r.coded == blocks[b"k1"][1], "GPU -> host -> GPU: coded bytes identical")
+
+# GPU -> host -> peer -> GPU: k2 was evicted into host by the fill (k0, k1,
+# k2 were the oldest; only k1 came back). Push it to the cpu daemon, drop it
+# here, Pull it back: it lands in the gpu tier again, every byte the same.
+key = b"k2"
+pr = gpu.kv.Push(pb.PushRequest(namespace=NS, keys=[key], to=sys.argv[1]))
+check(pr.stored == 1 and pr.results[0].code == 0, "Push gpu daemon -> cpu daemon: %s" % pr)
+r = cpu.kv.Get(pb.GetRequest(key=pb.BlockKey(namespace=NS, key=key), want_coded=True))
+check(r.coded == blocks[key][1], "the peer holds the same coded bytes")
+gpu.kv.Delete(pb.DeleteRequest(key=pb.BlockKey(namespace=NS, key=key)))
+pl = gpu.kv.Pull(pb.PullRequest(namespace=NS, keys=[key], **{"from": sys.argv[1]}))
+check(pl.stored == 1 and pl.results[0].code == 0, "Pull cpu daemon -> gpu daemon: %s" % pl)
+r = get(key, want_coded=True)
+check(r.tier == "gpu" and r.coded == blocks[key][1],
+      "GPU -> host -> peer -> GPU: coded bytes identical, on the gpu tier (got %r)" % r.tier)
+r = get(key)
+check(r.tensor.data == blocks[key][2], "GPU -> host -> peer -> GPU: decodes to the cpu roundtrip")
 
 recent = b"k%d" % (fill - 1)
 r = get(recent)
