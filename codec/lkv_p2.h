@@ -88,8 +88,13 @@ typedef struct lkv_p2_vtab {
     uint32_t cc[6][LKV_P2_NBINS_MAX];
 } lkv_p2_vtab;
 
-/* The SIMD lookups index a table as ti * 512 + i with one shift. */
+/* The SIMD lookups index a table as ti * 512 + i with one shift. (C++:
+ * cuda/ reads this header through codec/backend/lkv_codec_p2.h.) */
+#ifdef __cplusplus
+static_assert(LKV_P2_LUT_SIZE == 512 && LKV_P2_NBINS_MAX == 512, "vtab rows of 512");
+#else
 _Static_assert(LKV_P2_LUT_SIZE == 512 && LKV_P2_NBINS_MAX == 512, "vtab rows of 512");
+#endif
 
 void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
 
