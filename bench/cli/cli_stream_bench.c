@@ -11,7 +11,10 @@
  * encode then decode, interleaved, so that a burst of load from other work
  * on a shared machine falls on both; the row keeps every wall time and
  * reports the median. The output file is removed before each run (a new
- * file, as a user's first run makes). Each CLI is a child of this small
+ * file, as a user's first run makes), and sync(2) writes back what earlier
+ * runs left dirty, so that no run shares the cores with the kernel's
+ * write-back of the one before (its output still lands in the page cache,
+ * as a user's does). Each CLI is a child of this small
  * process, so its ru_maxrss is its own (a child of a large process inherits
  * the parent's peak). The first repetition also checks that both CLIs
  * wrote the same bytes. With --big-gib G the CLI under test alone also
@@ -206,6 +209,7 @@ int main(int argc, char **argv)
                 char *dec[] = {(char *)clis[c], "codec", "decode", "--in",
                                coded,           "--out", out,      NULL};
                 unlink(out);
+                sync();
                 rw->load[rw->n] = lkv_bench_loadavg();
                 const run_stat st = run(op ? dec : enc);
                 if (st.rc != 0)
