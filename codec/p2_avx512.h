@@ -31,7 +31,9 @@
  * Two chunks can be decoded side by side (lkv_p2_slot2_avx512, pieces of
  * D <= LKV_P2_PAIR_DIM_MAX): each stream is one long dependency chain
  * (gather, multiply, refill, next symbol), and two of them keep the core
- * busy where one leaves it waiting.
+ * busy where one leaves it waiting. The loops over the registers of the
+ * streams carry "GCC unroll": rolled up, GCC keeps the lane states x[] on the
+ * stack, and every symbol's chain then pays store-to-load forwarding twice.
  *
  * Stack: the slot's points as int16 [dim][32] (64 KiB at D = 1024; the pair
  * path only runs for D <= 256: 32 KiB) and the float scratch vf[dim]
@@ -150,22 +152,27 @@ SK_INLINE int p2v_coord(const lkv_p2_vtab *vt, const p2v_tabs *tb, const vi *ti,
                         const uint32_t *rawb, vi *x, p2v_stream *st, unsigned nr, vi *u)
 {
     vi s[P2V_MAXR];
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++)
         s[g] = p2v_bin(vt, ti[g], &x[g]);
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++) {
         p2v_stream *t = &st[g / P2V_REGS];
         u[g] = _mm512_sllv_epi32(s[g], _mm512_permutexvar_epi32(ti[g], tb->b));
         if (!p2v_refill(&x[g], t->body, t->len, &t->pos))
             return 0;
     }
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++)
         if (rawb[g / P2V_REGS])
             u[g] = _mm512_or_si512(u[g], p2v_raw(rawb[g / P2V_REGS], &x[g]));
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++) {
         p2v_stream *t = &st[g / P2V_REGS];
         if (rawb[g / P2V_REGS] && !p2v_refill(&x[g], t->body, t->len, &t->pos))
             return 0;
     }
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++)
         if (_mm512_cmpge_epu32_mask(u[g], _mm512_permutexvar_epi32(ti[g], tb->n)))
             return 0;
@@ -197,6 +204,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
     p2v_tabs tb;
     p2v_tabs_init(m, &tb);
     vi x[P2V_MAXR];
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++)
         x[g] = _mm512_loadu_si512(st[g / P2V_REGS].state + 16u * (g % P2V_REGS));
     const vi one = _mm512_set1_epi32(1), three = _mm512_set1_epi32(3);
@@ -204,8 +212,10 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
     for (uint32_t blk = 0; blk < m->nblocks; blk++) {
         vi ti[P2V_MAXR], cs[P2V_MAXR], par[P2V_MAXR], u[P2V_MAXR];
         __mmask16 c[P2V_MAXR];
+#pragma GCC unroll 4
         for (unsigned g = 0; g < nr; g++)
             c[g] = p2v_coset(&x[g], m->coset_f1);
+#pragma GCC unroll 4
         for (unsigned g = 0; g < nr; g++) {
             p2v_stream *t = &st[g / P2V_REGS];
             if (!p2v_refill(&x[g], t->body, t->len, &t->pos))
@@ -217,6 +227,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
         for (uint32_t i = 0; i < 7; i++) {
             if (!p2v_coord(vt, &tb, ti, raw6, x, st, nr, u))
                 return 0;
+#pragma GCC unroll 4
             for (unsigned g = 0; g < nr; g++) {
                 const vi kv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
                 par[g] = _mm512_xor_si512(par[g], _mm512_and_si512(kv, one));
@@ -226,6 +237,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
             }
         }
         uint32_t raw7[2] = {0, 0};
+#pragma GCC unroll 4
         for (unsigned g = 0; g < nr; g++) {
             ti[g] = _mm512_add_epi32(ti[g], _mm512_add_epi32(par[g], one));
             /* lane 0 of each stream picks the raw-bit count, as in p2.c */
@@ -235,6 +247,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
         }
         if (!p2v_coord(vt, &tb, ti, raw7, x, st, nr, u))
             return 0;
+#pragma GCC unroll 4
         for (unsigned g = 0; g < nr; g++) {
             const vi jv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
             const vi k7 = _mm512_add_epi32(_mm512_slli_epi32(jv, 1), par[g]);
@@ -243,12 +256,14 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
                                 _mm512_cvtepi32_epi16(p2));
         }
     }
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++)
         _mm512_storeu_si512(st[g / P2V_REGS].state + 16u * (g % P2V_REGS), x[g]);
 
     /* The float part, 16 vectors at a time. */
     vf buf[LKV_DIM_MAX];
     const vf half = vf_set1(0.5f), qf = vf_set1(m->qf);
+#pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++) {
         const p2v_stream *t = &st[g / P2V_REGS];
         const unsigned gl = 16u * (g % P2V_REGS);
