@@ -76,16 +76,27 @@ int lkv_ref_e8_box(const float *y, float q, int32_t *pt);
 /*
  * The decode tables of the SIMD paths, derived from a model: for table
  * ti = c * 3 + tab and s = lut[i],
- *   lx[ti][i] = s | cum[s] << 16 | cum[s + 1] << 32 | cum[s + 2] << 48
+ *   lx[ti][i] = s | row << 9 | cum[s] << 16 | cum[s + 1] << 32 | cum[s + 2] << 48
  * (cum[s + 2] as 0xffff past the last bin), and
  *   cc[ti][s] = cum[s] | cum[s + 1] << 16.
  * cum[s] < 2^15 for a bin s and cum[s + 1] <= 2^15, so every field fits 16
- * bits. One lookup then gives what the scalar walk reads from up to four
- * places. About 36 KiB.
+ * bits (s < 2^9). One lookup then gives what the scalar walk reads from up
+ * to four places.
+ *
+ * A lut window where some slot lies two or more bins past s (the tails of
+ * the distribution, runs of bins of frequency 1 to a few) would need a walk
+ * of up to 63 dependent steps. The first LKV_P2_FINE_ROWS such windows, the
+ * coordinate 0..6 tables first, get a row of their own: row != 0 in their lx
+ * entries, and for each slot i << LUT_SHIFT | o of the window, with s the
+ * bin holding it,
+ *   fx[row - 1][o] = s | cum[s] << 16 | cum[s + 1] << 32.
+ * Windows left without a row (row 0) are walked through cc. About 68 KiB.
  */
+#define LKV_P2_FINE_ROWS 64u
 typedef struct lkv_p2_vtab {
     uint64_t lx[6][LKV_P2_LUT_SIZE];
     uint32_t cc[6][LKV_P2_NBINS_MAX];
+    uint64_t fx[LKV_P2_FINE_ROWS][1u << LKV_P2_LUT_SHIFT];
 } lkv_p2_vtab;
 
 /* The SIMD lookups index a table as ti * 512 + i with one shift. (C++:
@@ -94,6 +105,7 @@ typedef struct lkv_p2_vtab {
 static_assert(LKV_P2_LUT_SIZE == 512 && LKV_P2_NBINS_MAX == 512, "vtab rows of 512");
 #else
 _Static_assert(LKV_P2_LUT_SIZE == 512 && LKV_P2_NBINS_MAX == 512, "vtab rows of 512");
+_Static_assert(LKV_P2_NBINS_MAX <= 1u << 9 && LKV_P2_FINE_ROWS < 1u << 7, "lx's s and row fields");
 #endif
 
 void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);

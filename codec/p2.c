@@ -20,8 +20,8 @@
  * Memory: no allocation. The scalar path's largest frame holds one slot's
  * points (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about
  * 120 KiB of stack in all. The AVX-512 path (p2_avx512.h) adds the packed
- * decode tables (36 KiB), the slot's points symbol-major (64 KiB) and
- * profile 1's lane scratch: up to about 300 KiB (docs/codec-v2.md).
+ * decode tables (68 KiB), the slot's points symbol-major (64 KiB) and
+ * profile 1's lane scratch: up to about 330 KiB (docs/codec-v2.md).
  *
  * Instruction sets: lkv_p2_encode_isa / lkv_p2_decode_isa run full slots
  * (32 vectors) on the AVX-512 kernels of p2_avx512.h and everything else

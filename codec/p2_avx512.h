@@ -85,8 +85,13 @@ static inline __mmask16 p2v_coset(vi *x, uint32_t f1)
 /* The bin symbol of every lane of x from table ti (0..5) of each lane;
  * returns the bin. One 64-bit lookup per lane (two gathers of 8) gives the
  * lut's bin, its start and end and the next bin's end: a lut window holds
- * at most one bin boundary except in the rarest bins, so one step up covers
- * nearly every lane, and the loop over cc walks the rest. */
+ * at most one bin boundary except in the tails, so one step up covers
+ * nearly every lane. A lane further up reads its slot's own entry from the
+ * window's fine row (lkv_p2_vtab), one more lookup instead of a walk of up
+ * to 63 dependent gathers; only windows left without a row (none at Q = 54,
+ * D = 128) walk up cc one bin per gather. The fine lookup stays behind a
+ * branch: unconditional gathers with empty masks cost more on AMD Zen than
+ * the branch's mispredictions. */
 SK_INLINE vi p2v_bin(const lkv_p2_vtab *vt, vi ti, vi *x)
 {
     const vi slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)(LKV_P2_PROB_ONE - 1u)));
@@ -95,11 +100,11 @@ SK_INLINE vi p2v_bin(const lkv_p2_vtab *vt, vi ti, vi *x)
     const vi ga = _mm512_i32gather_epi64(_mm512_castsi512_si256(li), vt->lx, 8);
     const vi gb = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(li, 1), vt->lx, 8);
     const vi even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const vi lo = _mm512_permutex2var_epi32(ga, even, gb); /* s | c0 << 16  */
-    const vi hi = _mm512_permutex2var_epi32(ga, _mm512_add_epi32(even, _mm512_set1_epi32(1)),
-                                            gb); /* c1 | c2 << 16 */
+    const vi odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const vi lo = _mm512_permutex2var_epi32(ga, even, gb); /* s | row << 9 | c0 << 16 */
+    const vi hi = _mm512_permutex2var_epi32(ga, odd, gb);  /* c1 | c2 << 16 */
     const vi mask16 = _mm512_set1_epi32(0xffff);
-    vi s = _mm512_and_si512(lo, mask16);
+    vi s = _mm512_and_si512(lo, _mm512_set1_epi32(0x1ff));
     vi c0 = _mm512_srli_epi32(lo, 16);
     vi c1 = _mm512_and_si512(hi, mask16);
     const __mmask16 step = _mm512_cmple_epu32_mask(c1, slot);
@@ -108,14 +113,34 @@ SK_INLINE vi p2v_bin(const lkv_p2_vtab *vt, vi ti, vi *x)
     c1 = _mm512_mask_mov_epi32(c1, step, _mm512_srli_epi32(hi, 16));
     __mmask16 up = _mm512_cmple_epu32_mask(c1, slot);
     if (up) {
-        vi cc = _mm512_or_si512(c0, _mm512_slli_epi32(c1, 16));
-        do {
-            s = _mm512_mask_add_epi32(s, up, s, _mm512_set1_epi32(1));
-            cc = _mm512_mask_i32gather_epi32(cc, up, _mm512_add_epi32(tb, s), vt->cc, 4);
-            up = _mm512_mask_cmple_epu32_mask(up, _mm512_srli_epi32(cc, 16), slot);
-        } while (up);
-        c0 = _mm512_and_si512(cc, mask16);
-        c1 = _mm512_srli_epi32(cc, 16);
+        const vi rowf = _mm512_and_si512(lo, _mm512_set1_epi32(0xfe00)); /* (row + 1) << 9 */
+        const __mmask16 fine = _mm512_mask_test_epi32_mask(up, rowf, rowf);
+        if (fine) {
+            /* fx[row][slot & 63] = fx[0][(row + 1) * 64 - 64 + (slot & 63)] */
+            const vi fi = _mm512_add_epi32(
+                _mm512_sub_epi32(_mm512_srli_epi32(rowf, 3), _mm512_set1_epi32(64)),
+                _mm512_and_si512(slot, _mm512_set1_epi32((1 << LKV_P2_LUT_SHIFT) - 1)));
+            const vi fa = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), (__mmask8)fine,
+                                                      _mm512_castsi512_si256(fi), vt->fx, 8);
+            const vi fb = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), (__mmask8)(fine >> 8),
+                                                      _mm512_extracti64x4_epi64(fi, 1), vt->fx, 8);
+            const vi flo = _mm512_permutex2var_epi32(fa, even, fb); /* s | c0 << 16 */
+            const vi fhi = _mm512_permutex2var_epi32(fa, odd, fb);  /* c1 */
+            s = _mm512_mask_and_epi32(s, fine, flo, mask16);
+            c0 = _mm512_mask_srli_epi32(c0, fine, flo, 16);
+            c1 = _mm512_mask_mov_epi32(c1, fine, fhi);
+            up &= (__mmask16)~fine;
+        }
+        if (up) {
+            vi cc = _mm512_or_si512(c0, _mm512_slli_epi32(c1, 16));
+            do {
+                s = _mm512_mask_add_epi32(s, up, s, _mm512_set1_epi32(1));
+                cc = _mm512_mask_i32gather_epi32(cc, up, _mm512_add_epi32(tb, s), vt->cc, 4);
+                up = _mm512_mask_cmple_epu32_mask(up, _mm512_srli_epi32(cc, 16), slot);
+            } while (up);
+            c0 = _mm512_and_si512(cc, mask16);
+            c1 = _mm512_srli_epi32(cc, 16);
+        }
     }
     const vi xh = _mm512_srli_epi32(*x, (int)LKV_P2_PROB_BITS);
     *x = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(c1, c0), xh),

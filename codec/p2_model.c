@@ -233,4 +233,25 @@ void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt)
                     h | (uint64_t)t->cum[h] << 16 | (uint64_t)t->cum[h + 1u] << 32 | c2 << 48;
             }
         }
+    /* Rows for the windows that a walk would cross more than one bin in,
+     * the tables of coordinates 0..6 (7 of every 8 bin symbols) first. */
+    static const uint8_t order[6] = {0, 3, 1, 2, 4, 5};
+    const uint32_t win = 1u << LKV_P2_LUT_SHIFT;
+    uint32_t rows = 0;
+    for (uint32_t o = 0; o < 6 && rows < LKV_P2_FINE_ROWS; o++) {
+        const uint32_t ti = order[o];
+        const lkv_p2_table *t = &m->t[ti / 3][ti % 3];
+        for (uint32_t i = 0; i < LKV_P2_LUT_SIZE && rows < LKV_P2_FINE_ROWS; i++) {
+            uint32_t s = t->lut[i];
+            if (s + 2u > t->nbins || t->cum[s + 2u] >= (i + 1u) * win)
+                continue;
+            for (uint32_t j = 0; j < win; j++) {
+                while (t->cum[s + 1u] <= i * win + j)
+                    s++;
+                vt->fx[rows][j] = s | (uint64_t)t->cum[s] << 16 | (uint64_t)t->cum[s + 1u] << 32;
+            }
+            rows++;
+            vt->lx[ti][i] |= (uint64_t)rows << 9;
+        }
+    }
 }
