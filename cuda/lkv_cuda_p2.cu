@@ -3,23 +3,23 @@
  * lkv_cuda_p2.cu - codec profile 2 on the GPU (lkv_cuda_p2.h), byte-identical
  * to codec/p2.c.
  *
- * One warp codes one chunk (up to 128 vectors = 4 slots of 32); a block's
- * warps loop over chunks (a persistent grid), so the models are copied to
- * shared memory once per block.
- *
- * Per slot, two phases with a shared-memory buffer of the slot's points
- * between them (kb: one row of D int16 per vector):
- *   - vector phase: D/E lanes hold one vector (E = max(8, Dmax/32)
- *     contiguous elements each, so every lane holds whole E8 blocks); norm,
- *     division, butterfly and closest point (encode) or the inverse
- *     (decode), across lanes by xor shuffles, in profile 2's operation
- *     order;
- *   - rANS phase: lane l codes vector l of the slot, all lanes in lockstep
- *     over the same symbol positions (a block's symbol count does not
- *     depend on its point). The shared word stream's positions come from a
- *     ballot of the lanes that move a word and a popcount of the lanes
- *     before them in the C coder's lane order: ascending when decoding,
- *     descending when encoding.
+ * Each direction is two kernels with the points between them (int16
+ * 2k + c per coordinate: Rows below), so that the serial rANS work runs at
+ * the occupancy its registers allow instead of sharing the SM with a
+ * shared-memory transpose:
+ *   - vector kernels (quantise, reconstruct): one warp per slot of 32
+ *     vectors; D/E lanes hold one vector (E = max(8, Dmax/32) contiguous
+ *     elements each, so every lane holds whole E8 blocks); norm, division,
+ *     butterfly and closest point (encode) or the inverse (decode), across
+ *     lanes by xor shuffles, in profile 2's operation order;
+ *   - rANS kernels: one warp per chunk (up to 128 vectors = 4 slots of
+ *     32), lane l codes vector l of each slot, all lanes in lockstep over
+ *     the same symbol positions (a block's symbol count does not depend on
+ *     its point). The shared word stream's positions come from a ballot of
+ *     the lanes that move a word and a popcount of the lanes before them in
+ *     the C coder's lane order: ascending when decoding, descending when
+ *     encoding. A block's warps loop over chunks (a persistent grid), so
+ *     the models are copied to shared memory once per block.
  * Encode writes each chunk into a worst-case scratch slot (words backwards
  * from its end, then moved behind the states, as p2.c does), the chunk
  * sizes are scanned (cub) into offsets, and a copy kernel compacts.
@@ -58,10 +58,14 @@ namespace
 constexpr uint32_t kFull = 0xffffffffu;
 constexpr uint32_t kChunk = LKV_P2_CHUNK_VECTORS;
 constexpr uint32_t kLanes = LKV_P2_LANES;
-constexpr uint32_t kMaxWarps = 8;
+constexpr uint32_t kSlots = kChunk / kLanes;
+constexpr uint32_t kVecWarps = 8;   /* warps per block of a vector kernel */
+constexpr uint32_t kRansWarps = 16; /* warps per block of a rANS kernel */
+#ifndef LKV_P2_RANS_MINB
+#define LKV_P2_RANS_MINB 2
+#endif
 /* models held in shared memory when at most this many pieces */
 constexpr uint32_t kSmemModels = 2;
-constexpr size_t kSmemBudget = 200u * 1024u;
 
 struct Piece {
     uint32_t dim, off, sym, e, lpv, log2d;
@@ -69,7 +73,7 @@ struct Piece {
 
 /* Constants of one call, passed by value. */
 struct Plan {
-    uint32_t np, dim, esz, dt, fast, dmax, kstride, cstride, smem_models, warps;
+    uint32_t np, dim, esz, dt, fast, dmax, smem_models, warps;
     uint64_t n, nchunks, cap; /* cap: bytes of one chunk's scratch slot */
     Piece pc[LKV_PIECES_MAX];
 };
@@ -164,6 +168,28 @@ __device__ __forceinline__ void load_elems(const uint8_t *p, uint32_t dt, int e,
         }
 }
 
+/* fp32 -> fp16 / bf16 bits, round to nearest even, by the hardware's
+ * conversions: for finite inputs and infinities (the only ones they get
+ * here) the same bits as lkv_math_f32_to_f16 / _bf16, which the emulator
+ * uses. */
+__device__ __forceinline__ uint32_t f16_bits(float f)
+{
+#if defined(LKV_P2_EMU)
+    return lkv_math_f32_to_f16(__float_as_uint(f));
+#else
+    return __half_as_ushort(__float2half_rn(f));
+#endif
+}
+
+__device__ __forceinline__ uint32_t bf16_bits(float f)
+{
+#if defined(LKV_P2_EMU)
+    return lkv_math_f32_to_bf16(__float_as_uint(f));
+#else
+    return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+#endif
+}
+
 /* Rounds to dt with lkv_store_vec's conversions (nearest even). */
 template <int E>
 __device__ __forceinline__ void store_elems(uint8_t *p, uint32_t dt, int e, bool fast,
@@ -190,12 +216,9 @@ __device__ __forceinline__ void store_elems(uint8_t *p, uint32_t dt, int e, bool
             uint32_t w[4];
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                const uint32_t a = __float_as_uint(x[8 * j + 2 * i]);
-                const uint32_t b = __float_as_uint(x[8 * j + 2 * i + 1]);
-                const uint32_t ha =
-                    dt == LKV_DTYPE_BF16 ? lkv_math_f32_to_bf16(a) : lkv_math_f32_to_f16(a);
-                const uint32_t hb =
-                    dt == LKV_DTYPE_BF16 ? lkv_math_f32_to_bf16(b) : lkv_math_f32_to_f16(b);
+                const float a = x[8 * j + 2 * i], b = x[8 * j + 2 * i + 1];
+                const uint32_t ha = dt == LKV_DTYPE_BF16 ? bf16_bits(a) : f16_bits(a);
+                const uint32_t hb = dt == LKV_DTYPE_BF16 ? bf16_bits(b) : f16_bits(b);
                 w[i] = ha | (hb << 16);
             }
             if (fast) {
@@ -260,13 +283,15 @@ template <int E> __device__ __forceinline__ void butterfly(float *x, int e, int 
  * instructions, exact for |a| >= 2^-100 and the b of the codec: see
  * lkv_cuda_block.cuh and tests/gpu/div_exhaustive); IEEE division below
  * that and for zeros (lkv_div_by would give +0 for -0). */
+constexpr float kDivMin = 7.88860905221011805411728565283e-31f; /* 2^-100 */
+
 __device__ __forceinline__ float div_exact(float a, float b, float y)
 {
-    return fabsf(a) >= 7.88860905221011805411728565283e-31f ? lkv_div_by(a, b, y) : __fdiv_rn(a, b);
+    return fabsf(a) >= kDivMin ? lkv_div_by(a, b, y) : __fdiv_rn(a, b);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Shared memory                                                             */
+/* Shared memory and the points between the kernels                          */
 
 /* Copies the models to shared memory (when they fit) and returns the base
  * the warps read them from. */
@@ -293,13 +318,180 @@ __host__ __device__ inline size_t models_smem(const Plan &P)
     return P.smem_models ? align16(P.np * sizeof(lkv_p2_model)) : 0;
 }
 
-__host__ __device__ inline size_t warp_smem(const Plan &P)
+/* Where the points wait between the vector kernel and the rANS kernel of a
+ * direction: one int16 2k + c per coordinate (k the lattice index of
+ * profile 2's records, c the coset of its block), a row of the piece's dim
+ * per vector and piece. Encode keeps them in the payload buffer, which the
+ * compaction fills only afterwards; decode in the vector's own output,
+ * which the vector kernel then overwrites (an element has >= 2 bytes). */
+struct Rows {
+    uint8_t *base;
+    uint64_t stride; /* bytes from one vector's rows to the next */
+    uint32_t esz;    /* bytes per element of a piece offset */
+    uint32_t wide;   /* every block 16-byte aligned: one uint4 access */
+};
+
+/* A bad decode chunk's mark in the first point of each of its rows (a
+ * point lies in [-2L-1, 2L+1] with L <= 8185, far from it): the vector
+ * kernel writes zeros there. */
+constexpr int16_t kDead = (int16_t)0x8000;
+
+__device__ __forceinline__ int16_t *row_of(const Rows &R, uint64_t v, uint32_t off)
 {
-    return align16((size_t)kLanes * P.kstride * 2) + align16((size_t)kLanes * P.cstride);
+    return reinterpret_cast<int16_t *>(R.base + v * R.stride + (uint64_t)off * R.esz);
 }
+
+/* The 8 points of a block, two per word. */
+__device__ __forceinline__ void put_block(int16_t *p, bool wide, const uint32_t pk[4])
+{
+    if (wide) {
+        *reinterpret_cast<uint4 *>(p) = make_uint4(pk[0], pk[1], pk[2], pk[3]);
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        p[2 * i] = (int16_t)(pk[i] & 0xffffu);
+        p[2 * i + 1] = (int16_t)(pk[i] >> 16);
+    }
+}
+
+__device__ __forceinline__ void get_block(const int16_t *p, bool wide, uint32_t pk[4])
+{
+    if (wide) {
+        const uint4 q = *reinterpret_cast<const uint4 *>(p);
+        pk[0] = q.x;
+        pk[1] = q.y;
+        pk[2] = q.z;
+        pk[3] = q.w;
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        pk[i] = (uint32_t)(uint16_t)p[2 * i] | ((uint32_t)(uint16_t)p[2 * i + 1] << 16);
+}
+
+/* The slots of the vector kernels: warp s takes vectors 32 s .. 32 s + 31
+ * (slot s % 4 of chunk s / 4), every piece. */
+#define FOR_EACH_SLOT(P, s)                                                                        \
+    for (uint64_t s = (uint64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5),              \
+                  s##_end = ((P).n + kLanes - 1) / kLanes;                                         \
+         s < s##_end; s += (uint64_t)gridDim.x * (blockDim.x >> 5))
 
 /* ------------------------------------------------------------------------ */
 /* Encode                                                                    */
+
+/* Vector kernel: norm, division, butterfly and closest point of every
+ * vector and piece, in p2.c's operation order; the norms go into the
+ * chunk's scratch slot, the points into R, the statuses into status. */
+template <int E>
+__global__ void __launch_bounds__(kVecWarps * 32, 4)
+    p2_quantise_kernel(Plan P, const lkv_p2_model *models, const uint8_t *src, Rows R,
+                       uint8_t *scratch, uint8_t *status)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    FOR_EACH_SLOT(P, s)
+    {
+        const uint64_t first = s * kLanes;
+        const uint32_t nk = (uint32_t)(P.n - first < kLanes ? P.n - first : kLanes);
+        /* the norms of the slot's vectors, piece-minor, in the chunk's body */
+        uint16_t *r16s = reinterpret_cast<uint16_t *>(scratch + (s / kSlots) * P.cap + 4) +
+                         (s % kSlots) * kLanes * P.np;
+        if (status && lane < nk)
+            status[first + lane] = LKV_OK;
+        __syncwarp();
+        for (uint32_t j = 0; j < P.np; j++) {
+            const lkv_p2_model *m = models + j;
+            const Piece pc = P.pc[j];
+            const int e = (int)pc.e, lpv = (int)pc.lpv;
+            const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
+            /* profile 1's fast closest point, checked against lkv_e8_box for
+             * boxes up to 1023 (tests/gpu/gpu_block_test); beyond, the box */
+            const bool fastbox = m->box <= 1023u;
+            const float margin = lkv_e8_margin(m->box_f);
+            for (uint32_t pass = 0; pass < pc.lpv; pass++) {
+                const uint32_t vl = pass * vpp + vp;
+                const bool valid = vl < nk;
+                const uint64_t v = first + vl;
+                float xv[E];
+#pragma unroll
+                for (int i = 0; i < E; i++)
+                    xv[i] = 0.0f;
+                if (valid)
+                    load_elems<E>(src + (v * P.dim + pc.off + li * pc.e) * P.esz, P.dt, e,
+                                  P.fast != 0, xv);
+                bool fin = true;
+#pragma unroll
+                for (int i = 0; i < E; i++)
+                    if (i < e)
+                        fin = fin && isfinite(xv[i]);
+                /* a whole vector's verdict: its lanes are aligned groups */
+                const uint32_t gmask = (pc.lpv == 32 ? kFull : ((1u << pc.lpv) - 1u))
+                                       << (vp * pc.lpv);
+                const bool allfin = (__ballot_sync(kFull, !fin) & gmask) == 0;
+                if (!allfin)
+#pragma unroll
+                    for (int i = 0; i < E; i++)
+                        xv[i] = 0.0f;
+                float r = __fsqrt_rn(sum_squares<E>(xv, e, lpv));
+                if (!(r >= LKV_EPS))
+                    r = LKV_EPS;
+                const uint16_t r16 = (uint16_t)f16_bits(r);
+                const bool ok = allfin && r16 != LKV_F16_INF_BITS;
+                if (!ok)
+                    r = 1.0f;
+                const float ry = lkv_recip_of(r);
+                /* lkv_div_by alone when no element of the warp is a nonzero
+                 * below its range (zeros may change sign there, which no
+                 * point depends on: the closest point treats -0 as 0) */
+                bool tiny = false;
+#pragma unroll
+                for (int i = 0; i < E; i++)
+                    tiny = tiny || (xv[i] != 0.0f && !(fabsf(xv[i]) >= kDivMin));
+                if (__any_sync(kFull, tiny)) {
+#pragma unroll
+                    for (int i = 0; i < E; i++)
+                        if (i < e)
+                            xv[i] = ok ? div_exact(xv[i], r, ry) : 0.0f;
+                } else {
+#pragma unroll
+                    for (int i = 0; i < E; i++)
+                        xv[i] = ok ? lkv_div_by(xv[i], r, ry) : 0.0f;
+                }
+                butterfly<E>(xv, e, lpv, (int)li);
+#pragma unroll
+                for (int i = 0; i < E; i++)
+                    xv[i] = __fmul_rn(__fmul_rn(xv[i], m->qf), 0.25f);
+                if (valid) {
+                    if (li == 0) {
+                        r16s[vl * P.np + j] = ok ? r16 : (uint16_t)0;
+                        /* a NaN/Inf anywhere in the vector outranks an
+                         * overflowing piece, as in the C coder */
+                        if (!ok && status && (!allfin || status[v] != LKV_ERR_NONFINITE))
+                            status[v] = allfin ? LKV_ERR_NORM_OVERFLOW : LKV_ERR_NONFINITE;
+                    }
+                    int16_t *row = row_of(R, v, pc.off) + li * pc.e;
+#pragma unroll
+                    for (int bb = 0; bb < E / 8; bb++)
+                        if (8 * bb < e) {
+                            uint32_t wd[8];
+                            const uint32_t half =
+                                (uint32_t)(fastbox ? lkv_e8_closest(xv + 8 * bb, m->box_f, margin, wd)
+                                                   : lkv_e8_box(xv + 8 * bb, m->box_f, wd));
+                            uint32_t pk[4];
+#pragma unroll
+                            for (int i = 0; i < 4; i++) {
+                                const uint32_t lo = ok ? 2u * (wd[2 * i] - m->box) + half : 0u;
+                                const uint32_t hi = ok ? 2u * (wd[2 * i + 1] - m->box) + half : 0u;
+                                pk[i] = (lo & 0xffffu) | (hi << 16);
+                            }
+                            put_block(row + 8 * bb, R.wide != 0, pk);
+                        }
+                }
+            }
+            __syncwarp();
+        }
+    }
+}
 
 /* rANS put of one symbol for every active lane, lanes nk-1 .. 0 in turn
  * (p2.c rans_put): the words go backwards from *wp (u16 index). */
@@ -337,17 +529,16 @@ __device__ __forceinline__ void put_offset(uint32_t &x, bool act, const lkv_p2_t
     put_sym(x, act, c0, t->cum[hi + 1] - c0, t->rcp[hi], w, wp);
 }
 
-template <int E>
-__global__ void __launch_bounds__(kMaxWarps * 32)
-    p2_encode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *src, uint8_t *scratch,
-                     uint64_t *sizes, uint8_t *status)
+/* rANS kernel: one warp codes one chunk, lane l the vector l of each slot,
+ * into the chunk's worst-case scratch slot (words backwards from its end,
+ * then moved behind the states, as p2.c does); sizes[c] = its bytes. */
+__global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
+    p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, uint8_t *scratch,
+                          uint64_t *sizes)
 {
     LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage_models(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
-    uint8_t *ws = smem + models_smem(P) + warp * warp_smem(P);
-    int16_t *kb = reinterpret_cast<int16_t *>(ws);
-    uint8_t *cb = ws + align16((size_t)kLanes * P.kstride * 2);
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
         const uint64_t first = c * kChunk;
@@ -355,108 +546,36 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
         const uint32_t nl = cnt < kLanes ? cnt : kLanes;
         const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
         uint8_t *chunk = scratch + c * P.cap;
-        uint8_t *body = chunk + 4;
         uint16_t *w16 = reinterpret_cast<uint16_t *>(chunk);
         uint32_t pos = 4 + 2 * cnt * P.np; /* bytes from the chunk's start */
-        if (status)
-            for (uint32_t v = lane; v < cnt; v += kLanes)
-                status[first + v] = LKV_OK;
-        __syncwarp();
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
-            const Piece pc = P.pc[j];
-            const int e = (int)pc.e, lpv = (int)pc.lpv;
-            const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
+            const uint32_t off = P.pc[j].off;
             uint32_t x = LKV_P2_RANS_LOW;
             uint32_t wp = (uint32_t)(P.cap / 2); /* u16 index, writing backwards */
             const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
             for (uint32_t k = nslots; k-- > 0;) {
                 const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
-                /* vector phase: the slot's points into kb / cb */
-                for (uint32_t pass = 0; pass < pc.lpv; pass++) {
-                    const uint32_t vl = pass * vpp + vp;
-                    const bool valid = vl < nk;
-                    const uint64_t v = first + k * kLanes + vl;
-                    float xv[E];
-#pragma unroll
-                    for (int i = 0; i < E; i++)
-                        xv[i] = 0.0f;
-                    if (valid)
-                        load_elems<E>(src + (v * P.dim + pc.off + li * pc.e) * P.esz, P.dt, e,
-                                      P.fast != 0, xv);
-                    bool fin = true;
-#pragma unroll
-                    for (int i = 0; i < E; i++)
-                        if (i < e)
-                            fin = fin && isfinite(xv[i]);
-                    /* a whole vector's verdict: its lanes are aligned groups */
-                    const uint32_t gmask = (pc.lpv == 32 ? kFull : ((1u << pc.lpv) - 1u))
-                                           << (vp * pc.lpv);
-                    const bool allfin = (__ballot_sync(kFull, !fin) & gmask) == 0;
-                    if (!allfin)
-#pragma unroll
-                        for (int i = 0; i < E; i++)
-                            xv[i] = 0.0f;
-                    float r = __fsqrt_rn(sum_squares<E>(xv, e, lpv));
-                    if (!(r >= LKV_EPS))
-                        r = LKV_EPS;
-                    const uint16_t r16 = lkv_math_f32_to_f16(__float_as_uint(r));
-                    const bool ok = allfin && r16 != LKV_F16_INF_BITS;
-                    if (!ok)
-                        r = 1.0f;
-                    const float ry = lkv_recip_of(r);
-#pragma unroll
-                    for (int i = 0; i < E; i++)
-                        if (i < e)
-                            xv[i] = ok ? div_exact(xv[i], r, ry) : 0.0f;
-                    butterfly<E>(xv, e, lpv, (int)li);
-#pragma unroll
-                    for (int i = 0; i < E; i++)
-                        xv[i] = __fmul_rn(__fmul_rn(xv[i], m->qf), 0.25f);
-                    if (valid) {
-                        if (li == 0) {
-                            reinterpret_cast<uint16_t *>(body)[(k * kLanes + vl) * P.np + j] =
-                                ok ? r16 : (uint16_t)0;
-                            /* a NaN/Inf anywhere in the vector outranks an
-                             * overflowing piece, as in the C coder */
-                            if (!ok && status && (!allfin || status[v] != LKV_ERR_NONFINITE))
-                                status[v] = allfin ? LKV_ERR_NORM_OVERFLOW : LKV_ERR_NONFINITE;
-                        }
-#pragma unroll
-                        for (int bb = 0; bb < E / 8; bb++)
-                            if (8 * bb < e) {
-                                uint32_t wd[8];
-                                const int half = lkv_e8_box(xv + 8 * bb, m->box_f, wd);
-                                uint32_t pk[4];
-#pragma unroll
-                                for (int i = 0; i < 4; i++) {
-                                    const uint32_t lo = ok ? wd[2 * i] - m->box : 0u;
-                                    const uint32_t hi = ok ? wd[2 * i + 1] - m->box : 0u;
-                                    pk[i] = (lo & 0xffffu) | (hi << 16);
-                                }
-                                const uint32_t at = li * pc.e + 8 * bb;
-                                *reinterpret_cast<uint4 *>(kb + vl * P.kstride + at) =
-                                    make_uint4(pk[0], pk[1], pk[2], pk[3]);
-                                cb[vl * P.cstride + at / 8] = (uint8_t)(ok ? half : 0);
-                            }
-                    }
-                }
-                __syncwarp();
-                /* rANS phase: lane = vector of the slot, blocks backwards */
                 const bool act = lane < nk;
-                const int16_t *row = kb + lane * P.kstride;
+                const int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
+                /* blocks backwards, each block's points loaded while the
+                 * one before is coded */
+                uint32_t qn[4] = {0, 0, 0, 0};
+                if (act)
+                    get_block(row + 8 * (m->nblocks - 1), R.wide != 0, qn);
                 for (uint32_t b = m->nblocks; b-- > 0;) {
                     int32_t kk[8];
                     uint32_t cs = 0;
+                    uint32_t q[4] = {qn[0], qn[1], qn[2], qn[3]};
+                    if (act && b > 0)
+                        get_block(row + 8 * (b - 1), R.wide != 0, qn);
                     if (act) {
-                        const uint4 q4 = *reinterpret_cast<const uint4 *>(row + 8 * b);
-                        const uint32_t q[4] = {q4.x, q4.y, q4.z, q4.w};
+                        cs = q[0] & 1u;
 #pragma unroll
                         for (int i = 0; i < 4; i++) {
-                            kk[2 * i] = (int32_t)(int16_t)(q[i] & 0xffffu);
-                            kk[2 * i + 1] = (int32_t)(int16_t)(q[i] >> 16);
+                            kk[2 * i] = (int32_t)(int16_t)(q[i] & 0xffffu) >> 1;
+                            kk[2 * i + 1] = (int32_t)(int16_t)(q[i] >> 16) >> 1;
                         }
-                        cs = cb[lane * P.cstride + b];
                     } else {
 #pragma unroll
                         for (int i = 0; i < 8; i++)
@@ -477,7 +596,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                     put_sym(x, act, cs ? LKV_P2_PROB_ONE - f1 : 0u, cs ? f1 : LKV_P2_PROB_ONE - f1,
                             m->coset_rcp[cs], w16, wp);
                 }
-                __syncwarp();
             }
             /* the states, then the words moved behind them (forward, in
              * rounds that read before they write: the target lies below) */
@@ -540,17 +658,50 @@ __global__ void p2_compact_kernel(const uint8_t *scratch, uint64_t cap, const ui
 /* ------------------------------------------------------------------------ */
 /* Decode                                                                    */
 
-/* Refill of every active lane, lanes 0..nk-1 in turn reading the shared
- * word stream (u16 index *rp, end re). */
-__device__ __forceinline__ void refill(uint32_t &x, bool act, const uint16_t *w, uint32_t &rp,
-                                       uint32_t re, bool &bad)
+/* A decode warp's window on its chunk's word stream, in shared memory: the
+ * refills are the one dependent load of a symbol step, and from L1 or L2
+ * they stalled the rANS kernel more than anything else (H100, ncu: long
+ * scoreboard 12.3 cycles per issued instruction). Words [.., hi) are in
+ * the ring at index & (kRing - 1); a refill first makes sure the next 32
+ * words are there, bringing kRing / 2 more in one coalesced warp copy. */
+constexpr uint32_t kRing = 1024;
+
+struct Stream {
+    const uint16_t *g; /* the chunk's body as u16 */
+    uint16_t *ring;
+    uint32_t hi, re; /* words below hi are in the ring; re: the body's end */
+};
+
+__host__ __device__ inline size_t dec_smem(const Plan &P)
 {
+    return models_smem(P) + (size_t)P.warps * kRing * 2;
+}
+
+__device__ __forceinline__ void stream_fill(Stream &S)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    __syncwarp();
+    for (uint32_t i = lane; i < kRing / 2; i += kLanes) {
+        const uint32_t k = S.hi + i;
+        if (k < S.re)
+            S.ring[k & (kRing - 1u)] = S.g[k];
+    }
+    __syncwarp();
+    S.hi += kRing / 2;
+}
+
+/* Refill of every active lane, lanes 0..nk-1 in turn reading the shared
+ * word stream (u16 index *rp). */
+__device__ __forceinline__ void refill(uint32_t &x, bool act, Stream &S, uint32_t &rp, bool &bad)
+{
+    if (rp + kLanes > S.hi) /* warp-uniform */
+        stream_fill(S);
     const bool need = act && x < LKV_P2_RANS_LOW;
     const uint32_t bal = __ballot_sync(kFull, need);
     if (need) {
         const uint32_t i = rp + (uint32_t)__popc(bal & lanemask_lt());
-        if (i < re)
-            x = (x << 16) | w[i];
+        if (i < S.re)
+            x = (x << 16) | S.ring[i & (kRing - 1u)];
         else
             bad = true;
     }
@@ -559,8 +710,7 @@ __device__ __forceinline__ void refill(uint32_t &x, bool act, const uint16_t *w,
 
 /* One offset of table t (bin, refill, raw bits, refill). */
 __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_p2_table *t,
-                                               uint32_t b, const uint16_t *w, uint32_t &rp,
-                                               uint32_t re, bool &bad)
+                                               uint32_t b, Stream &S, uint32_t &rp, bool &bad)
 {
     uint32_t u = 0;
     if (act) {
@@ -571,7 +721,7 @@ __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_
         x = (t->cum[s + 1] - t->cum[s]) * (x >> LKV_P2_PROB_BITS) + slot - t->cum[s];
         u = s << b;
     }
-    refill(x, act, w, rp, re, bad);
+    refill(x, act, S, rp, bad);
     if (b) {
         if (act) {
             const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
@@ -579,7 +729,7 @@ __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_
             x = ((x >> LKV_P2_PROB_BITS) << sh) + (slot & ((1u << sh) - 1u));
             u |= slot >> sh;
         }
-        refill(x, act, w, rp, re, bad);
+        refill(x, act, S, rp, bad);
     }
     if (act && u >= t->n) {
         bad = true;
@@ -588,16 +738,17 @@ __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_
     return u;
 }
 
-template <int E>
-__global__ void __launch_bounds__(kMaxWarps * 32)
-    p2_decode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *payload, uint64_t len,
-                     const uint64_t *offs, uint8_t *dst, uint8_t *status)
+/* rANS kernel: one warp decodes one chunk, lane l the vector l of each
+ * slot, into the points R (in the output). A chunk that fails any check
+ * gets kDead in its rows and LKV_ERR_CORRUPT in status. */
+__global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
+    p2_rans_decode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *payload, uint64_t len,
+                          const uint64_t *offs, Rows R, uint8_t *status)
 {
     LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage_models(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
-    uint8_t *ws = smem + models_smem(P) + warp * warp_smem(P);
-    int16_t *kb = reinterpret_cast<int16_t *>(ws);
+    uint16_t *ring = reinterpret_cast<uint16_t *>(smem + models_smem(P)) + warp * kRing;
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
         const uint64_t first = c * kChunk;
@@ -638,11 +789,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
         bad = __any_sync(kFull, bad);
         for (uint32_t j = 0; j < P.np && !bad; j++) {
             const lkv_p2_model *m = models + j;
-            const Piece pc = P.pc[j];
-            const int e = (int)pc.e, lpv = (int)pc.lpv;
-            const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
+            const uint32_t off = P.pc[j].off;
             const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
-            const float qy = lkv_recip_of(m->qf);
             if (blen - pos < 4 * nl) {
                 bad = true;
                 break;
@@ -651,11 +799,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
             bool lbad = x < LKV_P2_RANS_LOW;
             pos += 4 * nl;
             uint32_t rp = pos / 2;
-            const uint32_t re = blen / 2;
+            Stream S = {b16, ring, rp, blen / 2};
             for (uint32_t k = 0; k < nslots; k++) {
                 const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
                 const bool act = lane < nk;
-                int16_t *row = kb + lane * P.kstride;
+                int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
                 for (uint32_t b = 0; b < m->nblocks; b++) {
                     uint32_t cs = 0;
                     if (act) {
@@ -665,65 +813,25 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                         x = cs ? f1 * (x >> LKV_P2_PROB_BITS) + slot - f0
                                : f0 * (x >> LKV_P2_PROB_BITS) + slot;
                     }
-                    refill(x, act, b16, rp, re, lbad);
+                    refill(x, act, S, rp, lbad);
                     const lkv_p2_table *t0 = &m->t[cs][0];
                     uint32_t par = 0;
                     uint32_t pk[4] = {0, 0, 0, 0};
 #pragma unroll
                     for (int i = 0; i < 7; i++) {
-                        const uint32_t u = get_offset(x, act, t0, b6, b16, rp, re, lbad);
+                        const uint32_t u = get_offset(x, act, t0, b6, S, rp, lbad);
                         const int32_t kv = t0->jlo + (int32_t)u;
                         par ^= (uint32_t)kv & 1u;
                         const uint32_t p2 = (uint32_t)(2 * kv + (int32_t)cs) & 0xffffu;
                         pk[i / 2] |= p2 << (16 * (i & 1));
                     }
                     const lkv_p2_table *t7 = &m->t[cs][1 + par];
-                    const uint32_t u = get_offset(x, act, t7, b7, b16, rp, re, lbad);
+                    const uint32_t u = get_offset(x, act, t7, b7, S, rp, lbad);
                     const int32_t k7 = 2 * (t7->jlo + (int32_t)u) + (int32_t)par;
                     pk[3] |= ((uint32_t)(2 * k7 + (int32_t)cs) & 0xffffu) << 16;
                     if (act)
-                        *reinterpret_cast<uint4 *>(row + 8 * b) =
-                            make_uint4(pk[0], pk[1], pk[2], pk[3]);
+                        put_block(row + 8 * b, R.wide != 0, pk);
                 }
-                __syncwarp();
-                /* vector phase: t = p / Q, butterfly, times 4/D, times r */
-                for (uint32_t pass = 0; pass < pc.lpv; pass++) {
-                    const uint32_t vl = pass * vpp + vp;
-                    const bool valid = vl < nk;
-                    float xv[E];
-#pragma unroll
-                    for (int i = 0; i < E; i++)
-                        xv[i] = 0.0f;
-                    if (valid) {
-                        const int16_t *pr = kb + vl * P.kstride + li * pc.e;
-#pragma unroll
-                        for (int q = 0; q < E / 8; q++)
-                            if (8 * q < e) {
-                                const uint4 q4 = *reinterpret_cast<const uint4 *>(pr + 8 * q);
-                                const uint32_t ww[4] = {q4.x, q4.y, q4.z, q4.w};
-#pragma unroll
-                                for (int i = 0; i < 4; i++) {
-                                    xv[8 * q + 2 * i] = (float)(int16_t)(ww[i] & 0xffffu);
-                                    xv[8 * q + 2 * i + 1] = (float)(int16_t)(ww[i] >> 16);
-                                }
-                            }
-#pragma unroll
-                        for (int i = 0; i < E; i++)
-                            xv[i] = div_exact(__fmul_rn(xv[i], 0.5f), m->qf, qy);
-                    }
-                    butterfly<E>(xv, e, lpv, (int)li);
-                    if (valid) {
-                        const uint64_t v = first + k * kLanes + vl;
-                        const float r =
-                            __uint_as_float(lkv_math_f16_to_f32(b16[(k * kLanes + vl) * P.np + j]));
-#pragma unroll
-                        for (int i = 0; i < E; i++)
-                            xv[i] = __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
-                        store_elems<E>(dst + (v * P.dim + pc.off + li * pc.e) * P.esz, P.dt, e,
-                                       P.fast != 0, xv);
-                    }
-                }
-                __syncwarp();
             }
             if (lane < nl && x != LKV_P2_RANS_LOW)
                 lbad = true;
@@ -733,16 +841,83 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
         if (!bad && pos != blen)
             bad = true;
         if (bad) {
-            /* the whole chunk decodes to zeros */
-            const uint64_t bytes = (uint64_t)cnt * P.dim * P.esz;
-            uint8_t *d = dst + first * P.dim * P.esz;
-            for (uint64_t i = lane; i < bytes; i += kLanes)
-                d[i] = 0;
+            __syncwarp();
+            for (uint32_t i = lane; i < cnt * P.np; i += kLanes)
+                *row_of(R, first + i / P.np, P.pc[i % P.np].off) = kDead;
         }
         if (status)
             for (uint32_t v = lane; v < cnt; v += kLanes)
                 status[first + v] = bad ? (uint8_t)LKV_ERR_CORRUPT : (uint8_t)LKV_OK;
         __syncwarp();
+    }
+}
+
+/* Vector kernel: t = p / Q, butterfly, times 4/D, times r, over the points
+ * in place; zeros for the rows of a bad chunk. */
+template <int E>
+__global__ void __launch_bounds__(kVecWarps * 32)
+    p2_reconstruct_kernel(Plan P, const lkv_p2_model *models, const uint8_t *payload,
+                          const uint64_t *offs, Rows R, uint8_t *dst)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    FOR_EACH_SLOT(P, s)
+    {
+        const uint64_t first = s * kLanes;
+        const uint32_t nk = (uint32_t)(P.n - first < kLanes ? P.n - first : kLanes);
+        /* read only for a chunk that passed its checks */
+        const uint16_t *r16s = reinterpret_cast<const uint16_t *>(payload + offs[s / kSlots] + 4) +
+                               (s % kSlots) * kLanes * P.np;
+        for (uint32_t j = 0; j < P.np; j++) {
+            const lkv_p2_model *m = models + j;
+            const Piece pc = P.pc[j];
+            const int e = (int)pc.e, lpv = (int)pc.lpv;
+            const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
+            const float qy = lkv_recip_of(m->qf);
+            for (uint32_t pass = 0; pass < pc.lpv; pass++) {
+                const uint32_t vl = pass * vpp + vp;
+                const bool valid = vl < nk;
+                const uint64_t v = first + vl;
+                float xv[E];
+#pragma unroll
+                for (int i = 0; i < E; i++)
+                    xv[i] = 0.0f;
+                bool dead = false;
+                if (valid) {
+                    const int16_t *row = row_of(R, v, pc.off);
+                    dead = row[0] == kDead;
+#pragma unroll
+                    for (int q = 0; q < E / 8; q++)
+                        if (8 * q < e) {
+                            uint32_t ww[4];
+                            get_block(row + li * pc.e + 8 * q, R.wide != 0, ww);
+#pragma unroll
+                            for (int i = 0; i < 4; i++) {
+                                xv[8 * q + 2 * i] = (float)(int16_t)(ww[i] & 0xffffu);
+                                xv[8 * q + 2 * i + 1] = (float)(int16_t)(ww[i] >> 16);
+                            }
+                        }
+                    /* the halves are +0 or >= 1/2 in magnitude: lkv_div_by's
+                     * range, where it is IEEE division (+0 included) */
+#pragma unroll
+                    for (int i = 0; i < E; i++)
+                        xv[i] = lkv_div_by(__fmul_rn(xv[i], 0.5f), m->qf, qy);
+                }
+                butterfly<E>(xv, e, lpv, (int)li);
+                /* every lane of the vector has read its points (the
+                 * butterfly's shuffles wait for them) before any writes */
+                __syncwarp();
+                if (valid) {
+                    const float r = dead ? 0.0f
+                                         : __uint_as_float(
+                                               lkv_math_f16_to_f32(r16s[vl * P.np + j]));
+#pragma unroll
+                    for (int i = 0; i < E; i++)
+                        xv[i] = dead ? 0.0f : __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
+                    store_elems<E>(dst + (v * P.dim + pc.off + li * pc.e) * P.esz, P.dt, e,
+                                   P.fast != 0, xv);
+                }
+            }
+        }
     }
 }
 
@@ -768,8 +943,6 @@ static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool a
     P->esz = (uint32_t)lkv_dtype_size(dt);
     P->dt = (uint32_t)dt;
     P->dmax = m->dmax;
-    P->kstride = m->dmax + 8; /* rows 16 bytes apart mod 128: no bank conflicts */
-    P->cstride = m->dmax / 8 + 1;
     P->n = n;
     P->nchunks = lkv_cuda_p2_chunks(n);
     P->cap = m->cap;
@@ -788,13 +961,7 @@ static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool a
     }
     P->fast = fast;
     P->smem_models = m->np <= kSmemModels;
-    const size_t per = warp_smem(*P), base = models_smem(*P);
-    size_t w = (kSmemBudget - base) / per;
-    if (w > kMaxWarps)
-        w = kMaxWarps;
-    if (w < 1)
-        w = 1;
-    P->warps = (uint32_t)w;
+    P->warps = kRansWarps;
 }
 
 static lkv_status p2_params(const lkv_params *p, lkv_diag *diag)
@@ -879,13 +1046,12 @@ extern "C" void lkv_cuda_p2_model_free(lkv_cuda_p2_model *m)
     free(m);
 }
 
-template <int E> static const void *enc_kernel()
+/* Blocks of a vector kernel: one warp per slot, the rest by its grid
+ * stride. */
+static unsigned vec_grid(const Plan &P)
 {
-    return (const void *)p2_encode_kernel<E>;
-}
-template <int E> static const void *dec_kernel()
-{
-    return (const void *)p2_decode_kernel<E>;
+    const uint64_t b = ((P.n + kLanes - 1) / kLanes + kVecWarps - 1) / kVecWarps;
+    return b < (1u << 20) ? (unsigned)b : (1u << 20);
 }
 
 /* Grid of a persistent kernel: blocks that fit the device at once, at most
@@ -894,6 +1060,13 @@ static cudaError_t grid_of(const void *kern, const Plan &P, size_t smem, unsigne
 {
     cudaError_t ce =
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    /* all of L1 that may be shared memory: otherwise the driver may pick a
+     * smaller carveout than the occupancy below assumes, and the blocks of
+     * this persistent grid that do not fit wait for a second wave (H100:
+     * the decode's 63 KiB blocks ran one per SM) */
+    if (ce == cudaSuccess)
+        ce = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  cudaSharedmemCarveoutMaxShared);
     if (ce != cudaSuccess)
         return ce;
     int dev = 0, sms = 0, per = 0;
@@ -966,10 +1139,10 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     void *temp = w + align16((nc + 1) * 8);
     uint8_t *scratch = w + align16((nc + 1) * 8) + align16(tbytes);
     cudaStream_t s = (cudaStream_t)stream;
-    const void *kern = m->e == 8    ? enc_kernel<8>()
-                       : m->e == 16 ? enc_kernel<16>()
-                                    : enc_kernel<32>();
-    const size_t smem = models_smem(P) + P.warps * warp_smem(P);
+    const void *kern = (const void *)p2_rans_encode_kernel;
+    const size_t smem = models_smem(P);
+    /* the points wait in the payload buffer: cap >= the bound > 2 n dim */
+    const Rows R = {(uint8_t *)d_payload, 2ull * P.dim, 2, ((uintptr_t)d_payload & 15u) == 0};
     unsigned grid = 1;
     cudaError_t ce = cudaSetDevice(m->dev);
     if (ce == cudaSuccess)
@@ -978,15 +1151,17 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
         ce = cudaMemsetAsync(sizes + nc, 0, 8, s);
     if (ce == cudaSuccess) {
         const uint8_t *src = (const uint8_t *)d_src;
+        const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
         if (m->e == 8)
-            p2_encode_kernel<8>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, scratch, sizes, d_status);
+            p2_quantise_kernel<8><<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
         else if (m->e == 16)
-            p2_encode_kernel<16>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, scratch, sizes, d_status);
+            p2_quantise_kernel<16><<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
         else
-            p2_encode_kernel<32>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, scratch, sizes, d_status);
+            p2_quantise_kernel<32><<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
+        ce = cudaGetLastError();
+    }
+    if (ce == cudaSuccess) {
+        p2_rans_encode_kernel<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, scratch, sizes);
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
@@ -1021,28 +1196,31 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
                         "d_payload=%p is not 2-byte aligned", d_payload);
     Plan P;
     plan_init(m, dt, n, ((uintptr_t)d_dst & 15u) == 0, &P);
-    const void *kern = m->e == 8    ? dec_kernel<8>()
-                       : m->e == 16 ? dec_kernel<16>()
-                                    : dec_kernel<32>();
-    const size_t smem = models_smem(P) + P.warps * warp_smem(P);
+    const void *kern = (const void *)p2_rans_decode_kernel;
+    const size_t smem = dec_smem(P);
     cudaStream_t s = (cudaStream_t)stream;
+    uint8_t *dst = (uint8_t *)d_dst;
+    /* the points wait in each vector's output */
+    const Rows R = {dst, (uint64_t)P.dim * P.esz, P.esz, P.fast};
     unsigned grid = 1;
     cudaError_t ce = cudaSetDevice(m->dev);
     if (ce == cudaSuccess)
         ce = grid_of(kern, P, smem, &grid);
     if (ce == cudaSuccess) {
         const uint8_t *src = (const uint8_t *)d_payload;
-        uint8_t *dst = (uint8_t *)d_dst;
-        if (m->e == 8)
-            p2_decode_kernel<8>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs, dst, d_status);
-        else if (m->e == 16)
-            p2_decode_kernel<16>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs, dst, d_status);
-        else
-            p2_decode_kernel<32>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs, dst, d_status);
+        p2_rans_decode_kernel<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs,
+                                                               R, d_status);
         ce = cudaGetLastError();
+        const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
+        if (ce == cudaSuccess) {
+            if (m->e == 8)
+                p2_reconstruct_kernel<8><<<vg, vt, 0, s>>>(P, m->d_models, src, d_offs, R, dst);
+            else if (m->e == 16)
+                p2_reconstruct_kernel<16><<<vg, vt, 0, s>>>(P, m->d_models, src, d_offs, R, dst);
+            else
+                p2_reconstruct_kernel<32><<<vg, vt, 0, s>>>(P, m->d_models, src, d_offs, R, dst);
+            ce = cudaGetLastError();
+        }
     }
     if (ce != cudaSuccess)
         return lkv_cuda_fail(ce, diag, "profile=2 decode launch");

@@ -203,6 +203,41 @@ static int g_pass, g_fail;
         }                        \
     } while (0)
 
+/* The library's launch sequences, on the emulator: the vector kernel then
+ * the rANS kernel (encode), the rANS kernel then the vector kernel
+ * (decode), with the points between them where the library keeps them. */
+static void emu_encode(const Plan &P, uint32_t e, const lkv_p2_model *models, const uint8_t *src,
+                       uint8_t *payload, uint8_t *scratch, uint64_t *sizes, uint8_t *st)
+{
+    const Rows R = {payload, 2ull * P.dim, 2, ((uintptr_t)payload & 15u) == 0};
+    launch(kVecWarps * 32, 0, [&] {
+        if (e == 8)
+            p2_quantise_kernel<8>(P, models, src, R, scratch, st);
+        else if (e == 16)
+            p2_quantise_kernel<16>(P, models, src, R, scratch, st);
+        else
+            p2_quantise_kernel<32>(P, models, src, R, scratch, st);
+    });
+    launch(P.warps * 32, models_smem(P),
+           [&] { p2_rans_encode_kernel(P, models, R, scratch, sizes); });
+}
+
+static void emu_decode(const Plan &P, uint32_t e, const lkv_p2_model *models, const uint8_t *pay,
+                       size_t len, const uint64_t *offs, uint8_t *dst, uint8_t *st)
+{
+    const Rows R = {dst, (uint64_t)P.dim * P.esz, P.esz, P.fast};
+    launch(P.warps * 32, dec_smem(P),
+           [&] { p2_rans_decode_kernel(P, models, pay, len, offs, R, st); });
+    launch(kVecWarps * 32, 0, [&] {
+        if (e == 8)
+            p2_reconstruct_kernel<8>(P, models, pay, offs, R, dst);
+        else if (e == 16)
+            p2_reconstruct_kernel<16>(P, models, pay, offs, R, dst);
+        else
+            p2_reconstruct_kernel<32>(P, models, pay, offs, R, dst);
+    });
+}
+
 static uint64_t g_s = 88172645463325252ull;
 static double normal()
 {
@@ -282,24 +317,14 @@ static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale, 
     m.cap = align16(4 + body);
     Plan P;
     plan_init(&m, dt, n, true, &P);
-    const size_t smem = models_smem(P) + P.warps * warp_smem(P);
     char name[96];
     snprintf(name, sizeof name, "q=%u dim=%u %s n=%zu", q, dim, lkv_dtype_name(dt), n);
 
     /* encode: chunks into scratch, scan, compaction */
     std::vector<uint8_t> scratch(nc * m.cap, 0xee), gpu(bound, 0xa5), st(n, 0xee);
     std::vector<uint64_t> sizes(nc + 1, 0), offs(nc + 1, 0);
-    launch(P.warps * 32, smem, [&] {
-        if (m.e == 8)
-            p2_encode_kernel<8>(P, models.data(), src.data(), scratch.data(), sizes.data(),
-                                st.data());
-        else if (m.e == 16)
-            p2_encode_kernel<16>(P, models.data(), src.data(), scratch.data(), sizes.data(),
-                                 st.data());
-        else
-            p2_encode_kernel<32>(P, models.data(), src.data(), scratch.data(), sizes.data(),
-                                 st.data());
-    });
+    emu_encode(P, m.e, models.data(), src.data(), gpu.data(), scratch.data(), sizes.data(),
+               st.data());
     for (size_t c = 0; c < nc; c++)
         offs[c + 1] = offs[c] + sizes[c];
     launch(64, 0, [&] { p2_compact_kernel(scratch.data(), m.cap, offs.data(), nc, gpu.data()); });
@@ -315,10 +340,7 @@ static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale, 
         lkv_cuda_p2_index(&p, cpu.data(), clen, n, ho.data(), &dg);
         cpu[ho[1] + 4] = cpu[ho[1] + 5] = 0;
         plan_init(&m, dt, n, true, &P);
-        launch(P.warps * 32, smem, [&] {
-            p2_decode_kernel<8>(P, models.data(), cpu.data(), clen, ho.data(), out.data(),
-                                st.data());
-        });
+        emu_decode(P, m.e, models.data(), cpu.data(), clen, ho.data(), out.data(), st.data());
         size_t bad = 0, nz = 0;
         for (size_t i = 0; i < n; i++)
             bad += st[i] != ((i >= 128 && i < 256) ? LKV_ERR_CORRUPT : LKV_OK);
@@ -348,17 +370,7 @@ static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale, 
     EXPECT(lkv_cuda_p2_index(&p, cpu.data(), clen, n, ho.data(), &dg) == LKV_OK, "index %s",
            dg.msg);
     plan_init(&m, dt, n, true, &P);
-    launch(P.warps * 32, smem, [&] {
-        if (m.e == 8)
-            p2_decode_kernel<8>(P, models.data(), cpu.data(), clen, ho.data(), out.data(),
-                                st.data());
-        else if (m.e == 16)
-            p2_decode_kernel<16>(P, models.data(), cpu.data(), clen, ho.data(), out.data(),
-                                 st.data());
-        else
-            p2_decode_kernel<32>(P, models.data(), cpu.data(), clen, ho.data(), out.data(),
-                                 st.data());
-    });
+    emu_decode(P, m.e, models.data(), cpu.data(), clen, ho.data(), out.data(), st.data());
     size_t diff = 0;
     for (size_t i = 0; i < out.size(); i++)
         diff += out[i] != ref[i];
