@@ -73,7 +73,7 @@ struct Piece {
 
 /* Constants of one call, passed by value. */
 struct Plan {
-    uint32_t np, dim, esz, dt, fast, dmax, smem_models, warps;
+    uint32_t np, dim, esz, dt, fast, full, dmax, smem_models, warps;
     uint64_t n, nchunks, cap; /* cap: bytes of one chunk's scratch slot */
     Piece pc[LKV_PIECES_MAX];
 };
@@ -293,11 +293,15 @@ __device__ __forceinline__ float div_exact(float a, float b, float y)
 /* ------------------------------------------------------------------------ */
 /* Shared memory and the points between the kernels                          */
 
-/* Copies the models to shared memory (when they fit) and returns the base
- * the warps read them from. */
-__device__ const lkv_p2_model *stage_models(const Plan &P, const lkv_p2_model *g, uint8_t *smem)
+/* Copies the models to shared memory (SM: when they fit, P.smem_models)
+ * and returns the base the warps read them from. A compile-time choice, so
+ * that the reads of the tables are shared-memory loads, not generic ones
+ * (which wait on the long scoreboard). */
+template <bool SM>
+__device__ __forceinline__ const lkv_p2_model *stage_models(const Plan &P, const lkv_p2_model *g,
+                                                            uint8_t *smem)
 {
-    if (!P.smem_models)
+    if (!SM)
         return g;
     const uint32_t words = (uint32_t)(P.np * sizeof(lkv_p2_model) / 4);
     const uint32_t *src = reinterpret_cast<const uint32_t *>(g);
@@ -383,11 +387,15 @@ __device__ __forceinline__ void get_block(const int16_t *p, bool wide, uint32_t 
 /* Vector kernel: norm, division, butterfly and closest point of every
  * vector and piece, in p2.c's operation order; the norms go into the
  * chunk's scratch slot, the points into R, the statuses into status. */
-template <int E>
+template <int E, int DT>
 __global__ void __launch_bounds__(kVecWarps * 32, 4)
     p2_quantise_kernel(Plan P, const lkv_p2_model *models, const uint8_t *src, Rows R,
                        uint8_t *scratch, uint8_t *status)
 {
+    /* DT >= 0: that dtype, whole lanes (e == E) and 16-byte aligned rows,
+     * known to the compiler; DT < 0: all from the plan */
+    const uint32_t dt = DT >= 0 ? (uint32_t)DT : P.dt;
+    const bool fast = DT >= 0 || P.fast != 0;
     const uint32_t lane = threadIdx.x & 31u;
     FOR_EACH_SLOT(P, s)
     {
@@ -402,7 +410,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
             const Piece pc = P.pc[j];
-            const int e = (int)pc.e, lpv = (int)pc.lpv;
+            const int e = DT >= 0 ? E : (int)pc.e, lpv = (int)pc.lpv;
             const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
             /* profile 1's fast closest point, checked against lkv_e8_box for
              * boxes up to 1023 (tests/gpu/gpu_block_test); beyond, the box */
@@ -417,8 +425,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                 for (int i = 0; i < E; i++)
                     xv[i] = 0.0f;
                 if (valid)
-                    load_elems<E>(src + (v * P.dim + pc.off + li * pc.e) * P.esz, P.dt, e,
-                                  P.fast != 0, xv);
+                    load_elems<E>(src + (v * P.dim + pc.off + li * e) * P.esz, dt, e, fast, xv);
                 bool fin = true;
 #pragma unroll
                 for (int i = 0; i < E; i++)
@@ -469,7 +476,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                         if (!ok && status && (!allfin || status[v] != LKV_ERR_NONFINITE))
                             status[v] = allfin ? LKV_ERR_NORM_OVERFLOW : LKV_ERR_NONFINITE;
                     }
-                    int16_t *row = row_of(R, v, pc.off) + li * pc.e;
+                    int16_t *row = row_of(R, v, pc.off) + li * e;
 #pragma unroll
                     for (int bb = 0; bb < E / 8; bb++)
                         if (8 * bb < e) {
@@ -532,12 +539,13 @@ __device__ __forceinline__ void put_offset(uint32_t &x, bool act, const lkv_p2_t
 /* rANS kernel: one warp codes one chunk, lane l the vector l of each slot,
  * into the chunk's worst-case scratch slot (words backwards from its end,
  * then moved behind the states, as p2.c does); sizes[c] = its bytes. */
+template <bool SM>
 __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
     p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, uint8_t *scratch,
                           uint64_t *sizes)
 {
     LKV_P2_SMEM(smem);
-    const lkv_p2_model *models = stage_models(P, gm, smem);
+    const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
@@ -598,18 +606,28 @@ __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
                 }
             }
             /* the states, then the words moved behind them (forward, in
-             * rounds that read before they write: the target lies below) */
+             * rounds that read before they write: the target lies below,
+             * so a round may be any size; 8 words a lane, so that the
+             * round trips to L2 overlap) */
             if (lane < nl)
                 st32a2(chunk + pos + 4 * lane, x);
             pos += 4 * nl;
             const uint32_t nw = (uint32_t)(P.cap / 2) - wp, to = pos / 2;
             __syncwarp();
-            for (uint32_t i0 = 0; i0 < nw; i0 += kLanes) {
-                const uint32_t i = i0 + lane;
-                const uint16_t wv = i < nw ? w16[wp + i] : (uint16_t)0;
+            for (uint32_t i0 = 0; i0 < nw; i0 += kLanes * 8) {
+                uint16_t wv[8];
+#pragma unroll
+                for (uint32_t r = 0; r < 8; r++) {
+                    const uint32_t i = i0 + r * kLanes + lane;
+                    wv[r] = i < nw ? w16[wp + i] : (uint16_t)0;
+                }
                 __syncwarp();
-                if (i < nw)
-                    w16[to + i] = wv;
+#pragma unroll
+                for (uint32_t r = 0; r < 8; r++) {
+                    const uint32_t i = i0 + r * kLanes + lane;
+                    if (i < nw)
+                        w16[to + i] = wv[r];
+                }
                 __syncwarp();
             }
             pos += 2 * nw;
@@ -714,12 +732,24 @@ __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_
 {
     uint32_t u = 0;
     if (act) {
+        /* the bin holding slot lies between the bins holding the first
+         * slots of its lut window and of the next one: a binary search
+         * there (a walk from the first took up to 63 dependent loads in
+         * the tails, and a warp waits for its slowest lane) */
         const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
-        uint32_t s = t->lut[slot >> LKV_P2_LUT_SHIFT];
-        while (t->cum[s + 1] <= slot)
-            s++;
-        x = (t->cum[s + 1] - t->cum[s]) * (x >> LKV_P2_PROB_BITS) + slot - t->cum[s];
-        u = s << b;
+        const uint32_t wi = slot >> LKV_P2_LUT_SHIFT;
+        uint32_t lo = t->lut[wi];
+        uint32_t hi = wi + 1 < LKV_P2_LUT_SIZE ? t->lut[wi + 1] : t->nbins - 1;
+        while (lo < hi) {
+            const uint32_t mid = (lo + hi + 1) >> 1;
+            if (t->cum[mid] <= slot)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        const uint32_t c0 = t->cum[lo];
+        x = (t->cum[lo + 1] - c0) * (x >> LKV_P2_PROB_BITS) + slot - c0;
+        u = lo << b;
     }
     refill(x, act, S, rp, bad);
     if (b) {
@@ -741,12 +771,13 @@ __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_
 /* rANS kernel: one warp decodes one chunk, lane l the vector l of each
  * slot, into the points R (in the output). A chunk that fails any check
  * gets kDead in its rows and LKV_ERR_CORRUPT in status. */
+template <bool SM>
 __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
     p2_rans_decode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *payload, uint64_t len,
                           const uint64_t *offs, Rows R, uint8_t *status)
 {
     LKV_P2_SMEM(smem);
-    const lkv_p2_model *models = stage_models(P, gm, smem);
+    const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     uint16_t *ring = reinterpret_cast<uint16_t *>(smem + models_smem(P)) + warp * kRing;
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
@@ -854,11 +885,14 @@ __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
 
 /* Vector kernel: t = p / Q, butterfly, times 4/D, times r, over the points
  * in place; zeros for the rows of a bad chunk. */
-template <int E>
+template <int E, int DT>
 __global__ void __launch_bounds__(kVecWarps * 32)
     p2_reconstruct_kernel(Plan P, const lkv_p2_model *models, const uint8_t *payload,
                           const uint64_t *offs, Rows R, uint8_t *dst)
 {
+    /* DT as in p2_quantise_kernel (R.wide == P.fast here) */
+    const uint32_t dt = DT >= 0 ? (uint32_t)DT : P.dt;
+    const bool fast = DT >= 0 || P.fast != 0;
     const uint32_t lane = threadIdx.x & 31u;
     FOR_EACH_SLOT(P, s)
     {
@@ -870,7 +904,7 @@ __global__ void __launch_bounds__(kVecWarps * 32)
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
             const Piece pc = P.pc[j];
-            const int e = (int)pc.e, lpv = (int)pc.lpv;
+            const int e = DT >= 0 ? E : (int)pc.e, lpv = (int)pc.lpv;
             const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
             const float qy = lkv_recip_of(m->qf);
             for (uint32_t pass = 0; pass < pc.lpv; pass++) {
@@ -889,7 +923,7 @@ __global__ void __launch_bounds__(kVecWarps * 32)
                     for (int q = 0; q < E / 8; q++)
                         if (8 * q < e) {
                             uint32_t ww[4];
-                            get_block(row + li * pc.e + 8 * q, R.wide != 0, ww);
+                            get_block(row + li * e + 8 * q, fast, ww);
 #pragma unroll
                             for (int i = 0; i < 4; i++) {
                                 xv[8 * q + 2 * i] = (float)(int16_t)(ww[i] & 0xffffu);
@@ -913,12 +947,41 @@ __global__ void __launch_bounds__(kVecWarps * 32)
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         xv[i] = dead ? 0.0f : __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
-                    store_elems<E>(dst + (v * P.dim + pc.off + li * pc.e) * P.esz, P.dt, e,
-                                   P.fast != 0, xv);
+                    store_elems<E>(dst + (v * P.dim + pc.off + li * e) * P.esz, dt, e, fast, xv);
                 }
             }
         }
     }
+}
+
+/* The vector kernels' instantiation for a plan: E, and the dtype when its
+ * lanes are whole and its rows aligned (the usual case, where the compiler
+ * then knows every loop bound and conversion), else DT = -1. Calls
+ * f(VecShape<E, DT>()). */
+template <int E_, int DT_> struct VecShape {
+    static constexpr int E = E_, DT = DT_;
+};
+
+template <int E, class F> void vec_dispatch_dt(const Plan &P, F &&f)
+{
+    if (!P.full || !P.fast)
+        f(VecShape<E, -1>());
+    else if (P.dt == LKV_DTYPE_BF16)
+        f(VecShape<E, LKV_DTYPE_BF16>());
+    else if (P.dt == LKV_DTYPE_FP16)
+        f(VecShape<E, LKV_DTYPE_FP16>());
+    else
+        f(VecShape<E, LKV_DTYPE_FP32>());
+}
+
+template <class F> void vec_dispatch(const Plan &P, uint32_t e, F &&f)
+{
+    if (e == 8)
+        vec_dispatch_dt<8>(P, f);
+    else if (e == 16)
+        vec_dispatch_dt<16>(P, f);
+    else
+        vec_dispatch_dt<32>(P, f);
 }
 
 } /* namespace */
@@ -960,6 +1023,10 @@ static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool a
             fast = false;
     }
     P->fast = fast;
+    P->full = 1;
+    for (uint32_t j = 0; j < m->np; j++)
+        if (P->pc[j].e != m->e)
+            P->full = 0;
     P->smem_models = m->np <= kSmemModels;
     P->warps = kRansWarps;
 }
@@ -1139,7 +1206,9 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     void *temp = w + align16((nc + 1) * 8);
     uint8_t *scratch = w + align16((nc + 1) * 8) + align16(tbytes);
     cudaStream_t s = (cudaStream_t)stream;
-    const void *kern = (const void *)p2_rans_encode_kernel;
+    const bool sm = P.smem_models != 0;
+    const void *kern = sm ? (const void *)p2_rans_encode_kernel<true>
+                          : (const void *)p2_rans_encode_kernel<false>;
     const size_t smem = models_smem(P);
     /* the points wait in the payload buffer: cap >= the bound > 2 n dim */
     const Rows R = {(uint8_t *)d_payload, 2ull * P.dim, 2, ((uintptr_t)d_payload & 15u) == 0};
@@ -1152,16 +1221,19 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     if (ce == cudaSuccess) {
         const uint8_t *src = (const uint8_t *)d_src;
         const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
-        if (m->e == 8)
-            p2_quantise_kernel<8><<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
-        else if (m->e == 16)
-            p2_quantise_kernel<16><<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
-        else
-            p2_quantise_kernel<32><<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
+        vec_dispatch(P, m->e, [&](auto sh) {
+            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>
+                <<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
+        });
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
-        p2_rans_encode_kernel<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, scratch, sizes);
+        if (sm)
+            p2_rans_encode_kernel<true>
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, scratch, sizes);
+        else
+            p2_rans_encode_kernel<false>
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, scratch, sizes);
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
@@ -1196,7 +1268,9 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
                         "d_payload=%p is not 2-byte aligned", d_payload);
     Plan P;
     plan_init(m, dt, n, ((uintptr_t)d_dst & 15u) == 0, &P);
-    const void *kern = (const void *)p2_rans_decode_kernel;
+    const bool sm = P.smem_models != 0;
+    const void *kern = sm ? (const void *)p2_rans_decode_kernel<true>
+                          : (const void *)p2_rans_decode_kernel<false>;
     const size_t smem = dec_smem(P);
     cudaStream_t s = (cudaStream_t)stream;
     uint8_t *dst = (uint8_t *)d_dst;
@@ -1208,17 +1282,19 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
         ce = grid_of(kern, P, smem, &grid);
     if (ce == cudaSuccess) {
         const uint8_t *src = (const uint8_t *)d_payload;
-        p2_rans_decode_kernel<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs,
-                                                               R, d_status);
+        if (sm)
+            p2_rans_decode_kernel<true><<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len,
+                                                                        d_offs, R, d_status);
+        else
+            p2_rans_decode_kernel<false><<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len,
+                                                                         d_offs, R, d_status);
         ce = cudaGetLastError();
         const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
         if (ce == cudaSuccess) {
-            if (m->e == 8)
-                p2_reconstruct_kernel<8><<<vg, vt, 0, s>>>(P, m->d_models, src, d_offs, R, dst);
-            else if (m->e == 16)
-                p2_reconstruct_kernel<16><<<vg, vt, 0, s>>>(P, m->d_models, src, d_offs, R, dst);
-            else
-                p2_reconstruct_kernel<32><<<vg, vt, 0, s>>>(P, m->d_models, src, d_offs, R, dst);
+            vec_dispatch(P, m->e, [&](auto sh) {
+                p2_reconstruct_kernel<decltype(sh)::E, decltype(sh)::DT>
+                    <<<vg, vt, 0, s>>>(P, m->d_models, src, d_offs, R, dst);
+            });
             ce = cudaGetLastError();
         }
     }

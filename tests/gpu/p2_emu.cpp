@@ -210,16 +210,18 @@ static void emu_encode(const Plan &P, uint32_t e, const lkv_p2_model *models, co
                        uint8_t *payload, uint8_t *scratch, uint64_t *sizes, uint8_t *st)
 {
     const Rows R = {payload, 2ull * P.dim, 2, ((uintptr_t)payload & 15u) == 0};
-    launch(kVecWarps * 32, 0, [&] {
-        if (e == 8)
-            p2_quantise_kernel<8>(P, models, src, R, scratch, st);
-        else if (e == 16)
-            p2_quantise_kernel<16>(P, models, src, R, scratch, st);
-        else
-            p2_quantise_kernel<32>(P, models, src, R, scratch, st);
+    vec_dispatch(P, e, [&](auto sh) {
+        launch(kVecWarps * 32, 0, [&] {
+            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, scratch, st);
+        });
     });
     launch(P.warps * 32, models_smem(P),
-           [&] { p2_rans_encode_kernel(P, models, R, scratch, sizes); });
+           [&] {
+               if (P.smem_models)
+                   p2_rans_encode_kernel<true>(P, models, R, scratch, sizes);
+               else
+                   p2_rans_encode_kernel<false>(P, models, R, scratch, sizes);
+           });
 }
 
 static void emu_decode(const Plan &P, uint32_t e, const lkv_p2_model *models, const uint8_t *pay,
@@ -227,14 +229,16 @@ static void emu_decode(const Plan &P, uint32_t e, const lkv_p2_model *models, co
 {
     const Rows R = {dst, (uint64_t)P.dim * P.esz, P.esz, P.fast};
     launch(P.warps * 32, dec_smem(P),
-           [&] { p2_rans_decode_kernel(P, models, pay, len, offs, R, st); });
-    launch(kVecWarps * 32, 0, [&] {
-        if (e == 8)
-            p2_reconstruct_kernel<8>(P, models, pay, offs, R, dst);
-        else if (e == 16)
-            p2_reconstruct_kernel<16>(P, models, pay, offs, R, dst);
-        else
-            p2_reconstruct_kernel<32>(P, models, pay, offs, R, dst);
+           [&] {
+               if (P.smem_models)
+                   p2_rans_decode_kernel<true>(P, models, pay, len, offs, R, st);
+               else
+                   p2_rans_decode_kernel<false>(P, models, pay, len, offs, R, st);
+           });
+    vec_dispatch(P, e, [&](auto sh) {
+        launch(kVecWarps * 32, 0, [&] {
+            p2_reconstruct_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, pay, offs, R, dst);
+        });
     });
 }
 
