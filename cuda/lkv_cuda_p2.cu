@@ -680,9 +680,12 @@ __global__ void p2_compact_kernel(const uint8_t *scratch, uint64_t cap, const ui
  * refills are the one dependent load of a symbol step, and from L1 or L2
  * they stalled the rANS kernel more than anything else (H100, ncu: long
  * scoreboard 12.3 cycles per issued instruction). Words [.., hi) are in
- * the ring at index & (kRing - 1); a refill first makes sure the next 32
- * words are there, bringing kRing / 2 more in one coalesced warp copy. */
-constexpr uint32_t kRing = 1024;
+ * the ring at index & (kRing - 1). Each block starts by making sure the
+ * words its symbols can take (kBlockWords) are there, bringing kRing / 2
+ * more in one coalesced warp copy when not: the words being replaced lie
+ * below hi - kRing / 2 <= the read position. */
+constexpr uint32_t kRing = 2048;
+constexpr uint32_t kBlockWords = kLanes * 17; /* 17 refills a block at most */
 
 struct Stream {
     const uint16_t *g; /* the chunk's body as u16 */
@@ -712,8 +715,6 @@ __device__ __forceinline__ void stream_fill(Stream &S)
  * word stream (u16 index *rp). */
 __device__ __forceinline__ void refill(uint32_t &x, bool act, Stream &S, uint32_t &rp, bool &bad)
 {
-    if (rp + kLanes > S.hi) /* warp-uniform */
-        stream_fill(S);
     const bool need = act && x < LKV_P2_RANS_LOW;
     const uint32_t bal = __ballot_sync(kFull, need);
     if (need) {
@@ -836,6 +837,8 @@ __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
                 const bool act = lane < nk;
                 int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
                 for (uint32_t b = 0; b < m->nblocks; b++) {
+                    if (rp + kBlockWords > S.hi) /* warp-uniform */
+                        stream_fill(S);
                     uint32_t cs = 0;
                     if (act) {
                         const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
