@@ -376,9 +376,9 @@ __device__ __forceinline__ void get_block(const int16_t *p, bool wide, uint32_t 
 
 /* The slots of the vector kernels: warp s takes vectors 32 s .. 32 s + 31
  * (slot s % 4 of chunk s / 4), every piece. */
-#define FOR_EACH_SLOT(P, s)                                                                        \
-    for (uint64_t s = (uint64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5),              \
-                  s##_end = ((P).n + kLanes - 1) / kLanes;                                         \
+#define FOR_EACH_SLOT(P, s)                                                          \
+    for (uint64_t s = (uint64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), \
+                  s##_end = ((P).n + kLanes - 1) / kLanes;                           \
          s < s##_end; s += (uint64_t)gridDim.x * (blockDim.x >> 5))
 
 /* ------------------------------------------------------------------------ */
@@ -482,8 +482,9 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                         if (8 * bb < e) {
                             uint32_t wd[8];
                             const uint32_t half =
-                                (uint32_t)(fastbox ? lkv_e8_closest(xv + 8 * bb, m->box_f, margin, wd)
-                                                   : lkv_e8_box(xv + 8 * bb, m->box_f, wd));
+                                (uint32_t)(fastbox
+                                               ? lkv_e8_closest(xv + 8 * bb, m->box_f, margin, wd)
+                                               : lkv_e8_box(xv + 8 * bb, m->box_f, wd));
                             uint32_t pk[4];
 #pragma unroll
                             for (int i = 0; i < 4; i++) {
@@ -541,8 +542,7 @@ __device__ __forceinline__ void put_offset(uint32_t &x, bool act, const lkv_p2_t
  * then moved behind the states, as p2.c does); sizes[c] = its bytes. */
 template <bool SM>
 __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
-    p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, uint8_t *scratch,
-                          uint64_t *sizes)
+    p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, uint8_t *scratch, uint64_t *sizes)
 {
     LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
@@ -933,8 +933,8 @@ __global__ void __launch_bounds__(kVecWarps * 32)
                                 xv[8 * q + 2 * i + 1] = (float)(int16_t)(ww[i] >> 16);
                             }
                         }
-                    /* the halves are +0 or >= 1/2 in magnitude: lkv_div_by's
-                     * range, where it is IEEE division (+0 included) */
+                        /* the halves are +0 or >= 1/2 in magnitude: lkv_div_by's
+                         * range, where it is IEEE division (+0 included) */
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         xv[i] = lkv_div_by(__fmul_rn(xv[i], 0.5f), m->qf, qy);
@@ -944,9 +944,8 @@ __global__ void __launch_bounds__(kVecWarps * 32)
                  * butterfly's shuffles wait for them) before any writes */
                 __syncwarp();
                 if (valid) {
-                    const float r = dead ? 0.0f
-                                         : __uint_as_float(
-                                               lkv_math_f16_to_f32(r16s[vl * P.np + j]));
+                    const float r =
+                        dead ? 0.0f : __uint_as_float(lkv_math_f16_to_f32(r16s[vl * P.np + j]));
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         xv[i] = dead ? 0.0f : __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
@@ -1210,8 +1209,8 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     uint8_t *scratch = w + align16((nc + 1) * 8) + align16(tbytes);
     cudaStream_t s = (cudaStream_t)stream;
     const bool sm = P.smem_models != 0;
-    const void *kern = sm ? (const void *)p2_rans_encode_kernel<true>
-                          : (const void *)p2_rans_encode_kernel<false>;
+    const void *kern =
+        sm ? (const void *)p2_rans_encode_kernel<true> : (const void *)p2_rans_encode_kernel<false>;
     const size_t smem = models_smem(P);
     /* the points wait in the payload buffer: cap >= the bound > 2 n dim */
     const Rows R = {(uint8_t *)d_payload, 2ull * P.dim, 2, ((uintptr_t)d_payload & 15u) == 0};
@@ -1272,8 +1271,8 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
     Plan P;
     plan_init(m, dt, n, ((uintptr_t)d_dst & 15u) == 0, &P);
     const bool sm = P.smem_models != 0;
-    const void *kern = sm ? (const void *)p2_rans_decode_kernel<true>
-                          : (const void *)p2_rans_decode_kernel<false>;
+    const void *kern =
+        sm ? (const void *)p2_rans_decode_kernel<true> : (const void *)p2_rans_decode_kernel<false>;
     const size_t smem = dec_smem(P);
     cudaStream_t s = (cudaStream_t)stream;
     uint8_t *dst = (uint8_t *)d_dst;
@@ -1286,11 +1285,11 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
     if (ce == cudaSuccess) {
         const uint8_t *src = (const uint8_t *)d_payload;
         if (sm)
-            p2_rans_decode_kernel<true><<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len,
-                                                                        d_offs, R, d_status);
+            p2_rans_decode_kernel<true>
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs, R, d_status);
         else
-            p2_rans_decode_kernel<false><<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len,
-                                                                         d_offs, R, d_status);
+            p2_rans_decode_kernel<false>
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs, R, d_status);
         ce = cudaGetLastError();
         const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
         if (ce == cudaSuccess) {

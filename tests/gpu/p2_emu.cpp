@@ -215,26 +215,24 @@ static void emu_encode(const Plan &P, uint32_t e, const lkv_p2_model *models, co
             p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, scratch, st);
         });
     });
-    launch(P.warps * 32, models_smem(P),
-           [&] {
-               if (P.smem_models)
-                   p2_rans_encode_kernel<true>(P, models, R, scratch, sizes);
-               else
-                   p2_rans_encode_kernel<false>(P, models, R, scratch, sizes);
-           });
+    launch(P.warps * 32, models_smem(P), [&] {
+        if (P.smem_models)
+            p2_rans_encode_kernel<true>(P, models, R, scratch, sizes);
+        else
+            p2_rans_encode_kernel<false>(P, models, R, scratch, sizes);
+    });
 }
 
 static void emu_decode(const Plan &P, uint32_t e, const lkv_p2_model *models, const uint8_t *pay,
                        size_t len, const uint64_t *offs, uint8_t *dst, uint8_t *st)
 {
     const Rows R = {dst, (uint64_t)P.dim * P.esz, P.esz, P.fast};
-    launch(P.warps * 32, dec_smem(P),
-           [&] {
-               if (P.smem_models)
-                   p2_rans_decode_kernel<true>(P, models, pay, len, offs, R, st);
-               else
-                   p2_rans_decode_kernel<false>(P, models, pay, len, offs, R, st);
-           });
+    launch(P.warps * 32, dec_smem(P), [&] {
+        if (P.smem_models)
+            p2_rans_decode_kernel<true>(P, models, pay, len, offs, R, st);
+        else
+            p2_rans_decode_kernel<false>(P, models, pay, len, offs, R, st);
+    });
     vec_dispatch(P, e, [&](auto sh) {
         launch(kVecWarps * 32, 0, [&] {
             p2_reconstruct_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, pay, offs, R, dst);
