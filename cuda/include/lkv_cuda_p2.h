@@ -53,7 +53,9 @@ size_t lkv_cuda_p2_encode_workspace(const lkv_cuda_p2_model *m, size_t n);
  * payload at d_payload (cap bytes, at least lkv_p2_payload_bound(p, n)).
  * d_offs: device array of lkv_cuda_p2_chunks(n) + 1 u64 that receives the
  * chunk offsets; d_offs[nchunks] is the payload's length. d_work: device
- * workspace of work_bytes >= lkv_cuda_p2_encode_workspace(m, n).
+ * workspace of work_bytes >= lkv_cuda_p2_encode_workspace(m, n). The call
+ * also uses d_payload as scratch (the points between its kernels): bytes
+ * past the payload's length are left undefined.
  */
 lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype dt, const void *d_src, size_t n,
                               void *d_payload, size_t cap, uint64_t *d_offs, void *d_work,
