@@ -524,19 +524,6 @@ __device__ __forceinline__ void put_sym(uint32_t &x, bool act, uint32_t start, u
     }
 }
 
-/* An offset u of table t, in reverse (raw bits first, then the bin). */
-__device__ __forceinline__ void put_offset(uint32_t &x, bool act, const lkv_p2_table *t, uint32_t b,
-                                           uint32_t u, uint16_t *w, uint32_t &wp)
-{
-    if (b) {
-        const uint32_t f = LKV_P2_PROB_ONE >> b;
-        put_sym(x, act, (u & ((1u << b) - 1u)) * f, f, 0xffffffffu / f, w, wp);
-    }
-    const uint32_t hi = act ? u >> b : 0u;
-    const uint32_t c0 = t->cum[hi];
-    put_sym(x, act, c0, t->cum[hi + 1] - c0, t->rcp[hi], w, wp);
-}
-
 /* rANS kernel: one warp codes one chunk, lane l the vector l of each slot,
  * into the chunk's worst-case scratch slot (words backwards from its end,
  * then moved behind the states, as p2.c does); sizes[c] = its bytes. */
@@ -562,6 +549,9 @@ __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
             uint32_t x = LKV_P2_RANS_LOW;
             uint32_t wp = (uint32_t)(P.cap / 2); /* u16 index, writing backwards */
             const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+            /* the raw bits' symbol: frequency ONE >> b, its reciprocal */
+            const uint32_t f6 = LKV_P2_PROB_ONE >> b6, f7 = LKV_P2_PROB_ONE >> b7;
+            const uint32_t r6 = 0xffffffffu / f6, r7 = 0xffffffffu / f7;
             for (uint32_t k = nslots; k-- > 0;) {
                 const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
                 const bool act = lane < nk;
@@ -593,13 +583,32 @@ __global__ void __launch_bounds__(kRansWarps * 32, LKV_P2_RANS_MINB)
 #pragma unroll
                     for (int i = 0; i < 7; i++)
                         par ^= (uint32_t)kk[i] & 1u;
+                    /* every table entry of the block first: they depend on
+                     * the points only, and loaded in the chain of puts each
+                     * waited on shared memory (ncu: short scoreboard) */
                     const lkv_p2_table *t7 = &m->t[cs][1 + par];
-                    put_offset(x, act, t7, b7, (uint32_t)(((kk[7] - (int32_t)par) >> 1) - t7->jlo),
-                               w16, wp);
                     const lkv_p2_table *t0 = &m->t[cs][0];
+                    uint32_t u[8], st[8], fr[8], rc[8];
 #pragma unroll
-                    for (int i = 6; i >= 0; i--)
-                        put_offset(x, act, t0, b6, (uint32_t)(kk[i] - t0->jlo), w16, wp);
+                    for (int i = 0; i < 8; i++) {
+                        const lkv_p2_table *t = i == 7 ? t7 : t0;
+                        u[i] = i == 7 ? (uint32_t)(((kk[7] - (int32_t)par) >> 1) - t7->jlo)
+                                      : (uint32_t)(kk[i] - t0->jlo);
+                        const uint32_t hi = act ? u[i] >> (i == 7 ? b7 : b6) : 0u;
+                        st[i] = t->cum[hi];
+                        fr[i] = t->cum[hi + 1] - st[i];
+                        rc[i] = t->rcp[hi];
+                    }
+                    /* an offset in reverse: raw bits first, then the bin */
+                    if (b7)
+                        put_sym(x, act, (u[7] & ((1u << b7) - 1u)) * f7, f7, r7, w16, wp);
+                    put_sym(x, act, st[7], fr[7], rc[7], w16, wp);
+#pragma unroll
+                    for (int i = 6; i >= 0; i--) {
+                        if (b6)
+                            put_sym(x, act, (u[i] & ((1u << b6) - 1u)) * f6, f6, r6, w16, wp);
+                        put_sym(x, act, st[i], fr[i], rc[i], w16, wp);
+                    }
                     const uint32_t f1 = m->coset_f1;
                     put_sym(x, act, cs ? LKV_P2_PROB_ONE - f1 : 0u, cs ? f1 : LKV_P2_PROB_ONE - f1,
                             m->coset_rcp[cs], w16, wp);
