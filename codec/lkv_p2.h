@@ -110,35 +110,10 @@ _Static_assert(LKV_P2_NBINS_MAX <= 1u << 9 && LKV_P2_FINE_ROWS < 1u << 7, "lx's 
 
 void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
 
-#if defined(LKV_HAVE_AVX512)
-/* Decodes one full slot (LKV_P2_LANES vectors) of a piece at body[*pos..len)
- * with the lanes' states, writes the vectors to rows[l] (the piece's first
- * element in vector l's row) and advances *pos and the states as the scalar
- * decoder does. 0 when the stream is corrupt (the scalar decoder fails in
- * the same slot). r16: the lanes' norms, already checked. */
-int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body,
-                       size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
-                       uint8_t *const *rows, lkv_dtype dt);
+#if defined(LKV_HAVE_AVX512) || defined(LKV_HAVE_AVX2)
+#define LKV_P2_SIMD 1
 
-/* The encoder's front end (p2.c quantise) for cnt <= 16 vectors of one
- * piece at rows[0..16) (rows past cnt repeat row 0): lane l's norm bits,
- * points and cosets to r16[l], k[l], c[l]. Returns the lanes that cannot be
- * coded (nonfinite element, norm overflow), 0 when all can. */
-unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                                unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                                uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct);
-
-/* With kt non-NULL, lkv_p2_quantise_avx512 writes the points symbol-major
- * instead (kt[j * 32 + l], ct[block * 32 + l], lanes l < 16 from the given
- * pointers) for this: one block of a full slot through the encoder's rANS
- * (symbols and puts). 0 on success, 1 for a point outside its table, 2
- * when the words would go below limit. */
-int lkv_p2_encode_block_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
-                               const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
-                               size_t limit);
-
-/* One chunk's side of lkv_p2_slot2_avx512: as lkv_p2_slot_avx512's
- * arguments. */
+/* One chunk's side of a two-chunk slot decode (slot2 below). */
 typedef struct lkv_p2_slot_io {
     const uint8_t *body;
     size_t len, pos;
@@ -150,11 +125,52 @@ typedef struct lkv_p2_slot_io {
 /* Pieces up to this D may be decoded two chunks at a time. */
 #define LKV_P2_PAIR_DIM_MAX 256u
 
-/* lkv_p2_slot_avx512 for the same slot of the same piece of two chunks at
- * once (their streams are independent). 0 when either is corrupt: the
- * caller then decodes the two chunks one after the other for the error. */
-int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io,
-                        lkv_dtype dt);
+/*
+ * A SIMD path's kernels (p2_avx512.h, p2_avx2.h); p2.c runs full slots
+ * (LKV_P2_LANES vectors) on them and everything else on its scalar steps,
+ * with the same bytes and the same failures.
+ *   slot: decodes one full slot of a piece at body[*pos..len) with the
+ *     lanes' states, writes the vectors to rows[l] (the piece's first
+ *     element in vector l's row) and advances *pos and the states as the
+ *     scalar decoder does. 0 when the stream is corrupt (the scalar decoder
+ *     fails in the same slot). r16: the lanes' norms, already checked.
+ *   slot2: slot for the same slot of the same piece of two chunks at once
+ *     (their streams are independent; pieces up to LKV_P2_PAIR_DIM_MAX). 0
+ *     when either is corrupt: the caller then decodes the two chunks one
+ *     after the other for the error. NULL where one chunk at a time is
+ *     faster.
+ *   quantise: the encoder's front end (p2.c quantise) for cnt <= width
+ *     vectors of one piece at rows[0..width) (rows past cnt repeat row 0):
+ *     lane l's norm bits, points and cosets to r16[l], k[l], c[l], or with
+ *     kt non-NULL symbol-major (kt[j * 32 + l], ct[block * 32 + l], lanes
+ *     l < width from the given pointers). Returns the lanes that cannot be
+ *     coded (nonfinite element, norm overflow), 0 when all can.
+ *   encode_block: one block of a full slot, from quantise's symbol-major
+ *     points, through the encoder's rANS (symbols and puts). 0 on success,
+ *     1 for a point outside its table, 2 when the words would go below
+ *     limit.
+ */
+typedef struct lkv_p2_kernels {
+    unsigned width;
+    int (*slot)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
+                size_t *pos, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
+                lkv_dtype dt);
+    int (*slot2)(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io, lkv_dtype dt);
+    unsigned (*quantise)(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
+                         unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
+                         uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct);
+    int (*encode_block)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
+                        const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                        size_t limit);
+} lkv_p2_kernels;
+
+#define LKV_P2_WIDTH_MAX 16u
+#endif
+#if defined(LKV_HAVE_AVX512)
+extern const lkv_p2_kernels lkv_p2_kernels_avx512;
+#endif
+#if defined(LKV_HAVE_AVX2)
+extern const lkv_p2_kernels lkv_p2_kernels_avx2;
 #endif
 
 #endif /* LKV_P2_H */

@@ -19,14 +19,15 @@
  *
  * Memory: no allocation. The scalar path's largest frame holds one slot's
  * points (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about
- * 120 KiB of stack in all. The AVX-512 path (p2_avx512.h) adds the packed
- * decode tables (68 KiB), the slot's points symbol-major (64 KiB) and
- * profile 1's lane scratch: up to about 330 KiB (docs/codec-v2.md).
+ * 120 KiB of stack in all. The SIMD paths add the packed decode tables
+ * (68 KiB), the slot's points symbol-major (64 KiB) and profile 1's lane
+ * scratch: up to about 330 KiB (docs/codec-v2.md).
  *
  * Instruction sets: lkv_p2_encode_isa / lkv_p2_decode_isa run full slots
- * (32 vectors) on the AVX-512 kernels of p2_avx512.h and everything else
- * (partial slots, AVX2, scalar) on the code here; the bytes and the errors
- * are the same on every path (tests/codec/test_p2_isa.c).
+ * (32 vectors) on the kernels of a SIMD path (lkv_p2_kernels: p2_avx512.h,
+ * p2_avx2.h) and everything else (partial slots, scalar) on the code here;
+ * the bytes and the errors are the same on every path
+ * (tests/codec/test_p2_isa.c).
  */
 #include "lkv_p2.h"
 
@@ -272,6 +273,27 @@ typedef struct p2_models {
     lkv_p2_vtab vt;
 } p2_models;
 
+#if defined(LKV_P2_SIMD)
+typedef lkv_p2_kernels p2_kern;
+#else
+typedef struct p2_kern p2_kern; /* no SIMD path in this build */
+#endif
+
+/* The kernels of path isa, NULL for the scalar steps. */
+static const p2_kern *kernels_of(lkv_isa isa)
+{
+#if defined(LKV_HAVE_AVX512)
+    if (isa == LKV_ISA_AVX512)
+        return &lkv_p2_kernels_avx512;
+#endif
+#if defined(LKV_HAVE_AVX2)
+    if (isa == LKV_ISA_AVX2)
+        return &lkv_p2_kernels_avx2;
+#endif
+    (void)isa;
+    return NULL;
+}
+
 /* The SIMD decode tables of piece j's model, which must be current. */
 static const lkv_p2_vtab *vtab_of(p2_models *ms, uint32_t j)
 {
@@ -319,7 +341,7 @@ static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, siz
 
 /* Encodes vectors first .. first+cnt-1 of src as one chunk at dst[0..cap). */
 static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t first, size_t cnt,
-                        uint8_t *dst, size_t cap, size_t *len, lkv_isa isa)
+                        uint8_t *dst, size_t cap, size_t *len, const p2_kern *ks)
 {
     const lkv_split *sp = &ms->lo->split;
     const uint32_t np = sp->count, dim = sp->dim;
@@ -333,7 +355,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
     float x[LKV_DIM_MAX];
     p2_sym syms[1 + 2 * 8][LKV_P2_LANES];
-#if defined(LKV_HAVE_AVX512)
+#if defined(LKV_P2_SIMD)
     int16_t kt[LKV_DIM_MAX * LKV_P2_LANES]; /* a full slot's points, symbol-major */
     uint8_t ct[LKV_DIM_MAX / 8 * LKV_P2_LANES];
 #endif
@@ -352,27 +374,30 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
         for (size_t k = nslots; k-- > 0;) {
             const size_t nk =
                 cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
-#if defined(LKV_HAVE_AVX512)
-            /* 16 vectors at a time on the AVX-512 path; the same points,
+#if defined(LKV_P2_SIMD)
+            /* ks->width vectors at a time on a SIMD path; the same points,
              * symbol-major for a full slot, whose rANS is vectorised too. */
-            const int full = isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES;
-            if (isa == LKV_ISA_AVX512) {
-                for (size_t l0 = 0; l0 < nk; l0 += 16) {
-                    const unsigned gc = nk - l0 < 16 ? (unsigned)(nk - l0) : 16u;
-                    const uint8_t *rows[16];
-                    uint16_t r16[16];
-                    for (unsigned l = 0; l < 16; l++)
+            const int full = ks && nk == LKV_P2_LANES;
+            if (ks) {
+                const unsigned wd = ks->width;
+                for (size_t l0 = 0; l0 < nk; l0 += wd) {
+                    const unsigned gc = nk - l0 < wd ? (unsigned)(nk - l0) : wd;
+                    const uint8_t *rows[LKV_P2_WIDTH_MAX];
+                    uint16_t r16[LKV_P2_WIDTH_MAX];
+                    for (unsigned l = 0; l < wd; l++)
                         rows[l] =
                             src +
                             ((first + k * LKV_P2_LANES + l0 + (l < gc ? l : 0)) * dim + off) * esz;
-                    if (lkv_p2_quantise_avx512(m, dt, rows, gc, r16, full ? NULL : kk + l0,
-                                               full ? NULL : cc + l0, full ? kt + l0 : NULL,
-                                               full ? ct + l0 : NULL))
+                    if (ks->quantise(m, dt, rows, gc, r16, full ? NULL : kk + l0,
+                                     full ? NULL : cc + l0, full ? kt + l0 : NULL,
+                                     full ? ct + l0 : NULL))
                         return ENC_BAD_VECTOR;
                     for (unsigned l = 0; l < gc; l++)
                         st16(dst + 4 + 2 * ((k * LKV_P2_LANES + l0 + l) * np + j), r16[l]);
                 }
             } else
+#else
+            (void)ks;
 #endif
                 for (size_t l = 0; l < nk; l++) {
                     const size_t v = k * LKV_P2_LANES + l;
@@ -384,14 +409,13 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                         return ENC_BAD_VECTOR;
                     st16(dst + 4 + 2 * (v * np + j), r16);
                 }
-#if defined(LKV_HAVE_AVX512)
-            /* A full slot on the AVX-512 path: the same symbols and words,
+#if defined(LKV_P2_SIMD)
+            /* A full slot on a SIMD path: the same symbols and words,
              * written in the same places; full exactly when the scalar is. */
             if (full) {
                 const lkv_p2_vtab *vt = vtab_of(ms, j);
                 for (uint32_t b = m->nblocks; b-- > 0;) {
-                    const int r =
-                        lkv_p2_encode_block_avx512(m, vt, kt + 8 * b * LKV_P2_LANES,
+                    const int r = ks->encode_block(m, vt, kt + 8 * b * LKV_P2_LANES,
                                                    ct + b * LKV_P2_LANES, state, dst, &wp, limit);
                     if (r)
                         return r == 1 ? ENC_INTERNAL : ENC_FULL;
@@ -453,7 +477,7 @@ static lkv_status p2_check(const lkv_params *p, lkv_dtype dt, lkv_diag *diag)
 }
 
 /* The path a call runs: isa, or the best this CPU has for AUTO. Profile 2
- * has scalar and AVX-512 kernels; AVX2 runs the scalar ones. */
+ * has scalar, AVX2 and AVX-512 kernels. */
 static lkv_status p2_isa(lkv_isa isa, lkv_isa *out, lkv_diag *diag)
 {
     if (isa == LKV_ISA_AUTO)
@@ -489,7 +513,7 @@ lkv_status lkv_p2_encode_isa(const lkv_params *p, lkv_dtype dt, const void *src,
         const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
         size_t len = 0;
         const int r = encode_chunk(&ms, dt, (const uint8_t *)src, first, cnt, out + pos,
-                                   dst_cap - pos, &len, isa);
+                                   dst_cap - pos, &len, kernels_of(isa));
         if (r == ENC_BAD_VECTOR)
             return first_bad(&lo, dt, src, first, first + cnt, diag);
         if (r == ENC_FULL)
@@ -580,8 +604,8 @@ static int decode_coord(const lkv_p2_model *m, size_t nk, const uint8_t *cs, con
 
 /* Decodes one chunk's body (len bytes) into vectors first .. first+cnt-1. */
 static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, size_t cnt,
-                               lkv_dtype dt, uint8_t *dst, size_t first, size_t at, lkv_isa isa,
-                               lkv_diag *diag)
+                               lkv_dtype dt, uint8_t *dst, size_t first, size_t at,
+                               const p2_kern *ks, lkv_diag *diag)
 {
     const lkv_split *sp = &ms->lo->split;
     const uint32_t np = sp->count, dim = sp->dim;
@@ -623,11 +647,11 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
         for (size_t k = 0; k < nslots; k++) {
             const size_t nk =
                 cnt - k * LKV_P2_LANES < LKV_P2_LANES ? cnt - k * LKV_P2_LANES : LKV_P2_LANES;
-#if defined(LKV_HAVE_AVX512)
-            /* A full slot on the AVX-512 path: it fails exactly where the
-             * scalar steps below would, and the message names only the
-             * chunk, so the error is the scalar one. */
-            if (isa == LKV_ISA_AVX512 && nk == LKV_P2_LANES) {
+#if defined(LKV_P2_SIMD)
+            /* A full slot on a SIMD path: it fails exactly where the scalar
+             * steps below would, and the message names only the chunk, so
+             * the error is the scalar one. */
+            if (ks && nk == LKV_P2_LANES) {
                 uint16_t r16[LKV_P2_LANES];
                 uint8_t *rows[LKV_P2_LANES];
                 for (size_t l = 0; l < nk; l++) {
@@ -635,13 +659,12 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
                     r16[l] = ld16(body + 2 * (v * np + j));
                     rows[l] = dst + ((first + v) * dim + sp->off[j]) * esz;
                 }
-                if (!lkv_p2_slot_avx512(m, vtab_of(ms, j), body, len, &rd.pos, state, r16, rows,
-                                        dt))
+                if (!ks->slot(m, vtab_of(ms, j), body, len, &rd.pos, state, r16, rows, dt))
                     goto corrupt;
                 continue;
             }
 #else
-            (void)isa;
+            (void)ks;
 #endif
             for (uint32_t b = 0; b < m->nblocks; b++) {
                 uint8_t cs[LKV_P2_LANES], tab[LKV_P2_LANES], par[LKV_P2_LANES];
@@ -702,17 +725,17 @@ corrupt:
                     at);
 }
 
-#if defined(LKV_HAVE_AVX512)
+#if defined(LKV_P2_SIMD)
 /*
- * Two full chunks decoded side by side on the AVX-512 path: their streams
- * are independent, so each slot runs both (lkv_p2_slot2_avx512). Every check
+ * Two full chunks decoded side by side on a SIMD path: their streams are
+ * independent, so each slot runs both (ks->slot2). Every check
  * of decode_chunk is made, but without a message: 0 when either chunk fails
  * one, and the caller decodes the two one after the other, which reports the
  * first error exactly as the scalar path does. body[c] and len[c]: chunk c's
  * body (after its length word).
  */
-static int decode_pair(p2_models *ms, const uint8_t *const *body, const size_t *len, lkv_dtype dt,
-                       uint8_t *dst, size_t first)
+static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *body,
+                       const size_t *len, lkv_dtype dt, uint8_t *dst, size_t first)
 {
     const lkv_split *sp = &ms->lo->split;
     const uint32_t np = sp->count, dim = sp->dim;
@@ -756,7 +779,7 @@ static int decode_pair(p2_models *ms, const uint8_t *const *body, const size_t *
                 }
                 io[c] = (lkv_p2_slot_io){body[c], len[c], pos[c], state[c], r16[c], rows[c]};
             }
-            if (!lkv_p2_slot2_avx512(m, vt, io, dt))
+            if (!ks->slot2(m, vt, io, dt))
                 return 0;
             pos[0] = io[0].pos;
             pos[1] = io[1].pos;
@@ -831,13 +854,14 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
     p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
     const uint8_t *in = (const uint8_t *)src;
     size_t pos = 0;
-#if defined(LKV_HAVE_AVX512)
-    const int pair = isa == LKV_ISA_AVX512 && pair_fits(&lo);
+    const p2_kern *ks = kernels_of(isa);
+#if defined(LKV_P2_SIMD)
+    const int pair = ks && ks->slot2 && pair_fits(&lo);
 #endif
     for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
         const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
         size_t bytes = 0;
-#if defined(LKV_HAVE_AVX512)
+#if defined(LKV_P2_SIMD)
         if (pair && n - first >= 2 * LKV_P2_CHUNK_VECTORS) {
             size_t b1 = 0;
             if (chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, NULL) == LKV_OK &&
@@ -845,7 +869,7 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
                            NULL) == LKV_OK) {
                 const uint8_t *const body[2] = {in + pos + 4, in + pos + bytes + 4};
                 const size_t blen[2] = {bytes - 4, b1 - 4};
-                if (decode_pair(&ms, body, blen, dt, (uint8_t *)dst, first)) {
+                if (decode_pair(&ms, ks, body, blen, dt, (uint8_t *)dst, first)) {
                     pos += bytes + b1;
                     first += LKV_P2_CHUNK_VECTORS;
                     continue;
@@ -855,8 +879,8 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
 #endif
         st = chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, diag);
         if (st == LKV_OK)
-            st = decode_chunk(&ms, in + pos + 4, bytes - 4, cnt, dt, (uint8_t *)dst, first, pos,
-                              isa, diag);
+            st = decode_chunk(&ms, in + pos + 4, bytes - 4, cnt, dt, (uint8_t *)dst, first, pos, ks,
+                              diag);
         if (st != LKV_OK)
             return st;
         pos += bytes;

@@ -14,6 +14,7 @@
  * lkv_isa_supported() says yes. FMA is never enabled here.
  */
 #include "lkv_codec_internal.h"
+#include "lkv_p2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -463,3 +464,29 @@ lkv_status lkv_decode_avx2(const lkv_derived *d, const uint8_t *src, size_t n, l
 {
     return sk_decode(d, src, n, dt, dst, diag);
 }
+
+#include "p2_avx2.h"
+
+static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
+                   size_t *pos, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
+                   lkv_dtype dt)
+{
+    int16_t kt[LKV_DIM_MAX * LKV_P2_LANES];
+    p2a_stream st = {body, len, *pos, state, r16, rows};
+    const int ok = p2a_slot(m, vt, &st, kt, dt);
+    *pos = st.pos;
+    return ok;
+}
+
+static unsigned p2_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
+                            unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
+                            uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
+{
+    sk_scratch sc;
+    return p2a_quantise(m, dt, rows, cnt, r16, k, c, kt, ct, &sc);
+}
+
+/* No two-chunk decode: with 8 registers of state for two streams the AVX2
+ * decode ran at 4.0 M vectors/s, with one stream at 4.6 (codec_p2_bench,
+ * 2^19 vectors, dev VM); 16 ymm registers do not hold both chains. */
+const lkv_p2_kernels lkv_p2_kernels_avx2 = {8, p2_slot, NULL, p2_quantise, p2a_encode_block};

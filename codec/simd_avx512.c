@@ -444,9 +444,9 @@ lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n,
 
 #include "p2_avx512.h"
 
-int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body,
-                       size_t len, size_t *pos, uint32_t *state, const uint16_t *r16,
-                       uint8_t *const *rows, lkv_dtype dt)
+static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
+                   size_t *pos, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
+                   lkv_dtype dt)
 {
     int16_t kt[LKV_DIM_MAX * LKV_P2_LANES];
     p2v_stream st = {body, len, *pos, state, r16, rows};
@@ -455,8 +455,7 @@ int lkv_p2_slot_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8
     return ok;
 }
 
-int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io,
-                        lkv_dtype dt)
+static int p2_slot2(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io, lkv_dtype dt)
 {
     if (m->dim > LKV_P2_PAIR_DIM_MAX)
         return 0;
@@ -470,17 +469,12 @@ int lkv_p2_slot2_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slo
     return ok;
 }
 
-unsigned lkv_p2_quantise_avx512(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                                unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                                uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
+static unsigned p2_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
+                            unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
+                            uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
 {
     sk_scratch sc;
     return p2v_quantise(m, dt, rows, cnt, r16, k, c, kt, ct, &sc);
 }
 
-int lkv_p2_encode_block_avx512(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
-                               const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
-                               size_t limit)
-{
-    return p2v_encode_block(m, vt, kt, ct, state, base, wp, limit);
-}
+const lkv_p2_kernels lkv_p2_kernels_avx512 = {16, p2_slot, p2_slot2, p2_quantise, p2v_encode_block};
