@@ -286,6 +286,254 @@ def turboquant(x, nb, lv):
     return fwht(yh / math.sqrt(D)) * f16(r), D * nb + 16
 
 
+# ------------------------------------------- next levers (second round)
+# Profile 2 as the C codec builds it has Q = 4 sigma; these are its Q points.
+P2_QS_C = [3, 4, 6, 8, 11, 16, 23, 32, 45, 54, 64, 91, 128, 181, 256, 362]
+# codec_quality's reference grids, so that the margins below are computed
+# as its report computes them: profile 1 E8 at these Q, Hadamard int4..8,
+# TurboQuant-style 1..8 bits; a lever's points between 336 and 1104 bits.
+C_P1_QS = [2, 5, 10, 19, 38, 76, 152]
+C_INT_BITS = [4, 5, 6, 7, 8]
+RANGE_BITS = (2.6 * D, 8.6 * D)
+LOW_BITS = (2.6 * D, 4.0 * D)
+ESC_RAW_BITS = 16.0
+MAX_BINS = 256  # a per-channel table codes bins of 2^b points beyond this
+
+
+def vec_overhead(vpl):
+    """rANS final states (32 bits per lane of vpl vectors), the chunk's u32
+    length and byte padding, per vector."""
+    return RANS_FLUSH_BITS / vpl + (32.0 + 8.0) / (LANES * vpl)
+
+
+def code_norm(r, mode):
+    """The coded norm and its bits. mode: ("fp16",); ("fp", m): fp16's
+    5-bit exponent and m mantissa bits, no sign bit; ("log", step, bits):
+    2^(step * k), k a signed integer of `bits` bits."""
+    if mode[0] == "fp16":
+        return f16(r), 16.0
+    if mode[0] == "fp":
+        m = mode[1]
+        mant, ex = np.frexp(f16(r))  # r = mant * 2^ex, mant in [0.5, 1)
+        scale = 2.0 ** (m + 1)
+        return np.ldexp(np.rint(mant * scale) / scale, ex), 5.0 + m
+    step, bits = mode[1], mode[2]
+    k = np.clip(np.rint(np.log2(r) / step), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return 2.0 ** (k * step), float(bits)
+
+
+def norm_rule(sigma):
+    """fp norm with mantissa bits growing with the rate: its relative error
+    stays near 1 % of the lattice's (1.15 / Q^2 = 0.072 / sigma^2)."""
+    return ("fp", int(min(10, max(2, math.ceil(math.log2(sigma) + 3.0)))))
+
+
+class ChannelE8Model:
+    """E8 model with one discretised Gaussian per coordinate, its standard
+    deviation one of 2^nbits levels sigma*sqrt(D) * 2^(-step*k) (the top
+    level is the largest RMS a coordinate can have, since sum z^2 = D sigma^2).
+    Per level: the two cosets' marginal tables and the last coordinate's
+    parity-class tables, each over bins of 2^b points (b = 0 while the table
+    has at most MAX_BINS entries; the b low bits are then sent raw), plus an
+    escape followed by ESC_RAW_BITS raw bits beyond +-(7 s + 2). Stored as
+    code lengths in bits, so that coding is a gather."""
+
+    def __init__(self, sigma, step, nbits):
+        nl = 1 << nbits
+        self.s = sigma * math.sqrt(D) * 2.0 ** (-step * np.arange(nl))
+        self.r = np.array([int(math.ceil(7 * s)) + 2 for s in self.s])
+        self.b = np.zeros(nl, dtype=np.int64)
+        for k, r in enumerate(self.r):
+            while (2 * r + 1 + (1 << self.b[k]) - 1) >> self.b[k] > MAX_BINS:
+                self.b[k] += 1
+        esc = MAX_BINS
+        m = float(1 << FREQ_BITS)
+        self.cl = np.full((2, 3, nl, MAX_BINS + 1), np.inf)  # coset, all/even/odd
+        self.mass = np.zeros((2, 2, nl))  # coset, (sum p, sum (-1)^w p)
+        for k in range(nl):
+            r, b, s = self.r[k], self.b[k], self.s[k]
+            w = np.arange(-r, r + 1)
+            idx = (w + r) >> b
+            nb = idx[-1] + 1
+            for c in (0, 1):
+                pw = np.exp(-0.5 * ((w + 0.5 * c) / s) ** 2)
+                self.mass[c, 0, k] = pw.sum()
+                self.mass[c, 1, k] = (pw * np.where(w & 1, -1.0, 1.0)).sum()
+                pesc = pw.sum() * 1e-9 + 1e-300
+                marg = np.append(np.bincount(idx, pw, minlength=nb), pesc)
+                f = quantise_freqs(marg)
+                self.cl[c, 0, k, :nb] = -np.log2(f[:-1] / m) + b
+                self.cl[c, 0, k, esc] = -np.log2(f[-1] / m) + ESC_RAW_BITS
+                for par in (0, 1):
+                    pm = np.bincount(idx, pw * ((w & 1) == par), minlength=nb)
+                    ok = np.append(pm > 0, True)
+                    f = np.zeros(nb + 1, dtype=np.int64)
+                    f[ok] = quantise_freqs(np.append(pm, pesc)[ok])
+                    raw = max(b - 1, 0)
+                    with np.errstate(divide="ignore"):
+                        self.cl[c, 1 + par, k, :nb] = -np.log2(f[:-1] / m) + raw
+                    self.cl[c, 1 + par, k, esc] = -np.log2(f[-1] / m) + ESC_RAW_BITS
+
+    def level(self, rms, step):
+        """Side information: the level closest to rms in log2 (clamped)."""
+        with np.errstate(divide="ignore"):
+            k = np.rint(np.log2(self.s[0] / np.maximum(rms, 1e-300)) / step)
+        return np.clip(k, 0, len(self.s) - 1).astype(np.int64)
+
+    def code_bits(self, p, lev):
+        """Bits of each vector of points p (chunks, vectors, D) with levels
+        lev (chunks, D): coset bit, coordinates 0..6 of each block from their
+        own marginal, coordinate 7 from its parity-class table."""
+        nc, nv = p.shape[:2]
+        blk = p.reshape(nc, nv, N_BLK, 8)
+        coset = (np.abs(blk[..., 0] - np.round(blk[..., 0])) > 0.25).astype(np.int64)
+        w = np.floor(blk).astype(np.int64)
+        lv = np.broadcast_to(lev.reshape(nc, 1, N_BLK, 8), w.shape)
+        r, b = self.r[lv], self.b[lv]
+        esc = np.abs(w) > r
+        idx = np.where(esc, MAX_BINS, (np.clip(w, -r, r) + r) >> b)
+        par = w[..., :7].sum(-1) & 1
+        cb = np.broadcast_to(coset[..., None], w.shape)
+        bits = self.cl[cb[..., :7], 0, lv[..., :7], idx[..., :7]].sum(-1)
+        bits += self.cl[coset, 1 + par, lv[..., 7], idx[..., 7]]
+        # coset bit: P(integer coset) = Z0 / (Z0 + Z1), Z_c = (prod A0 +
+        # prod A1) / 2 over the block's 8 levels, quantised like the rest.
+        lb = lev.reshape(nc, N_BLK, 8)
+        z = [0.5 * (self.mass[c, 0, lb].prod(-1) + self.mass[c, 1, lb].prod(-1)) for c in (0, 1)]
+        pint = z[0] / (z[0] + z[1])
+        mm = 1 << FREQ_BITS
+        f0 = 1 + np.floor(pint * (mm - 2))
+        f1 = 1 + np.floor((1.0 - pint) * (mm - 2))
+        big0 = f0 >= f1
+        f0 = np.where(big0, mm - f1, f0)
+        f1 = np.where(big0, f1, mm - f0)
+        cbits = -np.log2(np.stack([f0, f1]) / float(mm))  # (2, nc, N_BLK)
+        bits += np.where(coset == 0, cbits[0][:, None, :], cbits[1][:, None, :])
+        return bits.sum(-1)
+
+
+_MODELS = {}
+
+
+def rot_model(sigma):
+    if ("rot", sigma) not in _MODELS:
+        _MODELS[("rot", sigma)] = gaussian_e8_model(sigma)
+    return _MODELS[("rot", sigma)]
+
+
+def chan_model(sigma, step, nbits):
+    if ("chan", sigma, step, nbits) not in _MODELS:
+        _MODELS[("chan", sigma, step, nbits)] = ChannelE8Model(sigma, step, nbits)
+    return _MODELS[("chan", sigma, step, nbits)]
+
+
+def chunk_means(x, chunk, mbits):
+    """Per chunk and channel mean, block floating point: one 8-bit exponent
+    per chunk, then a signed mbits-bit integer per channel."""
+    xc = x.reshape(-1, chunk, D)
+    mu = xc.mean(1)
+    top = np.abs(mu).max(-1, keepdims=True)
+    ex = np.ceil(np.log2(np.maximum(top, 1e-30)))
+    step = 2.0 ** ex / (2 ** (mbits - 1) - 1)
+    muq = np.rint(mu / step) * step
+    return np.repeat(muq, chunk, axis=0), 8.0 + mbits * D
+
+
+def quantise_p2(x, sigma, rotate, norm, enc_norm, mu=None):
+    """Profile 2's front end in the rotated (rotate) or the channel domain.
+    The step is fixed relative to the norm of x - mu; enc_norm: the encoder
+    divides by the coded norm instead of the exact one."""
+    xc = x if mu is None else x - mu
+    r = np.maximum(np.sqrt((xc ** 2).sum(-1, keepdims=True)), 2.0 ** -23)
+    rh, nbits = code_norm(r, norm)
+    u = xc / (rh if enc_norm else r)
+    y = fwht(u) if rotate else u
+    g = sigma * math.sqrt(D)
+    p = e8_box(y * g, np.inf)
+    t = p / g
+    xh = (fwht(t) if rotate else t) * rh
+    if mu is not None:
+        xh = xh + mu
+    return p, xh, nbits
+
+
+def run_lever(x, sigma, cfg):
+    """One (bits per vector, rel-MSE, extra) point of a lever configuration.
+    cfg keys: modes (subset of rot, chan, chanmu: the encoder picks one per
+    chunk), vpl (vectors per rANS lane; chunk = 32 vpl), norm, enc_norm,
+    grid (step in octaves, bits per level), mbits (mean mantissa bits)."""
+    vpl = cfg.get("vpl", VEC_PER_LANE)
+    chunk = LANES * vpl
+    norm = cfg.get("norm", ("fp16",))
+    if norm == "rule":
+        norm = norm_rule(sigma)
+    enc = cfg.get("enc_norm", False)
+    step, lbits = cfg.get("grid", (0.5, 5))
+    nc = len(x) // chunk
+    x3 = x.reshape(nc, chunk, D)
+    cand = []  # per mode: (bits per chunk, SSE per chunk, xh)
+    for mode in cfg["modes"]:
+        mu, side = None, 0.0
+        if mode == "chanmu":
+            mu, side = chunk_means(x, chunk, cfg.get("mbits", 6))
+        p, xh, nbits = quantise_p2(x, sigma, mode == "rot", norm, enc, mu)
+        if mode == "rot":
+            bits = rot_model(sigma).code_bits(p).reshape(nc, chunk)
+        else:
+            cm = chan_model(sigma, step, lbits)
+            p3 = p.reshape(nc, chunk, D)
+            lev = cm.level(np.sqrt((p3 ** 2).mean(1)), step)
+            # the level is chosen from the RMS of the points, which the
+            # encoder has; the z it came from would do as well.
+            bits = cm.code_bits(p3, lev)
+            side += lbits * D
+        sse = ((x - xh) ** 2).sum(-1).reshape(nc, chunk)
+        cand.append((bits.sum(-1) + side + chunk * nbits, sse.sum(-1), xh))
+    b = np.stack([c[0] for c in cand])
+    e = np.stack([c[1] for c in cand])
+    # Lagrangian choice: at high rate one bit per coordinate is 6.02 dB, so
+    # a chunk's cost is bits + D*chunk/(2 ln 2) * ln(SSE); with equal errors
+    # this is "the fewer bits".
+    j = b + D * chunk / (2.0 * math.log(2.0)) * np.log(np.maximum(e, 1e-300))
+    pick = j.argmin(0)
+    flag = math.log2(len(cand)) if len(cand) > 1 else 0.0
+    total = b[pick, np.arange(nc)].sum() + nc * (flag + vec_overhead(vpl) * chunk)
+    sse = e[pick, np.arange(nc)].sum()
+    return (float(total / len(x)), float(sse / (x ** 2).sum()),
+            np.bincount(pick, minlength=len(cand)).tolist())
+
+
+LEVERS = {
+    "L0_today": {"modes": ["rot"]},
+    "L1_chan_h4": {"modes": ["chan"], "grid": (0.5, 4)},
+    "L1_chan_h5": {"modes": ["chan"], "grid": (0.5, 5)},
+    "L1_chan_q5": {"modes": ["chan"], "grid": (0.25, 5)},
+    "L1_chan_q6": {"modes": ["chan"], "grid": (0.25, 6)},
+    "L1_choice": {"modes": ["rot", "chan"], "grid": (0.5, 5)},
+    "L1_chanmu": {"modes": ["chanmu"], "grid": (0.5, 5)},
+    "L1_choice_mu": {"modes": ["rot", "chanmu"], "grid": (0.5, 5)},
+    "L1_choice3": {"modes": ["rot", "chan", "chanmu"], "grid": (0.5, 5)},
+    "L2_vpl8": {"modes": ["rot"], "vpl": 8},
+    "L3_fp_rule": {"modes": ["rot"], "norm": "rule"},
+    "L3_log12": {"modes": ["rot"], "norm": ("log", 1.0 / 64, 12)},
+    "L3_enc_log9": {"modes": ["rot"], "norm": ("log", 1.0 / 8, 9), "enc_norm": True},
+    "L3_enc_log8": {"modes": ["rot"], "norm": ("log", 1.0 / 4, 8), "enc_norm": True},
+}
+
+
+def margins(pts, ref_pts, lo, hi):
+    """dB by which a curve lies below a reference at the curve's own points
+    in [lo, hi] bits, the reference interpolated log-linearly (as
+    codec_quality's db_range_in): (min, max, count)."""
+    d = []
+    for b, m in pts:
+        if lo <= b <= hi:
+            mr = interp_mse(ref_pts, b)
+            if mr is not None:
+                d.append(10 * math.log10(mr / m))
+    return (min(d), max(d), len(d)) if d else (None, None, 0)
+
+
 # ---------------------------------------------------------------- driver
 P1_QS = [2, 3, 5, 7, 10, 15, 19, 31, 38, 63, 76, 127, 152]
 P2_SIGMAS = [0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0, 11.3, 13.5, 16.0, 22.6, 32.0, 45.3]
@@ -312,10 +560,25 @@ def interp_mse(points, bits):
     return None
 
 
+def print_table(ds, summ, names):
+    def rng(v):
+        return "   n/a       " if v[0] is None else "%+5.2f..%+5.2f" % tuple(v)
+    print("%-18s %-14s %-13s %-13s %-13s %-13s %s" % (
+        ds, "lever", "vs P1 E8", "vs Hadamard", "vs TQ-style", "vs today", "today 2.6-4"))
+    for n in names:
+        s = summ[n]
+        print("%-18s %-14s %s %s %s %s %s  (%.0f b at Q38 err)" % (
+            "", n, rng(s["margin_vs_p1_e8"]), rng(s["margin_vs_hadamard"]),
+            rng(s["margin_vs_turboquant"]), rng(s["db_vs_today"]), rng(s["db_vs_today_low"]),
+            s["bits_at_p1_q38_error"] or float("nan")), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=16384)
     ap.add_argument("--json")
+    ap.add_argument("--levers", help="comma-separated subset of LEVERS (default: all)")
+    ap.add_argument("--datasets", help="comma-separated subset of the datasets")
     args = ap.parse_args()
     t0 = time.time()
     seed = 0x6B616B6579614C31
@@ -337,6 +600,8 @@ def main():
            "profile2_overhead_bits_per_vector": OVERHEAD_PER_VEC,
            "one_scale_step_t": best_t, "shapes": SHAPES, "datasets": {}}
     for di, ds in enumerate(DATASETS):
+        if args.datasets and ds not in args.datasets.split(","):
+            continue
         x = gen(ds, args.n, np.random.default_rng(seed + di))
         res = {k: [] for k in ["p1_e8", "A_one_scale", "B_exact_count", "AB",
                                "C_entropy_p1", "p2_e8", "p2_e8_shapes", "p2_z", "hadamard_int",
@@ -376,12 +641,24 @@ def main():
             res["turboquant"].append([b, rel_mse(x, xh), nb])
         for b in range(200, 1201, 50):
             res["shannon"].append([b, 2.0 ** (-2.0 * (b - 16) / D)])
+        for name, cfg in LEVERS.items():
+            if args.levers and name not in args.levers.split(","):
+                continue
+            res[name] = []
+            for q in P2_QS_C:
+                b, e, picks = run_lever(x, q / 4.0, cfg)
+                # [bits per vector, rel-MSE, Q, chunks per mode]
+                res[name].append([b, e, q, picks])
         # Summary: equal-error bits and equal-bits dB against profile 1 E8.
         p1 = [(b, m) for b, m, *_ in res["p1_e8"]]
+        p1_ref = [(b, m) for b, m, q in res["p1_e8"] if q in C_P1_QS]
+        had_ref = [(b, m) for b, m, nb in res["hadamard_int"] if nb in C_INT_BITS]
+        tq_ref = [(b, m) for b, m, _ in res["turboquant"]]
         summ = {}
+        levers = [k for k in LEVERS if k in res]
         for name in ["A_one_scale", "B_exact_count", "AB", "C_entropy_p1", "p2_e8",
                      "p2_e8_shapes", "p2_z",
-                     "hadamard_int", "turboquant"]:
+                     "hadamard_int", "turboquant"] + levers:
             pts = [(b, m) for b, m, *_ in res[name]]
             gains = []
             for b, m in p1:
@@ -394,10 +671,18 @@ def main():
                 "db_below_p1_at_equal_bits_max": max(gains) if gains else None,
                 "bits_at_p1_q38_error": interp_bits(pts, dict((q, m) for _, m, q in res["p1_e8"])[38]),
             }
+            # Issue 14's targets as codec_quality reports them (its grids).
+            for ref, rp in (("p1_e8", p1_ref), ("hadamard", had_ref), ("turboquant", tq_ref)):
+                summ[name]["margin_vs_" + ref] = margins(pts, rp, *RANGE_BITS)[:2]
+            if "L0_today" in res:
+                today = [(b, m) for b, m, *_ in res["L0_today"]]
+                summ[name]["db_vs_today"] = margins(pts, today, *RANGE_BITS)[:2]
+                summ[name]["db_vs_today_low"] = margins(pts, today, *LOW_BITS)[:2]
         summ["p1_q38_error"] = dict((q, m) for _, m, q in res["p1_e8"])[38]
         res["summary"] = summ
         out["datasets"][ds] = res
         print(ds, json.dumps(summ, indent=1), flush=True)
+        print_table(ds, summ, levers)
     out["seconds"] = time.time() - t0
     if args.json:
         with open(args.json, "w") as f:
