@@ -289,6 +289,9 @@ def turboquant(x, nb, lv):
 # ------------------------------------------- next levers (second round)
 # Profile 2 as the C codec builds it has Q = 4 sigma; these are its Q points.
 P2_QS_C = [3, 4, 6, 8, 11, 16, 23, 32, 45, 54, 64, 91, 128, 181, 256, 362]
+# Channel-domain coding needs fewer bits at a given Q on the structured sets,
+# so the lever rows go on to Q = 1023 (the format's largest) to span 8.6 bits.
+LEVER_QS = P2_QS_C + [512, 724, 1023]
 # codec_quality's reference grids, so that the margins below are computed
 # as its report computes them: profile 1 E8 at these Q, Hadamard int4..8,
 # TurboQuant-style 1..8 bits; a lever's points between 336 and 1104 bits.
@@ -513,11 +516,16 @@ LEVERS = {
     "L1_chanmu": {"modes": ["chanmu"], "grid": (0.5, 5)},
     "L1_choice_mu": {"modes": ["rot", "chanmu"], "grid": (0.5, 5)},
     "L1_choice3": {"modes": ["rot", "chan", "chanmu"], "grid": (0.5, 5)},
+    "L1_chanmu4": {"modes": ["chanmu"], "grid": (0.5, 5), "mbits": 4},
+    "L1_chanmu8": {"modes": ["chanmu"], "grid": (0.5, 5), "mbits": 8},
     "L2_vpl8": {"modes": ["rot"], "vpl": 8},
     "L3_fp_rule": {"modes": ["rot"], "norm": "rule"},
     "L3_log12": {"modes": ["rot"], "norm": ("log", 1.0 / 64, 12)},
     "L3_enc_log9": {"modes": ["rot"], "norm": ("log", 1.0 / 8, 9), "enc_norm": True},
     "L3_enc_log8": {"modes": ["rot"], "norm": ("log", 1.0 / 4, 8), "enc_norm": True},
+    "L3_enc_log7": {"modes": ["rot"], "norm": ("log", 1.0 / 2, 7), "enc_norm": True},
+    "L4_all": {"modes": ["rot", "chan", "chanmu"], "grid": (0.5, 5), "vpl": 8,
+               "norm": ("log", 1.0 / 4, 8), "enc_norm": True},
 }
 
 
@@ -645,7 +653,7 @@ def main():
             if args.levers and name not in args.levers.split(","):
                 continue
             res[name] = []
-            for q in P2_QS_C:
+            for q in LEVER_QS:
                 b, e, picks = run_lever(x, q / 4.0, cfg)
                 # [bits per vector, rel-MSE, Q, chunks per mode]
                 res[name].append([b, e, q, picks])
