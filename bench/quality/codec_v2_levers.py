@@ -13,8 +13,17 @@ coder would use (total 2^14), plus the rANS and offset-table overheads of the
 chunk layout described in docs/codec-v2.md. Nothing is trained on the data
 that is measured.
 
+The second-round levers (rows L0_..L4_, docs/codec-v2.md "Next levers
+(measured)") run on the C codec's Q points: per-chunk choice between the
+rotated and the channel domain with per-chunk per-channel models (L1), 8
+vectors per rANS lane (L2), a cheaper norm (L3), and all three (L4). Each
+dataset's summary also gives the margins issue 14 sets, computed on
+codec_quality's grids: dB below profile 1 E8, Hadamard int-N and the
+TurboQuant-style baseline at equal bits (2.6..8.6 bits per coordinate).
+
 Run:  /usr/bin/python3 bench/quality/codec_v2_levers.py \
-          --json bench/results/codec-v2-levers-dev-vm-2core.json
+          --json bench/results/codec-v2-levers2-dev-vm-2core.json
+      (--levers L0_today,L4_all and --datasets keys pick a subset)
 """
 import argparse
 import json
@@ -473,8 +482,7 @@ def run_lever(x, sigma, cfg):
     enc = cfg.get("enc_norm", False)
     step, lbits = cfg.get("grid", (0.5, 5))
     nc = len(x) // chunk
-    x3 = x.reshape(nc, chunk, D)
-    cand = []  # per mode: (bits per chunk, SSE per chunk, xh)
+    cand = []  # per mode: (bits per chunk, SSE per chunk)
     for mode in cfg["modes"]:
         mu, side = None, 0.0
         if mode == "chanmu":
@@ -491,7 +499,7 @@ def run_lever(x, sigma, cfg):
             bits = cm.code_bits(p3, lev)
             side += lbits * D
         sse = ((x - xh) ** 2).sum(-1).reshape(nc, chunk)
-        cand.append((bits.sum(-1) + side + chunk * nbits, sse.sum(-1), xh))
+        cand.append((bits.sum(-1) + side + chunk * nbits, sse.sum(-1)))
     b = np.stack([c[0] for c in cand])
     e = np.stack([c[1] for c in cand])
     # Lagrangian choice: at high rate one bit per coordinate is 6.02 dB, so
