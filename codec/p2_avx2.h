@@ -79,12 +79,6 @@ static inline vi p2a_blend(vi m, vi t, vi f)
     return _mm256_blendv_epi8(f, t, m);
 }
 
-/* 8 int32 lanes as 8 int16 (values in range). */
-static inline __m128i p2a_to16(vi v)
-{
-    return _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-}
-
 /* Refills the lanes of x below 2^16 from the word stream, in lane order;
  * 0 when the stream ends first. */
 static inline int p2a_refill(vi *x, const uint8_t *body, size_t len, size_t *pos)
@@ -291,7 +285,7 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
                 const vi kv = _mm256_add_epi32(p2a_of(tb.jlo, ti[g]), u[g]);
                 par[g] = _mm256_xor_si256(par[g], _mm256_and_si256(kv, one));
                 const vi p2 = _mm256_add_epi32(_mm256_add_epi32(kv, kv), cs[g]);
-                _mm_storeu_si128((__m128i *)&kt[(8 * blk + i) * kw + 8u * g], p2a_to16(p2));
+                vi_store16(&kt[(8 * blk + i) * kw + 8u * g], p2);
             }
         }
 #pragma GCC unroll 4
@@ -306,7 +300,7 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
             const vi jv = _mm256_add_epi32(p2a_of(tb.jlo, ti[g]), u[g]);
             const vi k7 = _mm256_add_epi32(_mm256_slli_epi32(jv, 1), par[g]);
             const vi p2 = _mm256_add_epi32(_mm256_add_epi32(k7, k7), cs[g]);
-            _mm_storeu_si128((__m128i *)&kt[(8 * blk + 7) * kw + 8u * g], p2a_to16(p2));
+            vi_store16(&kt[(8 * blk + 7) * kw + 8u * g], p2);
         }
     }
 #pragma GCC unroll 4
@@ -329,66 +323,6 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
             sk_store_chunk(dt, t->rows + gl, 8, ch * 8u, buf + ch * 8u);
     }
     return 1;
-}
-
-/*
- * The encoder's front end for 8 vectors of one piece, as p2v_quantise: the
- * pairwise norm, r = max(norm, 2^-23), u = x / r, the butterfly, times Q,
- * times 1/4, then the E8 box search per block. rows[l] for l >= cnt repeat
- * row 0. With kt: the points symbol-major (kt[j * 32 + l], ct[blk * 32 +
- * l]); else k[l], c[l]. Returns the lanes < cnt that cannot be coded.
- */
-static unsigned p2a_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                             unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                             uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct,
-                             sk_scratch *sc)
-{
-    const unsigned live = cnt >= 8u ? 0xffu : (1u << cnt) - 1u;
-    sk_consts kc;
-    memset(&kc, 0, sizeof kc);
-    kc.dim = m->dim;
-    unsigned bad = 0;
-    const vf ss = sk_load_norm(&kc, dt, rows, sc, &bad);
-    const vf eps = vf_set1(LKV_EPS);
-    vf r = vf_sqrt(ss);
-    r = vf_blend(vm_ge(r, eps), r, eps);
-    const vi h = vi_h_from_f(r);
-    bad |= vm_bits(vm_ieq(h, vi_set1(LKV_F16_INF_BITS)));
-    if (bad & live)
-        return bad & live;
-    vf unused = vf_set1(0.0f);
-    sk_fwht(sc->buf, m->dim, 0, r, vf_set1(m->qf), r, &unused);
-    const vf quarter = vf_set1(0.25f), box = vf_set1(m->box_f);
-    int32_t hv[8];
-    _mm256_storeu_si256((__m256i *)hv, h);
-    for (unsigned l = 0; l < cnt; l++)
-        r16[l] = (uint16_t)hv[l];
-    for (uint32_t blk = 0; blk < m->nblocks; blk++) {
-        vf z[8], g[8];
-        vm half;
-        for (int i = 0; i < 8; i++)
-            z[i] = vf_mul(sc->buf[8 * blk + (uint32_t)i], quarter);
-        sk_e8(z, box, g, &half);
-        const vi hb = _mm256_and_si256(_mm256_castps_si256(half), _mm256_set1_epi32(1));
-        if (kt) {
-            for (int i = 0; i < 8; i++)
-                _mm_storeu_si128((__m128i *)(kt + (8 * blk + (uint32_t)i) * LKV_P2_LANES),
-                                 p2a_to16(vi_from_f(g[i])));
-            const __m128i b8 = _mm_packs_epi16(p2a_to16(hb), _mm_setzero_si128());
-            _mm_storel_epi64((__m128i *)(ct + blk * LKV_P2_LANES), b8);
-            continue;
-        }
-        int16_t t[8][8];
-        for (int i = 0; i < 8; i++)
-            _mm_storeu_si128((__m128i *)t[i], p2a_to16(vi_from_f(g[i])));
-        const unsigned hm = vm_bits(half);
-        for (unsigned l = 0; l < cnt; l++) {
-            for (int i = 0; i < 8; i++)
-                k[l][8 * blk + (uint32_t)i] = t[i][l];
-            c[l][blk] = (uint8_t)((hm >> l) & 1u);
-        }
-    }
-    return 0;
 }
 
 /* rANS encode of one symbol in the 8 lanes of x, lanes in descending order:

@@ -257,8 +257,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
                 const vi kv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
                 par[g] = _mm512_xor_si512(par[g], _mm512_and_si512(kv, one));
                 const vi p2 = _mm512_add_epi32(_mm512_add_epi32(kv, kv), cs[g]);
-                _mm256_storeu_si256((__m256i *)&kt[(8 * blk + i) * kw + 16u * g],
-                                    _mm512_cvtepi32_epi16(p2));
+                vi_store16(&kt[(8 * blk + i) * kw + 16u * g], p2);
             }
         }
         uint32_t raw7[2] = {0, 0};
@@ -277,8 +276,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
             const vi jv = _mm512_add_epi32(_mm512_permutexvar_epi32(ti[g], tb.jlo), u[g]);
             const vi k7 = _mm512_add_epi32(_mm512_slli_epi32(jv, 1), par[g]);
             const vi p2 = _mm512_add_epi32(_mm512_add_epi32(k7, k7), cs[g]);
-            _mm256_storeu_si256((__m256i *)&kt[(8 * blk + 7) * kw + 16u * g],
-                                _mm512_cvtepi32_epi16(p2));
+            vi_store16(&kt[(8 * blk + 7) * kw + 16u * g], p2);
         }
     }
 #pragma GCC unroll 4
@@ -314,68 +312,6 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
         }
     }
     return 1;
-}
-
-/*
- * The encoder's front end for 16 vectors of one piece, profile 1's lane-wise
- * pieces in p2.c quantise's order: the pairwise norm (sk_load_norm), r =
- * max(norm, 2^-23), u = x / r, the butterfly, times Q (sk_fwht's last
- * step), times 1/4, then the E8 box search of ref.c (sk_e8) per block.
- * rows[l] for l >= cnt repeat row 0. k[l] and c[l] receive lane l's points
- * and cosets, r16[l] its norm, for l < cnt. Returns the lanes < cnt that
- * cannot be coded (NaN/Inf, norm overflow); then nothing is valid and the
- * caller reports the first failing vector as the scalar path does.
- */
-static unsigned p2v_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                             unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                             uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct,
-                             sk_scratch *sc)
-{
-    const unsigned live = cnt >= 16u ? 0xffffu : (1u << cnt) - 1u;
-    sk_consts kc;
-    memset(&kc, 0, sizeof kc);
-    kc.dim = m->dim;
-    unsigned bad = 0;
-    const vf ss = sk_load_norm(&kc, dt, rows, sc, &bad);
-    const vf eps = vf_set1(LKV_EPS);
-    vf r = vf_sqrt(ss);
-    r = vf_blend(vm_ge(r, eps), r, eps);
-    const vi h = vi_h_from_f(r);
-    bad |= vm_bits(vm_ieq(h, vi_set1(LKV_F16_INF_BITS)));
-    if (bad & live)
-        return bad & live;
-    vf unused = vf_set1(0.0f);
-    sk_fwht(sc->buf, m->dim, 0, r, vf_set1(m->qf), r, &unused);
-    const vf quarter = vf_set1(0.25f), box = vf_set1(m->box_f);
-    int32_t hv[16];
-    _mm512_storeu_si512(hv, h);
-    for (unsigned l = 0; l < cnt; l++)
-        r16[l] = (uint16_t)hv[l];
-    for (uint32_t blk = 0; blk < m->nblocks; blk++) {
-        vf z[8], g[8];
-        vm half;
-        for (int i = 0; i < 8; i++)
-            z[i] = vf_mul(sc->buf[8 * blk + (uint32_t)i], quarter);
-        sk_e8(z, box, g, &half);
-        if (kt) { /* symbol-major: kt[j * 32 + l], ct[blk * 32 + l] */
-            for (int i = 0; i < 8; i++)
-                _mm256_storeu_si256((__m256i *)(kt + (8 * blk + (uint32_t)i) * LKV_P2_LANES),
-                                    _mm512_cvtepi32_epi16(vi_from_f(g[i])));
-            _mm_storeu_si128((__m128i *)(ct + blk * LKV_P2_LANES),
-                             _mm512_cvtepi32_epi8(_mm512_maskz_mov_epi32(half, vi_set1(1))));
-            continue;
-        }
-        int16_t t[8][16];
-        for (int i = 0; i < 8; i++)
-            _mm256_storeu_si256((__m256i *)t[i], _mm512_cvtepi32_epi16(vi_from_f(g[i])));
-        const unsigned hb = vm_bits(half);
-        for (unsigned l = 0; l < cnt; l++) {
-            for (int i = 0; i < 8; i++)
-                k[l][8 * blk + (uint32_t)i] = t[i][l];
-            c[l][blk] = (uint8_t)((hb >> l) & 1u);
-        }
-    }
-    return 0;
 }
 
 /* rANS encode of one symbol in the 16 lanes of x, lanes in descending

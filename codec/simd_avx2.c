@@ -172,6 +172,17 @@ static inline vi vi_mulhi(vi a, vi b)
     const vi od = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32));
     return _mm256_blend_epi32(ev, od, 0xAA);
 }
+/* The 8 lanes of v as int16 (values in range) or as bytes (0..127). */
+static inline void vi_store16(int16_t *p, vi v)
+{
+    _mm_storeu_si128((__m128i *)p,
+                     _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+static inline void vi_store8(uint8_t *p, vi v)
+{
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64((__m128i *)p, _mm_packs_epi16(w, w));
+}
 static inline vi vi_h_from_f(vf a)
 {
     return _mm256_cvtepu16_epi32(_mm256_cvtps_ph(a, SK_RNE));
@@ -466,6 +477,7 @@ lkv_status lkv_decode_avx2(const lkv_derived *d, const uint8_t *src, size_t n, l
 }
 
 #include "p2_avx2.h"
+#include "p2_simd.h"
 
 static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
                    size_t *pos, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
@@ -478,15 +490,7 @@ static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *
     return ok;
 }
 
-static unsigned p2_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                            unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                            uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
-{
-    sk_scratch sc;
-    return p2a_quantise(m, dt, rows, cnt, r16, k, c, kt, ct, &sc);
-}
-
 /* No two-chunk decode: with 8 registers of state for two streams the AVX2
  * decode ran at 4.0 M vectors/s, with one stream at 4.6 (codec_p2_bench,
  * 2^19 vectors, dev VM); 16 ymm registers do not hold both chains. */
-const lkv_p2_kernels lkv_p2_kernels_avx2 = {8, p2_slot, NULL, p2_quantise, p2a_encode_block};
+const lkv_p2_kernels lkv_p2_kernels_avx2 = {8, p2_slot, NULL, p2_simd_quantise, p2a_encode_block};

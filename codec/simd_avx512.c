@@ -174,6 +174,15 @@ static inline vi vi_mulhi(vi a, vi b)
     const vi od = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32));
     return _mm512_mask_blend_epi32(0xAAAA, ev, od);
 }
+/* The 16 lanes of v as int16 (values in range) or as bytes (0..127). */
+static inline void vi_store16(int16_t *p, vi v)
+{
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(v));
+}
+static inline void vi_store8(uint8_t *p, vi v)
+{
+    _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(v));
+}
 static inline vi vi_h_from_f(vf a)
 {
     return _mm512_cvtepu16_epi32(_mm512_cvtps_ph(a, SK_RNE));
@@ -443,6 +452,7 @@ lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n,
 }
 
 #include "p2_avx512.h"
+#include "p2_simd.h"
 
 static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
                    size_t *pos, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
@@ -469,12 +479,5 @@ static int p2_slot2(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io
     return ok;
 }
 
-static unsigned p2_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                            unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                            uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
-{
-    sk_scratch sc;
-    return p2v_quantise(m, dt, rows, cnt, r16, k, c, kt, ct, &sc);
-}
-
-const lkv_p2_kernels lkv_p2_kernels_avx512 = {16, p2_slot, p2_slot2, p2_quantise, p2v_encode_block};
+const lkv_p2_kernels lkv_p2_kernels_avx512 = {16, p2_slot, p2_slot2, p2_simd_quantise,
+                                              p2v_encode_block};

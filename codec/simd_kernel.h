@@ -527,6 +527,21 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
     return t[0];
 }
 
+/* Loads a batch into sc->buf and returns each lane's r = max(norm, 2^-23);
+ * *r16 receives its fp16 bits, *bad the lanes holding NaN/Inf or whose r16
+ * overflows. */
+SK_INLINE vf sk_load_r(const sk_consts *c, lkv_dtype dt, const uint8_t *const *rows, sk_scratch *sc,
+                       vi *r16, unsigned *bad)
+{
+    const vf ss = sk_load_norm(c, dt, rows, sc, bad);
+    const vf eps = vf_set1(LKV_EPS);
+    vf r = vf_sqrt(ss);
+    r = vf_blend(vm_ge(r, eps), r, eps);
+    *r16 = vi_h_from_f(r);
+    *bad |= vm_bits(vm_ieq(*r16, vi_set1(LKV_F16_INF_BITS)));
+    return r;
+}
+
 /*
  * Big route (E8, Q >= 128): per block, X and Y (64-bit lanes) and the coset
  * lanes are parked in the block's own buf slots, which the search has
@@ -608,14 +623,11 @@ static unsigned sk_enc_batch(const lkv_derived *d, const sk_consts *c, lkv_dtype
         rows[l] = src + (l < cnt ? l : 0u) * vbytes; /* spare lanes repeat vector 0 */
 
     unsigned bad = 0;
-    const vf ss = sk_load_norm(c, dt, rows, sc, &bad);
-    const vf eps = vf_set1(LKV_EPS);
-    vf r = vf_sqrt(ss);
-    r = vf_blend(vm_ge(r, eps), r, eps);
-    const vi r16 = vi_h_from_f(r);
-    bad |= vm_bits(vm_ieq(r16, vi_set1(LKV_F16_INF_BITS)));
+    vi r16;
+    const vf r = sk_load_r(c, dt, rows, sc, &r16, &bad);
     if (bad & live)
         return bad & live;
+    const vf eps = vf_set1(LKV_EPS);
 
     vf m = vf_set1(0.0f);
     sk_fwht(sc->buf, c->dim, 0, r, vf_set1(c->inv_sqrt_d), r, &m);
