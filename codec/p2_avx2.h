@@ -13,9 +13,8 @@
  *   - masks are vectors of all-ones lanes, read as bits by movemask;
  *   - expand (a refill's k-th word to the k-th lane that needs one) and
  *     compress (an encoder's shed words to memory in lane order) are a
- *     permutevar8x32 by a per-mask index table (p2a_tab, built once at
- *     load time by a constructor: 256 masks, 3-bit indices packed in
- *     nibbles);
+ *     permutevar8x32 by a per-mask index table (p2a_tab: 256 masks, 3-bit
+ *     indices packed in nibbles, constant);
  *   - a refill reads 16 bytes when that many are left in the stream, else
  *     copies the few words it needs first: it never reads past the end;
  *   - the encoder writes its words right-aligned in a 16-byte store ending
@@ -36,25 +35,21 @@
 
 /* [0][m]: expand, nibble l = the rank of lane l among the set lanes of m;
  * [1][m]: compress to the top, nibble 8 - popcount(m) + k = the lane of
- * m's k-th set bit (lower nibbles 0). */
-static uint32_t p2a_tab[2][256];
-
-__attribute__((constructor)) static void p2a_tab_init(void)
-{
-    for (unsigned m = 0; m < 256; m++) {
-        const unsigned cnt = (unsigned)__builtin_popcount(m);
-        uint32_t e = 0, c = 0;
-        unsigned k = 0;
-        for (unsigned l = 0; l < 8; l++)
-            if (m >> l & 1u) {
-                e |= (uint32_t)k << (4 * l);
-                c |= (uint32_t)l << (4 * (8 - cnt + k));
-                k++;
-            }
-        p2a_tab[0][m] = e;
-        p2a_tab[1][m] = c;
-    }
-}
+ * m's k-th set bit (lower nibbles 0). Constant expressions, not a table
+ * built at load time: code in this file is compiled for AVX2, and a CPU
+ * without it must be able to load the library. */
+#define P2A_PC(m, l) ((uint64_t)__builtin_popcount((m) & ((1u << (l)) - 1u)))
+#define P2A_EX(m, l) (P2A_PC(m, l) << (4 * (l)))
+#define P2A_CO(m, l) \
+    (((m) >> (l)&1u) ? (uint64_t)(l) << (4 * (8 - P2A_PC(m, 8) + P2A_PC(m, l))) : 0u)
+#define P2A_ROW(F, m) \
+    (uint32_t)(F(m, 0) | F(m, 1) | F(m, 2) | F(m, 3) | F(m, 4) | F(m, 5) | F(m, 6) | F(m, 7))
+#define P2A_R4(F, m)  P2A_ROW(F, m), P2A_ROW(F, (m) + 1), P2A_ROW(F, (m) + 2), P2A_ROW(F, (m) + 3)
+#define P2A_R16(F, m) P2A_R4(F, m), P2A_R4(F, (m) + 4), P2A_R4(F, (m) + 8), P2A_R4(F, (m) + 12)
+#define P2A_R64(F, m) \
+    P2A_R16(F, m), P2A_R16(F, (m) + 16), P2A_R16(F, (m) + 32), P2A_R16(F, (m) + 48)
+#define P2A_R256(F) P2A_R64(F, 0u), P2A_R64(F, 64u), P2A_R64(F, 128u), P2A_R64(F, 192u)
+static const uint32_t p2a_tab[2][256] = {{P2A_R256(P2A_EX)}, {P2A_R256(P2A_CO)}};
 
 static inline vi p2a_perm(unsigned which, unsigned m)
 {
