@@ -44,7 +44,10 @@
  * Output: a table on stdout, --json FILE (read by plot_rd.py), --markdown
  * FILE (docs/quality.md). --oracle DIR additionally compares the codec with
  * the reference implementation's own reconstructions of the same inputs
- * (shared/data/reference-oracle). --self-test checks the Lloyd-Max solver on
+ * (shared/data/reference-oracle). --dump-data DIR writes the datasets
+ * exactly as generated (DIR/<name>.f32, little-endian fp32, and a manifest)
+ * and exits without measuring, for prototypes that must use the same data
+ * (codec_v2_levers.py --data). --self-test checks the Lloyd-Max solver on
  * the Gaussian (Max, 1960) and exits. Single-threaded on purpose: the report
  * is about quality, and the development machine is shared.
  */
@@ -242,6 +245,16 @@ static const dataset k_datasets[] = {
 #define N_BASIC      4u /* the reference's kinds; profile 1's summary is over these */
 #define DS_RL_KEYS   4u
 #define DS_RL_VALUES 5u
+
+/* Dataset ds of a run: its own generator, seeded with splitmix64(seed + ds),
+ * so each set is the same whatever else the run measures. */
+static void gen_dataset(size_t ds, uint64_t seed, float *x, size_t n)
+{
+    lkv_bench_rng r;
+    uint64_t st = seed + ds;
+    lkv_bench_rng_seed(&r, lkv_bench_splitmix64(&st));
+    k_datasets[ds].gen(&r, x, n);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Measurement                                                               */
@@ -2139,19 +2152,94 @@ static int self_test(void)
     return bad ? 1 : 0;
 }
 
+/*
+ * --dump-data DIR: every dataset of k_datasets as the measurement generates
+ * it (gen_dataset, the same seed and --vectors), so that other tools (e.g.
+ * codec_v2_levers.py --data) can measure on exactly this data. Each is
+ * DIR/<name>.f32, n x DIM little-endian fp32, row-major; DIR/manifest.json
+ * lists them with n, dim and the seed and is written last. DIR must exist;
+ * the manifest is opened first, so a bad DIR fails before any generation.
+ */
+static void dump_data(const char *dir, const run_info *ri)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    FILE *mf = fopen(path, "w");
+    if (!mf)
+        die("--dump-data %s: cannot write %s: %s", dir, path, strerror(errno));
+    float *x = malloc(ri->n * DIM * sizeof *x);
+    uint8_t row[DIM * 4];
+    if (!x)
+        die("out of memory for %zu vectors", ri->n);
+    for (size_t ds = 0; ds < N_DATASETS; ds++) {
+        gen_dataset(ds, ri->seed, x, ri->n);
+        snprintf(path, sizeof path, "%s/%s.f32", dir, k_datasets[ds].name);
+        FILE *f = fopen(path, "wb");
+        if (!f)
+            die("--dump-data %s: cannot write %s: %s", dir, path, strerror(errno));
+        int ok = 1;
+        for (size_t i = 0; i < ri->n && ok; i++) {
+            for (uint32_t j = 0; j < DIM; j++) { /* little-endian on any host */
+                uint32_t u;
+                memcpy(&u, &x[i * DIM + j], sizeof u);
+                for (int b = 0; b < 4; b++)
+                    row[4 * j + (uint32_t)b] = (uint8_t)(u >> (8 * b));
+            }
+            ok = fwrite(row, 1, sizeof row, f) == sizeof row;
+        }
+        if (fclose(f) != 0 || !ok)
+            die("--dump-data %s: error writing %s", dir, path);
+        fprintf(stderr, "codec_quality: wrote %s (%zu x %u fp32)\n", path, ri->n, DIM);
+    }
+    free(x);
+    lkv_json j;
+    lkv_json_start(&j, mf);
+    lkv_json_str(&j, "benchmark", "codec_quality");
+    lkv_json_str(&j, "command", ri->command);
+    lkv_json_uint(&j, "seed", ri->seed);
+    lkv_json_uint(&j, "vectors", ri->n);
+    lkv_json_uint(&j, "dim", DIM);
+    lkv_json_str(&j, "format", "little-endian fp32, vectors x dim, row-major");
+    lkv_json_str(&j, "seeding",
+                 "dataset k (its index here) from xoshiro256** seeded with splitmix64(seed + k)");
+    lkv_json_array(&j, "datasets", LKV_JSON_BLOCK);
+    for (size_t ds = 0; ds < N_DATASETS; ds++) {
+        char file[128];
+        snprintf(file, sizeof file, "%s.f32", k_datasets[ds].name);
+        lkv_json_object(&j, NULL, LKV_JSON_INLINE);
+        lkv_json_uint(&j, "index", ds);
+        lkv_json_str(&j, "name", k_datasets[ds].name);
+        lkv_json_str(&j, "file", file);
+        lkv_json_uint(&j, "vectors", ri->n);
+        lkv_json_uint(&j, "dim", DIM);
+        lkv_json_str(&j, "generation", k_datasets[ds].how);
+        lkv_json_end(&j);
+    }
+    lkv_json_end(&j);
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    if (lkv_json_finish(&j) != 0 || fclose(mf) != 0)
+        die("--dump-data %s: error writing %s", dir, path);
+    fprintf(stderr, "codec_quality: wrote %s\n", path);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: codec_quality [--vectors N] [--seed S] [--json FILE] [--markdown FILE]\n"
-            "                     [--oracle DIR] | --self-test\n"
+            "                     [--oracle DIR] | [--vectors N] [--seed S] --dump-data DIR\n"
+            "                     | --self-test\n"
             "  --vectors N     vectors per dataset (default %u)\n"
             "  --seed S        PRNG seed (default %llu)\n"
             "  --json FILE     write all results as JSON (for plot_rd.py)\n"
             "  --markdown FILE write the report (docs/quality.md)\n"
             "  --oracle DIR    also compare with the reference's reconstructions in DIR\n"
             "                  (shared/data/reference-oracle)\n"
+            "  --dump-data DIR write each dataset as generated for the measurement to\n"
+            "                  DIR/<name>.f32 (vectors x %u little-endian fp32, row-major)\n"
+            "                  and DIR/manifest.json, and exit without measuring;\n"
+            "                  DIR must exist\n"
             "  --self-test     check the Lloyd-Max solver against Max (1960) and exit\n",
-            DEFAULT_VECTORS, (unsigned long long)DEFAULT_SEED);
+            DEFAULT_VECTORS, (unsigned long long)DEFAULT_SEED, DIM);
 }
 
 static unsigned long long parse_u64(const char *flag, const char *s, unsigned long long max)
@@ -2169,7 +2257,7 @@ int main(int argc, char **argv)
     static report rep;
     static oracle orc;
     run_info ri = {.seed = DEFAULT_SEED, .n = DEFAULT_VECTORS};
-    const char *json_path = NULL, *md_path = NULL, *oracle_dir = NULL;
+    const char *json_path = NULL, *md_path = NULL, *oracle_dir = NULL, *dump_dir = NULL;
 
     size_t used = 0;
     for (int i = 0; i < argc && used + 1 < sizeof ri.command; i++)
@@ -2198,6 +2286,8 @@ int main(int argc, char **argv)
             md_path = v;
         else if (strcmp(a, "--oracle") == 0)
             oracle_dir = v;
+        else if (strcmp(a, "--dump-data") == 0)
+            dump_dir = v;
         else {
             usage(stderr);
             die("unknown option %s", a);
@@ -2205,6 +2295,13 @@ int main(int argc, char **argv)
     }
     if (ri.n == 0)
         die("--vectors=0: need at least one vector");
+    if (dump_dir && (json_path || md_path || oracle_dir))
+        die("--dump-data measures nothing: it does not combine with --json, --markdown or "
+            "--oracle");
+    if (dump_dir) {
+        dump_data(dump_dir, &ri);
+        return 0;
+    }
     cpu_name(ri.cpu, sizeof ri.cpu);
     ri.isa = lkv_isa_name(lkv_isa_best());
 
@@ -2222,10 +2319,7 @@ int main(int argc, char **argv)
         for (int pi = 0; pi < k_codecs[ci].nparams && k_codecs[ci].setup; pi++)
             k_codecs[ci].setup(k_codecs[ci].params[pi]);
     for (size_t ds = 0; ds < N_DATASETS; ds++) {
-        lkv_bench_rng r;
-        uint64_t st = ri.seed + ds;
-        lkv_bench_rng_seed(&r, lkv_bench_splitmix64(&st));
-        k_datasets[ds].gen(&r, ds == DS_RL_VALUES ? v : x, ri.n);
+        gen_dataset(ds, ri.seed, ds == DS_RL_VALUES ? v : x, ri.n);
         if (ds < DS_RL_KEYS) {
             measure_dataset(&rep, ds, x, ri.n, xhat, &sc);
             fprintf(stderr, "codec_quality: %s done\n", k_datasets[ds].name);
