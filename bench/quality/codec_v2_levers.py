@@ -4,8 +4,9 @@
 Measures each candidate lever on its own, and the combined profile 2, on the
 four datasets of bench/quality/codec_quality.c (regenerated here with numpy's
 generator, so the numbers are statistically, not bit-for-bit, those of
-codec_quality), against profile 1 E8, Hadamard int-N, a TurboQuant-style
-baseline and the Shannon bound.
+codec_quality; with --data DIR, codec_quality's own data instead, below),
+against profile 1 E8, Hadamard int-N, a TurboQuant-style baseline and the
+Shannon bound.
 
 Entropy-coded sizes are ideal code lengths -log2 p under a STATIC model per Q
 whose probabilities are first quantised to the integer frequencies an rANS
@@ -24,10 +25,18 @@ TurboQuant-style baseline at equal bits (2.6..8.6 bits per coordinate).
 Run:  /usr/bin/python3 bench/quality/codec_v2_levers.py \
           --json bench/results/codec-v2-levers2-dev-vm-2core.json
       (--levers L0_today,L4_all and --datasets keys pick a subset)
+
+On codec_quality's exact data: write it once, then measure the first --n
+vectors of each set (the references too are then computed on that data;
+only the training set of the trained models is still numpy's):
+      build/bench/quality/codec_quality --dump-data DIR   (DIR must exist)
+      /usr/bin/python3 bench/quality/codec_v2_levers.py --data DIR --n 4096 ...
 """
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
 import numpy as np
@@ -65,6 +74,41 @@ def gen(kind, n, rng):
 
 
 DATASETS = ["normal", "student_t3", "lognormal_channels", "keys"]
+
+
+def load_manifest(path):
+    """codec_quality --dump-data's manifest.json in path; exits with a clear
+    message if it is not there or not for D = 128."""
+    mpath = os.path.join(path, "manifest.json")
+    try:
+        with open(mpath) as f:
+            man = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit("codec_v2_levers: --data %s: cannot read %s (%s); write it with "
+                 "codec_quality --dump-data %s" % (path, mpath, e, path))
+    if man.get("dim") != D:
+        sys.exit("codec_v2_levers: --data %s: %s has dim %r, this script needs %d"
+                 % (path, mpath, man.get("dim"), D))
+    return man
+
+
+def load(path, kind, n):
+    """The first n vectors of codec_quality's dataset `kind` (DIR/<kind>.f32,
+    little-endian fp32, n x D row-major), as float64 like gen()."""
+    fpath = os.path.join(path, kind + ".f32")
+    try:
+        size = os.path.getsize(fpath)
+    except OSError as e:
+        sys.exit("codec_v2_levers: --data %s: dataset %s missing: %s" % (path, kind, e))
+    rows = size // (4 * D)
+    if size % (4 * D):
+        sys.exit("codec_v2_levers: --data %s: %s is %d bytes, not a whole number of "
+                 "%d-float vectors" % (path, fpath, size, D))
+    if rows < n:
+        sys.exit("codec_v2_levers: --data %s: %s holds %d vectors, --n %d needs more "
+                 "(codec_quality --dump-data --vectors N writes N)" % (path, fpath, rows, n))
+    x = np.fromfile(fpath, dtype="<f4", count=n * D).reshape(n, D)
+    return x.astype(np.float64)
 
 
 # ------------------------------------------------------------ primitives
@@ -595,9 +639,16 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--levers", help="comma-separated subset of LEVERS (default: all)")
     ap.add_argument("--datasets", help="comma-separated subset of the datasets")
+    ap.add_argument("--data", metavar="DIR",
+                    help="read the datasets (their first --n vectors) from codec_quality "
+                    "--dump-data DIR instead of generating them with numpy")
     args = ap.parse_args()
     t0 = time.time()
     seed = 0x6B616B6579614C31
+    man = load_manifest(args.data) if args.data else None
+    # every file checked before the first (minutes-long) dataset is measured
+    loaded = {ds: load(args.data, ds, args.n) for ds in DATASETS
+              if args.data and (not args.datasets or ds in args.datasets.split(","))}
 
     # Training data for the trained (profile 1 entropy-coding) models and the
     # one-scale step choice: standard normal, a seed never used for testing.
@@ -615,10 +666,17 @@ def main():
            "dim": D, "freq_bits": FREQ_BITS,
            "profile2_overhead_bits_per_vector": OVERHEAD_PER_VEC,
            "one_scale_step_t": best_t, "shapes": SHAPES, "datasets": {}}
+    if man is not None:
+        out["data"] = {"source": "codec_quality --dump-data (the first vectors_per_dataset "
+                       "vectors of each set)", "dir": args.data, "seed": man.get("seed"),
+                       "vectors_in_files": man.get("vectors"), "command": man.get("command")}
     for di, ds in enumerate(DATASETS):
         if args.datasets and ds not in args.datasets.split(","):
             continue
-        x = gen(ds, args.n, np.random.default_rng(seed + di))
+        if args.data:
+            x = loaded[ds]
+        else:
+            x = gen(ds, args.n, np.random.default_rng(seed + di))
         res = {k: [] for k in ["p1_e8", "A_one_scale", "B_exact_count", "AB",
                                "C_entropy_p1", "p2_e8", "p2_e8_shapes", "p2_z", "hadamard_int",
                                "turboquant", "shannon"]}
