@@ -93,12 +93,30 @@ uint32_t lkv_profile_of(const lkv_params *p)
     return p->profile == 0 ? LKV_PROFILE_1 : p->profile;
 }
 
+uint32_t lkv_p2_format_of(const lkv_params *p)
+{
+    return p->format == 0 ? LKV_FMT_VERSION_P3 : p->format;
+}
+
+uint32_t lkv_p2_chunk_vectors(const lkv_params *p)
+{
+    return lkv_p2_format_of(p) == LKV_FMT_VERSION_P2 ? LKV_P2_CHUNK_VECTORS_V2
+                                                      : LKV_P2_CHUNK_VECTORS;
+}
+
 lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
 {
     const uint32_t prof = lkv_profile_of(p);
     if (prof != LKV_PROFILE_1 && prof != LKV_PROFILE_2)
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "profile=%u is not one of 1, 2",
                         p->profile);
+    if (prof == LKV_PROFILE_1 && p->format > LKV_FMT_VERSION)
+        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
+                        "format=%u is not profile 1's (0 or 1)", p->format);
+    if (prof == LKV_PROFILE_2 && p->format != 0 && p->format != LKV_FMT_VERSION_P2 &&
+        p->format != LKV_FMT_VERSION_P3)
+        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
+                        "format=%u is not one of profile 2's 2, 3 (0: the newest)", p->format);
     const uint32_t n = lkv_block_size(p->variant);
     if (n == 0)
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "variant=%d is not one of E8(1), D4(2)",

@@ -180,7 +180,7 @@ lkv_status lkv_container_write_header(const lkv_container_info *info, void *dst,
     uint8_t *h = (uint8_t *)dst;
     const int p2 = lkv_profile_of(&info->params) == LKV_PROFILE_2;
     memcpy(h + LKV_FMT_OFF_MAGIC, LKV_FMT_MAGIC, 4);
-    st16(h + LKV_FMT_OFF_VERSION, p2 ? LKV_FMT_VERSION_P2 : LKV_FMT_VERSION);
+    st16(h + LKV_FMT_OFF_VERSION, p2 ? lkv_p2_format_of(&info->params) : LKV_FMT_VERSION);
     st16(h + LKV_FMT_OFF_HEADER_BYTES, (uint16_t)info->header_bytes);
     h[LKV_FMT_OFF_VARIANT] = (uint8_t)info->params.variant;
     h[LKV_FMT_OFF_DTYPE] = (uint8_t)info->dtype;
@@ -251,11 +251,12 @@ lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container
         return lkv_fail(diag, LKV_ERR_MAGIC, 0, "coded: magic %02x%02x%02x%02x is not \"LKVB\"",
                         h[0], h[1], h[2], h[3]);
     const uint16_t version = ld16(h + LKV_FMT_OFF_VERSION);
-    if (version != LKV_FMT_VERSION && version != LKV_FMT_VERSION_P2)
+    if (version != LKV_FMT_VERSION && version != LKV_FMT_VERSION_P2 &&
+        version != LKV_FMT_VERSION_P3)
         return lkv_fail(diag, LKV_ERR_VERSION, LKV_FMT_OFF_VERSION,
-                        "coded: format version %u is unknown (this build reads %u and %u)", version,
-                        LKV_FMT_VERSION, LKV_FMT_VERSION_P2);
-    const int p2 = version == LKV_FMT_VERSION_P2;
+                        "coded: format version %u is unknown (this build reads %u, %u and %u)",
+                        version, LKV_FMT_VERSION, LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3);
+    const int p2 = version != LKV_FMT_VERSION;
     if (len < LKV_FMT_HEADER_BYTES(1))
         return lkv_fail(diag, LKV_ERR_TRUNCATED, len, "coded: %zu bytes is shorter than a header",
                         len);
@@ -277,10 +278,11 @@ lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container
 
     if (p2 && h[LKV_FMT_OFF_PROFILE] != LKV_PROFILE_2)
         return lkv_fail(diag, LKV_ERR_CORRUPT, LKV_FMT_OFF_PROFILE,
-                        "coded: version 2 container names profile=%u (want 2)",
+                        "coded: version %u container names profile=%u (want 2)", version,
                         h[LKV_FMT_OFF_PROFILE]);
     lkv_params p = {(lkv_variant)h[LKV_FMT_OFF_VARIANT], ld16(h + LKV_FMT_OFF_Q),
-                    ld16(h + LKV_FMT_OFF_DIM), p2 ? LKV_PROFILE_2 : LKV_PROFILE_1};
+                    ld16(h + LKV_FMT_OFF_DIM), p2 ? LKV_PROFILE_2 : LKV_PROFILE_1,
+                    p2 ? version : 0};
     uint64_t shape[LKV_MAX_NDIM];
     for (uint32_t i = 0; i < ndim; i++)
         shape[i] = ld64(h + LKV_FMT_OFF_SHAPE + 8 * i);

@@ -452,7 +452,7 @@ int lkv_wire_parse_lookup(const uint8_t *p, size_t n, lkv_wire_lookup *out)
 int lkv_wire_lookup_next(const lkv_wire_lookup *l, size_t *pos, const uint8_t **key, size_t *len)
 {
     lkv_wire_reader r = {l->msg + *pos, l->msg + l->msg_len};
-    lkv_wire_field f;
+    lkv_wire_field f = {0};
     while (lkv_wire_next(&r, &f) == 1) {
         if (f.num == 2) {
             *key = f.data;

@@ -98,6 +98,40 @@ LKV_HD uint32_t lkv_math_f16_to_f32(uint16_t h)
     return sign | (ee << 23) | ((m & 0x3ffu) << 13);
 }
 
+/*
+ * Profile 2's norm code (container version 3): one byte k stands for
+ *   r^(k) = T[k & 3] * 2^((k >> 2) - 32),  T = fp32(2^(i/4)), i = 0..3,
+ * so r^ spans 2^-32 .. 2^31.75 in quarter octaves. The encoder codes the
+ * smallest k with r^(k) >= r and divides the vector by r^(k), so its norm
+ * lies in (2^-1/4, 1] and the rounding moves the vector along the rate-
+ * distortion curve instead of adding error. Both directions are integer
+ * operations on the fp32 bits: r = m * 2^E with m in [1, 2), and m > T[i]
+ * exactly when m's mantissa bits exceed T[i]'s.
+ */
+#define LKV_P2_NORM_T1 0x1837f0u /* mantissa bits of fp32(2^0.25) */
+#define LKV_P2_NORM_T2 0x3504f3u /* fp32(2^0.5)                   */
+#define LKV_P2_NORM_T3 0x5744fdu /* fp32(2^0.75)                  */
+
+/* k for a finite r >= 2^-32 given as fp32 bits; above 255 when r exceeds
+ * r^(255) = fp32(2^0.75) * 2^31 (the code overflows). */
+LKV_HD uint32_t lkv_p2_norm_code(uint32_t rbits)
+{
+    const uint32_t mb = rbits & 0x7fffffu;
+    const uint32_t up = (uint32_t)(mb > 0u) + (uint32_t)(mb > LKV_P2_NORM_T1) +
+                        (uint32_t)(mb > LKV_P2_NORM_T2) + (uint32_t)(mb > LKV_P2_NORM_T3);
+    return 4u * ((rbits >> 23) - 95u) + up;
+}
+
+/* The fp32 bits of r^(k), k in 0..255 (every k is a valid code). */
+LKV_HD uint32_t lkv_p2_norm_bits(uint32_t k)
+{
+    const uint32_t t = (k & 3u) == 0u   ? 0u
+                       : (k & 3u) == 1u ? LKV_P2_NORM_T1
+                       : (k & 3u) == 2u ? LKV_P2_NORM_T2
+                                        : LKV_P2_NORM_T3;
+    return (((k >> 2) + 95u) << 23) | t;
+}
+
 /* fp32 -> bf16 bits, round to nearest even; NaN stays a quiet NaN. */
 LKV_HD uint16_t lkv_math_f32_to_bf16(uint32_t x)
 {

@@ -135,10 +135,20 @@ typedef struct lkv_params {
                             2's step (a larger Q: finer, more bits)          */
     uint32_t dim;        /* head_dim D: a multiple of n, n <= D <= 1024      */
     uint32_t profile;    /* 0 or 1: profile 1; 2: profile 2 (E8 only)        */
+    uint32_t format;     /* profile 2's layout: 0 = the newest (container
+                            version 3); 2 or 3 = that container version.
+                            Encoders write it; lkv_container_parse_header
+                            sets it from the header. Profile 1: 0 or 1.   */
 } lkv_params;
 
 /* The profile p selects: 1 for 0 or 1, else p->profile as given. */
 uint32_t lkv_profile_of(const lkv_params *p);
+
+/* Profile 2's container version p selects: 3 for 0, else p->format. */
+uint32_t lkv_p2_format_of(const lkv_params *p);
+
+/* Vectors per profile 2 chunk of that layout: 128 (version 2), 256 (3). */
+uint32_t lkv_p2_chunk_vectors(const lkv_params *p);
 
 /* Checks profile, variant, q and dim. LKV_OK or ERR_VARIANT (also for an
  * unknown profile, "profile=N", and for profile 2 with D4, which profile 2
@@ -301,7 +311,8 @@ lkv_status lkv_decompress(const void *buf, size_t len, int out_dt, void *dst, si
  * fixed-size-record calls: they refuse profile 2 (ERR_VARIANT) and return 0.
  * lkv_compress/lkv_decompress/lkv_container_* take both profiles.
  */
-#define LKV_P2_CHUNK_VECTORS 128u
+#define LKV_P2_CHUNK_VECTORS    256u /* the newest layout (version 3); the most */
+#define LKV_P2_CHUNK_VECTORS_V2 128u /* container version 2                    */
 
 /* Worst-case bytes of the profile 2 payload of n vectors (every chunk at its
  * bound); 0 when p is invalid, not profile 2, or the size overflows. */
