@@ -101,7 +101,7 @@ uint32_t lkv_p2_format_of(const lkv_params *p)
 uint32_t lkv_p2_chunk_vectors(const lkv_params *p)
 {
     return lkv_p2_format_of(p) == LKV_FMT_VERSION_P2 ? LKV_P2_CHUNK_VECTORS_V2
-                                                      : LKV_P2_CHUNK_VECTORS;
+                                                     : LKV_P2_CHUNK_VECTORS;
 }
 
 lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
@@ -111,8 +111,8 @@ lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "profile=%u is not one of 1, 2",
                         p->profile);
     if (prof == LKV_PROFILE_1 && p->format > LKV_FMT_VERSION)
-        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
-                        "format=%u is not profile 1's (0 or 1)", p->format);
+        return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "format=%u is not profile 1's (0 or 1)",
+                        p->format);
     if (prof == LKV_PROFILE_2 && p->format != 0 && p->format != LKV_FMT_VERSION_P2 &&
         p->format != LKV_FMT_VERSION_P3)
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,

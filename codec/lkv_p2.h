@@ -118,7 +118,7 @@ typedef struct lkv_p2_slot_io {
     const uint8_t *body;
     size_t len, pos;
     uint32_t *state;
-    const uint16_t *r16;
+    const float *rn;
     uint8_t *const *rows;
 } lkv_p2_slot_io;
 
@@ -133,15 +133,17 @@ typedef struct lkv_p2_slot_io {
  *     lanes' states, writes the vectors to rows[l] (the piece's first
  *     element in vector l's row) and advances *pos and the states as the
  *     scalar decoder does. 0 when the stream is corrupt (the scalar decoder
- *     fails in the same slot). r16: the lanes' norms, already checked.
+ *     fails in the same slot). rn: the lanes' norms as the decoder
+ *     multiplies by them (fp32(r16) in version 2, r^(k) in version 3).
  *   slot2: slot for the same slot of the same piece of two chunks at once
  *     (their streams are independent; pieces up to LKV_P2_PAIR_DIM_MAX). 0
  *     when either is corrupt: the caller then decodes the two chunks one
  *     after the other for the error. NULL where one chunk at a time is
  *     faster.
  *   quantise: the encoder's front end (p2.c quantise) for cnt <= width
- *     vectors of one piece at rows[0..width) (rows past cnt repeat row 0):
- *     lane l's norm bits, points and cosets to r16[l], k[l], c[l], or with
+ *     vectors of one piece at rows[0..width) (rows past cnt repeat row 0)
+ *     in container version fmt: lane l's norm code (r16 in version 2, k in
+ *     3), points and cosets to code[l], k[l], c[l], or with
  *     kt non-NULL symbol-major (kt[j * 32 + l], ct[block * 32 + l], lanes
  *     l < width from the given pointers). Returns the lanes that cannot be
  *     coded (nonfinite element, norm overflow), 0 when all can.
@@ -153,12 +155,12 @@ typedef struct lkv_p2_slot_io {
 typedef struct lkv_p2_kernels {
     unsigned width;
     int (*slot)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
-                size_t *pos, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
-                lkv_dtype dt);
+                size_t *pos, uint32_t *state, const float *rn, uint8_t *const *rows, lkv_dtype dt);
     int (*slot2)(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io, lkv_dtype dt);
-    unsigned (*quantise)(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                         unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                         uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct);
+    unsigned (*quantise)(const lkv_p2_model *m, uint32_t fmt, lkv_dtype dt,
+                         const uint8_t *const *rows, unsigned cnt, uint16_t *code,
+                         int16_t (*k)[LKV_DIM_MAX], uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt,
+                         uint8_t *ct);
     int (*encode_block)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
                         const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
                         size_t limit);

@@ -4,12 +4,16 @@
  * Q-scaled Walsh-Hadamard rotation, profile 1's closest E8 point, and
  * interleaved rANS with the static models of p2_model.c.
  *
- * Layout of a chunk of cnt <= 128 vectors (codec/FORMAT.md, version 2):
+ * Layout of a chunk of cnt vectors (codec/FORMAT.md): at most 256 in
+ * container version 3, 128 in version 2.
  *   u32 body length, then the body:
- *   r16[cnt][pieces]               the fp16 norms, vector-major
+ *   norms[cnt][pieces]             vector-major: version 3 one byte, the
+ *                                  norm code k (lkv_p2_norm_code), then a
+ *                                  zero byte when cnt * pieces is odd;
+ *                                  version 2 the fp16 norm r16
  *   per piece: u32 state[nl]       nl = min(cnt, 32) lanes' initial states
  *              u16 words[]         read forward by the decoder
- * Lane l codes vectors l, l + 32, l + 64, l + 96. The decoder steps through
+ * Lane l codes vectors l, l + 32, l + 64, ... The decoder steps through
  * the symbols of a slot (32 vectors) together: for each symbol position,
  * lanes 0..nl-1 in turn decode one symbol and refill from the shared word
  * stream. The encoder runs the exact reverse (last slot, last symbol, last
@@ -97,24 +101,39 @@ static void butterfly(float *v, uint32_t dim)
             }
 }
 
-/* The norm of a piece as stored: fp16(max(|x|, 2^-23)); inf bits when it
- * overflows. */
-static uint16_t piece_r16(const float *x, uint32_t dim, float *r_out)
+/* The norm of a piece as stored, r = max(|x|, 2^-23): version 3 the code k
+ * of the smallest r^(k) >= r, and the divisor r^(k); version 2 fp16(r) and
+ * the divisor r. 0 when the code overflows (v3: r above 2^31.75; v2: fp16
+ * inf, r >= 65520). */
+static int piece_norm(const float *x, uint32_t dim, uint32_t fmt, uint16_t *code, float *div)
 {
     float r = norm_pairwise(x, dim);
     if (!(r >= LKV_EPS))
         r = LKV_EPS;
-    *r_out = r;
-    return lkv_math_f32_to_f16(f32_bits(r));
+    if (fmt == LKV_FMT_VERSION_P2) {
+        *code = lkv_math_f32_to_f16(f32_bits(r));
+        *div = r;
+        return *code != LKV_F16_INF_BITS;
+    }
+    const uint32_t k = lkv_p2_norm_code(f32_bits(r));
+    *code = (uint16_t)k;
+    *div = bits_f32(lkv_p2_norm_bits(k & 0xffu));
+    return k <= 0xffu;
+}
+
+/* The decoder's norm of a stored code. */
+static float norm_value(uint32_t fmt, uint16_t code)
+{
+    return bits_f32(fmt == LKV_FMT_VERSION_P2 ? lkv_math_f16_to_f32(code) : lkv_p2_norm_bits(code));
 }
 
 /* One piece of one vector to its point: k (the coset-relative integer
  * coordinates, p = k + c/2) and the coset c of each block. 0 on overflow. */
-static int quantise(const lkv_p2_model *m, const float *x, uint16_t *r16, int16_t *k, uint8_t *cos)
+static int quantise(const lkv_p2_model *m, uint32_t fmt, const float *x, uint16_t *code, int16_t *k,
+                    uint8_t *cos)
 {
     float r;
-    *r16 = piece_r16(x, m->dim, &r);
-    if (*r16 == LKV_F16_INF_BITS)
+    if (!piece_norm(x, m->dim, fmt, code, &r))
         return 0;
     float y[LKV_DIM_MAX];
     for (uint32_t j = 0; j < m->dim; j++)
@@ -132,7 +151,7 @@ static int quantise(const lkv_p2_model *m, const float *x, uint16_t *r16, int16_
 }
 
 /* The decoder's arithmetic: t = p / Q, the butterfly, times 4/D, times r. */
-static void reconstruct(const lkv_p2_model *m, const int16_t *k, const uint8_t *cos, uint16_t r16,
+static void reconstruct(const lkv_p2_model *m, const int16_t *k, const uint8_t *cos, float r,
                         float *out)
 {
     for (uint32_t b = 0; b < m->nblocks; b++)
@@ -141,7 +160,6 @@ static void reconstruct(const lkv_p2_model *m, const int16_t *k, const uint8_t *
             out[8 * b + i] = ((float)p2 * 0.5f) / m->qf;
         }
     butterfly(out, m->dim);
-    const float r = bits_f32(lkv_math_f16_to_f32(r16));
     for (uint32_t j = 0; j < m->dim; j++)
         out[j] = (out[j] * m->out_scale) * r;
 }
@@ -212,15 +230,59 @@ static int block_syms(const lkv_p2_model *m, const int16_t *k, uint32_t c, p2_sy
 typedef struct p2_layout {
     lkv_split split;              /* pieces (dims and offsets)          */
     uint32_t sym[LKV_PIECES_MAX]; /* rANS symbols per vector of each piece */
+    uint32_t fmt;                 /* container version, 2 or 3          */
+    uint32_t chunk;               /* vectors per chunk: 128 or 256      */
 } p2_layout;
 
 static void layout_init(const lkv_params *p, p2_layout *lo)
 {
     lkv_params p1 = *p;
     p1.profile = LKV_PROFILE_1; /* lkv_split_init only cuts the dim */
+    p1.format = 0;
     lkv_split_init(&p1, &lo->split);
+    lo->fmt = lkv_p2_format_of(p);
+    lo->chunk = lkv_p2_chunk_vectors(p);
     for (uint32_t j = 0; j < lo->split.count; j++)
         lo->sym[j] = lkv_p2_syms_per_vec(p->q, lo->split.d[j].p.dim);
+}
+
+/* Bytes of a chunk's norm field: 2 per norm (v2), or 1 per norm and a
+ * zero byte to an even size (v3). */
+static uint64_t norm_bytes(const p2_layout *lo, uint64_t cnt)
+{
+    const uint64_t n = cnt * lo->split.count;
+    return lo->fmt == LKV_FMT_VERSION_P2 ? 2 * n : (n + 1) & ~(uint64_t)1;
+}
+
+/* The norm code of vector v, piece j, in a body. */
+static uint16_t norm_code_at(const p2_layout *lo, const uint8_t *body, size_t v, uint32_t j)
+{
+    const size_t i = v * lo->split.count + j;
+    return lo->fmt == LKV_FMT_VERSION_P2 ? ld16(body + 2 * i) : body[i];
+}
+
+static void norm_code_put(const p2_layout *lo, uint8_t *body, size_t v, uint32_t j, uint16_t c)
+{
+    const size_t i = v * lo->split.count + j;
+    if (lo->fmt == LKV_FMT_VERSION_P2)
+        st16(body + 2 * i, c);
+    else
+        body[i] = (uint8_t)c;
+}
+
+/* Whether a chunk's norm field is valid: v2 every r16 finite and at least
+ * fp16(2^-23); v3 the pad byte, if any, zero (every code is a norm). */
+static int norms_ok(const p2_layout *lo, const uint8_t *body, size_t cnt)
+{
+    const size_t n = cnt * lo->split.count;
+    if (lo->fmt != LKV_FMT_VERSION_P2)
+        return (n & 1u) == 0 || body[n] == 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint16_t r16 = ld16(body + 2 * i);
+        if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
+            return 0;
+    }
+    return 1;
 }
 
 /* Worst-case body bytes of a chunk of cnt vectors: every symbol refills at
@@ -228,7 +290,7 @@ static void layout_init(const lkv_params *p, p2_layout *lo)
 static uint64_t body_bound(const p2_layout *lo, uint64_t cnt)
 {
     const uint64_t nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
-    uint64_t b = 2 * cnt * lo->split.count;
+    uint64_t b = norm_bytes(lo, cnt);
     for (uint32_t j = 0; j < lo->split.count; j++)
         b += 4 * nl + 2 * cnt * lo->sym[j];
     return b;
@@ -240,8 +302,8 @@ size_t lkv_p2_payload_bound(const lkv_params *p, uint64_t n)
         return 0;
     p2_layout lo;
     layout_init(p, &lo);
-    const uint64_t full = n / LKV_P2_CHUNK_VECTORS, rest = n % LKV_P2_CHUNK_VECTORS;
-    const uint64_t per_full = 4 + body_bound(&lo, LKV_P2_CHUNK_VECTORS);
+    const uint64_t full = n / lo.chunk, rest = n % lo.chunk;
+    const uint64_t per_full = 4 + body_bound(&lo, lo.chunk);
     if (full > (UINT64_MAX / 2) / per_full)
         return 0;
     uint64_t total = full * per_full + (rest ? 4 + body_bound(&lo, rest) : 0);
@@ -343,14 +405,17 @@ static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, siz
 static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t first, size_t cnt,
                         uint8_t *dst, size_t cap, size_t *len, const p2_kern *ks)
 {
-    const lkv_split *sp = &ms->lo->split;
-    const uint32_t np = sp->count, dim = sp->dim;
+    const p2_layout *lo = ms->lo;
+    const lkv_split *sp = &lo->split;
+    const uint32_t np = sp->count, dim = sp->dim, fmt = lo->fmt;
     const size_t esz = lkv_dtype_size(dt);
     const size_t nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
     const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES;
-    size_t pos = 4 + 2 * cnt * np;
+    size_t pos = 4 + (size_t)norm_bytes(lo, cnt);
     if (cap < pos)
         return ENC_FULL;
+    if (pos > 4 + (fmt == LKV_FMT_VERSION_P2 ? 2 : 1) * cnt * np)
+        dst[pos - 1] = 0; /* v3's pad byte */
     int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
     float x[LKV_DIM_MAX];
@@ -383,17 +448,17 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                 for (size_t l0 = 0; l0 < nk; l0 += wd) {
                     const unsigned gc = nk - l0 < wd ? (unsigned)(nk - l0) : wd;
                     const uint8_t *rows[LKV_P2_WIDTH_MAX];
-                    uint16_t r16[LKV_P2_WIDTH_MAX];
+                    uint16_t code[LKV_P2_WIDTH_MAX];
                     for (unsigned l = 0; l < wd; l++)
                         rows[l] =
                             src +
                             ((first + k * LKV_P2_LANES + l0 + (l < gc ? l : 0)) * dim + off) * esz;
-                    if (ks->quantise(m, dt, rows, gc, r16, full ? NULL : kk + l0,
+                    if (ks->quantise(m, fmt, dt, rows, gc, code, full ? NULL : kk + l0,
                                      full ? NULL : cc + l0, full ? kt + l0 : NULL,
                                      full ? ct + l0 : NULL))
                         return ENC_BAD_VECTOR;
                     for (unsigned l = 0; l < gc; l++)
-                        st16(dst + 4 + 2 * ((k * LKV_P2_LANES + l0 + l) * np + j), r16[l]);
+                        norm_code_put(lo, dst + 4, k * LKV_P2_LANES + l0 + l, j, code[l]);
                 }
             } else
 #else
@@ -403,11 +468,11 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                     const size_t v = k * LKV_P2_LANES + l;
                     const uint8_t *row = src + ((first + v) * dim + off) * esz;
                     uint32_t bad = 0;
-                    uint16_t r16;
+                    uint16_t code;
                     if (!lkv_load_vec(dt, row, 0, pd, x, &bad) ||
-                        !quantise(m, x, &r16, kk[l], cc[l]))
+                        !quantise(m, fmt, x, &code, kk[l], cc[l]))
                         return ENC_BAD_VECTOR;
-                    st16(dst + 4 + 2 * (v * np + j), r16);
+                    norm_code_put(lo, dst + 4, v, j, code);
                 }
 #if defined(LKV_P2_SIMD)
             /* A full slot on a SIMD path: the same symbols and words,
@@ -457,9 +522,14 @@ static lkv_status first_bad(const p2_layout *lo, lkv_dtype dt, const void *src, 
                             "tensor.data: vector %zu element %u is NaN or Inf", i, bad);
         for (uint32_t j = 0; j < lo->split.count; j++) {
             float r;
-            if (piece_r16(x + lo->split.off[j], lo->split.d[j].p.dim, &r) == LKV_F16_INF_BITS)
+            uint16_t code;
+            if (!piece_norm(x + lo->split.off[j], lo->split.d[j].p.dim, lo->fmt, &code, &r))
                 return lkv_fail(diag, LKV_ERR_NORM_OVERFLOW, i,
-                                "tensor.data: vector %zu has norm >= 65520 (fp16 overflow)", i);
+                                lo->fmt == LKV_FMT_VERSION_P2
+                                    ? "tensor.data: vector %zu has norm >= 65520 (fp16 overflow)"
+                                    : "tensor.data: vector %zu has norm above 3.6e9 (2^31.75, "
+                                      "the norm code's top)",
+                                i);
         }
     }
     return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX, "profile=2: a vector failed to code");
@@ -509,8 +579,8 @@ lkv_status lkv_p2_encode_isa(const lkv_params *p, lkv_dtype dt, const void *src,
     p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
     uint8_t *out = (uint8_t *)dst;
     size_t pos = 0;
-    for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
-        const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
+    for (size_t first = 0; first < n; first += lo.chunk) {
+        const size_t cnt = n - first < lo.chunk ? n - first : lo.chunk;
         size_t len = 0;
         const int r = encode_chunk(&ms, dt, (const uint8_t *)src, first, cnt, out + pos,
                                    dst_cap - pos, &len, kernels_of(isa));
@@ -607,23 +677,32 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
                                lkv_dtype dt, uint8_t *dst, size_t first, size_t at,
                                const p2_kern *ks, lkv_diag *diag)
 {
-    const lkv_split *sp = &ms->lo->split;
-    const uint32_t np = sp->count, dim = sp->dim;
+    const p2_layout *lo = ms->lo;
+    const lkv_split *sp = &lo->split;
+    const uint32_t np = sp->count, dim = sp->dim, fmt = lo->fmt;
     const size_t esz = lkv_dtype_size(dt);
     const size_t nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
     const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES;
-    p2_reader rd = {body, 2 * cnt * np, len};
+    p2_reader rd = {body, (size_t)norm_bytes(lo, cnt), len};
     if (rd.pos > len)
         return lkv_fail(diag, LKV_ERR_CORRUPT, at,
                         "coded: chunk at byte %zu: %zu bytes hold no "
                         "%zu norms",
                         at, len, cnt * np);
-    for (size_t i = 0; i < cnt * np; i++) {
-        const uint16_t r16 = ld16(body + 2 * i);
-        if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
+    if (!norms_ok(lo, body, cnt)) {
+        if (fmt != LKV_FMT_VERSION_P2)
             return lkv_fail(diag, LKV_ERR_CORRUPT, at,
-                            "coded: chunk at byte %zu: norm %zu is 0x%04x (not finite, positive)",
-                            at, i, r16);
+                            "coded: chunk at byte %zu: the pad byte after its norms is 0x%02x, "
+                            "not 0",
+                            at, body[rd.pos - 1]);
+        for (size_t i = 0; i < cnt * np; i++) {
+            const uint16_t r16 = ld16(body + 2 * i);
+            if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
+                return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                                "coded: chunk at byte %zu: norm %zu is 0x%04x (not finite, "
+                                "positive)",
+                                at, i, r16);
+        }
     }
     int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
@@ -652,14 +731,14 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
              * steps below would, and the message names only the chunk, so
              * the error is the scalar one. */
             if (ks && nk == LKV_P2_LANES) {
-                uint16_t r16[LKV_P2_LANES];
+                float rn[LKV_P2_LANES];
                 uint8_t *rows[LKV_P2_LANES];
                 for (size_t l = 0; l < nk; l++) {
                     const size_t v = k * LKV_P2_LANES + l;
-                    r16[l] = ld16(body + 2 * (v * np + j));
+                    rn[l] = norm_value(fmt, norm_code_at(lo, body, v, j));
                     rows[l] = dst + ((first + v) * dim + sp->off[j]) * esz;
                 }
-                if (!ks->slot(m, vtab_of(ms, j), body, len, &rd.pos, state, r16, rows, dt))
+                if (!ks->slot(m, vtab_of(ms, j), body, len, &rd.pos, state, rn, rows, dt))
                     goto corrupt;
                 continue;
             }
@@ -701,7 +780,7 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
             }
             for (size_t l = 0; l < nk; l++) {
                 const size_t v = k * LKV_P2_LANES + l;
-                reconstruct(m, kk[l], cc[l], ld16(body + 2 * (v * np + j)), out);
+                reconstruct(m, kk[l], cc[l], norm_value(fmt, norm_code_at(lo, body, v, j)), out);
                 lkv_store_vec(dt, dst + ((first + v) * dim + sp->off[j]) * esz, 0, m->dim, out);
             }
         }
@@ -737,19 +816,15 @@ corrupt:
 static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *body,
                        const size_t *len, lkv_dtype dt, uint8_t *dst, size_t first)
 {
-    const lkv_split *sp = &ms->lo->split;
-    const uint32_t np = sp->count, dim = sp->dim;
-    const size_t esz = lkv_dtype_size(dt), cnt = LKV_P2_CHUNK_VECTORS;
+    const p2_layout *lo = ms->lo;
+    const lkv_split *sp = &lo->split;
+    const uint32_t np = sp->count, dim = sp->dim, fmt = lo->fmt;
+    const size_t esz = lkv_dtype_size(dt), cnt = lo->chunk;
     size_t pos[2];
     for (int c = 0; c < 2; c++) {
-        pos[c] = 2 * cnt * np;
-        if (pos[c] > len[c])
+        pos[c] = (size_t)norm_bytes(lo, cnt);
+        if (pos[c] > len[c] || !norms_ok(lo, body[c], cnt))
             return 0;
-        for (size_t i = 0; i < cnt * np; i++) {
-            const uint16_t r16 = ld16(body[c] + 2 * i);
-            if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
-                return 0;
-        }
     }
     for (uint32_t j = 0; j < np; j++) {
         const lkv_p2_model *m = model_of(ms, j);
@@ -768,16 +843,16 @@ static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *b
             pos[c] += 4 * LKV_P2_LANES;
         }
         for (size_t k = 0; k < cnt / LKV_P2_LANES; k++) {
-            uint16_t r16[2][LKV_P2_LANES];
+            float rn[2][LKV_P2_LANES];
             uint8_t *rows[2][LKV_P2_LANES];
             lkv_p2_slot_io io[2];
             for (size_t c = 0; c < 2; c++) {
                 for (size_t l = 0; l < LKV_P2_LANES; l++) {
                     const size_t v = k * LKV_P2_LANES + l;
-                    r16[c][l] = ld16(body[c] + 2 * (v * np + j));
+                    rn[c][l] = norm_value(fmt, norm_code_at(lo, body[c], v, j));
                     rows[c][l] = dst + ((first + c * cnt + v) * dim + sp->off[j]) * esz;
                 }
-                io[c] = (lkv_p2_slot_io){body[c], len[c], pos[c], state[c], r16[c], rows[c]};
+                io[c] = (lkv_p2_slot_io){body[c], len[c], pos[c], state[c], rn[c], rows[c]};
             }
             if (!ks->slot2(m, vt, io, dt))
                 return 0;
@@ -827,11 +902,11 @@ lkv_status lkv_p2_chunk_size(const lkv_params *p, const void *src, size_t src_le
     lkv_status st = p2_check(p, LKV_DTYPE_FP32, diag);
     if (st != LKV_OK)
         return st;
-    if (n_in_chunk == 0 || n_in_chunk > LKV_P2_CHUNK_VECTORS)
-        return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX,
-                        "n_in_chunk=%zu is outside 1..%u", n_in_chunk, LKV_P2_CHUNK_VECTORS);
     p2_layout lo;
     layout_init(p, &lo);
+    if (n_in_chunk == 0 || n_in_chunk > lo.chunk)
+        return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX,
+                        "n_in_chunk=%zu is outside 1..%u", n_in_chunk, lo.chunk);
     return chunk_size(&lo, (const uint8_t *)src, src_len, n_in_chunk, 0, chunk_bytes, diag);
 }
 
@@ -858,11 +933,11 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
 #if defined(LKV_P2_SIMD)
     const int pair = ks && ks->slot2 && pair_fits(&lo);
 #endif
-    for (size_t first = 0; first < n; first += LKV_P2_CHUNK_VECTORS) {
-        const size_t cnt = n - first < LKV_P2_CHUNK_VECTORS ? n - first : LKV_P2_CHUNK_VECTORS;
+    for (size_t first = 0; first < n; first += lo.chunk) {
+        const size_t cnt = n - first < lo.chunk ? n - first : lo.chunk;
         size_t bytes = 0;
 #if defined(LKV_P2_SIMD)
-        if (pair && n - first >= 2 * LKV_P2_CHUNK_VECTORS) {
+        if (pair && n - first >= 2 * (size_t)lo.chunk) {
             size_t b1 = 0;
             if (chunk_size(&lo, in + pos, src_len - pos, cnt, pos, &bytes, NULL) == LKV_OK &&
                 chunk_size(&lo, in + pos + bytes, src_len - pos - bytes, cnt, pos + bytes, &b1,
@@ -871,7 +946,7 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
                 const size_t blen[2] = {bytes - 4, b1 - 4};
                 if (decode_pair(&ms, ks, body, blen, dt, (uint8_t *)dst, first)) {
                     pos += bytes + b1;
-                    first += LKV_P2_CHUNK_VECTORS;
+                    first += lo.chunk;
                     continue;
                 }
             }

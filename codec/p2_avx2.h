@@ -210,7 +210,7 @@ typedef struct p2a_stream {
     const uint8_t *body;
     size_t len, pos;
     uint32_t *state;
-    const uint16_t *r16;
+    const float *rn; /* the norms the decoder multiplies by */
     uint8_t *const *rows;
 } p2a_stream;
 
@@ -311,7 +311,8 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
             const vi p2 = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)&kt[j * kw + gl]));
             buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
         }
-        const vf r = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(t->r16 + gl)));
+        vf r;
+        memcpy(&r, t->rn + gl, sizeof r);
         vf unused = r;
         sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
         for (uint32_t ch = 0; ch < m->dim / 8u; ch++)

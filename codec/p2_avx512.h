@@ -164,7 +164,7 @@ typedef struct p2v_stream {
     const uint8_t *body;
     size_t len, pos;
     uint32_t *state;
-    const uint16_t *r16;
+    const float *rn; /* the norms the decoder multiplies by */
     uint8_t *const *rows;
 } p2v_stream;
 
@@ -295,7 +295,8 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
                 _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)&kt[j * kw + 16u * g]));
             buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
         }
-        const vf r = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(t->r16 + gl)));
+        vf r;
+        memcpy(&r, t->rn + gl, sizeof r);
         vf unused = r;
         sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
         uint8_t *const *gr = t->rows + gl;

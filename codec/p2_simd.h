@@ -8,21 +8,24 @@
  *
  * p2_simd_quantise: LKV_L vectors of one piece, profile 1's lane-wise pieces
  * in p2.c quantise's order: the pairwise norm and r = max(norm, 2^-23)
- * (sk_load_r), u = x / r, the butterfly, times Q (sk_fwht's last
- * step), times 1/4, then the E8 box search of ref.c (sk_e8) per block.
+ * (sk_load_rn), its code and divisor d (container version 3: the norm code
+ * k, d = r^(k); version 2: r16 and d = r), u = x / d, the butterfly, times Q
+ * (sk_fwht's last step), times 1/4, then the E8 box search of ref.c (sk_e8)
+ * per block.
  * rows[l] for l >= cnt repeat row 0. With kt: the points symbol-major
  * (kt[j * 32 + l], ct[blk * 32 + l]) for the vectorised rANS of a full
- * slot; else k[l] and c[l] receive lane l's points and cosets. r16[l]
- * receives its norm, for l < cnt. Returns the lanes < cnt that cannot be
+ * slot; else k[l] and c[l] receive lane l's points and cosets. code[l]
+ * receives its norm code, for l < cnt. Returns the lanes < cnt that cannot be
  * coded (NaN/Inf, norm overflow); then nothing is valid and the caller
  * reports the first failing vector as the scalar path does.
  */
 #ifndef LKV_P2_SIMD_H
 #define LKV_P2_SIMD_H
 
-static unsigned p2_simd_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint8_t *const *rows,
-                                 unsigned cnt, uint16_t *r16, int16_t (*k)[LKV_DIM_MAX],
-                                 uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt, uint8_t *ct)
+static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, lkv_dtype dt,
+                                 const uint8_t *const *rows, unsigned cnt, uint16_t *code,
+                                 int16_t (*k)[LKV_DIM_MAX], uint8_t (*c)[LKV_DIM_MAX / 8],
+                                 int16_t *kt, uint8_t *ct)
 {
     sk_scratch sc;
     const unsigned live = cnt >= LKV_L ? (1u << LKV_L) - 1u : (1u << cnt) - 1u;
@@ -30,17 +33,34 @@ static unsigned p2_simd_quantise(const lkv_p2_model *m, lkv_dtype dt, const uint
     memset(&kc, 0, sizeof kc);
     kc.dim = m->dim;
     unsigned bad = 0;
-    vi h;
-    const vf r = sk_load_r(&kc, dt, rows, &sc, &h, &bad);
+    vf d;
+    if (fmt == LKV_FMT_VERSION_P2) {
+        vi h;
+        d = sk_load_r(&kc, dt, rows, &sc, &h, &bad);
+        int16_t hv[LKV_L];
+        vi_store16(hv, h);
+        for (unsigned l = 0; l < cnt; l++)
+            code[l] = (uint16_t)hv[l];
+    } else {
+        /* a byte per vector: the code in scalar steps on the fp32 bits */
+        const vf r = sk_load_rn(&kc, dt, rows, &sc, &bad);
+        uint32_t rb[LKV_L];
+        memcpy(rb, &r, sizeof rb);
+        for (unsigned l = 0; l < LKV_L; l++) {
+            const uint32_t kn = lkv_p2_norm_code(rb[l]);
+            if (kn > 0xffu)
+                bad |= 1u << l;
+            if (l < cnt)
+                code[l] = (uint16_t)kn;
+            rb[l] = lkv_p2_norm_bits(kn & 0xffu);
+        }
+        memcpy(&d, rb, sizeof d);
+    }
     if (bad & live)
         return bad & live;
     vf unused = vf_set1(0.0f);
-    sk_fwht(sc.buf, m->dim, 0, r, vf_set1(m->qf), r, &unused);
+    sk_fwht(sc.buf, m->dim, 0, d, vf_set1(m->qf), d, &unused);
     const vf quarter = vf_set1(0.25f), box = vf_set1(m->box_f);
-    int16_t hv[LKV_L];
-    vi_store16(hv, h);
-    for (unsigned l = 0; l < cnt; l++)
-        r16[l] = (uint16_t)hv[l];
     for (uint32_t blk = 0; blk < m->nblocks; blk++) {
         vf z[8], g[8];
         vm half;

@@ -480,11 +480,11 @@ lkv_status lkv_decode_avx2(const lkv_derived *d, const uint8_t *src, size_t n, l
 #include "p2_simd.h"
 
 static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
-                   size_t *pos, uint32_t *state, const uint16_t *r16, uint8_t *const *rows,
+                   size_t *pos, uint32_t *state, const float *rn, uint8_t *const *rows,
                    lkv_dtype dt)
 {
     int16_t kt[LKV_DIM_MAX * LKV_P2_LANES];
-    p2a_stream st = {body, len, *pos, state, r16, rows};
+    p2a_stream st = {body, len, *pos, state, rn, rows};
     const int ok = p2a_slot(m, vt, &st, kt, dt);
     *pos = st.pos;
     return ok;

@@ -528,15 +528,22 @@ static vf sk_load_norm(const sk_consts *c, lkv_dtype dt, const uint8_t *const *r
 }
 
 /* Loads a batch into sc->buf and returns each lane's r = max(norm, 2^-23);
- * *r16 receives its fp16 bits, *bad the lanes holding NaN/Inf or whose r16
- * overflows. */
-SK_INLINE vf sk_load_r(const sk_consts *c, lkv_dtype dt, const uint8_t *const *rows, sk_scratch *sc,
-                       vi *r16, unsigned *bad)
+ * *bad receives the lanes holding NaN/Inf. */
+SK_INLINE vf sk_load_rn(const sk_consts *c, lkv_dtype dt, const uint8_t *const *rows,
+                        sk_scratch *sc, unsigned *bad)
 {
     const vf ss = sk_load_norm(c, dt, rows, sc, bad);
     const vf eps = vf_set1(LKV_EPS);
-    vf r = vf_sqrt(ss);
-    r = vf_blend(vm_ge(r, eps), r, eps);
+    const vf r = vf_sqrt(ss);
+    return vf_blend(vm_ge(r, eps), r, eps);
+}
+
+/* sk_load_rn, and *r16 receives r's fp16 bits; *bad also the lanes whose
+ * r16 overflows. */
+SK_INLINE vf sk_load_r(const sk_consts *c, lkv_dtype dt, const uint8_t *const *rows, sk_scratch *sc,
+                       vi *r16, unsigned *bad)
+{
+    const vf r = sk_load_rn(c, dt, rows, sc, bad);
     *r16 = vi_h_from_f(r);
     *bad |= vm_bits(vm_ieq(*r16, vi_set1(LKV_F16_INF_BITS)));
     return r;

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lkv_cuda_p2.cu - codec profile 2 on the GPU (lkv_cuda_p2.h), byte-identical
- * to codec/p2.c.
+ * to codec/p2.c, in both of its container versions: 3 (chunks of 256
+ * vectors, one-byte norm codes) and 2 (chunks of 128, fp16 norms). The
+ * version comes from the model's parameters into the Plan (chunk, slog,
+ * v3), so one instantiation of each kernel serves both.
  *
  * Each direction is two kernels with the points between them (int16
  * 2k + c per coordinate: Rows below), so that the serial rANS work runs at
@@ -12,8 +15,8 @@
  *     elements each, so every lane holds whole E8 blocks); norm, division,
  *     butterfly and closest point (encode) or the inverse (decode), across
  *     lanes by xor shuffles, in profile 2's operation order;
- *   - rANS kernels: one warp per chunk (up to 128 vectors = 4 slots of
- *     32), lane l codes vector l of each slot, all lanes in lockstep over
+ *   - rANS kernels: one warp per chunk (up to 256 vectors = 8 slots of
+ *     32; version 2: 128 = 4), lane l codes vector l of each slot, all lanes in lockstep over
  *     the same symbol positions (a block's symbol count does not depend on
  *     its point). The shared word stream's positions come from a ballot of
  *     the lanes that move a word and a popcount of the lanes before them in
@@ -56,9 +59,7 @@ namespace
 {
 
 constexpr uint32_t kFull = 0xffffffffu;
-constexpr uint32_t kChunk = LKV_P2_CHUNK_VECTORS;
 constexpr uint32_t kLanes = LKV_P2_LANES;
-constexpr uint32_t kSlots = kChunk / kLanes;
 constexpr uint32_t kVecWarps = 8;   /* warps per block of a vector kernel */
 constexpr uint32_t kRansWarps = 16; /* warps per block of a rANS kernel */
 /* rANS blocks resident per SM (__launch_bounds__): two 16-warp blocks hold
@@ -72,12 +73,24 @@ struct Piece {
     uint32_t dim, off, sym, e, lpv, log2d;
 };
 
-/* Constants of one call, passed by value. */
+/* Constants of one call, passed by value. The container version enters
+ * here only: chunk (vectors per chunk, 32 << slog: the kernels shift by
+ * slog, which in the rANS kernels took fewer registers than a multiply)
+ * and v3 (norm codes of one byte, the field padded to an even size, and
+ * the divisor r^(k); else fp16 norms and the divisor r). */
 struct Plan {
     uint32_t np, dim, esz, dt, fast, full, dmax, smem_models, warps;
+    uint32_t chunk, slog, v3;
     uint64_t n, nchunks, cap; /* cap: bytes of one chunk's scratch slot */
     Piece pc[LKV_PIECES_MAX];
 };
+
+/* Bytes of the norm field of a chunk of cnt vectors (p2.c norm_bytes). */
+__host__ __device__ __forceinline__ uint32_t norm_field(const Plan &P, uint32_t cnt)
+{
+    const uint32_t k = cnt * P.np;
+    return P.v3 ? (k + 1u) & ~1u : 2u * k;
+}
 
 __device__ __forceinline__ uint32_t lanemask_lt()
 {
@@ -281,14 +294,25 @@ template <int E> __device__ __forceinline__ void butterfly(float *x, int e, int 
 }
 
 /* a / b correctly rounded, y = lkv_recip_of(b): lkv_div_by (three
- * instructions, exact for |a| >= 2^-100 and the b of the codec: see
- * lkv_cuda_block.cuh and tests/gpu/div_exhaustive); IEEE division below
- * that and for zeros (lkv_div_by would give +0 for -0). */
-constexpr float kDivMin = 7.88860905221011805411728565283e-31f; /* 2^-100 */
+ * instructions) for |a| >= amin = div_min(b), IEEE division below that and
+ * for zeros (lkv_div_by would give +0 for -0). lkv_div_by is exact for
+ * |a| >= 2^-100 while its quotients stay normal (lkv_cuda_block.cuh: the
+ * significands by tests/gpu/div_exhaustive, the exponents by its scaling
+ * argument); its stated b < 2^17 ensures that, but version 3's divisor
+ * r^(k) reaches 2^31.75, so amin also keeps |a / b| >= 2^-124:
+ * amin = max(2^-100, b 2^-124), which is 2^-100 for every b < 2^24 (every
+ * version 2 norm, below 65520). */
+constexpr float kDivMin = 7.88860905221011805411728565283e-31f;  /* 2^-100 */
+constexpr float kDivQuot = 4.70197740328915003187494614623e-38f; /* 2^-124 */
 
-__device__ __forceinline__ float div_exact(float a, float b, float y)
+__device__ __forceinline__ float div_min(float b)
 {
-    return fabsf(a) >= kDivMin ? lkv_div_by(a, b, y) : __fdiv_rn(a, b);
+    return fmaxf(kDivMin, __fmul_rn(b, kDivQuot));
+}
+
+__device__ __forceinline__ float div_exact(float a, float b, float y, float amin)
+{
+    return fabsf(a) >= amin ? lkv_div_by(a, b, y) : __fdiv_rn(a, b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -376,7 +400,7 @@ __device__ __forceinline__ void get_block(const int16_t *p, bool wide, uint32_t 
 }
 
 /* The slots of the vector kernels: warp s takes vectors 32 s .. 32 s + 31
- * (slot s % 4 of chunk s / 4), every piece. */
+ * (slot s % 2^slog of chunk s >> slog), every piece. */
 #define FOR_EACH_SLOT(P, s)                                                          \
     for (uint64_t s = (uint64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), \
                   s##_end = ((P).n + kLanes - 1) / kLanes;                           \
@@ -386,8 +410,9 @@ __device__ __forceinline__ void get_block(const int16_t *p, bool wide, uint32_t 
 /* Encode                                                                    */
 
 /* Vector kernel: norm, division, butterfly and closest point of every
- * vector and piece, in p2.c's operation order; the norms go into the
- * chunk's scratch slot, the points into R, the statuses into status. */
+ * vector and piece, in p2.c's operation order; the norm codes go into the
+ * chunk's scratch slot (vector-major: one byte each in version 3, an fp16
+ * in version 2), the points into R, the statuses into status. */
 template <int E, int DT>
 __global__ void __launch_bounds__(kVecWarps * 32, 4)
     p2_quantise_kernel(Plan P, const lkv_p2_model *models, const uint8_t *src, Rows R,
@@ -402,9 +427,6 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
     {
         const uint64_t first = s * kLanes;
         const uint32_t nk = (uint32_t)(P.n - first < kLanes ? P.n - first : kLanes);
-        /* the norms of the slot's vectors, piece-minor, in the chunk's body */
-        uint16_t *r16s = reinterpret_cast<uint16_t *>(scratch + (s / kSlots) * P.cap + 4) +
-                         (s % kSlots) * kLanes * P.np;
         if (status && lane < nk)
             status[first + lane] = LKV_OK;
         __syncwarp();
@@ -443,23 +465,50 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                 float r = __fsqrt_rn(sum_squares<E>(xv, e, lpv));
                 if (!(r >= LKV_EPS))
                     r = LKV_EPS;
-                const uint16_t r16 = (uint16_t)f16_bits(r);
-                const bool ok = allfin && r16 != LKV_F16_INF_BITS;
+                /* the stored code and the divisor: version 3 the smallest
+                 * r^(k) >= r (k > 255: overflow), version 2 fp16(r) and r */
+                uint32_t code;
+                bool ok;
+                if (P.v3) {
+                    code = lkv_p2_norm_code(__float_as_uint(r));
+                    ok = allfin && code <= 0xffu;
+                    r = __uint_as_float(lkv_p2_norm_bits(code & 0xffu));
+                } else {
+                    code = f16_bits(r);
+                    ok = allfin && code != LKV_F16_INF_BITS;
+                }
+                /* the code and status now, so that the code is not held
+                 * through the closest point */
+                if (valid && li == 0) {
+                    /* the chunk's norm field: vector-major, a byte (v3)
+                     * or a u16 (v2) per vector and piece */
+                    uint8_t *codes = scratch + (s >> P.slog) * P.cap + 4;
+                    const uint32_t ci =
+                        ((uint32_t)(s & ((1u << P.slog) - 1u)) * kLanes + vl) * P.np + j;
+                    if (P.v3)
+                        codes[ci] = ok ? (uint8_t)code : (uint8_t)0;
+                    else
+                        reinterpret_cast<uint16_t *>(codes)[ci] = ok ? (uint16_t)code : 0;
+                    /* a NaN/Inf anywhere in the vector outranks an
+                     * overflowing piece, as in the C coder */
+                    if (!ok && status && (!allfin || status[v] != LKV_ERR_NONFINITE))
+                        status[v] = allfin ? LKV_ERR_NORM_OVERFLOW : LKV_ERR_NONFINITE;
+                }
                 if (!ok)
                     r = 1.0f;
-                const float ry = lkv_recip_of(r);
+                const float ry = lkv_recip_of(r), amin = div_min(r);
                 /* lkv_div_by alone when no element of the warp is a nonzero
                  * below its range (zeros may change sign there, which no
                  * point depends on: the closest point treats -0 as 0) */
                 bool tiny = false;
 #pragma unroll
                 for (int i = 0; i < E; i++)
-                    tiny = tiny || (xv[i] != 0.0f && !(fabsf(xv[i]) >= kDivMin));
+                    tiny = tiny || (xv[i] != 0.0f && !(fabsf(xv[i]) >= amin));
                 if (__any_sync(kFull, tiny)) {
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         if (i < e)
-                            xv[i] = ok ? div_exact(xv[i], r, ry) : 0.0f;
+                            xv[i] = ok ? div_exact(xv[i], r, ry, amin) : 0.0f;
                 } else {
 #pragma unroll
                     for (int i = 0; i < E; i++)
@@ -470,13 +519,6 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                 for (int i = 0; i < E; i++)
                     xv[i] = __fmul_rn(__fmul_rn(xv[i], m->qf), 0.25f);
                 if (valid) {
-                    if (li == 0) {
-                        r16s[vl * P.np + j] = ok ? r16 : (uint16_t)0;
-                        /* a NaN/Inf anywhere in the vector outranks an
-                         * overflowing piece, as in the C coder */
-                        if (!ok && status && (!allfin || status[v] != LKV_ERR_NONFINITE))
-                            status[v] = allfin ? LKV_ERR_NORM_OVERFLOW : LKV_ERR_NONFINITE;
-                    }
                     int16_t *row = row_of(R, v, pc.off) + li * e;
 #pragma unroll
                     for (int bb = 0; bb < E / 8; bb++)
@@ -527,7 +569,9 @@ __device__ __forceinline__ void put_sym(uint32_t &x, bool act, uint32_t start, u
 
 /* rANS kernel: one warp codes one chunk, lane l the vector l of each slot,
  * into the chunk's worst-case scratch slot (words backwards from its end,
- * then moved behind the states, as p2.c does); sizes[c] = its bytes. */
+ * then moved behind the states, as p2.c does); sizes[c] = its bytes. The
+ * norm field is the quantise kernel's, version 3's pad byte the
+ * compaction's. */
 template <bool SM>
 __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, uint8_t *scratch, uint64_t *sizes)
@@ -537,13 +581,13 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
-        const uint64_t first = c * kChunk;
-        const uint32_t cnt = (uint32_t)(P.n - first < kChunk ? P.n - first : kChunk);
+        const uint64_t first = c << (5u + P.slog);
+        const uint32_t cnt = (uint32_t)(P.n - first < P.chunk ? P.n - first : P.chunk);
         const uint32_t nl = cnt < kLanes ? cnt : kLanes;
         const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
         uint8_t *chunk = scratch + c * P.cap;
         uint16_t *w16 = reinterpret_cast<uint16_t *>(chunk);
-        uint32_t pos = 4 + 2 * cnt * P.np; /* bytes from the chunk's start */
+        uint32_t pos = 4 + norm_field(P, cnt); /* bytes from the chunk's start */
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
             const uint32_t off = P.pc[j].off;
@@ -650,11 +694,18 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     }
 }
 
-/* Moves each chunk from its scratch slot to its offset (both even). */
-__global__ void p2_compact_kernel(const uint8_t *scratch, uint64_t cap, const uint64_t *offs,
-                                  uint64_t nchunks, uint8_t *dst)
+/* Moves each chunk from its scratch slot to its offset (both even). In
+ * version 3 it also writes the chunk's last touches, which the rANS
+ * kernel's registers are better spent without: the zero pad byte after an
+ * odd number of norm codes, and, since no norm code is invalid there, the
+ * mark of a chunk with a vector the quantise kernel could not code (its
+ * code 0, below the k >= 36 of every r >= 2^-23): piece 0's first state
+ * 0, which every decoder rejects, as version 2's zero norm makes them. */
+__global__ void p2_compact_kernel(Plan P, const uint8_t *scratch, const uint64_t *offs,
+                                  uint8_t *dst)
 {
-    for (uint64_t c = blockIdx.x; c < nchunks; c += gridDim.x) {
+    const uint64_t cap = P.cap;
+    for (uint64_t c = blockIdx.x; c < P.nchunks; c += gridDim.x) {
         const uint64_t o = offs[c], len = offs[c + 1] - o;
         const uint8_t *s = scratch + c * cap;
         uint8_t *d = dst + o;
@@ -679,6 +730,24 @@ __global__ void p2_compact_kernel(const uint8_t *scratch, uint64_t cap, const ui
                 d4[i] = (uint32_t)s2[2 * i + 1] | ((uint32_t)s2[2 * i + 2] << 16);
             if (((len - 2) & 3u) && threadIdx.x == 0)
                 d2[len / 2 - 1] = s2[len / 2 - 1];
+        }
+        if (P.v3) {
+            const uint64_t first = c << (5u + P.slog);
+            const uint32_t cnt = (uint32_t)(P.n - first < P.chunk ? P.n - first : P.chunk);
+            const uint32_t k = cnt * P.np;
+            bool fail = false;
+            for (uint32_t i = threadIdx.x; i < k; i += blockDim.x)
+                fail = fail || s[4 + i] == 0;
+            /* after the copy: its writes may share a word with these */
+            fail = __syncthreads_or(fail) != 0;
+            if (threadIdx.x == 0) {
+                if (k & 1u)
+                    d[4 + k] = 0;
+                if (fail) {
+                    uint16_t *st = reinterpret_cast<uint16_t *>(d + 4 + norm_field(P, cnt));
+                    st[0] = st[1] = 0;
+                }
+            }
         }
     }
 }
@@ -793,8 +862,8 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     uint16_t *ring = reinterpret_cast<uint16_t *>(smem + models_smem(P)) + warp * kRing;
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
-        const uint64_t first = c * kChunk;
-        const uint32_t cnt = (uint32_t)(P.n - first < kChunk ? P.n - first : kChunk);
+        const uint64_t first = c << (5u + P.slog);
+        const uint32_t cnt = (uint32_t)(P.n - first < P.chunk ? P.n - first : P.chunk);
         const uint32_t nl = cnt < kLanes ? cnt : kLanes;
         const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
         bool bad = false;
@@ -809,7 +878,7 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
         }
         const uint8_t *body = payload + o + 4;
         const uint16_t *b16 = reinterpret_cast<const uint16_t *>(body);
-        uint32_t pos = 2 * cnt * P.np; /* bytes into the body */
+        uint32_t pos = norm_field(P, cnt); /* bytes into the body */
         if (!bad && pos > blen)
             bad = true;
         /* The refills read the body in order, one dependent load per
@@ -822,12 +891,16 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
 #else
                 (void)i;
 #endif
-        if (!bad)
+        /* the norm field: version 2 fp16 norms in [2^-23, inf), version 3
+         * any code but a zero pad byte */
+        if (!bad && !P.v3)
             for (uint32_t i = lane; i < cnt * P.np; i += kLanes) {
                 const uint16_t r16 = b16[i];
                 if (r16 < LKV_F16_EPS_BITS || r16 >= LKV_F16_INF_BITS)
                     bad = true;
             }
+        if (!bad && P.v3 && lane == 0 && ((cnt * P.np) & 1u) && body[pos - 1] != 0)
+            bad = true;
         bad = __any_sync(kFull, bad);
         for (uint32_t j = 0; j < P.np && !bad; j++) {
             const lkv_p2_model *m = models + j;
@@ -911,9 +984,11 @@ __global__ void __launch_bounds__(kVecWarps * 32)
     {
         const uint64_t first = s * kLanes;
         const uint32_t nk = (uint32_t)(P.n - first < kLanes ? P.n - first : kLanes);
-        /* read only for a chunk that passed its checks */
-        const uint16_t *r16s = reinterpret_cast<const uint16_t *>(payload + offs[s / kSlots] + 4) +
-                               (s % kSlots) * kLanes * P.np;
+        /* the slot's norm codes, read only for a chunk that passed its
+         * checks: code i of the slot, a byte (v3) or a u16 (v2), at byte
+         * i << (1 - v3) */
+        const uint8_t *codes = payload + offs[s >> P.slog] + 4 +
+                               (((s & ((1u << P.slog) - 1u)) * kLanes * P.np) << (1u - P.v3));
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
             const Piece pc = P.pc[j];
@@ -954,8 +1029,12 @@ __global__ void __launch_bounds__(kVecWarps * 32)
                  * butterfly's shuffles wait for them) before any writes */
                 __syncwarp();
                 if (valid) {
-                    const float r =
-                        dead ? 0.0f : __uint_as_float(lkv_math_f16_to_f32(r16s[vl * P.np + j]));
+                    /* r^(k) in version 3, fp32(r16) in version 2 */
+                    const uint32_t ci = vl * P.np + j;
+                    const float r = dead   ? 0.0f
+                                    : P.v3 ? __uint_as_float(lkv_p2_norm_bits(codes[ci]))
+                                           : __uint_as_float(lkv_math_f16_to_f32(
+                                                 reinterpret_cast<const uint16_t *>(codes)[ci]));
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         xv[i] = dead ? 0.0f : __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
@@ -1005,10 +1084,42 @@ struct lkv_cuda_p2_model {
     lkv_params p;
     int dev;
     uint32_t np, dim, dmax, e;
+    uint32_t chunk, v3; /* the container version's: lkv_p2_chunk_vectors(p), version 3 */
     uint32_t off[LKV_PIECES_MAX], pdim[LKV_PIECES_MAX], sym[LKV_PIECES_MAX];
-    uint64_t cap; /* one chunk's scratch: 4 + body bound of 128, rounded to 16 */
+    uint64_t cap; /* one chunk's scratch: 4 + body bound of a full chunk, rounded to 16 */
     lkv_p2_model *d_models;
 };
+
+/* The host fields of m for checked profile 2 parameters p (everything but
+ * dev and d_models): the pieces, the chunk layout of p's container version
+ * and the scratch slot, whose size is p2.c's worst-case body of a full
+ * chunk (the norm field, then per piece the states and a word per symbol). */
+static void model_layout(const lkv_params *p, lkv_cuda_p2_model *m)
+{
+    lkv_params p1 = *p;
+    p1.profile = LKV_PROFILE_1; /* lkv_split_init only cuts the dim */
+    p1.format = 0;
+    lkv_split sp;
+    lkv_split_init(&p1, &sp);
+    m->p = *p;
+    m->np = sp.count;
+    m->dim = sp.dim;
+    m->chunk = lkv_p2_chunk_vectors(p);
+    m->v3 = lkv_p2_format_of(p) != LKV_FMT_VERSION_P2;
+    m->dmax = 0;
+    const uint64_t k = (uint64_t)m->chunk * sp.count;
+    uint64_t body = m->v3 ? (k + 1) & ~(uint64_t)1 : 2 * k;
+    for (uint32_t j = 0; j < sp.count; j++) {
+        m->off[j] = sp.off[j];
+        m->pdim[j] = sp.d[j].p.dim;
+        if (m->pdim[j] > m->dmax)
+            m->dmax = m->pdim[j];
+        m->sym[j] = lkv_p2_syms_per_vec(p->q, m->pdim[j]);
+        body += 4ull * kLanes + 2ull * m->chunk * m->sym[j];
+    }
+    m->e = m->dmax / 32 > 8 ? m->dmax / 32 : 8;
+    m->cap = align16(4 + body);
+}
 
 static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool aligned, Plan *P)
 {
@@ -1019,7 +1130,12 @@ static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool a
     P->dt = (uint32_t)dt;
     P->dmax = m->dmax;
     P->n = n;
-    P->nchunks = lkv_cuda_p2_chunks(n);
+    P->chunk = m->chunk;
+    P->slog = 0;
+    while ((kLanes << P->slog) < m->chunk)
+        P->slog++;
+    P->v3 = m->v3;
+    P->nchunks = (n + m->chunk - 1) / m->chunk;
     P->cap = m->cap;
     bool fast = aligned && (m->dim * P->esz) % 16 == 0;
     for (uint32_t j = 0; j < m->np; j++) {
@@ -1052,9 +1168,12 @@ static lkv_status p2_params(const lkv_params *p, lkv_diag *diag)
     return st;
 }
 
-extern "C" size_t lkv_cuda_p2_chunks(size_t n)
+extern "C" size_t lkv_cuda_p2_chunks(const lkv_params *p, size_t n)
 {
-    return (n + kChunk - 1) / kChunk;
+    if (!p)
+        return 0;
+    const size_t v = lkv_p2_chunk_vectors(p);
+    return n / v + (n % v != 0);
 }
 
 #if !defined(LKV_P2_EMU) /* what follows talks to the CUDA runtime */
@@ -1068,44 +1187,29 @@ extern "C" lkv_status lkv_cuda_p2_model_create(const lkv_params *p, int dev,
     lkv_status st = p2_params(p, diag);
     if (st != LKV_OK)
         return st;
-    lkv_params p1 = *p;
-    p1.profile = LKV_PROFILE_1; /* lkv_split_init only cuts the dim */
-    lkv_split sp;
-    lkv_split_init(&p1, &sp);
     lkv_cuda_p2_model *m = (lkv_cuda_p2_model *)calloc(1, sizeof *m);
-    lkv_p2_model *h = (lkv_p2_model *)calloc(sp.count, sizeof *h);
+    if (m)
+        model_layout(p, m);
+    lkv_p2_model *h = m ? (lkv_p2_model *)calloc(m->np, sizeof *h) : NULL;
     if (!m || !h) {
         free(m);
         free(h);
         return lkv_fail(diag, LKV_ERR_NOMEM, UINT64_MAX, "profile=2 model: out of host memory");
     }
-    m->p = *p;
     m->dev = dev;
-    m->np = sp.count;
-    m->dim = sp.dim;
-    uint64_t body = 2ull * kChunk * sp.count;
-    for (uint32_t j = 0; j < sp.count; j++) {
-        m->off[j] = sp.off[j];
-        m->pdim[j] = sp.d[j].p.dim;
-        if (m->pdim[j] > m->dmax)
-            m->dmax = m->pdim[j];
-        if (!lkv_p2_model_build(p->q, m->pdim[j], &h[j])) {
+    for (uint32_t j = 0; j < m->np; j++)
+        if (!lkv_p2_model_build(p->q, m->pdim[j], &h[j]) || h[j].sym_vec != m->sym[j]) {
             const uint32_t pd = m->pdim[j];
             free(h);
             free(m);
             return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX,
                             "profile=2: q=%u dim=%u has no model", p->q, pd);
         }
-        m->sym[j] = h[j].sym_vec;
-        body += 4ull * kLanes + 2ull * kChunk * m->sym[j];
-    }
-    m->e = m->dmax / 32 > 8 ? m->dmax / 32 : 8;
-    m->cap = align16(4 + body);
     cudaError_t ce = cudaSetDevice(dev);
     if (ce == cudaSuccess)
-        ce = cudaMalloc((void **)&m->d_models, sp.count * sizeof *h);
+        ce = cudaMalloc((void **)&m->d_models, m->np * sizeof *h);
     if (ce == cudaSuccess)
-        ce = cudaMemcpy(m->d_models, h, sp.count * sizeof *h, cudaMemcpyHostToDevice);
+        ce = cudaMemcpy(m->d_models, h, m->np * sizeof *h, cudaMemcpyHostToDevice);
     free(h);
     if (ce != cudaSuccess) {
         if (m->d_models)
@@ -1176,7 +1280,7 @@ extern "C" size_t lkv_cuda_p2_encode_workspace(const lkv_cuda_p2_model *m, size_
 {
     if (!m)
         return 0;
-    const size_t nc = lkv_cuda_p2_chunks(n);
+    const size_t nc = lkv_cuda_p2_chunks(&m->p, n);
     return align16((nc + 1) * 8) + align16(scan_temp(nc + 1)) + nc * (size_t)m->cap;
 }
 
@@ -1254,7 +1358,7 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     }
     if (ce == cudaSuccess) {
         const unsigned cg = nc < 65535u ? (unsigned)nc : 65535u;
-        p2_compact_kernel<<<cg, 256, 0, s>>>(scratch, m->cap, d_offs, nc, (uint8_t *)d_payload);
+        p2_compact_kernel<<<cg, 256, 0, s>>>(P, scratch, d_offs, (uint8_t *)d_payload);
         ce = cudaGetLastError();
     }
     if (ce != cudaSuccess)
@@ -1327,9 +1431,10 @@ extern "C" lkv_status lkv_cuda_p2_index(const lkv_params *p, const void *payload
         return lkv_fail(diag, LKV_ERR_INVALID_ARGUMENT, UINT64_MAX,
                         "payload or offs is NULL with n=%zu", n);
     const uint8_t *in = (const uint8_t *)payload;
+    const size_t chunk = lkv_p2_chunk_vectors(p);
     size_t pos = 0, c = 0;
-    for (size_t first = 0; first < n; first += kChunk, c++) {
-        const size_t cnt = n - first < kChunk ? n - first : kChunk;
+    for (size_t first = 0; first < n; first += chunk, c++) {
+        const size_t cnt = n - first < chunk ? n - first : chunk;
         size_t bytes = 0;
         offs[c] = pos;
         st = lkv_p2_chunk_size(p, in + pos, len - pos, cnt, &bytes, diag);

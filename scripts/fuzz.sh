@@ -14,7 +14,7 @@ secs=${1:-20}
 merge=${2:-}
 jobs=$(nproc)
 # target:corpus directory (under tests/fuzz)
-targets="fuzz_container:corpus fuzz_wire:corpus_wire fuzz_config:corpus_config fuzz_http:corpus_http fuzz_auth:corpus_auth"
+targets="fuzz_container:corpus fuzz_p2:corpus_p2 fuzz_wire:corpus_wire fuzz_config:corpus_config fuzz_http:corpus_http fuzz_auth:corpus_auth"
 
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DLKV_FUZZ=ON -DWITH_CUDA=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

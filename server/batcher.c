@@ -100,7 +100,9 @@ static int same_group(const lkv_work *a, const lkv_work *b)
 {
     return a->op == b->op && a->dtype == b->dtype && a->params.variant == b->params.variant &&
            a->params.q == b->params.q && a->params.dim == b->params.dim &&
-           lkv_profile_of(&a->params) == lkv_profile_of(&b->params);
+           lkv_profile_of(&a->params) == lkv_profile_of(&b->params) &&
+           (lkv_profile_of(&a->params) != LKV_PROFILE_2 ||
+            lkv_p2_format_of(&a->params) == lkv_p2_format_of(&b->params));
 }
 
 static void fifo_push(lkv_batcher *b, lkv_work *w)

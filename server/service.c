@@ -367,6 +367,7 @@ static int check_tensor(req *r, const lkv_wire_tensor *t, const lkv_wire_params 
     p->q = q;
     p->dim = head_dim > UINT32_MAX ? UINT32_MAX : (uint32_t)head_dim;
     p->profile = cp->profile; /* 0 or 1: profile 1; the check below refuses unknown ones */
+    p->format = 0;            /* profile 2 encodes its newest layout */
     lkv_diag d;
     lkv_status st = lkv_params_check(p, &d);
     if (st == LKV_ERR_HEAD_DIM)

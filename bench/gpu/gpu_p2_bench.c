@@ -3,8 +3,9 @@
  * gpu_p2_bench - codec profile 2 on the GPU against the card's copy
  * bandwidth (issue 14, item 4), with profile 1 beside it in the same run.
  *
- * 2^20 vectors (--n), D = 128, bf16 (normal data), profile 2 at Q = 54 (the
- * rate of profile 1's E8 Q = 38 error) and profile 1 E8 Q = 38. Each
+ * 2^20 vectors (--n), D = 128, bf16 (normal data), profile 2 at --q (default
+ * the rate of profile 1's E8 Q = 38 error: Q = 59 in container version 3,
+ * 54 in version 2) and profile 1 E8 Q = 38. Each
  * operation is timed with CUDA events, median of --reps runs after two
  * warm-ups, and reported as time, GB/s (input bytes read + output bytes
  * written) and the fraction of the device-to-device copy bandwidth measured
@@ -12,6 +13,9 @@
  * Encode is the whole call (quantise + rANS into scratch, scan, compaction);
  * decode is given the chunk offsets (the encoder's output). The first 64
  * chunks of the GPU payload are checked against the C coder first.
+ * --format 3 (the default: container version 3, chunks of 256 vectors and
+ * byte norm codes) or 2 (version 2: chunks of 128, fp16 norms) picks
+ * profile 2's layout; the table and the JSON name it.
  * --json FILE writes the numbers. Exit 77 without a GPU.
  */
 #include <cuda_runtime_api.h>
@@ -23,6 +27,7 @@
 #include "lkv_codec.h"
 #include "lkv_cuda.h"
 #include "lkv_cuda_p2.h"
+#include "lkv_format.h"
 
 #define CK(x)                                                                           \
     do {                                                                                \
@@ -123,21 +128,38 @@ int main(int argc, char **argv)
 {
     size_t n = (size_t)1 << 20;
     int reps = 20;
+    unsigned fmt = LKV_FMT_VERSION_P3, q = 0;
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
             n = (size_t)strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--q") == 0 && i + 1 < argc)
+            q = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc)
+            fmt = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
             reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
             json = argv[++i];
         else {
-            fprintf(stderr, "usage: gpu_p2_bench [--n N] [--reps R] [--json FILE]\n");
+            fprintf(
+                stderr,
+                "usage: gpu_p2_bench [--n N] [--reps R] [--format 2|3] [--q Q] [--json FILE]\n");
             return 2;
         }
     }
     if (n < 1 || reps < 1) {
         fprintf(stderr, "gpu_p2_bench: --n and --reps must be >= 1\n");
+        return 2;
+    }
+    if (fmt != LKV_FMT_VERSION_P2 && fmt != LKV_FMT_VERSION_P3) {
+        fprintf(stderr, "gpu_p2_bench: --format must be 2 or 3\n");
+        return 2;
+    }
+    if (q == 0)
+        q = fmt == LKV_FMT_VERSION_P2 ? 54 : 59;
+    if (q > LKV_Q_MAX) {
+        fprintf(stderr, "gpu_p2_bench: --q must be 1..%u\n", LKV_Q_MAX);
         return 2;
     }
     if (lkv_cuda_device_count() == 0) {
@@ -149,8 +171,8 @@ int main(int argc, char **argv)
     lkv_diag dg;
     ctx c = {0};
     c.n = n;
-    c.p1 = (lkv_params){LKV_VARIANT_E8, 38, 128, LKV_PROFILE_1};
-    c.p2 = (lkv_params){LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2};
+    c.p1 = (lkv_params){LKV_VARIANT_E8, 38, 128, LKV_PROFILE_1, 0};
+    c.p2 = (lkv_params){LKV_VARIANT_E8, q, 128, LKV_PROFILE_2, fmt};
     const size_t vbytes = n * 128 * 2;
     /* normal data as bf16 (sum of 4 uniforms, scaled: close enough to
      * normal for timing; the rate is that of normal data) */
@@ -175,17 +197,18 @@ int main(int argc, char **argv)
     CK(cudaMalloc(&c.pay, c.bound));
     CK(cudaMalloc(&c.work, c.wb));
     CK(cudaMalloc(&c.rec, n * lkv_record_bytes(&c.p1)));
-    CK(cudaMalloc((void **)&c.offs, (lkv_cuda_p2_chunks(n) + 1) * 8));
+    CK(cudaMalloc((void **)&c.offs, (lkv_cuda_p2_chunks(&c.p2, n) + 1) * 8));
     CK(cudaMemcpy(c.src, h, vbytes, cudaMemcpyHostToDevice));
 
     /* correctness of what is timed: the first chunks against the C coder */
     run_op(&c, OP_P2_ENC);
     CK(cudaDeviceSynchronize());
-    const size_t nc = lkv_cuda_p2_chunks(n);
+    const size_t nc = lkv_cuda_p2_chunks(&c.p2, n);
     uint64_t total = 0;
     CK(cudaMemcpy(&total, c.offs + nc, 8, cudaMemcpyDeviceToHost));
     c.paylen = (size_t)total;
-    const size_t nchk = n < 64 * 128 ? n : 64 * 128;
+    const size_t chk = 64 * (size_t)lkv_p2_chunk_vectors(&c.p2);
+    const size_t nchk = n < chk ? n : chk;
     const size_t cb = lkv_p2_payload_bound(&c.p2, nchk);
     uint8_t *cpu = malloc(cb), *gpu = malloc(cb);
     size_t clen = 0;
@@ -203,13 +226,16 @@ int main(int argc, char **argv)
     const double copy_gbps = 2.0 * (double)vbytes / (t_copy * 1e-3) / 1e9;
     const double p1b = (double)n * lkv_record_bytes(&c.p1);
     const double bits2 = 8.0 * (double)c.paylen / (double)n;
+    char n2e[32], n2d[32];
+    snprintf(n2e, sizeof n2e, "p2 Q=%u encode", q);
+    snprintf(n2d, sizeof n2d, "p2 Q=%u decode", q);
     struct row {
         const char *name;
         float ms;
         double bytes;
     } rows[4] = {
-        {"p2 Q=54 encode", t_p2e, (double)vbytes + (double)c.paylen},
-        {"p2 Q=54 decode", t_p2d, (double)vbytes + (double)c.paylen},
+        {n2e, t_p2e, (double)vbytes + (double)c.paylen},
+        {n2d, t_p2d, (double)vbytes + (double)c.paylen},
         {"p1 E8 Q=38 encode", t_p1e, (double)vbytes + p1b},
         {"p1 E8 Q=38 decode", t_p1d, (double)vbytes + p1b},
     };
@@ -221,12 +247,13 @@ int main(int argc, char **argv)
         }
         fprintf(f,
                 "{\n  \"bench\": \"gpu_p2_bench\",\n  \"card\": \"%s\",\n  \"n\": %zu,\n"
-                "  \"dim\": 128,\n  \"dtype\": \"bf16\",\n  \"reps\": %d,\n"
+                "  \"dim\": 128,\n  \"dtype\": \"bf16\",\n  \"p2_format\": %u,\n"
+                "  \"p2_chunk_vectors\": %u,\n  \"reps\": %d,\n"
                 "  \"check_first_chunks_equal_cpu\": %s,\n  \"copy_ms\": %.4f,\n"
-                "  \"copy_d2d_GBps\": %.1f,\n  \"p2_q54_bits_per_vector\": %.2f,\n"
+                "  \"copy_d2d_GBps\": %.1f,\n  \"p2_q\": %u,\n  \"p2_bits_per_vector\": %.2f,\n"
                 "  \"p1_q38_bits_per_vector\": %u,\n  \"rows\": [\n",
-                card, n, reps, same ? "true" : "false", t_copy, copy_gbps, bits2,
-                8u * (unsigned)lkv_record_bytes(&c.p1));
+                card, n, fmt, lkv_p2_chunk_vectors(&c.p2), reps, same ? "true" : "false", t_copy,
+                copy_gbps, q, bits2, 8u * (unsigned)lkv_record_bytes(&c.p1));
         for (int i = 0; i < 4; i++) {
             const double gbps = rows[i].bytes / (rows[i].ms * 1e-3) / 1e9;
             fprintf(f,
@@ -236,8 +263,10 @@ int main(int argc, char **argv)
         fprintf(f, "  ]\n}\n");
         fclose(f);
     }
-    printf("card: %s; n = %zu, D = 128, bf16; p2 Q=54: %.1f bits/vector; p1 E8 Q=38: %u\n", card, n,
-           bits2, 8u * (unsigned)lkv_record_bytes(&c.p1));
+    printf("card: %s; n = %zu, D = 128, bf16; p2 Q=%u (container version %u, chunks of %u): "
+           "%.1f bits/vector; p1 E8 Q=38: %u\n",
+           card, n, q, fmt, lkv_p2_chunk_vectors(&c.p2), bits2,
+           8u * (unsigned)lkv_record_bytes(&c.p1));
     printf("device-to-device copy: %.3f ms, %.1f GB/s (read + write)\n", t_copy, copy_gbps);
     printf("%-20s %9s %9s %7s\n", "op", "ms", "GB/s", "%copy");
     for (int i = 0; i < 4; i++) {

@@ -135,7 +135,7 @@ void lkv_buf_clear(lkv_buf *b);
 /* Codec parameters of a Compress or Put; pass NULL for the daemon default
  * (E8, Q = 38, profile 1). variant 0 / q 0 also select the default field by
  * field. profile: 0 or 1 = profile 1, 2 = profile 2 (E8 only; variable-size
- * container version 2); other values are sent unchanged and refused by the
+ * container version 3, its newest layout); other values are sent unchanged and refused by the
  * daemon (INVALID_ARGUMENT naming profile=N). Decompress and Get need no
  * profile: the container names it. */
 typedef struct lkv_client_params {

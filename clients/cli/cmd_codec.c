@@ -21,12 +21,14 @@
 #include <unistd.h>
 
 static const char info_usage[] =
-    "usage: latticekv codec info [--profile 1|2] --variant e8|d4 --q Q --dim D [--json]\n"
+    "usage: latticekv codec info [--profile 1|2] [--format 2|3] --variant e8|d4 --q Q --dim D\n"
+    "                            [--json]\n"
     "Prints the bit budget of one vector and the compression ratios; for profile 2\n"
-    "(variable size) the mean over a reference Gaussian set and the worst case.\n";
+    "(variable size) the mean over a reference Gaussian set and the worst case, in the\n"
+    "container version --format names.\n";
 static const char encode_usage[] =
-    "usage: latticekv codec encode [--profile 1|2] --variant e8|d4 --q Q --dim D --in FILE "
-    "--in-dtype f32|f16|bf16\n"
+    "usage: latticekv codec encode [--profile 1|2] [--format 2|3] --variant e8|d4 --q Q --dim D\n"
+    "                              --in FILE --in-dtype f32|f16|bf16\n"
     "                              --out FILE [--shape N,..,D] [-T N] [--isa auto|scalar|avx2|"
     "avx512]\n"
     "                              [--no-progress] [-f|--force]\n"
@@ -36,23 +38,28 @@ static const char decode_usage[] =
     "                              [--isa auto|scalar|avx2|avx512] [--no-progress] [-f|--force]\n"
     "Writes the reconstruction; every parameter comes from the container.\n";
 static const char roundtrip_usage[] =
-    "usage: latticekv codec roundtrip [--profile 1|2] --variant e8|d4 --q Q --dim D --in FILE "
-    "--in-dtype T\n"
+    "usage: latticekv codec roundtrip [--profile 1|2] [--format 2|3] --variant e8|d4 --q Q "
+    "--dim D\n"
+    "                                 --in FILE --in-dtype T\n"
     "                                 --out FILE [--out-dtype T] [--shape N,..,D] [-T N]\n"
     "                                 [--isa auto|scalar|avx2|avx512] [--no-progress] "
     "[-f|--force]\n"
     "Encodes and decodes, writes the reconstruction and prints the relative error.\n";
 static const char inspect_usage[] =
     "usage: latticekv codec inspect FILE [--json]\n"
-    "Prints a container's header, shape and parameters and whether its length and both\n"
-    "checksums hold (exit 0 when they all do, 1 otherwise).\n";
+    "Prints a container's header (its format version), shape and parameters and whether\n"
+    "its length and both checksums hold (exit 0 when they all do, 1 otherwise).\n";
 static const char common_usage[] =
     "Arrays are raw little-endian, row-major; the last dimension is head_dim.\n"
     "--variant defaults to e8, --q (1..1023) to 38; --dim is a multiple of the block (8 or 4), "
     "block..1024.\n"
     "--profile 1 (default) is the reference codec (fixed-size records, container version 1);\n"
-    "--profile 2 entropy-codes E8 points (E8 only, variable size, container version 2, one\n"
-    "thread); a larger --q gives a finer step and more bits in both profiles.\n"
+    "--profile 2 entropy-codes E8 points (E8 only, variable size, one thread); a larger --q\n"
+    "gives a finer step and more bits in both profiles.\n"
+    "--format picks profile 2's container version: 3 (default: chunks of 256 vectors, one-byte\n"
+    "norms) or 2 (the older layout: chunks of 128, 16-bit norms; at the same --q it spends\n"
+    "more bits for a little less error). decode and inspect read versions 1, 2 and 3.\n"
+    "Profile 1 takes only --format 1.\n"
     "FILE \"-\" is stdin or stdout. Work streams in chunks, in bounded memory (under 64 MiB)\n"
     "whatever the size, on -T N threads (--threads N; default and -T0: every core).\n"
     "A progress line goes to stderr when it is a terminal (never into a file or a pipe).\n"
@@ -102,7 +109,32 @@ static int parse_isa(int argc, char **argv, lkv_isa *isa)
     }
 }
 
-/* --profile, --variant, --q, --dim into p, checked by the codec itself. */
+/* --format into p->format: profile 2's container version (2 or 3; absent:
+ * 0, the newest); profile 1 takes only its own version 1 (stored as 0). The
+ * codec would refuse a wrong pairing too, but without naming the flags. */
+static int parse_format(int argc, char **argv, lkv_params *p)
+{
+    const char *f = lkv_cli_opt(argc, argv, "format");
+    p->format = 0;
+    if (!f)
+        return 1;
+    const unsigned fv = !strcmp(f, "1") ? 1u : !strcmp(f, "2") ? 2u : !strcmp(f, "3") ? 3u : 0u;
+    const int p2 = p->profile == LKV_PROFILE_2;
+    if (p2 && fv != LKV_FMT_VERSION_P2 && fv != LKV_FMT_VERSION_P3)
+        lkv_cli_error(2, "--format=%s is not one of 2, 3 (profile 2's container versions)", f);
+    else if (!p2 && (fv == LKV_FMT_VERSION_P2 || fv == LKV_FMT_VERSION_P3))
+        lkv_cli_error(2, "--format=%s needs --profile 2 (profile 1 writes container version 1)", f);
+    else if (!p2 && fv != LKV_FMT_VERSION)
+        lkv_cli_error(2, "--format=%s is not 1, profile 1's container version (2, 3: --profile 2)",
+                      f);
+    else {
+        p->format = p2 ? fv : 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* --profile, --format, --variant, --q, --dim into p, checked by the codec itself. */
 static int parse_params(int argc, char **argv, lkv_params *p)
 {
     const char *pr = lkv_cli_opt(argc, argv, "profile");
@@ -110,6 +142,8 @@ static int parse_params(int argc, char **argv, lkv_params *p)
     if (pr && !lkv_cli_u64("profile", pr, 1, 2, &prof))
         return 0;
     p->profile = (uint32_t)prof;
+    if (!parse_format(argc, argv, p))
+        return 0;
     const char *v = lkv_cli_opt(argc, argv, "variant");
     const char *q = lkv_cli_opt(argc, argv, "q");
     const char *d = lkv_cli_opt(argc, argv, "dim");
@@ -221,19 +255,21 @@ static int p2_info(const lkv_params *p, int json)
     if (rc != LKV_OK)
         return lkv_cli_error(1, "%s: %s", lkv_status_name(rc), d.msg);
     const double mean = 8.0 * (double)len / (double)n;
-    const double worst =
-        8.0 * (double)lkv_p2_payload_bound(p, LKV_P2_CHUNK_VECTORS) / LKV_P2_CHUNK_VECTORS;
+    const uint32_t chunk = lkv_p2_chunk_vectors(p);
+    const double worst = 8.0 * (double)lkv_p2_payload_bound(p, chunk) / chunk;
     const double raw = (double)p->dim * 16.0;
     if (json) {
-        printf("{\"profile\":2,\"variant\":\"%s\",\"q\":%u,\"dim\":%u,"
-               "\"bits_per_vector_mean\":%.2f,\"bits_per_vector_worst\":%.2f,"
+        printf("{\"profile\":2,\"format\":%u,\"chunk_vectors\":%u,\"variant\":\"%s\",\"q\":%u,"
+               "\"dim\":%u,\"bits_per_vector_mean\":%.2f,\"bits_per_vector_worst\":%.2f,"
                "\"reference_vectors\":%zu,\"ratio_vs_bf16\":%.4f,\"ratio_vs_fp16\":%.4f,"
                "\"ratio_vs_fp32\":%.4f}\n",
-               lkv_variant_name(p->variant), p->q, p->dim, mean, worst, n, raw / mean, raw / mean,
-               2 * raw / mean);
+               lkv_p2_format_of(p), chunk, lkv_variant_name(p->variant), p->q, p->dim, mean, worst,
+               n, raw / mean, raw / mean, 2 * raw / mean);
         return 0;
     }
     printf("profile          2 (entropy-coded, variable size)\n");
+    printf("format           container version %u (chunks of %u vectors)\n", lkv_p2_format_of(p),
+           chunk);
     printf("variant          %s (block of %u)\n", lkv_variant_name(p->variant),
            lkv_block_size(p->variant));
     printf("q                %u\n", p->q);
@@ -247,7 +283,7 @@ static int p2_info(const lkv_params *p, int json)
 
 static int codec_info(int argc, char **argv)
 {
-    static const char *const known[] = {"profile", "variant", "q", "dim", NULL};
+    static const char *const known[] = {"profile", "format", "variant", "q", "dim", NULL};
     static const char *const flags[] = {"json", "help", NULL};
     lkv_params p;
     if (lkv_cli_wants_help(argc, argv))
@@ -282,8 +318,8 @@ static int codec_info(int argc, char **argv)
 
 static int codec_encode(int argc, char **argv)
 {
-    static const char *const known[] = {"profile", "variant", "q",   "dim",     "in", "in-dtype",
-                                        "out",     "shape",   "isa", "threads", NULL};
+    static const char *const known[] = {"profile",  "format", "variant", "q",   "dim",     "in",
+                                        "in-dtype", "out",    "shape",   "isa", "threads", NULL};
     static const char *const flags[] = {"force", "no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return help(encode_usage);
@@ -342,9 +378,9 @@ static int codec_decode(int argc, char **argv)
 
 static int codec_roundtrip(int argc, char **argv)
 {
-    static const char *const known[] = {"profile", "variant",  "q",       "dim",
-                                        "in",      "in-dtype", "out",     "out-dtype",
-                                        "shape",   "isa",      "threads", NULL};
+    static const char *const known[] = {"profile", "format",   "variant", "q",         "dim",
+                                        "in",      "in-dtype", "out",     "out-dtype", "shape",
+                                        "isa",     "threads",  NULL};
     static const char *const flags[] = {"force", "no-progress", "help", NULL};
     if (lkv_cli_wants_help(argc, argv))
         return help(roundtrip_usage);
@@ -377,11 +413,14 @@ static int codec_roundtrip(int argc, char **argv)
                                                 (double)r.n_vectors
                                           : 0.0)
                            : (double)lkv_bits_per_vector(&j.params);
+    char version[32] = ""; /* profile 2: the container version it coded in */
+    if (p2)
+        snprintf(version, sizeof version, " (version %u)", lkv_p2_format_of(&j.params));
     if (rc == 0)
         fprintf(stderr,
-                "roundtrip profile %u %s Q=%u D=%u: %llu vectors, %.1f bits/vector, %llu -> %zu "
+                "roundtrip profile %u%s %s Q=%u D=%u: %llu vectors, %.1f bits/vector, %llu -> %zu "
                 "bytes (%.3fx), rel_mse=%.4e\n",
-                lkv_profile_of(&j.params), lkv_variant_name(j.params.variant), j.params.q,
+                lkv_profile_of(&j.params), version, lkv_variant_name(j.params.variant), j.params.q,
                 j.params.dim, (unsigned long long)r.n_vectors, bits, (unsigned long long)r.in_bytes,
                 r.coded_bytes, r.coded_bytes ? (double)r.in_bytes / (double)r.coded_bytes : 0.0,
                 r.sq_ref > 0 ? r.sq_err / r.sq_ref : 0.0);
@@ -426,7 +465,8 @@ static int codec_inspect(int argc, char **argv)
     const int crc_ok = len_ok && r.payload_crc == in->payload_crc;
     const double raw = (double)in->n_vectors * in->params.dim * (double)lkv_dtype_size(in->dtype);
     const unsigned profile = lkv_profile_of(&in->params);
-    const unsigned version = profile == LKV_PROFILE_2 ? LKV_FMT_VERSION_P2 : LKV_FMT_VERSION;
+    const unsigned version =
+        profile == LKV_PROFILE_2 ? lkv_p2_format_of(&in->params) : LKV_FMT_VERSION;
     /* Profile 2: the mean over this container's vectors (chunk overheads in). */
     const double bpv = profile == LKV_PROFILE_2
                            ? (in->n_vectors ? 8.0 * (double)(in->total_bytes - in->header_bytes) /
@@ -465,7 +505,7 @@ static int codec_inspect(int argc, char **argv)
         printf("vectors          %llu\n", (unsigned long long)in->n_vectors);
         if (profile == LKV_PROFILE_2)
             printf("bits per vector  %.1f (mean over its vectors, chunks of %u)\n", bpv,
-                   LKV_P2_CHUNK_VECTORS);
+                   lkv_p2_chunk_vectors(&in->params));
         else
             printf("bits per vector  %u (%zu bytes a record)\n", lkv_bits_per_vector(&in->params),
                    in->record_bytes);

@@ -250,9 +250,10 @@ static const char put_usage[] =
     "[--q Q]\n"
     "                      [--profile 1|2] | --coded) [--timeout-ms MS] [--keepalive-ms MS]\n"
     "Stores a raw little-endian array (the daemon encodes it) or, with --coded, a container\n"
-    "made by `latticekv codec encode` (either profile; the container names it). Prints the\n"
-    "stored size. --q is 1..1023 (default: the daemon's), --dim 1..1024, --profile 1\n"
-    "(default: fixed-size records) or 2 (E8 only, entropy-coded, variable size).\n";
+    "made by `latticekv codec encode` (either profile, any --format; the container names\n"
+    "it). Prints the stored size. --q is 1..1023 (default: the daemon's), --dim 1..1024,\n"
+    "--profile 1 (default: fixed-size records) or 2 (E8 only, entropy-coded, variable size;\n"
+    "the daemon writes container version 3).\n";
 
 int lkv_cli_put(int argc, char **argv)
 {

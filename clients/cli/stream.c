@@ -711,7 +711,7 @@ int lkv_cli_stream(const lkv_stream_job *j, lkv_stream_result *res)
     lkv_container_info info;
     memset(&info, 0, sizeof info);
     int rc = open_in(&s.in, j->in);
-    /* Profile 2 (container version 2) has chunks of variable size: its own
+    /* Profile 2 (container versions 2, 3) has chunks of variable size: its own
      * sequential engine (stream_p2.c) takes over the open input. */
     int p2 = !rc && j->mode != LKV_STREAM_DECODE && lkv_profile_of(&j->params) == LKV_PROFILE_2;
     if (!rc && j->mode == LKV_STREAM_DECODE) {

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * stream_p2.c - `latticekv codec encode|decode|roundtrip` for codec profile 2
- * (container version 2, codec/FORMAT.md): any input size in bounded memory.
+ * (container versions 2 and 3, codec/FORMAT.md): any input size in bounded
+ * memory.
  *
  * Design note. Profile 2's chunks have data-dependent sizes, so stream.c's
  * engine (records at computed offsets, written by many threads in any
  * order) does not fit; this one is sequential and single-threaded. Input is
- * read in batches of a multiple of 128 vectors: a chunk depends only on its
- * own vectors, so the payloads of the batches, concatenated, are the bytes
- * lkv_compress writes for the whole tensor. The header (payload size and
+ * read in batches of a multiple of 256 vectors (whole chunks in either
+ * version): a chunk depends only on its own vectors, so the payloads of the
+ * batches, concatenated, are the bytes lkv_compress writes for the whole
+ * tensor. The header (payload size and
  * CRC, known last) is written at offset 0 of a regular output at the end; a
  * pipe gets the payload spooled to an unlinked temporary file first, as in
  * stream.c. decode reads the header, then chunk by chunk (each chunk's u32
@@ -112,7 +114,8 @@ static int open_spool(void)
     return fd;
 }
 
-/* Vectors per batch: a multiple of the chunk size, bounded in bytes. */
+/* Vectors per batch: a multiple of the chunk size (of either layout: 256
+ * is a multiple of 128), bounded in bytes. */
 static size_t batch_vectors(uint32_t dim, size_t esz)
 {
     size_t v = P2_BATCH_BYTES / ((size_t)dim * 4);
@@ -285,6 +288,7 @@ static int decode_p2(const lkv_stream_job *j, lkv_stream_result *res, p2_io *io,
     const lkv_dtype odt = (lkv_dtype)(j->out_dtype ? j->out_dtype : (int)info.dtype);
     const size_t obytes = (size_t)p->dim * lkv_dtype_size(odt);
     const size_t bv = batch_vectors(p->dim, 4);
+    const size_t chunk = lkv_p2_chunk_vectors(p); /* 128 in a version 2 file */
     const size_t cap = lkv_p2_payload_bound(p, bv);
     unsigned char *coded = malloc(cap), *out = malloc(bv * obytes);
     int rc = 0;
@@ -300,8 +304,7 @@ static int decode_p2(const lkv_stream_job *j, lkv_stream_result *res, p2_io *io,
         size_t len = 0, cnt = 0;
         while (cnt < bv && done_v + cnt < info.n_vectors) {
             const uint64_t left = info.n_vectors - done_v - cnt;
-            const size_t in_chunk =
-                left < LKV_P2_CHUNK_VECTORS ? (size_t)left : LKV_P2_CHUNK_VECTORS;
+            const size_t in_chunk = left < chunk ? (size_t)left : chunk;
             if (read_upto(io->in_fd, coded + len, 4) != 4) {
                 rc = lkv_cli_error(1,
                                    "%s: %s: coded: the input ends at byte %llu, the header "

@@ -3,11 +3,14 @@
  * oneshot.c - the codec library's one-shot path on whole files, for the CLI
  * tests: the streaming CLI's bytes must equal these.
  *
- *   lkv_oneshot encode VARIANT Q DIM DTYPE IN OUT   (lkv_compress, shape [n, DIM])
+ *   lkv_oneshot encode VARIANT Q DIM DTYPE IN OUT [PROFILE [FORMAT]]
+ *                                                   (lkv_compress, shape [n, DIM])
  *   lkv_oneshot decode IN OUT [DTYPE]               (lkv_decompress)
  *   lkv_oneshot maxrss PROG ARGS...                 (runs PROG; its peak RSS)
  *
- * DTYPE is the wire number (1 bf16, 2 fp16, 3 fp32), VARIANT 1 E8, 2 D4.
+ * DTYPE is the wire number (1 bf16, 2 fp16, 3 fp32), VARIANT 1 E8, 2 D4;
+ * PROFILE and FORMAT are lkv_params.profile and .format (default 0: profile
+ * 1; profile 2's newest container version).
  *
  * maxrss exists because a process forked from the test's Python inherits
  * Python's peak RSS in ru_maxrss; forked from this small program, PROG's
@@ -75,10 +78,10 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "maxrss") == 0)
         return maxrss(argv + 2);
     size_t len = 0, out_len = 0;
-    if ((argc == 8 || argc == 9) && strcmp(argv[1], "encode") == 0) {
-        /* an optional last argument: the codec profile (default 1) */
+    if (argc >= 8 && argc <= 10 && strcmp(argv[1], "encode") == 0) {
         const lkv_params p = {(lkv_variant)num(argv[2]), (uint32_t)num(argv[3]),
-                              (uint32_t)num(argv[4]), argc == 9 ? (uint32_t)num(argv[8]) : 0u};
+                              (uint32_t)num(argv[4]), argc >= 9 ? (uint32_t)num(argv[8]) : 0u,
+                              argc == 10 ? (uint32_t)num(argv[9]) : 0u};
         const lkv_dtype dt = (lkv_dtype)num(argv[5]);
         unsigned char *src = slurp(argv[6], &len);
         const uint64_t shape[2] = {len / (p.dim * lkv_dtype_size(dt)), p.dim};
@@ -119,8 +122,8 @@ int main(int argc, char **argv)
         free(src);
         return rc;
     }
-    fputs(
-        "usage: lkv_oneshot encode VARIANT Q DIM DTYPE IN OUT [PROFILE] | decode IN OUT [DTYPE]\n",
-        stderr);
+    fputs("usage: lkv_oneshot encode VARIANT Q DIM DTYPE IN OUT [PROFILE [FORMAT]] | decode IN OUT "
+          "[DTYPE]\n",
+          stderr);
     return 2;
 }

@@ -1,12 +1,27 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Golden profile 2 containers (format version 2): committed in
+ * Golden profile 2 containers, both container versions: committed in
  * tests/golden/p2/ with their SHA-256 pinned in tests/golden/p2/SHA256SUMS.
- * Re-encoding the same inputs must give the same bytes on every machine and
- * every future version of the codec; a change here is a format change (the
- * CUDA kernels are held to these bytes too). The cases cover two chunks, a
- * partial chunk, pieces (D = 96), the small-Q coset model and Q = 1023.
- * LKV_UPDATE_GOLDEN=1 rewrites the files (then update SHA256SUMS on purpose).
+ * Re-encoding the same inputs must give the same bytes on every machine,
+ * every instruction-set path and every future version of the codec; a
+ * change here is a format change (the CUDA kernels are held to these bytes
+ * too).
+ *
+ * Version 2 (p2_*.lkv, format = 2): two chunks of 128, a partial chunk,
+ * pieces (D = 96), the small-Q coset model and Q = 1023. Version 3
+ * (p2v3_*.lkv, format = 3): the same four inputs in the new layout (one
+ * chunk of 256 for the 160 vectors of the first; a pad byte after the 33
+ * norms of p2v3_q3_d8), and two of its own: 301 vectors of D = 112 (a full
+ * chunk of 256 and one of 45, three pieces, 135 norm bytes and a pad byte),
+ * and norms near 4e5, past version 2's fp16 limit of 65520.
+ *
+ * How the files were made: each case's input is Irwin-Hall noise from the
+ * test PRNG seeded by the case's input name (below), encoded with
+ * lkv_compress. `LKV_UPDATE_GOLDEN=1 build/tests/codec/codec_test_golden_p2`
+ * writes every file from the current codec; then `sha256sum` of the files
+ * that were meant to change is pasted into SHA256SUMS by hand (the version
+ * 3 files were added so, in the commit that introduced version 3, with
+ * `sha256sum -c SHA256SUMS` showing the version 2 files unchanged).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -14,12 +29,15 @@
 #include <string.h>
 
 #include "lkv_codec.h"
+#include "lkv_format.h"
 #include "testutil.h"
 
 #define GOLDEN_P2_DIR LKV_GOLDEN_DIR "/p2"
 
 typedef struct golden {
     const char *name;
+    const char *input; /* seeds the input: version 3 reuses version 2's */
+    uint32_t format;   /* container version, 2 or 3 */
     uint32_t q, dim;
     lkv_dtype dt;
     uint64_t shape[3];
@@ -28,10 +46,16 @@ typedef struct golden {
 } golden;
 
 static const golden cases[] = {
-    {"p2_q54_d128_bf16", 54, 128, LKV_DTYPE_BF16, {2, 80, 128}, 3, 1.0},
-    {"p2_q8_d96_fp16", 8, 96, LKV_DTYPE_FP16, {40, 96}, 2, 3.0},
-    {"p2_q1023_d64_fp32", 1023, 64, LKV_DTYPE_FP32, {8, 64}, 2, 0.1},
-    {"p2_q3_d8_bf16", 3, 8, LKV_DTYPE_BF16, {33, 8}, 2, 1.0},
+    {"p2_q54_d128_bf16", "p2_q54_d128_bf16", 2, 54, 128, LKV_DTYPE_BF16, {2, 80, 128}, 3, 1.0},
+    {"p2_q8_d96_fp16", "p2_q8_d96_fp16", 2, 8, 96, LKV_DTYPE_FP16, {40, 96}, 2, 3.0},
+    {"p2_q1023_d64_fp32", "p2_q1023_d64_fp32", 2, 1023, 64, LKV_DTYPE_FP32, {8, 64}, 2, 0.1},
+    {"p2_q3_d8_bf16", "p2_q3_d8_bf16", 2, 3, 8, LKV_DTYPE_BF16, {33, 8}, 2, 1.0},
+    {"p2v3_q54_d128_bf16", "p2_q54_d128_bf16", 3, 54, 128, LKV_DTYPE_BF16, {2, 80, 128}, 3, 1.0},
+    {"p2v3_q8_d96_fp16", "p2_q8_d96_fp16", 3, 8, 96, LKV_DTYPE_FP16, {40, 96}, 2, 3.0},
+    {"p2v3_q1023_d64_fp32", "p2_q1023_d64_fp32", 3, 1023, 64, LKV_DTYPE_FP32, {8, 64}, 2, 0.1},
+    {"p2v3_q3_d8_bf16", "p2_q3_d8_bf16", 3, 3, 8, LKV_DTYPE_BF16, {33, 8}, 2, 1.0},
+    {"p2v3_q38_d112_fp32", "p2v3_q38_d112_fp32", 3, 38, 112, LKV_DTYPE_FP32, {301, 112}, 2, 1.0},
+    {"p2v3_q20_d64_fp32_big", "p2v3_q20_d64_fp32_big", 3, 20, 64, LKV_DTYPE_FP32, {20, 64}, 2, 5e4},
 };
 
 /* Irwin-Hall inputs (additions only: no libm decides the pinned bytes). */
@@ -47,23 +71,30 @@ static void *golden_input(lkv_rng *r, lkv_dtype dt, size_t n, uint32_t dim, doub
     return buf;
 }
 
-static unsigned char *encode_case(const golden *g, size_t *len, void **input, size_t *n_out)
+static lkv_params case_params(const golden *g)
+{
+    const lkv_params p = {LKV_VARIANT_E8, g->q, g->dim, LKV_PROFILE_2, g->format};
+    return p;
+}
+
+static unsigned char *encode_case(const golden *g, lkv_isa isa, size_t *len, void **input,
+                                  size_t *n_out)
 {
     lkv_rng r = {0};
-    for (const char *c = g->name; *c; c++)
+    for (const char *c = g->input; *c; c++)
         r.s = r.s * 131 + (unsigned char)*c;
     size_t n = 1;
     for (uint32_t i = 0; i < g->ndim; i++)
         n *= g->shape[i];
     n /= g->dim;
     void *x = golden_input(&r, g->dt, n, g->dim, g->scale);
-    const lkv_params p = {LKV_VARIANT_E8, g->q, g->dim, LKV_PROFILE_2};
+    const lkv_params p = case_params(g);
     const size_t cap = lkv_compress_bound(&p, g->shape, g->ndim);
     unsigned char *buf = malloc(cap);
     lkv_diag d;
     cr_assert_eq(lkv_compress(&p, g->dt, g->shape, g->ndim, x, n * g->dim * lkv_dtype_size(g->dt),
-                              buf, cap, len, LKV_ISA_AUTO, &d),
-                 LKV_OK, "%s: %s", g->name, d.msg);
+                              buf, cap, len, isa, &d),
+                 LKV_OK, "%s on %s: %s", g->name, lkv_isa_name(isa), d.msg);
     *input = x;
     *n_out = n;
     return buf;
@@ -103,7 +134,7 @@ Test(golden_p2, containers_are_byte_stable)
         snprintf(path, sizeof path, "%s/%s.lkv", GOLDEN_P2_DIR, g->name);
         size_t len, n;
         void *x;
-        unsigned char *now = encode_case(g, &len, &x, &n);
+        unsigned char *now = encode_case(g, LKV_ISA_AUTO, &len, &x, &n);
         if (update) {
             FILE *f = fopen(path, "wb");
             cr_assert(f && fwrite(now, 1, len, f) == len);
@@ -122,10 +153,26 @@ Test(golden_p2, containers_are_byte_stable)
         cr_expect_eq(glen, len, "%s: size", g->name);
         cr_expect(glen == len && memcmp(gold, now, len) == 0, "%s: re-encoding changed the bytes",
                   g->name);
-        /* The pinned file decodes close to its input (the error of Q). */
+        /* Every instruction-set path writes the same bytes. */
+        for (int isa = LKV_ISA_SCALAR; isa <= LKV_ISA_AVX512; isa++) {
+            if (!lkv_isa_supported((lkv_isa)isa))
+                continue;
+            size_t ilen, in;
+            void *ix;
+            unsigned char *ib = encode_case(g, (lkv_isa)isa, &ilen, &ix, &in);
+            cr_expect(ilen == glen && memcmp(ib, gold, glen) == 0, "%s: %s encodes other bytes",
+                      g->name, lkv_isa_name((lkv_isa)isa));
+            free(ib);
+            free(ix);
+        }
+        /* The file says its version and decodes close to its input (the
+         * error of Q; version 3 at most 2^0.5 times version 2's). */
+        cr_expect_eq((uint32_t)(gold[LKV_FMT_OFF_VERSION] | gold[LKV_FMT_OFF_VERSION + 1] << 8),
+                     g->format, "%s: version field", g->name);
         lkv_container_info info;
         cr_assert_eq(lkv_container_parse(gold, glen, &info, NULL), LKV_OK);
         cr_expect_eq(lkv_profile_of(&info.params), LKV_PROFILE_2);
+        cr_expect_eq(info.params.format, g->format, "%s: parsed format", g->name);
         float *y = malloc(n * g->dim * 4);
         cr_assert_eq(lkv_decompress(gold, glen, LKV_DTYPE_FP32, y, n * g->dim * 4, NULL, NULL,
                                     LKV_ISA_AUTO, NULL),

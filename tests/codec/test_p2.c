@@ -1,23 +1,66 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Codec profile 2 (docs/codec-v2.md, codec/FORMAT.md version 2): roundtrips
- * on the four datasets of bench/quality, the error against the numpy model
- * of bench/quality/codec_v2_levers.py, determinism, bits against Q, every
- * head dim and dtype, bad parameters, and corrupt or truncated input.
+ * Codec profile 2 (docs/codec-v2.md, codec/FORMAT.md versions 2 and 3):
+ * roundtrips on the four datasets of bench/quality, the error against the
+ * numpy model of bench/quality/codec_v2_levers.py (version 2) and against
+ * the lattice error times the norm code's rounding (version 3),
+ * determinism and chunk locality, bits against Q, every head dim and dtype,
+ * bad parameters and inputs, and corrupt or truncated input, in both
+ * container versions. Expectations measured on version 2 name format 2
+ * explicitly; lkv_params' format 0 means the newest (3).
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lkv_codec.h"
+#include "lkv_format.h"
 #include "lkv_p2.h"
 #include "testutil.h"
 
+/* The two container versions of profile 2, oldest first. */
+static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
+#define NFORMATS (sizeof formats / sizeof formats[0])
+
+static lkv_params p2f(uint32_t q, uint32_t dim, uint32_t fmt)
+{
+    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2, fmt};
+    return p;
+}
+
+/* Container version 2, where the expectations were measured on it. */
 static lkv_params p2(uint32_t q, uint32_t dim)
 {
-    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2};
-    return p;
+    return p2f(q, dim, LKV_FMT_VERSION_P2);
+}
+
+static float f32_of(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+static uint32_t bits_of(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+/* Version 3's norm as the decoder multiplies by it, for a norm r. */
+static float norm_hat(float r)
+{
+    return f32_of(lkv_p2_norm_bits(lkv_p2_norm_code(bits_of(r)) & 0xffu));
+}
+
+/* The definition of the norm code without the codec's integer shortcut:
+ * r^(k) = fp32(2^((k & 3) / 4)) * 2^((k >> 2) - 32), from libm. */
+static float norm_hat_ref(uint32_t k)
+{
+    return ldexpf((float)exp2((double)(k & 3u) / 4.0), (int)(k >> 2) - 32);
 }
 
 /* The four datasets of bench/quality/codec_quality.c, regenerated with the
@@ -65,9 +108,30 @@ static coded encode(const lkv_params *p, lkv_dtype dt, const void *x, size_t n)
     c.buf = malloc(cap + 1);
     lkv_diag d;
     const lkv_status st = lkv_p2_encode(p, dt, x, n, c.buf, cap, &c.len, &d);
-    cr_assert_eq(st, LKV_OK, "encode q=%u dim=%u: %s", p->q, p->dim, d.msg);
+    cr_assert_eq(st, LKV_OK, "encode q=%u dim=%u format=%u: %s", p->q, p->dim, p->format, d.msg);
     cr_assert_leq(c.len, cap);
     return c;
+}
+
+/* Walks the chunks of a payload of n vectors with lkv_p2_chunk_size: at[k]
+ * receives chunk k's offset, at[count] the payload's end. Returns count. */
+static size_t walk_chunks(const lkv_params *p, const coded *c, size_t n, size_t *at, size_t max)
+{
+    const size_t cv = lkv_p2_chunk_vectors(p);
+    size_t k = 0, pos = 0;
+    for (size_t first = 0; first < n; first += cv) {
+        cr_assert_lt(k, max);
+        const size_t cnt = n - first < cv ? n - first : cv;
+        size_t bytes = 0;
+        lkv_diag d;
+        cr_assert_eq(lkv_p2_chunk_size(p, c->buf + pos, c->len - pos, cnt, &bytes, &d), LKV_OK,
+                     "format=%u chunk %zu: %s", p->format, k, d.msg);
+        at[k++] = pos;
+        pos += bytes;
+    }
+    cr_assert_eq(pos, c->len, "format=%u: the chunks end before the payload", p->format);
+    at[k] = pos;
+    return k;
 }
 
 static double rel_mse(const float *x, const float *y, size_t count)
@@ -81,29 +145,35 @@ static double rel_mse(const float *x, const float *y, size_t count)
     return num / den;
 }
 
+/* decode(encode(x)) into y (n * dim floats); bits per vector to *bits. */
+static void roundtrip(const lkv_params *p, const float *x, size_t n, float *y, double *bits)
+{
+    coded c = encode(p, LKV_DTYPE_FP32, x, n);
+    lkv_diag d;
+    cr_assert_eq(lkv_p2_decode(p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d), LKV_OK, "%s", d.msg);
+    if (bits)
+        *bits = 8.0 * (double)c.len / (double)n;
+    free(c.buf);
+}
+
 /* rel-MSE of decode(encode(x)) per vector, averaged (the numpy model's
  * rel_mse averages over vectors). */
 static double roundtrip_err(const lkv_params *p, const float *x, size_t n, double *bits)
 {
-    coded c = encode(p, LKV_DTYPE_FP32, x, n);
     float *y = malloc(n * p->dim * sizeof *y);
-    lkv_diag d;
-    cr_assert_eq(lkv_p2_decode(p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d), LKV_OK, "%s", d.msg);
+    roundtrip(p, x, n, y, bits);
     double e = 0.0;
     for (size_t i = 0; i < n; i++)
         e += rel_mse(x + i * p->dim, y + i * p->dim, p->dim);
-    if (bits)
-        *bits = 8.0 * (double)c.len / (double)n;
-    free(c.buf);
     free(y);
     return e / (double)n;
 }
 
 Test(p2, datasets_roundtrip_error_does_not_depend_on_the_data)
 {
-    /* The step is Q relative to the norm, so the error is the lattice's:
-     * G(E8) * 16 / Q^2 = 1.147 / Q^2 on every dataset (design, section
-     * "Bit accounting"). */
+    /* Version 2: the step is Q relative to the norm, so the error is the
+     * lattice's: G(E8) * 16 / Q^2 = 1.147 / Q^2 on every dataset (design,
+     * section "Bit accounting"). */
     for (int ds = 0; ds < DS_COUNT; ds++) {
         const size_t n = 1024;
         float *x = make_dataset(ds, n, 128, 11 + (uint64_t)ds);
@@ -118,10 +188,72 @@ Test(p2, datasets_roundtrip_error_does_not_depend_on_the_data)
     }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+Test(p2, v3_error_is_the_lattice_error_times_the_norm_rounding)
+{
+    /* Version 3 divides a vector by r^ >= r, the next quarter octave, so its
+     * point lies on a sphere r / r^ of version 2's and the lattice error,
+     * G(E8) * 16 / Q^2 relative to r^, becomes (r^/r)^2 times that relative
+     * to r: between 1 and 2^0.5. Predicted per vector from its own norm,
+     * compared on every dataset as a whole and on the vectors with the
+     * smaller and the larger factors apart (so the factor is not merely
+     * right on average). */
+    static const uint32_t qs[] = {38, 54};
+    for (size_t qi = 0; qi < 2; qi++)
+        for (int ds = 0; ds < DS_COUNT; ds++) {
+            const size_t n = 1024;
+            const uint32_t dim = 128, q = qs[qi];
+            float *x = make_dataset(ds, n, dim, 11 + (uint64_t)ds);
+            float *y = malloc(n * dim * sizeof *y);
+            const lkv_params p = p2f(q, dim, LKV_FMT_VERSION_P3);
+            double bits;
+            roundtrip(&p, x, n, y, &bits);
+            const double lattice = 929.0 / 12960.0 * 16.0 / ((double)q * q);
+            double *fac = malloc(n * sizeof *fac), *err = malloc(n * sizeof *err);
+            double *sorted = malloc(n * sizeof *sorted);
+            for (size_t i = 0; i < n; i++) {
+                double ss = 0.0;
+                for (uint32_t j = 0; j < dim; j++)
+                    ss += (double)x[i * dim + j] * x[i * dim + j];
+                const float r = (float)sqrt(ss);
+                const double f = (double)norm_hat(r) / r;
+                cr_assert(f >= 1.0 && f <= 1.1892072, "vector %zu: r^/r = %.7f", i, f);
+                fac[i] = sorted[i] = f * f;
+                err[i] = rel_mse(x + i * dim, y + i * dim, dim);
+            }
+            qsort(sorted, n, sizeof *sorted, cmp_double);
+            const double median = sorted[n / 2];
+            double e[3] = {0}, pred[3] = {0};
+            size_t cnt[3] = {0};
+            for (size_t i = 0; i < n; i++)
+                for (int g = 0; g < 3; g++)
+                    if (g == 0 || (g == 1) == (fac[i] < median)) {
+                        e[g] += err[i];
+                        pred[g] += lattice * fac[i];
+                        cnt[g]++;
+                    }
+            static const char *const part[] = {"all", "smaller r^/r", "larger r^/r"};
+            for (int g = 0; g < 3; g++) {
+                cr_assert_geq(cnt[g], n / 3);
+                const double got = e[g] / cnt[g], want = pred[g] / cnt[g];
+                cr_expect(fabs(got / want - 1.0) < 0.05,
+                          "%s q=%u %s (%zu vectors): rel-MSE %.4g, predicted %.4g", ds_name[ds], q,
+                          part[g], cnt[g], got, want);
+            }
+            free(fac), free(err), free(sorted), free(x), free(y);
+        }
+}
+
 Test(p2, error_matches_the_numpy_model)
 {
     /* bench/results/codec-v2-levers-dev-vm-2core.json, dataset "normal",
-     * "p2_e8": [bits, rel-MSE, sigma = Q/4] at sigma 2, 4, 8, 13.5, 32. */
+     * "p2_e8": [bits, rel-MSE, sigma = Q/4] at sigma 2, 4, 8, 13.5, 32.
+     * The model is of container version 2. */
     static const struct {
         uint32_t q;
         double mse, bits;
@@ -148,15 +280,23 @@ Test(p2, error_matches_the_numpy_model)
 
 Test(p2, q38_equivalent_rate_beats_profile1)
 {
-    /* Profile 1 E8 Q=38 on normal data: 4.05e-4 at 848 bits. Profile 2 at
-     * Q=54 must reach that error in at most 784 bits (issue 14). */
+    /* Profile 1 E8 Q=38 on normal data: 4.05e-4 at 848 bits. Profile 2 must
+     * reach that error in at most 784 bits (issue 14): version 2 at Q = 54,
+     * version 3 at Q = 60. On the same vectors version 3 at Q = 60 has both
+     * fewer bits and a smaller error than version 2 at Q = 54 (its byte
+     * norms and longer chunks outweigh the rounding of r to r^). */
     const size_t n = 2048;
     float *x = make_dataset(DS_NORMAL, n, 128, 6);
-    const lkv_params p = p2(54, 128);
-    double bits;
+    const lkv_params p = p2(54, 128), p3 = p2f(60, 128, LKV_FMT_VERSION_P3);
+    double bits, bits3;
     const double e = roundtrip_err(&p, x, n, &bits);
-    cr_expect(e <= 4.05e-4, "rel-MSE %.4g", e);
-    cr_expect(bits <= 784.0, "%.1f bits per vector", bits);
+    const double e3 = roundtrip_err(&p3, x, n, &bits3);
+    cr_expect(e <= 4.05e-4, "v2 Q=54: rel-MSE %.4g", e);
+    cr_expect(bits <= 784.0, "v2 Q=54: %.1f bits per vector", bits);
+    cr_expect(e3 <= 4.05e-4, "v3 Q=60: rel-MSE %.4g", e3);
+    cr_expect(bits3 <= 784.0, "v3 Q=60: %.1f bits per vector", bits3);
+    cr_expect(bits3 < bits && e3 < e, "v3 Q=60 (%.1f bits, %.4g) against v2 Q=54 (%.1f, %.4g)",
+              bits3, e3, bits, e);
     free(x);
 }
 
@@ -164,18 +304,48 @@ Test(p2, deterministic_and_chunk_local)
 {
     const size_t n = 300;
     float *x = make_dataset(DS_KEYS, n, 128, 7);
-    const lkv_params p = p2(38, 128);
-    coded a = encode(&p, LKV_DTYPE_FP32, x, n), b = encode(&p, LKV_DTYPE_FP32, x, n);
-    cr_assert_eq(a.len, b.len);
-    cr_assert(memcmp(a.buf, b.buf, a.len) == 0);
-    /* Encoding 256 vectors and then 44 gives the same bytes: chunks depend
-     * only on their own vectors (the CLI streams this way). */
-    coded h = encode(&p, LKV_DTYPE_FP32, x, 256);
-    coded t = encode(&p, LKV_DTYPE_FP32, x + 256 * 128, n - 256);
-    cr_assert_eq(h.len + t.len, a.len);
-    cr_assert(memcmp(h.buf, a.buf, h.len) == 0);
-    cr_assert(memcmp(t.buf, a.buf + h.len, t.len) == 0);
-    free(a.buf), free(b.buf), free(h.buf), free(t.buf);
+    float *y = malloc(n * 128 * sizeof *y);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const lkv_params p = p2f(38, 128, formats[f]);
+        const size_t cv = lkv_p2_chunk_vectors(&p);
+        cr_assert_eq(cv, formats[f] == LKV_FMT_VERSION_P2 ? 128 : 256);
+        coded a = encode(&p, LKV_DTYPE_FP32, x, n), b = encode(&p, LKV_DTYPE_FP32, x, n);
+        cr_assert_eq(a.len, b.len);
+        cr_assert(memcmp(a.buf, b.buf, a.len) == 0);
+        size_t at[8];
+        const size_t nc = walk_chunks(&p, &a, n, at, 7);
+        cr_assert_eq(nc, (n + cv - 1) / cv, "format=%u: %zu chunks", formats[f], nc);
+        /* Encoding 256 vectors and then 44 gives the same bytes (256 ends a
+         * chunk in both versions): chunks depend only on their own vectors
+         * (the CLI streams this way). */
+        coded h = encode(&p, LKV_DTYPE_FP32, x, 256);
+        coded t = encode(&p, LKV_DTYPE_FP32, x + 256 * 128, n - 256);
+        cr_assert_eq(h.len + t.len, a.len);
+        cr_assert(memcmp(h.buf, a.buf, h.len) == 0);
+        cr_assert(memcmp(t.buf, a.buf + h.len, t.len) == 0);
+        /* Scaling one vector by 3 changes the bytes of its own chunk (v / cv)
+         * and of no other: vector 200 is in the second chunk of version 2
+         * and in the first of version 3. */
+        static const size_t moved[] = {5, 127, 128, 200, 255, 256, 290};
+        for (size_t i = 0; i < sizeof moved / sizeof moved[0]; i++) {
+            const size_t v = moved[i];
+            memcpy(y, x, n * 128 * sizeof *y);
+            for (uint32_t j = 0; j < 128; j++)
+                y[v * 128 + j] *= 3.0f;
+            coded m = encode(&p, LKV_DTYPE_FP32, y, n);
+            size_t mat[8];
+            cr_assert_eq(walk_chunks(&p, &m, n, mat, 7), nc);
+            for (size_t k = 0; k < nc; k++) {
+                const size_t la = at[k + 1] - at[k], lm = mat[k + 1] - mat[k];
+                const int same = la == lm && memcmp(a.buf + at[k], m.buf + mat[k], la) == 0;
+                cr_expect_eq(same, k != v / cv, "format=%u vector %zu: chunk %zu %s", formats[f], v,
+                             k, same ? "unchanged" : "changed");
+            }
+            free(m.buf);
+        }
+        free(a.buf), free(b.buf), free(h.buf), free(t.buf);
+    }
+    free(y);
     free(x);
 }
 
@@ -186,17 +356,19 @@ Test(p2, larger_q_never_gives_fewer_bits)
      * below the sampling noise of any finite set), and every Q up to 64. */
     const size_t n = 512;
     float *x = make_dataset(DS_NORMAL, n, 128, 8);
-    size_t prev = 0, prev_bound = 0;
-    for (uint32_t q = 1; q <= 1023; q = q < 64 ? q + 1 : q + q / 24) {
-        const lkv_params p = p2(q, 128);
-        coded c = encode(&p, LKV_DTYPE_FP32, x, n);
-        cr_expect_geq(c.len, prev, "Q=%u: %zu bytes, fewer than the previous Q's %zu", q, c.len,
-                      prev);
-        const size_t bound = lkv_p2_payload_bound(&p, n);
-        cr_expect_geq(bound, prev_bound, "Q=%u: bound falls", q);
-        prev = c.len;
-        prev_bound = bound;
-        free(c.buf);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        size_t prev = 0, prev_bound = 0;
+        for (uint32_t q = 1; q <= 1023; q = q < 64 ? q + 1 : q + q / 24) {
+            const lkv_params p = p2f(q, 128, formats[f]);
+            coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+            cr_expect_geq(c.len, prev, "format=%u Q=%u: %zu bytes, fewer than the previous Q's %zu",
+                          formats[f], q, c.len, prev);
+            const size_t bound = lkv_p2_payload_bound(&p, n);
+            cr_expect_geq(bound, prev_bound, "format=%u Q=%u: bound falls", formats[f], q);
+            prev = c.len;
+            prev_bound = bound;
+            free(c.buf);
+        }
     }
     free(x);
 }
@@ -224,56 +396,186 @@ Test(p2, models_build_for_every_q_and_piece)
     }
 }
 
-Test(p2, every_head_dim_and_dtype)
+Test(p2, norm_code_is_the_smallest_quarter_octave_above)
 {
-    const lkv_dtype dts[] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
-    for (uint32_t d = 8; d <= 1024; d += 8) {
-        const lkv_dtype dt = dts[(d / 8) % 3];
-        const size_t n = 33 + (d / 8) % 5; /* two lanes' slots, a partial chunk */
-        lkv_rng r = {d};
-        void *x = lkv_test_make(&r, dt, n, d, 1.0);
-        const lkv_params p = p2(54, d);
-        coded c = encode(&p, dt, x, n);
-        void *y = malloc(n * d * lkv_dtype_size(dt));
-        lkv_diag diag;
-        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, dt, y, &diag), LKV_OK, "dim=%u: %s", d,
-                     diag.msg);
-        double num = 0.0, den = 0.0;
-        for (size_t i = 0; i < n * d; i++) {
-            const double a = lkv_test_get(dt, x, i), b = lkv_test_get(dt, y, i);
-            num += (a - b) * (a - b);
-            den += a * a;
+    /* Every code's value is the definition's, from libm. */
+    for (uint32_t k = 0; k < 256; k++)
+        cr_assert_eq(lkv_p2_norm_bits(k), bits_of(norm_hat_ref(k)), "k=%u: 0x%08x, want %a", k,
+                     lkv_p2_norm_bits(k), (double)norm_hat_ref(k));
+    /* The code of r is the smallest k with r^(k) >= r: on every r^(k) and
+     * its neighbours, and on random r over the encoder's range 2^-23 ..
+     * 2^31.75. */
+    lkv_rng rng = {3};
+    for (int i = 0; i < 100000; i++) {
+        float r;
+        if (i < 3 * 256) {
+            const uint32_t k = (uint32_t)i / 3;
+            if (k == 0 && i % 3 == 1)
+                continue; /* below 2^-32: outside the code's domain */
+            r = norm_hat_ref(k);
+            r = i % 3 == 0 ? r : nextafterf(r, i % 3 == 1 ? 0.0f : INFINITY);
+            if (k == 255 && i % 3 == 2)
+                continue; /* past the top: below */
+        } else {
+            r = ldexpf((float)(1.0 + lkv_rng_uniform(&rng)), -23 + (int)(lkv_rng_next(&rng) % 54));
+            if (r > norm_hat_ref(255))
+                continue;
         }
-        /* 1.147/Q^2 = 3.9e-4 plus the output rounding of bf16 (~1e-5). */
-        cr_expect_lt(num / den, 6e-4, "dim=%u %s: rel-MSE %.3g", d, lkv_dtype_name(dt), num / den);
+        const uint32_t k = lkv_p2_norm_code(bits_of(r));
+        cr_assert_leq(k, 255u, "r=%a: code %u", (double)r, k);
+        cr_assert_geq(norm_hat_ref(k), r, "r=%a: code %u is below it", (double)r, k);
+        cr_assert(k == 0 || norm_hat_ref(k - 1) < r, "r=%a: code %u, yet %u covers it", (double)r,
+                  k, k - 1);
+    }
+    /* Past 2^31.75 the code overflows (above 255). */
+    const float top = norm_hat_ref(255);
+    cr_expect_gt(lkv_p2_norm_code(bits_of(nextafterf(top, INFINITY))), 255u);
+    cr_expect_gt(lkv_p2_norm_code(bits_of(1e10f)), 255u);
+    cr_expect_gt(lkv_p2_norm_code(bits_of(INFINITY)), 255u);
+    cr_expect_leq(lkv_p2_norm_code(bits_of(70000.0f)), 255u);
+}
+
+Test(p2, v3_norms_are_one_byte_codes_vector_major)
+{
+    /* D = 96: pieces of 64 and 32 elements, n even (no pad byte). Each piece
+     * holds one nonzero element (or none), so its norm is that element's
+     * magnitude exactly; the body must start with one byte per (vector,
+     * piece), vector-major, each the smallest k with r^(k) >= max(r, 2^-23). */
+    const uint32_t dim = 96, np = 2;
+    const size_t n = 40;
+    float *x = calloc(n * dim, sizeof *x);
+    float want_r[40][2];
+    lkv_rng rng = {31};
+    for (size_t v = 0; v < n; v++)
+        for (uint32_t j = 0; j < np; j++) {
+            float mag;
+            if (v == 0 && j == 1)
+                mag = 0.0f; /* a zero piece: r = 2^-23 */
+            else if (v % 4 == 1)
+                mag = norm_hat_ref(36 + (uint32_t)(lkv_rng_next(&rng) % 220)); /* on a code */
+            else
+                mag = ldexpf((float)(1.0 + lkv_rng_uniform(&rng)),
+                             -22 + (int)(lkv_rng_next(&rng) % 53));
+            x[v * dim + (j ? 64 : 0) + (uint32_t)(v % 32)] = v % 2 ? -mag : mag;
+            want_r[v][j] = mag > LKV_EPS ? mag : LKV_EPS;
+        }
+    const lkv_params p = p2f(54, dim, LKV_FMT_VERSION_P3);
+    coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+    size_t at[2];
+    cr_assert_eq(walk_chunks(&p, &c, n, at, 1), 1);
+    for (size_t v = 0; v < n; v++)
+        for (uint32_t j = 0; j < np; j++) {
+            uint32_t k = 0;
+            while (k < 255 && norm_hat_ref(k) < want_r[v][j])
+                k++;
+            cr_expect_eq(c.buf[4 + v * np + j], k, "vector %zu piece %u: r=%a, byte %u, want %u", v,
+                         j, (double)want_r[v][j], c.buf[4 + v * np + j], k);
+        }
+    float *y = malloc(n * dim * sizeof *y);
+    cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, NULL), LKV_OK);
+    free(y), free(c.buf), free(x);
+}
+
+Test(p2, v3_pad_byte_after_an_odd_norm_field_is_zero)
+{
+    /* A version 3 chunk whose cnt * pieces is odd ends its norm field with
+     * one zero byte; any other value is ERR_CORRUPT naming the chunk. D = 128
+     * has one piece, 112 three (64 + 32 + 16), 96 two (never a pad). */
+    static const struct {
+        uint32_t dim;
+        size_t n;
+    } cases[] = {{128, 71}, {112, 71}, {112, 256 + 71}, {128, 256 + 1}, {96, 71}, {128, 72}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const uint32_t dim = cases[i].dim;
+        const size_t n = cases[i].n, np = lkv_piece_count(dim);
+        float *x = make_dataset(DS_T3, n, dim, 40 + i);
+        float *y = malloc(n * dim * sizeof *y);
+        const lkv_params p = p2f(20, dim, LKV_FMT_VERSION_P3);
+        coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+        size_t at[4];
+        const size_t nc = walk_chunks(&p, &c, n, at, 3);
+        const size_t last = at[nc - 1], cnt = n - (nc - 1) * 256;
+        lkv_diag d;
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d), LKV_OK, "%s",
+                     d.msg);
+        if ((cnt * np) % 2 == 0) {
+            free(c.buf), free(x), free(y);
+            continue;
+        }
+        const size_t pad = last + 4 + cnt * np;
+        cr_assert_eq(c.buf[pad], 0, "dim=%u n=%zu: pad byte 0x%02x", dim, n, c.buf[pad]);
+        static const unsigned char bad[] = {1, 0x80, 0xff};
+        for (size_t b = 0; b < 3; b++) {
+            c.buf[pad] = bad[b];
+            cr_expect_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d), LKV_ERR_CORRUPT,
+                         "dim=%u n=%zu: pad byte 0x%02x accepted", dim, n, bad[b]);
+            cr_expect_eq(d.index, last, "dim=%u n=%zu: error at byte %llu, chunk at %zu", dim, n,
+                         (unsigned long long)d.index, last);
+            cr_expect(strstr(d.msg, "pad") != NULL, "%s", d.msg);
+        }
+        c.buf[pad] = 0;
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, NULL), LKV_OK);
         free(c.buf), free(x), free(y);
     }
 }
 
+Test(p2, every_head_dim_and_dtype)
+{
+    const lkv_dtype dts[] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
+    for (size_t f = 0; f < NFORMATS; f++)
+        for (uint32_t d = 8; d <= 1024; d += 8) {
+            const lkv_dtype dt = dts[(d / 8) % 3];
+            const size_t n = 33 + (d / 8) % 5; /* two lanes' slots, a partial chunk */
+            lkv_rng r = {d};
+            void *x = lkv_test_make(&r, dt, n, d, 1.0);
+            const lkv_params p = p2f(54, d, formats[f]);
+            coded c = encode(&p, dt, x, n);
+            void *y = malloc(n * d * lkv_dtype_size(dt));
+            lkv_diag diag;
+            cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, dt, y, &diag), LKV_OK,
+                         "format=%u dim=%u: %s", formats[f], d, diag.msg);
+            double num = 0.0, den = 0.0;
+            for (size_t i = 0; i < n * d; i++) {
+                const double a = lkv_test_get(dt, x, i), b = lkv_test_get(dt, y, i);
+                num += (a - b) * (a - b);
+                den += a * a;
+            }
+            /* 1.147/Q^2 = 3.9e-4 plus the output rounding of bf16 (~1e-5);
+             * version 3 at most 2^0.5 times that. */
+            const double bound = formats[f] == LKV_FMT_VERSION_P2 ? 6e-4 : 6e-4 * 1.4143;
+            cr_expect_lt(num / den, bound, "format=%u dim=%u %s: rel-MSE %.3g", formats[f], d,
+                         lkv_dtype_name(dt), num / den);
+            free(c.buf), free(x), free(y);
+        }
+}
+
 Test(p2, zero_vectors_and_zero_size)
 {
-    const lkv_params p = p2(54, 128);
-    size_t len = 99;
-    cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_BF16, NULL, 0, NULL, 0, &len, NULL), LKV_OK);
-    cr_assert_eq(len, 0);
-    cr_assert_eq(lkv_p2_decode(&p, NULL, 0, 0, LKV_DTYPE_BF16, NULL, NULL), LKV_OK);
-    /* A container of shape [0, 128]. */
-    const uint64_t shape[2] = {0, 128};
-    unsigned char buf[128];
-    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 2, NULL, 0, buf, sizeof buf, &len,
-                              LKV_ISA_AUTO, NULL),
-                 LKV_OK);
-    lkv_container_info info;
-    cr_assert_eq(lkv_container_parse(buf, len, &info, NULL), LKV_OK);
-    cr_assert_eq(info.n_vectors, 0);
-    cr_assert_eq(lkv_profile_of(&info.params), LKV_PROFILE_2);
-    /* All-zero vectors code to the zero point and decode to zeros. */
-    float z[64 * 128] = {0}, y[64 * 128];
-    coded c = encode(&p, LKV_DTYPE_FP32, z, 64);
-    cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, 64, LKV_DTYPE_FP32, y, NULL), LKV_OK);
-    for (size_t i = 0; i < 64 * 128; i++)
-        cr_assert_eq(y[i], 0.0f);
-    free(c.buf);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const lkv_params p = p2f(54, 128, formats[f]);
+        size_t len = 99;
+        cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_BF16, NULL, 0, NULL, 0, &len, NULL), LKV_OK);
+        cr_assert_eq(len, 0);
+        cr_assert_eq(lkv_p2_decode(&p, NULL, 0, 0, LKV_DTYPE_BF16, NULL, NULL), LKV_OK);
+        /* A container of shape [0, 128]. */
+        const uint64_t shape[2] = {0, 128};
+        unsigned char buf[128];
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 2, NULL, 0, buf, sizeof buf, &len,
+                                  LKV_ISA_AUTO, NULL),
+                     LKV_OK);
+        lkv_container_info info;
+        cr_assert_eq(lkv_container_parse(buf, len, &info, NULL), LKV_OK);
+        cr_assert_eq(info.n_vectors, 0);
+        cr_assert_eq(lkv_profile_of(&info.params), LKV_PROFILE_2);
+        cr_assert_eq(info.params.format, formats[f]);
+        /* All-zero vectors code to the zero point and decode to zeros. */
+        float z[64 * 128] = {0}, y[64 * 128];
+        coded c = encode(&p, LKV_DTYPE_FP32, z, 64);
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, 64, LKV_DTYPE_FP32, y, NULL), LKV_OK);
+        for (size_t i = 0; i < 64 * 128; i++)
+            cr_assert_eq(y[i], 0.0f);
+        free(c.buf);
+    }
 }
 
 Test(p2, bad_params_are_refused_by_name)
@@ -313,34 +615,130 @@ Test(p2, bad_params_are_refused_by_name)
     cr_expect_eq(lkv_p2_encode(&p, (lkv_dtype)7, x, 1, out, sizeof out, &len, &d), LKV_ERR_DTYPE);
 }
 
+Test(p2, formats_select_the_container_version)
+{
+    lkv_diag d;
+    /* format 0 (and a positional initialiser without it) is the newest, 3;
+     * 2 and 3 name themselves. */
+    const lkv_params pos = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2};
+    cr_expect_eq(lkv_p2_format_of(&pos), LKV_FMT_VERSION_P3);
+    cr_expect_eq(lkv_p2_chunk_vectors(&pos), 256);
+    static const struct {
+        uint32_t format, version, chunk;
+    } ok[] = {{0, 3, 256}, {2, 2, 128}, {3, 3, 256}};
+    for (size_t i = 0; i < 3; i++) {
+        const lkv_params p = p2f(54, 128, ok[i].format);
+        cr_expect_eq(lkv_params_check(&p, &d), LKV_OK, "format=%u: %s", ok[i].format, d.msg);
+        cr_expect_eq(lkv_p2_format_of(&p), ok[i].version, "format=%u", ok[i].format);
+        cr_expect_eq(lkv_p2_chunk_vectors(&p), ok[i].chunk, "format=%u", ok[i].format);
+        cr_expect_gt(lkv_p2_payload_bound(&p, 300), 0);
+    }
+    /* Any other format is refused by name, everywhere. */
+    static const uint32_t bad[] = {1, 4, 7, 0xffffffffu};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const lkv_params p = p2f(54, 128, bad[i]);
+        char name[32];
+        snprintf(name, sizeof name, "format=%u", bad[i]);
+        cr_expect_eq(lkv_params_check(&p, &d), LKV_ERR_VARIANT, "%s", name);
+        cr_expect(strstr(d.msg, name) != NULL, "%s: %s", name, d.msg);
+        cr_expect_eq(lkv_p2_payload_bound(&p, 300), 0, "%s", name);
+        float x[128] = {1.0f}, y[128];
+        unsigned char out[4096];
+        size_t len;
+        cr_expect_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, 1, out, sizeof out, &len, &d),
+                     LKV_ERR_VARIANT, "%s", name);
+        cr_expect(strstr(d.msg, name) != NULL, "%s: %s", name, d.msg);
+        cr_expect_eq(lkv_p2_decode(&p, out, 8, 1, LKV_DTYPE_FP32, y, &d), LKV_ERR_VARIANT, "%s",
+                     name);
+        const uint64_t shape[2] = {1, 128};
+        cr_expect_eq(lkv_compress(&p, LKV_DTYPE_FP32, shape, 2, x, sizeof x, out, sizeof out, &len,
+                                  LKV_ISA_AUTO, &d),
+                     LKV_ERR_VARIANT, "%s", name);
+    }
+    /* Profile 1 has one format (0 or 1). */
+    lkv_params p1 = {LKV_VARIANT_E8, 38, 128, LKV_PROFILE_1, 2};
+    cr_expect_eq(lkv_params_check(&p1, &d), LKV_ERR_VARIANT);
+    cr_expect(strstr(d.msg, "format=2") != NULL, "%s", d.msg);
+    p1.format = 1;
+    cr_expect_eq(lkv_params_check(&p1, &d), LKV_OK, "%s", d.msg);
+    /* A chunk holds up to 128 vectors in version 2, 256 in version 3. */
+    const size_t n = 256;
+    float *x = make_dataset(DS_NORMAL, n, 128, 13);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const lkv_params p = p2f(54, 128, formats[f]);
+        coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+        const size_t cv = lkv_p2_chunk_vectors(&p);
+        size_t bytes = 0;
+        cr_expect_eq(lkv_p2_chunk_size(&p, c.buf, c.len, cv, &bytes, &d), LKV_OK, "%s", d.msg);
+        cr_expect_eq(bytes == c.len, cv == n, "format=%u: first chunk %zu of %zu bytes", formats[f],
+                     bytes, c.len);
+        cr_expect_eq(lkv_p2_chunk_size(&p, c.buf, c.len, cv + 1, &bytes, &d),
+                     LKV_ERR_INVALID_ARGUMENT, "format=%u: n_in_chunk=%zu", formats[f], cv + 1);
+        free(c.buf);
+    }
+    free(x);
+}
+
 Test(p2, bad_input_names_the_first_bad_vector)
 {
-    const size_t n = 128;
+    const size_t n = 300;
     float *x = make_dataset(DS_NORMAL, n, 128, 9);
-    const lkv_params p = p2(54, 128);
-    const size_t cap = lkv_p2_payload_bound(&p, n);
-    unsigned char *buf = malloc(cap);
-    size_t len;
-    lkv_diag d;
-    /* Vectors 100 and 7 are bad: the encoder codes slot 3 first, yet the
-     * error names vector 7, as profile 1 does. */
-    x[100 * 128 + 3] = NAN;
-    x[7 * 128 + 9] = INFINITY;
-    cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d), LKV_ERR_NONFINITE);
-    cr_expect_eq(d.index, 7);
-    cr_expect(strstr(d.msg, "vector 7 element 9") != NULL, "%s", d.msg);
-    x[7 * 128 + 9] = 0.0f;
-    x[100 * 128 + 3] = 0.0f;
-    x[50 * 128] = 70000.0f;
-    cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d),
-                 LKV_ERR_NORM_OVERFLOW);
-    cr_expect_eq(d.index, 50);
-    x[50 * 128] = 0.0f;
-    /* A buffer one byte short of the payload. */
-    cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, NULL), LKV_OK);
-    cr_expect_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, len - 1, &len, &d),
-                 LKV_ERR_BUFFER_SMALL);
-    free(buf);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const uint32_t fmt = formats[f];
+        const lkv_params p = p2f(54, 128, fmt);
+        const size_t cap = lkv_p2_payload_bound(&p, n);
+        unsigned char *buf = malloc(cap);
+        size_t len;
+        lkv_diag d;
+        /* Vectors 280, 100 and 7 are bad: the encoder codes slot 3 first,
+         * yet the error names vector 7, as profile 1 does. */
+        x[280 * 128 + 1] = NAN;
+        x[100 * 128 + 3] = NAN;
+        x[7 * 128 + 9] = INFINITY;
+        cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d), LKV_ERR_NONFINITE,
+                     "format=%u", fmt);
+        cr_expect_eq(d.index, 7);
+        cr_expect(strstr(d.msg, "vector 7 element 9") != NULL, "%s", d.msg);
+        x[7 * 128 + 9] = 0.0f;
+        x[100 * 128 + 3] = 0.0f;
+        x[280 * 128 + 1] = 0.0f;
+        /* The norm overflows past fp16 (65520) in version 2, past 2^31.75
+         * (about 3.6e9) in version 3. */
+        x[50 * 128] = 70000.0f;
+        cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d),
+                     fmt == LKV_FMT_VERSION_P2 ? LKV_ERR_NORM_OVERFLOW : LKV_OK, "format=%u: %s",
+                     fmt, d.msg);
+        if (fmt == LKV_FMT_VERSION_P2)
+            cr_expect_eq(d.index, 50);
+        x[50 * 128] = 1e10f;
+        cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d),
+                     LKV_ERR_NORM_OVERFLOW, "format=%u", fmt);
+        cr_expect_eq(d.index, 50);
+        cr_expect(strstr(d.msg, "vector 50") != NULL, "%s", d.msg);
+        x[50 * 128] = 0.0f;
+        if (fmt == LKV_FMT_VERSION_P3) {
+            /* Version 3's top: a vector of norm r^(255) exactly codes, the
+             * next float up does not. One nonzero element: r = |x| exactly. */
+            float *v = x + 260 * 128;
+            memset(v, 0, 128 * sizeof *v);
+            v[0] = norm_hat_ref(255);
+            cr_expect_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d), LKV_OK,
+                         "norm %a: %s", (double)v[0], d.msg);
+            v[0] = -nextafterf(norm_hat_ref(255), INFINITY);
+            cr_expect_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d),
+                         LKV_ERR_NORM_OVERFLOW, "norm %a", (double)v[0]);
+            cr_expect_eq(d.index, 260);
+            /* Restore the dataset's vector for the next check. */
+            float *orig = make_dataset(DS_NORMAL, n, 128, 9);
+            memcpy(v, orig + 260 * 128, 128 * sizeof *v);
+            free(orig);
+        }
+        /* A buffer one byte short of the payload. */
+        cr_assert_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, cap, &len, NULL), LKV_OK);
+        cr_expect_eq(lkv_p2_encode(&p, LKV_DTYPE_FP32, x, n, buf, len - 1, &len, &d),
+                     LKV_ERR_BUFFER_SMALL);
+        free(buf);
+    }
     free(x);
 }
 
@@ -348,102 +746,160 @@ Test(p2, corrupt_payloads_fail_cleanly)
 {
     const size_t n = 70;
     float *x = make_dataset(DS_T3, n, 96, 10); /* two pieces, a partial chunk */
-    const lkv_params p = p2(20, 96);
-    coded c = encode(&p, LKV_DTYPE_FP32, x, n);
     float *y = malloc(n * 96 * sizeof *y);
-    /* Every truncation fails (nothing reads past len: run under ASan). */
-    for (size_t l = 0; l < c.len; l++) {
-        unsigned char *t = malloc(l + 1);
-        memcpy(t, c.buf, l);
-        const lkv_status st = lkv_p2_decode(&p, t, l, n, LKV_DTYPE_FP32, y, NULL);
-        cr_assert(st == LKV_ERR_TRUNCATED || st == LKV_ERR_CORRUPT, "len %zu: %s", l,
-                  lkv_status_name(st));
-        free(t);
-    }
-    /* A flip of any bit either fails or decodes something: never crashes.
-     * Flips in the length, the norms or the states are always caught. */
-    size_t caught = 0, total = 0;
-    for (size_t i = 0; i < c.len; i++)
-        for (int b = 0; b < 8; b += 3) {
-            c.buf[i] ^= (unsigned char)(1u << b);
-            lkv_diag d;
-            const lkv_status st = lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d);
-            cr_assert(st == LKV_OK || st == LKV_ERR_CORRUPT || st == LKV_ERR_TRUNCATED,
-                      "byte %zu bit %d: %s", i, b, lkv_status_name(st));
-            if (i < 4)
-                cr_assert_neq(st, LKV_OK, "length flip at byte %zu", i);
-            caught += st != LKV_OK;
-            total++;
-            c.buf[i] ^= (unsigned char)(1u << b);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const lkv_params p = p2f(20, 96, formats[f]);
+        coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+        /* Every truncation fails (nothing reads past len: run under ASan). */
+        for (size_t l = 0; l < c.len; l++) {
+            unsigned char *t = malloc(l + 1);
+            memcpy(t, c.buf, l);
+            const lkv_status st = lkv_p2_decode(&p, t, l, n, LKV_DTYPE_FP32, y, NULL);
+            cr_assert(st == LKV_ERR_TRUNCATED || st == LKV_ERR_CORRUPT, "format=%u len %zu: %s",
+                      formats[f], l, lkv_status_name(st));
+            free(t);
         }
-    /* rANS has no redundancy of its own, but the final states must return
-     * to 2^16 and the stream must end exactly: most flips are seen. */
-    cr_expect_gt(caught, total / 2, "%zu of %zu flips caught", caught, total);
-    /* Trailing bytes. */
-    unsigned char *longer = malloc(c.len + 2);
-    memcpy(longer, c.buf, c.len);
-    longer[c.len] = longer[c.len + 1] = 0;
-    cr_expect_eq(lkv_p2_decode(&p, longer, c.len + 2, n, LKV_DTYPE_FP32, y, NULL), LKV_ERR_CORRUPT);
-    free(longer), free(c.buf), free(x), free(y);
+        /* A flip of any bit either fails or decodes something: never
+         * crashes. Flips in the length are always caught (and in version 2
+         * those of the norms' sign and exponent often). */
+        size_t caught = 0, total = 0;
+        for (size_t i = 0; i < c.len; i++)
+            for (int b = 0; b < 8; b += 3) {
+                c.buf[i] ^= (unsigned char)(1u << b);
+                lkv_diag d;
+                const lkv_status st = lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d);
+                cr_assert(st == LKV_OK || st == LKV_ERR_CORRUPT || st == LKV_ERR_TRUNCATED,
+                          "format=%u byte %zu bit %d: %s", formats[f], i, b, lkv_status_name(st));
+                if (i < 4)
+                    cr_assert_neq(st, LKV_OK, "format=%u length flip at byte %zu", formats[f], i);
+                caught += st != LKV_OK;
+                total++;
+                c.buf[i] ^= (unsigned char)(1u << b);
+            }
+        /* rANS has no redundancy of its own, but the final states must
+         * return to 2^16 and the stream must end exactly: most flips are
+         * seen. */
+        cr_expect_gt(caught, total / 2, "format=%u: %zu of %zu flips caught", formats[f], caught,
+                     total);
+        /* Trailing bytes. */
+        unsigned char *longer = malloc(c.len + 2);
+        memcpy(longer, c.buf, c.len);
+        longer[c.len] = longer[c.len + 1] = 0;
+        cr_expect_eq(lkv_p2_decode(&p, longer, c.len + 2, n, LKV_DTYPE_FP32, y, NULL),
+                     LKV_ERR_CORRUPT);
+        free(longer), free(c.buf);
+    }
+    free(x), free(y);
 }
 
 Test(p2, containers_roundtrip_and_reject_corruption)
 {
-    const uint64_t shape[3] = {3, 50, 128};
-    const size_t n = 150;
+    const uint64_t shape[3] = {3, 100, 128};
+    const size_t n = 300; /* version 3: a full chunk and a partial one */
     lkv_rng r = {12};
     void *x = lkv_test_make(&r, LKV_DTYPE_BF16, n, 128, 2.0);
-    const lkv_params p = p2(54, 128);
-    const size_t bound = lkv_compress_bound(&p, shape, 3);
-    cr_assert_gt(bound, 0);
-    unsigned char *buf = malloc(bound);
-    size_t len;
-    lkv_diag d;
-    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, bound, &len,
-                              LKV_ISA_AUTO, &d),
-                 LKV_OK, "%s", d.msg);
-    cr_assert_lt(len, bound);
-    cr_assert_eq(buf[4], 2, "version 2");
-    cr_assert_eq(buf[11], 2, "profile byte");
-    lkv_container_info info;
-    cr_assert_eq(lkv_container_parse(buf, len, &info, &d), LKV_OK, "%s", d.msg);
-    cr_assert_eq(info.total_bytes, len);
-    cr_assert_eq(info.header_bytes, 40 + 8 * 3);
-    cr_assert_eq(info.record_bytes, 0);
-    cr_assert_eq(info.params.q, 54);
-    cr_assert_eq(lkv_profile_of(&info.params), LKV_PROFILE_2);
-    uint16_t *y = malloc(n * 128 * 2);
-    size_t ylen;
-    cr_assert_eq(lkv_decompress(buf, len, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, &d), LKV_OK,
-                 "%s", d.msg);
-    cr_assert_eq(ylen, n * 128 * 2);
-    /* Same result as the payload call. */
-    uint16_t *y2 = malloc(n * 128 * 2);
-    cr_assert_eq(lkv_p2_decode(&p, buf + info.header_bytes, len - info.header_bytes, n,
-                               LKV_DTYPE_BF16, y2, NULL),
-                 LKV_OK);
-    cr_assert(memcmp(y, y2, n * 128 * 2) == 0);
-    /* The buffer need only hold the actual size. */
-    size_t len2;
-    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, len, &len2,
-                              LKV_ISA_AUTO, NULL),
-                 LKV_OK);
-    cr_assert_eq(len2, len);
-    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, len - 1, &len2,
-                              LKV_ISA_AUTO, NULL),
-                 LKV_ERR_BUFFER_SMALL);
-    cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, bound, &len,
-                              LKV_ISA_AUTO, NULL),
-                 LKV_OK);
-    /* Every truncation and every single-bit flip is refused. */
-    for (size_t l = 0; l < len; l += 7)
-        cr_assert_neq(lkv_decompress(buf, l, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, NULL),
-                      LKV_OK, "len %zu", l);
-    for (size_t i = 0; i < len; i += 5) {
-        buf[i] ^= 0x10;
-        cr_assert_neq(lkv_decompress(buf, len, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, NULL),
-                      LKV_OK, "flip at byte %zu", i);
-        buf[i] ^= 0x10;
+    uint16_t *y = malloc(n * 128 * 2), *y2 = malloc(n * 128 * 2);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const uint32_t fmt = formats[f];
+        const lkv_params p = p2f(54, 128, fmt);
+        const size_t bound = lkv_compress_bound(&p, shape, 3);
+        cr_assert_gt(bound, 0);
+        unsigned char *buf = malloc(bound);
+        size_t len;
+        lkv_diag d;
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, bound, &len,
+                                  LKV_ISA_AUTO, &d),
+                     LKV_OK, "%s", d.msg);
+        cr_assert_lt(len, bound);
+        cr_assert_eq((uint32_t)(buf[LKV_FMT_OFF_VERSION] | buf[LKV_FMT_OFF_VERSION + 1] << 8), fmt,
+                     "version field");
+        cr_assert_eq(buf[LKV_FMT_OFF_PROFILE], 2, "profile byte");
+        lkv_container_info info;
+        cr_assert_eq(lkv_container_parse(buf, len, &info, &d), LKV_OK, "%s", d.msg);
+        cr_assert_eq(info.total_bytes, len);
+        cr_assert_eq(info.header_bytes, 40 + 8 * 3);
+        cr_assert_eq(info.record_bytes, 0);
+        cr_assert_eq(info.params.q, 54);
+        cr_assert_eq(lkv_profile_of(&info.params), LKV_PROFILE_2);
+        cr_assert_eq(info.params.format, fmt);
+        lkv_container_info hinfo;
+        cr_assert_eq(lkv_container_parse_header(buf, info.header_bytes, &hinfo, &d), LKV_OK, "%s",
+                     d.msg);
+        cr_assert_eq(hinfo.params.format, fmt);
+        size_t ylen;
+        cr_assert_eq(lkv_decompress(buf, len, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, &d),
+                     LKV_OK, "%s", d.msg);
+        cr_assert_eq(ylen, n * 128 * 2);
+        /* Same result as the payload call with that format. */
+        cr_assert_eq(lkv_p2_decode(&p, buf + info.header_bytes, len - info.header_bytes, n,
+                                   LKV_DTYPE_BF16, y2, NULL),
+                     LKV_OK);
+        cr_assert(memcmp(y, y2, n * 128 * 2) == 0);
+        /* The payload read by the other version's rules is not this tensor. */
+        const lkv_params other = p2f(54, 128, formats[1 - f]);
+        const lkv_status so = lkv_p2_decode(&other, buf + info.header_bytes,
+                                            len - info.header_bytes, n, LKV_DTYPE_BF16, y2, NULL);
+        cr_expect(so != LKV_OK || memcmp(y, y2, n * 128 * 2) != 0,
+                  "format=%u payload decodes the same as format %u", fmt, formats[1 - f]);
+        /* The buffer need only hold the actual size. */
+        size_t len2;
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, len, &len2,
+                                  LKV_ISA_AUTO, NULL),
+                     LKV_OK);
+        cr_assert_eq(len2, len);
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, len - 1, &len2,
+                                  LKV_ISA_AUTO, NULL),
+                     LKV_ERR_BUFFER_SMALL);
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, bound, &len,
+                                  LKV_ISA_AUTO, NULL),
+                     LKV_OK);
+        /* Every truncation and every single-bit flip is refused. */
+        for (size_t l = 0; l < len; l += 7)
+            cr_assert_neq(
+                lkv_decompress(buf, l, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, NULL), LKV_OK,
+                "format=%u len %zu", fmt, l);
+        for (size_t i = 0; i < len; i += 5) {
+            buf[i] ^= 0x10;
+            cr_assert_neq(
+                lkv_decompress(buf, len, 0, y, n * 128 * 2, &ylen, NULL, LKV_ISA_AUTO, NULL),
+                LKV_OK, "format=%u flip at byte %zu", fmt, i);
+            buf[i] ^= 0x10;
+        }
+        free(buf);
     }
-    free(buf), free(x), free(y), free(y2);
+    free(x), free(y), free(y2);
+}
+
+Test(p2, version_2_containers_still_decode)
+{
+    /* Containers written before version 3 (format 2) decode by their header
+     * alone; format 0 writes the newest version, 3. */
+    const uint64_t shape[2] = {200, 128};
+    const size_t n = 200;
+    float *x = make_dataset(DS_LOGNORMAL, n, 128, 14);
+    float *y = malloc(n * 128 * 4), *y2 = malloc(n * 128 * 4);
+    static const struct {
+        uint32_t format, version;
+    } cases[] = {{2, 2}, {0, 3}, {3, 3}};
+    for (size_t i = 0; i < 3; i++) {
+        const lkv_params p = p2f(38, 128, cases[i].format);
+        const size_t bound = lkv_compress_bound(&p, shape, 2);
+        unsigned char *buf = malloc(bound);
+        size_t len, ylen;
+        lkv_diag d;
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, shape, 2, x, n * 128 * 4, buf, bound, &len,
+                                  LKV_ISA_AUTO, &d),
+                     LKV_OK, "%s", d.msg);
+        cr_assert_eq(buf[LKV_FMT_OFF_VERSION], cases[i].version, "format=%u", cases[i].format);
+        lkv_container_info info;
+        cr_assert_eq(lkv_decompress(buf, len, 0, y, n * 128 * 4, &ylen, &info, LKV_ISA_AUTO, &d),
+                     LKV_OK, "%s", d.msg);
+        cr_assert_eq(info.params.format, cases[i].version);
+        const lkv_params pv = p2f(38, 128, cases[i].version);
+        roundtrip(&pv, x, n, y2, NULL);
+        cr_assert(memcmp((const void *)y, (const void *)y2, n * 128 * 4) == 0,
+                  "format=%u: container and payload differ", cases[i].format);
+        free(buf);
+    }
+    free(x), free(y), free(y2);
 }

@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * test_p2_isa.c - profile 2's SIMD decode paths against the scalar decoder.
+ * test_p2_isa.c - profile 2's SIMD encode and decode paths against the
+ * scalar coder, in both container versions (2: chunks of 128 vectors and
+ * fp16 norms; 3: chunks of 256 and byte norms).
  *
- * The scalar decoder (p2.c) defines the bytes. Every test codes the same
- * input once, decodes it with LKV_ISA_SCALAR and with a SIMD path into each
- * output dtype, and requires the same status, diagnostics (code, index,
- * message) and, on success, output bytes, with nothing written past the
- * output. Inputs:
- * the four datasets of test_p2.c at several Q, every head_dim 8..1024 that
- * is a multiple of 8 (split ones included), vector counts that leave partial
- * chunks and partial 32-vector slots, and corrupted or truncated payloads.
- * A path the CPU lacks is skipped, not passed.
+ * The scalar coder (p2.c) defines the bytes. Every test codes the same
+ * input with LKV_ISA_SCALAR and with a SIMD path (AVX2, AVX-512) and
+ * requires the same payload bytes or the same error, then decodes it with
+ * both into each output dtype and requires the same status, diagnostics
+ * (code, index, message) and, on success, output bytes, with nothing
+ * written past the output. Inputs: the four datasets of test_p2.c at
+ * several Q, every head_dim 8..1024 that is a multiple of 8 (split ones
+ * included), vector counts that leave partial chunks and partial 32-vector
+ * slots and give the AVX-512 decoder pairs of full chunks, uncodable
+ * vectors, and corrupted or truncated payloads. A path the CPU lacks is
+ * skipped, not passed.
  */
 #include <criterion/criterion.h>
 
@@ -20,6 +24,7 @@
 #include <string.h>
 
 #include "lkv_codec.h"
+#include "lkv_format.h"
 #include "lkv_p2.h"
 #include "testutil.h"
 
@@ -34,10 +39,21 @@ static void need(lkv_isa isa)
         cr_skip_test("this CPU (or build) has no %s path", lkv_isa_name(isa));
 }
 
-static lkv_params p2(uint32_t q, uint32_t dim)
+/* The two container versions of profile 2. */
+static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
+#define NFORMATS (sizeof formats / sizeof formats[0])
+
+static lkv_params p2f(uint32_t q, uint32_t dim, uint32_t fmt)
 {
-    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2};
+    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2, fmt};
     return p;
+}
+
+/* Vectors for two full chunks (the AVX-512 decoder's pair) and a partial
+ * one ending in a partial slot: 300 in version 2, 600 in version 3. */
+static size_t pair_and_partial(uint32_t fmt)
+{
+    return fmt == LKV_FMT_VERSION_P2 ? 300 : 600;
 }
 
 /* test_p2.c's four datasets (normal, Student t3, lognormal channels, keys). */
@@ -184,25 +200,26 @@ static void datasets(lkv_isa isa)
 {
     need(isa);
     static const uint32_t qs[] = {1, 3, 5, 8, 17, 38, 54, 127, 300, 1023};
-    for (int ds = 0; ds < DS_COUNT; ds++)
-        for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++) {
-            const size_t n = 300; /* two full chunks, one of 44: a partial slot */
-            const lkv_params p = p2(qs[qi], 128);
-            float *x = make_dataset(ds, n, p.dim, 0x5eed0000u + (uint64_t)ds * 97u + qi);
-            char ctx[96];
-            snprintf(ctx, sizeof ctx, "%s q=%u", ds_name[ds], p.q);
-            for (size_t t = 0; t < 2; t++) {
-                void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
-                coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
-                cr_assert(e.buf, "%s", ctx);
-                free(e.buf);
-                free(xt);
+    for (size_t f = 0; f < NFORMATS; f++)
+        for (int ds = 0; ds < DS_COUNT; ds++)
+            for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++) {
+                const size_t n = pair_and_partial(formats[f]);
+                const lkv_params p = p2f(qs[qi], 128, formats[f]);
+                float *x = make_dataset(ds, n, p.dim, 0x5eed0000u + (uint64_t)ds * 97u + qi);
+                char ctx[96];
+                snprintf(ctx, sizeof ctx, "format=%u %s q=%u", p.format, ds_name[ds], p.q);
+                for (size_t t = 0; t < 2; t++) {
+                    void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
+                    coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
+                    cr_assert(e.buf, "%s", ctx);
+                    free(e.buf);
+                    free(xt);
+                }
+                coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
+                cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
+                free(c.buf);
+                free(x);
             }
-            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
-            cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
-            free(c.buf);
-            free(x);
-        }
 }
 
 Test(p2_isa, avx2_datasets)
@@ -220,18 +237,20 @@ static void all_dims(lkv_isa isa)
 {
     need(isa);
     static const uint32_t qs[] = {6, 54};
-    for (uint32_t dim = 8; dim <= LKV_DIM_MAX; dim += 8)
-        for (size_t qi = 0; qi < 2; qi++) {
-            const size_t n = dim <= 256 ? 300 : 70; /* pairs of chunks up to D = 256 */
-            const lkv_params p = p2(qs[qi], dim);
-            float *x = make_dataset((int)(dim / 8 % DS_COUNT), n, dim, dim * 31u + qi);
-            char ctx[64];
-            snprintf(ctx, sizeof ctx, "dim=%u q=%u", dim, p.q);
-            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
-            cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
-            free(c.buf);
-            free(x);
-        }
+    for (size_t f = 0; f < NFORMATS; f++)
+        for (uint32_t dim = 8; dim <= LKV_DIM_MAX; dim += 8)
+            for (size_t qi = 0; qi < 2; qi++) {
+                /* pairs of chunks up to D = 256 */
+                const size_t n = dim <= 256 ? pair_and_partial(formats[f]) : 70;
+                const lkv_params p = p2f(qs[qi], dim, formats[f]);
+                float *x = make_dataset((int)(dim / 8 % DS_COUNT), n, dim, dim * 31u + qi);
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "format=%u dim=%u q=%u", p.format, dim, p.q);
+                coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
+                cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
+                free(c.buf);
+                free(x);
+            }
 }
 
 Test(p2_isa, avx2_all_dims)
@@ -243,22 +262,24 @@ Test(p2_isa, avx512_all_dims)
     all_dims(LKV_ISA_AVX512);
 }
 
-/* Vector counts around the slot (32) and chunk (128) sizes. */
+/* Vector counts around the slot (32) and chunk (128 in version 2, 256 in
+ * version 3) sizes, and around pairs of chunks. */
 static void counts(lkv_isa isa)
 {
     need(isa);
-    static const size_t ns[] = {1,  2,   31,  32,  33,  63,  64,  65,
-                                96, 127, 128, 129, 160, 255, 256, 257};
-    const lkv_params p = p2(54, 64);
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-        float *x = make_dataset(DS_T3, ns[i], p.dim, 77 + i);
-        char ctx[32];
-        snprintf(ctx, sizeof ctx, "n=%zu", ns[i]);
-        coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, ns[i], ctx);
-        cr_assert_eq(check_decode(isa, &p, c.buf, c.len, ns[i], ctx), LKV_OK, "%s", ctx);
-        free(c.buf);
-        free(x);
-    }
+    static const size_t ns[] = {1,   2,   31,  32,  33,  63,  64,  65,  96,  127, 128, 129,
+                                160, 255, 256, 257, 383, 384, 385, 511, 512, 513, 767, 768};
+    for (size_t f = 0; f < NFORMATS; f++)
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+            const lkv_params p = p2f(54, 64, formats[f]);
+            float *x = make_dataset(DS_T3, ns[i], p.dim, 77 + i);
+            char ctx[32];
+            snprintf(ctx, sizeof ctx, "format=%u n=%zu", p.format, ns[i]);
+            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, ns[i], ctx);
+            cr_assert_eq(check_decode(isa, &p, c.buf, c.len, ns[i], ctx), LKV_OK, "%s", ctx);
+            free(c.buf);
+            free(x);
+        }
 }
 
 Test(p2_isa, avx2_counts)
@@ -271,46 +292,68 @@ Test(p2_isa, avx512_counts)
 }
 
 /* Corrupt payloads: flipped bytes anywhere (lengths, norms, states, words),
- * and every truncation of a short payload. Same error, same bytes written. */
+ * cuts, and in version 3 a nonzero pad byte after an odd norm field. Same
+ * error, same bytes written. */
 static void corrupt(lkv_isa isa)
 {
     need(isa);
-    lkv_rng r = {0xc0ffee};
     static const uint32_t qs[] = {4, 54, 700};
-    int failed = 0;
-    for (size_t qi = 0; qi < 3; qi++) {
-        const lkv_params p = p2(qs[qi], 128);
-        const size_t n = 300; /* a pair of full chunks and a partial one */
-        float *x = make_dataset(DS_NORMAL, n, p.dim, 9 + qi);
-        coded c = encode(&p, x, n);
-        uint8_t *t = malloc(c.len);
-        cr_assert(t);
-        for (int k = 0; k < 200; k++) {
-            memcpy(t, c.buf, c.len);
-            const int flips = 1 + (int)(lkv_rng_next(&r) % 3);
-            for (int f = 0; f < flips; f++)
-                t[lkv_rng_next(&r) % c.len] ^= (uint8_t)(1u << (lkv_rng_next(&r) % 8));
-            char ctx[64];
-            snprintf(ctx, sizeof ctx, "q=%u flip round %d", p.q, k);
-            failed += check_decode(isa, &p, t, c.len, n, ctx) != LKV_OK;
+    for (size_t f = 0; f < NFORMATS; f++) {
+        lkv_rng r = {0xc0ffee};
+        int failed = 0;
+        for (size_t qi = 0; qi < 3; qi++) {
+            const lkv_params p = p2f(qs[qi], 128, formats[f]);
+            /* a pair of full chunks and a partial one; in version 3 of 89
+             * vectors, whose norm field (89 bytes) takes a pad byte */
+            const size_t n = pair_and_partial(p.format) + (p.format == LKV_FMT_VERSION_P3);
+            float *x = make_dataset(DS_NORMAL, n, p.dim, 9 + qi);
+            coded c = encode(&p, x, n);
+            uint8_t *t = malloc(c.len);
+            cr_assert(t);
+            for (int k = 0; k < 200; k++) {
+                memcpy(t, c.buf, c.len);
+                const int flips = 1 + (int)(lkv_rng_next(&r) % 3);
+                for (int fl = 0; fl < flips; fl++)
+                    t[lkv_rng_next(&r) % c.len] ^= (uint8_t)(1u << (lkv_rng_next(&r) % 8));
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "format=%u q=%u flip round %d", p.format, p.q, k);
+                failed += check_decode(isa, &p, t, c.len, n, ctx) != LKV_OK;
+            }
+            /* Cuts in the last chunk and in the second chunk of the pair. */
+            for (size_t cut = c.len > 400 ? c.len - 400 : 0; cut < c.len; cut += 7) {
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "format=%u q=%u cut at %zu", p.format, p.q, cut);
+                cr_assert_neq(check_decode(isa, &p, c.buf, cut, n, ctx), LKV_OK, "%s", ctx);
+            }
+            for (size_t cut = c.len / 2; cut < c.len / 2 + 300; cut += 11) {
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "format=%u q=%u cut at %zu", p.format, p.q, cut);
+                cr_assert_neq(check_decode(isa, &p, c.buf, cut, n, ctx), LKV_OK, "%s", ctx);
+            }
+            if (p.format == LKV_FMT_VERSION_P3) {
+                /* The last chunk starts after two full ones; its pad byte
+                 * follows 89 norm bytes. */
+                const size_t cv = lkv_p2_chunk_vectors(&p), cnt = n - 2 * cv;
+                size_t b0 = 0, b1 = 0;
+                cr_assert_eq(lkv_p2_chunk_size(&p, c.buf, c.len, cv, &b0, NULL), LKV_OK);
+                cr_assert_eq(lkv_p2_chunk_size(&p, c.buf + b0, c.len - b0, cv, &b1, NULL), LKV_OK);
+                const size_t pad = b0 + b1 + 4 + cnt;
+                cr_assert_eq(cnt % 2, 1);
+                cr_assert_eq(c.buf[pad], 0, "q=%u: pad byte 0x%02x", p.q, c.buf[pad]);
+                memcpy(t, c.buf, c.len);
+                t[pad] = 0x40;
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "format=%u q=%u pad byte", p.format, p.q);
+                cr_assert_eq(check_decode(isa, &p, t, c.len, n, ctx), LKV_ERR_CORRUPT, "%s", ctx);
+            }
+            free(t);
+            free(c.buf);
+            free(x);
         }
-        /* Cuts in the last chunk and in the second chunk of the pair. */
-        for (size_t cut = c.len > 400 ? c.len - 400 : 0; cut < c.len; cut += 7) {
-            char ctx[64];
-            snprintf(ctx, sizeof ctx, "q=%u cut at %zu", p.q, cut);
-            cr_assert_neq(check_decode(isa, &p, c.buf, cut, n, ctx), LKV_OK, "%s", ctx);
-        }
-        for (size_t cut = c.len / 2; cut < c.len / 2 + 300; cut += 11) {
-            char ctx[64];
-            snprintf(ctx, sizeof ctx, "q=%u cut at %zu", p.q, cut);
-            cr_assert_neq(check_decode(isa, &p, c.buf, cut, n, ctx), LKV_OK, "%s", ctx);
-        }
-        free(t);
-        free(c.buf);
-        free(x);
+        /* The flips must mostly hit the symbol streams and be caught there. */
+        cr_assert_gt(failed, 300, "format=%u: only %d of 600 corruptions were detected", formats[f],
+                     failed);
     }
-    /* The flips must mostly hit the symbol streams and be caught there. */
-    cr_assert_gt(failed, 300, "only %d of 600 corruptions were detected", failed);
 }
 
 Test(p2_isa, avx2_corrupt)
@@ -322,32 +365,41 @@ Test(p2_isa, avx512_corrupt)
     corrupt(LKV_ISA_AVX512);
 }
 
-/* Inputs that cannot be coded (NaN, Inf, a norm past fp16) at several
- * places of a multi-chunk tensor: the same status, vector and message. */
+/* Inputs that cannot be coded (NaN, Inf, a norm past the code's top: fp16's
+ * 65520 in version 2, 2^31.75 in version 3) at several places of a
+ * multi-chunk tensor: the same status, vector and message. A norm of 70000
+ * codes in version 3, to the same bytes. */
 static void bad_inputs(lkv_isa isa)
 {
     need(isa);
     static const uint32_t dims[] = {8, 64, 128, 136, 1024};
-    static const size_t at[] = {0, 15, 16, 31, 33, 130, 199};
-    const float vals[] = {NAN, INFINITY, -INFINITY, 70000.0f};
-    for (size_t di = 0; di < 5; di++)
-        for (size_t ai = 0; ai < 7; ai++)
-            for (size_t vi = 0; vi < 4; vi++) {
-                const lkv_params p = p2(54, dims[di]);
-                const size_t n = 200;
-                float *x = make_dataset(DS_NORMAL, n, p.dim, 3 + di);
-                x[at[ai] * p.dim + (at[ai] * 7) % p.dim] = vals[vi];
-                char ctx[64];
-                snprintf(ctx, sizeof ctx, "dim=%u vector %zu value %g", p.dim, at[ai],
-                         (double)vals[vi]);
-                for (size_t t = 0; t < 3; t++) {
-                    void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
-                    coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
-                    cr_assert_null(e.buf, "%s: encoded", ctx);
-                    free(xt);
+    static const size_t at[] = {0, 15, 16, 31, 33, 130, 199, 257, 290};
+    const float vals[] = {NAN, INFINITY, -INFINITY, 70000.0f, -1e10f};
+    for (size_t f = 0; f < NFORMATS; f++)
+        for (size_t di = 0; di < 5; di++)
+            for (size_t ai = 0; ai < sizeof at / sizeof at[0]; ai++)
+                for (size_t vi = 0; vi < sizeof vals / sizeof vals[0]; vi++) {
+                    const lkv_params p = p2f(54, dims[di], formats[f]);
+                    const size_t n = 300;
+                    /* fp16 holds no 70000: there it is Inf */
+                    const int codes = p.format == LKV_FMT_VERSION_P3 && fabsf(vals[vi]) == 70000.0f;
+                    float *x = make_dataset(DS_NORMAL, n, p.dim, 3 + di);
+                    x[at[ai] * p.dim + (at[ai] * 7) % p.dim] = vals[vi];
+                    char ctx[80];
+                    snprintf(ctx, sizeof ctx, "format=%u dim=%u vector %zu value %g", p.format,
+                             p.dim, at[ai], (double)vals[vi]);
+                    for (size_t t = 0; t < 3; t++) {
+                        void *xt = as_dtype(x, n * p.dim, all_dtypes[t]);
+                        coded e = encode_both(isa, &p, all_dtypes[t], xt, n, ctx);
+                        if (codes && all_dtypes[t] != LKV_DTYPE_FP16)
+                            cr_assert_not_null(e.buf, "%s: refused", ctx);
+                        else
+                            cr_assert_null(e.buf, "%s: encoded", ctx);
+                        free(e.buf);
+                        free(xt);
+                    }
+                    free(x);
                 }
-                free(x);
-            }
 }
 
 Test(p2_isa, avx2_bad_inputs)
@@ -365,29 +417,33 @@ Test(p2_isa, avx512_bad_inputs)
 static void small_buffers(lkv_isa isa)
 {
     need(isa);
-    const lkv_params p = p2(54, 128);
-    const size_t n = 300;
-    float *x = make_dataset(DS_NORMAL, n, p.dim, 21);
-    coded c = encode(&p, x, n);
-    uint8_t *r = malloc(c.len), *g = malloc(c.len);
-    cr_assert(r && g);
-    for (size_t cap = 0; cap < c.len; cap += cap < 64 ? 1 : 97) {
-        lkv_diag dr = {0}, dg = {0};
-        size_t lr = 0, lg = 0;
-        const lkv_status sr =
-            lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, r, cap, &lr, LKV_ISA_SCALAR, &dr);
-        const lkv_status sg = lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, g, cap, &lg, isa, &dg);
-        cr_assert_eq(sr, LKV_ERR_BUFFER_SMALL, "cap %zu of %zu: scalar %s", cap, c.len,
-                     lkv_status_name(sr));
-        cr_assert_eq(sg, sr, "cap %zu: %s gave %s", cap, lkv_isa_name(isa), lkv_status_name(sg));
-        cr_assert_eq(dg.index, dr.index, "cap %zu: index %llu, scalar %llu", cap,
-                     (unsigned long long)dg.index, (unsigned long long)dr.index);
-        cr_assert_str_eq(dg.msg, dr.msg, "cap %zu", cap);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const lkv_params p = p2f(54, 128, formats[f]);
+        const size_t n = 300;
+        float *x = make_dataset(DS_NORMAL, n, p.dim, 21);
+        coded c = encode(&p, x, n);
+        uint8_t *r = malloc(c.len), *g = malloc(c.len);
+        cr_assert(r && g);
+        for (size_t cap = 0; cap < c.len; cap += cap < 64 ? 1 : 97) {
+            lkv_diag dr = {0}, dg = {0};
+            size_t lr = 0, lg = 0;
+            const lkv_status sr =
+                lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, r, cap, &lr, LKV_ISA_SCALAR, &dr);
+            const lkv_status sg =
+                lkv_p2_encode_isa(&p, LKV_DTYPE_FP32, x, n, g, cap, &lg, isa, &dg);
+            cr_assert_eq(sr, LKV_ERR_BUFFER_SMALL, "format=%u cap %zu of %zu: scalar %s", p.format,
+                         cap, c.len, lkv_status_name(sr));
+            cr_assert_eq(sg, sr, "format=%u cap %zu: %s gave %s", p.format, cap, lkv_isa_name(isa),
+                         lkv_status_name(sg));
+            cr_assert_eq(dg.index, dr.index, "format=%u cap %zu: index %llu, scalar %llu", p.format,
+                         cap, (unsigned long long)dg.index, (unsigned long long)dr.index);
+            cr_assert_str_eq(dg.msg, dr.msg, "format=%u cap %zu", p.format, cap);
+        }
+        free(r);
+        free(g);
+        free(c.buf);
+        free(x);
     }
-    free(r);
-    free(g);
-    free(c.buf);
-    free(x);
 }
 
 Test(p2_isa, avx2_small_buffers)
@@ -403,28 +459,58 @@ Test(p2_isa, avx512_small_buffers)
  * by name, and AUTO decodes the same bytes as scalar. */
 Test(p2_isa, container_isa_and_auto)
 {
-    const lkv_params p = p2(54, 128);
-    const size_t n = 200;
-    float *x = make_dataset(DS_KEYS, n, p.dim, 5);
-    coded c = encode(&p, x, n);
-    float *a = malloc(n * p.dim * 4), *b = malloc(n * p.dim * 4);
-    cr_assert(a && b);
-    lkv_diag d;
-    cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, a, LKV_ISA_SCALAR, &d),
-                 LKV_OK, "%s", d.msg);
-    cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, &d), LKV_OK, "%s", d.msg);
-    cr_assert_eq(memcmp(a, b, n * p.dim * 4), 0, "AUTO (%s) differs from scalar",
-                 lkv_isa_name(lkv_isa_best()));
-    for (int i = LKV_ISA_SCALAR; i <= LKV_ISA_AVX512; i++)
-        if (!lkv_isa_supported((lkv_isa)i)) {
-            cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, (lkv_isa)i, &d),
-                         LKV_ERR_ISA);
-            cr_assert(strstr(d.msg, lkv_isa_name((lkv_isa)i)), "%s", d.msg);
+    for (size_t f = 0; f < NFORMATS; f++) {
+        const lkv_params p = p2f(54, 128, formats[f]);
+        const size_t n = 600;
+        float *x = make_dataset(DS_KEYS, n, p.dim, 5);
+        coded c = encode(&p, x, n);
+        float *a = malloc(n * p.dim * 4), *b = malloc(n * p.dim * 4);
+        cr_assert(a && b);
+        lkv_diag d;
+        cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, a, LKV_ISA_SCALAR, &d),
+                     LKV_OK, "%s", d.msg);
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, &d), LKV_OK, "%s",
+                     d.msg);
+        cr_assert_eq(memcmp(a, b, n * p.dim * 4), 0, "format=%u: AUTO (%s) differs from scalar",
+                     p.format, lkv_isa_name(lkv_isa_best()));
+        /* A container decoded on each path: the same bytes as scalar. */
+        const uint64_t shape[2] = {n, p.dim};
+        const size_t bound = lkv_compress_bound(&p, shape, 2);
+        uint8_t *buf = malloc(bound);
+        size_t len = 0, ylen = 0;
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, shape, 2, x, n * p.dim * 4, buf, bound, &len,
+                                  LKV_ISA_SCALAR, &d),
+                     LKV_OK, "%s", d.msg);
+        for (int i = LKV_ISA_SCALAR; i <= LKV_ISA_AVX512; i++) {
+            if (!lkv_isa_supported((lkv_isa)i)) {
+                cr_assert_eq(
+                    lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, (lkv_isa)i, &d),
+                    LKV_ERR_ISA);
+                cr_assert(strstr(d.msg, lkv_isa_name((lkv_isa)i)), "%s", d.msg);
+                continue;
+            }
+            size_t len2 = 0;
+            uint8_t *buf2 = malloc(bound);
+            cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, shape, 2, x, n * p.dim * 4, buf2, bound,
+                                      &len2, (lkv_isa)i, &d),
+                         LKV_OK, "%s", d.msg);
+            cr_assert(len2 == len && memcmp(buf, buf2, len) == 0,
+                      "format=%u: container from %s differs from scalar's", p.format,
+                      lkv_isa_name((lkv_isa)i));
+            free(buf2);
+            memset(b, 0, n * p.dim * 4);
+            cr_assert_eq(lkv_decompress(buf, len, LKV_DTYPE_FP32, b, n * p.dim * 4, &ylen, NULL,
+                                        (lkv_isa)i, &d),
+                         LKV_OK, "%s", d.msg);
+            cr_assert_eq(memcmp(a, b, n * p.dim * 4), 0, "format=%u: container on %s differs",
+                         p.format, lkv_isa_name((lkv_isa)i));
         }
-    cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, (lkv_isa)9, &d),
-                 LKV_ERR_ISA);
-    free(a);
-    free(b);
-    free(c.buf);
-    free(x);
+        cr_assert_eq(lkv_p2_decode_isa(&p, c.buf, c.len, n, LKV_DTYPE_FP32, b, (lkv_isa)9, &d),
+                     LKV_ERR_ISA);
+        free(buf);
+        free(a);
+        free(b);
+        free(c.buf);
+        free(x);
+    }
 }

@@ -1,16 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_p2.c - libFuzzer target for the profile 2 decoders (docs/codec-v2.md):
- * raw chunk payloads and version 2 containers.
+ * raw chunk payloads and containers, of both container versions (2: chunks
+ * of 128 vectors, fp16 norms; 3: chunks of 256, byte norms and a pad byte).
  *
- * Input layout: byte 0 selects the mode. Even: bytes 1..4 choose Q (10
- * bits), the head dim (a multiple of 8; some invalid) and the vector count
- * (1..256); the rest is a payload for lkv_p2_decode, which must return OK,
- * ERR_CORRUPT or ERR_TRUNCATED. Odd: the rest is a container; with bit 1 set
- * the harness first rewrites both checksums of a version 2 header, so the
- * fuzzer reaches the chunk decoder behind them; a container that parses
- * must decode or report ERR_CORRUPT. Any input must return without a crash,
- * a leak or an out-of-bounds access (run under ASan/UBSan).
+ * Input layout: byte 0 selects the mode. Even: bits 1..2 of byte 0 choose
+ * the layout (bit 1 clear: format 2; set: format 3, or with bit 2 also set
+ * format 0, which means 3), bytes 1..4 choose Q (10 bits), the head dim (a
+ * multiple of 8; some invalid) and the vector count (1..256); the rest is a
+ * payload for lkv_p2_decode, which must return OK, ERR_CORRUPT or
+ * ERR_TRUNCATED. Odd: the rest is a container (its header's version field
+ * picks the layout); with bit 1 set the harness first rewrites both
+ * checksums of a profile 2 header, so the fuzzer reaches the chunk decoder
+ * behind them; a container that parses must decode or report ERR_CORRUPT.
+ * Any input must return without a crash, a leak or an out-of-bounds access
+ * (run under ASan/UBSan).
+ *
+ * corpus_p2 holds libFuzzer's merged inputs (hence the hashes as names).
+ * The version 3 seeds were added with version 3: a one-off program encoded
+ * Gaussian vectors with format 3 at (Q, D, n) = (54, 128, 1), (54, 128, 33),
+ * (20, 112, 71: a pad byte), (8, 64, 256: norms near 1e5), (38, 96, 40),
+ * (3, 8, 255), (700, 16, 64) and (1, 24, 17), each as a payload (mode byte
+ * 0x02 or 0x06 and bytes 1..4 as above) and as a container (0x01 or 0x07),
+ * and `fuzz_p2 -merge=1 tests/fuzz/corpus_p2 SEEDS` kept the 14 that add
+ * coverage.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,9 +40,12 @@ static void fuzz_payload(const uint8_t *data, size_t size)
 {
     if (size < 5)
         return;
+    const uint32_t format = !(data[0] & 2)  ? LKV_FMT_VERSION_P2
+                            : (data[0] & 4) ? 0u
+                                            : LKV_FMT_VERSION_P3;
     const lkv_params p = {LKV_VARIANT_E8, 1u + ((uint32_t)data[1] | (uint32_t)(data[2] & 3) << 8),
                           8u * (1u + ((uint32_t)data[3] | (uint32_t)(data[2] >> 2 & 1) << 8)),
-                          LKV_PROFILE_2};
+                          LKV_PROFILE_2, format};
     const size_t n = 1u + data[4];
     if (lkv_params_check(&p, NULL) != LKV_OK || n * p.dim * 4 > MAX_OUT)
         return;

@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * gpu_p2_test - codec profile 2 on the GPU against the C coder (the oracle):
+ * gpu_p2_test - codec profile 2 on the GPU against the C coder (the oracle),
+ * in both container versions (3: chunks of 256, byte norm codes; 2: chunks
+ * of 128, fp16 norms):
  *   - encode: the GPU payload equals lkv_p2_encode's, byte for byte, and its
  *     chunk offsets equal those lkv_cuda_p2_index reads from the CPU payload;
  *   - decode: the GPU decode of the CPU payload equals lkv_p2_decode's
  *     output bit for bit;
  * on the four quality datasets (normal, Student-t 3, per-channel log-normal
- * scales, outlier keys), several Q, D = 8, 64, 128, 576 (two pieces), bf16 /
- * fp16 / fp32, full and partial chunks; then per-vector status: NaN and
- * norm overflow on encode, a bad norm and a flipped word on decode (the GPU
- * verdict per chunk equals the C coder's on that chunk alone).
+ * scales, outlier keys), several Q, D = 8, 64, 128, 200 (three pieces), 576
+ * (two), bf16 / fp16 / fp32, full and partial chunks; then per-vector
+ * status: NaN and norm overflow on encode (v2: fp16 infinity; v3: a norm
+ * above the top code), whose chunks every decoder rejects; on decode a
+ * zeroed norm, a flipped word, version 3's nonzero pad byte and a final
+ * offset past the payload (the GPU verdict and output per chunk equal the C
+ * coder's on that chunk alone).
  * Prints "N passed, M failed"; without a GPU "SKIP: no CUDA device" and exits
  * with LKV_TEST_SKIP_CODE. --quick runs a smaller matrix.
  */
@@ -21,6 +26,7 @@
 
 #include "lkv_codec.h"
 #include "lkv_codec_math.h"
+#include "lkv_format.h"
 #include "lkv_cuda.h"
 #include "lkv_cuda_p2.h"
 
@@ -174,12 +180,13 @@ static size_t count_not(const uint8_t *st, size_t n, uint8_t want)
 }
 
 /* One case: GPU encode == CPU encode, GPU decode == CPU decode. */
-static void one_case(int ds, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, uint64_t seed)
+static void one_case(uint32_t fmt, int ds, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n,
+                     uint64_t seed)
 {
-    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2};
-    const size_t esz = lkv_dtype_size(dt), nc = lkv_cuda_p2_chunks(n);
+    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2, fmt};
+    const size_t esz = lkv_dtype_size(dt), nc = lkv_cuda_p2_chunks(&p, n);
     char name[128];
-    snprintf(name, sizeof name, "%s q=%u dim=%u %s n=%zu", k_ds_name[ds], q, dim,
+    snprintf(name, sizeof name, "v%u %s q=%u dim=%u %s n=%zu", fmt, k_ds_name[ds], q, dim,
              lkv_dtype_name(dt), n);
     rng r = {seed};
     float *x = malloc(n * dim * sizeof *x);
@@ -282,42 +289,80 @@ out:
     free(st);
 }
 
-/* Encode: a NaN and an overflowing vector are marked; the rest stay OK. */
-static void status_encode(void)
+/* Whether chunk c (cnt vectors from first) holds vector v. */
+static int holds(size_t first, size_t cnt, size_t v)
+{
+    return v >= first && v < first + cnt;
+}
+
+/* Encode: a NaN (vector 5) and a norm the version cannot code (vector 200:
+ * v2 30000 in every element, fp16 infinity; v3 one element 2^32, above the
+ * top code r^(255)) are marked; the rest stay OK; the chunks that hold
+ * them are rejected by the C decoder and by the GPU decoder. */
+static void status_encode(uint32_t fmt)
 {
     const uint32_t dim = 128;
-    const size_t n = 300;
-    const lkv_params p = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2};
+    const size_t n = 301;
+    const lkv_params p = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2, fmt};
+    const size_t chunk = lkv_p2_chunk_vectors(&p), nc = lkv_cuda_p2_chunks(&p, n);
     rng r = {99};
     float *x = malloc(n * dim * sizeof *x);
     gen(DS_NORMAL, &r, x, n, dim);
     x[5 * dim + 17] = NAN;
-    for (uint32_t j = 0; j < dim; j++)
-        x[200 * dim + j] = 30000.0f;
-    uint8_t *src = malloc(n * dim * 4), st[300];
+    if (fmt == LKV_FMT_VERSION_P2)
+        for (uint32_t j = 0; j < dim; j++)
+            x[200 * dim + j] = 30000.0f;
+    else
+        x[200 * dim + 3] = 4294967296.0f;
+    uint8_t *src = malloc(n * dim * 4), st[301];
     to_dtype(x, n * dim, LKV_DTYPE_FP32, src);
     lkv_cuda_p2_model *m = NULL;
     lkv_diag dg;
     lkv_status s = lkv_cuda_p2_model_create(&p, 0, &m, &dg);
-    EXPECT(s == LKV_OK, "status_encode: model %s", dg.msg);
+    EXPECT(s == LKV_OK, "v%u status_encode: model %s", fmt, dg.msg);
+    if (s != LKV_OK)
+        return;
     dev d = {0};
     const size_t bound = lkv_p2_payload_bound(&p, n), wb = lkv_cuda_p2_encode_workspace(m, n);
+    uint64_t *offs = malloc((nc + 1) * 8);
+    uint8_t *pay = malloc(bound), *out = malloc(chunk * dim * 4);
     die_cuda(cudaMalloc(&d.src, n * dim * 4), "malloc");
     die_cuda(cudaMalloc(&d.pay, bound), "malloc");
     die_cuda(cudaMalloc(&d.work, wb), "malloc");
-    die_cuda(cudaMalloc((void **)&d.offs, (lkv_cuda_p2_chunks(n) + 1) * 8), "malloc");
+    die_cuda(cudaMalloc(&d.dst, n * dim * 4), "malloc");
+    die_cuda(cudaMalloc((void **)&d.offs, (nc + 1) * 8), "malloc");
     die_cuda(cudaMalloc((void **)&d.st, n), "malloc");
     die_cuda(cudaMemcpy(d.src, src, n * dim * 4, cudaMemcpyHostToDevice), "copy");
     s = lkv_cuda_p2_encode(m, LKV_DTYPE_FP32, d.src, n, d.pay, bound, d.offs, d.work, wb, d.st,
                            NULL, &dg);
-    EXPECT(s == LKV_OK, "status_encode: encode %s", dg.msg);
+    EXPECT(s == LKV_OK, "v%u status_encode: encode %s", fmt, dg.msg);
     die_cuda(cudaDeviceSynchronize(), "encode");
     die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "status back");
-    EXPECT(st[5] == LKV_ERR_NONFINITE, "status_encode: NaN vector has status %d", st[5]);
-    EXPECT(st[200] == LKV_ERR_NORM_OVERFLOW, "status_encode: overflow vector has status %d",
-           st[200]);
+    die_cuda(cudaMemcpy(offs, d.offs, (nc + 1) * 8, cudaMemcpyDeviceToHost), "offs back");
+    EXPECT(st[5] == LKV_ERR_NONFINITE, "v%u status_encode: NaN vector has status %d", fmt, st[5]);
+    EXPECT(st[200] == LKV_ERR_NORM_OVERFLOW, "v%u status_encode: overflow vector has status %d",
+           fmt, st[200]);
     st[5] = st[200] = LKV_OK;
-    EXPECT(count_not(st, n, LKV_OK) == 0, "status_encode: other vectors not OK");
+    EXPECT(count_not(st, n, LKV_OK) == 0, "v%u status_encode: other vectors not OK", fmt);
+    /* the chunks of the failed vectors: rejected by every decoder */
+    const size_t glen = offs[nc] <= bound ? (size_t)offs[nc] : 0;
+    die_cuda(cudaMemcpy(pay, d.pay, glen, cudaMemcpyDeviceToHost), "payload back");
+    die_cuda(cudaMemset(d.st, 0xee, n), "poison status");
+    s = lkv_cuda_p2_decode(m, d.pay, glen, d.offs, n, LKV_DTYPE_FP32, d.dst, d.st, NULL, &dg);
+    EXPECT(s == LKV_OK, "v%u status_encode: decode %s", fmt, dg.msg);
+    die_cuda(cudaDeviceSynchronize(), "decode");
+    die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "status back");
+    size_t wrong = 0;
+    for (size_t c = 0; c < nc; c++) {
+        const size_t first = c * chunk, cnt = n - first < chunk ? n - first : chunk;
+        const int bad = holds(first, cnt, 5) || holds(first, cnt, 200);
+        const lkv_status cs = lkv_p2_decode(&p, pay + offs[c], (size_t)(offs[c + 1] - offs[c]), cnt,
+                                            LKV_DTYPE_FP32, out, &dg);
+        wrong += (cs != LKV_OK) != bad;
+        wrong += count_not(st + first, cnt, bad ? LKV_ERR_CORRUPT : LKV_OK);
+    }
+    EXPECT(wrong == 0, "v%u status_encode: %zu wrong verdicts on the failed vectors' chunks", fmt,
+           wrong);
     /* small buffers are refused with a named error */
     s = lkv_cuda_p2_encode(m, LKV_DTYPE_FP32, d.src, n, d.pay, bound - 1, d.offs, d.work, wb, d.st,
                            NULL, &dg);
@@ -327,83 +372,113 @@ static void status_encode(void)
                            NULL, &dg);
     EXPECT(s == LKV_ERR_BUFFER_SMALL && strstr(dg.msg, "work_bytes="),
            "status_encode: small workspace: %d %s", (int)s, dg.msg);
-    const lkv_params p1 = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_1};
+    const lkv_params p1 = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_1, 0};
     lkv_cuda_p2_model *m1 = NULL;
     s = lkv_cuda_p2_model_create(&p1, 0, &m1, &dg);
     EXPECT(s == LKV_ERR_VARIANT && m1 == NULL && strstr(dg.msg, "profile=1"),
            "status_encode: profile 1 model: %d %s", (int)s, dg.msg);
+    const lkv_params p4 = {LKV_VARIANT_E8, 54, dim, LKV_PROFILE_2, 4};
+    s = lkv_cuda_p2_model_create(&p4, 0, &m1, &dg);
+    EXPECT(s == LKV_ERR_VARIANT && m1 == NULL, "status_encode: format 4 model: %d %s", (int)s,
+           dg.msg);
     dev_free(&d);
     lkv_cuda_p2_model_free(m);
     free(x);
     free(src);
+    free(offs);
+    free(pay);
+    free(out);
 }
 
-/* Decode: a chunk with a zero norm or a flipped word gets the C coder's
- * verdict on that chunk alone; the other chunks decode as before. */
-static void status_decode(int flip_word)
+/* Decode of a damaged CPU payload of 2 chunks + 45 vectors at D = 64 (the
+ * last chunk's cnt * np is odd): mode 0 zeroes chunk 1's first norm (v2: an
+ * invalid norm; v3: a valid code, which the C decoder reads too), mode 1
+ * flips a word of chunk 1's stream, mode 2 (v3) sets the last chunk's pad
+ * byte. Each chunk's GPU statuses and output equal the C decoder's on that
+ * chunk alone (zeros for a rejected chunk); then a final offset past the
+ * payload fails the last chunk. */
+static void status_decode(uint32_t fmt, int mode)
 {
     const uint32_t dim = 64;
-    const size_t n = 3 * 128;
-    const lkv_params p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_2};
-    rng r = {7 + (uint64_t)flip_word};
+    const lkv_params p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_2, fmt};
+    const size_t chunk = lkv_p2_chunk_vectors(&p), n = 2 * chunk + 45, vb = dim * 2;
+    enum { NC = 3 };
+    char name[64];
+    snprintf(name, sizeof name, "v%u status_decode(%d)", fmt, mode);
+    rng r = {7 + (uint64_t)mode};
     float *x = malloc(n * dim * sizeof *x);
     gen(DS_NORMAL, &r, x, n, dim);
-    uint8_t *src = malloc(n * dim * 2);
+    uint8_t *src = malloc(n * vb);
     to_dtype(x, n * dim, LKV_DTYPE_BF16, src);
     const size_t bound = lkv_p2_payload_bound(&p, n);
-    uint8_t *pay = malloc(bound), *ref = malloc(n * dim * 2), *out = malloc(n * dim * 2), st[384];
-    uint64_t offs[4];
+    uint8_t *pay = malloc(bound), *ref = malloc(chunk * vb), *out = malloc(n * vb), *st = malloc(n);
+    uint64_t offs[NC + 1];
     size_t len = 0;
     lkv_diag dg;
-    lkv_p2_encode(&p, LKV_DTYPE_BF16, src, n, pay, bound, &len, &dg);
-    lkv_p2_decode(&p, pay, len, n, LKV_DTYPE_BF16, ref, &dg);
-    lkv_cuda_p2_index(&p, pay, len, n, offs, &dg);
-    /* corrupt chunk 1: its first norm, or a word in the middle of its stream */
-    const size_t at = flip_word ? (size_t)(offs[1] + offs[2]) / 2 & ~(size_t)1 : offs[1] + 4;
-    if (flip_word)
-        pay[at] ^= 0x5a;
-    else
-        pay[at] = pay[at + 1] = 0;
-    const lkv_status cpu_chunk =
-        lkv_p2_decode(&p, pay + offs[1], offs[2] - offs[1], 128, LKV_DTYPE_BF16, out, &dg);
+    EXPECT(lkv_cuda_p2_chunks(&p, n) == NC, "%s: chunks", name);
+    EXPECT(lkv_p2_encode(&p, LKV_DTYPE_BF16, src, n, pay, bound, &len, &dg) == LKV_OK,
+           "%s: CPU encode %s", name, dg.msg);
+    EXPECT(lkv_cuda_p2_index(&p, pay, len, n, offs, &dg) == LKV_OK, "%s: index %s", name, dg.msg);
+    long want = -2; /* the chunk the C decoder must reject, -1 none, -2 any */
+    if (mode == 0) {
+        pay[offs[1] + 4] = 0;
+        if (fmt == LKV_FMT_VERSION_P2)
+            pay[offs[1] + 5] = 0;
+        want = fmt == LKV_FMT_VERSION_P2 ? 1 : -1;
+    } else if (mode == 1) {
+        pay[(size_t)(offs[1] + offs[2]) / 2 & ~(size_t)1] ^= 0x5a;
+    } else {
+        const size_t at = offs[2] + 4 + 45 * lkv_piece_count(dim);
+        EXPECT(pay[at] == 0, "%s: pad byte 0x%02x", name, pay[at]);
+        pay[at] = 0x01;
+        want = 2;
+    }
     lkv_cuda_p2_model *m = NULL;
-    lkv_cuda_p2_model_create(&p, 0, &m, &dg);
+    lkv_status s = lkv_cuda_p2_model_create(&p, 0, &m, &dg);
+    EXPECT(s == LKV_OK, "%s: model %s", name, dg.msg);
+    if (s != LKV_OK)
+        return;
     dev d = {0};
-    die_cuda(cudaMalloc(&d.pay, len), "malloc");
-    die_cuda(cudaMalloc(&d.dst, n * dim * 2), "malloc");
+    die_cuda(cudaMalloc(&d.pay, len + 2), "malloc");
+    die_cuda(cudaMalloc(&d.dst, n * vb), "malloc");
     die_cuda(cudaMalloc((void **)&d.offs, sizeof offs), "malloc");
     die_cuda(cudaMalloc((void **)&d.st, n), "malloc");
     die_cuda(cudaMemcpy(d.pay, pay, len, cudaMemcpyHostToDevice), "copy");
     die_cuda(cudaMemcpy(d.offs, offs, sizeof offs, cudaMemcpyHostToDevice), "copy");
-    lkv_status s =
-        lkv_cuda_p2_decode(m, d.pay, len, d.offs, n, LKV_DTYPE_BF16, d.dst, d.st, NULL, &dg);
-    EXPECT(s == LKV_OK, "status_decode: launch %s", dg.msg);
+    die_cuda(cudaMemset(d.dst, 0x7f, n * vb), "poison dst");
+    s = lkv_cuda_p2_decode(m, d.pay, len, d.offs, n, LKV_DTYPE_BF16, d.dst, d.st, NULL, &dg);
+    EXPECT(s == LKV_OK, "%s: launch %s", name, dg.msg);
     die_cuda(cudaDeviceSynchronize(), "decode");
-    die_cuda(cudaMemcpy(out, d.dst, n * dim * 2, cudaMemcpyDeviceToHost), "back");
+    die_cuda(cudaMemcpy(out, d.dst, n * vb, cudaMemcpyDeviceToHost), "back");
     die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "back");
-    const uint8_t want = cpu_chunk == LKV_OK ? LKV_OK : LKV_ERR_CORRUPT;
-    EXPECT(!flip_word ? cpu_chunk == LKV_ERR_CORRUPT : 1,
-           "status_decode: CPU accepted a zero norm");
-    EXPECT(count_not(st + 128, 128, want) == 0, "status_decode(%d): chunk 1 status %d, CPU %d",
-           flip_word, st[128], (int)cpu_chunk);
-    EXPECT(count_not(st, 128, LKV_OK) == 0 && count_not(st + 256, 128, LKV_OK) == 0,
-           "status_decode(%d): clean chunks not OK", flip_word);
-    EXPECT(memcmp(out, ref, 128 * dim * 2) == 0 &&
-               memcmp(out + 256 * dim * 2, ref + 256 * dim * 2, 128 * dim * 2) == 0,
-           "status_decode(%d): clean chunks decode differently", flip_word);
-    if (want != LKV_OK) {
-        size_t nz = 0;
-        for (size_t i = 128 * dim * 2; i < 256 * dim * 2; i++)
-            nz += out[i] != 0;
-        EXPECT(nz == 0, "status_decode(%d): corrupt chunk not zeroed (%zu bytes)", flip_word, nz);
+    size_t wrong_st = 0, wrong_bytes = 0;
+    long nbad = 0, last_bad = -1;
+    for (size_t c = 0; c < NC; c++) {
+        const size_t first = c * chunk, cnt = n - first < chunk ? n - first : chunk;
+        const int ok = lkv_p2_decode(&p, pay + offs[c], (size_t)(offs[c + 1] - offs[c]), cnt,
+                                     LKV_DTYPE_BF16, ref, &dg) == LKV_OK;
+        if (!ok) {
+            nbad++;
+            last_bad = (long)c;
+        }
+        wrong_st += count_not(st + first, cnt, ok ? LKV_OK : LKV_ERR_CORRUPT);
+        for (size_t i = 0; i < cnt * vb; i++)
+            wrong_bytes += out[first * vb + i] != (ok ? ref[i] : 0);
     }
+    EXPECT(wrong_st == 0 && wrong_bytes == 0, "%s: %zu statuses and %zu bytes differ", name,
+           wrong_st, wrong_bytes);
+    if (want != -2)
+        EXPECT(nbad == (want >= 0) && last_bad == want,
+               "%s: the C decoder rejects %ld chunks (last %ld), want %ld", name, nbad, last_bad,
+               want);
     /* a wrong final offset (trailing bytes) fails the last chunk */
     const uint64_t lie = len + 2;
-    die_cuda(cudaMemcpy(d.offs + 3, &lie, 8, cudaMemcpyHostToDevice), "copy");
+    die_cuda(cudaMemcpy(d.offs + NC, &lie, 8, cudaMemcpyHostToDevice), "copy");
     lkv_cuda_p2_decode(m, d.pay, len, d.offs, n, LKV_DTYPE_BF16, d.dst, d.st, NULL, &dg);
     die_cuda(cudaDeviceSynchronize(), "decode");
     die_cuda(cudaMemcpy(st, d.st, n, cudaMemcpyDeviceToHost), "back");
-    EXPECT(st[300] == LKV_ERR_CORRUPT, "status_decode: offset past the payload accepted");
+    EXPECT(count_not(st + 2 * chunk, 45, LKV_ERR_CORRUPT) == 0,
+           "%s: offset past the payload accepted", name);
     dev_free(&d);
     lkv_cuda_p2_model_free(m);
     free(x);
@@ -411,6 +486,20 @@ static void status_decode(int flip_word)
     free(pay);
     free(ref);
     free(out);
+    free(st);
+}
+
+/* Every case in both container versions, the same data in each. */
+static const uint32_t k_fmts[2] = {LKV_FMT_VERSION_P3, LKV_FMT_VERSION_P2};
+
+static void status_all(void)
+{
+    for (int f = 0; f < 2; f++) {
+        status_encode(k_fmts[f]);
+        status_decode(k_fmts[f], 0);
+        status_decode(k_fmts[f], 1);
+    }
+    status_decode(LKV_FMT_VERSION_P3, 2);
 }
 
 int main(int argc, char **argv)
@@ -423,39 +512,45 @@ int main(int argc, char **argv)
     }
     static const lkv_dtype dts[3] = {LKV_DTYPE_BF16, LKV_DTYPE_FP16, LKV_DTYPE_FP32};
     if (tiny) { /* for compute-sanitizer: every kernel shape once, few vectors */
-        one_case(DS_KEYS, 54, 128, LKV_DTYPE_BF16, 300, 11);
-        one_case(DS_NORMAL, 38, 8, LKV_DTYPE_FP32, 70, 12);
-        one_case(DS_T3, 54, 576, LKV_DTYPE_FP16, 129, 13);
-        one_case(DS_LOGNORMAL, 200, 1024, LKV_DTYPE_BF16, 40, 14);
-        status_encode();
-        status_decode(0);
-        status_decode(1);
+        for (int f = 0; f < 2; f++) {
+            one_case(k_fmts[f], DS_KEYS, 54, 128, LKV_DTYPE_BF16, 300, 11);
+            one_case(k_fmts[f], DS_NORMAL, 38, 8, LKV_DTYPE_FP32, 70, 12);
+            one_case(k_fmts[f], DS_T3, 54, 576, LKV_DTYPE_FP16, 129, 13);
+            one_case(k_fmts[f], DS_LOGNORMAL, 200, 1024, LKV_DTYPE_BF16, 40, 14);
+            one_case(k_fmts[f], DS_NORMAL, 38, 200, LKV_DTYPE_BF16, 257, 15);
+        }
+        status_all();
         printf("%d passed, %d failed\n", g_pass, g_fail);
         return g_fail ? 1 : 0;
     }
     static const uint32_t qs[] = {1, 5, 38, 54, 200, 1023};
-    uint64_t seed = 1;
-    /* every dataset at D = 128, bf16, each Q; partial last chunk */
-    for (int ds = 0; ds < DS_COUNT; ds++)
-        for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++)
-            one_case(ds, qs[qi], 128, LKV_DTYPE_BF16, quick ? 1000 : 5000, seed++);
-    /* dims and dtypes */
-    static const uint32_t dims[] = {8, 64, 128, 576, 1024};
-    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
-        for (int t = 0; t < 3; t++)
-            for (int ds = 0; ds < DS_COUNT; ds += quick ? 3 : 1)
-                one_case(ds, dims[di] == 576 ? 54 : 38, dims[di], dts[t], 333, seed++);
-    /* tiny and exact-chunk batches */
-    one_case(DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 1, seed++);
-    one_case(DS_KEYS, 54, 128, LKV_DTYPE_BF16, 31, seed++);
-    one_case(DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 33, seed++);
-    one_case(DS_T3, 54, 128, LKV_DTYPE_FP16, 256, seed++);
-    one_case(DS_NORMAL, 54, 96, LKV_DTYPE_BF16, 200, seed++);
-    if (!quick)
-        one_case(DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 1u << 17, seed++);
-    status_encode();
-    status_decode(0);
-    status_decode(1);
+    static const uint32_t dims[] = {8, 64, 128, 200, 576, 1024};
+    for (int f = 0; f < 2; f++) {
+        const uint32_t fmt = k_fmts[f];
+        uint64_t seed = 1;
+        /* every dataset at D = 128, bf16, each Q; partial last chunk */
+        for (int ds = 0; ds < DS_COUNT; ds++)
+            for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++)
+                one_case(fmt, ds, qs[qi], 128, LKV_DTYPE_BF16, quick ? 1000 : 5000, seed++);
+        /* dims (200: three pieces, models in global memory) and dtypes */
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (int t = 0; t < 3; t++)
+                for (int ds = 0; ds < DS_COUNT; ds += quick ? 3 : 1)
+                    one_case(fmt, ds, dims[di] == 576 ? 54 : 38, dims[di], dts[t], 333, seed++);
+        /* tiny and exact-chunk batches; 257 and 45 x 3 pieces: odd norm
+         * fields in version 3 */
+        one_case(fmt, DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 1, seed++);
+        one_case(fmt, DS_KEYS, 54, 128, LKV_DTYPE_BF16, 31, seed++);
+        one_case(fmt, DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 33, seed++);
+        one_case(fmt, DS_T3, 54, 128, LKV_DTYPE_FP16, 256, seed++);
+        one_case(fmt, DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 257, seed++);
+        one_case(fmt, DS_NORMAL, 38, 200, LKV_DTYPE_BF16, 45, seed++);
+        one_case(fmt, DS_T3, 54, 128, LKV_DTYPE_BF16, 512, seed++);
+        one_case(fmt, DS_NORMAL, 54, 96, LKV_DTYPE_BF16, 200, seed++);
+        if (!quick)
+            one_case(fmt, DS_NORMAL, 54, 128, LKV_DTYPE_BF16, 1u << 17, seed++);
+    }
+    status_all();
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }

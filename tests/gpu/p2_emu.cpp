@@ -3,9 +3,13 @@
  * p2_emu - runs the profile 2 kernels of cuda/lkv_cuda_p2.cu on the host, one
  * std::thread per GPU thread, with the warp collectives (ballot, xor
  * shuffle, any, syncwarp) and the block barrier built from std::barrier,
- * and checks them against the C coder: the encode kernel's chunks (scanned
- * and compacted as the library does) equal lkv_p2_encode's payload, and the
- * decode kernel's output equals lkv_p2_decode's, bit for bit.
+ * and checks them against the C coder, in both container versions (3:
+ * chunks of 256, byte norm codes; 2: chunks of 128, fp16 norms): the encode
+ * kernel's chunks (scanned and compacted as the library does) equal
+ * lkv_p2_encode's payload, and the decode kernel's output equals
+ * lkv_p2_decode's, bit for bit; on damaged payloads each chunk's verdict
+ * and output equal the C decoder's on that chunk alone; failed vectors get
+ * their statuses and leave chunks every decoder rejects.
  *
  * Why: the kernels' logic (lane layout, lockstep rANS with ballot-prefix
  * word positions, the butterfly across lanes) can be checked on a machine
@@ -14,6 +18,7 @@
  * nor memory-model or timing effects: tests/gpu/gpu_p2_test does, on a GPU.
  * Prints "N passed, M failed".
  */
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -59,6 +64,7 @@ struct Block {
     std::barrier<> bar;
     std::vector<Warp> warps;
     std::vector<uint8_t> smem;
+    std::atomic<int> any{0};
 };
 thread_local Block *blk;
 thread_local uint32_t tid;
@@ -106,6 +112,21 @@ static inline void __syncwarp()
 static inline void __syncthreads()
 {
     emu::blk->bar.arrive_and_wait();
+}
+/* The flag is cleared after the last read, before any thread can pass the
+ * next call's first barrier. */
+static inline int __syncthreads_or(int p)
+{
+    emu::Block &b = *emu::blk;
+    b.bar.arrive_and_wait();
+    if (p)
+        b.any.store(1);
+    b.bar.arrive_and_wait();
+    const int r = b.any.load();
+    b.bar.arrive_and_wait();
+    if (emu::tid == 0)
+        b.any.store(0);
+    return r;
 }
 static inline uint32_t emu_lanemask_lt()
 {
@@ -203,29 +224,60 @@ static int g_pass, g_fail;
         }                        \
     } while (0)
 
-/* The library's launch sequences, on the emulator: the vector kernel then
- * the rANS kernel (encode), the rANS kernel then the vector kernel
- * (decode), with the points between them where the library keeps them. */
-static void emu_encode(const Plan &P, uint32_t e, const lkv_p2_model *models, const uint8_t *src,
-                       uint8_t *payload, uint8_t *scratch, uint64_t *sizes, uint8_t *st)
+/* The model object as lkv_cuda_p2_model_create fills it, host memory. */
+struct Model {
+    lkv_cuda_p2_model m;
+    std::vector<lkv_p2_model> t;
+};
+
+static void model_init(const lkv_params &p, Model &M)
 {
+    memset(&M.m, 0, sizeof M.m);
+    model_layout(&p, &M.m);
+    M.t.resize(M.m.np);
+    for (uint32_t j = 0; j < M.m.np; j++) {
+        const int ok = lkv_p2_model_build(p.q, M.m.pdim[j], &M.t[j]);
+        EXPECT(ok && M.t[j].sym_vec == M.m.sym[j], "model q=%u dim=%u", p.q, M.m.pdim[j]);
+    }
+}
+
+/* The library's launch sequences, on the emulator: the vector kernel, the
+ * rANS kernel, the scan and the compaction (encode: payload and offs out),
+ * the rANS kernel then the vector kernel (decode), with the points between
+ * them where the library keeps them. */
+static void emu_encode(const Model &M, lkv_dtype dt, const uint8_t *src, size_t n, uint8_t *payload,
+                       uint64_t *offs, uint8_t *st)
+{
+    Plan P;
+    plan_init(&M.m, dt, n, true, &P);
+    const lkv_p2_model *models = M.t.data();
+    std::vector<uint8_t> scratch(P.nchunks * P.cap, 0xee);
+    std::vector<uint64_t> sizes(P.nchunks + 1, 0);
     const Rows R = {payload, 2ull * P.dim, 2, ((uintptr_t)payload & 15u) == 0};
-    vec_dispatch(P, e, [&](auto sh) {
+    vec_dispatch(P, M.m.e, [&](auto sh) {
         launch(kVecWarps * 32, 0, [&] {
-            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, scratch, st);
+            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, scratch.data(),
+                                                                  st);
         });
     });
     launch(P.warps * 32, models_smem(P), [&] {
         if (P.smem_models)
-            p2_rans_encode_kernel<true>(P, models, R, scratch, sizes);
+            p2_rans_encode_kernel<true>(P, models, R, scratch.data(), sizes.data());
         else
-            p2_rans_encode_kernel<false>(P, models, R, scratch, sizes);
+            p2_rans_encode_kernel<false>(P, models, R, scratch.data(), sizes.data());
     });
+    offs[0] = 0;
+    for (size_t c = 0; c < P.nchunks; c++)
+        offs[c + 1] = offs[c] + sizes[c];
+    launch(64, 0, [&] { p2_compact_kernel(P, scratch.data(), offs, payload); });
 }
 
-static void emu_decode(const Plan &P, uint32_t e, const lkv_p2_model *models, const uint8_t *pay,
-                       size_t len, const uint64_t *offs, uint8_t *dst, uint8_t *st)
+static void emu_decode(const Model &M, lkv_dtype dt, const uint8_t *pay, size_t len,
+                       const uint64_t *offs, size_t n, uint8_t *dst, uint8_t *st)
 {
+    Plan P;
+    plan_init(&M.m, dt, n, true, &P);
+    const lkv_p2_model *models = M.t.data();
     const Rows R = {dst, (uint64_t)P.dim * P.esz, P.esz, P.fast};
     launch(P.warps * 32, dec_smem(P), [&] {
         if (P.smem_models)
@@ -233,7 +285,7 @@ static void emu_decode(const Plan &P, uint32_t e, const lkv_p2_model *models, co
         else
             p2_rans_decode_kernel<false>(P, models, pay, len, offs, R, st);
     });
-    vec_dispatch(P, e, [&](auto sh) {
+    vec_dispatch(P, M.m.e, [&](auto sh) {
         launch(kVecWarps * 32, 0, [&] {
             p2_reconstruct_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, pay, offs, R, dst);
         });
@@ -252,111 +304,85 @@ static double normal()
     return sqrt(-2.0 * log(nx())) * cos(6.283185307179586 * nx());
 }
 
-/* poison: 0 = a clean case; 1 = a NaN in vector 5 and an overflowing vector
- * 200 (encode statuses), and chunk 1's first norm zeroed (decode: that
- * chunk CORRUPT and zero, the others as the C coder's). */
-static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale, int poison = 0)
+static void put_elem(uint8_t *src, lkv_dtype dt, size_t i, float f)
 {
-    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2};
-    const size_t esz = lkv_dtype_size(dt), nc = (n + 127) / 128;
-    std::vector<uint8_t> src(n * dim * esz);
-    for (size_t i = 0; i < n * dim; i++) {
-        const float f = (float)(scale * normal());
-        uint32_t b;
-        memcpy(&b, &f, 4);
-        if (dt == LKV_DTYPE_FP32)
-            memcpy(&src[4 * i], &f, 4);
-        else {
-            const uint16_t h =
-                dt == LKV_DTYPE_BF16 ? lkv_math_f32_to_bf16(b) : lkv_math_f32_to_f16(b);
-            memcpy(&src[2 * i], &h, 2);
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    if (dt == LKV_DTYPE_FP32) {
+        memcpy(src + 4 * i, &f, 4);
+    } else {
+        const uint16_t h = dt == LKV_DTYPE_BF16 ? lkv_math_f32_to_bf16(b) : lkv_math_f32_to_f16(b);
+        memcpy(src + 2 * i, &h, 2);
+    }
+}
+
+static std::vector<uint8_t> gen(lkv_dtype dt, size_t n, uint32_t dim, double scale)
+{
+    std::vector<uint8_t> src(n * dim * lkv_dtype_size(dt));
+    for (size_t i = 0; i < n * dim; i++)
+        put_elem(src.data(), dt, i, (float)(scale * normal()));
+    return src;
+}
+
+/* Decode of a (possibly damaged) payload: each chunk's statuses and output
+ * equal the C decoder's on that chunk alone (zeros for a rejected chunk);
+ * want_bad: the chunks the damage should make bad, which the C decoder
+ * must agree with (-1: none named). offs may disagree with the payload
+ * (lie: the GPU alone sees it, and chunk lie_chunk must come out bad). */
+static void check_decode(const char *name, const lkv_params &p, const Model &M, lkv_dtype dt,
+                         const std::vector<uint8_t> &pay, const std::vector<uint64_t> &offs,
+                         size_t n, long want_bad, long lie_chunk = -1)
+{
+    const size_t esz = lkv_dtype_size(dt), dim = p.dim, vb = dim * esz;
+    const size_t chunk = lkv_p2_chunk_vectors(&p), nc = lkv_cuda_p2_chunks(&p, n);
+    std::vector<uint8_t> out(n * vb, 0x55), st(n, 0xee), ref(chunk * vb);
+    emu_decode(M, dt, pay.data(), pay.size(), offs.data(), n, out.data(), st.data());
+    size_t wrong_st = 0, wrong_bytes = 0;
+    long cpu_bad = -1, nbad = 0;
+    for (size_t c = 0; c < nc; c++) {
+        const size_t first = c * chunk, cnt = n - first < chunk ? n - first : chunk;
+        lkv_diag dg;
+        bool ok =
+            (long)c != lie_chunk && lkv_p2_decode(&p, pay.data() + offs[c], offs[c + 1] - offs[c],
+                                                  cnt, dt, ref.data(), &dg) == LKV_OK;
+        if (!ok && (long)c != lie_chunk) {
+            cpu_bad = (long)c;
+            nbad++;
+        }
+        for (size_t v = 0; v < cnt; v++) {
+            wrong_st += st[first + v] != (ok ? LKV_OK : LKV_ERR_CORRUPT);
+            for (size_t b = 0; b < vb; b++)
+                wrong_bytes += out[(first + v) * vb + b] != (ok ? ref[v * vb + b] : 0);
         }
     }
-    if (poison) {
-        for (uint32_t j = 0; j < dim; j++) {
-            const float big = 30000.0f;
-            memcpy(&src[(200 * dim + j) * 4], &big, 4);
-        }
-    }
-    std::vector<uint8_t> clean = src;
-    if (poison) {
-        const float nan = NAN;
-        memcpy(&src[(5 * dim + 17) * 4], &nan, 4);
-        memcpy(&clean[(200 * dim) * 4], &clean[(199 * dim) * 4],
-               dim * 4); /* CPU side: no overflow */
-    }
+    EXPECT(wrong_st == 0 && wrong_bytes == 0, "%s: decode: %zu statuses, %zu bytes differ", name,
+           wrong_st, wrong_bytes);
+    if (want_bad != -2)
+        EXPECT(nbad == (want_bad >= 0) && cpu_bad == want_bad,
+               "%s: C decoder rejects %ld chunks (last %ld), want chunk %ld", name, nbad, cpu_bad,
+               want_bad);
+}
+
+/* One clean case: GPU encode == CPU encode (bytes and chunk offsets), GPU
+ * decode of the CPU payload == CPU decode. */
+static void one(uint32_t fmt, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale)
+{
+    const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2, fmt};
+    const size_t nc = lkv_cuda_p2_chunks(&p, n);
+    char name[96];
+    snprintf(name, sizeof name, "v%u q=%u dim=%u %s n=%zu", fmt, q, dim, lkv_dtype_name(dt), n);
+    const std::vector<uint8_t> src = gen(dt, n, dim, scale);
     const size_t bound = lkv_p2_payload_bound(&p, n);
-    std::vector<uint8_t> cpu(bound), ref(n * dim * esz), out(n * dim * esz, 0x55);
+    std::vector<uint8_t> cpu(bound), gpu(bound, 0xa5), st(n, 0xee);
     size_t clen = 0;
     lkv_diag dg;
-    EXPECT(lkv_p2_encode(&p, dt, clean.data(), n, cpu.data(), bound, &clen, &dg) == LKV_OK,
-           "cpu enc %s", dg.msg);
-    EXPECT(lkv_p2_decode(&p, cpu.data(), clen, n, dt, ref.data(), &dg) == LKV_OK, "cpu dec %s",
-           dg.msg);
-
-    /* the model object as lkv_cuda_p2_model_create fills it, host memory */
-    lkv_params p1 = p;
-    p1.profile = LKV_PROFILE_1;
-    lkv_split sp;
-    lkv_split_init(&p1, &sp);
-    lkv_cuda_p2_model m;
-    memset(&m, 0, sizeof m);
-    m.p = p;
-    m.np = sp.count;
-    m.dim = sp.dim;
-    std::vector<lkv_p2_model> models(sp.count);
-    uint64_t body = 2ull * 128 * sp.count;
-    for (uint32_t j = 0; j < sp.count; j++) {
-        m.off[j] = sp.off[j];
-        m.pdim[j] = sp.d[j].p.dim;
-        if (m.pdim[j] > m.dmax)
-            m.dmax = m.pdim[j];
-        lkv_p2_model_build(q, m.pdim[j], &models[j]);
-        m.sym[j] = models[j].sym_vec;
-        body += 4ull * 32 + 2ull * 128 * m.sym[j];
-    }
-    m.e = m.dmax / 32 > 8 ? m.dmax / 32 : 8;
-    m.cap = align16(4 + body);
-    Plan P;
-    plan_init(&m, dt, n, true, &P);
-    char name[96];
-    snprintf(name, sizeof name, "q=%u dim=%u %s n=%zu", q, dim, lkv_dtype_name(dt), n);
-
-    /* encode: chunks into scratch, scan, compaction */
-    std::vector<uint8_t> scratch(nc * m.cap, 0xee), gpu(bound, 0xa5), st(n, 0xee);
-    std::vector<uint64_t> sizes(nc + 1, 0), offs(nc + 1, 0);
-    emu_encode(P, m.e, models.data(), src.data(), gpu.data(), scratch.data(), sizes.data(),
-               st.data());
-    for (size_t c = 0; c < nc; c++)
-        offs[c + 1] = offs[c] + sizes[c];
-    launch(64, 0, [&] { p2_compact_kernel(scratch.data(), m.cap, offs.data(), nc, gpu.data()); });
-    if (poison) {
-        EXPECT(st[5] == LKV_ERR_NONFINITE && st[200] == LKV_ERR_NORM_OVERFLOW, "%s: statuses %d %d",
-               name, st[5], st[200]);
-        size_t nok = 0;
-        for (size_t i = 0; i < n; i++)
-            nok += st[i] != LKV_OK && i != 5 && i != 200;
-        EXPECT(nok == 0, "%s: %zu other statuses not OK", name, nok);
-        /* decode: chunk 1's first norm zeroed */
-        std::vector<uint64_t> ho(nc + 1);
-        lkv_cuda_p2_index(&p, cpu.data(), clen, n, ho.data(), &dg);
-        cpu[ho[1] + 4] = cpu[ho[1] + 5] = 0;
-        plan_init(&m, dt, n, true, &P);
-        emu_decode(P, m.e, models.data(), cpu.data(), clen, ho.data(), out.data(), st.data());
-        size_t bad = 0, nz = 0;
-        for (size_t i = 0; i < n; i++)
-            bad += st[i] != ((i >= 128 && i < 256) ? LKV_ERR_CORRUPT : LKV_OK);
-        for (size_t i = 0; i < out.size(); i++) {
-            const size_t v = i / (dim * esz);
-            if (v >= 128 && v < 256)
-                nz += out[i] != 0;
-            else
-                nz += out[i] != ref[i];
-        }
-        EXPECT(bad == 0 && nz == 0, "%s: corrupt chunk: %zu statuses, %zu bytes wrong", name, bad,
-               nz);
-        return;
-    }
+    EXPECT(lkv_p2_encode(&p, dt, src.data(), n, cpu.data(), bound, &clen, &dg) == LKV_OK,
+           "%s: cpu enc %s", name, dg.msg);
+    cpu.resize(clen);
+    Model M;
+    model_init(p, M);
+    std::vector<uint64_t> offs(nc + 1), ho(nc + 1);
+    emu_encode(M, dt, src.data(), n, gpu.data(), offs.data(), st.data());
     size_t at = 0;
     while (at < clen && gpu[at] == cpu[at])
         at++;
@@ -366,33 +392,190 @@ static void one(uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale, 
     for (size_t i = 0; i < n; i++)
         nok += st[i] != LKV_OK;
     EXPECT(nok == 0, "%s: %zu encode statuses not OK", name, nok);
+    EXPECT(lkv_cuda_p2_index(&p, cpu.data(), clen, n, ho.data(), &dg) == LKV_OK, "%s: index %s",
+           name, dg.msg);
+    EXPECT(ho == offs, "%s: the encoder's chunk offsets differ from the index's", name);
+    check_decode(name, p, M, dt, cpu, ho, n, -1);
+}
 
-    /* decode the CPU payload */
-    std::vector<uint64_t> ho(nc + 1);
-    EXPECT(lkv_cuda_p2_index(&p, cpu.data(), clen, n, ho.data(), &dg) == LKV_OK, "index %s",
-           dg.msg);
-    plan_init(&m, dt, n, true, &P);
-    emu_decode(P, m.e, models.data(), cpu.data(), clen, ho.data(), out.data(), st.data());
-    size_t diff = 0;
-    for (size_t i = 0; i < out.size(); i++)
-        diff += out[i] != ref[i];
-    nok = 0;
+/* Damage to chunks of a CPU payload (n = 2 chunks + 45, dim 64: the last
+ * chunk's cnt * np is odd): a zeroed first norm of chunk 1 (v2: invalid;
+ * v3: a valid code, decoded as the C decoder does), a flipped word in chunk
+ * 1's stream (the C decoder's verdict, whatever it is), v3's pad byte of
+ * the last chunk, and a final offset past the payload. */
+static void damaged(uint32_t fmt)
+{
+    const lkv_params p = {LKV_VARIANT_E8, 38, 64, LKV_PROFILE_2, fmt};
+    const lkv_dtype dt = LKV_DTYPE_BF16;
+    const size_t chunk = lkv_p2_chunk_vectors(&p), n = 2 * chunk + 45;
+    const size_t nc = lkv_cuda_p2_chunks(&p, n);
+    EXPECT(nc == 3, "v%u: %zu chunks of %zu vectors", fmt, nc, n);
+    const std::vector<uint8_t> src = gen(dt, n, p.dim, 1.0);
+    const size_t bound = lkv_p2_payload_bound(&p, n);
+    std::vector<uint8_t> pay(bound);
+    size_t len = 0;
+    lkv_diag dg;
+    EXPECT(lkv_p2_encode(&p, dt, src.data(), n, pay.data(), bound, &len, &dg) == LKV_OK,
+           "v%u damaged: cpu enc %s", fmt, dg.msg);
+    pay.resize(len);
+    std::vector<uint64_t> offs(nc + 1);
+    EXPECT(lkv_cuda_p2_index(&p, pay.data(), len, n, offs.data(), &dg) == LKV_OK,
+           "v%u damaged: index %s", fmt, dg.msg);
+    Model M;
+    model_init(p, M);
+    char name[96];
+    {
+        std::vector<uint8_t> d = pay;
+        d[offs[1] + 4] = 0;
+        if (fmt == LKV_FMT_VERSION_P2)
+            d[offs[1] + 5] = 0;
+        snprintf(name, sizeof name, "v%u zero norm", fmt);
+        check_decode(name, p, M, dt, d, offs, n, fmt == LKV_FMT_VERSION_P2 ? 1 : -1);
+    }
+    {
+        std::vector<uint8_t> d = pay;
+        d[((offs[1] + offs[2]) / 2) & ~(uint64_t)1] ^= 0x5a;
+        snprintf(name, sizeof name, "v%u flipped word", fmt);
+        check_decode(name, p, M, dt, d, offs, n, -2);
+    }
+    if (fmt == LKV_FMT_VERSION_P3) {
+        std::vector<uint8_t> d = pay;
+        const uint64_t padat = offs[2] + 4 + 45 * M.m.np;
+        EXPECT(d[padat] == 0, "v3: pad byte is 0x%02x", d[padat]);
+        d[padat] = 0x01;
+        check_decode("v3 nonzero pad byte", p, M, dt, d, offs, n, 2);
+    }
+    {
+        std::vector<uint64_t> lie = offs;
+        lie[nc] += 2;
+        std::vector<uint8_t> d = pay;
+        d.resize(len + 2, 0);
+        snprintf(name, sizeof name, "v%u final offset past the chunk", fmt);
+        check_decode(name, p, M, dt, d, lie, n, -1, (long)nc - 1);
+    }
+}
+
+/* Encode statuses: a NaN in vector 5 and a norm the version cannot code in
+ * vector 200 (v2: 30000 in every element, fp16 infinity; v3: one element
+ * 2^32, above r^(255)); the other vectors OK, and the chunks holding the
+ * failed vectors rejected by the C decoder and the kernels. */
+static void failed(uint32_t fmt)
+{
+    const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, fmt};
+    const lkv_dtype dt = LKV_DTYPE_FP32;
+    const size_t n = 301, chunk = lkv_p2_chunk_vectors(&p), nc = lkv_cuda_p2_chunks(&p, n);
+    std::vector<uint8_t> src = gen(dt, n, p.dim, 1.0);
+    put_elem(src.data(), dt, 5 * p.dim + 17, NAN);
+    if (fmt == LKV_FMT_VERSION_P2)
+        for (uint32_t j = 0; j < p.dim; j++)
+            put_elem(src.data(), dt, 200 * p.dim + j, 30000.0f);
+    else
+        put_elem(src.data(), dt, 200 * p.dim + 3, 4294967296.0f);
+    Model M;
+    model_init(p, M);
+    std::vector<uint8_t> gpu(lkv_p2_payload_bound(&p, n)), st(n, 0xee);
+    std::vector<uint64_t> offs(nc + 1);
+    emu_encode(M, dt, src.data(), n, gpu.data(), offs.data(), st.data());
+    EXPECT(st[5] == LKV_ERR_NONFINITE && st[200] == LKV_ERR_NORM_OVERFLOW,
+           "v%u failed: statuses %d %d", fmt, st[5], st[200]);
+    size_t nok = 0;
+    for (size_t i = 0; i < n; i++)
+        nok += st[i] != LKV_OK && i != 5 && i != 200;
+    EXPECT(nok == 0, "v%u failed: %zu other statuses not OK", fmt, nok);
+    /* the C encoder refuses the vector of the overflow alone */
+    std::vector<uint8_t> one(src.begin() + 200 * p.dim * 4, src.begin() + 201 * p.dim * 4);
+    std::vector<uint8_t> cpu(lkv_p2_payload_bound(&p, 1));
+    size_t clen = 0;
+    lkv_diag dg;
+    EXPECT(lkv_p2_encode(&p, dt, one.data(), 1, cpu.data(), cpu.size(), &clen, &dg) ==
+               LKV_ERR_NORM_OVERFLOW,
+           "v%u failed: the C encoder accepts the overflowing vector", fmt);
+    /* every decoder rejects the chunks of vectors 5 and 200, and only them */
+    gpu.resize(offs[nc]);
+    std::vector<uint8_t> out(n * p.dim * 4), dst(chunk * p.dim * 4);
+    emu_decode(M, dt, gpu.data(), gpu.size(), offs.data(), n, out.data(), st.data());
+    size_t wrong = 0;
+    for (size_t c = 0; c < nc; c++) {
+        const size_t first = c * chunk, cnt = n - first < chunk ? n - first : chunk;
+        const bool want_bad =
+            (5 >= first && 5 < first + cnt) || (200 >= first && 200 < first + cnt);
+        const lkv_status s = lkv_p2_decode(&p, gpu.data() + offs[c], offs[c + 1] - offs[c], cnt, dt,
+                                           dst.data(), &dg);
+        wrong += (s != LKV_OK) != want_bad;
+        for (size_t v = 0; v < cnt; v++)
+            wrong += st[first + v] != (want_bad ? LKV_ERR_CORRUPT : LKV_OK);
+    }
+    EXPECT(wrong == 0, "v%u failed: %zu wrong verdicts on the failed vectors' chunks", fmt, wrong);
+}
+
+/* Version 3's code range: a vector of norm r^(255) (the top code) and one
+ * of 0 (r = 2^-23, code 36) encode as the C coder's; a vector one ulp above
+ * r^(255) overflows in both; a vector whose tiny element divides to a
+ * subnormal (the IEEE division path, amin above 2^-100) encodes as the C
+ * coder's. */
+static void v3_edges()
+{
+    const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, LKV_FMT_VERSION_P3};
+    const lkv_dtype dt = LKV_DTYPE_FP32;
+    const size_t n = 40;
+    std::vector<uint8_t> src = gen(dt, n, p.dim, 1.0);
+    const float top = __uint_as_float(lkv_p2_norm_bits(255));
+    for (uint32_t j = 0; j < p.dim; j++) {
+        put_elem(src.data(), dt, 3 * p.dim + j, j == 9 ? top : 0.0f);
+        put_elem(src.data(), dt, 4 * p.dim + j, 0.0f);
+        put_elem(src.data(), dt, 6 * p.dim + j, j == 0 ? 3.0e9f : j == 1 ? 1.2345e-30f : 0.0f);
+    }
+    const size_t bound = lkv_p2_payload_bound(&p, n);
+    std::vector<uint8_t> cpu(bound), gpu(bound), st(n);
+    std::vector<uint64_t> offs(2);
+    size_t clen = 0;
+    lkv_diag dg;
+    EXPECT(lkv_p2_encode(&p, dt, src.data(), n, cpu.data(), bound, &clen, &dg) == LKV_OK,
+           "v3 edges: cpu enc %s", dg.msg);
+    EXPECT(clen > 4 + 4 * 3 && cpu[4 + 3] == 255 && cpu[4 + 4] == 36,
+           "v3 edges: codes %u %u (want 255 36)", cpu[7], cpu[8]);
+    Model M;
+    model_init(p, M);
+    emu_encode(M, dt, src.data(), n, gpu.data(), offs.data(), st.data());
+    EXPECT(offs[1] == clen && memcmp(gpu.data(), cpu.data(), clen) == 0,
+           "v3 edges: encode differs (%llu bytes vs %zu)", (unsigned long long)offs[1], clen);
+    size_t nok = 0;
     for (size_t i = 0; i < n; i++)
         nok += st[i] != LKV_OK;
-    EXPECT(diff == 0 && nok == 0, "%s: decode: %zu bytes differ, %zu statuses not OK", name, diff,
-           nok);
+    EXPECT(nok == 0, "v3 edges: %zu statuses not OK", nok);
+    cpu.resize(clen);
+    check_decode("v3 edges", p, M, dt, cpu, offs, n, -1);
+    put_elem(src.data(), dt, 3 * p.dim + 9, __uint_as_float(lkv_p2_norm_bits(255) + 1));
+    emu_encode(M, dt, src.data(), n, gpu.data(), offs.data(), st.data());
+    EXPECT(st[3] == LKV_ERR_NORM_OVERFLOW && st[2] == LKV_OK && st[4] == LKV_OK,
+           "v3 edges: above the top code: statuses %d %d %d", st[2], st[3], st[4]);
+    EXPECT(lkv_p2_encode(&p, dt, src.data(), n, cpu.data(), bound, &clen, &dg) ==
+               LKV_ERR_NORM_OVERFLOW,
+           "v3 edges: the C encoder accepts a norm above the top code");
 }
 
 int main()
 {
-    one(54, 128, LKV_DTYPE_BF16, 300, 1.0);
-    one(38, 8, LKV_DTYPE_FP32, 70, 3.0);
-    one(5, 64, LKV_DTYPE_FP16, 129, 0.5);
-    one(54, 96, LKV_DTYPE_BF16, 200, 1.0);
-    one(54, 576, LKV_DTYPE_BF16, 130, 1.0);
-    one(200, 1024, LKV_DTYPE_FP32, 33, 1.0);
-    one(1023, 128, LKV_DTYPE_BF16, 40, 1.0);
-    one(54, 128, LKV_DTYPE_FP32, 300, 1.0, 1);
+    static const uint32_t fmts[2] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
+    for (uint32_t fmt : fmts) {
+        one(fmt, 54, 128, LKV_DTYPE_BF16, 300, 1.0);
+        one(fmt, 38, 8, LKV_DTYPE_FP32, 70, 3.0);
+        one(fmt, 5, 64, LKV_DTYPE_FP16, 129, 0.5);
+        one(fmt, 54, 96, LKV_DTYPE_BF16, 200, 1.0);
+        one(fmt, 54, 576, LKV_DTYPE_BF16, 130, 1.0);
+        one(fmt, 200, 1024, LKV_DTYPE_FP32, 33, 1.0);
+        one(fmt, 1023, 128, LKV_DTYPE_BF16, 40, 1.0);
+        /* three pieces (models in global memory); odd cnt * np */
+        one(fmt, 38, 200, LKV_DTYPE_BF16, 257, 1.0);
+        one(fmt, 54, 128, LKV_DTYPE_BF16, 301, 1.0);
+        damaged(fmt);
+        failed(fmt);
+    }
+    v3_edges();
+    /* the default format is version 3 */
+    const lkv_params p0 = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, 0};
+    EXPECT(lkv_cuda_p2_chunks(&p0, 257) == 2 && lkv_cuda_p2_chunks(&p0, 256) == 1,
+           "format 0: chunks of 256");
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }

@@ -2,9 +2,11 @@
 """Codec profile 2 through latticekvd (issue 14, item 5): one daemon stores and
 serves both profiles side by side, with real processes on loopback.
 
-Put with profile 2 encodes with profile 2 (container version 2); Get decodes
-whatever profile the stored container names; a coded Put of a version 2
-container is verified and stored as is, and want_coded Get returns it. The
+Put with profile 2 encodes with profile 2 (container version 3, the newest);
+Get decodes whatever profile and version the stored container names; a coded
+Put of a version 3 or of a version 2 container (`latticekv codec encode
+--format 2`) is verified and stored as is, want_coded Get returns it and a
+plain Get decodes it. The
 daemon's containers are compared byte for byte with the CLI's own encode of
 the same array (`latticekv codec encode --profile P`), so the service path and
 the streaming CLI path agree. Sizes, quotas and stats use the container's
@@ -23,6 +25,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import grpc
@@ -38,6 +41,7 @@ REDIS_SERVER = os.environ.get("LKV_REDIS_SERVER", "/usr/bin/redis-server")
 REDIS_CLI = os.environ.get("LKV_REDIS_CLI", "/usr/bin/redis-cli")
 DIM = 128
 VERSION_OFF = 4  # codec/FORMAT.md: u16 version after the 4-byte magic
+VERSION_OF_PROFILE = {1: 1, 2: 3}  # what a Put or Compress with that profile writes
 
 
 def _port_range():
@@ -108,16 +112,26 @@ def version_of(coded):
     return int.from_bytes(coded[VERSION_OFF:VERSION_OFF + 2], "little")
 
 
-def cli_encode(cli, tmp, arr, profile, q, name):
-    """The CLI's own container of arr (fp32, last dim DIM)."""
+def cli_encode(cli, tmp, arr, profile, q, name, fmt=None):
+    """The CLI's own container of arr (fp32, last dim DIM); fmt: --format."""
     src = os.path.join(tmp, name + ".f32")
     out = os.path.join(tmp, name + ".lkv")
     arr.astype("<f4").tofile(src)
     r = cli("codec", "encode", "--profile", profile, "--variant", "e8", "--q", q, "--dim", DIM,
-            "--in", src, "--in-dtype", "f32", "--out", out, "--no-progress")
+            "--in", src, "--in-dtype", "f32", "--out", out, "--no-progress",
+            *(() if fmt is None else ("--format", fmt)))
     assert r.returncode == 0, r.stderr.decode()
     with open(out, "rb") as f:
         return src, out, f.read()
+
+
+def cli_decode(cli, enc, shape):
+    """The CLI's fp32 decode of the container file enc."""
+    out = enc + ".out"
+    r = cli("codec", "decode", "--in", enc, "--out", out, "--out-dtype", "f32", "--no-progress",
+            "--force")
+    assert r.returncode == 0, r.stderr.decode()
+    return np.fromfile(out, dtype="<f4").reshape(shape)
 
 
 def tier_row(client, name):
@@ -139,7 +153,7 @@ def test_both_profiles_side_by_side_byte_identical_to_cli_encode(tmp, cli):
         for profile, q in cases:
             name = "p%d-q%d" % (profile, q)
             src, enc, want = cli_encode(cli, tmp, x, profile, q, name)
-            assert version_of(want) == profile
+            assert version_of(want) == VERSION_OF_PROFILE[profile]
             # The daemon encodes (Python client, CLI put) and the CLI's container
             # goes in as is (--coded): three keys, one container.
             assert c.put(name + "-py", x, q=q, profile=profile) == len(want)
@@ -154,7 +168,7 @@ def test_both_profiles_side_by_side_byte_identical_to_cli_encode(tmp, cli):
             assert coded == want
             assert info.coded_bytes == len(want)
             if profile == 2:  # the mean over this tensor, rounded up
-                payload_bits = 8 * (len(want) - (40 + 8 * 2))  # FORMAT.md version 2 header
+                payload_bits = 8 * (len(want) - (40 + 8 * 2))  # FORMAT.md version 2/3 header
                 assert info.bits_per_vector == -(-payload_bits // 1000)
             else:
                 assert info.bits_per_vector == (848 if q == 38 else info.bits_per_vector)
@@ -196,7 +210,7 @@ def test_streams_mix_profiles_in_order(tmp):
     xs = [kv_like((n, DIM), 40 + n) for n in (1, 127, 128, 129, 300, 0 + 5)]
     with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
         want = [c.compress(x, profile=1 + (i % 2)) for i, x in enumerate(xs)]
-        assert [version_of(w) for w in want] == [1, 2, 1, 2, 1, 2]
+        assert [version_of(w) for w in want] == [1, 3, 1, 3, 1, 3]
         reqs = [pb.PutRequest(key=pb.BlockKey(namespace="mix", key=b"s%d" % i),
                               tensor=latticekv.client.tensor_of(x, None),
                               params=pb.CodecParams(profile=1 + (i % 2)))
@@ -212,10 +226,83 @@ def test_streams_mix_profiles_in_order(tmp):
         # Empty tensors are valid in profile 2 as well: a header-only container.
         empty = np.zeros((0, 4, DIM), np.float32)
         coded = c.compress(empty, profile=2)
-        assert version_of(coded) == 2 and len(coded) == 40 + 8 * 3
+        assert version_of(coded) == 3 and len(coded) == 40 + 8 * 3
         assert c.put("empty", empty, profile=2) == len(coded)
         assert c.get("empty", want_coded=True) == coded
         assert c.get("empty").shape == (0, 4, DIM)
+    stop_ok(d)
+
+
+# ---- container version 2 (the older profile 2 layout) --------------------------
+
+def test_version_2_containers_are_verified_stored_and_served(tmp, cli):
+    """Containers of `latticekv codec encode --profile 2 --format 2` (chunks of
+    128 vectors, 16-bit norms) go in as coded Puts, by the Python client and
+    by `latticekv put --coded`: each is stored byte for byte, want_coded Get
+    returns it, and Get, GetStream and Decompress decode it to the CLI's own
+    decode. A long batch wait puts version 2 and version 3 decodes of the same
+    Q and shape in front of the batcher at once: it must not mix them in one
+    launch (server/batcher.c), so each comes back as its own version decodes."""
+    d = start_daemon(tmp, ["--batch-max-wait-us", "20000", "--stream-window", "16"])
+    # Around the chunk sizes of both versions (128 and 256) and across several.
+    sizes = (1, 127, 128, 129, 255, 256, 257, 700)
+    keys, want_coded, want_values = [], {}, {}
+    with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+        for i, n in enumerate(sizes):
+            x = kv_like((n, DIM), 300 + i)
+            for fmt in (2, 3):
+                name = "n%d-v%d" % (n, fmt)
+                _, enc, coded = cli_encode(cli, tmp, x, 2, 54, name, fmt=fmt)
+                assert version_of(coded) == fmt
+                ref = cli_decode(cli, enc, x.shape)
+                assert float(np.sum((ref - x) ** 2) / np.sum(x ** 2)) < 2e-3, name
+                if fmt == 3:  # what the daemon writes itself
+                    assert c.compress(x, q=54, profile=2) == coded
+                assert c.put_coded(name + "-py", coded) == len(coded)
+                r = cli("put", "--addr", d.tcp, "--key", name + "-cli", "--in", enc, "--coded")
+                assert r.returncode == 0, r.stderr.decode()
+                assert ("coded_bytes=%d" % len(coded)) in r.stdout.decode()
+                for suffix in ("-py", "-cli"):
+                    keys.append(name + suffix)
+                    want_coded[name + suffix] = coded
+                    want_values[name + suffix] = ref
+            # At one Q version 2 costs more bytes than version 3 (once a
+            # whole chunk's savings outweigh the pad byte).
+            if n >= 128:
+                assert len(want_coded["n%d-v2-py" % n]) > len(want_coded["n%d-v3-py" % n]), n
+
+        # Stored as is: the coded bytes come back unchanged, from the host tier.
+        for k in keys:
+            assert c.get(k, want_coded=True, tier=True) == (want_coded[k], "host"), k
+        assert tier_row(c, "host")["blocks"] == len(keys)
+        # Served decoded: one at a time, then all in one stream (versions
+        # interleaved, so that both are pending in the batcher together).
+        for k in keys:
+            assert np.array_equal(c.get(k, out_dtype="fp32"), want_values[k]), k
+            assert np.array_equal(c.decompress(want_coded[k], out_dtype="fp32"), want_values[k]), k
+        got = c.get_many(keys, out_dtype="fp32")
+        for k, y in zip(keys, got):
+            assert np.array_equal(y, want_values[k]), k
+        # Concurrent Decompress calls of both versions of one shape.
+        v2 = [want_coded["n%d-v2-py" % n] for n in sizes]
+        v3 = [want_coded["n%d-v3-py" % n] for n in sizes]
+        with latticekv.Client(d.unix, timeout=HANG_GUARD_S) as c2:
+            out = {}
+
+            def worker(name, client, items):
+                out[name] = [client.decompress(b, out_dtype="fp32") for b in items]
+            ts = [threading.Thread(target=worker, args=("v2", c, v2)),
+                  threading.Thread(target=worker, args=("v3", c2, v3))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(HANG_GUARD_S)
+            for fmt, items in (("v2", v2), ("v3", v3)):
+                for n, y in zip(sizes, out[fmt]):
+                    assert np.array_equal(y, want_values["n%d-%s-py" % (n, fmt)]), (fmt, n)
+        # Stats count what was stored, each container at its own size.
+        want_used = sum(len(want_coded[k]) + len(k) for k in keys)
+        assert tier_row(c, "host")["used_bytes"] == want_used
     stop_ok(d)
 
 
@@ -251,21 +338,34 @@ def test_bad_profile_combinations_and_containers(tmp, cli):
         assert version_of(c.compress(x, profile=0)) == 1
         assert c.compress(x, profile=0) == c.compress(x, profile=1) == c.compress(x)
 
-        # A version 2 container that does not verify is refused, nothing stored,
-        # and the old value under the key stays.
+        # A version 3 or version 2 container that does not verify is refused,
+        # nothing stored, and the old value under the key stays.
         good = c.compress(x, profile=2)
+        assert version_of(good) == 3
+        _, _, good2 = cli_encode(cli, tmp, x, 2, 38, "v2", fmt=2)
+        assert version_of(good2) == 2
         c.put_coded("k", good)
-        flipped = bytearray(good)
-        flipped[-3] ^= 0x10  # a payload byte: the payload checksum no longer matches
-        for bad in (bytes(flipped), good[:-1], good + b"\0", good[:60]):
-            with pytest.raises(latticekv.Error) as e:
-                c.put_coded("k", bad)
-            assert e.value.code == grpc.StatusCode.DATA_LOSS, e.value
-            with pytest.raises(latticekv.Error) as e:
-                c.decompress(bad)
-            assert e.value.code == grpc.StatusCode.DATA_LOSS, e.value
+        for ok in (good, good2):
+            flipped = bytearray(ok)
+            flipped[-3] ^= 0x10  # a payload byte: the payload checksum no longer matches
+            for bad in (bytes(flipped), ok[:-1], ok + b"\0", ok[:60]):
+                with pytest.raises(latticekv.Error) as e:
+                    c.put_coded("k", bad)
+                assert e.value.code == grpc.StatusCode.DATA_LOSS, e.value
+                with pytest.raises(latticekv.Error) as e:
+                    c.decompress(bad)
+                assert e.value.code == grpc.StatusCode.DATA_LOSS, e.value
         assert c.get("k", want_coded=True) == good
         assert tier_row(c, "host")["blocks"] == 1
+        # An unknown version is refused by name.
+        for v in (0, 4):
+            bad = bytearray(good)
+            bad[VERSION_OFF:VERSION_OFF + 2] = v.to_bytes(2, "little")
+            with pytest.raises(latticekv.Error) as e:
+                c.put_coded("k", bytes(bad))
+            assert e.value.code == grpc.StatusCode.DATA_LOSS, e.value
+            assert "version %d" % v in str(e.value)
+        assert c.get("k", want_coded=True) == good
 
         # The CLI refuses an unknown profile before sending anything.
         src = os.path.join(tmp, "x.f32")
@@ -340,7 +440,7 @@ def test_compress_limit_is_checked_against_the_actual_reply(tmp, cli):
     x = kv_like((n, DIM), 21)
     with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
         coded = c.compress(x, dtype="bf16", profile=2)
-        assert version_of(coded) == 2 and len(coded) < limit // 2
+        assert version_of(coded) == 3 and len(coded) < limit // 2
         assert c.compress_many([x, x[:5]], dtype="bf16", profile=2)[0] == coded
         assert c.put("lim", x, dtype="bf16", profile=2) == len(coded)
         assert c.get("lim", want_coded=True) == coded
@@ -368,7 +468,10 @@ def test_ssd_restart_rebuilds_the_index_and_serves_profile_2_byte_identical(tmp,
                 n = c.put(key, x, namespace="s", profile=profile)
                 want[key] = c.compress(x, profile=profile)
                 assert n == len(want[key])
-            _, _, enc = cli_encode(cli, run, kv_like((333, DIM), rnd), 2, 54, "cli")
+            # The CLI's container: version 2 in the first round, 3 in the second.
+            _, _, enc = cli_encode(cli, run, kv_like((333, DIM), rnd), 2, 54, "cli",
+                                   fmt=2 + rnd)
+            assert version_of(enc) == 2 + rnd
             c.put_coded("r%d-cli" % rnd, enc, namespace="s")
             want["r%d-cli" % rnd] = enc
         stop_ok(d, sig)
@@ -383,7 +486,8 @@ def test_ssd_restart_rebuilds_the_index_and_serves_profile_2_byte_identical(tmp,
         files = [f for f in glob.glob(os.path.join(ssd, "**"), recursive=True)
                  if os.path.isfile(f) and not os.path.basename(f).startswith(".")]
         assert row["used_bytes"] == sum(os.path.getsize(f) for f in files)
-        assert sum(version_of(v) == 2 for v in want.values()) == 10
+        versions = [version_of(v) for v in want.values()]
+        assert [versions.count(v) for v in (1, 2, 3)] == [4, 1, 9]
         for key, coded in want.items():
             got, tier = c.get(key, namespace="s", want_coded=True, tier=True)
             assert got == coded, key
@@ -432,7 +536,7 @@ def redis(tmp, ports):
     r.kill()
 
 
-def test_redis_tier_serves_profile_2_blocks_after_a_restart(tmp, redis):
+def test_redis_tier_serves_profile_2_blocks_after_a_restart(tmp, redis, cli):
     seed = "redis://127.0.0.1:%d" % redis.port
     want = {}
     run1 = os.path.join(tmp, "run1")
@@ -444,7 +548,12 @@ def test_redis_tier_serves_profile_2_blocks_after_a_restart(tmp, redis):
             profile = 1 + i % 2
             c.put("r%d" % i, x, namespace="m", profile=profile)
             want["r%d" % i] = c.compress(x, profile=profile)
-        assert redis.cli("DBSIZE") == "4"
+        # and a version 2 container, stored as is
+        _, _, enc = cli_encode(cli, run1, kv_like((200, DIM), 77), 2, 38, "v2", fmt=2)
+        assert version_of(enc) == 2
+        c.put_coded("r-v2", enc, namespace="m")
+        want["r-v2"] = enc
+        assert redis.cli("DBSIZE") == "5"
     stop_ok(d)
     run2 = os.path.join(tmp, "run2")
     os.mkdir(run2)

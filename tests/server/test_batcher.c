@@ -317,7 +317,8 @@ Test(batcher, profile_2_work_runs_whole_in_a_batch_of_its_own)
 {
     /* Profile 2 chunks have no fixed size, so a work larger than
      * max_vectors is not split, and it never shares a batch with profile 1
-     * work of the same variant, Q and dim. */
+     * work of the same variant, Q and dim. (p: container version 3, the
+     * newest; version 2 is in the test below.) */
     sink s;
     lkv_batcher *b = make(&s, 100, 0, 8);
     lkv_batcher_flush_mode(b, 1); /* take everything pending at once */
@@ -391,5 +392,90 @@ Test(batcher, profile_2_work_runs_whole_in_a_batch_of_its_own)
     lkv_backend_run_cpu(s.b[3]);
     lkv_batcher_complete(b, s.b[3]);
     cr_assert_neq(dec.status, LKV_OK);
+    lkv_batcher_free(b);
+}
+
+/* A profile 2 decode work of n fp32 vectors from the payload src. */
+static void make_p2_decode(lkv_work *w, const lkv_params *p, const uint8_t *src, size_t len,
+                           uint8_t *dst, size_t n)
+{
+    memset(w, 0, sizeof *w);
+    w->op = LKV_OP_DECODE;
+    w->params = *p;
+    w->dtype = LKV_DTYPE_FP32;
+    w->src = src;
+    w->src_len = len;
+    w->dst = dst;
+    w->n = n;
+    w->done = on_done;
+}
+
+Test(batcher, profile_2_container_versions_are_separate_groups)
+{
+    /* Version 2 and version 3 payloads of the same Q, dim and dtype need
+     * different decoders (chunks of 128 vectors and 16-bit norms, or of 256
+     * and byte norms): work of one version never counts toward the other's
+     * group (max_vectors) nor rides in its batch, and each batch carries its
+     * own version to the backend. */
+    sink s;
+    lkv_batcher *b = make(&s, 100, 1000000, 8);
+    enum { N = 60, D = 128 };
+    static float x[N * D];
+    static uint8_t coded[2][N * D * 4], y[3][N * D * 4], want_y[N * D * 4];
+    static uint8_t p1src[256], p1dst[106];
+    fill_f32(x, N * D, 11);
+    const lkv_params p[2] = {{LKV_VARIANT_E8, 54, D, LKV_PROFILE_2, 2},
+                             {LKV_VARIANT_E8, 54, D, LKV_PROFILE_2, 3}};
+    size_t len[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(
+            lkv_p2_encode(&p[i], LKV_DTYPE_FP32, x, N, coded[i], sizeof coded[i], &len[i], NULL),
+            LKV_OK);
+    cr_assert(len[0] != len[1] || memcmp(coded[0], coded[1], len[0]) != 0, "two layouts");
+
+    lkv_work busy, v2, v3, v3b;
+    make_work(&busy, 1, p1src, p1dst, 38);
+    lkv_batcher_submit(b, &busy, 0);
+    lkv_batcher_poll(b, 0);
+    cr_assert_eq(s.n, 1, "the codec is busy");
+    make_p2_decode(&v3, &p[1], coded[1], len[1], y[0], N);
+    make_p2_decode(&v2, &p[0], coded[0], len[0], y[1], N);
+    lkv_batcher_submit(b, &v3, 10);
+    lkv_batcher_submit(b, &v2, 10);
+    cr_assert_eq(lkv_batcher_poll(b, 10), 1000000,
+                 "60 + 60 vectors of two versions are not 100 pending in one group");
+    cr_assert_eq(s.n, 1);
+    /* A second version 3 work fills the head's group: the version 3 work
+     * goes (profile 2: one work a launch); the version 2 one still waits. */
+    make_p2_decode(&v3b, &p[1], coded[1], len[1], y[2], N);
+    lkv_batcher_submit(b, &v3b, 20);
+    cr_assert_eq(lkv_batcher_poll(b, 20), 1000000 - 10);
+    cr_assert_eq(s.n, 2);
+    cr_assert_eq(s.b[1]->nseg, 1);
+    cr_assert_eq(s.b[1]->seg[0].work, &v3);
+    /* Flushed, the rest go each in a launch of its own, in FIFO order. */
+    lkv_batcher_flush_mode(b, 1);
+    lkv_batcher_poll(b, 30);
+    cr_assert_eq(s.n, 4);
+    const lkv_work *const order[] = {&v3, &v2, &v3b};
+    for (int k = 1; k <= 3; k++) {
+        cr_assert_eq(s.b[k]->nseg, 1);
+        cr_assert_eq(s.b[k]->seg[0].work, order[k - 1]);
+        cr_assert_eq(s.b[k]->seg[0].n, N);
+        cr_assert_eq(lkv_p2_format_of(&s.b[k]->params), lkv_p2_format_of(&order[k - 1]->params));
+        lkv_backend_run_cpu(s.b[k]);
+        lkv_batcher_complete(b, s.b[k]);
+    }
+    lkv_batcher_complete(b, s.b[0]);
+    cr_assert_eq(done_count, 4);
+    /* Each decoded as its own version does. */
+    const lkv_work *const dec[] = {&v3, &v2, &v3b};
+    for (int k = 0; k < 3; k++) {
+        const int v = dec[k] == &v2 ? 0 : 1;
+        cr_assert_eq(dec[k]->status, LKV_OK, "%d", k);
+        cr_assert_eq(lkv_p2_decode(&p[v], coded[v], len[v], N, LKV_DTYPE_FP32, want_y, NULL),
+                     LKV_OK);
+        cr_assert_eq(memcmp(dec[k]->dst, want_y, sizeof want_y), 0, "%d", k);
+    }
     lkv_batcher_free(b);
 }

@@ -12,6 +12,7 @@
 
 #include "latticekv/v1/latticekv.pb-c.h"
 #include "host_tier.h"
+#include "lkv_format.h"
 
 #define MAXQ 256
 
@@ -256,26 +257,91 @@ Test(service, put_of_damaged_coded_bytes_is_data_loss_and_stores_nothing)
 
 Test(service, a_coded_profile2_put_is_stored_as_is)
 {
-    /* A format version 2 container is verified and kept byte for byte,
-     * at its real (variable) length. */
-    const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2};
-    static uint8_t c2[65536];
+    /* A profile 2 container of either version (3, the newest, and 2, the
+     * older layout still in the field) is verified and kept byte for byte,
+     * at its real (variable) length; Get returns it coded or decodes it by
+     * the version its header names. */
+    static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
+    static const char *const keys[] = {"p2", "p3"};
+    static uint8_t c2[2][65536], dec[sizeof tensor_data];
+    size_t n[2] = {0, 0};
+    make_tensor();
+    for (int i = 0; i < 2; i++) {
+        const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, formats[i]};
+        cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, tensor_shape, 3, tensor_data,
+                                  sizeof tensor_data, c2[i], sizeof c2[i], &n[i], LKV_ISA_AUTO,
+                                  NULL),
+                     LKV_OK);
+        cr_assert_eq(c2[i][LKV_FMT_OFF_VERSION], formats[i]);
+        Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
+        k.namespace_ = "ns";
+        k.key.data = (uint8_t *)keys[i];
+        k.key.len = 2;
+        Latticekv__V1__PutRequest q = LATTICEKV__V1__PUT_REQUEST__INIT;
+        q.key = &k;
+        q.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_CODED;
+        q.coded.data = c2[i];
+        q.coded.len = n[i];
+        call(LKV_METHOD_PUT, &q.base);
+        cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
+        lkv_blob *b = host_get(fx.store, "ns", 2, (const uint8_t *)keys[i], 2);
+        cr_assert_not_null(b);
+        cr_assert_eq(b->len, n[i]);
+        cr_assert_eq(memcmp(b->data, c2[i], n[i]), 0, "stored as is");
+        lkv_blob_unref(b);
+    }
+    cr_assert(n[0] != n[1] || memcmp(c2[0], c2[1], n[0]) != 0, "two layouts");
+    for (int i = 0; i < 2; i++) {
+        get_key(keys[i], 1);
+        cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
+        Latticekv__V1__GetResponse *g =
+            latticekv__v1__get_response__unpack(NULL, last.len, last.buf);
+        cr_assert_not_null(g);
+        cr_assert_eq(g->payload_case, LATTICEKV__V1__GET_RESPONSE__PAYLOAD_CODED);
+        cr_assert_eq(g->coded.len, n[i]);
+        cr_assert_eq(memcmp(g->coded.data, c2[i], n[i]), 0);
+        latticekv__v1__get_response__free_unpacked(g, NULL);
+
+        get_key(keys[i], 0);
+        cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
+        g = latticekv__v1__get_response__unpack(NULL, last.len, last.buf);
+        cr_assert_not_null(g);
+        cr_assert_eq(g->payload_case, LATTICEKV__V1__GET_RESPONSE__PAYLOAD_TENSOR);
+        size_t dn = 0;
+        cr_assert_eq(lkv_decompress(c2[i], n[i], 0, dec, sizeof dec, &dn, NULL, LKV_ISA_AUTO, NULL),
+                     LKV_OK);
+        cr_assert_eq(dn, sizeof tensor_data);
+        cr_assert_eq(g->tensor->data.len, dn);
+        cr_assert_eq(memcmp(g->tensor->data.data, dec, dn), 0, "decoded as version %u", formats[i]);
+        latticekv__v1__get_response__free_unpacked(g, NULL);
+    }
+}
+
+Test(service, profile2_compress_writes_container_version_3)
+{
+    /* A Compress (or Put) with profile 2 encodes the newest layout. */
+    Latticekv__V1__Tensor t = make_tensor();
+    Latticekv__V1__CodecParams cp = LATTICEKV__V1__CODEC_PARAMS__INIT;
+    cp.q_range = 54;
+    cp.profile = 2;
+    Latticekv__V1__CompressRequest q = LATTICEKV__V1__COMPRESS_REQUEST__INIT;
+    q.tensor = &t;
+    q.params = &cp;
+    call(LKV_METHOD_COMPRESS, &q.base);
+    cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
+    Latticekv__V1__CompressResponse *r =
+        latticekv__v1__compress_response__unpack(NULL, last.len, last.buf);
+    cr_assert_not_null(r);
+    const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, LKV_FMT_VERSION_P3};
+    static uint8_t ref[65536];
     size_t n = 0;
     cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, tensor_shape, 3, tensor_data, sizeof tensor_data,
-                              c2, sizeof c2, &n, LKV_ISA_AUTO, NULL),
+                              ref, sizeof ref, &n, LKV_ISA_AUTO, NULL),
                  LKV_OK);
-    Latticekv__V1__BlockKey k = LATTICEKV__V1__BLOCK_KEY__INIT;
-    k.namespace_ = "ns";
-    k.key.data = (uint8_t *)"p2";
-    k.key.len = 2;
-    Latticekv__V1__PutRequest q = LATTICEKV__V1__PUT_REQUEST__INIT;
-    q.key = &k;
-    q.payload_case = LATTICEKV__V1__PUT_REQUEST__PAYLOAD_CODED;
-    q.coded.data = c2;
-    q.coded.len = n;
-    call(LKV_METHOD_PUT, &q.base);
-    cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
-    cr_assert(host_has(fx.store, "ns", 2, (const uint8_t *)"p2", 2));
+    cr_assert_eq(r->coded.len, n);
+    cr_assert_eq(memcmp(r->coded.data, ref, n), 0, "server-encoded container differs");
+    cr_assert_eq(r->coded.data[LKV_FMT_OFF_VERSION], LKV_FMT_VERSION_P3);
+    latticekv__v1__compress_response__free_unpacked(r, NULL);
 }
 
 Test(service, a_block_larger_than_the_tier_is_resource_exhausted)

@@ -274,24 +274,31 @@ Test(tier_gpu, damaged_container_is_refused)
 Test(tier_gpu, profile2_blocks_are_refused_and_stay_above_it)
 {
     /* The device has no profile 2 decoder: the tier refuses such a block
-     * by name, so the stack keeps it in host memory. */
+     * by name, of either container version (3, the newest, and 2), so the
+     * stack keeps it in host memory. */
     lkv_tier *t = gpu_tier(1 << 20, 100, 100);
-    const lkv_params p2 = {
-        .variant = LKV_VARIANT_E8, .q = 54, .dim = 128, .profile = LKV_PROFILE_2};
     static float x[16 * 128];
     for (size_t i = 0; i < 16 * 128; i++)
         x[i] = (float)((int)(i * 37 % 101) - 50) / 16.0f;
     const uint64_t shape[2] = {16, 128};
-    lkv_blob *b = lkv_blob_create(lkv_compress_bound(&p2, shape, 2));
-    size_t len = 0;
-    cr_assert_eq(lkv_compress(&p2, LKV_DTYPE_FP32, shape, 2, x, sizeof x, b->data, b->len, &len,
-                              LKV_ISA_AUTO, NULL),
-                 LKV_OK);
-    b->len = len;
-    cr_assert_eq(put(t, "p2", b), LKV_ERR_VARIANT);
-    cr_assert_not(has(t, "p2"));
-    cr_assert_eq(g_dev.to_device, 0, "nothing reached the device");
-    lkv_blob_unref(b);
+    for (uint32_t format = 2; format <= 3; format++) {
+        const lkv_params p2 = {.variant = LKV_VARIANT_E8,
+                               .q = 54,
+                               .dim = 128,
+                               .profile = LKV_PROFILE_2,
+                               .format = format};
+        lkv_blob *b = lkv_blob_create(lkv_compress_bound(&p2, shape, 2));
+        size_t len = 0;
+        cr_assert_eq(lkv_compress(&p2, LKV_DTYPE_FP32, shape, 2, x, sizeof x, b->data, b->len, &len,
+                                  LKV_ISA_AUTO, NULL),
+                     LKV_OK);
+        b->len = len;
+        cr_assert_eq(b->data[4], format, "the container's version field");
+        cr_assert_eq(put(t, "p2", b), LKV_ERR_VARIANT, "version %u", format);
+        cr_assert_not(has(t, "p2"));
+        cr_assert_eq(g_dev.to_device, 0, "nothing reached the device");
+        lkv_blob_unref(b);
+    }
     t->close(t, NULL, NULL);
 }
 
