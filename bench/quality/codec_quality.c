@@ -693,10 +693,11 @@ static double rt_tq(const codec *c, uint32_t b, const float *x, size_t n, float 
  * the coordinates' RMS is Q / 4 (docs/codec-v2.md). */
 static const uint32_t k_p2_qs[] = {3, 4, 6, 8, 11, 16, 23, 32, 45, 54, 64, 91, 128, 181, 256, 362};
 
-static double rt_profile2(const codec *c, uint32_t q, const float *x, size_t n, float *xhat,
-                          scratch *s)
+static double p2_roundtrip(const codec *c, uint32_t q, uint32_t format, const float *x, size_t n,
+                           float *xhat, scratch *s)
 {
-    const lkv_params p = {.variant = c->variant, .q = q, .dim = DIM, .profile = 2};
+    const lkv_params p = {
+        .variant = c->variant, .q = q, .dim = DIM, .profile = 2, .format = format};
     const uint64_t shape[2] = {n, DIM};
     lkv_container_info info;
     lkv_diag diag;
@@ -712,6 +713,19 @@ static double rt_profile2(const codec *c, uint32_t q, const float *x, size_t n, 
     if (out_len != n * DIM * sizeof *xhat)
         die("lkv_decompress profile 2 Q=%u: %zu bytes out for %zu vectors", q, out_len, n);
     return 8.0 * (double)(len - info.header_bytes);
+}
+
+/* The newest layout (container version 3), and version 2 beside it. */
+static double rt_profile2(const codec *c, uint32_t q, const float *x, size_t n, float *xhat,
+                          scratch *s)
+{
+    return p2_roundtrip(c, q, 0, x, n, xhat, s);
+}
+
+static double rt_profile2_v2(const codec *c, uint32_t q, const float *x, size_t n, float *xhat,
+                             scratch *s)
+{
+    return p2_roundtrip(c, q, 2, x, n, xhat, s);
 }
 #endif
 
@@ -734,6 +748,7 @@ static const codec k_codecs[] = {
     {"turboquant", "TurboQuant-style ", "-bit", 1, ROWS(k_tq_bits), 0, 1, tq_setup, rt_tq},
 #ifdef LKV_HAVE_PROFILE2
     {"P2", "P2 Q=", "", 1, ROWS(k_p2_qs), LKV_VARIANT_E8, 0, NULL, rt_profile2},
+    {"P2v2", "P2 (v2) Q=", "", 1, ROWS(k_p2_qs), LKV_VARIANT_E8, 0, NULL, rt_profile2_v2},
 #endif
 };
 #define N_CODECS (sizeof k_codecs / sizeof k_codecs[0])

@@ -46,6 +46,8 @@ STYLES = {
                        marker="D", ls="-.", lw=1.4, ms=6),
     "P2": dict(label="profile 2 (entropy-coded E8)", color="tab:red", marker="o", ls="-", lw=2.2,
                ms=4),
+    "P2v2": dict(label="profile 2, container version 2", color="tab:red", marker=".", ls=":",
+                 lw=1.0),
 }
 BOUND = dict(label="Shannon bound 2^(-2R)", color="black", ls="-", lw=1.2)
 
