@@ -113,10 +113,11 @@ lkv_status lkv_params_check(const lkv_params *p, lkv_diag *diag)
     if (prof == LKV_PROFILE_1 && p->format > LKV_FMT_VERSION)
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "format=%u is not profile 1's (0 or 1)",
                         p->format);
-    if (prof == LKV_PROFILE_2 && p->format != 0 && p->format != LKV_FMT_VERSION_P2 &&
-        p->format != LKV_FMT_VERSION_P3)
+    if (prof == LKV_PROFILE_2 && p->format != 0 &&
+        (p->format < LKV_FMT_VERSION_P2 || p->format > LKV_FMT_VERSION_P4))
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
-                        "format=%u is not one of profile 2's 2, 3 (0: the newest)", p->format);
+                        "format=%u is not one of profile 2's 2, 3, 4 (0: the default, 3)",
+                        p->format);
     const uint32_t n = lkv_block_size(p->variant);
     if (n == 0)
         return lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX, "variant=%d is not one of E8(1), D4(2)",

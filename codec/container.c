@@ -252,10 +252,11 @@ lkv_status lkv_container_parse_header(const void *buf, size_t len, lkv_container
                         h[0], h[1], h[2], h[3]);
     const uint16_t version = ld16(h + LKV_FMT_OFF_VERSION);
     if (version != LKV_FMT_VERSION && version != LKV_FMT_VERSION_P2 &&
-        version != LKV_FMT_VERSION_P3)
+        version != LKV_FMT_VERSION_P3 && version != LKV_FMT_VERSION_P4)
         return lkv_fail(diag, LKV_ERR_VERSION, LKV_FMT_OFF_VERSION,
-                        "coded: format version %u is unknown (this build reads %u, %u and %u)",
-                        version, LKV_FMT_VERSION, LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3);
+                        "coded: format version %u is unknown (this build reads %u, %u, %u and %u)",
+                        version, LKV_FMT_VERSION, LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3,
+                        LKV_FMT_VERSION_P4);
     const int p2 = version != LKV_FMT_VERSION;
     if (len < LKV_FMT_HEADER_BYTES(1))
         return lkv_fail(diag, LKV_ERR_TRUNCATED, len, "coded: %zu bytes is shorter than a header",

@@ -48,7 +48,12 @@ typedef struct lkv_p2_model {
     uint32_t sym_block, sym_vec; /* rANS symbols per block and per vector             */
     float qf, box_f, out_scale;  /* fp32 Q, L, 4/D                                     */
     lkv_p2_table t[2][3];
+    uint32_t level;  /* a channel level 0..31, or LKV_P2_LEVEL_ROTATED            */
+    double theta[2]; /* a level's Gaussian sums over the box's integer and
+                        half-integer points (lkv_p2_coset_f1); 0 when rotated */
 } lkv_p2_model;
+
+#define LKV_P2_LEVEL_ROTATED 0xffffffffu
 
 /* floor((2^32 - 1) / f), f >= 1: with it x / f = floor(x * rcp / 2^32)
  * plus at most two corrections, exactly, for every 32-bit x. */
@@ -61,6 +66,13 @@ static inline uint32_t lkv_p2_rcp(uint32_t f)
  * Returns 0 only if a table would exceed LKV_P2_NBINS_MAX (never, for valid
  * parameters; a test walks all of them). */
 int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m);
+
+/* The model of channel level `level` (0..31, lkv_p2_level) of (q, dim),
+ * container version 4's channel mode: the same box, shape and tables as
+ * lkv_p2_model_build's, of Gaussians of standard deviation
+ * (Q/4) sqrt(dim) 2^(-level/2) (level log2(dim) has the rotated model's
+ * tables), and theta set. 0 for a level out of range. */
+int lkv_p2_model_build_level(uint32_t q, uint32_t dim, uint32_t level, lkv_p2_model *m);
 
 /* rANS symbols per vector of a piece (the model's sym_vec), without
  * building the model: for buffer bounds. */

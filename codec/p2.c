@@ -36,6 +36,7 @@
 #include "lkv_p2.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline float bits_f32(uint32_t x)
@@ -128,19 +129,26 @@ static float norm_value(uint32_t fmt, uint16_t code)
 }
 
 /* One piece of one vector to its point: k (the coset-relative integer
- * coordinates, p = k + c/2) and the coset c of each block. 0 on overflow. */
-static int quantise(const lkv_p2_model *m, uint32_t fmt, const float *x, uint16_t *code, int16_t *k,
-                    uint8_t *cos)
+ * coordinates, p = k + c/2) and the coset c of each block. ch = 0: the
+ * rotated domain (butterfly, times Q/4); else version 4's channel domain,
+ * times ch = lkv_p2_chan_scale. 0 on overflow. */
+static int quantise(const lkv_p2_model *m, uint32_t fmt, float ch, const float *x, uint16_t *code,
+                    int16_t *k, uint8_t *cos)
 {
     float r;
     if (!piece_norm(x, m->dim, fmt, code, &r))
         return 0;
     float y[LKV_DIM_MAX];
-    for (uint32_t j = 0; j < m->dim; j++)
-        y[j] = x[j] / r;
-    butterfly(y, m->dim);
-    for (uint32_t j = 0; j < m->dim; j++)
-        y[j] = (y[j] * m->qf) * 0.25f;
+    if (ch != 0.0f) {
+        for (uint32_t j = 0; j < m->dim; j++)
+            y[j] = (x[j] / r) * ch;
+    } else {
+        for (uint32_t j = 0; j < m->dim; j++)
+            y[j] = x[j] / r;
+        butterfly(y, m->dim);
+        for (uint32_t j = 0; j < m->dim; j++)
+            y[j] = (y[j] * m->qf) * 0.25f;
+    }
     for (uint32_t b = 0; b < m->nblocks; b++) {
         int32_t pt[8];
         cos[b] = (uint8_t)lkv_ref_e8_box(y + 8 * b, m->box_f, pt);
@@ -150,10 +158,18 @@ static int quantise(const lkv_p2_model *m, uint32_t fmt, const float *x, uint16_
     return 1;
 }
 
-/* The decoder's arithmetic: t = p / Q, the butterfly, times 4/D, times r. */
-static void reconstruct(const lkv_p2_model *m, const int16_t *k, const uint8_t *cos, float r,
-                        float *out)
+/* The decoder's arithmetic: t = p / Q, the butterfly, times 4/D, times r;
+ * in the channel domain (ch != 0) p / ch times r. */
+static void reconstruct(const lkv_p2_model *m, float ch, const int16_t *k, const uint8_t *cos,
+                        float r, float *out)
 {
+    if (ch != 0.0f) {
+        for (uint32_t j = 0; j < m->dim; j++) {
+            const int32_t p2 = 2 * (int32_t)k[j] + cos[j / 8];
+            out[j] = (((float)p2 * 0.5f) / ch) * r;
+        }
+        return;
+    }
     for (uint32_t b = 0; b < m->nblocks; b++)
         for (uint32_t i = 0; i < 8; i++) {
             const int32_t p2 = 2 * (int32_t)k[8 * b + i] + cos[b];
@@ -194,26 +210,53 @@ static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
     return s;
 }
 
-/* The m->sym_block symbols of one block, in decoding order: the coset,
- * coordinates 0..6 from table [c][0], coordinate 7 from [c][1 + parity].
- * 0 when a coordinate lies outside its table (never, for encoder points). */
-static int block_syms(const lkv_p2_model *m, const int16_t *k, uint32_t c, p2_sym *s)
+/*
+ * What one piece of one chunk is coded with: the model of each coordinate
+ * and the coset frequency of each block. Rotated mode: the piece's model
+ * everywhere. Version 4's channel mode: coordinate i's level model, block
+ * b's frequency from its 8 levels (lkv_p2_coset_f1), and the scale ch.
+ */
+typedef struct p2_piece {
+    const lkv_p2_model *mc[LKV_DIM_MAX];
+    uint32_t f1[LKV_DIM_MAX / 8];
+    uint32_t rcp[LKV_DIM_MAX / 8][2];
+    float ch; /* 0: rotated */
+} p2_piece;
+
+static void piece_rotated(const lkv_p2_model *m, p2_piece *pc)
 {
-    const uint32_t f1 = m->coset_f1;
+    for (uint32_t i = 0; i < m->dim; i++)
+        pc->mc[i] = m;
+    for (uint32_t b = 0; b < m->nblocks; b++) {
+        pc->f1[b] = m->coset_f1;
+        pc->rcp[b][0] = m->coset_rcp[0];
+        pc->rcp[b][1] = m->coset_rcp[1];
+    }
+    pc->ch = 0.0f;
+}
+
+/* The m->sym_block symbols of block b, in decoding order: the coset,
+ * coordinates 0..6 from their tables [c][0], coordinate 7 from [c][1 +
+ * parity]. 0 when a coordinate lies outside its table (never, for encoder
+ * points). */
+static int block_syms(const p2_piece *pc, uint32_t b, const int16_t *k, uint32_t c, p2_sym *s)
+{
+    const uint32_t f1 = pc->f1[b];
+    const lkv_p2_model *const *mc = pc->mc + 8 * b;
     s->start = c ? LKV_P2_PROB_ONE - f1 : 0u;
     s->freq = c ? f1 : LKV_P2_PROB_ONE - f1;
-    s->rcp = m->coset_rcp[c];
+    s->rcp = pc->rcp[b][c];
     s += SYM_STEP;
     uint32_t par = 0;
     for (int i = 0; i < 7; i++) {
-        const lkv_p2_table *t = &m->t[c][0];
+        const lkv_p2_table *t = &mc[i]->t[c][0];
         const uint32_t u = (uint32_t)((int32_t)k[i] - t->jlo);
         if (u >= t->n)
             return 0;
         par ^= (uint32_t)k[i] & 1u;
         s = table_syms(t, u, s);
     }
-    const lkv_p2_table *t = &m->t[c][1 + par];
+    const lkv_p2_table *t = &mc[7]->t[c][1 + par];
     if ((((uint32_t)k[7] ^ par) & 1u) != 0)
         return 0;
     const uint32_t u = (uint32_t)((((int32_t)k[7] - (int32_t)par) >> 1) - t->jlo);
@@ -285,15 +328,51 @@ static int norms_ok(const p2_layout *lo, const uint8_t *body, size_t cnt)
     return 1;
 }
 
-/* Worst-case body bytes of a chunk of cnt vectors: every symbol refills at
- * most one 16-bit word. */
-static uint64_t body_bound(const p2_layout *lo, uint64_t cnt)
+/* Bytes of a piece's header: in version 4 its mode byte, in channel mode
+ * then its levels (5 bits per channel), and a zero byte to an even size;
+ * none before version 4. */
+static size_t piece_hdr(const p2_layout *lo, uint32_t dim, int channel)
+{
+    if (lo->fmt != LKV_FMT_VERSION_P4)
+        return 0;
+    return (2 + (channel ? 5 * (size_t)dim / 8 : 0)) & ~(size_t)1;
+}
+
+/* Worst-case bytes of one piece of a chunk of cnt vectors: every symbol
+ * refills at most one 16-bit word. */
+static uint64_t piece_bound(const p2_layout *lo, uint32_t j, uint64_t cnt)
 {
     const uint64_t nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
+    return piece_hdr(lo, lo->split.d[j].p.dim, 1) + 4 * nl + 2 * cnt * lo->sym[j];
+}
+
+/* Worst-case body bytes of a chunk of cnt vectors. */
+static uint64_t body_bound(const p2_layout *lo, uint64_t cnt)
+{
     uint64_t b = norm_bytes(lo, cnt);
     for (uint32_t j = 0; j < lo->split.count; j++)
-        b += 4 * nl + 2 * cnt * lo->sym[j];
+        b += piece_bound(lo, j, cnt);
     return b;
+}
+
+/* Version 4's levels: 5 bits per channel, channel i at bits 5i .. 5i + 4
+ * of the field read as one little-endian number. */
+static void levels_put(uint8_t *h, const uint8_t *lv, uint32_t dim)
+{
+    memset(h, 0, 5 * (size_t)dim / 8);
+    for (uint32_t i = 0; i < dim; i++)
+        for (uint32_t t = 0; t < 5; t++)
+            h[(5 * i + t) >> 3] |= (uint8_t)(((lv[i] >> t) & 1u) << ((5 * i + t) & 7u));
+}
+
+static void levels_get(const uint8_t *h, uint8_t *lv, uint32_t dim)
+{
+    for (uint32_t i = 0; i < dim; i++) {
+        uint32_t v = 0;
+        for (uint32_t t = 0; t < 5; t++)
+            v |= (uint32_t)((h[(5 * i + t) >> 3] >> ((5 * i + t) & 7u)) & 1u) << t;
+        lv[i] = (uint8_t)v;
+    }
 }
 
 size_t lkv_p2_payload_bound(const lkv_params *p, uint64_t n)
@@ -325,7 +404,9 @@ size_t lkv_compress_bound(const lkv_params *p, const uint64_t *shape, uint32_t n
 /* ------------------------------------------------------------------------ */
 /* Encoder                                                                   */
 
-/* The model of piece j, rebuilt only when the piece changes. */
+/* The model of piece j, rebuilt only when the piece changes; version 4's
+ * channel mode adds the level models and the encoder's channel trial,
+ * allocated at their first use (models_free). */
 typedef struct p2_models {
     const p2_layout *lo;
     uint32_t q;
@@ -333,7 +414,65 @@ typedef struct p2_models {
     lkv_p2_model m;
     int vt_built; /* piece index + 1 of vt (SIMD decode only), 0 when none */
     lkv_p2_vtab vt;
+    lkv_p2_model *lev;          /* LKV_P2_LEVELS level models of dimension lev_dim */
+    uint32_t lev_dim, lev_have; /* bit l of lev_have: lev[l] is built             */
+    int16_t *ck;                /* a chunk's channel-domain points [cnt][dim]      */
+    uint8_t *cc;                /* and cosets [cnt][dim / 8]                       */
+    uint8_t *cout;              /* the channel trial's piece                       */
+    size_t cout_cap;
 } p2_models;
+
+static void models_free(p2_models *ms)
+{
+    free(ms->lev);
+    free(ms->ck);
+    free(ms->cc);
+    free(ms->cout);
+}
+
+/* Level l's model of dimension dim; NULL when out of memory. */
+static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
+{
+    if (!ms->lev && !(ms->lev = (lkv_p2_model *)malloc(LKV_P2_LEVELS * sizeof *ms->lev)))
+        return NULL;
+    if (ms->lev_dim != dim) {
+        ms->lev_dim = dim;
+        ms->lev_have = 0;
+    }
+    if (!((ms->lev_have >> l) & 1u)) {
+        if (!lkv_p2_model_build_level(ms->q, dim, l, &ms->lev[l]))
+            return NULL;
+        ms->lev_have |= 1u << l;
+    }
+    return &ms->lev[l];
+}
+
+/* The channel mode's scale c = fp32(fp32(Q / 4) * sqrt(D)). */
+static float chan_scale(const lkv_p2_model *m)
+{
+    return (m->qf * 0.25f) * bits_f32(lkv_p2_sqrt_dim_bits(m->log2d));
+}
+
+/* pc for a channel-mode piece of m's dimension with levels lv. 0 when out
+ * of memory. */
+static int piece_channel(p2_models *ms, const lkv_p2_model *m, const uint8_t *lv, p2_piece *pc)
+{
+    for (uint32_t i = 0; i < m->dim; i++)
+        if (!(pc->mc[i] = level_model(ms, m->dim, lv[i])))
+            return 0;
+    for (uint32_t b = 0; b < m->nblocks; b++) {
+        double a[8], h[8];
+        for (uint32_t i = 0; i < 8; i++) {
+            a[i] = pc->mc[8 * b + i]->theta[0];
+            h[i] = pc->mc[8 * b + i]->theta[1];
+        }
+        pc->f1[b] = lkv_p2_coset_f1(a, h);
+        pc->rcp[b][0] = lkv_p2_rcp(LKV_P2_PROB_ONE - pc->f1[b]);
+        pc->rcp[b][1] = lkv_p2_rcp(pc->f1[b]);
+    }
+    pc->ch = chan_scale(m);
+    return 1;
+}
 
 #if defined(LKV_P2_SIMD)
 typedef lkv_p2_kernels p2_kern;
@@ -377,7 +516,7 @@ static const lkv_p2_model *model_of(p2_models *ms, uint32_t j)
 }
 
 /* Why a chunk failed; the caller reports the first failing vector. */
-enum { ENC_OK, ENC_BAD_VECTOR, ENC_FULL, ENC_INTERNAL };
+enum { ENC_OK, ENC_BAD_VECTOR, ENC_FULL, ENC_INTERNAL, ENC_NOMEM };
 
 /* rANS encode of one symbol with its refill: at most one word out. */
 static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, size_t limit)
@@ -401,6 +540,94 @@ static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, siz
     return 1;
 }
 
+/* rANS of one slot's nk lanes, last block first: lane l's points at
+ * k + l * ks and cosets at c + l * cs. */
+static int code_slot(const p2_piece *pc, const lkv_p2_model *m, size_t nk, const int16_t *k,
+                     size_t ks, const uint8_t *c, size_t cs, uint32_t *state, uint8_t *dst,
+                     size_t *wp, size_t limit)
+{
+    p2_sym syms[1 + 2 * 8][LKV_P2_LANES];
+    for (uint32_t b = m->nblocks; b-- > 0;) {
+        for (size_t l = 0; l < nk; l++)
+            if (!block_syms(pc, b, k + l * ks + 8 * b, c[l * cs + b], &syms[0][l]))
+                return ENC_INTERNAL;
+        for (uint32_t s = m->sym_block; s-- > 0;)
+            for (size_t l = nk; l-- > 0;)
+                if (!rans_put(&state[l], syms[s][l], dst, wp, limit))
+                    return ENC_FULL;
+    }
+    return ENC_OK;
+}
+
+/*
+ * Version 4's channel trial of piece j (model m) of the chunk of vectors
+ * first .. first+cnt-1: their points in the channel domain, each channel's
+ * level from the exact sum of its squared points, and the piece (header,
+ * states, words) coded into ms->cout, *len bytes.
+ */
+static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
+                          const uint8_t *src, size_t first, size_t cnt, p2_piece *pc, size_t *len)
+{
+    const p2_layout *lo = ms->lo;
+    const uint32_t pd = m->dim, nb = m->nblocks, off = lo->split.off[j], dim = lo->split.dim;
+    const size_t esz = lkv_dtype_size(dt), cap = (size_t)piece_bound(lo, j, lo->chunk);
+    if (!ms->ck) {
+        ms->ck = (int16_t *)malloc((size_t)lo->chunk * LKV_DIM_MAX * sizeof *ms->ck);
+        ms->cc = (uint8_t *)malloc((size_t)lo->chunk * LKV_DIM_MAX / 8);
+    }
+    if (ms->cout_cap < cap) {
+        free(ms->cout);
+        ms->cout = (uint8_t *)malloc(cap);
+        ms->cout_cap = ms->cout ? cap : 0;
+    }
+    if (!ms->ck || !ms->cc || !ms->cout)
+        return ENC_NOMEM;
+    const float ch = chan_scale(m);
+    uint64_t sq[LKV_DIM_MAX] = {0};
+    float x[LKV_DIM_MAX];
+    for (size_t v = 0; v < cnt; v++) {
+        int16_t *k = ms->ck + v * pd;
+        uint8_t *c = ms->cc + v * nb;
+        uint32_t bad = 0;
+        uint16_t code;
+        if (!lkv_load_vec(dt, src + ((first + v) * dim + off) * esz, 0, pd, x, &bad) ||
+            !quantise(m, lo->fmt, ch, x, &code, k, c))
+            return ENC_BAD_VECTOR;
+        for (uint32_t i = 0; i < pd; i++) {
+            const int64_t p2 = 2 * (int64_t)k[i] + c[i / 8];
+            sq[i] += (uint64_t)(p2 * p2);
+        }
+    }
+    uint8_t lv[LKV_DIM_MAX];
+    const double e = (double)((uint64_t)cnt * ms->q * ms->q * pd);
+    for (uint32_t i = 0; i < pd; i++)
+        lv[i] = (uint8_t)lkv_p2_level(sq[i], e);
+    if (!piece_channel(ms, m, lv, pc))
+        return ENC_NOMEM;
+    uint8_t *out = ms->cout;
+    const size_t hdr = piece_hdr(lo, pd, 1), nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
+    out[0] = 1;
+    levels_put(out + 1, lv, pd);
+    out[hdr - 1] = hdr > 1 + 5 * (size_t)pd / 8 ? 0 : out[hdr - 1];
+    uint32_t state[LKV_P2_LANES];
+    for (size_t l = 0; l < nl; l++)
+        state[l] = LKV_P2_RANS_LOW;
+    const size_t limit = hdr + 4 * nl;
+    size_t wp = cap;
+    for (size_t k = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES; k-- > 0;) {
+        const size_t v0 = k * LKV_P2_LANES, nk = cnt - v0 < LKV_P2_LANES ? cnt - v0 : LKV_P2_LANES;
+        const int r = code_slot(pc, m, nk, ms->ck + v0 * pd, pd, ms->cc + v0 * nb, nb, state, out,
+                                &wp, limit);
+        if (r != ENC_OK)
+            return r;
+    }
+    for (size_t l = 0; l < nl; l++)
+        st32(out + hdr + 4 * l, state[l]);
+    memmove(out + limit, out + wp, cap - wp);
+    *len = limit + (cap - wp);
+    return ENC_OK;
+}
+
 /* Encodes vectors first .. first+cnt-1 of src as one chunk at dst[0..cap). */
 static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t first, size_t cnt,
                         uint8_t *dst, size_t cap, size_t *len, const p2_kern *ks)
@@ -419,7 +646,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
     int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
     float x[LKV_DIM_MAX];
-    p2_sym syms[1 + 2 * 8][LKV_P2_LANES];
+    p2_piece pc, pch;
 #if defined(LKV_P2_SIMD)
     int16_t kt[LKV_DIM_MAX * LKV_P2_LANES]; /* a full slot's points, symbol-major */
     uint8_t ct[LKV_DIM_MAX / 8 * LKV_P2_LANES];
@@ -428,10 +655,18 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
         const lkv_p2_model *m = model_of(ms, j);
         if (!m)
             return ENC_INTERNAL;
-        const uint32_t pd = m->dim, off = sp->off[j], sb_n = m->sym_block;
+        const uint32_t pd = m->dim, off = sp->off[j];
         uint32_t state[LKV_P2_LANES];
         for (size_t l = 0; l < nl; l++)
             state[l] = LKV_P2_RANS_LOW;
+        piece_rotated(m, &pc);
+        const size_t start = pos, hdr = piece_hdr(lo, pd, 0);
+        if (hdr) { /* version 4: the rotated mode's header, a mode 0 and a pad */
+            if (cap < pos + hdr)
+                return ENC_FULL;
+            memset(dst + pos, 0, hdr);
+            pos += hdr;
+        }
         const size_t limit = pos + 4 * nl;
         size_t wp = cap;
         if (cap < limit)
@@ -470,7 +705,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                     uint32_t bad = 0;
                     uint16_t code;
                     if (!lkv_load_vec(dt, row, 0, pd, x, &bad) ||
-                        !quantise(m, fmt, x, &code, kk[l], cc[l]))
+                        !quantise(m, fmt, 0.0f, x, &code, kk[l], cc[l]))
                         return ENC_BAD_VECTOR;
                     norm_code_put(lo, dst + 4, v, j, code);
                 }
@@ -488,21 +723,29 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                 continue;
             }
 #endif
-            for (uint32_t b = m->nblocks; b-- > 0;) {
-                for (size_t l = 0; l < nk; l++)
-                    if (!block_syms(m, kk[l] + 8 * b, cc[l][b], &syms[0][l]))
-                        return ENC_INTERNAL;
-                for (uint32_t s = sb_n; s-- > 0;)
-                    for (size_t l = nk; l-- > 0;)
-                        if (!rans_put(&state[l], syms[s][l], dst, &wp, limit))
-                            return ENC_FULL;
-            }
+            const int r = code_slot(&pc, m, nk, kk[0], LKV_DIM_MAX, cc[0], LKV_DIM_MAX / 8, state,
+                                    dst, &wp, limit);
+            if (r != ENC_OK)
+                return r;
         }
         for (size_t l = 0; l < nl; l++)
             st32(dst + pos + 4 * l, state[l]);
         const size_t wlen = cap - wp;
         memmove(dst + limit, dst + wp, wlen);
         pos = limit + wlen;
+        if (hdr) {
+            /* Version 4: the channel domain instead when its piece is
+             * shorter (ties: rotated). It is never longer than the space
+             * the rotated piece took, so it fits where that one is. */
+            size_t clen = 0;
+            const int r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen);
+            if (r != ENC_OK)
+                return r;
+            if (clen < pos - start) {
+                memcpy(dst + start, ms->cout, clen);
+                pos = start + clen;
+            }
+        }
     }
     st32(dst, (uint32_t)(pos - 4));
     *len = pos;
@@ -576,28 +819,34 @@ lkv_status lkv_p2_encode_isa(const lkv_params *p, lkv_dtype dt, const void *src,
         return st;
     p2_layout lo;
     layout_init(p, &lo);
-    p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
+    p2_models ms = {.lo = &lo, .q = p->q};
     uint8_t *out = (uint8_t *)dst;
     size_t pos = 0;
-    for (size_t first = 0; first < n; first += lo.chunk) {
+    for (size_t first = 0; first < n && st == LKV_OK; first += lo.chunk) {
         const size_t cnt = n - first < lo.chunk ? n - first : lo.chunk;
         size_t len = 0;
         const int r = encode_chunk(&ms, dt, (const uint8_t *)src, first, cnt, out + pos,
                                    dst_cap - pos, &len, kernels_of(isa));
         if (r == ENC_BAD_VECTOR)
-            return first_bad(&lo, dt, src, first, first + cnt, diag);
-        if (r == ENC_FULL)
-            return lkv_fail(diag, LKV_ERR_BUFFER_SMALL, first,
-                            "profile=2 payload does not fit %zu bytes (chunk of vector %zu)",
-                            dst_cap, first);
-        if (r != ENC_OK)
-            return lkv_fail(diag, LKV_ERR_INTERNAL, first, "profile=2: q=%u dim=%u has no model",
-                            p->q, p->dim);
+            st = first_bad(&lo, dt, src, first, first + cnt, diag);
+        else if (r == ENC_FULL)
+            st = lkv_fail(diag, LKV_ERR_BUFFER_SMALL, first,
+                          "profile=2 payload does not fit %zu bytes (chunk of vector %zu)", dst_cap,
+                          first);
+        else if (r == ENC_NOMEM)
+            st = lkv_fail(diag, LKV_ERR_NOMEM, first,
+                          "profile=2 format=4: no memory for the channel mode (chunk of "
+                          "vector %zu)",
+                          first);
+        else if (r != ENC_OK)
+            st = lkv_fail(diag, LKV_ERR_INTERNAL, first, "profile=2: q=%u dim=%u has no model",
+                          p->q, p->dim);
         pos += len;
     }
-    if (dst_len)
+    models_free(&ms);
+    if (st == LKV_OK && dst_len)
         *dst_len = pos;
-    return LKV_OK;
+    return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -641,7 +890,8 @@ static inline int refill(uint32_t *x, const uint8_t *body, size_t len, size_t *p
     return 1;
 }
 
-/* One coordinate of every lane: bin then raw bits, lane by lane. */
+/* One coordinate of every lane (its model m): bin then raw bits, lane by
+ * lane. */
 static int decode_coord(const lkv_p2_model *m, size_t nk, const uint8_t *cs, const uint8_t *tab,
                         uint32_t *state, p2_reader *rd, uint32_t *u)
 {
@@ -707,10 +957,41 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
     int16_t kk[LKV_P2_LANES][LKV_DIM_MAX];
     uint8_t cc[LKV_P2_LANES][LKV_DIM_MAX / 8];
     float out[LKV_DIM_MAX];
+    p2_piece pc;
     for (uint32_t j = 0; j < np; j++) {
         const lkv_p2_model *m = model_of(ms, j);
         if (!m)
             return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX, "profile=2: no model");
+        piece_rotated(m, &pc);
+        if (fmt == LKV_FMT_VERSION_P4) {
+            /* The piece's header: its mode, in channel mode its levels. */
+            const uint8_t mode = len - rd.pos >= 2 ? body[rd.pos] : 0;
+            const size_t hdr = piece_hdr(lo, m->dim, mode == 1);
+            if (len - rd.pos < hdr)
+                return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                                "coded: chunk at byte %zu ends inside the header of piece %u", at,
+                                j);
+            if (mode > 1)
+                return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                                "coded: chunk at byte %zu: piece %u's mode is %u, not 0 (rotated) "
+                                "or 1 (channel)",
+                                at, j, mode);
+            if (hdr > 1 + (mode ? 5 * (size_t)m->dim / 8 : 0) && body[rd.pos + hdr - 1] != 0)
+                return lkv_fail(diag, LKV_ERR_CORRUPT, at,
+                                "coded: chunk at byte %zu: the pad byte of piece %u's header is "
+                                "0x%02x, not 0",
+                                at, j, body[rd.pos + hdr - 1]);
+            if (mode) {
+                uint8_t lv[LKV_DIM_MAX];
+                levels_get(body + rd.pos + 1, lv, m->dim);
+                if (!piece_channel(ms, m, lv, &pc))
+                    return lkv_fail(diag, LKV_ERR_NOMEM, at,
+                                    "profile=2 format=4: no memory for the channel mode (chunk "
+                                    "at byte %zu)",
+                                    at);
+            }
+            rd.pos += hdr;
+        }
         uint32_t state[LKV_P2_LANES];
         if (len - rd.pos < 4 * nl)
             return lkv_fail(diag, LKV_ERR_CORRUPT, at,
@@ -730,7 +1011,7 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
             /* A full slot on a SIMD path: it fails exactly where the scalar
              * steps below would, and the message names only the chunk, so
              * the error is the scalar one. */
-            if (ks && nk == LKV_P2_LANES) {
+            if (ks && nk == LKV_P2_LANES && pc.ch == 0.0f) {
                 float rn[LKV_P2_LANES];
                 uint8_t *rows[LKV_P2_LANES];
                 for (size_t l = 0; l < nk; l++) {
@@ -748,9 +1029,10 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
             for (uint32_t b = 0; b < m->nblocks; b++) {
                 uint8_t cs[LKV_P2_LANES], tab[LKV_P2_LANES], par[LKV_P2_LANES];
                 uint32_t u[LKV_P2_LANES];
+                const lkv_p2_model *const *mc = pc.mc + 8 * b;
                 for (size_t l = 0; l < nk; l++) {
                     const uint32_t slot = state[l] & (LKV_P2_PROB_ONE - 1u);
-                    const uint32_t f1 = m->coset_f1, f0 = LKV_P2_PROB_ONE - f1;
+                    const uint32_t f1 = pc.f1[b], f0 = LKV_P2_PROB_ONE - f1;
                     cs[l] = slot >= f0;
                     state[l] = cs[l] ? f1 * (state[l] >> LKV_P2_PROB_BITS) + slot - f0
                                      : f0 * (state[l] >> LKV_P2_PROB_BITS) + slot;
@@ -761,26 +1043,27 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
                     par[l] = 0;
                 }
                 for (int i = 0; i < 7; i++) {
-                    if (!decode_coord(m, nk, cs, tab, state, &rd, u))
+                    if (!decode_coord(mc[i], nk, cs, tab, state, &rd, u))
                         goto corrupt;
                     for (size_t l = 0; l < nk; l++) {
-                        const int32_t kv = m->t[cs[l]][0].jlo + (int32_t)u[l];
+                        const int32_t kv = mc[i]->t[cs[l]][0].jlo + (int32_t)u[l];
                         kk[l][8 * b + (uint32_t)i] = (int16_t)kv;
                         par[l] ^= (uint8_t)((uint32_t)kv & 1u);
                     }
                 }
                 for (size_t l = 0; l < nk; l++)
                     tab[l] = (uint8_t)(1 + par[l]);
-                if (!decode_coord(m, nk, cs, tab, state, &rd, u))
+                if (!decode_coord(mc[7], nk, cs, tab, state, &rd, u))
                     goto corrupt;
                 for (size_t l = 0; l < nk; l++) {
-                    const int32_t jv = m->t[cs[l]][tab[l]].jlo + (int32_t)u[l];
+                    const int32_t jv = mc[7]->t[cs[l]][tab[l]].jlo + (int32_t)u[l];
                     kk[l][8 * b + 7] = (int16_t)(2 * jv + par[l]);
                 }
             }
             for (size_t l = 0; l < nk; l++) {
                 const size_t v = k * LKV_P2_LANES + l;
-                reconstruct(m, kk[l], cc[l], norm_value(fmt, norm_code_at(lo, body, v, j)), out);
+                reconstruct(m, pc.ch, kk[l], cc[l], norm_value(fmt, norm_code_at(lo, body, v, j)),
+                            out);
                 lkv_store_vec(dt, dst + ((first + v) * dim + sp->off[j]) * esz, 0, m->dim, out);
             }
         }
@@ -833,6 +1116,10 @@ static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *b
         const lkv_p2_vtab *vt = vtab_of(ms, j);
         uint32_t state[2][LKV_P2_LANES];
         for (int c = 0; c < 2; c++) {
+            const size_t hdr = piece_hdr(lo, m->dim, 0); /* version 4: rotated pieces only */
+            if (len[c] - pos[c] < hdr || (hdr && (body[c][pos[c]] | body[c][pos[c] + 1]) != 0))
+                return 0;
+            pos[c] += hdr;
             if (len[c] - pos[c] < 4 * LKV_P2_LANES)
                 return 0;
             for (size_t l = 0; l < LKV_P2_LANES; l++) {
@@ -926,7 +1213,7 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
         return st;
     p2_layout lo;
     layout_init(p, &lo);
-    p2_models ms = {&lo, p->q, 0, {0}, 0, {{{0}}}};
+    p2_models ms = {.lo = &lo, .q = p->q};
     const uint8_t *in = (const uint8_t *)src;
     size_t pos = 0;
     const p2_kern *ks = kernels_of(isa);
@@ -957,9 +1244,12 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
             st = decode_chunk(&ms, in + pos + 4, bytes - 4, cnt, dt, (uint8_t *)dst, first, pos, ks,
                               diag);
         if (st != LKV_OK)
-            return st;
+            break;
         pos += bytes;
     }
+    models_free(&ms);
+    if (st != LKV_OK)
+        return st;
     if (pos != src_len)
         return lkv_fail(diag, LKV_ERR_CORRUPT, pos,
                         "coded: %zu trailing bytes after the last chunk", src_len - pos);

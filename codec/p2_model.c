@@ -55,7 +55,8 @@ static uint64_t ceil_sqrt(uint64_t v)
 }
 
 /* Frequencies from weights: one each, the rest in proportion (floored),
- * the remainder to the largest (the first of equals). */
+ * the remainder to the largest (the first of equals; the middle bin when
+ * every weight is 0). */
 static void normalise(const double *w, uint32_t nbins, uint32_t *cum)
 {
     double total = 0.0;
@@ -73,6 +74,8 @@ static void normalise(const double *w, uint32_t nbins, uint32_t *cum)
         if (f[h] > f[best])
             best = h;
     }
+    if (total == 0.0)
+        best = nbins / 2;        /* a channel level far below the grid: the middle */
     if (sum > LKV_P2_PROB_ONE) { /* cannot happen: floors never exceed avail in sum */
         for (uint32_t h = 0; h < nbins; h++)
             f[h] = 1;
@@ -102,8 +105,8 @@ static uint32_t bits_for(uint32_t n)
 }
 
 /* Table of the points p2 = m*j + r inside [lo2, hi2], b raw low bits. */
-static int build_table(lkv_p2_table *t, uint32_t q, int32_t m, int32_t r, int32_t lo2, int32_t hi2,
-                       uint32_t b)
+static int build_table(lkv_p2_table *t, double two_q2, int32_t m, int32_t r, int32_t lo2,
+                       int32_t hi2, uint32_t b)
 {
     table_range(m, r, lo2, hi2, &t->jlo, &t->n);
     t->b = b;
@@ -111,14 +114,14 @@ static int build_table(lkv_p2_table *t, uint32_t q, int32_t m, int32_t r, int32_
     if (t->nbins > LKV_P2_NBINS_MAX || t->b > 12)
         return 0;
     double w[LKV_P2_NBINS_MAX];
-    const double two_q2 = 2.0 * (double)q * (double)q;
     for (uint32_t h = 0; h < t->nbins; h++) {
         const uint32_t u0 = h << t->b;
         uint32_t u1 = ((h + 1) << t->b) - 1;
         if (u1 > t->n - 1)
             u1 = t->n - 1;
         /* P = 4p at the bin's centre, p = p2 / 2; the Gaussian of sigma = Q/4
-         * is exp(-p^2 / (2 sigma^2)) = exp(-P^2 / (2 Q^2)). */
+         * is exp(-p^2 / (2 sigma^2)) = exp(-P^2 / (2 Q^2)), and two_q2 =
+         * 2 (4 sigma)^2 = 2 Q^2 (a channel level's: 2 Q^2 D 2^-level). */
         const int64_t pc = (int64_t)m * (2 * (int64_t)t->jlo + u0 + u1) + 2 * (int64_t)r;
         const double pd = (double)pc;
         w[h] = (double)(u1 - u0 + 1) * lkv_p2_exp_neg((pd * pd) / two_q2);
@@ -139,16 +142,23 @@ static int build_table(lkv_p2_table *t, uint32_t q, int32_t m, int32_t r, int32_
 /* Probability of the half-integer coset: theta_half^8 / (theta_int^8 +
  * theta_half^8) of the one-dimensional Gaussian sums; 1/2 from Q = 8 on,
  * where the two sums agree to far below one part in 2^15. */
-static uint32_t coset_freq(uint32_t q, uint32_t box)
+/* The one-dimensional Gaussian sums over the box's integer (th[0]) and
+ * half-integer (th[1]) points, in increasing order. */
+static void thetas(double two_q2, uint32_t box, double *th)
 {
-    if (q >= 8)
-        return LKV_P2_PROB_ONE / 2;
-    const double two_q2 = 2.0 * (double)q * (double)q;
-    double th[2] = {0.0, 0.0};
+    th[0] = th[1] = 0.0;
     for (int32_t p2 = -2 * (int32_t)box; p2 <= 2 * (int32_t)box; p2++) {
         const double pd = 2.0 * (double)p2; /* P = 4p = 2 p2 */
         th[p2 & 1] = th[p2 & 1] + lkv_p2_exp_neg((pd * pd) / two_q2);
     }
+}
+
+static uint32_t coset_freq(uint32_t q, uint32_t box)
+{
+    if (q >= 8)
+        return LKV_P2_PROB_ONE / 2;
+    double th[2];
+    thetas(2.0 * (double)q * (double)q, box, th);
     double a = th[0], b = th[1];
     for (int i = 0; i < 3; i++) { /* eighth powers */
         a = a * a;
@@ -188,7 +198,8 @@ uint32_t lkv_p2_syms_per_vec(uint32_t q, uint32_t dim)
     return dim / 8u * (1u + 7u * (1u + (b6 > 0)) + 1u + (b7 > 0));
 }
 
-int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m)
+/* The model of (q, dim) whose Gaussians have 2 (4 sigma)^2 = two_q2. */
+static int model_build(uint32_t q, uint32_t dim, double two_q2, lkv_p2_model *m)
 {
     memset(m, 0, sizeof *m);
     m->q = q;
@@ -207,13 +218,35 @@ int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m)
     const int32_t l2 = 2 * (int32_t)m->box;
     for (int32_t c = 0; c < 2; c++) {
         const int32_t lo2 = -l2 + c, hi2 = l2 - c;
-        if (!build_table(&m->t[c][0], q, 2, c, lo2, hi2, b6) ||
-            !build_table(&m->t[c][1], q, 4, c, lo2, hi2, b7) ||
-            !build_table(&m->t[c][2], q, 4, c + 2, lo2, hi2, b7))
+        if (!build_table(&m->t[c][0], two_q2, 2, c, lo2, hi2, b6) ||
+            !build_table(&m->t[c][1], two_q2, 4, c, lo2, hi2, b7) ||
+            !build_table(&m->t[c][2], two_q2, 4, c + 2, lo2, hi2, b7))
             return 0;
     }
     m->sym_block = 1u + 7u * (1u + (b6 > 0)) + 1u + (b7 > 0);
     m->sym_vec = m->nblocks * m->sym_block;
+    m->level = LKV_P2_LEVEL_ROTATED;
+    return 1;
+}
+
+int lkv_p2_model_build(uint32_t q, uint32_t dim, lkv_p2_model *m)
+{
+    return model_build(q, dim, 2.0 * (double)q * (double)q, m);
+}
+
+int lkv_p2_model_build_level(uint32_t q, uint32_t dim, uint32_t level, lkv_p2_model *m)
+{
+    if (level >= LKV_P2_LEVELS || dim == 0 || (dim & (dim - 1u)) != 0)
+        return 0;
+    /* 2 Q^2 D 2^-level: an exact integer times a power of two. */
+    uint64_t bits = (uint64_t)(1023u - level) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    const double two_q2 = (2.0 * (double)q * (double)q * (double)dim) * scale;
+    if (!model_build(q, dim, two_q2, m))
+        return 0;
+    m->level = level;
+    thetas(two_q2, m->box, m->theta);
     return 1;
 }
 

@@ -1165,6 +1165,10 @@ static lkv_status p2_params(const lkv_params *p, lkv_diag *diag)
     if (st == LKV_OK && lkv_profile_of(p) != LKV_PROFILE_2)
         st = lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
                       "profile=%u given to a profile 2 call (want profile=2)", p->profile);
+    if (st == LKV_OK && lkv_p2_format_of(p) == LKV_FMT_VERSION_P4)
+        st = lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
+                      "format=4 (the channel mode) is not in the CUDA coder yet: use the CPU "
+                      "codec, or format=2 or 3");
     return st;
 }
 

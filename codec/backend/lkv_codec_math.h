@@ -132,6 +132,61 @@ LKV_HD uint32_t lkv_p2_norm_bits(uint32_t k)
     return (((k >> 2) + 95u) << 23) | t;
 }
 
+/*
+ * Profile 2's channel mode (container version 4, codec/FORMAT.md).
+ *
+ * The fp32 bits of sqrt(D), D = 2^log2d, log2d = 0..10, correctly rounded:
+ * a power of two, or fp32(sqrt 2) = 0x3fb504f3 times one. The channel
+ * mode's scale is then c = fp32(fp32(Q * 0.25) * sqrt(D)).
+ */
+LKV_HD uint32_t lkv_p2_sqrt_dim_bits(uint32_t log2d)
+{
+    return (log2d & 1u) ? 0x3fb504f3u + ((log2d >> 1) << 23) : (127u + (log2d >> 1)) << 23;
+}
+
+/*
+ * A channel's level from S, the sum over the chunk's cnt vectors of its
+ * squared points p2 = 2p (exact integers), and e = (double)(cnt * Q^2 * D)
+ * (exact: below 2^53). Level l stands for a Gaussian of standard deviation
+ * s(l) = (Q / 4) sqrt(D) 2^(-l/2), so S / cnt would be Q^2 D 2^-l / 4; the
+ * level is the number of the 31 thresholds e 2^(-l-2) 2^(-1/2), l = 0..30,
+ * that lie above S: the nearest level in log scale, 0 for everything at or
+ * above level 0's, 31 below level 30's. Each threshold is one fp64 product
+ * of an exact value and the constant fp64(2^-1/2), so every machine gets
+ * the same levels.
+ */
+#define LKV_P2_LEVELS 32u
+LKV_HD uint32_t lkv_p2_level(uint64_t s, double e)
+{
+    const double sd = (double)s; /* exact: s < 2^53 */
+    double t = e * 0.25;         /* exact: a power of two */
+    uint32_t l = 0;
+    for (uint32_t i = 0; i + 1u < LKV_P2_LEVELS; i++) {
+        l += (uint32_t)(sd < t * 0.70710678118654757274);
+        t = t * 0.5;
+    }
+    return l;
+}
+
+/*
+ * The frequency (of 2^15) of a channel-mode block's half-integer coset from
+ * its 8 coordinates' one-dimensional Gaussian sums over the box's integer
+ * (a[i]) and half-integer (b[i]) points: Z0 = prod a, Z1 = prod b in index
+ * order, f1 = floor(Z1 / (Z0 + Z1) * 2^15 + 1/2) clamped to 1 .. 2^15 - 1.
+ * a[i] >= 1 (the point 0), so the division is defined.
+ */
+LKV_HD uint32_t lkv_p2_coset_f1(const double *a, const double *b)
+{
+    double za = a[0], zb = b[0];
+    for (int i = 1; i < 8; i++) {
+        za = za * a[i];
+        zb = zb * b[i];
+    }
+    const double f = (zb / (za + zb)) * 32768.0 + 0.5;
+    uint32_t fi = f >= 1.0 ? (uint32_t)f : 1u;
+    return fi > 32767u ? 32767u : fi;
+}
+
 /* fp32 -> bf16 bits, round to nearest even; NaN stays a quiet NaN. */
 LKV_HD uint16_t lkv_math_f32_to_bf16(uint32_t x)
 {

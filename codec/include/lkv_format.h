@@ -16,6 +16,7 @@
 #define LKV_FMT_VERSION    1u /* profile 1: fixed-size records            */
 #define LKV_FMT_VERSION_P2 2u /* profile 2: chunks of variable size    */
 #define LKV_FMT_VERSION_P3 3u /* profile 2, newest: chunks of 256, byte norms */
+#define LKV_FMT_VERSION_P4 4u /* profile 2: version 3 plus a channel-domain mode */
 
 #define LKV_FMT_OFF_MAGIC        0  /* 4 bytes "LKVB"                        */
 #define LKV_FMT_OFF_VERSION      4  /* u16 format version (1)                */

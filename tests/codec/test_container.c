@@ -112,10 +112,10 @@ Test(container, unknown_version_and_magic_and_trailing_bytes)
     unsigned char *c = make(&len);
     lkv_diag diag;
     lkv_container_info info;
-    c[4] = 4; /* versions 1, 2 and 3 (profile 2) are known */
+    c[4] = 5; /* versions 1, 2, 3 and 4 (profile 2) are known */
     cr_expect_eq(lkv_container_parse(c, len, &info, &diag), LKV_ERR_VERSION);
-    cr_expect(strstr(diag.msg, "version 4") != NULL, "%s", diag.msg);
-    for (unsigned char v = 2; v <= 3; v++) {
+    cr_expect(strstr(diag.msg, "version 5") != NULL, "%s", diag.msg);
+    for (unsigned char v = 2; v <= 4; v++) {
         c[4] = v; /* a version 1 header read as profile 2's: its size is wrong */
         cr_expect_eq(lkv_container_parse(c, len, &info, &diag), LKV_ERR_CORRUPT, "version %u", v);
     }

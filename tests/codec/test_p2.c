@@ -618,15 +618,15 @@ Test(p2, bad_params_are_refused_by_name)
 Test(p2, formats_select_the_container_version)
 {
     lkv_diag d;
-    /* format 0 (and a positional initialiser without it) is the newest, 3;
-     * 2 and 3 name themselves. */
+    /* format 0 (and a positional initialiser without it) is the default, 3;
+     * 2, 3 and 4 name themselves. */
     const lkv_params pos = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2};
     cr_expect_eq(lkv_p2_format_of(&pos), LKV_FMT_VERSION_P3);
     cr_expect_eq(lkv_p2_chunk_vectors(&pos), 256);
     static const struct {
         uint32_t format, version, chunk;
-    } ok[] = {{0, 3, 256}, {2, 2, 128}, {3, 3, 256}};
-    for (size_t i = 0; i < 3; i++) {
+    } ok[] = {{0, 3, 256}, {2, 2, 128}, {3, 3, 256}, {4, 4, 256}};
+    for (size_t i = 0; i < 4; i++) {
         const lkv_params p = p2f(54, 128, ok[i].format);
         cr_expect_eq(lkv_params_check(&p, &d), LKV_OK, "format=%u: %s", ok[i].format, d.msg);
         cr_expect_eq(lkv_p2_format_of(&p), ok[i].version, "format=%u", ok[i].format);
@@ -634,7 +634,7 @@ Test(p2, formats_select_the_container_version)
         cr_expect_gt(lkv_p2_payload_bound(&p, 300), 0);
     }
     /* Any other format is refused by name, everywhere. */
-    static const uint32_t bad[] = {1, 4, 7, 0xffffffffu};
+    static const uint32_t bad[] = {1, 5, 7, 0xffffffffu};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const lkv_params p = p2f(54, 128, bad[i]);
         char name[32];
