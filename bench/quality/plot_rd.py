@@ -48,6 +48,8 @@ STYLES = {
                ms=4),
     "P2v2": dict(label="profile 2, container version 2", color="tab:red", marker=".", ls=":",
                  lw=1.0),
+    "P2v4": dict(label="profile 2, container version 4 (channel mode)", color="darkred",
+                 marker="s", ls="--", lw=1.6, ms=4),
 }
 BOUND = dict(label="Shannon bound 2^(-2R)", color="black", ls="-", lw=1.2)
 
