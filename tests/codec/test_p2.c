@@ -7,7 +7,17 @@
  * determinism and chunk locality, bits against Q, every head dim and dtype,
  * bad parameters and inputs, and corrupt or truncated input, in both
  * container versions. Expectations measured on version 2 name format 2
- * explicitly; lkv_params' format 0 means the newest (3).
+ * explicitly; lkv_params' format 0 means the default (3).
+ *
+ * Version 4 (format 4: version 3 plus a mode byte per piece, the channel
+ * domain with 5-bit levels per channel when that codes shorter) runs
+ * through the shared tests above and has its own at the end: roundtrips
+ * at every piece size and small and large Q, chunk by chunk against
+ * version 3 (a rotated piece is version 3's behind two zero bytes), the
+ * error and size on lognormal channels, levels parsed from the header
+ * against the channels' energies, corrupt mode, pad and level fields and
+ * chunks ending inside a header, and the helpers lkv_p2_level,
+ * lkv_p2_coset_f1 and lkv_p2_model_build_level from their definitions.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -20,8 +30,8 @@
 #include "lkv_p2.h"
 #include "testutil.h"
 
-/* The two container versions of profile 2, oldest first. */
-static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
+/* The three container versions of profile 2, oldest first. */
+static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3, LKV_FMT_VERSION_P4};
 #define NFORMATS (sizeof formats / sizeof formats[0])
 
 static lkv_params p2f(uint32_t q, uint32_t dim, uint32_t fmt)
@@ -716,8 +726,8 @@ Test(p2, bad_input_names_the_first_bad_vector)
         cr_expect_eq(d.index, 50);
         cr_expect(strstr(d.msg, "vector 50") != NULL, "%s", d.msg);
         x[50 * 128] = 0.0f;
-        if (fmt == LKV_FMT_VERSION_P3) {
-            /* Version 3's top: a vector of norm r^(255) exactly codes, the
+        if (fmt != LKV_FMT_VERSION_P2) {
+            /* Version 3's (and 4's) top: a vector of norm r^(255) exactly codes, the
              * next float up does not. One nonzero element: r = |x| exactly. */
             float *v = x + 260 * 128;
             memset(v, 0, 128 * sizeof *v);
@@ -835,12 +845,13 @@ Test(p2, containers_roundtrip_and_reject_corruption)
                                    LKV_DTYPE_BF16, y2, NULL),
                      LKV_OK);
         cr_assert(memcmp(y, y2, n * 128 * 2) == 0);
-        /* The payload read by the other version's rules is not this tensor. */
-        const lkv_params other = p2f(54, 128, formats[1 - f]);
+        /* The payload read by another version's rules is not this tensor. */
+        const uint32_t ofmt = formats[(f + 1) % NFORMATS];
+        const lkv_params other = p2f(54, 128, ofmt);
         const lkv_status so = lkv_p2_decode(&other, buf + info.header_bytes,
                                             len - info.header_bytes, n, LKV_DTYPE_BF16, y2, NULL);
         cr_expect(so != LKV_OK || memcmp(y, y2, n * 128 * 2) != 0,
-                  "format=%u payload decodes the same as format %u", fmt, formats[1 - f]);
+                  "format=%u payload decodes the same as format %u", fmt, ofmt);
         /* The buffer need only hold the actual size. */
         size_t len2;
         cr_assert_eq(lkv_compress(&p, LKV_DTYPE_BF16, shape, 3, x, n * 128 * 2, buf, len, &len2,
@@ -902,4 +913,628 @@ Test(p2, version_2_containers_still_decode)
         free(buf);
     }
     free(x), free(y), free(y2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Container version 4: a mode byte per piece (0 rotated, 1 channel domain
+ * with 5-bit levels per channel), the shorter of the two kept. */
+
+static lkv_params p4(uint32_t q, uint32_t dim)
+{
+    return p2f(q, dim, LKV_FMT_VERSION_P4);
+}
+
+/* Bytes of a version 4 piece header of a piece of dimension pd: the mode
+ * byte, in channel mode 5 * pd / 8 bytes of levels, then a zero byte when
+ * that is odd (written from codec/FORMAT.md's words, not the codec's). */
+static size_t v4_hdr_bytes(uint32_t pd, int channel)
+{
+    const size_t raw = 1 + (channel ? 5 * (size_t)pd / 8 : 0);
+    return raw + (raw & 1);
+}
+
+/* Offset of the first piece's header of the chunk at `at` holding cnt
+ * vectors of dimension dim: after the u32 body length and the norm codes,
+ * cnt * pieces bytes rounded up to even. */
+static size_t v4_first_header(size_t at, size_t cnt, uint32_t dim)
+{
+    const size_t nb = cnt * lkv_piece_count(dim);
+    return at + 4 + nb + (nb & 1);
+}
+
+/* Channel i's level: bits 5i .. 5i + 4 of the field as one little-endian
+ * number. */
+static uint32_t v4_level(const unsigned char *field, uint32_t i)
+{
+    uint32_t v = 0;
+    for (uint32_t t = 0; t < 5; t++) {
+        const uint32_t bit = 5 * i + t;
+        v |= (uint32_t)((field[bit / 8] >> (bit % 8)) & 1u) << t;
+    }
+    return v;
+}
+
+static uint32_t ld32(const unsigned char *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static void st32(unsigned char *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+}
+
+Test(p2, v4_roundtrips_at_every_q_and_piece_size)
+{
+    /* Both domains quantise the vector over r^ at the same step, so the
+     * error is the lattice's, (r^/r)^2 * 1.147 / Q^2 (between 1 and 2^0.5
+     * times 1.147 / Q^2) whichever mode a piece takes; at a Q too small for
+     * the lattice picture the zero point bounds it: rel-MSE <= 1. Normal
+     * data (rotated pieces) and lognormal channels (channel pieces); counts
+     * that leave a partial chunk and a partial slot; split dims too. */
+    static const uint32_t dims[] = {8, 16, 24, 64, 96, 128, 256};
+    static const uint32_t qs[] = {1, 3, 8, 20, 54, 300, 1023};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++)
+            for (int ds = DS_NORMAL; ds <= DS_LOGNORMAL; ds += DS_LOGNORMAL - DS_NORMAL) {
+                const uint32_t dim = dims[di], q = qs[qi];
+                const size_t n = 256 + 37 + di;
+                float *x = make_dataset(ds, n, dim, 1000 + 7 * di + qi);
+                float *y = malloc(n * dim * sizeof *y);
+                const lkv_params p = p4(q, dim);
+                double bits;
+                roundtrip(&p, x, n, y, &bits);
+                double e = 0.0;
+                for (size_t i = 0; i < n; i++)
+                    e += rel_mse(x + i * dim, y + i * dim, dim);
+                e /= (double)n;
+                const double lattice = 1.147 / ((double)q * q);
+                if (q >= 20)
+                    cr_expect(e > 0.9 * lattice && e < 1.5 * lattice,
+                              "%s dim=%u q=%u: rel-MSE %.4g, lattice %.4g", ds_name[ds], dim, q, e,
+                              lattice);
+                else
+                    cr_expect_leq(e, 1.0 + 1e-6, "%s dim=%u q=%u: rel-MSE %.4g", ds_name[ds], dim,
+                                  q, e);
+                free(x), free(y);
+            }
+}
+
+/* Per chunk, version 4 against version 3 on the same vectors (one piece):
+ * a rotated piece is version 3's piece behind a header of two zero bytes,
+ * so the chunk is version 3's with those two bytes after the norms and a
+ * body length 2 larger; a channel piece is kept only when shorter than
+ * that. Returns the modes seen (bit m for mode m). */
+static unsigned v4_against_v3(uint32_t q, uint32_t dim, const float *x, size_t n, const char *what)
+{
+    cr_assert_eq(lkv_piece_count(dim), 1);
+    const lkv_params pv3 = p2f(q, dim, LKV_FMT_VERSION_P3), pv4 = p4(q, dim);
+    coded c3 = encode(&pv3, LKV_DTYPE_FP32, x, n), c4 = encode(&pv4, LKV_DTYPE_FP32, x, n);
+    size_t at3[16], at4[16];
+    const size_t nc = walk_chunks(&pv3, &c3, n, at3, 15);
+    cr_assert_eq(walk_chunks(&pv4, &c4, n, at4, 15), nc);
+    unsigned seen = 0;
+    for (size_t k = 0; k < nc; k++) {
+        const size_t cnt = k + 1 < nc ? 256 : n - 256 * k;
+        const size_t l3 = at3[k + 1] - at3[k], l4 = at4[k + 1] - at4[k];
+        const size_t h = v4_first_header(at4[k], cnt, dim), norms = h - at4[k];
+        const unsigned mode = c4.buf[h];
+        cr_assert_leq(mode, 1u, "%s chunk %zu: mode %u", what, k, mode);
+        seen |= 1u << mode;
+        cr_expect_leq(l4, l3 + 2, "%s chunk %zu: %zu bytes, version 3 %zu", what, k, l4, l3);
+        /* The norms are version 3's. */
+        cr_expect(memcmp(c4.buf + at4[k] + 4, c3.buf + at3[k] + 4, norms - 4) == 0,
+                  "%s chunk %zu: norms differ from version 3's", what, k);
+        if (mode == 0) {
+            cr_expect_eq(l4, l3 + 2, "%s chunk %zu: rotated", what, k);
+            cr_expect_eq(ld32(c4.buf + at4[k]), ld32(c3.buf + at3[k]) + 2, "%s chunk %zu", what, k);
+            cr_expect_eq(c4.buf[h + 1], 0, "%s chunk %zu: pad byte", what, k);
+            cr_expect(l4 == l3 + 2 &&
+                          memcmp(c4.buf + h + 2, c3.buf + at3[k] + norms, l3 - norms) == 0,
+                      "%s chunk %zu: a rotated piece is not version 3's piece", what, k);
+        } else {
+            cr_expect_lt(l4, l3 + 2, "%s chunk %zu: channel mode kept though not shorter", what, k);
+            const size_t hb = v4_hdr_bytes(dim, 1);
+            if (hb > 1 + 5 * (size_t)dim / 8)
+                cr_expect_eq(c4.buf[h + hb - 1], 0, "%s chunk %zu: channel pad byte", what, k);
+        }
+    }
+    free(c3.buf), free(c4.buf);
+    return seen;
+}
+
+Test(p2, v4_is_v3_or_shorter_chunk_by_chunk)
+{
+    static const uint32_t dims[] = {8, 16, 64, 128, 256};
+    static const uint32_t qs[] = {3, 20, 59, 300};
+    for (int ds = 0; ds < DS_COUNT; ds++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (size_t qi = 0; qi < sizeof qs / sizeof qs[0]; qi++) {
+                const size_t n = 2 * 256 + 71;
+                float *x = make_dataset(ds, n, dims[di], 300 + 11 * (uint64_t)ds + di);
+                char what[64];
+                snprintf(what, sizeof what, "%s dim=%u q=%u", ds_name[ds], dims[di], qs[qi]);
+                const unsigned seen = v4_against_v3(qs[qi], dims[di], x, n, what);
+                /* i.i.d. data has nothing for the levels to describe: at
+                 * D >= 64 the levels' 40 bytes or more decide for rotated. */
+                if (ds == DS_NORMAL && dims[di] >= 64)
+                    cr_expect_eq(seen, 1u, "%s: modes seen 0x%x", what, seen);
+                /* Channel scales spread over e^(1.5 N(0,1)): the channel
+                 * domain codes every chunk shorter. */
+                if (ds == DS_LOGNORMAL && qs[qi] >= 20 && dims[di] >= 16)
+                    cr_expect_eq(seen, 2u, "%s: modes seen 0x%x", what, seen);
+                free(x);
+            }
+}
+
+Test(p2, v4_lognormal_channels_same_error_fewer_bits)
+{
+    /* Equal Q: the same step in both domains, so version 4's error is
+     * version 3's to within the sampling noise, while the channel levels
+     * save a third of the bits on lognormal channels (the commit measured
+     * 757 -> 493 bits per vector at Q = 59) and on keys with outlier
+     * channels (757 -> 517; less at large Q, 0.82 at Q = 127). Student t3 and normal data: never
+     * more than the two header bytes per chunk. */
+    static const uint32_t qs[] = {38, 59, 127};
+    for (size_t qi = 0; qi < 3; qi++)
+        for (int ds = 0; ds < DS_COUNT; ds++) {
+            const size_t n = 1024;
+            const uint32_t dim = 128, q = qs[qi];
+            float *x = make_dataset(ds, n, dim, 21 + (uint64_t)ds);
+            const lkv_params pv3 = p2f(q, dim, LKV_FMT_VERSION_P3), pv4 = p4(q, dim);
+            double b3, b4;
+            const double e3 = roundtrip_err(&pv3, x, n, &b3);
+            const double e4 = roundtrip_err(&pv4, x, n, &b4);
+            cr_expect(fabs(e4 / e3 - 1.0) < 0.04, "%s q=%u: rel-MSE v4 %.4g, v3 %.4g", ds_name[ds],
+                      q, e4, e3);
+            /* 4 chunks of 256: 2 header bytes each at most, 1/16 bit per
+             * vector. */
+            cr_expect_leq(b4, b3 + 8.0 * 2 * 4 / (double)n + 1e-9, "%s q=%u: %.2f bits, v3 %.2f",
+                          ds_name[ds], q, b4, b3);
+            if (ds == DS_LOGNORMAL || ds == DS_KEYS)
+                cr_expect_lt(b4, (ds == DS_LOGNORMAL ? 0.8 : 0.85) * b3,
+                             "%s q=%u: %.1f bits per vector, v3 %.1f", ds_name[ds], q, b4, b3);
+            free(x);
+        }
+}
+
+Test(p2, v4_levels_follow_the_channel_energies)
+{
+    /* Level l stands for E[u_i^2] = 2^-l, u = x / r^ (a Gaussian of
+     * (Q/4) sqrt(D) 2^(-l/2) in the channel domain): the level of channel i
+     * is the nearest in log scale to -log2 of the chunk's mean u_i^2. With
+     * r in place of r^ (r^/r in [1, 2^0.25]) and the lattice's rounding the
+     * parsed level lies within 1.25 of it, for channels well above the
+     * lattice's step; levels stay in 0..31 and (pad aside) the header is
+     * 1 + 5D/8 bytes. */
+    static const uint32_t dims[] = {8, 16, 64, 128};
+    for (size_t di = 0; di < 4; di++) {
+        const uint32_t dim = dims[di], q = 54;
+        const size_t n = 256;
+        float *x = make_dataset(DS_LOGNORMAL, n, dim, 77 + di);
+        const lkv_params p = p4(q, dim);
+        coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+        const size_t h = v4_first_header(0, n, dim);
+        cr_assert_eq(c.buf[h], 1, "dim=%u: mode %u", dim, c.buf[h]);
+        double eu[LKV_DIM_MAX] = {0};
+        for (size_t v = 0; v < n; v++) {
+            double ss = 0.0;
+            for (uint32_t j = 0; j < dim; j++)
+                ss += (double)x[v * dim + j] * x[v * dim + j];
+            for (uint32_t j = 0; j < dim; j++)
+                eu[j] += (double)x[v * dim + j] * x[v * dim + j] / ss / (double)n;
+        }
+        const double c2 = (double)q * q * dim / 16.0; /* the channel domain's scale, squared */
+        size_t checked = 0;
+        for (uint32_t j = 0; j < dim; j++) {
+            const uint32_t l = v4_level(c.buf + h + 1, j);
+            cr_assert_leq(l, 31u);
+            const double want = -log2(eu[j]);
+            if (c2 * eu[j] >= 4.0) { /* p_i's spread at least 2 steps */
+                cr_expect(fabs((double)l - want) <= 1.25, "dim=%u channel %u: level %u, -log2 %.3f",
+                          dim, j, l, want);
+                checked++;
+            }
+        }
+        cr_expect_geq(checked, dim / 2, "dim=%u: only %zu channels checked", dim, checked);
+        float *y = malloc(n * dim * sizeof *y);
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, NULL), LKV_OK);
+        free(y), free(c.buf), free(x);
+    }
+}
+
+/* A version 4 payload of one chunk of n vectors of dimension dim. */
+static coded v4_one_chunk(int ds, uint32_t q, uint32_t dim, size_t n, uint64_t seed, float **xs)
+{
+    cr_assert_leq(n, 256);
+    float *x = make_dataset(ds, n, dim, seed);
+    const lkv_params p = p4(q, dim);
+    coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+    if (xs)
+        *xs = x;
+    else
+        free(x);
+    return c;
+}
+
+Test(p2, v4_bad_mode_bytes_are_corrupt_by_name)
+{
+    /* Every mode byte but 0 and 1 is refused, naming the piece and the
+     * value, at the chunk's byte; in a rotated (normal data) and a channel
+     * (lognormal) first piece, in the first and the second chunk. */
+    const uint32_t dim = 64, q = 54;
+    const size_t n = 256 + 71;
+    float *y = malloc(n * dim * sizeof *y);
+    for (int ds = DS_NORMAL; ds <= DS_LOGNORMAL; ds += DS_LOGNORMAL - DS_NORMAL) {
+        float *x = make_dataset(ds, n, dim, 5 + (uint64_t)ds);
+        const lkv_params p = p4(q, dim);
+        coded c = encode(&p, LKV_DTYPE_FP32, x, n);
+        size_t at[3];
+        cr_assert_eq(walk_chunks(&p, &c, n, at, 2), 2);
+        lkv_diag d;
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d), LKV_OK, "%s",
+                     d.msg);
+        for (size_t k = 0; k < 2; k++) {
+            const size_t h = v4_first_header(at[k], k ? 71 : 256, dim);
+            const unsigned char mode = c.buf[h];
+            cr_assert_eq(mode, ds == DS_NORMAL ? 0 : 1, "%s chunk %zu: mode %u", ds_name[ds], k,
+                         mode);
+            for (unsigned v = 2; v < 256; v++) {
+                c.buf[h] = (unsigned char)v;
+                cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d),
+                             LKV_ERR_CORRUPT, "%s chunk %zu: mode byte %u accepted", ds_name[ds], k,
+                             v);
+                char want[40];
+                snprintf(want, sizeof want, "piece 0's mode is %u", v);
+                cr_assert(strstr(d.msg, want) != NULL, "mode %u: %s", v, d.msg);
+                cr_assert_eq(d.index, at[k], "mode %u: error at %llu, chunk at %zu", v,
+                             (unsigned long long)d.index, at[k]);
+            }
+            /* The other valid mode reads the piece by the other rules:
+             * an error or some output, never a crash. */
+            c.buf[h] = (unsigned char)(1 - mode);
+            const lkv_status st = lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d);
+            cr_expect(st == LKV_OK || st == LKV_ERR_CORRUPT, "%s chunk %zu: mode flipped: %s",
+                      ds_name[ds], k, lkv_status_name(st));
+            c.buf[h] = mode;
+        }
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, NULL), LKV_OK);
+        free(c.buf), free(x);
+    }
+    free(y);
+}
+
+Test(p2, v4_header_pad_bytes_must_be_zero)
+{
+    /* The rotated header's second byte, and the byte after a channel
+     * header's levels when 1 + 5D/8 is odd (D = 16, 64, 128; D = 8's six
+     * bytes have none): any nonzero value is corrupt, by name. */
+    static const struct {
+        int ds;
+        uint32_t dim;
+    } cases[] = {{DS_NORMAL, 128}, {DS_LOGNORMAL, 16}, {DS_LOGNORMAL, 64}, {DS_LOGNORMAL, 128}};
+    const size_t n = 101;
+    for (size_t i = 0; i < 4; i++) {
+        const uint32_t dim = cases[i].dim;
+        float *x;
+        coded c = v4_one_chunk(cases[i].ds, 54, dim, n, 60 + i, &x);
+        const lkv_params p = p4(54, dim);
+        const size_t h = v4_first_header(0, n, dim);
+        const int channel = c.buf[h] == 1;
+        cr_assert_eq(channel, cases[i].ds == DS_LOGNORMAL, "dim=%u: mode %u", dim, c.buf[h]);
+        const size_t hb = v4_hdr_bytes(dim, channel);
+        cr_assert_eq(hb, channel ? 2 + 5 * (size_t)dim / 8 : 2);
+        const size_t pad = h + hb - 1;
+        cr_assert_eq(c.buf[pad], 0, "dim=%u: pad 0x%02x", dim, c.buf[pad]);
+        float *y = malloc(n * dim * sizeof *y);
+        static const unsigned char bad[] = {1, 0x10, 0x80, 0xff};
+        for (size_t b = 0; b < 4; b++) {
+            c.buf[pad] = bad[b];
+            lkv_diag d;
+            cr_expect_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, &d), LKV_ERR_CORRUPT,
+                         "dim=%u: pad 0x%02x accepted", dim, bad[b]);
+            cr_expect(strstr(d.msg, "the pad byte of piece 0's header") != NULL, "%s", d.msg);
+            cr_expect_eq(d.index, 0);
+        }
+        c.buf[pad] = 0;
+        cr_assert_eq(lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, NULL), LKV_OK);
+        free(y), free(c.buf), free(x);
+    }
+}
+
+/* chunk (one, at 0) cut to `body` bytes of body with its length field
+ * rewritten to match. */
+static unsigned char *recut(const coded *c, size_t body)
+{
+    unsigned char *t = malloc(4 + body + 1);
+    memcpy(t, c->buf, 4 + body);
+    st32(t, (uint32_t)body);
+    return t;
+}
+
+Test(p2, v4_chunk_ending_inside_a_header_is_corrupt)
+{
+    /* A chunk whose body ends after the norms and before the end of its
+     * first piece's header (2 bytes rotated, 1 + 5D/8 + pad channel): the
+     * decoder names the piece. Cut anywhere else (the lengths rewritten to
+     * match), a chunk fails cleanly too, and with pieces (D = 96: 64 and
+     * 32) some cut ends inside the second piece's header. */
+    static const struct {
+        int ds;
+        uint32_t dim;
+    } cases[] = {{DS_NORMAL, 64},
+                 {DS_LOGNORMAL, 8},
+                 {DS_LOGNORMAL, 64},
+                 {DS_LOGNORMAL, 96},
+                 {DS_NORMAL, 96}};
+    const size_t n = 71;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const uint32_t dim = cases[i].dim;
+        coded c = v4_one_chunk(cases[i].ds, 54, dim, n, 90 + i, NULL);
+        const lkv_params p = p4(54, dim);
+        const size_t h = v4_first_header(0, n, dim), norms = h - 4;
+        const uint32_t pd = lkv_piece_dim(dim, 0);
+        const size_t hb = v4_hdr_bytes(pd, c.buf[h] == 1);
+        float *y = malloc(n * dim * sizeof *y);
+        size_t second = 0;
+        for (size_t body = norms; body < c.len - 4; body++) {
+            unsigned char *t = recut(&c, body);
+            lkv_diag d;
+            const lkv_status st = lkv_p2_decode(&p, t, 4 + body, n, LKV_DTYPE_FP32, y, &d);
+            cr_assert(st == LKV_ERR_CORRUPT || st == LKV_ERR_TRUNCATED,
+                      "dim=%u body cut to %zu of %zu: %s", dim, body, c.len - 4,
+                      lkv_status_name(st));
+            if (body < norms + hb) {
+                cr_assert_eq(st, LKV_ERR_CORRUPT);
+                cr_expect(strstr(d.msg, "ends inside the header of piece 0") != NULL,
+                          "dim=%u cut %zu bytes into the header: %s", dim, body - norms, d.msg);
+            }
+            second += strstr(d.msg, "ends inside the header of piece 1") != NULL;
+            free(t);
+        }
+        if (lkv_piece_count(dim) > 1)
+            cr_expect_gt(second, 0, "dim=%u: no cut ended inside piece 1's header", dim);
+        else
+            cr_expect_eq(second, 0);
+        free(y), free(c.buf);
+    }
+}
+
+Test(p2, v4_changed_levels_decode_or_fail_cleanly)
+{
+    /* The levels choose each channel's tables and its blocks' coset
+     * frequencies; a changed level makes the decoder read the stream with
+     * other tables: an error (most often: the final states and the end of
+     * the stream must come out exactly) or some output, never a crash. */
+    static const uint32_t dims[] = {8, 64};
+    for (size_t di = 0; di < 2; di++) {
+        const uint32_t dim = dims[di];
+        const size_t n = 200;
+        coded c = v4_one_chunk(DS_LOGNORMAL, 38, dim, n, 123 + di, NULL);
+        const lkv_params p = p4(38, dim);
+        const size_t h = v4_first_header(0, n, dim);
+        cr_assert_eq(c.buf[h], 1);
+        float *y = malloc(n * dim * sizeof *y);
+        size_t caught = 0, total = 0;
+        for (size_t bit = 0; bit < 5 * (size_t)dim; bit++) {
+            c.buf[h + 1 + bit / 8] ^= (unsigned char)(1u << (bit % 8));
+            const lkv_status st = lkv_p2_decode(&p, c.buf, c.len, n, LKV_DTYPE_FP32, y, NULL);
+            cr_assert(st == LKV_OK || st == LKV_ERR_CORRUPT, "dim=%u level bit %zu: %s", dim, bit,
+                      lkv_status_name(st));
+            caught += st != LKV_OK;
+            total++;
+            c.buf[h + 1 + bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        }
+        cr_expect_gt(caught, total / 2, "dim=%u: %zu of %zu level flips caught", dim, caught,
+                     total);
+        /* Every channel at the extreme levels 0 and 31. */
+        unsigned char *t = malloc(c.len);
+        for (int fill = 0; fill < 2; fill++) {
+            memcpy(t, c.buf, c.len);
+            memset(t + h + 1, fill ? 0xff : 0x00, 5 * (size_t)dim / 8);
+            const lkv_status st = lkv_p2_decode(&p, t, c.len, n, LKV_DTYPE_FP32, y, NULL);
+            cr_expect(st == LKV_OK || st == LKV_ERR_CORRUPT, "dim=%u levels all %d: %s", dim,
+                      fill ? 31 : 0, lkv_status_name(st));
+        }
+        free(t), free(y), free(c.buf);
+    }
+}
+
+/* lkv_p2_level's thresholds by its definition: T_l = fp64(e 2^(-l-2)) times
+ * fp64(2^-0.5), one fp64 product; the level of S is the number of l in
+ * 0..30 with S < T_l. */
+static double level_threshold(double e, uint32_t l)
+{
+    return ldexp(e, -(int)l - 2) * 0.70710678118654757274;
+}
+
+/* The same count in exact integer arithmetic, for the real 2^-0.5:
+ * S < e 2^(-l-2) / sqrt 2  <=>  S^2 2^(2l+5) < e^2. */
+static uint32_t level_exact(uint64_t s, uint64_t e)
+{
+    uint32_t l = 0;
+    for (uint32_t k = 0; k < 31; k++) {
+        const unsigned __int128 lhs = (unsigned __int128)s * s, rhs = (unsigned __int128)e * e;
+        /* compare lhs * 2^(2k+5) < rhs without overflow */
+        const unsigned sh = 2 * k + 5;
+        l +=
+            (rhs >> sh) > lhs || ((rhs >> sh) == lhs && (rhs & (((unsigned __int128)1 << sh) - 1)));
+    }
+    return l;
+}
+
+Test(p2, v4_level_counts_thresholds_at_and_around_them)
+{
+    /* Sums exactly at, one below and one above each threshold that is an
+     * integer (at: not above S, so not counted), and the integers either
+     * side of every other threshold, for e = cnt Q^2 D over real chunks. */
+    static const uint64_t cnts[] = {1, 7, 64, 255, 256};
+    static const uint32_t qs[] = {1, 3, 54, 59, 700, 1023};
+    static const uint32_t dims[] = {8, 16, 128, 1024};
+    size_t exact_hits = 0;
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 6; b++)
+            for (size_t c = 0; c < 4; c++) {
+                const uint64_t ei = cnts[a] * qs[b] * qs[b] * dims[c];
+                const double e = (double)ei;
+                for (uint32_t l = 0; l < 31; l++) {
+                    const double t = level_threshold(e, l);
+                    if (t < 2.0)
+                        continue;
+                    const uint64_t up = (uint64_t)ceil(t); /* smallest S >= T_l */
+                    /* S = up - 1 < T_l: thresholds 0..l lie above it. */
+                    cr_assert_geq(lkv_p2_level(up - 1, e), l + 1, "e=%.0f l=%u S=%llu", e, l,
+                                  (unsigned long long)(up - 1));
+                    /* S = up >= T_l: none of l..30 does. */
+                    cr_assert_leq(lkv_p2_level(up, e), l, "e=%.0f l=%u S=%llu", e, l,
+                                  (unsigned long long)up);
+                    if (l + 1 < 31 && t >= 4.0) {
+                        cr_assert_eq(lkv_p2_level(up - 1, e), l + 1);
+                        cr_assert_eq(lkv_p2_level(up, e), l);
+                    }
+                    if ((double)up == t) { /* an integer threshold: S at it */
+                        exact_hits++;
+                        cr_assert_eq(lkv_p2_level(up, e), l, "S = T_%u = %.0f counted", l, t);
+                        cr_assert_eq(lkv_p2_level(up + 1, e), l);
+                    }
+                }
+                /* The ends: 0 lies below every threshold, S >= T_0 above all. */
+                cr_assert_eq(lkv_p2_level(0, e), 31);
+                cr_assert_eq(lkv_p2_level((uint64_t)ceil(level_threshold(e, 0)), e), 0);
+                cr_assert_eq(lkv_p2_level(ei, e), 0);
+            }
+    /* Integer thresholds: search e = k * 2^m for one (T_l has ulp below 1
+     * there, so an integer T_l is an fp64 rounding that lands on one). */
+    for (uint64_t k = (1ull << 52) - 1; exact_hits < 20 && k > (1ull << 51); k -= 12345) {
+        const double e = (double)k;
+        for (uint32_t l = 0; l < 4; l++) {
+            const double t = level_threshold(e, l);
+            if (t != floor(t))
+                continue;
+            const uint64_t s = (uint64_t)t;
+            cr_assert_eq(lkv_p2_level(s, e), l, "e=%.0f: S = T_%u counted", e, l);
+            cr_assert_eq(lkv_p2_level(s - 1, e), l + 1, "e=%.0f: S = T_%u - 1", e, l);
+            cr_assert_eq(lkv_p2_level(s + 1, e), l, "e=%.0f: S = T_%u + 1", e, l);
+            exact_hits++;
+        }
+    }
+    cr_expect_geq(exact_hits, 20, "only %zu integer thresholds tried", exact_hits);
+    /* Against exact arithmetic for random S: they differ only where S is
+     * within fp64's rounding of a threshold. */
+    lkv_rng r = {17};
+    for (int i = 0; i < 200000; i++) {
+        const uint64_t ei = (1 + lkv_rng_next(&r) % 256) * (uint64_t)(1 + lkv_rng_next(&r) % 1023) *
+                            (uint64_t)(1 + lkv_rng_next(&r) % 1023) *
+                            (1ull << (3 + lkv_rng_next(&r) % 8));
+        const uint64_t s =
+            (uint64_t)ldexp(lkv_rng_uniform(&r) * (double)ei, -(int)(lkv_rng_next(&r) % 40));
+        uint32_t near = 0;
+        for (uint32_t l = 0; l < 31; l++)
+            near |= fabs((double)s - level_threshold((double)ei, l)) <= 1e-9 * (double)s + 1.0;
+        if (!near)
+            cr_assert_eq(lkv_p2_level(s, (double)ei), level_exact(s, ei), "S=%llu e=%llu",
+                         (unsigned long long)s, (unsigned long long)ei);
+    }
+}
+
+Test(p2, v4_coset_frequency_is_half_for_equal_sums_and_clamps)
+{
+    double a[8], b[8];
+    /* Equal sums: Z1 / (Z0 + Z1) = 1/2, floor(2^14 + 1/2) = 16384. */
+    lkv_rng r = {5};
+    for (int i = 0; i < 1000; i++) {
+        for (int k = 0; k < 8; k++)
+            a[k] = b[k] = 1.0 + 100.0 * lkv_rng_uniform(&r);
+        cr_assert_eq(lkv_p2_coset_f1(a, b), 16384u);
+    }
+    /* No half-integer mass: clamped up to 1. All of it: down to 32767. */
+    for (int k = 0; k < 8; k++) {
+        a[k] = 1.0;
+        b[k] = k == 3 ? 0.0 : 1.0;
+    }
+    cr_assert_eq(lkv_p2_coset_f1(a, b), 1u);
+    for (int k = 0; k < 8; k++)
+        b[k] = 1e-30;
+    cr_assert_eq(lkv_p2_coset_f1(a, b), 1u);
+    for (int k = 0; k < 8; k++)
+        b[k] = 1e30;
+    cr_assert_eq(lkv_p2_coset_f1(a, b), 32767u);
+    for (int k = 0; k < 8; k++)
+        b[k] = 4.0; /* Z1 / (Z0 + Z1) = 65536 / 65537: 32767.5 + 1/2 -> 32767 */
+    cr_assert_eq(lkv_p2_coset_f1(a, b), 32767u);
+    /* Otherwise the rounded ratio (to within one of a long double
+     * evaluation), and swapping the two sums gives the complement. */
+    for (int i = 0; i < 100000; i++) {
+        long double za = 1.0L, zb = 1.0L;
+        for (int k = 0; k < 8; k++) {
+            a[k] = 1.0 + 3.0 * lkv_rng_uniform(&r);
+            b[k] = a[k] * (0.8 + 0.4 * lkv_rng_uniform(&r));
+            za *= a[k];
+            zb *= b[k];
+        }
+        const long double want = floorl(zb / (za + zb) * 32768.0L + 0.5L);
+        const uint32_t f = lkv_p2_coset_f1(a, b), g = lkv_p2_coset_f1(b, a);
+        cr_assert(f >= 1 && f <= 32767);
+        cr_assert(fabsl((long double)f - want) <= 1.0L, "f1 %u, long double %.1Lf", f, want);
+        cr_assert(f + g >= 32767 && f + g <= 32769, "f1 %u and swapped %u", f, g);
+    }
+}
+
+Test(p2, v4_level_models_match_the_rotated_model_at_log2_d)
+{
+    /* Level log2(D) is a Gaussian of (Q/4) sqrt(D) 2^(-log2(D)/2) = Q/4,
+     * the rotated model's: the same box, shape and tables. Its theta sums
+     * give the rotated coset frequency below Q = 8 (to within one: eighth
+     * powers by squaring there, a product in index order here; from Q = 8
+     * on the rotated model takes 1/2 outright). Out-of-range levels
+     * and dims are refused. */
+    lkv_p2_model *m = malloc(sizeof *m), *ml = malloc(sizeof *ml);
+    for (uint32_t d = 8, lg = 3; d <= 1024; d *= 2, lg++)
+        for (uint32_t q = 1; q <= 1023; q = q < 64 ? q + 1 : q + 1 + q / 16) {
+            cr_assert(lkv_p2_model_build(q, d, m));
+            cr_assert(lkv_p2_model_build_level(q, d, lg, ml), "q=%u dim=%u", q, d);
+            cr_assert_eq(ml->level, lg);
+            cr_assert_eq(m->level, LKV_P2_LEVEL_ROTATED);
+            cr_assert_eq(ml->box, m->box, "q=%u dim=%u", q, d);
+            cr_assert_eq(ml->sym_block, m->sym_block);
+            cr_assert_eq(ml->sym_vec, m->sym_vec);
+            for (int c = 0; c < 2; c++)
+                for (int k = 0; k < 3; k++) {
+                    const lkv_p2_table *t = &m->t[c][k], *tl = &ml->t[c][k];
+                    cr_assert_eq(tl->nbins, t->nbins);
+                    cr_assert_eq(tl->jlo, t->jlo);
+                    cr_assert_eq(tl->n, t->n);
+                    cr_assert_eq(tl->b, t->b);
+                    cr_assert(memcmp(tl->cum, t->cum, (t->nbins + 1) * sizeof t->cum[0]) == 0,
+                              "q=%u dim=%u table [%d][%d]: cum differs", q, d, c, k);
+                }
+            cr_assert_geq(ml->theta[0], 1.0, "q=%u: the point 0 alone weighs 1", q);
+            cr_assert_gt(ml->theta[1], 0.0);
+            double a[8], b[8];
+            for (int k = 0; k < 8; k++) {
+                a[k] = ml->theta[0];
+                b[k] = ml->theta[1];
+            }
+            const uint32_t f1 = lkv_p2_coset_f1(a, b);
+            if (q >= 8) /* the rotated model takes 1/2 there without the sums */
+                continue;
+            cr_assert(f1 + 1 >= m->coset_f1 && f1 <= m->coset_f1 + 1, "q=%u dim=%u: %u vs %u", q, d,
+                      f1, m->coset_f1);
+        }
+    /* Every level builds, every table codes every bin. */
+    for (uint32_t l = 0; l < 32; l++) {
+        cr_assert(lkv_p2_model_build_level(54, 128, l, ml), "level %u", l);
+        for (int c = 0; c < 2; c++)
+            for (int k = 0; k < 3; k++) {
+                const lkv_p2_table *t = &ml->t[c][k];
+                cr_assert_eq(t->cum[t->nbins], LKV_P2_PROB_ONE);
+                for (uint32_t h = 0; h < t->nbins; h++)
+                    cr_assert_gt(t->cum[h + 1], t->cum[h], "level %u: a bin of no frequency", l);
+            }
+    }
+    cr_assert_eq(lkv_p2_model_build_level(54, 128, 32, ml), 0);
+    cr_assert_eq(lkv_p2_model_build_level(54, 96, 5, ml), 0);
+    cr_assert_eq(lkv_p2_model_build_level(54, 0, 5, ml), 0);
+    free(m), free(ml);
 }
