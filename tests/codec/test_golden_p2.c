@@ -13,7 +13,21 @@
  * chunk of 256 for the 160 vectors of the first; a pad byte after the 33
  * norms of p2v3_q3_d8), and two of its own: 301 vectors of D = 112 (a full
  * chunk of 256 and one of 45, three pieces, 135 norm bytes and a pad byte),
- * and norms near 4e5, past version 2's fp16 limit of 65520.
+ * and norms near 4e5, past version 2's fp16 limit of 65520. Version 4
+ * (p2v4_*.lkv, format = 4, a mode byte per piece): three of the inputs
+ * above, whose i.i.d. elements code rotated (mode 0, version 3's piece
+ * behind two zero bytes), and three whose channels are scaled by powers of
+ * two 2^-4 .. 2^4 drawn per channel ("_chan"), which code in the channel
+ * domain (mode 1, 5-bit levels per channel): D = 128 in a full chunk and a
+ * partial one, D = 96 (pieces of 64 and 32) in fp16, and D = 16 (a pad
+ * byte after its 10 level bytes). The test reads each chunk's first mode
+ * byte and requires the mode the input was made for; a rotated one must
+ * decode exactly as the version 3 file of the same input.
+ *
+ * The decoder's output is pinned as well: tests/golden/p2/DECODED_SHA256SUMS
+ * holds the SHA-256 of each file decoded to fp32 (the decoder's arithmetic
+ * is IEEE fp32 in a fixed order, codec/FORMAT.md), which every path must
+ * reproduce bit for bit.
  *
  * How the files were made: each case's input is Irwin-Hall noise from the
  * test PRNG seeded by the case's input name (below), encoded with
@@ -21,7 +35,9 @@
  * writes every file from the current codec; then `sha256sum` of the files
  * that were meant to change is pasted into SHA256SUMS by hand (the version
  * 3 files were added so, in the commit that introduced version 3, with
- * `sha256sum -c SHA256SUMS` showing the version 2 files unchanged).
+ * `sha256sum -c SHA256SUMS` showing the version 2 files unchanged; the
+ * version 4 files so too, with versions 2 and 3 unchanged). The update
+ * also prints each file's decoded SHA-256 as a DECODED_SHA256SUMS line.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -30,6 +46,7 @@
 
 #include "lkv_codec.h"
 #include "lkv_format.h"
+#include "lkv_p2.h"
 #include "testutil.h"
 
 #define GOLDEN_P2_DIR LKV_GOLDEN_DIR "/p2"
@@ -37,12 +54,14 @@
 typedef struct golden {
     const char *name;
     const char *input; /* seeds the input: version 3 reuses version 2's */
-    uint32_t format;   /* container version, 2 or 3 */
+    uint32_t format;   /* container version, 2, 3 or 4 */
     uint32_t q, dim;
     lkv_dtype dt;
     uint64_t shape[3];
     uint32_t ndim;
     double scale;
+    int chan; /* per-channel power-of-two scales (channel mode's input)   */
+    int mode; /* version 4: every chunk's first piece's mode; -1: either */
 } golden;
 
 static const golden cases[] = {
@@ -56,17 +75,81 @@ static const golden cases[] = {
     {"p2v3_q3_d8_bf16", "p2_q3_d8_bf16", 3, 3, 8, LKV_DTYPE_BF16, {33, 8}, 2, 1.0},
     {"p2v3_q38_d112_fp32", "p2v3_q38_d112_fp32", 3, 38, 112, LKV_DTYPE_FP32, {301, 112}, 2, 1.0},
     {"p2v3_q20_d64_fp32_big", "p2v3_q20_d64_fp32_big", 3, 20, 64, LKV_DTYPE_FP32, {20, 64}, 2, 5e4},
+    {"p2v4_q54_d128_bf16",
+     "p2_q54_d128_bf16",
+     4,
+     54,
+     128,
+     LKV_DTYPE_BF16,
+     {2, 80, 128},
+     3,
+     1.0,
+     0,
+     0},
+    {"p2v4_q38_d112_fp32",
+     "p2v3_q38_d112_fp32",
+     4,
+     38,
+     112,
+     LKV_DTYPE_FP32,
+     {301, 112},
+     2,
+     1.0,
+     0,
+     0},
+    {"p2v4_q3_d8_bf16", "p2_q3_d8_bf16", 4, 3, 8, LKV_DTYPE_BF16, {33, 8}, 2, 1.0, 0, 0},
+    {"p2v4_q54_d128_fp32_chan",
+     "p2v4_q54_d128_fp32_chan",
+     4,
+     54,
+     128,
+     LKV_DTYPE_FP32,
+     {300, 128},
+     2,
+     1.0,
+     1,
+     1},
+    {"p2v4_q20_d96_fp16_chan",
+     "p2v4_q20_d96_fp16_chan",
+     4,
+     20,
+     96,
+     LKV_DTYPE_FP16,
+     {70, 96},
+     2,
+     1.0,
+     1,
+     1},
+    {"p2v4_q8_d16_bf16_chan",
+     "p2v4_q8_d16_bf16_chan",
+     4,
+     8,
+     16,
+     LKV_DTYPE_BF16,
+     {40, 16},
+     2,
+     1.0,
+     1,
+     1},
 };
 
-/* Irwin-Hall inputs (additions only: no libm decides the pinned bytes). */
-static void *golden_input(lkv_rng *r, lkv_dtype dt, size_t n, uint32_t dim, double scale)
+/* Irwin-Hall inputs (additions only: no libm decides the pinned bytes);
+ * with chan, channel j times 2^(k_j - 4), k_j = 0..8 drawn first (exact
+ * doublings). */
+static void *golden_input(lkv_rng *r, lkv_dtype dt, size_t n, uint32_t dim, double scale, int chan)
 {
     void *buf = malloc(n * dim * lkv_dtype_size(dt) + 1);
+    double cs[LKV_DIM_MAX];
+    for (uint32_t j = 0; j < dim; j++) {
+        cs[j] = 1.0 / 16.0;
+        for (uint64_t k = chan ? lkv_rng_next(r) % 9 : 4; k > 0; k--)
+            cs[j] *= 2.0;
+    }
     for (size_t i = 0; i < n * dim; i++) {
         double s = 0.0;
         for (int k = 0; k < 12; k++)
             s += lkv_rng_uniform(r);
-        lkv_test_set(dt, buf, i, scale * (s - 6.0));
+        lkv_test_set(dt, buf, i, scale * cs[i % dim] * (s - 6.0));
     }
     return buf;
 }
@@ -87,7 +170,7 @@ static unsigned char *encode_case(const golden *g, lkv_isa isa, size_t *len, voi
     for (uint32_t i = 0; i < g->ndim; i++)
         n *= g->shape[i];
     n /= g->dim;
-    void *x = golden_input(&r, g->dt, n, g->dim, g->scale);
+    void *x = golden_input(&r, g->dt, n, g->dim, g->scale, g->chan);
     const lkv_params p = case_params(g);
     const size_t cap = lkv_compress_bound(&p, g->shape, g->ndim);
     unsigned char *buf = malloc(cap);
@@ -100,10 +183,10 @@ static unsigned char *encode_case(const golden *g, lkv_isa isa, size_t *len, voi
     return buf;
 }
 
-static int pinned_sum(const char *name, char hex[65])
+static int pinned_sum_in(const char *file, const char *name, char hex[65])
 {
     size_t len;
-    char *sums = lkv_test_read(GOLDEN_P2_DIR "/SHA256SUMS", &len);
+    char *sums = lkv_test_read(file, &len);
     if (!sums)
         return 0;
     char want[128];
@@ -125,6 +208,45 @@ static int pinned_sum(const char *name, char hex[65])
     return found;
 }
 
+static int pinned_sum(const char *name, char hex[65])
+{
+    return pinned_sum_in(GOLDEN_P2_DIR "/SHA256SUMS", name, hex);
+}
+
+/* The SHA-256 of container c decoded to fp32 on isa (n vectors of dim). */
+static void decoded_sum(const unsigned char *c, size_t len, size_t n, uint32_t dim, lkv_isa isa,
+                        char hex[65])
+{
+    float *y = malloc(n * dim * 4);
+    lkv_diag d;
+    cr_assert_eq(lkv_decompress(c, len, LKV_DTYPE_FP32, y, n * dim * 4, NULL, NULL, isa, &d),
+                 LKV_OK, "%s: %s", lkv_isa_name(isa), d.msg);
+    lkv_test_sha256(y, n * dim * 4, hex);
+    free(y);
+}
+
+/* Version 4: every chunk's first piece's mode byte must be `mode`. */
+static void check_modes(const golden *g, const unsigned char *c, size_t len, size_t n)
+{
+    lkv_container_info info;
+    cr_assert_eq(lkv_container_parse(c, len, &info, NULL), LKV_OK);
+    const size_t pieces = lkv_piece_count(g->dim), cv = lkv_p2_chunk_vectors(&info.params);
+    size_t at = info.header_bytes, chunks = 0;
+    for (size_t first = 0; first < n; first += cv, chunks++) {
+        const size_t cnt = n - first < cv ? n - first : cv, nb = cnt * pieces;
+        size_t bytes = 0;
+        cr_assert_eq(lkv_p2_chunk_size(&info.params, c + at, len - at, cnt, &bytes, NULL), LKV_OK);
+        /* u32 body length, the norms (rounded up to even), the header */
+        const size_t h = at + 4 + nb + (nb & 1);
+        cr_assert_lt(h + 1, at + bytes);
+        cr_expect_eq(c[h], (unsigned)g->mode, "%s chunk %zu: mode %u", g->name, chunks, c[h]);
+        if (c[h] == 0)
+            cr_expect_eq(c[h + 1], 0, "%s chunk %zu: pad byte", g->name, chunks);
+        at += bytes;
+    }
+    cr_assert_eq(at, len);
+}
+
 Test(golden_p2, containers_are_byte_stable)
 {
     const int update = getenv("LKV_UPDATE_GOLDEN") != NULL;
@@ -139,6 +261,9 @@ Test(golden_p2, containers_are_byte_stable)
             FILE *f = fopen(path, "wb");
             cr_assert(f && fwrite(now, 1, len, f) == len);
             fclose(f);
+            char dhex[65];
+            decoded_sum(now, len, n, g->dim, LKV_ISA_SCALAR, dhex);
+            fprintf(stderr, "DECODED_SHA256SUMS: %s  %s.lkv\n", dhex, g->name);
             free(now);
             free(x);
             continue;
@@ -185,6 +310,30 @@ Test(golden_p2, containers_are_byte_stable)
         }
         const double lattice = 1.147 / ((double)g->q * g->q);
         cr_expect_lt(num / den, 2.0 * lattice + 1e-4, "%s: rel-MSE %.3g", g->name, num / den);
+        /* The decoded output is pinned, and every path decodes it so. */
+        char dpin[65];
+        cr_assert(pinned_sum_in(GOLDEN_P2_DIR "/DECODED_SHA256SUMS", g->name, dpin),
+                  "%s has no line in DECODED_SHA256SUMS", g->name);
+        for (int isa = LKV_ISA_SCALAR; isa <= LKV_ISA_AVX512; isa++) {
+            if (!lkv_isa_supported((lkv_isa)isa))
+                continue;
+            char dhex[65];
+            decoded_sum(gold, glen, n, g->dim, (lkv_isa)isa, dhex);
+            cr_expect_str_eq(dhex, dpin, "%s: decoded on %s differs from the pinned output",
+                             g->name, lkv_isa_name((lkv_isa)isa));
+        }
+        if (g->format == 4 && g->mode >= 0)
+            check_modes(g, gold, glen, n);
+        /* A rotated version 4 file holds version 3's pieces: it decodes to
+         * the version 3 file of the same input bit for bit. */
+        for (size_t j = 0; g->format == 4 && g->mode == 0 && j < sizeof cases / sizeof cases[0];
+             j++) {
+            if (cases[j].format != 3 || strcmp(cases[j].input, g->input) != 0)
+                continue;
+            char v3pin[65];
+            cr_assert(pinned_sum_in(GOLDEN_P2_DIR "/DECODED_SHA256SUMS", cases[j].name, v3pin));
+            cr_expect_str_eq(dpin, v3pin, "%s decodes other than %s", g->name, cases[j].name);
+        }
         free(y);
         free(now);
         free(gold);
