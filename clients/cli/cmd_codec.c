@@ -21,13 +21,13 @@
 #include <unistd.h>
 
 static const char info_usage[] =
-    "usage: latticekv codec info [--profile 1|2] [--format 2|3] --variant e8|d4 --q Q --dim D\n"
+    "usage: latticekv codec info [--profile 1|2] [--format 2|3|4] --variant e8|d4 --q Q --dim D\n"
     "                            [--json]\n"
     "Prints the bit budget of one vector and the compression ratios; for profile 2\n"
     "(variable size) the mean over a reference Gaussian set and the worst case, in the\n"
     "container version --format names.\n";
 static const char encode_usage[] =
-    "usage: latticekv codec encode [--profile 1|2] [--format 2|3] --variant e8|d4 --q Q --dim D\n"
+    "usage: latticekv codec encode [--profile 1|2] [--format 2|3|4] --variant e8|d4 --q Q --dim D\n"
     "                              --in FILE --in-dtype f32|f16|bf16\n"
     "                              --out FILE [--shape N,..,D] [-T N] [--isa auto|scalar|avx2|"
     "avx512]\n"
@@ -38,7 +38,7 @@ static const char decode_usage[] =
     "                              [--isa auto|scalar|avx2|avx512] [--no-progress] [-f|--force]\n"
     "Writes the reconstruction; every parameter comes from the container.\n";
 static const char roundtrip_usage[] =
-    "usage: latticekv codec roundtrip [--profile 1|2] [--format 2|3] --variant e8|d4 --q Q "
+    "usage: latticekv codec roundtrip [--profile 1|2] [--format 2|3|4] --variant e8|d4 --q Q "
     "--dim D\n"
     "                                 --in FILE --in-dtype T\n"
     "                                 --out FILE [--out-dtype T] [--shape N,..,D] [-T N]\n"
@@ -57,8 +57,10 @@ static const char common_usage[] =
     "--profile 2 entropy-codes E8 points (E8 only, variable size, one thread); a larger --q\n"
     "gives a finer step and more bits in both profiles.\n"
     "--format picks profile 2's container version: 3 (default: chunks of 256 vectors, one-byte\n"
-    "norms) or 2 (the older layout: chunks of 128, 16-bit norms; at the same --q it spends\n"
-    "more bits for a little less error). decode and inspect read versions 1, 2 and 3.\n"
+    "norms), 4 (version 3 plus a channel mode, chosen per chunk where it is shorter: far\n"
+    "fewer bits on data whose channels differ in scale, as keys do; CPU only for now, and\n"
+    "slower to encode) or 2 (the older layout: chunks of 128, 16-bit norms; at the same --q\n"
+    "it spends more bits for a little less error). decode and inspect read versions 1 to 4.\n"
     "Profile 1 takes only --format 1.\n"
     "FILE \"-\" is stdin or stdout. Work streams in chunks, in bounded memory (under 64 MiB)\n"
     "whatever the size, on -T N threads (--threads N; default and -T0: every core).\n"
@@ -109,8 +111,8 @@ static int parse_isa(int argc, char **argv, lkv_isa *isa)
     }
 }
 
-/* --format into p->format: profile 2's container version (2 or 3; absent:
- * 0, the newest); profile 1 takes only its own version 1 (stored as 0). The
+/* --format into p->format: profile 2's container version (2, 3 or 4;
+ * absent: 0, the default 3); profile 1 takes only its own version 1 (stored as 0). The
  * codec would refuse a wrong pairing too, but without naming the flags. */
 static int parse_format(int argc, char **argv, lkv_params *p)
 {
@@ -118,14 +120,20 @@ static int parse_format(int argc, char **argv, lkv_params *p)
     p->format = 0;
     if (!f)
         return 1;
-    const unsigned fv = !strcmp(f, "1") ? 1u : !strcmp(f, "2") ? 2u : !strcmp(f, "3") ? 3u : 0u;
+    const unsigned fv = !strcmp(f, "1")   ? 1u
+                        : !strcmp(f, "2") ? 2u
+                        : !strcmp(f, "3") ? 3u
+                        : !strcmp(f, "4") ? 4u
+                                          : 0u;
     const int p2 = p->profile == LKV_PROFILE_2;
-    if (p2 && fv != LKV_FMT_VERSION_P2 && fv != LKV_FMT_VERSION_P3)
-        lkv_cli_error(2, "--format=%s is not one of 2, 3 (profile 2's container versions)", f);
-    else if (!p2 && (fv == LKV_FMT_VERSION_P2 || fv == LKV_FMT_VERSION_P3))
+    const int p2v = fv >= LKV_FMT_VERSION_P2 && fv <= LKV_FMT_VERSION_P4;
+    if (p2 && !p2v)
+        lkv_cli_error(2, "--format=%s is not one of 2, 3, 4 (profile 2's container versions)", f);
+    else if (!p2 && p2v)
         lkv_cli_error(2, "--format=%s needs --profile 2 (profile 1 writes container version 1)", f);
     else if (!p2 && fv != LKV_FMT_VERSION)
-        lkv_cli_error(2, "--format=%s is not 1, profile 1's container version (2, 3: --profile 2)",
+        lkv_cli_error(2,
+                      "--format=%s is not 1, profile 1's container version (2, 3, 4: --profile 2)",
                       f);
     else {
         p->format = p2 ? fv : 0;
