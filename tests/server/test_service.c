@@ -257,16 +257,17 @@ Test(service, put_of_damaged_coded_bytes_is_data_loss_and_stores_nothing)
 
 Test(service, a_coded_profile2_put_is_stored_as_is)
 {
-    /* A profile 2 container of either version (3, the newest, and 2, the
-     * older layout still in the field) is verified and kept byte for byte,
-     * at its real (variable) length; Get returns it coded or decodes it by
-     * the version its header names. */
-    static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
-    static const char *const keys[] = {"p2", "p3"};
-    static uint8_t c2[2][65536], dec[sizeof tensor_data];
-    size_t n[2] = {0, 0};
+    /* A profile 2 container of any version (3, the default, 2, the older
+     * layout still in the field, and 4 with its channel mode) is verified
+     * and kept byte for byte, at its real (variable) length; Get returns it
+     * coded or decodes it by the version its header names. */
+    static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3,
+                                       LKV_FMT_VERSION_P4};
+    static const char *const keys[] = {"p2", "p3", "p4"};
+    static uint8_t c2[3][65536], dec[sizeof tensor_data];
+    size_t n[3] = {0, 0, 0};
     make_tensor();
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         const lkv_params p = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, formats[i]};
         cr_assert_eq(lkv_compress(&p, LKV_DTYPE_FP32, tensor_shape, 3, tensor_data,
                                   sizeof tensor_data, c2[i], sizeof c2[i], &n[i], LKV_ISA_AUTO,
@@ -291,7 +292,8 @@ Test(service, a_coded_profile2_put_is_stored_as_is)
         lkv_blob_unref(b);
     }
     cr_assert(n[0] != n[1] || memcmp(c2[0], c2[1], n[0]) != 0, "two layouts");
-    for (int i = 0; i < 2; i++) {
+    cr_assert(n[1] != n[2] || memcmp(c2[1], c2[2], n[1]) != 0, "version 4's own bytes");
+    for (int i = 0; i < 3; i++) {
         get_key(keys[i], 1);
         cr_assert_eq(last.code, LKV_GRPC_OK, "%s", last.msg);
         Latticekv__V1__GetResponse *g =
