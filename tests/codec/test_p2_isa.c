@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_p2_isa.c - profile 2's SIMD encode and decode paths against the
- * scalar coder, in both container versions (2: chunks of 128 vectors and
- * fp16 norms; 3: chunks of 256 and byte norms).
+ * scalar coder, in every container version (2: chunks of 128 vectors and
+ * fp16 norms; 3: chunks of 256 and byte norms; 4: version 3 with a mode
+ * byte per piece, rotated or channel domain; the SIMD paths code rotated
+ * pieces and hand channel pieces to the scalar steps).
  *
  * The scalar coder (p2.c) defines the bytes. Every test codes the same
  * input with LKV_ISA_SCALAR and with a SIMD path (AVX2, AVX-512) and
@@ -13,8 +15,10 @@
  * several Q, every head_dim 8..1024 that is a multiple of 8 (split ones
  * included), vector counts that leave partial chunks and partial 32-vector
  * slots and give the AVX-512 decoder pairs of full chunks, uncodable
- * vectors, and corrupted or truncated payloads. A path the CPU lacks is
- * skipped, not passed.
+ * vectors, and corrupted or truncated payloads. Version 4 is also run on
+ * data chosen to take each mode, and the mode bytes in the payload are
+ * checked to be the ones meant. A path the CPU lacks is skipped, not
+ * passed.
  */
 #include <criterion/criterion.h>
 
@@ -39,8 +43,8 @@ static void need(lkv_isa isa)
         cr_skip_test("this CPU (or build) has no %s path", lkv_isa_name(isa));
 }
 
-/* The two container versions of profile 2. */
-static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
+/* The three container versions of profile 2. */
+static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3, LKV_FMT_VERSION_P4};
 #define NFORMATS (sizeof formats / sizeof formats[0])
 
 static lkv_params p2f(uint32_t q, uint32_t dim, uint32_t fmt)
@@ -292,7 +296,7 @@ Test(p2_isa, avx512_counts)
 }
 
 /* Corrupt payloads: flipped bytes anywhere (lengths, norms, states, words),
- * cuts, and in version 3 a nonzero pad byte after an odd norm field. Same
+ * cuts, and in versions 3 and 4 a nonzero pad byte after an odd norm field. Same
  * error, same bytes written. */
 static void corrupt(lkv_isa isa)
 {
@@ -303,9 +307,9 @@ static void corrupt(lkv_isa isa)
         int failed = 0;
         for (size_t qi = 0; qi < 3; qi++) {
             const lkv_params p = p2f(qs[qi], 128, formats[f]);
-            /* a pair of full chunks and a partial one; in version 3 of 89
+            /* a pair of full chunks and a partial one; in versions 3, 4 of 89
              * vectors, whose norm field (89 bytes) takes a pad byte */
-            const size_t n = pair_and_partial(p.format) + (p.format == LKV_FMT_VERSION_P3);
+            const size_t n = pair_and_partial(p.format) + (p.format != LKV_FMT_VERSION_P2);
             float *x = make_dataset(DS_NORMAL, n, p.dim, 9 + qi);
             coded c = encode(&p, x, n);
             uint8_t *t = malloc(c.len);
@@ -330,7 +334,7 @@ static void corrupt(lkv_isa isa)
                 snprintf(ctx, sizeof ctx, "format=%u q=%u cut at %zu", p.format, p.q, cut);
                 cr_assert_neq(check_decode(isa, &p, c.buf, cut, n, ctx), LKV_OK, "%s", ctx);
             }
-            if (p.format == LKV_FMT_VERSION_P3) {
+            if (p.format != LKV_FMT_VERSION_P2) {
                 /* The last chunk starts after two full ones; its pad byte
                  * follows 89 norm bytes. */
                 const size_t cv = lkv_p2_chunk_vectors(&p), cnt = n - 2 * cv;
@@ -368,7 +372,7 @@ Test(p2_isa, avx512_corrupt)
 /* Inputs that cannot be coded (NaN, Inf, a norm past the code's top: fp16's
  * 65520 in version 2, 2^31.75 in version 3) at several places of a
  * multi-chunk tensor: the same status, vector and message. A norm of 70000
- * codes in version 3, to the same bytes. */
+ * codes in versions 3 and 4, to the same bytes. */
 static void bad_inputs(lkv_isa isa)
 {
     need(isa);
@@ -382,7 +386,7 @@ static void bad_inputs(lkv_isa isa)
                     const lkv_params p = p2f(54, dims[di], formats[f]);
                     const size_t n = 300;
                     /* fp16 holds no 70000: there it is Inf */
-                    const int codes = p.format == LKV_FMT_VERSION_P3 && fabsf(vals[vi]) == 70000.0f;
+                    const int codes = p.format != LKV_FMT_VERSION_P2 && fabsf(vals[vi]) == 70000.0f;
                     float *x = make_dataset(DS_NORMAL, n, p.dim, 3 + di);
                     x[at[ai] * p.dim + (at[ai] * 7) % p.dim] = vals[vi];
                     char ctx[80];
@@ -513,4 +517,104 @@ Test(p2_isa, container_isa_and_auto)
         free(c.buf);
         free(x);
     }
+}
+
+/* Version 4: offset of the first piece's header of the chunk at `at` with
+ * cnt vectors (after the u32 body length and the cnt * pieces norm bytes,
+ * rounded up to even). Its first byte is the piece's mode. */
+static size_t v4_first_header(size_t at, size_t cnt, uint32_t dim)
+{
+    const size_t nb = cnt * lkv_piece_count(dim);
+    return at + 4 + nb + (nb & 1);
+}
+
+/* Data whose channels follow dataset lo in elements [0, split) and
+ * dataset hi from split on. */
+static float *make_mixed(int lo, int hi, uint32_t split, size_t n, uint32_t dim, uint64_t seed)
+{
+    float *a = make_dataset(lo, n, dim, seed), *b = make_dataset(hi, n, dim, seed + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy(a + i * dim + split, b + i * dim + split, (dim - split) * sizeof *a);
+    free(b);
+    return a;
+}
+
+/* Version 4's two modes on every path: i.i.d. normal data codes rotated
+ * (mode 0), lognormal channel scales and keys with outlier channels code in
+ * the channel domain (mode 1), in every chunk including the partial one;
+ * with pieces (D = 96: 64 + 32, D = 112: 64 + 32 + 16) the first piece's
+ * byte says the same. A chunk whose first piece is normal and whose second
+ * is lognormal mixes the modes: its first byte is 0 and it is shorter than
+ * version 3's chunk plus the two rotated headers, which only a channel
+ * second piece can make it. The SIMD path writes the scalar bytes and
+ * decodes them to the scalar output. */
+static void v4_modes(lkv_isa isa)
+{
+    need(isa);
+    static const struct {
+        int lo, hi;
+        uint32_t dim, split;
+        unsigned mode; /* of every chunk's first piece */
+        int mixed;     /* the second piece is the other mode */
+    } cases[] = {
+        {DS_NORMAL, DS_NORMAL, 128, 0, 0, 0},      {DS_NORMAL, DS_NORMAL, 64, 0, 0, 0},
+        {DS_NORMAL, DS_NORMAL, 112, 0, 0, 0},      {DS_LOGNORMAL, DS_LOGNORMAL, 128, 0, 1, 0},
+        {DS_LOGNORMAL, DS_LOGNORMAL, 16, 0, 1, 0}, {DS_LOGNORMAL, DS_LOGNORMAL, 96, 0, 1, 0},
+        {DS_KEYS, DS_KEYS, 128, 0, 1, 0},          {DS_KEYS, DS_KEYS, 112, 0, 1, 0},
+        {DS_NORMAL, DS_LOGNORMAL, 96, 64, 0, 1},
+    };
+    static const uint32_t qs[] = {20, 59, 300};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (size_t qi = 0; qi < 3; qi++) {
+            const uint32_t dim = cases[i].dim;
+            const size_t n = pair_and_partial(LKV_FMT_VERSION_P4) + 1; /* 2 x 256 + 89 */
+            const lkv_params p = p2f(qs[qi], dim, LKV_FMT_VERSION_P4);
+            const lkv_params p3 = p2f(qs[qi], dim, LKV_FMT_VERSION_P3);
+            float *x = make_mixed(cases[i].lo, cases[i].hi, cases[i].split ? cases[i].split : dim,
+                                  n, dim, 0xd00d + 13 * i + qi);
+            char ctx[96];
+            snprintf(ctx, sizeof ctx, "format=4 %s/%s dim=%u q=%u", ds_name[cases[i].lo],
+                     ds_name[cases[i].hi], dim, p.q);
+            coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
+            cr_assert(c.buf, "%s", ctx);
+            coded c3 = encode(&p3, x, n);
+            size_t at = 0, at3 = 0;
+            for (size_t first = 0, k = 0; first < n; first += 256, k++) {
+                const size_t cnt = n - first < 256 ? n - first : 256;
+                size_t b = 0, b3 = 0;
+                cr_assert_eq(lkv_p2_chunk_size(&p, c.buf + at, c.len - at, cnt, &b, NULL), LKV_OK);
+                cr_assert_eq(lkv_p2_chunk_size(&p3, c3.buf + at3, c3.len - at3, cnt, &b3, NULL),
+                             LKV_OK);
+                const size_t h = v4_first_header(at, cnt, dim);
+                cr_expect_eq(c.buf[h], cases[i].mode, "%s chunk %zu: first piece's mode %u", ctx, k,
+                             c.buf[h]);
+                if (c.buf[h] == 0)
+                    cr_expect_eq(c.buf[h + 1], 0, "%s chunk %zu: pad byte", ctx, k);
+                const size_t rotated = b3 + 2 * lkv_piece_count(dim);
+                if (cases[i].mixed)
+                    cr_expect_lt(b, rotated, "%s chunk %zu: %zu bytes, all rotated %zu", ctx, k, b,
+                                 rotated);
+                else
+                    cr_expect_eq(b == rotated, cases[i].mode == 0,
+                                 "%s chunk %zu: %zu bytes, all rotated %zu", ctx, k, b, rotated);
+                at += b;
+                at3 += b3;
+            }
+            cr_assert_eq(at, c.len);
+            cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
+            /* bf16 input takes the same paths */
+            void *xb = as_dtype(x, n * dim, LKV_DTYPE_BF16);
+            coded e = encode_both(isa, &p, LKV_DTYPE_BF16, xb, n, ctx);
+            cr_assert(e.buf, "%s", ctx);
+            free(e.buf), free(xb), free(c.buf), free(c3.buf), free(x);
+        }
+}
+
+Test(p2_isa, avx2_v4_modes)
+{
+    v4_modes(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_v4_modes)
+{
+    v4_modes(LKV_ISA_AVX512);
 }
