@@ -122,16 +122,35 @@ _Static_assert(LKV_P2_NBINS_MAX <= 1u << 9 && LKV_P2_FINE_ROWS < 1u << 7, "lx's 
 
 void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
 
+/*
+ * What one piece of one chunk is coded with (p2.c): the model of each
+ * coordinate and the coset frequency of each block. Rotated mode: the
+ * piece's model everywhere. Version 4's channel mode: coordinate i's level
+ * model, block b's frequency from its 8 levels (lkv_p2_coset_f1), and the
+ * scale ch. vc: each coordinate's SIMD decode tables (set by the SIMD
+ * decoder only). Every level model has the piece model's box, raw-bit
+ * counts and table ranges (jlo, n, b): only the frequencies differ.
+ */
+typedef struct lkv_p2_piece {
+    const lkv_p2_model *mc[LKV_DIM_MAX];
+    const lkv_p2_vtab *vc[LKV_DIM_MAX];
+    uint32_t f1[LKV_DIM_MAX / 8];
+    uint32_t rcp[LKV_DIM_MAX / 8][2];
+    float ch; /* 0: rotated */
+} lkv_p2_piece;
+
 #if defined(LKV_HAVE_AVX512) || defined(LKV_HAVE_AVX2)
 #define LKV_P2_SIMD 1
 
-/* One chunk's side of a two-chunk slot decode (slot2 below). */
+/* One chunk's side of a two-chunk slot decode (slot2 below); pc: NULL for
+ * a rotated piece, else its channel piece. */
 typedef struct lkv_p2_slot_io {
     const uint8_t *body;
     size_t len, pos;
     uint32_t *state;
     const float *rn;
     uint8_t *const *rows;
+    const lkv_p2_piece *pc;
 } lkv_p2_slot_io;
 
 /* Pieces up to this D may be decoded two chunks at a time. */
@@ -147,35 +166,43 @@ typedef struct lkv_p2_slot_io {
  *     scalar decoder does. 0 when the stream is corrupt (the scalar decoder
  *     fails in the same slot). rn: the lanes' norms as the decoder
  *     multiplies by them (fp32(r16) in version 2, r^(k) in version 3).
+ *     pc: NULL for a rotated piece (m's tables, vt), else version 4's
+ *     channel piece (per-coordinate tables pc->vc, per-block pc->f1, no
+ *     butterfly: out = ((p2 / 2) / pc->ch) * r); m still gives the shape.
  *   slot2: slot for the same slot of the same piece of two chunks at once
  *     (their streams are independent; pieces up to LKV_P2_PAIR_DIM_MAX). 0
  *     when either is corrupt: the caller then decodes the two chunks one
- *     after the other for the error. NULL where one chunk at a time is
- *     faster.
+ *     after the other for the error. io[c].pc: NULL in both (rotated
+ *     pieces, m's tables), or set in both, a rotated one then with vc = vt
+ *     and ch = 0. NULL where one chunk at a time is faster.
  *   quantise: the encoder's front end (p2.c quantise) for cnt <= width
  *     vectors of one piece at rows[0..width) (rows past cnt repeat row 0)
- *     in container version fmt: lane l's norm code (r16 in version 2, k in
+ *     in container version fmt, in the rotated domain (ch = 0) or version
+ *     4's channel domain (times ch): lane l's norm code (r16 in version 2, k in
  *     3), points and cosets to code[l], k[l], c[l], or with
  *     kt non-NULL symbol-major (kt[j * 32 + l], ct[block * 32 + l], lanes
  *     l < width from the given pointers). Returns the lanes that cannot be
  *     coded (nonfinite element, norm overflow), 0 when all can.
- *   encode_block: one block of a full slot, from quantise's symbol-major
- *     points, through the encoder's rANS (symbols and puts). 0 on success,
- *     1 for a point outside its table, 2 when the words would go below
- *     limit.
+ *   encode_block: block b of a full slot, from quantise's symbol-major
+ *     points (kt, ct: the block's), through the encoder's rANS (symbols
+ *     and puts). pc: NULL for a rotated piece (m's tables through vt), else
+ *     version 4's channel piece (the models pc->mc, coset pc->f1[b]). 0 on
+ *     success, 1 for a point outside its table, 2 when the words would go
+ *     below limit.
  */
 typedef struct lkv_p2_kernels {
     unsigned width;
-    int (*slot)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
-                size_t *pos, uint32_t *state, const float *rn, uint8_t *const *rows, lkv_dtype dt);
+    int (*slot)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_piece *pc,
+                const uint8_t *body, size_t len, size_t *pos, uint32_t *state, const float *rn,
+                uint8_t *const *rows, lkv_dtype dt);
     int (*slot2)(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io *io, lkv_dtype dt);
-    unsigned (*quantise)(const lkv_p2_model *m, uint32_t fmt, lkv_dtype dt,
+    unsigned (*quantise)(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
                          const uint8_t *const *rows, unsigned cnt, uint16_t *code,
                          int16_t (*k)[LKV_DIM_MAX], uint8_t (*c)[LKV_DIM_MAX / 8], int16_t *kt,
                          uint8_t *ct);
-    int (*encode_block)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
-                        const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
-                        size_t limit);
+    int (*encode_block)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_piece *pc,
+                        uint32_t b, const int16_t *kt, const uint8_t *ct, uint32_t *state,
+                        uint8_t *base, size_t *wp, size_t limit);
 } lkv_p2_kernels;
 
 #define LKV_P2_WIDTH_MAX 16u

@@ -210,18 +210,9 @@ static p2_sym *table_syms(const lkv_p2_table *t, uint32_t u, p2_sym *s)
     return s;
 }
 
-/*
- * What one piece of one chunk is coded with: the model of each coordinate
- * and the coset frequency of each block. Rotated mode: the piece's model
- * everywhere. Version 4's channel mode: coordinate i's level model, block
- * b's frequency from its 8 levels (lkv_p2_coset_f1), and the scale ch.
- */
-typedef struct p2_piece {
-    const lkv_p2_model *mc[LKV_DIM_MAX];
-    uint32_t f1[LKV_DIM_MAX / 8];
-    uint32_t rcp[LKV_DIM_MAX / 8][2];
-    float ch; /* 0: rotated */
-} p2_piece;
+/* What one piece of one chunk is coded with (lkv_p2.h): per-coordinate
+ * models, per-block coset frequencies, the channel scale (0: rotated). */
+typedef lkv_p2_piece p2_piece;
 
 static void piece_rotated(const lkv_p2_model *m, p2_piece *pc)
 {
@@ -414,16 +405,20 @@ typedef struct p2_models {
     lkv_p2_model m;
     int vt_built; /* piece index + 1 of vt (SIMD decode only), 0 when none */
     lkv_p2_vtab vt;
-    lkv_p2_model *lev;          /* LKV_P2_LEVELS level models of dimension lev_dim */
-    uint32_t lev_dim, lev_have; /* bit l of lev_have: lev[l] is built             */
-    int16_t *ck;                /* a chunk's channel-domain points [cnt][dim]      */
-    uint8_t *cc;                /* and cosets [cnt][dim / 8]                       */
-    uint8_t *cout;              /* the channel trial's piece                       */
+    lkv_p2_model *lev;               /* LKV_P2_LEVELS level models of dimension lev_dim */
+    uint32_t lev_dim, lev_have;      /* bit l of lev_have: lev[l] is built             */
+    lkv_p2_vtab *lvt[LKV_P2_LEVELS]; /* their SIMD decode tables (decoder only)   */
+    uint32_t lvt_have;               /* bit l: lvt[l] is lev[l]'s                 */
+    int16_t *ck;                     /* a chunk's channel-domain points [cnt][dim]      */
+    uint8_t *cc;                     /* and cosets [cnt][dim / 8]                       */
+    uint8_t *cout;                   /* the channel trial's piece                       */
     size_t cout_cap;
 } p2_models;
 
 static void models_free(p2_models *ms)
 {
+    for (uint32_t l = 0; l < LKV_P2_LEVELS; l++)
+        free(ms->lvt[l]);
     free(ms->lev);
     free(ms->ck);
     free(ms->cc);
@@ -438,6 +433,7 @@ static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
     if (ms->lev_dim != dim) {
         ms->lev_dim = dim;
         ms->lev_have = 0;
+        ms->lvt_have = 0;
     }
     if (!((ms->lev_have >> l) & 1u)) {
         if (!lkv_p2_model_build_level(ms->q, dim, l, &ms->lev[l]))
@@ -471,6 +467,30 @@ static int piece_channel(p2_models *ms, const lkv_p2_model *m, const uint8_t *lv
         pc->rcp[b][1] = lkv_p2_rcp(pc->f1[b]);
     }
     pc->ch = chan_scale(m);
+    return 1;
+}
+
+/* The SIMD decode tables of a piece's coordinates: vt everywhere for a
+ * rotated piece, each channel's level tables (built at their first use
+ * in this call, from the level models piece_channel built) for a channel
+ * piece. 0 when out of memory. */
+static int piece_vtabs(p2_models *ms, const lkv_p2_vtab *vt, uint32_t dim, p2_piece *pc)
+{
+    if (pc->ch == 0.0f) {
+        for (uint32_t i = 0; i < dim; i++)
+            pc->vc[i] = vt;
+        return 1;
+    }
+    for (uint32_t i = 0; i < dim; i++) {
+        const uint32_t l = pc->mc[i]->level;
+        if (!((ms->lvt_have >> l) & 1u)) {
+            if (!ms->lvt[l] && !(ms->lvt[l] = (lkv_p2_vtab *)malloc(sizeof *ms->lvt[l])))
+                return 0;
+            lkv_p2_vtab_build(pc->mc[i], ms->lvt[l]);
+            ms->lvt_have |= 1u << l;
+        }
+        pc->vc[i] = ms->lvt[l];
+    }
     return 1;
 }
 
@@ -563,17 +583,25 @@ static int code_slot(const p2_piece *pc, const lkv_p2_model *m, size_t nk, const
  * Version 4's channel trial of piece j (model m) of the chunk of vectors
  * first .. first+cnt-1: their points in the channel domain, each channel's
  * level from the exact sum of its squared points, and the piece (header,
- * states, words) coded into ms->cout, *len bytes.
+ * states, words) coded into ms->cout, *len bytes. Slot k's points lie at
+ * ms->ck + k * 32 * LKV_DIM_MAX: a full slot on a SIMD path symbol-major
+ * (kt[i * 32 + l], as encode_chunk's), quantised and coded by the kernels
+ * (ks); any other slot vector-major, rows of LKV_DIM_MAX. Either way the
+ * same points, levels, symbols and words.
  */
 static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
-                          const uint8_t *src, size_t first, size_t cnt, p2_piece *pc, size_t *len)
+                          const uint8_t *src, size_t first, size_t cnt, p2_piece *pc, size_t *len,
+                          const p2_kern *ks)
 {
     const p2_layout *lo = ms->lo;
     const uint32_t pd = m->dim, nb = m->nblocks, off = lo->split.off[j], dim = lo->split.dim;
     const size_t esz = lkv_dtype_size(dt), cap = (size_t)piece_bound(lo, j, lo->chunk);
+    const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES, KS = LKV_DIM_MAX * LKV_P2_LANES,
+                 CS = LKV_DIM_MAX / 8 * LKV_P2_LANES;
     if (!ms->ck) {
-        ms->ck = (int16_t *)malloc((size_t)lo->chunk * LKV_DIM_MAX * sizeof *ms->ck);
-        ms->cc = (uint8_t *)malloc((size_t)lo->chunk * LKV_DIM_MAX / 8);
+        const size_t slots = ((size_t)lo->chunk + LKV_P2_LANES - 1) / LKV_P2_LANES;
+        ms->ck = (int16_t *)malloc(slots * KS * sizeof *ms->ck);
+        ms->cc = (uint8_t *)malloc(slots * CS);
     }
     if (ms->cout_cap < cap) {
         free(ms->cout);
@@ -585,18 +613,58 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     const float ch = chan_scale(m);
     uint64_t sq[LKV_DIM_MAX] = {0};
     float x[LKV_DIM_MAX];
-    for (size_t v = 0; v < cnt; v++) {
-        int16_t *k = ms->ck + v * pd;
-        uint8_t *c = ms->cc + v * nb;
-        uint32_t bad = 0;
-        uint16_t code;
-        if (!lkv_load_vec(dt, src + ((first + v) * dim + off) * esz, 0, pd, x, &bad) ||
-            !quantise(m, lo->fmt, ch, x, &code, k, c))
-            return ENC_BAD_VECTOR;
-        for (uint32_t i = 0; i < pd; i++) {
-            const int64_t p2 = 2 * (int64_t)k[i] + c[i / 8];
-            sq[i] += (uint64_t)(p2 * p2);
-        }
+    for (size_t k = 0; k < nslots; k++) {
+        const size_t v0 = k * LKV_P2_LANES, nk = cnt - v0 < LKV_P2_LANES ? cnt - v0 : LKV_P2_LANES;
+        int16_t *kr = ms->ck + k * KS;
+        uint8_t *cr = ms->cc + k * CS;
+#if defined(LKV_P2_SIMD)
+        if (ks) {
+            const int full = nk == LKV_P2_LANES;
+            const unsigned wd = ks->width;
+            int16_t(*kv)[LKV_DIM_MAX] = (int16_t(*)[LKV_DIM_MAX])kr;
+            uint8_t(*cv)[LKV_DIM_MAX / 8] = (uint8_t(*)[LKV_DIM_MAX / 8]) cr;
+            for (size_t l0 = 0; l0 < nk; l0 += wd) {
+                const unsigned gc = nk - l0 < wd ? (unsigned)(nk - l0) : wd;
+                const uint8_t *rows[LKV_P2_WIDTH_MAX];
+                uint16_t code[LKV_P2_WIDTH_MAX];
+                for (unsigned l = 0; l < wd; l++)
+                    rows[l] = src + ((first + v0 + l0 + (l < gc ? l : 0)) * dim + off) * esz;
+                if (ks->quantise(m, lo->fmt, ch, dt, rows, gc, code, full ? NULL : kv + l0,
+                                 full ? NULL : cv + l0, full ? kr + l0 : NULL,
+                                 full ? cr + l0 : NULL))
+                    return ENC_BAD_VECTOR;
+            }
+            if (full) {
+                for (uint32_t i = 0; i < pd; i++) {
+                    const int16_t *ki = kr + i * LKV_P2_LANES;
+                    const uint8_t *ci = cr + i / 8 * LKV_P2_LANES;
+                    int64_t t = 0;
+                    for (size_t l = 0; l < LKV_P2_LANES; l++) {
+                        const int64_t p2 = 2 * (int64_t)ki[l] + ci[l];
+                        t += p2 * p2;
+                    }
+                    sq[i] += (uint64_t)t;
+                }
+                continue;
+            }
+        } else
+#else
+        (void)ks;
+#endif
+            for (size_t l = 0; l < nk; l++) {
+                uint16_t code;
+                uint32_t bad = 0;
+                if (!lkv_load_vec(dt, src + ((first + v0 + l) * dim + off) * esz, 0, pd, x, &bad) ||
+                    !quantise(m, lo->fmt, ch, x, &code, kr + l * LKV_DIM_MAX,
+                              cr + l * (LKV_DIM_MAX / 8)))
+                    return ENC_BAD_VECTOR;
+            }
+        for (size_t l = 0; l < nk; l++)
+            for (uint32_t i = 0; i < pd; i++) {
+                const int64_t p2 =
+                    2 * (int64_t)kr[l * LKV_DIM_MAX + i] + cr[l * (LKV_DIM_MAX / 8) + i / 8];
+                sq[i] += (uint64_t)(p2 * p2);
+            }
     }
     uint8_t lv[LKV_DIM_MAX];
     const double e = (double)((uint64_t)cnt * ms->q * ms->q * pd);
@@ -614,10 +682,23 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
         state[l] = LKV_P2_RANS_LOW;
     const size_t limit = hdr + 4 * nl;
     size_t wp = cap;
-    for (size_t k = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES; k-- > 0;) {
+    for (size_t k = nslots; k-- > 0;) {
         const size_t v0 = k * LKV_P2_LANES, nk = cnt - v0 < LKV_P2_LANES ? cnt - v0 : LKV_P2_LANES;
-        const int r = code_slot(pc, m, nk, ms->ck + v0 * pd, pd, ms->cc + v0 * nb, nb, state, out,
-                                &wp, limit);
+        const int16_t *kr = ms->ck + k * KS;
+        const uint8_t *cr = ms->cc + k * CS;
+#if defined(LKV_P2_SIMD)
+        if (ks && nk == LKV_P2_LANES) {
+            for (uint32_t b = nb; b-- > 0;) {
+                const int r = ks->encode_block(m, NULL, pc, b, kr + 8 * b * LKV_P2_LANES,
+                                               cr + b * LKV_P2_LANES, state, out, &wp, limit);
+                if (r)
+                    return r == 1 ? ENC_INTERNAL : ENC_FULL;
+            }
+            continue;
+        }
+#endif
+        const int r =
+            code_slot(pc, m, nk, kr, LKV_DIM_MAX, cr, LKV_DIM_MAX / 8, state, out, &wp, limit);
         if (r != ENC_OK)
             return r;
     }
@@ -688,7 +769,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
                         rows[l] =
                             src +
                             ((first + k * LKV_P2_LANES + l0 + (l < gc ? l : 0)) * dim + off) * esz;
-                    if (ks->quantise(m, fmt, dt, rows, gc, code, full ? NULL : kk + l0,
+                    if (ks->quantise(m, fmt, 0.0f, dt, rows, gc, code, full ? NULL : kk + l0,
                                      full ? NULL : cc + l0, full ? kt + l0 : NULL,
                                      full ? ct + l0 : NULL))
                         return ENC_BAD_VECTOR;
@@ -715,7 +796,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             if (full) {
                 const lkv_p2_vtab *vt = vtab_of(ms, j);
                 for (uint32_t b = m->nblocks; b-- > 0;) {
-                    const int r = ks->encode_block(m, vt, kt + 8 * b * LKV_P2_LANES,
+                    const int r = ks->encode_block(m, vt, NULL, b, kt + 8 * b * LKV_P2_LANES,
                                                    ct + b * LKV_P2_LANES, state, dst, &wp, limit);
                     if (r)
                         return r == 1 ? ENC_INTERNAL : ENC_FULL;
@@ -738,7 +819,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
              * shorter (ties: rotated). It is never longer than the space
              * the rotated piece took, so it fits where that one is. */
             size_t clen = 0;
-            const int r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen);
+            const int r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen, ks);
             if (r != ENC_OK)
                 return r;
             if (clen < pos - start) {
@@ -984,7 +1065,7 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
             if (mode) {
                 uint8_t lv[LKV_DIM_MAX];
                 levels_get(body + rd.pos + 1, lv, m->dim);
-                if (!piece_channel(ms, m, lv, &pc))
+                if (!piece_channel(ms, m, lv, &pc) || (ks && !piece_vtabs(ms, NULL, m->dim, &pc)))
                     return lkv_fail(diag, LKV_ERR_NOMEM, at,
                                     "profile=2 format=4: no memory for the channel mode (chunk "
                                     "at byte %zu)",
@@ -1010,8 +1091,10 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
 #if defined(LKV_P2_SIMD)
             /* A full slot on a SIMD path: it fails exactly where the scalar
              * steps below would, and the message names only the chunk, so
-             * the error is the scalar one. */
-            if (ks && nk == LKV_P2_LANES && pc.ch == 0.0f) {
+             * the error is the scalar one. Channel pieces decode with
+             * their per-coordinate tables (pc.vc). */
+            if (ks && nk == LKV_P2_LANES) {
+                const int chan = pc.ch != 0.0f;
                 float rn[LKV_P2_LANES];
                 uint8_t *rows[LKV_P2_LANES];
                 for (size_t l = 0; l < nk; l++) {
@@ -1019,7 +1102,8 @@ static lkv_status decode_chunk(p2_models *ms, const uint8_t *body, size_t len, s
                     rn[l] = norm_value(fmt, norm_code_at(lo, body, v, j));
                     rows[l] = dst + ((first + v) * dim + sp->off[j]) * esz;
                 }
-                if (!ks->slot(m, vtab_of(ms, j), body, len, &rd.pos, state, rn, rows, dt))
+                if (!ks->slot(m, chan ? NULL : vtab_of(ms, j), chan ? &pc : NULL, body, len,
+                              &rd.pos, state, rn, rows, dt))
                     goto corrupt;
                 continue;
             }
@@ -1104,6 +1188,7 @@ static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *b
     const uint32_t np = sp->count, dim = sp->dim, fmt = lo->fmt;
     const size_t esz = lkv_dtype_size(dt), cnt = lo->chunk;
     size_t pos[2];
+    p2_piece pcs[2];
     for (int c = 0; c < 2; c++) {
         pos[c] = (size_t)norm_bytes(lo, cnt);
         if (pos[c] > len[c] || !norms_ok(lo, body[c], cnt))
@@ -1115,11 +1200,26 @@ static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *b
             return 0;
         const lkv_p2_vtab *vt = vtab_of(ms, j);
         uint32_t state[2][LKV_P2_LANES];
+        int chan = 0;
         for (int c = 0; c < 2; c++) {
-            const size_t hdr = piece_hdr(lo, m->dim, 0); /* version 4: rotated pieces only */
-            if (len[c] - pos[c] < hdr || (hdr && (body[c][pos[c]] | body[c][pos[c] + 1]) != 0))
-                return 0;
-            pos[c] += hdr;
+            /* version 4: the piece's header, as decode_chunk reads it */
+            piece_rotated(m, &pcs[c]);
+            if (fmt == LKV_FMT_VERSION_P4) {
+                const uint8_t mode = len[c] - pos[c] >= 2 ? body[c][pos[c]] : 0;
+                const size_t hdr = piece_hdr(lo, m->dim, mode == 1);
+                if (len[c] - pos[c] < hdr || mode > 1 ||
+                    (hdr > 1 + (mode ? 5 * (size_t)m->dim / 8 : 0) &&
+                     body[c][pos[c] + hdr - 1] != 0))
+                    return 0;
+                if (mode) {
+                    uint8_t lv[LKV_DIM_MAX];
+                    levels_get(body[c] + pos[c] + 1, lv, m->dim);
+                    if (!piece_channel(ms, m, lv, &pcs[c]))
+                        return 0;
+                    chan = 1;
+                }
+                pos[c] += hdr;
+            }
             if (len[c] - pos[c] < 4 * LKV_P2_LANES)
                 return 0;
             for (size_t l = 0; l < LKV_P2_LANES; l++) {
@@ -1129,6 +1229,10 @@ static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *b
             }
             pos[c] += 4 * LKV_P2_LANES;
         }
+        /* a channel piece in either: both decode with their pieces */
+        for (int c = 0; c < 2 && chan; c++)
+            if (!piece_vtabs(ms, vt, m->dim, &pcs[c]))
+                return 0;
         for (size_t k = 0; k < cnt / LKV_P2_LANES; k++) {
             float rn[2][LKV_P2_LANES];
             uint8_t *rows[2][LKV_P2_LANES];
@@ -1139,7 +1243,8 @@ static int decode_pair(p2_models *ms, const p2_kern *ks, const uint8_t *const *b
                     rn[c][l] = norm_value(fmt, norm_code_at(lo, body[c], v, j));
                     rows[c][l] = dst + ((first + c * cnt + v) * dim + sp->off[j]) * esz;
                 }
-                io[c] = (lkv_p2_slot_io){body[c], len[c], pos[c], state[c], rn[c], rows[c]};
+                io[c] = (lkv_p2_slot_io){
+                    body[c], len[c], pos[c], state[c], rn[c], rows[c], chan ? &pcs[c] : NULL};
             }
             if (!ks->slot2(m, vt, io, dt))
                 return 0;

@@ -246,10 +246,13 @@ SK_INLINE int p2a_coord(const lkv_p2_vtab *vt, const p2a_tabs *tb, const vi *ti,
 }
 
 /* Decodes one full slot of a piece (see p2.c and p2v_slots); kt holds the
- * points, [dim][32]. 1 on success. One stream only: AVX2's 16 registers
- * do not hold two streams' chains (lkv_p2_kernels_avx2). */
-SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream *t, int16_t *kt,
-                       lkv_dtype dt)
+ * points, [dim][32]. pc: NULL for a rotated piece (m's tables through vt),
+ * else version 4's channel piece (per-coordinate tables pc->vc, coset
+ * frequencies pc->f1, scale pc->ch); chan = (pc != NULL), a constant per
+ * instance. 1 on success. One stream only: AVX2's 16 registers do not hold
+ * two streams' chains (lkv_p2_kernels_avx2). */
+SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int chan,
+                       const lkv_p2_piece *pc, p2a_stream *t, int16_t *kt, lkv_dtype dt)
 {
     const unsigned kw = LKV_P2_LANES;
     p2a_tabs tb;
@@ -263,7 +266,7 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
         vi ti[P2A_REGS], cs[P2A_REGS], par[P2A_REGS], u[P2A_REGS];
 #pragma GCC unroll 4
         for (unsigned g = 0; g < P2A_REGS; g++) {
-            const vi c = p2a_coset(&x[g], m->coset_f1);
+            const vi c = p2a_coset(&x[g], chan ? pc->f1[blk] : m->coset_f1);
             cs[g] = _mm256_and_si256(c, one);
             ti[g] = _mm256_and_si256(c, three);
             par[g] = _mm256_setzero_si256();
@@ -272,8 +275,9 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
         for (unsigned g = 0; g < P2A_REGS; g++)
             if (!p2a_refill(&x[g], t->body, t->len, &t->pos))
                 return 0;
+        const lkv_p2_vtab *const *vc = chan ? pc->vc + 8 * blk : NULL;
         for (uint32_t i = 0; i < 7; i++) {
-            if (!p2a_coord(vt, &tb, ti, m->t[0][0].b, x, t, u))
+            if (!p2a_coord(chan ? vc[i] : vt, &tb, ti, m->t[0][0].b, x, t, u))
                 return 0;
 #pragma GCC unroll 4
             for (unsigned g = 0; g < P2A_REGS; g++) {
@@ -288,7 +292,7 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
             ti[g] = _mm256_add_epi32(ti[g], _mm256_add_epi32(par[g], one));
         /* lane 0 picks the raw-bit count, as in p2.c */
         const uint32_t raw7 = m->t[0][1 + (uint32_t)_mm256_cvtsi256_si32(par[0])].b;
-        if (!p2a_coord(vt, &tb, ti, raw7, x, t, u))
+        if (!p2a_coord(chan ? vc[7] : vt, &tb, ti, raw7, x, t, u))
             return 0;
 #pragma GCC unroll 4
         for (unsigned g = 0; g < P2A_REGS; g++) {
@@ -307,14 +311,25 @@ SK_INLINE int p2a_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2a_stream 
     const vf half = vf_set1(0.5f), qf = vf_set1(m->qf);
     for (unsigned g = 0; g < P2A_REGS; g++) {
         const unsigned gl = 8u * g;
-        for (uint32_t j = 0; j < m->dim; j++) {
-            const vi p2 = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)&kt[j * kw + gl]));
-            buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
-        }
         vf r;
         memcpy(&r, t->rn + gl, sizeof r);
-        vf unused = r;
-        sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
+        if (chan) {
+            /* version 4's channel domain: ((p2 / 2) / ch) * r, as reconstruct */
+            const vf cv = vf_set1(pc->ch);
+            for (uint32_t j = 0; j < m->dim; j++) {
+                const vi p2 =
+                    _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)&kt[j * kw + gl]));
+                buf[j] = vf_mul(vf_div(vf_mul(vf_from_i(p2), half), cv), r);
+            }
+        } else {
+            for (uint32_t j = 0; j < m->dim; j++) {
+                const vi p2 =
+                    _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)&kt[j * kw + gl]));
+                buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
+            }
+            vf unused = r;
+            sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
+        }
         for (uint32_t ch = 0; ch < m->dim / 8u; ch++)
             sk_store_chunk(dt, t->rows + gl, 8, ch * 8u, buf + ch * 8u);
     }
@@ -357,17 +372,28 @@ SK_INLINE int p2a_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *w
     return 1;
 }
 
-/* The symbols of one table coordinate in 8 lanes (p2v_coord_syms). */
-SK_INLINE void p2a_coord_syms(const lkv_p2_model *m, const lkv_p2_vtab *vt, vi ti, vi rcpbase, vi b,
-                              uint32_t rawb, vi u, vi (*sy)[3], unsigned *ns)
+/* The symbols of one table coordinate in 8 lanes (p2v_coord_syms): rotated
+ * from vt->cc, a channel coordinate from its model mi's cum[] (cbase). */
+SK_INLINE void p2a_coord_syms(const lkv_p2_model *mi, const lkv_p2_vtab *vt, const int chan, vi ti,
+                              vi cbase, vi rcpbase, vi b, uint32_t rawb, vi u, vi (*sy)[3],
+                              unsigned *ns)
 {
     const vi hi = _mm256_srlv_epi32(u, b);
-    const vi cc = _mm256_i32gather_epi32((const int *)vt->cc,
-                                         _mm256_add_epi32(_mm256_slli_epi32(ti, 9), hi), 4);
-    const vi c0 = _mm256_and_si256(cc, _mm256_set1_epi32(0xffff));
-    sy[*ns][0] = c0;
-    sy[*ns][1] = _mm256_sub_epi32(_mm256_srli_epi32(cc, 16), c0);
-    sy[*ns][2] = _mm256_i32gather_epi32((const int *)m->t, _mm256_add_epi32(rcpbase, hi), 4);
+    if (chan) {
+        const vi ci = _mm256_add_epi32(cbase, hi);
+        const vi c0 = _mm256_i32gather_epi32((const int *)mi->t, ci, 4);
+        const vi c1 =
+            _mm256_i32gather_epi32((const int *)mi->t, _mm256_add_epi32(ci, vi_set1(1)), 4);
+        sy[*ns][0] = c0;
+        sy[*ns][1] = _mm256_sub_epi32(c1, c0);
+    } else {
+        const vi cc = _mm256_i32gather_epi32((const int *)vt->cc,
+                                             _mm256_add_epi32(_mm256_slli_epi32(ti, 9), hi), 4);
+        const vi c0 = _mm256_and_si256(cc, _mm256_set1_epi32(0xffff));
+        sy[*ns][0] = c0;
+        sy[*ns][1] = _mm256_sub_epi32(_mm256_srli_epi32(cc, 16), c0);
+    }
+    sy[*ns][2] = _mm256_i32gather_epi32((const int *)mi->t, _mm256_add_epi32(rcpbase, hi), 4);
     (*ns)++;
     if (rawb) {
         const uint32_t f = LKV_P2_PROB_ONE >> rawb;
@@ -379,22 +405,34 @@ SK_INLINE void p2a_coord_syms(const lkv_p2_model *m, const lkv_p2_vtab *vt, vi t
     }
 }
 
-/* One block of a full slot through rANS, from its symbol-major points
- * (p2v_encode_block): 0 on success, 1 for a point outside its table, 2
- * when the words would go below limit. */
-static int p2a_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
-                            const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
-                            size_t limit)
+/* The offsets, in uint32 from m->t, of each table's array at byte offset
+ * field within lkv_p2_table (cum or rcp), for permutevar8x32 by ti. */
+static inline vi p2a_field_base(const lkv_p2_model *m, size_t field)
 {
-    p2a_tabs tb;
-    p2a_tabs_init(m, &tb);
     int32_t rb[8] = {0};
     for (unsigned c = 0; c < 2; c++)
         for (unsigned t = 0; t < 3; t++)
             rb[c * 3 + t] =
-                (int32_t)(((const uint8_t *)m->t[c][t].rcp - (const uint8_t *)m->t) / 4);
-    const vi rbase = _mm256_loadu_si256((const __m256i *)rb), one = vi_set1(1);
-    const uint32_t f1 = m->coset_f1, b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+                (int32_t)(((const uint8_t *)&m->t[c][t] + field - (const uint8_t *)m->t) / 4);
+    return _mm256_loadu_si256((const __m256i *)rb);
+}
+
+/* One block of a full slot through rANS, from its symbol-major points
+ * (p2v_encode_blk; chan: version 4's channel piece pc): 0 on success, 1
+ * for a point outside its table, 2 when the words would go below limit. */
+SK_INLINE int p2a_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int chan,
+                             const lkv_p2_piece *pc, uint32_t b, const int16_t *kt,
+                             const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                             size_t limit)
+{
+    p2a_tabs tb;
+    p2a_tabs_init(m, &tb);
+    const vi rbase = p2a_field_base(m, offsetof(lkv_p2_table, rcp)), one = vi_set1(1);
+    const vi cbase = chan ? p2a_field_base(m, offsetof(lkv_p2_table, cum)) : rbase;
+    const lkv_p2_model *const *mc = chan ? pc->mc + 8 * b : NULL;
+    const uint32_t f1 = chan ? pc->f1[b] : m->coset_f1, b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+    const uint32_t cr0 = chan ? pc->rcp[b][0] : m->coset_rcp[0];
+    const uint32_t cr1 = chan ? pc->rcp[b][1] : m->coset_rcp[1];
     vi sy[P2A_REGS][1 + 2 * 8][3];
     unsigned ns = 0;
     for (unsigned g = 0; g < P2A_REGS; g++) {
@@ -403,12 +441,12 @@ static int p2a_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
         const vi f0v = vi_set1((int32_t)(LKV_P2_PROB_ONE - f1));
         sy[g][0][0] = _mm256_and_si256(half, f0v);
         sy[g][0][1] = p2a_blend(half, vi_set1((int32_t)f1), f0v);
-        sy[g][0][2] =
-            p2a_blend(half, vi_set1((int32_t)m->coset_rcp[1]), vi_set1((int32_t)m->coset_rcp[0]));
+        sy[g][0][2] = p2a_blend(half, vi_set1((int32_t)cr1), vi_set1((int32_t)cr0));
         ns = 1;
         vi ti = _mm256_and_si256(half, vi_set1(3)), par = _mm256_setzero_si256();
         const vi jlo0 = p2a_of(tb.jlo, ti), n0 = p2a_of(tb.n, ti);
         const vi bb0 = p2a_of(tb.b, ti), rb0 = p2a_of(rbase, ti);
+        const vi cb0 = chan ? p2a_of(cbase, ti) : rb0;
         for (uint32_t i = 0; i < 7; i++) {
             const vi k = _mm256_cvtepi16_epi32(
                 _mm_loadu_si128((const __m128i *)(kt + i * LKV_P2_LANES + 8u * g)));
@@ -417,7 +455,7 @@ static int p2a_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
                     _mm256_or_si256(p2a_le(n0, u), _mm256_cmpgt_epi32(_mm256_setzero_si256(), u))))
                 return 1;
             par = _mm256_xor_si256(par, _mm256_and_si256(k, one));
-            p2a_coord_syms(m, vt, ti, rb0, bb0, b6, u, sy[g], &ns);
+            p2a_coord_syms(chan ? mc[i] : m, vt, chan, ti, cb0, rb0, bb0, b6, u, sy[g], &ns);
         }
         const vi k7 = _mm256_cvtepi16_epi32(
             _mm_loadu_si128((const __m128i *)(kt + 7 * LKV_P2_LANES + 8u * g)));
@@ -429,7 +467,9 @@ static int p2a_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
         if (p2a_bits(_mm256_or_si256(p2a_le(p2a_of(tb.n, ti), u),
                                      _mm256_cmpgt_epi32(_mm256_setzero_si256(), u))))
             return 1;
-        p2a_coord_syms(m, vt, ti, p2a_of(rbase, ti), p2a_of(tb.b, ti), b7, u, sy[g], &ns);
+        const vi rb7 = p2a_of(rbase, ti);
+        p2a_coord_syms(chan ? mc[7] : m, vt, chan, ti, chan ? p2a_of(cbase, ti) : rb7, rb7,
+                       p2a_of(tb.b, ti), b7, u, sy[g], &ns);
     }
     vi x[P2A_REGS];
     for (unsigned g = 0; g < P2A_REGS; g++)
@@ -441,6 +481,17 @@ static int p2a_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
     for (unsigned g = 0; g < P2A_REGS; g++)
         _mm256_storeu_si256((__m256i *)(state + 8u * g), x[g]);
     return ok ? 0 : 2;
+}
+
+/* lkv_p2_kernels.encode_block: one instance per mode, so the rotated one
+ * is the code it was before the channel mode. */
+static int p2a_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_piece *pc,
+                            uint32_t b, const int16_t *kt, const uint8_t *ct, uint32_t *state,
+                            uint8_t *base, size_t *wp, size_t limit)
+{
+    if (pc)
+        return p2a_encode_blk(m, vt, 1, pc, b, kt, ct, state, base, wp, limit);
+    return p2a_encode_blk(m, vt, 0, NULL, b, kt, ct, state, base, wp, limit);
 }
 
 #endif /* LKV_P2_AVX2_H */

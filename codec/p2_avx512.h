@@ -166,20 +166,23 @@ typedef struct p2v_stream {
     uint32_t *state;
     const float *rn; /* the norms the decoder multiplies by */
     uint8_t *const *rows;
+    const lkv_p2_piece *pc; /* p2v_slots with chan: this stream's piece */
 } p2v_stream;
 
 /* Register g of ns streams belongs to stream g / P2V_REGS. */
 #define P2V_MAXR (2u * P2V_REGS)
 
 /* One coordinate of all lanes of every stream: bins (with refills), then
- * raw bits (with refills), then the range check. u receives the offsets. */
-SK_INLINE int p2v_coord(const lkv_p2_vtab *vt, const p2v_tabs *tb, const vi *ti,
-                        const uint32_t *rawb, vi *x, p2v_stream *st, unsigned nr, vi *u)
+ * raw bits (with refills), then the range check. u receives the offsets.
+ * Stream 0 looks its bins up in vt0, stream 1 in vt1. */
+SK_INLINE int p2v_coord(const lkv_p2_vtab *vt0, const lkv_p2_vtab *vt1, const p2v_tabs *tb,
+                        const vi *ti, const uint32_t *rawb, vi *x, p2v_stream *st, unsigned nr,
+                        vi *u)
 {
     vi s[P2V_MAXR];
 #pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++)
-        s[g] = p2v_bin(vt, ti[g], &x[g]);
+        s[g] = p2v_bin(g / P2V_REGS ? vt1 : vt0, ti[g], &x[g]);
 #pragma GCC unroll 4
     for (unsigned g = 0; g < nr; g++) {
         p2v_stream *t = &st[g / P2V_REGS];
@@ -221,9 +224,12 @@ static void p2v_tabs_init(const lkv_p2_model *m, p2v_tabs *tb)
 
 /* Decodes one full slot (32 vectors) of a piece in each of ns streams
  * (independent chunks: their dependency chains overlap); see p2.c. kt
- * holds the points, [dim][ns * 32]. 1 on success. */
+ * holds the points, [dim][ns * 32]. chan: every stream has its piece st->pc
+ * (version 4: channel, or rotated with vc = vt), whose per-coordinate
+ * tables, per-block coset frequencies and scale it decodes with; else m's
+ * tables through vt everywhere. 1 on success. */
 SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream *st,
-                        const unsigned ns, int16_t *kt, lkv_dtype dt)
+                        const unsigned ns, int16_t *kt, lkv_dtype dt, const int chan)
 {
     const unsigned nr = ns * P2V_REGS, kw = ns * LKV_P2_LANES;
     p2v_tabs tb;
@@ -239,7 +245,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
         __mmask16 c[P2V_MAXR];
 #pragma GCC unroll 4
         for (unsigned g = 0; g < nr; g++)
-            c[g] = p2v_coset(&x[g], m->coset_f1);
+            c[g] = p2v_coset(&x[g], chan ? st[g / P2V_REGS].pc->f1[blk] : m->coset_f1);
 #pragma GCC unroll 4
         for (unsigned g = 0; g < nr; g++) {
             p2v_stream *t = &st[g / P2V_REGS];
@@ -249,8 +255,10 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
             ti[g] = _mm512_maskz_mov_epi32(c[g], three);
             par[g] = _mm512_setzero_si512();
         }
+        const lkv_p2_vtab *const *vc0 = chan ? st[0].pc->vc + 8 * blk : NULL;
+        const lkv_p2_vtab *const *vc1 = chan ? st[ns - 1].pc->vc + 8 * blk : NULL;
         for (uint32_t i = 0; i < 7; i++) {
-            if (!p2v_coord(vt, &tb, ti, raw6, x, st, nr, u))
+            if (!p2v_coord(chan ? vc0[i] : vt, chan ? vc1[i] : vt, &tb, ti, raw6, x, st, nr, u))
                 return 0;
 #pragma GCC unroll 4
             for (unsigned g = 0; g < nr; g++) {
@@ -269,7 +277,7 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
                 raw7[g / P2V_REGS] =
                     m->t[0][1 + (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(par[g]))].b;
         }
-        if (!p2v_coord(vt, &tb, ti, raw7, x, st, nr, u))
+        if (!p2v_coord(chan ? vc0[7] : vt, chan ? vc1[7] : vt, &tb, ti, raw7, x, st, nr, u))
             return 0;
 #pragma GCC unroll 4
         for (unsigned g = 0; g < nr; g++) {
@@ -290,15 +298,25 @@ SK_INLINE int p2v_slots(const lkv_p2_model *m, const lkv_p2_vtab *vt, p2v_stream
     for (unsigned g = 0; g < nr; g++) {
         const p2v_stream *t = &st[g / P2V_REGS];
         const unsigned gl = 16u * (g % P2V_REGS);
-        for (uint32_t j = 0; j < m->dim; j++) {
-            const vi p2 =
-                _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)&kt[j * kw + 16u * g]));
-            buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
-        }
         vf r;
         memcpy(&r, t->rn + gl, sizeof r);
-        vf unused = r;
-        sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
+        if (chan && t->pc->ch != 0.0f) {
+            /* version 4's channel domain: ((p2 / 2) / ch) * r, as reconstruct */
+            const vf cv = vf_set1(t->pc->ch);
+            for (uint32_t j = 0; j < m->dim; j++) {
+                const vi p2 = _mm512_cvtepi16_epi32(
+                    _mm256_loadu_si256((const __m256i *)&kt[j * kw + 16u * g]));
+                buf[j] = vf_mul(vf_div(vf_mul(vf_from_i(p2), half), cv), r);
+            }
+        } else {
+            for (uint32_t j = 0; j < m->dim; j++) {
+                const vi p2 = _mm512_cvtepi16_epi32(
+                    _mm256_loadu_si256((const __m256i *)&kt[j * kw + 16u * g]));
+                buf[j] = vf_div(vf_mul(vf_from_i(p2), half), qf);
+            }
+            vf unused = r;
+            sk_fwht(buf, m->dim, 1, r, vf_set1(m->out_scale), r, &unused);
+        }
         uint8_t *const *gr = t->rows + gl;
         if (m->dim >= 16) {
             for (uint32_t ch = 0; ch < m->dim / 16u; ch++)
@@ -346,16 +364,31 @@ SK_INLINE int p2v_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *w
 
 /* The symbols of one table coordinate in 16 lanes: u (already checked
  * against the table's n) to its bin symbol and, with rawb bits, its raw
- * symbol; *ns advances by the symbols written. */
-SK_INLINE void p2v_coord_syms(const lkv_p2_model *m, const lkv_p2_vtab *vt, vi ti, vi rcpbase, vi b,
-                              uint32_t rawb, vi u, vi (*sy)[3], unsigned *ns)
+ * symbol; *ns advances by the symbols written. Rotated (chan = 0): the bin's
+ * start and end from vt->cc, one gather; a channel coordinate (its model
+ * mi, cbase the tables' cum[] as offsets from mi->t) reads cum[hi] and
+ * cum[hi + 1] of its own model, two gathers. rcpbase: the tables' rcp[]
+ * likewise. */
+SK_INLINE void p2v_coord_syms(const lkv_p2_model *mi, const lkv_p2_vtab *vt, const int chan, vi ti,
+                              vi cbase, vi rcpbase, vi b, uint32_t rawb, vi u, vi (*sy)[3],
+                              unsigned *ns)
 {
     const vi hi = _mm512_srlv_epi32(u, b);
-    const vi cc = _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_slli_epi32(ti, 9), hi), vt->cc, 4);
-    const vi c0 = _mm512_and_si512(cc, _mm512_set1_epi32(0xffff));
-    sy[*ns][0] = c0;
-    sy[*ns][1] = _mm512_sub_epi32(_mm512_srli_epi32(cc, 16), c0);
-    sy[*ns][2] = _mm512_i32gather_epi32(_mm512_add_epi32(rcpbase, hi), (const void *)m->t, 4);
+    if (chan) {
+        const vi ci = _mm512_add_epi32(cbase, hi);
+        const vi c0 = _mm512_i32gather_epi32(ci, (const void *)mi->t, 4);
+        const vi c1 =
+            _mm512_i32gather_epi32(_mm512_add_epi32(ci, vi_set1(1)), (const void *)mi->t, 4);
+        sy[*ns][0] = c0;
+        sy[*ns][1] = _mm512_sub_epi32(c1, c0);
+    } else {
+        const vi cc =
+            _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_slli_epi32(ti, 9), hi), vt->cc, 4);
+        const vi c0 = _mm512_and_si512(cc, _mm512_set1_epi32(0xffff));
+        sy[*ns][0] = c0;
+        sy[*ns][1] = _mm512_sub_epi32(_mm512_srli_epi32(cc, 16), c0);
+    }
+    sy[*ns][2] = _mm512_i32gather_epi32(_mm512_add_epi32(rcpbase, hi), (const void *)mi->t, 4);
     (*ns)++;
     if (rawb) {
         const uint32_t f = LKV_P2_PROB_ONE >> rawb;
@@ -367,25 +400,40 @@ SK_INLINE void p2v_coord_syms(const lkv_p2_model *m, const lkv_p2_vtab *vt, vi t
     }
 }
 
-/*
- * One block of a full slot through rANS, from its symbol-major points
- * (kt[i * 32 + l], i = 0..7, ct[l]): p2.c block_syms lane-wise, then the
- * puts in reverse. 0 on success, 1 for a point outside its table (never for
- * encoder points), 2 when the words would go below limit.
- */
-static int p2v_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int16_t *kt,
-                            const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
-                            size_t limit)
+/* The offsets, in uint32 from m->t, of each table's array at byte offset
+ * field within lkv_p2_table (cum or rcp), as a 16-entry permute table. */
+static inline vi p2v_field_base(const lkv_p2_model *m, size_t field)
 {
-    p2v_tabs tb;
-    p2v_tabs_init(m, &tb);
     int32_t rb[16] = {0};
     for (unsigned c = 0; c < 2; c++)
         for (unsigned t = 0; t < 3; t++)
             rb[c * 3 + t] =
-                (int32_t)(((const uint8_t *)m->t[c][t].rcp - (const uint8_t *)m->t) / 4);
-    const vi rbase = _mm512_loadu_si512(rb), one = vi_set1(1);
-    const uint32_t f1 = m->coset_f1, b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+                (int32_t)(((const uint8_t *)&m->t[c][t] + field - (const uint8_t *)m->t) / 4);
+    return _mm512_loadu_si512(rb);
+}
+
+/*
+ * One block of a full slot through rANS, from its symbol-major points
+ * (kt[i * 32 + l], i = 0..7, ct[l]): p2.c block_syms lane-wise, then the
+ * puts in reverse. chan: version 4's channel piece pc (coordinate i of
+ * block b from pc->mc[8b + i], whose tables have m's ranges; the coset
+ * from pc->f1[b]), else m's tables through vt. 0 on success, 1 for a point
+ * outside its table (never for encoder points), 2 when the words would go
+ * below limit.
+ */
+SK_INLINE int p2v_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const int chan,
+                             const lkv_p2_piece *pc, uint32_t b, const int16_t *kt,
+                             const uint8_t *ct, uint32_t *state, uint8_t *base, size_t *wp,
+                             size_t limit)
+{
+    p2v_tabs tb;
+    p2v_tabs_init(m, &tb);
+    const vi rbase = p2v_field_base(m, offsetof(lkv_p2_table, rcp)), one = vi_set1(1);
+    const vi cbase = chan ? p2v_field_base(m, offsetof(lkv_p2_table, cum)) : rbase;
+    const lkv_p2_model *const *mc = chan ? pc->mc + 8 * b : NULL;
+    const uint32_t f1 = chan ? pc->f1[b] : m->coset_f1, b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+    const uint32_t cr0 = chan ? pc->rcp[b][0] : m->coset_rcp[0];
+    const uint32_t cr1 = chan ? pc->rcp[b][1] : m->coset_rcp[1];
     vi sy[P2V_REGS][1 + 2 * 8][3];
     unsigned ns = 0;
     for (unsigned g = 0; g < P2V_REGS; g++) {
@@ -395,14 +443,14 @@ static int p2v_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
         sy[g][0][0] = _mm512_maskz_mov_epi32(half, vi_set1((int32_t)(LKV_P2_PROB_ONE - f1)));
         sy[g][0][1] = _mm512_mask_blend_epi32(half, vi_set1((int32_t)(LKV_P2_PROB_ONE - f1)),
                                               vi_set1((int32_t)f1));
-        sy[g][0][2] = _mm512_mask_blend_epi32(half, vi_set1((int32_t)m->coset_rcp[0]),
-                                              vi_set1((int32_t)m->coset_rcp[1]));
+        sy[g][0][2] = _mm512_mask_blend_epi32(half, vi_set1((int32_t)cr0), vi_set1((int32_t)cr1));
         ns = 1;
         vi ti = _mm512_maskz_mov_epi32(half, vi_set1(3)), par = _mm512_setzero_si512();
         const vi jlo0 = _mm512_permutexvar_epi32(ti, tb.jlo),
                  n0 = _mm512_permutexvar_epi32(ti, tb.n);
         const vi bb0 = _mm512_permutexvar_epi32(ti, tb.b),
                  rb0 = _mm512_permutexvar_epi32(ti, rbase);
+        const vi cb0 = chan ? _mm512_permutexvar_epi32(ti, cbase) : rb0;
         for (uint32_t i = 0; i < 7; i++) {
             const vi k = _mm512_cvtepi16_epi32(
                 _mm256_loadu_si256((const __m256i *)(kt + i * LKV_P2_LANES + 16u * g)));
@@ -410,7 +458,7 @@ static int p2v_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
             if (_mm512_cmpge_epu32_mask(u, n0))
                 return 1;
             par = _mm512_xor_si512(par, _mm512_and_si512(k, one));
-            p2v_coord_syms(m, vt, ti, rb0, bb0, b6, u, sy[g], &ns);
+            p2v_coord_syms(chan ? mc[i] : m, vt, chan, ti, cb0, rb0, bb0, b6, u, sy[g], &ns);
         }
         const vi k7 = _mm512_cvtepi16_epi32(
             _mm256_loadu_si256((const __m256i *)(kt + 7 * LKV_P2_LANES + 16u * g)));
@@ -421,8 +469,10 @@ static int p2v_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
                                       _mm512_permutexvar_epi32(ti, tb.jlo));
         if (_mm512_cmpge_epu32_mask(u, _mm512_permutexvar_epi32(ti, tb.n)))
             return 1;
-        p2v_coord_syms(m, vt, ti, _mm512_permutexvar_epi32(ti, rbase),
-                       _mm512_permutexvar_epi32(ti, tb.b), b7, u, sy[g], &ns);
+        p2v_coord_syms(chan ? mc[7] : m, vt, chan, ti,
+                       chan ? _mm512_permutexvar_epi32(ti, cbase) : rb0,
+                       _mm512_permutexvar_epi32(ti, rbase), _mm512_permutexvar_epi32(ti, tb.b), b7,
+                       u, sy[g], &ns);
     }
     vi x[P2V_REGS];
     for (unsigned g = 0; g < P2V_REGS; g++)
@@ -434,6 +484,17 @@ static int p2v_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const 
     for (unsigned g = 0; g < P2V_REGS; g++)
         _mm512_storeu_si512(state + 16u * g, x[g]);
     return ok ? 0 : 2;
+}
+
+/* lkv_p2_kernels.encode_block: one instance per mode, so the rotated one
+ * is the code it was before the channel mode. */
+static int p2v_encode_block(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_piece *pc,
+                            uint32_t b, const int16_t *kt, const uint8_t *ct, uint32_t *state,
+                            uint8_t *base, size_t *wp, size_t limit)
+{
+    if (pc)
+        return p2v_encode_blk(m, vt, 1, pc, b, kt, ct, state, base, wp, limit);
+    return p2v_encode_blk(m, vt, 0, NULL, b, kt, ct, state, base, wp, limit);
 }
 
 #endif /* LKV_P2_AVX512_H */

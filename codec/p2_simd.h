@@ -11,7 +11,8 @@
  * (sk_load_rn), its code and divisor d (container version 3: the norm code
  * k, d = r^(k); version 2: r16 and d = r), u = x / d, the butterfly, times Q
  * (sk_fwht's last step), times 1/4, then the E8 box search of ref.c (sk_e8)
- * per block.
+ * per block. Version 4's channel domain (ch != 0): u = x / d times ch, no
+ * butterfly and no 1/4, as p2.c quantise.
  * rows[l] for l >= cnt repeat row 0. With kt: the points symbol-major
  * (kt[j * 32 + l], ct[blk * 32 + l]) for the vectorised rANS of a full
  * slot; else k[l] and c[l] receive lane l's points and cosets. code[l]
@@ -22,7 +23,7 @@
 #ifndef LKV_P2_SIMD_H
 #define LKV_P2_SIMD_H
 
-static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, lkv_dtype dt,
+static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
                                  const uint8_t *const *rows, unsigned cnt, uint16_t *code,
                                  int16_t (*k)[LKV_DIM_MAX], uint8_t (*c)[LKV_DIM_MAX / 8],
                                  int16_t *kt, uint8_t *ct)
@@ -58,14 +59,22 @@ static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, lkv_dtype 
     }
     if (bad & live)
         return bad & live;
-    vf unused = vf_set1(0.0f);
-    sk_fwht(sc.buf, m->dim, 0, d, vf_set1(m->qf), d, &unused);
+    const int chan = ch != 0.0f;
+    if (chan) {
+        const vf cv = vf_set1(ch);
+        for (uint32_t j = 0; j < m->dim; j++)
+            sc.buf[j] = vf_mul(vf_div(sc.buf[j], d), cv);
+    } else {
+        vf unused = vf_set1(0.0f);
+        sk_fwht(sc.buf, m->dim, 0, d, vf_set1(m->qf), d, &unused);
+    }
     const vf quarter = vf_set1(0.25f), box = vf_set1(m->box_f);
     for (uint32_t blk = 0; blk < m->nblocks; blk++) {
         vf z[8], g[8];
         vm half;
         for (int i = 0; i < 8; i++)
-            z[i] = vf_mul(sc.buf[8 * blk + (uint32_t)i], quarter);
+            z[i] = chan ? sc.buf[8 * blk + (uint32_t)i]
+                        : vf_mul(sc.buf[8 * blk + (uint32_t)i], quarter);
         sk_e8(z, box, g, &half);
         if (kt) {
             for (int i = 0; i < 8; i++)

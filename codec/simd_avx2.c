@@ -479,13 +479,15 @@ lkv_status lkv_decode_avx2(const lkv_derived *d, const uint8_t *src, size_t n, l
 #include "p2_avx2.h"
 #include "p2_simd.h"
 
-static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
-                   size_t *pos, uint32_t *state, const float *rn, uint8_t *const *rows,
-                   lkv_dtype dt)
+/* One instance of p2a_slot per mode: the rotated one is the code it was
+ * before version 4's channel mode. */
+static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_piece *pc,
+                   const uint8_t *body, size_t len, size_t *pos, uint32_t *state, const float *rn,
+                   uint8_t *const *rows, lkv_dtype dt)
 {
     int16_t kt[LKV_DIM_MAX * LKV_P2_LANES];
     p2a_stream st = {body, len, *pos, state, rn, rows};
-    const int ok = p2a_slot(m, vt, &st, kt, dt);
+    const int ok = pc ? p2a_slot(m, vt, 1, pc, &st, kt, dt) : p2a_slot(m, vt, 0, NULL, &st, kt, dt);
     *pos = st.pos;
     return ok;
 }

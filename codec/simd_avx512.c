@@ -454,13 +454,15 @@ lkv_status lkv_decode_avx512(const lkv_derived *d, const uint8_t *src, size_t n,
 #include "p2_avx512.h"
 #include "p2_simd.h"
 
-static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const uint8_t *body, size_t len,
-                   size_t *pos, uint32_t *state, const float *rn, uint8_t *const *rows,
-                   lkv_dtype dt)
+/* One instance of p2v_slots per mode: the rotated one is the code it was
+ * before version 4's channel mode. */
+static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_piece *pc,
+                   const uint8_t *body, size_t len, size_t *pos, uint32_t *state, const float *rn,
+                   uint8_t *const *rows, lkv_dtype dt)
 {
     int16_t kt[LKV_DIM_MAX * LKV_P2_LANES];
-    p2v_stream st = {body, len, *pos, state, rn, rows};
-    const int ok = p2v_slots(m, vt, &st, 1, kt, dt);
+    p2v_stream st = {body, len, *pos, state, rn, rows, pc};
+    const int ok = pc ? p2v_slots(m, vt, &st, 1, kt, dt, 1) : p2v_slots(m, vt, &st, 1, kt, dt, 0);
     *pos = st.pos;
     return ok;
 }
@@ -472,8 +474,10 @@ static int p2_slot2(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io
     int16_t kt[LKV_P2_PAIR_DIM_MAX * 2 * LKV_P2_LANES];
     p2v_stream st[2];
     for (int i = 0; i < 2; i++)
-        st[i] = (p2v_stream){io[i].body, io[i].len, io[i].pos, io[i].state, io[i].rn, io[i].rows};
-    const int ok = p2v_slots(m, vt, st, 2, kt, dt);
+        st[i] = (p2v_stream){io[i].body, io[i].len,  io[i].pos, io[i].state,
+                             io[i].rn,   io[i].rows, io[i].pc};
+    const int ok =
+        io[0].pc ? p2v_slots(m, vt, st, 2, kt, dt, 1) : p2v_slots(m, vt, st, 2, kt, dt, 0);
     io[0].pos = st[0].pos;
     io[1].pos = st[1].pos;
     return ok;
