@@ -17,11 +17,18 @@
  * clock. The program also reports bits per vector and rel-MSE of each row,
  * so the speed is quoted at a checked operating point. JSON to --json
  * (default bench/results/codec-p2-<machine>.json).
+ *
+ * --v4: container version 4 (the channel mode) beside version 3 instead,
+ * Q=59 on AVX-512 (where the CPU has it) and AVX2, on the standard-normal
+ * vectors and on "lognormal" ones (each channel scaled by exp(1.5 N(0,1)),
+ * drawn once: codec_quality's lognormal_channels), where version 4 picks
+ * the channel mode. JSON default bench/results/codec-p2-v4-<machine>.json.
  */
 #define _GNU_SOURCE
 #include "lkv_bench.h"
 #include "lkv_codec.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +38,7 @@ typedef struct row {
     const char *name;
     lkv_params p;
     lkv_isa isa;
+    int data; /* 0: standard normal, 1: lognormal channels (--v4) */
     double enc_cpu[64], dec_cpu[64], enc_wall[64], dec_wall[64];
     double bits, rel_mse;
     size_t coded_len;
@@ -93,8 +101,11 @@ int main(int argc, char **argv)
     int rounds = 5;
     const char *machine = "dev-vm-2core";
     const char *json = NULL;
+    int v4 = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--vectors") && i + 1 < argc)
+        if (!strcmp(argv[i], "--v4"))
+            v4 = 1;
+        else if (!strcmp(argv[i], "--vectors") && i + 1 < argc)
             n = (size_t)strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
@@ -103,9 +114,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--json") && i + 1 < argc)
             json = argv[++i];
         else {
-            fprintf(stderr,
-                    "usage: codec_p2_bench [--vectors N] [--rounds K (1..64)] [--machine NAME] "
-                    "[--json PATH]\n");
+            fprintf(stderr, "usage: codec_p2_bench [--v4] [--vectors N] [--rounds K (1..64)] "
+                            "[--machine NAME] [--json PATH]\n");
             return 2;
         }
     }
@@ -114,7 +124,19 @@ int main(int argc, char **argv)
         return 2;
     }
     const uint32_t dim = 128;
-    row rows[] = {
+    const lkv_params p3 = {LKV_VARIANT_E8, 59, dim, LKV_PROFILE_2, 3};
+    const lkv_params p4 = {LKV_VARIANT_E8, 59, dim, LKV_PROFILE_2, 4};
+    const row rows_v4[] = {
+        {.name = "v3_normal_avx512", .p = p3, .isa = LKV_ISA_AVX512, .data = 0},
+        {.name = "v4_normal_avx512", .p = p4, .isa = LKV_ISA_AVX512, .data = 0},
+        {.name = "v3_lognorm_avx512", .p = p3, .isa = LKV_ISA_AVX512, .data = 1},
+        {.name = "v4_lognorm_avx512", .p = p4, .isa = LKV_ISA_AVX512, .data = 1},
+        {.name = "v3_normal_avx2", .p = p3, .isa = LKV_ISA_AVX2, .data = 0},
+        {.name = "v4_normal_avx2", .p = p4, .isa = LKV_ISA_AVX2, .data = 0},
+        {.name = "v3_lognorm_avx2", .p = p3, .isa = LKV_ISA_AVX2, .data = 1},
+        {.name = "v4_lognorm_avx2", .p = p4, .isa = LKV_ISA_AVX2, .data = 1},
+    };
+    const row rows_v3[] = {
         {.name = "p1_e8_q38_best",
          .p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_1},
          .isa = LKV_ISA_AUTO},
@@ -133,33 +155,48 @@ int main(int argc, char **argv)
          .isa = LKV_ISA_AVX2},
         {.name = "p2_q59_avx2", .p = {LKV_VARIANT_E8, 59, dim, LKV_PROFILE_2}, .isa = LKV_ISA_AVX2},
     };
+    row rows[16];
+    _Static_assert(sizeof rows_v4 <= sizeof rows && sizeof rows_v3 <= sizeof rows, "rows");
+    memcpy(rows, v4 ? rows_v4 : rows_v3, v4 ? sizeof rows_v4 : sizeof rows_v3);
+    const size_t nall =
+        v4 ? sizeof rows_v4 / sizeof rows_v4[0] : sizeof rows_v3 / sizeof rows_v3[0];
     /* rows of a path this CPU lacks are left out */
     int nrows = 0;
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    for (size_t i = 0; i < nall; i++)
         if (rows[i].isa == LKV_ISA_AUTO || lkv_isa_supported(rows[i].isa))
             rows[nrows++] = rows[i];
 
     lkv_bench_rng rng;
     lkv_bench_rng_seed(&rng, 0x6B6C7632);
-    uint16_t *x = malloc(n * dim * 2), *y = malloc(n * dim * 2);
+    uint16_t *xs[2] = {malloc(n * dim * 2), v4 ? malloc(n * dim * 2) : NULL},
+             *y = malloc(n * dim * 2);
+    uint16_t *x = xs[0];
     /* the largest bound of the profile 2 rows (v2's norms take more) */
     size_t cap = 0;
     for (int i = 0; i < nrows; i++)
         if (is_p2(&rows[i]) && lkv_p2_payload_bound(&rows[i].p, n) > cap)
             cap = lkv_p2_payload_bound(&rows[i].p, n);
     unsigned char *coded = malloc(cap);
-    if (!x || !y || !coded) {
+    if (!x || !y || !coded || (v4 && !xs[1])) {
         fprintf(stderr, "codec_p2_bench: out of memory for %zu vectors\n", n);
         return 1;
     }
     for (size_t i = 0; i < n * dim; i++)
         x[i] = lkv_f32_to_bf16((float)lkv_bench_rng_normal(&rng));
+    if (v4) {
+        double scale[128];
+        for (uint32_t j = 0; j < dim; j++)
+            scale[j] = exp(1.5 * lkv_bench_rng_normal(&rng));
+        for (size_t i = 0; i < n * dim; i++)
+            xs[1][i] = lkv_f32_to_bf16((float)(scale[i % dim] * lkv_bench_rng_normal(&rng)));
+    }
     memset(coded, 0, cap); /* fault the pages in before timing */
     memset(y, 0, n * dim * 2);
 
     for (int k = 0; k < rounds; k++)
         for (int i = 0; i < nrows; i++) {
             row *r = &rows[i];
+            x = xs[r->data];
             double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);
             encode_row(r, x, n, coded, cap);
             double c1 = clock_s(CLOCK_THREAD_CPUTIME_ID), w1 = clock_s(CLOCK_MONOTONIC);
@@ -194,7 +231,8 @@ int main(int argc, char **argv)
 
     char path[1024];
     if (!json) {
-        snprintf(path, sizeof path, "%s/codec-p2-%s.json", LKV_BENCH_RESULTS_DIR, machine);
+        snprintf(path, sizeof path, "%s/codec-p2-%s%s.json", LKV_BENCH_RESULTS_DIR, v4 ? "v4-" : "",
+                 machine);
         json = path;
     }
     FILE *f = fopen(json, "w");
@@ -211,11 +249,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < nrows; i++) {
         const row *r = &rows[i];
         fprintf(f,
-                "    {\"name\": \"%s\", \"profile\": %u, \"q\": %u, \"isa\": \"%s\", "
+                "    {\"name\": \"%s\", \"profile\": %u, \"format\": %u, \"q\": %u, "
+                "\"data\": \"%s\", \"isa\": \"%s\", "
                 "\"bits_per_vector\": %.2f, \"rel_mse\": %.5g, "
                 "\"encode_vps_cpu\": %.0f, \"decode_vps_cpu\": %.0f, "
                 "\"encode_vps_wall\": %.0f, \"decode_vps_wall\": %.0f}%s\n",
-                r->name, lkv_profile_of(&r->p), r->p.q,
+                r->name, lkv_profile_of(&r->p), is_p2(r) ? lkv_p2_format_of(&r->p) : 1u, r->p.q,
+                r->data ? "lognormal_channels" : "normal",
                 lkv_isa_name(r->isa == LKV_ISA_AUTO ? lkv_isa_best() : r->isa), r->bits, r->rel_mse,
                 median(r->enc_cpu, rounds), median(r->dec_cpu, rounds), median(r->enc_wall, rounds),
                 median(r->dec_wall, rounds), i + 1 < nrows ? "," : "");
@@ -223,7 +263,8 @@ int main(int argc, char **argv)
     fprintf(f, "  ]\n}\n");
     fclose(f);
     printf("wrote %s\n", json);
-    free(x);
+    free(xs[0]);
+    free(xs[1]);
     free(y);
     free(coded);
     return 0;
