@@ -1,18 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_p2.c - libFuzzer target for the profile 2 decoders (docs/codec-v2.md):
- * raw chunk payloads and containers, of both container versions (2: chunks
- * of 128 vectors, fp16 norms; 3: chunks of 256, byte norms and a pad byte).
+ * raw chunk payloads and containers, of every container version (2: chunks
+ * of 128 vectors, fp16 norms; 3: chunks of 256, byte norms and a pad byte;
+ * 4: version 3 with a header per piece, its mode byte and in the channel
+ * mode 5-bit levels per channel and a pad byte).
  *
- * Input layout: byte 0 selects the mode. Even: bits 1..2 of byte 0 choose
- * the layout (bit 1 clear: format 2; set: format 3, or with bit 2 also set
- * format 0, which means 3), bytes 1..4 choose Q (10 bits), the head dim (a
- * multiple of 8; some invalid) and the vector count (1..256); the rest is a
- * payload for lkv_p2_decode, which must return OK, ERR_CORRUPT or
- * ERR_TRUNCATED. Odd: the rest is a container (its header's version field
- * picks the layout); with bit 1 set the harness first rewrites both
- * checksums of a profile 2 header, so the fuzzer reaches the chunk decoder
- * behind them; a container that parses must decode or report ERR_CORRUPT.
+ * Input layout: byte 0 selects the mode. Even: bits 1..3 of byte 0 choose
+ * the layout (bit 1 clear: format 2; set: with bit 3 set format 4, else
+ * format 3, or with bit 2 also set format 0, which means 3), bytes 1..4
+ * choose Q (10 bits), the head dim (a multiple of 8; some invalid) and the
+ * vector count (1..256); the rest is a payload for lkv_p2_decode, which
+ * must return OK, ERR_CORRUPT or ERR_TRUNCATED. Odd: the rest is a
+ * container (its header's version field picks the layout); with bit 1 set
+ * the harness first rewrites both checksums of a profile 2 header, so the
+ * fuzzer reaches the chunk decoder behind them; a container that parses
+ * must decode or report ERR_CORRUPT.
  * Any input must return without a crash, a leak or an out-of-bounds access
  * (run under ASan/UBSan).
  *
@@ -23,7 +26,11 @@
  * (3, 8, 255), (700, 16, 64) and (1, 24, 17), each as a payload (mode byte
  * 0x02 or 0x06 and bytes 1..4 as above) and as a container (0x01 or 0x07),
  * and `fuzz_p2 -merge=1 tests/fuzz/corpus_p2 SEEDS` kept the 14 that add
- * coverage.
+ * coverage. The version 4 seeds were added the same way with version 4:
+ * format 4 payloads (mode byte 0x0a) and containers (0x03) of normal and
+ * lognormal-channel vectors (rotated and channel pieces) at (Q, D, n) =
+ * (54, 128, 71), (54, 128, 256), (20, 96, 40), (8, 16, 33), (3, 8, 100),
+ * (300, 64, 200) and (38, 112, 129); the merge kept 17 of those 28.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,6 +48,7 @@ static void fuzz_payload(const uint8_t *data, size_t size)
     if (size < 5)
         return;
     const uint32_t format = !(data[0] & 2)  ? LKV_FMT_VERSION_P2
+                            : (data[0] & 8) ? LKV_FMT_VERSION_P4
                             : (data[0] & 4) ? 0u
                                             : LKV_FMT_VERSION_P3;
     const lkv_params p = {LKV_VARIANT_E8, 1u + ((uint32_t)data[1] | (uint32_t)(data[2] & 3) << 8),
