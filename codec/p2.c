@@ -21,11 +21,15 @@
  * then moves them into place. A piece's stream ends where its decoder stops
  * reading, so the next piece follows without a length field.
  *
- * Memory: no allocation. The scalar path's largest frame holds one slot's
- * points (32 x 1024 int16, 64 KiB) and one model (about 31 KiB): about
- * 120 KiB of stack in all. The SIMD paths add the packed decode tables
- * (68 KiB), the slot's points symbol-major (64 KiB) and profile 1's lane
- * scratch: up to about 330 KiB (docs/codec-v2.md).
+ * Memory: versions 2 and 3 allocate nothing. The scalar path's largest
+ * frame holds one slot's points (32 x 1024 int16, 64 KiB) and one model
+ * (about 31 KiB): about 120 KiB of stack in all. The SIMD paths add the
+ * packed decode tables (68 KiB), the slot's points symbol-major (64 KiB)
+ * and profile 1's lane scratch: up to about 330 KiB (docs/codec-v2.md).
+ * Version 4's channel mode allocates at first use in a call, and frees at
+ * its end (models_free): the level models (up to 32 x 31 KiB), on a SIMD
+ * decoder their decode tables (68 KiB each), and the encoder's channel
+ * trial (a chunk's points and one piece).
  *
  * Instruction sets: lkv_p2_encode_isa / lkv_p2_decode_isa run full slots
  * (32 vectors) on the kernels of a SIMD path (lkv_p2_kernels: p2_avx512.h,
