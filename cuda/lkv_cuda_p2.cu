@@ -81,6 +81,10 @@ struct Piece {
 struct Plan {
     uint32_t np, dim, esz, dt, fast, full, dmax, smem_models, warps;
     uint32_t chunk, slog, v3;
+    /* v4: container version 4 (v3 is set too: its norms and chunks), whose
+     * pieces carry a mode; the models array then holds each piece's 32
+     * channel-level models after the np rotated ones (level_models) */
+    uint32_t v4;
     uint64_t n, nchunks, cap; /* cap: bytes of one chunk's scratch slot */
     Piece pc[LKV_PIECES_MAX];
 };
@@ -347,6 +351,60 @@ __host__ __device__ inline size_t models_smem(const Plan &P)
     return P.smem_models ? align16(P.np * sizeof(lkv_p2_model)) : 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Container version 4's channel mode (codec/FORMAT.md, p2.c encode_channel) */
+
+/* The LKV_P2_LEVELS channel-level models of piece j, in global memory after
+ * the np rotated models (too many for shared memory: 32 of about 31 KiB). */
+__device__ __forceinline__ const lkv_p2_model *level_models(const Plan &P, const lkv_p2_model *gm,
+                                                            uint32_t j)
+{
+    return gm + P.np + (size_t)j * LKV_P2_LEVELS;
+}
+
+/* The channel mode's scale c = fp32(fp32(Q / 4) sqrt(D)) (p2.c chan_scale). */
+__device__ __forceinline__ float chan_scale(const lkv_p2_model *m)
+{
+    return __fmul_rn(__fmul_rn(m->qf, 0.25f), __uint_as_float(lkv_p2_sqrt_dim_bits(m->log2d)));
+}
+
+/* A channel-mode piece's block b, as the rANS kernels read it: the 8 levels
+ * of its coordinates (5 bits each, coordinate i at bits 5i; the header's
+ * own 40 bits of the block) and the coset frequency f1 at bits 40..54. One
+ * u64 a block in a per-warp shared array of P.dmax / 8 entries. */
+__device__ __forceinline__ uint64_t block_pack(uint64_t lv40, const lkv_p2_model *lev)
+{
+    double a[8], h[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const lkv_p2_model *t = lev + ((lv40 >> (5 * i)) & 31u);
+        a[i] = t->theta[0];
+        h[i] = t->theta[1];
+    }
+    return lv40 | ((uint64_t)lkv_p2_coset_f1(a, h) << 40);
+}
+
+/* Shared bytes of the per-warp block packs (version 4 only). */
+__host__ __device__ inline size_t packs_smem(const Plan &P)
+{
+    return P.v4 ? (size_t)P.warps * (P.dmax / 8) * 8 : 0;
+}
+
+/* Bytes of a version 4 piece header (p2.c piece_hdr): the mode byte, in
+ * channel mode the levels, padded to an even length. */
+__host__ __device__ inline uint32_t piece_hdr(uint32_t dim, bool channel)
+{
+    return (2u + (channel ? 5u * dim / 8u : 0u)) & ~1u;
+}
+
+/* The first point of every row of a channel-mode piece is stored with bit
+ * 14 flipped between the rANS decode and the reconstruct: a point lies in
+ * [-2L-1, 2L+1], |p2| <= 16371 < 2^14, so its bits 15 and 14 agree, and a
+ * flipped one tells the reconstruct (which cannot find the piece's header:
+ * it follows the streams of the pieces before it) that the piece is in the
+ * channel domain. kDead (0x8000) would be -16384 flipped: no point. */
+constexpr uint32_t kChanMark = 0x4000u;
+
 /* Where the points wait between the vector kernel and the rANS kernel of a
  * direction: one int16 2k + c per coordinate (k the lattice index of
  * profile 2's records, c the coset of its block), a row of the piece's dim
@@ -409,13 +467,32 @@ __device__ __forceinline__ void get_block(const int16_t *p, bool wide, uint32_t 
 /* ------------------------------------------------------------------------ */
 /* Encode                                                                    */
 
+/* The closest point of the block y (8 values) in m's box, as 2k + c per
+ * coordinate, to p (zeros when !ok). */
+__device__ __forceinline__ void put_closest(const float *y, const lkv_p2_model *m, bool fastbox,
+                                            float margin, bool ok, int16_t *p, bool wide)
+{
+    uint32_t wd[8];
+    const uint32_t half =
+        (uint32_t)(fastbox ? lkv_e8_closest(y, m->box_f, margin, wd) : lkv_e8_box(y, m->box_f, wd));
+    uint32_t pk[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t lo = ok ? 2u * (wd[2 * i] - m->box) + half : 0u;
+        const uint32_t hi = ok ? 2u * (wd[2 * i + 1] - m->box) + half : 0u;
+        pk[i] = (lo & 0xffffu) | (hi << 16);
+    }
+    put_block(p, wide, pk);
+}
+
 /* Vector kernel: norm, division, butterfly and closest point of every
  * vector and piece, in p2.c's operation order; the norm codes go into the
  * chunk's scratch slot (vector-major: one byte each in version 3, an fp16
- * in version 2), the points into R, the statuses into status. */
+ * in version 2), the points into R, the statuses into status; version 4
+ * also the channel domain's points into R2. */
 template <int E, int DT>
 __global__ void __launch_bounds__(kVecWarps * 32, 4)
-    p2_quantise_kernel(Plan P, const lkv_p2_model *models, const uint8_t *src, Rows R,
+    p2_quantise_kernel(Plan P, const lkv_p2_model *models, const uint8_t *src, Rows R, Rows R2,
                        uint8_t *scratch, uint8_t *status)
 {
     /* DT >= 0: that dtype, whole lanes (e == E) and 16-byte aligned rows,
@@ -514,6 +591,21 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                     for (int i = 0; i < E; i++)
                         xv[i] = ok ? lkv_div_by(xv[i], r, ry) : 0.0f;
                 }
+                /* version 4's channel trial: x / r times c, no butterfly
+                 * (p2.c quantise with ch), into R2 */
+                if (P.v4 && valid) {
+                    const float ch = chan_scale(m);
+                    int16_t *row2 = row_of(R2, v, pc.off) + li * e;
+#pragma unroll
+                    for (int bb = 0; bb < E / 8; bb++)
+                        if (8 * bb < e) {
+                            float yc[8];
+#pragma unroll
+                            for (int i = 0; i < 8; i++)
+                                yc[i] = __fmul_rn(xv[8 * bb + i], ch);
+                            put_closest(yc, m, fastbox, margin, ok, row2 + 8 * bb, R2.wide != 0);
+                        }
+                }
                 butterfly<E>(xv, e, lpv, (int)li);
 #pragma unroll
                 for (int i = 0; i < E; i++)
@@ -522,21 +614,9 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                     int16_t *row = row_of(R, v, pc.off) + li * e;
 #pragma unroll
                     for (int bb = 0; bb < E / 8; bb++)
-                        if (8 * bb < e) {
-                            uint32_t wd[8];
-                            const uint32_t half =
-                                (uint32_t)(fastbox
-                                               ? lkv_e8_closest(xv + 8 * bb, m->box_f, margin, wd)
-                                               : lkv_e8_box(xv + 8 * bb, m->box_f, wd));
-                            uint32_t pk[4];
-#pragma unroll
-                            for (int i = 0; i < 4; i++) {
-                                const uint32_t lo = ok ? 2u * (wd[2 * i] - m->box) + half : 0u;
-                                const uint32_t hi = ok ? 2u * (wd[2 * i + 1] - m->box) + half : 0u;
-                                pk[i] = (lo & 0xffffu) | (hi << 16);
-                            }
-                            put_block(row + 8 * bb, R.wide != 0, pk);
-                        }
+                        if (8 * bb < e)
+                            put_closest(xv + 8 * bb, m, fastbox, margin, ok, row + 8 * bb,
+                                        R.wide != 0);
                 }
             }
             __syncwarp();
@@ -567,124 +647,225 @@ __device__ __forceinline__ void put_sym(uint32_t &x, bool act, uint32_t start, u
     }
 }
 
+/* The slots of one piece of one chunk through the rANS encoder, last slot,
+ * block and symbol first, the words backwards from *wp (u16 index into
+ * w16); returns the lane's final state. CH as in decode_slots: false the
+ * piece's model m, true version 4's channel mode (the level models lev,
+ * each block's levels and coset frequency from packs[b]). */
+template <bool CH>
+__device__ __forceinline__ uint32_t encode_slots(const lkv_p2_model *m, const lkv_p2_model *lev,
+                                                 const uint64_t *packs, const Rows &R,
+                                                 uint64_t first, uint32_t cnt, uint32_t off,
+                                                 uint16_t *w16, uint32_t &wp)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
+    uint32_t x = LKV_P2_RANS_LOW;
+    const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+    /* the raw bits' symbol: frequency ONE >> b, its reciprocal */
+    const uint32_t f6 = LKV_P2_PROB_ONE >> b6, f7 = LKV_P2_PROB_ONE >> b7;
+    const uint32_t r6 = 0xffffffffu / f6, r7 = 0xffffffffu / f7;
+    for (uint32_t k = nslots; k-- > 0;) {
+        const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
+        const bool act = lane < nk;
+        const int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
+        /* blocks backwards, each block's points loaded while the
+         * one before is coded */
+        uint32_t qn[4] = {0, 0, 0, 0};
+        if (act)
+            get_block(row + 8 * (m->nblocks - 1), R.wide != 0, qn);
+        for (uint32_t b = m->nblocks; b-- > 0;) {
+            int32_t kk[8];
+            uint32_t cs = 0;
+            uint32_t q[4] = {qn[0], qn[1], qn[2], qn[3]};
+            if (act && b > 0)
+                get_block(row + 8 * (b - 1), R.wide != 0, qn);
+            if (act) {
+                cs = q[0] & 1u;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    kk[2 * i] = (int32_t)(int16_t)(q[i] & 0xffffu) >> 1;
+                    kk[2 * i + 1] = (int32_t)(int16_t)(q[i] >> 16) >> 1;
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    kk[i] = 0;
+            }
+            uint64_t pb = 0;
+            uint32_t f1 = m->coset_f1;
+            if (CH) {
+                pb = packs[b];
+                f1 = (uint32_t)(pb >> 40);
+            }
+            uint32_t par = 0;
+#pragma unroll
+            for (int i = 0; i < 7; i++)
+                par ^= (uint32_t)kk[i] & 1u;
+            /* every table entry of the block first: they depend on
+             * the points only, and loaded in the chain of puts each
+             * waited on shared memory (ncu: short scoreboard); the
+             * ranges (jlo) are the piece model's in either mode */
+            const lkv_p2_table *t7 = &m->t[cs][1 + par];
+            const lkv_p2_table *t0 = &m->t[cs][0];
+            uint32_t u[8], st[8], fr[8], rc[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const lkv_p2_table *t =
+                    CH       ? &lev[(uint32_t)(pb >> (5 * i)) & 31u].t[cs][i == 7 ? 1 + par : 0]
+                    : i == 7 ? t7
+                             : t0;
+                u[i] = i == 7 ? (uint32_t)(((kk[7] - (int32_t)par) >> 1) - t7->jlo)
+                              : (uint32_t)(kk[i] - t0->jlo);
+                const uint32_t hi = act ? u[i] >> (i == 7 ? b7 : b6) : 0u;
+                st[i] = t->cum[hi];
+                fr[i] = t->cum[hi + 1] - st[i];
+                rc[i] = t->rcp[hi];
+            }
+            /* an offset in reverse: raw bits first, then the bin */
+            if (b7)
+                put_sym(x, act, (u[7] & ((1u << b7) - 1u)) * f7, f7, r7, w16, wp);
+            put_sym(x, act, st[7], fr[7], rc[7], w16, wp);
+#pragma unroll
+            for (int i = 6; i >= 0; i--) {
+                if (b6)
+                    put_sym(x, act, (u[i] & ((1u << b6) - 1u)) * f6, f6, r6, w16, wp);
+                put_sym(x, act, st[i], fr[i], rc[i], w16, wp);
+            }
+            const uint32_t fc = cs ? f1 : LKV_P2_PROB_ONE - f1;
+            put_sym(x, act, cs ? LKV_P2_PROB_ONE - f1 : 0u, fc,
+                    CH ? 0xffffffffu / fc : m->coset_rcp[cs], w16, wp);
+        }
+    }
+    return x;
+}
+
+/* Moves nw words of w16 from index from down to index to (to <= from),
+ * forward, in rounds that read before they write: the target lies below,
+ * so a round may be any size; 8 words a lane, so that the round trips to
+ * L2 overlap. As p2.c's memmove. */
+__device__ __forceinline__ void move_words(uint16_t *w16, uint32_t from, uint32_t nw, uint32_t to)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    __syncwarp();
+    for (uint32_t i0 = 0; i0 < nw; i0 += kLanes * 8) {
+        uint16_t wv[8];
+#pragma unroll
+        for (uint32_t r = 0; r < 8; r++) {
+            const uint32_t i = i0 + r * kLanes + lane;
+            wv[r] = i < nw ? w16[from + i] : (uint16_t)0;
+        }
+        __syncwarp();
+#pragma unroll
+        for (uint32_t r = 0; r < 8; r++) {
+            const uint32_t i = i0 + r * kLanes + lane;
+            if (i < nw)
+                w16[to + i] = wv[r];
+        }
+        __syncwarp();
+    }
+}
+
+/* Version 4's levels of a channel-mode piece (p2.c encode_channel): each
+ * channel's sum of its squared points p2 over the chunk's cnt vectors, in
+ * exact integers (lane b sums the 8 channels of block b), its level
+ * (lkv_p2_level), and the block packs. */
+__device__ __forceinline__ void chan_levels(const lkv_p2_model *m, const lkv_p2_model *lev,
+                                            const Rows &R2, uint64_t first, uint32_t cnt,
+                                            uint32_t off, uint64_t *packs)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    const double e = (double)((uint64_t)cnt * m->q * m->q * m->dim); /* exact: below 2^53 */
+    for (uint32_t b = lane; b < m->nblocks; b += kLanes) {
+        uint64_t sq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (uint32_t v = 0; v < cnt; v++) {
+            uint32_t q[4];
+            get_block(row_of(R2, first + v, off) + 8 * b, R2.wide != 0, q);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                /* |p2| <= 16371: the square fits 32 bits */
+                const int32_t lo = (int16_t)(q[i] & 0xffffu), hi = (int16_t)(q[i] >> 16);
+                sq[2 * i] += (uint32_t)(lo * lo);
+                sq[2 * i + 1] += (uint32_t)(hi * hi);
+            }
+        }
+        uint64_t lv = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            lv |= (uint64_t)lkv_p2_level(sq[i], e) << (5 * i);
+        packs[b] = block_pack(lv, lev);
+    }
+    __syncwarp();
+}
+
 /* rANS kernel: one warp codes one chunk, lane l the vector l of each slot,
  * into the chunk's worst-case scratch slot (words backwards from its end,
  * then moved behind the states, as p2.c does); sizes[c] = its bytes. The
  * norm field is the quantise kernel's, version 3's pad byte the
- * compaction's. */
+ * compaction's. Version 4 codes each piece in both modes, as p2.c
+ * encode_chunk: the rotated one in place behind its header (0, 0), then
+ * the channel trial from R2 with its words from the slot's end again, which
+ * replaces the rotated piece when shorter (ties: rotated). */
 template <bool SM>
 __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
-    p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, uint8_t *scratch, uint64_t *sizes)
+    p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, Rows R2, uint8_t *scratch,
+                          uint64_t *sizes)
 {
     LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
+    uint64_t *packs = reinterpret_cast<uint64_t *>(smem + models_smem(P)) + warp * (P.dmax / 8);
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
         const uint64_t first = c << (5u + P.slog);
         const uint32_t cnt = (uint32_t)(P.n - first < P.chunk ? P.n - first : P.chunk);
         const uint32_t nl = cnt < kLanes ? cnt : kLanes;
-        const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
         uint8_t *chunk = scratch + c * P.cap;
         uint16_t *w16 = reinterpret_cast<uint16_t *>(chunk);
         uint32_t pos = 4 + norm_field(P, cnt); /* bytes from the chunk's start */
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
-            const uint32_t off = P.pc[j].off;
-            uint32_t x = LKV_P2_RANS_LOW;
-            uint32_t wp = (uint32_t)(P.cap / 2); /* u16 index, writing backwards */
-            const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
-            /* the raw bits' symbol: frequency ONE >> b, its reciprocal */
-            const uint32_t f6 = LKV_P2_PROB_ONE >> b6, f7 = LKV_P2_PROB_ONE >> b7;
-            const uint32_t r6 = 0xffffffffu / f6, r7 = 0xffffffffu / f7;
-            for (uint32_t k = nslots; k-- > 0;) {
-                const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
-                const bool act = lane < nk;
-                const int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
-                /* blocks backwards, each block's points loaded while the
-                 * one before is coded */
-                uint32_t qn[4] = {0, 0, 0, 0};
-                if (act)
-                    get_block(row + 8 * (m->nblocks - 1), R.wide != 0, qn);
-                for (uint32_t b = m->nblocks; b-- > 0;) {
-                    int32_t kk[8];
-                    uint32_t cs = 0;
-                    uint32_t q[4] = {qn[0], qn[1], qn[2], qn[3]};
-                    if (act && b > 0)
-                        get_block(row + 8 * (b - 1), R.wide != 0, qn);
-                    if (act) {
-                        cs = q[0] & 1u;
-#pragma unroll
-                        for (int i = 0; i < 4; i++) {
-                            kk[2 * i] = (int32_t)(int16_t)(q[i] & 0xffffu) >> 1;
-                            kk[2 * i + 1] = (int32_t)(int16_t)(q[i] >> 16) >> 1;
-                        }
-                    } else {
-#pragma unroll
-                        for (int i = 0; i < 8; i++)
-                            kk[i] = 0;
-                    }
-                    uint32_t par = 0;
-#pragma unroll
-                    for (int i = 0; i < 7; i++)
-                        par ^= (uint32_t)kk[i] & 1u;
-                    /* every table entry of the block first: they depend on
-                     * the points only, and loaded in the chain of puts each
-                     * waited on shared memory (ncu: short scoreboard) */
-                    const lkv_p2_table *t7 = &m->t[cs][1 + par];
-                    const lkv_p2_table *t0 = &m->t[cs][0];
-                    uint32_t u[8], st[8], fr[8], rc[8];
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        const lkv_p2_table *t = i == 7 ? t7 : t0;
-                        u[i] = i == 7 ? (uint32_t)(((kk[7] - (int32_t)par) >> 1) - t7->jlo)
-                                      : (uint32_t)(kk[i] - t0->jlo);
-                        const uint32_t hi = act ? u[i] >> (i == 7 ? b7 : b6) : 0u;
-                        st[i] = t->cum[hi];
-                        fr[i] = t->cum[hi + 1] - st[i];
-                        rc[i] = t->rcp[hi];
-                    }
-                    /* an offset in reverse: raw bits first, then the bin */
-                    if (b7)
-                        put_sym(x, act, (u[7] & ((1u << b7) - 1u)) * f7, f7, r7, w16, wp);
-                    put_sym(x, act, st[7], fr[7], rc[7], w16, wp);
-#pragma unroll
-                    for (int i = 6; i >= 0; i--) {
-                        if (b6)
-                            put_sym(x, act, (u[i] & ((1u << b6) - 1u)) * f6, f6, r6, w16, wp);
-                        put_sym(x, act, st[i], fr[i], rc[i], w16, wp);
-                    }
-                    const uint32_t f1 = m->coset_f1;
-                    put_sym(x, act, cs ? LKV_P2_PROB_ONE - f1 : 0u, cs ? f1 : LKV_P2_PROB_ONE - f1,
-                            m->coset_rcp[cs], w16, wp);
-                }
+            const uint32_t off = P.pc[j].off, start = pos;
+            if (P.v4) { /* the rotated mode's header: mode 0, a zero pad */
+                if (lane == 0)
+                    w16[pos / 2] = 0;
+                pos += 2;
             }
-            /* the states, then the words moved behind them (forward, in
-             * rounds that read before they write: the target lies below,
-             * so a round may be any size; 8 words a lane, so that the
-             * round trips to L2 overlap) */
+            uint32_t wp = (uint32_t)(P.cap / 2); /* u16 index, writing backwards */
+            const uint32_t x =
+                encode_slots<false>(m, nullptr, nullptr, R, first, cnt, off, w16, wp);
+            /* the states, then the words moved behind them */
             if (lane < nl)
                 st32a2(chunk + pos + 4 * lane, x);
             pos += 4 * nl;
-            const uint32_t nw = (uint32_t)(P.cap / 2) - wp, to = pos / 2;
-            __syncwarp();
-            for (uint32_t i0 = 0; i0 < nw; i0 += kLanes * 8) {
-                uint16_t wv[8];
-#pragma unroll
-                for (uint32_t r = 0; r < 8; r++) {
-                    const uint32_t i = i0 + r * kLanes + lane;
-                    wv[r] = i < nw ? w16[wp + i] : (uint16_t)0;
-                }
-                __syncwarp();
-#pragma unroll
-                for (uint32_t r = 0; r < 8; r++) {
-                    const uint32_t i = i0 + r * kLanes + lane;
-                    if (i < nw)
-                        w16[to + i] = wv[r];
-                }
-                __syncwarp();
-            }
+            const uint32_t nw = (uint32_t)(P.cap / 2) - wp;
+            move_words(w16, wp, nw, pos / 2);
             pos += 2 * nw;
+            if (!P.v4)
+                continue;
+            const lkv_p2_model *lev = level_models(P, gm, j);
+            chan_levels(m, lev, R2, first, cnt, off, packs);
+            uint32_t wc = (uint32_t)(P.cap / 2);
+            const uint32_t xc = encode_slots<true>(m, lev, packs, R2, first, cnt, off, w16, wc);
+            const uint32_t hdr = piece_hdr(m->dim, true), lvb = 5u * m->dim / 8u;
+            const uint32_t nwc = (uint32_t)(P.cap / 2) - wc, clen = hdr + 4 * nl + 2 * nwc;
+            if (clen < pos - start) { /* warp-uniform */
+                /* the header (mode 1, the levels: byte i of the field is
+                 * bits 8i .. 8i + 7, 5 bytes a block; a zero pad), the
+                 * states, then the words moved behind them */
+                __syncwarp();
+                for (uint32_t i = lane; i < hdr; i += kLanes)
+                    chunk[start + i] = i == 0 ? (uint8_t)1
+                                       : i - 1 < lvb
+                                           ? (uint8_t)(packs[(i - 1) / 5] >> (8 * ((i - 1) % 5)))
+                                           : (uint8_t)0;
+                if (lane < nl)
+                    st32a2(chunk + start + hdr + 4 * lane, xc);
+                move_words(w16, wc, nwc, (start + hdr + 4 * nl) / 2);
+                pos = start + clen;
+            }
+            /* the packs are read again for the next piece's levels */
+            __syncwarp();
         }
         if (lane == 0) {
             st32a2(chunk, pos - 4);
@@ -700,7 +881,8 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
  * odd number of norm codes, and, since no norm code is invalid there, the
  * mark of a chunk with a vector the quantise kernel could not code (its
  * code 0, below the k >= 36 of every r >= 2^-23): piece 0's first state
- * 0, which every decoder rejects, as version 2's zero norm makes them. */
+ * 0 (version 4: piece 0's mode byte 2), which every decoder rejects, as
+ * version 2's zero norm makes them. */
 __global__ void p2_compact_kernel(Plan P, const uint8_t *scratch, const uint64_t *offs,
                                   uint8_t *dst)
 {
@@ -743,7 +925,9 @@ __global__ void p2_compact_kernel(Plan P, const uint8_t *scratch, const uint64_t
             if (threadIdx.x == 0) {
                 if (k & 1u)
                     d[4 + k] = 0;
-                if (fail) {
+                if (fail && P.v4) {
+                    d[4 + norm_field(P, cnt)] = 2; /* piece 0's mode: neither 0 nor 1 */
+                } else if (fail) {
                     uint16_t *st = reinterpret_cast<uint16_t *>(d + 4 + norm_field(P, cnt));
                     st[0] = st[1] = 0;
                 }
@@ -774,7 +958,7 @@ struct Stream {
 
 __host__ __device__ inline size_t dec_smem(const Plan &P)
 {
-    return models_smem(P) + (size_t)P.warps * kRing * 2;
+    return models_smem(P) + (size_t)P.warps * kRing * 2 + packs_smem(P);
 }
 
 __device__ __forceinline__ void stream_fill(Stream &S)
@@ -848,9 +1032,72 @@ __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_
     return u;
 }
 
+/* The slots of one piece of one chunk, decoded into the points R: CH = false
+ * the rotated mode, every coordinate from the piece's model m; CH = true
+ * version 4's channel mode, coordinate i of block b from the level model
+ * of its level and the block's coset frequency, both from packs[b]
+ * (block_pack), and the first point of each row marked (kChanMark). */
+template <bool CH>
+__device__ __forceinline__ void decode_slots(const lkv_p2_model *m, const lkv_p2_model *lev,
+                                             const uint64_t *packs, const Rows &R, uint64_t first,
+                                             uint32_t cnt, uint32_t off, uint32_t &x, Stream &S,
+                                             uint32_t &rp, bool &lbad)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
+    const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+    for (uint32_t k = 0; k < nslots; k++) {
+        const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
+        const bool act = lane < nk;
+        int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
+        for (uint32_t b = 0; b < m->nblocks; b++) {
+            if (rp + kBlockWords > S.hi) /* warp-uniform */
+                stream_fill(S);
+            uint64_t pb = 0;
+            uint32_t f1 = m->coset_f1;
+            if (CH) {
+                pb = packs[b];
+                f1 = (uint32_t)(pb >> 40);
+            }
+            uint32_t cs = 0;
+            if (act) {
+                const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
+                const uint32_t f0 = LKV_P2_PROB_ONE - f1;
+                cs = slot >= f0;
+                x = cs ? f1 * (x >> LKV_P2_PROB_BITS) + slot - f0
+                       : f0 * (x >> LKV_P2_PROB_BITS) + slot;
+            }
+            refill(x, act, S, rp, lbad);
+            uint32_t par = 0;
+            uint32_t pk[4] = {0, 0, 0, 0};
+#pragma unroll
+            for (int i = 0; i < 7; i++) {
+                const lkv_p2_table *t0 =
+                    CH ? &lev[(uint32_t)(pb >> (5 * i)) & 31u].t[cs][0] : &m->t[cs][0];
+                const uint32_t u = get_offset(x, act, t0, b6, S, rp, lbad);
+                const int32_t kv = t0->jlo + (int32_t)u;
+                par ^= (uint32_t)kv & 1u;
+                const uint32_t p2 = (uint32_t)(2 * kv + (int32_t)cs) & 0xffffu;
+                pk[i / 2] |= p2 << (16 * (i & 1));
+            }
+            const lkv_p2_table *t7 =
+                CH ? &lev[(uint32_t)(pb >> 35) & 31u].t[cs][1 + par] : &m->t[cs][1 + par];
+            const uint32_t u = get_offset(x, act, t7, b7, S, rp, lbad);
+            const int32_t k7 = 2 * (t7->jlo + (int32_t)u) + (int32_t)par;
+            pk[3] |= ((uint32_t)(2 * k7 + (int32_t)cs) & 0xffffu) << 16;
+            if (CH && b == 0)
+                pk[0] ^= kChanMark;
+            if (act)
+                put_block(row + 8 * b, R.wide != 0, pk);
+        }
+    }
+}
+
 /* rANS kernel: one warp decodes one chunk, lane l the vector l of each
  * slot, into the points R (in the output). A chunk that fails any check
- * gets kDead in its rows and LKV_ERR_CORRUPT in status. */
+ * gets kDead in its rows and LKV_ERR_CORRUPT in status. Version 4: each
+ * piece's header first (p2.c decode_chunk's checks), its levels into the
+ * warp's block packs in channel mode. */
 template <bool SM>
 __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     p2_rans_decode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *payload, uint64_t len,
@@ -860,12 +1107,14 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     uint16_t *ring = reinterpret_cast<uint16_t *>(smem + models_smem(P)) + warp * kRing;
+    uint64_t *packs =
+        reinterpret_cast<uint64_t *>(smem + models_smem(P) + (size_t)P.warps * kRing * 2) +
+        warp * (P.dmax / 8);
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
         const uint64_t first = c << (5u + P.slog);
         const uint32_t cnt = (uint32_t)(P.n - first < P.chunk ? P.n - first : P.chunk);
         const uint32_t nl = cnt < kLanes ? cnt : kLanes;
-        const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
         bool bad = false;
         const uint64_t o = offs[c], o1 = offs[c + 1];
         uint32_t blen = 0;
@@ -905,7 +1154,32 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
         for (uint32_t j = 0; j < P.np && !bad; j++) {
             const lkv_p2_model *m = models + j;
             const uint32_t off = P.pc[j].off;
-            const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
+            bool chan = false;
+            if (P.v4) {
+                /* the header: a mode 0 or 1, in channel mode the levels,
+                 * a zero pad byte to an even length (warp-uniform reads) */
+                const uint32_t mode = blen - pos >= 2 ? body[pos] : 0u;
+                const uint32_t lvb = mode == 1 ? 5u * m->dim / 8u : 0u;
+                const uint32_t hdr = piece_hdr(m->dim, mode == 1);
+                if (blen - pos < hdr || mode > 1 || (hdr > 1 + lvb && body[pos + hdr - 1] != 0)) {
+                    bad = true;
+                    break;
+                }
+                chan = mode == 1;
+                if (chan) {
+                    const lkv_p2_model *lev = level_models(P, gm, j);
+                    for (uint32_t b = lane; b < m->nblocks; b += kLanes) {
+                        const uint8_t *h = body + pos + 1 + 5 * b;
+                        uint64_t v = 0;
+#pragma unroll
+                        for (int i = 0; i < 5; i++)
+                            v |= (uint64_t)h[i] << (8 * i);
+                        packs[b] = block_pack(v, lev);
+                    }
+                    __syncwarp();
+                }
+                pos += hdr;
+            }
             if (blen - pos < 4 * nl) {
                 bad = true;
                 break;
@@ -915,41 +1189,11 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
             pos += 4 * nl;
             uint32_t rp = pos / 2;
             Stream S = {b16, ring, rp, blen / 2};
-            for (uint32_t k = 0; k < nslots; k++) {
-                const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
-                const bool act = lane < nk;
-                int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
-                for (uint32_t b = 0; b < m->nblocks; b++) {
-                    if (rp + kBlockWords > S.hi) /* warp-uniform */
-                        stream_fill(S);
-                    uint32_t cs = 0;
-                    if (act) {
-                        const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
-                        const uint32_t f1 = m->coset_f1, f0 = LKV_P2_PROB_ONE - f1;
-                        cs = slot >= f0;
-                        x = cs ? f1 * (x >> LKV_P2_PROB_BITS) + slot - f0
-                               : f0 * (x >> LKV_P2_PROB_BITS) + slot;
-                    }
-                    refill(x, act, S, rp, lbad);
-                    const lkv_p2_table *t0 = &m->t[cs][0];
-                    uint32_t par = 0;
-                    uint32_t pk[4] = {0, 0, 0, 0};
-#pragma unroll
-                    for (int i = 0; i < 7; i++) {
-                        const uint32_t u = get_offset(x, act, t0, b6, S, rp, lbad);
-                        const int32_t kv = t0->jlo + (int32_t)u;
-                        par ^= (uint32_t)kv & 1u;
-                        const uint32_t p2 = (uint32_t)(2 * kv + (int32_t)cs) & 0xffffu;
-                        pk[i / 2] |= p2 << (16 * (i & 1));
-                    }
-                    const lkv_p2_table *t7 = &m->t[cs][1 + par];
-                    const uint32_t u = get_offset(x, act, t7, b7, S, rp, lbad);
-                    const int32_t k7 = 2 * (t7->jlo + (int32_t)u) + (int32_t)par;
-                    pk[3] |= ((uint32_t)(2 * k7 + (int32_t)cs) & 0xffffu) << 16;
-                    if (act)
-                        put_block(row + 8 * b, R.wide != 0, pk);
-                }
-            }
+            if (chan)
+                decode_slots<true>(m, level_models(P, gm, j), packs, R, first, cnt, off, x, S, rp,
+                                   lbad);
+            else
+                decode_slots<false>(m, nullptr, nullptr, R, first, cnt, off, x, S, rp, lbad);
             if (lane < nl && x != LKV_P2_RANS_LOW)
                 lbad = true;
             pos = rp * 2;
@@ -995,6 +1239,8 @@ __global__ void __launch_bounds__(kVecWarps * 32)
             const int e = DT >= 0 ? E : (int)pc.e, lpv = (int)pc.lpv;
             const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
             const float qy = lkv_recip_of(m->qf);
+            /* version 4's channel mode: p / c times r, c = chan_scale */
+            const float ch = P.v4 ? chan_scale(m) : 1.0f, chy = P.v4 ? lkv_recip_of(ch) : 1.0f;
             for (uint32_t pass = 0; pass < pc.lpv; pass++) {
                 const uint32_t vl = pass * vpp + vp;
                 const bool valid = vl < nk;
@@ -1003,30 +1249,42 @@ __global__ void __launch_bounds__(kVecWarps * 32)
 #pragma unroll
                 for (int i = 0; i < E; i++)
                     xv[i] = 0.0f;
-                bool dead = false;
+                const int16_t *row = valid ? row_of(R, v, pc.off) : nullptr;
+                bool dead = false, mark = false;
                 if (valid) {
-                    const int16_t *row = row_of(R, v, pc.off);
-                    dead = row[0] == kDead;
+                    const uint32_t r0 = (uint16_t)row[0];
+                    dead = r0 == (uint16_t)kDead;
+                    mark = !dead && (((r0 >> 14) ^ (r0 >> 15)) & 1u) != 0;
+                }
+                /* a slot lies in one chunk: the mode is the warp's */
+                const bool chan = P.v4 && __any_sync(kFull, mark);
+                if (valid) {
 #pragma unroll
                     for (int q = 0; q < E / 8; q++)
                         if (8 * q < e) {
                             uint32_t ww[4];
                             get_block(row + li * e + 8 * q, fast, ww);
+                            if (q == 0 && chan && li == 0)
+                                ww[0] ^= kChanMark;
 #pragma unroll
                             for (int i = 0; i < 4; i++) {
                                 xv[8 * q + 2 * i] = (float)(int16_t)(ww[i] & 0xffffu);
                                 xv[8 * q + 2 * i + 1] = (float)(int16_t)(ww[i] >> 16);
                             }
                         }
-                        /* the halves are +0 or >= 1/2 in magnitude: lkv_div_by's
-                         * range, where it is IEEE division (+0 included) */
+                    /* the halves are +0 or >= 1/2 in magnitude: lkv_div_by's
+                     * range, where it is IEEE division (+0 included); c <
+                     * 2^13 as Q is */
+                    const float dv = chan ? ch : m->qf, dy = chan ? chy : qy;
 #pragma unroll
                     for (int i = 0; i < E; i++)
-                        xv[i] = lkv_div_by(__fmul_rn(xv[i], 0.5f), m->qf, qy);
+                        xv[i] = lkv_div_by(__fmul_rn(xv[i], 0.5f), dv, dy);
                 }
-                butterfly<E>(xv, e, lpv, (int)li);
+                if (!chan)
+                    butterfly<E>(xv, e, lpv, (int)li);
                 /* every lane of the vector has read its points (the
-                 * butterfly's shuffles wait for them) before any writes */
+                 * butterfly's shuffles, or the any above, wait for them)
+                 * before any writes */
                 __syncwarp();
                 if (valid) {
                     /* r^(k) in version 3, fp32(r16) in version 2 */
@@ -1037,7 +1295,9 @@ __global__ void __launch_bounds__(kVecWarps * 32)
                                                  reinterpret_cast<const uint16_t *>(codes)[ci]));
 #pragma unroll
                     for (int i = 0; i < E; i++)
-                        xv[i] = dead ? 0.0f : __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
+                        xv[i] = dead   ? 0.0f
+                                : chan ? __fmul_rn(xv[i], r)
+                                       : __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
                     store_elems<E>(dst + (v * P.dim + pc.off + li * e) * P.esz, dt, e, fast, xv);
                 }
             }
@@ -1085,6 +1345,7 @@ struct lkv_cuda_p2_model {
     int dev;
     uint32_t np, dim, dmax, e;
     uint32_t chunk, v3; /* the container version's: lkv_p2_chunk_vectors(p), version 3 */
+    uint32_t v4;        /* version 4: the level models follow the rotated ones   */
     uint32_t off[LKV_PIECES_MAX], pdim[LKV_PIECES_MAX], sym[LKV_PIECES_MAX];
     uint64_t cap; /* one chunk's scratch: 4 + body bound of a full chunk, rounded to 16 */
     lkv_p2_model *d_models;
@@ -1106,19 +1367,50 @@ static void model_layout(const lkv_params *p, lkv_cuda_p2_model *m)
     m->dim = sp.dim;
     m->chunk = lkv_p2_chunk_vectors(p);
     m->v3 = lkv_p2_format_of(p) != LKV_FMT_VERSION_P2;
+    m->v4 = lkv_p2_format_of(p) == LKV_FMT_VERSION_P4;
     m->dmax = 0;
     const uint64_t k = (uint64_t)m->chunk * sp.count;
-    uint64_t body = m->v3 ? (k + 1) & ~(uint64_t)1 : 2 * k;
+    uint64_t body = m->v3 ? (k + 1) & ~(uint64_t)1 : 2 * k, trial = 0;
     for (uint32_t j = 0; j < sp.count; j++) {
         m->off[j] = sp.off[j];
         m->pdim[j] = sp.d[j].p.dim;
         if (m->pdim[j] > m->dmax)
             m->dmax = m->pdim[j];
         m->sym[j] = lkv_p2_syms_per_vec(p->q, m->pdim[j]);
-        body += 4ull * kLanes + 2ull * m->chunk * m->sym[j];
+        const uint64_t words = 2ull * m->chunk * m->sym[j];
+        body += (m->v4 ? piece_hdr(m->pdim[j], true) : 0u) + 4ull * kLanes + words;
+        if (words > trial)
+            trial = words;
     }
+    /* version 4: the channel trial of a piece writes its words from the
+     * slot's end while the rotated piece lies in place before them */
+    if (m->v4)
+        body += trial;
     m->e = m->dmax / 32 > 8 ? m->dmax / 32 : 8;
     m->cap = align16(4 + body);
+}
+
+/* Models a model object holds on the device: the np rotated ones, then in
+ * version 4 each piece's LKV_P2_LEVELS level models (level_models). */
+static size_t models_count(const lkv_cuda_p2_model *m)
+{
+    return (size_t)m->np * (m->v4 ? 1u + LKV_P2_LEVELS : 1u);
+}
+
+/* Builds them on the host into h[models_count(m)] with the C coder's own
+ * builders; the piece whose model fails, or -1. */
+static int models_build(const lkv_cuda_p2_model *m, lkv_p2_model *h)
+{
+    for (uint32_t j = 0; j < m->np; j++) {
+        if (!lkv_p2_model_build(m->p.q, m->pdim[j], &h[j]) || h[j].sym_vec != m->sym[j])
+            return (int)j;
+        if (m->v4)
+            for (uint32_t l = 0; l < LKV_P2_LEVELS; l++)
+                if (!lkv_p2_model_build_level(m->p.q, m->pdim[j], l,
+                                              &h[m->np + j * LKV_P2_LEVELS + l]))
+                    return (int)j;
+    }
+    return -1;
 }
 
 static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool aligned, Plan *P)
@@ -1135,6 +1427,7 @@ static void plan_init(const lkv_cuda_p2_model *m, lkv_dtype dt, size_t n, bool a
     while ((kLanes << P->slog) < m->chunk)
         P->slog++;
     P->v3 = m->v3;
+    P->v4 = m->v4;
     P->nchunks = (n + m->chunk - 1) / m->chunk;
     P->cap = m->cap;
     bool fast = aligned && (m->dim * P->esz) % 16 == 0;
@@ -1165,10 +1458,6 @@ static lkv_status p2_params(const lkv_params *p, lkv_diag *diag)
     if (st == LKV_OK && lkv_profile_of(p) != LKV_PROFILE_2)
         st = lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
                       "profile=%u given to a profile 2 call (want profile=2)", p->profile);
-    if (st == LKV_OK && lkv_p2_format_of(p) == LKV_FMT_VERSION_P4)
-        st = lkv_fail(diag, LKV_ERR_VARIANT, UINT64_MAX,
-                      "format=4 (the channel mode) is not in the CUDA coder yet: use the CPU "
-                      "codec, or format=2 or 3");
     return st;
 }
 
@@ -1194,26 +1483,27 @@ extern "C" lkv_status lkv_cuda_p2_model_create(const lkv_params *p, int dev,
     lkv_cuda_p2_model *m = (lkv_cuda_p2_model *)calloc(1, sizeof *m);
     if (m)
         model_layout(p, m);
-    lkv_p2_model *h = m ? (lkv_p2_model *)calloc(m->np, sizeof *h) : NULL;
+    const size_t nm = m ? models_count(m) : 0;
+    lkv_p2_model *h = m ? (lkv_p2_model *)calloc(nm, sizeof *h) : NULL;
     if (!m || !h) {
         free(m);
         free(h);
         return lkv_fail(diag, LKV_ERR_NOMEM, UINT64_MAX, "profile=2 model: out of host memory");
     }
     m->dev = dev;
-    for (uint32_t j = 0; j < m->np; j++)
-        if (!lkv_p2_model_build(p->q, m->pdim[j], &h[j]) || h[j].sym_vec != m->sym[j]) {
-            const uint32_t pd = m->pdim[j];
-            free(h);
-            free(m);
-            return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX,
-                            "profile=2: q=%u dim=%u has no model", p->q, pd);
-        }
+    const int bad = models_build(m, h);
+    if (bad >= 0) {
+        const uint32_t pd = m->pdim[bad];
+        free(h);
+        free(m);
+        return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX, "profile=2: q=%u dim=%u has no model",
+                        p->q, pd);
+    }
     cudaError_t ce = cudaSetDevice(dev);
     if (ce == cudaSuccess)
-        ce = cudaMalloc((void **)&m->d_models, m->np * sizeof *h);
+        ce = cudaMalloc((void **)&m->d_models, nm * sizeof *h);
     if (ce == cudaSuccess)
-        ce = cudaMemcpy(m->d_models, h, m->np * sizeof *h, cudaMemcpyHostToDevice);
+        ce = cudaMemcpy(m->d_models, h, nm * sizeof *h, cudaMemcpyHostToDevice);
     free(h);
     if (ce != cudaSuccess) {
         if (m->d_models)
@@ -1285,7 +1575,9 @@ extern "C" size_t lkv_cuda_p2_encode_workspace(const lkv_cuda_p2_model *m, size_
     if (!m)
         return 0;
     const size_t nc = lkv_cuda_p2_chunks(&m->p, n);
-    return align16((nc + 1) * 8) + align16(scan_temp(nc + 1)) + nc * (size_t)m->cap;
+    /* version 4: the channel domain's points (R2) after the scratch */
+    return align16((nc + 1) * 8) + align16(scan_temp(nc + 1)) + nc * (size_t)m->cap +
+           (m->v4 ? align16(2 * n * (size_t)m->dim) : 0);
 }
 
 static lkv_status check_dt(lkv_dtype dt, lkv_diag *diag)
@@ -1329,9 +1621,12 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     const bool sm = P.smem_models != 0;
     const void *kern =
         sm ? (const void *)p2_rans_encode_kernel<true> : (const void *)p2_rans_encode_kernel<false>;
-    const size_t smem = models_smem(P);
-    /* the points wait in the payload buffer: cap >= the bound > 2 n dim */
+    const size_t smem = models_smem(P) + packs_smem(P);
+    /* the points wait in the payload buffer: cap >= the bound > 2 n dim;
+     * version 4's channel points in the workspace (none before) */
     const Rows R = {(uint8_t *)d_payload, 2ull * P.dim, 2, ((uintptr_t)d_payload & 15u) == 0};
+    uint8_t *r2 = P.v4 ? scratch + nc * (size_t)m->cap : nullptr;
+    const Rows R2 = {r2, 2ull * P.dim, 2, ((uintptr_t)r2 & 15u) == 0};
     unsigned grid = 1;
     cudaError_t ce = cudaSetDevice(m->dev);
     if (ce == cudaSuccess)
@@ -1343,17 +1638,17 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
         const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
         vec_dispatch(P, m->e, [&](auto sh) {
             p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>
-                <<<vg, vt, 0, s>>>(P, m->d_models, src, R, scratch, d_status);
+                <<<vg, vt, 0, s>>>(P, m->d_models, src, R, R2, scratch, d_status);
         });
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
         if (sm)
             p2_rans_encode_kernel<true>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, scratch, sizes);
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, scratch, sizes);
         else
             p2_rans_encode_kernel<false>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, scratch, sizes);
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, scratch, sizes);
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {

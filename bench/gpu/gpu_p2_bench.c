@@ -14,8 +14,12 @@
  * decode is given the chunk offsets (the encoder's output). The first 64
  * chunks of the GPU payload are checked against the C coder first.
  * --format 3 (the default: container version 3, chunks of 256 vectors and
- * byte norm codes) or 2 (version 2: chunks of 128, fp16 norms) picks
- * profile 2's layout; the table and the JSON name it.
+ * byte norm codes), 2 (version 2: chunks of 128, fp16 norms) or 4 (version
+ * 3 plus the channel mode: each piece coded both ways, the shorter kept)
+ * picks profile 2's layout; the table and the JSON name it. --data channel
+ * multiplies each of the 128 channels by its own exp(1.5 N(0, 1)) (the
+ * quality sets' log-normal channels, which version 4 codes in the channel
+ * domain); the default, normal, keeps them equal.
  * --json FILE writes the numbers. Exit 77 without a GPU.
  */
 #include <cuda_runtime_api.h>
@@ -130,6 +134,7 @@ int main(int argc, char **argv)
     int reps = 20;
     unsigned fmt = LKV_FMT_VERSION_P3, q = 0;
     const char *json = NULL;
+    int chan = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
             n = (size_t)strtoull(argv[++i], NULL, 10);
@@ -141,10 +146,12 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
             json = argv[++i];
+        else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc &&
+                 (strcmp(argv[i + 1], "normal") == 0 || strcmp(argv[i + 1], "channel") == 0))
+            chan = strcmp(argv[++i], "channel") == 0;
         else {
-            fprintf(
-                stderr,
-                "usage: gpu_p2_bench [--n N] [--reps R] [--format 2|3] [--q Q] [--json FILE]\n");
+            fprintf(stderr, "usage: gpu_p2_bench [--n N] [--reps R] [--format 2|3|4] [--q Q] "
+                            "[--data normal|channel] [--json FILE]\n");
             return 2;
         }
     }
@@ -152,8 +159,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "gpu_p2_bench: --n and --reps must be >= 1\n");
         return 2;
     }
-    if (fmt != LKV_FMT_VERSION_P2 && fmt != LKV_FMT_VERSION_P3) {
-        fprintf(stderr, "gpu_p2_bench: --format must be 2 or 3\n");
+    if (fmt < LKV_FMT_VERSION_P2 || fmt > LKV_FMT_VERSION_P4) {
+        fprintf(stderr, "gpu_p2_bench: --format must be 2, 3 or 4\n");
         return 2;
     }
     if (q == 0)
@@ -178,13 +185,20 @@ int main(int argc, char **argv)
      * normal for timing; the rate is that of normal data) */
     uint16_t *h = malloc(vbytes);
     uint64_t s = 12345;
+    float cs[128];
+    for (int j = 0; j < 128; j++) {
+        /* Box-Muller from two draws; 1 for every channel with --data normal */
+        const double u1 = ((double)(rng_next(&s) >> 11) + 0.5) / 9007199254740992.0;
+        const double u2 = (double)(rng_next(&s) >> 11) / 9007199254740992.0;
+        cs[j] = chan ? (float)exp(1.5 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)) : 1.0f;
+    }
     for (size_t i = 0; i < n * 128; i++) {
         const uint64_t r = rng_next(&s);
         const float u = ((float)(r & 0xffff) + (float)((r >> 16) & 0xffff) +
                          (float)((r >> 32) & 0xffff) + (float)(r >> 48)) /
                             65536.0f -
                         2.0f;
-        float f = u * 1.7320508f;
+        float f = u * 1.7320508f * cs[i % 128];
         uint32_t b;
         memcpy(&b, &f, 4);
         h[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
@@ -247,13 +261,15 @@ int main(int argc, char **argv)
         }
         fprintf(f,
                 "{\n  \"bench\": \"gpu_p2_bench\",\n  \"card\": \"%s\",\n  \"n\": %zu,\n"
-                "  \"dim\": 128,\n  \"dtype\": \"bf16\",\n  \"p2_format\": %u,\n"
+                "  \"dim\": 128,\n  \"dtype\": \"bf16\",\n  \"data\": \"%s\",\n"
+                "  \"p2_format\": %u,\n"
                 "  \"p2_chunk_vectors\": %u,\n  \"reps\": %d,\n"
                 "  \"check_first_chunks_equal_cpu\": %s,\n  \"copy_ms\": %.4f,\n"
                 "  \"copy_d2d_GBps\": %.1f,\n  \"p2_q\": %u,\n  \"p2_bits_per_vector\": %.2f,\n"
                 "  \"p1_q38_bits_per_vector\": %u,\n  \"rows\": [\n",
-                card, n, fmt, lkv_p2_chunk_vectors(&c.p2), reps, same ? "true" : "false", t_copy,
-                copy_gbps, q, bits2, 8u * (unsigned)lkv_record_bytes(&c.p1));
+                card, n, chan ? "channel" : "normal", fmt, lkv_p2_chunk_vectors(&c.p2), reps,
+                same ? "true" : "false", t_copy, copy_gbps, q, bits2,
+                8u * (unsigned)lkv_record_bytes(&c.p1));
         for (int i = 0; i < 4; i++) {
             const double gbps = rows[i].bytes / (rows[i].ms * 1e-3) / 1e9;
             fprintf(f,
@@ -263,9 +279,9 @@ int main(int argc, char **argv)
         fprintf(f, "  ]\n}\n");
         fclose(f);
     }
-    printf("card: %s; n = %zu, D = 128, bf16; p2 Q=%u (container version %u, chunks of %u): "
-           "%.1f bits/vector; p1 E8 Q=38: %u\n",
-           card, n, q, fmt, lkv_p2_chunk_vectors(&c.p2), bits2,
+    printf("card: %s; n = %zu, D = 128, bf16, %s data; p2 Q=%u (container version %u, chunks "
+           "of %u): %.1f bits/vector; p1 E8 Q=38: %u\n",
+           card, n, chan ? "channel" : "normal", q, fmt, lkv_p2_chunk_vectors(&c.p2), bits2,
            8u * (unsigned)lkv_record_bytes(&c.p1));
     printf("device-to-device copy: %.3f ms, %.1f GB/s (read + write)\n", t_copy, copy_gbps);
     printf("%-20s %9s %9s %7s\n", "op", "ms", "GB/s", "%copy");

@@ -234,11 +234,9 @@ static void model_init(const lkv_params &p, Model &M)
 {
     memset(&M.m, 0, sizeof M.m);
     model_layout(&p, &M.m);
-    M.t.resize(M.m.np);
-    for (uint32_t j = 0; j < M.m.np; j++) {
-        const int ok = lkv_p2_model_build(p.q, M.m.pdim[j], &M.t[j]);
-        EXPECT(ok && M.t[j].sym_vec == M.m.sym[j], "model q=%u dim=%u", p.q, M.m.pdim[j]);
-    }
+    M.t.resize(models_count(&M.m));
+    const int bad = models_build(&M.m, M.t.data());
+    EXPECT(bad < 0, "model q=%u dim=%u", p.q, bad < 0 ? 0u : M.m.pdim[bad]);
 }
 
 /* The library's launch sequences, on the emulator: the vector kernel, the
@@ -254,17 +252,20 @@ static void emu_encode(const Model &M, lkv_dtype dt, const uint8_t *src, size_t 
     std::vector<uint8_t> scratch(P.nchunks * P.cap, 0xee);
     std::vector<uint64_t> sizes(P.nchunks + 1, 0);
     const Rows R = {payload, 2ull * P.dim, 2, ((uintptr_t)payload & 15u) == 0};
+    /* version 4's channel points (the library's workspace), 16-aligned */
+    std::vector<uint4> r2(P.v4 ? (n * P.dim * 2 + 15) / 16 : 0);
+    const Rows R2 = {(uint8_t *)r2.data(), 2ull * P.dim, 2, 1};
     vec_dispatch(P, M.m.e, [&](auto sh) {
         launch(kVecWarps * 32, 0, [&] {
-            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, scratch.data(),
-                                                                  st);
+            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, R2,
+                                                                  scratch.data(), st);
         });
     });
-    launch(P.warps * 32, models_smem(P), [&] {
+    launch(P.warps * 32, models_smem(P) + packs_smem(P), [&] {
         if (P.smem_models)
-            p2_rans_encode_kernel<true>(P, models, R, scratch.data(), sizes.data());
+            p2_rans_encode_kernel<true>(P, models, R, R2, scratch.data(), sizes.data());
         else
-            p2_rans_encode_kernel<false>(P, models, R, scratch.data(), sizes.data());
+            p2_rans_encode_kernel<false>(P, models, R, R2, scratch.data(), sizes.data());
     });
     offs[0] = 0;
     for (size_t c = 0; c < P.nchunks; c++)
@@ -316,12 +317,35 @@ static void put_elem(uint8_t *src, lkv_dtype dt, size_t i, float f)
     }
 }
 
-static std::vector<uint8_t> gen(lkv_dtype dt, size_t n, uint32_t dim, double scale)
+/* i.i.d. normal data times scale; chan: each channel also times its own
+ * exp(1.5 N(0, 1)), which version 4 codes in the channel domain. */
+static std::vector<uint8_t> gen(lkv_dtype dt, size_t n, uint32_t dim, double scale,
+                                bool chan = false)
 {
     std::vector<uint8_t> src(n * dim * lkv_dtype_size(dt));
+    std::vector<double> cs(dim, scale);
+    if (chan)
+        for (uint32_t j = 0; j < dim; j++)
+            cs[j] = scale * exp(1.5 * normal());
     for (size_t i = 0; i < n * dim; i++)
-        put_elem(src.data(), dt, i, (float)(scale * normal()));
+        put_elem(src.data(), dt, i, (float)(cs[i % dim] * normal()));
     return src;
+}
+
+/* Version 4: how many chunks' first pieces are in channel mode (the mode
+ * byte right after the norm field); *chunks: the number of chunks. */
+static size_t first_piece_channel(const lkv_params &p, const std::vector<uint8_t> &pay,
+                                  const std::vector<uint64_t> &offs, size_t n, size_t *chunks)
+{
+    const size_t chunk = lkv_p2_chunk_vectors(&p), nc = lkv_cuda_p2_chunks(&p, n);
+    const uint32_t np = lkv_piece_count(p.dim);
+    size_t ch = 0;
+    for (size_t c = 0; c < nc; c++) {
+        const size_t cnt = n - c * chunk < chunk ? n - c * chunk : chunk;
+        ch += pay[offs[c] + 4 + ((cnt * np + 1) & ~(size_t)1)] == 1;
+    }
+    *chunks = nc;
+    return ch;
 }
 
 /* Decode of a (possibly damaged) payload: each chunk's statuses and output
@@ -365,13 +389,15 @@ static void check_decode(const char *name, const lkv_params &p, const Model &M, 
 
 /* One clean case: GPU encode == CPU encode (bytes and chunk offsets), GPU
  * decode of the CPU payload == CPU decode. */
-static void one(uint32_t fmt, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale)
+static void one(uint32_t fmt, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale,
+                int chan = -1)
 {
     const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2, fmt};
     const size_t nc = lkv_cuda_p2_chunks(&p, n);
     char name[96];
-    snprintf(name, sizeof name, "v%u q=%u dim=%u %s n=%zu", fmt, q, dim, lkv_dtype_name(dt), n);
-    const std::vector<uint8_t> src = gen(dt, n, dim, scale);
+    snprintf(name, sizeof name, "v%u q=%u dim=%u %s n=%zu%s", fmt, q, dim, lkv_dtype_name(dt), n,
+             chan == 1 ? " channel scales" : "");
+    const std::vector<uint8_t> src = gen(dt, n, dim, scale, chan == 1);
     const size_t bound = lkv_p2_payload_bound(&p, n);
     std::vector<uint8_t> cpu(bound), gpu(bound, 0xa5), st(n, 0xee);
     size_t clen = 0;
@@ -396,6 +422,14 @@ static void one(uint32_t fmt, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, 
            name, dg.msg);
     EXPECT(ho == offs, "%s: the encoder's chunk offsets differ from the index's", name);
     check_decode(name, p, M, dt, cpu, ho, n, -1);
+    if (fmt == LKV_FMT_VERSION_P4 && chan >= 0) {
+        /* the data picks the mode (a short last chunk may keep the rotated one) */
+        size_t chunks = 0;
+        const size_t nch = first_piece_channel(p, cpu, ho, n, &chunks);
+        const size_t full = n / lkv_p2_chunk_vectors(&p);
+        EXPECT(chan ? nch >= full && nch > 0 : nch == 0,
+               "%s: %zu of %zu chunks' first pieces in channel mode", name, nch, chunks);
+    }
 }
 
 /* Damage to chunks of a CPU payload (n = 2 chunks + 45, dim 64: the last
@@ -438,12 +472,43 @@ static void damaged(uint32_t fmt)
         snprintf(name, sizeof name, "v%u flipped word", fmt);
         check_decode(name, p, M, dt, d, offs, n, -2);
     }
-    if (fmt == LKV_FMT_VERSION_P3) {
+    if (fmt != LKV_FMT_VERSION_P2) {
         std::vector<uint8_t> d = pay;
         const uint64_t padat = offs[2] + 4 + 45 * M.m.np;
-        EXPECT(d[padat] == 0, "v3: pad byte is 0x%02x", d[padat]);
+        EXPECT(d[padat] == 0, "v%u: pad byte is 0x%02x", fmt, d[padat]);
         d[padat] = 0x01;
-        check_decode("v3 nonzero pad byte", p, M, dt, d, offs, n, 2);
+        snprintf(name, sizeof name, "v%u nonzero pad byte", fmt);
+        check_decode(name, p, M, dt, d, offs, n, 2);
+    }
+    if (fmt == LKV_FMT_VERSION_P4) {
+        /* chunk 1's first piece header (normal data: rotated, 0 0): a mode
+         * 2, a nonzero pad byte; then channel data's levels damaged */
+        const uint64_t h = offs[1] + 4 + chunk * M.m.np;
+        for (int k = 0; k < 2; k++) {
+            std::vector<uint8_t> d = pay;
+            EXPECT(d[h] == 0 && d[h + 1] == 0, "v4: header %02x %02x", d[h], d[h + 1]);
+            d[h + k] = 2;
+            check_decode(k ? "v4 nonzero header pad" : "v4 mode 2", p, M, dt, d, offs, n, 1);
+        }
+        const std::vector<uint8_t> src2 = gen(dt, n, p.dim, 1.0, true);
+        std::vector<uint8_t> c2(bound);
+        size_t len2 = 0;
+        EXPECT(lkv_p2_encode(&p, dt, src2.data(), n, c2.data(), bound, &len2, &dg) == LKV_OK,
+               "v4 damaged: cpu enc %s", dg.msg);
+        c2.resize(len2);
+        std::vector<uint64_t> o2(nc + 1);
+        EXPECT(lkv_cuda_p2_index(&p, c2.data(), len2, n, o2.data(), &dg) == LKV_OK,
+               "v4 damaged: index %s", dg.msg);
+        const uint64_t h2 = o2[1] + 4 + chunk * M.m.np;
+        EXPECT(c2[h2] == 1, "v4 damaged: chunk 1 is not in channel mode (%u)", c2[h2]);
+        for (int k = 0; k < 3; k++) {
+            std::vector<uint8_t> d = c2;
+            /* a level byte, the last level byte, the pad (5 * 64 / 8 = 40
+             * level bytes, a pad at 41) */
+            d[h2 + (k == 0 ? 3 : k == 1 ? 40 : 41)] ^= 0x21;
+            snprintf(name, sizeof name, "v4 channel header damage %d", k);
+            check_decode(name, p, M, dt, d, o2, n, k == 2 ? 1 : -2);
+        }
     }
     {
         std::vector<uint64_t> lie = offs;
@@ -554,10 +619,14 @@ static void v3_edges()
            "v3 edges: the C encoder accepts a norm above the top code");
 }
 
-int main()
+int main(int argc, char **argv)
 {
+    /* --v4: version 4's cases alone */
+    const bool only4 = argc > 1 && strcmp(argv[1], "--v4") == 0;
     static const uint32_t fmts[2] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3};
     for (uint32_t fmt : fmts) {
+        if (only4)
+            break;
         one(fmt, 54, 128, LKV_DTYPE_BF16, 300, 1.0);
         one(fmt, 38, 8, LKV_DTYPE_FP32, 70, 3.0);
         one(fmt, 5, 64, LKV_DTYPE_FP16, 129, 0.5);
@@ -571,7 +640,20 @@ int main()
         damaged(fmt);
         failed(fmt);
     }
-    v3_edges();
+    if (!only4)
+        v3_edges();
+    damaged(LKV_FMT_VERSION_P4);
+    failed(LKV_FMT_VERSION_P4);
+    /* version 4: i.i.d. normal data keeps the rotated mode, per-channel
+     * scales take the channel mode; pieces of 8 (no header pad), 64 + 32
+     * and three pieces (some modes differ between pieces), partial chunks */
+    one(LKV_FMT_VERSION_P4, 59, 128, LKV_DTYPE_BF16, 300, 1.0, 0);
+    one(LKV_FMT_VERSION_P4, 59, 128, LKV_DTYPE_BF16, 300, 1.0, 1);
+    one(LKV_FMT_VERSION_P4, 38, 8, LKV_DTYPE_FP32, 70, 3.0, 1);
+    one(LKV_FMT_VERSION_P4, 54, 96, LKV_DTYPE_FP16, 257, 1.0, 1);
+    one(LKV_FMT_VERSION_P4, 38, 200, LKV_DTYPE_BF16, 100, 1.0, 1);
+    one(LKV_FMT_VERSION_P4, 200, 1024, LKV_DTYPE_FP32, 33, 1.0, 1);
+    one(LKV_FMT_VERSION_P4, 5, 64, LKV_DTYPE_BF16, 129, 0.5, 1);
     /* the default format is version 3 */
     const lkv_params p0 = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, 0};
     EXPECT(lkv_cuda_p2_chunks(&p0, 257) == 2 && lkv_cuda_p2_chunks(&p0, 256) == 1,
