@@ -48,9 +48,11 @@ typedef struct lkv_p2_model {
     uint32_t sym_block, sym_vec; /* rANS symbols per block and per vector             */
     float qf, box_f, out_scale;  /* fp32 Q, L, 4/D                                     */
     lkv_p2_table t[2][3];
-    uint32_t level;  /* a channel level 0..31, or LKV_P2_LEVEL_ROTATED            */
-    double theta[2]; /* a level's Gaussian sums over the box's integer and
-                        half-integer points (lkv_p2_coset_f1); 0 when rotated */
+    uint32_t level;                 /* a channel level 0..31, or LKV_P2_LEVEL_ROTATED            */
+    double theta[2];                /* a level's Gaussian sums over the box's integer and
+                                       half-integer points (lkv_p2_coset_f1); 0 when rotated */
+    uint16_t est[LKV_P2_NBINS_MAX]; /* version 4's size estimate of a bin of t[0][0]:
+                                       lkv_p2_est_cost of its frequency and raw bits */
 } lkv_p2_model;
 
 #define LKV_P2_LEVEL_ROTATED 0xffffffffu

@@ -417,6 +417,7 @@ typedef struct p2_models {
     uint8_t *cc;                     /* and cosets [cnt][dim / 8]                       */
     uint8_t *cout;                   /* the channel trial's piece                       */
     size_t cout_cap;
+    int16_t *cn; /* the mode estimate's channel-domain values [cnt][dim] */
 } p2_models;
 
 static void models_free(p2_models *ms)
@@ -426,6 +427,7 @@ static void models_free(p2_models *ms)
     free(ms->lev);
     free(ms->ck);
     free(ms->cc);
+    free(ms->cn);
     free(ms->cout);
 }
 
@@ -713,6 +715,70 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     return ENC_OK;
 }
 
+/* The estimate of coding the integer coordinate n with model m's table
+ * t[0][0] (lkv_p2_est_cost), n clamped to the table. */
+static inline uint32_t est_of(const lkv_p2_model *m, int32_t n)
+{
+    const lkv_p2_table *t = &m->t[0][0];
+    int32_t u = n - t->jlo;
+    u = u < 0 ? 0 : u >= (int32_t)t->n ? (int32_t)t->n - 1 : u;
+    return m->est[(uint32_t)u >> t->b];
+}
+
+/*
+ * Version 4's mode choice for piece j (model m) of the chunk of vectors
+ * first .. first+cnt-1, before any closest-point search: the front ends'
+ * values of both domains rounded to the integer grid (fp32 rint, ties to
+ * even), the channel levels they give (lkv_p2_level of the sums of (2 n)^2)
+ * and the estimates of both pieces (est_of summed, plus the headers). *chan
+ * is 1 when the channel piece's estimate is the smaller. Also puts the norm
+ * codes (both modes share them) into the chunk's norm field.
+ */
+static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
+                       const uint8_t *src, size_t first, size_t cnt, uint8_t *body, int *chan)
+{
+    const p2_layout *lo = ms->lo;
+    const uint32_t pd = m->dim, off = lo->split.off[j], dim = lo->split.dim;
+    const size_t esz = lkv_dtype_size(dt);
+    if (!ms->cn && !(ms->cn = (int16_t *)malloc((size_t)lo->chunk * LKV_DIM_MAX * sizeof *ms->cn)))
+        return ENC_NOMEM;
+    const float ch = chan_scale(m);
+    uint64_t s[LKV_DIM_MAX] = {0}, crot = 16u * 8u * piece_hdr(lo, pd, 0);
+    float x[LKV_DIM_MAX], y[LKV_DIM_MAX];
+    for (size_t v = 0; v < cnt; v++) {
+        uint32_t bad = 0;
+        uint16_t code;
+        float r;
+        if (!lkv_load_vec(dt, src + ((first + v) * dim + off) * esz, 0, pd, x, &bad) ||
+            !piece_norm(x, pd, lo->fmt, &code, &r))
+            return ENC_BAD_VECTOR;
+        norm_code_put(lo, body, v, j, code);
+        int16_t *cn = ms->cn + v * LKV_DIM_MAX;
+        for (uint32_t i = 0; i < pd; i++) {
+            y[i] = x[i] / r;
+            const int32_t n = (int32_t)lrintf(y[i] * ch);
+            cn[i] = (int16_t)n; /* |n| <= L + 1 < 2^14 */
+            s[i] += (uint64_t)(4 * (int64_t)n * n);
+        }
+        butterfly(y, pd);
+        for (uint32_t i = 0; i < pd; i++)
+            crot += est_of(m, (int32_t)lrintf((y[i] * m->qf) * 0.25f));
+    }
+    const double e = (double)((uint64_t)cnt * ms->q * ms->q * pd);
+    const lkv_p2_model *mc[LKV_DIM_MAX];
+    for (uint32_t i = 0; i < pd; i++)
+        if (!(mc[i] = level_model(ms, pd, lkv_p2_level(s[i], e))))
+            return ENC_NOMEM;
+    uint64_t cch = 16u * 8u * piece_hdr(lo, pd, 1);
+    for (size_t v = 0; v < cnt; v++) {
+        const int16_t *cn = ms->cn + v * LKV_DIM_MAX;
+        for (uint32_t i = 0; i < pd; i++)
+            cch += est_of(mc[i], cn[i]);
+    }
+    *chan = cch < crot;
+    return ENC_OK;
+}
+
 /* Encodes vectors first .. first+cnt-1 of src as one chunk at dst[0..cap). */
 static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t first, size_t cnt,
                         uint8_t *dst, size_t cap, size_t *len, const p2_kern *ks)
@@ -746,6 +812,24 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             state[l] = LKV_P2_RANS_LOW;
         piece_rotated(m, &pc);
         const size_t start = pos, hdr = piece_hdr(lo, pd, 0);
+        int chan = 0;
+        if (hdr) {
+            /* Version 4: the channel domain where the estimate says it is
+             * the shorter (est_channel), else the rotated one. */
+            int r = est_channel(ms, m, j, dt, src, first, cnt, dst + 4, &chan);
+            size_t clen = 0;
+            if (r == ENC_OK && chan)
+                r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen, ks);
+            if (r != ENC_OK)
+                return r;
+            if (chan) {
+                if (cap - start < clen)
+                    return ENC_FULL;
+                memcpy(dst + start, ms->cout, clen);
+                pos = start + clen;
+                continue;
+            }
+        }
         if (hdr) { /* version 4: the rotated mode's header, a mode 0 and a pad */
             if (cap < pos + hdr)
                 return ENC_FULL;
@@ -818,19 +902,6 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
         const size_t wlen = cap - wp;
         memmove(dst + limit, dst + wp, wlen);
         pos = limit + wlen;
-        if (hdr) {
-            /* Version 4: the channel domain instead when its piece is
-             * shorter (ties: rotated). It is never longer than the space
-             * the rotated piece took, so it fits where that one is. */
-            size_t clen = 0;
-            const int r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen, ks);
-            if (r != ENC_OK)
-                return r;
-            if (clen < pos - start) {
-                memcpy(dst + start, ms->cout, clen);
-                pos = start + clen;
-            }
-        }
     }
     st32(dst, (uint32_t)(pos - 4));
     *len = pos;

@@ -226,6 +226,9 @@ static int model_build(uint32_t q, uint32_t dim, double two_q2, lkv_p2_model *m)
     m->sym_block = 1u + 7u * (1u + (b6 > 0)) + 1u + (b7 > 0);
     m->sym_vec = m->nblocks * m->sym_block;
     m->level = LKV_P2_LEVEL_ROTATED;
+    const lkv_p2_table *t = &m->t[0][0];
+    for (uint32_t h = 0; h < t->nbins; h++)
+        m->est[h] = (uint16_t)lkv_p2_est_cost(t->cum[h + 1] - t->cum[h], t->b);
     return 1;
 }
 

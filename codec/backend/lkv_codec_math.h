@@ -187,6 +187,22 @@ LKV_HD uint32_t lkv_p2_coset_f1(const double *a, const double *b)
     return fi > 32767u ? 32767u : fi;
 }
 
+/*
+ * Version 4's estimate of a symbol's size, in 1/16 bit, for a frequency f
+ * (1 .. 2^15, of 2^15) and b raw bits: 16 (15 + b) minus 16 log2 f taken
+ * piecewise linear between powers of two (16 e plus the 4 bits after f's
+ * leading one, e = floor(log2 f)). Integers only, so every coder sums the
+ * same estimates.
+ */
+LKV_HD uint32_t lkv_p2_est_cost(uint32_t f, uint32_t b)
+{
+    uint32_t e = 0;
+    while ((f >> (e + 1u)) != 0u)
+        e++;
+    const uint32_t frac = ((f << 4) >> e) & 15u;
+    return 16u * (15u + b) - (16u * e + frac);
+}
+
 /* fp32 -> bf16 bits, round to nearest even; NaN stays a quiet NaN. */
 LKV_HD uint16_t lkv_math_f32_to_bf16(uint32_t x)
 {
