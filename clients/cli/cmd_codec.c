@@ -132,9 +132,8 @@ static int parse_format(int argc, char **argv, lkv_params *p)
     else if (!p2 && p2v)
         lkv_cli_error(2, "--format=%s needs --profile 2 (profile 1 writes container version 1)", f);
     else if (!p2 && fv != LKV_FMT_VERSION)
-        lkv_cli_error(2,
-                      "--format=%s is not 1, profile 1's container version (2, 3, 4: --profile 2)",
-                      f);
+        lkv_cli_error(
+            2, "--format=%s is not 1, profile 1's container version (2, 3, 4: --profile 2)", f);
     else {
         p->format = p2 ? fv : 0;
         return 1;

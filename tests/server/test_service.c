@@ -261,8 +261,7 @@ Test(service, a_coded_profile2_put_is_stored_as_is)
      * layout still in the field, and 4 with its channel mode) is verified
      * and kept byte for byte, at its real (variable) length; Get returns it
      * coded or decodes it by the version its header names. */
-    static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3,
-                                       LKV_FMT_VERSION_P4};
+    static const uint32_t formats[] = {LKV_FMT_VERSION_P2, LKV_FMT_VERSION_P3, LKV_FMT_VERSION_P4};
     static const char *const keys[] = {"p2", "p3", "p4"};
     static uint8_t c2[3][65536], dec[sizeof tensor_data];
     size_t n[3] = {0, 0, 0};
