@@ -191,6 +191,18 @@ typedef struct lkv_p2_slot_io {
  *     version 4's channel piece (the models pc->mc, coset pc->f1[b]). 0 on
  *     success, 1 for a point outside its table, 2 when the words would go
  *     below limit.
+ * Version 4's mode estimate (p2.c est_channel), the channel values stored
+ * coordinate-major: value i of vector v at cn[i * stride + v].
+ *   estimate: for cnt <= width vectors at rows (as quantise; the first at
+ *     cn[0]): lane l's norm code to code[l] (l < cnt); its channel values
+ *     lrintf((x / r^) * ch) to cn[i * stride + l] for every lane (lanes
+ *     past cnt: row 0's); and adds to *crot the estimates (est_of, m's
+ *     t[0][0]) of the rotated values lrintf((butterfly(x / r^) * Q) / 4) of
+ *     the lanes < cnt. Returns the lanes that cannot be coded, as quantise.
+ *   est_squares: sq[i] += the sum of 4 n^2 over the values n of row i,
+ *     v < cnt (every v < cnt rounded up to width may be read).
+ *   est_chan: the sum over i < dim, v < cnt of est_of(mc[i], n); every
+ *     mc[i] has mc[0]'s t[0][0] ranges (jlo, n, b).
  */
 typedef struct lkv_p2_kernels {
     unsigned width;
@@ -205,6 +217,12 @@ typedef struct lkv_p2_kernels {
     int (*encode_block)(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_piece *pc,
                         uint32_t b, const int16_t *kt, const uint8_t *ct, uint32_t *state,
                         uint8_t *base, size_t *wp, size_t limit);
+    unsigned (*estimate)(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
+                         const uint8_t *const *rows, unsigned cnt, uint16_t *code, int16_t *cn,
+                         size_t stride, uint64_t *crot);
+    void (*est_squares)(uint32_t dim, const int16_t *cn, size_t stride, size_t cnt, uint64_t *sq);
+    uint64_t (*est_chan)(const lkv_p2_model *const *mc, uint32_t dim, const int16_t *cn,
+                         size_t stride, size_t cnt);
 } lkv_p2_kernels;
 
 #define LKV_P2_WIDTH_MAX 16u

@@ -732,37 +732,63 @@ static inline uint32_t est_of(const lkv_p2_model *m, int32_t n)
  * even), the channel levels they give (lkv_p2_level of the sums of (2 n)^2)
  * and the estimates of both pieces (est_of summed, plus the headers). *chan
  * is 1 when the channel piece's estimate is the smaller. Also puts the norm
- * codes (both modes share them) into the chunk's norm field.
+ * codes (both modes share them) into the chunk's norm field. On a SIMD path
+ * the kernels (ks->estimate, est_squares, est_chan) compute the same
+ * integers; the channel values lie coordinate-major either way, value i of
+ * vector v at ms->cn[i * stride + v].
  */
 static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
-                       const uint8_t *src, size_t first, size_t cnt, uint8_t *body, int *chan)
+                       const uint8_t *src, size_t first, size_t cnt, uint8_t *body, int *chan,
+                       const p2_kern *ks)
 {
     const p2_layout *lo = ms->lo;
     const uint32_t pd = m->dim, off = lo->split.off[j], dim = lo->split.dim;
     const size_t esz = lkv_dtype_size(dt);
-    if (!ms->cn && !(ms->cn = (int16_t *)malloc((size_t)lo->chunk * LKV_DIM_MAX * sizeof *ms->cn)))
+    /* rows of the chunk rounded up to 16: a kernel writes whole groups of width */
+    const size_t stride = ((size_t)lo->chunk + 15u) & ~(size_t)15u;
+    if (!ms->cn && !(ms->cn = (int16_t *)malloc(stride * LKV_DIM_MAX * sizeof *ms->cn)))
         return ENC_NOMEM;
     const float ch = chan_scale(m);
     uint64_t s[LKV_DIM_MAX] = {0}, crot = 16u * 8u * piece_hdr(lo, pd, 0);
-    float x[LKV_DIM_MAX], y[LKV_DIM_MAX];
-    for (size_t v = 0; v < cnt; v++) {
-        uint32_t bad = 0;
-        uint16_t code;
-        float r;
-        if (!lkv_load_vec(dt, src + ((first + v) * dim + off) * esz, 0, pd, x, &bad) ||
-            !piece_norm(x, pd, lo->fmt, &code, &r))
-            return ENC_BAD_VECTOR;
-        norm_code_put(lo, body, v, j, code);
-        int16_t *cn = ms->cn + v * LKV_DIM_MAX;
-        for (uint32_t i = 0; i < pd; i++) {
-            y[i] = x[i] / r;
-            const int32_t n = (int32_t)lrintf(y[i] * ch);
-            cn[i] = (int16_t)n; /* |n| <= L + 1 < 2^14 */
-            s[i] += (uint64_t)(4 * (int64_t)n * n);
+#if defined(LKV_P2_SIMD)
+    if (ks) {
+        const unsigned wd = ks->width;
+        for (size_t v0 = 0; v0 < cnt; v0 += wd) {
+            const unsigned gc = cnt - v0 < wd ? (unsigned)(cnt - v0) : wd;
+            const uint8_t *rows[LKV_P2_WIDTH_MAX];
+            uint16_t code[LKV_P2_WIDTH_MAX];
+            for (unsigned l = 0; l < wd; l++)
+                rows[l] = src + ((first + v0 + (l < gc ? l : 0)) * dim + off) * esz;
+            if (ks->estimate(m, lo->fmt, ch, dt, rows, gc, code, ms->cn + v0, stride, &crot))
+                return ENC_BAD_VECTOR;
+            for (unsigned l = 0; l < gc; l++)
+                norm_code_put(lo, body, v0 + l, j, code[l]);
         }
-        butterfly(y, pd);
-        for (uint32_t i = 0; i < pd; i++)
-            crot += est_of(m, (int32_t)lrintf((y[i] * m->qf) * 0.25f));
+        ks->est_squares(pd, ms->cn, stride, cnt, s);
+    } else
+#else
+    (void)ks;
+#endif
+    {
+        float x[LKV_DIM_MAX], y[LKV_DIM_MAX];
+        for (size_t v = 0; v < cnt; v++) {
+            uint32_t bad = 0;
+            uint16_t code;
+            float r;
+            if (!lkv_load_vec(dt, src + ((first + v) * dim + off) * esz, 0, pd, x, &bad) ||
+                !piece_norm(x, pd, lo->fmt, &code, &r))
+                return ENC_BAD_VECTOR;
+            norm_code_put(lo, body, v, j, code);
+            for (uint32_t i = 0; i < pd; i++) {
+                y[i] = x[i] / r;
+                const int32_t n = (int32_t)lrintf(y[i] * ch);
+                ms->cn[i * stride + v] = (int16_t)n; /* |n| <= L + 1 < 2^14 */
+                s[i] += (uint64_t)(4 * (int64_t)n * n);
+            }
+            butterfly(y, pd);
+            for (uint32_t i = 0; i < pd; i++)
+                crot += est_of(m, (int32_t)lrintf((y[i] * m->qf) * 0.25f));
+        }
     }
     const double e = (double)((uint64_t)cnt * ms->q * ms->q * pd);
     const lkv_p2_model *mc[LKV_DIM_MAX];
@@ -770,11 +796,14 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
         if (!(mc[i] = level_model(ms, pd, lkv_p2_level(s[i], e))))
             return ENC_NOMEM;
     uint64_t cch = 16u * 8u * piece_hdr(lo, pd, 1);
-    for (size_t v = 0; v < cnt; v++) {
-        const int16_t *cn = ms->cn + v * LKV_DIM_MAX;
+#if defined(LKV_P2_SIMD)
+    if (ks)
+        cch += ks->est_chan(mc, pd, ms->cn, stride, cnt);
+    else
+#endif
         for (uint32_t i = 0; i < pd; i++)
-            cch += est_of(mc[i], cn[i]);
-    }
+            for (size_t v = 0; v < cnt; v++)
+                cch += est_of(mc[i], ms->cn[i * stride + v]);
     *chan = cch < crot;
     return ENC_OK;
 }
@@ -816,7 +845,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
         if (hdr) {
             /* Version 4: the channel domain where the estimate says it is
              * the shorter (est_channel), else the rotated one. */
-            int r = est_channel(ms, m, j, dt, src, first, cnt, dst + 4, &chan);
+            int r = est_channel(ms, m, j, dt, src, first, cnt, dst + 4, &chan, ks);
             size_t clen = 0;
             if (r == ENC_OK && chan)
                 r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen, ks);

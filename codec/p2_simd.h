@@ -19,16 +19,29 @@
  * receives its norm code, for l < cnt. Returns the lanes < cnt that cannot be
  * coded (NaN/Inf, norm overflow); then nothing is valid and the caller
  * reports the first failing vector as the scalar path does.
+ *
+ * p2_simd_estimate, p2_simd_est_squares, p2_simd_est_chan: version 4's mode
+ * estimate (p2.c est_channel) on the same front end; see lkv_p2.h.
+ * Everything after the fp32 front end is integer, so lanes and sums may be
+ * taken in any order.
+ * Besides the primitives above they need vi_load16 (LKV_L int16, sign
+ * extended), vi_srl (a shift by a count in a variable), vi_clamp (signed)
+ * and vi_gather_hi16 (the uint16 at byte p + 2 i + 2 of each lane i, read
+ * as the high half of 32 bits at p + 2 i).
  */
 #ifndef LKV_P2_SIMD_H
 #define LKV_P2_SIMD_H
 
-static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
-                                 const uint8_t *const *rows, unsigned cnt, uint16_t *code,
-                                 int16_t (*k)[LKV_DIM_MAX], uint8_t (*c)[LKV_DIM_MAX / 8],
-                                 int16_t *kt, uint8_t *ct)
+#include <stddef.h>
+
+/* The front end both kernels share: loads LKV_L vectors into sc->buf and
+ * returns the divisor d of each lane (container version 3: r^(k) of the
+ * norm code k, version 2: r), the codes of lanes < cnt to code[l]. *bad:
+ * the lanes < cnt that cannot be coded. */
+SK_INLINE vf p2_simd_front(const lkv_p2_model *m, uint32_t fmt, lkv_dtype dt,
+                           const uint8_t *const *rows, unsigned cnt, uint16_t *code, sk_scratch *sc,
+                           unsigned *bad_out)
 {
-    sk_scratch sc;
     const unsigned live = cnt >= LKV_L ? (1u << LKV_L) - 1u : (1u << cnt) - 1u;
     sk_consts kc;
     memset(&kc, 0, sizeof kc);
@@ -37,14 +50,14 @@ static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, 
     vf d;
     if (fmt == LKV_FMT_VERSION_P2) {
         vi h;
-        d = sk_load_r(&kc, dt, rows, &sc, &h, &bad);
+        d = sk_load_r(&kc, dt, rows, sc, &h, &bad);
         int16_t hv[LKV_L];
         vi_store16(hv, h);
         for (unsigned l = 0; l < cnt; l++)
             code[l] = (uint16_t)hv[l];
     } else {
         /* a byte per vector: the code in scalar steps on the fp32 bits */
-        const vf r = sk_load_rn(&kc, dt, rows, &sc, &bad);
+        const vf r = sk_load_rn(&kc, dt, rows, sc, &bad);
         uint32_t rb[LKV_L];
         memcpy(rb, &r, sizeof rb);
         for (unsigned l = 0; l < LKV_L; l++) {
@@ -57,8 +70,20 @@ static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, 
         }
         memcpy(&d, rb, sizeof d);
     }
-    if (bad & live)
-        return bad & live;
+    *bad_out = bad & live;
+    return d;
+}
+
+static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
+                                 const uint8_t *const *rows, unsigned cnt, uint16_t *code,
+                                 int16_t (*k)[LKV_DIM_MAX], uint8_t (*c)[LKV_DIM_MAX / 8],
+                                 int16_t *kt, uint8_t *ct)
+{
+    sk_scratch sc;
+    unsigned bad;
+    const vf d = p2_simd_front(m, fmt, dt, rows, cnt, code, &sc, &bad);
+    if (bad)
+        return bad;
     const int chan = ch != 0.0f;
     if (chan) {
         const vf cv = vf_set1(ch);
@@ -93,6 +118,121 @@ static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, 
         }
     }
     return 0;
+}
+
+/* The lanes < n (n < LKV_L) all ones, the others zero. */
+static inline vi p2_simd_live(unsigned n)
+{
+    int32_t a[LKV_L];
+    for (unsigned l = 0; l < LKV_L; l++)
+        a[l] = l < n ? -1 : 0;
+    vi v;
+    memcpy(&v, a, sizeof v);
+    return v;
+}
+
+/* The sum of v's lanes < n (at most LKV_L). */
+static inline uint64_t p2_simd_lane_sum(vi v, unsigned n)
+{
+    uint32_t a[LKV_L];
+    memcpy(a, &v, sizeof a);
+    uint64_t t = 0;
+    for (unsigned l = 0; l < n && l < LKV_L; l++)
+        t += a[l];
+    return t;
+}
+
+/* p2.c est_of for each lane's integer n: m's estimate of t[0][0]'s bin of
+ * n - jlo clamped to the table. est is read through vi_gather_hi16 from 2
+ * bytes before it, inside the model (theta precedes it). */
+SK_INLINE vi p2_simd_est(const uint8_t *est2, vi n, vi jlo, vi top, uint32_t b)
+{
+    const vi u = vi_clamp(vi_sub(n, jlo), vi_set1(0), top);
+    return vi_gather_hi16(est2, vi_srl(u, b));
+}
+
+static inline const uint8_t *p2_simd_est_base(const lkv_p2_model *m)
+{
+    _Static_assert(offsetof(lkv_p2_model, est) >= 2, "est is read from 2 bytes before it");
+    return (const uint8_t *)m + offsetof(lkv_p2_model, est) - 2;
+}
+
+/* lkv_p2_kernels.estimate: est_channel's first pass for cnt <= LKV_L
+ * vectors; the same fp32 operations as p2.c est_channel (and as quantise's
+ * front ends), lane-wise. */
+static unsigned p2_simd_estimate(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
+                                 const uint8_t *const *rows, unsigned cnt, uint16_t *code,
+                                 int16_t *cn, size_t stride, uint64_t *crot)
+{
+    sk_scratch sc;
+    unsigned bad;
+    const vf d = p2_simd_front(m, fmt, dt, rows, cnt, code, &sc, &bad);
+    if (bad)
+        return bad;
+    const vf cv = vf_set1(ch);
+    for (uint32_t j = 0; j < m->dim; j++) {
+        sc.buf[j] = vf_div(sc.buf[j], d); /* y = x / r^ */
+        vi_store16(cn + j * stride, vi_from_f(vf_mul(sc.buf[j], cv)));
+    }
+    /* the butterfly, then times Q, then times 1/4: sk_fwht's decode order
+     * with scale Q and post 1/4, no division */
+    vf unused = vf_set1(0.0f);
+    sk_fwht(sc.buf, m->dim, 1, unused, vf_set1(m->qf), vf_set1(0.25f), &unused);
+    const lkv_p2_table *t = &m->t[0][0];
+    const uint8_t *est2 = p2_simd_est_base(m);
+    const vi jlo = vi_set1(t->jlo), top = vi_set1((int32_t)t->n - 1);
+    vi acc = vi_set1(0);
+    for (uint32_t j = 0; j < m->dim; j++)
+        acc = vi_add(acc, p2_simd_est(est2, vi_from_f(sc.buf[j]), jlo, top, t->b));
+    *crot += p2_simd_lane_sum(acc, cnt);
+    return 0;
+}
+
+/* lkv_p2_kernels.est_squares: sq[i] += 4 n^2 over the cnt values of row i
+ * of cn. |n| <= 2^13 (|x / r^| <= 1, ch <= 2^13), so 16 squares fit a
+ * lane's 32 bits before they move to 64. */
+static void p2_simd_est_squares(uint32_t dim, const int16_t *cn, size_t stride, size_t cnt,
+                                uint64_t *sq)
+{
+    const vi tail = p2_simd_live((unsigned)(cnt % LKV_L));
+    for (uint32_t i = 0; i < dim; i++) {
+        const int16_t *row = cn + i * stride;
+        uint64_t t = 0;
+        vi acc = vi_set1(0);
+        unsigned run = 0;
+        for (size_t v = 0; v < cnt; v += LKV_L) {
+            vi n = vi_load16(row + v);
+            if (cnt - v < LKV_L)
+                n = vi_and(n, tail);
+            acc = vi_add(acc, vi_mul(n, n));
+            if (++run == 16) {
+                t += p2_simd_lane_sum(acc, LKV_L);
+                acc = vi_set1(0);
+                run = 0;
+            }
+        }
+        sq[i] += 4 * (t + p2_simd_lane_sum(acc, LKV_L));
+    }
+}
+
+/* lkv_p2_kernels.est_chan: the sum over the cnt values n of each row i of
+ * cn of est_of(mc[i], n). Every level model has t[0][0]'s jlo, n and b of
+ * mc[0]. */
+static uint64_t p2_simd_est_chan(const lkv_p2_model *const *mc, uint32_t dim, const int16_t *cn,
+                                 size_t stride, size_t cnt)
+{
+    const lkv_p2_table *t = &mc[0]->t[0][0];
+    const vi jlo = vi_set1(t->jlo), top = vi_set1((int32_t)t->n - 1);
+    const uint32_t b = t->b;
+    uint64_t sum = 0;
+    for (size_t v = 0; v < cnt; v += LKV_L) {
+        vi acc = vi_set1(0);
+        for (uint32_t i = 0; i < dim; i++)
+            acc = vi_add(acc, p2_simd_est(p2_simd_est_base(mc[i]), vi_load16(cn + i * stride + v),
+                                          jlo, top, b));
+        sum += p2_simd_lane_sum(acc, (unsigned)(cnt - v < LKV_L ? cnt - v : LKV_L));
+    }
+    return sum;
 }
 
 #endif /* LKV_P2_SIMD_H */

@@ -183,6 +183,26 @@ static inline void vi_store8(uint8_t *p, vi v)
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     _mm_storel_epi64((__m128i *)p, _mm_packs_epi16(w, w));
 }
+/* 8 int16 at p, sign extended. */
+static inline vi vi_load16(const int16_t *p)
+{
+    return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p));
+}
+static inline vi vi_srl(vi a, uint32_t n)
+{
+    return _mm256_srl_epi32(a, _mm_cvtsi32_si128((int)n));
+}
+/* Signed lo <= a <= hi, lane-wise (lo <= hi). */
+static inline vi vi_clamp(vi a, vi lo, vi hi)
+{
+    return _mm256_min_epi32(_mm256_max_epi32(a, lo), hi);
+}
+/* The uint16 at byte p + 2 i + 2 of each lane i: the high half of the 32
+ * bits at p + 2 i, so p[0..1] must be readable too. */
+static inline vi vi_gather_hi16(const uint8_t *p, vi i)
+{
+    return _mm256_srli_epi32(_mm256_i32gather_epi32((const int *)(const void *)p, i, 2), 16);
+}
 static inline vi vi_h_from_f(vf a)
 {
     return _mm256_cvtepu16_epi32(_mm256_cvtps_ph(a, SK_RNE));
@@ -495,4 +515,11 @@ static int p2_slot(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_pi
 /* No two-chunk decode: with 8 registers of state for two streams the AVX2
  * decode ran at 4.0 M vectors/s, with one stream at 4.6 (codec_p2_bench,
  * 2^19 vectors, dev VM); 16 ymm registers do not hold both chains. */
-const lkv_p2_kernels lkv_p2_kernels_avx2 = {8, p2_slot, NULL, p2_simd_quantise, p2a_encode_block};
+const lkv_p2_kernels lkv_p2_kernels_avx2 = {8,
+                                            p2_slot,
+                                            NULL,
+                                            p2_simd_quantise,
+                                            p2a_encode_block,
+                                            p2_simd_estimate,
+                                            p2_simd_est_squares,
+                                            p2_simd_est_chan};

@@ -183,6 +183,26 @@ static inline void vi_store8(uint8_t *p, vi v)
 {
     _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(v));
 }
+/* 16 int16 at p, sign extended. */
+static inline vi vi_load16(const int16_t *p)
+{
+    return _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline vi vi_srl(vi a, uint32_t n)
+{
+    return _mm512_srl_epi32(a, _mm_cvtsi32_si128((int)n));
+}
+/* Signed lo <= a <= hi, lane-wise (lo <= hi). */
+static inline vi vi_clamp(vi a, vi lo, vi hi)
+{
+    return _mm512_min_epi32(_mm512_max_epi32(a, lo), hi);
+}
+/* The uint16 at byte p + 2 i + 2 of each lane i: the high half of the 32
+ * bits at p + 2 i, so p[0..1] must be readable too. */
+static inline vi vi_gather_hi16(const uint8_t *p, vi i)
+{
+    return _mm512_srli_epi32(_mm512_i32gather_epi32(i, (const void *)p, 2), 16);
+}
 static inline vi vi_h_from_f(vf a)
 {
     return _mm512_cvtepu16_epi32(_mm512_cvtps_ph(a, SK_RNE));
@@ -483,5 +503,11 @@ static int p2_slot2(const lkv_p2_model *m, const lkv_p2_vtab *vt, lkv_p2_slot_io
     return ok;
 }
 
-const lkv_p2_kernels lkv_p2_kernels_avx512 = {16, p2_slot, p2_slot2, p2_simd_quantise,
-                                              p2v_encode_block};
+const lkv_p2_kernels lkv_p2_kernels_avx512 = {16,
+                                              p2_slot,
+                                              p2_slot2,
+                                              p2_simd_quantise,
+                                              p2v_encode_block,
+                                              p2_simd_estimate,
+                                              p2_simd_est_squares,
+                                              p2_simd_est_chan};
