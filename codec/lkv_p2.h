@@ -198,7 +198,9 @@ typedef struct lkv_p2_slot_io {
  *     lrintf((x / r^) * ch) to cn[i * stride + l] for every lane (lanes
  *     past cnt: row 0's); and adds to *crot the estimates (est_of, m's
  *     t[0][0]) of the rotated values lrintf((butterfly(x / r^) * Q) / 4) of
- *     the lanes < cnt. Returns the lanes that cannot be coded, as quantise.
+ *     the lanes < cnt. With kt non-NULL (a full slot's vectors) also the
+ *     rotated points and cosets symbol-major, exactly as quantise's kt, ct
+ *     with ch = 0. Returns the lanes that cannot be coded, as quantise.
  *   est_squares: sq[i] += the sum of 4 n^2 over the values n of row i,
  *     v < cnt (every v < cnt rounded up to width may be read).
  *   est_chan: the sum over i < dim, v < cnt of est_of(mc[i], n); every
@@ -219,7 +221,7 @@ typedef struct lkv_p2_kernels {
                         uint8_t *base, size_t *wp, size_t limit);
     unsigned (*estimate)(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
                          const uint8_t *const *rows, unsigned cnt, uint16_t *code, int16_t *cn,
-                         size_t stride, uint64_t *crot);
+                         size_t stride, uint64_t *crot, int16_t *kt, uint8_t *ct);
     void (*est_squares)(uint32_t dim, const int16_t *cn, size_t stride, size_t cnt, uint64_t *sq);
     uint64_t (*est_chan)(const lkv_p2_model *const *mc, uint32_t dim, const int16_t *cn,
                          size_t stride, size_t cnt);

@@ -585,6 +585,22 @@ static int code_slot(const p2_piece *pc, const lkv_p2_model *m, size_t nk, const
     return ENC_OK;
 }
 
+/* A slot's points and cosets in ms->ck and ms->cc. */
+#define SLOT_K (LKV_DIM_MAX * LKV_P2_LANES)
+#define SLOT_C (LKV_DIM_MAX / 8 * LKV_P2_LANES)
+
+/* ms->ck and ms->cc for a chunk's slots, allocated at their first use. 0
+ * when out of memory. */
+static int slot_points(p2_models *ms)
+{
+    if (!ms->ck) {
+        const size_t slots = ((size_t)ms->lo->chunk + LKV_P2_LANES - 1) / LKV_P2_LANES;
+        ms->ck = (int16_t *)malloc(slots * SLOT_K * sizeof *ms->ck);
+        ms->cc = (uint8_t *)malloc(slots * SLOT_C);
+    }
+    return ms->ck && ms->cc;
+}
+
 /*
  * Version 4's channel trial of piece j (model m) of the chunk of vectors
  * first .. first+cnt-1: their points in the channel domain, each channel's
@@ -602,19 +618,13 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     const p2_layout *lo = ms->lo;
     const uint32_t pd = m->dim, nb = m->nblocks, off = lo->split.off[j], dim = lo->split.dim;
     const size_t esz = lkv_dtype_size(dt), cap = (size_t)piece_bound(lo, j, lo->chunk);
-    const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES, KS = LKV_DIM_MAX * LKV_P2_LANES,
-                 CS = LKV_DIM_MAX / 8 * LKV_P2_LANES;
-    if (!ms->ck) {
-        const size_t slots = ((size_t)lo->chunk + LKV_P2_LANES - 1) / LKV_P2_LANES;
-        ms->ck = (int16_t *)malloc(slots * KS * sizeof *ms->ck);
-        ms->cc = (uint8_t *)malloc(slots * CS);
-    }
+    const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES, KS = SLOT_K, CS = SLOT_C;
     if (ms->cout_cap < cap) {
         free(ms->cout);
         ms->cout = (uint8_t *)malloc(cap);
         ms->cout_cap = ms->cout ? cap : 0;
     }
-    if (!ms->ck || !ms->cc || !ms->cout)
+    if (!slot_points(ms) || !ms->cout)
         return ENC_NOMEM;
     const float ch = chan_scale(m);
     uint64_t sq[LKV_DIM_MAX] = {0};
@@ -735,11 +745,14 @@ static inline uint32_t est_of(const lkv_p2_model *m, int32_t n)
  * codes (both modes share them) into the chunk's norm field. On a SIMD path
  * the kernels (ks->estimate, est_squares, est_chan) compute the same
  * integers; the channel values lie coordinate-major either way, value i of
- * vector v at ms->cn[i * stride + v].
+ * vector v at ms->cn[i * stride + v]. With pts (SIMD paths only) the
+ * estimate kernel also puts the rotated points of each full slot k into
+ * ms->ck + k * SLOT_K and ms->cc + k * SLOT_C (symbol-major, quantise's);
+ * *pts is then 1, else 0.
  */
 static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
                        const uint8_t *src, size_t first, size_t cnt, uint8_t *body, int *chan,
-                       const p2_kern *ks)
+                       const p2_kern *ks, int *pts)
 {
     const p2_layout *lo = ms->lo;
     const uint32_t pd = m->dim, off = lo->split.off[j], dim = lo->split.dim;
@@ -750,16 +763,24 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
         return ENC_NOMEM;
     const float ch = chan_scale(m);
     uint64_t s[LKV_DIM_MAX] = {0}, crot = 16u * 8u * piece_hdr(lo, pd, 0);
+    *pts = 0;
 #if defined(LKV_P2_SIMD)
     if (ks) {
         const unsigned wd = ks->width;
+        const size_t nfull = cnt / LKV_P2_LANES * LKV_P2_LANES;
+        if (!slot_points(ms))
+            return ENC_NOMEM;
+        *pts = 1;
         for (size_t v0 = 0; v0 < cnt; v0 += wd) {
             const unsigned gc = cnt - v0 < wd ? (unsigned)(cnt - v0) : wd;
+            const size_t k = v0 / LKV_P2_LANES, l0 = v0 % LKV_P2_LANES;
             const uint8_t *rows[LKV_P2_WIDTH_MAX];
             uint16_t code[LKV_P2_WIDTH_MAX];
             for (unsigned l = 0; l < wd; l++)
                 rows[l] = src + ((first + v0 + (l < gc ? l : 0)) * dim + off) * esz;
-            if (ks->estimate(m, lo->fmt, ch, dt, rows, gc, code, ms->cn + v0, stride, &crot))
+            if (ks->estimate(m, lo->fmt, ch, dt, rows, gc, code, ms->cn + v0, stride, &crot,
+                             v0 < nfull ? ms->ck + k * SLOT_K + l0 : NULL,
+                             v0 < nfull ? ms->cc + k * SLOT_C + l0 : NULL))
                 return ENC_BAD_VECTOR;
             for (unsigned l = 0; l < gc; l++)
                 norm_code_put(lo, body, v0 + l, j, code[l]);
@@ -841,11 +862,12 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             state[l] = LKV_P2_RANS_LOW;
         piece_rotated(m, &pc);
         const size_t start = pos, hdr = piece_hdr(lo, pd, 0);
-        int chan = 0;
+        int chan = 0, pts = 0;
         if (hdr) {
             /* Version 4: the channel domain where the estimate says it is
-             * the shorter (est_channel), else the rotated one. */
-            int r = est_channel(ms, m, j, dt, src, first, cnt, dst + 4, &chan, ks);
+             * the shorter (est_channel), else the rotated one, whose full
+             * slots' points the estimate has put in ms->ck on a SIMD path. */
+            int r = est_channel(ms, m, j, dt, src, first, cnt, dst + 4, &chan, ks, &pts);
             size_t clen = 0;
             if (r == ENC_OK && chan)
                 r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen, ks);
@@ -876,7 +898,11 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             /* ks->width vectors at a time on a SIMD path; the same points,
              * symbol-major for a full slot, whose rANS is vectorised too. */
             const int full = ks && nk == LKV_P2_LANES;
-            if (ks) {
+            const int16_t *ktk = full && pts ? ms->ck + k * SLOT_K : kt;
+            const uint8_t *ctk = full && pts ? ms->cc + k * SLOT_C : ct;
+            if (full && pts) {
+                /* points and norm codes from est_channel */
+            } else if (ks) {
                 const unsigned wd = ks->width;
                 for (size_t l0 = 0; l0 < nk; l0 += wd) {
                     const unsigned gc = nk - l0 < wd ? (unsigned)(nk - l0) : wd;
@@ -913,8 +939,8 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             if (full) {
                 const lkv_p2_vtab *vt = vtab_of(ms, j);
                 for (uint32_t b = m->nblocks; b-- > 0;) {
-                    const int r = ks->encode_block(m, vt, NULL, b, kt + 8 * b * LKV_P2_LANES,
-                                                   ct + b * LKV_P2_LANES, state, dst, &wp, limit);
+                    const int r = ks->encode_block(m, vt, NULL, b, ktk + 8 * b * LKV_P2_LANES,
+                                                   ctk + b * LKV_P2_LANES, state, dst, &wp, limit);
                     if (r)
                         return r == 1 ? ENC_INTERNAL : ENC_FULL;
                 }

@@ -159,10 +159,13 @@ static inline const uint8_t *p2_simd_est_base(const lkv_p2_model *m)
 
 /* lkv_p2_kernels.estimate: est_channel's first pass for cnt <= LKV_L
  * vectors; the same fp32 operations as p2.c est_channel (and as quantise's
- * front ends), lane-wise. */
+ * front ends), lane-wise. The rotated values before rounding are quantise's
+ * (u = x / d, the butterfly, times Q, times 1/4), so with kt its E8 search
+ * gives quantise's points. */
 static unsigned p2_simd_estimate(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
                                  const uint8_t *const *rows, unsigned cnt, uint16_t *code,
-                                 int16_t *cn, size_t stride, uint64_t *crot)
+                                 int16_t *cn, size_t stride, uint64_t *crot, int16_t *kt,
+                                 uint8_t *ct)
 {
     sk_scratch sc;
     unsigned bad;
@@ -185,6 +188,17 @@ static unsigned p2_simd_estimate(const lkv_p2_model *m, uint32_t fmt, float ch, 
     for (uint32_t j = 0; j < m->dim; j++)
         acc = vi_add(acc, p2_simd_est(est2, vi_from_f(sc.buf[j]), jlo, top, t->b));
     *crot += p2_simd_lane_sum(acc, cnt);
+    if (kt) {
+        const vf box = vf_set1(m->box_f);
+        for (uint32_t blk = 0; blk < m->nblocks; blk++) {
+            vf g[8];
+            vm half;
+            sk_e8(sc.buf + 8 * blk, box, g, &half);
+            for (int i = 0; i < 8; i++)
+                vi_store16(kt + (8 * blk + (uint32_t)i) * LKV_P2_LANES, vi_from_f(g[i]));
+            vi_store8(ct + blk * LKV_P2_LANES, vi_blend(half, vi_set1(1), vi_set1(0)));
+        }
+    }
     return 0;
 }
 
