@@ -397,6 +397,43 @@ __host__ __device__ inline uint32_t piece_hdr(uint32_t dim, bool channel)
     return (2u + (channel ? 5u * dim / 8u : 0u)) & ~1u;
 }
 
+/* Version 4's estimate of coding the integer n with model m's table t[0][0]
+ * (p2.c est_of: lkv_p2_est_cost of n's bin, in 1/16 bit, n clamped to the
+ * table). */
+__device__ __forceinline__ uint32_t est_of(const lkv_p2_model *m, int32_t n)
+{
+    const lkv_p2_table *t = &m->t[0][0];
+    int32_t u = n - t->jlo;
+    u = u < 0 ? 0 : u >= (int32_t)t->n ? (int32_t)t->n - 1 : u;
+    return m->est[(uint32_t)u >> t->b];
+}
+
+/* Where version 4's channel values n = rint((x / r) c) of vector v wait
+ * between the quantise kernel and the mode kernel: in v's chunk's scratch
+ * slot, behind its norm field (chan_off, 16-byte aligned), a row of dim
+ * int16 per vector of the chunk. The rANS kernel overwrites them only
+ * after the mode kernel has read them; model_layout makes the slot hold
+ * them. */
+__host__ __device__ inline uint32_t chan_off(const Plan &P)
+{
+    return (uint32_t)align16(4 + norm_field(P, P.chunk));
+}
+
+__device__ __forceinline__ int16_t *chan_row(const Plan &P, uint8_t *scratch, uint64_t v,
+                                             uint32_t off)
+{
+    const uint64_t c = v >> (5u + P.slog), l = v & (P.chunk - 1u);
+    return reinterpret_cast<int16_t *>(scratch + c * P.cap + chan_off(P) + 2u * (l * P.dim + off));
+}
+
+/* The sum of a u32 over the warp's lanes (every lane gets it). */
+__device__ __forceinline__ uint32_t warp_sum(uint32_t a)
+{
+    for (int d = 1; d < 32; d <<= 1)
+        a += __shfl_xor_sync(kFull, a, d);
+    return a;
+}
+
 /* The first point of every row of a channel-mode piece is stored with bit
  * 14 flipped between the rANS decode and the reconstruct: a point lies in
  * [-2L-1, 2L+1], |p2| <= 16371 < 2^14, so its bits 15 and 14 agree, and a
@@ -488,12 +525,16 @@ __device__ __forceinline__ void put_closest(const float *y, const lkv_p2_model *
 /* Vector kernel: norm, division, butterfly and closest point of every
  * vector and piece, in p2.c's operation order; the norm codes go into the
  * chunk's scratch slot (vector-major: one byte each in version 3, an fp16
- * in version 2), the points into R, the statuses into status; version 4
- * also the channel domain's points into R2. */
+ * in version 2), the points into R, the statuses into status. Version 4
+ * also writes the channel domain's points into R2, and for the mode
+ * choice (p2.c est_channel) the channel values rounded to integers
+ * (chan_row) and each slot's estimate of its rotated piece, crot[s * np +
+ * j]: the sum of est_of over the rotated values rounded to integers (at
+ * most 32 * 1024 * 16 (15 + 15) < 2^24). */
 template <int E, int DT>
 __global__ void __launch_bounds__(kVecWarps * 32, 4)
     p2_quantise_kernel(Plan P, const lkv_p2_model *models, const uint8_t *src, Rows R, Rows R2,
-                       uint8_t *scratch, uint8_t *status)
+                       uint8_t *scratch, uint8_t *status, uint32_t *crot)
 {
     /* DT >= 0: that dtype, whole lanes (e == E) and 16-byte aligned rows,
      * known to the compiler; DT < 0: all from the plan */
@@ -516,6 +557,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
              * boxes up to 1023 (tests/gpu/gpu_block_test); beyond, the box */
             const bool fastbox = m->box <= 1023u;
             const float margin = lkv_e8_margin(m->box_f);
+            uint32_t est = 0; /* version 4: the lane's part of crot */
             for (uint32_t pass = 0; pass < pc.lpv; pass++) {
                 const uint32_t vl = pass * vpp + vp;
                 const bool valid = vl < nk;
@@ -591,18 +633,27 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                     for (int i = 0; i < E; i++)
                         xv[i] = ok ? lkv_div_by(xv[i], r, ry) : 0.0f;
                 }
-                /* version 4's channel trial: x / r times c, no butterfly
-                 * (p2.c quantise with ch), into R2 */
+                /* version 4's channel domain: x / r times c, no butterfly
+                 * (p2.c quantise with ch): the points into R2, the values
+                 * rounded to integers (ties to even, p2.c est_channel's
+                 * lrintf) into the scratch slot */
                 if (P.v4 && valid) {
                     const float ch = chan_scale(m);
                     int16_t *row2 = row_of(R2, v, pc.off) + li * e;
+                    int16_t *rown = chan_row(P, scratch, v, pc.off) + li * e;
 #pragma unroll
                     for (int bb = 0; bb < E / 8; bb++)
                         if (8 * bb < e) {
                             float yc[8];
+                            uint32_t pk[4];
 #pragma unroll
                             for (int i = 0; i < 8; i++)
                                 yc[i] = __fmul_rn(xv[8 * bb + i], ch);
+#pragma unroll
+                            for (int i = 0; i < 4; i++)
+                                pk[i] = ((uint32_t)__float2int_rn(yc[2 * i]) & 0xffffu) |
+                                        ((uint32_t)__float2int_rn(yc[2 * i + 1]) << 16);
+                            put_block(rown + 8 * bb, ((uintptr_t)scratch & 15u) == 0, pk);
                             put_closest(yc, m, fastbox, margin, ok, row2 + 8 * bb, R2.wide != 0);
                         }
                 }
@@ -610,6 +661,13 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
 #pragma unroll
                 for (int i = 0; i < E; i++)
                     xv[i] = __fmul_rn(__fmul_rn(xv[i], m->qf), 0.25f);
+                /* version 4: the rotated values rounded as the channel
+                 * ones, exactly those the closest point gets */
+                if (P.v4 && valid)
+#pragma unroll
+                    for (int i = 0; i < E; i++)
+                        if (i < e)
+                            est += est_of(m, __float2int_rn(xv[i]));
                 if (valid) {
                     int16_t *row = row_of(R, v, pc.off) + li * e;
 #pragma unroll
@@ -618,6 +676,11 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                             put_closest(xv + 8 * bb, m, fastbox, margin, ok, row + 8 * bb,
                                         R.wide != 0);
                 }
+            }
+            if (P.v4) {
+                est = warp_sum(est);
+                if (lane == 0)
+                    crot[s * P.np + j] = est;
             }
             __syncwarp();
         }
@@ -798,18 +861,71 @@ __device__ __forceinline__ void chan_levels(const lkv_p2_model *m, const lkv_p2_
     __syncwarp();
 }
 
+/* Version 4's mode choice (p2.c est_channel): one warp per piece j of chunk
+ * c, modes[c * np + j] = 1 when the estimate of its channel piece is below
+ * that of its rotated one. The rotated estimate is the quantise kernel's
+ * slots' crot plus the header's 16 * 8 * 2; the channel one, from the
+ * values chan_row holds, lane l taking channels 2l, 2l + 1 of each 64: each
+ * channel's sum of (2 n)^2 over the chunk's cnt vectors (exact u64), its
+ * level (lkv_p2_level), then est_of of the level's model over the same
+ * values (read again, from L1 or L2), plus the header's 16 * 8 bytes.
+ * Every sum is of integers below 2^32 (at most 256 * 1024 * 480 plus the
+ * header), so its order does not matter. */
+__global__ void __launch_bounds__(kVecWarps * 32)
+    p2_mode_kernel(Plan P, const lkv_p2_model *gm, uint8_t *scratch, const uint32_t *crot,
+                   uint8_t *modes)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    const uint64_t items = P.nchunks * P.np;
+    for (uint64_t it = (uint64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); it < items;
+         it += (uint64_t)gridDim.x * (blockDim.x >> 5)) {
+        const uint64_t c = it / P.np, first = c << (5u + P.slog);
+        const uint32_t j = (uint32_t)(it % P.np);
+        const uint32_t cnt = (uint32_t)(P.n - first < P.chunk ? P.n - first : P.chunk);
+        const lkv_p2_model *m = gm + j, *lev = level_models(P, gm, j);
+        const uint32_t pd = P.pc[j].dim, off = P.pc[j].off;
+        const uint32_t nsl = (cnt + kLanes - 1) / kLanes;
+        uint32_t rot = lane < nsl ? crot[((c << P.slog) + lane) * P.np + j] : 0u;
+        rot = warp_sum(rot) + 16u * 8u * piece_hdr(pd, false);
+        const double e = (double)((uint64_t)cnt * m->q * m->q * pd); /* exact: below 2^53 */
+        /* a u32 holds two values; from one row to the next, dim / 2 */
+        const uint64_t stride = (uint64_t)P.dim / 2;
+        uint32_t est = 0;
+        for (uint32_t i = 2 * lane; i < pd; i += 2 * kLanes) {
+            const uint32_t *w =
+                reinterpret_cast<const uint32_t *>(chan_row(P, scratch, first, off + i));
+            uint64_t s0 = 0, s1 = 0;
+            for (uint32_t v = 0; v < cnt; v++) {
+                const uint32_t q = w[v * stride];
+                /* |n| <= L + 1 < 2^14: 4 n^2 fits 32 bits */
+                const int32_t lo = (int16_t)(q & 0xffffu), hi = (int16_t)(q >> 16);
+                s0 += (uint32_t)(4 * lo * lo);
+                s1 += (uint32_t)(4 * hi * hi);
+            }
+            const lkv_p2_model *l0 = lev + lkv_p2_level(s0, e), *l1 = lev + lkv_p2_level(s1, e);
+            for (uint32_t v = 0; v < cnt; v++) {
+                const uint32_t q = w[v * stride];
+                est += est_of(l0, (int16_t)(q & 0xffffu)) + est_of(l1, (int16_t)(q >> 16));
+            }
+        }
+        est = warp_sum(est) + 16u * 8u * piece_hdr(pd, true);
+        if (lane == 0)
+            modes[it] = est < rot;
+    }
+}
+
 /* rANS kernel: one warp codes one chunk, lane l the vector l of each slot,
  * into the chunk's worst-case scratch slot (words backwards from its end,
  * then moved behind the states, as p2.c does); sizes[c] = its bytes. The
  * norm field is the quantise kernel's, version 3's pad byte the
- * compaction's. Version 4 codes each piece in both modes, as p2.c
- * encode_chunk: the rotated one in place behind its header (0, 0), then
- * the channel trial from R2 with its words from the slot's end again, which
- * replaces the rotated piece when shorter (ties: rotated). */
+ * compaction's. Version 4 codes each piece in the mode p2_mode_kernel
+ * chose (modes[c * np + j]), as p2.c encode_chunk: rotated, its header 0,
+ * 0; or channel, from R2, its header mode 1, the levels (chan_levels) and
+ * a zero pad. */
 template <bool SM>
 __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
-    p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, Rows R2, uint8_t *scratch,
-                          uint64_t *sizes)
+    p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, Rows R2, const uint8_t *modes,
+                          uint8_t *scratch, uint64_t *sizes)
 {
     LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
@@ -825,15 +941,29 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
         uint32_t pos = 4 + norm_field(P, cnt); /* bytes from the chunk's start */
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
-            const uint32_t off = P.pc[j].off, start = pos;
-            if (P.v4) { /* the rotated mode's header: mode 0, a zero pad */
+            const uint32_t off = P.pc[j].off;
+            const bool chan = P.v4 && modes[c * P.np + j] != 0; /* warp-uniform */
+            const lkv_p2_model *lev = chan ? level_models(P, gm, j) : nullptr;
+            if (chan) {
+                /* the header: mode 1, the levels (byte i of the field is
+                 * bits 8i .. 8i + 7, 5 bytes a block), a zero pad */
+                chan_levels(m, lev, R2, first, cnt, off, packs);
+                const uint32_t hdr = piece_hdr(m->dim, true), lvb = 5u * m->dim / 8u;
+                for (uint32_t i = lane; i < hdr; i += kLanes)
+                    chunk[pos + i] = i == 0 ? (uint8_t)1
+                                     : i - 1 < lvb
+                                         ? (uint8_t)(packs[(i - 1) / 5] >> (8 * ((i - 1) % 5)))
+                                         : (uint8_t)0;
+                pos += hdr;
+            } else if (P.v4) { /* the rotated mode's header: mode 0, a zero pad */
                 if (lane == 0)
                     w16[pos / 2] = 0;
                 pos += 2;
             }
             uint32_t wp = (uint32_t)(P.cap / 2); /* u16 index, writing backwards */
             const uint32_t x =
-                encode_slots<false>(m, nullptr, nullptr, R, first, cnt, off, w16, wp);
+                chan ? encode_slots<true>(m, lev, packs, R2, first, cnt, off, w16, wp)
+                     : encode_slots<false>(m, nullptr, nullptr, R, first, cnt, off, w16, wp);
             /* the states, then the words moved behind them */
             if (lane < nl)
                 st32a2(chunk + pos + 4 * lane, x);
@@ -841,30 +971,7 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
             const uint32_t nw = (uint32_t)(P.cap / 2) - wp;
             move_words(w16, wp, nw, pos / 2);
             pos += 2 * nw;
-            if (!P.v4)
-                continue;
-            const lkv_p2_model *lev = level_models(P, gm, j);
-            chan_levels(m, lev, R2, first, cnt, off, packs);
-            uint32_t wc = (uint32_t)(P.cap / 2);
-            const uint32_t xc = encode_slots<true>(m, lev, packs, R2, first, cnt, off, w16, wc);
-            const uint32_t hdr = piece_hdr(m->dim, true), lvb = 5u * m->dim / 8u;
-            const uint32_t nwc = (uint32_t)(P.cap / 2) - wc, clen = hdr + 4 * nl + 2 * nwc;
-            if (clen < pos - start) { /* warp-uniform */
-                /* the header (mode 1, the levels: byte i of the field is
-                 * bits 8i .. 8i + 7, 5 bytes a block; a zero pad), the
-                 * states, then the words moved behind them */
-                __syncwarp();
-                for (uint32_t i = lane; i < hdr; i += kLanes)
-                    chunk[start + i] = i == 0 ? (uint8_t)1
-                                       : i - 1 < lvb
-                                           ? (uint8_t)(packs[(i - 1) / 5] >> (8 * ((i - 1) % 5)))
-                                           : (uint8_t)0;
-                if (lane < nl)
-                    st32a2(chunk + start + hdr + 4 * lane, xc);
-                move_words(w16, wc, nwc, (start + hdr + 4 * nl) / 2);
-                pos = start + clen;
-            }
-            /* the packs are read again for the next piece's levels */
+            /* the packs are written again for the next piece's levels */
             __syncwarp();
         }
         if (lane == 0) {
@@ -1369,25 +1476,25 @@ static void model_layout(const lkv_params *p, lkv_cuda_p2_model *m)
     m->v3 = lkv_p2_format_of(p) != LKV_FMT_VERSION_P2;
     m->v4 = lkv_p2_format_of(p) == LKV_FMT_VERSION_P4;
     m->dmax = 0;
-    const uint64_t k = (uint64_t)m->chunk * sp.count;
-    uint64_t body = m->v3 ? (k + 1) & ~(uint64_t)1 : 2 * k, trial = 0;
+    const uint64_t k = (uint64_t)m->chunk * sp.count, nf = m->v3 ? (k + 1) & ~(uint64_t)1 : 2 * k;
+    uint64_t body = nf;
     for (uint32_t j = 0; j < sp.count; j++) {
         m->off[j] = sp.off[j];
         m->pdim[j] = sp.d[j].p.dim;
         if (m->pdim[j] > m->dmax)
             m->dmax = m->pdim[j];
         m->sym[j] = lkv_p2_syms_per_vec(p->q, m->pdim[j]);
-        const uint64_t words = 2ull * m->chunk * m->sym[j];
-        body += (m->v4 ? piece_hdr(m->pdim[j], true) : 0u) + 4ull * kLanes + words;
-        if (words > trial)
-            trial = words;
+        body += (m->v4 ? piece_hdr(m->pdim[j], true) : 0u) + 4ull * kLanes +
+                2ull * m->chunk * m->sym[j];
     }
-    /* version 4: the channel trial of a piece writes its words from the
-     * slot's end while the rotated piece lies in place before them */
-    if (m->v4)
-        body += trial;
     m->e = m->dmax / 32 > 8 ? m->dmax / 32 : 8;
     m->cap = align16(4 + body);
+    /* version 4: the slot also holds the channel values behind the norm
+     * field (chan_row) until the rANS kernel codes it; it does already
+     * (at least 9 symbols of 2 bytes per 8 coordinates), this makes sure */
+    const uint64_t vals = align16(4 + nf) + 2ull * m->chunk * sp.dim;
+    if (m->v4 && m->cap < vals)
+        m->cap = align16(vals);
 }
 
 /* Models a model object holds on the device: the np rotated ones, then in
@@ -1469,6 +1576,15 @@ extern "C" size_t lkv_cuda_p2_chunks(const lkv_params *p, size_t n)
     return n / v + (n % v != 0);
 }
 
+/* Version 4's workspace after the scratch: the channel domain's points
+ * (R2, 2 bytes a coordinate), the slots' rotated estimates (crot, a u32
+ * per slot and piece) and the modes (a byte per chunk and piece). */
+static size_t v4_work(const lkv_cuda_p2_model *m, size_t n)
+{
+    const size_t nc = lkv_cuda_p2_chunks(&m->p, n), nslots = (n + kLanes - 1) / kLanes;
+    return align16(2 * n * (size_t)m->dim) + align16(4 * nslots * m->np) + align16(nc * m->np);
+}
+
 #if !defined(LKV_P2_EMU) /* what follows talks to the CUDA runtime */
 
 extern "C" lkv_status lkv_cuda_p2_model_create(const lkv_params *p, int dev,
@@ -1531,6 +1647,13 @@ static unsigned vec_grid(const Plan &P)
     return b < (1u << 20) ? (unsigned)b : (1u << 20);
 }
 
+/* Blocks of the mode kernel: a warp per chunk and piece. */
+static unsigned mode_grid(const Plan &P)
+{
+    const uint64_t b = (P.nchunks * P.np + kVecWarps - 1) / kVecWarps;
+    return b < (1u << 20) ? (unsigned)b : (1u << 20);
+}
+
 /* Grid of a persistent kernel: blocks that fit the device at once, at most
  * one warp per chunk. */
 static cudaError_t grid_of(const void *kern, const Plan &P, size_t smem, unsigned *grid)
@@ -1575,9 +1698,8 @@ extern "C" size_t lkv_cuda_p2_encode_workspace(const lkv_cuda_p2_model *m, size_
     if (!m)
         return 0;
     const size_t nc = lkv_cuda_p2_chunks(&m->p, n);
-    /* version 4: the channel domain's points (R2) after the scratch */
     return align16((nc + 1) * 8) + align16(scan_temp(nc + 1)) + nc * (size_t)m->cap +
-           (m->v4 ? align16(2 * n * (size_t)m->dim) : 0);
+           (m->v4 ? v4_work(m, n) : 0);
 }
 
 static lkv_status check_dt(lkv_dtype dt, lkv_diag *diag)
@@ -1623,10 +1745,14 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
         sm ? (const void *)p2_rans_encode_kernel<true> : (const void *)p2_rans_encode_kernel<false>;
     const size_t smem = models_smem(P) + packs_smem(P);
     /* the points wait in the payload buffer: cap >= the bound > 2 n dim;
-     * version 4's channel points in the workspace (none before) */
+     * version 4's channel points, estimates and modes in the workspace
+     * (v4_work) */
     const Rows R = {(uint8_t *)d_payload, 2ull * P.dim, 2, ((uintptr_t)d_payload & 15u) == 0};
     uint8_t *r2 = P.v4 ? scratch + nc * (size_t)m->cap : nullptr;
     const Rows R2 = {r2, 2ull * P.dim, 2, ((uintptr_t)r2 & 15u) == 0};
+    uint32_t *crot = P.v4 ? (uint32_t *)(r2 + align16(2 * n * (size_t)P.dim)) : nullptr;
+    uint8_t *modes =
+        P.v4 ? (uint8_t *)crot + align16(4 * ((n + kLanes - 1) / kLanes) * P.np) : nullptr;
     unsigned grid = 1;
     cudaError_t ce = cudaSetDevice(m->dev);
     if (ce == cudaSuccess)
@@ -1638,17 +1764,22 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
         const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
         vec_dispatch(P, m->e, [&](auto sh) {
             p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>
-                <<<vg, vt, 0, s>>>(P, m->d_models, src, R, R2, scratch, d_status);
+                <<<vg, vt, 0, s>>>(P, m->d_models, src, R, R2, scratch, d_status, crot);
         });
+        ce = cudaGetLastError();
+    }
+    if (ce == cudaSuccess && P.v4) {
+        p2_mode_kernel<<<mode_grid(P), kVecWarps * 32, 0, s>>>(P, m->d_models, scratch, crot,
+                                                               modes);
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
         if (sm)
             p2_rans_encode_kernel<true>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, scratch, sizes);
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, modes, scratch, sizes);
         else
             p2_rans_encode_kernel<false>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, scratch, sizes);
+                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, modes, scratch, sizes);
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {

@@ -105,6 +105,15 @@ static inline float __shfl_xor_sync(uint32_t, float v, int d)
     w.bar.arrive_and_wait();
     return r;
 }
+static inline uint32_t __shfl_xor_sync(uint32_t, uint32_t v, int d)
+{
+    emu::Warp &w = my_warp();
+    w.u[my_lane()] = v;
+    w.bar.arrive_and_wait();
+    const uint32_t r = w.u[my_lane() ^ (uint32_t)d];
+    w.bar.arrive_and_wait();
+    return r;
+}
 static inline void __syncwarp()
 {
     my_warp().bar.arrive_and_wait();
@@ -175,6 +184,11 @@ static inline float __fdiv_rn(float a, float b)
 static inline float __fsqrt_rn(float a)
 {
     return sqrtf(a);
+}
+/* round to nearest even: the host's default rounding mode */
+static inline int __float2int_rn(float a)
+{
+    return (int)lrintf(a);
 }
 #define LKV_P2_SMEM(name) uint8_t *name = emu::blk->smem.data()
 
@@ -252,20 +266,27 @@ static void emu_encode(const Model &M, lkv_dtype dt, const uint8_t *src, size_t 
     std::vector<uint8_t> scratch(P.nchunks * P.cap, 0xee);
     std::vector<uint64_t> sizes(P.nchunks + 1, 0);
     const Rows R = {payload, 2ull * P.dim, 2, ((uintptr_t)payload & 15u) == 0};
-    /* version 4's channel points (the library's workspace), 16-aligned */
-    std::vector<uint4> r2(P.v4 ? (n * P.dim * 2 + 15) / 16 : 0);
-    const Rows R2 = {(uint8_t *)r2.data(), 2ull * P.dim, 2, 1};
+    /* version 4's channel points, slot estimates and modes (the library's
+     * workspace, v4_work), 16-aligned */
+    std::vector<uint4> w4(P.v4 ? v4_work(&M.m, n) / 16 : 0);
+    uint8_t *r2 = (uint8_t *)w4.data();
+    const Rows R2 = {r2, 2ull * P.dim, 2, 1};
+    uint32_t *crot = P.v4 ? (uint32_t *)(r2 + align16(2 * n * (size_t)P.dim)) : nullptr;
+    uint8_t *modes =
+        P.v4 ? (uint8_t *)crot + align16(4 * ((n + kLanes - 1) / kLanes) * P.np) : nullptr;
     vec_dispatch(P, M.m.e, [&](auto sh) {
         launch(kVecWarps * 32, 0, [&] {
             p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, R2,
-                                                                  scratch.data(), st);
+                                                                  scratch.data(), st, crot);
         });
     });
+    if (P.v4)
+        launch(kVecWarps * 32, 0, [&] { p2_mode_kernel(P, models, scratch.data(), crot, modes); });
     launch(P.warps * 32, models_smem(P) + packs_smem(P), [&] {
         if (P.smem_models)
-            p2_rans_encode_kernel<true>(P, models, R, R2, scratch.data(), sizes.data());
+            p2_rans_encode_kernel<true>(P, models, R, R2, modes, scratch.data(), sizes.data());
         else
-            p2_rans_encode_kernel<false>(P, models, R, R2, scratch.data(), sizes.data());
+            p2_rans_encode_kernel<false>(P, models, R, R2, modes, scratch.data(), sizes.data());
     });
     offs[0] = 0;
     for (size_t c = 0; c < P.nchunks; c++)
@@ -318,15 +339,16 @@ static void put_elem(uint8_t *src, lkv_dtype dt, size_t i, float f)
 }
 
 /* i.i.d. normal data times scale; chan: each channel also times its own
- * exp(1.5 N(0, 1)), which version 4 codes in the channel domain. */
+ * exp(spread N(0, 1)), which version 4 codes in the channel domain when
+ * the spread is large (1.5). */
 static std::vector<uint8_t> gen(lkv_dtype dt, size_t n, uint32_t dim, double scale,
-                                bool chan = false)
+                                bool chan = false, double spread = 1.5)
 {
     std::vector<uint8_t> src(n * dim * lkv_dtype_size(dt));
     std::vector<double> cs(dim, scale);
     if (chan)
         for (uint32_t j = 0; j < dim; j++)
-            cs[j] = scale * exp(1.5 * normal());
+            cs[j] = scale * exp(spread * normal());
     for (size_t i = 0; i < n * dim; i++)
         put_elem(src.data(), dt, i, (float)(cs[i % dim] * normal()));
     return src;
@@ -347,6 +369,10 @@ static size_t first_piece_channel(const lkv_params &p, const std::vector<uint8_t
     *chunks = nc;
     return ch;
 }
+
+/* Version 4's borderline cases (chan 2 in one): chunks whose first piece
+ * the encoders put in channel mode, and all chunks. */
+static size_t g_edge_ch, g_edge_chunks;
 
 /* Decode of a (possibly damaged) payload: each chunk's statuses and output
  * equal the C decoder's on that chunk alone (zeros for a rejected chunk);
@@ -388,16 +414,21 @@ static void check_decode(const char *name, const lkv_params &p, const Model &M, 
 }
 
 /* One clean case: GPU encode == CPU encode (bytes and chunk offsets), GPU
- * decode of the CPU payload == CPU decode. */
+ * decode of the CPU payload == CPU decode. chan (version 4): 0 normal
+ * data, which must keep the rotated mode; 1 per-channel scales of the
+ * given spread, which must take the channel mode in every full chunk; 2
+ * such scales with either mode allowed (counted in g_edge_*). */
 static void one(uint32_t fmt, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, double scale,
-                int chan = -1)
+                int chan = -1, double spread = 1.5)
 {
     const lkv_params p = {LKV_VARIANT_E8, q, dim, LKV_PROFILE_2, fmt};
     const size_t nc = lkv_cuda_p2_chunks(&p, n);
-    char name[96];
+    char name[128], sfx[40] = "";
+    if (chan >= 1)
+        snprintf(sfx, sizeof sfx, " channel scales, spread %.2f", spread);
     snprintf(name, sizeof name, "v%u q=%u dim=%u %s n=%zu%s", fmt, q, dim, lkv_dtype_name(dt), n,
-             chan == 1 ? " channel scales" : "");
-    const std::vector<uint8_t> src = gen(dt, n, dim, scale, chan == 1);
+             sfx);
+    const std::vector<uint8_t> src = gen(dt, n, dim, scale, chan >= 1, spread);
     const size_t bound = lkv_p2_payload_bound(&p, n);
     std::vector<uint8_t> cpu(bound), gpu(bound, 0xa5), st(n, 0xee);
     size_t clen = 0;
@@ -427,8 +458,13 @@ static void one(uint32_t fmt, uint32_t q, uint32_t dim, lkv_dtype dt, size_t n, 
         size_t chunks = 0;
         const size_t nch = first_piece_channel(p, cpu, ho, n, &chunks);
         const size_t full = n / lkv_p2_chunk_vectors(&p);
-        EXPECT(chan ? nch >= full && nch > 0 : nch == 0,
-               "%s: %zu of %zu chunks' first pieces in channel mode", name, nch, chunks);
+        if (chan == 2) {
+            g_edge_ch += nch;
+            g_edge_chunks += chunks;
+        } else {
+            EXPECT(chan ? nch >= full && nch > 0 : nch == 0,
+                   "%s: %zu of %zu chunks' first pieces in channel mode", name, nch, chunks);
+        }
     }
 }
 
