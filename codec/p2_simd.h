@@ -26,8 +26,7 @@
  * taken in any order.
  * Besides the primitives above they need vi_load16 (LKV_L int16, sign
  * extended), vi_srl (a shift by a count in a variable), vi_clamp (signed)
- * and vi_gather_hi16 (the uint16 at byte p + 2 i + 2 of each lane i, read
- * as the high half of 32 bits at p + 2 i).
+ * and vi_lut (vi_lut_init, vi_lut_get: lookups into a table of uint16).
  */
 #ifndef LKV_P2_SIMD_H
 #define LKV_P2_SIMD_H
@@ -142,19 +141,21 @@ static inline uint64_t p2_simd_lane_sum(vi v, unsigned n)
     return t;
 }
 
-/* p2.c est_of for each lane's integer n: m's estimate of t[0][0]'s bin of
- * n - jlo clamped to the table. est is read through vi_gather_hi16 from 2
- * bytes before it, inside the model (theta precedes it). */
-SK_INLINE vi p2_simd_est(const uint8_t *est2, vi n, vi jlo, vi top, uint32_t b)
-{
-    const vi u = vi_clamp(vi_sub(n, jlo), vi_set1(0), top);
-    return vi_gather_hi16(est2, vi_srl(u, b));
-}
-
-static inline const uint8_t *p2_simd_est_base(const lkv_p2_model *m)
+/* The lookup of m's estimates (m->est); t[0][0]'s values cluster around
+ * the integer 0. */
+static inline void p2_simd_est_lut(const lkv_p2_model *m, vi_lut *t)
 {
     _Static_assert(offsetof(lkv_p2_model, est) >= 2, "est is read from 2 bytes before it");
-    return (const uint8_t *)m + offsetof(lkv_p2_model, est) - 2;
+    const uint8_t *p = (const uint8_t *)m + offsetof(lkv_p2_model, est) - 2;
+    vi_lut_init(t, m->est, p, (uint32_t)-m->t[0][0].jlo >> m->t[0][0].b);
+}
+
+/* p2.c est_of for each lane's integer n: the estimate of t[0][0]'s bin of
+ * n - jlo clamped to the table (top = its n - 1, b its raw bits). */
+SK_INLINE vi p2_simd_est(const vi_lut *t, vi n, vi jlo, vi top, uint32_t b)
+{
+    const vi u = vi_clamp(vi_sub(n, jlo), vi_set1(0), top);
+    return vi_lut_get(t, vi_srl(u, b));
 }
 
 /* lkv_p2_kernels.estimate: est_channel's first pass for cnt <= LKV_L
@@ -182,11 +183,12 @@ static unsigned p2_simd_estimate(const lkv_p2_model *m, uint32_t fmt, float ch, 
     vf unused = vf_set1(0.0f);
     sk_fwht(sc.buf, m->dim, 1, unused, vf_set1(m->qf), vf_set1(0.25f), &unused);
     const lkv_p2_table *t = &m->t[0][0];
-    const uint8_t *est2 = p2_simd_est_base(m);
+    vi_lut lut;
+    p2_simd_est_lut(m, &lut);
     const vi jlo = vi_set1(t->jlo), top = vi_set1((int32_t)t->n - 1);
     vi acc = vi_set1(0);
     for (uint32_t j = 0; j < m->dim; j++)
-        acc = vi_add(acc, p2_simd_est(est2, vi_from_f(sc.buf[j]), jlo, top, t->b));
+        acc = vi_add(acc, p2_simd_est(&lut, vi_from_f(sc.buf[j]), jlo, top, t->b));
     *crot += p2_simd_lane_sum(acc, cnt);
     if (kt) {
         const vf box = vf_set1(m->box_f);
@@ -231,20 +233,28 @@ static void p2_simd_est_squares(uint32_t dim, const int16_t *cn, size_t stride, 
 
 /* lkv_p2_kernels.est_chan: the sum over the cnt values n of each row i of
  * cn of est_of(mc[i], n). Every level model has t[0][0]'s jlo, n and b of
- * mc[0]. */
+ * mc[0]. Lane sums stay below 2^32: at most 1024 rows of 256 / LKV_L
+ * estimates below 2^9. */
 static uint64_t p2_simd_est_chan(const lkv_p2_model *const *mc, uint32_t dim, const int16_t *cn,
                                  size_t stride, size_t cnt)
 {
     const lkv_p2_table *t = &mc[0]->t[0][0];
     const vi jlo = vi_set1(t->jlo), top = vi_set1((int32_t)t->n - 1);
+    const vi tail = p2_simd_live((unsigned)(cnt % LKV_L));
     const uint32_t b = t->b;
     uint64_t sum = 0;
-    for (size_t v = 0; v < cnt; v += LKV_L) {
+    for (uint32_t i = 0; i < dim; i++) {
+        const int16_t *row = cn + i * stride;
+        vi_lut lut;
+        p2_simd_est_lut(mc[i], &lut);
         vi acc = vi_set1(0);
-        for (uint32_t i = 0; i < dim; i++)
-            acc = vi_add(acc, p2_simd_est(p2_simd_est_base(mc[i]), vi_load16(cn + i * stride + v),
-                                          jlo, top, b));
-        sum += p2_simd_lane_sum(acc, (unsigned)(cnt - v < LKV_L ? cnt - v : LKV_L));
+        for (size_t v = 0; v < cnt; v += LKV_L) {
+            vi e = p2_simd_est(&lut, vi_load16(row + v), jlo, top, b);
+            if (cnt - v < LKV_L)
+                e = vi_and(e, tail);
+            acc = vi_add(acc, e);
+        }
+        sum += p2_simd_lane_sum(acc, LKV_L);
     }
     return sum;
 }

@@ -197,11 +197,22 @@ static inline vi vi_clamp(vi a, vi lo, vi hi)
 {
     return _mm256_min_epi32(_mm256_max_epi32(a, lo), hi);
 }
-/* The uint16 at byte p + 2 i + 2 of each lane i: the high half of the 32
- * bits at p + 2 i, so p[0..1] must be readable too. */
-static inline vi vi_gather_hi16(const uint8_t *p, vi i)
+/* A lookup into a table of uint16 entries through gathers of the high half
+ * of the 32 bits at p + 2 i, p = the table's address minus 2 bytes
+ * (readable), so it reads inside the table. */
+typedef struct vi_lut {
+    const uint8_t *p;
+} vi_lut;
+static inline void vi_lut_init(vi_lut *t, const uint16_t *tab, const uint8_t *p, uint32_t center)
 {
-    return _mm256_srli_epi32(_mm256_i32gather_epi32((const int *)(const void *)p, i, 2), 16);
+    (void)tab;
+    (void)center;
+    t->p = p;
+}
+/* tab[i] for each lane's i. */
+static inline vi vi_lut_get(const vi_lut *t, vi i)
+{
+    return _mm256_srli_epi32(_mm256_i32gather_epi32((const int *)(const void *)t->p, i, 2), 16);
 }
 static inline vi vi_h_from_f(vf a)
 {

@@ -197,11 +197,42 @@ static inline vi vi_clamp(vi a, vi lo, vi hi)
 {
     return _mm512_min_epi32(_mm512_max_epi32(a, lo), hi);
 }
-/* The uint16 at byte p + 2 i + 2 of each lane i: the high half of the 32
- * bits at p + 2 i, so p[0..1] must be readable too. */
-static inline vi vi_gather_hi16(const uint8_t *p, vi i)
+/*
+ * A lookup into a table of LKV_P2_NBINS_MAX uint16 entries: the 128 around
+ * entry center in four registers, two word permutes and a blend; a lane
+ * outside them (rare where the values cluster around center) through a
+ * gather of the high half of the 32 bits at p + 2 i, p = the table's
+ * address minus 2 bytes (readable), so it reads inside the table.
+ */
+typedef struct vi_lut {
+    vi w[4];
+    vi base;
+    const uint8_t *p;
+} vi_lut;
+static inline void vi_lut_init(vi_lut *t, const uint16_t *tab, const uint8_t *p, uint32_t center)
 {
-    return _mm512_srli_epi32(_mm512_i32gather_epi32(i, (const void *)p, 2), 16);
+    const uint32_t top = LKV_P2_NBINS_MAX - 128u;
+    const uint32_t b = center < 64u ? 0u : center - 64u > top ? top : center - 64u;
+    for (int k = 0; k < 4; k++)
+        t->w[k] = _mm512_loadu_si512((const void *)(tab + b + 32u * (uint32_t)k));
+    t->base = _mm512_set1_epi32((int32_t)b);
+    t->p = p;
+}
+/* tab[i] for each lane's i, 0 <= i < LKV_P2_NBINS_MAX. */
+static inline vi vi_lut_get(const vi_lut *t, vi i)
+{
+    const vi w = _mm512_sub_epi32(i, t->base); /* the high word is 0 where it is < 128 */
+    const vi lo = _mm512_permutex2var_epi16(t->w[0], w, t->w[1]);
+    const vi hi = _mm512_permutex2var_epi16(t->w[2], w, t->w[3]);
+    const __mmask16 up = _mm512_test_epi32_mask(w, _mm512_set1_epi32(64));
+    vi r = _mm512_and_si512(_mm512_mask_blend_epi32(up, lo, hi), _mm512_set1_epi32(0xffff));
+    const __mmask16 out = _mm512_cmpge_epu32_mask(w, _mm512_set1_epi32(128));
+    if (out) {
+        const vi g =
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), out, i, (const void *)t->p, 2);
+        r = _mm512_mask_srli_epi32(r, out, g, 16);
+    }
+    return r;
 }
 static inline vi vi_h_from_f(vf a)
 {
