@@ -417,8 +417,10 @@ typedef struct p2_models {
     uint8_t *cc;                     /* and cosets [cnt][dim / 8]                       */
     uint8_t *cout;                   /* the channel trial's piece                       */
     size_t cout_cap;
-    int16_t *cn; /* the mode estimate's channel-domain values [cnt][dim] */
+    int16_t *cn;    /* the mode estimate's channel values [dim][chunk up to 16] */
+    uint32_t chans; /* bit j: the last chunk coded piece j in the channel mode */
 } p2_models;
+_Static_assert(LKV_PIECES_MAX <= 32, "p2_models.chans: a bit per piece");
 
 static void models_free(p2_models *ms)
 {
@@ -745,10 +747,12 @@ static inline uint32_t est_of(const lkv_p2_model *m, int32_t n)
  * codes (both modes share them) into the chunk's norm field. On a SIMD path
  * the kernels (ks->estimate, est_squares, est_chan) compute the same
  * integers; the channel values lie coordinate-major either way, value i of
- * vector v at ms->cn[i * stride + v]. With pts (SIMD paths only) the
- * estimate kernel also puts the rotated points of each full slot k into
- * ms->ck + k * SLOT_K and ms->cc + k * SLOT_C (symbol-major, quantise's);
- * *pts is then 1, else 0.
+ * vector v at ms->cn[i * stride + v]. Where the last chunk coded piece j
+ * in the rotated mode, on a SIMD path, the estimate kernel also puts the
+ * rotated points of each full slot k into ms->ck + k * SLOT_K and ms->cc +
+ * k * SLOT_C (symbol-major, quantise's), so that the rotated mode need not
+ * compute them again; *pts is then 1, else 0. That guess of the mode only
+ * saves work: the points are the same either way.
  */
 static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
                        const uint8_t *src, size_t first, size_t cnt, uint8_t *body, int *chan,
@@ -768,9 +772,9 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
     if (ks) {
         const unsigned wd = ks->width;
         const size_t nfull = cnt / LKV_P2_LANES * LKV_P2_LANES;
-        if (!slot_points(ms))
+        *pts = !((ms->chans >> j) & 1u);
+        if (*pts && !slot_points(ms))
             return ENC_NOMEM;
-        *pts = 1;
         for (size_t v0 = 0; v0 < cnt; v0 += wd) {
             const unsigned gc = cnt - v0 < wd ? (unsigned)(cnt - v0) : wd;
             const size_t k = v0 / LKV_P2_LANES, l0 = v0 % LKV_P2_LANES;
@@ -779,8 +783,8 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
             for (unsigned l = 0; l < wd; l++)
                 rows[l] = src + ((first + v0 + (l < gc ? l : 0)) * dim + off) * esz;
             if (ks->estimate(m, lo->fmt, ch, dt, rows, gc, code, ms->cn + v0, stride, &crot,
-                             v0 < nfull ? ms->ck + k * SLOT_K + l0 : NULL,
-                             v0 < nfull ? ms->cc + k * SLOT_C + l0 : NULL))
+                             *pts && v0 < nfull ? ms->ck + k * SLOT_K + l0 : NULL,
+                             *pts && v0 < nfull ? ms->cc + k * SLOT_C + l0 : NULL))
                 return ENC_BAD_VECTOR;
             for (unsigned l = 0; l < gc; l++)
                 norm_code_put(lo, body, v0 + l, j, code[l]);
@@ -826,6 +830,7 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
             for (size_t v = 0; v < cnt; v++)
                 cch += est_of(mc[i], ms->cn[i * stride + v]);
     *chan = cch < crot;
+    ms->chans = (ms->chans & ~(1u << j)) | (uint32_t)*chan << j;
     return ENC_OK;
 }
 
