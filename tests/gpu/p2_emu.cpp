@@ -655,6 +655,32 @@ static void v3_edges()
            "v3 edges: the C encoder accepts a norm above the top code");
 }
 
+/* Version 4's borderline: small D, low Q and per-channel scales of a
+ * small spread, where the estimate's choice (p2.c est_channel) is close
+ * and sometimes not the shorter piece, so that coding both modes and
+ * keeping the shorter gave other bytes here. Each case has its own seed
+ * (the bytes of these do differ under that rule); between them both modes
+ * occur. */
+static void edges4()
+{
+    static const struct {
+        uint32_t q, dim;
+        double spread;
+        size_t n;
+        uint64_t seed;
+    } cs[] = {
+        {38, 8, 0.35, 512, 4},  {8, 8, 0.2, 512, 6},    {38, 8, 0.2, 512, 7}, {59, 8, 0.3, 300, 12},
+        {20, 8, 0.15, 300, 15}, {12, 16, 0.2, 300, 16}, {20, 8, 0.2, 512, 2},
+    };
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        g_s = 0x9e3779b97f4a7c15ull * cs[k].seed;
+        one(LKV_FMT_VERSION_P4, cs[k].q, cs[k].dim, LKV_DTYPE_BF16, cs[k].n, 1.0, 2, cs[k].spread);
+    }
+    EXPECT(g_edge_ch > 0 && g_edge_ch < g_edge_chunks,
+           "v4 borderline: %zu of %zu chunks' first pieces in channel mode (want both modes)",
+           g_edge_ch, g_edge_chunks);
+}
+
 int main(int argc, char **argv)
 {
     /* --v4: version 4's cases alone */
@@ -690,6 +716,7 @@ int main(int argc, char **argv)
     one(LKV_FMT_VERSION_P4, 38, 200, LKV_DTYPE_BF16, 100, 1.0, 1);
     one(LKV_FMT_VERSION_P4, 200, 1024, LKV_DTYPE_FP32, 33, 1.0, 1);
     one(LKV_FMT_VERSION_P4, 5, 64, LKV_DTYPE_BF16, 129, 0.5, 1);
+    edges4();
     /* the default format is version 3 */
     const lkv_params p0 = {LKV_VARIANT_E8, 54, 128, LKV_PROFILE_2, 0};
     EXPECT(lkv_cuda_p2_chunks(&p0, 257) == 2 && lkv_cuda_p2_chunks(&p0, 256) == 1,
