@@ -15,7 +15,7 @@
  * chunks of the GPU payload are checked against the C coder first.
  * --format 3 (the default: container version 3, chunks of 256 vectors and
  * byte norm codes), 2 (version 2: chunks of 128, fp16 norms) or 4 (version
- * 3 plus the channel mode: each piece coded both ways, the shorter kept)
+ * 3 plus the channel mode: each piece in the mode of the smaller estimate)
  * picks profile 2's layout; the table and the JSON name it. --data channel
  * multiplies each of the 128 channels by its own exp(1.5 N(0, 1)) (the
  * quality sets' log-normal channels, which version 4 codes in the channel

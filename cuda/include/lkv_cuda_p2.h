@@ -53,7 +53,8 @@ void lkv_cuda_p2_model_free(lkv_cuda_p2_model *m);
 size_t lkv_cuda_p2_chunks(const lkv_params *p, size_t n);
 
 /* Device workspace bytes lkv_cuda_p2_encode needs for n vectors (the chunks'
- * worst-case scratch, their sizes and the scan's temporary storage). */
+ * worst-case scratch, their sizes and the scan's temporary storage; format
+ * 4 also the channel points and the mode choice's estimates and modes). */
 size_t lkv_cuda_p2_encode_workspace(const lkv_cuda_p2_model *m, size_t n);
 
 /*
