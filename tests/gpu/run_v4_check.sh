@@ -44,7 +44,7 @@ note "card: $(cat "$OUT/card.txt")"
 
 # 2. device test -------------------------------------------------------------------
 note "gpu_p2_test --quick"
-timeout 240 "$TEST" --quick >"$OUT/gpu_p2_test.log" 2>&1
+timeout 200 "$TEST" --quick >"$OUT/gpu_p2_test.log" 2>&1
 trc=$?
 grep -E "FAIL" "$OUT/gpu_p2_test.log" | head -20
 test_line=$(tail -1 "$OUT/gpu_p2_test.log")
@@ -55,7 +55,7 @@ echo "$test_line (exit $trc)"
 mc="skipped"
 if [ "${LKV_V4_MEMCHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
     note "compute-sanitizer memcheck: gpu_p2_test --tiny"
-    timeout 180 compute-sanitizer --tool memcheck --error-exitcode 99 "$TEST" --tiny \
+    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 99 "$TEST" --tiny \
         >"$OUT/memcheck.log" 2>&1
     mrc=$?
     mc="exit $mrc: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
@@ -69,7 +69,7 @@ for fmt in 3 4; do
     for data in normal channel; do
         tag="f${fmt}_${data}"
         note "gpu_p2_bench --format $fmt --data $data"
-        timeout 120 "$BENCH" --format "$fmt" --data "$data" --json "$OUT/bench_$tag.json" \
+        timeout 90 "$BENCH" --format "$fmt" --data "$data" --json "$OUT/bench_$tag.json" \
             >"$OUT/bench_$tag.log" 2>&1
         brc=$?
         check=$(grep -c "equals the C coder" "$OUT/bench_$tag.log")
