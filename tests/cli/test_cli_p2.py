@@ -336,15 +336,22 @@ def test_help_names_the_format_option():
         assert b"container version: 3 (default" in r.stdout, cmd
 
 
-def test_committed_version_2_and_3_containers_decode(tmp_path):
+def golden_version(path):
+    """p2_* files are version 2, p2v3_* version 3, p2v4_* version 4."""
+    name = os.path.basename(path)
+    return 2 if name.startswith("p2_") else int(name[3])
+
+
+def test_committed_version_2_3_and_4_containers_decode(tmp_path):
     """tests/golden/p2: version 2 files written by the version 2 encoder
-    (p2_*) and version 3 files (p2v3_*): the CLI decodes each as the library
-    does and inspect names its version."""
+    (p2_*), version 3 files (p2v3_*) and version 4 files (p2v4_*, both
+    modes): the CLI decodes each as the library does and inspect names its
+    version."""
     files = sorted(glob.glob(os.path.join(GOLDEN, "p2", "*.lkv")))
-    versions = {2 if os.path.basename(f).startswith("p2_") else 3 for f in files}
-    assert versions == {2, 3} and len(files) >= 8, (GOLDEN, files)
+    versions = {golden_version(f) for f in files}
+    assert versions == {2, 3, 4} and len(files) >= 14, (GOLDEN, files)
     for f in files:
-        want_version = 2 if os.path.basename(f).startswith("p2_") else 3
+        want_version = golden_version(f)
         assert version_of(read(f)) == want_version, f
         r = run("codec", "inspect", f, "--json")
         assert r.returncode == 0, (f, r.stderr)

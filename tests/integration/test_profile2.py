@@ -357,8 +357,8 @@ def test_bad_profile_combinations_and_containers(tmp, cli):
                 assert e.value.code == grpc.StatusCode.DATA_LOSS, e.value
         assert c.get("k", want_coded=True) == good
         assert tier_row(c, "host")["blocks"] == 1
-        # An unknown version is refused by name.
-        for v in (0, 4):
+        # An unknown version is refused by name (1 to 4 are known).
+        for v in (0, 5):
             bad = bytearray(good)
             bad[VERSION_OFF:VERSION_OFF + 2] = v.to_bytes(2, "little")
             with pytest.raises(latticekv.Error) as e:

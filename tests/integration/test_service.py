@@ -293,8 +293,8 @@ def corrupt(coded):
 
 def unknown_version(coded):
     b = bytearray(coded)
-    # codec/FORMAT.md: u16 version at offset 4; 1, 2 and 3 (profile 2) are known
-    struct.pack_into("<H", b, 4, 4)
+    # codec/FORMAT.md: u16 version at offset 4; 1 to 4 (2 to 4: profile 2) are known
+    struct.pack_into("<H", b, 4, 5)
     return bytes(b)
 
 
