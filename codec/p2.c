@@ -587,6 +587,24 @@ static int code_slot(const p2_piece *pc, const lkv_p2_model *m, size_t nk, const
     return ENC_OK;
 }
 
+#if defined(LKV_P2_SIMD)
+/* code_slot of a full slot on a SIMD path's kernels, from symbol-major
+ * points kt and cosets ct: a rotated piece with its decode tables vt, a
+ * channel piece with pc (the same symbols and words as the scalar). */
+static int code_slot_simd(const p2_kern *ks, const lkv_p2_model *m, const lkv_p2_vtab *vt,
+                          const p2_piece *pc, const int16_t *kt, const uint8_t *ct, uint32_t *state,
+                          uint8_t *dst, size_t *wp, size_t limit)
+{
+    for (uint32_t b = m->nblocks; b-- > 0;) {
+        const int r = ks->encode_block(m, vt, pc, b, kt + 8 * b * LKV_P2_LANES,
+                                       ct + b * LKV_P2_LANES, state, dst, wp, limit);
+        if (r)
+            return r == 1 ? ENC_INTERNAL : ENC_FULL;
+    }
+    return ENC_OK;
+}
+#endif
+
 /* A slot's points and cosets in ms->ck and ms->cc. */
 #define SLOT_K (LKV_DIM_MAX * LKV_P2_LANES)
 #define SLOT_C (LKV_DIM_MAX / 8 * LKV_P2_LANES)
@@ -618,7 +636,7 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
                           const p2_kern *ks)
 {
     const p2_layout *lo = ms->lo;
-    const uint32_t pd = m->dim, nb = m->nblocks, off = lo->split.off[j], dim = lo->split.dim;
+    const uint32_t pd = m->dim, off = lo->split.off[j], dim = lo->split.dim;
     const size_t esz = lkv_dtype_size(dt), cap = (size_t)piece_bound(lo, j, lo->chunk);
     const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES, KS = SLOT_K, CS = SLOT_C;
     if (ms->cout_cap < cap) {
@@ -706,12 +724,9 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
         const uint8_t *cr = ms->cc + k * CS;
 #if defined(LKV_P2_SIMD)
         if (ks && nk == LKV_P2_LANES) {
-            for (uint32_t b = nb; b-- > 0;) {
-                const int r = ks->encode_block(m, NULL, pc, b, kr + 8 * b * LKV_P2_LANES,
-                                               cr + b * LKV_P2_LANES, state, out, &wp, limit);
-                if (r)
-                    return r == 1 ? ENC_INTERNAL : ENC_FULL;
-            }
+            const int r = code_slot_simd(ks, m, NULL, pc, kr, cr, state, out, &wp, limit);
+            if (r != ENC_OK)
+                return r;
             continue;
         }
 #endif
@@ -942,13 +957,10 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             /* A full slot on a SIMD path: the same symbols and words,
              * written in the same places; full exactly when the scalar is. */
             if (full) {
-                const lkv_p2_vtab *vt = vtab_of(ms, j);
-                for (uint32_t b = m->nblocks; b-- > 0;) {
-                    const int r = ks->encode_block(m, vt, NULL, b, ktk + 8 * b * LKV_P2_LANES,
-                                                   ctk + b * LKV_P2_LANES, state, dst, &wp, limit);
-                    if (r)
-                        return r == 1 ? ENC_INTERNAL : ENC_FULL;
-                }
+                const int r =
+                    code_slot_simd(ks, m, vtab_of(ms, j), NULL, ktk, ctk, state, dst, &wp, limit);
+                if (r != ENC_OK)
+                    return r;
                 continue;
             }
 #endif

@@ -187,7 +187,33 @@ def test_profile2_bad_input_is_refused(tmp_path):
         assert r.returncode == 1 and code in r.stderr, (name, r.stderr)
 
 
-# ---- --format: container version 2 or 3 ------------------------------------------
+# ---- --format: container versions 2, 3 and 4 ------------------------------------
+
+def encode_and_check(tmp_path, fmt, q, dim, src, *shape_args):
+    """Encodes src in container version fmt to a file that must name the
+    version and inspect clean; the CLI must decode it to the one-shot
+    decoder's values. Returns (path, coded bytes, inspect's JSON, the
+    decoded bytes)."""
+    out = str(tmp_path / ("v%d.lkv" % fmt))
+    r = run("codec", "encode", "--profile", 2, "--format", fmt, "--q", q, "--dim", dim,
+            "--in-dtype", "f32", "--in", src, "--out", out, *shape_args)
+    assert r.returncode == 0, r.stderr
+    coded = read(out)
+    assert version_of(coded) == fmt
+    r = run("codec", "inspect", out, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["version"] == fmt and info["payload_ok"] and info["length_ok"]
+    # decode takes the version from the file, not from any flag
+    subprocess.run([ONESHOT, "decode", out, str(tmp_path / "one.f32")], check=True,
+                   timeout=TIMEOUT)
+    ref = read(tmp_path / "one.f32")
+    dec = str(tmp_path / ("v%d.f32" % fmt))
+    r = run("codec", "decode", "--in", out, "--out", dec)
+    assert r.returncode == 0, r.stderr
+    assert read(dec) == ref
+    return out, coded, info, ref
+
 
 def test_format_2_and_3_both_decode_and_version_2_is_bigger(tmp_path):
     """The same array coded in both versions at one Q: each file names its
@@ -198,30 +224,14 @@ def test_format_2_and_3_both_decode_and_version_2_is_bigger(tmp_path):
     src = write(tmp_path / "x.f32", x.tobytes())
     size, err = {}, {}
     for fmt in (2, 3):
-        out = str(tmp_path / ("v%d.lkv" % fmt))
-        r = run("codec", "encode", "--profile", 2, "--format", fmt, "--q", q, "--dim", dim,
-                "--in-dtype", "f32", "--in", src, "--out", out, "--shape", "%d,2,%d" % (n, dim))
-        assert r.returncode == 0, r.stderr
-        coded = read(out)
-        assert version_of(coded) == fmt
-        r = run("codec", "inspect", out, "--json")
-        assert r.returncode == 0, r.stderr
-        info = json.loads(r.stdout)
-        assert info["version"] == fmt and info["profile"] == 2 and info["q"] == q
-        assert info["shape"] == [n, 2, dim] and info["payload_ok"] and info["length_ok"]
+        out, coded, info, ref = encode_and_check(tmp_path, fmt, q, dim, src, "--shape",
+                                                 "%d,2,%d" % (n, dim))
+        assert info["profile"] == 2 and info["q"] == q and info["shape"] == [n, 2, dim]
         assert info["header_bytes"] == 40 + 8 * 3  # the same header layout in both
         r = run("codec", "inspect", out)
         assert r.returncode == 0, r.stderr
         assert b"LKVB version %d" % fmt in r.stdout
         assert b"chunks of %d)" % (128 if fmt == 2 else 256) in r.stdout
-        # decode takes the version from the file, not from any flag
-        subprocess.run([ONESHOT, "decode", out, str(tmp_path / "one.f32")], check=True,
-                       timeout=TIMEOUT)
-        ref = read(tmp_path / "one.f32")
-        dec = str(tmp_path / ("v%d.f32" % fmt))
-        r = run("codec", "decode", "--in", out, "--out", dec)
-        assert r.returncode == 0, r.stderr
-        assert read(dec) == ref
         with open(out, "rb") as f:
             r = run("codec", "decode", "--in", "-", "--out", "-", stdin=f)
         assert r.returncode == 0, r.stderr
@@ -252,23 +262,7 @@ def test_format_4_codes_channel_scaled_data_smaller_at_the_same_error(tmp_path):
     src = write(tmp_path / "x.f32", x.tobytes())
     size, err = {}, {}
     for fmt in (3, 4):
-        out = str(tmp_path / ("v%d.lkv" % fmt))
-        r = run("codec", "encode", "--profile", 2, "--format", fmt, "--q", q, "--dim", dim,
-                "--in-dtype", "f32", "--in", src, "--out", out)
-        assert r.returncode == 0, r.stderr
-        coded = read(out)
-        assert version_of(coded) == fmt
-        r = run("codec", "inspect", out, "--json")
-        assert r.returncode == 0, r.stderr
-        info = json.loads(r.stdout)
-        assert info["version"] == fmt and info["payload_ok"] and info["length_ok"]
-        subprocess.run([ONESHOT, "decode", out, str(tmp_path / "one.f32")], check=True,
-                       timeout=TIMEOUT)
-        ref = read(tmp_path / "one.f32")
-        dec = str(tmp_path / ("v%d.f32" % fmt))
-        r = run("codec", "decode", "--in", out, "--out", dec)
-        assert r.returncode == 0, r.stderr
-        assert read(dec) == ref
+        _, coded, _, ref = encode_and_check(tmp_path, fmt, q, dim, src)
         y = np.frombuffer(ref, dtype="<f4").reshape(x.shape)
         size[fmt], err[fmt] = len(coded), rel_mse(x, y)
     assert size[4] < 0.8 * size[3], size
