@@ -88,4 +88,37 @@ int lkv_ref_index_point(const lkv_derived *d, lkv_u128 idx, int32_t *p2);
 /* Stores dim fp32 values as vector i of a batch in dtype dt (RNE). */
 void lkv_store_vec(lkv_dtype dt, void *dst, size_t i, uint32_t dim, const float *x);
 
+/* A little-endian bit stream (profile 1 records, version 4's levels):
+ * writes the low k bits of v at bit position pos, LSB first (rec zeroed). */
+static inline void lkv_put_bits(uint8_t *rec, uint32_t pos, lkv_u128 v, uint32_t k)
+{
+    while (k) {
+        const uint32_t off = pos & 7u;
+        uint32_t take = 8u - off;
+        if (take > k)
+            take = k;
+        rec[pos >> 3] |= (uint8_t)(((uint32_t)v & ((1u << take) - 1u)) << off);
+        v >>= take;
+        pos += take;
+        k -= take;
+    }
+}
+
+static inline lkv_u128 lkv_get_bits(const uint8_t *rec, uint32_t pos, uint32_t k)
+{
+    lkv_u128 v = 0;
+    uint32_t got = 0;
+    while (got < k) {
+        const uint32_t off = pos & 7u;
+        uint32_t take = 8u - off;
+        if (take > k - got)
+            take = k - got;
+        const uint32_t bits = ((uint32_t)rec[pos >> 3] >> off) & ((1u << take) - 1u);
+        v |= (lkv_u128)bits << got;
+        got += take;
+        pos += take;
+    }
+    return v;
+}
+
 #endif /* LKV_CODEC_INTERNAL_H */

@@ -356,18 +356,13 @@ static void levels_put(uint8_t *h, const uint8_t *lv, uint32_t dim)
 {
     memset(h, 0, 5 * (size_t)dim / 8);
     for (uint32_t i = 0; i < dim; i++)
-        for (uint32_t t = 0; t < 5; t++)
-            h[(5 * i + t) >> 3] |= (uint8_t)(((lv[i] >> t) & 1u) << ((5 * i + t) & 7u));
+        lkv_put_bits(h, 5 * i, lv[i], 5);
 }
 
 static void levels_get(const uint8_t *h, uint8_t *lv, uint32_t dim)
 {
-    for (uint32_t i = 0; i < dim; i++) {
-        uint32_t v = 0;
-        for (uint32_t t = 0; t < 5; t++)
-            v |= (uint32_t)((h[(5 * i + t) >> 3] >> ((5 * i + t) & 7u)) & 1u) << t;
-        lv[i] = (uint8_t)v;
-    }
+    for (uint32_t i = 0; i < dim; i++)
+        lv[i] = (uint8_t)lkv_get_bits(h, 5 * i, 5);
 }
 
 size_t lkv_p2_payload_bound(const lkv_params *p, uint64_t n)

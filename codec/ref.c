@@ -211,38 +211,6 @@ int lkv_ref_e8_box(const float *y, float q, int32_t *pt)
     return e8_box(y, q, pt);
 }
 
-/* Writes the low k bits of v at bit position pos, LSB first (rec zeroed). */
-static void put_bits(uint8_t *rec, uint32_t pos, lkv_u128 v, uint32_t k)
-{
-    while (k) {
-        const uint32_t off = pos & 7u;
-        uint32_t take = 8u - off;
-        if (take > k)
-            take = k;
-        rec[pos >> 3] |= (uint8_t)(((uint32_t)v & ((1u << take) - 1u)) << off);
-        v >>= take;
-        pos += take;
-        k -= take;
-    }
-}
-
-static lkv_u128 get_bits(const uint8_t *rec, uint32_t pos, uint32_t k)
-{
-    lkv_u128 v = 0;
-    uint32_t got = 0;
-    while (got < k) {
-        const uint32_t off = pos & 7u;
-        uint32_t take = 8u - off;
-        if (take > k - got)
-            take = k - got;
-        const uint32_t bits = ((uint32_t)rec[pos >> 3] >> off) & ((1u << take) - 1u);
-        v |= (lkv_u128)bits << got;
-        got += take;
-        pos += take;
-    }
-    return v;
-}
-
 void lkv_ref_closest(const lkv_derived *d, const float *z, int32_t *p2)
 {
     int32_t pt[8];
@@ -341,7 +309,7 @@ lkv_status lkv_ref_encode_vec(const lkv_derived *d, const float *x, uint8_t *rec
     for (uint32_t b = 0; b < d->nblocks; b++, pos += d->k) {
         int32_t p2[8];
         lkv_ref_closest(d, y + b * d->n, p2);
-        put_bits(rec, pos, lkv_ref_point_index(d, p2), d->k);
+        lkv_put_bits(rec, pos, lkv_ref_point_index(d, p2), d->k);
     }
     return LKV_OK;
 }
@@ -363,7 +331,7 @@ lkv_status lkv_ref_decode_vec(const lkv_derived *d, const uint8_t *rec, float *o
     uint32_t pos = LKV_FMT_REC_HEAD_BITS;
     for (uint32_t b = 0; b < d->nblocks; b++, pos += d->k) {
         int32_t p2[8];
-        if (!lkv_ref_index_point(d, get_bits(rec, pos, d->k), p2))
+        if (!lkv_ref_index_point(d, lkv_get_bits(rec, pos, d->k), p2))
             return LKV_ERR_CORRUPT;
         for (uint32_t i = 0; i < d->n; i++)
             out[b * d->n + i] = ((float)p2[i] * 0.5f) * s;
