@@ -322,23 +322,23 @@ __device__ __forceinline__ float div_exact(float a, float b, float y, float amin
 /* ------------------------------------------------------------------------ */
 /* Shared memory and the points between the kernels                          */
 
-/* Copies the models to shared memory (SM: when they fit, P.smem_models)
- * and returns the base the warps read them from. A compile-time choice, so
- * that the reads of the tables are shared-memory loads, not generic ones
- * (which wait on the long scoreboard). */
-template <bool SM>
-__device__ __forceinline__ const lkv_p2_model *stage_models(const Plan &P, const lkv_p2_model *g,
-                                                            uint8_t *smem)
+/* Copies n objects of type T (the models, or the decoder's tables) to
+ * shared memory when SM (they fit: P.smem_models) and returns the base the
+ * warps read them from. A compile-time choice, so that the reads of the
+ * tables are shared-memory loads, not generic ones (which wait on the long
+ * scoreboard). */
+template <bool SM, class T>
+__device__ __forceinline__ const T *stage(uint32_t n, const T *g, uint8_t *smem)
 {
     if (!SM)
         return g;
-    const uint32_t words = (uint32_t)(P.np * sizeof(lkv_p2_model) / 4);
+    const uint32_t words = (uint32_t)(n * sizeof(T) / 4);
     const uint32_t *src = reinterpret_cast<const uint32_t *>(g);
     uint32_t *dst = reinterpret_cast<uint32_t *>(smem);
     for (uint32_t i = threadIdx.x; i < words; i += blockDim.x)
         dst[i] = src[i];
     __syncthreads();
-    return reinterpret_cast<const lkv_p2_model *>(smem);
+    return reinterpret_cast<const T *>(smem);
 }
 
 __host__ __device__ constexpr size_t align16(size_t v)
@@ -530,8 +530,10 @@ __device__ __forceinline__ void put_closest(const float *y, const lkv_p2_model *
  * choice (p2.c est_channel) the channel values rounded to integers
  * (chan_row) and each slot's estimate of its rotated piece, crot[s * np +
  * j]: the sum of est_of over the rotated values rounded to integers (at
- * most 32 * 1024 * 16 (15 + 15) < 2^24). */
-template <int E, int DT>
+ * most 32 * 1024 * 16 (15 + 15) < 2^24). V4 is P.v4, a template argument
+ * so that versions 2 and 3 run without version 4's registers (with them,
+ * ptxas spilled 80 to 112 bytes a thread at E = 8, 32 without). */
+template <int E, int DT, bool V4>
 __global__ void __launch_bounds__(kVecWarps * 32, 4)
     p2_quantise_kernel(Plan P, const lkv_p2_model *models, const uint8_t *src, Rows R, Rows R2,
                        uint8_t *scratch, uint8_t *status, uint32_t *crot)
@@ -637,7 +639,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                  * (p2.c quantise with ch): the points into R2, the values
                  * rounded to integers (ties to even, p2.c est_channel's
                  * lrintf) into the scratch slot */
-                if (P.v4 && valid) {
+                if (V4 && valid) {
                     const float ch = chan_scale(m);
                     int16_t *row2 = row_of(R2, v, pc.off) + li * e;
                     int16_t *rown = chan_row(P, scratch, v, pc.off) + li * e;
@@ -663,7 +665,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                     xv[i] = __fmul_rn(__fmul_rn(xv[i], m->qf), 0.25f);
                 /* version 4: the rotated values rounded as the channel
                  * ones, exactly those the closest point gets */
-                if (P.v4 && valid)
+                if (V4 && valid)
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         if (i < e)
@@ -677,7 +679,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 4)
                                         R.wide != 0);
                 }
             }
-            if (P.v4) {
+            if (V4) {
                 est = warp_sum(est);
                 if (lane == 0)
                     crot[s * P.np + j] = est;
@@ -922,13 +924,13 @@ __global__ void __launch_bounds__(kVecWarps * 32)
  * chose (modes[c * np + j]), as p2.c encode_chunk: rotated, its header 0,
  * 0; or channel, from R2, its header mode 1, the levels (chan_levels) and
  * a zero pad. */
-template <bool SM>
+template <bool SM, bool V4>
 __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, Rows R2, const uint8_t *modes,
                           uint8_t *scratch, uint64_t *sizes)
 {
     LKV_P2_SMEM(smem);
-    const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
+    const lkv_p2_model *models = stage<SM>(P.np, gm, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
     uint64_t *packs = reinterpret_cast<uint64_t *>(smem + models_smem(P)) + warp * (P.dmax / 8);
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
@@ -942,7 +944,7 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
         for (uint32_t j = 0; j < P.np; j++) {
             const lkv_p2_model *m = models + j;
             const uint32_t off = P.pc[j].off;
-            const bool chan = P.v4 && modes[c * P.np + j] != 0; /* warp-uniform */
+            const bool chan = V4 && modes[c * P.np + j] != 0; /* warp-uniform */
             const lkv_p2_model *lev = chan ? level_models(P, gm, j) : nullptr;
             if (chan) {
                 /* the header: mode 1, the levels (byte i of the field is
@@ -955,7 +957,7 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
                                          ? (uint8_t)(packs[(i - 1) / 5] >> (8 * ((i - 1) % 5)))
                                          : (uint8_t)0;
                 pos += hdr;
-            } else if (P.v4) { /* the rotated mode's header: mode 0, a zero pad */
+            } else if (V4) { /* the rotated mode's header: mode 0, a zero pad */
                 if (lane == 0)
                     w16[pos / 2] = 0;
                 pos += 2;
@@ -1046,60 +1048,214 @@ __global__ void p2_compact_kernel(Plan P, const uint8_t *scratch, const uint64_t
 /* ------------------------------------------------------------------------ */
 /* Decode                                                                    */
 
+/* A rotated model's tables as the decoder reads them (built on the host by
+ * dtab_build from the model the encoder uses, so the bins are the same).
+ * The model's lut has a window of 64 slots and the bin within it took a
+ * binary search over cum for some lane of almost every warp step, then two
+ * more loads for the bin's start and end: on an H100 the decode stalled on
+ * those shared-memory loads (short scoreboard). Here a window holds 16
+ * slots and its entry the first bin and how many more the window touches
+ * (0 in all but the tails' narrow bins), and a bin's start and frequency
+ * are one word. Table ti = 3 c + k is the model's t[c][k]. */
+constexpr uint32_t kFineShift = 4;
+constexpr uint32_t kFine = LKV_P2_PROB_ONE >> kFineShift;
+
+struct DecTab {
+    uint32_t dim, nblocks, coset_f1, b6, b7;
+    int32_t jlo[6];
+    uint32_t n[6];
+    uint32_t sf[6][LKV_P2_NBINS_MAX]; /* bin h: start | freq << 16 */
+    uint16_t fine[6][kFine];          /* window w: first bin | (last - first) << 9 */
+};
+
+static void dtab_build(const lkv_p2_model *m, DecTab *d)
+{
+    memset(d, 0, sizeof *d);
+    d->dim = m->dim;
+    d->nblocks = m->nblocks;
+    d->coset_f1 = m->coset_f1;
+    d->b6 = m->t[0][0].b;
+    d->b7 = m->t[0][1].b;
+    for (uint32_t ti = 0; ti < 6; ti++) {
+        const lkv_p2_table *t = &m->t[ti / 3][ti % 3];
+        d->jlo[ti] = t->jlo;
+        d->n[ti] = t->n;
+        for (uint32_t h = 0; h < t->nbins; h++)
+            d->sf[ti][h] = t->cum[h] | (t->cum[h + 1] - t->cum[h]) << 16;
+        uint32_t h = 0; /* the bin of slot w << kFineShift, then of the window's last */
+        for (uint32_t w = 0; w < kFine; w++) {
+            while (t->cum[h + 1] <= w << kFineShift)
+                h++;
+            uint32_t e = h;
+            while (t->cum[e + 1] <= ((w + 1) << kFineShift) - 1)
+                e++;
+            d->fine[ti][w] = (uint16_t)(h | (e - h) << 9);
+        }
+    }
+}
+
 /* A decode warp's window on its chunk's word stream, in shared memory: the
  * refills are the one dependent load of a symbol step, and from L1 or L2
  * they stalled the rANS kernel more than anything else (H100, ncu: long
- * scoreboard 12.3 cycles per issued instruction). Words [.., hi) are in
- * the ring at index & (kRing - 1). Each block starts by making sure the
- * words its symbols can take (kBlockWords) are there, bringing kRing / 2
- * more in one coalesced warp copy when not: the words being replaced lie
- * below hi - kRing / 2 <= the read position. */
+ * scoreboard 12.3 cycles per issued instruction). Positions count words
+ * from a (the body's word offset from a 16-byte boundary) below the body,
+ * so that position k lies at ga[k] and at ring[k & (kRing - 1)], both on
+ * the same 16-byte grid. Words [lo, re) are the piece's stream and the
+ * rest of the body; those below hi are in the ring or on their way there,
+ * those below ready in it. Each block starts by asking for kFill more
+ * words whenever they fit (stream_more: asynchronous 16-byte copies, which
+ * the warp does not wait for) and waits only when the words its symbols
+ * can take (kBlockWords) are not all ready: a warp that copied
+ * synchronously spent a quarter of its stalls there (ncu, H100). */
 constexpr uint32_t kRing = 2048;
+constexpr uint32_t kFill = 512;
 constexpr uint32_t kBlockWords = kLanes * 17; /* 17 refills a block at most */
+static_assert(kBlockWords <= kRing - kFill, "a block's words fit behind a fill");
 
 struct Stream {
-    const uint16_t *g; /* the chunk's body as u16 */
+    const uint16_t *ga; /* the body's words, from the 16-byte boundary below */
     uint16_t *ring;
-    uint32_t hi, re; /* words below hi are in the ring; re: the body's end */
+    uint32_t a, lo, re;        /* a: the body's word 0; [lo, re): the words to copy */
+    uint32_t hi, hprev, ready; /* copies asked for below hi (hprev before the last) */
 };
+
+__device__ __forceinline__ void copy16_async(uint16_t *dst, const uint16_t *src)
+{
+#if !defined(LKV_P2_EMU)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(
+                     (uint32_t)__cvta_generic_to_shared(dst)),
+                 "l"(src));
+#else
+    memcpy(dst, src, 16);
+#endif
+}
+
+/* Asks for the words [hi, hi + kFill) of the stream, then hi += kFill:
+ * whole 16-byte units inside [lo, re) asynchronously, the words of the
+ * (at most two) units cut by lo or re one at a time now. */
+__device__ __forceinline__ void stream_more(Stream &S)
+{
+    const uint32_t lane = threadIdx.x & 31u;
+    __syncwarp(); /* every lane has read the words whose places these take */
+#pragma unroll
+    for (uint32_t r = 0; r < kFill / 8 / kLanes; r++) {
+        const uint32_t k = S.hi + 8 * (lane + r * kLanes);
+        uint16_t *dst = S.ring + (k & (kRing - 1u));
+        if (k >= S.lo && k + 8 <= S.re) {
+            copy16_async(dst, S.ga + k);
+        } else {
+            for (uint32_t i = 0; i < 8; i++)
+                if (k + i >= S.lo && k + i < S.re)
+                    dst[i] = S.ga[k + i];
+        }
+    }
+#if !defined(LKV_P2_EMU)
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+    S.hprev = S.hi;
+    S.hi += kFill;
+}
+
+/* Before a block: more words while the ring has room for them (a fill
+ * takes the places of the words kRing below, which must lie below the
+ * read position rp), then, unless the block's words are all in, a wait
+ * for all but the last fill (or for it too). Warp-uniform. */
+__device__ __forceinline__ void stream_block(Stream &S, uint32_t rp)
+{
+    while (S.hi + kFill <= rp + kRing)
+        stream_more(S);
+    if (rp + kBlockWords > S.ready) {
+#if !defined(LKV_P2_EMU)
+        if (rp + kBlockWords <= S.hprev)
+            asm volatile("cp.async.wait_group 1;\n" ::);
+        else
+            asm volatile("cp.async.wait_all;\n" ::);
+#endif
+        S.ready = rp + kBlockWords <= S.hprev ? S.hprev : S.hi;
+        __syncwarp();
+    }
+}
+
+/* The stream of the piece whose words start at byte pos of the body
+ * (2-byte aligned) of blen bytes; rp: its read position. */
+__device__ __forceinline__ Stream stream_open(const uint8_t *body, uint32_t blen, uint32_t pos,
+                                              uint16_t *ring, uint32_t &rp)
+{
+    Stream S;
+    S.a = (uint32_t)(((uintptr_t)body >> 1) & 7u);
+    S.ga = reinterpret_cast<const uint16_t *>(body) - S.a;
+    S.ring = ring;
+    S.lo = S.a + pos / 2;
+    S.re = S.a + blen / 2;
+    S.hi = S.lo & ~7u;
+    S.hprev = S.ready = S.hi;
+    rp = S.lo;
+    return S;
+}
+
+/* Waits for the copies still on their way (before the ring is used for
+ * another piece or chunk). */
+__device__ __forceinline__ void stream_close()
+{
+#if !defined(LKV_P2_EMU)
+    asm volatile("cp.async.wait_all;\n" ::);
+#endif
+    __syncwarp();
+}
+
+/* Shared bytes of the decode tables (DecTab), held there as the models
+ * are. */
+__host__ __device__ inline size_t dtabs_smem(const Plan &P)
+{
+    return P.smem_models ? align16(P.np * sizeof(DecTab)) : 0;
+}
 
 __host__ __device__ inline size_t dec_smem(const Plan &P)
 {
-    return models_smem(P) + (size_t)P.warps * kRing * 2 + packs_smem(P);
-}
-
-__device__ __forceinline__ void stream_fill(Stream &S)
-{
-    const uint32_t lane = threadIdx.x & 31u;
-    __syncwarp();
-    for (uint32_t i = lane; i < kRing / 2; i += kLanes) {
-        const uint32_t k = S.hi + i;
-        if (k < S.re)
-            S.ring[k & (kRing - 1u)] = S.g[k];
-    }
-    __syncwarp();
-    S.hi += kRing / 2;
+    return dtabs_smem(P) + (size_t)P.warps * kRing * 2 + packs_smem(P);
 }
 
 /* Refill of every active lane, lanes 0..nk-1 in turn reading the shared
- * word stream (u16 index *rp). */
-__device__ __forceinline__ void refill(uint32_t &x, bool act, Stream &S, uint32_t &rp, bool &bad)
+ * word stream at ring position rp. A corrupt stream may read past its end
+ * (stale ring words): the caller checks rp <= re once, at the piece's end. */
+__device__ __forceinline__ void refill(uint32_t &x, bool act, const uint16_t *ring, uint32_t &rp)
 {
     const bool need = act && x < LKV_P2_RANS_LOW;
     const uint32_t bal = __ballot_sync(kFull, need);
-    if (need) {
-        const uint32_t i = rp + (uint32_t)__popc(bal & lanemask_lt());
-        if (i < S.re)
-            x = (x << 16) | S.ring[i & (kRing - 1u)];
-        else
-            bad = true;
-    }
+    if (need)
+        x = (x << 16) | ring[(rp + (uint32_t)__popc(bal & lanemask_lt())) & (kRing - 1u)];
     rp += (uint32_t)__popc(bal);
 }
 
-/* One offset of table t (bin, refill, raw bits, refill). */
+/* The rest of an offset whose bin the active lanes have taken from x (u =
+ * bin << b): refill, and with raw bits (b > 0, warp-uniform) those, their
+ * refill and the range check (without them u < nbins <= n). */
+__device__ __forceinline__ uint32_t offset_tail(uint32_t &x, bool act, uint32_t u, uint32_t b,
+                                                const uint32_t *n, const uint16_t *ring,
+                                                uint32_t &rp, uint32_t &bad)
+{
+    refill(x, act, ring, rp);
+    if (b) {
+        if (act) {
+            const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
+            const uint32_t sh = LKV_P2_PROB_BITS - b;
+            x = ((x >> LKV_P2_PROB_BITS) << sh) + (slot & ((1u << sh) - 1u));
+            u |= slot >> sh;
+        }
+        refill(x, act, ring, rp);
+        if (act && u >= *n) {
+            bad = 1;
+            u = 0;
+        }
+    }
+    return u;
+}
+
+/* One offset of a level model's table t (version 4's channel mode, in
+ * global memory): the bin by the model's lut. */
 __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_p2_table *t,
-                                               uint32_t b, Stream &S, uint32_t &rp, bool &bad)
+                                               uint32_t b, const uint16_t *ring, uint32_t &rp,
+                                               uint32_t &bad)
 {
     uint32_t u = 0;
     if (act) {
@@ -1122,81 +1278,115 @@ __device__ __forceinline__ uint32_t get_offset(uint32_t &x, bool act, const lkv_
         x = (t->cum[lo + 1] - c0) * (x >> LKV_P2_PROB_BITS) + slot - c0;
         u = lo << b;
     }
-    refill(x, act, S, rp, bad);
-    if (b) {
-        if (act) {
-            const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
-            const uint32_t sh = LKV_P2_PROB_BITS - b;
-            x = ((x >> LKV_P2_PROB_BITS) << sh) + (slot & ((1u << sh) - 1u));
-            u |= slot >> sh;
-        }
-        refill(x, act, S, rp, bad);
-    }
-    if (act && u >= t->n) {
-        bad = true;
-        u = 0;
-    }
-    return u;
+    return offset_tail(x, act, u, b, &t->n, ring, rp, bad);
 }
 
-/* The slots of one piece of one chunk, decoded into the points R: CH = false
- * the rotated mode, every coordinate from the piece's model m; CH = true
- * version 4's channel mode, coordinate i of block b from the level model
- * of its level and the block's coset frequency, both from packs[b]
- * (block_pack), and the first point of each row marked (kChanMark). */
+/* One offset of table ti of a rotated model's decode tables d. */
+__device__ __forceinline__ uint32_t get_fast(uint32_t &x, bool act, const DecTab *d, uint32_t ti,
+                                             uint32_t b, const uint16_t *ring, uint32_t &rp,
+                                             uint32_t &bad)
+{
+    uint32_t u = 0;
+    if (act) {
+        const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
+        const uint32_t e = d->fine[ti][slot >> kFineShift];
+        uint32_t lo = e & 511u, hi = lo + (e >> 9);
+        while (lo < hi) {
+            const uint32_t mid = (lo + hi + 1) >> 1;
+            if ((d->sf[ti][mid] & 0xffffu) <= slot)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        const uint32_t sf = d->sf[ti][lo];
+        x = (sf >> 16) * (x >> LKV_P2_PROB_BITS) + slot - (sf & 0xffffu);
+        u = lo << b;
+    }
+    return offset_tail(x, act, u, b, &d->n[ti], ring, rp, bad);
+}
+
+/* The blocks of one slot of one piece, decoded into the points at row:
+ * CH = false the rotated mode, every coordinate from the piece's decode
+ * tables d; CH = true version 4's channel mode, coordinate i of block b
+ * from the level model of its level and the block's coset frequency, both
+ * from packs[b] (block_pack), and the row's first point marked
+ * (kChanMark). ALL: every lane has a vector (a full slot), so no lane
+ * waits out a symbol. */
+template <bool CH, bool ALL>
+__device__ __forceinline__ void
+decode_slot(const DecTab *d, const lkv_p2_model *lev, const uint64_t *packs, int16_t *row,
+            bool wide, bool act_, uint32_t &x, Stream &S, uint32_t &rp, uint32_t &bad)
+{
+    const bool act = ALL || act_;
+    const uint32_t b6 = d->b6, b7 = d->b7;
+    const int32_t jlo0 = d->jlo[0], jlo1 = d->jlo[3];
+    for (uint32_t b = 0; b < d->nblocks; b++) {
+        stream_block(S, rp);
+        uint64_t pb = 0;
+        uint32_t f1 = d->coset_f1;
+        if (CH) {
+            pb = packs[b];
+            f1 = (uint32_t)(pb >> 40);
+        }
+        uint32_t cs = 0;
+        if (act) {
+            const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
+            const uint32_t f0 = LKV_P2_PROB_ONE - f1;
+            cs = slot >= f0;
+            x = cs ? f1 * (x >> LKV_P2_PROB_BITS) + slot - f0 : f0 * (x >> LKV_P2_PROB_BITS) + slot;
+        }
+        refill(x, act, S.ring, rp);
+        uint32_t par = 0;
+        uint32_t pk[4] = {0, 0, 0, 0};
+        const int32_t jl = cs ? jlo1 : jlo0;
+#pragma unroll
+        for (int i = 0; i < 7; i++) {
+            int32_t kv;
+            if (CH) {
+                const lkv_p2_table *t0 = &lev[(uint32_t)(pb >> (5 * i)) & 31u].t[cs][0];
+                kv = t0->jlo + (int32_t)get_offset(x, act, t0, b6, S.ring, rp, bad);
+            } else {
+                kv = jl + (int32_t)get_fast(x, act, d, 3 * cs, b6, S.ring, rp, bad);
+            }
+            par ^= (uint32_t)kv & 1u;
+            const uint32_t p2 = (uint32_t)(2 * kv + (int32_t)cs) & 0xffffu;
+            pk[i / 2] |= p2 << (16 * (i & 1));
+        }
+        int32_t j7;
+        if (CH) {
+            const lkv_p2_table *t7 = &lev[(uint32_t)(pb >> 35) & 31u].t[cs][1 + par];
+            j7 = t7->jlo + (int32_t)get_offset(x, act, t7, b7, S.ring, rp, bad);
+        } else {
+            const uint32_t ti = 3 * cs + 1 + par;
+            j7 = d->jlo[ti] + (int32_t)get_fast(x, act, d, ti, b7, S.ring, rp, bad);
+        }
+        const int32_t k7 = 2 * j7 + (int32_t)par;
+        pk[3] |= ((uint32_t)(2 * k7 + (int32_t)cs) & 0xffffu) << 16;
+        if (CH && b == 0)
+            pk[0] ^= kChanMark;
+        if (act)
+            put_block(row + 8 * b, wide, pk);
+    }
+}
+
+/* The slots of one piece of one chunk (decode_slot), full ones without the
+ * lane checks. */
 template <bool CH>
-__device__ __forceinline__ void decode_slots(const lkv_p2_model *m, const lkv_p2_model *lev,
+__device__ __forceinline__ void decode_slots(const DecTab *d, const lkv_p2_model *lev,
                                              const uint64_t *packs, const Rows &R, uint64_t first,
                                              uint32_t cnt, uint32_t off, uint32_t &x, Stream &S,
-                                             uint32_t &rp, bool &lbad)
+                                             uint32_t &rp, uint32_t &bad)
 {
     const uint32_t lane = threadIdx.x & 31u;
     const uint32_t nslots = (cnt + kLanes - 1) / kLanes;
-    const uint32_t b6 = m->t[0][0].b, b7 = m->t[0][1].b;
     for (uint32_t k = 0; k < nslots; k++) {
         const uint32_t nk = cnt - k * kLanes < kLanes ? cnt - k * kLanes : kLanes;
         const bool act = lane < nk;
         int16_t *row = act ? row_of(R, first + k * kLanes + lane, off) : nullptr;
-        for (uint32_t b = 0; b < m->nblocks; b++) {
-            if (rp + kBlockWords > S.hi) /* warp-uniform */
-                stream_fill(S);
-            uint64_t pb = 0;
-            uint32_t f1 = m->coset_f1;
-            if (CH) {
-                pb = packs[b];
-                f1 = (uint32_t)(pb >> 40);
-            }
-            uint32_t cs = 0;
-            if (act) {
-                const uint32_t slot = x & (LKV_P2_PROB_ONE - 1u);
-                const uint32_t f0 = LKV_P2_PROB_ONE - f1;
-                cs = slot >= f0;
-                x = cs ? f1 * (x >> LKV_P2_PROB_BITS) + slot - f0
-                       : f0 * (x >> LKV_P2_PROB_BITS) + slot;
-            }
-            refill(x, act, S, rp, lbad);
-            uint32_t par = 0;
-            uint32_t pk[4] = {0, 0, 0, 0};
-#pragma unroll
-            for (int i = 0; i < 7; i++) {
-                const lkv_p2_table *t0 =
-                    CH ? &lev[(uint32_t)(pb >> (5 * i)) & 31u].t[cs][0] : &m->t[cs][0];
-                const uint32_t u = get_offset(x, act, t0, b6, S, rp, lbad);
-                const int32_t kv = t0->jlo + (int32_t)u;
-                par ^= (uint32_t)kv & 1u;
-                const uint32_t p2 = (uint32_t)(2 * kv + (int32_t)cs) & 0xffffu;
-                pk[i / 2] |= p2 << (16 * (i & 1));
-            }
-            const lkv_p2_table *t7 =
-                CH ? &lev[(uint32_t)(pb >> 35) & 31u].t[cs][1 + par] : &m->t[cs][1 + par];
-            const uint32_t u = get_offset(x, act, t7, b7, S, rp, lbad);
-            const int32_t k7 = 2 * (t7->jlo + (int32_t)u) + (int32_t)par;
-            pk[3] |= ((uint32_t)(2 * k7 + (int32_t)cs) & 0xffffu) << 16;
-            if (CH && b == 0)
-                pk[0] ^= kChanMark;
-            if (act)
-                put_block(row + 8 * b, R.wide != 0, pk);
-        }
+        if (nk == kLanes)
+            decode_slot<CH, true>(d, lev, packs, row, R.wide != 0, true, x, S, rp, bad);
+        else
+            decode_slot<CH, false>(d, lev, packs, row, R.wide != 0, act, x, S, rp, bad);
     }
 }
 
@@ -1205,17 +1395,17 @@ __device__ __forceinline__ void decode_slots(const lkv_p2_model *m, const lkv_p2
  * gets kDead in its rows and LKV_ERR_CORRUPT in status. Version 4: each
  * piece's header first (p2.c decode_chunk's checks), its levels into the
  * warp's block packs in channel mode. */
-template <bool SM>
+template <bool SM, bool V4>
 __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
-    p2_rans_decode_kernel(Plan P, const lkv_p2_model *gm, const uint8_t *payload, uint64_t len,
-                          const uint64_t *offs, Rows R, uint8_t *status)
+    p2_rans_decode_kernel(Plan P, const lkv_p2_model *gm, const DecTab *gd, const uint8_t *payload,
+                          uint64_t len, const uint64_t *offs, Rows R, uint8_t *status)
 {
     LKV_P2_SMEM(smem);
-    const lkv_p2_model *models = stage_models<SM>(P, gm, smem);
+    const DecTab *dts = stage<SM>(P.np, gd, smem);
     const uint32_t warp = threadIdx.x >> 5, lane = threadIdx.x & 31u;
-    uint16_t *ring = reinterpret_cast<uint16_t *>(smem + models_smem(P)) + warp * kRing;
+    uint16_t *ring = reinterpret_cast<uint16_t *>(smem + dtabs_smem(P)) + warp * kRing;
     uint64_t *packs =
-        reinterpret_cast<uint64_t *>(smem + models_smem(P) + (size_t)P.warps * kRing * 2) +
+        reinterpret_cast<uint64_t *>(smem + dtabs_smem(P) + (size_t)P.warps * kRing * 2) +
         warp * (P.dmax / 8);
     const uint64_t nwarps = (uint64_t)gridDim.x * P.warps;
     for (uint64_t c = (uint64_t)blockIdx.x * P.warps + warp; c < P.nchunks; c += nwarps) {
@@ -1259,10 +1449,10 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
             bad = true;
         bad = __any_sync(kFull, bad);
         for (uint32_t j = 0; j < P.np && !bad; j++) {
-            const lkv_p2_model *m = models + j;
+            const DecTab *m = dts + j;
             const uint32_t off = P.pc[j].off;
             bool chan = false;
-            if (P.v4) {
+            if (V4) {
                 /* the header: a mode 0 or 1, in channel mode the levels,
                  * a zero pad byte to an even length (warp-uniform reads) */
                 const uint32_t mode = blen - pos >= 2 ? body[pos] : 0u;
@@ -1292,19 +1482,21 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
                 break;
             }
             uint32_t x = lane < nl ? ld32a2(body + pos + 4 * lane) : LKV_P2_RANS_LOW;
-            bool lbad = x < LKV_P2_RANS_LOW;
+            uint32_t lbad = x < LKV_P2_RANS_LOW;
             pos += 4 * nl;
-            uint32_t rp = pos / 2;
-            Stream S = {b16, ring, rp, blen / 2};
+            uint32_t rp;
+            Stream S = stream_open(body, blen, pos, ring, rp);
             if (chan)
                 decode_slots<true>(m, level_models(P, gm, j), packs, R, first, cnt, off, x, S, rp,
                                    lbad);
             else
                 decode_slots<false>(m, nullptr, nullptr, R, first, cnt, off, x, S, rp, lbad);
-            if (lane < nl && x != LKV_P2_RANS_LOW)
-                lbad = true;
-            pos = rp * 2;
-            bad = __any_sync(kFull, lbad);
+            stream_close();
+            /* every final state 2^16, no word read past the body */
+            if ((lane < nl && x != LKV_P2_RANS_LOW) || rp > S.re)
+                lbad = 1;
+            pos = 2 * (rp - S.a);
+            bad = __any_sync(kFull, lbad != 0);
         }
         if (!bad && pos != blen)
             bad = true;
@@ -1456,6 +1648,7 @@ struct lkv_cuda_p2_model {
     uint32_t off[LKV_PIECES_MAX], pdim[LKV_PIECES_MAX], sym[LKV_PIECES_MAX];
     uint64_t cap; /* one chunk's scratch: 4 + body bound of a full chunk, rounded to 16 */
     lkv_p2_model *d_models;
+    void *d_dtabs; /* the decoder's DecTab of the np rotated models */
 };
 
 /* The host fields of m for checked profile 2 parameters p (everything but
@@ -1608,6 +1801,12 @@ extern "C" lkv_status lkv_cuda_p2_model_create(const lkv_params *p, int dev,
     }
     m->dev = dev;
     const int bad = models_build(m, h);
+    DecTab *hd = bad < 0 ? (DecTab *)calloc(m->np, sizeof *hd) : NULL;
+    if (bad < 0 && !hd) {
+        free(h);
+        free(m);
+        return lkv_fail(diag, LKV_ERR_NOMEM, UINT64_MAX, "profile=2 model: out of host memory");
+    }
     if (bad >= 0) {
         const uint32_t pd = m->pdim[bad];
         free(h);
@@ -1615,15 +1814,22 @@ extern "C" lkv_status lkv_cuda_p2_model_create(const lkv_params *p, int dev,
         return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX, "profile=2: q=%u dim=%u has no model",
                         p->q, pd);
     }
+    for (uint32_t j = 0; j < m->np; j++)
+        dtab_build(&h[j], &hd[j]);
     cudaError_t ce = cudaSetDevice(dev);
     if (ce == cudaSuccess)
         ce = cudaMalloc((void **)&m->d_models, nm * sizeof *h);
     if (ce == cudaSuccess)
         ce = cudaMemcpy(m->d_models, h, nm * sizeof *h, cudaMemcpyHostToDevice);
+    if (ce == cudaSuccess)
+        ce = cudaMalloc(&m->d_dtabs, m->np * sizeof *hd);
+    if (ce == cudaSuccess)
+        ce = cudaMemcpy(m->d_dtabs, hd, m->np * sizeof *hd, cudaMemcpyHostToDevice);
     free(h);
+    free(hd);
     if (ce != cudaSuccess) {
-        if (m->d_models)
-            cudaFree(m->d_models);
+        cudaFree(m->d_models);
+        cudaFree(m->d_dtabs);
         free(m);
         return lkv_cuda_fail(ce, diag, "profile=2 model upload");
     }
@@ -1636,6 +1842,7 @@ extern "C" void lkv_cuda_p2_model_free(lkv_cuda_p2_model *m)
     if (!m)
         return;
     cudaFree(m->d_models);
+    cudaFree(m->d_dtabs);
     free(m);
 }
 
@@ -1740,9 +1947,12 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     void *temp = w + align16((nc + 1) * 8);
     uint8_t *scratch = w + align16((nc + 1) * 8) + align16(tbytes);
     cudaStream_t s = (cudaStream_t)stream;
-    const bool sm = P.smem_models != 0;
-    const void *kern =
-        sm ? (const void *)p2_rans_encode_kernel<true> : (const void *)p2_rans_encode_kernel<false>;
+    /* the rANS kernel: models in shared memory or not, version 4 or not */
+    void (*const ek[2][2])(Plan, const lkv_p2_model *, Rows, Rows, const uint8_t *, uint8_t *,
+                           uint64_t *) = {
+        {p2_rans_encode_kernel<false, false>, p2_rans_encode_kernel<false, true>},
+        {p2_rans_encode_kernel<true, false>, p2_rans_encode_kernel<true, true>}};
+    const auto kern = ek[P.smem_models != 0][P.v4 != 0];
     const size_t smem = models_smem(P) + packs_smem(P);
     /* the points wait in the payload buffer: cap >= the bound > 2 n dim;
      * version 4's channel points, estimates and modes in the workspace
@@ -1756,15 +1966,19 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     unsigned grid = 1;
     cudaError_t ce = cudaSetDevice(m->dev);
     if (ce == cudaSuccess)
-        ce = grid_of(kern, P, smem, &grid);
+        ce = grid_of((const void *)kern, P, smem, &grid);
     if (ce == cudaSuccess)
         ce = cudaMemsetAsync(sizes + nc, 0, 8, s);
     if (ce == cudaSuccess) {
         const uint8_t *src = (const uint8_t *)d_src;
         const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
         vec_dispatch(P, m->e, [&](auto sh) {
-            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>
-                <<<vg, vt, 0, s>>>(P, m->d_models, src, R, R2, scratch, d_status, crot);
+            if (P.v4)
+                p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT, true>
+                    <<<vg, vt, 0, s>>>(P, m->d_models, src, R, R2, scratch, d_status, crot);
+            else
+                p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT, false>
+                    <<<vg, vt, 0, s>>>(P, m->d_models, src, R, R2, scratch, d_status, crot);
         });
         ce = cudaGetLastError();
     }
@@ -1774,12 +1988,7 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
-        if (sm)
-            p2_rans_encode_kernel<true>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, modes, scratch, sizes);
-        else
-            p2_rans_encode_kernel<false>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, modes, scratch, sizes);
+        kern<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, modes, scratch, sizes);
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
@@ -1814,9 +2023,12 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
                         "d_payload=%p is not 2-byte aligned", d_payload);
     Plan P;
     plan_init(m, dt, n, ((uintptr_t)d_dst & 15u) == 0, &P);
-    const bool sm = P.smem_models != 0;
-    const void *kern =
-        sm ? (const void *)p2_rans_decode_kernel<true> : (const void *)p2_rans_decode_kernel<false>;
+    /* the rANS kernel: tables in shared memory or not, version 4 or not */
+    void (*const dk[2][2])(Plan, const lkv_p2_model *, const DecTab *, const uint8_t *, uint64_t,
+                           const uint64_t *, Rows, uint8_t *) = {
+        {p2_rans_decode_kernel<false, false>, p2_rans_decode_kernel<false, true>},
+        {p2_rans_decode_kernel<true, false>, p2_rans_decode_kernel<true, true>}};
+    const auto kern = dk[P.smem_models != 0][P.v4 != 0];
     const size_t smem = dec_smem(P);
     cudaStream_t s = (cudaStream_t)stream;
     uint8_t *dst = (uint8_t *)d_dst;
@@ -1825,15 +2037,11 @@ extern "C" lkv_status lkv_cuda_p2_decode(const lkv_cuda_p2_model *m, const void 
     unsigned grid = 1;
     cudaError_t ce = cudaSetDevice(m->dev);
     if (ce == cudaSuccess)
-        ce = grid_of(kern, P, smem, &grid);
+        ce = grid_of((const void *)kern, P, smem, &grid);
     if (ce == cudaSuccess) {
         const uint8_t *src = (const uint8_t *)d_payload;
-        if (sm)
-            p2_rans_decode_kernel<true>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs, R, d_status);
-        else
-            p2_rans_decode_kernel<false>
-                <<<grid, P.warps * 32, smem, s>>>(P, m->d_models, src, len, d_offs, R, d_status);
+        kern<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, (const DecTab *)m->d_dtabs, src, len,
+                                              d_offs, R, d_status);
         ce = cudaGetLastError();
         const unsigned vg = vec_grid(P), vt = kVecWarps * 32;
         if (ce == cudaSuccess) {

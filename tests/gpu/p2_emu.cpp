@@ -242,6 +242,7 @@ static int g_pass, g_fail;
 struct Model {
     lkv_cuda_p2_model m;
     std::vector<lkv_p2_model> t;
+    std::vector<DecTab> d; /* the decoder's tables of the rotated models */
 };
 
 static void model_init(const lkv_params &p, Model &M)
@@ -251,6 +252,9 @@ static void model_init(const lkv_params &p, Model &M)
     M.t.resize(models_count(&M.m));
     const int bad = models_build(&M.m, M.t.data());
     EXPECT(bad < 0, "model q=%u dim=%u", p.q, bad < 0 ? 0u : M.m.pdim[bad]);
+    M.d.resize(M.m.np);
+    for (uint32_t j = 0; bad < 0 && j < M.m.np; j++)
+        dtab_build(&M.t[j], &M.d[j]);
 }
 
 /* The library's launch sequences, on the emulator: the vector kernel, the
@@ -276,17 +280,22 @@ static void emu_encode(const Model &M, lkv_dtype dt, const uint8_t *src, size_t 
         P.v4 ? (uint8_t *)crot + align16(4 * ((n + kLanes - 1) / kLanes) * P.np) : nullptr;
     vec_dispatch(P, M.m.e, [&](auto sh) {
         launch(kVecWarps * 32, 0, [&] {
-            p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT>(P, models, src, R, R2,
-                                                                  scratch.data(), st, crot);
+            if (P.v4)
+                p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT, true>(
+                    P, models, src, R, R2, scratch.data(), st, crot);
+            else
+                p2_quantise_kernel<decltype(sh)::E, decltype(sh)::DT, false>(
+                    P, models, src, R, R2, scratch.data(), st, crot);
         });
     });
     if (P.v4)
         launch(kVecWarps * 32, 0, [&] { p2_mode_kernel(P, models, scratch.data(), crot, modes); });
     launch(P.warps * 32, models_smem(P) + packs_smem(P), [&] {
-        if (P.smem_models)
-            p2_rans_encode_kernel<true>(P, models, R, R2, modes, scratch.data(), sizes.data());
-        else
-            p2_rans_encode_kernel<false>(P, models, R, R2, modes, scratch.data(), sizes.data());
+        auto k = P.smem_models ? (P.v4 ? p2_rans_encode_kernel<true, true>
+                                       : p2_rans_encode_kernel<true, false>)
+                               : (P.v4 ? p2_rans_encode_kernel<false, true>
+                                       : p2_rans_encode_kernel<false, false>);
+        k(P, models, R, R2, modes, scratch.data(), sizes.data());
     });
     offs[0] = 0;
     for (size_t c = 0; c < P.nchunks; c++)
@@ -302,10 +311,11 @@ static void emu_decode(const Model &M, lkv_dtype dt, const uint8_t *pay, size_t 
     const lkv_p2_model *models = M.t.data();
     const Rows R = {dst, (uint64_t)P.dim * P.esz, P.esz, P.fast};
     launch(P.warps * 32, dec_smem(P), [&] {
-        if (P.smem_models)
-            p2_rans_decode_kernel<true>(P, models, pay, len, offs, R, st);
-        else
-            p2_rans_decode_kernel<false>(P, models, pay, len, offs, R, st);
+        auto k = P.smem_models ? (P.v4 ? p2_rans_decode_kernel<true, true>
+                                       : p2_rans_decode_kernel<true, false>)
+                               : (P.v4 ? p2_rans_decode_kernel<false, true>
+                                       : p2_rans_decode_kernel<false, false>);
+        k(P, models, M.d.data(), pay, len, offs, R, st);
     });
     vec_dispatch(P, M.m.e, [&](auto sh) {
         launch(kVecWarps * 32, 0, [&] {
