@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench/gpu/ab_p2.sh - profile 2's GPU kernels, this tree against another
+# (a baseline commit's source), on one warm GPU machine:
+#   1. build the standalone GPU project (tests/gpu/standalone) of both trees
+#      for sm_$LKV_CUDA_ARCH (default 90), side by side;
+#   2. this tree: gpu_p2_test --quick, then gpu_p2_test --tiny under
+#      compute-sanitizer memcheck (LKV_AB_MEMCHECK=0 skips it);
+#   3. $LKV_AB_ROUNDS rounds (default 3), each running gpu_p2_bench of the
+#      base then of this tree, version 3 on normal data and version 4 on
+#      channel data (2^20 vectors, D = 128, bf16): a JSON and a log each;
+#   4. with LKV_AB_NCU=1, ncu (--clock-control none) on the second launch of
+#      each rANS kernel of both builds (gpu_p2_bench $LKV_AB_NCU_ARGS, default
+#      version 4 on channel data): time, instructions, shared-memory wavefronts
+#      and bank conflicts, and the main stall reasons.
+# Usage, from the repository root: bash bench/gpu/ab_p2.sh BASE_SOURCE_ROOT
+# (e.g. a `git archive` of the baseline commit unpacked in an ignored
+# folder). Logs go to $OUT (default build-ab/out). Prints a table last: the
+# median over the rounds of each build's encode and decode time.
+# Exit status: 0 when this tree's tests passed, memcheck was clean and every
+# bench run's first chunks equalled the C coder's.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BASE=${1:?usage: ab_p2.sh BASE_SOURCE_ROOT}
+BASE=$(cd "$BASE" && pwd)
+BUILD=${LKV_AB_BUILD:-$ROOT/build-ab}
+OUT=${OUT:-$BUILD/out}
+ARCH=${LKV_CUDA_ARCH:-90}
+ROUNDS=${LKV_AB_ROUNDS:-3}
+mkdir -p "$OUT"
+status=0
+t0=$(date +%s)
+note() { printf '== [%4ds] %s\n' "$(($(date +%s) - t0))" "$*"; }
+
+# 1. build both ---------------------------------------------------------------------
+half=$(($(nproc) / 2))
+[ "$half" -ge 1 ] || half=1
+build() { # tree dir log
+    cmake -S "$1/tests/gpu/standalone" -B "$2" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$3" 2>&1 &&
+        cmake --build "$2" -j "$half" --target gpu_p2_test gpu_p2_bench >>"$3" 2>&1
+}
+note "build this tree and $BASE (sm_$ARCH)"
+build "$ROOT" "$BUILD/new" "$OUT/build_new.log" &
+pn=$!
+build "$BASE" "$BUILD/base" "$OUT/build_base.log" &
+pb=$!
+wait $pn || { tail -30 "$OUT/build_new.log"; exit 2; }
+wait $pb || { tail -30 "$OUT/build_base.log"; exit 2; }
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader \
+    >"$OUT/card.txt" 2>&1
+note "card: $(cat "$OUT/card.txt")"
+
+# 2. this tree's tests --------------------------------------------------------------
+TEST=$BUILD/new/tests_gpu/gpu_p2_test
+note "gpu_p2_test --quick"
+timeout 240 "$TEST" --quick >"$OUT/gpu_p2_test.log" 2>&1
+trc=$?
+grep -E "FAIL" "$OUT/gpu_p2_test.log" | head -20
+test_line=$(tail -1 "$OUT/gpu_p2_test.log")
+[ "$trc" -eq 0 ] || status=1
+mc="skipped"
+if [ "${LKV_AB_MEMCHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+    note "compute-sanitizer memcheck: gpu_p2_test --tiny"
+    timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 "$TEST" --tiny \
+        >"$OUT/memcheck.log" 2>&1
+    mrc=$?
+    mc="exit $mrc: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
+    [ "$mrc" -eq 0 ] || status=1
+fi
+
+# 3. interleaved rounds -------------------------------------------------------------
+CASES=("3 normal" "4 channel")
+for r in $(seq 1 "$ROUNDS"); do
+    for b in base new; do
+        for c in "${CASES[@]}"; do
+            set -- $c
+            tag="${b}_f$1_$2_r$r"
+            note "round $r: $b gpu_p2_bench --format $1 --data $2"
+            timeout 90 "$BUILD/$b/bench_gpu/gpu_p2_bench" --format "$1" --data "$2" \
+                --json "$OUT/bench_$tag.json" >"$OUT/bench_$tag.log" 2>&1
+            brc=$?
+            if [ "$brc" -ne 0 ] || ! grep -q "equals the C coder" "$OUT/bench_$tag.log"; then
+                echo "  $tag: exit $brc or payload differs"
+                [ "$b" = new ] && status=1
+            fi
+        done
+    done
+done
+
+# 4. counters -----------------------------------------------------------------------
+if [ "${LKV_AB_NCU:-0}" = 1 ] && command -v ncu >/dev/null 2>&1; then
+    M=gpu__time_duration.sum,smsp__inst_executed.sum
+    M=$M,smsp__issue_active.avg.pct_of_peak_sustained_active
+    M=$M,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum
+    M=$M,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum
+    M=$M,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread
+    for s in short_scoreboard long_scoreboard mio_throttle wait lg_throttle math_pipe_throttle \
+        no_instruction barrier branch_resolving dispatch_stall not_selected selected; do
+        M=$M,smsp__average_warps_issue_stalled_${s}_per_issue_active.ratio
+    done
+    NA=${LKV_AB_NCU_ARGS:---format 4 --data channel}
+    for b in base new; do
+        for k in encode decode; do
+            note "ncu: $b p2_rans_${k}_kernel"
+            timeout 240 ncu --clock-control none -k "regex:p2_rans_${k}" --launch-skip 1 \
+                --launch-count 1 --metrics "$M" --csv \
+                "$BUILD/$b/bench_gpu/gpu_p2_bench" --reps 1 $NA \
+                >"$OUT/ncu_${b}_$k.csv" 2>"$OUT/ncu_${b}_$k.err" || echo "  ncu $b $k: exit $?"
+        done
+    done
+fi
+
+# table ----------------------------------------------------------------------------
+med() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
+note "done"
+echo
+echo "card: $(cat "$OUT/card.txt")"
+echo "new gpu_p2_test --quick: $test_line (exit $trc)"
+echo "new memcheck --tiny: $mc"
+printf '%-10s %-5s %10s %10s %8s %8s\n' case build "enc ms" "dec ms" "enc %" "dec %"
+for c in "${CASES[@]}"; do
+    set -- $c
+    for b in base new; do
+        logs=("$OUT"/bench_${b}_f$1_$2_r*.log)
+        enc=$(for l in "${logs[@]}"; do awk '/^p2 .* encode /{print $(NF-2); exit}' "$l"; done | med)
+        dec=$(for l in "${logs[@]}"; do awk '/^p2 .* decode /{print $(NF-2); exit}' "$l"; done | med)
+        ep=$(for l in "${logs[@]}"; do awk '/^p2 .* encode /{print $NF+0; exit}' "$l"; done | med)
+        dp=$(for l in "${logs[@]}"; do awk '/^p2 .* decode /{print $NF+0; exit}' "$l"; done | med)
+        printf '%-10s %-5s %10s %10s %8s %8s\n' "v$1 $2" "$b" "$enc" "$dec" "$ep" "$dp"
+    done
+done
+if [ -s "$OUT/ncu_new_decode.csv" ]; then
+    echo
+    echo "ncu (metric: base encode, new encode, base decode, new decode):"
+    for f in base_encode new_encode base_decode new_decode; do
+        awk -F'","' 'NR > 1 && $0 ~ /p2_rans/ {gsub(/"/, "", $NF); print $(NF-2), $NF}' \
+            "$OUT/ncu_$f.csv" | sort -u >"$OUT/ncu_$f.txt"
+    done
+    join "$OUT/ncu_base_encode.txt" "$OUT/ncu_new_encode.txt" |
+        join - "$OUT/ncu_base_decode.txt" | join - "$OUT/ncu_new_decode.txt" |
+        sed -e 's/smsp__average_warps_issue_stalled_/stall_/' -e 's/_per_issue_active.ratio//' |
+        awk '{printf "  %-58s %12s %12s %12s %12s\n", $1, $2, $3, $4, $5}'
+fi
+echo "status: $status (logs and JSON in $OUT)"
+exit $status
