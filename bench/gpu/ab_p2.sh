@@ -16,7 +16,9 @@
 # Usage, from the repository root: bash bench/gpu/ab_p2.sh BASE_SOURCE_ROOT
 # (e.g. a `git archive` of the baseline commit unpacked in an ignored
 # folder). Logs go to $OUT (default build-ab/out). Prints a table last: the
-# median over the rounds of each build's encode and decode time.
+# median over the rounds of each build's encode and decode time; ab.json
+# (bench/gpu/ab_p2_summary.py) holds every run, labelled $LKV_AB_BASE_LABEL
+# and $LKV_AB_NEW_LABEL (e.g. the two commits).
 # Exit status: 0 when this tree's tests passed, memcheck was clean and every
 # bench run's first chunks equalled the C coder's.
 set -uo pipefail
@@ -143,5 +145,9 @@ if [ -s "$OUT/ncu_new_decode.csv" ]; then
         sed -e 's/smsp__average_warps_issue_stalled_/stall_/' -e 's/_per_issue_active.ratio//' |
         awk '{printf "  %-58s %12s %12s %12s %12s\n", $1, $2, $3, $4, $5}'
 fi
-echo "status: $status (logs and JSON in $OUT)"
+if command -v python3 >/dev/null 2>&1; then
+    python3 "$ROOT/bench/gpu/ab_p2_summary.py" "$OUT" "${LKV_AB_BASE_LABEL:-base}" \
+        "${LKV_AB_NEW_LABEL:-new}" >"$OUT/ab.json" || echo "summary: exit $?"
+fi
+echo "status: $status (logs and JSON in $OUT; all runs in $OUT/ab.json)"
 exit $status
