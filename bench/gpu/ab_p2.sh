@@ -56,21 +56,8 @@ note "card: $(cat "$OUT/card.txt")"
 
 # 2. this tree's tests --------------------------------------------------------------
 TEST=$BUILD/new/tests_gpu/gpu_p2_test
-note "gpu_p2_test --quick"
-timeout 240 "$TEST" --quick >"$OUT/gpu_p2_test.log" 2>&1
-trc=$?
-grep -E "FAIL" "$OUT/gpu_p2_test.log" | head -20
-test_line=$(tail -1 "$OUT/gpu_p2_test.log")
-[ "$trc" -eq 0 ] || status=1
-mc="skipped"
-if [ "${LKV_AB_MEMCHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    note "compute-sanitizer memcheck: gpu_p2_test --tiny"
-    timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 "$TEST" --tiny \
-        >"$OUT/memcheck.log" 2>&1
-    mrc=$?
-    mc="exit $mrc: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
-    [ "$mrc" -eq 0 ] || status=1
-fi
+. "$ROOT/tests/gpu/p2_checks.sh"
+p2_checks "$TEST" "$OUT" "${LKV_AB_MEMCHECK:-1}"
 
 # 3. interleaved rounds -------------------------------------------------------------
 CASES=("3 normal" "4 channel")

@@ -42,26 +42,11 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader \
     >"$OUT/card.txt" 2>&1
 note "card: $(cat "$OUT/card.txt")"
 
-# 2. device test -------------------------------------------------------------------
-note "gpu_p2_test --quick"
-timeout 200 "$TEST" --quick >"$OUT/gpu_p2_test.log" 2>&1
-trc=$?
-grep -E "FAIL" "$OUT/gpu_p2_test.log" | head -20
-test_line=$(tail -1 "$OUT/gpu_p2_test.log")
+# 2, 3. device test and memcheck --------------------------------------------------
+. "$ROOT/tests/gpu/p2_checks.sh"
+p2_checks "$TEST" "$OUT" "${LKV_V4_MEMCHECK:-1}"
 echo "$test_line (exit $trc)"
-[ "$trc" -eq 0 ] || status=1
-
-# 3. memcheck ----------------------------------------------------------------------
-mc="skipped"
-if [ "${LKV_V4_MEMCHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    note "compute-sanitizer memcheck: gpu_p2_test --tiny"
-    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 99 "$TEST" --tiny \
-        >"$OUT/memcheck.log" 2>&1
-    mrc=$?
-    mc="exit $mrc: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
-    [ "$mrc" -eq 0 ] || status=1
-    echo "$mc"
-fi
+echo "$mc"
 
 # 4. bench -------------------------------------------------------------------------
 rows=()
