@@ -205,6 +205,9 @@ typedef struct lkv_p2_slot_io {
  *     v < cnt (every v < cnt rounded up to width may be read).
  *   est_chan: the sum over i < dim, v < cnt of est_of(mc[i], n); every
  *     mc[i] has mc[0]'s t[0][0] ranges (jlo, n, b).
+ *   pt_squares: sq[i] += the sum over the 32 vectors l of a full slot of
+ *     (2 kt[i * 32 + l] + ct[(i / 8) * 32 + l])^2 (quantise's symbol-major
+ *     points; the channel levels of p2.c encode_channel).
  */
 typedef struct lkv_p2_kernels {
     unsigned width;
@@ -225,6 +228,7 @@ typedef struct lkv_p2_kernels {
     void (*est_squares)(uint32_t dim, const int16_t *cn, size_t stride, size_t cnt, uint64_t *sq);
     uint64_t (*est_chan)(const lkv_p2_model *const *mc, uint32_t dim, const int16_t *cn,
                          size_t stride, size_t cnt);
+    void (*pt_squares)(uint32_t dim, const int16_t *kt, const uint8_t *ct, uint64_t *sq);
 } lkv_p2_kernels;
 
 #define LKV_P2_WIDTH_MAX 16u

@@ -666,16 +666,7 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
                     return ENC_BAD_VECTOR;
             }
             if (full) {
-                for (uint32_t i = 0; i < pd; i++) {
-                    const int16_t *ki = kr + i * LKV_P2_LANES;
-                    const uint8_t *ci = cr + i / 8 * LKV_P2_LANES;
-                    int64_t t = 0;
-                    for (size_t l = 0; l < LKV_P2_LANES; l++) {
-                        const int64_t p2 = 2 * (int64_t)ki[l] + ci[l];
-                        t += p2 * p2;
-                    }
-                    sq[i] += (uint64_t)t;
-                }
+                ks->pt_squares(pd, kr, cr, sq);
                 continue;
             }
         } else
@@ -698,9 +689,10 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
             }
     }
     uint8_t lv[LKV_DIM_MAX];
-    const double e = (double)((uint64_t)cnt * ms->q * ms->q * pd);
+    double thr[LKV_P2_LEVELS - 1];
+    lkv_p2_level_thresholds((double)((uint64_t)cnt * ms->q * ms->q * pd), thr);
     for (uint32_t i = 0; i < pd; i++)
-        lv[i] = (uint8_t)lkv_p2_level(sq[i], e);
+        lv[i] = (uint8_t)lkv_p2_level_at(sq[i], thr);
     if (!piece_channel(ms, m, lv, pc))
         return ENC_NOMEM;
     uint8_t *out = ms->cout;
@@ -825,10 +817,11 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
                 crot += est_of(m, (int32_t)lrintf((y[i] * m->qf) * 0.25f));
         }
     }
-    const double e = (double)((uint64_t)cnt * ms->q * ms->q * pd);
+    double thr[LKV_P2_LEVELS - 1];
+    lkv_p2_level_thresholds((double)((uint64_t)cnt * ms->q * ms->q * pd), thr);
     const lkv_p2_model *mc[LKV_DIM_MAX];
     for (uint32_t i = 0; i < pd; i++)
-        if (!(mc[i] = level_model(ms, pd, lkv_p2_level(s[i], e))))
+        if (!(mc[i] = level_model(ms, pd, lkv_p2_level_at(s[i], thr))))
             return ENC_NOMEM;
     uint64_t cch = 16u * 8u * piece_hdr(lo, pd, 1);
 #if defined(LKV_P2_SIMD)

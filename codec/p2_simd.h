@@ -24,9 +24,12 @@
  * estimate (p2.c est_channel) on the same front end; see lkv_p2.h.
  * Everything after the fp32 front end is integer, so lanes and sums may be
  * taken in any order.
+ * p2_simd_pt_squares: the channel levels' sums of squared points of a full
+ * slot (p2.c encode_channel).
  * Besides the primitives above they need vi_load16 (LKV_L int16, sign
- * extended), vi_srl (a shift by a count in a variable), vi_clamp (signed)
- * and vi_lut (vi_lut_init, vi_lut_get: lookups into a table of uint16).
+ * extended), vi_load8u (LKV_L bytes, zero extended), vi_srl (a shift by a
+ * count in a variable), vi_clamp (signed) and vi_lut (vi_lut_init,
+ * vi_lut_get: lookups into a table of uint16).
  */
 #ifndef LKV_P2_SIMD_H
 #define LKV_P2_SIMD_H
@@ -257,6 +260,23 @@ static uint64_t p2_simd_est_chan(const lkv_p2_model *const *mc, uint32_t dim, co
         sum += p2_simd_lane_sum(acc, LKV_L);
     }
     return sum;
+}
+
+/* lkv_p2_kernels.pt_squares: sq[i] += the sum over the 32 vectors of a
+ * full slot of p2^2, p2 = 2 k + c the doubled point of coordinate i, from
+ * quantise's symbol-major points (kt[i * 32 + l], ct[(i / 8) * 32 + l]).
+ * |p2| < 2^15, and a lane adds 32 / LKV_L <= 4 squares: below 2^32. */
+static void p2_simd_pt_squares(uint32_t dim, const int16_t *kt, const uint8_t *ct, uint64_t *sq)
+{
+    for (uint32_t i = 0; i < dim; i++) {
+        vi acc = vi_set1(0);
+        for (unsigned l = 0; l < LKV_P2_LANES; l += LKV_L) {
+            const vi k = vi_load16(kt + i * LKV_P2_LANES + l);
+            const vi p2 = vi_add(vi_add(k, k), vi_load8u(ct + i / 8 * LKV_P2_LANES + l));
+            acc = vi_add(acc, vi_mul(p2, p2));
+        }
+        sq[i] += p2_simd_lane_sum(acc, LKV_L);
+    }
 }
 
 #endif /* LKV_P2_SIMD_H */

@@ -188,6 +188,11 @@ static inline vi vi_load16(const int16_t *p)
 {
     return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p));
 }
+/* 8 bytes at p, zero extended. */
+static inline vi vi_load8u(const uint8_t *p)
+{
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
 static inline vi vi_srl(vi a, uint32_t n)
 {
     return _mm256_srl_epi32(a, _mm_cvtsi32_si128((int)n));
@@ -533,4 +538,5 @@ const lkv_p2_kernels lkv_p2_kernels_avx2 = {8,
                                             p2a_encode_block,
                                             p2_simd_estimate,
                                             p2_simd_est_squares,
-                                            p2_simd_est_chan};
+                                            p2_simd_est_chan,
+                                            p2_simd_pt_squares};

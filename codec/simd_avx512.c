@@ -188,6 +188,11 @@ static inline vi vi_load16(const int16_t *p)
 {
     return _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)p));
 }
+/* 16 bytes at p, zero extended. */
+static inline vi vi_load8u(const uint8_t *p)
+{
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+}
 static inline vi vi_srl(vi a, uint32_t n)
 {
     return _mm512_srl_epi32(a, _mm_cvtsi32_si128((int)n));
@@ -541,4 +546,5 @@ const lkv_p2_kernels lkv_p2_kernels_avx512 = {16,
                                               p2v_encode_block,
                                               p2_simd_estimate,
                                               p2_simd_est_squares,
-                                              p2_simd_est_chan};
+                                              p2_simd_est_chan,
+                                              p2_simd_pt_squares};

@@ -168,6 +168,28 @@ LKV_HD uint32_t lkv_p2_level(uint64_t s, double e)
     return l;
 }
 
+/* lkv_p2_level for the many sums of one e (a chunk's channels) without its
+ * chain of dependent products per sum: lkv_p2_level_thresholds puts its 31
+ * thresholds, the same fp64 values in the same order, into thr, and
+ * lkv_p2_level_at counts those above s. */
+LKV_HD void lkv_p2_level_thresholds(double e, double *thr)
+{
+    double t = e * 0.25;
+    for (uint32_t i = 0; i + 1u < LKV_P2_LEVELS; i++) {
+        thr[i] = t * 0.70710678118654757274;
+        t = t * 0.5;
+    }
+}
+
+LKV_HD uint32_t lkv_p2_level_at(uint64_t s, const double *thr)
+{
+    const double sd = (double)s;
+    uint32_t l = 0;
+    for (uint32_t i = 0; i + 1u < LKV_P2_LEVELS; i++)
+        l += (uint32_t)(sd < thr[i]);
+    return l;
+}
+
 /*
  * The frequency (of 2^15) of a channel-mode block's half-integer coset from
  * its 8 coordinates' one-dimensional Gaussian sums over the box's integer

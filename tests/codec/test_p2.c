@@ -1373,6 +1373,18 @@ static uint32_t level_exact(uint64_t s, uint64_t e)
     return l;
 }
 
+/* lkv_p2_level(s, e), checked against the encoder's form of it: the
+ * thresholds once per e (lkv_p2_level_thresholds), then lkv_p2_level_at. */
+static uint32_t level_of(uint64_t s, double e)
+{
+    double thr[LKV_P2_LEVELS - 1];
+    lkv_p2_level_thresholds(e, thr);
+    const uint32_t l = lkv_p2_level(s, e);
+    cr_assert_eq(lkv_p2_level_at(s, thr), l, "S=%llu e=%.0f: lkv_p2_level_at differs",
+                 (unsigned long long)s, e);
+    return l;
+}
+
 Test(p2, v4_level_counts_thresholds_at_and_around_them)
 {
     /* Sums exactly at, one below and one above each threshold that is an
@@ -1393,25 +1405,25 @@ Test(p2, v4_level_counts_thresholds_at_and_around_them)
                         continue;
                     const uint64_t up = (uint64_t)ceil(t); /* smallest S >= T_l */
                     /* S = up - 1 < T_l: thresholds 0..l lie above it. */
-                    cr_assert_geq(lkv_p2_level(up - 1, e), l + 1, "e=%.0f l=%u S=%llu", e, l,
+                    cr_assert_geq(level_of(up - 1, e), l + 1, "e=%.0f l=%u S=%llu", e, l,
                                   (unsigned long long)(up - 1));
                     /* S = up >= T_l: none of l..30 does. */
-                    cr_assert_leq(lkv_p2_level(up, e), l, "e=%.0f l=%u S=%llu", e, l,
+                    cr_assert_leq(level_of(up, e), l, "e=%.0f l=%u S=%llu", e, l,
                                   (unsigned long long)up);
                     if (l + 1 < 31 && t >= 4.0) {
-                        cr_assert_eq(lkv_p2_level(up - 1, e), l + 1);
-                        cr_assert_eq(lkv_p2_level(up, e), l);
+                        cr_assert_eq(level_of(up - 1, e), l + 1);
+                        cr_assert_eq(level_of(up, e), l);
                     }
                     if ((double)up == t) { /* an integer threshold: S at it */
                         exact_hits++;
-                        cr_assert_eq(lkv_p2_level(up, e), l, "S = T_%u = %.0f counted", l, t);
-                        cr_assert_eq(lkv_p2_level(up + 1, e), l);
+                        cr_assert_eq(level_of(up, e), l, "S = T_%u = %.0f counted", l, t);
+                        cr_assert_eq(level_of(up + 1, e), l);
                     }
                 }
                 /* The ends: 0 lies below every threshold, S >= T_0 above all. */
-                cr_assert_eq(lkv_p2_level(0, e), 31);
-                cr_assert_eq(lkv_p2_level((uint64_t)ceil(level_threshold(e, 0)), e), 0);
-                cr_assert_eq(lkv_p2_level(ei, e), 0);
+                cr_assert_eq(level_of(0, e), 31);
+                cr_assert_eq(level_of((uint64_t)ceil(level_threshold(e, 0)), e), 0);
+                cr_assert_eq(level_of(ei, e), 0);
             }
     /* Integer thresholds: search e = k * 2^m for one (T_l has ulp below 1
      * there, so an integer T_l is an fp64 rounding that lands on one). */
@@ -1422,9 +1434,9 @@ Test(p2, v4_level_counts_thresholds_at_and_around_them)
             if (t != floor(t))
                 continue;
             const uint64_t s = (uint64_t)t;
-            cr_assert_eq(lkv_p2_level(s, e), l, "e=%.0f: S = T_%u counted", e, l);
-            cr_assert_eq(lkv_p2_level(s - 1, e), l + 1, "e=%.0f: S = T_%u - 1", e, l);
-            cr_assert_eq(lkv_p2_level(s + 1, e), l, "e=%.0f: S = T_%u + 1", e, l);
+            cr_assert_eq(level_of(s, e), l, "e=%.0f: S = T_%u counted", e, l);
+            cr_assert_eq(level_of(s - 1, e), l + 1, "e=%.0f: S = T_%u - 1", e, l);
+            cr_assert_eq(level_of(s + 1, e), l, "e=%.0f: S = T_%u + 1", e, l);
             exact_hits++;
         }
     }
@@ -1442,7 +1454,7 @@ Test(p2, v4_level_counts_thresholds_at_and_around_them)
         for (uint32_t l = 0; l < 31; l++)
             near |= fabs((double)s - level_threshold((double)ei, l)) <= 1e-9 * (double)s + 1.0;
         if (!near)
-            cr_assert_eq(lkv_p2_level(s, (double)ei), level_exact(s, ei), "S=%llu e=%llu",
+            cr_assert_eq(level_of(s, (double)ei), level_exact(s, ei), "S=%llu e=%llu",
                          (unsigned long long)s, (unsigned long long)ei);
     }
 }
