@@ -1648,7 +1648,8 @@ struct lkv_cuda_p2_model {
     uint32_t off[LKV_PIECES_MAX], pdim[LKV_PIECES_MAX], sym[LKV_PIECES_MAX];
     uint64_t cap; /* one chunk's scratch: 4 + body bound of a full chunk, rounded to 16 */
     lkv_p2_model *d_models;
-    void *d_dtabs; /* the decoder's DecTab of the np rotated models */
+    void *d_dtabs; /* the decoder's DecTab of the np rotated models (void: the type is
+                    * in this file's anonymous namespace, the struct is not) */
 };
 
 /* The host fields of m for checked profile 2 parameters p (everything but
@@ -1801,18 +1802,18 @@ extern "C" lkv_status lkv_cuda_p2_model_create(const lkv_params *p, int dev,
     }
     m->dev = dev;
     const int bad = models_build(m, h);
-    DecTab *hd = bad < 0 ? (DecTab *)calloc(m->np, sizeof *hd) : NULL;
-    if (bad < 0 && !hd) {
-        free(h);
-        free(m);
-        return lkv_fail(diag, LKV_ERR_NOMEM, UINT64_MAX, "profile=2 model: out of host memory");
-    }
     if (bad >= 0) {
         const uint32_t pd = m->pdim[bad];
         free(h);
         free(m);
         return lkv_fail(diag, LKV_ERR_INTERNAL, UINT64_MAX, "profile=2: q=%u dim=%u has no model",
                         p->q, pd);
+    }
+    DecTab *hd = (DecTab *)calloc(m->np, sizeof *hd);
+    if (!hd) {
+        free(h);
+        free(m);
+        return lkv_fail(diag, LKV_ERR_NOMEM, UINT64_MAX, "profile=2 model: out of host memory");
     }
     for (uint32_t j = 0; j < m->np; j++)
         dtab_build(&h[j], &hd[j]);

@@ -25,6 +25,10 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BASE=${1:?usage: ab_p2.sh BASE_SOURCE_ROOT}
+if [ ! -f "$BASE/tests/gpu/standalone/CMakeLists.txt" ]; then
+    echo "ab_p2.sh: BASE_SOURCE_ROOT=$BASE has no tests/gpu/standalone/CMakeLists.txt" >&2
+    exit 2
+fi
 BASE=$(cd "$BASE" && pwd)
 BUILD=${LKV_AB_BUILD:-$ROOT/build-ab}
 OUT=${OUT:-$BUILD/out}

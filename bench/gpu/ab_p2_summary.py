@@ -21,6 +21,8 @@ def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     out, base_label, new_label = sys.argv[1:]
+    if not os.path.isfile(os.path.join(out, "card.txt")):
+        sys.exit(f"ab_p2_summary.py: OUT_DIR={out} holds no card.txt (not an ab_p2.sh output folder)")
     labels = {"base": base_label, "new": new_label}
     runs = {}
     for path in sorted(glob.glob(os.path.join(out, "bench_*_f*_*_r*.json"))):
@@ -58,7 +60,7 @@ def main():
             ncu.setdefault(labels[build], {})[kernel] = dict(
                 line.split(None, 1) for line in f.read().strip().splitlines() if " " in line)
 
-    def first_line(name, pattern):
+    def last_line(name, pattern):
         p = os.path.join(out, name)
         if not os.path.exists(p):
             return None
@@ -71,8 +73,8 @@ def main():
         "card": open(os.path.join(out, "card.txt")).read().strip(),
         "base": base_label,
         "new": new_label,
-        "new_gpu_p2_test_quick": first_line("gpu_p2_test.log", r"passed"),
-        "new_memcheck_tiny": first_line("memcheck.log", r"ERROR SUMMARY"),
+        "new_gpu_p2_test_quick": last_line("gpu_p2_test.log", r"passed"),
+        "new_memcheck_tiny": last_line("memcheck.log", r"ERROR SUMMARY"),
         "cases": cases,
         "ncu_clock_control_none": ncu,
     }, sys.stdout, indent=1)
