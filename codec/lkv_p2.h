@@ -125,17 +125,33 @@ _Static_assert(LKV_P2_NBINS_MAX <= 1u << 9 && LKV_P2_FINE_ROWS < 1u << 7, "lx's 
 void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
 
 /*
+ * The SIMD encoder's symbols of a channel level's model: for table
+ * ti = c * 3 + tab and bin s < nbins (no other entry is set),
+ *   e[ti][s] = cum[s] | (cum[s + 1] - cum[s]) << 16 | rcp[s] << 32.
+ * The model keeps them in three arrays, which cost a channel coordinate
+ * three gathers of 16 lanes; one 64-bit lookup gives all three (the
+ * frequency is at most 2^15). 24 KiB.
+ */
+typedef struct lkv_p2_etab {
+    uint64_t e[6][LKV_P2_NBINS_MAX];
+} lkv_p2_etab;
+
+void lkv_p2_etab_build(const lkv_p2_model *m, lkv_p2_etab *et);
+
+/*
  * What one piece of one chunk is coded with (p2.c): the model of each
  * coordinate and the coset frequency of each block. Rotated mode: the
  * piece's model everywhere. Version 4's channel mode: coordinate i's level
  * model, block b's frequency from its 8 levels (lkv_p2_coset_f1), and the
  * scale ch. vc: each coordinate's SIMD decode tables (set by the SIMD
- * decoder only). Every level model has the piece model's box, raw-bit
+ * decoder only); ec: its SIMD encoder symbols (set by the SIMD encoder of a
+ * channel piece only). Every level model has the piece model's box, raw-bit
  * counts and table ranges (jlo, n, b): only the frequencies differ.
  */
 typedef struct lkv_p2_piece {
     const lkv_p2_model *mc[LKV_DIM_MAX];
     const lkv_p2_vtab *vc[LKV_DIM_MAX];
+    const lkv_p2_etab *const *ec; /* [dim] */
     uint32_t f1[LKV_DIM_MAX / 8];
     uint32_t rcp[LKV_DIM_MAX / 8][2];
     float ch; /* 0: rotated */
@@ -199,15 +215,18 @@ typedef struct lkv_p2_slot_io {
  *     past cnt: row 0's); and adds to *crot the estimates (est_of, m's
  *     t[0][0]) of the rotated values lrintf((butterfly(x / r^) * Q) / 4) of
  *     the lanes < cnt. With kt non-NULL (a full slot's vectors) also the
- *     rotated points and cosets symbol-major, exactly as quantise's kt, ct
- *     with ch = 0. Returns the lanes that cannot be coded, as quantise.
+ *     points and cosets symbol-major, exactly as quantise's kt, ct: with
+ *     ch = 0 (the rotated points) when kchan is 0, else with ch (the
+ *     channel points). Returns the lanes that cannot be coded, as
+ *     quantise.
  *   est_squares: sq[i] += the sum of 4 n^2 over the values n of row i,
  *     v < cnt (every v < cnt rounded up to width may be read).
  *   est_chan: the sum over i < dim, v < cnt of est_of(mc[i], n); every
  *     mc[i] has mc[0]'s t[0][0] ranges (jlo, n, b).
- *   pt_squares: sq[i] += the sum over the 32 vectors l of a full slot of
- *     (2 kt[i * 32 + l] + ct[(i / 8) * 32 + l])^2 (quantise's symbol-major
- *     points; the channel levels of p2.c encode_channel).
+ *   pt_squares: sq[i] += the sum over nslots full slots, slot k's
+ *     symbol-major points (quantise's) at kt + k * ks and ct + k * cs, and
+ *     their 32 vectors l, of (2 kt[i * 32 + l] + ct[(i / 8) * 32 + l])^2
+ *     (the channel levels of p2.c encode_channel).
  */
 typedef struct lkv_p2_kernels {
     unsigned width;
@@ -224,11 +243,12 @@ typedef struct lkv_p2_kernels {
                         uint8_t *base, size_t *wp, size_t limit);
     unsigned (*estimate)(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
                          const uint8_t *const *rows, unsigned cnt, uint16_t *code, int16_t *cn,
-                         size_t stride, uint64_t *crot, int16_t *kt, uint8_t *ct);
+                         size_t stride, uint64_t *crot, int16_t *kt, uint8_t *ct, int kchan);
     void (*est_squares)(uint32_t dim, const int16_t *cn, size_t stride, size_t cnt, uint64_t *sq);
     uint64_t (*est_chan)(const lkv_p2_model *const *mc, uint32_t dim, const int16_t *cn,
                          size_t stride, size_t cnt);
-    void (*pt_squares)(uint32_t dim, const int16_t *kt, const uint8_t *ct, uint64_t *sq);
+    void (*pt_squares)(uint32_t dim, size_t nslots, const int16_t *kt, size_t ks, const uint8_t *ct,
+                       size_t cs, uint64_t *sq);
 } lkv_p2_kernels;
 
 #define LKV_P2_WIDTH_MAX 16u

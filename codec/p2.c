@@ -28,7 +28,8 @@
  * and profile 1's lane scratch: up to about 330 KiB (docs/codec-v2.md).
  * Version 4's channel mode allocates at first use in a call, and frees at
  * its end (models_free): the level models (up to 32 x 31 KiB), on a SIMD
- * decoder their decode tables (68 KiB each), and the encoder's channel
+ * decoder their decode tables (68 KiB each), on a SIMD encoder their
+ * symbol tables (24 KiB each, lkv_p2_etab), and the encoder's channel
  * trial (a chunk's points and one piece).
  *
  * Instruction sets: lkv_p2_encode_isa / lkv_p2_decode_isa run full slots
@@ -408,6 +409,9 @@ typedef struct p2_models {
     uint32_t lev_dim, lev_have;      /* bit l of lev_have: lev[l] is built             */
     lkv_p2_vtab *lvt[LKV_P2_LEVELS]; /* their SIMD decode tables (decoder only)   */
     uint32_t lvt_have;               /* bit l: lvt[l] is lev[l]'s                 */
+    lkv_p2_etab *let[LKV_P2_LEVELS]; /* their SIMD encoder symbols (encoder only) */
+    uint32_t let_have;               /* bit l: let[l] is lev[l]'s                 */
+    const lkv_p2_etab **ec;          /* a channel piece's, per coordinate          */
     int16_t *ck;                     /* a chunk's channel-domain points [cnt][dim]      */
     uint8_t *cc;                     /* and cosets [cnt][dim / 8]                       */
     uint8_t *cout;                   /* the channel trial's piece                       */
@@ -419,8 +423,11 @@ _Static_assert(LKV_PIECES_MAX <= 32, "p2_models.chans: a bit per piece");
 
 static void models_free(p2_models *ms)
 {
-    for (uint32_t l = 0; l < LKV_P2_LEVELS; l++)
+    for (uint32_t l = 0; l < LKV_P2_LEVELS; l++) {
         free(ms->lvt[l]);
+        free(ms->let[l]);
+    }
+    free(ms->ec);
     free(ms->lev);
     free(ms->ck);
     free(ms->cc);
@@ -437,6 +444,7 @@ static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
         ms->lev_dim = dim;
         ms->lev_have = 0;
         ms->lvt_have = 0;
+        ms->let_have = 0;
     }
     if (!((ms->lev_have >> l) & 1u)) {
         if (!lkv_p2_model_build_level(ms->q, dim, l, &ms->lev[l]))
@@ -493,6 +501,28 @@ static int piece_vtabs(p2_models *ms, const lkv_p2_vtab *vt, uint32_t dim, p2_pi
             ms->lvt_have |= 1u << l;
         }
         pc->vc[i] = ms->lvt[l];
+    }
+    return 1;
+}
+
+/* Each coordinate's SIMD encoder symbols of a channel piece (piece_channel
+ * set its level models): its level's, built at their first use in this
+ * call. The pointers live in ms, not in the piece, whose copies sit on the
+ * stack. 0 when out of memory. */
+static int piece_etabs(p2_models *ms, uint32_t dim, p2_piece *pc)
+{
+    if (!ms->ec && !(ms->ec = (const lkv_p2_etab **)malloc(LKV_DIM_MAX * sizeof *ms->ec)))
+        return 0;
+    pc->ec = ms->ec;
+    for (uint32_t i = 0; i < dim; i++) {
+        const uint32_t l = pc->mc[i]->level;
+        if (!((ms->let_have >> l) & 1u)) {
+            if (!ms->let[l] && !(ms->let[l] = (lkv_p2_etab *)malloc(sizeof *ms->let[l])))
+                return 0;
+            lkv_p2_etab_build(pc->mc[i], ms->let[l]);
+            ms->let_have |= 1u << l;
+        }
+        ms->ec[i] = ms->let[l];
     }
     return 1;
 }
@@ -623,12 +653,13 @@ static int slot_points(p2_models *ms)
  * states, words) coded into ms->cout, *len bytes. Slot k's points lie at
  * ms->ck + k * 32 * LKV_DIM_MAX: a full slot on a SIMD path symbol-major
  * (kt[i * 32 + l], as encode_chunk's), quantised and coded by the kernels
- * (ks); any other slot vector-major, rows of LKV_DIM_MAX. Either way the
- * same points, levels, symbols and words.
+ * (ks), or already there from est_channel when pts is set; any other slot
+ * vector-major, rows of LKV_DIM_MAX. Either way the same points, levels,
+ * symbols and words.
  */
 static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
                           const uint8_t *src, size_t first, size_t cnt, p2_piece *pc, size_t *len,
-                          const p2_kern *ks)
+                          const p2_kern *ks, int pts)
 {
     const p2_layout *lo = ms->lo;
     const uint32_t pd = m->dim, off = lo->split.off[j], dim = lo->split.dim;
@@ -654,7 +685,8 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
             const unsigned wd = ks->width;
             int16_t(*kv)[LKV_DIM_MAX] = (int16_t(*)[LKV_DIM_MAX])kr;
             uint8_t(*cv)[LKV_DIM_MAX / 8] = (uint8_t(*)[LKV_DIM_MAX / 8]) cr;
-            for (size_t l0 = 0; l0 < nk; l0 += wd) {
+            /* a full slot's points may be est_channel's already */
+            for (size_t l0 = 0; l0 < nk && !(full && pts); l0 += wd) {
                 const unsigned gc = nk - l0 < wd ? (unsigned)(nk - l0) : wd;
                 const uint8_t *rows[LKV_P2_WIDTH_MAX];
                 uint16_t code[LKV_P2_WIDTH_MAX];
@@ -665,13 +697,11 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
                                  full ? cr + l0 : NULL))
                     return ENC_BAD_VECTOR;
             }
-            if (full) {
-                ks->pt_squares(pd, kr, cr, sq);
-                continue;
-            }
+            if (full)
+                continue; /* its squares below, with the other full slots' */
         } else
 #else
-        (void)ks;
+        (void)ks, (void)pts;
 #endif
             for (size_t l = 0; l < nk; l++) {
                 uint16_t code;
@@ -688,12 +718,16 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
                 sq[i] += (uint64_t)(p2 * p2);
             }
     }
+#if defined(LKV_P2_SIMD)
+    if (ks)
+        ks->pt_squares(pd, cnt / LKV_P2_LANES, ms->ck, KS, ms->cc, CS, sq);
+#endif
     uint8_t lv[LKV_DIM_MAX];
     double thr[LKV_P2_LEVELS - 1];
     lkv_p2_level_thresholds((double)((uint64_t)cnt * ms->q * ms->q * pd), thr);
     for (uint32_t i = 0; i < pd; i++)
         lv[i] = (uint8_t)lkv_p2_level_at(sq[i], thr);
-    if (!piece_channel(ms, m, lv, pc))
+    if (!piece_channel(ms, m, lv, pc) || (ks && !piece_etabs(ms, pd, pc)))
         return ENC_NOMEM;
     uint8_t *out = ms->cout;
     const size_t hdr = piece_hdr(lo, pd, 1), nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
@@ -729,6 +763,10 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     return ENC_OK;
 }
 
+/* Which points est_channel left in ms->ck, ms->cc: none, the rotated or
+ * the channel ones. */
+enum { PTS_NONE, PTS_ROT, PTS_CHAN };
+
 /* The estimate of coding the integer coordinate n with model m's table
  * t[0][0] (lkv_p2_est_cost), n clamped to the table. */
 static inline uint32_t est_of(const lkv_p2_model *m, int32_t n)
@@ -749,12 +787,13 @@ static inline uint32_t est_of(const lkv_p2_model *m, int32_t n)
  * codes (both modes share them) into the chunk's norm field. On a SIMD path
  * the kernels (ks->estimate, est_squares, est_chan) compute the same
  * integers; the channel values lie coordinate-major either way, value i of
- * vector v at ms->cn[i * stride + v]. Where the last chunk coded piece j
- * in the rotated mode, on a SIMD path, the estimate kernel also puts the
- * rotated points of each full slot k into ms->ck + k * SLOT_K and ms->cc +
- * k * SLOT_C (symbol-major, quantise's), so that the rotated mode need not
- * compute them again; *pts is then 1, else 0. That guess of the mode only
- * saves work: the points are the same either way.
+ * vector v at ms->cn[i * stride + v]. On a SIMD path the estimate kernel
+ * also puts the points of each full slot k into ms->ck + k * SLOT_K and
+ * ms->cc + k * SLOT_C (symbol-major, quantise's) in the mode the last chunk
+ * coded piece j in, so that the mode coded next need not compute them again
+ * where that guess holds (lognormal channels: every chunk after the first);
+ * *pts is then PTS_ROT or PTS_CHAN, else PTS_NONE. The guess only saves
+ * work: the points are the same either way.
  */
 static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dtype dt,
                        const uint8_t *src, size_t first, size_t cnt, uint8_t *body, int *chan,
@@ -769,13 +808,14 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
         return ENC_NOMEM;
     const float ch = chan_scale(m);
     uint64_t s[LKV_DIM_MAX] = {0}, crot = 16u * 8u * piece_hdr(lo, pd, 0);
-    *pts = 0;
+    *pts = PTS_NONE;
 #if defined(LKV_P2_SIMD)
     if (ks) {
         const unsigned wd = ks->width;
         const size_t nfull = cnt / LKV_P2_LANES * LKV_P2_LANES;
-        *pts = !((ms->chans >> j) & 1u);
-        if (*pts && !slot_points(ms))
+        const int guess = (ms->chans >> j) & 1u;
+        *pts = guess ? PTS_CHAN : PTS_ROT;
+        if (!slot_points(ms))
             return ENC_NOMEM;
         for (size_t v0 = 0; v0 < cnt; v0 += wd) {
             const unsigned gc = cnt - v0 < wd ? (unsigned)(cnt - v0) : wd;
@@ -784,9 +824,16 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
             uint16_t code[LKV_P2_WIDTH_MAX];
             for (unsigned l = 0; l < wd; l++)
                 rows[l] = src + ((first + v0 + (l < gc ? l : 0)) * dim + off) * esz;
+            /* The next group's rows, while this one is coded: the kernel
+             * reads a group across its rows (a new 4 KiB page per group at
+             * D = 128 in bf16, where hardware prefetchers stop), and its
+             * loads' misses were the front end's largest cost (perf). */
+            for (size_t v = v0 + wd; v < v0 + 2u * wd && v < cnt; v++)
+                for (size_t b = 0; b < pd * esz; b += 64)
+                    __builtin_prefetch(src + ((first + v) * dim + off) * esz + b);
             if (ks->estimate(m, lo->fmt, ch, dt, rows, gc, code, ms->cn + v0, stride, &crot,
-                             *pts && v0 < nfull ? ms->ck + k * SLOT_K + l0 : NULL,
-                             *pts && v0 < nfull ? ms->cc + k * SLOT_C + l0 : NULL))
+                             v0 < nfull ? ms->ck + k * SLOT_K + l0 : NULL,
+                             v0 < nfull ? ms->cc + k * SLOT_C + l0 : NULL, guess))
                 return ENC_BAD_VECTOR;
             for (unsigned l = 0; l < gc; l++)
                 norm_code_put(lo, body, v0 + l, j, code[l]);
@@ -870,15 +917,16 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             state[l] = LKV_P2_RANS_LOW;
         piece_rotated(m, &pc);
         const size_t start = pos, hdr = piece_hdr(lo, pd, 0);
-        int chan = 0, pts = 0;
+        int chan = 0, pts = PTS_NONE;
         if (hdr) {
             /* Version 4: the channel domain where the estimate says it is
-             * the shorter (est_channel), else the rotated one, whose full
-             * slots' points the estimate has put in ms->ck on a SIMD path. */
+             * the shorter (est_channel), else the rotated one; on a SIMD
+             * path the estimate has put the full slots' points of the mode
+             * it guessed in ms->ck. */
             int r = est_channel(ms, m, j, dt, src, first, cnt, dst + 4, &chan, ks, &pts);
             size_t clen = 0;
             if (r == ENC_OK && chan)
-                r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen, ks);
+                r = encode_channel(ms, m, j, dt, src, first, cnt, &pch, &clen, ks, pts == PTS_CHAN);
             if (r != ENC_OK)
                 return r;
             if (chan) {
@@ -905,10 +953,10 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
 #if defined(LKV_P2_SIMD)
             /* ks->width vectors at a time on a SIMD path; the same points,
              * symbol-major for a full slot, whose rANS is vectorised too. */
-            const int full = ks && nk == LKV_P2_LANES;
-            const int16_t *ktk = full && pts ? ms->ck + k * SLOT_K : kt;
-            const uint8_t *ctk = full && pts ? ms->cc + k * SLOT_C : ct;
-            if (full && pts) {
+            const int full = ks && nk == LKV_P2_LANES, rp = full && pts == PTS_ROT;
+            const int16_t *ktk = rp ? ms->ck + k * SLOT_K : kt;
+            const uint8_t *ctk = rp ? ms->cc + k * SLOT_C : ct;
+            if (rp) {
                 /* points and norm codes from est_channel */
             } else if (ks) {
                 const unsigned wd = ks->width;

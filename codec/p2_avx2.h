@@ -360,40 +360,48 @@ SK_INLINE int p2a_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *w
         *wp -= 2u * cnt;
         *x = p2a_blend(emit, _mm256_srli_epi32(*x, 16), *x);
     }
-    /* x / freq: the multiply-high estimate is at most 2 below. */
-    vi q = vi_mulhi(*x, rcp);
-    vi r = _mm256_sub_epi32(*x, _mm256_mullo_epi32(q, freq));
-    for (int k = 0; k < 2; k++) {
-        const vi ge = p2a_le(freq, r);
-        q = _mm256_sub_epi32(q, ge);
-        r = _mm256_sub_epi32(r, _mm256_and_si256(ge, freq));
-    }
-    *x = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, (int)LKV_P2_PROB_BITS), r), start);
+    /* x / freq: the multiply-high estimate q is at most 2 below, r < 3 freq;
+     * both steps up from r at once (p2v_put). */
+    const vi q = vi_mulhi(*x, rcp);
+    const vi r = _mm256_sub_epi32(*x, _mm256_mullo_epi32(q, freq));
+    const vi step = _mm256_sub_epi32(_mm256_set1_epi32((int)LKV_P2_PROB_ONE), freq);
+    const vi up1 = _mm256_and_si256(p2a_le(freq, r), step);
+    const vi up2 = _mm256_and_si256(p2a_le(_mm256_add_epi32(freq, freq), r), step);
+    const vi y =
+        _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, (int)LKV_P2_PROB_BITS), start), r);
+    *x = _mm256_add_epi32(y, _mm256_add_epi32(up1, up2));
     return 1;
 }
 
 /* The symbols of one table coordinate in 8 lanes (p2v_coord_syms): rotated
- * from vt->cc, a channel coordinate from its model mi's cum[] (cbase). */
-SK_INLINE void p2a_coord_syms(const lkv_p2_model *mi, const lkv_p2_vtab *vt, const int chan, vi ti,
-                              vi cbase, vi rcpbase, vi b, uint32_t rawb, vi u, vi (*sy)[3],
-                              unsigned *ns)
+ * from vt->cc and m's rcp[] (rcpbase), a channel coordinate from its
+ * level's et, one 64-bit lookup. */
+SK_INLINE void p2a_coord_syms(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_etab *et,
+                              const int chan, vi ti, vi rcpbase, vi b, uint32_t rawb, vi u,
+                              vi (*sy)[3], unsigned *ns)
 {
     const vi hi = _mm256_srlv_epi32(u, b);
+    const vi ei = _mm256_add_epi32(_mm256_slli_epi32(ti, 9), hi); /* 512 bins per table */
     if (chan) {
-        const vi ci = _mm256_add_epi32(cbase, hi);
-        const vi c0 = _mm256_i32gather_epi32((const int *)mi->t, ci, 4);
-        const vi c1 =
-            _mm256_i32gather_epi32((const int *)mi->t, _mm256_add_epi32(ci, vi_set1(1)), 4);
-        sy[*ns][0] = c0;
-        sy[*ns][1] = _mm256_sub_epi32(c1, c0);
+        /* lanes 0, 1, 4, 5 from ga and 2, 3, 6, 7 from gb: then the lanes'
+         * low and high halves are one in-lane shuffle each */
+        const vi eo = _mm256_permutevar8x32_epi32(ei, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+        const long long *e = (const long long *)et->e;
+        const __m256 ga =
+            _mm256_castsi256_ps(_mm256_i32gather_epi64(e, _mm256_castsi256_si128(eo), 8));
+        const __m256 gb =
+            _mm256_castsi256_ps(_mm256_i32gather_epi64(e, _mm256_extracti128_si256(eo, 1), 8));
+        const vi lo = _mm256_castps_si256(_mm256_shuffle_ps(ga, gb, 0x88)); /* start | freq << 16 */
+        sy[*ns][0] = _mm256_and_si256(lo, _mm256_set1_epi32(0xffff));
+        sy[*ns][1] = _mm256_srli_epi32(lo, 16);
+        sy[*ns][2] = _mm256_castps_si256(_mm256_shuffle_ps(ga, gb, 0xdd));
     } else {
-        const vi cc = _mm256_i32gather_epi32((const int *)vt->cc,
-                                             _mm256_add_epi32(_mm256_slli_epi32(ti, 9), hi), 4);
+        const vi cc = _mm256_i32gather_epi32((const int *)vt->cc, ei, 4);
         const vi c0 = _mm256_and_si256(cc, _mm256_set1_epi32(0xffff));
         sy[*ns][0] = c0;
         sy[*ns][1] = _mm256_sub_epi32(_mm256_srli_epi32(cc, 16), c0);
+        sy[*ns][2] = _mm256_i32gather_epi32((const int *)m->t, _mm256_add_epi32(rcpbase, hi), 4);
     }
-    sy[*ns][2] = _mm256_i32gather_epi32((const int *)mi->t, _mm256_add_epi32(rcpbase, hi), 4);
     (*ns)++;
     if (rawb) {
         const uint32_t f = LKV_P2_PROB_ONE >> rawb;
@@ -405,15 +413,16 @@ SK_INLINE void p2a_coord_syms(const lkv_p2_model *mi, const lkv_p2_vtab *vt, con
     }
 }
 
-/* The offsets, in uint32 from m->t, of each table's array at byte offset
- * field within lkv_p2_table (cum or rcp), for permutevar8x32 by ti. */
-static inline vi p2a_field_base(const lkv_p2_model *m, size_t field)
+/* The offsets, in uint32 from m->t, of each table's rcp[], for
+ * permutevar8x32 by ti. */
+static inline vi p2a_rcp_base(const lkv_p2_model *m)
 {
     int32_t rb[8] = {0};
     for (unsigned c = 0; c < 2; c++)
         for (unsigned t = 0; t < 3; t++)
-            rb[c * 3 + t] =
-                (int32_t)(((const uint8_t *)&m->t[c][t] + field - (const uint8_t *)m->t) / 4);
+            rb[c * 3 + t] = (int32_t)(((const uint8_t *)&m->t[c][t] + offsetof(lkv_p2_table, rcp) -
+                                       (const uint8_t *)m->t) /
+                                      4);
     return _mm256_loadu_si256((const __m256i *)rb);
 }
 
@@ -427,9 +436,8 @@ SK_INLINE int p2a_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
 {
     p2a_tabs tb;
     p2a_tabs_init(m, &tb);
-    const vi rbase = p2a_field_base(m, offsetof(lkv_p2_table, rcp)), one = vi_set1(1);
-    const vi cbase = chan ? p2a_field_base(m, offsetof(lkv_p2_table, cum)) : rbase;
-    const lkv_p2_model *const *mc = chan ? pc->mc + 8 * b : NULL;
+    const vi rbase = p2a_rcp_base(m), one = vi_set1(1);
+    const lkv_p2_etab *const *ec = chan ? pc->ec + 8 * b : NULL;
     const uint32_t f1 = chan ? pc->f1[b] : m->coset_f1, b6 = m->t[0][0].b, b7 = m->t[0][1].b;
     const uint32_t cr0 = chan ? pc->rcp[b][0] : m->coset_rcp[0];
     const uint32_t cr1 = chan ? pc->rcp[b][1] : m->coset_rcp[1];
@@ -446,7 +454,6 @@ SK_INLINE int p2a_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
         vi ti = _mm256_and_si256(half, vi_set1(3)), par = _mm256_setzero_si256();
         const vi jlo0 = p2a_of(tb.jlo, ti), n0 = p2a_of(tb.n, ti);
         const vi bb0 = p2a_of(tb.b, ti), rb0 = p2a_of(rbase, ti);
-        const vi cb0 = chan ? p2a_of(cbase, ti) : rb0;
         for (uint32_t i = 0; i < 7; i++) {
             const vi k = _mm256_cvtepi16_epi32(
                 _mm_loadu_si128((const __m128i *)(kt + i * LKV_P2_LANES + 8u * g)));
@@ -455,7 +462,7 @@ SK_INLINE int p2a_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
                     _mm256_or_si256(p2a_le(n0, u), _mm256_cmpgt_epi32(_mm256_setzero_si256(), u))))
                 return 1;
             par = _mm256_xor_si256(par, _mm256_and_si256(k, one));
-            p2a_coord_syms(chan ? mc[i] : m, vt, chan, ti, cb0, rb0, bb0, b6, u, sy[g], &ns);
+            p2a_coord_syms(m, vt, chan ? ec[i] : NULL, chan, ti, rb0, bb0, b6, u, sy[g], &ns);
         }
         const vi k7 = _mm256_cvtepi16_epi32(
             _mm_loadu_si128((const __m128i *)(kt + 7 * LKV_P2_LANES + 8u * g)));
@@ -467,9 +474,8 @@ SK_INLINE int p2a_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
         if (p2a_bits(_mm256_or_si256(p2a_le(p2a_of(tb.n, ti), u),
                                      _mm256_cmpgt_epi32(_mm256_setzero_si256(), u))))
             return 1;
-        const vi rb7 = p2a_of(rbase, ti);
-        p2a_coord_syms(chan ? mc[7] : m, vt, chan, ti, chan ? p2a_of(cbase, ti) : rb7, rb7,
-                       p2a_of(tb.b, ti), b7, u, sy[g], &ns);
+        p2a_coord_syms(m, vt, chan ? ec[7] : NULL, chan, ti, p2a_of(rbase, ti), p2a_of(tb.b, ti),
+                       b7, u, sy[g], &ns);
     }
     vi x[P2A_REGS];
     for (unsigned g = 0; g < P2A_REGS; g++)

