@@ -111,21 +111,41 @@ static inline vi p2a_coset(vi *x, uint32_t f1)
     return c;
 }
 
+/* The lx entries (lkv_p2_vtab) at the 8 indices li, their low halves to
+ * *lo and high halves to *hi, by 8 scalar loads, as p2v_lx (which gives
+ * the reason and the measurement): on Zen 4 they cost less than the two
+ * 8-lane gathers of the halves they replace. */
+static inline void p2a_lx(const uint64_t *lx, vi li, vi *lo, vi *hi)
+{
+    uint32_t ix[8];
+    _mm256_storeu_si256((__m256i *)ix, li);
+    __m128i p[4];
+    for (unsigned k = 0; k < 4; k++)
+        p[k] = _mm_insert_epi64(_mm_cvtsi64_si128((long long)lx[ix[2 * k]]),
+                                (long long)lx[ix[2 * k + 1]], 1);
+    /* entries 0, 1, 4, 5 and 2, 3, 6, 7: the shuffles' 128-bit lanes then
+     * hold entries 0..3 and 4..7 */
+    const __m256 a =
+        _mm256_castsi256_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(p[0]), p[2], 1));
+    const __m256 b =
+        _mm256_castsi256_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(p[1]), p[3], 1));
+    *lo = _mm256_castps_si256(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+    *hi = _mm256_castps_si256(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 /* The bin symbol of every lane of x from table ti (0..5) of each lane, as
- * p2v_bin: one 64-bit lookup, one step up, the fine row, the walk. A
- * 64-bit entry is read as two 8-lane gathers of its 32-bit halves (little
- * endian), which decoded 4.5-4.7 M vectors/s against 3.7-4.5 for 4-lane
- * 64-bit gathers and a deinterleave (codec_p2_bench, 2^19 vectors, two
+ * p2v_bin: one 64-bit lookup (p2a_lx), one step up, the fine row, the
+ * walk. The halves of an entry were read as two 8-lane gathers before,
+ * which decoded 4.5-4.7 M vectors/s against 3.7-4.5 for 4-lane 64-bit
+ * gathers and a deinterleave (codec_p2_bench, 2^19 vectors, two
  * alternating runs each, dev VM). */
 static inline vi p2a_bin(const lkv_p2_vtab *vt, vi ti, vi *x)
 {
     const vi slot = _mm256_and_si256(*x, _mm256_set1_epi32((int)(LKV_P2_PROB_ONE - 1u)));
     const vi tb = _mm256_slli_epi32(ti, 9); /* 512 entries per table */
     const vi li = _mm256_add_epi32(tb, _mm256_srli_epi32(slot, (int)LKV_P2_LUT_SHIFT));
-    const int *lx = (const int *)vt->lx; /* entry i: words 2i (low) and 2i + 1 */
-    const vi li2 = _mm256_add_epi32(li, li);
-    const vi lo = _mm256_i32gather_epi32(lx, li2, 4);
-    const vi hi = _mm256_i32gather_epi32(lx + 1, li2, 4);
+    vi lo, hi;
+    p2a_lx(&vt->lx[0][0], li, &lo, &hi);
     const vi mask16 = _mm256_set1_epi32(0xffff);
     vi s = _mm256_and_si256(lo, _mm256_set1_epi32(0x1ff));
     vi c0 = _mm256_srli_epi32(lo, 16);
