@@ -124,6 +124,15 @@ _Static_assert(LKV_P2_NBINS_MAX <= 1u << 9 && LKV_P2_FINE_ROWS < 1u << 7, "lx's 
 
 void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
 
+/* p2.c keeps the rotated models (and their vtabs) of the first
+ * LKV_P2_CACHE_SLOTS (Q, D) pairs a process codes, and the level models of
+ * the first LKV_P2_CACHE_LEVEL_SLOTS (Q, D, level) triples;
+ * lkv_p2_cache_disable(1) makes every call build its own again (tests
+ * compare the two), (0) uses the cache again. */
+#define LKV_P2_CACHE_SLOTS       32u
+#define LKV_P2_CACHE_LEVEL_SLOTS 256u
+void lkv_p2_cache_disable(int off);
+
 /*
  * The SIMD encoder's symbols of a channel level's model: for table
  * ti = c * 3 + tab and bin s < nbins (no other entry is set),

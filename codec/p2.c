@@ -27,10 +27,16 @@
  * packed decode tables (68 KiB), the slot's points symbol-major (64 KiB)
  * and profile 1's lane scratch: up to about 330 KiB (docs/codec-v2.md).
  * Version 4's channel mode allocates at first use in a call, and frees at
- * its end (models_free): the level models (up to 32 x 31 KiB), on a SIMD
+ * its end (models_free): the level models the cache does not hold (up to
+ * 32 x 31 KiB), on a SIMD
  * decoder their decode tables (68 KiB each), on a SIMD encoder their
  * symbol tables (24 KiB each, lkv_p2_etab), and the encoder's channel
  * trial (a chunk's points and one piece).
+ *
+ * Models shared by calls: the rotated model of a (Q, D) with its SIMD
+ * tables, and version 4's level models, are built once per process and
+ * kept (the model cache, above level_model), for the first pairs and
+ * triples a process uses; later ones are built in each call, as before.
  *
  * Instruction sets: lkv_p2_encode_isa / lkv_p2_decode_isa run full slots
  * (32 vectors) on the kernels of a SIMD path (lkv_p2_kernels: p2_avx512.h,
@@ -41,6 +47,7 @@
 #include "lkv_p2.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,20 +408,22 @@ size_t lkv_compress_bound(const lkv_params *p, const uint64_t *shape, uint32_t n
 typedef struct p2_models {
     const p2_layout *lo;
     uint32_t q;
-    int built; /* piece index + 1 of m, 0 when none */
+    int built;                  /* piece index + 1 of m or cm, 0 when none */
+    const struct p2_cached *cm; /* piece built's model from the cache, or NULL: m */
     lkv_p2_model m;
     int vt_built; /* piece index + 1 of vt (SIMD decode only), 0 when none */
     lkv_p2_vtab vt;
-    lkv_p2_model *lev;               /* LKV_P2_LEVELS level models of dimension lev_dim */
-    uint32_t lev_dim, lev_have;      /* bit l of lev_have: lev[l] is built             */
-    lkv_p2_vtab *lvt[LKV_P2_LEVELS]; /* their SIMD decode tables (decoder only)   */
-    uint32_t lvt_have;               /* bit l: lvt[l] is lev[l]'s                 */
-    lkv_p2_etab *let[LKV_P2_LEVELS]; /* their SIMD encoder symbols (encoder only) */
-    uint32_t let_have;               /* bit l: let[l] is lev[l]'s                 */
-    const lkv_p2_etab **ec;          /* a channel piece's, per coordinate          */
-    int16_t *ck;                     /* a chunk's channel-domain points [cnt][dim]      */
-    uint8_t *cc;                     /* and cosets [cnt][dim / 8]                       */
-    uint8_t *cout;                   /* the channel trial's piece                       */
+    const lkv_p2_model *levp[LKV_P2_LEVELS]; /* level l's model of dimension lev_dim */
+    lkv_p2_model *lev;                       /* those not from the cache (LKV_P2_LEVELS of them) */
+    uint32_t lev_dim, lev_have;              /* bit l of lev_have: levp[l] is set              */
+    lkv_p2_vtab *lvt[LKV_P2_LEVELS];         /* their SIMD decode tables (decoder only)   */
+    uint32_t lvt_have;                       /* bit l: lvt[l] is levp[l]'s                */
+    lkv_p2_etab *let[LKV_P2_LEVELS];         /* their SIMD encoder symbols (encoder only) */
+    uint32_t let_have;                       /* bit l: let[l] is levp[l]'s                */
+    const lkv_p2_etab **ec;                  /* a channel piece's, per coordinate          */
+    int16_t *ck;                             /* a chunk's channel-domain points [cnt][dim]      */
+    uint8_t *cc;                             /* and cosets [cnt][dim / 8]                       */
+    uint8_t *cout;                           /* the channel trial's piece                       */
     size_t cout_cap;
     int16_t *cn;    /* the mode estimate's channel values [dim][chunk up to 16] */
     uint32_t chans; /* bit j: the last chunk coded piece j in the channel mode */
@@ -435,11 +444,84 @@ static void models_free(p2_models *ms)
     free(ms->cout);
 }
 
-/* Level l's model of dimension dim; NULL when out of memory. */
+/*
+ * The model cache. Building a model and its SIMD tables is most of a small
+ * call's time: a 32-vector call of version 3 took about 70 us, 77 % of it in
+ * build_table and lkv_p2_vtab_build, and a version 4 encode rebuilt up to 32
+ * level models a call (perf, dev VM); a service codes a few hundred vectors
+ * a call. So the rotated models (with their vtab) of the first
+ * LKV_P2_CACHE_SLOTS (Q, D) pairs a process codes, and the level models of
+ * the first LKV_P2_CACHE_LEVEL_SLOTS (Q, D, level) triples, are built once
+ * and kept until the process ends, never changed (about 130 and 31 KiB
+ * each). Slots fill in order, each by one compare-and-swap from NULL after
+ * its entry is complete, so a reader that loads a slot (acquire) sees a
+ * whole entry and takes no lock. Two calls that miss at once may both
+ * build; the loser frees its copy and takes the winner's. When every slot
+ * holds something else, the call builds its own in its frame, as before.
+ */
+typedef struct p2_cached {
+    uint32_t q, dim, level; /* level: LKV_P2_LEVEL_ROTATED or 0..31 */
+    lkv_p2_model m;
+    lkv_p2_vtab vt[]; /* one for a rotated model, none for a level's */
+} p2_cached;
+
+static _Atomic(p2_cached *) rot_cache[LKV_P2_CACHE_SLOTS];
+static _Atomic(p2_cached *) level_cache[LKV_P2_CACHE_LEVEL_SLOTS];
+static atomic_int cache_off;
+
+void lkv_p2_cache_disable(int off)
+{
+    atomic_store(&cache_off, off);
+}
+
+static p2_cached *cached_build(uint32_t q, uint32_t dim, uint32_t level)
+{
+    const int rot = level == LKV_P2_LEVEL_ROTATED;
+    p2_cached *e = (p2_cached *)malloc(sizeof *e + (rot ? sizeof(lkv_p2_vtab) : 0));
+    if (!e || !(rot ? lkv_p2_model_build(q, dim, &e->m)
+                    : lkv_p2_model_build_level(q, dim, level, &e->m))) {
+        free(e);
+        return NULL;
+    }
+    e->q = q;
+    e->dim = dim;
+    e->level = level;
+    if (rot)
+        lkv_p2_vtab_build(&e->m, e->vt);
+    return e;
+}
+
+/* The cached model of (q, dim, level) in slots, or NULL (cache full or off,
+ * out of memory). */
+static const p2_cached *cache_get(_Atomic(p2_cached *) *slots, uint32_t nslots, uint32_t q,
+                                  uint32_t dim, uint32_t level)
+{
+    if (atomic_load_explicit(&cache_off, memory_order_relaxed))
+        return NULL;
+    p2_cached *mine = NULL;
+    for (uint32_t i = 0; i < nslots; i++) {
+        p2_cached *e = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (!e) {
+            if (!mine && !(mine = cached_build(q, dim, level)))
+                return NULL;
+            if (atomic_compare_exchange_strong_explicit(&slots[i], &e, mine, memory_order_acq_rel,
+                                                        memory_order_acquire))
+                return mine;
+            /* another call filled slot i first: e is its entry */
+        }
+        if (e->q == q && e->dim == dim && e->level == level) {
+            free(mine);
+            return e;
+        }
+    }
+    free(mine);
+    return NULL;
+}
+
+/* Level l's model of dimension dim: from the cache, else built in ms->lev;
+ * NULL when out of memory. */
 static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
 {
-    if (!ms->lev && !(ms->lev = (lkv_p2_model *)malloc(LKV_P2_LEVELS * sizeof *ms->lev)))
-        return NULL;
     if (ms->lev_dim != dim) {
         ms->lev_dim = dim;
         ms->lev_have = 0;
@@ -447,11 +529,19 @@ static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
         ms->let_have = 0;
     }
     if (!((ms->lev_have >> l) & 1u)) {
-        if (!lkv_p2_model_build_level(ms->q, dim, l, &ms->lev[l]))
-            return NULL;
+        const p2_cached *e = cache_get(level_cache, LKV_P2_CACHE_LEVEL_SLOTS, ms->q, dim, l);
+        if (e) {
+            ms->levp[l] = &e->m;
+        } else {
+            if (!ms->lev && !(ms->lev = (lkv_p2_model *)malloc(LKV_P2_LEVELS * sizeof *ms->lev)))
+                return NULL;
+            if (!lkv_p2_model_build_level(ms->q, dim, l, &ms->lev[l]))
+                return NULL;
+            ms->levp[l] = &ms->lev[l];
+        }
         ms->lev_have |= 1u << l;
     }
-    return &ms->lev[l];
+    return ms->levp[l];
 }
 
 /* The channel mode's scale c = fp32(fp32(Q / 4) * sqrt(D)). */
@@ -548,24 +638,30 @@ static const p2_kern *kernels_of(lkv_isa isa)
     return NULL;
 }
 
+/* Piece j's model: from the cache, else built in ms->m. */
+static const lkv_p2_model *model_of(p2_models *ms, uint32_t j)
+{
+    if (ms->built != (int)j + 1) {
+        const uint32_t dim = ms->lo->split.d[j].p.dim;
+        ms->cm = cache_get(rot_cache, LKV_P2_CACHE_SLOTS, ms->q, dim, LKV_P2_LEVEL_ROTATED);
+        if (!ms->cm && !lkv_p2_model_build(ms->q, dim, &ms->m))
+            return NULL;
+        ms->built = (int)j + 1;
+        ms->vt_built = 0;
+    }
+    return ms->cm ? &ms->cm->m : &ms->m;
+}
+
 /* The SIMD decode tables of piece j's model, which must be current. */
 static const lkv_p2_vtab *vtab_of(p2_models *ms, uint32_t j)
 {
+    if (ms->cm)
+        return ms->cm->vt;
     if (ms->vt_built != (int)j + 1) {
         lkv_p2_vtab_build(&ms->m, &ms->vt);
         ms->vt_built = (int)j + 1;
     }
     return &ms->vt;
-}
-
-static const lkv_p2_model *model_of(p2_models *ms, uint32_t j)
-{
-    if (ms->built != (int)j + 1) {
-        if (!lkv_p2_model_build(ms->q, ms->lo->split.d[j].p.dim, &ms->m))
-            return NULL;
-        ms->built = (int)j + 1;
-    }
-    return &ms->m;
 }
 
 /* Why a chunk failed; the caller reports the first failing vector. */

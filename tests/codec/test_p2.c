@@ -21,6 +21,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1558,4 +1559,115 @@ Test(p2, v4_level_models_match_the_rotated_model_at_log2_d)
     cr_assert_eq(lkv_p2_model_build_level(54, 96, 5, ml), 0);
     cr_assert_eq(lkv_p2_model_build_level(54, 0, 5, ml), 0);
     free(m), free(ml);
+}
+
+/* The model cache (p2.c model_cache): calls that take the shared models
+ * give the bytes and values of calls that build their own, also when four
+ * threads fill the cache at once with the same pairs in different orders,
+ * and past its LKV_P2_CACHE_SLOTS pairs, where calls build their own
+ * again. Workers count mismatches; the asserts run on the test's thread. */
+#define CACHE_CONFIGS 12
+#define CACHE_THREADS 4
+
+typedef struct cache_case {
+    lkv_params p;
+    coded want;
+    float *want_y;
+} cache_case;
+
+typedef struct cache_worker_arg {
+    const cache_case *cs;
+    const float *x;
+    size_t n;
+    int id, bad;
+} cache_worker_arg;
+
+/* Encodes and decodes case c; 0 when both equal what it wants. */
+static int cache_check(const cache_case *c, const float *x, size_t n)
+{
+    const size_t cap = lkv_p2_payload_bound(&c->p, n);
+    unsigned char *buf = malloc(cap);
+    float *y = malloc(n * c->p.dim * sizeof *y);
+    size_t len = 0;
+    lkv_diag d;
+    int bad = !buf || !y ||
+              lkv_p2_encode(&c->p, LKV_DTYPE_FP32, x, n, buf, cap, &len, &d) != LKV_OK ||
+              len != c->want.len || memcmp(buf, c->want.buf, len) != 0 ||
+              lkv_p2_decode(&c->p, buf, len, n, LKV_DTYPE_FP32, y, &d) != LKV_OK ||
+              memcmp(y, c->want_y, n * c->p.dim * sizeof *y) != 0;
+    free(buf);
+    free(y);
+    return bad;
+}
+
+static void *cache_worker(void *arg)
+{
+    cache_worker_arg *a = arg;
+    /* its half of the cases (one dim), from a different first case per thread */
+    for (int k = 0; k < CACHE_CONFIGS / 2; k++)
+        a->bad += cache_check(&a->cs[(k + 5 * a->id) % (CACHE_CONFIGS / 2)], a->x, a->n);
+    return NULL;
+}
+
+static void cache_want(cache_case *c, const float *x, size_t n)
+{
+    c->want = encode(&c->p, LKV_DTYPE_FP32, x, n);
+    c->want_y = malloc(n * c->p.dim * sizeof *c->want_y);
+    lkv_diag d;
+    cr_assert_eq(lkv_p2_decode(&c->p, c->want.buf, c->want.len, n, LKV_DTYPE_FP32, c->want_y, &d),
+                 LKV_OK, "q=%u dim=%u format=%u: %s", c->p.q, c->p.dim, c->p.format, d.msg);
+}
+
+Test(p2, cached_models_give_the_bytes_of_private_ones)
+{
+    const size_t n = 100; /* three full slots and a partial one */
+    float *x = make_dataset(DS_KEYS, n, 128, 23);
+    float *x96 = make_dataset(DS_KEYS, n, 96, 24); /* pieces of 64 and 32 */
+    static const uint32_t qs[] = {3, 38, 59, 200, 1023, 54};
+    cache_case cs[CACHE_CONFIGS];
+    lkv_p2_cache_disable(1);
+    for (int i = 0; i < CACHE_CONFIGS; i++) {
+        const uint32_t fmt = i == 5 ? LKV_FMT_VERSION_P2 : i % 2 ? LKV_FMT_VERSION_P4 : 0;
+        cs[i].p = p2f(qs[i % 6], i < 6 ? 128 : 96, fmt);
+        cache_want(&cs[i], i < 6 ? x : x96, n);
+    }
+    lkv_p2_cache_disable(0);
+    /* per thread two workers: the 128-wide cases on x, the 96-wide on x96 */
+    pthread_t th[CACHE_THREADS][2];
+    cache_worker_arg args[CACHE_THREADS][2];
+    for (int t = 0; t < CACHE_THREADS; t++)
+        for (int h = 0; h < 2; h++) {
+            args[t][h] = (cache_worker_arg){cs + 6 * h, h ? x96 : x, n, t, 0};
+            cr_assert_eq(pthread_create(&th[t][h], NULL, cache_worker, &args[t][h]), 0);
+        }
+    for (int t = 0; t < CACHE_THREADS; t++)
+        for (int h = 0; h < 2; h++) {
+            pthread_join(th[t][h], NULL);
+            cr_expect_eq(args[t][h].bad, 0, "thread %d, %s: %d mismatches", t,
+                         h ? "dim 96" : "dim 128", args[t][h].bad);
+        }
+    /* the same again from a full cache of these pairs, on this thread */
+    for (int i = 0; i < CACHE_CONFIGS; i++)
+        cr_expect_eq(cache_check(&cs[i], i < 6 ? x : x96, n), 0, "case %d again", i);
+    /* past the cache's slots: (q, 128) for q = 1 .. 80 in version 4 on
+     * lognormal channels (many levels a chunk: more level models than
+     * LKV_P2_CACHE_LEVEL_SLOTS, more pairs than LKV_P2_CACHE_SLOTS), cache
+     * on against cache off */
+    float *xl = make_dataset(DS_LOGNORMAL, n, 128, 25);
+    for (uint32_t q = 1; q <= 80; q++) {
+        cache_case c = {.p = p2f(q, 128, LKV_FMT_VERSION_P4)};
+        lkv_p2_cache_disable(1);
+        cache_want(&c, xl, n);
+        lkv_p2_cache_disable(0);
+        cr_expect_eq(cache_check(&c, xl, n), 0, "q=%u with the cache", q);
+        free(c.want.buf);
+        free(c.want_y);
+    }
+    for (int i = 0; i < CACHE_CONFIGS; i++) {
+        free(cs[i].want.buf);
+        free(cs[i].want_y);
+    }
+    free(xl);
+    free(x);
+    free(x96);
 }
