@@ -21,17 +21,17 @@
  * then moves them into place. A piece's stream ends where its decoder stops
  * reading, so the next piece follows without a length field.
  *
- * Memory: versions 2 and 3 allocate nothing. The scalar path's largest
+ * Memory: versions 2 and 3 allocate nothing in a call (the model cache
+ * below allocates once per process and model). The scalar path's largest
  * frame holds one slot's points (32 x 1024 int16, 64 KiB) and one model
  * (about 31 KiB): about 120 KiB of stack in all. The SIMD paths add the
  * packed decode tables (68 KiB), the slot's points symbol-major (64 KiB)
  * and profile 1's lane scratch: up to about 330 KiB (docs/codec-v2.md).
  * Version 4's channel mode allocates at first use in a call, and frees at
  * its end (models_free): the level models the cache does not hold (up to
- * 32 x 31 KiB), on a SIMD
- * decoder their decode tables (68 KiB each), on a SIMD encoder their
- * symbol tables (24 KiB each, lkv_p2_etab), and the encoder's channel
- * trial (a chunk's points and one piece).
+ * 32 x 31 KiB), on a SIMD decoder their decode tables (68 KiB each), on a
+ * SIMD encoder their symbol tables (24 KiB each, lkv_p2_etab), and the
+ * encoder's channel trial (a chunk's points and one piece).
  *
  * Models shared by calls: the rotated model of a (Q, D) with its SIMD
  * tables, and version 4's level models, are built once per process and
