@@ -126,9 +126,10 @@ void lkv_p2_vtab_build(const lkv_p2_model *m, lkv_p2_vtab *vt);
 
 /* p2.c keeps the rotated models (and their vtabs) of the first
  * LKV_P2_CACHE_SLOTS (Q, D) pairs a process codes, and the level models of
- * the first LKV_P2_CACHE_LEVEL_SLOTS (Q, D, level) triples;
- * lkv_p2_cache_disable(1) makes every call build its own again (tests
- * compare the two), (0) uses the cache again. */
+ * the first LKV_P2_CACHE_LEVEL_SLOTS (Q, D, level) triples (with their
+ * SIMD tables, built at first use), and a call's buffers for the next
+ * call; lkv_p2_cache_disable(1) makes every call build and allocate its
+ * own again (tests compare the two), (0) uses the cache again. */
 #define LKV_P2_CACHE_SLOTS       32u
 #define LKV_P2_CACHE_LEVEL_SLOTS 256u
 void lkv_p2_cache_disable(int off);

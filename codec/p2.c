@@ -27,11 +27,14 @@
  * (about 31 KiB): about 120 KiB of stack in all. The SIMD paths add the
  * packed decode tables (68 KiB), the slot's points symbol-major (64 KiB)
  * and profile 1's lane scratch: up to about 330 KiB (docs/codec-v2.md).
- * Version 4's channel mode allocates at first use in a call, and frees at
- * its end (models_free): the level models the cache does not hold (up to
- * 32 x 31 KiB), on a SIMD decoder their decode tables (68 KiB each), on a
- * SIMD encoder their symbol tables (24 KiB each, lkv_p2_etab), and the
- * encoder's channel trial (a chunk's points and one piece).
+ * Version 4's channel mode allocates at first use in a call: the level
+ * models the cache does not hold (up to 32 x 31 KiB), their SIMD decode
+ * tables (68 KiB each) or encoder symbols (24 KiB each, lkv_p2_etab), and
+ * the encoder's channel trial (a chunk's points and one piece, about
+ * 1 MiB); at its end the call keeps them for the next (models_free: up to
+ * LKV_P2_SPARES sets). The cache's level entries get their own SIMD
+ * tables at first use: at most 256 x (31 + 68 + 24) KiB, about 31 MiB, in
+ * a process that codes channel pieces of many (Q, D).
  *
  * Models shared by calls: the rotated model of a (Q, D) with its SIMD
  * tables, and version 4's level models, are built once per process and
@@ -414,12 +417,15 @@ typedef struct p2_models {
     int vt_built; /* piece index + 1 of vt (SIMD decode only), 0 when none */
     lkv_p2_vtab vt;
     const lkv_p2_model *levp[LKV_P2_LEVELS]; /* level l's model of dimension lev_dim */
+    struct p2_cached *levc[LKV_P2_LEVELS];   /* its cache entry, or NULL (built in lev)     */
     lkv_p2_model *lev;                       /* those not from the cache (LKV_P2_LEVELS of them) */
     uint32_t lev_dim, lev_have;              /* bit l of lev_have: levp[l] is set              */
-    lkv_p2_vtab *lvt[LKV_P2_LEVELS];         /* their SIMD decode tables (decoder only)   */
-    uint32_t lvt_have;                       /* bit l: lvt[l] is levp[l]'s                */
-    lkv_p2_etab *let[LKV_P2_LEVELS];         /* their SIMD encoder symbols (encoder only) */
-    uint32_t let_have;                       /* bit l: let[l] is levp[l]'s                */
+    const lkv_p2_vtab *lvtp[LKV_P2_LEVELS];  /* their SIMD decode tables (decoder only):  */
+    lkv_p2_vtab *lvt[LKV_P2_LEVELS];         /* the cache entry's, or built here in lvt    */
+    uint32_t lvt_have;                       /* bit l: lvtp[l] is levp[l]'s               */
+    const lkv_p2_etab *letp[LKV_P2_LEVELS];  /* their SIMD encoder symbols (encoder only): */
+    lkv_p2_etab *let[LKV_P2_LEVELS];         /* the cache entry's, or built here in let    */
+    uint32_t let_have;                       /* bit l: letp[l] is levp[l]'s               */
     const lkv_p2_etab **ec;                  /* a channel piece's, per coordinate          */
     int16_t *ck;                             /* a chunk's channel-domain points [cnt][dim]      */
     uint8_t *cc;                             /* and cosets [cnt][dim / 8]                       */
@@ -429,20 +435,6 @@ typedef struct p2_models {
     uint32_t chans; /* bit j: the last chunk coded piece j in the channel mode */
 } p2_models;
 _Static_assert(LKV_PIECES_MAX <= 32, "p2_models.chans: a bit per piece");
-
-static void models_free(p2_models *ms)
-{
-    for (uint32_t l = 0; l < LKV_P2_LEVELS; l++) {
-        free(ms->lvt[l]);
-        free(ms->let[l]);
-    }
-    free(ms->ec);
-    free(ms->lev);
-    free(ms->ck);
-    free(ms->cc);
-    free(ms->cn);
-    free(ms->cout);
-}
 
 /*
  * The model cache. Building a model and its SIMD tables is most of a small
@@ -458,9 +450,15 @@ static void models_free(p2_models *ms)
  * whole entry and takes no lock. Two calls that miss at once may both
  * build; the loser frees its copy and takes the winner's. When every slot
  * holds something else, the call builds its own in its frame, as before.
+ * A level entry also gets its SIMD tables at their first use (the same
+ * compare-and-swap, 68 KiB for the decoder's, 24 for the encoder's): built
+ * per call, they were most of a channel-mode call's time (a 128-vector
+ * decode took 225 us, against 24 in the rotated mode).
  */
 typedef struct p2_cached {
-    uint32_t q, dim, level; /* level: LKV_P2_LEVEL_ROTATED or 0..31 */
+    uint32_t q, dim, level;     /* level: LKV_P2_LEVEL_ROTATED or 0..31 */
+    _Atomic(lkv_p2_vtab *) lvt; /* a level's SIMD decode tables, or NULL */
+    _Atomic(lkv_p2_etab *) let; /* a level's SIMD encoder symbols, or NULL */
     lkv_p2_model m;
     lkv_p2_vtab vt[]; /* one for a rotated model, none for a level's */
 } p2_cached;
@@ -472,6 +470,96 @@ static atomic_int cache_off;
 void lkv_p2_cache_disable(int off)
 {
     atomic_store(&cache_off, off);
+}
+
+/*
+ * The buffers a call allocates at their first use (version 4's channel
+ * mode: the trial's points and piece, the mode estimate's values, the
+ * tables of levels the cache does not hold), kept between calls: a call's
+ * malloc and free of about 1 MiB at the heap's top made glibc trim and
+ * regrow the heap on every call (2500 brk calls in one codec_call_bench
+ * run, a 128-vector version 4 encode 50 -> 81 us, once the level tables
+ * stopped being allocated per call). A call takes a set from one of
+ * LKV_P2_SPARES slots by an atomic exchange (so no two calls share one)
+ * and at its end puts its buffers back into an empty slot by a
+ * compare-and-swap from NULL, or frees them when every slot is full. The
+ * points' buffers are sized for the largest chunk, so any layout can use
+ * a set.
+ */
+#define LKV_P2_SPARES 8u
+
+typedef struct p2_spare {
+    lkv_p2_vtab *lvt[LKV_P2_LEVELS];
+    lkv_p2_etab *let[LKV_P2_LEVELS];
+    const lkv_p2_etab **ec;
+    lkv_p2_model *lev;
+    int16_t *ck, *cn;
+    uint8_t *cc, *cout;
+    size_t cout_cap;
+} p2_spare;
+
+static _Atomic(p2_spare *) spares[LKV_P2_SPARES];
+
+/* ms's buffers from a spare set, when a slot holds one (none with the
+ * cache off: lkv_p2_cache_disable). */
+static void models_take(p2_models *ms)
+{
+    if (atomic_load_explicit(&cache_off, memory_order_relaxed))
+        return;
+    for (uint32_t i = 0; i < LKV_P2_SPARES; i++) {
+        if (!atomic_load_explicit(&spares[i], memory_order_relaxed))
+            continue;
+        p2_spare *sp = atomic_exchange_explicit(&spares[i], NULL, memory_order_acq_rel);
+        if (!sp)
+            continue;
+        memcpy(ms->lvt, sp->lvt, sizeof ms->lvt);
+        memcpy(ms->let, sp->let, sizeof ms->let);
+        ms->ec = sp->ec;
+        ms->lev = sp->lev;
+        ms->ck = sp->ck;
+        ms->cn = sp->cn;
+        ms->cc = sp->cc;
+        ms->cout = sp->cout;
+        ms->cout_cap = sp->cout_cap;
+        free(sp);
+        return;
+    }
+}
+
+/* ms's buffers into an empty slot, else (or with the cache off) freed. */
+static void models_free(p2_models *ms)
+{
+    p2_spare *sp = atomic_load_explicit(&cache_off, memory_order_relaxed)
+                       ? NULL
+                       : (p2_spare *)malloc(sizeof *sp);
+    if (sp) {
+        memcpy(sp->lvt, ms->lvt, sizeof sp->lvt);
+        memcpy(sp->let, ms->let, sizeof sp->let);
+        sp->ec = ms->ec;
+        sp->lev = ms->lev;
+        sp->ck = ms->ck;
+        sp->cn = ms->cn;
+        sp->cc = ms->cc;
+        sp->cout = ms->cout;
+        sp->cout_cap = ms->cout_cap;
+        for (uint32_t i = 0; i < LKV_P2_SPARES; i++) {
+            p2_spare *none = NULL;
+            if (atomic_compare_exchange_strong_explicit(&spares[i], &none, sp, memory_order_acq_rel,
+                                                        memory_order_relaxed))
+                return;
+        }
+        free(sp);
+    }
+    for (uint32_t l = 0; l < LKV_P2_LEVELS; l++) {
+        free(ms->lvt[l]);
+        free(ms->let[l]);
+    }
+    free(ms->ec);
+    free(ms->lev);
+    free(ms->ck);
+    free(ms->cc);
+    free(ms->cn);
+    free(ms->cout);
 }
 
 static p2_cached *cached_build(uint32_t q, uint32_t dim, uint32_t level)
@@ -486,6 +574,8 @@ static p2_cached *cached_build(uint32_t q, uint32_t dim, uint32_t level)
     e->q = q;
     e->dim = dim;
     e->level = level;
+    atomic_init(&e->lvt, NULL);
+    atomic_init(&e->let, NULL);
     if (rot)
         lkv_p2_vtab_build(&e->m, e->vt);
     return e;
@@ -493,8 +583,8 @@ static p2_cached *cached_build(uint32_t q, uint32_t dim, uint32_t level)
 
 /* The cached model of (q, dim, level) in slots, or NULL (cache full or off,
  * out of memory). */
-static const p2_cached *cache_get(_Atomic(p2_cached *) *slots, uint32_t nslots, uint32_t q,
-                                  uint32_t dim, uint32_t level)
+static p2_cached *cache_get(_Atomic(p2_cached *) *slots, uint32_t nslots, uint32_t q, uint32_t dim,
+                            uint32_t level)
 {
     if (atomic_load_explicit(&cache_off, memory_order_relaxed))
         return NULL;
@@ -518,6 +608,41 @@ static const p2_cached *cache_get(_Atomic(p2_cached *) *slots, uint32_t nslots, 
     return NULL;
 }
 
+/* A cached level model's SIMD decode tables, built at their first use in
+ * the process; NULL when out of memory (the caller builds its own). */
+static const lkv_p2_vtab *cached_vtab(p2_cached *e)
+{
+    lkv_p2_vtab *t = atomic_load_explicit(&e->lvt, memory_order_acquire);
+    if (t)
+        return t;
+    lkv_p2_vtab *mine = (lkv_p2_vtab *)malloc(sizeof *mine);
+    if (!mine)
+        return NULL;
+    lkv_p2_vtab_build(&e->m, mine);
+    if (atomic_compare_exchange_strong_explicit(&e->lvt, &t, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    free(mine); /* another call's came first: t */
+    return t;
+}
+
+/* The same for its SIMD encoder symbols. */
+static const lkv_p2_etab *cached_etab(p2_cached *e)
+{
+    lkv_p2_etab *t = atomic_load_explicit(&e->let, memory_order_acquire);
+    if (t)
+        return t;
+    lkv_p2_etab *mine = (lkv_p2_etab *)malloc(sizeof *mine);
+    if (!mine)
+        return NULL;
+    lkv_p2_etab_build(&e->m, mine);
+    if (atomic_compare_exchange_strong_explicit(&e->let, &t, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    free(mine);
+    return t;
+}
+
 /* Level l's model of dimension dim: from the cache, else built in ms->lev;
  * NULL when out of memory. */
 static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
@@ -529,7 +654,8 @@ static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
         ms->let_have = 0;
     }
     if (!((ms->lev_have >> l) & 1u)) {
-        const p2_cached *e = cache_get(level_cache, LKV_P2_CACHE_LEVEL_SLOTS, ms->q, dim, l);
+        p2_cached *e = cache_get(level_cache, LKV_P2_CACHE_LEVEL_SLOTS, ms->q, dim, l);
+        ms->levc[l] = e;
         if (e) {
             ms->levp[l] = &e->m;
         } else {
@@ -585,12 +711,17 @@ static int piece_vtabs(p2_models *ms, const lkv_p2_vtab *vt, uint32_t dim, p2_pi
     for (uint32_t i = 0; i < dim; i++) {
         const uint32_t l = pc->mc[i]->level;
         if (!((ms->lvt_have >> l) & 1u)) {
-            if (!ms->lvt[l] && !(ms->lvt[l] = (lkv_p2_vtab *)malloc(sizeof *ms->lvt[l])))
-                return 0;
-            lkv_p2_vtab_build(pc->mc[i], ms->lvt[l]);
+            const lkv_p2_vtab *t = ms->levc[l] ? cached_vtab(ms->levc[l]) : NULL;
+            if (!t) {
+                if (!ms->lvt[l] && !(ms->lvt[l] = (lkv_p2_vtab *)malloc(sizeof *ms->lvt[l])))
+                    return 0;
+                lkv_p2_vtab_build(pc->mc[i], ms->lvt[l]);
+                t = ms->lvt[l];
+            }
+            ms->lvtp[l] = t;
             ms->lvt_have |= 1u << l;
         }
-        pc->vc[i] = ms->lvt[l];
+        pc->vc[i] = ms->lvtp[l];
     }
     return 1;
 }
@@ -607,12 +738,17 @@ static int piece_etabs(p2_models *ms, uint32_t dim, p2_piece *pc)
     for (uint32_t i = 0; i < dim; i++) {
         const uint32_t l = pc->mc[i]->level;
         if (!((ms->let_have >> l) & 1u)) {
-            if (!ms->let[l] && !(ms->let[l] = (lkv_p2_etab *)malloc(sizeof *ms->let[l])))
-                return 0;
-            lkv_p2_etab_build(pc->mc[i], ms->let[l]);
+            const lkv_p2_etab *t = ms->levc[l] ? cached_etab(ms->levc[l]) : NULL;
+            if (!t) {
+                if (!ms->let[l] && !(ms->let[l] = (lkv_p2_etab *)malloc(sizeof *ms->let[l])))
+                    return 0;
+                lkv_p2_etab_build(pc->mc[i], ms->let[l]);
+                t = ms->let[l];
+            }
+            ms->letp[l] = t;
             ms->let_have |= 1u << l;
         }
-        ms->ec[i] = ms->let[l];
+        ms->ec[i] = ms->letp[l];
     }
     return 1;
 }
@@ -735,7 +871,7 @@ static int code_slot_simd(const p2_kern *ks, const lkv_p2_model *m, const lkv_p2
 static int slot_points(p2_models *ms)
 {
     if (!ms->ck) {
-        const size_t slots = ((size_t)ms->lo->chunk + LKV_P2_LANES - 1) / LKV_P2_LANES;
+        const size_t slots = (LKV_P2_CHUNK_VECTORS + LKV_P2_LANES - 1) / LKV_P2_LANES;
         ms->ck = (int16_t *)malloc(slots * SLOT_K * sizeof *ms->ck);
         ms->cc = (uint8_t *)malloc(slots * SLOT_C);
     }
@@ -900,7 +1036,8 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
     const size_t esz = lkv_dtype_size(dt);
     /* rows of the chunk rounded up to 16: a kernel writes whole groups of width */
     const size_t stride = ((size_t)lo->chunk + 15u) & ~(size_t)15u;
-    if (!ms->cn && !(ms->cn = (int16_t *)malloc(stride * LKV_DIM_MAX * sizeof *ms->cn)))
+    const size_t smax = ((size_t)LKV_P2_CHUNK_VECTORS + 15u) & ~(size_t)15u;
+    if (!ms->cn && !(ms->cn = (int16_t *)malloc(smax * LKV_DIM_MAX * sizeof *ms->cn)))
         return ENC_NOMEM;
     const float ch = chan_scale(m);
     uint64_t s[LKV_DIM_MAX] = {0}, crot = 16u * 8u * piece_hdr(lo, pd, 0);
@@ -1180,6 +1317,7 @@ lkv_status lkv_p2_encode_isa(const lkv_params *p, lkv_dtype dt, const void *src,
     p2_layout lo;
     layout_init(p, &lo);
     p2_models ms = {.lo = &lo, .q = p->q};
+    models_take(&ms);
     uint8_t *out = (uint8_t *)dst;
     size_t pos = 0;
     for (size_t first = 0; first < n && st == LKV_OK; first += lo.chunk) {
@@ -1598,6 +1736,7 @@ lkv_status lkv_p2_decode_isa(const lkv_params *p, const void *src, size_t src_le
     p2_layout lo;
     layout_init(p, &lo);
     p2_models ms = {.lo = &lo, .q = p->q};
+    models_take(&ms);
     const uint8_t *in = (const uint8_t *)src;
     size_t pos = 0;
     const p2_kern *ks = kernels_of(isa);

@@ -8,7 +8,9 @@
  * daemon calls the codec once per block or batch, so a fixed cost per call
  * (building profile 2's models and tables, say) matters there far more
  * than at 2^20 vectors. Rows: profile 1 E8 Q=38 and profile 2 Q=59 in
- * container versions 3 and 4 (normal data), on the CPU's best instruction
+ * container versions 3 and 4 (normal data), and version 4 on data with
+ * per-channel scales exp(1.5 N(0, 1)), which it codes in the channel mode
+ * (outlier-channel keys: 32 level models a piece), on the CPU's best instruction
  * set, one thread, calls of 32, 128, 256, 1024 and 8192 vectors (D = 128,
  * bf16). A measurement is a batch of back-to-back calls of at least 20 ms
  * (the first call of a row is a warm-up outside it); rounds interleave
@@ -21,13 +23,14 @@
 #include "lkv_bench.h"
 #include "lkv_codec.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define NSIZES  5
-#define NROWS   3
+#define NROWS   4
 #define MAXRNDS 32
 
 static const size_t sizes[NSIZES] = {32, 128, 256, 1024, 8192};
@@ -35,6 +38,7 @@ static const size_t sizes[NSIZES] = {32, 128, 256, 1024, 8192};
 typedef struct row {
     const char *name;
     lkv_params p;
+    int chan; /* the data: 0 normal, 1 per-channel scales (version 4's channel mode) */
     double enc_us[NSIZES][MAXRNDS], dec_us[NSIZES][MAXRNDS];
 } row;
 
@@ -52,6 +56,13 @@ static void check(const char *what, const row *r, lkv_status st, const lkv_diag 
                 d->msg);
         exit(1);
     }
+}
+
+static uint16_t bf16_of(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16); /* ties to even */
 }
 
 /* One call of row r on n vectors: encode (into coded, *len) or decode. */
@@ -128,9 +139,11 @@ int main(int argc, char **argv)
         {.name = "p1_e8_q38", .p = {LKV_VARIANT_E8, 38, dim, LKV_PROFILE_1, 0}},
         {.name = "p2_v3_q59", .p = {LKV_VARIANT_E8, 59, dim, LKV_PROFILE_2, 3}},
         {.name = "p2_v4_q59", .p = {LKV_VARIANT_E8, 59, dim, LKV_PROFILE_2, 4}},
+        {.name = "p2_v4_q59_chan", .p = {LKV_VARIANT_E8, 59, dim, LKV_PROFILE_2, 4}, .chan = 1},
     };
     const size_t nmax = sizes[NSIZES - 1];
     uint16_t *x = malloc(nmax * dim * sizeof *x), *y = malloc(nmax * dim * sizeof *y);
+    uint16_t *xc = malloc(nmax * dim * sizeof *xc);
     size_t cap = 0;
     for (int r = 0; r < NROWS; r++) {
         const size_t c = lkv_profile_of(&rows[r].p) == LKV_PROFILE_2
@@ -139,36 +152,40 @@ int main(int argc, char **argv)
         cap = c > cap ? c : cap;
     }
     unsigned char *coded = malloc(cap);
-    if (!x || !y || !coded) {
+    if (!x || !y || !xc || !coded) {
         fprintf(stderr, "codec_call_bench: out of memory\n");
         return 1;
     }
     lkv_bench_rng rng;
     lkv_bench_rng_seed(&rng, 42);
+    double cs[128];
+    for (uint32_t j = 0; j < dim; j++)
+        cs[j] = exp(1.5 * lkv_bench_rng_normal(&rng));
     for (size_t i = 0; i < nmax * dim; i++) {
-        const float f = (float)lkv_bench_rng_normal(&rng);
-        uint32_t b;
-        memcpy(&b, &f, sizeof b);
-        x[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16); /* bf16, ties to even */
+        const double g = lkv_bench_rng_normal(&rng);
+        x[i] = bf16_of((float)g);
+        xc[i] = bf16_of((float)(g * cs[i % dim]));
     }
     size_t len = 0;
     for (int r = 0; r < NROWS; r++) { /* warm-up: first calls, page faults */
-        call(&rows[r], 0, x, nmax, coded, cap, &len, y);
-        call(&rows[r], 1, x, nmax, coded, cap, &len, y);
+        const uint16_t *xr = rows[r].chan ? xc : x;
+        call(&rows[r], 0, xr, nmax, coded, cap, &len, y);
+        call(&rows[r], 1, xr, nmax, coded, cap, &len, y);
     }
     for (int k = 0; k < rounds; k++)
         for (int s = 0; s < NSIZES; s++)
             for (int r = 0; r < NROWS; r++) {
-                rows[r].enc_us[s][k] = batch_us(&rows[r], 0, x, sizes[s], coded, cap, &len, y);
-                rows[r].dec_us[s][k] = batch_us(&rows[r], 1, x, sizes[s], coded, cap, &len, y);
+                const uint16_t *xr = rows[r].chan ? xc : x;
+                rows[r].enc_us[s][k] = batch_us(&rows[r], 0, xr, sizes[s], coded, cap, &len, y);
+                rows[r].dec_us[s][k] = batch_us(&rows[r], 1, xr, sizes[s], coded, cap, &len, y);
             }
-    printf("%-10s %8s %14s %14s %12s %12s\n", "row", "vectors", "encode us/call", "decode us/call",
+    printf("%-14s %8s %14s %14s %12s %12s\n", "row", "vectors", "encode us/call", "decode us/call",
            "enc M vec/s", "dec M vec/s");
     for (int r = 0; r < NROWS; r++)
         for (int s = 0; s < NSIZES; s++) {
             const double e = median(rows[r].enc_us[s], rounds),
                          d = median(rows[r].dec_us[s], rounds);
-            printf("%-10s %8zu %14.1f %14.1f %12.3f %12.3f\n", rows[r].name, sizes[s], e, d,
+            printf("%-14s %8zu %14.1f %14.1f %12.3f %12.3f\n", rows[r].name, sizes[s], e, d,
                    (double)sizes[s] / e, (double)sizes[s] / d);
         }
     char path[512];
@@ -209,6 +226,7 @@ int main(int argc, char **argv)
     printf("wrote %s\n", json);
     free(x);
     free(y);
+    free(xc);
     free(coded);
     return 0;
 }
