@@ -405,6 +405,19 @@ size_t lkv_compress_bound(const lkv_params *p, const uint64_t *shape, uint32_t n
 /* ------------------------------------------------------------------------ */
 /* Encoder                                                                   */
 
+/* The buffers of a call (version 4's channel mode), allocated at their
+ * first use and kept for the next call (models_take, models_free). */
+typedef struct p2_bufs {
+    lkv_p2_model *lev;          /* level models not from the cache (LKV_P2_LEVELS of them) */
+    void *lt[2][LKV_P2_LEVELS]; /* SIMD tables of level models not from the cache */
+    const lkv_p2_etab **ec;     /* a channel piece's encoder symbols, per coordinate */
+    int16_t *ck;                /* a chunk's channel-domain points [cnt][dim] */
+    uint8_t *cc;                /* and cosets [cnt][dim / 8] */
+    uint8_t *cout;              /* the channel trial's piece */
+    size_t cout_cap;
+    int16_t *cn; /* the mode estimate's channel values [dim][chunk up to 16] */
+} p2_bufs;
+
 /* The model of piece j, rebuilt only when the piece changes; version 4's
  * channel mode adds the level models and the encoder's channel trial,
  * allocated at their first use (models_free). */
@@ -416,22 +429,15 @@ typedef struct p2_models {
     lkv_p2_model m;
     int vt_built; /* piece index + 1 of vt (SIMD decode only), 0 when none */
     lkv_p2_vtab vt;
-    const lkv_p2_model *levp[LKV_P2_LEVELS]; /* level l's model of dimension lev_dim */
-    struct p2_cached *levc[LKV_P2_LEVELS];   /* its cache entry, or NULL (built in lev)     */
-    lkv_p2_model *lev;                       /* those not from the cache (LKV_P2_LEVELS of them) */
-    uint32_t lev_dim, lev_have;              /* bit l of lev_have: levp[l] is set              */
-    const lkv_p2_vtab *lvtp[LKV_P2_LEVELS];  /* their SIMD decode tables (decoder only):  */
-    lkv_p2_vtab *lvt[LKV_P2_LEVELS];         /* the cache entry's, or built here in lvt    */
-    uint32_t lvt_have;                       /* bit l: lvtp[l] is levp[l]'s               */
-    const lkv_p2_etab *letp[LKV_P2_LEVELS];  /* their SIMD encoder symbols (encoder only): */
-    lkv_p2_etab *let[LKV_P2_LEVELS];         /* the cache entry's, or built here in let    */
-    uint32_t let_have;                       /* bit l: letp[l] is levp[l]'s               */
-    const lkv_p2_etab **ec;                  /* a channel piece's, per coordinate          */
-    int16_t *ck;                             /* a chunk's channel-domain points [cnt][dim]      */
-    uint8_t *cc;                             /* and cosets [cnt][dim / 8]                       */
-    uint8_t *cout;                           /* the channel trial's piece                       */
-    size_t cout_cap;
-    int16_t *cn;    /* the mode estimate's channel values [dim][chunk up to 16] */
+    /* level l's model of dimension lev_dim (bit l of lev_have: set), its
+     * cache entry or NULL (built in b.lev), and its SIMD tables of kind k
+     * (LT_DEC, LT_ENC): the entry's or b.lt[k][l] (bit l of lt_have[k]) */
+    const lkv_p2_model *levp[LKV_P2_LEVELS];
+    struct p2_cached *levc[LKV_P2_LEVELS];
+    uint32_t lev_dim, lev_have;
+    const void *ltp[2][LKV_P2_LEVELS];
+    uint32_t lt_have[2];
+    p2_bufs b;      /* the call's buffers */
     uint32_t chans; /* bit j: the last chunk coded piece j in the channel mode */
 } p2_models;
 _Static_assert(LKV_PIECES_MAX <= 32, "p2_models.chans: a bit per piece");
@@ -456,9 +462,8 @@ _Static_assert(LKV_PIECES_MAX <= 32, "p2_models.chans: a bit per piece");
  * decode took 225 us, against 24 in the rotated mode).
  */
 typedef struct p2_cached {
-    uint32_t q, dim, level;     /* level: LKV_P2_LEVEL_ROTATED or 0..31 */
-    _Atomic(lkv_p2_vtab *) lvt; /* a level's SIMD decode tables, or NULL */
-    _Atomic(lkv_p2_etab *) let; /* a level's SIMD encoder symbols, or NULL */
+    uint32_t q, dim, level; /* level: LKV_P2_LEVEL_ROTATED or 0..31 */
+    _Atomic(void *) lt[2];  /* a level's SIMD tables of kind LT_DEC, LT_ENC, or NULL */
     lkv_p2_model m;
     lkv_p2_vtab vt[]; /* one for a rotated model, none for a level's */
 } p2_cached;
@@ -488,17 +493,7 @@ void lkv_p2_cache_disable(int off)
  */
 #define LKV_P2_SPARES 8u
 
-typedef struct p2_spare {
-    lkv_p2_vtab *lvt[LKV_P2_LEVELS];
-    lkv_p2_etab *let[LKV_P2_LEVELS];
-    const lkv_p2_etab **ec;
-    lkv_p2_model *lev;
-    int16_t *ck, *cn;
-    uint8_t *cc, *cout;
-    size_t cout_cap;
-} p2_spare;
-
-static _Atomic(p2_spare *) spares[LKV_P2_SPARES];
+static _Atomic(p2_bufs *) spares[LKV_P2_SPARES];
 
 /* ms's buffers from a spare set, when a slot holds one (none with the
  * cache off: lkv_p2_cache_disable). */
@@ -509,18 +504,10 @@ static void models_take(p2_models *ms)
     for (uint32_t i = 0; i < LKV_P2_SPARES; i++) {
         if (!atomic_load_explicit(&spares[i], memory_order_relaxed))
             continue;
-        p2_spare *sp = atomic_exchange_explicit(&spares[i], NULL, memory_order_acq_rel);
+        p2_bufs *sp = atomic_exchange_explicit(&spares[i], NULL, memory_order_acq_rel);
         if (!sp)
             continue;
-        memcpy(ms->lvt, sp->lvt, sizeof ms->lvt);
-        memcpy(ms->let, sp->let, sizeof ms->let);
-        ms->ec = sp->ec;
-        ms->lev = sp->lev;
-        ms->ck = sp->ck;
-        ms->cn = sp->cn;
-        ms->cc = sp->cc;
-        ms->cout = sp->cout;
-        ms->cout_cap = sp->cout_cap;
+        ms->b = *sp;
         free(sp);
         return;
     }
@@ -529,21 +516,13 @@ static void models_take(p2_models *ms)
 /* ms's buffers into an empty slot, else (or with the cache off) freed. */
 static void models_free(p2_models *ms)
 {
-    p2_spare *sp = atomic_load_explicit(&cache_off, memory_order_relaxed)
-                       ? NULL
-                       : (p2_spare *)malloc(sizeof *sp);
+    p2_bufs *sp = atomic_load_explicit(&cache_off, memory_order_relaxed)
+                      ? NULL
+                      : (p2_bufs *)malloc(sizeof *sp);
     if (sp) {
-        memcpy(sp->lvt, ms->lvt, sizeof sp->lvt);
-        memcpy(sp->let, ms->let, sizeof sp->let);
-        sp->ec = ms->ec;
-        sp->lev = ms->lev;
-        sp->ck = ms->ck;
-        sp->cn = ms->cn;
-        sp->cc = ms->cc;
-        sp->cout = ms->cout;
-        sp->cout_cap = ms->cout_cap;
+        *sp = ms->b;
         for (uint32_t i = 0; i < LKV_P2_SPARES; i++) {
-            p2_spare *none = NULL;
+            p2_bufs *none = NULL;
             if (atomic_compare_exchange_strong_explicit(&spares[i], &none, sp, memory_order_acq_rel,
                                                         memory_order_relaxed))
                 return;
@@ -551,15 +530,15 @@ static void models_free(p2_models *ms)
         free(sp);
     }
     for (uint32_t l = 0; l < LKV_P2_LEVELS; l++) {
-        free(ms->lvt[l]);
-        free(ms->let[l]);
+        free(ms->b.lt[0][l]);
+        free(ms->b.lt[1][l]);
     }
-    free(ms->ec);
-    free(ms->lev);
-    free(ms->ck);
-    free(ms->cc);
-    free(ms->cn);
-    free(ms->cout);
+    free(ms->b.ec);
+    free(ms->b.lev);
+    free(ms->b.ck);
+    free(ms->b.cc);
+    free(ms->b.cn);
+    free(ms->b.cout);
 }
 
 static p2_cached *cached_build(uint32_t q, uint32_t dim, uint32_t level)
@@ -574,8 +553,8 @@ static p2_cached *cached_build(uint32_t q, uint32_t dim, uint32_t level)
     e->q = q;
     e->dim = dim;
     e->level = level;
-    atomic_init(&e->lvt, NULL);
-    atomic_init(&e->let, NULL);
+    atomic_init(&e->lt[0], NULL);
+    atomic_init(&e->lt[1], NULL);
     if (rot)
         lkv_p2_vtab_build(&e->m, e->vt);
     return e;
@@ -608,50 +587,52 @@ static p2_cached *cache_get(_Atomic(p2_cached *) *slots, uint32_t nslots, uint32
     return NULL;
 }
 
-/* A cached level model's SIMD decode tables, built at their first use in
- * the process; NULL when out of memory (the caller builds its own). */
-static const lkv_p2_vtab *cached_vtab(p2_cached *e)
+/* The kinds of a level model's SIMD tables: the decoder's (lkv_p2_vtab)
+ * and the encoder's symbols (lkv_p2_etab). */
+enum { LT_DEC, LT_ENC };
+
+static void build_vtab(const lkv_p2_model *m, void *t)
 {
-    lkv_p2_vtab *t = atomic_load_explicit(&e->lvt, memory_order_acquire);
+    lkv_p2_vtab_build(m, (lkv_p2_vtab *)t);
+}
+
+static void build_etab(const lkv_p2_model *m, void *t)
+{
+    lkv_p2_etab_build(m, (lkv_p2_etab *)t);
+}
+
+static const struct {
+    size_t size;
+    void (*build)(const lkv_p2_model *, void *);
+} lt_kind[2] = {{sizeof(lkv_p2_vtab), build_vtab}, {sizeof(lkv_p2_etab), build_etab}};
+
+/* A cached level model's tables of kind k, built at their first use in
+ * the process (one compare-and-swap, as the slots); NULL when out of
+ * memory (the caller builds its own). */
+static const void *cached_table(p2_cached *e, int k)
+{
+    void *t = atomic_load_explicit(&e->lt[k], memory_order_acquire);
     if (t)
         return t;
-    lkv_p2_vtab *mine = (lkv_p2_vtab *)malloc(sizeof *mine);
+    void *mine = malloc(lt_kind[k].size);
     if (!mine)
         return NULL;
-    lkv_p2_vtab_build(&e->m, mine);
-    if (atomic_compare_exchange_strong_explicit(&e->lvt, &t, mine, memory_order_acq_rel,
+    lt_kind[k].build(&e->m, mine);
+    if (atomic_compare_exchange_strong_explicit(&e->lt[k], &t, mine, memory_order_acq_rel,
                                                 memory_order_acquire))
         return mine;
     free(mine); /* another call's came first: t */
     return t;
 }
 
-/* The same for its SIMD encoder symbols. */
-static const lkv_p2_etab *cached_etab(p2_cached *e)
-{
-    lkv_p2_etab *t = atomic_load_explicit(&e->let, memory_order_acquire);
-    if (t)
-        return t;
-    lkv_p2_etab *mine = (lkv_p2_etab *)malloc(sizeof *mine);
-    if (!mine)
-        return NULL;
-    lkv_p2_etab_build(&e->m, mine);
-    if (atomic_compare_exchange_strong_explicit(&e->let, &t, mine, memory_order_acq_rel,
-                                                memory_order_acquire))
-        return mine;
-    free(mine);
-    return t;
-}
-
-/* Level l's model of dimension dim: from the cache, else built in ms->lev;
+/* Level l's model of dimension dim: from the cache, else built in ms->b.lev;
  * NULL when out of memory. */
 static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
 {
     if (ms->lev_dim != dim) {
         ms->lev_dim = dim;
         ms->lev_have = 0;
-        ms->lvt_have = 0;
-        ms->let_have = 0;
+        ms->lt_have[LT_DEC] = ms->lt_have[LT_ENC] = 0;
     }
     if (!((ms->lev_have >> l) & 1u)) {
         p2_cached *e = cache_get(level_cache, LKV_P2_CACHE_LEVEL_SLOTS, ms->q, dim, l);
@@ -659,11 +640,12 @@ static const lkv_p2_model *level_model(p2_models *ms, uint32_t dim, uint32_t l)
         if (e) {
             ms->levp[l] = &e->m;
         } else {
-            if (!ms->lev && !(ms->lev = (lkv_p2_model *)malloc(LKV_P2_LEVELS * sizeof *ms->lev)))
+            if (!ms->b.lev &&
+                !(ms->b.lev = (lkv_p2_model *)malloc(LKV_P2_LEVELS * sizeof *ms->b.lev)))
                 return NULL;
-            if (!lkv_p2_model_build_level(ms->q, dim, l, &ms->lev[l]))
+            if (!lkv_p2_model_build_level(ms->q, dim, l, &ms->b.lev[l]))
                 return NULL;
-            ms->levp[l] = &ms->lev[l];
+            ms->levp[l] = &ms->b.lev[l];
         }
         ms->lev_have |= 1u << l;
     }
@@ -697,10 +679,29 @@ static int piece_channel(p2_models *ms, const lkv_p2_model *m, const uint8_t *lv
     return 1;
 }
 
+/* The SIMD tables of kind k of level model m (from level_model) for this
+ * call: its cache entry's, else built at their first use in the call;
+ * NULL when out of memory. */
+static const void *level_table(p2_models *ms, int k, const lkv_p2_model *m)
+{
+    const uint32_t l = m->level;
+    if (!((ms->lt_have[k] >> l) & 1u)) {
+        const void *t = ms->levc[l] ? cached_table(ms->levc[l], k) : NULL;
+        if (!t) {
+            if (!ms->b.lt[k][l] && !(ms->b.lt[k][l] = malloc(lt_kind[k].size)))
+                return NULL;
+            lt_kind[k].build(m, ms->b.lt[k][l]);
+            t = ms->b.lt[k][l];
+        }
+        ms->ltp[k][l] = t;
+        ms->lt_have[k] |= 1u << l;
+    }
+    return ms->ltp[k][l];
+}
+
 /* The SIMD decode tables of a piece's coordinates: vt everywhere for a
- * rotated piece, each channel's level tables (built at their first use
- * in this call, from the level models piece_channel built) for a channel
- * piece. 0 when out of memory. */
+ * rotated piece, each channel's level tables (level_table, of the level
+ * models piece_channel set) for a channel piece. 0 when out of memory. */
 static int piece_vtabs(p2_models *ms, const lkv_p2_vtab *vt, uint32_t dim, p2_piece *pc)
 {
     if (pc->ch == 0.0f) {
@@ -709,46 +710,28 @@ static int piece_vtabs(p2_models *ms, const lkv_p2_vtab *vt, uint32_t dim, p2_pi
         return 1;
     }
     for (uint32_t i = 0; i < dim; i++) {
-        const uint32_t l = pc->mc[i]->level;
-        if (!((ms->lvt_have >> l) & 1u)) {
-            const lkv_p2_vtab *t = ms->levc[l] ? cached_vtab(ms->levc[l]) : NULL;
-            if (!t) {
-                if (!ms->lvt[l] && !(ms->lvt[l] = (lkv_p2_vtab *)malloc(sizeof *ms->lvt[l])))
-                    return 0;
-                lkv_p2_vtab_build(pc->mc[i], ms->lvt[l]);
-                t = ms->lvt[l];
-            }
-            ms->lvtp[l] = t;
-            ms->lvt_have |= 1u << l;
-        }
-        pc->vc[i] = ms->lvtp[l];
+        const void *t = level_table(ms, LT_DEC, pc->mc[i]);
+        if (!t)
+            return 0;
+        pc->vc[i] = (const lkv_p2_vtab *)t;
     }
     return 1;
 }
 
 /* Each coordinate's SIMD encoder symbols of a channel piece (piece_channel
- * set its level models): its level's, built at their first use in this
- * call. The pointers live in ms, not in the piece, whose copies sit on the
- * stack. 0 when out of memory. */
+ * set its level models): its level's (level_table). The pointers live in
+ * ms, not in the piece, whose copies sit on the stack. 0 when out of
+ * memory. */
 static int piece_etabs(p2_models *ms, uint32_t dim, p2_piece *pc)
 {
-    if (!ms->ec && !(ms->ec = (const lkv_p2_etab **)malloc(LKV_DIM_MAX * sizeof *ms->ec)))
+    if (!ms->b.ec && !(ms->b.ec = (const lkv_p2_etab **)malloc(LKV_DIM_MAX * sizeof *ms->b.ec)))
         return 0;
-    pc->ec = ms->ec;
+    pc->ec = ms->b.ec;
     for (uint32_t i = 0; i < dim; i++) {
-        const uint32_t l = pc->mc[i]->level;
-        if (!((ms->let_have >> l) & 1u)) {
-            const lkv_p2_etab *t = ms->levc[l] ? cached_etab(ms->levc[l]) : NULL;
-            if (!t) {
-                if (!ms->let[l] && !(ms->let[l] = (lkv_p2_etab *)malloc(sizeof *ms->let[l])))
-                    return 0;
-                lkv_p2_etab_build(pc->mc[i], ms->let[l]);
-                t = ms->let[l];
-            }
-            ms->letp[l] = t;
-            ms->let_have |= 1u << l;
-        }
-        ms->ec[i] = ms->letp[l];
+        const void *t = level_table(ms, LT_ENC, pc->mc[i]);
+        if (!t)
+            return 0;
+        ms->b.ec[i] = (const lkv_p2_etab *)t;
     }
     return 1;
 }
@@ -862,28 +845,28 @@ static int code_slot_simd(const p2_kern *ks, const lkv_p2_model *m, const lkv_p2
 }
 #endif
 
-/* A slot's points and cosets in ms->ck and ms->cc. */
+/* A slot's points and cosets in ms->b.ck and ms->b.cc. */
 #define SLOT_K (LKV_DIM_MAX * LKV_P2_LANES)
 #define SLOT_C (LKV_DIM_MAX / 8 * LKV_P2_LANES)
 
-/* ms->ck and ms->cc for a chunk's slots, allocated at their first use. 0
+/* ms->b.ck and ms->b.cc for a chunk's slots, allocated at their first use. 0
  * when out of memory. */
 static int slot_points(p2_models *ms)
 {
-    if (!ms->ck) {
+    if (!ms->b.ck) {
         const size_t slots = (LKV_P2_CHUNK_VECTORS + LKV_P2_LANES - 1) / LKV_P2_LANES;
-        ms->ck = (int16_t *)malloc(slots * SLOT_K * sizeof *ms->ck);
-        ms->cc = (uint8_t *)malloc(slots * SLOT_C);
+        ms->b.ck = (int16_t *)malloc(slots * SLOT_K * sizeof *ms->b.ck);
+        ms->b.cc = (uint8_t *)malloc(slots * SLOT_C);
     }
-    return ms->ck && ms->cc;
+    return ms->b.ck && ms->b.cc;
 }
 
 /*
  * Version 4's channel trial of piece j (model m) of the chunk of vectors
  * first .. first+cnt-1: their points in the channel domain, each channel's
  * level from the exact sum of its squared points, and the piece (header,
- * states, words) coded into ms->cout, *len bytes. Slot k's points lie at
- * ms->ck + k * 32 * LKV_DIM_MAX: a full slot on a SIMD path symbol-major
+ * states, words) coded into ms->b.cout, *len bytes. Slot k's points lie at
+ * ms->b.ck + k * 32 * LKV_DIM_MAX: a full slot on a SIMD path symbol-major
  * (kt[i * 32 + l], as encode_chunk's), quantised and coded by the kernels
  * (ks), or already there from est_channel when pts is set; any other slot
  * vector-major, rows of LKV_DIM_MAX. Either way the same points, levels,
@@ -897,20 +880,20 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     const uint32_t pd = m->dim, off = lo->split.off[j], dim = lo->split.dim;
     const size_t esz = lkv_dtype_size(dt), cap = (size_t)piece_bound(lo, j, lo->chunk);
     const size_t nslots = (cnt + LKV_P2_LANES - 1) / LKV_P2_LANES, KS = SLOT_K, CS = SLOT_C;
-    if (ms->cout_cap < cap) {
-        free(ms->cout);
-        ms->cout = (uint8_t *)malloc(cap);
-        ms->cout_cap = ms->cout ? cap : 0;
+    if (ms->b.cout_cap < cap) {
+        free(ms->b.cout);
+        ms->b.cout = (uint8_t *)malloc(cap);
+        ms->b.cout_cap = ms->b.cout ? cap : 0;
     }
-    if (!slot_points(ms) || !ms->cout)
+    if (!slot_points(ms) || !ms->b.cout)
         return ENC_NOMEM;
     const float ch = chan_scale(m);
     uint64_t sq[LKV_DIM_MAX] = {0};
     float x[LKV_DIM_MAX];
     for (size_t k = 0; k < nslots; k++) {
         const size_t v0 = k * LKV_P2_LANES, nk = cnt - v0 < LKV_P2_LANES ? cnt - v0 : LKV_P2_LANES;
-        int16_t *kr = ms->ck + k * KS;
-        uint8_t *cr = ms->cc + k * CS;
+        int16_t *kr = ms->b.ck + k * KS;
+        uint8_t *cr = ms->b.cc + k * CS;
 #if defined(LKV_P2_SIMD)
         if (ks) {
             const int full = nk == LKV_P2_LANES;
@@ -952,7 +935,7 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     }
 #if defined(LKV_P2_SIMD)
     if (ks)
-        ks->pt_squares(pd, cnt / LKV_P2_LANES, ms->ck, KS, ms->cc, CS, sq);
+        ks->pt_squares(pd, cnt / LKV_P2_LANES, ms->b.ck, KS, ms->b.cc, CS, sq);
 #endif
     uint8_t lv[LKV_DIM_MAX];
     double thr[LKV_P2_LEVELS - 1];
@@ -961,7 +944,7 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
         lv[i] = (uint8_t)lkv_p2_level_at(sq[i], thr);
     if (!piece_channel(ms, m, lv, pc) || (ks && !piece_etabs(ms, pd, pc)))
         return ENC_NOMEM;
-    uint8_t *out = ms->cout;
+    uint8_t *out = ms->b.cout;
     const size_t hdr = piece_hdr(lo, pd, 1), nl = cnt < LKV_P2_LANES ? cnt : LKV_P2_LANES;
     out[0] = 1;
     levels_put(out + 1, lv, pd);
@@ -973,8 +956,8 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     size_t wp = cap;
     for (size_t k = nslots; k-- > 0;) {
         const size_t v0 = k * LKV_P2_LANES, nk = cnt - v0 < LKV_P2_LANES ? cnt - v0 : LKV_P2_LANES;
-        const int16_t *kr = ms->ck + k * KS;
-        const uint8_t *cr = ms->cc + k * CS;
+        const int16_t *kr = ms->b.ck + k * KS;
+        const uint8_t *cr = ms->b.cc + k * CS;
 #if defined(LKV_P2_SIMD)
         if (ks && nk == LKV_P2_LANES) {
             const int r = code_slot_simd(ks, m, NULL, pc, kr, cr, state, out, &wp, limit);
@@ -995,7 +978,7 @@ static int encode_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_
     return ENC_OK;
 }
 
-/* Which points est_channel left in ms->ck, ms->cc: none, the rotated or
+/* Which points est_channel left in ms->b.ck, ms->b.cc: none, the rotated or
  * the channel ones. */
 enum { PTS_NONE, PTS_ROT, PTS_CHAN };
 
@@ -1019,9 +1002,9 @@ static inline uint32_t est_of(const lkv_p2_model *m, int32_t n)
  * codes (both modes share them) into the chunk's norm field. On a SIMD path
  * the kernels (ks->estimate, est_squares, est_chan) compute the same
  * integers; the channel values lie coordinate-major either way, value i of
- * vector v at ms->cn[i * stride + v]. On a SIMD path the estimate kernel
- * also puts the points of each full slot k into ms->ck + k * SLOT_K and
- * ms->cc + k * SLOT_C (symbol-major, quantise's) in the mode the last chunk
+ * vector v at ms->b.cn[i * stride + v]. On a SIMD path the estimate kernel
+ * also puts the points of each full slot k into ms->b.ck + k * SLOT_K and
+ * ms->b.cc + k * SLOT_C (symbol-major, quantise's) in the mode the last chunk
  * coded piece j in, so that the mode coded next need not compute them again
  * where that guess holds (lognormal channels: every chunk after the first);
  * *pts is then PTS_ROT or PTS_CHAN, else PTS_NONE. The guess only saves
@@ -1037,7 +1020,7 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
     /* rows of the chunk rounded up to 16: a kernel writes whole groups of width */
     const size_t stride = ((size_t)lo->chunk + 15u) & ~(size_t)15u;
     const size_t smax = ((size_t)LKV_P2_CHUNK_VECTORS + 15u) & ~(size_t)15u;
-    if (!ms->cn && !(ms->cn = (int16_t *)malloc(smax * LKV_DIM_MAX * sizeof *ms->cn)))
+    if (!ms->b.cn && !(ms->b.cn = (int16_t *)malloc(smax * LKV_DIM_MAX * sizeof *ms->b.cn)))
         return ENC_NOMEM;
     const float ch = chan_scale(m);
     uint64_t s[LKV_DIM_MAX] = {0}, crot = 16u * 8u * piece_hdr(lo, pd, 0);
@@ -1064,14 +1047,14 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
             for (size_t v = v0 + wd; v < v0 + 2u * wd && v < cnt; v++)
                 for (size_t b = 0; b < pd * esz; b += 64)
                     __builtin_prefetch(src + ((first + v) * dim + off) * esz + b);
-            if (ks->estimate(m, lo->fmt, ch, dt, rows, gc, code, ms->cn + v0, stride, &crot,
-                             v0 < nfull ? ms->ck + k * SLOT_K + l0 : NULL,
-                             v0 < nfull ? ms->cc + k * SLOT_C + l0 : NULL, guess))
+            if (ks->estimate(m, lo->fmt, ch, dt, rows, gc, code, ms->b.cn + v0, stride, &crot,
+                             v0 < nfull ? ms->b.ck + k * SLOT_K + l0 : NULL,
+                             v0 < nfull ? ms->b.cc + k * SLOT_C + l0 : NULL, guess))
                 return ENC_BAD_VECTOR;
             for (unsigned l = 0; l < gc; l++)
                 norm_code_put(lo, body, v0 + l, j, code[l]);
         }
-        ks->est_squares(pd, ms->cn, stride, cnt, s);
+        ks->est_squares(pd, ms->b.cn, stride, cnt, s);
     } else
 #else
     (void)ks;
@@ -1089,7 +1072,7 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
             for (uint32_t i = 0; i < pd; i++) {
                 y[i] = x[i] / r;
                 const int32_t n = (int32_t)lrintf(y[i] * ch);
-                ms->cn[i * stride + v] = (int16_t)n; /* |n| <= L + 1 < 2^14 */
+                ms->b.cn[i * stride + v] = (int16_t)n; /* |n| <= L + 1 < 2^14 */
                 s[i] += (uint64_t)(4 * (int64_t)n * n);
             }
             butterfly(y, pd);
@@ -1106,12 +1089,12 @@ static int est_channel(p2_models *ms, const lkv_p2_model *m, uint32_t j, lkv_dty
     uint64_t cch = 16u * 8u * piece_hdr(lo, pd, 1);
 #if defined(LKV_P2_SIMD)
     if (ks)
-        cch += ks->est_chan(mc, pd, ms->cn, stride, cnt);
+        cch += ks->est_chan(mc, pd, ms->b.cn, stride, cnt);
     else
 #endif
         for (uint32_t i = 0; i < pd; i++)
             for (size_t v = 0; v < cnt; v++)
-                cch += est_of(mc[i], ms->cn[i * stride + v]);
+                cch += est_of(mc[i], ms->b.cn[i * stride + v]);
     *chan = cch < crot;
     ms->chans = (ms->chans & ~(1u << j)) | (uint32_t)*chan << j;
     return ENC_OK;
@@ -1155,7 +1138,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             /* Version 4: the channel domain where the estimate says it is
              * the shorter (est_channel), else the rotated one; on a SIMD
              * path the estimate has put the full slots' points of the mode
-             * it guessed in ms->ck. */
+             * it guessed in ms->b.ck. */
             int r = est_channel(ms, m, j, dt, src, first, cnt, dst + 4, &chan, ks, &pts);
             size_t clen = 0;
             if (r == ENC_OK && chan)
@@ -1165,7 +1148,7 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             if (chan) {
                 if (cap - start < clen)
                     return ENC_FULL;
-                memcpy(dst + start, ms->cout, clen);
+                memcpy(dst + start, ms->b.cout, clen);
                 pos = start + clen;
                 continue;
             }
@@ -1187,8 +1170,8 @@ static int encode_chunk(p2_models *ms, lkv_dtype dt, const uint8_t *src, size_t 
             /* ks->width vectors at a time on a SIMD path; the same points,
              * symbol-major for a full slot, whose rANS is vectorised too. */
             const int full = ks && nk == LKV_P2_LANES, rp = full && pts == PTS_ROT;
-            const int16_t *ktk = rp ? ms->ck + k * SLOT_K : kt;
-            const uint8_t *ctk = rp ? ms->cc + k * SLOT_C : ct;
+            const int16_t *ktk = rp ? ms->b.ck + k * SLOT_K : kt;
+            const uint8_t *ctk = rp ? ms->b.cc + k * SLOT_C : ct;
             if (rp) {
                 /* points and norm codes from est_channel */
             } else if (ks) {
