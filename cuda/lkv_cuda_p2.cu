@@ -24,8 +24,10 @@
  *     encoding. A block's warps loop over chunks (a persistent grid), so
  *     the models are copied to shared memory once per block.
  * Encode writes each chunk into a worst-case scratch slot (words backwards
- * from its end, then moved behind the states, as p2.c does), the chunk
- * sizes are scanned (cub) into offsets, and a copy kernel compacts.
+ * from its end; those of every piece but the last then moved behind its
+ * states, as p2.c does), the chunk sizes are scanned (cub) into offsets,
+ * and a copy kernel compacts: the slot's head, then the last piece's words
+ * from where the rANS kernel left them.
  *
  * Exactness: the float operations are p2.c's, one for one, with the
  * explicit _rn intrinsics (no contraction); sums of squares pair in index
@@ -918,7 +920,11 @@ __global__ void __launch_bounds__(kVecWarps * 32)
 
 /* rANS kernel: one warp codes one chunk, lane l the vector l of each slot,
  * into the chunk's worst-case scratch slot (words backwards from its end,
- * then moved behind the states, as p2.c does); sizes[c] = its bytes. The
+ * then, but for the last piece's, moved behind the states, as p2.c does);
+ * sizes[c] = its bytes, heads[c] = its bytes before the last piece's
+ * words, which stay at the slot's end for the compaction to copy (moved
+ * here, every warp read and wrote them again as it finished: the grid's
+ * warps all finish together, one wave). The
  * norm field is the quantise kernel's, version 3's pad byte the
  * compaction's. Version 4 codes each piece in the mode p2_mode_kernel
  * chose (modes[c * np + j]), as p2.c encode_chunk: rotated, its header 0,
@@ -927,7 +933,7 @@ __global__ void __launch_bounds__(kVecWarps * 32)
 template <bool SM, bool V4>
 __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     p2_rans_encode_kernel(Plan P, const lkv_p2_model *gm, Rows R, Rows R2, const uint8_t *modes,
-                          uint8_t *scratch, uint64_t *sizes)
+                          uint8_t *scratch, uint64_t *sizes, uint32_t *heads)
 {
     LKV_P2_SMEM(smem);
     const lkv_p2_model *models = stage<SM>(P.np, gm, smem);
@@ -971,7 +977,10 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
                 st32a2(chunk + pos + 4 * lane, x);
             pos += 4 * nl;
             const uint32_t nw = (uint32_t)(P.cap / 2) - wp;
-            move_words(w16, wp, nw, pos / 2);
+            if (j + 1 < P.np)
+                move_words(w16, wp, nw, pos / 2);
+            else if (lane == 0)
+                heads[c] = pos;
             pos += 2 * nw;
             /* the packs are written again for the next piece's levels */
             __syncwarp();
@@ -984,44 +993,57 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
     }
 }
 
-/* Moves each chunk from its scratch slot to its offset (both even). In
- * version 3 it also writes the chunk's last touches, which the rANS
- * kernel's registers are better spent without: the zero pad byte after an
- * odd number of norm codes, and, since no norm code is invalid there, the
- * mark of a chunk with a vector the quantise kernel could not code (its
- * code 0, below the k >= 36 of every r >= 2^-23): piece 0's first state
- * 0 (version 4: piece 0's mode byte 2), which every decoder rejects, as
- * version 2's zero norm makes them. */
+/* Copies nw 2-byte words from s to d (both 2-byte aligned, apart), the
+ * block's threads in turn: one word first when d is 2 mod 4, then u32
+ * stores, of u32 loads when s is then 4-aligned too, else of two u16
+ * loads (never reading past the words). */
+__device__ __forceinline__ void copy_words(const uint16_t *s, uint16_t *d, uint64_t nw)
+{
+    if (nw == 0)
+        return;
+    if ((uintptr_t)d & 2u) {
+        if (threadIdx.x == 0)
+            d[0] = s[0];
+        s++;
+        d++;
+        nw--;
+    }
+    const uint64_t nq = nw / 2;
+    uint32_t *d4 = reinterpret_cast<uint32_t *>(d);
+    if (((uintptr_t)s & 2u) == 0) {
+        const uint32_t *s4 = reinterpret_cast<const uint32_t *>(s);
+        for (uint64_t i = threadIdx.x; i < nq; i += blockDim.x)
+            d4[i] = s4[i];
+    } else {
+        for (uint64_t i = threadIdx.x; i < nq; i += blockDim.x)
+            d4[i] = (uint32_t)s[2 * i] | ((uint32_t)s[2 * i + 1] << 16);
+    }
+    if ((nw & 1u) && threadIdx.x == 0)
+        d[nw - 1] = s[nw - 1];
+}
+
+/* Moves each chunk from its scratch slot to its offset (both even): the
+ * slot's first heads[c] bytes, then the last piece's words from the
+ * slot's end. In version 3 it also writes the chunk's last touches, which
+ * the rANS kernel's registers are better spent without: the zero pad byte
+ * after an odd number of norm codes, and, since no norm code is invalid
+ * there, the mark of a chunk with a vector the quantise kernel could not
+ * code (its code 0, below the k >= 36 of every r >= 2^-23): piece 0's
+ * first state 0 (version 4: piece 0's mode byte 2), which every decoder
+ * rejects, as version 2's zero norm makes them. */
 __global__ void p2_compact_kernel(Plan P, const uint8_t *scratch, const uint64_t *offs,
-                                  uint8_t *dst)
+                                  const uint32_t *heads, uint8_t *dst)
 {
     const uint64_t cap = P.cap;
     for (uint64_t c = blockIdx.x; c < P.nchunks; c += gridDim.x) {
-        const uint64_t o = offs[c], len = offs[c + 1] - o;
+        const uint64_t o = offs[c], len = offs[c + 1] - o, head = heads[c];
         const uint8_t *s = scratch + c * cap;
         uint8_t *d = dst + o;
-        if ((o & 3u) == 0) {
-            const uint32_t *s4 = reinterpret_cast<const uint32_t *>(s);
-            uint32_t *d4 = reinterpret_cast<uint32_t *>(d);
-            for (uint64_t i = threadIdx.x; i < len / 4; i += blockDim.x)
-                d4[i] = s4[i];
-            if ((len & 3u) && threadIdx.x == 0)
-                reinterpret_cast<uint16_t *>(d)[len / 2 - 1] =
-                    reinterpret_cast<const uint16_t *>(s)[len / 2 - 1];
-        } else {
-            /* d is 2 mod 4: one u16, then u32 stores of two u16 loads
-             * (never reading past the chunk) */
-            const uint16_t *s2 = reinterpret_cast<const uint16_t *>(s);
-            uint16_t *d2 = reinterpret_cast<uint16_t *>(d);
-            if (threadIdx.x == 0)
-                d2[0] = s2[0];
-            const uint64_t nq = (len - 2) / 4;
-            uint32_t *d4 = reinterpret_cast<uint32_t *>(d + 2);
-            for (uint64_t i = threadIdx.x; i < nq; i += blockDim.x)
-                d4[i] = (uint32_t)s2[2 * i + 1] | ((uint32_t)s2[2 * i + 2] << 16);
-            if (((len - 2) & 3u) && threadIdx.x == 0)
-                d2[len / 2 - 1] = s2[len / 2 - 1];
-        }
+        const uint16_t *s2 = reinterpret_cast<const uint16_t *>(s);
+        uint16_t *d2 = reinterpret_cast<uint16_t *>(d);
+        const uint64_t nw = (len - head) / 2;
+        copy_words(s2, d2, head / 2);
+        copy_words(s2 + cap / 2 - nw, d2 + head / 2, nw);
         if (P.v3) {
             const uint64_t first = c << (5u + P.slog);
             const uint32_t cnt = (uint32_t)(P.n - first < P.chunk ? P.n - first : P.chunk);
@@ -1906,8 +1928,8 @@ extern "C" size_t lkv_cuda_p2_encode_workspace(const lkv_cuda_p2_model *m, size_
     if (!m)
         return 0;
     const size_t nc = lkv_cuda_p2_chunks(&m->p, n);
-    return align16((nc + 1) * 8) + align16(scan_temp(nc + 1)) + nc * (size_t)m->cap +
-           (m->v4 ? v4_work(m, n) : 0);
+    return align16((nc + 1) * 8) + align16(4 * nc) + align16(scan_temp(nc + 1)) +
+           nc * (size_t)m->cap + (m->v4 ? v4_work(m, n) : 0);
 }
 
 static lkv_status check_dt(lkv_dtype dt, lkv_diag *diag)
@@ -1944,13 +1966,14 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     const size_t nc = P.nchunks;
     uint8_t *w = (uint8_t *)d_work;
     uint64_t *sizes = (uint64_t *)w;
+    uint32_t *heads = (uint32_t *)(w + align16((nc + 1) * 8));
     const size_t tbytes = scan_temp(nc + 1);
-    void *temp = w + align16((nc + 1) * 8);
-    uint8_t *scratch = w + align16((nc + 1) * 8) + align16(tbytes);
+    void *temp = (uint8_t *)heads + align16(4 * nc);
+    uint8_t *scratch = (uint8_t *)temp + align16(tbytes);
     cudaStream_t s = (cudaStream_t)stream;
     /* the rANS kernel: models in shared memory or not, version 4 or not */
     void (*const ek[2][2])(Plan, const lkv_p2_model *, Rows, Rows, const uint8_t *, uint8_t *,
-                           uint64_t *) = {
+                           uint64_t *, uint32_t *) = {
         {p2_rans_encode_kernel<false, false>, p2_rans_encode_kernel<false, true>},
         {p2_rans_encode_kernel<true, false>, p2_rans_encode_kernel<true, true>}};
     const auto kern = ek[P.smem_models != 0][P.v4 != 0];
@@ -1989,7 +2012,7 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
-        kern<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, modes, scratch, sizes);
+        kern<<<grid, P.warps * 32, smem, s>>>(P, m->d_models, R, R2, modes, scratch, sizes, heads);
         ce = cudaGetLastError();
     }
     if (ce == cudaSuccess) {
@@ -1998,7 +2021,7 @@ extern "C" lkv_status lkv_cuda_p2_encode(const lkv_cuda_p2_model *m, lkv_dtype d
     }
     if (ce == cudaSuccess) {
         const unsigned cg = nc < 65535u ? (unsigned)nc : 65535u;
-        p2_compact_kernel<<<cg, 256, 0, s>>>(P, scratch, d_offs, (uint8_t *)d_payload);
+        p2_compact_kernel<<<cg, 256, 0, s>>>(P, scratch, d_offs, heads, (uint8_t *)d_payload);
         ce = cudaGetLastError();
     }
     if (ce != cudaSuccess)

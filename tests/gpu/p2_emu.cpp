@@ -269,6 +269,7 @@ static void emu_encode(const Model &M, lkv_dtype dt, const uint8_t *src, size_t 
     const lkv_p2_model *models = M.t.data();
     std::vector<uint8_t> scratch(P.nchunks * P.cap, 0xee);
     std::vector<uint64_t> sizes(P.nchunks + 1, 0);
+    std::vector<uint32_t> heads(P.nchunks, 0);
     const Rows R = {payload, 2ull * P.dim, 2, ((uintptr_t)payload & 15u) == 0};
     /* version 4's channel points, slot estimates and modes (the library's
      * workspace, v4_work), 16-aligned */
@@ -291,16 +292,16 @@ static void emu_encode(const Model &M, lkv_dtype dt, const uint8_t *src, size_t 
     if (P.v4)
         launch(kVecWarps * 32, 0, [&] { p2_mode_kernel(P, models, scratch.data(), crot, modes); });
     launch(P.warps * 32, models_smem(P) + packs_smem(P), [&] {
-        auto k = P.smem_models ? (P.v4 ? p2_rans_encode_kernel<true, true>
-                                       : p2_rans_encode_kernel<true, false>)
-                               : (P.v4 ? p2_rans_encode_kernel<false, true>
-                                       : p2_rans_encode_kernel<false, false>);
-        k(P, models, R, R2, modes, scratch.data(), sizes.data());
+        auto k =
+            P.smem_models
+                ? (P.v4 ? p2_rans_encode_kernel<true, true> : p2_rans_encode_kernel<true, false>)
+                : (P.v4 ? p2_rans_encode_kernel<false, true> : p2_rans_encode_kernel<false, false>);
+        k(P, models, R, R2, modes, scratch.data(), sizes.data(), heads.data());
     });
     offs[0] = 0;
     for (size_t c = 0; c < P.nchunks; c++)
         offs[c + 1] = offs[c] + sizes[c];
-    launch(64, 0, [&] { p2_compact_kernel(P, scratch.data(), offs, payload); });
+    launch(64, 0, [&] { p2_compact_kernel(P, scratch.data(), offs, heads.data(), payload); });
 }
 
 static void emu_decode(const Model &M, lkv_dtype dt, const uint8_t *pay, size_t len,
@@ -311,10 +312,10 @@ static void emu_decode(const Model &M, lkv_dtype dt, const uint8_t *pay, size_t 
     const lkv_p2_model *models = M.t.data();
     const Rows R = {dst, (uint64_t)P.dim * P.esz, P.esz, P.fast};
     launch(P.warps * 32, dec_smem(P), [&] {
-        auto k = P.smem_models ? (P.v4 ? p2_rans_decode_kernel<true, true>
-                                       : p2_rans_decode_kernel<true, false>)
-                               : (P.v4 ? p2_rans_decode_kernel<false, true>
-                                       : p2_rans_decode_kernel<false, false>);
+        auto k =
+            P.smem_models
+                ? (P.v4 ? p2_rans_decode_kernel<true, true> : p2_rans_decode_kernel<true, false>)
+                : (P.v4 ? p2_rans_decode_kernel<false, true> : p2_rans_decode_kernel<false, false>);
         k(P, models, M.d.data(), pay, len, offs, R, st);
     });
     vec_dispatch(P, M.m.e, [&](auto sh) {
