@@ -11,8 +11,8 @@
  * the occupancy its registers allow instead of sharing the SM with a
  * shared-memory transpose:
  *   - vector kernels (quantise, reconstruct): one warp per slot of 32
- *     vectors; D/E lanes hold one vector (E = max(8, Dmax/32) contiguous
- *     elements each, so every lane holds whole E8 blocks); norm, division,
+ *     vectors; D/E lanes hold one vector (E contiguous elements each, so
+ *     every lane holds whole E8 blocks: model_layout); norm, division,
  *     butterfly and closest point (encode) or the inverse (decode), across
  *     lanes by xor shuffles, in profile 2's operation order;
  *   - rANS kernels: one warp per chunk (up to 256 vectors = 8 slots of
@@ -1661,6 +1661,14 @@ template <class F> void vec_dispatch(const Plan &P, uint32_t e, F &&f)
 /* ------------------------------------------------------------------------ */
 /* Host                                                                      */
 
+/* Elements a lane holds from D = 128 up, in versions 2 and 3 (8, 16 or
+ * 32; H100, 2^20 x 128 bf16: 16 took the version 3 encode from 1.036 to
+ * 0.970 ms and the decode from 1.126 to 1.091; 32 spills, 1.21 and 1.15
+ * ms). */
+#ifndef LKV_P2_EPT_LARGE
+#define LKV_P2_EPT_LARGE 16u
+#endif
+
 struct lkv_cuda_p2_model {
     lkv_params p;
     int dev;
@@ -1703,7 +1711,15 @@ static void model_layout(const lkv_params *p, lkv_cuda_p2_model *m)
         body += (m->v4 ? piece_hdr(m->pdim[j], true) : 0u) + 4ull * kLanes +
                 2ull * m->chunk * m->sym[j];
     }
-    m->e = m->dmax / 32 > 8 ? m->dmax / 32 : 8;
+    /* elements a lane holds: LKV_P2_EPT_LARGE from D = 128 up (at D = 128
+     * and 16, 8 lanes a vector instead of 16: one cross-lane butterfly
+     * stage less, and a pass's per-vector work on half the lanes; ncu:
+     * quantise 422 -> 357 M instructions), D / 32 past that, 8 below 128.
+     * Version 4 keeps 8: its quantise kernel, which also writes the
+     * channel domain, spills more at 16 (encode 2.08 -> 2.53 ms on channel
+     * data) */
+    const uint32_t el = m->dmax >= 128 && !m->v4 ? LKV_P2_EPT_LARGE : 8u;
+    m->e = m->dmax / 32 > el ? m->dmax / 32 : el;
     m->cap = align16(4 + body);
     /* version 4: the slot also holds the channel values behind the norm
      * field (chan_row) until the rANS kernel codes it; it does already
