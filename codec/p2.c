@@ -513,9 +513,15 @@ static void models_take(p2_models *ms)
     }
 }
 
-/* ms's buffers into an empty slot, else (or with the cache off) freed. */
+/* ms's buffers into an empty slot, else (or with the cache off) freed; a
+ * call that has none (versions 2 and 3, rotated pieces) gives back
+ * nothing, so it allocates nothing and leaves the slots to sets that hold
+ * buffers. */
 static void models_free(p2_models *ms)
 {
+    static const p2_bufs none_held;
+    if (!memcmp(&ms->b, &none_held, sizeof ms->b))
+        return;
     p2_bufs *sp = atomic_load_explicit(&cache_off, memory_order_relaxed)
                       ? NULL
                       : (p2_bufs *)malloc(sizeof *sp);
