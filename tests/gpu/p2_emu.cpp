@@ -114,6 +114,12 @@ static inline uint32_t __shfl_xor_sync(uint32_t, uint32_t v, int d)
     w.bar.arrive_and_wait();
     return r;
 }
+static inline unsigned long long __shfl_xor_sync(uint32_t m, unsigned long long v, int d)
+{
+    const uint32_t lo = __shfl_xor_sync(m, (uint32_t)v, d);
+    const uint32_t hi = __shfl_xor_sync(m, (uint32_t)(v >> 32), d);
+    return (unsigned long long)hi << 32 | lo;
+}
 static inline void __syncwarp()
 {
     my_warp().bar.arrive_and_wait();
