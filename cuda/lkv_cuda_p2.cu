@@ -68,6 +68,13 @@ constexpr uint32_t kRansWarps = 16; /* warps per block of a rANS kernel */
  * the kernels to 64 registers. Three (42 registers) spilled and decoded
  * slower on an H100 (1.13 against 1.07 ms for 2^20 vectors). */
 constexpr uint32_t kRansBlocksPerSm = 2;
+/* Reconstruct blocks resident per SM (__launch_bounds__) for up to 16
+ * elements a lane: four hold it to 64 registers (32 warps), without a
+ * spill. Left free it took 74 once it read the row's first point from a
+ * lane's own load (H100, 2^20 x 128 bf16: 24 warps, 269 us; bounded, 245
+ * us, against main's 265). At 32 elements a lane (D > 512) it would spill:
+ * left free there. */
+constexpr uint32_t kReconBlocksPerSm = 4;
 /* models held in shared memory when at most this many pieces */
 constexpr uint32_t kSmemModels = 2;
 
@@ -1567,7 +1574,7 @@ __global__ void __launch_bounds__(kRansWarps * 32, kRansBlocksPerSm)
 /* Vector kernel: t = p / Q, butterfly, times 4/D, times r, over the points
  * in place; zeros for the rows of a bad chunk. */
 template <int E, int DT>
-__global__ void __launch_bounds__(kVecWarps * 32)
+__global__ void __launch_bounds__(kVecWarps * 32, E <= 16 ? kReconBlocksPerSm : 1)
     p2_reconstruct_kernel(Plan P, const lkv_p2_model *models, const uint8_t *payload,
                           const uint64_t *offs, Rows R, uint8_t *dst)
 {
@@ -1596,33 +1603,39 @@ __global__ void __launch_bounds__(kVecWarps * 32)
                 const uint32_t vl = pass * vpp + vp;
                 const bool valid = vl < nk;
                 const uint64_t v = first + vl;
+                const int16_t *row = valid ? row_of(R, v, pc.off) : nullptr;
+                uint32_t ww[E / 2];
+#pragma unroll
+                for (int i = 0; i < E / 2; i++)
+                    ww[i] = 0;
+                if (valid)
+#pragma unroll
+                    for (int q = 0; q < E / 8; q++)
+                        if (8 * q < e)
+                            get_block(row + li * e + 8 * q, fast, ww + 4 * q);
+                /* the row's first point, from the vector's first lane: a bad
+                 * chunk's mark or version 4's channel mark (one load a pass:
+                 * reading it apart made every pass wait for two loads in a
+                 * row) */
+                const uint32_t r0 = __shfl_sync(kFull, ww[0] & 0xffffu, (int)(vp * pc.lpv));
+                const bool dead = valid && r0 == (uint16_t)kDead;
+                const bool mark = valid && !dead && (((r0 >> 14) ^ (r0 >> 15)) & 1u) != 0;
+                /* a slot lies in one chunk: the mode is the warp's */
+                const bool chan = P.v4 && __any_sync(kFull, mark);
+                /* r^(k) in version 3, fp32(r16) in version 2; read only for
+                 * a chunk that passed its checks */
+                const uint32_t ci = vl * P.np + j;
+                const float r = !valid || dead ? 0.0f
+                                : P.v3         ? __uint_as_float(lkv_p2_norm_bits(codes[ci]))
+                                               : __uint_as_float(lkv_math_f16_to_f32(
+                                                     reinterpret_cast<const uint16_t *>(codes)[ci]));
+                if (valid && chan && li == 0)
+                    ww[0] ^= kChanMark;
                 float xv[E];
 #pragma unroll
                 for (int i = 0; i < E; i++)
-                    xv[i] = 0.0f;
-                const int16_t *row = valid ? row_of(R, v, pc.off) : nullptr;
-                bool dead = false, mark = false;
+                    xv[i] = (float)(int16_t)((i & 1) ? ww[i / 2] >> 16 : ww[i / 2] & 0xffffu);
                 if (valid) {
-                    const uint32_t r0 = (uint16_t)row[0];
-                    dead = r0 == (uint16_t)kDead;
-                    mark = !dead && (((r0 >> 14) ^ (r0 >> 15)) & 1u) != 0;
-                }
-                /* a slot lies in one chunk: the mode is the warp's */
-                const bool chan = P.v4 && __any_sync(kFull, mark);
-                if (valid) {
-#pragma unroll
-                    for (int q = 0; q < E / 8; q++)
-                        if (8 * q < e) {
-                            uint32_t ww[4];
-                            get_block(row + li * e + 8 * q, fast, ww);
-                            if (q == 0 && chan && li == 0)
-                                ww[0] ^= kChanMark;
-#pragma unroll
-                            for (int i = 0; i < 4; i++) {
-                                xv[8 * q + 2 * i] = (float)(int16_t)(ww[i] & 0xffffu);
-                                xv[8 * q + 2 * i + 1] = (float)(int16_t)(ww[i] >> 16);
-                            }
-                        }
                     /* the halves are +0 or >= 1/2 in magnitude: lkv_div_by's
                      * range, where it is IEEE division (+0 included); c <
                      * 2^13 as Q is */
@@ -1638,12 +1651,6 @@ __global__ void __launch_bounds__(kVecWarps * 32)
                  * before any writes */
                 __syncwarp();
                 if (valid) {
-                    /* r^(k) in version 3, fp32(r16) in version 2 */
-                    const uint32_t ci = vl * P.np + j;
-                    const float r = dead   ? 0.0f
-                                    : P.v3 ? __uint_as_float(lkv_p2_norm_bits(codes[ci]))
-                                           : __uint_as_float(lkv_math_f16_to_f32(
-                                                 reinterpret_cast<const uint16_t *>(codes)[ci]));
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         xv[i] = dead   ? 0.0f

@@ -114,6 +114,15 @@ static inline uint32_t __shfl_xor_sync(uint32_t, uint32_t v, int d)
     w.bar.arrive_and_wait();
     return r;
 }
+static inline uint32_t __shfl_sync(uint32_t, uint32_t v, int src)
+{
+    emu::Warp &w = my_warp();
+    w.u[my_lane()] = v;
+    w.bar.arrive_and_wait();
+    const uint32_t r = w.u[(uint32_t)src & 31u];
+    w.bar.arrive_and_wait();
+    return r;
+}
 static inline unsigned long long __shfl_xor_sync(uint32_t m, unsigned long long v, int d)
 {
     const uint32_t lo = __shfl_xor_sync(m, (uint32_t)v, d);
