@@ -1156,14 +1156,17 @@ lkv_status lkv_rpc_create(const lkv_config *cfg, lkv_service *svc, lkv_inbox *in
     grpc_init();
 
     /* Messages gRPC is still receiving (before gather() copies them out and
-     * the budget sees them) get a gRPC memory quota of the same size: under
-     * its pressure the transport shrinks its flow-control windows, and when
-     * it is spent gRPC resets streams (RST_STREAM ENHANCE_YOUR_CALM, which
-     * clients see as RESOURCE_EXHAUSTED) or closes idle connections
-     * (GOAWAY). Without it 64 clients sending 60 MiB each made gRPC hold
-     * gigabytes of partial messages (bench/service/burst_rss.py). */
+     * the budget sees them) get a gRPC memory quota: without one, 64 clients
+     * sending 60 MiB each made gRPC hold gigabytes (bench/service/burst_rss.py).
+     * Once it is spent gRPC resets streams at random, already received ones
+     * too (RST_STREAM 11: RESOURCE_EXHAUSTED in the client), or closes idle
+     * connections (GOAWAY). So it is the budget plus one whole message: a
+     * lone message is always received, as the budget always admits it, and
+     * partial messages as large as the budget leave room to finish one more.
+     * At the budget alone gRPC reset a lone message bigger than the budget,
+     * and at times every Put of a burst. */
     grpc_resource_quota *quota = grpc_resource_quota_create("latticekvd");
-    grpc_resource_quota_resize(quota, (size_t)r->budget->limit);
+    grpc_resource_quota_resize(quota, (size_t)(r->budget->limit + cfg->max_message_bytes));
     grpc_arg args[] = {
         lkv_grpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)cfg->max_message_bytes),
         lkv_grpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)cfg->max_message_bytes),

@@ -161,49 +161,105 @@ def test_replies_over_the_inflight_budget_are_refused_naming_it():
             assert d.stop() == 0, d.log_text()
 
 
+def fp32_put(key, mib):
+    """A serialized PutRequest of a MIB MiB fp32 tensor."""
+    rows = (mib << 20) // 512
+    data = np.tile(np.linspace(-1, 1, 128, dtype=np.float32), rows).tobytes()
+    tensor = pb.Tensor(dtype=pb.DTYPE_FP32, shape=[rows, 128], data=data)
+    return pb.PutRequest(key=pb.BlockKey(key=key), tensor=tensor).SerializeToString()
+
+
+def put_burst(addr, reqs, warm_up=None, before=lambda: None):
+    """Sends the Puts reqs at once, each on its own channel (so its own
+    connection), released together by a barrier. warm_up, when given, is
+    sent first on the first channel, then before() runs. Returns the
+    outcome of each: "OK" or "CODE: details"."""
+    opts = [("grpc.max_send_message_length", 64 * MIB),
+            ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(addr, options=opts) for _ in reqs]
+    try:
+        puts = [raw_put(ch) for ch in channels]
+        if warm_up is not None:
+            puts[0](warm_up, timeout=HANG_GUARD_S)
+        before()
+        barrier = threading.Barrier(len(reqs))
+
+        def put(i):
+            barrier.wait()
+            try:
+                puts[i](reqs[i], timeout=HANG_GUARD_S)
+                return "OK"
+            except grpc.RpcError as e:
+                return "%s: %s" % (e.code().name, e.details())
+
+        with ThreadPoolExecutor(len(reqs)) as ex:
+            return list(ex.map(put, range(len(reqs))))
+    finally:
+        for ch in channels:
+            ch.close()
+
+
+def test_a_lone_message_over_the_budget_is_received():
+    """The budget admits a lone request whatever its size, and gRPC's memory
+    quota leaves room for one whole message, so on an idle daemon with
+    --max-inflight-bytes 8MiB a 24 MiB Put is stored. Before, the quota was
+    the budget alone and gRPC reset this stream every time
+    (RESOURCE_EXHAUSTED: Received RST_STREAM with error code 11)."""
+    with tempfile.TemporaryDirectory(prefix="lkv-mem-") as tmp:
+        d = budget_daemon(tmp, "--max-inflight-bytes", "8MiB")
+        try:
+            assert put_burst(d.tcp, [fp32_put(b"lone", 24)]) == ["OK"]
+            with latticekv.Client(d.tcp, timeout=HANG_GUARD_S) as c:
+                assert int(c.stats()["tiers"][0]["blocks"]) == 1
+        finally:
+            assert d.stop() == 0, d.log_text()
+
+
+def test_a_burst_within_the_quota_is_decided_by_the_budget():
+    """Three concurrent 20 MiB Puts against a 32 MiB budget: their 60 MiB of
+    partial messages fit in gRPC's quota (the budget plus one 48 MiB
+    message), so gRPC resets none of them; the budget admits what fits and
+    refuses the rest with a message naming it, and at least one is stored.
+    Before (the quota was the budget) gRPC reset streams in every run and
+    all three in about half of them."""
+    with tempfile.TemporaryDirectory(prefix="lkv-mem-") as tmp:
+        d = budget_daemon(tmp, "--max-inflight-bytes", "32MiB")
+        try:
+            codes = put_burst(d.tcp, [fp32_put(b"b%d" % i, 20) for i in range(3)])
+            assert "OK" in codes, codes
+            for c in codes:
+                assert c == "OK" or (c.startswith("RESOURCE_EXHAUSTED: ")
+                                     and "max-inflight-bytes=33554432" in c), codes
+        finally:
+            assert d.stop() == 0, d.log_text()
+
+
 def test_memory_returns_to_the_system_after_a_burst():
     """A burst of concurrent 24 MiB Puts (below the 32 MiB mmap threshold,
     so on the heap), each client on its own connection, leaves RSS near
     where it started once nothing is in flight. Before: glibc kept up to
-    256 MiB of freed heap for good."""
-    n, rows = 8, (24 << 20) // 512
+    256 MiB of freed heap for good. The 192 MiB burst passes the 96 MiB
+    budget, so some Puts are refused: RESOURCE_EXHAUSTED by the budget, or
+    when gRPC's quota is spent too, a reset stream (RESOURCE_EXHAUSTED) or
+    a closed connection (UNAVAILABLE); at least one is stored."""
+    n = 8
     with tempfile.TemporaryDirectory(prefix="lkv-mem-") as tmp:
         d = budget_daemon(tmp)
         try:
             pid = d.proc.pid
-            data = np.tile(np.linspace(-1, 1, 128, dtype=np.float32), rows).tobytes()
-            tensor = pb.Tensor(dtype=pb.DTYPE_FP32, shape=[rows, 128], data=data)
-            reqs = [pb.PutRequest(key=pb.BlockKey(key=b"b%d" % i), tensor=tensor)
-                    .SerializeToString() for i in range(n + 1)]
-            opts = [("grpc.max_send_message_length", 64 * MIB),
-                    ("grpc.use_local_subchannel_pool", 1)]
-            channels = [grpc.insecure_channel(d.tcp, options=opts) for _ in range(n)]
-            try:
-                puts = [raw_put(ch) for ch in channels]
-                puts[0](reqs[n], timeout=HANG_GUARD_S)
-                idle = rss_mib(pid)
-                barrier = threading.Barrier(n)
-
-                def put(i):
-                    barrier.wait()
-                    try:
-                        puts[i](reqs[i], timeout=HANG_GUARD_S)
-                        return "OK"
-                    except grpc.RpcError as e:
-                        return e.code().name
-
-                with ThreadPoolExecutor(n) as ex:
-                    codes = list(ex.map(put, range(n)))
-            finally:
-                for ch in channels:
-                    ch.close()
+            idle = []
+            codes = put_burst(d.tcp, [fp32_put(b"b%d" % i, 24) for i in range(n)],
+                              warm_up=fp32_put(b"b%d" % n, 24),
+                              before=lambda: idle.append(rss_mib(pid)))
             assert "OK" in codes, codes
+            assert all(c == "OK" or c.startswith("RESOURCE_EXHAUSTED: ")
+                       or c == "UNAVAILABLE: GOAWAY received" for c in codes), codes
             time.sleep(0.5)
             after = rss_mib(pid)
             peak = proc_status_kib(pid, "VmHWM") / 1024.0
             if under_asan(pid):
                 pytest.skip("RSS is not meaningful under AddressSanitizer")
-            print("idle %.0f peak %.0f after %.0f MiB, %s" % (idle, peak, after, codes))
-            assert after - idle < 48, "RSS %.0f MiB after the burst, %.0f before" % (after, idle)
+            print("idle %.0f peak %.0f after %.0f MiB, %s" % (idle[0], peak, after, codes))
+            assert after - idle[0] < 48, "RSS %.0f MiB after the burst, %.0f before" % (after, idle[0])
         finally:
             assert d.stop() == 0, d.log_text()
