@@ -55,7 +55,6 @@ namespace emu
 struct Warp {
     std::barrier<> bar{32};
     uint32_t u[32];
-    float f[32];
 };
 struct Block {
     explicit Block(uint32_t threads) : bar(threads), warps(threads / 32)
@@ -96,24 +95,6 @@ static inline bool __any_sync(uint32_t m, bool p)
 {
     return __ballot_sync(m, p) != 0;
 }
-static inline float __shfl_xor_sync(uint32_t, float v, int d)
-{
-    emu::Warp &w = my_warp();
-    w.f[my_lane()] = v;
-    w.bar.arrive_and_wait();
-    const float r = w.f[my_lane() ^ (uint32_t)d];
-    w.bar.arrive_and_wait();
-    return r;
-}
-static inline uint32_t __shfl_xor_sync(uint32_t, uint32_t v, int d)
-{
-    emu::Warp &w = my_warp();
-    w.u[my_lane()] = v;
-    w.bar.arrive_and_wait();
-    const uint32_t r = w.u[my_lane() ^ (uint32_t)d];
-    w.bar.arrive_and_wait();
-    return r;
-}
 static inline uint32_t __shfl_sync(uint32_t, uint32_t v, int src)
 {
     emu::Warp &w = my_warp();
@@ -122,6 +103,18 @@ static inline uint32_t __shfl_sync(uint32_t, uint32_t v, int src)
     const uint32_t r = w.u[(uint32_t)src & 31u];
     w.bar.arrive_and_wait();
     return r;
+}
+static inline uint32_t __shfl_xor_sync(uint32_t m, uint32_t v, int d)
+{
+    return __shfl_sync(m, v, (int)(my_lane() ^ (uint32_t)d));
+}
+static inline float __shfl_xor_sync(uint32_t m, float v, int d)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u = __shfl_xor_sync(m, u, d);
+    memcpy(&v, &u, sizeof v);
+    return v;
 }
 static inline unsigned long long __shfl_xor_sync(uint32_t m, unsigned long long v, int d)
 {
