@@ -252,8 +252,12 @@ def test_memory_returns_to_the_system_after_a_burst():
                               warm_up=fp32_put(b"b%d" % n, 24),
                               before=lambda: idle.append(rss_mib(pid)))
             assert "OK" in codes, codes
-            assert all(c == "OK" or c.startswith("RESOURCE_EXHAUSTED: ")
-                       or c == "UNAVAILABLE: GOAWAY received" for c in codes), codes
+            # the connection closed under a stream shows as either text
+            # (bench/service/burst_rss.py saw both at 64 clients); a daemon
+            # that died instead fails d.stop() below
+            closed = ("UNAVAILABLE: GOAWAY received", "UNAVAILABLE: Broken pipe")
+            assert all(c == "OK" or c.startswith("RESOURCE_EXHAUSTED: ") or c in closed
+                       for c in codes), codes
             time.sleep(0.5)
             after = rss_mib(pid)
             peak = proc_status_kib(pid, "VmHWM") / 1024.0
