@@ -295,14 +295,16 @@ template <int E> __device__ __forceinline__ void butterfly(float *x, int e, int 
                     x[i + h] = __fsub_rn(a, b);
                 }
         }
+    /* across lanes, the lower lane of a pair x + o and the upper o - x, as
+     * one o + sg x: the product by +-1 is exact, so it rounds as the sum
+     * and the difference do, zeros included (one FFMA where a sum, a
+     * difference and a select took three) */
     for (int d = 1; d < lpv; d <<= 1) {
-        const bool upper = (li & d) != 0;
+        const float sg = (li & d) != 0 ? -1.0f : 1.0f;
 #pragma unroll
         for (int i = 0; i < E; i++)
-            if (i < e) {
-                const float o = __shfl_xor_sync(kFull, x[i], d);
-                x[i] = upper ? __fsub_rn(o, x[i]) : __fadd_rn(x[i], o);
-            }
+            if (i < e)
+                x[i] = __fmaf_rn(sg, x[i], __shfl_xor_sync(kFull, x[i], d));
     }
 }
 
@@ -1596,9 +1598,13 @@ __global__ void __launch_bounds__(kVecWarps * 32, E <= 16 ? kReconBlocksPerSm : 
             const Piece pc = P.pc[j];
             const int e = DT >= 0 ? E : (int)pc.e, lpv = (int)pc.lpv;
             const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
-            const float qy = lkv_recip_of(m->qf);
-            /* version 4's channel mode: p / c times r, c = chan_scale */
-            const float ch = P.v4 ? chan_scale(m) : 1.0f, chy = P.v4 ? lkv_recip_of(ch) : 1.0f;
+            /* p2.c's ((2k + c) / 2) / Q as (2k + c) / 2Q, and in version
+             * 4's channel mode ((2k + c) / 2) / ch as (2k + c) / 2ch (ch =
+             * chan_scale): both doublings are exact, and each quotient is
+             * the same real number rounded once */
+            const float q2 = __fmul_rn(m->qf, 2.0f), qy = lkv_recip_of(q2);
+            const float ch = P.v4 ? __fmul_rn(chan_scale(m), 2.0f) : 1.0f;
+            const float chy = P.v4 ? lkv_recip_of(ch) : 1.0f;
             for (uint32_t pass = 0; pass < pc.lpv; pass++) {
                 const uint32_t vl = pass * vpp + vp;
                 const bool valid = vl < nk;
@@ -1631,18 +1637,23 @@ __global__ void __launch_bounds__(kVecWarps * 32, E <= 16 ? kReconBlocksPerSm : 
                                                      reinterpret_cast<const uint16_t *>(codes)[ci]));
                 if (valid && chan && li == 0)
                     ww[0] ^= kChanMark;
+                /* a dead row: points +0, so every step below gives +0 */
+                if (dead)
+#pragma unroll
+                    for (int i = 0; i < E / 2; i++)
+                        ww[i] = 0;
                 float xv[E];
 #pragma unroll
                 for (int i = 0; i < E; i++)
                     xv[i] = (float)(int16_t)((i & 1) ? ww[i / 2] >> 16 : ww[i / 2] & 0xffffu);
                 if (valid) {
-                    /* the halves are +0 or >= 1/2 in magnitude: lkv_div_by's
-                     * range, where it is IEEE division (+0 included); c <
-                     * 2^13 as Q is */
-                    const float dv = chan ? ch : m->qf, dy = chan ? chy : qy;
+                    /* the dividends are +0 or integers, the divisors 2Q and
+                     * 2c below 2^15: lkv_div_by's range, where it is IEEE
+                     * division (+0 included) */
+                    const float dv = chan ? ch : q2, dy = chan ? chy : qy;
 #pragma unroll
                     for (int i = 0; i < E; i++)
-                        xv[i] = lkv_div_by(__fmul_rn(xv[i], 0.5f), dv, dy);
+                        xv[i] = lkv_div_by(xv[i], dv, dy);
                 }
                 if (!chan)
                     butterfly<E>(xv, e, lpv, (int)li);
@@ -1651,11 +1662,16 @@ __global__ void __launch_bounds__(kVecWarps * 32, E <= 16 ? kReconBlocksPerSm : 
                  * before any writes */
                 __syncwarp();
                 if (valid) {
+                    /* p2.c's (t 4/D) r as t (4/D r): 4/D is a power of two
+                     * and both products stay normal (t is 0 or a multiple
+                     * of 2^-34, the least ulp of a quotient (2k + c) / 2Q;
+                     * 4/D >= 2^-8; r >= 2^-23, or 0 in a dead row), so the
+                     * first is exact either way and the last rounds the
+                     * same real number once */
+                    const float s = chan ? r : __fmul_rn(m->out_scale, r);
 #pragma unroll
                     for (int i = 0; i < E; i++)
-                        xv[i] = dead   ? 0.0f
-                                : chan ? __fmul_rn(xv[i], r)
-                                       : __fmul_rn(__fmul_rn(xv[i], m->out_scale), r);
+                        xv[i] = __fmul_rn(xv[i], s);
                     store_elems<E>(dst + (v * P.dim + pc.off + li * e) * P.esz, dt, e, fast, xv);
                 }
             }
