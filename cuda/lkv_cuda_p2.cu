@@ -1599,12 +1599,12 @@ __global__ void __launch_bounds__(kVecWarps * 32, E <= 16 ? kReconBlocksPerSm : 
             const int e = DT >= 0 ? E : (int)pc.e, lpv = (int)pc.lpv;
             const uint32_t vpp = kLanes / pc.lpv, vp = lane / pc.lpv, li = lane % pc.lpv;
             /* p2.c's ((2k + c) / 2) / Q as (2k + c) / 2Q, and in version
-             * 4's channel mode ((2k + c) / 2) / ch as (2k + c) / 2ch (ch =
-             * chan_scale): both doublings are exact, and each quotient is
-             * the same real number rounded once */
+             * 4's channel mode ((2k + c) / 2) / c as (2k + c) / 2c (c =
+             * chan_scale, ch2 = 2c): both doublings are exact, and each
+             * quotient is the same real number rounded once */
             const float q2 = __fmul_rn(m->qf, 2.0f), qy = lkv_recip_of(q2);
-            const float ch = P.v4 ? __fmul_rn(chan_scale(m), 2.0f) : 1.0f;
-            const float chy = P.v4 ? lkv_recip_of(ch) : 1.0f;
+            const float ch2 = P.v4 ? __fmul_rn(chan_scale(m), 2.0f) : 1.0f;
+            const float ch2y = P.v4 ? lkv_recip_of(ch2) : 1.0f;
             for (uint32_t pass = 0; pass < pc.lpv; pass++) {
                 const uint32_t vl = pass * vpp + vp;
                 const bool valid = vl < nk;
@@ -1650,7 +1650,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, E <= 16 ? kReconBlocksPerSm : 
                     /* the dividends are +0 or integers, the divisors 2Q and
                      * 2c below 2^15: lkv_div_by's range, where it is IEEE
                      * division (+0 included) */
-                    const float dv = chan ? ch : q2, dy = chan ? chy : qy;
+                    const float dv = chan ? ch2 : q2, dy = chan ? ch2y : qy;
 #pragma unroll
                     for (int i = 0; i < E; i++)
                         xv[i] = lkv_div_by(xv[i], dv, dy);
