@@ -6,8 +6,9 @@ Usage: ab_p2_summary.py OUT_DIR BASE_LABEL NEW_LABEL > result.json
 
 Collects every gpu_p2_bench JSON of the interleaved rounds
 (bench_<build>_f<format>_<data>_r<k>.json), the median over rounds of each
-build's rows, the test and memcheck lines, and the ncu metrics of each rANS
-kernel when ab_p2.sh ran them (ncu_<build>_<kernel>.txt).
+build's rows, the test and memcheck lines (the base's too when ab_p2.sh
+checked it, in base/), and the ncu metrics of each kernel when ab_p2.sh ran
+them (ncu_<build>_<kernel>.txt).
 """
 import glob
 import json
@@ -75,6 +76,8 @@ def main():
         "new": new_label,
         "new_gpu_p2_test_quick": last_line("gpu_p2_test.log", r"passed"),
         "new_memcheck_tiny": last_line("memcheck.log", r"ERROR SUMMARY"),
+        "base_gpu_p2_test_quick": last_line("base/gpu_p2_test.log", r"passed"),
+        "base_memcheck_tiny": last_line("base/memcheck.log", r"ERROR SUMMARY"),
         "cases": cases,
         "ncu_clock_control_none": ncu,
     }, sys.stdout, indent=1)
