@@ -803,7 +803,8 @@ static inline int rans_put(uint32_t *x, p2_sym s, uint8_t *base, size_t *wp, siz
         st16(base + *wp, v & 0xffffu);
         v >>= 16;
     }
-    /* v / freq without a divide: the estimate is at most 2 below. */
+    /* v / freq without a divide: the estimate is at most 1 below
+     * (lkv_p2_rcp), so the loop steps at most once. */
     uint32_t q = (uint32_t)(((uint64_t)v * s.rcp) >> 32);
     uint32_t r = v - q * s.freq;
     while (r >= s.freq) {

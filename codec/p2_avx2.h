@@ -380,16 +380,16 @@ SK_INLINE int p2a_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *w
         *wp -= 2u * cnt;
         *x = p2a_blend(emit, _mm256_srli_epi32(*x, 16), *x);
     }
-    /* x / freq: the multiply-high estimate q is at most 2 below, r < 3 freq;
-     * both steps up from r at once (p2v_put). */
+    /* x / freq: the multiply-high estimate q is at most 1 below
+     * (lkv_p2_rcp), r < 2 freq; a step up (q + 1, r - freq) adds 2^15 - freq
+     * to the new state. */
     const vi q = vi_mulhi(*x, rcp);
     const vi r = _mm256_sub_epi32(*x, _mm256_mullo_epi32(q, freq));
     const vi step = _mm256_sub_epi32(_mm256_set1_epi32((int)LKV_P2_PROB_ONE), freq);
-    const vi up1 = _mm256_and_si256(p2a_le(freq, r), step);
-    const vi up2 = _mm256_and_si256(p2a_le(_mm256_add_epi32(freq, freq), r), step);
+    const vi up = _mm256_and_si256(p2a_le(freq, r), step);
     const vi y =
         _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, (int)LKV_P2_PROB_BITS), start), r);
-    *x = _mm256_add_epi32(y, _mm256_add_epi32(up1, up2));
+    *x = _mm256_add_epi32(y, up);
     return 1;
 }
 

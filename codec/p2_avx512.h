@@ -374,19 +374,16 @@ SK_INLINE int p2v_put(vi *x, vi start, vi freq, vi rcp, uint8_t *base, size_t *w
                                  _mm512_cvtepi32_epi16(w));
         *x = _mm512_mask_srli_epi32(*x, emit, *x, 16);
     }
-    /* x / freq: the multiply-high estimate q is at most 2 below, so the
-     * remainder r < 3 freq. Each step up (q + 1, r - freq) adds
-     * 2^15 - freq to the new state; both masks come from r at once, which
-     * keeps the state's chain of latencies shorter than two steps in turn. */
+    /* x / freq: the multiply-high estimate q is at most 1 below
+     * (lkv_p2_rcp), so the remainder r < 2 freq. A step up (q + 1,
+     * r - freq) adds 2^15 - freq to the new state. */
     const vi q = vi_mulhi(*x, rcp);
     const vi r = _mm512_sub_epi32(*x, _mm512_mullo_epi32(q, freq));
-    const __mmask16 up1 = _mm512_cmpge_epu32_mask(r, freq);
-    const __mmask16 up2 = _mm512_cmpge_epu32_mask(r, _mm512_add_epi32(freq, freq));
+    const __mmask16 up = _mm512_cmpge_epu32_mask(r, freq);
     const vi step = _mm512_sub_epi32(_mm512_set1_epi32((int)LKV_P2_PROB_ONE), freq);
-    vi y =
+    const vi y =
         _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, (int)LKV_P2_PROB_BITS), start), r);
-    y = _mm512_mask_add_epi32(y, up1, y, step);
-    *x = _mm512_mask_add_epi32(y, up2, y, step);
+    *x = _mm512_mask_add_epi32(y, up, y, step);
     return 1;
 }
 
