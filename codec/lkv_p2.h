@@ -58,9 +58,8 @@ typedef struct lkv_p2_model {
 #define LKV_P2_LEVEL_ROTATED 0xffffffffu
 
 /* floor((2^32 - 1) / f), f >= 1: with it x / f = floor(x * rcp / 2^32)
- * plus at most one correction, exactly, for every 32-bit x (rcp >= 2^32 / f
- * - 1 and x < 2^32 put the estimate above x / f - 1; tests/codec/test_p2.c
- * checks it). */
+ * plus at most one correction, exactly, for every 32-bit x: rcp >= 2^32/f - 1
+ * and x < 2^32 put the estimate above x/f - 1 (tests/codec/test_p2.c). */
 static inline uint32_t lkv_p2_rcp(uint32_t f)
 {
     return 0xffffffffu / f;

@@ -409,7 +409,7 @@ Test(p2, models_build_for_every_q_and_piece)
 
 /* The rANS put's quotient x / f as the multiply-high by lkv_p2_rcp(f) is
  * at most 1 below, for every frequency and every state the put divides
- * (x < min(2^32, f << 17)): the GPU corrects it in one step. Checked on
+ * (x < min(2^32, f << 17)): the SIMD puts correct it in one step. Checked on
  * the 1000 states below each bound that leave the remainder f - 1 (where
  * the estimate falls short) and 1000 pseudo-random ones; the shortfall of
  * 1 must occur, or one step would be more than needed. */
